@@ -1,0 +1,86 @@
+//! The command line (design doc §1). Each subcommand is a thin adapter over the library.
+
+mod eval;
+mod runs;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "benchgen", version, about = "Evaluate language models on benchmarks locally, in-process")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a model on an environment and write the run's files (defaults: the embedded ones).
+    Eval(EvalArgs),
+    /// The Evaluations tab: list and inspect runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Environment directory or .zip [default: the embedded arithmetic environment]
+    #[arg(long)]
+    pub env: Option<PathBuf>,
+    /// Model: a checkpoint directory (HF layout), `trained:PATH`, or `embedded` [default: embedded]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Phase to evaluate [default: the environment's first phase]
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// cpu, cuda, cuda:N or metal
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// auto, f32, bf16 or f16 (auto: f32 on CPU, bf16 on GPUs)
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// Sequences decoded together (continuous batching)
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Evaluate only the first N items
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Seed for sampled decoding (each item's stream depends on this and its id only)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Print the score breakdown as JSON on stdout (the live log goes to stderr)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum RunsCommand {
+    /// One line per run: id, status, model, environment, created, Overall Score
+    List {
+        /// Only runs of this environment (its name)
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// A run's record, score breakdown and files
+    Show {
+        run_id: u64,
+        /// Print the generated fine-tune dataset instead
+        #[arg(long)]
+        finetune: bool,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
+        Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => runs::show(&runs_dir, run_id, finetune),
+    }
+}

@@ -1,0 +1,96 @@
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use benchgen::report::ScoreBreakdown;
+use benchgen::run::{RunRecord, RunsDir};
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
+    let runs = RunsDir::new(runs_dir);
+    let ids = runs.ids()?;
+    println!("{:>5}  {:<11}  {:<32}  {:<20}  {:<20}  {:>13}", "ID", "Status", "Model", "Environment", "Created", "Overall Score");
+    for id in ids {
+        let path = runs.path_of(id).join("run.json");
+        // A folder without a readable record (being created, or damaged) is listed as such.
+        let Ok(rec) = RunRecord::read(&path) else {
+            if env.is_none() {
+                println!("{id:>5}  {:<11}", "Unreadable");
+            }
+            continue;
+        };
+        if env.is_some_and(|e| e != rec.environment.name) {
+            continue;
+        }
+        let score = rec.overall_score.map_or_else(|| "-".to_string(), |s| format!("{s:.2}"));
+        println!(
+            "{:>5}  {:<11}  {:<32}  {:<20}  {:<20}  {:>13}",
+            id,
+            rec.status.to_string(),
+            truncate(&rec.model.spec, 32),
+            truncate(&rec.environment.name, 20),
+            rec.created,
+            score
+        );
+    }
+    Ok(())
+}
+
+pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> {
+    let dir = RunsDir::new(runs_dir).path_of(run_id);
+    if !dir.is_dir() {
+        bail!("no run {run_id} in {} (see `benchgen runs list`)", runs_dir.display());
+    }
+    if finetune {
+        let path = dir.join("finetune.jsonl");
+        if !path.is_file() {
+            bail!("run {run_id} has no fine-tune dataset: its environment has no [finetune] section");
+        }
+        print!("{}", std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+        return Ok(());
+    }
+    let rec = RunRecord::read(&dir.join("run.json"))?;
+    println!("Run ID:       {}", rec.run_id);
+    println!("Status:       {}", rec.status);
+    println!("Model:        {}", rec.model.spec);
+    println!("Environment:  {} v{} (phase {})", rec.environment.name, rec.environment.version, rec.environment.phase);
+    println!("Created:      {}", rec.created);
+    if let Some(d) = rec.duration_s {
+        println!("Duration:     {d:.2}s");
+    }
+    if let Some(e) = &rec.error {
+        println!("Error:        {e}");
+    }
+    let breakdown = dir.join("score_breakdown.json");
+    if breakdown.is_file() {
+        let text = std::fs::read_to_string(&breakdown)?;
+        let b: ScoreBreakdown = serde_json::from_str(&text).with_context(|| format!("reading {}", breakdown.display()))?;
+        println!("\n{}", b.accuracy_line());
+        print!("{}", b.table());
+    }
+    println!("\nFiles:");
+    for name in [
+        "run.json",
+        "log.txt",
+        "predictions.jsonl",
+        "submission.zip",
+        "scoring_output/scores.json",
+        "score_breakdown.json",
+        "detailed_results.json",
+        "detailed_results.html",
+        "finetune.jsonl",
+    ] {
+        if dir.join(name).is_file() {
+            println!("  {}", dir.join(name).display());
+        }
+    }
+    Ok(())
+}

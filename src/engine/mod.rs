@@ -1,0 +1,64 @@
+//! The engine turns prompts into completions. The rest of the pipeline only sees the
+//! [`Generator`] trait, so backends (local candle model today; servers later) plug in without
+//! touching it.
+
+mod local;
+pub mod sampling;
+mod stop;
+
+pub use local::LocalEngine;
+pub use stop::find_stop;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// How one item is decoded. `temperature == 0` is greedy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenParams {
+    pub max_new_tokens: usize,
+    pub stop: Vec<String>,
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenRequest {
+    /// The caller's key; results come back tagged with it, in completion order.
+    pub index: usize,
+    pub prompt: String,
+    pub params: GenParams,
+    /// Seeds this item's sampling alone, so its output does not depend on its batch-mates.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model emitted an end-of-sequence token.
+    Eos,
+    /// A stop string appeared; it is cut from the text.
+    Stop,
+    /// `max_new_tokens` (or the model's context) was reached.
+    Length,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenOutput {
+    pub index: usize,
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub tokens_in: usize,
+    pub finish_reason: FinishReason,
+}
+
+/// Anything that completes prompts in batches.
+pub trait Generator {
+    /// Completes every request, calling `on_done` as each one finishes (not in request order).
+    fn generate(
+        &mut self,
+        requests: Vec<GenRequest>,
+        on_done: &mut dyn FnMut(GenOutput) -> Result<()>,
+    ) -> Result<()>;
+}

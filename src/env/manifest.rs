@@ -1,0 +1,190 @@
+//! `environment.toml`: what a benchmark is and how it is prompted, decoded and scored.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::score::ScoringConfig;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// The first phase is the default one (the platform's Phases tab).
+    pub phases: Vec<PhaseSpec>,
+    #[serde(default)]
+    pub fields: Fields,
+    pub prompt: PromptSpec,
+    #[serde(default)]
+    pub generation: GenerationSpec,
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+    #[serde(default)]
+    pub finetune: Option<FinetuneSpec>,
+}
+
+fn default_version() -> String {
+    "0.0.0".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub name: String,
+    /// Path of the items file, relative to the environment root.
+    pub data: String,
+}
+
+/// Which raw item fields play which role.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fields {
+    /// Absent: the item's 0-based line index is its id.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default = "default_target")]
+    pub target: String,
+}
+
+fn default_target() -> String {
+    "target".into()
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Self { id: None, input: None, target: default_target() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatMode {
+    /// Use the model's chat template when it has one.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Accepts `chat = "auto"`, `chat = true` / `"true"`, `chat = false` / `"false"`.
+impl<'de> Deserialize<'de> for ChatMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(ChatMode::Always),
+            Raw::Bool(false) => Ok(ChatMode::Never),
+            Raw::Text(t) => match t.as_str() {
+                "auto" => Ok(ChatMode::Auto),
+                "true" => Ok(ChatMode::Always),
+                "false" => Ok(ChatMode::Never),
+                other => Err(serde::de::Error::custom(format!(
+                    "chat = \"{other}\": expected auto, true or false"
+                ))),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSpec {
+    /// A minijinja template over the item's raw fields.
+    pub template: String,
+    #[serde(default)]
+    pub system: String,
+    #[serde(default)]
+    pub chat: ChatMode,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationSpec {
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    #[serde(default)]
+    pub stop: Vec<String>,
+    #[serde(default)]
+    pub temperature: f64,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+}
+
+fn default_max_new_tokens() -> usize {
+    256
+}
+
+impl Default for GenerationSpec {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: default_max_new_tokens(),
+            stop: Vec::new(),
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinetuneInclude {
+    /// Items the model got right, with its own response.
+    Correct,
+    /// Every item, with the model's response.
+    All,
+    /// Every item, with the reference target as the response.
+    Reference,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinetuneFormat {
+    /// `{"messages":[{"role":"user",…},{"role":"assistant",…}]}`
+    Chat,
+    /// `{"prompt":…,"completion":…}`
+    PromptCompletion,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneSpec {
+    #[serde(default = "default_include")]
+    pub include: FinetuneInclude,
+    #[serde(default = "default_format")]
+    pub format: FinetuneFormat,
+}
+
+fn default_include() -> FinetuneInclude {
+    FinetuneInclude::Correct
+}
+
+fn default_format() -> FinetuneFormat {
+    FinetuneFormat::Chat
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        if m.phases.is_empty() {
+            return Err("no [[phases]]: an environment needs at least one phase".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &m.phases {
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("phase \"{}\" is defined twice", p.name));
+            }
+        }
+        Ok(m)
+    }
+}

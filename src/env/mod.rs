@@ -1,0 +1,82 @@
+//! Environments (benchmarks): a manifest, an Overview README and items per phase.
+
+mod dataset;
+mod files;
+pub mod manifest;
+
+use std::path::Path;
+
+pub use dataset::{parse_items, Item};
+pub use files::EnvFiles;
+pub use manifest::{ChatMode, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
+
+use crate::error::{Error, Result};
+
+pub struct Environment {
+    pub manifest: Manifest,
+    /// The Overview tab: what the benchmark measures and how it is scored.
+    pub readme: Option<String>,
+    /// How the user named it (path, or "embedded:arithmetic").
+    pub origin: String,
+    files: EnvFiles,
+}
+
+impl Environment {
+    /// Opens an environment directory or `.zip`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let origin = path.display().to_string();
+        let files = if path.is_dir() {
+            EnvFiles::Dir(path.to_path_buf())
+        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+            EnvFiles::open_archive(path)?
+        } else if path.exists() {
+            return Err(Error::env(&origin, "expected a directory or a .zip archive"));
+        } else {
+            return Err(Error::env(&origin, "no such file or directory"));
+        };
+        Self::from_files(origin, files)
+    }
+
+    /// The environment compiled into the binary.
+    pub fn embedded() -> Result<Self> {
+        Self::from_files(crate::embedded::ENV_ORIGIN.to_string(), EnvFiles::Embedded(crate::embedded::ENV_FILES))
+    }
+
+    fn from_files(origin: String, files: EnvFiles) -> Result<Self> {
+        if !files.exists("environment.toml") {
+            return Err(Error::env(&origin, "missing environment.toml at the environment's root"));
+        }
+        let text = String::from_utf8(files.read(&origin, "environment.toml")?)
+            .map_err(|_| Error::env(&origin, "environment.toml is not UTF-8"))?;
+        let manifest = Manifest::parse(&text)
+            .map_err(|m| Error::env(&origin, format!("environment.toml: {m}")))?;
+        manifest
+            .scoring
+            .compile()
+            .map_err(|e| Error::env(&origin, format!("environment.toml: {e}")))?;
+        let readme = if files.exists("README.md") {
+            Some(String::from_utf8_lossy(&files.read(&origin, "README.md")?).into_owned())
+        } else {
+            None
+        };
+        Ok(Self { manifest, readme, origin, files })
+    }
+
+    /// The named phase, or the first (default) one.
+    pub fn phase(&self, name: Option<&str>) -> Result<&PhaseSpec> {
+        let phases = &self.manifest.phases;
+        match name {
+            None => Ok(&phases[0]),
+            Some(n) => phases.iter().find(|p| p.name == n).ok_or_else(|| {
+                let known: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+                Error::env(&self.origin, format!("no phase \"{n}\"; phases: {}", known.join(", ")))
+            }),
+        }
+    }
+
+    pub fn load_items(&self, phase: &PhaseSpec) -> Result<Vec<Item>> {
+        let bytes = self.files.read(&self.origin, &phase.data)?;
+        let origin = format!("{}/{}", self.origin.trim_end_matches('/'), phase.data);
+        parse_items(&origin, &phase.data, &bytes, &self.manifest.fields)
+    }
+}

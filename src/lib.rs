@@ -1,0 +1,21 @@
+//! benchgen: evaluate language models on benchmarks locally, in-process.
+//!
+//! Data flows one way: [`env`] → [`prompt`] → [`engine`] → [`run`] (journal, submission) →
+//! [`score`] → [`report`]. [`eval`] wires the stages; The command line lives in the binary (`src/main.rs`, `src/cli/`).
+
+pub mod device;
+pub mod embedded;
+pub mod engine;
+pub mod env;
+pub mod error;
+pub mod eval;
+pub mod fsutil;
+pub mod log;
+pub mod model;
+pub mod prompt;
+pub mod report;
+pub mod rng;
+pub mod run;
+pub mod score;
+
+pub use error::{Error, Result};

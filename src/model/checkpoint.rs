@@ -1,0 +1,209 @@
+//! Finding and loading a checkpoint in HF layout, from a directory or from bytes compiled into
+//! the binary. Both end in the same `LoadedModel::load`, so the embedded model exercises the
+//! exact path every user checkpoint takes.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use super::config::{LlamaConfig, TokenIds};
+use super::llama::Llama;
+use super::tokenizer::TextTokenizer;
+use crate::error::{Error, Result};
+
+/// Where the weights are: mmapped files, or a safetensors image in the binary.
+pub enum Weights {
+    Files(Vec<PathBuf>),
+    Static(&'static [u8]),
+}
+
+/// The files of an HF-layout checkpoint, read but not yet turned into tensors.
+pub struct Checkpoint {
+    /// How users name it (path or "embedded:…"); used in messages and run records.
+    pub origin: String,
+    pub config_json: String,
+    pub tokenizer_json: Vec<u8>,
+    pub tokenizer_config_json: Option<String>,
+    pub generation_config_json: Option<String>,
+    pub weights: Weights,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    if path.exists() {
+        read_text(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: std::collections::BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    /// Reads a checkpoint directory: `config.json`, `tokenizer.json`, and `model.safetensors`
+    /// or the shards listed in `model.safetensors.index.json`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let origin = dir.display().to_string();
+        if !dir.is_dir() {
+            return Err(Error::model(
+                &origin,
+                "not a directory; expected an HF checkpoint folder with config.json, \
+                 model.safetensors and tokenizer.json",
+            ));
+        }
+        let need = |name: &str| -> Result<PathBuf> {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::model(&origin, format!("missing {name}")))
+            }
+        };
+        let config_json = read_text(&need("config.json")?)?;
+        let tokenizer_path = need("tokenizer.json")?;
+        let tokenizer_json =
+            std::fs::read(&tokenizer_path).map_err(|e| Error::io(&tokenizer_path, e))?;
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files = if single.is_file() {
+            vec![single]
+        } else if index.is_file() {
+            let text = read_text(&index)?;
+            let idx: ShardIndex = serde_json::from_str(&text)
+                .map_err(|source| Error::Json { path: index.clone(), source })?;
+            let mut shards: Vec<String> = idx.weight_map.into_values().collect();
+            shards.sort();
+            shards.dedup();
+            shards.into_iter().map(|s| dir.join(s)).collect()
+        } else {
+            return Err(Error::model(
+                &origin,
+                "no weights: expected model.safetensors or model.safetensors.index.json",
+            ));
+        };
+        for f in &files {
+            if !f.is_file() {
+                return Err(Error::model(&origin, format!("missing shard {}", f.display())));
+            }
+        }
+        Ok(Self {
+            origin,
+            config_json,
+            tokenizer_json,
+            tokenizer_config_json: read_optional(&dir.join("tokenizer_config.json"))?,
+            generation_config_json: read_optional(&dir.join("generation_config.json"))?,
+            weights: Weights::Files(files),
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct GenerationConfig {
+    #[serde(default)]
+    eos_token_id: Option<TokenIds>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenizerConfig {
+    #[serde(default)]
+    eos_token: Option<serde_json::Value>,
+}
+
+/// A model ready to run: decoder, tokenizer and where it came from.
+pub struct LoadedModel {
+    pub model: Llama,
+    pub tokenizer: TextTokenizer,
+    pub origin: String,
+    pub num_parameters: usize,
+}
+
+impl LoadedModel {
+    pub fn load(ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<Self> {
+        let origin = &ckpt.origin;
+        let cfg: LlamaConfig = serde_json::from_str(&ckpt.config_json)
+            .map_err(|e| Error::model(origin, format!("config.json: {e}")))?;
+        cfg.validate().map_err(|m| Error::model(origin, format!("config.json: {m}")))?;
+
+        let tokenizer = TextTokenizer::from_bytes(&ckpt.tokenizer_json, origin)?;
+        let eos_ids = eos_ids(ckpt, &cfg, &tokenizer)?;
+        let tokenizer = tokenizer.with_eos_ids(eos_ids);
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(Error::model(
+                origin,
+                format!(
+                    "tokenizer.json has {} tokens but config.json vocab_size is {}: \
+                     the tokenizer does not belong to this model",
+                    tokenizer.vocab_size(),
+                    cfg.vocab_size
+                ),
+            ));
+        }
+
+        let vb = match &ckpt.weights {
+            // SAFETY: the files are mapped read-only; like every mmap-based loader we rely on
+            // them not being truncated while the run is alive.
+            Weights::Files(files) => unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) },
+            Weights::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
+        }
+        .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
+        let model = Llama::load(vb, &cfg)
+            .map_err(|e| Error::model(origin, format!("weights do not match config.json: {e}")))?;
+        let num_parameters = count_parameters(&cfg);
+        Ok(Self { model, tokenizer, origin: origin.clone(), num_parameters })
+    }
+}
+
+/// EOS ids as transformers resolves them: generation_config.json, then config.json, then the
+/// tokenizer's `eos_token`.
+fn eos_ids(ckpt: &Checkpoint, cfg: &LlamaConfig, tok: &TextTokenizer) -> Result<Vec<u32>> {
+    let origin = &ckpt.origin;
+    if let Some(text) = &ckpt.generation_config_json {
+        let gc: GenerationConfig = serde_json::from_str(text)
+            .map_err(|e| Error::model(origin, format!("generation_config.json: {e}")))?;
+        if let Some(ids) = gc.eos_token_id {
+            return Ok(ids.to_vec());
+        }
+    }
+    if let Some(ids) = &cfg.eos_token_id {
+        return Ok(ids.to_vec());
+    }
+    if let Some(text) = &ckpt.tokenizer_config_json {
+        let tc: TokenizerConfig = serde_json::from_str(text)
+            .map_err(|e| Error::model(origin, format!("tokenizer_config.json: {e}")))?;
+        let token = match tc.eos_token {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Object(o)) => {
+                o.get("content").and_then(|c| c.as_str()).map(str::to_string)
+            }
+            _ => None,
+        };
+        if let Some(id) = token.as_deref().and_then(|t| tok.token_to_id(t)) {
+            return Ok(vec![id]);
+        }
+    }
+    Ok(Vec::new())
+}
+
+fn count_parameters(cfg: &LlamaConfig) -> usize {
+    let (h, kv, hd, hs, is) = (
+        cfg.num_attention_heads,
+        cfg.num_kv_heads(),
+        cfg.head_dim(),
+        cfg.hidden_size,
+        cfg.intermediate_size,
+    );
+    let attn = hs * h * hd * 2 + hs * kv * hd * 2;
+    let mlp = 3 * hs * is;
+    let per_layer = attn + mlp + 2 * hs;
+    let embed = cfg.vocab_size * hs;
+    let head = if cfg.tie_word_embeddings { 0 } else { embed };
+    embed + head + hs + cfg.num_hidden_layers * per_layer
+}

@@ -1,0 +1,34 @@
+//! Model specs as users write them (design doc §1) → a checkpoint.
+
+use std::path::Path;
+
+use super::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+
+/// What `--model` was, for messages and the run record.
+pub fn describe(spec: Option<&str>) -> String {
+    spec.map_or_else(|| crate::embedded::MODEL_ORIGIN.to_string(), str::to_string)
+}
+
+/// `None` or `embedded` → the model compiled into the binary; `trained:PATH` or a plain path →
+/// a local HF-layout checkpoint directory.
+pub fn resolve(spec: Option<&str>) -> Result<Checkpoint> {
+    let Some(spec) = spec else { return Ok(crate::embedded::model_checkpoint()) };
+    if spec == "embedded" || spec == crate::embedded::MODEL_ORIGIN {
+        return Ok(crate::embedded::model_checkpoint());
+    }
+    for (prefix, what) in [
+        ("hf:", "HuggingFace hub models"),
+        ("platform:", "platform model aliases"),
+        ("running:", "running endpoints"),
+    ] {
+        if spec.starts_with(prefix) {
+            return Err(Error::model(
+                spec,
+                format!("{what} ({prefix}…) are not supported by this build yet; pass a local checkpoint directory"),
+            ));
+        }
+    }
+    let path = spec.strip_prefix("trained:").unwrap_or(spec);
+    Checkpoint::from_dir(Path::new(path))
+}

@@ -1,0 +1,56 @@
+//! Tokenizer plus the special-token facts generation needs (EOS ids, BOS).
+
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    eos_ids: Vec<u32>,
+    origin: String,
+}
+
+impl TextTokenizer {
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer {
+            origin: origin.to_string(),
+            message: format!("cannot read tokenizer.json: {e}"),
+        })?;
+        Ok(Self { inner, eos_ids: Vec::new(), origin: origin.to_string() })
+    }
+
+    pub fn with_eos_ids(mut self, eos_ids: Vec<u32>) -> Self {
+        self.eos_ids = eos_ids;
+        self
+    }
+
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Encodes as `transformers`' `tokenizer(text)` does: the tokenizer's own post-processor
+    /// decides whether BOS is added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, true).map_err(|e| Error::Tokenizer {
+            origin: self.origin.clone(),
+            message: format!("cannot encode text: {e}"),
+        })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Decodes generated ids, dropping special tokens (EOS never reaches predictions).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer {
+            origin: self.origin.clone(),
+            message: format!("cannot decode ids: {e}"),
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! The Score Breakdown: Overall Score, accuracy, exact match, answer rate, duration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::score::{Primary, Summary};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBreakdown {
+    /// The environment's primary metric, in percent.
+    pub overall_score: f64,
+    /// Which metric the Overall Score is.
+    pub primary: String,
+    pub accuracy: f64,
+    pub exact_match: f64,
+    pub answer_rate: f64,
+    pub duration_s: f64,
+    pub correct: usize,
+    pub exact: usize,
+    pub answered: usize,
+    pub total: usize,
+}
+
+impl ScoreBreakdown {
+    pub fn new(summary: &Summary, primary: Primary, duration_s: f64) -> Self {
+        let primary_name = match primary {
+            Primary::Accuracy => "accuracy",
+            Primary::ExactMatch => "exact_match",
+            Primary::AnswerRate => "answer_rate",
+        };
+        Self {
+            overall_score: summary.primary(primary),
+            primary: primary_name.to_string(),
+            accuracy: summary.accuracy(),
+            exact_match: summary.exact_match(),
+            answer_rate: summary.answer_rate(),
+            duration_s,
+            correct: summary.correct,
+            exact: summary.exact,
+            answered: summary.answered,
+            total: summary.total,
+        }
+    }
+
+    /// The platform's closing log line: `accuracy=26.00% correct=26/100`.
+    pub fn accuracy_line(&self) -> String {
+        format!("accuracy={:.2}% correct={}/{}", self.accuracy, self.correct, self.total)
+    }
+
+    /// A small aligned table for terminals and log files.
+    pub fn table(&self) -> String {
+        let rows = [
+            ("Overall Score", format!("{:.2}", self.overall_score)),
+            ("Accuracy", format!("{:.2}%", self.accuracy)),
+            ("Exact Match", format!("{:.2}%", self.exact_match)),
+            ("Answer Rate", format!("{:.2}%", self.answer_rate)),
+            ("Duration", format!("{:.2}s", self.duration_s)),
+        ];
+        let mut out = String::from("Score Breakdown\n");
+        for (k, v) in rows {
+            out.push_str(&format!("  {k:<14} {v:>10}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_table_show_the_numbers() {
+        let s = Summary { total: 100, correct: 26, exact: 20, answered: 90 };
+        let b = ScoreBreakdown::new(&s, Primary::Accuracy, 1.5);
+        assert_eq!(b.accuracy_line(), "accuracy=26.00% correct=26/100");
+        assert_eq!(b.overall_score, 26.0);
+        let t = b.table();
+        assert!(t.contains("Exact Match") && t.contains("20.00%") && t.contains("90.00%") && t.contains("1.50s"), "{t}");
+        let b = ScoreBreakdown::new(&s, Primary::AnswerRate, 1.5);
+        assert_eq!(b.overall_score, 90.0);
+        assert_eq!(b.primary, "answer_rate");
+    }
+}

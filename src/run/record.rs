@@ -1,0 +1,90 @@
+//! `run.json`: what ran, with which settings, and how it ended.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::GenParams;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    Interrupted,
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Running => "Running",
+            RunStatus::Completed => "Completed",
+            RunStatus::Failed => "Failed",
+            RunStatus::Interrupted => "Interrupted",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// As given on the command line (`embedded` when defaulted).
+    pub spec: String,
+    pub origin: String,
+    #[serde(default)]
+    pub parameters: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvironmentInfo {
+    pub name: String,
+    pub version: String,
+    pub origin: String,
+    pub phase: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub device: String,
+    pub dtype: String,
+    pub batch_size: usize,
+    pub limit: Option<usize>,
+    pub seed: u64,
+    pub generation: GenParams,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: u64,
+    pub status: RunStatus,
+    pub model: ModelInfo,
+    pub environment: EnvironmentInfo,
+    /// RFC 3339, UTC.
+    pub created: String,
+    #[serde(default)]
+    pub finished: Option<String>,
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// The Submission File, relative to the run folder.
+    #[serde(default)]
+    pub submission: Option<String>,
+    pub settings: Settings,
+    #[serde(default)]
+    pub items: Option<usize>,
+    #[serde(default)]
+    pub overall_score: Option<f64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub benchgen_version: String,
+}
+
+impl RunRecord {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,49 @@
+//! `submission.zip`, the archive a platform would receive: `predictions.jsonl` and
+//! `metadata.json` at its root. The scorer reads predictions back from it, as a platform would.
+
+use std::io::{Cursor, Read, Write};
+use std::path::Path;
+
+use zip::write::SimpleFileOptions;
+
+use super::journal::{read_predictions, PredictionRecord};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{}: {e}", path.display()))
+}
+
+/// Writes the archive atomically; `predictions` should already be in item order.
+pub fn write_submission(
+    path: &Path,
+    predictions: &[PredictionRecord],
+    metadata: &serde_json::Value,
+) -> Result<()> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut lines = String::new();
+    for p in predictions {
+        lines.push_str(&serde_json::to_string(p).map_err(|e| zip_err(path, e))?);
+        lines.push('\n');
+    }
+    let meta = serde_json::to_string_pretty(metadata).map_err(|e| zip_err(path, e))? + "\n";
+    for (name, body) in [("predictions.jsonl", lines), ("metadata.json", meta)] {
+        zip.start_file(name, opts).map_err(|e| zip_err(path, e))?;
+        zip.write_all(body.as_bytes()).map_err(|e| Error::io(path, e))?;
+    }
+    let bytes = zip.finish().map_err(|e| zip_err(path, e))?.into_inner();
+    write_atomic(path, &bytes)
+}
+
+/// Reads `predictions.jsonl` from a submission archive.
+pub fn read_submission(path: &Path) -> Result<Vec<PredictionRecord>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
+    let mut entry = zip
+        .by_name("predictions.jsonl")
+        .map_err(|_| zip_err(path, "no predictions.jsonl at the archive root"))?;
+    let mut text = String::new();
+    entry.read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
+    read_predictions(&format!("{}:predictions.jsonl", path.display()), text.as_bytes())
+}

@@ -1,0 +1,304 @@
+//! The `[scoring]` table of an environment manifest.
+
+use serde::{Deserialize, Serialize};
+
+use super::extract::Extractor;
+use super::Scorer;
+
+/// The `[scoring]` table. Every field has a default so that a manifest with
+/// an empty (or missing) table still scores by exact match on the whole
+/// trimmed response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// How the model is queried; only `generate` is scored by this module.
+    pub method: Method,
+    /// How an extracted answer is compared with the target.
+    pub metric: Metric,
+    /// Extractors tried in order on the prediction; the first hit is the
+    /// answer. Empty means the whole trimmed prediction is the answer.
+    pub extract: Vec<String>,
+    /// Extractors tried in order on the raw target; if none hits, the whole
+    /// target is used, so plain-answer datasets need no pattern.
+    pub target_extract: Vec<String>,
+    /// Normalisers applied, in order, to both the answer and the target.
+    pub normalize: Vec<Normalizer>,
+    /// Which aggregate is reported as the Overall Score.
+    pub primary: Primary,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::default(),
+            metric: Metric::default(),
+            extract: Vec::new(),
+            target_extract: Vec::new(),
+            // Stripping is almost always wanted: responses end with newlines.
+            normalize: vec![Normalizer::Strip],
+            primary: Primary::default(),
+        }
+    }
+}
+
+/// How the model is queried for an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Free-form generation, scored by [`Scorer`].
+    #[default]
+    Generate,
+    /// Choice ranking by log-likelihood; kept so manifests can declare it,
+    /// but it is scored elsewhere.
+    Loglikelihood,
+}
+
+/// How a normalised answer is compared with the normalised target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// String equality.
+    #[default]
+    Exact,
+    /// Numeric equality (tolerating `1,000` vs `1000.0` and `$5` vs `5`),
+    /// falling back to string equality when either side is not a number.
+    Numeric,
+    /// The target occurs somewhere in the answer.
+    Contains,
+}
+
+/// One text normalisation step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalizer {
+    /// Trim surrounding whitespace.
+    Strip,
+    /// Lowercase (Unicode-aware).
+    Lowercase,
+    /// Drop every `,`.
+    RemoveCommas,
+    /// Drop every `$`.
+    RemoveDollar,
+    /// Drop ASCII punctuation.
+    RemovePunctuation,
+    /// Drop the whole words a / an / the, case-insensitively (as SQuAD does).
+    RemoveArticles,
+    /// Turn runs of whitespace into one space, then trim.
+    CollapseWhitespace,
+    /// Trim, then drop one trailing `.`.
+    RemoveTrailingPeriod,
+}
+
+/// Which aggregate is the Overall Score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Primary {
+    /// Share of items the metric judged correct.
+    #[default]
+    Accuracy,
+    /// Share of items whose raw response equals the target.
+    ExactMatch,
+    /// Share of items where an answer could be extracted.
+    AnswerRate,
+}
+
+/// Why a [`ScoringConfig`] cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoringConfigError {
+    /// A user-supplied pattern is not a valid regex.
+    #[error("invalid regex in scoring.{field}[{index}] ({pattern:?}): {source}")]
+    InvalidRegex {
+        /// `"extract"` or `"target_extract"`.
+        field: &'static str,
+        /// Position of the pattern in that list.
+        index: usize,
+        /// The pattern as written in the manifest.
+        pattern: String,
+        /// What the regex engine objected to.
+        source: regex::Error,
+    },
+}
+
+impl ScoringConfig {
+    /// Compiles every pattern once, so that scoring thousands of items never
+    /// re-parses a regex and a bad pattern fails before any model is run.
+    pub fn compile(&self) -> Result<Scorer, ScoringConfigError> {
+        Ok(Scorer {
+            metric: self.metric,
+            extract: compile_list("extract", &self.extract)?,
+            target_extract: compile_list("target_extract", &self.target_extract)?,
+            normalize: self.normalize.clone(),
+        })
+    }
+}
+
+fn compile_list(
+    field: &'static str,
+    patterns: &[String],
+) -> Result<Vec<Extractor>, ScoringConfigError> {
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(index, pattern)| {
+            Extractor::parse(pattern).map_err(|source| ScoringConfigError::InvalidRegex {
+                field,
+                index,
+                pattern: pattern.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[derive(Deserialize)]
+    struct Manifest {
+        #[serde(default)]
+        scoring: ScoringConfig,
+    }
+
+    fn parse(text: &str) -> Result<ScoringConfig, toml::de::Error> {
+        toml::from_str::<Manifest>(text).map(|m| m.scoring)
+    }
+
+    #[test]
+    fn full_table_deserialises() {
+        // Five hashes: the TOML itself contains `"####`.
+        let cfg = parse(
+            r#####"
+            [scoring]
+            method = "generate"
+            metric = "numeric"
+            extract = ["#### (\\-?[0-9\\.\\,]+)", "last_number"]
+            target_extract = ["#### (\\-?[0-9\\.\\,]+)"]
+            normalize = ["strip", "lowercase", "remove_commas", "remove_dollar"]
+            primary = "exact_match"
+            "#####,
+        )
+        .expect("valid table");
+        assert_eq!(cfg.method, Method::Generate);
+        assert_eq!(cfg.metric, Metric::Numeric);
+        assert_eq!(cfg.extract, vec![r"#### (\-?[0-9\.\,]+)", "last_number"]);
+        assert_eq!(cfg.target_extract, vec![r"#### (\-?[0-9\.\,]+)"]);
+        assert_eq!(
+            cfg.normalize,
+            vec![
+                Normalizer::Strip,
+                Normalizer::Lowercase,
+                Normalizer::RemoveCommas,
+                Normalizer::RemoveDollar
+            ]
+        );
+        assert_eq!(cfg.primary, Primary::ExactMatch);
+    }
+
+    #[test]
+    fn every_variant_name_is_snake_case() {
+        let cfg = parse(
+            r#"
+            [scoring]
+            method = "loglikelihood"
+            metric = "contains"
+            normalize = ["remove_punctuation", "remove_articles",
+                         "collapse_whitespace", "remove_trailing_period"]
+            primary = "answer_rate"
+            "#,
+        )
+        .expect("valid table");
+        assert_eq!(cfg.method, Method::Loglikelihood);
+        assert_eq!(cfg.metric, Metric::Contains);
+        assert_eq!(cfg.normalize.len(), 4);
+        assert_eq!(cfg.normalize[3], Normalizer::RemoveTrailingPeriod);
+        assert_eq!(cfg.primary, Primary::AnswerRate);
+    }
+
+    #[test]
+    fn empty_or_missing_table_gives_defaults() {
+        for text in ["[scoring]\n", ""] {
+            let cfg = parse(text).expect("defaults");
+            assert_eq!(cfg, ScoringConfig::default());
+            assert_eq!(cfg.method, Method::Generate);
+            assert_eq!(cfg.metric, Metric::Exact);
+            assert!(cfg.extract.is_empty() && cfg.target_extract.is_empty());
+            assert_eq!(cfg.normalize, vec![Normalizer::Strip]);
+            assert_eq!(cfg.primary, Primary::Accuracy);
+        }
+    }
+
+    #[test]
+    fn unknown_metric_names_the_valid_options() {
+        let err = parse("[scoring]\nmetric = \"fuzzy\"\n").expect_err("bad metric");
+        let msg = err.to_string();
+        assert!(msg.contains("unknown variant `fuzzy`"), "{msg}");
+        for option in ["`exact`", "`numeric`", "`contains`"] {
+            assert!(msg.contains(option), "missing {option} in {msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let err = parse("[scoring]\nmetrc = \"exact\"\n").expect_err("typo");
+        assert!(err.to_string().contains("metrc"), "{err}");
+    }
+
+    #[test]
+    fn serialises_round_trip() {
+        let cfg = ScoringConfig {
+            metric: Metric::Numeric,
+            normalize: vec![Normalizer::RemoveArticles],
+            ..ScoringConfig::default()
+        };
+        let json = serde_json::to_string(&cfg).expect("serialise");
+        assert!(
+            json.contains(r#""normalize":["remove_articles"]"#),
+            "{json}"
+        );
+        let back: ScoringConfig = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn invalid_regex_reports_field_index_and_pattern() {
+        let cfg = ScoringConfig {
+            extract: vec!["last_number".into()],
+            target_extract: vec![r"ok (\d+)".into(), "#### ([0-9".into()],
+            ..ScoringConfig::default()
+        };
+        let err = match cfg.compile() {
+            Ok(_) => panic!("unclosed bracket must not compile"),
+            Err(e) => e,
+        };
+        let ScoringConfigError::InvalidRegex {
+            field,
+            index,
+            ref pattern,
+            ..
+        } = err;
+        assert_eq!(
+            (field, index, pattern.as_str()),
+            ("target_extract", 1, "#### ([0-9")
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("invalid regex in scoring.target_extract[1]"),
+            "{msg}"
+        );
+        assert!(msg.contains("\"#### ([0-9\""), "{msg}");
+        assert!(msg.contains("unclosed"), "regex error missing: {msg}");
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn named_extractors_and_valid_patterns_compile() {
+        let cfg = ScoringConfig {
+            extract: vec!["first_number".into(), "last_number".into(), r"(\w+)".into()],
+            ..ScoringConfig::default()
+        };
+        let scorer = cfg.compile().expect("all valid");
+        assert_eq!(scorer.extract.len(), 3);
+    }
+}

@@ -1,0 +1,153 @@
+//! Pulling an answer span out of free text.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Optional sign, digits (with thousands commas when grouped), optional
+/// fraction. The grouped form comes first so "1,234" is not cut at the comma.
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?").expect("constant pattern is valid")
+});
+
+/// One compiled entry of `extract` / `target_extract`.
+#[derive(Debug)]
+pub(crate) enum Extractor {
+    FirstNumber,
+    LastNumber,
+    Pattern(Regex),
+}
+
+impl Extractor {
+    /// Reserved names win over regexes; a user wanting the literal text
+    /// "last_number" can write `(?:last_number)`.
+    pub(crate) fn parse(spec: &str) -> Result<Self, regex::Error> {
+        Ok(match spec {
+            "first_number" => Self::FirstNumber,
+            "last_number" => Self::LastNumber,
+            pattern => Self::Pattern(Regex::new(pattern)?),
+        })
+    }
+
+    /// The span this extractor picks from `text`, or `None` when it does not
+    /// apply. Blank spans count as misses so a later extractor gets a turn.
+    pub(crate) fn apply<'t>(&self, text: &'t str) -> Option<&'t str> {
+        let span = match self {
+            Self::FirstNumber => number_span(text, NUMBER.find_iter(text).next()?),
+            Self::LastNumber => number_span(text, NUMBER.find_iter(text).last()?),
+            Self::Pattern(re) => {
+                let caps = re.captures(text)?;
+                // A group that did not take part (e.g. `(x)?y`) is a miss
+                // rather than silently falling back to the whole match.
+                let m = if re.captures_len() > 1 {
+                    caps.get(1)?
+                } else {
+                    caps.get(0)?
+                };
+                m.as_str()
+            }
+        };
+        Some(span.trim()).filter(|s| !s.is_empty())
+    }
+}
+
+/// A '-' glued to a preceding word or digit is a hyphen ("pages 3-5",
+/// "COVID-19"), not a minus sign, so it is left out of the number.
+fn number_span<'t>(text: &'t str, m: regex::Match<'t>) -> &'t str {
+    let s = m.as_str();
+    let glued = text[..m.start()]
+        .chars()
+        .next_back()
+        .is_some_and(char::is_alphanumeric);
+    match s.strip_prefix('-') {
+        Some(rest) if glued => rest,
+        _ => s,
+    }
+}
+
+/// First hit of the first extractor that hits.
+pub(crate) fn first_hit<'t>(extractors: &[Extractor], text: &'t str) -> Option<&'t str> {
+    extractors.iter().find_map(|e| e.apply(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(spec: &str) -> Extractor {
+        Extractor::parse(spec).expect("valid spec")
+    }
+
+    #[test]
+    fn last_and_first_number() {
+        let text = "I have 3 apples and 5 pears";
+        assert_eq!(ex("last_number").apply(text), Some("5"));
+        assert_eq!(ex("first_number").apply(text), Some("3"));
+    }
+
+    #[test]
+    fn numbers_keep_sign_commas_and_fraction_but_not_dollar() {
+        let text = "It fell by -1,234.5 to $1,000.00 today.";
+        assert_eq!(ex("first_number").apply(text), Some("-1,234.5"));
+        assert_eq!(ex("last_number").apply(text), Some("1,000.00"));
+        assert_eq!(ex("last_number").apply("so the answer is 42."), Some("42"));
+        assert_eq!(ex("first_number").apply("-7 degrees"), Some("-7"));
+    }
+
+    #[test]
+    fn ungrouped_commas_do_not_join_numbers() {
+        assert_eq!(ex("first_number").apply("1234,567"), Some("1234"));
+        assert_eq!(ex("last_number").apply("lists 1,2,3"), Some("3"));
+    }
+
+    #[test]
+    fn hyphen_after_word_is_not_a_minus() {
+        assert_eq!(ex("last_number").apply("read pages 3-5"), Some("5"));
+        assert_eq!(ex("first_number").apply("COVID-19"), Some("19"));
+        assert_eq!(ex("last_number").apply("from 3 to -5"), Some("-5"));
+    }
+
+    #[test]
+    fn no_number_is_a_miss() {
+        assert_eq!(ex("last_number").apply("no digits here"), None);
+        assert_eq!(ex("first_number").apply(""), None);
+    }
+
+    #[test]
+    fn regex_with_group_takes_first_group_of_first_match() {
+        let e = ex(r"#### (\-?[0-9\.\,]+)");
+        assert_eq!(e.apply("The answer is #### 1,234"), Some("1,234"));
+        assert_eq!(ex(r"x=(\d+)").apply("x=1 then x=2"), Some("1"));
+    }
+
+    #[test]
+    fn regex_without_group_takes_whole_match() {
+        assert_eq!(
+            ex(r"\d+ apples").apply("I have 3 apples, 4 apples"),
+            Some("3 apples")
+        );
+    }
+
+    #[test]
+    fn non_participating_or_blank_group_is_a_miss() {
+        assert_eq!(ex(r"(x)?y").apply("y"), None);
+        assert_eq!(ex(r"Answer:(.*)").apply("Answer:   "), None);
+    }
+
+    #[test]
+    fn fallback_chain_uses_first_extractor_that_hits() {
+        let chain = [ex(r"#### (\d+)"), ex("last_number")];
+        assert_eq!(first_hit(&chain, "so 2 + 2 = 4"), Some("4"));
+        assert_eq!(first_hit(&chain, "#### 7 but 9 later"), Some("7"));
+        assert_eq!(first_hit(&chain, "I do not know"), None);
+        assert_eq!(first_hit(&[], "anything"), None);
+    }
+
+    #[test]
+    fn reserved_names_are_not_regexes() {
+        assert!(matches!(ex("last_number"), Extractor::LastNumber));
+        assert!(matches!(ex("first_number"), Extractor::FirstNumber));
+        assert!(matches!(ex("last_number_x"), Extractor::Pattern(_)));
+        assert!(Extractor::parse("(").is_err());
+    }
+}

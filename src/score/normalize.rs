@@ -1,0 +1,98 @@
+//! Text normalisation applied to answers and targets alike.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::config::Normalizer;
+
+/// `\b` keeps "another" and "theory" intact; `(?i)` catches "The".
+static ARTICLES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(?:a|an|the)\b").expect("constant pattern is valid"));
+
+impl Normalizer {
+    fn apply(self, s: String) -> String {
+        match self {
+            Self::Strip => s.trim().to_owned(),
+            Self::Lowercase => s.to_lowercase(),
+            Self::RemoveCommas => s.replace(',', ""),
+            Self::RemoveDollar => s.replace('$', ""),
+            Self::RemovePunctuation => s.chars().filter(|c| !c.is_ascii_punctuation()).collect(),
+            // A space, not nothing, as in SQuAD, so a later remove_punctuation
+            // turns "x.the.y" into "x y" rather than gluing it into "xy".
+            Self::RemoveArticles => ARTICLES.replace_all(&s, " ").into_owned(),
+            Self::CollapseWhitespace => s.split_whitespace().collect::<Vec<_>>().join(" "),
+            Self::RemoveTrailingPeriod => {
+                let t = s.trim();
+                t.strip_suffix('.').unwrap_or(t).to_owned()
+            }
+        }
+    }
+}
+
+/// Applies `steps` left to right.
+pub(crate) fn normalize(steps: &[Normalizer], text: &str) -> String {
+    steps
+        .iter()
+        .fold(text.to_owned(), |acc, step| step.apply(acc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Normalizer::*;
+
+    #[test]
+    fn each_step() {
+        assert_eq!(normalize(&[Strip], "  x y \n"), "x y");
+        assert_eq!(normalize(&[Lowercase], "ÄbC"), "äbc");
+        assert_eq!(normalize(&[RemoveCommas], "1,234,5"), "12345");
+        assert_eq!(normalize(&[RemoveDollar], "$5 or $$6"), "5 or 6");
+        assert_eq!(normalize(&[RemovePunctuation], "it's (3.5)!"), "its 35");
+        assert_eq!(normalize(&[CollapseWhitespace], " a \t\n b  c "), "a b c");
+        assert_eq!(normalize(&[RemoveTrailingPeriod], " 42. "), "42");
+    }
+
+    #[test]
+    fn trailing_period_removes_only_one() {
+        assert_eq!(normalize(&[RemoveTrailingPeriod], "etc.."), "etc.");
+        assert_eq!(normalize(&[RemoveTrailingPeriod], "3.5"), "3.5");
+    }
+
+    #[test]
+    fn remove_articles_drops_whole_words_only() {
+        let steps = [RemoveArticles, CollapseWhitespace];
+        assert_eq!(
+            normalize(&steps, "The cat ate an apple and a pear"),
+            "cat ate apple and pear"
+        );
+        assert_eq!(
+            normalize(&steps, "another theory: THE end"),
+            "another theory: end"
+        );
+        assert_eq!(normalize(&steps, "banana anthem"), "banana anthem");
+    }
+
+    #[test]
+    fn empty_list_is_identity() {
+        assert_eq!(normalize(&[], "  As Is. "), "  As Is. ");
+    }
+
+    #[test]
+    fn order_matters() {
+        // Collapsing before stripping punctuation leaves the gap " - " made.
+        assert_eq!(
+            normalize(&[CollapseWhitespace, RemovePunctuation], "a - b"),
+            "a  b"
+        );
+        assert_eq!(
+            normalize(&[RemovePunctuation, CollapseWhitespace], "a - b"),
+            "a b"
+        );
+        assert_eq!(
+            normalize(&[RemoveArticles, RemovePunctuation], "x.the.y"),
+            "x y"
+        );
+        assert_eq!(normalize(&[Lowercase, RemoveArticles, Strip], "The X"), "x");
+    }
+}
