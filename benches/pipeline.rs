@@ -20,7 +20,7 @@ fn generate(c: &mut Criterion) {
     let phase = env.phase(None).unwrap().clone();
     let items = env.load_items(&phase).unwrap();
     let builder = PromptBuilder::new(&env.manifest.prompt, &env.origin).unwrap();
-    let prompts: Vec<String> = items.iter().map(|i| builder.render(i).unwrap()).collect();
+    let prompts: Vec<String> = items.iter().map(|i| builder.render(i, None).unwrap().text).collect();
     let params = GenParams {
         max_new_tokens: env.manifest.generation.max_new_tokens,
         stop: env.manifest.generation.stop.clone(),
@@ -39,7 +39,7 @@ fn generate(c: &mut Criterion) {
                 let requests = prompts
                     .iter()
                     .enumerate()
-                    .map(|(index, p)| GenRequest { index, prompt: p.clone(), params: params.clone(), seed: 0 })
+                    .map(|(index, p)| GenRequest { index, prompt: p.clone(), add_special_tokens: true, params: params.clone(), seed: 0 })
                     .collect();
                 let mut n = 0;
                 engine

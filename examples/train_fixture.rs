@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use benchgen::model::{Llama, LlamaConfig, Segment};
+use benchgen::model::{Decoder, ModelConfig, Segment};
 use benchgen::rng::SplitMix64 as Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -138,7 +138,7 @@ fn config() -> serde_json::Value {
 }
 
 /// Every parameter with its shape, in HF names; norms start at one, the rest N(0, 0.02).
-fn parameters(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>, bool)> {
+fn parameters(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, bool)> {
     let (hs, is, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
     let (h, kv) = (cfg.num_attention_heads, cfg.num_kv_heads());
     let mut p = vec![("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, hs], false)];
@@ -202,7 +202,7 @@ fn make_batch(problems: &[(String, String)], device: &Device) -> Result<Batch> {
 
 /// Masked mean cross-entropy, and how many problems have every answer token as the argmax
 /// (under teacher forcing that is exactly "greedy decoding gets it right").
-fn loss_and_correct(model: &Llama, batch: &Batch) -> Result<(Tensor, usize)> {
+fn loss_and_correct(model: &Decoder, batch: &Batch) -> Result<(Tensor, usize)> {
     let hidden = model.forward(&batch.inputs, &batch.segs, None)?;
     let logits = model.logits(&hidden)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
@@ -223,7 +223,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let device = Device::Cpu;
     let cfg_json = config();
-    let cfg: LlamaConfig = serde_json::from_value(cfg_json.clone())?;
+    let cfg: ModelConfig = serde_json::from_value(cfg_json.clone())?;
 
     // Held-out items first, from their own stream, so they never depend on --steps.
     let mut test_rng = Rng::new(args.seed ^ 0x7E57);
@@ -251,7 +251,7 @@ fn main() -> Result<()> {
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let model = Llama::load(vb, &cfg)?.differentiable();
+    let model = Decoder::load(vb, &cfg)?.differentiable();
     let params = ParamsAdamW { lr: args.lr, weight_decay: 0.01, ..Default::default() };
     let mut opt = AdamW::new(varmap.all_vars(), params)?;
 

@@ -37,6 +37,7 @@ pub fn model_checkpoint() -> Checkpoint {
         tokenizer_json: TOKENIZER.to_vec(),
         tokenizer_config_json: Some(text(TOKENIZER_CONFIG)),
         generation_config_json: Some(text(GENERATION_CONFIG)),
+        chat_template_jinja: None,
         weights: Weights::Static(WEIGHTS),
     }
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::log::RunLog;
 use crate::model::{spec, LoadedModel};
-use crate::prompt::PromptBuilder;
+use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::{finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown};
 use crate::rng::SplitMix64;
 use crate::run::record::{now_rfc3339, EnvironmentInfo, ModelInfo, Settings};
@@ -176,7 +176,10 @@ impl Stages<'_> {
         record.items = Some(items.len());
         log.line(format!("Loaded {} items", items.len()));
         let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?;
-        let prompts = items.iter().map(|it| builder.render(it)).collect::<Result<Vec<_>>>()?;
+        // Template errors surface before the (slower) model load.
+        for it in &items {
+            builder.render_body(it)?;
+        }
 
         log.line(format!("Loading model: {}", record.model.spec));
         let checkpoint = spec::resolve(self.opts.model.as_deref())?;
@@ -188,6 +191,11 @@ impl Stages<'_> {
             "Model loaded: {} parameters, device {}, dtype {}",
             model.num_parameters, self.opts.device, record.settings.dtype
         ));
+        let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;
+        if chat.is_some() {
+            log.line("Applying the model's chat template");
+        }
+        let prompts = items.iter().map(|it| builder.render(it, chat)).collect::<Result<Vec<_>>>()?;
 
         let predictions = self.generate(model, &items, &prompts, log)?;
         let submission = self.run_dir.join("submission.zip");
@@ -218,7 +226,7 @@ impl Stages<'_> {
         &self,
         model: LoadedModel,
         items: &[Item],
-        prompts: &[String],
+        prompts: &[Prompt],
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
         let requests = items
@@ -227,7 +235,8 @@ impl Stages<'_> {
             .enumerate()
             .map(|(index, (item, prompt))| GenRequest {
                 index,
-                prompt: prompt.clone(),
+                prompt: prompt.text.clone(),
+                add_special_tokens: prompt.add_special_tokens,
                 params: self.params.clone(),
                 seed: item_seed(self.opts.seed, &item.id),
             })
@@ -240,7 +249,7 @@ impl Stages<'_> {
         engine.generate(requests, &mut |out| {
             let rec = PredictionRecord {
                 id: items[out.index].id.clone(),
-                prompt: prompts[out.index].clone(),
+                prompt: prompts[out.index].text.clone(),
                 prediction: out.text,
                 tokens_in: out.tokens_in,
                 tokens_out: out.token_ids.len(),

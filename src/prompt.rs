@@ -1,25 +1,29 @@
-//! Items → prompt strings, through the environment's minijinja template.
+//! Items → prompt strings: the environment's minijinja template, then, when the environment
+//! asks for it and the model has one, the model's chat template.
 
 use minijinja::{Environment as Jinja, UndefinedBehavior};
 
 use crate::env::{manifest::PromptSpec, ChatMode, Item};
 use crate::error::{Error, Result};
+use crate::model::chat::{ChatTemplate, Message};
+
+/// A prompt ready for the tokenizer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub text: String,
+    /// False when a chat template already wrote the special tokens into `text`.
+    pub add_special_tokens: bool,
+}
 
 pub struct PromptBuilder {
     jinja: Jinja<'static>,
     system: String,
+    chat: ChatMode,
 }
 
 impl PromptBuilder {
     /// Compiles the template once; `origin` names the environment in errors.
     pub fn new(spec: &PromptSpec, origin: &str) -> Result<Self> {
-        if spec.chat == ChatMode::Always {
-            return Err(Error::env(
-                origin,
-                "chat = true needs chat-template support, which this build does not have yet; \
-                 use chat = \"auto\" or false",
-            ));
-        }
         let mut jinja = Jinja::new();
         // A typo in a field name must fail loudly, not render an empty string into every prompt.
         jinja.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -27,16 +31,51 @@ impl PromptBuilder {
         jinja
             .add_template_owned("prompt", spec.template.clone())
             .map_err(|e| Error::env(origin, format!("[prompt] template: {e}")))?;
-        Ok(Self { jinja, system: spec.system.clone() })
+        Ok(Self { jinja, system: spec.system.clone(), chat: spec.chat })
     }
 
-    pub fn render(&self, item: &Item) -> Result<String> {
+    /// The item's text from the environment's template alone.
+    pub fn render_body(&self, item: &Item) -> Result<String> {
         let tmpl = self.jinja.get_template("prompt").map_err(|e| Error::Invalid(e.to_string()))?;
-        let body = tmpl.render(&item.fields).map_err(|e| {
-            Error::Invalid(format!("item {}: cannot render the prompt template: {e}", item.id))
-        })?;
-        // Without a chat template the system prompt is plain text ahead of the prompt.
-        Ok(if self.system.is_empty() { body } else { format!("{}\n\n{body}", self.system) })
+        tmpl.render(&item.fields)
+            .map_err(|e| Error::Invalid(format!("item {}: cannot render the prompt template: {e}", item.id)))
+    }
+
+    /// Whether prompts go through `template`: always with `chat = true` (an error when the model
+    /// has none), when present with `auto`, never with `false`.
+    pub fn chat_template<'t>(&self, template: Option<&'t ChatTemplate>, model: &str) -> Result<Option<&'t ChatTemplate>> {
+        match (self.chat, template) {
+            (ChatMode::Never, _) | (ChatMode::Auto, None) => Ok(None),
+            (_, Some(t)) => Ok(Some(t)),
+            (ChatMode::Always, None) => Err(Error::model(
+                model,
+                "the environment sets chat = true but the model has no chat template \
+                 (tokenizer_config.json chat_template or chat_template.jinja)",
+            )),
+        }
+    }
+
+    /// The full prompt: system and user turns through the chat template, or plain text with
+    /// the system prompt ahead of it.
+    pub fn render(&self, item: &Item, chat: Option<&ChatTemplate>) -> Result<Prompt> {
+        let body = self.render_body(item)?;
+        match chat {
+            Some(t) => {
+                let mut messages = Vec::new();
+                if !self.system.is_empty() {
+                    messages.push(Message { role: "system".into(), content: self.system.clone() });
+                }
+                messages.push(Message { role: "user".into(), content: body });
+                let text = t
+                    .render(&messages, true)
+                    .map_err(|e| Error::Invalid(format!("item {}: {e}", item.id)))?;
+                Ok(Prompt { text, add_special_tokens: false })
+            }
+            None => {
+                let text = if self.system.is_empty() { body } else { format!("{}\n\n{body}", self.system) };
+                Ok(Prompt { text, add_special_tokens: true })
+            }
+        }
     }
 }
 
@@ -50,30 +89,56 @@ mod tests {
         Item { id: "x".into(), fields, target: String::new() }
     }
 
-    fn spec(template: &str) -> PromptSpec {
-        PromptSpec { template: template.into(), system: String::new(), chat: ChatMode::Auto }
+    fn spec(template: &str, chat: ChatMode) -> PromptSpec {
+        PromptSpec { template: template.into(), system: String::new(), chat }
+    }
+
+    fn zephyr() -> ChatTemplate {
+        let tmpl = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}\
+                    {% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+        ChatTemplate::new(tmpl, Some("<s>"), Some("</s>")).unwrap()
     }
 
     #[test]
     fn renders_item_fields_and_refuses_unknown_ones() {
-        let b = PromptBuilder::new(&spec("Q: {{ question }}\nA:"), "e").unwrap();
-        assert_eq!(b.render(&item(json!({"question": "2+2?"}))).unwrap(), "Q: 2+2?\nA:");
-        let b = PromptBuilder::new(&spec("{{ questoin }}"), "e").unwrap();
-        let err = b.render(&item(json!({"question": "2+2?"}))).unwrap_err().to_string();
+        let b = PromptBuilder::new(&spec("Q: {{ question }}\nA:", ChatMode::Auto), "e").unwrap();
+        let p = b.render(&item(json!({"question": "2+2?"})), None).unwrap();
+        assert_eq!(p, Prompt { text: "Q: 2+2?\nA:".into(), add_special_tokens: true });
+        let b = PromptBuilder::new(&spec("{{ questoin }}", ChatMode::Auto), "e").unwrap();
+        let err = b.render(&item(json!({"question": "2+2?"})), None).unwrap_err().to_string();
         assert!(err.contains("item x") && err.contains("undefined"), "{err}");
     }
 
     #[test]
     fn bad_template_syntax_is_an_environment_error() {
-        let err = PromptBuilder::new(&spec("{{ question "), "envdir").err().unwrap().to_string();
+        let err = PromptBuilder::new(&spec("{{ question ", ChatMode::Auto), "envdir").err().unwrap().to_string();
         assert!(err.contains("envdir") && err.contains("template"), "{err}");
     }
 
     #[test]
-    fn system_prompt_goes_first() {
-        let mut s = spec("{{ q }}");
+    fn system_prompt_goes_first_as_text_or_as_a_turn() {
+        let mut s = spec("{{ q }}", ChatMode::Auto);
         s.system = "Answer briefly.".into();
         let b = PromptBuilder::new(&s, "e").unwrap();
-        assert_eq!(b.render(&item(json!({"q": "hi"}))).unwrap(), "Answer briefly.\n\nhi");
+        let it = item(json!({"q": "hi"}));
+        assert_eq!(b.render(&it, None).unwrap().text, "Answer briefly.\n\nhi");
+        let t = zephyr();
+        let chat = b.chat_template(Some(&t), "m").unwrap();
+        let p = b.render(&it, chat).unwrap();
+        assert_eq!(p.text, "<|system|>\nAnswer briefly.</s>\n<|user|>\nhi</s>\n<|assistant|>\n");
+        assert!(!p.add_special_tokens);
+    }
+
+    #[test]
+    fn chat_modes() {
+        let t = zephyr();
+        let never = PromptBuilder::new(&spec("{{ q }}", ChatMode::Never), "e").unwrap();
+        assert!(never.chat_template(Some(&t), "m").unwrap().is_none());
+        let auto = PromptBuilder::new(&spec("{{ q }}", ChatMode::Auto), "e").unwrap();
+        assert!(auto.chat_template(Some(&t), "m").unwrap().is_some());
+        assert!(auto.chat_template(None, "m").unwrap().is_none());
+        let always = PromptBuilder::new(&spec("{{ q }}", ChatMode::Always), "e").unwrap();
+        let err = always.chat_template(None, "my-model").unwrap_err().to_string();
+        assert!(err.contains("my-model") && err.contains("no chat template"), "{err}");
     }
 }

@@ -92,6 +92,34 @@ fn zipped_environment_and_phase_selection() {
 }
 
 #[test]
+fn chat_true_renders_prompts_through_the_models_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("env");
+    copy_dir(&mixed_env(), &env);
+    let manifest = std::fs::read_to_string(env.join("environment.toml")).unwrap();
+    let manifest = manifest.replace("chat = false", "chat = true\nsystem = \"Be brief.\"");
+    std::fs::write(env.join("environment.toml"), manifest).unwrap();
+    let model = dir.path().join("model");
+    copy_dir(&repo().join("fixtures/embedded/model"), &model);
+    std::fs::write(
+        model.join("chat_template.jinja"),
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+    )
+    .unwrap();
+    let args = ["eval", "--env", env.to_str().unwrap(), "--model", model.to_str().unwrap(), "--phase", "small"];
+    let out = ok(&benchgen(dir.path(), &args));
+    assert!(out.contains("Applying the model's chat template"), "{out}");
+    let preds = read_jsonl(&dir.path().join("runs/1/predictions.jsonl"));
+    let prompts: Vec<&str> = preds.iter().map(|p| p["prompt"].as_str().unwrap()).collect();
+    assert!(prompts.contains(&"<system>Be brief.</s><user>1+1=</s><assistant>"), "{prompts:?}");
+
+    // chat = true with a model that has no template is refused, naming the model.
+    let o = benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no chat template"), "{}", stderr(&o));
+}
+
+#[test]
 fn bad_inputs_fail_clearly_without_a_completed_run() {
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("env");

@@ -1,69 +1,127 @@
 #!/usr/bin/env python3
 """Reference outputs from HuggingFace transformers for benchgen's model tests.
 
-For each checkpoint below: token ids of a few prompts (HF tokenizer), the logits of every prompt
-position (f32), and 32 greedy tokens (`generate(do_sample=False)`), written to
-fixtures/goldens/<name>.json. benchgen's tests compare against these; they never compare
-benchgen with itself.
+1. Creates small random-weight checkpoints, one per supported architecture and head layout
+   (GQA, MQA, bias, q/k norm, explicit head_dim, llama3 rope scaling, sliding window, tied and
+   untied embeddings, bf16 weights, sharded weights), in fixtures/models/<name>/, with the byte-level
+   tokenizer of the embedded model.
+2. For those and for the embedded model (fixtures/embedded/model), records with transformers:
+   the prompts' token ids, the logits of every prompt position (f32), 32 greedy tokens, and the
+   logits of the same prompts run as one left-padded batch, in fixtures/goldens/<name>.json
+   (ids, tokens) and fixtures/goldens/<name>.safetensors (logits).
 
-    python3 -m venv ~/.venvs/golden && . ~/.venvs/golden/bin/activate   # see shared/docs/tooling.md
+benchgen's tests compare against these; they never compare benchgen with itself.
+
+    . ~/.venvs/golden/bin/activate    # torch 2.15 + transformers 5.24, see ../shared/docs/tooling.md
     python tools/make_goldens.py
 """
 import json
 import pathlib
+import shutil
 
 import torch
+import transformers
+from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CHECKPOINTS = {
-    # name: (checkpoint dir, prompts)
-    "embedded": (
-        ROOT / "fixtures/embedded/model",
-        ["12+34=", "7-3=", "999+1=", "Hello, <world> & 東京!", "5"],
-    ),
-}
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"]
 NEW_TOKENS = 32
+PROMPTS = [
+    "12+34=",
+    "7-3=",
+    "Hello, <world> & 東京!",
+    "5",
+    "A longer prompt, so that sliding windows and padding both matter: 999+1=",
+]
+COMMON = dict(vocab_size=260, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+              max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=256, eos_token_id=257,
+              rope_theta=10000.0)
+
+# name: (config class, overrides, save options)
+RANDOM_MODELS = {
+    "llama-gqa-untied": ("LlamaConfig", dict(num_attention_heads=4, num_key_value_heads=2,
+                                             tie_word_embeddings=False), {}),
+    "llama-9heads-tied": ("LlamaConfig", dict(hidden_size=72, num_attention_heads=9, num_key_value_heads=3,
+                                              tie_word_embeddings=True), {}),
+    "llama3-rope-mqa": ("LlamaConfig", dict(num_attention_heads=4, num_key_value_heads=1, tie_word_embeddings=True,
+                                            rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                                              high_freq_factor=4.0,
+                                                              original_max_position_embeddings=32)), {}),
+    "mistral-window": ("MistralConfig", dict(num_attention_heads=4, num_key_value_heads=2, sliding_window=6,
+                                             tie_word_embeddings=False), {}),
+    "qwen2-bias-bf16": ("Qwen2Config", dict(num_attention_heads=4, num_key_value_heads=2,
+                                            tie_word_embeddings=True), dict(dtype=torch.bfloat16)),
+    "qwen3-qknorm-sharded": ("Qwen3Config", dict(num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                                                 tie_word_embeddings=False), dict(max_shard_size="150KB")),
+}
 
 
-def golden(path, prompts):
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model.eval()
-    cases = []
+def make_random_model(name, config_class, overrides, save):
+    out = ROOT / "fixtures/models" / name
+    if out.exists():
+        shutil.rmtree(out)
+    torch.manual_seed(sum(map(ord, name)))
+    config = getattr(transformers, config_class)(**{**COMMON, **overrides})
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
     with torch.no_grad():
-        for prompt in prompts:
-            ids = tok(prompt, return_tensors="pt").input_ids
-            logits = model(ids).logits[0]
+        # Larger than HF's init (std 0.02) so that logits and greedy paths are not flat.
+        for pname, p in model.named_parameters():
+            if "norm" in pname:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.15)
+    dtype = save.get("dtype", torch.float32)
+    model.to(dtype).save_pretrained(out, max_shard_size=save.get("max_shard_size", "50GB"))
+    for f in TOKENIZER_FILES:
+        shutil.copy(ROOT / "fixtures/embedded/model" / f, out / f)
+    return out
+
+
+def golden(path):
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    cases, tensors = [], {}
+    with torch.no_grad():
+        encoded = [tok(p, return_tensors="pt").input_ids for p in PROMPTS]
+        for i, (prompt, ids) in enumerate(zip(PROMPTS, encoded)):
+            tensors[f"case{i}.logits"] = model(ids).logits[0].contiguous()
             # A plain argmax loop rather than generate(): no EOS handling or logits processors,
             # so all 32 positions are compared and nothing depends on generation_config.
             out = ids
             for _ in range(NEW_TOKENS):
                 nxt = model(out).logits[0, -1].argmax().view(1, 1)
                 out = torch.cat([out, nxt], dim=1)
-            cases.append(
-                {
-                    "prompt": prompt,
-                    "input_ids": ids[0].tolist(),
-                    "logits": [[round(float(x), 6) for x in row] for row in logits],
-                    "greedy_ids": out[0, ids.shape[1]:].tolist(),
-                }
-            )
-    return {
-        "generated_by": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}",
-        "checkpoint": str(path.relative_to(ROOT)),
-        "cases": cases,
-    }
+            cases.append({"prompt": prompt, "input_ids": ids[0].tolist(),
+                          "greedy_ids": out[0, ids.shape[1]:].tolist()})
+        # The same prompts as one left-padded batch, with explicit positions.
+        longest = max(e.shape[1] for e in encoded)
+        ids = torch.zeros(len(encoded), longest, dtype=torch.long)
+        mask = torch.zeros(len(encoded), longest, dtype=torch.long)
+        for i, e in enumerate(encoded):
+            ids[i, longest - e.shape[1]:] = e[0]
+            mask[i, longest - e.shape[1]:] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+        for i, e in enumerate(encoded):
+            tensors[f"case{i}.batch_logits"] = logits[i, longest - e.shape[1]:].contiguous()
+    meta = {"generated_by": f"transformers {transformers.__version__}, torch {torch.__version__}",
+            "checkpoint": str(path.relative_to(ROOT)), "cases": cases}
+    return meta, tensors
 
 
 def main():
     torch.set_num_threads(2)
     out_dir = ROOT / "fixtures/goldens"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, (path, prompts) in CHECKPOINTS.items():
-        data = golden(path, prompts)
-        (out_dir / f"{name}.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
-        print(f"wrote {out_dir / (name + '.json')}")
+    checkpoints = {"embedded": ROOT / "fixtures/embedded/model"}
+    for name, (cls, overrides, save) in RANDOM_MODELS.items():
+        checkpoints[name] = make_random_model(name, cls, overrides, save)
+    for name, path in checkpoints.items():
+        meta, tensors = golden(path)
+        (out_dir / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
+        save_file(tensors, out_dir / f"{name}.safetensors")
+        print(f"{name}: {len(meta['cases'])} cases")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! The command line (design doc §1). Each subcommand is a thin adapter over the library.
 
 mod eval;
+mod generate;
 mod runs;
 
 use std::path::PathBuf;
@@ -18,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a model on an environment and write the run's files (defaults: the embedded ones).
     Eval(EvalArgs),
+    /// Complete prompts with any model (quick checks outside an environment).
+    Generate(GenerateArgs),
     /// The Evaluations tab: list and inspect runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -56,6 +59,41 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Model: a checkpoint directory (HF layout), `trained:PATH`, or `embedded` [default: embedded]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// One prompt
+    #[arg(long, conflicts_with = "prompts")]
+    pub prompt: Option<String>,
+    /// A JSONL file of {"id", "prompt"} lines
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Stop string (repeatable); cut from the output
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// 0 is greedy
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Wrap each prompt as a user turn in the model's chat template
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// One JSON object per prompt: id, prompt, text, token_ids, finish_reason
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand)]
 pub enum RunsCommand {
     /// One line per run: id, status, model, environment, created, Overall Score
@@ -80,6 +118,7 @@ pub enum RunsCommand {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
         Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => runs::show(&runs_dir, run_id, finetune),
     }

@@ -116,7 +116,7 @@ impl Generator for LocalEngine {
     ) -> Result<()> {
         let mut encoded = requests
             .into_iter()
-            .map(|req| Ok((self.model.tokenizer.encode(&req.prompt)?, req)))
+            .map(|req| Ok((self.model.tokenizer.encode(&req.prompt, req.add_special_tokens)?, req)))
             .collect::<Result<Vec<_>>>()?;
         // Longest prompts first keeps the batch full longest; results are keyed by index anyway.
         encoded.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.index.cmp(&b.1.index)));

@@ -28,6 +28,8 @@ pub struct GenRequest {
     /// The caller's key; results come back tagged with it, in completion order.
     pub index: usize,
     pub prompt: String,
+    /// False when a chat template already put BOS and friends into `prompt`.
+    pub add_special_tokens: bool,
     pub params: GenParams,
     /// Seeds this item's sampling alone, so its output does not depend on its batch-mates.
     pub seed: u64,

@@ -8,8 +8,9 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::config::{LlamaConfig, TokenIds};
-use super::llama::Llama;
+use super::chat::ChatTemplate;
+use super::config::{ModelConfig, TokenIds};
+use super::decoder::Decoder;
 use super::tokenizer::TextTokenizer;
 use crate::error::{Error, Result};
 
@@ -27,6 +28,8 @@ pub struct Checkpoint {
     pub tokenizer_json: Vec<u8>,
     pub tokenizer_config_json: Option<String>,
     pub generation_config_json: Option<String>,
+    /// transformers 5 saves the chat template here rather than in tokenizer_config.json.
+    pub chat_template_jinja: Option<String>,
     pub weights: Weights,
 }
 
@@ -100,6 +103,7 @@ impl Checkpoint {
             tokenizer_json,
             tokenizer_config_json: read_optional(&dir.join("tokenizer_config.json"))?,
             generation_config_json: read_optional(&dir.join("generation_config.json"))?,
+            chat_template_jinja: read_optional(&dir.join("chat_template.jinja"))?,
             weights: Weights::Files(files),
         })
     }
@@ -119,8 +123,10 @@ struct TokenizerConfig {
 
 /// A model ready to run: decoder, tokenizer and where it came from.
 pub struct LoadedModel {
-    pub model: Llama,
+    pub model: Decoder,
     pub tokenizer: TextTokenizer,
+    /// The model's chat template, when it has one (base models usually do not).
+    pub chat_template: Option<ChatTemplate>,
     pub origin: String,
     pub num_parameters: usize,
 }
@@ -128,7 +134,7 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn load(ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<Self> {
         let origin = &ckpt.origin;
-        let cfg: LlamaConfig = serde_json::from_str(&ckpt.config_json)
+        let cfg: ModelConfig = serde_json::from_str(&ckpt.config_json)
             .map_err(|e| Error::model(origin, format!("config.json: {e}")))?;
         cfg.validate().map_err(|m| Error::model(origin, format!("config.json: {m}")))?;
 
@@ -154,16 +160,33 @@ impl LoadedModel {
             Weights::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
         }
         .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
-        let model = Llama::load(vb, &cfg)
+        let model = Decoder::load(vb, &cfg)
             .map_err(|e| Error::model(origin, format!("weights do not match config.json: {e}")))?;
         let num_parameters = count_parameters(&cfg);
-        Ok(Self { model, tokenizer, origin: origin.clone(), num_parameters })
+        let chat_template = chat_template(ckpt)?;
+        Ok(Self { model, tokenizer, chat_template, origin: origin.clone(), num_parameters })
     }
+}
+
+/// The template from `chat_template.jinja` or `tokenizer_config.json`, with the special tokens
+/// of `tokenizer_config.json`, as transformers assembles them.
+fn chat_template(ckpt: &Checkpoint) -> Result<Option<ChatTemplate>> {
+    let origin = &ckpt.origin;
+    let mut config: serde_json::Map<String, serde_json::Value> = match &ckpt.tokenizer_config_json {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::model(origin, format!("tokenizer_config.json: {e}")))?,
+        None => serde_json::Map::new(),
+    };
+    if let Some(jinja) = &ckpt.chat_template_jinja {
+        config.insert("chat_template".into(), serde_json::Value::String(jinja.clone()));
+    }
+    let text = serde_json::Value::Object(config).to_string();
+    ChatTemplate::from_tokenizer_config(&text).map_err(|e| Error::model(origin, e.to_string()))
 }
 
 /// EOS ids as transformers resolves them: generation_config.json, then config.json, then the
 /// tokenizer's `eos_token`.
-fn eos_ids(ckpt: &Checkpoint, cfg: &LlamaConfig, tok: &TextTokenizer) -> Result<Vec<u32>> {
+fn eos_ids(ckpt: &Checkpoint, cfg: &ModelConfig, tok: &TextTokenizer) -> Result<Vec<u32>> {
     let origin = &ckpt.origin;
     if let Some(text) = &ckpt.generation_config_json {
         let gc: GenerationConfig = serde_json::from_str(text)
@@ -192,7 +215,7 @@ fn eos_ids(ckpt: &Checkpoint, cfg: &LlamaConfig, tok: &TextTokenizer) -> Result<
     Ok(Vec::new())
 }
 
-fn count_parameters(cfg: &LlamaConfig) -> usize {
+fn count_parameters(cfg: &ModelConfig) -> usize {
     let (h, kv, hd, hs, is) = (
         cfg.num_attention_heads,
         cfg.num_kv_heads(),

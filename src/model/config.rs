@@ -1,10 +1,7 @@
-//! `config.json` of a Llama-family checkpoint, read straight from the HF file.
+//! `config.json` of a Llama-family checkpoint (Llama, Mistral, Qwen2, Qwen3), read straight from
+//! the HF file. The families share one decoder; [`Architecture`] says how each one differs.
 
 use serde::{Deserialize, Serialize};
-
-/// Architectures this build can run. Checked before any weight is touched so an unsupported
-/// checkpoint fails fast with the list of what works.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama"];
 
 /// `eos_token_id` / `bos_token_id` may be one id or a list in HF files.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -23,17 +20,52 @@ impl TokenIds {
     }
 }
 
-/// transformers 5 writes `rope_theta` inside `rope_parameters`; older files put it at top level.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The architectures this build runs, and what sets each apart from plain Llama.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Llama 1–3, SmolLM/SmolLM2, TinyLlama.
+    Llama,
+    /// Llama plus a sliding attention window.
+    Mistral,
+    /// Bias on the q/k/v projections (not on o).
+    Qwen2,
+    /// RMSNorm over each query/key head before RoPE.
+    Qwen3,
+}
+
+/// `model_type` values accepted, for the error message.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+
+/// Rope settings as either `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5)
+/// write them. Fields that do not apply to a type are ignored.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct RopeParameters {
+    #[serde(default, alias = "type")]
+    pub rope_type: Option<String>,
     #[serde(default)]
     pub rope_theta: Option<f64>,
     #[serde(default)]
-    pub rope_type: Option<String>,
+    pub factor: Option<f64>,
+    #[serde(default)]
+    pub low_freq_factor: Option<f64>,
+    #[serde(default)]
+    pub high_freq_factor: Option<f64>,
+    #[serde(default)]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+/// How rotary frequencies are derived from the base ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1's frequency-dependent scaling.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_positions: usize },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct LlamaConfig {
+pub struct ModelConfig {
     #[serde(default)]
     pub model_type: Option<String>,
     pub hidden_size: usize,
@@ -52,7 +84,7 @@ pub struct LlamaConfig {
     #[serde(default)]
     pub rope_parameters: Option<RopeParameters>,
     #[serde(default)]
-    pub rope_scaling: Option<serde_json::Value>,
+    pub rope_scaling: Option<RopeParameters>,
     #[serde(default = "default_max_positions")]
     pub max_position_embeddings: usize,
     #[serde(default)]
@@ -61,6 +93,10 @@ pub struct LlamaConfig {
     pub attention_bias: bool,
     #[serde(default)]
     pub mlp_bias: bool,
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    #[serde(default)]
+    pub use_sliding_window: Option<bool>,
     #[serde(default)]
     pub bos_token_id: Option<TokenIds>,
     #[serde(default)]
@@ -77,7 +113,20 @@ fn default_max_positions() -> usize {
     4096
 }
 
-impl LlamaConfig {
+impl ModelConfig {
+    pub fn architecture(&self) -> Result<Architecture, String> {
+        match self.model_type.as_deref().unwrap_or("llama") {
+            "llama" => Ok(Architecture::Llama),
+            "mistral" => Ok(Architecture::Mistral),
+            "qwen2" => Ok(Architecture::Qwen2),
+            "qwen3" => Ok(Architecture::Qwen3),
+            other => Err(format!(
+                "model_type \"{other}\" is not supported; supported: {}",
+                SUPPORTED_MODEL_TYPES.join(", ")
+            )),
+        }
+    }
+
     pub fn num_kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
@@ -86,36 +135,66 @@ impl LlamaConfig {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
+    /// transformers 5 writes rope settings only inside `rope_parameters`; older files use
+    /// `rope_theta` and `rope_scaling` at top level.
+    fn rope(&self) -> RopeParameters {
+        self.rope_parameters.clone().or_else(|| self.rope_scaling.clone()).unwrap_or_default()
+    }
+
     pub fn rope_theta(&self) -> f64 {
-        self.rope_theta
-            .or_else(|| self.rope_parameters.as_ref().and_then(|p| p.rope_theta))
-            .unwrap_or(10_000.0)
+        self.rope_theta.or_else(|| self.rope().rope_theta).unwrap_or(10_000.0)
+    }
+
+    pub fn rope_scaling(&self) -> Result<RopeScaling, String> {
+        let p = self.rope();
+        let need = |v: Option<f64>, name: &str| v.ok_or_else(|| format!("rope scaling lacks {name}"));
+        match p.rope_type.as_deref() {
+            None | Some("default") => Ok(RopeScaling::None),
+            Some("linear") => Ok(RopeScaling::Linear { factor: need(p.factor, "factor")? }),
+            Some("llama3") => Ok(RopeScaling::Llama3 {
+                factor: need(p.factor, "factor")?,
+                low_freq_factor: need(p.low_freq_factor, "low_freq_factor")?,
+                high_freq_factor: need(p.high_freq_factor, "high_freq_factor")?,
+                original_max_positions: p
+                    .original_max_position_embeddings
+                    .ok_or("rope scaling lacks original_max_position_embeddings")?,
+            }),
+            Some(other) => Err(format!("rope type \"{other}\" is not supported; supported: default, linear, llama3")),
+        }
+    }
+
+    /// Keys older than this many positions are invisible (Mistral); `None` = full attention.
+    pub fn attention_window(&self) -> Option<usize> {
+        match self.architecture() {
+            Ok(Architecture::Mistral) => self.sliding_window,
+            _ => None,
+        }
+    }
+
+    /// (q/k/v bias, o bias) as each family's HF implementation builds its projections.
+    pub fn projection_bias(&self) -> (bool, bool) {
+        match self.architecture() {
+            Ok(Architecture::Qwen2) => (true, false),
+            Ok(Architecture::Mistral) => (false, false),
+            _ => (self.attention_bias, self.attention_bias),
+        }
+    }
+
+    pub fn qk_norm(&self) -> bool {
+        matches!(self.architecture(), Ok(Architecture::Qwen3))
     }
 
     /// Rejects configurations this implementation would silently compute wrong.
     pub fn validate(&self) -> Result<(), String> {
-        let model_type = self.model_type.as_deref().unwrap_or("llama");
-        if !SUPPORTED_MODEL_TYPES.contains(&model_type) {
-            return Err(format!(
-                "model_type \"{model_type}\" is not supported; supported: {}",
-                SUPPORTED_MODEL_TYPES.join(", ")
-            ));
-        }
+        let arch = self.architecture()?;
         if let Some(act) = self.hidden_act.as_deref() {
             if act != "silu" {
                 return Err(format!("hidden_act \"{act}\" is not supported (only silu)"));
             }
         }
-        if let Some(scaling) = &self.rope_scaling {
-            if !scaling.is_null() {
-                return Err(format!("rope_scaling {scaling} is not supported yet"));
-            }
-        }
-        let rope_type = self.rope_parameters.as_ref().and_then(|p| p.rope_type.as_deref());
-        if let Some(t) = rope_type {
-            if t != "default" {
-                return Err(format!("rope_parameters.rope_type \"{t}\" is not supported yet"));
-            }
+        self.rope_scaling()?;
+        if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3) && self.use_sliding_window == Some(true) {
+            return Err("use_sliding_window = true is not supported yet for Qwen models".into());
         }
         if self.num_attention_heads == 0 || self.num_kv_heads() == 0 {
             return Err("num_attention_heads and num_key_value_heads must be positive".into());
@@ -131,5 +210,44 @@ impl LlamaConfig {
             return Err(format!("head_dim {} must be even for rotary embeddings", self.head_dim()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: serde_json::Value) -> ModelConfig {
+        let mut base = serde_json::json!({"hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100});
+        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn rope_settings_are_read_from_either_place() {
+        let old = cfg(serde_json::json!({"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3",
+            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}));
+        let new = cfg(serde_json::json!({"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0,
+            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}));
+        for c in [&old, &new] {
+            assert_eq!(c.rope_theta(), 500000.0);
+            assert!(matches!(c.rope_scaling(), Ok(RopeScaling::Llama3 { original_max_positions: 8192, .. })));
+        }
+        let e = cfg(serde_json::json!({"rope_scaling": {"type": "yarn", "factor": 4.0}})).validate().unwrap_err();
+        assert!(e.contains("yarn") && e.contains("llama3"), "{e}");
+    }
+
+    #[test]
+    fn families_differ_where_hf_differs() {
+        let q2 = cfg(serde_json::json!({"model_type": "qwen2", "attention_bias": false}));
+        assert_eq!(q2.projection_bias(), (true, false));
+        let m = cfg(serde_json::json!({"model_type": "mistral", "sliding_window": 4096}));
+        assert_eq!(m.attention_window(), Some(4096));
+        let l = cfg(serde_json::json!({"sliding_window": 4096}));
+        assert_eq!(l.attention_window(), None);
+        assert!(cfg(serde_json::json!({"model_type": "qwen3"})).qk_norm());
+        let e = cfg(serde_json::json!({"model_type": "gpt2"})).validate().unwrap_err();
+        assert!(e.contains("gpt2") && e.contains("llama, mistral, qwen2, qwen3"), "{e}");
     }
 }

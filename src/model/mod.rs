@@ -1,12 +1,14 @@
 //! Model layer: checkpoints, configs, tokenizers and the decoder itself.
 
+pub mod chat;
 pub mod checkpoint;
 pub mod config;
-pub mod llama;
+pub mod decoder;
+mod rope;
 pub mod spec;
 pub mod tokenizer;
 
 pub use checkpoint::{Checkpoint, LoadedModel};
-pub use config::LlamaConfig;
-pub use llama::{Llama, SeqCache, Segment};
+pub use config::ModelConfig;
+pub use decoder::{Decoder, SeqCache, Segment};
 pub use tokenizer::TextTokenizer;

@@ -36,10 +36,11 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// Encodes as `transformers`' `tokenizer(text)` does: the tokenizer's own post-processor
-    /// decides whether BOS is added.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Tokenizer {
+    /// Encodes as `transformers`' `tokenizer(text)` does: with `add_special_tokens` the
+    /// tokenizer's own post-processor decides whether BOS is added. Text rendered by a chat
+    /// template already holds its special tokens, so it is encoded without.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| Error::Tokenizer {
             origin: self.origin.clone(),
             message: format!("cannot encode text: {e}"),
         })?;

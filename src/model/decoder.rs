@@ -1,4 +1,4 @@
-//! Llama-family decoder over packed, ragged batches.
+//! Decoder-only transformer (Llama, Mistral, Qwen2, Qwen3) over packed, ragged batches.
 //!
 //! Unlike candle-transformers' llama (one scalar offset per batch, last-position logits only),
 //! every forward pass takes a *packed* list of tokens from many sequences: the linear layers run
@@ -9,7 +9,8 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, VarBuilder};
 
-use super::config::LlamaConfig;
+use super::config::ModelConfig;
+use super::rope::Rope;
 
 /// One sequence's slice of a packed batch: `len` new tokens whose first position is `offset`
 /// (equal to the number of tokens already in that sequence's cache).
@@ -54,44 +55,6 @@ impl RmsNorm {
     }
 }
 
-/// cos/sin tables for every position up to the model's context, indexed per token.
-struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rope {
-    fn new(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Result<Self> {
-        let half = cfg.head_dim() / 2;
-        let theta = cfg.rope_theta();
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / cfg.head_dim() as f64)) as f32)
-            .collect();
-        let positions = cfg.max_position_embeddings;
-        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-        let t = Tensor::arange(0u32, positions as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((positions, 1))?;
-        let freqs = t.broadcast_mul(&inv_freq)?;
-        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
-    }
-
-    /// `x` is `[heads, N, head_dim]`; `cos`/`sin` are `[N, head_dim/2]` gathered by position.
-    fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor, differentiable: bool) -> Result<Tensor> {
-        if differentiable {
-            let half = x.dim(D::Minus1)? / 2;
-            let x1 = x.narrow(D::Minus1, 0, half)?;
-            let x2 = x.narrow(D::Minus1, half, half)?;
-            let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(0)?;
-            let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(0)?;
-            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-            x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
-        } else {
-            candle_nn::rotary_emb::rope(&x.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0)
-        }
-    }
-}
-
 /// What every layer of one forward pass shares: the packing and the per-token rope rows.
 struct Pass<'a> {
     segs: &'a [Segment],
@@ -105,23 +68,36 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// Qwen3 normalises each query/key head before RoPE.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
+    window: Option<usize>,
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
-        let bias = cfg.attention_bias;
+        let (qkv_bias, o_bias) = cfg.projection_bias();
+        let qk_norm = if cfg.qk_norm() {
+            Some((
+                RmsNorm::load(vb.pp("q_norm"), hd, cfg.rms_norm_eps)?,
+                RmsNorm::load(vb.pp("k_norm"), hd, cfg.rms_norm_eps)?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
-            q_proj: linear_b(cfg.hidden_size, h * hd, bias, vb.pp("q_proj"))?,
-            k_proj: linear_b(cfg.hidden_size, kv * hd, bias, vb.pp("k_proj"))?,
-            v_proj: linear_b(cfg.hidden_size, kv * hd, bias, vb.pp("v_proj"))?,
-            o_proj: linear_b(h * hd, cfg.hidden_size, bias, vb.pp("o_proj"))?,
+            q_proj: linear_b(cfg.hidden_size, h * hd, qkv_bias, vb.pp("q_proj"))?,
+            k_proj: linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("k_proj"))?,
+            v_proj: linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("v_proj"))?,
+            o_proj: linear_b(h * hd, cfg.hidden_size, o_bias, vb.pp("o_proj"))?,
+            qk_norm,
             num_heads: h,
             num_kv_heads: kv,
             head_dim: hd,
+            window: cfg.attention_window(),
         })
     }
 
@@ -137,10 +113,15 @@ impl Attention {
         let n = x.dim(0)?;
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = h / kv;
-        let heads_first = |t: Tensor, heads: usize| t.reshape((n, heads, hd))?.transpose(0, 1);
-        let q = heads_first(self.q_proj.forward(x)?, h)?.contiguous()?;
-        let k = heads_first(self.k_proj.forward(x)?, kv)?.contiguous()?;
-        let v = heads_first(self.v_proj.forward(x)?, kv)?.contiguous()?;
+        let mut q = self.q_proj.forward(x)?.reshape((n, h, hd))?;
+        let mut k = self.k_proj.forward(x)?.reshape((n, kv, hd))?;
+        if let Some((q_norm, k_norm)) = &self.qk_norm {
+            q = q_norm.forward(&q, differentiable)?;
+            k = k_norm.forward(&k, differentiable)?;
+        }
+        let q = q.transpose(0, 1)?.contiguous()?;
+        let k = k.transpose(0, 1)?.contiguous()?;
+        let v = self.v_proj.forward(x)?.reshape((n, kv, hd))?.transpose(0, 1)?.contiguous()?;
         let q = Rope::apply(&q, cos, sin, differentiable)?;
         let k = Rope::apply(&k, cos, sin, differentiable)?;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -160,8 +141,9 @@ impl Attention {
             // Query heads sharing a KV head are stacked so K/V are never copied per head.
             let qs = qs.contiguous()?.reshape((kv, group * seg.len, hd))?;
             let scores = (qs.matmul(&ks.t()?)? * scale)?;
-            let scores = if seg.len > 1 {
-                let mask = causal_mask(seg.len, total, x.device())?.to_dtype(scores.dtype())?;
+            let windowed = self.window.is_some_and(|w| total > w);
+            let scores = if seg.len > 1 || windowed {
+                let mask = causal_mask(seg.len, total, self.window, x.device())?.to_dtype(scores.dtype())?;
                 scores.reshape((kv, group, seg.len, total))?.broadcast_add(&mask)?.reshape((
                     kv,
                     group * seg.len,
@@ -183,11 +165,13 @@ impl Attention {
     }
 }
 
-/// Additive mask `[n, total]`: query i (the i-th new token) sees keys up to `total - n + i`.
-fn causal_mask(n: usize, total: usize, device: &Device) -> Result<Tensor> {
+/// Additive mask `[n, total]`: query i (the i-th new token, at position `total - n + i`) sees
+/// keys up to its own position and, with a window, only the last `window` of them.
+fn causal_mask(n: usize, total: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
     let past = total - n;
+    let visible = |i: usize, j: usize| j <= past + i && window.is_none_or(|w| past + i - j < w);
     let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| (0..total).map(move |j| if visible(i, j) { 0.0 } else { f32::NEG_INFINITY }))
         .collect();
     Tensor::from_vec(mask, (n, total), device)
 }
@@ -199,7 +183,7 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let (hs, is, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(Self {
             gate_proj: linear_b(hs, is, b, vb.pp("gate_proj"))?,
@@ -221,20 +205,20 @@ struct Block {
     mlp: Mlp,
 }
 
-/// A Llama decoder. `load` reads HF weight names; `forward` runs a packed batch.
-pub struct Llama {
+/// A Llama-family decoder. `load` reads HF weight names; `forward` runs a packed batch.
+pub struct Decoder {
     embed_tokens: Embedding,
     layers: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear,
     rope: Rope,
-    cfg: LlamaConfig,
+    cfg: ModelConfig,
     /// Fused candle kernels have no backward pass; training swaps in composed ops.
     differentiable: bool,
 }
 
-impl Llama {
-    pub fn load(vb: VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
+impl Decoder {
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let m = vb.pp("model");
         let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
         let layers = (0..cfg.num_hidden_layers)
@@ -262,7 +246,8 @@ impl Llama {
         } else {
             linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
         };
-        let rope = Rope::new(cfg, vb.dtype(), vb.device())?;
+        let scaling = cfg.rope_scaling().map_err(candle_core::Error::msg)?;
+        let rope = Rope::new(cfg, scaling, vb.dtype(), vb.device())?;
         Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone(), differentiable: false })
     }
 
@@ -272,7 +257,7 @@ impl Llama {
         self
     }
 
-    pub fn config(&self) -> &LlamaConfig {
+    pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }
 
