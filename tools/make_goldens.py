@@ -9,6 +9,8 @@
    the prompts' token ids, the logits of every prompt position (f32), 32 greedy tokens, and the
    logits of the same prompts run as one left-padded batch, in fixtures/goldens/<name>.json
    (ids, tokens) and fixtures/goldens/<name>.safetensors (logits).
+3. Log-likelihoods of (context, continuation) pairs, split into tokens the way
+   lm-evaluation-harness does, with whether the continuation is the greedy one.
 
 benchgen's tests compare against these; they never compare benchgen with itself.
 
@@ -33,6 +35,19 @@ PROMPTS = [
     "Hello, <world> & 東京!",
     "5",
     "A longer prompt, so that sliding windows and padding both matter: 999+1=",
+]
+LOGLIK_PAIRS = [
+    ("12+34=", "46"),
+    ("7-3=", "4"),
+    ("999+1=", "1000"),
+    ("20+5=", "25"),
+    ("Question: what is 2+2?\nAnswer:", " 4"),
+    ("The capital of France is ", "Paris"),
+    ("", "Hello world"),
+    ("A", " long continuation, with several tokens in it."),
+    # The embedded model was trained with BOS; with it, these are its own greedy answers.
+    ("<s>12+34=", "45"),
+    ("<s>7-3=", "4"),
 ]
 COMMON = dict(vocab_size=260, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
               max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=256, eos_token_id=257,
@@ -78,6 +93,35 @@ def make_random_model(name, config_class, overrides, save):
     return out
 
 
+def lm_eval_split(tok, context, continuation):
+    """lm-evaluation-harness's _encode_pair, with its empty-context rule."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tok(context + continuation, add_special_tokens=False).input_ids
+    if context == "":
+        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        return [prefix], whole
+    ctx = tok(context, add_special_tokens=False).input_ids
+    return ctx, whole[len(ctx):]
+
+
+def loglikelihoods(tok, model):
+    out = []
+    for context, continuation in LOGLIK_PAIRS:
+        ctx, cont = lm_eval_split(tok, context, continuation)
+        ids = torch.tensor([ctx + cont])
+        logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+        rows = logp[len(ctx) - 1:len(ctx) - 1 + len(cont)]
+        target = torch.tensor(cont)
+        out.append({"context": context, "continuation": continuation, "context_ids": ctx,
+                    "continuation_ids": cont,
+                    "logprob": float(rows[torch.arange(len(cont)), target].sum()),
+                    "is_greedy": bool((rows.argmax(-1) == target).all())})
+    return out
+
+
 def golden(path):
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
@@ -105,8 +149,9 @@ def golden(path):
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
         for i, e in enumerate(encoded):
             tensors[f"case{i}.batch_logits"] = logits[i, longest - e.shape[1]:].contiguous()
+        loglik = loglikelihoods(tok, model)
     meta = {"generated_by": f"transformers {transformers.__version__}, torch {torch.__version__}",
-            "checkpoint": str(path.relative_to(ROOT)), "cases": cases}
+            "checkpoint": str(path.relative_to(ROOT)), "cases": cases, "loglikelihood": loglik}
     return meta, tensors
 
 

@@ -1,13 +1,13 @@
 //! In-process generation with a candle model and continuous batching: up to `batch_size`
 //! sequences run together; a finished sequence leaves at once and the next waiting prompt's
 //! prefill joins the following step. Each step is one packed forward pass (see
-//! `model::llama`), so there is no padding and each sequence keeps its own cache and positions.
+//! `model::decoder`), so there is no padding and each sequence keeps its own cache and positions.
 
 use std::collections::VecDeque;
 
 use candle_core::{DType, Tensor};
 
-use super::{sampling, FinishReason, GenOutput, GenRequest, Generator};
+use super::{sampling, FinishReason, GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest};
 use crate::error::{Error, Result, TensorContext};
 use crate::model::{LoadedModel, SeqCache, Segment};
 use crate::rng::SplitMix64;
@@ -35,6 +35,10 @@ impl LocalEngine {
 
     pub fn model(&self) -> &LoadedModel {
         &self.model
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     fn admit(&self, req: GenRequest, prompt: Vec<u32>) -> Result<Running> {
@@ -159,5 +163,13 @@ impl Generator for LocalEngine {
             running = still;
         }
         Ok(())
+    }
+
+    fn loglikelihood(
+        &mut self,
+        requests: Vec<LoglikRequest>,
+        on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
+    ) -> Result<()> {
+        self.score_continuations(requests, on_done)
     }
 }

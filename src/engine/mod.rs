@@ -3,10 +3,12 @@
 //! touching it.
 
 mod local;
+mod loglik;
 pub mod sampling;
 mod stop;
 
 pub use local::LocalEngine;
+pub use loglik::{split_pair, LoglikOutput, LoglikRequest};
 pub use stop::find_stop;
 
 use serde::{Deserialize, Serialize};
@@ -62,5 +64,12 @@ pub trait Generator {
         &mut self,
         requests: Vec<GenRequest>,
         on_done: &mut dyn FnMut(GenOutput) -> Result<()>,
+    ) -> Result<()>;
+
+    /// Scores continuations (multiple choice), calling `on_done` as each is scored.
+    fn loglikelihood(
+        &mut self,
+        requests: Vec<LoglikRequest>,
+        on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
     ) -> Result<()>;
 }

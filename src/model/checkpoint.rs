@@ -119,6 +119,31 @@ struct GenerationConfig {
 struct TokenizerConfig {
     #[serde(default)]
     eos_token: Option<serde_json::Value>,
+    #[serde(default)]
+    bos_token: Option<serde_json::Value>,
+}
+
+/// A special token in tokenizer_config.json: a string or `{"content": …}`.
+fn token_text(v: &Option<serde_json::Value>) -> Option<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        _ => None,
+    }
+}
+
+fn tokenizer_config(ckpt: &Checkpoint) -> Result<TokenizerConfig> {
+    match &ckpt.tokenizer_config_json {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::model(&ckpt.origin, format!("tokenizer_config.json: {e}"))),
+        None => Ok(TokenizerConfig::default()),
+    }
+}
+
+/// BOS as transformers' tokenizer knows it: tokenizer_config.json's `bos_token`, else config.json.
+fn bos_id(ckpt: &Checkpoint, cfg: &ModelConfig, tok: &TextTokenizer) -> Result<Option<u32>> {
+    let from_tokenizer = token_text(&tokenizer_config(ckpt)?.bos_token).and_then(|t| tok.token_to_id(&t));
+    Ok(from_tokenizer.or_else(|| cfg.bos_token_id.as_ref().and_then(|ids| ids.to_vec().first().copied())))
 }
 
 /// A model ready to run: decoder, tokenizer and where it came from.
@@ -140,7 +165,8 @@ impl LoadedModel {
 
         let tokenizer = TextTokenizer::from_bytes(&ckpt.tokenizer_json, origin)?;
         let eos_ids = eos_ids(ckpt, &cfg, &tokenizer)?;
-        let tokenizer = tokenizer.with_eos_ids(eos_ids);
+        let bos_id = bos_id(ckpt, &cfg, &tokenizer)?;
+        let tokenizer = tokenizer.with_eos_ids(eos_ids).with_bos_id(bos_id);
         if tokenizer.vocab_size() > cfg.vocab_size {
             return Err(Error::model(
                 origin,
@@ -198,21 +224,8 @@ fn eos_ids(ckpt: &Checkpoint, cfg: &ModelConfig, tok: &TextTokenizer) -> Result<
     if let Some(ids) = &cfg.eos_token_id {
         return Ok(ids.to_vec());
     }
-    if let Some(text) = &ckpt.tokenizer_config_json {
-        let tc: TokenizerConfig = serde_json::from_str(text)
-            .map_err(|e| Error::model(origin, format!("tokenizer_config.json: {e}")))?;
-        let token = match tc.eos_token {
-            Some(serde_json::Value::String(s)) => Some(s),
-            Some(serde_json::Value::Object(o)) => {
-                o.get("content").and_then(|c| c.as_str()).map(str::to_string)
-            }
-            _ => None,
-        };
-        if let Some(id) = token.as_deref().and_then(|t| tok.token_to_id(t)) {
-            return Ok(vec![id]);
-        }
-    }
-    Ok(Vec::new())
+    let token = token_text(&tokenizer_config(ckpt)?.eos_token);
+    Ok(token.and_then(|t| tok.token_to_id(&t)).map(|id| vec![id]).unwrap_or_default())
 }
 
 fn count_parameters(cfg: &ModelConfig) -> usize {

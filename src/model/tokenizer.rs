@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 pub struct TextTokenizer {
     inner: Tokenizer,
     eos_ids: Vec<u32>,
+    bos_id: Option<u32>,
     origin: String,
 }
 
@@ -16,12 +17,22 @@ impl TextTokenizer {
             origin: origin.to_string(),
             message: format!("cannot read tokenizer.json: {e}"),
         })?;
-        Ok(Self { inner, eos_ids: Vec::new(), origin: origin.to_string() })
+        Ok(Self { inner, eos_ids: Vec::new(), bos_id: None, origin: origin.to_string() })
     }
 
     pub fn with_eos_ids(mut self, eos_ids: Vec<u32>) -> Self {
         self.eos_ids = eos_ids;
         self
+    }
+
+    pub fn with_bos_id(mut self, bos_id: Option<u32>) -> Self {
+        self.bos_id = bos_id;
+        self
+    }
+
+    /// The BOS token as transformers' `tokenizer.bos_token_id` knows it, if any.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
     }
 
     pub fn eos_ids(&self) -> &[u32] {

@@ -1,0 +1,151 @@
+//! Log-likelihood of continuations, for multiple-choice scoring: the summed log-probability of
+//! the continuation's tokens given the context, and whether greedy decoding would have produced
+//! exactly them. Token boundaries follow lm-evaluation-harness so scores are comparable.
+
+use candle_core::{DType, Tensor};
+
+use super::local::LocalEngine;
+use super::sampling::argmax;
+use crate::error::{Error, Result, TensorContext};
+use crate::model::{Segment, TextTokenizer};
+
+#[derive(Debug, Clone)]
+pub struct LoglikRequest {
+    pub index: usize,
+    pub context: String,
+    pub continuation: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoglikOutput {
+    pub index: usize,
+    /// Sum over the continuation's tokens of log p(token | everything before it).
+    pub logprob: f64,
+    /// Every continuation token is the argmax at its position.
+    pub is_greedy: bool,
+    pub continuation_tokens: usize,
+}
+
+/// Splits (context, continuation) into token ids as lm-evaluation-harness does: trailing
+/// whitespace of the context moves to the continuation, the pair is encoded whole and the
+/// continuation is what follows the context's own encoding; no special tokens, except that an
+/// empty context becomes the BOS (else EOS) token so the first token has something to follow.
+pub fn split_pair(tok: &TextTokenizer, context: &str, continuation: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+    let trimmed = context.trim_end();
+    let moved = &context[trimmed.len()..];
+    let continuation = format!("{moved}{continuation}");
+    let whole = tok.encode(&format!("{trimmed}{continuation}"), false)?;
+    let ctx = if trimmed.is_empty() {
+        let prefix = tok.bos_id().or_else(|| tok.eos_ids().first().copied()).ok_or_else(|| {
+            Error::Invalid("empty context needs a BOS or EOS token, and the tokenizer has neither".into())
+        })?;
+        return Ok((vec![prefix], whole));
+    } else {
+        tok.encode(trimmed, false)?
+    };
+    let cont = whole.get(ctx.len()..).unwrap_or_default().to_vec();
+    Ok((ctx, cont))
+}
+
+struct Scored {
+    index: usize,
+    ctx_len: usize,
+    tokens: Vec<u32>,
+}
+
+impl LocalEngine {
+    /// Scores every request, in packs of up to `batch_size` sequences per forward pass.
+    pub(super) fn score_continuations(
+        &mut self,
+        requests: Vec<LoglikRequest>,
+        on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
+    ) -> Result<()> {
+        let model = self.model();
+        let context_limit = model.model.config().max_position_embeddings;
+        let mut items = Vec::with_capacity(requests.len());
+        for r in requests {
+            let (ctx, cont) = split_pair(&model.tokenizer, &r.context, &r.continuation)?;
+            if cont.is_empty() {
+                return Err(Error::Invalid(format!("item {}: the continuation encodes to no tokens", r.index)));
+            }
+            let mut tokens = ctx.clone();
+            tokens.extend(&cont);
+            // The last token is only a target, never an input.
+            tokens.pop();
+            if tokens.len() > context_limit {
+                return Err(Error::Invalid(format!(
+                    "item {}: context and continuation take {} tokens, more than the model's context of {context_limit}",
+                    r.index,
+                    tokens.len()
+                )));
+            }
+            items.push((Scored { index: r.index, ctx_len: ctx.len(), tokens }, cont));
+        }
+        // Longest first keeps packs similar in size; results carry their index.
+        items.sort_by(|a, b| b.0.tokens.len().cmp(&a.0.tokens.len()).then(a.0.index.cmp(&b.0.index)));
+        for pack in items.chunks(self.batch_size()) {
+            for out in self.score_pack(pack)? {
+                on_done(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn score_pack(&self, pack: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
+        let model = &self.model().model;
+        let segs: Vec<Segment> = pack.iter().map(|(s, _)| Segment { len: s.tokens.len(), offset: 0 }).collect();
+        let flat: Vec<u32> = pack.iter().flat_map(|(s, _)| s.tokens.iter().copied()).collect();
+        let n = flat.len();
+        let tokens = Tensor::from_vec(flat, n, model.device()).ctx("building the input batch")?;
+        let hidden = model.forward(&tokens, &segs, None).ctx("forward pass")?;
+        // Only the positions that predict continuation tokens go through the LM head.
+        let mut rows = Vec::new();
+        let mut start = 0u32;
+        for (s, cont) in pack {
+            let first = start + s.ctx_len as u32 - 1;
+            rows.extend(first..first + cont.len() as u32);
+            start += s.tokens.len() as u32;
+        }
+        let rows_t = Tensor::new(rows.as_slice(), model.device()).ctx("selecting positions")?;
+        let logits = model
+            .logits(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?)
+            .and_then(|l| l.to_dtype(DType::F32))
+            .and_then(|l| l.to_vec2::<f32>())
+            .ctx("computing logits")?;
+        let mut out = Vec::with_capacity(pack.len());
+        let mut row = 0;
+        for (s, cont) in pack {
+            let mut logprob = 0f64;
+            let mut is_greedy = true;
+            for &target in cont {
+                let l = &logits[row];
+                logprob += log_softmax_at(l, target as usize);
+                is_greedy &= argmax(l) == target;
+                row += 1;
+            }
+            out.push(LoglikOutput { index: s.index, logprob, is_greedy, continuation_tokens: cont.len() });
+        }
+        Ok(out)
+    }
+}
+
+/// log softmax(l)[i], accumulated in f64 so long vocabularies lose nothing to rounding.
+fn log_softmax_at(l: &[f32], i: usize) -> f64 {
+    let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = l.iter().map(|&v| (v as f64 - max).exp()).sum();
+    l[i] as f64 - max - sum.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_softmax_matches_the_definition() {
+        let l = [1.0f32, 2.0, 3.0];
+        let z: f64 = l.iter().map(|&v| (v as f64).exp()).sum();
+        for i in 0..3 {
+            assert!((log_softmax_at(&l, i) - ((l[i] as f64).exp() / z).ln()).abs() < 1e-12);
+        }
+    }
+}
