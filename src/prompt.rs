@@ -31,6 +31,9 @@ impl PromptBuilder {
         jinja
             .add_template_owned("prompt", spec.template.clone())
             .map_err(|e| Error::env(origin, format!("[prompt] template: {e}")))?;
+        jinja
+            .add_template_owned("choice", spec.choice_template.clone())
+            .map_err(|e| Error::env(origin, format!("[prompt] choice_template: {e}")))?;
         Ok(Self { jinja, system: spec.system.clone(), chat: spec.chat })
     }
 
@@ -39,6 +42,18 @@ impl PromptBuilder {
         let tmpl = self.jinja.get_template("prompt").map_err(|e| Error::Invalid(e.to_string()))?;
         tmpl.render(&item.fields)
             .map_err(|e| Error::Invalid(format!("item {}: cannot render the prompt template: {e}", item.id)))
+    }
+
+    /// The continuation scored for option `index` of a multiple-choice item.
+    pub fn render_choice(&self, item: &Item, index: usize) -> Result<String> {
+        let tmpl = self.jinja.get_template("choice").map_err(|e| Error::Invalid(e.to_string()))?;
+        let ctx = minijinja::context! {
+            choice => item.choices.get(index),
+            label => item.choice_labels.get(index),
+            index => index,
+        };
+        tmpl.render(ctx)
+            .map_err(|e| Error::Invalid(format!("item {}: cannot render the choice template: {e}", item.id)))
     }
 
     /// Whether prompts go through `template`: always with `chat = true` (an error when the model
@@ -86,11 +101,11 @@ mod tests {
 
     fn item(v: serde_json::Value) -> Item {
         let serde_json::Value::Object(fields) = v else { panic!("object") };
-        Item { id: "x".into(), fields, target: String::new() }
+        Item { id: "x".into(), fields, target: String::new(), choices: vec![], choice_labels: vec![], target_index: None }
     }
 
     fn spec(template: &str, chat: ChatMode) -> PromptSpec {
-        PromptSpec { template: template.into(), system: String::new(), chat }
+        PromptSpec { template: template.into(), system: String::new(), chat, choice_template: " {{ choice }}".into() }
     }
 
     fn zephyr() -> ChatTemplate {
@@ -127,6 +142,19 @@ mod tests {
         let p = b.render(&it, chat).unwrap();
         assert_eq!(p.text, "<|system|>\nAnswer briefly.</s>\n<|user|>\nhi</s>\n<|assistant|>\n");
         assert!(!p.add_special_tokens);
+    }
+
+    #[test]
+    fn choices_render_through_their_template() {
+        let mut it = item(json!({"q": "hi"}));
+        it.choices = vec!["red".into(), "blue".into()];
+        it.choice_labels = vec!["A".into(), "B".into()];
+        let b = PromptBuilder::new(&spec("{{ q }}", ChatMode::Auto), "e").unwrap();
+        assert_eq!(b.render_choice(&it, 1).unwrap(), " blue");
+        let mut s = spec("{{ q }}", ChatMode::Auto);
+        s.choice_template = " {{ label }}".into();
+        let b = PromptBuilder::new(&s, "e").unwrap();
+        assert_eq!(b.render_choice(&it, 0).unwrap(), " A");
     }
 
     #[test]

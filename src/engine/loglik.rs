@@ -23,6 +23,7 @@ pub struct LoglikOutput {
     pub logprob: f64,
     /// Every continuation token is the argmax at its position.
     pub is_greedy: bool,
+    pub context_tokens: usize,
     pub continuation_tokens: usize,
 }
 
@@ -123,7 +124,13 @@ impl LocalEngine {
                 is_greedy &= argmax(l) == target;
                 row += 1;
             }
-            out.push(LoglikOutput { index: s.index, logprob, is_greedy, continuation_tokens: cont.len() });
+            out.push(LoglikOutput {
+                index: s.index,
+                logprob,
+                is_greedy,
+                context_tokens: s.ctx_len,
+                continuation_tokens: cont.len(),
+            });
         }
         Ok(out)
     }

@@ -46,6 +46,8 @@ pub enum FinishReason {
     Stop,
     /// `max_new_tokens` (or the model's context) was reached.
     Length,
+    /// Multiple choice: the options were scored, nothing was generated.
+    Loglikelihood,
 }
 
 #[derive(Debug, Clone)]

@@ -1,24 +1,93 @@
-//! Items of one phase, read from `.jsonl` (one object per line) or `.json` (an array).
+//! Items of one phase, read from `.jsonl` (one object per line), `.json` (an array) or `.csv`
+//! (a header row, or the column names the phase gives).
 
 use serde_json::{Map, Value};
 
-use super::manifest::Fields;
+use super::manifest::{ChoicesField, Fields};
 use crate::error::{Error, Result};
 
-/// One benchmark item: its id, its raw fields (what prompt templates see) and its target.
+/// One benchmark item: its id, its raw fields (what prompt templates see), its target and, for
+/// multiple choice, its choices and the index of the right one.
 #[derive(Debug, Clone)]
 pub struct Item {
     pub id: String,
     pub fields: Map<String, Value>,
     pub target: String,
+    pub choices: Vec<String>,
+    pub choice_labels: Vec<String>,
+    /// Index into `choices` of the correct one (multiple choice only).
+    pub target_index: Option<usize>,
 }
 
-/// Numbers and other non-string targets are compared as their JSON text.
+/// Numbers and other non-string values are compared as their JSON text.
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// `a.b.c` walks nested objects, so nested datasets need no flattening.
+fn lookup<'v>(obj: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
+    let mut parts = path.split('.');
+    let mut cur = obj.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_object()?.get(p)?;
+    }
+    Some(cur).filter(|v| !v.is_null())
+}
+
+fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> Error) -> Result<(Vec<String>, Vec<String>)> {
+    let Some(spec) = &fields.choices else { return Ok((Vec::new(), Vec::new())) };
+    let entries: Vec<Value> = match spec {
+        ChoicesField::Path(path) => match lookup(obj, path) {
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(at(format!("choices field \"{path}\" is not a list"))),
+            None => return Err(at(format!("missing choices field \"{path}\""))),
+        },
+        ChoicesField::Columns(cols) => cols
+            .iter()
+            .map(|c| lookup(obj, c).cloned().ok_or_else(|| at(format!("missing choice field \"{c}\""))))
+            .collect::<Result<_>>()?,
+    };
+    let mut texts = Vec::with_capacity(entries.len());
+    let mut labels = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        match e {
+            Value::Object(o) => {
+                let text = o.get(&fields.choice_text).ok_or_else(|| {
+                    at(format!("choice {i} has no \"{}\" key (set [fields] choice_text)", fields.choice_text))
+                })?;
+                texts.push(value_text(text));
+                labels.push(o.get(&fields.choice_label).map_or_else(|| default_label(i), value_text));
+            }
+            other => {
+                texts.push(value_text(other));
+                labels.push(match spec {
+                    ChoicesField::Columns(cols) => cols[i].clone(),
+                    ChoicesField::Path(_) => default_label(i),
+                });
+            }
+        }
+    }
+    if texts.len() < 2 {
+        return Err(at(format!("{} choice(s); multiple choice needs at least two", texts.len())));
+    }
+    Ok((texts, labels))
+}
+
+fn default_label(i: usize) -> String {
+    char::from(b'A' + (i % 26) as u8).to_string()
+}
+
+/// The target names the right choice by label ("B"), by 0-based index ("1"), or by its text.
+fn resolve_target(target: &str, texts: &[String], labels: &[String]) -> Option<usize> {
+    let t = target.trim();
+    labels
+        .iter()
+        .position(|l| l == t)
+        .or_else(|| t.parse::<usize>().ok().filter(|&i| i < texts.len()))
+        .or_else(|| texts.iter().position(|c| c.trim() == t))
 }
 
 fn to_item(origin: &str, line: usize, index: usize, value: Value, fields: &Fields) -> Result<Item> {
@@ -27,55 +96,90 @@ fn to_item(origin: &str, line: usize, index: usize, value: Value, fields: &Field
         return Err(at("item is not a JSON object".into()));
     };
     let id = match &fields.id {
-        Some(key) => match obj.get(key) {
-            Some(Value::Null) | None => return Err(at(format!("missing id field \"{key}\""))),
-            Some(v) => value_text(v),
-        },
+        Some(key) => value_text(lookup(&obj, key).ok_or_else(|| at(format!("missing id field \"{key}\"")))?),
         None => index.to_string(),
     };
-    let target = match obj.get(&fields.target) {
-        Some(v) => value_text(v),
-        None => {
-            return Err(at(format!(
-                "missing target field \"{}\" (set [fields] target in environment.toml)",
-                fields.target
-            )))
-        }
-    };
+    let target = value_text(lookup(&obj, &fields.target).ok_or_else(|| {
+        at(format!("missing target field \"{}\" (set [fields] target in environment.toml)", fields.target))
+    })?);
     if let Some(input) = &fields.input {
-        if !obj.contains_key(input) {
+        if lookup(&obj, input).is_none() {
             return Err(at(format!("missing input field \"{input}\"")));
         }
     }
-    Ok(Item { id, fields: obj, target })
+    let (choices, choice_labels) = choices_of(&obj, fields, &at)?;
+    let target_index = if choices.is_empty() {
+        None
+    } else {
+        Some(resolve_target(&target, &choices, &choice_labels).ok_or_else(|| {
+            at(format!("target \"{target}\" is neither a choice label ({}), an index nor a choice", choice_labels.join(", ")))
+        })?)
+    };
+    Ok(Item { id, fields: obj, target, choices, choice_labels, target_index })
 }
 
-/// Parses a phase file; `origin` names it in errors (with 1-based line numbers).
-pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Item>> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Error::env(origin, format!("not UTF-8: {e}")))?;
-    let mut items = Vec::new();
-    if name.ends_with(".jsonl") {
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let value: Value = serde_json::from_str(line)
-                .map_err(|e| Error::env(origin, format!("line {}: not valid JSON: {e}", n + 1)))?;
-            let index = items.len();
-            items.push(to_item(origin, n + 1, index, value, fields)?);
+fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<Vec<(usize, Value)>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(columns.is_none()).flexible(false).from_reader(bytes);
+    let header: Vec<String> = match columns {
+        Some(c) => c.to_vec(),
+        None => reader
+            .headers()
+            .map_err(|e| Error::env(origin, format!("CSV header: {e}")))?
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').to_string())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            Error::env(origin, format!("line {line}: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.len() != header.len() {
+            return Err(Error::env(origin, format!("line {line}: {} fields, expected {}", record.len(), header.len())));
         }
-    } else if name.ends_with(".json") {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| Error::env(origin, format!("not valid JSON: {e}")))?;
-        let Value::Array(values) = value else {
-            return Err(Error::env(origin, "expected a JSON array of items"));
-        };
-        for (i, v) in values.into_iter().enumerate() {
-            items.push(to_item(origin, i + 1, i, v, fields)?);
-        }
-    } else {
-        return Err(Error::env(origin, "unsupported data format; use .jsonl or .json"));
+        let obj: Map<String, Value> =
+            header.iter().zip(record.iter()).map(|(k, v)| (k.clone(), Value::String(v.to_string()))).collect();
+        out.push((line, Value::Object(obj)));
     }
+    Ok(out)
+}
+
+/// Parses a phase file; `origin` names it in errors (with 1-based line numbers). `columns`
+/// names the fields of a CSV without a header row.
+pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> Result<Vec<Item>> {
+    let values: Vec<(usize, Value)> = if name.ends_with(".csv") {
+        csv_values(origin, bytes, columns)?
+    } else {
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::env(origin, format!("not UTF-8: {e}")))?;
+        if name.ends_with(".jsonl") {
+            let mut v = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value = serde_json::from_str(line)
+                    .map_err(|e| Error::env(origin, format!("line {}: not valid JSON: {e}", n + 1)))?;
+                v.push((n + 1, value));
+            }
+            v
+        } else if name.ends_with(".json") {
+            let value: Value =
+                serde_json::from_str(text).map_err(|e| Error::env(origin, format!("not valid JSON: {e}")))?;
+            let Value::Array(values) = value else {
+                return Err(Error::env(origin, "expected a JSON array of items"));
+            };
+            values.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+        } else {
+            return Err(Error::env(origin, "unsupported data format; use .jsonl, .json or .csv"));
+        }
+    };
+    let items = values
+        .into_iter()
+        .enumerate()
+        .map(|(index, (line, v))| to_item(origin, line, index, v, fields))
+        .collect::<Result<Vec<_>>>()?;
     if items.is_empty() {
         return Err(Error::env(origin, "phase has no items"));
     }
@@ -96,13 +200,17 @@ mod tests {
     use super::*;
 
     fn fields(id: Option<&str>) -> Fields {
-        Fields { id: id.map(str::to_string), input: Some("q".into()), target: "a".into() }
+        Fields { id: id.map(str::to_string), input: Some("q".into()), target: "a".into(), ..Fields::default() }
+    }
+
+    fn parse(data: &[u8], f: &Fields) -> Result<Vec<Item>> {
+        parse_items("d.jsonl", "d.jsonl", data, f, None)
     }
 
     #[test]
     fn ids_default_to_line_index_and_targets_to_text() {
         let data = b"{\"q\":\"1+1\",\"a\":2}\n\n{\"q\":\"2+2\",\"a\":\"4\"}\n";
-        let items = parse_items("t", "x.jsonl", data, &fields(None)).unwrap();
+        let items = parse(data, &fields(None)).unwrap();
         assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["0", "1"]);
         assert_eq!(items[0].target, "2");
         assert_eq!(items[1].target, "4");
@@ -111,26 +219,64 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let data = b"{\"q\":\"1\",\"a\":1,\"id\":\"x\"}\n{\"q\":\"2\"}\n";
-        let err = parse_items("d.jsonl", "d.jsonl", data, &fields(Some("id"))).unwrap_err().to_string();
+        let err = parse(data, &fields(Some("id"))).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
-        let err = parse_items("d.jsonl", "d.jsonl", b"{not json\n", &fields(None)).unwrap_err().to_string();
+        let err = parse(b"{not json\n", &fields(None)).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("not valid JSON"), "{err}");
     }
 
     #[test]
     fn duplicate_ids_and_empty_phases_are_refused() {
         let data = b"{\"id\":\"a\",\"q\":\"1\",\"a\":1}\n{\"id\":\"a\",\"q\":\"2\",\"a\":2}\n";
-        let err = parse_items("d", "d.jsonl", data, &fields(Some("id"))).unwrap_err().to_string();
+        let err = parse(data, &fields(Some("id"))).unwrap_err().to_string();
         assert!(err.contains("duplicate item id \"a\""), "{err}");
-        let err = parse_items("d", "d.jsonl", b"\n", &fields(None)).unwrap_err().to_string();
+        let err = parse(b"\n", &fields(None)).unwrap_err().to_string();
         assert!(err.contains("no items"), "{err}");
     }
 
     #[test]
     fn json_arrays_are_read() {
         let data = br#"[{"q":"a","a":"b"},{"q":"c","a":"d"}]"#;
-        let items = parse_items("d", "d.json", data, &fields(None)).unwrap();
+        let items = parse_items("d", "d.json", data, &fields(None), None).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[1].fields["q"], "c");
+    }
+
+    #[test]
+    fn nested_choices_with_labels_as_in_arc() {
+        let f = Fields {
+            id: Some("id".into()),
+            input: Some("question.stem".into()),
+            target: "answerKey".into(),
+            choices: Some(ChoicesField::Path("question.choices".into())),
+            ..Fields::default()
+        };
+        let line = br#"{"id":"q1","question":{"stem":"Pick","choices":[{"text":"x","label":"1"},{"text":"y","label":"2"}]},"answerKey":"2"}"#;
+        let items = parse(line, &f).unwrap();
+        assert_eq!(items[0].choices, ["x", "y"]);
+        assert_eq!(items[0].choice_labels, ["1", "2"]);
+        assert_eq!(items[0].target_index, Some(1));
+        let bad = br#"{"id":"q1","question":{"stem":"Pick","choices":[{"text":"x","label":"A"},{"text":"y","label":"B"}]},"answerKey":"E"}"#;
+        let err = parse(bad, &f).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("\"E\"") && err.contains("A, B"), "{err}");
+    }
+
+    #[test]
+    fn headerless_csv_with_named_columns_as_in_mmlu() {
+        let f = Fields {
+            input: Some("question".into()),
+            target: "answer".into(),
+            choices: Some(ChoicesField::Columns(vec!["A".into(), "B".into(), "C".into(), "D".into()])),
+            ..Fields::default()
+        };
+        let cols: Vec<String> = ["question", "A", "B", "C", "D", "answer"].iter().map(|s| s.to_string()).collect();
+        let data = b"\"What is 2, plus 2?\",3,4,5,6,B\nSecond,a,b,c,d,D\n";
+        let items = parse_items("m.csv", "m.csv", data, &f, Some(&cols)).unwrap();
+        assert_eq!(items[0].fields["question"], "What is 2, plus 2?");
+        assert_eq!(items[0].choices, ["3", "4", "5", "6"]);
+        assert_eq!(items[0].target_index, Some(1));
+        assert_eq!(items[1].target_index, Some(3));
+        let err = parse_items("m.csv", "m.csv", b"only,three,fields\n", &f, Some(&cols)).unwrap_err().to_string();
+        assert!(err.contains("m.csv") && err.contains("line 1"), "{err}");
     }
 }

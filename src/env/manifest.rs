@@ -34,7 +34,31 @@ fn default_version() -> String {
 pub struct PhaseSpec {
     pub name: String,
     /// Path of the items file, relative to the environment root.
-    pub data: String,
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Path of the items file under `$BENCHGEN_DATA_DIR` (official data kept outside the
+    /// environment, laid out like shared/data).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Field names of a CSV file without a header row.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+}
+
+impl PhaseSpec {
+    /// The file name, whichever way it is given (its extension picks the reader).
+    pub fn file_name(&self) -> &str {
+        self.data.as_deref().or(self.dataset.as_deref()).unwrap_or_default()
+    }
+}
+
+/// Where multiple-choice options are: one list field (`"question.choices"`; entries are strings
+/// or objects with text and label keys), or several fields, one per option (`["A","B","C","D"]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ChoicesField {
+    Path(String),
+    Columns(Vec<String>),
 }
 
 /// Which raw item fields play which role.
@@ -48,15 +72,38 @@ pub struct Fields {
     pub input: Option<String>,
     #[serde(default = "default_target")]
     pub target: String,
+    /// Multiple choice: where the options are; the target then names the right one by label,
+    /// 0-based index or text.
+    #[serde(default)]
+    pub choices: Option<ChoicesField>,
+    #[serde(default = "default_choice_text")]
+    pub choice_text: String,
+    #[serde(default = "default_choice_label")]
+    pub choice_label: String,
 }
 
 fn default_target() -> String {
     "target".into()
 }
 
+fn default_choice_text() -> String {
+    "text".into()
+}
+
+fn default_choice_label() -> String {
+    "label".into()
+}
+
 impl Default for Fields {
     fn default() -> Self {
-        Self { id: None, input: None, target: default_target() }
+        Self {
+            id: None,
+            input: None,
+            target: default_target(),
+            choices: None,
+            choice_text: default_choice_text(),
+            choice_label: default_choice_label(),
+        }
     }
 }
 
@@ -103,6 +150,14 @@ pub struct PromptSpec {
     pub system: String,
     #[serde(default)]
     pub chat: ChatMode,
+    /// Multiple choice by log-likelihood: each option's continuation, over `choice`, `label`
+    /// and `index`. lm-evaluation-harness puts one space between prompt and option.
+    #[serde(default = "default_choice_template")]
+    pub choice_template: String,
+}
+
+fn default_choice_template() -> String {
+    " {{ choice }}".into()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -184,6 +239,17 @@ impl Manifest {
             if !names.insert(p.name.as_str()) {
                 return Err(format!("phase \"{}\" is defined twice", p.name));
             }
+            if p.data.is_some() == p.dataset.is_some() {
+                return Err(format!("phase \"{}\" needs exactly one of data (a file in the environment) or dataset (a file under $BENCHGEN_DATA_DIR)", p.name));
+            }
+        }
+        let multiple_choice = m.fields.choices.is_some();
+        let by_loglik = m.scoring.method == crate::score::Method::Loglikelihood;
+        if by_loglik && !multiple_choice {
+            return Err("[scoring] method = \"loglikelihood\" needs [fields] choices".into());
+        }
+        if m.scoring.primary == crate::score::Primary::AccNorm && !by_loglik {
+            return Err("[scoring] primary = \"acc_norm\" needs method = \"loglikelihood\"".into());
         }
         Ok(m)
     }

@@ -8,7 +8,10 @@ use std::path::Path;
 
 pub use dataset::{parse_items, Item};
 pub use files::EnvFiles;
-pub use manifest::{ChatMode, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
+pub use manifest::{ChatMode, ChoicesField, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
+
+/// The variable naming a folder laid out like shared/data, where `dataset = …` phases are read.
+pub const DATA_DIR_VAR: &str = "BENCHGEN_DATA_DIR";
 
 use crate::error::{Error, Result};
 
@@ -75,8 +78,21 @@ impl Environment {
     }
 
     pub fn load_items(&self, phase: &PhaseSpec) -> Result<Vec<Item>> {
-        let bytes = self.files.read(&self.origin, &phase.data)?;
-        let origin = format!("{}/{}", self.origin.trim_end_matches('/'), phase.data);
-        parse_items(&origin, &phase.data, &bytes, &self.manifest.fields)
+        let (origin, bytes) = match (&phase.data, &phase.dataset) {
+            (Some(rel), _) => (format!("{}/{rel}", self.origin.trim_end_matches('/')), self.files.read(&self.origin, rel)?),
+            (None, Some(rel)) => {
+                let root = std::env::var_os(DATA_DIR_VAR).ok_or_else(|| {
+                    Error::env(
+                        &self.origin,
+                        format!("phase \"{}\" reads {rel} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
+                    )
+                })?;
+                let path = std::path::Path::new(&root).join(rel);
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                (path.display().to_string(), bytes)
+            }
+            (None, None) => return Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name))),
+        };
+        parse_items(&origin, phase.file_name(), &bytes, &self.manifest.fields, phase.columns.as_deref())
     }
 }

@@ -13,6 +13,9 @@ pub struct ScoreBreakdown {
     pub accuracy: f64,
     pub exact_match: f64,
     pub answer_rate: f64,
+    /// Multiple choice by log-likelihood: accuracy with length-normalised scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc_norm: Option<f64>,
     pub duration_s: f64,
     pub correct: usize,
     pub exact: usize,
@@ -26,6 +29,7 @@ impl ScoreBreakdown {
             Primary::Accuracy => "accuracy",
             Primary::ExactMatch => "exact_match",
             Primary::AnswerRate => "answer_rate",
+            Primary::AccNorm => "acc_norm",
         };
         Self {
             overall_score: summary.primary(primary),
@@ -33,6 +37,7 @@ impl ScoreBreakdown {
             accuracy: summary.accuracy(),
             exact_match: summary.exact_match(),
             answer_rate: summary.answer_rate(),
+            acc_norm: summary.acc_norm(),
             duration_s,
             correct: summary.correct,
             exact: summary.exact,
@@ -48,13 +53,18 @@ impl ScoreBreakdown {
 
     /// A small aligned table for terminals and log files.
     pub fn table(&self) -> String {
-        let rows = [
+        let mut rows = vec![
             ("Overall Score", format!("{:.2}", self.overall_score)),
             ("Accuracy", format!("{:.2}%", self.accuracy)),
+        ];
+        if let Some(a) = self.acc_norm {
+            rows.push(("Acc Norm", format!("{a:.2}%")));
+        }
+        rows.extend([
             ("Exact Match", format!("{:.2}%", self.exact_match)),
             ("Answer Rate", format!("{:.2}%", self.answer_rate)),
             ("Duration", format!("{:.2}s", self.duration_s)),
-        ];
+        ]);
         let mut out = String::from("Score Breakdown\n");
         for (k, v) in rows {
             out.push_str(&format!("  {k:<14} {v:>10}\n"));
@@ -69,7 +79,7 @@ mod tests {
 
     #[test]
     fn lines_and_table_show_the_numbers() {
-        let s = Summary { total: 100, correct: 26, exact: 20, answered: 90 };
+        let s = Summary { total: 100, correct: 26, exact: 20, answered: 90, correct_norm: None };
         let b = ScoreBreakdown::new(&s, Primary::Accuracy, 1.5);
         assert_eq!(b.accuracy_line(), "accuracy=26.00% correct=26/100");
         assert_eq!(b.overall_score, 26.0);

@@ -18,6 +18,9 @@ pub struct PredictionRecord {
     pub tokens_in: usize,
     pub tokens_out: usize,
     pub finish_reason: FinishReason,
+    /// Multiple choice: each option's log-likelihood, in option order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice_logprobs: Option<Vec<f64>>,
 }
 
 pub struct Journal {

@@ -100,6 +100,8 @@ pub enum Primary {
     ExactMatch,
     /// Share of items where an answer could be extracted.
     AnswerRate,
+    /// Multiple choice: share right when each option's log-likelihood is divided by its length.
+    AccNorm,
 }
 
 /// Why a [`ScoringConfig`] cannot be compiled.

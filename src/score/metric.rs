@@ -30,6 +30,9 @@ pub struct Summary {
     pub exact: usize,
     /// Items with `answered`.
     pub answered: usize,
+    /// Multiple choice only: items right by length-normalised log-likelihood.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correct_norm: Option<usize>,
 }
 
 impl Summary {
@@ -41,6 +44,7 @@ impl Summary {
             correct: count(|s| s.correct),
             exact: count(|s| s.exact),
             answered: count(|s| s.answered),
+            correct_norm: None,
         }
     }
 
@@ -54,6 +58,11 @@ impl Summary {
         self.percent(self.exact)
     }
 
+    /// Percentage (0..=100) right by length-normalised log-likelihood (multiple choice only).
+    pub fn acc_norm(&self) -> Option<f64> {
+        self.correct_norm.map(|n| self.percent(n))
+    }
+
     /// Percentage (0..=100) of items with an extractable answer.
     pub fn answer_rate(&self) -> f64 {
         self.percent(self.answered)
@@ -65,6 +74,7 @@ impl Summary {
             Primary::Accuracy => self.accuracy(),
             Primary::ExactMatch => self.exact_match(),
             Primary::AnswerRate => self.answer_rate(),
+            Primary::AccNorm => self.percent(self.correct_norm.unwrap_or(0)),
         }
     }
 
@@ -190,7 +200,8 @@ mod tests {
                 total: 4,
                 correct: 2,
                 exact: 1,
-                answered: 3
+                answered: 3,
+                correct_norm: None,
             }
         );
         assert_eq!(s.accuracy(), 50.0);

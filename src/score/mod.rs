@@ -8,6 +8,7 @@ mod config;
 mod extract;
 mod metric;
 mod normalize;
+pub mod choice;
 
 use rayon::prelude::*;
 

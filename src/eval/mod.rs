@@ -3,6 +3,8 @@
 //! module; this file only wires them and keeps the run record honest (Failed with the error
 //! when anything after the run's creation goes wrong).
 
+mod choice;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,7 +24,7 @@ use crate::rng::SplitMix64;
 use crate::run::record::{now_rfc3339, EnvironmentInfo, ModelInfo, Settings};
 use crate::run::submission::{read_submission, write_submission};
 use crate::run::{Journal, PredictionRecord, RunRecord, RunStatus, RunsDir};
-use crate::score::{ItemScore, Summary};
+use crate::score::{ItemScore, Method, Summary};
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
@@ -140,6 +142,19 @@ pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     }
 }
 
+/// Each item's prediction, by id; a prediction for an id the environment lacks is an error.
+fn join_predictions<'p>(items: &[Item], predictions: &'p [PredictionRecord]) -> Result<Vec<Option<&'p PredictionRecord>>> {
+    let known: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
+    let mut by_item = vec![None; items.len()];
+    for p in predictions {
+        let i = known.get(p.id.as_str()).ok_or_else(|| {
+            Error::Invalid(format!("submission has a prediction for unknown item id \"{}\"", p.id))
+        })?;
+        by_item[*i] = Some(p);
+    }
+    Ok(by_item)
+}
+
 fn finish(path: &Path, record: &mut RunRecord, started: Instant) -> Result<()> {
     record.finished = Some(now_rfc3339());
     record.duration_s = Some(started.elapsed().as_secs_f64());
@@ -197,7 +212,12 @@ impl Stages<'_> {
         }
         let prompts = items.iter().map(|it| builder.render(it, chat)).collect::<Result<Vec<_>>>()?;
 
-        let predictions = self.generate(model, &items, &prompts, log)?;
+        let multiple_choice = self.env.manifest.scoring.method == Method::Loglikelihood;
+        let predictions = if multiple_choice {
+            self.score_options(model, &items, &prompts, &builder, log)?
+        } else {
+            self.generate(model, &items, &prompts, log)?
+        };
         let submission = self.run_dir.join("submission.zip");
         let metadata = json!({
             "run_id": run_id,
@@ -213,7 +233,13 @@ impl Stages<'_> {
 
         log.line("Scoring submission");
         let submitted = read_submission(&submission)?;
-        let (records, summary) = self.score(&items, &submitted)?;
+        let by_item = join_predictions(&items, &submitted)?;
+        let (records, summary) = if multiple_choice {
+            self.score_multiple_choice(&items, &by_item, &builder)?
+        } else {
+            self.score(&items, &by_item)?
+        };
+        self.write_scoring_output(&summary, items.len(), submitted.len(), &by_item)?;
         let breakdown =
             ScoreBreakdown::new(&summary, self.env.manifest.scoring.primary, started.elapsed().as_secs_f64());
         self.write_reports(run_id, record, &records, &breakdown)?;
@@ -254,6 +280,7 @@ impl Stages<'_> {
                 tokens_in: out.tokens_in,
                 tokens_out: out.token_ids.len(),
                 finish_reason: out.finish_reason,
+                choice_logprobs: None,
             };
             journal.append(&rec)?;
             done[out.index] = Some(rec);
@@ -268,16 +295,8 @@ impl Stages<'_> {
             .collect()
     }
 
-    /// Joins predictions to items by id and scores them in parallel.
-    fn score(&self, items: &[Item], predictions: &[PredictionRecord]) -> Result<(Vec<DetailedRecord>, Summary)> {
-        let known: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
-        let mut by_item: Vec<Option<&PredictionRecord>> = vec![None; items.len()];
-        for p in predictions {
-            let i = known.get(p.id.as_str()).ok_or_else(|| {
-                Error::Invalid(format!("submission has a prediction for unknown item id \"{}\"", p.id))
-            })?;
-            by_item[*i] = Some(p);
-        }
+    /// Scores generated predictions in parallel with the environment's extraction and metric.
+    fn score(&self, items: &[Item], by_item: &[Option<&PredictionRecord>]) -> Result<(Vec<DetailedRecord>, Summary)> {
         let scorer = self
             .env
             .manifest
@@ -286,37 +305,14 @@ impl Stages<'_> {
             .map_err(|e| Error::env(&self.env.origin, e.to_string()))?;
         let pairs: Vec<(&str, &str)> = items
             .iter()
-            .zip(&by_item)
+            .zip(by_item)
             .map(|(it, p)| (p.map_or("", |p| p.prediction.as_str()), it.target.as_str()))
             .collect();
         let scores: Vec<ItemScore> = scorer.score_all(&pairs);
         let summary = Summary::from_scores(&scores);
-        let missing = by_item.iter().filter(|p| p.is_none()).count();
-
-        let scoring_dir = self.run_dir.join("scoring_output");
-        std::fs::create_dir_all(&scoring_dir).map_err(|e| Error::io(&scoring_dir, e))?;
-        let scores_json = json!({
-            "accuracy": summary.accuracy(),
-            "exact_match": summary.exact_match(),
-            "answer_rate": summary.answer_rate(),
-            "correct": summary.correct,
-            "exact": summary.exact,
-            "answered": summary.answered,
-            "total": summary.total,
-        });
-        write_json_atomic(&scoring_dir.join("scores.json"), &scores_json)?;
-        let s = &self.env.manifest.scoring;
-        let scoring_log = format!(
-            "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\n\
-             items: {}\npredictions: {}\nmissing predictions: {missing}\ncorrect: {}\nexact: {}\nanswered: {}\n",
-            s.method, s.metric, s.extract, s.normalize, items.len(), predictions.len(),
-            summary.correct, summary.exact, summary.answered
-        );
-        write_atomic(&scoring_dir.join("scoring.log"), scoring_log.as_bytes())?;
-
         let records = items
             .iter()
-            .zip(&by_item)
+            .zip(by_item)
             .zip(scores)
             .map(|((it, p), sc)| DetailedRecord {
                 id: it.id.clone(),
@@ -330,6 +326,40 @@ impl Stages<'_> {
             })
             .collect();
         Ok((records, summary))
+    }
+
+    /// `scoring_output/`: the scores and a log of how they were computed.
+    fn write_scoring_output(
+        &self,
+        summary: &Summary,
+        items: usize,
+        predictions: usize,
+        by_item: &[Option<&PredictionRecord>],
+    ) -> Result<()> {
+        let missing = by_item.iter().filter(|p| p.is_none()).count();
+        let scoring_dir = self.run_dir.join("scoring_output");
+        std::fs::create_dir_all(&scoring_dir).map_err(|e| Error::io(&scoring_dir, e))?;
+        let mut scores_json = json!({
+            "accuracy": summary.accuracy(),
+            "exact_match": summary.exact_match(),
+            "answer_rate": summary.answer_rate(),
+            "correct": summary.correct,
+            "exact": summary.exact,
+            "answered": summary.answered,
+            "total": summary.total,
+        });
+        if let Some(acc_norm) = summary.acc_norm() {
+            scores_json["acc_norm"] = json!(acc_norm);
+            scores_json["correct_norm"] = json!(summary.correct_norm);
+        }
+        write_json_atomic(&scoring_dir.join("scores.json"), &scores_json)?;
+        let s = &self.env.manifest.scoring;
+        let scoring_log = format!(
+            "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\n\
+             items: {items}\npredictions: {predictions}\nmissing predictions: {missing}\ncorrect: {}\nexact: {}\nanswered: {}\n",
+            s.method, s.metric, s.extract, s.normalize, summary.correct, summary.exact, summary.answered
+        );
+        write_atomic(&scoring_dir.join("scoring.log"), scoring_log.as_bytes())
     }
 
     fn write_reports(

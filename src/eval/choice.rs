@@ -1,0 +1,126 @@
+//! Multiple choice by log-likelihood: every option is scored as a continuation of the prompt,
+//! the likeliest one is the prediction (`acc`), and per-character likelihood gives `acc_norm`.
+
+use super::Stages;
+use crate::engine::{FinishReason, Generator, LocalEngine, LoglikRequest};
+use crate::env::Item;
+use crate::error::{Error, Result};
+use crate::log::RunLog;
+use crate::model::LoadedModel;
+use crate::prompt::{Prompt, PromptBuilder};
+use crate::report::DetailedRecord;
+use crate::run::{Journal, PredictionRecord};
+use crate::score::{choice::pick, Summary};
+
+/// Option lengths in characters, without the separator before them (lm-evaluation-harness's
+/// `acc_norm` divides by the length of the option text).
+fn option_lengths(continuations: &[String]) -> Vec<usize> {
+    continuations.iter().map(|c| c.trim_start().chars().count()).collect()
+}
+
+impl Stages<'_> {
+    fn continuations(&self, item: &Item, builder: &PromptBuilder) -> Result<Vec<String>> {
+        (0..item.choices.len()).map(|i| builder.render_choice(item, i)).collect()
+    }
+
+    /// Scores every option of every item; journals an item once all its options are scored.
+    pub(super) fn score_options(
+        &self,
+        model: LoadedModel,
+        items: &[Item],
+        prompts: &[Prompt],
+        builder: &PromptBuilder,
+        log: &mut RunLog,
+    ) -> Result<Vec<PredictionRecord>> {
+        let mut owner = Vec::new();
+        let mut requests = Vec::new();
+        for (i, (item, prompt)) in items.iter().zip(prompts).enumerate() {
+            for (c, continuation) in self.continuations(item, builder)?.into_iter().enumerate() {
+                owner.push((i, c));
+                requests.push(LoglikRequest { index: requests.len(), context: prompt.text.clone(), continuation });
+            }
+        }
+        let mut logprobs: Vec<Vec<Option<f64>>> = items.iter().map(|it| vec![None; it.choices.len()]).collect();
+        let mut context_tokens = vec![0; items.len()];
+        let mut done: Vec<Option<PredictionRecord>> = vec![None; items.len()];
+        let mut journal = Journal::create(&self.run_dir.join("predictions.jsonl"))?;
+        let (total, mut finished) = (items.len(), 0);
+        let mut engine = LocalEngine::new(model, self.opts.batch_size);
+        engine.loglikelihood(requests, &mut |out| {
+            let (i, c) = owner[out.index];
+            logprobs[i][c] = Some(out.logprob);
+            context_tokens[i] = out.context_tokens;
+            if logprobs[i].iter().all(Option::is_some) {
+                let lps: Vec<f64> = logprobs[i].iter().flatten().copied().collect();
+                let best = pick(&lps, &vec![1; lps.len()]).map_or(0, |(raw, _)| raw);
+                let rec = PredictionRecord {
+                    id: items[i].id.clone(),
+                    prompt: prompts[i].text.clone(),
+                    prediction: items[i].choices[best].clone(),
+                    tokens_in: context_tokens[i],
+                    tokens_out: 0,
+                    finish_reason: FinishReason::Loglikelihood,
+                    choice_logprobs: Some(lps),
+                };
+                journal.append(&rec)?;
+                done[i] = Some(rec);
+                finished += 1;
+                log.progress(finished, total);
+            }
+            Ok(())
+        })?;
+        journal.sync()?;
+        done.into_iter()
+            .enumerate()
+            .map(|(i, r)| r.ok_or_else(|| Error::Invalid(format!("no scores for item {}", items[i].id))))
+            .collect()
+    }
+
+    /// `acc` and `acc_norm` from the submitted log-likelihoods.
+    pub(super) fn score_multiple_choice(
+        &self,
+        items: &[Item],
+        by_item: &[Option<&PredictionRecord>],
+        builder: &PromptBuilder,
+    ) -> Result<(Vec<DetailedRecord>, Summary)> {
+        let mut summary = Summary { total: items.len(), correct_norm: Some(0), ..Summary::default() };
+        let mut records = Vec::with_capacity(items.len());
+        for (item, p) in items.iter().zip(by_item) {
+            let target = item.target_index.ok_or_else(|| Error::Invalid(format!("item {} has no choices", item.id)))?;
+            let lengths = option_lengths(&self.continuations(item, builder)?);
+            let picked = match p.and_then(|p| p.choice_logprobs.as_deref()) {
+                Some(lps) if lps.len() == item.choices.len() => pick(lps, &lengths),
+                Some(lps) => {
+                    return Err(Error::Invalid(format!(
+                        "item {}: {} log-likelihoods for {} choices",
+                        item.id,
+                        lps.len(),
+                        item.choices.len()
+                    )))
+                }
+                None => None,
+            };
+            let (correct, answered) = match picked {
+                Some((raw, norm)) => {
+                    summary.correct_norm = summary.correct_norm.map(|n| n + usize::from(norm == target));
+                    (raw == target, true)
+                }
+                None => (false, false),
+            };
+            summary.correct += usize::from(correct);
+            summary.exact += usize::from(correct);
+            summary.answered += usize::from(answered);
+            records.push(DetailedRecord {
+                id: item.id.clone(),
+                prompt: p.map_or_else(String::new, |p| p.prompt.clone()),
+                target: item.choices[target].clone(),
+                prediction: p.map_or_else(String::new, |p| p.prediction.clone()),
+                extracted: picked.map(|(raw, _)| item.choice_labels[raw].clone()),
+                correct,
+                exact: correct,
+                answered,
+            });
+        }
+        Ok((records, summary))
+    }
+}

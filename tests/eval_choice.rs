@@ -1,0 +1,85 @@
+//! Multiple choice by log-likelihood through the real binary: a fixture environment always,
+//! the official ARC files when `BENCHGEN_DATA_DIR` points at the shared data.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn first_max(v: &[f64]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+#[test]
+fn acc_and_acc_norm_follow_the_journaled_log_likelihoods() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = repo().join("fixtures/envs/choice");
+    let out = ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "4"]));
+    assert!(out.contains("Acc Norm"), "{out}");
+    let run = dir.path().join("runs/1");
+    let items = read_jsonl(&env.join("data/test.jsonl"));
+    let preds = read_jsonl(&run.join("predictions.jsonl"));
+    assert_eq!(preds.len(), items.len());
+
+    // Recompute acc and acc_norm here from the journal: argmax of the log-likelihoods, raw and
+    // divided by the option's length in characters.
+    let (mut correct, mut correct_norm) = (0, 0);
+    for it in &items {
+        let p = preds.iter().find(|p| p["id"] == it["id"]).unwrap();
+        assert_eq!(p["finish_reason"], "loglikelihood");
+        let options: Vec<&str> = it["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+        let lps: Vec<f64> = p["choice_logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(lps.len(), options.len());
+        assert!(lps.iter().all(|&lp| lp < 0.0));
+        let target = "ABCDE".find(it["answer"].as_str().unwrap()).unwrap();
+        let raw = first_max(&lps);
+        assert_eq!(p["prediction"], options[raw]);
+        let norm: Vec<f64> = lps.iter().zip(&options).map(|(lp, o)| lp / o.chars().count() as f64).collect();
+        correct += usize::from(raw == target);
+        correct_norm += usize::from(first_max(&norm) == target);
+    }
+    let b = read_json(&run.join("score_breakdown.json"));
+    assert_eq!(b["correct"], correct);
+    assert!((b["acc_norm"].as_f64().unwrap() - 100.0 * correct_norm as f64 / items.len() as f64).abs() < 1e-9);
+    assert_eq!(b["overall_score"], b["accuracy"]);
+    // The trained model knows arithmetic: far above the ~30% of guessing among 3-5 options.
+    assert!(correct * 2 > items.len(), "correct = {correct}/{}", items.len());
+    let scores = read_json(&run.join("scoring_output/scores.json"));
+    assert_eq!(scores["correct_norm"], correct_norm);
+
+    // Batch size does not change the picks.
+    ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "1"]));
+    let b1 = read_json(&dir.path().join("runs/2/score_breakdown.json"));
+    assert_eq!((b1["correct"].clone(), b1["acc_norm"].clone()), (b["correct"].clone(), b["acc_norm"].clone()));
+}
+
+#[test]
+fn official_arc_files_load_and_score() {
+    let Some(data) = std::env::var_os("BENCHGEN_DATA_DIR") else {
+        eprintln!("SKIPPED: BENCHGEN_DATA_DIR not set; the ARC test needs ../shared/data");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, file, count) in [("arc-easy", "ARC-Easy-Test.jsonl", 2376), ("arc-challenge", "ARC-Challenge-Test.jsonl", 1170)] {
+        let lines = read_jsonl(&std::path::Path::new(&data).join("benchmarks/arc").join(file));
+        assert_eq!(lines.len(), count, "{file}");
+        let env = repo().join("environments").join(name);
+        let out = benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--limit", "25", "--json"]);
+        let b: Value = serde_json::from_str(&ok(&out)).unwrap();
+        assert_eq!(b["total"], 25);
+        assert_eq!(b["primary"], "acc_norm");
+        assert_eq!(b["answer_rate"], 100.0);
+    }
+}
+
+#[test]
+fn loglikelihood_without_choices_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("env");
+    copy_dir(&repo().join("fixtures/envs/choice"), &env);
+    let m = std::fs::read_to_string(env.join("environment.toml")).unwrap().replace("choices = \"options\"\n", "");
+    std::fs::write(env.join("environment.toml"), m).unwrap();
+    let o = benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("needs [fields] choices"), "{}", stderr(&o));
+}
