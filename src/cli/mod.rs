@@ -3,6 +3,7 @@
 mod eval;
 mod generate;
 mod runs;
+mod score;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Complete prompts with any model (quick checks outside an environment).
     Generate(GenerateArgs),
+    /// Re-score saved predictions against an environment, without a model, as a new run.
+    Score(ScoreArgs),
     /// The Evaluations tab: list and inspect runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -94,6 +97,29 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Environment directory or .zip [default: the embedded arithmetic environment]
+    #[arg(long)]
+    pub env: Option<PathBuf>,
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// A JSONL file of {"id", "prediction"} lines (ids as in a run)
+    #[arg(long, conflicts_with = "submission", required_unless_present = "submission")]
+    pub predictions: Option<PathBuf>,
+    /// A submission archive with predictions.jsonl at its root
+    #[arg(long)]
+    pub submission: Option<PathBuf>,
+    /// Score only the first N items (as `eval --limit N` ran them); others count as unanswered
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Print the score breakdown as JSON on stdout (the log goes to stderr)
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand)]
 pub enum RunsCommand {
     /// One line per run: id, status, model, environment, created, Overall Score
@@ -119,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Score(args) => score::run(args),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
         Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => runs::show(&runs_dir, run_id, finetune),
     }

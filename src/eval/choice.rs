@@ -1,7 +1,7 @@
 //! Multiple choice by log-likelihood: every option is scored as a continuation of the prompt,
 //! the likeliest one is the prediction (`acc`), and per-character likelihood gives `acc_norm`.
 
-use super::Stages;
+use super::{Scoring, Stages};
 use crate::engine::{FinishReason, Generator, LocalEngine, LoglikRequest};
 use crate::env::Item;
 use crate::error::{Error, Result};
@@ -18,11 +18,11 @@ fn option_lengths(continuations: &[String]) -> Vec<usize> {
     continuations.iter().map(|c| c.trim_start().chars().count()).collect()
 }
 
-impl Stages<'_> {
-    fn continuations(&self, item: &Item, builder: &PromptBuilder) -> Result<Vec<String>> {
-        (0..item.choices.len()).map(|i| builder.render_choice(item, i)).collect()
-    }
+fn continuations(item: &Item, builder: &PromptBuilder) -> Result<Vec<String>> {
+    (0..item.choices.len()).map(|i| builder.render_choice(item, i)).collect()
+}
 
+impl Stages<'_> {
     /// Scores every option of every item; journals an item once all its options are scored.
     pub(super) fn score_options(
         &self,
@@ -35,7 +35,7 @@ impl Stages<'_> {
         let mut owner = Vec::new();
         let mut requests = Vec::new();
         for (i, (item, prompt)) in items.iter().zip(prompts).enumerate() {
-            for (c, continuation) in self.continuations(item, builder)?.into_iter().enumerate() {
+            for (c, continuation) in continuations(item, builder)?.into_iter().enumerate() {
                 owner.push((i, c));
                 requests.push(LoglikRequest { index: requests.len(), context: prompt.text.clone(), continuation });
             }
@@ -59,7 +59,7 @@ impl Stages<'_> {
                     prediction: items[i].choices[best].clone(),
                     tokens_in: context_tokens[i],
                     tokens_out: 0,
-                    finish_reason: FinishReason::Loglikelihood,
+                    finish_reason: Some(FinishReason::Loglikelihood),
                     choice_logprobs: Some(lps),
                 };
                 journal.append(&rec)?;
@@ -75,7 +75,9 @@ impl Stages<'_> {
             .map(|(i, r)| r.ok_or_else(|| Error::Invalid(format!("no scores for item {}", items[i].id))))
             .collect()
     }
+}
 
+impl Scoring<'_> {
     /// `acc` and `acc_norm` from the submitted log-likelihoods.
     pub(super) fn score_multiple_choice(
         &self,
@@ -87,7 +89,7 @@ impl Stages<'_> {
         let mut records = Vec::with_capacity(items.len());
         for (item, p) in items.iter().zip(by_item) {
             let target = item.target_index.ok_or_else(|| Error::Invalid(format!("item {} has no choices", item.id)))?;
-            let lengths = option_lengths(&self.continuations(item, builder)?);
+            let lengths = option_lengths(&continuations(item, builder)?);
             let picked = match p.and_then(|p| p.choice_logprobs.as_deref()) {
                 Some(lps) if lps.len() == item.choices.len() => pick(lps, &lengths),
                 Some(lps) => {

@@ -13,11 +13,17 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictionRecord {
     pub id: String,
+    /// The remaining fields are what a run journals; predictions made elsewhere and handed to
+    /// `benchgen score` may carry only `id` and `prediction`.
+    #[serde(default)]
     pub prompt: String,
     pub prediction: String,
+    #[serde(default)]
     pub tokens_in: usize,
+    #[serde(default)]
     pub tokens_out: usize,
-    pub finish_reason: FinishReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<FinishReason>,
     /// Multiple choice: each option's log-likelihood, in option order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice_logprobs: Option<Vec<f64>>,

@@ -68,7 +68,9 @@ pub struct RunRecord {
     /// The Submission File, relative to the run folder.
     #[serde(default)]
     pub submission: Option<String>,
-    pub settings: Settings,
+    /// Absent for runs that only re-scored saved predictions.
+    #[serde(default)]
+    pub settings: Option<Settings>,
     #[serde(default)]
     pub items: Option<usize>,
     #[serde(default)]

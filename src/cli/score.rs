@@ -1,0 +1,23 @@
+use benchgen::eval::{run_score, SavedPredictions, ScoreOptions};
+use benchgen::log::RunLog;
+
+use super::ScoreArgs;
+
+pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
+    let predictions = match (args.predictions, args.submission) {
+        (Some(p), None) => SavedPredictions::Jsonl(p),
+        (None, Some(s)) => SavedPredictions::Submission(s),
+        _ => anyhow::bail!("give exactly one of --predictions FILE or --submission ZIP"),
+    };
+    let opts = ScoreOptions { env: args.env, phase: args.phase, predictions, limit: args.limit, runs_dir: args.runs_dir };
+    let console: Box<dyn std::io::Write + Send> =
+        if args.json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let mut log = RunLog::new(console, false);
+    let outcome = run_score(&opts, &mut log)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.breakdown)?);
+    } else {
+        println!("Run files: {}", outcome.run_dir.display());
+    }
+    Ok(())
+}

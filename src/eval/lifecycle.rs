@@ -1,0 +1,59 @@
+//! A run's life on disk: allocated with its record and live log, then Completed with its score
+//! or Failed with its error. Shared by `eval` and `score`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::EvalOutcome;
+use crate::error::Result;
+use crate::fsutil::write_json_atomic;
+use crate::log::RunLog;
+use crate::report::ScoreBreakdown;
+use crate::run::record::now_rfc3339;
+use crate::run::{RunRecord, RunStatus, RunsDir};
+
+pub(super) struct ActiveRun {
+    pub dir: PathBuf,
+    pub record: RunRecord,
+}
+
+impl ActiveRun {
+    /// Allocates the next Run ID, writes `run.json` (Running) and the log's header lines.
+    pub fn start(runs_dir: &Path, mut record: RunRecord, log: &mut RunLog) -> Result<Self> {
+        let (run_id, dir) = RunsDir::new(runs_dir).allocate()?;
+        record.run_id = run_id;
+        write_json_atomic(&dir.join("run.json"), &record)?;
+        log.attach_file(&dir.join("log.txt"))?;
+        log.line(format!("Status: {}", record.status));
+        log.line(format!("Run ID: {run_id}"));
+        log.line(format!("Model: {}", record.model.spec));
+        let e = &record.environment;
+        log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
+        log.line(format!("Created: {}", record.created));
+        Ok(Self { dir, record })
+    }
+
+    /// Records how the run ended; a failure keeps its error in `run.json` and is returned.
+    pub fn finish(mut self, result: Result<ScoreBreakdown>, log: &mut RunLog, started: Instant) -> Result<EvalOutcome> {
+        self.record.finished = Some(now_rfc3339());
+        self.record.duration_s = Some(started.elapsed().as_secs_f64());
+        let path = self.dir.join("run.json");
+        match result {
+            Ok(breakdown) => {
+                self.record.status = RunStatus::Completed;
+                self.record.overall_score = Some(breakdown.overall_score);
+                write_json_atomic(&path, &self.record)?;
+                log.line(format!("Status: {}", self.record.status));
+                Ok(EvalOutcome { run_id: self.record.run_id, run_dir: self.dir, breakdown })
+            }
+            Err(e) => {
+                self.record.status = RunStatus::Failed;
+                self.record.error = Some(e.to_string());
+                // The original error matters more than a failure to record it.
+                let _ = write_json_atomic(&path, &self.record);
+                log.line(format!("Status: {} ({e})", self.record.status));
+                Err(e)
+            }
+        }
+    }
+}

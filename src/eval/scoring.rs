@@ -1,0 +1,158 @@
+//! Submission → scoring output → score breakdown → reports: the stages after the engine,
+//! shared by `eval` and by `score` (re-scoring saved predictions without a model).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::env::{Environment, Item};
+use crate::error::{Error, Result};
+use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::log::RunLog;
+use crate::prompt::PromptBuilder;
+use crate::report::{finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown};
+use crate::run::{PredictionRecord, RunRecord};
+use crate::score::{ItemScore, Method, Summary};
+
+pub(super) struct Scoring<'a> {
+    pub env: &'a Environment,
+    pub run_dir: &'a Path,
+}
+
+impl Scoring<'_> {
+    /// Scores `submitted` against `items` and writes every report of the run.
+    pub fn score_and_report(
+        &self,
+        record: &RunRecord,
+        items: &[Item],
+        submitted: &[PredictionRecord],
+        started: Instant,
+        log: &mut RunLog,
+    ) -> Result<ScoreBreakdown> {
+        let by_item = join_predictions(items, submitted)?;
+        let missing = by_item.iter().filter(|p| p.is_none()).count();
+        if missing > 0 {
+            log.line(format!("{missing} item(s) have no prediction and count as unanswered"));
+        }
+        let (records, summary) = if self.env.manifest.scoring.method == Method::Loglikelihood {
+            let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?;
+            self.score_multiple_choice(items, &by_item, &builder)?
+        } else {
+            self.score(items, &by_item)?
+        };
+        self.write_scoring_output(&summary, items.len(), submitted.len(), missing)?;
+        let breakdown = ScoreBreakdown::new(&summary, self.env.manifest.scoring.primary, started.elapsed().as_secs_f64());
+        self.write_reports(record, &records, &breakdown)?;
+        log.line(breakdown.accuracy_line());
+        log.line(breakdown.table().trim_end());
+        Ok(breakdown)
+    }
+
+    /// Scores generated predictions in parallel with the environment's extraction and metric.
+    fn score(&self, items: &[Item], by_item: &[Option<&PredictionRecord>]) -> Result<(Vec<DetailedRecord>, Summary)> {
+        let scorer = self
+            .env
+            .manifest
+            .scoring
+            .compile()
+            .map_err(|e| Error::env(&self.env.origin, e.to_string()))?;
+        let pairs: Vec<(&str, &str)> = items
+            .iter()
+            .zip(by_item)
+            .map(|(it, p)| (p.map_or("", |p| p.prediction.as_str()), it.target.as_str()))
+            .collect();
+        let scores: Vec<ItemScore> = scorer.score_all(&pairs);
+        let summary = Summary::from_scores(&scores);
+        let records = items
+            .iter()
+            .zip(by_item)
+            .zip(scores)
+            .map(|((it, p), sc)| DetailedRecord {
+                id: it.id.clone(),
+                prompt: p.map_or_else(String::new, |p| p.prompt.clone()),
+                target: it.target.clone(),
+                prediction: p.map_or_else(String::new, |p| p.prediction.clone()),
+                extracted: sc.extracted,
+                correct: sc.correct,
+                exact: sc.exact,
+                answered: sc.answered,
+            })
+            .collect();
+        Ok((records, summary))
+    }
+
+    /// `scoring_output/`: the scores and a log of how they were computed.
+    fn write_scoring_output(
+        &self,
+        summary: &Summary,
+        items: usize,
+        predictions: usize,
+        missing: usize,
+    ) -> Result<()> {
+        let scoring_dir = self.run_dir.join("scoring_output");
+        std::fs::create_dir_all(&scoring_dir).map_err(|e| Error::io(&scoring_dir, e))?;
+        let mut scores_json = json!({
+            "accuracy": summary.accuracy(),
+            "exact_match": summary.exact_match(),
+            "answer_rate": summary.answer_rate(),
+            "correct": summary.correct,
+            "exact": summary.exact,
+            "answered": summary.answered,
+            "total": summary.total,
+        });
+        if let Some(acc_norm) = summary.acc_norm() {
+            scores_json["acc_norm"] = json!(acc_norm);
+            scores_json["correct_norm"] = json!(summary.correct_norm);
+        }
+        write_json_atomic(&scoring_dir.join("scores.json"), &scores_json)?;
+        let s = &self.env.manifest.scoring;
+        let scoring_log = format!(
+            "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\n\
+             items: {items}\npredictions: {predictions}\nmissing predictions: {missing}\ncorrect: {}\nexact: {}\nanswered: {}\n",
+            s.method, s.metric, s.extract, s.normalize, summary.correct, summary.exact, summary.answered
+        );
+        write_atomic(&scoring_dir.join("scoring.log"), scoring_log.as_bytes())
+    }
+
+    fn write_reports(
+        &self,
+        record: &RunRecord,
+        records: &[DetailedRecord],
+        breakdown: &ScoreBreakdown,
+    ) -> Result<()> {
+        let dir = self.run_dir;
+        write_json_atomic(&dir.join("score_breakdown.json"), breakdown)?;
+        let results = DetailedResults {
+            run_id: record.run_id,
+            environment: format!("{} v{}", record.environment.name, record.environment.version),
+            model: record.model.spec.clone(),
+            items: records.to_vec(),
+        };
+        write_json_atomic(&dir.join("detailed_results.json"), &results)?;
+        write_atomic(&dir.join("detailed_results.html"), html::render(&results, breakdown).as_bytes())?;
+        if let Some(ft) = &self.env.manifest.finetune {
+            let mut text = String::new();
+            for line in finetune_lines(records, ft.include, ft.format) {
+                text.push_str(&line.to_string());
+                text.push('\n');
+            }
+            write_atomic(&dir.join("finetune.jsonl"), text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Each item's prediction, by id; a prediction for an id the environment lacks is an error.
+pub(super) fn join_predictions<'p>(items: &[Item], predictions: &'p [PredictionRecord]) -> Result<Vec<Option<&'p PredictionRecord>>> {
+    let known: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
+    let mut by_item = vec![None; items.len()];
+    for p in predictions {
+        let i = known.get(p.id.as_str()).ok_or_else(|| {
+            Error::Invalid(format!("submission has a prediction for unknown item id \"{}\"", p.id))
+        })?;
+        by_item[*i] = Some(p);
+    }
+    Ok(by_item)
+}
