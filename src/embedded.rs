@@ -13,10 +13,33 @@ macro_rules! fixture {
     };
 }
 
-pub static ENV_FILES: &[(&str, &[u8])] = &[
+/// An environment's files by relative path.
+pub type EnvFileList = &'static [(&'static str, &'static [u8])];
+
+pub static ENV_FILES: EnvFileList = &[
     ("environment.toml", fixture!("env/environment.toml")),
     ("README.md", fixture!("env/README.md")),
     ("data/test.jsonl", fixture!("env/data/test.jsonl")),
+];
+
+macro_rules! shipped_env {
+    ($name:literal) => {
+        (
+            $name,
+            &[
+                ("environment.toml", include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/environments/", $name, "/environment.toml")) as &[u8]),
+                ("README.md", include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/environments/", $name, "/README.md")) as &[u8]),
+            ],
+        )
+    };
+}
+
+/// Environments that ship with benchgen, usable by name (`--env arc-easy`) from anywhere. Their
+/// official data is read from `$BENCHGEN_DATA_DIR`; only manifests and Overviews are embedded.
+pub static SHIPPED_ENVS: &[(&str, EnvFileList)] = &[
+    ("arithmetic", ENV_FILES),
+    shipped_env!("arc-easy"),
+    shipped_env!("arc-challenge"),
 ];
 
 static CONFIG: &[u8] = fixture!("model/config.json");

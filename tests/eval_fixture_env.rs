@@ -173,7 +173,7 @@ fn bad_inputs_fail_clearly_without_a_completed_run() {
 
     let o = benchgen(dir.path(), &["eval", "--env", dir.path().join("missing").to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("no such file or directory"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no such file, directory or environment name"), "{}", stderr(&o));
 
     if !cfg!(feature = "cuda") {
         let o = eval(&["--device", "cuda:0"]);

@@ -1,5 +1,6 @@
 //! The command line (design doc §1). Each subcommand is a thin adapter over the library.
 
+mod env;
 mod eval;
 mod generate;
 mod runs;
@@ -24,6 +25,16 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Re-score saved predictions against an environment, without a model, as a new run.
     Score(ScoreArgs),
+    /// Environments: list them, show one (Overview, Phases, Leaderboard), validate one.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Rank the models evaluated on an environment (best Overall Score per model).
+    Leaderboard {
+        /// Environment: path, .zip or name
+        env: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
     /// The Evaluations tab: list and inspect runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -31,7 +42,7 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Environment directory or .zip [default: the embedded arithmetic environment]
+    /// Environment: a directory, a .zip, or a name from `benchgen env list` [default: arithmetic]
     #[arg(long)]
     pub env: Option<PathBuf>,
     /// Model: a checkpoint directory (HF layout), `trained:PATH`, or `embedded` [default: embedded]
@@ -121,6 +132,20 @@ pub struct ScoreArgs {
 }
 
 #[derive(Subcommand)]
+pub enum EnvCommand {
+    /// Environments reachable by name: shipped ones and those in $BENCHGEN_ENVS directories
+    List,
+    /// Overview (README), phases with item counts, scoring, and the local leaderboard
+    Show {
+        env: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Check a manifest and its data; report every problem with file and line
+    Validate { env: String },
+}
+
+#[derive(Subcommand)]
 pub enum RunsCommand {
     /// One line per run: id, status, model, environment, created, Overall Score
     List {
@@ -146,6 +171,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
+        Command::Env(EnvCommand::List) => env::list(),
+        Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),
+        Command::Env(EnvCommand::Validate { env }) => env::validate(&env),
+        Command::Leaderboard { env, runs_dir } => env::leaderboard_cmd(&env, &runs_dir),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
         Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => runs::show(&runs_dir, run_id, finetune),
     }

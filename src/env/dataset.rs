@@ -118,7 +118,7 @@ fn to_item(origin: &str, line: usize, index: usize, value: Value, fields: &Field
     Ok(Item { id, fields: obj, target, choices, choice_labels, target_index })
 }
 
-fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<Vec<(usize, Value)>> {
+fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<Vec<(usize, usize, Value)>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(columns.is_none()).flexible(false).from_reader(bytes);
     let header: Vec<String> = match columns {
         Some(c) => c.to_vec(),
@@ -141,7 +141,7 @@ fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<
         }
         let obj: Map<String, Value> =
             header.iter().zip(record.iter()).map(|(k, v)| (k.clone(), Value::String(v.to_string()))).collect();
-        out.push((line, Value::Object(obj)));
+        out.push((line, out.len(), Value::Object(obj)));
     }
     Ok(out)
 }
@@ -149,7 +149,51 @@ fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<
 /// Parses a phase file; `origin` names it in errors (with 1-based line numbers). `columns`
 /// names the fields of a CSV without a header row.
 pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> Result<Vec<Item>> {
-    let values: Vec<(usize, Value)> = if name.ends_with(".csv") {
+    let (items, mut problems) = parse_all(origin, name, bytes, fields, columns);
+    if problems.is_empty() {
+        Ok(items)
+    } else {
+        Err(problems.swap_remove(0))
+    }
+}
+
+/// Every problem of a phase file, not only the first (for `env validate`), and how many items
+/// parsed.
+pub fn check_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
+    parse_all(origin, name, bytes, fields, columns)
+}
+
+fn parse_all(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
+    let mut problems = Vec::new();
+    let values = match read_values(origin, name, bytes, columns, &mut problems) {
+        Ok(v) => v,
+        Err(e) => return (Vec::new(), vec![e]),
+    };
+    let mut items = Vec::with_capacity(values.len());
+    for (line, index, v) in values {
+        match to_item(origin, line, index, v, fields) {
+            Ok(item) => items.push(item),
+            Err(e) => problems.push(e),
+        }
+    }
+    if items.is_empty() && problems.is_empty() {
+        problems.push(Error::env(origin, "phase has no items"));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(first) = seen.insert(item.id.as_str(), i) {
+            problems.push(Error::env(
+                origin,
+                format!("duplicate item id \"{}\" (items {} and {})", item.id, first + 1, i + 1),
+            ));
+        }
+    }
+    (items, problems)
+}
+
+/// The raw objects of a file with their line numbers; bad JSON lines become problems.
+fn read_values(origin: &str, name: &str, bytes: &[u8], columns: Option<&[String]>, problems: &mut Vec<Error>) -> Result<Vec<(usize, usize, Value)>> {
+    let values: Vec<(usize, usize, Value)> = if name.ends_with(".csv") {
         csv_values(origin, bytes, columns)?
     } else {
         let text = std::str::from_utf8(bytes).map_err(|e| Error::env(origin, format!("not UTF-8: {e}")))?;
@@ -159,9 +203,11 @@ pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, colu
                 if line.trim().is_empty() {
                     continue;
                 }
-                let value = serde_json::from_str(line)
-                    .map_err(|e| Error::env(origin, format!("line {}: not valid JSON: {e}", n + 1)))?;
-                v.push((n + 1, value));
+                match serde_json::from_str(line) {
+                    // Without an id field, an item's id is its 0-based line index.
+                    Ok(value) => v.push((n + 1, n, value)),
+                    Err(e) => problems.push(Error::env(origin, format!("line {}: not valid JSON: {e}", n + 1))),
+                }
             }
             v
         } else if name.ends_with(".json") {
@@ -170,29 +216,12 @@ pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, colu
             let Value::Array(values) = value else {
                 return Err(Error::env(origin, "expected a JSON array of items"));
             };
-            values.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+            values.into_iter().enumerate().map(|(i, v)| (i + 1, i, v)).collect()
         } else {
             return Err(Error::env(origin, "unsupported data format; use .jsonl, .json or .csv"));
         }
     };
-    let items = values
-        .into_iter()
-        .enumerate()
-        .map(|(index, (line, v))| to_item(origin, line, index, v, fields))
-        .collect::<Result<Vec<_>>>()?;
-    if items.is_empty() {
-        return Err(Error::env(origin, "phase has no items"));
-    }
-    let mut seen = std::collections::HashMap::new();
-    for (i, item) in items.iter().enumerate() {
-        if let Some(first) = seen.insert(item.id.as_str(), i) {
-            return Err(Error::env(
-                origin,
-                format!("duplicate item id \"{}\" (items {} and {})", item.id, first + 1, i + 1),
-            ));
-        }
-    }
-    Ok(items)
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -211,7 +240,8 @@ mod tests {
     fn ids_default_to_line_index_and_targets_to_text() {
         let data = b"{\"q\":\"1+1\",\"a\":2}\n\n{\"q\":\"2+2\",\"a\":\"4\"}\n";
         let items = parse(data, &fields(None)).unwrap();
-        assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["0", "1"]);
+        // A blank line still counts: ids are line indices, stable under edits elsewhere.
+        assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["0", "2"]);
         assert_eq!(items[0].target, "2");
         assert_eq!(items[1].target, "4");
     }

@@ -4,9 +4,14 @@ mod dataset;
 mod files;
 pub mod manifest;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub use dataset::{parse_items, Item};
+/// Directories searched for environments by name, from `$BENCHGEN_ENVS` (a path list).
+fn env_dirs() -> Vec<PathBuf> {
+    std::env::var_os("BENCHGEN_ENVS").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default()
+}
+
+pub use dataset::{check_items, parse_items, Item};
 pub use files::EnvFiles;
 pub use manifest::{ChatMode, ChoicesField, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
 
@@ -45,6 +50,44 @@ impl Environment {
         Self::from_files(crate::embedded::ENV_ORIGIN.to_string(), EnvFiles::Embedded(crate::embedded::ENV_FILES))
     }
 
+    /// `spec` as users write it: a directory or .zip; else the name of an environment that ships
+    /// with benchgen; else a folder of that name in one of `$BENCHGEN_ENVS`'s directories.
+    pub fn resolve(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.exists() {
+            return Self::open(path);
+        }
+        if let Some((name, files)) = crate::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == spec) {
+            return Self::from_files(format!("embedded:{name}"), EnvFiles::Embedded(files));
+        }
+        for dir in env_dirs() {
+            let candidate = dir.join(spec);
+            if candidate.join("environment.toml").is_file() {
+                return Self::open(&candidate);
+            }
+        }
+        let known: Vec<String> = Self::available().into_iter().map(|(n, _)| n).collect();
+        Err(Error::env(spec, format!("no such file, directory or environment name; known environments: {}", known.join(", "))))
+    }
+
+    /// Every environment reachable by name: shipped ones, then `$BENCHGEN_ENVS`'s, with where
+    /// each comes from.
+    pub fn available() -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> =
+            crate::embedded::SHIPPED_ENVS.iter().map(|(n, _)| (n.to_string(), "shipped with benchgen".into())).collect();
+        for dir in env_dirs() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let mut found: Vec<(String, String)> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("environment.toml").is_file())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().display().to_string()))
+                .collect();
+            found.sort();
+            out.extend(found);
+        }
+        out
+    }
+
     fn from_files(origin: String, files: EnvFiles) -> Result<Self> {
         if !files.exists("environment.toml") {
             return Err(Error::env(&origin, "missing environment.toml at the environment's root"));
@@ -78,7 +121,39 @@ impl Environment {
     }
 
     pub fn load_items(&self, phase: &PhaseSpec) -> Result<Vec<Item>> {
-        let (origin, bytes) = match (&phase.data, &phase.dataset) {
+        let (origin, bytes) = self.phase_bytes(phase)?;
+        parse_items(&origin, phase.file_name(), &bytes, &self.manifest.fields, phase.columns.as_deref())
+    }
+
+    /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
+    /// duplicate ids, prompts and options that do not render. Also the items that did parse.
+    pub fn check_phase(&self, phase: &PhaseSpec) -> (Vec<Item>, Vec<Error>) {
+        let (origin, bytes) = match self.phase_bytes(phase) {
+            Ok(x) => x,
+            Err(e) => return (Vec::new(), vec![e]),
+        };
+        let (items, mut problems) =
+            check_items(&origin, phase.file_name(), &bytes, &self.manifest.fields, phase.columns.as_deref());
+        match crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin) {
+            Ok(builder) => {
+                for it in &items {
+                    if let Err(e) = builder.render_body(it) {
+                        problems.push(e);
+                    }
+                    for c in 0..it.choices.len() {
+                        if let Err(e) = builder.render_choice(it, c) {
+                            problems.push(e);
+                        }
+                    }
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+        (items, problems)
+    }
+
+    fn phase_bytes(&self, phase: &PhaseSpec) -> Result<(String, Vec<u8>)> {
+        Ok(match (&phase.data, &phase.dataset) {
             (Some(rel), _) => (format!("{}/{rel}", self.origin.trim_end_matches('/')), self.files.read(&self.origin, rel)?),
             (None, Some(rel)) => {
                 let root = std::env::var_os(DATA_DIR_VAR).ok_or_else(|| {
@@ -92,7 +167,6 @@ impl Environment {
                 (path.display().to_string(), bytes)
             }
             (None, None) => return Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name))),
-        };
-        parse_items(&origin, phase.file_name(), &bytes, &self.manifest.fields, phase.columns.as_deref())
+        })
     }
 }

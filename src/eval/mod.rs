@@ -74,7 +74,7 @@ pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
     // Cheap checks first, so a typo does not leave a Failed run behind.
     let env = match &opts.env {
-        Some(p) => Environment::open(p)?,
+        Some(p) => Environment::resolve(&p.to_string_lossy())?,
         None => Environment::embedded()?,
     };
     let phase = env.phase(opts.phase.as_deref())?.clone();

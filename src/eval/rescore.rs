@@ -36,7 +36,7 @@ pub struct ScoreOptions {
 pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
     let env = match &opts.env {
-        Some(p) => Environment::open(p)?,
+        Some(p) => Environment::resolve(&p.to_string_lossy())?,
         None => Environment::embedded()?,
     };
     let phase = env.phase(opts.phase.as_deref())?.clone();

@@ -1,0 +1,96 @@
+//! `benchgen env list|show|validate` and `benchgen leaderboard`: the Overview, Phases and
+//! Leaderboard tabs.
+
+use std::path::Path;
+
+use anyhow::bail;
+use benchgen::env::Environment;
+use benchgen::leaderboard::leaderboard;
+use benchgen::run::RunsDir;
+
+pub fn list() -> anyhow::Result<()> {
+    println!("{:<24}  SOURCE", "NAME");
+    for (name, source) in Environment::available() {
+        println!("{name:<24}  {source}");
+    }
+    Ok(())
+}
+
+pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
+    let env = Environment::resolve(spec)?;
+    let m = &env.manifest;
+    println!("{} v{} — {}", m.name, m.version, m.description);
+    println!("Source: {}\n", env.origin);
+    println!("Overview\n--------");
+    println!("{}\n", env.readme.as_deref().unwrap_or("(no README.md)").trim_end());
+    println!("Phases\n------");
+    for (i, phase) in m.phases.iter().enumerate() {
+        let count = match env.load_items(phase) {
+            Ok(items) => format!("{} items", items.len()),
+            Err(e) => format!("data not available: {e}"),
+        };
+        let default = if i == 0 { " (default)" } else { "" };
+        println!("  {}{default}: {} — {count}", phase.name, phase.file_name());
+    }
+    let s = &m.scoring;
+    println!("\nScoring\n-------");
+    println!("  method {:?}, metric {:?}, primary {:?}", s.method, s.metric, s.primary);
+    if !s.extract.is_empty() {
+        println!("  extract {:?}", s.extract);
+    }
+    println!("\nLeaderboard ({})\n-----------", runs_dir.display());
+    print_leaderboard(&m.name, runs_dir)
+}
+
+pub fn validate(spec: &str) -> anyhow::Result<()> {
+    // Manifest problems (syntax, unknown fields or metrics, bad regexes) fail here, with the file.
+    let env = Environment::resolve(spec)?;
+    let mut total = 0;
+    for phase in &env.manifest.phases {
+        let (items, problems) = env.check_phase(phase);
+        println!("phase {}: {} items, {} problem(s)", phase.name, items.len(), problems.len());
+        for p in &problems {
+            println!("  {p}");
+        }
+        total += problems.len();
+    }
+    if total > 0 {
+        bail!("{} has {total} problem(s)", env.origin);
+    }
+    println!("{}: OK", env.origin);
+    Ok(())
+}
+
+pub fn print_leaderboard(env_name: &str, runs_dir: &Path) -> anyhow::Result<()> {
+    let entries = leaderboard(&RunsDir::new(runs_dir), env_name)?;
+    if entries.is_empty() {
+        println!("  no completed runs of {env_name} in {}", runs_dir.display());
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<36}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>6}  DATE",
+        "RANK", "MODEL", "OVERALL", "ACCURACY", "EXACT", "ANSWERED", "DURATION", "RUN"
+    );
+    for (i, e) in entries.iter().enumerate() {
+        let b = &e.breakdown;
+        println!(
+            "{:>4}  {:<36}  {:>8.2}  {:>7.2}%  {:>7.2}%  {:>7.2}%  {:>8.1}s  {:>6}  {}",
+            i + 1,
+            e.model,
+            b.overall_score,
+            b.accuracy,
+            b.exact_match,
+            b.answer_rate,
+            b.duration_s,
+            e.run_id,
+            e.created
+        );
+    }
+    Ok(())
+}
+
+pub fn leaderboard_cmd(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
+    // A name that is no environment here still has a leaderboard if runs used it.
+    let name = Environment::resolve(spec).map(|e| e.manifest.name).unwrap_or_else(|_| spec.to_string());
+    print_leaderboard(&name, runs_dir)
+}

@@ -1,0 +1,74 @@
+//! `benchgen env list|show|validate` and `benchgen leaderboard`, run as a user would.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn benchgen_with_envs(cwd: &std::path::Path, envs: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_benchgen")).args(args).current_dir(cwd).env("BENCHGEN_ENVS", envs).output().unwrap()
+}
+
+#[test]
+fn environments_by_name_from_benchgen_envs_and_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = dir.path().join("envs");
+    copy_dir(&repo().join("fixtures/envs/mixed"), &envs.join("mine"));
+    let list = ok(&benchgen_with_envs(dir.path(), &envs, &["env", "list"]));
+    for name in ["arithmetic", "arc-easy", "arc-challenge", "mine"] {
+        assert!(list.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{list}");
+    }
+    let out = ok(&benchgen_with_envs(dir.path(), &envs, &["eval", "--env", "mine", "--phase", "small"]));
+    assert!(out.contains("Environment: mixed-fixture"), "{out}");
+    let o = benchgen(dir.path(), &["eval", "--env", "nonesuch"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("known environments: arithmetic, arc-easy, arc-challenge"), "{}", stderr(&o));
+
+    let show = ok(&benchgen(dir.path(), &["env", "show", "arithmetic"]));
+    assert!(show.contains("Overview") && show.contains("100 held-out problems"), "{show}");
+    assert!(show.contains("test (default): data/test.jsonl — 100 items"), "{show}");
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("env");
+    copy_dir(&repo().join("fixtures/envs/mixed"), &env);
+    let ok_out = ok(&benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]));
+    assert!(ok_out.contains("phase dev: 12 items, 0 problem(s)") && ok_out.contains("OK"), "{ok_out}");
+
+    let data = "{\"question\": \"1+1=\", \"answer\": \"2\"}\nnot json\n{\"question\": \"2+2=\"}\n{\"answer\": \"4\"}\n";
+    std::fs::write(env.join("data/dev.jsonl"), data).unwrap();
+    let o = benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("phase dev: 2 items, 3 problem(s)"), "{out}");
+    assert!(out.contains("dev.jsonl: line 2: not valid JSON"), "{out}");
+    assert!(out.contains("dev.jsonl: line 3: missing target field \"answer\""), "{out}");
+    // Line 4 has its target but no question: its prompt cannot render. Its id is its line index.
+    assert!(out.contains("item 3: cannot render the prompt template"), "{out}");
+    assert!(stderr(&o).contains("problem(s)"), "{}", stderr(&o));
+}
+
+#[test]
+fn leaderboard_ranks_the_best_run_of_each_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("copy");
+    copy_dir(&repo().join("fixtures/embedded/model"), &model);
+    ok(&benchgen(dir.path(), &["eval", "--limit", "10"]));
+    ok(&benchgen(dir.path(), &["eval", "--limit", "50"]));
+    ok(&benchgen(dir.path(), &["eval", "--limit", "30", "--model", model.to_str().unwrap()]));
+    let score = |id: u32| read_json(&dir.path().join(format!("runs/{id}/score_breakdown.json")))["overall_score"].as_f64().unwrap();
+    let best_embedded = if score(2) > score(1) { 2 } else { 1 };
+    let out = ok(&benchgen(dir.path(), &["leaderboard", "arithmetic"]));
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "one row per model:\n{out}");
+    let mut expected = vec![(score(best_embedded), best_embedded), (score(3), 3)];
+    expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (row, (s, id)) in rows.iter().zip(&expected) {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[2], format!("{s:.2}"), "{row}");
+        assert_eq!(cols[7], id.to_string(), "{row}");
+    }
+}
