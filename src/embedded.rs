@@ -40,6 +40,7 @@ pub static SHIPPED_ENVS: &[(&str, EnvFileList)] = &[
     ("arithmetic", ENV_FILES),
     shipped_env!("arc-easy"),
     shipped_env!("arc-challenge"),
+    shipped_env!("mmlu"),
 ];
 
 static CONFIG: &[u8] = fixture!("model/config.json");

@@ -90,14 +90,14 @@ fn resolve_target(target: &str, texts: &[String], labels: &[String]) -> Option<u
         .or_else(|| texts.iter().position(|c| c.trim() == t))
 }
 
-fn to_item(origin: &str, line: usize, index: usize, value: Value, fields: &Fields) -> Result<Item> {
+fn to_item(origin: &str, line: usize, default_id: String, value: Value, fields: &Fields) -> Result<Item> {
     let at = |msg: String| Error::env(origin, format!("line {line}: {msg}"));
     let Value::Object(obj) = value else {
         return Err(at("item is not a JSON object".into()));
     };
     let id = match &fields.id {
         Some(key) => value_text(lookup(&obj, key).ok_or_else(|| at(format!("missing id field \"{key}\"")))?),
-        None => index.to_string(),
+        None => default_id,
     };
     let target = value_text(lookup(&obj, &fields.target).ok_or_else(|| {
         at(format!("missing target field \"{}\" (set [fields] target in environment.toml)", fields.target))
@@ -149,7 +149,7 @@ fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<
 /// Parses a phase file; `origin` names it in errors (with 1-based line numbers). `columns`
 /// names the fields of a CSV without a header row.
 pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> Result<Vec<Item>> {
-    let (items, mut problems) = parse_all(origin, name, bytes, fields, columns);
+    let (items, mut problems) = parse_all(&Source { origin, name, part: None }, bytes, fields, columns);
     if problems.is_empty() {
         Ok(items)
     } else {
@@ -159,19 +159,35 @@ pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, colu
 
 /// Every problem of a phase file, not only the first (for `env validate`), and how many items
 /// parsed.
-pub fn check_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
-    parse_all(origin, name, bytes, fields, columns)
+pub fn check_items(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
+    parse_all(source, bytes, fields, columns)
 }
 
-fn parse_all(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
+/// Which file items come from. `part` is set when a phase reads a whole folder: items then
+/// carry the file's stem as the field `_file`, and default ids become `stem/line-index`.
+pub struct Source<'a> {
+    pub origin: &'a str,
+    pub name: &'a str,
+    pub part: Option<&'a str>,
+}
+
+fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
+    let Source { origin, name, part } = *source;
     let mut problems = Vec::new();
     let values = match read_values(origin, name, bytes, columns, &mut problems) {
         Ok(v) => v,
         Err(e) => return (Vec::new(), vec![e]),
     };
     let mut items = Vec::with_capacity(values.len());
-    for (line, index, v) in values {
-        match to_item(origin, line, index, v, fields) {
+    for (line, index, mut v) in values {
+        if let (Some(stem), Value::Object(obj)) = (part, &mut v) {
+            obj.insert("_file".into(), Value::String(stem.to_string()));
+        }
+        let default_id = match part {
+            Some(stem) => format!("{stem}/{index}"),
+            None => index.to_string(),
+        };
+        match to_item(origin, line, default_id, v, fields) {
             Ok(item) => items.push(item),
             Err(e) => problems.push(e),
         }

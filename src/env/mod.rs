@@ -11,7 +11,7 @@ fn env_dirs() -> Vec<PathBuf> {
     std::env::var_os("BENCHGEN_ENVS").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default()
 }
 
-pub use dataset::{check_items, parse_items, Item};
+pub use dataset::{check_items, parse_items, Item, Source};
 pub use files::EnvFiles;
 pub use manifest::{ChatMode, ChoicesField, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
 
@@ -121,52 +121,98 @@ impl Environment {
     }
 
     pub fn load_items(&self, phase: &PhaseSpec) -> Result<Vec<Item>> {
-        let (origin, bytes) = self.phase_bytes(phase)?;
-        parse_items(&origin, phase.file_name(), &bytes, &self.manifest.fields, phase.columns.as_deref())
+        let (items, mut problems) = self.read_phase(phase, false);
+        if problems.is_empty() {
+            Ok(items)
+        } else {
+            Err(problems.swap_remove(0))
+        }
     }
 
     /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
     /// duplicate ids, prompts and options that do not render. Also the items that did parse.
     pub fn check_phase(&self, phase: &PhaseSpec) -> (Vec<Item>, Vec<Error>) {
-        let (origin, bytes) = match self.phase_bytes(phase) {
-            Ok(x) => x,
+        self.read_phase(phase, true)
+    }
+
+    fn read_phase(&self, phase: &PhaseSpec, render: bool) -> (Vec<Item>, Vec<Error>) {
+        let files = match self.phase_files(phase) {
+            Ok(f) => f,
             Err(e) => return (Vec::new(), vec![e]),
         };
-        let (items, mut problems) =
-            check_items(&origin, phase.file_name(), &bytes, &self.manifest.fields, phase.columns.as_deref());
-        match crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin) {
-            Ok(builder) => {
-                for it in &items {
-                    if let Err(e) = builder.render_body(it) {
-                        problems.push(e);
-                    }
-                    for c in 0..it.choices.len() {
-                        if let Err(e) = builder.render_choice(it, c) {
-                            problems.push(e);
-                        }
-                    }
+        let (mut items, mut problems) = (Vec::new(), Vec::new());
+        for f in &files {
+            let source = Source { origin: &f.origin, name: &f.name, part: f.part.as_deref() };
+            let (mut i, mut p) = check_items(&source, &f.bytes, &self.manifest.fields, phase.columns.as_deref());
+            items.append(&mut i);
+            problems.append(&mut p);
+        }
+        if files.len() > 1 {
+            let mut seen = std::collections::HashSet::new();
+            for it in &items {
+                if !seen.insert(it.id.as_str()) {
+                    problems.push(Error::env(&self.origin, format!("phase \"{}\": duplicate item id \"{}\" across files", phase.name, it.id)));
                 }
             }
-            Err(e) => problems.push(e),
+        }
+        if render {
+            match crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin) {
+                Ok(builder) => {
+                    for it in &items {
+                        problems.extend(builder.render_body(it).err());
+                        problems.extend((0..it.choices.len()).filter_map(|c| builder.render_choice(it, c).err()));
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
         }
         (items, problems)
     }
 
-    fn phase_bytes(&self, phase: &PhaseSpec) -> Result<(String, Vec<u8>)> {
-        Ok(match (&phase.data, &phase.dataset) {
-            (Some(rel), _) => (format!("{}/{rel}", self.origin.trim_end_matches('/')), self.files.read(&self.origin, rel)?),
-            (None, Some(rel)) => {
-                let root = std::env::var_os(DATA_DIR_VAR).ok_or_else(|| {
-                    Error::env(
-                        &self.origin,
-                        format!("phase \"{}\" reads {rel} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
-                    )
-                })?;
-                let path = std::path::Path::new(&root).join(rel);
-                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                (path.display().to_string(), bytes)
-            }
-            (None, None) => return Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name))),
-        })
+    /// The files of a phase: one file in the environment, or a file or folder under
+    /// `$BENCHGEN_DATA_DIR` (a folder's files are read in name order).
+    fn phase_files(&self, phase: &PhaseSpec) -> Result<Vec<PhaseFile>> {
+        if let Some(rel) = &phase.data {
+            let bytes = self.files.read(&self.origin, rel)?;
+            let origin = format!("{}/{rel}", self.origin.trim_end_matches('/'));
+            return Ok(vec![PhaseFile { origin, name: rel.clone(), bytes, part: None }]);
+        }
+        let Some(rel) = &phase.dataset else {
+            return Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name)));
+        };
+        let root = std::env::var_os(DATA_DIR_VAR).ok_or_else(|| {
+            Error::env(
+                &self.origin,
+                format!("phase \"{}\" reads {rel} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
+            )
+        })?;
+        let path = Path::new(&root).join(rel);
+        let read = |p: &Path, part: Option<String>| -> Result<PhaseFile> {
+            let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+            Ok(PhaseFile { origin: p.display().to_string(), name: p.display().to_string(), bytes, part })
+        };
+        if !path.is_dir() {
+            return Ok(vec![read(&path, None)?]);
+        }
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(Error::env(&self.origin, format!("phase \"{}\": {} holds no files", phase.name, path.display())));
+        }
+        paths
+            .iter()
+            .map(|p| read(p, p.file_stem().map(|s| s.to_string_lossy().into_owned())))
+            .collect()
     }
+}
+
+struct PhaseFile {
+    origin: String,
+    name: String,
+    bytes: Vec<u8>,
+    part: Option<String>,
 }
