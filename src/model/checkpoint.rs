@@ -11,16 +11,19 @@ use serde::Deserialize;
 use super::chat::ChatTemplate;
 use super::config::{ModelConfig, TokenIds};
 use super::decoder::Decoder;
+use super::gguf::GgufWeights;
 use super::tokenizer::TextTokenizer;
 use crate::error::{Error, Result};
 
-/// Where the weights are: mmapped files, or a safetensors image in the binary.
+/// Where the weights are: mmapped files, a safetensors image in the binary, or a GGUF file.
 pub enum Weights {
     Files(Vec<PathBuf>),
     Static(&'static [u8]),
+    Gguf(Box<GgufWeights>),
 }
 
-/// The files of an HF-layout checkpoint, read but not yet turned into tensors.
+/// The files of an HF-layout checkpoint, read but not yet turned into tensors. A GGUF file
+/// becomes one too ([`super::gguf::checkpoint`]): its metadata rendered as these JSON files.
 pub struct Checkpoint {
     /// How users name it (path or "embedded:…"); used in messages and run records.
     pub origin: String,
@@ -159,9 +162,14 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn load(ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<Self> {
         let origin = &ckpt.origin;
+        // What the config came from, for messages.
+        let config_name = match ckpt.weights {
+            Weights::Gguf(_) => "the GGUF metadata",
+            _ => "config.json",
+        };
         let cfg: ModelConfig = serde_json::from_str(&ckpt.config_json)
-            .map_err(|e| Error::model(origin, format!("config.json: {e}")))?;
-        cfg.validate().map_err(|m| Error::model(origin, format!("config.json: {m}")))?;
+            .map_err(|e| Error::model(origin, format!("{config_name}: {e}")))?;
+        cfg.validate().map_err(|m| Error::model(origin, format!("{config_name}: {m}")))?;
 
         let tokenizer = TextTokenizer::from_bytes(&ckpt.tokenizer_json, origin)?;
         let eos_ids = eos_ids(ckpt, &cfg, &tokenizer)?;
@@ -171,7 +179,7 @@ impl LoadedModel {
             return Err(Error::model(
                 origin,
                 format!(
-                    "tokenizer.json has {} tokens but config.json vocab_size is {}: \
+                    "tokenizer.json has {} tokens but {config_name} vocab_size is {}: \
                      the tokenizer does not belong to this model",
                     tokenizer.vocab_size(),
                     cfg.vocab_size
@@ -184,10 +192,11 @@ impl LoadedModel {
             // them not being truncated while the run is alive.
             Weights::Files(files) => unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) },
             Weights::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
+            Weights::Gguf(gguf) => Ok(gguf.var_builder(origin, dtype, device)?),
         }
         .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
         let model = Decoder::load(vb, &cfg)
-            .map_err(|e| Error::model(origin, format!("weights do not match config.json: {e}")))?;
+            .map_err(|e| Error::model(origin, format!("weights do not match {config_name}: {e}")))?;
         let num_parameters = count_parameters(&cfg);
         let chat_template = chat_template(ckpt)?;
         Ok(Self { model, tokenizer, chat_template, origin: origin.clone(), num_parameters })

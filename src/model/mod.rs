@@ -4,6 +4,8 @@ pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
+pub mod gguf;
+pub mod gguf_tokenizer;
 mod rope;
 pub mod spec;
 pub mod tokenizer;

@@ -11,7 +11,7 @@ pub fn describe(spec: Option<&str>) -> String {
 }
 
 /// `None` or `embedded` → the model compiled into the binary; `trained:PATH` or a plain path →
-/// a local HF-layout checkpoint directory.
+/// a local HF-layout checkpoint directory, or a GGUF file when the path ends in `.gguf`.
 pub fn resolve(spec: Option<&str>) -> Result<Checkpoint> {
     let Some(spec) = spec else { return Ok(crate::embedded::model_checkpoint()) };
     if spec == "embedded" || spec == crate::embedded::MODEL_ORIGIN {
@@ -25,10 +25,13 @@ pub fn resolve(spec: Option<&str>) -> Result<Checkpoint> {
         if spec.starts_with(prefix) {
             return Err(Error::model(
                 spec,
-                format!("{what} ({prefix}…) are not supported by this build yet; pass a local checkpoint directory"),
+                format!("{what} ({prefix}…) are not supported by this build yet; pass a local checkpoint directory or .gguf file"),
             ));
         }
     }
-    let path = spec.strip_prefix("trained:").unwrap_or(spec);
-    Checkpoint::from_dir(Path::new(path))
+    let path = Path::new(spec.strip_prefix("trained:").unwrap_or(spec));
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return super::gguf::checkpoint(path);
+    }
+    Checkpoint::from_dir(path)
 }

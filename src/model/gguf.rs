@@ -1,0 +1,434 @@
+//! A `.gguf` file as a model: the architecture and hyper-parameters from its metadata, the
+//! tokenizer from its embedded vocabulary ([`super::gguf_tokenizer`]), and its tensors
+//! dequantized and renamed to the HF names [`super::decoder::Decoder`] loads. The result is an
+//! ordinary [`Checkpoint`], so `LoadedModel::load` treats it like any other.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde_json::json;
+
+use super::checkpoint::{Checkpoint, Weights};
+use super::config::ModelConfig;
+use super::gguf_tokenizer;
+use crate::error::{Error, Result};
+
+/// `general.architecture` values this build runs.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
+
+/// Typed access to GGUF metadata; errors name the key.
+pub(crate) struct Meta<'a>(pub &'a HashMap<String, Value>);
+
+fn type_name(v: &Value) -> String {
+    format!("{:?}", v.value_type()).to_lowercase()
+}
+
+fn integer(v: &Value) -> Option<i128> {
+    Some(match v {
+        Value::U8(x) => *x as i128,
+        Value::I8(x) => *x as i128,
+        Value::U16(x) => *x as i128,
+        Value::I16(x) => *x as i128,
+        Value::U32(x) => *x as i128,
+        Value::I32(x) => *x as i128,
+        Value::U64(x) => *x as i128,
+        Value::I64(x) => *x as i128,
+        _ => return None,
+    })
+}
+
+impl Meta<'_> {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    fn require(&self, key: &str) -> Result<&Value, String> {
+        self.0.get(key).ok_or_else(|| format!("missing metadata key {key}"))
+    }
+
+    fn array(&self, key: &str) -> Result<&Vec<Value>, String> {
+        match self.require(key)? {
+            Value::Array(a) => Ok(a),
+            other => Err(format!("metadata key {key} is {}, expected an array", type_name(other))),
+        }
+    }
+
+    pub fn string(&self, key: &str) -> Result<String, String> {
+        match self.require(key)? {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!("metadata key {key} is {}, expected a string", type_name(other))),
+        }
+    }
+
+    pub fn strings(&self, key: &str) -> Result<Vec<String>, String> {
+        self.array(key)?
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(format!("metadata key {key} holds {}, expected strings", type_name(other))),
+            })
+            .collect()
+    }
+
+    pub fn u32s(&self, key: &str) -> Result<Vec<u32>, String> {
+        self.array(key)?
+            .iter()
+            .map(|v| {
+                integer(v)
+                    .and_then(|i| u32::try_from(i).ok())
+                    .ok_or_else(|| format!("metadata key {key} holds {v:?}, expected non-negative integers"))
+            })
+            .collect()
+    }
+
+    pub fn f32s(&self, key: &str) -> Result<Vec<f32>, String> {
+        self.array(key)?
+            .iter()
+            .map(|v| match v {
+                Value::F32(x) => Ok(*x),
+                Value::F64(x) => Ok(*x as f32),
+                other => Err(format!("metadata key {key} holds {}, expected floats", type_name(other))),
+            })
+            .collect()
+    }
+
+    /// An integer; negative values (llama.cpp's "unset" -1) read as absent.
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, String> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(v) => match integer(v) {
+                Some(i) => Ok(u64::try_from(i).ok()),
+                None => Err(format!("metadata key {key} is {}, expected an integer", type_name(v))),
+            },
+        }
+    }
+
+    fn usize(&self, key: &str) -> Result<usize, String> {
+        match self.require(key)? {
+            Value::Array(_) => Err(format!("metadata key {key} is a per-layer array; only one value for all layers is supported")),
+            v => integer(v)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| format!("metadata key {key} is {v:?}, expected a non-negative integer")),
+        }
+    }
+
+    fn opt_usize(&self, key: &str) -> Result<Option<usize>, String> {
+        if self.0.contains_key(key) {
+            self.usize(key).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_f64(&self, key: &str) -> Result<Option<f64>, String> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(Value::F32(x)) => Ok(Some(*x as f64)),
+            Some(Value::F64(x)) => Ok(Some(*x)),
+            Some(other) => Err(format!("metadata key {key} is {}, expected a float", type_name(other))),
+        }
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(format!("metadata key {key} is {}, expected a bool", type_name(other))),
+        }
+    }
+}
+
+/// A candle error without the backtrace candle attaches when `RUST_BACKTRACE` is set: these
+/// messages reach users.
+fn plain(e: &candle_core::Error) -> &candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => plain(inner),
+        other => other,
+    }
+}
+
+/// One tensor of the file and where it goes.
+struct Mapped {
+    gguf: String,
+    hf: String,
+    /// Heads whose rows llama.cpp permuted for ggml's interleaved rope (llama q/k).
+    unpermute_heads: Option<usize>,
+}
+
+/// A GGUF file's tensors, ready to be dequantized into a `VarBuilder`.
+pub struct GgufWeights {
+    path: PathBuf,
+    content: Content,
+    tensors: Vec<Mapped>,
+}
+
+/// HF name of a GGUF tensor (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`).
+fn hf_name(name: &str) -> Option<String> {
+    let (stem, kind) = name.rsplit_once('.')?;
+    if kind != "weight" && kind != "bias" {
+        return None;
+    }
+    let top = match stem {
+        "token_embd" => Some("model.embed_tokens"),
+        "output_norm" => Some("model.norm"),
+        "output" => Some("lm_head"),
+        _ => None,
+    };
+    if let Some(top) = top {
+        return Some(format!("{top}.{kind}"));
+    }
+    let rest = stem.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let hf = match part {
+        "attn_norm" => "input_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_norm" => "post_attention_layernorm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// `general.architecture`, if this build runs it.
+fn architecture(meta: &Meta) -> Result<String, String> {
+    let arch = meta.string("general.architecture")?;
+    if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+        return Err(format!(
+            "general.architecture \"{arch}\" is not supported; supported: {}",
+            SUPPORTED_ARCHITECTURES.join(", ")
+        ));
+    }
+    Ok(arch)
+}
+
+/// The model config the metadata describes (`{arch}.*` keys, as llama.cpp writes them).
+fn model_config(meta: &Meta, content: &Content, vocab_size: usize) -> Result<ModelConfig, String> {
+    let arch = architecture(meta)?;
+    let key = |k: &str| format!("{arch}.{k}");
+    if let Some(experts) = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0) {
+        return Err(format!("mixture-of-experts models ({} = {experts}) are not supported", key("expert_count")));
+    }
+    let hidden = meta.usize(&key("embedding_length"))?;
+    let heads = meta.usize(&key("attention.head_count"))?;
+    if heads == 0 {
+        return Err(format!("{} is 0", key("attention.head_count")));
+    }
+    let kv_heads = meta.opt_usize(&key("attention.head_count_kv"))?.unwrap_or(heads);
+    let head_dim = meta.opt_usize(&key("attention.key_length"))?.unwrap_or(hidden / heads);
+    if let Some(v) = meta.opt_usize(&key("attention.value_length"))? {
+        if v != head_dim {
+            return Err(format!("{} ({v}) differs from the key length ({head_dim}); not supported", key("attention.value_length")));
+        }
+    }
+    if let Some(rope_dim) = meta.opt_usize(&key("rope.dimension_count"))? {
+        if rope_dim != head_dim {
+            return Err(format!(
+                "{} is {rope_dim} but heads have {head_dim} dimensions; partial rotary embeddings are not supported",
+                key("rope.dimension_count")
+            ));
+        }
+    }
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err("rope_freqs.weight (llama3-style rope scaling factors) is not supported for GGUF yet".into());
+    }
+    let scaling_type = match meta.get(&key("rope.scaling.type")) {
+        Some(_) => meta.string(&key("rope.scaling.type"))?,
+        None => "none".into(),
+    };
+    let factor = meta.opt_f64(&key("rope.scaling.factor"))?.or(meta.opt_f64(&key("rope.scale_linear"))?);
+    let rope_scaling = match (scaling_type.as_str(), factor) {
+        ("none", None) => None,
+        ("none" | "linear", Some(1.0)) => None,
+        ("none" | "linear", Some(f)) => Some(json!({"rope_type": "linear", "factor": f})),
+        (other, _) => return Err(format!("{} \"{other}\" is not supported; supported: none, linear", key("rope.scaling.type"))),
+    };
+    let vocab_size = meta.opt_usize(&key("vocab_size"))?.unwrap_or(vocab_size);
+    let bias = |t: &str| content.tensor_infos.contains_key(&format!("blk.0.{t}.bias"));
+    let cfg = json!({
+        "model_type": arch,
+        "hidden_size": hidden,
+        "intermediate_size": meta.usize(&key("feed_forward_length"))?,
+        "num_hidden_layers": meta.usize(&key("block_count"))?,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "vocab_size": vocab_size,
+        "rms_norm_eps": meta.opt_f64(&key("attention.layer_norm_rms_epsilon"))?
+            .ok_or_else(|| format!("missing metadata key {}", key("attention.layer_norm_rms_epsilon")))?,
+        "rope_theta": meta.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
+        "rope_scaling": rope_scaling,
+        "max_position_embeddings": meta.usize(&key("context_length"))?,
+        "tie_word_embeddings": !content.tensor_infos.contains_key("output.weight"),
+        "attention_bias": bias("attn_q"),
+        "mlp_bias": bias("ffn_up"),
+        "hidden_act": "silu",
+    });
+    let cfg: ModelConfig = serde_json::from_value(cfg).map_err(|e| e.to_string())?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Reads a `.gguf` file's metadata and tensor index (not the tensor data) into a checkpoint.
+pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
+    let origin = path.display().to_string();
+    let bad = |m: String| Error::model(&origin, m);
+    if path.is_dir() {
+        return Err(bad("is a directory, not a .gguf file".into()));
+    }
+    if !path.exists() {
+        return Err(bad("no such file".into()));
+    }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let content = Content::read(&mut BufReader::new(file)).map_err(|e| {
+        let e = plain(&e);
+        let eof = matches!(e, candle_core::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
+        if eof || e.to_string().contains(" remaining") {
+            bad(format!("the file is truncated: it ends inside the GGUF header ({e})"))
+        } else {
+            bad(format!("not a valid GGUF file: {e}"))
+        }
+    })?;
+
+    // Every tensor's bytes must lie inside the file, so a truncated download fails here (naming
+    // the first tensor cut off).
+    let mut infos: Vec<_> = content.tensor_infos.iter().collect();
+    infos.sort_by_key(|(_, info)| info.offset);
+    for (name, info) in infos {
+        let (elems, block) = (info.shape.elem_count(), info.ggml_dtype.block_size());
+        if !elems.is_multiple_of(block) {
+            return Err(bad(format!(
+                "tensor {name}: {elems} elements of type {:?} are not a whole number of {block}-element blocks",
+                info.ggml_dtype
+            )));
+        }
+        let size = (elems / block).saturating_mul(info.ggml_dtype.type_size()) as u64;
+        let end = content.tensor_data_offset.saturating_add(info.offset).saturating_add(size);
+        if end > file_len {
+            return Err(bad(format!(
+                "the file is truncated: tensor {name} ends at byte {end} but the file has {file_len} bytes"
+            )));
+        }
+    }
+
+    let meta = Meta(&content.metadata);
+    architecture(&meta).map_err(bad)?;
+    let tok = gguf_tokenizer::from_metadata(&content.metadata).map_err(|m| bad(format!("tokenizer: {m}")))?;
+    let cfg = model_config(&meta, &content, tok.vocab_size).map_err(bad)?;
+    if tok.vocab_size > cfg.vocab_size {
+        return Err(bad(format!(
+            "tokenizer.ggml.tokens has {} tokens but the model's vocabulary size is {}",
+            tok.vocab_size, cfg.vocab_size
+        )));
+    }
+
+    // llama.cpp's converter permutes llama q/k rows for ggml's interleaved ("normal") rope; the
+    // decoder rotates halves as HF does, so those rows are put back. qwen2/qwen3 use NeoX rope
+    // in ggml, which is HF's layout already.
+    let permuted = cfg.model_type.as_deref() == Some("llama");
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let tensors = names
+        .into_iter()
+        .map(|name| {
+            let hf = hf_name(name).ok_or_else(|| bad(format!("unexpected tensor {name}: not part of any model this build runs")))?;
+            let unpermute_heads = match name.rsplit('.').nth(1) {
+                Some("attn_q") if permuted => Some(cfg.num_attention_heads),
+                Some("attn_k") if permuted => Some(cfg.num_kv_heads()),
+                _ => None,
+            };
+            Ok(Mapped { gguf: name.clone(), hf, unpermute_heads })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut tokenizer_config = json!({"bos_token": tok.bos_token, "eos_token": tok.eos_token});
+    if meta.get("tokenizer.chat_template").is_some() {
+        tokenizer_config["chat_template"] = json!(meta.string("tokenizer.chat_template").map_err(bad)?);
+    }
+    let generation_config =
+        if tok.eos_ids.is_empty() { json!({}) } else { json!({"eos_token_id": tok.eos_ids}) };
+    let config_json = serde_json::to_string(&cfg).map_err(|e| bad(e.to_string()))?;
+    Ok(Checkpoint {
+        origin,
+        config_json,
+        tokenizer_json: tok.json.to_string().into_bytes(),
+        tokenizer_config_json: Some(tokenizer_config.to_string()),
+        generation_config_json: Some(generation_config.to_string()),
+        chat_template_jinja: None,
+        weights: Weights::Gguf(Box::new(GgufWeights { path: path.to_path_buf(), content, tensors })),
+    })
+}
+
+/// Puts back rows llama.cpp permuted: GGUF = HF viewed as `[heads, 2, d/2, …]` with axes 1 and
+/// 2 swapped, so viewing GGUF as `[heads, d/2, 2, …]` and swapping again gives HF.
+fn unpermute(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let dims = t.dims().to_vec();
+    let rows = dims[0];
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+        candle_core::bail!("{rows} rows cannot be split into {heads} heads of rotary pairs");
+    }
+    let mut split = vec![heads, rows / heads / 2, 2];
+    split.extend_from_slice(&dims[1..]);
+    t.reshape(split)?.transpose(1, 2)?.contiguous()?.reshape(dims)
+}
+
+impl GgufWeights {
+    /// Reads and dequantizes every tensor, converted to `dtype` on `device`, under HF names.
+    pub fn var_builder(&self, origin: &str, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut reader = BufReader::new(file);
+        let mut out = HashMap::with_capacity(self.tensors.len());
+        for m in &self.tensors {
+            let mut load = || -> candle_core::Result<Tensor> {
+                let q = self.content.tensor(&mut reader, &m.gguf, &Device::Cpu)?;
+                let mut t = q.dequantize(&Device::Cpu)?;
+                if let Some(heads) = m.unpermute_heads {
+                    t = unpermute(&t, heads)?;
+                }
+                t.to_dtype(dtype)?.to_device(device)
+            };
+            let t = load().map_err(|e| Error::model(origin, format!("tensor {}: {}", m.gguf, plain(&e))))?;
+            out.insert(m.hf.clone(), t);
+        }
+        Ok(VarBuilder::from_tensors(out, dtype, device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_names_map_to_hf() {
+        assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
+        assert_eq!(hf_name("blk.12.attn_output.weight").as_deref(), Some("model.layers.12.self_attn.o_proj.weight"));
+        assert_eq!(hf_name("blk.0.attn_q.bias").as_deref(), Some("model.layers.0.self_attn.q_proj.bias"));
+        assert_eq!(hf_name("blk.1.ffn_norm.weight").as_deref(), Some("model.layers.1.post_attention_layernorm.weight"));
+        assert_eq!(hf_name("blk.x.ffn_up.weight"), None);
+        assert_eq!(hf_name("blk.0.ffn_gate_exps.weight"), None);
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() -> candle_core::Result<()> {
+        let (heads, hd, n_in) = (3, 4, 5);
+        let hf = Tensor::arange(0f32, (heads * hd * n_in) as f32, &Device::Cpu)?.reshape((heads * hd, n_in))?;
+        // convert_hf_to_gguf.py: w.reshape(n_head, 2, hd/2, n_in).swapaxes(1, 2).reshape(out, n_in)
+        let gguf = hf.reshape((heads, 2, hd / 2, n_in))?.transpose(1, 2)?.contiguous()?.reshape((heads * hd, n_in))?;
+        assert_ne!(gguf.to_vec2::<f32>()?, hf.to_vec2::<f32>()?);
+        assert_eq!(unpermute(&gguf, heads)?.to_vec2::<f32>()?, hf.to_vec2::<f32>()?);
+        Ok(())
+    }
+}
