@@ -54,9 +54,9 @@ fn acc_and_acc_norm_follow_the_journaled_log_likelihoods() {
 }
 
 #[test]
-fn official_arc_files_load_and_score() {
+fn official_arc_and_mmlu_files_load_and_score() {
     let Some(data) = std::env::var_os("BENCHGEN_DATA_DIR") else {
-        eprintln!("SKIPPED: BENCHGEN_DATA_DIR not set; the ARC test needs ../shared/data");
+        eprintln!("SKIPPED: BENCHGEN_DATA_DIR not set; the ARC and MMLU tests need ../shared/data");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -70,6 +70,22 @@ fn official_arc_files_load_and_score() {
         assert_eq!(b["primary"], "acc_norm");
         assert_eq!(b["answer_rate"], 100.0);
     }
+
+    // MMLU: 57 headerless CSVs per split, every row a valid four-option item.
+    let out = ok(&benchgen(dir.path(), &["env", "validate", "mmlu"]));
+    for line in ["phase test: 14042 items, 0 problem(s)", "phase val: 1531 items, 0 problem(s)", "phase dev: 285 items, 0 problem(s)"] {
+        assert!(out.contains(line), "{out}");
+    }
+    let out = ok(&benchgen(dir.path(), &["eval", "--env", "mmlu", "--phase", "dev", "--limit", "3", "--json"]));
+    let b: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(b["total"], 3);
+    let run = std::fs::read_dir(dir.path().join("runs")).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).max().unwrap();
+    let preds = read_jsonl(&run.join("predictions.jsonl"));
+    let first = preds.iter().find(|p| p["id"] == "abstract_algebra_dev/0").expect("ids are file stem / row");
+    let prompt = first["prompt"].as_str().unwrap();
+    assert!(prompt.starts_with("The following are multiple choice questions (with answers) about abstract algebra.\n\n"), "{prompt}");
+    assert!(prompt.ends_with("Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer:"), "{prompt}");
+    assert_eq!(first["choice_logprobs"].as_array().unwrap().len(), 4);
 }
 
 #[test]
