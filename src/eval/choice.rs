@@ -1,7 +1,7 @@
 //! Multiple choice by log-likelihood: every option is scored as a continuation of the prompt,
 //! the likeliest one is the prediction (`acc`), and per-character likelihood gives `acc_norm`.
 
-use super::{Scoring, Stages};
+use super::{Finished, Scoring, Stages};
 use crate::engine::{FinishReason, Generator, LocalEngine, LoglikRequest};
 use crate::env::Item;
 use crate::error::{Error, Result};
@@ -9,7 +9,7 @@ use crate::log::RunLog;
 use crate::model::LoadedModel;
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::DetailedRecord;
-use crate::run::{Journal, PredictionRecord};
+use crate::run::PredictionRecord;
 use crate::score::{choice::pick, Summary};
 
 /// Option lengths in characters, without the separator before them (lm-evaluation-harness's
@@ -42,9 +42,7 @@ impl Stages<'_> {
         }
         let mut logprobs: Vec<Vec<Option<f64>>> = items.iter().map(|it| vec![None; it.choices.len()]).collect();
         let mut context_tokens = vec![0; items.len()];
-        let mut done: Vec<Option<PredictionRecord>> = vec![None; items.len()];
-        let mut journal = Journal::create(&self.run_dir.join("predictions.jsonl"))?;
-        let (total, mut finished) = (items.len(), 0);
+        let mut finished = Finished::new(self.run_dir, items.len(), log)?;
         let mut engine = LocalEngine::new(model, self.opts.batch_size);
         engine.loglikelihood(requests, &mut |out| {
             let (i, c) = owner[out.index];
@@ -62,18 +60,11 @@ impl Stages<'_> {
                     finish_reason: Some(FinishReason::Loglikelihood),
                     choice_logprobs: Some(lps),
                 };
-                journal.append(&rec)?;
-                done[i] = Some(rec);
-                finished += 1;
-                log.progress(finished, total);
+                finished.add(i, rec)?;
             }
             Ok(())
         })?;
-        journal.sync()?;
-        done.into_iter()
-            .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| Error::Invalid(format!("no scores for item {}", items[i].id))))
-            .collect()
+        finished.into_item_order(items)
     }
 }
 

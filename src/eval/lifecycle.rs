@@ -9,8 +9,26 @@ use crate::error::Result;
 use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
-use crate::run::record::now_rfc3339;
+use crate::env::Environment;
+use crate::run::record::{now_rfc3339, EnvironmentInfo};
 use crate::run::{RunRecord, RunStatus, RunsDir};
+
+/// `--env` as given, or the embedded default.
+pub(super) fn open_env(spec: Option<&Path>) -> Result<Environment> {
+    match spec {
+        Some(p) => Environment::resolve(&p.to_string_lossy()),
+        None => Environment::embedded(),
+    }
+}
+
+pub(super) fn environment_info(env: &Environment, phase: &str) -> EnvironmentInfo {
+    EnvironmentInfo {
+        name: env.manifest.name.clone(),
+        version: env.manifest.version.clone(),
+        origin: env.origin.clone(),
+        phase: phase.to_string(),
+    }
+}
 
 pub(super) struct ActiveRun {
     pub dir: PathBuf,

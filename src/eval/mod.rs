@@ -4,12 +4,14 @@
 //! when anything after the run's creation goes wrong).
 
 mod choice;
+mod finished;
 mod lifecycle;
 mod rescore;
 mod scoring;
 
 pub use rescore::{run_score, SavedPredictions, ScoreOptions};
-use lifecycle::ActiveRun;
+use finished::Finished;
+use lifecycle::{environment_info, open_env, ActiveRun};
 use scoring::Scoring;
 
 use std::path::{Path, PathBuf};
@@ -27,9 +29,9 @@ use crate::model::{spec, LoadedModel};
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
 use crate::rng::SplitMix64;
-use crate::run::record::{now_rfc3339, EnvironmentInfo, ModelInfo, Settings};
+use crate::run::record::{ModelInfo, Settings};
 use crate::run::submission::{read_submission, write_submission};
-use crate::run::{Journal, PredictionRecord, RunRecord, RunStatus};
+use crate::run::{PredictionRecord, RunRecord};
 use crate::score::Method;
 
 #[derive(Debug, Clone)]
@@ -73,10 +75,7 @@ pub struct EvalOutcome {
 pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
     // Cheap checks first, so a typo does not leave a Failed run behind.
-    let env = match &opts.env {
-        Some(p) => Environment::resolve(&p.to_string_lossy())?,
-        None => Environment::embedded()?,
-    };
+    let env = open_env(opts.env.as_deref())?;
     let phase = env.phase(opts.phase.as_deref())?.clone();
     let device = parse_device(&opts.device)?;
     let dtype = parse_dtype(&opts.dtype, &device)?;
@@ -90,33 +89,16 @@ pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         top_p: gen.top_p,
     };
 
-    let record = RunRecord {
-        run_id: 0,
-        status: RunStatus::Running,
-        model: ModelInfo { spec: model_spec.clone(), origin: model_spec.clone(), parameters: None },
-        environment: EnvironmentInfo {
-            name: env.manifest.name.clone(),
-            version: env.manifest.version.clone(),
-            origin: env.origin.clone(),
-            phase: phase.name.clone(),
-        },
-        created: now_rfc3339(),
-        finished: None,
-        duration_s: None,
-        submission: None,
-        settings: Some(Settings {
-            device: opts.device.clone(),
-            dtype: dtype_name(dtype).into(),
-            batch_size: opts.batch_size,
-            limit: opts.limit,
-            seed: opts.seed,
-            generation: params.clone(),
-        }),
-        items: None,
-        overall_score: None,
-        error: None,
-        benchgen_version: env!("CARGO_PKG_VERSION").into(),
+    let settings = Settings {
+        device: opts.device.clone(),
+        dtype: dtype_name(dtype).into(),
+        batch_size: opts.batch_size,
+        limit: opts.limit,
+        seed: opts.seed,
+        generation: params.clone(),
     };
+    let model = ModelInfo { spec: model_spec.clone(), origin: model_spec, parameters: None };
+    let record = RunRecord::new(model, environment_info(&env, &phase.name), Some(settings));
     let mut run = ActiveRun::start(&opts.runs_dir, record, log)?;
     let stages = Stages { env: &env, phase: &phase.name, opts, params, device, dtype, run_dir: &run.dir };
     let result = stages.run(&mut run.record, log, started);
@@ -219,10 +201,7 @@ impl Stages<'_> {
             })
             .collect();
         let mut engine = LocalEngine::new(model, self.opts.batch_size);
-        let mut journal = Journal::create(&self.run_dir.join("predictions.jsonl"))?;
-        let mut done: Vec<Option<PredictionRecord>> = vec![None; items.len()];
-        let total = items.len();
-        let mut finished = 0;
+        let mut finished = Finished::new(self.run_dir, items.len(), log)?;
         engine.generate(requests, &mut |out| {
             let rec = PredictionRecord {
                 id: items[out.index].id.clone(),
@@ -233,16 +212,8 @@ impl Stages<'_> {
                 finish_reason: Some(out.finish_reason),
                 choice_logprobs: None,
             };
-            journal.append(&rec)?;
-            done[out.index] = Some(rec);
-            finished += 1;
-            log.progress(finished, total);
-            Ok(())
+            finished.add(out.index, rec)
         })?;
-        journal.sync()?;
-        done.into_iter()
-            .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| Error::Invalid(format!("engine returned no output for item {}", items[i].id))))
-            .collect()
+        finished.into_item_order(items)
     }
 }

@@ -4,16 +4,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::lifecycle::ActiveRun;
+use super::lifecycle::{environment_info, open_env, ActiveRun};
 use super::scoring::Scoring;
 use super::EvalOutcome;
-use crate::env::Environment;
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::run::journal::read_predictions_file;
-use crate::run::record::{now_rfc3339, EnvironmentInfo, ModelInfo};
+use crate::run::record::ModelInfo;
 use crate::run::submission::{read_submission, write_submission};
-use crate::run::{RunRecord, RunStatus};
+use crate::run::RunRecord;
 
 #[derive(Debug, Clone)]
 pub enum SavedPredictions {
@@ -35,10 +34,7 @@ pub struct ScoreOptions {
 
 pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
-    let env = match &opts.env {
-        Some(p) => Environment::resolve(&p.to_string_lossy())?,
-        None => Environment::embedded()?,
-    };
+    let env = open_env(opts.env.as_deref())?;
     let phase = env.phase(opts.phase.as_deref())?.clone();
     let (source, predictions) = match &opts.predictions {
         SavedPredictions::Jsonl(p) => (format!("predictions:{}", p.display()), read_predictions_file(p)?),
@@ -47,26 +43,9 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     if predictions.is_empty() {
         return Err(Error::Invalid(format!("{source}: no predictions")));
     }
-    let record = RunRecord {
-        run_id: 0,
-        status: RunStatus::Running,
-        model: ModelInfo { spec: source.clone(), origin: source, parameters: None },
-        environment: EnvironmentInfo {
-            name: env.manifest.name.clone(),
-            version: env.manifest.version.clone(),
-            origin: env.origin.clone(),
-            phase: phase.name.clone(),
-        },
-        created: now_rfc3339(),
-        finished: None,
-        duration_s: None,
-        submission: Some("submission.zip".into()),
-        settings: None,
-        items: None,
-        overall_score: None,
-        error: None,
-        benchgen_version: env!("CARGO_PKG_VERSION").into(),
-    };
+    let mut record =
+        RunRecord::new(ModelInfo { spec: source.clone(), origin: source, parameters: None }, environment_info(&env, &phase.name), None);
+    record.submission = Some("submission.zip".into());
     let mut run = ActiveRun::start(&opts.runs_dir, record, log)?;
     let result = (|| {
         log.line(format!("Loading benchmark data: {} phase \"{}\"", env.manifest.name, phase.name));

@@ -81,6 +81,25 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A new record, Running, for `model` on `environment`; the Run ID is set on allocation.
+    pub fn new(model: ModelInfo, environment: EnvironmentInfo, settings: Option<Settings>) -> Self {
+        Self {
+            run_id: 0,
+            status: RunStatus::Running,
+            model,
+            environment,
+            created: now_rfc3339(),
+            finished: None,
+            duration_s: None,
+            submission: None,
+            settings,
+            items: None,
+            overall_score: None,
+            error: None,
+            benchgen_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
