@@ -7,6 +7,7 @@ pub mod decoder;
 pub mod gguf;
 pub mod gguf_tokenizer;
 mod rope;
+pub mod random;
 pub mod spec;
 pub mod tokenizer;
 

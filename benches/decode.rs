@@ -1,0 +1,69 @@
+//! Decoder speed on a random model with the SmolLM2-135M shape (f32, nothing downloaded):
+//!
+//!     RAYON_NUM_THREADS=2 cargo bench --bench decode
+//!
+//! `decode/B`: one decode step for B sequences that already hold 64 tokens (throughput in
+//! tokens = B per step). `prefill/32x64`: 32 prompts of 64 tokens in one packed pass.
+//! `examples/speed.rs` prints the same numbers as the project's comparison table.
+
+use std::hint::black_box;
+
+use benchgen::model::random::{random_decoder, smollm2_135m_config};
+use benchgen::model::{Decoder, Segment, SeqCache};
+use candle_core::{DType, Device, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+fn prompts(batch: usize, len: usize) -> Vec<Vec<u32>> {
+    (0..batch).map(|b| (0..len).map(|i| ((b * 7919 + i * 104729) % 49152) as u32).collect()).collect()
+}
+
+fn forward(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Tensor {
+    let segs: Vec<Segment> =
+        pending.iter().zip(caches.iter()).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
+    let flat: Vec<u32> = pending.iter().flatten().copied().collect();
+    let tokens = Tensor::new(flat.as_slice(), &Device::Cpu).unwrap();
+    let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
+    m.forward(&tokens, &segs, Some(&mut refs)).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let m = random_decoder(&smollm2_135m_config(), DType::F32, &Device::Cpu, 1).unwrap();
+    let mut group = c.benchmark_group("decode");
+    group.sample_size(10);
+    for batch in [1usize, 8, 32] {
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            let p = prompts(batch, 64);
+            b.iter_batched_ref(
+                || {
+                    // Fresh caches holding the 64-token prompts: each iteration is one step at
+                    // the same context length.
+                    let mut caches: Vec<SeqCache> = p.iter().map(|q| m.new_cache(q.len() + 1)).collect();
+                    forward(&m, &mut caches, &p);
+                    caches
+                },
+                |caches| {
+                    let next: Vec<Vec<u32>> = (0..batch).map(|i| vec![i as u32]).collect();
+                    let h = forward(&m, caches, &next);
+                    black_box(m.logits(&h).unwrap())
+                },
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("prefill");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(32 * 64));
+    group.bench_function("32x64", |b| {
+        let p = prompts(32, 64);
+        b.iter(|| {
+            let mut caches: Vec<SeqCache> = p.iter().map(|q| m.new_cache(q.len())).collect();
+            black_box(forward(&m, &mut caches, &p))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,87 @@
+//! Decode and prefill speed of the decoder on a random model with the SmolLM2-135M shape
+//! (nothing is downloaded), in the units of the project's targets: decode tokens/s counted
+//! across the batch, 64-token prompts, 64 new tokens; prefill tokens/s for 32 × 64.
+//!
+//!     RAYON_NUM_THREADS=2 cargo run --release --example speed [-- --batches 1,8,32 --repeats 3]
+//!
+//! Prints the median of `--repeats` runs per row.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use benchgen::engine::sampling::argmax;
+use benchgen::model::random::{random_decoder, smollm2_135m_config};
+use benchgen::model::{Decoder, Segment, SeqCache};
+use candle_core::{DType, Device, Tensor};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    batches: Vec<usize>,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long, default_value_t = 64)]
+    prompt: usize,
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Vec<u32>> {
+    let segs: Vec<Segment> = pending.iter().zip(caches.iter()).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
+    let flat: Vec<u32> = pending.iter().flatten().copied().collect();
+    let tokens = Tensor::new(flat.as_slice(), &Device::Cpu)?;
+    let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
+    let hidden = m.forward(&tokens, &segs, Some(&mut refs))?;
+    let mut last = Vec::new();
+    let mut end = 0u32;
+    for s in &segs {
+        end += s.len as u32;
+        last.push(end - 1);
+    }
+    let logits = m.logits(&hidden.index_select(&Tensor::new(last.as_slice(), &Device::Cpu)?, 0)?)?;
+    let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    Ok(rows.iter().map(|r| argmax(r)).collect())
+}
+
+/// (prefill seconds, decode seconds) for `batch` prompts.
+fn run(m: &Decoder, batch: usize, args: &Args) -> Result<(f64, f64)> {
+    let prompts: Vec<Vec<u32>> = (0..batch).map(|b| (0..args.prompt).map(|i| ((b * 7919 + i * 104729) % 49152) as u32).collect()).collect();
+    let mut caches: Vec<SeqCache> = prompts.iter().map(|p| m.new_cache(p.len() + args.new_tokens)).collect();
+    let t = Instant::now();
+    let mut next = step(m, &mut caches, &prompts)?;
+    let prefill = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for _ in 1..args.new_tokens {
+        let pending: Vec<Vec<u32>> = next.iter().map(|&x| vec![x]).collect();
+        next = step(m, &mut caches, &pending)?;
+    }
+    Ok((prefill, t.elapsed().as_secs_f64()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dtype = match args.dtype.as_str() {
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        _ => DType::F32,
+    };
+    let cfg = smollm2_135m_config();
+    let m = random_decoder(&cfg, dtype, &Device::Cpu, 1)?;
+    println!("benchgen, {} weights, {} threads, prompt {} + {} new tokens", args.dtype,
+             std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()), args.prompt, args.new_tokens);
+    for &b in &args.batches {
+        let runs: Vec<(f64, f64)> = (0..args.repeats).map(|_| run(&m, b, &args)).collect::<Result<_>>()?;
+        let decode = median(runs.iter().map(|r| (b * (args.new_tokens - 1)) as f64 / r.1).collect());
+        let prefill = median(runs.iter().map(|r| (b * args.prompt) as f64 / r.0).collect());
+        println!("batch {b:>3}: decode {decode:8.1} tokens/s   prefill {prefill:8.1} tokens/s");
+    }
+    Ok(())
+}
