@@ -1,22 +1,11 @@
 use std::io::IsTerminal;
 
-use benchgen::eval::{run_eval, EvalOptions};
+use benchgen::eval::{resume_eval, run_eval, EvalOptions, GivenOptions};
 use benchgen::log::RunLog;
 
 use super::EvalArgs;
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let opts = EvalOptions {
-        env: args.env,
-        model: args.model,
-        phase: args.phase,
-        device: args.device,
-        dtype: args.dtype,
-        batch_size: args.batch_size as usize,
-        limit: args.limit,
-        seed: args.seed,
-        runs_dir: args.runs_dir,
-    };
     // With --json, stdout carries only the breakdown; the live log moves to stderr.
     let (console, is_tty): (Box<dyn std::io::Write + Send>, bool) = if args.json {
         (Box::new(std::io::stderr()), std::io::stderr().is_terminal())
@@ -24,7 +13,37 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
     };
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
-    let outcome = run_eval(&opts, &mut log)?;
+    let outcome = match args.resume {
+        Some(run_id) => {
+            // Flags left out take the run's values; flags given are checked against them.
+            let given = GivenOptions {
+                env: args.env,
+                model: args.model,
+                phase: args.phase,
+                device: args.device,
+                dtype: args.dtype,
+                batch_size: args.batch_size.map(|b| b as usize),
+                limit: args.limit,
+                seed: args.seed,
+            };
+            resume_eval(&args.runs_dir, run_id, &given, &mut log)?
+        }
+        None => {
+            let defaults = EvalOptions::default();
+            let opts = EvalOptions {
+                env: args.env,
+                model: args.model,
+                phase: args.phase,
+                device: args.device.unwrap_or(defaults.device),
+                dtype: args.dtype.unwrap_or(defaults.dtype),
+                batch_size: args.batch_size.map_or(defaults.batch_size, |b| b as usize),
+                limit: args.limit,
+                seed: args.seed.unwrap_or(defaults.seed),
+                runs_dir: args.runs_dir,
+            };
+            run_eval(&opts, &mut log)?
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.breakdown)?);
     } else {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::EvalOutcome;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
@@ -51,6 +51,24 @@ impl ActiveRun {
         Ok(Self { dir, record })
     }
 
+    /// Takes an existing run up again (`--resume`): Running, its old ending cleared, the log
+    /// continued below what it already holds.
+    pub fn reopen(dir: PathBuf, mut record: RunRecord, log: &mut RunLog) -> Result<Self> {
+        record.status = RunStatus::Running;
+        record.finished = None;
+        record.duration_s = None;
+        record.error = None;
+        record.resume_command = None;
+        write_json_atomic(&dir.join("run.json"), &record)?;
+        log.continue_file(&dir.join("log.txt"))?;
+        log.line(format!("Status: {} (resumed)", record.status));
+        log.line(format!("Run ID: {}", record.run_id));
+        log.line(format!("Model: {}", record.model.spec));
+        let e = &record.environment;
+        log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
+        Ok(Self { dir, record })
+    }
+
     /// Records how the run ended; a failure keeps its error in `run.json` and is returned.
     pub fn finish(mut self, result: Result<ScoreBreakdown>, log: &mut RunLog, started: Instant) -> Result<EvalOutcome> {
         self.record.finished = Some(now_rfc3339());
@@ -64,6 +82,14 @@ impl ActiveRun {
                 log.line(format!("Status: {}", self.record.status));
                 Ok(EvalOutcome { run_id: self.record.run_id, run_dir: self.dir, breakdown })
             }
+            Err(Error::Interrupted) => {
+                self.record.status = RunStatus::Interrupted;
+                let command = resume_command(&self.dir, self.record.run_id);
+                self.record.resume_command = Some(command.clone());
+                let _ = write_json_atomic(&path, &self.record);
+                log.line(format!("Status: {} (resume with: {command})", self.record.status));
+                Err(Error::Interrupted)
+            }
             Err(e) => {
                 self.record.status = RunStatus::Failed;
                 self.record.error = Some(e.to_string());
@@ -74,4 +100,15 @@ impl ActiveRun {
             }
         }
     }
+}
+
+/// `benchgen eval --resume ID --runs-dir DIR`, with the runs folder absolute so the command works
+/// from anywhere, quoted for a POSIX shell when it needs to be.
+fn resume_command(run_dir: &Path, run_id: u64) -> String {
+    let runs = run_dir.parent().unwrap_or(Path::new("."));
+    let runs = std::path::absolute(runs).unwrap_or_else(|_| runs.to_path_buf());
+    let runs = runs.to_string_lossy();
+    let safe = runs.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c));
+    let quoted = if safe { runs.into_owned() } else { format!("'{}'", runs.replace('\'', "'\\''")) };
+    format!("benchgen eval --resume {run_id} --runs-dir {quoted}")
 }
