@@ -183,6 +183,9 @@ fn sigint_marks_the_run_interrupted_with_the_command_that_resumes_it() {
     let runs = dir.path().join("runs");
     let mut child = spawn(dir.path(), &eval_args(&env, &runs));
     wait_for_lines(&mut child, &runs.join("1/predictions.jsonl"), 30);
+    // A run still going cannot be resumed a second time.
+    let twice = benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap()]);
+    assert!(!twice.status.success() && stderr(&twice).contains("still running"), "{}", stderr(&twice));
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();

@@ -102,8 +102,9 @@ pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut
     if now.dtype != settings.dtype {
         return Err(refusal(run_id, "--dtype", &settings.dtype, &now.dtype));
     }
-    let journal = recover(&dir.join("predictions.jsonl"))?;
+    // Under the run's lock: another process must not be appending while the journal is read.
     let run = ActiveRun::reopen(dir, record, log)?;
+    let journal = recover(&run.dir.join("predictions.jsonl"))?;
     if journal.torn {
         log.line("The journal's last line was cut off mid-write; that item is redone");
     }
