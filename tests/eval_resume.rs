@@ -104,6 +104,10 @@ fn assert_same_artifacts(want: &Path, got: &Path, case: &str) {
         assert_eq!(wr[key], gr[key], "{case}: run.json {key} differs");
     }
     assert!(gr.get("resume_command").is_none() && gr["error"].is_null(), "{case}: {gr}");
+    // Every artifact went through a temporary file and a rename; none is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(got).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.extend(std::fs::read_dir(got.join("scoring_output")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()));
+    assert!(!names.iter().any(|n| n.starts_with(".tmp-")), "{case}: temporary files left: {names:?}");
 }
 
 /// Cuts the journal's last line in half (no newline), as a crash mid-write would leave it.

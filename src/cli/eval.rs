@@ -6,6 +6,8 @@ use benchgen::log::RunLog;
 use super::EvalArgs;
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    // Only eval has a run to keep resumable; other commands keep the default Ctrl-C.
+    install_interrupt_handler();
     // With --json, stdout carries only the breakdown; the live log moves to stderr.
     let (console, is_tty): (Box<dyn std::io::Write + Send>, bool) = if args.json {
         (Box::new(std::io::stderr()), std::io::stderr().is_terminal())
@@ -50,4 +52,23 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         println!("Run files: {}", outcome.run_dir.display());
     }
     Ok(())
+}
+
+/// First Ctrl-C / SIGTERM: ask the run to stop cleanly (journal synced, run.json Interrupted).
+/// Second: the user means it, exit at once; the journal is append-only, so the run stays
+/// resumable even then.
+fn install_interrupt_handler() {
+    let mut seen = false;
+    let installed = ctrlc::set_handler(move || {
+        if seen {
+            std::process::exit(crate::INTERRUPTED_EXIT);
+        }
+        seen = true;
+        eprintln!("\nInterrupted: finishing the current step (Ctrl-C again to quit at once)");
+        benchgen::interrupt::request();
+    });
+    // Without a handler the default signal behaviour applies, which still leaves a resumable run.
+    if let Err(e) = installed {
+        eprintln!("warning: cannot handle Ctrl-C: {e}");
+    }
 }
