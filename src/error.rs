@@ -48,6 +48,10 @@ pub enum Error {
 
     #[error("{0}")]
     Invalid(String),
+
+    /// Ctrl-C or SIGTERM: the run stopped early on purpose and can be resumed.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {

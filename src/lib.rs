@@ -10,6 +10,7 @@ pub mod env;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+pub mod interrupt;
 pub mod leaderboard;
 pub mod log;
 pub mod model;

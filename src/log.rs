@@ -33,7 +33,17 @@ impl RunLog {
     }
 
     pub fn attach_file(&mut self, path: &Path) -> Result<()> {
-        let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        self.attach(path, file)
+    }
+
+    /// Like [`Self::attach_file`], but keeps what the file holds (a resumed run's log).
+    pub fn continue_file(&mut self, path: &Path) -> Result<()> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        self.attach(path, file)
+    }
+
+    fn attach(&mut self, path: &Path, mut file: File) -> Result<()> {
         for line in self.pending.drain(..) {
             writeln!(file, "{line}").map_err(|e| Error::io(path, e))?;
         }

@@ -4,9 +4,17 @@ mod cli;
 
 use clap::Parser;
 
+/// The shell's code for "ended by SIGINT", also used for SIGTERM: an interrupted run is not a
+/// success, and scripts can tell it from a failure.
+pub const INTERRUPTED_EXIT: i32 = 130;
+
 fn main() {
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
+        if matches!(e.downcast_ref::<benchgen::Error>(), Some(benchgen::Error::Interrupted)) {
+            eprintln!("interrupted; the run can be resumed (its run.json has the command)");
+            std::process::exit(INTERRUPTED_EXIT);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -51,21 +51,25 @@ pub struct EvalArgs {
     /// Phase to evaluate [default: the environment's first phase]
     #[arg(long)]
     pub phase: Option<String>,
-    /// cpu, cuda, cuda:N or metal
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// auto, f32, bf16 or f16 (auto: f32 on CPU, bf16 on GPUs)
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
-    /// Sequences decoded together (continuous batching)
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: u64,
+    /// cpu, cuda, cuda:N or metal [default: cpu]
+    #[arg(long)]
+    pub device: Option<String>,
+    /// auto, f32, bf16 or f16 (auto: f32 on CPU, bf16 on GPUs) [default: auto]
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Sequences decoded together (continuous batching) [default: 16]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
     /// Evaluate only the first N items
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Seed for sampled decoding (each item's stream depends on this and its id only)
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed for sampled decoding (each item's stream depends on this and its id only) [default: 0]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue run RUN_ID (crashed, killed or interrupted) with only its missing items; its
+    /// settings come from its run.json, and flags given again must match them
+    #[arg(long, value_name = "RUN_ID")]
+    pub resume: Option<u64>,
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Print the score breakdown as JSON on stdout (the live log goes to stderr)

@@ -69,6 +69,9 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
     if let Some(e) = &rec.error {
         println!("Error:        {e}");
     }
+    if let Some(c) = &rec.resume_command {
+        println!("Resume with:  {c}");
+    }
     let breakdown = dir.join("score_breakdown.json");
     if breakdown.is_file() {
         let text = std::fs::read_to_string(&breakdown)?;

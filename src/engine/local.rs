@@ -128,6 +128,8 @@ impl Generator for LocalEngine {
         let mut running: Vec<Running> = Vec::new();
 
         while !waiting.is_empty() || !running.is_empty() {
+            // Between steps: an interruption leaves every finished item already handed over.
+            crate::interrupt::check()?;
             while running.len() < self.batch_size {
                 let Some((prompt, req)) = waiting.pop_front() else { break };
                 if req.params.max_new_tokens == 0 {

@@ -85,6 +85,7 @@ impl LocalEngine {
         // Longest first keeps packs similar in size; results carry their index.
         items.sort_by(|a, b| b.0.tokens.len().cmp(&a.0.tokens.len()).then(a.0.index.cmp(&b.0.index)));
         for pack in items.chunks(self.batch_size()) {
+            crate::interrupt::check()?;
             for out in self.score_pack(pack)? {
                 on_done(out)?;
             }

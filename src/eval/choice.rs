@@ -32,9 +32,13 @@ impl Stages<'_> {
         builder: &PromptBuilder,
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
+        let mut finished = Finished::new(self.run_dir, items, self.journaled, log)?;
         let mut owner = Vec::new();
         let mut requests = Vec::new();
         for (i, (item, prompt)) in items.iter().zip(prompts).enumerate() {
+            if finished.has(i) {
+                continue;
+            }
             for (c, continuation) in continuations(item, builder)?.into_iter().enumerate() {
                 owner.push((i, c));
                 requests.push(LoglikRequest { index: requests.len(), context: prompt.text.clone(), continuation });
@@ -42,7 +46,6 @@ impl Stages<'_> {
         }
         let mut logprobs: Vec<Vec<Option<f64>>> = items.iter().map(|it| vec![None; it.choices.len()]).collect();
         let mut context_tokens = vec![0; items.len()];
-        let mut finished = Finished::new(self.run_dir, items.len(), log)?;
         let mut engine = LocalEngine::new(model, self.opts.batch_size);
         engine.loglikelihood(requests, &mut |out| {
             let (i, c) = owner[out.index];

@@ -1,6 +1,8 @@
 //! Predictions as items finish: journaled at once (so a crash loses only what is in flight),
-//! counted for the live log, and handed back in item order.
+//! counted for the live log, and handed back in item order. A resumed run starts from the
+//! predictions its journal already holds.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::env::Item;
@@ -16,9 +18,34 @@ pub(super) struct Finished<'l> {
 }
 
 impl<'l> Finished<'l> {
-    pub fn new(run_dir: &Path, items: usize, log: &'l mut RunLog) -> Result<Self> {
+    /// `journaled`: predictions already in the journal (a resumed run); an id the items lack
+    /// means the environment (or `--limit`) changed under the run, which is an error.
+    pub fn new(run_dir: &Path, items: &[Item], journaled: &[PredictionRecord], log: &'l mut RunLog) -> Result<Self> {
+        let index: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
+        let mut done = vec![None; items.len()];
+        let mut count = 0;
+        for rec in journaled {
+            let i = *index.get(rec.id.as_str()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: the journal has a prediction for item id \"{}\", which the environment does not have \
+                     (was the environment changed since the run started?)",
+                    run_dir.join("predictions.jsonl").display(),
+                    rec.id
+                ))
+            })?;
+            // Only missing items are ever redone, so a repeated id cannot differ; keep the first.
+            if done[i].is_none() {
+                done[i] = Some(rec.clone());
+                count += 1;
+            }
+        }
         let journal = Journal::create(&run_dir.join("predictions.jsonl"))?;
-        Ok(Self { journal, done: vec![None; items], count: 0, log })
+        Ok(Self { journal, done, count, log })
+    }
+
+    /// Whether item `index` already has its prediction.
+    pub fn has(&self, index: usize) -> bool {
+        self.done[index].is_some()
     }
 
     pub fn add(&mut self, index: usize, rec: PredictionRecord) -> Result<()> {
@@ -26,6 +53,11 @@ impl<'l> Finished<'l> {
         self.done[index] = Some(rec);
         self.count += 1;
         self.log.progress(self.count, self.done.len());
+        // Checked after journaling, so the item just finished is kept.
+        if crate::interrupt::requested() {
+            self.journal.sync()?;
+            return Err(Error::Interrupted);
+        }
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::EvalOutcome;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
@@ -33,12 +33,35 @@ pub(super) fn environment_info(env: &Environment, phase: &str) -> EnvironmentInf
 pub(super) struct ActiveRun {
     pub dir: PathBuf,
     pub record: RunRecord,
+    /// Held for as long as this process works on the run; see [`lock_run`].
+    _lock: std::fs::File,
+}
+
+/// Locks the run folder's `.lock`, so a `--resume` of a run that another process is still
+/// working on is refused rather than journaling every item twice. The OS releases the lock
+/// when the process ends, even by SIGKILL, so a crashed run never stays locked.
+fn lock_run(dir: &Path, run_id: u64) -> Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Invalid(format!(
+            "run {run_id} is still running in another process; let it finish or stop it (Ctrl-C) before resuming"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
 }
 
 impl ActiveRun {
     /// Allocates the next Run ID, writes `run.json` (Running) and the log's header lines.
     pub fn start(runs_dir: &Path, mut record: RunRecord, log: &mut RunLog) -> Result<Self> {
         let (run_id, dir) = RunsDir::new(runs_dir).allocate()?;
+        let lock = lock_run(&dir, run_id)?;
         record.run_id = run_id;
         write_json_atomic(&dir.join("run.json"), &record)?;
         log.attach_file(&dir.join("log.txt"))?;
@@ -48,7 +71,26 @@ impl ActiveRun {
         let e = &record.environment;
         log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
         log.line(format!("Created: {}", record.created));
-        Ok(Self { dir, record })
+        Ok(Self { dir, record, _lock: lock })
+    }
+
+    /// Takes an existing run up again (`--resume`): Running, its old ending cleared, the log
+    /// continued below what it already holds.
+    pub fn reopen(dir: PathBuf, mut record: RunRecord, log: &mut RunLog) -> Result<Self> {
+        let lock = lock_run(&dir, record.run_id)?;
+        record.status = RunStatus::Running;
+        record.finished = None;
+        record.duration_s = None;
+        record.error = None;
+        record.resume_command = None;
+        write_json_atomic(&dir.join("run.json"), &record)?;
+        log.continue_file(&dir.join("log.txt"))?;
+        log.line(format!("Status: {} (resumed)", record.status));
+        log.line(format!("Run ID: {}", record.run_id));
+        log.line(format!("Model: {}", record.model.spec));
+        let e = &record.environment;
+        log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
+        Ok(Self { dir, record, _lock: lock })
     }
 
     /// Records how the run ended; a failure keeps its error in `run.json` and is returned.
@@ -64,6 +106,14 @@ impl ActiveRun {
                 log.line(format!("Status: {}", self.record.status));
                 Ok(EvalOutcome { run_id: self.record.run_id, run_dir: self.dir, breakdown })
             }
+            Err(Error::Interrupted) => {
+                self.record.status = RunStatus::Interrupted;
+                let command = resume_command(&self.dir, self.record.run_id);
+                self.record.resume_command = Some(command.clone());
+                let _ = write_json_atomic(&path, &self.record);
+                log.line(format!("Status: {} (resume with: {command})", self.record.status));
+                Err(Error::Interrupted)
+            }
             Err(e) => {
                 self.record.status = RunStatus::Failed;
                 self.record.error = Some(e.to_string());
@@ -74,4 +124,15 @@ impl ActiveRun {
             }
         }
     }
+}
+
+/// `benchgen eval --resume ID --runs-dir DIR`, with the runs folder absolute so the command works
+/// from anywhere, quoted for a POSIX shell when it needs to be.
+fn resume_command(run_dir: &Path, run_id: u64) -> String {
+    let runs = run_dir.parent().unwrap_or(Path::new("."));
+    let runs = std::path::absolute(runs).unwrap_or_else(|_| runs.to_path_buf());
+    let runs = runs.to_string_lossy();
+    let safe = runs.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c));
+    let quoted = if safe { runs.into_owned() } else { format!("'{}'", runs.replace('\'', "'\\''")) };
+    format!("benchgen eval --resume {run_id} --runs-dir {quoted}")
 }

@@ -7,9 +7,11 @@ mod choice;
 mod finished;
 mod lifecycle;
 mod rescore;
+mod resume;
 mod scoring;
 
 pub use rescore::{run_score, SavedPredictions, ScoreOptions};
+pub use resume::{resume_eval, GivenOptions};
 use finished::Finished;
 use lifecycle::{environment_info, open_env, ActiveRun};
 use scoring::Scoring;
@@ -29,7 +31,7 @@ use crate::model::{spec, LoadedModel};
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
 use crate::rng::SplitMix64;
-use crate::run::record::{ModelInfo, Settings};
+use crate::run::record::{ModelInfo, RunInputs, Settings};
 use crate::run::submission::{read_submission, write_submission};
 use crate::run::{PredictionRecord, RunRecord};
 use crate::score::Method;
@@ -75,36 +77,79 @@ pub struct EvalOutcome {
 pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
     // Cheap checks first, so a typo does not leave a Failed run behind.
-    let env = open_env(opts.env.as_deref())?;
-    let phase = env.phase(opts.phase.as_deref())?.clone();
-    let device = parse_device(&opts.device)?;
-    let dtype = parse_dtype(&opts.dtype, &device)?;
+    let plan = Plan::new(opts)?;
     let model_spec = spec::describe(opts.model.as_deref());
-    let gen = &env.manifest.generation;
-    let params = GenParams {
-        max_new_tokens: gen.max_new_tokens,
-        stop: gen.stop.clone(),
-        temperature: gen.temperature,
-        top_k: gen.top_k,
-        top_p: gen.top_p,
-    };
-
-    let settings = Settings {
-        device: opts.device.clone(),
-        dtype: dtype_name(dtype).into(),
-        batch_size: opts.batch_size,
-        limit: opts.limit,
-        seed: opts.seed,
-        generation: params.clone(),
-    };
     let model = ModelInfo { spec: model_spec.clone(), origin: model_spec, parameters: None };
-    let record = RunRecord::new(model, environment_info(&env, &phase.name), Some(settings));
-    let mut run = ActiveRun::start(&opts.runs_dir, record, log)?;
-    let stages = Stages { env: &env, phase: &phase.name, opts, params, device, dtype, run_dir: &run.dir };
-    let result = stages.run(&mut run.record, log, started);
-    run.finish(result, log, started)
+    let record = RunRecord::new(model, environment_info(&plan.env, &plan.phase), Some(plan.settings.clone()));
+    let run = ActiveRun::start(&opts.runs_dir, record, log)?;
+    plan.execute(run, &[], log, started)
 }
 
+/// An eval's inputs, checked and resolved: what a new run starts from and a resumed run must
+/// reproduce.
+struct Plan {
+    opts: EvalOptions,
+    env: Environment,
+    phase: String,
+    device: candle_core::Device,
+    dtype: candle_core::DType,
+    params: GenParams,
+    settings: Settings,
+}
+
+impl Plan {
+    fn new(opts: &EvalOptions) -> Result<Self> {
+        let env = open_env(opts.env.as_deref())?;
+        let phase = env.phase(opts.phase.as_deref())?.name.clone();
+        let device = parse_device(&opts.device)?;
+        let dtype = parse_dtype(&opts.dtype, &device)?;
+        let gen = &env.manifest.generation;
+        let params = GenParams {
+            max_new_tokens: gen.max_new_tokens,
+            stop: gen.stop.clone(),
+            temperature: gen.temperature,
+            top_k: gen.top_k,
+            top_p: gen.top_p,
+        };
+        let inputs = RunInputs {
+            env: opts.env.as_deref().map(|p| resume::absolute_if_exists(&p.to_string_lossy())),
+            model: resume::normalize_model(opts.model.as_deref()),
+            dtype: opts.dtype.clone(),
+        };
+        let settings = Settings {
+            device: opts.device.clone(),
+            dtype: dtype_name(dtype).into(),
+            batch_size: opts.batch_size,
+            limit: opts.limit,
+            seed: opts.seed,
+            generation: params.clone(),
+            inputs: Some(inputs),
+        };
+        Ok(Self { opts: opts.clone(), env, phase, device, dtype, params, settings })
+    }
+
+    /// Runs the stages for every item not in `journaled` and records how the run ended.
+    fn execute(
+        &self,
+        mut run: ActiveRun,
+        journaled: &[PredictionRecord],
+        log: &mut RunLog,
+        started: Instant,
+    ) -> Result<EvalOutcome> {
+        let stages = Stages {
+            env: &self.env,
+            phase: &self.phase,
+            opts: &self.opts,
+            params: self.params.clone(),
+            device: self.device.clone(),
+            dtype: self.dtype,
+            run_dir: &run.dir,
+            journaled,
+        };
+        let result = stages.run(&mut run.record, log, started);
+        run.finish(result, log, started)
+    }
+}
 
 struct Stages<'a> {
     env: &'a Environment,
@@ -114,6 +159,8 @@ struct Stages<'a> {
     device: candle_core::Device,
     dtype: candle_core::DType,
     run_dir: &'a Path,
+    /// Predictions a resumed run already has; their items are not run again.
+    journaled: &'a [PredictionRecord],
 }
 
 /// Item seeds depend on the run seed and the item id only, never on batch-mates or order.
@@ -163,6 +210,8 @@ impl Stages<'_> {
         } else {
             self.generate(model, &items, &prompts, log)?
         };
+        // Every prediction is journaled: an interruption now still leaves a resumable run.
+        crate::interrupt::check()?;
         let submission = self.run_dir.join("submission.zip");
         let metadata = json!({
             "run_id": record.run_id,
@@ -188,10 +237,12 @@ impl Stages<'_> {
         prompts: &[Prompt],
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
+        let mut finished = Finished::new(self.run_dir, items, self.journaled, log)?;
         let requests = items
             .iter()
             .zip(prompts)
             .enumerate()
+            .filter(|(index, _)| !finished.has(*index))
             .map(|(index, (item, prompt))| GenRequest {
                 index,
                 prompt: prompt.text.clone(),
@@ -201,7 +252,6 @@ impl Stages<'_> {
             })
             .collect();
         let mut engine = LocalEngine::new(model, self.opts.batch_size);
-        let mut finished = Finished::new(self.run_dir, items.len(), log)?;
         engine.generate(requests, &mut |out| {
             let rec = PredictionRecord {
                 id: items[out.index].id.clone(),

@@ -68,6 +68,44 @@ impl Journal {
     }
 }
 
+/// A run that stops on an error or an interruption still leaves its journal on disk, not in
+/// the page cache; errors here have nowhere to go.
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if self.unsynced > 0 {
+            let _ = self.file.sync_data();
+        }
+    }
+}
+
+/// What a resumed run finds in its journal.
+pub struct Recovered {
+    pub records: Vec<PredictionRecord>,
+    /// A last line without its newline (the process died mid-write) was cut off; its item is
+    /// redone.
+    pub torn: bool,
+}
+
+/// Reads a run's journal for resuming: a missing file is an empty journal, a torn last line is
+/// truncated away (so later appends start on a fresh line), any other bad line is an error.
+pub fn recover(path: &Path) -> Result<Recovered> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovered { records: Vec::new(), torn: false }),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    // Lines are written whole, newline included, in one write: only the last can be partial.
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let torn = complete < bytes.len();
+    if torn {
+        let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+        file.set_len(complete as u64).map_err(|e| Error::io(path, e))?;
+        file.sync_all().map_err(|e| Error::io(path, e))?;
+    }
+    let records = read_predictions(&path.display().to_string(), &bytes[..complete])?;
+    Ok(Recovered { records, torn })
+}
+
 /// Reads a predictions file; `origin` names it in errors with 1-based line numbers.
 pub fn read_predictions(origin: &str, reader: impl BufRead) -> Result<Vec<PredictionRecord>> {
     let mut out = Vec::new();
@@ -86,4 +124,49 @@ pub fn read_predictions(origin: &str, reader: impl BufRead) -> Result<Vec<Predic
 pub fn read_predictions_file(path: &Path) -> Result<Vec<PredictionRecord>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     read_predictions(&path.display().to_string(), BufReader::new(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str) -> PredictionRecord {
+        PredictionRecord {
+            id: id.into(),
+            prompt: "p".into(),
+            prediction: "1".into(),
+            tokens_in: 1,
+            tokens_out: 1,
+            finish_reason: None,
+            choice_logprobs: None,
+        }
+    }
+
+    #[test]
+    fn recover_drops_a_torn_last_line_and_appends_cleanly_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("predictions.jsonl");
+        assert!(recover(&path).unwrap().records.is_empty());
+        let mut j = Journal::create(&path).unwrap();
+        j.append(&rec("a")).unwrap();
+        j.append(&rec("b")).unwrap();
+        drop(j);
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 5]).unwrap();
+        let got = recover(&path).unwrap();
+        assert!(got.torn);
+        assert_eq!(got.records, vec![rec("a")]);
+        Journal::create(&path).unwrap().append(&rec("b")).unwrap();
+        let again = recover(&path).unwrap();
+        assert!(!again.torn);
+        assert_eq!(again.records, vec![rec("a"), rec("b")]);
+    }
+
+    #[test]
+    fn recover_rejects_a_bad_line_that_is_not_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("predictions.jsonl");
+        std::fs::write(&path, "{\"id\":\"a\",\"predic\n{\"id\":\"b\",\"prediction\":\"2\"}\n").unwrap();
+        assert!(recover(&path).is_err());
+    }
 }

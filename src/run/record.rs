@@ -51,6 +51,21 @@ pub struct Settings {
     pub limit: Option<usize>,
     pub seed: u64,
     pub generation: GenParams,
+    /// What `--resume` needs to rebuild the run; absent in runs from before resuming existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<RunInputs>,
+}
+
+/// The command-line inputs of an eval, as `--resume` must repeat them. Paths that exist are
+/// stored absolute, so a run resumes from any working directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInputs {
+    /// `--env`; `None` → the embedded environment.
+    pub env: Option<String>,
+    /// `--model`; `None` → the embedded model.
+    pub model: Option<String>,
+    /// `--dtype` as given (`auto` resolves per device; `Settings::dtype` is the result).
+    pub dtype: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +92,9 @@ pub struct RunRecord {
     pub overall_score: Option<f64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Interrupted runs: the command that continues them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<String>,
     pub benchgen_version: String,
 }
 
@@ -96,6 +114,7 @@ impl RunRecord {
             items: None,
             overall_score: None,
             error: None,
+            resume_command: None,
             benchgen_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
