@@ -93,7 +93,7 @@ mod tests {
                 answered: true,
             }],
         };
-        let s = Summary { total: 1, correct: 0, exact: 0, answered: 1, correct_norm: None };
+        let s = Summary { total: 1, correct: 0, exact: 0, answered: 1, correct_norm: None, ..Summary::default() };
         let html = render(&results, &ScoreBreakdown::new(&s, Primary::Accuracy, 0.1));
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
