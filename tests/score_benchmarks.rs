@@ -73,6 +73,8 @@ fn triviaqa_any_alias_counts_and_f1_is_reported() {
     let missing = details.iter().find(|d| d["id"] == "tq_5").unwrap();
     assert_eq!((missing["answered"].clone(), missing["extracted"].clone()), (json!(false), Value::Null));
     assert_eq!(details[0]["target"], "Mark Twain", "reports show the first reference");
+    let run = dir.path().join("runs/2/scoring_output/scores.json");
+    assert!(close(&read_json(&run)["f1"], 100.0 * (3.0 + 2.0 / 3.0) / n));
 }
 
 #[test]
@@ -178,4 +180,37 @@ fn score_named(dir: &Path, name: &str, preds: &[Value]) -> Value {
     let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
     std::fs::write(dir.join("preds.jsonl"), text).unwrap();
     serde_json::from_str(&ok(&benchgen(dir, &["score", "--env", name, "--predictions", "preds.jsonl", "--json"]))).unwrap()
+}
+
+#[test]
+fn choice_metric_reads_letters_in_free_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = repo().join("fixtures/envs/choice-gen");
+    let items = read_jsonl(&env.join("data/test.jsonl"));
+    // The letter of each target, whether given as a letter or as a 0-based index.
+    let letter = |t: &Value| match t {
+        Value::Number(n) => char::from(b'A' + n.as_u64().unwrap() as u8).to_string(),
+        Value::String(s) if s.parse::<u8>().is_ok() => char::from(b'A' + s.parse::<u8>().unwrap()).to_string(),
+        Value::String(s) => s.clone(),
+        _ => panic!("{t}"),
+    };
+    let reference: Vec<Value> =
+        items.iter().map(|i| json!({"id": i["id"], "prediction": format!("The answer is ({}).", letter(&i["answer"]))})).collect();
+    let b = score(dir.path(), &env, &reference);
+    assert_eq!(b["accuracy"].as_f64(), Some(100.0), "{b}");
+
+    let preds = [
+        "**B**",                                        // q1 B: right
+        "A whale is a mammal, so the answer is B.",     // q2 A: the article is not a label; B is wrong
+        "<think>Maybe (A)?</think>\nC. Jupiter",        // q3 C: right, the thought is ignored
+        "Answer: D",                                    // q4 index 3 = D: right
+        "<think>It is (C) but let me check",            // q5: unfinished thought, unanswered
+        "A",                                            // q6 A: right
+    ];
+    let p: Vec<Value> = items.iter().zip(preds).map(|(i, p)| json!({"id": i["id"], "prediction": p})).collect();
+    let b = score(dir.path(), &env, &p);
+    assert_eq!((b["correct"].clone(), b["answered"].clone()), (json!(4), json!(5)), "{b}");
+    let details = last_details(dir.path());
+    let extracted: Vec<Value> = details.iter().map(|d| d["extracted"].clone()).collect();
+    assert_eq!(extracted, [json!("B"), json!("B"), json!("C"), json!("D"), Value::Null, json!("A")]);
 }
