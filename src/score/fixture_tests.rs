@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::extract::{choice_label, strip_think};
+use super::extract::strip_think;
+use super::label::choice_label;
 use super::{Metric, Normalizer, ScoringConfig};
 
 fn lines(text: &str) -> Vec<Value> {

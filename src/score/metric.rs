@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::config::{Metric, Primary};
-use super::extract::choice_label;
+use super::label::choice_label;
 use super::normalize::squad;
 
 /// The verdict on one (prediction, target) pair.

@@ -8,6 +8,7 @@ mod config;
 mod extract;
 #[cfg(test)]
 mod fixture_tests;
+mod label;
 mod math;
 mod metric;
 mod normalize;
@@ -19,7 +20,8 @@ pub use config::{ExtractorSpec, Method, Metric, Normalizer, Primary, RegexSpec, 
 pub use extract::Select;
 pub use metric::{ItemScore, Summary};
 
-use extract::{choice_label, first_hit, strip_think, Extractor};
+use extract::{first_hit, strip_think, Extractor};
+use label::choice_label;
 use metric::target_label;
 use normalize::normalize;
 
