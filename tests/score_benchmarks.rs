@@ -214,3 +214,31 @@ fn choice_metric_reads_letters_in_free_text() {
     let extracted: Vec<Value> = details.iter().map(|d| d["extracted"].clone()).collect();
     assert_eq!(extracted, [json!("B"), json!("B"), json!("C"), json!("D"), Value::Null, json!("A")]);
 }
+
+#[test]
+fn mistakes_in_the_new_options_name_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_with_fixture(dir.path(), "triviaqa", "triviaqa.jsonl");
+    let manifest = std::fs::read_to_string(env.join("environment.toml")).unwrap();
+    for (extra, message) in [
+        ("extract = [{ regex = \"(a)\", group = 2 }]", "has no group 2; it has 1 group(s)"),
+        ("extract = [{ regex = \"(a)\", grp = 1 }]", "unknown field `grp`"),
+        ("metric2 = \"f1\"", "metric2"),
+    ] {
+        std::fs::write(env.join("environment.toml"), manifest.replace("report = [\"f1\"]", &format!("report = [\"f1\"]\n{extra}"))).unwrap();
+        let o = benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]);
+        assert!(!o.status.success(), "{extra}");
+        let err = stderr(&o) + &stdout(&o);
+        assert!(err.contains("environment.toml") && err.contains(message), "{extra}: {err}");
+    }
+    let split = manifest.replace("target = \"golden_answers\"", "target = \"golden_answers\"\nchoices_split = \";\"");
+    std::fs::write(env.join("environment.toml"), split).unwrap();
+    let o = benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]);
+    let err = stderr(&o) + &stdout(&o);
+    assert!(!o.status.success() && err.contains("choices_split needs choices to be a list of fields"), "{err}");
+
+    let list = ok(&benchgen(dir.path(), &["env", "list"]));
+    for name in ["truthfulqa-mc1", "triviaqa", "math500"] {
+        assert!(list.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{list}");
+    }
+}

@@ -36,13 +36,34 @@ pub struct ScoringConfig {
 /// One entry of `extract` / `target_extract`: a reserved name or a regex
 /// (first match, group 1 if it has groups), or a table that picks the
 /// match and group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ExtractorSpec {
     /// `first_number`, `last_number`, `last_boxed`, `choice_label` or a regex.
     Plain(String),
     /// `{ regex = "...", group = 1, select = "last" }`.
     Table(RegexSpec),
+}
+
+/// By hand rather than `untagged`, so that a mistake inside a table is reported as such
+/// ("unknown field `grp`") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for ExtractorSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ExtractorSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a regex or extractor name, or a table { regex, group, select }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ExtractorSpec::Plain(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RegexSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ExtractorSpec::Table)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl From<&str> for ExtractorSpec {
@@ -428,7 +449,8 @@ mod tests {
 
     #[test]
     fn extractor_table_rejects_unknown_keys_and_missing_groups() {
-        assert!(parse("[scoring]\nextract = [{ regex = \"a\", grup = 1 }]\n").is_err());
+        let err = parse("[scoring]\nextract = [{ regex = \"a\", grup = 1 }]\n").expect_err("typo");
+        assert!(err.to_string().contains("unknown field `grup`"), "{err}");
         assert!(parse("[scoring]\nextract = [{ regex = \"a\", select = \"middle\" }]\n").is_err());
         let cfg = parse("[scoring]\ntarget_extract = [\"b\", { regex = \"(a)\", group = 2 }]\n").expect("parses");
         let err = cfg.compile().map(|_| ()).expect_err("group 2 of a one-group regex");
