@@ -174,6 +174,10 @@ fn real_files_have_their_item_counts_and_references_score_fully() {
         .collect();
     let b = score_named(dir.path(), "math500", &boxed);
     assert_eq!((b["accuracy"].as_f64(), b["total"].as_u64()), (Some(100.0), Some(500)), "{b}");
+    // The worked solutions box the answer in their own spelling; all 500 must still agree.
+    let solutions: Vec<Value> = math.iter().map(|i| json!({"id": i["unique_id"], "prediction": i["solution"]})).collect();
+    let b = score_named(dir.path(), "math500", &solutions);
+    assert_eq!(b["correct"], 500, "{b}");
 }
 
 fn score_named(dir: &Path, name: &str, preds: &[Value]) -> Value {
