@@ -72,7 +72,7 @@ fn score(c: &mut Criterion) {
             )
         })
         .collect();
-    let pairs: Vec<(&str, &str)> = data.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let pairs: Vec<(&str, Vec<&str>)> = data.iter().map(|(p, t)| (p.as_str(), vec![t.as_str()])).collect();
     let mut group = c.benchmark_group("score");
     group.throughput(Throughput::Elements(pairs.len() as u64));
     group.sample_size(10);

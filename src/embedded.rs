@@ -41,6 +41,9 @@ pub static SHIPPED_ENVS: &[(&str, EnvFileList)] = &[
     shipped_env!("arc-easy"),
     shipped_env!("arc-challenge"),
     shipped_env!("mmlu"),
+    shipped_env!("truthfulqa-mc1"),
+    shipped_env!("triviaqa"),
+    shipped_env!("math500"),
 ];
 
 static CONFIG: &[u8] = fixture!("model/config.json");

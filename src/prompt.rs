@@ -101,7 +101,7 @@ mod tests {
 
     fn item(v: serde_json::Value) -> Item {
         let serde_json::Value::Object(fields) = v else { panic!("object") };
-        Item { id: "x".into(), fields, target: String::new(), choices: vec![], choice_labels: vec![], target_index: None }
+        Item { id: "x".into(), fields, target: String::new(), targets: vec![], choices: vec![], choice_labels: vec![], target_index: None }
     }
 
     fn spec(template: &str, chat: ChatMode) -> PromptSpec {

@@ -36,7 +36,7 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
     println!("\nScoring\n-------");
     println!("  method {:?}, metric {:?}, primary {:?}", s.method, s.metric, s.primary);
     if !s.extract.is_empty() {
-        println!("  extract {:?}", s.extract);
+        println!("  extract {:?}", s.extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>());
     }
     println!("\nLeaderboard ({})\n-----------", runs_dir.display());
     print_leaderboard(&m.name, runs_dir)

@@ -12,7 +12,11 @@ use crate::error::{Error, Result};
 pub struct Item {
     pub id: String,
     pub fields: Map<String, Value>,
+    /// The target as shown in reports: the first reference when there are several.
     pub target: String,
+    /// Every acceptable reference: the target field's strings when it is a JSON list, else
+    /// just `target`. Generation scoring credits the best match.
+    pub targets: Vec<String>,
     pub choices: Vec<String>,
     pub choice_labels: Vec<String>,
     /// Index into `choices` of the correct one (multiple choice only).
@@ -45,10 +49,26 @@ fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> 
             Some(_) => return Err(at(format!("choices field \"{path}\" is not a list"))),
             None => return Err(at(format!("missing choices field \"{path}\""))),
         },
-        ChoicesField::Columns(cols) => cols
-            .iter()
-            .map(|c| lookup(obj, c).cloned().ok_or_else(|| at(format!("missing choice field \"{c}\""))))
-            .collect::<Result<_>>()?,
+        ChoicesField::Columns(cols) => {
+            let values = cols
+                .iter()
+                .map(|c| lookup(obj, c).cloned().ok_or_else(|| at(format!("missing choice field \"{c}\""))))
+                .collect::<Result<Vec<_>>>()?;
+            match &fields.choices_split {
+                // One option per piece, so a field may hold several options.
+                Some(sep) => {
+                    let texts: Vec<String> = values
+                        .iter()
+                        .flat_map(|v| value_text(v).split(sep.as_str()).map(|p| p.trim().to_string()).collect::<Vec<_>>())
+                        .filter(|p| !p.is_empty())
+                        .collect();
+                    check_count(texts.len(), at)?;
+                    let labels = (0..texts.len()).map(default_label).collect();
+                    return Ok((texts, labels));
+                }
+                None => values,
+            }
+        }
     };
     let mut texts = Vec::with_capacity(entries.len());
     let mut labels = Vec::with_capacity(entries.len());
@@ -70,10 +90,24 @@ fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> 
             }
         }
     }
-    if texts.len() < 2 {
-        return Err(at(format!("{} choice(s); multiple choice needs at least two", texts.len())));
-    }
+    check_count(texts.len(), at)?;
     Ok((texts, labels))
+}
+
+fn check_count(n: usize, at: &dyn Fn(String) -> Error) -> Result<()> {
+    if n < 2 {
+        return Err(at(format!("{n} choice(s); multiple choice needs at least two")));
+    }
+    Ok(())
+}
+
+/// A list target is a set of references; anything else is one.
+fn targets_of(v: &Value, at: &dyn Fn(String) -> Error) -> Result<Vec<String>> {
+    match v {
+        Value::Array(refs) if refs.is_empty() => Err(at("target list is empty".into())),
+        Value::Array(refs) => Ok(refs.iter().map(value_text).collect()),
+        other => Ok(vec![value_text(other)]),
+    }
 }
 
 fn default_label(i: usize) -> String {
@@ -99,9 +133,13 @@ fn to_item(origin: &str, line: usize, default_id: String, value: Value, fields: 
         Some(key) => value_text(lookup(&obj, key).ok_or_else(|| at(format!("missing id field \"{key}\"")))?),
         None => default_id,
     };
-    let target = value_text(lookup(&obj, &fields.target).ok_or_else(|| {
-        at(format!("missing target field \"{}\" (set [fields] target in environment.toml)", fields.target))
-    })?);
+    let targets = targets_of(
+        lookup(&obj, &fields.target).ok_or_else(|| {
+            at(format!("missing target field \"{}\" (set [fields] target in environment.toml)", fields.target))
+        })?,
+        &at,
+    )?;
+    let target = targets[0].clone();
     if let Some(input) = &fields.input {
         if lookup(&obj, input).is_none() {
             return Err(at(format!("missing input field \"{input}\"")));
@@ -115,7 +153,7 @@ fn to_item(origin: &str, line: usize, default_id: String, value: Value, fields: 
             at(format!("target \"{target}\" is neither a choice label ({}), an index nor a choice", choice_labels.join(", ")))
         })?)
     };
-    Ok(Item { id, fields: obj, target, choices, choice_labels, target_index })
+    Ok(Item { id, fields: obj, target, targets, choices, choice_labels, target_index })
 }
 
 fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<Vec<(usize, usize, Value)>> {
@@ -324,5 +362,37 @@ mod tests {
         assert_eq!(items[1].target_index, Some(3));
         let err = parse_items("m.csv", "m.csv", b"only,three,fields\n", &f, Some(&cols)).unwrap_err().to_string();
         assert!(err.contains("m.csv") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn list_targets_are_references() {
+        let f = Fields { target: "golden_answers".into(), ..Fields::default() };
+        let data = b"{\"golden_answers\":[\"Cotswolds\",\"The Cotswolds\"]}\n{\"golden_answers\":\"x\"}\n";
+        let items = parse(data, &f).unwrap();
+        assert_eq!(items[0].target, "Cotswolds");
+        assert_eq!(items[0].targets, ["Cotswolds", "The Cotswolds"]);
+        assert_eq!(items[1].targets, ["x"]);
+        let err = parse(b"{\"golden_answers\":[]}\n", &f).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("target list is empty"), "{err}");
+    }
+
+    #[test]
+    fn choices_split_builds_options_from_several_fields_as_in_truthfulqa() {
+        let f = Fields {
+            target: "Best Answer".into(),
+            choices: Some(ChoicesField::Columns(vec!["Best Answer".into(), "Incorrect Answers".into()])),
+            choices_split: Some(";".into()),
+            ..Fields::default()
+        };
+        let data = b"Question,Best Answer,Incorrect Answers\nQ?,Nothing happens,You die; You get sick;\nR?,Yes,No\n";
+        let items = parse_items("t.csv", "t.csv", data, &f, None).unwrap();
+        assert_eq!(items[0].choices, ["Nothing happens", "You die", "You get sick"]);
+        assert_eq!(items[0].choice_labels, ["A", "B", "C"]);
+        assert_eq!(items[0].target_index, Some(0));
+        assert_eq!(items[1].choices, ["Yes", "No"]);
+        let err = parse_items("t.csv", "t.csv", b"Question,Best Answer,Incorrect Answers\nQ?,Yes,;\n", &f, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("1 choice(s)"), "{err}");
     }
 }

@@ -80,6 +80,11 @@ pub struct Fields {
     pub choice_text: String,
     #[serde(default = "default_choice_label")]
     pub choice_label: String,
+    /// With a list of choice fields: split each field's text on this separator (pieces trimmed,
+    /// empty ones dropped) and label the options A, B, …, so one field may hold several options
+    /// (TruthfulQA's `;`-separated answers).
+    #[serde(default)]
+    pub choices_split: Option<String>,
 }
 
 fn default_target() -> String {
@@ -103,6 +108,7 @@ impl Default for Fields {
             choices: None,
             choice_text: default_choice_text(),
             choice_label: default_choice_label(),
+            choices_split: None,
         }
     }
 }
@@ -242,6 +248,9 @@ impl Manifest {
             if p.data.is_some() == p.dataset.is_some() {
                 return Err(format!("phase \"{}\" needs exactly one of data (a file in the environment) or dataset (a file under $BENCHGEN_DATA_DIR)", p.name));
             }
+        }
+        if m.fields.choices_split.is_some() && !matches!(m.fields.choices, Some(ChoicesField::Columns(_))) {
+            return Err("[fields] choices_split needs choices to be a list of fields".into());
         }
         let multiple_choice = m.fields.choices.is_some();
         let by_loglik = m.scoring.method == crate::score::Method::Loglikelihood;

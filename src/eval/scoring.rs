@@ -58,13 +58,13 @@ impl Scoring<'_> {
             .scoring
             .compile()
             .map_err(|e| Error::env(&self.env.origin, e.to_string()))?;
-        let pairs: Vec<(&str, &str)> = items
+        let pairs: Vec<(&str, Vec<&str>)> = items
             .iter()
             .zip(by_item)
-            .map(|(it, p)| (p.map_or("", |p| p.prediction.as_str()), it.target.as_str()))
+            .map(|(it, p)| (p.map_or("", |p| p.prediction.as_str()), it.targets.iter().map(String::as_str).collect()))
             .collect();
         let scores: Vec<ItemScore> = scorer.score_all(&pairs);
-        let summary = Summary::from_scores(&scores);
+        let summary = Summary::from_scores_with(&scores, scorer.metric(), scorer.report());
         let records = items
             .iter()
             .zip(by_item)
@@ -102,6 +102,9 @@ impl Scoring<'_> {
             "answered": summary.answered,
             "total": summary.total,
         });
+        for (name, percent) in summary.extra_percent() {
+            scores_json[name] = json!(percent);
+        }
         if let Some(acc_norm) = summary.acc_norm() {
             scores_json["acc_norm"] = json!(acc_norm);
             scores_json["correct_norm"] = json!(summary.correct_norm);
@@ -109,9 +112,9 @@ impl Scoring<'_> {
         write_json_atomic(&scoring_dir.join("scores.json"), &scores_json)?;
         let s = &self.env.manifest.scoring;
         let scoring_log = format!(
-            "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\n\
+            "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\nstrip_think: {}\nreport: {:?}\n\
              items: {items}\npredictions: {predictions}\nmissing predictions: {missing}\ncorrect: {}\nexact: {}\nanswered: {}\n",
-            s.method, s.metric, s.extract, s.normalize, summary.correct, summary.exact, summary.answered
+            s.method, s.metric, s.extract, s.normalize, s.strip_think, s.report, summary.correct, summary.exact, summary.answered
         );
         write_atomic(&scoring_dir.join("scoring.log"), scoring_log.as_bytes())
     }

@@ -16,6 +16,9 @@ pub struct ScoreBreakdown {
     /// Multiple choice by log-likelihood: accuracy with length-normalised scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acc_norm: Option<f64>,
+    /// `[scoring] report` metrics by name (e.g. `f1`), in percent (mean credit).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, f64>,
     pub duration_s: f64,
     pub correct: usize,
     pub exact: usize,
@@ -38,6 +41,7 @@ impl ScoreBreakdown {
             exact_match: summary.exact_match(),
             answer_rate: summary.answer_rate(),
             acc_norm: summary.acc_norm(),
+            metrics: summary.extra_percent().into_iter().collect(),
             duration_s,
             correct: summary.correct,
             exact: summary.exact,
@@ -60,6 +64,10 @@ impl ScoreBreakdown {
         if let Some(a) = self.acc_norm {
             rows.push(("Acc Norm", format!("{a:.2}%")));
         }
+        let extra: Vec<(String, String)> = self.metrics.iter().map(|(k, v)| (k.to_uppercase(), format!("{v:.2}%"))).collect();
+        for (k, v) in &extra {
+            rows.push((k.as_str(), v.clone()));
+        }
         rows.extend([
             ("Exact Match", format!("{:.2}%", self.exact_match)),
             ("Answer Rate", format!("{:.2}%", self.answer_rate)),
@@ -79,7 +87,7 @@ mod tests {
 
     #[test]
     fn lines_and_table_show_the_numbers() {
-        let s = Summary { total: 100, correct: 26, exact: 20, answered: 90, correct_norm: None };
+        let s = Summary { total: 100, correct: 26, exact: 20, answered: 90, correct_norm: None, ..Summary::default() };
         let b = ScoreBreakdown::new(&s, Primary::Accuracy, 1.5);
         assert_eq!(b.accuracy_line(), "accuracy=26.00% correct=26/100");
         assert_eq!(b.overall_score, 26.0);

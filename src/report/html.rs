@@ -48,6 +48,10 @@ pub fn render(results: &DetailedResults, breakdown: &ScoreBreakdown) -> String {
     ] {
         h.push_str(&format!("<tr><td>{k}</td><td><b>{}</b></td></tr>", escape(&v)));
     }
+    // `[scoring] report` metrics (e.g. f1), in percent.
+    for (k, v) in &breakdown.metrics {
+        h.push_str(&format!("<tr><td>{}</td><td><b>{v:.2}%</b></td></tr>", escape(&k.to_uppercase())));
+    }
     h.push_str("</table>\n<h2>Items</h2>\n<table>\n<tr><th>id</th><th>prompt</th><th>target</th>\
 <th>prediction</th><th>extracted</th><th>correct</th><th>exact</th><th>answered</th></tr>\n");
     for r in &results.items {
@@ -93,7 +97,7 @@ mod tests {
                 answered: true,
             }],
         };
-        let s = Summary { total: 1, correct: 0, exact: 0, answered: 1, correct_norm: None };
+        let s = Summary { total: 1, correct: 0, exact: 0, answered: 1, correct_norm: None, ..Summary::default() };
         let html = render(&results, &ScoreBreakdown::new(&s, Primary::Accuracy, 0.1));
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::extract::Extractor;
+use super::extract::{Extractor, Select};
 use super::Scorer;
 
 /// The `[scoring]` table. Every field has a default so that a manifest with
@@ -17,14 +17,83 @@ pub struct ScoringConfig {
     pub metric: Metric,
     /// Extractors tried in order on the prediction; the first hit is the
     /// answer. Empty means the whole trimmed prediction is the answer.
-    pub extract: Vec<String>,
+    pub extract: Vec<ExtractorSpec>,
     /// Extractors tried in order on the raw target; if none hits, the whole
     /// target is used, so plain-answer datasets need no pattern.
-    pub target_extract: Vec<String>,
+    pub target_extract: Vec<ExtractorSpec>,
     /// Normalisers applied, in order, to both the answer and the target.
     pub normalize: Vec<Normalizer>,
     /// Which aggregate is reported as the Overall Score.
     pub primary: Primary,
+    /// Remove `<think>…</think>` reasoning from the prediction before
+    /// extraction (see `strip_think` in extract.rs for the exact rule).
+    pub strip_think: bool,
+    /// Further metrics computed on the same extracted answer and reported
+    /// (in percent, as mean credit) next to the primary one.
+    pub report: Vec<Metric>,
+}
+
+/// One entry of `extract` / `target_extract`: a reserved name or a regex
+/// (first match, group 1 if it has groups), or a table that picks the
+/// match and group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ExtractorSpec {
+    /// `first_number`, `last_number`, `last_boxed`, `choice_label` or a regex.
+    Plain(String),
+    /// `{ regex = "...", group = 1, select = "last" }`.
+    Table(RegexSpec),
+}
+
+/// By hand rather than `untagged`, so that a mistake inside a table is reported as such
+/// ("unknown field `grp`") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for ExtractorSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ExtractorSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a regex or extractor name, or a table { regex, group, select }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ExtractorSpec::Plain(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RegexSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ExtractorSpec::Table)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl From<&str> for ExtractorSpec {
+    fn from(s: &str) -> Self {
+        Self::Plain(s.to_owned())
+    }
+}
+
+impl ExtractorSpec {
+    /// The pattern as written, for error messages and logs.
+    pub fn pattern(&self) -> &str {
+        match self {
+            Self::Plain(p) => p,
+            Self::Table(t) => &t.regex,
+        }
+    }
+}
+
+/// A regex extractor with explicit group and match selection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexSpec {
+    pub regex: String,
+    /// Capture group to take; 0 is the whole match. Absent: group 1 when
+    /// the regex has groups, else the whole match (as a plain string does).
+    #[serde(default)]
+    pub group: Option<usize>,
+    /// Which match counts when the regex matches several times.
+    #[serde(default)]
+    pub select: Select,
 }
 
 impl Default for ScoringConfig {
@@ -37,6 +106,8 @@ impl Default for ScoringConfig {
             // Stripping is almost always wanted: responses end with newlines.
             normalize: vec![Normalizer::Strip],
             primary: Primary::default(),
+            strip_think: false,
+            report: Vec::new(),
         }
     }
 }
@@ -65,6 +136,13 @@ pub enum Metric {
     Numeric,
     /// The target occurs somewhere in the answer.
     Contains,
+    /// The answer names an option by its letter (`B`, `(B)`, `**B**`,
+    /// `Answer: B`; see `choice_label` in extract.rs); the target is a
+    /// letter or a 0-based option index.
+    Choice,
+    /// SQuAD token F1 after SQuAD normalisation: per-item credit in [0, 1];
+    /// `correct` means F1 = 1 (the same bag of tokens).
+    F1,
 }
 
 /// One text normalisation step.
@@ -87,6 +165,12 @@ pub enum Normalizer {
     CollapseWhitespace,
     /// Trim, then drop one trailing `.`.
     RemoveTrailingPeriod,
+    /// SQuAD's `normalize_answer`: lowercase, drop punctuation, drop the
+    /// articles a/an/the, collapse whitespace.
+    Squad,
+    /// LaTeX answer canonicalisation as in the Hendrycks/Minerva MATH
+    /// equivalence (see math.rs for what is and is not normalised).
+    Math,
 }
 
 /// Which aggregate is the Overall Score.
@@ -119,6 +203,20 @@ pub enum ScoringConfigError {
         /// What the regex engine objected to.
         source: regex::Error,
     },
+    /// `group` asks for a capture group the regex does not have.
+    #[error("scoring.{field}[{index}] ({pattern:?}) has no group {group}; it has {groups} group(s)")]
+    NoSuchGroup {
+        /// `"extract"` or `"target_extract"`.
+        field: &'static str,
+        /// Position of the extractor in that list.
+        index: usize,
+        /// The pattern as written in the manifest.
+        pattern: String,
+        /// The group asked for.
+        group: usize,
+        /// How many capture groups the regex has (not counting group 0).
+        groups: usize,
+    },
 }
 
 impl ScoringConfig {
@@ -130,24 +228,43 @@ impl ScoringConfig {
             extract: compile_list("extract", &self.extract)?,
             target_extract: compile_list("target_extract", &self.target_extract)?,
             normalize: self.normalize.clone(),
+            strip_think: self.strip_think,
+            report: self.report.clone(),
         })
     }
 }
 
 fn compile_list(
     field: &'static str,
-    patterns: &[String],
+    specs: &[ExtractorSpec],
 ) -> Result<Vec<Extractor>, ScoringConfigError> {
-    patterns
+    specs
         .iter()
         .enumerate()
-        .map(|(index, pattern)| {
-            Extractor::parse(pattern).map_err(|source| ScoringConfigError::InvalidRegex {
+        .map(|(index, spec)| {
+            let invalid = |source| ScoringConfigError::InvalidRegex {
                 field,
                 index,
-                pattern: pattern.clone(),
+                pattern: spec.pattern().to_owned(),
                 source,
-            })
+            };
+            match spec {
+                ExtractorSpec::Plain(p) => Extractor::parse(p).map_err(invalid),
+                ExtractorSpec::Table(t) => {
+                    let re = regex::Regex::new(&t.regex).map_err(invalid)?;
+                    let groups = re.captures_len() - 1;
+                    if let Some(group) = t.group.filter(|&g| g > groups) {
+                        return Err(ScoringConfigError::NoSuchGroup {
+                            field,
+                            index,
+                            pattern: t.regex.clone(),
+                            group,
+                            groups,
+                        });
+                    }
+                    Ok(Extractor::regex(re, t.group, t.select))
+                }
+            }
         })
         .collect()
 }
@@ -184,8 +301,8 @@ mod tests {
         .expect("valid table");
         assert_eq!(cfg.method, Method::Generate);
         assert_eq!(cfg.metric, Metric::Numeric);
-        assert_eq!(cfg.extract, vec![r"#### (\-?[0-9\.\,]+)", "last_number"]);
-        assert_eq!(cfg.target_extract, vec![r"#### (\-?[0-9\.\,]+)"]);
+        assert_eq!(cfg.extract, vec![ExtractorSpec::from(r"#### (\-?[0-9\.\,]+)"), ExtractorSpec::from("last_number")]);
+        assert_eq!(cfg.target_extract, vec![ExtractorSpec::from(r"#### (\-?[0-9\.\,]+)")]);
         assert_eq!(
             cfg.normalize,
             vec![
@@ -279,7 +396,10 @@ mod tests {
             index,
             ref pattern,
             ..
-        } = err;
+        } = err
+        else {
+            panic!("expected InvalidRegex, got {err}");
+        };
         assert_eq!(
             (field, index, pattern.as_str()),
             ("target_extract", 1, "#### ([0-9")
@@ -302,5 +422,38 @@ mod tests {
         };
         let scorer = cfg.compile().expect("all valid");
         assert_eq!(scorer.extract.len(), 3);
+    }
+
+    #[test]
+    fn extractor_tables_and_new_options_deserialise() {
+        let cfg = parse(
+            r#"
+            [scoring]
+            metric = "f1"
+            strip_think = true
+            report = ["exact", "choice"]
+            normalize = ["squad", "math"]
+            extract = [{ regex = 'x=(\d+)|y=(\d+)', group = 2, select = "last" }, "last_boxed"]
+            "#,
+        )
+        .expect("valid table");
+        assert_eq!(cfg.metric, Metric::F1);
+        assert!(cfg.strip_think);
+        assert_eq!(cfg.report, vec![Metric::Exact, Metric::Choice]);
+        assert_eq!(cfg.normalize, vec![Normalizer::Squad, Normalizer::Math]);
+        let ExtractorSpec::Table(t) = &cfg.extract[0] else { panic!("{:?}", cfg.extract) };
+        assert_eq!((t.group, t.select), (Some(2), Select::Last));
+        assert_eq!(cfg.extract[1], ExtractorSpec::from("last_boxed"));
+        cfg.compile().expect("compiles");
+    }
+
+    #[test]
+    fn extractor_table_rejects_unknown_keys_and_missing_groups() {
+        let err = parse("[scoring]\nextract = [{ regex = \"a\", grup = 1 }]\n").expect_err("typo");
+        assert!(err.to_string().contains("unknown field `grup`"), "{err}");
+        assert!(parse("[scoring]\nextract = [{ regex = \"a\", select = \"middle\" }]\n").is_err());
+        let cfg = parse("[scoring]\ntarget_extract = [\"b\", { regex = \"(a)\", group = 2 }]\n").expect("parses");
+        let err = cfg.compile().map(|_| ()).expect_err("group 2 of a one-group regex");
+        assert_eq!(err.to_string(), "scoring.target_extract[1] (\"(a)\") has no group 2; it has 1 group(s)");
     }
 }

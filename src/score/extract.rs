@@ -3,6 +3,9 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::label::choice_label;
 
 /// Optional sign, digits (with thousands commas when grouped), optional
 /// fraction. The grouped form comes first so "1,234" is not cut at the comma.
@@ -10,12 +13,29 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?").expect("constant pattern is valid")
 });
 
+/// Which match of a regex extractor counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    /// The first match (what a plain string does).
+    #[default]
+    First,
+    /// The last match: final answers usually come after the reasoning.
+    Last,
+}
+
 /// One compiled entry of `extract` / `target_extract`.
 #[derive(Debug)]
 pub(crate) enum Extractor {
     FirstNumber,
     LastNumber,
+    /// Content of the last `\boxed{…}` / `\fbox{…}`, nested braces allowed.
+    LastBoxed,
+    /// An option letter, by the rule of [`choice_label`].
+    ChoiceLabel,
     Pattern(Regex),
+    /// A regex with an explicit group (None: 1 if any, else 0) and match.
+    Selected(Regex, Option<usize>, Select),
 }
 
 impl Extractor {
@@ -25,8 +45,15 @@ impl Extractor {
         Ok(match spec {
             "first_number" => Self::FirstNumber,
             "last_number" => Self::LastNumber,
+            "last_boxed" => Self::LastBoxed,
+            "choice_label" => Self::ChoiceLabel,
             pattern => Self::Pattern(Regex::new(pattern)?),
         })
+    }
+
+    /// A table extractor; `group` was checked against the regex already.
+    pub(crate) fn regex(re: Regex, group: Option<usize>, select: Select) -> Self {
+        Self::Selected(re, group, select)
     }
 
     /// The span this extractor picks from `text`, or `None` when it does not
@@ -46,9 +73,64 @@ impl Extractor {
                 };
                 m.as_str()
             }
+            Self::Selected(re, group, select) => {
+                let caps = match select {
+                    Select::First => re.captures(text)?,
+                    Select::Last => re.captures_iter(text).last()?,
+                };
+                let g = group.unwrap_or(usize::from(re.captures_len() > 1));
+                caps.get(g)?.as_str()
+            }
+            Self::LastBoxed => last_boxed(text)?,
+            Self::ChoiceLabel => choice_label(text)?,
         };
         Some(span.trim()).filter(|s| !s.is_empty())
     }
+}
+
+/// Content of the last `\boxed{…}` or `\fbox{…}` (braces balanced, so
+/// `\boxed{\frac{1}{2}}` gives `\frac{1}{2}`), or of `\boxed 5` (up to
+/// the next `$` or whitespace). An unclosed brace is a miss.
+pub(crate) fn last_boxed(text: &str) -> Option<&str> {
+    let start = [text.rfind("\\boxed"), text.rfind("\\fbox")].into_iter().flatten().max()?;
+    let rest = &text[start..];
+    let rest = &rest[rest.find(['{', ' '])?..];
+    if let Some(tail) = rest.strip_prefix(' ') {
+        let end = tail.find(|c: char| c == '$' || c.is_whitespace()).unwrap_or(tail.len());
+        return Some(&tail[..end]);
+    }
+    let mut depth = 0usize;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&rest[1..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+static THINK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?s)<think>.*?</think>").expect("constant pattern is valid"));
+
+/// Removes reasoning: every `<think>…</think>` block; then, when a `</think>`
+/// is left without its opening (templates that open the block in the prompt),
+/// everything up to the last one; then an unterminated `<think>` and all after
+/// it (a response cut off mid-thought has no answer yet).
+pub(crate) fn strip_think(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = THINK.replace_all(text, "");
+    if let Some(end) = out.rfind("</think>") {
+        out = std::borrow::Cow::Owned(out[end + "</think>".len()..].to_owned());
+    }
+    if let Some(start) = out.find("<think>") {
+        out = std::borrow::Cow::Owned(out[..start].to_owned());
+    }
+    out
 }
 
 /// A '-' glued to a preceding word or digit is a hyphen ("pages 3-5",

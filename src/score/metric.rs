@@ -3,6 +3,8 @@
 use serde::Serialize;
 
 use super::config::{Metric, Primary};
+use super::label::choice_label;
+use super::normalize::squad;
 
 /// The verdict on one (prediction, target) pair.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,10 +19,15 @@ pub struct ItemScore {
     pub exact: bool,
     /// An answer was extracted and is non-empty after normalisation.
     pub answered: bool,
+    /// The metric's credit in [0, 1]: 0/1 for yes-no metrics, the F1 for
+    /// `f1`; the best over the references.
+    pub credit: f64,
+    /// The credit of each `report` metric, in the order listed.
+    pub extra: Vec<f64>,
 }
 
 /// Counts over a run; percentages are derived so they never disagree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Summary {
     /// Items scored.
     pub total: usize,
@@ -33,24 +40,51 @@ pub struct Summary {
     /// Multiple choice only: items right by length-normalised log-likelihood.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correct_norm: Option<usize>,
+    /// Sum of the items' credit when it can be fractional (`f1`); accuracy
+    /// is then the mean credit rather than the share of `correct`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit: Option<f64>,
+    /// `report` metrics: name and sum of credit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<(String, f64)>,
 }
 
 impl Summary {
     /// Tallies a run.
     pub fn from_scores(scores: &[ItemScore]) -> Summary {
+        Self::from_scores_with(scores, Metric::Exact, &[])
+    }
+
+    /// Tallies a run scored by `metric`, with `report` metrics named.
+    pub fn from_scores_with(scores: &[ItemScore], metric: Metric, report: &[Metric]) -> Summary {
         let count = |f: fn(&ItemScore) -> bool| scores.iter().filter(|s| f(s)).count();
+        let extra = report
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name().to_owned(), scores.iter().map(|s| s.extra.get(i).copied().unwrap_or(0.0)).sum::<f64>()))
+            .collect();
         Summary {
             total: scores.len(),
             correct: count(|s| s.correct),
             exact: count(|s| s.exact),
             answered: count(|s| s.answered),
             correct_norm: None,
+            credit: (metric == Metric::F1).then(|| scores.iter().map(|s| s.credit).sum::<f64>()),
+            extra,
         }
     }
 
-    /// Percentage (0..=100) of items judged correct.
+    /// Percentage (0..=100) of items judged correct; for `f1`, the mean F1.
     pub fn accuracy(&self) -> f64 {
-        self.percent(self.correct)
+        match self.credit {
+            Some(c) => self.percent_f(c),
+            None => self.percent(self.correct),
+        }
+    }
+
+    /// `report` metrics as (name, percent).
+    pub fn extra_percent(&self) -> Vec<(String, f64)> {
+        self.extra.iter().map(|(n, c)| (n.clone(), self.percent_f(*c))).collect()
     }
 
     /// Percentage (0..=100) of items whose raw response equals the target.
@@ -80,18 +114,44 @@ impl Summary {
 
     // An empty run scores 0 rather than NaN so reports stay printable.
     fn percent(&self, n: usize) -> f64 {
+        self.percent_f(n as f64)
+    }
+
+    fn percent_f(&self, n: f64) -> f64 {
         if self.total == 0 {
             0.0
         } else {
-            100.0 * n as f64 / self.total as f64
+            100.0 * n / self.total as f64
         }
     }
 }
 
 impl Metric {
+    /// The name used in manifests and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Numeric => "numeric",
+            Self::Contains => "contains",
+            Self::Choice => "choice",
+            Self::F1 => "f1",
+        }
+    }
+
+    /// Credit in [0, 1] of a (non-empty) normalised answer against one
+    /// normalised target.
+    pub(crate) fn credit(self, answer: &str, target: &str) -> f64 {
+        match self {
+            Self::F1 => token_f1(answer, target),
+            _ => f64::from(u8::from(self.matches(answer, target))),
+        }
+    }
+
     /// Whether a (non-empty) normalised answer matches the normalised target.
     pub(crate) fn matches(self, answer: &str, target: &str) -> bool {
         match self {
+            Self::Choice => choice_label(answer).is_some_and(|a| target_label(target).is_some_and(|t| a == t)),
+            Self::F1 => token_f1(answer, target) >= 1.0,
             Self::Exact => answer == target,
             Self::Numeric => match (parse_number(answer), parse_number(target)) {
                 (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * 1f64.max(a.abs()).max(b.abs()),
@@ -101,6 +161,46 @@ impl Metric {
             Self::Contains => !target.is_empty() && answer.contains(target),
         }
     }
+}
+
+/// The option a target names: a 0-based index ("1" → "B") or a label as a
+/// response would give it ("B", "(B)").
+pub(crate) fn target_label(target: &str) -> Option<String> {
+    match target.trim().parse::<u8>() {
+        Ok(i) if i < 26 => Some(char::from(b'A' + i).to_string()),
+        Ok(_) => None,
+        Err(_) => choice_label(target).map(str::to_owned),
+    }
+}
+
+/// SQuAD token F1: both sides SQuAD-normalised and split on whitespace;
+/// overlap counts shared tokens with multiplicity. Two empty sides agree (1),
+/// one empty side scores 0, as in the SQuAD v2 script.
+pub(crate) fn token_f1(answer: &str, target: &str) -> f64 {
+    let (a, t) = (squad(answer), squad(target));
+    let (a, t): (Vec<&str>, Vec<&str>) = (a.split_whitespace().collect(), t.split_whitespace().collect());
+    if a.is_empty() || t.is_empty() {
+        return f64::from(u8::from(a == t));
+    }
+    let mut left: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for w in &t {
+        *left.entry(w).or_default() += 1;
+    }
+    let common = a
+        .iter()
+        .filter(|w| match left.get_mut(*w) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        })
+        .count();
+    if common == 0 {
+        return 0.0;
+    }
+    let (p, r) = (common as f64 / a.len() as f64, common as f64 / t.len() as f64);
+    2.0 * p * r / (p + r)
 }
 
 /// Parses "1,000", "$5", "-$3.50", "+2", "1e3". Only a plain numeric
@@ -182,6 +282,8 @@ mod tests {
             correct,
             exact,
             answered,
+            credit: f64::from(u8::from(correct)),
+            extra: Vec::new(),
         }
     }
 
@@ -202,6 +304,8 @@ mod tests {
                 exact: 1,
                 answered: 3,
                 correct_norm: None,
+                credit: None,
+                extra: Vec::new(),
             }
         );
         assert_eq!(s.accuracy(), 50.0);
@@ -231,5 +335,46 @@ mod tests {
             item(false, false, false),
         ]);
         assert!((s.accuracy() - 100.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn f1_is_squad_token_overlap() {
+        assert_eq!(token_f1("The Cotswolds", "cotswolds"), 1.0);
+        // 1 shared token of 2 predicted and 3 gold: p = 1/2, r = 1/3, F1 = 2/5.
+        assert!((token_f1("Mark Twain", "Samuel Langhorne Clemens Twain") - 2.0 * 0.5 * 0.25 / 0.75).abs() < 1e-12);
+        assert!((token_f1("Mark Twain", "Twain Samuel Clemens") - 0.4).abs() < 1e-12);
+        // Multiplicity: "a a b" vs "a b b" (no articles) share two tokens: F1 = 2/3.
+        assert!((token_f1("x x y", "x y y") - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(token_f1("the", "a"), 1.0);
+        assert_eq!(token_f1("paris", "the"), 0.0);
+        assert_eq!(token_f1("lyon", "paris"), 0.0);
+        assert!(Metric::F1.matches("Paris.", "paris") && !Metric::F1.matches("Paris France", "paris"));
+        assert!((Metric::F1.credit("Paris France", "paris") - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn choice_compares_labels_and_indices() {
+        let m = Metric::Choice;
+        assert!(m.matches("**B**", "B"));
+        assert!(m.matches("The answer is (B).", "1"));
+        assert!(m.matches("A", "0"));
+        assert!(!m.matches("A dog can swim.", "A"));
+        assert!(!m.matches("B", "A"));
+        assert_eq!(target_label("3"), Some("D".into()));
+        assert_eq!(target_label("(C)"), Some("C".into()));
+        assert_eq!(target_label("99"), None);
+    }
+
+    #[test]
+    fn f1_accuracy_is_mean_credit() {
+        let mut a = item(true, true, true);
+        a.credit = 1.0;
+        let mut b = item(false, false, true);
+        b.credit = 0.4;
+        b.extra = vec![1.0];
+        let s = Summary::from_scores_with(&[a, b], Metric::F1, &[Metric::Exact]);
+        assert!((s.accuracy() - 70.0).abs() < 1e-12);
+        assert_eq!(s.correct, 1);
+        assert_eq!(s.extra_percent(), vec![("exact".to_string(), 50.0)]);
     }
 }

@@ -6,16 +6,23 @@
 
 mod config;
 mod extract;
+#[cfg(test)]
+mod fixture_tests;
+mod label;
+mod math;
 mod metric;
 mod normalize;
 pub mod choice;
 
 use rayon::prelude::*;
 
-pub use config::{Method, Metric, Normalizer, Primary, ScoringConfig, ScoringConfigError};
+pub use config::{ExtractorSpec, Method, Metric, Normalizer, Primary, RegexSpec, ScoringConfig, ScoringConfigError};
+pub use extract::Select;
 pub use metric::{ItemScore, Summary};
 
-use extract::{first_hit, Extractor};
+use extract::{first_hit, strip_think, Extractor};
+use label::choice_label;
+use metric::target_label;
 use normalize::normalize;
 
 /// A compiled [`ScoringConfig`]: regexes are built once and shared across
@@ -26,43 +33,88 @@ pub struct Scorer {
     extract: Vec<Extractor>,
     target_extract: Vec<Extractor>,
     normalize: Vec<Normalizer>,
+    strip_think: bool,
+    report: Vec<Metric>,
 }
 
 impl Scorer {
     /// Scores one raw prediction against one raw target.
     pub fn score_one(&self, prediction: &str, target: &str) -> ItemScore {
+        self.score_refs(prediction, &[target])
+    }
+
+    /// Scores one raw prediction against several acceptable raw targets:
+    /// every credit is the best over the references, and `target` shows the
+    /// (first) best one.
+    pub fn score_refs(&self, prediction: &str, targets: &[&str]) -> ItemScore {
+        let targets = if targets.is_empty() { &[""][..] } else { targets };
         // A target that no pattern fits is taken whole: plain-answer datasets
         // can share a manifest with "#### n" style ones.
-        let target_raw = first_hit(&self.target_extract, target).unwrap_or(target);
-        let target_norm = normalize(&self.normalize, target_raw);
-        let answer_raw = if self.extract.is_empty() {
-            Some(prediction.trim())
+        let raw: Vec<&str> = targets
+            .iter()
+            .map(|t| first_hit(&self.target_extract, t).unwrap_or(t))
+            .collect();
+        let norm: Vec<String> = raw.iter().map(|t| self.target_norm(t)).collect();
+        let text = if self.strip_think { strip_think(prediction) } else { prediction.into() };
+        let mut answer_raw = if self.extract.is_empty() {
+            Some(text.trim())
         } else {
-            first_hit(&self.extract, prediction)
+            first_hit(&self.extract, &text)
         };
+        if self.metric == Metric::Choice {
+            // The label rule runs on the raw span: normalisers could lowercase it.
+            answer_raw = answer_raw.and_then(choice_label);
+        }
         let extracted = answer_raw
             .map(|a| normalize(&self.normalize, a))
             .filter(|a| !a.is_empty());
-        let correct = extracted
-            .as_deref()
-            .is_some_and(|a| self.metric.matches(a, &target_norm));
+        let best = |m: Metric| -> (usize, f64) {
+            let Some(a) = extracted.as_deref() else { return (0, 0.0) };
+            norm.iter()
+                .map(|t| m.credit(a, t))
+                .enumerate()
+                .fold((0, 0.0), |b, (i, c)| if c > b.1 { (i, c) } else { b })
+        };
+        let (at, credit) = best(self.metric);
+        let extra = self.report.iter().map(|&m| best(m).1).collect();
         ItemScore {
             answered: extracted.is_some(),
-            correct,
+            correct: credit >= 1.0,
             // Deliberately un-normalised: this is the strict "response is the
             // answer" figure, independent of extraction and normalisers.
-            exact: prediction.trim() == target_raw.trim(),
+            exact: raw.iter().any(|t| prediction.trim() == t.trim()),
             extracted,
-            target: target_norm,
+            target: norm[at].clone(),
+            credit,
+            extra,
         }
     }
 
-    /// Scores `(prediction, raw target)` pairs in parallel; the result is in
+    /// A normalised target; for `choice`, the option letter it names.
+    fn target_norm(&self, raw: &str) -> String {
+        let t = normalize(&self.normalize, raw);
+        if self.metric == Metric::Choice {
+            return target_label(&t).unwrap_or(t);
+        }
+        t
+    }
+
+    /// The metrics whose credit `ItemScore::extra` holds, in order.
+    pub fn report(&self) -> &[Metric] {
+        &self.report
+    }
+
+    /// The metric `correct` and `credit` follow.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// Scores `(prediction, raw targets)` pairs in parallel; the result is in
     /// input order.
-    pub fn score_all(&self, items: &[(&str, &str)]) -> Vec<ItemScore> {
+    pub fn score_all(&self, items: &[(&str, Vec<&str>)]) -> Vec<ItemScore> {
         items
             .par_iter()
-            .map(|(p, t)| self.score_one(p, t))
+            .map(|(p, t)| self.score_refs(p, t))
             .collect()
     }
 }
@@ -217,10 +269,10 @@ mod tests {
         let targets: Vec<String> = (0..1000)
             .map(|i| (i * 7 + usize::from(i % 3 == 0)).to_string())
             .collect();
-        let items: Vec<(&str, &str)> = preds
+        let items: Vec<(&str, Vec<&str>)> = preds
             .iter()
             .zip(&targets)
-            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .map(|(p, t)| (p.as_str(), vec![t.as_str()]))
             .collect();
         let scores = gsm8k().score_all(&items);
         assert_eq!(scores.len(), 1000);

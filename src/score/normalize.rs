@@ -26,8 +26,20 @@ impl Normalizer {
                 let t = s.trim();
                 t.strip_suffix('.').unwrap_or(t).to_owned()
             }
+            Self::Squad => squad(&s),
+            Self::Math => super::math::normalize_math(&s),
         }
     }
+}
+
+/// SQuAD's `normalize_answer` (lower, remove punctuation, articles, extra
+/// whitespace), in SQuAD's order, which is not the order of the steps above:
+/// punctuation goes before articles so "the." still loses its article.
+pub(crate) fn squad(s: &str) -> String {
+    let lower = s.to_lowercase();
+    let no_punct: String = lower.chars().filter(|c| !c.is_ascii_punctuation()).collect();
+    let no_articles = ARTICLES.replace_all(&no_punct, " ");
+    no_articles.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Applies `steps` left to right.
@@ -94,5 +106,14 @@ mod tests {
             "x y"
         );
         assert_eq!(normalize(&[Lowercase, RemoveArticles, Strip], "The X"), "x");
+    }
+
+    #[test]
+    fn squad_is_lower_punct_articles_whitespace() {
+        assert_eq!(normalize(&[Squad], "  The  Cotswolds, England. "), "cotswolds england");
+        assert_eq!(normalize(&[Squad], "Twain, Mark"), "twain mark");
+        // Punctuation first: "the." is still an article, "an-other" becomes "another".
+        assert_eq!(normalize(&[Squad], "The. End an-other"), "end another");
+        assert_eq!(normalize(&[Squad], "A"), "");
     }
 }
