@@ -90,3 +90,23 @@ fn chat_flag_uses_the_models_template() {
     assert!(!no_template.status.success());
     assert!(stderr(&no_template).contains("no chat template"), "{}", stderr(&no_template));
 }
+
+#[test]
+fn seeded_sampling_depends_on_the_item_not_on_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompts.jsonl");
+    let text: String = (0..12).map(|i| format!("{}\n", serde_json::json!({"id": i, "prompt": format!("{}+{}=", i * 7, i + 3)}))).collect();
+    std::fs::write(&file, text).unwrap();
+    let run = |batch: &str, seed: &str| {
+        let out = ok(&benchgen(
+            dir.path(),
+            &["generate", "--prompts", file.to_str().unwrap(), "--temperature", "1.5", "--seed", seed,
+              "--max-new-tokens", "12", "--batch-size", batch, "--json"],
+        ));
+        lines(&out).iter().map(|l| l["token_ids"].clone()).collect::<Vec<_>>()
+    };
+    let (one, eight) = (run("1", "5"), run("8", "5"));
+    assert_eq!(one, eight, "same seed, different batch sizes");
+    let other = run("8", "6");
+    assert_ne!(one, other, "another seed should sample something else");
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use benchgen::device::{parse_device, parse_dtype};
-use benchgen::engine::{GenParams, GenRequest, Generator, GenOutput, LocalEngine};
+use benchgen::engine::{sampling, GenParams, GenRequest, Generator, GenOutput, LocalEngine};
 use benchgen::model::chat::Message;
 use benchgen::model::{spec, LoadedModel};
 use serde::Deserialize;
@@ -65,13 +65,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut requests = Vec::with_capacity(prompts.len());
     let mut texts = Vec::with_capacity(prompts.len());
-    for (index, (_, prompt)) in prompts.iter().enumerate() {
+    for (index, (id, prompt)) in prompts.iter().enumerate() {
         let (text, add_special_tokens) = match chat {
             Some(t) => (t.render(&[Message { role: "user".into(), content: prompt.clone() }], true)?, false),
             None => (prompt.clone(), true),
         };
         texts.push(text.clone());
-        requests.push(GenRequest { index, prompt: text, add_special_tokens, params: params.clone(), seed: args.seed });
+        requests.push(GenRequest { index, prompt: text, add_special_tokens, params: params.clone(), seed: sampling::item_seed(args.seed, id) });
     }
     let mut outputs: Vec<Option<GenOutput>> = vec![None; prompts.len()];
     let mut engine = LocalEngine::new(model, args.batch_size);

@@ -30,7 +30,7 @@ use crate::log::RunLog;
 use crate::model::{spec, LoadedModel};
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
-use crate::rng::SplitMix64;
+use crate::engine::sampling;
 use crate::run::record::{ModelInfo, RunInputs, Settings};
 use crate::run::submission::{read_submission, write_submission};
 use crate::run::{PredictionRecord, RunRecord};
@@ -163,12 +163,6 @@ struct Stages<'a> {
     journaled: &'a [PredictionRecord],
 }
 
-/// Item seeds depend on the run seed and the item id only, never on batch-mates or order.
-fn item_seed(run_seed: u64, id: &str) -> u64 {
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    SplitMix64::new(run_seed ^ h).next_u64()
-}
-
 impl Stages<'_> {
     fn run(&self, record: &mut RunRecord, log: &mut RunLog, started: Instant) -> Result<ScoreBreakdown> {
         log.line(format!("Loading benchmark data: {} phase \"{}\"", self.env.manifest.name, self.phase));
@@ -248,7 +242,7 @@ impl Stages<'_> {
                 prompt: prompt.text.clone(),
                 add_special_tokens: prompt.add_special_tokens,
                 params: self.params.clone(),
-                seed: item_seed(self.opts.seed, &item.id),
+                seed: sampling::item_seed(self.opts.seed, &item.id),
             })
             .collect();
         let mut engine = LocalEngine::new(model, self.opts.batch_size);
