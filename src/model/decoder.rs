@@ -63,21 +63,10 @@ struct Pass<'a> {
     differentiable: bool,
 }
 
-/// Linear layers over the same input, stacked along their outputs into one. Through `cat`, so
-/// training still reaches each original weight.
-fn stacked(parts: &[Linear]) -> Result<Linear> {
-    let weights: Vec<&Tensor> = parts.iter().map(|l| l.weight()).collect();
-    let biases: Option<Vec<&Tensor>> = parts.iter().map(|l| l.bias()).collect();
-    let bias = match biases {
-        Some(b) => Some(Tensor::cat(&b, 0)?),
-        None => None,
-    };
-    Ok(Linear::new(Tensor::cat(&weights, 0)?, bias))
-}
-
 struct Attention {
-    /// q, k and v projections stacked into one matrix: one matmul reads the input once.
-    qkv_proj: Linear,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
     o_proj: Linear,
     /// Qwen3 normalises each query/key head before RoPE.
     qk_norm: Option<(RmsNorm, RmsNorm)>,
@@ -100,11 +89,9 @@ impl Attention {
             None
         };
         Ok(Self {
-            qkv_proj: stacked(&[
-                linear_b(cfg.hidden_size, h * hd, qkv_bias, vb.pp("q_proj"))?,
-                linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("k_proj"))?,
-                linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("v_proj"))?,
-            ])?,
+            q_proj: linear_b(cfg.hidden_size, h * hd, qkv_bias, vb.pp("q_proj"))?,
+            k_proj: linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("k_proj"))?,
+            v_proj: linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("v_proj"))?,
             o_proj: linear_b(h * hd, cfg.hidden_size, o_bias, vb.pp("o_proj"))?,
             qk_norm,
             num_heads: h,
@@ -126,16 +113,15 @@ impl Attention {
         let n = x.dim(0)?;
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = h / kv;
-        let qkv = self.qkv_proj.forward(x)?;
-        let mut q = qkv.narrow(1, 0, h * hd)?.reshape((n, h, hd))?;
-        let mut k = qkv.narrow(1, h * hd, kv * hd)?.reshape((n, kv, hd))?;
+        let mut q = self.q_proj.forward(x)?.reshape((n, h, hd))?;
+        let mut k = self.k_proj.forward(x)?.reshape((n, kv, hd))?;
         if let Some((q_norm, k_norm)) = &self.qk_norm {
             q = q_norm.forward(&q, differentiable)?;
             k = k_norm.forward(&k, differentiable)?;
         }
         let q = q.transpose(0, 1)?.contiguous()?;
         let k = k.transpose(0, 1)?.contiguous()?;
-        let v = qkv.narrow(1, (h + kv) * hd, kv * hd)?.reshape((n, kv, hd))?.transpose(0, 1)?.contiguous()?;
+        let v = self.v_proj.forward(x)?.reshape((n, kv, hd))?.transpose(0, 1)?.contiguous()?;
         let q = Rope::apply(&q, cos, sin, differentiable)?;
         let k = Rope::apply(&k, cos, sin, differentiable)?;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -191,9 +177,8 @@ fn causal_mask(n: usize, total: usize, window: Option<usize>, device: &Device) -
 }
 
 struct Mlp {
-    /// gate and up projections stacked: one matmul, then the two halves.
-    gate_up_proj: Linear,
-    intermediate: usize,
+    gate_proj: Linear,
+    up_proj: Linear,
     down_proj: Linear,
 }
 
@@ -201,17 +186,15 @@ impl Mlp {
     fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let (hs, is, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(Self {
-            gate_up_proj: stacked(&[linear_b(hs, is, b, vb.pp("gate_proj"))?, linear_b(hs, is, b, vb.pp("up_proj"))?])?,
-            intermediate: is,
+            gate_proj: linear_b(hs, is, b, vb.pp("gate_proj"))?,
+            up_proj: linear_b(hs, is, b, vb.pp("up_proj"))?,
             down_proj: linear_b(is, hs, b, vb.pp("down_proj"))?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate_up = self.gate_up_proj.forward(x)?;
-        let gate = candle_nn::ops::silu(&gate_up.narrow(1, 0, self.intermediate)?)?;
-        let up = gate_up.narrow(1, self.intermediate, self.intermediate)?;
-        self.down_proj.forward(&(gate * up)?)
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
     }
 }
 
