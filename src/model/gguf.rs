@@ -296,7 +296,13 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     let content = Content::read(&mut BufReader::new(file)).map_err(|e| {
         let e = plain(&e);
         let eof = matches!(e, candle_core::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
-        if eof || e.to_string().contains(" remaining") {
+        let text = e.to_string();
+        if let Some(id) = text.strip_prefix("unknown dtype for tensor ") {
+            bad(format!(
+                "a tensor has ggml type {id}, which this build does not read; \
+                 supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K"
+            ))
+        } else if eof || text.contains(" remaining") {
             bad(format!("the file is truncated: it ends inside the GGUF header ({e})"))
         } else {
             bad(format!("not a valid GGUF file: {e}"))
