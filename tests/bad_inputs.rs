@@ -277,4 +277,9 @@ fn truncate_left_keeps_the_last_tokens_that_fit_and_records_the_drop() {
     assert!(short.get("tokens_dropped").is_none(), "nothing dropped, no field: {short}");
     // The prompt as journaled is the whole prompt; tokens_in + tokens_dropped is its length.
     assert!(long["prompt"].as_str().unwrap().starts_with("1+2+3"));
+
+    // --truncate is part of the run: a resume that gives another value is refused.
+    let o = benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap(), "--truncate", "error"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--truncate"), "{}", stderr(&o));
 }
