@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 
-use benchgen::engine::{GenParams, GenRequest, Generator, LocalEngine};
+use benchgen::engine::{GenParams, GenRequest, Generator, LocalEngine, Truncate};
 use benchgen::env::Environment;
 use benchgen::model::LoadedModel;
 use benchgen::prompt::PromptBuilder;
@@ -39,7 +39,15 @@ fn generate(c: &mut Criterion) {
                 let requests = prompts
                     .iter()
                     .enumerate()
-                    .map(|(index, p)| GenRequest { index, prompt: p.clone(), add_special_tokens: true, params: params.clone(), seed: 0 })
+                    .map(|(index, p)| GenRequest {
+                        index,
+                        id: index.to_string(),
+                        prompt: p.clone(),
+                        add_special_tokens: true,
+                        params: params.clone(),
+                        seed: 0,
+                        truncate: Truncate::Error,
+                    })
                     .collect();
                 let mut n = 0;
                 engine

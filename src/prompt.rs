@@ -19,6 +19,8 @@ pub struct PromptBuilder {
     jinja: Jinja<'static>,
     system: String,
     chat: ChatMode,
+    /// The environment, for messages.
+    origin: String,
 }
 
 impl PromptBuilder {
@@ -30,18 +32,33 @@ impl PromptBuilder {
         jinja.set_keep_trailing_newline(true);
         jinja
             .add_template_owned("prompt", spec.template.clone())
-            .map_err(|e| Error::env(origin, format!("[prompt] template: {e}")))?;
+            .map_err(|e| Error::env(origin, format!("environment.toml [prompt] template: {e}")))?;
         jinja
             .add_template_owned("choice", spec.choice_template.clone())
-            .map_err(|e| Error::env(origin, format!("[prompt] choice_template: {e}")))?;
-        Ok(Self { jinja, system: spec.system.clone(), chat: spec.chat })
+            .map_err(|e| Error::env(origin, format!("environment.toml [prompt] choice_template: {e}")))?;
+        Ok(Self { jinja, system: spec.system.clone(), chat: spec.chat, origin: origin.to_string() })
     }
 
     /// The item's text from the environment's template alone.
     pub fn render_body(&self, item: &Item) -> Result<String> {
         let tmpl = self.jinja.get_template("prompt").map_err(|e| Error::Invalid(e.to_string()))?;
-        tmpl.render(&item.fields)
-            .map_err(|e| Error::Invalid(format!("item {}: cannot render the prompt template: {e}", item.id)))
+        tmpl.render(&item.fields).map_err(|e| {
+            // Name the fields the template uses that the item lacks (a typo, usually).
+            let mut missing: Vec<String> =
+                tmpl.undeclared_variables(false).into_iter().filter(|v| !item.fields.contains_key(v)).collect();
+            missing.sort();
+            let hint = if missing.is_empty() {
+                String::new()
+            } else {
+                let mut fields: Vec<&str> = item.fields.keys().map(String::as_str).collect();
+                fields.sort();
+                format!("; the item has no field {} (its fields: {})", missing.join(", "), fields.join(", "))
+            };
+            Error::env(
+                &self.origin,
+                format!("item {}: cannot render environment.toml [prompt] template: {e}{hint}", item.id),
+            )
+        })
     }
 
     /// The continuation scored for option `index` of a multiple-choice item.

@@ -47,7 +47,8 @@ fn validate_reports_every_problem_with_file_and_line() {
     assert!(out.contains("dev.jsonl: line 2: not valid JSON"), "{out}");
     assert!(out.contains("dev.jsonl: line 3: missing target field \"answer\""), "{out}");
     // Line 4 has its target but no question: its prompt cannot render. Its id is its line index.
-    assert!(out.contains("item 3: cannot render the prompt template"), "{out}");
+    assert!(out.contains("item 3: cannot render environment.toml [prompt] template"), "{out}");
+    assert!(out.contains("the item has no field question"), "{out}");
     assert!(stderr(&o).contains("problem(s)"), "{}", stderr(&o));
 }
 

@@ -1,6 +1,7 @@
 use std::io::IsTerminal;
 
 use benchgen::eval::{resume_eval, run_eval, EvalOptions, GivenOptions};
+use benchgen::engine::Truncate;
 use benchgen::log::RunLog;
 
 use super::EvalArgs;
@@ -15,6 +16,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
     };
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
+    let truncate = args.truncate.as_deref().map(Truncate::parse).transpose().map_err(anyhow::Error::msg)?;
     let outcome = match args.resume {
         Some(run_id) => {
             // Flags left out take the run's values; flags given are checked against them.
@@ -27,6 +29,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 batch_size: args.batch_size.map(|b| b as usize),
                 limit: args.limit,
                 seed: args.seed,
+                truncate,
             };
             resume_eval(&args.runs_dir, run_id, &given, &mut log)?
         }
@@ -41,6 +44,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 batch_size: args.batch_size.map_or(defaults.batch_size, |b| b as usize),
                 limit: args.limit,
                 seed: args.seed.unwrap_or(defaults.seed),
+                truncate: truncate.unwrap_or_default(),
                 runs_dir: args.runs_dir,
             };
             run_eval(&opts, &mut log)?

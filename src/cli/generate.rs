@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use benchgen::device::{parse_device, parse_dtype};
-use benchgen::engine::{sampling, GenParams, GenRequest, Generator, GenOutput, LocalEngine};
+use benchgen::engine::{sampling, GenOutput, GenParams, GenRequest, Generator, LocalEngine, Truncate};
 use benchgen::model::chat::Message;
 use benchgen::model::{spec, LoadedModel};
 use serde::Deserialize;
@@ -71,7 +71,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             None => (prompt.clone(), true),
         };
         texts.push(text.clone());
-        requests.push(GenRequest { index, prompt: text, add_special_tokens, params: params.clone(), seed: sampling::item_seed(args.seed, id) });
+        requests.push(GenRequest {
+            index,
+            id: id.to_string(),
+            prompt: text,
+            add_special_tokens,
+            params: params.clone(),
+            seed: sampling::item_seed(args.seed, id),
+            truncate: Truncate::Error,
+        });
     }
     let mut outputs: Vec<Option<GenOutput>> = vec![None; prompts.len()];
     let mut engine = LocalEngine::new(model, args.batch_size);

@@ -66,6 +66,10 @@ pub struct EvalArgs {
     /// Seed for sampled decoding (each item's stream depends on this and its id only) [default: 0]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// A prompt longer than the model's context: `error` refuses the item, `left` keeps its last
+    /// tokens that fit (context − max_new_tokens) and records how many were dropped [default: error]
+    #[arg(long, value_parser = ["left", "error"])]
+    pub truncate: Option<String>,
     /// Continue run RUN_ID (crashed, killed or interrupted) with only its missing items; its
     /// settings come from its run.json, and flags given again must match them
     #[arg(long, value_name = "RUN_ID")]

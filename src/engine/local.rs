@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use candle_core::{DType, Tensor};
 
-use super::{sampling, FinishReason, GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest};
+use super::{sampling, FinishReason, Truncate, GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest};
 use crate::error::{Error, Result, TensorContext};
 use crate::model::{LoadedModel, SeqCache, Segment};
 use crate::rng::SplitMix64;
@@ -23,6 +23,7 @@ struct Running {
     /// Tokens to feed next step: the whole prompt first, then the last sampled token.
     pending: Vec<u32>,
     tokens_in: usize,
+    tokens_dropped: usize,
     generated: Vec<u32>,
     max_new: usize,
     rng: SplitMix64,
@@ -41,13 +42,33 @@ impl LocalEngine {
         self.batch_size
     }
 
-    fn admit(&self, req: GenRequest, prompt: Vec<u32>) -> Result<Running> {
+    /// Cuts a prompt that leaves no room for `max_new_tokens` (at least one) to the last
+    /// tokens that fit, keeping a leading BOS; returns how many tokens were dropped.
+    fn truncate_left(&self, prompt: &mut Vec<u32>, max_new_tokens: usize) -> usize {
         let context = self.model.model.config().max_position_embeddings;
+        let keep = context.saturating_sub(max_new_tokens.max(1)).max(1);
+        if prompt.len() <= keep {
+            return 0;
+        }
+        let bos = self.model.tokenizer.bos_id().filter(|b| prompt.first() == Some(b) && keep > 1);
+        let dropped = prompt.len() - keep;
+        let start = usize::from(bos.is_some());
+        prompt.drain(start..start + dropped);
+        dropped
+    }
+
+    fn admit(&self, req: GenRequest, mut prompt: Vec<u32>) -> Result<Running> {
+        let context = self.model.model.config().max_position_embeddings;
+        let tokens_dropped = match req.truncate {
+            Truncate::Left => self.truncate_left(&mut prompt, req.params.max_new_tokens),
+            Truncate::Error => 0,
+        };
         if prompt.len() >= context {
             return Err(Error::Invalid(format!(
-                "item {}: prompt of {} tokens does not fit the model's context of {context} tokens; \
-                 shorten the prompt template or use a model with a longer context",
-                req.index,
+                "item \"{}\": prompt of {} tokens does not fit the model's context of {context} tokens; \
+                 shorten the prompt template, use a model with a longer context, or pass \
+                 --truncate left to keep the prompt's last tokens",
+                req.id,
                 prompt.len()
             )));
         }
@@ -55,6 +76,7 @@ impl LocalEngine {
         Ok(Running {
             cache: self.model.model.new_cache(prompt.len() + max_new),
             tokens_in: prompt.len(),
+            tokens_dropped,
             pending: prompt,
             generated: Vec::new(),
             max_new,
@@ -138,6 +160,7 @@ impl Generator for LocalEngine {
                         text: String::new(),
                         token_ids: Vec::new(),
                         tokens_in: prompt.len(),
+                        tokens_dropped: 0,
                         finish_reason: FinishReason::Length,
                     })?;
                     continue;
@@ -157,6 +180,7 @@ impl Generator for LocalEngine {
                         text,
                         token_ids: r.generated,
                         tokens_in: r.tokens_in,
+                        tokens_dropped: r.tokens_dropped,
                         finish_reason,
                     })?,
                     None => still.push(r),

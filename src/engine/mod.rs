@@ -25,16 +25,46 @@ pub struct GenParams {
     pub top_p: Option<f64>,
 }
 
+/// What to do with a prompt longer than the model's context (`--truncate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncate {
+    /// Refuse the item, naming it (the default).
+    #[default]
+    Error,
+    /// Keep the prompt's last tokens that fit (context − max_new_tokens, at least one new
+    /// token), after the BOS token when the prompt starts with one.
+    Left,
+}
+
+impl Truncate {
+    pub fn is_error(&self) -> bool {
+        *self == Truncate::Error
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "error" => Ok(Truncate::Error),
+            "left" => Ok(Truncate::Left),
+            other => Err(format!("--truncate {other}: expected left or error")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GenRequest {
     /// The caller's key; results come back tagged with it, in completion order.
     pub index: usize,
+    /// The item's id, for messages.
+    pub id: String,
     pub prompt: String,
     /// False when a chat template already put BOS and friends into `prompt`.
     pub add_special_tokens: bool,
     pub params: GenParams,
     /// Seeds this item's sampling alone, so its output does not depend on its batch-mates.
     pub seed: u64,
+    /// A prompt longer than the context: refused, or cut from the left.
+    pub truncate: Truncate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +86,8 @@ pub struct GenOutput {
     pub text: String,
     pub token_ids: Vec<u32>,
     pub tokens_in: usize,
+    /// Prompt tokens dropped from the left to fit the context (`--truncate left`).
+    pub tokens_dropped: usize,
     pub finish_reason: FinishReason,
 }
 

@@ -115,7 +115,7 @@ impl Environment {
             None => Ok(&phases[0]),
             Some(n) => phases.iter().find(|p| p.name == n).ok_or_else(|| {
                 let known: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
-                Error::env(&self.origin, format!("no phase \"{n}\"; phases: {}", known.join(", ")))
+                Error::env(&self.origin, format!("no phase \"{n}\"; phases: {} (environment.toml [[phases]])", known.join(", ")))
             }),
         }
     }

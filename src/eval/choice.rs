@@ -60,6 +60,7 @@ impl Stages<'_> {
                     prediction: items[i].choices[best].clone(),
                     tokens_in: context_tokens[i],
                     tokens_out: 0,
+                    tokens_dropped: 0,
                     finish_reason: Some(FinishReason::Loglikelihood),
                     choice_logprobs: Some(lps),
                 };

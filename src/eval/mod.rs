@@ -22,7 +22,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::device::{dtype_name, parse_device, parse_dtype};
-use crate::engine::{GenParams, GenRequest, Generator, LocalEngine};
+use crate::engine::{GenParams, GenRequest, Generator, LocalEngine, Truncate};
 use crate::env::{Environment, Item};
 use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
@@ -48,6 +48,8 @@ pub struct EvalOptions {
     pub batch_size: usize,
     pub limit: Option<usize>,
     pub seed: u64,
+    /// A prompt longer than the model's context: an error, or cut from the left.
+    pub truncate: Truncate,
     pub runs_dir: PathBuf,
 }
 
@@ -62,6 +64,7 @@ impl Default for EvalOptions {
             batch_size: 16,
             limit: None,
             seed: 0,
+            truncate: Truncate::Error,
             runs_dir: PathBuf::from("runs"),
         }
     }
@@ -122,6 +125,7 @@ impl Plan {
             batch_size: opts.batch_size,
             limit: opts.limit,
             seed: opts.seed,
+            truncate: opts.truncate,
             generation: params.clone(),
             inputs: Some(inputs),
         };
@@ -239,10 +243,12 @@ impl Stages<'_> {
             .filter(|(index, _)| !finished.has(*index))
             .map(|(index, (item, prompt))| GenRequest {
                 index,
+                id: item.id.clone(),
                 prompt: prompt.text.clone(),
                 add_special_tokens: prompt.add_special_tokens,
                 params: self.params.clone(),
                 seed: sampling::item_seed(self.opts.seed, &item.id),
+                truncate: self.opts.truncate,
             })
             .collect();
         let mut engine = LocalEngine::new(model, self.opts.batch_size);
@@ -253,6 +259,7 @@ impl Stages<'_> {
                 prediction: out.text,
                 tokens_in: out.tokens_in,
                 tokens_out: out.token_ids.len(),
+                tokens_dropped: out.tokens_dropped,
                 finish_reason: Some(out.finish_reason),
                 choice_logprobs: None,
             };

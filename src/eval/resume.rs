@@ -27,6 +27,7 @@ pub struct GivenOptions {
     pub batch_size: Option<usize>,
     pub limit: Option<usize>,
     pub seed: Option<u64>,
+    pub truncate: Option<crate::engine::Truncate>,
 }
 
 /// A path that exists, made absolute (the run may be resumed from another directory); names
@@ -77,6 +78,7 @@ pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut
         batch_size: given.batch_size.unwrap_or(settings.batch_size),
         limit: settings.limit,
         seed: settings.seed,
+        truncate: settings.truncate,
         runs_dir: runs_dir.to_path_buf(),
     };
 
@@ -159,6 +161,11 @@ fn check_given(run_id: u64, given: &GivenOptions, record: &RunRecord, settings: 
         if Some(limit) != settings.limit {
             let run = settings.limit.map_or_else(|| "no limit".to_string(), |l| l.to_string());
             return Err(refusal(run_id, "--limit", &run, &limit.to_string()));
+        }
+    }
+    if let Some(truncate) = given.truncate {
+        if truncate != settings.truncate {
+            return Err(refusal(run_id, "--truncate", &format!("{:?}", settings.truncate).to_lowercase(), &format!("{truncate:?}").to_lowercase()));
         }
     }
     if let Some(seed) = given.seed {

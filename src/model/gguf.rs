@@ -281,6 +281,70 @@ fn model_config(meta: &Meta, content: &Content, vocab_size: usize) -> Result<Mod
     Ok(cfg)
 }
 
+/// The name of the first tensor whose ggml type id is `type_id`, found by walking the GGUF
+/// (v2/v3) header; `None` when the header cannot be walked. Only for messages: candle's reader
+/// reports an unknown type without the tensor.
+fn tensor_with_type(path: &Path, type_id: u32) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut r = BufReader::new(File::open(path).ok()?);
+    let u32_ = |r: &mut BufReader<File>| -> Option<u32> {
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b).ok()?;
+        Some(u32::from_le_bytes(b))
+    };
+    let u64_ = |r: &mut BufReader<File>| -> Option<u64> {
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b).ok()?;
+        Some(u64::from_le_bytes(b))
+    };
+    let skip = |r: &mut BufReader<File>, n: u64| -> Option<()> {
+        r.seek(SeekFrom::Current(i64::try_from(n).ok()?)).ok().map(|_| ())
+    };
+    if u32_(&mut r)? != u32::from_le_bytes(*b"GGUF") || u32_(&mut r)? < 2 {
+        return None;
+    }
+    let tensors = u64_(&mut r)?;
+    let kvs = u64_(&mut r)?;
+    fn size_of(t: u32) -> Option<u64> {
+        Some(match t {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            10..=12 => 8,
+            _ => return None,
+        })
+    }
+    for _ in 0..kvs {
+        let key_len = u64_(&mut r)?;
+        skip(&mut r, key_len)?;
+        let t = u32_(&mut r)?;
+        let (elem, count) = if t == 9 { (u32_(&mut r)?, u64_(&mut r)?) } else { (t, 1) };
+        if elem == 8 {
+            for _ in 0..count {
+                let n = u64_(&mut r)?;
+                skip(&mut r, n)?;
+            }
+        } else {
+            skip(&mut r, size_of(elem)?.checked_mul(count)?)?;
+        }
+    }
+    for _ in 0..tensors {
+        let name_len = u64_(&mut r)?;
+        if name_len > 1 << 16 {
+            return None;
+        }
+        let mut name = vec![0u8; name_len as usize];
+        r.read_exact(&mut name).ok()?;
+        let dims = u32_(&mut r)?;
+        skip(&mut r, 8 * u64::from(dims))?;
+        if u32_(&mut r)? == type_id {
+            return Some(String::from_utf8_lossy(&name).into_owned());
+        }
+        skip(&mut r, 8)?;
+    }
+    None
+}
+
 /// Reads a `.gguf` file's metadata and tensor index (not the tensor data) into a checkpoint.
 pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     let origin = path.display().to_string();
@@ -296,7 +360,19 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     let content = Content::read(&mut BufReader::new(file)).map_err(|e| {
         let e = plain(&e);
         let eof = matches!(e, candle_core::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
-        if eof || e.to_string().contains(" remaining") {
+        let text = e.to_string();
+        if let Some(id) = text.strip_prefix("unknown dtype for tensor ") {
+            let tensor = id
+                .trim()
+                .parse()
+                .ok()
+                .and_then(|id| tensor_with_type(path, id))
+                .map_or_else(|| "a tensor".to_string(), |name| format!("tensor {name}"));
+            bad(format!(
+                "{tensor} has ggml type {id}, which this build does not read; \
+                 supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K"
+            ))
+        } else if eof || text.contains(" remaining") {
             bad(format!("the file is truncated: it ends inside the GGUF header ({e})"))
         } else {
             bad(format!("not a valid GGUF file: {e}"))

@@ -22,11 +22,18 @@ pub struct PredictionRecord {
     pub tokens_in: usize,
     #[serde(default)]
     pub tokens_out: usize,
+    /// Prompt tokens dropped from the left to fit the model's context (`--truncate left`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tokens_dropped: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<FinishReason>,
     /// Multiple choice: each option's log-likelihood, in option order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice_logprobs: Option<Vec<f64>>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub struct Journal {
@@ -137,6 +144,7 @@ mod tests {
             prediction: "1".into(),
             tokens_in: 1,
             tokens_out: 1,
+            tokens_dropped: 0,
             finish_reason: None,
             choice_logprobs: None,
         }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::GenParams;
+use crate::engine::{GenParams, Truncate};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +50,9 @@ pub struct Settings {
     pub batch_size: usize,
     pub limit: Option<usize>,
     pub seed: u64,
+    /// `--truncate`; absent means `error` (and in runs from before the option existed).
+    #[serde(default, skip_serializing_if = "Truncate::is_error")]
+    pub truncate: Truncate,
     pub generation: GenParams,
     /// What `--resume` needs to rebuild the run; absent in runs from before resuming existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
