@@ -5,6 +5,7 @@ mod eval;
 mod generate;
 mod runs;
 mod score;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,12 @@ pub enum Command {
     Leaderboard {
         /// Environment: path, .zip or name
         env: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Re-run a run from its run.json and compare every item and the score with what it recorded.
+    Verify {
+        run_id: u64,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
@@ -179,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
+        Command::Verify { run_id, runs_dir } => verify::run(run_id, &runs_dir),
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),
         Command::Env(EnvCommand::Validate { env }) => env::validate(&env),

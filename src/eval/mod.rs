@@ -7,10 +7,12 @@ mod choice;
 mod finished;
 mod lifecycle;
 mod rescore;
+mod verify;
 mod resume;
 mod scoring;
 
 pub use rescore::{run_score, SavedPredictions, ScoreOptions};
+pub use verify::{verify_run, Difference, VerifyReport};
 pub use resume::{resume_eval, GivenOptions};
 use finished::Finished;
 use lifecycle::{environment_info, open_env, ActiveRun};

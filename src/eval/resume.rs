@@ -49,38 +49,54 @@ pub(super) fn normalize_model(spec: Option<&str>) -> Option<String> {
     Some(absolute_if_exists(spec.strip_prefix("trained:").unwrap_or(spec)))
 }
 
-pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut RunLog) -> Result<EvalOutcome> {
-    let started = Instant::now();
+/// A run as recorded: its folder, record, settings, inputs, and the options that re-run it.
+pub(super) struct Recorded {
+    pub dir: PathBuf,
+    pub record: RunRecord,
+    pub settings: Settings,
+    pub inputs: RunInputs,
+    pub opts: EvalOptions,
+}
+
+/// Reads run `run_id` for `purpose` ("resume", "verify"); refuses runs that cannot be re-run.
+pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Recorded> {
     let dir = RunsDir::new(runs_dir).path_of(run_id);
     let record_path = dir.join("run.json");
     if !record_path.is_file() {
         return Err(Error::Runs {
             path: runs_dir.to_path_buf(),
-            message: format!("there is no run {run_id} to resume (`benchgen runs list` shows the runs)"),
+            message: format!("there is no run {run_id} to {purpose} (`benchgen runs list` shows the runs)"),
         });
     }
     let record = RunRecord::read(&record_path)?;
     let settings = record.settings.clone().ok_or_else(|| {
-        Error::Invalid(format!("run {run_id} re-scored saved predictions (`benchgen score`); there is no model run to resume"))
+        Error::Invalid(format!("run {run_id} re-scored saved predictions (`benchgen score`); there is no model run to {purpose}"))
     })?;
     let inputs = settings.inputs.clone().ok_or_else(|| {
         Error::Invalid(format!(
-            "run {run_id} was made by a benchgen that did not record its inputs; it cannot be resumed, start a new run"
+            "run {run_id} was made by a benchgen that did not record its inputs, so there is nothing to {purpose} it from; start a new run"
         ))
     })?;
-    check_given(run_id, given, &record, &settings, &inputs)?;
     let opts = EvalOptions {
         env: inputs.env.as_ref().map(PathBuf::from),
         model: inputs.model.clone(),
         phase: Some(record.environment.phase.clone()),
         device: settings.device.clone(),
         dtype: inputs.dtype.clone(),
-        batch_size: given.batch_size.unwrap_or(settings.batch_size),
+        batch_size: settings.batch_size,
         limit: settings.limit,
         seed: settings.seed,
         truncate: settings.truncate,
         runs_dir: runs_dir.to_path_buf(),
     };
+    Ok(Recorded { dir, record, settings, inputs, opts })
+}
+
+pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut RunLog) -> Result<EvalOutcome> {
+    let started = Instant::now();
+    let Recorded { dir, record, settings, inputs, mut opts } = recorded(runs_dir, run_id, "resume")?;
+    check_given(run_id, given, &record, &settings, &inputs)?;
+    opts.batch_size = given.batch_size.unwrap_or(settings.batch_size);
 
     if record.status == RunStatus::Completed {
         // Re-running scoring could only rewrite the same files; a Completed run is final.

@@ -1,0 +1,28 @@
+use std::path::Path;
+
+use anyhow::bail;
+use benchgen::eval::verify_run;
+use benchgen::log::RunLog;
+
+pub fn run(run_id: u64, runs_dir: &Path) -> anyhow::Result<()> {
+    // The re-run's own live log is noise here; the report below is what counts.
+    let mut log = RunLog::new(Box::new(std::io::stderr()), false);
+    let report = verify_run(runs_dir, run_id, &mut log)?;
+    let show = |v: &Option<String>| v.as_deref().map_or_else(|| "(missing)".to_string(), |s| format!("{s:?}"));
+    for d in &report.differences {
+        println!("item {} ({}): recorded {} — re-run {}", d.id, d.file, show(&d.recorded), show(&d.rerun));
+    }
+    let recorded = report.recorded_score.map_or_else(|| "(none)".to_string(), |s| format!("{s:.2}"));
+    println!(
+        "run {}: {} items, {} difference(s); Overall Score recorded {recorded}, re-run {:.2}",
+        report.run_id,
+        report.items,
+        report.differences.len(),
+        report.rerun_score
+    );
+    if !report.reproduced() {
+        bail!("run {} does not reproduce", report.run_id);
+    }
+    println!("run {} reproduces", report.run_id);
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `benchgen verify RUN_ID`: re-runs a run from its `run.json` (same environment, model,
+//! settings, seed) in a scratch runs directory and compares, item by item, what the run's
+//! folder holds with what the re-run produced. Greedy runs on the same device reproduce exactly.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::resume::{recorded, Recorded};
+use super::run_eval;
+use crate::error::{Error, Result};
+use crate::log::RunLog;
+use crate::report::ScoreBreakdown;
+use crate::run::journal::read_predictions_file;
+use crate::run::submission::read_submission;
+use crate::run::PredictionRecord;
+
+/// One item whose recorded prediction is not what the re-run produced.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    pub id: String,
+    /// Where the recorded value was read: `predictions.jsonl` or `submission.zip`.
+    pub file: &'static str,
+    pub recorded: Option<String>,
+    pub rerun: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    pub run_id: u64,
+    pub items: usize,
+    pub differences: Vec<Difference>,
+    pub recorded_score: Option<f64>,
+    pub rerun_score: f64,
+}
+
+impl VerifyReport {
+    pub fn reproduced(&self) -> bool {
+        self.differences.is_empty() && self.recorded_score == Some(self.rerun_score)
+    }
+}
+
+/// What an item's outcome is, for comparison: the prediction, and for multiple choice the
+/// options' log-likelihoods (bit for bit, via their shortest round-trip text).
+fn outcome(p: &PredictionRecord) -> String {
+    match &p.choice_logprobs {
+        Some(lps) => format!("{} {:?}", p.prediction, lps),
+        None => p.prediction.clone(),
+    }
+}
+
+fn compare(file: &'static str, recorded: &[PredictionRecord], rerun: &BTreeMap<&str, String>, out: &mut Vec<Difference>) {
+    let mut seen = BTreeMap::new();
+    for p in recorded {
+        seen.insert(p.id.as_str(), outcome(p));
+    }
+    for (id, fresh) in rerun {
+        match seen.get(id) {
+            Some(old) if old == fresh => {}
+            old => out.push(Difference { id: id.to_string(), file, recorded: old.cloned(), rerun: Some(fresh.clone()) }),
+        }
+    }
+    for (id, old) in &seen {
+        if !rerun.contains_key(id) {
+            out.push(Difference { id: id.to_string(), file, recorded: Some(old.clone()), rerun: None });
+        }
+    }
+}
+
+pub fn verify_run(runs_dir: &Path, run_id: u64, log: &mut RunLog) -> Result<VerifyReport> {
+    let Recorded { dir, mut opts, .. } = recorded(runs_dir, run_id, "verify")?;
+    let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    opts.runs_dir = scratch.path().to_path_buf();
+    log.line(format!("Verifying run {run_id}: re-running it from its run.json"));
+    let fresh = run_eval(&opts, log)?;
+    let rerun: Vec<PredictionRecord> = read_submission(&fresh.run_dir.join("submission.zip"))?;
+    let rerun: BTreeMap<&str, String> = rerun.iter().map(|p| (p.id.as_str(), outcome(p))).collect();
+
+    let mut differences = Vec::new();
+    compare("predictions.jsonl", &read_predictions_file(&dir.join("predictions.jsonl"))?, &rerun, &mut differences);
+    compare("submission.zip", &read_submission(&dir.join("submission.zip"))?, &rerun, &mut differences);
+    let recorded_score = std::fs::read_to_string(dir.join("score_breakdown.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<ScoreBreakdown>(&t).ok())
+        .map(|b| b.overall_score);
+    Ok(VerifyReport { run_id, items: rerun.len(), differences, recorded_score, rerun_score: fresh.breakdown.overall_score })
+}

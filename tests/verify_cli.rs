@@ -1,0 +1,37 @@
+//! `benchgen verify`: a fresh run reproduces; an edited prediction is reported.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn fresh_runs_reproduce_and_edits_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&benchgen(dir.path(), &["eval", "--limit", "25"]));
+    let choice = repo().join("fixtures/envs/choice");
+    ok(&benchgen(dir.path(), &["eval", "--env", choice.to_str().unwrap(), "--batch-size", "3"]));
+    for id in ["1", "2"] {
+        let out = ok(&benchgen(dir.path(), &["verify", id]));
+        assert!(out.contains("0 difference(s)") && out.contains(&format!("run {id} reproduces")), "{out}");
+    }
+    // The scratch re-runs leave the user's runs directory alone.
+    assert_eq!(std::fs::read_dir(dir.path().join("runs")).unwrap().count(), 2);
+
+    // Edit one journaled prediction: verify names the item, the file and both values.
+    let journal = dir.path().join("runs/1/predictions.jsonl");
+    let mut lines = read_jsonl(&journal);
+    let id = lines[3]["id"].as_str().unwrap().to_string();
+    lines[3]["prediction"] = "edited".into();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&journal, text).unwrap();
+    let o = benchgen(dir.path(), &["verify", "1"]);
+    assert!(!o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains(&format!("item {id} (predictions.jsonl): recorded \"edited\"")), "{out}");
+    assert!(out.contains("1 difference(s)"), "{out}");
+    assert!(stderr(&o).contains("does not reproduce"), "{}", stderr(&o));
+
+    let o = benchgen(dir.path(), &["verify", "7"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("there is no run 7 to verify"), "{}", stderr(&o));
+}
