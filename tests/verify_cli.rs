@@ -35,3 +35,30 @@ fn fresh_runs_reproduce_and_edits_are_reported() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("there is no run 7 to verify"), "{}", stderr(&o));
 }
+
+#[test]
+fn run_json_records_content_hashes_and_verify_notices_changed_inputs() {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("env");
+    copy_dir(&repo().join("fixtures/envs/mixed"), &env);
+    let model = dir.path().join("model");
+    copy_dir(&repo().join("fixtures/embedded/model"), &model);
+    ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--model", model.to_str().unwrap()]));
+    let rec = read_json(&dir.path().join("runs/1/run.json"));
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    assert_eq!(rec["model"]["files"]["model.safetensors"], hex(&weights));
+    assert_eq!(rec["model"]["files"]["config.json"], hex(&std::fs::read(model.join("config.json")).unwrap()));
+    let content = rec["environment"]["content_sha256"].as_str().unwrap();
+    assert_eq!(content.len(), 64);
+    ok(&benchgen(dir.path(), &["verify", "1"]));
+
+    // Same predictions are likely, but the data changed: verify must say so and fail.
+    let data = env.join("data/dev.jsonl");
+    let text = std::fs::read_to_string(&data).unwrap().replace("\"answer\": \"7\"", "\"answer\": \"8\"");
+    std::fs::write(&data, text).unwrap();
+    let o = benchgen(dir.path(), &["verify", "1"]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("changed since the run: environment"), "{}", stdout(&o));
+}

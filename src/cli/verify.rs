@@ -12,6 +12,9 @@ pub fn run(run_id: u64, runs_dir: &Path) -> anyhow::Result<()> {
     for d in &report.differences {
         println!("item {} ({}): recorded {} — re-run {}", d.id, d.file, show(&d.recorded), show(&d.rerun));
     }
+    for input in &report.changed_inputs {
+        println!("changed since the run: {input}");
+    }
     let recorded = report.recorded_score.map_or_else(|| "(none)".to_string(), |s| format!("{s:.2}"));
     println!(
         "run {}: {} items, {} difference(s); Overall Score recorded {recorded}, re-run {:.2}",

@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 
 pub struct Environment {
     pub manifest: Manifest,
+    /// The manifest as read, for the content hash.
+    manifest_text: String,
     /// The Overview tab: what the benchmark measures and how it is scored.
     pub readme: Option<String>,
     /// How the user named it (path, or "embedded:arithmetic").
@@ -105,7 +107,7 @@ impl Environment {
         } else {
             None
         };
-        Ok(Self { manifest, readme, origin, files })
+        Ok(Self { manifest, manifest_text: text, readme, origin, files })
     }
 
     /// The named phase, or the first (default) one.
@@ -127,6 +129,15 @@ impl Environment {
         } else {
             Err(problems.swap_remove(0))
         }
+    }
+
+    /// sha256 over the manifest and every data file of `phase`, as read now.
+    pub fn content_sha256(&self, phase: &PhaseSpec) -> Result<String> {
+        let files = self.phase_files(phase)?;
+        let parts = std::iter::once(("environment.toml", self.manifest_text.as_bytes()))
+            // Base names only: where the data directory lives must not change the hash.
+            .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())));
+        Ok(crate::run::hash::sha256_parts(parts))
     }
 
     /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
@@ -208,6 +219,10 @@ impl Environment {
             .map(|p| read(p, p.file_stem().map(|s| s.to_string_lossy().into_owned())))
             .collect()
     }
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
 struct PhaseFile {

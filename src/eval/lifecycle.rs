@@ -27,6 +27,7 @@ pub(super) fn environment_info(env: &Environment, phase: &str) -> EnvironmentInf
         version: env.manifest.version.clone(),
         origin: env.origin.clone(),
         phase: phase.to_string(),
+        content_sha256: None,
     }
 }
 

@@ -84,7 +84,7 @@ pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     // Cheap checks first, so a typo does not leave a Failed run behind.
     let plan = Plan::new(opts)?;
     let model_spec = spec::describe(opts.model.as_deref());
-    let model = ModelInfo { spec: model_spec.clone(), origin: model_spec, parameters: None };
+    let model = ModelInfo { spec: model_spec.clone(), origin: model_spec, parameters: None, files: Default::default() };
     let record = RunRecord::new(model, environment_info(&plan.env, &plan.phase), Some(plan.settings.clone()));
     let run = ActiveRun::start(&opts.runs_dir, record, log)?;
     plan.execute(run, &[], log, started)
@@ -182,6 +182,17 @@ impl Stages<'_> {
         }
         record.items = Some(items.len());
         log.line(format!("Loaded {} items", items.len()));
+        let content = self.env.content_sha256(phase)?;
+        // A resumed run must continue on exactly what it started with.
+        if let Some(recorded) = &record.environment.content_sha256 {
+            if *recorded != content {
+                return Err(Error::env(
+                    &self.env.origin,
+                    format!("its manifest or data changed since run {} started (content sha256 {recorded}, now {content})", record.run_id),
+                ));
+            }
+        }
+        record.environment.content_sha256 = Some(content);
         let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?;
         // Template errors surface before the (slower) model load.
         for it in &items {
@@ -190,6 +201,14 @@ impl Stages<'_> {
 
         log.line(format!("Loading model: {}", record.model.spec));
         let checkpoint = spec::resolve(self.opts.model.as_deref())?;
+        let hashes = checkpoint.file_hashes()?;
+        if !record.model.files.is_empty() && record.model.files != hashes {
+            return Err(Error::model(
+                &checkpoint.origin,
+                format!("its files changed since run {} started (recorded {:?}, now {:?})", record.run_id, record.model.files, hashes),
+            ));
+        }
+        record.model.files = hashes;
         let model = LoadedModel::load(&checkpoint, &self.device, self.dtype)?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);

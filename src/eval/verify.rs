@@ -12,7 +12,7 @@ use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
 use crate::run::journal::read_predictions_file;
 use crate::run::submission::read_submission;
-use crate::run::PredictionRecord;
+use crate::run::{PredictionRecord, RunRecord};
 
 /// One item whose recorded prediction is not what the re-run produced.
 #[derive(Debug, Clone)]
@@ -31,11 +31,13 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
     pub recorded_score: Option<f64>,
     pub rerun_score: f64,
+    /// Inputs whose content hash differs from the run's record (environment, model files).
+    pub changed_inputs: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn reproduced(&self) -> bool {
-        self.differences.is_empty() && self.recorded_score == Some(self.rerun_score)
+        self.differences.is_empty() && self.recorded_score == Some(self.rerun_score) && self.changed_inputs.is_empty()
     }
 }
 
@@ -67,7 +69,7 @@ fn compare(file: &'static str, recorded: &[PredictionRecord], rerun: &BTreeMap<&
 }
 
 pub fn verify_run(runs_dir: &Path, run_id: u64, log: &mut RunLog) -> Result<VerifyReport> {
-    let Recorded { dir, mut opts, .. } = recorded(runs_dir, run_id, "verify")?;
+    let Recorded { dir, mut opts, record, .. } = recorded(runs_dir, run_id, "verify")?;
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     opts.runs_dir = scratch.path().to_path_buf();
     log.line(format!("Verifying run {run_id}: re-running it from its run.json"));
@@ -82,5 +84,22 @@ pub fn verify_run(runs_dir: &Path, run_id: u64, log: &mut RunLog) -> Result<Veri
         .ok()
         .and_then(|t| serde_json::from_str::<ScoreBreakdown>(&t).ok())
         .map(|b| b.overall_score);
-    Ok(VerifyReport { run_id, items: rerun.len(), differences, recorded_score, rerun_score: fresh.breakdown.overall_score })
+    let now = RunRecord::read(&fresh.run_dir.join("run.json"))?;
+    let mut changed_inputs = Vec::new();
+    if record.environment.content_sha256.is_some() && record.environment.content_sha256 != now.environment.content_sha256 {
+        changed_inputs.push(format!("environment {} (content sha256)", record.environment.origin));
+    }
+    for (file, hash) in &record.model.files {
+        if now.model.files.get(file) != Some(hash) {
+            changed_inputs.push(format!("model file {file}"));
+        }
+    }
+    Ok(VerifyReport {
+        run_id,
+        items: rerun.len(),
+        differences,
+        recorded_score,
+        rerun_score: fresh.breakdown.overall_score,
+        changed_inputs,
+    })
 }

@@ -54,6 +54,40 @@ struct ShardIndex {
 }
 
 impl Checkpoint {
+    /// sha256 of every file the model is read from, by file name (weights streamed from disk).
+    pub fn file_hashes(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        use crate::run::hash::{sha256_file, sha256_hex};
+        let mut out = std::collections::BTreeMap::new();
+        let file_name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+        match &self.weights {
+            Weights::Files(files) => {
+                for f in files {
+                    out.insert(file_name(f), sha256_file(f)?);
+                }
+            }
+            Weights::Static(bytes) => {
+                out.insert("model.safetensors".into(), sha256_hex(bytes));
+            }
+            // Config and tokenizer are derived from the GGUF file itself.
+            Weights::Gguf(g) => {
+                out.insert(file_name(g.path()), sha256_file(g.path())?);
+                return Ok(out);
+            }
+        }
+        out.insert("config.json".into(), sha256_hex(self.config_json.as_bytes()));
+        out.insert("tokenizer.json".into(), sha256_hex(&self.tokenizer_json));
+        for (name, text) in [
+            ("tokenizer_config.json", &self.tokenizer_config_json),
+            ("generation_config.json", &self.generation_config_json),
+            ("chat_template.jinja", &self.chat_template_jinja),
+        ] {
+            if let Some(t) = text {
+                out.insert(name.into(), sha256_hex(t.as_bytes()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads a checkpoint directory: `config.json`, `tokenizer.json`, and `model.safetensors`
     /// or the shards listed in `model.safetensors.index.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {

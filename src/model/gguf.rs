@@ -167,6 +167,12 @@ pub struct GgufWeights {
     tensors: Vec<Mapped>,
 }
 
+impl GgufWeights {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// HF name of a GGUF tensor (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`).
 fn hf_name(name: &str) -> Option<String> {
     let (stem, kind) = name.rsplit_once('.')?;

@@ -1,6 +1,7 @@
 //! A run on disk: its folder, record, prediction journal and submission archive.
 
 mod dir;
+pub mod hash;
 pub mod journal;
 pub mod record;
 pub mod submission;

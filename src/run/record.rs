@@ -33,6 +33,9 @@ pub struct ModelInfo {
     pub origin: String,
     #[serde(default)]
     pub parameters: Option<usize>,
+    /// sha256 of each file the model was read from (config, tokenizer, weights).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +44,9 @@ pub struct EnvironmentInfo {
     pub version: String,
     pub origin: String,
     pub phase: String,
+    /// sha256 over the manifest and the phase's data files, as read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
