@@ -6,6 +6,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::label::choice_label;
+use super::math::closing_brace;
 
 /// Optional sign, digits (with thousands commas when grouped), optional
 /// fraction. The grouped form comes first so "1,234" is not cut at the comma.
@@ -99,20 +100,7 @@ pub(crate) fn last_boxed(text: &str) -> Option<&str> {
         let end = tail.find(|c: char| c == '$' || c.is_whitespace()).unwrap_or(tail.len());
         return Some(&tail[..end]);
     }
-    let mut depth = 0usize;
-    for (i, c) in rest.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(&rest[1..i]);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+    closing_brace(rest).map(|end| &rest[1..end])
 }
 
 static THINK: LazyLock<Regex> =

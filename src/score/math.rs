@@ -80,23 +80,31 @@ fn fix_fracs(s: &str) -> String {
     out
 }
 
+/// Byte index of the `}` that closes the `{` starting `s`; `None` when it is never closed.
+pub(crate) fn closing_brace(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// One argument: `{…}` as written (balanced) or a single character wrapped in braces.
 fn brace_arg(s: &str) -> (String, &str) {
     if s.starts_with('{') {
-        let mut depth = 0usize;
-        for (i, c) in s.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return (s[..=i].to_owned(), &s[i + 1..]);
-                    }
-                }
-                _ => {}
-            }
-        }
-        return (s.to_owned(), "");
+        return match closing_brace(s) {
+            Some(i) => (s[..=i].to_owned(), &s[i + 1..]),
+            None => (s.to_owned(), ""),
+        };
     }
     match s.chars().next() {
         Some(c) if c != '\\' => (format!("{{{c}}}"), &s[c.len_utf8()..]),
