@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use benchgen::model::random::initial_weights;
 use benchgen::model::{Decoder, ModelConfig, Segment};
 use benchgen::rng::SplitMix64 as Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -137,27 +138,6 @@ fn config() -> serde_json::Value {
     })
 }
 
-/// Every parameter with its shape, in HF names; norms start at one, the rest N(0, 0.02).
-fn parameters(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, bool)> {
-    let (hs, is, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
-    let (h, kv) = (cfg.num_attention_heads, cfg.num_kv_heads());
-    let mut p = vec![("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, hs], false)];
-    for l in 0..cfg.num_hidden_layers {
-        let n = |s: &str| format!("model.layers.{l}.{s}");
-        p.push((n("input_layernorm.weight"), vec![hs], true));
-        p.push((n("post_attention_layernorm.weight"), vec![hs], true));
-        p.push((n("self_attn.q_proj.weight"), vec![h * hd, hs], false));
-        p.push((n("self_attn.k_proj.weight"), vec![kv * hd, hs], false));
-        p.push((n("self_attn.v_proj.weight"), vec![kv * hd, hs], false));
-        p.push((n("self_attn.o_proj.weight"), vec![hs, h * hd], false));
-        p.push((n("mlp.gate_proj.weight"), vec![is, hs], false));
-        p.push((n("mlp.up_proj.weight"), vec![is, hs], false));
-        p.push((n("mlp.down_proj.weight"), vec![hs, is], false));
-    }
-    p.push(("model.norm.weight".to_string(), vec![hs], true));
-    p
-}
-
 /// Token ids of "<s>prompt answer</s>" and which positions are supervised (answer and EOS).
 fn encode(prompt: &str, answer: &str) -> (Vec<u32>, usize) {
     // Digits and operators are single ASCII bytes, so byte id == token id.
@@ -240,14 +220,9 @@ fn main() -> Result<()> {
     let varmap = VarMap::new();
     {
         let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap poisoned"))?;
-        for (name, shape, is_norm) in parameters(&cfg) {
-            let n: usize = shape.iter().product();
-            let values: Vec<f32> = if is_norm {
-                vec![1.0; n]
-            } else {
-                (0..n).map(|_| (rng.normal() * 0.02) as f32).collect()
-            };
-            data.insert(name, Var::from_tensor(&Tensor::from_vec(values, shape, &device)?)?);
+        // The same stream then draws the training problems: its position matters.
+        for (name, t) in initial_weights(&cfg, &mut rng)? {
+            data.insert(name, Var::from_tensor(&t)?);
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);

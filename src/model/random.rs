@@ -23,8 +23,10 @@ pub fn smollm2_135m_config() -> ModelConfig {
     serde_json::from_value(json).expect("constant config is valid")
 }
 
-/// Every weight N(0, 0.02), norms 1, built as HF names so it loads through `Decoder::load`.
-pub fn random_decoder(cfg: &ModelConfig, dtype: DType, device: &Device, seed: u64) -> Result<Decoder> {
+/// Every parameter in HF names with seeded initial values: norms 1, everything else
+/// N(0, 0.02), drawn from `rng` in this fixed order (callers may keep drawing from it after).
+/// Shared by the speed benches and fixture training.
+pub fn initial_weights(cfg: &ModelConfig, rng: &mut SplitMix64) -> Result<Vec<(String, Tensor)>> {
     let (hs, is, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
     let (h, kv) = (cfg.num_attention_heads, cfg.num_kv_heads());
     let mut shapes: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![cfg.vocab_size, hs])];
@@ -46,16 +48,26 @@ pub fn random_decoder(cfg: &ModelConfig, dtype: DType, device: &Device, seed: u6
     if !cfg.tie_word_embeddings {
         shapes.push(("lm_head.weight".into(), vec![cfg.vocab_size, hs]));
     }
-    let mut rng = SplitMix64::new(seed);
+    shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = if name.ends_with("norm.weight") {
+                vec![1.0; n]
+            } else {
+                (0..n).map(|_| (rng.normal() * 0.02) as f32).collect()
+            };
+            let t = Tensor::from_vec(values, shape, &Device::Cpu).ctx("building initial weights")?;
+            Ok((name, t))
+        })
+        .collect()
+}
+
+/// A decoder with [`initial_weights`], for speed measurements.
+pub fn random_decoder(cfg: &ModelConfig, dtype: DType, device: &Device, seed: u64) -> Result<Decoder> {
     let mut tensors = HashMap::new();
-    for (name, shape) in shapes {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = if name.ends_with("norm.weight") {
-            vec![1.0; n]
-        } else {
-            (0..n).map(|_| (rng.normal() * 0.02) as f32).collect()
-        };
-        let t = Tensor::from_vec(values, shape, device).and_then(|t| t.to_dtype(dtype)).ctx("building random weights")?;
+    for (name, t) in initial_weights(cfg, &mut SplitMix64::new(seed))? {
+        let t = t.to_device(device).and_then(|t| t.to_dtype(dtype)).ctx("placing initial weights")?;
         tensors.insert(name, t);
     }
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
