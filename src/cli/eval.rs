@@ -21,6 +21,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         Some(run_id) => {
             // Flags left out take the run's values; flags given are checked against them.
             let given = GivenOptions {
+                sources: Some(args.sources.options()),
                 env: args.env,
                 model: args.model,
                 phase: args.phase,
@@ -46,6 +47,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 seed: args.seed.unwrap_or(defaults.seed),
                 truncate: truncate.unwrap_or_default(),
                 runs_dir: args.runs_dir,
+                sources: args.sources.options(),
             };
             run_eval(&opts, &mut log)?
         }

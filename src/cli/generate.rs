@@ -50,7 +50,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let prompts = read_prompts(&args)?;
     let device = parse_device(&args.device)?;
     let dtype = parse_dtype(&args.dtype, &device)?;
-    let model = LoadedModel::load(&spec::resolve(args.model.as_deref())?, &device, dtype)?;
+    let (checkpoint, _) = spec::resolve_checkpoint(args.model.as_deref(), &args.sources.options())?;
+    let model = LoadedModel::load(&checkpoint, &device, dtype)?;
     let chat = if args.chat {
         Some(model.chat_template.as_ref().with_context(|| format!("{} has no chat template", model.origin))?)
     } else {

@@ -3,6 +3,7 @@
 mod env;
 mod eval;
 mod generate;
+mod models;
 mod runs;
 mod score;
 mod verify;
@@ -45,6 +46,47 @@ pub enum Command {
     /// The Evaluations tab: list and inspect runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// The model picker: registry aliases, cached HF models, trained checkpoints, endpoints.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+/// Where models come from: offline mode and the models registry.
+#[derive(Args, Clone)]
+pub struct SourceArgs {
+    /// Use the HuggingFace cache only, never the network (also HF_HUB_OFFLINE=1)
+    #[arg(long)]
+    pub offline: bool,
+    /// Models registry for platform:ALIAS [default: $BENCHGEN_MODELS, else
+    /// ~/.config/benchgen/models.toml]
+    #[arg(long, value_name = "FILE")]
+    pub models_file: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    pub fn options(&self) -> benchgen::model::spec::SourceOptions {
+        use std::io::IsTerminal;
+        let mut o = benchgen::model::spec::SourceOptions::from_env();
+        o.offline |= self.offline;
+        if let Some(f) = &self.models_file {
+            o.models_file = Some(f.clone());
+        }
+        o.progress = std::io::stderr().is_terminal();
+        o
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Models by source, like the platform's model picker: Platform Models (registry aliases),
+    /// Running (endpoints in the registry), Trained ($BENCHGEN_TRAINED_DIR, default ./checkpoints)
+    /// and HuggingFace (the HF cache)
+    List {
+        #[command(flatten)]
+        sources: SourceArgs,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -52,9 +94,12 @@ pub struct EvalArgs {
     /// Environment: a directory, a .zip, or a name from `benchgen env list` [default: arithmetic]
     #[arg(long)]
     pub env: Option<PathBuf>,
-    /// Model: a checkpoint directory (HF layout), `trained:PATH`, or `embedded` [default: embedded]
+    /// Model: hf:ORG/NAME[@REV], trained:PATH or a plain path (checkpoint folder, LoRA adapter,
+    /// .gguf), platform:ALIAS, running:URL[#NAME], or `embedded` [default: embedded]
     #[arg(long)]
     pub model: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Phase to evaluate [default: the environment's first phase]
     #[arg(long)]
     pub phase: Option<String>,
@@ -90,9 +135,12 @@ pub struct EvalArgs {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Model: a checkpoint directory (HF layout), `trained:PATH`, or `embedded` [default: embedded]
+    /// Model: hf:ORG/NAME[@REV], trained:PATH or a plain path (checkpoint folder, LoRA adapter,
+    /// .gguf), platform:ALIAS, running:URL[#NAME], or `embedded` [default: embedded]
     #[arg(long)]
     pub model: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// One prompt
     #[arg(long, conflicts_with = "prompts")]
     pub prompt: Option<String>,
@@ -193,5 +241,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leaderboard { env, runs_dir } => env::leaderboard_cmd(&env, &runs_dir),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
         Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => runs::show(&runs_dir, run_id, finetune),
+        Command::Models(ModelsCommand::List { sources, json }) => models::list(&sources, json),
     }
 }

@@ -29,7 +29,8 @@ use crate::env::{Environment, Item};
 use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
-use crate::model::{spec, LoadedModel};
+use crate::model::spec::{self, ModelSource, SourceOptions};
+use crate::model::LoadedModel;
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
 use crate::engine::sampling;
@@ -53,6 +54,8 @@ pub struct EvalOptions {
     /// A prompt longer than the model's context: an error, or cut from the left.
     pub truncate: Truncate,
     pub runs_dir: PathBuf,
+    /// Offline mode and the models registry.
+    pub sources: SourceOptions,
 }
 
 impl Default for EvalOptions {
@@ -68,6 +71,7 @@ impl Default for EvalOptions {
             seed: 0,
             truncate: Truncate::Error,
             runs_dir: PathBuf::from("runs"),
+            sources: SourceOptions::default(),
         }
     }
 }
@@ -84,7 +88,7 @@ pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     // Cheap checks first, so a typo does not leave a Failed run behind.
     let plan = Plan::new(opts)?;
     let model_spec = spec::describe(opts.model.as_deref());
-    let model = ModelInfo { spec: model_spec.clone(), origin: model_spec, parameters: None, files: Default::default() };
+    let model = ModelInfo { spec: model_spec.clone(), origin: model_spec, parameters: None, revision: None, files: Default::default() };
     let record = RunRecord::new(model, environment_info(&plan.env, &plan.phase), Some(plan.settings.clone()));
     let run = ActiveRun::start(&opts.runs_dir, record, log)?;
     plan.execute(run, &[], log, started)
@@ -107,15 +111,21 @@ impl Plan {
         let env = open_env(opts.env.as_deref())?;
         let phase = env.phase(opts.phase.as_deref())?.name.clone();
         let device = parse_device(&opts.device)?;
-        let dtype = parse_dtype(&opts.dtype, &device)?;
+        let defaults = spec::defaults(opts.model.as_deref(), &opts.sources)?;
+        let dtype_given = match (&defaults.dtype, opts.dtype.as_str()) {
+            (Some(d), "auto") => d.as_str(),
+            _ => opts.dtype.as_str(),
+        };
+        let dtype = parse_dtype(dtype_given, &device)?;
         let gen = &env.manifest.generation;
-        let params = GenParams {
+        let mut params = GenParams {
             max_new_tokens: gen.max_new_tokens,
             stop: gen.stop.clone(),
             temperature: gen.temperature,
             top_k: gen.top_k,
             top_p: gen.top_p,
         };
+        defaults.generation.apply(&mut params);
         let inputs = RunInputs {
             env: opts.env.as_deref().map(|p| resume::absolute_if_exists(&p.to_string_lossy())),
             model: resume::normalize_model(opts.model.as_deref()),
@@ -200,7 +210,17 @@ impl Stages<'_> {
         }
 
         log.line(format!("Loading model: {}", record.model.spec));
-        let checkpoint = spec::resolve(self.opts.model.as_deref())?;
+        let resolved = spec::resolve_source(self.opts.model.as_deref(), &self.opts.sources)?;
+        if let Some(commit) = &resolved.revision {
+            log.line(format!("Model revision: {commit}"));
+        }
+        record.model.revision = resolved.revision.clone();
+        let checkpoint = match resolved.source {
+            ModelSource::Local(c) => *c,
+            ModelSource::Endpoint(e) => {
+                return Err(Error::model(format!("running:{}", e.url), "running endpoints are not supported by this build yet"))
+            }
+        };
         let hashes = checkpoint.file_hashes()?;
         if !record.model.files.is_empty() && record.model.files != hashes {
             return Err(Error::model(

@@ -44,7 +44,7 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         return Err(Error::Invalid(format!("{source}: no predictions")));
     }
     let mut record =
-        RunRecord::new(ModelInfo { spec: source.clone(), origin: source, parameters: None, files: Default::default() }, environment_info(&env, &phase.name), None);
+        RunRecord::new(ModelInfo { spec: source.clone(), origin: source, parameters: None, revision: None, files: Default::default() }, environment_info(&env, &phase.name), None);
     record.submission = Some("submission.zip".into());
     let mut run = ActiveRun::start(&opts.runs_dir, record, log)?;
     let result = (|| {

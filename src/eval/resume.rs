@@ -4,6 +4,7 @@
 //! in the journal are kept as they are; only the others run, so the finished run's artifacts
 //! equal those of a run that was never stopped.
 
+use crate::model::spec::SourceOptions;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,6 +20,8 @@ use crate::run::{RunRecord, RunStatus, RunsDir};
 /// Flags given together with `--resume`; `None` → not given, the run's own value is used.
 #[derive(Debug, Clone, Default)]
 pub struct GivenOptions {
+    /// Offline mode and registry for this invocation (not part of the run's identity).
+    pub sources: Option<SourceOptions>,
     pub env: Option<PathBuf>,
     pub model: Option<String>,
     pub phase: Option<String>,
@@ -88,6 +91,7 @@ pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Re
         seed: settings.seed,
         truncate: settings.truncate,
         runs_dir: runs_dir.to_path_buf(),
+        sources: SourceOptions::from_env(),
     };
     Ok(Recorded { dir, record, settings, inputs, opts })
 }
@@ -97,6 +101,9 @@ pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut
     let Recorded { dir, record, settings, inputs, mut opts } = recorded(runs_dir, run_id, "resume")?;
     check_given(run_id, given, &record, &settings, &inputs)?;
     opts.batch_size = given.batch_size.unwrap_or(settings.batch_size);
+    if let Some(sources) = &given.sources {
+        opts.sources = sources.clone();
+    }
 
     if record.status == RunStatus::Completed {
         // Re-running scoring could only rewrite the same files; a Completed run is final.

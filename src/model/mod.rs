@@ -6,8 +6,11 @@ pub mod config;
 pub mod decoder;
 pub mod gguf;
 pub mod gguf_tokenizer;
+pub mod hub;
+pub mod listing;
 mod rope;
 pub mod random;
+pub mod registry;
 pub mod spec;
 pub mod tokenizer;
 

@@ -1,37 +1,258 @@
-//! Model specs as users write them (design doc §1) → a checkpoint.
+//! Model specs as users write them (design doc §1) → where the model comes from.
+//!
+//! The four tabs of the platform's model picker are four prefixes: `hf:` (HuggingFace),
+//! `trained:` or a plain path (Trained), `platform:` (Platform Models, via the registry) and
+//! `running:` (an OpenAI-compatible server). Everything past this module sees either a
+//! [`Checkpoint`] to load in-process or an [`Endpoint`] to call.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use super::checkpoint::Checkpoint;
+use super::registry::{ModelDefaults, Registry};
 use crate::error::{Error, Result};
+
+/// A parsed `--model` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSpec {
+    Embedded,
+    Hf { repo: String, revision: Option<String> },
+    Trained(PathBuf),
+    Platform(String),
+    Running(Endpoint),
+}
+
+/// An OpenAI-compatible server: `running:URL[#MODEL_NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// As given, without a trailing slash (`http://host:8000` or `http://host:8000/v1`).
+    pub url: String,
+    /// The `model` field sent with each request; servers serving one model may not need it.
+    pub model: Option<String>,
+}
+
+impl ModelSpec {
+    pub fn parse(spec: &str) -> Result<Self> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err(Error::model("--model", "empty model spec"));
+        }
+        if spec == "embedded" || spec == crate::embedded::MODEL_ORIGIN {
+            return Ok(Self::Embedded);
+        }
+        if let Some(rest) = spec.strip_prefix("hf:") {
+            let (repo, revision) = match rest.split_once('@') {
+                Some((r, rev)) => (r, Some(rev)),
+                None => (rest, None),
+            };
+            let valid = repo.split('/').count() <= 2
+                && !repo.is_empty()
+                && repo.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+            if !valid || revision.is_some_and(str::is_empty) {
+                return Err(Error::model(spec, "expected hf:ORG/NAME or hf:ORG/NAME@REVISION (e.g. hf:HuggingFaceTB/SmolLM2-135M@main)"));
+            }
+            return Ok(Self::Hf { repo: repo.to_string(), revision: revision.map(str::to_string) });
+        }
+        if let Some(alias) = spec.strip_prefix("platform:") {
+            if alias.is_empty() {
+                return Err(Error::model(spec, "expected platform:ALIAS (`benchgen models list` shows the aliases)"));
+            }
+            return Ok(Self::Platform(alias.to_string()));
+        }
+        if let Some(rest) = spec.strip_prefix("running:") {
+            let (url, model) = match rest.split_once('#') {
+                Some((u, m)) if !m.is_empty() => (u, Some(m.to_string())),
+                Some((u, _)) => (u, None),
+                None => (rest, None),
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+                return Err(Error::model(spec, "expected running:http(s)://HOST[:PORT][/v1][#MODEL_NAME]"));
+            }
+            return Ok(Self::Running(Endpoint { url: url.trim_end_matches('/').to_string(), model }));
+        }
+        Ok(Self::Trained(PathBuf::from(spec.strip_prefix("trained:").unwrap_or(spec))))
+    }
+}
+
+impl fmt::Display for ModelSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Embedded => f.write_str(crate::embedded::MODEL_ORIGIN),
+            Self::Hf { repo, revision: Some(r) } => write!(f, "hf:{repo}@{r}"),
+            Self::Hf { repo, revision: None } => write!(f, "hf:{repo}"),
+            Self::Trained(p) => write!(f, "{}", p.display()),
+            Self::Platform(a) => write!(f, "platform:{a}"),
+            Self::Running(Endpoint { url, model: Some(m) }) => write!(f, "running:{url}#{m}"),
+            Self::Running(Endpoint { url, model: None }) => write!(f, "running:{url}"),
+        }
+    }
+}
+
+/// How model sources behave; from flags and the environment ([`SourceOptions::from_env`]).
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    /// Use the HF cache only (`--offline` or `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// The models registry (`--models-file` or `BENCHGEN_MODELS`); else the user's config dir.
+    pub models_file: Option<PathBuf>,
+    /// Show download progress bars (on a terminal).
+    pub progress: bool,
+}
+
+impl SourceOptions {
+    pub fn from_env() -> Self {
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let models_file = std::env::var_os("BENCHGEN_MODELS").filter(|v| !v.is_empty()).map(PathBuf::from);
+        Self { offline, models_file, progress: false }
+    }
+
+    pub fn registry(&self) -> Result<Registry> {
+        Registry::load(self.models_file.as_deref())
+    }
+}
+
+/// What a spec resolved to.
+pub enum ModelSource {
+    Local(Box<Checkpoint>),
+    Endpoint(Endpoint),
+}
+
+pub struct Resolved {
+    pub source: ModelSource,
+    /// The hub commit the files came from (`hf:` models, also through an alias).
+    pub revision: Option<String>,
+    /// Dtype, chat template and generation defaults from a registry alias.
+    pub defaults: ModelDefaults,
+}
 
 /// What `--model` was, for messages and the run record.
 pub fn describe(spec: Option<&str>) -> String {
     spec.map_or_else(|| crate::embedded::MODEL_ORIGIN.to_string(), str::to_string)
 }
 
-/// `None` or `embedded` → the model compiled into the binary; `trained:PATH` or a plain path →
-/// a local HF-layout checkpoint directory, or a GGUF file when the path ends in `.gguf`.
+/// Resolves `--model` (None → the embedded model): downloads hub models, follows aliases.
+pub fn resolve_source(spec: Option<&str>, opts: &SourceOptions) -> Result<Resolved> {
+    let Some(spec) = spec else {
+        return Ok(local(crate::embedded::model_checkpoint()));
+    };
+    resolve_parsed(&ModelSpec::parse(spec)?, opts, 0)
+}
+
+/// Resolves a spec that must be loadable in-process (a checkpoint, not a server).
 pub fn resolve(spec: Option<&str>) -> Result<Checkpoint> {
-    let Some(spec) = spec else { return Ok(crate::embedded::model_checkpoint()) };
-    if spec == "embedded" || spec == crate::embedded::MODEL_ORIGIN {
-        return Ok(crate::embedded::model_checkpoint());
+    resolve_checkpoint(spec, &SourceOptions::from_env()).map(|(c, _)| c)
+}
+
+/// Like [`resolve_source`], refusing servers; returns the hub commit too.
+pub fn resolve_checkpoint(spec: Option<&str>, opts: &SourceOptions) -> Result<(Checkpoint, Option<String>)> {
+    let r = resolve_source(spec, opts)?;
+    match r.source {
+        ModelSource::Local(c) => Ok((*c, r.revision)),
+        ModelSource::Endpoint(e) => Err(Error::model(
+            format!("running:{}", e.url),
+            "a running server cannot be used here; pass a checkpoint (hf:, trained: or a path)",
+        )),
     }
-    for (prefix, what) in [
-        ("hf:", "HuggingFace hub models"),
-        ("platform:", "platform model aliases"),
-        ("running:", "running endpoints"),
-    ] {
-        if spec.starts_with(prefix) {
-            return Err(Error::model(
-                spec,
-                format!("{what} ({prefix}…) are not supported by this build yet; pass a local checkpoint directory or .gguf file"),
-            ));
+}
+
+fn local(c: Checkpoint) -> Resolved {
+    Resolved { source: ModelSource::Local(Box::new(c)), revision: None, defaults: ModelDefaults::default() }
+}
+
+/// An alias's defaults (following aliases to aliases), without downloading anything: cheap
+/// enough to check before a run is created, so an unknown alias leaves no Failed run behind.
+pub fn defaults(spec: Option<&str>, opts: &SourceOptions) -> Result<ModelDefaults> {
+    let Some(spec) = spec else { return Ok(ModelDefaults::default()) };
+    let mut spec = ModelSpec::parse(spec)?;
+    let mut out = ModelDefaults::default();
+    let mut registry: Option<Registry> = None;
+    for _ in 0..MAX_ALIAS_DEPTH {
+        let ModelSpec::Platform(alias) = &spec else { return Ok(out) };
+        let reg = match &registry {
+            Some(r) => r,
+            None => registry.insert(opts.registry()?),
+        };
+        let entry = reg.get(alias)?;
+        out = out.over(entry.defaults.clone());
+        spec = entry.spec()?;
+    }
+    Err(Error::model(spec.to_string(), "aliases refer to each other in a loop"))
+}
+
+/// Aliases may point at aliases; this bounds the chain so a cycle is an error, not a hang.
+const MAX_ALIAS_DEPTH: usize = 8;
+
+fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Result<Resolved> {
+    match spec {
+        ModelSpec::Embedded => Ok(local(crate::embedded::model_checkpoint())),
+        ModelSpec::Hf { repo, revision } => {
+            let hub_opts = super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
+            let snap = super::hub::fetch(repo, revision.as_deref(), &hub_opts)?;
+            let mut ckpt = Checkpoint::from_dir(&snap.dir)?;
+            ckpt.origin = format!("hf:{repo}@{}", snap.commit);
+            Ok(Resolved { revision: Some(snap.commit), ..local(ckpt) })
+        }
+        ModelSpec::Trained(path) => resolve_path(path).map(local),
+        ModelSpec::Running(e) => Ok(Resolved {
+            source: ModelSource::Endpoint(e.clone()),
+            revision: None,
+            defaults: ModelDefaults::default(),
+        }),
+        ModelSpec::Platform(alias) => {
+            if depth >= MAX_ALIAS_DEPTH {
+                return Err(Error::model(format!("platform:{alias}"), "aliases refer to each other in a loop"));
+            }
+            let registry = opts.registry()?;
+            let entry = registry.get(alias)?;
+            let mut resolved = resolve_parsed(&entry.spec()?, opts, depth + 1)?;
+            if let ModelSource::Local(ckpt) = &mut resolved.source {
+                if let Some(template) = &entry.defaults.chat_template {
+                    ckpt.chat_template_jinja = Some(registry.read_chat_template(alias, template)?);
+                }
+            }
+            resolved.defaults = entry.defaults.clone().over(resolved.defaults);
+            Ok(resolved)
         }
     }
-    let path = Path::new(spec.strip_prefix("trained:").unwrap_or(spec));
+}
+
+/// A local checkpoint directory, or a GGUF file when the path ends in `.gguf`.
+fn resolve_path(path: &Path) -> Result<Checkpoint> {
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
         return super::gguf::checkpoint(path);
     }
     Checkpoint::from_dir(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_form() {
+        assert_eq!(ModelSpec::parse("embedded").unwrap(), ModelSpec::Embedded);
+        assert_eq!(
+            ModelSpec::parse("hf:Org/Name@abc").unwrap(),
+            ModelSpec::Hf { repo: "Org/Name".into(), revision: Some("abc".into()) }
+        );
+        assert_eq!(ModelSpec::parse("hf:gpt2").unwrap(), ModelSpec::Hf { repo: "gpt2".into(), revision: None });
+        assert_eq!(ModelSpec::parse("trained:ck/a").unwrap(), ModelSpec::Trained("ck/a".into()));
+        assert_eq!(ModelSpec::parse("./ck").unwrap(), ModelSpec::Trained("./ck".into()));
+        assert_eq!(ModelSpec::parse("platform:small").unwrap(), ModelSpec::Platform("small".into()));
+        assert_eq!(
+            ModelSpec::parse("running:http://h:8000/v1/#m-1").unwrap(),
+            ModelSpec::Running(Endpoint { url: "http://h:8000/v1".into(), model: Some("m-1".into()) })
+        );
+        for s in ["hf:", "hf:a/b/c", "hf:a b/c", "hf:a/b@", "platform:", "running:ftp://x", "running:http://", ""] {
+            assert!(ModelSpec::parse(s).is_err(), "{s:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in ["hf:Org/Name@abc", "hf:gpt2", "platform:small", "running:http://h:1#m", "running:http://h:1"] {
+            assert_eq!(ModelSpec::parse(s).unwrap().to_string(), s);
+        }
+    }
 }

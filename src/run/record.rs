@@ -33,6 +33,9 @@ pub struct ModelInfo {
     pub origin: String,
     #[serde(default)]
     pub parameters: Option<usize>,
+    /// The hub commit the files came from (hf: models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// sha256 of each file the model was read from (config, tokenizer, weights).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub files: std::collections::BTreeMap<String, String>,
