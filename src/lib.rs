@@ -10,6 +10,9 @@ pub mod env;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod interrupt;
 pub mod leaderboard;
 pub mod log;

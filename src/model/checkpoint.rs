@@ -259,9 +259,14 @@ const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
 /// JSON, and each tensor's dtype, shape and `data_offsets` (inside the file, and as long as
 /// shape × dtype size). The message names the tensor and says what is wrong.
 fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
-    use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    check_safetensors_header(&mut file, file_len)
+}
+
+/// [`check_safetensors`] on any reader positioned at the start of a `file_len`-byte file (the
+/// fuzz target feeds it bytes).
+pub fn check_safetensors_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Result<(), String> {
     let mut len_bytes = [0u8; 8];
     if file_len < 8 {
         return Err(format!("truncated: {file_len} bytes, shorter than the 8-byte safetensors header length"));

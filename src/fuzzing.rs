@@ -1,0 +1,81 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/` (built with the `fuzzing` feature only).
+//! Each takes arbitrary bytes and must return, never panic, hang or allocate without bound.
+
+use std::sync::OnceLock;
+
+use crate::env::manifest::Manifest;
+use crate::score::Scorer;
+
+/// `environment.toml` parsing and validation.
+pub fn manifest(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = Manifest::parse(text);
+    }
+}
+
+/// The phase-file readers: the first byte picks JSONL, JSON or CSV; the fields mapping is a
+/// multiple-choice one with dotted paths, so the choice and path code runs too.
+pub fn dataset(data: &[u8]) {
+    static FIELDS: OnceLock<Manifest> = OnceLock::new();
+    let manifest = FIELDS.get_or_init(|| {
+        Manifest::parse(
+            r#"name = "f"
+version = "1"
+[[phases]]
+name = "test"
+data = "data/test.jsonl"
+[fields]
+id = "meta.id"
+input = "question"
+target = "answer"
+choices = "choices.text"
+choice_labels = "choices.label"
+[prompt]
+template = "{{ question }}"
+[scoring]
+method = "loglikelihood"
+"#,
+        )
+        .expect("the fuzz manifest is valid")
+    });
+    let Some((&which, bytes)) = data.split_first() else { return };
+    let name = ["test.jsonl", "test.json", "test.csv"][usize::from(which % 3)];
+    let _ = crate::env::parse_items("fuzz", name, bytes, &manifest.fields, None);
+}
+
+/// Answer extraction and normalisation, with the scorers of the shipped environments: the
+/// input is `prediction \0 target`.
+pub fn scoring(data: &[u8]) {
+    static SCORERS: OnceLock<Vec<Scorer>> = OnceLock::new();
+    let scorers = SCORERS.get_or_init(|| {
+        [
+            include_str!("../fixtures/embedded/env/environment.toml"),
+            include_str!("../environments/math500/environment.toml"),
+            include_str!("../environments/triviaqa/environment.toml"),
+            include_str!("../environments/mmlu/environment.toml"),
+        ]
+        .iter()
+        .map(|t| Manifest::parse(t).expect("shipped manifests parse").scoring.compile().expect("and compile"))
+        .collect()
+    });
+    let text = String::from_utf8_lossy(data);
+    let (prediction, target) = text.split_once('\0').unwrap_or((&text, ""));
+    for s in scorers {
+        let _ = s.score_refs(prediction, &[target, prediction]);
+    }
+}
+
+/// The safetensors header check that runs before a file is memory-mapped.
+pub fn safetensors(data: &[u8]) {
+    let _ = crate::model::checkpoint::check_safetensors_header(&mut &data[..], data.len() as u64);
+}
+
+/// The GGUF reader (header, metadata, tensor index, tokenizer, config). It reads files, so the
+/// bytes go to one scratch file per process.
+pub fn gguf(data: &[u8]) {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| std::env::temp_dir().join(format!("benchgen-fuzz-{}.gguf", std::process::id())));
+    if std::fs::write(path, data).is_ok() {
+        let _ = crate::model::gguf::checkpoint(path);
+    }
+}
