@@ -65,6 +65,9 @@ def make_adapter(name, base, lora_args):
     cfg_path = out / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = f"../{base}"
+    # peft keeps a list of target modules as a set: sorted, reruns write the same file.
+    if isinstance(cfg["target_modules"], list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return out
 
