@@ -66,5 +66,6 @@ pub fn model_checkpoint() -> Checkpoint {
         generation_config_json: Some(text(GENERATION_CONFIG)),
         chat_template_jinja: None,
         weights: Weights::Static(WEIGHTS),
+        lora: None,
     }
 }

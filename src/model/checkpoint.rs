@@ -12,6 +12,7 @@ use super::chat::ChatTemplate;
 use super::config::{ModelConfig, TokenIds};
 use super::decoder::Decoder;
 use super::gguf::GgufWeights;
+use super::lora::LoraAdapter;
 use super::tokenizer::TextTokenizer;
 use crate::error::{Error, Result};
 
@@ -34,6 +35,8 @@ pub struct Checkpoint {
     /// transformers 5 saves the chat template here rather than in tokenizer_config.json.
     pub chat_template_jinja: Option<String>,
     pub weights: Weights,
+    /// A PEFT LoRA adapter merged into `weights` at load.
+    pub lora: Option<Box<LoraAdapter>>,
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -56,6 +59,17 @@ struct ShardIndex {
 impl Checkpoint {
     /// sha256 of every file the model is read from, by file name (weights streamed from disk).
     pub fn file_hashes(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut out = self.base_file_hashes()?;
+        if let Some(lora) = &self.lora {
+            for f in lora.files() {
+                let name = f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
+                out.insert(name, crate::run::hash::sha256_file(&f)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn base_file_hashes(&self) -> Result<std::collections::BTreeMap<String, String>> {
         use crate::run::hash::{sha256_file, sha256_hex};
         let mut out = std::collections::BTreeMap::new();
         let file_name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -142,6 +156,7 @@ impl Checkpoint {
             generation_config_json: read_optional(&dir.join("generation_config.json"))?,
             chat_template_jinja: read_optional(&dir.join("chat_template.jinja"))?,
             weights: Weights::Files(files),
+            lora: None,
         })
     }
 }
@@ -243,8 +258,16 @@ impl LoadedModel {
             Weights::Gguf(gguf) => Ok(gguf.var_builder(origin, dtype, device)?),
         }
         .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
-        let model = Decoder::load(vb, &cfg)
-            .map_err(|e| Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}")))?;
+        let model = match &ckpt.lora {
+            Some(lora) => {
+                let (vb, merge) = lora.var_builder(vb, origin)?;
+                let model = Decoder::load(vb, &cfg);
+                merge.finish(lora, model.is_ok(), origin)?;
+                model
+            }
+            None => Decoder::load(vb, &cfg),
+        }
+        .map_err(|e| Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}")))?;
         let num_parameters = count_parameters(&cfg);
         let chat_template = chat_template(ckpt)?;
         Ok(Self { model, tokenizer, chat_template, origin: origin.clone(), num_parameters })
@@ -258,7 +281,7 @@ const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
 /// length against the file's size (a huge claimed size fails here, nothing is allocated), the
 /// JSON, and each tensor's dtype, shape and `data_offsets` (inside the file, and as long as
 /// shape × dtype size). The message names the tensor and says what is wrong.
-fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
+pub(crate) fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let file_len = file.metadata().map_err(|e| e.to_string())?.len();
     check_safetensors_header(&mut file, file_len)

@@ -451,6 +451,7 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
         generation_config_json: Some(generation_config.to_string()),
         chat_template_jinja: None,
         weights: Weights::Gguf(Box::new(GgufWeights { path: path.to_path_buf(), content, tensors })),
+        lora: None,
     })
 }
 

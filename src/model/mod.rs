@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod hub;
 pub mod listing;
+pub mod lora;
 mod rope;
 pub mod random;
 pub mod registry;

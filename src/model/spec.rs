@@ -193,6 +193,7 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
             ckpt.origin = format!("hf:{repo}@{}", snap.commit);
             Ok(Resolved { revision: Some(snap.commit), ..local(ckpt) })
         }
+        ModelSpec::Trained(path) if super::lora::is_adapter_dir(path) => resolve_adapter(path, opts, depth),
         ModelSpec::Trained(path) => resolve_path(path).map(local),
         ModelSpec::Running(e) => Ok(Resolved {
             source: ModelSource::Endpoint(e.clone()),
@@ -215,6 +216,31 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
             Ok(resolved)
         }
     }
+}
+
+/// A PEFT LoRA adapter on its base model, itself any spec (an adapter's base may be reached
+/// through aliases, so the same depth bound applies).
+fn resolve_adapter(dir: &Path, opts: &SourceOptions, depth: usize) -> Result<Resolved> {
+    let origin = dir.display().to_string();
+    if depth >= MAX_ALIAS_DEPTH {
+        return Err(Error::model(&origin, "LoRA adapters' base models refer to each other in a loop"));
+    }
+    let adapter = super::lora::LoraAdapter::read(dir)?;
+    let base = adapter.base_spec()?;
+    let mut resolved = resolve_parsed(&base, opts, depth + 1).map_err(|e| {
+        Error::model(&origin, format!("LoRA adapter: cannot load its base model {base} (base_model_name_or_path): {e}"))
+    })?;
+    let ModelSource::Local(ckpt) = &mut resolved.source else {
+        return Err(Error::model(&origin, format!("LoRA adapter: its base {base} is a server; the adapter needs the base's weights")));
+    };
+    if ckpt.lora.is_some() {
+        return Err(Error::model(
+            &origin,
+            format!("LoRA adapter: its base {base} is itself a LoRA adapter; merge that one first (peft's merge_and_unload())"),
+        ));
+    }
+    adapter.attach(ckpt)?;
+    Ok(resolved)
 }
 
 /// A local checkpoint directory, or a GGUF file when the path ends in `.gguf`.
