@@ -307,3 +307,47 @@ fn generate_completes_prompts_on_a_server() {
     assert_eq!(requests[1].body["messages"], serde_json::json!([{"role": "user", "content": "7-2="}]));
     assert!(requests[1].body.get("stop").is_none());
 }
+
+#[test]
+fn an_interrupted_server_run_resumes_to_the_servers_answers() {
+    let server = OpenAiServer::start(Behavior { delay: Duration::from_millis(40), ..Behavior::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("running:{}#test-model", server.url());
+    let journal = dir.path().join("runs/1/predictions.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        .args(["eval", "--model", &spec, "--batch-size", "2"])
+        .current_dir(dir.path())
+        .env_remove("BENCHGEN_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let lines = || std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
+    while lines() < 10 {
+        assert!(started.elapsed() < RUN_LIMIT, "the journal never reached 10 lines");
+        assert!(child.try_wait().unwrap().is_none(), "benchgen ended before it was interrupted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr:\n{}", stderr(&out));
+    assert_eq!(read_json(&dir.path().join("runs/1/run.json"))["status"], "Interrupted");
+    let kept = lines();
+    assert!((10..100).contains(&kept), "{kept} lines journaled");
+
+    ok(&run(dir.path(), &["eval", "--resume", "1"], &[]));
+    let rec = read_json(&dir.path().join("runs/1/run.json"));
+    assert_eq!(rec["status"], "Completed");
+    let preds = read_jsonl(&journal);
+    assert_eq!(preds.len(), 100);
+    let ids: std::collections::HashSet<&str> = preds.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 100);
+    for p in &preds {
+        assert_eq!(p["prediction"], answer_for(p["prompt"].as_str().unwrap()));
+    }
+    // Only the items not journaled were asked again (plus at most the two in flight at Ctrl-C).
+    let asked = server.requests().len();
+    assert!((100..=102).contains(&asked), "{asked} requests");
+}

@@ -103,7 +103,7 @@ impl Client {
                 },
                 |s| s.clamp(0.0, RETRY_AFTER_CAP_S),
             );
-            std::thread::sleep(Duration::from_secs_f64(pause));
+            pause_unless_interrupted(Duration::from_secs_f64(pause));
             attempt += 1;
         }
     }
@@ -206,6 +206,17 @@ fn read_timeout() -> Result<Duration, String> {
             _ => Err(format!("BENCHGEN_REQUEST_TIMEOUT={v}: expected a number of seconds above 0")),
         },
         _ => Ok(Duration::from_secs_f64(DEFAULT_READ_TIMEOUT_S)),
+    }
+}
+
+/// Sleeps in short steps, so Ctrl-C during a long `Retry-After` stops the run promptly.
+fn pause_unless_interrupted(total: Duration) {
+    let step = Duration::from_millis(100);
+    let mut left = total;
+    while !left.is_zero() && !crate::interrupt::requested() {
+        let now = left.min(step);
+        std::thread::sleep(now);
+        left -= now;
     }
 }
 

@@ -32,7 +32,11 @@ pub fn run<T: Sync, R: Send>(
                     break;
                 }
                 let Some(job) = jobs.get(next.fetch_add(1, Ordering::SeqCst)) else { break };
-                let result = work(job);
+                // A request cut short by Ctrl-C (during a retry pause) is an interruption, not a failure.
+                let result = match work(job) {
+                    Err(_) if crate::interrupt::requested() => Err(Error::Interrupted),
+                    r => r,
+                };
                 let failed = result.is_err();
                 if tx.send(result).is_err() || failed {
                     break;
