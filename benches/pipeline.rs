@@ -47,6 +47,7 @@ fn generate(c: &mut Criterion) {
                         params: params.clone(),
                         seed: 0,
                         truncate: Truncate::Error,
+                        messages: None,
                     })
                     .collect();
                 let mut n = 0;

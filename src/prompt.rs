@@ -87,23 +87,34 @@ impl PromptBuilder {
         }
     }
 
+    /// The environment's `[prompt] chat` setting.
+    pub fn chat_mode(&self) -> ChatMode {
+        self.chat
+    }
+
+    /// The conversation a chat template (the model's, or a server's) turns into the prompt:
+    /// the system prompt, if any, then the item as the user's turn.
+    pub fn messages(&self, item: &Item) -> Result<Vec<Message>> {
+        let mut messages = Vec::new();
+        if !self.system.is_empty() {
+            messages.push(Message { role: "system".into(), content: self.system.clone() });
+        }
+        messages.push(Message { role: "user".into(), content: self.render_body(item)? });
+        Ok(messages)
+    }
+
     /// The full prompt: system and user turns through the chat template, or plain text with
     /// the system prompt ahead of it.
     pub fn render(&self, item: &Item, chat: Option<&ChatTemplate>) -> Result<Prompt> {
-        let body = self.render_body(item)?;
         match chat {
             Some(t) => {
-                let mut messages = Vec::new();
-                if !self.system.is_empty() {
-                    messages.push(Message { role: "system".into(), content: self.system.clone() });
-                }
-                messages.push(Message { role: "user".into(), content: body });
                 let text = t
-                    .render(&messages, true)
+                    .render(&self.messages(item)?, true)
                     .map_err(|e| Error::Invalid(format!("item {}: {e}", item.id)))?;
                 Ok(Prompt { text, add_special_tokens: false })
             }
             None => {
+                let body = self.render_body(item)?;
                 let text = if self.system.is_empty() { body } else { format!("{}\n\n{body}", self.system) };
                 Ok(Prompt { text, add_special_tokens: true })
             }
@@ -159,6 +170,9 @@ mod tests {
         let p = b.render(&it, chat).unwrap();
         assert_eq!(p.text, "<|system|>\nAnswer briefly.</s>\n<|user|>\nhi</s>\n<|assistant|>\n");
         assert!(!p.add_special_tokens);
+        let messages = b.messages(&it).unwrap();
+        let roles: Vec<(&str, &str)> = messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
+        assert_eq!(roles, [("system", "Answer briefly."), ("user", "hi")]);
     }
 
     #[test]

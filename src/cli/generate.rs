@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use benchgen::device::{parse_device, parse_dtype};
+use benchgen::engine::remote::RemoteEngine;
 use benchgen::engine::{sampling, GenOutput, GenParams, GenRequest, Generator, LocalEngine, Truncate};
 use benchgen::model::chat::Message;
-use benchgen::model::{spec, LoadedModel};
+use benchgen::model::spec::{self, ModelSource};
+use benchgen::model::LoadedModel;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -48,15 +50,6 @@ fn read_prompts_file(path: &PathBuf) -> anyhow::Result<Vec<(String, String)>> {
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let prompts = read_prompts(&args)?;
-    let device = parse_device(&args.device)?;
-    let dtype = parse_dtype(&args.dtype, &device)?;
-    let (checkpoint, _) = spec::resolve_checkpoint(args.model.as_deref(), &args.sources.options())?;
-    let model = LoadedModel::load(&checkpoint, &device, dtype)?;
-    let chat = if args.chat {
-        Some(model.chat_template.as_ref().with_context(|| format!("{} has no chat template", model.origin))?)
-    } else {
-        None
-    };
     let params = GenParams {
         max_new_tokens: args.max_new_tokens,
         stop: args.stop.clone(),
@@ -64,13 +57,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         top_k: None,
         top_p: None,
     };
+    let (mut engine, rendered) = engine_and_prompts(&args, &prompts)?;
     let mut requests = Vec::with_capacity(prompts.len());
     let mut texts = Vec::with_capacity(prompts.len());
-    for (index, (id, prompt)) in prompts.iter().enumerate() {
-        let (text, add_special_tokens) = match chat {
-            Some(t) => (t.render(&[Message { role: "user".into(), content: prompt.clone() }], true)?, false),
-            None => (prompt.clone(), true),
-        };
+    for (index, ((id, _), (text, add_special_tokens, messages))) in prompts.iter().zip(rendered).enumerate() {
         texts.push(text.clone());
         requests.push(GenRequest {
             index,
@@ -80,10 +70,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             params: params.clone(),
             seed: sampling::item_seed(args.seed, id),
             truncate: Truncate::Error,
+            messages,
         });
     }
     let mut outputs: Vec<Option<GenOutput>> = vec![None; prompts.len()];
-    let mut engine = LocalEngine::new(model, args.batch_size);
     engine.generate(requests, &mut |o| {
         let i = o.index;
         outputs[i] = Some(o);
@@ -102,4 +92,35 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Each prompt as the engine takes it: text, whether the tokenizer adds special tokens, and
+/// for a server's chat endpoint the conversation.
+type Rendered = (String, bool, Option<Vec<Message>>);
+
+/// A local model renders `--chat` prompts with its own template; a server gets the user turn
+/// on `/v1/chat/completions` and applies its template itself.
+fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyhow::Result<(Box<dyn Generator>, Vec<Rendered>)> {
+    // Checked first, so a typo fails before any download.
+    let device = parse_device(&args.device)?;
+    let dtype = parse_dtype(&args.dtype, &device)?;
+    let resolved = spec::resolve_source(args.model.as_deref(), &args.sources.options())?;
+    let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];
+    match resolved.source {
+        ModelSource::Endpoint(endpoint) => {
+            let engine = RemoteEngine::connect(&endpoint, args.batch_size)?;
+            let rendered = prompts.iter().map(|(_, p)| (p.clone(), true, args.chat.then(|| user(p)))).collect();
+            Ok((Box::new(engine), rendered))
+        }
+        ModelSource::Local(checkpoint) => {
+            let model = LoadedModel::load(&checkpoint, &device, dtype)?;
+            let rendered = if args.chat {
+                let t = model.chat_template.as_ref().with_context(|| format!("{} has no chat template", model.origin))?;
+                prompts.iter().map(|(_, p)| Ok((t.render(&user(p), true)?, false, None))).collect::<anyhow::Result<_>>()?
+            } else {
+                prompts.iter().map(|(_, p)| (p.clone(), true, None)).collect()
+            };
+            Ok((Box::new(LocalEngine::new(model, args.batch_size)), rendered))
+        }
+    }
 }

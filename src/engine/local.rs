@@ -160,6 +160,7 @@ impl Generator for LocalEngine {
                         text: String::new(),
                         token_ids: Vec::new(),
                         tokens_in: prompt.len(),
+                        tokens_out: 0,
                         tokens_dropped: 0,
                         finish_reason: FinishReason::Length,
                     })?;
@@ -178,6 +179,7 @@ impl Generator for LocalEngine {
                     Some((finish_reason, text)) => on_done(GenOutput {
                         index: r.req.index,
                         text,
+                        tokens_out: r.generated.len(),
                         token_ids: r.generated,
                         tokens_in: r.tokens_in,
                         tokens_dropped: r.tokens_dropped,

@@ -1,9 +1,10 @@
 //! The engine turns prompts into completions. The rest of the pipeline only sees the
-//! [`Generator`] trait, so backends (local candle model today; servers later) plug in without
-//! touching it.
+//! [`Generator`] trait, so backends (a local candle model, an OpenAI-compatible server) plug
+//! in without touching it.
 
 mod local;
 mod loglik;
+pub mod remote;
 pub mod sampling;
 mod stop;
 
@@ -14,6 +15,7 @@ pub use stop::find_stop;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::model::chat::Message;
 
 /// How one item is decoded. `temperature == 0` is greedy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +67,10 @@ pub struct GenRequest {
     pub seed: u64,
     /// A prompt longer than the context: refused, or cut from the left.
     pub truncate: Truncate,
+    /// The conversation, for backends that apply a chat template themselves (a server's
+    /// `/v1/chat/completions`); `prompt` is then its plain-text form, for the record. A local
+    /// model only reads `prompt`.
+    pub messages: Option<Vec<Message>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,8 +90,10 @@ pub enum FinishReason {
 pub struct GenOutput {
     pub index: usize,
     pub text: String,
+    /// Empty when the backend does not expose token ids (a server).
     pub token_ids: Vec<u32>,
     pub tokens_in: usize,
+    pub tokens_out: usize,
     /// Prompt tokens dropped from the left to fit the context (`--truncate left`).
     pub tokens_dropped: usize,
     pub finish_reason: FinishReason,

@@ -2,11 +2,10 @@
 //! the likeliest one is the prediction (`acc`), and per-character likelihood gives `acc_norm`.
 
 use super::{Finished, Scoring, Stages};
-use crate::engine::{FinishReason, Generator, LocalEngine, LoglikRequest};
+use crate::engine::{FinishReason, Generator, LoglikRequest};
 use crate::env::Item;
 use crate::error::{Error, Result};
 use crate::log::RunLog;
-use crate::model::LoadedModel;
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::DetailedRecord;
 use crate::run::PredictionRecord;
@@ -26,7 +25,7 @@ impl Stages<'_> {
     /// Scores every option of every item; journals an item once all its options are scored.
     pub(super) fn score_options(
         &self,
-        model: LoadedModel,
+        engine: &mut dyn Generator,
         items: &[Item],
         prompts: &[Prompt],
         builder: &PromptBuilder,
@@ -46,7 +45,6 @@ impl Stages<'_> {
         }
         let mut logprobs: Vec<Vec<Option<f64>>> = items.iter().map(|it| vec![None; it.choices.len()]).collect();
         let mut context_tokens = vec![0; items.len()];
-        let mut engine = LocalEngine::new(model, self.opts.batch_size);
         engine.loglikelihood(requests, &mut |out| {
             let (i, c) = owner[out.index];
             logprobs[i][c] = Some(out.logprob);

@@ -4,6 +4,7 @@
 //! when anything after the run's creation goes wrong).
 
 mod choice;
+mod engines;
 mod finished;
 mod lifecycle;
 mod rescore;
@@ -14,6 +15,7 @@ mod scoring;
 pub use rescore::{run_score, SavedPredictions, ScoreOptions};
 pub use verify::{verify_run, Difference, VerifyReport};
 pub use resume::{resume_eval, GivenOptions};
+use engines::Prepared;
 use finished::Finished;
 use lifecycle::{environment_info, open_env, ActiveRun};
 use scoring::Scoring;
@@ -24,13 +26,12 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::device::{dtype_name, parse_device, parse_dtype};
-use crate::engine::{GenParams, GenRequest, Generator, LocalEngine, Truncate};
+use crate::engine::{GenParams, GenRequest, Generator, Truncate};
 use crate::env::{Environment, Item};
 use crate::error::{Error, Result};
-use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
-use crate::model::spec::{self, ModelSource, SourceOptions};
-use crate::model::LoadedModel;
+use crate::model::chat::Message;
+use crate::model::spec::{self, SourceOptions};
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
 use crate::engine::sampling;
@@ -215,39 +216,13 @@ impl Stages<'_> {
             log.line(format!("Model revision: {commit}"));
         }
         record.model.revision = resolved.revision.clone();
-        let checkpoint = match resolved.source {
-            ModelSource::Local(c) => *c,
-            ModelSource::Endpoint(e) => {
-                return Err(Error::model(format!("running:{}", e.url), "running endpoints are not supported by this build yet"))
-            }
-        };
-        let hashes = checkpoint.file_hashes()?;
-        if !record.model.files.is_empty() && record.model.files != hashes {
-            return Err(Error::model(
-                &checkpoint.origin,
-                format!("its files changed since run {} started (recorded {:?}, now {:?})", record.run_id, record.model.files, hashes),
-            ));
-        }
-        record.model.files = hashes;
-        let model = LoadedModel::load(&checkpoint, &self.device, self.dtype)?;
-        record.model.origin = model.origin.clone();
-        record.model.parameters = Some(model.num_parameters);
-        write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
-        log.line(format!(
-            "Model loaded: {} parameters, device {}, dtype {}",
-            model.num_parameters, self.opts.device, dtype_name(self.dtype)
-        ));
-        let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;
-        if chat.is_some() {
-            log.line("Applying the model's chat template");
-        }
-        let prompts = items.iter().map(|it| builder.render(it, chat)).collect::<Result<Vec<_>>>()?;
+        let Prepared { mut engine, prompts, messages } =
+            self.prepare_engine(resolved.source, record, &builder, &items, log)?;
 
-        let multiple_choice = self.env.manifest.scoring.method == Method::Loglikelihood;
-        let predictions = if multiple_choice {
-            self.score_options(model, &items, &prompts, &builder, log)?
+        let predictions = if self.multiple_choice() {
+            self.score_options(engine.as_mut(), &items, &prompts, &builder, log)?
         } else {
-            self.generate(model, &items, &prompts, log)?
+            self.generate(engine.as_mut(), &items, &prompts, messages.as_deref(), log)?
         };
         // Every prediction is journaled: an interruption now still leaves a resumable run.
         crate::interrupt::check()?;
@@ -269,11 +244,16 @@ impl Stages<'_> {
         Scoring { env: self.env, run_dir: self.run_dir }.score_and_report(record, &items, &submitted, started, log)
     }
 
+    fn multiple_choice(&self) -> bool {
+        self.env.manifest.scoring.method == Method::Loglikelihood
+    }
+
     fn generate(
         &self,
-        model: LoadedModel,
+        engine: &mut dyn Generator,
         items: &[Item],
         prompts: &[Prompt],
+        messages: Option<&[Vec<Message>]>,
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
         let mut finished = Finished::new(self.run_dir, items, self.journaled, log)?;
@@ -290,16 +270,16 @@ impl Stages<'_> {
                 params: self.params.clone(),
                 seed: sampling::item_seed(self.opts.seed, &item.id),
                 truncate: self.opts.truncate,
+                messages: messages.map(|m| m[index].clone()),
             })
             .collect();
-        let mut engine = LocalEngine::new(model, self.opts.batch_size);
         engine.generate(requests, &mut |out| {
             let rec = PredictionRecord {
                 id: items[out.index].id.clone(),
                 prompt: prompts[out.index].text.clone(),
                 prediction: out.text,
                 tokens_in: out.tokens_in,
-                tokens_out: out.token_ids.len(),
+                tokens_out: out.tokens_out,
                 tokens_dropped: out.tokens_dropped,
                 finish_reason: Some(out.finish_reason),
                 choice_logprobs: None,

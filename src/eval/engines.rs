@@ -1,0 +1,121 @@
+//! Which engine a run's items go to (a checkpoint loaded in-process, or a running
+//! OpenAI-compatible server) and the prompts in the form each one takes.
+
+use super::Stages;
+use crate::device::dtype_name;
+use crate::engine::remote::RemoteEngine;
+use crate::engine::{Generator, LocalEngine};
+use crate::env::{ChatMode, Item};
+use crate::error::{Error, Result};
+use crate::fsutil::write_json_atomic;
+use crate::log::RunLog;
+use crate::model::chat::Message;
+use crate::model::checkpoint::Checkpoint;
+use crate::model::spec::{Endpoint, ModelSource};
+use crate::model::LoadedModel;
+use crate::prompt::{Prompt, PromptBuilder};
+use crate::run::RunRecord;
+
+pub(super) struct Prepared {
+    pub engine: Box<dyn Generator>,
+    pub prompts: Vec<Prompt>,
+    /// Per item, the conversation for a server's chat endpoint (`chat = true` over a server).
+    pub messages: Option<Vec<Vec<Message>>>,
+}
+
+impl Stages<'_> {
+    /// Loads or connects to the model, records it in `run.json`, and renders every prompt.
+    pub(super) fn prepare_engine(
+        &self,
+        source: ModelSource,
+        record: &mut RunRecord,
+        builder: &PromptBuilder,
+        items: &[Item],
+        log: &mut RunLog,
+    ) -> Result<Prepared> {
+        match source {
+            ModelSource::Local(checkpoint) => self.local(*checkpoint, record, builder, items, log),
+            ModelSource::Endpoint(endpoint) => self.remote(&endpoint, record, builder, items, log),
+        }
+    }
+
+    fn local(
+        &self,
+        checkpoint: Checkpoint,
+        record: &mut RunRecord,
+        builder: &PromptBuilder,
+        items: &[Item],
+        log: &mut RunLog,
+    ) -> Result<Prepared> {
+        let hashes = checkpoint.file_hashes()?;
+        if !record.model.files.is_empty() && record.model.files != hashes {
+            return Err(Error::model(
+                &checkpoint.origin,
+                format!("its files changed since run {} started (recorded {:?}, now {:?})", record.run_id, record.model.files, hashes),
+            ));
+        }
+        record.model.files = hashes;
+        let model = LoadedModel::load(&checkpoint, &self.device, self.dtype)?;
+        record.model.origin = model.origin.clone();
+        record.model.parameters = Some(model.num_parameters);
+        write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
+        log.line(format!(
+            "Model loaded: {} parameters, device {}, dtype {}",
+            model.num_parameters, self.opts.device, dtype_name(self.dtype)
+        ));
+        let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;
+        if chat.is_some() {
+            log.line("Applying the model's chat template");
+        }
+        let prompts = items.iter().map(|it| builder.render(it, chat)).collect::<Result<Vec<_>>>()?;
+        Ok(Prepared { engine: Box::new(LocalEngine::new(model, self.opts.batch_size)), prompts, messages: None })
+    }
+
+    fn remote(
+        &self,
+        endpoint: &Endpoint,
+        record: &mut RunRecord,
+        builder: &PromptBuilder,
+        items: &[Item],
+        log: &mut RunLog,
+    ) -> Result<Prepared> {
+        let engine = RemoteEngine::connect(endpoint, self.opts.batch_size)?;
+        record.model.origin = engine.origin();
+        record.model.parameters = None;
+        record.model.files = Default::default();
+        write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
+        log.line(format!(
+            "Model: OpenAI-compatible server {}, model \"{}\", up to {} request(s) in flight",
+            engine.base_url(),
+            engine.model_name(),
+            self.opts.batch_size.max(1)
+        ));
+        // Plain text for the prompt record either way; a server's chat template is its own.
+        let prompts = items.iter().map(|it| builder.render(it, None)).collect::<Result<Vec<_>>>()?;
+        let multiple_choice = self.multiple_choice();
+        let messages = match builder.chat_mode() {
+            _ if multiple_choice => {
+                log.line("Scoring options through /v1/completions with echo=true and logprobs (plain-text prompts)");
+                None
+            }
+            ChatMode::Always => {
+                log.line("Sending prompts to /v1/chat/completions: the environment sets chat = true, the server applies its chat template");
+                Some(items.iter().map(|it| builder.messages(it)).collect::<Result<Vec<_>>>()?)
+            }
+            // `auto` means "the model's chat template if it has one", and a server does not show
+            // whether it has one; plain completions are what every server supports.
+            ChatMode::Auto => {
+                log.line(
+                    "Sending prompts to /v1/completions as plain text: the environment's chat = \"auto\" follows the \
+                     model's chat template, which a server does not expose (chat = true uses /v1/chat/completions)",
+                );
+                None
+            }
+            ChatMode::Never => {
+                log.line("Sending prompts to /v1/completions as plain text (the environment sets chat = false)");
+                None
+            }
+        };
+        Ok(Prepared { engine: Box::new(engine), prompts, messages })
+    }
+}
