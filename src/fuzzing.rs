@@ -1,4 +1,5 @@
-//! Entry points for the cargo-fuzz targets in `fuzz/` (built with the `fuzzing` feature only).
+//! Entry points for the cargo-fuzz targets in `fuzz/`. Always compiled, so the unit tests below
+//! keep them (and the manifests they embed) working without nightly.
 //! Each takes arbitrary bytes and must return, never panic, hang or allocate without bound.
 
 use std::sync::OnceLock;
@@ -27,11 +28,10 @@ data = "data/test.jsonl"
 [fields]
 id = "meta.id"
 input = "question"
-target = "answer"
-choices = "choices.text"
-choice_labels = "choices.label"
+target = "answerKey"
+choices = "question.choices"
 [prompt]
-template = "{{ question }}"
+template = "{{ question.stem }}"
 [scoring]
 method = "loglikelihood"
 "#,
@@ -77,5 +77,22 @@ pub fn gguf(data: &[u8]) {
     let path = PATH.get_or_init(|| std::env::temp_dir().join(format!("benchgen-fuzz-{}.gguf", std::process::id())));
     if std::fs::write(path, data).is_ok() {
         let _ = crate::model::gguf::checkpoint(path);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_entry_point_takes_real_and_broken_input() {
+        let arc = br#"{"meta":{"id":"q1"},"question":{"stem":"Why?","choices":[{"text":"a","label":"A"},{"text":"b","label":"B"}]},"answerKey":"B"}"#;
+        for data in [&b""[..], b"\x00", &[&[0u8][..], arc].concat(), &[&[2u8][..], b"a,b\n1,2\n"].concat(), b"\x01[{}]"] {
+            super::dataset(data);
+        }
+        super::manifest(include_bytes!("../fixtures/embedded/env/environment.toml"));
+        super::manifest(b"name = 3");
+        super::scoring(b"The answer is 42.\0#### 42");
+        super::safetensors(b"\x10\x00\x00\x00\x00\x00\x00\x00{}");
+        super::gguf(b"GGUF\x03\x00\x00\x00");
     }
 }

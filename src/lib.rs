@@ -10,7 +10,6 @@ pub mod env;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
-#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interrupt;
