@@ -1,0 +1,132 @@
+//! Online fetch: one `info()` for the commit and the file list, then only the needed files, at
+//! that commit, through hf-hub (blobs named by etag, `.part` files resumed with a Range
+//! request and renamed only once complete, relative snapshot links).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hf_hub::api::sync::{ApiBuilder, ApiRepo};
+use hf_hub::{Cache, Repo, RepoType};
+
+use super::cache::{plan, shards, RepoCache};
+use super::errors::{explain, retryable, Context, What};
+use super::{is_commit, HubOptions, HubSnapshot};
+use crate::error::{Error, Result};
+
+/// Tries per file. A dropped connection leaves a `.part` that the next try resumes; hf-hub's
+/// own retry loop is not used because it reports failure after a last try that succeeded.
+const ATTEMPTS: u32 = 4;
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.min(4))
+}
+
+pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOptions) -> Result<HubSnapshot> {
+    let origin = format!("hf:{repo}");
+    let endpoint = super::endpoint();
+    let token = super::token();
+    let cx = Context {
+        origin: &origin,
+        endpoint: &endpoint,
+        token_sent: token.is_some(),
+        cached: cache.snapshot(revision).is_ok(),
+        cache,
+    };
+    let info_what = What::Info { revision };
+    let api = ApiBuilder::from_cache(Cache::new(super::cache_dir()))
+        .with_endpoint(endpoint.clone())
+        .with_token(token)
+        .with_progress(opts.progress)
+        .with_retries(0)
+        .build()
+        .map_err(|e| explain(e, &info_what, &cx))?;
+    let info = api
+        .repo(Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string()))
+        .info()
+        .map_err(|e| explain(e, &info_what, &cx))?;
+    let commit = info.sha;
+    if !is_commit(&commit) {
+        return Err(Error::model(&origin, format!("{endpoint} answered {commit:?} as the commit of {revision}, not a 40-hex commit id")));
+    }
+    let listed: BTreeSet<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+    let p = plan(&|f| listed.contains(f));
+    if !p.missing.is_empty() {
+        return Err(Error::model(
+            &origin,
+            format!(
+                "revision {revision} (commit {commit}) has no {}: benchgen needs config.json, tokenizer.json and \
+                 safetensors weights (model.safetensors, or model.safetensors.index.json and its shards)",
+                p.missing.join(", ")
+            ),
+        ));
+    }
+
+    let commit_ref_existed = cache.ref_path(&commit).exists();
+    let fetcher = Fetcher {
+        at: api.repo(Repo::with_revision(repo.to_string(), RepoType::Model, commit.clone())),
+        cache,
+        commit: &commit,
+        cx: &cx,
+    };
+    for f in &p.files {
+        fetcher.get(f)?;
+    }
+    if let Some(index) = &p.index {
+        let path = cache.snapshot_dir(&commit).join(index);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let shard_files = shards(&text).map_err(|m| Error::model(&origin, format!("{index} at commit {commit}: {m}")))?;
+        let absent: Vec<&str> = shard_files.iter().filter(|f| !listed.contains(*f)).map(String::as_str).collect();
+        if !absent.is_empty() {
+            return Err(Error::model(&origin, format!("{index} at commit {commit} lists shards the repository lacks: {}", absent.join(", "))));
+        }
+        for s in &shard_files {
+            fetcher.get(s)?;
+        }
+    }
+
+    if revision != commit {
+        cache.write_ref(revision, &commit).map_err(|e| Error::io(cache.ref_path(revision), e))?;
+    }
+    // hf-hub records the commit it downloaded at as a ref named after itself; huggingface_hub
+    // never writes such refs, and `models list` would show it as a branch.
+    if !commit_ref_existed {
+        let _ = std::fs::remove_file(cache.ref_path(&commit));
+    }
+    Ok(HubSnapshot { dir: cache.snapshot_dir(&commit), commit })
+}
+
+struct Fetcher<'a> {
+    at: ApiRepo,
+    cache: &'a RepoCache,
+    commit: &'a str,
+    cx: &'a Context<'a>,
+}
+
+impl Fetcher<'_> {
+    /// A file already in the snapshot (from an earlier run or from Python) is not downloaded.
+    fn get(&self, file: &str) -> Result<()> {
+        if self.cache.has(self.commit, file) {
+            return Ok(());
+        }
+        let what = What::File { name: file, commit: self.commit };
+        let mut attempt = 0;
+        loop {
+            match self.at.download(file) {
+                Ok(_) => break,
+                Err(e) if retryable(&e) && attempt + 1 < ATTEMPTS => {
+                    std::thread::sleep(backoff(attempt));
+                    attempt += 1;
+                }
+                Err(e) => return Err(explain(e, &what, self.cx)),
+            }
+        }
+        // hf-hub files a download under the commit the server names in x-repo-commit.
+        if !self.cache.has(self.commit, file) {
+            return Err(Error::model(
+                self.cx.origin,
+                format!("{} served {file} for a commit other than {}: retry, the repository may have changed", self.cx.endpoint, self.commit),
+            ));
+        }
+        Ok(())
+    }
+}
