@@ -332,3 +332,114 @@ fn an_adapter_repo_fetches_only_the_adapter_files() {
     assert_eq!(std::fs::read(snap.join("adapter_model.safetensors")).unwrap(), vec![1u8; 1000]);
     assert!(!snap.join("README.md").exists());
 }
+
+/// Splits a safetensors file into two shards and their index, as `save_pretrained` would.
+fn shard(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let names: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut out = Vec::new();
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in [a, b].iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let (mut head, mut body) = (serde_json::Map::new(), Vec::new());
+        for name in part.iter() {
+            let mut t = header[*name].clone();
+            let offs: Vec<usize> = t["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            t["data_offsets"] = serde_json::json!([body.len(), body.len() + offs[1] - offs[0]]);
+            body.extend_from_slice(&data[offs[0]..offs[1]]);
+            head.insert((*name).clone(), t);
+            weight_map.insert((*name).clone(), file.clone().into());
+        }
+        let mut h = serde_json::Value::Object(head).to_string().into_bytes();
+        h.resize(h.len().div_ceil(8) * 8, b' ');
+        let mut f = (h.len() as u64).to_le_bytes().to_vec();
+        f.extend(h);
+        f.extend(body);
+        out.push((file, f));
+    }
+    let index = serde_json::json!({ "metadata": { "total_size": data.len() }, "weight_map": weight_map });
+    out.push(("model.safetensors.index.json".into(), index.to_string().into_bytes()));
+    out
+}
+
+#[test]
+fn a_sharded_checkpoint_fetches_the_index_and_only_the_shards_it_lists() {
+    let mut fx = tiny_llama();
+    let single = fx.files.remove("model.safetensors").unwrap();
+    let shards = shard(&single);
+    fx.files.extend(shards.iter().cloned());
+    fx.files.insert("model-00099-of-00099.safetensors".into(), vec![0u8; 64]);
+    let server = HubServer::start(fx);
+    let home = Home::new();
+    ok(&home.eval(&server.url(), &[], SPEC, &[]));
+
+    let mut want: std::collections::BTreeSet<String> = shards.iter().map(|(f, _)| f.clone()).collect();
+    want.extend(["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"].map(String::from));
+    assert_eq!(server.fetched(), want);
+    let snap = home.repo_dir().join("snapshots").join(COMMIT);
+    for (f, bytes) in &shards {
+        assert_eq!(&std::fs::read(snap.join(f)).unwrap(), bytes, "{f}");
+    }
+
+    // The same weights, so the same predictions as the single-file checkpoint.
+    let model = repo().join("fixtures/embedded/model");
+    ok(&home.eval(&server.url(), &[], model.to_str().unwrap(), &[]));
+    let preds = |id: u32| {
+        let mut p: Vec<(String, String)> = read_jsonl(&home.runs().join(id.to_string()).join("predictions.jsonl"))
+            .iter()
+            .map(|r| (r["id"].to_string(), r["prediction"].to_string()))
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(preds(1).len(), 5);
+    assert_eq!(preds(1), preds(2));
+}
+
+#[test]
+fn a_complete_or_oversized_part_file_does_not_block_the_download() {
+    let server = HubServer::start(tiny_llama());
+    let home = Home::new();
+    let bytes = fixture_file("model.safetensors");
+    let blobs = home.repo_dir().join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let part = blobs.join(format!("{}.part", sha256_hex(&bytes)));
+
+    // Killed after the last byte but before the rename: resuming asks for bytes past the end.
+    std::fs::write(&part, &bytes).unwrap();
+    ok(&home.eval(&server.url(), &[], SPEC, &[]));
+    assert_cache_complete(&home.repo_dir(), &needed());
+
+    let home = Home::new();
+    let blobs = home.repo_dir().join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(b"garbage");
+    std::fs::write(blobs.join(format!("{}.part", sha256_hex(&bytes))), &longer).unwrap();
+    ok(&home.eval(&server.url(), &[], SPEC, &[]));
+    assert_cache_complete(&home.repo_dir(), &needed());
+}
+
+#[test]
+fn a_resume_answered_with_the_whole_file_is_caught_by_its_sha256_and_redone() {
+    let mut fx = tiny_llama();
+    fx.drop_file = Some(("model.safetensors".into(), 1));
+    fx.ignore_resume_ranges = true;
+    let server = HubServer::start(fx);
+    let home = Home::new();
+    ok(&home.eval(&server.url(), &[], SPEC, &[]));
+    assert_cache_complete(&home.repo_dir(), &needed());
+
+    // Cut off, resumed into a corrupt blob (half + whole), detected, downloaded afresh.
+    let total = fixture_file("model.safetensors").len();
+    let gets: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_body() && r.file() == Some("model.safetensors"))
+        .map(|r| r.range.unwrap_or_default())
+        .collect();
+    assert_eq!(gets, ["bytes=0-".to_string(), format!("bytes={}-", total / 2), "bytes=0-".to_string()]);
+}

@@ -32,6 +32,8 @@ pub struct HubFixture {
     pub token: Option<String>,
     /// Body downloads of this file cut off halfway, this many times, before it is served whole.
     pub drop_file: Option<(String, usize)>,
+    /// Answer resumed downloads (`bytes=N-`, N > 0) with the whole file, as some proxies do.
+    pub ignore_resume_ranges: bool,
 }
 
 /// `fixtures/embedded/model` (a real tiny Llama) under [`REPO`], with files a model load does
@@ -53,6 +55,7 @@ pub fn tiny_llama() -> HubFixture {
         listed_only: BTreeSet::new(),
         token: None,
         drop_file: None,
+        ignore_resume_ranges: false,
     }
 }
 
@@ -288,7 +291,8 @@ fn route(req: &Logged, fx: &mut HubFixture) -> Reply {
         ("x-repo-commit".to_string(), fx.commit.clone()),
         ("accept-ranges".to_string(), "bytes".to_string()),
     ];
-    let mut reply = match req.range.as_deref().and_then(parse_range) {
+    let range = req.range.as_deref().and_then(parse_range).filter(|(start, _)| !(fx.ignore_resume_ranges && *start > 0));
+    let mut reply = match range {
         Some((start, _)) if start >= total => {
             let mut r = Reply::new(416, Vec::new());
             r.headers.push(("content-range".into(), format!("bytes */{total}")));

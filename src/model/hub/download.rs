@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hf_hub::api::sync::{ApiBuilder, ApiRepo};
+use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
 
 use super::cache::{plan, shards, RepoCache};
@@ -35,7 +35,7 @@ pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOpt
     let info_what = What::Info { revision };
     let api = ApiBuilder::from_cache(Cache::new(super::cache_dir()))
         .with_endpoint(endpoint.clone())
-        .with_token(token)
+        .with_token(token.clone())
         .with_progress(opts.progress)
         .with_retries(0)
         .build()
@@ -67,6 +67,7 @@ pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOpt
         cache,
         commit: &commit,
         cx: &cx,
+        token: token.as_deref(),
     };
     for f in &p.files {
         fetcher.get(f)?;
@@ -100,19 +101,25 @@ struct Fetcher<'a> {
     cache: &'a RepoCache,
     commit: &'a str,
     cx: &'a Context<'a>,
+    token: Option<&'a str>,
 }
 
 impl Fetcher<'_> {
-    /// A file already in the snapshot (from an earlier run or from Python) is not downloaded.
-    fn get(&self, file: &str) -> Result<()> {
+    /// Downloads `file` into the snapshot, retrying what a retry can fix.
+    fn download(&self, file: &str) -> Result<()> {
         if self.cache.has(self.commit, file) {
             return Ok(());
         }
         let what = What::File { name: file, commit: self.commit };
         let mut attempt = 0;
+        let mut cleared = false;
         loop {
             match self.at.download(file) {
                 Ok(_) => break,
+                Err(e) if !cleared && bad_part(&e) => {
+                    cleared = true;
+                    self.remove_part(file);
+                }
                 Err(e) if retryable(&e) && attempt + 1 < ATTEMPTS => {
                     std::thread::sleep(backoff(attempt));
                     attempt += 1;
@@ -128,5 +135,66 @@ impl Fetcher<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// A file already in the snapshot (from an earlier run or from Python) is not downloaded;
+    /// a new one is checked against its etag where that is a sha256 (LFS files: the weights).
+    /// hf-hub appends whatever a resumed request returns, so a server that ignores Range would
+    /// otherwise leave a corrupt blob at its final path.
+    fn get(&self, file: &str) -> Result<()> {
+        if self.cache.has(self.commit, file) {
+            return Ok(());
+        }
+        for tries_left in (0..2).rev() {
+            self.download(file)?;
+            let link = self.cache.snapshot_dir(self.commit).join(file);
+            let blob = std::fs::canonicalize(&link).map_err(|e| Error::io(&link, e))?;
+            let name = blob.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            if !(name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Ok(());
+            }
+            let actual = crate::run::hash::sha256_file(&blob)?;
+            if actual.eq_ignore_ascii_case(&name) {
+                return Ok(());
+            }
+            let _ = std::fs::remove_file(&link);
+            let _ = std::fs::remove_file(&blob);
+            if tries_left == 0 {
+                return Err(Error::model(
+                    self.cx.origin,
+                    format!("{file} from {} does not match its sha256 {name} (got {actual}); it was removed from the cache: retry", self.cx.endpoint),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the file's `.part` so the next try starts over. hf-hub names it after the etag,
+    /// which only the hub's answer gives: ask for one byte, as hf-hub does, without following
+    /// redirects (the etag is on the hub's answer, not the CDN's).
+    fn remove_part(&self, file: &str) {
+        let url = self.at.url(file);
+        let agent = ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(30)).build();
+        let mut req = agent.get(&url).set("Range", "bytes=0-0");
+        if let Some(t) = self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let Ok(resp) = req.call() else { return };
+        let Some(etag) = resp.header("x-linked-etag").or_else(|| resp.header("etag")) else { return };
+        let etag = etag.replace('"', "");
+        if etag.is_empty() || etag.contains(['/', '\\']) || etag.contains("..") {
+            return;
+        }
+        let _ = std::fs::remove_file(self.cache.dir.join("blobs").join(format!("{etag}.part")));
+    }
+}
+
+/// A `.part` hf-hub cannot resume: as long as the file (killed between the last byte and the
+/// rename, so resuming asks for bytes past the end: 416) or longer.
+fn bad_part(e: &ApiError) -> bool {
+    match e {
+        ApiError::InvalidResume => true,
+        ApiError::RequestError(e) => matches!(e.as_ref(), ureq::Error::Status(416, _)),
+        _ => false,
     }
 }
