@@ -102,3 +102,27 @@ pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<Hu
     }
     download::fetch(repo, revision, &cache, opts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_forty_lowercase_hex_digits() {
+        assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
+        for not in ["main", "0123456789abcdef", "0123456789ABCDEF0123456789abcdef01234567", "g123456789abcdef0123456789abcdef01234567"] {
+            assert!(!is_commit(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn revisions_that_would_leave_refs_are_refused() {
+        for ok in ["main", "v1.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"] {
+            assert!(check_revision("hf:a/b", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "../x", "a/../b", "/abs", "a//b", "a\\b", "a/"] {
+            let e = check_revision("hf:a/b", bad).unwrap_err().to_string();
+            assert!(e.contains("invalid revision"), "{bad}: {e}");
+        }
+    }
+}
