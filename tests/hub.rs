@@ -265,6 +265,8 @@ fn a_download_that_keeps_failing_leaves_only_a_part_file_which_the_next_run_resu
     let sha = sha256_hex(&bytes);
     assert!(!home.repo_dir().join("snapshots").join(COMMIT).join("model.safetensors").exists());
     assert!(!blobs.join(&sha).exists());
+    assert!(!home.repo_dir().join("refs").join(COMMIT).exists(), "a failed download leaves no ref named by the commit");
+    assert!(!home.repo_dir().join("refs/main").exists(), "nor a branch ref to an incomplete snapshot");
     let part = std::fs::metadata(blobs.join(format!("{sha}.part"))).unwrap().len() as usize;
     assert!(part > 0 && part < bytes.len(), "part file holds {part} of {} bytes", bytes.len());
 

@@ -69,29 +69,15 @@ pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOpt
         cx: &cx,
         token: token.as_deref(),
     };
-    for f in &p.files {
-        fetcher.get(f)?;
-    }
-    if let Some(index) = &p.index {
-        let path = cache.snapshot_dir(&commit).join(index);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let shard_files = shards(&text).map_err(|m| Error::model(&origin, format!("{index} at commit {commit}: {m}")))?;
-        let absent: Vec<&str> = shard_files.iter().filter(|f| !listed.contains(*f)).map(String::as_str).collect();
-        if !absent.is_empty() {
-            return Err(Error::model(&origin, format!("{index} at commit {commit} lists shards the repository lacks: {}", absent.join(", "))));
-        }
-        for s in &shard_files {
-            fetcher.get(s)?;
-        }
-    }
-
-    if revision != commit {
-        cache.write_ref(revision, &commit).map_err(|e| Error::io(cache.ref_path(revision), e))?;
-    }
-    // hf-hub records the commit it downloaded at as a ref named after itself; huggingface_hub
-    // never writes such refs, and `models list` would show it as a branch.
+    let fetched = fetcher.all(&p.files, p.index.as_deref(), &listed);
+    // hf-hub records the commit it downloaded at as a ref named after itself, even when a later
+    // file fails; huggingface_hub never writes such refs, and `models list` would show a branch.
     if !commit_ref_existed {
         let _ = std::fs::remove_file(cache.ref_path(&commit));
+    }
+    fetched?;
+    if revision != commit {
+        cache.write_ref(revision, &commit).map_err(|e| Error::io(cache.ref_path(revision), e))?;
     }
     Ok(HubSnapshot { dir: cache.snapshot_dir(&commit), commit })
 }
@@ -105,6 +91,23 @@ struct Fetcher<'a> {
 }
 
 impl Fetcher<'_> {
+    /// `files`, then the shards `index` (one of them) lists, which the repo must have.
+    fn all(&self, files: &[String], index: Option<&str>, listed: &BTreeSet<String>) -> Result<()> {
+        for f in files {
+            self.get(f)?;
+        }
+        let Some(index) = index else { return Ok(()) };
+        let (origin, commit) = (self.cx.origin, self.commit);
+        let path = self.cache.snapshot_dir(commit).join(index);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let shard_files = shards(&text).map_err(|m| Error::model(origin, format!("{index} at commit {commit}: {m}")))?;
+        let absent: Vec<&str> = shard_files.iter().filter(|f| !listed.contains(*f)).map(String::as_str).collect();
+        if !absent.is_empty() {
+            return Err(Error::model(origin, format!("{index} at commit {commit} lists shards the repository lacks: {}", absent.join(", "))));
+        }
+        shard_files.iter().try_for_each(|s| self.get(s))
+    }
+
     /// Downloads `file` into the snapshot, retrying what a retry can fix.
     fn download(&self, file: &str) -> Result<()> {
         if self.cache.has(self.commit, file) {
