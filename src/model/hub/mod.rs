@@ -1,0 +1,128 @@
+//! HuggingFace hub downloads into the standard HF cache (shared with Python tools).
+//!
+//! `models--ORG--NAME/{blobs,refs,snapshots}` exactly as huggingface_hub lays it out, so a model
+//! downloaded by either side is found by the other without downloading it again.
+
+mod cache;
+mod download;
+mod errors;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+pub use cache::{plan, shards, Plan, RepoCache};
+
+#[derive(Debug, Clone, Default)]
+pub struct HubOptions {
+    /// Cache only: no network (`--offline` / `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// Progress bars on a terminal.
+    pub progress: bool,
+}
+
+/// A downloaded (or cached) snapshot: the folder holding the files, and its commit.
+#[derive(Debug, Clone)]
+pub struct HubSnapshot {
+    pub dir: PathBuf,
+    pub commit: String,
+}
+
+fn nonempty_env(k: &str) -> Option<PathBuf> {
+    std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// huggingface_hub's home: `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else
+/// `~/.cache/huggingface`.
+pub fn hf_home() -> PathBuf {
+    if let Some(p) = nonempty_env("HF_HOME") {
+        return p;
+    }
+    let cache = nonempty_env("XDG_CACHE_HOME")
+        .or_else(|| nonempty_env("HOME").map(|h| h.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("huggingface")
+}
+
+/// The hub cache as huggingface_hub finds it: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+/// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+pub fn cache_dir() -> PathBuf {
+    nonempty_env("HF_HUB_CACHE").unwrap_or_else(|| hf_home().join("hub"))
+}
+
+/// `$HF_TOKEN`, else the file `huggingface-cli login` writes (`$HF_TOKEN_PATH`, else
+/// `$HF_HOME/token`).
+pub fn token() -> Option<String> {
+    if let Some(t) = std::env::var("HF_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
+        return Some(t);
+    }
+    let path = nonempty_env("HF_TOKEN_PATH").unwrap_or_else(|| hf_home().join("token"));
+    std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// `$HF_ENDPOINT` (a mirror or a test server), else the public hub.
+pub fn endpoint() -> String {
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".to_string())
+}
+
+/// A full commit id; a pinned commit found in the cache needs no network at all.
+pub fn is_commit(revision: &str) -> bool {
+    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Revisions become paths under `refs/`; refuse any that could leave it.
+fn check_revision(origin: &str, revision: &str) -> Result<()> {
+    let bad = revision.is_empty()
+        || revision.starts_with('/')
+        || revision.contains('\\')
+        || revision.split('/').any(|p| p.is_empty() || p == "." || p == "..");
+    if bad {
+        return Err(Error::model(origin, format!("invalid revision {revision:?}: expected a branch, tag or commit")));
+    }
+    Ok(())
+}
+
+/// Fetches the files a model needs from `repo` at `revision` (default `main`).
+pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<HubSnapshot> {
+    let origin = format!("hf:{repo}");
+    let revision = revision.unwrap_or("main");
+    check_revision(&origin, revision)?;
+    let cache = RepoCache::new(&cache_dir(), repo);
+    if opts.offline {
+        return cache.snapshot(revision).map_err(|missing| errors::offline(&origin, revision, &cache, &missing));
+    }
+    if is_commit(revision) {
+        if let Ok(snap) = cache.snapshot(revision) {
+            return Ok(snap);
+        }
+    }
+    download::fetch(repo, revision, &cache, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_forty_lowercase_hex_digits() {
+        assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
+        for not in ["main", "0123456789abcdef", "0123456789ABCDEF0123456789abcdef01234567", "g123456789abcdef0123456789abcdef01234567"] {
+            assert!(!is_commit(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn revisions_that_would_leave_refs_are_refused() {
+        for ok in ["main", "v1.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"] {
+            assert!(check_revision("hf:a/b", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "../x", "a/../b", "/abs", "a//b", "a\\b", "a/"] {
+            let e = check_revision("hf:a/b", bad).unwrap_err().to_string();
+            assert!(e.contains("invalid revision"), "{bad}: {e}");
+        }
+    }
+}
