@@ -38,6 +38,10 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
     if !s.extract.is_empty() {
         println!("  extract {:?}", s.extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>());
     }
+    if let Some(p) = &s.program {
+        println!("  scoring program: `{}` in {}/ (timeout {} s, Overall Score = \"{}\")", p.shown(), p.dir, p.timeout_s, p.primary);
+        println!("  it runs only with {}", benchgen::eval::ALLOW_FLAG);
+    }
     println!("\nLeaderboard ({})\n-----------", runs_dir.display());
     print_leaderboard(&m.name, runs_dir)
 }
@@ -46,6 +50,22 @@ pub fn validate(spec: &str) -> anyhow::Result<()> {
     // Manifest problems (syntax, unknown fields or metrics, bad regexes) fail here, with the file.
     let env = Environment::resolve(spec)?;
     let mut total = 0;
+    if let Some(p) = &env.manifest.scoring.program {
+        // The program is never run here; only its presence is checked.
+        match env.program_files() {
+            Ok(files) => println!(
+                "scoring program: `{}` with {} file(s) in {}/ (runs only with {})",
+                p.shown(),
+                files.len(),
+                p.dir,
+                benchgen::eval::ALLOW_FLAG
+            ),
+            Err(e) => {
+                println!("scoring program: {e}");
+                total += 1;
+            }
+        }
+    }
     for phase in &env.manifest.phases {
         let (items, problems) = env.check_phase(phase);
         println!("phase {}: {} items, {} problem(s)", phase.name, items.len(), problems.len());

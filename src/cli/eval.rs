@@ -31,6 +31,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 limit: args.limit,
                 seed: args.seed,
                 truncate,
+                allow_scoring_program: args.allow_scoring_program,
             };
             resume_eval(&args.runs_dir, run_id, &given, &mut log)?
         }
@@ -48,6 +49,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 truncate: truncate.unwrap_or_default(),
                 runs_dir: args.runs_dir,
                 sources: args.sources.options(),
+                allow_scoring_program: args.allow_scoring_program,
             };
             run_eval(&opts, &mut log)?
         }

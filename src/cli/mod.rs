@@ -42,6 +42,9 @@ pub enum Command {
         run_id: u64,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+        /// Let the re-run execute the environment's own scoring program (not replayed from the run)
+        #[arg(long)]
+        allow_scoring_program: bool,
     },
     /// The Evaluations tab: list and inspect runs.
     #[command(subcommand)]
@@ -126,6 +129,10 @@ pub struct EvalArgs {
     /// settings come from its run.json, and flags given again must match them
     #[arg(long, value_name = "RUN_ID")]
     pub resume: Option<u64>,
+    /// Run the environment's own scoring program ([scoring.program]), if it has one: code that
+    /// came with the environment, run with your permissions under a time limit
+    #[arg(long)]
+    pub allow_scoring_program: bool,
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Print the score breakdown as JSON on stdout (the live log goes to stderr)
@@ -187,6 +194,10 @@ pub struct ScoreArgs {
     /// Score only the first N items (as `eval --limit N` ran them); others count as unanswered
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Run the environment's own scoring program ([scoring.program]), if it has one: code that
+    /// came with the environment, run with your permissions under a time limit
+    #[arg(long)]
+    pub allow_scoring_program: bool,
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Print the score breakdown as JSON on stdout (the log goes to stderr)
@@ -234,7 +245,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
-        Command::Verify { run_id, runs_dir } => verify::run(run_id, &runs_dir),
+        Command::Verify { run_id, runs_dir, allow_scoring_program } => verify::run(run_id, &runs_dir, allow_scoring_program),
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),
         Command::Env(EnvCommand::Validate { env }) => env::validate(&env),

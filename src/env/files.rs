@@ -80,6 +80,27 @@ impl EnvFiles {
         }
     }
 
+    /// Every file under the folder `dir` (recursively), as paths relative to the environment
+    /// root with `/` separators, sorted. Symlinks in a directory are skipped: they could point
+    /// anywhere on the machine.
+    pub fn list_under(&self, origin: &str, dir: &str) -> Result<Vec<String>> {
+        check_relative(origin, dir)?;
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut names: Vec<String> = match self {
+            EnvFiles::Dir(root) => {
+                let mut out = Vec::new();
+                walk(root, &root.join(dir), &mut out)?;
+                out
+            }
+            EnvFiles::Archive(files) => files.keys().filter(|k| k.starts_with(&prefix)).cloned().collect(),
+            EnvFiles::Embedded(files) => {
+                files.iter().map(|(n, _)| n.to_string()).filter(|n| n.starts_with(&prefix)).collect()
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
     pub fn read(&self, origin: &str, rel: &str) -> Result<Vec<u8>> {
         check_relative(origin, rel)?;
         let missing = || Error::env(origin, format!("missing file {rel}"));
@@ -97,4 +118,24 @@ impl EnvFiles {
             }
         }
     }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+        let path = entry.path();
+        if kind.is_dir() {
+            walk(root, &path, out)?;
+        } else if kind.is_file() {
+            if let Ok(rel) = path.strip_prefix(root) {
+                let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    Ok(())
 }

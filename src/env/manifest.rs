@@ -260,6 +260,9 @@ impl Manifest {
         if m.scoring.primary == crate::score::Primary::AccNorm && !by_loglik {
             return Err("[scoring] primary = \"acc_norm\" needs method = \"loglikelihood\"".into());
         }
+        if let Some(program) = &m.scoring.program {
+            program.check()?;
+        }
         Ok(m)
     }
 }

@@ -131,13 +131,44 @@ impl Environment {
         }
     }
 
-    /// sha256 over the manifest and every data file of `phase`, as read now.
+    /// sha256 over the manifest, every data file of `phase` and the scoring program's files (it
+    /// decides the score as much as the data does), as read now.
     pub fn content_sha256(&self, phase: &PhaseSpec) -> Result<String> {
         let files = self.phase_files(phase)?;
+        // Named apart from data files, which are hashed by base name.
+        let program: Vec<(String, Vec<u8>)> =
+            self.program_files()?.into_iter().map(|(n, b)| (format!("[scoring.program]/{n}"), b)).collect();
         let parts = std::iter::once(("environment.toml", self.manifest_text.as_bytes()))
             // Base names only: where the data directory lives must not change the hash.
-            .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())));
+            .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())))
+            .chain(program.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
         Ok(crate::run::hash::sha256_parts(parts))
+    }
+
+    /// The scoring program's files (`[scoring.program] dir`), paths relative to that folder;
+    /// empty when the environment has no program.
+    pub fn program_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let Some(program) = &self.manifest.scoring.program else { return Ok(Vec::new()) };
+        let names = self.files.list_under(&self.origin, &program.dir)?;
+        if names.is_empty() {
+            return Err(Error::env(
+                &self.origin,
+                format!("[scoring.program] dir \"{}\" holds no files: the scoring program must ship inside the environment", program.dir),
+            ));
+        }
+        let prefix = format!("{}/", program.dir.trim_end_matches('/'));
+        names
+            .into_iter()
+            .map(|name| {
+                let bytes = self.files.read(&self.origin, &name)?;
+                Ok((name.strip_prefix(&prefix).unwrap_or(&name).to_string(), bytes))
+            })
+            .collect()
+    }
+
+    /// A phase's raw data files by base name, as a scoring program receives them.
+    pub fn phase_data(&self, phase: &PhaseSpec) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.phase_files(phase)?.into_iter().map(|f| (base_name(&f.name).to_string(), f.bytes)).collect())
     }
 
     /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,

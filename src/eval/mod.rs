@@ -7,11 +7,13 @@ mod choice;
 mod engines;
 mod finished;
 mod lifecycle;
+mod program;
 mod rescore;
 mod verify;
 mod resume;
 mod scoring;
 
+pub use program::ALLOW_FLAG;
 pub use rescore::{run_score, SavedPredictions, ScoreOptions};
 pub use verify::{verify_run, Difference, VerifyReport};
 pub use resume::{resume_eval, GivenOptions};
@@ -57,6 +59,9 @@ pub struct EvalOptions {
     pub runs_dir: PathBuf,
     /// Offline mode and the models registry.
     pub sources: SourceOptions,
+    /// `--allow-scoring-program`: run the environment's own scoring program, if it has one.
+    /// Not recorded with the run: resuming or verifying must be allowed again.
+    pub allow_scoring_program: bool,
 }
 
 impl Default for EvalOptions {
@@ -73,6 +78,7 @@ impl Default for EvalOptions {
             truncate: Truncate::Error,
             runs_dir: PathBuf::from("runs"),
             sources: SourceOptions::default(),
+            allow_scoring_program: false,
         }
     }
 }
@@ -111,6 +117,7 @@ impl Plan {
     fn new(opts: &EvalOptions) -> Result<Self> {
         let env = open_env(opts.env.as_deref())?;
         let phase = env.phase(opts.phase.as_deref())?.name.clone();
+        program::check_allowed(&env, opts.allow_scoring_program)?;
         let device = parse_device(&opts.device)?;
         let defaults = spec::defaults(opts.model.as_deref(), &opts.sources)?;
         let dtype_given = match (&defaults.dtype, opts.dtype.as_str()) {
@@ -241,7 +248,8 @@ impl Stages<'_> {
 
         log.line("Scoring submission");
         let submitted = read_submission(&submission)?;
-        Scoring { env: self.env, run_dir: self.run_dir }.score_and_report(record, &items, &submitted, started, log)
+        let scoring = Scoring { env: self.env, phase, run_dir: self.run_dir, allow_program: self.opts.allow_scoring_program };
+        scoring.score_and_report(record, &items, &submitted, started, log)
     }
 
     fn multiple_choice(&self) -> bool {

@@ -30,12 +30,15 @@ pub struct ScoreOptions {
     /// Score only the first N items, as `eval --limit N` ran them.
     pub limit: Option<usize>,
     pub runs_dir: PathBuf,
+    /// `--allow-scoring-program`, as for `eval`.
+    pub allow_scoring_program: bool,
 }
 
 pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
     let env = open_env(opts.env.as_deref())?;
     let phase = env.phase(opts.phase.as_deref())?.clone();
+    super::program::check_allowed(&env, opts.allow_scoring_program)?;
     let (source, predictions) = match &opts.predictions {
         SavedPredictions::Jsonl(p) => (format!("predictions:{}", p.display()), read_predictions_file(p)?),
         SavedPredictions::Submission(p) => (format!("submission:{}", p.display()), read_submission(p)?),
@@ -65,7 +68,8 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         });
         write_submission(&run.dir.join("submission.zip"), &predictions, &metadata)?;
         log.line("Scoring submission");
-        Scoring { env: &env, run_dir: &run.dir }.score_and_report(&run.record, &items, &predictions, started, log)
+        let scoring = Scoring { env: &env, phase: &phase, run_dir: &run.dir, allow_program: opts.allow_scoring_program };
+        scoring.score_and_report(&run.record, &items, &predictions, started, log)
     })();
     run.finish(result, log, started)
 }

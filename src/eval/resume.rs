@@ -31,6 +31,8 @@ pub struct GivenOptions {
     pub limit: Option<usize>,
     pub seed: Option<u64>,
     pub truncate: Option<crate::engine::Truncate>,
+    /// `--allow-scoring-program`: never taken from the run, the user must give it again.
+    pub allow_scoring_program: bool,
 }
 
 /// A path that exists, made absolute (the run may be resumed from another directory); names
@@ -92,6 +94,8 @@ pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Re
         truncate: settings.truncate,
         runs_dir: runs_dir.to_path_buf(),
         sources: SourceOptions::from_env(),
+        // Consent to run an environment's program is given per invocation, never replayed.
+        allow_scoring_program: false,
     };
     Ok(Recorded { dir, record, settings, inputs, opts })
 }
@@ -101,6 +105,7 @@ pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut
     let Recorded { dir, record, settings, inputs, mut opts } = recorded(runs_dir, run_id, "resume")?;
     check_given(run_id, given, &record, &settings, &inputs)?;
     opts.batch_size = given.batch_size.unwrap_or(settings.batch_size);
+    opts.allow_scoring_program = given.allow_scoring_program;
     if let Some(sources) = &given.sources {
         opts.sources = sources.clone();
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::env::{Environment, Item};
+use crate::env::{Environment, Item, PhaseSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::log::RunLog;
@@ -16,9 +16,14 @@ use crate::report::{finetune::finetune_lines, html, DetailedRecord, DetailedResu
 use crate::run::{PredictionRecord, RunRecord};
 use crate::score::{ItemScore, Method, Summary};
 
+use super::program::{check_allowed, ProgramFailure, ProgramRun};
+
 pub(super) struct Scoring<'a> {
     pub env: &'a Environment,
+    pub phase: &'a PhaseSpec,
     pub run_dir: &'a Path,
+    /// `--allow-scoring-program`: checked again here so no path runs a program without it.
+    pub allow_program: bool,
 }
 
 impl Scoring<'_> {
@@ -42,8 +47,32 @@ impl Scoring<'_> {
         } else {
             self.score(items, &by_item)?
         };
-        self.write_scoring_output(&summary, items.len(), submitted.len(), missing)?;
-        let breakdown = ScoreBreakdown::new(&summary, self.env.manifest.scoring.primary, started.elapsed().as_secs_f64());
+        let mut breakdown = ScoreBreakdown::new(&summary, self.env.manifest.scoring.primary, 0.0);
+        match &self.env.manifest.scoring.program {
+            // The program decides the scores; the built-in view above still gives the per-item
+            // detailed results, accuracy, exact match and answer rate.
+            Some(spec) => {
+                check_allowed(self.env, self.allow_program)?;
+                let submission = self.run_dir.join("submission.zip");
+                let run = ProgramRun { env: self.env, phase: self.phase, spec, items, submission: &submission };
+                let outcome = match run.run(log) {
+                    Ok(outcome) => outcome,
+                    Err(failure) => {
+                        let ProgramFailure { error, log: program_log } = *failure;
+                        if let Some(text) = program_log {
+                            // The error matters more than a failure to keep the program's log.
+                            let _ = self.write_program_log(&text);
+                        }
+                        return Err(error);
+                    }
+                };
+                self.write_program_log(&outcome.log)?;
+                write_json_atomic(&self.run_dir.join("scoring_output/scores.json"), &outcome.scores)?;
+                breakdown = breakdown.with_program(&spec.primary, outcome.scores);
+            }
+            None => self.write_scoring_output(&summary, items.len(), submitted.len(), missing)?,
+        }
+        breakdown.duration_s = started.elapsed().as_secs_f64();
         self.write_reports(record, &records, &breakdown)?;
         log.line(breakdown.accuracy_line());
         log.line(breakdown.table().trim_end());
@@ -117,6 +146,13 @@ impl Scoring<'_> {
             s.method, s.metric, s.extract, s.normalize, s.strip_think, s.report, summary.correct, summary.exact, summary.answered
         );
         write_atomic(&scoring_dir.join("scoring.log"), scoring_log.as_bytes())
+    }
+
+    /// `scoring_output/scoring.log`: the Scoring Output log of a program (its stdout and stderr).
+    fn write_program_log(&self, text: &str) -> Result<()> {
+        let scoring_dir = self.run_dir.join("scoring_output");
+        std::fs::create_dir_all(&scoring_dir).map_err(|e| Error::io(&scoring_dir, e))?;
+        write_atomic(&scoring_dir.join("scoring.log"), text.as_bytes())
     }
 
     fn write_reports(

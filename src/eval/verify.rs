@@ -68,8 +68,11 @@ fn compare(file: &'static str, recorded: &[PredictionRecord], rerun: &BTreeMap<&
     }
 }
 
-pub fn verify_run(runs_dir: &Path, run_id: u64, log: &mut RunLog) -> Result<VerifyReport> {
+/// `allow_scoring_program`: the re-run may execute the environment's scoring program (the
+/// user's consent is not replayed from the run).
+pub fn verify_run(runs_dir: &Path, run_id: u64, allow_scoring_program: bool, log: &mut RunLog) -> Result<VerifyReport> {
     let Recorded { dir, mut opts, record, .. } = recorded(runs_dir, run_id, "verify")?;
+    opts.allow_scoring_program = allow_scoring_program;
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     opts.runs_dir = scratch.path().to_path_buf();
     log.line(format!("Verifying run {run_id}: re-running it from its run.json"));

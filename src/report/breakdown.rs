@@ -19,6 +19,9 @@ pub struct ScoreBreakdown {
     /// `[scoring] report` metrics by name (e.g. `f1`), in percent (mean credit).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Every score an environment's scoring program reported, as it reported them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub program_scores: std::collections::BTreeMap<String, f64>,
     pub duration_s: f64,
     pub correct: usize,
     pub exact: usize,
@@ -42,12 +45,24 @@ impl ScoreBreakdown {
             answer_rate: summary.answer_rate(),
             acc_norm: summary.acc_norm(),
             metrics: summary.extra_percent().into_iter().collect(),
+            program_scores: Default::default(),
             duration_s,
             correct: summary.correct,
             exact: summary.exact,
             answered: summary.answered,
             total: summary.total,
         }
+    }
+
+    /// The Overall Score from a scoring program's `primary` key (fractions in [0, 1] shown as
+    /// percentages), with all its scores kept.
+    pub fn with_program(mut self, primary: &str, scores: std::collections::BTreeMap<String, f64>) -> Self {
+        if let Some(x) = scores.get(primary) {
+            self.overall_score = crate::score::program::as_percent(*x);
+        }
+        self.primary = primary.to_string();
+        self.program_scores = scores;
+        self
     }
 
     /// The platform's closing log line: `accuracy=26.00% correct=26/100`.
@@ -57,10 +72,13 @@ impl ScoreBreakdown {
 
     /// A small aligned table for terminals and log files.
     pub fn table(&self) -> String {
-        let mut rows = vec![
-            ("Overall Score", format!("{:.2}", self.overall_score)),
-            ("Accuracy", format!("{:.2}%", self.accuracy)),
-        ];
+        let mut rows = vec![("Overall Score", format!("{:.2}", self.overall_score))];
+        let program: Vec<(String, String)> =
+            self.program_scores.iter().map(|(k, v)| (format!("program: {k}"), format!("{v}"))).collect();
+        for (k, v) in &program {
+            rows.push((k.as_str(), v.clone()));
+        }
+        rows.push(("Accuracy", format!("{:.2}%", self.accuracy)));
         if let Some(a) = self.acc_norm {
             rows.push(("Acc Norm", format!("{a:.2}%")));
         }
@@ -73,9 +91,10 @@ impl ScoreBreakdown {
             ("Answer Rate", format!("{:.2}%", self.answer_rate)),
             ("Duration", format!("{:.2}s", self.duration_s)),
         ]);
+        let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).max(14);
         let mut out = String::from("Score Breakdown\n");
         for (k, v) in rows {
-            out.push_str(&format!("  {k:<14} {v:>10}\n"));
+            out.push_str(&format!("  {k:<width$} {v:>10}\n"));
         }
         out
     }

@@ -31,6 +31,9 @@ pub struct ScoringConfig {
     /// Further metrics computed on the same extracted answer and reported
     /// (in percent, as mean credit) next to the primary one.
     pub report: Vec<Metric>,
+    /// `[scoring.program]`: the environment's own scoring program decides the scores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<super::program::ProgramSpec>,
 }
 
 /// One entry of `extract` / `target_extract`: a reserved name or a regex
@@ -108,6 +111,7 @@ impl Default for ScoringConfig {
             primary: Primary::default(),
             strip_think: false,
             report: Vec::new(),
+            program: None,
         }
     }
 }

@@ -13,6 +13,7 @@ mod math;
 mod metric;
 mod normalize;
 pub mod choice;
+pub mod program;
 
 use rayon::prelude::*;
 

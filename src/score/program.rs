@@ -1,0 +1,210 @@
+//! `[scoring.program]`: an environment's own scoring program (the Codabench contract), and the
+//! scores it writes. Running it lives in `eval/program.rs`; this module is the pure part.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The Codabench-style program: `command` runs in a scratch folder holding `program/` (a copy of
+/// `dir`), `input/ref`, `input/res` and `output/`, and leaves `output/scores.json` (or
+/// `output/scores.txt`) behind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSpec {
+    /// The environment folder copied to `{program}`.
+    #[serde(default = "default_dir")]
+    pub dir: String,
+    /// Program and arguments, no shell; `{program}`, `{input}` and `{output}` are replaced by
+    /// absolute paths inside the scratch folder.
+    pub command: Vec<String>,
+    /// Wall-clock seconds before the program (its whole process group) is killed.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+    /// The scores key that is the Overall Score.
+    #[serde(default = "default_primary")]
+    pub primary: String,
+}
+
+fn default_dir() -> String {
+    "scoring".into()
+}
+
+fn default_timeout() -> u64 {
+    600
+}
+
+fn default_primary() -> String {
+    "accuracy".into()
+}
+
+/// The placeholders a command may use.
+const PLACEHOLDERS: [&str; 3] = ["{program}", "{input}", "{output}"];
+
+impl ProgramSpec {
+    /// Manifest-level checks, so a broken table fails when the environment is opened.
+    pub fn check(&self) -> Result<(), String> {
+        if self.command.is_empty() || self.command[0].trim().is_empty() {
+            return Err("[scoring.program] command must name a program, e.g. [\"python3\", \"{program}/score.py\", \"{input}\", \"{output}\"]".into());
+        }
+        if self.timeout_s == 0 {
+            return Err("[scoring.program] timeout_s must be at least 1".into());
+        }
+        if self.primary.trim().is_empty() {
+            return Err("[scoring.program] primary must name a key of the program's scores".into());
+        }
+        let dir = std::path::Path::new(&self.dir);
+        let inside = !self.dir.is_empty()
+            && dir.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if !inside {
+            return Err(format!("[scoring.program] dir \"{}\" must be a relative folder inside the environment", self.dir));
+        }
+        Ok(())
+    }
+
+    /// The command as it would run, placeholders kept, for messages.
+    pub fn shown(&self) -> String {
+        self.command.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The arguments with the placeholders replaced.
+    pub fn argv(&self, program: &str, input: &str, output: &str) -> Vec<String> {
+        let values = [program, input, output];
+        self.command
+            .iter()
+            .map(|arg| PLACEHOLDERS.iter().zip(values).fold(arg.clone(), |a, (p, v)| a.replace(p, v)))
+            .collect()
+    }
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%{}=,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// `scores.json`: an object of numbers; nested objects are flattened with `.` (`{"a":{"b":1}}`
+/// is `a.b`). Anything else is refused, naming `file` and the key.
+pub fn parse_scores_json(file: &str, text: &str) -> Result<BTreeMap<String, f64>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("{file}: not valid JSON: {e}"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(format!("{file}: expected a JSON object of scores, like {{\"accuracy\": 0.5}}"));
+    };
+    let mut out = BTreeMap::new();
+    flatten(file, "", &map, &mut out)?;
+    if out.is_empty() {
+        return Err(format!("{file}: holds no scores"));
+    }
+    Ok(out)
+}
+
+fn flatten(
+    file: &str,
+    prefix: &str,
+    map: &serde_json::Map<String, serde_json::Value>,
+    out: &mut BTreeMap<String, f64>,
+) -> Result<(), String> {
+    for (k, v) in map {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            serde_json::Value::Object(inner) => flatten(file, &key, inner, out)?,
+            serde_json::Value::Number(n) => {
+                let x = n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| format!("{file}: key \"{key}\": {n} is not a finite number"))?;
+                out.insert(key, x);
+            }
+            other => return Err(format!("{file}: key \"{key}\": expected a number, found {other}")),
+        }
+    }
+    Ok(())
+}
+
+/// `scores.txt`, Codabench's YAML of `key: value` lines (blank lines and `#` comments skipped).
+pub fn parse_scores_txt(file: &str, text: &str) -> Result<BTreeMap<String, f64>, String> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line == "---" {
+            continue;
+        }
+        let (key, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("{file} line {}: expected `key: number`, found {line:?}", n + 1))?;
+        let (key, value) = (key.trim().trim_matches(['"', '\'']), value.trim());
+        let x: f64 = value
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())
+            .ok_or_else(|| format!("{file} line {}: key \"{key}\": {value:?} is not a number", n + 1))?;
+        out.insert(key.to_string(), x);
+    }
+    if out.is_empty() {
+        return Err(format!("{file}: holds no scores"));
+    }
+    Ok(out)
+}
+
+/// A score as a percentage: values in [0, 1] are fractions (0.25 → 25%), others are taken as
+/// percentages already.
+pub fn as_percent(x: f64) -> f64 {
+    if (0.0..=1.0).contains(&x) {
+        x * 100.0
+    } else {
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_flattened_and_non_numbers_are_named() {
+        let s = parse_scores_json("scores.json", r#"{"accuracy": 0.5, "by": {"easy": 1, "hard": 0.25}}"#).unwrap();
+        assert_eq!(s.get("accuracy"), Some(&0.5));
+        assert_eq!(s.get("by.easy"), Some(&1.0));
+        assert_eq!(s.get("by.hard"), Some(&0.25));
+        let e = parse_scores_json("out/scores.json", r#"{"accuracy": "high"}"#).unwrap_err();
+        assert!(e.contains("out/scores.json") && e.contains("\"accuracy\"") && e.contains("number"), "{e}");
+        assert!(parse_scores_json("s", "[1]").unwrap_err().contains("object"));
+        assert!(parse_scores_json("s", "{}").unwrap_err().contains("no scores"));
+        assert!(parse_scores_json("s", "{").unwrap_err().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn txt_lines_are_key_number() {
+        let s = parse_scores_txt("scores.txt", "# comment\naccuracy: 0.75\n\n\"f1\": 12.5\n").unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s["accuracy"], 0.75);
+        assert_eq!(s["f1"], 12.5);
+        let e = parse_scores_txt("scores.txt", "accuracy: lots\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("accuracy"), "{e}");
+        assert!(parse_scores_txt("scores.txt", "just text\n").unwrap_err().contains("key: number"));
+        assert!(parse_scores_txt("scores.txt", "\n").unwrap_err().contains("no scores"));
+    }
+
+    #[test]
+    fn fractions_become_percentages() {
+        assert_eq!(as_percent(0.25), 25.0);
+        assert_eq!(as_percent(1.0), 100.0);
+        assert_eq!(as_percent(42.0), 42.0);
+    }
+
+    #[test]
+    fn placeholders_and_checks() {
+        let p = ProgramSpec {
+            dir: "scoring".into(),
+            command: vec!["python3".into(), "{program}/score.py".into(), "{input}".into(), "{output}".into()],
+            timeout_s: 5,
+            primary: "accuracy".into(),
+        };
+        assert_eq!(p.argv("/t/program", "/t/input", "/t/output"), ["python3", "/t/program/score.py", "/t/input", "/t/output"]);
+        assert_eq!(p.shown(), "python3 {program}/score.py {input} {output}");
+        assert!(p.check().is_ok());
+        assert!(ProgramSpec { command: vec![], ..p.clone() }.check().is_err());
+        assert!(ProgramSpec { timeout_s: 0, ..p.clone() }.check().is_err());
+        assert!(ProgramSpec { dir: "../x".into(), ..p.clone() }.check().is_err());
+        assert!(ProgramSpec { dir: "/abs".into(), ..p }.check().is_err());
+    }
+}
