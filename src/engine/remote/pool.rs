@@ -38,6 +38,10 @@ pub fn run<T: Sync, R: Send>(
                     r => r,
                 };
                 let failed = result.is_err();
+                // Stop the other workers now, not when the caller gets to this result.
+                if failed {
+                    stop.store(true, Ordering::SeqCst);
+                }
                 if tx.send(result).is_err() || failed {
                     break;
                 }
@@ -103,6 +107,8 @@ mod tests {
             2,
             |&i: &usize| {
                 started.fetch_add(1, Ordering::SeqCst);
+                // Jobs take a little time, as requests do, so "stops new jobs" is observable.
+                std::thread::sleep(Duration::from_millis(1));
                 if i == 3 {
                     Err(Error::Invalid("job 3 failed".into()))
                 } else {
