@@ -239,12 +239,7 @@ fn a_dropped_connection_is_resumed_within_the_same_run() {
 
     // The second body request starts where the first was cut off, not from zero.
     let total = fixture_file("model.safetensors").len();
-    let gets: Vec<_> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_body() && r.file() == Some("model.safetensors"))
-        .map(|r| r.range.unwrap_or_default())
-        .collect();
+    let gets = body_ranges(&server, "model.safetensors");
     assert_eq!(gets.len(), 2, "{gets:?}");
     assert_eq!(gets[0], "bytes=0-");
     assert_eq!(gets[1], format!("bytes={}-", total / 2), "{gets:?}");
@@ -437,11 +432,11 @@ fn a_resume_answered_with_the_whole_file_is_caught_by_its_sha256_and_redone() {
 
     // Cut off, resumed into a corrupt blob (half + whole), detected, downloaded afresh.
     let total = fixture_file("model.safetensors").len();
-    let gets: Vec<_> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_body() && r.file() == Some("model.safetensors"))
-        .map(|r| r.range.unwrap_or_default())
-        .collect();
+    let gets = body_ranges(&server, "model.safetensors");
     assert_eq!(gets, ["bytes=0-".to_string(), format!("bytes={}-", total / 2), "bytes=0-".to_string()]);
+}
+
+/// The Range header of each request for `file`'s body, in order ("" when none).
+fn body_ranges(server: &HubServer, file: &str) -> Vec<String> {
+    server.requests().into_iter().filter(|r| r.is_body() && r.file() == Some(file)).map(|r| r.range.unwrap_or_default()).collect()
 }

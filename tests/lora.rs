@@ -7,8 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use benchgen::model::{spec, LoadedModel, Segment, SeqCache};
+use benchgen::model::{spec, LoadedModel};
 use candle_core::{DType, Device, Tensor};
+use common::decode::{packed_greedy, Logits};
 use common::*;
 use serde::Deserialize;
 
@@ -27,7 +28,6 @@ struct Case {
     greedy_ids: Vec<u32>,
 }
 
-type Logits = Vec<Vec<f32>>;
 
 fn golden(name: &str) -> (Golden, Vec<Logits>) {
     let dir = repo().join("fixtures/goldens");
@@ -57,36 +57,6 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Prefills the prompts as one packed batch and decodes `steps` greedy tokens through the KV
-/// caches; returns each prompt's prefill logits and greedy ids.
-fn packed_greedy(m: &LoadedModel, prompts: &[Vec<u32>], steps: usize) -> (Vec<Logits>, Vec<Vec<u32>>) {
-    let mut caches: Vec<SeqCache> = prompts.iter().map(|p| m.model.new_cache(p.len() + steps)).collect();
-    let mut pending: Vec<Vec<u32>> = prompts.to_vec();
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
-    let mut prefill = Vec::new();
-    for step in 0..=steps {
-        let segs: Vec<Segment> = pending.iter().zip(&caches).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
-        let flat: Vec<u32> = pending.iter().flatten().copied().collect();
-        let tokens = Tensor::new(flat.as_slice(), &Device::Cpu).unwrap();
-        let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
-        let hidden = m.model.forward(&tokens, &segs, Some(&mut refs)).unwrap();
-        let logits = m.model.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
-        let mut start = 0;
-        for (i, s) in segs.iter().enumerate() {
-            let rows = &logits[start..start + s.len];
-            if step == 0 {
-                prefill.push(rows.to_vec());
-            }
-            let next = benchgen::engine::sampling::argmax(&rows[s.len - 1]);
-            if step < steps {
-                out[i].push(next);
-            }
-            pending[i] = vec![next];
-            start += s.len;
-        }
-    }
-    (prefill, out)
-}
 
 /// benchgen's merge against peft's; returns (largest difference from the merged model's logits,
 /// smallest per-prompt largest difference from the base model's).

@@ -3,11 +3,14 @@
 //! left-padded batch) and 32 greedy tokens for each; benchgen must reproduce them, alone and in
 //! its own packed mixed-length batches. Never benchgen compared with itself.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use benchgen::engine::{split_pair, Generator, LocalEngine, LoglikOutput, LoglikRequest};
-use benchgen::model::{Checkpoint, LoadedModel, Segment, SeqCache};
-use candle_core::{DType, Device, Tensor};
+use benchgen::model::{Checkpoint, LoadedModel};
+use candle_core::{DType, Device};
+use common::decode::{packed_greedy, Logits};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -40,8 +43,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Logits `[positions][vocab]` of one prompt.
-type Logits = Vec<Vec<f32>>;
 
 /// The golden's metadata and, per case, (alone logits, left-padded batch logits) from transformers.
 fn golden(name: &str) -> (Golden, Vec<(Logits, Logits)>) {
@@ -69,37 +70,6 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Prefills every prompt as one packed batch, then decodes `steps` greedy tokens for all
-/// together, through the KV caches. Returns each sequence's prefill logits and greedy ids.
-fn packed_greedy(m: &LoadedModel, prompts: &[Vec<u32>], steps: usize) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
-    let mut caches: Vec<SeqCache> = prompts.iter().map(|p| m.model.new_cache(p.len() + steps)).collect();
-    let mut pending: Vec<Vec<u32>> = prompts.to_vec();
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
-    let mut prefill_logits = Vec::new();
-    for step in 0..=steps {
-        let segs: Vec<Segment> =
-            pending.iter().zip(&caches).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
-        let flat: Vec<u32> = pending.iter().flatten().copied().collect();
-        let tokens = Tensor::new(flat.as_slice(), &Device::Cpu).unwrap();
-        let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
-        let hidden = m.model.forward(&tokens, &segs, Some(&mut refs)).unwrap();
-        let logits = m.model.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
-        let mut start = 0;
-        for (i, s) in segs.iter().enumerate() {
-            let rows = &logits[start..start + s.len];
-            if step == 0 {
-                prefill_logits.push(rows.to_vec());
-            }
-            let next = benchgen::engine::sampling::argmax(&rows[s.len - 1]);
-            if step < steps {
-                out[i].push(next);
-            }
-            pending[i] = vec![next];
-            start += s.len;
-        }
-    }
-    (prefill_logits, out)
-}
 
 /// Checks one checkpoint against its golden; returns the largest logit difference seen.
 fn check(name: &str) -> f32 {

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `benchgen` binary.
 #![allow(dead_code)]
 
+pub mod decode;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
