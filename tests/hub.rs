@@ -304,17 +304,28 @@ fn revisions_pin_commits_and_unknown_ones_are_refused() {
 }
 
 #[test]
-fn an_adapter_repo_fetches_only_the_adapter_files() {
+fn an_adapter_repo_fetches_only_the_adapter_files_and_runs_on_its_base() {
+    // The peft adapter fixture, its base named by absolute path (the fake hub serves one repo).
+    let local = repo().join("fixtures/models/lora-llama-gqa-untied");
+    let base = repo().join("fixtures/models/llama-gqa-untied");
+    let mut config: serde_json::Value = read_json(&local.join("adapter_config.json"));
+    config["base_model_name_or_path"] = base.display().to_string().into();
     let mut fx = tiny_llama();
     fx.repo = "test-org/tiny-lora".into();
     fx.files.clear();
-    fx.files.insert("adapter_config.json".into(), br#"{"peft_type":"LORA","base_model_name_or_path":"test-org/absent-base","r":2}"#.to_vec());
-    fx.files.insert("adapter_model.safetensors".into(), vec![1u8; 1000]);
+    fx.files.insert("adapter_config.json".into(), serde_json::to_vec_pretty(&config).unwrap());
+    fx.files.insert("adapter_model.safetensors".into(), std::fs::read(local.join("adapter_model.safetensors")).unwrap());
     fx.files.insert("README.md".into(), b"# adapter\n".to_vec());
     let server = HubServer::start(fx);
     let home = Home::new();
-    // Whether the adapter then loads is another module's business; only the download is checked.
-    let _ = home.eval(&server.url(), &[], "hf:test-org/tiny-lora", &[]);
+    let generate = |model: &str| {
+        let out = ok(&home.run(&server.url(), &[], &["generate", "--model", model, "--prompt", "12+34=", "--max-new-tokens", "12", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["token_ids"].clone()
+    };
+    let from_hub = generate("hf:test-org/tiny-lora");
+    assert_eq!(from_hub, generate(&format!("trained:{}", local.display())), "the hub copy of the adapter decodes like the local one");
+    assert_ne!(from_hub, generate(&format!("trained:{}", base.display())), "and the adapter changes the base's output");
 
     let ours: std::collections::BTreeSet<String> = server
         .requests()
@@ -325,9 +336,15 @@ fn an_adapter_repo_fetches_only_the_adapter_files() {
     assert_eq!(ours, ["adapter_config.json", "adapter_model.safetensors"].map(String::from).into());
     let repo_dir = home.hf_home().join("hub/models--test-org--tiny-lora");
     assert_eq!(std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(), COMMIT);
-    let snap = repo_dir.join("snapshots").join(COMMIT);
-    assert_eq!(std::fs::read(snap.join("adapter_model.safetensors")).unwrap(), vec![1u8; 1000]);
-    assert!(!snap.join("README.md").exists());
+    assert!(!repo_dir.join("snapshots").join(COMMIT).join("README.md").exists());
+
+    let out = ok(&home.eval(&server.url(), &[], "hf:test-org/tiny-lora", &[]));
+    let id: u32 = out.lines().find_map(|l| l.strip_prefix("Run ID: ")).unwrap().trim().parse().unwrap();
+    let record = home.run_json(id);
+    assert_eq!(record["model"]["revision"], COMMIT);
+    let origin = record["model"]["origin"].as_str().unwrap();
+    assert!(origin.starts_with(&format!("hf:test-org/tiny-lora@{COMMIT} (LoRA r=4 on ")), "{origin}");
+    assert!(record["model"]["files"]["adapter_model.safetensors"].is_string(), "{record}");
 }
 
 /// Splits a safetensors file into two shards and their index, as `save_pretrained` would.

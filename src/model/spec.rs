@@ -189,6 +189,14 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
         ModelSpec::Hf { repo, revision } => {
             let hub_opts = super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
             let snap = super::hub::fetch(repo, revision.as_deref(), &hub_opts)?;
+            if super::lora::is_adapter_dir(&snap.dir) {
+                let mut resolved = resolve_adapter(&snap.dir, opts, depth)?;
+                if let ModelSource::Local(ckpt) = &mut resolved.source {
+                    ckpt.origin = ckpt.origin.replacen(&snap.dir.display().to_string(), &format!("hf:{repo}@{}", snap.commit), 1);
+                }
+                resolved.revision = Some(snap.commit);
+                return Ok(resolved);
+            }
             let mut ckpt = Checkpoint::from_dir(&snap.dir)?;
             ckpt.origin = format!("hf:{repo}@{}", snap.commit);
             Ok(Resolved { revision: Some(snap.commit), ..local(ckpt) })
