@@ -13,7 +13,7 @@ fn env_dirs() -> Vec<PathBuf> {
 
 pub use dataset::{check_items, parse_items, Item, Source};
 pub use files::EnvFiles;
-pub use manifest::{ChatMode, ChoicesField, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
+pub use manifest::{ChatMode, ChoicesField, FewshotSampler, FewshotSpec, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
 
 /// The variable naming a folder laid out like shared/data, where `dataset = …` phases are read.
 pub const DATA_DIR_VAR: &str = "BENCHGEN_DATA_DIR";
@@ -131,13 +131,49 @@ impl Environment {
         }
     }
 
-    /// sha256 over the manifest and every data file of `phase`, as read now.
+    /// sha256 over the manifest and every data file of `phase`, as read now, and of the phase
+    /// its few-shot examples come from when it has any.
     pub fn content_sha256(&self, phase: &PhaseSpec) -> Result<String> {
         let files = self.phase_files(phase)?;
+        let shots = match self.fewshot_phase(phase)? {
+            Some(p) if p.name != phase.name => self.phase_files(p)?,
+            _ => Vec::new(),
+        };
+        // Prefixed, so a few-shot file cannot stand in for an evaluated file of the same name.
+        let shot_names: Vec<String> = shots.iter().map(|f| format!("fewshot:{}", base_name(&f.name))).collect();
         let parts = std::iter::once(("environment.toml", self.manifest_text.as_bytes()))
             // Base names only: where the data directory lives must not change the hash.
-            .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())));
+            .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())))
+            .chain(shot_names.iter().zip(&shots).map(|(n, f)| (n.as_str(), f.bytes.as_slice())));
         Ok(crate::run::hash::sha256_parts(parts))
+    }
+
+    /// The phase `phase`'s few-shot examples come from, when it gets any.
+    fn fewshot_phase(&self, phase: &PhaseSpec) -> Result<Option<&PhaseSpec>> {
+        let spec = self.manifest.fewshot.as_ref();
+        match spec {
+            Some(s) if phase.shots(spec) > 0 => self.phase(Some(&s.phase)).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The few-shot examples available to `phase`'s items; `None` when they get none.
+    pub fn fewshot(&self, phase: &PhaseSpec) -> Result<Option<crate::fewshot::Fewshot>> {
+        let (Some(spec), Some(source)) = (&self.manifest.fewshot, self.fewshot_phase(phase)?) else {
+            return Ok(None);
+        };
+        let pool = self.load_items(source).map_err(|e| {
+            Error::env(&self.origin, format!("phase \"{}\" takes its few-shot examples from phase \"{}\": {e}", phase.name, source.name))
+        })?;
+        if pool.is_empty() {
+            return Err(Error::env(&self.origin, format!("few-shot phase \"{}\" has no items", source.name)));
+        }
+        Ok(Some(crate::fewshot::Fewshot {
+            spec: spec.clone(),
+            n: phase.shots(Some(spec)),
+            pool,
+            exclude_self: source.name == phase.name,
+        }))
     }
 
     /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
@@ -191,13 +227,20 @@ impl Environment {
         let Some(rel) = &phase.dataset else {
             return Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name)));
         };
+        let hint = phase.source.as_deref().map_or_else(String::new, |s| format!(" (get it from {s})"));
         let root = std::env::var_os(DATA_DIR_VAR).ok_or_else(|| {
             Error::env(
                 &self.origin,
-                format!("phase \"{}\" reads {rel} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
+                format!("phase \"{}\" reads {rel}{hint} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
             )
         })?;
         let path = Path::new(&root).join(rel);
+        if !path.exists() && phase.source.is_some() {
+            return Err(Error::env(
+                &self.origin,
+                format!("phase \"{}\": {} does not exist; put {rel} under ${DATA_DIR_VAR}{hint}", phase.name, path.display()),
+            ));
+        }
         let read = |p: &Path, part: Option<String>| -> Result<PhaseFile> {
             let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
             Ok(PhaseFile { origin: p.display().to_string(), name: p.display().to_string(), bytes, part })

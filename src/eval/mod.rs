@@ -204,10 +204,17 @@ impl Stages<'_> {
             }
         }
         record.environment.content_sha256 = Some(content);
-        let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?;
+        let fewshot = self.env.fewshot(phase)?;
+        if let Some(f) = &fewshot {
+            log.line(format!(
+                "Few-shot: {} example(s) per item from phase \"{}\" ({} items, sampler {}, seed {})",
+                f.n, f.spec.phase, f.pool.len(), f.spec.sampler.name(), f.spec.seed
+            ));
+        }
+        let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?.with_fewshot(fewshot)?;
         // Template errors surface before the (slower) model load.
         for it in &items {
-            builder.render_body(it)?;
+            builder.render_text(it)?;
         }
 
         log.line(format!("Loading model: {}", record.model.spec));

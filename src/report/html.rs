@@ -95,6 +95,7 @@ mod tests {
                 correct: false,
                 exact: false,
                 answered: true,
+                variants: Vec::new(),
             }],
         };
         let s = Summary { total: 1, correct: 0, exact: 0, answered: 1, correct_norm: None, ..Summary::default() };

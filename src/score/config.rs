@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Extractor, Select};
+use super::normalize::Step;
 use super::Scorer;
 
 /// The `[scoring]` table. Every field has a default so that a manifest with
@@ -31,6 +32,29 @@ pub struct ScoringConfig {
     /// Further metrics computed on the same extracted answer and reported
     /// (in percent, as mean credit) next to the primary one.
     pub report: Vec<Metric>,
+    /// `[[scoring.variants]]`: other extraction chains over the same
+    /// predictions, each reported as its own accuracy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantSpec>,
+}
+
+/// One `[[scoring.variants]]` entry (lm-evaluation-harness's filter
+/// lists, e.g. GSM8K's `flexible-extract` next to `strict-match`); what it
+/// leaves out is taken from the main `[scoring]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    pub name: String,
+    #[serde(default)]
+    pub extract: Option<Vec<ExtractorSpec>>,
+    #[serde(default)]
+    pub target_extract: Option<Vec<ExtractorSpec>>,
+    #[serde(default)]
+    pub normalize: Option<Vec<Normalizer>>,
+    #[serde(default)]
+    pub metric: Option<Metric>,
+    #[serde(default)]
+    pub strip_think: Option<bool>,
 }
 
 /// One entry of `extract` / `target_extract`: a reserved name or a regex
@@ -108,6 +132,7 @@ impl Default for ScoringConfig {
             primary: Primary::default(),
             strip_think: false,
             report: Vec::new(),
+            variants: Vec::new(),
         }
     }
 }
@@ -146,9 +171,11 @@ pub enum Metric {
 }
 
 /// One text normalisation step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalizer {
+    /// `{ remove = "regex" }`: delete every match (lm-evaluation-harness's `regexes_to_ignore`).
+    Remove(String),
     /// Trim surrounding whitespace.
     Strip,
     /// Lowercase (Unicode-aware).
@@ -194,7 +221,7 @@ pub enum ScoringConfigError {
     /// A user-supplied pattern is not a valid regex.
     #[error("invalid regex in scoring.{field}[{index}] ({pattern:?}): {source}")]
     InvalidRegex {
-        /// `"extract"` or `"target_extract"`.
+        /// `"extract"`, `"target_extract"` or `"normalize"`.
         field: &'static str,
         /// Position of the pattern in that list.
         index: usize,
@@ -217,21 +244,62 @@ pub enum ScoringConfigError {
         /// How many capture groups the regex has (not counting group 0).
         groups: usize,
     },
+    /// A `[[scoring.variants]]` entry without a name, or with one already used.
+    #[error("scoring.variants: name {0:?} is empty or used twice; each variant needs its own name")]
+    VariantName(String),
+    /// A `[[scoring.variants]]` entry that does not compile.
+    #[error("in scoring.variants \"{name}\": {source}")]
+    Variant {
+        name: String,
+        source: Box<ScoringConfigError>,
+    },
 }
 
 impl ScoringConfig {
     /// Compiles every pattern once, so that scoring thousands of items never
     /// re-parses a regex and a bad pattern fails before any model is run.
     pub fn compile(&self) -> Result<Scorer, ScoringConfigError> {
+        let mut variants = Vec::new();
+        for v in &self.variants {
+            if v.name.trim().is_empty() || variants.iter().any(|(n, _): &(String, Scorer)| *n == v.name) {
+                return Err(ScoringConfigError::VariantName(v.name.clone()));
+            }
+            let cfg = ScoringConfig {
+                metric: v.metric.unwrap_or(self.metric),
+                extract: v.extract.clone().unwrap_or_else(|| self.extract.clone()),
+                target_extract: v.target_extract.clone().unwrap_or_else(|| self.target_extract.clone()),
+                normalize: v.normalize.clone().unwrap_or_else(|| self.normalize.clone()),
+                strip_think: v.strip_think.unwrap_or(self.strip_think),
+                ..ScoringConfig::default()
+            };
+            let scorer = cfg
+                .compile()
+                .map_err(|source| ScoringConfigError::Variant { name: v.name.clone(), source: Box::new(source) })?;
+            variants.push((v.name.clone(), scorer));
+        }
         Ok(Scorer {
             metric: self.metric,
             extract: compile_list("extract", &self.extract)?,
             target_extract: compile_list("target_extract", &self.target_extract)?,
-            normalize: self.normalize.clone(),
+            normalize: compile_normalizers(&self.normalize)?,
             strip_think: self.strip_think,
             report: self.report.clone(),
+            variants,
         })
     }
+}
+
+fn compile_normalizers(steps: &[Normalizer]) -> Result<Vec<Step>, ScoringConfigError> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(index, n)| match n {
+            Normalizer::Remove(pattern) => regex::Regex::new(pattern).map(Step::Remove).map_err(|source| {
+                ScoringConfigError::InvalidRegex { field: "normalize", index, pattern: pattern.clone(), source }
+            }),
+            other => Ok(Step::Builtin(other.clone())),
+        })
+        .collect()
 }
 
 fn compile_list(
