@@ -346,3 +346,31 @@ impl Manifest {
         Ok(m)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "name = \"e\"\n[[phases]]\nname = \"test\"\ndata = \"t.jsonl\"\n[[phases]]\nname = \"train\"\ndata = \"r.jsonl\"\n[prompt]\ntemplate = \"{{ q }}\"\n";
+
+    #[test]
+    fn fewshot_table_defaults_follow_lm_eval() {
+        let m = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\n")).expect("valid");
+        let f = m.fewshot.as_ref().expect("table");
+        assert_eq!((f.sampler, f.seed), (FewshotSampler::FirstN, 1234));
+        assert_eq!((f.target_delimiter.as_str(), f.separator.as_str()), (" ", "\n\n"));
+        assert_eq!(m.phases[0].shots(m.fewshot.as_ref()), 5);
+    }
+
+    #[test]
+    fn fewshot_mistakes_are_reported() {
+        let err = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"dev\"\nn = 5\n")).unwrap_err();
+        assert!(err.contains("[fewshot] phase = \"dev\" is not one of the [[phases]]"), "{err}");
+        let err = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"lottery\"\n")).unwrap_err();
+        assert!(err.contains("lottery"), "{err}");
+        let err = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 3")).unwrap_err();
+        assert!(err.contains("no [fewshot] table"), "{err}");
+        let zero = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 0")).expect("0 needs no table");
+        assert_eq!(zero.phases[0].shots(None), 0);
+    }
+}

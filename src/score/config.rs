@@ -516,6 +516,55 @@ mod tests {
     }
 
     #[test]
+    fn variants_inherit_what_they_leave_out() {
+        let cfg = parse(
+            r#"
+            [scoring]
+            metric = "exact"
+            extract = ['#### (\-?[0-9\.\,]+)']
+            normalize = [{ remove = "," }, "lowercase"]
+
+            [[scoring.variants]]
+            name = "flexible"
+            extract = [{ regex = '(-?[$0-9.,]{2,})|(-?[0-9]+)', select = "last" }]
+
+            [[scoring.variants]]
+            name = "numeric"
+            metric = "numeric"
+            normalize = ["strip"]
+            "#,
+        )
+        .expect("valid table");
+        assert_eq!(cfg.normalize, vec![Normalizer::Remove(",".into()), Normalizer::Lowercase]);
+        assert_eq!(cfg.variants.len(), 2);
+        assert_eq!(cfg.variants[1].metric, Some(Metric::Numeric));
+        let scorer = cfg.compile().expect("compiles");
+        assert_eq!(scorer.variant_names(), ["flexible", "numeric"]);
+        let s = scorer.score_one("so 1,000 then #### 1,000.0 or 7", "1000");
+        // Main: "1,000.0" → "1000.0" ≠ "1000"; flexible: the last number, 7, wrong;
+        // numeric: the main extraction, only stripped ("1,000.0"), equal as a number.
+        assert_eq!(s.extracted.as_deref(), Some("1000.0"));
+        assert!(!s.correct);
+        let v: Vec<(Option<&str>, bool)> = s.variants.iter().map(|v| (v.extracted.as_deref(), v.correct)).collect();
+        assert_eq!(v, [(Some("7"), false), (Some("1,000.0"), true)]);
+    }
+
+    #[test]
+    fn bad_variants_are_named() {
+        let dup = parse("[[scoring.variants]]\nname = \"a\"\n[[scoring.variants]]\nname = \"a\"\n").expect("parses");
+        let err = dup.compile().map(|_| ()).expect_err("duplicate");
+        assert!(err.to_string().contains("\"a\" is empty or used twice"), "{err}");
+        let bad = parse("[[scoring.variants]]\nname = \"f\"\nextract = [\"(\"]\n").expect("parses");
+        let err = bad.compile().map(|_| ()).expect_err("bad regex");
+        assert!(err.to_string().starts_with("in scoring.variants \"f\": invalid regex in scoring.extract[0]"), "{err}");
+        let err = parse("[[scoring.variants]]\nname = \"f\"\nextrct = []\n").expect_err("typo");
+        assert!(err.to_string().contains("extrct"), "{err}");
+        let bad = parse("[scoring]\nnormalize = [\"strip\", { remove = \"[\" }]\n").expect("parses");
+        let err = bad.compile().map(|_| ()).expect_err("bad remove regex");
+        assert!(err.to_string().starts_with("invalid regex in scoring.normalize[1]"), "{err}");
+    }
+
+    #[test]
     fn extractor_table_rejects_unknown_keys_and_missing_groups() {
         let err = parse("[scoring]\nextract = [{ regex = \"a\", grup = 1 }]\n").expect_err("typo");
         assert!(err.to_string().contains("unknown field `grup`"), "{err}");
