@@ -48,7 +48,7 @@ impl PromptBuilder {
                 if let Some(t) = text {
                     self.jinja
                         .add_template_owned(name, t.clone())
-                        .map_err(|e| Error::env(&self.origin, format!("environment.toml [fewshot] {}: {e}", &name[5..])))?;
+                        .map_err(|e| Error::env(&self.origin, format!("environment.toml [fewshot] {}: {e}", fewshot_key(name))))?;
                 }
             }
         }
@@ -74,7 +74,7 @@ impl PromptBuilder {
             });
         };
         tmpl.render(&ex.fields).map_err(|e| {
-            Error::env(&self.origin, format!("few-shot example {}: cannot render environment.toml [fewshot] {}: {e}", ex.id, &name[5..]))
+            Error::env(&self.origin, format!("few-shot example {}: cannot render environment.toml [fewshot] {}: {e}", ex.id, fewshot_key(name)))
         })
     }
 
@@ -179,6 +179,15 @@ impl PromptBuilder {
                 Ok(Prompt { text, add_special_tokens: true })
             }
         }
+    }
+}
+
+/// The `[fewshot]` key an example template comes from.
+fn fewshot_key(template: &str) -> &'static str {
+    if template == "shot_text" {
+        "template"
+    } else {
+        "target"
     }
 }
 

@@ -170,3 +170,22 @@ fn the_fewshot_data_is_part_of_the_content_hash() {
     // A phase that takes no examples does not depend on the few-shot file.
     assert_eq!(hash(&eval(dir.path(), &env, &["--limit", "1", "--phase", "test-zeroshot"])), zero_before);
 }
+
+#[test]
+fn validate_renders_the_examples_and_eval_refuses_a_missing_fewshot_phase_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = variant(dir.path(), "seed = 1234", "seed = 1234\ntarget = \"{{ answr }}\"");
+    let o = benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(!o.status.success());
+    assert!(out.contains("phase test: 3 items, 3 problem(s)") && out.contains("[fewshot] target"), "{out}");
+    assert!(out.contains("phase test-zeroshot: 3 items, 0 problem(s)"), "{out}");
+
+    let env2 = variant(&dir.path().join("b"), "data = \"data/train.jsonl\"", "data = \"data/missing.jsonl\"");
+    let o = benchgen(dir.path(), &["eval", "--env", env2.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("phase \"test\" takes its few-shot examples from phase \"train\"") && err.contains("missing.jsonl"), "{err}");
+    // The zero-shot phase does not need the few-shot file.
+    assert!(ok(&benchgen(dir.path(), &["eval", "--env", env2.to_str().unwrap(), "--phase", "test-zeroshot"])).contains("Overall Score"));
+}

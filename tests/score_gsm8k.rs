@@ -155,7 +155,9 @@ fn real_test_file_has_1319_items_and_its_solutions_score_fully() {
     assert_eq!(items.len(), 1319);
     let dir = tempfile::tempdir().unwrap();
     let out = ok(&benchgen(dir.path(), &["env", "show", "gsm8k"]));
-    assert!(out.contains("1319 items"), "{out}");
+    assert!(out.contains("test (default): benchmarks/gsm8k/test.jsonl — 1319 items, 5-shot from phase train (first_n)"), "{out}");
+    assert!(out.contains("test-zeroshot: benchmarks/gsm8k/test.jsonl — 1319 items\n"), "{out}");
+    assert!(out.contains("variant flexible-extract: extract"), "{out}");
     let preds: Vec<Value> = items.iter().enumerate().map(|(i, it)| json!({"id": i.to_string(), "prediction": it["answer"]})).collect();
     let b = score(dir.path(), "gsm8k", &preds);
     assert_eq!((b["total"].as_u64(), b["correct"].as_u64()), (Some(1319), Some(1319)), "{b}");

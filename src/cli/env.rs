@@ -30,13 +30,21 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
             Err(e) => format!("data not available: {e}"),
         };
         let default = if i == 0 { " (default)" } else { "" };
-        println!("  {}{default}: {} — {count}", phase.name, phase.file_name());
+        let shots = match (&m.fewshot, phase.shots(m.fewshot.as_ref())) {
+            (Some(f), n) if n > 0 => format!(", {n}-shot from phase {} ({})", f.phase, f.sampler.name()),
+            _ => String::new(),
+        };
+        println!("  {}{default}: {} — {count}{shots}", phase.name, phase.file_name());
     }
     let s = &m.scoring;
     println!("\nScoring\n-------");
     println!("  method {:?}, metric {:?}, primary {:?}", s.method, s.metric, s.primary);
     if !s.extract.is_empty() {
         println!("  extract {:?}", s.extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>());
+    }
+    for v in &s.variants {
+        let extract = v.extract.as_ref().unwrap_or(&s.extract);
+        println!("  variant {}: extract {:?}", v.name, extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>());
     }
     println!("\nLeaderboard ({})\n-----------", runs_dir.display());
     print_leaderboard(&m.name, runs_dir)

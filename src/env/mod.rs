@@ -163,7 +163,12 @@ impl Environment {
             return Ok(None);
         };
         let pool = self.load_items(source).map_err(|e| {
-            Error::env(&self.origin, format!("phase \"{}\" takes its few-shot examples from phase \"{}\": {e}", phase.name, source.name))
+            // This environment's errors already name it.
+            let why = match e {
+                Error::Environment { message, .. } => message,
+                other => other.to_string(),
+            };
+            Error::env(&self.origin, format!("phase \"{}\" takes its few-shot examples from phase \"{}\": {why}", phase.name, source.name))
         })?;
         if pool.is_empty() {
             return Err(Error::env(&self.origin, format!("few-shot phase \"{}\" has no items", source.name)));
@@ -203,10 +208,13 @@ impl Environment {
             }
         }
         if render {
-            match crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin) {
+            let builder = crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin)
+                .and_then(|b| b.with_fewshot(self.fewshot(phase)?));
+            match builder {
                 Ok(builder) => {
                     for it in &items {
-                        problems.extend(builder.render_body(it).err());
+                        // With the examples: their templates must render too.
+                        problems.extend(builder.render_text(it).err());
                         problems.extend((0..it.choices.len()).filter_map(|c| builder.render_choice(it, c).err()));
                     }
                 }

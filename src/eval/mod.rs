@@ -193,6 +193,8 @@ impl Stages<'_> {
         }
         record.items = Some(items.len());
         log.line(format!("Loaded {} items", items.len()));
+        // Before the content hash, which reads the same files, for the clearer message.
+        let fewshot = self.env.fewshot(phase)?;
         let content = self.env.content_sha256(phase)?;
         // A resumed run must continue on exactly what it started with.
         if let Some(recorded) = &record.environment.content_sha256 {
@@ -204,7 +206,6 @@ impl Stages<'_> {
             }
         }
         record.environment.content_sha256 = Some(content);
-        let fewshot = self.env.fewshot(phase)?;
         if let Some(f) = &fewshot {
             log.line(format!(
                 "Few-shot: {} example(s) per item from phase \"{}\" ({} items, sampler {}, seed {})",
