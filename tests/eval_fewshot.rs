@@ -4,6 +4,8 @@
 //! the few-shot data is part of the run's content hash.
 
 mod common;
+#[path = "common/openai_server.rs"]
+mod openai_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +73,8 @@ fn first_n_examples_precede_every_item_in_order() {
         assert_eq!(d["variants"][0]["name"], "flexible-extract", "{d}");
         assert!(d["variants"][0]["correct"].is_boolean(), "{d}");
     }
+    let html = std::fs::read_to_string(run.join("detailed_results.html")).unwrap();
+    assert_eq!(html.matches("<br>flexible-extract: ").count(), 3, "one verdict per item");
     let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
     let line = format!("flexible-extract={:.2}%", b["variants"]["flexible-extract"].as_f64().unwrap());
     assert!(log.lines().any(|l| l.contains("accuracy=") && l.contains(&line)), "{line} not in:\n{log}");
@@ -188,4 +192,26 @@ fn validate_renders_the_examples_and_eval_refuses_a_missing_fewshot_phase_file()
     assert!(err.contains("phase \"test\" takes its few-shot examples from phase \"train\"") && err.contains("missing.jsonl"), "{err}");
     // The zero-shot phase does not need the few-shot file.
     assert!(ok(&benchgen(dir.path(), &["eval", "--env", env2.to_str().unwrap(), "--phase", "test-zeroshot"])).contains("Overall Score"));
+}
+
+#[test]
+fn a_chat_server_gets_the_examples_as_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = variant(dir.path(), "chat = \"auto\"", "chat = true");
+    let train = read_jsonl(&env.join("data/train.jsonl"));
+    let test = read_jsonl(&env.join("data/test.jsonl"));
+    let server = openai_server::OpenAiServer::start(openai_server::Behavior::default());
+    let spec = format!("running:{}#test-model", server.url());
+    ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--model", &spec]));
+    let requests = server.requests();
+    assert_eq!(requests.len(), test.len());
+    let q = |it: &Value| Value::from(format!("Question: {}\nAnswer:", it["question"].as_str().unwrap()));
+    for r in &requests {
+        assert_eq!(r.path, "/v1/chat/completions");
+        let m = r.body["messages"].as_array().unwrap();
+        let turns: Vec<(&str, &Value)> = m.iter().map(|t| (t["role"].as_str().unwrap(), &t["content"])).collect();
+        assert_eq!(turns.len(), 5, "{}", r.body);
+        assert_eq!(turns[..4], [("user", &q(&train[0])), ("assistant", &train[0]["answer"]), ("user", &q(&train[1])), ("assistant", &train[1]["answer"])]);
+        assert!(test.iter().any(|it| q(it) == *turns[4].1) && turns[4].0 == "user", "{}", r.body);
+    }
 }
