@@ -61,14 +61,15 @@ pub fn render(results: &DetailedResults, breakdown: &ScoreBreakdown) -> String {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         h.push_str(&format!(
             "<tr class=\"{}\"><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td><td><pre>{}</pre></td>\
-<td><pre>{}</pre></td><td class=\"verdict\">{}</td><td>{}</td><td>{}</td></tr>\n",
+<td><pre>{}</pre></td><td class=\"verdict\">{}{}</td><td>{}</td><td>{}</td></tr>\n",
             if r.correct { "ok" } else { "bad" },
             escape(&r.id),
             escape(&r.prompt),
             escape(&r.target),
             escape(&r.prediction),
             r.extracted.as_deref().map(escape).unwrap_or_else(|| "<i>none</i>".into()),
-            format!("{}{}", yes_no(r.correct), variant_verdicts(r)),
+            yes_no(r.correct),
+            variant_verdicts(r),
             yes_no(r.exact),
             yes_no(r.answered),
         ));
