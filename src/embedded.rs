@@ -44,6 +44,7 @@ pub static SHIPPED_ENVS: &[(&str, EnvFileList)] = &[
     shipped_env!("truthfulqa-mc1"),
     shipped_env!("triviaqa"),
     shipped_env!("math500"),
+    shipped_env!("gsm8k"),
 ];
 
 static CONFIG: &[u8] = fixture!("model/config.json");

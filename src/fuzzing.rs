@@ -53,6 +53,7 @@ pub fn scoring(data: &[u8]) {
             include_str!("../environments/math500/environment.toml"),
             include_str!("../environments/triviaqa/environment.toml"),
             include_str!("../environments/mmlu/environment.toml"),
+            include_str!("../environments/gsm8k/environment.toml"),
         ]
         .iter()
         .map(|t| Manifest::parse(t).expect("shipped manifests parse").scoring.compile().expect("and compile"))

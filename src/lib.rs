@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod fewshot;
 pub mod eval;
 pub mod fsutil;
 #[doc(hidden)]

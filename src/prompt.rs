@@ -5,6 +5,7 @@ use minijinja::{Environment as Jinja, UndefinedBehavior};
 
 use crate::env::{manifest::PromptSpec, ChatMode, Item};
 use crate::error::{Error, Result};
+use crate::fewshot::Fewshot;
 use crate::model::chat::{ChatTemplate, Message};
 
 /// A prompt ready for the tokenizer.
@@ -21,6 +22,7 @@ pub struct PromptBuilder {
     chat: ChatMode,
     /// The environment, for messages.
     origin: String,
+    fewshot: Option<Fewshot>,
 }
 
 impl PromptBuilder {
@@ -36,7 +38,60 @@ impl PromptBuilder {
         jinja
             .add_template_owned("choice", spec.choice_template.clone())
             .map_err(|e| Error::env(origin, format!("environment.toml [prompt] choice_template: {e}")))?;
-        Ok(Self { jinja, system: spec.system.clone(), chat: spec.chat, origin: origin.to_string() })
+        Ok(Self { jinja, system: spec.system.clone(), chat: spec.chat, origin: origin.to_string(), fewshot: None })
+    }
+
+    /// Puts solved examples ahead of every item (`None`: zero-shot).
+    pub fn with_fewshot(mut self, fewshot: Option<Fewshot>) -> Result<Self> {
+        if let Some(f) = &fewshot {
+            for (name, text) in [("shot_text", &f.spec.template), ("shot_target", &f.spec.target)] {
+                if let Some(t) = text {
+                    self.jinja
+                        .add_template_owned(name, t.clone())
+                        .map_err(|e| Error::env(&self.origin, format!("environment.toml [fewshot] {}: {e}", fewshot_key(name))))?;
+                }
+            }
+        }
+        self.fewshot = fewshot;
+        Ok(self)
+    }
+
+    /// Each few-shot example of `item` as (question, answer), in prompt order.
+    pub fn examples(&self, item: &Item) -> Result<Vec<(String, String)>> {
+        let Some(f) = &self.fewshot else { return Ok(Vec::new()) };
+        f.select(item)
+            .into_iter()
+            .map(|ex| Ok((self.example_part(ex, "shot_text")?, self.example_part(ex, "shot_target")?)))
+            .collect()
+    }
+
+    fn example_part(&self, ex: &Item, name: &str) -> Result<String> {
+        let Ok(tmpl) = self.jinja.get_template(name) else {
+            return Ok(match name {
+                "shot_text" => self.render_body(ex)?,
+                // lm-eval's doc_to_target for multiple choice is the right option's text.
+                _ => ex.target_index.and_then(|i| ex.choices.get(i)).unwrap_or(&ex.target).clone(),
+            });
+        };
+        tmpl.render(&ex.fields).map_err(|e| {
+            Error::env(&self.origin, format!("few-shot example {}: cannot render environment.toml [fewshot] {}: {e}", ex.id, fewshot_key(name)))
+        })
+    }
+
+    /// The item's text with its few-shot examples ahead of it, as lm-evaluation-harness joins
+    /// them: question, target delimiter, answer, separator, for each; then the item.
+    pub fn render_text(&self, item: &Item) -> Result<String> {
+        let body = self.render_body(item)?;
+        let Some(f) = &self.fewshot else { return Ok(body) };
+        let mut text = String::new();
+        for (question, answer) in self.examples(item)? {
+            text.push_str(&question);
+            text.push_str(&f.spec.target_delimiter);
+            text.push_str(&answer);
+            text.push_str(&f.spec.separator);
+        }
+        text.push_str(&body);
+        Ok(text)
     }
 
     /// The item's text from the environment's template alone.
@@ -93,11 +148,16 @@ impl PromptBuilder {
     }
 
     /// The conversation a chat template (the model's, or a server's) turns into the prompt:
-    /// the system prompt, if any, then the item as the user's turn.
+    /// the system prompt, if any, then each few-shot example as a user turn answered by an
+    /// assistant turn (lm-eval's `--fewshot_as_multiturn`), then the item as the user's turn.
     pub fn messages(&self, item: &Item) -> Result<Vec<Message>> {
         let mut messages = Vec::new();
         if !self.system.is_empty() {
             messages.push(Message { role: "system".into(), content: self.system.clone() });
+        }
+        for (question, answer) in self.examples(item)? {
+            messages.push(Message { role: "user".into(), content: question });
+            messages.push(Message { role: "assistant".into(), content: answer });
         }
         messages.push(Message { role: "user".into(), content: self.render_body(item)? });
         Ok(messages)
@@ -114,11 +174,20 @@ impl PromptBuilder {
                 Ok(Prompt { text, add_special_tokens: false })
             }
             None => {
-                let body = self.render_body(item)?;
+                let body = self.render_text(item)?;
                 let text = if self.system.is_empty() { body } else { format!("{}\n\n{body}", self.system) };
                 Ok(Prompt { text, add_special_tokens: true })
             }
         }
+    }
+}
+
+/// The `[fewshot]` key an example template comes from.
+fn fewshot_key(template: &str) -> &'static str {
+    if template == "shot_text" {
+        "template"
+    } else {
+        "target"
     }
 }
 
@@ -186,6 +255,85 @@ mod tests {
         s.choice_template = " {{ label }}".into();
         let b = PromptBuilder::new(&s, "e").unwrap();
         assert_eq!(b.render_choice(&it, 0).unwrap(), " A");
+    }
+
+    fn gsm_item(id: &str, q: &str, a: &str) -> Item {
+        let mut it = item(json!({"question": q, "answer": a}));
+        it.id = id.into();
+        it.target = a.into();
+        it
+    }
+
+    fn two_shot(chat: ChatMode) -> PromptBuilder {
+        let spec = crate::env::FewshotSpec {
+            phase: "train".into(),
+            n: 2,
+            sampler: crate::env::FewshotSampler::FirstN,
+            seed: 1234,
+            template: None,
+            target: None,
+            target_delimiter: " ".into(),
+            separator: "\n\n".into(),
+        };
+        let pool = vec![
+            gsm_item("0", "1+1?", "1+1=2\n#### 2"),
+            gsm_item("1", "2*3?", "2*3=6\n#### 6"),
+            gsm_item("2", "9-4?", "9-4=5\n#### 5"),
+        ];
+        let fewshot = crate::fewshot::Fewshot { spec, n: 2, pool, exclude_self: false };
+        PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", chat), "e").unwrap().with_fewshot(Some(fewshot)).unwrap()
+    }
+
+    fn spec_of(template: &str, chat: ChatMode) -> PromptSpec {
+        spec(template, chat)
+    }
+
+    #[test]
+    fn two_shot_plain_text_joins_as_lm_eval() {
+        let b = two_shot(ChatMode::Never);
+        let it = gsm_item("q", "5+5?", "#### 10");
+        // lm-eval: doc_to_text + target_delimiter + doc_to_target per example, each followed by
+        // fewshot_delimiter, then the doc's doc_to_text.
+        let want = "Question: 1+1?\nAnswer: 1+1=2\n#### 2\n\nQuestion: 2*3?\nAnswer: 2*3=6\n#### 6\n\nQuestion: 5+5?\nAnswer:";
+        assert_eq!(b.render(&it, None).unwrap(), Prompt { text: want.into(), add_special_tokens: true });
+        // Other example templates and delimiters are honoured.
+        let mut f = b.fewshot.clone().unwrap();
+        f.spec.template = Some("Q {{ question }}".into());
+        f.spec.target = Some("{{ answer[-1] }}".into());
+        f.spec.target_delimiter = "=".into();
+        f.spec.separator = "|".into();
+        let b = PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", ChatMode::Never), "e").unwrap().with_fewshot(Some(f)).unwrap();
+        assert_eq!(b.render(&it, None).unwrap().text, "Q 1+1?=2|Q 2*3?=6|Question: 5+5?\nAnswer:");
+    }
+
+    #[test]
+    fn two_shot_chat_is_multiturn() {
+        let b = two_shot(ChatMode::Auto);
+        let it = gsm_item("q", "5+5?", "#### 10");
+        let t = zephyr();
+        let p = b.render(&it, b.chat_template(Some(&t), "m").unwrap()).unwrap();
+        // lm-eval --apply_chat_template --fewshot_as_multiturn: each example is a user turn
+        // (doc_to_text) answered by an assistant turn (doc_to_target), then the doc's user turn.
+        let want = "<|user|>\nQuestion: 1+1?\nAnswer:</s>\n<|assistant|>\n1+1=2\n#### 2</s>\n\
+                    <|user|>\nQuestion: 2*3?\nAnswer:</s>\n<|assistant|>\n2*3=6\n#### 6</s>\n\
+                    <|user|>\nQuestion: 5+5?\nAnswer:</s>\n<|assistant|>\n";
+        assert_eq!(p.text, want);
+        let messages = b.messages(&it).unwrap();
+        let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
+    }
+
+    #[test]
+    fn multiple_choice_examples_answer_with_the_option_text() {
+        let mut ex = gsm_item("0", "Sky?", "1");
+        ex.choices = vec!["green".into(), "blue".into()];
+        ex.target_index = Some(1);
+        let mut b = two_shot(ChatMode::Never);
+        if let Some(f) = b.fewshot.as_mut() {
+            f.pool = vec![ex];
+        }
+        let text = b.render(&gsm_item("q", "Grass?", "0"), None).unwrap().text;
+        assert_eq!(text, "Question: Sky?\nAnswer: blue\n\nQuestion: Grass?\nAnswer:");
     }
 
     #[test]

@@ -30,7 +30,11 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
             Err(e) => format!("data not available: {e}"),
         };
         let default = if i == 0 { " (default)" } else { "" };
-        println!("  {}{default}: {} — {count}", phase.name, phase.file_name());
+        let shots = match (&m.fewshot, phase.shots(m.fewshot.as_ref())) {
+            (Some(f), n) if n > 0 => format!(", {n}-shot from phase {} ({})", f.phase, f.sampler.name()),
+            _ => String::new(),
+        };
+        println!("  {}{default}: {} — {count}{shots}", phase.name, phase.file_name());
     }
     let s = &m.scoring;
     println!("\nScoring\n-------");
@@ -41,6 +45,10 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
     if let Some(p) = &s.program {
         println!("  scoring program: `{}` in {}/ (timeout {} s, Overall Score = \"{}\")", p.shown(), p.dir, p.timeout_s, p.primary);
         println!("  it runs only with {}", benchgen::eval::ALLOW_FLAG);
+    }
+    for v in &s.variants {
+        let extract = v.extract.as_ref().unwrap_or(&s.extract);
+        println!("  variant {}: extract {:?}", v.name, extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>());
     }
     println!("\nLeaderboard ({})\n-----------", runs_dir.display());
     print_leaderboard(&m.name, runs_dir)

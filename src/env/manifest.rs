@@ -23,6 +23,9 @@ pub struct Manifest {
     pub scoring: ScoringConfig,
     #[serde(default)]
     pub finetune: Option<FinetuneSpec>,
+    /// Solved examples from another phase put ahead of each item.
+    #[serde(default)]
+    pub fewshot: Option<FewshotSpec>,
 }
 
 fn default_version() -> String {
@@ -43,9 +46,21 @@ pub struct PhaseSpec {
     /// Field names of a CSV file without a header row.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
+    /// How many few-shot examples this phase's items get, instead of `[fewshot] n` (0: none), so
+    /// one manifest can offer the benchmark both with and without its examples.
+    #[serde(default)]
+    pub fewshot: Option<usize>,
+    /// Where to get a `dataset` file that is not shipped, named when it is missing.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 impl PhaseSpec {
+    /// How many few-shot examples this phase's items get under `spec`.
+    pub fn shots(&self, spec: Option<&FewshotSpec>) -> usize {
+        spec.map_or(0, |s| self.fewshot.unwrap_or(s.n))
+    }
+
     /// The file name, whichever way it is given (its extension picks the reader).
     pub fn file_name(&self) -> &str {
         self.data.as_deref().or(self.dataset.as_deref()).unwrap_or_default()
@@ -197,6 +212,66 @@ impl Default for GenerationSpec {
     }
 }
 
+/// How few-shot examples are chosen from the few-shot phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FewshotSampler {
+    /// The phase's first `n` items, in file order (lm-evaluation-harness's `first_n`).
+    #[default]
+    FirstN,
+    /// `n` items drawn without replacement, seeded by `seed` and the item's id.
+    Random,
+}
+
+impl FewshotSampler {
+    /// The name used in manifests and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FirstN => "first_n",
+            Self::Random => "random",
+        }
+    }
+}
+
+/// The `[fewshot]` table: lm-evaluation-harness's `fewshot_split`, `num_fewshot`,
+/// `fewshot_config.sampler`, `fewshot_delimiter` and `target_delimiter`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FewshotSpec {
+    /// The phase the examples come from.
+    pub phase: String,
+    pub n: usize,
+    #[serde(default)]
+    pub sampler: FewshotSampler,
+    #[serde(default = "default_fewshot_seed")]
+    pub seed: u64,
+    /// An example's question, over its raw fields; absent: the `[prompt] template`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// An example's answer, over its raw fields; absent: the item's target (for multiple choice,
+    /// the text of the right option).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Between the question and the answer of an example (plain-text prompts only).
+    #[serde(default = "default_target_delimiter")]
+    pub target_delimiter: String,
+    /// After each example (plain-text prompts only).
+    #[serde(default = "default_fewshot_separator")]
+    pub separator: String,
+}
+
+fn default_fewshot_seed() -> u64 {
+    1234
+}
+
+fn default_target_delimiter() -> String {
+    " ".into()
+}
+
+fn default_fewshot_separator() -> String {
+    "\n\n".into()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinetuneInclude {
@@ -249,6 +324,14 @@ impl Manifest {
                 return Err(format!("phase \"{}\" needs exactly one of data (a file in the environment) or dataset (a file under $BENCHGEN_DATA_DIR)", p.name));
             }
         }
+        if let Some(f) = &m.fewshot {
+            if !m.phases.iter().any(|p| p.name == f.phase) {
+                return Err(format!("[fewshot] phase = \"{}\" is not one of the [[phases]]", f.phase));
+            }
+        }
+        if let Some(p) = m.phases.iter().find(|p| p.fewshot.is_some_and(|n| n > 0) && m.fewshot.is_none()) {
+            return Err(format!("phase \"{}\" sets fewshot but there is no [fewshot] table to draw examples from", p.name));
+        }
         if m.fields.choices_split.is_some() && !matches!(m.fields.choices, Some(ChoicesField::Columns(_))) {
             return Err("[fields] choices_split needs choices to be a list of fields".into());
         }
@@ -264,5 +347,33 @@ impl Manifest {
             program.check()?;
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "name = \"e\"\n[[phases]]\nname = \"test\"\ndata = \"t.jsonl\"\n[[phases]]\nname = \"train\"\ndata = \"r.jsonl\"\n[prompt]\ntemplate = \"{{ q }}\"\n";
+
+    #[test]
+    fn fewshot_table_defaults_follow_lm_eval() {
+        let m = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\n")).expect("valid");
+        let f = m.fewshot.as_ref().expect("table");
+        assert_eq!((f.sampler, f.seed), (FewshotSampler::FirstN, 1234));
+        assert_eq!((f.target_delimiter.as_str(), f.separator.as_str()), (" ", "\n\n"));
+        assert_eq!(m.phases[0].shots(m.fewshot.as_ref()), 5);
+    }
+
+    #[test]
+    fn fewshot_mistakes_are_reported() {
+        let err = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"dev\"\nn = 5\n")).unwrap_err();
+        assert!(err.contains("[fewshot] phase = \"dev\" is not one of the [[phases]]"), "{err}");
+        let err = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"lottery\"\n")).unwrap_err();
+        assert!(err.contains("lottery"), "{err}");
+        let err = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 3")).unwrap_err();
+        assert!(err.contains("no [fewshot] table"), "{err}");
+        let zero = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 0")).expect("0 needs no table");
+        assert_eq!(zero.phases[0].shots(None), 0);
     }
 }

@@ -13,7 +13,7 @@ fn env_dirs() -> Vec<PathBuf> {
 
 pub use dataset::{check_items, parse_items, Item, Source};
 pub use files::EnvFiles;
-pub use manifest::{ChatMode, ChoicesField, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
+pub use manifest::{ChatMode, ChoicesField, FewshotSampler, FewshotSpec, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
 
 /// The variable naming a folder laid out like shared/data, where `dataset = …` phases are read.
 pub const DATA_DIR_VAR: &str = "BENCHGEN_DATA_DIR";
@@ -131,16 +131,23 @@ impl Environment {
         }
     }
 
-    /// sha256 over the manifest, every data file of `phase` and the scoring program's files (it
-    /// decides the score as much as the data does), as read now.
+    /// sha256 over the manifest, every data file of `phase`, the data of the phase its few-shot
+    /// examples come from when it has any, and the scoring program's files (it decides the
+    /// score as much as the data does), as read now.
     pub fn content_sha256(&self, phase: &PhaseSpec) -> Result<String> {
         let files = self.phase_files(phase)?;
-        // Named apart from data files, which are hashed by base name.
+        let shots = match self.fewshot_phase(phase)? {
+            Some(p) if p.name != phase.name => self.phase_files(p)?,
+            _ => Vec::new(),
+        };
+        // Prefixed, so a few-shot or program file cannot stand in for a data file of the same name.
+        let shot_names: Vec<String> = shots.iter().map(|f| format!("fewshot:{}", base_name(&f.name))).collect();
         let program: Vec<(String, Vec<u8>)> =
             self.program_files()?.into_iter().map(|(n, b)| (format!("[scoring.program]/{n}"), b)).collect();
         let parts = std::iter::once(("environment.toml", self.manifest_text.as_bytes()))
             // Base names only: where the data directory lives must not change the hash.
             .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())))
+            .chain(shot_names.iter().zip(&shots).map(|(n, f)| (n.as_str(), f.bytes.as_slice())))
             .chain(program.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
         Ok(crate::run::hash::sha256_parts(parts))
     }
@@ -171,6 +178,39 @@ impl Environment {
         Ok(self.phase_files(phase)?.into_iter().map(|f| (base_name(&f.name).to_string(), f.bytes)).collect())
     }
 
+    /// The phase `phase`'s few-shot examples come from, when it gets any.
+    fn fewshot_phase(&self, phase: &PhaseSpec) -> Result<Option<&PhaseSpec>> {
+        let spec = self.manifest.fewshot.as_ref();
+        match spec {
+            Some(s) if phase.shots(spec) > 0 => self.phase(Some(&s.phase)).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The few-shot examples available to `phase`'s items; `None` when they get none.
+    pub fn fewshot(&self, phase: &PhaseSpec) -> Result<Option<crate::fewshot::Fewshot>> {
+        let (Some(spec), Some(source)) = (&self.manifest.fewshot, self.fewshot_phase(phase)?) else {
+            return Ok(None);
+        };
+        let pool = self.load_items(source).map_err(|e| {
+            // This environment's errors already name it.
+            let why = match e {
+                Error::Environment { message, .. } => message,
+                other => other.to_string(),
+            };
+            Error::env(&self.origin, format!("phase \"{}\" takes its few-shot examples from phase \"{}\": {why}", phase.name, source.name))
+        })?;
+        if pool.is_empty() {
+            return Err(Error::env(&self.origin, format!("few-shot phase \"{}\" has no items", source.name)));
+        }
+        Ok(Some(crate::fewshot::Fewshot {
+            spec: spec.clone(),
+            n: phase.shots(Some(spec)),
+            pool,
+            exclude_self: source.name == phase.name,
+        }))
+    }
+
     /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
     /// duplicate ids, prompts and options that do not render. Also the items that did parse.
     pub fn check_phase(&self, phase: &PhaseSpec) -> (Vec<Item>, Vec<Error>) {
@@ -198,10 +238,13 @@ impl Environment {
             }
         }
         if render {
-            match crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin) {
+            let builder = crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin)
+                .and_then(|b| b.with_fewshot(self.fewshot(phase)?));
+            match builder {
                 Ok(builder) => {
                     for it in &items {
-                        problems.extend(builder.render_body(it).err());
+                        // With the examples: their templates must render too.
+                        problems.extend(builder.render_text(it).err());
                         problems.extend((0..it.choices.len()).filter_map(|c| builder.render_choice(it, c).err()));
                     }
                 }
@@ -222,13 +265,20 @@ impl Environment {
         let Some(rel) = &phase.dataset else {
             return Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name)));
         };
+        let hint = phase.source.as_deref().map_or_else(String::new, |s| format!(" (get it from {s})"));
         let root = std::env::var_os(DATA_DIR_VAR).ok_or_else(|| {
             Error::env(
                 &self.origin,
-                format!("phase \"{}\" reads {rel} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
+                format!("phase \"{}\" reads {rel}{hint} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
             )
         })?;
         let path = Path::new(&root).join(rel);
+        if !path.exists() && phase.source.is_some() {
+            return Err(Error::env(
+                &self.origin,
+                format!("phase \"{}\": {} does not exist; put {rel} under ${DATA_DIR_VAR}{hint}", phase.name, path.display()),
+            ));
+        }
         let read = |p: &Path, part: Option<String>| -> Result<PhaseFile> {
             let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
             Ok(PhaseFile { origin: p.display().to_string(), name: p.display().to_string(), bytes, part })

@@ -114,6 +114,7 @@ impl Scoring<'_> {
                 correct,
                 exact: correct,
                 answered,
+                variants: Vec::new(),
             });
         }
         Ok((records, summary))

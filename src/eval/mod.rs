@@ -200,6 +200,8 @@ impl Stages<'_> {
         }
         record.items = Some(items.len());
         log.line(format!("Loaded {} items", items.len()));
+        // Before the content hash, which reads the same files, for the clearer message.
+        let fewshot = self.env.fewshot(phase)?;
         let content = self.env.content_sha256(phase)?;
         // A resumed run must continue on exactly what it started with.
         if let Some(recorded) = &record.environment.content_sha256 {
@@ -211,10 +213,16 @@ impl Stages<'_> {
             }
         }
         record.environment.content_sha256 = Some(content);
-        let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?;
+        if let Some(f) = &fewshot {
+            log.line(format!(
+                "Few-shot: {} example(s) per item from phase \"{}\" ({} items, sampler {}, seed {})",
+                f.n, f.spec.phase, f.pool.len(), f.spec.sampler.name(), f.spec.seed
+            ));
+        }
+        let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?.with_fewshot(fewshot)?;
         // Template errors surface before the (slower) model load.
         for it in &items {
-            builder.render_body(it)?;
+            builder.render_text(it)?;
         }
 
         log.line(format!("Loading model: {}", record.model.spec));

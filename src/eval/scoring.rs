@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::log::RunLog;
 use crate::prompt::PromptBuilder;
-use crate::report::{finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown};
+use crate::report::{finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown, VariantRecord};
 use crate::run::{PredictionRecord, RunRecord};
 use crate::score::{ItemScore, Method, Summary};
 
@@ -93,7 +93,8 @@ impl Scoring<'_> {
             .map(|(it, p)| (p.map_or("", |p| p.prediction.as_str()), it.targets.iter().map(String::as_str).collect()))
             .collect();
         let scores: Vec<ItemScore> = scorer.score_all(&pairs);
-        let summary = Summary::from_scores_with(&scores, scorer.metric(), scorer.report());
+        let variant_names = scorer.variant_names();
+        let summary = Summary::from_scores_with(&scores, scorer.metric(), scorer.report()).with_variants(&scores, &variant_names);
         let records = items
             .iter()
             .zip(by_item)
@@ -107,6 +108,7 @@ impl Scoring<'_> {
                 correct: sc.correct,
                 exact: sc.exact,
                 answered: sc.answered,
+                variants: variant_records(&variant_names, sc.variants),
             })
             .collect();
         Ok((records, summary))
@@ -134,6 +136,9 @@ impl Scoring<'_> {
         for (name, percent) in summary.extra_percent() {
             scores_json[name] = json!(percent);
         }
+        if !summary.variants.is_empty() {
+            scores_json["variants"] = variants_json(summary);
+        }
         if let Some(acc_norm) = summary.acc_norm() {
             scores_json["acc_norm"] = json!(acc_norm);
             scores_json["correct_norm"] = json!(summary.correct_norm);
@@ -141,9 +146,9 @@ impl Scoring<'_> {
         write_json_atomic(&scoring_dir.join("scores.json"), &scores_json)?;
         let s = &self.env.manifest.scoring;
         let scoring_log = format!(
-            "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\nstrip_think: {}\nreport: {:?}\n\
+            "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\nstrip_think: {}\nreport: {:?}\nvariants: {:?}\n\
              items: {items}\npredictions: {predictions}\nmissing predictions: {missing}\ncorrect: {}\nexact: {}\nanswered: {}\n",
-            s.method, s.metric, s.extract, s.normalize, s.strip_think, s.report, summary.correct, summary.exact, summary.answered
+            s.method, s.metric, s.extract, s.normalize, s.strip_think, s.report, s.variants, summary.correct, summary.exact, summary.answered
         );
         write_atomic(&scoring_dir.join("scoring.log"), scoring_log.as_bytes())
     }
@@ -181,6 +186,25 @@ impl Scoring<'_> {
         }
         Ok(())
     }
+}
+
+/// `[[scoring.variants]]` in `scores.json`: per name, its accuracy and count.
+fn variants_json(summary: &Summary) -> serde_json::Value {
+    let percent: HashMap<String, f64> = summary.variant_percent().into_iter().collect();
+    summary
+        .variants
+        .iter()
+        .map(|(name, correct)| (name.clone(), json!({"accuracy": percent.get(name), "correct": correct, "total": summary.total})))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn variant_records(names: &[&str], scores: Vec<crate::score::VariantScore>) -> Vec<VariantRecord> {
+    names
+        .iter()
+        .zip(scores)
+        .map(|(name, v)| VariantRecord { name: name.to_string(), extracted: v.extracted, correct: v.correct })
+        .collect()
 }
 
 /// Each item's prediction, by id; a prediction for an id the environment lacks is an error.

@@ -22,6 +22,9 @@ pub struct ScoreBreakdown {
     /// Every score an environment's scoring program reported, as it reported them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub program_scores: std::collections::BTreeMap<String, f64>,
+    /// `[[scoring.variants]]` accuracies by name, in percent, next to `accuracy` (the main chain).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub variants: std::collections::BTreeMap<String, f64>,
     pub duration_s: f64,
     pub correct: usize,
     pub exact: usize,
@@ -46,6 +49,7 @@ impl ScoreBreakdown {
             acc_norm: summary.acc_norm(),
             metrics: summary.extra_percent().into_iter().collect(),
             program_scores: Default::default(),
+            variants: summary.variant_percent().into_iter().collect(),
             duration_s,
             correct: summary.correct,
             exact: summary.exact,
@@ -65,9 +69,14 @@ impl ScoreBreakdown {
         self
     }
 
-    /// The platform's closing log line: `accuracy=26.00% correct=26/100`.
+    /// The platform's closing log line: `accuracy=26.00% correct=26/100`, then each scoring
+    /// variant's accuracy (`flexible-extract=30.00%`).
     pub fn accuracy_line(&self) -> String {
-        format!("accuracy={:.2}% correct={}/{}", self.accuracy, self.correct, self.total)
+        let mut line = format!("accuracy={:.2}% correct={}/{}", self.accuracy, self.correct, self.total);
+        for (name, acc) in &self.variants {
+            line.push_str(&format!(" {name}={acc:.2}%"));
+        }
+        line
     }
 
     /// A small aligned table for terminals and log files.
@@ -84,6 +93,10 @@ impl ScoreBreakdown {
         }
         let extra: Vec<(String, String)> = self.metrics.iter().map(|(k, v)| (k.to_uppercase(), format!("{v:.2}%"))).collect();
         for (k, v) in &extra {
+            rows.push((k.as_str(), v.clone()));
+        }
+        let variants: Vec<(String, String)> = self.variants.iter().map(|(k, v)| (k.clone(), format!("{v:.2}%"))).collect();
+        for (k, v) in &variants {
             rows.push((k.as_str(), v.clone()));
         }
         rows.extend([
@@ -115,5 +128,17 @@ mod tests {
         let b = ScoreBreakdown::new(&s, Primary::AnswerRate, 1.5);
         assert_eq!(b.overall_score, 90.0);
         assert_eq!(b.primary, "answer_rate");
+    }
+
+    #[test]
+    fn variants_are_reported_next_to_accuracy() {
+        let s = Summary { total: 4, correct: 1, variants: vec![("flexible-extract".into(), 3)], ..Summary::default() };
+        let b = ScoreBreakdown::new(&s, Primary::Accuracy, 0.0);
+        assert_eq!(b.overall_score, 25.0);
+        assert_eq!(b.variants.get("flexible-extract"), Some(&75.0));
+        assert_eq!(b.accuracy_line(), "accuracy=25.00% correct=1/4 flexible-extract=75.00%");
+        assert!(b.table().contains("flexible-extract     75.00%"), "{}", b.table());
+        let json = serde_json::to_value(&b).expect("serialises");
+        assert_eq!(json["variants"]["flexible-extract"], 75.0);
     }
 }

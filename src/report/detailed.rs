@@ -14,6 +14,17 @@ pub struct DetailedRecord {
     pub correct: bool,
     pub exact: bool,
     pub answered: bool,
+    /// Each `[[scoring.variants]]` chain's verdict, in manifest order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantRecord>,
+}
+
+/// One scoring variant's verdict on an item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantRecord {
+    pub name: String,
+    pub extracted: Option<String>,
+    pub correct: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

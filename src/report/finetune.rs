@@ -45,6 +45,7 @@ mod tests {
             correct,
             exact: false,
             answered: true,
+            variants: Vec::new(),
         }
     }
 

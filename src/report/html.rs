@@ -52,13 +52,16 @@ pub fn render(results: &DetailedResults, breakdown: &ScoreBreakdown) -> String {
     for (k, v) in &breakdown.metrics {
         h.push_str(&format!("<tr><td>{}</td><td><b>{v:.2}%</b></td></tr>", escape(&k.to_uppercase())));
     }
+    for (k, v) in &breakdown.variants {
+        h.push_str(&format!("<tr><td>{}</td><td><b>{v:.2}%</b></td></tr>", escape(k)));
+    }
     h.push_str("</table>\n<h2>Items</h2>\n<table>\n<tr><th>id</th><th>prompt</th><th>target</th>\
 <th>prediction</th><th>extracted</th><th>correct</th><th>exact</th><th>answered</th></tr>\n");
     for r in &results.items {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         h.push_str(&format!(
             "<tr class=\"{}\"><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td><td><pre>{}</pre></td>\
-<td><pre>{}</pre></td><td class=\"verdict\">{}</td><td>{}</td><td>{}</td></tr>\n",
+<td><pre>{}</pre></td><td class=\"verdict\">{}{}</td><td>{}</td><td>{}</td></tr>\n",
             if r.correct { "ok" } else { "bad" },
             escape(&r.id),
             escape(&r.prompt),
@@ -66,12 +69,24 @@ pub fn render(results: &DetailedResults, breakdown: &ScoreBreakdown) -> String {
             escape(&r.prediction),
             r.extracted.as_deref().map(escape).unwrap_or_else(|| "<i>none</i>".into()),
             yes_no(r.correct),
+            variant_verdicts(r),
             yes_no(r.exact),
             yes_no(r.answered),
         ));
     }
     h.push_str("</table>\n</body></html>\n");
     h
+}
+
+/// Each scoring variant's verdict and answer, under the main one.
+fn variant_verdicts(r: &super::detailed::DetailedRecord) -> String {
+    r.variants
+        .iter()
+        .map(|v| {
+            let answer = v.extracted.as_deref().map(escape).unwrap_or_else(|| "<i>none</i>".into());
+            format!("<br>{}: {} ({answer})", escape(&v.name), if v.correct { "yes" } else { "no" })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -95,6 +110,7 @@ mod tests {
                 correct: false,
                 exact: false,
                 answered: true,
+                variants: Vec::new(),
             }],
         };
         let s = Summary { total: 1, correct: 0, exact: 0, answered: 1, correct_norm: None, ..Summary::default() };

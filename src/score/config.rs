@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Extractor, Select};
+use super::normalize::Step;
 use super::Scorer;
 
 /// The `[scoring]` table. Every field has a default so that a manifest with
@@ -34,6 +35,29 @@ pub struct ScoringConfig {
     /// `[scoring.program]`: the environment's own scoring program decides the scores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub program: Option<super::program::ProgramSpec>,
+    /// `[[scoring.variants]]`: other extraction chains over the same
+    /// predictions, each reported as its own accuracy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantSpec>,
+}
+
+/// One `[[scoring.variants]]` entry (lm-evaluation-harness's filter
+/// lists, e.g. GSM8K's `flexible-extract` next to `strict-match`); what it
+/// leaves out is taken from the main `[scoring]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    pub name: String,
+    #[serde(default)]
+    pub extract: Option<Vec<ExtractorSpec>>,
+    #[serde(default)]
+    pub target_extract: Option<Vec<ExtractorSpec>>,
+    #[serde(default)]
+    pub normalize: Option<Vec<Normalizer>>,
+    #[serde(default)]
+    pub metric: Option<Metric>,
+    #[serde(default)]
+    pub strip_think: Option<bool>,
 }
 
 /// One entry of `extract` / `target_extract`: a reserved name or a regex
@@ -112,6 +136,7 @@ impl Default for ScoringConfig {
             strip_think: false,
             report: Vec::new(),
             program: None,
+            variants: Vec::new(),
         }
     }
 }
@@ -150,9 +175,11 @@ pub enum Metric {
 }
 
 /// One text normalisation step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalizer {
+    /// `{ remove = "regex" }`: delete every match (lm-evaluation-harness's `regexes_to_ignore`).
+    Remove(String),
     /// Trim surrounding whitespace.
     Strip,
     /// Lowercase (Unicode-aware).
@@ -198,7 +225,7 @@ pub enum ScoringConfigError {
     /// A user-supplied pattern is not a valid regex.
     #[error("invalid regex in scoring.{field}[{index}] ({pattern:?}): {source}")]
     InvalidRegex {
-        /// `"extract"` or `"target_extract"`.
+        /// `"extract"`, `"target_extract"` or `"normalize"`.
         field: &'static str,
         /// Position of the pattern in that list.
         index: usize,
@@ -221,21 +248,62 @@ pub enum ScoringConfigError {
         /// How many capture groups the regex has (not counting group 0).
         groups: usize,
     },
+    /// A `[[scoring.variants]]` entry without a name, or with one already used.
+    #[error("scoring.variants: name {0:?} is empty or used twice; each variant needs its own name")]
+    VariantName(String),
+    /// A `[[scoring.variants]]` entry that does not compile.
+    #[error("in scoring.variants \"{name}\": {source}")]
+    Variant {
+        name: String,
+        source: Box<ScoringConfigError>,
+    },
 }
 
 impl ScoringConfig {
     /// Compiles every pattern once, so that scoring thousands of items never
     /// re-parses a regex and a bad pattern fails before any model is run.
     pub fn compile(&self) -> Result<Scorer, ScoringConfigError> {
+        let mut variants = Vec::new();
+        for v in &self.variants {
+            if v.name.trim().is_empty() || variants.iter().any(|(n, _): &(String, Scorer)| *n == v.name) {
+                return Err(ScoringConfigError::VariantName(v.name.clone()));
+            }
+            let cfg = ScoringConfig {
+                metric: v.metric.unwrap_or(self.metric),
+                extract: v.extract.clone().unwrap_or_else(|| self.extract.clone()),
+                target_extract: v.target_extract.clone().unwrap_or_else(|| self.target_extract.clone()),
+                normalize: v.normalize.clone().unwrap_or_else(|| self.normalize.clone()),
+                strip_think: v.strip_think.unwrap_or(self.strip_think),
+                ..ScoringConfig::default()
+            };
+            let scorer = cfg
+                .compile()
+                .map_err(|source| ScoringConfigError::Variant { name: v.name.clone(), source: Box::new(source) })?;
+            variants.push((v.name.clone(), scorer));
+        }
         Ok(Scorer {
             metric: self.metric,
             extract: compile_list("extract", &self.extract)?,
             target_extract: compile_list("target_extract", &self.target_extract)?,
-            normalize: self.normalize.clone(),
+            normalize: compile_normalizers(&self.normalize)?,
             strip_think: self.strip_think,
             report: self.report.clone(),
+            variants,
         })
     }
+}
+
+fn compile_normalizers(steps: &[Normalizer]) -> Result<Vec<Step>, ScoringConfigError> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(index, n)| match n {
+            Normalizer::Remove(pattern) => regex::Regex::new(pattern).map(Step::Remove).map_err(|source| {
+                ScoringConfigError::InvalidRegex { field: "normalize", index, pattern: pattern.clone(), source }
+            }),
+            other => Ok(Step::Builtin(other.clone())),
+        })
+        .collect()
 }
 
 fn compile_list(
@@ -449,6 +517,55 @@ mod tests {
         assert_eq!((t.group, t.select), (Some(2), Select::Last));
         assert_eq!(cfg.extract[1], ExtractorSpec::from("last_boxed"));
         cfg.compile().expect("compiles");
+    }
+
+    #[test]
+    fn variants_inherit_what_they_leave_out() {
+        let cfg = parse(
+            r#"
+            [scoring]
+            metric = "exact"
+            extract = ['#### (\-?[0-9\.\,]+)']
+            normalize = [{ remove = "," }, "lowercase"]
+
+            [[scoring.variants]]
+            name = "flexible"
+            extract = [{ regex = '(-?[$0-9.,]{2,})|(-?[0-9]+)', select = "last" }]
+
+            [[scoring.variants]]
+            name = "numeric"
+            metric = "numeric"
+            normalize = ["strip"]
+            "#,
+        )
+        .expect("valid table");
+        assert_eq!(cfg.normalize, vec![Normalizer::Remove(",".into()), Normalizer::Lowercase]);
+        assert_eq!(cfg.variants.len(), 2);
+        assert_eq!(cfg.variants[1].metric, Some(Metric::Numeric));
+        let scorer = cfg.compile().expect("compiles");
+        assert_eq!(scorer.variant_names(), ["flexible", "numeric"]);
+        let s = scorer.score_one("so 1,000 then #### 1,000.0 or 7", "1000");
+        // Main: "1,000.0" → "1000.0" ≠ "1000"; flexible: the last number, 7, wrong;
+        // numeric: the main extraction, only stripped ("1,000.0"), equal as a number.
+        assert_eq!(s.extracted.as_deref(), Some("1000.0"));
+        assert!(!s.correct);
+        let v: Vec<(Option<&str>, bool)> = s.variants.iter().map(|v| (v.extracted.as_deref(), v.correct)).collect();
+        assert_eq!(v, [(Some("7"), false), (Some("1,000.0"), true)]);
+    }
+
+    #[test]
+    fn bad_variants_are_named() {
+        let dup = parse("[[scoring.variants]]\nname = \"a\"\n[[scoring.variants]]\nname = \"a\"\n").expect("parses");
+        let err = dup.compile().map(|_| ()).expect_err("duplicate");
+        assert!(err.to_string().contains("\"a\" is empty or used twice"), "{err}");
+        let bad = parse("[[scoring.variants]]\nname = \"f\"\nextract = [\"(\"]\n").expect("parses");
+        let err = bad.compile().map(|_| ()).expect_err("bad regex");
+        assert!(err.to_string().starts_with("in scoring.variants \"f\": invalid regex in scoring.extract[0]"), "{err}");
+        let err = parse("[[scoring.variants]]\nname = \"f\"\nextrct = []\n").expect_err("typo");
+        assert!(err.to_string().contains("extrct"), "{err}");
+        let bad = parse("[scoring]\nnormalize = [\"strip\", { remove = \"[\" }]\n").expect("parses");
+        let err = bad.compile().map(|_| ()).expect_err("bad remove regex");
+        assert!(err.to_string().starts_with("invalid regex in scoring.normalize[1]"), "{err}");
     }
 
     #[test]

@@ -79,8 +79,13 @@ impl Extractor {
                     Select::First => re.captures(text)?,
                     Select::Last => re.captures_iter(text).last()?,
                 };
-                let g = group.unwrap_or(usize::from(re.captures_len() > 1));
-                caps.get(g)?.as_str()
+                match group {
+                    Some(g) => caps.get(*g)?.as_str(),
+                    None if re.captures_len() == 1 => caps.get(0)?.as_str(),
+                    // As lm-eval's regex filter: the first group that matched something, so
+                    // alternatives with a group each (`(a)|(b)`) work.
+                    None => caps.iter().skip(1).flatten().map(|m| m.as_str()).find(|m| !m.trim().is_empty())?,
+                }
             }
             Self::LastBoxed => last_boxed(text)?,
             Self::ChoiceLabel => choice_label(text)?,
@@ -211,6 +216,18 @@ mod tests {
         assert_eq!(first_hit(&chain, "#### 7 but 9 later"), Some("7"));
         assert_eq!(first_hit(&chain, "I do not know"), None);
         assert_eq!(first_hit(&[], "anything"), None);
+    }
+
+    #[test]
+    fn table_without_group_takes_the_first_group_that_matched() {
+        // lm-eval GSM8K flexible-extract: group_select -1, then the first non-empty group.
+        let flex = Extractor::regex(Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid"), None, Select::Last);
+        assert_eq!(flex.apply("I had 12 apples, ate 3"), Some("3"));
+        assert_eq!(flex.apply("so $1,000."), Some("$1,000."));
+        let first = Extractor::regex(Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid"), None, Select::First);
+        assert_eq!(first.apply("7 then 42"), Some("7"));
+        let one = Extractor::regex(Regex::new(r"(x)?y").expect("valid"), None, Select::First);
+        assert_eq!(one.apply("y"), None);
     }
 
     #[test]

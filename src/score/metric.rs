@@ -24,6 +24,16 @@ pub struct ItemScore {
     pub credit: f64,
     /// The credit of each `report` metric, in the order listed.
     pub extra: Vec<f64>,
+    /// The verdict of each `[[scoring.variants]]` chain, in manifest order.
+    pub variants: Vec<VariantScore>,
+}
+
+/// One scoring variant's verdict on an item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantScore {
+    /// Normalised answer that variant extracted; `None` means unanswered.
+    pub extracted: Option<String>,
+    pub correct: bool,
 }
 
 /// Counts over a run; percentages are derived so they never disagree.
@@ -47,6 +57,9 @@ pub struct Summary {
     /// `report` metrics: name and sum of credit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<(String, f64)>,
+    /// `[[scoring.variants]]`: name and number of items that variant judged correct.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<(String, usize)>,
 }
 
 impl Summary {
@@ -71,7 +84,23 @@ impl Summary {
             correct_norm: None,
             credit: (metric == Metric::F1).then(|| scores.iter().map(|s| s.credit).sum::<f64>()),
             extra,
+            variants: Vec::new(),
         }
+    }
+
+    /// Adds the tallies of the named `[[scoring.variants]]` (`Scorer::variant_names`).
+    pub fn with_variants(mut self, scores: &[ItemScore], names: &[&str]) -> Summary {
+        self.variants = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), scores.iter().filter(|s| s.variants.get(i).is_some_and(|v| v.correct)).count()))
+            .collect();
+        self
+    }
+
+    /// `[[scoring.variants]]` as (name, accuracy in percent).
+    pub fn variant_percent(&self) -> Vec<(String, f64)> {
+        self.variants.iter().map(|(n, c)| (n.clone(), self.percent(*c))).collect()
     }
 
     /// Percentage (0..=100) of items judged correct; for `f1`, the mean F1.
@@ -284,6 +313,7 @@ mod tests {
             answered,
             credit: f64::from(u8::from(correct)),
             extra: Vec::new(),
+            variants: Vec::new(),
         }
     }
 
@@ -306,6 +336,7 @@ mod tests {
                 correct_norm: None,
                 credit: None,
                 extra: Vec::new(),
+                variants: Vec::new(),
             }
         );
         assert_eq!(s.accuracy(), 50.0);

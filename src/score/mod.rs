@@ -17,14 +17,14 @@ pub mod program;
 
 use rayon::prelude::*;
 
-pub use config::{ExtractorSpec, Method, Metric, Normalizer, Primary, RegexSpec, ScoringConfig, ScoringConfigError};
+pub use config::{ExtractorSpec, Method, Metric, Normalizer, Primary, RegexSpec, ScoringConfig, ScoringConfigError, VariantSpec};
 pub use extract::Select;
-pub use metric::{ItemScore, Summary};
+pub use metric::{ItemScore, Summary, VariantScore};
 
 use extract::{first_hit, strip_think, Extractor};
 use label::choice_label;
 use metric::target_label;
-use normalize::normalize;
+use normalize::{normalize_compiled as normalize, Step};
 
 /// A compiled [`ScoringConfig`]: regexes are built once and shared across
 /// threads, which is why it is `Send + Sync` and has no interior state.
@@ -33,9 +33,11 @@ pub struct Scorer {
     metric: Metric,
     extract: Vec<Extractor>,
     target_extract: Vec<Extractor>,
-    normalize: Vec<Normalizer>,
+    normalize: Vec<Step>,
     strip_think: bool,
     report: Vec<Metric>,
+    /// `[[scoring.variants]]` by name, in manifest order.
+    variants: Vec<(String, Scorer)>,
 }
 
 impl Scorer {
@@ -78,6 +80,14 @@ impl Scorer {
         };
         let (at, credit) = best(self.metric);
         let extra = self.report.iter().map(|&m| best(m).1).collect();
+        let variants = self
+            .variants
+            .iter()
+            .map(|(_, v)| {
+                let s = v.score_refs(prediction, targets);
+                VariantScore { extracted: s.extracted, correct: s.correct }
+            })
+            .collect();
         ItemScore {
             answered: extracted.is_some(),
             correct: credit >= 1.0,
@@ -88,6 +98,7 @@ impl Scorer {
             target: norm[at].clone(),
             credit,
             extra,
+            variants,
         }
     }
 
@@ -103,6 +114,11 @@ impl Scorer {
     /// The metrics whose credit `ItemScore::extra` holds, in order.
     pub fn report(&self) -> &[Metric] {
         &self.report
+    }
+
+    /// The names of `[[scoring.variants]]`, in the order `ItemScore::variants` holds them.
+    pub fn variant_names(&self) -> Vec<&str> {
+        self.variants.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     /// The metric `correct` and `credit` follow.

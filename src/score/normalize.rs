@@ -10,9 +10,30 @@ use super::config::Normalizer;
 static ARTICLES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\b(?:a|an|the)\b").expect("constant pattern is valid"));
 
-impl Normalizer {
-    fn apply(self, s: String) -> String {
+/// A compiled normalisation step: `remove` regexes are built once per scorer.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Builtin(Normalizer),
+    Remove(Regex),
+}
+
+impl Step {
+    fn apply(&self, s: String) -> String {
         match self {
+            Self::Builtin(n) => n.apply(s),
+            Self::Remove(re) => re.replace_all(&s, "").into_owned(),
+        }
+    }
+}
+
+impl Normalizer {
+    fn apply(&self, s: String) -> String {
+        match self {
+            // Uncompiled (tests, one-off calls); a scorer uses `Step::Remove`.
+            Self::Remove(p) => match Regex::new(p) {
+                Ok(re) => re.replace_all(&s, "").into_owned(),
+                Err(_) => s,
+            },
             Self::Strip => s.trim().to_owned(),
             Self::Lowercase => s.to_lowercase(),
             Self::RemoveCommas => s.replace(',', ""),
@@ -43,10 +64,16 @@ pub(crate) fn squad(s: &str) -> String {
 }
 
 /// Applies `steps` left to right.
+#[cfg(test)]
 pub(crate) fn normalize(steps: &[Normalizer], text: &str) -> String {
     steps
         .iter()
         .fold(text.to_owned(), |acc, step| step.apply(acc))
+}
+
+/// Applies compiled `steps` left to right.
+pub(crate) fn normalize_compiled(steps: &[Step], text: &str) -> String {
+    steps.iter().fold(text.to_owned(), |acc, step| step.apply(acc))
 }
 
 #[cfg(test)]
@@ -83,6 +110,21 @@ mod tests {
             "another theory: end"
         );
         assert_eq!(normalize(&steps, "banana anthem"), "banana anthem");
+    }
+
+    #[test]
+    fn remove_deletes_every_match_as_python_re_sub_does() {
+        // lm-eval GSM8K's regexes_to_ignore, in its order.
+        let gsm = [
+            Remove(",".into()),
+            Remove(r"\$".into()),
+            Remove("(?s).*#### ".into()),
+            Remove(r"\.$".into()),
+        ];
+        assert_eq!(normalize(&gsm, "$1,000."), "1000");
+        assert_eq!(normalize(&gsm, "A = 3\nso #### 1\n#### 1,234"), "1234");
+        assert_eq!(normalize(&gsm, "3.5"), "3.5");
+        assert_eq!(normalize(&gsm, "7.."), "7.");
     }
 
     #[test]
