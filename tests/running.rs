@@ -351,3 +351,42 @@ fn an_interrupted_server_run_resumes_to_the_servers_answers() {
     let asked = server.requests().len();
     assert!((100..=102).contains(&asked), "{asked} requests");
 }
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_still_records_the_run_interrupted() {
+    // Slow answers: after the first Ctrl-C the run would wait for the requests in flight.
+    let server = OpenAiServer::start(Behavior { delay: Duration::from_secs(3), ..Behavior::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("running:{}#test-model", server.url());
+    let journal = dir.path().join("runs/1/predictions.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        .args(["eval", "--model", &spec, "--batch-size", "2", "--limit", "10"])
+        .current_dir(dir.path())
+        .env_remove("BENCHGEN_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let lines = || std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
+    while lines() < 2 {
+        assert!(started.elapsed() < RUN_LIMIT, "the journal never reached 2 lines");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let int = || assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    int();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    int();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr:\n{}", stderr(&out));
+    assert!(second.elapsed() < Duration::from_secs(2), "the second Ctrl-C did not exit at once: {:?}", second.elapsed());
+    let rec = read_json(&dir.path().join("runs/1/run.json"));
+    assert_eq!(rec["status"], "Interrupted", "{rec}");
+    assert!(rec["resume_command"].as_str().unwrap().starts_with("benchgen eval --resume 1 --runs-dir "), "{rec}");
+
+    ok(&run(dir.path(), &["eval", "--resume", "1"], &[]));
+    assert_eq!(read_json(&dir.path().join("runs/1/run.json"))["status"], "Completed");
+    assert_eq!(read_jsonl(&journal).len(), 10);
+}

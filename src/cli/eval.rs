@@ -69,6 +69,7 @@ fn install_interrupt_handler() {
     let mut seen = false;
     let installed = ctrlc::set_handler(move || {
         if seen {
+            benchgen::eval::abandon_active_run();
             std::process::exit(crate::INTERRUPTED_EXIT);
         }
         seen = true;

@@ -72,6 +72,7 @@ impl ActiveRun {
         let e = &record.environment;
         log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
         log.line(format!("Created: {}", record.created));
+        crate::interrupt::set_active_run(Some(dir.clone()));
         Ok(Self { dir, record, _lock: lock })
     }
 
@@ -91,11 +92,14 @@ impl ActiveRun {
         log.line(format!("Model: {}", record.model.spec));
         let e = &record.environment;
         log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
+        crate::interrupt::set_active_run(Some(dir.clone()));
         Ok(Self { dir, record, _lock: lock })
     }
 
     /// Records how the run ended; a failure keeps its error in `run.json` and is returned.
     pub fn finish(mut self, result: Result<ScoreBreakdown>, log: &mut RunLog, started: Instant) -> Result<EvalOutcome> {
+        // From here on this process records the ending itself.
+        crate::interrupt::set_active_run(None);
         self.record.finished = Some(now_rfc3339());
         self.record.duration_s = Some(started.elapsed().as_secs_f64());
         let path = self.dir.join("run.json");
@@ -125,6 +129,22 @@ impl ActiveRun {
             }
         }
     }
+}
+
+/// For a second Ctrl-C, which exits without waiting for the run to wind down: marks the active
+/// run Interrupted (with its resume command) in its `run.json`, as the first Ctrl-C would have.
+/// The journal is append-only, so the run resumes all the same.
+pub fn abandon_active_run() {
+    let Some(dir) = crate::interrupt::active_run() else { return };
+    let path = dir.join("run.json");
+    let Ok(mut record) = RunRecord::read(&path) else { return };
+    if record.status != RunStatus::Running {
+        return;
+    }
+    record.status = RunStatus::Interrupted;
+    record.finished = Some(now_rfc3339());
+    record.resume_command = Some(resume_command(&dir, record.run_id));
+    let _ = write_json_atomic(&path, &record);
 }
 
 /// `benchgen eval --resume ID --runs-dir DIR`, with the runs folder absolute so the command works

@@ -19,6 +19,7 @@ pub use verify::{verify_run, Difference, VerifyReport};
 pub use resume::{resume_eval, GivenOptions};
 use engines::Prepared;
 use finished::Finished;
+pub use lifecycle::abandon_active_run;
 use lifecycle::{environment_info, open_env, ActiveRun};
 use scoring::Scoring;
 
