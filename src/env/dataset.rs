@@ -1,5 +1,5 @@
-//! Items of one phase, read from `.jsonl` (one object per line), `.json` (an array) or `.csv`
-//! (a header row, or the column names the phase gives).
+//! Items of one phase, read from `.jsonl` (one object per line), `.json` (an array), `.csv`
+//! (a header row, or the column names the phase gives) or `.parquet` (one object per row).
 
 use serde_json::{Map, Value};
 
@@ -249,6 +249,8 @@ fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[S
 fn read_values(origin: &str, name: &str, bytes: &[u8], columns: Option<&[String]>, problems: &mut Vec<Error>) -> Result<Vec<(usize, usize, Value)>> {
     let values: Vec<(usize, usize, Value)> = if name.ends_with(".csv") {
         csv_values(origin, bytes, columns)?
+    } else if name.ends_with(".parquet") {
+        super::parquet::parquet_values(origin, bytes)?
     } else {
         let text = std::str::from_utf8(bytes).map_err(|e| Error::env(origin, format!("not UTF-8: {e}")))?;
         if name.ends_with(".jsonl") {
@@ -272,7 +274,7 @@ fn read_values(origin: &str, name: &str, bytes: &[u8], columns: Option<&[String]
             };
             values.into_iter().enumerate().map(|(i, v)| (i + 1, i, v)).collect()
         } else {
-            return Err(Error::env(origin, "unsupported data format; use .jsonl, .json or .csv"));
+            return Err(Error::env(origin, "unsupported data format; use .jsonl, .json, .csv or .parquet"));
         }
     };
     Ok(values)
