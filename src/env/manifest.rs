@@ -40,6 +40,10 @@ pub struct PhaseSpec {
     /// environment, laid out like shared/data).
     #[serde(default)]
     pub dataset: Option<String>,
+    /// `hf://datasets/ORG/NAME@REV/PATH`: the official file on the hub, read when `dataset` is
+    /// not found under `$BENCHGEN_DATA_DIR`.
+    #[serde(default)]
+    pub source: Option<String>,
     /// Field names of a CSV file without a header row.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
@@ -48,7 +52,7 @@ pub struct PhaseSpec {
 impl PhaseSpec {
     /// The file name, whichever way it is given (its extension picks the reader).
     pub fn file_name(&self) -> &str {
-        self.data.as_deref().or(self.dataset.as_deref()).unwrap_or_default()
+        self.data.as_deref().or(self.dataset.as_deref()).or(self.source.as_deref()).unwrap_or_default()
     }
 }
 
@@ -245,8 +249,12 @@ impl Manifest {
             if !names.insert(p.name.as_str()) {
                 return Err(format!("phase \"{}\" is defined twice", p.name));
             }
-            if p.data.is_some() == p.dataset.is_some() {
-                return Err(format!("phase \"{}\" needs exactly one of data (a file in the environment) or dataset (a file under $BENCHGEN_DATA_DIR)", p.name));
+            let external = p.dataset.is_some() || p.source.is_some();
+            if p.data.is_some() == external {
+                return Err(format!("phase \"{}\" needs either data (a file in the environment), or dataset (a file under $BENCHGEN_DATA_DIR) and/or source (hf://datasets/…)", p.name));
+            }
+            if let Some(source) = &p.source {
+                super::source::HfSource::parse(source).map_err(|e| format!("phase \"{}\": {e}", p.name))?;
             }
         }
         if m.fields.choices_split.is_some() && !matches!(m.fields.choices, Some(ChoicesField::Columns(_))) {

@@ -185,6 +185,9 @@ impl Stages<'_> {
         log.line(format!("Loading benchmark data: {} phase \"{}\"", self.env.manifest.name, self.phase));
         let phase = self.env.phase(Some(self.phase))?;
         let mut items = self.env.load_items(phase)?;
+        for source in self.env.fetched_sources() {
+            log.line(format!("Data source: {source}"));
+        }
         if let Some(limit) = self.opts.limit {
             if limit == 0 {
                 return Err(Error::Invalid("--limit 0 leaves nothing to evaluate".into()));
