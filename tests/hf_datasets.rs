@@ -257,3 +257,13 @@ fn env_validate_and_show_read_parquet_and_hub_phases() {
     assert!(show.contains("file: data/test.parquet — 8 items"), "{show}");
     assert!(show.contains("broken: data/broken.parquet — data not available") && show.contains("not a readable parquet file"), "{show}");
 }
+
+#[test]
+fn the_shipped_math500_falls_back_to_its_hub_source_and_names_both_when_neither_is_there() {
+    let home = Home::new("");
+    // Offline with an empty cache: no network, and the phase says what it tried.
+    let show = ok(&home.run("http://127.0.0.1:9", &[("HF_HUB_OFFLINE", "1")], &["env", "show", "math500"]));
+    for needle in ["data not available", "benchmarks/math500/test.jsonl", "hf://datasets/HuggingFaceH4/MATH-500@main/test.jsonl", "not fully cached"] {
+        assert!(show.contains(needle), "missing {needle:?} in:\n{show}");
+    }
+}

@@ -187,6 +187,13 @@ mod tests {
     }
 
     #[test]
+    fn item_errors_name_the_row() {
+        let fields = Fields { target: "no_such_field".into(), ..Fields::default() };
+        let e = super::super::parse_items("m.parquet", "m.parquet", &fixture("mixed.parquet"), &fields, None).unwrap_err().to_string();
+        assert!(e.contains("m.parquet: row 1: missing target field \"no_such_field\""), "{e}");
+    }
+
+    #[test]
     fn unsupported_columns_are_named() {
         let e = parquet_values("b.parquet", &fixture("binary.parquet")).unwrap_err().to_string();
         assert!(e.contains("b.parquet") && e.contains("column \"image\""), "{e}");
