@@ -13,6 +13,19 @@ use crate::error::{Error, Result};
 /// The rows of a parquet file as `(row number, 0-based index, object)`, as the text readers
 /// give `(line, index, object)`.
 pub(super) fn parquet_values(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, usize, Value)>> {
+    // The parquet crate panics on some corrupt files (bad offsets, lengths or encodings) instead
+    // of returning an error; a downloaded file must not take the process down with it.
+    std::panic::catch_unwind(|| read(origin, bytes)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::env(origin, format!("corrupt parquet file: the reader failed ({why}); download or write it again")))
+    })
+}
+
+fn read(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, usize, Value)>> {
     let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes))
         .map_err(|e| Error::env(origin, format!("not a readable parquet file: {e}")))?;
     // The record reader panics on physical/logical type pairs it has no conversion for, so
@@ -191,6 +204,25 @@ mod tests {
         let fields = Fields { target: "no_such_field".into(), ..Fields::default() };
         let e = super::super::parse_items("m.parquet", "m.parquet", &fixture("mixed.parquet"), &fields, None).unwrap_err().to_string();
         assert!(e.contains("m.parquet: row 1: missing target field \"no_such_field\""), "{e}");
+    }
+
+    #[test]
+    fn corrupted_bytes_give_errors_not_panics() {
+        let good = fixture("mixed.parquet");
+        let mut panics = Vec::new();
+        for i in 0..good.len() {
+            for v in [0x00u8, 0xff, 0x7f] {
+                let mut bad = good.clone();
+                bad[i] = v;
+                match std::panic::catch_unwind(|| parquet_values("c.parquet", &bad)) {
+                    Err(_) => panics.push((i, v)),
+                    Ok(Err(e)) => assert!(e.to_string().contains("c.parquet"), "{e}"),
+                    // Some bytes (statistics, padding) do not matter.
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+        assert!(panics.is_empty(), "{} panics, first {:?}", panics.len(), &panics[..panics.len().min(10)]);
     }
 
     #[test]
