@@ -166,6 +166,10 @@ fn a_hub_parquet_source_evaluates_like_the_same_items_from_jsonl_then_works_offl
     ok(&home.eval(&url, &[("HF_HUB_OFFLINE", "1")], "hub"));
     assert_eq!(home.predictions(4), from_hub);
     assert_eq!(home.run_json(4)["environment"]["content_sha256"], hash);
+    let runs = home.tmp.path().join("runs");
+    let env = home.env.to_str().unwrap();
+    ok(&home.run(&url, &[], &["eval", "--env", env, "--phase", "hub", "--runs-dir", runs.to_str().unwrap(), "--offline"]));
+    assert_eq!(home.predictions(5), from_hub);
     let msg = fails(&home.eval(&url, &[], "hub"));
     assert!(msg.contains(&url) && msg.contains("HF_HUB_OFFLINE=1"), "{msg}");
 }
@@ -266,4 +270,17 @@ fn the_shipped_math500_falls_back_to_its_hub_source_and_names_both_when_neither_
     for needle in ["data not available", "benchmarks/math500/test.jsonl", "hf://datasets/HuggingFaceH4/MATH-500@main/test.jsonl", "not fully cached"] {
         assert!(show.contains(needle), "missing {needle:?} in:\n{show}");
     }
+}
+
+#[test]
+fn a_gated_dataset_needs_the_token_and_says_so() {
+    let mut fx = tiny_data();
+    fx.token = Some("hf_secret".into());
+    let server = HubServer::start(fx);
+    let home = Home::new("");
+    let msg = fails(&home.eval(&server.url(), &[], "hub"));
+    assert!(msg.contains("access denied (HTTP 401)") && msg.contains("set HF_TOKEN") && msg.contains("dataset's terms"), "{msg}");
+    ok(&home.eval(&server.url(), &[("HF_TOKEN", "hf_secret")], "hub"));
+    assert_eq!(home.predictions(2).len(), 8);
+    assert!(server.requests().iter().any(|r| r.authorization.as_deref() == Some("Bearer hf_secret")));
 }

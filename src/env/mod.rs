@@ -36,6 +36,8 @@ pub struct Environment {
     /// Hub sources already resolved, by reference: loading items and hashing them then read
     /// the same commit, with one request to the hub.
     fetched: std::sync::Mutex<std::collections::BTreeMap<String, source::Fetched>>,
+    /// Hub sources from the cache only (`eval --offline`); `HF_HUB_OFFLINE=1` always is.
+    offline: bool,
 }
 
 impl Environment {
@@ -114,7 +116,13 @@ impl Environment {
         } else {
             None
         };
-        Ok(Self { manifest, manifest_text: text, readme, origin, files, fetched: Default::default() })
+        Ok(Self { manifest, manifest_text: text, readme, origin, files, fetched: Default::default(), offline: false })
+    }
+
+    /// Reads hub sources from the HF cache only when `offline` (the `--offline` flag).
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
     }
 
     /// The named phase, or the first (default) one.
@@ -260,7 +268,7 @@ impl Environment {
         let fetched = match known {
             Some(f) => f,
             None => {
-                let f = src.fetch()?;
+                let f = src.fetch(self.offline)?;
                 if let Ok(mut m) = self.fetched.lock() {
                     m.insert(reference.to_string(), f.clone());
                 }

@@ -51,9 +51,11 @@ impl HfSource {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
 
-    /// Downloads the file (or finds it in the cache; only there with `HF_HUB_OFFLINE=1`).
-    pub fn fetch(&self) -> Result<Fetched> {
-        let opts = HubOptions { offline: crate::model::spec::SourceOptions::from_env().offline, progress: false };
+    /// Downloads the file (or finds it in the cache; only there when `offline` or with
+    /// `HF_HUB_OFFLINE=1`).
+    pub fn fetch(&self, offline: bool) -> Result<Fetched> {
+        let offline = offline || crate::model::spec::SourceOptions::from_env().offline;
+        let opts = HubOptions { offline, progress: false };
         let file = hub::fetch_dataset_file(&self.repo, Some(&self.revision), &self.path, &opts)?;
         Ok(Fetched { origin: self.at(&file.commit), path: file.path, commit: file.commit })
     }

@@ -109,7 +109,7 @@ struct Plan {
 
 impl Plan {
     fn new(opts: &EvalOptions) -> Result<Self> {
-        let env = open_env(opts.env.as_deref())?;
+        let env = open_env(opts.env.as_deref())?.offline(opts.sources.offline);
         let phase = env.phase(opts.phase.as_deref())?.name.clone();
         let device = parse_device(&opts.device)?;
         let defaults = spec::defaults(opts.model.as_deref(), &opts.sources)?;

@@ -44,8 +44,9 @@ impl Context<'_> {
                 RepoKind::Model => {
                     "; this model is in the cache: pass --offline (or set HF_HUB_OFFLINE=1) to use it without the network".into()
                 }
-                // Environments are read before any flag reaches them: only the variable works.
-                RepoKind::Dataset => "; this file is in the cache: set HF_HUB_OFFLINE=1 to use it without the network".into(),
+                RepoKind::Dataset => {
+                    "; this file is in the cache: set HF_HUB_OFFLINE=1 (or pass --offline to eval) to use it without the network".into()
+                }
             }
         } else {
             String::new()
