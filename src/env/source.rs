@@ -39,8 +39,7 @@ impl HfSource {
         if revision.is_empty() {
             return Err(bad("empty revision after @"));
         }
-        let unsafe_path = path.is_empty() || path.split('/').any(|p| p.is_empty() || p == "." || p == "..") || path.contains('\\');
-        if unsafe_path {
+        if !hub::is_safe_path(path) {
             return Err(bad("the file path must be a relative path inside the repository"));
         }
         Ok(Self { repo: format!("{org}/{name}"), revision, path: path.to_string() })

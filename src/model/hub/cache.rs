@@ -56,11 +56,7 @@ pub fn shards(index_json: &str) -> Result<Vec<String>, String> {
     let mut out = std::collections::BTreeSet::new();
     for file in map.values() {
         let file = file.as_str().ok_or("a weight_map value is not a file name")?;
-        let unsafe_name = file.is_empty()
-            || file.starts_with('/')
-            || file.contains('\\')
-            || file.split('/').any(|p| p.is_empty() || p == "." || p == "..");
-        if unsafe_name {
+        if !super::is_safe_path(file) {
             return Err(format!("shard name {file:?} is not a plain file name"));
         }
         out.insert(file.to_string());

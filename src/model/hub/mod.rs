@@ -129,22 +129,22 @@ pub fn is_commit(revision: &str) -> bool {
 }
 
 /// Revisions and repo file names become paths under the cache; refuse any that could leave it.
-fn is_safe_path(p: &str) -> bool {
+pub fn is_safe_path(p: &str) -> bool {
     !(p.is_empty() || p.starts_with('/') || p.contains('\\') || p.split('/').any(|p| p.is_empty() || p == "." || p == ".."))
 }
 
-fn check_revision(origin: &str, revision: &str) -> Result<()> {
+fn check_revision(kind: RepoKind, origin: &str, revision: &str) -> Result<()> {
     if !is_safe_path(revision) {
-        return Err(Error::model(origin, format!("invalid revision {revision:?}: expected a branch, tag or commit")));
+        return Err(kind.error(origin, format!("invalid revision {revision:?}: expected a branch, tag or commit")));
     }
     Ok(())
 }
 
 /// Fetches the files a model needs from `repo` at `revision` (default `main`).
 pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<HubSnapshot> {
-    let origin = format!("hf:{repo}");
+    let origin = RepoKind::Model.origin(repo);
     let revision = revision.unwrap_or("main");
-    check_revision(&origin, revision)?;
+    check_revision(RepoKind::Model, &origin, revision)?;
     let cache = RepoCache::new(&cache_dir(), repo);
     if opts.offline {
         return cache.snapshot(revision).map_err(|missing| errors::offline(&origin, revision, &cache, &missing));
@@ -162,9 +162,7 @@ pub fn fetch_dataset_file(repo: &str, revision: Option<&str>, file: &str, opts: 
     let kind = RepoKind::Dataset;
     let origin = kind.origin(repo);
     let revision = revision.unwrap_or("main");
-    if !is_safe_path(revision) {
-        return Err(kind.error(&origin, format!("invalid revision {revision:?}: expected a branch, tag or commit")));
-    }
+    check_revision(kind, &origin, revision)?;
     if !is_safe_path(file) {
         return Err(kind.error(&origin, format!("invalid file {file:?}: expected a path inside the repository")));
     }
@@ -203,11 +201,11 @@ mod tests {
     #[test]
     fn revisions_that_would_leave_refs_are_refused() {
         for ok in ["main", "v1.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"] {
-            assert!(check_revision("hf:a/b", ok).is_ok(), "{ok}");
+            assert!(check_revision(RepoKind::Model, "hf:a/b", ok).is_ok(), "{ok}");
         }
         for bad in ["", "..", "../x", "a/../b", "/abs", "a//b", "a\\b", "a/"] {
-            let e = check_revision("hf:a/b", bad).unwrap_err().to_string();
-            assert!(e.contains("invalid revision"), "{bad}: {e}");
+            let e = check_revision(RepoKind::Dataset, "hf://datasets/a/b", bad).unwrap_err().to_string();
+            assert!(e.starts_with("dataset hf://datasets/a/b: invalid revision"), "{bad}: {e}");
         }
     }
 }
