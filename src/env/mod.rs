@@ -234,7 +234,9 @@ impl Environment {
                     Error::env(&self.origin, format!("phase \"{}\": neither dataset {rel} ({why}) nor source {src} can be read: {e}", phase.name))
                 })
             }
-            (None, Some(src)) => self.source_files(src),
+            (None, Some(src)) => {
+                self.source_files(src).map_err(|e| Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name)))
+            }
             (None, None) => Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name))),
         }
     }
