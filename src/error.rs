@@ -29,6 +29,10 @@ pub enum Error {
     #[error("environment {origin}: {message}")]
     Environment { origin: String, message: String },
 
+    /// A dataset file from the hub (`hf://datasets/…`) that cannot be had.
+    #[error("dataset {origin}: {message}")]
+    Dataset { origin: String, message: String },
+
     #[error("tokenizer {origin}: {message}")]
     Tokenizer { origin: String, message: String },
 
@@ -65,6 +69,10 @@ impl Error {
 
     pub fn env(origin: impl std::fmt::Display, message: impl Into<String>) -> Self {
         Error::Environment { origin: origin.to_string(), message: message.into() }
+    }
+
+    pub fn dataset(origin: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        Error::Dataset { origin: origin.to_string(), message: message.into() }
     }
 }
 

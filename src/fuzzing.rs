@@ -14,7 +14,7 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// The phase-file readers: the first byte picks JSONL, JSON or CSV; the fields mapping is a
+/// The phase-file readers: the first byte picks JSONL, JSON, CSV or parquet; the fields mapping is a
 /// multiple-choice one with dotted paths, so the choice and path code runs too.
 pub fn dataset(data: &[u8]) {
     static FIELDS: OnceLock<Manifest> = OnceLock::new();
@@ -39,7 +39,7 @@ method = "loglikelihood"
         .expect("the fuzz manifest is valid")
     });
     let Some((&which, bytes)) = data.split_first() else { return };
-    let name = ["test.jsonl", "test.json", "test.csv"][usize::from(which % 3)];
+    let name = ["test.jsonl", "test.json", "test.csv", "test.parquet"][usize::from(which % 4)];
     let _ = crate::env::parse_items("fuzz", name, bytes, &manifest.fields, None);
 }
 
@@ -90,6 +90,8 @@ mod tests {
         for data in [&b""[..], b"\x00", &[&[0u8][..], arc].concat(), &[&[2u8][..], b"a,b\n1,2\n"].concat(), b"\x01[{}]"] {
             super::dataset(data);
         }
+        super::dataset(&[&[3u8][..], include_bytes!("../fixtures/parquet/mixed.parquet")].concat());
+        super::dataset(b"\x03PAR1\x00\x00\x00\x00PAR1");
         super::manifest(include_bytes!("../fixtures/embedded/env/environment.toml"));
         super::manifest(b"name = 3");
         super::scoring(b"The answer is 42.\0#### 42");

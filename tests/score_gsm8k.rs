@@ -123,6 +123,10 @@ fn the_five_shot_phase_names_where_to_get_the_train_split() {
             .args(args)
             .current_dir(dir.path())
             .env("BENCHGEN_DATA_DIR", &data)
+            // The train split's hub fallback must not reach the internet from a test.
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HOME", dir.path().join("hf"))
+            .env_remove("HF_HUB_CACHE")
             .output()
             .unwrap()
     };
@@ -130,7 +134,7 @@ fn the_five_shot_phase_names_where_to_get_the_train_split() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("benchmarks/gsm8k/train.jsonl") && err.contains("openai/grade-school-math") && err.contains("grade_school_math/data/train.jsonl"),
+        err.contains("benchmarks/gsm8k/train.jsonl") && err.contains("hf://datasets/openai/gsm8k@main/main/train-00000-of-00001.parquet"),
         "{err}"
     );
     // The zero-shot phase runs on the test file alone, with the bare question as the prompt.

@@ -1,5 +1,5 @@
-//! Items of one phase, read from `.jsonl` (one object per line), `.json` (an array) or `.csv`
-//! (a header row, or the column names the phase gives).
+//! Items of one phase, read from `.jsonl` (one object per line), `.json` (an array), `.csv`
+//! (a header row, or the column names the phase gives) or `.parquet` (one object per row).
 
 use serde_json::{Map, Value};
 
@@ -124,8 +124,9 @@ fn resolve_target(target: &str, texts: &[String], labels: &[String]) -> Option<u
         .or_else(|| texts.iter().position(|c| c.trim() == t))
 }
 
-fn to_item(origin: &str, line: usize, default_id: String, value: Value, fields: &Fields) -> Result<Item> {
-    let at = |msg: String| Error::env(origin, format!("line {line}: {msg}"));
+/// `unit` is what `line` counts: lines of a text file, rows of a parquet file.
+fn to_item(origin: &str, (unit, line): (&str, usize), default_id: String, value: Value, fields: &Fields) -> Result<Item> {
+    let at = |msg: String| Error::env(origin, format!("{unit} {line}: {msg}"));
     let Value::Object(obj) = value else {
         return Err(at("item is not a JSON object".into()));
     };
@@ -216,6 +217,7 @@ fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[S
         Ok(v) => v,
         Err(e) => return (Vec::new(), vec![e]),
     };
+    let unit = if name.ends_with(".parquet") { "row" } else { "line" };
     let mut items = Vec::with_capacity(values.len());
     for (line, index, mut v) in values {
         if let (Some(stem), Value::Object(obj)) = (part, &mut v) {
@@ -225,7 +227,7 @@ fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[S
             Some(stem) => format!("{stem}/{index}"),
             None => index.to_string(),
         };
-        match to_item(origin, line, default_id, v, fields) {
+        match to_item(origin, (unit, line), default_id, v, fields) {
             Ok(item) => items.push(item),
             Err(e) => problems.push(e),
         }
@@ -249,6 +251,8 @@ fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[S
 fn read_values(origin: &str, name: &str, bytes: &[u8], columns: Option<&[String]>, problems: &mut Vec<Error>) -> Result<Vec<(usize, usize, Value)>> {
     let values: Vec<(usize, usize, Value)> = if name.ends_with(".csv") {
         csv_values(origin, bytes, columns)?
+    } else if name.ends_with(".parquet") {
+        super::parquet::parquet_values(origin, bytes)?
     } else {
         let text = std::str::from_utf8(bytes).map_err(|e| Error::env(origin, format!("not UTF-8: {e}")))?;
         if name.ends_with(".jsonl") {
@@ -272,7 +276,7 @@ fn read_values(origin: &str, name: &str, bytes: &[u8], columns: Option<&[String]
             };
             values.into_iter().enumerate().map(|(i, v)| (i + 1, i, v)).collect()
         } else {
-            return Err(Error::env(origin, "unsupported data format; use .jsonl, .json or .csv"));
+            return Err(Error::env(origin, "unsupported data format; use .jsonl, .json, .csv or .parquet"));
         }
     };
     Ok(values)

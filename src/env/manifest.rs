@@ -43,6 +43,10 @@ pub struct PhaseSpec {
     /// environment, laid out like shared/data).
     #[serde(default)]
     pub dataset: Option<String>,
+    /// `hf://datasets/ORG/NAME@REV/PATH`: the official file on the hub, read when `dataset` is
+    /// not found under `$BENCHGEN_DATA_DIR`.
+    #[serde(default)]
+    pub source: Option<String>,
     /// Field names of a CSV file without a header row.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
@@ -50,9 +54,6 @@ pub struct PhaseSpec {
     /// one manifest can offer the benchmark both with and without its examples.
     #[serde(default)]
     pub fewshot: Option<usize>,
-    /// Where to get a `dataset` file that is not shipped, named when it is missing.
-    #[serde(default)]
-    pub source: Option<String>,
 }
 
 impl PhaseSpec {
@@ -63,7 +64,7 @@ impl PhaseSpec {
 
     /// The file name, whichever way it is given (its extension picks the reader).
     pub fn file_name(&self) -> &str {
-        self.data.as_deref().or(self.dataset.as_deref()).unwrap_or_default()
+        self.data.as_deref().or(self.dataset.as_deref()).or(self.source.as_deref()).unwrap_or_default()
     }
 }
 
@@ -320,8 +321,12 @@ impl Manifest {
             if !names.insert(p.name.as_str()) {
                 return Err(format!("phase \"{}\" is defined twice", p.name));
             }
-            if p.data.is_some() == p.dataset.is_some() {
-                return Err(format!("phase \"{}\" needs exactly one of data (a file in the environment) or dataset (a file under $BENCHGEN_DATA_DIR)", p.name));
+            let external = p.dataset.is_some() || p.source.is_some();
+            if p.data.is_some() == external {
+                return Err(format!("phase \"{}\" needs either data (a file in the environment), or dataset (a file under $BENCHGEN_DATA_DIR) and/or source (hf://datasets/…)", p.name));
+            }
+            if let Some(source) = &p.source {
+                super::source::HfSource::parse(source).map_err(|e| format!("phase \"{}\": {e}", p.name))?;
             }
         }
         if let Some(f) = &m.fewshot {

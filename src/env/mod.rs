@@ -2,6 +2,8 @@
 
 mod dataset;
 mod files;
+mod parquet;
+mod source;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};
@@ -13,9 +15,11 @@ fn env_dirs() -> Vec<PathBuf> {
 
 pub use dataset::{check_items, parse_items, Item, Source};
 pub use files::EnvFiles;
+pub use source::HfSource;
 pub use manifest::{ChatMode, ChoicesField, FewshotSampler, FewshotSpec, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
 
-/// The variable naming a folder laid out like shared/data, where `dataset = …` phases are read.
+/// The variable naming a folder laid out like shared/data, where `dataset = …` phases are read
+/// (phases that also name a `source` fall back to the hub when it is unset or lacks the file).
 pub const DATA_DIR_VAR: &str = "BENCHGEN_DATA_DIR";
 
 use crate::error::{Error, Result};
@@ -29,6 +33,11 @@ pub struct Environment {
     /// How the user named it (path, or "embedded:arithmetic").
     pub origin: String,
     files: EnvFiles,
+    /// Hub sources already resolved, by reference: loading items and hashing them then read
+    /// the same commit, with one request to the hub.
+    fetched: std::sync::Mutex<std::collections::BTreeMap<String, source::Fetched>>,
+    /// Hub sources from the cache only (`eval --offline`); `HF_HUB_OFFLINE=1` always is.
+    offline: bool,
 }
 
 impl Environment {
@@ -107,7 +116,13 @@ impl Environment {
         } else {
             None
         };
-        Ok(Self { manifest, manifest_text: text, readme, origin, files })
+        Ok(Self { manifest, manifest_text: text, readme, origin, files, fetched: Default::default(), offline: false })
+    }
+
+    /// Reads hub sources from the HF cache only when `offline` (the `--offline` flag).
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
     }
 
     /// The named phase, or the first (default) one.
@@ -254,40 +269,62 @@ impl Environment {
         (items, problems)
     }
 
-    /// The files of a phase: one file in the environment, or a file or folder under
-    /// `$BENCHGEN_DATA_DIR` (a folder's files are read in name order).
+    /// The hub files read so far, each as its reference pinned to the commit it resolved to
+    /// (for the run log: `content_sha256` covers their bytes, this says where they came from).
+    pub fn fetched_sources(&self) -> Vec<String> {
+        self.fetched.lock().map(|m| m.values().map(|f| f.origin.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The files of a phase: one file in the environment; or a file or folder under
+    /// `$BENCHGEN_DATA_DIR` (a folder's files are read in name order) when the variable is set
+    /// and has it, else the phase's hub `source`.
     fn phase_files(&self, phase: &PhaseSpec) -> Result<Vec<PhaseFile>> {
         if let Some(rel) = &phase.data {
             let bytes = self.files.read(&self.origin, rel)?;
             let origin = format!("{}/{rel}", self.origin.trim_end_matches('/'));
             return Ok(vec![PhaseFile { origin, name: rel.clone(), bytes, part: None }]);
         }
-        let Some(rel) = &phase.dataset else {
-            return Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name)));
-        };
-        let hint = phase.source.as_deref().map_or_else(String::new, |s| format!(" (get it from {s})"));
-        let root = std::env::var_os(DATA_DIR_VAR).ok_or_else(|| {
-            Error::env(
-                &self.origin,
-                format!("phase \"{}\" reads {rel}{hint} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
-            )
-        })?;
-        let path = Path::new(&root).join(rel);
-        if !path.exists() && phase.source.is_some() {
-            return Err(Error::env(
-                &self.origin,
-                format!("phase \"{}\": {} does not exist; put {rel} under ${DATA_DIR_VAR}{hint}", phase.name, path.display()),
-            ));
+        let root = std::env::var_os(DATA_DIR_VAR);
+        match (&phase.dataset, &phase.source) {
+            (Some(rel), None) => {
+                let root = root.ok_or_else(|| {
+                    Error::env(
+                        &self.origin,
+                        format!("phase \"{}\" reads {rel} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
+                    )
+                })?;
+                self.data_dir_files(phase, &Path::new(&root).join(rel))
+            }
+            (Some(rel), Some(src)) => {
+                let local = root.as_ref().map(|r| Path::new(r).join(rel)).filter(|p| p.exists());
+                if let Some(path) = local {
+                    return self.data_dir_files(phase, &path);
+                }
+                let why = match &root {
+                    None => format!("${DATA_DIR_VAR} is not set"),
+                    Some(r) => format!("not in ${DATA_DIR_VAR} ({})", Path::new(r).display()),
+                };
+                self.source_files(src).map_err(|e| {
+                    Error::env(&self.origin, format!("phase \"{}\": neither dataset {rel} ({why}) nor source {src} can be read: {e}", phase.name))
+                })
+            }
+            (None, Some(src)) => {
+                self.source_files(src).map_err(|e| Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name)))
+            }
+            (None, None) => Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name))),
         }
+    }
+
+    fn data_dir_files(&self, phase: &PhaseSpec, path: &Path) -> Result<Vec<PhaseFile>> {
         let read = |p: &Path, part: Option<String>| -> Result<PhaseFile> {
             let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
             Ok(PhaseFile { origin: p.display().to_string(), name: p.display().to_string(), bytes, part })
         };
         if !path.is_dir() {
-            return Ok(vec![read(&path, None)?]);
+            return Ok(vec![read(path, None)?]);
         }
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&path)
-            .map_err(|e| Error::io(&path, e))?
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file())
             .collect();
@@ -299,6 +336,25 @@ impl Environment {
             .iter()
             .map(|p| read(p, p.file_stem().map(|s| s.to_string_lossy().into_owned())))
             .collect()
+    }
+
+    fn source_files(&self, reference: &str) -> Result<Vec<PhaseFile>> {
+        let src = HfSource::parse(reference).map_err(|e| Error::env(&self.origin, e))?;
+        let known = self.fetched.lock().ok().and_then(|m| m.get(reference).cloned());
+        let fetched = match known {
+            Some(f) => f,
+            None => {
+                let f = src.fetch(self.offline)?;
+                if let Ok(mut m) = self.fetched.lock() {
+                    m.insert(reference.to_string(), f.clone());
+                }
+                f
+            }
+        };
+        // The base name is what content_sha256 hashes: the same bytes from $BENCHGEN_DATA_DIR
+        // under the same name give the same hash.
+        let name = src.file_name().to_string();
+        Ok(vec![PhaseFile { bytes: fetched.read()?, origin: fetched.origin, name, part: None }])
     }
 }
 

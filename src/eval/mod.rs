@@ -116,7 +116,7 @@ struct Plan {
 
 impl Plan {
     fn new(opts: &EvalOptions) -> Result<Self> {
-        let env = open_env(opts.env.as_deref())?;
+        let env = open_env(opts.env.as_deref())?.offline(opts.sources.offline);
         let phase = env.phase(opts.phase.as_deref())?.name.clone();
         program::check_allowed(&env, opts.allow_scoring_program)?;
         let device = parse_device(&opts.device)?;
@@ -193,6 +193,9 @@ impl Stages<'_> {
         log.line(format!("Loading benchmark data: {} phase \"{}\"", self.env.manifest.name, self.phase));
         let phase = self.env.phase(Some(self.phase))?;
         let mut items = self.env.load_items(phase)?;
+        for source in self.env.fetched_sources() {
+            log.line(format!("Data source: {source}"));
+        }
         if let Some(limit) = self.opts.limit {
             if limit == 0 {
                 return Err(Error::Invalid("--limit 0 leaves nothing to evaluate".into()));

@@ -1,6 +1,7 @@
 //! A stand-in for the HuggingFace hub on 127.0.0.1: the file-list API and `resolve` downloads
 //! with ranges, etags and commits, as hf-hub and huggingface_hub expect them, plus a request
-//! log, a required token and a fault that drops connections mid-file.
+//! log, a required token and a fault that drops connections mid-file. It serves one model repo
+//! (`ORG/NAME`) or one dataset repo (`datasets/ORG/NAME`).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +52,20 @@ pub fn tiny_llama() -> HubFixture {
         repo: REPO.into(),
         commit: COMMIT.into(),
         revisions: vec!["main".into(), TAG.into()],
+        files,
+        listed_only: BTreeSet::new(),
+        token: None,
+        drop_file: None,
+        ignore_resume_ranges: false,
+    }
+}
+
+/// A dataset repo (`datasets/ORG/NAME`) holding `files`, at [`COMMIT`] on `main`.
+pub fn dataset(repo: &str, files: BTreeMap<String, Vec<u8>>) -> HubFixture {
+    HubFixture {
+        repo: format!("datasets/{repo}"),
+        commit: COMMIT.into(),
+        revisions: vec!["main".into()],
         files,
         listed_only: BTreeSet::new(),
         token: None,
@@ -248,7 +263,9 @@ fn route(req: &Logged, fx: &mut HubFixture) -> Reply {
         }
     }
     let known_rev = |fx: &HubFixture, rev: &str| rev == fx.commit || fx.revisions.iter().any(|r| r == rev);
-    if let Some(rest) = req.path.strip_prefix("/api/models/") {
+    // Dataset fixtures name their repo `datasets/ORG/NAME`, as the hub's URLs do.
+    let api = req.path.strip_prefix("/api/models/").or_else(|| req.path.strip_prefix("/api/").filter(|r| r.starts_with("datasets/")));
+    if let Some(rest) = api {
         let Some((repo, rev)) = rest.split_once("/revision/") else {
             return Reply::error(404, "RepoNotFound", "not found");
         };

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{is_commit, HubSnapshot};
+use super::{is_commit, HubFile, HubSnapshot, RepoKind};
 
 /// Optional files, fetched only when the repo has them.
 const OPTIONAL: [&str; 3] = ["tokenizer_config.json", "generation_config.json", "chat_template.jinja"];
@@ -56,11 +56,7 @@ pub fn shards(index_json: &str) -> Result<Vec<String>, String> {
     let mut out = std::collections::BTreeSet::new();
     for file in map.values() {
         let file = file.as_str().ok_or("a weight_map value is not a file name")?;
-        let unsafe_name = file.is_empty()
-            || file.starts_with('/')
-            || file.contains('\\')
-            || file.split('/').any(|p| p.is_empty() || p == "." || p == "..");
-        if unsafe_name {
+        if !super::is_safe_path(file) {
             return Err(format!("shard name {file:?} is not a plain file name"));
         }
         out.insert(file.to_string());
@@ -79,15 +75,21 @@ pub struct Missing {
     pub files: Vec<String>,
 }
 
-/// One repo's folder in the cache: `models--ORG--NAME`.
+/// One repo's folder in the cache: `models--ORG--NAME` or `datasets--ORG--NAME`.
 #[derive(Debug, Clone)]
 pub struct RepoCache {
     pub dir: PathBuf,
+    pub kind: RepoKind,
 }
 
 impl RepoCache {
+    /// A model repo's folder.
     pub fn new(cache: &Path, repo: &str) -> Self {
-        Self { dir: cache.join(format!("models--{}", repo.replace('/', "--"))) }
+        Self::of(RepoKind::Model, cache, repo)
+    }
+
+    pub fn of(kind: RepoKind, cache: &Path, repo: &str) -> Self {
+        Self { dir: cache.join(format!("{}--{}", kind.cache_prefix(), repo.replace('/', "--"))), kind }
     }
 
     pub fn ref_path(&self, revision: &str) -> PathBuf {
@@ -120,6 +122,16 @@ impl RepoCache {
     /// A snapshot file counts only if it resolves to a file: a dangling link is missing.
     pub fn has(&self, commit: &str, file: &str) -> bool {
         self.snapshot_dir(commit).join(file).is_file()
+    }
+
+    /// One file of `revision`, if the cache holds it.
+    pub fn file(&self, revision: &str, file: &str) -> Result<HubFile, Missing> {
+        let missing = |commit: Option<String>| Missing { commit, files: vec![file.to_string()] };
+        let commit = self.commit(revision).ok_or_else(|| missing(None))?;
+        if !self.has(&commit, file) {
+            return Err(missing(Some(commit)));
+        }
+        Ok(HubFile { path: self.snapshot_dir(&commit).join(file), commit })
     }
 
     /// The snapshot for `revision`, if the cache holds every file it needs.
@@ -243,6 +255,22 @@ mod tests {
         touch(&snap, "config.json", "{}");
         std::os::unix::fs::symlink("../../blobs/gone", snap.join("tokenizer.json")).unwrap();
         assert!(!repo.has(C, "tokenizer.json"));
+    }
+
+    #[test]
+    fn dataset_files_are_found_by_revision_in_their_own_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = RepoCache::of(RepoKind::Dataset, tmp.path(), "org/data");
+        assert_eq!(repo.dir, tmp.path().join("datasets--org--data"));
+        let f = "data/test-00000-of-00001.parquet";
+        assert_eq!(repo.file("main", f).unwrap_err(), Missing { commit: None, files: vec![f.to_string()] });
+        repo.write_ref("main", C).unwrap();
+        assert_eq!(repo.file("main", f).unwrap_err().commit.as_deref(), Some(C));
+        touch(&repo.snapshot_dir(C).join("data"), "test-00000-of-00001.parquet", "x");
+        for rev in ["main", C] {
+            let found = repo.file(rev, f).unwrap();
+            assert_eq!((found.path, found.commit), (repo.snapshot_dir(C).join(f), C.to_string()));
+        }
     }
 
     #[test]

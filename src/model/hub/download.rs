@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
-use hf_hub::{Cache, Repo, RepoType};
+use hf_hub::{Cache, Repo};
 
 use super::cache::{plan, shards, RepoCache};
 use super::errors::{explain, retryable, Context, What};
-use super::{is_commit, HubOptions, HubSnapshot};
+use super::{is_commit, HubFile, HubOptions, HubSnapshot};
 use crate::error::{Error, Result};
 
 /// Tries per file. A dropped connection leaves a `.part` that the next try resumes; hf-hub's
@@ -22,16 +22,60 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOptions) -> Result<HubSnapshot> {
-    let origin = format!("hf:{repo}");
+    let cached = cache.snapshot(revision).is_ok();
+    let commit = session(repo, revision, cache, opts, cached, |listed, fetcher| {
+        let p = plan(&|f| listed.contains(f));
+        if !p.missing.is_empty() {
+            return Err(Error::model(
+                fetcher.cx.origin,
+                format!(
+                    "revision {revision} (commit {}) has no {}: benchgen needs config.json, tokenizer.json and \
+                     safetensors weights (model.safetensors, or model.safetensors.index.json and its shards)",
+                    fetcher.commit,
+                    p.missing.join(", ")
+                ),
+            ));
+        }
+        fetcher.all(&p.files, p.index.as_deref(), listed)
+    })?;
+    Ok(HubSnapshot { dir: cache.snapshot_dir(&commit), commit })
+}
+
+/// One named file of the repo (a dataset's data file).
+pub(super) fn fetch_file(repo: &str, revision: &str, file: &str, cache: &RepoCache, opts: &HubOptions) -> Result<HubFile> {
+    let cached = cache.file(revision, file).is_ok();
+    let commit = session(repo, revision, cache, opts, cached, |listed, fetcher| {
+        if !listed.contains(file) {
+            let mut near: Vec<&str> = listed.iter().map(String::as_str).filter(|f| !f.starts_with('.')).take(20).collect();
+            if listed.len() > near.len() {
+                near.push("…");
+            }
+            return Err(cache.kind.error(
+                fetcher.cx.origin,
+                format!("revision {revision} (commit {}) has no file {file}; it has: {}", fetcher.commit, near.join(", ")),
+            ));
+        }
+        fetcher.get(file)
+    })?;
+    Ok(HubFile { path: cache.snapshot_dir(&commit).join(file), commit })
+}
+
+/// One `info()` for the commit of `revision` and the repo's file list, then `fetch` (given the
+/// list) downloads what it needs at that commit; `revision`'s ref is written once it succeeds.
+/// Returns the commit.
+fn session(
+    repo: &str,
+    revision: &str,
+    cache: &RepoCache,
+    opts: &HubOptions,
+    cached: bool,
+    fetch: impl FnOnce(&BTreeSet<String>, &Fetcher) -> Result<()>,
+) -> Result<String> {
+    let kind = cache.kind;
+    let origin = kind.origin(repo);
     let endpoint = super::endpoint();
     let token = super::token();
-    let cx = Context {
-        origin: &origin,
-        endpoint: &endpoint,
-        token_sent: token.is_some(),
-        cached: cache.snapshot(revision).is_ok(),
-        cache,
-    };
+    let cx = Context { origin: &origin, endpoint: &endpoint, token_sent: token.is_some(), cached, cache };
     let info_what = What::Info { revision };
     let api = ApiBuilder::from_cache(Cache::new(super::cache_dir()))
         .with_endpoint(endpoint.clone())
@@ -41,35 +85,24 @@ pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOpt
         .build()
         .map_err(|e| explain(e, &info_what, &cx))?;
     let info = api
-        .repo(Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string()))
+        .repo(Repo::with_revision(repo.to_string(), kind.repo_type(), revision.to_string()))
         .info()
         .map_err(|e| explain(e, &info_what, &cx))?;
     let commit = info.sha;
     if !is_commit(&commit) {
-        return Err(Error::model(&origin, format!("{endpoint} answered {commit:?} as the commit of {revision}, not a 40-hex commit id")));
+        return Err(kind.error(&origin, format!("{endpoint} answered {commit:?} as the commit of {revision}, not a 40-hex commit id")));
     }
     let listed: BTreeSet<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
-    let p = plan(&|f| listed.contains(f));
-    if !p.missing.is_empty() {
-        return Err(Error::model(
-            &origin,
-            format!(
-                "revision {revision} (commit {commit}) has no {}: benchgen needs config.json, tokenizer.json and \
-                 safetensors weights (model.safetensors, or model.safetensors.index.json and its shards)",
-                p.missing.join(", ")
-            ),
-        ));
-    }
 
     let commit_ref_existed = cache.ref_path(&commit).exists();
     let fetcher = Fetcher {
-        at: api.repo(Repo::with_revision(repo.to_string(), RepoType::Model, commit.clone())),
+        at: api.repo(Repo::with_revision(repo.to_string(), kind.repo_type(), commit.clone())),
         cache,
         commit: &commit,
         cx: &cx,
         token: token.as_deref(),
     };
-    let fetched = fetcher.all(&p.files, p.index.as_deref(), &listed);
+    let fetched = fetch(&listed, &fetcher);
     // hf-hub records the commit it downloaded at as a ref named after itself, even when a later
     // file fails; huggingface_hub never writes such refs, and `models list` would show a branch.
     if !commit_ref_existed {
@@ -79,7 +112,7 @@ pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOpt
     if revision != commit {
         cache.write_ref(revision, &commit).map_err(|e| Error::io(cache.ref_path(revision), e))?;
     }
-    Ok(HubSnapshot { dir: cache.snapshot_dir(&commit), commit })
+    Ok(commit)
 }
 
 struct Fetcher<'a> {
@@ -132,7 +165,7 @@ impl Fetcher<'_> {
         }
         // hf-hub files a download under the commit the server names in x-repo-commit.
         if !self.cache.has(self.commit, file) {
-            return Err(Error::model(
+            return Err(self.cache.kind.error(
                 self.cx.origin,
                 format!("{} served {file} for a commit other than {}: retry, the repository may have changed", self.cx.endpoint, self.commit),
             ));
@@ -163,7 +196,7 @@ impl Fetcher<'_> {
             let _ = std::fs::remove_file(&link);
             let _ = std::fs::remove_file(&blob);
             if tries_left == 0 {
-                return Err(Error::model(
+                return Err(self.cache.kind.error(
                     self.cx.origin,
                     format!("{file} from {} does not match its sha256 {name} (got {actual}); it was removed from the cache: retry", self.cx.endpoint),
                 ));

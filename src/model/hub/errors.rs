@@ -3,6 +3,7 @@
 use hf_hub::api::sync::ApiError;
 
 use super::cache::{Missing, RepoCache};
+use super::RepoKind;
 use crate::error::Error;
 
 pub(super) fn offline(origin: &str, revision: &str, cache: &RepoCache, missing: &Missing) -> Error {
@@ -10,7 +11,7 @@ pub(super) fn offline(origin: &str, revision: &str, cache: &RepoCache, missing: 
         Some(c) => format!("{}", cache.snapshot_dir(c).display()),
         None => format!("{} (no refs/{revision})", cache.dir.display()),
     };
-    Error::model(
+    cache.kind.error(
         origin,
         format!(
             "offline (--offline or HF_HUB_OFFLINE) and revision {revision} is not fully cached: missing {} in {place}; \
@@ -37,11 +38,18 @@ pub(super) struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn offline_hint(&self) -> &'static str {
+    fn offline_hint(&self) -> String {
         if self.cached {
-            "; this model is in the cache: pass --offline (or set HF_HUB_OFFLINE=1) to use it without the network"
+            match self.cache.kind {
+                RepoKind::Model => {
+                    "; this model is in the cache: pass --offline (or set HF_HUB_OFFLINE=1) to use it without the network".into()
+                }
+                RepoKind::Dataset => {
+                    "; this file is in the cache: set HF_HUB_OFFLINE=1 (or pass --offline to eval) to use it without the network".into()
+                }
+            }
         } else {
-            ""
+            String::new()
         }
     }
 }
@@ -70,7 +78,8 @@ pub(super) fn explain(e: ApiError, what: &What, cx: &Context) -> Error {
                 };
                 format!(
                     "access denied (HTTP {code}) by {endpoint}: the repository is gated or private (or does not exist); \
-                     {token}, and accept the model's terms on its page on the hub"
+                     {token}, and accept the {}'s terms on its page on the hub",
+                    cx.cache.kind.noun()
                 )
             }
             ureq::Error::Status(404, resp) => {
@@ -81,7 +90,7 @@ pub(super) fn explain(e: ApiError, what: &What, cx: &Context) -> Error {
                         "revision {revision} not found on {endpoint}: expected a branch, tag or full commit of the repository"
                     ),
                     What::Info { .. } => {
-                        format!("repository not found on {endpoint}: check the name (hf:ORG/NAME) and HF_ENDPOINT")
+                        format!("repository not found on {endpoint}: check the name ({}) and HF_ENDPOINT", cx.cache.kind.spec())
                     }
                     What::File { name, commit } => {
                         format!("{name} not found in the repository at commit {commit} on {endpoint}")
@@ -95,7 +104,7 @@ pub(super) fn explain(e: ApiError, what: &What, cx: &Context) -> Error {
             }
             ureq::Error::Transport(t) => format!(
                 "cannot reach the hub at {endpoint} (HF_ENDPOINT): {t}{}",
-                if cx.cached { cx.offline_hint().to_string() } else { "; check the network and HF_ENDPOINT".into() }
+                if cx.cached { cx.offline_hint() } else { "; check the network and HF_ENDPOINT".into() }
             ),
         },
         ApiError::IoError(e) => transfer(&e.to_string(), what, cx),
@@ -112,7 +121,7 @@ pub(super) fn explain(e: ApiError, what: &What, cx: &Context) -> Error {
             cx.cache.dir.join("blobs").display()
         ),
     };
-    Error::model(cx.origin, msg)
+    cx.cache.kind.error(cx.origin, msg)
 }
 
 fn transfer(cause: &str, what: &What, cx: &Context) -> String {

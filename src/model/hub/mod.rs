@@ -1,7 +1,8 @@
 //! HuggingFace hub downloads into the standard HF cache (shared with Python tools).
 //!
-//! `models--ORG--NAME/{blobs,refs,snapshots}` exactly as huggingface_hub lays it out, so a model
-//! downloaded by either side is found by the other without downloading it again.
+//! `models--ORG--NAME/{blobs,refs,snapshots}` (and `datasets--ORG--NAME` for dataset files)
+//! exactly as huggingface_hub lays it out, so a file downloaded by either side is found by the
+//! other without downloading it again.
 
 mod cache;
 mod download;
@@ -12,6 +13,59 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 
 pub use cache::{plan, shards, Plan, RepoCache};
+
+/// Which kind of hub repository: its cache folder, its API path and how its errors read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    Model,
+    Dataset,
+}
+
+impl RepoKind {
+    /// The cache folder's prefix, as huggingface_hub names it.
+    pub fn cache_prefix(self) -> &'static str {
+        match self {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+        }
+    }
+
+    fn repo_type(self) -> hf_hub::RepoType {
+        match self {
+            RepoKind::Model => hf_hub::RepoType::Model,
+            RepoKind::Dataset => hf_hub::RepoType::Dataset,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            RepoKind::Model => "model",
+            RepoKind::Dataset => "dataset",
+        }
+    }
+
+    /// How users name a repo of this kind (in messages).
+    fn spec(self) -> &'static str {
+        match self {
+            RepoKind::Model => "hf:ORG/NAME",
+            RepoKind::Dataset => "hf://datasets/ORG/NAME",
+        }
+    }
+
+    fn origin(self, repo: &str) -> String {
+        match self {
+            RepoKind::Model => format!("hf:{repo}"),
+            RepoKind::Dataset => format!("hf://datasets/{repo}"),
+        }
+    }
+
+    fn error(self, origin: &str, message: impl Into<String>) -> Error {
+        match self {
+            RepoKind::Model => Error::model(origin, message),
+            RepoKind::Dataset => Error::dataset(origin, message),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct HubOptions {
@@ -74,23 +128,23 @@ pub fn is_commit(revision: &str) -> bool {
     revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Revisions become paths under `refs/`; refuse any that could leave it.
-fn check_revision(origin: &str, revision: &str) -> Result<()> {
-    let bad = revision.is_empty()
-        || revision.starts_with('/')
-        || revision.contains('\\')
-        || revision.split('/').any(|p| p.is_empty() || p == "." || p == "..");
-    if bad {
-        return Err(Error::model(origin, format!("invalid revision {revision:?}: expected a branch, tag or commit")));
+/// Revisions and repo file names become paths under the cache; refuse any that could leave it.
+pub fn is_safe_path(p: &str) -> bool {
+    !(p.is_empty() || p.starts_with('/') || p.contains('\\') || p.split('/').any(|p| p.is_empty() || p == "." || p == ".."))
+}
+
+fn check_revision(kind: RepoKind, origin: &str, revision: &str) -> Result<()> {
+    if !is_safe_path(revision) {
+        return Err(kind.error(origin, format!("invalid revision {revision:?}: expected a branch, tag or commit")));
     }
     Ok(())
 }
 
 /// Fetches the files a model needs from `repo` at `revision` (default `main`).
 pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<HubSnapshot> {
-    let origin = format!("hf:{repo}");
+    let origin = RepoKind::Model.origin(repo);
     let revision = revision.unwrap_or("main");
-    check_revision(&origin, revision)?;
+    check_revision(RepoKind::Model, &origin, revision)?;
     let cache = RepoCache::new(&cache_dir(), repo);
     if opts.offline {
         return cache.snapshot(revision).map_err(|missing| errors::offline(&origin, revision, &cache, &missing));
@@ -101,6 +155,35 @@ pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<Hu
         }
     }
     download::fetch(repo, revision, &cache, opts)
+}
+
+/// One file of a dataset repo, fetched (or found in the cache) at `revision` (default `main`).
+pub fn fetch_dataset_file(repo: &str, revision: Option<&str>, file: &str, opts: &HubOptions) -> Result<HubFile> {
+    let kind = RepoKind::Dataset;
+    let origin = kind.origin(repo);
+    let revision = revision.unwrap_or("main");
+    check_revision(kind, &origin, revision)?;
+    if !is_safe_path(file) {
+        return Err(kind.error(&origin, format!("invalid file {file:?}: expected a path inside the repository")));
+    }
+    let cache = RepoCache::of(kind, &cache_dir(), repo);
+    let cached = cache.file(revision, file);
+    if opts.offline {
+        return cached.map_err(|missing| errors::offline(&origin, revision, &cache, &missing));
+    }
+    if is_commit(revision) {
+        if let Ok(found) = cached {
+            return Ok(found);
+        }
+    }
+    download::fetch_file(repo, revision, file, &cache, opts)
+}
+
+/// A file of a hub repo on disk, and the commit it is from.
+#[derive(Debug, Clone)]
+pub struct HubFile {
+    pub path: PathBuf,
+    pub commit: String,
 }
 
 #[cfg(test)]
@@ -118,11 +201,11 @@ mod tests {
     #[test]
     fn revisions_that_would_leave_refs_are_refused() {
         for ok in ["main", "v1.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"] {
-            assert!(check_revision("hf:a/b", ok).is_ok(), "{ok}");
+            assert!(check_revision(RepoKind::Model, "hf:a/b", ok).is_ok(), "{ok}");
         }
         for bad in ["", "..", "../x", "a/../b", "/abs", "a//b", "a\\b", "a/"] {
-            let e = check_revision("hf:a/b", bad).unwrap_err().to_string();
-            assert!(e.contains("invalid revision"), "{bad}: {e}");
+            let e = check_revision(RepoKind::Dataset, "hf://datasets/a/b", bad).unwrap_err().to_string();
+            assert!(e.starts_with("dataset hf://datasets/a/b: invalid revision"), "{bad}: {e}");
         }
     }
 }

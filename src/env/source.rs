@@ -1,0 +1,106 @@
+//! `source = "hf://datasets/ORG/NAME@REV/PATH"`: a phase's official file on the HuggingFace
+//! hub, downloaded into the standard HF cache (`datasets--ORG--NAME`) and read from there.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::model::hub::{self, HubOptions};
+
+const SCHEME: &str = "hf://datasets/";
+
+/// A parsed `hf://datasets/…` reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HfSource {
+    /// `ORG/NAME`.
+    pub repo: String,
+    /// A branch, tag or commit; `main` when the reference names none. A revision with `/`
+    /// (`refs/convert/parquet`) is written with `%2F`, as hub URLs write it.
+    pub revision: String,
+    /// The file inside the repository.
+    pub path: String,
+}
+
+impl HfSource {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("source \"{text}\": {why}; expected hf://datasets/ORG/NAME@REVISION/PATH (@REVISION optional)");
+        let rest = text.strip_prefix(SCHEME).ok_or_else(|| bad("not an hf://datasets/ reference"))?;
+        let mut parts = rest.splitn(3, '/');
+        let (org, name_rev, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(o), Some(n), Some(p)) => (o, n, p),
+            _ => return Err(bad("no file path after the repository")),
+        };
+        let (name, revision) = match name_rev.split_once('@') {
+            Some((n, r)) => (n, r.replace("%2F", "/").replace("%2f", "/")),
+            None => (name_rev, "main".to_string()),
+        };
+        if org.is_empty() || name.is_empty() {
+            return Err(bad("empty organisation or dataset name"));
+        }
+        if revision.is_empty() {
+            return Err(bad("empty revision after @"));
+        }
+        if !hub::is_safe_path(path) {
+            return Err(bad("the file path must be a relative path inside the repository"));
+        }
+        Ok(Self { repo: format!("{org}/{name}"), revision, path: path.to_string() })
+    }
+
+    /// The file name, whose extension picks the reader.
+    pub fn file_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
+    /// Downloads the file (or finds it in the cache; only there when `offline` or with
+    /// `HF_HUB_OFFLINE=1`).
+    pub fn fetch(&self, offline: bool) -> Result<Fetched> {
+        let offline = offline || crate::model::spec::SourceOptions::from_env().offline;
+        let opts = HubOptions { offline, progress: false };
+        let file = hub::fetch_dataset_file(&self.repo, Some(&self.revision), &self.path, &opts)?;
+        Ok(Fetched { origin: self.at(&file.commit), path: file.path, commit: file.commit })
+    }
+
+    /// The reference pinned to `commit`, which names exactly the bytes read.
+    pub fn at(&self, commit: &str) -> String {
+        format!("{SCHEME}{}@{commit}/{}", self.repo, self.path)
+    }
+}
+
+/// A source file on disk.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The reference pinned to its commit.
+    pub origin: String,
+    pub path: PathBuf,
+    pub commit: String,
+}
+
+impl Fetched {
+    pub fn read(&self) -> Result<Vec<u8>> {
+        std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_name_repo_revision_and_path() {
+        let s = HfSource::parse("hf://datasets/allenai/ai2_arc@main/ARC-Easy/test-00000-of-00001.parquet").unwrap();
+        assert_eq!((s.repo.as_str(), s.revision.as_str(), s.path.as_str()), ("allenai/ai2_arc", "main", "ARC-Easy/test-00000-of-00001.parquet"));
+        assert_eq!(s.file_name(), "test-00000-of-00001.parquet");
+        let s = HfSource::parse("hf://datasets/o/n/test.jsonl").unwrap();
+        assert_eq!((s.repo.as_str(), s.revision.as_str(), s.path.as_str()), ("o/n", "main", "test.jsonl"));
+        let s = HfSource::parse("hf://datasets/o/n@refs%2Fconvert%2Fparquet/default/test/0000.parquet").unwrap();
+        assert_eq!(s.revision, "refs/convert/parquet");
+        assert_eq!(s.at("c0ffee"), "hf://datasets/o/n@c0ffee/default/test/0000.parquet");
+    }
+
+    #[test]
+    fn malformed_references_say_what_is_expected() {
+        for bad in ["hf:o/n/x.parquet", "hf://models/o/n/x", "hf://datasets/o/n", "hf://datasets/o/n@/x", "hf://datasets//n/x", "hf://datasets/o/n/../x", "hf://datasets/o/n/a//b", "hf://datasets/o/n/"] {
+            let e = HfSource::parse(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("hf://datasets/ORG/NAME@REVISION/PATH"), "{bad}: {e}");
+        }
+    }
+}
