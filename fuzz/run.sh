@@ -20,9 +20,9 @@ for f in environments/*/environment.toml fixtures/embedded/env/environment.toml 
   cp "$f" "$corpus/manifest/$(echo "$f" | tr / _)"
 done
 n=0
-for f in fixtures/envs/*/data/* fixtures/scoring/truthfulqa.csv; do
-  # The first byte picks the reader: 0 JSONL, 1 JSON, 2 CSV.
-  case "$f" in *.jsonl) b='\x00' ;; *.json) b='\x01' ;; *) b='\x02' ;; esac
+for f in fixtures/envs/*/data/* fixtures/scoring/truthfulqa.csv fixtures/parquet/*.parquet; do
+  # The first byte picks the reader: 0 JSONL, 1 JSON, 2 CSV, 3 parquet.
+  case "$f" in *.jsonl) b='\x00' ;; *.json) b='\x01' ;; *.parquet) b='\x03' ;; *) b='\x02' ;; esac
   { printf "$b"; head -c 4000 "$f"; } > "$corpus/dataset/seed$((n++))"
 done
 printf 'The answer is 42.\0#### 42' > "$corpus/scoring/numeric"
