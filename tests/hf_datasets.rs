@@ -8,8 +8,8 @@ mod hub_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use hub_server::*;
@@ -74,7 +74,7 @@ impl Home {
     /// two minutes so a hung download fails the test instead of hanging it.
     fn run(&self, endpoint: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
-        cmd.args(args).current_dir(self.tmp.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args).current_dir(self.tmp.path());
         for k in ["HF_HUB_CACHE", "HF_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "XDG_CACHE_HOME", "BENCHGEN_DATA_DIR", "BENCHGEN_ENVS"] {
             cmd.env_remove(k);
         }
@@ -82,16 +82,7 @@ impl Home {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("benchgen starts");
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                panic!("benchgen {args:?} ran over two minutes");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
+        output_within(&mut cmd, Duration::from_secs(120))
     }
 
     fn eval(&self, endpoint: &str, vars: &[(&str, &str)], phase: &str) -> Output {

@@ -6,8 +6,8 @@ mod common;
 mod hub_server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use hub_server::*;
@@ -40,7 +40,7 @@ impl Home {
     /// two minutes so a hung download fails the test instead of hanging it.
     fn run(&self, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
-        cmd.args(args).current_dir(self.tmp.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args).current_dir(self.tmp.path());
         for k in ["HF_HUB_CACHE", "HF_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "BENCHGEN_MODELS", "XDG_CACHE_HOME"] {
             cmd.env_remove(k);
         }
@@ -48,16 +48,7 @@ impl Home {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("benchgen starts");
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                panic!("benchgen {args:?} ran over two minutes");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
+        output_within(&mut cmd, Duration::from_secs(120))
     }
 
     /// `eval --limit 5` of `model`; returns the run folder (runs are numbered from 1).

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use benchgen::model::{spec, LoadedModel};
 use candle_core::{DType, Device, Tensor};
-use common::decode::{packed_greedy, Logits};
+use common::decode::{max_diff, packed_greedy, Logits};
 use common::*;
 use serde::Deserialize;
 
@@ -46,16 +46,6 @@ fn load(spec_text: &str) -> LoadedModel {
     LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap()
 }
 
-fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
-}
 
 
 /// benchgen's merge against peft's; returns (largest difference from the merged model's logits,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use benchgen::engine::{split_pair, Generator, LocalEngine, LoglikOutput, LoglikRequest};
 use benchgen::model::{Checkpoint, LoadedModel};
 use candle_core::{DType, Device};
-use common::decode::{packed_greedy, Logits};
+use common::decode::{max_diff, packed_greedy, Logits};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -59,16 +59,6 @@ fn load(checkpoint: &str) -> LoadedModel {
     LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap()
 }
 
-fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
-}
 
 
 /// Checks one checkpoint against its golden; returns the largest logit difference seen.

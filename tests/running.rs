@@ -30,17 +30,7 @@ fn run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("benchgen starts");
-    let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!("benchgen {args:?} ran past {RUN_LIMIT:?}\nstdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("output")
+    output_within(&mut cmd, RUN_LIMIT)
 }
 
 fn embedded_items() -> Vec<Value> {
@@ -314,22 +304,9 @@ fn an_interrupted_server_run_resumes_to_the_servers_answers() {
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("running:{}#test-model", server.url());
     let journal = dir.path().join("runs/1/predictions.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_benchgen"))
-        .args(["eval", "--model", &spec, "--batch-size", "2"])
-        .current_dir(dir.path())
-        .env_remove("BENCHGEN_API_KEY")
-        .env_remove("OPENAI_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let lines = || std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
-    while lines() < 10 {
-        assert!(started.elapsed() < RUN_LIMIT, "the journal never reached 10 lines");
-        assert!(child.try_wait().unwrap().is_none(), "benchgen ended before it was interrupted");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = spawn_eval(dir.path(), &spec, &[]);
+    let lines = || journal_lines(&journal);
+    wait_for_journal(&mut child, &journal, 10);
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "stderr:\n{}", stderr(&out));
@@ -359,21 +336,8 @@ fn a_second_ctrl_c_exits_at_once_and_still_records_the_run_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("running:{}#test-model", server.url());
     let journal = dir.path().join("runs/1/predictions.jsonl");
-    let child = Command::new(env!("CARGO_BIN_EXE_benchgen"))
-        .args(["eval", "--model", &spec, "--batch-size", "2", "--limit", "10"])
-        .current_dir(dir.path())
-        .env_remove("BENCHGEN_API_KEY")
-        .env_remove("OPENAI_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let lines = || std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
-    while lines() < 2 {
-        assert!(started.elapsed() < RUN_LIMIT, "the journal never reached 2 lines");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = spawn_eval(dir.path(), &spec, &["--limit", "10"]);
+    wait_for_journal(&mut child, &journal, 2);
     let int = || assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     int();
     std::thread::sleep(Duration::from_millis(300));
@@ -389,4 +353,32 @@ fn a_second_ctrl_c_exits_at_once_and_still_records_the_run_interrupted() {
     ok(&run(dir.path(), &["eval", "--resume", "1"], &[]));
     assert_eq!(read_json(&dir.path().join("runs/1/run.json"))["status"], "Completed");
     assert_eq!(read_jsonl(&journal).len(), 10);
+}
+
+/// `benchgen eval --model SPEC --batch-size 2 EXTRA` in `cwd`, left running.
+fn spawn_eval(cwd: &std::path::Path, spec: &str, extra: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        .args(["eval", "--model", spec, "--batch-size", "2"])
+        .args(extra)
+        .current_dir(cwd)
+        .env_remove("BENCHGEN_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn journal_lines(journal: &std::path::Path) -> usize {
+    std::fs::read_to_string(journal).map_or(0, |t| t.lines().count())
+}
+
+/// Waits until the run has journaled `n` items, while it is still running.
+fn wait_for_journal(child: &mut std::process::Child, journal: &std::path::Path, n: usize) {
+    let started = Instant::now();
+    while journal_lines(journal) < n {
+        assert!(started.elapsed() < RUN_LIMIT, "the journal never reached {n} lines");
+        assert!(child.try_wait().unwrap().is_none(), "benchgen ended before it was interrupted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

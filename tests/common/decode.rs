@@ -1,4 +1,5 @@
-//! Greedy decoding through the library's packed forward pass, shared by the golden tests.
+//! Greedy decoding through the library's packed forward pass, and logit comparison, shared by
+//! the golden tests.
 
 use benchgen::model::{LoadedModel, Segment, SeqCache};
 use candle_core::{Device, Tensor};
@@ -36,4 +37,16 @@ pub fn packed_greedy(m: &LoadedModel, prompts: &[Vec<u32>], steps: usize) -> (Ve
         }
     }
     (prefill_logits, out)
+}
+
+/// The largest absolute difference between two logit matrices of the same shape.
+pub fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
 }

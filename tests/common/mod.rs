@@ -19,6 +19,22 @@ pub fn benchgen(cwd: &Path, args: &[&str]) -> Output {
         .expect("benchgen runs")
 }
 
+/// Runs `cmd` (stdout and stderr piped) and returns its output; a run past `limit` is killed
+/// and fails the test with what it printed, so a hang never hangs the suite.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    let started = std::time::Instant::now();
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("benchgen starts");
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{cmd:?} ran past {limit:?}\nstdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
