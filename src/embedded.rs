@@ -41,6 +41,7 @@ pub static SHIPPED_ENVS: &[(&str, EnvFileList)] = &[
     shipped_env!("arc-easy"),
     shipped_env!("arc-challenge"),
     shipped_env!("mmlu"),
+    shipped_env!("mmlu-gen"),
     shipped_env!("truthfulqa-mc1"),
     shipped_env!("triviaqa"),
     shipped_env!("math500"),

@@ -149,7 +149,7 @@ fn truthfulqa_prompt_is_the_six_shot_preamble() {
 #[test]
 fn real_files_have_their_item_counts_and_references_score_fully() {
     let Some(data) = std::env::var_os("BENCHGEN_DATA_DIR") else {
-        eprintln!("SKIPPED: BENCHGEN_DATA_DIR not set; the truthfulqa-mc1, triviaqa and math500 tests need ../shared/data");
+        eprintln!("SKIPPED: BENCHGEN_DATA_DIR not set; the truthfulqa-mc1, triviaqa, math500 and mmlu-gen tests need ../shared/data");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -157,6 +157,9 @@ fn real_files_have_their_item_counts_and_references_score_fully() {
         ("truthfulqa-mc1", "phase validation: 817 items, 0 problem(s)"),
         ("triviaqa", "phase test: 1000 items, 0 problem(s)"),
         ("math500", "phase test: 500 items, 0 problem(s)"),
+        ("mmlu-gen", "phase test: 14042 items, 0 problem(s)"),
+        ("mmlu-gen", "phase val: 1531 items, 0 problem(s)"),
+        ("mmlu-gen", "phase dev: 285 items, 0 problem(s)"),
     ] {
         let out = ok(&benchgen(dir.path(), &["env", "validate", name]));
         assert!(out.contains(line), "{name}: {out}");
@@ -180,6 +183,19 @@ fn real_files_have_their_item_counts_and_references_score_fully() {
     let solutions: Vec<Value> = math.iter().map(|i| json!({"id": i["unique_id"], "prediction": i["solution"]})).collect();
     let b = score_named(dir.path(), "math500", &solutions);
     assert_eq!(b["correct"], 500, "{b}");
+    // mmlu-gen: every test item answered with its reference letter, as a model would write it.
+    let mut letters = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(bench.join("mmlu/test")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in files {
+        let stem = f.file_stem().unwrap().to_str().unwrap().to_string();
+        let mut rows = csv::ReaderBuilder::new().has_headers(false).from_path(&f).unwrap();
+        for (i, r) in rows.records().enumerate() {
+            letters.push(json!({"id": format!("{stem}/{i}"), "prediction": format!("The answer is ({}).", &r.unwrap()[5])}));
+        }
+    }
+    let b = score_named(dir.path(), "mmlu-gen", &letters);
+    assert_eq!((b["accuracy"].as_f64(), b["total"].as_u64()), (Some(100.0), Some(14042)), "{b}");
 }
 
 fn score_named(dir: &Path, name: &str, preds: &[Value]) -> Value {
@@ -247,4 +263,56 @@ fn mistakes_in_the_new_options_name_the_manifest() {
     for name in ["truthfulqa-mc1", "triviaqa", "math500"] {
         assert!(list.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{list}");
     }
+}
+
+#[test]
+fn mmlu_gen_prompts_like_mmlu_and_reads_letters_from_free_text() {
+    // A data folder laid out like shared/data, with two hand-written subjects.
+    let dir = tempfile::tempdir().unwrap();
+    let subjects = dir.path().join("data/benchmarks/mmlu/test");
+    std::fs::create_dir_all(&subjects).unwrap();
+    std::fs::write(
+        subjects.join("astronomy_test.csv"),
+        "Which planet is largest?,Mars,Jupiter,Venus,Earth,B\n\"What orbits the Earth, mostly?\",The Sun,Mars,The Moon,Pluto,C\n",
+    )
+    .unwrap();
+    std::fs::write(subjects.join("high_school_physics_test.csv"), "What is the unit of force?,newton,joule,watt,pascal,A\n").unwrap();
+    for split in ["val", "dev"] {
+        let folder = dir.path().join("data/benchmarks/mmlu").join(split);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("astronomy_{split}.csv")), "Is the Sun a star?,yes,no,both,neither,A\n").unwrap();
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("BENCHGEN_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap()
+    };
+    let out = ok(&run(&["env", "validate", "mmlu-gen"]));
+    assert!(out.contains("phase test: 3 items, 0 problem(s)"), "{out}");
+
+    ok(&run(&["eval", "--env", "mmlu-gen"]));
+    // The journal is in completion order; item order is the id order here.
+    let mut preds = read_jsonl(&dir.path().join("runs/1/predictions.jsonl"));
+    preds.sort_by_key(|p| p["id"].as_str().unwrap().to_string());
+    let ids: Vec<&str> = preds.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["astronomy_test/0", "astronomy_test/1", "high_school_physics_test/0"]);
+    assert_eq!(
+        preds[1]["prompt"],
+        "The following are multiple choice questions (with answers) about astronomy.\n\n\
+         What orbits the Earth, mostly?\nA. The Sun\nB. Mars\nC. The Moon\nD. Pluto\nAnswer:"
+    );
+    assert_eq!(preds[2]["prompt"].as_str().unwrap().lines().next().unwrap(), "The following are multiple choice questions (with answers) about high school physics.");
+
+    let answers = [
+        ("astronomy_test/0", "**B**"),                             // right
+        ("astronomy_test/1", "A moon orbits it: the answer is (C)."), // right; the article is no answer
+        ("high_school_physics_test/0", "<think>joule? no</think> B"), // wrong letter
+    ];
+    let text: String = answers.iter().map(|(id, p)| format!("{}\n", json!({"id": id, "prediction": p}))).collect();
+    std::fs::write(dir.path().join("preds.jsonl"), text).unwrap();
+    let b: Value = serde_json::from_str(&ok(&run(&["score", "--env", "mmlu-gen", "--predictions", "preds.jsonl", "--json"]))).unwrap();
+    assert_eq!((b["correct"].clone(), b["answered"].clone(), b["total"].clone()), (json!(2), json!(3), json!(3)), "{b}");
 }
