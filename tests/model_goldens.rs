@@ -131,6 +131,46 @@ fn check_loglikelihood(name: &str, g: &Golden) {
         assert_eq!(a.is_greedy, b.is_greedy, "{name} {:?}: pack size changed is_greedy", c.context);
     }
     eprintln!("{name}: largest log-likelihood difference vs transformers {worst:.2e}");
+
+    // Each pair beside a decoy option of the same context: continuations of one context share
+    // its forward pass and a copy of its KV cache (the multiple-choice path). The real option
+    // must still agree with transformers, the decoy with its score computed alone, and both bit
+    // for bit whatever the batch size, since each context runs on its own.
+    let decoy = |c: &LoglikCase| format!("{} and then some more", c.continuation);
+    let grouped: Vec<LoglikRequest> = g
+        .loglikelihood
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            [
+                LoglikRequest { index: 2 * i, context: c.context.clone(), continuation: c.continuation.clone() },
+                LoglikRequest { index: 2 * i + 1, context: c.context.clone(), continuation: decoy(c) },
+            ]
+        })
+        .collect();
+    let score = |requests: Vec<LoglikRequest>, batch: usize| {
+        let mut engine = LocalEngine::new(load(&g.checkpoint), batch);
+        let mut out: std::collections::BTreeMap<usize, LoglikOutput> = Default::default();
+        engine
+            .loglikelihood(requests, &mut |o| {
+                out.insert(o.index, o);
+                Ok(())
+            })
+            .unwrap();
+        out.into_values().collect::<Vec<_>>()
+    };
+    let (one, packed) = (score(grouped.clone(), 1), score(grouped.clone(), 16));
+    assert_eq!(one, packed, "{name}: shared-context scores depend on the batch size");
+    for (i, c) in g.loglikelihood.iter().enumerate() {
+        let o = &one[2 * i];
+        let d = (o.logprob - c.logprob).abs();
+        assert!(d < 1e-4 * c.logprob.abs().max(1.0), "{name} {:?}+{:?}: shared-context logprob {} vs transformers {}", c.context, c.continuation, o.logprob, c.logprob);
+        assert_eq!(o.is_greedy, c.is_greedy, "{name} {:?}: shared-context is_greedy", c.context);
+        assert_eq!(o.continuation_tokens, c.continuation_ids.len());
+        let alone = score(vec![LoglikRequest { index: 0, context: c.context.clone(), continuation: decoy(c) }], 1).remove(0);
+        let d = (one[2 * i + 1].logprob - alone.logprob).abs();
+        assert!(d < 1e-5 * alone.logprob.abs().max(1.0), "{name} {:?}: the decoy scores {} beside the real option, {} alone", c.context, one[2 * i + 1].logprob, alone.logprob);
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use super::local::LocalEngine;
 use super::sampling::argmax;
 use crate::error::{Error, Result, TensorContext};
-use crate::model::{Segment, TextTokenizer};
+use crate::model::{Segment, SeqCache, TextTokenizer};
 
 #[derive(Debug, Clone)]
 pub struct LoglikRequest {
@@ -82,15 +82,92 @@ impl LocalEngine {
             }
             items.push((Scored { index: r.index, ctx_len: ctx.len(), tokens }, cont));
         }
+        // Options of one question share their context: it is computed once and each option
+        // continues from a copy of its KV cache. Each question is its own forward pass, so its
+        // scores do not depend on which questions run beside it (a resumed run reproduces them
+        // bit for bit). Contexts seen once are packed whole, as before.
+        let mut by_context: std::collections::HashMap<Vec<u32>, Vec<(Scored, Vec<u32>)>> = Default::default();
+        for item in items {
+            by_context.entry(item.0.tokens[..item.0.ctx_len].to_vec()).or_default().push(item);
+        }
+        let (shared, single): (Vec<_>, Vec<_>) = by_context.into_values().partition(|g| g.len() > 1);
+        let mut single: Vec<(Scored, Vec<u32>)> = single.into_iter().flatten().collect();
         // Longest first keeps packs similar in size; results carry their index.
-        items.sort_by(|a, b| b.0.tokens.len().cmp(&a.0.tokens.len()).then(a.0.index.cmp(&b.0.index)));
-        for pack in items.chunks(self.batch_size()) {
+        single.sort_by(|a, b| b.0.tokens.len().cmp(&a.0.tokens.len()).then(a.0.index.cmp(&b.0.index)));
+        for pack in single.chunks(self.batch_size()) {
             crate::interrupt::check()?;
             for out in self.score_pack(pack)? {
                 on_done(out)?;
             }
         }
+        let mut shared: Vec<Vec<(Scored, Vec<u32>)>> = shared;
+        for g in &mut shared {
+            g.sort_by_key(|(s, _)| s.index);
+        }
+        shared.sort_by_key(|g| g[0].0.index);
+        for group in &shared {
+            crate::interrupt::check()?;
+            for out in self.score_shared(group)? {
+                on_done(out)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Scores continuations that share a context: the context in one pass (its last position
+    /// predicts every option's first token), then every option's remaining tokens in one pass
+    /// over copies of the context's cache.
+    fn score_shared(&self, group: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
+        let model = &self.model().model;
+        let device = model.device();
+        let ctx = &group[0].0.tokens[..group[0].0.ctx_len];
+        let mut cache = model.new_cache(ctx.len());
+        let tokens = Tensor::new(ctx, device).ctx("building the input batch")?;
+        let hidden = model
+            .forward(&tokens, &[Segment { len: ctx.len(), offset: 0 }], Some(&mut [&mut cache]))
+            .ctx("forward pass")?;
+        let first = logits_rows(model, &hidden, &[ctx.len() as u32 - 1])?.swap_remove(0);
+
+        // Every option's tokens after its first, each on its own copy of the context's cache.
+        let mut forks = Vec::new();
+        let mut segs = Vec::new();
+        let mut flat: Vec<u32> = Vec::new();
+        for (s, cont) in group {
+            if cont.len() > 1 {
+                forks.push(cache.fork(s.ctx_len + cont.len()).ctx("copying the context's cache")?);
+                segs.push(Segment { len: cont.len() - 1, offset: s.ctx_len });
+                flat.extend(&cont[..cont.len() - 1]);
+            }
+        }
+        let rest_logits = if flat.is_empty() {
+            Vec::new()
+        } else {
+            let n = flat.len();
+            let tokens = Tensor::from_vec(flat, n, device).ctx("building the input batch")?;
+            let mut refs: Vec<&mut SeqCache> = forks.iter_mut().collect();
+            let hidden = model.forward(&tokens, &segs, Some(&mut refs)).ctx("forward pass")?;
+            logits_rows(model, &hidden, &(0..n as u32).collect::<Vec<_>>())?
+        };
+
+        let mut rest = rest_logits.iter();
+        let mut out = Vec::with_capacity(group.len());
+        for (s, cont) in group {
+            let mut logprob = log_softmax_at(&first, cont[0] as usize);
+            let mut is_greedy = argmax(&first) == cont[0];
+            for &target in &cont[1..] {
+                let l = rest.next().ok_or_else(|| Error::Invalid("continuation logits ran short".into()))?;
+                logprob += log_softmax_at(l, target as usize);
+                is_greedy &= argmax(l) == target;
+            }
+            out.push(LoglikOutput {
+                index: s.index,
+                logprob,
+                is_greedy,
+                context_tokens: s.ctx_len,
+                continuation_tokens: cont.len(),
+            });
+        }
+        Ok(out)
     }
 
     fn score_pack(&self, pack: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
@@ -108,12 +185,7 @@ impl LocalEngine {
             rows.extend(first..first + cont.len() as u32);
             start += s.tokens.len() as u32;
         }
-        let rows_t = Tensor::new(rows.as_slice(), model.device()).ctx("selecting positions")?;
-        let logits = model
-            .logits(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?)
-            .and_then(|l| l.to_dtype(DType::F32))
-            .and_then(|l| l.to_vec2::<f32>())
-            .ctx("computing logits")?;
+        let logits = logits_rows(model, &hidden, &rows)?;
         let mut out = Vec::with_capacity(pack.len());
         let mut row = 0;
         for (s, cont) in pack {
@@ -135,6 +207,16 @@ impl LocalEngine {
         }
         Ok(out)
     }
+}
+
+/// The LM head's logits (f32) at the given rows of `hidden`.
+fn logits_rows(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32]) -> Result<Vec<Vec<f32>>> {
+    let rows_t = Tensor::new(rows, model.device()).ctx("selecting positions")?;
+    model
+        .logits(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?)
+        .and_then(|l| l.to_dtype(DType::F32))
+        .and_then(|l| l.to_vec2::<f32>())
+        .ctx("computing logits")
 }
 
 /// log softmax(l)[i], accumulated in f64 so long vocabularies lose nothing to rounding.

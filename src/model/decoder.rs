@@ -34,6 +34,21 @@ impl SeqCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A deep copy with room for `max_len` positions, which then grows on its own: a `clone`
+    /// would share candle's preallocated buffers, so two clones' appends would overwrite each
+    /// other. Lets several continuations follow one context computed once.
+    pub fn fork(&self, max_len: usize) -> Result<SeqCache> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let mut c = candle_nn::kv_cache::KvCache::new(1, max_len.max(self.len()).max(1));
+            if let (Some(k), Some(v)) = (l.k()?, l.v()?) {
+                c.append(&k, &v)?;
+            }
+            layers.push(c);
+        }
+        Ok(SeqCache { layers })
+    }
 }
 
 struct RmsNorm {
