@@ -59,7 +59,9 @@ fn gguf_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// A GGUF v3 file with one tensor of ggml type 99 (no such type).
-fn gguf_unknown_type() -> Vec<u8> {
+/// A GGUF header with `general.architecture = llama` and one tensor, `token_embd.weight`, of
+/// the given dimensions and ggml type.
+fn gguf_one_tensor(dims: &[u64], ggml_type: u32) -> Vec<u8> {
     let mut out = b"GGUF".to_vec();
     out.extend_from_slice(&3u32.to_le_bytes());
     out.extend_from_slice(&1u64.to_le_bytes()); // tensors
@@ -68,9 +70,11 @@ fn gguf_unknown_type() -> Vec<u8> {
     out.extend_from_slice(&8u32.to_le_bytes()); // string
     gguf_string(&mut out, "llama");
     gguf_string(&mut out, "token_embd.weight");
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&4u64.to_le_bytes());
-    out.extend_from_slice(&99u32.to_le_bytes());
+    out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+    for d in dims {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out.extend_from_slice(&ggml_type.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
     out.resize(out.len().div_ceil(32) * 32 + 64, 0);
     out
@@ -79,9 +83,14 @@ fn gguf_unknown_type() -> Vec<u8> {
 /// Builds the model the case names, broken as it says; returns the `--model` argument.
 fn build_model(case: &Case, work: &Path) -> Option<PathBuf> {
     let op = case.mutate.as_ref().map(|m| m["op"].as_str().unwrap().to_string());
-    if let Some(op @ ("gguf_unknown_type" | "gguf_garbage")) = op.as_deref() {
+    if let Some(op @ ("gguf_unknown_type" | "gguf_garbage" | "gguf_huge_shape")) = op.as_deref() {
         let path = work.join("model.gguf");
-        let bytes = if op == "gguf_garbage" { b"GGUF but not really a model".to_vec() } else { gguf_unknown_type() };
+        let bytes = match op {
+            "gguf_garbage" => b"GGUF but not really a model".to_vec(),
+            "gguf_unknown_type" => gguf_one_tensor(&[4], 99),
+            // Dimensions whose product overflows (the gguf fuzz target's find).
+            _ => gguf_one_tensor(&[1 << 63, 64], 0),
+        };
         std::fs::write(&path, bytes).unwrap();
         return Some(path);
     }

@@ -33,6 +33,7 @@ fn read(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, usize, Value)>> {
     for column in reader.metadata().file_metadata().schema_descr().columns() {
         check_column(origin, column)?;
     }
+    check_chunks(origin, &reader, bytes.len() as u64)?;
     let rows = reader
         .get_row_iter(None)
         .map_err(|e| Error::env(origin, format!("not a readable parquet file: {e}")))?;
@@ -42,6 +43,32 @@ fn read(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, usize, Value)>> {
         out.push((index + 1, index, row_value(origin, index + 1, "", &row)?));
     }
     Ok(out)
+}
+
+/// Every column chunk must lie inside the file: the reader asserts (panics) on negative offsets
+/// or sizes, and would read garbage past the end. Found by the `dataset` fuzz target.
+fn check_chunks(origin: &str, reader: &SerializedFileReader<bytes::Bytes>, file_len: u64) -> Result<()> {
+    for (g, group) in reader.metadata().row_groups().iter().enumerate() {
+        for chunk in group.columns() {
+            let start = chunk.dictionary_page_offset().unwrap_or_else(|| chunk.data_page_offset());
+            let len = chunk.compressed_size();
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(s, l)| s.checked_add(l))
+                .is_some_and(|end| end <= file_len);
+            if !inside {
+                return Err(Error::env(
+                    origin,
+                    format!(
+                        "corrupt parquet file: row group {g}, column {}: chunk at offset {start} of {len} bytes lies outside the file's {file_len} bytes; download or write it again",
+                        chunk.column_path()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Booleans, integers, floats and UTF-8 strings (in any nesting of structs, lists and maps)
@@ -229,5 +256,13 @@ mod tests {
     fn unsupported_columns_are_named() {
         let e = parquet_values("b.parquet", &fixture("binary.parquet")).unwrap_err().to_string();
         assert!(e.contains("b.parquet") && e.contains("column \"image\""), "{e}");
+    }
+
+    #[test]
+    fn a_chunk_outside_the_file_is_an_error_not_a_panic() {
+        // The fuzz target's find: a column chunk whose offset reads as negative.
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/parquet/negative-chunk.parquet")).unwrap();
+        let err = read("neg.parquet", &bytes).unwrap_err().to_string();
+        assert!(err.contains("neg.parquet") && err.contains("lies outside the file"), "{err}");
     }
 }

@@ -390,7 +390,11 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     let mut infos: Vec<_> = content.tensor_infos.iter().collect();
     infos.sort_by_key(|(_, info)| info.offset);
     for (name, info) in infos {
-        let (elems, block) = (info.shape.elem_count(), info.ggml_dtype.block_size());
+        // Dimensions come from the file: their product may not fit a usize (found by fuzzing).
+        let elems = info.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| {
+            bad(format!("tensor {name}: shape {:?} has more elements than any file can hold: the header is corrupt", info.shape.dims()))
+        })?;
+        let block = info.ggml_dtype.block_size();
         if !elems.is_multiple_of(block) {
             return Err(bad(format!(
                 "tensor {name}: {elems} elements of type {:?} are not a whole number of {block}-element blocks",
