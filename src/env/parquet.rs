@@ -15,7 +15,13 @@ use crate::error::{Error, Result};
 pub(super) fn parquet_values(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, usize, Value)>> {
     // The parquet crate panics on some corrupt files (bad offsets, lengths or encodings) instead
     // of returning an error; a downloaded file must not take the process down with it.
-    std::panic::catch_unwind(|| read(origin, bytes)).unwrap_or_else(|panic| {
+    // The default hook would print "thread 'main' panicked" and a backtrace for an error that is
+    // handled here, so it is silenced meanwhile (data loading runs before any worker thread).
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| read(origin, bytes));
+    std::panic::set_hook(hook);
+    result.unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
