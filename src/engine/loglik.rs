@@ -150,24 +150,10 @@ impl LocalEngine {
         };
 
         let mut rest = rest_logits.iter();
-        let mut out = Vec::with_capacity(group.len());
-        for (s, cont) in group {
-            let mut logprob = log_softmax_at(&first, cont[0] as usize);
-            let mut is_greedy = argmax(&first) == cont[0];
-            for &target in &cont[1..] {
-                let l = rest.next().ok_or_else(|| Error::Invalid("continuation logits ran short".into()))?;
-                logprob += log_softmax_at(l, target as usize);
-                is_greedy &= argmax(l) == target;
-            }
-            out.push(LoglikOutput {
-                index: s.index,
-                logprob,
-                is_greedy,
-                context_tokens: s.ctx_len,
-                continuation_tokens: cont.len(),
-            });
-        }
-        Ok(out)
+        group
+            .iter()
+            .map(|(s, cont)| tally(s, cont, std::iter::once(&first).chain(rest.by_ref().take(cont.len() - 1))))
+            .collect()
     }
 
     fn score_pack(&self, pack: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
@@ -186,27 +172,25 @@ impl LocalEngine {
             start += s.tokens.len() as u32;
         }
         let logits = logits_rows(model, &hidden, &rows)?;
-        let mut out = Vec::with_capacity(pack.len());
-        let mut row = 0;
-        for (s, cont) in pack {
-            let mut logprob = 0f64;
-            let mut is_greedy = true;
-            for &target in cont {
-                let l = &logits[row];
-                logprob += log_softmax_at(l, target as usize);
-                is_greedy &= argmax(l) == target;
-                row += 1;
-            }
-            out.push(LoglikOutput {
-                index: s.index,
-                logprob,
-                is_greedy,
-                context_tokens: s.ctx_len,
-                continuation_tokens: cont.len(),
-            });
-        }
-        Ok(out)
+        let mut rows = logits.iter();
+        pack.iter().map(|(s, cont)| tally(s, cont, rows.by_ref().take(cont.len()))).collect()
     }
+}
+
+/// A continuation's score from the logits that predict each of its tokens, in order.
+fn tally<'a>(s: &Scored, cont: &[u32], logits: impl Iterator<Item = &'a Vec<f32>>) -> Result<LoglikOutput> {
+    let mut logprob = 0f64;
+    let mut is_greedy = true;
+    let mut seen = 0;
+    for (l, &target) in logits.zip(cont) {
+        logprob += log_softmax_at(l, target as usize);
+        is_greedy &= argmax(l) == target;
+        seen += 1;
+    }
+    if seen != cont.len() {
+        return Err(Error::Invalid(format!("item {}: {seen} logit rows for {} continuation tokens", s.index, cont.len())));
+    }
+    Ok(LoglikOutput { index: s.index, logprob, is_greedy, context_tokens: s.ctx_len, continuation_tokens: cont.len() })
 }
 
 /// The LM head's logits (f32) at the given rows of `hidden`.
