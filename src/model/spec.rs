@@ -122,8 +122,6 @@ pub struct Resolved {
     pub source: ModelSource,
     /// The hub commit the files came from (`hf:` models, also through an alias).
     pub revision: Option<String>,
-    /// Dtype, chat template and generation defaults from a registry alias.
-    pub defaults: ModelDefaults,
 }
 
 /// What `--model` was, for messages and the run record.
@@ -157,7 +155,7 @@ pub fn resolve_checkpoint(spec: Option<&str>, opts: &SourceOptions) -> Result<(C
 }
 
 fn local(c: Checkpoint) -> Resolved {
-    Resolved { source: ModelSource::Local(Box::new(c)), revision: None, defaults: ModelDefaults::default() }
+    Resolved { source: ModelSource::Local(Box::new(c)), revision: None }
 }
 
 /// An alias's defaults (following aliases to aliases), without downloading anything: cheap
@@ -203,11 +201,7 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
         }
         ModelSpec::Trained(path) if super::lora::is_adapter_dir(path) => resolve_adapter(path, opts, depth),
         ModelSpec::Trained(path) => resolve_path(path).map(local),
-        ModelSpec::Running(e) => Ok(Resolved {
-            source: ModelSource::Endpoint(e.clone()),
-            revision: None,
-            defaults: ModelDefaults::default(),
-        }),
+        ModelSpec::Running(e) => Ok(Resolved { source: ModelSource::Endpoint(e.clone()), revision: None }),
         ModelSpec::Platform(alias) => {
             if depth >= MAX_ALIAS_DEPTH {
                 return Err(Error::model(format!("platform:{alias}"), "aliases refer to each other in a loop"));
@@ -220,7 +214,6 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
                     ckpt.chat_template_jinja = Some(registry.read_chat_template(alias, template)?);
                 }
             }
-            resolved.defaults = entry.defaults.clone().over(resolved.defaults);
             Ok(resolved)
         }
     }
