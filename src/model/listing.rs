@@ -164,21 +164,13 @@ fn ref_files(dir: &Path, prefix: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-#[derive(serde::Deserialize)]
-struct AdapterConfig {
-    base_model_name_or_path: Option<String>,
-}
-
 /// Checkpoints, LoRA adapters and GGUF files directly under `dir`.
 pub fn trained_models(dir: &Path) -> Result<Vec<TrainedModel>> {
     let mut out = Vec::new();
     for p in read_dir_sorted(dir)? {
         let spec = format!("trained:{}", p.display());
-        if p.is_dir() && p.join("adapter_config.json").is_file() {
-            let base = std::fs::read_to_string(p.join("adapter_config.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<AdapterConfig>(&t).ok())
-                .and_then(|c| c.base_model_name_or_path);
+        if p.is_dir() && super::lora::is_adapter_dir(&p) {
+            let base = super::lora::declared_base(&p);
             out.push(TrainedModel { spec, kind: "lora", base, size_bytes: size_of(&p) });
         } else if p.is_dir() && p.join("config.json").is_file() {
             out.push(TrainedModel { spec, kind: "checkpoint", base: None, size_bytes: size_of(&p) });

@@ -25,6 +25,14 @@ pub fn is_adapter_dir(dir: &Path) -> bool {
     dir.join(CONFIG_FILE).is_file()
 }
 
+/// The base model an adapter folder names (`base_model_name_or_path`), read without checking
+/// the rest of the adapter: enough for a listing; [`LoraAdapter::read`] checks everything.
+pub fn declared_base(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    config.get("base_model_name_or_path")?.as_str().map(str::to_string)
+}
+
 /// `rank_pattern` / `alpha_pattern`: regex → value, in file order, since peft uses the first match.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Patterns(Vec<(String, f64)>);
