@@ -112,9 +112,7 @@ impl ActiveRun {
                 Ok(EvalOutcome { run_id: self.record.run_id, run_dir: self.dir, breakdown })
             }
             Err(Error::Interrupted) => {
-                self.record.status = RunStatus::Interrupted;
-                let command = resume_command(&self.dir, self.record.run_id);
-                self.record.resume_command = Some(command.clone());
+                let command = mark_interrupted(&mut self.record, &self.dir);
                 let _ = write_json_atomic(&path, &self.record);
                 log.line(format!("Status: {} (resume with: {command})", self.record.status));
                 Err(Error::Interrupted)
@@ -141,10 +139,17 @@ pub fn abandon_active_run() {
     if record.status != RunStatus::Running {
         return;
     }
-    record.status = RunStatus::Interrupted;
     record.finished = Some(now_rfc3339());
-    record.resume_command = Some(resume_command(&dir, record.run_id));
+    mark_interrupted(&mut record, &dir);
     let _ = write_json_atomic(&path, &record);
+}
+
+/// Interrupted, with the command that resumes it (which it returns).
+fn mark_interrupted(record: &mut RunRecord, dir: &Path) -> String {
+    record.status = RunStatus::Interrupted;
+    let command = resume_command(dir, record.run_id);
+    record.resume_command = Some(command.clone());
+    command
 }
 
 /// `benchgen eval --resume ID --runs-dir DIR`, with the runs folder absolute so the command works
