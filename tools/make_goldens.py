@@ -122,6 +122,17 @@ def loglikelihoods(tok, model):
     return out
 
 
+def greedy_ids(model, ids):
+    """NEW_TOKENS greedy tokens after `ids`, by a plain argmax loop rather than generate(): no
+    EOS handling or logits processors, so every position is compared and nothing depends on
+    generation_config."""
+    out = ids
+    for _ in range(NEW_TOKENS):
+        nxt = model(out).logits[0, -1].argmax().view(1, 1)
+        out = torch.cat([out, nxt], dim=1)
+    return out[0, ids.shape[1]:].tolist()
+
+
 def golden(path):
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
@@ -130,14 +141,7 @@ def golden(path):
         encoded = [tok(p, return_tensors="pt").input_ids for p in PROMPTS]
         for i, (prompt, ids) in enumerate(zip(PROMPTS, encoded)):
             tensors[f"case{i}.logits"] = model(ids).logits[0].contiguous()
-            # A plain argmax loop rather than generate(): no EOS handling or logits processors,
-            # so all 32 positions are compared and nothing depends on generation_config.
-            out = ids
-            for _ in range(NEW_TOKENS):
-                nxt = model(out).logits[0, -1].argmax().view(1, 1)
-                out = torch.cat([out, nxt], dim=1)
-            cases.append({"prompt": prompt, "input_ids": ids[0].tolist(),
-                          "greedy_ids": out[0, ids.shape[1]:].tolist()})
+            cases.append({"prompt": prompt, "input_ids": ids[0].tolist(), "greedy_ids": greedy_ids(model, ids)})
         # The same prompts as one left-padded batch, with explicit positions.
         longest = max(e.shape[1] for e in encoded)
         ids = torch.zeros(len(encoded), longest, dtype=torch.long)

@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from make_goldens import NEW_TOKENS, PROMPTS, ROOT  # noqa: E402  (the same prompts as the other goldens)
+from make_goldens import PROMPTS, ROOT, greedy_ids  # noqa: E402  (the same prompts as the other goldens)
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -88,12 +88,7 @@ def golden(name, base, adapter_dir):
             assert (logits - unmerged_logits[i]).abs().max() < 1e-4, name
             assert (logits - base_logits[i]).abs().max() > 0.1, name
             tensors[f"case{i}.logits"] = logits
-            out = ids
-            for _ in range(NEW_TOKENS):
-                nxt = model(out).logits[0, -1].argmax().view(1, 1)
-                out = torch.cat([out, nxt], dim=1)
-            cases.append({"prompt": prompt, "input_ids": ids[0].tolist(),
-                          "greedy_ids": out[0, ids.shape[1]:].tolist()})
+            cases.append({"prompt": prompt, "input_ids": ids[0].tolist(), "greedy_ids": greedy_ids(model, ids)})
     meta = {"generated_by": f"peft {peft.__version__}, transformers {transformers.__version__}, "
                             f"torch {torch.__version__}",
             "adapter": str(adapter_dir.relative_to(ROOT)), "base": f"fixtures/models/{base}",
