@@ -12,7 +12,7 @@ use anyhow::Result;
 use benchgen::engine::sampling::argmax;
 use benchgen::model::random::{random_decoder, smollm2_135m_config};
 use benchgen::model::{Decoder, Segment, SeqCache};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -27,12 +27,15 @@ struct Args {
     new_tokens: usize,
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// cpu, cuda[:N] or metal (GPU builds only).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Vec<u32>> {
     let segs: Vec<Segment> = pending.iter().zip(caches.iter()).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
     let flat: Vec<u32> = pending.iter().flatten().copied().collect();
-    let tokens = Tensor::new(flat.as_slice(), &Device::Cpu)?;
+    let tokens = Tensor::new(flat.as_slice(), m.device())?;
     let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
     let hidden = m.forward(&tokens, &segs, Some(&mut refs))?;
     let mut last = Vec::new();
@@ -41,7 +44,7 @@ fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Ve
         end += s.len as u32;
         last.push(end - 1);
     }
-    let logits = m.logits(&hidden.index_select(&Tensor::new(last.as_slice(), &Device::Cpu)?, 0)?)?;
+    let logits = m.logits(&hidden.index_select(&Tensor::new(last.as_slice(), m.device())?, 0)?)?;
     let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     Ok(rows.iter().map(|r| argmax(r)).collect())
 }
@@ -74,8 +77,9 @@ fn main() -> Result<()> {
         _ => DType::F32,
     };
     let cfg = smollm2_135m_config();
-    let m = random_decoder(&cfg, dtype, &Device::Cpu, 1)?;
-    println!("benchgen, {} weights, {} threads, prompt {} + {} new tokens", args.dtype,
+    let device = benchgen::device::parse_device(&args.device)?;
+    let m = random_decoder(&cfg, dtype, &device, 1)?;
+    println!("benchgen, {} on {}, {} threads, prompt {} + {} new tokens", args.dtype, args.device,
              std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()), args.prompt, args.new_tokens);
     for &b in &args.batches {
         let runs: Vec<(f64, f64)> = (0..args.repeats).map(|_| run(&m, b, &args)).collect::<Result<_>>()?;

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use benchgen::model::random::initial_weights;
-use benchgen::model::{Decoder, ModelConfig, Segment};
+use benchgen::model::{Backend, Decoder, ModelConfig, Segment};
 use benchgen::rng::SplitMix64 as Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -226,7 +226,7 @@ fn main() -> Result<()> {
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let model = Decoder::load(vb, &cfg)?.differentiable();
+    let model = Decoder::load_with(vb, &cfg, Backend::CandleDifferentiable)?;
     let params = ParamsAdamW { lr: args.lr, weight_decay: 0.01, ..Default::default() };
     let mut opt = AdamW::new(varmap.all_vars(), params)?;
 

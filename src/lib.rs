@@ -11,6 +11,7 @@ pub mod error;
 pub mod fewshot;
 pub mod eval;
 pub mod fsutil;
+pub mod kernels;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interrupt;

@@ -202,7 +202,7 @@ fn load(spec_or_dir: &Path) -> LoadedModel {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
-    LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap_or_else(|e| panic!("{e}"))
+    LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Prefill logits of every prompt position, then `steps` greedy tokens through the KV cache.
@@ -212,7 +212,7 @@ fn run(m: &LoadedModel, prompt: &[u32], steps: usize) -> (Vec<Vec<f32>>, Vec<u32
     let (mut prefill, mut out) = (Vec::new(), Vec::new());
     for step in 0..steps {
         let seg = Segment { len: pending.len(), offset: cache.len() };
-        let tokens = Tensor::new(pending.as_slice(), &Device::Cpu).unwrap();
+        let tokens = Tensor::new(pending.as_slice(), m.model.device()).unwrap();
         let hidden = m.model.forward(&tokens, &[seg], Some(&mut [&mut cache])).unwrap();
         let logits = m.model.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
         if step == 0 {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::chat::ChatTemplate;
 use super::config::{ModelConfig, TokenIds};
-use super::decoder::Decoder;
+use super::decoder::{Backend, Decoder};
 use super::gguf::GgufWeights;
 use super::lora::LoraAdapter;
 use super::tokenizer::TextTokenizer;
@@ -210,6 +210,11 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     pub fn load(ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with(ckpt, device, dtype, Backend::Auto)
+    }
+
+    /// [`LoadedModel::load`] with a chosen decoder implementation (tests check both).
+    pub fn load_with(ckpt: &Checkpoint, device: &Device, dtype: DType, backend: Backend) -> Result<Self> {
         let origin = &ckpt.origin;
         // What the config came from, for messages.
         let config_name = match ckpt.weights {
@@ -261,11 +266,11 @@ impl LoadedModel {
         let model = match &ckpt.lora {
             Some(lora) => {
                 let (vb, merge) = lora.var_builder(vb, origin)?;
-                let model = Decoder::load(vb, &cfg);
+                let model = Decoder::load_with(vb, &cfg, backend);
                 merge.finish(lora, model.is_ok(), origin)?;
                 model
             }
-            None => Decoder::load(vb, &cfg),
+            None => Decoder::load_with(vb, &cfg, backend),
         }
         .map_err(|e| Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}")))?;
         let num_parameters = count_parameters(&cfg);

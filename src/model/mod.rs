@@ -3,9 +3,11 @@
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
+mod candle_decoder;
 pub mod decoder;
 pub mod gguf;
 pub mod gguf_tokenizer;
+mod host;
 pub mod hub;
 pub mod listing;
 pub mod lora;
@@ -17,5 +19,5 @@ pub mod tokenizer;
 
 pub use checkpoint::{Checkpoint, LoadedModel};
 pub use config::ModelConfig;
-pub use decoder::{Decoder, SeqCache, Segment};
+pub use decoder::{Backend, Decoder, SeqCache, Segment};
 pub use tokenizer::TextTokenizer;

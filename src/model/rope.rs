@@ -10,7 +10,7 @@ pub(crate) struct Rope {
 }
 
 /// Inverse frequencies as transformers computes them (f32 powers), then scaled.
-fn inv_freq(cfg: &ModelConfig, scaling: RopeScaling) -> Vec<f32> {
+pub(crate) fn inv_freq(cfg: &ModelConfig, scaling: RopeScaling) -> Vec<f32> {
     let dim = cfg.head_dim();
     let base = cfg.rope_theta() as f32;
     let plain = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32));

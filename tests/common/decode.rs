@@ -2,7 +2,7 @@
 //! the golden tests.
 
 use benchgen::model::{LoadedModel, Segment, SeqCache};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 /// Logits `[positions][vocab]` of one prompt.
 pub type Logits = Vec<Vec<f32>>;
@@ -18,7 +18,7 @@ pub fn packed_greedy(m: &LoadedModel, prompts: &[Vec<u32>], steps: usize) -> (Ve
         let segs: Vec<Segment> =
             pending.iter().zip(&caches).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
         let flat: Vec<u32> = pending.iter().flatten().copied().collect();
-        let tokens = Tensor::new(flat.as_slice(), &Device::Cpu).unwrap();
+        let tokens = Tensor::new(flat.as_slice(), m.model.device()).unwrap();
         let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
         let hidden = m.model.forward(&tokens, &segs, Some(&mut refs)).unwrap();
         let logits = m.model.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();

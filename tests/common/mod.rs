@@ -6,6 +6,15 @@ pub mod decode;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The device the model tests run on: `BENCHGEN_TEST_DEVICE` (`cuda`, `cuda:N`, `metal`) in a
+/// GPU build, else the CPU. Lets one test suite check the GPU paths against the same goldens.
+pub fn test_device() -> candle_core::Device {
+    match std::env::var("BENCHGEN_TEST_DEVICE") {
+        Ok(spec) if !spec.is_empty() => benchgen::device::parse_device(&spec).unwrap_or_else(|e| panic!("BENCHGEN_TEST_DEVICE: {e}")),
+        _ => candle_core::Device::Cpu,
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

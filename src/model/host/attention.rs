@@ -1,0 +1,197 @@
+//! Attention of the host decoder: each sequence against its own KV cache, one task per
+//! (sequence, query head), so a sequence's numbers never depend on its batch.
+
+use rayon::prelude::*;
+
+use super::ops::{dot, exp};
+use crate::model::decoder::Segment;
+
+/// One layer's keys and values of one sequence, token-major: `[T][kv_heads][head_dim]`, so an
+/// append is one copy and growth is a plain `Vec` growth.
+#[derive(Debug, Clone, Default)]
+pub struct LayerKv {
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+/// One sequence's KV cache, one [`LayerKv`] per layer.
+#[derive(Debug, Clone)]
+pub struct HostCache {
+    layers: Vec<LayerKv>,
+    /// Values per token and layer: `kv_heads * head_dim`.
+    width: usize,
+}
+
+impl HostCache {
+    pub fn new(layers: usize, width: usize, max_len: usize) -> Self {
+        let layer = || LayerKv { k: Vec::with_capacity(max_len * width), v: Vec::with_capacity(max_len * width) };
+        Self { layers: (0..layers).map(|_| layer()).collect(), width }
+    }
+
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.k.len() / self.width.max(1))
+    }
+
+    pub fn fork(&self, max_len: usize) -> HostCache {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let cap = max_len.max(self.len()) * self.width;
+                let mut k = Vec::with_capacity(cap);
+                k.extend_from_slice(&l.k);
+                let mut v = Vec::with_capacity(cap);
+                v.extend_from_slice(&l.v);
+                LayerKv { k, v }
+            })
+            .collect();
+        HostCache { layers, width: self.width }
+    }
+
+    pub(super) fn layer_mut(&mut self, i: usize) -> &mut LayerKv {
+        &mut self.layers[i]
+    }
+
+    pub(super) fn layer(&self, i: usize) -> &LayerKv {
+        &self.layers[i]
+    }
+}
+
+impl LayerKv {
+    pub(super) fn append(&mut self, k: &[f32], v: &[f32]) {
+        self.k.extend_from_slice(k);
+        self.v.extend_from_slice(v);
+    }
+}
+
+/// Head layout of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    pub q: usize,
+    pub kv: usize,
+    pub dim: usize,
+    /// Keys older than this many positions are invisible (Mistral).
+    pub window: Option<usize>,
+}
+
+/// `out[t]` (`[q_heads * dim]` per token) = softmax(q·Kᵀ / √dim) V for every new token `t` of
+/// every segment, causal, against `caches[s]`, which already hold the segment's own keys.
+/// `q` is `[N][q_heads * dim]` (rotated). Task order and grouping never change the arithmetic
+/// of one (token, head).
+pub fn attend(q: &[f32], segs: &[Segment], caches: &[&LayerKv], h: Heads, out: &mut [f32]) {
+    let qw = h.q * h.dim;
+    let group = h.q / h.kv;
+    let scale = 1.0 / (h.dim as f32).sqrt();
+    let mut starts = Vec::with_capacity(segs.len());
+    let mut start = 0;
+    for s in segs {
+        starts.push(start);
+        start += s.len;
+    }
+    let tasks: Vec<(usize, usize)> = (0..segs.len()).flat_map(|s| (0..h.q).map(move |head| (s, head))).collect();
+    let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
+        let seg = segs[s];
+        let kv = caches[s];
+        let kvw = h.kv * h.dim;
+        let kh = head / group;
+        let mut res = vec![0f32; seg.len * h.dim];
+        let mut scores = Vec::new();
+        for i in 0..seg.len {
+            let pos = seg.offset + i;
+            let lo = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let qrow = &q[(starts[s] + i) * qw + head * h.dim..][..h.dim];
+            scores.clear();
+            scores.extend((lo..=pos).map(|j| dot(qrow, &kv.k[j * kvw + kh * h.dim..][..h.dim]) * scale));
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for e in scores.iter_mut() {
+                *e = exp(*e - max);
+                sum += *e;
+            }
+            let o = &mut res[i * h.dim..][..h.dim];
+            for (j, e) in (lo..=pos).zip(&scores) {
+                let p = e / sum;
+                for (o, v) in o.iter_mut().zip(&kv.v[j * kvw + kh * h.dim..][..h.dim]) {
+                    *o += p * v;
+                }
+            }
+        }
+        res
+    };
+    let work: usize = segs.iter().map(|s| s.len * (s.offset + s.len)).sum::<usize>() * h.q;
+    let results: Vec<Vec<f32>> =
+        if work * h.dim >= 1 << 16 { tasks.par_iter().map(one).collect() } else { tasks.iter().map(one).collect() };
+    for (&(s, head), r) in tasks.iter().zip(&results) {
+        for i in 0..segs[s].len {
+            out[(starts[s] + i) * qw + head * h.dim..][..h.dim].copy_from_slice(&r[i * h.dim..][..h.dim]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(q: &[f32], k: &[f32], v: &[f32], len: usize, total: usize, h: Heads) -> Vec<f64> {
+        let (qw, kvw) = (h.q * h.dim, h.kv * h.dim);
+        let mut out = vec![0f64; len * qw];
+        for i in 0..len {
+            let pos = total - len + i;
+            for head in 0..h.q {
+                let kh = head / (h.q / h.kv);
+                let visible: Vec<usize> = (0..=pos).filter(|j| h.window.is_none_or(|w| pos - j < w)).collect();
+                let s: Vec<f64> = visible
+                    .iter()
+                    .map(|&j| {
+                        (0..h.dim).map(|d| q[i * qw + head * h.dim + d] as f64 * k[j * kvw + kh * h.dim + d] as f64).sum::<f64>()
+                            / (h.dim as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                for (&j, x) in visible.iter().zip(&s) {
+                    for d in 0..h.dim {
+                        out[i * qw + head * h.dim + d] += (x - m).exp() / z * v[j * kvw + kh * h.dim + d] as f64;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0) * 1.5).collect()
+    }
+
+    #[test]
+    fn matches_a_naive_softmax_attention_with_gqa_and_window() {
+        for window in [None, Some(3)] {
+            let h = Heads { q: 4, kv: 2, dim: 20, window };
+            let (total, len) = (9, 4);
+            let k = values(total * h.kv * h.dim, 1);
+            let v = values(total * h.kv * h.dim, 2);
+            let q = values(len * h.q * h.dim, 3);
+            let cache = LayerKv { k: k.clone(), v: v.clone() };
+            let mut out = vec![0f32; len * h.q * h.dim];
+            attend(&q, &[Segment { len, offset: total - len }], &[&cache], h, &mut out);
+            let want = naive(&q, &k, &v, len, total, h);
+            for (o, w) in out.iter().zip(&want) {
+                assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w} (window {window:?})");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sequence_gives_the_same_bits_alone_and_beside_others() {
+        let h = Heads { q: 2, kv: 1, dim: 16, window: None };
+        let a = LayerKv { k: values(7 * 16, 4), v: values(7 * 16, 5) };
+        let b = LayerKv { k: values(30 * 16, 6), v: values(30 * 16, 7) };
+        let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
+        let mut alone = vec![0f32; 2 * 32];
+        attend(&qa, &[Segment { len: 2, offset: 5 }], &[&a], h, &mut alone);
+        let both_q: Vec<f32> = qb.iter().chain(&qa).copied().collect();
+        let mut both = vec![0f32; 32 * 32];
+        attend(&both_q, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[&b, &a], h, &mut both);
+        assert_eq!(alone, both[30 * 32..]);
+    }
+}

@@ -1,0 +1,240 @@
+//! The decoder on the CPU with f32 weights, on plain slices: pre-packed weights and the
+//! project's kernels ([`crate::kernels`]), fused q/k/v and gate/up projections, and attention
+//! straight over each sequence's KV cache. candle's generic ops cost more than the arithmetic at
+//! decode shapes; here a step is a handful of kernel calls per layer.
+//!
+//! Every reduction runs in an order fixed by the model's shapes alone, never by the batch, so an
+//! item's logits are bit for bit the same whatever shares its batch.
+
+mod attention;
+mod ops;
+
+use candle_core::{DType, Result};
+use candle_nn::VarBuilder;
+
+use self::attention::{attend, Heads};
+pub use self::attention::HostCache;
+use super::config::ModelConfig;
+use super::decoder::Segment;
+use super::rope::inv_freq;
+use crate::kernels::PackedMatrix;
+
+struct Block {
+    input_norm: Vec<f32>,
+    /// `[q | k | v]` rows packed as one matrix.
+    qkv: PackedMatrix,
+    qk_norm: Option<(Vec<f32>, Vec<f32>)>,
+    o: PackedMatrix,
+    post_norm: Vec<f32>,
+    /// `[gate | up]` rows packed as one matrix.
+    gate_up: PackedMatrix,
+    down: PackedMatrix,
+}
+
+enum Embeddings {
+    Table(Vec<f32>),
+    /// Tied to the LM head: rows are read back from the packed head, so the table is held once.
+    Tied,
+}
+
+pub(crate) struct HostDecoder {
+    embed: Embeddings,
+    layers: Vec<Block>,
+    norm: Vec<f32>,
+    lm_head: PackedMatrix,
+    inv_freq: Vec<f32>,
+    heads: Heads,
+    hidden: usize,
+    inter: usize,
+    eps: f32,
+}
+
+/// A weight's values, row-major, as f32.
+fn values(vb: &VarBuilder, shape: (usize, usize), name: &str) -> Result<Vec<f32>> {
+    vb.get(shape, name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+fn vector(vb: &VarBuilder, size: usize, name: &str) -> Result<Vec<f32>> {
+    vb.get(size, name)?.to_dtype(DType::F32)?.to_vec1::<f32>()
+}
+
+/// Linear layers stacked along their outputs, packed as one matrix (with their biases if `bias`).
+fn packed(vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool) -> Result<PackedMatrix> {
+    let rows: usize = parts.iter().map(|p| p.1).sum();
+    let mut w = Vec::with_capacity(rows * inputs);
+    let mut b = Vec::with_capacity(if bias { rows } else { 0 });
+    for &(name, n) in parts {
+        w.extend(values(&vb.pp(name), (n, inputs), "weight")?);
+        if bias {
+            b.extend(vector(&vb.pp(name), n, "bias")?);
+        }
+    }
+    Ok(PackedMatrix::pack(&w, rows, inputs, bias.then_some(b.as_slice())))
+}
+
+impl HostDecoder {
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+        let (hs, is) = (cfg.hidden_size, cfg.intermediate_size);
+        let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
+        let (qkv_bias, o_bias) = cfg.projection_bias();
+        let m = vb.pp("model");
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let l = m.pp(format!("layers.{i}"));
+                let a = l.pp("self_attn");
+                let qk_norm = if cfg.qk_norm() {
+                    Some((vector(&a.pp("q_norm"), hd, "weight")?, vector(&a.pp("k_norm"), hd, "weight")?))
+                } else {
+                    None
+                };
+                let mlp = l.pp("mlp");
+                Ok(Block {
+                    input_norm: vector(&l.pp("input_layernorm"), hs, "weight")?,
+                    qkv: packed(&a, &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)], hs, qkv_bias)?,
+                    qk_norm,
+                    o: packed(&a, &[("o_proj", hs)], h * hd, o_bias)?,
+                    post_norm: vector(&l.pp("post_attention_layernorm"), hs, "weight")?,
+                    gate_up: packed(&mlp, &[("gate_proj", is), ("up_proj", is)], hs, cfg.mlp_bias)?,
+                    down: packed(&mlp, &[("down_proj", hs)], is, cfg.mlp_bias)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let table = values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?;
+        let (embed, lm_head) = if cfg.tie_word_embeddings {
+            (Embeddings::Tied, PackedMatrix::pack(&table, cfg.vocab_size, hs, None))
+        } else {
+            let head = packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false)?;
+            (Embeddings::Table(table), head)
+        };
+        let scaling = cfg.rope_scaling().map_err(candle_core::Error::msg)?;
+        Ok(Self {
+            embed,
+            layers,
+            norm: vector(&m.pp("norm"), hs, "weight")?,
+            lm_head,
+            inv_freq: inv_freq(cfg, scaling),
+            heads: Heads { q: h, kv, dim: hd, window: cfg.attention_window() },
+            hidden: hs,
+            inter: is,
+            eps: cfg.rms_norm_eps as f32,
+        })
+    }
+
+    pub fn new_cache(&self, max_len: usize) -> HostCache {
+        HostCache::new(self.layers.len(), self.heads.kv * self.heads.dim, max_len)
+    }
+
+    /// cos/sin rows `[N][head_dim / 2]` for the tokens' positions, computed as the candle
+    /// decoder's table is (f32 position × f32 inverse frequency).
+    fn rope_rows(&self, segs: &[Segment]) -> (Vec<f32>, Vec<f32>) {
+        let n: usize = segs.iter().map(|s| s.len).sum();
+        let (mut cos, mut sin) = (Vec::with_capacity(n * self.inv_freq.len()), Vec::with_capacity(n * self.inv_freq.len()));
+        for s in segs {
+            for p in s.offset..s.offset + s.len {
+                for f in &self.inv_freq {
+                    let a = p as f32 * f;
+                    cos.push(a.cos());
+                    sin.push(a.sin());
+                }
+            }
+        }
+        (cos, sin)
+    }
+
+    fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let hs = self.hidden;
+        let mut x = vec![0f32; tokens.len() * hs];
+        for (&t, row) in tokens.iter().zip(x.chunks_mut(hs)) {
+            let t = t as usize;
+            if t >= self.lm_head.n() {
+                candle_core::bail!("token id {t} is outside the vocabulary of {}", self.lm_head.n());
+            }
+            match &self.embed {
+                Embeddings::Table(table) => row.copy_from_slice(&table[t * hs..(t + 1) * hs]),
+                Embeddings::Tied => self.lm_head.row(t, row),
+            }
+        }
+        Ok(x)
+    }
+
+    /// See [`super::Decoder::forward`]; the caller has checked the arguments. Returns the final
+    /// normalised hidden states, `[N][hidden]`.
+    pub fn forward(&self, tokens: &[u32], segs: &[Segment], caches: Option<&mut [&mut HostCache]>) -> Result<Vec<f32>> {
+        match caches {
+            Some(c) => self.run(tokens, segs, c),
+            None => {
+                let mut scratch: Vec<HostCache> = segs.iter().map(|s| self.new_cache(s.len)).collect();
+                let mut refs: Vec<&mut HostCache> = scratch.iter_mut().collect();
+                self.run(tokens, segs, &mut refs)
+            }
+        }
+    }
+
+    fn run(&self, tokens: &[u32], segs: &[Segment], caches: &mut [&mut HostCache]) -> Result<Vec<f32>> {
+        let n = tokens.len();
+        let (hs, hd) = (self.hidden, self.heads.dim);
+        let (qw, kvw) = (self.heads.q * hd, self.heads.kv * hd);
+        let qkv_w = qw + 2 * kvw;
+        let half = hd / 2;
+        let (cos, sin) = self.rope_rows(segs);
+
+        let mut x = self.embed(tokens)?;
+        let mut h = vec![0f32; n * hs];
+        let mut qkv = vec![0f32; n * qkv_w];
+        let mut q = vec![0f32; n * qw];
+        let mut att = vec![0f32; n * qw];
+        let mut proj = vec![0f32; n * hs];
+        let mut gu = vec![0f32; n * 2 * self.inter];
+        let mut act = vec![0f32; n * self.inter];
+        for (li, b) in self.layers.iter().enumerate() {
+            ops::rms_norm(&x, &b.input_norm, self.eps, &mut h);
+            b.qkv.matmul(&h, n, &mut qkv);
+            let mut t = 0;
+            for (s, cache) in segs.iter().zip(caches.iter_mut()) {
+                let kv = cache.layer_mut(li);
+                for _ in 0..s.len {
+                    let row = &mut qkv[t * qkv_w..(t + 1) * qkv_w];
+                    let (qr, kvr) = row.split_at_mut(qw);
+                    let (kr, vr) = kvr.split_at_mut(kvw);
+                    if let Some((qn, kn)) = &b.qk_norm {
+                        ops::rms_norm_in_place(qr, qn, self.eps);
+                        ops::rms_norm_in_place(kr, kn, self.eps);
+                    }
+                    let (c, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+                    ops::rope_in_place(qr, c, sn);
+                    ops::rope_in_place(kr, c, sn);
+                    q[t * qw..(t + 1) * qw].copy_from_slice(qr);
+                    kv.append(kr, vr);
+                    t += 1;
+                }
+            }
+            let layer_caches: Vec<_> = caches.iter().map(|c| c.layer(li)).collect();
+            attend(&q, segs, &layer_caches, self.heads, &mut att);
+            b.o.matmul(&att, n, &mut proj);
+            add(&mut x, &proj);
+            ops::rms_norm(&x, &b.post_norm, self.eps, &mut h);
+            b.gate_up.matmul(&h, n, &mut gu);
+            ops::silu_mul(&gu, self.inter, &mut act);
+            b.down.matmul(&act, n, &mut proj);
+            add(&mut x, &proj);
+        }
+        ops::rms_norm(&x, &self.norm, self.eps, &mut h);
+        Ok(h)
+    }
+
+    /// Logits `[rows][vocab]` of hidden states `[rows][hidden]`.
+    pub fn logits(&self, hidden: &[f32], rows: usize) -> Result<Vec<f32>> {
+        if hidden.len() != rows * self.hidden {
+            candle_core::bail!("{} hidden values for {rows} rows of {}", hidden.len(), self.hidden);
+        }
+        let mut out = vec![0f32; rows * self.lm_head.n()];
+        self.lm_head.matmul(hidden, rows, &mut out);
+        Ok(out)
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}

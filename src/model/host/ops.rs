@@ -1,0 +1,163 @@
+//! Row-wise operations of the host decoder on plain f32 slices. Each output row depends only on
+//! its own input row, in a fixed order, so nothing here depends on what else is in the batch.
+
+use rayon::prelude::*;
+
+/// Rows at or above which an elementwise pass is split across rayon's threads.
+const PARALLEL_ROWS: usize = 64;
+
+/// Sum of `a[i] * b[i]` with 16 independent partial sums (vectorisable; the order is fixed by
+/// the length alone).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = a.len() / 16;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * 16..c * 16 + 16], &b[c * 16..c * 16 + 16]);
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for i in chunks * 16..a.len() {
+        tail += a[i] * b[i];
+    }
+    hsum(&acc) + tail
+}
+
+#[inline]
+fn hsum(acc: &[f32; 16]) -> f32 {
+    let mut s8 = [0f32; 8];
+    for l in 0..8 {
+        s8[l] = acc[l] + acc[l + 8];
+    }
+    let s4 = [s8[0] + s8[4], s8[1] + s8[5], s8[2] + s8[6], s8[3] + s8[7]];
+    (s4[0] + s4[2]) + (s4[1] + s4[3])
+}
+
+/// `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]` per row of `weight.len()` values.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    let row = |(xr, or): (&[f32], &mut [f32])| {
+        let scale = 1.0 / (dot(xr, xr) / d as f32 + eps).sqrt();
+        for ((o, v), w) in or.iter_mut().zip(xr).zip(weight) {
+            *o = v * scale * w;
+        }
+    };
+    if x.len() / d >= PARALLEL_ROWS {
+        x.par_chunks(d).zip(out.par_chunks_mut(d)).for_each(row);
+    } else {
+        x.chunks(d).zip(out.chunks_mut(d)).for_each(row);
+    }
+}
+
+/// [`rms_norm`] in place, per `weight.len()`-sized piece (Qwen3's per-head q/k norm).
+pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let d = weight.len();
+    for r in x.chunks_mut(d) {
+        let scale = 1.0 / (dot(r, r) / d as f32 + eps).sqrt();
+        for (v, w) in r.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
+/// Rotates each `2 * cos.len()`-sized head of `x` in place (the non-interleaved "rotate half"
+/// form of Llama): `(a, b) → (a cos − b sin, a sin + b cos)` on the two halves.
+pub fn rope_in_place(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    for head in x.chunks_mut(2 * half) {
+        let (a, b) = head.split_at_mut(half);
+        for i in 0..half {
+            let (x1, x2) = (a[i], b[i]);
+            a[i] = x1 * cos[i] - x2 * sin[i];
+            b[i] = x1 * sin[i] + x2 * cos[i];
+        }
+    }
+}
+
+/// `out[t][i] = silu(gu[t][i]) * gu[t][inter + i]` for rows `gu[t] = [gate | up]` of `2 inter`.
+pub fn silu_mul(gu: &[f32], inter: usize, out: &mut [f32]) {
+    let row = |(g, o): (&[f32], &mut [f32])| {
+        let (gate, up) = g.split_at(inter);
+        for ((o, &x), &u) in o.iter_mut().zip(gate).zip(up) {
+            *o = x / (1.0 + exp(-x)) * u;
+        }
+    };
+    if out.len() / inter >= PARALLEL_ROWS {
+        gu.par_chunks(2 * inter).zip(out.par_chunks_mut(inter)).for_each(row);
+    } else {
+        gu.chunks(2 * inter).zip(out.chunks_mut(inter)).for_each(row);
+    }
+}
+
+/// `e^x` within about 1 ulp for x in [-87.3, 88.3] (clamped outside), branch-free so that
+/// loops over it vectorise: `x = n ln2 + r` with |r| ≤ ln2/2, Cephes' minimax polynomial for
+/// `e^r`, then `2^n` built in the exponent bits.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer (ties to even) in plain SSE2.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
+        + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_libm() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (ours, want) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((ours - want) / want).abs());
+            x += 0.000_97;
+        }
+        assert!(worst < 2.5e-7, "relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-200.0) < 1e-37 && exp(200.0).is_finite());
+    }
+
+    #[test]
+    fn rms_norm_matches_the_formula_and_keeps_rows_apart() {
+        let x: Vec<f32> = (0..3 * 40).map(|i| ((i * 37 % 17) as f32 - 8.0) / 3.0).collect();
+        let w: Vec<f32> = (0..40).map(|i| 0.5 + i as f32 / 40.0).collect();
+        let mut out = vec![0f32; x.len()];
+        rms_norm(&x, &w, 1e-5, &mut out);
+        for (r, o) in x.chunks(40).zip(out.chunks(40)) {
+            let ms = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / 40.0;
+            for ((v, o), w) in r.iter().zip(o).zip(&w) {
+                let want = *v as f64 / (ms + 1e-5).sqrt() * *w as f64;
+                assert!((*o as f64 - want).abs() < 1e-5, "{o} vs {want}");
+            }
+        }
+        let mut one = vec![0f32; 40];
+        rms_norm(&x[40..80], &w, 1e-5, &mut one);
+        assert_eq!(one, out[40..80]);
+    }
+
+    #[test]
+    fn silu_mul_and_rope_match_their_formulas() {
+        let gu: Vec<f32> = (0..2 * 6).map(|i| i as f32 - 5.5).collect();
+        let mut out = vec![0f32; 6];
+        silu_mul(&gu, 6, &mut out);
+        for i in 0..6 {
+            let g = gu[i] as f64;
+            let want = g / (1.0 + (-g).exp()) * gu[6 + i] as f64;
+            assert!((out[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0));
+        }
+        let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
+        rope_in_place(&mut x, &[0.0, 1.0], &[1.0, 0.0]);
+        assert_eq!(x, vec![-3.0, 2.0, 1.0, 4.0]);
+    }
+}
