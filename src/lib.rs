@@ -14,6 +14,7 @@ pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interrupt;
+pub mod kernels;
 pub mod leaderboard;
 pub mod log;
 pub mod model;
