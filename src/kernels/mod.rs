@@ -164,7 +164,7 @@ impl PackedMatrix {
         let panels = self.n.div_ceil(NR);
         let threads = rayon::current_num_threads().min(panels);
         let ptr = OutPtr(out.as_mut_ptr());
-        if threads <= 1 || m * self.n * self.k < PAR_MIN_WORK {
+        if threads <= 1 || m.saturating_mul(self.n).saturating_mul(self.k) < PAR_MIN_WORK {
             self.run_panels(kernel, x, m, 0..panels, ptr);
             return;
         }
