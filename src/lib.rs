@@ -15,6 +15,7 @@ pub mod kernels;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interrupt;
+pub mod kernels;
 pub mod leaderboard;
 pub mod log;
 pub mod model;

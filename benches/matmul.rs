@@ -1,0 +1,54 @@
+//! `PackedMatrix::matmul` against candle's `x.matmul(&w.t())` on the SmolLM2-135M linear
+//! shapes (f32, CPU), throughput in FLOP (2·m·n·k per product):
+//!
+//!     RAYON_NUM_THREADS=2 cargo bench --bench matmul
+//!
+//! m = 1 is a batch-1 decode step, 8 and 32 batched decode, 2048 a prefill.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use benchgen::kernels::PackedMatrix;
+use candle_core::{Device, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+fn data(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let shapes =
+        [("qkv", 960, 576), ("o_proj", 576, 576), ("gate_up", 3072, 576), ("down", 576, 1536), ("lm_head", 49152, 576)];
+    for (name, n, k) in shapes {
+        let w = data(n as u64 * 31 + k as u64, n * k);
+        let packed = PackedMatrix::pack(&w, n, k, None);
+        let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
+        let mut g = c.benchmark_group(format!("matmul/{name}_{n}x{k}"));
+        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+        let ms: &[usize] = if name == "lm_head" { &[1, 8, 32] } else { &[1, 8, 32, 2048] };
+        for &m in ms {
+            let x = data(m as u64 + 7, m * k);
+            let xt = Tensor::from_slice(&x, (m, k), &Device::Cpu).unwrap();
+            let mut out = vec![0.0f32; m * n];
+            g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+            g.bench_with_input(BenchmarkId::new("packed", m), &m, |b, &m| {
+                b.iter(|| packed.matmul(black_box(&x), m, black_box(&mut out)))
+            });
+            g.bench_with_input(BenchmarkId::new("candle", m), &m, |b, _| {
+                b.iter(|| black_box(xt.matmul(&wt.t().unwrap()).unwrap()))
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

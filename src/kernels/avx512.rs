@@ -1,0 +1,194 @@
+//! AVX-512 microkernel: R rows × 32 columns in 2·R zmm accumulators. Per k step two W loads,
+//! R broadcasts of x (folded into the FMAs as `{1to16}` operands) and 2·R FMAs; each lane is one
+//! FMA chain over k from 0, then `+ bias`: the same per-element order as `scalar.rs`.
+
+use std::arch::x86_64::*;
+
+use super::{MR, NR};
+
+/// See `scalar::block`; same contract.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `c` must be valid for writes of `rows` rows of `cols`
+/// floats at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn block(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    assert!(a.len() >= k * rows && w.len() >= k * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+    // SAFETY (all arms): bounds asserted above; feature and `c` forwarded from the caller.
+    unsafe {
+        let (a, w) = (a.as_ptr(), w.as_ptr());
+        match rows {
+            1 => kern::<1>(k, a, w, bias, c, ldc, cols),
+            2 => kern::<2>(k, a, w, bias, c, ldc, cols),
+            3 => kern::<3>(k, a, w, bias, c, ldc, cols),
+            4 => kern::<4>(k, a, w, bias, c, ldc, cols),
+            5 => kern::<5>(k, a, w, bias, c, ldc, cols),
+            6 => kern::<6>(k, a, w, bias, c, ldc, cols),
+            7 => kern::<7>(k, a, w, bias, c, ldc, cols),
+            8 => kern::<8>(k, a, w, bias, c, ldc, cols),
+            9 => kern::<9>(k, a, w, bias, c, ldc, cols),
+            10 => kern::<10>(k, a, w, bias, c, ldc, cols),
+            11 => kern::<11>(k, a, w, bias, c, ldc, cols),
+            12 => kern::<12>(k, a, w, bias, c, ldc, cols),
+            _ => unreachable!("row block of {rows} > MR = {MR}"),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn kern<const R: usize>(
+    k: usize,
+    a: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let (mut a, mut w) = (a, w);
+    for _ in 0..k {
+        // SAFETY: `block` checked a has k*R and w has k*NR floats; the pointers advance by one
+        // k step per iteration.
+        unsafe {
+            let w0 = _mm512_loadu_ps(w);
+            let w1 = _mm512_loadu_ps(w.add(16));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let xi = _mm512_set1_ps(*a.add(i));
+                row[0] = _mm512_fmadd_ps(xi, w0, row[0]);
+                row[1] = _mm512_fmadd_ps(xi, w1, row[1]);
+            }
+            a = a.add(R);
+            w = w.add(NR);
+        }
+    }
+    if !bias.is_null() {
+        // SAFETY: `block` checked the bias slice holds NR floats.
+        let (b0, b1) = unsafe { (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16))) };
+        for row in acc.iter_mut() {
+            row[0] = _mm512_add_ps(row[0], b0);
+            row[1] = _mm512_add_ps(row[1], b1);
+        }
+    }
+    let mask = if cols >= NR { u32::MAX } else { (1u32 << cols) - 1 };
+    let (m0, m1) = (mask as u16, (mask >> 16) as u16);
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: the caller guarantees `cols` floats per row at stride ldc; masked-off lanes
+        // are neither read nor written.
+        unsafe {
+            let dst = c.add(i * ldc);
+            _mm512_mask_storeu_ps(dst, m0, row[0]);
+            // wrapping: past a narrow last panel this may point beyond `out` (mask 0 there).
+            _mm512_mask_storeu_ps(dst.wrapping_add(16), m1, row[1]);
+        }
+    }
+}
+
+/// Most panels per [`wide`] call.
+pub(super) const WIDE: usize = 4;
+
+/// `rows` (1..=3) rows of packed x times `panels` (1..=WIDE) consecutive panels, only the last
+/// of which may be narrower (`cols` columns). With one panel a decode step has only two FMA
+/// chains and waits on FMA latency; four panels give eight. Same per-element order as [`block`].
+///
+/// # Safety
+/// AVX-512F; `c` is valid for `rows` rows of (panels-1)*NR + cols floats at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn wide(
+    rows: usize,
+    panels: usize,
+    k: usize,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    assert!(
+        a.len() >= k * rows && w.len() >= panels * k * NR && bias.is_none_or(|b| b.len() >= panels * NR) && cols <= NR
+    );
+    let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+    // SAFETY (all arms): bounds asserted above; feature and `c` forwarded from the caller.
+    unsafe {
+        let (a, w) = (a.as_ptr(), w.as_ptr());
+        match (rows, panels) {
+            (1, 1) => wide_kern::<1, 2>(k, a, w, bias, c, ldc, cols),
+            (1, 2) => wide_kern::<1, 4>(k, a, w, bias, c, ldc, cols),
+            (1, 3) => wide_kern::<1, 6>(k, a, w, bias, c, ldc, cols),
+            (1, 4) => wide_kern::<1, 8>(k, a, w, bias, c, ldc, cols),
+            (2, 1) => wide_kern::<2, 2>(k, a, w, bias, c, ldc, cols),
+            (2, 2) => wide_kern::<2, 4>(k, a, w, bias, c, ldc, cols),
+            (2, 3) => wide_kern::<2, 6>(k, a, w, bias, c, ldc, cols),
+            (2, 4) => wide_kern::<2, 8>(k, a, w, bias, c, ldc, cols),
+            (3, 1) => wide_kern::<3, 2>(k, a, w, bias, c, ldc, cols),
+            (3, 2) => wide_kern::<3, 4>(k, a, w, bias, c, ldc, cols),
+            (3, 3) => wide_kern::<3, 6>(k, a, w, bias, c, ldc, cols),
+            (3, 4) => wide_kern::<3, 8>(k, a, w, bias, c, ldc, cols),
+            _ => unreachable!("wide block of {rows} rows × {panels} panels"),
+        }
+    }
+}
+
+/// R rows × V/2 panels (V 16-lane vectors per row).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn wide_kern<const R: usize, const V: usize>(
+    k: usize,
+    a: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    let stride = k * NR;
+    for kk in 0..k {
+        // SAFETY: `wide` checked a has k*R floats and each of the V/2 panels k*NR.
+        unsafe {
+            let mut wv = [_mm512_setzero_ps(); V];
+            for (v, wr) in wv.iter_mut().enumerate() {
+                *wr = _mm512_loadu_ps(w.add((v / 2) * stride + kk * NR + (v % 2) * 16));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let xi = _mm512_set1_ps(*a.add(kk * R + i));
+                for (r, &wr) in row.iter_mut().zip(&wv) {
+                    *r = _mm512_fmadd_ps(xi, wr, *r);
+                }
+            }
+        }
+    }
+    if !bias.is_null() {
+        for v in 0..V {
+            // SAFETY: `wide` checked the bias slice holds V/2*NR floats.
+            let b = unsafe { _mm512_loadu_ps(bias.add(v * 16)) };
+            for row in acc.iter_mut() {
+                row[v] = _mm512_add_ps(row[v], b);
+            }
+        }
+    }
+    let last = if cols >= NR { u32::MAX } else { (1u32 << cols) - 1 };
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &r) in row.iter().enumerate() {
+            let mask = if v + 2 < V { u16::MAX } else { (last >> (16 * (v % 2))) as u16 };
+            // SAFETY: the caller guarantees the columns up to `cols` of the last panel per row at
+            // stride ldc; masked-off lanes are not written, and `wrapping_add` because past a
+            // narrow last panel the vector may start beyond `out`.
+            unsafe { _mm512_mask_storeu_ps(c.wrapping_add(i * ldc + v * 16), mask, r) };
+        }
+    }
+}
