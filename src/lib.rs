@@ -15,7 +15,6 @@ pub mod kernels;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interrupt;
-pub mod kernels;
 pub mod leaderboard;
 pub mod log;
 pub mod model;
