@@ -68,7 +68,7 @@ pub fn scoring(data: &[u8]) {
 
 /// The safetensors header check that runs before a file is memory-mapped.
 pub fn safetensors(data: &[u8]) {
-    let _ = crate::model::checkpoint::check_safetensors_header(&mut &data[..], data.len() as u64);
+    let _ = crate::model::safetensors::check_safetensors_header(&mut &data[..], data.len() as u64);
 }
 
 /// The GGUF reader (header, metadata, tensor index, tokenizer, config). It reads files, so the

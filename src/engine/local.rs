@@ -2,6 +2,8 @@
 //! sequences run together; a finished sequence leaves at once and the next waiting prompt's
 //! prefill joins the following step. Each step is one packed forward pass (see
 //! `model::decoder`), so there is no padding and each sequence keeps its own cache and positions.
+//! Long prompts are fed in chunks, so one step's activations stay small, and a prefix that every
+//! prompt of a call shares (few-shot examples) is computed once and its KV cache shared.
 
 use std::collections::VecDeque;
 
@@ -9,8 +11,14 @@ use candle_core::{DType, Tensor};
 
 use super::{sampling, FinishReason, Truncate, GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest};
 use crate::error::{Error, Result, TensorContext};
-use crate::model::{LoadedModel, SeqCache, Segment};
+use crate::model::{LoadedModel, SeqCache, Segment, SharedCache};
 use crate::rng::SplitMix64;
+
+/// Most prompt tokens fed in one step. Prefill throughput is flat well below this, and the
+/// step's activations (`tokens × 2 × intermediate` floats and the like) stay in the tens of MB.
+const STEP_TOKENS: usize = 1024;
+/// A prefix shared by every prompt is computed once when it is at least this long.
+const MIN_SHARED_PREFIX: usize = 32;
 
 pub struct LocalEngine {
     model: LoadedModel,
@@ -20,7 +28,8 @@ pub struct LocalEngine {
 struct Running {
     req: GenRequest,
     cache: SeqCache,
-    /// Tokens to feed next step: the whole prompt first, then the last sampled token.
+    /// Tokens still to feed: the prompt (past a shared prefix) first, in chunks, then each
+    /// sampled token.
     pending: Vec<u32>,
     tokens_in: usize,
     tokens_dropped: usize,
@@ -57,7 +66,7 @@ impl LocalEngine {
         dropped
     }
 
-    fn admit(&self, req: GenRequest, mut prompt: Vec<u32>) -> Result<Running> {
+    fn admit(&self, req: GenRequest, mut prompt: Vec<u32>, shared: Option<&(Vec<u32>, SharedCache)>) -> Result<Running> {
         let context = self.model.model.config().max_position_embeddings;
         let tokens_dropped = match req.truncate {
             Truncate::Left => self.truncate_left(&mut prompt, req.params.max_new_tokens),
@@ -73,11 +82,19 @@ impl LocalEngine {
             )));
         }
         let max_new = req.params.max_new_tokens.min(context - prompt.len());
+        let tokens_in = prompt.len();
+        let (cache, pending) = match shared {
+            Some((prefix, cache)) if prompt.len() > prefix.len() && prompt.starts_with(prefix) => {
+                let own = prompt.split_off(prefix.len());
+                (cache.continuation(tokens_in + max_new).ctx("sharing the prompts' common prefix")?, own)
+            }
+            _ => (self.model.model.new_cache(prompt.len() + max_new), prompt),
+        };
         Ok(Running {
-            cache: self.model.model.new_cache(prompt.len() + max_new),
-            tokens_in: prompt.len(),
+            cache,
+            tokens_in,
             tokens_dropped,
-            pending: prompt,
+            pending,
             generated: Vec::new(),
             max_new,
             rng: SplitMix64::new(req.seed),
@@ -85,34 +102,107 @@ impl LocalEngine {
         })
     }
 
-    /// One packed forward pass over every running sequence; returns each one's next-token logits.
-    fn step(&self, running: &mut [Running]) -> Result<Vec<Vec<f32>>> {
-        let device = self.model.model.device();
-        let segs: Vec<Segment> = running
+    /// One packed forward pass: every decoding sequence's token and as much of the prompts still
+    /// being fed as [`STEP_TOKENS`] allows. Returns the next-token logits of each sequence whose
+    /// pending tokens are all in (None for one still mid-prompt).
+    fn step(&self, running: &mut [Running]) -> Result<Vec<Option<Vec<f32>>>> {
+        let decoding = running.iter().filter(|r| r.pending.len() == 1).count();
+        let mut budget = STEP_TOKENS.saturating_sub(decoding).max(1);
+        let feeds: Vec<usize> = running
             .iter()
-            .map(|r| Segment { len: r.pending.len(), offset: r.cache.len() })
+            .map(|r| {
+                if r.pending.len() == 1 {
+                    return 1;
+                }
+                let take = r.pending.len().min(budget);
+                budget -= take;
+                take
+            })
             .collect();
-        let tokens: Vec<u32> = running.iter().flat_map(|r| r.pending.iter().copied()).collect();
+        let (segs, tokens, caches, done) = {
+            let mut segs = Vec::new();
+            let mut tokens = Vec::new();
+            let mut caches: Vec<&mut SeqCache> = Vec::new();
+            let mut done = Vec::new();
+            for (r, &feed) in running.iter_mut().zip(&feeds) {
+                if feed == 0 {
+                    continue;
+                }
+                segs.push(Segment { len: feed, offset: r.cache.len() });
+                tokens.extend_from_slice(&r.pending[..feed]);
+                done.push(feed == r.pending.len());
+                caches.push(&mut r.cache);
+            }
+            (segs, tokens, caches, done)
+        };
+        let mut caches = caches;
+        let logits = self.forward_last(&segs, tokens, &mut caches, &done)?;
+        let mut logits = logits.into_iter();
+        let mut out = Vec::with_capacity(running.len());
+        for (r, &feed) in running.iter_mut().zip(&feeds) {
+            if feed == 0 {
+                out.push(None);
+                continue;
+            }
+            let complete = feed == r.pending.len();
+            r.pending.drain(..feed);
+            out.push(if complete { logits.next() } else { None });
+        }
+        Ok(out)
+    }
+
+    /// Runs one packed pass and returns the last position's logits of each segment marked `want`.
+    fn forward_last(
+        &self,
+        segs: &[Segment],
+        tokens: Vec<u32>,
+        caches: &mut [&mut SeqCache],
+        want: &[bool],
+    ) -> Result<Vec<Vec<f32>>> {
+        let device = self.model.model.device();
         let n = tokens.len();
         let tokens = Tensor::from_vec(tokens, n, device).ctx("building the input batch")?;
-        let mut caches: Vec<&mut SeqCache> = running.iter_mut().map(|r| &mut r.cache).collect();
-        let hidden =
-            self.model.model.forward(&tokens, &segs, Some(&mut caches)).ctx("forward pass")?;
+        let hidden = self.model.model.forward(&tokens, segs, Some(caches)).ctx("forward pass")?;
         let mut last = Vec::with_capacity(segs.len());
         let mut end = 0u32;
-        for s in &segs {
+        for (s, &w) in segs.iter().zip(want) {
             end += s.len as u32;
-            last.push(end - 1);
+            if w {
+                last.push(end - 1);
+            }
+        }
+        if last.is_empty() {
+            return Ok(Vec::new());
         }
         let last = Tensor::new(last.as_slice(), device).ctx("selecting last positions")?;
-        let logits = self
-            .model
+        self.model
             .model
             .logits(&hidden.index_select(&last, 0).ctx("selecting last positions")?)
             .and_then(|l| l.to_dtype(DType::F32))
             .and_then(|l| l.to_vec2::<f32>())
-            .ctx("computing logits")?;
-        Ok(logits)
+            .ctx("computing logits")
+    }
+
+    /// The KV cache of the longest token prefix every prompt shares (each keeping at least one
+    /// token of its own), fed in chunks; None when there is no such prefix worth sharing.
+    fn shared_prefix(&self, prompts: &[&[u32]]) -> Result<Option<(Vec<u32>, SharedCache)>> {
+        let (Some(first), true) = (prompts.first(), prompts.len() > 1) else { return Ok(None) };
+        let shortest = prompts.iter().map(|p| p.len()).min().unwrap_or(0);
+        let mut len = shortest.saturating_sub(1);
+        for p in &prompts[1..] {
+            len = len.min(first.iter().zip(p.iter()).take_while(|(a, b)| a == b).count());
+        }
+        if len < MIN_SHARED_PREFIX {
+            return Ok(None);
+        }
+        let prefix = first[..len].to_vec();
+        let mut cache = self.model.model.new_cache(len);
+        for chunk in prefix.chunks(STEP_TOKENS) {
+            crate::interrupt::check()?;
+            let seg = [Segment { len: chunk.len(), offset: cache.len() }];
+            self.forward_last(&seg, chunk.to_vec(), &mut [&mut cache], &[false])?;
+        }
+        Ok(Some((prefix, cache.into_shared())))
     }
 
     /// Appends `token` to a sequence; returns why it finished, if it did, and its text so far.
@@ -146,6 +236,9 @@ impl Generator for LocalEngine {
             .collect::<Result<Vec<_>>>()?;
         // Longest prompts first keeps the batch full longest; results are keyed by index anyway.
         encoded.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.index.cmp(&b.1.index)));
+        let prompts: Vec<&[u32]> =
+            encoded.iter().filter(|(_, r)| r.params.max_new_tokens > 0).map(|(p, _)| p.as_slice()).collect();
+        let shared = self.shared_prefix(&prompts)?;
         let mut waiting: VecDeque<_> = encoded.into();
         let mut running: Vec<Running> = Vec::new();
 
@@ -166,7 +259,7 @@ impl Generator for LocalEngine {
                     })?;
                     continue;
                 }
-                running.push(self.admit(req, prompt)?);
+                running.push(self.admit(req, prompt, shared.as_ref())?);
             }
             if running.is_empty() {
                 break;
@@ -174,6 +267,10 @@ impl Generator for LocalEngine {
             let logits = self.step(&mut running)?;
             let mut still = Vec::with_capacity(running.len());
             for (mut r, row) in running.into_iter().zip(logits) {
+                let Some(row) = row else {
+                    still.push(r);
+                    continue;
+                };
                 let token = sampling::sample(&row, &r.req.params, &mut r.rng);
                 match self.advance(&mut r, token)? {
                     Some((finish_reason, text)) => on_done(GenOutput {

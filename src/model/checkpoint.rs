@@ -243,7 +243,7 @@ impl LoadedModel {
 
         if let Weights::Files(files) = &ckpt.weights {
             for f in files {
-                check_safetensors(f).map_err(|m| Error::model(origin, format!("{}: {m}", f.display())))?;
+                super::safetensors::check_safetensors(f).map_err(|m| Error::model(origin, format!("{}: {m}", f.display())))?;
             }
         }
         let weight_files = match &ckpt.weights {
@@ -256,9 +256,9 @@ impl LoadedModel {
             Weights::Gguf(_) => "the GGUF tensors".into(),
         };
         let vb = match &ckpt.weights {
-            // SAFETY: the files are mapped read-only; like every mmap-based loader we rely on
-            // them not being truncated while the run is alive.
-            Weights::Files(files) => unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) },
+            Weights::Files(files) => super::safetensors::ReadSafetensors::open(files)
+                .map(|st| VarBuilder::from_backend(Box::new(st), dtype, device.clone()))
+                .map_err(candle_core::Error::msg),
             Weights::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
             Weights::Gguf(gguf) => Ok(gguf.var_builder(origin, dtype, device)?),
         }
@@ -279,104 +279,6 @@ impl LoadedModel {
     }
 }
 
-/// The most a safetensors JSON header may claim (the `safetensors` crate's own limit).
-const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
-
-/// Checks a safetensors file's header before it is mapped: the 8-byte little-endian header
-/// length against the file's size (a huge claimed size fails here, nothing is allocated), the
-/// JSON, and each tensor's dtype, shape and `data_offsets` (inside the file, and as long as
-/// shape × dtype size). The message names the tensor and says what is wrong.
-pub(crate) fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
-    check_safetensors_header(&mut file, file_len)
-}
-
-/// [`check_safetensors`] on any reader positioned at the start of a `file_len`-byte file (the
-/// fuzz target feeds it bytes).
-pub fn check_safetensors_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Result<(), String> {
-    let mut len_bytes = [0u8; 8];
-    if file_len < 8 {
-        return Err(format!("truncated: {file_len} bytes, shorter than the 8-byte safetensors header length"));
-    }
-    file.read_exact(&mut len_bytes).map_err(|e| e.to_string())?;
-    let header_len = u64::from_le_bytes(len_bytes);
-    if header_len > file_len - 8 {
-        return Err(format!(
-            "safetensors header claims {header_len} bytes but the file has only {file_len}: \
-             the file is truncated or not a safetensors file"
-        ));
-    }
-    if header_len > MAX_SAFETENSORS_HEADER {
-        return Err(format!("safetensors header of {header_len} bytes is larger than the {MAX_SAFETENSORS_HEADER} allowed"));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(|e| e.to_string())?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| format!("safetensors header is not a JSON object: {e}"))?;
-    let data_len = file_len - 8 - header_len;
-    let mut spans = Vec::with_capacity(header.len());
-    for (name, info) in &header {
-        if name == "__metadata__" {
-            continue;
-        }
-        let bad = |m: String| format!("tensor {name}: {m}");
-        let dtype = info.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("no dtype".into()))?;
-        let size: u64 = match dtype {
-            "F32" => 4,
-            "F16" | "BF16" => 2,
-            "F64" => 8,
-            other => {
-                return Err(bad(format!("dtype {other} is not a floating-point type; model weights must be F32, F16 or BF16")))
-            }
-        };
-        let shape: Vec<u64> = info
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .and_then(|dims| dims.iter().map(|d| d.as_u64()).collect())
-            .ok_or_else(|| bad("shape is not a list of sizes".into()))?;
-        let offsets: Vec<u64> = info
-            .get("data_offsets")
-            .and_then(|s| s.as_array())
-            .and_then(|o| o.iter().map(|d| d.as_u64()).collect())
-            .filter(|o: &Vec<u64>| o.len() == 2)
-            .ok_or_else(|| bad("data_offsets is not [begin, end]".into()))?;
-        let (begin, end) = (offsets[0], offsets[1]);
-        if begin > end || end > data_len {
-            return Err(bad(format!(
-                "data_offsets [{begin}, {end}] lie outside the file's {data_len} data bytes: the file is truncated or corrupt"
-            )));
-        }
-        let want = shape.iter().try_fold(size, |acc, &d| acc.checked_mul(d));
-        if want != Some(end - begin) {
-            return Err(bad(format!(
-                "shape {shape:?} of {dtype} needs {} bytes but data_offsets [{begin}, {end}] hold {}",
-                want.map_or_else(|| "too many".to_string(), |w| w.to_string()),
-                end - begin
-            )));
-        }
-        spans.push((begin, end, name.as_str()));
-    }
-    // The tensors must tile the data exactly, as the safetensors format requires.
-    spans.sort();
-    let mut at = 0;
-    for (begin, end, name) in spans {
-        if begin != at {
-            return Err(format!(
-                "tensor {name}: data_offsets start at {begin} but the previous tensor ends at {at}: \
-                 the header is corrupt (a tensor entry missing or overlapping)"
-            ));
-        }
-        at = end;
-    }
-    if at != data_len {
-        return Err(format!(
-            "the tensors' data ends at {at} but the file holds {data_len} data bytes: the header is corrupt \
-             (a tensor entry missing)"
-        ));
-    }
-    Ok(())
-}
 
 /// The template from `chat_template.jinja` or `tokenizer_config.json`, with the special tokens
 /// of `tokenizer_config.json`, as transformers assembles them.

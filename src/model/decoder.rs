@@ -10,6 +10,8 @@
 //! reduction in an order that does not depend on the batch; everywhere else (CUDA, Metal, other
 //! dtypes, training) the candle decoder runs on candle's ops.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -66,6 +68,49 @@ impl SeqCache {
         Ok(SeqCache(match &self.0 {
             CacheKind::Candle(c) => CacheKind::Candle(c.fork(max_len)?),
             CacheKind::Host(c) => CacheKind::Host(c.fork(max_len)),
+        }))
+    }
+}
+
+/// A prefix's KV cache, computed once and continued by many sequences: the host decoder reads it
+/// in place; the candle decoder gives each continuation a copy.
+#[derive(Debug, Clone)]
+pub struct SharedCache(SharedKind);
+
+#[derive(Debug, Clone)]
+enum SharedKind {
+    Candle(CandleCache),
+    Host(Arc<HostCache>),
+}
+
+impl SeqCache {
+    /// Freezes this cache as a prefix others continue.
+    pub fn into_shared(self) -> SharedCache {
+        SharedCache(match self.0 {
+            CacheKind::Candle(c) => SharedKind::Candle(c),
+            CacheKind::Host(c) => SharedKind::Host(Arc::new(c)),
+        })
+    }
+}
+
+impl SharedCache {
+    /// Tokens in the prefix.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            SharedKind::Candle(c) => c.len(),
+            SharedKind::Host(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A cache holding the prefix, with room for `max_len` positions in all.
+    pub fn continuation(&self, max_len: usize) -> Result<SeqCache> {
+        Ok(SeqCache(match &self.0 {
+            SharedKind::Candle(c) => CacheKind::Candle(c.fork(max_len)?),
+            SharedKind::Host(c) => CacheKind::Host(HostCache::after(c, max_len.saturating_sub(c.len()))),
         }))
     }
 }

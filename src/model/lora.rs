@@ -307,7 +307,7 @@ impl LoraAdapter {
             };
             return Err(bad(format!("missing {WEIGHTS_FILE}{hint}")));
         }
-        super::checkpoint::check_safetensors(&weights).map_err(|m| bad(format!("{WEIGHTS_FILE}: {m}")))?;
+        super::safetensors::check_safetensors(&weights).map_err(|m| bad(format!("{WEIGHTS_FILE}: {m}")))?;
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
             .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
         let updates = pair_up(&cfg, tensors).map_err(|m| bad(format!("{WEIGHTS_FILE}: {m}")))?;

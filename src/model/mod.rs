@@ -14,10 +14,11 @@ pub mod lora;
 mod rope;
 pub mod random;
 pub mod registry;
+pub mod safetensors;
 pub mod spec;
 pub mod tokenizer;
 
 pub use checkpoint::{Checkpoint, LoadedModel};
 pub use config::ModelConfig;
-pub use decoder::{Backend, Decoder, SeqCache, Segment};
+pub use decoder::{Backend, Decoder, SeqCache, Segment, SharedCache};
 pub use tokenizer::TextTokenizer;

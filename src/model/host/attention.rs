@@ -1,6 +1,8 @@
 //! Attention of the host decoder: each sequence against its own KV cache, one task per
 //! (sequence, query head), so a sequence's numbers never depend on its batch.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::ops::{dot, exp};
@@ -14,30 +16,59 @@ pub struct LayerKv {
     v: Vec<f32>,
 }
 
-/// One sequence's KV cache, one [`LayerKv`] per layer.
+/// One sequence's KV cache, one [`LayerKv`] per layer, optionally after a read-only prefix
+/// that other sequences share (the few-shot examples every prompt of a run starts with).
 #[derive(Debug, Clone)]
 pub struct HostCache {
+    prefix: Option<Arc<HostCache>>,
     layers: Vec<LayerKv>,
     /// Values per token and layer: `kv_heads * head_dim`.
     width: usize,
 }
 
 impl HostCache {
-    pub fn new(layers: usize, width: usize, max_len: usize) -> Self {
-        let layer = || LayerKv { k: Vec::with_capacity(max_len * width), v: Vec::with_capacity(max_len * width) };
-        Self { layers: (0..layers).map(|_| layer()).collect(), width }
+    /// Room for `own_len` tokens of its own (it grows if exceeded).
+    pub fn new(layers: usize, width: usize, own_len: usize) -> Self {
+        let layer = || LayerKv { k: Vec::with_capacity(own_len * width), v: Vec::with_capacity(own_len * width) };
+        Self { prefix: None, layers: (0..layers).map(|_| layer()).collect(), width }
     }
 
-    pub fn len(&self) -> usize {
+    /// An empty cache that continues `prefix` without copying it, with room for `own_len` more.
+    pub fn after(prefix: &Arc<HostCache>, own_len: usize) -> Self {
+        let mut c = Self::new(prefix.layers.len(), prefix.width, own_len);
+        c.prefix = Some(prefix.flattened());
+        c
+    }
+
+    /// A prefix to share: this cache itself when it has no prefix of its own, else a flat copy,
+    /// so attention never reads through more than one level.
+    fn flattened(self: &Arc<Self>) -> Arc<HostCache> {
+        if self.prefix.is_none() {
+            Arc::clone(self)
+        } else {
+            Arc::new(self.fork(self.len()))
+        }
+    }
+
+    fn prefix_len(&self) -> usize {
+        self.prefix.as_ref().map_or(0, |p| p.len())
+    }
+
+    fn own_len(&self) -> usize {
         self.layers.first().map_or(0, |l| l.k.len() / self.width.max(1))
     }
 
+    pub fn len(&self) -> usize {
+        self.prefix_len() + self.own_len()
+    }
+
+    /// An independent copy with room for `max_len` positions in all; a shared prefix stays shared.
     pub fn fork(&self, max_len: usize) -> HostCache {
+        let cap = max_len.max(self.len()).saturating_sub(self.prefix_len()) * self.width;
         let layers = self
             .layers
             .iter()
             .map(|l| {
-                let cap = max_len.max(self.len()) * self.width;
                 let mut k = Vec::with_capacity(cap);
                 k.extend_from_slice(&l.k);
                 let mut v = Vec::with_capacity(cap);
@@ -45,15 +76,43 @@ impl HostCache {
                 LayerKv { k, v }
             })
             .collect();
-        HostCache { layers, width: self.width }
+        HostCache { prefix: self.prefix.clone(), layers, width: self.width }
     }
 
     pub(super) fn layer_mut(&mut self, i: usize) -> &mut LayerKv {
         &mut self.layers[i]
     }
 
-    pub(super) fn layer(&self, i: usize) -> &LayerKv {
-        &self.layers[i]
+    /// Layer `i`'s keys and values, prefix included.
+    pub(super) fn view(&self, i: usize) -> KvView<'_> {
+        KvView {
+            prefix: self.prefix.as_ref().map(|p| &p.layers[i]),
+            prefix_len: self.prefix_len(),
+            own: &self.layers[i],
+            width: self.width,
+        }
+    }
+}
+
+/// One layer of one sequence's cache as attention reads it: the shared prefix's rows, then its own.
+#[derive(Clone, Copy)]
+pub struct KvView<'a> {
+    prefix: Option<&'a LayerKv>,
+    prefix_len: usize,
+    own: &'a LayerKv,
+    width: usize,
+}
+
+impl KvView<'_> {
+    /// (keys, values) of position `j`, all heads.
+    #[inline]
+    fn row(&self, j: usize) -> (&[f32], &[f32]) {
+        let (l, j) = match self.prefix {
+            Some(p) if j < self.prefix_len => (p, j),
+            _ => (self.own, j - self.prefix_len),
+        };
+        let r = j * self.width..(j + 1) * self.width;
+        (&l.k[r.clone()], &l.v[r])
     }
 }
 
@@ -78,7 +137,7 @@ pub struct Heads {
 /// every segment, causal, against `caches[s]`, which already hold the segment's own keys.
 /// `q` is `[N][q_heads * dim]` (rotated). Task order and grouping never change the arithmetic
 /// of one (token, head).
-pub fn attend(q: &[f32], segs: &[Segment], caches: &[&LayerKv], h: Heads, out: &mut [f32]) {
+pub fn attend(q: &[f32], segs: &[Segment], caches: &[KvView], h: Heads, out: &mut [f32]) {
     let qw = h.q * h.dim;
     let group = h.q / h.kv;
     let scale = 1.0 / (h.dim as f32).sqrt();
@@ -92,8 +151,8 @@ pub fn attend(q: &[f32], segs: &[Segment], caches: &[&LayerKv], h: Heads, out: &
     let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
         let seg = segs[s];
         let kv = caches[s];
-        let kvw = h.kv * h.dim;
         let kh = head / group;
+        let heads = kh * h.dim..(kh + 1) * h.dim;
         let mut res = vec![0f32; seg.len * h.dim];
         let mut scores = Vec::new();
         for i in 0..seg.len {
@@ -101,7 +160,7 @@ pub fn attend(q: &[f32], segs: &[Segment], caches: &[&LayerKv], h: Heads, out: &
             let lo = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
             let qrow = &q[(starts[s] + i) * qw + head * h.dim..][..h.dim];
             scores.clear();
-            scores.extend((lo..=pos).map(|j| dot(qrow, &kv.k[j * kvw + kh * h.dim..][..h.dim]) * scale));
+            scores.extend((lo..=pos).map(|j| dot(qrow, &kv.row(j).0[heads.clone()]) * scale));
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for e in scores.iter_mut() {
@@ -111,7 +170,7 @@ pub fn attend(q: &[f32], segs: &[Segment], caches: &[&LayerKv], h: Heads, out: &
             let o = &mut res[i * h.dim..][..h.dim];
             for (j, e) in (lo..=pos).zip(&scores) {
                 let p = e / sum;
-                for (o, v) in o.iter_mut().zip(&kv.v[j * kvw + kh * h.dim..][..h.dim]) {
+                for (o, v) in o.iter_mut().zip(&kv.row(j).1[heads.clone()]) {
                     *o += p * v;
                 }
             }
@@ -173,7 +232,7 @@ mod tests {
             let q = values(len * h.q * h.dim, 3);
             let cache = LayerKv { k: k.clone(), v: v.clone() };
             let mut out = vec![0f32; len * h.q * h.dim];
-            attend(&q, &[Segment { len, offset: total - len }], &[&cache], h, &mut out);
+            attend(&q, &[Segment { len, offset: total - len }], &[view(&cache, h)], h, &mut out);
             let want = naive(&q, &k, &v, len, total, h);
             for (o, w) in out.iter().zip(&want) {
                 assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w} (window {window:?})");
@@ -188,10 +247,30 @@ mod tests {
         let b = LayerKv { k: values(30 * 16, 6), v: values(30 * 16, 7) };
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
         let mut alone = vec![0f32; 2 * 32];
-        attend(&qa, &[Segment { len: 2, offset: 5 }], &[&a], h, &mut alone);
+        attend(&qa, &[Segment { len: 2, offset: 5 }], &[view(&a, h)], h, &mut alone);
         let both_q: Vec<f32> = qb.iter().chain(&qa).copied().collect();
         let mut both = vec![0f32; 32 * 32];
-        attend(&both_q, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[&b, &a], h, &mut both);
+        attend(&both_q, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[view(&b, h), view(&a, h)], h, &mut both);
         assert_eq!(alone, both[30 * 32..]);
+    }
+
+    fn view(l: &LayerKv, h: Heads) -> KvView<'_> {
+        KvView { prefix: None, prefix_len: 0, own: l, width: h.kv * h.dim }
+    }
+
+    #[test]
+    fn a_shared_prefix_reads_like_a_cache_of_its_own() {
+        let h = Heads { q: 2, kv: 1, dim: 16, window: None };
+        let (k, v) = (values(9 * 16, 10), values(9 * 16, 11));
+        let whole = LayerKv { k: k.clone(), v: v.clone() };
+        let prefix = LayerKv { k: k[..6 * 16].to_vec(), v: v[..6 * 16].to_vec() };
+        let own = LayerKv { k: k[6 * 16..].to_vec(), v: v[6 * 16..].to_vec() };
+        let split = KvView { prefix: Some(&prefix), prefix_len: 6, own: &own, width: 16 };
+        let q = values(3 * 32, 12);
+        let seg = [Segment { len: 3, offset: 6 }];
+        let (mut a, mut b) = (vec![0f32; 3 * 32], vec![0f32; 3 * 32]);
+        attend(&q, &seg, &[view(&whole, h)], h, &mut a);
+        attend(&q, &seg, &[split], h, &mut b);
+        assert_eq!(a, b);
     }
 }

@@ -78,6 +78,17 @@ impl HostDecoder {
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
         let (qkv_bias, o_bias) = cfg.projection_bias();
         let m = vb.pp("model");
+        // The largest tensors first, while nothing else is held: loading peaks at the packed
+        // model plus one tensor's transient copies.
+        let table = values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?;
+        let (embed, lm_head) = if cfg.tie_word_embeddings {
+            let head = PackedMatrix::pack(&table, cfg.vocab_size, hs, None);
+            drop(table);
+            (Embeddings::Tied, head)
+        } else {
+            let head = packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false)?;
+            (Embeddings::Table(table), head)
+        };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = m.pp(format!("layers.{i}"));
@@ -99,13 +110,6 @@ impl HostDecoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let table = values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?;
-        let (embed, lm_head) = if cfg.tie_word_embeddings {
-            (Embeddings::Tied, PackedMatrix::pack(&table, cfg.vocab_size, hs, None))
-        } else {
-            let head = packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false)?;
-            (Embeddings::Table(table), head)
-        };
         let scaling = cfg.rope_scaling().map_err(candle_core::Error::msg)?;
         Ok(Self {
             embed,
@@ -208,7 +212,7 @@ impl HostDecoder {
                     t += 1;
                 }
             }
-            let layer_caches: Vec<_> = caches.iter().map(|c| c.layer(li)).collect();
+            let layer_caches: Vec<_> = caches.iter().map(|c| c.view(li)).collect();
             attend(&q, segs, &layer_caches, self.heads, &mut att);
             b.o.matmul(&att, n, &mut proj);
             add(&mut x, &proj);

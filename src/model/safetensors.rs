@@ -1,0 +1,232 @@
+//! safetensors files: the header check that runs before any weight is read, and a VarBuilder
+//! backend that reads each tensor with positioned reads when it is asked for.
+//!
+//! Reading instead of mapping keeps peak memory at the model plus one tensor: a mapped file's
+//! pages stay resident (and count in the process's RSS) for as long as the map lives, on top of
+//! the copies the decoder makes, so a mapped 540 MB checkpoint peaked at twice its size.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+
+/// One tensor of a file: dtype, shape and byte range within the data section.
+#[derive(Debug, Clone)]
+struct Entry {
+    dtype: DType,
+    shape: Vec<usize>,
+    begin: u64,
+    end: u64,
+}
+
+#[derive(Debug)]
+struct Index {
+    data_start: u64,
+    tensors: HashMap<String, Entry>,
+}
+
+/// The most a safetensors JSON header may claim (the `safetensors` crate's own limit).
+const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
+/// Checks a safetensors file's header before it is mapped: the 8-byte little-endian header
+/// length against the file's size (a huge claimed size fails here, nothing is allocated), the
+/// JSON, and each tensor's dtype, shape and `data_offsets` (inside the file, and as long as
+/// shape × dtype size). The message names the tensor and says what is wrong.
+pub(crate) fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    check_safetensors_header(&mut file, file_len)
+}
+
+/// [`check_safetensors`] on any reader positioned at the start of a `file_len`-byte file (the
+/// fuzz target feeds it bytes).
+pub fn check_safetensors_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Result<(), String> {
+    read_header(file, file_len).map(|_| ())
+}
+
+/// The checked header: where the data starts, and each tensor's entry.
+fn read_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Result<Index, String> {
+    let mut len_bytes = [0u8; 8];
+    if file_len < 8 {
+        return Err(format!("truncated: {file_len} bytes, shorter than the 8-byte safetensors header length"));
+    }
+    file.read_exact(&mut len_bytes).map_err(|e| e.to_string())?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > file_len - 8 {
+        return Err(format!(
+            "safetensors header claims {header_len} bytes but the file has only {file_len}: \
+             the file is truncated or not a safetensors file"
+        ));
+    }
+    if header_len > MAX_SAFETENSORS_HEADER {
+        return Err(format!("safetensors header of {header_len} bytes is larger than the {MAX_SAFETENSORS_HEADER} allowed"));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| format!("safetensors header is not a JSON object: {e}"))?;
+    let data_len = file_len - 8 - header_len;
+    let mut spans = Vec::with_capacity(header.len());
+    let mut tensors = HashMap::with_capacity(header.len());
+    for (name, info) in &header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |m: String| format!("tensor {name}: {m}");
+        let dtype = info.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("no dtype".into()))?;
+        let (size, kind) = match dtype {
+            "F32" => (4u64, DType::F32),
+            "F16" => (2, DType::F16),
+            "BF16" => (2, DType::BF16),
+            "F64" => (8, DType::F64),
+            other => {
+                return Err(bad(format!("dtype {other} is not a floating-point type; model weights must be F32, F16 or BF16")))
+            }
+        };
+        let shape: Vec<u64> = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|dims| dims.iter().map(|d| d.as_u64()).collect())
+            .ok_or_else(|| bad("shape is not a list of sizes".into()))?;
+        let offsets: Vec<u64> = info
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|o| o.iter().map(|d| d.as_u64()).collect())
+            .filter(|o: &Vec<u64>| o.len() == 2)
+            .ok_or_else(|| bad("data_offsets is not [begin, end]".into()))?;
+        let (begin, end) = (offsets[0], offsets[1]);
+        if begin > end || end > data_len {
+            return Err(bad(format!(
+                "data_offsets [{begin}, {end}] lie outside the file's {data_len} data bytes: the file is truncated or corrupt"
+            )));
+        }
+        let want = shape.iter().try_fold(size, |acc, &d| acc.checked_mul(d));
+        if want != Some(end - begin) {
+            return Err(bad(format!(
+                "shape {shape:?} of {dtype} needs {} bytes but data_offsets [{begin}, {end}] hold {}",
+                want.map_or_else(|| "too many".to_string(), |w| w.to_string()),
+                end - begin
+            )));
+        }
+        spans.push((begin, end, name.as_str()));
+        let shape = shape.iter().map(|&d| usize::try_from(d).map_err(|_| bad("dimension too large".into()))).collect::<std::result::Result<_, _>>()?;
+        tensors.insert(name.clone(), Entry { dtype: kind, shape, begin, end });
+    }
+    // The tensors must tile the data exactly, as the safetensors format requires.
+    spans.sort();
+    let mut at = 0;
+    for (begin, end, name) in spans {
+        if begin != at {
+            return Err(format!(
+                "tensor {name}: data_offsets start at {begin} but the previous tensor ends at {at}: \
+                 the header is corrupt (a tensor entry missing or overlapping)"
+            ));
+        }
+        at = end;
+    }
+    if at != data_len {
+        return Err(format!(
+            "the tensors' data ends at {at} but the file holds {data_len} data bytes: the header is corrupt \
+             (a tensor entry missing)"
+        ));
+    }
+    Ok(Index { data_start: 8 + header_len, tensors })
+}
+
+/// Tensors of one or more safetensors files (the shards of one checkpoint), read on demand.
+pub struct ReadSafetensors {
+    files: Vec<(PathBuf, File, Index)>,
+}
+
+impl ReadSafetensors {
+    /// Opens and checks every file's header; nothing else is read yet.
+    pub fn open(paths: &[PathBuf]) -> std::result::Result<Self, String> {
+        let mut files = Vec::with_capacity(paths.len());
+        for p in paths {
+            let mut f = File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let len = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?.len();
+            let index = read_header(&mut f, len).map_err(|m| format!("{}: {m}", p.display()))?;
+            files.push((p.clone(), f, index));
+        }
+        Ok(Self { files })
+    }
+
+    fn find(&self, name: &str) -> Option<(&Path, &File, u64, &Entry)> {
+        self.files.iter().find_map(|(p, f, i)| i.tensors.get(name).map(|e| (p.as_path(), f, i.data_start, e)))
+    }
+
+    fn load(&self, name: &str, dtype: DType, dev: &Device) -> Result<(Tensor, Vec<usize>)> {
+        let (path, file, start, e) =
+            self.find(name).ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())?;
+        let mut bytes = vec![0u8; (e.end - e.begin) as usize];
+        read_at(file, &mut bytes, start + e.begin)
+            .map_err(|err| candle_core::Error::msg(format!("{}: reading tensor {name}: {err}", path.display())))?;
+        let t = Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)?;
+        drop(bytes);
+        Ok((t.to_dtype(dtype)?.to_device(dev)?, e.shape.clone()))
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl SimpleBackend for ReadSafetensors {
+    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+        if let Some((_, _, _, e)) = self.find(name) {
+            if e.shape.as_slice() != s.dims() {
+                candle_core::bail!("shape mismatch for {name}, got {:?}, expected {:?}", e.shape, s.dims());
+            }
+        }
+        Ok(self.load(name, dtype, dev)?.0)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
+        Ok(self.load(name, dtype, dev)?.0)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_tensors_a_file_holds_and_names_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let a = Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
+        let b = Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("a".to_string(), a.clone()), ("b".to_string(), b)]), &path).unwrap();
+        let st = ReadSafetensors::open(std::slice::from_ref(&path)).unwrap();
+        let got = st.get((2, 3).into(), "a", candle_nn::Init::Const(0.), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(got.to_vec2::<f32>().unwrap(), a.to_vec2::<f32>().unwrap());
+        let got = st.get_unchecked("b", DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(got.to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
+        assert!(st.contains_tensor("a") && !st.contains_tensor("c"));
+        let e = st.get((3, 2).into(), "a", candle_nn::Init::Const(0.), DType::F32, &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("shape mismatch for a"), "{e}");
+        assert!(st.get_unchecked("c", DType::F32, &Device::Cpu).is_err());
+    }
+}
