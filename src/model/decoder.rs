@@ -116,8 +116,8 @@ impl SharedCache {
 }
 
 enum Inner {
-    Candle(CandleDecoder),
-    Host(HostDecoder),
+    Candle(Box<CandleDecoder>),
+    Host(Box<HostDecoder>),
 }
 
 /// A Llama-family decoder. `load` reads HF weight names; `forward` runs a packed batch.
@@ -135,9 +135,9 @@ impl Decoder {
     pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, backend: Backend) -> Result<Self> {
         let host = backend == Backend::Auto && vb.device().is_cpu() && vb.dtype() == DType::F32;
         let inner = if host {
-            Inner::Host(HostDecoder::load(vb, cfg)?)
+            Inner::Host(Box::new(HostDecoder::load(vb, cfg)?))
         } else {
-            Inner::Candle(CandleDecoder::load(vb, cfg, backend == Backend::CandleDifferentiable)?)
+            Inner::Candle(Box::new(CandleDecoder::load(vb, cfg, backend == Backend::CandleDifferentiable)?))
         };
         Ok(Self { inner, cfg: cfg.clone() })
     }
