@@ -40,6 +40,8 @@ pub static SHIPPED_ENVS: &[(&str, EnvFileList)] = &[
     ("arithmetic", ENV_FILES),
     shipped_env!("arc-easy"),
     shipped_env!("arc-challenge"),
+    shipped_env!("arc-easy-gen"),
+    shipped_env!("arc-challenge-gen"),
     shipped_env!("mmlu"),
     shipped_env!("mmlu-gen"),
     shipped_env!("truthfulqa-mc1"),

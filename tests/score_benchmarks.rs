@@ -160,6 +160,8 @@ fn real_files_have_their_item_counts_and_references_score_fully() {
         ("mmlu-gen", "phase test: 14042 items, 0 problem(s)"),
         ("mmlu-gen", "phase val: 1531 items, 0 problem(s)"),
         ("mmlu-gen", "phase dev: 285 items, 0 problem(s)"),
+        ("arc-easy-gen", "phase test: 2376 items, 0 problem(s)"),
+        ("arc-challenge-gen", "phase test: 1170 items, 0 problem(s)"),
     ] {
         let out = ok(&benchgen(dir.path(), &["env", "validate", name]));
         assert!(out.contains(line), "{name}: {out}");
@@ -196,6 +198,20 @@ fn real_files_have_their_item_counts_and_references_score_fully() {
     }
     let b = score_named(dir.path(), "mmlu-gen", &letters);
     assert_eq!((b["accuracy"].as_f64(), b["total"].as_u64()), (Some(100.0), Some(14042)), "{b}");
+    // arc-*-gen: the letter of the reference option's position, numeric-labelled items included.
+    for (name, file, total) in [("arc-easy-gen", "ARC-Easy-Test.jsonl", 2376), ("arc-challenge-gen", "ARC-Challenge-Test.jsonl", 1170)] {
+        let items = read_jsonl(&bench.join("arc").join(file));
+        let preds: Vec<Value> = items
+            .iter()
+            .filter(|i| i["question"]["choices"].as_array().unwrap().iter().any(|c| c["label"] == i["answerKey"]))
+            .map(|i| {
+                let pos = i["question"]["choices"].as_array().unwrap().iter().position(|c| c["label"] == i["answerKey"]).unwrap();
+                json!({"id": i["id"], "prediction": format!("Answer: {}", char::from(b'A' + pos as u8))})
+            })
+            .collect();
+        let b = score_named(dir.path(), name, &preds);
+        assert_eq!((b["accuracy"].as_f64(), b["total"].as_u64()), (Some(100.0), Some(total)), "{name}: {b}");
+    }
 }
 
 fn score_named(dir: &Path, name: &str, preds: &[Value]) -> Value {
@@ -315,4 +331,51 @@ fn mmlu_gen_prompts_like_mmlu_and_reads_letters_from_free_text() {
     std::fs::write(dir.path().join("preds.jsonl"), text).unwrap();
     let b: Value = serde_json::from_str(&ok(&run(&["score", "--env", "mmlu-gen", "--predictions", "preds.jsonl", "--json"]))).unwrap();
     assert_eq!((b["correct"].clone(), b["answered"].clone(), b["total"].clone()), (json!(2), json!(3), json!(3)), "{b}");
+}
+
+#[test]
+fn arc_gen_letters_options_by_position_and_scores_by_position() {
+    // Items in the official ARC JSONL format: letter labels, numeric labels ("1".."4", which
+    // some real items use) and five options.
+    let dir = tempfile::tempdir().unwrap();
+    let arc = dir.path().join("data/benchmarks/arc");
+    std::fs::create_dir_all(&arc).unwrap();
+    let item = |id: &str, stem: &str, opts: &[(&str, &str)], key: &str| {
+        let choices: Vec<Value> = opts.iter().map(|(l, t)| json!({"text": t, "label": l})).collect();
+        format!("{}\n", json!({"id": id, "question": {"stem": stem, "choices": choices}, "answerKey": key}))
+    };
+    let text = item("q1", "Which is a mammal?", &[("A", "trout"), ("B", "whale"), ("C", "frog"), ("D", "crab")], "B")
+        + &item("q2", "All living and nonliving material is composed of", &[("1", "air"), ("2", "elements"), ("3", "water"), ("4", "soil")], "2")
+        + &item("q3", "Which is largest?", &[("A", "ant"), ("B", "cat"), ("C", "dog"), ("D", "horse"), ("E", "whale")], "E");
+    std::fs::write(arc.join("ARC-Easy-Test.jsonl"), text).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("BENCHGEN_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap()
+    };
+    let out = ok(&run(&["env", "validate", "arc-easy-gen"]));
+    assert!(out.contains("phase test: 3 items, 0 problem(s)"), "{out}");
+    ok(&run(&["eval", "--env", "arc-easy-gen"]));
+    let preds = read_jsonl(&dir.path().join("runs/1/predictions.jsonl"));
+    let q2 = preds.iter().find(|p| p["id"] == "q2").unwrap();
+    assert_eq!(q2["prompt"], "Question: All living and nonliving material is composed of\nA. air\nB. elements\nC. water\nD. soil\nAnswer:");
+    let q3 = preds.iter().find(|p| p["id"] == "q3").unwrap();
+    assert!(q3["prompt"].as_str().unwrap().contains("\nE. whale\nAnswer:"), "{}", q3["prompt"]);
+
+    let answers = [
+        ("q1", "**B**"),               // right
+        ("q2", "The answer is (B)."), // right: "elements" is the second option, label "2"
+        ("q3", "D. horse"),           // wrong: E
+    ];
+    let text: String = answers.iter().map(|(id, p)| format!("{}\n", json!({"id": id, "prediction": p}))).collect();
+    std::fs::write(dir.path().join("preds.jsonl"), text).unwrap();
+    let b: Value = serde_json::from_str(&ok(&run(&["score", "--env", "arc-easy-gen", "--predictions", "preds.jsonl", "--json"]))).unwrap();
+    assert_eq!((b["correct"].clone(), b["answered"].clone(), b["total"].clone()), (json!(2), json!(3), json!(3)), "{b}");
+    // The label itself is not a letter: "2" is no answer.
+    std::fs::write(dir.path().join("preds.jsonl"), format!("{}\n", json!({"id": "q2", "prediction": "2"}))).unwrap();
+    let b: Value = serde_json::from_str(&ok(&run(&["score", "--env", "arc-easy-gen", "--predictions", "preds.jsonl", "--json"]))).unwrap();
+    assert_eq!(b["correct"], 0, "{b}");
 }

@@ -14,7 +14,7 @@ use crate::log::RunLog;
 use crate::prompt::PromptBuilder;
 use crate::report::{finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown, VariantRecord};
 use crate::run::{PredictionRecord, RunRecord};
-use crate::score::{ItemScore, Method, Summary};
+use crate::score::{ItemScore, Method, Metric, Summary};
 
 use super::program::{check_allowed, ProgramFailure, ProgramRun};
 
@@ -87,10 +87,23 @@ impl Scoring<'_> {
             .scoring
             .compile()
             .map_err(|e| Error::env(&self.env.origin, e.to_string()))?;
+        // An item with choices is shown with its options lettered by position (ARC's "1".."4"
+        // labels included), so the choice metric compares against the right option's position.
+        let positions: Vec<Option<String>> = items
+            .iter()
+            .map(|it| it.target_index.filter(|_| scorer.metric() == Metric::Choice).map(|i| i.to_string()))
+            .collect();
         let pairs: Vec<(&str, Vec<&str>)> = items
             .iter()
             .zip(by_item)
-            .map(|(it, p)| (p.map_or("", |p| p.prediction.as_str()), it.targets.iter().map(String::as_str).collect()))
+            .zip(&positions)
+            .map(|((it, p), pos)| {
+                let targets = match pos {
+                    Some(pos) => vec![pos.as_str()],
+                    None => it.targets.iter().map(String::as_str).collect(),
+                };
+                (p.map_or("", |p| p.prediction.as_str()), targets)
+            })
             .collect();
         let scores: Vec<ItemScore> = scorer.score_all(&pairs);
         let variant_names = scorer.variant_names();
