@@ -1,5 +1,6 @@
-//! `PackedMatrix::matmul` against candle's `x.matmul(&w.t())` on the SmolLM2-135M linear
-//! shapes (f32, CPU), throughput in FLOP (2·m·n·k per product):
+//! `PackedMatrix::matmul` with f32 weights (`packed`) and bf16 weights (`bf16`, where the CPU has
+//! AVX-512 BF16) against candle's f32 `x.matmul(&w.t())` on the SmolLM2-135M linear shapes (CPU),
+//! throughput in FLOP (2·m·n·k per product):
 //!
 //!     RAYON_NUM_THREADS=2 cargo bench --bench matmul
 //!
@@ -30,9 +31,10 @@ fn bench(c: &mut Criterion) {
     for (name, n, k) in shapes {
         let w = data(n as u64 * 31 + k as u64, n * k);
         let packed = PackedMatrix::pack(&w, n, k, None);
+        let bf16 = PackedMatrix::pack_bf16(&w, n, k, None);
         let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
         let mut g = c.benchmark_group(format!("matmul/{name}_{n}x{k}"));
-        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_millis(1500));
         let ms: &[usize] = if name == "lm_head" { &[1, 8, 32] } else { &[1, 8, 32, 2048] };
         for &m in ms {
             let x = data(m as u64 + 7, m * k);
@@ -42,6 +44,11 @@ fn bench(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("packed", m), &m, |b, &m| {
                 b.iter(|| packed.matmul(black_box(&x), m, black_box(&mut out)))
             });
+            if let Some(bf16) = &bf16 {
+                g.bench_with_input(BenchmarkId::new("bf16", m), &m, |b, &m| {
+                    b.iter(|| bf16.matmul(black_box(&x), m, black_box(&mut out)))
+                });
+            }
             g.bench_with_input(BenchmarkId::new("candle", m), &m, |b, _| {
                 b.iter(|| black_box(xt.matmul(&wt.t().unwrap()).unwrap()))
             });

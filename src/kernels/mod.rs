@@ -15,11 +15,28 @@
 //! Layout: W ([n, k] row-major, as in `nn.Linear`) becomes panels of [`NR`] output columns,
 //! `[panel][k][NR]`, the last panel zero-padded. x is repacked per block of up to [`MR`] rows
 //! as `[k][rows]` so the microkernel walks two contiguous streams.
+//!
+//! bf16 weights ([`PackedMatrix::pack_bf16`]): W rounded to bf16 halves the bytes a decode step
+//! streams, and AVX-512 BF16's `vdpbf16ps` multiplies bf16 pairs into f32 accumulators. The
+//! product then is what bf16 inference computes (bf16 inputs, f32 accumulation):
+//! `out[i][j] = (Σ_p dpbf16(x[i][2p..2p+2], w[j][2p..2p+2])) + bias[j]`, where x is rounded
+//! f32 → bf16 (nearest even; like the hardware conversions, inputs below f32's normal range
+//! become signed zeros, as `vdpbf16ps` would read them anyway) while it is packed, k is
+//! zero-padded to even, and the sum is one `vdpbf16ps` chain over p = 0..k/2 from 0 (each step
+//! adds a pair's two products, exact in f32, to the f32 accumulator with the instruction's
+//! fixed rounding: nearest even, denormals flushed, MXCSR ignored). Bias stays f32. The order is again fixed per element, so the batch invariance
+//! above holds for bf16 too; the chunking, row blocks and threading are the same code (generic
+//! over [`Path`]), only the packing and the microkernels differ. Layout: W `[panel][k/2][NR]` as
+//! u32 bf16 pairs (k = 2p in the low half, 2p+1 in the high one: the pair one 32-bit lane of
+//! `vdpbf16ps` takes), x `[k/2][rows]` likewise. There is no scalar or AVX2 bf16 path:
+//! without AVX-512 BF16, `pack_bf16` returns `None` and the caller keeps f32 weights.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512bf16;
 mod scalar;
 #[cfg(test)]
 mod tests;
@@ -64,14 +81,23 @@ impl Kernel {
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
+/// Packed weights: f32, or bf16 pairs in the same 64-byte lines.
+enum Weights {
+    /// `[panel][k][NR]` f32, the last panel zero-padded past column n.
+    F32(Vec<Line>),
+    /// `[panel][k/2 rounded up][NR]` u32, each the bf16 pair (k = 2p low, 2p+1 high) of one
+    /// column; zero-padded past column n and, for odd k, in the last pair's high half.
+    Bf16(Vec<Line>),
+}
+
 /// A weight matrix W ([n, k]) with optional bias, packed for [`PackedMatrix::matmul`].
 pub struct PackedMatrix {
     n: usize,
     k: usize,
-    /// `[panel][k][NR]`, the last panel zero-padded past column n.
-    data: Vec<Line>,
+    data: Weights,
     /// Padded to a whole number of panels with zeros.
     bias: Option<Vec<f32>>,
+    /// Microkernel family for f32 weights (bf16 weights have one, AVX-512 BF16).
     kernel: Kernel,
 }
 
@@ -81,6 +107,7 @@ impl std::fmt::Debug for PackedMatrix {
             .field("n", &self.n)
             .field("k", &self.k)
             .field("bias", &self.bias.is_some())
+            .field("bf16", &self.is_bf16())
             .field("kernel", &self.kernel)
             .finish()
     }
@@ -99,10 +126,7 @@ unsafe impl Sync for OutPtr {}
 impl PackedMatrix {
     /// Packs row-major `w` ([n, k]) and optional `bias` ([n]). Panics only on length mismatch.
     pub fn pack(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
-        assert_eq!(w.len(), n * k, "PackedMatrix::pack: w.len() != n * k");
-        if let Some(b) = bias {
-            assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
-        }
+        check_lens(w, n, k, bias);
         let panels = n.div_ceil(NR);
         let mut data = vec![Line([0.0; 16]); panels * k * (NR / 16)];
         let flat = lines_mut(&mut data);
@@ -116,12 +140,37 @@ impl PackedMatrix {
                 }
             }
         }
-        let bias = bias.map(|b| {
-            let mut v = vec![0.0; panels * NR];
-            v[..n].copy_from_slice(b);
-            v
-        });
-        PackedMatrix { n, k, data, bias, kernel: Kernel::detect() }
+        PackedMatrix { n, k, data: Weights::F32(data), bias: pad_bias(bias, n), kernel: Kernel::detect() }
+    }
+
+    /// Packs W as bf16 (values rounded to nearest-even from f32; exact when they came from a
+    /// bf16 checkpoint). Returns None when this CPU has no AVX-512 BF16 (the caller then keeps
+    /// f32 weights). Panics only on length mismatch.
+    pub fn pack_bf16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Option<Self> {
+        check_lens(w, n, k, bias);
+        if !has_bf16() {
+            return None;
+        }
+        let (panels, kp) = (n.div_ceil(NR), k.div_ceil(2));
+        // A line holds 16 pairs, so a panel's k-pair row of NR pairs is two lines.
+        let mut data = vec![Line([0.0; 16]); panels * kp * (NR / 16)];
+        let flat = pairs_mut(&mut data);
+        for p in 0..panels {
+            let cols = (n - p * NR).min(NR);
+            let panel = &mut flat[p * kp * NR..(p + 1) * kp * NR];
+            for c in 0..cols {
+                let src = &w[(p * NR + c) * k..(p * NR + c + 1) * k];
+                for (pp, pair) in src.chunks(2).enumerate() {
+                    panel[pp * NR + c] = bf16_pair(pair);
+                }
+            }
+        }
+        Some(PackedMatrix { n, k, data: Weights::Bf16(data), bias: pad_bias(bias, n), kernel: Kernel::detect() })
+    }
+
+    /// Whether the weights are held as bf16.
+    pub fn is_bf16(&self) -> bool {
+        matches!(self.data, Weights::Bf16(_))
     }
 
     pub fn n(&self) -> usize {
@@ -134,18 +183,32 @@ impl PackedMatrix {
 
     /// Bytes held (for memory reports).
     pub fn bytes(&self) -> usize {
-        std::mem::size_of_val(self.data.as_slice()) + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+        let (Weights::F32(d) | Weights::Bf16(d)) = &self.data;
+        std::mem::size_of_val(d.as_slice()) + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
 
     /// Copies weight row `r` (length k) into `out`: an embedding lookup when the LM head is tied
-    /// to the embeddings, so the unpacked table need not be kept.
+    /// to the embeddings, so the unpacked table need not be kept. bf16 weights come back widened
+    /// (exactly) to f32.
     pub fn row(&self, r: usize, out: &mut [f32]) {
         assert!(r < self.n, "PackedMatrix::row: row {r} out of {}", self.n);
         assert_eq!(out.len(), self.k, "PackedMatrix::row: out.len() != k");
         let (p, c) = (r / NR, r % NR);
-        let panel = &self.flat()[p * self.k * NR..(p + 1) * self.k * NR];
-        for (kk, o) in out.iter_mut().enumerate() {
-            *o = panel[kk * NR + c];
+        match &self.data {
+            Weights::F32(d) => {
+                let panel = &lines(d)[p * self.k * NR..(p + 1) * self.k * NR];
+                for (kk, o) in out.iter_mut().enumerate() {
+                    *o = panel[kk * NR + c];
+                }
+            }
+            Weights::Bf16(d) => {
+                let kp = self.k.div_ceil(2);
+                let panel = &pairs(d)[p * kp * NR..(p + 1) * kp * NR];
+                for (kk, o) in out.iter_mut().enumerate() {
+                    let pair = panel[(kk / 2) * NR + c];
+                    *o = f32::from_bits(if kk % 2 == 0 { pair << 16 } else { pair & 0xffff_0000 });
+                }
+            }
         }
     }
 
@@ -155,17 +218,30 @@ impl PackedMatrix {
         self.matmul_with(self.kernel, x, m, out);
     }
 
+    /// As [`matmul`](Self::matmul) with f32 weights run by `kernel`; bf16 weights ignore it
+    /// (they have one kernel).
     pub(crate) fn matmul_with(&self, kernel: Kernel, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(x.len(), m * self.k, "PackedMatrix::matmul: x.len() != m * k");
         assert_eq!(out.len(), m * self.n, "PackedMatrix::matmul: out.len() != m * n");
         if m == 0 || self.n == 0 {
             return;
         }
+        match &self.data {
+            Weights::F32(d) => self.drive(F32Path { w: lines(d), k: self.k, kernel }, x, m, out),
+            #[cfg(target_arch = "x86_64")]
+            Weights::Bf16(d) => self.drive(Bf16Path { w: pairs(d), k: self.k }, x, m, out),
+            #[cfg(not(target_arch = "x86_64"))]
+            Weights::Bf16(_) => unreachable!("pack_bf16 packs only on x86_64 with AVX-512 BF16"),
+        }
+    }
+
+    /// Splits the panels over rayon's pool (or not) and runs them through `path`'s kernels.
+    fn drive<P: Path>(&self, path: P, x: &[f32], m: usize, out: &mut [f32]) {
         let panels = self.n.div_ceil(NR);
         let threads = rayon::current_num_threads().min(panels);
         let ptr = OutPtr(out.as_mut_ptr());
         if threads <= 1 || m.saturating_mul(self.n).saturating_mul(self.k) < PAR_MIN_WORK {
-            self.run_panels(kernel, x, m, 0..panels, ptr);
+            self.run_panels(path, x, m, 0..panels, ptr);
             return;
         }
         // Wide products get a few tasks per thread so a core slowed by other work does not
@@ -174,42 +250,34 @@ impl PackedMatrix {
         rayon::scope(|s| {
             for t in 0..tasks {
                 let range = (t * panels / tasks)..((t + 1) * panels / tasks);
-                s.spawn(move |_| self.run_panels(kernel, x, m, range, ptr));
+                s.spawn(move |_| self.run_panels(path, x, m, range, ptr));
             }
         });
     }
 
-    fn flat(&self) -> &[f32] {
-        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes exactly).
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<f32>(), self.data.len() * 16) }
-    }
-
     /// Computes output columns of `panels` for all m rows. Rows are taken in chunks whose packed
     /// copy stays in L2 while every panel of the range streams past it.
-    fn run_panels(&self, kernel: Kernel, x: &[f32], m: usize, panels: std::ops::Range<usize>, out: OutPtr) {
-        let k = self.k;
-        let w = self.flat();
-        let chunk_rows = (X_CHUNK_BYTES / (k.max(1) * 4) / MR * MR).max(MR);
-        XBUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
+    fn run_panels<P: Path>(&self, path: P, x: &[f32], m: usize, panels: std::ops::Range<usize>, out: OutPtr) {
+        let (k, d) = (self.k, path.depth());
+        let chunk_rows = (X_CHUNK_BYTES / (d.max(1) * std::mem::size_of::<P::X>()) / MR * MR).max(MR);
+        P::with_buf(|buf| {
             let mut r0 = 0;
             while r0 < m {
                 let rows = (m - r0).min(chunk_rows);
                 let blocks = rows.div_ceil(MR);
-                if buf.len() < rows * k {
-                    buf.resize(rows * k, 0.0);
+                if buf.len() < rows * d {
+                    buf.resize(rows * d, P::X::default());
                 }
-                // Pack each row block as [k][block rows].
+                // Pack each row block as [depth][block rows].
                 let mut off = 0;
                 for b in 0..blocks {
                     let (b0, br) = block(rows, blocks, b);
-                    for i in 0..br {
+                    // (k = 0 leaves nothing to pack, and no room to slice row i's start.)
+                    for i in (0..br).filter(|_| d > 0) {
                         let src = &x[(r0 + b0 + i) * k..(r0 + b0 + i + 1) * k];
-                        for (kk, &v) in src.iter().enumerate() {
-                            buf[off + kk * br + i] = v;
-                        }
+                        path.pack_row(src, &mut buf[off + i..off + br * d], br);
                     }
-                    off += br * k;
+                    off += br * d;
                 }
                 let mut p = panels.start;
                 while p < panels.end {
@@ -217,38 +285,24 @@ impl PackedMatrix {
                     // every write lands inside `out` (m*n, checked by the caller), and this
                     // thread owns the columns of its panel range (see OutPtr).
                     let c = unsafe { out.0.add(r0 * self.n + p * NR) };
-                    #[cfg(target_arch = "x86_64")]
-                    if kernel == Kernel::Avx512 && rows <= 3 {
-                        let g = (panels.end - p).min(avx512::WIDE);
+                    let g = (panels.end - p).min(path.wide_max(rows));
+                    if g > 0 {
                         let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + g) * NR]);
                         let cols = (self.n - (p + g - 1) * NR).min(NR);
-                        let (a, wg) = (&buf[..rows * k], &w[p * k * NR..(p + g) * k * NR]);
-                        // SAFETY: avx512f detected; `c` covers rows × the g panels as above.
-                        unsafe { avx512::wide(rows, g, k, a, wg, bias, c, self.n, cols) };
+                        // SAFETY: `c` covers rows × the g panels as above.
+                        unsafe { path.wide(rows, p, g, &buf[..rows * d], bias, c, self.n, cols) };
                         p += g;
                         continue;
                     }
-                    let wp = &w[p * k * NR..(p + 1) * k * NR];
                     let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + 1) * NR]);
                     let cols = (self.n - p * NR).min(NR);
                     let mut off = 0;
                     for b in 0..blocks {
                         let (b0, br) = block(rows, blocks, b);
-                        let a = &buf[off..off + br * k];
-                        // SAFETY: row b0 is inside this chunk (see `c` above).
-                        let c = unsafe { c.add(b0 * self.n) };
-                        match kernel {
-                            // SAFETY: `c` is valid for br rows of `cols` columns at stride n.
-                            Kernel::Scalar => unsafe { scalar::block(br, k, a, wp, bias, c, self.n, cols) },
-                            // SAFETY: Avx2 is only chosen after detecting avx2 and fma (tests
-                            // check it too); `c` is valid as for Scalar.
-                            #[cfg(target_arch = "x86_64")]
-                            Kernel::Avx2 => unsafe { avx2::block(br, k, a, wp, bias, c, self.n, cols) },
-                            // SAFETY: as for Avx2, with avx512f.
-                            #[cfg(target_arch = "x86_64")]
-                            Kernel::Avx512 => unsafe { avx512::block(br, k, a, wp, bias, c, self.n, cols) },
-                        }
-                        off += br * k;
+                        // SAFETY: row b0 is inside this chunk (see `c` above), so `c` is valid
+                        // for br rows of `cols` columns at stride n.
+                        unsafe { path.block(br, p, &buf[off..off + br * d], bias, c.add(b0 * self.n), self.n, cols) };
+                        off += br * d;
                     }
                     p += 1;
                 }
@@ -258,6 +312,254 @@ impl PackedMatrix {
     }
 }
 
+/// What the f32 and bf16 weights do differently inside the shared driver
+/// ([`PackedMatrix::run_panels`]): how x is packed and which microkernels run. The per-element
+/// order is each kernel's own; the driver only decides who computes which element.
+trait Path: Copy + Send + Sync {
+    /// One packed x element: an f32, or a bf16 pair in a u32.
+    type X: Copy + Default;
+    /// Packed x elements per row (k, or k/2 rounded up).
+    fn depth(&self) -> usize;
+    /// Packs row `src` (k floats) into `dst[d * stride]` for d < depth.
+    fn pack_row(&self, src: &[f32], dst: &mut [Self::X], stride: usize);
+    /// Runs `f` on this thread's packed-x buffer.
+    fn with_buf<R>(f: impl FnOnce(&mut Vec<Self::X>) -> R) -> R;
+    /// Panels the small-m kernel takes per call for `rows` rows, or 0 when it does not apply.
+    fn wide_max(&self, rows: usize) -> usize;
+    /// `rows` rows of packed x (`a`) times panels p..p+g into `c`, the last panel to `cols`
+    /// columns.
+    ///
+    /// # Safety
+    /// `c` is valid for writes of `rows` rows of (g-1)*NR + cols floats at stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wide(
+        &self,
+        rows: usize,
+        p: usize,
+        g: usize,
+        a: &[Self::X],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    );
+    /// `rows` (1..=MR) rows of packed x times panel p into `c`, first `cols` columns.
+    ///
+    /// # Safety
+    /// `c` is valid for writes of `rows` rows of `cols` floats at stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[Self::X],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    );
+}
+
+/// f32 weights, run by `kernel`.
+#[derive(Clone, Copy)]
+struct F32Path<'a> {
+    w: &'a [f32],
+    k: usize,
+    kernel: Kernel,
+}
+
+impl Path for F32Path<'_> {
+    type X = f32;
+
+    fn depth(&self) -> usize {
+        self.k
+    }
+
+    fn pack_row(&self, src: &[f32], dst: &mut [f32], stride: usize) {
+        for (kk, &v) in src.iter().enumerate() {
+            dst[kk * stride] = v;
+        }
+    }
+
+    fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+        XBUF.with(|buf| f(&mut buf.borrow_mut()))
+    }
+
+    fn wide_max(&self, rows: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel == Kernel::Avx512 && rows <= 3 {
+            return avx512::WIDE;
+        }
+        let _ = rows;
+        0
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wide(
+        &self,
+        rows: usize,
+        p: usize,
+        g: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let (k, w) = (self.k, self.w);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `wide_max` is non-zero only for Avx512, chosen after detecting avx512f; `c`
+        // is forwarded from the caller.
+        unsafe {
+            avx512::wide(rows, g, k, a, &w[p * k * NR..(p + g) * k * NR], bias, c, ldc, cols)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (rows, p, g, k, w, a, bias, c, ldc, cols);
+            unreachable!("`wide_max` is 0 off x86_64");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let k = self.k;
+        let wp = &self.w[p * k * NR..(p + 1) * k * NR];
+        match self.kernel {
+            // SAFETY: `c` is forwarded from the caller.
+            Kernel::Scalar => unsafe { scalar::block(rows, k, a, wp, bias, c, ldc, cols) },
+            // SAFETY: Avx2 is only chosen after detecting avx2 and fma (tests check it too);
+            // `c` as for Scalar.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2::block(rows, k, a, wp, bias, c, ldc, cols) },
+            // SAFETY: as for Avx2, with avx512f.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { avx512::block(rows, k, a, wp, bias, c, ldc, cols) },
+        }
+    }
+}
+
+/// bf16 weights (only ever packed after detecting AVX-512 BF16), run by `avx512bf16`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Bf16Path<'a> {
+    w: &'a [u32],
+    k: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Path for Bf16Path<'_> {
+    type X = u32;
+
+    fn depth(&self) -> usize {
+        self.k.div_ceil(2)
+    }
+
+    fn pack_row(&self, src: &[f32], dst: &mut [u32], stride: usize) {
+        for (pp, pair) in src.chunks(2).enumerate() {
+            dst[pp * stride] = bf16_pair(pair);
+        }
+    }
+
+    fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+        XBUF_BF16.with(|buf| f(&mut buf.borrow_mut()))
+    }
+
+    fn wide_max(&self, rows: usize) -> usize {
+        if rows <= 3 {
+            avx512bf16::WIDE
+        } else {
+            0
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wide(
+        &self,
+        rows: usize,
+        p: usize,
+        g: usize,
+        a: &[u32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let kp = self.depth();
+        let w = &self.w[p * kp * NR..(p + g) * kp * NR];
+        // SAFETY: bf16 weights exist only after `has_bf16()`; `c` is forwarded from the caller.
+        unsafe { avx512bf16::wide(rows, g, kp, a, w, bias, c, ldc, cols) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[u32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let kp = self.depth();
+        let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
+        // SAFETY: as for `wide`.
+        unsafe { avx512bf16::block(rows, kp, a, w, bias, c, ldc, cols) }
+    }
+}
+
+/// Whether this CPU runs the bf16 kernels.
+fn has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// f32 → bf16 bits, rounding to nearest even. NaNs stay (quiet) NaNs, and inputs below f32's
+/// normal range become signed zeros: AVX-512 BF16's conversions do the same, and `vdpbf16ps`
+/// reads bf16 denormals as zero anyway.
+pub(crate) fn to_bf16(v: f32) -> u16 {
+    let b = v.to_bits();
+    if v.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    if b & 0x7f80_0000 == 0 {
+        return ((b >> 16) & 0x8000) as u16;
+    }
+    // No overflow: the largest non-NaN pattern is -inf, 0xff80_0000.
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// One or two consecutive k values as a bf16 pair (the first in the low half, zero past k).
+fn bf16_pair(pair: &[f32]) -> u32 {
+    to_bf16(pair[0]) as u32 | (pair.get(1).map_or(0, |&v| to_bf16(v)) as u32) << 16
+}
+
+fn check_lens(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) {
+    assert_eq!(w.len(), n * k, "PackedMatrix::pack: w.len() != n * k");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
+    }
+}
+
+fn pad_bias(bias: Option<&[f32]>, n: usize) -> Option<Vec<f32>> {
+    bias.map(|b| {
+        let mut v = vec![0.0; n.div_ceil(NR) * NR];
+        v[..n].copy_from_slice(b);
+        v
+    })
+}
+
 /// Row block `b` of `blocks` over `rows`: (first row, row count), sizes as even as possible so
 /// no block is left with a latency-bound handful of rows.
 fn block(rows: usize, blocks: usize, b: usize) -> (usize, usize) {
@@ -265,13 +567,30 @@ fn block(rows: usize, blocks: usize, b: usize) -> (usize, usize) {
     (start, (b + 1) * rows / blocks - start)
 }
 
+fn lines(data: &[Line]) -> &[f32] {
+    // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes exactly).
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<f32>(), data.len() * 16) }
+}
+
 fn lines_mut(data: &mut [Line]) -> &mut [f32] {
     // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes exactly).
     unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<f32>(), data.len() * 16) }
+}
+
+fn pairs(data: &[Line]) -> &[u32] {
+    // SAFETY: as for `lines`; u32 has f32's size and alignment, and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u32>(), data.len() * 16) }
+}
+
+fn pairs_mut(data: &mut [Line]) -> &mut [u32] {
+    // SAFETY: as for `pairs`.
+    unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u32>(), data.len() * 16) }
 }
 
 thread_local! {
     /// Packed x, reused across calls so a decode step does not page-fault in a fresh buffer.
     /// Bounded by one m-chunk: about `X_CHUNK_BYTES` + MR·k floats per thread.
     static XBUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The same for bf16 weights' packed x (bf16 pairs).
+    static XBUF_BF16: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }

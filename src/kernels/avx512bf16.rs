@@ -1,0 +1,210 @@
+//! AVX-512 BF16 microkernels for bf16 weights: R rows × 32 columns in 2·R zmm accumulators, one
+//! `vdpbf16ps` per accumulator per k-pair. W is `[kp][NR]` u32 per panel and x `[kp][R]` u32,
+//! each u32 the bf16 pair (k = 2p in the low half, 2p+1 in the high half) that one 32-bit lane
+//! of `vdpbf16ps` takes. Each lane is one `vdpbf16ps` chain over p from 0, then `+ bias`, in
+//! both [`block`] and [`wide`], so which of them computes an element does not change its bits.
+
+use std::arch::x86_64::*;
+
+use super::{MR, NR};
+
+/// One `vdpbf16ps`: acc + x·w over the bf16 pair of each lane. The `__m512i` → `__m512bh`
+/// transmutes are bit casts between 512-bit vector types of the same size.
+#[inline]
+#[target_feature(enable = "avx512bf16,avx512f")]
+fn dp(acc: __m512, x: __m512i, w: __m512i) -> __m512 {
+    // SAFETY: both types are 64-byte SIMD vectors with no invalid bit patterns.
+    let (x, w) = unsafe { (std::mem::transmute::<__m512i, __m512bh>(x), std::mem::transmute::<__m512i, __m512bh>(w)) };
+    _mm512_dpbf16_ps(acc, x, w)
+}
+
+/// `rows` (1..=MR) rows of packed x (`a`: [kp][rows]) times one bf16 W panel (`w`: [kp][NR])
+/// into `c` (row stride `ldc`), writing only the first `cols` columns.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16, and `c` must be valid for writes of `rows`
+/// rows of `cols` floats at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512bf16,avx512f")]
+pub(super) unsafe fn block(
+    rows: usize,
+    kp: usize,
+    a: &[u32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    assert!(a.len() >= kp * rows && w.len() >= kp * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+    // SAFETY (all arms): bounds asserted above; features and `c` forwarded from the caller.
+    unsafe {
+        let (a, w) = (a.as_ptr(), w.as_ptr());
+        match rows {
+            1 => kern::<1>(kp, a, w, bias, c, ldc, cols),
+            2 => kern::<2>(kp, a, w, bias, c, ldc, cols),
+            3 => kern::<3>(kp, a, w, bias, c, ldc, cols),
+            4 => kern::<4>(kp, a, w, bias, c, ldc, cols),
+            5 => kern::<5>(kp, a, w, bias, c, ldc, cols),
+            6 => kern::<6>(kp, a, w, bias, c, ldc, cols),
+            7 => kern::<7>(kp, a, w, bias, c, ldc, cols),
+            8 => kern::<8>(kp, a, w, bias, c, ldc, cols),
+            9 => kern::<9>(kp, a, w, bias, c, ldc, cols),
+            10 => kern::<10>(kp, a, w, bias, c, ldc, cols),
+            11 => kern::<11>(kp, a, w, bias, c, ldc, cols),
+            12 => kern::<12>(kp, a, w, bias, c, ldc, cols),
+            _ => unreachable!("row block of {rows} > MR = {MR}"),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512bf16,avx512f")]
+unsafe fn kern<const R: usize>(
+    kp: usize,
+    a: *const u32,
+    w: *const u32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let (mut a, mut w) = (a, w);
+    for _ in 0..kp {
+        // SAFETY: `block` checked a has kp*R and w has kp*NR u32s; the pointers advance by one
+        // k-pair per iteration.
+        unsafe {
+            let w0 = _mm512_loadu_si512(w.cast());
+            let w1 = _mm512_loadu_si512(w.add(16).cast());
+            for (i, row) in acc.iter_mut().enumerate() {
+                let xi = _mm512_set1_epi32(*a.add(i) as i32);
+                row[0] = dp(row[0], xi, w0);
+                row[1] = dp(row[1], xi, w1);
+            }
+            a = a.add(R);
+            w = w.add(NR);
+        }
+    }
+    // SAFETY: `block` checked the bias slice holds NR floats, and the caller `c`.
+    unsafe { finish(&mut acc, bias, c, ldc, cols) };
+}
+
+/// Adds the bias (if any) and stores R rows × V vectors, the last panel masked to `cols`.
+///
+/// # Safety
+/// `bias` is null or holds V·16 floats; `c` as for [`wide`] with V/2 panels.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn finish<const R: usize, const V: usize>(
+    acc: &mut [[__m512; V]; R],
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    if !bias.is_null() {
+        for v in 0..V {
+            // SAFETY: the caller guarantees V·16 bias floats.
+            let b = unsafe { _mm512_loadu_ps(bias.add(v * 16)) };
+            for row in acc.iter_mut() {
+                row[v] = _mm512_add_ps(row[v], b);
+            }
+        }
+    }
+    let last = if cols >= NR { u32::MAX } else { (1u32 << cols) - 1 };
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &r) in row.iter().enumerate() {
+            let mask = if v + 2 < V { u16::MAX } else { (last >> (16 * (v % 2))) as u16 };
+            // SAFETY: the caller guarantees the columns up to `cols` of the last panel per row at
+            // stride ldc; masked-off lanes are not written, and `wrapping_add` because past a
+            // narrow last panel the vector may start beyond `out`.
+            unsafe { _mm512_mask_storeu_ps(c.wrapping_add(i * ldc + v * 16), mask, r) };
+        }
+    }
+}
+
+/// Most panels per [`wide`] call.
+pub(super) const WIDE: usize = 4;
+
+/// `rows` (1..=3) rows of packed x times `panels` (1..=WIDE) consecutive bf16 panels, only the
+/// last of which may be narrower (`cols` columns): decode is bound by W bandwidth, and one panel
+/// would leave only two dependency chains in flight. Same per-element order as [`block`].
+///
+/// # Safety
+/// AVX-512F and AVX-512 BF16; `c` is valid for `rows` rows of (panels-1)*NR + cols floats at
+/// stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512bf16,avx512f")]
+pub(super) unsafe fn wide(
+    rows: usize,
+    panels: usize,
+    kp: usize,
+    a: &[u32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    assert!(
+        a.len() >= kp * rows
+            && w.len() >= panels * kp * NR
+            && bias.is_none_or(|b| b.len() >= panels * NR)
+            && cols <= NR
+    );
+    let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+    // SAFETY (all arms): bounds asserted above; features and `c` forwarded from the caller.
+    unsafe {
+        let (a, w) = (a.as_ptr(), w.as_ptr());
+        match (rows, panels) {
+            (1, 1) => wide_kern::<1, 2>(kp, a, w, bias, c, ldc, cols),
+            (1, 2) => wide_kern::<1, 4>(kp, a, w, bias, c, ldc, cols),
+            (1, 3) => wide_kern::<1, 6>(kp, a, w, bias, c, ldc, cols),
+            (1, 4) => wide_kern::<1, 8>(kp, a, w, bias, c, ldc, cols),
+            (2, 1) => wide_kern::<2, 2>(kp, a, w, bias, c, ldc, cols),
+            (2, 2) => wide_kern::<2, 4>(kp, a, w, bias, c, ldc, cols),
+            (2, 3) => wide_kern::<2, 6>(kp, a, w, bias, c, ldc, cols),
+            (2, 4) => wide_kern::<2, 8>(kp, a, w, bias, c, ldc, cols),
+            (3, 1) => wide_kern::<3, 2>(kp, a, w, bias, c, ldc, cols),
+            (3, 2) => wide_kern::<3, 4>(kp, a, w, bias, c, ldc, cols),
+            (3, 3) => wide_kern::<3, 6>(kp, a, w, bias, c, ldc, cols),
+            (3, 4) => wide_kern::<3, 8>(kp, a, w, bias, c, ldc, cols),
+            _ => unreachable!("wide block of {rows} rows × {panels} panels"),
+        }
+    }
+}
+
+/// R rows × V/2 panels (V 16-lane vectors per row).
+#[inline]
+#[target_feature(enable = "avx512bf16,avx512f")]
+unsafe fn wide_kern<const R: usize, const V: usize>(
+    kp: usize,
+    a: *const u32,
+    w: *const u32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    let stride = kp * NR;
+    for p in 0..kp {
+        // SAFETY: `wide` checked a has kp*R u32s and each of the V/2 panels kp*NR.
+        unsafe {
+            let mut wv = [_mm512_setzero_si512(); V];
+            for (v, wr) in wv.iter_mut().enumerate() {
+                *wr = _mm512_loadu_si512(w.add((v / 2) * stride + p * NR + (v % 2) * 16).cast());
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let xi = _mm512_set1_epi32(*a.add(p * R + i) as i32);
+                for (r, &wr) in row.iter_mut().zip(&wv) {
+                    *r = dp(*r, xi, wr);
+                }
+            }
+        }
+    }
+    // SAFETY: `wide` checked the bias slice holds V/2*NR floats, and the caller `c`.
+    unsafe { finish(&mut acc, bias, c, ldc, cols) };
+}
