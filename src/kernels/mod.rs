@@ -240,7 +240,7 @@ impl PackedMatrix {
         let panels = self.n.div_ceil(NR);
         let threads = rayon::current_num_threads().min(panels);
         let ptr = OutPtr(out.as_mut_ptr());
-        if threads <= 1 || m.saturating_mul(self.n).saturating_mul(self.k) < PAR_MIN_WORK {
+        if threads <= 1 || m.saturating_mul(self.n).saturating_mul(self.k) < P::PAR_MIN_WORK {
             self.run_panels(path, x, m, 0..panels, ptr);
             return;
         }
@@ -318,6 +318,8 @@ impl PackedMatrix {
 trait Path: Copy + Send + Sync {
     /// One packed x element: an f32, or a bf16 pair in a u32.
     type X: Copy + Default;
+    /// Multiply-adds below which one thread does the whole product.
+    const PAR_MIN_WORK: usize;
     /// Packed x elements per row (k, or k/2 rounded up).
     fn depth(&self) -> usize;
     /// Packs row `src` (k floats) into `dst[d * stride]` for d < depth.
@@ -370,6 +372,7 @@ struct F32Path<'a> {
 
 impl Path for F32Path<'_> {
     type X = f32;
+    const PAR_MIN_WORK: usize = PAR_MIN_WORK;
 
     fn depth(&self) -> usize {
         self.k
@@ -458,6 +461,8 @@ struct Bf16Path<'a> {
 #[cfg(target_arch = "x86_64")]
 impl Path for Bf16Path<'_> {
     type X = u32;
+    // Half the weight bytes per multiply-add, so twice the work to pay for a fork/join.
+    const PAR_MIN_WORK: usize = 2 * PAR_MIN_WORK;
 
     fn depth(&self) -> usize {
         self.k.div_ceil(2)
@@ -592,5 +597,6 @@ thread_local! {
     /// Bounded by one m-chunk: about `X_CHUNK_BYTES` + MR·k floats per thread.
     static XBUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The same for bf16 weights' packed x (bf16 pairs).
+    #[cfg(target_arch = "x86_64")]
     static XBUF_BF16: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
