@@ -597,5 +597,6 @@ thread_local! {
     /// Bounded by one m-chunk: about `X_CHUNK_BYTES` + MR·k floats per thread.
     static XBUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The same for bf16 weights' packed x (bf16 pairs).
+    #[cfg(target_arch = "x86_64")]
     static XBUF_BF16: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
