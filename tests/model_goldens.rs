@@ -262,3 +262,37 @@ fn unsupported_architecture_is_a_clear_error() {
     let err = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).err().unwrap().to_string();
     assert!(err.contains("gpt_neox") && err.contains("llama, mistral, qwen2, qwen3"), "{err}");
 }
+
+/// bf16 weights on the host kernels (where the CPU has AVX-512 BF16): every product takes bf16
+/// inputs and accumulates in f32, so logits move from transformers' f32 ones by bf16 rounding
+/// only, greedy tokens mostly agree, and an item's logits are still the same bits alone and in
+/// a batch.
+#[test]
+fn bf16_weights_on_the_host_kernels() {
+    for name in ["qwen2-bias-bf16", "llama-gqa-untied", "qwen3-qknorm-sharded", "embedded"] {
+        let (g, hf) = golden(name);
+        let ckpt = Checkpoint::from_dir(&repo().join(&g.checkpoint)).unwrap();
+        let m = LoadedModel::load(&ckpt, &Device::Cpu, DType::BF16).unwrap();
+        if !m.model.backend_name().contains("bf16") {
+            eprintln!("SKIPPED: this CPU has no AVX-512 BF16, so bf16 weights run on candle ({})", m.model.backend_name());
+            return;
+        }
+        let prompts: Vec<Vec<u32>> = g.cases.iter().map(|c| c.input_ids.clone()).collect();
+        let steps = g.cases[0].greedy_ids.len();
+        let (batched, batched_ids) = packed_greedy(&m, &prompts, steps);
+        let (mut worst, mut scale, mut same_tokens, mut tokens) = (0f32, 0f32, 0, 0);
+        for (i, case) in g.cases.iter().enumerate() {
+            let (alone, alone_ids) = packed_greedy(&m, &prompts[i..=i], steps);
+            assert_eq!(alone[0], batched[i], "{name} prompt {i}: bf16 logits differ between alone and batched");
+            assert_eq!(alone_ids[0], batched_ids[i], "{name} prompt {i}: bf16 greedy ids differ between alone and batched");
+            worst = worst.max(max_diff(&alone[0], &hf[i].0));
+            scale = scale.max(hf[i].0.iter().flatten().fold(0f32, |a, v| a.max(v.abs())));
+            same_tokens += alone_ids[0].iter().zip(&case.greedy_ids).take_while(|(a, b)| a == b).count();
+            tokens += steps;
+        }
+        eprintln!("{name} [bf16 host]: largest logit difference vs transformers f32 {worst:.2e} (largest logit {scale:.2e}); greedy prefix agreement {same_tokens}/{tokens}");
+        // bf16 keeps 8 significant bits: a few roundings per layer move a logit by a few
+        // hundredths of the largest one, not more.
+        assert!(worst < 0.05 * scale.max(1.0), "{name}: bf16 logits differ by {worst} (largest logit {scale})");
+    }
+}

@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="weights (and, in transformers, activations)")
     ap.add_argument("--no-benchgen", action="store_true", help="measure transformers only")
     ap.add_argument("--speed-binary", default=str(Path(__file__).resolve().parent.parent / "target/release/examples/speed"))
     args = ap.parse_args()
@@ -46,8 +47,8 @@ def main():
         num_key_value_heads=3, vocab_size=49152, rms_norm_eps=1e-5, rope_theta=100000.0,
         max_position_embeddings=8192, tie_word_embeddings=True, hidden_act="silu",
     )
-    model = LlamaForCausalLM(cfg).eval().to(torch.float32)
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads, f32")
+    model = LlamaForCausalLM(cfg).eval().to(torch.float32 if args.dtype == "f32" else torch.bfloat16)
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads, {args.dtype}")
     print(f"{'batch':>5} {'prefill tok/s':>14} {'decode tok/s':>13}")
     batches = [int(b) for b in args.batches.split(",")]
     hf = {}
@@ -73,13 +74,13 @@ def main():
         return
     del model
     ours = benchgen(args, batches)
-    table(args, batches, [("transformers, f32", hf), ("benchgen, f32", ours)])
+    table(args, batches, [(f"transformers, {args.dtype}", hf), (f"benchgen, {args.dtype}", ours)])
 
 
 def benchgen(args, batches):
     """{batch: (prefill, decode)} from benchgen's speed example on the same shapes."""
     cmd = [args.speed_binary, "--batches", ",".join(map(str, batches)), "--repeats", str(args.repeats),
-           "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens)]
+           "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens), "--dtype", args.dtype]
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     print(out, end="")

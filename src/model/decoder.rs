@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 
 use super::candle_decoder::{CandleCache, CandleDecoder};
 use super::config::ModelConfig;
-use super::host::{HostCache, HostDecoder};
+use super::host::{HostCache, HostDecoder, Weights};
 
 /// One sequence's slice of a packed batch: `len` new tokens whose first position is `offset`
 /// (equal to the number of tokens already in that sequence's cache).
@@ -30,7 +30,8 @@ pub struct Segment {
 /// Which implementation runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// The host kernels on the CPU with f32 weights, candle otherwise.
+    /// The host kernels on the CPU with f32 weights (and bf16 where the CPU has AVX-512 BF16),
+    /// candle otherwise.
     #[default]
     Auto,
     /// candle's ops everywhere (the reference the host kernels are checked against too).
@@ -133,9 +134,9 @@ impl Decoder {
     }
 
     pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, backend: Backend) -> Result<Self> {
-        let host = backend == Backend::Auto && vb.device().is_cpu() && vb.dtype() == DType::F32;
-        let inner = if host {
-            Inner::Host(Box::new(HostDecoder::load(vb, cfg)?))
+        let host = (backend == Backend::Auto && vb.device().is_cpu()).then(|| Weights::for_dtype(vb.dtype())).flatten();
+        let inner = if let Some(weights) = host {
+            Inner::Host(Box::new(HostDecoder::load(vb, cfg, weights)?))
         } else {
             Inner::Candle(Box::new(CandleDecoder::load(vb, cfg, backend == Backend::CandleDifferentiable)?))
         };
@@ -156,7 +157,10 @@ impl Decoder {
     pub fn dtype(&self) -> DType {
         match &self.inner {
             Inner::Candle(m) => m.dtype(),
-            Inner::Host(_) => DType::F32,
+            Inner::Host(m) => match m.weights() {
+                Weights::F32 => DType::F32,
+                Weights::Bf16 => DType::BF16,
+            },
         }
     }
 
@@ -164,7 +168,10 @@ impl Decoder {
     pub fn backend_name(&self) -> &'static str {
         match &self.inner {
             Inner::Candle(_) => "candle",
-            Inner::Host(_) => "host f32 kernels",
+            Inner::Host(m) => match m.weights() {
+                Weights::F32 => "host f32 kernels",
+                Weights::Bf16 => "host bf16 kernels",
+            },
         }
     }
 

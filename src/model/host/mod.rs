@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 
 use self::attention::{attend, Heads};
 pub use self::attention::HostCache;
+
 use super::config::ModelConfig;
 use super::decoder::Segment;
 use super::rope::inv_freq;
@@ -47,6 +48,7 @@ pub(crate) struct HostDecoder {
     hidden: usize,
     inter: usize,
     eps: f32,
+    weights: Weights,
 }
 
 /// A weight's values, row-major, as f32.
@@ -58,8 +60,36 @@ fn vector(vb: &VarBuilder, size: usize, name: &str) -> Result<Vec<f32>> {
     vb.get(size, name)?.to_dtype(DType::F32)?.to_vec1::<f32>()
 }
 
+/// How the host decoder holds its matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Weights {
+    F32,
+    /// bf16 weights, products on AVX-512 BF16 (activations rounded to bf16 at each product's
+    /// input, f32 accumulation); only where the CPU has it.
+    Bf16,
+}
+
+impl Weights {
+    /// The host representation of candle dtype `dtype` on this CPU, if there is one.
+    pub fn for_dtype(dtype: DType) -> Option<Self> {
+        match dtype {
+            DType::F32 => Some(Weights::F32),
+            DType::BF16 if PackedMatrix::pack_bf16(&[0.0], 1, 1, None).is_some() => Some(Weights::Bf16),
+            _ => None,
+        }
+    }
+
+    fn pack(self, w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Result<PackedMatrix> {
+        match self {
+            Weights::F32 => Ok(PackedMatrix::pack(w, n, k, bias)),
+            Weights::Bf16 => PackedMatrix::pack_bf16(w, n, k, bias)
+                .ok_or_else(|| candle_core::Error::msg("this CPU has no AVX-512 BF16 for bf16 weights")),
+        }
+    }
+}
+
 /// Linear layers stacked along their outputs, packed as one matrix (with their biases if `bias`).
-fn packed(vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool) -> Result<PackedMatrix> {
+fn packed(vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool, weights: Weights) -> Result<PackedMatrix> {
     let rows: usize = parts.iter().map(|p| p.1).sum();
     let mut w = Vec::with_capacity(rows * inputs);
     let mut b = Vec::with_capacity(if bias { rows } else { 0 });
@@ -69,11 +99,11 @@ fn packed(vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool) -
             b.extend(vector(&vb.pp(name), n, "bias")?);
         }
     }
-    Ok(PackedMatrix::pack(&w, rows, inputs, bias.then_some(b.as_slice())))
+    weights.pack(&w, rows, inputs, bias.then_some(b.as_slice()))
 }
 
 impl HostDecoder {
-    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig, weights: Weights) -> Result<Self> {
         let (hs, is) = (cfg.hidden_size, cfg.intermediate_size);
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
         let (qkv_bias, o_bias) = cfg.projection_bias();
@@ -82,11 +112,11 @@ impl HostDecoder {
         // model plus one tensor's transient copies.
         let table = values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?;
         let (embed, lm_head) = if cfg.tie_word_embeddings {
-            let head = PackedMatrix::pack(&table, cfg.vocab_size, hs, None);
+            let head = weights.pack(&table, cfg.vocab_size, hs, None)?;
             drop(table);
             (Embeddings::Tied, head)
         } else {
-            let head = packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false)?;
+            let head = packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false, weights)?;
             (Embeddings::Table(table), head)
         };
         let layers = (0..cfg.num_hidden_layers)
@@ -101,12 +131,12 @@ impl HostDecoder {
                 let mlp = l.pp("mlp");
                 Ok(Block {
                     input_norm: vector(&l.pp("input_layernorm"), hs, "weight")?,
-                    qkv: packed(&a, &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)], hs, qkv_bias)?,
+                    qkv: packed(&a, &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)], hs, qkv_bias, weights)?,
                     qk_norm,
-                    o: packed(&a, &[("o_proj", hs)], h * hd, o_bias)?,
+                    o: packed(&a, &[("o_proj", hs)], h * hd, o_bias, weights)?,
                     post_norm: vector(&l.pp("post_attention_layernorm"), hs, "weight")?,
-                    gate_up: packed(&mlp, &[("gate_proj", is), ("up_proj", is)], hs, cfg.mlp_bias)?,
-                    down: packed(&mlp, &[("down_proj", hs)], is, cfg.mlp_bias)?,
+                    gate_up: packed(&mlp, &[("gate_proj", is), ("up_proj", is)], hs, cfg.mlp_bias, weights)?,
+                    down: packed(&mlp, &[("down_proj", hs)], is, cfg.mlp_bias, weights)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -121,7 +151,12 @@ impl HostDecoder {
             hidden: hs,
             inter: is,
             eps: cfg.rms_norm_eps as f32,
+            weights,
         })
+    }
+
+    pub fn weights(&self) -> Weights {
+        self.weights
     }
 
     pub fn new_cache(&self, max_len: usize) -> HostCache {
