@@ -150,31 +150,10 @@ pub fn attend(q: &[f32], segs: &[Segment], caches: &[KvView], h: Heads, out: &mu
     let tasks: Vec<(usize, usize)> = (0..segs.len()).flat_map(|s| (0..h.q).map(move |head| (s, head))).collect();
     let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
         let seg = segs[s];
-        let kv = caches[s];
-        let kh = head / group;
-        let heads = kh * h.dim..(kh + 1) * h.dim;
+        let rows = &q[starts[s] * qw..(starts[s] + seg.len) * qw];
+        let job = Head { rows, qw, head, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale };
         let mut res = vec![0f32; seg.len * h.dim];
-        let mut scores = Vec::new();
-        for i in 0..seg.len {
-            let pos = seg.offset + i;
-            let lo = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qrow = &q[(starts[s] + i) * qw + head * h.dim..][..h.dim];
-            scores.clear();
-            scores.extend((lo..=pos).map(|j| dot(qrow, &kv.row(j).0[heads.clone()]) * scale));
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for e in scores.iter_mut() {
-                *e = exp(*e - max);
-                sum += *e;
-            }
-            let o = &mut res[i * h.dim..][..h.dim];
-            for (j, e) in (lo..=pos).zip(&scores) {
-                let p = e / sum;
-                for (o, v) in o.iter_mut().zip(&kv.row(j).1[heads.clone()]) {
-                    *o += p * v;
-                }
-            }
-        }
+        job.run(&mut res);
         res
     };
     let work: usize = segs.iter().map(|s| s.len * (s.offset + s.len)).sum::<usize>() * h.q;
@@ -185,6 +164,108 @@ pub fn attend(q: &[f32], segs: &[Segment], caches: &[KvView], h: Heads, out: &mu
             out[(starts[s] + i) * qw + head * h.dim..][..h.dim].copy_from_slice(&r[i * h.dim..][..h.dim]);
         }
     }
+}
+
+/// One (sequence, query head) of [`attend`]: its new tokens' queries against its cache.
+struct Head<'a> {
+    /// The segment's query rows, `[len][qw]`.
+    rows: &'a [f32],
+    qw: usize,
+    head: usize,
+    kv: KvView<'a>,
+    /// Its KV head.
+    kh: usize,
+    seg: Segment,
+    dim: usize,
+    window: Option<usize>,
+    scale: f32,
+}
+
+impl Head<'_> {
+    /// The same arithmetic compiled for AVX-512 where the CPU has it: IEEE operations in the
+    /// same order (Rust never contracts a*b+c), so the bits do not depend on which copy runs.
+    fn run(&self, res: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: avx512f was just detected.
+            unsafe { self.run_avx512(res) };
+            return;
+        }
+        self.body(res);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(&self, res: &mut [f32]) {
+        self.body(res);
+    }
+
+    #[inline(always)]
+    fn body(&self, res: &mut [f32]) {
+        let d = self.dim;
+        let cols = self.kh * d..(self.kh + 1) * d;
+        let mut scores = Vec::with_capacity(self.seg.offset + self.seg.len);
+        for i in 0..self.seg.len {
+            let pos = self.seg.offset + i;
+            let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let qrow = &self.rows[i * self.qw + self.head * d..][..d];
+            scores.clear();
+            scores.extend((lo..=pos).map(|j| dot(qrow, &self.kv.row(j).0[cols.clone()]) * self.scale));
+            let max = lanes_max(&scores);
+            for e in scores.iter_mut() {
+                *e = exp(*e - max);
+            }
+            let sum = lanes_sum(&scores);
+            let o = &mut res[i * d..][..d];
+            for (j, e) in (lo..=pos).zip(&scores) {
+                let p = e / sum;
+                for (o, v) in o.iter_mut().zip(&self.kv.row(j).1[cols.clone()]) {
+                    *o += p * v;
+                }
+            }
+        }
+    }
+}
+
+/// Sum in 16 lanes, then the lanes in a fixed tree: the order depends on the length alone.
+#[inline(always)]
+fn lanes_sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] += c[l];
+        }
+    }
+    for (a, t) in acc.iter_mut().zip(tail) {
+        *a += t;
+    }
+    let mut width = 8;
+    while width > 0 {
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+        width /= 2;
+    }
+    acc[0]
+}
+
+/// The largest value (max is exact, so lane order does not matter).
+#[inline(always)]
+fn lanes_max(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = v.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] = acc[l].max(c[l]);
+        }
+    }
+    for (a, t) in acc.iter_mut().zip(tail) {
+        *a = a.max(*t);
+    }
+    acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ const PARALLEL_ROWS: usize = 64;
 
 /// Sum of `a[i] * b[i]` with 16 independent partial sums (vectorisable; the order is fixed by
 /// the length alone).
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = a.len() / 16;
@@ -25,7 +25,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     hsum(&acc) + tail
 }
 
-#[inline]
+#[inline(always)]
 fn hsum(acc: &[f32; 16]) -> f32 {
     let mut s8 = [0f32; 8];
     for l in 0..8 {
