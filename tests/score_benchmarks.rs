@@ -374,6 +374,10 @@ fn arc_gen_letters_options_by_position_and_scores_by_position() {
     std::fs::write(dir.path().join("preds.jsonl"), text).unwrap();
     let b: Value = serde_json::from_str(&ok(&run(&["score", "--env", "arc-easy-gen", "--predictions", "preds.jsonl", "--json"]))).unwrap();
     assert_eq!((b["correct"].clone(), b["answered"].clone(), b["total"].clone()), (json!(2), json!(3), json!(3)), "{b}");
+    // Detailed results show the reference as the prompt lettered it.
+    let targets: Vec<(String, String)> =
+        last_details(dir.path()).iter().map(|d| (d["id"].as_str().unwrap().into(), d["target"].as_str().unwrap().into())).collect();
+    assert!(targets.contains(&("q2".into(), "B".into())) && targets.contains(&("q3".into(), "E".into())), "{targets:?}");
     // The label itself is not a letter: "2" is no answer.
     std::fs::write(dir.path().join("preds.jsonl"), format!("{}\n", json!({"id": "q2", "prediction": "2"}))).unwrap();
     let b: Value = serde_json::from_str(&ok(&run(&["score", "--env", "arc-easy-gen", "--predictions", "preds.jsonl", "--json"]))).unwrap();

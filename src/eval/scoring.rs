@@ -112,10 +112,15 @@ impl Scoring<'_> {
             .iter()
             .zip(by_item)
             .zip(scores)
-            .map(|((it, p), sc)| DetailedRecord {
+            .zip(&positions)
+            .map(|(((it, p), sc), pos)| DetailedRecord {
                 id: it.id.clone(),
                 prompt: p.map_or_else(String::new, |p| p.prompt.clone()),
-                target: it.target.clone(),
+                // The letter the prompt showed for the reference option, when scored by position.
+                target: match it.target_index.filter(|_| pos.is_some()) {
+                    Some(i) if i < 26 => char::from(b'A' + i as u8).to_string(),
+                    _ => it.target.clone(),
+                },
                 prediction: p.map_or_else(String::new, |p| p.prediction.clone()),
                 extracted: sc.extracted,
                 correct: sc.correct,
