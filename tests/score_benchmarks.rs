@@ -214,6 +214,16 @@ fn real_files_have_their_item_counts_and_references_score_fully() {
     }
 }
 
+/// `benchgen ARGS` in `dir`, with `dir/data` as the data folder.
+fn with_data(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        .args(args)
+        .current_dir(dir)
+        .env("BENCHGEN_DATA_DIR", dir.join("data"))
+        .output()
+        .unwrap()
+}
+
 fn score_named(dir: &Path, name: &str, preds: &[Value]) -> Value {
     let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
     std::fs::write(dir.join("preds.jsonl"), text).unwrap();
@@ -298,14 +308,7 @@ fn mmlu_gen_prompts_like_mmlu_and_reads_letters_from_free_text() {
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join(format!("astronomy_{split}.csv")), "Is the Sun a star?,yes,no,both,neither,A\n").unwrap();
     }
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
-            .args(args)
-            .current_dir(dir.path())
-            .env("BENCHGEN_DATA_DIR", dir.path().join("data"))
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| with_data(dir.path(), args);
     let out = ok(&run(&["env", "validate", "mmlu-gen"]));
     assert!(out.contains("phase test: 3 items, 0 problem(s)"), "{out}");
 
@@ -348,14 +351,7 @@ fn arc_gen_letters_options_by_position_and_scores_by_position() {
         + &item("q2", "All living and nonliving material is composed of", &[("1", "air"), ("2", "elements"), ("3", "water"), ("4", "soil")], "2")
         + &item("q3", "Which is largest?", &[("A", "ant"), ("B", "cat"), ("C", "dog"), ("D", "horse"), ("E", "whale")], "E");
     std::fs::write(arc.join("ARC-Easy-Test.jsonl"), text).unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
-            .args(args)
-            .current_dir(dir.path())
-            .env("BENCHGEN_DATA_DIR", dir.path().join("data"))
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| with_data(dir.path(), args);
     let out = ok(&run(&["env", "validate", "arc-easy-gen"]));
     assert!(out.contains("phase test: 3 items, 0 problem(s)"), "{out}");
     ok(&run(&["eval", "--env", "arc-easy-gen"]));

@@ -30,7 +30,6 @@ if [ ! -e "$root/lib64/libcuda.so" ]; then
       grep -ohE "^#define[[:space:]]+cu[A-Za-z0-9_]+[[:space:]]+cu[A-Za-z0-9_]+" "$cu"/include/*.h | awk '{print $3}'
       echo cuProfilerInitialize   # gone from CUDA 13's headers, still bound by cudarc 0.19
     } | sort -u | awk '{print "void " $1 "(void) {}"}' > "$root/cuda_stub.c"
-    sort -u "$root/cuda_stub.c" -o "$root/cuda_stub.c"
     cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$root/lib64/libcuda.so" "$root/cuda_stub.c"
 fi
 cat > "$root/env.sh" <<ENV

@@ -119,23 +119,16 @@ impl LocalEngine {
                 take
             })
             .collect();
-        let (segs, tokens, caches, done) = {
-            let mut segs = Vec::new();
-            let mut tokens = Vec::new();
-            let mut caches: Vec<&mut SeqCache> = Vec::new();
-            let mut done = Vec::new();
-            for (r, &feed) in running.iter_mut().zip(&feeds) {
-                if feed == 0 {
-                    continue;
-                }
-                segs.push(Segment { len: feed, offset: r.cache.len() });
-                tokens.extend_from_slice(&r.pending[..feed]);
-                done.push(feed == r.pending.len());
-                caches.push(&mut r.cache);
-            }
-            (segs, tokens, caches, done)
-        };
-        let mut caches = caches;
+        let mut segs = Vec::new();
+        let mut tokens = Vec::new();
+        let mut caches: Vec<&mut SeqCache> = Vec::new();
+        let mut done = Vec::new();
+        for (r, &feed) in running.iter_mut().zip(&feeds).filter(|(_, &feed)| feed > 0) {
+            segs.push(Segment { len: feed, offset: r.cache.len() });
+            tokens.extend_from_slice(&r.pending[..feed]);
+            done.push(feed == r.pending.len());
+            caches.push(&mut r.cache);
+        }
         let logits = self.forward_last(&segs, tokens, &mut caches, &done)?;
         let mut logits = logits.into_iter();
         let mut out = Vec::with_capacity(running.len());

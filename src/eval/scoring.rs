@@ -88,18 +88,21 @@ impl Scoring<'_> {
             .compile()
             .map_err(|e| Error::env(&self.env.origin, e.to_string()))?;
         // An item with choices is shown with its options lettered by position (ARC's "1".."4"
-        // labels included), so the choice metric compares against the right option's position.
-        let positions: Vec<Option<String>> = items
+        // labels included), so the choice metric compares against the right option's letter.
+        let letters: Vec<Option<String>> = items
             .iter()
-            .map(|it| it.target_index.filter(|_| scorer.metric() == Metric::Choice).map(|i| i.to_string()))
+            .map(|it| {
+                let i = it.target_index.filter(|&i| i < 26 && scorer.metric() == Metric::Choice)?;
+                Some(char::from(b'A' + i as u8).to_string())
+            })
             .collect();
         let pairs: Vec<(&str, Vec<&str>)> = items
             .iter()
             .zip(by_item)
-            .zip(&positions)
-            .map(|((it, p), pos)| {
-                let targets = match pos {
-                    Some(pos) => vec![pos.as_str()],
+            .zip(&letters)
+            .map(|((it, p), letter)| {
+                let targets = match letter {
+                    Some(l) => vec![l.as_str()],
                     None => it.targets.iter().map(String::as_str).collect(),
                 };
                 (p.map_or("", |p| p.prediction.as_str()), targets)
@@ -112,15 +115,11 @@ impl Scoring<'_> {
             .iter()
             .zip(by_item)
             .zip(scores)
-            .zip(&positions)
-            .map(|(((it, p), sc), pos)| DetailedRecord {
+            .zip(letters)
+            .map(|(((it, p), sc), letter)| DetailedRecord {
                 id: it.id.clone(),
                 prompt: p.map_or_else(String::new, |p| p.prompt.clone()),
-                // The letter the prompt showed for the reference option, when scored by position.
-                target: match it.target_index.filter(|_| pos.is_some()) {
-                    Some(i) if i < 26 => char::from(b'A' + i as u8).to_string(),
-                    _ => it.target.clone(),
-                },
+                target: letter.unwrap_or_else(|| it.target.clone()),
                 prediction: p.map_or_else(String::new, |p| p.prediction.clone()),
                 extracted: sc.extracted,
                 correct: sc.correct,

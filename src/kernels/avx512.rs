@@ -74,24 +74,40 @@ unsafe fn kern<const R: usize>(
             w = w.add(NR);
         }
     }
+    // SAFETY: `block` checked the bias slice holds NR floats, and the caller `c`.
+    unsafe { finish(&mut acc, bias, c, ldc, cols) };
+}
+
+/// Adds the bias (if any) and stores R rows × V vectors, the last panel masked to `cols`.
+///
+/// # Safety
+/// `bias` is null or holds V·16 floats; `c` as for [`wide`] with V/2 panels.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn finish<const R: usize, const V: usize>(
+    acc: &mut [[__m512; V]; R],
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     if !bias.is_null() {
-        // SAFETY: `block` checked the bias slice holds NR floats.
-        let (b0, b1) = unsafe { (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16))) };
-        for row in acc.iter_mut() {
-            row[0] = _mm512_add_ps(row[0], b0);
-            row[1] = _mm512_add_ps(row[1], b1);
+        for v in 0..V {
+            // SAFETY: the caller guarantees V·16 bias floats.
+            let b = unsafe { _mm512_loadu_ps(bias.add(v * 16)) };
+            for row in acc.iter_mut() {
+                row[v] = _mm512_add_ps(row[v], b);
+            }
         }
     }
-    let mask = if cols >= NR { u32::MAX } else { (1u32 << cols) - 1 };
-    let (m0, m1) = (mask as u16, (mask >> 16) as u16);
+    let last = if cols >= NR { u32::MAX } else { (1u32 << cols) - 1 };
     for (i, row) in acc.iter().enumerate() {
-        // SAFETY: the caller guarantees `cols` floats per row at stride ldc; masked-off lanes
-        // are neither read nor written.
-        unsafe {
-            let dst = c.add(i * ldc);
-            _mm512_mask_storeu_ps(dst, m0, row[0]);
-            // wrapping: past a narrow last panel this may point beyond `out` (mask 0 there).
-            _mm512_mask_storeu_ps(dst.wrapping_add(16), m1, row[1]);
+        for (v, &r) in row.iter().enumerate() {
+            let mask = if v + 2 < V { u16::MAX } else { (last >> (16 * (v % 2))) as u16 };
+            // SAFETY: the caller guarantees the columns up to `cols` of the last panel per row at
+            // stride ldc; masked-off lanes are not written, and `wrapping_add` because past a
+            // narrow last panel the vector may start beyond `out`.
+            unsafe { _mm512_mask_storeu_ps(c.wrapping_add(i * ldc + v * 16), mask, r) };
         }
     }
 }
@@ -172,23 +188,6 @@ unsafe fn wide_kern<const R: usize, const V: usize>(
             }
         }
     }
-    if !bias.is_null() {
-        for v in 0..V {
-            // SAFETY: `wide` checked the bias slice holds V/2*NR floats.
-            let b = unsafe { _mm512_loadu_ps(bias.add(v * 16)) };
-            for row in acc.iter_mut() {
-                row[v] = _mm512_add_ps(row[v], b);
-            }
-        }
-    }
-    let last = if cols >= NR { u32::MAX } else { (1u32 << cols) - 1 };
-    for (i, row) in acc.iter().enumerate() {
-        for (v, &r) in row.iter().enumerate() {
-            let mask = if v + 2 < V { u16::MAX } else { (last >> (16 * (v % 2))) as u16 };
-            // SAFETY: the caller guarantees the columns up to `cols` of the last panel per row at
-            // stride ldc; masked-off lanes are not written, and `wrapping_add` because past a
-            // narrow last panel the vector may start beyond `out`.
-            unsafe { _mm512_mask_storeu_ps(c.wrapping_add(i * ldc + v * 16), mask, r) };
-        }
-    }
+    // SAFETY: `wide` checked the bias slice holds V/2*NR floats, and the caller `c`.
+    unsafe { finish(&mut acc, bias, c, ldc, cols) };
 }

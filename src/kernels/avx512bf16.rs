@@ -6,6 +6,7 @@
 
 use std::arch::x86_64::*;
 
+use super::avx512::finish;
 use super::{MR, NR};
 
 /// One `vdpbf16ps`: acc + x·w over the bf16 pair of each lane. The `__m512i` → `__m512bh`
@@ -89,40 +90,6 @@ unsafe fn kern<const R: usize>(
     }
     // SAFETY: `block` checked the bias slice holds NR floats, and the caller `c`.
     unsafe { finish(&mut acc, bias, c, ldc, cols) };
-}
-
-/// Adds the bias (if any) and stores R rows × V vectors, the last panel masked to `cols`.
-///
-/// # Safety
-/// `bias` is null or holds V·16 floats; `c` as for [`wide`] with V/2 panels.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn finish<const R: usize, const V: usize>(
-    acc: &mut [[__m512; V]; R],
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
-    if !bias.is_null() {
-        for v in 0..V {
-            // SAFETY: the caller guarantees V·16 bias floats.
-            let b = unsafe { _mm512_loadu_ps(bias.add(v * 16)) };
-            for row in acc.iter_mut() {
-                row[v] = _mm512_add_ps(row[v], b);
-            }
-        }
-    }
-    let last = if cols >= NR { u32::MAX } else { (1u32 << cols) - 1 };
-    for (i, row) in acc.iter().enumerate() {
-        for (v, &r) in row.iter().enumerate() {
-            let mask = if v + 2 < V { u16::MAX } else { (last >> (16 * (v % 2))) as u16 };
-            // SAFETY: the caller guarantees the columns up to `cols` of the last panel per row at
-            // stride ldc; masked-off lanes are not written, and `wrapping_add` because past a
-            // narrow last panel the vector may start beyond `out`.
-            unsafe { _mm512_mask_storeu_ps(c.wrapping_add(i * ldc + v * 16), mask, r) };
-        }
-    }
 }
 
 /// Most panels per [`wide`] call.

@@ -522,8 +522,8 @@ impl Path for Bf16Path<'_> {
     }
 }
 
-/// Whether this CPU runs the bf16 kernels.
-fn has_bf16() -> bool {
+/// Whether this CPU runs the bf16 kernels ([`PackedMatrix::pack_bf16`] returns None without).
+pub fn has_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16");
     #[cfg(not(target_arch = "x86_64"))]

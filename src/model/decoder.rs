@@ -210,25 +210,17 @@ impl Decoder {
         }
         match &self.inner {
             Inner::Candle(m) => {
-                let mut own: Option<Vec<&mut CandleCache>> = caches.map(|cs| {
-                    cs.iter_mut()
-                        .map(|c| match &mut c.0 {
-                            CacheKind::Candle(c) => Ok(c),
-                            CacheKind::Host(_) => Err(candle_core::Error::msg("a host cache given to the candle decoder")),
-                        })
-                        .collect::<Result<Vec<_>>>()
-                }).transpose()?;
+                let mut own = own_caches(caches, |c| match c {
+                    CacheKind::Candle(c) => Some(c),
+                    CacheKind::Host(_) => None,
+                })?;
                 m.forward(tokens, segs, own.as_deref_mut())
             }
             Inner::Host(m) => {
-                let mut own: Option<Vec<&mut HostCache>> = caches.map(|cs| {
-                    cs.iter_mut()
-                        .map(|c| match &mut c.0 {
-                            CacheKind::Host(c) => Ok(c),
-                            CacheKind::Candle(_) => Err(candle_core::Error::msg("a candle cache given to the host decoder")),
-                        })
-                        .collect::<Result<Vec<_>>>()
-                }).transpose()?;
+                let mut own = own_caches(caches, |c| match c {
+                    CacheKind::Host(c) => Some(c),
+                    CacheKind::Candle(_) => None,
+                })?;
                 let ids = tokens.to_vec1::<u32>()?;
                 let hidden = m.forward(&ids, segs, own.as_deref_mut())?;
                 Tensor::from_vec(hidden, (n, self.cfg.hidden_size), &Device::Cpu)
@@ -247,4 +239,18 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Each cache as the running implementation holds it; one another decoder made is an error.
+fn own_caches<'a, T>(
+    caches: Option<&'a mut [&mut SeqCache]>,
+    pick: impl Fn(&'a mut CacheKind) -> Option<&'a mut T>,
+) -> Result<Option<Vec<&'a mut T>>> {
+    caches
+        .map(|cs| {
+            cs.iter_mut()
+                .map(|c| pick(&mut c.0).ok_or_else(|| candle_core::Error::msg("a KV cache made by another decoder")))
+                .collect()
+        })
+        .transpose()
 }

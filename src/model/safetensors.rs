@@ -157,15 +157,19 @@ impl ReadSafetensors {
         self.files.iter().find_map(|(p, f, i)| i.tensors.get(name).map(|e| (p.as_path(), f, i.data_start, e)))
     }
 
-    fn load(&self, name: &str, dtype: DType, dev: &Device) -> Result<(Tensor, Vec<usize>)> {
+    /// The tensor `name`, checked against `shape` when one is given.
+    fn load(&self, name: &str, shape: Option<&Shape>, dtype: DType, dev: &Device) -> Result<Tensor> {
         let (path, file, start, e) =
             self.find(name).ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())?;
+        if let Some(s) = shape.filter(|s| s.dims() != e.shape.as_slice()) {
+            candle_core::bail!("shape mismatch for {name}, got {:?}, expected {:?}", e.shape, s.dims());
+        }
         let mut bytes = vec![0u8; (e.end - e.begin) as usize];
         read_at(file, &mut bytes, start + e.begin)
             .map_err(|err| candle_core::Error::msg(format!("{}: reading tensor {name}: {err}", path.display())))?;
         let t = Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)?;
         drop(bytes);
-        Ok((t.to_dtype(dtype)?.to_device(dev)?, e.shape.clone()))
+        t.to_dtype(dtype)?.to_device(dev)
     }
 }
 
@@ -191,16 +195,11 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<
 
 impl SimpleBackend for ReadSafetensors {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        if let Some((_, _, _, e)) = self.find(name) {
-            if e.shape.as_slice() != s.dims() {
-                candle_core::bail!("shape mismatch for {name}, got {:?}, expected {:?}", e.shape, s.dims());
-            }
-        }
-        Ok(self.load(name, dtype, dev)?.0)
+        self.load(name, Some(&s), dtype, dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        Ok(self.load(name, dtype, dev)?.0)
+        self.load(name, None, dtype, dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {

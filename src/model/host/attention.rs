@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::ops::{dot, exp};
+use super::ops::{dot, exp, hsum};
 use crate::model::decoder::Segment;
 
 /// One layer's keys and values of one sequence, token-major: `[T][kv_heads][head_dim]`, so an
@@ -135,9 +135,9 @@ pub struct Heads {
 
 /// `out[t]` (`[q_heads * dim]` per token) = softmax(q·Kᵀ / √dim) V for every new token `t` of
 /// every segment, causal, against `caches[s]`, which already hold the segment's own keys.
-/// `q` is `[N][q_heads * dim]` (rotated). Task order and grouping never change the arithmetic
+/// `q` holds token t's rotated queries (`q_heads * dim` values) at `t * q_stride`. Task order and grouping never change the arithmetic
 /// of one (token, head).
-pub fn attend(q: &[f32], segs: &[Segment], caches: &[KvView], h: Heads, out: &mut [f32]) {
+pub fn attend(q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h: Heads, out: &mut [f32]) {
     let qw = h.q * h.dim;
     let group = h.q / h.kv;
     let scale = 1.0 / (h.dim as f32).sqrt();
@@ -150,8 +150,8 @@ pub fn attend(q: &[f32], segs: &[Segment], caches: &[KvView], h: Heads, out: &mu
     let tasks: Vec<(usize, usize)> = (0..segs.len()).flat_map(|s| (0..h.q).map(move |head| (s, head))).collect();
     let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
         let seg = segs[s];
-        let rows = &q[starts[s] * qw..(starts[s] + seg.len) * qw];
-        let job = Head { rows, qw, head, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale };
+        let rows = &q[starts[s] * q_stride..];
+        let job = Head { rows, stride: q_stride, head, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale };
         let mut res = vec![0f32; seg.len * h.dim];
         job.run(&mut res);
         res
@@ -168,9 +168,9 @@ pub fn attend(q: &[f32], segs: &[Segment], caches: &[KvView], h: Heads, out: &mu
 
 /// One (sequence, query head) of [`attend`]: its new tokens' queries against its cache.
 struct Head<'a> {
-    /// The segment's query rows, `[len][qw]`.
+    /// The segment's query rows, `stride` apart.
     rows: &'a [f32],
-    qw: usize,
+    stride: usize,
     head: usize,
     kv: KvView<'a>,
     /// Its KV head.
@@ -208,7 +208,7 @@ impl Head<'_> {
         for i in 0..self.seg.len {
             let pos = self.seg.offset + i;
             let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qrow = &self.rows[i * self.qw + self.head * d..][..d];
+            let qrow = &self.rows[i * self.stride + self.head * d..][..d];
             scores.clear();
             scores.extend((lo..=pos).map(|j| dot(qrow, &self.kv.row(j).0[cols.clone()]) * self.scale));
             let max = lanes_max(&scores);
@@ -241,14 +241,7 @@ fn lanes_sum(v: &[f32]) -> f32 {
     for (a, t) in acc.iter_mut().zip(tail) {
         *a += t;
     }
-    let mut width = 8;
-    while width > 0 {
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-        width /= 2;
-    }
-    acc[0]
+    hsum(&acc)
 }
 
 /// The largest value (max is exact, so lane order does not matter).
@@ -313,7 +306,7 @@ mod tests {
             let q = values(len * h.q * h.dim, 3);
             let cache = LayerKv { k: k.clone(), v: v.clone() };
             let mut out = vec![0f32; len * h.q * h.dim];
-            attend(&q, &[Segment { len, offset: total - len }], &[view(&cache, h)], h, &mut out);
+            attend(&q, h.q * h.dim, &[Segment { len, offset: total - len }], &[view(&cache, h)], h, &mut out);
             let want = naive(&q, &k, &v, len, total, h);
             for (o, w) in out.iter().zip(&want) {
                 assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w} (window {window:?})");
@@ -328,10 +321,10 @@ mod tests {
         let b = LayerKv { k: values(30 * 16, 6), v: values(30 * 16, 7) };
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
         let mut alone = vec![0f32; 2 * 32];
-        attend(&qa, &[Segment { len: 2, offset: 5 }], &[view(&a, h)], h, &mut alone);
+        attend(&qa, 32, &[Segment { len: 2, offset: 5 }], &[view(&a, h)], h, &mut alone);
         let both_q: Vec<f32> = qb.iter().chain(&qa).copied().collect();
         let mut both = vec![0f32; 32 * 32];
-        attend(&both_q, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[view(&b, h), view(&a, h)], h, &mut both);
+        attend(&both_q, 32, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[view(&b, h), view(&a, h)], h, &mut both);
         assert_eq!(alone, both[30 * 32..]);
     }
 
@@ -350,8 +343,8 @@ mod tests {
         let q = values(3 * 32, 12);
         let seg = [Segment { len: 3, offset: 6 }];
         let (mut a, mut b) = (vec![0f32; 3 * 32], vec![0f32; 3 * 32]);
-        attend(&q, &seg, &[view(&whole, h)], h, &mut a);
-        attend(&q, &seg, &[split], h, &mut b);
+        attend(&q, 32, &seg, &[view(&whole, h)], h, &mut a);
+        attend(&q, 32, &seg, &[split], h, &mut b);
         assert_eq!(a, b);
     }
 }

@@ -74,7 +74,7 @@ impl Weights {
     pub fn for_dtype(dtype: DType) -> Option<Self> {
         match dtype {
             DType::F32 => Some(Weights::F32),
-            DType::BF16 if PackedMatrix::pack_bf16(&[0.0], 1, 1, None).is_some() => Some(Weights::Bf16),
+            DType::BF16 if crate::kernels::has_bf16() => Some(Weights::Bf16),
             _ => None,
         }
     }
@@ -220,7 +220,6 @@ impl HostDecoder {
         let mut x = self.embed(tokens)?;
         let mut h = vec![0f32; n * hs];
         let mut qkv = vec![0f32; n * qkv_w];
-        let mut q = vec![0f32; n * qw];
         let mut att = vec![0f32; n * qw];
         let mut proj = vec![0f32; n * hs];
         let mut gu = vec![0f32; n * 2 * self.inter];
@@ -242,13 +241,12 @@ impl HostDecoder {
                     let (c, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
                     ops::rope_in_place(qr, c, sn);
                     ops::rope_in_place(kr, c, sn);
-                    q[t * qw..(t + 1) * qw].copy_from_slice(qr);
                     kv.append(kr, vr);
                     t += 1;
                 }
             }
             let layer_caches: Vec<_> = caches.iter().map(|c| c.view(li)).collect();
-            attend(&q, segs, &layer_caches, self.heads, &mut att);
+            attend(&qkv, qkv_w, segs, &layer_caches, self.heads, &mut att);
             b.o.matmul(&att, n, &mut proj);
             add(&mut x, &proj);
             ops::rms_norm(&x, &b.post_norm, self.eps, &mut h);

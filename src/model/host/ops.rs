@@ -25,8 +25,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     hsum(&acc) + tail
 }
 
+/// The 16 lanes summed in a fixed tree.
 #[inline(always)]
-fn hsum(acc: &[f32; 16]) -> f32 {
+pub fn hsum(acc: &[f32; 16]) -> f32 {
     let mut s8 = [0f32; 8];
     for l in 0..8 {
         s8[l] = acc[l] + acc[l + 8];
@@ -35,11 +36,17 @@ fn hsum(acc: &[f32; 16]) -> f32 {
     (s4[0] + s4[2]) + (s4[1] + s4[3])
 }
 
+/// `1 / sqrt(mean(x²) + eps)` of one row.
+#[inline(always)]
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    1.0 / (dot(x, x) / x.len() as f32 + eps).sqrt()
+}
+
 /// `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]` per row of `weight.len()` values.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
     let row = |(xr, or): (&[f32], &mut [f32])| {
-        let scale = 1.0 / (dot(xr, xr) / d as f32 + eps).sqrt();
+        let scale = inv_rms(xr, eps);
         for ((o, v), w) in or.iter_mut().zip(xr).zip(weight) {
             *o = v * scale * w;
         }
@@ -55,7 +62,7 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
     let d = weight.len();
     for r in x.chunks_mut(d) {
-        let scale = 1.0 / (dot(r, r) / d as f32 + eps).sqrt();
+        let scale = inv_rms(r, eps);
         for (v, w) in r.iter_mut().zip(weight) {
             *v = *v * scale * w;
         }
