@@ -86,7 +86,7 @@ fn generations_sharing_a_prefix_do_not_depend_on_the_batch() {
 #[test]
 fn loglikelihoods_do_not_depend_on_the_batch_bit_for_bit() {
     let requests: Vec<LoglikRequest> = (0..40)
-        .map(|i| LoglikRequest { index: i, context: words(i, 2 + (i * 7) % 25), continuation: format!(" {}", words(i + 3, 1 + i % 6)) })
+        .map(|i| LoglikRequest { index: i, context: words(i, 2 + (i * 7) % 25), continuation: format!(" {}", words(i + 3, 1 + i % 6)), ..Default::default() })
         .collect();
     let run = |batch: usize| {
         let mut out = BTreeMap::new();

@@ -99,3 +99,30 @@ fn loglikelihood_without_choices_is_refused() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("needs [fields] choices"), "{}", stderr(&o));
 }
+
+#[test]
+fn options_longer_than_the_context_are_refused_or_scored_on_the_context_s_last_tokens() {
+    // TruthfulQA's six-shot preamble is longer than the embedded model's 512 tokens.
+    let dir = tempfile::tempdir().unwrap();
+    let data = repo().join("fixtures/hub-layouts/data");
+    let eval = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"));
+        cmd.args(["eval", "--env", "truthfulqa-mc1"]).args(extra).current_dir(dir.path()).env("BENCHGEN_DATA_DIR", &data);
+        output_within(&mut cmd, std::time::Duration::from_secs(120))
+    };
+    let refused = eval(&[]);
+    assert!(!refused.status.success());
+    let msg = stderr(&refused);
+    assert!(msg.contains("more than the model's context of 512") && msg.contains("--truncate left"), "{msg}");
+
+    ok(&eval(&["--truncate", "left"]));
+    // Run 1 is the refused one.
+    let preds = read_jsonl(&dir.path().join("runs/2/predictions.jsonl"));
+    assert_eq!(preds.len(), 2);
+    for (p, options) in preds.iter().zip([4, 3]) {
+        let (kept, dropped) = (p["tokens_in"].as_u64().unwrap(), p["tokens_dropped"].as_u64().unwrap());
+        // What was cut is the context's start: what is kept plus the longest option fits.
+        assert!(dropped > 0 && kept < 512, "{p}");
+        assert_eq!(p["choice_logprobs"].as_array().unwrap().len(), options, "{p}");
+    }
+}

@@ -114,7 +114,7 @@ fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
         .loglikelihood
         .iter()
         .enumerate()
-        .map(|(index, c)| LoglikRequest { index, context: c.context.clone(), continuation: c.continuation.clone() })
+        .map(|(index, c)| LoglikRequest { index, context: c.context.clone(), continuation: c.continuation.clone(), ..Default::default() })
         .collect();
     let run = |batch: usize| {
         let mut engine = LocalEngine::new(load(&g.checkpoint, backend), batch);
@@ -158,8 +158,8 @@ fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
         .enumerate()
         .flat_map(|(i, c)| {
             [
-                LoglikRequest { index: 2 * i, context: c.context.clone(), continuation: c.continuation.clone() },
-                LoglikRequest { index: 2 * i + 1, context: c.context.clone(), continuation: decoy(c) },
+                LoglikRequest { index: 2 * i, context: c.context.clone(), continuation: c.continuation.clone(), ..Default::default() },
+                LoglikRequest { index: 2 * i + 1, context: c.context.clone(), continuation: decoy(c), ..Default::default() },
             ]
         })
         .collect();
@@ -182,7 +182,7 @@ fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
         assert!(d < 1e-4 * c.logprob.abs().max(1.0), "{name} {:?}+{:?}: shared-context logprob {} vs transformers {}", c.context, c.continuation, o.logprob, c.logprob);
         assert_eq!(o.is_greedy, c.is_greedy, "{name} {:?}: shared-context is_greedy", c.context);
         assert_eq!(o.continuation_tokens, c.continuation_ids.len());
-        let alone = score(vec![LoglikRequest { index: 0, context: c.context.clone(), continuation: decoy(c) }], 1).remove(0);
+        let alone = score(vec![LoglikRequest { index: 0, context: c.context.clone(), continuation: decoy(c), ..Default::default() }], 1).remove(0);
         let d = (one[2 * i + 1].logprob - alone.logprob).abs();
         assert!(d < 1e-5 * alone.logprob.abs().max(1.0), "{name} {:?}: the decoy scores {} beside the real option, {} alone", c.context, one[2 * i + 1].logprob, alone.logprob);
     }

@@ -19,8 +19,16 @@ fn env_with_fixture(root: &Path, name: &str, fixture: &str) -> PathBuf {
     let (i, _) = manifest.match_indices("dataset = ").next().expect("a dataset line");
     let end = i + manifest[i..].find('\n').unwrap();
     let manifest = format!("{}data = \"data/items.{ext}\"{}", &manifest[..i], &manifest[end..]);
-    // A hub `source` fallback goes too: `data` stands alone.
-    let manifest: String = manifest.lines().filter(|l| !l.starts_with("source = ")).map(|l| format!("{l}\n")).collect();
+    // A hub `source` fallback goes too, with the table rewriting its rows: `data` stands alone.
+    let mut in_source_fields = false;
+    let manifest: String = manifest
+        .lines()
+        .filter(|l| {
+            in_source_fields = (in_source_fields && !l.is_empty()) || *l == "[phases.source_fields]";
+            !l.starts_with("source = ") && !in_source_fields
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(env.join("environment.toml"), manifest).unwrap();
     std::fs::copy(repo().join("environments").join(name).join("README.md"), env.join("README.md")).unwrap();
     std::fs::copy(repo().join("fixtures/scoring").join(fixture), env.join("data").join(format!("items.{ext}"))).unwrap();

@@ -5,15 +5,19 @@
 use candle_core::{DType, Tensor};
 
 use super::local::LocalEngine;
+use super::Truncate;
 use super::sampling::argmax;
 use crate::error::{Error, Result, TensorContext};
 use crate::model::{Segment, SeqCache, TextTokenizer};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoglikRequest {
     pub index: usize,
     pub context: String,
     pub continuation: String,
+    /// Context and continuation longer than the model's context: refused, or the context cut
+    /// from the left (as lm-evaluation-harness does).
+    pub truncate: Truncate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +29,8 @@ pub struct LoglikOutput {
     pub is_greedy: bool,
     pub context_tokens: usize,
     pub continuation_tokens: usize,
+    /// Context tokens cut from the left to fit the model (`--truncate left`).
+    pub context_dropped: usize,
 }
 
 /// Splits (context, continuation) into token ids as lm-evaluation-harness does: trailing
@@ -52,6 +58,7 @@ struct Scored {
     index: usize,
     ctx_len: usize,
     tokens: Vec<u32>,
+    dropped: usize,
 }
 
 impl LocalEngine {
@@ -73,14 +80,18 @@ impl LocalEngine {
             tokens.extend(&cont);
             // The last token is only a target, never an input.
             tokens.pop();
-            if tokens.len() > context_limit {
+            let excess = tokens.len().saturating_sub(context_limit);
+            // The continuation is what is scored: only context may go, and one token must stay.
+            if excess > 0 && (r.truncate.is_error() || excess >= ctx.len()) {
+                let hint = if r.truncate.is_error() { "; pass --truncate left to keep the context's last tokens" } else { "" };
                 return Err(Error::Invalid(format!(
-                    "item {}: context and continuation take {} tokens, more than the model's context of {context_limit}",
+                    "item {}: context and continuation take {} tokens, more than the model's context of {context_limit}{hint}",
                     r.index,
                     tokens.len()
                 )));
             }
-            items.push((Scored { index: r.index, ctx_len: ctx.len(), tokens }, cont));
+            tokens.drain(..excess);
+            items.push((Scored { index: r.index, ctx_len: ctx.len() - excess, tokens, dropped: excess }, cont));
         }
         // Options of one question share their context: it is computed once and each option
         // continues from a copy of its KV cache. Each question is its own forward pass, so its
@@ -190,7 +201,7 @@ fn tally<'a>(s: &Scored, cont: &[u32], logits: impl Iterator<Item = &'a Vec<f32>
     if seen != cont.len() {
         return Err(Error::Invalid(format!("item {}: {seen} logit rows for {} continuation tokens", s.index, cont.len())));
     }
-    Ok(LoglikOutput { index: s.index, logprob, is_greedy, context_tokens: s.ctx_len, continuation_tokens: cont.len() })
+    Ok(LoglikOutput { index: s.index, logprob, is_greedy, context_tokens: s.ctx_len, continuation_tokens: cont.len(), context_dropped: s.dropped })
 }
 
 /// The LM head's logits (f32) at the given rows of `hidden`.

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::manifest::{ChoicesField, Fields};
+use super::remap::Remap;
 use crate::error::{Error, Result};
 
 /// One benchmark item: its id, its raw fields (what prompt templates see), its target and, for
@@ -46,6 +47,12 @@ fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> 
     let entries: Vec<Value> = match spec {
         ChoicesField::Path(path) => match lookup(obj, path) {
             Some(Value::Array(a)) => a.clone(),
+            Some(Value::Object(o)) => columnar_choices(o, fields).ok_or_else(|| {
+                at(format!(
+                    "choices field \"{path}\" is an object but not parallel lists \"{}\" and \"{}\"",
+                    fields.choice_text, fields.choice_label
+                ))
+            })?,
             Some(_) => return Err(at(format!("choices field \"{path}\" is not a list"))),
             None => return Err(at(format!("missing choices field \"{path}\""))),
         },
@@ -57,9 +64,13 @@ fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> 
             match &fields.choices_split {
                 // One option per piece, so a field may hold several options.
                 Some(sep) => {
+                    // A list already holds one option per entry: only text is split.
                     let texts: Vec<String> = values
                         .iter()
-                        .flat_map(|v| value_text(v).split(sep.as_str()).map(|p| p.trim().to_string()).collect::<Vec<_>>())
+                        .flat_map(|v| match v {
+                            Value::Array(a) => a.iter().map(|e| value_text(e).trim().to_string()).collect::<Vec<_>>(),
+                            other => value_text(other).split(sep.as_str()).map(|p| p.trim().to_string()).collect(),
+                        })
                         .filter(|p| !p.is_empty())
                         .collect();
                     check_count(texts.len(), at)?;
@@ -92,6 +103,31 @@ fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> 
     }
     check_count(texts.len(), at)?;
     Ok((texts, labels))
+}
+
+/// HF datasets store a list of `{text, label}` records as one record of parallel lists
+/// (`{"text": [...], "label": [...]}`); this turns it back into the list.
+fn columnar_choices(o: &Map<String, Value>, fields: &Fields) -> Option<Vec<Value>> {
+    let Value::Array(texts) = o.get(&fields.choice_text)? else { return None };
+    let labels = match o.get(&fields.choice_label) {
+        Some(Value::Array(l)) if l.len() == texts.len() => Some(l),
+        Some(_) => return None,
+        None => None,
+    };
+    Some(
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut entry = Map::new();
+                entry.insert(fields.choice_text.clone(), t.clone());
+                if let Some(l) = labels {
+                    entry.insert(fields.choice_label.clone(), l[i].clone());
+                }
+                Value::Object(entry)
+            })
+            .collect(),
+    )
 }
 
 fn check_count(n: usize, at: &dyn Fn(String) -> Error) -> Result<()> {
@@ -188,7 +224,7 @@ fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<
 /// Parses a phase file; `origin` names it in errors (with 1-based line numbers). `columns`
 /// names the fields of a CSV without a header row.
 pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> Result<Vec<Item>> {
-    let (items, mut problems) = parse_all(&Source { origin, name, part: None }, bytes, fields, columns);
+    let (items, mut problems) = parse_all(&Source { origin, name, part: None, first_index: 0, remap: None }, bytes, fields, columns);
     if problems.is_empty() {
         Ok(items)
     } else {
@@ -208,16 +244,28 @@ pub struct Source<'a> {
     pub origin: &'a str,
     pub name: &'a str,
     pub part: Option<&'a str>,
+    /// The index of the file's first row in its table (a later shard of a hub table).
+    pub first_index: usize,
+    /// Rewrites each row into the manifest's layout first (a hub file's `source_fields`).
+    pub remap: Option<&'a Remap>,
 }
 
 fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
-    let Source { origin, name, part } = *source;
+    let Source { origin, name, part, first_index, remap } = *source;
     let mut problems = Vec::new();
-    let values = match read_values(origin, name, bytes, columns, &mut problems) {
+    let mut values = match read_values(origin, name, bytes, columns, &mut problems) {
         Ok(v) => v,
         Err(e) => return (Vec::new(), vec![e]),
     };
     let unit = if name.ends_with(".parquet") { "row" } else { "line" };
+    if let Some(r) = remap {
+        if let Err(e) = r.apply(origin, unit, &mut values) {
+            return (Vec::new(), vec![e]);
+        }
+    }
+    for v in &mut values {
+        v.1 += first_index;
+    }
     let mut items = Vec::with_capacity(values.len());
     for (line, index, mut v) in values {
         if let (Some(stem), Value::Object(obj)) = (part, &mut v) {
@@ -350,6 +398,23 @@ mod tests {
     }
 
     #[test]
+    fn columnar_choices_as_hf_parquet_stores_them() {
+        let f = Fields { target: "answerKey".into(), choices: Some(ChoicesField::Path("choices".into())), ..Fields::default() };
+        let line = br#"{"choices":{"text":["x","y","z"],"label":["1","2","3"]},"answerKey":"3"}"#;
+        let items = parse(line, &f).unwrap();
+        assert_eq!(items[0].choices, ["x", "y", "z"]);
+        assert_eq!(items[0].choice_labels, ["1", "2", "3"]);
+        assert_eq!(items[0].target_index, Some(2));
+        let unlabelled = parse(br#"{"choices":{"text":["x","y"]},"answerKey":"B"}"#, &f).unwrap();
+        assert_eq!(unlabelled[0].choice_labels, ["A", "B"]);
+        assert_eq!(unlabelled[0].target_index, Some(1));
+        for bad in [&br#"{"choices":{"text":["x","y"],"label":["1"]},"answerKey":"1"}"#[..], br#"{"choices":{"words":["x","y"]},"answerKey":"1"}"#] {
+            let err = parse(bad, &f).unwrap_err().to_string();
+            assert!(err.contains("line 1") && err.contains("not parallel lists \"text\" and \"label\""), "{err}");
+        }
+    }
+
+    #[test]
     fn headerless_csv_with_named_columns_as_in_mmlu() {
         let f = Fields {
             input: Some("question".into()),
@@ -398,5 +463,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2") && err.contains("1 choice(s)"), "{err}");
+        // A list field holds one option per entry, separators and all (a hub row's answers).
+        let listed = br#"{"Best Answer":"No","Incorrect Answers":["Yes; always","Maybe"]}"#;
+        let items = parse(listed, &f).unwrap();
+        assert_eq!(items[0].choices, ["No", "Yes; always", "Maybe"]);
     }
 }

@@ -16,6 +16,9 @@ pub struct Manifest {
     pub phases: Vec<PhaseSpec>,
     #[serde(default)]
     pub fields: Fields,
+    /// `source_fields` of every phase with a `source` that sets none of its own.
+    #[serde(default)]
+    pub source_fields: Option<std::collections::BTreeMap<String, String>>,
     pub prompt: PromptSpec,
     #[serde(default)]
     pub generation: GenerationSpec,
@@ -47,6 +50,11 @@ pub struct PhaseSpec {
     /// not found under `$BENCHGEN_DATA_DIR`.
     #[serde(default)]
     pub source: Option<String>,
+    /// How the `source` file's rows map onto the layout the rest of the manifest reads (that of
+    /// the `dataset` file): field name → minijinja expression over the hub row. See
+    /// [`super::remap`].
+    #[serde(default)]
+    pub source_fields: Option<std::collections::BTreeMap<String, String>>,
     /// Field names of a CSV file without a header row.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
@@ -311,6 +319,11 @@ fn default_format() -> FinetuneFormat {
 }
 
 impl Manifest {
+    /// How `phase`'s hub rows are rewritten: its own table, else the manifest's.
+    pub fn source_fields<'a>(&'a self, phase: &'a PhaseSpec) -> Option<&'a std::collections::BTreeMap<String, String>> {
+        phase.source_fields.as_ref().or(self.source_fields.as_ref())
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
         if m.phases.is_empty() {
@@ -328,6 +341,18 @@ impl Manifest {
             if let Some(source) = &p.source {
                 super::source::HfSource::parse(source).map_err(|e| format!("phase \"{}\": {e}", p.name))?;
             }
+            if p.source_fields.is_some() && p.source.is_none() {
+                return Err(format!("phase \"{}\" has source_fields but no source: they rewrite the hub file's rows", p.name));
+            }
+            if let Some(table) = &p.source_fields {
+                super::remap::Remap::new(table).map_err(|e| format!("phase \"{}\": {e}", p.name))?;
+            }
+        }
+        if let Some(table) = &m.source_fields {
+            if !m.phases.iter().any(|p| p.source.is_some()) {
+                return Err("[source_fields] rewrites hub rows, but no phase has a source".into());
+            }
+            super::remap::Remap::new(table).map_err(|e| format!("[{e}"))?;
         }
         if let Some(f) = &m.fewshot {
             if !m.phases.iter().any(|p| p.name == f.phase) {
@@ -368,6 +393,22 @@ mod tests {
         assert_eq!((f.sampler, f.seed), (FewshotSampler::FirstN, 1234));
         assert_eq!((f.target_delimiter.as_str(), f.separator.as_str()), (" ", "\n\n"));
         assert_eq!(m.phases[0].shots(m.fewshot.as_ref()), 5);
+    }
+
+    #[test]
+    fn source_fields_need_a_source_and_valid_expressions() {
+        let hub = BASE.replace("data = \"t.jsonl\"", "source = \"hf://datasets/o/n/t.parquet\"");
+        let m = Manifest::parse(&format!("{hub}[source_fields]\nq = \"question\"\n")).expect("valid");
+        assert_eq!(m.source_fields(&m.phases[0]).and_then(|t| t.get("q")).map(String::as_str), Some("question"));
+        let own = hub.replace("t.parquet\"", "t.parquet\"\n[phases.source_fields]\nq = \"stem\"");
+        let m = Manifest::parse(&format!("{own}[source_fields]\nq = \"question\"\n")).expect("valid");
+        assert_eq!(m.source_fields(&m.phases[0]).and_then(|t| t.get("q")).map(String::as_str), Some("stem"), "the phase's own wins");
+        let err = Manifest::parse(&format!("{BASE}[source_fields]\nq = \"question\"\n")).unwrap_err();
+        assert!(err.contains("no phase has a source"), "{err}");
+        let err = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\n[phases.source_fields]\nq = \"x\"")).unwrap_err();
+        assert!(err.contains("phase \"test\" has source_fields but no source"), "{err}");
+        let err = Manifest::parse(&format!("{hub}[source_fields]\nq = \"question[\"\n")).unwrap_err();
+        assert!(err.contains("[source_fields.q = \"question[\""), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod dataset;
 mod files;
 mod parquet;
+mod remap;
 mod source;
 pub mod manifest;
 
@@ -15,6 +16,7 @@ fn env_dirs() -> Vec<PathBuf> {
 
 pub use dataset::{check_items, parse_items, Item, Source};
 pub use files::EnvFiles;
+pub use remap::Remap;
 pub use source::HfSource;
 pub use manifest::{ChatMode, ChoicesField, FewshotSampler, FewshotSpec, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
 
@@ -238,8 +240,23 @@ impl Environment {
             Err(e) => return (Vec::new(), vec![e]),
         };
         let (mut items, mut problems) = (Vec::new(), Vec::new());
+        let remap = match (self.manifest.source_fields(phase), files.iter().any(|f| f.from_hub)) {
+            (Some(table), true) => match remap::Remap::new(table) {
+                Ok(r) => Some(r),
+                Err(e) => return (Vec::new(), vec![Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name))]),
+            },
+            _ => None,
+        };
         for f in &files {
-            let source = Source { origin: &f.origin, name: &f.name, part: f.part.as_deref() };
+            // A sharded hub file is one table: ids (row indices) run on across its shards.
+            let first_index = if f.from_hub { items.len() } else { 0 };
+            let source = Source {
+                origin: &f.origin,
+                name: &f.name,
+                part: f.part.as_deref(),
+                first_index,
+                remap: remap.as_ref().filter(|_| f.from_hub),
+            };
             let (mut i, mut p) = check_items(&source, &f.bytes, &self.manifest.fields, phase.columns.as_deref());
             items.append(&mut i);
             problems.append(&mut p);
@@ -282,7 +299,7 @@ impl Environment {
         if let Some(rel) = &phase.data {
             let bytes = self.files.read(&self.origin, rel)?;
             let origin = format!("{}/{rel}", self.origin.trim_end_matches('/'));
-            return Ok(vec![PhaseFile { origin, name: rel.clone(), bytes, part: None }]);
+            return Ok(vec![PhaseFile { origin, name: rel.clone(), bytes, part: None, from_hub: false }]);
         }
         let root = std::env::var_os(DATA_DIR_VAR);
         match (&phase.dataset, &phase.source) {
@@ -318,7 +335,7 @@ impl Environment {
     fn data_dir_files(&self, phase: &PhaseSpec, path: &Path) -> Result<Vec<PhaseFile>> {
         let read = |p: &Path, part: Option<String>| -> Result<PhaseFile> {
             let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-            Ok(PhaseFile { origin: p.display().to_string(), name: p.display().to_string(), bytes, part })
+            Ok(PhaseFile { origin: p.display().to_string(), name: p.display().to_string(), bytes, part, from_hub: false })
         };
         if !path.is_dir() {
             return Ok(vec![read(path, None)?]);
@@ -338,15 +355,22 @@ impl Environment {
             .collect()
     }
 
+    /// The hub file `reference` names; a first shard (`…-00000-of-00003.parquet`) stands for all
+    /// of them, read in order.
     fn source_files(&self, reference: &str) -> Result<Vec<PhaseFile>> {
         let src = HfSource::parse(reference).map_err(|e| Error::env(&self.origin, e))?;
-        let known = self.fetched.lock().ok().and_then(|m| m.get(reference).cloned());
+        src.shards().iter().map(|shard| self.source_file(shard)).collect()
+    }
+
+    fn source_file(&self, src: &HfSource) -> Result<PhaseFile> {
+        let reference = src.to_string();
+        let known = self.fetched.lock().ok().and_then(|m| m.get(&reference).cloned());
         let fetched = match known {
             Some(f) => f,
             None => {
                 let f = src.fetch(self.offline)?;
                 if let Ok(mut m) = self.fetched.lock() {
-                    m.insert(reference.to_string(), f.clone());
+                    m.insert(reference, f.clone());
                 }
                 f
             }
@@ -354,7 +378,7 @@ impl Environment {
         // The base name is what content_sha256 hashes: the same bytes from $BENCHGEN_DATA_DIR
         // under the same name give the same hash.
         let name = src.file_name().to_string();
-        Ok(vec![PhaseFile { bytes: fetched.read()?, origin: fetched.origin, name, part: None }])
+        Ok(PhaseFile { bytes: fetched.read()?, origin: fetched.origin, name, part: None, from_hub: true })
     }
 }
 
@@ -367,4 +391,6 @@ struct PhaseFile {
     name: String,
     bytes: Vec<u8>,
     part: Option<String>,
+    /// Read from the phase's `source`: its rows go through `source_fields`.
+    from_hub: bool,
 }

@@ -63,6 +63,37 @@ impl HfSource {
     pub fn at(&self, commit: &str) -> String {
         format!("{SCHEME}{}@{commit}/{}", self.repo, self.path)
     }
+
+    /// Every shard of the table this file starts: HF datasets split a large split into
+    /// `NAME-00000-of-00003.parquet`, `NAME-00001-of-00003.parquet`, …, so a reference to the
+    /// first of several names them all. Any other file (a later shard too) is just itself.
+    pub fn shards(&self) -> Vec<HfSource> {
+        let Some((prefix, count, width, ext)) = first_shard(&self.path) else { return vec![self.clone()] };
+        (0..count)
+            .map(|i| HfSource { path: format!("{prefix}-{i:0width$}-of-{count:0width$}{ext}"), ..self.clone() })
+            .collect()
+    }
+}
+
+/// `(prefix, shard count, digits, extension)` of `PREFIX-000…0-of-N.EXT` with N > 1 written in as
+/// many digits as the index.
+fn first_shard(path: &str) -> Option<(&str, usize, usize, &str)> {
+    let dot = path.rfind('.').filter(|&d| !path[d..].contains('/'))?;
+    let (stem, ext) = path.split_at(dot);
+    let (head, count) = stem.rsplit_once("-of-")?;
+    let (prefix, index) = head.rsplit_once('-')?;
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(index) || !digits(count) || index.len() != count.len() || index.bytes().any(|b| b != b'0') {
+        return None;
+    }
+    let n: usize = count.parse().ok()?;
+    (n > 1 && !prefix.is_empty()).then_some((prefix, n, count.len(), ext))
+}
+
+impl std::fmt::Display for HfSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{SCHEME}{}@{}/{}", self.repo, self.revision.replace('/', "%2F"), self.path)
+    }
 }
 
 /// A source file on disk.
@@ -94,6 +125,20 @@ mod tests {
         let s = HfSource::parse("hf://datasets/o/n@refs%2Fconvert%2Fparquet/default/test/0000.parquet").unwrap();
         assert_eq!(s.revision, "refs/convert/parquet");
         assert_eq!(s.at("c0ffee"), "hf://datasets/o/n@c0ffee/default/test/0000.parquet");
+    }
+
+    #[test]
+    fn a_first_shard_stands_for_all_shards_of_its_table() {
+        let paths = |r: &str| HfSource::parse(r).unwrap().shards().into_iter().map(|s| s.path).collect::<Vec<_>>();
+        assert_eq!(
+            paths("hf://datasets/o/n@v1/rc/train-00000-of-00003.parquet"),
+            ["rc/train-00000-of-00003.parquet", "rc/train-00001-of-00003.parquet", "rc/train-00002-of-00003.parquet"]
+        );
+        for one in ["x/test-00000-of-00001.parquet", "x/test-00001-of-00003.parquet", "test.jsonl", "a-0-of-00002.parquet", "v1.0/t-of-2"] {
+            assert_eq!(paths(&format!("hf://datasets/o/n/{one}")), [one], "{one}");
+        }
+        let s = &HfSource::parse("hf://datasets/o/n@refs%2Fpr%2F1/t-00000-of-00002.parquet").unwrap().shards()[1];
+        assert_eq!((s.revision.as_str(), s.to_string().as_str()), ("refs/pr/1", "hf://datasets/o/n@refs%2Fpr%2F1/t-00001-of-00002.parquet"));
     }
 
     #[test]

@@ -40,15 +40,17 @@ impl Stages<'_> {
             }
             for (c, continuation) in continuations(item, builder)?.into_iter().enumerate() {
                 owner.push((i, c));
-                requests.push(LoglikRequest { index: requests.len(), context: prompt.text.clone(), continuation });
+                requests.push(LoglikRequest { index: requests.len(), context: prompt.text.clone(), continuation, truncate: self.opts.truncate });
             }
         }
         let mut logprobs: Vec<Vec<Option<f64>>> = items.iter().map(|it| vec![None; it.choices.len()]).collect();
         let mut context_tokens = vec![0; items.len()];
+        let mut dropped = vec![0; items.len()];
         engine.loglikelihood(requests, &mut |out| {
             let (i, c) = owner[out.index];
             logprobs[i][c] = Some(out.logprob);
             context_tokens[i] = out.context_tokens;
+            dropped[i] = dropped[i].max(out.context_dropped);
             if logprobs[i].iter().all(Option::is_some) {
                 let lps: Vec<f64> = logprobs[i].iter().flatten().copied().collect();
                 let best = pick(&lps, &vec![1; lps.len()]).map_or(0, |(raw, _)| raw);
@@ -58,7 +60,7 @@ impl Stages<'_> {
                     prediction: items[i].choices[best].clone(),
                     tokens_in: context_tokens[i],
                     tokens_out: 0,
-                    tokens_dropped: 0,
+                    tokens_dropped: dropped[i],
                     finish_reason: Some(FinishReason::Loglikelihood),
                     choice_logprobs: Some(lps),
                 };

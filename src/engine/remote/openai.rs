@@ -138,6 +138,7 @@ pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, Str
         is_greedy: true,
         context_tokens: 0,
         continuation_tokens: 0,
+        context_dropped: 0,
     };
     for i in 0..n_prompt {
         let end = if i + 1 < n_prompt { offsets[i + 1] } else { prompt_chars };
@@ -253,11 +254,11 @@ mod tests {
 
     #[test]
     fn continuation_tokens_are_summed_and_a_straddling_token_counts_with_them() {
-        let r = LoglikRequest { index: 7, context: "Q: 1+1=".into(), continuation: " 2".into() };
+        let r = LoglikRequest { index: 7, context: "Q: 1+1=".into(), continuation: " 2".into(), ..Default::default() };
         // "=" ends the context exactly: " 2" is the continuation's one token.
         let resp = echo(&["Q:", " 1+1", "=", " 2"], &[None, Some(-1.0), Some(-0.5), Some(-0.25)], &[0.0, -1.0, -0.5, -0.25]);
         let out = parse_loglik(&r, &resp).unwrap();
-        assert_eq!(out, LoglikOutput { index: 7, logprob: -0.25, is_greedy: true, context_tokens: 3, continuation_tokens: 1 });
+        assert_eq!(out, LoglikOutput { index: 7, logprob: -0.25, is_greedy: true, context_tokens: 3, continuation_tokens: 1, context_dropped: 0 });
         // "= 2" straddles the boundary: it belongs to the continuation; a likelier token elsewhere
         // makes it not greedy.
         let resp = echo(&["Q:", " 1+1", "= 2"], &[None, Some(-1.0), Some(-2.0)], &[0.0, -1.0, -0.1]);
@@ -267,7 +268,7 @@ mod tests {
 
     #[test]
     fn offsets_count_characters_and_generated_tokens_are_ignored() {
-        let r = LoglikRequest { index: 0, context: "é=".into(), continuation: "ü".into() };
+        let r = LoglikRequest { index: 0, context: "é=".into(), continuation: "ü".into(), ..Default::default() };
         // A generated token (max_tokens 1) after the prompt is not scored.
         let resp = echo(&["é", "=", "ü", "!"], &[None, Some(-1.0), Some(-3.0), Some(-9.0)], &[0.0, -1.0, -3.0, -9.0]);
         let out = parse_loglik(&r, &resp).unwrap();
@@ -276,7 +277,7 @@ mod tests {
 
     #[test]
     fn missing_logprobs_or_echo_are_errors() {
-        let r = LoglikRequest { index: 0, context: "a".into(), continuation: "b".into() };
+        let r = LoglikRequest { index: 0, context: "a".into(), continuation: "b".into(), ..Default::default() };
         assert!(parse_loglik(&r, &json!({"choices": [{"text": ""}]})).unwrap_err().contains("no logprobs"));
         assert!(parse_loglik(&r, &json!({"choices": [{"text": "", "logprobs": null}]})).is_err());
         let not_echoed = json!({"choices": [{"logprobs": {"tokens": ["c"], "token_logprobs": [-1.0], "text_offset": [2]}}]});
