@@ -222,6 +222,9 @@ pub enum FewshotSampler {
     FirstN,
     /// `n` items drawn without replacement, seeded by `seed` and the item's id.
     Random,
+    /// lm-evaluation-harness's default sampler, bit for bit: one Python `random.Random(seed)`
+    /// advanced from item to item in file order.
+    LmEval,
 }
 
 impl FewshotSampler {
@@ -230,6 +233,7 @@ impl FewshotSampler {
         match self {
             Self::FirstN => "first_n",
             Self::Random => "random",
+            Self::LmEval => "lm_eval",
         }
     }
 }
@@ -368,6 +372,14 @@ mod tests {
         assert_eq!((f.sampler, f.seed), (FewshotSampler::FirstN, 1234));
         assert_eq!((f.target_delimiter.as_str(), f.separator.as_str()), (" ", "\n\n"));
         assert_eq!(m.phases[0].shots(m.fewshot.as_ref()), 5);
+    }
+
+    #[test]
+    fn every_sampler_parses_under_its_logged_name() {
+        for s in [FewshotSampler::FirstN, FewshotSampler::Random, FewshotSampler::LmEval] {
+            let m = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"{}\"\n", s.name())).expect("valid");
+            assert_eq!(m.fewshot.expect("table").sampler, s);
+        }
     }
 
     #[test]
