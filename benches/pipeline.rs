@@ -20,7 +20,7 @@ fn generate(c: &mut Criterion) {
     let phase = env.phase(None).unwrap().clone();
     let items = env.load_items(&phase).unwrap();
     let builder = PromptBuilder::new(&env.manifest.prompt, &env.origin).unwrap();
-    let prompts: Vec<String> = items.iter().map(|i| builder.render(i, None).unwrap().text).collect();
+    let prompts: Vec<String> = items.iter().enumerate().map(|(n, i)| builder.render(n, i, None).unwrap().text).collect();
     let params = GenParams {
         max_new_tokens: env.manifest.generation.max_new_tokens,
         stop: env.manifest.generation.stop.clone(),

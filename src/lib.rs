@@ -19,6 +19,7 @@ pub mod leaderboard;
 pub mod log;
 pub mod model;
 pub mod prompt;
+pub mod pyrandom;
 pub mod report;
 pub mod rng;
 pub mod run;

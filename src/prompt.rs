@@ -56,10 +56,11 @@ impl PromptBuilder {
         Ok(self)
     }
 
-    /// Each few-shot example of `item` as (question, answer), in prompt order.
-    pub fn examples(&self, item: &Item) -> Result<Vec<(String, String)>> {
+    /// Each few-shot example of `item` as (question, answer), in prompt order. `index` is the
+    /// item's position in its phase's full item order (what lm-eval's sampler goes by).
+    pub fn examples(&self, index: usize, item: &Item) -> Result<Vec<(String, String)>> {
         let Some(f) = &self.fewshot else { return Ok(Vec::new()) };
-        f.select(item)
+        f.select(index, item)
             .into_iter()
             .map(|ex| Ok((self.example_part(ex, "shot_text")?, self.example_part(ex, "shot_target")?)))
             .collect()
@@ -80,11 +81,11 @@ impl PromptBuilder {
 
     /// The item's text with its few-shot examples ahead of it, as lm-evaluation-harness joins
     /// them: question, target delimiter, answer, separator, for each; then the item.
-    pub fn render_text(&self, item: &Item) -> Result<String> {
+    pub fn render_text(&self, index: usize, item: &Item) -> Result<String> {
         let body = self.render_body(item)?;
         let Some(f) = &self.fewshot else { return Ok(body) };
         let mut text = String::new();
-        for (question, answer) in self.examples(item)? {
+        for (question, answer) in self.examples(index, item)? {
             text.push_str(&question);
             text.push_str(&f.spec.target_delimiter);
             text.push_str(&answer);
@@ -150,12 +151,12 @@ impl PromptBuilder {
     /// The conversation a chat template (the model's, or a server's) turns into the prompt:
     /// the system prompt, if any, then each few-shot example as a user turn answered by an
     /// assistant turn (lm-eval's `--fewshot_as_multiturn`), then the item as the user's turn.
-    pub fn messages(&self, item: &Item) -> Result<Vec<Message>> {
+    pub fn messages(&self, index: usize, item: &Item) -> Result<Vec<Message>> {
         let mut messages = Vec::new();
         if !self.system.is_empty() {
             messages.push(Message { role: "system".into(), content: self.system.clone() });
         }
-        for (question, answer) in self.examples(item)? {
+        for (question, answer) in self.examples(index, item)? {
             messages.push(Message { role: "user".into(), content: question });
             messages.push(Message { role: "assistant".into(), content: answer });
         }
@@ -164,17 +165,17 @@ impl PromptBuilder {
     }
 
     /// The full prompt: system and user turns through the chat template, or plain text with
-    /// the system prompt ahead of it.
-    pub fn render(&self, item: &Item, chat: Option<&ChatTemplate>) -> Result<Prompt> {
+    /// the system prompt ahead of it. `index`: as for [`Self::examples`].
+    pub fn render(&self, index: usize, item: &Item, chat: Option<&ChatTemplate>) -> Result<Prompt> {
         match chat {
             Some(t) => {
                 let text = t
-                    .render(&self.messages(item)?, true)
+                    .render(&self.messages(index, item)?, true)
                     .map_err(|e| Error::Invalid(format!("item {}: {e}", item.id)))?;
                 Ok(Prompt { text, add_special_tokens: false })
             }
             None => {
-                let body = self.render_text(item)?;
+                let body = self.render_text(index, item)?;
                 let text = if self.system.is_empty() { body } else { format!("{}\n\n{body}", self.system) };
                 Ok(Prompt { text, add_special_tokens: true })
             }
@@ -214,10 +215,10 @@ mod tests {
     #[test]
     fn renders_item_fields_and_refuses_unknown_ones() {
         let b = PromptBuilder::new(&spec("Q: {{ question }}\nA:", ChatMode::Auto), "e").unwrap();
-        let p = b.render(&item(json!({"question": "2+2?"})), None).unwrap();
+        let p = b.render(0, &item(json!({"question": "2+2?"})), None).unwrap();
         assert_eq!(p, Prompt { text: "Q: 2+2?\nA:".into(), add_special_tokens: true });
         let b = PromptBuilder::new(&spec("{{ questoin }}", ChatMode::Auto), "e").unwrap();
-        let err = b.render(&item(json!({"question": "2+2?"})), None).unwrap_err().to_string();
+        let err = b.render(0, &item(json!({"question": "2+2?"})), None).unwrap_err().to_string();
         assert!(err.contains("item x") && err.contains("undefined"), "{err}");
     }
 
@@ -233,13 +234,13 @@ mod tests {
         s.system = "Answer briefly.".into();
         let b = PromptBuilder::new(&s, "e").unwrap();
         let it = item(json!({"q": "hi"}));
-        assert_eq!(b.render(&it, None).unwrap().text, "Answer briefly.\n\nhi");
+        assert_eq!(b.render(0, &it, None).unwrap().text, "Answer briefly.\n\nhi");
         let t = zephyr();
         let chat = b.chat_template(Some(&t), "m").unwrap();
-        let p = b.render(&it, chat).unwrap();
+        let p = b.render(0, &it, chat).unwrap();
         assert_eq!(p.text, "<|system|>\nAnswer briefly.</s>\n<|user|>\nhi</s>\n<|assistant|>\n");
         assert!(!p.add_special_tokens);
-        let messages = b.messages(&it).unwrap();
+        let messages = b.messages(0, &it).unwrap();
         let roles: Vec<(&str, &str)> = messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
         assert_eq!(roles, [("system", "Answer briefly."), ("user", "hi")]);
     }
@@ -280,7 +281,7 @@ mod tests {
             gsm_item("1", "2*3?", "2*3=6\n#### 6"),
             gsm_item("2", "9-4?", "9-4=5\n#### 5"),
         ];
-        let fewshot = crate::fewshot::Fewshot { spec, n: 2, pool, exclude_self: false };
+        let fewshot = crate::fewshot::Fewshot::new(spec, 2, pool, false);
         PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", chat), "e").unwrap().with_fewshot(Some(fewshot)).unwrap()
     }
 
@@ -295,7 +296,7 @@ mod tests {
         // lm-eval: doc_to_text + target_delimiter + doc_to_target per example, each followed by
         // fewshot_delimiter, then the doc's doc_to_text.
         let want = "Question: 1+1?\nAnswer: 1+1=2\n#### 2\n\nQuestion: 2*3?\nAnswer: 2*3=6\n#### 6\n\nQuestion: 5+5?\nAnswer:";
-        assert_eq!(b.render(&it, None).unwrap(), Prompt { text: want.into(), add_special_tokens: true });
+        assert_eq!(b.render(0, &it, None).unwrap(), Prompt { text: want.into(), add_special_tokens: true });
         // Other example templates and delimiters are honoured.
         let mut f = b.fewshot.clone().unwrap();
         f.spec.template = Some("Q {{ question }}".into());
@@ -303,7 +304,7 @@ mod tests {
         f.spec.target_delimiter = "=".into();
         f.spec.separator = "|".into();
         let b = PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", ChatMode::Never), "e").unwrap().with_fewshot(Some(f)).unwrap();
-        assert_eq!(b.render(&it, None).unwrap().text, "Q 1+1?=2|Q 2*3?=6|Question: 5+5?\nAnswer:");
+        assert_eq!(b.render(0, &it, None).unwrap().text, "Q 1+1?=2|Q 2*3?=6|Question: 5+5?\nAnswer:");
     }
 
     #[test]
@@ -311,14 +312,14 @@ mod tests {
         let b = two_shot(ChatMode::Auto);
         let it = gsm_item("q", "5+5?", "#### 10");
         let t = zephyr();
-        let p = b.render(&it, b.chat_template(Some(&t), "m").unwrap()).unwrap();
+        let p = b.render(0, &it, b.chat_template(Some(&t), "m").unwrap()).unwrap();
         // lm-eval --apply_chat_template --fewshot_as_multiturn: each example is a user turn
         // (doc_to_text) answered by an assistant turn (doc_to_target), then the doc's user turn.
         let want = "<|user|>\nQuestion: 1+1?\nAnswer:</s>\n<|assistant|>\n1+1=2\n#### 2</s>\n\
                     <|user|>\nQuestion: 2*3?\nAnswer:</s>\n<|assistant|>\n2*3=6\n#### 6</s>\n\
                     <|user|>\nQuestion: 5+5?\nAnswer:</s>\n<|assistant|>\n";
         assert_eq!(p.text, want);
-        let messages = b.messages(&it).unwrap();
+        let messages = b.messages(0, &it).unwrap();
         let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
     }
@@ -332,7 +333,7 @@ mod tests {
         if let Some(f) = b.fewshot.as_mut() {
             f.pool = vec![ex];
         }
-        let text = b.render(&gsm_item("q", "Grass?", "0"), None).unwrap().text;
+        let text = b.render(0, &gsm_item("q", "Grass?", "0"), None).unwrap().text;
         assert_eq!(text, "Question: Sky?\nAnswer: blue\n\nQuestion: Grass?\nAnswer:");
     }
 

@@ -1,7 +1,8 @@
 //! `benchgen eval` with `[fewshot]`: the prompts recorded in predictions.jsonl hold exactly the
-//! expected solved examples, in order, for the first_n and random samplers, without an item
-//! ever being its own example, unchanged by `--limit`, as chat turns with a chat template; and
-//! the few-shot data is part of the run's content hash.
+//! expected solved examples, in order, for the first_n, random and lm_eval samplers (lm_eval's
+//! as Python's lm-eval draws them), without an item ever being its own example, unchanged by
+//! `--limit`, as chat turns with a chat template; and the few-shot data is part of the run's
+//! content hash.
 
 mod common;
 #[path = "common/openai_server.rs"]
@@ -130,6 +131,44 @@ fn random_examples_are_seeded_per_item_and_unchanged_by_limit() {
     std::fs::write(reseeded.join("environment.toml"), manifest.replacen("sampler = \"first_n\"", "sampler = \"random\"", 1)).unwrap();
     let other = prompts(&eval(dir.path(), &reseeded, &[]));
     assert_ne!(other, full, "seed is ignored");
+}
+
+/// The train indices Python's replay of lm-eval gave each document in the named case of
+/// fixtures/pyrandom/goldens.json (tools/pyrandom_goldens.py).
+fn lm_eval_golden(name: &str) -> Vec<Vec<usize>> {
+    let goldens = read_json(&repo().join("fixtures/pyrandom/goldens.json"));
+    let case = goldens["lm_eval"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    let picks = case["examples"].as_array().unwrap();
+    picks.iter().map(|ex| ex.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect()).collect()
+}
+
+#[test]
+fn lm_eval_examples_are_pythons_in_full_runs_and_under_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = variant(dir.path(), "sampler = \"first_n\"", "sampler = \"lm_eval\"");
+    let train = read_jsonl(&env.join("data/train.jsonl"));
+    let test = read_jsonl(&env.join("data/test.jsonl"));
+    let shots = |picks: &[usize]| -> Vec<&Value> { picks.iter().map(|&t| &train[t]).collect() };
+    // The golden cases assume this fixture: seed 1234, 2-shot from 4 train items.
+    let want = lm_eval_golden("other_split_small");
+    let full = prompts(&eval(dir.path(), &env, &[]));
+    assert_eq!(full.len(), test.len());
+    for (i, item) in test.iter().enumerate() {
+        assert_eq!(full[&i.to_string()], expected_prompt(&shots(&want[i]), item), "item {i}");
+    }
+    let run = eval(dir.path(), &env, &["--limit", "2"]);
+    let limited = prompts(&run);
+    assert_eq!(limited.len(), 2);
+    assert!(limited.iter().all(|(id, p)| full[id] == *p), "--limit changed the examples");
+    let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+    assert!(log.contains("sampler lm_eval, seed 1234"), "{log}");
+
+    // The train phase evaluated: n + 1 drawn, the item itself dropped.
+    let want = lm_eval_golden("same_split_small");
+    let full = prompts(&eval(dir.path(), &env, &["--phase", "train"]));
+    for (i, item) in train.iter().enumerate() {
+        assert_eq!(full[&i.to_string()], expected_prompt(&shots(&want[i]), item), "train item {i}");
+    }
 }
 
 #[test]

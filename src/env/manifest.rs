@@ -230,6 +230,9 @@ pub enum FewshotSampler {
     FirstN,
     /// `n` items drawn without replacement, seeded by `seed` and the item's id.
     Random,
+    /// lm-evaluation-harness's default sampler, bit for bit: one Python `random.Random(seed)`
+    /// advanced from item to item in file order.
+    LmEval,
 }
 
 impl FewshotSampler {
@@ -238,6 +241,7 @@ impl FewshotSampler {
         match self {
             Self::FirstN => "first_n",
             Self::Random => "random",
+            Self::LmEval => "lm_eval",
         }
     }
 }
@@ -409,6 +413,14 @@ mod tests {
         assert!(err.contains("phase \"test\" has source_fields but no source"), "{err}");
         let err = Manifest::parse(&format!("{hub}[source_fields]\nq = \"question[\"\n")).unwrap_err();
         assert!(err.contains("[source_fields.q = \"question[\""), "{err}");
+    }
+
+    #[test]
+    fn every_sampler_parses_under_its_logged_name() {
+        for s in [FewshotSampler::FirstN, FewshotSampler::Random, FewshotSampler::LmEval] {
+            let m = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"{}\"\n", s.name())).expect("valid");
+            assert_eq!(m.fewshot.expect("table").sampler, s);
+        }
     }
 
     #[test]

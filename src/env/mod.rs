@@ -1,6 +1,8 @@
 //! Environments (benchmarks): a manifest, an Overview README and items per phase.
 
 mod dataset;
+#[cfg(test)]
+mod fewshot_tests;
 mod files;
 mod parquet;
 mod remap;
@@ -220,12 +222,7 @@ impl Environment {
         if pool.is_empty() {
             return Err(Error::env(&self.origin, format!("few-shot phase \"{}\" has no items", source.name)));
         }
-        Ok(Some(crate::fewshot::Fewshot {
-            spec: spec.clone(),
-            n: phase.shots(Some(spec)),
-            pool,
-            exclude_self: source.name == phase.name,
-        }))
+        Ok(Some(crate::fewshot::Fewshot::new(spec.clone(), phase.shots(Some(spec)), pool, source.name == phase.name)))
     }
 
     /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
@@ -274,9 +271,9 @@ impl Environment {
                 .and_then(|b| b.with_fewshot(self.fewshot(phase)?));
             match builder {
                 Ok(builder) => {
-                    for it in &items {
+                    for (index, it) in items.iter().enumerate() {
                         // With the examples: their templates must render too.
-                        problems.extend(builder.render_text(it).err());
+                        problems.extend(builder.render_text(index, it).err());
                         problems.extend((0..it.choices.len()).filter_map(|c| builder.render_choice(it, c).err()));
                     }
                 }

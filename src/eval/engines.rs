@@ -67,7 +67,7 @@ impl Stages<'_> {
         if chat.is_some() {
             log.line("Applying the model's chat template");
         }
-        let prompts = items.iter().map(|it| builder.render(it, chat)).collect::<Result<Vec<_>>>()?;
+        let prompts = items.iter().enumerate().map(|(i, it)| builder.render(i, it, chat)).collect::<Result<Vec<_>>>()?;
         Ok(Prepared { engine: Box::new(LocalEngine::new(model, self.opts.batch_size)), prompts, messages: None })
     }
 
@@ -91,7 +91,7 @@ impl Stages<'_> {
             self.opts.batch_size.max(1)
         ));
         // Plain text for the prompt record either way; a server's chat template is its own.
-        let prompts = items.iter().map(|it| builder.render(it, None)).collect::<Result<Vec<_>>>()?;
+        let prompts = items.iter().enumerate().map(|(i, it)| builder.render(i, it, None)).collect::<Result<Vec<_>>>()?;
         let multiple_choice = self.multiple_choice();
         let messages = match builder.chat_mode() {
             _ if multiple_choice => {
@@ -100,7 +100,7 @@ impl Stages<'_> {
             }
             ChatMode::Always => {
                 log.line("Sending prompts to /v1/chat/completions: the environment sets chat = true, the server applies its chat template");
-                Some(items.iter().map(|it| builder.messages(it)).collect::<Result<Vec<_>>>()?)
+                Some(items.iter().enumerate().map(|(i, it)| builder.messages(i, it)).collect::<Result<Vec<_>>>()?)
             }
             // `auto` means "the model's chat template if it has one", and a server does not show
             // whether it has one; plain completions are what every server supports.

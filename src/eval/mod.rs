@@ -225,8 +225,9 @@ impl Stages<'_> {
         }
         let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?.with_fewshot(fewshot)?;
         // Template errors surface before the (slower) model load.
-        for it in &items {
-            builder.render_text(it)?;
+        // `--limit` kept a prefix, so positions here are positions in the full phase.
+        for (index, it) in items.iter().enumerate() {
+            builder.render_text(index, it)?;
         }
 
         log.line(format!("Loading model: {}", record.model.spec));
