@@ -9,14 +9,20 @@ mod common;
 use std::collections::BTreeMap;
 
 use benchgen::engine::{FinishReason, GenParams, GenRequest, Generator, LocalEngine, LoglikOutput, LoglikRequest, Truncate};
-use benchgen::model::{Checkpoint, LoadedModel};
+use benchgen::model::{Checkpoint, KvDtype, LoadedModel};
 use candle_core::DType;
 
 const BATCHES: [usize; 4] = [1, 3, 8, 32];
 
 fn engine(batch: usize) -> LocalEngine {
+    engine_with(batch, KvDtype::F32)
+}
+
+fn engine_with(batch: usize, kv: KvDtype) -> LocalEngine {
     let ckpt = Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
-    LocalEngine::new(LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap(), batch)
+    let mut model = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
+    model.model.set_kv_dtype(kv).unwrap();
+    LocalEngine::new(model, batch)
 }
 
 /// Deterministic words of varying length.
@@ -44,8 +50,12 @@ fn request(index: usize, prompt: String) -> GenRequest {
 type Generated = BTreeMap<usize, (Vec<u32>, String, FinishReason)>;
 
 fn generate(batch: usize, requests: &[GenRequest]) -> Generated {
+    generate_with(batch, requests, KvDtype::F32)
+}
+
+fn generate_with(batch: usize, requests: &[GenRequest], kv: KvDtype) -> Generated {
     let mut out = Generated::new();
-    engine(batch)
+    engine_with(batch, kv)
         .generate(requests.to_vec(), &mut |o| {
             out.insert(o.index, (o.token_ids, o.text, o.finish_reason));
             Ok(())
@@ -56,7 +66,11 @@ fn generate(batch: usize, requests: &[GenRequest]) -> Generated {
 }
 
 fn check_generation(name: &str, requests: Vec<GenRequest>) {
-    let runs: Vec<Generated> = BATCHES.iter().map(|&b| generate(b, &requests)).collect();
+    check_generation_with(name, requests, KvDtype::F32);
+}
+
+fn check_generation_with(name: &str, requests: Vec<GenRequest>, kv: KvDtype) {
+    let runs: Vec<Generated> = BATCHES.iter().map(|&b| generate_with(b, &requests, kv)).collect();
     for (b, run) in BATCHES.iter().zip(&runs).skip(1) {
         for (i, want) in &runs[0] {
             assert_eq!(&run[i], want, "{name}: item {i} at batch size {b} differs from batch size 1");
@@ -81,6 +95,36 @@ fn generations_sharing_a_prefix_do_not_depend_on_the_batch() {
     let preamble = format!("{}\n\n", words(99, 20));
     let requests = (0..40).map(|i| request(i, format!("{preamble}{}", words(i, 1 + i % 7)))).collect();
     check_generation("shared prefix", requests);
+}
+
+#[test]
+fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
+    // The host path only: the candle decoder (GPUs) keeps its cache in the model's dtype.
+    if !common::test_device().is_cpu() {
+        eprintln!("SKIPPED: bf16 KV caches are a CPU host-path feature");
+        return;
+    }
+    let preamble = format!("{}\n\n", words(99, 20));
+    let requests: Vec<GenRequest> = (0..40).map(|i| request(i, format!("{preamble}{}", words(i, 1 + i % 7)))).collect();
+    check_generation_with("shared prefix, bf16 KV", requests, KvDtype::Bf16);
+    // The setting reaches the cache: logits move, by about bf16's rounding of the keys and values.
+    use benchgen::model::Segment;
+    use candle_core::Tensor;
+    let ckpt = Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
+    let last_logits = |kv: KvDtype| -> Vec<f32> {
+        let mut lm = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
+        lm.model.set_kv_dtype(kv).unwrap();
+        let m = &lm.model;
+        let prompt = lm.tokenizer.encode(&words(3, 30), true).unwrap();
+        let mut cache = m.new_cache(prompt.len());
+        let tokens = Tensor::new(prompt.as_slice(), m.device()).unwrap();
+        let hidden = m.forward(&tokens, &[Segment { len: prompt.len(), offset: 0 }], Some(&mut [&mut cache])).unwrap();
+        m.logits(&hidden).unwrap().to_vec2::<f32>().unwrap().pop().unwrap()
+    };
+    let (exact, rounded) = (last_logits(KvDtype::F32), last_logits(KvDtype::Bf16));
+    let diff = exact.iter().zip(&rounded).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let scale = exact.iter().map(|a| a.abs()).fold(0f32, f32::max);
+    assert!(diff > 0.0 && diff < 0.02 * scale, "largest logit difference {diff}, largest logit {scale}");
 }
 
 #[test]

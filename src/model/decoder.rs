@@ -18,6 +18,7 @@ use candle_nn::VarBuilder;
 use super::candle_decoder::{CandleCache, CandleDecoder};
 use super::config::ModelConfig;
 use super::host::{HostCache, HostDecoder, Weights};
+pub use super::host::KvDtype;
 
 /// One sequence's slice of a packed batch: `len` new tokens whose first position is `offset`
 /// (equal to the number of tokens already in that sequence's cache).
@@ -176,6 +177,20 @@ impl Decoder {
     }
 
     /// A cache for one sequence of at most `max_len` tokens (it grows if exceeded).
+    /// Stores new caches' keys and values as `dtype`. The candle path keeps its caches in the
+    /// model's dtype; only f32 is accepted there.
+    pub fn set_kv_dtype(&mut self, dtype: KvDtype) -> Result<()> {
+        match &mut self.inner {
+            Inner::Host(m) => m.set_kv_dtype(dtype),
+            Inner::Candle(_) if dtype == KvDtype::F32 => {}
+            Inner::Candle(_) => candle_core::bail!(
+                "a {} KV cache needs the CPU host path (f32 or bf16 weights on a CPU); on this device and dtype the cache has the model's dtype",
+                dtype.name()
+            ),
+        }
+        Ok(())
+    }
+
     pub fn new_cache(&self, max_len: usize) -> SeqCache {
         SeqCache(match &self.inner {
             Inner::Candle(m) => CacheKind::Candle(m.new_cache(max_len)),

@@ -20,5 +20,5 @@ pub mod tokenizer;
 
 pub use checkpoint::{Checkpoint, LoadedModel};
 pub use config::ModelConfig;
-pub use decoder::{Backend, Decoder, SeqCache, Segment, SharedCache};
+pub use decoder::{Backend, Decoder, KvDtype, SeqCache, Segment, SharedCache};
 pub use tokenizer::TextTokenizer;

@@ -8,12 +8,98 @@ use rayon::prelude::*;
 use super::ops::{dot, exp, hsum};
 use crate::model::decoder::Segment;
 
+/// How a KV cache stores keys and values. bf16 halves the cache (what long few-shot prompts at
+/// large batches are made of); attention then reads each stored value widened back to f32, so
+/// its arithmetic is the f32 path's on the rounded keys and values, and a sequence's numbers
+/// still depend on nothing but its own tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvDtype {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl KvDtype {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f32" => Some(Self::F32),
+            "bf16" => Some(Self::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Stored values of one kind (keys or values), token-major.
+#[derive(Debug, Clone)]
+enum Rows {
+    F32(Vec<f32>),
+    /// bf16 bits (f32 rounded to nearest even).
+    Bf16(Vec<u16>),
+}
+
+impl Rows {
+    fn with_capacity(dtype: KvDtype, n: usize) -> Self {
+        match dtype {
+            KvDtype::F32 => Rows::F32(Vec::with_capacity(n)),
+            KvDtype::Bf16 => Rows::Bf16(Vec::with_capacity(n)),
+        }
+    }
+
+    fn dtype(&self) -> KvDtype {
+        match self {
+            Rows::F32(_) => KvDtype::F32,
+            Rows::Bf16(_) => KvDtype::Bf16,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Rows::F32(r) => r.len(),
+            Rows::Bf16(r) => r.len(),
+        }
+    }
+
+    fn push(&mut self, x: &[f32]) {
+        match self {
+            Rows::F32(r) => r.extend_from_slice(x),
+            Rows::Bf16(r) => r.extend(x.iter().map(|&v| crate::kernels::to_bf16(v))),
+        }
+    }
+
+    /// A copy with room for `cap` values.
+    fn copy_with_capacity(&self, cap: usize) -> Self {
+        let mut out = Rows::with_capacity(self.dtype(), cap.max(self.len()));
+        match (&mut out, self) {
+            (Rows::F32(o), Rows::F32(r)) => o.extend_from_slice(r),
+            (Rows::Bf16(o), Rows::Bf16(r)) => o.extend_from_slice(r),
+            _ => unreachable!("same dtype by construction"),
+        }
+        out
+    }
+
+    /// Values `range` widened to f32 onto `out`.
+    #[inline(always)]
+    fn widen_into(&self, range: std::ops::Range<usize>, out: &mut Vec<f32>) {
+        match self {
+            Rows::F32(r) => out.extend_from_slice(&r[range]),
+            Rows::Bf16(r) => out.extend(r[range].iter().map(|&b| f32::from_bits((b as u32) << 16))),
+        }
+    }
+}
+
 /// One layer's keys and values of one sequence, token-major: `[T][kv_heads][head_dim]`, so an
 /// append is one copy and growth is a plain `Vec` growth.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LayerKv {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Rows,
+    v: Rows,
 }
 
 /// One sequence's KV cache, one [`LayerKv`] per layer, optionally after a read-only prefix
@@ -27,15 +113,19 @@ pub struct HostCache {
 }
 
 impl HostCache {
-    /// Room for `own_len` tokens of its own (it grows if exceeded).
-    pub fn new(layers: usize, width: usize, own_len: usize) -> Self {
-        let layer = || LayerKv { k: Vec::with_capacity(own_len * width), v: Vec::with_capacity(own_len * width) };
+    /// Room for `own_len` tokens of its own (it grows if exceeded), stored as `dtype`.
+    pub fn new(layers: usize, width: usize, own_len: usize, dtype: KvDtype) -> Self {
+        let layer = || LayerKv { k: Rows::with_capacity(dtype, own_len * width), v: Rows::with_capacity(dtype, own_len * width) };
         Self { prefix: None, layers: (0..layers).map(|_| layer()).collect(), width }
+    }
+
+    fn dtype(&self) -> KvDtype {
+        self.layers.first().map_or(KvDtype::F32, |l| l.k.dtype())
     }
 
     /// An empty cache that continues `prefix` without copying it, with room for `own_len` more.
     pub fn after(prefix: &Arc<HostCache>, own_len: usize) -> Self {
-        let mut c = Self::new(prefix.layers.len(), prefix.width, own_len);
+        let mut c = Self::new(prefix.layers.len(), prefix.width, own_len, prefix.dtype());
         c.prefix = Some(prefix.flattened());
         c
     }
@@ -65,17 +155,7 @@ impl HostCache {
     /// An independent copy with room for `max_len` positions in all; a shared prefix stays shared.
     pub fn fork(&self, max_len: usize) -> HostCache {
         let cap = max_len.max(self.len()).saturating_sub(self.prefix_len()) * self.width;
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                let mut k = Vec::with_capacity(cap);
-                k.extend_from_slice(&l.k);
-                let mut v = Vec::with_capacity(cap);
-                v.extend_from_slice(&l.v);
-                LayerKv { k, v }
-            })
-            .collect();
+        let layers = self.layers.iter().map(|l| LayerKv { k: l.k.copy_with_capacity(cap), v: l.v.copy_with_capacity(cap) }).collect();
         HostCache { prefix: self.prefix.clone(), layers, width: self.width }
     }
 
@@ -103,23 +183,50 @@ pub struct KvView<'a> {
     width: usize,
 }
 
-impl KvView<'_> {
-    /// (keys, values) of position `j`, all heads.
-    #[inline]
-    fn row(&self, j: usize) -> (&[f32], &[f32]) {
-        let (l, j) = match self.prefix {
+impl<'a> KvView<'a> {
+    /// The layer holding position `j`, and `j`'s index there.
+    #[inline(always)]
+    fn locate(&self, j: usize) -> (&'a LayerKv, usize) {
+        match self.prefix {
             Some(p) if j < self.prefix_len => (p, j),
             _ => (self.own, j - self.prefix_len),
-        };
+        }
+    }
+
+    /// (keys, values) of position `j`, all heads, where they are stored as f32.
+    #[inline(always)]
+    fn f32_row(&self, j: usize) -> Option<(&'a [f32], &'a [f32])> {
+        let (l, j) = self.locate(j);
         let r = j * self.width..(j + 1) * self.width;
-        (&l.k[r.clone()], &l.v[r])
+        match (&l.k, &l.v) {
+            (Rows::F32(k), Rows::F32(v)) => Some((&k[r.clone()], &v[r])),
+            _ => None,
+        }
+    }
+
+    fn is_f32(&self) -> bool {
+        self.own.k.dtype() == KvDtype::F32 && self.prefix.is_none_or(|p| p.k.dtype() == KvDtype::F32)
+    }
+
+    /// Columns `cols` of positions `positions`, widened to f32: `[positions][cols]` for keys and
+    /// for values.
+    fn widened(&self, positions: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> (Vec<f32>, Vec<f32>) {
+        let n = positions.len() * cols.len();
+        let (mut k, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for j in positions {
+            let (l, j) = self.locate(j);
+            let r = j * self.width + cols.start..j * self.width + cols.end;
+            l.k.widen_into(r.clone(), &mut k);
+            l.v.widen_into(r, &mut v);
+        }
+        (k, v)
     }
 }
 
 impl LayerKv {
     pub(super) fn append(&mut self, k: &[f32], v: &[f32]) {
-        self.k.extend_from_slice(k);
-        self.v.extend_from_slice(v);
+        self.k.push(k);
+        self.v.push(v);
     }
 }
 
@@ -204,13 +311,29 @@ impl Head<'_> {
     fn body(&self, res: &mut [f32]) {
         let d = self.dim;
         let cols = self.kh * d..(self.kh + 1) * d;
+        if self.kv.is_f32() {
+            let row = |j: usize| self.kv.f32_row(j).map(|(k, v)| (&k[cols.clone()], &v[cols.clone()]));
+            self.softmax_rows(|j| row(j).unwrap_or_default(), res);
+        } else {
+            // Widened once per (sequence, head): every query row of the segment reads them.
+            let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
+            let end = self.seg.offset + self.seg.len;
+            let (k, v) = self.kv.widened(first..end, cols);
+            self.softmax_rows(|j| (&k[(j - first) * d..][..d], &v[(j - first) * d..][..d]), res);
+        }
+    }
+
+    /// softmax(q·Kᵀ · scale) V for each query row, with `kv(j)` the head's (key, value) at `j`.
+    #[inline(always)]
+    fn softmax_rows<'k, F: Fn(usize) -> (&'k [f32], &'k [f32])>(&self, kv: F, res: &mut [f32]) {
+        let d = self.dim;
         let mut scores = Vec::with_capacity(self.seg.offset + self.seg.len);
         for i in 0..self.seg.len {
             let pos = self.seg.offset + i;
             let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
             let qrow = &self.rows[i * self.stride + self.head * d..][..d];
             scores.clear();
-            scores.extend((lo..=pos).map(|j| dot(qrow, &self.kv.row(j).0[cols.clone()]) * self.scale));
+            scores.extend((lo..=pos).map(|j| dot(qrow, kv(j).0) * self.scale));
             let max = lanes_max(&scores);
             for e in scores.iter_mut() {
                 *e = exp(*e - max);
@@ -219,7 +342,7 @@ impl Head<'_> {
             let o = &mut res[i * d..][..d];
             for (j, e) in (lo..=pos).zip(&scores) {
                 let p = e / sum;
-                for (o, v) in o.iter_mut().zip(&self.kv.row(j).1[cols.clone()]) {
+                for (o, v) in o.iter_mut().zip(kv(j).1) {
                     *o += p * v;
                 }
             }
@@ -304,7 +427,7 @@ mod tests {
             let k = values(total * h.kv * h.dim, 1);
             let v = values(total * h.kv * h.dim, 2);
             let q = values(len * h.q * h.dim, 3);
-            let cache = LayerKv { k: k.clone(), v: v.clone() };
+            let cache = layer(&k, &v);
             let mut out = vec![0f32; len * h.q * h.dim];
             attend(&q, h.q * h.dim, &[Segment { len, offset: total - len }], &[view(&cache, h)], h, &mut out);
             let want = naive(&q, &k, &v, len, total, h);
@@ -317,8 +440,8 @@ mod tests {
     #[test]
     fn a_sequence_gives_the_same_bits_alone_and_beside_others() {
         let h = Heads { q: 2, kv: 1, dim: 16, window: None };
-        let a = LayerKv { k: values(7 * 16, 4), v: values(7 * 16, 5) };
-        let b = LayerKv { k: values(30 * 16, 6), v: values(30 * 16, 7) };
+        let a = layer(&values(7 * 16, 4), &values(7 * 16, 5));
+        let b = layer(&values(30 * 16, 6), &values(30 * 16, 7));
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
         let mut alone = vec![0f32; 2 * 32];
         attend(&qa, 32, &[Segment { len: 2, offset: 5 }], &[view(&a, h)], h, &mut alone);
@@ -328,17 +451,53 @@ mod tests {
         assert_eq!(alone, both[30 * 32..]);
     }
 
+    fn layer(k: &[f32], v: &[f32]) -> LayerKv {
+        LayerKv { k: Rows::F32(k.to_vec()), v: Rows::F32(v.to_vec()) }
+    }
+
     fn view(l: &LayerKv, h: Heads) -> KvView<'_> {
         KvView { prefix: None, prefix_len: 0, own: l, width: h.kv * h.dim }
+    }
+
+    #[test]
+    fn a_bf16_cache_is_f32_attention_over_the_rounded_keys_and_values() {
+        let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&v| f32::from_bits((crate::kernels::to_bf16(v) as u32) << 16)).collect() };
+        for window in [None, Some(4)] {
+            let h = Heads { q: 4, kv: 2, dim: 16, window };
+            let (total, len) = (11, 3);
+            let (k, v, q) = (values(total * 32, 13), values(total * 32, 14), values(len * 64, 15));
+            let mut cache = HostCache::new(1, 32, total, KvDtype::Bf16);
+            for t in 0..total {
+                cache.layer_mut(0).append(&k[t * 32..][..32], &v[t * 32..][..32]);
+            }
+            let seg = [Segment { len, offset: total - len }];
+            let (mut got, mut want) = (vec![0f32; len * 64], vec![0f32; len * 64]);
+            attend(&q, 64, &seg, &[cache.view(0)], h, &mut got);
+            let rounded = layer(&round(&k), &round(&v));
+            attend(&q, 64, &seg, &[view(&rounded, h)], h, &mut want);
+            assert_eq!(got, want, "window {window:?}");
+            let exact = layer(&k, &v);
+            attend(&q, 64, &seg, &[view(&exact, h)], h, &mut want);
+            assert_ne!(got, want, "the cache did round");
+            assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2), "window {window:?}");
+        }
+        // A fork and a cache after a shared prefix keep the dtype and the values.
+        let mut c = HostCache::new(1, 16, 4, KvDtype::Bf16);
+        c.layer_mut(0).append(&values(16, 1), &values(16, 2));
+        let shared = Arc::new(c.fork(4));
+        let after = HostCache::after(&shared, 2);
+        assert_eq!((after.dtype(), after.len()), (KvDtype::Bf16, 1));
+        assert_eq!(after.view(0).widened(0..1, 0..16), c.view(0).widened(0..1, 0..16));
+        assert_eq!(c.view(0).widened(0..1, 0..16).0, round(&values(16, 1)));
     }
 
     #[test]
     fn a_shared_prefix_reads_like_a_cache_of_its_own() {
         let h = Heads { q: 2, kv: 1, dim: 16, window: None };
         let (k, v) = (values(9 * 16, 10), values(9 * 16, 11));
-        let whole = LayerKv { k: k.clone(), v: v.clone() };
-        let prefix = LayerKv { k: k[..6 * 16].to_vec(), v: v[..6 * 16].to_vec() };
-        let own = LayerKv { k: k[6 * 16..].to_vec(), v: v[6 * 16..].to_vec() };
+        let whole = layer(&k, &v);
+        let prefix = layer(&k[..6 * 16], &v[..6 * 16]);
+        let own = layer(&k[6 * 16..], &v[6 * 16..]);
         let split = KvView { prefix: Some(&prefix), prefix_len: 6, own: &own, width: 16 };
         let q = values(3 * 32, 12);
         let seg = [Segment { len: 3, offset: 6 }];

@@ -13,7 +13,7 @@ use candle_core::{DType, Result};
 use candle_nn::VarBuilder;
 
 use self::attention::{attend, Heads};
-pub use self::attention::HostCache;
+pub use self::attention::{HostCache, KvDtype};
 
 use super::config::ModelConfig;
 use super::decoder::Segment;
@@ -49,6 +49,7 @@ pub(crate) struct HostDecoder {
     inter: usize,
     eps: f32,
     weights: Weights,
+    kv_dtype: KvDtype,
 }
 
 /// A weight's values, row-major, as f32.
@@ -152,6 +153,7 @@ impl HostDecoder {
             inter: is,
             eps: cfg.rms_norm_eps as f32,
             weights,
+            kv_dtype: KvDtype::F32,
         })
     }
 
@@ -160,7 +162,12 @@ impl HostDecoder {
     }
 
     pub fn new_cache(&self, max_len: usize) -> HostCache {
-        HostCache::new(self.layers.len(), self.heads.kv * self.heads.dim, max_len)
+        HostCache::new(self.layers.len(), self.heads.kv * self.heads.dim, max_len, self.kv_dtype)
+    }
+
+    /// How new caches store keys and values (f32 unless set).
+    pub fn set_kv_dtype(&mut self, dtype: KvDtype) {
+        self.kv_dtype = dtype;
     }
 
     /// cos/sin rows `[N][head_dim / 2]` for the tokens' positions, computed as the candle
