@@ -49,10 +49,6 @@ fn request(index: usize, prompt: String) -> GenRequest {
 
 type Generated = BTreeMap<usize, (Vec<u32>, String, FinishReason)>;
 
-fn generate(batch: usize, requests: &[GenRequest]) -> Generated {
-    generate_with(batch, requests, KvDtype::F32)
-}
-
 fn generate_with(batch: usize, requests: &[GenRequest], kv: KvDtype) -> Generated {
     let mut out = Generated::new();
     engine_with(batch, kv)
