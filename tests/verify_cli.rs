@@ -62,3 +62,22 @@ fn run_json_records_content_hashes_and_verify_notices_changed_inputs() {
     assert!(!o.status.success());
     assert!(stdout(&o).contains("changed since the run: environment"), "{}", stdout(&o));
 }
+
+#[test]
+fn a_bf16_kv_cache_is_recorded_kept_by_resume_and_reproduced_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&benchgen(dir.path(), &["eval", "--limit", "12", "--kv-dtype", "bf16"]));
+    assert!(out.contains("KV cache bf16"), "{out}");
+    let run = read_json(&dir.path().join("runs/1/run.json"));
+    assert_eq!(run["settings"]["kv_dtype"], "bf16", "{run}");
+    let out = ok(&benchgen(dir.path(), &["verify", "1"]));
+    assert!(out.contains("run 1 reproduces"), "{out}");
+    // A different cache would not be the same run.
+    let o = benchgen(dir.path(), &["eval", "--resume", "1", "--kv-dtype", "f32"]);
+    assert!(!o.status.success());
+    let msg = stderr(&o);
+    assert!(msg.contains("--kv-dtype") && msg.contains("the run has bf16"), "{msg}");
+    // f32 is the default and is not written into run.json.
+    ok(&benchgen(dir.path(), &["eval", "--limit", "2"]));
+    assert!(read_json(&dir.path().join("runs/2/run.json"))["settings"].get("kv_dtype").is_none());
+}

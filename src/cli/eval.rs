@@ -3,6 +3,7 @@ use std::io::IsTerminal;
 use benchgen::eval::{resume_eval, run_eval, EvalOptions, GivenOptions};
 use benchgen::engine::Truncate;
 use benchgen::log::RunLog;
+use benchgen::model::KvDtype;
 
 use super::EvalArgs;
 
@@ -17,6 +18,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
     let truncate = args.truncate.as_deref().map(Truncate::parse).transpose().map_err(anyhow::Error::msg)?;
+    // clap has checked the value.
+    let kv_dtype = args.kv_dtype.as_deref().and_then(KvDtype::parse);
     let outcome = match args.resume {
         Some(run_id) => {
             // Flags left out take the run's values; flags given are checked against them.
@@ -31,6 +34,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 limit: args.limit,
                 seed: args.seed,
                 truncate,
+                kv_dtype,
                 allow_scoring_program: args.allow_scoring_program,
             };
             resume_eval(&args.runs_dir, run_id, &given, &mut log)?
@@ -47,6 +51,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 limit: args.limit,
                 seed: args.seed.unwrap_or(defaults.seed),
                 truncate: truncate.unwrap_or_default(),
+                kv_dtype: kv_dtype.unwrap_or_default(),
                 runs_dir: args.runs_dir,
                 sources: args.sources.options(),
                 allow_scoring_program: args.allow_scoring_program,

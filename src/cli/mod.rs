@@ -125,6 +125,10 @@ pub struct EvalArgs {
     /// tokens that fit (context − max_new_tokens) and records how many were dropped [default: error]
     #[arg(long, value_parser = ["left", "error"])]
     pub truncate: Option<String>,
+    /// How the KV cache stores keys and values on the CPU host path: `f32` (exact, the default)
+    /// or `bf16` (half the cache memory; attention reads keys and values rounded to bf16)
+    #[arg(long, value_parser = ["f32", "bf16"])]
+    pub kv_dtype: Option<String>,
     /// Continue run RUN_ID (crashed, killed or interrupted) with only its missing items; its
     /// settings come from its run.json, and flags given again must match them
     #[arg(long, value_name = "RUN_ID")]

@@ -55,13 +55,17 @@ impl Stages<'_> {
             ));
         }
         record.model.files = hashes;
-        let model = LoadedModel::load(&checkpoint, &self.device, self.dtype)?;
+        let mut model = LoadedModel::load(&checkpoint, &self.device, self.dtype)?;
+        model.model.set_kv_dtype(self.opts.kv_dtype).map_err(|e| Error::model(&checkpoint.origin, format!("--kv-dtype {}: {e}", self.opts.kv_dtype.name())))?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);
         write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
         log.line(format!(
-            "Model loaded: {} parameters, device {}, dtype {}",
-            model.num_parameters, self.opts.device, dtype_name(self.dtype)
+            "Model loaded: {} parameters, device {}, dtype {}{}",
+            model.num_parameters,
+            self.opts.device,
+            dtype_name(self.dtype),
+            if self.opts.kv_dtype.is_f32() { String::new() } else { format!(", KV cache {}", self.opts.kv_dtype.name()) }
         ));
         let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;
         if chat.is_some() {

@@ -41,6 +41,7 @@ use crate::engine::sampling;
 use crate::run::record::{ModelInfo, RunInputs, Settings};
 use crate::run::submission::{read_submission, write_submission};
 use crate::run::{PredictionRecord, RunRecord};
+use crate::model::KvDtype;
 use crate::score::Method;
 
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub struct EvalOptions {
     pub seed: u64,
     /// A prompt longer than the model's context: an error, or cut from the left.
     pub truncate: Truncate,
+    /// How the KV cache stores keys and values (`--kv-dtype`).
+    pub kv_dtype: KvDtype,
     pub runs_dir: PathBuf,
     /// Offline mode and the models registry.
     pub sources: SourceOptions,
@@ -77,6 +80,7 @@ impl Default for EvalOptions {
             limit: None,
             seed: 0,
             truncate: Truncate::Error,
+            kv_dtype: KvDtype::F32,
             runs_dir: PathBuf::from("runs"),
             sources: SourceOptions::default(),
             allow_scoring_program: false,
@@ -147,6 +151,7 @@ impl Plan {
             limit: opts.limit,
             seed: opts.seed,
             truncate: opts.truncate,
+            kv_dtype: opts.kv_dtype,
             generation: params.clone(),
             inputs: Some(inputs),
         };

@@ -31,6 +31,7 @@ pub struct GivenOptions {
     pub limit: Option<usize>,
     pub seed: Option<u64>,
     pub truncate: Option<crate::engine::Truncate>,
+    pub kv_dtype: Option<crate::model::KvDtype>,
     /// `--allow-scoring-program`: never taken from the run, the user must give it again.
     pub allow_scoring_program: bool,
 }
@@ -92,6 +93,7 @@ pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Re
         limit: settings.limit,
         seed: settings.seed,
         truncate: settings.truncate,
+        kv_dtype: settings.kv_dtype,
         runs_dir: runs_dir.to_path_buf(),
         sources: SourceOptions::from_env(),
         // Consent to run an environment's program is given per invocation, never replayed.
@@ -194,6 +196,11 @@ fn check_given(run_id: u64, given: &GivenOptions, record: &RunRecord, settings: 
     if let Some(truncate) = given.truncate {
         if truncate != settings.truncate {
             return Err(refusal(run_id, "--truncate", &format!("{:?}", settings.truncate).to_lowercase(), &format!("{truncate:?}").to_lowercase()));
+        }
+    }
+    if let Some(kv) = given.kv_dtype {
+        if kv != settings.kv_dtype {
+            return Err(refusal(run_id, "--kv-dtype", settings.kv_dtype.name(), kv.name()));
         }
     }
     if let Some(seed) = given.seed {

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{GenParams, Truncate};
+use crate::model::KvDtype;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +63,9 @@ pub struct Settings {
     /// `--truncate`; absent means `error` (and in runs from before the option existed).
     #[serde(default, skip_serializing_if = "Truncate::is_error")]
     pub truncate: Truncate,
+    /// `--kv-dtype`; absent means f32 (and in runs from before the option existed).
+    #[serde(default, skip_serializing_if = "KvDtype::is_f32")]
+    pub kv_dtype: KvDtype,
     pub generation: GenParams,
     /// What `--resume` needs to rebuild the run; absent in runs from before resuming existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

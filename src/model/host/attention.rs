@@ -12,7 +12,8 @@ use crate::model::decoder::Segment;
 /// large batches are made of); attention then reads each stored value widened back to f32, so
 /// its arithmetic is the f32 path's on the rounded keys and values, and a sequence's numbers
 /// still depend on nothing but its own tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KvDtype {
     #[default]
     F32,
@@ -33,6 +34,10 @@ impl KvDtype {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
         }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Self::F32
     }
 }
 
