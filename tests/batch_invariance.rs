@@ -9,14 +9,19 @@ mod common;
 use std::collections::BTreeMap;
 
 use benchgen::engine::{FinishReason, GenParams, GenRequest, Generator, LocalEngine, LoglikOutput, LoglikRequest, Truncate};
+use benchgen::device::WeightType;
 use benchgen::model::{Checkpoint, LoadedModel};
 use candle_core::DType;
 
 const BATCHES: [usize; 4] = [1, 3, 8, 32];
 
 fn engine(batch: usize) -> LocalEngine {
+    engine_with(batch, DType::F32.into())
+}
+
+fn engine_with(batch: usize, weights: WeightType) -> LocalEngine {
     let ckpt = Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
-    LocalEngine::new(LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap(), batch)
+    LocalEngine::new(LoadedModel::load(&ckpt, &common::test_device(), weights).unwrap(), batch)
 }
 
 /// Deterministic words of varying length.
@@ -85,12 +90,26 @@ fn generations_sharing_a_prefix_do_not_depend_on_the_batch() {
 
 #[test]
 fn loglikelihoods_do_not_depend_on_the_batch_bit_for_bit() {
+    check_loglikelihoods(DType::F32.into());
+}
+
+/// The same with `--dtype q8_0` (8-bit weights on the host kernels, CPU only).
+#[test]
+fn q8_0_loglikelihoods_do_not_depend_on_the_batch_bit_for_bit() {
+    if !common::test_device().is_cpu() {
+        eprintln!("SKIPPED: q8_0 runs on the CPU only");
+        return;
+    }
+    check_loglikelihoods(WeightType::Q8_0);
+}
+
+fn check_loglikelihoods(weights: WeightType) {
     let requests: Vec<LoglikRequest> = (0..40)
         .map(|i| LoglikRequest { index: i, context: words(i, 2 + (i * 7) % 25), continuation: format!(" {}", words(i + 3, 1 + i % 6)) })
         .collect();
     let run = |batch: usize| {
         let mut out = BTreeMap::new();
-        engine(batch)
+        engine_with(batch, weights)
             .loglikelihood(requests.clone(), &mut |o: LoglikOutput| {
                 out.insert(o.index, o);
                 Ok(())

@@ -2,7 +2,6 @@
 //! OpenAI-compatible server) and the prompts in the form each one takes.
 
 use super::Stages;
-use crate::device::dtype_name;
 use crate::engine::remote::RemoteEngine;
 use crate::engine::{Generator, LocalEngine};
 use crate::env::{ChatMode, Item};
@@ -55,13 +54,13 @@ impl Stages<'_> {
             ));
         }
         record.model.files = hashes;
-        let model = LoadedModel::load(&checkpoint, &self.device, self.dtype)?;
+        let model = LoadedModel::load(&checkpoint, &self.device, self.weights)?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);
         write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
         log.line(format!(
             "Model loaded: {} parameters, device {}, dtype {}",
-            model.num_parameters, self.opts.device, dtype_name(self.dtype)
+            model.num_parameters, self.opts.device, self.weights.name()
         ));
         let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;
         if chat.is_some() {
