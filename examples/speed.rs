@@ -2,13 +2,14 @@
 //! (nothing is downloaded), in the units of the project's targets: decode tokens/s counted
 //! across the batch, 64-token prompts, 64 new tokens; prefill tokens/s for 32 × 64.
 //!
-//!     RAYON_NUM_THREADS=2 cargo run --release --example speed [-- --batches 1,8,32 --repeats 3]
+//!     RAYON_NUM_THREADS=2 cargo run --release --example speed [-- --batches 1,8,32 --repeats 3 --dtype q8_0]
 //!
 //! Prints the median of `--repeats` runs per row.
 
 use std::time::Instant;
 
 use anyhow::Result;
+use benchgen::device::WeightType;
 use benchgen::engine::sampling::argmax;
 use benchgen::model::random::{random_decoder, smollm2_135m_config};
 use benchgen::model::{Decoder, Segment, SeqCache};
@@ -25,6 +26,7 @@ struct Args {
     prompt: usize,
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
+    /// auto, f32, bf16, f16 or q8_0.
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// cpu, cuda[:N] or metal (GPU builds only).
@@ -71,15 +73,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let dtype = match args.dtype.as_str() {
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        _ => DType::F32,
-    };
     let cfg = smollm2_135m_config();
     let device = benchgen::device::parse_device(&args.device)?;
-    let m = random_decoder(&cfg, dtype, &device, 1)?;
-    println!("benchgen, {} on {}, {} threads, prompt {} + {} new tokens", args.dtype, args.device,
+    let weights = WeightType::parse(&args.dtype, &device)?;
+    let m = random_decoder(&cfg, weights, &device, 1)?;
+    println!("benchgen, {} ({}) on {}, {} threads, prompt {} + {} new tokens", args.dtype, m.backend_name(), args.device,
              std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()), args.prompt, args.new_tokens);
     for &b in &args.batches {
         let runs: Vec<(f64, f64)> = (0..args.repeats).map(|_| run(&m, b, &args)).collect::<Result<_>>()?;

@@ -226,7 +226,7 @@ fn main() -> Result<()> {
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let model = Decoder::load_with(vb, &cfg, Backend::CandleDifferentiable)?;
+    let model = Decoder::load_with(vb, &cfg, Backend::CandleDifferentiable, DType::F32.into())?;
     let params = ParamsAdamW { lr: args.lr, weight_decay: 0.01, ..Default::default() };
     let mut opt = AdamW::new(varmap.all_vars(), params)?;
 

@@ -1,4 +1,4 @@
-//! `--device` and `--dtype` → candle's device and dtype.
+//! `--device` and `--dtype` → candle's device and how the weights are held.
 
 use candle_core::{DType, Device};
 
@@ -31,24 +31,55 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
-/// `auto` is f32 on CPU (the numbers that match transformers to 1e-4; `bf16` halves the memory and
-/// runs faster on AVX-512 BF16 CPUs) and bf16 on GPUs.
-pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType> {
-    match spec {
-        "auto" => Ok(if device.is_cpu() { DType::F32 } else { DType::BF16 }),
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        "f16" => Ok(DType::F16),
-        other => Err(Error::Invalid(format!("--dtype {other}: use auto, f32, bf16 or f16"))),
+/// How the model's weights are held: a candle dtype, or Q8_0 (llama.cpp's 8-bit blocks, on the
+/// CPU host kernels only; read as f32 and quantised at load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightType {
+    Float(DType),
+    Q8_0,
+}
+
+impl WeightType {
+    /// `--dtype`: `auto` is f32 on CPU (the numbers that match transformers to 1e-4; `bf16` halves
+    /// the memory and runs faster on AVX-512 BF16 CPUs, `q8_0` quarters it) and bf16 on GPUs.
+    pub fn parse(spec: &str, device: &Device) -> Result<Self> {
+        Ok(match spec {
+            "auto" => WeightType::Float(if device.is_cpu() { DType::F32 } else { DType::BF16 }),
+            "f32" => WeightType::Float(DType::F32),
+            "bf16" => WeightType::Float(DType::BF16),
+            "f16" => WeightType::Float(DType::F16),
+            "q8_0" if device.is_cpu() => WeightType::Q8_0,
+            "q8_0" => {
+                let gpu = if device.is_metal() { "metal" } else { "cuda" };
+                return Err(Error::Invalid(format!("--dtype q8_0 runs on the CPU only; use bf16 or f16 on {gpu}")));
+            }
+            other => return Err(Error::Invalid(format!("--dtype {other}: use auto, f32, bf16, f16 or q8_0"))),
+        })
+    }
+
+    /// The `--dtype` spelling (run records keep it).
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightType::Float(DType::F32) => "f32",
+            WeightType::Float(DType::BF16) => "bf16",
+            WeightType::Float(DType::F16) => "f16",
+            WeightType::Float(_) => "other",
+            WeightType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// The dtype checkpoints are read in: Q8_0 quantises from f32.
+    pub fn load_dtype(self) -> DType {
+        match self {
+            WeightType::Float(d) => d,
+            WeightType::Q8_0 => DType::F32,
+        }
     }
 }
 
-pub fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::BF16 => "bf16",
-        DType::F16 => "f16",
-        _ => "other",
+impl From<DType> for WeightType {
+    fn from(d: DType) -> Self {
+        WeightType::Float(d)
     }
 }
 
@@ -65,7 +96,18 @@ mod tests {
             let e = parse_device("cuda:0").unwrap_err().to_string();
             assert!(e.contains("--features cuda"), "{e}");
         }
-        assert_eq!(parse_dtype("auto", &Device::Cpu).unwrap(), DType::F32);
-        assert!(parse_dtype("int4", &Device::Cpu).is_err());
+        let cpu = &Device::Cpu;
+        assert_eq!(WeightType::parse("auto", cpu).unwrap(), WeightType::Float(DType::F32));
+        let e = WeightType::parse("int4", cpu).unwrap_err().to_string();
+        assert!(e.contains("q8_0"), "{e}");
+        for name in ["f32", "bf16", "f16", "q8_0"] {
+            assert_eq!(WeightType::parse(name, cpu).unwrap().name(), name);
+        }
+        assert_eq!(WeightType::Q8_0.load_dtype(), DType::F32);
+        assert_eq!(WeightType::from(DType::BF16), WeightType::Float(DType::BF16));
+        if let Ok(gpu) = parse_device("cuda") {
+            let e = WeightType::parse("q8_0", &gpu).unwrap_err().to_string();
+            assert!(e.contains("runs on the CPU only"), "{e}");
+        }
     }
 }

@@ -9,18 +9,15 @@ mod common;
 use std::collections::BTreeMap;
 
 use benchgen::engine::{FinishReason, GenParams, GenRequest, Generator, LocalEngine, LoglikOutput, LoglikRequest, Truncate};
+use benchgen::device::WeightType;
 use benchgen::model::{Checkpoint, KvDtype, LoadedModel};
 use candle_core::DType;
 
 const BATCHES: [usize; 4] = [1, 3, 8, 32];
 
-fn engine(batch: usize) -> LocalEngine {
-    engine_with(batch, KvDtype::F32)
-}
-
-fn engine_with(batch: usize, kv: KvDtype) -> LocalEngine {
+fn engine_with(batch: usize, weights: WeightType, kv: KvDtype) -> LocalEngine {
     let ckpt = Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
-    let mut model = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
+    let mut model = LoadedModel::load(&ckpt, &common::test_device(), weights).unwrap();
     model.model.set_kv_dtype(kv).unwrap();
     LocalEngine::new(model, batch)
 }
@@ -51,7 +48,7 @@ type Generated = BTreeMap<usize, (Vec<u32>, String, FinishReason)>;
 
 fn generate_with(batch: usize, requests: &[GenRequest], kv: KvDtype) -> Generated {
     let mut out = Generated::new();
-    engine_with(batch, kv)
+    engine_with(batch, DType::F32.into(), kv)
         .generate(requests.to_vec(), &mut |o| {
             out.insert(o.index, (o.token_ids, o.text, o.finish_reason));
             Ok(())
@@ -125,12 +122,26 @@ fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
 
 #[test]
 fn loglikelihoods_do_not_depend_on_the_batch_bit_for_bit() {
+    check_loglikelihoods(DType::F32.into());
+}
+
+/// The same with `--dtype q8_0` (8-bit weights on the host kernels, CPU only).
+#[test]
+fn q8_0_loglikelihoods_do_not_depend_on_the_batch_bit_for_bit() {
+    if !common::test_device().is_cpu() {
+        eprintln!("SKIPPED: q8_0 runs on the CPU only");
+        return;
+    }
+    check_loglikelihoods(WeightType::Q8_0);
+}
+
+fn check_loglikelihoods(weights: WeightType) {
     let requests: Vec<LoglikRequest> = (0..40)
         .map(|i| LoglikRequest { index: i, context: words(i, 2 + (i * 7) % 25), continuation: format!(" {}", words(i + 3, 1 + i % 6)), ..Default::default() })
         .collect();
     let run = |batch: usize| {
         let mut out = BTreeMap::new();
-        engine(batch)
+        engine_with(batch, weights, KvDtype::F32)
             .loglikelihood(requests.clone(), &mut |o: LoglikOutput| {
                 out.insert(o.index, o);
                 Ok(())

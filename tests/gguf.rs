@@ -13,6 +13,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use benchgen::device::WeightType;
 use benchgen::model::{gguf_tokenizer, spec, Checkpoint, LoadedModel, Segment, SeqCache, TextTokenizer};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -341,6 +342,34 @@ fn q8_0_gguf_is_close_to_the_checkpoint() {
     let (d, greedy) = gguf_against_safetensors(&repo().join("fixtures/embedded/model"), "embedded", GgmlDType::Q8_0);
     assert!(d < Q8_0_TOLERANCE_TRAINED, "embedded: Q8_0 GGUF logits differ by {d}");
     assert!(greedy, "embedded: Q8_0 GGUF greedy tokens differ");
+}
+
+/// `--dtype q8_0` quantises as llama.cpp (and candle's Q8_0 `QTensor`) do, and its kernels
+/// compute exactly on the dequantised weights: a tied checkpoint (embeddings quantised with the
+/// head on both sides) with q8_0 gives the bits of f32 on the weights a Q8_0 GGUF file holds.
+/// And that file itself with q8_0 quantises back to its own values (d = amax/127 recovers d).
+#[test]
+fn q8_0_dtype_equals_f32_on_q8_0_dequantized_weights() {
+    for (dir, golden) in [(repo().join("fixtures/embedded/model"), "embedded"), (fixture("qwen2-bias-bf16"), "qwen2-bias-bf16")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let written = write_gguf(&dir, &tmp.path().join("m.gguf"), GgmlDType::Q8_0, |_| {});
+        assert_eq!(written.fallbacks, 0, "{golden}: every matrix must be quantised for the comparison");
+        checkpoint_with(&dir, &written.weights, &tmp.path().join("same"));
+        let same = LoadedModel::load(&Checkpoint::from_dir(&tmp.path().join("same")).unwrap(), &Device::Cpu, DType::F32).unwrap();
+        let q8 = LoadedModel::load(&Checkpoint::from_dir(&dir).unwrap(), &Device::Cpu, WeightType::Q8_0).unwrap();
+        assert!(q8.model.config().tie_word_embeddings, "{golden}");
+        let gguf_spec = tmp.path().join("m.gguf").display().to_string();
+        let gguf_q8 = LoadedModel::load(&spec::resolve(Some(&gguf_spec)).unwrap(), &Device::Cpu, WeightType::Q8_0).unwrap();
+        let bits = |l: &[Vec<f32>]| l.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for (_, ids) in golden_prompts(golden) {
+            let (lb, gb) = run(&same, &ids, 8);
+            for (what, m) in [("q8_0", &q8), ("the Q8_0 GGUF with q8_0", &gguf_q8)] {
+                let (la, ga) = run(m, &ids, 8);
+                assert!(bits(&la) == bits(&lb), "{golden}: {what} logits differ from f32 on the dequantised weights by {}", max_diff(&la, &lb));
+                assert_eq!(ga, gb, "{golden}: {what}");
+            }
+        }
+    }
 }
 
 /// Deterministic weights, uniform with standard deviation `std` (xorshift64).

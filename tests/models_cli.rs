@@ -162,3 +162,25 @@ fn models_list_shows_all_four_groups() {
     assert_eq!(json["huggingface"][0]["revisions"][0]["refs"][0], "main");
     assert_eq!(json["huggingface"][0]["size_bytes"], 2500);
 }
+
+/// `dtype = "q8_0"` in the registry (and so `--dtype q8_0`) runs the 8-bit host kernels and is
+/// recorded by that name; on a GPU it is refused with a clear message before anything loads.
+#[test]
+fn a_q8_0_alias_runs_and_records_its_dtype() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = tmp.path().join("models.toml");
+    write_registry(&registry, &format!("[models.tiny8]\nsource = \"{}\"\ndtype = \"q8_0\"\n", embedded_model()));
+    let reg = registry.display().to_string();
+    let out = ok(&run(tmp.path(), tmp.path(), &[], &["eval", "--model", "platform:tiny8", "--models-file", &reg, "--limit", "3"]));
+    let record = read_json(&tmp.path().join("runs/1/run.json"));
+    assert_eq!(record["settings"]["dtype"], "q8_0", "{out}");
+    assert_eq!(read_jsonl(&tmp.path().join("runs/1/predictions.jsonl")).len(), 3);
+    let out = run(tmp.path(), tmp.path(), &[], &["eval", "--model", &embedded_model(), "--dtype", "q8_0", "--device", "cuda", "--limit", "1"]);
+    assert!(!out.status.success());
+    let msg = stderr(&out);
+    if cfg!(feature = "cuda") {
+        assert!(msg.contains("--dtype q8_0 runs on the CPU only; use bf16 or f16 on cuda"), "{msg}");
+    } else {
+        assert!(msg.contains("--features cuda"), "{msg}");
+    }
+}

@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use benchgen::device::{parse_device, parse_dtype};
+use benchgen::device::{parse_device, WeightType};
 use benchgen::engine::remote::RemoteEngine;
 use benchgen::engine::{sampling, GenOutput, GenParams, GenRequest, Generator, LocalEngine, Truncate};
 use benchgen::model::chat::Message;
@@ -103,7 +103,7 @@ type Rendered = (String, bool, Option<Vec<Message>>);
 fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyhow::Result<(Box<dyn Generator>, Vec<Rendered>)> {
     // Checked first, so a typo fails before any download.
     let device = parse_device(&args.device)?;
-    let dtype = parse_dtype(&args.dtype, &device)?;
+    let weights = WeightType::parse(&args.dtype, &device)?;
     let resolved = spec::resolve_source(args.model.as_deref(), &args.sources.options())?;
     let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];
     match resolved.source {
@@ -113,7 +113,7 @@ fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyh
             Ok((Box::new(engine), rendered))
         }
         ModelSource::Local(checkpoint) => {
-            let model = LoadedModel::load(&checkpoint, &device, dtype)?;
+            let model = LoadedModel::load(&checkpoint, &device, weights)?;
             let rendered = if args.chat {
                 let t = model.chat_template.as_ref().with_context(|| format!("{} has no chat template", model.origin))?;
                 prompts.iter().map(|(_, p)| Ok((t.render(&user(p), true)?, false, None))).collect::<anyhow::Result<_>>()?

@@ -109,7 +109,8 @@ pub struct EvalArgs {
     /// cpu, cuda, cuda:N or metal [default: cpu]
     #[arg(long)]
     pub device: Option<String>,
-    /// auto, f32, bf16 or f16 (auto: f32 on CPU, bf16 on GPUs) [default: auto]
+    /// auto, f32, bf16, f16 or q8_0 (auto: f32 on CPU, bf16 on GPUs; q8_0: 8-bit weights, CPU
+    /// only) [default: auto]
     #[arg(long)]
     pub dtype: Option<String>,
     /// Sequences decoded together (continuous batching) [default: 16]
@@ -175,6 +176,7 @@ pub struct GenerateArgs {
     pub chat: bool,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// auto, f32, bf16, f16 or q8_0 (q8_0: 8-bit weights, CPU only)
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// One JSON object per prompt: id, prompt, text, token_ids, finish_reason

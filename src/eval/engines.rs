@@ -2,7 +2,6 @@
 //! OpenAI-compatible server) and the prompts in the form each one takes.
 
 use super::Stages;
-use crate::device::dtype_name;
 use crate::engine::remote::RemoteEngine;
 use crate::engine::{Generator, LocalEngine};
 use crate::env::{ChatMode, Item};
@@ -55,7 +54,7 @@ impl Stages<'_> {
             ));
         }
         record.model.files = hashes;
-        let mut model = LoadedModel::load(&checkpoint, &self.device, self.dtype)?;
+        let mut model = LoadedModel::load(&checkpoint, &self.device, self.weights)?;
         model.model.set_kv_dtype(self.opts.kv_dtype).map_err(|e| Error::model(&checkpoint.origin, format!("--kv-dtype {}: {e}", self.opts.kv_dtype.name())))?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);
@@ -64,7 +63,7 @@ impl Stages<'_> {
             "Model loaded: {} parameters, device {}, dtype {}{}",
             model.num_parameters,
             self.opts.device,
-            dtype_name(self.dtype),
+            self.weights.name(),
             if self.opts.kv_dtype.is_f32() { String::new() } else { format!(", KV cache {}", self.opts.kv_dtype.name()) }
         ));
         let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::device::{dtype_name, parse_device, parse_dtype};
+use crate::device::{parse_device, WeightType};
 use crate::engine::{GenParams, GenRequest, Generator, Truncate};
 use crate::env::{Environment, Item};
 use crate::error::{Error, Result};
@@ -113,7 +113,7 @@ struct Plan {
     env: Environment,
     phase: String,
     device: candle_core::Device,
-    dtype: candle_core::DType,
+    weights: WeightType,
     params: GenParams,
     settings: Settings,
 }
@@ -129,7 +129,7 @@ impl Plan {
             (Some(d), "auto") => d.as_str(),
             _ => opts.dtype.as_str(),
         };
-        let dtype = parse_dtype(dtype_given, &device)?;
+        let weights = WeightType::parse(dtype_given, &device)?;
         let gen = &env.manifest.generation;
         let mut params = GenParams {
             max_new_tokens: gen.max_new_tokens,
@@ -146,7 +146,7 @@ impl Plan {
         };
         let settings = Settings {
             device: opts.device.clone(),
-            dtype: dtype_name(dtype).into(),
+            dtype: weights.name().into(),
             batch_size: opts.batch_size,
             limit: opts.limit,
             seed: opts.seed,
@@ -155,7 +155,7 @@ impl Plan {
             generation: params.clone(),
             inputs: Some(inputs),
         };
-        Ok(Self { opts: opts.clone(), env, phase, device, dtype, params, settings })
+        Ok(Self { opts: opts.clone(), env, phase, device, weights, params, settings })
     }
 
     /// Runs the stages for every item not in `journaled` and records how the run ended.
@@ -172,7 +172,7 @@ impl Plan {
             opts: &self.opts,
             params: self.params.clone(),
             device: self.device.clone(),
-            dtype: self.dtype,
+            weights: self.weights,
             run_dir: &run.dir,
             journaled,
         };
@@ -187,7 +187,7 @@ struct Stages<'a> {
     opts: &'a EvalOptions,
     params: GenParams,
     device: candle_core::Device,
-    dtype: candle_core::DType,
+    weights: WeightType,
     run_dir: &'a Path,
     /// Predictions a resumed run already has; their items are not run again.
     journaled: &'a [PredictionRecord],

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 use super::NR;
 
 /// Rows per inner call: 3 × 4 accumulators + 4 W vectors = 16 ymm.
-const R3: usize = 3;
+pub(super) const R3: usize = 3;
 
 /// See `scalar::block`; same contract.
 ///
@@ -60,7 +60,6 @@ unsafe fn kern<const R: usize>(
     ldc: usize,
     cols: usize,
 ) {
-    const V: usize = NR / 8;
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for kk in 0..k {
         // SAFETY: `block` checked a has k*lda and w k*NR floats.
@@ -79,9 +78,24 @@ unsafe fn kern<const R: usize>(
             }
         }
     }
+    // SAFETY: `block` checked the bias slice holds NR floats, and the caller `c`.
+    unsafe { finish(&mut acc, bias, c, ldc, cols) };
+}
+
+/// 8-lane vectors per row of one panel.
+pub(super) const V: usize = NR / 8;
+
+/// Adds the bias (if any) and stores R rows × `cols` columns.
+///
+/// # Safety
+/// `bias` is null or holds NR floats; `c` is valid for writes of R rows of `cols` floats at
+/// stride `ldc`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn finish<const R: usize>(acc: &mut [[__m256; V]; R], bias: *const f32, c: *mut f32, ldc: usize, cols: usize) {
     if !bias.is_null() {
         for v in 0..V {
-            // SAFETY: `block` checked the bias slice holds NR floats.
+            // SAFETY: the caller guarantees NR bias floats.
             let b = unsafe { _mm256_loadu_ps(bias.add(v * 8)) };
             for row in acc.iter_mut() {
                 row[v] = _mm256_add_ps(row[v], b);

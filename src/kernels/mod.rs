@@ -30,13 +30,24 @@
 //! u32 bf16 pairs (k = 2p in the low half, 2p+1 in the high one: the pair one 32-bit lane of
 //! `vdpbf16ps` takes), x `[k/2][rows]` likewise. There is no scalar or AVX2 bf16 path:
 //! without AVX-512 BF16, `pack_bf16` returns `None` and the caller keeps f32 weights.
+//!
+//! Q8_0 weights ([`PackedMatrix::pack_q8_0`], `q8.rs`): llama.cpp's 8-bit blocks (32 int8 values
+//! along k and one f16 scale), a quarter of f32's weight bytes. The kernels widen each int8 to f32
+//! and multiply by its block's scale, which is exact, then run the f32 kernels' FMA chain; so a
+//! Q8_0 product is bit for bit the f32 product on the dequantised W, on every instruction set
+//! (scalar, AVX2, AVX-512), with the same batch invariance. Activations stay f32.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2q8;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512bf16;
+#[cfg(target_arch = "x86_64")]
+mod avx512q8;
+mod q8;
 mod scalar;
 #[cfg(test)]
 mod tests;
@@ -81,13 +92,14 @@ impl Kernel {
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
-/// Packed weights: f32, or bf16 pairs in the same 64-byte lines.
+/// Packed weights: f32, bf16 pairs in the same 64-byte lines, or Q8_0 (see `q8.rs`).
 enum Weights {
     /// `[panel][k][NR]` f32, the last panel zero-padded past column n.
     F32(Vec<Line>),
     /// `[panel][k/2 rounded up][NR]` u32, each the bf16 pair (k = 2p low, 2p+1 high) of one
     /// column; zero-padded past column n and, for odd k, in the last pair's high half.
     Bf16(Vec<Line>),
+    Q8_0(q8::Q8Weights),
 }
 
 /// A weight matrix W ([n, k]) with optional bias, packed for [`PackedMatrix::matmul`].
@@ -97,7 +109,7 @@ pub struct PackedMatrix {
     data: Weights,
     /// Padded to a whole number of panels with zeros.
     bias: Option<Vec<f32>>,
-    /// Microkernel family for f32 weights (bf16 weights have one, AVX-512 BF16).
+    /// Microkernel family for f32 and Q8_0 weights (bf16 weights have one, AVX-512 BF16).
     kernel: Kernel,
 }
 
@@ -108,6 +120,7 @@ impl std::fmt::Debug for PackedMatrix {
             .field("k", &self.k)
             .field("bias", &self.bias.is_some())
             .field("bf16", &self.is_bf16())
+            .field("q8_0", &self.is_q8_0())
             .field("kernel", &self.kernel)
             .finish()
     }
@@ -183,13 +196,16 @@ impl PackedMatrix {
 
     /// Bytes held (for memory reports).
     pub fn bytes(&self) -> usize {
-        let (Weights::F32(d) | Weights::Bf16(d)) = &self.data;
-        std::mem::size_of_val(d.as_slice()) + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+        let w = match &self.data {
+            Weights::F32(d) | Weights::Bf16(d) => std::mem::size_of_val(d.as_slice()),
+            Weights::Q8_0(q) => q.bytes(),
+        };
+        w + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
 
     /// Copies weight row `r` (length k) into `out`: an embedding lookup when the LM head is tied
     /// to the embeddings, so the unpacked table need not be kept. bf16 weights come back widened
-    /// (exactly) to f32.
+    /// (exactly) to f32, Q8_0 ones dequantised (exactly: the values products use).
     pub fn row(&self, r: usize, out: &mut [f32]) {
         assert!(r < self.n, "PackedMatrix::row: row {r} out of {}", self.n);
         assert_eq!(out.len(), self.k, "PackedMatrix::row: out.len() != k");
@@ -209,6 +225,7 @@ impl PackedMatrix {
                     *o = f32::from_bits(if kk % 2 == 0 { pair << 16 } else { pair & 0xffff_0000 });
                 }
             }
+            Weights::Q8_0(q) => q8::row(q, self.k, r, out),
         }
     }
 
@@ -218,8 +235,8 @@ impl PackedMatrix {
         self.matmul_with(self.kernel, x, m, out);
     }
 
-    /// As [`matmul`](Self::matmul) with f32 weights run by `kernel`; bf16 weights ignore it
-    /// (they have one kernel).
+    /// As [`matmul`](Self::matmul) with f32 or Q8_0 weights run by `kernel`; bf16 weights
+    /// ignore it (they have one kernel).
     pub(crate) fn matmul_with(&self, kernel: Kernel, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(x.len(), m * self.k, "PackedMatrix::matmul: x.len() != m * k");
         assert_eq!(out.len(), m * self.n, "PackedMatrix::matmul: out.len() != m * n");
@@ -232,6 +249,7 @@ impl PackedMatrix {
             Weights::Bf16(d) => self.drive(Bf16Path { w: pairs(d), k: self.k }, x, m, out),
             #[cfg(not(target_arch = "x86_64"))]
             Weights::Bf16(_) => unreachable!("pack_bf16 packs only on x86_64 with AVX-512 BF16"),
+            Weights::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
         }
     }
 
@@ -312,7 +330,7 @@ impl PackedMatrix {
     }
 }
 
-/// What the f32 and bf16 weights do differently inside the shared driver
+/// What the f32, bf16 and Q8_0 weights do differently inside the shared driver
 /// ([`PackedMatrix::run_panels`]): how x is packed and which microkernels run. The per-element
 /// order is each kernel's own; the driver only decides who computes which element.
 trait Path: Copy + Send + Sync {
@@ -379,9 +397,7 @@ impl Path for F32Path<'_> {
     }
 
     fn pack_row(&self, src: &[f32], dst: &mut [f32], stride: usize) {
-        for (kk, &v) in src.iter().enumerate() {
-            dst[kk * stride] = v;
-        }
+        pack_f32_row(src, dst, stride);
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
@@ -550,6 +566,13 @@ fn bf16_pair(pair: &[f32]) -> u32 {
     to_bf16(pair[0]) as u32 | (pair.get(1).map_or(0, |&v| to_bf16(v)) as u32) << 16
 }
 
+/// x row `src` as f32 and Q8_0 weights take it: `dst[kk * stride] = src[kk]`.
+fn pack_f32_row(src: &[f32], dst: &mut [f32], stride: usize) {
+    for (kk, &v) in src.iter().enumerate() {
+        dst[kk * stride] = v;
+    }
+}
+
 fn check_lens(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) {
     assert_eq!(w.len(), n * k, "PackedMatrix::pack: w.len() != n * k");
     if let Some(b) = bias {
@@ -593,7 +616,8 @@ fn pairs_mut(data: &mut [Line]) -> &mut [u32] {
 }
 
 thread_local! {
-    /// Packed x, reused across calls so a decode step does not page-fault in a fresh buffer.
+    /// Packed x (f32 and Q8_0 weights), reused across calls so a decode step does not
+    /// page-fault in a fresh buffer.
     /// Bounded by one m-chunk: about `X_CHUNK_BYTES` + MR·k floats per thread.
     static XBUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The same for bf16 weights' packed x (bf16 pairs).

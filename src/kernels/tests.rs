@@ -396,3 +396,141 @@ fn bf16_equals_f32_on_exact_data() {
         }
     }
 }
+
+// ---- Q8_0 weights ----
+
+/// W quantised block by block with `quantize_block` and dequantised (`q · d`): the f32 values
+/// the Q8_0 kernels must multiply by.
+fn q8_dequantized(w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * k);
+    let mut q = [0i8; q8::QK];
+    for r in 0..n {
+        for src in w[r * k..(r + 1) * k].chunks(q8::QK) {
+            let d = q8::quantize_block(src, &mut q);
+            out.extend(q[..src.len()].iter().map(|&v| v as f32 * d));
+        }
+    }
+    out
+}
+
+#[test]
+fn q8_quantizes_blocks_like_llama_cpp() {
+    // amax 127: d = 1 (exact in f16), so q = roundf(w): halves away from zero (2.5 -> 3, not 2).
+    let mut a = [0f32; 32];
+    a[..8].copy_from_slice(&[127.0, -3.5, 2.5, -0.5, 0.49, 100.4, 0.5, -126.6]);
+    let mut q = [0i8; 32];
+    assert_eq!(q8::quantize_block(&a, &mut q), 1.0);
+    assert_eq!(q[..8], [127, -4, 3, -1, 0, 100, 1, -127]);
+    assert!(q[8..].iter().all(|&v| v == 0));
+    // amax 1: d = 1/127 = 0.0078740157 in f32 = 1.00787 · 2^-7, whose f16 (10 mantissa bits)
+    // is 1032/1024 · 2^-7 = 1032/131072 (1.00787·1024 = 1032.06 rounds down); q uses the
+    // unrounded d: -0.25·127 = -31.75 -> -32, 0.1·127 = 12.7 -> 13.
+    let mut b = [0f32; 32];
+    b[..5].copy_from_slice(&[1.0, -0.25, 0.1, 0.0, -1.0]);
+    let d = q8::quantize_block(&b, &mut q);
+    assert_eq!(d, 1032.0 / 131072.0);
+    assert_ne!(d, 1.0 / 127.0);
+    assert_eq!(q[..5], [127, -32, 13, 0, -127]);
+    // All zeros: d = 0 and q = 0 (no division by zero).
+    assert_eq!(q8::quantize_block(&[0.0; 32], &mut q), 0.0);
+    assert!(q.iter().all(|&v| v == 0));
+
+    // A row of k = 40 is a whole block and a short one of 8, scaled by its own 8 values only:
+    // amax 2 -> d = 2 · 0.00787353515625 (f16 scales by 2 exactly); 0.25·63.5 = 15.875 -> 16,
+    // -0.75·63.5 = -47.625 -> -48.
+    let mut w = a.to_vec();
+    w.extend([2.0, 0.25, -0.75, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let pm = PackedMatrix::pack_q8_0(&w, 1, 40, None);
+    let mut row = vec![0.0; 40];
+    pm.row(0, &mut row);
+    let mut want: Vec<f32> = [127.0, -4.0, 3.0, -1.0, 0.0, 100.0, 1.0, -127.0].to_vec();
+    want.extend([0.0; 24]);
+    let d2 = 1032.0f32 / 65536.0;
+    want.extend([127.0 * d2, 16.0 * d2, -48.0 * d2, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    assert_eq!(bits(&row), bits(&want));
+}
+
+#[test]
+fn q8_equals_f32_on_dequantized_weights_bitwise() {
+    // Model shapes (k = 576, 1536), an lm_head-like tail (n = 100: three panels and 4 columns),
+    // k with a short last block (40, 31, 577) and tiny ones.
+    let shapes = [(100, 576), (64, 1536), (33, 40), (7, 31), (1, 1), (130, 577), (960, 64)];
+    for (si, &(n, k)) in shapes.iter().enumerate() {
+        let w = rand_vec(101 + si as u32, n * k);
+        let b = rand_vec(111 + si as u32, n);
+        let deq = q8_dequantized(&w, n, k);
+        for bias in [None, Some(b.as_slice())] {
+            let q8m = PackedMatrix::pack_q8_0(&w, n, k, bias);
+            assert!(q8m.is_q8_0() && !q8m.is_bf16());
+            let f32m = PackedMatrix::pack(&deq, n, k, bias);
+            let mut row = vec![0.0; k];
+            for r in 0..n {
+                q8m.row(r, &mut row);
+                assert_eq!(bits(&row), bits(&deq[r * k..(r + 1) * k]), "n={n} k={k} row {r}");
+            }
+            for m in [1, 2, 3, 12, 13, 40] {
+                let x = rand_vec(121 + m as u32, m * k);
+                let mut scalar = vec![0.0; m * n];
+                q8m.matmul_with(Kernel::Scalar, &x, m, &mut scalar);
+                for kernel in kernels() {
+                    let (mut got, mut want) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                    q8m.matmul_with(kernel, &x, m, &mut got);
+                    f32m.matmul_with(kernel, &x, m, &mut want);
+                    let what = format!("{kernel:?} n={n} k={k} m={m} bias={}", bias.is_some());
+                    assert_eq!(bits(&got), bits(&want), "{what}: Q8_0 vs f32 on the dequantised W");
+                    assert_eq!(bits(&got), bits(&scalar), "{what}: vs the scalar Q8_0 kernel");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn q8_bitwise_batch_invariant() {
+    let (n, k, m) = (1000, 577, 300);
+    let pm = PackedMatrix::pack_q8_0(&rand_vec(3, n * k), n, k, Some(&rand_vec(4, n)));
+    let x = rand_vec(5, m * k);
+    for kernel in kernels() {
+        let run = |x: &[f32], m: usize| {
+            let mut out = vec![0.0; m * n];
+            pm.matmul_with(kernel, x, m, &mut out);
+            bits(&out)
+        };
+        let full = run(&x, m);
+        for i in 0..m {
+            assert_eq!(run(&x[i * k..(i + 1) * k], 1), full[i * n..(i + 1) * n], "q8 {kernel:?} row {i} alone");
+        }
+        for (lo, hi) in [(5, 13), (0, 32), (7, 300), (290, 300), (1, 3), (2, 5), (10, 14)] {
+            assert_eq!(run(&x[lo * k..hi * k], hi - lo), full[lo * n..hi * n], "q8 {kernel:?} rows {lo}..{hi}");
+        }
+        let rev: Vec<f32> = (0..m).rev().flat_map(|i| x[i * k..(i + 1) * k].iter().copied()).collect();
+        let out = run(&rev, m);
+        for (r, i) in (0..m).rev().enumerate() {
+            assert_eq!(out[r * n..(r + 1) * n], full[i * n..(i + 1) * n], "q8 {kernel:?} reversed row {i}");
+        }
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            assert_eq!(pool.install(|| run(&x, m)), full, "q8 {kernel:?} {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn q8_bytes_and_edges() {
+    // Two panels × 40 k steps × 32 int8, two panels × 2 blocks × 32 f32 scales, 64 f32 of bias.
+    let (n, k) = (33, 40);
+    let pm = PackedMatrix::pack_q8_0(&rand_vec(1, n * k), n, k, Some(&rand_vec(2, n)));
+    assert_eq!(pm.bytes(), 2 * 40 * 32 + 2 * 2 * 32 * 4 + 64 * 4);
+    // A model-sized matrix holds under 30% of f32's bytes.
+    let (n, k) = (576, 1536);
+    let w = rand_vec(3, n * k);
+    let (q, f) = (PackedMatrix::pack_q8_0(&w, n, k, None).bytes(), PackedMatrix::pack(&w, n, k, None).bytes());
+    assert!(q * 10 < f * 3, "{q} vs f32 {f}");
+    // k = 0: just the bias.
+    let pm = PackedMatrix::pack_q8_0(&[], 3, 0, Some(&[1.0, -2.0, 3.5]));
+    let mut out = vec![0.0; 6];
+    for kernel in kernels() {
+        pm.matmul_with(kernel, &[], 2, &mut out);
+        assert_eq!(out, [1.0, -2.0, 3.5, 1.0, -2.0, 3.5]);
+    }
+}

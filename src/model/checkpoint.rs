@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -14,6 +14,7 @@ use super::decoder::{Backend, Decoder};
 use super::gguf::GgufWeights;
 use super::lora::LoraAdapter;
 use super::tokenizer::TextTokenizer;
+use crate::device::WeightType;
 use crate::error::{Error, Result};
 
 /// Where the weights are: mmapped files, a safetensors image in the binary, or a GGUF file.
@@ -209,12 +210,18 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    pub fn load(ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<Self> {
-        Self::load_with(ckpt, device, dtype, Backend::Auto)
+    /// Loads with the weights held as `weights` (a candle `DType`, or [`WeightType::Q8_0`]).
+    pub fn load(ckpt: &Checkpoint, device: &Device, weights: impl Into<WeightType>) -> Result<Self> {
+        Self::load_with(ckpt, device, weights, Backend::Auto)
     }
 
     /// [`LoadedModel::load`] with a chosen decoder implementation (tests check both).
-    pub fn load_with(ckpt: &Checkpoint, device: &Device, dtype: DType, backend: Backend) -> Result<Self> {
+    pub fn load_with(ckpt: &Checkpoint, device: &Device, weights: impl Into<WeightType>, backend: Backend) -> Result<Self> {
+        let weights = weights.into();
+        if weights == WeightType::Q8_0 && !(backend == Backend::Auto && device.is_cpu()) {
+            return Err(Error::Invalid(super::decoder::Q8_HOST_ONLY.into()));
+        }
+        let dtype = weights.load_dtype();
         let origin = &ckpt.origin;
         // What the config came from, for messages.
         let config_name = match ckpt.weights {
@@ -266,11 +273,11 @@ impl LoadedModel {
         let model = match &ckpt.lora {
             Some(lora) => {
                 let (vb, merge) = lora.var_builder(vb, origin)?;
-                let model = Decoder::load_with(vb, &cfg, backend);
+                let model = Decoder::load_with(vb, &cfg, backend, weights);
                 merge.finish(lora, model.is_ok(), origin)?;
                 model
             }
-            None => Decoder::load_with(vb, &cfg, backend),
+            None => Decoder::load_with(vb, &cfg, backend, weights),
         }
         .map_err(|e| Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}")))?;
         let num_parameters = count_parameters(&cfg);

@@ -5,8 +5,8 @@
 //! cache. So there is no padding, each sequence has its own positions, and a sequence's
 //! numbers do not depend on which other sequences share the batch.
 //!
-//! Two implementations sit behind this one type. On the CPU with f32 weights the host decoder
-//! ([`super::host`]) runs on pre-packed weights with the project's own kernels, which keep every
+//! Two implementations sit behind this one type. On the CPU with f32 weights (or bf16 on AVX-512
+//! BF16, or Q8_0) the host decoder ([`super::host`]) runs on pre-packed weights with the project's own kernels, which keep every
 //! reduction in an order that does not depend on the batch; everywhere else (CUDA, Metal, other
 //! dtypes, training) the candle decoder runs on candle's ops.
 
@@ -19,6 +19,11 @@ use super::candle_decoder::{CandleCache, CandleDecoder};
 use super::config::ModelConfig;
 use super::host::{HostCache, HostDecoder, Weights};
 pub use super::host::KvDtype;
+use crate::device::WeightType;
+
+/// Why Q8_0 weights cannot load elsewhere than on the host kernels.
+pub(crate) const Q8_HOST_ONLY: &str =
+    "--dtype q8_0 runs on the CPU host kernels only (device cpu, not the candle backend); use f32, bf16 or f16 there";
 
 /// One sequence's slice of a packed batch: `len` new tokens whose first position is `offset`
 /// (equal to the number of tokens already in that sequence's cache).
@@ -31,8 +36,8 @@ pub struct Segment {
 /// Which implementation runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// The host kernels on the CPU with f32 weights (and bf16 where the CPU has AVX-512 BF16),
-    /// candle otherwise.
+    /// The host kernels on the CPU with f32 weights (bf16 where the CPU has AVX-512 BF16, and
+    /// Q8_0), candle otherwise.
     #[default]
     Auto,
     /// candle's ops everywhere (the reference the host kernels are checked against too).
@@ -131,11 +136,20 @@ pub struct Decoder {
 impl Decoder {
     /// Loads with [`Backend::Auto`].
     pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
-        Self::load_with(vb, cfg, Backend::Auto)
+        let weights = WeightType::Float(vb.dtype());
+        Self::load_with(vb, cfg, Backend::Auto, weights)
     }
 
-    pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, backend: Backend) -> Result<Self> {
-        let host = (backend == Backend::Auto && vb.device().is_cpu()).then(|| Weights::for_dtype(vb.dtype())).flatten();
+    /// Loads with `backend`. `weights` says how the host kernels hold the matrices: Q8_0 is
+    /// quantised here from `vb` (read as f32) and needs the host kernels; a float type is `vb`'s
+    /// own dtype.
+    pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, backend: Backend, weights: WeightType) -> Result<Self> {
+        let on_host = backend == Backend::Auto && vb.device().is_cpu();
+        let host = match weights {
+            WeightType::Q8_0 if on_host => Some(Weights::Q8_0),
+            WeightType::Q8_0 => candle_core::bail!("{Q8_HOST_ONLY}"),
+            WeightType::Float(_) => on_host.then(|| Weights::for_dtype(vb.dtype())).flatten(),
+        };
         let inner = if let Some(weights) = host {
             Inner::Host(Box::new(HostDecoder::load(vb, cfg, weights)?))
         } else {
@@ -155,11 +169,12 @@ impl Decoder {
         }
     }
 
+    /// The weights' dtype; Q8_0 weights compute on f32 activations, so F32 for them.
     pub fn dtype(&self) -> DType {
         match &self.inner {
             Inner::Candle(m) => m.dtype(),
             Inner::Host(m) => match m.weights() {
-                Weights::F32 => DType::F32,
+                Weights::F32 | Weights::Q8_0 => DType::F32,
                 Weights::Bf16 => DType::BF16,
             },
         }
@@ -172,6 +187,7 @@ impl Decoder {
             Inner::Host(m) => match m.weights() {
                 Weights::F32 => "host f32 kernels",
                 Weights::Bf16 => "host bf16 kernels",
+                Weights::Q8_0 => "host q8_0 kernels",
             },
         }
     }

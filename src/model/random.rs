@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::ModelConfig;
-use super::decoder::Decoder;
+use super::decoder::{Backend, Decoder};
+use crate::device::WeightType;
 use crate::error::{Result, TensorContext};
 use crate::rng::SplitMix64;
 
@@ -63,13 +64,16 @@ pub fn initial_weights(cfg: &ModelConfig, rng: &mut SplitMix64) -> Result<Vec<(S
         .collect()
 }
 
-/// A decoder with [`initial_weights`], for speed measurements.
-pub fn random_decoder(cfg: &ModelConfig, dtype: DType, device: &Device, seed: u64) -> Result<Decoder> {
+/// A decoder with [`initial_weights`] held as `weights` (a `DType` or Q8_0), for speed
+/// measurements.
+pub fn random_decoder(cfg: &ModelConfig, weights: impl Into<WeightType>, device: &Device, seed: u64) -> Result<Decoder> {
+    let weights = weights.into();
+    let dtype = weights.load_dtype();
     let mut tensors = HashMap::new();
     for (name, t) in initial_weights(cfg, &mut SplitMix64::new(seed))? {
         let t = t.to_device(device).and_then(|t| t.to_dtype(dtype)).ctx("placing initial weights")?;
         tensors.insert(name, t);
     }
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    Decoder::load(vb, cfg).ctx("loading random weights")
+    Decoder::load_with(vb, cfg, Backend::Auto, weights).ctx("loading random weights")
 }

@@ -152,7 +152,7 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("benchgen").join("models.toml"))
 }
 
-const DTYPES: [&str; 4] = ["auto", "f32", "bf16", "f16"];
+const DTYPES: [&str; 5] = ["auto", "f32", "bf16", "f16", "q8_0"];
 
 impl Registry {
     /// Reads `explicit` (which must exist), else the default file when there is one.

@@ -1,4 +1,4 @@
-//! The decoder on the CPU with f32 weights, on plain slices: pre-packed weights and the
+//! The decoder on the CPU with f32 (or bf16, or Q8_0) weights, on plain slices: pre-packed weights and the
 //! project's kernels ([`crate::kernels`]), fused q/k/v and gate/up projections, and attention
 //! straight over each sequence's KV cache. candle's generic ops cost more than the arithmetic at
 //! decode shapes; here a step is a handful of kernel calls per layer.
@@ -68,6 +68,9 @@ pub(crate) enum Weights {
     /// bf16 weights, products on AVX-512 BF16 (activations rounded to bf16 at each product's
     /// input, f32 accumulation); only where the CPU has it.
     Bf16,
+    /// Every linear layer in llama.cpp's Q8_0 (8-bit blocks, dequantised in the kernels; f32
+    /// activations). Norms and biases stay f32; an untied embedding table too.
+    Q8_0,
 }
 
 impl Weights {
@@ -85,6 +88,7 @@ impl Weights {
             Weights::F32 => Ok(PackedMatrix::pack(w, n, k, bias)),
             Weights::Bf16 => PackedMatrix::pack_bf16(w, n, k, bias)
                 .ok_or_else(|| candle_core::Error::msg("this CPU has no AVX-512 BF16 for bf16 weights")),
+            Weights::Q8_0 => Ok(PackedMatrix::pack_q8_0(w, n, k, bias)),
         }
     }
 }

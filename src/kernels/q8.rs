@@ -1,0 +1,198 @@
+//! Q8_0 weights (llama.cpp's 8-bit format): each row of W cut into blocks of [`QK`] values along
+//! k, each block held as int8 values `q` and one scale `d` rounded to f16, the weight being
+//! `q · d`. Products dequantise on the fly and keep f32 activations: each int8 widened to f32
+//! and multiplied by its block's scale (exact in f32: 8 bits times f16's 11 give at most 19),
+//! then the f32 kernels' one FMA chain over k. So a Q8_0 product has the bits of the f32
+//! product on the dequantised W, on every instruction set, and is batch invariant the same way.
+//!
+//! Layout: `[panel][k][NR]` int8 (32 bytes a k step, a quarter of f32's stream) and
+//! `[panel][k/QK rounded up][NR]` f32 scales; columns past n are zero, and a short last block
+//! (k not a multiple of QK) simply ends at k.
+
+use super::{lines, lines_mut, Kernel, Line, PackedMatrix, Path, Weights, NR};
+#[cfg(target_arch = "x86_64")]
+use super::{avx2q8, avx512q8};
+
+/// Values per quantisation block (llama.cpp's `QK8_0`).
+pub(crate) const QK: usize = 32;
+
+/// Quantises one block as llama.cpp's `quantize_row_q8_0_ref` does: `d = amax / 127`,
+/// `q = roundf(x / d)` (through the reciprocal of the unrounded d, halves away from zero), and d
+/// stored as f16 (nearest even). Returns d widened back to f32, the value products use.
+pub(crate) fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (o, &v) in q.iter_mut().zip(x) {
+        // |v·id| <= 127 up to rounding, so the cast does not saturate on finite input.
+        *o = (v * id).round() as i8;
+    }
+    half::f16::from_f32(d).to_f32()
+}
+
+/// Packed Q8_0 weights, see the module comment.
+pub(super) struct Q8Weights {
+    /// `[panel][k][NR]` int8 in 64-byte lines (the last one zero-padded).
+    q: Vec<Line>,
+    /// `[panel][k/QK rounded up][NR]` f32.
+    scales: Vec<Line>,
+}
+
+impl Q8Weights {
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.q.as_slice()) + std::mem::size_of_val(self.scales.as_slice())
+    }
+}
+
+impl PackedMatrix {
+    /// Packs W quantised to Q8_0 (per row, blocks of 32 along k; see `kernels::q8`). Runs on
+    /// every CPU. Panics only on length mismatch.
+    pub fn pack_q8_0(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        super::check_lens(w, n, k, bias);
+        let (panels, kb) = (n.div_ceil(NR), k.div_ceil(QK));
+        let mut q = vec![Line([0.0; 16]); (panels * k * NR).div_ceil(64)];
+        let mut scales = vec![Line([0.0; 16]); panels * kb * (NR / 16)];
+        let (qf, sf) = (int8s_mut(&mut q), lines_mut(&mut scales));
+        let mut block = [0i8; QK];
+        for r in 0..n {
+            let (p, c) = (r / NR, r % NR);
+            for (b, src) in w[r * k..(r + 1) * k].chunks(QK).enumerate() {
+                sf[(p * kb + b) * NR + c] = quantize_block(src, &mut block);
+                for (i, &v) in block[..src.len()].iter().enumerate() {
+                    qf[(p * k + b * QK + i) * NR + c] = v;
+                }
+            }
+        }
+        PackedMatrix {
+            n,
+            k,
+            data: Weights::Q8_0(Q8Weights { q, scales }),
+            bias: super::pad_bias(bias, n),
+            kernel: Kernel::detect(),
+        }
+    }
+
+    /// Whether the weights are held as Q8_0.
+    pub fn is_q8_0(&self) -> bool {
+        matches!(self.data, Weights::Q8_0(_))
+    }
+}
+
+/// Dequantised row `r` of Q8_0 weights (see [`PackedMatrix::row`]).
+pub(super) fn row(wq: &Q8Weights, k: usize, r: usize, out: &mut [f32]) {
+    let (p, c, kb) = (r / NR, r % NR, k.div_ceil(QK));
+    let (q, s) = (int8s(&wq.q), lines(&wq.scales));
+    for (kk, o) in out.iter_mut().enumerate() {
+        *o = q[(p * k + kk) * NR + c] as f32 * s[(p * kb + kk / QK) * NR + c];
+    }
+}
+
+/// Q8_0 weights in the shared driver, run by `kernel`. x is packed as for f32 weights.
+#[derive(Clone, Copy)]
+pub(super) struct Q8Path<'a> {
+    q: &'a [i8],
+    s: &'a [f32],
+    k: usize,
+    kernel: Kernel,
+}
+
+impl<'a> Q8Path<'a> {
+    pub(super) fn new(w: &'a Q8Weights, k: usize, kernel: Kernel) -> Self {
+        Q8Path { q: int8s(&w.q), s: lines(&w.scales), k, kernel }
+    }
+
+    /// Panels p..p+g: their int8 values and their scales.
+    fn panels(&self, p: usize, g: usize) -> (&'a [i8], &'a [f32]) {
+        let (k, kb) = (self.k, self.k.div_ceil(QK));
+        (&self.q[p * k * NR..(p + g) * k * NR], &self.s[p * kb * NR..(p + g) * kb * NR])
+    }
+}
+
+impl Path for Q8Path<'_> {
+    type X = f32;
+    // A quarter of f32's weight bytes per multiply-add: more work is needed to pay a fork/join.
+    const PAR_MIN_WORK: usize = 2 * super::PAR_MIN_WORK;
+
+    fn depth(&self) -> usize {
+        self.k
+    }
+
+    fn pack_row(&self, src: &[f32], dst: &mut [f32], stride: usize) {
+        super::pack_f32_row(src, dst, stride);
+    }
+
+    fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+        super::XBUF.with(|buf| f(&mut buf.borrow_mut()))
+    }
+
+    fn wide_max(&self, rows: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel == Kernel::Avx512 && rows <= 3 {
+            return avx512q8::WIDE;
+        }
+        let _ = rows;
+        0
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wide(
+        &self,
+        rows: usize,
+        p: usize,
+        g: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let (q, s) = self.panels(p, g);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `wide_max` is non-zero only for Avx512, chosen after detecting avx512f; `c`
+        // is forwarded from the caller.
+        unsafe {
+            avx512q8::wide(rows, g, self.k, a, q, s, bias, c, ldc, cols)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (rows, g, q, s, a, bias, c, ldc, cols);
+            unreachable!("`wide_max` is 0 off x86_64");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let (q, s) = self.panels(p, 1);
+        let k = self.k;
+        match self.kernel {
+            // SAFETY: `c` is forwarded from the caller.
+            Kernel::Scalar => unsafe { super::scalar::block_q8(rows, k, a, q, s, bias, c, ldc, cols) },
+            // SAFETY: Avx2 is only chosen after detecting avx2 and fma; `c` as for Scalar.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2q8::block(rows, k, a, q, s, bias, c, ldc, cols) },
+            // SAFETY: as for Avx2, with avx512f.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { avx512q8::block(rows, k, a, q, s, bias, c, ldc, cols) },
+        }
+    }
+}
+
+fn int8s(data: &[Line]) -> &[i8] {
+    // SAFETY: `Line` is 64 plain bytes (`repr(C)` around `[f32; 16]`, no padding); i8 has
+    // alignment 1 and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<i8>(), data.len() * 64) }
+}
+
+fn int8s_mut(data: &mut [Line]) -> &mut [i8] {
+    // SAFETY: as for `int8s`; any bytes written are valid f32 bit patterns too.
+    unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<i8>(), data.len() * 64) }
+}
