@@ -60,12 +60,14 @@ def main():
     ap.add_argument("--llama-cpp", metavar="DIR",
                     help="llama.cpp build folder with bin/llama-batched-bench (../shared/docs/tooling.md)")
     ap.add_argument("--llama-cpp-fa", choices=["off", "on"], default="off",
-                    help="llama.cpp's flash attention (off is faster for decode on these CPUs)")
+                    help="llama.cpp's flash attention: off (issue 4's table) or on; tooling.md: compare both")
     ap.add_argument("--speed-binary", default=str(REPO / "target/release/examples/speed"))
     args = ap.parse_args()
     dtypes = args.dtype.split(",")
     if not set(dtypes) <= set(DTYPES):
         ap.error(f"--dtype: each of {dtypes} must be one of {', '.join(DTYPES)}")
+    if args.llama_cpp and not (Path(args.llama_cpp) / "bin/llama-batched-bench").exists():
+        ap.error(f"--llama-cpp: no bin/llama-batched-bench in {args.llama_cpp} (../shared/docs/tooling.md)")
     if not args.llama_cpp:
         print("no llama.cpp rows: build llama-batched-bench (../shared/docs/tooling.md, 'llama.cpp for "
               "side-by-side numbers'; README 'Benchmarks') and pass --llama-cpp BUILD_DIR")
