@@ -52,6 +52,19 @@ pub(crate) struct HostDecoder {
     kv_dtype: KvDtype,
 }
 
+/// Runs `f` on a worker of rayon's pool. The engine's loop is not a rayon worker, and from
+/// outside the pool every parallel region (a few hundred per decode step) injects its job and
+/// puts the caller to sleep until it is done: two context switches each, a quarter of a batch-1
+/// decode step, and a third thread contending for two cores. Moved onto a worker once per call,
+/// the regions run between workers that are already awake.
+fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    // `join` from outside the pool runs both closures on a worker and waits for them.
+    rayon::join(f, || ()).0
+}
+
 /// A weight's values, row-major, as f32.
 fn values(vb: &VarBuilder, shape: (usize, usize), name: &str) -> Result<Vec<f32>> {
     vb.get(shape, name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
@@ -210,6 +223,10 @@ impl HostDecoder {
     /// See [`super::Decoder::forward`]; the caller has checked the arguments. Returns the final
     /// normalised hidden states, `[N][hidden]`.
     pub fn forward(&self, tokens: &[u32], segs: &[Segment], caches: Option<&mut [&mut HostCache]>) -> Result<Vec<f32>> {
+        on_worker(|| self.forward_here(tokens, segs, caches))
+    }
+
+    fn forward_here(&self, tokens: &[u32], segs: &[Segment], caches: Option<&mut [&mut HostCache]>) -> Result<Vec<f32>> {
         match caches {
             Some(c) => self.run(tokens, segs, c),
             None => {
@@ -276,7 +293,7 @@ impl HostDecoder {
             candle_core::bail!("{} hidden values for {rows} rows of {}", hidden.len(), self.hidden);
         }
         let mut out = vec![0f32; rows * self.lm_head.n()];
-        self.lm_head.matmul(hidden, rows, &mut out);
+        on_worker(|| self.lm_head.matmul(hidden, rows, &mut out));
         Ok(out)
     }
 }
