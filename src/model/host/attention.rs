@@ -259,31 +259,39 @@ pub fn attend(q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h
         starts.push(start);
         start += s.len;
     }
-    let tasks: Vec<(usize, usize)> = (0..segs.len()).flat_map(|s| (0..h.q).map(move |head| (s, head))).collect();
+    // A task is one sequence and `per_task` query heads. bf16 caches are widened once per task,
+    // so a task takes a whole group of query heads reading the same KV head.
+    let per_task = if caches.iter().all(KvView::is_f32) { 1 } else { group };
+    let tasks: Vec<(usize, usize)> =
+        (0..segs.len()).flat_map(|s| (0..h.q).step_by(per_task).map(move |head| (s, head))).collect();
     let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
         let seg = segs[s];
         let rows = &q[starts[s] * q_stride..];
-        let job = Head { rows, stride: q_stride, head, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale };
-        let mut res = vec![0f32; seg.len * h.dim];
+        let job = Head { rows, stride: q_stride, heads: head..head + per_task, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale };
+        let mut res = vec![0f32; per_task * seg.len * h.dim];
         job.run(&mut res);
         res
     };
     let work: usize = segs.iter().map(|s| s.len * (s.offset + s.len)).sum::<usize>() * h.q;
     let results: Vec<Vec<f32>> =
         if work * h.dim >= 1 << 16 { tasks.par_iter().map(one).collect() } else { tasks.iter().map(one).collect() };
-    for (&(s, head), r) in tasks.iter().zip(&results) {
-        for i in 0..segs[s].len {
-            out[(starts[s] + i) * qw + head * h.dim..][..h.dim].copy_from_slice(&r[i * h.dim..][..h.dim]);
+    for (&(s, first), r) in tasks.iter().zip(&results) {
+        let len = segs[s].len;
+        for (g, head) in (first..first + per_task).enumerate() {
+            for i in 0..len {
+                out[(starts[s] + i) * qw + head * h.dim..][..h.dim].copy_from_slice(&r[(g * len + i) * h.dim..][..h.dim]);
+            }
         }
     }
 }
 
-/// One (sequence, query head) of [`attend`]: its new tokens' queries against its cache.
+/// One sequence and some of its query heads (all reading KV head `kh`) of [`attend`]: its new
+/// tokens' queries against its cache.
 struct Head<'a> {
     /// The segment's query rows, `stride` apart.
     rows: &'a [f32],
     stride: usize,
-    head: usize,
+    heads: std::ops::Range<usize>,
     kv: KvView<'a>,
     /// Its KV head.
     kh: usize,
@@ -316,27 +324,32 @@ impl Head<'_> {
     fn body(&self, res: &mut [f32]) {
         let d = self.dim;
         let cols = self.kh * d..(self.kh + 1) * d;
+        let per_head = self.seg.len * d;
         if self.kv.is_f32() {
             let row = |j: usize| self.kv.f32_row(j).map(|(k, v)| (&k[cols.clone()], &v[cols.clone()]));
-            self.softmax_rows(|j| row(j).unwrap_or_default(), res);
+            for (head, res) in self.heads.clone().zip(res.chunks_mut(per_head)) {
+                self.softmax_rows(head, |j| row(j).unwrap_or_default(), res);
+            }
         } else {
-            // Widened once per (sequence, head): every query row of the segment reads them.
+            // Widened once for the task: every query row of every head in it reads them.
             let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
             let end = self.seg.offset + self.seg.len;
             let (k, v) = self.kv.widened(first..end, cols);
-            self.softmax_rows(|j| (&k[(j - first) * d..][..d], &v[(j - first) * d..][..d]), res);
+            for (head, res) in self.heads.clone().zip(res.chunks_mut(per_head)) {
+                self.softmax_rows(head, |j| (&k[(j - first) * d..][..d], &v[(j - first) * d..][..d]), res);
+            }
         }
     }
 
     /// softmax(q·Kᵀ · scale) V for each query row, with `kv(j)` the head's (key, value) at `j`.
     #[inline(always)]
-    fn softmax_rows<'k, F: Fn(usize) -> (&'k [f32], &'k [f32])>(&self, kv: F, res: &mut [f32]) {
+    fn softmax_rows<'k, F: Fn(usize) -> (&'k [f32], &'k [f32])>(&self, head: usize, kv: F, res: &mut [f32]) {
         let d = self.dim;
         let mut scores = Vec::with_capacity(self.seg.offset + self.seg.len);
         for i in 0..self.seg.len {
             let pos = self.seg.offset + i;
             let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qrow = &self.rows[i * self.stride + self.head * d..][..d];
+            let qrow = &self.rows[i * self.stride + head * d..][..d];
             scores.clear();
             scores.extend((lo..=pos).map(|j| dot(qrow, kv(j).0) * self.scale));
             let max = lanes_max(&scores);
