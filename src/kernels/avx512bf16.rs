@@ -19,6 +19,36 @@ fn dp(acc: __m512, x: __m512i, w: __m512i) -> __m512 {
     _mm512_dpbf16_ps(acc, x, w)
 }
 
+/// Row `src` of x as bf16 pairs into `dst[p * stride]` (p < k/2 rounded up; a missing high
+/// half is 0), 32 values per `vcvtne2ps2bf16`: nearest even, below-normal inputs to signed
+/// zero, as [`super::to_bf16`] (which differs only in NaN payloads; `to_bf16_matches_hardware`).
+/// Every row of every product goes through here, so rows stay comparable bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16.
+#[target_feature(enable = "avx512bf16,avx512f")]
+pub(super) unsafe fn pack_row(src: &[f32], dst: &mut [u32], stride: usize) {
+    let pairs = src.len().div_ceil(2);
+    let mut padded = [0f32; 32];
+    let mut out = [0u32; 16];
+    for (c, chunk) in src.chunks(32).enumerate() {
+        let v: &[f32] = if chunk.len() == 32 {
+            chunk
+        } else {
+            padded[..chunk.len()].copy_from_slice(chunk);
+            &padded
+        };
+        // SAFETY: `v` holds 32 floats and `out` 16 u32 (64 bytes); the feature is the caller's.
+        unsafe {
+            let r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(v[16..].as_ptr()), _mm512_loadu_ps(v.as_ptr()));
+            _mm512_storeu_si512(out.as_mut_ptr().cast(), std::mem::transmute::<__m512bh, __m512i>(r));
+        }
+        for (j, &pair) in out.iter().enumerate().take(pairs - c * 16) {
+            dst[(c * 16 + j) * stride] = pair;
+        }
+    }
+}
+
 /// `rows` (1..=MR) rows of packed x (`a`: [kp][rows]) times one bf16 W panel (`w`: [kp][NR])
 /// into `c` (row stride `ldc`), writing only the first `cols` columns.
 ///

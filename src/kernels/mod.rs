@@ -54,6 +54,8 @@ mod tests;
 
 use std::cell::RefCell;
 
+use rayon::prelude::*;
+
 /// Output columns per packed panel (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
 /// Most rows of x per microkernel call (2·MR accumulators + 2 W vectors fit in 32 zmm).
@@ -253,80 +255,113 @@ impl PackedMatrix {
         }
     }
 
-    /// Splits the panels over rayon's pool (or not) and runs them through `path`'s kernels.
+    /// Packs x once, then splits the panels over rayon's pool (or not) and runs them through
+    /// `path`'s kernels against that one packed copy.
     fn drive<P: Path>(&self, path: P, x: &[f32], m: usize, out: &mut [f32]) {
         let panels = self.n.div_ceil(NR);
         let threads = rayon::current_num_threads().min(panels);
         let ptr = OutPtr(out.as_mut_ptr());
-        if threads <= 1 || m.saturating_mul(self.n).saturating_mul(self.k) < P::PAR_MIN_WORK {
-            self.run_panels(path, x, m, 0..panels, ptr);
-            return;
-        }
-        // Wide products get a few tasks per thread so a core slowed by other work does not
-        // hold up the rest; each task repacks all of x, so it needs a dozen panels to amortise.
-        let tasks = threads * (panels / (threads * 12)).clamp(1, 4);
-        rayon::scope(|s| {
-            for t in 0..tasks {
-                let range = (t * panels / tasks)..((t + 1) * panels / tasks);
-                s.spawn(move |_| self.run_panels(path, x, m, range, ptr));
+        let parallel = threads > 1 && m.saturating_mul(self.n).saturating_mul(self.k) >= P::PAR_MIN_WORK;
+        P::with_buf(|buf| {
+            let packed = self.pack_x(path, x, m, buf, parallel);
+            if !parallel {
+                self.run_panels(path, packed, m, 0..panels, ptr);
+                return;
             }
-        });
+            // Wide products get a few tasks per thread so a core slowed by other work does not
+            // hold up the rest.
+            let tasks = threads * (panels / (threads * 12)).clamp(1, 4);
+            rayon::scope(|s| {
+                for t in 0..tasks {
+                    let range = (t * panels / tasks)..((t + 1) * panels / tasks);
+                    s.spawn(move |_| self.run_panels(path, packed, m, range, ptr));
+                }
+            });
+        })
     }
 
-    /// Computes output columns of `panels` for all m rows. Rows are taken in chunks whose packed
-    /// copy stays in L2 while every panel of the range streams past it.
-    fn run_panels<P: Path>(&self, path: P, x: &[f32], m: usize, panels: std::ops::Range<usize>, out: OutPtr) {
+    /// Rows per chunk of packed x: a chunk stays in L2 while every panel streams past it.
+    fn chunk_rows<P: Path>(path: &P) -> usize {
+        (X_CHUNK_BYTES / (path.depth().max(1) * std::mem::size_of::<P::X>()) / MR * MR).max(MR)
+    }
+
+    /// x packed for the kernels into `buf`: chunk by chunk, each row block as [depth][block
+    /// rows], so rows r.. start at `r * depth` for every chunk and block start r. Row blocks
+    /// are packed in parallel when the product is.
+    fn pack_x<'b, P: Path>(&self, path: P, x: &[f32], m: usize, buf: &'b mut Vec<P::X>, parallel: bool) -> &'b [P::X] {
         let (k, d) = (self.k, path.depth());
-        let chunk_rows = (X_CHUNK_BYTES / (d.max(1) * std::mem::size_of::<P::X>()) / MR * MR).max(MR);
-        P::with_buf(|buf| {
-            let mut r0 = 0;
-            while r0 < m {
-                let rows = (m - r0).min(chunk_rows);
-                let blocks = rows.div_ceil(MR);
-                if buf.len() < rows * d {
-                    buf.resize(rows * d, P::X::default());
+        if buf.len() < m * d {
+            buf.resize(m * d, P::X::default());
+        }
+        let chunk_rows = Self::chunk_rows(&path);
+        let mut jobs: Vec<(usize, usize, &mut [P::X])> = Vec::new();
+        let mut rest = &mut buf[..m * d];
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = (m - r0).min(chunk_rows);
+            let blocks = rows.div_ceil(MR);
+            for b in 0..blocks {
+                let (_, br) = block(rows, blocks, b);
+                let (dst, tail) = std::mem::take(&mut rest).split_at_mut(br * d);
+                jobs.push((r0, br, dst));
+                rest = tail;
+                r0 += br;
+            }
+        }
+        let pack = |(start, br, dst): (usize, usize, &mut [P::X])| {
+            // (k = 0 leaves nothing to pack, and no room to slice row i's start.)
+            for i in (0..br).filter(|_| d > 0) {
+                path.pack_row(&x[(start + i) * k..(start + i + 1) * k], &mut dst[i..], br);
+            }
+        };
+        if parallel {
+            jobs.into_par_iter().for_each(pack);
+        } else {
+            jobs.into_iter().for_each(pack);
+        }
+        &buf[..m * d]
+    }
+
+    /// Computes output columns of `panels` for all m rows from x packed by [`Self::pack_x`].
+    /// Rows are taken in chunks whose packed copy stays in L2 while every panel of the range
+    /// streams past it.
+    fn run_panels<P: Path>(&self, path: P, packed: &[P::X], m: usize, panels: std::ops::Range<usize>, out: OutPtr) {
+        let d = path.depth();
+        let chunk_rows = Self::chunk_rows(&path);
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = (m - r0).min(chunk_rows);
+            let blocks = rows.div_ceil(MR);
+            let buf = &packed[r0 * d..(r0 + rows) * d];
+            let mut p = panels.start;
+            while p < panels.end {
+                // SAFETY: rows r0 .. r0+rows are < m and columns from p*NR are < n, so
+                // every write lands inside `out` (m*n, checked by the caller), and this
+                // thread owns the columns of its panel range (see OutPtr).
+                let c = unsafe { out.0.add(r0 * self.n + p * NR) };
+                let g = (panels.end - p).min(path.wide_max(rows));
+                if g > 0 {
+                    let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + g) * NR]);
+                    let cols = (self.n - (p + g - 1) * NR).min(NR);
+                    // SAFETY: `c` covers rows × the g panels as above.
+                    unsafe { path.wide(rows, p, g, buf, bias, c, self.n, cols) };
+                    p += g;
+                    continue;
                 }
-                // Pack each row block as [depth][block rows].
+                let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + 1) * NR]);
+                let cols = (self.n - p * NR).min(NR);
                 let mut off = 0;
                 for b in 0..blocks {
                     let (b0, br) = block(rows, blocks, b);
-                    // (k = 0 leaves nothing to pack, and no room to slice row i's start.)
-                    for i in (0..br).filter(|_| d > 0) {
-                        let src = &x[(r0 + b0 + i) * k..(r0 + b0 + i + 1) * k];
-                        path.pack_row(src, &mut buf[off + i..off + br * d], br);
-                    }
+                    // SAFETY: row b0 is inside this chunk (see `c` above), so `c` is valid
+                    // for br rows of `cols` columns at stride n.
+                    unsafe { path.block(br, p, &buf[off..off + br * d], bias, c.add(b0 * self.n), self.n, cols) };
                     off += br * d;
                 }
-                let mut p = panels.start;
-                while p < panels.end {
-                    // SAFETY: rows r0 .. r0+rows are < m and columns from p*NR are < n, so
-                    // every write lands inside `out` (m*n, checked by the caller), and this
-                    // thread owns the columns of its panel range (see OutPtr).
-                    let c = unsafe { out.0.add(r0 * self.n + p * NR) };
-                    let g = (panels.end - p).min(path.wide_max(rows));
-                    if g > 0 {
-                        let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + g) * NR]);
-                        let cols = (self.n - (p + g - 1) * NR).min(NR);
-                        // SAFETY: `c` covers rows × the g panels as above.
-                        unsafe { path.wide(rows, p, g, &buf[..rows * d], bias, c, self.n, cols) };
-                        p += g;
-                        continue;
-                    }
-                    let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + 1) * NR]);
-                    let cols = (self.n - p * NR).min(NR);
-                    let mut off = 0;
-                    for b in 0..blocks {
-                        let (b0, br) = block(rows, blocks, b);
-                        // SAFETY: row b0 is inside this chunk (see `c` above), so `c` is valid
-                        // for br rows of `cols` columns at stride n.
-                        unsafe { path.block(br, p, &buf[off..off + br * d], bias, c.add(b0 * self.n), self.n, cols) };
-                        off += br * d;
-                    }
-                    p += 1;
-                }
-                r0 += rows;
+                p += 1;
             }
-        });
+            r0 += rows;
+        }
     }
 }
 
@@ -335,7 +370,7 @@ impl PackedMatrix {
 /// order is each kernel's own; the driver only decides who computes which element.
 trait Path: Copy + Send + Sync {
     /// One packed x element: an f32, or a bf16 pair in a u32.
-    type X: Copy + Default;
+    type X: Copy + Default + Send + Sync;
     /// Multiply-adds below which one thread does the whole product.
     const PAR_MIN_WORK: usize;
     /// Packed x elements per row (k, or k/2 rounded up).
@@ -401,7 +436,7 @@ impl Path for F32Path<'_> {
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-        XBUF.with(|buf| f(&mut buf.borrow_mut()))
+        with_cached(&XBUF, f)
     }
 
     fn wide_max(&self, rows: usize) -> usize {
@@ -485,13 +520,13 @@ impl Path for Bf16Path<'_> {
     }
 
     fn pack_row(&self, src: &[f32], dst: &mut [u32], stride: usize) {
-        for (pp, pair) in src.chunks(2).enumerate() {
-            dst[pp * stride] = bf16_pair(pair);
-        }
+        // SAFETY: a Bf16Path exists only for matrices `pack_bf16` packed, which it does only
+        // where the CPU has AVX-512F and AVX-512 BF16.
+        unsafe { avx512bf16::pack_row(src, dst, stride) }
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
-        XBUF_BF16.with(|buf| f(&mut buf.borrow_mut()))
+        with_cached(&XBUF_BF16, f)
     }
 
     fn wide_max(&self, rows: usize) -> usize {
@@ -613,6 +648,15 @@ fn pairs(data: &[Line]) -> &[u32] {
 fn pairs_mut(data: &mut [Line]) -> &mut [u32] {
     // SAFETY: as for `pairs`.
     unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u32>(), data.len() * 16) }
+}
+
+/// Runs `f` on this thread's cached buffer, or on a fresh one when it is in use: a thread
+/// waiting for a product's tasks may be handed another product by rayon.
+fn with_cached<X, R>(cache: &'static std::thread::LocalKey<RefCell<Vec<X>>>, f: impl FnOnce(&mut Vec<X>) -> R) -> R {
+    cache.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 thread_local! {

@@ -122,7 +122,7 @@ impl Path for Q8Path<'_> {
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-        super::XBUF.with(|buf| f(&mut buf.borrow_mut()))
+        super::with_cached(&super::XBUF, f)
     }
 
     fn wide_max(&self, rows: usize) -> usize {

@@ -85,16 +85,37 @@ pub fn rope_in_place(x: &mut [f32], cos: &[f32], sin: &[f32]) {
 
 /// `out[t][i] = silu(gu[t][i]) * gu[t][inter + i]` for rows `gu[t] = [gate | up]` of `2 inter`.
 pub fn silu_mul(gu: &[f32], inter: usize, out: &mut [f32]) {
-    let row = |(g, o): (&[f32], &mut [f32])| {
-        let (gate, up) = g.split_at(inter);
-        for ((o, &x), &u) in o.iter_mut().zip(gate).zip(up) {
-            *o = x / (1.0 + exp(-x)) * u;
-        }
-    };
+    let row = |(g, o): (&[f32], &mut [f32])| silu_mul_row(g, inter, o);
     if out.len() / inter >= PARALLEL_ROWS {
         gu.par_chunks(2 * inter).zip(out.par_chunks_mut(inter)).for_each(row);
     } else {
         gu.chunks(2 * inter).zip(out.chunks_mut(inter)).for_each(row);
+    }
+}
+
+/// One row of [`silu_mul`], compiled for AVX-512 where the CPU has it: the same IEEE operations
+/// in the same order (no contraction), so the same bits, four times as many lanes.
+fn silu_mul_row(g: &[f32], inter: usize, o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: avx512f was just detected.
+        unsafe { silu_mul_row_avx512(g, inter, o) };
+        return;
+    }
+    silu_mul_body(g, inter, o);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn silu_mul_row_avx512(g: &[f32], inter: usize, o: &mut [f32]) {
+    silu_mul_body(g, inter, o);
+}
+
+#[inline(always)]
+fn silu_mul_body(g: &[f32], inter: usize, o: &mut [f32]) {
+    let (gate, up) = g.split_at(inter);
+    for ((o, &x), &u) in o.iter_mut().zip(gate).zip(up) {
+        *o = x / (1.0 + exp(-x)) * u;
     }
 }
 
