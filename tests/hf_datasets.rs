@@ -8,7 +8,7 @@ mod hub_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
@@ -73,12 +73,8 @@ impl Home {
     /// `benchgen` with the hub at `endpoint` and a clean environment plus `vars`, killed after
     /// two minutes so a hung download fails the test instead of hanging it.
     fn run(&self, endpoint: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+        let mut cmd = benchgen_on_hub(endpoint, &self.tmp.path().join("hf"));
         cmd.args(args).current_dir(self.tmp.path());
-        for k in ["HF_HUB_CACHE", "HF_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "XDG_CACHE_HOME", "BENCHGEN_DATA_DIR", "BENCHGEN_ENVS"] {
-            cmd.env_remove(k);
-        }
-        cmd.env("HF_HOME", self.tmp.path().join("hf")).env("HF_ENDPOINT", endpoint);
         for (k, v) in vars {
             cmd.env(k, v);
         }

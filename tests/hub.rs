@@ -6,7 +6,7 @@ mod common;
 mod hub_server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
@@ -39,12 +39,8 @@ impl Home {
     /// `benchgen` with the hub at `endpoint`, a clean HF environment plus `env`, killed after
     /// two minutes so a hung download fails the test instead of hanging it.
     fn run(&self, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+        let mut cmd = benchgen_on_hub(endpoint, &self.hf_home());
         cmd.args(args).current_dir(self.tmp.path());
-        for k in ["HF_HUB_CACHE", "HF_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "BENCHGEN_MODELS", "XDG_CACHE_HOME"] {
-            cmd.env_remove(k);
-        }
-        cmd.env("HF_HOME", self.hf_home()).env("HF_ENDPOINT", endpoint);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -11,7 +11,7 @@ mod hub_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
@@ -45,13 +45,9 @@ fn hub_files(repo_name: &str) -> BTreeMap<String, Vec<u8>> {
 /// reading the official files from `data_dir` when given; the run's detailed results.
 fn eval(tmp: &Path, endpoint: &str, data_dir: Option<&Path>, env: &str, phase: &str) -> (Vec<Value>, Value) {
     let runs = tmp.join("runs");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+    let mut cmd = benchgen_on_hub(endpoint, &tmp.join("hf"));
     // TruthfulQA's six-shot preamble is longer than the embedded model's 512 tokens.
     cmd.args(["eval", "--env", env, "--phase", phase, "--runs-dir", runs.to_str().unwrap(), "--json", "--truncate", "left"]).current_dir(tmp);
-    for k in ["HF_HUB_CACHE", "HF_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "XDG_CACHE_HOME", "BENCHGEN_DATA_DIR", "BENCHGEN_ENVS"] {
-        cmd.env_remove(k);
-    }
-    cmd.env("HF_HOME", tmp.join("hf")).env("HF_ENDPOINT", endpoint);
     if let Some(d) = data_dir {
         cmd.env("BENCHGEN_DATA_DIR", d);
     }

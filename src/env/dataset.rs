@@ -105,29 +105,30 @@ fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> 
     Ok((texts, labels))
 }
 
-/// HF datasets store a list of `{text, label}` records as one record of parallel lists
-/// (`{"text": [...], "label": [...]}`); this turns it back into the list.
+/// HF datasets store a list of records as one record of parallel lists
+/// (`{"text": [...], "label": [...]}`): the list of records it stands for.
+pub(super) fn records_of(columns: &Map<String, Value>) -> std::result::Result<Vec<Value>, String> {
+    let mut len = None;
+    for (name, col) in columns {
+        let n = col.as_array().ok_or_else(|| format!("\"{name}\" is not a list"))?.len();
+        if *len.get_or_insert(n) != n {
+            return Err("the lists differ in length".into());
+        }
+    }
+    Ok((0..len.unwrap_or(0))
+        .map(|i| Value::Object(columns.iter().map(|(name, col)| (name.clone(), col[i].clone())).collect()))
+        .collect())
+}
+
+/// Choices stored as HF stores a list of `{text, label}` records: its text and (optional)
+/// label columns as [`records_of`] turns them back into the list.
 fn columnar_choices(o: &Map<String, Value>, fields: &Fields) -> Option<Vec<Value>> {
-    let Value::Array(texts) = o.get(&fields.choice_text)? else { return None };
-    let labels = match o.get(&fields.choice_label) {
-        Some(Value::Array(l)) if l.len() == texts.len() => Some(l),
-        Some(_) => return None,
-        None => None,
-    };
-    Some(
-        texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mut entry = Map::new();
-                entry.insert(fields.choice_text.clone(), t.clone());
-                if let Some(l) = labels {
-                    entry.insert(fields.choice_label.clone(), l[i].clone());
-                }
-                Value::Object(entry)
-            })
-            .collect(),
-    )
+    o.get(&fields.choice_text)?;
+    let columns: Map<String, Value> = [&fields.choice_text, &fields.choice_label]
+        .into_iter()
+        .filter_map(|k| o.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    records_of(&columns).ok()
 }
 
 fn check_count(n: usize, at: &dyn Fn(String) -> Error) -> Result<()> {

@@ -37,17 +37,7 @@ fn records(columns: JinjaValue) -> Result<JinjaValue, minijinja::Error> {
     let Ok(Value::Object(cols)) = serde_json::to_value(&columns) else {
         return Err(invalid("expects a record of parallel lists"));
     };
-    let mut len = None;
-    for (name, col) in &cols {
-        let n = col.as_array().ok_or_else(|| invalid(&format!("\"{name}\" is not a list")))?.len();
-        if *len.get_or_insert(n) != n {
-            return Err(invalid("the lists differ in length"));
-        }
-    }
-    let rows: Vec<Map<String, Value>> = (0..len.unwrap_or(0))
-        .map(|i| cols.iter().map(|(name, col)| (name.clone(), col[i].clone())).collect())
-        .collect();
-    Ok(JinjaValue::from_serialize(rows))
+    super::dataset::records_of(&cols).map(JinjaValue::from_serialize).map_err(|e| invalid(&e))
 }
 
 impl Remap {

@@ -224,7 +224,7 @@ impl PackedMatrix {
                 let panel = &pairs(d)[p * kp * NR..(p + 1) * kp * NR];
                 for (kk, o) in out.iter_mut().enumerate() {
                     let pair = panel[(kk / 2) * NR + c];
-                    *o = f32::from_bits(if kk % 2 == 0 { pair << 16 } else { pair & 0xffff_0000 });
+                    *o = from_bf16((pair >> (16 * (kk % 2))) as u16);
                 }
             }
             Weights::Q8_0(q) => q8::row(q, self.k, r, out),
@@ -293,19 +293,13 @@ impl PackedMatrix {
         if buf.len() < m * d {
             buf.resize(m * d, P::X::default());
         }
-        let chunk_rows = Self::chunk_rows(&path);
         let mut jobs: Vec<(usize, usize, &mut [P::X])> = Vec::new();
         let mut rest = &mut buf[..m * d];
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = (m - r0).min(chunk_rows);
-            let blocks = rows.div_ceil(MR);
-            for b in 0..blocks {
-                let (_, br) = block(rows, blocks, b);
+        for (r0, rows) in chunks(m, Self::chunk_rows(&path)) {
+            for (b0, br) in row_blocks(rows) {
                 let (dst, tail) = std::mem::take(&mut rest).split_at_mut(br * d);
-                jobs.push((r0, br, dst));
+                jobs.push((r0 + b0, br, dst));
                 rest = tail;
-                r0 += br;
             }
         }
         let pack = |(start, br, dst): (usize, usize, &mut [P::X])| {
@@ -327,11 +321,7 @@ impl PackedMatrix {
     /// streams past it.
     fn run_panels<P: Path>(&self, path: P, packed: &[P::X], m: usize, panels: std::ops::Range<usize>, out: OutPtr) {
         let d = path.depth();
-        let chunk_rows = Self::chunk_rows(&path);
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = (m - r0).min(chunk_rows);
-            let blocks = rows.div_ceil(MR);
+        for (r0, rows) in chunks(m, Self::chunk_rows(&path)) {
             let buf = &packed[r0 * d..(r0 + rows) * d];
             let mut p = panels.start;
             while p < panels.end {
@@ -350,17 +340,13 @@ impl PackedMatrix {
                 }
                 let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + 1) * NR]);
                 let cols = (self.n - p * NR).min(NR);
-                let mut off = 0;
-                for b in 0..blocks {
-                    let (b0, br) = block(rows, blocks, b);
+                for (b0, br) in row_blocks(rows) {
                     // SAFETY: row b0 is inside this chunk (see `c` above), so `c` is valid
                     // for br rows of `cols` columns at stride n.
-                    unsafe { path.block(br, p, &buf[off..off + br * d], bias, c.add(b0 * self.n), self.n, cols) };
-                    off += br * d;
+                    unsafe { path.block(br, p, &buf[b0 * d..(b0 + br) * d], bias, c.add(b0 * self.n), self.n, cols) };
                 }
                 p += 1;
             }
-            r0 += rows;
         }
     }
 }
@@ -596,6 +582,12 @@ pub(crate) fn to_bf16(v: f32) -> u16 {
     ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
 }
 
+/// bf16 bits → f32 (exact: bf16 is f32's upper half).
+#[inline(always)]
+pub(crate) fn from_bf16(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
 /// One or two consecutive k values as a bf16 pair (the first in the low half, zero past k).
 fn bf16_pair(pair: &[f32]) -> u32 {
     to_bf16(pair[0]) as u32 | (pair.get(1).map_or(0, |&v| to_bf16(v)) as u32) << 16
@@ -623,11 +615,20 @@ fn pad_bias(bias: Option<&[f32]>, n: usize) -> Option<Vec<f32>> {
     })
 }
 
-/// Row block `b` of `blocks` over `rows`: (first row, row count), sizes as even as possible so
-/// no block is left with a latency-bound handful of rows.
-fn block(rows: usize, blocks: usize, b: usize) -> (usize, usize) {
-    let start = b * rows / blocks;
-    (start, (b + 1) * rows / blocks - start)
+/// The chunks of m rows, `chunk_rows` (> 0) at a time: (first row, row count).
+fn chunks(m: usize, chunk_rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..m).step_by(chunk_rows).map(move |r0| (r0, (m - r0).min(chunk_rows)))
+}
+
+/// The row blocks of a chunk of `rows`, each packed as [depth][block rows] right after the
+/// previous one: (first row, row count), at most MR rows, sizes as even as possible so no block
+/// is left with a latency-bound handful of rows.
+fn row_blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = rows.div_ceil(MR);
+    (0..blocks).map(move |b| {
+        let start = b * rows / blocks;
+        (start, (b + 1) * rows / blocks - start)
+    })
 }
 
 fn lines(data: &[Line]) -> &[f32] {

@@ -84,39 +84,38 @@ fn matches_f64_reference() {
     }
 }
 
+/// Row i of `run(x, m)` (output bits) must be the same alone, in sub-batches at other offsets
+/// and sizes, among the rows in reverse order (other neighbours) and on pools of 1–3 threads.
+fn assert_batch_invariant(what: &str, x: &[f32], m: usize, n: usize, k: usize, run: impl Fn(&[f32], usize) -> Vec<u32> + Sync) {
+    let full = run(x, m);
+    for i in 0..m {
+        assert_eq!(run(&x[i * k..(i + 1) * k], 1), full[i * n..(i + 1) * n], "{what} row {i} alone");
+    }
+    for (lo, hi) in [(5, 13), (0, 32), (7, 300), (290, 300), (1, 3), (2, 5), (10, 14)] {
+        assert_eq!(run(&x[lo * k..hi * k], hi - lo), full[lo * n..hi * n], "{what} rows {lo}..{hi}");
+    }
+    let rev: Vec<f32> = (0..m).rev().flat_map(|i| x[i * k..(i + 1) * k].iter().copied()).collect();
+    let out = run(&rev, m);
+    for (r, i) in (0..m).rev().enumerate() {
+        assert_eq!(out[r * n..(r + 1) * n], full[i * n..(i + 1) * n], "{what} reversed row {i}");
+    }
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        assert_eq!(pool.install(|| run(x, m)), full, "{what} {threads} threads");
+    }
+}
+
 #[test]
 fn bitwise_batch_invariant() {
     let (n, k, m) = (1000, 577, 300);
-    let w = rand_vec(3, n * k);
-    let b = rand_vec(4, n);
+    let pm = PackedMatrix::pack(&rand_vec(3, n * k), n, k, Some(&rand_vec(4, n)));
     let x = rand_vec(5, m * k);
-    let pm = PackedMatrix::pack(&w, n, k, Some(&b));
     for kernel in kernels() {
-        let run = |x: &[f32], m: usize| {
+        assert_batch_invariant(&format!("{kernel:?}"), &x, m, n, k, |x, m| {
             let mut out = vec![0.0; m * n];
             pm.matmul_with(kernel, x, m, &mut out);
             bits(&out)
-        };
-        let full = run(&x, m);
-        // One row at a time.
-        for i in 0..m {
-            assert_eq!(run(&x[i * k..(i + 1) * k], 1), full[i * n..(i + 1) * n], "{kernel:?} row {i} alone");
-        }
-        // Sub-batches at other offsets and sizes.
-        for (lo, hi) in [(5, 13), (0, 32), (7, 300), (290, 300), (1, 3), (2, 5)] {
-            assert_eq!(run(&x[lo * k..hi * k], hi - lo), full[lo * n..hi * n], "{kernel:?} rows {lo}..{hi}");
-        }
-        // Rows in reverse order, i.e. every row with different neighbours.
-        let rev: Vec<f32> = (0..m).rev().flat_map(|i| x[i * k..(i + 1) * k].iter().copied()).collect();
-        let out = run(&rev, m);
-        for (r, i) in (0..m).rev().enumerate() {
-            assert_eq!(out[r * n..(r + 1) * n], full[i * n..(i + 1) * n], "{kernel:?} reversed row {i}");
-        }
-        // Pool sizes.
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            assert_eq!(pool.install(|| run(&x, m)), full, "{kernel:?} {threads} threads");
-        }
+        });
     }
 }
 
@@ -192,7 +191,7 @@ fn pack16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Option<PackedM
 
 /// Values rounded to bf16 and widened back: what the bf16 kernels multiply.
 fn bf16_round(v: &[f32]) -> Vec<f32> {
-    v.iter().map(|&x| f32::from_bits((to_bf16(x) as u32) << 16)).collect()
+    v.iter().map(|&x| from_bf16(to_bf16(x))).collect()
 }
 
 #[test]
@@ -319,31 +318,12 @@ fn bf16_matches_f64_reference() {
 #[test]
 fn bf16_bitwise_batch_invariant() {
     let (n, k, m) = (1000, 577, 300);
-    let w = rand_vec(3, n * k);
-    let b = rand_vec(4, n);
-    let x = rand_vec(5, m * k);
-    let Some(pm) = pack16(&w, n, k, Some(&b)) else { return };
-    let run = |x: &[f32], m: usize| {
+    let Some(pm) = pack16(&rand_vec(3, n * k), n, k, Some(&rand_vec(4, n))) else { return };
+    assert_batch_invariant("bf16", &rand_vec(5, m * k), m, n, k, |x, m| {
         let mut out = vec![0.0; m * n];
         pm.matmul(x, m, &mut out);
         bits(&out)
-    };
-    let full = run(&x, m);
-    for i in 0..m {
-        assert_eq!(run(&x[i * k..(i + 1) * k], 1), full[i * n..(i + 1) * n], "bf16 row {i} alone");
-    }
-    for (lo, hi) in [(5, 13), (0, 32), (7, 300), (290, 300), (1, 3), (2, 5), (10, 14)] {
-        assert_eq!(run(&x[lo * k..hi * k], hi - lo), full[lo * n..hi * n], "bf16 rows {lo}..{hi}");
-    }
-    let rev: Vec<f32> = (0..m).rev().flat_map(|i| x[i * k..(i + 1) * k].iter().copied()).collect();
-    let out = run(&rev, m);
-    for (r, i) in (0..m).rev().enumerate() {
-        assert_eq!(out[r * n..(r + 1) * n], full[i * n..(i + 1) * n], "bf16 reversed row {i}");
-    }
-    for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        assert_eq!(pool.install(|| run(&x, m)), full, "bf16 {threads} threads");
-    }
+    });
 }
 
 #[test]
@@ -491,27 +471,11 @@ fn q8_bitwise_batch_invariant() {
     let pm = PackedMatrix::pack_q8_0(&rand_vec(3, n * k), n, k, Some(&rand_vec(4, n)));
     let x = rand_vec(5, m * k);
     for kernel in kernels() {
-        let run = |x: &[f32], m: usize| {
+        assert_batch_invariant(&format!("q8 {kernel:?}"), &x, m, n, k, |x, m| {
             let mut out = vec![0.0; m * n];
             pm.matmul_with(kernel, x, m, &mut out);
             bits(&out)
-        };
-        let full = run(&x, m);
-        for i in 0..m {
-            assert_eq!(run(&x[i * k..(i + 1) * k], 1), full[i * n..(i + 1) * n], "q8 {kernel:?} row {i} alone");
-        }
-        for (lo, hi) in [(5, 13), (0, 32), (7, 300), (290, 300), (1, 3), (2, 5), (10, 14)] {
-            assert_eq!(run(&x[lo * k..hi * k], hi - lo), full[lo * n..hi * n], "q8 {kernel:?} rows {lo}..{hi}");
-        }
-        let rev: Vec<f32> = (0..m).rev().flat_map(|i| x[i * k..(i + 1) * k].iter().copied()).collect();
-        let out = run(&rev, m);
-        for (r, i) in (0..m).rev().enumerate() {
-            assert_eq!(out[r * n..(r + 1) * n], full[i * n..(i + 1) * n], "q8 {kernel:?} reversed row {i}");
-        }
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            assert_eq!(pool.install(|| run(&x, m)), full, "q8 {kernel:?} {threads} threads");
-        }
+        });
     }
 }
 

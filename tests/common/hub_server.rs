@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -72,6 +73,26 @@ pub fn dataset(repo: &str, files: BTreeMap<String, Vec<u8>>) -> HubFixture {
         drop_file: None,
         ignore_resume_ranges: false,
     }
+}
+
+/// The real binary talking to the fake hub at `endpoint`, with `hf_home` as its HF home and
+/// none of the user's hub, cache, token, data-folder, environment or registry settings.
+pub fn benchgen_on_hub(endpoint: &str, hf_home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+    for k in [
+        "HF_HUB_CACHE",
+        "HF_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HUB_OFFLINE",
+        "XDG_CACHE_HOME",
+        "BENCHGEN_DATA_DIR",
+        "BENCHGEN_ENVS",
+        "BENCHGEN_MODELS",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("HF_HOME", hf_home).env("HF_ENDPOINT", endpoint);
+    cmd
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,5 +1,6 @@
 //! Attention of the host decoder: each sequence against its own KV cache, one task per
-//! (sequence, query head), so a sequence's numbers never depend on its batch.
+//! (sequence, query head) (per sequence and group of query heads sharing a KV head when the
+//! cache is bf16, widened once per task), so a sequence's numbers never depend on its batch.
 
 use std::sync::Arc;
 
@@ -94,7 +95,7 @@ impl Rows {
     fn widen_into(&self, range: std::ops::Range<usize>, out: &mut Vec<f32>) {
         match self {
             Rows::F32(r) => out.extend_from_slice(&r[range]),
-            Rows::Bf16(r) => out.extend(r[range].iter().map(|&b| f32::from_bits((b as u32) << 16))),
+            Rows::Bf16(r) => out.extend(r[range].iter().map(|&b| crate::kernels::from_bf16(b))),
         }
     }
 }
@@ -483,7 +484,7 @@ mod tests {
 
     #[test]
     fn a_bf16_cache_is_f32_attention_over_the_rounded_keys_and_values() {
-        let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&v| f32::from_bits((crate::kernels::to_bf16(v) as u32) << 16)).collect() };
+        let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&v| crate::kernels::from_bf16(crate::kernels::to_bf16(v))).collect() };
         for window in [None, Some(4)] {
             let h = Heads { q: 4, kv: 2, dim: 16, window };
             let (total, len) = (11, 3);
