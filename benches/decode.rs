@@ -4,12 +4,15 @@
 //!
 //! `decode/B`: one decode step for B sequences that already hold 64 tokens (throughput in
 //! tokens = B per step). `prefill/32x64`: 32 prompts of 64 tokens in one packed pass.
+//! `decode_fewshot/{f32,bf16}-kv`: one decode step for 32 sequences of GSM8K 5-shot's shape, a
+//! 704-token prefix they share plus 64 tokens each, with f32 or bf16 KV caches; attention over
+//! the long context is most of such a step.
 //! `examples/speed.rs` prints the same numbers as the project's comparison table.
 
 use std::hint::black_box;
 
 use benchgen::model::random::{random_decoder, smollm2_135m_config};
-use benchgen::model::{Decoder, Segment, SeqCache};
+use benchgen::model::{Decoder, KvDtype, Segment, SeqCache};
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -62,6 +65,30 @@ fn bench(c: &mut Criterion) {
             black_box(forward(&m, &mut caches, &p))
         })
     });
+    group.finish();
+    let mut group = c.benchmark_group("decode_fewshot");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(32));
+    let mut m = m;
+    for kv in [KvDtype::F32, KvDtype::Bf16] {
+        m.set_kv_dtype(kv).unwrap();
+        let prefix = &prompts(1, 704)[0];
+        let mut shared = m.new_cache(prefix.len());
+        forward(&m, std::slice::from_mut(&mut shared), std::slice::from_ref(prefix));
+        let shared = shared.into_shared();
+        let own = prompts(32, 64);
+        // Room for the prompt and every step criterion takes: the context grows by one token per
+        // iteration (768 → about 800), which changes a step's work by a few percent at most.
+        let mut caches: Vec<SeqCache> = own.iter().map(|_| shared.continuation(704 + 64 + 256).unwrap()).collect();
+        forward(&m, &mut caches, &own);
+        group.bench_function(format!("{}-kv", kv.name()), |b| {
+            b.iter(|| {
+                let next: Vec<Vec<u32>> = (0..32).map(|i| vec![i as u32]).collect();
+                let h = forward(&m, &mut caches, &next);
+                black_box(m.logits(&h).unwrap())
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1,11 +1,12 @@
-//! Attention of the host decoder: each sequence against its own KV cache, one task per
-//! (sequence, query head) (per sequence and group of query heads sharing a KV head when the
-//! cache is bf16, widened once per task), so a sequence's numbers never depend on its batch.
+//! Attention of the host decoder: each sequence against its own KV cache, one task per sequence
+//! and group of query heads sharing a KV head (or per query head when the batch is too small to
+//! keep the threads busy otherwise), so a sequence's numbers never depend on its batch.
 
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::attn_kernels::{scores16, weighted_sum};
 use super::ops::{dot, exp, hsum};
 use crate::model::decoder::Segment;
 
@@ -260,9 +261,12 @@ pub fn attend(q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h
         starts.push(start);
         start += s.len;
     }
-    // A task is one sequence and `per_task` query heads. bf16 caches are widened once per task,
-    // so a task takes a whole group of query heads reading the same KV head.
-    let per_task = if caches.iter().all(KvView::is_f32) { 1 } else { group };
+    // A task is one sequence and `per_task` query heads. A whole group of query heads reading
+    // the same KV head gathers (bf16: widens) the keys and values once and reads them from
+    // cache while they are hot; single heads only when there would be too few tasks to keep
+    // every thread busy.
+    let enough = segs.len() * h.kv >= 4 * rayon::current_num_threads();
+    let per_task = if enough || !caches.iter().all(KvView::is_f32) { group } else { 1 };
     let tasks: Vec<(usize, usize)> =
         (0..segs.len()).flat_map(|s| (0..h.q).step_by(per_task).map(move |head| (s, head))).collect();
     let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
@@ -312,62 +316,78 @@ impl Head<'_> {
             unsafe { self.run_avx512(res) };
             return;
         }
-        self.body(res);
+        self.body(res, false);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(&self, res: &mut [f32]) {
-        self.body(res);
+        self.body(res, true);
     }
 
+    /// `simd`: the AVX-512 kernels may run (only where the CPU has them).
     #[inline(always)]
-    fn body(&self, res: &mut [f32]) {
+    fn body(&self, res: &mut [f32], simd: bool) {
         let d = self.dim;
         let cols = self.kh * d..(self.kh + 1) * d;
-        let per_head = self.seg.len * d;
-        if self.kv.is_f32() {
-            let row = |j: usize| self.kv.f32_row(j).map(|(k, v)| (&k[cols.clone()], &v[cols.clone()]));
-            for (head, res) in self.heads.clone().zip(res.chunks_mut(per_head)) {
-                self.softmax_rows(head, |j| row(j).unwrap_or_default(), res);
-            }
+        let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
+        let end = self.seg.offset + self.seg.len;
+        let widened;
+        let (keys, vals): (Vec<&[f32]>, Vec<&[f32]>) = if self.kv.is_f32() {
+            (first..end)
+                .map(|j| self.kv.f32_row(j).map_or((&[][..], &[][..]), |(k, v)| (&k[cols.clone()], &v[cols.clone()])))
+                .unzip()
         } else {
             // Widened once for the task: every query row of every head in it reads them.
-            let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
-            let end = self.seg.offset + self.seg.len;
-            let (k, v) = self.kv.widened(first..end, cols);
-            for (head, res) in self.heads.clone().zip(res.chunks_mut(per_head)) {
-                self.softmax_rows(head, |j| (&k[(j - first) * d..][..d], &v[(j - first) * d..][..d]), res);
-            }
-        }
+            widened = self.kv.widened(first..end, cols);
+            (widened.0.chunks(d).zip(widened.1.chunks(d))).unzip()
+        };
+        self.softmax_rows(first, &keys, &vals, simd, res);
     }
 
-    /// softmax(q·Kᵀ · scale) V for each query row, with `kv(j)` the head's (key, value) at `j`.
+    /// softmax(q·Kᵀ · scale) V for each query row and head of the task, with `keys[j - first]`
+    /// and `vals[j - first]` the KV head's key and value at position `j`. Heads go innermost,
+    /// so each key and value row is fetched once for all of them.
     #[inline(always)]
-    fn softmax_rows<'k, F: Fn(usize) -> (&'k [f32], &'k [f32])>(&self, head: usize, kv: F, res: &mut [f32]) {
-        let d = self.dim;
-        let mut scores = Vec::with_capacity(self.seg.offset + self.seg.len);
+    fn softmax_rows(&self, first: usize, keys: &[&[f32]], vals: &[&[f32]], simd: bool, res: &mut [f32]) {
+        let (d, g) = (self.dim, self.heads.len());
+        let per_head = self.seg.len * d;
+        let mut scores = Vec::with_capacity(g * keys.len());
+        let mut out = vec![0f32; g * d];
         for i in 0..self.seg.len {
             let pos = self.seg.offset + i;
             let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qrow = &self.rows[i * self.stride + head * d..][..d];
+            let q: Vec<&[f32]> = self.heads.clone().map(|head| &self.rows[i * self.stride + head * d..][..d]).collect();
+            let visible = lo - first..pos + 1 - first;
+            let n = visible.len();
             scores.clear();
-            // A plain loop, not `extend(map(..))`: the closure would be compiled apart from
-            // this function, without its AVX-512 (same operations, a third of the speed).
-            for j in lo..=pos {
-                scores.push(dot(qrow, kv(j).0) * self.scale);
-            }
-            let max = lanes_max(&scores);
-            for e in scores.iter_mut() {
-                *e = exp(*e - max);
-            }
-            let sum = lanes_sum(&scores);
-            let o = &mut res[i * d..][..d];
-            for (j, e) in (lo..=pos).zip(&scores) {
-                let p = e / sum;
-                for (o, v) in o.iter_mut().zip(kv(j).1) {
-                    *o += p * v;
+            scores.resize(g * n, 0f32);
+            let blocks = keys[visible.clone()].chunks_exact(16);
+            let tail = blocks.remainder();
+            for (b, block) in blocks.enumerate() {
+                let block: &[&[f32]; 16] = block.try_into().expect("chunks of 16");
+                for (h, qrow) in q.iter().enumerate() {
+                    scores16(simd, qrow, block, self.scale, &mut scores[h * n + b * 16..]);
                 }
+            }
+            for (qrow, scores) in q.iter().zip(scores.chunks_mut(n)) {
+                // Plain loops, not `extend(map(..))`: a closure would be compiled apart from this
+                // function, without its AVX-512 (same operations, a third of the speed).
+                for (s, k) in scores[n - tail.len()..].iter_mut().zip(tail) {
+                    *s = dot(qrow, k) * self.scale;
+                }
+                let max = lanes_max(scores);
+                for e in scores.iter_mut() {
+                    *e = exp(*e - max);
+                }
+                let sum = lanes_sum(scores);
+                for e in scores.iter_mut() {
+                    *e /= sum;
+                }
+            }
+            weighted_sum(simd, &scores, &vals[visible], &mut out, g);
+            for (h, o) in out.chunks(d).enumerate() {
+                res[h * per_head + i * d..][..d].copy_from_slice(o);
             }
         }
     }

@@ -7,6 +7,7 @@
 //! item's logits are bit for bit the same whatever shares its batch.
 
 mod attention;
+mod attn_kernels;
 mod ops;
 
 use candle_core::{DType, Result};

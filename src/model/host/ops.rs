@@ -18,6 +18,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc[l] += x[l] * y[l];
         }
     }
+    if chunks * 16 == a.len() {
+        return hsum(&acc);
+    }
     let mut tail = 0f32;
     for i in chunks * 16..a.len() {
         tail += a[i] * b[i];
