@@ -110,3 +110,19 @@ fn seeded_sampling_depends_on_the_item_not_on_its_batch() {
     let other = run("8", "6");
     assert_ne!(one, other, "another seed should sample something else");
 }
+
+#[test]
+fn kv_dtype_reaches_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("fixtures/models/llama-gqa-untied");
+    let m = model.to_str().unwrap();
+    let out = lines(&ok(&benchgen(dir.path(), &["generate", "--model", m, "--prompt", "hello", "--kv-dtype", "bf16", "--max-new-tokens", "8", "--json"])));
+    assert_eq!(out.len(), 1);
+    // candle's path (f16 weights) keeps its caches in the model's dtype: a bf16 KV request is
+    // refused there, which shows the flag got to the model.
+    let bad = benchgen(dir.path(), &["generate", "--model", m, "--prompt", "hello", "--dtype", "f16", "--kv-dtype", "bf16"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--kv-dtype bf16"), "{}", stderr(&bad));
+    let typo = benchgen(dir.path(), &["generate", "--model", m, "--prompt", "hello", "--kv-dtype", "f8"]);
+    assert!(!typo.status.success());
+}

@@ -9,7 +9,7 @@ use benchgen::engine::remote::RemoteEngine;
 use benchgen::engine::{sampling, GenOutput, GenParams, GenRequest, Generator, LocalEngine, Truncate};
 use benchgen::model::chat::Message;
 use benchgen::model::spec::{self, ModelSource};
-use benchgen::model::LoadedModel;
+use benchgen::model::{KvDtype, LoadedModel};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -113,7 +113,9 @@ fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyh
             Ok((Box::new(engine), rendered))
         }
         ModelSource::Local(checkpoint) => {
-            let model = LoadedModel::load(&checkpoint, &device, weights)?;
+            let mut model = LoadedModel::load(&checkpoint, &device, weights)?;
+            let kv = KvDtype::parse(&args.kv_dtype).unwrap_or_default();
+            model.model.set_kv_dtype(kv).with_context(|| format!("--kv-dtype {}", kv.name()))?;
             let rendered = if args.chat {
                 let t = model.chat_template.as_ref().with_context(|| format!("{} has no chat template", model.origin))?;
                 prompts.iter().map(|(_, p)| Ok((t.render(&user(p), true)?, false, None))).collect::<anyhow::Result<_>>()?

@@ -179,6 +179,10 @@ pub struct GenerateArgs {
     /// auto, f32, bf16, f16 or q8_0 (q8_0: 8-bit weights, CPU only)
     #[arg(long, default_value = "auto")]
     pub dtype: String,
+    /// How the KV cache stores keys and values on the CPU host path: f32 (exact) or bf16 (half
+    /// the cache memory)
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub kv_dtype: String,
     /// One JSON object per prompt: id, prompt, text, token_ids, finish_reason
     #[arg(long)]
     pub json: bool,
