@@ -200,15 +200,21 @@ impl<'a> KvView<'a> {
         }
     }
 
-    /// (keys, values) of position `j`, all heads, where they are stored as f32.
-    #[inline(always)]
-    fn f32_row(&self, j: usize) -> Option<(&'a [f32], &'a [f32])> {
-        let (l, j) = self.locate(j);
-        let r = j * self.width..(j + 1) * self.width;
-        match (&l.k, &l.v) {
-            (Rows::F32(k), Rows::F32(v)) => Some((&k[r.clone()], &v[r])),
-            _ => None,
+    /// Columns `cols` of the keys and of the values of `positions`, where they are stored as
+    /// f32 (else nothing), each row a slice of the cache.
+    fn f32_rows(&self, positions: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> (Vec<&'a [f32]>, Vec<&'a [f32]>) {
+        let n = positions.len();
+        let (mut keys, mut vals) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let split = positions.end.min(self.prefix_len).max(positions.start);
+        let parts = [(self.prefix, positions.start..split, 0), (Some(self.own), split..positions.end, self.prefix_len)];
+        for (layer, range, base) in parts {
+            let (Some(l), false) = (layer, range.is_empty()) else { continue };
+            let (Rows::F32(k), Rows::F32(v)) = (&l.k, &l.v) else { continue };
+            let rows = (range.start - base) * self.width..(range.end - base) * self.width;
+            keys.extend(k[rows.clone()].chunks_exact(self.width).map(|r| &r[cols.clone()]));
+            vals.extend(v[rows].chunks_exact(self.width).map(|r| &r[cols.clone()]));
         }
+        (keys, vals)
     }
 
     fn is_f32(&self) -> bool {
@@ -334,9 +340,7 @@ impl Head<'_> {
         let end = self.seg.offset + self.seg.len;
         let widened;
         let (keys, vals): (Vec<&[f32]>, Vec<&[f32]>) = if self.kv.is_f32() {
-            (first..end)
-                .map(|j| self.kv.f32_row(j).map_or((&[][..], &[][..]), |(k, v)| (&k[cols.clone()], &v[cols.clone()])))
-                .unzip()
+            self.kv.f32_rows(first..end, cols)
         } else {
             // Widened once for the task: every query row of every head in it reads them.
             widened = self.kv.widened(first..end, cols);
