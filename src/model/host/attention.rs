@@ -1,13 +1,14 @@
-//! Attention of the host decoder: each sequence against its own KV cache, one task per sequence
-//! and group of query heads sharing a KV head (or per query head when the batch is too small to
-//! keep the threads busy otherwise), so a sequence's numbers never depend on its batch.
+//! Attention of the host decoder: each sequence against its own KV cache (read in place, f32 or
+//! bf16), one task per sequence and group of query heads sharing a KV head (or per query head
+//! when the batch is too small to keep the threads busy otherwise), so a sequence's numbers
+//! never depend on its batch.
 
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::attn_kernels::{scores16, weighted_sum};
-use super::ops::{dot, exp, hsum};
+use super::ops::{dot, exp, hsum, Stored};
 use crate::model::decoder::Segment;
 
 /// How a KV cache stores keys and values. bf16 halves the cache (what long few-shot prompts at
@@ -90,13 +91,27 @@ impl Rows {
         }
         out
     }
+}
 
-    /// Values `range` widened to f32 onto `out`.
-    #[inline(always)]
-    fn widen_into(&self, range: std::ops::Range<usize>, out: &mut Vec<f32>) {
-        match self {
-            Rows::F32(r) => out.extend_from_slice(&r[range]),
-            Rows::Bf16(r) => out.extend(r[range].iter().map(|&b| crate::kernels::from_bf16(b))),
+/// How attention reads a cache's values in place: as f32, or as bf16 bits.
+trait InCache: Stored {
+    fn slice(rows: &Rows) -> Option<&[Self]>;
+}
+
+impl InCache for f32 {
+    fn slice(rows: &Rows) -> Option<&[f32]> {
+        match rows {
+            Rows::F32(r) => Some(r),
+            Rows::Bf16(_) => None,
+        }
+    }
+}
+
+impl InCache for u16 {
+    fn slice(rows: &Rows) -> Option<&[u16]> {
+        match rows {
+            Rows::Bf16(r) => Some(r),
+            Rows::F32(_) => None,
         }
     }
 }
@@ -191,48 +206,25 @@ pub struct KvView<'a> {
 }
 
 impl<'a> KvView<'a> {
-    /// The layer holding position `j`, and `j`'s index there.
-    #[inline(always)]
-    fn locate(&self, j: usize) -> (&'a LayerKv, usize) {
-        match self.prefix {
-            Some(p) if j < self.prefix_len => (p, j),
-            _ => (self.own, j - self.prefix_len),
-        }
+    fn is_f32(&self) -> bool {
+        self.own.k.dtype() == KvDtype::F32
     }
 
-    /// Columns `cols` of the keys and of the values of `positions`, where they are stored as
-    /// f32 (else nothing), each row a slice of the cache.
-    fn f32_rows(&self, positions: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> (Vec<&'a [f32]>, Vec<&'a [f32]>) {
+    /// Columns `cols` of the keys and of the values of `positions`, each row a slice of the
+    /// cache as stored (`T`: f32 or bf16 bits); nothing from a part stored otherwise.
+    fn rows<T: InCache>(&self, positions: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> (Vec<&'a [T]>, Vec<&'a [T]>) {
         let n = positions.len();
         let (mut keys, mut vals) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let split = positions.end.min(self.prefix_len).max(positions.start);
         let parts = [(self.prefix, positions.start..split, 0), (Some(self.own), split..positions.end, self.prefix_len)];
         for (layer, range, base) in parts {
             let (Some(l), false) = (layer, range.is_empty()) else { continue };
-            let (Rows::F32(k), Rows::F32(v)) = (&l.k, &l.v) else { continue };
+            let (Some(k), Some(v)) = (T::slice(&l.k), T::slice(&l.v)) else { continue };
             let rows = (range.start - base) * self.width..(range.end - base) * self.width;
             keys.extend(k[rows.clone()].chunks_exact(self.width).map(|r| &r[cols.clone()]));
             vals.extend(v[rows].chunks_exact(self.width).map(|r| &r[cols.clone()]));
         }
         (keys, vals)
-    }
-
-    fn is_f32(&self) -> bool {
-        self.own.k.dtype() == KvDtype::F32 && self.prefix.is_none_or(|p| p.k.dtype() == KvDtype::F32)
-    }
-
-    /// Columns `cols` of positions `positions`, widened to f32: `[positions][cols]` for keys and
-    /// for values.
-    fn widened(&self, positions: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> (Vec<f32>, Vec<f32>) {
-        let n = positions.len() * cols.len();
-        let (mut k, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for j in positions {
-            let (l, j) = self.locate(j);
-            let r = j * self.width + cols.start..j * self.width + cols.end;
-            l.k.widen_into(r.clone(), &mut k);
-            l.v.widen_into(r, &mut v);
-        }
-        (k, v)
     }
 }
 
@@ -268,11 +260,10 @@ pub fn attend(q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h
         start += s.len;
     }
     // A task is one sequence and `per_task` query heads. A whole group of query heads reading
-    // the same KV head gathers (bf16: widens) the keys and values once and reads them from
-    // cache while they are hot; single heads only when there would be too few tasks to keep
-    // every thread busy.
+    // the same KV head fetches each key and value row once for all of them; single heads only
+    // when there would be too few tasks to keep every thread busy.
     let enough = segs.len() * h.kv >= 4 * rayon::current_num_threads();
-    let per_task = if enough || !caches.iter().all(KvView::is_f32) { group } else { 1 };
+    let per_task = if enough { group } else { 1 };
     let tasks: Vec<(usize, usize)> =
         (0..segs.len()).flat_map(|s| (0..h.q).step_by(per_task).map(move |head| (s, head))).collect();
     let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
@@ -338,22 +329,21 @@ impl Head<'_> {
         let cols = self.kh * d..(self.kh + 1) * d;
         let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
         let end = self.seg.offset + self.seg.len;
-        let widened;
-        let (keys, vals): (Vec<&[f32]>, Vec<&[f32]>) = if self.kv.is_f32() {
-            self.kv.f32_rows(first..end, cols)
+        // A cache and its prefix share a dtype (`HostCache::after`).
+        if self.kv.is_f32() {
+            let (keys, vals) = self.kv.rows::<f32>(first..end, cols);
+            self.softmax_rows(first, &keys, &vals, simd, res);
         } else {
-            // Widened once for the task: every query row of every head in it reads them.
-            widened = self.kv.widened(first..end, cols);
-            (widened.0.chunks(d).zip(widened.1.chunks(d))).unzip()
-        };
-        self.softmax_rows(first, &keys, &vals, simd, res);
+            let (keys, vals) = self.kv.rows::<u16>(first..end, cols);
+            self.softmax_rows(first, &keys, &vals, simd, res);
+        }
     }
 
     /// softmax(q·Kᵀ · scale) V for each query row and head of the task, with `keys[j - first]`
     /// and `vals[j - first]` the KV head's key and value at position `j`. Heads go innermost,
     /// so each key and value row is fetched once for all of them.
     #[inline(always)]
-    fn softmax_rows(&self, first: usize, keys: &[&[f32]], vals: &[&[f32]], simd: bool, res: &mut [f32]) {
+    fn softmax_rows<T: Stored>(&self, first: usize, keys: &[&[T]], vals: &[&[T]], simd: bool, res: &mut [f32]) {
         let (d, g) = (self.dim, self.heads.len());
         let per_head = self.seg.len * d;
         let mut scores = Vec::with_capacity(g * keys.len());
@@ -369,7 +359,7 @@ impl Head<'_> {
             let blocks = keys[visible.clone()].chunks_exact(16);
             let tail = blocks.remainder();
             for (b, block) in blocks.enumerate() {
-                let block: &[&[f32]; 16] = block.try_into().expect("chunks of 16");
+                let block: &[&[T]; 16] = block.try_into().expect("chunks of 16");
                 for (h, qrow) in q.iter().enumerate() {
                     scores16(simd, qrow, block, self.scale, &mut scores[h * n + b * 16..]);
                 }
@@ -534,8 +524,11 @@ mod tests {
         let shared = Arc::new(c.fork(4));
         let after = HostCache::after(&shared, 2);
         assert_eq!((after.dtype(), after.len()), (KvDtype::Bf16, 1));
-        assert_eq!(after.view(0).widened(0..1, 0..16), c.view(0).widened(0..1, 0..16));
-        assert_eq!(c.view(0).widened(0..1, 0..16).0, round(&values(16, 1)));
+        let widen = |rows: Vec<&[u16]>| -> Vec<f32> { rows.concat().into_iter().map(crate::kernels::from_bf16).collect() };
+        let (ak, av) = after.view(0).rows::<u16>(0..1, 0..16);
+        let (ck, cv) = c.view(0).rows::<u16>(0..1, 0..16);
+        assert_eq!((widen(ak), widen(av)), (widen(ck.clone()), widen(cv)));
+        assert_eq!(widen(ck), round(&values(16, 1)));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! spend most of a decode step here. Each AVX-512 routine performs the IEEE operations of its
 //! portable twin in the same order (multiply, then add; never fused), so the bits do not depend
 //! on the instruction set, and the portable twins are the code attention used before: the same
-//! bits as ever.
+//! bits as ever. Keys and values are read as the cache stores them, f32 or bf16 (widened in
+//! registers, exactly), so a bf16 cache is never copied out as f32.
 
-use super::ops::dot;
+use super::ops::{dot, Stored};
 
 /// Where the AVX-512 routines run: head dims that are whole 16-lane vectors.
 pub(super) fn simd_dim(dim: usize) -> bool {
@@ -14,7 +15,7 @@ pub(super) fn simd_dim(dim: usize) -> bool {
 
 /// `out[i] = (q · keys[i]) * scale` for 16 keys.
 #[inline(always)]
-pub(super) fn scores16(simd: bool, q: &[f32], keys: &[&[f32]; 16], scale: f32, out: &mut [f32]) {
+pub(super) fn scores16<T: Stored>(simd: bool, q: &[f32], keys: &[&[T]; 16], scale: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if simd && simd_dim(q.len()) {
         // SAFETY: `simd` is only set where avx512f was detected; the lengths are checked inside.
@@ -31,7 +32,7 @@ pub(super) fn scores16(simd: bool, q: &[f32], keys: &[&[f32]; 16], scale: f32, o
 /// `o[h] = Σ_j p[h][j] · vals[j]`, summed in key order from zero (`o` is overwritten). The heads
 /// share `vals`, so each value row is read once for all of them.
 #[inline(always)]
-pub(super) fn weighted_sum(simd: bool, p: &[f32], vals: &[&[f32]], o: &mut [f32], heads: usize) {
+pub(super) fn weighted_sum<T: Stored>(simd: bool, p: &[f32], vals: &[&[T]], o: &mut [f32], heads: usize) {
     let (n, d) = (vals.len(), o.len() / heads.max(1));
     #[cfg(target_arch = "x86_64")]
     if simd && simd_dim(d) {
@@ -47,7 +48,7 @@ pub(super) fn weighted_sum(simd: bool, p: &[f32], vals: &[&[f32]], o: &mut [f32]
     for (p, o) in p.chunks(n).zip(o.chunks_mut(d)) {
         for (&p, v) in p.iter().zip(vals) {
             for (o, v) in o.iter_mut().zip(*v) {
-                *o += p * v;
+                *o += p * v.f32();
             }
         }
     }
@@ -57,18 +58,31 @@ pub(super) fn weighted_sum(simd: bool, p: &[f32], vals: &[&[f32]], o: &mut [f32]
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::Stored;
+
+    /// 16 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16<T: Stored>(p: *const T) -> __m512 {
+        if T::BF16 {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
+        } else {
+            _mm512_loadu_ps(p.cast())
+        }
+    }
+
     /// 16 dot products as 16 vectors of lane sums, then the 16 lane trees of [`super::dot`]
     /// (`l + l+8`, `+ l+4`, `(0+2) + (1+3)`) done together by shuffles: 4 shuffle pairs
     /// per level instead of a horizontal sum per key.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scores16(q: &[f32], keys: &[&[f32]; 16], scale: f32, out: &mut [f32]) {
+    pub(super) unsafe fn scores16<T: Stored>(q: &[f32], keys: &[&[T]; 16], scale: f32, out: &mut [f32]) {
         let d = q.len();
         assert!(keys.iter().all(|k| k.len() >= d) && out.len() >= 16);
         let mut acc = [_mm512_setzero_ps(); 16];
         for c in (0..d).step_by(16) {
             let qv = _mm512_loadu_ps(q.as_ptr().add(c));
             for (a, k) in acc.iter_mut().zip(keys) {
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(qv, _mm512_loadu_ps(k.as_ptr().add(c))));
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(qv, load16(k.as_ptr().add(c))));
             }
         }
         // Level 1, lanes l + l+8: z[j] holds key 2j's 8 sums in its low half, 2j+1's in the high.
@@ -97,7 +111,7 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn weighted_sum(p: &[f32], vals: &[&[f32]], o: &mut [f32], heads: usize) {
+    pub(super) unsafe fn weighted_sum<T: Stored>(p: &[f32], vals: &[&[T]], o: &mut [f32], heads: usize) {
         let (n, d) = (vals.len(), o.len() / heads);
         assert!(p.len() >= heads * n && vals.iter().all(|v| v.len() >= d));
         // Up to 4 heads by up to 4 vectors of columns: at most 16 accumulators in registers.
@@ -108,22 +122,22 @@ mod avx512 {
             while c < d {
                 let r = ((d - c) / 16).min(4);
                 match (g, r) {
-                    (1, 1) => columns::<1, 1>(p, vals, o, d, h, c),
-                    (1, 2) => columns::<1, 2>(p, vals, o, d, h, c),
-                    (1, 3) => columns::<1, 3>(p, vals, o, d, h, c),
-                    (1, _) => columns::<1, 4>(p, vals, o, d, h, c),
-                    (2, 1) => columns::<2, 1>(p, vals, o, d, h, c),
-                    (2, 2) => columns::<2, 2>(p, vals, o, d, h, c),
-                    (2, 3) => columns::<2, 3>(p, vals, o, d, h, c),
-                    (2, _) => columns::<2, 4>(p, vals, o, d, h, c),
-                    (3, 1) => columns::<3, 1>(p, vals, o, d, h, c),
-                    (3, 2) => columns::<3, 2>(p, vals, o, d, h, c),
-                    (3, 3) => columns::<3, 3>(p, vals, o, d, h, c),
-                    (3, _) => columns::<3, 4>(p, vals, o, d, h, c),
-                    (_, 1) => columns::<4, 1>(p, vals, o, d, h, c),
-                    (_, 2) => columns::<4, 2>(p, vals, o, d, h, c),
-                    (_, 3) => columns::<4, 3>(p, vals, o, d, h, c),
-                    (_, _) => columns::<4, 4>(p, vals, o, d, h, c),
+                    (1, 1) => columns::<T, 1, 1>(p, vals, o, d, h, c),
+                    (1, 2) => columns::<T, 1, 2>(p, vals, o, d, h, c),
+                    (1, 3) => columns::<T, 1, 3>(p, vals, o, d, h, c),
+                    (1, _) => columns::<T, 1, 4>(p, vals, o, d, h, c),
+                    (2, 1) => columns::<T, 2, 1>(p, vals, o, d, h, c),
+                    (2, 2) => columns::<T, 2, 2>(p, vals, o, d, h, c),
+                    (2, 3) => columns::<T, 2, 3>(p, vals, o, d, h, c),
+                    (2, _) => columns::<T, 2, 4>(p, vals, o, d, h, c),
+                    (3, 1) => columns::<T, 3, 1>(p, vals, o, d, h, c),
+                    (3, 2) => columns::<T, 3, 2>(p, vals, o, d, h, c),
+                    (3, 3) => columns::<T, 3, 3>(p, vals, o, d, h, c),
+                    (3, _) => columns::<T, 3, 4>(p, vals, o, d, h, c),
+                    (_, 1) => columns::<T, 4, 1>(p, vals, o, d, h, c),
+                    (_, 2) => columns::<T, 4, 2>(p, vals, o, d, h, c),
+                    (_, 3) => columns::<T, 4, 3>(p, vals, o, d, h, c),
+                    (_, _) => columns::<T, 4, 4>(p, vals, o, d, h, c),
                 }
                 c += 16 * r;
             }
@@ -133,12 +147,13 @@ mod avx512 {
 
     /// Heads `h0..h0 + G`, `R` vectors of columns from `c`, accumulated in registers over all
     /// keys; each value vector is loaded once for the `G` heads.
-    #[inline(always)]
-    unsafe fn columns<const G: usize, const R: usize>(p: &[f32], vals: &[&[f32]], o: &mut [f32], d: usize, h0: usize, c: usize) {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn columns<T: Stored, const G: usize, const R: usize>(p: &[f32], vals: &[&[T]], o: &mut [f32], d: usize, h0: usize, c: usize) {
         let n = vals.len();
         let mut acc = [[_mm512_setzero_ps(); R]; G];
         for (j, v) in vals.iter().enumerate() {
-            let v: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(v.as_ptr().add(c + 16 * r)));
+            let v: [__m512; R] = std::array::from_fn(|r| load16(v.as_ptr().add(c + 16 * r)));
             for (g, acc) in acc.iter_mut().enumerate() {
                 let pv = _mm512_set1_ps(*p.get_unchecked((h0 + g) * n + j));
                 for (a, v) in acc.iter_mut().zip(&v) {
@@ -226,6 +241,35 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn bf16_rows_read_in_place_give_the_bits_of_their_f32_widening() {
+        if !have_avx512() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let to = crate::kernels::to_bf16;
+        let from = crate::kernels::from_bf16;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for d in [16, 64, 80, 128] {
+            let q = values(d, 3 + d as u64);
+            let stored: Vec<Vec<u16>> = (0..16).map(|i| values(d, 900 + i).into_iter().map(to).collect()).collect();
+            let wide: Vec<Vec<f32>> = stored.iter().map(|r| r.iter().map(|&b| from(b)).collect()).collect();
+            let s_refs: [&[u16]; 16] = std::array::from_fn(|i| stored[i].as_slice());
+            let w_refs: [&[f32]; 16] = std::array::from_fn(|i| wide[i].as_slice());
+            let (mut a, mut b, mut c) = ([0f32; 16], [0f32; 16], [0f32; 16]);
+            scores16(true, &q, &s_refs, 0.5, &mut a);
+            scores16(false, &q, &s_refs, 0.5, &mut b);
+            scores16(true, &q, &w_refs, 0.5, &mut c);
+            assert_eq!((bits(&a), bits(&b)), (bits(&c), bits(&c)), "scores, dim {d}");
+            let p = values(3 * 16, 11);
+            let (mut a, mut b, mut c) = (vec![0f32; 3 * d], vec![0f32; 3 * d], vec![0f32; 3 * d]);
+            weighted_sum(true, &p, &s_refs, &mut a, 3);
+            weighted_sum(false, &p, &s_refs, &mut b, 3);
+            weighted_sum(true, &p, &w_refs, &mut c, 3);
+            assert_eq!((bits(&a), bits(&b)), (bits(&c), bits(&c)), "weighted sum, dim {d}");
         }
     }
 }

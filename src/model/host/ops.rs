@@ -6,16 +6,38 @@ use rayon::prelude::*;
 /// Rows at or above which an elementwise pass is split across rayon's threads.
 const PARALLEL_ROWS: usize = 64;
 
+/// A value as a KV cache stores it: f32, or bf16 bits (which widen to f32 exactly).
+pub trait Stored: Copy + Send + Sync + 'static {
+    const BF16: bool;
+    fn f32(self) -> f32;
+}
+
+impl Stored for f32 {
+    const BF16: bool = false;
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+impl Stored for u16 {
+    const BF16: bool = true;
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        crate::kernels::from_bf16(self)
+    }
+}
+
 /// Sum of `a[i] * b[i]` with 16 independent partial sums (vectorisable; the order is fixed by
 /// the length alone).
 #[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot<T: Stored>(a: &[f32], b: &[T]) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = a.len() / 16;
     for c in 0..chunks {
         let (x, y) = (&a[c * 16..c * 16 + 16], &b[c * 16..c * 16 + 16]);
         for l in 0..16 {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l] * y[l].f32();
         }
     }
     if chunks * 16 == a.len() {
@@ -23,7 +45,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let mut tail = 0f32;
     for i in chunks * 16..a.len() {
-        tail += a[i] * b[i];
+        tail += a[i] * b[i].f32();
     }
     hsum(&acc) + tail
 }
