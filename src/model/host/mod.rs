@@ -194,6 +194,31 @@ impl HostDecoder {
         self.weights
     }
 
+    /// Bytes the weights hold: packed matrices, norms and an untied embedding table.
+    pub fn weights_bytes(&self) -> usize {
+        let floats = |v: &[f32]| std::mem::size_of_val(v);
+        let table = match &self.embed {
+            Embeddings::Table(t) => floats(t),
+            Embeddings::Tied => 0,
+        };
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|b| {
+                let qk = b.qk_norm.as_ref().map_or(0, |(q, k)| floats(q) + floats(k));
+                [&b.qkv, &b.o, &b.gate_up, &b.down].iter().map(|m| m.bytes()).sum::<usize>()
+                    + floats(&b.input_norm)
+                    + floats(&b.post_norm)
+                    + qk
+            })
+            .sum();
+        table + layers + self.lm_head.bytes() + floats(&self.norm)
+    }
+
+    pub fn kv_dtype(&self) -> KvDtype {
+        self.kv_dtype
+    }
+
     pub fn new_cache(&self, max_len: usize) -> HostCache {
         HostCache::new(self.layers.len(), self.heads.kv * self.heads.dim, max_len, self.kv_dtype)
     }
