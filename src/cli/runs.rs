@@ -66,6 +66,9 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
     if let Some(d) = rec.duration_s {
         println!("Duration:     {d:.2}s");
     }
+    if let Some(m) = &rec.memory {
+        println!("Memory:       {}", m.summary());
+    }
     if let Some(e) = &rec.error {
         println!("Error:        {e}");
     }

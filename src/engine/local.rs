@@ -6,6 +6,7 @@
 //! prompt of a call shares (few-shot examples) is computed once and its KV cache shared.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Tensor};
 
@@ -23,6 +24,8 @@ const MIN_SHARED_PREFIX: usize = 32;
 pub struct LocalEngine {
     model: LoadedModel,
     batch_size: usize,
+    /// See [`Generator::kv_cache_peak_bytes`]; atomic so `&self` passes can record it.
+    kv_peak: AtomicUsize,
 }
 
 struct Running {
@@ -40,7 +43,7 @@ struct Running {
 
 impl LocalEngine {
     pub fn new(model: LoadedModel, batch_size: usize) -> Self {
-        Self { model, batch_size: batch_size.max(1) }
+        Self { model, batch_size: batch_size.max(1), kv_peak: AtomicUsize::new(0) }
     }
 
     pub fn model(&self) -> &LoadedModel {
@@ -49,6 +52,20 @@ impl LocalEngine {
 
     pub fn batch_size(&self) -> usize {
         self.batch_size
+    }
+
+    /// Records `bytes` held by live KV caches now, for the peak.
+    pub(super) fn note_kv_bytes(&self, bytes: usize) {
+        self.kv_peak.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes the shared prefix and the running sequences' own caches hold now.
+    fn live_kv_bytes(shared: Option<&(Vec<u32>, SharedCache)>, running: &[Running]) -> Result<usize> {
+        let mut total = shared.map_or(Ok(0), |(_, c)| c.bytes()).ctx("measuring the KV cache")?;
+        for r in running {
+            total += r.cache.bytes().ctx("measuring the KV cache")?;
+        }
+        Ok(total)
     }
 
     /// Cuts a prompt that leaves no room for `max_new_tokens` (at least one) to the last
@@ -258,6 +275,9 @@ impl Generator for LocalEngine {
                 break;
             }
             let logits = self.step(&mut running)?;
+            // Caches only grow within a step and shrink when sequences leave after it, so the
+            // peak is at the end of some step.
+            self.note_kv_bytes(Self::live_kv_bytes(shared.as_ref(), &running)?);
             let mut still = Vec::with_capacity(running.len());
             for (mut r, row) in running.into_iter().zip(logits) {
                 let Some(row) = row else {
@@ -289,5 +309,13 @@ impl Generator for LocalEngine {
         on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
     ) -> Result<()> {
         self.score_continuations(requests, on_done)
+    }
+
+    fn weights_bytes(&self) -> Option<usize> {
+        self.model.model.weights_bytes()
+    }
+
+    fn kv_cache_peak_bytes(&self) -> Option<usize> {
+        Some(self.kv_peak.load(Ordering::Relaxed))
     }
 }

@@ -159,6 +159,12 @@ impl LocalEngine {
             let hidden = model.forward(&tokens, &segs, Some(&mut refs)).ctx("forward pass")?;
             logits_rows(model, &hidden, &(0..n as u32).collect::<Vec<_>>())?
         };
+        // The context's cache and every option's copy, all full now.
+        let mut live = cache.bytes().ctx("measuring the KV cache")?;
+        for f in &forks {
+            live += f.bytes().ctx("measuring the KV cache")?;
+        }
+        self.note_kv_bytes(live);
 
         let mut rest = rest_logits.iter();
         group
@@ -174,6 +180,8 @@ impl LocalEngine {
         let n = flat.len();
         let tokens = Tensor::from_vec(flat, n, model.device()).ctx("building the input batch")?;
         let hidden = model.forward(&tokens, &segs, None).ctx("forward pass")?;
+        // Without caches of ours the pass still holds every token's keys and values at once.
+        self.note_kv_bytes(n * model.kv_bytes_per_token());
         // Only the positions that predict continuation tokens go through the LM head.
         let mut rows = Vec::new();
         let mut start = 0u32;

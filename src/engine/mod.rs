@@ -114,4 +114,15 @@ pub trait Generator {
         requests: Vec<LoglikRequest>,
         on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
     ) -> Result<()>;
+
+    /// Bytes the model's weights hold in this process, when it holds and knows them.
+    fn weights_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// The most bytes the KV caches of live sequences stored at once so far (a shared prefix
+    /// counted once), when this process keeps them.
+    fn kv_cache_peak_bytes(&self) -> Option<usize> {
+        None
+    }
 }

@@ -85,6 +85,8 @@ impl ActiveRun {
         record.duration_s = None;
         record.error = None;
         record.resume_command = None;
+        // This process measures its own.
+        record.memory = None;
         write_json_atomic(&dir.join("run.json"), &record)?;
         log.continue_file(&dir.join("log.txt"))?;
         log.line(format!("Status: {} (resumed)", record.status));

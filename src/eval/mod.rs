@@ -38,6 +38,7 @@ use crate::model::spec::{self, SourceOptions};
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
 use crate::engine::sampling;
+use crate::run::memory::Memory;
 use crate::run::record::{ModelInfo, RunInputs, Settings};
 use crate::run::submission::{read_submission, write_submission};
 use crate::run::{PredictionRecord, RunRecord};
@@ -267,7 +268,11 @@ impl Stages<'_> {
         log.line("Scoring submission");
         let submitted = read_submission(&submission)?;
         let scoring = Scoring { env: self.env, phase, run_dir: self.run_dir, allow_program: self.opts.allow_scoring_program };
-        scoring.score_and_report(record, &items, &submitted, started, log)
+        let breakdown = scoring.score_and_report(record, &items, &submitted, started, log)?;
+        let memory = Memory::now(engine.weights_bytes(), engine.kv_cache_peak_bytes());
+        log.line(format!("Memory: {}", memory.summary()));
+        record.memory = Some(memory);
+        Ok(breakdown)
     }
 
     fn multiple_choice(&self) -> bool {

@@ -47,6 +47,7 @@ mod avx512;
 mod avx512bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx512q8;
+mod pack;
 mod q8;
 mod scalar;
 #[cfg(test)]
@@ -55,6 +56,8 @@ mod tests;
 use std::cell::RefCell;
 
 use rayon::prelude::*;
+
+pub use self::pack::Packer;
 
 /// Output columns per packed panel (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
@@ -139,50 +142,6 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl PackedMatrix {
-    /// Packs row-major `w` ([n, k]) and optional `bias` ([n]). Panics only on length mismatch.
-    pub fn pack(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
-        check_lens(w, n, k, bias);
-        let panels = n.div_ceil(NR);
-        let mut data = vec![Line([0.0; 16]); panels * k * (NR / 16)];
-        let flat = lines_mut(&mut data);
-        for p in 0..panels {
-            let cols = (n - p * NR).min(NR);
-            let panel = &mut flat[p * k * NR..(p + 1) * k * NR];
-            for c in 0..cols {
-                let src = &w[(p * NR + c) * k..(p * NR + c + 1) * k];
-                for (kk, &v) in src.iter().enumerate() {
-                    panel[kk * NR + c] = v;
-                }
-            }
-        }
-        PackedMatrix { n, k, data: Weights::F32(data), bias: pad_bias(bias, n), kernel: Kernel::detect() }
-    }
-
-    /// Packs W as bf16 (values rounded to nearest-even from f32; exact when they came from a
-    /// bf16 checkpoint). Returns None when this CPU has no AVX-512 BF16 (the caller then keeps
-    /// f32 weights). Panics only on length mismatch.
-    pub fn pack_bf16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Option<Self> {
-        check_lens(w, n, k, bias);
-        if !has_bf16() {
-            return None;
-        }
-        let (panels, kp) = (n.div_ceil(NR), k.div_ceil(2));
-        // A line holds 16 pairs, so a panel's k-pair row of NR pairs is two lines.
-        let mut data = vec![Line([0.0; 16]); panels * kp * (NR / 16)];
-        let flat = pairs_mut(&mut data);
-        for p in 0..panels {
-            let cols = (n - p * NR).min(NR);
-            let panel = &mut flat[p * kp * NR..(p + 1) * kp * NR];
-            for c in 0..cols {
-                let src = &w[(p * NR + c) * k..(p * NR + c + 1) * k];
-                for (pp, pair) in src.chunks(2).enumerate() {
-                    panel[pp * NR + c] = bf16_pair(pair);
-                }
-            }
-        }
-        Some(PackedMatrix { n, k, data: Weights::Bf16(data), bias: pad_bias(bias, n), kernel: Kernel::detect() })
-    }
-
     /// Whether the weights are held as bf16.
     pub fn is_bf16(&self) -> bool {
         matches!(self.data, Weights::Bf16(_))
@@ -588,31 +547,11 @@ pub(crate) fn from_bf16(b: u16) -> f32 {
     f32::from_bits((b as u32) << 16)
 }
 
-/// One or two consecutive k values as a bf16 pair (the first in the low half, zero past k).
-fn bf16_pair(pair: &[f32]) -> u32 {
-    to_bf16(pair[0]) as u32 | (pair.get(1).map_or(0, |&v| to_bf16(v)) as u32) << 16
-}
-
 /// x row `src` as f32 and Q8_0 weights take it: `dst[kk * stride] = src[kk]`.
 fn pack_f32_row(src: &[f32], dst: &mut [f32], stride: usize) {
     for (kk, &v) in src.iter().enumerate() {
         dst[kk * stride] = v;
     }
-}
-
-fn check_lens(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) {
-    assert_eq!(w.len(), n * k, "PackedMatrix::pack: w.len() != n * k");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
-    }
-}
-
-fn pad_bias(bias: Option<&[f32]>, n: usize) -> Option<Vec<f32>> {
-    bias.map(|b| {
-        let mut v = vec![0.0; n.div_ceil(NR) * NR];
-        v[..n].copy_from_slice(b);
-        v
-    })
 }
 
 /// The chunks of m rows, `chunk_rows` (> 0) at a time: (first row, row count).

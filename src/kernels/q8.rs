@@ -39,42 +39,43 @@ pub(super) struct Q8Weights {
 }
 
 impl Q8Weights {
+    /// All zeros for W of [n, k]: the padding stays so, and rows are written by [`put_row`].
+    pub(super) fn zeroed(n: usize, k: usize) -> Self {
+        let (panels, kb) = (n.div_ceil(NR), k.div_ceil(QK));
+        Q8Weights {
+            q: vec![Line([0.0; 16]); (panels * k * NR).div_ceil(64)],
+            scales: vec![Line([0.0; 16]); panels * kb * (NR / 16)],
+        }
+    }
+
+    /// Every stored bit, padding included (tests compare packings).
+    #[cfg(test)]
+    pub(super) fn raw_bits(&self) -> Vec<u32> {
+        lines(&self.q).iter().chain(lines(&self.scales)).map(|v| v.to_bits()).collect()
+    }
+
     pub(super) fn bytes(&self) -> usize {
         std::mem::size_of_val(self.q.as_slice()) + std::mem::size_of_val(self.scales.as_slice())
     }
 }
 
 impl PackedMatrix {
-    /// Packs W quantised to Q8_0 (per row, blocks of 32 along k; see `kernels::q8`). Runs on
-    /// every CPU. Panics only on length mismatch.
-    pub fn pack_q8_0(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
-        super::check_lens(w, n, k, bias);
-        let (panels, kb) = (n.div_ceil(NR), k.div_ceil(QK));
-        let mut q = vec![Line([0.0; 16]); (panels * k * NR).div_ceil(64)];
-        let mut scales = vec![Line([0.0; 16]); panels * kb * (NR / 16)];
-        let (qf, sf) = (int8s_mut(&mut q), lines_mut(&mut scales));
-        let mut block = [0i8; QK];
-        for r in 0..n {
-            let (p, c) = (r / NR, r % NR);
-            for (b, src) in w[r * k..(r + 1) * k].chunks(QK).enumerate() {
-                sf[(p * kb + b) * NR + c] = quantize_block(src, &mut block);
-                for (i, &v) in block[..src.len()].iter().enumerate() {
-                    qf[(p * k + b * QK + i) * NR + c] = v;
-                }
-            }
-        }
-        PackedMatrix {
-            n,
-            k,
-            data: Weights::Q8_0(Q8Weights { q, scales }),
-            bias: super::pad_bias(bias, n),
-            kernel: Kernel::detect(),
-        }
-    }
-
     /// Whether the weights are held as Q8_0.
     pub fn is_q8_0(&self) -> bool {
         matches!(self.data, Weights::Q8_0(_))
+    }
+}
+
+/// Quantises row `r` of W (`src`, k values) into its place in `wq`.
+pub(super) fn put_row(wq: &mut Q8Weights, k: usize, r: usize, src: &[f32]) {
+    let (p, c, kb) = (r / NR, r % NR, k.div_ceil(QK));
+    let (qf, sf) = (int8s_mut(&mut wq.q), lines_mut(&mut wq.scales));
+    let mut block = [0i8; QK];
+    for (b, part) in src.chunks(QK).enumerate() {
+        sf[(p * kb + b) * NR + c] = quantize_block(part, &mut block);
+        for (i, &v) in block[..part.len()].iter().enumerate() {
+            qf[(p * k + b * QK + i) * NR + c] = v;
+        }
     }
 }
 

@@ -498,3 +498,60 @@ fn q8_bytes_and_edges() {
         assert_eq!(out, [1.0, -2.0, 3.5, 1.0, -2.0, 3.5]);
     }
 }
+
+/// Every stored bit of `pm`'s weights and bias, padding included.
+fn raw_bits(pm: &PackedMatrix) -> Vec<u32> {
+    let mut v = match &pm.data {
+        Weights::F32(d) | Weights::Bf16(d) => bits(lines(d)),
+        Weights::Q8_0(q) => q.raw_bits(),
+    };
+    v.extend(pm.bias.iter().flatten().map(|b| b.to_bits()));
+    v
+}
+
+/// Pushes `w` to `packer` in uneven blocks of rows (1, 2, 3, … rows), as loading does from a
+/// checkpoint's tensor.
+fn push_in_blocks(mut packer: Packer, w: &[f32], k: usize) -> PackedMatrix {
+    let (mut r, mut len) = (0, 1);
+    while r * k < w.len() {
+        let end = (r + len).min(w.len() / k);
+        packer.push(&w[r * k..end * k]);
+        (r, len) = (end, len + 1);
+    }
+    packer.finish()
+}
+
+#[test]
+fn streamed_packing_equals_whole() {
+    // n not a multiple of NR (a padded last panel; blocks cross panels), odd k (bf16's half
+    // pair, Q8_0's short last block).
+    let (n, k) = (75, 37);
+    let w = rand_vec(5, n * k);
+    let b = rand_vec(6, n);
+    for bias in [None, Some(b.as_slice())] {
+        let whole = PackedMatrix::pack(&w, n, k, bias);
+        let streamed = push_in_blocks(PackedMatrix::packer(n, k, bias), &w, k);
+        assert_eq!(raw_bits(&streamed), raw_bits(&whole), "f32");
+        assert!(!streamed.is_bf16() && !streamed.is_q8_0());
+
+        let whole = PackedMatrix::pack_q8_0(&w, n, k, bias);
+        let streamed = push_in_blocks(PackedMatrix::packer_q8_0(n, k, bias), &w, k);
+        assert_eq!(raw_bits(&streamed), raw_bits(&whole), "q8_0");
+        assert!(streamed.is_q8_0());
+
+        assert_eq!(PackedMatrix::packer_bf16(n, k, bias).is_some(), has_bf16());
+        if let (Some(whole), Some(packer)) = (PackedMatrix::pack_bf16(&w, n, k, bias), PackedMatrix::packer_bf16(n, k, bias)) {
+            let streamed = push_in_blocks(packer, &w, k);
+            assert_eq!(raw_bits(&streamed), raw_bits(&whole), "bf16");
+            assert!(streamed.is_bf16());
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "rows pushed")]
+fn packer_refuses_missing_rows() {
+    let mut p = PackedMatrix::packer(3, 2, None);
+    p.push(&[1.0, 2.0, 3.0, 4.0]);
+    p.finish();
+}

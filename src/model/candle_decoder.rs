@@ -25,6 +25,17 @@ impl CandleCache {
         self.layers.first().map_or(0, |l| l.current_seq_len())
     }
 
+    /// Bytes of the keys and values stored (memory reports).
+    pub fn bytes(&self) -> Result<usize> {
+        let mut total = 0;
+        for l in &self.layers {
+            for t in [l.k()?, l.v()?].into_iter().flatten() {
+                total += t.elem_count() * t.dtype().size_in_bytes();
+            }
+        }
+        Ok(total)
+    }
+
     /// A deep copy with room for `max_len` positions, which then grows on its own: a `clone`
     /// would share candle's preallocated buffers, so two clones' appends would overwrite each
     /// other. Lets several continuations follow one context computed once.

@@ -69,6 +69,15 @@ impl SeqCache {
         self.len() == 0
     }
 
+    /// Bytes of the keys and values this cache stores, a shared prefix (the host decoder's,
+    /// read in place) not counted: that is [`SharedCache::bytes`].
+    pub fn bytes(&self) -> Result<usize> {
+        match &self.0 {
+            CacheKind::Candle(c) => c.bytes(),
+            CacheKind::Host(c) => Ok(c.bytes()),
+        }
+    }
+
     /// An independent copy with room for `max_len` positions, which then grows on its own:
     /// several continuations can follow one context computed once.
     pub fn fork(&self, max_len: usize) -> Result<SeqCache> {
@@ -111,6 +120,14 @@ impl SharedCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes of the prefix's keys and values, stored once however many continue it.
+    pub fn bytes(&self) -> Result<usize> {
+        match &self.0 {
+            SharedKind::Candle(c) => c.bytes(),
+            SharedKind::Host(c) => Ok(c.bytes()),
+        }
     }
 
     /// A cache holding the prefix, with room for `max_len` positions in all.
@@ -207,6 +224,25 @@ impl Decoder {
         Ok(())
     }
 
+    /// Bytes the weights hold as loaded (packed, padding included) on the host path; None on
+    /// candle's, whose tensors are not tallied.
+    pub fn weights_bytes(&self) -> Option<usize> {
+        match &self.inner {
+            Inner::Candle(_) => None,
+            Inner::Host(m) => Some(m.weights_bytes()),
+        }
+    }
+
+    /// Bytes one token's keys and values take in a cache: every layer's keys and values, in
+    /// the cache's dtype.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        let size = match &self.inner {
+            Inner::Candle(m) => m.dtype().size_in_bytes(),
+            Inner::Host(m) => m.kv_dtype().size(),
+        };
+        self.cfg.num_hidden_layers * 2 * self.cfg.num_kv_heads() * self.cfg.head_dim() * size
+    }
+
     pub fn new_cache(&self, max_len: usize) -> SeqCache {
         SeqCache(match &self.inner {
             Inner::Candle(m) => CacheKind::Candle(m.new_cache(max_len)),
@@ -284,4 +320,39 @@ fn own_caches<'a, T>(
                 .collect()
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(m: &Decoder, cache: &mut SeqCache, tokens: &[u32]) {
+        let seg = [Segment { len: tokens.len(), offset: cache.len() }];
+        let t = Tensor::new(tokens, &Device::Cpu).unwrap();
+        m.forward(&t, &seg, Some(&mut [cache])).unwrap();
+    }
+
+    #[test]
+    fn cache_bytes_count_stored_values_and_a_shared_prefix_once() {
+        let cfg: ModelConfig = serde_json::from_value(serde_json::json!({"hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}))
+        .unwrap();
+        for (kv, size) in [(KvDtype::F32, 4), (KvDtype::Bf16, 2)] {
+            let mut m = super::super::random::random_decoder(&cfg, DType::F32, &Device::Cpu, 1).unwrap();
+            m.set_kv_dtype(kv).unwrap();
+            // layers × (keys, values) × kv heads × head_dim 16
+            let per = 2 * 2 * 2 * 16 * size;
+            assert_eq!(m.kv_bytes_per_token(), per);
+            // Room for 100 tokens is capacity, not stored values.
+            let mut c = m.new_cache(100);
+            feed(&m, &mut c, &[1, 2, 3, 4, 5]);
+            assert_eq!(c.bytes().unwrap(), 5 * per);
+            let shared = c.into_shared();
+            let mut cont = shared.continuation(100).unwrap();
+            assert_eq!(cont.bytes().unwrap(), 0, "the prefix is the shared cache's");
+            feed(&m, &mut cont, &[6, 7, 8]);
+            assert_eq!((shared.bytes().unwrap(), cont.bytes().unwrap()), (5 * per, 3 * per));
+            assert_eq!(cont.fork(50).unwrap().bytes().unwrap(), 3 * per);
+        }
+    }
 }

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 
-/// One tensor of a file: dtype, shape and byte range within the data section.
+/// One tensor of a file: dtype, shape and where its bytes start within the data section (the
+/// header check made sure the shape's bytes end at the entry's `end`).
 #[derive(Debug, Clone)]
 struct Entry {
     dtype: DType,
     shape: Vec<usize>,
     begin: u64,
-    end: u64,
 }
 
 #[derive(Debug)]
@@ -112,7 +112,7 @@ fn read_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Res
         }
         spans.push((begin, end, name.as_str()));
         let shape = shape.iter().map(|&d| usize::try_from(d).map_err(|_| bad("dimension too large".into()))).collect::<std::result::Result<_, _>>()?;
-        tensors.insert(name.clone(), Entry { dtype: kind, shape, begin, end });
+        tensors.insert(name.clone(), Entry { dtype: kind, shape, begin });
     }
     // The tensors must tile the data exactly, as the safetensors format requires.
     spans.sort();
@@ -164,13 +164,32 @@ impl ReadSafetensors {
         if let Some(s) = shape.filter(|s| s.dims() != e.shape.as_slice()) {
             candle_core::bail!("shape mismatch for {name}, got {:?}, expected {:?}", e.shape, s.dims());
         }
-        let mut bytes = vec![0u8; (e.end - e.begin) as usize];
-        read_at(file, &mut bytes, start + e.begin)
-            .map_err(|err| candle_core::Error::msg(format!("{}: reading tensor {name}: {err}", path.display())))?;
-        let t = Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)?;
-        drop(bytes);
+        let read = |buf: &mut [u8]| {
+            read_at(file, buf, start + e.begin)
+                .map_err(|err| candle_core::Error::msg(format!("{}: reading tensor {name}: {err}", path.display())))
+        };
+        // Read into the tensor's own buffer: through a byte buffer the tensor would be held
+        // twice, and loading peaks while the largest one (often the embedding) is read.
+        let t = match e.dtype {
+            DType::F32 => read_tensor::<f32>(&e.shape, read)?,
+            DType::F16 => read_tensor::<half::f16>(&e.shape, read)?,
+            DType::BF16 => read_tensor::<half::bf16>(&e.shape, read)?,
+            DType::F64 => read_tensor::<f64>(&e.shape, read)?,
+            other => candle_core::bail!("{name}: unexpected dtype {other:?}"),
+        };
         t.to_dtype(dtype)?.to_device(dev)
     }
+}
+
+/// A CPU tensor of `shape` whose little-endian bytes (as safetensors stores them, and as
+/// `Tensor::from_raw_buffer` reads them) `read` writes in place.
+fn read_tensor<T: candle_core::WithDType>(shape: &[usize], read: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Tensor> {
+    let mut v = vec![T::from_f64(0.0); shape.iter().product()];
+    let len = std::mem::size_of_val(v.as_slice());
+    // SAFETY: T is one of candle's float types (f32, f64, f16, bf16): plain bits without
+    // padding, every pattern a valid value, so its buffer may be written as bytes.
+    read(unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), len) })?;
+    Tensor::from_vec(v, shape, &Device::Cpu)
 }
 
 #[cfg(unix)]

@@ -3,6 +3,7 @@
 mod dir;
 pub mod hash;
 pub mod journal;
+pub mod memory;
 pub mod record;
 pub mod submission;
 

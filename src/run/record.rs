@@ -108,6 +108,10 @@ pub struct RunRecord {
     pub overall_score: Option<f64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// What the (last) process that ran the items used: peak RSS, weights, KV cache peak.
+    /// Absent in runs from before it was recorded, and in rescoring runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<super::memory::Memory>,
     /// Interrupted runs: the command that continues them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_command: Option<String>,
@@ -130,6 +134,7 @@ impl RunRecord {
             items: None,
             overall_score: None,
             error: None,
+            memory: None,
             resume_command: None,
             benchgen_version: env!("CARGO_PKG_VERSION").into(),
         }

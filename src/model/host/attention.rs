@@ -42,6 +42,14 @@ impl KvDtype {
     pub fn is_f32(&self) -> bool {
         *self == Self::F32
     }
+
+    /// Bytes one stored value takes.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::Bf16 => 2,
+        }
+    }
 }
 
 /// Stored values of one kind (keys or values), token-major.
@@ -172,6 +180,12 @@ impl HostCache {
 
     pub fn len(&self) -> usize {
         self.prefix_len() + self.own_len()
+    }
+
+    /// Bytes of the keys and values this cache stores itself (a shared prefix is its own
+    /// cache's), counted as values, not `Vec` capacity (memory reports).
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(|l| (l.k.len() + l.v.len()) * self.dtype().size()).sum()
     }
 
     /// An independent copy with room for `max_len` positions in all; a shared prefix stays shared.

@@ -19,7 +19,7 @@ pub use self::attention::{HostCache, KvDtype};
 use super::config::ModelConfig;
 use super::decoder::Segment;
 use super::rope::inv_freq;
-use crate::kernels::PackedMatrix;
+use crate::kernels::{PackedMatrix, Packer};
 
 struct Block {
     input_norm: Vec<f32>,
@@ -71,6 +71,21 @@ fn values(vb: &VarBuilder, shape: (usize, usize), name: &str) -> Result<Vec<f32>
     vb.get(shape, name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
+/// Rows per block handed from a checkpoint tensor to a [`Packer`]: a few panels, so only that
+/// much of a matrix is ever held as f32 besides the tensor and the packed copy.
+const LOAD_ROWS: usize = 8 * crate::kernels::NR;
+
+/// Pushes the rows of weight `name` ([rows, cols], read in the checkpoint's dtype) to `packer`
+/// a block at a time, widened to f32 block by block.
+fn push_rows(packer: &mut Packer, vb: &VarBuilder, (rows, cols): (usize, usize), name: &str) -> Result<()> {
+    let t = vb.get((rows, cols), name)?;
+    for r0 in (0..rows).step_by(LOAD_ROWS) {
+        let len = LOAD_ROWS.min(rows - r0);
+        packer.push(&t.narrow(0, r0, len)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(())
+}
+
 fn vector(vb: &VarBuilder, size: usize, name: &str) -> Result<Vec<f32>> {
     vb.get(size, name)?.to_dtype(DType::F32)?.to_vec1::<f32>()
 }
@@ -97,28 +112,32 @@ impl Weights {
         }
     }
 
-    fn pack(self, w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Result<PackedMatrix> {
+    fn packer(self, n: usize, k: usize, bias: Option<&[f32]>) -> Result<Packer> {
         match self {
-            Weights::F32 => Ok(PackedMatrix::pack(w, n, k, bias)),
-            Weights::Bf16 => PackedMatrix::pack_bf16(w, n, k, bias)
+            Weights::F32 => Ok(PackedMatrix::packer(n, k, bias)),
+            Weights::Bf16 => PackedMatrix::packer_bf16(n, k, bias)
                 .ok_or_else(|| candle_core::Error::msg("this CPU has no AVX-512 BF16 for bf16 weights")),
-            Weights::Q8_0 => Ok(PackedMatrix::pack_q8_0(w, n, k, bias)),
+            Weights::Q8_0 => Ok(PackedMatrix::packer_q8_0(n, k, bias)),
         }
     }
 }
 
-/// Linear layers stacked along their outputs, packed as one matrix (with their biases if `bias`).
+/// Linear layers stacked along their outputs, packed as one matrix (with their biases if
+/// `bias`). Each part's rows go to the packer straight from its tensor, so no f32 copy of the
+/// stack (or of one part) is ever made.
 fn packed(vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool, weights: Weights) -> Result<PackedMatrix> {
     let rows: usize = parts.iter().map(|p| p.1).sum();
-    let mut w = Vec::with_capacity(rows * inputs);
     let mut b = Vec::with_capacity(if bias { rows } else { 0 });
-    for &(name, n) in parts {
-        w.extend(values(&vb.pp(name), (n, inputs), "weight")?);
-        if bias {
+    if bias {
+        for &(name, n) in parts {
             b.extend(vector(&vb.pp(name), n, "bias")?);
         }
     }
-    weights.pack(&w, rows, inputs, bias.then_some(b.as_slice()))
+    let mut packer = weights.packer(rows, inputs, bias.then_some(b.as_slice()))?;
+    for &(name, n) in parts {
+        push_rows(&mut packer, &vb.pp(name), (n, inputs), "weight")?;
+    }
+    Ok(packer.finish())
 }
 
 impl HostDecoder {
@@ -128,15 +147,12 @@ impl HostDecoder {
         let (qkv_bias, o_bias) = cfg.projection_bias();
         let m = vb.pp("model");
         // The largest tensors first, while nothing else is held: loading peaks at the packed
-        // model plus one tensor's transient copies.
-        let table = values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?;
+        // model plus one tensor.
         let (embed, lm_head) = if cfg.tie_word_embeddings {
-            let head = weights.pack(&table, cfg.vocab_size, hs, None)?;
-            drop(table);
-            (Embeddings::Tied, head)
+            (Embeddings::Tied, packed(&m, &[("embed_tokens", cfg.vocab_size)], hs, false, weights)?)
         } else {
-            let head = packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false, weights)?;
-            (Embeddings::Table(table), head)
+            let table = values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?;
+            (Embeddings::Table(table), packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false, weights)?)
         };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
@@ -177,6 +193,31 @@ impl HostDecoder {
 
     pub fn weights(&self) -> Weights {
         self.weights
+    }
+
+    /// Bytes the weights hold: packed matrices, norms and an untied embedding table.
+    pub fn weights_bytes(&self) -> usize {
+        let floats = |v: &[f32]| std::mem::size_of_val(v);
+        let table = match &self.embed {
+            Embeddings::Table(t) => floats(t),
+            Embeddings::Tied => 0,
+        };
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|b| {
+                let qk = b.qk_norm.as_ref().map_or(0, |(q, k)| floats(q) + floats(k));
+                [&b.qkv, &b.o, &b.gate_up, &b.down].iter().map(|m| m.bytes()).sum::<usize>()
+                    + floats(&b.input_norm)
+                    + floats(&b.post_norm)
+                    + qk
+            })
+            .sum();
+        table + layers + self.lm_head.bytes() + floats(&self.norm)
+    }
+
+    pub fn kv_dtype(&self) -> KvDtype {
+        self.kv_dtype
     }
 
     pub fn new_cache(&self, max_len: usize) -> HostCache {

@@ -1,0 +1,136 @@
+//! Packing W into [`PackedMatrix`] panels, whole or streamed: a [`Packer`] takes W's rows in
+//! order, a block at a time, so loading can pack straight from a checkpoint's tensor without an
+//! f32 copy of the whole matrix (a tied 50k-token embedding is 116 MB of f32). `pack*` are the
+//! one-block case, so both give the same bits.
+
+use super::q8::{self, Q8Weights};
+use super::{lines_mut, pairs_mut, to_bf16, Kernel, Line, PackedMatrix, Weights, NR};
+
+/// A [`PackedMatrix`] being filled row by row; see [`PackedMatrix::packer`].
+pub struct Packer {
+    m: PackedMatrix,
+    /// The next row [`Packer::push`] writes.
+    next: usize,
+}
+
+impl PackedMatrix {
+    /// Packs row-major `w` ([n, k]) and optional `bias` ([n]). Panics only on length mismatch.
+    pub fn pack(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        check_lens(w, n, k, bias);
+        Self::packer(n, k, bias).whole(w)
+    }
+
+    /// Packs W as bf16 (values rounded to nearest-even from f32; exact when they came from a
+    /// bf16 checkpoint). Returns None when this CPU has no AVX-512 BF16 (the caller then keeps
+    /// f32 weights). Panics only on length mismatch.
+    pub fn pack_bf16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Option<Self> {
+        check_lens(w, n, k, bias);
+        Some(Self::packer_bf16(n, k, bias)?.whole(w))
+    }
+
+    /// Packs W quantised to Q8_0 (per row, blocks of 32 along k; see `kernels::q8`). Runs on
+    /// every CPU. Panics only on length mismatch.
+    pub fn pack_q8_0(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        check_lens(w, n, k, bias);
+        Self::packer_q8_0(n, k, bias).whole(w)
+    }
+
+    /// A [`Packer`] for f32 weights of [n, k] with optional `bias` ([n]; panics otherwise).
+    pub fn packer(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
+        let data = vec![Line([0.0; 16]); n.div_ceil(NR) * k * (NR / 16)];
+        Packer::new(n, k, Weights::F32(data), bias)
+    }
+
+    /// As [`PackedMatrix::packer`] for bf16 weights ([`PackedMatrix::pack_bf16`]); None without
+    /// AVX-512 BF16.
+    pub fn packer_bf16(n: usize, k: usize, bias: Option<&[f32]>) -> Option<Packer> {
+        if !super::has_bf16() {
+            return None;
+        }
+        // A line holds 16 pairs, so a panel's k-pair row of NR pairs is two lines.
+        let data = vec![Line([0.0; 16]); n.div_ceil(NR) * k.div_ceil(2) * (NR / 16)];
+        Some(Packer::new(n, k, Weights::Bf16(data), bias))
+    }
+
+    /// As [`PackedMatrix::packer`] for Q8_0 weights ([`PackedMatrix::pack_q8_0`]).
+    pub fn packer_q8_0(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
+        Packer::new(n, k, Weights::Q8_0(Q8Weights::zeroed(n, k)), bias)
+    }
+}
+
+impl Packer {
+    fn new(n: usize, k: usize, data: Weights, bias: Option<&[f32]>) -> Self {
+        if let Some(b) = bias {
+            assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
+        }
+        Packer { m: PackedMatrix { n, k, data, bias: pad_bias(bias, n), kernel: Kernel::detect() }, next: 0 }
+    }
+
+    /// Packs the next rows of W: `w` holds whole rows of k values, row-major. Panics when `w`
+    /// is not whole rows or runs past row n.
+    pub fn push(&mut self, w: &[f32]) {
+        let (n, k) = (self.m.n, self.m.k);
+        if k == 0 {
+            return;
+        }
+        assert_eq!(w.len() % k, 0, "Packer::push: not whole rows of {k}");
+        assert!(self.next + w.len() / k <= n, "Packer::push: more than {n} rows");
+        for src in w.chunks_exact(k) {
+            self.put_row(self.next, src);
+            self.next += 1;
+        }
+    }
+
+    /// The packed matrix. Panics unless all n rows were pushed (k = 0 has nothing to push).
+    pub fn finish(self) -> PackedMatrix {
+        assert!(self.m.k == 0 || self.next == self.m.n, "Packer::finish: {} of {} rows pushed", self.next, self.m.n);
+        self.m
+    }
+
+    fn whole(mut self, w: &[f32]) -> PackedMatrix {
+        self.push(w);
+        self.finish()
+    }
+
+    /// Writes row `r` of W into column r % NR of its panel; the rest stays as it is (zero until
+    /// written, so padding past n, and past k in the last bf16 pair, stays zero).
+    fn put_row(&mut self, r: usize, src: &[f32]) {
+        let (p, c, k) = (r / NR, r % NR, self.m.k);
+        match &mut self.m.data {
+            Weights::F32(d) => {
+                let panel = &mut lines_mut(d)[p * k * NR..(p + 1) * k * NR];
+                for (kk, &v) in src.iter().enumerate() {
+                    panel[kk * NR + c] = v;
+                }
+            }
+            Weights::Bf16(d) => {
+                let kp = k.div_ceil(2);
+                let panel = &mut pairs_mut(d)[p * kp * NR..(p + 1) * kp * NR];
+                for (pp, pair) in src.chunks(2).enumerate() {
+                    panel[pp * NR + c] = bf16_pair(pair);
+                }
+            }
+            Weights::Q8_0(q) => q8::put_row(q, k, r, src),
+        }
+    }
+}
+
+/// One or two consecutive k values as a bf16 pair (the first in the low half, zero past k).
+fn bf16_pair(pair: &[f32]) -> u32 {
+    to_bf16(pair[0]) as u32 | (pair.get(1).map_or(0, |&v| to_bf16(v)) as u32) << 16
+}
+
+fn check_lens(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) {
+    assert_eq!(w.len(), n * k, "PackedMatrix::pack: w.len() != n * k");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
+    }
+}
+
+fn pad_bias(bias: Option<&[f32]>, n: usize) -> Option<Vec<f32>> {
+    bias.map(|b| {
+        let mut v = vec![0.0; n.div_ceil(NR) * NR];
+        v[..n].copy_from_slice(b);
+        v
+    })
+}

@@ -1,0 +1,107 @@
+//! `run.json`'s `memory`: what this process's memory went to, against issue "Engine speed"'s
+//! goal of a peak no more than the weights plus the KV cache plus 15%.
+
+use serde::{Deserialize, Serialize};
+
+/// Memory of the process that ran (or resumed) a run. Each part is None where it is not known:
+/// a server's weights and cache, candle's tensors, peak RSS off Unix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// The process's resident-set high-water mark.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// What the loaded model's weights hold.
+    #[serde(default)]
+    pub weights_bytes: Option<u64>,
+    /// The most bytes the live sequences' KV caches stored at once (a shared prefix once).
+    #[serde(default)]
+    pub kv_cache_peak_bytes: Option<u64>,
+}
+
+impl Memory {
+    /// This process's numbers now, with the engine's weights and KV cache peak.
+    pub fn now(weights_bytes: Option<usize>, kv_cache_peak_bytes: Option<usize>) -> Self {
+        Memory {
+            peak_rss_bytes: peak_rss_bytes(),
+            weights_bytes: weights_bytes.map(|b| b as u64),
+            kv_cache_peak_bytes: kv_cache_peak_bytes.map(|b| b as u64),
+        }
+    }
+
+    /// `peak RSS 1.07 GB = weights 541 MB + KV cache (peak) 496 MB + 35 MB other (3.4%)`: the
+    /// other part as a share of weights + cache, the goal's measure.
+    pub fn summary(&self) -> String {
+        let rss = self.peak_rss_bytes.map_or_else(|| "unknown".to_string(), human);
+        let (Some(w), Some(kv)) = (self.weights_bytes, self.kv_cache_peak_bytes) else {
+            let known = [("weights", self.weights_bytes), ("KV cache (peak)", self.kv_cache_peak_bytes)]
+                .iter()
+                .filter_map(|(name, b)| b.map(|b| format!(", {name} {}", human(b))))
+                .collect::<String>();
+            return format!("peak RSS {rss}{known}");
+        };
+        let mut line = format!("peak RSS {rss} = weights {} + KV cache (peak) {}", human(w), human(kv));
+        if let Some(rss) = self.peak_rss_bytes {
+            let other = rss as i128 - (w + kv) as i128;
+            let sign = if other < 0 { "-" } else { "+" };
+            let share = other as f64 / (w + kv).max(1) as f64 * 100.0;
+            line += &format!(" {sign} {} other ({share:.1}%)", human(other.unsigned_abs() as u64));
+        }
+        line
+    }
+}
+
+/// Decimal units, as `ls -h --si` and the README's tables.
+fn human(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e8 {
+        format!("{:.0} MB", b / 1e6)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
+}
+
+/// The process's peak resident set, from `getrusage`; None where it is not available.
+pub fn peak_rss_bytes() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes the struct it is given, which is plain data.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to that struct.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let max = u64::try_from(usage.ru_maxrss).ok()?;
+        // Linux (and the BSDs) report KiB, macOS bytes.
+        Some(if cfg!(target_os = "macos") { max } else { max * 1024 })
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_splits_the_peak() {
+        let m = Memory { peak_rss_bytes: Some(1_072_000_000), weights_bytes: Some(541_000_000), kv_cache_peak_bytes: Some(496_000_000) };
+        assert_eq!(m.summary(), "peak RSS 1.07 GB = weights 541 MB + KV cache (peak) 496 MB + 35.0 MB other (3.4%)");
+        let remote = Memory { peak_rss_bytes: Some(20_500_000), ..Default::default() };
+        assert_eq!(remote.summary(), "peak RSS 20.5 MB");
+        let under = Memory { peak_rss_bytes: Some(900_000), weights_bytes: Some(1_000_000), kv_cache_peak_bytes: Some(0) };
+        assert_eq!(under.summary(), "peak RSS 900.0 kB = weights 1.0 MB + KV cache (peak) 0.0 kB - 100.0 kB other (-10.0%)");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn peak_rss_covers_touched_memory() {
+        let v = vec![1u8; 64 << 20];
+        let peak = peak_rss_bytes().expect("getrusage on Linux");
+        assert!(peak >= v.len() as u64, "{peak}");
+        assert_eq!(v.iter().map(|&b| b as usize).sum::<usize>(), v.len());
+    }
+}

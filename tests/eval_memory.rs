@@ -1,0 +1,139 @@
+//! `run.json`'s `memory` on the embedded model, checked against numbers worked out here from
+//! the checkpoint's config and the run's journal.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Output columns per packed panel: the host kernels pad each matrix's rows up to a multiple.
+const NR: u64 = 32;
+
+fn config() -> Value {
+    read_json(&repo().join("fixtures/embedded/model/config.json"))
+}
+
+fn dim(cfg: &Value, key: &str) -> u64 {
+    cfg[key].as_u64().unwrap_or_else(|| panic!("config.json {key}"))
+}
+
+/// f32 bytes of the embedded (tied, bias-free Llama) model as the host decoder holds it: each
+/// linear layer's [n, k] with n padded to whole panels, plus the norms.
+fn f32_weights_bytes(cfg: &Value) -> u64 {
+    let (hs, is, layers) = (dim(cfg, "hidden_size"), dim(cfg, "intermediate_size"), dim(cfg, "num_hidden_layers"));
+    let (h, kv, hd, vocab) = (dim(cfg, "num_attention_heads"), dim(cfg, "num_key_value_heads"), dim(cfg, "head_dim"), dim(cfg, "vocab_size"));
+    assert_eq!(cfg["tie_word_embeddings"], true);
+    let linear = |n: u64, k: u64| n.div_ceil(NR) * NR * k * 4;
+    let layer = linear(h * hd + 2 * kv * hd, hs) + linear(hs, h * hd) + linear(2 * is, hs) + linear(hs, is) + 2 * hs * 4;
+    linear(vocab, hs) + layers * layer + hs * 4
+}
+
+/// Bytes one token takes in the KV cache at `value_bytes` a value.
+fn kv_bytes_per_token(cfg: &Value, value_bytes: u64) -> u64 {
+    dim(cfg, "num_hidden_layers") * 2 * dim(cfg, "num_key_value_heads") * dim(cfg, "head_dim") * value_bytes
+}
+
+/// Tokens in an item's cache after its last step: the prompt and every sampled token but the
+/// last, which is never fed. An EOS ends the text without being counted in tokens_out.
+fn cached_tokens(pred: &Value) -> u64 {
+    let (tin, tout) = (pred["tokens_in"].as_u64().unwrap(), pred["tokens_out"].as_u64().unwrap());
+    let sampled = tout + u64::from(pred["finish_reason"] == "eos");
+    tin + sampled - 1
+}
+
+fn memory(runs: &Path) -> Value {
+    let rec = read_json(&runs.join("1/run.json"));
+    assert_eq!(rec["status"], "Completed", "{rec}");
+    rec["memory"].clone()
+}
+
+#[test]
+fn run_json_reports_weights_kv_cache_and_peak_rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let out = ok(&benchgen(dir.path(), &["eval", "--limit", "1", "--batch-size", "1"]));
+    let runs = dir.path().join("runs");
+    let mem = memory(&runs);
+    let preds = read_jsonl(&runs.join("1/predictions.jsonl"));
+    assert_eq!(preds.len(), 1);
+
+    let weights = mem["weights_bytes"].as_u64().unwrap();
+    assert_eq!(weights, f32_weights_bytes(&cfg), "{mem}");
+    assert_eq!(mem["kv_cache_peak_bytes"].as_u64().unwrap(), cached_tokens(&preds[0]) * kv_bytes_per_token(&cfg, 4), "{mem} {}", preds[0]);
+    assert!(mem["peak_rss_bytes"].as_u64().unwrap() >= weights, "{mem}");
+    assert!(out.contains("Memory: peak RSS ") && out.contains(" = weights 1.7 MB + KV cache (peak) "), "{out}");
+
+    let shown = ok(&benchgen(dir.path(), &["runs", "show", "1"]));
+    assert!(shown.contains("Memory:       peak RSS ") && shown.contains("weights 1.7 MB"), "{shown}");
+}
+
+#[test]
+fn bf16_kv_cache_halves_the_kv_peak() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f32_runs, bf16_runs) = (dir.path().join("f32"), dir.path().join("bf16"));
+    for (runs, kv) in [(&f32_runs, "f32"), (&bf16_runs, "bf16")] {
+        ok(&benchgen(dir.path(), &["eval", "--limit", "1", "--batch-size", "1", "--kv-dtype", kv, "--runs-dir", runs.to_str().unwrap()]));
+    }
+    let (f, b) = (memory(&f32_runs), memory(&bf16_runs));
+    // Same tokens either way (the item is the same; its journal says so).
+    let tokens = |runs: &Path| cached_tokens(&read_jsonl(&runs.join("1/predictions.jsonl"))[0]);
+    assert_eq!(tokens(&f32_runs), tokens(&bf16_runs));
+    let kv = |m: &Value| m["kv_cache_peak_bytes"].as_u64().unwrap();
+    assert!(kv(&b) > 0 && kv(&f) == 2 * kv(&b), "f32 {f} bf16 {b}");
+    assert_eq!(kv(&b), tokens(&bf16_runs) * kv_bytes_per_token(&config(), 2));
+    assert_eq!(f["weights_bytes"], b["weights_bytes"]);
+}
+
+#[test]
+fn resumed_run_reports_the_resuming_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let runs_arg = runs.to_str().unwrap();
+    // The first four items: the fourth's cache is the largest.
+    ok(&benchgen(dir.path(), &["eval", "--limit", "4", "--batch-size", "1", "--runs-dir", runs_arg]));
+    let journal = runs.join("1/predictions.jsonl");
+    let preds = read_jsonl(&journal);
+    assert_eq!(preds.len(), 4);
+    let full = memory(&runs)["kv_cache_peak_bytes"].as_u64().unwrap();
+
+    // Keep only the item with the most cached tokens, as if the run had been killed after it:
+    // the resumed process then only ever holds the other items' caches.
+    let biggest = (0..4).max_by_key(|&i| cached_tokens(&preds[i])).unwrap();
+    assert_eq!(full, cached_tokens(&preds[biggest]) * kv_bytes_per_token(&config(), 4));
+    let kept = format!("{}\n", serde_json::to_string(&preds[biggest]).unwrap());
+    std::fs::write(&journal, kept).unwrap();
+    let mut rec = read_json(&runs.join("1/run.json"));
+    rec["status"] = "Interrupted".into();
+    std::fs::write(runs.join("1/run.json"), serde_json::to_string(&rec).unwrap()).unwrap();
+
+    let out = ok(&benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs_arg]));
+    assert!(out.contains("Status: Running (resumed)") && out.contains("Memory: peak RSS "), "{out}");
+    let mem = memory(&runs);
+    let others = (0..4).filter(|&i| i != biggest).map(|i| cached_tokens(&preds[i])).max().unwrap();
+    let resumed = mem["kv_cache_peak_bytes"].as_u64().unwrap();
+    assert_eq!(resumed, others * kv_bytes_per_token(&config(), 4), "{mem}");
+    assert!(resumed < full, "the resumed process's peak is its own: {resumed} vs {full}");
+    assert_eq!(mem["weights_bytes"].as_u64().unwrap(), f32_weights_bytes(&config()));
+}
+
+#[test]
+fn multiple_choice_counts_the_context_and_each_options_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = repo().join("fixtures/envs/choice");
+    ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "2"]));
+    // The embedded tokenizer is bytes (no merges) with `<s>` one token, so the context
+    // `<s>{question}` is 1 + its bytes and an option its bytes. A question's options share its
+    // context's cache; each option longer than one token feeds all but its last token into a
+    // copy of it. One question is scored at a time, so the peak is the largest question's sum.
+    let per_item = |it: &Value| {
+        let ctx = 1 + it["question"].as_str().unwrap().len() as u64;
+        let options = it["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().len() as u64);
+        ctx + options.filter(|&n| n > 1).map(|n| ctx + n - 1).sum::<u64>()
+    };
+    let want = read_jsonl(&env.join("data/test.jsonl")).iter().map(per_item).max().unwrap();
+    let mem = memory(&dir.path().join("runs"));
+    assert_eq!(mem["kv_cache_peak_bytes"].as_u64().unwrap(), want * kv_bytes_per_token(&config(), 4), "{mem}");
+    assert_eq!(mem["weights_bytes"].as_u64().unwrap(), f32_weights_bytes(&config()));
+}
