@@ -280,25 +280,51 @@ pub fn attend(q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h
     let per_task = if enough { group } else { 1 };
     let tasks: Vec<(usize, usize)> =
         (0..segs.len()).flat_map(|s| (0..h.q).step_by(per_task).map(move |head| (s, head))).collect();
-    let one = |&(s, head): &(usize, usize)| -> Vec<f32> {
+    assert_eq!(out.len(), start * qw, "attend: out holds every new token's heads");
+    let dst = OutRows(out.as_mut_ptr());
+    let one = |&(s, head): &(usize, usize)| {
         let seg = segs[s];
         let rows = &q[starts[s] * q_stride..];
         let job = Head { rows, stride: q_stride, heads: head..head + per_task, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale };
-        let mut res = vec![0f32; per_task * seg.len * h.dim];
-        job.run(&mut res);
-        res
+        // SAFETY: `out` is exclusively borrowed for this call and holds `start` rows of `qw`; the
+        // task writes rows starts[s].. of its segment, columns of its own heads only.
+        unsafe { job.run(dst.at(starts[s] * qw), qw) };
     };
     let work: usize = segs.iter().map(|s| s.len * (s.offset + s.len)).sum::<usize>() * h.q;
-    let results: Vec<Vec<f32>> =
-        if work * h.dim >= 1 << 16 { tasks.par_iter().map(one).collect() } else { tasks.iter().map(one).collect() };
-    for (&(s, first), r) in tasks.iter().zip(&results) {
-        let len = segs[s].len;
-        for (g, head) in (first..first + per_task).enumerate() {
-            for i in 0..len {
-                out[(starts[s] + i) * qw + head * h.dim..][..h.dim].copy_from_slice(&r[(g * len + i) * h.dim..][..h.dim]);
-            }
-        }
+    if work * h.dim >= 1 << 16 {
+        tasks.par_iter().for_each(one);
+    } else {
+        tasks.iter().for_each(one);
     }
+}
+
+/// `attend`'s output, written by its tasks in place: each task owns the columns of its heads
+/// in its segment's rows, so no two tasks write the same element and nothing reads it meanwhile.
+#[derive(Clone, Copy)]
+struct OutRows(*mut f32);
+// SAFETY: see the type's comment; the pointer is only copied between threads.
+unsafe impl Send for OutRows {}
+
+impl OutRows {
+    /// # Safety
+    /// `n` elements past the start stay inside the output.
+    unsafe fn at(self, n: usize) -> *mut f32 {
+        // SAFETY: as the caller promised.
+        unsafe { self.0.add(n) }
+    }
+}
+// SAFETY: as for Send.
+unsafe impl Sync for OutRows {}
+
+/// Per-thread buffers of attention's tasks, reused so that a decode step allocates nothing here.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    out: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = Default::default();
 }
 
 /// One sequence and some of its query heads (all reading KV head `kh`) of [`attend`]: its new
@@ -320,25 +346,29 @@ struct Head<'a> {
 impl Head<'_> {
     /// The same arithmetic compiled for AVX-512 where the CPU has it: IEEE operations in the
     /// same order (Rust never contracts a*b+c), so the bits do not depend on which copy runs.
-    fn run(&self, res: &mut [f32]) {
+    ///
+    /// # Safety
+    /// `res` is valid for writes of the segment's rows (`row_len` apart) at this task's heads'
+    /// columns, which no one else reads or writes meanwhile.
+    unsafe fn run(&self, res: *mut f32, row_len: usize) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: avx512f was just detected.
-            unsafe { self.run_avx512(res) };
+            // SAFETY: avx512f was just detected; `res` as the caller promised.
+            unsafe { self.run_avx512(res, row_len) };
             return;
         }
-        self.body(res, false);
+        self.body(OutRows(res), row_len, false);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(&self, res: &mut [f32]) {
-        self.body(res, true);
+    unsafe fn run_avx512(&self, res: *mut f32, row_len: usize) {
+        self.body(OutRows(res), row_len, true);
     }
 
     /// `simd`: the AVX-512 kernels may run (only where the CPU has them).
     #[inline(always)]
-    fn body(&self, res: &mut [f32], simd: bool) {
+    fn body(&self, res: OutRows, row_len: usize, simd: bool) {
         let d = self.dim;
         let cols = self.kh * d..(self.kh + 1) * d;
         let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
@@ -346,10 +376,10 @@ impl Head<'_> {
         // A cache and its prefix share a dtype (`HostCache::after`).
         if self.kv.is_f32() {
             let (keys, vals) = self.kv.rows::<f32>(first..end, cols);
-            self.softmax_rows(first, &keys, &vals, simd, res);
+            self.softmax_rows(first, &keys, &vals, simd, res, row_len);
         } else {
             let (keys, vals) = self.kv.rows::<u16>(first..end, cols);
-            self.softmax_rows(first, &keys, &vals, simd, res);
+            self.softmax_rows(first, &keys, &vals, simd, res, row_len);
         }
     }
 
@@ -357,15 +387,16 @@ impl Head<'_> {
     /// and `vals[j - first]` the KV head's key and value at position `j`. Heads go innermost,
     /// so each key and value row is fetched once for all of them.
     #[inline(always)]
-    fn softmax_rows<T: Stored>(&self, first: usize, keys: &[&[T]], vals: &[&[T]], simd: bool, res: &mut [f32]) {
+    fn softmax_rows<T: Stored>(&self, first: usize, keys: &[&[T]], vals: &[&[T]], simd: bool, res: OutRows, row_len: usize) {
         let (d, g) = (self.dim, self.heads.len());
-        let per_head = self.seg.len * d;
-        let mut scores = Vec::with_capacity(g * keys.len());
-        let mut out = vec![0f32; g * d];
+        // Taken out of the thread's slot rather than used inside a `with` closure, which would
+        // be compiled without this function's AVX-512.
+        let Scratch { mut scores, mut out } = SCRATCH.with(|s| s.take());
+        out.resize(g * d, 0f32);
         for i in 0..self.seg.len {
             let pos = self.seg.offset + i;
             let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let q: Vec<&[f32]> = self.heads.clone().map(|head| &self.rows[i * self.stride + head * d..][..d]).collect();
+            let qrow = |h: usize| &self.rows[i * self.stride + (self.heads.start + h) * d..][..d];
             let visible = lo - first..pos + 1 - first;
             let n = visible.len();
             scores.clear();
@@ -374,11 +405,12 @@ impl Head<'_> {
             let tail = blocks.remainder();
             for (b, block) in blocks.enumerate() {
                 let block: &[&[T]; 16] = block.try_into().expect("chunks of 16");
-                for (h, qrow) in q.iter().enumerate() {
-                    scores16(simd, qrow, block, self.scale, &mut scores[h * n + b * 16..]);
+                for h in 0..g {
+                    scores16(simd, qrow(h), block, self.scale, &mut scores[h * n + b * 16..]);
                 }
             }
-            for (qrow, scores) in q.iter().zip(scores.chunks_mut(n)) {
+            for (h, scores) in scores.chunks_mut(n).enumerate() {
+                let qrow = qrow(h);
                 // Plain loops, not `extend(map(..))`: a closure would be compiled apart from this
                 // function, without its AVX-512 (same operations, a third of the speed).
                 for (s, k) in scores[n - tail.len()..].iter_mut().zip(tail) {
@@ -395,9 +427,12 @@ impl Head<'_> {
             }
             weighted_sum(simd, &scores, &vals[visible], &mut out, g);
             for (h, o) in out.chunks(d).enumerate() {
-                res[h * per_head + i * d..][..d].copy_from_slice(o);
+                // SAFETY: row i of the segment, this task's head h: inside `res` and this task's
+                // own (see `run`).
+                unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), res.at(i * row_len + (self.heads.start + h) * d), d) };
             }
         }
+        SCRATCH.with(|s| s.replace(Scratch { scores, out }));
     }
 }
 
