@@ -36,6 +36,11 @@ fn default_eval_writes_every_file_with_consistent_content() {
     let items = embedded_items();
     let preds = read_jsonl(&run.join("predictions.jsonl"));
     assert_eq!(preds.len(), items.len());
+    // The throughput line counts what the journal holds.
+    let sum = |k: &str| preds.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    let want = format!("Generated {} tokens for 100 items in ", sum("tokens_out"));
+    let line = log.lines().find(|l| l.starts_with(&want)).unwrap_or_else(|| panic!("no {want:?} line in:\n{log}"));
+    assert!(line.ends_with(&format!("tokens/s ({} prompt tokens)", sum("tokens_in"))), "{line}");
     let mut ids: Vec<&str> = preds.iter().map(|p| p["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     let mut want: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();

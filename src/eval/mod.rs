@@ -304,7 +304,12 @@ impl Stages<'_> {
                 messages: messages.map(|m| m[index].clone()),
             })
             .collect();
+        let started = Instant::now();
+        let (mut run, mut tokens_in, mut tokens_out) = (0usize, 0usize, 0usize);
         engine.generate(requests, &mut |out| {
+            run += 1;
+            tokens_in += out.tokens_in;
+            tokens_out += out.tokens_out;
             let rec = PredictionRecord {
                 id: items[out.index].id.clone(),
                 prompt: prompts[out.index].text.clone(),
@@ -317,6 +322,14 @@ impl Stages<'_> {
             };
             finished.add(out.index, rec)
         })?;
-        finished.into_item_order(items)
+        let predictions = finished.into_item_order(items)?;
+        if run > 0 {
+            let secs = started.elapsed().as_secs_f64();
+            log.line(format!(
+                "Generated {tokens_out} tokens for {run} items in {secs:.1} s: {:.1} tokens/s ({tokens_in} prompt tokens)",
+                tokens_out as f64 / secs.max(1e-9)
+            ));
+        }
+        Ok(predictions)
     }
 }
