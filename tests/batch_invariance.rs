@@ -171,9 +171,12 @@ fn chunked_shared_and_batched_prefill_give_the_same_bits() {
     let lm = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
     let m = &lm.model;
     let prompt = lm.tokenizer.encode(&words(5, 30), true).unwrap();
-    let other = lm.tokenizer.encode(&words(8, 12), true).unwrap();
-    assert!(prompt.len() > 60);
-    let run = |chunks: &[(usize, usize)], prefix: Option<usize>, beside: bool| -> Vec<f32> {
+    let short = lm.tokenizer.encode(&words(8, 12), true).unwrap();
+    // Long enough that a pass beside it is over 256 tokens, which the MLP takes in row chunks.
+    let long = lm.tokenizer.encode(&words(9, 38), true).unwrap();
+    assert!(prompt.len() > 60 && long.len() > 200 && long.len() < 256, "{}", long.len());
+    let run = |chunks: &[(usize, usize)], prefix: Option<usize>, beside: Option<&Vec<u32>>| -> Vec<f32> {
+        let other = beside.map_or(&short, |o| o);
         let mut cache = match prefix {
             Some(p) => {
                 let mut c = m.new_cache(p);
@@ -189,7 +192,7 @@ fn chunked_shared_and_batched_prefill_give_the_same_bits() {
             let mut segs = vec![Segment { len: b - a, offset: cache.len() }];
             let mut flat = prompt[a..b].to_vec();
             let mut caches: Vec<&mut SeqCache> = vec![&mut cache];
-            if beside && side.is_empty() {
+            if beside.is_some() && side.is_empty() {
                 segs.insert(0, Segment { len: other.len(), offset: 0 });
                 flat.splice(0..0, other.iter().copied());
                 caches.insert(0, &mut side);
@@ -201,13 +204,14 @@ fn chunked_shared_and_batched_prefill_give_the_same_bits() {
         m.logits(&hidden.unwrap()).unwrap().to_vec2::<f32>().unwrap().remove(0)
     };
     let n = prompt.len();
-    let whole = run(&[(0, n)], None, false);
+    let whole = run(&[(0, n)], None, None);
     let cases = [
-        ("in pieces", run(&[(0, 7), (7, 30), (30, n)], None, false)),
-        ("after a shared prefix", run(&[(25, n)], Some(25), false)),
-        ("shared prefix, then pieces", run(&[(25, 40), (40, n)], Some(25), false)),
-        ("beside another sequence", run(&[(0, n)], None, true)),
-        ("in pieces beside another", run(&[(0, 9), (9, n)], None, true)),
+        ("in pieces", run(&[(0, 7), (7, 30), (30, n)], None, None)),
+        ("after a shared prefix", run(&[(25, n)], Some(25), None)),
+        ("shared prefix, then pieces", run(&[(25, 40), (40, n)], Some(25), None)),
+        ("beside another sequence", run(&[(0, n)], None, Some(&short))),
+        ("in pieces beside another", run(&[(0, 9), (9, n)], None, Some(&short))),
+        ("beside a long sequence, across the MLP's row chunks", run(&[(0, n)], None, Some(&long))),
     ];
     let bitwise = m.backend_name().starts_with("host");
     for (name, got) in cases {

@@ -53,6 +53,12 @@ pub(crate) struct HostDecoder {
     kv_dtype: KvDtype,
 }
 
+/// Most rows the MLP takes at once: its buffers (`2 × intermediate` floats a row, and the
+/// kernels' packed copy of its input) are the largest of a pass, and a prefill step of a thousand
+/// tokens left tens of MB of them in the allocator's hands. Rows are independent, so the numbers
+/// are the same; past a few hundred rows the products are no faster whole.
+const MLP_ROWS: usize = 256;
+
 /// Runs `f` on a worker of rayon's pool. The engine's loop is not a rayon worker, and from
 /// outside the pool every parallel region (a few hundred per decode step) injects its job and
 /// puts the caller to sleep until it is done: two context switches each, a quarter of a batch-1
@@ -292,8 +298,9 @@ impl HostDecoder {
         let mut qkv = vec![0f32; n * qkv_w];
         let mut att = vec![0f32; n * qw];
         let mut proj = vec![0f32; n * hs];
-        let mut gu = vec![0f32; n * 2 * self.inter];
-        let mut act = vec![0f32; n * self.inter];
+        let mlp_rows = n.min(MLP_ROWS);
+        let mut gu = vec![0f32; mlp_rows * 2 * self.inter];
+        let mut act = vec![0f32; mlp_rows * self.inter];
         for (li, b) in self.layers.iter().enumerate() {
             ops::rms_norm(&x, &b.input_norm, self.eps, &mut h);
             b.qkv.matmul(&h, n, &mut qkv);
@@ -320,9 +327,13 @@ impl HostDecoder {
             b.o.matmul(&att, n, &mut proj);
             add(&mut x, &proj);
             ops::rms_norm(&x, &b.post_norm, self.eps, &mut h);
-            b.gate_up.matmul(&h, n, &mut gu);
-            ops::silu_mul(&gu, self.inter, &mut act);
-            b.down.matmul(&act, n, &mut proj);
+            for r0 in (0..n).step_by(MLP_ROWS) {
+                let m = (n - r0).min(MLP_ROWS);
+                let (gu, act) = (&mut gu[..m * 2 * self.inter], &mut act[..m * self.inter]);
+                b.gate_up.matmul(&h[r0 * hs..(r0 + m) * hs], m, gu);
+                ops::silu_mul(gu, self.inter, act);
+                b.down.matmul(act, m, &mut proj[r0 * hs..(r0 + m) * hs]);
+            }
             add(&mut x, &proj);
         }
         ops::rms_norm(&x, &self.norm, self.eps, &mut h);
