@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512::finish;
-use super::{MR, NR};
+use super::NR;
 
 /// One `vdpbf16ps`: acc + x·w over the bf16 pair of each lane. The `__m512i` → `__m512bh`
 /// transmutes are bit casts between 512-bit vector types of the same size.
@@ -72,21 +72,7 @@ pub(super) unsafe fn block(
     // SAFETY (all arms): bounds asserted above; features and `c` forwarded from the caller.
     unsafe {
         let (a, w) = (a.as_ptr(), w.as_ptr());
-        match rows {
-            1 => kern::<1>(kp, a, w, bias, c, ldc, cols),
-            2 => kern::<2>(kp, a, w, bias, c, ldc, cols),
-            3 => kern::<3>(kp, a, w, bias, c, ldc, cols),
-            4 => kern::<4>(kp, a, w, bias, c, ldc, cols),
-            5 => kern::<5>(kp, a, w, bias, c, ldc, cols),
-            6 => kern::<6>(kp, a, w, bias, c, ldc, cols),
-            7 => kern::<7>(kp, a, w, bias, c, ldc, cols),
-            8 => kern::<8>(kp, a, w, bias, c, ldc, cols),
-            9 => kern::<9>(kp, a, w, bias, c, ldc, cols),
-            10 => kern::<10>(kp, a, w, bias, c, ldc, cols),
-            11 => kern::<11>(kp, a, w, bias, c, ldc, cols),
-            12 => kern::<12>(kp, a, w, bias, c, ldc, cols),
-            _ => unreachable!("row block of {rows} > MR = {MR}"),
-        }
+        by_rows!(rows, kern(kp, a, w, bias, c, ldc, cols))
     }
 }
 
@@ -155,21 +141,7 @@ pub(super) unsafe fn wide(
     // SAFETY (all arms): bounds asserted above; features and `c` forwarded from the caller.
     unsafe {
         let (a, w) = (a.as_ptr(), w.as_ptr());
-        match (rows, panels) {
-            (1, 1) => wide_kern::<1, 2>(kp, a, w, bias, c, ldc, cols),
-            (1, 2) => wide_kern::<1, 4>(kp, a, w, bias, c, ldc, cols),
-            (1, 3) => wide_kern::<1, 6>(kp, a, w, bias, c, ldc, cols),
-            (1, 4) => wide_kern::<1, 8>(kp, a, w, bias, c, ldc, cols),
-            (2, 1) => wide_kern::<2, 2>(kp, a, w, bias, c, ldc, cols),
-            (2, 2) => wide_kern::<2, 4>(kp, a, w, bias, c, ldc, cols),
-            (2, 3) => wide_kern::<2, 6>(kp, a, w, bias, c, ldc, cols),
-            (2, 4) => wide_kern::<2, 8>(kp, a, w, bias, c, ldc, cols),
-            (3, 1) => wide_kern::<3, 2>(kp, a, w, bias, c, ldc, cols),
-            (3, 2) => wide_kern::<3, 4>(kp, a, w, bias, c, ldc, cols),
-            (3, 3) => wide_kern::<3, 6>(kp, a, w, bias, c, ldc, cols),
-            (3, 4) => wide_kern::<3, 8>(kp, a, w, bias, c, ldc, cols),
-            _ => unreachable!("wide block of {rows} rows × {panels} panels"),
-        }
+        by_rows_and_panels!(rows, panels, wide_kern(kp, a, w, bias, c, ldc, cols))
     }
 }
 

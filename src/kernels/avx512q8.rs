@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use super::avx512::finish;
 use super::q8::QK;
-use super::{MR, NR};
+use super::NR;
 
 /// The 16 weights at `q` as f32, times `scale` (exact: see `q8.rs`).
 ///
@@ -52,21 +52,7 @@ pub(super) unsafe fn block(
     // SAFETY (all arms): bounds asserted above; feature and `c` forwarded from the caller.
     unsafe {
         let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
-        match rows {
-            1 => kern::<1>(k, a, q, s, bias, c, ldc, cols),
-            2 => kern::<2>(k, a, q, s, bias, c, ldc, cols),
-            3 => kern::<3>(k, a, q, s, bias, c, ldc, cols),
-            4 => kern::<4>(k, a, q, s, bias, c, ldc, cols),
-            5 => kern::<5>(k, a, q, s, bias, c, ldc, cols),
-            6 => kern::<6>(k, a, q, s, bias, c, ldc, cols),
-            7 => kern::<7>(k, a, q, s, bias, c, ldc, cols),
-            8 => kern::<8>(k, a, q, s, bias, c, ldc, cols),
-            9 => kern::<9>(k, a, q, s, bias, c, ldc, cols),
-            10 => kern::<10>(k, a, q, s, bias, c, ldc, cols),
-            11 => kern::<11>(k, a, q, s, bias, c, ldc, cols),
-            12 => kern::<12>(k, a, q, s, bias, c, ldc, cols),
-            _ => unreachable!("row block of {rows} > MR = {MR}"),
-        }
+        by_rows!(rows, kern(k, a, q, s, bias, c, ldc, cols))
     }
 }
 
@@ -144,21 +130,7 @@ pub(super) unsafe fn wide(
     // SAFETY (all arms): bounds asserted above; feature and `c` forwarded from the caller.
     unsafe {
         let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
-        match (rows, panels) {
-            (1, 1) => wide_kern::<1, 2>(k, a, q, s, bias, c, ldc, cols),
-            (1, 2) => wide_kern::<1, 4>(k, a, q, s, bias, c, ldc, cols),
-            (1, 3) => wide_kern::<1, 6>(k, a, q, s, bias, c, ldc, cols),
-            (1, 4) => wide_kern::<1, 8>(k, a, q, s, bias, c, ldc, cols),
-            (2, 1) => wide_kern::<2, 2>(k, a, q, s, bias, c, ldc, cols),
-            (2, 2) => wide_kern::<2, 4>(k, a, q, s, bias, c, ldc, cols),
-            (2, 3) => wide_kern::<2, 6>(k, a, q, s, bias, c, ldc, cols),
-            (2, 4) => wide_kern::<2, 8>(k, a, q, s, bias, c, ldc, cols),
-            (3, 1) => wide_kern::<3, 2>(k, a, q, s, bias, c, ldc, cols),
-            (3, 2) => wide_kern::<3, 4>(k, a, q, s, bias, c, ldc, cols),
-            (3, 3) => wide_kern::<3, 6>(k, a, q, s, bias, c, ldc, cols),
-            (3, 4) => wide_kern::<3, 8>(k, a, q, s, bias, c, ldc, cols),
-            _ => unreachable!("wide block of {rows} rows × {panels} panels"),
-        }
+        by_rows_and_panels!(rows, panels, wide_kern(k, a, q, s, bias, c, ldc, cols))
     }
 }
 

@@ -37,6 +37,51 @@
 //! Q8_0 product is bit for bit the f32 product on the dequantised W, on every instruction set
 //! (scalar, AVX2, AVX-512), with the same batch invariance. Activations stay f32.
 
+/// `$kern::<R>(args)` for R = `$rows`, 1..=MR: each microkernel is compiled once per row count,
+/// so its accumulators are a fixed array in registers.
+macro_rules! by_rows {
+    ($rows:expr, $kern:ident($($arg:expr),* $(,)?)) => {
+        match $rows {
+            1 => $kern::<1>($($arg),*),
+            2 => $kern::<2>($($arg),*),
+            3 => $kern::<3>($($arg),*),
+            4 => $kern::<4>($($arg),*),
+            5 => $kern::<5>($($arg),*),
+            6 => $kern::<6>($($arg),*),
+            7 => $kern::<7>($($arg),*),
+            8 => $kern::<8>($($arg),*),
+            9 => $kern::<9>($($arg),*),
+            10 => $kern::<10>($($arg),*),
+            11 => $kern::<11>($($arg),*),
+            12 => $kern::<12>($($arg),*),
+            rows => unreachable!("row block of {rows} > MR = {}", $crate::kernels::MR),
+        }
+    };
+}
+
+/// `$kern::<R, V>(args)` for R = `$rows` (1..=3) rows and V = 2·`$panels` (1..=4 panels) vectors:
+/// the small-m `wide` kernels, compiled once per shape.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows_and_panels {
+    ($rows:expr, $panels:expr, $kern:ident($($arg:expr),* $(,)?)) => {
+        match ($rows, $panels) {
+            (1, 1) => $kern::<1, 2>($($arg),*),
+            (1, 2) => $kern::<1, 4>($($arg),*),
+            (1, 3) => $kern::<1, 6>($($arg),*),
+            (1, 4) => $kern::<1, 8>($($arg),*),
+            (2, 1) => $kern::<2, 2>($($arg),*),
+            (2, 2) => $kern::<2, 4>($($arg),*),
+            (2, 3) => $kern::<2, 6>($($arg),*),
+            (2, 4) => $kern::<2, 8>($($arg),*),
+            (3, 1) => $kern::<3, 2>($($arg),*),
+            (3, 2) => $kern::<3, 4>($($arg),*),
+            (3, 3) => $kern::<3, 6>($($arg),*),
+            (3, 4) => $kern::<3, 8>($($arg),*),
+            (rows, panels) => unreachable!("wide block of {rows} rows × {panels} panels"),
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

@@ -23,21 +23,7 @@ pub(super) unsafe fn block(
 ) {
     // SAFETY (all arms): forwarded from the caller.
     unsafe {
-        match rows {
-            1 => kern::<1>(k, a, w, bias, c, ldc, cols),
-            2 => kern::<2>(k, a, w, bias, c, ldc, cols),
-            3 => kern::<3>(k, a, w, bias, c, ldc, cols),
-            4 => kern::<4>(k, a, w, bias, c, ldc, cols),
-            5 => kern::<5>(k, a, w, bias, c, ldc, cols),
-            6 => kern::<6>(k, a, w, bias, c, ldc, cols),
-            7 => kern::<7>(k, a, w, bias, c, ldc, cols),
-            8 => kern::<8>(k, a, w, bias, c, ldc, cols),
-            9 => kern::<9>(k, a, w, bias, c, ldc, cols),
-            10 => kern::<10>(k, a, w, bias, c, ldc, cols),
-            11 => kern::<11>(k, a, w, bias, c, ldc, cols),
-            12 => kern::<12>(k, a, w, bias, c, ldc, cols),
-            _ => unreachable!("row block of {rows} > MR = {MR}"),
-        }
+        by_rows!(rows, kern(k, a, w, bias, c, ldc, cols))
     }
 }
 
