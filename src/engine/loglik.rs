@@ -137,27 +137,32 @@ impl LocalEngine {
         let hidden = model
             .forward(&tokens, &[Segment { len: ctx.len(), offset: 0 }], Some(&mut [&mut cache]))
             .ctx("forward pass")?;
-        let first = logits_rows(model, &hidden, &[ctx.len() as u32 - 1])?.swap_remove(0);
+        // The context's last position predicts every option's first token.
+        let last = ctx.len() as u32 - 1;
+        let firsts: Vec<u32> = group.iter().map(|(_, cont)| cont[0]).collect();
+        let first = score_rows(model, &hidden, &vec![last; firsts.len()], &firsts)?;
 
         // Every option's tokens after its first, each on its own copy of the context's cache.
         let mut forks = Vec::new();
         let mut segs = Vec::new();
         let mut flat: Vec<u32> = Vec::new();
+        let mut targets: Vec<u32> = Vec::new();
         for (s, cont) in group {
             if cont.len() > 1 {
                 forks.push(cache.fork(s.ctx_len + cont.len()).ctx("copying the context's cache")?);
                 segs.push(Segment { len: cont.len() - 1, offset: s.ctx_len });
                 flat.extend(&cont[..cont.len() - 1]);
+                targets.extend(&cont[1..]);
             }
         }
-        let rest_logits = if flat.is_empty() {
+        let rest_scores = if flat.is_empty() {
             Vec::new()
         } else {
             let n = flat.len();
             let tokens = Tensor::from_vec(flat, n, device).ctx("building the input batch")?;
             let mut refs: Vec<&mut SeqCache> = forks.iter_mut().collect();
             let hidden = model.forward(&tokens, &segs, Some(&mut refs)).ctx("forward pass")?;
-            logits_rows(model, &hidden, &(0..n as u32).collect::<Vec<_>>())?
+            score_rows(model, &hidden, &(0..n as u32).collect::<Vec<_>>(), &targets)?
         };
         // The context's cache and every option's copy, all full now.
         let mut live = cache.bytes().ctx("measuring the KV cache")?;
@@ -166,10 +171,11 @@ impl LocalEngine {
         }
         self.note_kv_bytes(live);
 
-        let mut rest = rest_logits.iter();
+        let mut rest = rest_scores.into_iter();
         group
             .iter()
-            .map(|(s, cont)| tally(s, cont, std::iter::once(&first).chain(rest.by_ref().take(cont.len() - 1))))
+            .zip(first)
+            .map(|((s, cont), first)| tally(s, cont, std::iter::once(first).chain(rest.by_ref().take(cont.len() - 1))))
             .collect()
     }
 
@@ -184,26 +190,34 @@ impl LocalEngine {
         self.note_kv_bytes(n * model.kv_bytes_per_token());
         // Only the positions that predict continuation tokens go through the LM head.
         let mut rows = Vec::new();
+        let mut targets = Vec::new();
         let mut start = 0u32;
         for (s, cont) in pack {
             let first = start + s.ctx_len as u32 - 1;
             rows.extend(first..first + cont.len() as u32);
+            targets.extend(cont);
             start += s.tokens.len() as u32;
         }
-        let logits = logits_rows(model, &hidden, &rows)?;
-        let mut rows = logits.iter();
-        pack.iter().map(|(s, cont)| tally(s, cont, rows.by_ref().take(cont.len()))).collect()
+        let mut scores = score_rows(model, &hidden, &rows, &targets)?.into_iter();
+        pack.iter().map(|(s, cont)| tally(s, cont, scores.by_ref().take(cont.len()))).collect()
     }
 }
 
-/// A continuation's score from the logits that predict each of its tokens, in order.
-fn tally<'a>(s: &Scored, cont: &[u32], logits: impl Iterator<Item = &'a Vec<f32>>) -> Result<LoglikOutput> {
+/// One continuation token's share of a score.
+#[derive(Debug, Clone, Copy)]
+struct TokenScore {
+    logprob: f64,
+    greedy: bool,
+}
+
+/// A continuation's score from the scores of each of its tokens, in order.
+fn tally(s: &Scored, cont: &[u32], tokens: impl Iterator<Item = TokenScore>) -> Result<LoglikOutput> {
     let mut logprob = 0f64;
     let mut is_greedy = true;
     let mut seen = 0;
-    for (l, &target) in logits.zip(cont) {
-        logprob += log_softmax_at(l, target as usize);
-        is_greedy &= argmax(l) == target;
+    for t in tokens {
+        logprob += t.logprob;
+        is_greedy &= t.greedy;
         seen += 1;
     }
     if seen != cont.len() {
@@ -212,14 +226,38 @@ fn tally<'a>(s: &Scored, cont: &[u32], logits: impl Iterator<Item = &'a Vec<f32>
     Ok(LoglikOutput { index: s.index, logprob, is_greedy, context_tokens: s.ctx_len, continuation_tokens: cont.len(), context_dropped: s.dropped })
 }
 
-/// The LM head's logits (f32) at the given rows of `hidden`.
-fn logits_rows(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32]) -> Result<Vec<Vec<f32>>> {
-    let rows_t = Tensor::new(rows, model.device()).ctx("selecting positions")?;
-    model
-        .logits(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?)
-        .and_then(|l| l.to_dtype(DType::F32))
-        .and_then(|l| l.to_vec2::<f32>())
-        .ctx("computing logits")
+/// Logits held at once while scoring. A pack's rows whole would be rows × vocabulary floats:
+/// 640 continuation tokens of a 150k vocabulary are 390 MB.
+const LOGIT_BYTES: usize = 32 << 20;
+
+/// The score of `targets[i]` at row `rows[i]` of `hidden`, through the LM head a bounded number
+/// of rows at a time. Each row's logits depend on that row alone, so the chunking changes no bits.
+fn score_rows(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], targets: &[u32]) -> Result<Vec<TokenScore>> {
+    let vocab = model.config().vocab_size.max(1);
+    score_rows_by(model, hidden, rows, targets, (LOGIT_BYTES / (vocab * 4)).max(1))
+}
+
+fn score_rows_by(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], targets: &[u32], chunk: usize) -> Result<Vec<TokenScore>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (rows, targets) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
+        let rows_t = Tensor::new(rows, model.device()).ctx("selecting positions")?;
+        let logits = model
+            .logits(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?)
+            .and_then(|l| l.to_dtype(DType::F32))
+            .and_then(|l| l.flatten_all())
+            .and_then(|l| l.to_vec1::<f32>())
+            .ctx("computing logits")?;
+        let width = logits.len() / rows.len();
+        for (l, &target) in logits.chunks(width).zip(targets) {
+            if target as usize >= width {
+                return Err(Error::Invalid(format!(
+                    "token id {target} is outside the model's vocabulary of {width}: the tokenizer does not match the model"
+                )));
+            }
+            out.push(TokenScore { logprob: log_softmax_at(l, target as usize), greedy: argmax(l) == target });
+        }
+    }
+    Ok(out)
 }
 
 /// log softmax(l)[i], accumulated in f64 so long vocabularies lose nothing to rounding.
@@ -232,6 +270,40 @@ fn log_softmax_at(l: &[f32], i: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
+
+    /// Scores through the LM head a few rows at a time are those of all rows at once, bit for
+    /// bit, and a token outside the vocabulary is an error rather than a panic.
+    #[test]
+    fn chunked_scores_are_the_scores_of_all_rows_at_once() {
+        let cfg: crate::model::ModelConfig = serde_json::from_value(serde_json::json!({"hidden_size": 64,
+            "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 300}))
+        .unwrap();
+        let model = crate::model::random::random_decoder(&cfg, DType::F32, &Device::Cpu, 7).unwrap();
+        let tokens: Vec<u32> = (0..11).map(|i| (i * 37 + 5) % 300).collect();
+        let t = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap();
+        let hidden = model.forward(&t, &[Segment { len: tokens.len(), offset: 0 }], None).unwrap();
+        let all = model.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
+        // Every row but the first, in a scrambled order, each predicting the token that follows it.
+        let rows: Vec<u32> = vec![9, 2, 5, 0, 7, 3, 8, 1, 6, 4];
+        let targets: Vec<u32> = rows.iter().map(|&r| tokens[r as usize + 1]).collect();
+        let want: Vec<(f64, bool)> = rows
+            .iter()
+            .zip(&targets)
+            .map(|(&r, &t)| (log_softmax_at(&all[r as usize], t as usize), argmax(&all[r as usize]) == t))
+            .collect();
+        for chunk in [1, 3, 4, 10, 64] {
+            let got = score_rows_by(&model, &hidden, &rows, &targets, chunk).unwrap();
+            let got: Vec<(f64, bool)> = got.iter().map(|s| (s.logprob, s.greedy)).collect();
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!((g.0.to_bits(), g.1), (w.0.to_bits(), w.1), "chunk {chunk}");
+            }
+        }
+        let err = score_rows_by(&model, &hidden, &[0], &[300], 4).unwrap_err().to_string();
+        assert!(err.contains("outside the model's vocabulary of 300"), "{err}");
+    }
 
     #[test]
     fn log_softmax_matches_the_definition() {
