@@ -161,6 +161,44 @@ fn check_loglikelihoods(weights: WeightType) {
     }
 }
 
+/// Options of one question continue its context's cache, read in place; each option scored on
+/// its own (the context fed afresh) gets the same bits, with f32 and bf16 caches.
+#[test]
+fn options_sharing_a_context_score_as_they_would_alone_bit_for_bit() {
+    for kv in [KvDtype::F32, KvDtype::Bf16] {
+        let requests: Vec<LoglikRequest> = (0..12)
+            .map(|i| LoglikRequest {
+                index: i,
+                context: words(i / 4, 20 + 9 * (i / 4)),
+                continuation: format!(" {}", words(i + 7, 1 + i % 4)),
+                ..Default::default()
+            })
+            .collect();
+        let mut shared = BTreeMap::new();
+        engine_with(8, DType::F32.into(), kv)
+            .loglikelihood(requests.clone(), &mut |o: LoglikOutput| {
+                shared.insert(o.index, o);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(shared.len(), requests.len());
+        let mut alone = engine_with(8, DType::F32.into(), kv);
+        for r in &requests {
+            let mut got = None;
+            alone.loglikelihood(vec![r.clone()], &mut |o: LoglikOutput| {
+                got = Some(o);
+                Ok(())
+            })
+            .unwrap();
+            let got = got.unwrap();
+            let want = &shared[&r.index];
+            assert!(got.continuation_tokens > 1 || r.index % 4 == 0, "item {}: options of several tokens", r.index);
+            assert_eq!(got.logprob.to_bits(), want.logprob.to_bits(), "item {} ({kv:?}): {} alone, {} shared", r.index, got.logprob, want.logprob);
+            assert_eq!(&got, want);
+        }
+    }
+}
+
 /// The numbers under the engine's scheduling: a prompt's last logits are the same bits whether
 /// it is fed whole, in pieces, after a shared prefix's cache, or beside other sequences.
 #[test]

@@ -119,18 +119,18 @@ fn resumed_run_reports_the_resuming_process() {
 }
 
 #[test]
-fn multiple_choice_counts_the_context_and_each_options_copy() {
+fn multiple_choice_counts_the_context_once_and_each_options_own_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let env = repo().join("fixtures/envs/choice");
     ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "2"]));
     // The embedded tokenizer is bytes (no merges) with `<s>` one token, so the context
-    // `<s>{question}` is 1 + its bytes and an option its bytes. A question's options share its
-    // context's cache; each option longer than one token feeds all but its last token into a
-    // copy of it. One question is scored at a time, so the peak is the largest question's sum.
+    // `<s>{question}` is 1 + its bytes and an option its bytes. A question's options continue
+    // its context's cache, which is held once; each option longer than one token adds all but
+    // its last token. One question is scored at a time, so the peak is the largest question's sum.
     let per_item = |it: &Value| {
         let ctx = 1 + it["question"].as_str().unwrap().len() as u64;
         let options = it["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().len() as u64);
-        ctx + options.filter(|&n| n > 1).map(|n| ctx + n - 1).sum::<u64>()
+        ctx + options.filter(|&n| n > 1).map(|n| n - 1).sum::<u64>()
     };
     let want = read_jsonl(&env.join("data/test.jsonl")).iter().map(per_item).max().unwrap();
     let mem = memory(&dir.path().join("runs"));

@@ -126,8 +126,8 @@ impl LocalEngine {
     }
 
     /// Scores continuations that share a context: the context in one pass (its last position
-    /// predicts every option's first token), then every option's remaining tokens in one pass
-    /// over copies of the context's cache.
+    /// predicts every option's first token), then every option's remaining tokens in one pass,
+    /// each continuing the context's cache.
     fn score_shared(&self, group: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
         let model = &self.model().model;
         let device = model.device();
@@ -142,14 +142,17 @@ impl LocalEngine {
         let firsts: Vec<u32> = group.iter().map(|(_, cont)| cont[0]).collect();
         let first = score_rows(model, &hidden, &vec![last; firsts.len()], &firsts)?;
 
-        // Every option's tokens after its first, each on its own copy of the context's cache.
+        // Every option's tokens after its first, each continuing the context's cache, which the
+        // host decoder reads in place (a copy per option was the context's keys and values again
+        // for every option: 4 x 500 tokens of a 5-shot prompt is 90 MB with f32 caches).
+        let cache = cache.into_shared();
         let mut forks = Vec::new();
         let mut segs = Vec::new();
         let mut flat: Vec<u32> = Vec::new();
         let mut targets: Vec<u32> = Vec::new();
         for (s, cont) in group {
             if cont.len() > 1 {
-                forks.push(cache.fork(s.ctx_len + cont.len()).ctx("copying the context's cache")?);
+                forks.push(cache.continuation(s.ctx_len + cont.len()).ctx("continuing the context's cache")?);
                 segs.push(Segment { len: cont.len() - 1, offset: s.ctx_len });
                 flat.extend(&cont[..cont.len() - 1]);
                 targets.extend(&cont[1..]);
@@ -164,7 +167,8 @@ impl LocalEngine {
             let hidden = model.forward(&tokens, &segs, Some(&mut refs)).ctx("forward pass")?;
             score_rows(model, &hidden, &(0..n as u32).collect::<Vec<_>>(), &targets)?
         };
-        // The context's cache and every option's copy, all full now.
+        // The context's cache and every option's own tokens (a copy of the context too, on the
+        // candle decoder), all full now.
         let mut live = cache.bytes().ctx("measuring the KV cache")?;
         for f in &forks {
             live += f.bytes().ctx("measuring the KV cache")?;
@@ -226,15 +230,17 @@ fn tally(s: &Scored, cont: &[u32], tokens: impl Iterator<Item = TokenScore>) -> 
     Ok(LoglikOutput { index: s.index, logprob, is_greedy, context_tokens: s.ctx_len, continuation_tokens: cont.len(), context_dropped: s.dropped })
 }
 
-/// Logits held at once while scoring. A pack's rows whole would be rows × vocabulary floats:
-/// 640 continuation tokens of a 150k vocabulary are 390 MB.
-const LOGIT_BYTES: usize = 32 << 20;
+/// Logits held at once while scoring, give or take [`LOGIT_ROWS`]. A pack's rows whole would
+/// be rows × vocabulary floats: 640 continuation tokens of a 150k vocabulary are 390 MB.
+const LOGIT_BYTES: usize = 4 << 20;
+/// Fewest rows per pass through the LM head, which streams the whole head each time.
+const LOGIT_ROWS: usize = 16;
 
 /// The score of `targets[i]` at row `rows[i]` of `hidden`, through the LM head a bounded number
 /// of rows at a time. Each row's logits depend on that row alone, so the chunking changes no bits.
 fn score_rows(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], targets: &[u32]) -> Result<Vec<TokenScore>> {
     let vocab = model.config().vocab_size.max(1);
-    score_rows_by(model, hidden, rows, targets, (LOGIT_BYTES / (vocab * 4)).max(1))
+    score_rows_by(model, hidden, rows, targets, (LOGIT_BYTES / (vocab * 4)).max(LOGIT_ROWS))
 }
 
 fn score_rows_by(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], targets: &[u32], chunk: usize) -> Result<Vec<TokenScore>> {
