@@ -59,6 +59,21 @@ pub(crate) struct HostDecoder {
 /// are the same; past a few hundred rows the products are no faster whole.
 const MLP_ROWS: usize = 256;
 
+/// Passes of at least this many tokens hand their freed activations back to the system.
+const TRIM_AFTER_TOKENS: usize = 256;
+
+/// Returns memory freed into glibc's arenas to the system. A long pass's activations (about
+/// 20 MB for 1,024 tokens of a 135M model) are freed into the arena of the rayon worker that
+/// ran it, and glibc keeps them: one set per worker, on top of the next pass's. Trimming takes
+/// 1-3 ms, against at least 150 ms for such a pass (GSM8K 5-shot, q8_0: 20 MB less at peak).
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Runs `f` on a worker of rayon's pool. The engine's loop is not a rayon worker, and from
 /// outside the pool every parallel region (a few hundred per decode step) injects its job and
 /// puts the caller to sleep until it is done: two context switches each, a quarter of a batch-1
@@ -271,7 +286,11 @@ impl HostDecoder {
     /// See [`super::Decoder::forward`]; the caller has checked the arguments. Returns the final
     /// normalised hidden states, `[N][hidden]`.
     pub fn forward(&self, tokens: &[u32], segs: &[Segment], caches: Option<&mut [&mut HostCache]>) -> Result<Vec<f32>> {
-        on_worker(|| self.forward_here(tokens, segs, caches))
+        let hidden = on_worker(|| self.forward_here(tokens, segs, caches));
+        if tokens.len() >= TRIM_AFTER_TOKENS {
+            return_freed_memory();
+        }
+        hidden
     }
 
     fn forward_here(&self, tokens: &[u32], segs: &[Segment], caches: Option<&mut [&mut HostCache]>) -> Result<Vec<f32>> {
