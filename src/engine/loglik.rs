@@ -2,7 +2,7 @@
 //! the continuation's tokens given the context, and whether greedy decoding would have produced
 //! exactly them. Token boundaries follow lm-evaluation-harness so scores are comparable.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::local::LocalEngine;
 use super::Truncate;
@@ -247,12 +247,7 @@ fn score_rows_by(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], t
     let mut out = Vec::with_capacity(rows.len());
     for (rows, targets) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
         let rows_t = Tensor::new(rows, model.device()).ctx("selecting positions")?;
-        let logits = model
-            .logits(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?)
-            .and_then(|l| l.to_dtype(DType::F32))
-            .and_then(|l| l.flatten_all())
-            .and_then(|l| l.to_vec1::<f32>())
-            .ctx("computing logits")?;
+        let logits = model.logits_f32(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?).ctx("computing logits")?;
         let width = logits.len() / rows.len();
         for (l, &target) in logits.chunks(width).zip(targets) {
             if target as usize >= width {
@@ -276,7 +271,7 @@ fn log_softmax_at(l: &[f32], i: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     /// Scores through the LM head a few rows at a time are those of all rows at once, bit for
     /// bit, and a token outside the vocabulary is an error rather than a panic.

@@ -295,6 +295,18 @@ impl Decoder {
         }
     }
 
+    /// [`Self::logits`] as f32 values, row after row; the host decoder's are handed over as
+    /// computed, without the copy a tensor's would take.
+    pub fn logits_f32(&self, hidden: &Tensor) -> Result<Vec<f32>> {
+        match &self.inner {
+            Inner::Candle(m) => m.logits(hidden)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>(),
+            Inner::Host(m) => {
+                let rows = hidden.dim(0)?;
+                m.logits(&hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, rows)
+            }
+        }
+    }
+
     /// Logits `[rows, vocab]` for selected hidden states `[rows, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         match &self.inner {
