@@ -298,11 +298,23 @@ impl Decoder {
     /// [`Self::logits`] as f32 values, row after row; the host decoder's are handed over as
     /// computed, without the copy a tensor's would take.
     pub fn logits_f32(&self, hidden: &Tensor) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.logits_f32_into(hidden, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::logits_f32`] into `out`, reusing its allocation.
+    pub fn logits_f32_into(&self, hidden: &Tensor, out: &mut Vec<f32>) -> Result<()> {
         match &self.inner {
-            Inner::Candle(m) => m.logits(hidden)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>(),
+            Inner::Candle(m) => {
+                let values = m.logits(hidden)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                out.clear();
+                out.extend_from_slice(&values);
+                Ok(())
+            }
             Inner::Host(m) => {
                 let rows = hidden.dim(0)?;
-                m.logits(&hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, rows)
+                m.logits_into(&hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, rows, out)
             }
         }
     }

@@ -361,12 +361,20 @@ impl HostDecoder {
 
     /// Logits `[rows][vocab]` of hidden states `[rows][hidden]`.
     pub fn logits(&self, hidden: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.logits_into(hidden, rows, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::logits`] into `out`, which keeps its allocation from one call to the next.
+    pub fn logits_into(&self, hidden: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
         if hidden.len() != rows * self.hidden {
             candle_core::bail!("{} hidden values for {rows} rows of {}", hidden.len(), self.hidden);
         }
-        let mut out = vec![0f32; rows * self.lm_head.n()];
-        on_worker(|| self.lm_head.matmul(hidden, rows, &mut out));
-        Ok(out)
+        // The product overwrites every value.
+        out.resize(rows * self.lm_head.n(), 0.0);
+        on_worker(|| self.lm_head.matmul(hidden, rows, out));
+        Ok(())
     }
 }
 
