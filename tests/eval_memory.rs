@@ -137,3 +137,18 @@ fn multiple_choice_counts_the_context_once_and_each_options_own_tokens() {
     assert_eq!(mem["kv_cache_peak_bytes"].as_u64().unwrap(), want * kv_bytes_per_token(&config(), 4), "{mem}");
     assert_eq!(mem["weights_bytes"].as_u64().unwrap(), f32_weights_bytes(&config()));
 }
+
+/// The peak is the run's own: a parent that had touched far more memory before spawning
+/// benchgen (as `cargo run` or a Python harness has) does not count.
+#[cfg(target_os = "linux")]
+#[test]
+fn peak_rss_is_the_runs_own_not_its_parents() {
+    const PARENT: usize = 400 << 20;
+    let parent: Vec<u8> = vec![7u8; PARENT];
+    let dir = tempfile::tempdir().unwrap();
+    ok(&benchgen(dir.path(), &["eval", "--limit", "1", "--batch-size", "1"]));
+    assert_eq!(parent.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(), 7 * PARENT / 4096);
+    let peak = memory(&dir.path().join("runs"))["peak_rss_bytes"].as_u64().unwrap();
+    // The embedded run itself peaks around 20 MB.
+    assert!(peak < (PARENT / 4) as u64, "peak RSS {peak} bytes counts the parent's {PARENT}");
+}
