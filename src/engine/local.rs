@@ -76,11 +76,11 @@ impl LocalEngine {
         self.kv_peak.fetch_max(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes the shared prefix and the running sequences' own caches hold now.
-    fn live_kv_bytes(shared: Option<&(Vec<u32>, SharedCache)>, running: &[Running]) -> Result<usize> {
-        let mut total = shared.map_or(Ok(0), |(_, c)| c.bytes()).ctx("measuring the KV cache")?;
-        for r in running {
-            total += r.cache.bytes().ctx("measuring the KV cache")?;
+    /// Bytes a shared prefix (once) and the caches continuing it hold now.
+    pub(super) fn live_kv_bytes<'a>(shared: Option<&SharedCache>, caches: impl IntoIterator<Item = &'a SeqCache>) -> Result<usize> {
+        let mut total = shared.map_or(Ok(0), SharedCache::bytes).ctx("measuring the KV cache")?;
+        for c in caches {
+            total += c.bytes().ctx("measuring the KV cache")?;
         }
         Ok(total)
     }
@@ -301,7 +301,7 @@ impl Generator for LocalEngine {
             let logits = self.step(&mut running, &mut logits_buf)?;
             // Caches only grow within a step and shrink when sequences leave after it, so the
             // peak is at the end of some step.
-            self.note_kv_bytes(Self::live_kv_bytes(shared.as_ref(), &running)?);
+            self.note_kv_bytes(Self::live_kv_bytes(shared.as_ref().map(|(_, c)| c), running.iter().map(|r| &r.cache))?);
             let mut still = Vec::with_capacity(running.len());
             for (i, mut r) in running.into_iter().enumerate() {
                 let Some(row) = logits.row(i) else {

@@ -137,10 +137,10 @@ impl LocalEngine {
         let hidden = model
             .forward(&tokens, &[Segment { len: ctx.len(), offset: 0 }], Some(&mut [&mut cache]))
             .ctx("forward pass")?;
-        // The context's last position predicts every option's first token.
-        let last = ctx.len() as u32 - 1;
-        let firsts: Vec<u32> = group.iter().map(|(_, cont)| cont[0]).collect();
-        let first = score_rows(model, &hidden, &vec![last; firsts.len()], &firsts)?;
+        // The context's last position predicts every option's first token: one row of logits.
+        let last = Tensor::new(&[ctx.len() as u32 - 1], device).ctx("selecting positions")?;
+        let last = model.logits_f32(&hidden.index_select(&last, 0).ctx("selecting positions")?).ctx("computing logits")?;
+        let first = group.iter().map(|(_, cont)| token_score(&last, cont[0])).collect::<Result<Vec<_>>>()?;
 
         // Every option's tokens after its first, each continuing the context's cache, which the
         // host decoder reads in place (a copy per option was the context's keys and values again
@@ -169,11 +169,7 @@ impl LocalEngine {
         };
         // The context's cache and every option's own tokens (a copy of the context too, on the
         // candle decoder), all full now.
-        let mut live = cache.bytes().ctx("measuring the KV cache")?;
-        for f in &forks {
-            live += f.bytes().ctx("measuring the KV cache")?;
-        }
-        self.note_kv_bytes(live);
+        self.note_kv_bytes(Self::live_kv_bytes(Some(&cache), &forks)?);
 
         let mut rest = rest_scores.into_iter();
         group
@@ -250,15 +246,21 @@ fn score_rows_by(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], t
         let logits = model.logits_f32(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?).ctx("computing logits")?;
         let width = logits.len() / rows.len();
         for (l, &target) in logits.chunks(width).zip(targets) {
-            if target as usize >= width {
-                return Err(Error::Invalid(format!(
-                    "token id {target} is outside the model's vocabulary of {width}: the tokenizer does not match the model"
-                )));
-            }
-            out.push(TokenScore { logprob: log_softmax_at(l, target as usize), greedy: argmax(l) == target });
+            out.push(token_score(l, target)?);
         }
     }
     Ok(out)
+}
+
+/// The score of `target` under one row of logits.
+fn token_score(logits: &[f32], target: u32) -> Result<TokenScore> {
+    if target as usize >= logits.len() {
+        return Err(Error::Invalid(format!(
+            "token id {target} is outside the model's vocabulary of {}: the tokenizer does not match the model",
+            logits.len()
+        )));
+    }
+    Ok(TokenScore { logprob: log_softmax_at(logits, target as usize), greedy: argmax(logits) == target })
 }
 
 /// log softmax(l)[i], accumulated in f64 so long vocabularies lose nothing to rounding.

@@ -323,11 +323,7 @@ impl Decoder {
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         match &self.inner {
             Inner::Candle(m) => m.logits(hidden),
-            Inner::Host(m) => {
-                let rows = hidden.dim(0)?;
-                let x = hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                Tensor::from_vec(m.logits(&x, rows)?, (rows, self.cfg.vocab_size), &Device::Cpu)
-            }
+            Inner::Host(_) => Tensor::from_vec(self.logits_f32(hidden)?, (hidden.dim(0)?, self.cfg.vocab_size), &Device::Cpu),
         }
     }
 }

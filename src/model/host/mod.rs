@@ -359,14 +359,8 @@ impl HostDecoder {
         Ok(h)
     }
 
-    /// Logits `[rows][vocab]` of hidden states `[rows][hidden]`.
-    pub fn logits(&self, hidden: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let mut out = Vec::new();
-        self.logits_into(hidden, rows, &mut out)?;
-        Ok(out)
-    }
-
-    /// [`Self::logits`] into `out`, which keeps its allocation from one call to the next.
+    /// Logits `[rows][vocab]` of hidden states `[rows][hidden]` into `out`, which keeps its
+    /// allocation from one call to the next.
     pub fn logits_into(&self, hidden: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
         if hidden.len() != rows * self.hidden {
             candle_core::bail!("{} hidden values for {rows} rows of {}", hidden.len(), self.hidden);
