@@ -26,6 +26,8 @@ fn data(seed: u64, len: usize) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    // BENCHGEN_ISA=avx2|scalar measures another kernel family on this CPU.
+    benchgen::kernels::isa::select_from_env().expect("BENCHGEN_ISA");
     let shapes =
         [("qkv", 960, 576), ("o_proj", 576, 576), ("gate_up", 3072, 576), ("down", 576, 1536), ("lm_head", 49152, 576)];
     for (name, n, k) in shapes {

@@ -73,6 +73,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let isa = benchgen::kernels::isa::select_from_env()?;
+    eprintln!("kernels: {}", isa.name());
     let cfg = smollm2_135m_config();
     let device = benchgen::device::parse_device(&args.device)?;
     let weights = WeightType::parse(&args.dtype, &device)?;

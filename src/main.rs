@@ -10,6 +10,10 @@ pub const INTERRUPTED_EXIT: i32 = 130;
 
 fn main() {
     let args = cli::Cli::parse();
+    if let Err(e) = benchgen::kernels::isa::select_from_env() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = cli::run(args) {
         if matches!(e.downcast_ref::<benchgen::Error>(), Some(benchgen::Error::Interrupted)) {
             eprintln!("interrupted; the run can be resumed (its run.json has the command)");

@@ -87,13 +87,19 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2q8;
 #[cfg(target_arch = "x86_64")]
+mod avx2quant;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx512q8;
+#[cfg(target_arch = "x86_64")]
+mod avx512quant;
+pub mod isa;
 mod pack;
 mod q8;
+mod quant;
 mod scalar;
 #[cfg(test)]
 mod tests;
@@ -102,7 +108,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-pub use self::pack::Packer;
+pub use self::pack::{GgufType, Packer};
+pub use self::quant::QuantType;
 
 /// Output columns per packed panel (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
@@ -113,29 +120,9 @@ const PAR_MIN_WORK: usize = 200_000;
 /// Bytes of packed x kept per m-chunk, sized to stay in L2 next to one W panel.
 const X_CHUNK_BYTES: usize = 512 * 1024;
 
-/// Which microkernel family runs. Every variant gives the same bits for the same element.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kernel {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Kernel {
-    pub(crate) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel::Avx512;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Kernel::Avx2;
-        }
-        Kernel::Scalar
-    }
-}
+/// Which microkernel family runs (see `isa.rs`). Every family gives the same bits for the same
+/// element.
+pub(crate) use self::isa::Isa as Kernel;
 
 /// 64-byte aligned storage so each panel row is one aligned cache line pair.
 #[derive(Clone, Copy)]
@@ -150,6 +137,8 @@ enum Weights {
     /// column; zero-padded past column n and, for odd k, in the last pair's high half.
     Bf16(Vec<Line>),
     Q8_0(q8::Q8Weights),
+    /// A GGUF quantised type as stored (see `quant.rs`).
+    Quant(quant::QuantWeights),
 }
 
 /// A weight matrix W ([n, k]) with optional bias, packed for [`PackedMatrix::matmul`].
@@ -171,6 +160,7 @@ impl std::fmt::Debug for PackedMatrix {
             .field("bias", &self.bias.is_some())
             .field("bf16", &self.is_bf16())
             .field("q8_0", &self.is_q8_0())
+            .field("quant", &self.quant_type())
             .field("kernel", &self.kernel)
             .finish()
     }
@@ -205,6 +195,7 @@ impl PackedMatrix {
         let w = match &self.data {
             Weights::F32(d) | Weights::Bf16(d) => std::mem::size_of_val(d.as_slice()),
             Weights::Q8_0(q) => q.bytes(),
+            Weights::Quant(q) => q.bytes(),
         };
         w + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
@@ -232,6 +223,7 @@ impl PackedMatrix {
                 }
             }
             Weights::Q8_0(q) => q8::row(q, self.k, r, out),
+            Weights::Quant(q) => quant::row(q, self.k, r, out),
         }
     }
 
@@ -256,6 +248,7 @@ impl PackedMatrix {
             #[cfg(not(target_arch = "x86_64"))]
             Weights::Bf16(_) => unreachable!("pack_bf16 packs only on x86_64 with AVX-512 BF16"),
             Weights::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
+            Weights::Quant(q) => self.drive(quant::QuantPath::new(q, self.k, kernel), x, m, out),
         }
     }
 
@@ -565,10 +558,7 @@ impl Path for Bf16Path<'_> {
 
 /// Whether this CPU runs the bf16 kernels ([`PackedMatrix::pack_bf16`] returns None without).
 pub fn has_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    isa::avx512_bf16()
 }
 
 /// f32 → bf16 bits, rounding to nearest even. NaNs stay (quiet) NaNs, and inputs below f32's

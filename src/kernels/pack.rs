@@ -4,7 +4,8 @@
 //! one-block case, so both give the same bits.
 
 use super::q8::{self, Q8Weights};
-use super::{lines_mut, pairs_mut, to_bf16, Kernel, Line, PackedMatrix, Weights, NR};
+use super::quant::{self, QuantType, QuantWeights};
+use super::{lines_mut, pairs_mut, to_bf16, Line, PackedMatrix, Weights, NR};
 
 /// A [`PackedMatrix`] being filled row by row; see [`PackedMatrix::packer`].
 pub struct Packer {
@@ -35,6 +36,25 @@ impl PackedMatrix {
         Self::packer_q8_0(n, k, bias).whole(w)
     }
 
+    /// Packs W given as the GGUF bytes of type `t` (n rows of `t.row_bytes(k)`), held as
+    /// stored. Panics only on length mismatch.
+    pub fn pack_quant(t: QuantType, raw: &[u8], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        let mut p = Self::packer_gguf(GgufType::Quant(t), n, k, bias);
+        p.push_gguf(raw);
+        p.finish()
+    }
+
+    /// A [`Packer`] for W stored in a GGUF as `t` ([n, k], k a whole number of `t`'s blocks),
+    /// filled by [`Packer::push_gguf`] with the file's bytes, which it keeps as they are.
+    pub fn packer_gguf(t: GgufType, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
+        assert!(k.is_multiple_of(t.block_len()), "PackedMatrix: k = {k} is not a whole number of {} blocks", t.name());
+        let data = match t {
+            GgufType::Q8_0 => Weights::Q8_0(Q8Weights::zeroed(n, k)),
+            GgufType::Quant(t) => Weights::Quant(QuantWeights::zeroed(t, n, k)),
+        };
+        Packer::new(n, k, data, bias)
+    }
+
     /// A [`Packer`] for f32 weights of [n, k] with optional `bias` ([n]; panics otherwise).
     pub fn packer(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
         let data = vec![Line([0.0; 16]); n.div_ceil(NR) * k * (NR / 16)];
@@ -63,7 +83,7 @@ impl Packer {
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
         }
-        Packer { m: PackedMatrix { n, k, data, bias: pad_bias(bias, n), kernel: Kernel::detect() }, next: 0 }
+        Packer { m: PackedMatrix { n, k, data, bias: pad_bias(bias, n), kernel: super::isa::current() }, next: 0 }
     }
 
     /// Packs the next rows of W: `w` holds whole rows of k values, row-major. Panics when `w`
@@ -79,6 +99,29 @@ impl Packer {
             self.put_row(self.next, src);
             self.next += 1;
         }
+    }
+
+    /// Packs the next rows of W from their GGUF bytes (a [`PackedMatrix::packer_gguf`] packer):
+    /// whole rows, each `row_bytes(k)` long. Panels are filled in parallel.
+    pub fn push_gguf(&mut self, raw: &[u8]) {
+        let (n, k) = (self.m.n, self.m.k);
+        let row_bytes = match &self.m.data {
+            Weights::Q8_0(_) => GgufType::Q8_0.row_bytes(k),
+            Weights::Quant(w) => w.ty.row_bytes(k),
+            _ => panic!("Packer::push_gguf on a packer for f32 or bf16 rows"),
+        };
+        if row_bytes == 0 {
+            return;
+        }
+        assert_eq!(raw.len() % row_bytes, 0, "Packer::push_gguf: not whole rows of {row_bytes} bytes");
+        let rows = raw.len() / row_bytes;
+        assert!(self.next + rows <= n, "Packer::push_gguf: more than {n} rows");
+        match &mut self.m.data {
+            Weights::Q8_0(w) => q8::put_gguf_rows(w, k, self.next, raw),
+            Weights::Quant(w) => quant::put_rows(w, k, self.next, raw),
+            _ => unreachable!("checked above"),
+        }
+        self.next += rows;
     }
 
     /// The packed matrix. Panics unless all n rows were pushed (k = 0 has nothing to push).
@@ -111,6 +154,40 @@ impl Packer {
                 }
             }
             Weights::Q8_0(q) => q8::put_row(q, k, r, src),
+            Weights::Quant(q) => panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.ty.name()),
+        }
+    }
+}
+
+/// A GGUF tensor type the host kernels hold as stored.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GgufType {
+    Q8_0,
+    Quant(QuantType),
+}
+
+impl GgufType {
+    pub fn name(self) -> &'static str {
+        match self {
+            GgufType::Q8_0 => "q8_0",
+            GgufType::Quant(t) => t.name(),
+        }
+    }
+
+    /// k values per block.
+    pub fn block_len(self) -> usize {
+        match self {
+            GgufType::Q8_0 => q8::QK,
+            GgufType::Quant(t) => t.block_len(),
+        }
+    }
+
+    /// Bytes of a row of k values.
+    pub fn row_bytes(self, k: usize) -> usize {
+        match self {
+            GgufType::Q8_0 => k / q8::QK * (2 + q8::QK),
+            GgufType::Quant(t) => t.row_bytes(k),
         }
     }
 }

@@ -79,6 +79,36 @@ pub(super) fn put_row(wq: &mut Q8Weights, k: usize, r: usize, src: &[f32]) {
     }
 }
 
+/// Writes rows `first..` of W from their GGUF Q8_0 blocks (34 bytes each: an f16 scale, 32
+/// int8s): the file's values, kept as they are. Panels are filled in parallel.
+pub(super) fn put_gguf_rows(wq: &mut Q8Weights, k: usize, first: usize, raw: &[u8]) {
+    use rayon::prelude::*;
+    let kb = k.div_ceil(QK);
+    let row_bytes = kb * (2 + QK);
+    let rows = raw.len() / row_bytes;
+    let (q, s) = (int8s_mut(&mut wq.q), lines_mut(&mut wq.scales));
+    let panels = (first / NR)..(first + rows).div_ceil(NR);
+    let jobs: Vec<_> = q
+        .chunks_mut(k * NR)
+        .zip(s.chunks_mut(kb * NR))
+        .enumerate()
+        .skip(panels.start)
+        .take(panels.len())
+        .collect();
+    jobs.into_par_iter().for_each(|(p, (q, s))| {
+        for r in (p * NR).max(first)..((p + 1) * NR).min(first + rows) {
+            let row = &raw[(r - first) * row_bytes..(r - first + 1) * row_bytes];
+            let c = r % NR;
+            for (b, block) in row.chunks_exact(2 + QK).enumerate() {
+                s[b * NR + c] = half::f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32();
+                for (i, &v) in block[2..].iter().enumerate() {
+                    q[(b * QK + i) * NR + c] = v as i8;
+                }
+            }
+        }
+    });
+}
+
 /// Dequantised row `r` of Q8_0 weights (see [`PackedMatrix::row`]).
 pub(super) fn row(wq: &Q8Weights, k: usize, r: usize, out: &mut [f32]) {
     let (p, c, kb) = (r / NR, r % NR, k.div_ceil(QK));

@@ -1,7 +1,7 @@
 use super::*;
 
 /// xorshift32 in [-1, 1): deterministic data without a crate.
-fn rand_vec(seed: u32, len: usize) -> Vec<f32> {
+pub(super) fn rand_vec(seed: u32, len: usize) -> Vec<f32> {
     let mut s = seed.max(1);
     (0..len)
         .map(|_| {
@@ -27,18 +27,9 @@ fn reference(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: 
     out
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+/// Every kernel family this CPU runs.
 fn kernels() -> Vec<Kernel> {
-    let mut v = vec![Kernel::Scalar];
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        v.push(Kernel::Avx2);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        v.push(Kernel::Avx512);
-    }
-    v
+    Kernel::ALL.iter().copied().filter(|k| k.supported()).collect()
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -504,6 +495,7 @@ fn raw_bits(pm: &PackedMatrix) -> Vec<u32> {
     let mut v = match &pm.data {
         Weights::F32(d) | Weights::Bf16(d) => bits(lines(d)),
         Weights::Q8_0(q) => q.raw_bits(),
+        Weights::Quant(_) => unreachable!("quantised weights are packed from GGUF rows only"),
     };
     v.extend(pm.bias.iter().flatten().map(|b| b.to_bits()));
     v
@@ -554,4 +546,74 @@ fn packer_refuses_missing_rows() {
     let mut p = PackedMatrix::packer(3, 2, None);
     p.push(&[1.0, 2.0, 3.0, 4.0]);
     p.finish();
+}
+
+/// Every GGUF quantised type: the product is bit for bit the f32 product on candle's
+/// dequantisation of the same blocks, with every kernel family, and the families agree.
+#[test]
+fn quantised_types_equal_f32_on_dequantized_weights_bitwise() {
+    use super::quant::tests::quantised;
+    // Three panels and a 4-column tail; k of one 256 block and of several.
+    for (i, t) in QuantType::ALL.into_iter().enumerate() {
+        for (n, k) in [(100, 256), (33, 768)] {
+            let (raw, deq) = quantised(t, n, k, 31 + i as u64);
+            let b = rand_vec(7 + i as u32, n);
+            for bias in [None, Some(b.as_slice())] {
+                let qm = PackedMatrix::pack_quant(t, &raw, n, k, bias);
+                assert_eq!(qm.quant_type(), Some(t));
+                let f32m = PackedMatrix::pack(&deq, n, k, bias);
+                for m in [1, 2, 3, 5, 12, 13, 40] {
+                    let x = rand_vec(121 + m as u32, m * k);
+                    let mut scalar = vec![0.0; m * n];
+                    qm.matmul_with(Kernel::Scalar, &x, m, &mut scalar);
+                    for kernel in kernels() {
+                        let (mut got, mut want) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                        qm.matmul_with(kernel, &x, m, &mut got);
+                        f32m.matmul_with(kernel, &x, m, &mut want);
+                        let what = format!("{} {kernel:?} n={n} k={k} m={m} bias={}", t.name(), bias.is_some());
+                        assert_eq!(bits(&got), bits(&want), "{what}: vs f32 on the dequantised W");
+                        assert_eq!(bits(&got), bits(&scalar), "{what}: vs the scalar kernel");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantised_types_are_bitwise_batch_invariant() {
+    use super::quant::tests::quantised;
+    let (n, k, m) = (70, 256, 300);
+    for (i, t) in QuantType::ALL.into_iter().enumerate() {
+        let (raw, _) = quantised(t, n, k, 5 + i as u64);
+        let pm = PackedMatrix::pack_quant(t, &raw, n, k, Some(&rand_vec(4, n)));
+        let x = rand_vec(5, m * k);
+        for kernel in kernels() {
+            assert_batch_invariant(&format!("{} {kernel:?}", t.name()), &x, m, n, k, |x, m| {
+                let mut out = vec![0.0; m * n];
+                pm.matmul_with(kernel, x, m, &mut out);
+                bits(&out)
+            });
+        }
+    }
+}
+
+/// GGUF Q8_0 blocks are held as they are: the same bits as candle's dequantisation.
+#[test]
+fn gguf_q8_0_rows_are_kept_as_stored() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let (n, k) = (70, 320);
+    let w = candle_core::Tensor::from_vec(rand_vec(9, n * k), (n, k), &candle_core::Device::Cpu).unwrap();
+    let qt = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+    let deq = qt.dequantize(&candle_core::Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut p = PackedMatrix::packer_gguf(GgufType::Q8_0, n, k, None);
+    p.push_gguf(&qt.data().unwrap()[..40 * GgufType::Q8_0.row_bytes(k)]);
+    p.push_gguf(&qt.data().unwrap()[40 * GgufType::Q8_0.row_bytes(k)..]);
+    let m = p.finish();
+    assert!(m.is_q8_0());
+    let mut row = vec![0.0; k];
+    for r in 0..n {
+        m.row(r, &mut row);
+        assert_eq!(bits(&row), bits(&deq[r * k..(r + 1) * k]), "row {r}");
+    }
 }

@@ -352,8 +352,9 @@ impl Head<'_> {
     /// columns, which no one else reads or writes meanwhile.
     unsafe fn run(&self, res: *mut f32, row_len: usize) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: avx512f was just detected; `res` as the caller promised.
+        if crate::kernels::isa::current() == crate::kernels::isa::Isa::Avx512 {
+            // SAFETY: the AVX-512 family is only selected where avx512f is; `res` as the caller
+            // promised.
             unsafe { self.run_avx512(res, row_len) };
             return;
         }

@@ -122,8 +122,8 @@ pub fn silu_mul(gu: &[f32], inter: usize, out: &mut [f32]) {
 /// in the same order (no contraction), so the same bits, four times as many lanes.
 fn silu_mul_row(g: &[f32], inter: usize, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: avx512f was just detected.
+    if crate::kernels::isa::current() == crate::kernels::isa::Isa::Avx512 {
+        // SAFETY: the AVX-512 family is only selected where avx512f is.
         unsafe { silu_mul_row_avx512(g, inter, o) };
         return;
     }

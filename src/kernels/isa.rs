@@ -1,0 +1,194 @@
+//! Which instruction set the CPU kernels use: the best the CPU has, or the one `BENCHGEN_ISA`
+//! names (`avx512`, `avx2`, `scalar`), so that every path can be run and measured on one
+//! machine. A path the CPU lacks is refused, never emulated.
+//!
+//! The choice is process-wide and read by every kernel family (matrix products, attention,
+//! element-wise ops), so one setting moves them all together. Paths that are specified to give
+//! the same bits (all f32 and quantised products, attention, SiLU) do so whichever runs.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The environment variable read by [`select_from_env`].
+pub const ENV_VAR: &str = "BENCHGEN_ISA";
+
+/// A kernel family. The derive order is from least to most capable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable Rust, any CPU.
+    Scalar,
+    /// x86-64 with AVX2 and FMA (and F16C, which every such CPU has).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// x86-64 with AVX-512F (products on bf16 weights also use AVX-512 BF16 where present).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IsaError {
+    #[error("{ENV_VAR}={given:?} is not an instruction set benchgen knows; use one of: {known}")]
+    Unknown { given: String, known: String },
+    #[error("{ENV_VAR}={given}: this CPU lacks {missing}; it runs {available} (unset {ENV_VAR} for the best)")]
+    Unsupported { given: String, missing: &'static str, available: String },
+}
+
+impl Isa {
+    /// Every family this build has, least capable first.
+    pub const ALL: &'static [Isa] = &[
+        Isa::Scalar,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// The CPU features this family needs, as `is_x86_feature_detected!` names them.
+    fn features(self) -> &'static [&'static str] {
+        match self {
+            Isa::Scalar => &[],
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => &["avx2", "fma", "f16c"],
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => &["avx512f"],
+        }
+    }
+
+    /// The first feature of this family the CPU lacks, if any.
+    fn missing(self) -> Option<&'static str> {
+        self.features().iter().copied().find(|f| !cpu_has(f))
+    }
+
+    /// Whether this CPU runs this family.
+    pub fn supported(self) -> bool {
+        self.missing().is_none()
+    }
+
+    /// The most capable family this CPU runs.
+    pub fn detect() -> Isa {
+        Isa::ALL.iter().rev().copied().find(|i| i.supported()).unwrap_or(Isa::Scalar)
+    }
+
+    /// The family named `name`, if this CPU runs it.
+    pub fn parse_supported(name: &str) -> Result<Isa, IsaError> {
+        let isa = Isa::ALL.iter().copied().find(|i| i.name() == name.trim().to_ascii_lowercase()).ok_or_else(|| {
+            IsaError::Unknown {
+                given: name.to_string(),
+                known: Isa::ALL.iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
+            }
+        })?;
+        match isa.missing() {
+            None => Ok(isa),
+            Some(missing) => Err(IsaError::Unsupported {
+                given: isa.name().to_string(),
+                missing,
+                available: Isa::ALL.iter().filter(|i| i.supported()).map(|i| i.name()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    fn code(self) -> u8 {
+        Isa::ALL.iter().position(|&i| i == self).map_or(0, |p| p as u8 + 1)
+    }
+}
+
+fn cpu_has(feature: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match feature {
+            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+            "fma" => std::arch::is_x86_feature_detected!("fma"),
+            "f16c" => std::arch::is_x86_feature_detected!("f16c"),
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            "avx512bf16" => std::arch::is_x86_feature_detected!("avx512bf16"),
+            _ => false,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = feature;
+        false
+    }
+}
+
+/// 0: not chosen yet (detect on first use); else `Isa::code`.
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
+/// The family the kernels use: the one [`select`]ed, else the CPU's best.
+pub fn current() -> Isa {
+    let code = SELECTED.load(Ordering::Relaxed);
+    if code == 0 {
+        let isa = Isa::detect();
+        SELECTED.store(isa.code(), Ordering::Relaxed);
+        return isa;
+    }
+    Isa::ALL[code as usize - 1]
+}
+
+/// Makes `isa` the family for matrices packed and ops run from now on. Refuses one the CPU
+/// lacks. Matrices already packed keep the family they were packed for.
+pub fn select(isa: Isa) -> Result<(), IsaError> {
+    Isa::parse_supported(isa.name())?;
+    SELECTED.store(isa.code(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// Applies `BENCHGEN_ISA` when it is set (the binary, benches and examples call this once at
+/// start; it is the one place the variable is read). Returns the family in force.
+pub fn select_from_env() -> Result<Isa, IsaError> {
+    if let Some(name) = std::env::var(ENV_VAR).ok().filter(|v| !v.trim().is_empty()) {
+        select(Isa::parse_supported(&name)?)?;
+    }
+    Ok(current())
+}
+
+/// Whether products on bf16 weights can use AVX-512 BF16's `vdpbf16ps`: the AVX-512 family is
+/// in force and the CPU has the extension.
+pub fn avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return current() == Isa::Avx512 && cpu_has("avx512bf16");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_known_ones() {
+        for &isa in Isa::ALL.iter().filter(|i| i.supported()) {
+            assert_eq!(Isa::parse_supported(isa.name()), Ok(isa));
+            assert_eq!(Isa::parse_supported(&isa.name().to_uppercase()), Ok(isa));
+        }
+        let e = Isa::parse_supported("sse9").unwrap_err();
+        assert!(matches!(e, IsaError::Unknown { .. }));
+        assert!(e.to_string().contains("scalar"), "{e}");
+    }
+
+    #[test]
+    fn detection_picks_a_supported_family_and_nothing_better_is_supported() {
+        let best = Isa::detect();
+        assert!(best.supported());
+        assert!(Isa::ALL.iter().all(|&i| i <= best || !i.supported()));
+        assert!(Isa::Scalar.supported());
+    }
+
+    #[test]
+    fn a_family_the_cpu_lacks_is_refused_naming_the_feature() {
+        for &isa in Isa::ALL.iter().filter(|i| !i.supported()) {
+            let e = Isa::parse_supported(isa.name()).unwrap_err();
+            assert!(matches!(e, IsaError::Unsupported { .. }), "{e}");
+            assert!(e.to_string().contains("lacks"), "{e}");
+        }
+    }
+}
