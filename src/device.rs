@@ -31,12 +31,14 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
-/// How the model's weights are held: a candle dtype, or Q8_0 (llama.cpp's 8-bit blocks, on the
-/// CPU host kernels only; read as f32 and quantised at load).
+/// How the model's weights are held: a candle dtype, Q8_0 (llama.cpp's 8-bit blocks, on the
+/// CPU host kernels only; read as f32 and quantised at load), or a GGUF file's types as stored
+/// (CPU host kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightType {
     Float(DType),
     Q8_0,
+    Stored,
 }
 
 impl WeightType {
@@ -48,13 +50,28 @@ impl WeightType {
             "f32" => WeightType::Float(DType::F32),
             "bf16" => WeightType::Float(DType::BF16),
             "f16" => WeightType::Float(DType::F16),
-            "q8_0" if device.is_cpu() => WeightType::Q8_0,
-            "q8_0" => {
-                let gpu = if device.is_metal() { "metal" } else { "cuda" };
-                return Err(Error::Invalid(format!("--dtype q8_0 runs on the CPU only; use bf16 or f16 on {gpu}")));
+            "q8_0" | "stored" if device.is_cpu() => {
+                if spec == "q8_0" {
+                    WeightType::Q8_0
+                } else {
+                    WeightType::Stored
+                }
             }
-            other => return Err(Error::Invalid(format!("--dtype {other}: use auto, f32, bf16, f16 or q8_0"))),
+            "q8_0" | "stored" => {
+                let gpu = if device.is_metal() { "metal" } else { "cuda" };
+                return Err(Error::Invalid(format!("--dtype {spec} runs on the CPU only; use bf16 or f16 on {gpu}")));
+            }
+            other => return Err(Error::Invalid(format!("--dtype {other}: use auto, f32, bf16, f16, q8_0 or stored"))),
         })
+    }
+
+    /// `--dtype` for a model: `auto` on the CPU keeps a GGUF file's types as stored
+    /// (`gguf`: whether the model is one); otherwise as [`WeightType::parse`].
+    pub fn for_model(spec: &str, device: &Device, gguf: bool) -> Result<Self> {
+        if spec == "auto" && gguf && device.is_cpu() {
+            return Ok(WeightType::Stored);
+        }
+        Self::parse(spec, device)
     }
 
     /// The `--dtype` spelling (run records keep it).
@@ -65,6 +82,7 @@ impl WeightType {
             WeightType::Float(DType::F16) => "f16",
             WeightType::Float(_) => "other",
             WeightType::Q8_0 => "q8_0",
+            WeightType::Stored => "stored",
         }
     }
 
@@ -72,7 +90,7 @@ impl WeightType {
     pub fn load_dtype(self) -> DType {
         match self {
             WeightType::Float(d) => d,
-            WeightType::Q8_0 => DType::F32,
+            WeightType::Q8_0 | WeightType::Stored => DType::F32,
         }
     }
 }

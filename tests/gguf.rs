@@ -148,11 +148,18 @@ fn metadata(dir: &Path) -> Vec<(String, Value)> {
 struct Written {
     weights: HashMap<String, Tensor>,
     fallbacks: usize,
+    /// Every tensor's bytes in the file.
+    bytes: usize,
 }
 
 /// Writes `dir`'s weights as `dtype` (1-D tensors stay F32, as llama.cpp keeps them; matrices
 /// whose row length is not a multiple of the block size fall back to F32, as llama.cpp does).
 fn write_gguf(dir: &Path, out: &Path, dtype: GgmlDType, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> Written {
+    write_gguf_typed(dir, out, |_| dtype, edit)
+}
+
+/// As [`write_gguf`] with each matrix's type chosen by its HF name (a Q4_K_M file's mix).
+fn write_gguf_typed(dir: &Path, out: &Path, type_of: impl Fn(&str) -> GgmlDType, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> Written {
     let cfg = read_json(&dir.join("config.json"));
     let llama = cfg["model_type"] == "llama";
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
@@ -161,8 +168,9 @@ fn write_gguf(dir: &Path, out: &Path, dtype: GgmlDType, edit: impl FnOnce(&mut V
     edit(&mut md);
     let mut names: Vec<(String, Tensor)> = load_safetensors(dir).into_iter().collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
-    let (mut tensors, mut weights, mut fallbacks) = (Vec::new(), HashMap::new(), 0);
+    let (mut tensors, mut weights, mut fallbacks, mut bytes) = (Vec::new(), HashMap::new(), 0, 0);
     for (hf, w) in names {
+        let dtype = type_of(&hf);
         let t = if w.rank() == 1 || !w.dim(1).unwrap().is_multiple_of(dtype.block_size()) {
             fallbacks += usize::from(w.rank() == 2);
             GgmlDType::F32
@@ -177,13 +185,14 @@ fn write_gguf(dir: &Path, out: &Path, dtype: GgmlDType, edit: impl FnOnce(&mut V
             Some("k_proj") if llama => QTensor::quantize(&permute(&w, kv_heads), t).unwrap(),
             _ => q,
         };
+        bytes += stored.storage_size_in_bytes();
         tensors.push((gguf_name(&hf), stored));
     }
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(out).unwrap();
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
-    Written { weights, fallbacks }
+    Written { weights, fallbacks, bytes }
 }
 
 /// A copy of checkpoint `dir` whose weights are replaced by `weights` (f32 safetensors).
@@ -386,40 +395,39 @@ fn uniform(shape: &[usize], seed: u64, std: f32) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-/// Q4_K works on 256-element super-blocks, wider than any fixture row, so this writes a random
-/// Llama with 256-wide rows (GQA, untied) and checks it the same way.
-#[test]
-fn q4_k_gguf_loads_exactly_what_it_holds() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("llama-256");
-    std::fs::create_dir_all(&dir).unwrap();
+/// A random Llama with 256-wide rows (GQA, untied; 1 layer unless `layers`), wide enough for
+/// the k-quants' 256-element super-blocks, written as an f32 checkpoint in `dir`.
+fn llama_256(dir: &Path, layers: usize, tied: bool) {
+    std::fs::create_dir_all(dir).unwrap();
     let base = fixture("llama-gqa-untied");
     let mut cfg = read_json(&base.join("config.json"));
-    for (k, v) in [("hidden_size", 256), ("intermediate_size", 512), ("head_dim", 64), ("num_hidden_layers", 1)] {
+    for (k, v) in [("hidden_size", 256), ("intermediate_size", 512), ("head_dim", 64), ("num_hidden_layers", layers)] {
         cfg[k] = v.into();
     }
+    cfg["tie_word_embeddings"] = tied.into();
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
         std::fs::copy(base.join(f), dir.join(f)).unwrap();
     }
     let (h, i, v, kv) = (256, 512, 260, 128);
-    let mut shapes = vec![
-        ("model.embed_tokens.weight".to_string(), vec![v, h]),
-        ("lm_head.weight".into(), vec![v, h]),
-        ("model.norm.weight".into(), vec![h]),
-    ];
-    for (n, s) in [
-        ("input_layernorm.weight", vec![h]),
-        ("post_attention_layernorm.weight", vec![h]),
-        ("self_attn.q_proj.weight", vec![h, h]),
-        ("self_attn.k_proj.weight", vec![kv, h]),
-        ("self_attn.v_proj.weight", vec![kv, h]),
-        ("self_attn.o_proj.weight", vec![h, h]),
-        ("mlp.gate_proj.weight", vec![i, h]),
-        ("mlp.up_proj.weight", vec![i, h]),
-        ("mlp.down_proj.weight", vec![h, i]),
-    ] {
-        shapes.push((format!("model.layers.0.{n}"), s));
+    let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![v, h]), ("model.norm.weight".into(), vec![h])];
+    if !tied {
+        shapes.push(("lm_head.weight".into(), vec![v, h]));
+    }
+    for l in 0..layers {
+        for (n, s) in [
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+            ("self_attn.q_proj.weight", vec![h, h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.o_proj.weight", vec![h, h]),
+            ("mlp.gate_proj.weight", vec![i, h]),
+            ("mlp.up_proj.weight", vec![i, h]),
+            ("mlp.down_proj.weight", vec![h, i]),
+        ] {
+            shapes.push((format!("model.layers.{l}.{n}"), s));
+        }
     }
     let mut weights = HashMap::new();
     for (seed, (n, s)) in shapes.into_iter().enumerate() {
@@ -428,10 +436,101 @@ fn q4_k_gguf_loads_exactly_what_it_holds() {
         weights.insert(n, t);
     }
     candle_core::safetensors::save(&weights, dir.join("model.safetensors")).unwrap();
+}
+
+/// Q4_K works on 256-element super-blocks, wider than any fixture row, so this writes a random
+/// Llama with 256-wide rows (GQA, untied) and checks it the same way.
+#[test]
+fn q4_k_gguf_loads_exactly_what_it_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama-256");
+    llama_256(&dir, 1, false);
     let (d, _) = gguf_against_safetensors(&dir, "llama-gqa-untied", GgmlDType::Q4K);
     // 4-bit weights have ~6-7% relative RMS error on random weights; measured 2.72 on logits up
     // to 6.0. The exact check against the same (dequantized) weights is the one that matters.
     assert!(d < 4.0, "Q4_K GGUF logits differ by {d}");
+}
+
+/// The GGUF types real files use, held as stored (`--dtype auto` on the CPU): logits and greedy
+/// tokens are bit for bit those of f32 on the same file's dequantized weights, and the weights
+/// take the file's tensor bytes (within the 3.6% Q3_K's unpacked sub-block scales add, and
+/// the padding of this 260-token vocabulary to whole 32-row panels; Q8_0 keeps
+/// its block scales as f32, 36 bytes a block for the file's 34).
+#[test]
+fn quantized_gguf_runs_as_stored_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama-256");
+    llama_256(&dir, 2, false);
+    let tied = tmp.path().join("llama-256-tied");
+    llama_256(&tied, 1, true);
+    let all = [
+        GgmlDType::Q4_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
+        GgmlDType::Q8_0,
+        GgmlDType::Q2K,
+        GgmlDType::Q3K,
+        GgmlDType::Q4K,
+        GgmlDType::Q5K,
+        GgmlDType::Q6K,
+    ];
+    // Q4_K_M's mix: v and down in Q6_K on the first layer, the rest Q4_K, the head Q6_K;
+    // q/k/v then differ, so they are held as one matrix per type.
+    let q4_k_m = |hf: &str| {
+        if hf == "lm_head.weight" || (hf.starts_with("model.layers.0.") && (hf.contains("v_proj") || hf.contains("down_proj"))) {
+            GgmlDType::Q6K
+        } else {
+            GgmlDType::Q4K
+        }
+    };
+    let mut cases: Vec<(String, &Path, Box<dyn Fn(&str) -> GgmlDType>)> =
+        all.iter().map(|&t| (format!("{t:?}"), dir.as_path(), Box::new(move |_: &str| t) as Box<dyn Fn(&str) -> GgmlDType>)).collect();
+    cases.push(("Q4_K_M mix".into(), dir.as_path(), Box::new(q4_k_m)));
+    cases.push(("Q4_K tied".into(), tied.as_path(), Box::new(|_: &str| GgmlDType::Q4K)));
+    let prompts = golden_prompts("llama-gqa-untied");
+    for (name, model, type_of) in cases {
+        let path = tmp.path().join(format!("{}.gguf", name.replace(' ', "-")));
+        let written = write_gguf_typed(model, &path, type_of, |_| {});
+        assert_eq!(written.fallbacks, 0, "{name}: every matrix is quantized");
+        let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
+        let stored = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Stored).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stored.model.backend_name(), "host kernels, GGUF types as stored", "{name}");
+        let f32 = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap();
+        for (text, ids) in &prompts {
+            let (ls, gs) = run(&stored, ids, 8);
+            let (lf, gf) = run(&f32, ids, 8);
+            let same = ls.iter().flatten().zip(lf.iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{name} on {text:?}: logits differ from f32 on the dequantized weights by {}", max_diff(&ls, &lf));
+            assert_eq!(gs, gf, "{name} on {text:?}: greedy tokens");
+        }
+        let held = stored.model.weights_bytes().unwrap();
+        let ratio = held as f64 / written.bytes as f64;
+        eprintln!("{name}: {held} bytes held for {} in the file ({ratio:.3})", written.bytes);
+        let most = if name == "Q8_0" { 1.08 } else { 1.05 };
+        assert!((0.99..most).contains(&ratio), "{name}: {held} bytes held for {} in the file", written.bytes);
+    }
+}
+
+/// `--dtype auto` keeps a GGUF as stored on the CPU (and `--dtype f32` dequantizes it), through
+/// the binary; the run records `stored`.
+#[test]
+fn auto_dtype_keeps_a_gguf_as_stored_through_generate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama-256");
+    llama_256(&dir, 1, false);
+    let path = tmp.path().join("m.gguf");
+    write_gguf(&dir, &path, GgmlDType::Q4K, |_| {});
+    let gen = |dtype: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+            .args(["generate", "--model", path.to_str().unwrap(), "--prompt", "Hello", "--max-new-tokens", "6", "--json", "--dtype", dtype])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        read_json_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())["token_ids"].clone()
+    };
+    assert_eq!(gen("auto"), gen("f32"), "as stored gives f32's tokens on the dequantized weights");
+    assert_eq!(gen("stored"), gen("auto"));
 }
 
 #[test]

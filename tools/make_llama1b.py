@@ -26,7 +26,7 @@ intermediate 8192, RMSNorm eps 1e-5, tied embeddings, rope_theta 500000 with its
 rope_scaling, max_position_embeddings 131072) except the vocabulary: Llama 3's tokenizer is not
 available offline, so the checkpoint carries GPT-2's (../shared/data/tokenizers/gpt2, 50,257 ids,
 declared to the converter as GPT-2's pre-tokenizer, as compare_speed.py does) and by default an
-embedding of 50,257 rows (0.97 B parameters instead of 1.24 B). `--vocab-size 128256` gives the
+embedding of 50,257 rows (1.08 B parameters instead of 1.24 B). `--vocab-size 128256` gives the
 real embedding shape; the converter then fills ids past GPT-2's with unused [PAD<i>] tokens.
 
 Weights, as transformers' LlamaForCausalLM initialises them: every matrix (embedding included)

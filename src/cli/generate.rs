@@ -103,7 +103,8 @@ type Rendered = (String, bool, Option<Vec<Message>>);
 fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyhow::Result<(Box<dyn Generator>, Vec<Rendered>)> {
     // Checked first, so a typo fails before any download.
     let device = parse_device(&args.device)?;
-    let weights = WeightType::parse(&args.dtype, &device)?;
+    let gguf = spec::is_gguf(args.model.as_deref(), &args.sources.options())?;
+    let weights = WeightType::for_model(&args.dtype, &device, gguf)?;
     let resolved = spec::resolve_source(args.model.as_deref(), &args.sources.options())?;
     let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];
     match resolved.source {

@@ -109,8 +109,8 @@ pub struct EvalArgs {
     /// cpu, cuda, cuda:N or metal [default: cpu]
     #[arg(long)]
     pub device: Option<String>,
-    /// auto, f32, bf16, f16 or q8_0 (auto: f32 on CPU, bf16 on GPUs; q8_0: 8-bit weights, CPU
-    /// only) [default: auto]
+    /// auto, f32, bf16, f16, q8_0 or stored (auto: a GGUF file's types as stored on the CPU,
+    /// else f32 on CPU and bf16 on GPUs; q8_0: 8-bit weights, CPU only) [default: auto]
     #[arg(long)]
     pub dtype: Option<String>,
     /// Sequences decoded together (continuous batching) [default: 16]
@@ -176,7 +176,8 @@ pub struct GenerateArgs {
     pub chat: bool,
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// auto, f32, bf16, f16 or q8_0 (q8_0: 8-bit weights, CPU only)
+    /// auto, f32, bf16, f16, q8_0 or stored (auto: a GGUF file's types as stored on the CPU;
+    /// q8_0: 8-bit weights, CPU only)
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// How the KV cache stores keys and values on the CPU host path: f32 (exact) or bf16 (half

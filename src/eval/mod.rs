@@ -130,7 +130,8 @@ impl Plan {
             (Some(d), "auto") => d.as_str(),
             _ => opts.dtype.as_str(),
         };
-        let weights = WeightType::parse(dtype_given, &device)?;
+        let gguf = spec::is_gguf(opts.model.as_deref(), &opts.sources)?;
+        let weights = WeightType::for_model(dtype_given, &device, gguf)?;
         let gen = &env.manifest.generation;
         let mut params = GenParams {
             max_new_tokens: gen.max_new_tokens,

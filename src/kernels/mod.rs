@@ -166,9 +166,9 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
-/// Output pointer shared by the threads of one `matmul`.
+/// Output pointer shared by the threads of one `matmul`, and its row stride.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+struct OutPtr(*mut f32, usize);
 // SAFETY: each thread writes only the output columns of its own disjoint panel range, and the
 // `&mut [f32]` the pointer came from outlives the parallel region, so no two threads touch the
 // same element and nothing reads it concurrently.
@@ -236,11 +236,25 @@ impl PackedMatrix {
     /// As [`matmul`](Self::matmul) with f32 or Q8_0 weights run by `kernel`; bf16 weights
     /// ignore it (they have one kernel).
     pub(crate) fn matmul_with(&self, kernel: Kernel, x: &[f32], m: usize, out: &mut [f32]) {
-        assert_eq!(x.len(), m * self.k, "PackedMatrix::matmul: x.len() != m * k");
         assert_eq!(out.len(), m * self.n, "PackedMatrix::matmul: out.len() != m * n");
+        self.product(kernel, x, m, out, self.n);
+    }
+
+    /// As [`matmul`](Self::matmul) into the first n columns of rows `ldc` apart: row i's
+    /// outputs are `out[i * ldc..i * ldc + n]` (the rest of `out` is left as it is), so several
+    /// matrices can fill one output side by side.
+    pub fn matmul_at(&self, x: &[f32], m: usize, out: &mut [f32], ldc: usize) {
+        assert!(ldc >= self.n, "PackedMatrix::matmul_at: ldc < n");
+        assert!(m == 0 || out.len() >= (m - 1) * ldc + self.n, "PackedMatrix::matmul_at: out too short");
+        self.product(self.kernel, x, m, out, ldc);
+    }
+
+    fn product(&self, kernel: Kernel, x: &[f32], m: usize, out: &mut [f32], ldc: usize) {
+        assert_eq!(x.len(), m * self.k, "PackedMatrix::matmul: x.len() != m * k");
         if m == 0 || self.n == 0 {
             return;
         }
+        let out = OutPtr(out.as_mut_ptr(), ldc);
         match &self.data {
             Weights::F32(d) => self.drive(F32Path { w: lines(d), k: self.k, kernel }, x, m, out),
             #[cfg(target_arch = "x86_64")]
@@ -254,10 +268,9 @@ impl PackedMatrix {
 
     /// Packs x once, then splits the panels over rayon's pool (or not) and runs them through
     /// `path`'s kernels against that one packed copy.
-    fn drive<P: Path>(&self, path: P, x: &[f32], m: usize, out: &mut [f32]) {
+    fn drive<P: Path>(&self, path: P, x: &[f32], m: usize, ptr: OutPtr) {
         let panels = self.n.div_ceil(NR);
         let threads = rayon::current_num_threads().min(panels);
-        let ptr = OutPtr(out.as_mut_ptr());
         let parallel = threads > 1 && m.saturating_mul(self.n).saturating_mul(self.k) >= P::PAR_MIN_WORK;
         P::with_buf(|buf| {
             let packed = self.pack_x(path, x, m, buf, parallel);
@@ -323,15 +336,15 @@ impl PackedMatrix {
             let mut p = panels.start;
             while p < panels.end {
                 // SAFETY: rows r0 .. r0+rows are < m and columns from p*NR are < n, so
-                // every write lands inside `out` (m*n, checked by the caller), and this
+                // every write lands inside `out` ((m-1)*ldc + n, checked by the caller), and this
                 // thread owns the columns of its panel range (see OutPtr).
-                let c = unsafe { out.0.add(r0 * self.n + p * NR) };
+                let (c, ldc) = (unsafe { out.0.add(r0 * out.1 + p * NR) }, out.1);
                 let g = (panels.end - p).min(path.wide_max(rows));
                 if g > 0 {
                     let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + g) * NR]);
                     let cols = (self.n - (p + g - 1) * NR).min(NR);
                     // SAFETY: `c` covers rows × the g panels as above.
-                    unsafe { path.wide(rows, p, g, buf, bias, c, self.n, cols) };
+                    unsafe { path.wide(rows, p, g, buf, bias, c, ldc, cols) };
                     p += g;
                     continue;
                 }
@@ -340,7 +353,7 @@ impl PackedMatrix {
                 for (b0, br) in row_blocks(rows) {
                     // SAFETY: row b0 is inside this chunk (see `c` above), so `c` is valid
                     // for br rows of `cols` columns at stride n.
-                    unsafe { path.block(br, p, &buf[b0 * d..(b0 + br) * d], bias, c.add(b0 * self.n), self.n, cols) };
+                    unsafe { path.block(br, p, &buf[b0 * d..(b0 + br) * d], bias, c.add(b0 * ldc), ldc, cols) };
                 }
                 p += 1;
             }

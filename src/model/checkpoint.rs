@@ -12,6 +12,7 @@ use super::chat::ChatTemplate;
 use super::config::{ModelConfig, TokenIds};
 use super::decoder::{Backend, Decoder};
 use super::gguf::GgufWeights;
+use super::host::StoredTensors;
 use super::lora::LoraAdapter;
 use super::tokenizer::TextTokenizer;
 use crate::device::WeightType;
@@ -262,22 +263,29 @@ impl LoadedModel {
             Weights::Static(_) => "the embedded weights".into(),
             Weights::Gguf(_) => "the GGUF tensors".into(),
         };
+        // A GGUF's tensors are read one at a time as the decoder asks for them, dequantized or
+        // (with `WeightType::Stored`) as stored.
+        let gguf = match &ckpt.weights {
+            Weights::Gguf(g) => Some(g.reader(origin)?),
+            _ => None,
+        };
         let vb = match &ckpt.weights {
             Weights::Files(files) => super::safetensors::ReadSafetensors::open(files)
                 .map(|st| VarBuilder::from_backend(Box::new(st), dtype, device.clone()))
                 .map_err(candle_core::Error::msg),
             Weights::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
-            Weights::Gguf(gguf) => Ok(gguf.var_builder(origin, dtype, device)?),
+            Weights::Gguf(g) => Ok(VarBuilder::from_backend(Box::new(g.reader(origin)?), dtype, device.clone())),
         }
         .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
+        let stored = gguf.as_ref().map(|r| r as &dyn StoredTensors);
         let model = match &ckpt.lora {
             Some(lora) => {
                 let (vb, merge) = lora.var_builder(vb, origin)?;
-                let model = Decoder::load_with(vb, &cfg, backend, weights);
+                let model = Decoder::load_stored(vb, &cfg, backend, weights, stored);
                 merge.finish(lora, model.is_ok(), origin)?;
                 model
             }
-            None => Decoder::load_with(vb, &cfg, backend, weights),
+            None => Decoder::load_stored(vb, &cfg, backend, weights, stored),
         }
         .map_err(|e| Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}")))?;
         let num_parameters = count_parameters(&cfg);

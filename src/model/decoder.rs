@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 
 use super::candle_decoder::{CandleCache, CandleDecoder};
 use super::config::ModelConfig;
-use super::host::{HostCache, HostDecoder, Weights};
+use super::host::{HostCache, HostDecoder, StoredTensors, Weights};
 pub use super::host::KvDtype;
 use crate::device::WeightType;
 
@@ -161,14 +161,23 @@ impl Decoder {
     /// quantised here from `vb` (read as f32) and needs the host kernels; a float type is `vb`'s
     /// own dtype.
     pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, backend: Backend, weights: WeightType) -> Result<Self> {
+        Self::load_stored(vb, cfg, backend, weights, None)
+    }
+
+    /// As [`Decoder::load_with`]; [`WeightType::Stored`] keeps the matrices `stored` holds (a
+    /// GGUF's quantised tensors) in their own types.
+    pub(crate) fn load_stored(vb: VarBuilder, cfg: &ModelConfig, backend: Backend, weights: WeightType, stored: Option<&dyn StoredTensors>) -> Result<Self> {
         let on_host = backend == Backend::Auto && vb.device().is_cpu();
         let host = match weights {
             WeightType::Q8_0 if on_host => Some(Weights::Q8_0),
             WeightType::Q8_0 => candle_core::bail!("{Q8_HOST_ONLY}"),
+            WeightType::Stored if on_host && stored.is_some() => Some(Weights::Gguf),
+            WeightType::Stored if on_host => candle_core::bail!("--dtype stored keeps a GGUF file's types; this model is not a GGUF file"),
+            WeightType::Stored => candle_core::bail!("GGUF types as stored run on the CPU; use --dtype bf16 or f16 on a GPU"),
             WeightType::Float(_) => on_host.then(|| Weights::for_dtype(vb.dtype())).flatten(),
         };
         let inner = if let Some(weights) = host {
-            Inner::Host(Box::new(HostDecoder::load(vb, cfg, weights)?))
+            Inner::Host(Box::new(HostDecoder::load(vb, cfg, weights, stored)?))
         } else {
             Inner::Candle(Box::new(CandleDecoder::load(vb, cfg, backend == Backend::CandleDifferentiable)?))
         };
@@ -191,7 +200,7 @@ impl Decoder {
         match &self.inner {
             Inner::Candle(m) => m.dtype(),
             Inner::Host(m) => match m.weights() {
-                Weights::F32 | Weights::Q8_0 => DType::F32,
+                Weights::F32 | Weights::Q8_0 | Weights::Gguf => DType::F32,
                 Weights::Bf16 => DType::BF16,
             },
         }
@@ -205,6 +214,7 @@ impl Decoder {
                 Weights::F32 => "host f32 kernels",
                 Weights::Bf16 => "host bf16 kernels",
                 Weights::Q8_0 => "host q8_0 kernels",
+                Weights::Gguf => "host kernels, GGUF types as stored",
             },
         }
     }

@@ -7,16 +7,19 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Shape, Tensor};
 use serde_json::json;
 
 use super::checkpoint::{Checkpoint, Weights};
 use super::config::ModelConfig;
 use super::gguf_tokenizer;
+use super::host::StoredTensors;
 use crate::error::{Error, Result};
+use crate::kernels::{GgufType, QuantType};
 
 /// `general.architecture` values this build runs.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
@@ -472,25 +475,125 @@ fn unpermute(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     t.reshape(split)?.transpose(1, 2)?.contiguous()?.reshape(dims)
 }
 
-impl GgufWeights {
-    /// Reads and dequantizes every tensor, converted to `dtype` on `device`, under HF names.
-    pub fn var_builder(&self, origin: &str, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        let mut reader = BufReader::new(file);
-        let mut out = HashMap::with_capacity(self.tensors.len());
-        for m in &self.tensors {
-            let mut load = || -> candle_core::Result<Tensor> {
-                let q = self.content.tensor(&mut reader, &m.gguf, &Device::Cpu)?;
-                let mut t = q.dequantize(&Device::Cpu)?;
-                if let Some(heads) = m.unpermute_heads {
-                    t = unpermute(&t, heads)?;
-                }
-                t.to_dtype(dtype)?.to_device(device)
-            };
-            let t = load().map_err(|e| Error::model(origin, format!("tensor {}: {}", m.gguf, plain(&e))))?;
-            out.insert(m.hf.clone(), t);
+/// Rows of a `[rows, …]` tensor's raw bytes put back in HF order (see [`unpermute`]): GGUF row
+/// `h·d + 2j + i` is HF row `h·d + i·d/2 + j`. Quantisation blocks lie within a row, so this
+/// works on any type.
+fn unpermute_rows(raw: &[u8], rows: usize, heads: usize) -> std::result::Result<Vec<u8>, String> {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) || !raw.len().is_multiple_of(rows) {
+        return Err(format!("{rows} rows cannot be split into {heads} heads of rotary pairs"));
+    }
+    let (d, row) = (rows / heads, raw.len() / rows);
+    let mut out = vec![0u8; raw.len()];
+    for h in 0..heads {
+        for j in 0..d / 2 {
+            for i in 0..2 {
+                let (from, to) = (h * d + 2 * j + i, h * d + i * d / 2 + j);
+                out[to * row..(to + 1) * row].copy_from_slice(&raw[from * row..(from + 1) * row]);
+            }
         }
-        Ok(VarBuilder::from_tensors(out, dtype, device))
+    }
+    Ok(out)
+}
+
+/// The GGUF types the host kernels hold as stored.
+fn stored_type(t: GgmlDType) -> Option<GgufType> {
+    Some(match t {
+        GgmlDType::Q8_0 => GgufType::Q8_0,
+        GgmlDType::Q4_0 => GgufType::Quant(QuantType::Q4_0),
+        GgmlDType::Q4_1 => GgufType::Quant(QuantType::Q4_1),
+        GgmlDType::Q5_0 => GgufType::Quant(QuantType::Q5_0),
+        GgmlDType::Q5_1 => GgufType::Quant(QuantType::Q5_1),
+        GgmlDType::Q2K => GgufType::Quant(QuantType::Q2_K),
+        GgmlDType::Q3K => GgufType::Quant(QuantType::Q3_K),
+        GgmlDType::Q4K => GgufType::Quant(QuantType::Q4_K),
+        GgmlDType::Q5K => GgufType::Quant(QuantType::Q5_K),
+        GgmlDType::Q6K => GgufType::Quant(QuantType::Q6_K),
+        _ => return None,
+    })
+}
+
+/// Reads a GGUF file's tensors one at a time, as they are asked for: a `VarBuilder` backend
+/// (dequantized, for candle's decoder and float host weights) and [`StoredTensors`] (as stored,
+/// for the host kernels). Loading so holds one tensor at a time besides what was built from the
+/// earlier ones.
+pub struct GgufReader<'a> {
+    weights: &'a GgufWeights,
+    by_hf: HashMap<&'a str, &'a Mapped>,
+    reader: Mutex<BufReader<File>>,
+    origin: String,
+}
+
+impl GgufWeights {
+    /// A reader of this file's tensors (opening the file).
+    pub fn reader(&self, origin: &str) -> Result<GgufReader<'_>> {
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let by_hf = self.tensors.iter().map(|m| (m.hf.as_str(), m)).collect();
+        Ok(GgufReader { weights: self, by_hf, reader: Mutex::new(BufReader::new(file)), origin: origin.to_string() })
+    }
+}
+
+impl GgufReader<'_> {
+    fn mapped(&self, hf: &str) -> candle_core::Result<&Mapped> {
+        self.by_hf.get(hf).copied().ok_or_else(|| candle_core::Error::CannotFindTensor { path: hf.to_string() }.bt())
+    }
+
+    /// Tensor `m` as candle reads it from the file.
+    fn qtensor(&self, m: &Mapped) -> candle_core::Result<QTensor> {
+        let mut reader = self.reader.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
+        self.weights
+            .content
+            .tensor(&mut *reader, &m.gguf, &Device::Cpu)
+            .map_err(|e| candle_core::Error::msg(format!("{}: tensor {}: {}", self.origin, m.gguf, plain(&e))))
+    }
+
+    /// Tensor `hf` dequantized to f32 on the CPU, rows in HF order.
+    fn dequantized(&self, hf: &str) -> candle_core::Result<Tensor> {
+        let m = self.mapped(hf)?;
+        let mut t = self.qtensor(m)?.dequantize(&Device::Cpu)?;
+        if let Some(heads) = m.unpermute_heads {
+            t = unpermute(&t, heads)?;
+        }
+        Ok(t)
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for GgufReader<'_> {
+    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self.dequantized(name)?;
+        if t.shape() != &s {
+            candle_core::bail!("shape mismatch for {name}, got {:?}, expected {:?}", t.dims(), s.dims());
+        }
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.dequantized(name)?.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.by_hf.contains_key(name)
+    }
+}
+
+impl StoredTensors for GgufReader<'_> {
+    fn stored_type(&self, name: &str) -> Option<GgufType> {
+        let m = self.by_hf.get(name)?;
+        let info = self.weights.content.tensor_infos.get(&m.gguf)?;
+        stored_type(info.ggml_dtype).filter(|t| {
+            // Rows are whole blocks (checked when the file was opened) on matrices only.
+            info.shape.rank() == 2 && info.shape.dims()[1].is_multiple_of(t.block_len())
+        })
+    }
+
+    fn stored_bytes(&self, name: &str) -> candle_core::Result<Vec<u8>> {
+        let m = self.mapped(name)?;
+        let q = self.qtensor(m)?;
+        let rows = q.shape().dims().first().copied().unwrap_or(1);
+        let raw = q.data()?;
+        match m.unpermute_heads {
+            Some(heads) => unpermute_rows(&raw, rows, heads).map_err(candle_core::Error::msg),
+            None => Ok(raw.into_owned()),
+        }
     }
 }
 

@@ -161,12 +161,26 @@ fn local(c: Checkpoint) -> Resolved {
 /// An alias's defaults (following aliases to aliases), without downloading anything: cheap
 /// enough to check before a run is created, so an unknown alias leaves no Failed run behind.
 pub fn defaults(spec: Option<&str>, opts: &SourceOptions) -> Result<ModelDefaults> {
-    let Some(spec) = spec else { return Ok(ModelDefaults::default()) };
+    match spec {
+        Some(spec) => Ok(follow(spec, opts)?.0),
+        None => Ok(ModelDefaults::default()),
+    }
+}
+
+/// Whether `spec` (through any aliases) is a `.gguf` file, whose weights `--dtype auto` keeps
+/// as stored on the CPU.
+pub fn is_gguf(spec: Option<&str>, opts: &SourceOptions) -> Result<bool> {
+    let Some(spec) = spec else { return Ok(false) };
+    Ok(matches!(follow(spec, opts)?.1, ModelSpec::Trained(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))))
+}
+
+/// The defaults `spec`'s aliases set (outer ones win) and the spec they lead to.
+fn follow(spec: &str, opts: &SourceOptions) -> Result<(ModelDefaults, ModelSpec)> {
     let mut spec = ModelSpec::parse(spec)?;
     let mut out = ModelDefaults::default();
     let mut registry: Option<Registry> = None;
     for _ in 0..MAX_ALIAS_DEPTH {
-        let ModelSpec::Platform(alias) = &spec else { return Ok(out) };
+        let ModelSpec::Platform(alias) = &spec else { return Ok((out, spec)) };
         let reg = match &registry {
             Some(r) => r,
             None => registry.insert(opts.registry()?),

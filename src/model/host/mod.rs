@@ -8,6 +8,7 @@
 
 mod attention;
 mod attn_kernels;
+mod linear;
 mod ops;
 
 use candle_core::{DType, Result};
@@ -15,26 +16,38 @@ use candle_nn::VarBuilder;
 
 use self::attention::{attend, Heads};
 pub use self::attention::{HostCache, KvDtype};
+use self::linear::Linear;
 
 use super::config::ModelConfig;
 use super::decoder::Segment;
 use super::rope::inv_freq;
-use crate::kernels::{PackedMatrix, Packer};
+use crate::kernels::{GgufType, PackedMatrix, Packer};
+
+/// Tensors a checkpoint stores in a GGUF quantised type, which the host kernels hold as they are
+/// (`Weights::Gguf`).
+pub(crate) trait StoredTensors {
+    /// The type tensor `name` (its HF name) is stored in, when the kernels hold that type.
+    fn stored_type(&self, name: &str) -> Option<GgufType>;
+    /// Its bytes as stored, rows in HF order.
+    fn stored_bytes(&self, name: &str) -> Result<Vec<u8>>;
+}
 
 struct Block {
     input_norm: Vec<f32>,
-    /// `[q | k | v]` rows packed as one matrix.
-    qkv: PackedMatrix,
+    /// `[q | k | v]` rows packed as one matrix (or one per stored type).
+    qkv: Linear,
     qk_norm: Option<(Vec<f32>, Vec<f32>)>,
-    o: PackedMatrix,
+    o: Linear,
     post_norm: Vec<f32>,
-    /// `[gate | up]` rows packed as one matrix.
-    gate_up: PackedMatrix,
-    down: PackedMatrix,
+    /// `[gate | up]` rows packed as one matrix (or one per stored type).
+    gate_up: Linear,
+    down: Linear,
 }
 
 enum Embeddings {
     Table(Vec<f32>),
+    /// A GGUF table kept in its quantised type; rows are dequantised as they are looked up.
+    Stored(PackedMatrix),
     /// Tied to the LM head: rows are read back from the packed head, so the table is held once.
     Tied,
 }
@@ -43,7 +56,7 @@ pub(crate) struct HostDecoder {
     embed: Embeddings,
     layers: Vec<Block>,
     norm: Vec<f32>,
-    lm_head: PackedMatrix,
+    lm_head: Linear,
     inv_freq: Vec<f32>,
     heads: Heads,
     hidden: usize,
@@ -121,6 +134,9 @@ pub(crate) enum Weights {
     /// Every linear layer in llama.cpp's Q8_0 (8-bit blocks, dequantised in the kernels; f32
     /// activations). Norms and biases stay f32; an untied embedding table too.
     Q8_0,
+    /// A GGUF's tensors as stored: each matrix in its quantised type (`kernels::quant`, Q8_0),
+    /// others (F32, F16, BF16) as f32; f32 activations.
+    Gguf,
 }
 
 impl Weights {
@@ -139,30 +155,79 @@ impl Weights {
             Weights::Bf16 => PackedMatrix::packer_bf16(n, k, bias)
                 .ok_or_else(|| candle_core::Error::msg("this CPU has no AVX-512 BF16 for bf16 weights")),
             Weights::Q8_0 => Ok(PackedMatrix::packer_q8_0(n, k, bias)),
+            Weights::Gguf => Ok(PackedMatrix::packer(n, k, bias)),
         }
     }
 }
 
-/// Linear layers stacked along their outputs, packed as one matrix (with their biases if
-/// `bias`). Each part's rows go to the packer straight from its tensor, so no f32 copy of the
-/// stack (or of one part) is ever made.
-fn packed(vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool, weights: Weights) -> Result<PackedMatrix> {
-    let rows: usize = parts.iter().map(|p| p.1).sum();
-    let mut b = Vec::with_capacity(if bias { rows } else { 0 });
-    if bias {
-        for &(name, n) in parts {
-            b.extend(vector(&vb.pp(name), n, "bias")?);
+/// Where a matrix's rows come from: the checkpoint's tensors through `vb`, and with
+/// `Weights::Gguf` the tensors it stores quantised, read as stored.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    weights: Weights,
+    stored: Option<&'a dyn StoredTensors>,
+}
+
+impl Source<'_> {
+    /// How tensor `name` under `vb` is held as stored, if it is.
+    fn stored_type(&self, vb: &VarBuilder, name: &str) -> Option<GgufType> {
+        match (self.weights, self.stored) {
+            (Weights::Gguf, Some(s)) => s.stored_type(&format!("{}.{name}", vb.prefix())),
+            _ => None,
         }
     }
-    let mut packer = weights.packer(rows, inputs, bias.then_some(b.as_slice()))?;
-    for &(name, n) in parts {
-        push_rows(&mut packer, &vb.pp(name), (n, inputs), "weight")?;
+
+    /// Linear layers stacked along their outputs (with their biases if `bias`), packed as one
+    /// matrix when they are held alike, else one matrix per part. Each part's rows go to the
+    /// packer straight from its tensor, so no f32 copy of the stack (or of one part) is made.
+    fn packed(&self, vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool) -> Result<Linear> {
+        let types: Vec<_> = parts.iter().map(|(name, _)| self.stored_type(&vb.pp(name), "weight")).collect();
+        if types.windows(2).all(|t| t[0] == t[1]) {
+            return Ok(Linear::One(self.pack_parts(vb, parts, inputs, bias, types[0])?));
+        }
+        let matrices = parts
+            .iter()
+            .zip(types)
+            .map(|(&part, t)| self.pack_parts(vb, &[part], inputs, bias, t))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Linear::Parts(matrices))
     }
-    Ok(packer.finish())
+
+    /// `parts` packed as one matrix, as stored type `stored` or as `self.weights`.
+    fn pack_parts(&self, vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool, stored: Option<GgufType>) -> Result<PackedMatrix> {
+        let rows: usize = parts.iter().map(|p| p.1).sum();
+        let mut b = Vec::with_capacity(if bias { rows } else { 0 });
+        if bias {
+            for &(name, n) in parts {
+                b.extend(vector(&vb.pp(name), n, "bias")?);
+            }
+        }
+        let bias = bias.then_some(b.as_slice());
+        let (Some(t), Some(source)) = (stored, self.stored) else {
+            let mut packer = self.weights.packer(rows, inputs, bias)?;
+            for &(name, n) in parts {
+                push_rows(&mut packer, &vb.pp(name), (n, inputs), "weight")?;
+            }
+            return Ok(packer.finish());
+        };
+        let mut packer = PackedMatrix::packer_gguf(t, rows, inputs, bias);
+        for &(name, n) in parts {
+            let full = format!("{}.weight", vb.pp(name).prefix());
+            let raw = source.stored_bytes(&full)?;
+            if raw.len() != n * t.row_bytes(inputs) {
+                candle_core::bail!("{full}: {} bytes of {} for [{n}, {inputs}]", raw.len(), t.name());
+            }
+            packer.push_gguf(&raw);
+        }
+        Ok(packer.finish())
+    }
 }
 
 impl HostDecoder {
-    pub fn load(vb: VarBuilder, cfg: &ModelConfig, weights: Weights) -> Result<Self> {
+    /// Loads `vb`'s tensors held as `weights`; with `Weights::Gguf`, `stored` gives the
+    /// tensors kept in their GGUF types.
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig, weights: Weights, stored: Option<&dyn StoredTensors>) -> Result<Self> {
+        let src = Source { weights, stored };
         let (hs, is) = (cfg.hidden_size, cfg.intermediate_size);
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
         let (qkv_bias, o_bias) = cfg.projection_bias();
@@ -170,10 +235,13 @@ impl HostDecoder {
         // The largest tensors first, while nothing else is held: loading peaks at the packed
         // model plus one tensor.
         let (embed, lm_head) = if cfg.tie_word_embeddings {
-            (Embeddings::Tied, packed(&m, &[("embed_tokens", cfg.vocab_size)], hs, false, weights)?)
+            (Embeddings::Tied, src.packed(&m, &[("embed_tokens", cfg.vocab_size)], hs, false)?)
         } else {
-            let table = values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?;
-            (Embeddings::Table(table), packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false, weights)?)
+            let table = match src.stored_type(&m.pp("embed_tokens"), "weight") {
+                Some(t) => Embeddings::Stored(src.pack_parts(&m, &[("embed_tokens", cfg.vocab_size)], hs, false, Some(t))?),
+                None => Embeddings::Table(values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?),
+            };
+            (table, src.packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false)?)
         };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
@@ -187,12 +255,12 @@ impl HostDecoder {
                 let mlp = l.pp("mlp");
                 Ok(Block {
                     input_norm: vector(&l.pp("input_layernorm"), hs, "weight")?,
-                    qkv: packed(&a, &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)], hs, qkv_bias, weights)?,
+                    qkv: src.packed(&a, &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)], hs, qkv_bias)?,
                     qk_norm,
-                    o: packed(&a, &[("o_proj", hs)], h * hd, o_bias, weights)?,
+                    o: src.packed(&a, &[("o_proj", hs)], h * hd, o_bias)?,
                     post_norm: vector(&l.pp("post_attention_layernorm"), hs, "weight")?,
-                    gate_up: packed(&mlp, &[("gate_proj", is), ("up_proj", is)], hs, cfg.mlp_bias, weights)?,
-                    down: packed(&mlp, &[("down_proj", hs)], is, cfg.mlp_bias, weights)?,
+                    gate_up: src.packed(&mlp, &[("gate_proj", is), ("up_proj", is)], hs, cfg.mlp_bias)?,
+                    down: src.packed(&mlp, &[("down_proj", hs)], is, cfg.mlp_bias)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -221,6 +289,7 @@ impl HostDecoder {
         let floats = |v: &[f32]| std::mem::size_of_val(v);
         let table = match &self.embed {
             Embeddings::Table(t) => floats(t),
+            Embeddings::Stored(m) => m.bytes(),
             Embeddings::Tied => 0,
         };
         let layers: usize = self
@@ -277,6 +346,7 @@ impl HostDecoder {
             }
             match &self.embed {
                 Embeddings::Table(table) => row.copy_from_slice(&table[t * hs..(t + 1) * hs]),
+                Embeddings::Stored(m) => m.row(t, row),
                 Embeddings::Tied => self.lm_head.row(t, row),
             }
         }
