@@ -1,8 +1,11 @@
 //! Decode and prefill speed of the decoder on a random model with the SmolLM2-135M shape
-//! (nothing is downloaded), in the units of the project's targets: decode tokens/s counted
-//! across the batch, 64-token prompts, 64 new tokens; prefill tokens/s for 32 × 64.
+//! (nothing is downloaded), or on `--model` (a checkpoint folder or a `.gguf` file, whose types
+//! `--dtype auto` keeps as stored), in the units of the project's targets: decode tokens/s
+//! counted across the batch, 64-token prompts, 64 new tokens; prefill tokens/s for 32 × 64.
+//! `BENCHGEN_ISA=avx2|scalar` measures another kernel family.
 //!
 //!     RAYON_NUM_THREADS=2 cargo run --release --example speed [-- --batches 1,8,32 --repeats 3 --dtype q8_0]
+//!     RAYON_NUM_THREADS=2 cargo run --release --example speed -- --model m-q4_k_m.gguf --dtype auto
 //!
 //! Prints the median of `--repeats` runs per row.
 
@@ -32,6 +35,9 @@ struct Args {
     /// cpu, cuda[:N] or metal (GPU builds only).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// A model (folder or .gguf) instead of the random SmolLM2-135M-shaped one.
+    #[arg(long)]
+    model: Option<String>,
 }
 
 fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Vec<u32>> {
@@ -53,7 +59,8 @@ fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Ve
 
 /// (prefill seconds, decode seconds) for `batch` prompts.
 fn run(m: &Decoder, batch: usize, args: &Args) -> Result<(f64, f64)> {
-    let prompts: Vec<Vec<u32>> = (0..batch).map(|b| (0..args.prompt).map(|i| ((b * 7919 + i * 104729) % 49152) as u32).collect()).collect();
+    let vocab = m.config().vocab_size.min(49152);
+    let prompts: Vec<Vec<u32>> = (0..batch).map(|b| (0..args.prompt).map(|i| ((b * 7919 + i * 104729) % vocab) as u32).collect()).collect();
     let mut caches: Vec<SeqCache> = prompts.iter().map(|p| m.new_cache(p.len() + args.new_tokens)).collect();
     let t = Instant::now();
     let mut next = step(m, &mut caches, &prompts)?;
@@ -75,10 +82,17 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let isa = benchgen::kernels::isa::select_from_env()?;
     eprintln!("kernels: {}", isa.name());
-    let cfg = smollm2_135m_config();
     let device = benchgen::device::parse_device(&args.device)?;
-    let weights = WeightType::parse(&args.dtype, &device)?;
-    let m = random_decoder(&cfg, weights, &device, 1)?;
+    let m = match &args.model {
+        Some(model) => {
+            let sources = benchgen::model::spec::SourceOptions::default();
+            let gguf = benchgen::model::spec::is_gguf(Some(model), &sources)?;
+            let weights = WeightType::for_model(&args.dtype, &device, gguf)?;
+            let ckpt = benchgen::model::spec::resolve(Some(model))?;
+            benchgen::model::LoadedModel::load(&ckpt, &device, weights)?.model
+        }
+        None => random_decoder(&smollm2_135m_config(), WeightType::parse(&args.dtype, &device)?, &device, 1)?,
+    };
     println!("benchgen, {} ({}) on {}, {} threads, prompt {} + {} new tokens", args.dtype, m.backend_name(), args.device,
              std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()), args.prompt, args.new_tokens);
     for &b in &args.batches {

@@ -188,11 +188,47 @@ fn write_gguf_typed(dir: &Path, out: &Path, type_of: impl Fn(&str) -> GgmlDType,
         bytes += stored.storage_size_in_bytes();
         tensors.push((gguf_name(&hf), stored));
     }
+    if let Some(factors) = llama3_rope_factors(&cfg) {
+        let t = Tensor::from_vec(factors.clone(), factors.len(), &Device::Cpu).unwrap();
+        tensors.push(("rope_freqs.weight".into(), QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+    }
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(out).unwrap();
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
     Written { weights, fallbacks, bytes }
+}
+
+/// The `rope_freqs.weight` llama.cpp's converter writes for Llama 3 rope scaling (its
+/// `LlamaModel.generate_extra_tensors`, in f32 as its torch tensors are): per frequency, the
+/// divisor of the rotary angle.
+fn llama3_rope_factors(cfg: &Json) -> Option<Vec<f32>> {
+    let rope = if cfg["rope_parameters"].is_object() { &cfg["rope_parameters"] } else { &cfg["rope_scaling"] };
+    if rope["rope_type"] != "llama3" {
+        return None;
+    }
+    let f = |k: &str| rope[k].as_f64().unwrap() as f32;
+    let (factor, low, high, old) = (f("factor"), f("low_freq_factor"), f("high_freq_factor"), f("original_max_position_embeddings"));
+    let base = cfg["rope_theta"].as_f64().or(rope["rope_theta"].as_f64()).unwrap() as f32;
+    let dim = cfg["head_dim"].as_u64().unwrap() as usize;
+    let (low_wavelen, high_wavelen) = (old / low, old / high);
+    Some(
+        (0..dim)
+            .step_by(2)
+            .map(|i| {
+                let freq = 1.0 / base.powf(i as f32 / dim as f32);
+                let wavelen = 2.0 * std::f32::consts::PI / freq;
+                if wavelen < high_wavelen {
+                    1.0
+                } else if wavelen > low_wavelen {
+                    factor
+                } else {
+                    let smooth = (old / wavelen - low) / (high - low);
+                    1.0 / ((1.0 - smooth) / factor + smooth)
+                }
+            })
+            .collect(),
+    )
 }
 
 /// A copy of checkpoint `dir` whose weights are replaced by `weights` (f32 safetensors).
@@ -449,6 +485,32 @@ fn q4_k_gguf_loads_exactly_what_it_holds() {
     // 4-bit weights have ~6-7% relative RMS error on random weights; measured 2.72 on logits up
     // to 6.0. The exact check against the same (dequantized) weights is the one that matters.
     assert!(d < 4.0, "Q4_K GGUF logits differ by {d}");
+}
+
+/// Llama 3 rope scaling reaches a GGUF as llama.cpp's `rope_freqs.weight` (no `rope_scaling`
+/// metadata): benchgen divides its angles by those factors as llama.cpp does, so the file agrees
+/// with the checkpoint (and with transformers' goldens) as an f32 GGUF does.
+#[test]
+fn llama3_rope_scaling_comes_from_rope_freqs() {
+    let (d, greedy) = gguf_against_safetensors(&fixture("llama3-rope-mqa"), "llama3-rope-mqa", GgmlDType::F32);
+    assert!(d < 1e-5, "llama3-rope-mqa: f32 GGUF with rope_freqs differs by {d}");
+    assert!(greedy);
+    // Without the factors the model is another one: the test would notice a dropped tensor.
+    let tmp = tempfile::tempdir().unwrap();
+    let base = fixture("llama3-rope-mqa");
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"] {
+        std::fs::copy(base.join(f), plain.join(f)).unwrap();
+    }
+    let mut cfg = read_json(&base.join("config.json"));
+    cfg["rope_parameters"]["rope_type"] = "default".into();
+    std::fs::write(plain.join("config.json"), cfg.to_string()).unwrap();
+    let (with, without) = (tmp.path().join("with.gguf"), tmp.path().join("without.gguf"));
+    write_gguf(&base, &with, GgmlDType::F32, |_| {});
+    write_gguf(&plain, &without, GgmlDType::F32, |_| {});
+    let (d, _, _) = compare(&load(&with), &load(&without), &golden_prompts("llama3-rope-mqa"));
+    assert!(d > 1e-3, "rope_freqs changed nothing ({d})");
 }
 
 /// The GGUF types real files use, held as stored (`--dtype auto` on the CPU): logits and greedy

@@ -351,45 +351,61 @@ pub(super) fn put_rows(w: &mut QuantWeights, k: usize, first: usize, raw: &[u8])
         .take(panels.len())
         .collect();
     jobs.into_par_iter().for_each(|(p, (q, s))| {
-        for r in (p * NR).max(first)..((p + 1) * NR).min(first + rows) {
-            put_row(ty, &raw[(r - first) * row_bytes..(r - first + 1) * row_bytes], r % NR, q, s);
-        }
+        let rows = (p * NR).max(first)..((p + 1) * NR).min(first + rows);
+        let raws: Vec<(usize, &[u8])> = rows.map(|r| (r % NR, &raw[(r - first) * row_bytes..(r - first + 1) * row_bytes])).collect();
+        put_panel(ty, &raws, q, s);
     });
 }
 
-/// Row `raw` into column `c` of one panel's quants `q` and scale records `s`.
-fn put_row(ty: QuantType, raw: &[u8], c: usize, q: &mut [u8], s: &mut [u8]) {
+/// Rows `raws` (column in the panel, GGUF bytes) into one panel's quants `q` and scale
+/// records `s`, a block at a time: the block's q values of every column first, then each k
+/// step's planes built whole. Columns not in `raws` contribute zero bits (ORed in), so a panel
+/// may be filled by several calls.
+fn put_panel(ty: QuantType, raws: &[(usize, &[u8])], q: &mut [u8], s: &mut [u8]) {
     let f = ty.format();
     let (step, record) = (f.step(), f.record());
-    let (byte, shift) = (c % 16, 4 * (c / 16));
-    for (b, raw) in raw.chunks_exact(f.block_bytes).enumerate() {
-        let blk = decode(ty, raw);
-        for (i, &v) in blk.q[..f.block].iter().enumerate() {
-            let at = (b * f.block + i) * step;
-            let mut rest = v;
-            if f.nibble {
-                q[at + byte] |= (v & 0x0F) << shift;
-                rest >>= 4;
-            }
-            let planes = at + if f.nibble { 16 } else { 0 };
-            for j in 0..f.planes {
-                if (rest >> j) & 1 == 1 {
-                    q[planes + 4 * j + c / 8] |= 1 << (c % 8);
-                }
-            }
-        }
+    let blocks = raws.first().map_or(0, |(_, r)| r.len() / f.block_bytes);
+    let mut vals = [[0u8; 256]; NR];
+    for b in 0..blocks {
         let rec = &mut s[b * record..(b + 1) * record];
-        rec[2 * c..2 * c + 2].copy_from_slice(&blk.d.to_le_bytes());
-        if f.e {
-            rec[2 * NR + 2 * c..2 * NR + 2 * c + 2].copy_from_slice(&blk.e.to_le_bytes());
-        }
-        if f.sc != Sc::None {
-            for sub in 0..f.subs() {
-                rec[f.sc_at(sub) + c] = blk.sc[sub];
-                if f.mins {
-                    rec[f.m_at(sub) + c] = blk.m[sub];
+        for &(c, raw) in raws {
+            let blk = decode(ty, &raw[b * f.block_bytes..(b + 1) * f.block_bytes]);
+            vals[c] = blk.q;
+            rec[2 * c..2 * c + 2].copy_from_slice(&blk.d.to_le_bytes());
+            if f.e {
+                rec[2 * NR + 2 * c..2 * NR + 2 * c + 2].copy_from_slice(&blk.e.to_le_bytes());
+            }
+            if f.sc != Sc::None {
+                for sub in 0..f.subs() {
+                    rec[f.sc_at(sub) + c] = blk.sc[sub];
+                    if f.mins {
+                        rec[f.m_at(sub) + c] = blk.m[sub];
+                    }
                 }
             }
+        }
+        for (i, at) in (0..f.block).map(|i| (i, (b * f.block + i) * step)) {
+            let mut planes = at;
+            let mut shift = 0;
+            if f.nibble {
+                for j in 0..16 {
+                    q[at + j] |= (vals[j][i] & 0x0F) | (vals[j + 16][i] << 4);
+                }
+                planes += 16;
+                shift = 4;
+            }
+            for j in 0..f.planes {
+                let mut word = 0u32;
+                for (c, v) in vals.iter().enumerate() {
+                    word |= (((v[i] >> (shift + j)) & 1) as u32) << c;
+                }
+                for (o, w) in q[planes + 4 * j..planes + 4 * j + 4].iter_mut().zip(word.to_le_bytes()) {
+                    *o |= w;
+                }
+            }
+        }
+        for &(c, _) in raws {
+            vals[c] = [0; 256];
         }
     }
 }

@@ -85,6 +85,11 @@ pub struct ModelConfig {
     pub rope_parameters: Option<RopeParameters>,
     #[serde(default)]
     pub rope_scaling: Option<RopeParameters>,
+    /// Per-frequency divisors of the rotary angles (llama.cpp's `rope_freqs.weight`, which its
+    /// converter writes for Llama 3's rope scaling): set only for GGUF files, which carry these
+    /// instead of `rope_scaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_freq_factors: Option<Vec<f32>>,
     #[serde(default = "default_max_positions")]
     pub max_position_embeddings: usize,
     #[serde(default)]
@@ -192,7 +197,15 @@ impl ModelConfig {
                 return Err(format!("hidden_act \"{act}\" is not supported (only silu)"));
             }
         }
-        self.rope_scaling()?;
+        let scaling = self.rope_scaling()?;
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != self.head_dim() / 2 {
+                return Err(format!("rope_freqs has {} factors for heads of {} dimensions (expected {})", f.len(), self.head_dim(), self.head_dim() / 2));
+            }
+            if scaling != RopeScaling::None {
+                return Err("rope_freqs factors and rope_scaling together are not supported".into());
+            }
+        }
         if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3) && self.use_sliding_window == Some(true) {
             return Err("use_sliding_window = true is not supported yet for Qwen models".into());
         }

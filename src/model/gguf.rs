@@ -21,6 +21,9 @@ use super::host::StoredTensors;
 use crate::error::{Error, Result};
 use crate::kernels::{GgufType, QuantType};
 
+/// llama.cpp's per-frequency rope divisors (Llama 3 scaling), read into the config.
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
 /// `general.architecture` values this build runs.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
 
@@ -224,7 +227,7 @@ fn architecture(meta: &Meta) -> Result<String, String> {
 }
 
 /// The model config the metadata describes (`{arch}.*` keys, as llama.cpp writes them).
-fn model_config(meta: &Meta, content: &Content, vocab_size: usize) -> Result<ModelConfig, String> {
+fn model_config(meta: &Meta, content: &Content, vocab_size: usize, rope_freqs: Option<Vec<f32>>) -> Result<ModelConfig, String> {
     let arch = architecture(meta)?;
     let key = |k: &str| format!("{arch}.{k}");
     if let Some(experts) = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0) {
@@ -249,9 +252,6 @@ fn model_config(meta: &Meta, content: &Content, vocab_size: usize) -> Result<Mod
                 key("rope.dimension_count")
             ));
         }
-    }
-    if content.tensor_infos.contains_key("rope_freqs.weight") {
-        return Err("rope_freqs.weight (llama3-style rope scaling factors) is not supported for GGUF yet".into());
     }
     let scaling_type = match meta.get(&key("rope.scaling.type")) {
         Some(_) => meta.string(&key("rope.scaling.type"))?,
@@ -284,6 +284,7 @@ fn model_config(meta: &Meta, content: &Content, vocab_size: usize) -> Result<Mod
         "attention_bias": bias("attn_q"),
         "mlp_bias": bias("ffn_up"),
         "hidden_act": "silu",
+        "rope_freq_factors": rope_freqs,
     });
     let cfg: ModelConfig = serde_json::from_value(cfg).map_err(|e| e.to_string())?;
     cfg.validate()?;
@@ -416,7 +417,18 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     let meta = Meta(&content.metadata);
     architecture(&meta).map_err(bad)?;
     let tok = gguf_tokenizer::from_metadata(&content.metadata).map_err(|m| bad(format!("tokenizer: {m}")))?;
-    let cfg = model_config(&meta, &content, tok.vocab_size).map_err(bad)?;
+    let rope_freqs = match content.tensor_infos.get(ROPE_FREQS) {
+        Some(_) => {
+            let mut reader = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
+            let t = content
+                .tensor(&mut reader, ROPE_FREQS, &Device::Cpu)
+                .and_then(|q| q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>())
+                .map_err(|e| bad(format!("tensor {ROPE_FREQS}: {}", plain(&e))))?;
+            Some(t)
+        }
+        None => None,
+    };
+    let cfg = model_config(&meta, &content, tok.vocab_size, rope_freqs).map_err(bad)?;
     if tok.vocab_size > cfg.vocab_size {
         return Err(bad(format!(
             "tokenizer.ggml.tokens has {} tokens but the model's vocabulary size is {}",
@@ -432,6 +444,7 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     names.sort();
     let tensors = names
         .into_iter()
+        .filter(|name| name.as_str() != ROPE_FREQS)
         .map(|name| {
             let hf = hf_name(name).ok_or_else(|| bad(format!("unexpected tensor {name}: not part of any model this build runs")))?;
             let unpermute_heads = match name.rsplit('.').nth(1) {

@@ -9,11 +9,15 @@ pub(crate) struct Rope {
     pub sin: Tensor,
 }
 
-/// Inverse frequencies as transformers computes them (f32 powers), then scaled.
+/// Inverse frequencies as transformers computes them (f32 powers), then scaled; divided by a
+/// GGUF's `rope_freqs` factors as llama.cpp divides its angles.
 pub(crate) fn inv_freq(cfg: &ModelConfig, scaling: RopeScaling) -> Vec<f32> {
     let dim = cfg.head_dim();
     let base = cfg.rope_theta() as f32;
     let plain = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32));
+    if let Some(factors) = &cfg.rope_freq_factors {
+        return plain.zip(factors).map(|(f, d)| f / d).collect();
+    }
     match scaling {
         RopeScaling::None => plain.collect(),
         RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
