@@ -574,6 +574,40 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
     }
 }
 
+/// A Q4_K_M-like file as stored: log-likelihoods are bit for bit the same at batch sizes 1, 3, 8
+/// and 32 (continuous batching, mixed lengths), as for f32 weights.
+#[test]
+fn quantized_gguf_is_batch_invariant() {
+    use benchgen::engine::{Generator, LocalEngine, LoglikOutput, LoglikRequest};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama-256");
+    llama_256(&dir, 2, false);
+    let path = tmp.path().join("mix.gguf");
+    write_gguf_typed(&dir, &path, |hf| if hf.contains("v_proj") || hf.contains("down_proj") { GgmlDType::Q6K } else { GgmlDType::Q4K }, |_| {});
+    let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
+    let words = ["alpha", "be", "sea", "delta", "echo", "fox", "golf", "hotel"];
+    let text = |i: usize, n: usize| (0..n).map(|j| words[(i * 7 + j * 5 + j * j) % 8]).collect::<Vec<_>>().join(" ");
+    let requests: Vec<LoglikRequest> = (0..24)
+        .map(|i| LoglikRequest { index: i, context: text(i, 2 + (i * 7) % 25), continuation: format!(" {}", text(i + 3, 1 + i % 6)), ..Default::default() })
+        .collect();
+    let run = |batch: usize| {
+        let model = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Stored).unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        LocalEngine::new(model, batch)
+            .loglikelihood(requests.clone(), &mut |o: LoglikOutput| {
+                out.insert(o.index, o.logprob.to_bits());
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    let one = run(1);
+    assert_eq!(one.len(), requests.len());
+    for batch in [3, 8, 32] {
+        assert_eq!(run(batch), one, "log-likelihoods at batch {batch} differ from batch 1");
+    }
+}
+
 /// `--dtype auto` keeps a GGUF as stored on the CPU (and `--dtype f32` dequantizes it), through
 /// the binary; the run records `stored`.
 #[test]
