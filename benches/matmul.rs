@@ -4,7 +4,8 @@
 //!
 //!     RAYON_NUM_THREADS=2 cargo bench --bench matmul
 //!
-//! m = 1 is a batch-1 decode step, 8 and 32 batched decode, 2048 a prefill.
+//! m = 1 is a batch-1 decode step, 8 and 32 batched decode, 2048 a prefill. `matmul/*_1b`:
+//! GGUF quantised types as stored on Llama-3.2-1B's MLP shapes.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -63,5 +64,44 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// GGUF types held as stored (`quant/TYPE`) against f32 (`f32`) on Llama-3.2-1B's MLP shapes:
+/// decode at m = 1, 8, 32 and a 512-row prefill chunk.
+fn bench_gguf(c: &mut Criterion) {
+    use benchgen::kernels::{GgufType, QuantType};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let types = [
+        (GgufType::Quant(QuantType::Q4_K), GgmlDType::Q4K),
+        (GgufType::Quant(QuantType::Q6_K), GgmlDType::Q6K),
+        (GgufType::Quant(QuantType::Q4_0), GgmlDType::Q4_0),
+        (GgufType::Q8_0, GgmlDType::Q8_0),
+    ];
+    for (name, n, k) in [("gate_up_1b", 16384, 2048), ("down_1b", 2048, 8192)] {
+        let w = data(n as u64 * 17 + k as u64, n * k);
+        let f32m = PackedMatrix::pack(&w, n, k, None);
+        let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
+        let quant: Vec<_> = types
+            .iter()
+            .map(|&(t, g)| {
+                let raw = QTensor::quantize(&wt, g).unwrap().data().unwrap().to_vec();
+                let mut p = PackedMatrix::packer_gguf(t, n, k, None);
+                p.push_gguf(&raw);
+                (t.name(), p.finish())
+            })
+            .collect();
+        let mut g = c.benchmark_group(format!("matmul/{name}_{n}x{k}"));
+        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_millis(2000));
+        for m in [1, 8, 32, 512] {
+            let x = data(m as u64 + 7, m * k);
+            let mut out = vec![0.0f32; m * n];
+            g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+            g.bench_with_input(BenchmarkId::new("f32", m), &m, |b, &m| b.iter(|| f32m.matmul(black_box(&x), m, black_box(&mut out))));
+            for (t, q) in &quant {
+                g.bench_with_input(BenchmarkId::new(*t, m), &m, |b, &m| b.iter(|| q.matmul(black_box(&x), m, black_box(&mut out))));
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_gguf);
 criterion_main!(benches);

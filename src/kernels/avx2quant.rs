@@ -132,38 +132,62 @@ unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize) -> ([__m256; V], 
     (a, o)
 }
 
-/// The 32 q values of the k step at `q`, 8 columns a vector.
+/// The 32 q values of the k step at `q`, 8 columns a vector. They are assembled a byte per
+/// column in one register (each bit plane's 4 bytes spread to the 32 byte lanes by a shuffle,
+/// tested against each lane's bit), then widened.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn unpack(f: &Format, q: *const u8) -> [__m256i; V] {
-    let mut v = [_mm256_setzero_si256(); V];
+    let mut v = _mm256_setzero_si256();
     let mut planes = q;
     let mut first = 0;
     if f.nibble {
         // SAFETY: a k step holds 16 nibble bytes, then its bit planes.
         let b = unsafe { _mm_loadu_si128(q.cast()) };
         let mask = _mm_set1_epi8(0x0F);
-        let (low, high) = (_mm_and_si128(b, mask), _mm_and_si128(_mm_srli_epi16(b, 4), mask));
-        v[0] = _mm256_cvtepu8_epi32(low);
-        v[1] = _mm256_cvtepu8_epi32(_mm_srli_si128(low, 8));
-        v[2] = _mm256_cvtepu8_epi32(high);
-        v[3] = _mm256_cvtepu8_epi32(_mm_srli_si128(high, 8));
+        v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), mask), _mm_and_si128(b, mask));
         // SAFETY: as above.
         planes = unsafe { q.add(16) };
         first = 4;
     }
-    let lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    for j in 0..f.planes {
-        // SAFETY: as above: plane j is 4 bytes.
-        let bits = unsafe { planes.add(4 * j).cast::<u32>().read_unaligned() };
-        let add = _mm256_set1_epi32(1 << (first + j));
-        for (i, vi) in v.iter_mut().enumerate() {
-            let byte = _mm256_set1_epi32(((bits >> (8 * i)) & 0xFF) as i32);
-            let set = _mm256_cmpeq_epi32(_mm256_and_si256(byte, lanes), lanes);
-            *vi = _mm256_add_epi32(*vi, _mm256_and_si256(set, add));
+    if f.planes > 0 {
+        // Byte lane c takes plane byte c / 8 (shuffles stay within 128-bit halves, and the
+        // broadcast puts the 4 bytes in both).
+        let spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        for j in 0..f.planes {
+            // SAFETY: as above: plane j is 4 bytes.
+            let bits = unsafe { planes.add(4 * j).cast::<i32>().read_unaligned() };
+            let lanes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits), spread);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(lanes, bit), bit);
+            v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(1 << (first + j))));
         }
     }
-    v
+    let (low, high) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    [
+        _mm256_cvtepu8_epi32(low),
+        _mm256_cvtepu8_epi32(_mm_srli_si128(low, 8)),
+        _mm256_cvtepu8_epi32(high),
+        _mm256_cvtepu8_epi32(_mm_srli_si128(high, 8)),
+    ]
+}
+
+/// Rows i0..i0+G: their FMA chains over the tile's `len` k steps (`x` holds those steps' rows,
+/// `rows` apart), accumulators in registers throughout.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn group<const G: usize>(acc: &mut [[__m256; V]], tile: &[[__m256; V]], x: &[f32], rows: usize, i0: usize) {
+    let mut r = [[_mm256_setzero_ps(); V]; G];
+    r.copy_from_slice(&acc[i0..i0 + G]);
+    for (t, w) in tile.iter().enumerate() {
+        for (i, ri) in r.iter_mut().enumerate() {
+            let xi = _mm256_set1_ps(x[t * rows + i0 + i]);
+            for v in 0..V {
+                ri[v] = _mm256_fmadd_ps(xi, w[v], ri[v]);
+            }
+        }
+    }
+    acc[i0..i0 + G].copy_from_slice(&r);
 }
 
 /// Every row's accumulators (row-major, NR columns) after the whole FMA chain over k.
@@ -199,17 +223,14 @@ unsafe fn run<const T: usize>(rows: usize, k: usize, a: &[f32], q: &[u8], s: &[u
             let mut i0 = 0;
             while i0 < rows {
                 let g = (rows - i0).min(GROUP);
-                let mut r = [[_mm256_setzero_ps(); V]; GROUP];
-                r[..g].copy_from_slice(&acc[i0..i0 + g]);
-                for (t, w) in tile[..f.sub].iter().enumerate() {
-                    for (i, ri) in r[..g].iter_mut().enumerate() {
-                        let xi = _mm256_set1_ps(x[t * rows + i0 + i]);
-                        for v in 0..V {
-                            ri[v] = _mm256_fmadd_ps(xi, w[v], ri[v]);
-                        }
+                // SAFETY: features forwarded from `block`.
+                unsafe {
+                    match g {
+                        1 => group::<1>(&mut acc, &tile[..f.sub], x, rows, i0),
+                        2 => group::<2>(&mut acc, &tile[..f.sub], x, rows, i0),
+                        _ => group::<3>(&mut acc, &tile[..f.sub], x, rows, i0),
                     }
                 }
-                acc[i0..i0 + g].copy_from_slice(&r[..g]);
                 i0 += g;
             }
         }
