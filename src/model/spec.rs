@@ -247,8 +247,8 @@ fn resolve_adapter(dir: &Path, opts: &SourceOptions, depth: usize) -> Result<Res
 
 /// The tokenizer of `--model` (None → the embedded model's), for commands that need nothing
 /// else: a checkpoint folder's tokenizer.json, or a GGUF file's embedded vocabulary read from
-/// its metadata (any architecture, vocabulary-only files included). Hub models, adapters and
-/// aliases of them resolve as for running the model; a server has no tokenizer here.
+/// its metadata (any architecture, vocabulary-only files included), a hub model's tokenizer.json
+/// alone. Adapters resolve as for running the model; a server has no tokenizer here.
 pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<TextTokenizer> {
     let Some(spec) = spec else {
         let c = crate::embedded::model_checkpoint();
@@ -281,13 +281,29 @@ pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<Tex
             }
             TextTokenizer::from_bytes(&std::fs::read(&file).map_err(|e| Error::io(&file, e))?, &origin)
         }
-        other => match resolve_parsed(other, opts, 0)?.source {
-            ModelSource::Local(c) => TextTokenizer::from_bytes(&c.tokenizer_json, &c.origin),
-            ModelSource::Endpoint(e) => Err(Error::model(
-                format!("running:{}", e.url),
-                "a running server's tokenizer cannot be loaded here; pass a checkpoint, a .gguf file, hf: or platform:",
-            )),
-        },
+        // tokenizer.json alone; a repo without one (a LoRA adapter) resolves in full below.
+        ModelSpec::Hf { repo, revision } => {
+            let hub_opts = super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
+            match super::hub::fetch_model_file(repo, revision.as_deref(), "tokenizer.json", &hub_opts) {
+                Ok(f) => {
+                    let bytes = std::fs::read(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                    TextTokenizer::from_bytes(&bytes, &format!("hf:{repo}@{}", f.commit))
+                }
+                Err(_) => local_tokenizer(&spec, opts),
+            }
+        }
+        other => local_tokenizer(other, opts),
+    }
+}
+
+/// The tokenizer of a spec resolved as for running the model.
+fn local_tokenizer(spec: &ModelSpec, opts: &SourceOptions) -> Result<TextTokenizer> {
+    match resolve_parsed(spec, opts, 0)?.source {
+        ModelSource::Local(c) => TextTokenizer::from_bytes(&c.tokenizer_json, &c.origin),
+        ModelSource::Endpoint(e) => Err(Error::model(
+            format!("running:{}", e.url),
+            "a running server's tokenizer cannot be loaded here; pass a checkpoint, a .gguf file, hf: or platform:",
+        )),
     }
 }
 

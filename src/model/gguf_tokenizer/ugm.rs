@@ -75,6 +75,10 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::quantized::gguf_file::Value;
+
     use super::*;
 
     #[test]
@@ -84,5 +88,42 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    fn tokenizer(merge_spaces: bool) -> tokenizers::Tokenizer {
+        let tokens = ["<pad>", "</s>", "<unk>", "▁", "▁a", "a", "b", "▁ab"];
+        let scores = [0.0, 0.0, 0.0, -2.0, -1.0, -3.0, -3.0, -1.5];
+        let md: HashMap<String, Value> = [
+            ("tokenizer.ggml.model", Value::String("t5".into())),
+            ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::String(t.to_string())).collect())),
+            ("tokenizer.ggml.scores", Value::Array(scores.iter().map(|&s| Value::F32(s)).collect())),
+            ("tokenizer.ggml.token_type", Value::Array([3, 3, 2, 1, 1, 1, 1, 1].map(Value::I32).to_vec())),
+            ("tokenizer.ggml.add_space_prefix", Value::Bool(true)),
+            ("tokenizer.ggml.remove_extra_whitespaces", Value::Bool(merge_spaces)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let t = super::super::from_metadata(&md).unwrap();
+        tokenizers::Tokenizer::from_bytes(t.json.to_string()).unwrap()
+    }
+
+    fn ids(tok: &tokenizers::Tokenizer, text: &str, special: bool) -> Vec<u32> {
+        tok.encode(text, special).unwrap().get_ids().to_vec()
+    }
+
+    #[test]
+    fn spaces_and_scores_as_llama_cpp() {
+        let t = tokenizer(false);
+        // The best-scoring segmentation of "▁ab": one piece (-1.5) beats "▁a" + "b" (-4).
+        assert_eq!(ids(&t, "ab", false), [7]);
+        // One space goes before the first word; none when there is no word.
+        assert_eq!(ids(&t, " a", false), [3, 4]);
+        assert_eq!(ids(&t, "  ", false), [3, 3]);
+        // An unknown character costs the lowest score minus 10; EOS is added by default.
+        assert_eq!(ids(&t, "ac", true), [4, 2, 1]);
+        let merged = tokenizer(true);
+        assert_eq!(ids(&merged, "  a   b ", false), [4, 3, 6]);
+        assert_eq!(ids(&merged, "   ", false), Vec::<u32>::new());
     }
 }

@@ -43,3 +43,36 @@ pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
                   "max_input_chars_per_word": u32::MAX, "vocab": vocab}
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::quantized::gguf_file::Value;
+
+    fn encode(json: &serde_json::Value, text: &str, special: bool) -> Vec<u32> {
+        let tok = tokenizers::Tokenizer::from_bytes(json.to_string()).unwrap();
+        tok.encode(text, special).unwrap().get_ids().to_vec()
+    }
+
+    #[test]
+    fn word_pieces_are_spelled_back_the_hf_way() {
+        let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁hello", "▁!", "▁un", "aff", "able", "▁cafe", "▁中"];
+        let types = [3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1];
+        let md: HashMap<String, Value> = [
+            ("tokenizer.ggml.model", Value::String("bert".into())),
+            ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::String(t.to_string())).collect())),
+            ("tokenizer.ggml.token_type", Value::Array(types.iter().map(|&t| Value::I32(t)).collect())),
+            ("tokenizer.ggml.unknown_token_id", Value::U32(1)),
+            ("tokenizer.ggml.bos_token_id", Value::U32(2)),
+            ("tokenizer.ggml.seperator_token_id", Value::U32(3)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let t = super::super::from_metadata(&md).unwrap();
+        // Lower-cased, accents stripped, split at punctuation and CJK; a word with no pieces is [UNK].
+        assert_eq!(encode(&t.json, "Hello, UNAFFABLE! Café中", false), [4, 1, 6, 7, 8, 5, 9, 10]);
+        assert_eq!(encode(&t.json, "hello", true), [2, 4, 3]);
+    }
+}
