@@ -140,7 +140,10 @@ const KIMI_K2: &str = concat!(
     r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 );
 /// Digit runs cut into groups of three from the right, the first group taking the remainder.
-const DIGITS_FROM_RIGHT: &str = r"\p{N}{1,3}(?=(?:\p{N}{3})*(?!\p{N}))";
+/// llama.cpp's splitter (`unicode_regex_split_custom_afmoe`) also puts the text since the
+/// previous piece in front of the first group, which can change how later regexes split it
+/// (`"a  1234"` → `"a  1"`, `"234"`); so does this regex.
+const DIGITS_FROM_RIGHT: &str = r"\P{N}*\p{N}{1,3}(?=(?:\p{N}{3})*(?!\p{N}))";
 const NEWLINE_RUNS: &str = r"[^\n]+|\n+";
 
 const CJK_KANA: &str = r"[\x{4E00}-\x{9FA5}\x{3040}-\x{309F}\x{30A0}-\x{30FF}]+";
@@ -330,6 +333,11 @@ mod tests {
         assert_eq!(s("gpt-4o", "HelloWorld ÉtéÉté"), ["Hello", "World", " ÉtéÉté"]);
         // Digits grouped from the right (AFMoE, Tiny Aya), SuperBPE's lookahead split.
         assert_eq!(s("afmoe", "1234567"), ["1", "234", "567"]);
+        // The text before a digit run goes with its first group, as in llama.cpp, so the two
+        // spaces are split by the next regex as spaces before a non-space ("  " alone would
+        // stay whole).
+        assert_eq!(split(&PreTokenizer { regexes: &[DIGITS_FROM_RIGHT], ..lookup(Some("afmoe")).unwrap() }, "a  1234 b"), ["a  1", "234", " b"]);
+        assert_eq!(s("afmoe", "x  1234"), ["x", " ", " ", "1", "234"]);
         assert_eq!(s("superbpe", "1234567"), ["1", "234", "567"]);
         // Kimi-K2: Han runs apart from other letters.
         assert_eq!(s("kimi-k2", "abc漢字def's"), ["abc", "漢字", "def's"]);
