@@ -305,7 +305,7 @@ fn model_config(meta: &Meta, content: &Content, vocab_size: usize) -> Result<Mod
 /// A v2/v3 GGUF file's reader positioned just past its metadata, with the tensor and
 /// metadata counts; `None` when the header cannot be walked.
 fn skip_metadata(path: &Path) -> Option<(BufReader<File>, u64, u64)> {
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::Read;
     let mut r = BufReader::new(File::open(path).ok()?);
     let u32_ = |r: &mut BufReader<File>| -> Option<u32> {
         let mut b = [0u8; 4];
@@ -317,9 +317,8 @@ fn skip_metadata(path: &Path) -> Option<(BufReader<File>, u64, u64)> {
         r.read_exact(&mut b).ok()?;
         Some(u64::from_le_bytes(b))
     };
-    let skip = |r: &mut BufReader<File>, n: u64| -> Option<()> {
-        r.seek(SeekFrom::Current(i64::try_from(n).ok()?)).ok().map(|_| ())
-    };
+    // Within the buffer, not a system call: a vocabulary is hundreds of thousands of strings.
+    let skip = |r: &mut BufReader<File>, n: u64| -> Option<()> { r.seek_relative(i64::try_from(n).ok()?).ok() };
     if u32_(&mut r)? != u32::from_le_bytes(*b"GGUF") || u32_(&mut r)? < 2 {
         return None;
     }
@@ -355,7 +354,7 @@ fn skip_metadata(path: &Path) -> Option<(BufReader<File>, u64, u64)> {
 /// (v2/v3) header; `None` when the header cannot be walked. Only for messages: candle's reader
 /// reports an unknown type without the tensor.
 fn tensor_with_type(path: &Path, type_id: u32) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::Read;
     let (mut r, tensors, _) = skip_metadata(path)?;
     let word = |r: &mut BufReader<File>, n: usize| -> Option<u64> {
         let mut b = [0u8; 8];
@@ -370,11 +369,11 @@ fn tensor_with_type(path: &Path, type_id: u32) -> Option<String> {
         let mut name = vec![0u8; name_len as usize];
         r.read_exact(&mut name).ok()?;
         let dims = word(&mut r, 4)?;
-        r.seek(SeekFrom::Current(8 * i64::try_from(dims).ok()?)).ok()?;
+        r.seek_relative(8 * i64::try_from(dims).ok()?).ok()?;
         if word(&mut r, 4)? == u64::from(type_id) {
             return Some(String::from_utf8_lossy(&name).into_owned());
         }
-        r.seek(SeekFrom::Current(8)).ok()?;
+        r.seek_relative(8).ok()?;
     }
     None
 }

@@ -67,6 +67,7 @@ fn merge_pairs(tokens: &[String], merges: &[String]) -> Result<Vec<Json>, String
     let vocab: HashSet<&str> = tokens.iter().map(String::as_str).collect();
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(merges.len());
+    let mut merged = String::new();
     for m in merges {
         let cut = m
             .char_indices()
@@ -75,7 +76,10 @@ fn merge_pairs(tokens: &[String], merges: &[String]) -> Result<Vec<Json>, String
             .map(|(i, _)| i)
             .ok_or_else(|| format!("tokenizer.ggml.merges entry {m:?} is not two tokens separated by a space"))?;
         let (a, b) = (&m[..cut], &m[cut + 1..]);
-        if !vocab.contains(a) || !vocab.contains(b) || !vocab.contains(format!("{a}{b}").as_str()) {
+        merged.clear();
+        merged.push_str(a);
+        merged.push_str(b);
+        if !vocab.contains(a) || !vocab.contains(b) || !vocab.contains(merged.as_str()) {
             continue;
         }
         if seen.insert((a, b)) {

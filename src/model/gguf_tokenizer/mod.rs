@@ -46,16 +46,18 @@ pub struct GgufTokenizer {
     pub json: Json,
     pub bos_token: Option<String>,
     pub eos_token: Option<String>,
-    /// `eos_token_id`, then `eot_token_id` and `eom_token_id` (llama.cpp stops at each).
+    /// `eos_token_id`, then `eot_token_id` and `eom_token_id` (llama.cpp stops at each). These
+    /// and the BOS/EOS tokens above are the file's; the tokenizer itself adds llama.cpp's
+    /// default ids where the file names none.
     pub eos_ids: Vec<u32>,
     pub vocab_size: usize,
 }
 
 /// llama.cpp's vocabulary types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Spm,
-    Bpe,
+    Bpe(pretok::PreTokenizer),
     Wpm,
     Ugm,
 }
@@ -106,13 +108,13 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
         meta.get(key).map(|_| meta.string(key)).transpose()
     };
     let pre_name = opt_string("tokenizer.ggml.pre")?;
-    let (kind, pre) = match model.as_str() {
-        "llama" => (Kind::Spm, None),
-        "gpt2" => (Kind::Bpe, Some(pretok::lookup(pre_name.as_deref().filter(|p| !p.is_empty()))?)),
+    let kind = match model.as_str() {
+        "llama" => Kind::Spm,
+        "gpt2" => Kind::Bpe(pretok::lookup(pre_name.as_deref().filter(|p| !p.is_empty()))?),
         // llama.cpp ignores the file's pre-tokenizer for this one.
-        "gemma4" => (Kind::Bpe, Some(pretok::lookup(Some("gemma4"))?)),
-        "bert" => (Kind::Wpm, None),
-        "t5" => (Kind::Ugm, None),
+        "gemma4" => Kind::Bpe(pretok::lookup(Some("gemma4"))?),
+        "bert" => Kind::Wpm,
+        "t5" => Kind::Ugm,
         other @ ("rwkv" | "plamo2" | "hybriddna" | "whitespace" | "test") => {
             return Err(format!(
                 "tokenizer.ggml.model \"{other}\" is not supported: llama.cpp tokenizes it with its own algorithm, \
@@ -156,37 +158,39 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
     // Special ids: llama.cpp's defaults per kind, replaced by the file's ids that lie in the
     // vocabulary (-1, written for "none", is out of range and keeps the default).
     let in_vocab = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
-    let (mut bos, mut eos, mut unk, mut sep) = match kind {
+    let (mut bos, mut eos, mut unk, mut sep) = match &kind {
         Kind::Spm => (Some(1), Some(2), Some(0), None),
         Kind::Wpm => (Some(101), None, Some(100), Some(102)),
-        Kind::Bpe if model == "gemma4" => (None, None, None, None),
-        Kind::Bpe => (Some(11), Some(11), None, None),
+        Kind::Bpe(_) if model == "gemma4" => (None, None, None, None),
+        Kind::Bpe(pre) if pre.no_bos => (None, Some(11), None, None),
+        Kind::Bpe(_) => (Some(11), Some(11), None, None),
         Kind::Ugm => (None, Some(1), Some(2), None),
     };
-    if pre.as_ref().is_some_and(|p| p.no_bos) {
-        bos = None;
-    }
     let file_id = |key: &str| -> Result<Option<u32>, String> {
         Ok(in_vocab(meta.opt_u64(&format!("tokenizer.ggml.{key}"))?.and_then(|v| u32::try_from(v).ok())))
     };
+    let (file_bos, file_eos) = (file_id("bos_token_id")?, file_id("eos_token_id")?);
     for (key, slot) in [("bos_token_id", &mut bos), ("eos_token_id", &mut eos), ("unknown_token_id", &mut unk), ("seperator_token_id", &mut sep)] {
         *slot = file_id(key)?.or(in_vocab(*slot));
     }
+    // Generation stops at the ids the file names, not at llama.cpp's defaults: a `gpt2`
+    // vocabulary's default EOS is id 11, Falcon's, which is "," in GPT-2's.
     let mut eos_ids = Vec::new();
-    for id in [eos, file_id("eot_token_id")?, file_id("eom_token_id")?].into_iter().flatten() {
+    for id in [file_eos, file_id("eot_token_id")?, file_id("eom_token_id")?].into_iter().flatten() {
         if !eos_ids.contains(&id) {
             eos_ids.push(id);
         }
     }
 
-    let (default_bos, default_eos) = match kind {
+    let (default_bos, default_eos) = match &kind {
         Kind::Spm | Kind::Wpm => (true, false),
-        Kind::Bpe => (pre.as_ref().is_some_and(|p| p.add_bos), false),
+        Kind::Bpe(pre) => (pre.add_bos, false),
         Kind::Ugm => (false, true),
     };
     let mut add_bos = meta.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos);
     let add_eos = meta.opt_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(default_eos);
-    if pre.as_ref().is_some_and(|p| p.kind == "gemma4") {
+    // llama.cpp overrides Gemma 4 files that say otherwise.
+    if matches!(&kind, Kind::Bpe(pre) if pre.kind == "gemma4") {
         add_bos = true;
     }
 
@@ -202,15 +206,14 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
     let attrs = attrs::resolve(&tokens, &types, &cx);
     let vocab = Vocab { tokens, attrs, bos, eos, unk, sep, add_bos, add_eos };
 
-    let json = match (kind, pre) {
-        (Kind::Spm, _) => spm::build(&vocab, &meta)?,
-        (Kind::Bpe, Some(pre)) => bpe::build(&vocab, &meta, &pre)?,
-        (Kind::Bpe, None) => unreachable!("BPE vocabularies always resolve a pre-tokenizer"),
-        (Kind::Wpm, _) => wpm::build(&vocab, &meta)?,
-        (Kind::Ugm, _) => ugm::build(&vocab, &meta)?,
+    let json = match &kind {
+        Kind::Spm => spm::build(&vocab, &meta)?,
+        Kind::Bpe(pre) => bpe::build(&vocab, &meta, pre)?,
+        Kind::Wpm => wpm::build(&vocab, &meta)?,
+        Kind::Ugm => ugm::build(&vocab, &meta)?,
     };
     let name = |id: Option<u32>| id.map(|i| vocab.tokens[i as usize].clone());
-    Ok(GgufTokenizer { json, bos_token: name(vocab.bos), eos_token: name(vocab.eos), eos_ids, vocab_size: n })
+    Ok(GgufTokenizer { json, bos_token: name(file_bos), eos_token: name(file_eos), eos_ids, vocab_size: n })
 }
 
 /// A `TemplateProcessing` adding BOS and/or EOS, as `LlamaTokenizerFast` sets it up; `null`
@@ -299,11 +302,16 @@ mod tests {
 
     #[test]
     fn special_ids_default_as_in_llama_cpp_and_file_ids_outside_the_vocabulary_are_ignored() {
-        let tokens = ["<unk>", "<s>", "</s>", "a"];
-        let mut m = llama_meta(&tokens, &[0.0, 0.0, 0.0, -1.0]);
+        let tokens = ["<unk>", "<s>", "</s>", "▁", "a"];
+        let mut m = llama_meta(&tokens, &[0.0, 0.0, 0.0, -1.0, -2.0]);
         m.remove("tokenizer.ggml.bos_token_id");
         m.insert("tokenizer.ggml.eos_token_id".into(), Value::I32(-1));
+        m.insert("tokenizer.ggml.add_eos_token".into(), Value::Bool(true));
         let t = from_metadata(&m).unwrap();
-        assert_eq!((t.bos_token.as_deref(), t.eos_token.as_deref()), (Some("<s>"), Some("</s>")));
+        // The tokenizer adds llama.cpp's default BOS and EOS (ids 1 and 2; -1 keeps the default)…
+        let tok = tokenizers::Tokenizer::from_bytes(t.json.to_string()).unwrap();
+        assert_eq!(tok.encode("a", true).unwrap().get_ids(), &[1, 3, 4, 2]);
+        // …while generation only knows the ids the file names.
+        assert_eq!((t.bos_token, t.eos_token, t.eos_ids), (None, None, vec![]));
     }
 }
