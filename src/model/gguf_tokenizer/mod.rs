@@ -23,6 +23,8 @@
 
 pub mod attrs;
 mod bpe;
+#[cfg(test)]
+mod hand_split;
 pub mod pretok;
 mod spm;
 mod ugm;

@@ -258,24 +258,36 @@ fn of_kind(kind: &'static str) -> PreTokenizer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(super) mod tests_support {
     use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
     use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer as _, SplitDelimiterBehavior};
 
-    fn splitter(r: &str) -> Split {
+    pub fn splitter(r: &str) -> Split {
         Split::new(SplitPattern::Regex(r.to_string()), SplitDelimiterBehavior::Isolated, false)
             .unwrap_or_else(|e| panic!("{r}: {e}"))
     }
 
-    /// How the regexes split `text`, with the tokenizers crate's `Split(Isolated)`.
-    fn split(p: &PreTokenizer, text: &str) -> Vec<String> {
+    /// How `regexes` split `text`, with the tokenizers crate's `Split(Isolated)`.
+    pub fn split(regexes: &[&str], text: &str) -> Vec<String> {
+        split_with(&regexes.iter().map(|r| splitter(r)).collect::<Vec<_>>(), text)
+    }
+
+    pub fn split_with(splitters: &[Split], text: &str) -> Vec<String> {
         let mut s = PreTokenizedString::from(text);
-        for r in p.regexes {
-            splitter(r).pre_tokenize(&mut s).unwrap();
+        for sp in splitters {
+            sp.pre_tokenize(&mut s).unwrap();
         }
         s.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(t, _, _)| t.to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::splitter;
+    use super::*;
+
+    fn split(p: &PreTokenizer, text: &str) -> Vec<String> {
+        super::tests_support::split(p.regexes, text)
     }
 
     #[test]
