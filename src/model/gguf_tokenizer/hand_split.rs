@@ -14,23 +14,30 @@ struct Flags {
     letter: bool,
     number: bool,
     whitespace: bool,
+    mark: bool,
 }
 
 struct Classes {
     letter: Regex,
     number: Regex,
     whitespace: Regex,
+    mark: Regex,
 }
 
 impl Classes {
     fn new() -> Self {
         let re = |r: &str| Regex::new(r).unwrap();
-        Self { letter: re(r"^\p{L}$"), number: re(r"^\p{N}$"), whitespace: re(r"^\s$") }
+        Self { letter: re(r"^\p{L}$"), number: re(r"^\p{N}$"), whitespace: re(r"^\s$"), mark: re(r"^\p{M}$") }
     }
 
     fn of(&self, c: char) -> Flags {
         let s = c.to_string();
-        Flags { letter: self.letter.is_match(&s), number: self.number.is_match(&s), whitespace: self.whitespace.is_match(&s) }
+        Flags {
+            letter: self.letter.is_match(&s),
+            number: self.number.is_match(&s),
+            whitespace: self.whitespace.is_match(&s),
+            mark: self.mark.is_match(&s),
+        }
     }
 }
 
@@ -137,19 +144,21 @@ fn gpt2(t: &Text) -> Vec<usize> {
     ends
 }
 
-/// Llama 3 (`digits` = 3) and Qwen2 (`digits` = 1).
-fn llama3(t: &Text, digits: usize) -> Vec<usize> {
+/// Llama 3 (`digits` = 3), Qwen2 (`digits` = 1) and Qwen3.5 (`marks`: combining marks count
+/// as letters).
+fn llama3(t: &Text, digits: usize, marks: bool) -> Vec<usize> {
     let mut ends = Vec::new();
     let mut pos = 0;
     let len = t.chars.len();
+    let letter = |f: Flags| f.letter || (marks && f.mark);
     while pos < len {
         let c = t.at(pos).unwrap();
         let f = t.flags(pos);
         if let Some(n) = t.contraction(pos, true) {
             pos += n;
-        } else if !(c == '\r' || c == '\n' || f.number) && (f.letter || t.flags(pos + 1).letter) {
+        } else if !(c == '\r' || c == '\n' || f.number) && (letter(f) || letter(t.flags(pos + 1))) {
             pos += 1;
-            while t.flags(pos).letter {
+            while letter(t.flags(pos)) {
                 pos += 1;
             }
         } else if f.number {
@@ -159,11 +168,11 @@ fn llama3(t: &Text, digits: usize) -> Vec<usize> {
             }
         } else {
             let f2 = if c == ' ' { t.flags(pos + 1) } else { f };
-            if !(f2.whitespace || f2.letter || f2.number) && !(c == ' ' && pos + 1 >= len) {
+            if !(f2.whitespace || letter(f2) || f2.number) && !(c == ' ' && pos + 1 >= len) {
                 pos += usize::from(c == ' ');
                 while pos < len && !{
                     let g = t.flags(pos);
-                    g.whitespace || g.letter || g.number
+                    g.whitespace || letter(g) || g.number
                 } {
                     pos += 1;
                 }
@@ -263,10 +272,11 @@ fn regexes_split_as_llama_cpps_hand_written_splitters() {
     ];
     let cl = Classes::new();
     let mut rng = SplitMix64::new(7);
-    let splitters: [(&str, &dyn Fn(&Text) -> Vec<usize>); 5] = [
+    let splitters: [(&str, &dyn Fn(&Text) -> Vec<usize>); 6] = [
         ("gpt-2", &gpt2),
-        ("llama-bpe", &|t| llama3(t, 3)),
-        ("qwen2", &|t| llama3(t, 1)),
+        ("llama-bpe", &|t| llama3(t, 3, false)),
+        ("qwen2", &|t| llama3(t, 1, false)),
+        ("qwen35", &|t| llama3(t, 1, true)),
         ("kimi-k2", &kimi_k2),
         ("afmoe", &afmoe_digits),
     ];
