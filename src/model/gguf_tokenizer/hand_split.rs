@@ -168,7 +168,9 @@ fn llama3(t: &Text, digits: usize, marks: bool) -> Vec<usize> {
             }
         } else {
             let f2 = if c == ' ' { t.flags(pos + 1) } else { f };
-            if !(f2.whitespace || letter(f2) || f2.number) && !(c == ' ' && pos + 1 >= len) {
+            // A space at the end has no character after it to start a run of others.
+            let lone_space = c == ' ' && pos + 1 >= len;
+            if !(f2.whitespace || letter(f2) || f2.number || lone_space) {
                 pos += usize::from(c == ' ');
                 while pos < len && !{
                     let g = t.flags(pos);
@@ -214,7 +216,8 @@ fn kimi_k2(t: &Text) -> Vec<usize> {
             }
         } else {
             let f2 = if c == ' ' { t.flags(pos + 1) } else { f };
-            if !(f2.whitespace || f2.letter || f2.number) && !(c == ' ' && pos + 1 >= len) {
+            let lone_space = c == ' ' && pos + 1 >= len;
+            if !(f2.whitespace || f2.letter || f2.number || lone_space) {
                 pos += usize::from(c == ' ');
                 while pos < len && !{
                     let g = t.flags(pos);
@@ -272,7 +275,8 @@ fn regexes_split_as_llama_cpps_hand_written_splitters() {
     ];
     let cl = Classes::new();
     let mut rng = SplitMix64::new(7);
-    let splitters: [(&str, &dyn Fn(&Text) -> Vec<usize>); 6] = [
+    type Splitter<'a> = &'a dyn Fn(&Text) -> Vec<usize>;
+    let splitters: [(&str, Splitter); 6] = [
         ("gpt-2", &gpt2),
         ("llama-bpe", &|t| llama3(t, 3, false)),
         ("qwen2", &|t| llama3(t, 1, false)),
