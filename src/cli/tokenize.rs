@@ -64,3 +64,14 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn pieces_stay_on_one_line() {
+        assert_eq!(escaped("a\nb\tc\r\\▁\u{0}"), "a\\nb\\tc\\r\\\\▁\\u0000");
+        assert_eq!(escaped("Ġhello"), "Ġhello");
+    }
+}
