@@ -332,6 +332,30 @@ fn an_adapter_repo_fetches_only_the_adapter_files_and_runs_on_its_base() {
     let origin = record["model"]["origin"].as_str().unwrap();
     assert!(origin.starts_with(&format!("hf:test-org/tiny-lora@{COMMIT} (LoRA r=4 on ")), "{origin}");
     assert!(record["model"]["files"]["adapter_model.safetensors"].is_string(), "{record}");
+
+    // An adapter repo has no tokenizer.json: tokenize falls back to the adapter on its base.
+    let tokens = ok(&home.run(&server.url(), &[], &["tokenize", "--model", "hf:test-org/tiny-lora", "--text", "12"]));
+    let base_tokens = ok(&home.run(&server.url(), &[], &["tokenize", "--model", base.to_str().unwrap(), "--text", "12"]));
+    assert_eq!(tokens, base_tokens);
+}
+
+#[test]
+fn tokenize_fetches_only_the_tokenizer() {
+    let home = Home::new();
+    let server = HubServer::start(tiny_llama());
+    let url = server.url();
+    let tokenize = |extra: &[&str]| {
+        let mut args = vec!["tokenize", "--model", SPEC, "--json", "--text", "Hello <s>"];
+        args.extend(extra);
+        ok(&home.run(&url, &[], &args))
+    };
+    let online = tokenize(&[]);
+    assert_eq!(server.fetched(), ["tokenizer.json".to_string()].into());
+    let local = repo().join("fixtures/embedded/model");
+    let from_folder = ok(&benchgen(&local, &["tokenize", "--model", local.to_str().unwrap(), "--json", "--text", "Hello <s>"]));
+    assert_eq!(online, from_folder);
+    server.stop();
+    assert_eq!(tokenize(&["--offline"]), online);
 }
 
 /// Splits a safetensors file into two shards and their index, as `save_pretrained` would.

@@ -6,6 +6,7 @@ mod generate;
 mod models;
 mod runs;
 mod score;
+mod tokenize;
 mod verify;
 
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Re-score saved predictions against an environment, without a model, as a new run.
     Score(ScoreArgs),
+    /// Show the token ids (and pieces) a model's tokenizer gives for a text; only the tokenizer
+    /// is loaded.
+    Tokenize(TokenizeArgs),
     /// Environments: list them, show one (Overview, Phases, Leaderboard), validate one.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -190,6 +194,34 @@ pub struct GenerateArgs {
 }
 
 #[derive(Args)]
+pub struct TokenizeArgs {
+    /// Model: a checkpoint folder (its tokenizer.json), a .gguf file (its embedded vocabulary;
+    /// vocabulary-only files too), hf:ORG/NAME[@REV], platform:ALIAS or `embedded`
+    /// [default: embedded]
+    #[arg(long)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Text to tokenize (repeatable: each is tokenized on its own)
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub text: Vec<String>,
+    /// File whose whole content, byte for byte, is one text (repeatable)
+    #[arg(long)]
+    pub file: Vec<PathBuf>,
+    /// Add the special tokens the model adds to a prompt (BOS, and EOS or SEP for some)
+    #[arg(long)]
+    pub add_special: bool,
+    /// Tokenize the text of special tokens (`<s>`, `<|im_end|>`, …) like any other text instead
+    /// of as those tokens (llama.cpp's parse_special = false); user-defined added tokens are
+    /// still matched
+    #[arg(long)]
+    pub no_parse_special: bool,
+    /// One JSON object per text: {"ids": [...], "pieces": [...]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 pub struct ScoreArgs {
     /// Environment directory or .zip [default: the embedded arithmetic environment]
     #[arg(long)]
@@ -256,6 +288,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
         Command::Verify { run_id, runs_dir, allow_scoring_program } => verify::run(run_id, &runs_dir, allow_scoring_program),
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),

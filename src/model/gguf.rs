@@ -92,13 +92,28 @@ impl Meta<'_> {
             .collect()
     }
 
+    /// An array of 8-bit integers (signed or not) as raw bytes.
+    pub fn bytes(&self, key: &str) -> Result<Vec<u8>, String> {
+        self.array(key)?
+            .iter()
+            .map(|v| match v {
+                Value::U8(x) => Ok(*x),
+                Value::I8(x) => Ok(*x as u8),
+                other => Err(format!("metadata key {key} holds {}, expected 8-bit integers", type_name(other))),
+            })
+            .collect()
+    }
+
     pub fn f32s(&self, key: &str) -> Result<Vec<f32>, String> {
         self.array(key)?
             .iter()
             .map(|v| match v {
                 Value::F32(x) => Ok(*x),
                 Value::F64(x) => Ok(*x as f32),
-                other => Err(format!("metadata key {key} holds {}, expected floats", type_name(other))),
+                // llama.cpp also reads int32 scores.
+                other => integer(other)
+                    .map(|i| i as f32)
+                    .ok_or_else(|| format!("metadata key {key} holds {}, expected floats", type_name(other))),
             })
             .collect()
     }
@@ -291,11 +306,10 @@ fn model_config(meta: &Meta, content: &Content, vocab_size: usize, rope_freqs: O
     Ok(cfg)
 }
 
-/// The name of the first tensor whose ggml type id is `type_id`, found by walking the GGUF
-/// (v2/v3) header; `None` when the header cannot be walked. Only for messages: candle's reader
-/// reports an unknown type without the tensor.
-fn tensor_with_type(path: &Path, type_id: u32) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
+/// A v2/v3 GGUF file's reader positioned just past its metadata, with the tensor and
+/// metadata counts; `None` when the header cannot be walked.
+fn skip_metadata(path: &Path) -> Option<(BufReader<File>, u64, u64)> {
+    use std::io::Read;
     let mut r = BufReader::new(File::open(path).ok()?);
     let u32_ = |r: &mut BufReader<File>| -> Option<u32> {
         let mut b = [0u8; 4];
@@ -307,9 +321,8 @@ fn tensor_with_type(path: &Path, type_id: u32) -> Option<String> {
         r.read_exact(&mut b).ok()?;
         Some(u64::from_le_bytes(b))
     };
-    let skip = |r: &mut BufReader<File>, n: u64| -> Option<()> {
-        r.seek(SeekFrom::Current(i64::try_from(n).ok()?)).ok().map(|_| ())
-    };
+    // Within the buffer, not a system call: a vocabulary is hundreds of thousands of strings.
+    let skip = |r: &mut BufReader<File>, n: u64| -> Option<()> { r.seek_relative(i64::try_from(n).ok()?).ok() };
     if u32_(&mut r)? != u32::from_le_bytes(*b"GGUF") || u32_(&mut r)? < 2 {
         return None;
     }
@@ -338,25 +351,56 @@ fn tensor_with_type(path: &Path, type_id: u32) -> Option<String> {
             skip(&mut r, size_of(elem)?.checked_mul(count)?)?;
         }
     }
+    Some((r, tensors, kvs))
+}
+
+/// The name of the first tensor whose ggml type id is `type_id`, found by walking the GGUF
+/// (v2/v3) header; `None` when the header cannot be walked. Only for messages: candle's reader
+/// reports an unknown type without the tensor.
+fn tensor_with_type(path: &Path, type_id: u32) -> Option<String> {
+    use std::io::Read;
+    let (mut r, tensors, _) = skip_metadata(path)?;
+    let word = |r: &mut BufReader<File>, n: usize| -> Option<u64> {
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b[..n]).ok()?;
+        Some(u64::from_le_bytes(b))
+    };
     for _ in 0..tensors {
-        let name_len = u64_(&mut r)?;
+        let name_len = word(&mut r, 8)?;
         if name_len > 1 << 16 {
             return None;
         }
         let mut name = vec![0u8; name_len as usize];
         r.read_exact(&mut name).ok()?;
-        let dims = u32_(&mut r)?;
-        skip(&mut r, 8 * u64::from(dims))?;
-        if u32_(&mut r)? == type_id {
+        let dims = word(&mut r, 4)?;
+        r.seek_relative(8 * i64::try_from(dims).ok()?).ok()?;
+        if word(&mut r, 4)? == u64::from(type_id) {
             return Some(String::from_utf8_lossy(&name).into_owned());
         }
-        skip(&mut r, 8)?;
+        r.seek_relative(8).ok()?;
     }
     None
 }
 
-/// Reads a `.gguf` file's metadata and tensor index (not the tensor data) into a checkpoint.
-pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
+/// A v2/v3 GGUF file's metadata without its tensor index (whose tensor types candle may not
+/// know), read by handing candle the header with no tensors; `None` when the header cannot be
+/// walked.
+fn metadata_only(path: &Path) -> Option<HashMap<String, Value>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (mut r, _, kvs) = skip_metadata(path)?;
+    let end = r.stream_position().ok()?;
+    // magic, version, tensor count, metadata count: 24 bytes.
+    let mut header = vec![0u8; usize::try_from(end).ok()?];
+    r.seek(SeekFrom::Start(0)).ok()?;
+    r.read_exact(&mut header).ok()?;
+    header[8..16].copy_from_slice(&0u64.to_le_bytes());
+    header[16..24].copy_from_slice(&kvs.to_le_bytes());
+    Content::read(&mut std::io::Cursor::new(header)).ok().map(|c| c.metadata)
+}
+
+/// Reads a `.gguf` file's header: metadata and tensor index, not the tensor data. Returns it
+/// with the file's length.
+fn read_header(path: &Path) -> Result<(Content, u64)> {
     let origin = path.display().to_string();
     let bad = |m: String| Error::model(&origin, m);
     if path.is_dir() {
@@ -388,6 +432,25 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
             bad(format!("not a valid GGUF file: {e}"))
         }
     })?;
+    Ok((content, file_len))
+}
+
+/// The tokenizer embedded in a `.gguf` file, read from its metadata alone: any architecture, and
+/// files holding only a vocabulary (llama.cpp's `ggml-vocab-*.gguf`) too.
+pub fn tokenizer(path: &Path) -> Result<gguf_tokenizer::GgufTokenizer> {
+    let metadata = match metadata_only(path) {
+        Some(m) => m,
+        // Not walkable (GGUF v1, or damaged): candle's reader explains what is wrong.
+        None => read_header(path)?.0.metadata,
+    };
+    gguf_tokenizer::from_metadata(&metadata).map_err(|m| Error::model(path.display().to_string(), format!("tokenizer: {m}")))
+}
+
+/// Reads a `.gguf` file's metadata and tensor index (not the tensor data) into a checkpoint.
+pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
+    let origin = path.display().to_string();
+    let bad = |m: String| Error::model(&origin, m);
+    let (content, file_len) = read_header(path)?;
 
     // Every tensor's bytes must lie inside the file, so a truncated download fails here (naming
     // the first tensor cut off).

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::checkpoint::Checkpoint;
 use super::registry::{ModelDefaults, Registry};
+use super::tokenizer::TextTokenizer;
 use crate::error::{Error, Result};
 
 /// A parsed `--model` value.
@@ -256,6 +257,68 @@ fn resolve_adapter(dir: &Path, opts: &SourceOptions, depth: usize) -> Result<Res
     }
     adapter.attach(ckpt)?;
     Ok(resolved)
+}
+
+/// The tokenizer of `--model` (None → the embedded model's), for commands that need nothing
+/// else: a checkpoint folder's tokenizer.json, or a GGUF file's embedded vocabulary read from
+/// its metadata (any architecture, vocabulary-only files included), a hub model's tokenizer.json
+/// alone. Adapters resolve as for running the model; a server has no tokenizer here.
+pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<TextTokenizer> {
+    let Some(spec) = spec else {
+        let c = crate::embedded::model_checkpoint();
+        return TextTokenizer::from_bytes(&c.tokenizer_json, &c.origin);
+    };
+    let mut spec = ModelSpec::parse(spec)?;
+    let mut registry: Option<Registry> = None;
+    for _ in 0..MAX_ALIAS_DEPTH {
+        let ModelSpec::Platform(alias) = &spec else { break };
+        let reg = match &registry {
+            Some(r) => r,
+            None => registry.insert(opts.registry()?),
+        };
+        spec = reg.get(alias)?.spec()?;
+    }
+    match &spec {
+        ModelSpec::Platform(alias) => Err(Error::model(format!("platform:{alias}"), "aliases refer to each other in a loop")),
+        ModelSpec::Trained(path) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) => {
+            let tok = super::gguf::tokenizer(path)?;
+            TextTokenizer::from_bytes(tok.json.to_string().as_bytes(), &path.display().to_string())
+        }
+        ModelSpec::Trained(path) if !super::lora::is_adapter_dir(path) => {
+            let origin = path.display().to_string();
+            if !path.is_dir() {
+                return Err(Error::model(&origin, "no such directory or .gguf file"));
+            }
+            let file = path.join("tokenizer.json");
+            if !file.is_file() {
+                return Err(Error::model(&origin, "missing tokenizer.json"));
+            }
+            TextTokenizer::from_bytes(&std::fs::read(&file).map_err(|e| Error::io(&file, e))?, &origin)
+        }
+        // tokenizer.json alone; a repo without one (a LoRA adapter) resolves in full below.
+        ModelSpec::Hf { repo, revision } => {
+            let hub_opts = super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
+            match super::hub::fetch_model_file(repo, revision.as_deref(), "tokenizer.json", &hub_opts) {
+                Ok(f) => {
+                    let bytes = std::fs::read(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                    TextTokenizer::from_bytes(&bytes, &format!("hf:{repo}@{}", f.commit))
+                }
+                Err(_) => local_tokenizer(&spec, opts),
+            }
+        }
+        other => local_tokenizer(other, opts),
+    }
+}
+
+/// The tokenizer of a spec resolved as for running the model.
+fn local_tokenizer(spec: &ModelSpec, opts: &SourceOptions) -> Result<TextTokenizer> {
+    match resolve_parsed(spec, opts, 0)?.source {
+        ModelSource::Local(c) => TextTokenizer::from_bytes(&c.tokenizer_json, &c.origin),
+        ModelSource::Endpoint(e) => Err(Error::model(
+            format!("running:{}", e.url),
+            "a running server's tokenizer cannot be loaded here; pass a checkpoint, a .gguf file, hf: or platform:",
+        )),
+    }
 }
 
 /// A local checkpoint directory, or a GGUF file when the path ends in `.gguf`.

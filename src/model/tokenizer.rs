@@ -47,6 +47,19 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The vocabulary's string for `id` (added tokens included).
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Whether the text of special tokens in encoded text is matched as those tokens (the
+    /// default, as transformers does; llama.cpp's `parse_special`). Without, it is tokenized as
+    /// any other text; tokens that are added but not special are matched either way.
+    pub fn parse_special(mut self, parse: bool) -> Self {
+        self.inner.set_encode_special_tokens(!parse);
+        self
+    }
+
     /// Encodes as `transformers`' `tokenizer(text)` does: with `add_special_tokens` the
     /// tokenizer's own post-processor decides whether BOS is added. Text rendered by a chat
     /// template already holds its special tokens, so it is encoded without.

@@ -159,7 +159,16 @@ pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<Hu
 
 /// One file of a dataset repo, fetched (or found in the cache) at `revision` (default `main`).
 pub fn fetch_dataset_file(repo: &str, revision: Option<&str>, file: &str, opts: &HubOptions) -> Result<HubFile> {
-    let kind = RepoKind::Dataset;
+    fetch_file(RepoKind::Dataset, repo, revision, file, opts)
+}
+
+/// One file of a model repo alone (a tokenizer without the weights), fetched (or found in the
+/// cache) at `revision` (default `main`).
+pub fn fetch_model_file(repo: &str, revision: Option<&str>, file: &str, opts: &HubOptions) -> Result<HubFile> {
+    fetch_file(RepoKind::Model, repo, revision, file, opts)
+}
+
+fn fetch_file(kind: RepoKind, repo: &str, revision: Option<&str>, file: &str, opts: &HubOptions) -> Result<HubFile> {
     let origin = kind.origin(repo);
     let revision = revision.unwrap_or("main");
     check_revision(kind, &origin, revision)?;
