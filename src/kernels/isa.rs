@@ -4,7 +4,8 @@
 //!
 //! The choice is process-wide and read by every kernel family (matrix products, attention,
 //! element-wise ops), so one setting moves them all together. Paths that are specified to give
-//! the same bits (all f32 and quantised products, attention, SiLU) do so whichever runs.
+//! the same bits (all f32 and quantised products, attention, the element-wise ops) do so
+//! whichever runs (`tests/isa_equivalence.rs` compares a decoder's logits on every family).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

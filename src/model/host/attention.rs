@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::attn_kernels::{scores16, weighted_sum};
 use super::ops::{dot, exp, hsum, Stored};
+use crate::kernels::isa::Isa;
 use crate::model::decoder::Segment;
 
 /// How a KV cache stores keys and values. bf16 halves the cache (what long few-shot prompts at
@@ -262,8 +263,8 @@ pub struct Heads {
 /// `out[t]` (`[q_heads * dim]` per token) = softmax(q·Kᵀ / √dim) V for every new token `t` of
 /// every segment, causal, against `caches[s]`, which already hold the segment's own keys.
 /// `q` holds token t's rotated queries (`q_heads * dim` values) at `t * q_stride`. Task order and grouping never change the arithmetic
-/// of one (token, head).
-pub fn attend(q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h: Heads, out: &mut [f32]) {
+/// of one (token, head), and neither does `isa`, the kernel family that runs (one this CPU runs).
+pub fn attend(isa: Isa, q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h: Heads, out: &mut [f32]) {
     let qw = h.q * h.dim;
     let group = h.q / h.kv;
     let scale = 1.0 / (h.dim as f32).sqrt();
@@ -285,7 +286,7 @@ pub fn attend(q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h
     let one = |&(s, head): &(usize, usize)| {
         let seg = segs[s];
         let rows = &q[starts[s] * q_stride..];
-        let job = Head { rows, stride: q_stride, heads: head..head + per_task, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale };
+        let job = Head { rows, stride: q_stride, heads: head..head + per_task, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale, isa };
         // SAFETY: `out` is exclusively borrowed for this call and holds `start` rows of `qw`; the
         // task writes rows starts[s].. of its segment, columns of its own heads only.
         unsafe { job.run(dst.at(starts[s] * qw), qw) };
@@ -341,35 +342,46 @@ struct Head<'a> {
     dim: usize,
     window: Option<usize>,
     scale: f32,
+    /// The kernel family, one this CPU runs.
+    isa: Isa,
 }
 
 impl Head<'_> {
-    /// The same arithmetic compiled for AVX-512 where the CPU has it: IEEE operations in the
-    /// same order (Rust never contracts a*b+c), so the bits do not depend on which copy runs.
+    /// The same arithmetic compiled for the kernel family in force, whose kernels it calls: IEEE
+    /// operations in the same order (Rust never contracts a*b+c), so the bits do not depend on
+    /// which copy runs.
     ///
     /// # Safety
     /// `res` is valid for writes of the segment's rows (`row_len` apart) at this task's heads'
     /// columns, which no one else reads or writes meanwhile.
     unsafe fn run(&self, res: *mut f32, row_len: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::kernels::isa::current() == crate::kernels::isa::Isa::Avx512 {
-            // SAFETY: the AVX-512 family is only selected where avx512f is; `res` as the caller
-            // promised.
-            unsafe { self.run_avx512(res, row_len) };
-            return;
+        match self.isa {
+            // SAFETY: `isa` is a family this CPU runs (avx512f); `res` as the caller promised.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.run_avx512(res, row_len) },
+            // SAFETY: as above, with avx2 and fma.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.run_avx2(res, row_len) },
+            Isa::Scalar => self.body(OutRows(res), row_len, Isa::Scalar),
         }
-        self.body(OutRows(res), row_len, false);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(&self, res: *mut f32, row_len: usize) {
-        self.body(OutRows(res), row_len, true);
+        self.body(OutRows(res), row_len, Isa::Avx512);
     }
 
-    /// `simd`: the AVX-512 kernels may run (only where the CPU has them).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(&self, res: *mut f32, row_len: usize) {
+        self.body(OutRows(res), row_len, Isa::Avx2);
+    }
+
+    /// `isa`: the family this copy is compiled for, whose kernels it calls (a constant once
+    /// inlined, so each copy calls its own).
     #[inline(always)]
-    fn body(&self, res: OutRows, row_len: usize, simd: bool) {
+    fn body(&self, res: OutRows, row_len: usize, isa: Isa) {
         let d = self.dim;
         let cols = self.kh * d..(self.kh + 1) * d;
         let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
@@ -377,10 +389,10 @@ impl Head<'_> {
         // A cache and its prefix share a dtype (`HostCache::after`).
         if self.kv.is_f32() {
             let (keys, vals) = self.kv.rows::<f32>(first..end, cols);
-            self.softmax_rows(first, &keys, &vals, simd, res, row_len);
+            self.softmax_rows(first, &keys, &vals, isa, res, row_len);
         } else {
             let (keys, vals) = self.kv.rows::<u16>(first..end, cols);
-            self.softmax_rows(first, &keys, &vals, simd, res, row_len);
+            self.softmax_rows(first, &keys, &vals, isa, res, row_len);
         }
     }
 
@@ -388,10 +400,10 @@ impl Head<'_> {
     /// and `vals[j - first]` the KV head's key and value at position `j`. Heads go innermost,
     /// so each key and value row is fetched once for all of them.
     #[inline(always)]
-    fn softmax_rows<T: Stored>(&self, first: usize, keys: &[&[T]], vals: &[&[T]], simd: bool, res: OutRows, row_len: usize) {
+    fn softmax_rows<T: Stored>(&self, first: usize, keys: &[&[T]], vals: &[&[T]], isa: Isa, res: OutRows, row_len: usize) {
         let (d, g) = (self.dim, self.heads.len());
         // Taken out of the thread's slot rather than used inside a `with` closure, which would
-        // be compiled without this function's AVX-512.
+        // be compiled without this function's target features.
         let Scratch { mut scores, mut out } = SCRATCH.with(|s| s.take());
         out.resize(g * d, 0f32);
         for i in 0..self.seg.len {
@@ -407,13 +419,13 @@ impl Head<'_> {
             for (b, block) in blocks.enumerate() {
                 let block: &[&[T]; 16] = block.try_into().expect("chunks of 16");
                 for h in 0..g {
-                    scores16(simd, qrow(h), block, self.scale, &mut scores[h * n + b * 16..]);
+                    scores16(isa, qrow(h), block, self.scale, &mut scores[h * n + b * 16..]);
                 }
             }
             for (h, scores) in scores.chunks_mut(n).enumerate() {
                 let qrow = qrow(h);
                 // Plain loops, not `extend(map(..))`: a closure would be compiled apart from this
-                // function, without its AVX-512 (same operations, a third of the speed).
+                // function, without its target features (same operations, a third of the speed).
                 for (s, k) in scores[n - tail.len()..].iter_mut().zip(tail) {
                     *s = dot(qrow, k) * self.scale;
                 }
@@ -426,7 +438,7 @@ impl Head<'_> {
                     *e /= sum;
                 }
             }
-            weighted_sum(simd, &scores, &vals[visible], &mut out, g);
+            weighted_sum(isa, &scores, &vals[visible], &mut out, g);
             for (h, o) in out.chunks(d).enumerate() {
                 // SAFETY: row i of the segment, this task's head h: inside `res` and this task's
                 // own (see `run`).
@@ -516,7 +528,7 @@ mod tests {
             let q = values(len * h.q * h.dim, 3);
             let cache = layer(&k, &v);
             let mut out = vec![0f32; len * h.q * h.dim];
-            attend(&q, h.q * h.dim, &[Segment { len, offset: total - len }], &[view(&cache, h)], h, &mut out);
+            attend(Isa::detect(), &q, h.q * h.dim, &[Segment { len, offset: total - len }], &[view(&cache, h)], h, &mut out);
             let want = naive(&q, &k, &v, len, total, h);
             for (o, w) in out.iter().zip(&want) {
                 assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w} (window {window:?})");
@@ -531,10 +543,10 @@ mod tests {
         let b = layer(&values(30 * 16, 6), &values(30 * 16, 7));
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
         let mut alone = vec![0f32; 2 * 32];
-        attend(&qa, 32, &[Segment { len: 2, offset: 5 }], &[view(&a, h)], h, &mut alone);
+        attend(Isa::detect(), &qa, 32, &[Segment { len: 2, offset: 5 }], &[view(&a, h)], h, &mut alone);
         let both_q: Vec<f32> = qb.iter().chain(&qa).copied().collect();
         let mut both = vec![0f32; 32 * 32];
-        attend(&both_q, 32, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[view(&b, h), view(&a, h)], h, &mut both);
+        attend(Isa::detect(), &both_q, 32, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[view(&b, h), view(&a, h)], h, &mut both);
         assert_eq!(alone, both[30 * 32..]);
     }
 
@@ -559,12 +571,12 @@ mod tests {
             }
             let seg = [Segment { len, offset: total - len }];
             let (mut got, mut want) = (vec![0f32; len * 64], vec![0f32; len * 64]);
-            attend(&q, 64, &seg, &[cache.view(0)], h, &mut got);
+            attend(Isa::detect(), &q, 64, &seg, &[cache.view(0)], h, &mut got);
             let rounded = layer(&round(&k), &round(&v));
-            attend(&q, 64, &seg, &[view(&rounded, h)], h, &mut want);
+            attend(Isa::detect(), &q, 64, &seg, &[view(&rounded, h)], h, &mut want);
             assert_eq!(got, want, "window {window:?}");
             let exact = layer(&k, &v);
-            attend(&q, 64, &seg, &[view(&exact, h)], h, &mut want);
+            attend(Isa::detect(), &q, 64, &seg, &[view(&exact, h)], h, &mut want);
             assert_ne!(got, want, "the cache did round");
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2), "window {window:?}");
         }
@@ -581,6 +593,56 @@ mod tests {
         assert_eq!(widen(ck), round(&values(16, 1)));
     }
 
+    /// Attention over several sequences (a prefill, decode rows, a sliding window, a tail of
+    /// keys past the last 16 and head dims off the 16 lanes) by every family this CPU runs:
+    /// the same bits as the portable body.
+    #[test]
+    fn every_kernel_family_gives_the_portable_bits() {
+        for dtype in [KvDtype::F32, KvDtype::Bf16] {
+            for (dim, window) in [(64, None), (128, Some(37)), (16, None), (24, None)] {
+                let h = Heads { q: 6, kv: 2, dim, window };
+                let (qw, kvw) = (h.q * dim, h.kv * dim);
+                // Own tokens after a cache of `offset`: a 53-token prefill and single decode rows
+                // at lengths with and without a tail of keys.
+                let segs = [
+                    Segment { len: 53, offset: 0 },
+                    Segment { len: 1, offset: 95 },
+                    Segment { len: 1, offset: 47 },
+                    Segment { len: 2, offset: 17 },
+                ];
+                let caches: Vec<HostCache> = segs
+                    .iter()
+                    .enumerate()
+                    .map(|(s, seg)| {
+                        let total = seg.offset + seg.len;
+                        let mut c = HostCache::new(1, kvw, total, dtype);
+                        let (k, v) = (values(total * kvw, 20 + s), values(total * kvw, 30 + s));
+                        for t in 0..total {
+                            c.layer_mut(0).append(&k[t * kvw..][..kvw], &v[t * kvw..][..kvw]);
+                        }
+                        c
+                    })
+                    .collect();
+                let views: Vec<KvView> = caches.iter().map(|c| c.view(0)).collect();
+                let rows: usize = segs.iter().map(|s| s.len).sum();
+                let q = values(rows * qw, 40 + dim);
+                let run = |isa: Isa| {
+                    let mut out = vec![f32::NAN; rows * qw];
+                    attend(isa, &q, qw, &segs, &views, h, &mut out);
+                    out.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+                };
+                let portable = run(Isa::Scalar);
+                for &isa in Isa::ALL.iter().filter(|&&i| i != Isa::Scalar) {
+                    if !isa.supported() {
+                        eprintln!("skipped {}: this CPU lacks it", isa.name());
+                        continue;
+                    }
+                    assert!(run(isa) == portable, "{isa:?}, {dtype:?} cache, dim {dim}, window {window:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_shared_prefix_reads_like_a_cache_of_its_own() {
         let h = Heads { q: 2, kv: 1, dim: 16, window: None };
@@ -592,8 +654,8 @@ mod tests {
         let q = values(3 * 32, 12);
         let seg = [Segment { len: 3, offset: 6 }];
         let (mut a, mut b) = (vec![0f32; 3 * 32], vec![0f32; 3 * 32]);
-        attend(&q, 32, &seg, &[view(&whole, h)], h, &mut a);
-        attend(&q, 32, &seg, &[split], h, &mut b);
+        attend(Isa::detect(), &q, 32, &seg, &[view(&whole, h)], h, &mut a);
+        attend(Isa::detect(), &q, 32, &seg, &[split], h, &mut b);
         assert_eq!(a, b);
     }
 }

@@ -381,6 +381,8 @@ impl HostDecoder {
         let qkv_w = qw + 2 * kvw;
         let half = hd / 2;
         let (cos, sin) = self.rope_rows(segs);
+        // One family for the whole pass (the same bits whichever; see `ops`).
+        let isa = crate::kernels::isa::current();
 
         let mut x = self.embed(tokens)?;
         let mut h = vec![0f32; n * hs];
@@ -391,7 +393,7 @@ impl HostDecoder {
         let mut gu = vec![0f32; mlp_rows * 2 * self.inter];
         let mut act = vec![0f32; mlp_rows * self.inter];
         for (li, b) in self.layers.iter().enumerate() {
-            ops::rms_norm(&x, &b.input_norm, self.eps, &mut h);
+            ops::rms_norm(isa, &x, &b.input_norm, self.eps, &mut h);
             b.qkv.matmul(&h, n, &mut qkv);
             let mut t = 0;
             for (s, cache) in segs.iter().zip(caches.iter_mut()) {
@@ -401,31 +403,31 @@ impl HostDecoder {
                     let (qr, kvr) = row.split_at_mut(qw);
                     let (kr, vr) = kvr.split_at_mut(kvw);
                     if let Some((qn, kn)) = &b.qk_norm {
-                        ops::rms_norm_in_place(qr, qn, self.eps);
-                        ops::rms_norm_in_place(kr, kn, self.eps);
+                        ops::rms_norm_in_place(isa, qr, qn, self.eps);
+                        ops::rms_norm_in_place(isa, kr, kn, self.eps);
                     }
                     let (c, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-                    ops::rope_in_place(qr, c, sn);
-                    ops::rope_in_place(kr, c, sn);
+                    ops::rope_in_place(isa, qr, c, sn);
+                    ops::rope_in_place(isa, kr, c, sn);
                     kv.append(kr, vr);
                     t += 1;
                 }
             }
             let layer_caches: Vec<_> = caches.iter().map(|c| c.view(li)).collect();
-            attend(&qkv, qkv_w, segs, &layer_caches, self.heads, &mut att);
+            attend(isa, &qkv, qkv_w, segs, &layer_caches, self.heads, &mut att);
             b.o.matmul(&att, n, &mut proj);
-            add(&mut x, &proj);
-            ops::rms_norm(&x, &b.post_norm, self.eps, &mut h);
+            ops::add(isa, &mut x, &proj);
+            ops::rms_norm(isa, &x, &b.post_norm, self.eps, &mut h);
             for r0 in (0..n).step_by(MLP_ROWS) {
                 let m = (n - r0).min(MLP_ROWS);
                 let (gu, act) = (&mut gu[..m * 2 * self.inter], &mut act[..m * self.inter]);
                 b.gate_up.matmul(&h[r0 * hs..(r0 + m) * hs], m, gu);
-                ops::silu_mul(gu, self.inter, act);
+                ops::silu_mul(isa, gu, self.inter, act);
                 b.down.matmul(act, m, &mut proj[r0 * hs..(r0 + m) * hs]);
             }
-            add(&mut x, &proj);
+            ops::add(isa, &mut x, &proj);
         }
-        ops::rms_norm(&x, &self.norm, self.eps, &mut h);
+        ops::rms_norm(isa, &x, &self.norm, self.eps, &mut h);
         Ok(h)
     }
 
@@ -439,11 +441,5 @@ impl HostDecoder {
         out.resize(rows * self.lm_head.n(), 0.0);
         on_worker(|| self.lm_head.matmul(hidden, rows, out));
         Ok(())
-    }
-}
-
-fn add(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
     }
 }

@@ -1,7 +1,43 @@
 //! Row-wise operations of the host decoder on plain f32 slices. Each output row depends only on
 //! its own input row, in a fixed order, so nothing here depends on what else is in the batch.
+//!
+//! The element-wise passes take the kernel family (`isa`, one this CPU runs: the decoder passes
+//! `isa::current()`) and run a copy of their Rust body compiled for it: the same IEEE operations
+//! in the same order (Rust never contracts a*b+c), so the same bits, in wider registers.
 
 use rayon::prelude::*;
+
+use crate::kernels::isa::Isa;
+
+/// `$vis fn $name(isa: Isa, args..)` runs `$body(args..)`, an `#[inline(always)]` function,
+/// compiled for `isa`: one copy per family, each inlining the body with its target features.
+macro_rules! per_isa {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$attr])*
+        $vis fn $name(isa: Isa, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                match isa {
+                    // SAFETY: callers pass a family this CPU runs (avx512f).
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above, with avx2 and fma.
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    Isa::Scalar => {}
+                }
+            }
+            let _ = isa;
+            $body($($arg),*)
+        }
+    };
+}
 
 /// Rows at or above which an elementwise pass is split across rayon's threads.
 const PARALLEL_ROWS: usize = 64;
@@ -68,14 +104,9 @@ fn inv_rms(x: &[f32], eps: f32) -> f32 {
 }
 
 /// `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]` per row of `weight.len()` values.
-pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+pub fn rms_norm(isa: Isa, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
-    let row = |(xr, or): (&[f32], &mut [f32])| {
-        let scale = inv_rms(xr, eps);
-        for ((o, v), w) in or.iter_mut().zip(xr).zip(weight) {
-            *o = v * scale * w;
-        }
-    };
+    let row = |(xr, or): (&[f32], &mut [f32])| rms_norm_row(isa, xr, weight, eps, or);
     if x.len() / d >= PARALLEL_ROWS {
         x.par_chunks(d).zip(out.par_chunks_mut(d)).for_each(row);
     } else {
@@ -83,8 +114,26 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// [`rms_norm`] in place, per `weight.len()`-sized piece (Qwen3's per-head q/k norm).
-pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+per_isa! {
+    /// One row of [`rms_norm`].
+    fn rms_norm_row(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) => rms_norm_row_body
+}
+
+#[inline(always)]
+fn rms_norm_row_body(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let scale = inv_rms(x, eps);
+    for ((o, v), w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+per_isa! {
+    /// [`rms_norm`] in place, per `weight.len()`-sized piece (Qwen3's per-head q/k norm).
+    pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) => rms_norm_in_place_body
+}
+
+#[inline(always)]
+fn rms_norm_in_place_body(x: &mut [f32], weight: &[f32], eps: f32) {
     let d = weight.len();
     for r in x.chunks_mut(d) {
         let scale = inv_rms(r, eps);
@@ -94,23 +143,29 @@ pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
     }
 }
 
-/// Rotates each `2 * cos.len()`-sized head of `x` in place (the non-interleaved "rotate half"
-/// form of Llama): `(a, b) → (a cos − b sin, a sin + b cos)` on the two halves.
-pub fn rope_in_place(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+per_isa! {
+    /// Rotates each `2 * cos.len()`-sized head of `x` in place (the non-interleaved "rotate
+    /// half" form of Llama): `(a, b) → (a cos − b sin, a sin + b cos)` on the two halves.
+    pub fn rope_in_place(x: &mut [f32], cos: &[f32], sin: &[f32]) => rope_in_place_body
+}
+
+#[inline(always)]
+fn rope_in_place_body(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     let half = cos.len();
+    assert_eq!(sin.len(), half, "rope: a sine per cosine");
     for head in x.chunks_mut(2 * half) {
         let (a, b) = head.split_at_mut(half);
-        for i in 0..half {
-            let (x1, x2) = (a[i], b[i]);
-            a[i] = x1 * cos[i] - x2 * sin[i];
-            b[i] = x1 * sin[i] + x2 * cos[i];
+        for (((a, b), &c), &s) in a.iter_mut().zip(b).zip(cos).zip(sin) {
+            let (x1, x2) = (*a, *b);
+            *a = x1 * c - x2 * s;
+            *b = x1 * s + x2 * c;
         }
     }
 }
 
 /// `out[t][i] = silu(gu[t][i]) * gu[t][inter + i]` for rows `gu[t] = [gate | up]` of `2 inter`.
-pub fn silu_mul(gu: &[f32], inter: usize, out: &mut [f32]) {
-    let row = |(g, o): (&[f32], &mut [f32])| silu_mul_row(g, inter, o);
+pub fn silu_mul(isa: Isa, gu: &[f32], inter: usize, out: &mut [f32]) {
+    let row = |(g, o): (&[f32], &mut [f32])| silu_mul_row(isa, g, inter, o);
     if out.len() / inter >= PARALLEL_ROWS {
         gu.par_chunks(2 * inter).zip(out.par_chunks_mut(inter)).for_each(row);
     } else {
@@ -118,29 +173,28 @@ pub fn silu_mul(gu: &[f32], inter: usize, out: &mut [f32]) {
     }
 }
 
-/// One row of [`silu_mul`], compiled for AVX-512 where the CPU has it: the same IEEE operations
-/// in the same order (no contraction), so the same bits, four times as many lanes.
-fn silu_mul_row(g: &[f32], inter: usize, o: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::isa::current() == crate::kernels::isa::Isa::Avx512 {
-        // SAFETY: the AVX-512 family is only selected where avx512f is.
-        unsafe { silu_mul_row_avx512(g, inter, o) };
-        return;
-    }
-    silu_mul_body(g, inter, o);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn silu_mul_row_avx512(g: &[f32], inter: usize, o: &mut [f32]) {
-    silu_mul_body(g, inter, o);
+per_isa! {
+    /// One row of [`silu_mul`].
+    fn silu_mul_row(g: &[f32], inter: usize, o: &mut [f32]) => silu_mul_row_body
 }
 
 #[inline(always)]
-fn silu_mul_body(g: &[f32], inter: usize, o: &mut [f32]) {
+fn silu_mul_row_body(g: &[f32], inter: usize, o: &mut [f32]) {
     let (gate, up) = g.split_at(inter);
     for ((o, &x), &u) in o.iter_mut().zip(gate).zip(up) {
         *o = x / (1.0 + exp(-x)) * u;
+    }
+}
+
+per_isa! {
+    /// `x[i] += y[i]` (the residual connection).
+    pub fn add(x: &mut [f32], y: &[f32]) => add_body
+}
+
+#[inline(always)]
+fn add_body(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
     }
 }
 
@@ -186,7 +240,7 @@ mod tests {
         let x: Vec<f32> = (0..3 * 40).map(|i| ((i * 37 % 17) as f32 - 8.0) / 3.0).collect();
         let w: Vec<f32> = (0..40).map(|i| 0.5 + i as f32 / 40.0).collect();
         let mut out = vec![0f32; x.len()];
-        rms_norm(&x, &w, 1e-5, &mut out);
+        rms_norm(Isa::Scalar, &x, &w, 1e-5, &mut out);
         for (r, o) in x.chunks(40).zip(out.chunks(40)) {
             let ms = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / 40.0;
             for ((v, o), w) in r.iter().zip(o).zip(&w) {
@@ -195,7 +249,7 @@ mod tests {
             }
         }
         let mut one = vec![0f32; 40];
-        rms_norm(&x[40..80], &w, 1e-5, &mut one);
+        rms_norm(Isa::Scalar, &x[40..80], &w, 1e-5, &mut one);
         assert_eq!(one, out[40..80]);
     }
 
@@ -203,14 +257,64 @@ mod tests {
     fn silu_mul_and_rope_match_their_formulas() {
         let gu: Vec<f32> = (0..2 * 6).map(|i| i as f32 - 5.5).collect();
         let mut out = vec![0f32; 6];
-        silu_mul(&gu, 6, &mut out);
+        silu_mul(Isa::Scalar, &gu, 6, &mut out);
         for i in 0..6 {
             let g = gu[i] as f64;
             let want = g / (1.0 + (-g).exp()) * gu[6 + i] as f64;
             assert!((out[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0));
         }
         let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
-        rope_in_place(&mut x, &[0.0, 1.0], &[1.0, 0.0]);
+        rope_in_place(Isa::Scalar, &mut x, &[0.0, 1.0], &[1.0, 0.0]);
         assert_eq!(x, vec![-3.0, 2.0, 1.0, 4.0]);
+    }
+
+    /// Mixed signs and magnitudes (the softmax and SiLU inputs of a real model span tens), with
+    /// values past `exp`'s clamp.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 10f32.powi((s % 4) as i32 - 1);
+                if i % 97 == 13 { v.signum() * 150.0 } else { v }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kernel_family_gives_the_portable_bits() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for &isa in Isa::ALL.iter().filter(|&&i| i != Isa::Scalar) {
+            if !isa.supported() {
+                eprintln!("skipped {}: this CPU lacks it", isa.name());
+                continue;
+            }
+            // Row lengths off every vector width, and enough rows for the parallel split.
+            for (d, rows) in [(7, 3), (40, 5), (64, 70), (576, 2), (1000, 1)] {
+                let x = values(rows * d, d as u64);
+                let w = values(d, 1 + d as u64);
+                let run = |isa: Isa| {
+                    let mut out = vec![0f32; rows * d];
+                    rms_norm(isa, &x, &w, 1e-5, &mut out);
+                    let mut in_place = x.clone();
+                    rms_norm_in_place(isa, &mut in_place, &w, 1e-6);
+                    let mut sum = x.clone();
+                    add(isa, &mut sum, &out);
+                    let gu = values(rows * 2 * d, 2 + d as u64);
+                    let mut act = vec![0f32; rows * d];
+                    silu_mul(isa, &gu, d, &mut act);
+                    let (cos, sin) = (values(d, 3), values(d, 4));
+                    let mut rot = values(rows * 2 * d, 5);
+                    rope_in_place(isa, &mut rot, &cos, &sin);
+                    [out, in_place, sum, act, rot].map(|v| bits(&v))
+                };
+                let (fast, slow) = (run(isa), run(Isa::Scalar));
+                for (op, (f, s)) in ["rms_norm", "rms_norm_in_place", "add", "silu_mul", "rope"].iter().zip(fast.iter().zip(&slow)) {
+                    assert!(f == s, "{isa:?}: {op} differs, row of {d}");
+                }
+            }
+        }
     }
 }
