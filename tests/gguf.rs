@@ -546,8 +546,9 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
             GgmlDType::Q4K
         }
     };
-    let mut cases: Vec<(String, &Path, Box<dyn Fn(&str) -> GgmlDType>)> =
-        all.iter().map(|&t| (format!("{t:?}"), dir.as_path(), Box::new(move |_: &str| t) as Box<dyn Fn(&str) -> GgmlDType>)).collect();
+    type TypeOf = Box<dyn Fn(&str) -> GgmlDType>;
+    let mut cases: Vec<(String, &Path, TypeOf)> =
+        all.iter().map(|&t| (format!("{t:?}"), dir.as_path(), Box::new(move |_: &str| t) as TypeOf)).collect();
     cases.push(("Q4_K_M mix".into(), dir.as_path(), Box::new(q4_k_m)));
     cases.push(("Q4_K tied".into(), tied.as_path(), Box::new(|_: &str| GgmlDType::Q4K)));
     let prompts = golden_prompts("llama-gqa-untied");

@@ -179,7 +179,7 @@ impl LocalEngine {
             }));
         }
         let values: &[f32] = if next == 0 { &[] } else { buf };
-        let out = StepLogits { width: if next == 0 { 0 } else { values.len() / next }, values, rows };
+        let out = StepLogits { width: values.len().checked_div(next).unwrap_or(0), values, rows };
         Ok(out)
     }
 

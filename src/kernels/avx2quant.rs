@@ -237,9 +237,9 @@ unsafe fn run<const T: usize>(rows: usize, k: usize, a: &[f32], q: &[u8], s: &[u
     }
     let mut out = [[0.0f32; NR]; MR];
     for (o, r) in out.iter_mut().zip(&acc).take(rows) {
-        for v in 0..V {
+        for (v, &rv) in r.iter().enumerate() {
             // SAFETY: each row of `out` holds V·8 floats.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), r[v]) };
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), rv) };
         }
     }
     out

@@ -117,6 +117,7 @@ impl Format {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn fmt(block: usize, block_bytes: usize, sub: usize, nibble: bool, planes: usize, e: bool, sc: Sc, mins: bool, rule: Rule) -> Format {
     Format { block, block_bytes, sub, nibble, planes, e, sc, mins, rule }
 }
