@@ -1,5 +1,6 @@
-//! `PackedMatrix::matmul` with f32 weights (`packed`), bf16 weights (`bf16`, where the CPU has
-//! AVX-512 BF16) and Q8_0 weights (`q8_0`) against candle's f32 `x.matmul(&w.t())` on the
+//! `PackedMatrix::matmul` with f32 weights (`packed`), bf16 weights (`bf16`: `vdpbf16ps` where
+//! the CPU has AVX-512 BF16, its emulation elsewhere), f16 weights (`f16`) and Q8_0 weights
+//! (`q8_0`) against candle's f32 `x.matmul(&w.t())` on the
 //! SmolLM2-135M linear shapes (CPU), throughput in FLOP (2·m·n·k per product):
 //!
 //!     RAYON_NUM_THREADS=2 cargo bench --bench matmul
@@ -35,6 +36,7 @@ fn bench(c: &mut Criterion) {
         let w = data(n as u64 * 31 + k as u64, n * k);
         let packed = PackedMatrix::pack(&w, n, k, None);
         let bf16 = PackedMatrix::pack_bf16(&w, n, k, None);
+        let f16 = PackedMatrix::pack_f16(&w, n, k, None);
         let q8 = PackedMatrix::pack_q8_0(&w, n, k, None);
         let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
         let mut g = c.benchmark_group(format!("matmul/{name}_{n}x{k}"));
@@ -48,11 +50,12 @@ fn bench(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("packed", m), &m, |b, &m| {
                 b.iter(|| packed.matmul(black_box(&x), m, black_box(&mut out)))
             });
-            if let Some(bf16) = &bf16 {
-                g.bench_with_input(BenchmarkId::new("bf16", m), &m, |b, &m| {
-                    b.iter(|| bf16.matmul(black_box(&x), m, black_box(&mut out)))
-                });
-            }
+            g.bench_with_input(BenchmarkId::new("bf16", m), &m, |b, &m| {
+                b.iter(|| bf16.matmul(black_box(&x), m, black_box(&mut out)))
+            });
+            g.bench_with_input(BenchmarkId::new("f16", m), &m, |b, &m| {
+                b.iter(|| f16.matmul(black_box(&x), m, black_box(&mut out)))
+            });
             g.bench_with_input(BenchmarkId::new("q8_0", m), &m, |b, &m| {
                 b.iter(|| q8.matmul(black_box(&x), m, black_box(&mut out)))
             });

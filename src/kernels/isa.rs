@@ -20,7 +20,8 @@ pub enum Isa {
     /// x86-64 with AVX2 and FMA (and F16C, which every such CPU has).
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// x86-64 with AVX-512F (products on bf16 weights also use AVX-512 BF16 where present).
+    /// x86-64 with AVX-512F (products on bf16 weights use AVX-512 BF16 where present, else the
+    /// AVX2 family's emulation of it).
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -152,13 +153,15 @@ pub fn select_from_env() -> Result<Isa, IsaError> {
     Ok(current())
 }
 
-/// Whether products on bf16 weights can use AVX-512 BF16's `vdpbf16ps`: the AVX-512 family is
-/// in force and the CPU has the extension.
+/// Whether products on bf16 weights use AVX-512 BF16's `vdpbf16ps`: the AVX-512 family is in
+/// force and the CPU has the extension. Elsewhere they run its emulation, with the same bits.
 pub fn avx512_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return current() == Isa::Avx512 && cpu_has("avx512bf16");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    cfg!(target_arch = "x86_64") && current().name() == "avx512" && cpu_has_avx512_bf16()
+}
+
+/// Whether the CPU has AVX-512 BF16 (with AVX-512F), whatever family is in force.
+pub fn cpu_has_avx512_bf16() -> bool {
+    cpu_has("avx512f") && cpu_has("avx512bf16")
 }
 
 #[cfg(test)]

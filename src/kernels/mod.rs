@@ -16,20 +16,28 @@
 //! `[panel][k][NR]`, the last panel zero-padded. x is repacked per block of up to [`MR`] rows
 //! as `[k][rows]` so the microkernel walks two contiguous streams.
 //!
-//! bf16 weights ([`PackedMatrix::pack_bf16`]): W rounded to bf16 halves the bytes a decode step
-//! streams, and AVX-512 BF16's `vdpbf16ps` multiplies bf16 pairs into f32 accumulators. The
-//! product then is what bf16 inference computes (bf16 inputs, f32 accumulation):
-//! `out[i][j] = (Σ_p dpbf16(x[i][2p..2p+2], w[j][2p..2p+2])) + bias[j]`, where x is rounded
-//! f32 → bf16 (nearest even; like the hardware conversions, inputs below f32's normal range
-//! become signed zeros, as `vdpbf16ps` would read them anyway) while it is packed, k is
-//! zero-padded to even, and the sum is one `vdpbf16ps` chain over p = 0..k/2 from 0 (each step
-//! adds a pair's two products, exact in f32, to the f32 accumulator with the instruction's
-//! fixed rounding: nearest even, denormals flushed, MXCSR ignored). Bias stays f32. The order is again fixed per element, so the batch invariance
-//! above holds for bf16 too; the chunking, row blocks and threading are the same code (generic
-//! over [`Path`]), only the packing and the microkernels differ. Layout: W `[panel][k/2][NR]` as
-//! u32 bf16 pairs (k = 2p in the low half, 2p+1 in the high one: the pair one 32-bit lane of
-//! `vdpbf16ps` takes), x `[k/2][rows]` likewise. There is no scalar or AVX2 bf16 path:
-//! without AVX-512 BF16, `pack_bf16` returns `None` and the caller keeps f32 weights.
+//! bf16 weights ([`PackedMatrix::pack_bf16`], `bf16.rs`): W rounded to bf16 halves the bytes a
+//! decode step streams. The product is what bf16 inference computes (bf16 inputs, f32
+//! accumulation), defined bit for bit as AVX-512 BF16's `vdpbf16ps` computes it, and every CPU
+//! gives those bits: `out[i][j] = (Σ_p dpbf16(x[i][2p..2p+2], w[j][2p..2p+2])) + bias[j]`, where x
+//! is rounded f32 → bf16 (nearest even; like the hardware conversions, inputs below f32's normal
+//! range become signed zeros) while it is packed, k is zero-padded to even, and the sum is one
+//! chain over p = 0..k/2 from 0 whose step adds the pair's odd product (k = 2p+1) and then its
+//! even one to the f32 accumulator, each addition rounded once (nearest even, denormals flushed,
+//! MXCSR ignored; a product of two bf16 is exact in f32). On AVX-512 BF16 a step is one
+//! `vdpbf16ps`; everywhere else (AVX2, AVX-512F without the BF16 extension, the portable kernel)
+//! it is two FMAs on the values widened exactly in registers, which give the same bits: `bf16.rs`
+//! gives the measurement against the instruction and how its flushing is honoured. So bf16
+//! weights have one set of bits on every CPU (NaN payloads aside), and batch invariance holds as
+//! for f32: the chunking, row blocks and threading are the same code (generic over [`Path`]),
+//! only the packing and the microkernels differ. Layout: W `[panel][k/2][NR]` as u32 bf16 pairs
+//! (k = 2p in the low half, 2p+1 in the high one: the pair one 32-bit lane of `vdpbf16ps` takes);
+//! x `[k/2][rows]` as pairs for `vdpbf16ps`, as the widened values for the emulation.
+//!
+//! f16 weights ([`PackedMatrix::pack_f16`], `f16.rs`): W rounded to f16 (nearest even), half of
+//! f32's bytes, widened exactly to f32 in registers (`vcvtph2ps` with F16C or AVX-512F, the
+//! `half` crate on the portable path), then the f32 kernels' FMA chain on f32 x: a product is bit
+//! for bit the f32 product on the f16-rounded W, on every instruction set, batch invariant alike.
 //!
 //! Q8_0 weights ([`PackedMatrix::pack_q8_0`], `q8.rs`): llama.cpp's 8-bit blocks (32 int8 values
 //! along k and one f16 scale), a quarter of f32's weight bytes. The kernels widen each int8 to f32
@@ -85,6 +93,10 @@ macro_rules! by_rows_and_panels {
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2bf16;
+#[cfg(target_arch = "x86_64")]
+mod avx2f16;
+#[cfg(target_arch = "x86_64")]
 mod avx2q8;
 #[cfg(target_arch = "x86_64")]
 mod avx2quant;
@@ -93,9 +105,13 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512bf16;
 #[cfg(target_arch = "x86_64")]
+mod avx512f16;
+#[cfg(target_arch = "x86_64")]
 mod avx512q8;
 #[cfg(target_arch = "x86_64")]
 mod avx512quant;
+mod bf16;
+mod f16;
 pub mod isa;
 mod pack;
 mod q8;
@@ -129,13 +145,14 @@ pub(crate) use self::isa::Isa as Kernel;
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
-/// Packed weights: f32, bf16 pairs in the same 64-byte lines, or Q8_0 (see `q8.rs`).
+/// Packed weights: f32, bf16 pairs or f16 in the same 64-byte lines, or Q8_0 (see `q8.rs`).
 enum Weights {
     /// `[panel][k][NR]` f32, the last panel zero-padded past column n.
     F32(Vec<Line>),
-    /// `[panel][k/2 rounded up][NR]` u32, each the bf16 pair (k = 2p low, 2p+1 high) of one
-    /// column; zero-padded past column n and, for odd k, in the last pair's high half.
-    Bf16(Vec<Line>),
+    /// bf16 pairs (see `bf16.rs`).
+    Bf16(bf16::Bf16Weights),
+    /// `[panel][k][NR]` f16 (see `f16.rs`).
+    F16(Vec<Line>),
     Q8_0(q8::Q8Weights),
     /// A GGUF quantised type as stored (see `quant.rs`).
     Quant(quant::QuantWeights),
@@ -148,7 +165,7 @@ pub struct PackedMatrix {
     data: Weights,
     /// Padded to a whole number of panels with zeros.
     bias: Option<Vec<f32>>,
-    /// Microkernel family for f32 and Q8_0 weights (bf16 weights have one, AVX-512 BF16).
+    /// Microkernel family, the one in force when packed (`isa::current`).
     kernel: Kernel,
 }
 
@@ -159,6 +176,7 @@ impl std::fmt::Debug for PackedMatrix {
             .field("k", &self.k)
             .field("bias", &self.bias.is_some())
             .field("bf16", &self.is_bf16())
+            .field("f16", &self.is_f16())
             .field("q8_0", &self.is_q8_0())
             .field("quant", &self.quant_type())
             .field("kernel", &self.kernel)
@@ -193,7 +211,8 @@ impl PackedMatrix {
     /// Bytes held (for memory reports).
     pub fn bytes(&self) -> usize {
         let w = match &self.data {
-            Weights::F32(d) | Weights::Bf16(d) => std::mem::size_of_val(d.as_slice()),
+            Weights::F32(d) | Weights::F16(d) => std::mem::size_of_val(d.as_slice()),
+            Weights::Bf16(b) => b.bytes(),
             Weights::Q8_0(q) => q.bytes(),
             Weights::Quant(q) => q.bytes(),
         };
@@ -201,8 +220,8 @@ impl PackedMatrix {
     }
 
     /// Copies weight row `r` (length k) into `out`: an embedding lookup when the LM head is tied
-    /// to the embeddings, so the unpacked table need not be kept. bf16 weights come back widened
-    /// (exactly) to f32, Q8_0 ones dequantised (exactly: the values products use).
+    /// to the embeddings, so the unpacked table need not be kept. bf16 and f16 weights come back
+    /// widened (exactly) to f32, Q8_0 ones dequantised (exactly: the values products use).
     pub fn row(&self, r: usize, out: &mut [f32]) {
         assert!(r < self.n, "PackedMatrix::row: row {r} out of {}", self.n);
         assert_eq!(out.len(), self.k, "PackedMatrix::row: out.len() != k");
@@ -214,14 +233,8 @@ impl PackedMatrix {
                     *o = panel[kk * NR + c];
                 }
             }
-            Weights::Bf16(d) => {
-                let kp = self.k.div_ceil(2);
-                let panel = &pairs(d)[p * kp * NR..(p + 1) * kp * NR];
-                for (kk, o) in out.iter_mut().enumerate() {
-                    let pair = panel[(kk / 2) * NR + c];
-                    *o = from_bf16((pair >> (16 * (kk % 2))) as u16);
-                }
-            }
+            Weights::Bf16(b) => b.row(self.k, r, out),
+            Weights::F16(d) => f16::row(d, self.k, r, out),
             Weights::Q8_0(q) => q8::row(q, self.k, r, out),
             Weights::Quant(q) => quant::row(q, self.k, r, out),
         }
@@ -233,8 +246,9 @@ impl PackedMatrix {
         self.matmul_with(self.kernel, x, m, out);
     }
 
-    /// As [`matmul`](Self::matmul) with f32 or Q8_0 weights run by `kernel`; bf16 weights
-    /// ignore it (they have one kernel).
+    /// As [`matmul`](Self::matmul) run by the kernels of family `kernel` (bf16 weights by
+    /// `vdpbf16ps` for Avx512 where the CPU has AVX-512 BF16, else by its emulation; the same
+    /// bits either way).
     pub(crate) fn matmul_with(&self, kernel: Kernel, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(out.len(), m * self.n, "PackedMatrix::matmul: out.len() != m * n");
         self.product(kernel, x, m, out, self.n);
@@ -257,10 +271,13 @@ impl PackedMatrix {
         let out = OutPtr(out.as_mut_ptr(), ldc);
         match &self.data {
             Weights::F32(d) => self.drive(F32Path { w: lines(d), k: self.k, kernel }, x, m, out),
-            #[cfg(target_arch = "x86_64")]
-            Weights::Bf16(d) => self.drive(Bf16Path { w: pairs(d), k: self.k }, x, m, out),
-            #[cfg(not(target_arch = "x86_64"))]
-            Weights::Bf16(_) => unreachable!("pack_bf16 packs only on x86_64 with AVX-512 BF16"),
+            Weights::Bf16(b) => match bf16::Bf16Kernel::for_family(kernel, isa::cpu_has_avx512_bf16()) {
+                // SAFETY: Avx512Bf16 is only chosen where the CPU has AVX-512F and AVX-512 BF16.
+                #[cfg(target_arch = "x86_64")]
+                bf16::Bf16Kernel::Avx512Bf16 => self.drive(unsafe { bf16::VdpPath::new(b, self.k) }, x, m, out),
+                emulated => self.drive(bf16::EmuPath::new(b, self.k, emulated), x, m, out),
+            },
+            Weights::F16(d) => self.drive(f16::F16Path::new(d, self.k, kernel), x, m, out),
             Weights::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
             Weights::Quant(q) => self.drive(quant::QuantPath::new(q, self.k, kernel), x, m, out),
         }
@@ -497,83 +514,6 @@ impl Path for F32Path<'_> {
     }
 }
 
-/// bf16 weights (only ever packed after detecting AVX-512 BF16), run by `avx512bf16`.
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-struct Bf16Path<'a> {
-    w: &'a [u32],
-    k: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Path for Bf16Path<'_> {
-    type X = u32;
-    // Half the weight bytes per multiply-add, so twice the work to pay for a fork/join.
-    const PAR_MIN_WORK: usize = 2 * PAR_MIN_WORK;
-
-    fn depth(&self) -> usize {
-        self.k.div_ceil(2)
-    }
-
-    fn pack_row(&self, src: &[f32], dst: &mut [u32], stride: usize) {
-        // SAFETY: a Bf16Path exists only for matrices `pack_bf16` packed, which it does only
-        // where the CPU has AVX-512F and AVX-512 BF16.
-        unsafe { avx512bf16::pack_row(src, dst, stride) }
-    }
-
-    fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
-        with_cached(&XBUF_BF16, f)
-    }
-
-    fn wide_max(&self, rows: usize) -> usize {
-        if rows <= 3 {
-            avx512bf16::WIDE
-        } else {
-            0
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn wide(
-        &self,
-        rows: usize,
-        p: usize,
-        g: usize,
-        a: &[u32],
-        bias: Option<&[f32]>,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-    ) {
-        let kp = self.depth();
-        let w = &self.w[p * kp * NR..(p + g) * kp * NR];
-        // SAFETY: bf16 weights exist only after `has_bf16()`; `c` is forwarded from the caller.
-        unsafe { avx512bf16::wide(rows, g, kp, a, w, bias, c, ldc, cols) }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn block(
-        &self,
-        rows: usize,
-        p: usize,
-        a: &[u32],
-        bias: Option<&[f32]>,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-    ) {
-        let kp = self.depth();
-        let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
-        // SAFETY: as for `wide`.
-        unsafe { avx512bf16::block(rows, kp, a, w, bias, c, ldc, cols) }
-    }
-}
-
-/// Whether this CPU runs the bf16 kernels ([`PackedMatrix::pack_bf16`] returns None without).
-pub fn has_bf16() -> bool {
-    isa::avx512_bf16()
-}
-
 /// f32 → bf16 bits, rounding to nearest even. NaNs stay (quiet) NaNs, and inputs below f32's
 /// normal range become signed zeros: AVX-512 BF16's conversions do the same, and `vdpbf16ps`
 /// reads bf16 denormals as zero anyway.
@@ -652,7 +592,4 @@ thread_local! {
     /// page-fault in a fresh buffer.
     /// Bounded by one m-chunk: about `X_CHUNK_BYTES` + MR·k floats per thread.
     static XBUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// The same for bf16 weights' packed x (bf16 pairs).
-    #[cfg(target_arch = "x86_64")]
-    static XBUF_BF16: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }

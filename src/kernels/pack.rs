@@ -5,7 +5,8 @@
 
 use super::q8::{self, Q8Weights};
 use super::quant::{self, QuantType, QuantWeights};
-use super::{lines_mut, pairs_mut, to_bf16, Line, PackedMatrix, Weights, NR};
+use super::bf16::Bf16Weights;
+use super::{f16, lines_mut, Line, PackedMatrix, Weights, NR};
 
 /// A [`PackedMatrix`] being filled row by row; see [`PackedMatrix::packer`].
 pub struct Packer {
@@ -22,11 +23,17 @@ impl PackedMatrix {
     }
 
     /// Packs W as bf16 (values rounded to nearest-even from f32; exact when they came from a
-    /// bf16 checkpoint). Returns None when this CPU has no AVX-512 BF16 (the caller then keeps
-    /// f32 weights). Panics only on length mismatch.
-    pub fn pack_bf16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Option<Self> {
+    /// bf16 checkpoint). Runs on every CPU. Panics only on length mismatch.
+    pub fn pack_bf16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
         check_lens(w, n, k, bias);
-        Some(Self::packer_bf16(n, k, bias)?.whole(w))
+        Self::packer_bf16(n, k, bias).whole(w)
+    }
+
+    /// Packs W as f16 (values rounded to nearest-even from f32; exact when they came from an
+    /// f16 checkpoint). Runs on every CPU. Panics only on length mismatch.
+    pub fn pack_f16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        check_lens(w, n, k, bias);
+        Self::packer_f16(n, k, bias).whole(w)
     }
 
     /// Packs W quantised to Q8_0 (per row, blocks of 32 along k; see `kernels::q8`). Runs on
@@ -61,15 +68,14 @@ impl PackedMatrix {
         Packer::new(n, k, Weights::F32(data), bias)
     }
 
-    /// As [`PackedMatrix::packer`] for bf16 weights ([`PackedMatrix::pack_bf16`]); None without
-    /// AVX-512 BF16.
-    pub fn packer_bf16(n: usize, k: usize, bias: Option<&[f32]>) -> Option<Packer> {
-        if !super::has_bf16() {
-            return None;
-        }
-        // A line holds 16 pairs, so a panel's k-pair row of NR pairs is two lines.
-        let data = vec![Line([0.0; 16]); n.div_ceil(NR) * k.div_ceil(2) * (NR / 16)];
-        Some(Packer::new(n, k, Weights::Bf16(data), bias))
+    /// As [`PackedMatrix::packer`] for bf16 weights ([`PackedMatrix::pack_bf16`]).
+    pub fn packer_bf16(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
+        Packer::new(n, k, Weights::Bf16(Bf16Weights::zeroed(n, k)), bias)
+    }
+
+    /// As [`PackedMatrix::packer`] for f16 weights ([`PackedMatrix::pack_f16`]).
+    pub fn packer_f16(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
+        Packer::new(n, k, Weights::F16(f16::zeroed(n, k)), bias)
     }
 
     /// As [`PackedMatrix::packer`] for Q8_0 weights ([`PackedMatrix::pack_q8_0`]).
@@ -108,7 +114,7 @@ impl Packer {
         let row_bytes = match &self.m.data {
             Weights::Q8_0(_) => GgufType::Q8_0.row_bytes(k),
             Weights::Quant(w) => w.ty.row_bytes(k),
-            _ => panic!("Packer::push_gguf on a packer for f32 or bf16 rows"),
+            _ => panic!("Packer::push_gguf on a packer for f32, bf16 or f16 rows"),
         };
         if row_bytes == 0 {
             return;
@@ -146,13 +152,8 @@ impl Packer {
                     panel[kk * NR + c] = v;
                 }
             }
-            Weights::Bf16(d) => {
-                let kp = k.div_ceil(2);
-                let panel = &mut pairs_mut(d)[p * kp * NR..(p + 1) * kp * NR];
-                for (pp, pair) in src.chunks(2).enumerate() {
-                    panel[pp * NR + c] = bf16_pair(pair);
-                }
-            }
+            Weights::Bf16(b) => b.put_row(k, r, src),
+            Weights::F16(d) => f16::put_row(d, k, r, src),
             Weights::Q8_0(q) => q8::put_row(q, k, r, src),
             Weights::Quant(q) => panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.ty.name()),
         }
@@ -190,11 +191,6 @@ impl GgufType {
             GgufType::Quant(t) => t.row_bytes(k),
         }
     }
-}
-
-/// One or two consecutive k values as a bf16 pair (the first in the low half, zero past k).
-fn bf16_pair(pair: &[f32]) -> u32 {
-    to_bf16(pair[0]) as u32 | (pair.get(1).map_or(0, |&v| to_bf16(v)) as u32) << 16
 }
 
 fn check_lens(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) {

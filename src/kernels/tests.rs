@@ -1,5 +1,8 @@
 use super::*;
 
+mod bf16;
+mod f16;
+
 /// xorshift32 in [-1, 1): deterministic data without a crate.
 pub(super) fn rand_vec(seed: u32, len: usize) -> Vec<f32> {
     let mut s = seed.max(1);
@@ -169,205 +172,6 @@ fn wrong_x_len_panics() {
     pm.matmul(&[1.0; 5], 2, &mut [0.0; 4]);
 }
 
-// ---- bf16 weights ----
-
-/// `pack_bf16`, or None with a note when this CPU has no AVX-512 BF16 (the test then skips).
-fn pack16(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Option<PackedMatrix> {
-    let pm = PackedMatrix::pack_bf16(w, n, k, bias);
-    if pm.is_none() {
-        eprintln!("skipping bf16 test: this CPU has no AVX-512 BF16");
-    }
-    pm
-}
-
-/// Values rounded to bf16 and widened back: what the bf16 kernels multiply.
-fn bf16_round(v: &[f32]) -> Vec<f32> {
-    v.iter().map(|&x| from_bf16(to_bf16(x))).collect()
-}
-
-#[test]
-fn to_bf16_rounds_to_nearest_even() {
-    let cases: &[(u32, u16)] = &[
-        (0x3f80_0000, 0x3f80), // 1.0
-        (0x3f80_8000, 0x3f80), // halfway, even below: down
-        (0x3f81_8000, 0x3f82), // halfway, odd below: up
-        (0x3f80_8001, 0x3f81), // just above halfway
-        (0x3f80_7fff, 0x3f80), // just below halfway
-        (0xbf81_8000, 0xbf82), // negative halfway, odd: away from zero
-        (0x7f7f_ffff, 0x7f80), // f32::MAX rounds to inf
-        (0x7f80_0000, 0x7f80), // inf
-        (0xff80_0000, 0xff80), // -inf
-        (0x0000_0000, 0x0000),
-        (0x8000_0000, 0x8000),
-        (0x007f_ffff, 0x0000), // denormal: flushed
-        (0x8000_0001, 0x8000), // negative denormal: -0
-        (0x0080_0000, 0x0080), // smallest normal
-    ];
-    for &(f, want) in cases {
-        assert_eq!(to_bf16(f32::from_bits(f)), want, "{f:#010x}");
-    }
-    let nan = to_bf16(f32::from_bits(0x7f80_0001));
-    assert!(f32::from_bits((nan as u32) << 16).is_nan(), "signalling NaN stays NaN: {nan:#06x}");
-}
-
-/// The scalar conversion used to pack x gives the bits of the hardware's `vcvtne2ps2bf16`.
-#[cfg(target_arch = "x86_64")]
-#[test]
-fn to_bf16_matches_hardware() {
-    use std::arch::x86_64::*;
-    #[target_feature(enable = "avx512bf16,avx512f")]
-    fn hw(v: &[f32; 32]) -> [u16; 32] {
-        // SAFETY: 16 floats read from each half of a 32-float array; the result is 32 bf16
-        // (u16) values, the first 16 from the second operand.
-        unsafe {
-            let r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(v[16..].as_ptr()), _mm512_loadu_ps(v.as_ptr()));
-            std::mem::transmute::<__m512bh, [u16; 32]>(r)
-        }
-    }
-    if !std::arch::is_x86_feature_detected!("avx512bf16") {
-        eprintln!("skipping bf16 test: this CPU has no AVX-512 BF16");
-        return;
-    }
-    let mut vals: Vec<f32> = rand_vec(41, 32 * 200);
-    let special = [
-        0x3f80_8000u32,
-        0x3f81_8000,
-        0xbf81_8000,
-        0x3f80_7fff,
-        0x7f7f_ffff,
-        0x7f80_0000,
-        0xff80_0000,
-        0x0000_0000,
-        0x8000_0000,
-        0x007f_ffff,
-        0x007f_8000,
-        0x8000_0001,
-        0x0080_0000,
-        0x0080_8000,
-        0x0081_8000,
-        0x0000_8000,
-    ];
-    vals.extend(special.iter().map(|&b| f32::from_bits(b)));
-    // Random bit patterns too (every exponent), NaNs excluded: their payload is not specified.
-    let mut s = 0x1234_5678u32;
-    vals.extend((0..32 * 100).map(|_| {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        f32::from_bits(s)
-    }));
-    vals.retain(|v| !v.is_nan());
-    vals.truncate(vals.len() / 32 * 32);
-    for chunk in vals.chunks_exact(32) {
-        let arr: [f32; 32] = chunk.try_into().unwrap();
-        // SAFETY: avx512bf16 (and so avx512f) detected above.
-        let got = unsafe { hw(&arr) };
-        for (i, &v) in arr.iter().enumerate() {
-            assert_eq!(to_bf16(v), got[i], "{:#010x}", v.to_bits());
-        }
-    }
-}
-
-#[test]
-fn bf16_matches_f64_reference() {
-    let (ns, ks, ms) = ([1, 31, 33, 960], [7, 64, 577], [1, 3, 8, 13, 32, 100]);
-    for (ni, &n) in ns.iter().enumerate() {
-        for (ki, &k) in ks.iter().enumerate() {
-            let w = rand_vec(51 + (ni * 3 + ki) as u32, n * k);
-            let b = rand_vec(61 + ni as u32, n);
-            let wr = bf16_round(&w);
-            for with_bias in [false, true] {
-                let bias = with_bias.then_some(b.as_slice());
-                let Some(pm) = pack16(&w, n, k, bias) else { return };
-                assert!(pm.is_bf16());
-                for &m in &ms {
-                    let x = rand_vec(71 + m as u32, m * k);
-                    let xr = bf16_round(&x);
-                    let want = reference(&xr, &wr, bias, m, n, k);
-                    // The pair products are exact in f32; only the k/2 accumulations round.
-                    let tol = 2.0 * k as f64 * f32::EPSILON as f64;
-                    let mut out = vec![f32::NAN; m * n];
-                    pm.matmul(&x, m, &mut out);
-                    for i in 0..m {
-                        for j in 0..n {
-                            let mag: f64 =
-                                (0..k).map(|kk| (xr[i * k + kk] as f64 * wr[j * k + kk] as f64).abs()).sum::<f64>()
-                                    + bias.map_or(0.0, |b| b[j].abs() as f64);
-                            let (got, exp) = (out[i * n + j] as f64, want[i * n + j]);
-                            assert!(
-                                (got - exp).abs() <= tol * mag.max(1e-30),
-                                "bf16 n={n} k={k} m={m} bias={with_bias} [{i},{j}]: {got} vs {exp}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn bf16_bitwise_batch_invariant() {
-    let (n, k, m) = (1000, 577, 300);
-    let Some(pm) = pack16(&rand_vec(3, n * k), n, k, Some(&rand_vec(4, n))) else { return };
-    assert_batch_invariant("bf16", &rand_vec(5, m * k), m, n, k, |x, m| {
-        let mut out = vec![0.0; m * n];
-        pm.matmul(x, m, &mut out);
-        bits(&out)
-    });
-}
-
-#[test]
-fn bf16_row_bytes_and_flag() {
-    for &(n, k) in &[(1, 7), (33, 5), (70, 577), (40, 64)] {
-        let w = rand_vec(81, n * k);
-        let Some(pm) = pack16(&w, n, k, None) else { return };
-        assert!(pm.is_bf16() && !PackedMatrix::pack(&w, n, k, None).is_bf16());
-        assert_eq!((pm.n(), pm.k()), (n, k));
-        let wr = bf16_round(&w);
-        let mut out = vec![0.0; k];
-        for r in 0..n {
-            pm.row(r, &mut out);
-            assert_eq!(bits(&out), bits(&wr[r * k..(r + 1) * k]), "bf16 row {r}");
-        }
-    }
-    // Two panels of ceil(k/2) pairs, 4 bytes each, plus the f32 bias: about half of f32.
-    for k in [10, 11] {
-        let (n, w, b) = (33, rand_vec(1, 33 * k), rand_vec(2, 33));
-        let Some(pm) = pack16(&w, n, k, Some(&b)) else { return };
-        assert_eq!(pm.bytes(), (2 * NR * k.div_ceil(2) + 2 * NR) * 4, "k={k}");
-        let f32_bytes = PackedMatrix::pack(&w, n, k, Some(&b)).bytes();
-        assert!(pm.bytes() * 2 <= f32_bytes + 2 * NR * 4 + 2 * NR * 4, "{} vs f32 {f32_bytes}", pm.bytes());
-    }
-    // k = 0: just the bias.
-    let Some(pm) = pack16(&[], 3, 0, Some(&[1.0, -2.0, 3.5])) else { return };
-    let mut out = vec![0.0; 6];
-    pm.matmul(&[], 2, &mut out);
-    assert_eq!(out, [1.0, -2.0, 3.5, 1.0, -2.0, 3.5]);
-}
-
-#[test]
-fn bf16_equals_f32_on_exact_data() {
-    // Small integers are exact in bf16 and every partial sum here is exact in f32, so any
-    // summation order gives the same bits: a layout or pairing mistake would not.
-    let ints = |seed: u32, len: usize| -> Vec<f32> { rand_vec(seed, len).iter().map(|v| (v * 8.0).round()).collect() };
-    for &(n, k) in &[(1, 7), (33, 577), (960, 64), (70, 1), (100, 13)] {
-        let w = ints(91, n * k);
-        let b = ints(92, n);
-        for bias in [None, Some(b.as_slice())] {
-            let Some(p16) = pack16(&w, n, k, bias) else { return };
-            let p32 = PackedMatrix::pack(&w, n, k, bias);
-            for m in [1, 2, 3, 4, 13, 40] {
-                let x = ints(93 + m as u32, m * k);
-                let (mut a, mut b) = (vec![0.0; m * n], vec![0.0; m * n]);
-                p16.matmul(&x, m, &mut a);
-                p32.matmul(&x, m, &mut b);
-                assert_eq!(bits(&a), bits(&b), "n={n} k={k} m={m} bias={}", bias.is_some());
-            }
-        }
-    }
-}
-
 // ---- Q8_0 weights ----
 
 /// W quantised block by block with `quantize_block` and dequantised (`q · d`): the f32 values
@@ -493,7 +297,8 @@ fn q8_bytes_and_edges() {
 /// Every stored bit of `pm`'s weights and bias, padding included.
 fn raw_bits(pm: &PackedMatrix) -> Vec<u32> {
     let mut v = match &pm.data {
-        Weights::F32(d) | Weights::Bf16(d) => bits(lines(d)),
+        Weights::F32(d) | Weights::F16(d) => bits(lines(d)),
+        Weights::Bf16(b) => b.raw_bits(),
         Weights::Q8_0(q) => q.raw_bits(),
         Weights::Quant(_) => unreachable!("quantised weights are packed from GGUF rows only"),
     };
@@ -516,7 +321,8 @@ fn push_in_blocks(mut packer: Packer, w: &[f32], k: usize) -> PackedMatrix {
 #[test]
 fn streamed_packing_equals_whole() {
     // n not a multiple of NR (a padded last panel; blocks cross panels), odd k (bf16's half
-    // pair, Q8_0's short last block).
+    // pair, Q8_0's short last block). Every weight type's bits, padding and bf16's per-panel
+    // exponents included, are the same streamed as whole.
     let (n, k) = (75, 37);
     let w = rand_vec(5, n * k);
     let b = rand_vec(6, n);
@@ -531,12 +337,15 @@ fn streamed_packing_equals_whole() {
         assert_eq!(raw_bits(&streamed), raw_bits(&whole), "q8_0");
         assert!(streamed.is_q8_0());
 
-        assert_eq!(PackedMatrix::packer_bf16(n, k, bias).is_some(), has_bf16());
-        if let (Some(whole), Some(packer)) = (PackedMatrix::pack_bf16(&w, n, k, bias), PackedMatrix::packer_bf16(n, k, bias)) {
-            let streamed = push_in_blocks(packer, &w, k);
-            assert_eq!(raw_bits(&streamed), raw_bits(&whole), "bf16");
-            assert!(streamed.is_bf16());
-        }
+        let whole = PackedMatrix::pack_bf16(&w, n, k, bias);
+        let streamed = push_in_blocks(PackedMatrix::packer_bf16(n, k, bias), &w, k);
+        assert_eq!(raw_bits(&streamed), raw_bits(&whole), "bf16");
+        assert!(streamed.is_bf16());
+
+        let whole = PackedMatrix::pack_f16(&w, n, k, bias);
+        let streamed = push_in_blocks(PackedMatrix::packer_f16(n, k, bias), &w, k);
+        assert_eq!(raw_bits(&streamed), raw_bits(&whole), "f16");
+        assert!(streamed.is_f16() && !streamed.is_bf16());
     }
 }
 

@@ -5,10 +5,10 @@
 //! cache. So there is no padding, each sequence has its own positions, and a sequence's
 //! numbers do not depend on which other sequences share the batch.
 //!
-//! Two implementations sit behind this one type. On the CPU with f32 weights (or bf16 on AVX-512
-//! BF16, or Q8_0) the host decoder ([`super::host`]) runs on pre-packed weights with the project's own kernels, which keep every
-//! reduction in an order that does not depend on the batch; everywhere else (CUDA, Metal, other
-//! dtypes, training) the candle decoder runs on candle's ops.
+//! Two implementations sit behind this one type. On the CPU (f32, bf16, f16 or Q8_0 weights) the
+//! host decoder ([`super::host`]) runs on pre-packed weights with the project's own kernels, which
+//! keep every reduction in an order that does not depend on the batch; everywhere else (CUDA,
+//! Metal, training) the candle decoder runs on candle's ops.
 
 use std::sync::Arc;
 
@@ -36,8 +36,7 @@ pub struct Segment {
 /// Which implementation runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// The host kernels on the CPU with f32 weights (bf16 where the CPU has AVX-512 BF16, and
-    /// Q8_0), candle otherwise.
+    /// The host kernels on the CPU (f32, bf16, f16 and Q8_0 weights), candle otherwise.
     #[default]
     Auto,
     /// candle's ops everywhere (the reference the host kernels are checked against too).
@@ -202,6 +201,7 @@ impl Decoder {
             Inner::Host(m) => match m.weights() {
                 Weights::F32 | Weights::Q8_0 | Weights::Gguf => DType::F32,
                 Weights::Bf16 => DType::BF16,
+                Weights::F16 => DType::F16,
             },
         }
     }
@@ -213,6 +213,7 @@ impl Decoder {
             Inner::Host(m) => match m.weights() {
                 Weights::F32 => "host f32 kernels",
                 Weights::Bf16 => "host bf16 kernels",
+                Weights::F16 => "host f16 kernels",
                 Weights::Q8_0 => "host q8_0 kernels",
                 Weights::Gguf => "host kernels, GGUF types as stored",
             },
@@ -227,7 +228,7 @@ impl Decoder {
             Inner::Host(m) => m.set_kv_dtype(dtype),
             Inner::Candle(_) if dtype == KvDtype::F32 => {}
             Inner::Candle(_) => candle_core::bail!(
-                "a {} KV cache needs the CPU host path (f32 or bf16 weights on a CPU); on this device and dtype the cache has the model's dtype",
+                "a {} KV cache needs the CPU host path (a CPU, not the candle backend); on this device the cache has the model's dtype",
                 dtype.name()
             ),
         }

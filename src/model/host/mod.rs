@@ -1,4 +1,4 @@
-//! The decoder on the CPU with f32 (or bf16, or Q8_0) weights, on plain slices: pre-packed weights and the
+//! The decoder on the CPU with f32 (or bf16, f16, Q8_0) weights, on plain slices: pre-packed weights and the
 //! project's kernels ([`crate::kernels`]), fused q/k/v and gate/up projections, and attention
 //! straight over each sequence's KV cache. candle's generic ops cost more than the arithmetic at
 //! decode shapes; here a step is a handful of kernel calls per layer.
@@ -128,9 +128,11 @@ fn vector(vb: &VarBuilder, size: usize, name: &str) -> Result<Vec<f32>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Weights {
     F32,
-    /// bf16 weights, products on AVX-512 BF16 (activations rounded to bf16 at each product's
-    /// input, f32 accumulation); only where the CPU has it.
+    /// bf16 weights (activations rounded to bf16 at each product's input, f32 accumulation):
+    /// `vdpbf16ps` where the CPU has AVX-512 BF16, its bit-exact emulation elsewhere.
     Bf16,
+    /// f16 weights widened to f32 in the kernels (f32 activations and accumulation).
+    F16,
     /// Every linear layer in llama.cpp's Q8_0 (8-bit blocks, dequantised in the kernels; f32
     /// activations). Norms and biases stay f32; an untied embedding table too.
     Q8_0,
@@ -140,22 +142,23 @@ pub(crate) enum Weights {
 }
 
 impl Weights {
-    /// The host representation of candle dtype `dtype` on this CPU, if there is one.
+    /// The host representation of candle dtype `dtype`, if there is one (on every CPU).
     pub fn for_dtype(dtype: DType) -> Option<Self> {
         match dtype {
             DType::F32 => Some(Weights::F32),
-            DType::BF16 if crate::kernels::has_bf16() => Some(Weights::Bf16),
+            DType::BF16 => Some(Weights::Bf16),
+            DType::F16 => Some(Weights::F16),
             _ => None,
         }
     }
 
-    fn packer(self, n: usize, k: usize, bias: Option<&[f32]>) -> Result<Packer> {
+    fn packer(self, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
         match self {
-            Weights::F32 => Ok(PackedMatrix::packer(n, k, bias)),
-            Weights::Bf16 => PackedMatrix::packer_bf16(n, k, bias)
-                .ok_or_else(|| candle_core::Error::msg("this CPU has no AVX-512 BF16 for bf16 weights")),
-            Weights::Q8_0 => Ok(PackedMatrix::packer_q8_0(n, k, bias)),
-            Weights::Gguf => Ok(PackedMatrix::packer(n, k, bias)),
+            Weights::F32 => PackedMatrix::packer(n, k, bias),
+            Weights::Bf16 => PackedMatrix::packer_bf16(n, k, bias),
+            Weights::F16 => PackedMatrix::packer_f16(n, k, bias),
+            Weights::Q8_0 => PackedMatrix::packer_q8_0(n, k, bias),
+            Weights::Gguf => PackedMatrix::packer(n, k, bias),
         }
     }
 }
@@ -204,7 +207,7 @@ impl Source<'_> {
         }
         let bias = bias.then_some(b.as_slice());
         let (Some(t), Some(source)) = (stored, self.stored) else {
-            let mut packer = self.weights.packer(rows, inputs, bias)?;
+            let mut packer = self.weights.packer(rows, inputs, bias);
             for &(name, n) in parts {
                 push_rows(&mut packer, &vb.pp(name), (n, inputs), "weight")?;
             }

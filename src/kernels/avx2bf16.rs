@@ -1,0 +1,103 @@
+//! AVX2+FMA kernels for bf16 weights on CPUs without AVX-512 BF16: `vdpbf16ps` emulated with
+//! plain FMAs (see `bf16.rs`). Each k-pair row of a panel is loaded as u32 pairs and widened in
+//! registers, exactly: the odd (high) halves by masking off the low 16 bits, the even (low) ones
+//! by shifting them up. x comes widened already (`bf16::EmuPath`), `[2kp+1][rows]` f32.
+
+use std::arch::x86_64::*;
+
+use super::avx2::{finish, R3, V};
+use super::NR;
+
+/// See `bf16::fast`; `rows` (1..=MR) rows of widened x times one bf16 panel (`w`: [kp][NR]).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA, no FMA of the product may come out tiny (the caller's
+/// exponent check), and `c` must be valid for writes of `rows` rows of `cols` floats at stride
+/// `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn block(
+    rows: usize,
+    kp: usize,
+    a: &[f32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    assert!(a.len() >= 2 * kp * rows && w.len() >= kp * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+    let mut i0 = 0;
+    while i0 < rows {
+        let r = (rows - i0).min(R3);
+        // SAFETY: bounds asserted above (rows i0..i0+r of the [2kp+1][rows] block); feature and
+        // `c` forwarded from the caller.
+        unsafe {
+            let (a, w, c) = (a.as_ptr().add(i0), w.as_ptr(), c.add(i0 * ldc));
+            match r {
+                1 => kern::<1>(kp, a, rows, w, bias, c, ldc, cols),
+                2 => kern::<2>(kp, a, rows, w, bias, c, ldc, cols),
+                _ => kern::<3>(kp, a, rows, w, bias, c, ldc, cols),
+            }
+        }
+        i0 += r;
+    }
+}
+
+/// `a` points at this call's first row inside a `[2kp+1][lda]` block.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kern<const R: usize>(
+    kp: usize,
+    a: *const f32,
+    lda: usize,
+    w: *const u32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); V]; R];
+    let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+    for p in 0..kp {
+        // SAFETY: `block` checked a has 2kp*lda floats and w kp*NR u32s.
+        unsafe {
+            let (xo, xe) = (a.add((2 * p + 1) * lda), a.add(2 * p * lda));
+            for v in 0..V {
+                let pair = _mm256_loadu_si256(w.add(p * NR + v * 8).cast());
+                let odd = _mm256_castsi256_ps(_mm256_and_si256(pair, high));
+                let even = _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16));
+                // x is broadcast from memory at each use: 12 accumulators, two weight vectors
+                // and the mask leave no room to keep 2·R broadcasts in registers.
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let t = _mm256_fmadd_ps(_mm256_broadcast_ss(&*xo.add(i)), odd, row[v]);
+                    row[v] = _mm256_fmadd_ps(_mm256_broadcast_ss(&*xe.add(i)), even, t);
+                }
+            }
+        }
+    }
+    // SAFETY: `block` checked the bias slice holds NR floats, and the caller `c`.
+    unsafe { finish(&mut acc, bias, c, ldc, cols) };
+}
+
+/// `bf16::exact` compiled for AVX2 and FMA (its FMAs become vector FMAs, not libm calls).
+///
+/// # Safety
+/// As for `bf16::exact`, and the CPU must support AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn exact(
+    rows: usize,
+    kp: usize,
+    a: &[f32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { super::bf16::exact_body(rows, kp, a, w, bias, c, ldc, cols) }
+}
