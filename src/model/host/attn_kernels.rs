@@ -9,6 +9,7 @@
 use super::ops::{dot, Stored};
 
 /// Where the AVX-512 routines run: head dims that are whole 16-lane vectors.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86 paths ask
 pub(super) fn simd_dim(dim: usize) -> bool {
     dim.is_multiple_of(16)
 }
