@@ -619,7 +619,7 @@ fn auto_dtype_keeps_a_gguf_as_stored_through_generate() {
     let path = tmp.path().join("m.gguf");
     write_gguf(&dir, &path, GgmlDType::Q4K, |_| {});
     let gen = |dtype: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        let out = common::benchgen_command()
             .args(["generate", "--model", path.to_str().unwrap(), "--prompt", "Hello", "--max-new-tokens", "6", "--json", "--dtype", dtype])
             .output()
             .unwrap();

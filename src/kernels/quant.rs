@@ -484,6 +484,7 @@ impl PackedMatrix {
 #[derive(Clone, Copy)]
 pub(super) struct QuantPath<'a> {
     f: Format,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernels only
     ty: QuantType,
     q: &'a [u8],
     s: &'a [u8],

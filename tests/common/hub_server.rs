@@ -78,7 +78,7 @@ pub fn dataset(repo: &str, files: BTreeMap<String, Vec<u8>>) -> HubFixture {
 /// The real binary talking to the fake hub at `endpoint`, with `hf_home` as its HF home and
 /// none of the user's hub, cache, token, data-folder, environment or registry settings.
 pub fn benchgen_on_hub(endpoint: &str, hf_home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+    let mut cmd = super::benchgen_command();
     for k in [
         "HF_HUB_CACHE",
         "HF_TOKEN",

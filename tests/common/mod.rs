@@ -19,9 +19,27 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A `Command` for the `benchgen` binary under test. With `BENCHGEN_TEST_RUNNER` set (a command
+/// line, split on whitespace) it runs through that wrapper: a cross build's test binary runs
+/// under qemu-user (`tools/aarch64_test.sh`), where spawning another aarch64 binary directly
+/// fails without a binfmt_misc handler on the host. Unset, the binary runs as itself.
+pub fn benchgen_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_benchgen");
+    let runner = std::env::var("BENCHGEN_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(prog) => {
+            let mut cmd = Command::new(prog);
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    }
+}
+
 /// `benchgen` with `args`, run in `cwd`.
 pub fn benchgen(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_benchgen"))
+    benchgen_command()
         .args(args)
         .current_dir(cwd)
         .output()

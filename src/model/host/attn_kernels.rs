@@ -10,6 +10,7 @@ use super::ops::{dot, Stored};
 use crate::kernels::isa::Isa;
 
 /// Where the vector routines run: head dims that are whole 16-lane groups (the lanes of [`dot`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86 paths ask
 pub(super) fn simd_dim(dim: usize) -> bool {
     dim.is_multiple_of(16)
 }

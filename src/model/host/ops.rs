@@ -44,6 +44,7 @@ const PARALLEL_ROWS: usize = 64;
 
 /// A value as a KV cache stores it: f32, or bf16 bits (which widen to f32 exactly).
 pub trait Stored: Copy + Send + Sync + 'static {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the AVX-512 attention only
     const BF16: bool;
     fn f32(self) -> f32;
 }
