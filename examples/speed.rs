@@ -7,7 +7,9 @@
 //!     RAYON_NUM_THREADS=2 cargo run --release --example speed [-- --batches 1,8,32 --repeats 3 --dtype q8_0]
 //!     RAYON_NUM_THREADS=2 cargo run --release --example speed -- --model m-q4_k_m.gguf --dtype auto
 //!
-//! Prints the median of `--repeats` runs per row.
+//! Prints the median of `--repeats` runs per row. `--logits FILE` instead writes the logits of
+//! every position of the first prompt (f32, little-endian, [prompt][vocab]) for
+//! `tools/compare_logits.py`, which feeds llama.cpp the same ids.
 
 use std::time::Instant;
 
@@ -38,6 +40,27 @@ struct Args {
     /// A model (folder or .gguf) instead of the random SmolLM2-135M-shaped one.
     #[arg(long)]
     model: Option<String>,
+    /// Write the first prompt's logits here and exit.
+    #[arg(long)]
+    logits: Option<std::path::PathBuf>,
+}
+
+/// The ids of prompt `b`: spread over the vocabulary, the same on every run.
+fn prompt_ids(b: usize, len: usize, vocab: usize) -> Vec<u32> {
+    (0..len).map(|i| ((b * 7919 + i * 104729) % vocab) as u32).collect()
+}
+
+/// Every position's logits for prompt 0, as raw f32.
+fn dump_logits(m: &Decoder, args: &Args, out: &std::path::Path) -> Result<()> {
+    let ids = prompt_ids(0, args.prompt, m.config().vocab_size.min(49152));
+    let mut cache = m.new_cache(ids.len());
+    let tokens = Tensor::new(ids.as_slice(), m.device())?;
+    let hidden = m.forward(&tokens, &[Segment { len: ids.len(), offset: 0 }], Some(&mut [&mut cache]))?;
+    let rows = m.logits(&hidden)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    let bytes: Vec<u8> = rows.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(out, bytes)?;
+    eprintln!("{} × {} logits written to {}", rows.len(), rows.first().map_or(0, Vec::len), out.display());
+    Ok(())
 }
 
 fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Vec<u32>> {
@@ -60,7 +83,7 @@ fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Ve
 /// (prefill seconds, decode seconds) for `batch` prompts.
 fn run(m: &Decoder, batch: usize, args: &Args) -> Result<(f64, f64)> {
     let vocab = m.config().vocab_size.min(49152);
-    let prompts: Vec<Vec<u32>> = (0..batch).map(|b| (0..args.prompt).map(|i| ((b * 7919 + i * 104729) % vocab) as u32).collect()).collect();
+    let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt_ids(b, args.prompt, vocab)).collect();
     let mut caches: Vec<SeqCache> = prompts.iter().map(|p| m.new_cache(p.len() + args.new_tokens)).collect();
     let t = Instant::now();
     let mut next = step(m, &mut caches, &prompts)?;
@@ -93,6 +116,9 @@ fn main() -> Result<()> {
         }
         None => random_decoder(&smollm2_135m_config(), WeightType::parse(&args.dtype, &device)?, &device, 1)?,
     };
+    if let Some(out) = &args.logits {
+        return dump_logits(&m, &args, out);
+    }
     println!("benchgen, {} ({}) on {}, {} threads, prompt {} + {} new tokens", args.dtype, m.backend_name(), args.device,
              std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()), args.prompt, args.new_tokens);
     for &b in &args.batches {

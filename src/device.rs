@@ -38,7 +38,11 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 pub enum WeightType {
     Float(DType),
     Q8_0,
+    /// A GGUF's quantised types as stored, products on int8-rounded activations where the type
+    /// has integer kernels (Q8_0, Q4_K, Q6_K), as llama.cpp computes them.
     Stored,
+    /// As stored, every product on f32 activations: bit for bit f32 on the dequantised weights.
+    StoredExact,
 }
 
 impl WeightType {
@@ -50,18 +54,14 @@ impl WeightType {
             "f32" => WeightType::Float(DType::F32),
             "bf16" => WeightType::Float(DType::BF16),
             "f16" => WeightType::Float(DType::F16),
-            "q8_0" | "stored" if device.is_cpu() => {
-                if spec == "q8_0" {
-                    WeightType::Q8_0
-                } else {
-                    WeightType::Stored
-                }
-            }
-            "q8_0" | "stored" => {
+            "q8_0" if device.is_cpu() => WeightType::Q8_0,
+            "stored" if device.is_cpu() => WeightType::Stored,
+            "stored-exact" if device.is_cpu() => WeightType::StoredExact,
+            "q8_0" | "stored" | "stored-exact" => {
                 let gpu = if device.is_metal() { "metal" } else { "cuda" };
                 return Err(Error::Invalid(format!("--dtype {spec} runs on the CPU only; use bf16 or f16 on {gpu}")));
             }
-            other => return Err(Error::Invalid(format!("--dtype {other}: use auto, f32, bf16, f16, q8_0 or stored"))),
+            other => return Err(Error::Invalid(format!("--dtype {other}: use auto, f32, bf16, f16, q8_0, stored or stored-exact"))),
         })
     }
 
@@ -83,6 +83,7 @@ impl WeightType {
             WeightType::Float(_) => "other",
             WeightType::Q8_0 => "q8_0",
             WeightType::Stored => "stored",
+            WeightType::StoredExact => "stored-exact",
         }
     }
 
@@ -90,7 +91,7 @@ impl WeightType {
     pub fn load_dtype(self) -> DType {
         match self {
             WeightType::Float(d) => d,
-            WeightType::Q8_0 | WeightType::Stored => DType::F32,
+            WeightType::Q8_0 | WeightType::Stored | WeightType::StoredExact => DType::F32,
         }
     }
 }

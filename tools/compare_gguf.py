@@ -7,7 +7,7 @@ BENCHGEN_ISA=<isa> and the llama.cpp build made for it. Standard library only.
     cargo build --release --example speed
     python tools/compare_gguf.py ~/.cache/benchgen-compare/llama1b/llama1b-shape-q4_k_m.gguf \
         --llama-cpp avx512=/work/llama-build-native --llama-cpp avx2=/work/llama-build-avx2 \
-        [--batches 1,8,32] [--prompt 64] [--new-tokens 32] [--threads 2] [--repeats 3]
+        [--batches 1,8,32] [--prompt 64] [--new-tokens 32] [--threads 2] [--repeats 3] [--dtype auto]
 
 Besides the speed table it times one whole process per tool for batch 8 (load, P-token prefill,
 NEW decode steps) with its peak RSS (`/usr/bin/time -v`): llama-batched-bench `-npl 8` and
@@ -44,7 +44,7 @@ def llama_cpp(build, args, batches):
 def benchgen(isa, args, batches):
     """{batch: (prefill, decode)} from the speed example on the file, kernels `isa`."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), BENCHGEN_ISA=isa)
-    cmd = [str(SPEED), "--model", args.gguf, "--dtype", "auto", "--batches", ",".join(map(str, batches)),
+    cmd = [str(SPEED), "--model", args.gguf, "--dtype", args.dtype, "--batches", ",".join(map(str, batches)),
            "--repeats", str(args.repeats), "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     found = re.findall(r"batch\s+(\d+): decode\s+([\d.]+) tokens/s\s+prefill\s+([\d.]+)", out)
@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", default="auto", help="benchgen's --dtype: auto (= stored: int8 activations) or stored-exact")
     args = ap.parse_args()
     args.gguf = str(Path(args.gguf).expanduser())
     batches = [int(b) for b in args.batches.split(",")]
@@ -82,12 +83,12 @@ def main():
         isa, build = spec.split("=", 1)
         ours, theirs = benchgen(isa, args, batches), llama_cpp(build, args, batches)
         env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), BENCHGEN_ISA=isa)
-        ours_proc = whole_process([str(SPEED), "--model", args.gguf, "--dtype", "auto", "--batches", "8", "--repeats", "1",
+        ours_proc = whole_process([str(SPEED), "--model", args.gguf, "--dtype", args.dtype, "--batches", "8", "--repeats", "1",
                                    "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens)], env)
         theirs_proc = whole_process([str(Path(build) / "bin/llama-batched-bench"), "-m", args.gguf, "-c", "2048", "-b", "2048",
                                      "-ub", "512", "-npp", str(args.prompt), "-ntg", str(args.new_tokens), "-npl", "8",
                                      "-t", str(args.threads), "-tb", str(args.threads), "-fa", "off"])
-        rows = [(f"llama.cpp ({isa} build)", theirs, theirs_proc), (f"benchgen (BENCHGEN_ISA={isa})", ours, ours_proc)]
+        rows = [(f"llama.cpp ({isa} build)", theirs, theirs_proc), (f"benchgen {args.dtype} (BENCHGEN_ISA={isa})", ours, ours_proc)]
         for name, r, (wall, rss) in rows:
             cells = [f"{r[b][1]:.1f}" for b in batches] + [f"{r[max(batches)][0]:.1f}", f"{wall:.1f} s", f"{rss:.0f} MB"]
             print(f"| {name} | " + " | ".join(cells) + " |")

@@ -113,8 +113,10 @@ pub struct EvalArgs {
     /// cpu, cuda, cuda:N or metal [default: cpu]
     #[arg(long)]
     pub device: Option<String>,
-    /// auto, f32, bf16, f16, q8_0 or stored (auto: a GGUF file's types as stored on the CPU,
-    /// else f32 on CPU and bf16 on GPUs; q8_0: 8-bit weights, CPU only) [default: auto]
+    /// auto, f32, bf16, f16, q8_0, stored or stored-exact (auto: a GGUF file's types as stored
+    /// on the CPU, products on int8 activations as llama.cpp's; stored-exact: the same weights on
+    /// f32 activations; else f32 on CPU and bf16 on GPUs; q8_0: 8-bit weights, CPU only)
+    /// [default: auto]
     #[arg(long)]
     pub dtype: Option<String>,
     /// Sequences decoded together (continuous batching) [default: 16]
@@ -180,8 +182,9 @@ pub struct GenerateArgs {
     pub chat: bool,
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// auto, f32, bf16, f16, q8_0 or stored (auto: a GGUF file's types as stored on the CPU;
-    /// q8_0: 8-bit weights, CPU only)
+    /// auto, f32, bf16, f16, q8_0, stored or stored-exact (auto: a GGUF file's types as stored
+    /// on the CPU, products on int8 activations as llama.cpp's; stored-exact: on f32
+    /// activations; q8_0: 8-bit weights, CPU only)
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// How the KV cache stores keys and values on the CPU host path: f32 (exact) or bf16 (half

@@ -94,42 +94,51 @@ unsafe fn bytes8(p: *const u8, signed: bool) -> __m256i {
 /// `quant::scale_offset`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize) -> ([__m256; V], [__m256; V]) {
+pub(super) unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize) -> ([__m256; V], [__m256; V]) {
     let mut a = [_mm256_setzero_ps(); V];
     let mut o = [_mm256_setzero_ps(); V];
     for v in 0..V {
-        // SAFETY: the record holds 32 d (and e) halves and 32 sc (and m) bytes per sub-block.
-        unsafe {
-            let d = halves(rec.add(16 * v));
-            let e = if f.e { halves(rec.add(2 * NR + 16 * v)) } else { _mm256_setzero_ps() };
-            let (sc, m) = match f.sc {
-                Sc::None => (None, None),
-                Sc::U8 => {
-                    let m = f.mins.then(|| bytes8(rec.add(f.m_at(sub) + 8 * v), false));
-                    (Some(bytes8(rec.add(f.sc_at(sub) + 8 * v), false)), m)
-                }
-                Sc::I8 => (Some(bytes8(rec.add(f.sc_at(sub) + 8 * v), true)), None),
-                Sc::Nibbles => {
-                    let b = bytes8(rec.add(f.sc_at(sub) + 8 * v), false);
-                    (Some(_mm256_and_si256(b, _mm256_set1_epi32(0x0F))), Some(_mm256_srli_epi32(b, 4)))
-                }
-            };
-            a[v] = match sc {
-                Some(sc) => _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)),
-                None => d,
-            };
-            o[v] = match f.rule {
-                Rule::Zero(_) => _mm256_setzero_ps(),
-                Rule::Min => {
-                    let em = _mm256_mul_ps(e, _mm256_cvtepi32_ps(m.unwrap_or(_mm256_setzero_si256())));
-                    // -(e·m) by flipping the sign bit, as the scalar negation does.
-                    _mm256_xor_ps(em, _mm256_set1_ps(-0.0))
-                }
-                Rule::Offset => e,
-            };
-        }
+        // SAFETY: forwarded from the caller.
+        (a[v], o[v]) = unsafe { scale_offset8(f, rec, sub, v) };
     }
     (a, o)
+}
+
+/// [`scale_offset`] of columns 8v..8v+8 alone.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn scale_offset8(f: &Format, rec: *const u8, sub: usize, v: usize) -> (__m256, __m256) {
+    // SAFETY: the record holds 32 d (and e) halves and 32 sc (and m) bytes per sub-block.
+    unsafe {
+        let d = halves(rec.add(16 * v));
+        let e = if f.e { halves(rec.add(2 * NR + 16 * v)) } else { _mm256_setzero_ps() };
+        let (sc, m) = match f.sc {
+            Sc::None => (None, None),
+            Sc::U8 => {
+                let m = f.mins.then(|| bytes8(rec.add(f.m_at(sub) + 8 * v), false));
+                (Some(bytes8(rec.add(f.sc_at(sub) + 8 * v), false)), m)
+            }
+            Sc::I8 => (Some(bytes8(rec.add(f.sc_at(sub) + 8 * v), true)), None),
+            Sc::Nibbles => {
+                let b = bytes8(rec.add(f.sc_at(sub) + 8 * v), false);
+                (Some(_mm256_and_si256(b, _mm256_set1_epi32(0x0F))), Some(_mm256_srli_epi32(b, 4)))
+            }
+        };
+        let a = match sc {
+            Some(sc) => _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)),
+            None => d,
+        };
+        let o = match f.rule {
+            Rule::Zero(_) => _mm256_setzero_ps(),
+            Rule::Min => {
+                let em = _mm256_mul_ps(e, _mm256_cvtepi32_ps(m.unwrap_or(_mm256_setzero_si256())));
+                // -(e·m) by flipping the sign bit, as the scalar negation does.
+                _mm256_xor_ps(em, _mm256_set1_ps(-0.0))
+            }
+            Rule::Offset => e,
+        };
+        (a, o)
+    }
 }
 
 /// The 32 q values of the k step at `q`, 8 columns a vector. They are assembled a byte per

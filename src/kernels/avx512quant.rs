@@ -94,7 +94,7 @@ unsafe fn by_type<const T: usize>(
 /// 16 f16 values at `p` widened (exactly).
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn halves(p: *const u8) -> __m512 {
+pub(super) unsafe fn halves(p: *const u8) -> __m512 {
     // SAFETY: the caller guarantees 32 readable bytes.
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
@@ -116,7 +116,7 @@ unsafe fn bytes16(p: *const u8, signed: bool) -> __m512i {
 /// `rec`, lane for lane `quant::scale_offset`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize, d: &[__m512; 2], e: &[__m512; 2]) -> ([__m512; 2], [__m512; 2]) {
+pub(super) unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize, d: &[__m512; 2], e: &[__m512; 2]) -> ([__m512; 2], [__m512; 2]) {
     let mut a = *d;
     let mut o = [_mm512_setzero_ps(); 2];
     for h in 0..2 {

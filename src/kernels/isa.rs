@@ -112,6 +112,8 @@ fn cpu_has(feature: &str) -> bool {
             "f16c" => std::arch::is_x86_feature_detected!("f16c"),
             "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
             "avx512bf16" => std::arch::is_x86_feature_detected!("avx512bf16"),
+            "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
+            "avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
             _ => false,
         }
     }
@@ -162,6 +164,12 @@ pub fn avx512_bf16() -> bool {
 /// Whether the CPU has AVX-512 BF16 (with AVX-512F), whatever family is in force.
 pub fn cpu_has_avx512_bf16() -> bool {
     cpu_has("avx512f") && cpu_has("avx512bf16")
+}
+
+/// Whether the CPU has AVX-512 VNNI (with AVX-512F and BW), which int8 products use in the
+/// AVX-512 family.
+pub fn cpu_has_avx512_vnni() -> bool {
+    cpu_has("avx512f") && cpu_has("avx512bw") && cpu_has("avx512vnni")
 }
 
 #[cfg(test)]

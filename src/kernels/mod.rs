@@ -97,6 +97,8 @@ mod avx2bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx2f16;
 #[cfg(target_arch = "x86_64")]
+mod avx2int8;
+#[cfg(target_arch = "x86_64")]
 mod avx2q8;
 #[cfg(target_arch = "x86_64")]
 mod avx2quant;
@@ -107,11 +109,14 @@ mod avx512bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx512f16;
 #[cfg(target_arch = "x86_64")]
+mod avx512int8;
+#[cfg(target_arch = "x86_64")]
 mod avx512q8;
 #[cfg(target_arch = "x86_64")]
 mod avx512quant;
 mod bf16;
 mod f16;
+mod int8;
 pub mod isa;
 mod pack;
 mod q8;
@@ -156,6 +161,8 @@ enum Weights {
     Q8_0(q8::Q8Weights),
     /// A GGUF quantised type as stored (see `quant.rs`).
     Quant(quant::QuantWeights),
+    /// A GGUF type as stored, for products on int8-quantised x (see `int8.rs`).
+    Int8(int8::Int8Weights),
 }
 
 /// A weight matrix W ([n, k]) with optional bias, packed for [`PackedMatrix::matmul`].
@@ -215,6 +222,7 @@ impl PackedMatrix {
             Weights::Bf16(b) => b.bytes(),
             Weights::Q8_0(q) => q.bytes(),
             Weights::Quant(q) => q.bytes(),
+            Weights::Int8(q) => q.bytes(),
         };
         w + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
@@ -237,6 +245,7 @@ impl PackedMatrix {
             Weights::F16(d) => f16::row(d, self.k, r, out),
             Weights::Q8_0(q) => q8::row(q, self.k, r, out),
             Weights::Quant(q) => quant::row(q, self.k, r, out),
+            Weights::Int8(q) => int8::row(q, self.k, r, out),
         }
     }
 
@@ -280,6 +289,7 @@ impl PackedMatrix {
             Weights::F16(d) => self.drive(f16::F16Path::new(d, self.k, kernel), x, m, out),
             Weights::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
             Weights::Quant(q) => self.drive(quant::QuantPath::new(q, self.k, kernel), x, m, out),
+            Weights::Int8(q) => self.drive(int8::Int8Path::new(q, self.k, int8::IntKernel::for_family(kernel)), x, m, out),
         }
     }
 

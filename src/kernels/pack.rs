@@ -3,6 +3,7 @@
 //! f32 copy of the whole matrix (a tied 50k-token embedding is 116 MB of f32). `pack*` are the
 //! one-block case, so both give the same bits.
 
+use super::int8::{self, Int8Weights};
 use super::q8::{self, Q8Weights};
 use super::quant::{self, QuantType, QuantWeights};
 use super::bf16::Bf16Weights;
@@ -62,6 +63,19 @@ impl PackedMatrix {
         Packer::new(n, k, data, bias)
     }
 
+    /// As [`PackedMatrix::packer_gguf`] for products on int8-quantised x (`int8.rs`, as
+    /// llama.cpp computes them) where type `t` has such kernels (Q8_0, Q4_K, Q6_K); other types
+    /// get the exact packing.
+    pub fn packer_gguf_int8(t: GgufType, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
+        match int8::Kind::of(t) {
+            Some(kind) => {
+                assert!(k.is_multiple_of(t.block_len()), "PackedMatrix: k = {k} is not a whole number of {} blocks", t.name());
+                Packer::new(n, k, Weights::Int8(Int8Weights::zeroed(kind, n, k)), bias)
+            }
+            None => Self::packer_gguf(t, n, k, bias),
+        }
+    }
+
     /// A [`Packer`] for f32 weights of [n, k] with optional `bias` ([n]; panics otherwise).
     pub fn packer(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
         let data = vec![Line([0.0; 16]); n.div_ceil(NR) * k * (NR / 16)];
@@ -114,6 +128,7 @@ impl Packer {
         let row_bytes = match &self.m.data {
             Weights::Q8_0(_) => GgufType::Q8_0.row_bytes(k),
             Weights::Quant(w) => w.ty.row_bytes(k),
+            Weights::Int8(w) => w.kind.gguf().row_bytes(k),
             _ => panic!("Packer::push_gguf on a packer for f32, bf16 or f16 rows"),
         };
         if row_bytes == 0 {
@@ -125,6 +140,7 @@ impl Packer {
         match &mut self.m.data {
             Weights::Q8_0(w) => q8::put_gguf_rows(w, k, self.next, raw),
             Weights::Quant(w) => quant::put_rows(w, k, self.next, raw),
+            Weights::Int8(w) => int8::put_rows(w, k, self.next, raw),
             _ => unreachable!("checked above"),
         }
         self.next += rows;
@@ -156,6 +172,7 @@ impl Packer {
             Weights::F16(d) => f16::put_row(d, k, r, src),
             Weights::Q8_0(q) => q8::put_row(q, k, r, src),
             Weights::Quant(q) => panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.ty.name()),
+            Weights::Int8(q) => panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.kind.gguf().name()),
         }
     }
 }

@@ -23,7 +23,7 @@
 
 use half::f16;
 
-use super::{Kernel, Line, PackedMatrix, Path, Weights, MR, NR};
+use super::{GgufType, Kernel, Line, PackedMatrix, Path, Weights, MR, NR};
 
 /// The GGUF types held as stored (besides Q8_0).
 #[allow(non_camel_case_types)]
@@ -176,12 +176,12 @@ impl QuantType {
 }
 
 /// One GGUF block taken apart: its q values in k order and its scales as the record holds them.
-struct Block {
-    q: [u8; 256],
-    d: u16,
-    e: u16,
-    sc: [u8; 16],
-    m: [u8; 16],
+pub(super) struct Block {
+    pub q: [u8; 256],
+    pub d: u16,
+    pub e: u16,
+    pub sc: [u8; 16],
+    pub m: [u8; 16],
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -209,7 +209,7 @@ fn scales_q3k(s: &[u8]) -> [u8; 16] {
 }
 
 /// Takes one GGUF block of type `t` apart (layouts as ggml's `block_*` structs).
-fn decode(t: QuantType, b: &[u8]) -> Block {
+pub(super) fn decode(t: QuantType, b: &[u8]) -> Block {
     let mut out = Block { q: [0; 256], d: 0, e: 0, sc: [0; 16], m: [0; 16] };
     let nibbles = |q: &mut [u8], qs: &[u8]| {
         for (j, &v) in qs.iter().enumerate() {
@@ -324,13 +324,13 @@ impl QuantWeights {
     }
 }
 
-fn bytes(data: &[Line]) -> &[u8] {
+pub(super) fn bytes(data: &[Line]) -> &[u8] {
     // SAFETY: `Line` is 64 plain bytes (`repr(C)` around `[f32; 16]`, no padding); u8 has
     // alignment 1 and every bit pattern is valid.
     unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 64) }
 }
 
-fn bytes_mut(data: &mut [Line]) -> &mut [u8] {
+pub(super) fn bytes_mut(data: &mut [Line]) -> &mut [u8] {
     // SAFETY: as for `bytes`; any bytes written are valid f32 bit patterns too.
     unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), data.len() * 64) }
 }
@@ -372,18 +372,7 @@ fn put_panel(ty: QuantType, raws: &[(usize, &[u8])], q: &mut [u8], s: &mut [u8])
         for &(c, raw) in raws {
             let blk = decode(ty, &raw[b * f.block_bytes..(b + 1) * f.block_bytes]);
             vals[c] = blk.q;
-            rec[2 * c..2 * c + 2].copy_from_slice(&blk.d.to_le_bytes());
-            if f.e {
-                rec[2 * NR + 2 * c..2 * NR + 2 * c + 2].copy_from_slice(&blk.e.to_le_bytes());
-            }
-            if f.sc != Sc::None {
-                for sub in 0..f.subs() {
-                    rec[f.sc_at(sub) + c] = blk.sc[sub];
-                    if f.mins {
-                        rec[f.m_at(sub) + c] = blk.m[sub];
-                    }
-                }
-            }
+            put_record(&f, rec, c, &blk);
         }
         for (i, at) in (0..f.block).map(|i| (i, (b * f.block + i) * step)) {
             let mut planes = at;
@@ -407,6 +396,22 @@ fn put_panel(ty: QuantType, raws: &[(usize, &[u8])], q: &mut [u8], s: &mut [u8])
         }
         for &(c, _) in raws {
             vals[c] = [0; 256];
+        }
+    }
+}
+
+/// Column `c`'s scales of block `blk` into its block's scale record `rec`.
+pub(super) fn put_record(f: &Format, rec: &mut [u8], c: usize, blk: &Block) {
+    rec[2 * c..2 * c + 2].copy_from_slice(&blk.d.to_le_bytes());
+    if f.e {
+        rec[2 * NR + 2 * c..2 * NR + 2 * c + 2].copy_from_slice(&blk.e.to_le_bytes());
+    }
+    if f.sc != Sc::None {
+        for sub in 0..f.subs() {
+            rec[f.sc_at(sub) + c] = blk.sc[sub];
+            if f.mins {
+                rec[f.m_at(sub) + c] = blk.m[sub];
+            }
         }
     }
 }
@@ -475,6 +480,14 @@ impl PackedMatrix {
     pub fn quant_type(&self) -> Option<QuantType> {
         match &self.data {
             Weights::Quant(w) => Some(w.ty),
+            _ => None,
+        }
+    }
+
+    /// The GGUF type, when the weights are held for int8 products (`int8.rs`).
+    pub fn int8_type(&self) -> Option<GgufType> {
+        match &self.data {
+            Weights::Int8(w) => Some(w.kind.gguf()),
             _ => None,
         }
     }

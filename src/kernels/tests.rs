@@ -2,6 +2,7 @@ use super::*;
 
 mod bf16;
 mod f16;
+mod int8;
 
 /// xorshift32 in [-1, 1): deterministic data without a crate.
 pub(super) fn rand_vec(seed: u32, len: usize) -> Vec<f32> {
@@ -300,7 +301,7 @@ fn raw_bits(pm: &PackedMatrix) -> Vec<u32> {
         Weights::F32(d) | Weights::F16(d) => bits(lines(d)),
         Weights::Bf16(b) => b.raw_bits(),
         Weights::Q8_0(q) => q.raw_bits(),
-        Weights::Quant(_) => unreachable!("quantised weights are packed from GGUF rows only"),
+        Weights::Quant(_) | Weights::Int8(_) => unreachable!("quantised weights are packed from GGUF rows only"),
     };
     v.extend(pm.bias.iter().flatten().map(|b| b.to_bits()));
     v

@@ -170,9 +170,15 @@ impl Decoder {
         let host = match weights {
             WeightType::Q8_0 if on_host => Some(Weights::Q8_0),
             WeightType::Q8_0 => candle_core::bail!("{Q8_HOST_ONLY}"),
-            WeightType::Stored if on_host && stored.is_some() => Some(Weights::Gguf),
-            WeightType::Stored if on_host => candle_core::bail!("--dtype stored keeps a GGUF file's types; this model is not a GGUF file"),
-            WeightType::Stored => candle_core::bail!("GGUF types as stored run on the CPU; use --dtype bf16 or f16 on a GPU"),
+            WeightType::Stored | WeightType::StoredExact if on_host && stored.is_some() => {
+                Some(Weights::Gguf { int8: weights == WeightType::Stored })
+            }
+            WeightType::Stored | WeightType::StoredExact if on_host => {
+                candle_core::bail!("--dtype {} keeps a GGUF file's types; this model is not a GGUF file", weights.name())
+            }
+            WeightType::Stored | WeightType::StoredExact => {
+                candle_core::bail!("GGUF types as stored run on the CPU; use --dtype bf16 or f16 on a GPU")
+            }
             WeightType::Float(_) => on_host.then(|| Weights::for_dtype(vb.dtype())).flatten(),
         };
         let inner = if let Some(weights) = host {
@@ -199,7 +205,7 @@ impl Decoder {
         match &self.inner {
             Inner::Candle(m) => m.dtype(),
             Inner::Host(m) => match m.weights() {
-                Weights::F32 | Weights::Q8_0 | Weights::Gguf => DType::F32,
+                Weights::F32 | Weights::Q8_0 | Weights::Gguf { .. } => DType::F32,
                 Weights::Bf16 => DType::BF16,
                 Weights::F16 => DType::F16,
             },
@@ -215,7 +221,8 @@ impl Decoder {
                 Weights::Bf16 => "host bf16 kernels",
                 Weights::F16 => "host f16 kernels",
                 Weights::Q8_0 => "host q8_0 kernels",
-                Weights::Gguf => "host kernels, GGUF types as stored",
+                Weights::Gguf { int8: true } => "host kernels, GGUF types as stored, int8 activations",
+                Weights::Gguf { int8: false } => "host kernels, GGUF types as stored",
             },
         }
     }

@@ -137,8 +137,9 @@ pub(crate) enum Weights {
     /// activations). Norms and biases stay f32; an untied embedding table too.
     Q8_0,
     /// A GGUF's tensors as stored: each matrix in its quantised type (`kernels::quant`, Q8_0),
-    /// others (F32, F16, BF16) as f32; f32 activations.
-    Gguf,
+    /// others (F32, F16, BF16) as f32. With `int8`, products on Q8_0, Q4_K and Q6_K round their
+    /// input rows to int8 (`kernels::int8`); otherwise activations stay f32.
+    Gguf { int8: bool },
 }
 
 impl Weights {
@@ -158,7 +159,7 @@ impl Weights {
             Weights::Bf16 => PackedMatrix::packer_bf16(n, k, bias),
             Weights::F16 => PackedMatrix::packer_f16(n, k, bias),
             Weights::Q8_0 => PackedMatrix::packer_q8_0(n, k, bias),
-            Weights::Gguf => PackedMatrix::packer(n, k, bias),
+            Weights::Gguf { .. } => PackedMatrix::packer(n, k, bias),
         }
     }
 }
@@ -175,7 +176,7 @@ impl Source<'_> {
     /// How tensor `name` under `vb` is held as stored, if it is.
     fn stored_type(&self, vb: &VarBuilder, name: &str) -> Option<GgufType> {
         match (self.weights, self.stored) {
-            (Weights::Gguf, Some(s)) => s.stored_type(&format!("{}.{name}", vb.prefix())),
+            (Weights::Gguf { .. }, Some(s)) => s.stored_type(&format!("{}.{name}", vb.prefix())),
             _ => None,
         }
     }
@@ -213,7 +214,10 @@ impl Source<'_> {
             }
             return Ok(packer.finish());
         };
-        let mut packer = PackedMatrix::packer_gguf(t, rows, inputs, bias);
+        let mut packer = match self.weights {
+            Weights::Gguf { int8: true } => PackedMatrix::packer_gguf_int8(t, rows, inputs, bias),
+            _ => PackedMatrix::packer_gguf(t, rows, inputs, bias),
+        };
         for &(name, n) in parts {
             let full = format!("{}.weight", vb.pp(name).prefix());
             let raw = source.stored_bytes(&full)?;

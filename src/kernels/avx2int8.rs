@@ -1,0 +1,192 @@
+//! AVX2 kernels for int8 products (`int8.rs`): `vpmaddubsw` multiplies a unit row's unsigned
+//! quants with a broadcast quad of xq into i16 pairs and `vpmaddwd` by ones sums each column's
+//! quad into its i32 lane, exactly: a pair is at most 2·63·127 for Q4_K and Q6_K (so Q4_K sums
+//! a whole unit, Q6_K two quads, in i16 before widening), and Q8_0 (q up to 255 with its offset)
+//! goes through the sign trick (`|q - 128|` times `xq·sign(q - 128)`, at most 2·128·127), so the
+//! integer sums are those of the VNNI kernels. With 16 registers the panel is taken 8 columns at
+//! a time, four rows at once.
+
+use std::arch::x86_64::*;
+
+use super::avx2quant::scale_offset8;
+use super::int8::{Kind, UNIT, XU};
+use super::{MR, NR};
+
+/// Rows whose accumulators stay in registers: four rows of one 8-column vector (accumulators,
+/// i16 sums, the unpacked quants and a broadcast fit in 16 registers), so each unpacked vector
+/// serves four rows.
+const GROUP: usize = 4;
+const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
+
+/// See `avx512int8::block`; same contract.
+///
+/// # Safety
+/// AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn block(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+    let f = kind.format();
+    assert!(
+        rows <= MR
+            && k.is_multiple_of(f.block)
+            && a.len() >= k / UNIT * XU * rows
+            && q.len() >= k / UNIT * kind.unit_bytes()
+            && s.len() >= k / f.block * f.record()
+    );
+    let mut out = [[0.0f32; NR]; MR];
+    let groups = rows.div_ceil(GROUP);
+    let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
+    for g in 0..groups {
+        let (i0, i1) = (g * rows / groups, (g + 1) * rows / groups);
+        for v in 0..NR / 8 {
+            let o = &mut out[i0..i1];
+            // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; features from the
+            // caller.
+            unsafe {
+                match (kind, i1 - i0) {
+                    (Kind::Q8_0, 1) => kern::<1, 0>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q8_0, 2) => kern::<2, 0>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q8_0, 3) => kern::<3, 0>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q8_0, _) => kern::<4, 0>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, 1) => kern::<1, 1>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, 2) => kern::<2, 1>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, 3) => kern::<3, 1>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, _) => kern::<4, 1>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, 1) => kern::<1, 2>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, 2) => kern::<2, 2>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, 3) => kern::<3, 2>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, _) => kern::<4, 2>(k, a, rows, i0, q, s, v, o),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The 32 bytes of columns 8v..8v+8 in a unit row at `p`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load(p: *const u8, v: usize) -> __m256i {
+    // SAFETY: the caller guarantees a 128-byte unit row at p.
+    unsafe { _mm256_loadu_si256(p.add(32 * v).cast()) }
+}
+
+/// Σ over each 4-byte lane of w·x: w unsigned (at most 63), x signed.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot(w: __m256i, x: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
+}
+
+/// As [`dot`] for Q8_0's stored `q + 128`: Σ (q - 128)·x per lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_offset(w: __m256i, x: __m256i) -> __m256i {
+    let signed = _mm256_xor_si256(w, _mm256_set1_epi8(i8::MIN));
+    dot(_mm256_abs_epi8(signed), _mm256_sign_epi8(x, signed))
+}
+
+/// R rows from `i0` of the block's packed x times columns 8v..8v+8 of the panel, into those
+/// columns of `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kern<const R: usize, const K: usize>(
+    k: usize,
+    a: *const u32,
+    rows: usize,
+    i0: usize,
+    q: *const u8,
+    s: *const u8,
+    v: usize,
+    out: &mut [[f32; NR]],
+) {
+    let kind = KINDS[K];
+    let f = kind.format();
+    let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for u in 0..k / UNIT {
+        // SAFETY: as in `avx512int8::kern`.
+        unsafe {
+            let x = |e: usize, i: usize| *a.add((u * XU + e) * rows + i0 + i);
+            let xb = |e: usize, i: usize| _mm256_set1_epi32(x(e, i) as i32);
+            let rec = s.add(u / per_block * record);
+            let unit = q.add(u * ub);
+            let mut t = [_mm256_setzero_ps(); R];
+            match kind {
+                Kind::Q8_0 => {
+                    let mut ia = [_mm256_setzero_si256(); R];
+                    for quad in 0..8 {
+                        let w = load(unit.add(quad * 4 * NR), v);
+                        for (i, r) in ia.iter_mut().enumerate() {
+                            *r = _mm256_add_epi32(*r, dot_offset(w, xb(quad, i)));
+                        }
+                    }
+                    // (Scales once the integer loop is done: fewer registers live in it.)
+                    let (sa, _) = scale_offset8(&f, rec, 0, v);
+                    for (ti, r) in t.iter_mut().zip(ia) {
+                        *ti = _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa);
+                    }
+                }
+                Kind::Q4_K => {
+                    // i16 sums over the whole unit: each `vpmaddubsw` lane is at most
+                    // 2·15·127 = 3810, so eight of them stay below 2¹⁵.
+                    let mut ia = [_mm256_setzero_si256(); R];
+                    for g in 0..4 {
+                        let w = load(unit.add(g * 4 * NR), v);
+                        let (lo, hi) = (_mm256_and_si256(w, low), _mm256_and_si256(_mm256_srli_epi16(w, 4), low));
+                        for (i, r) in ia.iter_mut().enumerate() {
+                            let pair = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xb(2 * g, i)), _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)));
+                            *r = _mm256_add_epi16(*r, pair);
+                        }
+                    }
+                    let (sa, so) = scale_offset8(&f, rec, u % per_block, v);
+                    for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
+                        let sum = _mm256_set1_ps((x(9, i) as i32 + x(10, i) as i32) as f32);
+                        let p = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(r, _mm256_set1_epi16(1))), sa);
+                        *ti = _mm256_fmadd_ps(so, sum, p);
+                    }
+                }
+                Kind::Q6_K => {
+                    let high = _mm256_set1_epi8(0x30);
+                    for sixteen in 0..2 {
+                        let base = unit.add(sixteen * 3 * 4 * NR);
+                        let hb = load(base.add(2 * 4 * NR), v);
+                        // Quads summed in i16 two at a time (a lane is at most 2·63·127).
+                        let mut ia = [_mm256_setzero_si256(); R];
+                        for pair in 0..2 {
+                            let nib = load(base.add(pair * 4 * NR), v);
+                            // hb bits 2t..2t+1 to bits 4..5 for quads t = 2·pair, 2·pair+1 (as in
+                            // `avx512int8`).
+                            let (top0, top1) = if pair == 0 {
+                                (_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 2))
+                            } else {
+                                (hb, _mm256_srli_epi16(hb, 2))
+                            };
+                            let w0 = _mm256_or_si256(_mm256_and_si256(nib, low), _mm256_and_si256(top0, high));
+                            let w1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib, 4), low), _mm256_and_si256(top1, high));
+                            for (i, r) in ia.iter_mut().enumerate() {
+                                let quad = 4 * sixteen + 2 * pair;
+                                let p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, xb(quad, i)), _mm256_maddubs_epi16(w1, xb(quad + 1, i)));
+                                *r = _mm256_add_epi32(*r, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                            }
+                        }
+                        let (sa, _) = scale_offset8(&f, rec, 2 * (u % per_block) + sixteen, v);
+                        for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
+                            let corr = _mm256_set1_epi32(32 * x(9 + sixteen, i) as i32);
+                            let fv = _mm256_cvtepi32_ps(_mm256_sub_epi32(r, corr));
+                            *ti = if sixteen == 0 { _mm256_mul_ps(fv, sa) } else { _mm256_fmadd_ps(fv, sa, *ti) };
+                        }
+                    }
+                }
+            }
+            for (i, (row, ti)) in acc.iter_mut().zip(t).enumerate() {
+                *row = _mm256_fmadd_ps(ti, _mm256_set1_ps(f32::from_bits(x(8, i))), *row);
+            }
+        }
+    }
+    for (row, o) in acc.iter().zip(out.iter_mut()) {
+        // SAFETY: `o` holds NR = 32 floats; columns 8v.. take 8.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), *row) };
+    }
+}

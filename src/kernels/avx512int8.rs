@@ -1,0 +1,226 @@
+//! AVX-512 VNNI kernels for int8 products (`int8.rs`): one `vpdpbusd` multiplies a 64-byte row
+//! of a unit's quants (16 columns × one k-quad, unsigned) with a broadcast quad of xq (signed)
+//! and adds the four products of each column into its i32 lane, exactly. Groups of up to eight
+//! rows share each unpacked weight vector; the float steps per unit are `int8.rs`' own.
+
+use std::arch::x86_64::*;
+
+use super::avx512quant::{halves, scale_offset};
+use super::int8::{Kind, UNIT, XU};
+use super::{MR, NR};
+
+/// Rows whose accumulators stay in registers: up to four rows over the panel's two vectors
+/// (two independent chains a row, for small batches), or up to eight over one vector, so that
+/// each unpacked vector serves more rows.
+const GROUP: usize = 8;
+const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
+
+/// `rows` (1..=MR) rows of packed x (`a`, `[depth][rows]`) times one panel (`q` its units, `s`
+/// its scale records), before the bias.
+///
+/// # Safety
+/// AVX-512F, AVX-512BW and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn block(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+    let f = kind.format();
+    assert!(
+        rows <= MR
+            && k.is_multiple_of(f.block)
+            && a.len() >= k / UNIT * XU * rows
+            && q.len() >= k / UNIT * kind.unit_bytes()
+            && s.len() >= k / f.block * f.record()
+    );
+    let mut out = [[0.0f32; NR]; MR];
+    let groups = rows.div_ceil(GROUP);
+    let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
+    for g in 0..groups {
+        let (i0, i1) = (g * rows / groups, (g + 1) * rows / groups);
+        let o = &mut out[i0..i1];
+        // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; features from the caller.
+        unsafe {
+            match i1 - i0 {
+                1 => by_kind::<1, 2>(kind, k, a, rows, i0, q, s, 0, o),
+                2 => by_kind::<2, 2>(kind, k, a, rows, i0, q, s, 0, o),
+                3 => by_kind::<3, 2>(kind, k, a, rows, i0, q, s, 0, o),
+                4 => by_kind::<4, 2>(kind, k, a, rows, i0, q, s, 0, o),
+                r => {
+                    for h in 0..2 {
+                        match r {
+                            5 => by_kind::<5, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
+                            6 => by_kind::<6, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
+                            7 => by_kind::<7, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
+                            _ => by_kind::<8, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `kern` for `kind`.
+///
+/// # Safety
+/// As `kern`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn by_kind<const R: usize, const V: usize>(
+    kind: Kind,
+    k: usize,
+    a: *const u32,
+    rows: usize,
+    i0: usize,
+    q: *const u8,
+    s: *const u8,
+    h0: usize,
+    o: &mut [[f32; NR]],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match kind {
+            Kind::Q8_0 => kern::<R, V, 0>(k, a, rows, i0, q, s, h0, o),
+            Kind::Q4_K => kern::<R, V, 1>(k, a, rows, i0, q, s, h0, o),
+            Kind::Q6_K => kern::<R, V, 2>(k, a, rows, i0, q, s, h0, o),
+        }
+    }
+}
+
+/// V 64-byte vectors of a unit row from vector h0 (columns 16·h0..).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load<const V: usize>(p: *const u8, h0: usize) -> [__m512i; V] {
+    // SAFETY: the caller guarantees a 128-byte unit row at p, and h0 + V <= 2.
+    std::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * (h0 + j)).cast()) })
+}
+
+/// R rows from `i0` of the block's packed x times the panel's vectors h0..h0+V (16 columns
+/// each), into those columns of `out` (R rows).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kern<const R: usize, const V: usize, const K: usize>(
+    k: usize,
+    a: *const u32,
+    rows: usize,
+    i0: usize,
+    q: *const u8,
+    s: *const u8,
+    h0: usize,
+    out: &mut [[f32; NR]],
+) {
+    let kind = KINDS[K];
+    let f = kind.format();
+    let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    for u in 0..k / UNIT {
+        // SAFETY: `block` checked a holds XU·rows values per unit, q a unit's bytes per unit
+        // and s a record per block; rows i0..i0+R are < rows.
+        unsafe {
+            let x = |e: usize, i: usize| *a.add((u * XU + e) * rows + i0 + i);
+            let xb = |e: usize, i: usize| _mm512_set1_epi32(x(e, i) as i32);
+            let rec = s.add(u / per_block * record);
+            let unit = q.add(u * ub);
+            let mut t = [[_mm512_setzero_ps(); V]; R];
+            match kind {
+                Kind::Q8_0 => {
+                    let mut ia = [[_mm512_setzero_si512(); V]; R];
+                    for quad in 0..8 {
+                        let w = load::<V>(unit.add(quad * 4 * NR), h0);
+                        for (i, r) in ia.iter_mut().enumerate() {
+                            let xv = xb(quad, i);
+                            for v in 0..V {
+                                r[v] = _mm512_dpbusd_epi32(r[v], w[v], xv);
+                            }
+                        }
+                    }
+                    let d = [halves(rec), halves(rec.add(32))];
+                    for (i, r) in ia.iter().enumerate() {
+                        let corr = _mm512_set1_epi32(128 * (x(9, i) as i32 + x(10, i) as i32));
+                        for v in 0..V {
+                            t[i][v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r[v], corr)), d[h0 + v]);
+                        }
+                    }
+                }
+                Kind::Q4_K => {
+                    let mut ia = [[_mm512_setzero_si512(); V]; R];
+                    for g in 0..4 {
+                        let w = load::<V>(unit.add(g * 4 * NR), h0);
+                        let lo: [__m512i; V] = std::array::from_fn(|v| _mm512_and_si512(w[v], low));
+                        let hi: [__m512i; V] = std::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low));
+                        for (i, r) in ia.iter_mut().enumerate() {
+                            let (x0, x1) = (xb(2 * g, i), xb(2 * g + 1, i));
+                            for v in 0..V {
+                                r[v] = _mm512_dpbusd_epi32(r[v], lo[v], x0);
+                                r[v] = _mm512_dpbusd_epi32(r[v], hi[v], x1);
+                            }
+                        }
+                    }
+                    // (Scales once the integer loop is done: fewer registers live in it.)
+                    let d = [halves(rec), halves(rec.add(32))];
+                    let e = [halves(rec.add(2 * NR)), halves(rec.add(2 * NR + 32))];
+                    let (sa, so) = scale_offset(&f, rec, u % per_block, &d, &e);
+                    for (i, r) in ia.iter().enumerate() {
+                        let sum = _mm512_set1_ps((x(9, i) as i32 + x(10, i) as i32) as f32);
+                        for v in 0..V {
+                            t[i][v] = _mm512_fmadd_ps(so[h0 + v], sum, _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[h0 + v]));
+                        }
+                    }
+                }
+                Kind::Q6_K => {
+                    let d = [halves(rec), halves(rec.add(32))];
+                    let zero = [_mm512_setzero_ps(); 2];
+                    let high = _mm512_set1_epi8(0x30);
+                    for half in 0..2 {
+                        let base = unit.add(half * 3 * 4 * NR);
+                        let hb = load::<V>(base.add(2 * 4 * NR), h0);
+                        let mut ia = [[_mm512_setzero_si512(); V]; R];
+                        for quad in 0..4 {
+                            let n = load::<V>(base.add(quad / 2 * 4 * NR), h0);
+                            let w: [__m512i; V] = std::array::from_fn(|v| {
+                                let nib = if quad % 2 == 0 { n[v] } else { _mm512_srli_epi16(n[v], 4) };
+                                // Bits 2t..2t+1 of each hb byte to bits 4..5 (16-bit shifts:
+                                // what crosses a byte boundary is masked off).
+                                let top = match quad {
+                                    0 => _mm512_slli_epi16(hb[v], 4),
+                                    1 => _mm512_slli_epi16(hb[v], 2),
+                                    2 => hb[v],
+                                    _ => _mm512_srli_epi16(hb[v], 2),
+                                };
+                                _mm512_or_si512(_mm512_and_si512(nib, low), _mm512_and_si512(top, high))
+                            });
+                            for (i, r) in ia.iter_mut().enumerate() {
+                                let xv = xb(4 * half + quad, i);
+                                for v in 0..V {
+                                    r[v] = _mm512_dpbusd_epi32(r[v], w[v], xv);
+                                }
+                            }
+                        }
+                        let (sa, _) = scale_offset(&f, rec, 2 * (u % per_block) + half, &d, &zero);
+                        for (i, r) in ia.iter().enumerate() {
+                            let corr = _mm512_set1_epi32(32 * x(9 + half, i) as i32);
+                            for v in 0..V {
+                                let fv = _mm512_cvtepi32_ps(_mm512_sub_epi32(r[v], corr));
+                                t[i][v] = if half == 0 { _mm512_mul_ps(fv, sa[h0 + v]) } else { _mm512_fmadd_ps(fv, sa[h0 + v], t[i][v]) };
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let dx = _mm512_set1_ps(f32::from_bits(x(8, i)));
+                for v in 0..V {
+                    row[v] = _mm512_fmadd_ps(t[i][v], dx, row[v]);
+                }
+            }
+        }
+    }
+    for (row, o) in acc.iter().zip(out.iter_mut()) {
+        for v in 0..V {
+            // SAFETY: `o` holds NR = 32 floats; vector h0 + v covers 16 of them.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * (h0 + v)), row[v]) };
+        }
+    }
+}

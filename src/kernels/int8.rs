@@ -1,0 +1,410 @@
+//! Integer products on GGUF weights, as llama.cpp computes them: each row of x is quantised to
+//! int8 in blocks of 32 along k (`dx = amax / 127`, `xq = round(x / dx)`, held with the block's
+//! sums of xq over each half), and a weight block's integer q values meet xq in exact integer
+//! dot products (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2), leaving a few float
+//! operations per block of 32 instead of an FMA per weight. Used for Q8_0, Q4_K and Q6_K (every
+//! tensor of a Q4_K_M, Q6_K or Q8_0 file); the other types keep the exact kernels (`quant.rs`).
+//!
+//! Bits: the integer sums are exact whatever adds them, so each output element is
+//! `acc = Σ_u fma(t_u, dx_u, acc)` over k's blocks u = 0, 1, … in order, from 0, with
+//! - Q8_0: `t = I·d`, `I = Σ (q - 128)·xq` (q stored offset by 128),
+//! - Q4_K: `t = fma(o, S, I·a)` for the sub-block's `a = d·sc`, `o = -(dmin·m)`, `I = Σ q·xq`,
+//!   `S = Σ xq`,
+//! - Q6_K: `t = fma(I₁, a₁, I₀·a₀)` over the block's two sub-blocks of 16, `Iₕ = Σ (q - 32)·xq`,
+//!
+//! then `+ bias`. Every instruction set computes exactly these operations, so the scalar, AVX2 and
+//! AVX-512 kernels agree bit for bit, and an element depends on its own row of x and column of W
+//! only: batch invariant as the f32 kernels are. It is not the f32 product on the dequantised W
+//! (x is rounded to int8); `tests.rs` measures how far it is, next to llama.cpp's own error.
+//!
+//! Layout per panel of [`NR`] columns, per block of 32 k values (a "unit"), one byte per column
+//! and k-quad lane so a 32-bit lane holds four consecutive k of one column, what `vpdpbusd`
+//! multiplies with a broadcast quad of xq:
+//! - Q8_0: 8 quads × `[NR][4]` bytes of `q + 128` (1024 bytes);
+//! - Q4_K: 4 groups of 8 k × `[NR][4]` bytes, k0+kk in the low nibble and k0+4+kk in the high
+//!   one (512 bytes);
+//! - Q6_K: per half of 16 k, two such nibble groups of q's low 4 bits, then `[NR][4]` bytes of
+//!   the high 2 bits of the half's four quads (bits 2t..2t+1: quad t) (768 bytes).
+//!
+//! Scale records per GGUF block as `quant.rs` keeps them (d as f16 per column; Q4_K's dmin, sc
+//! and m; Q6_K's i8 scales), so memory stays the file's size.
+
+use std::cell::RefCell;
+
+use super::quant::{self, Format, Rule, Sc};
+use super::{GgufType, Kernel, Line, Path, QuantType, MR, NR};
+
+/// k values per unit (one x scale, one pair of x sums).
+pub(super) const UNIT: usize = 32;
+/// Packed x per unit: 8 quads of xq, dx (f32 bits), S₀ and S₁ (i32 bits).
+pub(super) const XU: usize = 11;
+
+/// The types with integer kernels.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Q8_0,
+    Q4_K,
+    Q6_K,
+}
+
+/// Q8_0 as a [`Format`]: q stored offset by 128, so `w = (q - 128)·d`.
+const Q8_0_FORMAT: Format =
+    Format { block: 32, block_bytes: 34, sub: 32, nibble: false, planes: 0, e: false, sc: Sc::None, mins: false, rule: Rule::Zero(128) };
+
+impl Kind {
+    pub(super) fn of(t: GgufType) -> Option<Kind> {
+        match t {
+            GgufType::Q8_0 => Some(Kind::Q8_0),
+            GgufType::Quant(QuantType::Q4_K) => Some(Kind::Q4_K),
+            GgufType::Quant(QuantType::Q6_K) => Some(Kind::Q6_K),
+            GgufType::Quant(_) => None,
+        }
+    }
+
+    pub(super) fn gguf(self) -> GgufType {
+        match self {
+            Kind::Q8_0 => GgufType::Q8_0,
+            Kind::Q4_K => GgufType::Quant(QuantType::Q4_K),
+            Kind::Q6_K => GgufType::Quant(QuantType::Q6_K),
+        }
+    }
+
+    pub(super) const fn format(self) -> Format {
+        match self {
+            Kind::Q8_0 => Q8_0_FORMAT,
+            Kind::Q4_K => QuantType::Q4_K.format(),
+            Kind::Q6_K => QuantType::Q6_K.format(),
+        }
+    }
+
+    /// Quant bytes of one unit of a panel.
+    pub(super) const fn unit_bytes(self) -> usize {
+        match self {
+            Kind::Q8_0 => 8 * 4 * NR,
+            Kind::Q4_K => 4 * 4 * NR,
+            Kind::Q6_K => 6 * 4 * NR,
+        }
+    }
+}
+
+/// Packed weights of one [`Kind`]; see the module comment.
+pub(super) struct Int8Weights {
+    pub kind: Kind,
+    q: Vec<Line>,
+    scales: Vec<Line>,
+}
+
+impl Int8Weights {
+    pub(super) fn zeroed(kind: Kind, n: usize, k: usize) -> Self {
+        let f = kind.format();
+        let panels = n.div_ceil(NR);
+        Int8Weights {
+            kind,
+            q: vec![Line([0.0; 16]); (panels * k / UNIT * kind.unit_bytes()).div_ceil(64)],
+            scales: vec![Line([0.0; 16]); (panels * (k / f.block) * f.record()).div_ceil(64)],
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.q.as_slice()) + std::mem::size_of_val(self.scales.as_slice())
+    }
+
+    /// Panel p's quants and scale records (k values a row).
+    fn panel(&self, k: usize, p: usize) -> (&[u8], &[u8]) {
+        let (qn, sn) = (k / UNIT * self.kind.unit_bytes(), k / self.kind.format().block * self.kind.format().record());
+        (&quant::bytes(&self.q)[p * qn..(p + 1) * qn], &quant::bytes(&self.scales)[p * sn..(p + 1) * sn])
+    }
+}
+
+/// Writes rows `first..` of W, given as their GGUF bytes, into their columns of their panels.
+/// Every byte belongs to one column, so rows are written independently; threads take panels.
+pub(super) fn put_rows(w: &mut Int8Weights, k: usize, first: usize, raw: &[u8]) {
+    use rayon::prelude::*;
+    let (kind, f) = (w.kind, w.kind.format());
+    let row_bytes = kind.gguf().row_bytes(k);
+    let rows = raw.len() / row_bytes;
+    let panels = (first / NR)..(first + rows).div_ceil(NR);
+    let jobs: Vec<_> = quant::bytes_mut(&mut w.q)
+        .chunks_mut(k / UNIT * kind.unit_bytes())
+        .zip(quant::bytes_mut(&mut w.scales).chunks_mut(k / f.block * f.record()))
+        .enumerate()
+        .skip(panels.start)
+        .take(panels.len())
+        .collect();
+    jobs.into_par_iter().for_each(|(p, (q, s))| {
+        for r in (p * NR).max(first)..((p + 1) * NR).min(first + rows) {
+            put_row(kind, r % NR, &raw[(r - first) * row_bytes..(r - first + 1) * row_bytes], q, s);
+        }
+    });
+}
+
+/// One row's GGUF bytes into column `c` of a panel's quants `q` and records `s`.
+fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
+    let f = kind.format();
+    let (record, ub) = (f.record(), kind.unit_bytes());
+    for (b, blk_raw) in raw.chunks_exact(f.block_bytes).enumerate() {
+        let blk = match kind {
+            Kind::Q8_0 => {
+                let mut blk = quant::Block { q: [0; 256], d: u16::from_le_bytes([blk_raw[0], blk_raw[1]]), e: 0, sc: [0; 16], m: [0; 16] };
+                for (o, &v) in blk.q.iter_mut().zip(&blk_raw[2..34]) {
+                    *o = v ^ 0x80;
+                }
+                blk
+            }
+            Kind::Q4_K => quant::decode(QuantType::Q4_K, blk_raw),
+            Kind::Q6_K => quant::decode(QuantType::Q6_K, blk_raw),
+        };
+        quant::put_record(&f, &mut s[b * record..(b + 1) * record], c, &blk);
+        for u in 0..f.block / UNIT {
+            let v = &blk.q[u * UNIT..(u + 1) * UNIT];
+            let dst = &mut q[(b * f.block / UNIT + u) * ub..][..ub];
+            for kk in 0..4 {
+                let at = |g: usize| g * 4 * NR + 4 * c + kk;
+                match kind {
+                    Kind::Q8_0 => {
+                        for t in 0..8 {
+                            dst[at(t)] = v[4 * t + kk];
+                        }
+                    }
+                    Kind::Q4_K => {
+                        for g in 0..4 {
+                            dst[at(g)] = v[8 * g + kk] | (v[8 * g + 4 + kk] << 4);
+                        }
+                    }
+                    Kind::Q6_K => {
+                        for h in 0..2 {
+                            let v = &v[16 * h..16 * h + 16];
+                            for g in 0..2 {
+                                dst[at(3 * h + g)] = (v[8 * g + kk] & 0x0F) | ((v[8 * g + 4 + kk] & 0x0F) << 4);
+                            }
+                            dst[at(3 * h + 2)] = (0..4).map(|t| ((v[4 * t + kk] >> 4) & 3) << (2 * t)).fold(0, |a, b| a | b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// q of column `c` at k offset `kk` (< 32) of a unit's quant bytes.
+#[inline(always)]
+fn q_at(kind: Kind, unit: &[u8], c: usize, kk: usize) -> u8 {
+    let byte = |g: usize, lane: usize| unit[g * 4 * NR + 4 * c + lane];
+    let (quad, lane) = (kk / 4, kk % 4);
+    match kind {
+        Kind::Q8_0 => byte(quad, lane),
+        Kind::Q4_K => (byte(quad / 2, lane) >> (4 * (quad % 2))) & 0x0F,
+        Kind::Q6_K => {
+            let (h, t) = (quad / 4, quad % 4);
+            let low = (byte(3 * h + t / 2, lane) >> (4 * (t % 2))) & 0x0F;
+            low | (((byte(3 * h + 2, lane) >> (2 * t)) & 3) << 4)
+        }
+    }
+}
+
+/// Dequantised row `r` (see [`PackedMatrix::row`]): the weights these products approximate.
+pub(super) fn row(w: &Int8Weights, k: usize, r: usize, out: &mut [f32]) {
+    let f = w.kind.format();
+    let (p, c) = (r / NR, r % NR);
+    let (q, s) = w.panel(k, p);
+    for (kk, o) in out.iter_mut().enumerate() {
+        let (b, sub) = (kk / f.block, (kk % f.block) / f.sub);
+        let ao = quant::scale_offset(&f, &s[b * f.record()..(b + 1) * f.record()], sub, c);
+        let unit = &q[kk / UNIT * w.kind.unit_bytes()..][..w.kind.unit_bytes()];
+        *o = quant::weight(&f, q_at(w.kind, unit, c, kk % UNIT) as u32, ao);
+    }
+}
+
+/// Quantises one row of x into the packed layout: unit u's [`XU`] values at
+/// `dst[(u * XU + e) * stride]`.
+fn pack_row(src: &[f32], dst: &mut [u32], stride: usize) {
+    for (u, x) in src.chunks_exact(UNIT).enumerate() {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut xq = [0i8; UNIT];
+        for (o, &v) in xq.iter_mut().zip(x) {
+            *o = round_i8(v * id);
+        }
+        let base = u * XU;
+        for t in 0..8 {
+            dst[(base + t) * stride] = u32::from_le_bytes([xq[4 * t] as u8, xq[4 * t + 1] as u8, xq[4 * t + 2] as u8, xq[4 * t + 3] as u8]);
+        }
+        let sum = |h: usize| xq[16 * h..16 * h + 16].iter().map(|&v| v as i32).sum::<i32>();
+        dst[(base + 8) * stride] = d.to_bits();
+        dst[(base + 9) * stride] = sum(0) as u32;
+        dst[(base + 10) * stride] = sum(1) as u32;
+    }
+}
+
+/// `r` rounded to the nearest integer, halves away from zero (C's `roundf`, as llama.cpp
+/// rounds), clamped to ±127 so that -128 never occurs (AVX2's sign trick negates xq). Written
+/// without `f32::round`, a libm call on baseline x86-64, so the loop vectorises: the fraction
+/// `r - trunc(r)` is exact, so comparing it with ±0.5 decides as `roundf` does.
+#[inline(always)]
+fn round_i8(r: f32) -> i8 {
+    // (Clamped first so that nothing overflows; past ±128 only the sign matters.)
+    let t = (r as i32).clamp(-128, 128);
+    let frac = r - t as f32;
+    let q = t + (frac >= 0.5) as i32 - (frac <= -0.5) as i32;
+    q.clamp(-127, 127) as i8
+}
+
+/// Which integer microkernels run: the AVX-512 family uses VNNI's `vpdpbusd` where the CPU has
+/// it (AVX-512BW and VNNI), the AVX2 kernels elsewhere on x86 (the same bits either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IntKernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+}
+
+impl IntKernel {
+    pub(super) fn for_family(kernel: Kernel) -> IntKernel {
+        match kernel {
+            Kernel::Scalar => IntKernel::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => IntKernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if super::isa::cpu_has_avx512_vnni() => IntKernel::Vnni,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => IntKernel::Avx2,
+        }
+    }
+}
+
+/// Int8 products in the shared driver.
+#[derive(Clone, Copy)]
+pub(super) struct Int8Path<'a> {
+    w: &'a Int8Weights,
+    k: usize,
+    kernel: IntKernel,
+}
+
+impl<'a> Int8Path<'a> {
+    pub(super) fn new(w: &'a Int8Weights, k: usize, kernel: IntKernel) -> Self {
+        Int8Path { w, k, kernel }
+    }
+}
+
+thread_local! {
+    /// Packed x of int8 products, reused across calls (as `XBUF` is for f32).
+    static XBUF_INT8: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Path for Int8Path<'_> {
+    type X = u32;
+    // A quarter of the f32 kernels' time per multiply-add: more work to pay for a fork/join.
+    const PAR_MIN_WORK: usize = 4 * super::PAR_MIN_WORK;
+
+    fn depth(&self) -> usize {
+        self.k / UNIT * XU
+    }
+
+    fn pack_row(&self, src: &[f32], dst: &mut [u32], stride: usize) {
+        pack_row(src, dst, stride);
+    }
+
+    fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+        super::with_cached(&XBUF_INT8, f)
+    }
+
+    fn wide_max(&self, _rows: usize) -> usize {
+        0
+    }
+
+    unsafe fn wide(&self, _: usize, _: usize, _: usize, _: &[u32], _: Option<&[f32]>, _: *mut f32, _: usize, _: usize) {
+        unreachable!("`wide_max` is 0 for int8 products");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(&self, rows: usize, p: usize, a: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+        let (q, s) = self.w.panel(self.k, p);
+        let kind = self.w.kind;
+        assert!(a.len() >= self.depth() * rows && rows <= MR && cols <= NR && bias.is_none_or(|b| b.len() >= NR));
+        let acc = match self.kernel {
+            IntKernel::Scalar => block_scalar(kind, rows, self.k, a, q, s),
+            // SAFETY: Avx2 is chosen only where avx2, fma and f16c are (an AVX-512 CPU has them).
+            #[cfg(target_arch = "x86_64")]
+            IntKernel::Avx2 => unsafe { super::avx2int8::block(kind, rows, self.k, a, q, s) },
+            // SAFETY: Vnni is chosen only where avx512f, avx512bw and avx512vnni are.
+            #[cfg(target_arch = "x86_64")]
+            IntKernel::Vnni => unsafe { super::avx512int8::block(kind, rows, self.k, a, q, s) },
+        };
+        for (i, row) in acc[..rows].iter().enumerate() {
+            // SAFETY: the caller guarantees each row's `cols` floats are writable at stride ldc.
+            let dst = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+            for (j, o) in dst.iter_mut().enumerate() {
+                *o = match bias {
+                    Some(b) => row[j] + b[j],
+                    None => row[j],
+                };
+            }
+        }
+    }
+}
+
+/// The x values of unit u for row i of a block of `rows`: (quads, dx, S₀, S₁).
+#[inline(always)]
+pub(super) fn x_unit(a: &[u32], rows: usize, u: usize, i: usize) -> ([u32; 8], f32, i32, i32) {
+    let at = |e: usize| a[(u * XU + e) * rows + i];
+    let mut quads = [0u32; 8];
+    for (t, v) in quads.iter_mut().enumerate() {
+        *v = at(t);
+    }
+    (quads, f32::from_bits(at(8)), at(9) as i32, at(10) as i32)
+}
+
+/// The portable kernel, and the reference for the SIMD ones: `rows` rows of packed x times one
+/// panel, before the bias.
+fn block_scalar(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+    let f = kind.format();
+    let (record, ub) = (f.record(), kind.unit_bytes());
+    let mut acc = [[0.0f32; NR]; MR];
+    for u in 0..k / UNIT {
+        let unit = &q[u * ub..(u + 1) * ub];
+        let (b, u_in) = (u * UNIT / f.block, u % (f.block / UNIT));
+        let rec = &s[b * record..(b + 1) * record];
+        for (i, row) in acc[..rows].iter_mut().enumerate() {
+            let (quads, dx, s0, s1) = x_unit(a, rows, u, i);
+            let xq: Vec<i32> = quads.iter().flat_map(|v| v.to_le_bytes()).map(|b| b as i8 as i32).collect();
+            for (j, o) in row.iter_mut().enumerate() {
+                let dot = |range: std::ops::Range<usize>| range.map(|kk| q_at(kind, unit, j, kk) as i32 * xq[kk]).sum::<i32>();
+                let t = match kind {
+                    Kind::Q8_0 => {
+                        let (a, _) = quant::scale_offset(&f, rec, 0, j);
+                        (dot(0..32) - 128 * (s0 + s1)) as f32 * a
+                    }
+                    Kind::Q4_K => {
+                        let (a, o) = quant::scale_offset(&f, rec, u_in, j);
+                        o.mul_add((s0 + s1) as f32, dot(0..32) as f32 * a)
+                    }
+                    Kind::Q6_K => {
+                        let (a0, _) = quant::scale_offset(&f, rec, 2 * u_in, j);
+                        let (a1, _) = quant::scale_offset(&f, rec, 2 * u_in + 1, j);
+                        let (i0, i1) = (dot(0..16) - 32 * s0, dot(16..32) - 32 * s1);
+                        (i1 as f32).mul_add(a1, i0 as f32 * a0)
+                    }
+                };
+                *o = t.mul_add(dx, *o);
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rounding_is_roundf_with_halves_away_from_zero() {
+        let edge = [0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 126.5, 127.4, -127.6, 130.0, 1e30, -1e30, f32::INFINITY, f32::NAN];
+        let more = (-3000..3000).map(|i| i as f32 * 0.0437);
+        for r in edge.into_iter().chain(more) {
+            let want = if r.is_nan() { 0 } else { r.round().clamp(-127.0, 127.0) as i8 };
+            assert_eq!(super::round_i8(r), want, "{r}");
+        }
+    }
+}
