@@ -11,7 +11,7 @@ Build first:
         -L$BUILD/bin -lllama -lggml -lggml-base -Wl,-rpath,$BUILD/bin -o /tmp/llama-logits
     python3 tools/compare_logits.py --gguf m-q4_k_m.gguf --llama-logits /tmp/llama-logits
 
-Needs numpy. Prints one row per method: the largest |Δ logit|, it relative to the largest
+Needs numpy. Prints one row per method: the largest |Δ logit|, its ratio to the largest
 reference logit, the mean |Δ|, and how often the top token agrees with the reference's.
 """
 import argparse

@@ -190,3 +190,29 @@ unsafe fn kern<const R: usize, const K: usize>(
         unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), *row) };
     }
 }
+
+/// `int8::round_unit` on 32 floats at `x` (see `avx512int8::round_unit`).
+///
+/// # Safety
+/// AVX2; 32 readable floats at `x`, each `x·id` within ±2³¹.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn round_unit(x: *const f32, id: f32) -> [i8; UNIT] {
+    let q: [__m256i; 4] = std::array::from_fn(|j| {
+        // SAFETY: 32 floats at x.
+        let r = unsafe { _mm256_mul_ps(_mm256_loadu_ps(x.add(8 * j)), _mm256_set1_ps(id)) };
+        let t = _mm256_cvttps_epi32(r);
+        let frac = _mm256_sub_ps(r, _mm256_cvtepi32_ps(t));
+        // Comparison masks are -1 where true.
+        let up = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5)));
+        let down = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(frac, _mm256_set1_ps(-0.5)));
+        let q = _mm256_add_epi32(_mm256_sub_epi32(t, up), down);
+        _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(-127)), _mm256_set1_epi32(127))
+    });
+    // Packing interleaves 4-byte groups across the two 128-bit lanes; the permute restores order.
+    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    let mut out = [0i8; UNIT];
+    // SAFETY: out holds 32 bytes.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), bytes) };
+    out
+}

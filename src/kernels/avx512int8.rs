@@ -218,9 +218,35 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
         }
     }
     for (row, o) in acc.iter().zip(out.iter_mut()) {
-        for v in 0..V {
+        for (v, r) in row.iter().enumerate() {
             // SAFETY: `o` holds NR = 32 floats; vector h0 + v covers 16 of them.
-            unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * (h0 + v)), row[v]) };
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * (h0 + v)), *r) };
         }
     }
+}
+
+/// `int8::round_unit` on 32 floats at `x`: `x·id` truncated, plus or minus one where the exact
+/// fraction reaches ±0.5, clamped to ±127.
+///
+/// # Safety
+/// AVX-512F and BW; 32 readable floats at `x`, each `x·id` within ±2³¹.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn round_unit(x: *const f32, id: f32) -> [i8; UNIT] {
+    let mut out = [0i8; UNIT];
+    for h in 0..2 {
+        // SAFETY: 32 floats at x; 16 bytes written into out per half.
+        unsafe {
+            let r = _mm512_mul_ps(_mm512_loadu_ps(x.add(16 * h)), _mm512_set1_ps(id));
+            let t = _mm512_cvttps_epi32(r);
+            let frac = _mm512_sub_ps(r, _mm512_cvtepi32_ps(t));
+            let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
+            let down = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(frac, _mm512_set1_ps(-0.5));
+            let one = _mm512_set1_epi32(1);
+            let rounded_up = _mm512_mask_add_epi32(t, up, t, one);
+            let q = _mm512_mask_sub_epi32(rounded_up, down, rounded_up, one);
+            let q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+            _mm_storeu_si128(out.as_mut_ptr().add(16 * h).cast(), _mm512_cvtepi32_epi8(q));
+        }
+    }
+    out
 }

@@ -217,16 +217,16 @@ pub(super) fn row(w: &Int8Weights, k: usize, r: usize, out: &mut [f32]) {
 }
 
 /// Quantises one row of x into the packed layout: unit u's [`XU`] values at
-/// `dst[(u * XU + e) * stride]`.
-fn pack_row(src: &[f32], dst: &mut [u32], stride: usize) {
+/// `dst[(u * XU + e) * stride]`. The rounding runs on `kernel`'s vectors where the block is
+/// finite (the same operations, so the same bits).
+fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], stride: usize) {
     for (u, x) in src.chunks_exact(UNIT).enumerate() {
-        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // The largest |x| through its bits (the order of non-negative floats), which vectorises
+        // where `f32::max` does not; a NaN wins, so a NaN input gives NaN outputs, as f32 does.
+        let amax = f32::from_bits(x.iter().map(|v| v.to_bits() & 0x7fff_ffff).fold(0, u32::max));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut xq = [0i8; UNIT];
-        for (o, &v) in xq.iter_mut().zip(x) {
-            *o = round_i8(v * id);
-        }
+        let xq = round_unit(if amax.is_finite() { kernel } else { IntKernel::Scalar }, x, id);
         let base = u * XU;
         for t in 0..8 {
             dst[(base + t) * stride] = u32::from_le_bytes([xq[4 * t] as u8, xq[4 * t + 1] as u8, xq[4 * t + 2] as u8, xq[4 * t + 3] as u8]);
@@ -235,6 +235,21 @@ fn pack_row(src: &[f32], dst: &mut [u32], stride: usize) {
         dst[(base + 8) * stride] = d.to_bits();
         dst[(base + 9) * stride] = sum(0) as u32;
         dst[(base + 10) * stride] = sum(1) as u32;
+    }
+}
+
+/// `x · id` rounded by [`round_i8`], 32 values; `x · id` within ±128 for the SIMD kernels (a
+/// finite block: |x| ≤ amax and id = 127 / amax up to rounding).
+fn round_unit(kernel: IntKernel, x: &[f32], id: f32) -> [i8; UNIT] {
+    assert_eq!(x.len(), UNIT);
+    match kernel {
+        IntKernel::Scalar => std::array::from_fn(|i| round_i8(x[i] * id)),
+        // SAFETY: Avx2 is chosen only where avx2 is; 32 floats asserted above.
+        #[cfg(target_arch = "x86_64")]
+        IntKernel::Avx2 => unsafe { super::avx2int8::round_unit(x.as_ptr(), id) },
+        // SAFETY: Vnni is chosen only where avx512f and avx512bw are; 32 floats as above.
+        #[cfg(target_arch = "x86_64")]
+        IntKernel::Vnni => unsafe { super::avx512int8::round_unit(x.as_ptr(), id) },
     }
 }
 
@@ -305,7 +320,7 @@ impl Path for Int8Path<'_> {
     }
 
     fn pack_row(&self, src: &[f32], dst: &mut [u32], stride: usize) {
-        pack_row(src, dst, stride);
+        pack_row(self.kernel, src, dst, stride);
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
@@ -398,6 +413,28 @@ fn block_scalar(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Every family's vector rounding gives the portable one's bytes, ties and clamps included.
+    #[test]
+    fn vector_rounding_is_the_portable_rounding() {
+        let families = Kernel::ALL.iter().filter(|k| k.supported()).map(|&k| IntKernel::for_family(k));
+        for kernel in families {
+            for seed in 0..200u32 {
+                let mut x = crate::kernels::tests::rand_vec(seed + 1, UNIT);
+                let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // Ties: values that land on k + 0.5 after scaling, either sign.
+                if seed % 3 == 0 {
+                    for (i, v) in x.iter_mut().enumerate().skip(1) {
+                        *v = (i as f32 - 16.0 + 0.5) * amax / 127.0;
+                    }
+                }
+                let id = 127.0 / amax;
+                assert_eq!(round_unit(kernel, &x, id), round_unit(IntKernel::Scalar, &x, id), "{kernel:?} seed {seed}");
+            }
+        }
+    }
+
     #[test]
     fn rounding_is_roundf_with_halves_away_from_zero() {
         let edge = [0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 126.5, 127.4, -127.6, 130.0, 1e30, -1e30, f32::INFINITY, f32::NAN];
