@@ -1,7 +1,7 @@
-//! The kernel families (`BENCHGEN_ISA`: portable, AVX2, AVX-512) are specified to give the same
-//! bits, so a decoder's logits must not depend on which one packed its weights and ran its
-//! products, attention and element-wise ops. The family is process-wide, so this binary holds a
-//! single test, the only code here that switches it.
+//! The kernel families (`BENCHGEN_ISA`: portable, AVX2, AVX-512; portable, NEON) are specified
+//! to give the same bits, so a decoder's logits must not depend on which one packed its weights
+//! and ran its products, attention and element-wise ops. The family is process-wide, so this
+//! binary holds a single test, the only code here that switches it.
 
 use benchgen::device::WeightType;
 use benchgen::kernels::isa::{self, Isa};
@@ -53,7 +53,7 @@ fn every_kernel_family_gives_the_same_logits() {
         eprintln!("skipped {}: this CPU lacks it", i.name());
     }
     for cfg in configs() {
-        for weights in [WeightType::Float(DType::F32), WeightType::Q8_0] {
+        for weights in [WeightType::Float(DType::F32), WeightType::Float(DType::BF16), WeightType::Float(DType::F16), WeightType::Q8_0] {
             for kv in [KvDtype::F32, KvDtype::Bf16] {
                 let runs: Vec<Vec<u32>> = families
                     .iter()

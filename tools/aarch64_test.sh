@@ -11,12 +11,17 @@
 # that build C. BENCHGEN_TEST_RUNNER makes tests that spawn the `benchgen` binary run it through
 # qemu too (see tests/common/mod.rs); no binfmt_misc handler is needed.
 #
-# Runs, for --target aarch64-unknown-linux-gnu --release:
-#   cargo test --lib kernels        kernel unit tests (f32, bf16, Q8_0, GGUF quantised; 29 tests,
-#                                   3 of them attention-kernel tests matched by the filter)
-#   cargo test --lib model::host    attention and element-wise ops (10 tests)
-#   cargo test --test model_goldens --test gguf --test batch_invariance
+# Runs, for --target aarch64-unknown-linux-gnu --release, on qemu's `max` CPU (ARMv8.x with the
+# dot-product extension, as Apple silicon and Graviton 2+ have):
+#   cargo test --lib kernels isa    kernel unit tests: every weight type on the portable and NEON
+#                                   families, bit for bit (44 tests with the attention ones the
+#                                   filter matches), and the BENCHGEN_ISA names
+#   cargo test --lib model::host    attention and element-wise ops
+#   cargo test --test isa_equivalence --test model_goldens --test gguf --test batch_invariance
+#                                   logits equal on both families (f32, bf16, f16, Q8_0 weights),
 #                                   transformers goldens, GGUF, bit-for-bit batch invariance
+# and then the kernel tests again on a `cortex-a72` (ARMv8.0, no dot product: the int8 products'
+# `smull` path instead of `sdot`).
 # With BENCHGEN_DATA_DIR (default: ../shared/data beside the repository, if it exists) the gguf
 # tests that need real files (stories260K.gguf, reference tokenizers) run too; without it they
 # say they are skipped and pass.
@@ -29,7 +34,11 @@
 # The gguf tests are the slowest (quantized_gguf_runs_as_stored_bit_for_bit and
 # quantized_gguf_is_batch_invariant run over 60 s each under qemu).
 #
-# Usage: tools/aarch64_test.sh [--no-install]
+# Usage: tools/aarch64_test.sh [--no-install | --install-only] [--quick]
+#   --install-only     install what is missing and stop (non-zero exit if something could not be)
+#   --quick            the kernel, ISA and host-op unit tests and isa_equivalence only (what CI
+#                      runs: every NEON kernel against the portable one, on both CPUs), not the
+#                      slower goldens, GGUF and batch-invariance runs
 #   CARGO_TARGET_DIR   where to build (default: cargo's, target/ in the repository)
 #   NICE               prefix for the cargo commands, e.g. NICE="nice -n 10" on a shared machine
 set -euo pipefail
@@ -40,7 +49,15 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 install=1
-[[ "${1:-}" == "--no-install" ]] && install=0
+quick=0
+for arg in "$@"; do
+    case $arg in
+        --no-install) install=0 ;;
+        --install-only) install=2 ;;
+        --quick) quick=1 ;;
+        *) echo "aarch64_test: unknown option $arg (see the header of $0)" >&2; exit 2 ;;
+    esac
+done
 
 if ((install)); then
     if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null \
@@ -53,12 +70,13 @@ if ((install)); then
     if ! rustup target list --installed | grep -qx "$TARGET"; then
         rustup target add "$TARGET"
     fi
+    ((install == 2)) && exit 0
 fi
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
+runner() { export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $1 -L $SYSROOT" BENCHGEN_TEST_RUNNER="qemu-aarch64 -cpu $1 -L $SYSROOT"; }
+runner max
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-export BENCHGEN_TEST_RUNNER="qemu-aarch64 -L $SYSROOT"
 if [[ -z "${BENCHGEN_DATA_DIR:-}" && -d "$repo/../shared/data" ]]; then
     BENCHGEN_DATA_DIR=$(cd "$repo/../shared/data" && pwd)
     export BENCHGEN_DATA_DIR
@@ -80,12 +98,16 @@ run() {
 }
 
 # Build everything first, so the timings below are emulation alone.
-$NICE cargo test --release --target "$TARGET" --lib --test model_goldens --test gguf --test batch_invariance --no-run
+slow=(--test model_goldens --test gguf --test batch_invariance)
+((quick)) && slow=()
+$NICE cargo test --release --target "$TARGET" --lib --test isa_equivalence "${slow[@]}" --no-run
 echo "== build: $((SECONDS - start)) s"
 
-run --lib kernels
+run --lib -- kernels isa
 run --lib model::host
-run --test model_goldens --test gguf --test batch_invariance
+run --test isa_equivalence "${slow[@]}"
+runner cortex-a72
+run --lib kernels
 
 echo "== summary (aarch64 under qemu, $((SECONDS - start)) s in all)"
 grep -E '^test result:|^test .* FAILED$' "$log" || true

@@ -141,6 +141,9 @@ pub(super) enum Bf16Kernel {
     /// `vdpbf16ps` (`avx512bf16.rs`).
     #[cfg(target_arch = "x86_64")]
     Avx512Bf16,
+    /// The NEON emulation (`neon.rs`).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Bf16Kernel {
@@ -155,6 +158,11 @@ impl Bf16Kernel {
             Kernel::Avx2 | Kernel::Avx512 if Kernel::Avx2.supported() => Bf16Kernel::Avx2,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::Avx512 => Bf16Kernel::Scalar,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                let _ = cpu_bf16;
+                Bf16Kernel::Neon
+            }
         }
     }
 }
@@ -290,6 +298,13 @@ impl Path for EmuPath<'_> {
             (Bf16Kernel::Avx2, true) => unsafe { avx2bf16::exact(rows, kp, a, w, bias, c, ldc, cols) },
             #[cfg(target_arch = "x86_64")]
             (Bf16Kernel::Avx512Bf16, _) => unreachable!("vdpbf16ps runs through VdpPath"),
+            // SAFETY: NEON is aarch64's baseline; `c` as above.
+            #[cfg(target_arch = "aarch64")]
+            (Bf16Kernel::Neon, false) => unsafe { super::neon::block_bf16(rows, kp, a, w, bias, c, ldc, cols) },
+            // (The exact kernel's FMAs compile to NEON's `fmadd` on aarch64, no runtime check.)
+            // SAFETY: `c` as above.
+            #[cfg(target_arch = "aarch64")]
+            (Bf16Kernel::Neon, true) => unsafe { exact(rows, kp, a, w, bias, c, ldc, cols) },
         }
     }
 }

@@ -111,6 +111,9 @@ impl Path for F16Path<'_> {
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { avx512f16::block(rows, k, a, w, bias, c, ldc, cols) },
+            // SAFETY: NEON is aarch64's baseline; `c` as for Scalar.
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => unsafe { super::neon::block_f16(rows, k, a, w, bias, c, ldc, cols) },
         }
     }
 }

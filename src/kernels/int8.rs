@@ -1,8 +1,8 @@
 //! Integer products on GGUF weights, as llama.cpp computes them: each row of x is quantised to
 //! int8 in blocks of 32 along k (`dx = amax / 127`, `xq = round(x / dx)`, held with the block's
 //! sums of xq over each half), and a weight block's integer q values meet xq in exact integer
-//! dot products (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2), leaving a few float
-//! operations per block of 32 instead of an FMA per weight. Used for Q8_0, Q4_K and Q6_K (every
+//! dot products (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2, `sdot` on NEON), leaving a
+//! few float operations per block of 32 instead of an FMA per weight. Used for Q8_0, Q4_K and Q6_K (every
 //! tensor of a Q4_K_M, Q6_K or Q8_0 file); the other types keep the exact kernels (`quant.rs`).
 //!
 //! Bits: the integer sums are exact whatever adds them, so each output element is
@@ -12,9 +12,9 @@
 //!   `S = Σ xq`,
 //! - Q6_K: `t = fma(I₁, a₁, I₀·a₀)` over the block's two sub-blocks of 16, `Iₕ = Σ (q - 32)·xq`,
 //!
-//! then `+ bias`. Every instruction set computes exactly these operations, so the scalar, AVX2 and
-//! AVX-512 kernels agree bit for bit, and an element depends on its own row of x and column of W
-//! only: batch invariant as the f32 kernels are. It is not the f32 product on the dequantised W
+//! then `+ bias`. Every instruction set computes exactly these operations, so the scalar, AVX2,
+//! AVX-512 and NEON kernels agree bit for bit, and an element depends on its own row of x and
+//! column of W only: batch invariant as the f32 kernels are. It is not the f32 product on the dequantised W
 //! (x is rounded to int8); `tests.rs` measures how far it is, next to llama.cpp's own error.
 //!
 //! Layout per panel of [`NR`] columns, per block of 32 k values (a "unit"), one byte per column
@@ -250,6 +250,9 @@ fn round_unit(kernel: IntKernel, x: &[f32], id: f32) -> [i8; UNIT] {
         // SAFETY: Vnni is chosen only where avx512f and avx512bw are; 32 floats as above.
         #[cfg(target_arch = "x86_64")]
         IntKernel::Vnni => unsafe { super::avx512int8::round_unit(x.as_ptr(), id) },
+        // `round_i8` is written to vectorise, and NEON is aarch64's baseline.
+        #[cfg(target_arch = "aarch64")]
+        IntKernel::Neon | IntKernel::NeonDot => std::array::from_fn(|i| round_i8(x[i] * id)),
     }
 }
 
@@ -275,6 +278,12 @@ pub(super) enum IntKernel {
     Avx2,
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// NEON's `smull` (`neonint8.rs`).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// NEON's `sdot`, where the CPU has the dot-product extension.
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
 }
 
 impl IntKernel {
@@ -287,6 +296,10 @@ impl IntKernel {
             Kernel::Avx512 if super::isa::cpu_has_avx512_vnni() => IntKernel::Vnni,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => IntKernel::Avx2,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon if super::isa::cpu_has_neon_dotprod() => IntKernel::NeonDot,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => IntKernel::Neon,
         }
     }
 }
@@ -348,6 +361,11 @@ impl Path for Int8Path<'_> {
             // SAFETY: Vnni is chosen only where avx512f, avx512bw and avx512vnni are.
             #[cfg(target_arch = "x86_64")]
             IntKernel::Vnni => unsafe { super::avx512int8::block(kind, rows, self.k, a, q, s) },
+            #[cfg(target_arch = "aarch64")]
+            IntKernel::Neon => super::neonint8::block_plain(kind, rows, self.k, a, q, s),
+            // SAFETY: NeonDot is chosen only where the dot-product extension is.
+            #[cfg(target_arch = "aarch64")]
+            IntKernel::NeonDot => unsafe { super::neonint8::block_dot(kind, rows, self.k, a, q, s) },
         };
         for (i, row) in acc[..rows].iter().enumerate() {
             // SAFETY: the caller guarantees each row's `cols` floats are writable at stride ldc.

@@ -1,6 +1,6 @@
 //! Which instruction set the CPU kernels use: the best the CPU has, or the one `BENCHGEN_ISA`
-//! names (`avx512`, `avx2`, `scalar`), so that every path can be run and measured on one
-//! machine. A path the CPU lacks is refused, never emulated.
+//! names (`avx512`, `avx2`, `scalar` on x86-64; `neon`, `scalar` on aarch64), so that every
+//! path can be run and measured on one machine. A path the CPU lacks is refused, never emulated.
 //!
 //! The choice is process-wide and read by every kernel family (matrix products, attention,
 //! element-wise ops), so one setting moves them all together. Paths that are specified to give
@@ -24,6 +24,10 @@ pub enum Isa {
     /// AVX2 family's emulation of it).
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// aarch64 with NEON, which every aarch64 CPU has (int8 products use `sdot` where the CPU
+    /// has the dot-product extension, as every Apple-silicon and Graviton 2+ CPU does).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,6 +46,8 @@ impl Isa {
         Isa::Avx2,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +57,8 @@ impl Isa {
             Isa::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => "avx512",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => "neon",
         }
     }
 
@@ -62,6 +70,8 @@ impl Isa {
             Isa::Avx2 => &["avx2", "fma", "f16c"],
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => &["avx512f"],
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => &["neon"],
         }
     }
 
@@ -117,7 +127,15 @@ fn cpu_has(feature: &str) -> bool {
             _ => false,
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        match feature {
+            "neon" => std::arch::is_aarch64_feature_detected!("neon"),
+            "dotprod" => std::arch::is_aarch64_feature_detected!("dotprod"),
+            _ => false,
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = feature;
         false
@@ -164,6 +182,12 @@ pub fn avx512_bf16() -> bool {
 /// Whether the CPU has AVX-512 BF16 (with AVX-512F), whatever family is in force.
 pub fn cpu_has_avx512_bf16() -> bool {
     cpu_has("avx512f") && cpu_has("avx512bf16")
+}
+
+/// Whether the CPU has NEON's dot-product extension (`sdot`), which int8 products use in the
+/// NEON family.
+pub fn cpu_has_neon_dotprod() -> bool {
+    cpu_has("neon") && cpu_has("dotprod")
 }
 
 /// Whether the CPU has AVX-512 VNNI (with AVX-512F and BW), which int8 products use in the

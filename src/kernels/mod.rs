@@ -8,9 +8,9 @@
 //! over k = 0..K-1 starting from 0, then `+ bias`. Blocking over m, the microkernel height
 //! (tails included), the thread count and the instruction set only decide *who* computes an
 //! element and *when*, never the order of its sum, so row i of the output is bit-for-bit the
-//! same for any m, any other rows and any rayon pool. The scalar, AVX2 and AVX-512 paths agree
-//! bit for bit as well (all IEEE FMAs in the same order); which one runs is picked at pack time
-//! from the CPU's features.
+//! same for any m, any other rows and any rayon pool. The scalar, AVX2, AVX-512 and NEON paths
+//! agree bit for bit as well (all IEEE FMAs in the same order); which one runs is picked at pack
+//! time from the CPU's features.
 //!
 //! Layout: W ([n, k] row-major, as in `nn.Linear`) becomes panels of [`NR`] output columns,
 //! `[panel][k][NR]`, the last panel zero-padded. x is repacked per block of up to [`MR`] rows
@@ -43,7 +43,7 @@
 //! along k and one f16 scale), a quarter of f32's weight bytes. The kernels widen each int8 to f32
 //! and multiply by its block's scale, which is exact, then run the f32 kernels' FMA chain; so a
 //! Q8_0 product is bit for bit the f32 product on the dequantised W, on every instruction set
-//! (scalar, AVX2, AVX-512), with the same batch invariance. Activations stay f32.
+//! (scalar, AVX2, AVX-512, NEON), with the same batch invariance. Activations stay f32.
 
 /// `$kern::<R>(args)` for R = `$rows`, 1..=MR: each microkernel is compiled once per row count,
 /// so its accumulators are a fixed array in registers.
@@ -114,6 +114,12 @@ mod avx512int8;
 mod avx512q8;
 #[cfg(target_arch = "x86_64")]
 mod avx512quant;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neonint8;
+#[cfg(target_arch = "aarch64")]
+mod neonquant;
 mod bf16;
 mod f16;
 mod int8;
@@ -520,6 +526,9 @@ impl Path for F32Path<'_> {
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { avx512::block(rows, k, a, wp, bias, c, ldc, cols) },
+            // SAFETY: NEON is aarch64's baseline; `c` as for Scalar.
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => unsafe { neon::block(rows, k, a, wp, bias, c, ldc, cols) },
         }
     }
 }

@@ -213,6 +213,9 @@ impl Path for Q8Path<'_> {
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { avx512q8::block(rows, k, a, q, s, bias, c, ldc, cols) },
+            // SAFETY: NEON is aarch64's baseline; `c` as for Scalar.
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => unsafe { super::neon::block_q8(rows, k, a, q, s, bias, c, ldc, cols) },
         }
     }
 }

@@ -556,6 +556,9 @@ impl Path for QuantPath<'_> {
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { super::avx512quant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols) },
+            // SAFETY: NEON is aarch64's baseline; `c` as for Scalar.
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => unsafe { super::neonquant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols) },
         }
     }
 }

@@ -148,8 +148,10 @@ fn dp_pair_reproduces_measured_vdpbf16ps_results() {
 }
 
 /// xorshift64 for bit patterns.
+#[cfg(target_arch = "x86_64")]
 struct Bits(u64);
 
+#[cfg(target_arch = "x86_64")]
 impl Bits {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;

@@ -363,6 +363,9 @@ impl Head<'_> {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { self.run_avx2(res, row_len) },
             Isa::Scalar => self.body(OutRows(res), row_len, Isa::Scalar),
+            // NEON is aarch64's baseline, so the portable body is already compiled for it.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => self.body(OutRows(res), row_len, Isa::Neon),
         }
     }
 

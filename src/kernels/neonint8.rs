@@ -1,0 +1,214 @@
+//! NEON kernels for int8 products (`int8.rs`), aarch64. A unit row's 4-byte column lanes meet a
+//! broadcast quad of xq in `sdot` (the dot-product extension: Σ of four i8·i8 into each i32
+//! lane), or, on a CPU without it, in `smull` + two pairwise adds (a pair of products is at most
+//! 2·128·127 < 2¹⁵, so the i16 step is exact). The weights go in signed: Q8_0's stored `q + 128`
+//! with its top bit flipped is q, and Q4_K's and Q6_K's quants (at most 63) are non-negative
+//! bytes. The integer sums are exact, so each element gets `int8.rs`'s float operations in its
+//! order and the bits of the portable and x86 kernels. A panel is taken 4 columns (one vector)
+//! at a time, four rows at once.
+
+use std::arch::aarch64::*;
+
+use super::int8::{Kind, UNIT, XU};
+use super::neonquant::scale_offset4;
+use super::{MR, NR};
+
+/// Rows whose accumulators and integer sums stay in registers while one unpacked weight vector
+/// serves them all.
+const GROUP: usize = 4;
+const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
+
+/// `int8::block_scalar` with `sdot`; same contract (rows ≤ MR, k a whole number of blocks).
+///
+/// # Safety
+/// The CPU has the dot-product extension (`isa::cpu_has_neon_dotprod`).
+#[target_feature(enable = "dotprod")]
+pub(super) unsafe fn block_dot(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+    // SAFETY: forwarded; `Dot` is only used here, under the feature.
+    unsafe { block::<Dot>(kind, rows, k, a, q, s) }
+}
+
+/// `int8::block_scalar` on NEON alone (`smull`); same contract.
+pub(super) fn block_plain(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+    // SAFETY: `Plain` needs nothing past NEON, aarch64's baseline.
+    unsafe { block::<Plain>(kind, rows, k, a, q, s) }
+}
+
+/// Σ over each 4-byte lane of w·x, added to `acc`.
+trait Dot4: Copy {
+    /// # Safety
+    /// The CPU runs this implementation's instructions.
+    unsafe fn dot(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t;
+}
+
+#[derive(Clone, Copy)]
+struct Dot;
+
+impl Dot4 for Dot {
+    #[inline]
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        // (`vdotq_s32` is not stable in Rust yet; this is the instruction it names.)
+        // SAFETY: register-only; the feature is enabled on this function.
+        unsafe {
+            std::arch::asm!("sdot {a:v}.4s, {w:v}.16b, {x:v}.16b", a = inout(vreg) acc, w = in(vreg) w, x = in(vreg) x, options(pure, nomem, nostack))
+        };
+        acc
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Plain;
+
+impl Dot4 for Plain {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        let pairs = vpaddq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(x)), vmull_high_s8(w, x));
+        vpadalq_s16(acc, pairs)
+    }
+}
+
+#[inline(always)]
+unsafe fn block<D: Dot4>(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+    let f = kind.format();
+    assert!(
+        rows <= MR
+            && k.is_multiple_of(f.block)
+            && a.len() >= k / UNIT * XU * rows
+            && q.len() >= k / UNIT * kind.unit_bytes()
+            && s.len() >= k / f.block * f.record()
+    );
+    let mut out = [[0.0f32; NR]; MR];
+    let groups = rows.div_ceil(GROUP);
+    let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
+    for g in 0..groups {
+        let (i0, i1) = (g * rows / groups, (g + 1) * rows / groups);
+        for v in 0..NR / 4 {
+            let o = &mut out[i0..i1];
+            // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; `D` from the caller.
+            unsafe {
+                match (kind, i1 - i0) {
+                    (Kind::Q8_0, 1) => kern::<1, 0, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q8_0, 2) => kern::<2, 0, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q8_0, 3) => kern::<3, 0, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q8_0, _) => kern::<4, 0, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, 1) => kern::<1, 1, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, 2) => kern::<2, 1, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, 3) => kern::<3, 1, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q4_K, _) => kern::<4, 1, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, 1) => kern::<1, 2, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, 2) => kern::<2, 2, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, 3) => kern::<3, 2, D>(k, a, rows, i0, q, s, v, o),
+                    (Kind::Q6_K, _) => kern::<4, 2, D>(k, a, rows, i0, q, s, v, o),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The 16 bytes of columns 4v..4v+4 in a unit row at `p`.
+#[inline(always)]
+unsafe fn load(p: *const u8, v: usize) -> int8x16_t {
+    // SAFETY: the caller guarantees a 128-byte unit row at p.
+    unsafe { vreinterpretq_s8_u8(vld1q_u8(p.add(16 * v))) }
+}
+
+/// R rows from `i0` of the block's packed x times columns 4v..4v+4 of the panel, into those
+/// columns of `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
+    k: usize,
+    a: *const u32,
+    rows: usize,
+    i0: usize,
+    q: *const u8,
+    s: *const u8,
+    v: usize,
+    out: &mut [[f32; NR]],
+) {
+    let kind = KINDS[K];
+    let f = kind.format();
+    let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
+    let low = vdupq_n_s8(0x0F);
+    let zero = vdupq_n_s32(0);
+    let mut acc = [vdupq_n_f32(0.0); R];
+    for u in 0..k / UNIT {
+        // SAFETY: `block` checked the x, quant and record extents for every unit.
+        unsafe {
+            let x = |e: usize, i: usize| *a.add((u * XU + e) * rows + i0 + i);
+            let xb = |e: usize, i: usize| vreinterpretq_s8_u32(vdupq_n_u32(x(e, i)));
+            let rec = s.add(u / per_block * record);
+            let unit = q.add(u * ub);
+            let mut t = [vdupq_n_f32(0.0); R];
+            match kind {
+                Kind::Q8_0 => {
+                    let mut ia = [zero; R];
+                    for quad in 0..8 {
+                        let w = veorq_s8(load(unit.add(quad * 4 * NR), v), vdupq_n_s8(i8::MIN));
+                        for (i, r) in ia.iter_mut().enumerate() {
+                            *r = D::dot(*r, w, xb(quad, i));
+                        }
+                    }
+                    let (sa, _) = scale_offset4(&f, rec, 0, v);
+                    for (ti, r) in t.iter_mut().zip(ia) {
+                        *ti = vmulq_f32(vcvtq_f32_s32(r), sa);
+                    }
+                }
+                Kind::Q4_K => {
+                    let mut ia = [zero; R];
+                    for g in 0..4 {
+                        let w = load(unit.add(g * 4 * NR), v);
+                        let (lo, hi) = (vandq_s8(w, low), vreinterpretq_s8_u8(vshrq_n_u8::<4>(vreinterpretq_u8_s8(w))));
+                        for (i, r) in ia.iter_mut().enumerate() {
+                            *r = D::dot(D::dot(*r, lo, xb(2 * g, i)), hi, xb(2 * g + 1, i));
+                        }
+                    }
+                    let (sa, so) = scale_offset4(&f, rec, u % per_block, v);
+                    for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
+                        let sum = vdupq_n_f32((x(9, i) as i32 + x(10, i) as i32) as f32);
+                        *ti = vfmaq_f32(vmulq_f32(vcvtq_f32_s32(r), sa), so, sum);
+                    }
+                }
+                Kind::Q6_K => {
+                    let high = vdupq_n_u8(0x30);
+                    for sixteen in 0..2 {
+                        let base = unit.add(sixteen * 3 * 4 * NR);
+                        let hb = vreinterpretq_u8_s8(load(base.add(2 * 4 * NR), v));
+                        let mut ia = [zero; R];
+                        for pair in 0..2 {
+                            let nib = vreinterpretq_u8_s8(load(base.add(pair * 4 * NR), v));
+                            // hb bits 2t..2t+1 to bits 4..5 for quads t = 2·pair, 2·pair+1.
+                            let (top0, top1) = if pair == 0 {
+                                (vshlq_n_u8::<4>(hb), vshlq_n_u8::<2>(hb))
+                            } else {
+                                (hb, vshrq_n_u8::<2>(hb))
+                            };
+                            let lo4 = vdupq_n_u8(0x0F);
+                            let w0 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(nib, lo4), vandq_u8(top0, high)));
+                            let w1 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(nib), vandq_u8(top1, high)));
+                            let quad = 4 * sixteen + 2 * pair;
+                            for (i, r) in ia.iter_mut().enumerate() {
+                                *r = D::dot(D::dot(*r, w0, xb(quad, i)), w1, xb(quad + 1, i));
+                            }
+                        }
+                        let (sa, _) = scale_offset4(&f, rec, 2 * (u % per_block) + sixteen, v);
+                        for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
+                            let corr = vdupq_n_s32(32 * x(9 + sixteen, i) as i32);
+                            let fv = vcvtq_f32_s32(vsubq_s32(r, corr));
+                            *ti = if sixteen == 0 { vmulq_f32(fv, sa) } else { vfmaq_f32(*ti, fv, sa) };
+                        }
+                    }
+                }
+            }
+            for (i, (row, ti)) in acc.iter_mut().zip(t).enumerate() {
+                *row = vfmaq_f32(*row, ti, vdupq_n_f32(f32::from_bits(x(8, i))));
+            }
+        }
+    }
+    for (row, o) in acc.iter().zip(out.iter_mut()) {
+        // SAFETY: `o` holds NR = 32 floats; columns 4v.. take 4.
+        unsafe { vst1q_f32(o.as_mut_ptr().add(4 * v), *row) };
+    }
+}
