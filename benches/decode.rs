@@ -17,12 +17,17 @@ use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn prompts(batch: usize, len: usize) -> Vec<Vec<u32>> {
-    (0..batch).map(|b| (0..len).map(|i| ((b * 7919 + i * 104729) % 49152) as u32).collect()).collect()
+    (0..batch)
+        .map(|b| (0..len).map(|i| ((b * 7919 + i * 104729) % 49152) as u32).collect())
+        .collect()
 }
 
 fn forward(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Tensor {
-    let segs: Vec<Segment> =
-        pending.iter().zip(caches.iter()).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
+    let segs: Vec<Segment> = pending
+        .iter()
+        .zip(caches.iter())
+        .map(|(p, c)| Segment { len: p.len(), offset: c.len() })
+        .collect();
     let flat: Vec<u32> = pending.iter().flatten().copied().collect();
     let tokens = Tensor::new(flat.as_slice(), &Device::Cpu).unwrap();
     let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
@@ -43,7 +48,8 @@ fn bench(c: &mut Criterion) {
                 || {
                     // Fresh caches holding the 64-token prompts: each iteration is one step at
                     // the same context length.
-                    let mut caches: Vec<SeqCache> = p.iter().map(|q| m.new_cache(q.len() + 1)).collect();
+                    let mut caches: Vec<SeqCache> =
+                        p.iter().map(|q| m.new_cache(q.len() + 1)).collect();
                     forward(&m, &mut caches, &p);
                     caches
                 },
@@ -81,7 +87,8 @@ fn bench(c: &mut Criterion) {
         let own = prompts(32, 64);
         // Room for the prompt and every step criterion takes: the context grows by one token per
         // iteration (768 → about 800), which changes a step's work by a few percent at most.
-        let mut caches: Vec<SeqCache> = own.iter().map(|_| shared.continuation(704 + 64 + 256).unwrap()).collect();
+        let mut caches: Vec<SeqCache> =
+            own.iter().map(|_| shared.continuation(704 + 64 + 256).unwrap()).collect();
         forward(&m, &mut caches, &own);
         group.bench_function(format!("{}-kv", kv.name()), |b| {
             b.iter(|| {

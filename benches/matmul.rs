@@ -30,8 +30,13 @@ fn data(seed: u64, len: usize) -> Vec<f32> {
 fn bench(c: &mut Criterion) {
     // BENCHGEN_ISA=avx2|scalar measures another kernel family on this CPU.
     benchgen::kernels::isa::select_from_env().expect("BENCHGEN_ISA");
-    let shapes =
-        [("qkv", 960, 576), ("o_proj", 576, 576), ("gate_up", 3072, 576), ("down", 576, 1536), ("lm_head", 49152, 576)];
+    let shapes = [
+        ("qkv", 960, 576),
+        ("o_proj", 576, 576),
+        ("gate_up", 3072, 576),
+        ("down", 576, 1536),
+        ("lm_head", 49152, 576),
+    ];
     for (name, n, k) in shapes {
         let w = data(n as u64 * 31 + k as u64, n * k);
         let packed = PackedMatrix::pack(&w, n, k, None);
@@ -40,7 +45,9 @@ fn bench(c: &mut Criterion) {
         let q8 = PackedMatrix::pack_q8_0(&w, n, k, None);
         let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
         let mut g = c.benchmark_group(format!("matmul/{name}_{n}x{k}"));
-        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_millis(1500));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_millis(1500));
         let ms: &[usize] = if name == "lm_head" { &[1, 8, 32] } else { &[1, 8, 32, 2048] };
         for &m in ms {
             let x = data(m as u64 + 7, m * k);
@@ -92,14 +99,20 @@ fn bench_gguf(c: &mut Criterion) {
             })
             .collect();
         let mut g = c.benchmark_group(format!("matmul/{name}_{n}x{k}"));
-        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_millis(2000));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_millis(2000));
         for m in [1, 8, 32, 512] {
             let x = data(m as u64 + 7, m * k);
             let mut out = vec![0.0f32; m * n];
             g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-            g.bench_with_input(BenchmarkId::new("f32", m), &m, |b, &m| b.iter(|| f32m.matmul(black_box(&x), m, black_box(&mut out))));
+            g.bench_with_input(BenchmarkId::new("f32", m), &m, |b, &m| {
+                b.iter(|| f32m.matmul(black_box(&x), m, black_box(&mut out)))
+            });
             for (t, q) in &quant {
-                g.bench_with_input(BenchmarkId::new(*t, m), &m, |b, &m| b.iter(|| q.matmul(black_box(&x), m, black_box(&mut out))));
+                g.bench_with_input(BenchmarkId::new(*t, m), &m, |b, &m| {
+                    b.iter(|| q.matmul(black_box(&x), m, black_box(&mut out)))
+                });
             }
         }
         g.finish();

@@ -20,7 +20,8 @@ fn generate(c: &mut Criterion) {
     let phase = env.phase(None).unwrap().clone();
     let items = env.load_items(&phase).unwrap();
     let builder = PromptBuilder::new(&env.manifest.prompt, &env.origin).unwrap();
-    let prompts: Vec<String> = items.iter().enumerate().map(|(n, i)| builder.render(n, i, None).unwrap().text).collect();
+    let prompts: Vec<String> =
+        items.iter().enumerate().map(|(n, i)| builder.render(n, i, None).unwrap().text).collect();
     let params = GenParams {
         max_new_tokens: env.manifest.generation.max_new_tokens,
         stop: env.manifest.generation.stop.clone(),
@@ -32,7 +33,9 @@ fn generate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(prompts.len() as u64));
     group.sample_size(10);
     for batch in [1usize, 8, 32] {
-        let model = LoadedModel::load(&benchgen::embedded::model_checkpoint(), &Device::Cpu, DType::F32).unwrap();
+        let model =
+            LoadedModel::load(&benchgen::embedded::model_checkpoint(), &Device::Cpu, DType::F32)
+                .unwrap();
         let mut engine = LocalEngine::new(model, batch);
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, _| {
             b.iter(|| {
@@ -81,7 +84,8 @@ fn score(c: &mut Criterion) {
             )
         })
         .collect();
-    let pairs: Vec<(&str, Vec<&str>)> = data.iter().map(|(p, t)| (p.as_str(), vec![t.as_str()])).collect();
+    let pairs: Vec<(&str, Vec<&str>)> =
+        data.iter().map(|(p, t)| (p.as_str(), vec![t.as_str()])).collect();
     let mut group = c.benchmark_group("score");
     group.throughput(Throughput::Elements(pairs.len() as u64));
     group.sample_size(10);

@@ -28,13 +28,17 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let tok_path = args.tokenizer.join("tokenizer.json");
-    let bytes = std::fs::read(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?;
+    let bytes =
+        std::fs::read(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?;
     let tokenizer = TextTokenizer::from_bytes(&bytes, &tok_path.display().to_string())?;
     let mut cfg = smollm2_135m_config();
     cfg.vocab_size = cfg.vocab_size.max(tokenizer.vocab_size());
     std::fs::create_dir_all(&args.out)?;
     let weights = initial_weights(&cfg, &mut SplitMix64::new(args.seed))?;
-    candle_core::safetensors::save(&weights.into_iter().collect(), args.out.join("model.safetensors"))?;
+    candle_core::safetensors::save(
+        &weights.into_iter().collect(),
+        args.out.join("model.safetensors"),
+    )?;
     let mut config = serde_json::to_value(&cfg)?;
     config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
     std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)?)?;

@@ -55,16 +55,26 @@ fn dump_logits(m: &Decoder, args: &Args, out: &std::path::Path) -> Result<()> {
     let ids = prompt_ids(0, args.prompt, m.config().vocab_size.min(49152));
     let mut cache = m.new_cache(ids.len());
     let tokens = Tensor::new(ids.as_slice(), m.device())?;
-    let hidden = m.forward(&tokens, &[Segment { len: ids.len(), offset: 0 }], Some(&mut [&mut cache]))?;
+    let hidden =
+        m.forward(&tokens, &[Segment { len: ids.len(), offset: 0 }], Some(&mut [&mut cache]))?;
     let rows = m.logits(&hidden)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let bytes: Vec<u8> = rows.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(out, bytes)?;
-    eprintln!("{} × {} logits written to {}", rows.len(), rows.first().map_or(0, Vec::len), out.display());
+    eprintln!(
+        "{} × {} logits written to {}",
+        rows.len(),
+        rows.first().map_or(0, Vec::len),
+        out.display()
+    );
     Ok(())
 }
 
 fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Vec<u32>> {
-    let segs: Vec<Segment> = pending.iter().zip(caches.iter()).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
+    let segs: Vec<Segment> = pending
+        .iter()
+        .zip(caches.iter())
+        .map(|(p, c)| Segment { len: p.len(), offset: c.len() })
+        .collect();
     let flat: Vec<u32> = pending.iter().flatten().copied().collect();
     let tokens = Tensor::new(flat.as_slice(), m.device())?;
     let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
@@ -84,7 +94,8 @@ fn step(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Result<Ve
 fn run(m: &Decoder, batch: usize, args: &Args) -> Result<(f64, f64)> {
     let vocab = m.config().vocab_size.min(49152);
     let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt_ids(b, args.prompt, vocab)).collect();
-    let mut caches: Vec<SeqCache> = prompts.iter().map(|p| m.new_cache(p.len() + args.new_tokens)).collect();
+    let mut caches: Vec<SeqCache> =
+        prompts.iter().map(|p| m.new_cache(p.len() + args.new_tokens)).collect();
     let t = Instant::now();
     let mut next = step(m, &mut caches, &prompts)?;
     let prefill = t.elapsed().as_secs_f64();
@@ -114,16 +125,30 @@ fn main() -> Result<()> {
             let ckpt = benchgen::model::spec::resolve(Some(model))?;
             benchgen::model::LoadedModel::load(&ckpt, &device, weights)?.model
         }
-        None => random_decoder(&smollm2_135m_config(), WeightType::parse(&args.dtype, &device)?, &device, 1)?,
+        None => random_decoder(
+            &smollm2_135m_config(),
+            WeightType::parse(&args.dtype, &device)?,
+            &device,
+            1,
+        )?,
     };
     if let Some(out) = &args.logits {
         return dump_logits(&m, &args, out);
     }
-    println!("benchgen, {} ({}) on {}, {} threads, prompt {} + {} new tokens", args.dtype, m.backend_name(), args.device,
-             std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()), args.prompt, args.new_tokens);
+    println!(
+        "benchgen, {} ({}) on {}, {} threads, prompt {} + {} new tokens",
+        args.dtype,
+        m.backend_name(),
+        args.device,
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        args.prompt,
+        args.new_tokens
+    );
     for &b in &args.batches {
-        let runs: Vec<(f64, f64)> = (0..args.repeats).map(|_| run(&m, b, &args)).collect::<Result<_>>()?;
-        let decode = median(runs.iter().map(|r| (b * (args.new_tokens - 1)) as f64 / r.1).collect());
+        let runs: Vec<(f64, f64)> =
+            (0..args.repeats).map(|_| run(&m, b, &args)).collect::<Result<_>>()?;
+        let decode =
+            median(runs.iter().map(|r| (b * (args.new_tokens - 1)) as f64 / r.1).collect());
         let prefill = median(runs.iter().map(|r| (b * args.prompt) as f64 / r.0).collect());
         println!("batch {b:>3}: decode {decode:8.1} tokens/s   prefill {prefill:8.1} tokens/s");
     }

@@ -79,11 +79,8 @@ const BOS: u32 = 256;
 const EOS: u32 = 257;
 
 fn tokenizer_json() -> serde_json::Value {
-    let vocab: serde_json::Map<String, serde_json::Value> = byte_chars()
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| (c.to_string(), json!(i)))
-        .collect();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        byte_chars().into_iter().enumerate().map(|(i, c)| (c.to_string(), json!(i))).collect();
     let special = |id: u32, content: &str| {
         json!({"id": id, "content": content, "single_word": false, "lstrip": false,
                "rstrip": false, "normalized": false, "special": true})
@@ -194,7 +191,9 @@ fn loss_and_correct(model: &Decoder, batch: &Batch) -> Result<(Tensor, usize)> {
     let mask = batch.mask.flatten_all()?.to_vec1::<f32>()?;
     let t = batch.segs[0].len;
     let correct = (0..batch.segs.len())
-        .filter(|b| (0..t).all(|i| mask[b * t + i] == 0.0 || argmax[b * t + i] == targets[b * t + i]))
+        .filter(|b| {
+            (0..t).all(|i| mask[b * t + i] == 0.0 || argmax[b * t + i] == targets[b * t + i])
+        })
         .count();
     Ok((loss, correct))
 }
@@ -233,10 +232,11 @@ fn main() -> Result<()> {
     let eval_batch = make_batch(&held_out, &device)?;
     let started = Instant::now();
     for step in 1..=args.steps {
-        let problems: Vec<(String, String)> = std::iter::from_fn(|| Some(problem(&mut rng, args.max_digits)))
-            .filter(|p| !seen.contains(&p.0))
-            .take(args.batch)
-            .collect();
+        let problems: Vec<(String, String)> =
+            std::iter::from_fn(|| Some(problem(&mut rng, args.max_digits)))
+                .filter(|p| !seen.contains(&p.0))
+                .take(args.batch)
+                .collect();
         let batch = make_batch(&problems, &device)?;
         // Linear warm-up then cosine decay: stable from a random start, sharp at the end.
         let warm = 100.0;
@@ -296,7 +296,9 @@ fn main() -> Result<()> {
     let lines: Vec<String> = held_out
         .iter()
         .enumerate()
-        .map(|(i, (q, a))| json!({"id": format!("arith-{i:03}"), "question": q, "answer": a}).to_string())
+        .map(|(i, (q, a))| {
+            json!({"id": format!("arith-{i:03}"), "question": q, "answer": a}).to_string()
+        })
         .collect();
     std::fs::write(&args.out_test, lines.join("\n") + "\n")?;
     eprintln!(

@@ -19,12 +19,17 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal = match s.strip_prefix("cuda:") {
                 None => 0,
-                Some(n) => n.parse().map_err(|_| err("expected cuda or cuda:N with N a GPU number"))?,
+                Some(n) => {
+                    n.parse().map_err(|_| err("expected cuda or cuda:N with N a GPU number"))?
+                }
             };
             if cfg!(feature = "cuda") {
-                Device::new_cuda(ordinal).map_err(|e| err(&format!("cannot open CUDA device {ordinal}: {e}")))
+                Device::new_cuda(ordinal)
+                    .map_err(|e| err(&format!("cannot open CUDA device {ordinal}: {e}")))
             } else {
-                Err(err("this benchgen was built without CUDA support; rebuild with `--features cuda`"))
+                Err(err(
+                    "this benchgen was built without CUDA support; rebuild with `--features cuda`",
+                ))
             }
         }
         _ => Err(err("unknown device; use cpu, cuda, cuda:N or metal")),
@@ -59,9 +64,15 @@ impl WeightType {
             "stored-exact" if device.is_cpu() => WeightType::StoredExact,
             "q8_0" | "stored" | "stored-exact" => {
                 let gpu = if device.is_metal() { "metal" } else { "cuda" };
-                return Err(Error::Invalid(format!("--dtype {spec} runs on the CPU only; use bf16 or f16 on {gpu}")));
+                return Err(Error::Invalid(format!(
+                    "--dtype {spec} runs on the CPU only; use bf16 or f16 on {gpu}"
+                )));
             }
-            other => return Err(Error::Invalid(format!("--dtype {other}: use auto, f32, bf16, f16, q8_0, stored or stored-exact"))),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "--dtype {other}: use auto, f32, bf16, f16, q8_0, stored or stored-exact"
+                )))
+            }
         })
     }
 

@@ -27,8 +27,24 @@ macro_rules! shipped_env {
         (
             $name,
             &[
-                ("environment.toml", include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/environments/", $name, "/environment.toml")) as &[u8]),
-                ("README.md", include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/environments/", $name, "/README.md")) as &[u8]),
+                (
+                    "environment.toml",
+                    include_bytes!(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/environments/",
+                        $name,
+                        "/environment.toml"
+                    )) as &[u8],
+                ),
+                (
+                    "README.md",
+                    include_bytes!(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/environments/",
+                        $name,
+                        "/README.md"
+                    )) as &[u8],
+                ),
             ],
         )
     };

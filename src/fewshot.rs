@@ -42,7 +42,8 @@ impl Fewshot {
             // As lm-eval: the first n (n + 1 when drawing from the evaluated split), minus the item.
             FewshotSampler::FirstN => self.candidates(item).into_iter().take(self.n).collect(),
             FewshotSampler::Random => {
-                let mut rng = SplitMix64::new(crate::engine::sampling::item_seed(self.spec.seed, &item.id));
+                let mut rng =
+                    SplitMix64::new(crate::engine::sampling::item_seed(self.spec.seed, &item.id));
                 let mut picked = self.candidates(item);
                 let take = self.n.min(picked.len());
                 // A partial Fisher–Yates shuffle: the first `take` slots are a uniform draw.
@@ -57,10 +58,16 @@ impl Fewshot {
                 // lm-eval draws n + 1 from its own split, n from another; where Python would
                 // refuse a sample larger than the pool, this takes the whole pool.
                 let k = (self.n + usize::from(self.exclude_self)).min(self.pool.len());
-                let drawn = self.stream.draw(index, self.spec.seed, |rng| rng.sample(self.pool.len(), k));
+                let drawn =
+                    self.stream.draw(index, self.spec.seed, |rng| rng.sample(self.pool.len(), k));
                 // lm-eval's `x != doc` compares whole documents: a row equal to the item's is
                 // dropped whichever split it comes from.
-                drawn.into_iter().map(|i| &self.pool[i]).filter(|ex| ex.fields != item.fields).take(self.n).collect()
+                drawn
+                    .into_iter()
+                    .map(|i| &self.pool[i])
+                    .filter(|ex| ex.fields != item.fields)
+                    .take(self.n)
+                    .collect()
             }
         }
     }
@@ -82,10 +89,16 @@ struct Draws {
 }
 
 impl Stream {
-    fn draw(&self, index: usize, seed: u64, sample: impl Fn(&mut PyRandom) -> Option<Vec<usize>>) -> Vec<usize> {
+    fn draw(
+        &self,
+        index: usize,
+        seed: u64,
+        sample: impl Fn(&mut PyRandom) -> Option<Vec<usize>>,
+    ) -> Vec<usize> {
         // Draws are only ever appended whole, so a panic elsewhere cannot leave them half made.
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let draws = guard.get_or_insert_with(|| Draws { rng: PyRandom::new(seed), by_position: Vec::new() });
+        let draws = guard
+            .get_or_insert_with(|| Draws { rng: PyRandom::new(seed), by_position: Vec::new() });
         while draws.by_position.len() <= index {
             // `k` never exceeds the pool, so Python's refusal cannot happen.
             let picked = sample(&mut draws.rng).unwrap_or_default();
@@ -178,7 +191,8 @@ mod tests {
     fn random_draws_of_one_item_do_not_depend_on_the_others() {
         // What --limit changes is which items are asked for, in which order: simulate it.
         let f = fewshot(FewshotSampler::Random, 4, 30, false);
-        let all: Vec<Vec<String>> = (0..20).map(|i| ids(&f.select(0, &item(&format!("q{i}"))))).collect();
+        let all: Vec<Vec<String>> =
+            (0..20).map(|i| ids(&f.select(0, &item(&format!("q{i}"))))).collect();
         let fresh = fewshot(FewshotSampler::Random, 4, 30, false);
         for i in (0..5).rev() {
             assert_eq!(ids(&fresh.select(0, &item(&format!("q{i}")))), all[i]);
@@ -203,7 +217,11 @@ mod tests {
     fn lm_eval(seed: u64, n: usize, pool: usize, same_split: bool) -> Fewshot {
         let mut f = fewshot(FewshotSampler::LmEval, n, 0, same_split);
         f.spec.seed = seed;
-        f.pool = (0..pool).map(|i| doc(&i.to_string(), serde_json::json!({"id": i, "text": format!("example {i}")}))).collect();
+        f.pool = (0..pool)
+            .map(|i| {
+                doc(&i.to_string(), serde_json::json!({"id": i, "text": format!("example {i}")}))
+            })
+            .collect();
         f
     }
 
@@ -218,25 +236,43 @@ mod tests {
 
     fn golden_cases() -> Vec<Case> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pyrandom/goldens.json");
-        let goldens: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("goldens")).expect("JSON");
+        let goldens: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("goldens")).expect("JSON");
         goldens["lm_eval"]
             .as_array()
             .expect("lm_eval cases")
             .iter()
             .map(|c| {
-                let (seed, n, pool) = (c["seed"].as_u64().unwrap(), c["n"].as_u64().unwrap() as usize, c["pool"].as_u64().unwrap() as usize);
+                let (seed, n, pool) = (
+                    c["seed"].as_u64().unwrap(),
+                    c["n"].as_u64().unwrap() as usize,
+                    c["pool"].as_u64().unwrap() as usize,
+                );
                 let same = c["same_split"].as_bool().unwrap();
                 let want: Vec<Vec<String>> = c["examples"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|ex| ex.as_array().unwrap().iter().map(|id| id.as_u64().unwrap().to_string()).collect())
+                    .map(|ex| {
+                        ex.as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|id| id.as_u64().unwrap().to_string())
+                            .collect()
+                    })
                     .collect();
                 let f = lm_eval(seed, n, pool, same);
                 let docs: Vec<Item> = if same {
                     f.pool[..want.len()].to_vec()
                 } else {
-                    (0..want.len()).map(|i| doc(&format!("test-{i}"), serde_json::json!({"id": format!("test-{i}")}))).collect()
+                    (0..want.len())
+                        .map(|i| {
+                            doc(
+                                &format!("test-{i}"),
+                                serde_json::json!({"id": format!("test-{i}")}),
+                            )
+                        })
+                        .collect()
                 };
                 Case { name: c["name"].as_str().unwrap().to_string(), fewshot: f, docs, want }
             })
@@ -254,17 +290,25 @@ mod tests {
 
     #[test]
     fn lm_eval_gives_an_item_its_full_run_examples_whatever_is_asked_first() {
-        let fresh = |name: &str| golden_cases().into_iter().find(|c| c.name == name).unwrap().fewshot;
+        let fresh =
+            |name: &str| golden_cases().into_iter().find(|c| c.name == name).unwrap().fewshot;
         for Case { name, docs, want, .. } in golden_cases() {
             // --limit 1, and a resumed run rendering its later items first.
             assert_eq!(ids(&fresh(&name).select(0, &docs[0])), want[0], "{name}: a prefix of one");
             let f = fresh(&name);
             for i in (0..docs.len()).rev() {
-                assert_eq!(ids(&f.select(i, &docs[i])), want[i], "{name}: document {i} asked in reverse");
+                assert_eq!(
+                    ids(&f.select(i, &docs[i])),
+                    want[i],
+                    "{name}: document {i} asked in reverse"
+                );
             }
             // A copy carries the draws made so far and goes on as the original would.
             let copy = f.clone();
-            assert_eq!(ids(&copy.select(docs.len() - 1, &docs[docs.len() - 1])), want[docs.len() - 1]);
+            assert_eq!(
+                ids(&copy.select(docs.len() - 1, &docs[docs.len() - 1])),
+                want[docs.len() - 1]
+            );
         }
     }
 

@@ -56,7 +56,13 @@ pub fn scoring(data: &[u8]) {
             include_str!("../environments/gsm8k/environment.toml"),
         ]
         .iter()
-        .map(|t| Manifest::parse(t).expect("shipped manifests parse").scoring.compile().expect("and compile"))
+        .map(|t| {
+            Manifest::parse(t)
+                .expect("shipped manifests parse")
+                .scoring
+                .compile()
+                .expect("and compile")
+        })
         .collect()
     });
     let text = String::from_utf8_lossy(data);
@@ -75,7 +81,9 @@ pub fn safetensors(data: &[u8]) {
 /// bytes go to one scratch file per process.
 pub fn gguf(data: &[u8]) {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-    let path = PATH.get_or_init(|| std::env::temp_dir().join(format!("benchgen-fuzz-{}.gguf", std::process::id())));
+    let path = PATH.get_or_init(|| {
+        std::env::temp_dir().join(format!("benchgen-fuzz-{}.gguf", std::process::id()))
+    });
     if std::fs::write(path, data).is_ok() {
         let _ = crate::model::gguf::checkpoint(path);
         let _ = std::fs::remove_file(path);
@@ -87,7 +95,13 @@ mod tests {
     #[test]
     fn every_entry_point_takes_real_and_broken_input() {
         let arc = br#"{"meta":{"id":"q1"},"question":{"stem":"Why?","choices":[{"text":"a","label":"A"},{"text":"b","label":"B"}]},"answerKey":"B"}"#;
-        for data in [&b""[..], b"\x00", &[&[0u8][..], arc].concat(), &[&[2u8][..], b"a,b\n1,2\n"].concat(), b"\x01[{}]"] {
+        for data in [
+            &b""[..],
+            b"\x00",
+            &[&[0u8][..], arc].concat(),
+            &[&[2u8][..], b"a,b\n1,2\n"].concat(),
+            b"\x01[{}]",
+        ] {
             super::dataset(data);
         }
         super::dataset(&[&[3u8][..], include_bytes!("../fixtures/parquet/mixed.parquet")].concat());

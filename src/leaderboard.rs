@@ -26,13 +26,23 @@ pub fn leaderboard(runs: &RunsDir, env_name: &str) -> Result<Vec<Entry>> {
         }
         let Ok(text) = std::fs::read_to_string(dir.join("score_breakdown.json")) else { continue };
         let Ok(breakdown) = serde_json::from_str::<ScoreBreakdown>(&text) else { continue };
-        let entry = Entry { model: rec.model.spec.clone(), run_id: id, created: rec.created.clone(), breakdown };
+        let entry = Entry {
+            model: rec.model.spec.clone(),
+            run_id: id,
+            created: rec.created.clone(),
+            breakdown,
+        };
         match best.iter_mut().find(|e| e.model == entry.model) {
             Some(e) if entry.breakdown.overall_score > e.breakdown.overall_score => *e = entry,
             Some(_) => {}
             None => best.push(entry),
         }
     }
-    best.sort_by(|a, b| b.breakdown.overall_score.total_cmp(&a.breakdown.overall_score).then(a.run_id.cmp(&b.run_id)));
+    best.sort_by(|a, b| {
+        b.breakdown
+            .overall_score
+            .total_cmp(&a.breakdown.overall_score)
+            .then(a.run_id.cmp(&b.run_id))
+    });
     Ok(best)
 }

@@ -8,13 +8,13 @@ pub mod embedded;
 pub mod engine;
 pub mod env;
 pub mod error;
-pub mod fewshot;
 pub mod eval;
+pub mod fewshot;
 pub mod fsutil;
-pub mod kernels;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interrupt;
+pub mod kernels;
 pub mod leaderboard;
 pub mod log;
 pub mod model;

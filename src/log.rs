@@ -39,7 +39,11 @@ impl RunLog {
 
     /// Like [`Self::attach_file`], but keeps what the file holds (a resumed run's log).
     pub fn continue_file(&mut self, path: &Path) -> Result<()> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         self.attach(path, file)
     }
 
@@ -82,8 +86,10 @@ impl RunLog {
         if self.use_bar && self.bar.is_none() && done < total {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
-                ProgressStyle::with_template("Processing: {pos}/{len} [{bar:30}] {percent}% {elapsed} ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "Processing: {pos}/{len} [{bar:30}] {percent}% {elapsed} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             self.bar = Some(bar);
         }

@@ -35,10 +35,16 @@ impl PromptBuilder {
         jinja
             .add_template_owned("prompt", spec.template.clone())
             .map_err(|e| Error::env(origin, format!("environment.toml [prompt] template: {e}")))?;
-        jinja
-            .add_template_owned("choice", spec.choice_template.clone())
-            .map_err(|e| Error::env(origin, format!("environment.toml [prompt] choice_template: {e}")))?;
-        Ok(Self { jinja, system: spec.system.clone(), chat: spec.chat, origin: origin.to_string(), fewshot: None })
+        jinja.add_template_owned("choice", spec.choice_template.clone()).map_err(|e| {
+            Error::env(origin, format!("environment.toml [prompt] choice_template: {e}"))
+        })?;
+        Ok(Self {
+            jinja,
+            system: spec.system.clone(),
+            chat: spec.chat,
+            origin: origin.to_string(),
+            fewshot: None,
+        })
     }
 
     /// Puts solved examples ahead of every item (`None`: zero-shot).
@@ -46,9 +52,12 @@ impl PromptBuilder {
         if let Some(f) = &fewshot {
             for (name, text) in [("shot_text", &f.spec.template), ("shot_target", &f.spec.target)] {
                 if let Some(t) = text {
-                    self.jinja
-                        .add_template_owned(name, t.clone())
-                        .map_err(|e| Error::env(&self.origin, format!("environment.toml [fewshot] {}: {e}", fewshot_key(name))))?;
+                    self.jinja.add_template_owned(name, t.clone()).map_err(|e| {
+                        Error::env(
+                            &self.origin,
+                            format!("environment.toml [fewshot] {}: {e}", fewshot_key(name)),
+                        )
+                    })?;
                 }
             }
         }
@@ -62,7 +71,9 @@ impl PromptBuilder {
         let Some(f) = &self.fewshot else { return Ok(Vec::new()) };
         f.select(index, item)
             .into_iter()
-            .map(|ex| Ok((self.example_part(ex, "shot_text")?, self.example_part(ex, "shot_target")?)))
+            .map(|ex| {
+                Ok((self.example_part(ex, "shot_text")?, self.example_part(ex, "shot_target")?))
+            })
             .collect()
     }
 
@@ -75,7 +86,14 @@ impl PromptBuilder {
             });
         };
         tmpl.render(&ex.fields).map_err(|e| {
-            Error::env(&self.origin, format!("few-shot example {}: cannot render environment.toml [fewshot] {}: {e}", ex.id, fewshot_key(name)))
+            Error::env(
+                &self.origin,
+                format!(
+                    "few-shot example {}: cannot render environment.toml [fewshot] {}: {e}",
+                    ex.id,
+                    fewshot_key(name)
+                ),
+            )
         })
     }
 
@@ -100,19 +118,29 @@ impl PromptBuilder {
         let tmpl = self.jinja.get_template("prompt").map_err(|e| Error::Invalid(e.to_string()))?;
         tmpl.render(&item.fields).map_err(|e| {
             // Name the fields the template uses that the item lacks (a typo, usually).
-            let mut missing: Vec<String> =
-                tmpl.undeclared_variables(false).into_iter().filter(|v| !item.fields.contains_key(v)).collect();
+            let mut missing: Vec<String> = tmpl
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !item.fields.contains_key(v))
+                .collect();
             missing.sort();
             let hint = if missing.is_empty() {
                 String::new()
             } else {
                 let mut fields: Vec<&str> = item.fields.keys().map(String::as_str).collect();
                 fields.sort();
-                format!("; the item has no field {} (its fields: {})", missing.join(", "), fields.join(", "))
+                format!(
+                    "; the item has no field {} (its fields: {})",
+                    missing.join(", "),
+                    fields.join(", ")
+                )
             };
             Error::env(
                 &self.origin,
-                format!("item {}: cannot render environment.toml [prompt] template: {e}{hint}", item.id),
+                format!(
+                    "item {}: cannot render environment.toml [prompt] template: {e}{hint}",
+                    item.id
+                ),
             )
         })
     }
@@ -125,13 +153,18 @@ impl PromptBuilder {
             label => item.choice_labels.get(index),
             index => index,
         };
-        tmpl.render(ctx)
-            .map_err(|e| Error::Invalid(format!("item {}: cannot render the choice template: {e}", item.id)))
+        tmpl.render(ctx).map_err(|e| {
+            Error::Invalid(format!("item {}: cannot render the choice template: {e}", item.id))
+        })
     }
 
     /// Whether prompts go through `template`: always with `chat = true` (an error when the model
     /// has none), when present with `auto`, never with `false`.
-    pub fn chat_template<'t>(&self, template: Option<&'t ChatTemplate>, model: &str) -> Result<Option<&'t ChatTemplate>> {
+    pub fn chat_template<'t>(
+        &self,
+        template: Option<&'t ChatTemplate>,
+        model: &str,
+    ) -> Result<Option<&'t ChatTemplate>> {
         match (self.chat, template) {
             (ChatMode::Never, _) | (ChatMode::Auto, None) => Ok(None),
             (_, Some(t)) => Ok(Some(t)),
@@ -176,7 +209,11 @@ impl PromptBuilder {
             }
             None => {
                 let body = self.render_text(index, item)?;
-                let text = if self.system.is_empty() { body } else { format!("{}\n\n{body}", self.system) };
+                let text = if self.system.is_empty() {
+                    body
+                } else {
+                    format!("{}\n\n{body}", self.system)
+                };
                 Ok(Prompt { text, add_special_tokens: true })
             }
         }
@@ -199,15 +236,29 @@ mod tests {
 
     fn item(v: serde_json::Value) -> Item {
         let serde_json::Value::Object(fields) = v else { panic!("object") };
-        Item { id: "x".into(), fields, target: String::new(), targets: vec![], choices: vec![], choice_labels: vec![], target_index: None }
+        Item {
+            id: "x".into(),
+            fields,
+            target: String::new(),
+            targets: vec![],
+            choices: vec![],
+            choice_labels: vec![],
+            target_index: None,
+        }
     }
 
     fn spec(template: &str, chat: ChatMode) -> PromptSpec {
-        PromptSpec { template: template.into(), system: String::new(), chat, choice_template: " {{ choice }}".into() }
+        PromptSpec {
+            template: template.into(),
+            system: String::new(),
+            chat,
+            choice_template: " {{ choice }}".into(),
+        }
     }
 
     fn zephyr() -> ChatTemplate {
-        let tmpl = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}\
+        let tmpl =
+            "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}\
                     {% if add_generation_prompt %}<|assistant|>\n{% endif %}";
         ChatTemplate::new(tmpl, Some("<s>"), Some("</s>")).unwrap()
     }
@@ -224,7 +275,10 @@ mod tests {
 
     #[test]
     fn bad_template_syntax_is_an_environment_error() {
-        let err = PromptBuilder::new(&spec("{{ question ", ChatMode::Auto), "envdir").err().unwrap().to_string();
+        let err = PromptBuilder::new(&spec("{{ question ", ChatMode::Auto), "envdir")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("envdir") && err.contains("template"), "{err}");
     }
 
@@ -241,7 +295,8 @@ mod tests {
         assert_eq!(p.text, "<|system|>\nAnswer briefly.</s>\n<|user|>\nhi</s>\n<|assistant|>\n");
         assert!(!p.add_special_tokens);
         let messages = b.messages(0, &it).unwrap();
-        let roles: Vec<(&str, &str)> = messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
+        let roles: Vec<(&str, &str)> =
+            messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
         assert_eq!(roles, [("system", "Answer briefly."), ("user", "hi")]);
     }
 
@@ -282,7 +337,10 @@ mod tests {
             gsm_item("2", "9-4?", "9-4=5\n#### 5"),
         ];
         let fewshot = crate::fewshot::Fewshot::new(spec, 2, pool, false);
-        PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", chat), "e").unwrap().with_fewshot(Some(fewshot)).unwrap()
+        PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", chat), "e")
+            .unwrap()
+            .with_fewshot(Some(fewshot))
+            .unwrap()
     }
 
     fn spec_of(template: &str, chat: ChatMode) -> PromptSpec {
@@ -296,15 +354,25 @@ mod tests {
         // lm-eval: doc_to_text + target_delimiter + doc_to_target per example, each followed by
         // fewshot_delimiter, then the doc's doc_to_text.
         let want = "Question: 1+1?\nAnswer: 1+1=2\n#### 2\n\nQuestion: 2*3?\nAnswer: 2*3=6\n#### 6\n\nQuestion: 5+5?\nAnswer:";
-        assert_eq!(b.render(0, &it, None).unwrap(), Prompt { text: want.into(), add_special_tokens: true });
+        assert_eq!(
+            b.render(0, &it, None).unwrap(),
+            Prompt { text: want.into(), add_special_tokens: true }
+        );
         // Other example templates and delimiters are honoured.
         let mut f = b.fewshot.clone().unwrap();
         f.spec.template = Some("Q {{ question }}".into());
         f.spec.target = Some("{{ answer[-1] }}".into());
         f.spec.target_delimiter = "=".into();
         f.spec.separator = "|".into();
-        let b = PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", ChatMode::Never), "e").unwrap().with_fewshot(Some(f)).unwrap();
-        assert_eq!(b.render(0, &it, None).unwrap().text, "Q 1+1?=2|Q 2*3?=6|Question: 5+5?\nAnswer:");
+        let b =
+            PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", ChatMode::Never), "e")
+                .unwrap()
+                .with_fewshot(Some(f))
+                .unwrap();
+        assert_eq!(
+            b.render(0, &it, None).unwrap().text,
+            "Q 1+1?=2|Q 2*3?=6|Question: 5+5?\nAnswer:"
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ impl PyRandom {
         let (mut i, mut j) = (1usize, 0usize);
         for _ in 0..N.max(key.len()) {
             let prev = mt[i - 1] ^ (mt[i - 1] >> 30);
-            mt[i] = (mt[i] ^ prev.wrapping_mul(1_664_525)).wrapping_add(key[j]).wrapping_add(j as u32);
+            mt[i] =
+                (mt[i] ^ prev.wrapping_mul(1_664_525)).wrapping_add(key[j]).wrapping_add(j as u32);
             i += 1;
             j += 1;
             if i >= N {
@@ -72,7 +73,8 @@ impl PyRandom {
         let mut mt = [0u32; N];
         mt[0] = s;
         for i in 1..N {
-            mt[i] = 1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
+            mt[i] =
+                1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
         }
         Self { mt, index: N }
     }
@@ -198,7 +200,10 @@ mod tests {
 
     fn goldens() -> Value {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pyrandom/goldens.json");
-        serde_json::from_str(&std::fs::read_to_string(path).expect("fixtures/pyrandom/goldens.json")).expect("JSON")
+        serde_json::from_str(
+            &std::fs::read_to_string(path).expect("fixtures/pyrandom/goldens.json"),
+        )
+        .expect("JSON")
     }
 
     fn hex(v: &Value) -> u128 {
@@ -214,9 +219,15 @@ mod tests {
     fn getrandbits_matches_cpython() {
         for case in goldens()["getrandbits"].as_array().unwrap() {
             let mut r = PyRandom::new(seed(&case["seed"]));
-            for (k, want) in case["bits"].as_array().unwrap().iter().zip(case["values"].as_array().unwrap()) {
+            for (k, want) in
+                case["bits"].as_array().unwrap().iter().zip(case["values"].as_array().unwrap())
+            {
                 let k = k.as_u64().unwrap() as usize;
-                let got = r.getrandbits_words(k).iter().rev().fold(0u128, |acc, &w| (acc << 32) | u128::from(w));
+                let got = r
+                    .getrandbits_words(k)
+                    .iter()
+                    .rev()
+                    .fold(0u128, |acc, &w| (acc << 32) | u128::from(w));
                 assert_eq!(got, hex(want), "seed {} getrandbits({k})", case["seed"]);
             }
         }
@@ -236,9 +247,16 @@ mod tests {
     fn randbelow_matches_cpython() {
         for case in goldens()["randbelow"].as_array().unwrap() {
             let mut r = PyRandom::new(seed(&case["seed"]));
-            for (n, want) in case["n"].as_array().unwrap().iter().zip(case["values"].as_array().unwrap()) {
+            for (n, want) in
+                case["n"].as_array().unwrap().iter().zip(case["values"].as_array().unwrap())
+            {
                 let n = u64::try_from(hex(n)).unwrap();
-                assert_eq!(u128::from(r.randbelow(n)), hex(want), "seed {} randbelow({n})", case["seed"]);
+                assert_eq!(
+                    u128::from(r.randbelow(n)),
+                    hex(want),
+                    "seed {} randbelow({n})",
+                    case["seed"]
+                );
             }
         }
     }
@@ -250,7 +268,8 @@ mod tests {
             for call in case["calls"].as_array().unwrap() {
                 let (n, k) = (hex(&call["n"]) as usize, call["k"].as_u64().unwrap() as usize);
                 let want: Vec<u128> = call["sample"].as_array().unwrap().iter().map(hex).collect();
-                let got: Vec<u128> = r.sample(n, k).unwrap().into_iter().map(|x| x as u128).collect();
+                let got: Vec<u128> =
+                    r.sample(n, k).unwrap().into_iter().map(|x| x as u128).collect();
                 assert_eq!(got, want, "seed {} sample(range({n}), {k})", case["seed"]);
             }
         }
@@ -259,7 +278,17 @@ mod tests {
     #[test]
     fn setsize_is_pythons() {
         // 21 + 4 ** ceil(log(3k, 4)), computed by Python for these k.
-        let want = [(1, 21), (5, 21), (6, 85), (21, 85), (22, 277), (50, 277), (85, 277), (86, 1045), (87, 1045)];
+        let want = [
+            (1, 21),
+            (5, 21),
+            (6, 85),
+            (21, 85),
+            (22, 277),
+            (50, 277),
+            (85, 277),
+            (86, 1045),
+            (87, 1045),
+        ];
         for (k, s) in want {
             assert_eq!(sample_setsize(k), s, "k={k}");
         }

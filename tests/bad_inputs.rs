@@ -44,7 +44,8 @@ fn bad_dir() -> PathBuf {
 fn rewrite_header(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     edit(&mut header);
     let text = serde_json::to_vec(&Value::Object(header)).unwrap();
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
@@ -219,7 +220,9 @@ fn run_case(case: &Case) -> Result<(), String> {
             }
             a
         }
-        "validate" => vec!["env".into(), "validate".into(), env.as_ref().unwrap().display().to_string()],
+        "validate" => {
+            vec!["env".into(), "validate".into(), env.as_ref().unwrap().display().to_string()]
+        }
         other => panic!("unknown command {other}"),
     };
     args.extend(case.args.iter().cloned());
@@ -249,7 +252,14 @@ fn run_case(case: &Case) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("[{} / {}] {}\n  command: benchgen {}\n  stderr: {}", case.kind, case.name, problems.join("; "), args.join(" "), err.trim()))
+        Err(format!(
+            "[{} / {}] {}\n  command: benchgen {}\n  stderr: {}",
+            case.kind,
+            case.name,
+            problems.join("; "),
+            args.join(" "),
+            err.trim()
+        ))
     }
 }
 
@@ -262,7 +272,13 @@ fn every_bad_input_fails_clearly_without_a_completed_run() {
         assert!(corpus.case.iter().any(|c| c.kind == kind), "no {kind} case");
     }
     let failures: Vec<String> = corpus.case.iter().filter_map(|c| run_case(c).err()).collect();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), corpus.case.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        corpus.case.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -271,7 +287,15 @@ fn truncate_left_keeps_the_last_tokens_that_fit_and_records_the_drop() {
     let env = dir.path().join("env");
     copy_dir(&bad_dir().join("envs/long-prompt"), &env);
     let runs = dir.path().join("runs");
-    let args = ["eval", "--env", env.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap(), "--truncate", "left"];
+    let args = [
+        "eval",
+        "--env",
+        env.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--truncate",
+        "left",
+    ];
     ok(&benchgen(dir.path(), &args));
     let run = read_json(&runs.join("1/run.json"));
     assert_eq!(run["status"], "Completed");
@@ -288,7 +312,10 @@ fn truncate_left_keeps_the_last_tokens_that_fit_and_records_the_drop() {
     assert!(long["prompt"].as_str().unwrap().starts_with("1+2+3"));
 
     // --truncate is part of the run: a resume that gives another value is refused.
-    let o = benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap(), "--truncate", "error"]);
+    let o = benchgen(
+        dir.path(),
+        &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap(), "--truncate", "error"],
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--truncate"), "{}", stderr(&o));
 }

@@ -8,15 +8,19 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use benchgen::engine::{FinishReason, GenParams, GenRequest, Generator, LocalEngine, LoglikOutput, LoglikRequest, Truncate};
 use benchgen::device::WeightType;
+use benchgen::engine::{
+    FinishReason, GenParams, GenRequest, Generator, LocalEngine, LoglikOutput, LoglikRequest,
+    Truncate,
+};
 use benchgen::model::{Checkpoint, KvDtype, LoadedModel};
 use candle_core::DType;
 
 const BATCHES: [usize; 4] = [1, 3, 8, 32];
 
 fn engine_with(batch: usize, weights: WeightType, kv: KvDtype) -> LocalEngine {
-    let ckpt = Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
+    let ckpt =
+        Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
     let mut model = LoadedModel::load(&ckpt, &common::test_device(), weights).unwrap();
     model.model.set_kv_dtype(kv).unwrap();
     LocalEngine::new(model, batch)
@@ -24,20 +28,33 @@ fn engine_with(batch: usize, weights: WeightType, kv: KvDtype) -> LocalEngine {
 
 /// Deterministic words of varying length.
 fn words(seed: usize, n: usize) -> String {
-    const W: [&str; 12] = ["alpha", "be", "sea", "delta", "echo", "fox", "golf", "hotel", "in", "juliet", "kilo", "lima"];
+    const W: [&str; 12] = [
+        "alpha", "be", "sea", "delta", "echo", "fox", "golf", "hotel", "in", "juliet", "kilo",
+        "lima",
+    ];
     (0..n).map(|i| W[(seed * 7 + i * 5 + i * i) % W.len()]).collect::<Vec<_>>().join(" ")
 }
 
 fn request(index: usize, prompt: String) -> GenRequest {
     // Half the items stop on two-token strings this model often writes, so they finish early
     // at different steps (others end on EOS or at their token limit).
-    let stop = if index.is_multiple_of(2) { ["@O", "4V", "GM"].map(String::from).to_vec() } else { Vec::new() };
+    let stop = if index.is_multiple_of(2) {
+        ["@O", "4V", "GM"].map(String::from).to_vec()
+    } else {
+        Vec::new()
+    };
     GenRequest {
         index,
         id: format!("item-{index}"),
         prompt,
         add_special_tokens: true,
-        params: GenParams { max_new_tokens: 8 + (index * 13) % 40, stop, temperature: 0.0, top_k: None, top_p: None },
+        params: GenParams {
+            max_new_tokens: 8 + (index * 13) % 40,
+            stop,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+        },
         seed: 0,
         truncate: Truncate::Error,
         messages: None,
@@ -66,12 +83,18 @@ fn check_generation_with(name: &str, requests: Vec<GenRequest>, kv: KvDtype) {
     let runs: Vec<Generated> = BATCHES.iter().map(|&b| generate_with(b, &requests, kv)).collect();
     for (b, run) in BATCHES.iter().zip(&runs).skip(1) {
         for (i, want) in &runs[0] {
-            assert_eq!(&run[i], want, "{name}: item {i} at batch size {b} differs from batch size 1");
+            assert_eq!(
+                &run[i], want,
+                "{name}: item {i} at batch size {b} differs from batch size 1"
+            );
         }
     }
     let stopped = runs[0].values().filter(|g| g.2 == FinishReason::Stop).count();
     let full = runs[0].values().filter(|g| g.2 == FinishReason::Length).count();
-    assert!(stopped >= 3 && full >= 3, "{name}: the test needs early stops and full lengths ({stopped} stopped, {full} full)");
+    assert!(
+        stopped >= 3 && full >= 3,
+        "{name}: the test needs early stops and full lengths ({stopped} stopped, {full} full)"
+    );
 }
 
 #[test]
@@ -86,7 +109,8 @@ fn generations_do_not_depend_on_the_batch() {
 fn generations_sharing_a_prefix_do_not_depend_on_the_batch() {
     // Few-shot style: every prompt starts with the same long preamble, computed once and shared.
     let preamble = format!("{}\n\n", words(99, 20));
-    let requests = (0..40).map(|i| request(i, format!("{preamble}{}", words(i, 1 + i % 7)))).collect();
+    let requests =
+        (0..40).map(|i| request(i, format!("{preamble}{}", words(i, 1 + i % 7)))).collect();
     check_generation("shared prefix", requests);
 }
 
@@ -98,12 +122,14 @@ fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
         return;
     }
     let preamble = format!("{}\n\n", words(99, 20));
-    let requests: Vec<GenRequest> = (0..40).map(|i| request(i, format!("{preamble}{}", words(i, 1 + i % 7)))).collect();
+    let requests: Vec<GenRequest> =
+        (0..40).map(|i| request(i, format!("{preamble}{}", words(i, 1 + i % 7)))).collect();
     check_generation_with("shared prefix, bf16 KV", requests, KvDtype::Bf16);
     // The setting reaches the cache: logits move, by about bf16's rounding of the keys and values.
     use benchgen::model::Segment;
     use candle_core::Tensor;
-    let ckpt = Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
+    let ckpt =
+        Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
     let last_logits = |kv: KvDtype| -> Vec<f32> {
         let mut lm = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
         lm.model.set_kv_dtype(kv).unwrap();
@@ -111,13 +137,18 @@ fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
         let prompt = lm.tokenizer.encode(&words(3, 30), true).unwrap();
         let mut cache = m.new_cache(prompt.len());
         let tokens = Tensor::new(prompt.as_slice(), m.device()).unwrap();
-        let hidden = m.forward(&tokens, &[Segment { len: prompt.len(), offset: 0 }], Some(&mut [&mut cache])).unwrap();
+        let hidden = m
+            .forward(&tokens, &[Segment { len: prompt.len(), offset: 0 }], Some(&mut [&mut cache]))
+            .unwrap();
         m.logits(&hidden).unwrap().to_vec2::<f32>().unwrap().pop().unwrap()
     };
     let (exact, rounded) = (last_logits(KvDtype::F32), last_logits(KvDtype::Bf16));
     let diff = exact.iter().zip(&rounded).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     let scale = exact.iter().map(|a| a.abs()).fold(0f32, f32::max);
-    assert!(diff > 0.0 && diff < 0.02 * scale, "largest logit difference {diff}, largest logit {scale}");
+    assert!(
+        diff > 0.0 && diff < 0.02 * scale,
+        "largest logit difference {diff}, largest logit {scale}"
+    );
 }
 
 #[test]
@@ -137,7 +168,12 @@ fn q8_0_loglikelihoods_do_not_depend_on_the_batch_bit_for_bit() {
 
 fn check_loglikelihoods(weights: WeightType) {
     let requests: Vec<LoglikRequest> = (0..40)
-        .map(|i| LoglikRequest { index: i, context: words(i, 2 + (i * 7) % 25), continuation: format!(" {}", words(i + 3, 1 + i % 6)), ..Default::default() })
+        .map(|i| LoglikRequest {
+            index: i,
+            context: words(i, 2 + (i * 7) % 25),
+            continuation: format!(" {}", words(i + 3, 1 + i % 6)),
+            ..Default::default()
+        })
         .collect();
     let run = |batch: usize| {
         let mut out = BTreeMap::new();
@@ -155,7 +191,13 @@ fn check_loglikelihoods(weights: WeightType) {
         let other = run(*b);
         for (i, want) in &one {
             let got = &other[i];
-            assert_eq!(got.logprob.to_bits(), want.logprob.to_bits(), "item {i}: logprob {} at batch {b}, {} at batch 1", got.logprob, want.logprob);
+            assert_eq!(
+                got.logprob.to_bits(),
+                want.logprob.to_bits(),
+                "item {i}: logprob {} at batch {b}, {} at batch 1",
+                got.logprob,
+                want.logprob
+            );
             assert_eq!(got, want, "item {i} at batch {b}");
         }
     }
@@ -185,15 +227,27 @@ fn options_sharing_a_context_score_as_they_would_alone_bit_for_bit() {
         let mut alone = engine_with(8, DType::F32.into(), kv);
         for r in &requests {
             let mut got = None;
-            alone.loglikelihood(vec![r.clone()], &mut |o: LoglikOutput| {
-                got = Some(o);
-                Ok(())
-            })
-            .unwrap();
+            alone
+                .loglikelihood(vec![r.clone()], &mut |o: LoglikOutput| {
+                    got = Some(o);
+                    Ok(())
+                })
+                .unwrap();
             let got = got.unwrap();
             let want = &shared[&r.index];
-            assert!(got.continuation_tokens > 1 || r.index % 4 == 0, "item {}: options of several tokens", r.index);
-            assert_eq!(got.logprob.to_bits(), want.logprob.to_bits(), "item {} ({kv:?}): {} alone, {} shared", r.index, got.logprob, want.logprob);
+            assert!(
+                got.continuation_tokens > 1 || r.index % 4 == 0,
+                "item {}: options of several tokens",
+                r.index
+            );
+            assert_eq!(
+                got.logprob.to_bits(),
+                want.logprob.to_bits(),
+                "item {} ({kv:?}): {} alone, {} shared",
+                r.index,
+                got.logprob,
+                want.logprob
+            );
             assert_eq!(&got, want);
         }
     }
@@ -205,7 +259,8 @@ fn options_sharing_a_context_score_as_they_would_alone_bit_for_bit() {
 fn chunked_shared_and_batched_prefill_give_the_same_bits() {
     use benchgen::model::{Segment, SeqCache};
     use candle_core::Tensor;
-    let ckpt = Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
+    let ckpt =
+        Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
     let lm = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
     let m = &lm.model;
     let prompt = lm.tokenizer.encode(&words(5, 30), true).unwrap();
@@ -213,34 +268,36 @@ fn chunked_shared_and_batched_prefill_give_the_same_bits() {
     // Long enough that a pass beside it is over 256 tokens, which the MLP takes in row chunks.
     let long = lm.tokenizer.encode(&words(9, 38), true).unwrap();
     assert!(prompt.len() > 60 && long.len() > 200 && long.len() < 256, "{}", long.len());
-    let run = |chunks: &[(usize, usize)], prefix: Option<usize>, beside: Option<&Vec<u32>>| -> Vec<f32> {
-        let other = beside.map_or(&short, |o| o);
-        let mut cache = match prefix {
-            Some(p) => {
-                let mut c = m.new_cache(p);
-                let tokens = Tensor::new(&prompt[..p], m.device()).unwrap();
-                m.forward(&tokens, &[Segment { len: p, offset: 0 }], Some(&mut [&mut c])).unwrap();
-                c.into_shared().continuation(prompt.len()).unwrap()
+    let run =
+        |chunks: &[(usize, usize)], prefix: Option<usize>, beside: Option<&Vec<u32>>| -> Vec<f32> {
+            let other = beside.map_or(&short, |o| o);
+            let mut cache = match prefix {
+                Some(p) => {
+                    let mut c = m.new_cache(p);
+                    let tokens = Tensor::new(&prompt[..p], m.device()).unwrap();
+                    m.forward(&tokens, &[Segment { len: p, offset: 0 }], Some(&mut [&mut c]))
+                        .unwrap();
+                    c.into_shared().continuation(prompt.len()).unwrap()
+                }
+                None => m.new_cache(prompt.len()),
+            };
+            let mut side = m.new_cache(other.len());
+            let mut hidden = None;
+            for &(a, b) in chunks {
+                let mut segs = vec![Segment { len: b - a, offset: cache.len() }];
+                let mut flat = prompt[a..b].to_vec();
+                let mut caches: Vec<&mut SeqCache> = vec![&mut cache];
+                if beside.is_some() && side.is_empty() {
+                    segs.insert(0, Segment { len: other.len(), offset: 0 });
+                    flat.splice(0..0, other.iter().copied());
+                    caches.insert(0, &mut side);
+                }
+                let tokens = Tensor::new(flat.as_slice(), m.device()).unwrap();
+                let h = m.forward(&tokens, &segs, Some(&mut caches)).unwrap();
+                hidden = Some(h.narrow(0, flat.len() - 1, 1).unwrap());
             }
-            None => m.new_cache(prompt.len()),
+            m.logits(&hidden.unwrap()).unwrap().to_vec2::<f32>().unwrap().remove(0)
         };
-        let mut side = m.new_cache(other.len());
-        let mut hidden = None;
-        for &(a, b) in chunks {
-            let mut segs = vec![Segment { len: b - a, offset: cache.len() }];
-            let mut flat = prompt[a..b].to_vec();
-            let mut caches: Vec<&mut SeqCache> = vec![&mut cache];
-            if beside.is_some() && side.is_empty() {
-                segs.insert(0, Segment { len: other.len(), offset: 0 });
-                flat.splice(0..0, other.iter().copied());
-                caches.insert(0, &mut side);
-            }
-            let tokens = Tensor::new(flat.as_slice(), m.device()).unwrap();
-            let h = m.forward(&tokens, &segs, Some(&mut caches)).unwrap();
-            hidden = Some(h.narrow(0, flat.len() - 1, 1).unwrap());
-        }
-        m.logits(&hidden.unwrap()).unwrap().to_vec2::<f32>().unwrap().remove(0)
-    };
     let n = prompt.len();
     let whole = run(&[(0, n)], None, None);
     let cases = [

@@ -135,22 +135,15 @@ fn smollm3_matches_transformers() {
 }
 
 fn user(content: &str) -> Vec<Message> {
-    vec![Message {
-        role: "user".into(),
-        content: content.into(),
-    }]
+    vec![Message { role: "user".into(), content: content.into() }]
 }
 
 #[test]
 fn config_without_chat_template_is_none() {
     let config = r#"{"bos_token": "<s>", "eos_token": {"content": "</s>", "lstrip": false}}"#;
-    assert!(ChatTemplate::from_tokenizer_config(config)
-        .expect("valid config")
-        .is_none());
+    assert!(ChatTemplate::from_tokenizer_config(config).expect("valid config").is_none());
     let config = r#"{"chat_template": null}"#;
-    assert!(ChatTemplate::from_tokenizer_config(config)
-        .expect("valid config")
-        .is_none());
+    assert!(ChatTemplate::from_tokenizer_config(config).expect("valid config").is_none());
 }
 
 #[test]
@@ -179,10 +172,7 @@ fn raise_exception_carries_the_templates_message() {
     .expect("compiles");
     let err = t.render(&user("hi"), false).expect_err("must raise");
     assert!(err.to_string().contains("nope"), "{err}");
-    assert!(
-        matches!(&err, ChatTemplateError::Raised(m) if m == "nope"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ChatTemplateError::Raised(m) if m == "nope"), "{err:?}");
 }
 
 #[test]
@@ -199,13 +189,8 @@ fn syntax_error_names_the_line() {
 #[test]
 fn render_error_is_reported_not_panicked() {
     let t = ChatTemplate::new("{{ messages[0].content + none }}", None, None).expect("compiles");
-    let err = t
-        .render(&user("hi"), false)
-        .expect_err("str + None fails in Jinja2 too");
-    assert!(
-        matches!(err, ChatTemplateError::Render { line: Some(1), .. }),
-        "{err:?}"
-    );
+    let err = t.render(&user("hi"), false).expect_err("str + None fails in Jinja2 too");
+    assert!(matches!(err, ChatTemplateError::Render { line: Some(1), .. }), "{err:?}");
 }
 
 #[test]
@@ -218,19 +203,14 @@ fn list_form_chat_template_picks_default() {
         "bos_token": {"content": "<s>", "special": true},
         "eos_token": "</s>"
     }"#;
-    let t = ChatTemplate::from_tokenizer_config(config)
-        .expect("valid config")
-        .expect("has a template");
-    assert_eq!(
-        t.render(&user("hi"), false).expect("renders"),
-        "<s>[user:hi]</s>"
-    );
+    let t =
+        ChatTemplate::from_tokenizer_config(config).expect("valid config").expect("has a template");
+    assert_eq!(t.render(&user("hi"), false).expect("renders"), "<s>[user:hi]</s>");
 
     let config =
         r#"{"chat_template": [{"name": "a", "template": "A"}, {"name": "b", "template": "B"}]}"#;
-    let t = ChatTemplate::from_tokenizer_config(config)
-        .expect("valid config")
-        .expect("has a template");
+    let t =
+        ChatTemplate::from_tokenizer_config(config).expect("valid config").expect("has a template");
     assert_eq!(t.render(&user("hi"), false).expect("renders"), "A");
 }
 
@@ -242,8 +222,5 @@ fn tools_is_none_and_generation_prompt_is_passed() {
         Some("</s>"),
     )
     .expect("compiles");
-    assert_eq!(
-        t.render(&user("hi"), true).expect("renders"),
-        "True|True|True|False"
-    );
+    assert_eq!(t.render(&user("hi"), true).expect("renders"), "True|True|True|False");
 }

@@ -6,8 +6,17 @@ use std::process::Command;
 
 use common::*;
 
-fn benchgen_with_envs(cwd: &std::path::Path, envs: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_benchgen")).args(args).current_dir(cwd).env("BENCHGEN_ENVS", envs).output().unwrap()
+fn benchgen_with_envs(
+    cwd: &std::path::Path,
+    envs: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        .args(args)
+        .current_dir(cwd)
+        .env("BENCHGEN_ENVS", envs)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -19,11 +28,16 @@ fn environments_by_name_from_benchgen_envs_and_shipped() {
     for name in ["arithmetic", "arc-easy", "arc-challenge", "mine"] {
         assert!(list.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{list}");
     }
-    let out = ok(&benchgen_with_envs(dir.path(), &envs, &["eval", "--env", "mine", "--phase", "small"]));
+    let out =
+        ok(&benchgen_with_envs(dir.path(), &envs, &["eval", "--env", "mine", "--phase", "small"]));
     assert!(out.contains("Environment: mixed-fixture"), "{out}");
     let o = benchgen(dir.path(), &["eval", "--env", "nonesuch"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("known environments: arithmetic, arc-easy, arc-challenge"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("known environments: arithmetic, arc-easy, arc-challenge"),
+        "{}",
+        stderr(&o)
+    );
 
     let show = ok(&benchgen(dir.path(), &["env", "show", "arithmetic"]));
     assert!(show.contains("Overview") && show.contains("100 held-out problems"), "{show}");
@@ -36,7 +50,10 @@ fn validate_reports_every_problem_with_file_and_line() {
     let env = dir.path().join("env");
     copy_dir(&repo().join("fixtures/envs/mixed"), &env);
     let ok_out = ok(&benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]));
-    assert!(ok_out.contains("phase dev: 12 items, 0 problem(s)") && ok_out.contains("OK"), "{ok_out}");
+    assert!(
+        ok_out.contains("phase dev: 12 items, 0 problem(s)") && ok_out.contains("OK"),
+        "{ok_out}"
+    );
 
     let data = "{\"question\": \"1+1=\", \"answer\": \"2\"}\nnot json\n{\"question\": \"2+2=\"}\n{\"answer\": \"4\"}\n";
     std::fs::write(env.join("data/dev.jsonl"), data).unwrap();
@@ -60,7 +77,11 @@ fn leaderboard_ranks_the_best_run_of_each_model() {
     ok(&benchgen(dir.path(), &["eval", "--limit", "10"]));
     ok(&benchgen(dir.path(), &["eval", "--limit", "50"]));
     ok(&benchgen(dir.path(), &["eval", "--limit", "30", "--model", model.to_str().unwrap()]));
-    let score = |id: u32| read_json(&dir.path().join(format!("runs/{id}/score_breakdown.json")))["overall_score"].as_f64().unwrap();
+    let score = |id: u32| {
+        read_json(&dir.path().join(format!("runs/{id}/score_breakdown.json")))["overall_score"]
+            .as_f64()
+            .unwrap()
+    };
     let best_embedded = if score(2) > score(1) { 2 } else { 1 };
     let out = ok(&benchgen(dir.path(), &["leaderboard", "arithmetic"]));
     let rows: Vec<&str> = out.lines().skip(1).collect();

@@ -24,9 +24,19 @@ fn default_eval_writes_every_file_with_consistent_content() {
     let run = dir.path().join("runs/1");
 
     // Live log, in the platform's words.
-    for needle in ["Status: Running", "Run ID: 1", "Model: embedded:arithmetic-llama", "Environment: arithmetic",
-                   "Created: ", "Loading benchmark data", "Loading model", "Processing: 10/100 (10%)",
-                   "Processing: 100/100 (100%)", "Score Breakdown", "Status: Completed"] {
+    for needle in [
+        "Status: Running",
+        "Run ID: 1",
+        "Model: embedded:arithmetic-llama",
+        "Environment: arithmetic",
+        "Created: ",
+        "Loading benchmark data",
+        "Loading model",
+        "Processing: 10/100 (10%)",
+        "Processing: 100/100 (100%)",
+        "Score Breakdown",
+        "Status: Completed",
+    ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
     let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
@@ -39,7 +49,10 @@ fn default_eval_writes_every_file_with_consistent_content() {
     // The throughput line counts what the journal holds.
     let sum = |k: &str| preds.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
     let want = format!("Generated {} tokens for 100 items in ", sum("tokens_out"));
-    let line = log.lines().find(|l| l.starts_with(&want)).unwrap_or_else(|| panic!("no {want:?} line in:\n{log}"));
+    let line = log
+        .lines()
+        .find(|l| l.starts_with(&want))
+        .unwrap_or_else(|| panic!("no {want:?} line in:\n{log}"));
     assert!(line.ends_with(&format!("tokens/s ({} prompt tokens)", sum("tokens_in"))), "{line}");
     let mut ids: Vec<&str> = preds.iter().map(|p| p["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
@@ -56,7 +69,8 @@ fn default_eval_writes_every_file_with_consistent_content() {
     // The submission holds the same predictions (in item order) plus metadata.
     let zip = unzip(&run.join("submission.zip"));
     assert_eq!(zip.keys().collect::<Vec<_>>(), ["metadata.json", "predictions.jsonl"]);
-    let submitted: Vec<Value> = zip["predictions.jsonl"].lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let submitted: Vec<Value> =
+        zip["predictions.jsonl"].lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let item_order: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(submitted.iter().map(|p| p["id"].as_str().unwrap()).collect::<Vec<_>>(), item_order);
     for s in &submitted {
@@ -74,13 +88,15 @@ fn default_eval_writes_every_file_with_consistent_content() {
         assert_eq!(r["id"], it["id"]);
         assert_eq!(r["prompt"], it["question"]);
         assert_eq!(r["target"], it["answer"]);
-        let want = first_number(r["prediction"].as_str().unwrap()) == it["answer"].as_str().unwrap().parse().ok();
+        let want = first_number(r["prediction"].as_str().unwrap())
+            == it["answer"].as_str().unwrap().parse().ok();
         assert_eq!(r["correct"].as_bool().unwrap(), want, "{r}");
         correct += usize::from(want);
     }
 
     // The model really ran: neither nothing nor everything right, and not one constant answer.
-    let distinct: std::collections::HashSet<&str> = preds.iter().map(|p| p["prediction"].as_str().unwrap()).collect();
+    let distinct: std::collections::HashSet<&str> =
+        preds.iter().map(|p| p["prediction"].as_str().unwrap()).collect();
     assert!(distinct.len() > 20, "suspiciously few distinct predictions: {distinct:?}");
     assert!(correct > 0 && correct < items.len(), "correct = {correct}");
 
@@ -119,7 +135,12 @@ fn default_eval_writes_every_file_with_consistent_content() {
 
     // The Evaluations tab.
     let list = ok(&benchgen(dir.path(), &["runs", "list"]));
-    assert!(list.contains("Completed") && list.contains("arithmetic") && list.contains(&format!("{pct:.2}")), "{list}");
+    assert!(
+        list.contains("Completed")
+            && list.contains("arithmetic")
+            && list.contains(&format!("{pct:.2}")),
+        "{list}"
+    );
     let show = ok(&benchgen(dir.path(), &["runs", "show", "1"]));
     assert!(show.contains("Run ID:       1") && show.contains("submission.zip"), "{show}");
     let ft_out = ok(&benchgen(dir.path(), &["runs", "show", "1", "--finetune"]));
@@ -171,6 +192,9 @@ fn two_evals_started_at_once_get_different_run_ids() {
     ids.sort();
     assert_eq!(ids, ["1".to_string(), "2".to_string()]);
     for i in ["1", "2"] {
-        assert_eq!(read_json(&dir.path().join("runs").join(i).join("run.json"))["status"], "Completed");
+        assert_eq!(
+            read_json(&dir.path().join("runs").join(i).join("run.json"))["status"],
+            "Completed"
+        );
     }
 }

@@ -33,7 +33,11 @@ fn variant(root: &Path, from: &str, to: &str) -> PathBuf {
 fn expected_prompt(examples: &[&Value], item: &Value) -> String {
     let mut s = String::new();
     for ex in examples {
-        s += &format!("Question: {}\nAnswer: {}\n\n", ex["question"].as_str().unwrap(), ex["answer"].as_str().unwrap());
+        s += &format!(
+            "Question: {}\nAnswer: {}\n\n",
+            ex["question"].as_str().unwrap(),
+            ex["answer"].as_str().unwrap()
+        );
     }
     s + &format!("Question: {}\nAnswer:", item["question"].as_str().unwrap())
 }
@@ -77,8 +81,12 @@ fn first_n_examples_precede_every_item_in_order() {
     let html = std::fs::read_to_string(run.join("detailed_results.html")).unwrap();
     assert_eq!(html.matches("<br>flexible-extract: ").count(), 3, "one verdict per item");
     let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
-    let line = format!("flexible-extract={:.2}%", b["variants"]["flexible-extract"].as_f64().unwrap());
-    assert!(log.lines().any(|l| l.contains("accuracy=") && l.contains(&line)), "{line} not in:\n{log}");
+    let line =
+        format!("flexible-extract={:.2}%", b["variants"]["flexible-extract"].as_f64().unwrap());
+    assert!(
+        log.lines().any(|l| l.contains("accuracy=") && l.contains(&line)),
+        "{line} not in:\n{log}"
+    );
     assert!(log.contains("Few-shot: 2 example(s) per item from phase \"train\""), "{log}");
 
     // The zero-shot phase: the bare question.
@@ -98,7 +106,11 @@ fn items_of_the_fewshot_phase_never_see_themselves() {
     // first_n over the train phase: the first two items other than the item itself.
     let want: [(usize, [usize; 2]); 4] = [(0, [1, 2]), (1, [0, 2]), (2, [0, 1]), (3, [0, 1])];
     for (i, [a, b]) in want {
-        assert_eq!(got[&i.to_string()], expected_prompt(&[&train[a], &train[b]], &train[i]), "item {i}");
+        assert_eq!(
+            got[&i.to_string()],
+            expected_prompt(&[&train[a], &train[b]], &train[i]),
+            "item {i}"
+        );
     }
 }
 
@@ -118,17 +130,29 @@ fn random_examples_are_seeded_per_item_and_unchanged_by_limit() {
     let mut draws = Vec::new();
     for (i, item) in test.iter().enumerate() {
         let p = &full[&i.to_string()];
-        let picked: Vec<usize> = (0..train.len()).filter(|&t| p.contains(train[t]["question"].as_str().unwrap())).collect();
+        let picked: Vec<usize> = (0..train.len())
+            .filter(|&t| p.contains(train[t]["question"].as_str().unwrap()))
+            .collect();
         assert_eq!(picked.len(), 2, "{p}");
         let (a, b) = (picked[0], picked[1]);
-        let order = if p.find(train[a]["question"].as_str().unwrap()) < p.find(train[b]["question"].as_str().unwrap()) { [a, b] } else { [b, a] };
+        let order = if p.find(train[a]["question"].as_str().unwrap())
+            < p.find(train[b]["question"].as_str().unwrap())
+        {
+            [a, b]
+        } else {
+            [b, a]
+        };
         assert_eq!(*p, expected_prompt(&[&train[order[0]], &train[order[1]]], item));
         draws.push(order);
     }
     // Another seed draws differently for at least one item (12 ordered pairs per item).
     let reseeded = variant(&dir.path().join("other"), "seed = 1234", "seed = 99");
     let manifest = std::fs::read_to_string(reseeded.join("environment.toml")).unwrap();
-    std::fs::write(reseeded.join("environment.toml"), manifest.replacen("sampler = \"first_n\"", "sampler = \"random\"", 1)).unwrap();
+    std::fs::write(
+        reseeded.join("environment.toml"),
+        manifest.replacen("sampler = \"first_n\"", "sampler = \"random\"", 1),
+    )
+    .unwrap();
     let other = prompts(&eval(dir.path(), &reseeded, &[]));
     assert_ne!(other, full, "seed is ignored");
 }
@@ -137,9 +161,13 @@ fn random_examples_are_seeded_per_item_and_unchanged_by_limit() {
 /// fixtures/pyrandom/goldens.json (tools/pyrandom_goldens.py).
 fn lm_eval_golden(name: &str) -> Vec<Vec<usize>> {
     let goldens = read_json(&repo().join("fixtures/pyrandom/goldens.json"));
-    let case = goldens["lm_eval"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    let case =
+        goldens["lm_eval"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
     let picks = case["examples"].as_array().unwrap();
-    picks.iter().map(|ex| ex.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect()).collect()
+    picks
+        .iter()
+        .map(|ex| ex.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect())
+        .collect()
 }
 
 #[test]
@@ -185,7 +213,11 @@ fn chat_models_get_examples_as_alternating_turns() {
     let env = fixture();
     let train = read_jsonl(&env.join("data/train.jsonl"));
     let test = read_jsonl(&env.join("data/test.jsonl"));
-    let run = eval(dir.path(), &env, &["--model", model.to_str().unwrap(), "--limit", "1", "--truncate", "left"]);
+    let run = eval(
+        dir.path(),
+        &env,
+        &["--model", model.to_str().unwrap(), "--limit", "1", "--truncate", "left"],
+    );
     let turn = |role: &str, text: &str| format!("<|{role}|>\n{text}</s>\n");
     let q = |it: &Value| format!("Question: {}\nAnswer:", it["question"].as_str().unwrap());
     let want = turn("user", &q(&train[0]))
@@ -202,7 +234,12 @@ fn the_fewshot_data_is_part_of_the_content_hash() {
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("env");
     copy_dir(&fixture(), &env);
-    let hash = |run: &Path| read_json(&run.join("run.json"))["environment"]["content_sha256"].as_str().unwrap().to_string();
+    let hash = |run: &Path| {
+        read_json(&run.join("run.json"))["environment"]["content_sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let before = hash(&eval(dir.path(), &env, &["--limit", "1"]));
     let zero_before = hash(&eval(dir.path(), &env, &["--limit", "1", "--phase", "test-zeroshot"]));
     let train = env.join("data/train.jsonl");
@@ -211,7 +248,10 @@ fn the_fewshot_data_is_part_of_the_content_hash() {
     let after = hash(&eval(dir.path(), &env, &["--limit", "1"]));
     assert_ne!(before, after, "editing the few-shot phase's file must change the hash");
     // A phase that takes no examples does not depend on the few-shot file.
-    assert_eq!(hash(&eval(dir.path(), &env, &["--limit", "1", "--phase", "test-zeroshot"])), zero_before);
+    assert_eq!(
+        hash(&eval(dir.path(), &env, &["--limit", "1", "--phase", "test-zeroshot"])),
+        zero_before
+    );
 }
 
 #[test]
@@ -221,16 +261,31 @@ fn validate_renders_the_examples_and_eval_refuses_a_missing_fewshot_phase_file()
     let o = benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]);
     let out = stdout(&o);
     assert!(!o.status.success());
-    assert!(out.contains("phase test: 3 items, 3 problem(s)") && out.contains("[fewshot] target"), "{out}");
+    assert!(
+        out.contains("phase test: 3 items, 3 problem(s)") && out.contains("[fewshot] target"),
+        "{out}"
+    );
     assert!(out.contains("phase test-zeroshot: 3 items, 0 problem(s)"), "{out}");
 
-    let env2 = variant(&dir.path().join("b"), "data = \"data/train.jsonl\"", "data = \"data/missing.jsonl\"");
+    let env2 = variant(
+        &dir.path().join("b"),
+        "data = \"data/train.jsonl\"",
+        "data = \"data/missing.jsonl\"",
+    );
     let o = benchgen(dir.path(), &["eval", "--env", env2.to_str().unwrap()]);
     let err = stderr(&o);
     assert!(!o.status.success());
-    assert!(err.contains("phase \"test\" takes its few-shot examples from phase \"train\"") && err.contains("missing.jsonl"), "{err}");
+    assert!(
+        err.contains("phase \"test\" takes its few-shot examples from phase \"train\"")
+            && err.contains("missing.jsonl"),
+        "{err}"
+    );
     // The zero-shot phase does not need the few-shot file.
-    assert!(ok(&benchgen(dir.path(), &["eval", "--env", env2.to_str().unwrap(), "--phase", "test-zeroshot"])).contains("Overall Score"));
+    assert!(ok(&benchgen(
+        dir.path(),
+        &["eval", "--env", env2.to_str().unwrap(), "--phase", "test-zeroshot"]
+    ))
+    .contains("Overall Score"));
 }
 
 #[test]
@@ -244,13 +299,24 @@ fn a_chat_server_gets_the_examples_as_turns() {
     ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--model", &spec]));
     let requests = server.requests();
     assert_eq!(requests.len(), test.len());
-    let q = |it: &Value| Value::from(format!("Question: {}\nAnswer:", it["question"].as_str().unwrap()));
+    let q = |it: &Value| {
+        Value::from(format!("Question: {}\nAnswer:", it["question"].as_str().unwrap()))
+    };
     for r in &requests {
         assert_eq!(r.path, "/v1/chat/completions");
         let m = r.body["messages"].as_array().unwrap();
-        let turns: Vec<(&str, &Value)> = m.iter().map(|t| (t["role"].as_str().unwrap(), &t["content"])).collect();
+        let turns: Vec<(&str, &Value)> =
+            m.iter().map(|t| (t["role"].as_str().unwrap(), &t["content"])).collect();
         assert_eq!(turns.len(), 5, "{}", r.body);
-        assert_eq!(turns[..4], [("user", &q(&train[0])), ("assistant", &train[0]["answer"]), ("user", &q(&train[1])), ("assistant", &train[1]["answer"])]);
+        assert_eq!(
+            turns[..4],
+            [
+                ("user", &q(&train[0])),
+                ("assistant", &train[0]["answer"]),
+                ("user", &q(&train[1])),
+                ("assistant", &train[1]["answer"])
+            ]
+        );
         assert!(test.iter().any(|it| q(it) == *turns[4].1) && turns[4].0 == "user", "{}", r.body);
     }
 }

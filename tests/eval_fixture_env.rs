@@ -26,7 +26,8 @@ fn zip_dir(src: &Path, dest: &Path, prefix: &str) {
 fn second_environment_ids_escaping_and_no_finetune() {
     let dir = tempfile::tempdir().unwrap();
     let env = mixed_env();
-    let out = ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "5"]));
+    let out =
+        ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "5"]));
     assert!(out.contains("Environment: mixed-fixture v0.2.0 (phase dev)"), "{out}");
     let run = dir.path().join("runs/1");
 
@@ -36,8 +37,10 @@ fn second_environment_ids_escaping_and_no_finetune() {
     // No id field: ids are the 0-based line indices, in every file.
     let want: Vec<String> = (0..items.len()).map(|i| i.to_string()).collect();
     assert_eq!(records.iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(), want);
-    let mut journal_ids: Vec<String> =
-        read_jsonl(&run.join("predictions.jsonl")).iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
+    let mut journal_ids: Vec<String> = read_jsonl(&run.join("predictions.jsonl"))
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
     journal_ids.sort_by_key(|s| s.parse::<usize>().unwrap());
     assert_eq!(journal_ids, want);
 
@@ -78,7 +81,10 @@ fn zipped_environment_and_phase_selection() {
     let zip_path = dir.path().join("mixed.zip");
     // A zip of the folder itself (entries under "mixed/") is read as rooted there.
     zip_dir(&mixed_env(), &zip_path, "mixed/");
-    let out = ok(&benchgen(dir.path(), &["eval", "--env", zip_path.to_str().unwrap(), "--phase", "small"]));
+    let out = ok(&benchgen(
+        dir.path(),
+        &["eval", "--env", zip_path.to_str().unwrap(), "--phase", "small"],
+    ));
     assert!(out.contains("(phase small)"), "{out}");
     let detailed = read_json(&dir.path().join("runs/1/detailed_results.json"));
     let records = detailed["items"].as_array().unwrap();
@@ -86,7 +92,8 @@ fn zipped_environment_and_phase_selection() {
     // JSON numbers as targets are compared as their text.
     assert_eq!(records[0]["target"], "2");
 
-    let bad = benchgen(dir.path(), &["eval", "--env", zip_path.to_str().unwrap(), "--phase", "nope"]);
+    let bad =
+        benchgen(dir.path(), &["eval", "--env", zip_path.to_str().unwrap(), "--phase", "nope"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("no phase \"nope\"; phases: dev, small"), "{}", stderr(&bad));
 }
@@ -106,7 +113,15 @@ fn chat_true_renders_prompts_through_the_models_template() {
         "{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
     )
     .unwrap();
-    let args = ["eval", "--env", env.to_str().unwrap(), "--model", model.to_str().unwrap(), "--phase", "small"];
+    let args = [
+        "eval",
+        "--env",
+        env.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--phase",
+        "small",
+    ];
     let out = ok(&benchgen(dir.path(), &args));
     assert!(out.contains("Applying the model's chat template"), "{out}");
     let preds = read_jsonl(&dir.path().join("runs/1/predictions.jsonl"));
@@ -126,7 +141,8 @@ fn bad_inputs_fail_clearly_without_a_completed_run() {
     copy_dir(&mixed_env(), &env);
     let runs_dir = dir.path().join("runs");
     let eval = |extra: &[&str]| {
-        let mut args = vec!["eval", "--env", env.to_str().unwrap(), "--runs-dir", runs_dir.to_str().unwrap()];
+        let mut args =
+            vec!["eval", "--env", env.to_str().unwrap(), "--runs-dir", runs_dir.to_str().unwrap()];
         args.extend_from_slice(extra);
         benchgen(dir.path(), &args)
     };
@@ -143,13 +159,21 @@ fn bad_inputs_fail_clearly_without_a_completed_run() {
     };
 
     let manifest = std::fs::read_to_string(env.join("environment.toml")).unwrap();
-    std::fs::write(env.join("environment.toml"), manifest.replace("metric = \"exact\"", "metric = \"fuzzy\"")).unwrap();
+    std::fs::write(
+        env.join("environment.toml"),
+        manifest.replace("metric = \"exact\"", "metric = \"fuzzy\""),
+    )
+    .unwrap();
     let o = eval(&[]);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("environment.toml") && e.contains("fuzzy") && e.contains("numeric"), "{e}");
 
-    std::fs::write(env.join("environment.toml"), manifest.replace("{{ question }}", "{{ questoin }}")).unwrap();
+    std::fs::write(
+        env.join("environment.toml"),
+        manifest.replace("{{ question }}", "{{ questoin }}"),
+    )
+    .unwrap();
     let o = eval(&[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("undefined"), "{}", stderr(&o));
@@ -158,10 +182,16 @@ fn bad_inputs_fail_clearly_without_a_completed_run() {
         .unwrap()
         .map(|e| read_json(&e.unwrap().path().join("run.json")))
         .collect();
-    assert!(failed.iter().all(|r| r["status"] == "Failed" && r["error"].as_str().unwrap().contains("undefined")));
+    assert!(failed
+        .iter()
+        .all(|r| r["status"] == "Failed" && r["error"].as_str().unwrap().contains("undefined")));
 
     std::fs::write(env.join("environment.toml"), &manifest).unwrap();
-    std::fs::write(env.join("data/dev.jsonl"), "{\"question\": \"1+1=\", \"answer\": \"2\"}\nnot json\n").unwrap();
+    std::fs::write(
+        env.join("data/dev.jsonl"),
+        "{\"question\": \"1+1=\", \"answer\": \"2\"}\nnot json\n",
+    )
+    .unwrap();
     let o = eval(&[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("data/dev.jsonl: line 2: not valid JSON"), "{}", stderr(&o));

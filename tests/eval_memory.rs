@@ -22,17 +22,31 @@ fn dim(cfg: &Value, key: &str) -> u64 {
 /// f32 bytes of the embedded (tied, bias-free Llama) model as the host decoder holds it: each
 /// linear layer's [n, k] with n padded to whole panels, plus the norms.
 fn f32_weights_bytes(cfg: &Value) -> u64 {
-    let (hs, is, layers) = (dim(cfg, "hidden_size"), dim(cfg, "intermediate_size"), dim(cfg, "num_hidden_layers"));
-    let (h, kv, hd, vocab) = (dim(cfg, "num_attention_heads"), dim(cfg, "num_key_value_heads"), dim(cfg, "head_dim"), dim(cfg, "vocab_size"));
+    let (hs, is, layers) =
+        (dim(cfg, "hidden_size"), dim(cfg, "intermediate_size"), dim(cfg, "num_hidden_layers"));
+    let (h, kv, hd, vocab) = (
+        dim(cfg, "num_attention_heads"),
+        dim(cfg, "num_key_value_heads"),
+        dim(cfg, "head_dim"),
+        dim(cfg, "vocab_size"),
+    );
     assert_eq!(cfg["tie_word_embeddings"], true);
     let linear = |n: u64, k: u64| n.div_ceil(NR) * NR * k * 4;
-    let layer = linear(h * hd + 2 * kv * hd, hs) + linear(hs, h * hd) + linear(2 * is, hs) + linear(hs, is) + 2 * hs * 4;
+    let layer = linear(h * hd + 2 * kv * hd, hs)
+        + linear(hs, h * hd)
+        + linear(2 * is, hs)
+        + linear(hs, is)
+        + 2 * hs * 4;
     linear(vocab, hs) + layers * layer + hs * 4
 }
 
 /// Bytes one token takes in the KV cache at `value_bytes` a value.
 fn kv_bytes_per_token(cfg: &Value, value_bytes: u64) -> u64 {
-    dim(cfg, "num_hidden_layers") * 2 * dim(cfg, "num_key_value_heads") * dim(cfg, "head_dim") * value_bytes
+    dim(cfg, "num_hidden_layers")
+        * 2
+        * dim(cfg, "num_key_value_heads")
+        * dim(cfg, "head_dim")
+        * value_bytes
 }
 
 /// Tokens in an item's cache after its last step: the prompt and every sampled token but the
@@ -61,12 +75,23 @@ fn run_json_reports_weights_kv_cache_and_peak_rss() {
 
     let weights = mem["weights_bytes"].as_u64().unwrap();
     assert_eq!(weights, f32_weights_bytes(&cfg), "{mem}");
-    assert_eq!(mem["kv_cache_peak_bytes"].as_u64().unwrap(), cached_tokens(&preds[0]) * kv_bytes_per_token(&cfg, 4), "{mem} {}", preds[0]);
+    assert_eq!(
+        mem["kv_cache_peak_bytes"].as_u64().unwrap(),
+        cached_tokens(&preds[0]) * kv_bytes_per_token(&cfg, 4),
+        "{mem} {}",
+        preds[0]
+    );
     assert!(mem["peak_rss_bytes"].as_u64().unwrap() >= weights, "{mem}");
-    assert!(out.contains("Memory: peak RSS ") && out.contains(" = weights 1.7 MB + KV cache (peak) "), "{out}");
+    assert!(
+        out.contains("Memory: peak RSS ") && out.contains(" = weights 1.7 MB + KV cache (peak) "),
+        "{out}"
+    );
 
     let shown = ok(&benchgen(dir.path(), &["runs", "show", "1"]));
-    assert!(shown.contains("Memory:       peak RSS ") && shown.contains("weights 1.7 MB"), "{shown}");
+    assert!(
+        shown.contains("Memory:       peak RSS ") && shown.contains("weights 1.7 MB"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -74,7 +99,20 @@ fn bf16_kv_cache_halves_the_kv_peak() {
     let dir = tempfile::tempdir().unwrap();
     let (f32_runs, bf16_runs) = (dir.path().join("f32"), dir.path().join("bf16"));
     for (runs, kv) in [(&f32_runs, "f32"), (&bf16_runs, "bf16")] {
-        ok(&benchgen(dir.path(), &["eval", "--limit", "1", "--batch-size", "1", "--kv-dtype", kv, "--runs-dir", runs.to_str().unwrap()]));
+        ok(&benchgen(
+            dir.path(),
+            &[
+                "eval",
+                "--limit",
+                "1",
+                "--batch-size",
+                "1",
+                "--kv-dtype",
+                kv,
+                "--runs-dir",
+                runs.to_str().unwrap(),
+            ],
+        ));
     }
     let (f, b) = (memory(&f32_runs), memory(&bf16_runs));
     // Same tokens either way (the item is the same; its journal says so).
@@ -92,7 +130,10 @@ fn resumed_run_reports_the_resuming_process() {
     let runs = dir.path().join("runs");
     let runs_arg = runs.to_str().unwrap();
     // The first four items: the fourth's cache is the largest.
-    ok(&benchgen(dir.path(), &["eval", "--limit", "4", "--batch-size", "1", "--runs-dir", runs_arg]));
+    ok(&benchgen(
+        dir.path(),
+        &["eval", "--limit", "4", "--batch-size", "1", "--runs-dir", runs_arg],
+    ));
     let journal = runs.join("1/predictions.jsonl");
     let preds = read_jsonl(&journal);
     assert_eq!(preds.len(), 4);
@@ -109,7 +150,10 @@ fn resumed_run_reports_the_resuming_process() {
     std::fs::write(runs.join("1/run.json"), serde_json::to_string(&rec).unwrap()).unwrap();
 
     let out = ok(&benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs_arg]));
-    assert!(out.contains("Status: Running (resumed)") && out.contains("Memory: peak RSS "), "{out}");
+    assert!(
+        out.contains("Status: Running (resumed)") && out.contains("Memory: peak RSS "),
+        "{out}"
+    );
     let mem = memory(&runs);
     let others = (0..4).filter(|&i| i != biggest).map(|i| cached_tokens(&preds[i])).max().unwrap();
     let resumed = mem["kv_cache_peak_bytes"].as_u64().unwrap();
@@ -129,12 +173,17 @@ fn multiple_choice_counts_the_context_once_and_each_options_own_tokens() {
     // its last token. One question is scored at a time, so the peak is the largest question's sum.
     let per_item = |it: &Value| {
         let ctx = 1 + it["question"].as_str().unwrap().len() as u64;
-        let options = it["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().len() as u64);
+        let options =
+            it["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().len() as u64);
         ctx + options.filter(|&n| n > 1).map(|n| n - 1).sum::<u64>()
     };
     let want = read_jsonl(&env.join("data/test.jsonl")).iter().map(per_item).max().unwrap();
     let mem = memory(&dir.path().join("runs"));
-    assert_eq!(mem["kv_cache_peak_bytes"].as_u64().unwrap(), want * kv_bytes_per_token(&config(), 4), "{mem}");
+    assert_eq!(
+        mem["kv_cache_peak_bytes"].as_u64().unwrap(),
+        want * kv_bytes_per_token(&config(), 4),
+        "{mem}"
+    );
     assert_eq!(mem["weights_bytes"].as_u64().unwrap(), f32_weights_bytes(&config()));
 }
 

@@ -37,9 +37,17 @@ fn make_env_from(root: &Path, source: &str, count: usize) -> PathBuf {
 }
 
 fn eval_args(env: &Path, runs: &Path) -> Vec<String> {
-    ["eval", "--env", env.to_str().unwrap(), "--batch-size", "1", "--runs-dir", runs.to_str().unwrap()]
-        .map(String::from)
-        .to_vec()
+    [
+        "eval",
+        "--env",
+        env.to_str().unwrap(),
+        "--batch-size",
+        "1",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn spawn(cwd: &Path, args: &[String]) -> Child {
@@ -60,7 +68,10 @@ fn journal_lines(path: &Path) -> usize {
 fn wait_for_lines(child: &mut Child, journal: &Path, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while journal_lines(journal) < n {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before {n} items were journaled");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {n} items were journaled"
+        );
         assert!(Instant::now() < deadline, "no progress to {n} journal lines");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -70,7 +81,11 @@ fn wait_for_lines(child: &mut Child, journal: &Path, n: usize) {
 fn assert_same_artifacts(want: &Path, got: &Path, case: &str) {
     // Predictions as sets of lines, compared as written (not re-parsed: floats must survive).
     let lines = |p: &Path| {
-        let mut v: Vec<String> = std::fs::read_to_string(p.join("predictions.jsonl")).unwrap().lines().map(String::from).collect();
+        let mut v: Vec<String> = std::fs::read_to_string(p.join("predictions.jsonl"))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         v.sort();
         v
     };
@@ -79,13 +94,23 @@ fn assert_same_artifacts(want: &Path, got: &Path, case: &str) {
     assert_eq!(journal.len(), items, "{case}: every item journaled exactly once");
     assert!(journal == lines(want), "{case}: predictions differ");
     let (w, g) = (unzip(&want.join("submission.zip")), unzip(&got.join("submission.zip")));
-    assert!(w["predictions.jsonl"] == g["predictions.jsonl"], "{case}: submission predictions differ");
+    assert!(
+        w["predictions.jsonl"] == g["predictions.jsonl"],
+        "{case}: submission predictions differ"
+    );
     for file in ["scoring_output/scores.json", "detailed_results.json"] {
-        assert_eq!(read_json(&want.join(file)), read_json(&got.join(file)), "{case}: {file} differs");
+        assert_eq!(
+            read_json(&want.join(file)),
+            read_json(&got.join(file)),
+            "{case}: {file} differs"
+        );
     }
     for file in ["scoring_output/scoring.log", "finetune.jsonl"] {
         // finetune.jsonl only exists for environments with a [finetune] section.
-        assert!(std::fs::read(want.join(file)).ok() == std::fs::read(got.join(file)).ok(), "{case}: {file} differs");
+        assert!(
+            std::fs::read(want.join(file)).ok() == std::fs::read(got.join(file)).ok(),
+            "{case}: {file} differs"
+        );
     }
     // The page shows the duration; everything else on it must match.
     let page = |p: &Path| {
@@ -94,7 +119,10 @@ fn assert_same_artifacts(want: &Path, got: &Path, case: &str) {
         re.replace(&html, "").into_owned()
     };
     assert!(page(want) == page(got), "{case}: detailed_results.html differs");
-    let (mut wb, mut gb) = (read_json(&want.join("score_breakdown.json")), read_json(&got.join("score_breakdown.json")));
+    let (mut wb, mut gb) = (
+        read_json(&want.join("score_breakdown.json")),
+        read_json(&got.join("score_breakdown.json")),
+    );
     wb.as_object_mut().unwrap().remove("duration_s");
     gb.as_object_mut().unwrap().remove("duration_s");
     assert_eq!(wb, gb, "{case}: score breakdown differs");
@@ -105,9 +133,19 @@ fn assert_same_artifacts(want: &Path, got: &Path, case: &str) {
     }
     assert!(gr.get("resume_command").is_none() && gr["error"].is_null(), "{case}: {gr}");
     // Every artifact went through a temporary file and a rename; none is left behind.
-    let mut names: Vec<String> = std::fs::read_dir(got).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.extend(std::fs::read_dir(got.join("scoring_output")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()));
-    assert!(!names.iter().any(|n| n.starts_with(".tmp-")), "{case}: temporary files left: {names:?}");
+    let mut names: Vec<String> = std::fs::read_dir(got)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.extend(
+        std::fs::read_dir(got.join("scoring_output"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned()),
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with(".tmp-")),
+        "{case}: temporary files left: {names:?}"
+    );
 }
 
 /// Cuts the journal's last line in half (no newline), as a crash mid-write would leave it.
@@ -125,7 +163,10 @@ fn killed_runs_resume_to_the_same_artifacts_as_an_uninterrupted_run() {
     let env = make_env(dir.path());
     let t = Instant::now();
     let reference = dir.path().join("runs-ref");
-    ok(&benchgen(dir.path(), &eval_args(&env, &reference).iter().map(String::as_str).collect::<Vec<_>>()));
+    ok(&benchgen(
+        dir.path(),
+        &eval_args(&env, &reference).iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     eprintln!("uninterrupted run: {:.1}s", t.elapsed().as_secs_f64());
 
     // (journal lines before SIGKILL, tear the last line first)
@@ -144,10 +185,14 @@ fn killed_runs_resume_to_the_same_artifacts_as_an_uninterrupted_run() {
             tear_last_line(&journal);
         }
         let t = Instant::now();
-        let out = benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap()]);
+        let out =
+            benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap()]);
         let text = ok(&out);
         eprintln!("{case}: {left} lines journaled, resume took {:.1}s", t.elapsed().as_secs_f64());
-        assert!(text.contains("Status: Running (resumed)") && text.contains("Status: Completed"), "{text}");
+        assert!(
+            text.contains("Status: Running (resumed)") && text.contains("Status: Completed"),
+            "{text}"
+        );
         if torn {
             assert!(text.contains("cut off mid-write"), "{case}: {text}");
         }
@@ -157,7 +202,8 @@ fn killed_runs_resume_to_the_same_artifacts_as_an_uninterrupted_run() {
     // A Completed run is final: resuming it again changes nothing.
     let runs = dir.path().join("runs-1");
     let before = std::fs::read(runs.join("1/predictions.jsonl")).unwrap();
-    let text = ok(&benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap()]));
+    let text =
+        ok(&benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap()]));
     assert!(text.contains("already Completed"), "{text}");
     assert_eq!(std::fs::read(runs.join("1/predictions.jsonl")).unwrap(), before);
 }
@@ -167,7 +213,10 @@ fn killed_multiple_choice_run_resumes_to_the_same_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     let env = make_env_from(dir.path(), "fixtures/envs/choice", 600);
     let reference = dir.path().join("runs-ref");
-    ok(&benchgen(dir.path(), &eval_args(&env, &reference).iter().map(String::as_str).collect::<Vec<_>>()));
+    ok(&benchgen(
+        dir.path(),
+        &eval_args(&env, &reference).iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     let runs = dir.path().join("runs");
     let journal = runs.join("1/predictions.jsonl");
     let mut child = spawn(dir.path(), &eval_args(&env, &runs));
@@ -188,8 +237,13 @@ fn sigint_marks_the_run_interrupted_with_the_command_that_resumes_it() {
     let mut child = spawn(dir.path(), &eval_args(&env, &runs));
     wait_for_lines(&mut child, &runs.join("1/predictions.jsonl"), 30);
     // A run still going cannot be resumed a second time.
-    let twice = benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap()]);
-    assert!(!twice.status.success() && stderr(&twice).contains("still running"), "{}", stderr(&twice));
+    let twice =
+        benchgen(dir.path(), &["eval", "--resume", "1", "--runs-dir", runs.to_str().unwrap()]);
+    assert!(
+        !twice.status.success() && stderr(&twice).contains("still running"),
+        "{}",
+        stderr(&twice)
+    );
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
@@ -210,7 +264,10 @@ fn sigint_marks_the_run_interrupted_with_the_command_that_resumes_it() {
     assert_eq!(read_json(&runs.join("1/run.json"))["status"], "Completed");
 
     let reference = dir.path().join("runs-ref");
-    ok(&benchgen(dir.path(), &eval_args(&env, &reference).iter().map(String::as_str).collect::<Vec<_>>()));
+    ok(&benchgen(
+        dir.path(),
+        &eval_args(&env, &reference).iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     assert_same_artifacts(&reference.join("1"), &runs.join("1"), "SIGINT");
 }
 
@@ -238,7 +295,21 @@ fn resume_refuses_other_settings_unknown_runs_and_foreign_journal_lines() {
         assert!(err.contains(&format!("different {flag}")), "{args:?}: {err}");
     }
     // The same settings again (and another batch size) are accepted.
-    let same = ["eval", "--resume", "1", "--seed", "7", "--limit", "5", "--model", "embedded", "--batch-size", "3", "--runs-dir", r];
+    let same = [
+        "eval",
+        "--resume",
+        "1",
+        "--seed",
+        "7",
+        "--limit",
+        "5",
+        "--model",
+        "embedded",
+        "--batch-size",
+        "3",
+        "--runs-dir",
+        r,
+    ];
     assert!(ok(&benchgen(dir.path(), &same)).contains("already Completed"));
 
     let out = benchgen(dir.path(), &["eval", "--resume", "99", "--runs-dir", r]);

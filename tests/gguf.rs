@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use benchgen::device::WeightType;
-use benchgen::model::{gguf_tokenizer, spec, Checkpoint, LoadedModel, Segment, SeqCache, TextTokenizer};
+use benchgen::model::{
+    gguf_tokenizer, spec, Checkpoint, LoadedModel, Segment, SeqCache, TextTokenizer,
+};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -33,7 +35,11 @@ fn read_json(path: &Path) -> Json {
 
 /// HF name → GGUF name.
 fn gguf_name(hf: &str) -> String {
-    let top = [("model.embed_tokens", "token_embd"), ("model.norm", "output_norm"), ("lm_head", "output")];
+    let top = [
+        ("model.embed_tokens", "token_embd"),
+        ("model.norm", "output_norm"),
+        ("lm_head", "output"),
+    ];
     for (h, g) in top {
         if let Some(kind) = hf.strip_prefix(h).and_then(|r| r.strip_prefix('.')) {
             return format!("{g}.{kind}");
@@ -62,7 +68,14 @@ fn gguf_name(hf: &str) -> String {
 /// convert_hf_to_gguf.py's `permute`: `w.reshape(n_head, 2, d/2, n_in).swapaxes(1, 2)`.
 fn permute(w: &Tensor, heads: usize) -> Tensor {
     let (rows, cols) = w.dims2().unwrap();
-    w.reshape((heads, 2, rows / heads / 2, cols)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap().reshape((rows, cols)).unwrap()
+    w.reshape((heads, 2, rows / heads / 2, cols))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((rows, cols))
+        .unwrap()
 }
 
 /// All tensors of a checkpoint directory (single file or shards), as f32.
@@ -91,7 +104,10 @@ fn metadata(dir: &Path) -> Vec<(String, Value)> {
     let n = |k: &str| cfg[k].as_u64().unwrap() as u32;
     let heads = n("num_attention_heads");
     let head_dim = cfg["head_dim"].as_u64().map_or(n("hidden_size") / heads, |d| d as u32);
-    let theta = cfg["rope_theta"].as_f64().or(cfg["rope_parameters"]["rope_theta"].as_f64()).unwrap_or(10_000.0);
+    let theta = cfg["rope_theta"]
+        .as_f64()
+        .or(cfg["rope_parameters"]["rope_theta"].as_f64())
+        .unwrap_or(10_000.0);
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.clone())),
         ("general.name".into(), Value::String(dir.file_name().unwrap().to_string_lossy().into())),
@@ -102,12 +118,18 @@ fn metadata(dir: &Path) -> Vec<(String, Value)> {
     put("block_count", Value::U32(n("num_hidden_layers")));
     put("feed_forward_length", Value::U32(n("intermediate_size")));
     put("attention.head_count", Value::U32(heads));
-    put("attention.head_count_kv", Value::U32(cfg["num_key_value_heads"].as_u64().map_or(heads, |k| k as u32)));
+    put(
+        "attention.head_count_kv",
+        Value::U32(cfg["num_key_value_heads"].as_u64().map_or(heads, |k| k as u32)),
+    );
     put("attention.key_length", Value::U32(head_dim));
     put("attention.value_length", Value::U32(head_dim));
     put("rope.dimension_count", Value::U32(head_dim));
     put("rope.freq_base", Value::F32(theta as f32));
-    put("attention.layer_norm_rms_epsilon", Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32));
+    put(
+        "attention.layer_norm_rms_epsilon",
+        Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
+    );
 
     let tok = read_json(&dir.join("tokenizer.json"));
     let vocab = n("vocab_size") as usize;
@@ -126,14 +148,23 @@ fn metadata(dir: &Path) -> Vec<(String, Value)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| format!("{} {}", m[0].as_str().unwrap(), m[1].as_str().unwrap())))
+        .map(|m| {
+            m.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{} {}", m[0].as_str().unwrap(), m[1].as_str().unwrap()))
+        })
         .collect();
-    let adds_bos = tok["post_processor"]["single"].as_array().is_some_and(|s| s.iter().any(|p| p.get("SpecialToken").is_some()));
+    let adds_bos = tok["post_processor"]["single"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|p| p.get("SpecialToken").is_some()));
     md.extend([
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.tokens".into(), strings(&tokens)),
-        ("tokenizer.ggml.token_type".into(), Value::Array(types.into_iter().map(Value::I32).collect())),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(types.into_iter().map(Value::I32).collect()),
+        ),
         ("tokenizer.ggml.merges".into(), strings(&merges)),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(n("bos_token_id"))),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(n("eos_token_id"))),
@@ -154,12 +185,22 @@ struct Written {
 
 /// Writes `dir`'s weights as `dtype` (1-D tensors stay F32, as llama.cpp keeps them; matrices
 /// whose row length is not a multiple of the block size fall back to F32, as llama.cpp does).
-fn write_gguf(dir: &Path, out: &Path, dtype: GgmlDType, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> Written {
+fn write_gguf(
+    dir: &Path,
+    out: &Path,
+    dtype: GgmlDType,
+    edit: impl FnOnce(&mut Vec<(String, Value)>),
+) -> Written {
     write_gguf_typed(dir, out, |_| dtype, edit)
 }
 
 /// As [`write_gguf`] with each matrix's type chosen by its HF name (a Q4_K_M file's mix).
-fn write_gguf_typed(dir: &Path, out: &Path, type_of: impl Fn(&str) -> GgmlDType, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> Written {
+fn write_gguf_typed(
+    dir: &Path,
+    out: &Path,
+    type_of: impl Fn(&str) -> GgmlDType,
+    edit: impl FnOnce(&mut Vec<(String, Value)>),
+) -> Written {
     let cfg = read_json(&dir.join("config.json"));
     let llama = cfg["model_type"] == "llama";
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
@@ -203,12 +244,21 @@ fn write_gguf_typed(dir: &Path, out: &Path, type_of: impl Fn(&str) -> GgmlDType,
 /// `LlamaModel.generate_extra_tensors`, in f32 as its torch tensors are): per frequency, the
 /// divisor of the rotary angle.
 fn llama3_rope_factors(cfg: &Json) -> Option<Vec<f32>> {
-    let rope = if cfg["rope_parameters"].is_object() { &cfg["rope_parameters"] } else { &cfg["rope_scaling"] };
+    let rope = if cfg["rope_parameters"].is_object() {
+        &cfg["rope_parameters"]
+    } else {
+        &cfg["rope_scaling"]
+    };
     if rope["rope_type"] != "llama3" {
         return None;
     }
     let f = |k: &str| rope[k].as_f64().unwrap() as f32;
-    let (factor, low, high, old) = (f("factor"), f("low_freq_factor"), f("high_freq_factor"), f("original_max_position_embeddings"));
+    let (factor, low, high, old) = (
+        f("factor"),
+        f("low_freq_factor"),
+        f("high_freq_factor"),
+        f("original_max_position_embeddings"),
+    );
     let base = cfg["rope_theta"].as_f64().or(rope["rope_theta"].as_f64()).unwrap() as f32;
     let dim = cfg["head_dim"].as_u64().unwrap() as usize;
     let (low_wavelen, high_wavelen) = (old / low, old / high);
@@ -273,7 +323,10 @@ fn run(m: &LoadedModel, prompt: &[u32], steps: usize) -> (Vec<Vec<f32>>, Vec<u32
 
 fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
 }
 
 fn max_abs(a: &[Vec<f32>]) -> f32 {
@@ -288,7 +341,12 @@ fn golden_prompts(name: &str) -> Vec<(String, Vec<u32>)> {
         .unwrap()
         .iter()
         .map(|c| {
-            let ids = c["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let ids = c["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
             (c["prompt"].as_str().unwrap().to_string(), ids)
         })
         .collect()
@@ -324,17 +382,30 @@ fn gguf_against_safetensors(fixture: &Path, golden: &str, dtype: GgmlDType) -> (
     let prompts = golden_prompts(golden);
 
     for (text, ids) in &prompts {
-        assert_eq!(&gguf.tokenizer.encode(text, true).unwrap(), ids, "{name} {dtype:?}: GGUF tokenizer on {text:?}");
+        assert_eq!(
+            &gguf.tokenizer.encode(text, true).unwrap(),
+            ids,
+            "{name} {dtype:?}: GGUF tokenizer on {text:?}"
+        );
         let body = &ids[1..];
         assert_eq!(gguf.tokenizer.decode(body).unwrap(), original.tokenizer.decode(body).unwrap());
     }
     assert_eq!(gguf.tokenizer.eos_ids(), original.tokenizer.eos_ids());
     assert_eq!(gguf.num_parameters, original.num_parameters);
-    assert_eq!(gguf.model.config().tie_word_embeddings, original.model.config().tie_word_embeddings);
+    assert_eq!(
+        gguf.model.config().tie_word_embeddings,
+        original.model.config().tie_word_embeddings
+    );
 
     let (exact, _, exact_greedy) = compare(&gguf, &same, &prompts);
-    assert!(exact < 1e-5, "{name} {dtype:?}: GGUF vs safetensors of the same weights differ by {exact}");
-    assert!(exact_greedy, "{name} {dtype:?}: greedy tokens differ from safetensors of the same weights");
+    assert!(
+        exact < 1e-5,
+        "{name} {dtype:?}: GGUF vs safetensors of the same weights differ by {exact}"
+    );
+    assert!(
+        exact_greedy,
+        "{name} {dtype:?}: greedy tokens differ from safetensors of the same weights"
+    );
     let (d, scale, greedy) = compare(&gguf, &original, &prompts);
     eprintln!(
         "{name} {dtype:?}: max logit diff vs same weights {exact:.1e}; vs original {d:.2e} (logits up to {scale:.1}), \
@@ -351,7 +422,8 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn f32_gguf_equals_the_checkpoint() {
-    for name in ["llama-gqa-untied", "llama-9heads-tied", "qwen2-bias-bf16", "qwen3-qknorm-sharded"] {
+    for name in ["llama-gqa-untied", "llama-9heads-tied", "qwen2-bias-bf16", "qwen3-qknorm-sharded"]
+    {
         let (d, greedy) = gguf_against_safetensors(&fixture(name), name, GgmlDType::F32);
         assert!(d < 1e-5, "{name}: F32 GGUF logits differ by {d}");
         assert!(greedy, "{name}: F32 GGUF greedy tokens differ");
@@ -382,9 +454,14 @@ const Q8_0_TOLERANCE_TRAINED: f32 = 2.0;
 #[test]
 fn q8_0_gguf_is_close_to_the_checkpoint() {
     // Every matrix of these models has rows of 64, 96, 128 or 384: whole 32-blocks, all quantized.
-    let (d, _) = gguf_against_safetensors(&fixture("llama-gqa-untied"), "llama-gqa-untied", GgmlDType::Q8_0);
+    let (d, _) =
+        gguf_against_safetensors(&fixture("llama-gqa-untied"), "llama-gqa-untied", GgmlDType::Q8_0);
     assert!(d < Q8_0_TOLERANCE_RANDOM, "llama-gqa-untied: Q8_0 GGUF logits differ by {d}");
-    let (d, greedy) = gguf_against_safetensors(&repo().join("fixtures/embedded/model"), "embedded", GgmlDType::Q8_0);
+    let (d, greedy) = gguf_against_safetensors(
+        &repo().join("fixtures/embedded/model"),
+        "embedded",
+        GgmlDType::Q8_0,
+    );
     assert!(d < Q8_0_TOLERANCE_TRAINED, "embedded: Q8_0 GGUF logits differ by {d}");
     assert!(greedy, "embedded: Q8_0 GGUF greedy tokens differ");
 }
@@ -395,22 +472,44 @@ fn q8_0_gguf_is_close_to_the_checkpoint() {
 /// And that file itself with q8_0 quantises back to its own values (d = amax/127 recovers d).
 #[test]
 fn q8_0_dtype_equals_f32_on_q8_0_dequantized_weights() {
-    for (dir, golden) in [(repo().join("fixtures/embedded/model"), "embedded"), (fixture("qwen2-bias-bf16"), "qwen2-bias-bf16")] {
+    for (dir, golden) in [
+        (repo().join("fixtures/embedded/model"), "embedded"),
+        (fixture("qwen2-bias-bf16"), "qwen2-bias-bf16"),
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let written = write_gguf(&dir, &tmp.path().join("m.gguf"), GgmlDType::Q8_0, |_| {});
-        assert_eq!(written.fallbacks, 0, "{golden}: every matrix must be quantised for the comparison");
+        assert_eq!(
+            written.fallbacks, 0,
+            "{golden}: every matrix must be quantised for the comparison"
+        );
         checkpoint_with(&dir, &written.weights, &tmp.path().join("same"));
-        let same = LoadedModel::load(&Checkpoint::from_dir(&tmp.path().join("same")).unwrap(), &Device::Cpu, DType::F32).unwrap();
-        let q8 = LoadedModel::load(&Checkpoint::from_dir(&dir).unwrap(), &Device::Cpu, WeightType::Q8_0).unwrap();
+        let same = LoadedModel::load(
+            &Checkpoint::from_dir(&tmp.path().join("same")).unwrap(),
+            &Device::Cpu,
+            DType::F32,
+        )
+        .unwrap();
+        let q8 =
+            LoadedModel::load(&Checkpoint::from_dir(&dir).unwrap(), &Device::Cpu, WeightType::Q8_0)
+                .unwrap();
         assert!(q8.model.config().tie_word_embeddings, "{golden}");
         let gguf_spec = tmp.path().join("m.gguf").display().to_string();
-        let gguf_q8 = LoadedModel::load(&spec::resolve(Some(&gguf_spec)).unwrap(), &Device::Cpu, WeightType::Q8_0).unwrap();
+        let gguf_q8 = LoadedModel::load(
+            &spec::resolve(Some(&gguf_spec)).unwrap(),
+            &Device::Cpu,
+            WeightType::Q8_0,
+        )
+        .unwrap();
         let bits = |l: &[Vec<f32>]| l.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
         for (_, ids) in golden_prompts(golden) {
             let (lb, gb) = run(&same, &ids, 8);
             for (what, m) in [("q8_0", &q8), ("the Q8_0 GGUF with q8_0", &gguf_q8)] {
                 let (la, ga) = run(m, &ids, 8);
-                assert!(bits(&la) == bits(&lb), "{golden}: {what} logits differ from f32 on the dequantised weights by {}", max_diff(&la, &lb));
+                assert!(
+                    bits(&la) == bits(&lb),
+                    "{golden}: {what} logits differ from f32 on the dequantised weights by {}",
+                    max_diff(&la, &lb)
+                );
                 assert_eq!(ga, gb, "{golden}: {what}");
             }
         }
@@ -437,7 +536,12 @@ fn llama_256(dir: &Path, layers: usize, tied: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let base = fixture("llama-gqa-untied");
     let mut cfg = read_json(&base.join("config.json"));
-    for (k, v) in [("hidden_size", 256), ("intermediate_size", 512), ("head_dim", 64), ("num_hidden_layers", layers)] {
+    for (k, v) in [
+        ("hidden_size", 256),
+        ("intermediate_size", 512),
+        ("head_dim", 64),
+        ("num_hidden_layers", layers),
+    ] {
         cfg[k] = v.into();
     }
     cfg["tie_word_embeddings"] = tied.into();
@@ -446,7 +550,10 @@ fn llama_256(dir: &Path, layers: usize, tied: bool) {
         std::fs::copy(base.join(f), dir.join(f)).unwrap();
     }
     let (h, i, v, kv) = (256, 512, 260, 128);
-    let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![v, h]), ("model.norm.weight".into(), vec![h])];
+    let mut shapes = vec![
+        ("model.embed_tokens.weight".to_string(), vec![v, h]),
+        ("model.norm.weight".into(), vec![h]),
+    ];
     if !tied {
         shapes.push(("lm_head.weight".into(), vec![v, h]));
     }
@@ -492,7 +599,8 @@ fn q4_k_gguf_loads_exactly_what_it_holds() {
 /// with the checkpoint (and with transformers' goldens) as an f32 GGUF does.
 #[test]
 fn llama3_rope_scaling_comes_from_rope_freqs() {
-    let (d, greedy) = gguf_against_safetensors(&fixture("llama3-rope-mqa"), "llama3-rope-mqa", GgmlDType::F32);
+    let (d, greedy) =
+        gguf_against_safetensors(&fixture("llama3-rope-mqa"), "llama3-rope-mqa", GgmlDType::F32);
     assert!(d < 1e-5, "llama3-rope-mqa: f32 GGUF with rope_freqs differs by {d}");
     assert!(greedy);
     // Without the factors the model is another one: the test would notice a dropped tensor.
@@ -500,7 +608,9 @@ fn llama3_rope_scaling_comes_from_rope_freqs() {
     let base = fixture("llama3-rope-mqa");
     let plain = tmp.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
-    for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"] {
+    for f in
+        ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"]
+    {
         std::fs::copy(base.join(f), plain.join(f)).unwrap();
     }
     let mut cfg = read_json(&base.join("config.json"));
@@ -543,15 +653,20 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
     // Q4_K_M's mix: v and down in Q6_K on the first layer, the rest Q4_K, the head Q6_K;
     // q/k/v then differ, so they are held as one matrix per type.
     let q4_k_m = |hf: &str| {
-        if hf == "lm_head.weight" || (hf.starts_with("model.layers.0.") && (hf.contains("v_proj") || hf.contains("down_proj"))) {
+        if hf == "lm_head.weight"
+            || (hf.starts_with("model.layers.0.")
+                && (hf.contains("v_proj") || hf.contains("down_proj")))
+        {
             GgmlDType::Q6K
         } else {
             GgmlDType::Q4K
         }
     };
     type TypeOf = Box<dyn Fn(&str) -> GgmlDType>;
-    let mut cases: Vec<(String, &Path, TypeOf)> =
-        all.iter().map(|&t| (format!("{t:?}"), dir.as_path(), Box::new(move |_: &str| t) as TypeOf)).collect();
+    let mut cases: Vec<(String, &Path, TypeOf)> = all
+        .iter()
+        .map(|&t| (format!("{t:?}"), dir.as_path(), Box::new(move |_: &str| t) as TypeOf))
+        .collect();
     cases.push(("Q4_K_M mix".into(), dir.as_path(), Box::new(q4_k_m)));
     cases.push(("Q4_K tied".into(), tied.as_path(), Box::new(|_: &str| GgmlDType::Q4K)));
     let prompts = golden_prompts("llama-gqa-untied");
@@ -560,37 +675,67 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
         let written = write_gguf_typed(model, &path, type_of, |_| {});
         assert_eq!(written.fallbacks, 0, "{name}: every matrix is quantized");
         let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
-        let stored = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::StoredExact).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let stored = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::StoredExact)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(stored.model.backend_name(), "host kernels, GGUF types as stored", "{name}");
-        let int8 = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Stored).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(int8.model.backend_name(), "host kernels, GGUF types as stored, int8 activations", "{name}");
+        let int8 = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Stored)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            int8.model.backend_name(),
+            "host kernels, GGUF types as stored, int8 activations",
+            "{name}"
+        );
         let has_int8 = ["Q8_0", "Q4K", "Q6K", "Q4_K_M mix", "Q4_K tied"].contains(&name.as_str());
         let f32 = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap();
         let mut worst = 0f32;
         for (text, ids) in &prompts {
             let (ls, gs) = run(&stored, ids, 8);
             let (lf, gf) = run(&f32, ids, 8);
-            let same = ls.iter().flatten().zip(lf.iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{name} on {text:?}: logits differ from f32 on the dequantized weights by {}", max_diff(&ls, &lf));
+            let same = ls
+                .iter()
+                .flatten()
+                .zip(lf.iter().flatten())
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{name} on {text:?}: logits differ from f32 on the dequantized weights by {}",
+                max_diff(&ls, &lf)
+            );
             assert_eq!(gs, gf, "{name} on {text:?}: greedy tokens");
             let (li, _) = run(&int8, ids, 1);
             let (d, scale) = (max_diff(&li, &lf), max_abs(&lf));
             worst = worst.max(d / scale);
             if has_int8 {
-                assert!(d > 0.0, "{name} on {text:?}: int8 activations give f32's logits exactly: do they run?");
-                assert!(d <= INT8_LOGIT_BOUND * scale, "{name} on {text:?}: int8 logits {d} from f32's (largest {scale})");
+                assert!(
+                    d > 0.0,
+                    "{name} on {text:?}: int8 activations give f32's logits exactly: do they run?"
+                );
+                assert!(
+                    d <= INT8_LOGIT_BOUND * scale,
+                    "{name} on {text:?}: int8 logits {d} from f32's (largest {scale})"
+                );
             } else {
-                assert_eq!(d, 0.0, "{name} on {text:?}: no int8 kernel for this type, so f32's logits bit for bit");
+                assert_eq!(
+                    d, 0.0,
+                    "{name} on {text:?}: no int8 kernel for this type, so f32's logits bit for bit"
+                );
             }
         }
         eprintln!("{name}: int8 activations: largest logit difference from f32 {worst:.2e} of the largest logit");
         let int8_held = int8.model.weights_bytes().unwrap() as f64 / written.bytes as f64;
-        assert!((0.99..1.05).contains(&int8_held), "{name}: int8 packing holds {int8_held:.3} × the file's bytes");
+        assert!(
+            (0.99..1.05).contains(&int8_held),
+            "{name}: int8 packing holds {int8_held:.3} × the file's bytes"
+        );
         let held = stored.model.weights_bytes().unwrap();
         let ratio = held as f64 / written.bytes as f64;
         eprintln!("{name}: {held} bytes held for {} in the file ({ratio:.3})", written.bytes);
         let most = if name == "Q8_0" { 1.08 } else { 1.05 };
-        assert!((0.99..most).contains(&ratio), "{name}: {held} bytes held for {} in the file", written.bytes);
+        assert!(
+            (0.99..most).contains(&ratio),
+            "{name}: {held} bytes held for {} in the file",
+            written.bytes
+        );
     }
 }
 
@@ -610,12 +755,30 @@ fn quantized_gguf_is_batch_invariant() {
     let dir = tmp.path().join("llama-256");
     llama_256(&dir, 2, false);
     let path = tmp.path().join("mix.gguf");
-    write_gguf_typed(&dir, &path, |hf| if hf.contains("v_proj") || hf.contains("down_proj") { GgmlDType::Q6K } else { GgmlDType::Q4K }, |_| {});
+    write_gguf_typed(
+        &dir,
+        &path,
+        |hf| {
+            if hf.contains("v_proj") || hf.contains("down_proj") {
+                GgmlDType::Q6K
+            } else {
+                GgmlDType::Q4K
+            }
+        },
+        |_| {},
+    );
     let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
     let words = ["alpha", "be", "sea", "delta", "echo", "fox", "golf", "hotel"];
-    let text = |i: usize, n: usize| (0..n).map(|j| words[(i * 7 + j * 5 + j * j) % 8]).collect::<Vec<_>>().join(" ");
+    let text = |i: usize, n: usize| {
+        (0..n).map(|j| words[(i * 7 + j * 5 + j * j) % 8]).collect::<Vec<_>>().join(" ")
+    };
     let requests: Vec<LoglikRequest> = (0..24)
-        .map(|i| LoglikRequest { index: i, context: text(i, 2 + (i * 7) % 25), continuation: format!(" {}", text(i + 3, 1 + i % 6)), ..Default::default() })
+        .map(|i| LoglikRequest {
+            index: i,
+            context: text(i, 2 + (i * 7) % 25),
+            continuation: format!(" {}", text(i + 3, 1 + i % 6)),
+            ..Default::default()
+        })
         .collect();
     let run = |batch: usize, dtype: WeightType| {
         let model = LoadedModel::load(&ckpt, &Device::Cpu, dtype).unwrap();
@@ -632,7 +795,12 @@ fn quantized_gguf_is_batch_invariant() {
         let one = run(1, dtype);
         assert_eq!(one.len(), requests.len());
         for batch in [3, 8, 32] {
-            assert_eq!(run(batch, dtype), one, "{}: log-likelihoods at batch {batch} differ from batch 1", dtype.name());
+            assert_eq!(
+                run(batch, dtype),
+                one,
+                "{}: log-likelihoods at batch {batch} differ from batch 1",
+                dtype.name()
+            );
         }
     }
 }
@@ -649,13 +817,29 @@ fn auto_dtype_keeps_a_gguf_as_stored_through_generate() {
     write_gguf(&dir, &path, GgmlDType::Q4K, |_| {});
     let gen = |dtype: &str| {
         let out = common::benchgen_command()
-            .args(["generate", "--model", path.to_str().unwrap(), "--prompt", "Hello", "--max-new-tokens", "6", "--json", "--dtype", dtype])
+            .args([
+                "generate",
+                "--model",
+                path.to_str().unwrap(),
+                "--prompt",
+                "Hello",
+                "--max-new-tokens",
+                "6",
+                "--json",
+                "--dtype",
+                dtype,
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        read_json_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())["token_ids"].clone()
+        read_json_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())["token_ids"]
+            .clone()
     };
-    assert_eq!(gen("stored-exact"), gen("f32"), "as stored on f32 activations gives f32's tokens on the dequantized weights");
+    assert_eq!(
+        gen("stored-exact"),
+        gen("f32"),
+        "as stored on f32 activations gives f32's tokens on the dequantized weights"
+    );
     assert_eq!(gen("stored"), gen("auto"));
 }
 
@@ -663,7 +847,8 @@ fn auto_dtype_keeps_a_gguf_as_stored_through_generate() {
 fn chat_template_and_eos_come_from_the_metadata() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("chat.gguf");
-    let template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{{ eos_token }}{% endfor %}\
+    let template =
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{{ eos_token }}{% endfor %}\
                     {% if add_generation_prompt %}<assistant>{% endif %}";
     write_gguf(&fixture("llama-gqa-untied"), &path, GgmlDType::F32, |md| {
         md.push(("tokenizer.chat_template".into(), Value::String(template.into())));
@@ -680,7 +865,9 @@ fn chat_template_and_eos_come_from_the_metadata() {
 // Bad input.
 
 fn resolve_err(path: &Path) -> String {
-    match spec::resolve(Some(path.to_str().unwrap())).and_then(|c| LoadedModel::load(&c, &Device::Cpu, DType::F32)) {
+    match spec::resolve(Some(path.to_str().unwrap()))
+        .and_then(|c| LoadedModel::load(&c, &Device::Cpu, DType::F32))
+    {
         Ok(_) => panic!("{} loaded", path.display()),
         Err(e) => e.to_string(),
     }
@@ -696,9 +883,15 @@ fn truncated_files_say_so() {
         let cut = tmp.path().join(format!("cut-{keep}.gguf"));
         std::fs::write(&cut, &bytes[..keep]).unwrap();
         let e = resolve_err(&cut);
-        assert!(e.contains(&cut.display().to_string()) && e.contains("the file is truncated"), "cut at {keep}: {e}");
+        assert!(
+            e.contains(&cut.display().to_string()) && e.contains("the file is truncated"),
+            "cut at {keep}: {e}"
+        );
         if keep > 1000 {
-            assert!(e.contains("tensor ") && e.contains(&format!("the file has {keep} bytes")), "{e}");
+            assert!(
+                e.contains("tensor ") && e.contains(&format!("the file has {keep} bytes")),
+                "{e}"
+            );
         }
     }
 }
@@ -716,17 +909,39 @@ fn unsupported_or_incomplete_metadata_is_named() {
     };
     type Edit = Box<dyn FnOnce(&mut Vec<(String, Value)>)>;
     let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
-        ("arch", Box::new(set("general.architecture", Some(Value::String("gpt_neox".into())))),
-         vec!["general.architecture \"gpt_neox\" is not supported", "llama, qwen2, qwen3"]),
-        ("layers", Box::new(set("llama.block_count", None)), vec!["missing metadata key llama.block_count"]),
-        ("tok", Box::new(set("tokenizer.ggml.model", Some(Value::String("rwkv".into())))),
-         vec!["tokenizer.ggml.model \"rwkv\" is not supported", "llama, gpt2"]),
-        ("pre", Box::new(set("tokenizer.ggml.pre", Some(Value::String("not-a-pre".into())))),
-         vec!["tokenizer.ggml.pre \"not-a-pre\" is not supported", "starcoder", "gpt-2"]),
-        ("eps", Box::new(set("llama.attention.layer_norm_rms_epsilon", Some(Value::String("1e-5".into())))),
-         vec!["llama.attention.layer_norm_rms_epsilon is string, expected a float"]),
-        ("rope", Box::new(set("llama.rope.scaling.type", Some(Value::String("yarn".into())))),
-         vec!["llama.rope.scaling.type \"yarn\" is not supported"]),
+        (
+            "arch",
+            Box::new(set("general.architecture", Some(Value::String("gpt_neox".into())))),
+            vec!["general.architecture \"gpt_neox\" is not supported", "llama, qwen2, qwen3"],
+        ),
+        (
+            "layers",
+            Box::new(set("llama.block_count", None)),
+            vec!["missing metadata key llama.block_count"],
+        ),
+        (
+            "tok",
+            Box::new(set("tokenizer.ggml.model", Some(Value::String("rwkv".into())))),
+            vec!["tokenizer.ggml.model \"rwkv\" is not supported", "llama, gpt2"],
+        ),
+        (
+            "pre",
+            Box::new(set("tokenizer.ggml.pre", Some(Value::String("not-a-pre".into())))),
+            vec!["tokenizer.ggml.pre \"not-a-pre\" is not supported", "starcoder", "gpt-2"],
+        ),
+        (
+            "eps",
+            Box::new(set(
+                "llama.attention.layer_norm_rms_epsilon",
+                Some(Value::String("1e-5".into())),
+            )),
+            vec!["llama.attention.layer_norm_rms_epsilon is string, expected a float"],
+        ),
+        (
+            "rope",
+            Box::new(set("llama.rope.scaling.type", Some(Value::String("yarn".into())))),
+            vec!["llama.rope.scaling.type \"yarn\" is not supported"],
+        ),
     ];
     for (name, edit, wanted) in cases {
         let path = tmp.path().join(format!("{name}.gguf"));
@@ -753,7 +968,10 @@ fn unknown_tensor_types_and_names_are_named() {
     let bad_type = tmp.path().join("bad-type.gguf");
     std::fs::write(&bad_type, &bytes).unwrap();
     let e = resolve_err(&bad_type);
-    assert!(e.contains("tensor output_norm.weight has ggml type 99") && e.contains("does not read"), "{e}");
+    assert!(
+        e.contains("tensor output_norm.weight has ggml type 99") && e.contains("does not read"),
+        "{e}"
+    );
 
     // A mixture-of-experts tensor this decoder has no place for.
     let extra = tmp.path().join("extra.gguf");
@@ -773,7 +991,14 @@ fn unknown_tensor_types_and_names_are_named() {
             (n, t)
         })
         .collect();
-    tensors.push(("blk.0.ffn_gate_exps.weight".into(), QTensor::quantize(&Tensor::zeros((2, 32), DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap()));
+    tensors.push((
+        "blk.0.ffn_gate_exps.weight".into(),
+        QTensor::quantize(
+            &Tensor::zeros((2, 32), DType::F32, &Device::Cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap(),
+    ));
     let md: Vec<(String, Value)> = content.metadata.drain().collect();
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -792,7 +1017,10 @@ fn data_file(relative: &str) -> Option<PathBuf> {
     };
     let path = Path::new(&dir).join(relative);
     if !path.is_file() {
-        eprintln!("SKIPPED: {} not found; GGUF tests on real models and tokenizers need ../shared/data", path.display());
+        eprintln!(
+            "SKIPPED: {} not found; GGUF tests on real models and tokenizers need ../shared/data",
+            path.display()
+        );
         return None;
     }
     Some(path)
@@ -806,8 +1034,15 @@ fn stories260k_tells_its_story_greedy_from_bos() {
     let Some(path) = data_file("models/stories260K/stories260K.gguf") else { return };
     let m = load(&path);
     let cfg = m.model.config();
-    assert_eq!((cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_kv_heads()), (64, 5, 8, 4));
-    assert_eq!(m.num_parameters, 260_032 + 32_768, "stories260K's GGUF stores output.weight separately");
+    assert_eq!(
+        (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_kv_heads()),
+        (64, 5, 8, 4)
+    );
+    assert_eq!(
+        m.num_parameters,
+        260_032 + 32_768,
+        "stories260K's GGUF stores output.weight separately"
+    );
     let prompt = m.tokenizer.encode("", true).unwrap();
     assert_eq!(prompt, vec![1], "BOS only");
     let (_, ids) = run(&m, &prompt, 60);
@@ -823,16 +1058,29 @@ fn stories260k_through_benchgen_generate() {
     let tmp = tempfile::tempdir().unwrap();
     let out = common::ok(&common::benchgen(
         tmp.path(),
-        &["generate", "--model", path.to_str().unwrap(), "--prompt", "", "--max-new-tokens", "40", "--json"],
+        &[
+            "generate",
+            "--model",
+            path.to_str().unwrap(),
+            "--prompt",
+            "",
+            "--max-new-tokens",
+            "40",
+            "--json",
+        ],
     ));
     let line: Json = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(line["text"].as_str().unwrap().starts_with(STORY_START), "{line}");
-    let ids: Vec<u32> = line["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let ids: Vec<u32> =
+        line["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     assert_eq!(ids[..10], STORY_IDS);
     assert_eq!(ids.len(), 40);
     // Also under trained: (the spec form of a local model).
     let spec = format!("trained:{}", path.display());
-    let out = common::ok(&common::benchgen(tmp.path(), &["generate", "--model", &spec, "--prompt", "", "--max-new-tokens", "12"]));
+    let out = common::ok(&common::benchgen(
+        tmp.path(),
+        &["generate", "--model", &spec, "--prompt", "", "--max-new-tokens", "12"],
+    ));
     assert!(out.contains("Once upon a time"), "{out}");
 }
 
@@ -847,12 +1095,21 @@ fn stories260k_requantized_keeps_its_story() {
     for dtype in [GgmlDType::F16, GgmlDType::Q8_0] {
         let mut tensors = Vec::new();
         for name in content.tensor_infos.keys() {
-            let w = content.tensor(&mut f, name, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap();
-            let t = if w.rank() == 2 && w.dim(1).unwrap().is_multiple_of(dtype.block_size()) { dtype } else { GgmlDType::F32 };
+            let w = content
+                .tensor(&mut f, name, &Device::Cpu)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap();
+            let t = if w.rank() == 2 && w.dim(1).unwrap().is_multiple_of(dtype.block_size()) {
+                dtype
+            } else {
+                GgmlDType::F32
+            };
             tensors.push((name.clone(), QTensor::quantize(&w, t).unwrap()));
         }
         let out = tmp.path().join(format!("stories260K-{dtype:?}.gguf"));
-        let md: Vec<(&str, &Value)> = content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let md: Vec<(&str, &Value)> =
+            content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
         gguf_file::write(&mut std::fs::File::create(&out).unwrap(), &md, &ts).unwrap();
         let m = load(&out);
@@ -866,17 +1123,35 @@ fn stories260k_requantized_keeps_its_story() {
 /// Texts for tokenizer comparisons: GSM8K questions plus unicode, emoji, spacing, specials.
 fn texts(n_gsm8k: usize) -> Vec<String> {
     let mut texts: Vec<String> = [
-        "", " ", "  ", "Hello world", " Hello  world ", "a\tb\nc\r\nd", "multiple     spaces   here",
-        "Lily's cat didn't go to the park.", "東京タワー is in 東京!", "emoji: 😀🎉👍🏽 and ZWJ 👩‍👩‍👧",
-        "naïve café résumé Ünïcödé", "x\u{a0}y\u{200a}z", "12345 + 678 = 7023", "<s>text</s> <unk>",
-        "Once upon a time, there was a little girl named Lily.", "\n\n\nend", "ŀ ĳ ǅ", "mixed UPPER lower",
+        "",
+        " ",
+        "  ",
+        "Hello world",
+        " Hello  world ",
+        "a\tb\nc\r\nd",
+        "multiple     spaces   here",
+        "Lily's cat didn't go to the park.",
+        "東京タワー is in 東京!",
+        "emoji: 😀🎉👍🏽 and ZWJ 👩‍👩‍👧",
+        "naïve café résumé Ünïcödé",
+        "x\u{a0}y\u{200a}z",
+        "12345 + 678 = 7023",
+        "<s>text</s> <unk>",
+        "Once upon a time, there was a little girl named Lily.",
+        "\n\n\nend",
+        "ŀ ĳ ǅ",
+        "mixed UPPER lower",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     if let Some(path) = data_file("benchmarks/gsm8k/test.jsonl") {
         let text = std::fs::read_to_string(path).unwrap();
-        texts.extend(text.lines().take(n_gsm8k).map(|l| read_json_str(l)["question"].as_str().unwrap().to_string()));
+        texts.extend(
+            text.lines()
+                .take(n_gsm8k)
+                .map(|l| read_json_str(l)["question"].as_str().unwrap().to_string()),
+        );
     }
     texts
 }
@@ -889,9 +1164,11 @@ fn read_json_str(s: &str) -> Json {
 fn stories260k_tokenizer_encodes_like_the_reference_tokenizer_json() {
     let Some(gguf) = data_file("models/stories260K/stories260K.gguf") else { return };
     let Some(reference) = data_file("models/stories260K/tokenizer.json") else { return };
-    let ckpt: Checkpoint = spec::resolve(Some(gguf.to_str().unwrap())).unwrap_or_else(|e| panic!("{e}"));
+    let ckpt: Checkpoint =
+        spec::resolve(Some(gguf.to_str().unwrap())).unwrap_or_else(|e| panic!("{e}"));
     let ours = TextTokenizer::from_bytes(&ckpt.tokenizer_json, "gguf").unwrap();
-    let theirs = TextTokenizer::from_bytes(&std::fs::read(reference).unwrap(), "reference").unwrap();
+    let theirs =
+        TextTokenizer::from_bytes(&std::fs::read(reference).unwrap(), "reference").unwrap();
     let texts = texts(40);
     assert!(texts.len() >= 50);
     for t in &texts {
@@ -908,13 +1185,16 @@ fn gpt2_style_tokenizer_encodes_like_gpt2() {
     let Some(vocab) = data_file("tokenizers/gpt2/vocab.json") else { return };
     let Some(merges) = data_file("tokenizers/gpt2/merges.txt") else { return };
     let Some(reference) = data_file("tokenizers/gpt2/tokenizer.json") else { return };
-    let vocab: HashMap<String, usize> = serde_json::from_str(&std::fs::read_to_string(vocab).unwrap()).unwrap();
+    let vocab: HashMap<String, usize> =
+        serde_json::from_str(&std::fs::read_to_string(vocab).unwrap()).unwrap();
     let mut tokens = vec![String::new(); vocab.len()];
     for (t, i) in vocab {
         tokens[i] = t;
     }
-    let types: Vec<Value> = tokens.iter().map(|t| Value::I32(if t == "<|endoftext|>" { 3 } else { 1 })).collect();
-    let merges: Vec<String> = std::fs::read_to_string(merges).unwrap().lines().skip(1).map(str::to_string).collect();
+    let types: Vec<Value> =
+        tokens.iter().map(|t| Value::I32(if t == "<|endoftext|>" { 3 } else { 1 })).collect();
+    let merges: Vec<String> =
+        std::fs::read_to_string(merges).unwrap().lines().skip(1).map(str::to_string).collect();
     let md: HashMap<String, Value> = [
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("gpt2".into())),
@@ -930,7 +1210,8 @@ fn gpt2_style_tokenizer_encodes_like_gpt2() {
     let built = gguf_tokenizer::from_metadata(&md).unwrap();
     assert_eq!(built.eos_ids, vec![50256]);
     let ours = TextTokenizer::from_bytes(built.json.to_string().as_bytes(), "gguf").unwrap();
-    let theirs = TextTokenizer::from_bytes(&std::fs::read(reference).unwrap(), "reference").unwrap();
+    let theirs =
+        TextTokenizer::from_bytes(&std::fs::read(reference).unwrap(), "reference").unwrap();
     for t in texts(40).iter().chain([&"<|endoftext|>Hi".to_string()]) {
         let ids = theirs.encode(t, true).unwrap();
         assert_eq!(ours.encode(t, true).unwrap(), ids, "{t:?}");

@@ -25,7 +25,10 @@ fn parquet_fixture() -> Vec<u8> {
 
 /// The repo as the hub would hold it: the data file and a README that must never be fetched.
 fn tiny_data() -> HubFixture {
-    let files = BTreeMap::from([(FILE.to_string(), parquet_fixture()), ("README.md".to_string(), b"# tiny data\n".to_vec())]);
+    let files = BTreeMap::from([
+        (FILE.to_string(), parquet_fixture()),
+        ("README.md".to_string(), b"# tiny data\n".to_vec()),
+    ]);
     dataset(REPO, files)
 }
 
@@ -43,7 +46,12 @@ fn make_env(root: &Path, extra_phases: &str) -> PathBuf {
     let old = "[[phases]]\nname = \"test\"\ndata = \"data/test.jsonl\"\n";
     assert!(manifest.contains(old), "the embedded manifest changed:\n{manifest}");
     std::fs::write(env.join("environment.toml"), manifest.replace(old, &phases)).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(env.join("data/test.jsonl")).unwrap().lines().take(8).map(str::to_string).collect();
+    let lines: Vec<String> = std::fs::read_to_string(env.join("data/test.jsonl"))
+        .unwrap()
+        .lines()
+        .take(8)
+        .map(str::to_string)
+        .collect();
     std::fs::write(env.join("data/first8.jsonl"), lines.join("\n") + "\n").unwrap();
     std::fs::write(env.join("data/test.parquet"), parquet_fixture()).unwrap();
     env
@@ -83,7 +91,15 @@ impl Home {
 
     fn eval(&self, endpoint: &str, vars: &[(&str, &str)], phase: &str) -> Output {
         let runs = self.tmp.path().join("runs");
-        let args = ["eval", "--env", self.env.to_str().unwrap(), "--phase", phase, "--runs-dir", runs.to_str().unwrap()];
+        let args = [
+            "eval",
+            "--env",
+            self.env.to_str().unwrap(),
+            "--phase",
+            phase,
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ];
         self.run(endpoint, vars, &args)
     }
 
@@ -92,7 +108,13 @@ impl Home {
     fn predictions(&self, id: u32) -> Vec<(String, String, String)> {
         let mut out: Vec<_> = read_jsonl(&self.run_dir(id).join("predictions.jsonl"))
             .iter()
-            .map(|p| (p["id"].as_str().unwrap().to_string(), p["prompt"].as_str().unwrap().to_string(), p["prediction"].as_str().unwrap().to_string()))
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_string(),
+                    p["prompt"].as_str().unwrap().to_string(),
+                    p["prediction"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         out.sort();
         out
@@ -108,7 +130,12 @@ impl Home {
 }
 
 fn fails(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure\nstdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+    assert!(
+        !o.status.success(),
+        "expected failure\nstdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
     stderr(o) + &stdout(o)
 }
 
@@ -122,15 +149,27 @@ fn a_hub_parquet_source_evaluates_like_the_same_items_from_jsonl_then_works_offl
     ok(&home.eval(&url, &[], "file"));
     let from_hub = home.predictions(1);
     assert_eq!(from_hub.len(), 8);
-    assert_eq!(from_hub, home.predictions(2), "parquet from the hub and jsonl must give the same predictions");
-    assert_eq!(from_hub, home.predictions(3), "parquet in the environment must give the same predictions");
+    assert_eq!(
+        from_hub,
+        home.predictions(2),
+        "parquet from the hub and jsonl must give the same predictions"
+    );
+    assert_eq!(
+        from_hub,
+        home.predictions(3),
+        "parquet in the environment must give the same predictions"
+    );
     assert_eq!((from_hub[0].0.as_str(), from_hub[0].1.as_str()), ("arith-000", "33-3="));
     assert!(home.accuracy(1) > 0.0, "the embedded model answers some of these");
     assert_eq!(home.accuracy(1), home.accuracy(2));
 
     // One file list, then only the named file; the log names the commit it resolved to.
     let reqs = server.requests();
-    assert_eq!(reqs.iter().filter(|r| r.path.starts_with("/api/datasets/")).count(), 1, "{reqs:#?}");
+    assert_eq!(
+        reqs.iter().filter(|r| r.path.starts_with("/api/datasets/")).count(),
+        1,
+        "{reqs:#?}"
+    );
     assert_eq!(server.touched(), [FILE.to_string()].into());
     let log = std::fs::read_to_string(home.run_dir(1).join("log.txt")).unwrap();
     assert!(log.contains(&format!("Data source: hf://datasets/{REPO}@{COMMIT}/{FILE}")), "{log}");
@@ -140,7 +179,11 @@ fn a_hub_parquet_source_evaluates_like_the_same_items_from_jsonl_then_works_offl
     assert_eq!(std::fs::read_to_string(dir.join("refs/main")).unwrap(), COMMIT);
     assert!(!dir.join("refs").join(COMMIT).exists(), "a commit must not be recorded as a ref");
     let link = dir.join("snapshots").join(COMMIT).join(FILE);
-    assert!(link.symlink_metadata().unwrap().file_type().is_symlink(), "{} is not a link", link.display());
+    assert!(
+        link.symlink_metadata().unwrap().file_type().is_symlink(),
+        "{} is not a link",
+        link.display()
+    );
     let blob = std::fs::canonicalize(&link).unwrap();
     assert_eq!(blob.parent().unwrap(), std::fs::canonicalize(dir.join("blobs")).unwrap());
     assert_eq!(blob.file_name().unwrap().to_str().unwrap(), sha256_hex(&parquet_fixture()));
@@ -155,7 +198,20 @@ fn a_hub_parquet_source_evaluates_like_the_same_items_from_jsonl_then_works_offl
     assert_eq!(home.run_json(4)["environment"]["content_sha256"], hash);
     let runs = home.tmp.path().join("runs");
     let env = home.env.to_str().unwrap();
-    ok(&home.run(&url, &[], &["eval", "--env", env, "--phase", "hub", "--runs-dir", runs.to_str().unwrap(), "--offline"]));
+    ok(&home.run(
+        &url,
+        &[],
+        &[
+            "eval",
+            "--env",
+            env,
+            "--phase",
+            "hub",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--offline",
+        ],
+    ));
     assert_eq!(home.predictions(5), from_hub);
     let msg = fails(&home.eval(&url, &[], "hub"));
     assert!(msg.contains(&url) && msg.contains("HF_HUB_OFFLINE=1"), "{msg}");
@@ -165,7 +221,9 @@ fn a_hub_parquet_source_evaluates_like_the_same_items_from_jsonl_then_works_offl
 fn offline_with_an_empty_cache_names_the_file_and_the_cache() {
     let home = Home::new("");
     let msg = fails(&home.eval("http://127.0.0.1:9", &[("HF_HUB_OFFLINE", "1")], "hub"));
-    for needle in [&format!("dataset hf://datasets/{REPO}"), FILE, "HF_HUB_OFFLINE", "not fully cached"] {
+    for needle in
+        [&format!("dataset hf://datasets/{REPO}"), FILE, "HF_HUB_OFFLINE", "not fully cached"]
+    {
         assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
     }
     assert!(msg.contains(&home.repo_dir().display().to_string()), "{msg}");
@@ -189,24 +247,40 @@ fn missing_files_and_repos_are_named() {
         fx.listed_only.insert(FILE.into());
     });
     let msg = fails(&home.eval(&server.url(), &[], "hub"));
-    assert!(msg.contains(&format!("{FILE} not found in the repository at commit {COMMIT}")), "{msg}");
+    assert!(
+        msg.contains(&format!("{FILE} not found in the repository at commit {COMMIT}")),
+        "{msg}"
+    );
 
     let msg = fails(&home.eval(&server.url(), &[], "norepo"));
-    assert!(msg.contains("repository not found") && msg.contains("hf://datasets/ORG/NAME"), "{msg}");
+    assert!(
+        msg.contains("repository not found") && msg.contains("hf://datasets/ORG/NAME"),
+        "{msg}"
+    );
 
     // A malformed reference fails when the manifest is read, naming what is expected.
     let bad = Home::new("[[phases]]\nname = \"bad\"\nsource = \"hf://datasets/only-org\"\n");
     let msg = fails(&bad.run(&server.url(), &[], &["env", "validate", bad.env.to_str().unwrap()]));
-    assert!(msg.contains("phase \"bad\"") && msg.contains("hf://datasets/ORG/NAME@REVISION/PATH"), "{msg}");
+    assert!(
+        msg.contains("phase \"bad\"") && msg.contains("hf://datasets/ORG/NAME@REVISION/PATH"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_dataset_under_benchgen_data_dir_takes_precedence_over_the_source() {
-    let phase = format!("[[phases]]\nname = \"both\"\ndataset = \"tiny/test.jsonl\"\nsource = \"{SOURCE}\"\n");
+    let phase = format!(
+        "[[phases]]\nname = \"both\"\ndataset = \"tiny/test.jsonl\"\nsource = \"{SOURCE}\"\n"
+    );
     let home = Home::new(&phase);
     let data_dir = home.tmp.path().join("data");
     std::fs::create_dir_all(data_dir.join("tiny")).unwrap();
-    let three: Vec<String> = std::fs::read_to_string(home.env.join("data/first8.jsonl")).unwrap().lines().take(3).map(str::to_string).collect();
+    let three: Vec<String> = std::fs::read_to_string(home.env.join("data/first8.jsonl"))
+        .unwrap()
+        .lines()
+        .take(3)
+        .map(str::to_string)
+        .collect();
     std::fs::write(data_dir.join("tiny/test.jsonl"), three.join("\n") + "\n").unwrap();
     let server = HubServer::start(tiny_data());
     let url = server.url();
@@ -214,7 +288,11 @@ fn a_dataset_under_benchgen_data_dir_takes_precedence_over_the_source() {
 
     ok(&home.eval(&url, &[data_var], "both"));
     assert_eq!(home.predictions(1).len(), 3, "the file under BENCHGEN_DATA_DIR is read");
-    assert!(server.requests().is_empty(), "the hub is not asked when the data dir has the file: {:#?}", server.requests());
+    assert!(
+        server.requests().is_empty(),
+        "the hub is not asked when the data dir has the file: {:#?}",
+        server.requests()
+    );
 
     // Unset, or set without the file: the source.
     ok(&home.eval(&url, &[], "both"));
@@ -227,8 +305,17 @@ fn a_dataset_under_benchgen_data_dir_takes_precedence_over_the_source() {
     // Neither: the error names both.
     server.stop();
     let fresh = Home::new(&phase);
-    let msg = fails(&fresh.eval(&url, &[("HF_HUB_OFFLINE", "1"), ("BENCHGEN_DATA_DIR", empty.to_str().unwrap())], "both"));
-    assert!(msg.contains("tiny/test.jsonl") && msg.contains(SOURCE) && msg.contains("BENCHGEN_DATA_DIR"), "{msg}");
+    let msg = fails(&fresh.eval(
+        &url,
+        &[("HF_HUB_OFFLINE", "1"), ("BENCHGEN_DATA_DIR", empty.to_str().unwrap())],
+        "both",
+    ));
+    assert!(
+        msg.contains("tiny/test.jsonl")
+            && msg.contains(SOURCE)
+            && msg.contains("BENCHGEN_DATA_DIR"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -239,22 +326,40 @@ fn env_validate_and_show_read_parquet_and_hub_phases() {
     let env = home.env.to_str().unwrap();
     let o = home.run(&server.url(), &[], &["env", "validate", env]);
     let out = fails(&o);
-    for needle in ["phase hub: 8 items, 0 problem(s)", "phase file: 8 items, 0 problem(s)", "phase broken: 0 items, 1 problem(s)", "broken.parquet: not a readable parquet file"] {
+    for needle in [
+        "phase hub: 8 items, 0 problem(s)",
+        "phase file: 8 items, 0 problem(s)",
+        "phase broken: 0 items, 1 problem(s)",
+        "broken.parquet: not a readable parquet file",
+    ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
 
     let show = ok(&home.run(&server.url(), &[], &["env", "show", env]));
     assert!(show.contains(&format!("hub (default): {SOURCE} — 8 items")), "{show}");
     assert!(show.contains("file: data/test.parquet — 8 items"), "{show}");
-    assert!(show.contains("broken: data/broken.parquet — data not available") && show.contains("not a readable parquet file"), "{show}");
+    assert!(
+        show.contains("broken: data/broken.parquet — data not available")
+            && show.contains("not a readable parquet file"),
+        "{show}"
+    );
 }
 
 #[test]
 fn the_shipped_math500_falls_back_to_its_hub_source_and_names_both_when_neither_is_there() {
     let home = Home::new("");
     // Offline with an empty cache: no network, and the phase says what it tried.
-    let show = ok(&home.run("http://127.0.0.1:9", &[("HF_HUB_OFFLINE", "1")], &["env", "show", "math500"]));
-    for needle in ["data not available", "benchmarks/math500/test.jsonl", "hf://datasets/HuggingFaceH4/MATH-500@main/test.jsonl", "not fully cached"] {
+    let show = ok(&home.run(
+        "http://127.0.0.1:9",
+        &[("HF_HUB_OFFLINE", "1")],
+        &["env", "show", "math500"],
+    ));
+    for needle in [
+        "data not available",
+        "benchmarks/math500/test.jsonl",
+        "hf://datasets/HuggingFaceH4/MATH-500@main/test.jsonl",
+        "not fully cached",
+    ] {
         assert!(show.contains(needle), "missing {needle:?} in:\n{show}");
     }
 }
@@ -266,8 +371,16 @@ fn a_gated_dataset_needs_the_token_and_says_so() {
     let server = HubServer::start(fx);
     let home = Home::new("");
     let msg = fails(&home.eval(&server.url(), &[], "hub"));
-    assert!(msg.contains("access denied (HTTP 401)") && msg.contains("set HF_TOKEN") && msg.contains("dataset's terms"), "{msg}");
+    assert!(
+        msg.contains("access denied (HTTP 401)")
+            && msg.contains("set HF_TOKEN")
+            && msg.contains("dataset's terms"),
+        "{msg}"
+    );
     ok(&home.eval(&server.url(), &[("HF_TOKEN", "hf_secret")], "hub"));
     assert_eq!(home.predictions(2).len(), 8);
-    assert!(server.requests().iter().any(|r| r.authorization.as_deref() == Some("Bearer hf_secret")));
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some("Bearer hf_secret")));
 }

@@ -50,7 +50,8 @@ impl Home {
     /// `eval --limit 5` of `model`; returns the run folder (runs are numbered from 1).
     fn eval(&self, endpoint: &str, env: &[(&str, &str)], model: &str, extra: &[&str]) -> Output {
         let runs = self.runs();
-        let mut args = vec!["eval", "--model", model, "--limit", "5", "--runs-dir", runs.to_str().unwrap()];
+        let mut args =
+            vec!["eval", "--model", model, "--limit", "5", "--runs-dir", runs.to_str().unwrap()];
         args.extend(extra);
         self.run(endpoint, env, &args)
     }
@@ -60,19 +61,35 @@ impl Home {
     }
 
     fn accuracy(&self, id: u32) -> f64 {
-        read_json(&self.runs().join(id.to_string()).join("score_breakdown.json"))["accuracy"].as_f64().unwrap()
+        read_json(&self.runs().join(id.to_string()).join("score_breakdown.json"))["accuracy"]
+            .as_f64()
+            .unwrap()
     }
 }
 
 fn fails(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure\nstdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+    assert!(
+        !o.status.success(),
+        "expected failure\nstdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
     let msg = stderr(o) + &stdout(o);
-    eprintln!("--- expected failure:\n{}", msg.lines().filter(|l| l.starts_with("error:")).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "--- expected failure:\n{}",
+        msg.lines().filter(|l| l.starts_with("error:")).collect::<Vec<_>>().join("\n")
+    );
     msg
 }
 
 fn needed() -> Vec<&'static str> {
-    vec!["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    vec![
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
 }
 
 fn fixture_file(name: &str) -> Vec<u8> {
@@ -84,9 +101,15 @@ fn fixture_file(name: &str) -> Vec<u8> {
 fn assert_cache_complete(repo_dir: &Path, files: &[&str]) {
     for f in files {
         let link = repo_dir.join("snapshots").join(COMMIT).join(f);
-        assert!(link.symlink_metadata().unwrap().file_type().is_symlink(), "{f} is not a link into blobs/");
+        assert!(
+            link.symlink_metadata().unwrap().file_type().is_symlink(),
+            "{f} is not a link into blobs/"
+        );
         let target = std::fs::canonicalize(&link).unwrap();
-        assert_eq!(target.parent().unwrap(), std::fs::canonicalize(repo_dir.join("blobs")).unwrap());
+        assert_eq!(
+            target.parent().unwrap(),
+            std::fs::canonicalize(repo_dir.join("blobs")).unwrap()
+        );
         let bytes = std::fs::read(&target).unwrap();
         assert_eq!(bytes, fixture_file(f), "{f} differs from the served file");
         assert_eq!(target.file_name().unwrap().to_str().unwrap(), sha256_hex(&bytes));
@@ -138,7 +161,10 @@ fn downloads_only_needed_files_then_runs_offline_from_the_cache() {
         assert_eq!(home.run_json(id)["model"]["revision"], COMMIT);
     }
     let msg = fails(&home.eval(&url, &[], SPEC, &[]));
-    assert!(msg.contains(&url) && msg.contains("HF_ENDPOINT") && msg.contains("--offline"), "{msg}");
+    assert!(
+        msg.contains(&url) && msg.contains("HF_ENDPOINT") && msg.contains("--offline"),
+        "{msg}"
+    );
 
     // `models list` sees the download under the HF tab.
     let list = ok(&home.run(&url, &[], &["models", "list"]));
@@ -149,7 +175,13 @@ fn downloads_only_needed_files_then_runs_offline_from_the_cache() {
 fn offline_with_an_empty_cache_names_the_missing_files_and_the_cache() {
     let home = Home::new();
     let msg = fails(&home.eval("http://127.0.0.1:9", &[], SPEC, &["--offline"]));
-    for needle in ["config.json", "tokenizer.json", "model.safetensors", "without --offline", "HF_HUB_OFFLINE"] {
+    for needle in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "without --offline",
+        "HF_HUB_OFFLINE",
+    ] {
         assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
     }
     assert!(msg.contains(&home.repo_dir().display().to_string()), "{msg}");
@@ -163,7 +195,10 @@ fn offline_with_an_empty_cache_names_the_missing_files_and_the_cache() {
         std::fs::write(snap.join(f), fixture_file(f)).unwrap();
     }
     let msg = fails(&home.eval("http://127.0.0.1:9", &[("HF_HUB_OFFLINE", "1")], SPEC, &[]));
-    assert!(msg.contains("missing tokenizer.json in") && msg.contains(&snap.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("missing tokenizer.json in") && msg.contains(&snap.display().to_string()),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -182,7 +217,12 @@ fn missing_files_are_named() {
         fx.listed_only.insert("generation_config.json".into());
     });
     let msg = fails(&home.eval(&server.url(), &[], SPEC, &[]));
-    assert!(msg.contains(&format!("generation_config.json not found in the repository at commit {COMMIT}")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "generation_config.json not found in the repository at commit {COMMIT}"
+        )),
+        "{msg}"
+    );
 
     let msg = fails(&home.eval(&server.url(), &[], "hf:test-org/no-such-model", &[]));
     assert!(msg.contains("repository not found"), "{msg}");
@@ -197,7 +237,10 @@ fn a_token_is_sent_from_hf_token_or_the_login_file() {
 
     let home = Home::new();
     let msg = fails(&home.eval(&url, &[], SPEC, &[]));
-    assert!(msg.contains("401") && msg.contains("HF_TOKEN") && msg.contains("huggingface-cli login"), "{msg}");
+    assert!(
+        msg.contains("401") && msg.contains("HF_TOKEN") && msg.contains("huggingface-cli login"),
+        "{msg}"
+    );
     assert!(msg.contains("no token was sent") && msg.contains("terms"), "{msg}");
     let msg = fails(&home.eval(&url, &[("HF_TOKEN", "hf_wrong")], SPEC, &[]));
     assert!(msg.contains("a token was sent"), "{msg}");
@@ -205,7 +248,11 @@ fn a_token_is_sent_from_hf_token_or_the_login_file() {
 
     ok(&home.eval(&url, &[("HF_TOKEN", "hf_right")], SPEC, &[]));
     assert_cache_complete(&home.repo_dir(), &needed());
-    assert!(server.requests().iter().filter(|r| r.is_body()).all(|r| r.authorization.as_deref() == Some("Bearer hf_right")));
+    assert!(server
+        .requests()
+        .iter()
+        .filter(|r| r.is_body())
+        .all(|r| r.authorization.as_deref() == Some("Bearer hf_right")));
 
     // The file `huggingface-cli login` writes, in a fresh cache.
     let home = Home::new();
@@ -247,8 +294,14 @@ fn a_download_that_keeps_failing_leaves_only_a_part_file_which_the_next_run_resu
     let sha = sha256_hex(&bytes);
     assert!(!home.repo_dir().join("snapshots").join(COMMIT).join("model.safetensors").exists());
     assert!(!blobs.join(&sha).exists());
-    assert!(!home.repo_dir().join("refs").join(COMMIT).exists(), "a failed download leaves no ref named by the commit");
-    assert!(!home.repo_dir().join("refs/main").exists(), "nor a branch ref to an incomplete snapshot");
+    assert!(
+        !home.repo_dir().join("refs").join(COMMIT).exists(),
+        "a failed download leaves no ref named by the commit"
+    );
+    assert!(
+        !home.repo_dir().join("refs/main").exists(),
+        "nor a branch ref to an incomplete snapshot"
+    );
     let part = std::fs::metadata(blobs.join(format!("{sha}.part"))).unwrap().len() as usize;
     assert!(part > 0 && part < bytes.len(), "part file holds {part} of {} bytes", bytes.len());
 
@@ -256,10 +309,14 @@ fn a_download_that_keeps_failing_leaves_only_a_part_file_which_the_next_run_resu
     server.clear_log();
     ok(&home.eval(&server.url(), &[], SPEC, &[]));
     assert_cache_complete(&home.repo_dir(), &needed());
-    let ranges: Vec<_> = server.requests().into_iter().filter(|r| r.is_body()).filter_map(|r| r.range).collect();
+    let ranges: Vec<_> =
+        server.requests().into_iter().filter(|r| r.is_body()).filter_map(|r| r.range).collect();
     assert!(ranges.contains(&format!("bytes={part}-")), "not resumed from {part}: {ranges:?}");
     // Files completed before the failure are not fetched again; those after it are.
-    let again: Vec<String> = ["generation_config.json", "model.safetensors", "tokenizer_config.json"].map(String::from).into();
+    let again: Vec<String> =
+        ["generation_config.json", "model.safetensors", "tokenizer_config.json"]
+            .map(String::from)
+            .into();
     assert_eq!(server.fetched(), again.into_iter().collect());
 }
 
@@ -274,7 +331,10 @@ fn revisions_pin_commits_and_unknown_ones_are_refused() {
     assert_eq!(home.run_json(1)["model"]["revision"], COMMIT);
     assert_cache_complete(&home.repo_dir(), &needed());
     let refs = home.repo_dir().join("refs");
-    assert!(!refs.exists() || std::fs::read_dir(&refs).unwrap().next().is_none(), "a pinned commit writes no ref");
+    assert!(
+        !refs.exists() || std::fs::read_dir(&refs).unwrap().next().is_none(),
+        "a pinned commit writes no ref"
+    );
 
     // A tag is resolved through the hub and recorded as a ref of its own.
     ok(&home.eval(&url, &[], &format!("{SPEC}@{TAG}"), &[]));
@@ -286,7 +346,8 @@ fn revisions_pin_commits_and_unknown_ones_are_refused() {
     // A pinned commit that is fully cached needs no hub at all.
     server.stop();
     let out = ok(&home.eval(&url, &[], &pinned, &[]));
-    let id: u32 = out.lines().find_map(|l| l.strip_prefix("Run ID: ")).unwrap().trim().parse().unwrap();
+    let id: u32 =
+        out.lines().find_map(|l| l.strip_prefix("Run ID: ")).unwrap().trim().parse().unwrap();
     assert_eq!(home.run_json(id)["model"]["revision"], COMMIT);
 }
 
@@ -301,18 +362,42 @@ fn an_adapter_repo_fetches_only_the_adapter_files_and_runs_on_its_base() {
     fx.repo = "test-org/tiny-lora".into();
     fx.files.clear();
     fx.files.insert("adapter_config.json".into(), serde_json::to_vec_pretty(&config).unwrap());
-    fx.files.insert("adapter_model.safetensors".into(), std::fs::read(local.join("adapter_model.safetensors")).unwrap());
+    fx.files.insert(
+        "adapter_model.safetensors".into(),
+        std::fs::read(local.join("adapter_model.safetensors")).unwrap(),
+    );
     fx.files.insert("README.md".into(), b"# adapter\n".to_vec());
     let server = HubServer::start(fx);
     let home = Home::new();
     let generate = |model: &str| {
-        let out = ok(&home.run(&server.url(), &[], &["generate", "--model", model, "--prompt", "12+34=", "--max-new-tokens", "12", "--json"]));
+        let out = ok(&home.run(
+            &server.url(),
+            &[],
+            &[
+                "generate",
+                "--model",
+                model,
+                "--prompt",
+                "12+34=",
+                "--max-new-tokens",
+                "12",
+                "--json",
+            ],
+        ));
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         v["token_ids"].clone()
     };
     let from_hub = generate("hf:test-org/tiny-lora");
-    assert_eq!(from_hub, generate(&format!("trained:{}", local.display())), "the hub copy of the adapter decodes like the local one");
-    assert_ne!(from_hub, generate(&format!("trained:{}", base.display())), "and the adapter changes the base's output");
+    assert_eq!(
+        from_hub,
+        generate(&format!("trained:{}", local.display())),
+        "the hub copy of the adapter decodes like the local one"
+    );
+    assert_ne!(
+        from_hub,
+        generate(&format!("trained:{}", base.display())),
+        "and the adapter changes the base's output"
+    );
 
     let ours: std::collections::BTreeSet<String> = server
         .requests()
@@ -326,16 +411,28 @@ fn an_adapter_repo_fetches_only_the_adapter_files_and_runs_on_its_base() {
     assert!(!repo_dir.join("snapshots").join(COMMIT).join("README.md").exists());
 
     let out = ok(&home.eval(&server.url(), &[], "hf:test-org/tiny-lora", &[]));
-    let id: u32 = out.lines().find_map(|l| l.strip_prefix("Run ID: ")).unwrap().trim().parse().unwrap();
+    let id: u32 =
+        out.lines().find_map(|l| l.strip_prefix("Run ID: ")).unwrap().trim().parse().unwrap();
     let record = home.run_json(id);
     assert_eq!(record["model"]["revision"], COMMIT);
     let origin = record["model"]["origin"].as_str().unwrap();
-    assert!(origin.starts_with(&format!("hf:test-org/tiny-lora@{COMMIT} (LoRA r=4 on ")), "{origin}");
+    assert!(
+        origin.starts_with(&format!("hf:test-org/tiny-lora@{COMMIT} (LoRA r=4 on ")),
+        "{origin}"
+    );
     assert!(record["model"]["files"]["adapter_model.safetensors"].is_string(), "{record}");
 
     // An adapter repo has no tokenizer.json: tokenize falls back to the adapter on its base.
-    let tokens = ok(&home.run(&server.url(), &[], &["tokenize", "--model", "hf:test-org/tiny-lora", "--text", "12"]));
-    let base_tokens = ok(&home.run(&server.url(), &[], &["tokenize", "--model", base.to_str().unwrap(), "--text", "12"]));
+    let tokens = ok(&home.run(
+        &server.url(),
+        &[],
+        &["tokenize", "--model", "hf:test-org/tiny-lora", "--text", "12"],
+    ));
+    let base_tokens = ok(&home.run(
+        &server.url(),
+        &[],
+        &["tokenize", "--model", base.to_str().unwrap(), "--text", "12"],
+    ));
     assert_eq!(tokens, base_tokens);
 }
 
@@ -352,7 +449,10 @@ fn tokenize_fetches_only_the_tokenizer() {
     let online = tokenize(&[]);
     assert_eq!(server.fetched(), ["tokenizer.json".to_string()].into());
     let local = repo().join("fixtures/embedded/model");
-    let from_folder = ok(&benchgen(&local, &["tokenize", "--model", local.to_str().unwrap(), "--json", "--text", "Hello <s>"]));
+    let from_folder = ok(&benchgen(
+        &local,
+        &["tokenize", "--model", local.to_str().unwrap(), "--json", "--text", "Hello <s>"],
+    ));
     assert_eq!(online, from_folder);
     server.stop();
     assert_eq!(tokenize(&["--offline"]), online);
@@ -361,7 +461,8 @@ fn tokenize_fetches_only_the_tokenizer() {
 /// Splits a safetensors file into two shards and their index, as `save_pretrained` would.
 fn shard(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let data = &bytes[8 + n..];
     let names: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
     let (a, b) = names.split_at(names.len() / 2);
@@ -372,7 +473,12 @@ fn shard(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         let (mut head, mut body) = (serde_json::Map::new(), Vec::new());
         for name in part.iter() {
             let mut t = header[*name].clone();
-            let offs: Vec<usize> = t["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            let offs: Vec<usize> = t["data_offsets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
             t["data_offsets"] = serde_json::json!([body.len(), body.len() + offs[1] - offs[0]]);
             body.extend_from_slice(&data[offs[0]..offs[1]]);
             head.insert((*name).clone(), t);
@@ -385,7 +491,8 @@ fn shard(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         f.extend(body);
         out.push((file, f));
     }
-    let index = serde_json::json!({ "metadata": { "total_size": data.len() }, "weight_map": weight_map });
+    let index =
+        serde_json::json!({ "metadata": { "total_size": data.len() }, "weight_map": weight_map });
     out.push(("model.safetensors.index.json".into(), index.to_string().into_bytes()));
     out
 }
@@ -401,8 +508,12 @@ fn a_sharded_checkpoint_fetches_the_index_and_only_the_shards_it_lists() {
     let home = Home::new();
     ok(&home.eval(&server.url(), &[], SPEC, &[]));
 
-    let mut want: std::collections::BTreeSet<String> = shards.iter().map(|(f, _)| f.clone()).collect();
-    want.extend(["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"].map(String::from));
+    let mut want: std::collections::BTreeSet<String> =
+        shards.iter().map(|(f, _)| f.clone()).collect();
+    want.extend(
+        ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
+            .map(String::from),
+    );
     assert_eq!(server.fetched(), want);
     let snap = home.repo_dir().join("snapshots").join(COMMIT);
     for (f, bytes) in &shards {
@@ -413,10 +524,11 @@ fn a_sharded_checkpoint_fetches_the_index_and_only_the_shards_it_lists() {
     let model = repo().join("fixtures/embedded/model");
     ok(&home.eval(&server.url(), &[], model.to_str().unwrap(), &[]));
     let preds = |id: u32| {
-        let mut p: Vec<(String, String)> = read_jsonl(&home.runs().join(id.to_string()).join("predictions.jsonl"))
-            .iter()
-            .map(|r| (r["id"].to_string(), r["prediction"].to_string()))
-            .collect();
+        let mut p: Vec<(String, String)> =
+            read_jsonl(&home.runs().join(id.to_string()).join("predictions.jsonl"))
+                .iter()
+                .map(|r| (r["id"].to_string(), r["prediction"].to_string()))
+                .collect();
         p.sort();
         p
     };
@@ -461,10 +573,18 @@ fn a_resume_answered_with_the_whole_file_is_caught_by_its_sha256_and_redone() {
     // Cut off, resumed into a corrupt blob (half + whole), detected, downloaded afresh.
     let total = fixture_file("model.safetensors").len();
     let gets = body_ranges(&server, "model.safetensors");
-    assert_eq!(gets, ["bytes=0-".to_string(), format!("bytes={}-", total / 2), "bytes=0-".to_string()]);
+    assert_eq!(
+        gets,
+        ["bytes=0-".to_string(), format!("bytes={}-", total / 2), "bytes=0-".to_string()]
+    );
 }
 
 /// The Range header of each request for `file`'s body, in order ("" when none).
 fn body_ranges(server: &HubServer, file: &str) -> Vec<String> {
-    server.requests().into_iter().filter(|r| r.is_body() && r.file() == Some(file)).map(|r| r.range.unwrap_or_default()).collect()
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_body() && r.file() == Some(file))
+        .map(|r| r.range.unwrap_or_default())
+        .collect()
 }

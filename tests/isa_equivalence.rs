@@ -33,9 +33,14 @@ fn logits_bits(cfg: &ModelConfig, weights: WeightType, kv: KvDtype) -> Vec<u32> 
     m.set_kv_dtype(kv).unwrap();
     let mut caches: Vec<SeqCache> = (0..2).map(|_| m.new_cache(48)).collect();
     let mut bits = Vec::new();
-    let mut pending: Vec<Vec<u32>> = vec![(0..37).map(|i| (i * 37 + 5) % 300).collect(), vec![7, 250, 3, 99, 42]];
+    let mut pending: Vec<Vec<u32>> =
+        vec![(0..37).map(|i| (i * 37 + 5) % 300).collect(), vec![7, 250, 3, 99, 42]];
     for step in 0..5u32 {
-        let segs: Vec<Segment> = pending.iter().zip(&caches).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
+        let segs: Vec<Segment> = pending
+            .iter()
+            .zip(&caches)
+            .map(|(p, c)| Segment { len: p.len(), offset: c.len() })
+            .collect();
         let flat: Vec<u32> = pending.concat();
         let tokens = Tensor::new(flat.as_slice(), &Device::Cpu).unwrap();
         let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
@@ -53,7 +58,12 @@ fn every_kernel_family_gives_the_same_logits() {
         eprintln!("skipped {}: this CPU lacks it", i.name());
     }
     for cfg in configs() {
-        for weights in [WeightType::Float(DType::F32), WeightType::Float(DType::BF16), WeightType::Float(DType::F16), WeightType::Q8_0] {
+        for weights in [
+            WeightType::Float(DType::F32),
+            WeightType::Float(DType::BF16),
+            WeightType::Float(DType::F16),
+            WeightType::Q8_0,
+        ] {
             for kv in [KvDtype::F32, KvDtype::Bf16] {
                 let runs: Vec<Vec<u32>> = families
                     .iter()

@@ -7,8 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use benchgen::engine::{split_pair, Generator, LocalEngine, LoglikOutput, LoglikRequest};
 use benchgen::device::WeightType;
+use benchgen::engine::{split_pair, Generator, LocalEngine, LoglikOutput, LoglikRequest};
 use benchgen::model::{Backend, Checkpoint, LoadedModel};
 use candle_core::{DType, Device};
 use common::decode::{max_diff, packed_greedy, Logits};
@@ -44,14 +44,19 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-
 /// The golden's metadata and, per case, (alone logits, left-padded batch logits) from transformers.
 fn golden(name: &str) -> (Golden, Vec<(Logits, Logits)>) {
     let dir = repo().join("fixtures/goldens");
-    let g: Golden = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu).unwrap();
+    let g: Golden =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu)
+            .unwrap();
     let get = |k: String| tensors[&k].to_vec2::<f32>().unwrap();
-    let logits = (0..g.cases.len()).map(|i| (get(format!("case{i}.logits")), get(format!("case{i}.batch_logits")))).collect();
+    let logits = (0..g.cases.len())
+        .map(|i| (get(format!("case{i}.logits")), get(format!("case{i}.batch_logits"))))
+        .collect();
     (g, logits)
 }
 
@@ -62,8 +67,6 @@ fn load(checkpoint: &str, backend: Backend) -> LoadedModel {
 
 /// The host kernels (the CPU default) and candle's ops, each against transformers.
 const BACKENDS: [Backend; 2] = [Backend::Auto, Backend::Candle];
-
-
 
 /// Checks one checkpoint against its golden with each backend.
 fn check(name: &str) {
@@ -78,7 +81,12 @@ fn check_with(name: &str, backend: Backend) -> f32 {
     let m = load(&g.checkpoint, backend);
     let name = &format!("{name} [{}]", m.model.backend_name());
     for case in &g.cases {
-        assert_eq!(m.tokenizer.encode(&case.prompt, true).unwrap(), case.input_ids, "{name}: tokenizer on {:?}", case.prompt);
+        assert_eq!(
+            m.tokenizer.encode(&case.prompt, true).unwrap(),
+            case.input_ids,
+            "{name}: tokenizer on {:?}",
+            case.prompt
+        );
     }
     let prompts: Vec<Vec<u32>> = g.cases.iter().map(|c| c.input_ids.clone()).collect();
     let steps = g.cases[0].greedy_ids.len();
@@ -94,8 +102,16 @@ fn check_with(name: &str, backend: Backend) -> f32 {
     for (((case, ours), ids), (_, batch)) in g.cases.iter().zip(&logits).zip(&ids).zip(&hf) {
         let d = max_diff(ours, batch);
         worst = worst.max(d);
-        assert!(d < TOLERANCE, "{name} {:?} in a mixed batch: logits differ by {d} from transformers' padded batch", case.prompt);
-        assert_eq!(ids, &case.greedy_ids, "{name} {:?} in a mixed batch: greedy tokens", case.prompt);
+        assert!(
+            d < TOLERANCE,
+            "{name} {:?} in a mixed batch: logits differ by {d} from transformers' padded batch",
+            case.prompt
+        );
+        assert_eq!(
+            ids, &case.greedy_ids,
+            "{name} {:?} in a mixed batch: greedy tokens",
+            case.prompt
+        );
     }
     eprintln!("{name}: largest logit difference vs transformers {worst:.2e}");
     check_loglikelihood(name, &g, backend);
@@ -109,13 +125,23 @@ fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
     let bitwise = m.model.backend_name().starts_with("host");
     for c in &g.loglikelihood {
         let (ctx, cont) = split_pair(&m.tokenizer, &c.context, &c.continuation).unwrap();
-        assert_eq!((ctx, cont), (c.context_ids.clone(), c.continuation_ids.clone()), "{name}: split of {:?}", c.context);
+        assert_eq!(
+            (ctx, cont),
+            (c.context_ids.clone(), c.continuation_ids.clone()),
+            "{name}: split of {:?}",
+            c.context
+        );
     }
     let requests: Vec<LoglikRequest> = g
         .loglikelihood
         .iter()
         .enumerate()
-        .map(|(index, c)| LoglikRequest { index, context: c.context.clone(), continuation: c.continuation.clone(), ..Default::default() })
+        .map(|(index, c)| LoglikRequest {
+            index,
+            context: c.context.clone(),
+            continuation: c.continuation.clone(),
+            ..Default::default()
+        })
         .collect();
     let run = |batch: usize| {
         let mut engine = LocalEngine::new(load(&g.checkpoint, backend), batch);
@@ -134,16 +160,32 @@ fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
     for ((c, a), b) in g.loglikelihood.iter().zip(&one).zip(&packed) {
         let d = (a.logprob - c.logprob).abs();
         worst = worst.max(d);
-        assert!(d < 1e-4 * c.logprob.abs().max(1.0), "{name} {:?}+{:?}: logprob {} vs transformers {}", c.context, c.continuation, a.logprob, c.logprob);
+        assert!(
+            d < 1e-4 * c.logprob.abs().max(1.0),
+            "{name} {:?}+{:?}: logprob {} vs transformers {}",
+            c.context,
+            c.continuation,
+            a.logprob,
+            c.logprob
+        );
         assert_eq!(a.is_greedy, c.is_greedy, "{name} {:?}: is_greedy", c.context);
         assert_eq!(a.continuation_tokens, c.continuation_ids.len());
         // candle's matmul blocking depends on the pack (float rounding only); the host kernels'
         // reduction order does not, so there the numbers are identical.
         let drift = (a.logprob - b.logprob).abs();
         if bitwise {
-            assert_eq!(a.logprob.to_bits(), b.logprob.to_bits(), "{name} {:?}: pack size moved the logprob by {drift}", c.context);
+            assert_eq!(
+                a.logprob.to_bits(),
+                b.logprob.to_bits(),
+                "{name} {:?}: pack size moved the logprob by {drift}",
+                c.context
+            );
         }
-        assert!(drift < 1e-5 * a.logprob.abs().max(1.0), "{name} {:?}: pack size moved the logprob by {drift}", c.context);
+        assert!(
+            drift < 1e-5 * a.logprob.abs().max(1.0),
+            "{name} {:?}: pack size moved the logprob by {drift}",
+            c.context
+        );
         assert_eq!(a.is_greedy, b.is_greedy, "{name} {:?}: pack size changed is_greedy", c.context);
     }
     eprintln!("{name}: largest log-likelihood difference vs transformers {worst:.2e}");
@@ -159,8 +201,18 @@ fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
         .enumerate()
         .flat_map(|(i, c)| {
             [
-                LoglikRequest { index: 2 * i, context: c.context.clone(), continuation: c.continuation.clone(), ..Default::default() },
-                LoglikRequest { index: 2 * i + 1, context: c.context.clone(), continuation: decoy(c), ..Default::default() },
+                LoglikRequest {
+                    index: 2 * i,
+                    context: c.context.clone(),
+                    continuation: c.continuation.clone(),
+                    ..Default::default()
+                },
+                LoglikRequest {
+                    index: 2 * i + 1,
+                    context: c.context.clone(),
+                    continuation: decoy(c),
+                    ..Default::default()
+                },
             ]
         })
         .collect();
@@ -180,12 +232,34 @@ fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
     for (i, c) in g.loglikelihood.iter().enumerate() {
         let o = &one[2 * i];
         let d = (o.logprob - c.logprob).abs();
-        assert!(d < 1e-4 * c.logprob.abs().max(1.0), "{name} {:?}+{:?}: shared-context logprob {} vs transformers {}", c.context, c.continuation, o.logprob, c.logprob);
+        assert!(
+            d < 1e-4 * c.logprob.abs().max(1.0),
+            "{name} {:?}+{:?}: shared-context logprob {} vs transformers {}",
+            c.context,
+            c.continuation,
+            o.logprob,
+            c.logprob
+        );
         assert_eq!(o.is_greedy, c.is_greedy, "{name} {:?}: shared-context is_greedy", c.context);
         assert_eq!(o.continuation_tokens, c.continuation_ids.len());
-        let alone = score(vec![LoglikRequest { index: 0, context: c.context.clone(), continuation: decoy(c), ..Default::default() }], 1).remove(0);
+        let alone = score(
+            vec![LoglikRequest {
+                index: 0,
+                context: c.context.clone(),
+                continuation: decoy(c),
+                ..Default::default()
+            }],
+            1,
+        )
+        .remove(0);
         let d = (one[2 * i + 1].logprob - alone.logprob).abs();
-        assert!(d < 1e-5 * alone.logprob.abs().max(1.0), "{name} {:?}: the decoy scores {} beside the real option, {} alone", c.context, one[2 * i + 1].logprob, alone.logprob);
+        assert!(
+            d < 1e-5 * alone.logprob.abs().max(1.0),
+            "{name} {:?}: the decoy scores {} beside the real option, {} alone",
+            c.context,
+            one[2 * i + 1].logprob,
+            alone.logprob
+        );
     }
 }
 
@@ -222,7 +296,9 @@ fn qwen2_bias_from_bf16_weights() {
 
 #[test]
 fn qwen3_qk_norm_from_sharded_weights() {
-    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/qwen3-qknorm-sharded/model.safetensors.index.json").is_file());
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/models/qwen3-qknorm-sharded/model.safetensors.index.json")
+        .is_file());
     check("qwen3-qknorm-sharded");
 }
 
@@ -241,10 +317,16 @@ fn a_sequence_gets_the_same_answer_whatever_shares_its_batch() {
             for i in 0..prompts.len() {
                 let (alone, alone_ids) = packed_greedy(&m, &prompts[i..=i], 8);
                 if bitwise {
-                    assert_eq!(alone[0], batched[i], "{name} prompt {i}: prefill logits differ between alone and batched");
+                    assert_eq!(
+                        alone[0], batched[i],
+                        "{name} prompt {i}: prefill logits differ between alone and batched"
+                    );
                 }
                 let d = max_diff(&alone[0], &batched[i]);
-                assert!(d < 1e-5, "{name} prompt {i}: prefill logits differ by {d} between alone and batched");
+                assert!(
+                    d < 1e-5,
+                    "{name} prompt {i}: prefill logits differ by {d} between alone and batched"
+                );
                 assert_eq!(alone_ids[0], batched_ids[i], "{name} prompt {i}: greedy ids");
             }
         }
@@ -255,9 +337,12 @@ fn a_sequence_gets_the_same_answer_whatever_shares_its_batch() {
 fn unsupported_architecture_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
-        std::fs::copy(repo().join("fixtures/models/llama-gqa-untied").join(f), dir.path().join(f)).unwrap();
+        std::fs::copy(repo().join("fixtures/models/llama-gqa-untied").join(f), dir.path().join(f))
+            .unwrap();
     }
-    let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap().replace("\"llama\"", "\"gpt_neox\"");
+    let cfg = std::fs::read_to_string(dir.path().join("config.json"))
+        .unwrap()
+        .replace("\"llama\"", "\"gpt_neox\"");
     std::fs::write(dir.path().join("config.json"), cfg).unwrap();
     let ckpt = Checkpoint::from_dir(dir.path()).unwrap();
     let err = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).err().unwrap().to_string();
@@ -275,7 +360,10 @@ fn bf16_weights_on_the_host_kernels() {
         let ckpt = Checkpoint::from_dir(&repo().join(&g.checkpoint)).unwrap();
         let m = LoadedModel::load(&ckpt, &Device::Cpu, DType::BF16).unwrap();
         if !m.model.backend_name().contains("bf16") {
-            eprintln!("SKIPPED: this CPU has no AVX-512 BF16, so bf16 weights run on candle ({})", m.model.backend_name());
+            eprintln!(
+                "SKIPPED: this CPU has no AVX-512 BF16, so bf16 weights run on candle ({})",
+                m.model.backend_name()
+            );
             return;
         }
         let prompts: Vec<Vec<u32>> = g.cases.iter().map(|c| c.input_ids.clone()).collect();
@@ -284,17 +372,27 @@ fn bf16_weights_on_the_host_kernels() {
         let (mut worst, mut scale, mut same_tokens, mut tokens) = (0f32, 0f32, 0, 0);
         for (i, case) in g.cases.iter().enumerate() {
             let (alone, alone_ids) = packed_greedy(&m, &prompts[i..=i], steps);
-            assert_eq!(alone[0], batched[i], "{name} prompt {i}: bf16 logits differ between alone and batched");
-            assert_eq!(alone_ids[0], batched_ids[i], "{name} prompt {i}: bf16 greedy ids differ between alone and batched");
+            assert_eq!(
+                alone[0], batched[i],
+                "{name} prompt {i}: bf16 logits differ between alone and batched"
+            );
+            assert_eq!(
+                alone_ids[0], batched_ids[i],
+                "{name} prompt {i}: bf16 greedy ids differ between alone and batched"
+            );
             worst = worst.max(max_diff(&alone[0], &hf[i].0));
             scale = scale.max(hf[i].0.iter().flatten().fold(0f32, |a, v| a.max(v.abs())));
-            same_tokens += alone_ids[0].iter().zip(&case.greedy_ids).take_while(|(a, b)| a == b).count();
+            same_tokens +=
+                alone_ids[0].iter().zip(&case.greedy_ids).take_while(|(a, b)| a == b).count();
             tokens += steps;
         }
         eprintln!("{name} [bf16 host]: largest logit difference vs transformers f32 {worst:.2e} (largest logit {scale:.2e}); greedy prefix agreement {same_tokens}/{tokens}");
         // bf16 keeps 8 significant bits: a few roundings per layer move a logit by a few
         // hundredths of the largest one, not more.
-        assert!(worst < 0.05 * scale.max(1.0), "{name}: bf16 logits differ by {worst} (largest logit {scale})");
+        assert!(
+            worst < 0.05 * scale.max(1.0),
+            "{name}: bf16 logits differ by {worst} (largest logit {scale})"
+        );
     }
 }
 
@@ -304,7 +402,13 @@ fn bf16_weights_on_the_host_kernels() {
 /// are the same bits alone and in a batch.
 #[test]
 fn q8_0_weights_on_the_host_kernels() {
-    for name in ["qwen2-bias-bf16", "llama-gqa-untied", "llama-9heads-tied", "qwen3-qknorm-sharded", "embedded"] {
+    for name in [
+        "qwen2-bias-bf16",
+        "llama-gqa-untied",
+        "llama-9heads-tied",
+        "qwen3-qknorm-sharded",
+        "embedded",
+    ] {
         let (g, _) = golden(name);
         let ckpt = Checkpoint::from_dir(&repo().join(&g.checkpoint)).unwrap();
         let m = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Q8_0).unwrap();
@@ -318,8 +422,15 @@ fn q8_0_weights_on_the_host_kernels() {
         for i in 0..prompts.len() {
             let (alone, alone_ids) = packed_greedy(&m, &prompts[i..=i], steps);
             let bits = |l: &Logits| l.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&alone[0]), bits(&batched[i]), "{name} prompt {i}: q8_0 logits differ between alone and batched");
-            assert_eq!(alone_ids[0], batched_ids[i], "{name} prompt {i}: q8_0 greedy ids differ between alone and batched");
+            assert_eq!(
+                bits(&alone[0]),
+                bits(&batched[i]),
+                "{name} prompt {i}: q8_0 logits differ between alone and batched"
+            );
+            assert_eq!(
+                alone_ids[0], batched_ids[i],
+                "{name} prompt {i}: q8_0 greedy ids differ between alone and batched"
+            );
             worst = worst.max(max_diff(&alone[0], &reference[i]));
             scale = scale.max(reference[i].iter().flatten().fold(0f32, |a, v| a.max(v.abs())));
         }
@@ -328,13 +439,19 @@ fn q8_0_weights_on_the_host_kernels() {
         // these small random models that is up to about 5% of the largest logit (measured:
         // 0.26 of 5.0 on qwen2-bias-bf16; tests/gguf.rs sees the same from Q8_0 GGUF files), while
         // a layout or scale mistake moves logits by their own size.
-        assert!(worst < 0.1 * scale.max(1.0), "{name}: q8_0 logits differ from f32 by {worst} (largest logit {scale})");
+        assert!(
+            worst < 0.1 * scale.max(1.0),
+            "{name}: q8_0 logits differ from f32 by {worst} (largest logit {scale})"
+        );
     }
 }
 
 #[test]
 fn q8_0_needs_the_host_kernels() {
     let ckpt = Checkpoint::from_dir(&repo().join("fixtures/models/llama-gqa-untied")).unwrap();
-    let err = LoadedModel::load_with(&ckpt, &Device::Cpu, WeightType::Q8_0, Backend::Candle).err().unwrap().to_string();
+    let err = LoadedModel::load_with(&ckpt, &Device::Cpu, WeightType::Q8_0, Backend::Candle)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("q8_0 runs on the CPU host kernels only"), "{err}");
 }

@@ -16,19 +16,29 @@ use serde_json::{json, Value};
 fn gsm8k_with_fixture(root: &Path) -> PathBuf {
     let env = root.join("gsm8k");
     std::fs::create_dir_all(env.join("data")).unwrap();
-    let manifest = std::fs::read_to_string(repo().join("environments/gsm8k/environment.toml")).unwrap();
-    let manifest = manifest.replacen("dataset = \"benchmarks/gsm8k/test.jsonl\"", "data = \"data/items.jsonl\"", 1);
+    let manifest =
+        std::fs::read_to_string(repo().join("environments/gsm8k/environment.toml")).unwrap();
+    let manifest = manifest.replacen(
+        "dataset = \"benchmarks/gsm8k/test.jsonl\"",
+        "data = \"data/items.jsonl\"",
+        1,
+    );
     assert!(manifest.contains("data = \"data/items.jsonl\""));
     std::fs::write(env.join("environment.toml"), manifest).unwrap();
     std::fs::copy(repo().join("environments/gsm8k/README.md"), env.join("README.md")).unwrap();
-    std::fs::copy(repo().join("fixtures/scoring/gsm8k.jsonl"), env.join("data/items.jsonl")).unwrap();
+    std::fs::copy(repo().join("fixtures/scoring/gsm8k.jsonl"), env.join("data/items.jsonl"))
+        .unwrap();
     env
 }
 
 fn score(dir: &Path, env: &str, preds: &[Value]) -> Value {
     let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
     std::fs::write(dir.join("preds.jsonl"), text).unwrap();
-    serde_json::from_str(&ok(&benchgen(dir, &["score", "--env", env, "--predictions", "preds.jsonl", "--json"]))).unwrap()
+    serde_json::from_str(&ok(&benchgen(
+        dir,
+        &["score", "--env", env, "--predictions", "preds.jsonl", "--json"],
+    )))
+    .unwrap()
 }
 
 fn newest_run(dir: &Path) -> PathBuf {
@@ -45,7 +55,11 @@ fn reference_solutions_score_fully_under_both_filters() {
     let dir = tempfile::tempdir().unwrap();
     let env = gsm8k_with_fixture(dir.path());
     let items = read_jsonl(&repo().join("fixtures/scoring/gsm8k.jsonl"));
-    let preds: Vec<Value> = items.iter().enumerate().map(|(i, it)| json!({"id": i.to_string(), "prediction": it["answer"]})).collect();
+    let preds: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| json!({"id": i.to_string(), "prediction": it["answer"]}))
+        .collect();
     let b = score(dir.path(), env.to_str().unwrap(), &preds);
     assert_eq!(b["accuracy"].as_f64(), Some(100.0), "{b}");
     assert_eq!(b["variants"]["flexible-extract"].as_f64(), Some(100.0), "{b}");
@@ -87,7 +101,11 @@ fn perturbed_predictions_score_as_lm_eval_would() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let env = gsm8k_with_fixture(dir.path());
-    let preds: Vec<Value> = cases.iter().enumerate().map(|(i, c)| json!({"id": i.to_string(), "prediction": c.0})).collect();
+    let preds: Vec<Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| json!({"id": i.to_string(), "prediction": c.0}))
+        .collect();
     let b = score(dir.path(), env.to_str().unwrap(), &preds);
     let n = cases.len() as f64;
     let strict = cases.iter().filter(|c| c.2).count();
@@ -95,15 +113,25 @@ fn perturbed_predictions_score_as_lm_eval_would() {
     assert_eq!((strict, flexible), (4, 7), "the table itself");
     assert_eq!(b["correct"], strict, "{b}");
     assert!((b["accuracy"].as_f64().unwrap() - 100.0 * strict as f64 / n).abs() < 1e-9, "{b}");
-    assert!((b["variants"]["flexible-extract"].as_f64().unwrap() - 100.0 * flexible as f64 / n).abs() < 1e-9, "{b}");
+    assert!(
+        (b["variants"]["flexible-extract"].as_f64().unwrap() - 100.0 * flexible as f64 / n).abs()
+            < 1e-9,
+        "{b}"
+    );
 
     let run = newest_run(dir.path());
-    let details = read_json(&run.join("detailed_results.json"))["items"].as_array().unwrap().clone();
+    let details =
+        read_json(&run.join("detailed_results.json"))["items"].as_array().unwrap().clone();
     for (d, c) in details.iter().zip(&cases) {
         assert_eq!(d["extracted"], c.1.map_or(Value::Null, |s| json!(s)), "strict: {}", c.0);
         assert_eq!(d["correct"], c.2, "strict: {}", c.0);
         let v = &d["variants"][0];
-        assert_eq!((v["name"].as_str(), v["extracted"].as_str()), (Some("flexible-extract"), Some(c.3)), "flexible: {}", c.0);
+        assert_eq!(
+            (v["name"].as_str(), v["extracted"].as_str()),
+            (Some("flexible-extract"), Some(c.3)),
+            "flexible: {}",
+            c.0
+        );
         assert_eq!(v["correct"], c.4, "flexible: {}", c.0);
     }
     let scores = read_json(&run.join("scoring_output/scores.json"));
@@ -117,7 +145,11 @@ fn the_five_shot_phase_names_where_to_get_the_train_split() {
     // A data folder with the test file only, as shared/data is.
     let data = dir.path().join("data");
     std::fs::create_dir_all(data.join("benchmarks/gsm8k")).unwrap();
-    std::fs::copy(repo().join("fixtures/scoring/gsm8k.jsonl"), data.join("benchmarks/gsm8k/test.jsonl")).unwrap();
+    std::fs::copy(
+        repo().join("fixtures/scoring/gsm8k.jsonl"),
+        data.join("benchmarks/gsm8k/test.jsonl"),
+    )
+    .unwrap();
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
             .args(args)
@@ -134,7 +166,8 @@ fn the_five_shot_phase_names_where_to_get_the_train_split() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("benchmarks/gsm8k/train.jsonl") && err.contains("hf://datasets/openai/gsm8k@main/main/train-00000-of-00001.parquet"),
+        err.contains("benchmarks/gsm8k/train.jsonl")
+            && err.contains("hf://datasets/openai/gsm8k@main/main/train-00000-of-00001.parquet"),
         "{err}"
     );
     // The zero-shot phase runs on the test file alone, with the bare question as the prompt.
@@ -144,7 +177,10 @@ fn the_five_shot_phase_names_where_to_get_the_train_split() {
     let items = read_jsonl(&data.join("benchmarks/gsm8k/test.jsonl"));
     for p in &preds {
         let i: usize = p["id"].as_str().unwrap().parse().unwrap();
-        assert_eq!(p["prompt"], format!("Question: {}\nAnswer:", items[i]["question"].as_str().unwrap()));
+        assert_eq!(
+            p["prompt"],
+            format!("Question: {}\nAnswer:", items[i]["question"].as_str().unwrap())
+        );
     }
     assert_eq!(preds.len(), 2);
 }
@@ -162,7 +198,11 @@ fn real_test_file_has_1319_items_and_its_solutions_score_fully() {
     assert!(out.contains("test (default): benchmarks/gsm8k/test.jsonl — 1319 items, 5-shot from phase train (first_n)"), "{out}");
     assert!(out.contains("test-zeroshot: benchmarks/gsm8k/test.jsonl — 1319 items\n"), "{out}");
     assert!(out.contains("variant flexible-extract: extract"), "{out}");
-    let preds: Vec<Value> = items.iter().enumerate().map(|(i, it)| json!({"id": i.to_string(), "prediction": it["answer"]})).collect();
+    let preds: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| json!({"id": i.to_string(), "prediction": it["answer"]}))
+        .collect();
     let b = score(dir.path(), "gsm8k", &preds);
     assert_eq!((b["total"].as_u64(), b["correct"].as_u64()), (Some(1319), Some(1319)), "{b}");
     assert_eq!(b["variants"]["flexible-extract"].as_f64(), Some(100.0), "{b}");

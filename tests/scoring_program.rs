@@ -18,9 +18,14 @@ fn fixture() -> PathBuf {
 }
 
 fn have_python() -> bool {
-    let found = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("skipping: python3 not found on PATH (the /bin/sh tests still cover the contract)");
+        eprintln!(
+            "skipping: python3 not found on PATH (the /bin/sh tests still cover the contract)"
+        );
     }
     found
 }
@@ -71,7 +76,9 @@ fn first_int(text: &str) -> Option<i64> {
 /// What score.py computes, recomputed here from the fixture's data and the run's predictions.
 fn expected_scores(predictions: &[(String, String)]) -> (f64, f64, usize, f64, f64) {
     let items = read_jsonl(&fixture().join("data/test.jsonl"));
-    let pred = |id: &str| predictions.iter().find(|(i, _)| i == id).map_or("", |(_, p)| p.as_str()).to_string();
+    let pred = |id: &str| {
+        predictions.iter().find(|(i, _)| i == id).map_or("", |(_, p)| p.as_str()).to_string()
+    };
     let (mut correct, mut answered, mut err) = (0usize, 0usize, 0i64);
     let (mut add, mut sub) = ((0, 0), (0, 0));
     for it in &items {
@@ -109,7 +116,9 @@ fn check_python_scores(scores: &Value, predictions: &[(String, String)]) {
 fn run_predictions(run: &Path) -> Vec<(String, String)> {
     read_jsonl(&run.join("predictions.jsonl"))
         .iter()
-        .map(|p| (p["id"].as_str().unwrap().to_string(), p["prediction"].as_str().unwrap().to_string()))
+        .map(|p| {
+            (p["id"].as_str().unwrap().to_string(), p["prediction"].as_str().unwrap().to_string())
+        })
         .collect()
 }
 
@@ -141,14 +150,19 @@ fn python_program_scores_an_eval_end_to_end() {
     let scoring_log = std::fs::read_to_string(run.join("scoring_output/scoring.log")).unwrap();
     let correct = (accuracy * 12.0).round() as usize;
     assert!(scoring_log.contains(&format!("scored 12 items: {correct} correct")), "{scoring_log}");
-    assert!(scoring_log.contains("score.py: 12 answered") && scoring_log.contains("--- stderr ---"), "{scoring_log}");
+    assert!(
+        scoring_log.contains("score.py: 12 answered") && scoring_log.contains("--- stderr ---"),
+        "{scoring_log}"
+    );
     let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
     assert!(log.contains("scored 12 items") && log.contains("Status: Completed"), "{log}");
 
     // The built-in per-item view is still written, and valid.
     let detailed = read_json(&run.join("detailed_results.json"));
     assert_eq!(detailed["items"].as_array().unwrap().len(), 12);
-    assert!(std::fs::read_to_string(run.join("detailed_results.html")).unwrap().contains("</html>"));
+    assert!(std::fs::read_to_string(run.join("detailed_results.html"))
+        .unwrap()
+        .contains("</html>"));
 }
 
 #[test]
@@ -165,7 +179,10 @@ fn without_the_flag_nothing_runs_and_no_run_is_created() {
         let o = benchgen(dir.path(), &args);
         assert!(!o.status.success(), "{args:?} should be refused");
         let err = stderr(&o);
-        assert!(err.contains(FLAG) && err.contains(env_arg) && err.contains("touch"), "{args:?}: {err}");
+        assert!(
+            err.contains(FLAG) && err.contains(env_arg) && err.contains("touch"),
+            "{args:?}: {err}"
+        );
         assert!(!dir.path().join("runs").exists(), "{args:?} created a run");
     }
     assert!(!marker.exists(), "the program ran without the flag");
@@ -181,10 +198,17 @@ fn sh_program_follows_the_contract() {
     let run = dir.path().join("runs/1");
     let scores = read_json(&run.join("scoring_output/scores.json"));
     // input/ref/reference.jsonl has every item, input/res/predictions.jsonl every prediction.
-    assert_eq!(scores, serde_json::json!({"accuracy": 0.5, "references": 12.0, "predictions": 12.0}));
+    assert_eq!(
+        scores,
+        serde_json::json!({"accuracy": 0.5, "references": 12.0, "predictions": 12.0})
+    );
     assert_eq!(breakdown["overall_score"].as_f64(), Some(50.0));
     let scoring_log = std::fs::read_to_string(run.join("scoring_output/scoring.log")).unwrap();
-    assert!(scoring_log.contains("score.sh: 12 references") && scoring_log.contains("score.sh: 12 predictions"), "{scoring_log}");
+    assert!(
+        scoring_log.contains("score.sh: 12 references")
+            && scoring_log.contains("score.sh: 12 predictions"),
+        "{scoring_log}"
+    );
 }
 
 #[test]
@@ -197,7 +221,11 @@ fn the_program_sees_the_reference_data_and_the_unpacked_submission() {
         "cp -r \"$1\" {seen}/input && ls \"$3\" > {seen}/program.txt && pwd > {seen}/cwd.txt && echo '{{\"accuracy\": 1}}' > \"$2/scores.json\"",
         seen = seen.display()
     );
-    let env = env_with_program(dir.path(), &["sh", "-c", &script, "sh", "{input}", "{output}", "{program}"], 30);
+    let env = env_with_program(
+        dir.path(),
+        &["sh", "-c", &script, "sh", "{input}", "{output}", "{program}"],
+        30,
+    );
     eval_json(dir.path(), &env);
     let reference = read_jsonl(&seen.join("input/ref/reference.jsonl"));
     let items = read_jsonl(&fixture().join("data/test.jsonl"));
@@ -209,7 +237,10 @@ fn the_program_sees_the_reference_data_and_the_unpacked_submission() {
         assert_eq!(r["fields"]["question"], it["question"]);
     }
     // The raw phase file, and the submission as the platform would unpack it.
-    assert_eq!(std::fs::read(seen.join("input/ref/test.jsonl")).unwrap(), std::fs::read(fixture().join("data/test.jsonl")).unwrap());
+    assert_eq!(
+        std::fs::read(seen.join("input/ref/test.jsonl")).unwrap(),
+        std::fs::read(fixture().join("data/test.jsonl")).unwrap()
+    );
     let submission = unzip(&dir.path().join("runs/1/submission.zip"));
     let submitted = std::fs::read_to_string(seen.join("input/res/predictions.jsonl")).unwrap();
     assert_eq!(submitted, submission["predictions.jsonl"]);
@@ -220,20 +251,37 @@ fn the_program_sees_the_reference_data_and_the_unpacked_submission() {
     // Its working directory is the scratch folder, which is gone afterwards.
     let cwd = std::fs::read_to_string(seen.join("cwd.txt")).unwrap();
     let cwd = Path::new(cwd.trim());
-    assert!(cwd.file_name().unwrap().to_string_lossy().starts_with("benchgen-scoring-"), "{}", cwd.display());
+    assert!(
+        cwd.file_name().unwrap().to_string_lossy().starts_with("benchgen-scoring-"),
+        "{}",
+        cwd.display()
+    );
     assert!(!cwd.exists(), "scratch folder {} left behind", cwd.display());
 }
 
 #[test]
 fn failing_program_fails_the_run_with_its_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let env = env_with_program(dir.path(), &["sh", "-c", "echo half done; echo 'bad things happened' >&2; exit 3"], 30);
+    let env = env_with_program(
+        dir.path(),
+        &["sh", "-c", "echo half done; echo 'bad things happened' >&2; exit 3"],
+        30,
+    );
     let (record, err) = failed_eval(dir.path(), &env);
     let error = record["error"].as_str().unwrap();
-    assert!(error.contains("bad things happened") && error.contains('3') && error.contains("scoring program"), "{error}");
+    assert!(
+        error.contains("bad things happened")
+            && error.contains('3')
+            && error.contains("scoring program"),
+        "{error}"
+    );
     assert!(err.contains("bad things happened"), "{err}");
-    let scoring_log = std::fs::read_to_string(dir.path().join("runs/1/scoring_output/scoring.log")).unwrap();
-    assert!(scoring_log.contains("half done") && scoring_log.contains("bad things happened"), "{scoring_log}");
+    let scoring_log =
+        std::fs::read_to_string(dir.path().join("runs/1/scoring_output/scoring.log")).unwrap();
+    assert!(
+        scoring_log.contains("half done") && scoring_log.contains("bad things happened"),
+        "{scoring_log}"
+    );
 }
 
 #[test]
@@ -248,13 +296,26 @@ fn program_writing_no_scores_fails_clearly() {
 #[test]
 fn non_numeric_scores_and_a_missing_primary_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let env = env_with_program(dir.path(), &["sh", "-c", "echo '{\"accuracy\": \"high\"}' > \"$1/scores.json\"", "sh", "{output}"], 30);
+    let env = env_with_program(
+        dir.path(),
+        &["sh", "-c", "echo '{\"accuracy\": \"high\"}' > \"$1/scores.json\"", "sh", "{output}"],
+        30,
+    );
     let (record, _) = failed_eval(dir.path(), &env);
     let error = record["error"].as_str().unwrap();
-    assert!(error.contains("output/scores.json") && error.contains("\"accuracy\"") && error.contains("number"), "{error}");
+    assert!(
+        error.contains("output/scores.json")
+            && error.contains("\"accuracy\"")
+            && error.contains("number"),
+        "{error}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let env = env_with_program(dir.path(), &["sh", "-c", "echo '{\"f1\": 0.5}' > \"$1/scores.json\"", "sh", "{output}"], 30);
+    let env = env_with_program(
+        dir.path(),
+        &["sh", "-c", "echo '{\"f1\": 0.5}' > \"$1/scores.json\"", "sh", "{output}"],
+        30,
+    );
     let (record, _) = failed_eval(dir.path(), &env);
     let error = record["error"].as_str().unwrap();
     assert!(error.contains("no \"accuracy\"") && error.contains("f1"), "{error}");
@@ -286,8 +347,9 @@ fn program_past_its_timeout_is_killed_with_its_children() {
 /// Whether `pid` is a live process (a zombie awaiting its reaper counts as dead).
 fn process_alive(pid: &str) -> bool {
     if Path::new("/proc/self").exists() {
-        return std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')));
+        return std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        });
     }
     let kill = std::process::Command::new("kill").args(["-0", pid]).output().expect("kill runs");
     kill.status.success()
@@ -318,7 +380,11 @@ fn zip_env(env: &Path, dest: &Path) {
                 stack.push(path);
             } else {
                 let rel = path.strip_prefix(env).unwrap().to_string_lossy().replace('\\', "/");
-                zip.start_file(format!("program-scored/{rel}"), zip::write::SimpleFileOptions::default()).unwrap();
+                zip.start_file(
+                    format!("program-scored/{rel}"),
+                    zip::write::SimpleFileOptions::default(),
+                )
+                .unwrap();
                 zip.write_all(&std::fs::read(&path).unwrap()).unwrap();
             }
         }
@@ -344,7 +410,10 @@ fn a_zipped_environment_runs_its_program() {
         let dir2 = tempfile::tempdir().unwrap();
         eval_json(dir2.path(), &archive);
         let run = dir2.path().join("runs/1");
-        check_python_scores(&read_json(&run.join("scoring_output/scores.json")), &run_predictions(&run));
+        check_python_scores(
+            &read_json(&run.join("scoring_output/scores.json")),
+            &run_predictions(&run),
+        );
     }
 }
 
@@ -369,7 +438,10 @@ fn score_command_runs_the_program_on_saved_predictions() {
             (it["id"].as_str().unwrap().to_string(), p)
         })
         .collect();
-    let text: String = predictions.iter().map(|(id, p)| format!("{}\n", serde_json::json!({"id": id, "prediction": p}))).collect();
+    let text: String = predictions
+        .iter()
+        .map(|(id, p)| format!("{}\n", serde_json::json!({"id": id, "prediction": p})))
+        .collect();
     std::fs::write(dir.path().join("preds.jsonl"), text).unwrap();
     let env = fixture();
     let args = ["score", "--env", env.to_str().unwrap(), "--predictions", "preds.jsonl", "--json"];
@@ -403,16 +475,29 @@ fn env_show_and_validate_name_the_program_and_bad_tables_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let env = fixture();
     let shown = ok(&benchgen(dir.path(), &["env", "show", env.to_str().unwrap()]));
-    assert!(shown.contains("scoring program: `python3 {program}/score.py {input} {output}`") && shown.contains(FLAG), "{shown}");
+    assert!(
+        shown.contains("scoring program: `python3 {program}/score.py {input} {output}`")
+            && shown.contains(FLAG),
+        "{shown}"
+    );
     let validated = ok(&benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]));
-    assert!(validated.contains("scoring program") && validated.contains("2 file(s)"), "{validated}");
+    assert!(
+        validated.contains("scoring program") && validated.contains("2 file(s)"),
+        "{validated}"
+    );
 
     let bad = env_with_program(dir.path(), &[], 30);
     let o = benchgen(dir.path(), &["env", "validate", bad.to_str().unwrap()]);
-    assert!(!o.status.success() && stderr(&o).contains("[scoring.program] command"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("[scoring.program] command"),
+        "{}",
+        stderr(&o)
+    );
     // A program folder that is missing is reported, not run.
     std::fs::remove_dir_all(bad.join("scoring")).unwrap();
-    let manifest = std::fs::read_to_string(bad.join("environment.toml")).unwrap().replace("command = []", "command = [\"sh\"]");
+    let manifest = std::fs::read_to_string(bad.join("environment.toml"))
+        .unwrap()
+        .replace("command = []", "command = [\"sh\"]");
     std::fs::write(bad.join("environment.toml"), manifest).unwrap();
     let o = benchgen(dir.path(), &["env", "validate", bad.to_str().unwrap()]);
     assert!(!o.status.success() && stdout(&o).contains("holds no files"), "{}", stdout(&o));
@@ -427,7 +512,8 @@ fn resume_needs_the_flag_again_and_a_changed_program_is_refused() {
     let o = benchgen(dir.path(), &["eval", "--resume", "1"]);
     assert!(!o.status.success() && stderr(&o).contains(FLAG), "{}", stderr(&o));
     // The program is part of the environment's content: a run does not continue on another one.
-    std::fs::write(env.join("scoring/fail.sh"), "echo '{\"accuracy\": 1}' > \"$1/scores.json\"\n").unwrap();
+    std::fs::write(env.join("scoring/fail.sh"), "echo '{\"accuracy\": 1}' > \"$1/scores.json\"\n")
+        .unwrap();
     let o = benchgen(dir.path(), &["eval", "--resume", "1", FLAG]);
     assert!(!o.status.success() && stderr(&o).contains("changed since run 1"), "{}", stderr(&o));
     assert_eq!(read_json(&dir.path().join("runs/1/run.json"))["status"], "Failed");
@@ -437,8 +523,14 @@ fn resume_needs_the_flag_again_and_a_changed_program_is_refused() {
 fn unknown_program_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let env = sh_env(dir.path());
-    let manifest = std::fs::read_to_string(env.join("environment.toml")).unwrap().replace("timeout_s", "timeout");
+    let manifest = std::fs::read_to_string(env.join("environment.toml"))
+        .unwrap()
+        .replace("timeout_s", "timeout");
     std::fs::write(env.join("environment.toml"), manifest).unwrap();
     let o = benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]);
-    assert!(!o.status.success() && stderr(&o).contains("unknown field `timeout`"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("unknown field `timeout`"),
+        "{}",
+        stderr(&o)
+    );
 }

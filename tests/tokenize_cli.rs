@@ -34,16 +34,25 @@ fn ids_and_pieces_are_the_tokenizers() {
     let reference_json = std::fs::read(embedded_tokenizer_json()).unwrap();
     let texts = ["Hello, world!", "<s>x</s>", ""];
     let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = ["tokenize", "--json"].iter().chain(extra).map(|s| s.to_string()).collect();
+        let mut a: Vec<String> =
+            ["tokenize", "--json"].iter().chain(extra).map(|s| s.to_string()).collect();
         for t in texts {
             a.extend(["--text".to_string(), t.to_string()]);
         }
         a
     };
-    for (extra, add, parse) in [(&[][..], false, true), (&["--add-special"][..], true, true), (&["--no-parse-special"][..], false, false)] {
+    for (extra, add, parse) in [
+        (&[][..], false, true),
+        (&["--add-special"][..], true, true),
+        (&["--no-parse-special"][..], false, false),
+    ] {
         let a = args(extra);
-        let out = json_lines(&ok(&benchgen(tmp.path(), &a.iter().map(String::as_str).collect::<Vec<_>>())));
-        let want: Vec<Json> = texts.iter().map(|t| reference(&reference_json, t, add, parse)).collect();
+        let out = json_lines(&ok(&benchgen(
+            tmp.path(),
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        )));
+        let want: Vec<Json> =
+            texts.iter().map(|t| reference(&reference_json, t, add, parse)).collect();
         assert_eq!(out, want, "{extra:?}");
     }
     // Special tokens' text is parsed by default, and only then.
@@ -62,7 +71,15 @@ fn ids_and_pieces_are_the_tokenizers() {
         .map(|(i, p)| format!("{i}\t{}", p.as_str().unwrap()))
         .collect();
     let bang = reference(&reference_json, "!", false, true);
-    assert_eq!(plain, format!("{}\n\n{}\t{}\n", lines.join("\n"), bang["ids"][0], bang["pieces"][0].as_str().unwrap()));
+    assert_eq!(
+        plain,
+        format!(
+            "{}\n\n{}\t{}\n",
+            lines.join("\n"),
+            bang["ids"][0],
+            bang["pieces"][0].as_str().unwrap()
+        )
+    );
 }
 
 #[test]
@@ -70,7 +87,8 @@ fn files_are_read_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("in.txt");
     std::fs::write(&f, "line\n\n").unwrap();
-    let from_file = ok(&benchgen(tmp.path(), &["tokenize", "--json", "--file", f.to_str().unwrap()]));
+    let from_file =
+        ok(&benchgen(tmp.path(), &["tokenize", "--json", "--file", f.to_str().unwrap()]));
     let from_text = ok(&benchgen(tmp.path(), &["tokenize", "--json", "--text", "line\n\n"]));
     assert_eq!(from_file, from_text);
     let stripped = ok(&benchgen(tmp.path(), &["tokenize", "--json", "--text", "line"]));
@@ -83,7 +101,10 @@ fn a_folder_needs_only_its_tokenizer_json() {
     let dir = tmp.path().join("tok-only");
     std::fs::create_dir(&dir).unwrap();
     std::fs::copy(embedded_tokenizer_json(), dir.join("tokenizer.json")).unwrap();
-    let out = ok(&benchgen(tmp.path(), &["tokenize", "--json", "--model", dir.to_str().unwrap(), "--text", "Hello"]));
+    let out = ok(&benchgen(
+        tmp.path(),
+        &["tokenize", "--json", "--model", dir.to_str().unwrap(), "--text", "Hello"],
+    ));
     let want = reference(&std::fs::read(embedded_tokenizer_json()).unwrap(), "Hello", false, true);
     assert_eq!(json_lines(&out), vec![want]);
 }
@@ -91,7 +112,9 @@ fn a_folder_needs_only_its_tokenizer_json() {
 /// GPT-2's byte-to-unicode alphabet: printable bytes stand for themselves, the others map
 /// to U+0100 onwards.
 fn byte_alphabet() -> Vec<String> {
-    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let printable = |b: u32| {
+        (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+    };
     let mut next = 0x100;
     (0..256u32)
         .map(|b| {
@@ -131,7 +154,8 @@ fn vocab_only_gguf(path: &Path) -> Vec<u8> {
     let no_tensors: Vec<(&str, &QTensor)> = Vec::new();
     gguf_file::write(&mut std::fs::File::create(path).unwrap(), &md_refs, &no_tensors).unwrap();
 
-    let vocab: serde_json::Map<String, Json> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+    let vocab: serde_json::Map<String, Json> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     let end = tokens.len() - 1;
     json!({
         "version": "1.0", "truncation": null, "padding": null,
@@ -162,12 +186,18 @@ fn a_vocabulary_only_gguf_tokenizes_like_gpt2() {
         for t in texts {
             args.extend(["--text", t]);
         }
-        let want: Vec<Json> = texts.iter().map(|t| reference(&reference_json, t, false, parse)).collect();
+        let want: Vec<Json> =
+            texts.iter().map(|t| reference(&reference_json, t, false, parse)).collect();
         assert_eq!(json_lines(&ok(&benchgen(tmp.path(), &args))), want, "{flag:?}");
     }
     // The model itself cannot be loaded: tokenize read the vocabulary alone.
     let gen = benchgen(tmp.path(), &["generate", "--model", model, "--prompt", "x"]);
-    assert!(!gen.status.success() && stderr(&gen).contains("general.architecture \"bert\" is not supported"), "{}", stderr(&gen));
+    assert!(
+        !gen.status.success()
+            && stderr(&gen).contains("general.architecture \"bert\" is not supported"),
+        "{}",
+        stderr(&gen)
+    );
 }
 
 #[test]
@@ -182,7 +212,10 @@ fn bad_input_is_named() {
         }
     };
     fails(&["tokenize", "--file", "missing.txt"], &["missing.txt"]);
-    fails(&["tokenize", "--model", "nowhere.gguf", "--text", "x"], &["nowhere.gguf", "no such file"]);
+    fails(
+        &["tokenize", "--model", "nowhere.gguf", "--text", "x"],
+        &["nowhere.gguf", "no such file"],
+    );
     fails(&["tokenize", "--model", "nowhere", "--text", "x"], &["nowhere", "no such directory"]);
     fails(&["tokenize", "--model", "running:http://127.0.0.1:9", "--text", "x"], &["server"]);
     fails(&["tokenize"], &["--text"]);
@@ -191,5 +224,8 @@ fn bad_input_is_named() {
     fails(&["tokenize", "--file", "latin1.txt"], &["latin1.txt", "not UTF-8", "offset 3"]);
     let empty_dir = tmp.path().join("empty");
     std::fs::create_dir(&empty_dir).unwrap();
-    fails(&["tokenize", "--model", empty_dir.to_str().unwrap(), "--text", "x"], &["missing tokenizer.json"]);
+    fails(
+        &["tokenize", "--model", empty_dir.to_str().unwrap(), "--text", "x"],
+        &["missing tokenizer.json"],
+    );
 }

@@ -19,9 +19,9 @@ const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
 
 /// The corpus folder, or why there is none.
 fn corpus_dir() -> Result<PathBuf, String> {
-    let dir = std::env::var_os("BENCHGEN_LLAMA_VOCAB_DIR")
-        .filter(|v| !v.is_empty())
-        .ok_or("BENCHGEN_LLAMA_VOCAB_DIR is not set (.ci/run sets it to llama.cpp's models/ folder)")?;
+    let dir = std::env::var_os("BENCHGEN_LLAMA_VOCAB_DIR").filter(|v| !v.is_empty()).ok_or(
+        "BENCHGEN_LLAMA_VOCAB_DIR is not set (.ci/run sets it to llama.cpp's models/ folder)",
+    )?;
     let dir = PathBuf::from(dir);
     if !dir.is_dir() {
         return Err(format!("BENCHGEN_LLAMA_VOCAB_DIR={} is not a directory", dir.display()));
@@ -52,7 +52,11 @@ fn cases(inp: &str) -> Vec<String> {
 /// The expected ids, one line per case.
 fn expected(out: &str) -> Vec<Vec<u32>> {
     out.lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap_or_else(|e| panic!("id {t:?}: {e}"))).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .map(|t| t.parse().unwrap_or_else(|e| panic!("id {t:?}: {e}")))
+                .collect()
+        })
         .collect()
 }
 
@@ -66,7 +70,8 @@ fn tokenize(vocab: &Path, files: &[PathBuf]) -> Vec<Vec<u32>> {
     let out = ok(&output_within(&mut cmd, Duration::from_secs(300)));
     out.lines()
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
             serde_json::from_value(v["ids"].clone()).unwrap()
         })
         .collect()
@@ -83,11 +88,20 @@ fn check(vocab: &Path, work: &Path) -> (Option<usize>, Vec<String>) {
         std::fs::write(&f, "Hello world").unwrap();
         let ids = tokenize(vocab, &[f]);
         let failed = ids.len() != 1 || ids[0].is_empty();
-        return (None, if failed { vec![format!("{name}: no ids for \"Hello world\"")] } else { vec![] });
+        return (
+            None,
+            if failed { vec![format!("{name}: no ids for \"Hello world\"")] } else { vec![] },
+        );
     }
     let cases = cases(&std::fs::read_to_string(&inp).unwrap());
     let wanted = expected(&std::fs::read_to_string(&out).unwrap());
-    assert_eq!(cases.len(), wanted.len(), "{name}: {} cases but {} expected lines", cases.len(), wanted.len());
+    assert_eq!(
+        cases.len(),
+        wanted.len(),
+        "{name}: {} cases but {} expected lines",
+        cases.len(),
+        wanted.len()
+    );
     let files: Vec<PathBuf> = cases
         .iter()
         .enumerate()
@@ -102,7 +116,9 @@ fn check(vocab: &Path, work: &Path) -> (Option<usize>, Vec<String>) {
     let mut failures = Vec::new();
     for (i, ((text, want), got)) in cases.iter().zip(&wanted).zip(&got).enumerate() {
         if want != got {
-            failures.push(format!("{name} case {i} {text:?}:\n  expected {want:?}\n  got      {got:?}"));
+            failures.push(format!(
+                "{name} case {i} {text:?}:\n  expected {want:?}\n  got      {got:?}"
+            ));
         }
     }
     (Some(cases.len() - failures.len()), failures)
@@ -155,7 +171,10 @@ fn every_case_of_llama_cpps_vocab_corpus_matches() {
                 passed += n;
                 with_cases += 1;
             }
-            None => eprintln!("{name}: no cases; {}", if f.is_empty() { "loads and tokenizes" } else { "FAILED" }),
+            None => eprintln!(
+                "{name}: no cases; {}",
+                if f.is_empty() { "loads and tokenizes" } else { "FAILED" }
+            ),
         }
         failures.extend(f.iter().cloned());
     }
@@ -164,13 +183,21 @@ fn every_case_of_llama_cpps_vocab_corpus_matches() {
         results.len() - with_cases,
         started.elapsed().as_secs_f64()
     );
-    assert!(failures.is_empty(), "{} cases differ from llama.cpp:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases differ from llama.cpp:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(passed > 0, "no cases in {}", dir.display());
 }
 
 #[test]
 fn cases_split_as_test_tokenizer_0_splits_them() {
-    assert_eq!(cases("a\n__ggml_vocab_test__\n\n__ggml_vocab_test__\n b\n\n__ggml_vocab_test__\n"), ["a", "", " b\n"]);
+    assert_eq!(
+        cases("a\n__ggml_vocab_test__\n\n__ggml_vocab_test__\n b\n\n__ggml_vocab_test__\n"),
+        ["a", "", " b\n"]
+    );
     assert_eq!(cases("x\n__ggml_vocab_test__\ny"), ["x", "y"]);
     assert_eq!(expected("1 2\n\n 3 \n"), vec![vec![1, 2], vec![], vec![3]]);
 }

@@ -12,7 +12,10 @@ fn fresh_runs_reproduce_and_edits_are_reported() {
     ok(&benchgen(dir.path(), &["eval", "--env", choice.to_str().unwrap(), "--batch-size", "3"]));
     for id in ["1", "2"] {
         let out = ok(&benchgen(dir.path(), &["verify", id]));
-        assert!(out.contains("0 difference(s)") && out.contains(&format!("run {id} reproduces")), "{out}");
+        assert!(
+            out.contains("0 difference(s)") && out.contains(&format!("run {id} reproduces")),
+            "{out}"
+        );
     }
     // The scratch re-runs leave the user's runs directory alone.
     assert_eq!(std::fs::read_dir(dir.path().join("runs")).unwrap().count(), 2);
@@ -45,18 +48,25 @@ fn run_json_records_content_hashes_and_verify_notices_changed_inputs() {
     copy_dir(&repo().join("fixtures/envs/mixed"), &env);
     let model = dir.path().join("model");
     copy_dir(&repo().join("fixtures/embedded/model"), &model);
-    ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--model", model.to_str().unwrap()]));
+    ok(&benchgen(
+        dir.path(),
+        &["eval", "--env", env.to_str().unwrap(), "--model", model.to_str().unwrap()],
+    ));
     let rec = read_json(&dir.path().join("runs/1/run.json"));
     let weights = std::fs::read(model.join("model.safetensors")).unwrap();
     assert_eq!(rec["model"]["files"]["model.safetensors"], hex(&weights));
-    assert_eq!(rec["model"]["files"]["config.json"], hex(&std::fs::read(model.join("config.json")).unwrap()));
+    assert_eq!(
+        rec["model"]["files"]["config.json"],
+        hex(&std::fs::read(model.join("config.json")).unwrap())
+    );
     let content = rec["environment"]["content_sha256"].as_str().unwrap();
     assert_eq!(content.len(), 64);
     ok(&benchgen(dir.path(), &["verify", "1"]));
 
     // Same predictions are likely, but the data changed: verify must say so and fail.
     let data = env.join("data/dev.jsonl");
-    let text = std::fs::read_to_string(&data).unwrap().replace("\"answer\": \"7\"", "\"answer\": \"8\"");
+    let text =
+        std::fs::read_to_string(&data).unwrap().replace("\"answer\": \"7\"", "\"answer\": \"8\"");
     std::fs::write(&data, text).unwrap();
     let o = benchgen(dir.path(), &["verify", "1"]);
     assert!(!o.status.success());

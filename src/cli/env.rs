@@ -31,7 +31,9 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
         };
         let default = if i == 0 { " (default)" } else { "" };
         let shots = match (&m.fewshot, phase.shots(m.fewshot.as_ref())) {
-            (Some(f), n) if n > 0 => format!(", {n}-shot from phase {} ({})", f.phase, f.sampler.name()),
+            (Some(f), n) if n > 0 => {
+                format!(", {n}-shot from phase {} ({})", f.phase, f.sampler.name())
+            }
             _ => String::new(),
         };
         println!("  {}{default}: {} — {count}{shots}", phase.name, phase.file_name());
@@ -40,15 +42,28 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
     println!("\nScoring\n-------");
     println!("  method {:?}, metric {:?}, primary {:?}", s.method, s.metric, s.primary);
     if !s.extract.is_empty() {
-        println!("  extract {:?}", s.extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>());
+        println!(
+            "  extract {:?}",
+            s.extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>()
+        );
     }
     if let Some(p) = &s.program {
-        println!("  scoring program: `{}` in {}/ (timeout {} s, Overall Score = \"{}\")", p.shown(), p.dir, p.timeout_s, p.primary);
+        println!(
+            "  scoring program: `{}` in {}/ (timeout {} s, Overall Score = \"{}\")",
+            p.shown(),
+            p.dir,
+            p.timeout_s,
+            p.primary
+        );
         println!("  it runs only with {}", benchgen::eval::ALLOW_FLAG);
     }
     for v in &s.variants {
         let extract = v.extract.as_ref().unwrap_or(&s.extract);
-        println!("  variant {}: extract {:?}", v.name, extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>());
+        println!(
+            "  variant {}: extract {:?}",
+            v.name,
+            extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>()
+        );
     }
     println!("\nLeaderboard ({})\n-----------", runs_dir.display());
     print_leaderboard(&m.name, runs_dir)
@@ -119,6 +134,7 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path) -> anyhow::Result<()> 
 
 pub fn leaderboard_cmd(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
     // A name that is no environment here still has a leaderboard if runs used it.
-    let name = Environment::resolve(spec).map(|e| e.manifest.name).unwrap_or_else(|_| spec.to_string());
+    let name =
+        Environment::resolve(spec).map(|e| e.manifest.name).unwrap_or_else(|_| spec.to_string());
     print_leaderboard(&name, runs_dir)
 }

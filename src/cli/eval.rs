@@ -1,7 +1,7 @@
 use std::io::IsTerminal;
 
-use benchgen::eval::{resume_eval, run_eval, EvalOptions, GivenOptions};
 use benchgen::engine::Truncate;
+use benchgen::eval::{resume_eval, run_eval, EvalOptions, GivenOptions};
 use benchgen::log::RunLog;
 use benchgen::model::KvDtype;
 
@@ -17,7 +17,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
     };
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
-    let truncate = args.truncate.as_deref().map(Truncate::parse).transpose().map_err(anyhow::Error::msg)?;
+    let truncate =
+        args.truncate.as_deref().map(Truncate::parse).transpose().map_err(anyhow::Error::msg)?;
     // clap has checked the value.
     let kv_dtype = args.kv_dtype.as_deref().and_then(KvDtype::parse);
     let outcome = match args.resume {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use benchgen::device::{parse_device, WeightType};
 use benchgen::engine::remote::RemoteEngine;
-use benchgen::engine::{sampling, GenOutput, GenParams, GenRequest, Generator, LocalEngine, Truncate};
+use benchgen::engine::{
+    sampling, GenOutput, GenParams, GenRequest, Generator, LocalEngine, Truncate,
+};
 use benchgen::model::chat::Message;
 use benchgen::model::spec::{self, ModelSource};
 use benchgen::model::{KvDtype, LoadedModel};
@@ -37,8 +39,9 @@ fn read_prompts_file(path: &PathBuf) -> anyhow::Result<Vec<(String, String)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let p: PromptLine = serde_json::from_str(&line)
-            .with_context(|| format!("{}: line {}: expected {{\"id\", \"prompt\"}}", path.display(), n + 1))?;
+        let p: PromptLine = serde_json::from_str(&line).with_context(|| {
+            format!("{}: line {}: expected {{\"id\", \"prompt\"}}", path.display(), n + 1)
+        })?;
         let id = match p.id {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
@@ -60,7 +63,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let (mut engine, rendered) = engine_and_prompts(&args, &prompts)?;
     let mut requests = Vec::with_capacity(prompts.len());
     let mut texts = Vec::with_capacity(prompts.len());
-    for (index, ((id, _), (text, add_special_tokens, messages))) in prompts.iter().zip(rendered).enumerate() {
+    for (index, ((id, _), (text, add_special_tokens, messages))) in
+        prompts.iter().zip(rendered).enumerate()
+    {
         texts.push(text.clone());
         requests.push(GenRequest {
             index,
@@ -100,7 +105,10 @@ type Rendered = (String, bool, Option<Vec<Message>>);
 
 /// A local model renders `--chat` prompts with its own template; a server gets the user turn
 /// on `/v1/chat/completions` and applies its template itself.
-fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyhow::Result<(Box<dyn Generator>, Vec<Rendered>)> {
+fn engine_and_prompts(
+    args: &GenerateArgs,
+    prompts: &[(String, String)],
+) -> anyhow::Result<(Box<dyn Generator>, Vec<Rendered>)> {
     // Checked first, so a typo fails before any download.
     let device = parse_device(&args.device)?;
     let gguf = spec::is_gguf(args.model.as_deref(), &args.sources.options())?;
@@ -110,7 +118,10 @@ fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyh
     match resolved.source {
         ModelSource::Endpoint(endpoint) => {
             let engine = RemoteEngine::connect(&endpoint, args.batch_size)?;
-            let rendered = prompts.iter().map(|(_, p)| (p.clone(), true, args.chat.then(|| user(p)))).collect();
+            let rendered = prompts
+                .iter()
+                .map(|(_, p)| (p.clone(), true, args.chat.then(|| user(p))))
+                .collect();
             Ok((Box::new(engine), rendered))
         }
         ModelSource::Local(checkpoint) => {
@@ -118,8 +129,14 @@ fn engine_and_prompts(args: &GenerateArgs, prompts: &[(String, String)]) -> anyh
             let kv = KvDtype::parse(&args.kv_dtype).unwrap_or_default();
             model.model.set_kv_dtype(kv).with_context(|| format!("--kv-dtype {}", kv.name()))?;
             let rendered = if args.chat {
-                let t = model.chat_template.as_ref().with_context(|| format!("{} has no chat template", model.origin))?;
-                prompts.iter().map(|(_, p)| Ok((t.render(&user(p), true)?, false, None))).collect::<anyhow::Result<_>>()?
+                let t = model
+                    .chat_template
+                    .as_ref()
+                    .with_context(|| format!("{} has no chat template", model.origin))?;
+                prompts
+                    .iter()
+                    .map(|(_, p)| Ok((t.render(&user(p), true)?, false, None)))
+                    .collect::<anyhow::Result<_>>()?
             } else {
                 prompts.iter().map(|(_, p)| (p.clone(), true, None)).collect()
             };

@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "benchgen", version, about = "Evaluate language models on benchmarks locally, in-process")]
+#[command(
+    name = "benchgen",
+    version,
+    about = "Evaluate language models on benchmarks locally, in-process"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -292,13 +296,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
         Command::Tokenize(args) => tokenize::run(args),
-        Command::Verify { run_id, runs_dir, allow_scoring_program } => verify::run(run_id, &runs_dir, allow_scoring_program),
+        Command::Verify { run_id, runs_dir, allow_scoring_program } => {
+            verify::run(run_id, &runs_dir, allow_scoring_program)
+        }
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),
         Command::Env(EnvCommand::Validate { env }) => env::validate(&env),
         Command::Leaderboard { env, runs_dir } => env::leaderboard_cmd(&env, &runs_dir),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
-        Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => runs::show(&runs_dir, run_id, finetune),
+        Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => {
+            runs::show(&runs_dir, run_id, finetune)
+        }
         Command::Models(ModelsCommand::List { sources, json }) => models::list(&sources, json),
     }
 }

@@ -23,13 +23,20 @@ fn size(bytes: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn render(l: &Listing) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let registry = l.registry.as_ref().map_or_else(|| "no registry file".to_string(), |p| p.display().to_string());
+    let registry = l
+        .registry
+        .as_ref()
+        .map_or_else(|| "no registry file".to_string(), |p| p.display().to_string());
     let _ = writeln!(out, "Platform Models ({registry})");
     if l.platform.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -45,7 +52,8 @@ fn render(l: &Listing) -> String {
         if let Some(d) = &m.description {
             extra.push(d.clone());
         }
-        let extra = if extra.is_empty() { String::new() } else { format!("  ({})", extra.join(", ")) };
+        let extra =
+            if extra.is_empty() { String::new() } else { format!("  ({})", extra.join(", ")) };
         let _ = writeln!(out, "  platform:{:<20} → {}{extra}", m.alias, m.source);
     }
     let _ = writeln!(out, "\nRunning");
@@ -74,7 +82,11 @@ fn render(l: &Listing) -> String {
             .iter()
             .map(|r| {
                 let short = &r.commit[..r.commit.len().min(12)];
-                if r.refs.is_empty() { short.to_string() } else { format!("{short} ({})", r.refs.join(", ")) }
+                if r.refs.is_empty() {
+                    short.to_string()
+                } else {
+                    format!("{short} ({})", r.refs.join(", "))
+                }
             })
             .collect();
         let _ = writeln!(out, "  {:<40} {}, {}", m.spec, size(m.size_bytes), revs.join("; "));

@@ -17,7 +17,10 @@ fn truncate(s: &str, n: usize) -> String {
 pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
     let runs = RunsDir::new(runs_dir);
     let ids = runs.ids()?;
-    println!("{:>5}  {:<11}  {:<32}  {:<20}  {:<20}  {:>13}", "ID", "Status", "Model", "Environment", "Created", "Overall Score");
+    println!(
+        "{:>5}  {:<11}  {:<32}  {:<20}  {:<20}  {:>13}",
+        "ID", "Status", "Model", "Environment", "Created", "Overall Score"
+    );
     for id in ids {
         let path = runs.path_of(id).join("run.json");
         // A folder without a readable record (being created, or damaged) is listed as such.
@@ -52,16 +55,25 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
     if finetune {
         let path = dir.join("finetune.jsonl");
         if !path.is_file() {
-            bail!("run {run_id} has no fine-tune dataset: its environment has no [finetune] section");
+            bail!(
+                "run {run_id} has no fine-tune dataset: its environment has no [finetune] section"
+            );
         }
-        print!("{}", std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+        print!(
+            "{}",
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+        );
         return Ok(());
     }
     let rec = RunRecord::read(&dir.join("run.json"))?;
     println!("Run ID:       {}", rec.run_id);
     println!("Status:       {}", rec.status);
     println!("Model:        {}", rec.model.spec);
-    println!("Environment:  {} v{} (phase {})", rec.environment.name, rec.environment.version, rec.environment.phase);
+    println!(
+        "Environment:  {} v{} (phase {})",
+        rec.environment.name, rec.environment.version, rec.environment.phase
+    );
     println!("Created:      {}", rec.created);
     if let Some(d) = rec.duration_s {
         println!("Duration:     {d:.2}s");
@@ -78,7 +90,8 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
     let breakdown = dir.join("score_breakdown.json");
     if breakdown.is_file() {
         let text = std::fs::read_to_string(&breakdown)?;
-        let b: ScoreBreakdown = serde_json::from_str(&text).with_context(|| format!("reading {}", breakdown.display()))?;
+        let b: ScoreBreakdown = serde_json::from_str(&text)
+            .with_context(|| format!("reading {}", breakdown.display()))?;
         println!("\n{}", b.accuracy_line());
         print!("{}", b.table());
     }

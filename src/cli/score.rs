@@ -9,7 +9,12 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         (None, Some(s)) => SavedPredictions::Submission(s),
         _ => anyhow::bail!("give exactly one of --predictions FILE or --submission ZIP"),
     };
-    let opts = ScoreOptions { env: args.env, phase: args.phase, predictions, limit: args.limit, runs_dir: args.runs_dir,
+    let opts = ScoreOptions {
+        env: args.env,
+        phase: args.phase,
+        predictions,
+        limit: args.limit,
+        runs_dir: args.runs_dir,
         allow_scoring_program: args.allow_scoring_program,
     };
     let console: Box<dyn std::io::Write + Send> =

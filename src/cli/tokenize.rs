@@ -17,9 +17,14 @@ fn texts(args: &TokenizeArgs) -> anyhow::Result<Vec<String>> {
     args.file
         .iter()
         .map(|path| {
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             String::from_utf8(bytes).map_err(|e| {
-                anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+                anyhow::anyhow!(
+                    "{}: not UTF-8 text (invalid byte at offset {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                )
             })
         })
         .collect()
@@ -46,11 +51,13 @@ fn escaped(piece: &str) -> String {
 pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     // Inputs first, so a missing file fails before any download.
     let texts = texts(&args)?;
-    let tokenizer = spec::resolve_tokenizer(args.model.as_deref(), &args.sources.options())?.parse_special(!args.no_parse_special);
+    let tokenizer = spec::resolve_tokenizer(args.model.as_deref(), &args.sources.options())?
+        .parse_special(!args.no_parse_special);
     let mut out = std::io::stdout().lock();
     for (n, text) in texts.iter().enumerate() {
         let ids = tokenizer.encode(text, args.add_special)?;
-        let pieces: Vec<String> = ids.iter().map(|&id| tokenizer.id_to_token(id).unwrap_or_default()).collect();
+        let pieces: Vec<String> =
+            ids.iter().map(|&id| tokenizer.id_to_token(id).unwrap_or_default()).collect();
         if args.json {
             writeln!(out, "{}", json!({"ids": ids, "pieces": pieces}))?;
         } else {

@@ -8,14 +8,23 @@ pub fn run(run_id: u64, runs_dir: &Path, allow_scoring_program: bool) -> anyhow:
     // The re-run's own live log is noise here; the report below is what counts.
     let mut log = RunLog::new(Box::new(std::io::stderr()), false);
     let report = verify_run(runs_dir, run_id, allow_scoring_program, &mut log)?;
-    let show = |v: &Option<String>| v.as_deref().map_or_else(|| "(missing)".to_string(), |s| format!("{s:?}"));
+    let show = |v: &Option<String>| {
+        v.as_deref().map_or_else(|| "(missing)".to_string(), |s| format!("{s:?}"))
+    };
     for d in &report.differences {
-        println!("item {} ({}): recorded {} — re-run {}", d.id, d.file, show(&d.recorded), show(&d.rerun));
+        println!(
+            "item {} ({}): recorded {} — re-run {}",
+            d.id,
+            d.file,
+            show(&d.recorded),
+            show(&d.rerun)
+        );
     }
     for input in &report.changed_inputs {
         println!("changed since the run: {input}");
     }
-    let recorded = report.recorded_score.map_or_else(|| "(none)".to_string(), |s| format!("{s:.2}"));
+    let recorded =
+        report.recorded_score.map_or_else(|| "(none)".to_string(), |s| format!("{s:.2}"));
     println!(
         "run {}: {} items, {} difference(s); Overall Score recorded {recorded}, re-run {:.2}",
         report.run_id,

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::Tensor;
 
-use super::{sampling, FinishReason, Truncate, GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest};
+use super::{
+    sampling, FinishReason, GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest, Truncate,
+};
 use crate::error::{Error, Result, TensorContext};
-use crate::model::{LoadedModel, SeqCache, Segment, SharedCache};
+use crate::model::{LoadedModel, Segment, SeqCache, SharedCache};
 use crate::rng::SplitMix64;
 
 /// Most prompt tokens fed in one step. Prefill throughput is flat well below this, and a step's
@@ -77,7 +79,10 @@ impl LocalEngine {
     }
 
     /// Bytes a shared prefix (once) and the caches continuing it hold now.
-    pub(super) fn live_kv_bytes<'a>(shared: Option<&SharedCache>, caches: impl IntoIterator<Item = &'a SeqCache>) -> Result<usize> {
+    pub(super) fn live_kv_bytes<'a>(
+        shared: Option<&SharedCache>,
+        caches: impl IntoIterator<Item = &'a SeqCache>,
+    ) -> Result<usize> {
         let mut total = shared.map_or(Ok(0), SharedCache::bytes).ctx("measuring the KV cache")?;
         for c in caches {
             total += c.bytes().ctx("measuring the KV cache")?;
@@ -100,7 +105,12 @@ impl LocalEngine {
         dropped
     }
 
-    fn admit(&self, req: GenRequest, mut prompt: Vec<u32>, shared: Option<&(Vec<u32>, SharedCache)>) -> Result<Running> {
+    fn admit(
+        &self,
+        req: GenRequest,
+        mut prompt: Vec<u32>,
+        shared: Option<&(Vec<u32>, SharedCache)>,
+    ) -> Result<Running> {
         let context = self.model.model.config().max_position_embeddings;
         let tokens_dropped = match req.truncate {
             Truncate::Left => self.truncate_left(&mut prompt, req.params.max_new_tokens),
@@ -120,7 +130,12 @@ impl LocalEngine {
         let (cache, pending) = match shared {
             Some((prefix, cache)) if prompt.len() > prefix.len() && prompt.starts_with(prefix) => {
                 let own = prompt.split_off(prefix.len());
-                (cache.continuation(tokens_in + max_new).ctx("sharing the prompts' common prefix")?, own)
+                (
+                    cache
+                        .continuation(tokens_in + max_new)
+                        .ctx("sharing the prompts' common prefix")?,
+                    own,
+                )
             }
             _ => (self.model.model.new_cache(prompt.len() + max_new), prompt),
         };
@@ -269,8 +284,11 @@ impl Generator for LocalEngine {
             .collect::<Result<Vec<_>>>()?;
         // Longest prompts first keeps the batch full longest; results are keyed by index anyway.
         encoded.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.index.cmp(&b.1.index)));
-        let prompts: Vec<&[u32]> =
-            encoded.iter().filter(|(_, r)| r.params.max_new_tokens > 0).map(|(p, _)| p.as_slice()).collect();
+        let prompts: Vec<&[u32]> = encoded
+            .iter()
+            .filter(|(_, r)| r.params.max_new_tokens > 0)
+            .map(|(p, _)| p.as_slice())
+            .collect();
         let shared = self.shared_prefix(&prompts)?;
         let mut waiting: VecDeque<_> = encoded.into();
         let mut running: Vec<Running> = Vec::new();
@@ -301,7 +319,10 @@ impl Generator for LocalEngine {
             let logits = self.step(&mut running, &mut logits_buf)?;
             // Caches only grow within a step and shrink when sequences leave after it, so the
             // peak is at the end of some step.
-            self.note_kv_bytes(Self::live_kv_bytes(shared.as_ref().map(|(_, c)| c), running.iter().map(|r| &r.cache))?);
+            self.note_kv_bytes(Self::live_kv_bytes(
+                shared.as_ref().map(|(_, c)| c),
+                running.iter().map(|r| &r.cache),
+            )?);
             let mut still = Vec::with_capacity(running.len());
             for (i, mut r) in running.into_iter().enumerate() {
                 let Some(row) = logits.row(i) else {

@@ -5,8 +5,8 @@
 use candle_core::Tensor;
 
 use super::local::LocalEngine;
-use super::Truncate;
 use super::sampling::argmax;
+use super::Truncate;
 use crate::error::{Error, Result, TensorContext};
 use crate::model::{Segment, SeqCache, TextTokenizer};
 
@@ -37,14 +37,20 @@ pub struct LoglikOutput {
 /// whitespace of the context moves to the continuation, the pair is encoded whole and the
 /// continuation is what follows the context's own encoding; no special tokens, except that an
 /// empty context becomes the BOS (else EOS) token so the first token has something to follow.
-pub fn split_pair(tok: &TextTokenizer, context: &str, continuation: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+pub fn split_pair(
+    tok: &TextTokenizer,
+    context: &str,
+    continuation: &str,
+) -> Result<(Vec<u32>, Vec<u32>)> {
     let trimmed = context.trim_end();
     let moved = &context[trimmed.len()..];
     let continuation = format!("{moved}{continuation}");
     let whole = tok.encode(&format!("{trimmed}{continuation}"), false)?;
     let ctx = if trimmed.is_empty() {
         let prefix = tok.bos_id().or_else(|| tok.eos_ids().first().copied()).ok_or_else(|| {
-            Error::Invalid("empty context needs a BOS or EOS token, and the tokenizer has neither".into())
+            Error::Invalid(
+                "empty context needs a BOS or EOS token, and the tokenizer has neither".into(),
+            )
         })?;
         return Ok((vec![prefix], whole));
     } else {
@@ -74,7 +80,10 @@ impl LocalEngine {
         for r in requests {
             let (ctx, cont) = split_pair(&model.tokenizer, &r.context, &r.continuation)?;
             if cont.is_empty() {
-                return Err(Error::Invalid(format!("item {}: the continuation encodes to no tokens", r.index)));
+                return Err(Error::Invalid(format!(
+                    "item {}: the continuation encodes to no tokens",
+                    r.index
+                )));
             }
             let mut tokens = ctx.clone();
             tokens.extend(&cont);
@@ -83,7 +92,11 @@ impl LocalEngine {
             let excess = tokens.len().saturating_sub(context_limit);
             // The continuation is what is scored: only context may go, and one token must stay.
             if excess > 0 && (r.truncate.is_error() || excess >= ctx.len()) {
-                let hint = if r.truncate.is_error() { "; pass --truncate left to keep the context's last tokens" } else { "" };
+                let hint = if r.truncate.is_error() {
+                    "; pass --truncate left to keep the context's last tokens"
+                } else {
+                    ""
+                };
                 return Err(Error::Invalid(format!(
                     "item {}: context and continuation take {} tokens, more than the model's context of {context_limit}{hint}",
                     r.index,
@@ -91,20 +104,27 @@ impl LocalEngine {
                 )));
             }
             tokens.drain(..excess);
-            items.push((Scored { index: r.index, ctx_len: ctx.len() - excess, tokens, dropped: excess }, cont));
+            items.push((
+                Scored { index: r.index, ctx_len: ctx.len() - excess, tokens, dropped: excess },
+                cont,
+            ));
         }
         // Options of one question share their context: it is computed once and each option
         // continues from a copy of its KV cache. Each question is its own forward pass, so its
         // scores do not depend on which questions run beside it (a resumed run reproduces them
         // bit for bit). Contexts seen once are packed whole, as before.
-        let mut by_context: std::collections::HashMap<Vec<u32>, Vec<(Scored, Vec<u32>)>> = Default::default();
+        let mut by_context: std::collections::HashMap<Vec<u32>, Vec<(Scored, Vec<u32>)>> =
+            Default::default();
         for item in items {
             by_context.entry(item.0.tokens[..item.0.ctx_len].to_vec()).or_default().push(item);
         }
-        let (shared, single): (Vec<_>, Vec<_>) = by_context.into_values().partition(|g| g.len() > 1);
+        let (shared, single): (Vec<_>, Vec<_>) =
+            by_context.into_values().partition(|g| g.len() > 1);
         let mut single: Vec<(Scored, Vec<u32>)> = single.into_iter().flatten().collect();
         // Longest first keeps packs similar in size; results carry their index.
-        single.sort_by(|a, b| b.0.tokens.len().cmp(&a.0.tokens.len()).then(a.0.index.cmp(&b.0.index)));
+        single.sort_by(|a, b| {
+            b.0.tokens.len().cmp(&a.0.tokens.len()).then(a.0.index.cmp(&b.0.index))
+        });
         for pack in single.chunks(self.batch_size()) {
             crate::interrupt::check()?;
             for out in self.score_pack(pack)? {
@@ -139,8 +159,13 @@ impl LocalEngine {
             .ctx("forward pass")?;
         // The context's last position predicts every option's first token: one row of logits.
         let last = Tensor::new(&[ctx.len() as u32 - 1], device).ctx("selecting positions")?;
-        let last = model.logits_f32(&hidden.index_select(&last, 0).ctx("selecting positions")?).ctx("computing logits")?;
-        let first = group.iter().map(|(_, cont)| token_score(&last, cont[0])).collect::<Result<Vec<_>>>()?;
+        let last = model
+            .logits_f32(&hidden.index_select(&last, 0).ctx("selecting positions")?)
+            .ctx("computing logits")?;
+        let first = group
+            .iter()
+            .map(|(_, cont)| token_score(&last, cont[0]))
+            .collect::<Result<Vec<_>>>()?;
 
         // Every option's tokens after its first, each continuing the context's cache, which the
         // host decoder reads in place (a copy per option was the context's keys and values again
@@ -152,7 +177,11 @@ impl LocalEngine {
         let mut targets: Vec<u32> = Vec::new();
         for (s, cont) in group {
             if cont.len() > 1 {
-                forks.push(cache.continuation(s.ctx_len + cont.len()).ctx("continuing the context's cache")?);
+                forks.push(
+                    cache
+                        .continuation(s.ctx_len + cont.len())
+                        .ctx("continuing the context's cache")?,
+                );
                 segs.push(Segment { len: cont.len() - 1, offset: s.ctx_len });
                 flat.extend(&cont[..cont.len() - 1]);
                 targets.extend(&cont[1..]);
@@ -175,13 +204,16 @@ impl LocalEngine {
         group
             .iter()
             .zip(first)
-            .map(|((s, cont), first)| tally(s, cont, std::iter::once(first).chain(rest.by_ref().take(cont.len() - 1))))
+            .map(|((s, cont), first)| {
+                tally(s, cont, std::iter::once(first).chain(rest.by_ref().take(cont.len() - 1)))
+            })
             .collect()
     }
 
     fn score_pack(&self, pack: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
         let model = &self.model().model;
-        let segs: Vec<Segment> = pack.iter().map(|(s, _)| Segment { len: s.tokens.len(), offset: 0 }).collect();
+        let segs: Vec<Segment> =
+            pack.iter().map(|(s, _)| Segment { len: s.tokens.len(), offset: 0 }).collect();
         let flat: Vec<u32> = pack.iter().flat_map(|(s, _)| s.tokens.iter().copied()).collect();
         let n = flat.len();
         let tokens = Tensor::from_vec(flat, n, model.device()).ctx("building the input batch")?;
@@ -211,7 +243,11 @@ struct TokenScore {
 }
 
 /// A continuation's score from the scores of each of its tokens, in order.
-fn tally(s: &Scored, cont: &[u32], tokens: impl Iterator<Item = TokenScore>) -> Result<LoglikOutput> {
+fn tally(
+    s: &Scored,
+    cont: &[u32],
+    tokens: impl Iterator<Item = TokenScore>,
+) -> Result<LoglikOutput> {
     let mut logprob = 0f64;
     let mut is_greedy = true;
     let mut seen = 0;
@@ -221,9 +257,20 @@ fn tally(s: &Scored, cont: &[u32], tokens: impl Iterator<Item = TokenScore>) -> 
         seen += 1;
     }
     if seen != cont.len() {
-        return Err(Error::Invalid(format!("item {}: {seen} logit rows for {} continuation tokens", s.index, cont.len())));
+        return Err(Error::Invalid(format!(
+            "item {}: {seen} logit rows for {} continuation tokens",
+            s.index,
+            cont.len()
+        )));
     }
-    Ok(LoglikOutput { index: s.index, logprob, is_greedy, context_tokens: s.ctx_len, continuation_tokens: cont.len(), context_dropped: s.dropped })
+    Ok(LoglikOutput {
+        index: s.index,
+        logprob,
+        is_greedy,
+        context_tokens: s.ctx_len,
+        continuation_tokens: cont.len(),
+        context_dropped: s.dropped,
+    })
 }
 
 /// Logits held at once while scoring, give or take [`LOGIT_ROWS`]. A pack's rows whole would
@@ -234,16 +281,29 @@ const LOGIT_ROWS: usize = 16;
 
 /// The score of `targets[i]` at row `rows[i]` of `hidden`, through the LM head a bounded number
 /// of rows at a time. Each row's logits depend on that row alone, so the chunking changes no bits.
-fn score_rows(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], targets: &[u32]) -> Result<Vec<TokenScore>> {
+fn score_rows(
+    model: &crate::model::Decoder,
+    hidden: &Tensor,
+    rows: &[u32],
+    targets: &[u32],
+) -> Result<Vec<TokenScore>> {
     let vocab = model.config().vocab_size.max(1);
     score_rows_by(model, hidden, rows, targets, (LOGIT_BYTES / (vocab * 4)).max(LOGIT_ROWS))
 }
 
-fn score_rows_by(model: &crate::model::Decoder, hidden: &Tensor, rows: &[u32], targets: &[u32], chunk: usize) -> Result<Vec<TokenScore>> {
+fn score_rows_by(
+    model: &crate::model::Decoder,
+    hidden: &Tensor,
+    rows: &[u32],
+    targets: &[u32],
+    chunk: usize,
+) -> Result<Vec<TokenScore>> {
     let mut out = Vec::with_capacity(rows.len());
     for (rows, targets) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
         let rows_t = Tensor::new(rows, model.device()).ctx("selecting positions")?;
-        let logits = model.logits_f32(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?).ctx("computing logits")?;
+        let logits = model
+            .logits_f32(&hidden.index_select(&rows_t, 0).ctx("selecting positions")?)
+            .ctx("computing logits")?;
         let width = logits.len() / rows.len();
         for (l, &target) in logits.chunks(width).zip(targets) {
             out.push(token_score(l, target)?);
@@ -260,7 +320,10 @@ fn token_score(logits: &[f32], target: u32) -> Result<TokenScore> {
             logits.len()
         )));
     }
-    Ok(TokenScore { logprob: log_softmax_at(logits, target as usize), greedy: argmax(logits) == target })
+    Ok(TokenScore {
+        logprob: log_softmax_at(logits, target as usize),
+        greedy: argmax(logits) == target,
+    })
 }
 
 /// log softmax(l)[i], accumulated in f64 so long vocabularies lose nothing to rounding.
@@ -283,7 +346,8 @@ mod tests {
             "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
             "vocab_size": 300}))
         .unwrap();
-        let model = crate::model::random::random_decoder(&cfg, DType::F32, &Device::Cpu, 7).unwrap();
+        let model =
+            crate::model::random::random_decoder(&cfg, DType::F32, &Device::Cpu, 7).unwrap();
         let tokens: Vec<u32> = (0..11).map(|i| (i * 37 + 5) % 300).collect();
         let t = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap();
         let hidden = model.forward(&t, &[Segment { len: tokens.len(), offset: 0 }], None).unwrap();
@@ -294,7 +358,9 @@ mod tests {
         let want: Vec<(f64, bool)> = rows
             .iter()
             .zip(&targets)
-            .map(|(&r, &t)| (log_softmax_at(&all[r as usize], t as usize), argmax(&all[r as usize]) == t))
+            .map(|(&r, &t)| {
+                (log_softmax_at(&all[r as usize], t as usize), argmax(&all[r as usize]) == t)
+            })
             .collect();
         for chunk in [1, 3, 4, 10, 64] {
             let got = score_rows_by(&model, &hidden, &rows, &targets, chunk).unwrap();

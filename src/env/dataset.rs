@@ -42,7 +42,11 @@ fn lookup<'v>(obj: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
     Some(cur).filter(|v| !v.is_null())
 }
 
-fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> Error) -> Result<(Vec<String>, Vec<String>)> {
+fn choices_of(
+    obj: &Map<String, Value>,
+    fields: &Fields,
+    at: &dyn Fn(String) -> Error,
+) -> Result<(Vec<String>, Vec<String>)> {
     let Some(spec) = &fields.choices else { return Ok((Vec::new(), Vec::new())) };
     let entries: Vec<Value> = match spec {
         ChoicesField::Path(path) => match lookup(obj, path) {
@@ -87,10 +91,14 @@ fn choices_of(obj: &Map<String, Value>, fields: &Fields, at: &dyn Fn(String) -> 
         match e {
             Value::Object(o) => {
                 let text = o.get(&fields.choice_text).ok_or_else(|| {
-                    at(format!("choice {i} has no \"{}\" key (set [fields] choice_text)", fields.choice_text))
+                    at(format!(
+                        "choice {i} has no \"{}\" key (set [fields] choice_text)",
+                        fields.choice_text
+                    ))
                 })?;
                 texts.push(value_text(text));
-                labels.push(o.get(&fields.choice_label).map_or_else(|| default_label(i), value_text));
+                labels
+                    .push(o.get(&fields.choice_label).map_or_else(|| default_label(i), value_text));
             }
             other => {
                 texts.push(value_text(other));
@@ -116,7 +124,11 @@ pub(super) fn records_of(columns: &Map<String, Value>) -> std::result::Result<Ve
         }
     }
     Ok((0..len.unwrap_or(0))
-        .map(|i| Value::Object(columns.iter().map(|(name, col)| (name.clone(), col[i].clone())).collect()))
+        .map(|i| {
+            Value::Object(
+                columns.iter().map(|(name, col)| (name.clone(), col[i].clone())).collect(),
+            )
+        })
         .collect())
 }
 
@@ -162,18 +174,29 @@ fn resolve_target(target: &str, texts: &[String], labels: &[String]) -> Option<u
 }
 
 /// `unit` is what `line` counts: lines of a text file, rows of a parquet file.
-fn to_item(origin: &str, (unit, line): (&str, usize), default_id: String, value: Value, fields: &Fields) -> Result<Item> {
+fn to_item(
+    origin: &str,
+    (unit, line): (&str, usize),
+    default_id: String,
+    value: Value,
+    fields: &Fields,
+) -> Result<Item> {
     let at = |msg: String| Error::env(origin, format!("{unit} {line}: {msg}"));
     let Value::Object(obj) = value else {
         return Err(at("item is not a JSON object".into()));
     };
     let id = match &fields.id {
-        Some(key) => value_text(lookup(&obj, key).ok_or_else(|| at(format!("missing id field \"{key}\"")))?),
+        Some(key) => {
+            value_text(lookup(&obj, key).ok_or_else(|| at(format!("missing id field \"{key}\"")))?)
+        }
         None => default_id,
     };
     let targets = targets_of(
         lookup(&obj, &fields.target).ok_or_else(|| {
-            at(format!("missing target field \"{}\" (set [fields] target in environment.toml)", fields.target))
+            at(format!(
+                "missing target field \"{}\" (set [fields] target in environment.toml)",
+                fields.target
+            ))
         })?,
         &at,
     )?;
@@ -188,14 +211,22 @@ fn to_item(origin: &str, (unit, line): (&str, usize), default_id: String, value:
         None
     } else {
         Some(resolve_target(&target, &choices, &choice_labels).ok_or_else(|| {
-            at(format!("target \"{target}\" is neither a choice label ({}), an index nor a choice", choice_labels.join(", ")))
+            at(format!(
+                "target \"{target}\" is neither a choice label ({}), an index nor a choice",
+                choice_labels.join(", ")
+            ))
         })?)
     };
     Ok(Item { id, fields: obj, target, targets, choices, choice_labels, target_index })
 }
 
-fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<Vec<(usize, usize, Value)>> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(columns.is_none()).flexible(false).from_reader(bytes);
+fn csv_values(
+    origin: &str,
+    bytes: &[u8],
+    columns: Option<&[String]>,
+) -> Result<Vec<(usize, usize, Value)>> {
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(columns.is_none()).flexible(false).from_reader(bytes);
     let header: Vec<String> = match columns {
         Some(c) => c.to_vec(),
         None => reader
@@ -213,10 +244,16 @@ fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<
         })?;
         let line = record.position().map_or(0, |p| p.line() as usize);
         if record.len() != header.len() {
-            return Err(Error::env(origin, format!("line {line}: {} fields, expected {}", record.len(), header.len())));
+            return Err(Error::env(
+                origin,
+                format!("line {line}: {} fields, expected {}", record.len(), header.len()),
+            ));
         }
-        let obj: Map<String, Value> =
-            header.iter().zip(record.iter()).map(|(k, v)| (k.clone(), Value::String(v.to_string()))).collect();
+        let obj: Map<String, Value> = header
+            .iter()
+            .zip(record.iter())
+            .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+            .collect();
         out.push((line, out.len(), Value::Object(obj)));
     }
     Ok(out)
@@ -224,8 +261,19 @@ fn csv_values(origin: &str, bytes: &[u8], columns: Option<&[String]>) -> Result<
 
 /// Parses a phase file; `origin` names it in errors (with 1-based line numbers). `columns`
 /// names the fields of a CSV without a header row.
-pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> Result<Vec<Item>> {
-    let (items, mut problems) = parse_all(&Source { origin, name, part: None, first_index: 0, remap: None }, bytes, fields, columns);
+pub fn parse_items(
+    origin: &str,
+    name: &str,
+    bytes: &[u8],
+    fields: &Fields,
+    columns: Option<&[String]>,
+) -> Result<Vec<Item>> {
+    let (items, mut problems) = parse_all(
+        &Source { origin, name, part: None, first_index: 0, remap: None },
+        bytes,
+        fields,
+        columns,
+    );
     if problems.is_empty() {
         Ok(items)
     } else {
@@ -235,7 +283,12 @@ pub fn parse_items(origin: &str, name: &str, bytes: &[u8], fields: &Fields, colu
 
 /// Every problem of a phase file, not only the first (for `env validate`), and how many items
 /// parsed.
-pub fn check_items(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
+pub fn check_items(
+    source: &Source,
+    bytes: &[u8],
+    fields: &Fields,
+    columns: Option<&[String]>,
+) -> (Vec<Item>, Vec<Error>) {
     parse_all(source, bytes, fields, columns)
 }
 
@@ -251,7 +304,12 @@ pub struct Source<'a> {
     pub remap: Option<&'a Remap>,
 }
 
-fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[String]>) -> (Vec<Item>, Vec<Error>) {
+fn parse_all(
+    source: &Source,
+    bytes: &[u8],
+    fields: &Fields,
+    columns: Option<&[String]>,
+) -> (Vec<Item>, Vec<Error>) {
     let Source { origin, name, part, first_index, remap } = *source;
     let mut problems = Vec::new();
     let mut values = match read_values(origin, name, bytes, columns, &mut problems) {
@@ -297,13 +355,20 @@ fn parse_all(source: &Source, bytes: &[u8], fields: &Fields, columns: Option<&[S
 }
 
 /// The raw objects of a file with their line numbers; bad JSON lines become problems.
-fn read_values(origin: &str, name: &str, bytes: &[u8], columns: Option<&[String]>, problems: &mut Vec<Error>) -> Result<Vec<(usize, usize, Value)>> {
+fn read_values(
+    origin: &str,
+    name: &str,
+    bytes: &[u8],
+    columns: Option<&[String]>,
+    problems: &mut Vec<Error>,
+) -> Result<Vec<(usize, usize, Value)>> {
     let values: Vec<(usize, usize, Value)> = if name.ends_with(".csv") {
         csv_values(origin, bytes, columns)?
     } else if name.ends_with(".parquet") {
         super::parquet::parquet_values(origin, bytes)?
     } else {
-        let text = std::str::from_utf8(bytes).map_err(|e| Error::env(origin, format!("not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::env(origin, format!("not UTF-8: {e}")))?;
         if name.ends_with(".jsonl") {
             let mut v = Vec::new();
             for (n, line) in text.lines().enumerate() {
@@ -313,19 +378,23 @@ fn read_values(origin: &str, name: &str, bytes: &[u8], columns: Option<&[String]
                 match serde_json::from_str(line) {
                     // Without an id field, an item's id is its 0-based line index.
                     Ok(value) => v.push((n + 1, n, value)),
-                    Err(e) => problems.push(Error::env(origin, format!("line {}: not valid JSON: {e}", n + 1))),
+                    Err(e) => problems
+                        .push(Error::env(origin, format!("line {}: not valid JSON: {e}", n + 1))),
                 }
             }
             v
         } else if name.ends_with(".json") {
-            let value: Value =
-                serde_json::from_str(text).map_err(|e| Error::env(origin, format!("not valid JSON: {e}")))?;
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| Error::env(origin, format!("not valid JSON: {e}")))?;
             let Value::Array(values) = value else {
                 return Err(Error::env(origin, "expected a JSON array of items"));
             };
             values.into_iter().enumerate().map(|(i, v)| (i + 1, i, v)).collect()
         } else {
-            return Err(Error::env(origin, "unsupported data format; use .jsonl, .json, .csv or .parquet"));
+            return Err(Error::env(
+                origin,
+                "unsupported data format; use .jsonl, .json, .csv or .parquet",
+            ));
         }
     };
     Ok(values)
@@ -336,7 +405,12 @@ mod tests {
     use super::*;
 
     fn fields(id: Option<&str>) -> Fields {
-        Fields { id: id.map(str::to_string), input: Some("q".into()), target: "a".into(), ..Fields::default() }
+        Fields {
+            id: id.map(str::to_string),
+            input: Some("q".into()),
+            target: "a".into(),
+            ..Fields::default()
+        }
     }
 
     fn parse(data: &[u8], f: &Fields) -> Result<Vec<Item>> {
@@ -400,7 +474,11 @@ mod tests {
 
     #[test]
     fn columnar_choices_as_hf_parquet_stores_them() {
-        let f = Fields { target: "answerKey".into(), choices: Some(ChoicesField::Path("choices".into())), ..Fields::default() };
+        let f = Fields {
+            target: "answerKey".into(),
+            choices: Some(ChoicesField::Path("choices".into())),
+            ..Fields::default()
+        };
         let line = br#"{"choices":{"text":["x","y","z"],"label":["1","2","3"]},"answerKey":"3"}"#;
         let items = parse(line, &f).unwrap();
         assert_eq!(items[0].choices, ["x", "y", "z"]);
@@ -409,9 +487,15 @@ mod tests {
         let unlabelled = parse(br#"{"choices":{"text":["x","y"]},"answerKey":"B"}"#, &f).unwrap();
         assert_eq!(unlabelled[0].choice_labels, ["A", "B"]);
         assert_eq!(unlabelled[0].target_index, Some(1));
-        for bad in [&br#"{"choices":{"text":["x","y"],"label":["1"]},"answerKey":"1"}"#[..], br#"{"choices":{"words":["x","y"]},"answerKey":"1"}"#] {
+        for bad in [
+            &br#"{"choices":{"text":["x","y"],"label":["1"]},"answerKey":"1"}"#[..],
+            br#"{"choices":{"words":["x","y"]},"answerKey":"1"}"#,
+        ] {
             let err = parse(bad, &f).unwrap_err().to_string();
-            assert!(err.contains("line 1") && err.contains("not parallel lists \"text\" and \"label\""), "{err}");
+            assert!(
+                err.contains("line 1") && err.contains("not parallel lists \"text\" and \"label\""),
+                "{err}"
+            );
         }
     }
 
@@ -420,24 +504,33 @@ mod tests {
         let f = Fields {
             input: Some("question".into()),
             target: "answer".into(),
-            choices: Some(ChoicesField::Columns(vec!["A".into(), "B".into(), "C".into(), "D".into()])),
+            choices: Some(ChoicesField::Columns(vec![
+                "A".into(),
+                "B".into(),
+                "C".into(),
+                "D".into(),
+            ])),
             ..Fields::default()
         };
-        let cols: Vec<String> = ["question", "A", "B", "C", "D", "answer"].iter().map(|s| s.to_string()).collect();
+        let cols: Vec<String> =
+            ["question", "A", "B", "C", "D", "answer"].iter().map(|s| s.to_string()).collect();
         let data = b"\"What is 2, plus 2?\",3,4,5,6,B\nSecond,a,b,c,d,D\n";
         let items = parse_items("m.csv", "m.csv", data, &f, Some(&cols)).unwrap();
         assert_eq!(items[0].fields["question"], "What is 2, plus 2?");
         assert_eq!(items[0].choices, ["3", "4", "5", "6"]);
         assert_eq!(items[0].target_index, Some(1));
         assert_eq!(items[1].target_index, Some(3));
-        let err = parse_items("m.csv", "m.csv", b"only,three,fields\n", &f, Some(&cols)).unwrap_err().to_string();
+        let err = parse_items("m.csv", "m.csv", b"only,three,fields\n", &f, Some(&cols))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.csv") && err.contains("line 1"), "{err}");
     }
 
     #[test]
     fn list_targets_are_references() {
         let f = Fields { target: "golden_answers".into(), ..Fields::default() };
-        let data = b"{\"golden_answers\":[\"Cotswolds\",\"The Cotswolds\"]}\n{\"golden_answers\":\"x\"}\n";
+        let data =
+            b"{\"golden_answers\":[\"Cotswolds\",\"The Cotswolds\"]}\n{\"golden_answers\":\"x\"}\n";
         let items = parse(data, &f).unwrap();
         assert_eq!(items[0].target, "Cotswolds");
         assert_eq!(items[0].targets, ["Cotswolds", "The Cotswolds"]);
@@ -450,7 +543,10 @@ mod tests {
     fn choices_split_builds_options_from_several_fields_as_in_truthfulqa() {
         let f = Fields {
             target: "Best Answer".into(),
-            choices: Some(ChoicesField::Columns(vec!["Best Answer".into(), "Incorrect Answers".into()])),
+            choices: Some(ChoicesField::Columns(vec![
+                "Best Answer".into(),
+                "Incorrect Answers".into(),
+            ])),
             choices_split: Some(";".into()),
             ..Fields::default()
         };
@@ -460,9 +556,15 @@ mod tests {
         assert_eq!(items[0].choice_labels, ["A", "B", "C"]);
         assert_eq!(items[0].target_index, Some(0));
         assert_eq!(items[1].choices, ["Yes", "No"]);
-        let err = parse_items("t.csv", "t.csv", b"Question,Best Answer,Incorrect Answers\nQ?,Yes,;\n", &f, None)
-            .unwrap_err()
-            .to_string();
+        let err = parse_items(
+            "t.csv",
+            "t.csv",
+            b"Question,Best Answer,Incorrect Answers\nQ?,Yes,;\n",
+            &f,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("line 2") && err.contains("1 choice(s)"), "{err}");
         // A list field holds one option per entry, separators and all (a hub row's answers).
         let listed = br#"{"Best Answer":"No","Incorrect Answers":["Yes; always","Maybe"]}"#;

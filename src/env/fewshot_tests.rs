@@ -43,10 +43,14 @@ fn write_env(dir: &Path, train: usize, test: usize) {
 /// The pool indices Python gave each document in the named golden case.
 fn golden(name: &str) -> Vec<Vec<usize>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pyrandom/goldens.json");
-    let goldens: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let goldens: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let case = goldens["lm_eval"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
     // The environment above is what the case assumes: seed 1234 (the default), 2-shot, 30 in the pool.
-    assert_eq!((case["seed"].as_u64(), case["n"].as_u64(), case["pool"].as_u64()), (Some(1234), Some(2), Some(30)));
+    assert_eq!(
+        (case["seed"].as_u64(), case["n"].as_u64(), case["pool"].as_u64()),
+        (Some(1234), Some(2), Some(30))
+    );
     case["examples"]
         .as_array()
         .unwrap()
@@ -63,12 +67,18 @@ fn prompts(env: &Environment, phase: &str, limit: Option<usize>) -> Vec<String> 
     if let Some(limit) = limit {
         items.truncate(limit);
     }
-    let builder = PromptBuilder::new(&env.manifest.prompt, &env.origin).unwrap().with_fewshot(env.fewshot(phase).unwrap()).unwrap();
+    let builder = PromptBuilder::new(&env.manifest.prompt, &env.origin)
+        .unwrap()
+        .with_fewshot(env.fewshot(phase).unwrap())
+        .unwrap();
     items.iter().enumerate().map(|(i, it)| builder.render(i, it, None).unwrap().text).collect()
 }
 
 fn expected(examples: &[usize], prefix: &str, item: usize) -> String {
-    let shots: String = examples.iter().map(|e| format!("Q: train question {e}\nA: train answer {e}\n\n")).collect();
+    let shots: String = examples
+        .iter()
+        .map(|e| format!("Q: train question {e}\nA: train answer {e}\n\n"))
+        .collect();
     format!("{shots}Q: {prefix} question {item}\nA:")
 }
 

@@ -19,11 +19,15 @@ pub enum EnvFiles {
 /// Rejects absolute paths and `..` so a manifest can only name files inside its environment.
 fn check_relative(origin: &str, rel: &str) -> Result<()> {
     let p = Path::new(rel);
-    let ok = !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let ok = !rel.is_empty()
+        && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if ok {
         Ok(())
     } else {
-        Err(Error::env(origin, format!("path \"{rel}\" must be relative and stay inside the environment")))
+        Err(Error::env(
+            origin,
+            format!("path \"{rel}\" must be relative and stay inside the environment"),
+        ))
     }
 }
 
@@ -36,15 +40,19 @@ impl EnvFiles {
         let mut files = BTreeMap::new();
         let mut total = 0u64;
         for i in 0..zip.len() {
-            let mut entry =
-                zip.by_index(i).map_err(|e| Error::env(&origin, format!("archive entry {i}: {e}")))?;
+            let mut entry = zip
+                .by_index(i)
+                .map_err(|e| Error::env(&origin, format!("archive entry {i}: {e}")))?;
             if entry.is_dir() {
                 continue;
             }
             let name = entry.name().to_string();
             // enclosed_name() is None for absolute paths and `..`: such an entry is refused.
             if entry.enclosed_name().is_none() || entry.is_symlink() {
-                return Err(Error::env(&origin, format!("archive entry \"{name}\" is unsafe (absolute path, '..' or symlink)")));
+                return Err(Error::env(
+                    &origin,
+                    format!("archive entry \"{name}\" is unsafe (absolute path, '..' or symlink)"),
+                ));
             }
             total += entry.size();
             if total > MAX_ARCHIVE_BYTES {
@@ -59,8 +67,10 @@ impl EnvFiles {
         }
         // A zip of a folder holds "folder/environment.toml": read it as if rooted there.
         if !files.contains_key("environment.toml") {
-            let roots: Vec<&String> =
-                files.keys().filter(|k| k.ends_with("/environment.toml") && k.matches('/').count() == 1).collect();
+            let roots: Vec<&String> = files
+                .keys()
+                .filter(|k| k.ends_with("/environment.toml") && k.matches('/').count() == 1)
+                .collect();
             if let [root] = roots.as_slice() {
                 let prefix = root.trim_end_matches("environment.toml").to_string();
                 files = files
@@ -92,10 +102,14 @@ impl EnvFiles {
                 walk(root, &root.join(dir), &mut out)?;
                 out
             }
-            EnvFiles::Archive(files) => files.keys().filter(|k| k.starts_with(&prefix)).cloned().collect(),
-            EnvFiles::Embedded(files) => {
-                files.iter().map(|(n, _)| n.to_string()).filter(|n| n.starts_with(&prefix)).collect()
+            EnvFiles::Archive(files) => {
+                files.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()
             }
+            EnvFiles::Embedded(files) => files
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .filter(|n| n.starts_with(&prefix))
+                .collect(),
         };
         names.sort();
         Ok(names)
@@ -132,7 +146,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
             walk(root, &path, out)?;
         } else if kind.is_file() {
             if let Ok(rel) = path.strip_prefix(root) {
-                let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                let parts: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
                 out.push(parts.join("/"));
             }
         }

@@ -72,7 +72,11 @@ impl PhaseSpec {
 
     /// The file name, whichever way it is given (its extension picks the reader).
     pub fn file_name(&self) -> &str {
-        self.data.as_deref().or(self.dataset.as_deref()).or(self.source.as_deref()).unwrap_or_default()
+        self.data
+            .as_deref()
+            .or(self.dataset.as_deref())
+            .or(self.source.as_deref())
+            .unwrap_or_default()
     }
 }
 
@@ -324,7 +328,10 @@ fn default_format() -> FinetuneFormat {
 
 impl Manifest {
     /// How `phase`'s hub rows are rewritten: its own table, else the manifest's.
-    pub fn source_fields<'a>(&'a self, phase: &'a PhaseSpec) -> Option<&'a std::collections::BTreeMap<String, String>> {
+    pub fn source_fields<'a>(
+        &'a self,
+        phase: &'a PhaseSpec,
+    ) -> Option<&'a std::collections::BTreeMap<String, String>> {
         phase.source_fields.as_ref().or(self.source_fields.as_ref())
     }
 
@@ -343,13 +350,15 @@ impl Manifest {
                 return Err(format!("phase \"{}\" needs either data (a file in the environment), or dataset (a file under $BENCHGEN_DATA_DIR) and/or source (hf://datasets/…)", p.name));
             }
             if let Some(source) = &p.source {
-                super::source::HfSource::parse(source).map_err(|e| format!("phase \"{}\": {e}", p.name))?;
+                super::source::HfSource::parse(source)
+                    .map_err(|e| format!("phase \"{}\": {e}", p.name))?;
             }
             if p.source_fields.is_some() && p.source.is_none() {
                 return Err(format!("phase \"{}\" has source_fields but no source: they rewrite the hub file's rows", p.name));
             }
             if let Some(table) = &p.source_fields {
-                super::remap::Remap::new(table).map_err(|e| format!("phase \"{}\": {e}", p.name))?;
+                super::remap::Remap::new(table)
+                    .map_err(|e| format!("phase \"{}\": {e}", p.name))?;
             }
         }
         if let Some(table) = &m.source_fields {
@@ -360,13 +369,23 @@ impl Manifest {
         }
         if let Some(f) = &m.fewshot {
             if !m.phases.iter().any(|p| p.name == f.phase) {
-                return Err(format!("[fewshot] phase = \"{}\" is not one of the [[phases]]", f.phase));
+                return Err(format!(
+                    "[fewshot] phase = \"{}\" is not one of the [[phases]]",
+                    f.phase
+                ));
             }
         }
-        if let Some(p) = m.phases.iter().find(|p| p.fewshot.is_some_and(|n| n > 0) && m.fewshot.is_none()) {
-            return Err(format!("phase \"{}\" sets fewshot but there is no [fewshot] table to draw examples from", p.name));
+        if let Some(p) =
+            m.phases.iter().find(|p| p.fewshot.is_some_and(|n| n > 0) && m.fewshot.is_none())
+        {
+            return Err(format!(
+                "phase \"{}\" sets fewshot but there is no [fewshot] table to draw examples from",
+                p.name
+            ));
         }
-        if m.fields.choices_split.is_some() && !matches!(m.fields.choices, Some(ChoicesField::Columns(_))) {
+        if m.fields.choices_split.is_some()
+            && !matches!(m.fields.choices, Some(ChoicesField::Columns(_)))
+        {
             return Err("[fields] choices_split needs choices to be a list of fields".into());
         }
         let multiple_choice = m.fields.choices.is_some();
@@ -392,7 +411,8 @@ mod tests {
 
     #[test]
     fn fewshot_table_defaults_follow_lm_eval() {
-        let m = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\n")).expect("valid");
+        let m = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\n"))
+            .expect("valid");
         let f = m.fewshot.as_ref().expect("table");
         assert_eq!((f.sampler, f.seed), (FewshotSampler::FirstN, 1234));
         assert_eq!((f.target_delimiter.as_str(), f.separator.as_str()), (" ", "\n\n"));
@@ -402,36 +422,63 @@ mod tests {
     #[test]
     fn source_fields_need_a_source_and_valid_expressions() {
         let hub = BASE.replace("data = \"t.jsonl\"", "source = \"hf://datasets/o/n/t.parquet\"");
-        let m = Manifest::parse(&format!("{hub}[source_fields]\nq = \"question\"\n")).expect("valid");
-        assert_eq!(m.source_fields(&m.phases[0]).and_then(|t| t.get("q")).map(String::as_str), Some("question"));
+        let m =
+            Manifest::parse(&format!("{hub}[source_fields]\nq = \"question\"\n")).expect("valid");
+        assert_eq!(
+            m.source_fields(&m.phases[0]).and_then(|t| t.get("q")).map(String::as_str),
+            Some("question")
+        );
         let own = hub.replace("t.parquet\"", "t.parquet\"\n[phases.source_fields]\nq = \"stem\"");
-        let m = Manifest::parse(&format!("{own}[source_fields]\nq = \"question\"\n")).expect("valid");
-        assert_eq!(m.source_fields(&m.phases[0]).and_then(|t| t.get("q")).map(String::as_str), Some("stem"), "the phase's own wins");
-        let err = Manifest::parse(&format!("{BASE}[source_fields]\nq = \"question\"\n")).unwrap_err();
+        let m =
+            Manifest::parse(&format!("{own}[source_fields]\nq = \"question\"\n")).expect("valid");
+        assert_eq!(
+            m.source_fields(&m.phases[0]).and_then(|t| t.get("q")).map(String::as_str),
+            Some("stem"),
+            "the phase's own wins"
+        );
+        let err =
+            Manifest::parse(&format!("{BASE}[source_fields]\nq = \"question\"\n")).unwrap_err();
         assert!(err.contains("no phase has a source"), "{err}");
-        let err = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\n[phases.source_fields]\nq = \"x\"")).unwrap_err();
+        let err = Manifest::parse(&BASE.replace(
+            "data = \"t.jsonl\"",
+            "data = \"t.jsonl\"\n[phases.source_fields]\nq = \"x\"",
+        ))
+        .unwrap_err();
         assert!(err.contains("phase \"test\" has source_fields but no source"), "{err}");
-        let err = Manifest::parse(&format!("{hub}[source_fields]\nq = \"question[\"\n")).unwrap_err();
+        let err =
+            Manifest::parse(&format!("{hub}[source_fields]\nq = \"question[\"\n")).unwrap_err();
         assert!(err.contains("[source_fields.q = \"question[\""), "{err}");
     }
 
     #[test]
     fn every_sampler_parses_under_its_logged_name() {
         for s in [FewshotSampler::FirstN, FewshotSampler::Random, FewshotSampler::LmEval] {
-            let m = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"{}\"\n", s.name())).expect("valid");
+            let m = Manifest::parse(&format!(
+                "{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"{}\"\n",
+                s.name()
+            ))
+            .expect("valid");
             assert_eq!(m.fewshot.expect("table").sampler, s);
         }
     }
 
     #[test]
     fn fewshot_mistakes_are_reported() {
-        let err = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"dev\"\nn = 5\n")).unwrap_err();
+        let err =
+            Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"dev\"\nn = 5\n")).unwrap_err();
         assert!(err.contains("[fewshot] phase = \"dev\" is not one of the [[phases]]"), "{err}");
-        let err = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"lottery\"\n")).unwrap_err();
+        let err = Manifest::parse(&format!(
+            "{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"lottery\"\n"
+        ))
+        .unwrap_err();
         assert!(err.contains("lottery"), "{err}");
-        let err = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 3")).unwrap_err();
+        let err =
+            Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 3"))
+                .unwrap_err();
         assert!(err.contains("no [fewshot] table"), "{err}");
-        let zero = Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 0")).expect("0 needs no table");
+        let zero =
+            Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 0"))
+                .expect("0 needs no table");
         assert_eq!(zero.phases[0].shots(None), 0);
     }
 }

@@ -4,23 +4,28 @@ mod dataset;
 #[cfg(test)]
 mod fewshot_tests;
 mod files;
+pub mod manifest;
 mod parquet;
 mod remap;
 mod source;
-pub mod manifest;
 
 use std::path::{Path, PathBuf};
 
 /// Directories searched for environments by name, from `$BENCHGEN_ENVS` (a path list).
 fn env_dirs() -> Vec<PathBuf> {
-    std::env::var_os("BENCHGEN_ENVS").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default()
+    std::env::var_os("BENCHGEN_ENVS")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default()
 }
 
 pub use dataset::{check_items, parse_items, Item, Source};
 pub use files::EnvFiles;
+pub use manifest::{
+    ChatMode, ChoicesField, FewshotSampler, FewshotSpec, FinetuneFormat, FinetuneInclude, Manifest,
+    PhaseSpec,
+};
 pub use remap::Remap;
 pub use source::HfSource;
-pub use manifest::{ChatMode, ChoicesField, FewshotSampler, FewshotSpec, FinetuneFormat, FinetuneInclude, Manifest, PhaseSpec};
 
 /// The variable naming a folder laid out like shared/data, where `dataset = …` phases are read
 /// (phases that also name a `source` fall back to the hub when it is unset or lacks the file).
@@ -50,7 +55,8 @@ impl Environment {
         let origin = path.display().to_string();
         let files = if path.is_dir() {
             EnvFiles::Dir(path.to_path_buf())
-        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+        {
             EnvFiles::open_archive(path)?
         } else if path.exists() {
             return Err(Error::env(&origin, "expected a directory or a .zip archive"));
@@ -62,7 +68,10 @@ impl Environment {
 
     /// The environment compiled into the binary.
     pub fn embedded() -> Result<Self> {
-        Self::from_files(crate::embedded::ENV_ORIGIN.to_string(), EnvFiles::Embedded(crate::embedded::ENV_FILES))
+        Self::from_files(
+            crate::embedded::ENV_ORIGIN.to_string(),
+            EnvFiles::Embedded(crate::embedded::ENV_FILES),
+        )
     }
 
     /// `spec` as users write it: a directory or .zip; else the name of an environment that ships
@@ -72,7 +81,8 @@ impl Environment {
         if path.exists() {
             return Self::open(path);
         }
-        if let Some((name, files)) = crate::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == spec) {
+        if let Some((name, files)) = crate::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == spec)
+        {
             return Self::from_files(format!("embedded:{name}"), EnvFiles::Embedded(files));
         }
         for dir in env_dirs() {
@@ -82,20 +92,30 @@ impl Environment {
             }
         }
         let known: Vec<String> = Self::available().into_iter().map(|(n, _)| n).collect();
-        Err(Error::env(spec, format!("no such file, directory or environment name; known environments: {}", known.join(", "))))
+        Err(Error::env(
+            spec,
+            format!(
+                "no such file, directory or environment name; known environments: {}",
+                known.join(", ")
+            ),
+        ))
     }
 
     /// Every environment reachable by name: shipped ones, then `$BENCHGEN_ENVS`'s, with where
     /// each comes from.
     pub fn available() -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> =
-            crate::embedded::SHIPPED_ENVS.iter().map(|(n, _)| (n.to_string(), "shipped with benchgen".into())).collect();
+        let mut out: Vec<(String, String)> = crate::embedded::SHIPPED_ENVS
+            .iter()
+            .map(|(n, _)| (n.to_string(), "shipped with benchgen".into()))
+            .collect();
         for dir in env_dirs() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             let mut found: Vec<(String, String)> = entries
                 .filter_map(|e| e.ok())
                 .filter(|e| e.path().join("environment.toml").is_file())
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().display().to_string()))
+                .map(|e| {
+                    (e.file_name().to_string_lossy().into_owned(), e.path().display().to_string())
+                })
                 .collect();
             found.sort();
             out.extend(found);
@@ -120,7 +140,15 @@ impl Environment {
         } else {
             None
         };
-        Ok(Self { manifest, manifest_text: text, readme, origin, files, fetched: Default::default(), offline: false })
+        Ok(Self {
+            manifest,
+            manifest_text: text,
+            readme,
+            origin,
+            files,
+            fetched: Default::default(),
+            offline: false,
+        })
     }
 
     /// Reads hub sources from the HF cache only when `offline` (the `--offline` flag).
@@ -136,7 +164,13 @@ impl Environment {
             None => Ok(&phases[0]),
             Some(n) => phases.iter().find(|p| p.name == n).ok_or_else(|| {
                 let known: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
-                Error::env(&self.origin, format!("no phase \"{n}\"; phases: {} (environment.toml [[phases]])", known.join(", ")))
+                Error::env(
+                    &self.origin,
+                    format!(
+                        "no phase \"{n}\"; phases: {} (environment.toml [[phases]])",
+                        known.join(", ")
+                    ),
+                )
             }),
         }
     }
@@ -160,9 +194,13 @@ impl Environment {
             _ => Vec::new(),
         };
         // Prefixed, so a few-shot or program file cannot stand in for a data file of the same name.
-        let shot_names: Vec<String> = shots.iter().map(|f| format!("fewshot:{}", base_name(&f.name))).collect();
-        let program: Vec<(String, Vec<u8>)> =
-            self.program_files()?.into_iter().map(|(n, b)| (format!("[scoring.program]/{n}"), b)).collect();
+        let shot_names: Vec<String> =
+            shots.iter().map(|f| format!("fewshot:{}", base_name(&f.name))).collect();
+        let program: Vec<(String, Vec<u8>)> = self
+            .program_files()?
+            .into_iter()
+            .map(|(n, b)| (format!("[scoring.program]/{n}"), b))
+            .collect();
         let parts = std::iter::once(("environment.toml", self.manifest_text.as_bytes()))
             // Base names only: where the data directory lives must not change the hash.
             .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())))
@@ -194,7 +232,11 @@ impl Environment {
 
     /// A phase's raw data files by base name, as a scoring program receives them.
     pub fn phase_data(&self, phase: &PhaseSpec) -> Result<Vec<(String, Vec<u8>)>> {
-        Ok(self.phase_files(phase)?.into_iter().map(|f| (base_name(&f.name).to_string(), f.bytes)).collect())
+        Ok(self
+            .phase_files(phase)?
+            .into_iter()
+            .map(|f| (base_name(&f.name).to_string(), f.bytes))
+            .collect())
     }
 
     /// The phase `phase`'s few-shot examples come from, when it gets any.
@@ -208,7 +250,8 @@ impl Environment {
 
     /// The few-shot examples available to `phase`'s items; `None` when they get none.
     pub fn fewshot(&self, phase: &PhaseSpec) -> Result<Option<crate::fewshot::Fewshot>> {
-        let (Some(spec), Some(source)) = (&self.manifest.fewshot, self.fewshot_phase(phase)?) else {
+        let (Some(spec), Some(source)) = (&self.manifest.fewshot, self.fewshot_phase(phase)?)
+        else {
             return Ok(None);
         };
         let pool = self.load_items(source).map_err(|e| {
@@ -217,12 +260,26 @@ impl Environment {
                 Error::Environment { message, .. } => message,
                 other => other.to_string(),
             };
-            Error::env(&self.origin, format!("phase \"{}\" takes its few-shot examples from phase \"{}\": {why}", phase.name, source.name))
+            Error::env(
+                &self.origin,
+                format!(
+                    "phase \"{}\" takes its few-shot examples from phase \"{}\": {why}",
+                    phase.name, source.name
+                ),
+            )
         })?;
         if pool.is_empty() {
-            return Err(Error::env(&self.origin, format!("few-shot phase \"{}\" has no items", source.name)));
+            return Err(Error::env(
+                &self.origin,
+                format!("few-shot phase \"{}\" has no items", source.name),
+            ));
         }
-        Ok(Some(crate::fewshot::Fewshot::new(spec.clone(), phase.shots(Some(spec)), pool, source.name == phase.name)))
+        Ok(Some(crate::fewshot::Fewshot::new(
+            spec.clone(),
+            phase.shots(Some(spec)),
+            pool,
+            source.name == phase.name,
+        )))
     }
 
     /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
@@ -240,7 +297,12 @@ impl Environment {
         let remap = match (self.manifest.source_fields(phase), files.iter().any(|f| f.from_hub)) {
             (Some(table), true) => match remap::Remap::new(table) {
                 Ok(r) => Some(r),
-                Err(e) => return (Vec::new(), vec![Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name))]),
+                Err(e) => {
+                    return (
+                        Vec::new(),
+                        vec![Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name))],
+                    )
+                }
             },
             _ => None,
         };
@@ -254,7 +316,8 @@ impl Environment {
                 first_index,
                 remap: remap.as_ref().filter(|_| f.from_hub),
             };
-            let (mut i, mut p) = check_items(&source, &f.bytes, &self.manifest.fields, phase.columns.as_deref());
+            let (mut i, mut p) =
+                check_items(&source, &f.bytes, &self.manifest.fields, phase.columns.as_deref());
             items.append(&mut i);
             problems.append(&mut p);
         }
@@ -262,7 +325,13 @@ impl Environment {
             let mut seen = std::collections::HashSet::new();
             for it in &items {
                 if !seen.insert(it.id.as_str()) {
-                    problems.push(Error::env(&self.origin, format!("phase \"{}\": duplicate item id \"{}\" across files", phase.name, it.id)));
+                    problems.push(Error::env(
+                        &self.origin,
+                        format!(
+                            "phase \"{}\": duplicate item id \"{}\" across files",
+                            phase.name, it.id
+                        ),
+                    ));
                 }
             }
         }
@@ -274,7 +343,10 @@ impl Environment {
                     for (index, it) in items.iter().enumerate() {
                         // With the examples: their templates must render too.
                         problems.extend(builder.render_text(index, it).err());
-                        problems.extend((0..it.choices.len()).filter_map(|c| builder.render_choice(it, c).err()));
+                        problems.extend(
+                            (0..it.choices.len())
+                                .filter_map(|c| builder.render_choice(it, c).err()),
+                        );
                     }
                 }
                 Err(e) => problems.push(e),
@@ -286,7 +358,10 @@ impl Environment {
     /// The hub files read so far, each as its reference pinned to the commit it resolved to
     /// (for the run log: `content_sha256` covers their bytes, this says where they came from).
     pub fn fetched_sources(&self) -> Vec<String> {
-        self.fetched.lock().map(|m| m.values().map(|f| f.origin.clone()).collect()).unwrap_or_default()
+        self.fetched
+            .lock()
+            .map(|m| m.values().map(|f| f.origin.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The files of a phase: one file in the environment; or a file or folder under
@@ -296,7 +371,13 @@ impl Environment {
         if let Some(rel) = &phase.data {
             let bytes = self.files.read(&self.origin, rel)?;
             let origin = format!("{}/{rel}", self.origin.trim_end_matches('/'));
-            return Ok(vec![PhaseFile { origin, name: rel.clone(), bytes, part: None, from_hub: false }]);
+            return Ok(vec![PhaseFile {
+                origin,
+                name: rel.clone(),
+                bytes,
+                part: None,
+                from_hub: false,
+            }]);
         }
         let root = std::env::var_os(DATA_DIR_VAR);
         match (&phase.dataset, &phase.source) {
@@ -322,17 +403,25 @@ impl Environment {
                     Error::env(&self.origin, format!("phase \"{}\": neither dataset {rel} ({why}) nor source {src} can be read: {e}", phase.name))
                 })
             }
-            (None, Some(src)) => {
-                self.source_files(src).map_err(|e| Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name)))
+            (None, Some(src)) => self
+                .source_files(src)
+                .map_err(|e| Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name))),
+            (None, None) => {
+                Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name)))
             }
-            (None, None) => Err(Error::env(&self.origin, format!("phase \"{}\" has no data", phase.name))),
         }
     }
 
     fn data_dir_files(&self, phase: &PhaseSpec, path: &Path) -> Result<Vec<PhaseFile>> {
         let read = |p: &Path, part: Option<String>| -> Result<PhaseFile> {
             let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-            Ok(PhaseFile { origin: p.display().to_string(), name: p.display().to_string(), bytes, part, from_hub: false })
+            Ok(PhaseFile {
+                origin: p.display().to_string(),
+                name: p.display().to_string(),
+                bytes,
+                part,
+                from_hub: false,
+            })
         };
         if !path.is_dir() {
             return Ok(vec![read(path, None)?]);
@@ -344,7 +433,10 @@ impl Environment {
             .collect();
         paths.sort();
         if paths.is_empty() {
-            return Err(Error::env(&self.origin, format!("phase \"{}\": {} holds no files", phase.name, path.display())));
+            return Err(Error::env(
+                &self.origin,
+                format!("phase \"{}\": {} holds no files", phase.name, path.display()),
+            ));
         }
         paths
             .iter()
@@ -375,7 +467,13 @@ impl Environment {
         // The base name is what content_sha256 hashes: the same bytes from $BENCHGEN_DATA_DIR
         // under the same name give the same hash.
         let name = src.file_name().to_string();
-        Ok(PhaseFile { bytes: fetched.read()?, origin: fetched.origin, name, part: None, from_hub: true })
+        Ok(PhaseFile {
+            bytes: fetched.read()?,
+            origin: fetched.origin,
+            name,
+            part: None,
+            from_hub: true,
+        })
     }
 }
 

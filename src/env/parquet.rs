@@ -27,7 +27,10 @@ pub(super) fn parquet_values(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, u
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        Err(Error::env(origin, format!("corrupt parquet file: the reader failed ({why}); download or write it again")))
+        Err(Error::env(
+            origin,
+            format!("corrupt parquet file: the reader failed ({why}); download or write it again"),
+        ))
     })
 }
 
@@ -45,7 +48,8 @@ fn read(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, usize, Value)>> {
         .map_err(|e| Error::env(origin, format!("not a readable parquet file: {e}")))?;
     let mut out = Vec::new();
     for (index, row) in rows.enumerate() {
-        let row = row.map_err(|e| Error::env(origin, format!("row {}: unreadable: {e}", index + 1)))?;
+        let row =
+            row.map_err(|e| Error::env(origin, format!("row {}: unreadable: {e}", index + 1)))?;
         out.push((index + 1, index, row_value(origin, index + 1, "", &row)?));
     }
     Ok(out)
@@ -53,7 +57,11 @@ fn read(origin: &str, bytes: &[u8]) -> Result<Vec<(usize, usize, Value)>> {
 
 /// Every column chunk must lie inside the file: the reader asserts (panics) on negative offsets
 /// or sizes, and would read garbage past the end. Found by the `dataset` fuzz target.
-fn check_chunks(origin: &str, reader: &SerializedFileReader<bytes::Bytes>, file_len: u64) -> Result<()> {
+fn check_chunks(
+    origin: &str,
+    reader: &SerializedFileReader<bytes::Bytes>,
+    file_len: u64,
+) -> Result<()> {
     for (g, group) in reader.metadata().row_groups().iter().enumerate() {
         for chunk in group.columns() {
             let start = chunk.dictionary_page_offset().unwrap_or_else(|| chunk.data_page_offset());
@@ -87,11 +95,14 @@ fn check_column(origin: &str, c: &ColumnDescriptor) -> Result<()> {
     let supported = match c.physical_type() {
         PhysicalType::BOOLEAN | PhysicalType::FLOAT | PhysicalType::DOUBLE => true,
         PhysicalType::INT32 => {
-            matches!(converted, C::NONE | C::INT_8 | C::INT_16 | C::INT_32 | C::UINT_8 | C::UINT_16 | C::UINT_32)
-                && matches!(logical, None | Some(LogicalType::Integer { .. }))
+            matches!(
+                converted,
+                C::NONE | C::INT_8 | C::INT_16 | C::INT_32 | C::UINT_8 | C::UINT_16 | C::UINT_32
+            ) && matches!(logical, None | Some(LogicalType::Integer { .. }))
         }
         PhysicalType::INT64 => {
-            matches!(converted, C::NONE | C::INT_64 | C::UINT_64) && matches!(logical, None | Some(LogicalType::Integer { .. }))
+            matches!(converted, C::NONE | C::INT_64 | C::UINT_64)
+                && matches!(logical, None | Some(LogicalType::Integer { .. }))
         }
         PhysicalType::BYTE_ARRAY => matches!(converted, C::UTF8 | C::ENUM | C::JSON),
         PhysicalType::INT96 | PhysicalType::FIXED_LEN_BYTE_ARRAY => false,
@@ -144,7 +155,10 @@ fn field_value(origin: &str, row_no: usize, path: &str, field: &Field) -> Result
         Field::Str(s) => Value::String(s.clone()),
         Field::Group(row) => row_value(origin, row_no, path, row)?,
         Field::ListInternal(list) => Value::Array(
-            list.elements().iter().map(|f| field_value(origin, row_no, path, f)).collect::<Result<_>>()?,
+            list.elements()
+                .iter()
+                .map(|f| field_value(origin, row_no, path, f))
+                .collect::<Result<_>>()?,
         ),
         Field::MapInternal(map) => {
             let mut obj = Map::new();
@@ -160,7 +174,10 @@ fn field_value(origin: &str, row_no: usize, path: &str, field: &Field) -> Result
         // check_column refuses the columns these come from; a file that still yields one
         // (a schema the check misread) is an error, not a guess.
         other => {
-            return Err(Error::env(origin, format!("row {row_no}: column \"{path}\": unsupported value {other}")));
+            return Err(Error::env(
+                origin,
+                format!("row {row_no}: column \"{path}\": unsupported value {other}"),
+            ));
         }
     })
 }
@@ -214,11 +231,16 @@ mod tests {
             choices: Some(ChoicesField::Path("question.choices".into())),
             ..Fields::default()
         };
-        let from = |name: &str| super::super::parse_items(name, name, &fixture(name), &fields, None).unwrap();
+        let from = |name: &str| {
+            super::super::parse_items(name, name, &fixture(name), &fields, None).unwrap()
+        };
         let (pq, jl) = (from("mixed.parquet"), from("mixed.jsonl"));
         assert_eq!(pq.len(), jl.len());
         for (a, b) in pq.iter().zip(&jl) {
-            assert_eq!((&a.id, &a.fields, &a.choices, &a.choice_labels, a.target_index), (&b.id, &b.fields, &b.choices, &b.choice_labels, b.target_index));
+            assert_eq!(
+                (&a.id, &a.fields, &a.choices, &a.choice_labels, a.target_index),
+                (&b.id, &b.fields, &b.choices, &b.choice_labels, b.target_index)
+            );
         }
     }
 
@@ -235,7 +257,15 @@ mod tests {
     #[test]
     fn item_errors_name_the_row() {
         let fields = Fields { target: "no_such_field".into(), ..Fields::default() };
-        let e = super::super::parse_items("m.parquet", "m.parquet", &fixture("mixed.parquet"), &fields, None).unwrap_err().to_string();
+        let e = super::super::parse_items(
+            "m.parquet",
+            "m.parquet",
+            &fixture("mixed.parquet"),
+            &fields,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("m.parquet: row 1: missing target field \"no_such_field\""), "{e}");
     }
 
@@ -255,7 +285,12 @@ mod tests {
                 }
             }
         }
-        assert!(panics.is_empty(), "{} panics, first {:?}", panics.len(), &panics[..panics.len().min(10)]);
+        assert!(
+            panics.is_empty(),
+            "{} panics, first {:?}",
+            panics.len(),
+            &panics[..panics.len().min(10)]
+        );
     }
 
     #[test]
@@ -267,7 +302,11 @@ mod tests {
     #[test]
     fn a_chunk_outside_the_file_is_an_error_not_a_panic() {
         // The fuzz target's find: a column chunk whose offset reads as negative.
-        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/parquet/negative-chunk.parquet")).unwrap();
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/parquet/negative-chunk.parquet"
+        ))
+        .unwrap();
         let err = read("neg.parquet", &bytes).unwrap_err().to_string();
         assert!(err.contains("neg.parquet") && err.contains("lies outside the file"), "{err}");
     }

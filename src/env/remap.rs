@@ -33,7 +33,9 @@ fn jinja() -> Jinja<'static> {
 /// `records({'text': ['a', 'b'], 'label': ['A', 'B']})` = `[{'text': 'a', 'label': 'A'}, …]`:
 /// HF datasets store a list of records as one record of parallel lists.
 fn records(columns: JinjaValue) -> Result<JinjaValue, minijinja::Error> {
-    let invalid = |why: &str| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("records(): {why}"));
+    let invalid = |why: &str| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("records(): {why}"))
+    };
     let Ok(Value::Object(cols)) = serde_json::to_value(&columns) else {
         return Err(invalid("expects a record of parallel lists"));
     };
@@ -48,14 +50,21 @@ impl Remap {
             if key.is_empty() {
                 return Err("source_fields: empty field name".into());
             }
-            jinja.compile_expression(expr).map_err(|e| format!("source_fields.{key} = \"{expr}\": {e}"))?;
+            jinja
+                .compile_expression(expr)
+                .map_err(|e| format!("source_fields.{key} = \"{expr}\": {e}"))?;
         }
         Ok(Self { fields: table.iter().map(|(k, v)| (k.clone(), v.clone())).collect() })
     }
 
     /// Rewrites `values` (`(row number, index, row)` as the readers give them) in place; `unit`
     /// and `origin` name a failing row.
-    pub fn apply(&self, origin: &str, unit: &str, values: &mut [(usize, usize, Value)]) -> Result<()> {
+    pub fn apply(
+        &self,
+        origin: &str,
+        unit: &str,
+        values: &mut [(usize, usize, Value)],
+    ) -> Result<()> {
         let jinja = jinja();
         let compiled = self
             .fields
@@ -71,7 +80,10 @@ impl Remap {
             let mut out: Map<String, Value> = Map::new();
             for (key, expr, c) in &compiled {
                 let v = c.eval(&ctx).map_err(|e| {
-                    Error::env(origin, format!("{unit} {line}: source_fields.{key} = \"{expr}\": {e}"))
+                    Error::env(
+                        origin,
+                        format!("{unit} {line}: source_fields.{key} = \"{expr}\": {e}"),
+                    )
                 })?;
                 let v = serde_json::to_value(&v).map_err(|e| {
                     Error::env(origin, format!("{unit} {line}: source_fields.{key} = \"{expr}\" gives no data value: {e}"))
@@ -90,7 +102,8 @@ mod tests {
     use serde_json::json;
 
     fn remap(pairs: &[(&str, &str)]) -> Remap {
-        Remap::new(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).expect("valid")
+        Remap::new(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            .expect("valid")
     }
 
     fn one(r: &Remap, row: Value) -> Result<Value> {
@@ -106,24 +119,45 @@ mod tests {
         let row = json!({"id": "x", "question": "Why?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "B"});
         let got = one(&arc, row).unwrap();
         assert_eq!(got["question"]["stem"], "Why?");
-        assert_eq!(got["question"]["choices"], json!([{"text": "a", "label": "A"}, {"text": "b", "label": "B"}]));
+        assert_eq!(
+            got["question"]["choices"],
+            json!([{"text": "a", "label": "A"}, {"text": "b", "label": "B"}])
+        );
         assert_eq!(got["answerKey"], "B", "other keys are kept");
         // MMLU on the hub: choices by index, the answer as an index.
-        let mmlu = remap(&[("A", "choices[0]"), ("D", "choices[3]"), ("answer", "'ABCD'[answer]"), ("rest", "choices[1:]")]);
-        let got = one(&mmlu, json!({"question": "q", "choices": ["w", "x", "y", "z"], "answer": 3})).unwrap();
-        assert_eq!((got["A"].as_str(), got["D"].as_str(), got["answer"].as_str()), (Some("w"), Some("z"), Some("D")));
+        let mmlu = remap(&[
+            ("A", "choices[0]"),
+            ("D", "choices[3]"),
+            ("answer", "'ABCD'[answer]"),
+            ("rest", "choices[1:]"),
+        ]);
+        let got =
+            one(&mmlu, json!({"question": "q", "choices": ["w", "x", "y", "z"], "answer": 3}))
+                .unwrap();
+        assert_eq!(
+            (got["A"].as_str(), got["D"].as_str(), got["answer"].as_str()),
+            (Some("w"), Some("z"), Some("D"))
+        );
         assert_eq!(got["rest"], json!(["x", "y", "z"]));
     }
 
     #[test]
     fn mistakes_name_the_field_the_expression_and_the_row() {
-        let e = Remap::new(&BTreeMap::from([("A".to_string(), "choices[0".to_string())])).unwrap_err();
+        let e =
+            Remap::new(&BTreeMap::from([("A".to_string(), "choices[0".to_string())])).unwrap_err();
         assert!(e.contains("source_fields.A = \"choices[0\""), "{e}");
         let r = remap(&[("A", "choice[0]")]);
         let e = one(&r, json!({"choices": ["a"]})).unwrap_err().to_string();
-        assert!(e.contains("hub.parquet") && e.contains("row 1") && e.contains("source_fields.A"), "{e}");
+        assert!(
+            e.contains("hub.parquet") && e.contains("row 1") && e.contains("source_fields.A"),
+            "{e}"
+        );
         let r = remap(&[("c", "records(choices)")]);
-        for (bad, why) in [(json!({"text": ["a"], "label": ["A", "B"]}), "differ in length"), (json!({"text": "a"}), "\"text\" is not a list"), (json!(["a"]), "parallel lists")] {
+        for (bad, why) in [
+            (json!({"text": ["a"], "label": ["A", "B"]}), "differ in length"),
+            (json!({"text": "a"}), "\"text\" is not a list"),
+            (json!(["a"]), "parallel lists"),
+        ] {
             let e = one(&r, json!({ "choices": bad })).unwrap_err().to_string();
             assert!(e.contains("records(): ") && e.contains(why), "{e}");
         }

@@ -22,8 +22,11 @@ pub struct HfSource {
 
 impl HfSource {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("source \"{text}\": {why}; expected hf://datasets/ORG/NAME@REVISION/PATH (@REVISION optional)");
-        let rest = text.strip_prefix(SCHEME).ok_or_else(|| bad("not an hf://datasets/ reference"))?;
+        let bad = |why: &str| {
+            format!("source \"{text}\": {why}; expected hf://datasets/ORG/NAME@REVISION/PATH (@REVISION optional)")
+        };
+        let rest =
+            text.strip_prefix(SCHEME).ok_or_else(|| bad("not an hf://datasets/ reference"))?;
         let mut parts = rest.splitn(3, '/');
         let (org, name_rev, path) = match (parts.next(), parts.next(), parts.next()) {
             (Some(o), Some(n), Some(p)) => (o, n, p),
@@ -68,9 +71,14 @@ impl HfSource {
     /// `NAME-00000-of-00003.parquet`, `NAME-00001-of-00003.parquet`, …, so a reference to the
     /// first of several names them all. Any other file (a later shard too) is just itself.
     pub fn shards(&self) -> Vec<HfSource> {
-        let Some((prefix, count, width, ext)) = first_shard(&self.path) else { return vec![self.clone()] };
+        let Some((prefix, count, width, ext)) = first_shard(&self.path) else {
+            return vec![self.clone()];
+        };
         (0..count)
-            .map(|i| HfSource { path: format!("{prefix}-{i:0width$}-of-{count:0width$}{ext}"), ..self.clone() })
+            .map(|i| HfSource {
+                path: format!("{prefix}-{i:0width$}-of-{count:0width$}{ext}"),
+                ..self.clone()
+            })
             .collect()
     }
 }
@@ -83,7 +91,11 @@ fn first_shard(path: &str) -> Option<(&str, usize, usize, &str)> {
     let (head, count) = stem.rsplit_once("-of-")?;
     let (prefix, index) = head.rsplit_once('-')?;
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    if !digits(index) || !digits(count) || index.len() != count.len() || index.bytes().any(|b| b != b'0') {
+    if !digits(index)
+        || !digits(count)
+        || index.len() != count.len()
+        || index.bytes().any(|b| b != b'0')
+    {
         return None;
     }
     let n: usize = count.parse().ok()?;
@@ -117,35 +129,75 @@ mod tests {
 
     #[test]
     fn references_name_repo_revision_and_path() {
-        let s = HfSource::parse("hf://datasets/allenai/ai2_arc@main/ARC-Easy/test-00000-of-00001.parquet").unwrap();
-        assert_eq!((s.repo.as_str(), s.revision.as_str(), s.path.as_str()), ("allenai/ai2_arc", "main", "ARC-Easy/test-00000-of-00001.parquet"));
+        let s = HfSource::parse(
+            "hf://datasets/allenai/ai2_arc@main/ARC-Easy/test-00000-of-00001.parquet",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.repo.as_str(), s.revision.as_str(), s.path.as_str()),
+            ("allenai/ai2_arc", "main", "ARC-Easy/test-00000-of-00001.parquet")
+        );
         assert_eq!(s.file_name(), "test-00000-of-00001.parquet");
         let s = HfSource::parse("hf://datasets/o/n/test.jsonl").unwrap();
-        assert_eq!((s.repo.as_str(), s.revision.as_str(), s.path.as_str()), ("o/n", "main", "test.jsonl"));
-        let s = HfSource::parse("hf://datasets/o/n@refs%2Fconvert%2Fparquet/default/test/0000.parquet").unwrap();
+        assert_eq!(
+            (s.repo.as_str(), s.revision.as_str(), s.path.as_str()),
+            ("o/n", "main", "test.jsonl")
+        );
+        let s =
+            HfSource::parse("hf://datasets/o/n@refs%2Fconvert%2Fparquet/default/test/0000.parquet")
+                .unwrap();
         assert_eq!(s.revision, "refs/convert/parquet");
         assert_eq!(s.at("c0ffee"), "hf://datasets/o/n@c0ffee/default/test/0000.parquet");
     }
 
     #[test]
     fn a_first_shard_stands_for_all_shards_of_its_table() {
-        let paths = |r: &str| HfSource::parse(r).unwrap().shards().into_iter().map(|s| s.path).collect::<Vec<_>>();
+        let paths = |r: &str| {
+            HfSource::parse(r).unwrap().shards().into_iter().map(|s| s.path).collect::<Vec<_>>()
+        };
         assert_eq!(
             paths("hf://datasets/o/n@v1/rc/train-00000-of-00003.parquet"),
-            ["rc/train-00000-of-00003.parquet", "rc/train-00001-of-00003.parquet", "rc/train-00002-of-00003.parquet"]
+            [
+                "rc/train-00000-of-00003.parquet",
+                "rc/train-00001-of-00003.parquet",
+                "rc/train-00002-of-00003.parquet"
+            ]
         );
-        for one in ["x/test-00000-of-00001.parquet", "x/test-00001-of-00003.parquet", "test.jsonl", "a-0-of-00002.parquet", "v1.0/t-of-2"] {
+        for one in [
+            "x/test-00000-of-00001.parquet",
+            "x/test-00001-of-00003.parquet",
+            "test.jsonl",
+            "a-0-of-00002.parquet",
+            "v1.0/t-of-2",
+        ] {
             assert_eq!(paths(&format!("hf://datasets/o/n/{one}")), [one], "{one}");
         }
-        let s = &HfSource::parse("hf://datasets/o/n@refs%2Fpr%2F1/t-00000-of-00002.parquet").unwrap().shards()[1];
-        assert_eq!((s.revision.as_str(), s.to_string().as_str()), ("refs/pr/1", "hf://datasets/o/n@refs%2Fpr%2F1/t-00001-of-00002.parquet"));
+        let s = &HfSource::parse("hf://datasets/o/n@refs%2Fpr%2F1/t-00000-of-00002.parquet")
+            .unwrap()
+            .shards()[1];
+        assert_eq!(
+            (s.revision.as_str(), s.to_string().as_str()),
+            ("refs/pr/1", "hf://datasets/o/n@refs%2Fpr%2F1/t-00001-of-00002.parquet")
+        );
     }
 
     #[test]
     fn malformed_references_say_what_is_expected() {
-        for bad in ["hf:o/n/x.parquet", "hf://models/o/n/x", "hf://datasets/o/n", "hf://datasets/o/n@/x", "hf://datasets//n/x", "hf://datasets/o/n/../x", "hf://datasets/o/n/a//b", "hf://datasets/o/n/"] {
+        for bad in [
+            "hf:o/n/x.parquet",
+            "hf://models/o/n/x",
+            "hf://datasets/o/n",
+            "hf://datasets/o/n@/x",
+            "hf://datasets//n/x",
+            "hf://datasets/o/n/../x",
+            "hf://datasets/o/n/a//b",
+            "hf://datasets/o/n/",
+        ] {
             let e = HfSource::parse(bad).unwrap_err();
-            assert!(e.contains(bad) && e.contains("hf://datasets/ORG/NAME@REVISION/PATH"), "{bad}: {e}");
+            assert!(
+                e.contains(bad) && e.contains("hf://datasets/ORG/NAME@REVISION/PATH"),
+                "{bad}: {e}"
+            );
         }
     }
 }

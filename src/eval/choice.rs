@@ -40,10 +40,16 @@ impl Stages<'_> {
             }
             for (c, continuation) in continuations(item, builder)?.into_iter().enumerate() {
                 owner.push((i, c));
-                requests.push(LoglikRequest { index: requests.len(), context: prompt.text.clone(), continuation, truncate: self.opts.truncate });
+                requests.push(LoglikRequest {
+                    index: requests.len(),
+                    context: prompt.text.clone(),
+                    continuation,
+                    truncate: self.opts.truncate,
+                });
             }
         }
-        let mut logprobs: Vec<Vec<Option<f64>>> = items.iter().map(|it| vec![None; it.choices.len()]).collect();
+        let mut logprobs: Vec<Vec<Option<f64>>> =
+            items.iter().map(|it| vec![None; it.choices.len()]).collect();
         let mut context_tokens = vec![0; items.len()];
         let mut dropped = vec![0; items.len()];
         engine.loglikelihood(requests, &mut |out| {
@@ -80,10 +86,13 @@ impl Scoring<'_> {
         by_item: &[Option<&PredictionRecord>],
         builder: &PromptBuilder,
     ) -> Result<(Vec<DetailedRecord>, Summary)> {
-        let mut summary = Summary { total: items.len(), correct_norm: Some(0), ..Summary::default() };
+        let mut summary =
+            Summary { total: items.len(), correct_norm: Some(0), ..Summary::default() };
         let mut records = Vec::with_capacity(items.len());
         for (item, p) in items.iter().zip(by_item) {
-            let target = item.target_index.ok_or_else(|| Error::Invalid(format!("item {} has no choices", item.id)))?;
+            let target = item
+                .target_index
+                .ok_or_else(|| Error::Invalid(format!("item {} has no choices", item.id)))?;
             let lengths = option_lengths(&continuations(item, builder)?);
             let picked = match p.and_then(|p| p.choice_logprobs.as_deref()) {
                 Some(lps) if lps.len() == item.choices.len() => pick(lps, &lengths),
@@ -99,7 +108,8 @@ impl Scoring<'_> {
             };
             let (correct, answered) = match picked {
                 Some((raw, norm)) => {
-                    summary.correct_norm = summary.correct_norm.map(|n| n + usize::from(norm == target));
+                    summary.correct_norm =
+                        summary.correct_norm.map(|n| n + usize::from(norm == target));
                     (raw == target, true)
                 }
                 None => (false, false),

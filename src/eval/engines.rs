@@ -50,12 +50,20 @@ impl Stages<'_> {
         if !record.model.files.is_empty() && record.model.files != hashes {
             return Err(Error::model(
                 &checkpoint.origin,
-                format!("its files changed since run {} started (recorded {:?}, now {:?})", record.run_id, record.model.files, hashes),
+                format!(
+                    "its files changed since run {} started (recorded {:?}, now {:?})",
+                    record.run_id, record.model.files, hashes
+                ),
             ));
         }
         record.model.files = hashes;
         let mut model = LoadedModel::load(&checkpoint, &self.device, self.weights)?;
-        model.model.set_kv_dtype(self.opts.kv_dtype).map_err(|e| Error::model(&checkpoint.origin, format!("--kv-dtype {}: {e}", self.opts.kv_dtype.name())))?;
+        model.model.set_kv_dtype(self.opts.kv_dtype).map_err(|e| {
+            Error::model(
+                &checkpoint.origin,
+                format!("--kv-dtype {}: {e}", self.opts.kv_dtype.name()),
+            )
+        })?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);
         write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
@@ -64,14 +72,26 @@ impl Stages<'_> {
             model.num_parameters,
             self.opts.device,
             self.weights.name(),
-            if self.opts.kv_dtype.is_f32() { String::new() } else { format!(", KV cache {}", self.opts.kv_dtype.name()) }
+            if self.opts.kv_dtype.is_f32() {
+                String::new()
+            } else {
+                format!(", KV cache {}", self.opts.kv_dtype.name())
+            }
         ));
         let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;
         if chat.is_some() {
             log.line("Applying the model's chat template");
         }
-        let prompts = items.iter().enumerate().map(|(i, it)| builder.render(i, it, chat)).collect::<Result<Vec<_>>>()?;
-        Ok(Prepared { engine: Box::new(LocalEngine::new(model, self.opts.batch_size)), prompts, messages: None })
+        let prompts = items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| builder.render(i, it, chat))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Prepared {
+            engine: Box::new(LocalEngine::new(model, self.opts.batch_size)),
+            prompts,
+            messages: None,
+        })
     }
 
     fn remote(
@@ -94,7 +114,11 @@ impl Stages<'_> {
             self.opts.batch_size.max(1)
         ));
         // Plain text for the prompt record either way; a server's chat template is its own.
-        let prompts = items.iter().enumerate().map(|(i, it)| builder.render(i, it, None)).collect::<Result<Vec<_>>>()?;
+        let prompts = items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| builder.render(i, it, None))
+            .collect::<Result<Vec<_>>>()?;
         let multiple_choice = self.multiple_choice();
         let messages = match builder.chat_mode() {
             _ if multiple_choice => {
@@ -103,7 +127,13 @@ impl Stages<'_> {
             }
             ChatMode::Always => {
                 log.line("Sending prompts to /v1/chat/completions: the environment sets chat = true, the server applies its chat template");
-                Some(items.iter().enumerate().map(|(i, it)| builder.messages(i, it)).collect::<Result<Vec<_>>>()?)
+                Some(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, it)| builder.messages(i, it))
+                        .collect::<Result<Vec<_>>>()?,
+                )
             }
             // `auto` means "the model's chat template if it has one", and a server does not show
             // whether it has one; plain completions are what every server supports.

@@ -20,8 +20,14 @@ pub(super) struct Finished<'l> {
 impl<'l> Finished<'l> {
     /// `journaled`: predictions already in the journal (a resumed run); an id the items lack
     /// means the environment (or `--limit`) changed under the run, which is an error.
-    pub fn new(run_dir: &Path, items: &[Item], journaled: &[PredictionRecord], log: &'l mut RunLog) -> Result<Self> {
-        let index: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
+    pub fn new(
+        run_dir: &Path,
+        items: &[Item],
+        journaled: &[PredictionRecord],
+        log: &'l mut RunLog,
+    ) -> Result<Self> {
+        let index: HashMap<&str, usize> =
+            items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
         let mut done = vec![None; items.len()];
         let mut count = 0;
         for rec in journaled {
@@ -67,7 +73,11 @@ impl<'l> Finished<'l> {
         self.done
             .into_iter()
             .zip(items)
-            .map(|(r, it)| r.ok_or_else(|| Error::Invalid(format!("the engine returned nothing for item {}", it.id))))
+            .map(|(r, it)| {
+                r.ok_or_else(|| {
+                    Error::Invalid(format!("the engine returned nothing for item {}", it.id))
+                })
+            })
             .collect()
     }
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::EvalOutcome;
+use crate::env::Environment;
 use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
-use crate::env::Environment;
 use crate::run::record::{now_rfc3339, EnvironmentInfo};
 use crate::run::{RunRecord, RunStatus, RunsDir};
 
@@ -99,7 +99,12 @@ impl ActiveRun {
     }
 
     /// Records how the run ended; a failure keeps its error in `run.json` and is returned.
-    pub fn finish(mut self, result: Result<ScoreBreakdown>, log: &mut RunLog, started: Instant) -> Result<EvalOutcome> {
+    pub fn finish(
+        mut self,
+        result: Result<ScoreBreakdown>,
+        log: &mut RunLog,
+        started: Instant,
+    ) -> Result<EvalOutcome> {
         // From here on this process records the ending itself.
         crate::interrupt::set_active_run(None);
         self.record.finished = Some(now_rfc3339());
@@ -161,6 +166,7 @@ fn resume_command(run_dir: &Path, run_id: u64) -> String {
     let runs = std::path::absolute(runs).unwrap_or_else(|_| runs.to_path_buf());
     let runs = runs.to_string_lossy();
     let safe = runs.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c));
-    let quoted = if safe { runs.into_owned() } else { format!("'{}'", runs.replace('\'', "'\\''")) };
+    let quoted =
+        if safe { runs.into_owned() } else { format!("'{}'", runs.replace('\'', "'\\''")) };
     format!("benchgen eval --resume {run_id} --runs-dir {quoted}")
 }

@@ -9,19 +9,19 @@ mod finished;
 mod lifecycle;
 mod program;
 mod rescore;
-mod verify;
 mod resume;
 mod scoring;
+mod verify;
 
-pub use program::ALLOW_FLAG;
-pub use rescore::{run_score, SavedPredictions, ScoreOptions};
-pub use verify::{verify_run, Difference, VerifyReport};
-pub use resume::{resume_eval, GivenOptions};
 use engines::Prepared;
 use finished::Finished;
 pub use lifecycle::abandon_active_run;
 use lifecycle::{environment_info, open_env, ActiveRun};
+pub use program::ALLOW_FLAG;
+pub use rescore::{run_score, SavedPredictions, ScoreOptions};
+pub use resume::{resume_eval, GivenOptions};
 use scoring::Scoring;
+pub use verify::{verify_run, Difference, VerifyReport};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,20 +29,20 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::device::{parse_device, WeightType};
+use crate::engine::sampling;
 use crate::engine::{GenParams, GenRequest, Generator, Truncate};
 use crate::env::{Environment, Item};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::model::chat::Message;
 use crate::model::spec::{self, SourceOptions};
+use crate::model::KvDtype;
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
-use crate::engine::sampling;
 use crate::run::memory::Memory;
 use crate::run::record::{ModelInfo, RunInputs, Settings};
 use crate::run::submission::{read_submission, write_submission};
 use crate::run::{PredictionRecord, RunRecord};
-use crate::model::KvDtype;
 use crate::score::Method;
 
 #[derive(Debug, Clone)]
@@ -101,8 +101,18 @@ pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     // Cheap checks first, so a typo does not leave a Failed run behind.
     let plan = Plan::new(opts)?;
     let model_spec = spec::describe(opts.model.as_deref());
-    let model = ModelInfo { spec: model_spec.clone(), origin: model_spec, parameters: None, revision: None, files: Default::default() };
-    let record = RunRecord::new(model, environment_info(&plan.env, &plan.phase), Some(plan.settings.clone()));
+    let model = ModelInfo {
+        spec: model_spec.clone(),
+        origin: model_spec,
+        parameters: None,
+        revision: None,
+        files: Default::default(),
+    };
+    let record = RunRecord::new(
+        model,
+        environment_info(&plan.env, &plan.phase),
+        Some(plan.settings.clone()),
+    );
     let run = ActiveRun::start(&opts.runs_dir, record, log)?;
     plan.execute(run, &[], log, started)
 }
@@ -196,8 +206,16 @@ struct Stages<'a> {
 }
 
 impl Stages<'_> {
-    fn run(&self, record: &mut RunRecord, log: &mut RunLog, started: Instant) -> Result<ScoreBreakdown> {
-        log.line(format!("Loading benchmark data: {} phase \"{}\"", self.env.manifest.name, self.phase));
+    fn run(
+        &self,
+        record: &mut RunRecord,
+        log: &mut RunLog,
+        started: Instant,
+    ) -> Result<ScoreBreakdown> {
+        log.line(format!(
+            "Loading benchmark data: {} phase \"{}\"",
+            self.env.manifest.name, self.phase
+        ));
         let phase = self.env.phase(Some(self.phase))?;
         let mut items = self.env.load_items(phase)?;
         for source in self.env.fetched_sources() {
@@ -230,7 +248,8 @@ impl Stages<'_> {
                 f.n, f.spec.phase, f.pool.len(), f.spec.sampler.name(), f.spec.seed
             ));
         }
-        let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?.with_fewshot(fewshot)?;
+        let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?
+            .with_fewshot(fewshot)?;
         // Template errors surface before the (slower) model load.
         // `--limit` kept a prefix, so positions here are positions in the full phase.
         for (index, it) in items.iter().enumerate() {
@@ -268,7 +287,12 @@ impl Stages<'_> {
 
         log.line("Scoring submission");
         let submitted = read_submission(&submission)?;
-        let scoring = Scoring { env: self.env, phase, run_dir: self.run_dir, allow_program: self.opts.allow_scoring_program };
+        let scoring = Scoring {
+            env: self.env,
+            phase,
+            run_dir: self.run_dir,
+            allow_program: self.opts.allow_scoring_program,
+        };
         let breakdown = scoring.score_and_report(record, &items, &submitted, started, log)?;
         let memory = Memory::now(engine.weights_bytes(), engine.kv_cache_peak_bytes());
         log.line(format!("Memory: {}", memory.summary()));

@@ -73,16 +73,25 @@ pub(super) struct ProgramRun<'a> {
 }
 
 impl ProgramRun<'_> {
-    pub fn run(&self, log: &mut RunLog) -> std::result::Result<ProgramOutcome, Box<ProgramFailure>> {
+    pub fn run(
+        &self,
+        log: &mut RunLog,
+    ) -> std::result::Result<ProgramOutcome, Box<ProgramFailure>> {
         let scratch = tempfile::Builder::new()
             .prefix("benchgen-scoring-")
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         // Canonical, so the paths handed to the program hold no symlinks (macOS's /var).
-        let root = std::fs::canonicalize(scratch.path()).map_err(|e| Error::io(scratch.path(), e))?;
-        let (program, input, output) = (root.join("program"), root.join("input"), root.join("output"));
+        let root =
+            std::fs::canonicalize(scratch.path()).map_err(|e| Error::io(scratch.path(), e))?;
+        let (program, input, output) =
+            (root.join("program"), root.join("input"), root.join("output"));
         self.lay_out(&program, &input, &output)?;
-        let argv = self.spec.argv(&program.to_string_lossy(), &input.to_string_lossy(), &output.to_string_lossy());
+        let argv = self.spec.argv(
+            &program.to_string_lossy(),
+            &input.to_string_lossy(),
+            &output.to_string_lossy(),
+        );
         log.line(format!("Running the environment's scoring program: {}", self.spec.shown()));
 
         let (stdout_path, stderr_path) = (root.join("stdout.txt"), root.join("stderr.txt"));
@@ -104,7 +113,12 @@ impl ProgramRun<'_> {
         for line in stdout.lines().chain(stderr.lines()) {
             log.line(format!("| {line}"));
         }
-        let fail = |message: String| Box::new(ProgramFailure { error: Error::env(&self.env.origin, message), log: Some(text.clone()) });
+        let fail = |message: String| {
+            Box::new(ProgramFailure {
+                error: Error::env(&self.env.origin, message),
+                log: Some(text.clone()),
+            })
+        };
         let shown = self.spec.shown();
         match ended {
             Ended::Interrupted => {
@@ -124,7 +138,8 @@ impl ProgramRun<'_> {
             }
             Ended::Exited(_) => {}
         }
-        let scores = read_scores(&output).map_err(|m| fail(format!("scoring program `{shown}`: {m}")))?;
+        let scores =
+            read_scores(&output).map_err(|m| fail(format!("scoring program `{shown}`: {m}")))?;
         if !scores.contains_key(&self.spec.primary) {
             let keys: Vec<&str> = scores.keys().map(String::as_str).collect();
             return Err(fail(format!(
@@ -175,7 +190,8 @@ fn write_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
     #[cfg(unix)]
     if executable {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(path, e))?;
     }
     #[cfg(not(unix))]
     let _ = executable;
@@ -184,10 +200,12 @@ fn write_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
 
 fn unpack_submission(zip_path: &Path, res: &Path) -> Result<()> {
     let file = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| Error::Invalid(format!("{}: {e}", zip_path.display())))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", zip_path.display())))?;
     std::fs::create_dir_all(res).map_err(|e| Error::io(res, e))?;
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| Error::Invalid(format!("{}: {e}", zip_path.display())))?;
+        let mut entry =
+            zip.by_index(i).map_err(|e| Error::Invalid(format!("{}: {e}", zip_path.display())))?;
         let Some(rel) = entry.enclosed_name() else { continue };
         if entry.is_dir() {
             continue;
@@ -208,10 +226,18 @@ enum Ended {
 /// Runs `argv` in `cwd` (its own process group, no stdin, output to files so a chatty program
 /// cannot block on a full pipe) and kills the whole group on timeout or Ctrl-C, and after it
 /// exits, so nothing it started outlives it.
-fn run_with_limit(argv: &[String], cwd: &Path, stdout: &Path, stderr: &Path, timeout_s: u64) -> Result<Ended> {
+fn run_with_limit(
+    argv: &[String],
+    cwd: &Path,
+    stdout: &Path,
+    stderr: &Path,
+    timeout_s: u64,
+) -> Result<Ended> {
     let out = std::fs::File::create(stdout).map_err(|e| Error::io(stdout, e))?;
     let err = std::fs::File::create(stderr).map_err(|e| Error::io(stderr, e))?;
-    let (program, args) = argv.split_first().ok_or_else(|| Error::Invalid("scoring program: empty command".into()))?;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::Invalid("scoring program: empty command".into()))?;
     let mut command = Command::new(program);
     command.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(out).stderr(err);
     #[cfg(unix)]
@@ -220,7 +246,9 @@ fn run_with_limit(argv: &[String], cwd: &Path, stdout: &Path, stderr: &Path, tim
         command.process_group(0);
     }
     let mut child = command.spawn().map_err(|e| {
-        Error::Invalid(format!("scoring program: cannot start `{program}`: {e} (is it installed and on PATH?)"))
+        Error::Invalid(format!(
+            "scoring program: cannot start `{program}`: {e} (is it installed and on PATH?)"
+        ))
     })?;
     let deadline = Instant::now() + Duration::from_secs(timeout_s);
     let ended = loop {
@@ -284,7 +312,11 @@ fn tail(text: &str, lines: usize) -> String {
 /// outside `output/`).
 fn read_scores(output: &Path) -> std::result::Result<BTreeMap<String, f64>, String> {
     for (name, parse) in [
-        ("scores.json", parse_scores_json as fn(&str, &str) -> std::result::Result<BTreeMap<String, f64>, String>),
+        (
+            "scores.json",
+            parse_scores_json
+                as fn(&str, &str) -> std::result::Result<BTreeMap<String, f64>, String>,
+        ),
         ("scores.txt", parse_scores_txt),
     ] {
         let path = output.join(name);

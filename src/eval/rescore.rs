@@ -40,14 +40,27 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let phase = env.phase(opts.phase.as_deref())?.clone();
     super::program::check_allowed(&env, opts.allow_scoring_program)?;
     let (source, predictions) = match &opts.predictions {
-        SavedPredictions::Jsonl(p) => (format!("predictions:{}", p.display()), read_predictions_file(p)?),
-        SavedPredictions::Submission(p) => (format!("submission:{}", p.display()), read_submission(p)?),
+        SavedPredictions::Jsonl(p) => {
+            (format!("predictions:{}", p.display()), read_predictions_file(p)?)
+        }
+        SavedPredictions::Submission(p) => {
+            (format!("submission:{}", p.display()), read_submission(p)?)
+        }
     };
     if predictions.is_empty() {
         return Err(Error::Invalid(format!("{source}: no predictions")));
     }
-    let mut record =
-        RunRecord::new(ModelInfo { spec: source.clone(), origin: source, parameters: None, revision: None, files: Default::default() }, environment_info(&env, &phase.name), None);
+    let mut record = RunRecord::new(
+        ModelInfo {
+            spec: source.clone(),
+            origin: source,
+            parameters: None,
+            revision: None,
+            files: Default::default(),
+        },
+        environment_info(&env, &phase.name),
+        None,
+    );
     record.submission = Some("submission.zip".into());
     let mut run = ActiveRun::start(&opts.runs_dir, record, log)?;
     let result = (|| {
@@ -68,7 +81,12 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         });
         write_submission(&run.dir.join("submission.zip"), &predictions, &metadata)?;
         log.line("Scoring submission");
-        let scoring = Scoring { env: &env, phase: &phase, run_dir: &run.dir, allow_program: opts.allow_scoring_program };
+        let scoring = Scoring {
+            env: &env,
+            phase: &phase,
+            run_dir: &run.dir,
+            allow_program: opts.allow_scoring_program,
+        };
         scoring.score_and_report(&run.record, &items, &predictions, started, log)
     })();
     run.finish(result, log, started)

@@ -8,8 +8,8 @@ use crate::model::spec::SourceOptions;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{EvalOptions, EvalOutcome, Plan};
 use super::lifecycle::ActiveRun;
+use super::{EvalOptions, EvalOutcome, Plan};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
@@ -71,7 +71,9 @@ pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Re
     if !record_path.is_file() {
         return Err(Error::Runs {
             path: runs_dir.to_path_buf(),
-            message: format!("there is no run {run_id} to {purpose} (`benchgen runs list` shows the runs)"),
+            message: format!(
+                "there is no run {run_id} to {purpose} (`benchgen runs list` shows the runs)"
+            ),
         });
     }
     let record = RunRecord::read(&record_path)?;
@@ -102,9 +104,15 @@ pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Re
     Ok(Recorded { dir, record, settings, inputs, opts })
 }
 
-pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut RunLog) -> Result<EvalOutcome> {
+pub fn resume_eval(
+    runs_dir: &Path,
+    run_id: u64,
+    given: &GivenOptions,
+    log: &mut RunLog,
+) -> Result<EvalOutcome> {
     let started = Instant::now();
-    let Recorded { dir, record, settings, inputs, mut opts } = recorded(runs_dir, run_id, "resume")?;
+    let Recorded { dir, record, settings, inputs, mut opts } =
+        recorded(runs_dir, run_id, "resume")?;
     check_given(run_id, given, &record, &settings, &inputs)?;
     opts.batch_size = given.batch_size.unwrap_or(settings.batch_size);
     opts.allow_scoring_program = given.allow_scoring_program;
@@ -117,7 +125,8 @@ pub fn resume_eval(runs_dir: &Path, run_id: u64, given: &GivenOptions, log: &mut
         log.line(format!("Run {run_id} is already Completed; nothing to resume"));
         let path = dir.join("score_breakdown.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let breakdown: ScoreBreakdown = serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
+        let breakdown: ScoreBreakdown =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
         return Ok(EvalOutcome { run_id, run_dir: dir, breakdown });
     }
 
@@ -158,18 +167,35 @@ fn refusal(run_id: u64, flag: &str, run: &str, given: &str) -> Error {
 }
 
 /// Every flag given again must name what the run used.
-fn check_given(run_id: u64, given: &GivenOptions, record: &RunRecord, settings: &Settings, inputs: &RunInputs) -> Result<()> {
-    let shown = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
+fn check_given(
+    run_id: u64,
+    given: &GivenOptions,
+    record: &RunRecord,
+    settings: &Settings,
+    inputs: &RunInputs,
+) -> Result<()> {
+    let shown =
+        |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
     if let Some(env) = &given.env {
         let env = absolute_if_exists(&env.to_string_lossy());
         if inputs.env.as_deref() != Some(env.as_str()) {
-            return Err(refusal(run_id, "--env", &shown(&inputs.env, "the embedded environment"), &env));
+            return Err(refusal(
+                run_id,
+                "--env",
+                &shown(&inputs.env, "the embedded environment"),
+                &env,
+            ));
         }
     }
     if let Some(model) = &given.model {
         let model = normalize_model(Some(model));
         if model != inputs.model {
-            return Err(refusal(run_id, "--model", &shown(&inputs.model, "embedded"), &shown(&model, "embedded")));
+            return Err(refusal(
+                run_id,
+                "--model",
+                &shown(&inputs.model, "embedded"),
+                &shown(&model, "embedded"),
+            ));
         }
     }
     if let Some(phase) = &given.phase {
@@ -184,7 +210,12 @@ fn check_given(run_id: u64, given: &GivenOptions, record: &RunRecord, settings: 
     }
     if let Some(dtype) = &given.dtype {
         if *dtype != inputs.dtype && *dtype != settings.dtype {
-            return Err(refusal(run_id, "--dtype", &format!("{} ({})", inputs.dtype, settings.dtype), dtype));
+            return Err(refusal(
+                run_id,
+                "--dtype",
+                &format!("{} ({})", inputs.dtype, settings.dtype),
+                dtype,
+            ));
         }
     }
     if let Some(limit) = given.limit {
@@ -195,7 +226,12 @@ fn check_given(run_id: u64, given: &GivenOptions, record: &RunRecord, settings: 
     }
     if let Some(truncate) = given.truncate {
         if truncate != settings.truncate {
-            return Err(refusal(run_id, "--truncate", &format!("{:?}", settings.truncate).to_lowercase(), &format!("{truncate:?}").to_lowercase()));
+            return Err(refusal(
+                run_id,
+                "--truncate",
+                &format!("{:?}", settings.truncate).to_lowercase(),
+                &format!("{truncate:?}").to_lowercase(),
+            ));
         }
     }
     if let Some(kv) = given.kv_dtype {

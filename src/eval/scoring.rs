@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::log::RunLog;
 use crate::prompt::PromptBuilder;
-use crate::report::{finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown, VariantRecord};
+use crate::report::{
+    finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown, VariantRecord,
+};
 use crate::run::{PredictionRecord, RunRecord};
 use crate::score::{ItemScore, Method, Metric, Summary};
 
@@ -54,7 +56,13 @@ impl Scoring<'_> {
             Some(spec) => {
                 check_allowed(self.env, self.allow_program)?;
                 let submission = self.run_dir.join("submission.zip");
-                let run = ProgramRun { env: self.env, phase: self.phase, spec, items, submission: &submission };
+                let run = ProgramRun {
+                    env: self.env,
+                    phase: self.phase,
+                    spec,
+                    items,
+                    submission: &submission,
+                };
                 let outcome = match run.run(log) {
                     Ok(outcome) => outcome,
                     Err(failure) => {
@@ -67,7 +75,10 @@ impl Scoring<'_> {
                     }
                 };
                 self.write_program_log(&outcome.log)?;
-                write_json_atomic(&self.run_dir.join("scoring_output/scores.json"), &outcome.scores)?;
+                write_json_atomic(
+                    &self.run_dir.join("scoring_output/scores.json"),
+                    &outcome.scores,
+                )?;
                 breakdown = breakdown.with_program(&spec.primary, outcome.scores);
             }
             None => self.write_scoring_output(&summary, items.len(), submitted.len(), missing)?,
@@ -80,7 +91,11 @@ impl Scoring<'_> {
     }
 
     /// Scores generated predictions in parallel with the environment's extraction and metric.
-    fn score(&self, items: &[Item], by_item: &[Option<&PredictionRecord>]) -> Result<(Vec<DetailedRecord>, Summary)> {
+    fn score(
+        &self,
+        items: &[Item],
+        by_item: &[Option<&PredictionRecord>],
+    ) -> Result<(Vec<DetailedRecord>, Summary)> {
         let scorer = self
             .env
             .manifest
@@ -110,7 +125,8 @@ impl Scoring<'_> {
             .collect();
         let scores: Vec<ItemScore> = scorer.score_all(&pairs);
         let variant_names = scorer.variant_names();
-        let summary = Summary::from_scores_with(&scores, scorer.metric(), scorer.report()).with_variants(&scores, &variant_names);
+        let summary = Summary::from_scores_with(&scores, scorer.metric(), scorer.report())
+            .with_variants(&scores, &variant_names);
         let records = items
             .iter()
             .zip(by_item)
@@ -192,7 +208,10 @@ impl Scoring<'_> {
             items: records.to_vec(),
         };
         write_json_atomic(&dir.join("detailed_results.json"), &results)?;
-        write_atomic(&dir.join("detailed_results.html"), html::render(&results, breakdown).as_bytes())?;
+        write_atomic(
+            &dir.join("detailed_results.html"),
+            html::render(&results, breakdown).as_bytes(),
+        )?;
         if let Some(ft) = &self.env.manifest.finetune {
             let mut text = String::new();
             for line in finetune_lines(records, ft.include, ft.format) {
@@ -211,7 +230,12 @@ fn variants_json(summary: &Summary) -> serde_json::Value {
     summary
         .variants
         .iter()
-        .map(|(name, correct)| (name.clone(), json!({"accuracy": percent.get(name), "correct": correct, "total": summary.total})))
+        .map(|(name, correct)| {
+            (
+                name.clone(),
+                json!({"accuracy": percent.get(name), "correct": correct, "total": summary.total}),
+            )
+        })
         .collect::<serde_json::Map<_, _>>()
         .into()
 }
@@ -220,13 +244,21 @@ fn variant_records(names: &[&str], scores: Vec<crate::score::VariantScore>) -> V
     names
         .iter()
         .zip(scores)
-        .map(|(name, v)| VariantRecord { name: name.to_string(), extracted: v.extracted, correct: v.correct })
+        .map(|(name, v)| VariantRecord {
+            name: name.to_string(),
+            extracted: v.extracted,
+            correct: v.correct,
+        })
         .collect()
 }
 
 /// Each item's prediction, by id; a prediction for an id the environment lacks is an error.
-pub(super) fn join_predictions<'p>(items: &[Item], predictions: &'p [PredictionRecord]) -> Result<Vec<Option<&'p PredictionRecord>>> {
-    let known: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
+pub(super) fn join_predictions<'p>(
+    items: &[Item],
+    predictions: &'p [PredictionRecord],
+) -> Result<Vec<Option<&'p PredictionRecord>>> {
+    let known: HashMap<&str, usize> =
+        items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
     let mut by_item = vec![None; items.len()];
     for p in predictions {
         let i = known.get(p.id.as_str()).ok_or_else(|| {

@@ -37,7 +37,9 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     pub fn reproduced(&self) -> bool {
-        self.differences.is_empty() && self.recorded_score == Some(self.rerun_score) && self.changed_inputs.is_empty()
+        self.differences.is_empty()
+            && self.recorded_score == Some(self.rerun_score)
+            && self.changed_inputs.is_empty()
     }
 }
 
@@ -50,7 +52,12 @@ fn outcome(p: &PredictionRecord) -> String {
     }
 }
 
-fn compare(file: &'static str, recorded: &[PredictionRecord], rerun: &BTreeMap<&str, String>, out: &mut Vec<Difference>) {
+fn compare(
+    file: &'static str,
+    recorded: &[PredictionRecord],
+    rerun: &BTreeMap<&str, String>,
+    out: &mut Vec<Difference>,
+) {
     let mut seen = BTreeMap::new();
     for p in recorded {
         seen.insert(p.id.as_str(), outcome(p));
@@ -58,19 +65,34 @@ fn compare(file: &'static str, recorded: &[PredictionRecord], rerun: &BTreeMap<&
     for (id, fresh) in rerun {
         match seen.get(id) {
             Some(old) if old == fresh => {}
-            old => out.push(Difference { id: id.to_string(), file, recorded: old.cloned(), rerun: Some(fresh.clone()) }),
+            old => out.push(Difference {
+                id: id.to_string(),
+                file,
+                recorded: old.cloned(),
+                rerun: Some(fresh.clone()),
+            }),
         }
     }
     for (id, old) in &seen {
         if !rerun.contains_key(id) {
-            out.push(Difference { id: id.to_string(), file, recorded: Some(old.clone()), rerun: None });
+            out.push(Difference {
+                id: id.to_string(),
+                file,
+                recorded: Some(old.clone()),
+                rerun: None,
+            });
         }
     }
 }
 
 /// `allow_scoring_program`: the re-run may execute the environment's scoring program (the
 /// user's consent is not replayed from the run).
-pub fn verify_run(runs_dir: &Path, run_id: u64, allow_scoring_program: bool, log: &mut RunLog) -> Result<VerifyReport> {
+pub fn verify_run(
+    runs_dir: &Path,
+    run_id: u64,
+    allow_scoring_program: bool,
+    log: &mut RunLog,
+) -> Result<VerifyReport> {
     let Recorded { dir, mut opts, record, .. } = recorded(runs_dir, run_id, "verify")?;
     opts.allow_scoring_program = allow_scoring_program;
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -81,15 +103,27 @@ pub fn verify_run(runs_dir: &Path, run_id: u64, allow_scoring_program: bool, log
     let rerun: BTreeMap<&str, String> = rerun.iter().map(|p| (p.id.as_str(), outcome(p))).collect();
 
     let mut differences = Vec::new();
-    compare("predictions.jsonl", &read_predictions_file(&dir.join("predictions.jsonl"))?, &rerun, &mut differences);
-    compare("submission.zip", &read_submission(&dir.join("submission.zip"))?, &rerun, &mut differences);
+    compare(
+        "predictions.jsonl",
+        &read_predictions_file(&dir.join("predictions.jsonl"))?,
+        &rerun,
+        &mut differences,
+    );
+    compare(
+        "submission.zip",
+        &read_submission(&dir.join("submission.zip"))?,
+        &rerun,
+        &mut differences,
+    );
     let recorded_score = std::fs::read_to_string(dir.join("score_breakdown.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<ScoreBreakdown>(&t).ok())
         .map(|b| b.overall_score);
     let now = RunRecord::read(&fresh.run_dir.join("run.json"))?;
     let mut changed_inputs = Vec::new();
-    if record.environment.content_sha256.is_some() && record.environment.content_sha256 != now.environment.content_sha256 {
+    if record.environment.content_sha256.is_some()
+        && record.environment.content_sha256 != now.environment.content_sha256
+    {
         changed_inputs.push(format!("environment {} (content sha256)", record.environment.origin));
     }
     for (file, hash) in &record.model.files {

@@ -27,7 +27,12 @@ pub(super) unsafe fn block(
     ldc: usize,
     cols: usize,
 ) {
-    assert!(a.len() >= k * rows && w.len() >= k * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    assert!(
+        a.len() >= k * rows
+            && w.len() >= k * NR
+            && bias.is_none_or(|b| b.len() >= NR)
+            && cols <= NR
+    );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     let mut i0 = 0;
     while i0 < rows {
@@ -92,7 +97,13 @@ pub(super) const V: usize = NR / 8;
 /// stride `ldc`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn finish<const R: usize>(acc: &mut [[__m256; V]; R], bias: *const f32, c: *mut f32, ldc: usize, cols: usize) {
+pub(super) unsafe fn finish<const R: usize>(
+    acc: &mut [[__m256; V]; R],
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     if !bias.is_null() {
         for v in 0..V {
             // SAFETY: the caller guarantees NR bias floats.

@@ -26,7 +26,12 @@ pub(super) unsafe fn block(
     ldc: usize,
     cols: usize,
 ) {
-    assert!(a.len() >= 2 * kp * rows && w.len() >= kp * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    assert!(
+        a.len() >= 2 * kp * rows
+            && w.len() >= kp * NR
+            && bias.is_none_or(|b| b.len() >= NR)
+            && cols <= NR
+    );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     let mut i0 = 0;
     while i0 < rows {

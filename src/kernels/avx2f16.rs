@@ -24,7 +24,12 @@ pub(super) unsafe fn block(
     ldc: usize,
     cols: usize,
 ) {
-    assert!(a.len() >= k * rows && w.len() >= k * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    assert!(
+        a.len() >= k * rows
+            && w.len() >= k * NR
+            && bias.is_none_or(|b| b.len() >= NR)
+            && cols <= NR
+    );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     let mut i0 = 0;
     while i0 < rows {

@@ -23,7 +23,14 @@ const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
 /// # Safety
 /// AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn block(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+pub(super) unsafe fn block(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     let f = kind.format();
     assert!(
         rows <= MR
@@ -134,16 +141,25 @@ unsafe fn kern<const R: usize, const K: usize>(
                     let mut ia = [_mm256_setzero_si256(); R];
                     for g in 0..4 {
                         let w = load(unit.add(g * 4 * NR), v);
-                        let (lo, hi) = (_mm256_and_si256(w, low), _mm256_and_si256(_mm256_srli_epi16(w, 4), low));
+                        let (lo, hi) = (
+                            _mm256_and_si256(w, low),
+                            _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
+                        );
                         for (i, r) in ia.iter_mut().enumerate() {
-                            let pair = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xb(2 * g, i)), _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)));
+                            let pair = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(lo, xb(2 * g, i)),
+                                _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)),
+                            );
                             *r = _mm256_add_epi16(*r, pair);
                         }
                     }
                     let (sa, so) = scale_offset8(&f, rec, u % per_block, v);
                     for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                         let sum = _mm256_set1_ps((x(9, i) as i32 + x(10, i) as i32) as f32);
-                        let p = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(r, _mm256_set1_epi16(1))), sa);
+                        let p = _mm256_mul_ps(
+                            _mm256_cvtepi32_ps(_mm256_madd_epi16(r, _mm256_set1_epi16(1))),
+                            sa,
+                        );
                         *ti = _mm256_fmadd_ps(so, sum, p);
                     }
                 }
@@ -163,19 +179,35 @@ unsafe fn kern<const R: usize, const K: usize>(
                             } else {
                                 (hb, _mm256_srli_epi16(hb, 2))
                             };
-                            let w0 = _mm256_or_si256(_mm256_and_si256(nib, low), _mm256_and_si256(top0, high));
-                            let w1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib, 4), low), _mm256_and_si256(top1, high));
+                            let w0 = _mm256_or_si256(
+                                _mm256_and_si256(nib, low),
+                                _mm256_and_si256(top0, high),
+                            );
+                            let w1 = _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(nib, 4), low),
+                                _mm256_and_si256(top1, high),
+                            );
                             for (i, r) in ia.iter_mut().enumerate() {
                                 let quad = 4 * sixteen + 2 * pair;
-                                let p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, xb(quad, i)), _mm256_maddubs_epi16(w1, xb(quad + 1, i)));
-                                *r = _mm256_add_epi32(*r, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                                let p = _mm256_add_epi16(
+                                    _mm256_maddubs_epi16(w0, xb(quad, i)),
+                                    _mm256_maddubs_epi16(w1, xb(quad + 1, i)),
+                                );
+                                *r = _mm256_add_epi32(
+                                    *r,
+                                    _mm256_madd_epi16(p, _mm256_set1_epi16(1)),
+                                );
                             }
                         }
                         let (sa, _) = scale_offset8(&f, rec, 2 * (u % per_block) + sixteen, v);
                         for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                             let corr = _mm256_set1_epi32(32 * x(9 + sixteen, i) as i32);
                             let fv = _mm256_cvtepi32_ps(_mm256_sub_epi32(r, corr));
-                            *ti = if sixteen == 0 { _mm256_mul_ps(fv, sa) } else { _mm256_fmadd_ps(fv, sa, *ti) };
+                            *ti = if sixteen == 0 {
+                                _mm256_mul_ps(fv, sa)
+                            } else {
+                                _mm256_fmadd_ps(fv, sa, *ti)
+                            };
                         }
                     }
                 }

@@ -79,7 +79,10 @@ unsafe fn kern<const R: usize>(
             let sb = s.add((kk / QK) * NR);
             for v in 0..V {
                 let qv = _mm_loadl_epi64(q.add(kk * NR + v * 8).cast());
-                let wv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qv)), _mm256_loadu_ps(sb.add(v * 8)));
+                let wv = _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qv)),
+                    _mm256_loadu_ps(sb.add(v * 8)),
+                );
                 for (row, &xi) in acc.iter_mut().zip(&xb) {
                     row[v] = _mm256_fmadd_ps(xi, wv, row[v]);
                 }

@@ -94,7 +94,11 @@ unsafe fn bytes8(p: *const u8, signed: bool) -> __m256i {
 /// `quant::scale_offset`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize) -> ([__m256; V], [__m256; V]) {
+pub(super) unsafe fn scale_offset(
+    f: &Format,
+    rec: *const u8,
+    sub: usize,
+) -> ([__m256; V], [__m256; V]) {
     let mut a = [_mm256_setzero_ps(); V];
     let mut o = [_mm256_setzero_ps(); V];
     for v in 0..V {
@@ -107,7 +111,12 @@ pub(super) unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize) -> ([_
 /// [`scale_offset`] of columns 8v..8v+8 alone.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn scale_offset8(f: &Format, rec: *const u8, sub: usize, v: usize) -> (__m256, __m256) {
+pub(super) unsafe fn scale_offset8(
+    f: &Format,
+    rec: *const u8,
+    sub: usize,
+    v: usize,
+) -> (__m256, __m256) {
     // SAFETY: the record holds 32 d (and e) halves and 32 sc (and m) bytes per sub-block.
     unsafe {
         let d = halves(rec.add(16 * v));
@@ -162,7 +171,10 @@ unsafe fn unpack(f: &Format, q: *const u8) -> [__m256i; V] {
     if f.planes > 0 {
         // Byte lane c takes plane byte c / 8 (shuffles stay within 128-bit halves, and the
         // broadcast puts the 4 bytes in both).
-        let spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        let spread = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
         let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
         for j in 0..f.planes {
             // SAFETY: as above: plane j is 4 bytes.
@@ -185,7 +197,13 @@ unsafe fn unpack(f: &Format, q: *const u8) -> [__m256i; V] {
 /// `rows` apart), accumulators in registers throughout.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn group<const G: usize>(acc: &mut [[__m256; V]], tile: &[[__m256; V]], x: &[f32], rows: usize, i0: usize) {
+unsafe fn group<const G: usize>(
+    acc: &mut [[__m256; V]],
+    tile: &[[__m256; V]],
+    x: &[f32],
+    rows: usize,
+    i0: usize,
+) {
     let mut r = [[_mm256_setzero_ps(); V]; G];
     r.copy_from_slice(&acc[i0..i0 + G]);
     for (t, w) in tile.iter().enumerate() {
@@ -202,7 +220,13 @@ unsafe fn group<const G: usize>(acc: &mut [[__m256; V]], tile: &[[__m256; V]], x
 /// Every row's accumulators (row-major, NR columns) after the whole FMA chain over k.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run<const T: usize>(rows: usize, k: usize, a: &[f32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+unsafe fn run<const T: usize>(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     let f = QuantType::ALL[T].format();
     let (step, record) = (f.step(), f.record());
     let mut acc = [[_mm256_setzero_ps(); V]; MR];
@@ -223,7 +247,9 @@ unsafe fn run<const T: usize>(rows: usize, k: usize, a: &[f32], q: &[u8], s: &[u
                                 let q = _mm256_sub_epi32(qv[v], _mm256_set1_epi32(z as i32));
                                 _mm256_mul_ps(_mm256_cvtepi32_ps(q), sa[v])
                             }
-                            Rule::Min | Rule::Offset => _mm256_fmadd_ps(_mm256_cvtepi32_ps(qv[v]), sa[v], so[v]),
+                            Rule::Min | Rule::Offset => {
+                                _mm256_fmadd_ps(_mm256_cvtepi32_ps(qv[v]), sa[v], so[v])
+                            }
                         };
                     }
                 }

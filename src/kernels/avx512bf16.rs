@@ -15,7 +15,9 @@ use super::NR;
 #[target_feature(enable = "avx512bf16,avx512f")]
 fn dp(acc: __m512, x: __m512i, w: __m512i) -> __m512 {
     // SAFETY: both types are 64-byte SIMD vectors with no invalid bit patterns.
-    let (x, w) = unsafe { (std::mem::transmute::<__m512i, __m512bh>(x), std::mem::transmute::<__m512i, __m512bh>(w)) };
+    let (x, w) = unsafe {
+        (std::mem::transmute::<__m512i, __m512bh>(x), std::mem::transmute::<__m512i, __m512bh>(w))
+    };
     _mm512_dpbf16_ps(acc, x, w)
 }
 
@@ -40,8 +42,12 @@ pub(super) unsafe fn pack_row(src: &[f32], dst: &mut [u32], stride: usize) {
         };
         // SAFETY: `v` holds 32 floats and `out` 16 u32 (64 bytes); the feature is the caller's.
         unsafe {
-            let r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(v[16..].as_ptr()), _mm512_loadu_ps(v.as_ptr()));
-            _mm512_storeu_si512(out.as_mut_ptr().cast(), std::mem::transmute::<__m512bh, __m512i>(r));
+            let r =
+                _mm512_cvtne2ps_pbh(_mm512_loadu_ps(v[16..].as_ptr()), _mm512_loadu_ps(v.as_ptr()));
+            _mm512_storeu_si512(
+                out.as_mut_ptr().cast(),
+                std::mem::transmute::<__m512bh, __m512i>(r),
+            );
         }
         for (j, &pair) in out.iter().enumerate().take(pairs - c * 16) {
             dst[(c * 16 + j) * stride] = pair;
@@ -67,7 +73,12 @@ pub(super) unsafe fn block(
     ldc: usize,
     cols: usize,
 ) {
-    assert!(a.len() >= kp * rows && w.len() >= kp * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    assert!(
+        a.len() >= kp * rows
+            && w.len() >= kp * NR
+            && bias.is_none_or(|b| b.len() >= NR)
+            && cols <= NR
+    );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     // SAFETY (all arms): bounds asserted above; features and `c` forwarded from the caller.
     unsafe {

@@ -35,7 +35,12 @@ pub(super) unsafe fn block(
     ldc: usize,
     cols: usize,
 ) {
-    assert!(a.len() >= k * rows && w.len() >= k * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+    assert!(
+        a.len() >= k * rows
+            && w.len() >= k * NR
+            && bias.is_none_or(|b| b.len() >= NR)
+            && cols <= NR
+    );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     // SAFETY (all arms): bounds asserted above; feature and `c` forwarded from the caller.
     unsafe {
@@ -99,7 +104,10 @@ pub(super) unsafe fn wide(
     cols: usize,
 ) {
     assert!(
-        a.len() >= k * rows && w.len() >= panels * k * NR && bias.is_none_or(|b| b.len() >= panels * NR) && cols <= NR
+        a.len() >= k * rows
+            && w.len() >= panels * k * NR
+            && bias.is_none_or(|b| b.len() >= panels * NR)
+            && cols <= NR
     );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     // SAFETY (all arms): bounds asserted above; feature and `c` forwarded from the caller.

@@ -21,7 +21,14 @@ const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
 /// # Safety
 /// AVX-512F, AVX-512BW and AVX-512 VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn block(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+pub(super) unsafe fn block(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     let f = kind.format();
     assert!(
         rows <= MR
@@ -140,7 +147,10 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     for (i, r) in ia.iter().enumerate() {
                         let corr = _mm512_set1_epi32(128 * (x(9, i) as i32 + x(10, i) as i32));
                         for v in 0..V {
-                            t[i][v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r[v], corr)), d[h0 + v]);
+                            t[i][v] = _mm512_mul_ps(
+                                _mm512_cvtepi32_ps(_mm512_sub_epi32(r[v], corr)),
+                                d[h0 + v],
+                            );
                         }
                     }
                 }
@@ -149,7 +159,9 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     for g in 0..4 {
                         let w = load::<V>(unit.add(g * 4 * NR), h0);
                         let lo: [__m512i; V] = std::array::from_fn(|v| _mm512_and_si512(w[v], low));
-                        let hi: [__m512i; V] = std::array::from_fn(|v| _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low));
+                        let hi: [__m512i; V] = std::array::from_fn(|v| {
+                            _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low)
+                        });
                         for (i, r) in ia.iter_mut().enumerate() {
                             let (x0, x1) = (xb(2 * g, i), xb(2 * g + 1, i));
                             for v in 0..V {
@@ -165,7 +177,11 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     for (i, r) in ia.iter().enumerate() {
                         let sum = _mm512_set1_ps((x(9, i) as i32 + x(10, i) as i32) as f32);
                         for v in 0..V {
-                            t[i][v] = _mm512_fmadd_ps(so[h0 + v], sum, _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[h0 + v]));
+                            t[i][v] = _mm512_fmadd_ps(
+                                so[h0 + v],
+                                sum,
+                                _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[h0 + v]),
+                            );
                         }
                     }
                 }
@@ -180,7 +196,8 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                         for quad in 0..4 {
                             let n = load::<V>(base.add(quad / 2 * 4 * NR), h0);
                             let w: [__m512i; V] = std::array::from_fn(|v| {
-                                let nib = if quad % 2 == 0 { n[v] } else { _mm512_srli_epi16(n[v], 4) };
+                                let nib =
+                                    if quad % 2 == 0 { n[v] } else { _mm512_srli_epi16(n[v], 4) };
                                 // Bits 2t..2t+1 of each hb byte to bits 4..5 (16-bit shifts:
                                 // what crosses a byte boundary is masked off).
                                 let top = match quad {
@@ -189,7 +206,10 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                                     2 => hb[v],
                                     _ => _mm512_srli_epi16(hb[v], 2),
                                 };
-                                _mm512_or_si512(_mm512_and_si512(nib, low), _mm512_and_si512(top, high))
+                                _mm512_or_si512(
+                                    _mm512_and_si512(nib, low),
+                                    _mm512_and_si512(top, high),
+                                )
                             });
                             for (i, r) in ia.iter_mut().enumerate() {
                                 let xv = xb(4 * half + quad, i);
@@ -203,7 +223,11 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                             let corr = _mm512_set1_epi32(32 * x(9 + half, i) as i32);
                             for v in 0..V {
                                 let fv = _mm512_cvtepi32_ps(_mm512_sub_epi32(r[v], corr));
-                                t[i][v] = if half == 0 { _mm512_mul_ps(fv, sa[h0 + v]) } else { _mm512_fmadd_ps(fv, sa[h0 + v], t[i][v]) };
+                                t[i][v] = if half == 0 {
+                                    _mm512_mul_ps(fv, sa[h0 + v])
+                                } else {
+                                    _mm512_fmadd_ps(fv, sa[h0 + v], t[i][v])
+                                };
                             }
                         }
                     }
@@ -244,7 +268,10 @@ pub(super) unsafe fn round_unit(x: *const f32, id: f32) -> [i8; UNIT] {
             let one = _mm512_set1_epi32(1);
             let rounded_up = _mm512_mask_add_epi32(t, up, t, one);
             let q = _mm512_mask_sub_epi32(rounded_up, down, rounded_up, one);
-            let q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+            let q = _mm512_min_epi32(
+                _mm512_max_epi32(q, _mm512_set1_epi32(-127)),
+                _mm512_set1_epi32(127),
+            );
             _mm_storeu_si128(out.as_mut_ptr().add(16 * h).cast(), _mm512_cvtepi32_epi8(q));
         }
     }

@@ -116,7 +116,13 @@ unsafe fn bytes16(p: *const u8, signed: bool) -> __m512i {
 /// `rec`, lane for lane `quant::scale_offset`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize, d: &[__m512; 2], e: &[__m512; 2]) -> ([__m512; 2], [__m512; 2]) {
+pub(super) unsafe fn scale_offset(
+    f: &Format,
+    rec: *const u8,
+    sub: usize,
+    d: &[__m512; 2],
+    e: &[__m512; 2],
+) -> ([__m512; 2], [__m512; 2]) {
     let mut a = *d;
     let mut o = [_mm512_setzero_ps(); 2];
     for h in 0..2 {
@@ -131,7 +137,10 @@ pub(super) unsafe fn scale_offset(f: &Format, rec: *const u8, sub: usize, d: &[_
                 Sc::I8 => (Some(bytes16(rec.add(f.sc_at(sub) + 16 * h), true)), None),
                 Sc::Nibbles => {
                     let v = bytes16(rec.add(f.sc_at(sub) + 16 * h), false);
-                    (Some(_mm512_and_si512(v, _mm512_set1_epi32(0x0F))), Some(_mm512_srli_epi32(v, 4)))
+                    (
+                        Some(_mm512_and_si512(v, _mm512_set1_epi32(0x0F))),
+                        Some(_mm512_srli_epi32(v, 4)),
+                    )
                 }
             }
         };
@@ -184,7 +193,9 @@ unsafe fn unpack(f: &Format, q: *const u8) -> [__m512i; 2] {
 #[target_feature(enable = "avx512f")]
 unsafe fn weights(f: &Format, q: __m512i, a: __m512, o: __m512) -> __m512 {
     match f.rule {
-        Rule::Zero(z) => _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(z as i32))), a),
+        Rule::Zero(z) => {
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(z as i32))), a)
+        }
         Rule::Min | Rule::Offset => _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), a, o),
     }
 }
@@ -212,12 +223,17 @@ unsafe fn kern<const R: usize, const T: usize>(
         unsafe {
             let rec = s.add(b * record);
             let d = [halves(rec), halves(rec.add(32))];
-            let e = if f.e { [halves(rec.add(2 * NR)), halves(rec.add(2 * NR + 32))] } else { [_mm512_setzero_ps(); 2] };
+            let e = if f.e {
+                [halves(rec.add(2 * NR)), halves(rec.add(2 * NR + 32))]
+            } else {
+                [_mm512_setzero_ps(); 2]
+            };
             for sub in 0..f.subs() {
                 let (sa, so) = scale_offset(&f, rec, sub, &d, &e);
                 for _ in 0..f.sub {
                     let qv = unpack(&f, q);
-                    let (w0, w1) = (weights(&f, qv[0], sa[0], so[0]), weights(&f, qv[1], sa[1], so[1]));
+                    let (w0, w1) =
+                        (weights(&f, qv[0], sa[0], so[0]), weights(&f, qv[1], sa[1], so[1]));
                     for (i, row) in acc.iter_mut().enumerate() {
                         let xi = _mm512_set1_ps(*a.add(i));
                         row[0] = _mm512_fmadd_ps(xi, w0, row[0]);

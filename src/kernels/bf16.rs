@@ -22,9 +22,9 @@
 //! size, which real models do not produce) runs the [`exact`] kernel instead, which checks every
 //! FMA. Either way the bits are `vdpbf16ps`'s, so which kernel runs never shows.
 
-use super::{from_bf16, pairs, pairs_mut, to_bf16, Kernel, Line, Path, MR, NR};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2bf16, avx512bf16};
+use super::{from_bf16, pairs, pairs_mut, to_bf16, Kernel, Line, Path, MR, NR};
 
 /// `ex + ew` at or above which every product of bf16 values with those biased exponents is a
 /// multiple of 2^-126 (see the module doc).
@@ -43,7 +43,10 @@ impl Bf16Weights {
     pub(super) fn zeroed(n: usize, k: usize) -> Self {
         // A line holds 16 pairs, so a panel's k-pair row of NR pairs is two lines.
         let panels = n.div_ceil(NR);
-        Bf16Weights { data: vec![Line([0.0; 16]); panels * k.div_ceil(2) * (NR / 16)], emin: vec![255; panels] }
+        Bf16Weights {
+            data: vec![Line([0.0; 16]); panels * k.div_ceil(2) * (NR / 16)],
+            emin: vec![255; panels],
+        }
     }
 
     pub(super) fn bytes(&self) -> usize {
@@ -212,7 +215,17 @@ impl Path for VdpPath<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn wide(&self, rows: usize, p: usize, g: usize, a: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+    unsafe fn wide(
+        &self,
+        rows: usize,
+        p: usize,
+        g: usize,
+        a: &[u32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         let kp = self.depth();
         let w = &self.w[p * kp * NR..(p + g) * kp * NR];
         // SAFETY: features as in `pack_row`; `c` is forwarded from the caller.
@@ -220,7 +233,16 @@ impl Path for VdpPath<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block(&self, rows: usize, p: usize, a: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[u32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         let kp = self.depth();
         let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
         // SAFETY: as for `wide`.
@@ -274,33 +296,66 @@ impl Path for EmuPath<'_> {
         0
     }
 
-    unsafe fn wide(&self, _: usize, _: usize, _: usize, _: &[f32], _: Option<&[f32]>, _: *mut f32, _: usize, _: usize) {
+    unsafe fn wide(
+        &self,
+        _: usize,
+        _: usize,
+        _: usize,
+        _: &[f32],
+        _: Option<&[f32]>,
+        _: *mut f32,
+        _: usize,
+        _: usize,
+    ) {
         unreachable!("`wide_max` is 0 for the bf16 emulation");
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block(&self, rows: usize, p: usize, a: &[f32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         let kp = self.k.div_ceil(2);
         let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
-        assert!(a.len() >= self.depth() * rows && rows <= MR && cols <= NR && bias.is_none_or(|b| b.len() >= NR));
-        let xmin = a[2 * kp * rows..(2 * kp + 1) * rows].iter().fold(255u32, |m, &e| m.min(e as u32));
+        assert!(
+            a.len() >= self.depth() * rows
+                && rows <= MR
+                && cols <= NR
+                && bias.is_none_or(|b| b.len() >= NR)
+        );
+        let xmin =
+            a[2 * kp * rows..(2 * kp + 1) * rows].iter().fold(255u32, |m, &e| m.min(e as u32));
         let tiny = xmin + (self.emin[p] as u32) < SAFE_EXPONENT_SUM;
         match (self.kernel, tiny) {
             // SAFETY (all arms): `c` is forwarded from the caller.
-            (Bf16Kernel::Scalar, false) => unsafe { by_rows!(rows, fast(kp, a, w, bias, c, ldc, cols)) },
+            (Bf16Kernel::Scalar, false) => unsafe {
+                by_rows!(rows, fast(kp, a, w, bias, c, ldc, cols))
+            },
             (Bf16Kernel::Scalar, true) => unsafe { exact(rows, kp, a, w, bias, c, ldc, cols) },
             // SAFETY: Bf16Kernel::Avx2 is only chosen where Kernel::Avx2 is supported (avx2,
             // fma); `c` as above.
             #[cfg(target_arch = "x86_64")]
-            (Bf16Kernel::Avx2, false) => unsafe { avx2bf16::block(rows, kp, a, w, bias, c, ldc, cols) },
+            (Bf16Kernel::Avx2, false) => unsafe {
+                avx2bf16::block(rows, kp, a, w, bias, c, ldc, cols)
+            },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            (Bf16Kernel::Avx2, true) => unsafe { avx2bf16::exact(rows, kp, a, w, bias, c, ldc, cols) },
+            (Bf16Kernel::Avx2, true) => unsafe {
+                avx2bf16::exact(rows, kp, a, w, bias, c, ldc, cols)
+            },
             #[cfg(target_arch = "x86_64")]
             (Bf16Kernel::Avx512Bf16, _) => unreachable!("vdpbf16ps runs through VdpPath"),
             // SAFETY: NEON is aarch64's baseline; `c` as above.
             #[cfg(target_arch = "aarch64")]
-            (Bf16Kernel::Neon, false) => unsafe { super::neon::block_bf16(rows, kp, a, w, bias, c, ldc, cols) },
+            (Bf16Kernel::Neon, false) => unsafe {
+                super::neon::block_bf16(rows, kp, a, w, bias, c, ldc, cols)
+            },
             // (The exact kernel's FMAs compile to NEON's `fmadd` on aarch64, no runtime check.)
             // SAFETY: `c` as above.
             #[cfg(target_arch = "aarch64")]
@@ -325,7 +380,15 @@ fn widen(w: &[u32]) -> ([f32; NR], [f32; NR]) {
 ///
 /// # Safety
 /// `c` must be valid for writes of R rows of `cols` floats at stride `ldc`.
-unsafe fn fast<const R: usize>(kp: usize, a: &[f32], w: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn fast<const R: usize>(
+    kp: usize,
+    a: &[f32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     let mut acc = [[0.0f32; NR]; R];
     for (p, wp) in w[..kp * NR].chunks_exact(NR).enumerate() {
         let (odd, even) = widen(wp);
@@ -346,7 +409,16 @@ unsafe fn fast<const R: usize>(kp: usize, a: &[f32], w: &[u32], bias: Option<&[f
 /// # Safety
 /// `rows` <= MR; `c` must be valid for writes of `rows` rows of `cols` floats at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn exact(rows: usize, kp: usize, a: &[f32], w: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+pub(super) unsafe fn exact(
+    rows: usize,
+    kp: usize,
+    a: &[f32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     // SAFETY: forwarded from the caller.
     unsafe { exact_body(rows, kp, a, w, bias, c, ldc, cols) }
 }
@@ -357,7 +429,16 @@ pub(super) unsafe fn exact(rows: usize, kp: usize, a: &[f32], w: &[u32], bias: O
 /// As for [`exact`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) unsafe fn exact_body(rows: usize, kp: usize, a: &[f32], w: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+pub(super) unsafe fn exact_body(
+    rows: usize,
+    kp: usize,
+    a: &[f32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     assert!(rows <= MR);
     let mut acc = [[0.0f32; NR]; MR];
     for (p, wp) in w[..kp * NR].chunks_exact(NR).enumerate() {
@@ -394,7 +475,13 @@ fn step(acc: &mut [f32; NR], x: f32, w: &[f32; NR]) {
 /// # Safety
 /// `c` must be valid for writes of `acc.len()` rows of `cols` floats at stride `ldc`.
 #[inline(always)]
-unsafe fn finish(acc: &mut [[f32; NR]], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn finish(
+    acc: &mut [[f32; NR]],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     for (i, row) in acc.iter_mut().enumerate() {
         if let Some(b) = bias {
             for j in 0..NR {

@@ -8,9 +8,9 @@
 
 use half::f16;
 
-use super::{Kernel, Line, PackedMatrix, Path, Weights, MR, NR};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2f16, avx512f16};
+use super::{Kernel, Line, PackedMatrix, Path, Weights, MR, NR};
 
 impl PackedMatrix {
     /// Whether the weights are held as f16.
@@ -83,7 +83,17 @@ impl Path for F16Path<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn wide(&self, rows: usize, p: usize, g: usize, a: &[f32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+    unsafe fn wide(
+        &self,
+        rows: usize,
+        p: usize,
+        g: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         let w = &self.w[p * self.k * NR..(p + g) * self.k * NR];
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `wide_max` is non-zero only for Avx512, chosen after detecting avx512f; `c`
@@ -99,7 +109,16 @@ impl Path for F16Path<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block(&self, rows: usize, p: usize, a: &[f32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         let k = self.k;
         let w = &self.w[p * k * NR..(p + 1) * k * NR];
         match self.kernel {
@@ -124,7 +143,16 @@ impl Path for F16Path<'_> {
 /// # Safety
 /// `c` must be valid for writes of `rows` rows of `cols` floats at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn block_scalar(rows: usize, k: usize, a: &[f32], w: &[u16], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn block_scalar(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    w: &[u16],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     assert!(rows <= MR && cols <= NR && bias.is_none_or(|b| b.len() >= NR));
     let mut acc = [[0.0f32; NR]; MR];
     let mut wk = [0.0f32; NR];

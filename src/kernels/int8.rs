@@ -49,8 +49,17 @@ pub(super) enum Kind {
 }
 
 /// Q8_0 as a [`Format`]: q stored offset by 128, so `w = (q - 128)·d`.
-const Q8_0_FORMAT: Format =
-    Format { block: 32, block_bytes: 34, sub: 32, nibble: false, planes: 0, e: false, sc: Sc::None, mins: false, rule: Rule::Zero(128) };
+const Q8_0_FORMAT: Format = Format {
+    block: 32,
+    block_bytes: 34,
+    sub: 32,
+    nibble: false,
+    planes: 0,
+    e: false,
+    sc: Sc::None,
+    mins: false,
+    rule: Rule::Zero(128),
+};
 
 impl Kind {
     pub(super) fn of(t: GgufType) -> Option<Kind> {
@@ -112,8 +121,14 @@ impl Int8Weights {
 
     /// Panel p's quants and scale records (k values a row).
     fn panel(&self, k: usize, p: usize) -> (&[u8], &[u8]) {
-        let (qn, sn) = (k / UNIT * self.kind.unit_bytes(), k / self.kind.format().block * self.kind.format().record());
-        (&quant::bytes(&self.q)[p * qn..(p + 1) * qn], &quant::bytes(&self.scales)[p * sn..(p + 1) * sn])
+        let (qn, sn) = (
+            k / UNIT * self.kind.unit_bytes(),
+            k / self.kind.format().block * self.kind.format().record(),
+        );
+        (
+            &quant::bytes(&self.q)[p * qn..(p + 1) * qn],
+            &quant::bytes(&self.scales)[p * sn..(p + 1) * sn],
+        )
     }
 }
 
@@ -146,7 +161,13 @@ fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
     for (b, blk_raw) in raw.chunks_exact(f.block_bytes).enumerate() {
         let blk = match kind {
             Kind::Q8_0 => {
-                let mut blk = quant::Block { q: [0; 256], d: u16::from_le_bytes([blk_raw[0], blk_raw[1]]), e: 0, sc: [0; 16], m: [0; 16] };
+                let mut blk = quant::Block {
+                    q: [0; 256],
+                    d: u16::from_le_bytes([blk_raw[0], blk_raw[1]]),
+                    e: 0,
+                    sc: [0; 16],
+                    m: [0; 16],
+                };
                 for (o, &v) in blk.q.iter_mut().zip(&blk_raw[2..34]) {
                     *o = v ^ 0x80;
                 }
@@ -176,9 +197,12 @@ fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
                         for h in 0..2 {
                             let v = &v[16 * h..16 * h + 16];
                             for g in 0..2 {
-                                dst[at(3 * h + g)] = (v[8 * g + kk] & 0x0F) | ((v[8 * g + 4 + kk] & 0x0F) << 4);
+                                dst[at(3 * h + g)] =
+                                    (v[8 * g + kk] & 0x0F) | ((v[8 * g + 4 + kk] & 0x0F) << 4);
                             }
-                            dst[at(3 * h + 2)] = (0..4).map(|t| ((v[4 * t + kk] >> 4) & 3) << (2 * t)).fold(0, |a, b| a | b);
+                            dst[at(3 * h + 2)] = (0..4)
+                                .map(|t| ((v[4 * t + kk] >> 4) & 3) << (2 * t))
+                                .fold(0, |a, b| a | b);
                         }
                     }
                 }
@@ -229,7 +253,12 @@ fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], stride: usize) {
         let xq = round_unit(if amax.is_finite() { kernel } else { IntKernel::Scalar }, x, id);
         let base = u * XU;
         for t in 0..8 {
-            dst[(base + t) * stride] = u32::from_le_bytes([xq[4 * t] as u8, xq[4 * t + 1] as u8, xq[4 * t + 2] as u8, xq[4 * t + 3] as u8]);
+            dst[(base + t) * stride] = u32::from_le_bytes([
+                xq[4 * t] as u8,
+                xq[4 * t + 1] as u8,
+                xq[4 * t + 2] as u8,
+                xq[4 * t + 3] as u8,
+            ]);
         }
         let sum = |h: usize| xq[16 * h..16 * h + 16].iter().map(|&v| v as i32).sum::<i32>();
         dst[(base + 8) * stride] = d.to_bits();
@@ -344,15 +373,39 @@ impl Path for Int8Path<'_> {
         0
     }
 
-    unsafe fn wide(&self, _: usize, _: usize, _: usize, _: &[u32], _: Option<&[f32]>, _: *mut f32, _: usize, _: usize) {
+    unsafe fn wide(
+        &self,
+        _: usize,
+        _: usize,
+        _: usize,
+        _: &[u32],
+        _: Option<&[f32]>,
+        _: *mut f32,
+        _: usize,
+        _: usize,
+    ) {
         unreachable!("`wide_max` is 0 for int8 products");
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block(&self, rows: usize, p: usize, a: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[u32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         let (q, s) = self.w.panel(self.k, p);
         let kind = self.w.kind;
-        assert!(a.len() >= self.depth() * rows && rows <= MR && cols <= NR && bias.is_none_or(|b| b.len() >= NR));
+        assert!(
+            a.len() >= self.depth() * rows
+                && rows <= MR
+                && cols <= NR
+                && bias.is_none_or(|b| b.len() >= NR)
+        );
         let acc = match self.kernel {
             IntKernel::Scalar => block_scalar(kind, rows, self.k, a, q, s),
             // SAFETY: Avx2 is chosen only where avx2, fma and f16c are (an AVX-512 CPU has them).
@@ -365,7 +418,9 @@ impl Path for Int8Path<'_> {
             IntKernel::Neon => super::neonint8::block_plain(kind, rows, self.k, a, q, s),
             // SAFETY: NeonDot is chosen only where the dot-product extension is.
             #[cfg(target_arch = "aarch64")]
-            IntKernel::NeonDot => unsafe { super::neonint8::block_dot(kind, rows, self.k, a, q, s) },
+            IntKernel::NeonDot => unsafe {
+                super::neonint8::block_dot(kind, rows, self.k, a, q, s)
+            },
         };
         for (i, row) in acc[..rows].iter().enumerate() {
             // SAFETY: the caller guarantees each row's `cols` floats are writable at stride ldc.
@@ -393,7 +448,14 @@ pub(super) fn x_unit(a: &[u32], rows: usize, u: usize, i: usize) -> ([u32; 8], f
 
 /// The portable kernel, and the reference for the SIMD ones: `rows` rows of packed x times one
 /// panel, before the bias.
-fn block_scalar(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+fn block_scalar(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     let f = kind.format();
     let (record, ub) = (f.record(), kind.unit_bytes());
     let mut acc = [[0.0f32; NR]; MR];
@@ -403,9 +465,12 @@ fn block_scalar(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]
         let rec = &s[b * record..(b + 1) * record];
         for (i, row) in acc[..rows].iter_mut().enumerate() {
             let (quads, dx, s0, s1) = x_unit(a, rows, u, i);
-            let xq: Vec<i32> = quads.iter().flat_map(|v| v.to_le_bytes()).map(|b| b as i8 as i32).collect();
+            let xq: Vec<i32> =
+                quads.iter().flat_map(|v| v.to_le_bytes()).map(|b| b as i8 as i32).collect();
             for (j, o) in row.iter_mut().enumerate() {
-                let dot = |range: std::ops::Range<usize>| range.map(|kk| q_at(kind, unit, j, kk) as i32 * xq[kk]).sum::<i32>();
+                let dot = |range: std::ops::Range<usize>| {
+                    range.map(|kk| q_at(kind, unit, j, kk) as i32 * xq[kk]).sum::<i32>()
+                };
                 let t = match kind {
                     Kind::Q8_0 => {
                         let (a, _) = quant::scale_offset(&f, rec, 0, j);
@@ -436,7 +501,8 @@ mod tests {
     /// Every family's vector rounding gives the portable one's bytes, ties and clamps included.
     #[test]
     fn vector_rounding_is_the_portable_rounding() {
-        let families = Kernel::ALL.iter().filter(|k| k.supported()).map(|&k| IntKernel::for_family(k));
+        let families =
+            Kernel::ALL.iter().filter(|k| k.supported()).map(|&k| IntKernel::for_family(k));
         for kernel in families {
             for seed in 0..200u32 {
                 let mut x = crate::kernels::tests::rand_vec(seed + 1, UNIT);
@@ -448,14 +514,36 @@ mod tests {
                     }
                 }
                 let id = 127.0 / amax;
-                assert_eq!(round_unit(kernel, &x, id), round_unit(IntKernel::Scalar, &x, id), "{kernel:?} seed {seed}");
+                assert_eq!(
+                    round_unit(kernel, &x, id),
+                    round_unit(IntKernel::Scalar, &x, id),
+                    "{kernel:?} seed {seed}"
+                );
             }
         }
     }
 
     #[test]
     fn rounding_is_roundf_with_halves_away_from_zero() {
-        let edge = [0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 126.5, 127.4, -127.6, 130.0, 1e30, -1e30, f32::INFINITY, f32::NAN];
+        let edge = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999997,
+            -0.49999997,
+            126.5,
+            127.4,
+            -127.6,
+            130.0,
+            1e30,
+            -1e30,
+            f32::INFINITY,
+            f32::NAN,
+        ];
         let more = (-3000..3000).map(|i| i as f32 * 0.0437);
         for r in edge.into_iter().chain(more) {
             let want = if r.is_nan() { 0 } else { r.round().clamp(-127.0, 127.0) as i8 };

@@ -92,18 +92,25 @@ impl Isa {
 
     /// The family named `name`, if this CPU runs it.
     pub fn parse_supported(name: &str) -> Result<Isa, IsaError> {
-        let isa = Isa::ALL.iter().copied().find(|i| i.name() == name.trim().to_ascii_lowercase()).ok_or_else(|| {
-            IsaError::Unknown {
-                given: name.to_string(),
-                known: Isa::ALL.iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
-            }
+        let isa = Isa::ALL
+            .iter()
+            .copied()
+            .find(|i| i.name() == name.trim().to_ascii_lowercase())
+            .ok_or_else(|| IsaError::Unknown {
+            given: name.to_string(),
+            known: Isa::ALL.iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
         })?;
         match isa.missing() {
             None => Ok(isa),
             Some(missing) => Err(IsaError::Unsupported {
                 given: isa.name().to_string(),
                 missing,
-                available: Isa::ALL.iter().filter(|i| i.supported()).map(|i| i.name()).collect::<Vec<_>>().join(", "),
+                available: Isa::ALL
+                    .iter()
+                    .filter(|i| i.supported())
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }

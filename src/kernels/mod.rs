@@ -114,16 +114,16 @@ mod avx512int8;
 mod avx512q8;
 #[cfg(target_arch = "x86_64")]
 mod avx512quant;
+mod bf16;
+mod f16;
+mod int8;
+pub mod isa;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "aarch64")]
 mod neonint8;
 #[cfg(target_arch = "aarch64")]
 mod neonquant;
-mod bf16;
-mod f16;
-mod int8;
-pub mod isa;
 mod pack;
 mod q8;
 mod quant;
@@ -274,7 +274,10 @@ impl PackedMatrix {
     /// matrices can fill one output side by side.
     pub fn matmul_at(&self, x: &[f32], m: usize, out: &mut [f32], ldc: usize) {
         assert!(ldc >= self.n, "PackedMatrix::matmul_at: ldc < n");
-        assert!(m == 0 || out.len() >= (m - 1) * ldc + self.n, "PackedMatrix::matmul_at: out too short");
+        assert!(
+            m == 0 || out.len() >= (m - 1) * ldc + self.n,
+            "PackedMatrix::matmul_at: out too short"
+        );
         self.product(self.kernel, x, m, out, ldc);
     }
 
@@ -286,16 +289,25 @@ impl PackedMatrix {
         let out = OutPtr(out.as_mut_ptr(), ldc);
         match &self.data {
             Weights::F32(d) => self.drive(F32Path { w: lines(d), k: self.k, kernel }, x, m, out),
-            Weights::Bf16(b) => match bf16::Bf16Kernel::for_family(kernel, isa::cpu_has_avx512_bf16()) {
-                // SAFETY: Avx512Bf16 is only chosen where the CPU has AVX-512F and AVX-512 BF16.
-                #[cfg(target_arch = "x86_64")]
-                bf16::Bf16Kernel::Avx512Bf16 => self.drive(unsafe { bf16::VdpPath::new(b, self.k) }, x, m, out),
-                emulated => self.drive(bf16::EmuPath::new(b, self.k, emulated), x, m, out),
-            },
+            Weights::Bf16(b) => {
+                match bf16::Bf16Kernel::for_family(kernel, isa::cpu_has_avx512_bf16()) {
+                    // SAFETY: Avx512Bf16 is only chosen where the CPU has AVX-512F and AVX-512 BF16.
+                    #[cfg(target_arch = "x86_64")]
+                    bf16::Bf16Kernel::Avx512Bf16 => {
+                        self.drive(unsafe { bf16::VdpPath::new(b, self.k) }, x, m, out)
+                    }
+                    emulated => self.drive(bf16::EmuPath::new(b, self.k, emulated), x, m, out),
+                }
+            }
             Weights::F16(d) => self.drive(f16::F16Path::new(d, self.k, kernel), x, m, out),
             Weights::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
             Weights::Quant(q) => self.drive(quant::QuantPath::new(q, self.k, kernel), x, m, out),
-            Weights::Int8(q) => self.drive(int8::Int8Path::new(q, self.k, int8::IntKernel::for_family(kernel)), x, m, out),
+            Weights::Int8(q) => self.drive(
+                int8::Int8Path::new(q, self.k, int8::IntKernel::for_family(kernel)),
+                x,
+                m,
+                out,
+            ),
         }
     }
 
@@ -304,7 +316,8 @@ impl PackedMatrix {
     fn drive<P: Path>(&self, path: P, x: &[f32], m: usize, ptr: OutPtr) {
         let panels = self.n.div_ceil(NR);
         let threads = rayon::current_num_threads().min(panels);
-        let parallel = threads > 1 && m.saturating_mul(self.n).saturating_mul(self.k) >= P::PAR_MIN_WORK;
+        let parallel =
+            threads > 1 && m.saturating_mul(self.n).saturating_mul(self.k) >= P::PAR_MIN_WORK;
         P::with_buf(|buf| {
             let packed = self.pack_x(path, x, m, buf, parallel);
             if !parallel {
@@ -331,7 +344,14 @@ impl PackedMatrix {
     /// x packed for the kernels into `buf`: chunk by chunk, each row block as [depth][block
     /// rows], so rows r.. start at `r * depth` for every chunk and block start r. Row blocks
     /// are packed in parallel when the product is.
-    fn pack_x<'b, P: Path>(&self, path: P, x: &[f32], m: usize, buf: &'b mut Vec<P::X>, parallel: bool) -> &'b [P::X] {
+    fn pack_x<'b, P: Path>(
+        &self,
+        path: P,
+        x: &[f32],
+        m: usize,
+        buf: &'b mut Vec<P::X>,
+        parallel: bool,
+    ) -> &'b [P::X] {
         let (k, d) = (self.k, path.depth());
         if buf.len() < m * d {
             buf.resize(m * d, P::X::default());
@@ -362,7 +382,14 @@ impl PackedMatrix {
     /// Computes output columns of `panels` for all m rows from x packed by [`Self::pack_x`].
     /// Rows are taken in chunks whose packed copy stays in L2 while every panel of the range
     /// streams past it.
-    fn run_panels<P: Path>(&self, path: P, packed: &[P::X], m: usize, panels: std::ops::Range<usize>, out: OutPtr) {
+    fn run_panels<P: Path>(
+        &self,
+        path: P,
+        packed: &[P::X],
+        m: usize,
+        panels: std::ops::Range<usize>,
+        out: OutPtr,
+    ) {
         let d = path.depth();
         for (r0, rows) in chunks(m, Self::chunk_rows(&path)) {
             let buf = &packed[r0 * d..(r0 + rows) * d];
@@ -386,7 +413,17 @@ impl PackedMatrix {
                 for (b0, br) in row_blocks(rows) {
                     // SAFETY: row b0 is inside this chunk (see `c` above), so `c` is valid
                     // for br rows of `cols` columns at stride n.
-                    unsafe { path.block(br, p, &buf[b0 * d..(b0 + br) * d], bias, c.add(b0 * ldc), ldc, cols) };
+                    unsafe {
+                        path.block(
+                            br,
+                            p,
+                            &buf[b0 * d..(b0 + br) * d],
+                            bias,
+                            c.add(b0 * ldc),
+                            ldc,
+                            cols,
+                        )
+                    };
                 }
                 p += 1;
             }
@@ -599,7 +636,10 @@ fn pairs_mut(data: &mut [Line]) -> &mut [u32] {
 
 /// Runs `f` on this thread's cached buffer, or on a fresh one when it is in use: a thread
 /// waiting for a product's tasks may be handed another product by rayon.
-fn with_cached<X, R>(cache: &'static std::thread::LocalKey<RefCell<Vec<X>>>, f: impl FnOnce(&mut Vec<X>) -> R) -> R {
+fn with_cached<X, R>(
+    cache: &'static std::thread::LocalKey<RefCell<Vec<X>>>,
+    f: impl FnOnce(&mut Vec<X>) -> R,
+) -> R {
     cache.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => f(&mut buf),
         Err(_) => f(&mut Vec::new()),

@@ -71,7 +71,9 @@ impl Panel for Q8 {
 pub(super) fn widen_f16(h: uint16x4_t) -> float32x4_t {
     let out: float32x4_t;
     // SAFETY: a register-only conversion every aarch64 CPU has (FP is baseline).
-    unsafe { std::arch::asm!("fcvtl {o:v}.4s, {i:v}.4h", o = out(vreg) out, i = in(vreg) h, options(pure, nomem, nostack)) };
+    unsafe {
+        std::arch::asm!("fcvtl {o:v}.4s, {i:v}.4h", o = out(vreg) out, i = in(vreg) h, options(pure, nomem, nostack))
+    };
     out
 }
 
@@ -80,7 +82,16 @@ pub(super) fn widen_f16(h: uint16x4_t) -> float32x4_t {
 /// # Safety
 /// `c` must be valid for writes of `rows` rows of `cols` floats at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn block(rows: usize, k: usize, a: &[f32], w: &[f32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+pub(super) unsafe fn block(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     assert!(w.len() >= k * NR);
     // SAFETY: bounds asserted here and in `run`; `c` from the caller.
     unsafe { run(rows, k, a, F32(w.as_ptr()), bias, c, ldc, cols) }
@@ -91,7 +102,16 @@ pub(super) unsafe fn block(rows: usize, k: usize, a: &[f32], w: &[f32], bias: Op
 /// # Safety
 /// As for [`block`].
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn block_f16(rows: usize, k: usize, a: &[f32], w: &[u16], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+pub(super) unsafe fn block_f16(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    w: &[u16],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     assert!(w.len() >= k * NR);
     // SAFETY: as for `block`.
     unsafe { run(rows, k, a, F16(w.as_ptr()), bias, c, ldc, cols) }
@@ -123,7 +143,16 @@ pub(super) unsafe fn block_q8(
 /// # Safety
 /// `w` holds the panel's k steps; `c` as for [`block`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn run<W: Panel>(rows: usize, k: usize, a: &[f32], w: W, bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn run<W: Panel>(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    w: W,
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     assert!(a.len() >= k * rows && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     let mut i0 = 0;
@@ -178,8 +207,22 @@ unsafe fn kern<const R: usize, W: Panel>(
 /// # Safety
 /// As for [`block`], and the caller's exponent check has passed.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn block_bf16(rows: usize, kp: usize, a: &[f32], w: &[u32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
-    assert!(a.len() >= 2 * kp * rows && w.len() >= kp * NR && bias.is_none_or(|b| b.len() >= NR) && cols <= NR);
+pub(super) unsafe fn block_bf16(
+    rows: usize,
+    kp: usize,
+    a: &[f32],
+    w: &[u32],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    assert!(
+        a.len() >= 2 * kp * rows
+            && w.len() >= kp * NR
+            && bias.is_none_or(|b| b.len() >= NR)
+            && cols <= NR
+    );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     let mut i0 = 0;
     while i0 < rows {
@@ -237,7 +280,13 @@ unsafe fn kern_bf16<const R: usize>(
 /// `bias` is null or holds NR floats; `c` is valid for writes of R rows of `cols` floats at
 /// stride `ldc`.
 #[inline(always)]
-unsafe fn finish<const R: usize>(acc: &mut [[float32x4_t; V]; R], bias: *const f32, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn finish<const R: usize>(
+    acc: &mut [[float32x4_t; V]; R],
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     if !bias.is_null() {
         for v in 0..V {
             // SAFETY: the caller guarantees NR bias floats.

@@ -23,13 +23,27 @@ const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
 /// # Safety
 /// The CPU has the dot-product extension (`isa::cpu_has_neon_dotprod`).
 #[target_feature(enable = "dotprod")]
-pub(super) unsafe fn block_dot(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+pub(super) unsafe fn block_dot(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     // SAFETY: forwarded; `Dot` is only used here, under the feature.
     unsafe { block::<Dot>(kind, rows, k, a, q, s) }
 }
 
 /// `int8::block_scalar` on NEON alone (`smull`); same contract.
-pub(super) fn block_plain(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+pub(super) fn block_plain(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     // SAFETY: `Plain` needs nothing past NEON, aarch64's baseline.
     unsafe { block::<Plain>(kind, rows, k, a, q, s) }
 }
@@ -69,7 +83,14 @@ impl Dot4 for Plain {
 }
 
 #[inline(always)]
-unsafe fn block<D: Dot4>(kind: Kind, rows: usize, k: usize, a: &[u32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+unsafe fn block<D: Dot4>(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     let f = kind.format();
     assert!(
         rows <= MR
@@ -160,7 +181,10 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                     let mut ia = [zero; R];
                     for g in 0..4 {
                         let w = load(unit.add(g * 4 * NR), v);
-                        let (lo, hi) = (vandq_s8(w, low), vreinterpretq_s8_u8(vshrq_n_u8::<4>(vreinterpretq_u8_s8(w))));
+                        let (lo, hi) = (
+                            vandq_s8(w, low),
+                            vreinterpretq_s8_u8(vshrq_n_u8::<4>(vreinterpretq_u8_s8(w))),
+                        );
                         for (i, r) in ia.iter_mut().enumerate() {
                             *r = D::dot(D::dot(*r, lo, xb(2 * g, i)), hi, xb(2 * g + 1, i));
                         }
@@ -186,8 +210,14 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                                 (hb, vshrq_n_u8::<2>(hb))
                             };
                             let lo4 = vdupq_n_u8(0x0F);
-                            let w0 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(nib, lo4), vandq_u8(top0, high)));
-                            let w1 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(nib), vandq_u8(top1, high)));
+                            let w0 = vreinterpretq_s8_u8(vorrq_u8(
+                                vandq_u8(nib, lo4),
+                                vandq_u8(top0, high),
+                            ));
+                            let w1 = vreinterpretq_s8_u8(vorrq_u8(
+                                vshrq_n_u8::<4>(nib),
+                                vandq_u8(top1, high),
+                            ));
                             let quad = 4 * sixteen + 2 * pair;
                             for (i, r) in ia.iter_mut().enumerate() {
                                 *r = D::dot(D::dot(*r, w0, xb(quad, i)), w1, xb(quad + 1, i));
@@ -197,7 +227,11 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                         for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                             let corr = vdupq_n_s32(32 * x(9 + sixteen, i) as i32);
                             let fv = vcvtq_f32_s32(vsubq_s32(r, corr));
-                            *ti = if sixteen == 0 { vmulq_f32(fv, sa) } else { vfmaq_f32(*ti, fv, sa) };
+                            *ti = if sixteen == 0 {
+                                vmulq_f32(fv, sa)
+                            } else {
+                                vfmaq_f32(*ti, fv, sa)
+                            };
                         }
                     }
                 }

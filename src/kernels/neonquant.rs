@@ -74,7 +74,12 @@ pub(super) unsafe fn block(
 /// # Safety
 /// `rec` points at a whole record of `f`.
 #[inline(always)]
-pub(super) unsafe fn scale_offset4(f: &Format, rec: *const u8, sub: usize, v: usize) -> (float32x4_t, float32x4_t) {
+pub(super) unsafe fn scale_offset4(
+    f: &Format,
+    rec: *const u8,
+    sub: usize,
+    v: usize,
+) -> (float32x4_t, float32x4_t) {
     // SAFETY: the record holds NR d (and e) halves and NR sc (and m) bytes per sub-block.
     unsafe {
         let halves = |at: usize| widen_f16(vld1_u16(rec.add(at + 8 * v).cast()));
@@ -97,7 +102,10 @@ pub(super) unsafe fn scale_offset4(f: &Format, rec: *const u8, sub: usize, v: us
             }
             Sc::Nibbles => {
                 let b = bytes(f.sc_at(sub));
-                (Some(vcvtq_f32_u32(vandq_u32(b, vdupq_n_u32(0x0F)))), Some(vcvtq_f32_u32(vshrq_n_u32::<4>(b))))
+                (
+                    Some(vcvtq_f32_u32(vandq_u32(b, vdupq_n_u32(0x0F)))),
+                    Some(vcvtq_f32_u32(vshrq_n_u32::<4>(b))),
+                )
             }
         };
         let a = match sc {
@@ -145,7 +153,12 @@ unsafe fn unpack(f: &Format, q: *const u8) -> [uint32x4_t; V] {
     }
     let wide = |b: uint8x16_t| {
         let (l, h) = (vmovl_u8(vget_low_u8(b)), vmovl_high_u8(b));
-        [vmovl_u16(vget_low_u16(l)), vmovl_high_u16(l), vmovl_u16(vget_low_u16(h)), vmovl_high_u16(h)]
+        [
+            vmovl_u16(vget_low_u16(l)),
+            vmovl_high_u16(l),
+            vmovl_u16(vget_low_u16(h)),
+            vmovl_high_u16(h),
+        ]
     };
     let (l, h) = (wide(lo), wide(hi));
     [l[0], l[1], l[2], l[3], h[0], h[1], h[2], h[3]]
@@ -154,7 +167,13 @@ unsafe fn unpack(f: &Format, q: *const u8) -> [uint32x4_t; V] {
 /// Rows i0..i0+G: their FMA chains over the tile's k steps (`x` holds those steps' rows, `rows`
 /// apart), accumulators in registers throughout.
 #[inline(always)]
-fn group<const G: usize>(acc: &mut [[float32x4_t; V]], tile: &[[float32x4_t; V]], x: &[f32], rows: usize, i0: usize) {
+fn group<const G: usize>(
+    acc: &mut [[float32x4_t; V]],
+    tile: &[[float32x4_t; V]],
+    x: &[f32],
+    rows: usize,
+    i0: usize,
+) {
     // SAFETY: register arithmetic only (the intrinsics are `unsafe` for their target feature,
     // NEON, which aarch64 always has).
     unsafe {
@@ -177,7 +196,13 @@ fn group<const G: usize>(acc: &mut [[float32x4_t; V]], tile: &[[float32x4_t; V]]
 /// # Safety
 /// The extents `block` asserts.
 #[inline(always)]
-unsafe fn run<const T: usize>(rows: usize, k: usize, a: &[f32], q: &[u8], s: &[u8]) -> [[f32; NR]; MR] {
+unsafe fn run<const T: usize>(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    q: &[u8],
+    s: &[u8],
+) -> [[f32; NR]; MR] {
     let f = QuantType::ALL[T].format();
     let (step, record) = (f.step(), f.record());
     let mut acc = [[vdupq_n_f32(0.0); V]; MR];
@@ -196,7 +221,8 @@ unsafe fn run<const T: usize>(rows: usize, k: usize, a: &[f32], q: &[u8], s: &[u
                         let (sa, o) = so[v];
                         w[v] = match f.rule {
                             Rule::Zero(z) => {
-                                let q = vsubq_s32(vreinterpretq_s32_u32(qv[v]), vdupq_n_s32(z as i32));
+                                let q =
+                                    vsubq_s32(vreinterpretq_s32_u32(qv[v]), vdupq_n_s32(z as i32));
                                 vmulq_f32(vcvtq_f32_s32(q), sa)
                             }
                             Rule::Min | Rule::Offset => vfmaq_f32(o, vcvtq_f32_u32(qv[v]), sa),

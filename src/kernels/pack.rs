@@ -3,10 +3,10 @@
 //! f32 copy of the whole matrix (a tied 50k-token embedding is 116 MB of f32). `pack*` are the
 //! one-block case, so both give the same bits.
 
+use super::bf16::Bf16Weights;
 use super::int8::{self, Int8Weights};
 use super::q8::{self, Q8Weights};
 use super::quant::{self, QuantType, QuantWeights};
-use super::bf16::Bf16Weights;
 use super::{f16, lines_mut, Line, PackedMatrix, Weights, NR};
 
 /// A [`PackedMatrix`] being filled row by row; see [`PackedMatrix::packer`].
@@ -55,7 +55,11 @@ impl PackedMatrix {
     /// A [`Packer`] for W stored in a GGUF as `t` ([n, k], k a whole number of `t`'s blocks),
     /// filled by [`Packer::push_gguf`] with the file's bytes, which it keeps as they are.
     pub fn packer_gguf(t: GgufType, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
-        assert!(k.is_multiple_of(t.block_len()), "PackedMatrix: k = {k} is not a whole number of {} blocks", t.name());
+        assert!(
+            k.is_multiple_of(t.block_len()),
+            "PackedMatrix: k = {k} is not a whole number of {} blocks",
+            t.name()
+        );
         let data = match t {
             GgufType::Q8_0 => Weights::Q8_0(Q8Weights::zeroed(n, k)),
             GgufType::Quant(t) => Weights::Quant(QuantWeights::zeroed(t, n, k)),
@@ -69,7 +73,11 @@ impl PackedMatrix {
     pub fn packer_gguf_int8(t: GgufType, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
         match int8::Kind::of(t) {
             Some(kind) => {
-                assert!(k.is_multiple_of(t.block_len()), "PackedMatrix: k = {k} is not a whole number of {} blocks", t.name());
+                assert!(
+                    k.is_multiple_of(t.block_len()),
+                    "PackedMatrix: k = {k} is not a whole number of {} blocks",
+                    t.name()
+                );
                 Packer::new(n, k, Weights::Int8(Int8Weights::zeroed(kind, n, k)), bias)
             }
             None => Self::packer_gguf(t, n, k, bias),
@@ -103,7 +111,10 @@ impl Packer {
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
         }
-        Packer { m: PackedMatrix { n, k, data, bias: pad_bias(bias, n), kernel: super::isa::current() }, next: 0 }
+        Packer {
+            m: PackedMatrix { n, k, data, bias: pad_bias(bias, n), kernel: super::isa::current() },
+            next: 0,
+        }
     }
 
     /// Packs the next rows of W: `w` holds whole rows of k values, row-major. Panics when `w`
@@ -134,7 +145,11 @@ impl Packer {
         if row_bytes == 0 {
             return;
         }
-        assert_eq!(raw.len() % row_bytes, 0, "Packer::push_gguf: not whole rows of {row_bytes} bytes");
+        assert_eq!(
+            raw.len() % row_bytes,
+            0,
+            "Packer::push_gguf: not whole rows of {row_bytes} bytes"
+        );
         let rows = raw.len() / row_bytes;
         assert!(self.next + rows <= n, "Packer::push_gguf: more than {n} rows");
         match &mut self.m.data {
@@ -148,7 +163,12 @@ impl Packer {
 
     /// The packed matrix. Panics unless all n rows were pushed (k = 0 has nothing to push).
     pub fn finish(self) -> PackedMatrix {
-        assert!(self.m.k == 0 || self.next == self.m.n, "Packer::finish: {} of {} rows pushed", self.next, self.m.n);
+        assert!(
+            self.m.k == 0 || self.next == self.m.n,
+            "Packer::finish: {} of {} rows pushed",
+            self.next,
+            self.m.n
+        );
         self.m
     }
 
@@ -171,8 +191,13 @@ impl Packer {
             Weights::Bf16(b) => b.put_row(k, r, src),
             Weights::F16(d) => f16::put_row(d, k, r, src),
             Weights::Q8_0(q) => q8::put_row(q, k, r, src),
-            Weights::Quant(q) => panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.ty.name()),
-            Weights::Int8(q) => panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.kind.gguf().name()),
+            Weights::Quant(q) => {
+                panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.ty.name())
+            }
+            Weights::Int8(q) => panic!(
+                "Packer::push on {} weights: they take GGUF rows (push_gguf)",
+                q.kind.gguf().name()
+            ),
         }
     }
 }

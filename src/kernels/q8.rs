@@ -9,9 +9,9 @@
 //! `[panel][k/QK rounded up][NR]` f32 scales; columns past n are zero, and a short last block
 //! (k not a multiple of QK) simply ends at k.
 
-use super::{lines, lines_mut, Kernel, Line, PackedMatrix, Path, Weights, NR};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2q8, avx512q8};
+use super::{lines, lines_mut, Kernel, Line, PackedMatrix, Path, Weights, NR};
 
 /// Values per quantisation block (llama.cpp's `QK8_0`).
 pub(crate) const QK: usize = 32;
@@ -100,7 +100,8 @@ pub(super) fn put_gguf_rows(wq: &mut Q8Weights, k: usize, first: usize, raw: &[u
             let row = &raw[(r - first) * row_bytes..(r - first + 1) * row_bytes];
             let c = r % NR;
             for (b, block) in row.chunks_exact(2 + QK).enumerate() {
-                s[b * NR + c] = half::f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32();
+                s[b * NR + c] =
+                    half::f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32();
                 for (i, &v) in block[2..].iter().enumerate() {
                     q[(b * QK + i) * NR + c] = v as i8;
                 }
@@ -206,7 +207,9 @@ impl Path for Q8Path<'_> {
         let k = self.k;
         match self.kernel {
             // SAFETY: `c` is forwarded from the caller.
-            Kernel::Scalar => unsafe { super::scalar::block_q8(rows, k, a, q, s, bias, c, ldc, cols) },
+            Kernel::Scalar => unsafe {
+                super::scalar::block_q8(rows, k, a, q, s, bias, c, ldc, cols)
+            },
             // SAFETY: Avx2 is only chosen after detecting avx2 and fma; `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { avx2q8::block(rows, k, a, q, s, bias, c, ldc, cols) },

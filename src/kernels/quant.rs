@@ -118,7 +118,17 @@ impl Format {
 }
 
 #[allow(clippy::too_many_arguments)]
-const fn fmt(block: usize, block_bytes: usize, sub: usize, nibble: bool, planes: usize, e: bool, sc: Sc, mins: bool, rule: Rule) -> Format {
+const fn fmt(
+    block: usize,
+    block_bytes: usize,
+    sub: usize,
+    nibble: bool,
+    planes: usize,
+    e: bool,
+    sc: Sc,
+    mins: bool,
+    rule: Rule,
+) -> Format {
     Format { block, block_bytes, sub, nibble, planes, e, sc, mins, rule }
 }
 
@@ -265,7 +275,11 @@ pub(super) fn decode(t: QuantType, b: &[u8]) -> Block {
             for j in 0..8 {
                 (out.sc[j], out.m[j]) = scale_min_k4(j, scales);
             }
-            let (qh, qs) = if t == QuantType::Q4_K { (None, &b[16..144]) } else { (Some(&b[16..48]), &b[48..176]) };
+            let (qh, qs) = if t == QuantType::Q4_K {
+                (None, &b[16..144])
+            } else {
+                (Some(&b[16..48]), &b[48..176])
+            };
             for (e, q) in out.q.iter_mut().enumerate() {
                 let (c, half, l) = (e / 64, (e % 64) / 32, e % 32);
                 let v = qs[32 * c + l];
@@ -353,7 +367,9 @@ pub(super) fn put_rows(w: &mut QuantWeights, k: usize, first: usize, raw: &[u8])
         .collect();
     jobs.into_par_iter().for_each(|(p, (q, s))| {
         let rows = (p * NR).max(first)..((p + 1) * NR).min(first + rows);
-        let raws: Vec<(usize, &[u8])> = rows.map(|r| (r % NR, &raw[(r - first) * row_bytes..(r - first + 1) * row_bytes])).collect();
+        let raws: Vec<(usize, &[u8])> = rows
+            .map(|r| (r % NR, &raw[(r - first) * row_bytes..(r - first + 1) * row_bytes]))
+            .collect();
         put_panel(ty, &raws, q, s);
     });
 }
@@ -389,7 +405,9 @@ fn put_panel(ty: QuantType, raws: &[(usize, &[u8])], q: &mut [u8], s: &mut [u8])
                 for (c, v) in vals.iter().enumerate() {
                     word |= (((v[i] >> (shift + j)) & 1) as u32) << c;
                 }
-                for (o, w) in q[planes + 4 * j..planes + 4 * j + 4].iter_mut().zip(word.to_le_bytes()) {
+                for (o, w) in
+                    q[planes + 4 * j..planes + 4 * j + 4].iter_mut().zip(word.to_le_bytes())
+                {
                     *o |= w;
                 }
             }
@@ -538,27 +556,56 @@ impl Path for QuantPath<'_> {
         0
     }
 
-    unsafe fn wide(&self, _: usize, _: usize, _: usize, _: &[f32], _: Option<&[f32]>, _: *mut f32, _: usize, _: usize) {
+    unsafe fn wide(
+        &self,
+        _: usize,
+        _: usize,
+        _: usize,
+        _: &[f32],
+        _: Option<&[f32]>,
+        _: *mut f32,
+        _: usize,
+        _: usize,
+    ) {
         unreachable!("`wide_max` is 0 for quantised weights");
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block(&self, rows: usize, p: usize, a: &[f32], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+    unsafe fn block(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         let (q, s) = self.panel(p);
         let k = self.k;
-        assert!(a.len() >= k * rows && rows <= MR && cols <= NR && bias.is_none_or(|b| b.len() >= NR));
+        assert!(
+            a.len() >= k * rows && rows <= MR && cols <= NR && bias.is_none_or(|b| b.len() >= NR)
+        );
         match self.kernel {
             // SAFETY: `c` is forwarded from the caller.
-            Kernel::Scalar => unsafe { block_scalar(&self.f, rows, k, a, q, s, bias, c, ldc, cols) },
+            Kernel::Scalar => unsafe {
+                block_scalar(&self.f, rows, k, a, q, s, bias, c, ldc, cols)
+            },
             // SAFETY: Avx2 is only chosen where avx2, fma and f16c are; `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { super::avx2quant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols) },
+            Kernel::Avx2 => unsafe {
+                super::avx2quant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols)
+            },
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => unsafe { super::avx512quant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols) },
+            Kernel::Avx512 => unsafe {
+                super::avx512quant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols)
+            },
             // SAFETY: NEON is aarch64's baseline; `c` as for Scalar.
             #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => unsafe { super::neonquant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols) },
+            Kernel::Neon => unsafe {
+                super::neonquant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols)
+            },
         }
     }
 }
@@ -639,12 +686,18 @@ pub(super) mod tests {
     }
 
     /// W ([n, k]) quantised by candle to `t`: its GGUF bytes and candle's dequantisation.
-    pub(in crate::kernels) fn quantised(t: QuantType, n: usize, k: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+    pub(in crate::kernels) fn quantised(
+        t: QuantType,
+        n: usize,
+        k: usize,
+        seed: u64,
+    ) -> (Vec<u8>, Vec<f32>) {
         let w = super::super::tests::rand_vec(seed as u32, n * k);
         let tensor = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
         let qt = QTensor::quantize(&tensor, ggml(t)).unwrap();
         let raw = qt.data().unwrap().to_vec();
-        let deq = qt.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let deq =
+            qt.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(raw.len(), n * t.row_bytes(k));
         (raw, deq)
     }
@@ -660,7 +713,13 @@ pub(super) mod tests {
                 m.row(r, &mut row);
                 let want = &deq[r * k..(r + 1) * k];
                 let diff = row.iter().zip(want).position(|(a, b)| a.to_bits() != b.to_bits());
-                assert!(diff.is_none(), "{}: row {r} differs from candle's dequantisation at {diff:?}: {:?} vs {:?}", t.name(), &row[..8], &want[..8]);
+                assert!(
+                    diff.is_none(),
+                    "{}: row {r} differs from candle's dequantisation at {diff:?}: {:?} vs {:?}",
+                    t.name(),
+                    &row[..8],
+                    &want[..8]
+                );
             }
         }
     }
@@ -672,7 +731,13 @@ pub(super) mod tests {
             let (raw, _) = quantised(t, n, k, 3);
             let m = PackedMatrix::pack_quant(t, &raw, n, k, None);
             let ratio = m.bytes() as f64 / raw.len() as f64;
-            assert!((0.99..1.25).contains(&ratio), "{}: {} bytes held for {} in the file", t.name(), m.bytes(), raw.len());
+            assert!(
+                (0.99..1.25).contains(&ratio),
+                "{}: {} bytes held for {} in the file",
+                t.name(),
+                m.bytes(),
+                raw.len()
+            );
         }
     }
 }

@@ -22,9 +22,7 @@ pub(super) unsafe fn block(
     cols: usize,
 ) {
     // SAFETY (all arms): forwarded from the caller.
-    unsafe {
-        by_rows!(rows, kern(k, a, w, bias, c, ldc, cols))
-    }
+    unsafe { by_rows!(rows, kern(k, a, w, bias, c, ldc, cols)) }
 }
 
 unsafe fn kern<const R: usize>(
@@ -92,7 +90,13 @@ pub(super) unsafe fn block_q8(
 ///
 /// # Safety
 /// `c` must be valid for writes of `acc.len()` rows of `cols` floats at stride `ldc`.
-unsafe fn finish(acc: &mut [[f32; NR]], bias: Option<&[f32]>, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn finish(
+    acc: &mut [[f32; NR]],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     if let Some(b) = bias {
         for row in acc.iter_mut() {
             for j in 0..NR {

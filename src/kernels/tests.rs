@@ -64,7 +64,9 @@ fn matches_f64_reference() {
                     pm.matmul_with(kernel, &x, m, &mut out);
                     for i in 0..m {
                         for j in 0..n {
-                            let mag: f64 = (0..k).map(|kk| (x[i * k + kk] * w[j * k + kk]).abs() as f64).sum::<f64>()
+                            let mag: f64 = (0..k)
+                                .map(|kk| (x[i * k + kk] * w[j * k + kk]).abs() as f64)
+                                .sum::<f64>()
                                 + bias.map_or(0.0, |b| b[j].abs() as f64);
                             let (got, exp) = (out[i * n + j] as f64, want[i * n + j]);
                             assert!(
@@ -81,13 +83,28 @@ fn matches_f64_reference() {
 
 /// Row i of `run(x, m)` (output bits) must be the same alone, in sub-batches at other offsets
 /// and sizes, among the rows in reverse order (other neighbours) and on pools of 1–3 threads.
-fn assert_batch_invariant(what: &str, x: &[f32], m: usize, n: usize, k: usize, run: impl Fn(&[f32], usize) -> Vec<u32> + Sync) {
+fn assert_batch_invariant(
+    what: &str,
+    x: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    run: impl Fn(&[f32], usize) -> Vec<u32> + Sync,
+) {
     let full = run(x, m);
     for i in 0..m {
-        assert_eq!(run(&x[i * k..(i + 1) * k], 1), full[i * n..(i + 1) * n], "{what} row {i} alone");
+        assert_eq!(
+            run(&x[i * k..(i + 1) * k], 1),
+            full[i * n..(i + 1) * n],
+            "{what} row {i} alone"
+        );
     }
     for (lo, hi) in [(5, 13), (0, 32), (7, 300), (290, 300), (1, 3), (2, 5), (10, 14)] {
-        assert_eq!(run(&x[lo * k..hi * k], hi - lo), full[lo * n..hi * n], "{what} rows {lo}..{hi}");
+        assert_eq!(
+            run(&x[lo * k..hi * k], hi - lo),
+            full[lo * n..hi * n],
+            "{what} rows {lo}..{hi}"
+        );
     }
     let rev: Vec<f32> = (0..m).rev().flat_map(|i| x[i * k..(i + 1) * k].iter().copied()).collect();
     let out = run(&rev, m);
@@ -117,8 +134,15 @@ fn bitwise_batch_invariant() {
 #[test]
 fn kernels_agree_bitwise() {
     // Same per-element order in every kernel, so not just close: identical.
-    for &(n, k, m) in &[(33, 577, 13), (1000, 64, 300), (64, 1, 5), (5, 0, 3), (200, 33, 1), (300, 65, 2), (129, 9, 3)]
-    {
+    for &(n, k, m) in &[
+        (33, 577, 13),
+        (1000, 64, 300),
+        (64, 1, 5),
+        (5, 0, 3),
+        (200, 33, 1),
+        (300, 65, 2),
+        (129, 9, 3),
+    ] {
         let w = rand_vec(21, n * k);
         let b = rand_vec(22, n);
         let x = rand_vec(23, m * k);
@@ -284,7 +308,10 @@ fn q8_bytes_and_edges() {
     // A model-sized matrix holds under 30% of f32's bytes.
     let (n, k) = (576, 1536);
     let w = rand_vec(3, n * k);
-    let (q, f) = (PackedMatrix::pack_q8_0(&w, n, k, None).bytes(), PackedMatrix::pack(&w, n, k, None).bytes());
+    let (q, f) = (
+        PackedMatrix::pack_q8_0(&w, n, k, None).bytes(),
+        PackedMatrix::pack(&w, n, k, None).bytes(),
+    );
     assert!(q * 10 < f * 3, "{q} vs f32 {f}");
     // k = 0: just the bias.
     let pm = PackedMatrix::pack_q8_0(&[], 3, 0, Some(&[1.0, -2.0, 3.5]));
@@ -301,7 +328,9 @@ fn raw_bits(pm: &PackedMatrix) -> Vec<u32> {
         Weights::F32(d) | Weights::F16(d) => bits(lines(d)),
         Weights::Bf16(b) => b.raw_bits(),
         Weights::Q8_0(q) => q.raw_bits(),
-        Weights::Quant(_) | Weights::Int8(_) => unreachable!("quantised weights are packed from GGUF rows only"),
+        Weights::Quant(_) | Weights::Int8(_) => {
+            unreachable!("quantised weights are packed from GGUF rows only")
+        }
     };
     v.extend(pm.bias.iter().flatten().map(|b| b.to_bits()));
     v
@@ -380,7 +409,11 @@ fn quantised_types_equal_f32_on_dequantized_weights_bitwise() {
                         let (mut got, mut want) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
                         qm.matmul_with(kernel, &x, m, &mut got);
                         f32m.matmul_with(kernel, &x, m, &mut want);
-                        let what = format!("{} {kernel:?} n={n} k={k} m={m} bias={}", t.name(), bias.is_some());
+                        let what = format!(
+                            "{} {kernel:?} n={n} k={k} m={m} bias={}",
+                            t.name(),
+                            bias.is_some()
+                        );
                         assert_eq!(bits(&got), bits(&want), "{what}: vs f32 on the dequantised W");
                         assert_eq!(bits(&got), bits(&scalar), "{what}: vs the scalar kernel");
                     }
@@ -413,9 +446,16 @@ fn quantised_types_are_bitwise_batch_invariant() {
 fn gguf_q8_0_rows_are_kept_as_stored() {
     use candle_core::quantized::{GgmlDType, QTensor};
     let (n, k) = (70, 320);
-    let w = candle_core::Tensor::from_vec(rand_vec(9, n * k), (n, k), &candle_core::Device::Cpu).unwrap();
+    let w = candle_core::Tensor::from_vec(rand_vec(9, n * k), (n, k), &candle_core::Device::Cpu)
+        .unwrap();
     let qt = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-    let deq = qt.dequantize(&candle_core::Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let deq = qt
+        .dequantize(&candle_core::Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let mut p = PackedMatrix::packer_gguf(GgufType::Q8_0, n, k, None);
     p.push_gguf(&qt.data().unwrap()[..40 * GgufType::Q8_0.row_bytes(k)]);
     p.push_gguf(&qt.data().unwrap()[40 * GgufType::Q8_0.row_bytes(k)..]);

@@ -159,7 +159,8 @@ impl Attention {
             let scores = (qs.matmul(&ks.t()?)? * scale)?;
             let windowed = self.window.is_some_and(|w| total > w);
             let scores = if seg.len > 1 || windowed {
-                let mask = causal_mask(seg.len, total, self.window, x.device())?.to_dtype(scores.dtype())?;
+                let mask = causal_mask(seg.len, total, self.window, x.device())?
+                    .to_dtype(scores.dtype())?;
                 scores.reshape((kv, group, seg.len, total))?.broadcast_add(&mask)?.reshape((
                     kv,
                     group * seg.len,

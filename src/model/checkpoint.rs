@@ -64,7 +64,9 @@ impl Checkpoint {
         let mut out = self.base_file_hashes()?;
         if let Some(lora) = &self.lora {
             for f in lora.files() {
-                let name = f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
+                let name = f
+                    .file_name()
+                    .map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
                 out.insert(name, crate::run::hash::sha256_file(&f)?);
             }
         }
@@ -74,7 +76,10 @@ impl Checkpoint {
     fn base_file_hashes(&self) -> Result<std::collections::BTreeMap<String, String>> {
         use crate::run::hash::{sha256_file, sha256_hex};
         let mut out = std::collections::BTreeMap::new();
-        let file_name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let file_name = |p: &Path| {
+            p.file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+        };
         match &self.weights {
             Weights::Files(files) => {
                 for f in files {
@@ -181,7 +186,9 @@ struct TokenizerConfig {
 fn token_text(v: &Option<serde_json::Value>) -> Option<String> {
     match v {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        Some(serde_json::Value::Object(o)) => {
+            o.get("content").and_then(|c| c.as_str()).map(str::to_string)
+        }
         _ => None,
     }
 }
@@ -196,8 +203,10 @@ fn tokenizer_config(ckpt: &Checkpoint) -> Result<TokenizerConfig> {
 
 /// BOS as transformers' tokenizer knows it: tokenizer_config.json's `bos_token`, else config.json.
 fn bos_id(ckpt: &Checkpoint, cfg: &ModelConfig, tok: &TextTokenizer) -> Result<Option<u32>> {
-    let from_tokenizer = token_text(&tokenizer_config(ckpt)?.bos_token).and_then(|t| tok.token_to_id(&t));
-    Ok(from_tokenizer.or_else(|| cfg.bos_token_id.as_ref().and_then(|ids| ids.to_vec().first().copied())))
+    let from_tokenizer =
+        token_text(&tokenizer_config(ckpt)?.bos_token).and_then(|t| tok.token_to_id(&t));
+    Ok(from_tokenizer
+        .or_else(|| cfg.bos_token_id.as_ref().and_then(|ids| ids.to_vec().first().copied())))
 }
 
 /// A model ready to run: decoder, tokenizer and where it came from.
@@ -212,12 +221,21 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     /// Loads with the weights held as `weights` (a candle `DType`, or [`WeightType::Q8_0`]).
-    pub fn load(ckpt: &Checkpoint, device: &Device, weights: impl Into<WeightType>) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        device: &Device,
+        weights: impl Into<WeightType>,
+    ) -> Result<Self> {
         Self::load_with(ckpt, device, weights, Backend::Auto)
     }
 
     /// [`LoadedModel::load`] with a chosen decoder implementation (tests check both).
-    pub fn load_with(ckpt: &Checkpoint, device: &Device, weights: impl Into<WeightType>, backend: Backend) -> Result<Self> {
+    pub fn load_with(
+        ckpt: &Checkpoint,
+        device: &Device,
+        weights: impl Into<WeightType>,
+        backend: Backend,
+    ) -> Result<Self> {
         let weights = weights.into();
         if weights == WeightType::Q8_0 && !(backend == Backend::Auto && device.is_cpu()) {
             return Err(Error::Invalid(super::decoder::Q8_HOST_ONLY.into()));
@@ -251,13 +269,19 @@ impl LoadedModel {
 
         if let Weights::Files(files) = &ckpt.weights {
             for f in files {
-                super::safetensors::check_safetensors(f).map_err(|m| Error::model(origin, format!("{}: {m}", f.display())))?;
+                super::safetensors::check_safetensors(f)
+                    .map_err(|m| Error::model(origin, format!("{}: {m}", f.display())))?;
             }
         }
         let weight_files = match &ckpt.weights {
             Weights::Files(files) => files
                 .iter()
-                .map(|f| f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned()))
+                .map(|f| {
+                    f.file_name().map_or_else(
+                        || f.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             Weights::Static(_) => "the embedded weights".into(),
@@ -274,7 +298,9 @@ impl LoadedModel {
                 .map(|st| VarBuilder::from_backend(Box::new(st), dtype, device.clone()))
                 .map_err(candle_core::Error::msg),
             Weights::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
-            Weights::Gguf(g) => Ok(VarBuilder::from_backend(Box::new(g.reader(origin)?), dtype, device.clone())),
+            Weights::Gguf(g) => {
+                Ok(VarBuilder::from_backend(Box::new(g.reader(origin)?), dtype, device.clone()))
+            }
         }
         .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
         let stored = gguf.as_ref().map(|r| r as &dyn StoredTensors);
@@ -287,13 +313,14 @@ impl LoadedModel {
             }
             None => Decoder::load_stored(vb, &cfg, backend, weights, stored),
         }
-        .map_err(|e| Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}")))?;
+        .map_err(|e| {
+            Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}"))
+        })?;
         let num_parameters = count_parameters(&cfg);
         let chat_template = chat_template(ckpt)?;
         Ok(Self { model, tokenizer, chat_template, origin: origin.clone(), num_parameters })
     }
 }
-
 
 /// The template from `chat_template.jinja` or `tokenizer_config.json`, with the special tokens
 /// of `tokenizer_config.json`, as transformers assembles them.

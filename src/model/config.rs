@@ -59,9 +59,16 @@ pub struct RopeParameters {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1's frequency-dependent scaling.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_positions: usize },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_positions: usize,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -152,7 +159,8 @@ impl ModelConfig {
 
     pub fn rope_scaling(&self) -> Result<RopeScaling, String> {
         let p = self.rope();
-        let need = |v: Option<f64>, name: &str| v.ok_or_else(|| format!("rope scaling lacks {name}"));
+        let need =
+            |v: Option<f64>, name: &str| v.ok_or_else(|| format!("rope scaling lacks {name}"));
         match p.rope_type.as_deref() {
             None | Some("default") => Ok(RopeScaling::None),
             Some("linear") => Ok(RopeScaling::Linear { factor: need(p.factor, "factor")? }),
@@ -164,7 +172,9 @@ impl ModelConfig {
                     .original_max_position_embeddings
                     .ok_or("rope scaling lacks original_max_position_embeddings")?,
             }),
-            Some(other) => Err(format!("rope type \"{other}\" is not supported; supported: default, linear, llama3")),
+            Some(other) => Err(format!(
+                "rope type \"{other}\" is not supported; supported: default, linear, llama3"
+            )),
         }
     }
 
@@ -200,13 +210,20 @@ impl ModelConfig {
         let scaling = self.rope_scaling()?;
         if let Some(f) = &self.rope_freq_factors {
             if f.len() != self.head_dim() / 2 {
-                return Err(format!("rope_freqs has {} factors for heads of {} dimensions (expected {})", f.len(), self.head_dim(), self.head_dim() / 2));
+                return Err(format!(
+                    "rope_freqs has {} factors for heads of {} dimensions (expected {})",
+                    f.len(),
+                    self.head_dim(),
+                    self.head_dim() / 2
+                ));
             }
             if scaling != RopeScaling::None {
                 return Err("rope_freqs factors and rope_scaling together are not supported".into());
             }
         }
-        if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3) && self.use_sliding_window == Some(true) {
+        if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3)
+            && self.use_sliding_window == Some(true)
+        {
             return Err("use_sliding_window = true is not supported yet for Qwen models".into());
         }
         if self.num_attention_heads == 0 || self.num_kv_heads() == 0 {
@@ -239,15 +256,24 @@ mod tests {
 
     #[test]
     fn rope_settings_are_read_from_either_place() {
-        let old = cfg(serde_json::json!({"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3",
-            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}));
-        let new = cfg(serde_json::json!({"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0,
-            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}));
+        let old = cfg(
+            serde_json::json!({"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3",
+            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}),
+        );
+        let new = cfg(
+            serde_json::json!({"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0,
+            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}),
+        );
         for c in [&old, &new] {
             assert_eq!(c.rope_theta(), 500000.0);
-            assert!(matches!(c.rope_scaling(), Ok(RopeScaling::Llama3 { original_max_positions: 8192, .. })));
+            assert!(matches!(
+                c.rope_scaling(),
+                Ok(RopeScaling::Llama3 { original_max_positions: 8192, .. })
+            ));
         }
-        let e = cfg(serde_json::json!({"rope_scaling": {"type": "yarn", "factor": 4.0}})).validate().unwrap_err();
+        let e = cfg(serde_json::json!({"rope_scaling": {"type": "yarn", "factor": 4.0}}))
+            .validate()
+            .unwrap_err();
         assert!(e.contains("yarn") && e.contains("llama3"), "{e}");
     }
 

@@ -17,8 +17,8 @@ use candle_nn::VarBuilder;
 
 use super::candle_decoder::{CandleCache, CandleDecoder};
 use super::config::ModelConfig;
-use super::host::{HostCache, HostDecoder, StoredTensors, Weights};
 pub use super::host::KvDtype;
+use super::host::{HostCache, HostDecoder, StoredTensors, Weights};
 use crate::device::WeightType;
 
 /// Why Q8_0 weights cannot load elsewhere than on the host kernels.
@@ -133,7 +133,9 @@ impl SharedCache {
     pub fn continuation(&self, max_len: usize) -> Result<SeqCache> {
         Ok(SeqCache(match &self.0 {
             SharedKind::Candle(c) => CacheKind::Candle(c.fork(max_len)?),
-            SharedKind::Host(c) => CacheKind::Host(HostCache::after(c, max_len.saturating_sub(c.len()))),
+            SharedKind::Host(c) => {
+                CacheKind::Host(HostCache::after(c, max_len.saturating_sub(c.len())))
+            }
         }))
     }
 }
@@ -159,13 +161,24 @@ impl Decoder {
     /// Loads with `backend`. `weights` says how the host kernels hold the matrices: Q8_0 is
     /// quantised here from `vb` (read as f32) and needs the host kernels; a float type is `vb`'s
     /// own dtype.
-    pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, backend: Backend, weights: WeightType) -> Result<Self> {
+    pub fn load_with(
+        vb: VarBuilder,
+        cfg: &ModelConfig,
+        backend: Backend,
+        weights: WeightType,
+    ) -> Result<Self> {
         Self::load_stored(vb, cfg, backend, weights, None)
     }
 
     /// As [`Decoder::load_with`]; [`WeightType::Stored`] keeps the matrices `stored` holds (a
     /// GGUF's quantised tensors) in their own types.
-    pub(crate) fn load_stored(vb: VarBuilder, cfg: &ModelConfig, backend: Backend, weights: WeightType, stored: Option<&dyn StoredTensors>) -> Result<Self> {
+    pub(crate) fn load_stored(
+        vb: VarBuilder,
+        cfg: &ModelConfig,
+        backend: Backend,
+        weights: WeightType,
+        stored: Option<&dyn StoredTensors>,
+    ) -> Result<Self> {
         let on_host = backend == Backend::Auto && vb.device().is_cpu();
         let host = match weights {
             WeightType::Q8_0 if on_host => Some(Weights::Q8_0),
@@ -174,17 +187,26 @@ impl Decoder {
                 Some(Weights::Gguf { int8: weights == WeightType::Stored })
             }
             WeightType::Stored | WeightType::StoredExact if on_host => {
-                candle_core::bail!("--dtype {} keeps a GGUF file's types; this model is not a GGUF file", weights.name())
+                candle_core::bail!(
+                    "--dtype {} keeps a GGUF file's types; this model is not a GGUF file",
+                    weights.name()
+                )
             }
             WeightType::Stored | WeightType::StoredExact => {
-                candle_core::bail!("GGUF types as stored run on the CPU; use --dtype bf16 or f16 on a GPU")
+                candle_core::bail!(
+                    "GGUF types as stored run on the CPU; use --dtype bf16 or f16 on a GPU"
+                )
             }
             WeightType::Float(_) => on_host.then(|| Weights::for_dtype(vb.dtype())).flatten(),
         };
         let inner = if let Some(weights) = host {
             Inner::Host(Box::new(HostDecoder::load(vb, cfg, weights, stored)?))
         } else {
-            Inner::Candle(Box::new(CandleDecoder::load(vb, cfg, backend == Backend::CandleDifferentiable)?))
+            Inner::Candle(Box::new(CandleDecoder::load(
+                vb,
+                cfg,
+                backend == Backend::CandleDifferentiable,
+            )?))
         };
         Ok(Self { inner, cfg: cfg.clone() })
     }
@@ -221,7 +243,9 @@ impl Decoder {
                 Weights::Bf16 => "host bf16 kernels",
                 Weights::F16 => "host f16 kernels",
                 Weights::Q8_0 => "host q8_0 kernels",
-                Weights::Gguf { int8: true } => "host kernels, GGUF types as stored, int8 activations",
+                Weights::Gguf { int8: true } => {
+                    "host kernels, GGUF types as stored, int8 activations"
+                }
                 Weights::Gguf { int8: false } => "host kernels, GGUF types as stored",
             },
         }
@@ -271,7 +295,12 @@ impl Decoder {
     /// Runs `tokens` (`[N]`, u32, the segments' tokens back to back) and returns the final
     /// normalised hidden states `[N, hidden]`. With `caches` (one per segment) keys and values
     /// are appended to each sequence's cache; without, every segment is a whole sequence.
-    pub fn forward(&self, tokens: &Tensor, segs: &[Segment], caches: Option<&mut [&mut SeqCache]>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        segs: &[Segment],
+        caches: Option<&mut [&mut SeqCache]>,
+    ) -> Result<Tensor> {
         let n: usize = segs.iter().map(|s| s.len).sum();
         if tokens.dim(0)? != n {
             candle_core::bail!("{} tokens for segments totalling {n}", tokens.dim(0)?);
@@ -281,7 +310,11 @@ impl Decoder {
                 candle_core::bail!("{} caches for {} segments", c.len(), segs.len());
             }
             if let Some((c, s)) = c.iter().zip(segs).find(|(c, s)| c.len() != s.offset) {
-                candle_core::bail!("a segment at offset {} with {} tokens in its cache", s.offset, c.len());
+                candle_core::bail!(
+                    "a segment at offset {} with {} tokens in its cache",
+                    s.offset,
+                    c.len()
+                );
             }
         } else if let Some(s) = segs.iter().find(|s| s.offset != 0) {
             candle_core::bail!("a segment at offset {} without a cache", s.offset);
@@ -325,14 +358,19 @@ impl Decoder {
     pub fn logits_f32_into(&self, hidden: &Tensor, out: &mut Vec<f32>) -> Result<()> {
         match &self.inner {
             Inner::Candle(m) => {
-                let values = m.logits(hidden)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let values =
+                    m.logits(hidden)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 out.clear();
                 out.extend_from_slice(&values);
                 Ok(())
             }
             Inner::Host(m) => {
                 let rows = hidden.dim(0)?;
-                m.logits_into(&hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, rows, out)
+                m.logits_into(
+                    &hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+                    rows,
+                    out,
+                )
             }
         }
     }
@@ -341,7 +379,11 @@ impl Decoder {
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         match &self.inner {
             Inner::Candle(m) => m.logits(hidden),
-            Inner::Host(_) => Tensor::from_vec(self.logits_f32(hidden)?, (hidden.dim(0)?, self.cfg.vocab_size), &Device::Cpu),
+            Inner::Host(_) => Tensor::from_vec(
+                self.logits_f32(hidden)?,
+                (hidden.dim(0)?, self.cfg.vocab_size),
+                &Device::Cpu,
+            ),
         }
     }
 }
@@ -354,7 +396,11 @@ fn own_caches<'a, T>(
     caches
         .map(|cs| {
             cs.iter_mut()
-                .map(|c| pick(&mut c.0).ok_or_else(|| candle_core::Error::msg("a KV cache made by another decoder")))
+                .map(|c| {
+                    pick(&mut c.0).ok_or_else(|| {
+                        candle_core::Error::msg("a KV cache made by another decoder")
+                    })
+                })
                 .collect()
         })
         .transpose()
@@ -376,7 +422,8 @@ mod tests {
             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}))
         .unwrap();
         for (kv, size) in [(KvDtype::F32, 4), (KvDtype::Bf16, 2)] {
-            let mut m = super::super::random::random_decoder(&cfg, DType::F32, &Device::Cpu, 1).unwrap();
+            let mut m =
+                super::super::random::random_decoder(&cfg, DType::F32, &Device::Cpu, 1).unwrap();
             m.set_kv_dtype(kv).unwrap();
             // layers × (keys, values) × kv heads × head_dim 16
             let per = 2 * 2 * 2 * 16 * size;

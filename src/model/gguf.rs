@@ -76,7 +76,9 @@ impl Meta<'_> {
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(format!("metadata key {key} holds {}, expected strings", type_name(other))),
+                other => {
+                    Err(format!("metadata key {key} holds {}, expected strings", type_name(other)))
+                }
             })
             .collect()
     }
@@ -85,9 +87,9 @@ impl Meta<'_> {
         self.array(key)?
             .iter()
             .map(|v| {
-                integer(v)
-                    .and_then(|i| u32::try_from(i).ok())
-                    .ok_or_else(|| format!("metadata key {key} holds {v:?}, expected non-negative integers"))
+                integer(v).and_then(|i| u32::try_from(i).ok()).ok_or_else(|| {
+                    format!("metadata key {key} holds {v:?}, expected non-negative integers")
+                })
             })
             .collect()
     }
@@ -99,7 +101,10 @@ impl Meta<'_> {
             .map(|v| match v {
                 Value::U8(x) => Ok(*x),
                 Value::I8(x) => Ok(*x as u8),
-                other => Err(format!("metadata key {key} holds {}, expected 8-bit integers", type_name(other))),
+                other => Err(format!(
+                    "metadata key {key} holds {}, expected 8-bit integers",
+                    type_name(other)
+                )),
             })
             .collect()
     }
@@ -111,9 +116,9 @@ impl Meta<'_> {
                 Value::F32(x) => Ok(*x),
                 Value::F64(x) => Ok(*x as f32),
                 // llama.cpp also reads int32 scores.
-                other => integer(other)
-                    .map(|i| i as f32)
-                    .ok_or_else(|| format!("metadata key {key} holds {}, expected floats", type_name(other))),
+                other => integer(other).map(|i| i as f32).ok_or_else(|| {
+                    format!("metadata key {key} holds {}, expected floats", type_name(other))
+                }),
             })
             .collect()
     }
@@ -151,7 +156,9 @@ impl Meta<'_> {
             None => Ok(None),
             Some(Value::F32(x)) => Ok(Some(*x as f64)),
             Some(Value::F64(x)) => Ok(Some(*x)),
-            Some(other) => Err(format!("metadata key {key} is {}, expected a float", type_name(other))),
+            Some(other) => {
+                Err(format!("metadata key {key} is {}, expected a float", type_name(other)))
+            }
         }
     }
 
@@ -159,7 +166,9 @@ impl Meta<'_> {
         match self.0.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(format!("metadata key {key} is {}, expected a bool", type_name(other))),
+            Some(other) => {
+                Err(format!("metadata key {key} is {}, expected a bool", type_name(other)))
+            }
         }
     }
 }
@@ -242,11 +251,19 @@ fn architecture(meta: &Meta) -> Result<String, String> {
 }
 
 /// The model config the metadata describes (`{arch}.*` keys, as llama.cpp writes them).
-fn model_config(meta: &Meta, content: &Content, vocab_size: usize, rope_freqs: Option<Vec<f32>>) -> Result<ModelConfig, String> {
+fn model_config(
+    meta: &Meta,
+    content: &Content,
+    vocab_size: usize,
+    rope_freqs: Option<Vec<f32>>,
+) -> Result<ModelConfig, String> {
     let arch = architecture(meta)?;
     let key = |k: &str| format!("{arch}.{k}");
     if let Some(experts) = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0) {
-        return Err(format!("mixture-of-experts models ({} = {experts}) are not supported", key("expert_count")));
+        return Err(format!(
+            "mixture-of-experts models ({} = {experts}) are not supported",
+            key("expert_count")
+        ));
     }
     let hidden = meta.usize(&key("embedding_length"))?;
     let heads = meta.usize(&key("attention.head_count"))?;
@@ -257,7 +274,10 @@ fn model_config(meta: &Meta, content: &Content, vocab_size: usize, rope_freqs: O
     let head_dim = meta.opt_usize(&key("attention.key_length"))?.unwrap_or(hidden / heads);
     if let Some(v) = meta.opt_usize(&key("attention.value_length"))? {
         if v != head_dim {
-            return Err(format!("{} ({v}) differs from the key length ({head_dim}); not supported", key("attention.value_length")));
+            return Err(format!(
+                "{} ({v}) differs from the key length ({head_dim}); not supported",
+                key("attention.value_length")
+            ));
         }
     }
     if let Some(rope_dim) = meta.opt_usize(&key("rope.dimension_count"))? {
@@ -272,12 +292,18 @@ fn model_config(meta: &Meta, content: &Content, vocab_size: usize, rope_freqs: O
         Some(_) => meta.string(&key("rope.scaling.type"))?,
         None => "none".into(),
     };
-    let factor = meta.opt_f64(&key("rope.scaling.factor"))?.or(meta.opt_f64(&key("rope.scale_linear"))?);
+    let factor =
+        meta.opt_f64(&key("rope.scaling.factor"))?.or(meta.opt_f64(&key("rope.scale_linear"))?);
     let rope_scaling = match (scaling_type.as_str(), factor) {
         ("none", None) => None,
         ("none" | "linear", Some(1.0)) => None,
         ("none" | "linear", Some(f)) => Some(json!({"rope_type": "linear", "factor": f})),
-        (other, _) => return Err(format!("{} \"{other}\" is not supported; supported: none, linear", key("rope.scaling.type"))),
+        (other, _) => {
+            return Err(format!(
+                "{} \"{other}\" is not supported; supported: none, linear",
+                key("rope.scaling.type")
+            ))
+        }
     };
     let vocab_size = meta.opt_usize(&key("vocab_size"))?.unwrap_or(vocab_size);
     let bias = |t: &str| content.tensor_infos.contains_key(&format!("blk.0.{t}.bias"));
@@ -322,7 +348,9 @@ fn skip_metadata(path: &Path) -> Option<(BufReader<File>, u64, u64)> {
         Some(u64::from_le_bytes(b))
     };
     // Within the buffer, not a system call: a vocabulary is hundreds of thousands of strings.
-    let skip = |r: &mut BufReader<File>, n: u64| -> Option<()> { r.seek_relative(i64::try_from(n).ok()?).ok() };
+    let skip = |r: &mut BufReader<File>, n: u64| -> Option<()> {
+        r.seek_relative(i64::try_from(n).ok()?).ok()
+    };
     if u32_(&mut r)? != u32::from_le_bytes(*b"GGUF") || u32_(&mut r)? < 2 {
         return None;
     }
@@ -443,7 +471,8 @@ pub fn tokenizer(path: &Path) -> Result<gguf_tokenizer::GgufTokenizer> {
         // Not walkable (GGUF v1, or damaged): candle's reader explains what is wrong.
         None => read_header(path)?.0.metadata,
     };
-    gguf_tokenizer::from_metadata(&metadata).map_err(|m| Error::model(path.display().to_string(), format!("tokenizer: {m}")))
+    gguf_tokenizer::from_metadata(&metadata)
+        .map_err(|m| Error::model(path.display().to_string(), format!("tokenizer: {m}")))
 }
 
 /// Reads a `.gguf` file's metadata and tensor index (not the tensor data) into a checkpoint.
@@ -479,7 +508,8 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
 
     let meta = Meta(&content.metadata);
     architecture(&meta).map_err(bad)?;
-    let tok = gguf_tokenizer::from_metadata(&content.metadata).map_err(|m| bad(format!("tokenizer: {m}")))?;
+    let tok = gguf_tokenizer::from_metadata(&content.metadata)
+        .map_err(|m| bad(format!("tokenizer: {m}")))?;
     let rope_freqs = match content.tensor_infos.get(ROPE_FREQS) {
         Some(_) => {
             let mut reader = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
@@ -509,7 +539,9 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
         .into_iter()
         .filter(|name| name.as_str() != ROPE_FREQS)
         .map(|name| {
-            let hf = hf_name(name).ok_or_else(|| bad(format!("unexpected tensor {name}: not part of any model this build runs")))?;
+            let hf = hf_name(name).ok_or_else(|| {
+                bad(format!("unexpected tensor {name}: not part of any model this build runs"))
+            })?;
             let unpermute_heads = match name.rsplit('.').nth(1) {
                 Some("attn_q") if permuted => Some(cfg.num_attention_heads),
                 Some("attn_k") if permuted => Some(cfg.num_kv_heads()),
@@ -521,7 +553,8 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
 
     let mut tokenizer_config = json!({"bos_token": tok.bos_token, "eos_token": tok.eos_token});
     if meta.get("tokenizer.chat_template").is_some() {
-        tokenizer_config["chat_template"] = json!(meta.string("tokenizer.chat_template").map_err(bad)?);
+        tokenizer_config["chat_template"] =
+            json!(meta.string("tokenizer.chat_template").map_err(bad)?);
     }
     let generation_config =
         if tok.eos_ids.is_empty() { json!({}) } else { json!({"eos_token_id": tok.eos_ids}) };
@@ -533,7 +566,11 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
         tokenizer_config_json: Some(tokenizer_config.to_string()),
         generation_config_json: Some(generation_config.to_string()),
         chat_template_jinja: None,
-        weights: Weights::Gguf(Box::new(GgufWeights { path: path.to_path_buf(), content, tensors })),
+        weights: Weights::Gguf(Box::new(GgufWeights {
+            path: path.to_path_buf(),
+            content,
+            tensors,
+        })),
         lora: None,
     })
 }
@@ -604,22 +641,30 @@ impl GgufWeights {
     pub fn reader(&self, origin: &str) -> Result<GgufReader<'_>> {
         let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let by_hf = self.tensors.iter().map(|m| (m.hf.as_str(), m)).collect();
-        Ok(GgufReader { weights: self, by_hf, reader: Mutex::new(BufReader::new(file)), origin: origin.to_string() })
+        Ok(GgufReader {
+            weights: self,
+            by_hf,
+            reader: Mutex::new(BufReader::new(file)),
+            origin: origin.to_string(),
+        })
     }
 }
 
 impl GgufReader<'_> {
     fn mapped(&self, hf: &str) -> candle_core::Result<&Mapped> {
-        self.by_hf.get(hf).copied().ok_or_else(|| candle_core::Error::CannotFindTensor { path: hf.to_string() }.bt())
+        self.by_hf
+            .get(hf)
+            .copied()
+            .ok_or_else(|| candle_core::Error::CannotFindTensor { path: hf.to_string() }.bt())
     }
 
     /// Tensor `m` as candle reads it from the file.
     fn qtensor(&self, m: &Mapped) -> candle_core::Result<QTensor> {
-        let mut reader = self.reader.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
-        self.weights
-            .content
-            .tensor(&mut *reader, &m.gguf, &Device::Cpu)
-            .map_err(|e| candle_core::Error::msg(format!("{}: tensor {}: {}", self.origin, m.gguf, plain(&e))))
+        let mut reader =
+            self.reader.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
+        self.weights.content.tensor(&mut *reader, &m.gguf, &Device::Cpu).map_err(|e| {
+            candle_core::Error::msg(format!("{}: tensor {}: {}", self.origin, m.gguf, plain(&e)))
+        })
     }
 
     /// Tensor `hf` dequantized to f32 on the CPU, rows in HF order.
@@ -634,10 +679,21 @@ impl GgufReader<'_> {
 }
 
 impl candle_nn::var_builder::SimpleBackend for GgufReader<'_> {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let t = self.dequantized(name)?;
         if t.shape() != &s {
-            candle_core::bail!("shape mismatch for {name}, got {:?}, expected {:?}", t.dims(), s.dims());
+            candle_core::bail!(
+                "shape mismatch for {name}, got {:?}, expected {:?}",
+                t.dims(),
+                s.dims()
+            );
         }
         t.to_dtype(dtype)?.to_device(dev)
     }
@@ -680,9 +736,18 @@ mod tests {
     #[test]
     fn tensor_names_map_to_hf() {
         assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
-        assert_eq!(hf_name("blk.12.attn_output.weight").as_deref(), Some("model.layers.12.self_attn.o_proj.weight"));
-        assert_eq!(hf_name("blk.0.attn_q.bias").as_deref(), Some("model.layers.0.self_attn.q_proj.bias"));
-        assert_eq!(hf_name("blk.1.ffn_norm.weight").as_deref(), Some("model.layers.1.post_attention_layernorm.weight"));
+        assert_eq!(
+            hf_name("blk.12.attn_output.weight").as_deref(),
+            Some("model.layers.12.self_attn.o_proj.weight")
+        );
+        assert_eq!(
+            hf_name("blk.0.attn_q.bias").as_deref(),
+            Some("model.layers.0.self_attn.q_proj.bias")
+        );
+        assert_eq!(
+            hf_name("blk.1.ffn_norm.weight").as_deref(),
+            Some("model.layers.1.post_attention_layernorm.weight")
+        );
         assert_eq!(hf_name("blk.x.ffn_up.weight"), None);
         assert_eq!(hf_name("blk.0.ffn_gate_exps.weight"), None);
     }
@@ -690,9 +755,14 @@ mod tests {
     #[test]
     fn unpermute_inverts_llama_cpp_permute() -> candle_core::Result<()> {
         let (heads, hd, n_in) = (3, 4, 5);
-        let hf = Tensor::arange(0f32, (heads * hd * n_in) as f32, &Device::Cpu)?.reshape((heads * hd, n_in))?;
+        let hf = Tensor::arange(0f32, (heads * hd * n_in) as f32, &Device::Cpu)?
+            .reshape((heads * hd, n_in))?;
         // convert_hf_to_gguf.py: w.reshape(n_head, 2, hd/2, n_in).swapaxes(1, 2).reshape(out, n_in)
-        let gguf = hf.reshape((heads, 2, hd / 2, n_in))?.transpose(1, 2)?.contiguous()?.reshape((heads * hd, n_in))?;
+        let gguf = hf
+            .reshape((heads, 2, hd / 2, n_in))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((heads * hd, n_in))?;
         assert_ne!(gguf.to_vec2::<f32>()?, hf.to_vec2::<f32>()?);
         assert_eq!(unpermute(&gguf, heads)?.to_vec2::<f32>()?, hf.to_vec2::<f32>()?);
         Ok(())

@@ -70,7 +70,9 @@ pub struct RunningModel {
 
 /// `$BENCHGEN_TRAINED_DIR`, else `./checkpoints`.
 pub fn trained_dir() -> PathBuf {
-    std::env::var_os("BENCHGEN_TRAINED_DIR").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from("checkpoints"), PathBuf::from)
+    std::env::var_os("BENCHGEN_TRAINED_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("checkpoints"), PathBuf::from)
 }
 
 pub fn list(registry: &Registry) -> Result<Listing> {
@@ -127,13 +129,19 @@ fn size_of(path: &Path) -> u64 {
 pub fn cached_models(cache: &Path) -> Result<Vec<CachedModel>> {
     let mut out = Vec::new();
     for dir in read_dir_sorted(cache)? {
-        let Some(name) = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("models--")) else {
+        let Some(name) =
+            dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("models--"))
+        else {
             continue;
         };
         let repo = name.replace("--", "/");
         let mut revisions: Vec<CachedRevision> = read_dir_sorted(&dir.join("snapshots"))?
             .iter()
-            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(|c| CachedRevision { commit: c.to_string(), refs: Vec::new() }))
+            .filter_map(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .map(|c| CachedRevision { commit: c.to_string(), refs: Vec::new() })
+            })
             .collect();
         for r in ref_files(&dir.join("refs"), "")? {
             let commit = std::fs::read_to_string(dir.join("refs").join(&r)).unwrap_or_default();
@@ -143,7 +151,8 @@ pub fn cached_models(cache: &Path) -> Result<Vec<CachedModel>> {
         }
         // Blobs hold the bytes; a cache without them (symlinks disabled) holds them in snapshots.
         let blobs = dir.join("blobs");
-        let size_bytes = if blobs.is_dir() { size_of(&blobs) } else { size_of(&dir.join("snapshots")) };
+        let size_bytes =
+            if blobs.is_dir() { size_of(&blobs) } else { size_of(&dir.join("snapshots")) };
         out.push(CachedModel { spec: format!("hf:{repo}"), revisions, size_bytes });
     }
     Ok(out)
@@ -173,7 +182,12 @@ pub fn trained_models(dir: &Path) -> Result<Vec<TrainedModel>> {
             let base = super::lora::declared_base(&p);
             out.push(TrainedModel { spec, kind: "lora", base, size_bytes: size_of(&p) });
         } else if p.is_dir() && p.join("config.json").is_file() {
-            out.push(TrainedModel { spec, kind: "checkpoint", base: None, size_bytes: size_of(&p) });
+            out.push(TrainedModel {
+                spec,
+                kind: "checkpoint",
+                base: None,
+                size_bytes: size_of(&p),
+            });
         } else if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
             out.push(TrainedModel { spec, kind: "gguf", base: None, size_bytes: size_of(&p) });
         }
@@ -211,7 +225,11 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("full")).unwrap();
         std::fs::write(tmp.path().join("full/config.json"), "{}").unwrap();
         std::fs::create_dir_all(tmp.path().join("lora")).unwrap();
-        std::fs::write(tmp.path().join("lora/adapter_config.json"), r#"{"base_model_name_or_path":"hf:a/b"}"#).unwrap();
+        std::fs::write(
+            tmp.path().join("lora/adapter_config.json"),
+            r#"{"base_model_name_or_path":"hf:a/b"}"#,
+        )
+        .unwrap();
         std::fs::write(tmp.path().join("m.gguf"), b"GGUF").unwrap();
         std::fs::write(tmp.path().join("notes.txt"), b"x").unwrap();
         let found = trained_models(tmp.path()).unwrap();

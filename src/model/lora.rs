@@ -51,10 +51,16 @@ impl<'de> Deserialize<'de> for Patterns {
             fn visit_none<E>(self) -> std::result::Result<Patterns, E> {
                 Ok(Patterns::default())
             }
-            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Patterns, D::Error> {
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> std::result::Result<Patterns, D::Error> {
                 d.deserialize_map(self)
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> std::result::Result<Patterns, M::Error> {
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> std::result::Result<Patterns, M::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, f64>()? {
                     out.push((k, v));
@@ -71,8 +77,9 @@ impl Patterns {
     /// `.` boundary.
     fn lookup(&self, module: &str) -> Result<Option<f64>, String> {
         for (pattern, value) in &self.0 {
-            let re = regex::Regex::new(&format!(r"^(?:.*\.)?(?:{pattern})$"))
-                .map_err(|e| format!("pattern {pattern:?} is not a regex benchgen can read: {e}"))?;
+            let re = regex::Regex::new(&format!(r"^(?:.*\.)?(?:{pattern})$")).map_err(|e| {
+                format!("pattern {pattern:?} is not a regex benchgen can read: {e}")
+            })?;
             if re.is_match(module) {
                 return Ok(Some(*value));
             }
@@ -92,7 +99,9 @@ impl TargetModules {
     /// peft's `check_target_module_exists`, for the module names an adapter file holds.
     fn matches(&self, module: &str) -> Result<bool, String> {
         match self {
-            Self::Names(names) => Ok(names.iter().any(|t| module == t || module.ends_with(&format!(".{t}")))),
+            Self::Names(names) => {
+                Ok(names.iter().any(|t| module == t || module.ends_with(&format!(".{t}"))))
+            }
             // peft's shorthand for every linear layer but the output head.
             Self::Regex(s) if s == "all-linear" => Ok(!module.ends_with("lm_head")),
             Self::Regex(s) => regex::Regex::new(&format!("^(?:{s})$"))
@@ -172,10 +181,13 @@ impl AdapterConfig {
 
     /// Refuses what would make `W + scale·B·A` the wrong model, saying how to get a usable one.
     fn check(&self) -> Result<(), String> {
-        let merge_hint = "merge the adapter in Python (peft's merge_and_unload() then save_pretrained()) \
+        let merge_hint =
+            "merge the adapter in Python (peft's merge_and_unload() then save_pretrained()) \
                           and pass the merged checkpoint instead";
         if let Some(t) = self.peft_type.as_deref().filter(|t| !t.eq_ignore_ascii_case("LORA")) {
-            return Err(format!("peft_type is {t}; only LORA adapters can be merged here; {merge_hint}"));
+            return Err(format!(
+                "peft_type is {t}; only LORA adapters can be merged here; {merge_hint}"
+            ));
         }
         if self.use_dora {
             return Err(format!("use_dora is true: DoRA adapters are not supported; {merge_hint}"));
@@ -184,12 +196,16 @@ impl AdapterConfig {
             return Err(format!("bias is {b:?}: adapters that train biases are not supported (only \"none\"); {merge_hint}"));
         }
         if self.lora_bias {
-            return Err(format!("lora_bias is true: LoRA B biases are not supported; {merge_hint}"));
+            return Err(format!(
+                "lora_bias is true: LoRA B biases are not supported; {merge_hint}"
+            ));
         }
         if self.fan_in_fan_out {
-            return Err("fan_in_fan_out is true: that is for GPT-2-style Conv1D layers, which benchgen's \
+            return Err(
+                "fan_in_fan_out is true: that is for GPT-2-style Conv1D layers, which benchgen's \
                         decoders do not have; the adapter belongs to another architecture"
-                .into());
+                    .into(),
+            );
         }
         if self.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()) {
             return Err(format!(
@@ -214,7 +230,11 @@ impl AdapterConfig {
     fn rank_alpha(&self, module: &str) -> Result<(usize, f64), String> {
         let r = match self.rank_pattern.lookup(module)? {
             Some(r) if r >= 1.0 && r.fract() == 0.0 => r as usize,
-            Some(r) => return Err(format!("rank_pattern gives {module} the rank {r}, which is not a positive integer")),
+            Some(r) => {
+                return Err(format!(
+                    "rank_pattern gives {module} the rank {r}, which is not a positive integer"
+                ))
+            }
             None => self.r,
         };
         if r == 0 {
@@ -242,7 +262,9 @@ enum Part {
 
 /// `base_model.model.<module>.lora_A.weight` → (`<module>`, A).
 fn parse_key(key: &str) -> Result<(&str, Part), String> {
-    let unsupported = |what: &str| format!("tensor {key}: {what} is not supported; merge the adapter in Python (peft's merge_and_unload()) instead");
+    let unsupported = |what: &str| {
+        format!("tensor {key}: {what} is not supported; merge the adapter in Python (peft's merge_and_unload()) instead")
+    };
     if key.contains("lora_embedding_A") || key.contains("lora_embedding_B") {
         return Err(unsupported("LoRA on an embedding layer"));
     }
@@ -261,7 +283,9 @@ fn parse_key(key: &str) -> Result<(&str, Part), String> {
     if rest.ends_with(".lora_B.bias") {
         return Err(unsupported("a LoRA B bias (lora_bias)"));
     }
-    Err(unsupported("a tensor that is not a LoRA A/B weight (modules_to_save or another PEFT method)"))
+    Err(unsupported(
+        "a tensor that is not a LoRA A/B weight (modules_to_save or another PEFT method)",
+    ))
 }
 
 /// One targeted weight's low-rank update, kept in the file's dtype until the merge.
@@ -307,11 +331,18 @@ impl LoraAdapter {
             };
             return Err(bad(format!("missing {WEIGHTS_FILE}{hint}")));
         }
-        super::safetensors::check_safetensors(&weights).map_err(|m| bad(format!("{WEIGHTS_FILE}: {m}")))?;
+        super::safetensors::check_safetensors(&weights)
+            .map_err(|m| bad(format!("{WEIGHTS_FILE}: {m}")))?;
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
             .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
         let updates = pair_up(&cfg, tensors).map_err(|m| bad(format!("{WEIGHTS_FILE}: {m}")))?;
-        Ok(Self { dir: dir.to_path_buf(), rank: cfg.r, base, base_revision: cfg.revision.clone(), updates })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            rank: cfg.r,
+            base,
+            base_revision: cfg.revision.clone(),
+            updates,
+        })
     }
 
     /// Puts the adapter on its resolved base. Tokenizer files saved beside the adapter (trl does)
@@ -326,11 +357,18 @@ impl LoraAdapter {
             }
         };
         let text = |name: &str| -> Result<Option<String>> {
-            read(name)?.map(|b| String::from_utf8(b).map_err(|_| Error::model(self.dir.display(), format!("{name} is not UTF-8")))).transpose()
+            read(name)?
+                .map(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        Error::model(self.dir.display(), format!("{name} is not UTF-8"))
+                    })
+                })
+                .transpose()
         };
         if let Some(t) = read("tokenizer.json")? {
             base.tokenizer_json = t;
-            base.tokenizer_config_json = text("tokenizer_config.json")?.or(base.tokenizer_config_json.take());
+            base.tokenizer_config_json =
+                text("tokenizer_config.json")?.or(base.tokenizer_config_json.take());
         }
         if let Some(t) = text("chat_template.jinja")? {
             base.chat_template_jinja = Some(t);
@@ -350,7 +388,9 @@ impl LoraAdapter {
     /// working directory; else a hub id, which is what peft writes for hub models.
     pub fn base_spec(&self) -> Result<ModelSpec> {
         let b = self.base.trim();
-        let prefixed = ["hf:", "trained:", "platform:", "running:"].iter().any(|p| b.starts_with(p)) || b == "embedded";
+        let prefixed =
+            ["hf:", "trained:", "platform:", "running:"].iter().any(|p| b.starts_with(p))
+                || b == "embedded";
         if prefixed {
             return ModelSpec::parse(b);
         }
@@ -376,7 +416,11 @@ impl LoraAdapter {
 
     /// A VarBuilder that hands out the base's weights with the adapter merged into those it
     /// targets. Call [`Merge::finish`] once the model is built.
-    pub fn var_builder<'a>(&'a self, base: VarBuilder<'a>, origin: &str) -> Result<(VarBuilder<'a>, Merge)> {
+    pub fn var_builder<'a>(
+        &'a self,
+        base: VarBuilder<'a>,
+        origin: &str,
+    ) -> Result<(VarBuilder<'a>, Merge)> {
         for name in self.updates.keys() {
             if !base.contains_tensor(name) {
                 return Err(Error::model(
@@ -409,7 +453,10 @@ fn is_hub_id(s: &str) -> bool {
 }
 
 /// Pairs each module's A and B, checks them against each other, the config and `target_modules`.
-fn pair_up(cfg: &AdapterConfig, tensors: std::collections::HashMap<String, Tensor>) -> Result<BTreeMap<String, Update>, String> {
+fn pair_up(
+    cfg: &AdapterConfig,
+    tensors: std::collections::HashMap<String, Tensor>,
+) -> Result<BTreeMap<String, Update>, String> {
     let mut halves: BTreeMap<String, (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
     for (key, t) in tensors {
         let (module, part) = parse_key(&key)?;
@@ -425,7 +472,9 @@ fn pair_up(cfg: &AdapterConfig, tensors: std::collections::HashMap<String, Tenso
     let mut out = BTreeMap::new();
     for (module, (a, b)) in halves {
         let (Some(a), Some(b)) = (a, b) else {
-            return Err(format!("{module} has only one of lora_A and lora_B; the file is incomplete"));
+            return Err(format!(
+                "{module} has only one of lora_A and lora_B; the file is incomplete"
+            ));
         };
         if let Some(t) = &cfg.target_modules {
             if !t.matches(&module)? {
@@ -488,7 +537,13 @@ struct Merged<'a> {
 }
 
 impl Merged<'_> {
-    fn merge(&self, name: &str, w: Tensor, u: &Update, dtype: DType) -> candle_core::Result<Tensor> {
+    fn merge(
+        &self,
+        name: &str,
+        w: Tensor,
+        u: &Update,
+        dtype: DType,
+    ) -> candle_core::Result<Tensor> {
         let (out, inp) = w.dims2()?;
         let (ad, bd) = (u.a.dims(), u.b.dims());
         if ad[1] != inp || bd[0] != out {
@@ -514,7 +569,14 @@ impl Merged<'_> {
 }
 
 impl SimpleBackend for Merged<'_> {
-    fn get(&self, s: Shape, name: &str, h: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         match self.adapter.updates.get(name) {
             Some(u) => {
                 let w = self.base.get_with_hints_dtype(s, name, h, DType::F32)?.to_device(dev)?;
@@ -574,7 +636,10 @@ mod tests {
         assert_eq!(c.rank_alpha("model.layers.0.self_attn.v_proj").unwrap(), (4, 32.0));
         // Only whole name segments: "q_proj" is no pattern for "xq_proj".
         assert_eq!(c.rank_alpha("model.layers.0.self_attn.xq_proj").unwrap(), (4, 8.0));
-        assert!(cfg(r#", "rank_pattern": {"q_proj": 2.5}"#).unwrap().rank_alpha("a.q_proj").is_err());
+        assert!(cfg(r#", "rank_pattern": {"q_proj": 2.5}"#)
+            .unwrap()
+            .rank_alpha("a.q_proj")
+            .is_err());
         assert!(cfg(r#", "rank_pattern": null, "alpha_pattern": {}"#).is_ok());
     }
 
@@ -588,7 +653,9 @@ mod tests {
         assert!(re.matches("model.layers.3.self_attn.v_proj").unwrap());
         assert!(!re.matches("model.layers.3.self_attn.v_proj2").unwrap());
         let all = TargetModules::Regex("all-linear".into());
-        assert!(all.matches("model.layers.0.mlp.up_proj").unwrap() && !all.matches("lm_head").unwrap());
+        assert!(
+            all.matches("model.layers.0.mlp.up_proj").unwrap() && !all.matches("lm_head").unwrap()
+        );
         assert!(TargetModules::Regex("(".into()).matches("x").is_err());
     }
 
@@ -598,7 +665,10 @@ mod tests {
             parse_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").unwrap(),
             ("model.layers.0.self_attn.q_proj", Part::A)
         );
-        assert_eq!(parse_key("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight").unwrap(), ("model.layers.1.mlp.down_proj", Part::B));
+        assert_eq!(
+            parse_key("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight").unwrap(),
+            ("model.layers.1.mlp.down_proj", Part::B)
+        );
         for (key, says) in [
             ("base_model.model.model.embed_tokens.lora_embedding_A", "embedding"),
             ("base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector", "DoRA"),
@@ -625,7 +695,10 @@ mod tests {
         }
         let e = AdapterConfig::parse(r#"{"peft_type": "IA3", "r": 4}"#).unwrap_err();
         assert!(e.contains("IA3") && e.contains("LORA"), "{e}");
-        for extra in [r#", "bias": "none", "modules_to_save": null, "layer_replication": null, "trainable_token_indices": null"#, r#", "target_parameters": []"#] {
+        for extra in [
+            r#", "bias": "none", "modules_to_save": null, "layer_replication": null, "trainable_token_indices": null"#,
+            r#", "target_parameters": []"#,
+        ] {
             assert!(cfg(extra).is_ok(), "{extra}");
         }
     }
@@ -641,7 +714,13 @@ mod tests {
     }
 
     fn adapter(base: &str, revision: Option<&str>, dir: &Path) -> LoraAdapter {
-        LoraAdapter { dir: dir.into(), rank: 4, base: base.into(), base_revision: revision.map(Into::into), updates: BTreeMap::new() }
+        LoraAdapter {
+            dir: dir.into(),
+            rank: 4,
+            base: base.into(),
+            base_revision: revision.map(Into::into),
+            updates: BTreeMap::new(),
+        }
     }
 
     #[test]
@@ -650,8 +729,14 @@ mod tests {
         let dir = tmp.path().join("adapter");
         std::fs::create_dir_all(tmp.path().join("base")).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(adapter("../base", None, &dir).base_spec().unwrap(), ModelSpec::Trained(dir.join("../base")));
-        assert_eq!(adapter("hf:a/b", None, &dir).base_spec().unwrap(), ModelSpec::Hf { repo: "a/b".into(), revision: None });
+        assert_eq!(
+            adapter("../base", None, &dir).base_spec().unwrap(),
+            ModelSpec::Trained(dir.join("../base"))
+        );
+        assert_eq!(
+            adapter("hf:a/b", None, &dir).base_spec().unwrap(),
+            ModelSpec::Hf { repo: "a/b".into(), revision: None }
+        );
         assert_eq!(
             adapter("Org/Model", Some("abc"), &dir).base_spec().unwrap(),
             ModelSpec::Hf { repo: "Org/Model".into(), revision: Some("abc".into()) }

@@ -30,7 +30,8 @@ pub fn smollm2_135m_config() -> ModelConfig {
 pub fn initial_weights(cfg: &ModelConfig, rng: &mut SplitMix64) -> Result<Vec<(String, Tensor)>> {
     let (hs, is, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
     let (h, kv) = (cfg.num_attention_heads, cfg.num_kv_heads());
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![cfg.vocab_size, hs])];
+    let mut shapes: Vec<(String, Vec<usize>)> =
+        vec![("model.embed_tokens.weight".into(), vec![cfg.vocab_size, hs])];
     for l in 0..cfg.num_hidden_layers {
         let n = |s: &str| format!("model.layers.{l}.{s}");
         shapes.extend([
@@ -58,7 +59,8 @@ pub fn initial_weights(cfg: &ModelConfig, rng: &mut SplitMix64) -> Result<Vec<(S
             } else {
                 (0..n).map(|_| (rng.normal() * 0.02) as f32).collect()
             };
-            let t = Tensor::from_vec(values, shape, &Device::Cpu).ctx("building initial weights")?;
+            let t =
+                Tensor::from_vec(values, shape, &Device::Cpu).ctx("building initial weights")?;
             Ok((name, t))
         })
         .collect()
@@ -66,12 +68,18 @@ pub fn initial_weights(cfg: &ModelConfig, rng: &mut SplitMix64) -> Result<Vec<(S
 
 /// A decoder with [`initial_weights`] held as `weights` (a `DType` or Q8_0), for speed
 /// measurements.
-pub fn random_decoder(cfg: &ModelConfig, weights: impl Into<WeightType>, device: &Device, seed: u64) -> Result<Decoder> {
+pub fn random_decoder(
+    cfg: &ModelConfig,
+    weights: impl Into<WeightType>,
+    device: &Device,
+    seed: u64,
+) -> Result<Decoder> {
     let weights = weights.into();
     let dtype = weights.load_dtype();
     let mut tensors = HashMap::new();
     for (name, t) in initial_weights(cfg, &mut SplitMix64::new(seed))? {
-        let t = t.to_device(device).and_then(|t| t.to_dtype(dtype)).ctx("placing initial weights")?;
+        let t =
+            t.to_device(device).and_then(|t| t.to_dtype(dtype)).ctx("placing initial weights")?;
         tensors.insert(name, t);
     }
     let vb = VarBuilder::from_tensors(tensors, dtype, device);

@@ -122,7 +122,9 @@ impl Entry {
     pub fn spec(&self) -> Result<ModelSpec> {
         let spec = ModelSpec::parse(&self.source)?;
         match (spec, &self.revision) {
-            (ModelSpec::Hf { repo, revision: None }, Some(r)) => Ok(ModelSpec::Hf { repo, revision: Some(r.clone()) }),
+            (ModelSpec::Hf { repo, revision: None }, Some(r)) => {
+                Ok(ModelSpec::Hf { repo, revision: Some(r.clone()) })
+            }
             (ModelSpec::Hf { revision: Some(a), .. }, Some(b)) if a != *b => Err(Error::model(
                 format!("platform:{}", self.alias),
                 format!("source names revision {a} and `revision` says {b}; keep one"),
@@ -147,8 +149,13 @@ pub struct Registry {
 /// (`%APPDATA%\benchgen\models.toml` on Windows).
 pub fn default_path() -> Option<PathBuf> {
     let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = nonempty("XDG_CONFIG_HOME")
-        .or_else(|| if cfg!(windows) { nonempty("APPDATA") } else { nonempty("HOME").map(|h| h.join(".config")) })?;
+    let base = nonempty("XDG_CONFIG_HOME").or_else(|| {
+        if cfg!(windows) {
+            nonempty("APPDATA")
+        } else {
+            nonempty("HOME").map(|h| h.join(".config"))
+        }
+    })?;
     Some(base.join("benchgen").join("models.toml"))
 }
 
@@ -181,16 +188,24 @@ impl Registry {
         for (alias, e) in file.models {
             if let Some(d) = &e.dtype {
                 if !DTYPES.contains(&d.as_str()) {
-                    return Err(bad(format!("[models.{alias}] dtype = {d:?}: expected one of {}", DTYPES.join(", "))));
+                    return Err(bad(format!(
+                        "[models.{alias}] dtype = {d:?}: expected one of {}",
+                        DTYPES.join(", ")
+                    )));
                 }
             }
-            ModelSpec::parse(&e.source).map_err(|err| bad(format!("[models.{alias}] source: {err}")))?;
+            ModelSpec::parse(&e.source)
+                .map_err(|err| bad(format!("[models.{alias}] source: {err}")))?;
             let entry = Entry {
                 alias: alias.clone(),
                 source: e.source,
                 revision: e.revision,
                 description: e.description,
-                defaults: ModelDefaults { dtype: e.dtype, chat_template: e.chat_template, generation: e.generation },
+                defaults: ModelDefaults {
+                    dtype: e.dtype,
+                    chat_template: e.chat_template,
+                    generation: e.generation,
+                },
             };
             entry.spec().map_err(|err| bad(err.to_string()))?;
             entries.insert(alias, entry);
@@ -205,11 +220,15 @@ impl Registry {
                 Some(p) => format!("in {}", p.display()),
                 None => format!(
                     "(no registry file: create {} or pass --models-file)",
-                    default_path().map_or_else(|| "models.toml".into(), |p| p.display().to_string())
+                    default_path()
+                        .map_or_else(|| "models.toml".into(), |p| p.display().to_string())
                 ),
             };
             let listing = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-            Error::model(format!("platform:{alias}"), format!("unknown alias {place}; known aliases: {listing}"))
+            Error::model(
+                format!("platform:{alias}"),
+                format!("unknown alias {place}; known aliases: {listing}"),
+            )
         })
     }
 
@@ -218,7 +237,10 @@ impl Registry {
         let base = self.path.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
         let path = base.join(file);
         std::fs::read_to_string(&path).map_err(|e| {
-            Error::model(format!("platform:{alias}"), format!("chat_template {}: {e}", path.display()))
+            Error::model(
+                format!("platform:{alias}"),
+                format!("chat_template {}: {e}", path.display()),
+            )
         })
     }
 }
@@ -247,7 +269,10 @@ mod tests {
         )
         .unwrap();
         let small = r.get("small").unwrap();
-        assert_eq!(small.spec().unwrap(), ModelSpec::Hf { repo: "Org/Small".into(), revision: Some("v1".into()) });
+        assert_eq!(
+            small.spec().unwrap(),
+            ModelSpec::Hf { repo: "Org/Small".into(), revision: Some("v1".into()) }
+        );
         assert_eq!(small.defaults.dtype.as_deref(), Some("bf16"));
         assert_eq!(small.defaults.generation.max_new_tokens, Some(7));
         assert!(matches!(r.get("server").unwrap().spec().unwrap(), ModelSpec::Running(_)));

@@ -21,8 +21,14 @@ pub(crate) fn inv_freq(cfg: &ModelConfig, scaling: RopeScaling) -> Vec<f32> {
     match scaling {
         RopeScaling::None => plain.collect(),
         RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
-        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions } => {
-            let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_positions,
+        } => {
+            let (factor, low, high) =
+                (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
             let old = original_max_positions as f32;
             let (low_wavelen, high_wavelen) = (old / low, old / high);
             plain
@@ -43,12 +49,19 @@ pub(crate) fn inv_freq(cfg: &ModelConfig, scaling: RopeScaling) -> Vec<f32> {
 }
 
 impl Rope {
-    pub fn new(cfg: &ModelConfig, scaling: RopeScaling, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &ModelConfig,
+        scaling: RopeScaling,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let inv = inv_freq(cfg, scaling);
         let half = inv.len();
         let positions = cfg.max_position_embeddings;
         let inv = Tensor::from_vec(inv, (1, half), device)?;
-        let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
+        let t = Tensor::arange(0u32, positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((positions, 1))?;
         let freqs = t.broadcast_mul(&inv)?;
         Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
     }
@@ -80,7 +93,12 @@ mod tests {
         let plain = inv_freq(&cfg, RopeScaling::None);
         let scaled = inv_freq(
             &cfg,
-            RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_positions: 8192 },
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_positions: 8192,
+            },
         );
         assert_eq!(plain[0], scaled[0]);
         let last = plain.len() - 1;

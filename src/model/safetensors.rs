@@ -42,7 +42,10 @@ pub(crate) fn check_safetensors(path: &Path) -> std::result::Result<(), String> 
 
 /// [`check_safetensors`] on any reader positioned at the start of a `file_len`-byte file (the
 /// fuzz target feeds it bytes).
-pub fn check_safetensors_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Result<(), String> {
+pub fn check_safetensors_header(
+    file: &mut impl std::io::Read,
+    file_len: u64,
+) -> std::result::Result<(), String> {
     read_header(file, file_len).map(|_| ())
 }
 
@@ -50,7 +53,9 @@ pub fn check_safetensors_header(file: &mut impl std::io::Read, file_len: u64) ->
 fn read_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Result<Index, String> {
     let mut len_bytes = [0u8; 8];
     if file_len < 8 {
-        return Err(format!("truncated: {file_len} bytes, shorter than the 8-byte safetensors header length"));
+        return Err(format!(
+            "truncated: {file_len} bytes, shorter than the 8-byte safetensors header length"
+        ));
     }
     file.read_exact(&mut len_bytes).map_err(|e| e.to_string())?;
     let header_len = u64::from_le_bytes(len_bytes);
@@ -75,7 +80,8 @@ fn read_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Res
             continue;
         }
         let bad = |m: String| format!("tensor {name}: {m}");
-        let dtype = info.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("no dtype".into()))?;
+        let dtype =
+            info.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("no dtype".into()))?;
         let (size, kind) = match dtype {
             "F32" => (4u64, DType::F32),
             "F16" => (2, DType::F16),
@@ -111,7 +117,10 @@ fn read_header(file: &mut impl std::io::Read, file_len: u64) -> std::result::Res
             )));
         }
         spans.push((begin, end, name.as_str()));
-        let shape = shape.iter().map(|&d| usize::try_from(d).map_err(|_| bad("dimension too large".into()))).collect::<std::result::Result<_, _>>()?;
+        let shape = shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| bad("dimension too large".into())))
+            .collect::<std::result::Result<_, _>>()?;
         tensors.insert(name.clone(), Entry { dtype: kind, shape, begin });
     }
     // The tensors must tile the data exactly, as the safetensors format requires.
@@ -154,19 +163,33 @@ impl ReadSafetensors {
     }
 
     fn find(&self, name: &str) -> Option<(&Path, &File, u64, &Entry)> {
-        self.files.iter().find_map(|(p, f, i)| i.tensors.get(name).map(|e| (p.as_path(), f, i.data_start, e)))
+        self.files
+            .iter()
+            .find_map(|(p, f, i)| i.tensors.get(name).map(|e| (p.as_path(), f, i.data_start, e)))
     }
 
     /// The tensor `name`, checked against `shape` when one is given.
-    fn load(&self, name: &str, shape: Option<&Shape>, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let (path, file, start, e) =
-            self.find(name).ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())?;
+    fn load(
+        &self,
+        name: &str,
+        shape: Option<&Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        let (path, file, start, e) = self
+            .find(name)
+            .ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())?;
         if let Some(s) = shape.filter(|s| s.dims() != e.shape.as_slice()) {
-            candle_core::bail!("shape mismatch for {name}, got {:?}, expected {:?}", e.shape, s.dims());
+            candle_core::bail!(
+                "shape mismatch for {name}, got {:?}, expected {:?}",
+                e.shape,
+                s.dims()
+            );
         }
         let read = |buf: &mut [u8]| {
-            read_at(file, buf, start + e.begin)
-                .map_err(|err| candle_core::Error::msg(format!("{}: reading tensor {name}: {err}", path.display())))
+            read_at(file, buf, start + e.begin).map_err(|err| {
+                candle_core::Error::msg(format!("{}: reading tensor {name}: {err}", path.display()))
+            })
         };
         // Read into the tensor's own buffer: through a byte buffer the tensor would be held
         // twice, and loading peaks while the largest one (often the embedding) is read.
@@ -183,7 +206,10 @@ impl ReadSafetensors {
 
 /// A CPU tensor of `shape` whose little-endian bytes (as safetensors stores them, and as
 /// `Tensor::from_raw_buffer` reads them) `read` writes in place.
-fn read_tensor<T: candle_core::WithDType>(shape: &[usize], read: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Tensor> {
+fn read_tensor<T: candle_core::WithDType>(
+    shape: &[usize],
+    read: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<Tensor> {
     let mut v = vec![T::from_f64(0.0); shape.iter().product()];
     let len = std::mem::size_of_val(v.as_slice());
     // SAFETY: T is one of candle's float types (f32, f64, f16, bf16): plain bits without
@@ -213,7 +239,14 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<
 }
 
 impl SimpleBackend for ReadSafetensors {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
         self.load(name, Some(&s), dtype, dev)
     }
 
@@ -236,14 +269,23 @@ mod tests {
         let path = dir.path().join("w.safetensors");
         let a = Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
         let b = Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
-        candle_core::safetensors::save(&HashMap::from([("a".to_string(), a.clone()), ("b".to_string(), b)]), &path).unwrap();
+        candle_core::safetensors::save(
+            &HashMap::from([("a".to_string(), a.clone()), ("b".to_string(), b)]),
+            &path,
+        )
+        .unwrap();
         let st = ReadSafetensors::open(std::slice::from_ref(&path)).unwrap();
-        let got = st.get((2, 3).into(), "a", candle_nn::Init::Const(0.), DType::F32, &Device::Cpu).unwrap();
+        let got = st
+            .get((2, 3).into(), "a", candle_nn::Init::Const(0.), DType::F32, &Device::Cpu)
+            .unwrap();
         assert_eq!(got.to_vec2::<f32>().unwrap(), a.to_vec2::<f32>().unwrap());
         let got = st.get_unchecked("b", DType::F32, &Device::Cpu).unwrap();
         assert_eq!(got.to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
         assert!(st.contains_tensor("a") && !st.contains_tensor("c"));
-        let e = st.get((3, 2).into(), "a", candle_nn::Init::Const(0.), DType::F32, &Device::Cpu).unwrap_err().to_string();
+        let e = st
+            .get((3, 2).into(), "a", candle_nn::Init::Const(0.), DType::F32, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("shape mismatch for a"), "{e}");
         assert!(st.get_unchecked("c", DType::F32, &Device::Cpu).is_err());
     }

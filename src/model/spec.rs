@@ -48,7 +48,10 @@ impl ModelSpec {
             };
             let valid = repo.split('/').count() <= 2
                 && !repo.is_empty()
-                && repo.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+                && repo.split('/').all(|p| {
+                    !p.is_empty()
+                        && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                });
             if !valid || revision.is_some_and(str::is_empty) {
                 return Err(Error::model(spec, "expected hf:ORG/NAME or hf:ORG/NAME@REVISION (e.g. hf:HuggingFaceTB/SmolLM2-135M@main)"));
             }
@@ -56,7 +59,10 @@ impl ModelSpec {
         }
         if let Some(alias) = spec.strip_prefix("platform:") {
             if alias.is_empty() {
-                return Err(Error::model(spec, "expected platform:ALIAS (`benchgen models list` shows the aliases)"));
+                return Err(Error::model(
+                    spec,
+                    "expected platform:ALIAS (`benchgen models list` shows the aliases)",
+                ));
             }
             return Ok(Self::Platform(alias.to_string()));
         }
@@ -66,10 +72,18 @@ impl ModelSpec {
                 Some((u, _)) => (u, None),
                 None => (rest, None),
             };
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
-                return Err(Error::model(spec, "expected running:http(s)://HOST[:PORT][/v1][#MODEL_NAME]"));
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.len() <= "https://".len()
+            {
+                return Err(Error::model(
+                    spec,
+                    "expected running:http(s)://HOST[:PORT][/v1][#MODEL_NAME]",
+                ));
             }
-            return Ok(Self::Running(Endpoint { url: url.trim_end_matches('/').to_string(), model }));
+            return Ok(Self::Running(Endpoint {
+                url: url.trim_end_matches('/').to_string(),
+                model,
+            }));
         }
         Ok(Self::Trained(PathBuf::from(spec.strip_prefix("trained:").unwrap_or(spec))))
     }
@@ -102,9 +116,11 @@ pub struct SourceOptions {
 
 impl SourceOptions {
     pub fn from_env() -> Self {
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
-        let models_file = std::env::var_os("BENCHGEN_MODELS").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
+        let models_file =
+            std::env::var_os("BENCHGEN_MODELS").filter(|v| !v.is_empty()).map(PathBuf::from);
         Self { offline, models_file, progress: false }
     }
 
@@ -144,7 +160,10 @@ pub fn resolve(spec: Option<&str>) -> Result<Checkpoint> {
 }
 
 /// Like [`resolve_source`], refusing servers; returns the hub commit too.
-pub fn resolve_checkpoint(spec: Option<&str>, opts: &SourceOptions) -> Result<(Checkpoint, Option<String>)> {
+pub fn resolve_checkpoint(
+    spec: Option<&str>,
+    opts: &SourceOptions,
+) -> Result<(Checkpoint, Option<String>)> {
     let r = resolve_source(spec, opts)?;
     match r.source {
         ModelSource::Local(c) => Ok((*c, r.revision)),
@@ -172,7 +191,9 @@ pub fn defaults(spec: Option<&str>, opts: &SourceOptions) -> Result<ModelDefault
 /// as stored on the CPU.
 pub fn is_gguf(spec: Option<&str>, opts: &SourceOptions) -> Result<bool> {
     let Some(spec) = spec else { return Ok(false) };
-    Ok(matches!(follow(spec, opts)?.1, ModelSpec::Trained(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))))
+    Ok(
+        matches!(follow(spec, opts)?.1, ModelSpec::Trained(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))),
+    )
 }
 
 /// The defaults `spec`'s aliases set (outer ones win) and the spec they lead to.
@@ -200,12 +221,17 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
     match spec {
         ModelSpec::Embedded => Ok(local(crate::embedded::model_checkpoint())),
         ModelSpec::Hf { repo, revision } => {
-            let hub_opts = super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
+            let hub_opts =
+                super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
             let snap = super::hub::fetch(repo, revision.as_deref(), &hub_opts)?;
             if super::lora::is_adapter_dir(&snap.dir) {
                 let mut resolved = resolve_adapter(&snap.dir, opts, depth)?;
                 if let ModelSource::Local(ckpt) = &mut resolved.source {
-                    ckpt.origin = ckpt.origin.replacen(&snap.dir.display().to_string(), &format!("hf:{repo}@{}", snap.commit), 1);
+                    ckpt.origin = ckpt.origin.replacen(
+                        &snap.dir.display().to_string(),
+                        &format!("hf:{repo}@{}", snap.commit),
+                        1,
+                    );
                 }
                 resolved.revision = Some(snap.commit);
                 return Ok(resolved);
@@ -214,12 +240,19 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
             ckpt.origin = format!("hf:{repo}@{}", snap.commit);
             Ok(Resolved { revision: Some(snap.commit), ..local(ckpt) })
         }
-        ModelSpec::Trained(path) if super::lora::is_adapter_dir(path) => resolve_adapter(path, opts, depth),
+        ModelSpec::Trained(path) if super::lora::is_adapter_dir(path) => {
+            resolve_adapter(path, opts, depth)
+        }
         ModelSpec::Trained(path) => resolve_path(path).map(local),
-        ModelSpec::Running(e) => Ok(Resolved { source: ModelSource::Endpoint(e.clone()), revision: None }),
+        ModelSpec::Running(e) => {
+            Ok(Resolved { source: ModelSource::Endpoint(e.clone()), revision: None })
+        }
         ModelSpec::Platform(alias) => {
             if depth >= MAX_ALIAS_DEPTH {
-                return Err(Error::model(format!("platform:{alias}"), "aliases refer to each other in a loop"));
+                return Err(Error::model(
+                    format!("platform:{alias}"),
+                    "aliases refer to each other in a loop",
+                ));
             }
             let registry = opts.registry()?;
             let entry = registry.get(alias)?;
@@ -239,15 +272,28 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
 fn resolve_adapter(dir: &Path, opts: &SourceOptions, depth: usize) -> Result<Resolved> {
     let origin = dir.display().to_string();
     if depth >= MAX_ALIAS_DEPTH {
-        return Err(Error::model(&origin, "LoRA adapters' base models refer to each other in a loop"));
+        return Err(Error::model(
+            &origin,
+            "LoRA adapters' base models refer to each other in a loop",
+        ));
     }
     let adapter = super::lora::LoraAdapter::read(dir)?;
     let base = adapter.base_spec()?;
     let mut resolved = resolve_parsed(&base, opts, depth + 1).map_err(|e| {
-        Error::model(&origin, format!("LoRA adapter: cannot load its base model {base} (base_model_name_or_path): {e}"))
+        Error::model(
+            &origin,
+            format!(
+                "LoRA adapter: cannot load its base model {base} (base_model_name_or_path): {e}"
+            ),
+        )
     })?;
     let ModelSource::Local(ckpt) = &mut resolved.source else {
-        return Err(Error::model(&origin, format!("LoRA adapter: its base {base} is a server; the adapter needs the base's weights")));
+        return Err(Error::model(
+            &origin,
+            format!(
+                "LoRA adapter: its base {base} is a server; the adapter needs the base's weights"
+            ),
+        ));
     };
     if ckpt.lora.is_some() {
         return Err(Error::model(
@@ -279,8 +325,12 @@ pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<Tex
         spec = reg.get(alias)?.spec()?;
     }
     match &spec {
-        ModelSpec::Platform(alias) => Err(Error::model(format!("platform:{alias}"), "aliases refer to each other in a loop")),
-        ModelSpec::Trained(path) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) => {
+        ModelSpec::Platform(alias) => {
+            Err(Error::model(format!("platform:{alias}"), "aliases refer to each other in a loop"))
+        }
+        ModelSpec::Trained(path)
+            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
+        {
             let tok = super::gguf::tokenizer(path)?;
             TextTokenizer::from_bytes(tok.json.to_string().as_bytes(), &path.display().to_string())
         }
@@ -293,12 +343,21 @@ pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<Tex
             if !file.is_file() {
                 return Err(Error::model(&origin, "missing tokenizer.json"));
             }
-            TextTokenizer::from_bytes(&std::fs::read(&file).map_err(|e| Error::io(&file, e))?, &origin)
+            TextTokenizer::from_bytes(
+                &std::fs::read(&file).map_err(|e| Error::io(&file, e))?,
+                &origin,
+            )
         }
         // tokenizer.json alone; a repo without one (a LoRA adapter) resolves in full below.
         ModelSpec::Hf { repo, revision } => {
-            let hub_opts = super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
-            match super::hub::fetch_model_file(repo, revision.as_deref(), "tokenizer.json", &hub_opts) {
+            let hub_opts =
+                super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
+            match super::hub::fetch_model_file(
+                repo,
+                revision.as_deref(),
+                "tokenizer.json",
+                &hub_opts,
+            ) {
                 Ok(f) => {
                     let bytes = std::fs::read(&f.path).map_err(|e| Error::io(&f.path, e))?;
                     TextTokenizer::from_bytes(&bytes, &format!("hf:{repo}@{}", f.commit))
@@ -340,22 +399,46 @@ mod tests {
             ModelSpec::parse("hf:Org/Name@abc").unwrap(),
             ModelSpec::Hf { repo: "Org/Name".into(), revision: Some("abc".into()) }
         );
-        assert_eq!(ModelSpec::parse("hf:gpt2").unwrap(), ModelSpec::Hf { repo: "gpt2".into(), revision: None });
+        assert_eq!(
+            ModelSpec::parse("hf:gpt2").unwrap(),
+            ModelSpec::Hf { repo: "gpt2".into(), revision: None }
+        );
         assert_eq!(ModelSpec::parse("trained:ck/a").unwrap(), ModelSpec::Trained("ck/a".into()));
         assert_eq!(ModelSpec::parse("./ck").unwrap(), ModelSpec::Trained("./ck".into()));
-        assert_eq!(ModelSpec::parse("platform:small").unwrap(), ModelSpec::Platform("small".into()));
+        assert_eq!(
+            ModelSpec::parse("platform:small").unwrap(),
+            ModelSpec::Platform("small".into())
+        );
         assert_eq!(
             ModelSpec::parse("running:http://h:8000/v1/#m-1").unwrap(),
-            ModelSpec::Running(Endpoint { url: "http://h:8000/v1".into(), model: Some("m-1".into()) })
+            ModelSpec::Running(Endpoint {
+                url: "http://h:8000/v1".into(),
+                model: Some("m-1".into())
+            })
         );
-        for s in ["hf:", "hf:a/b/c", "hf:a b/c", "hf:a/b@", "platform:", "running:ftp://x", "running:http://", ""] {
+        for s in [
+            "hf:",
+            "hf:a/b/c",
+            "hf:a b/c",
+            "hf:a/b@",
+            "platform:",
+            "running:ftp://x",
+            "running:http://",
+            "",
+        ] {
             assert!(ModelSpec::parse(s).is_err(), "{s:?} should be refused");
         }
     }
 
     #[test]
     fn display_round_trips() {
-        for s in ["hf:Org/Name@abc", "hf:gpt2", "platform:small", "running:http://h:1#m", "running:http://h:1"] {
+        for s in [
+            "hf:Org/Name@abc",
+            "hf:gpt2",
+            "platform:small",
+            "running:http://h:1#m",
+            "running:http://h:1",
+        ] {
             assert_eq!(ModelSpec::parse(s).unwrap().to_string(), s);
         }
     }

@@ -60,7 +60,11 @@ impl ScoreBreakdown {
 
     /// The Overall Score from a scoring program's `primary` key (fractions in [0, 1] shown as
     /// percentages), with all its scores kept.
-    pub fn with_program(mut self, primary: &str, scores: std::collections::BTreeMap<String, f64>) -> Self {
+    pub fn with_program(
+        mut self,
+        primary: &str,
+        scores: std::collections::BTreeMap<String, f64>,
+    ) -> Self {
         if let Some(x) = scores.get(primary) {
             self.overall_score = crate::score::program::as_percent(*x);
         }
@@ -72,7 +76,8 @@ impl ScoreBreakdown {
     /// The platform's closing log line: `accuracy=26.00% correct=26/100`, then each scoring
     /// variant's accuracy (`flexible-extract=30.00%`).
     pub fn accuracy_line(&self) -> String {
-        let mut line = format!("accuracy={:.2}% correct={}/{}", self.accuracy, self.correct, self.total);
+        let mut line =
+            format!("accuracy={:.2}% correct={}/{}", self.accuracy, self.correct, self.total);
         for (name, acc) in &self.variants {
             line.push_str(&format!(" {name}={acc:.2}%"));
         }
@@ -82,8 +87,11 @@ impl ScoreBreakdown {
     /// A small aligned table for terminals and log files.
     pub fn table(&self) -> String {
         let mut rows = vec![("Overall Score", format!("{:.2}", self.overall_score))];
-        let program: Vec<(String, String)> =
-            self.program_scores.iter().map(|(k, v)| (format!("program: {k}"), format!("{v}"))).collect();
+        let program: Vec<(String, String)> = self
+            .program_scores
+            .iter()
+            .map(|(k, v)| (format!("program: {k}"), format!("{v}")))
+            .collect();
         for (k, v) in &program {
             rows.push((k.as_str(), v.clone()));
         }
@@ -91,11 +99,13 @@ impl ScoreBreakdown {
         if let Some(a) = self.acc_norm {
             rows.push(("Acc Norm", format!("{a:.2}%")));
         }
-        let extra: Vec<(String, String)> = self.metrics.iter().map(|(k, v)| (k.to_uppercase(), format!("{v:.2}%"))).collect();
+        let extra: Vec<(String, String)> =
+            self.metrics.iter().map(|(k, v)| (k.to_uppercase(), format!("{v:.2}%"))).collect();
         for (k, v) in &extra {
             rows.push((k.as_str(), v.clone()));
         }
-        let variants: Vec<(String, String)> = self.variants.iter().map(|(k, v)| (k.clone(), format!("{v:.2}%"))).collect();
+        let variants: Vec<(String, String)> =
+            self.variants.iter().map(|(k, v)| (k.clone(), format!("{v:.2}%"))).collect();
         for (k, v) in &variants {
             rows.push((k.as_str(), v.clone()));
         }
@@ -119,12 +129,25 @@ mod tests {
 
     #[test]
     fn lines_and_table_show_the_numbers() {
-        let s = Summary { total: 100, correct: 26, exact: 20, answered: 90, correct_norm: None, ..Summary::default() };
+        let s = Summary {
+            total: 100,
+            correct: 26,
+            exact: 20,
+            answered: 90,
+            correct_norm: None,
+            ..Summary::default()
+        };
         let b = ScoreBreakdown::new(&s, Primary::Accuracy, 1.5);
         assert_eq!(b.accuracy_line(), "accuracy=26.00% correct=26/100");
         assert_eq!(b.overall_score, 26.0);
         let t = b.table();
-        assert!(t.contains("Exact Match") && t.contains("20.00%") && t.contains("90.00%") && t.contains("1.50s"), "{t}");
+        assert!(
+            t.contains("Exact Match")
+                && t.contains("20.00%")
+                && t.contains("90.00%")
+                && t.contains("1.50s"),
+            "{t}"
+        );
         let b = ScoreBreakdown::new(&s, Primary::AnswerRate, 1.5);
         assert_eq!(b.overall_score, 90.0);
         assert_eq!(b.primary, "answer_rate");
@@ -132,7 +155,12 @@ mod tests {
 
     #[test]
     fn variants_are_reported_next_to_accuracy() {
-        let s = Summary { total: 4, correct: 1, variants: vec![("flexible-extract".into(), 3)], ..Summary::default() };
+        let s = Summary {
+            total: 4,
+            correct: 1,
+            variants: vec![("flexible-extract".into(), 3)],
+            ..Summary::default()
+        };
         let b = ScoreBreakdown::new(&s, Primary::Accuracy, 0.0);
         assert_eq!(b.overall_score, 25.0);
         assert_eq!(b.variants.get("flexible-extract"), Some(&75.0));

@@ -25,7 +25,9 @@ pub fn finetune_lines(
                     {"role": "user", "content": r.prompt},
                     {"role": "assistant", "content": response},
                 ]}),
-                FinetuneFormat::PromptCompletion => json!({"prompt": r.prompt, "completion": response}),
+                FinetuneFormat::PromptCompletion => {
+                    json!({"prompt": r.prompt, "completion": response})
+                }
             }
         })
         .collect()
@@ -55,7 +57,8 @@ mod tests {
         let lines = finetune_lines(&recs, FinetuneInclude::Correct, FinetuneFormat::Chat);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["messages"][1]["content"], "r1");
-        let lines = finetune_lines(&recs, FinetuneInclude::Reference, FinetuneFormat::PromptCompletion);
+        let lines =
+            finetune_lines(&recs, FinetuneInclude::Reference, FinetuneFormat::PromptCompletion);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1], json!({"prompt": "p2", "completion": "t2"}));
     }

@@ -41,7 +41,10 @@ pub fn render(results: &DetailedResults, breakdown: &ScoreBreakdown) -> String {
     h.push_str("<table class=\"summary\">");
     for (k, v) in [
         ("Overall Score", format!("{:.2}", breakdown.overall_score)),
-        ("Accuracy", format!("{:.2}% ({}/{})", breakdown.accuracy, breakdown.correct, breakdown.total)),
+        (
+            "Accuracy",
+            format!("{:.2}% ({}/{})", breakdown.accuracy, breakdown.correct, breakdown.total),
+        ),
         ("Exact Match", format!("{:.2}%", breakdown.exact_match)),
         ("Answer Rate", format!("{:.2}%", breakdown.answer_rate)),
         ("Duration", format!("{:.2}s", breakdown.duration_s)),
@@ -50,13 +53,18 @@ pub fn render(results: &DetailedResults, breakdown: &ScoreBreakdown) -> String {
     }
     // `[scoring] report` metrics (e.g. f1), in percent.
     for (k, v) in &breakdown.metrics {
-        h.push_str(&format!("<tr><td>{}</td><td><b>{v:.2}%</b></td></tr>", escape(&k.to_uppercase())));
+        h.push_str(&format!(
+            "<tr><td>{}</td><td><b>{v:.2}%</b></td></tr>",
+            escape(&k.to_uppercase())
+        ));
     }
     for (k, v) in &breakdown.variants {
         h.push_str(&format!("<tr><td>{}</td><td><b>{v:.2}%</b></td></tr>", escape(k)));
     }
-    h.push_str("</table>\n<h2>Items</h2>\n<table>\n<tr><th>id</th><th>prompt</th><th>target</th>\
-<th>prediction</th><th>extracted</th><th>correct</th><th>exact</th><th>answered</th></tr>\n");
+    h.push_str(
+        "</table>\n<h2>Items</h2>\n<table>\n<tr><th>id</th><th>prompt</th><th>target</th>\
+<th>prediction</th><th>extracted</th><th>correct</th><th>exact</th><th>answered</th></tr>\n",
+    );
     for r in &results.items {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         h.push_str(&format!(
@@ -113,11 +121,22 @@ mod tests {
                 variants: Vec::new(),
             }],
         };
-        let s = Summary { total: 1, correct: 0, exact: 0, answered: 1, correct_norm: None, ..Summary::default() };
+        let s = Summary {
+            total: 1,
+            correct: 0,
+            exact: 0,
+            answered: 1,
+            correct_norm: None,
+            ..Summary::default()
+        };
         let html = render(&results, &ScoreBreakdown::new(&s, Primary::Accuracy, 0.1));
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(html.contains("env&lt;x&gt;") && html.contains("m&amp;m") && html.contains("&quot;id&quot;"));
+        assert!(
+            html.contains("env&lt;x&gt;")
+                && html.contains("m&amp;m")
+                && html.contains("&quot;id&quot;")
+        );
         assert!(html.contains("it&#39;s &lt;b&gt;") && html.contains("&lt;i&gt;"));
     }
 }

@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn known_digest_and_part_boundaries() {
         // FIPS 180-2 test vector.
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_ne!(sha256_parts([("a", &b"bc"[..])]), sha256_parts([("ab", &b"c"[..])]));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");

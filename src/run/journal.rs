@@ -98,14 +98,17 @@ pub struct Recovered {
 pub fn recover(path: &Path) -> Result<Recovered> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovered { records: Vec::new(), torn: false }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Recovered { records: Vec::new(), torn: false })
+        }
         Err(e) => return Err(Error::io(path, e)),
     };
     // Lines are written whole, newline included, in one write: only the last can be partial.
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let torn = complete < bytes.len();
     if torn {
-        let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+        let file =
+            std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
         file.set_len(complete as u64).map_err(|e| Error::io(path, e))?;
         file.sync_all().map_err(|e| Error::io(path, e))?;
     }
@@ -174,7 +177,8 @@ mod tests {
     fn recover_rejects_a_bad_line_that_is_not_the_last() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("predictions.jsonl");
-        std::fs::write(&path, "{\"id\":\"a\",\"predic\n{\"id\":\"b\",\"prediction\":\"2\"}\n").unwrap();
+        std::fs::write(&path, "{\"id\":\"a\",\"predic\n{\"id\":\"b\",\"prediction\":\"2\"}\n")
+            .unwrap();
         assert!(recover(&path).is_err());
     }
 }

@@ -33,13 +33,15 @@ impl Memory {
     pub fn summary(&self) -> String {
         let rss = self.peak_rss_bytes.map_or_else(|| "unknown".to_string(), human);
         let (Some(w), Some(kv)) = (self.weights_bytes, self.kv_cache_peak_bytes) else {
-            let known = [("weights", self.weights_bytes), ("KV cache (peak)", self.kv_cache_peak_bytes)]
-                .iter()
-                .filter_map(|(name, b)| b.map(|b| format!(", {name} {}", human(b))))
-                .collect::<String>();
+            let known =
+                [("weights", self.weights_bytes), ("KV cache (peak)", self.kv_cache_peak_bytes)]
+                    .iter()
+                    .filter_map(|(name, b)| b.map(|b| format!(", {name} {}", human(b))))
+                    .collect::<String>();
             return format!("peak RSS {rss}{known}");
         };
-        let mut line = format!("peak RSS {rss} = weights {} + KV cache (peak) {}", human(w), human(kv));
+        let mut line =
+            format!("peak RSS {rss} = weights {} + KV cache (peak) {}", human(w), human(kv));
         if let Some(rss) = self.peak_rss_bytes {
             let other = rss as i128 - (w + kv) as i128;
             let sign = if other < 0 { "-" } else { "+" };
@@ -70,7 +72,9 @@ fn human(b: u64) -> String {
 /// would be counted as the run's.
 pub fn peak_rss_bytes() -> Option<u64> {
     #[cfg(target_os = "linux")]
-    if let Some(b) = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(vm_hwm_bytes) {
+    if let Some(b) =
+        std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(vm_hwm_bytes)
+    {
         return Some(b);
     }
     #[cfg(unix)]
@@ -103,17 +107,32 @@ mod tests {
 
     #[test]
     fn summary_splits_the_peak() {
-        let m = Memory { peak_rss_bytes: Some(1_072_000_000), weights_bytes: Some(541_000_000), kv_cache_peak_bytes: Some(496_000_000) };
-        assert_eq!(m.summary(), "peak RSS 1.07 GB = weights 541 MB + KV cache (peak) 496 MB + 35.0 MB other (3.4%)");
+        let m = Memory {
+            peak_rss_bytes: Some(1_072_000_000),
+            weights_bytes: Some(541_000_000),
+            kv_cache_peak_bytes: Some(496_000_000),
+        };
+        assert_eq!(
+            m.summary(),
+            "peak RSS 1.07 GB = weights 541 MB + KV cache (peak) 496 MB + 35.0 MB other (3.4%)"
+        );
         let remote = Memory { peak_rss_bytes: Some(20_500_000), ..Default::default() };
         assert_eq!(remote.summary(), "peak RSS 20.5 MB");
-        let under = Memory { peak_rss_bytes: Some(900_000), weights_bytes: Some(1_000_000), kv_cache_peak_bytes: Some(0) };
-        assert_eq!(under.summary(), "peak RSS 900.0 kB = weights 1.0 MB + KV cache (peak) 0.0 kB - 100.0 kB other (-10.0%)");
+        let under = Memory {
+            peak_rss_bytes: Some(900_000),
+            weights_bytes: Some(1_000_000),
+            kv_cache_peak_bytes: Some(0),
+        };
+        assert_eq!(
+            under.summary(),
+            "peak RSS 900.0 kB = weights 1.0 MB + KV cache (peak) 0.0 kB - 100.0 kB other (-10.0%)"
+        );
     }
 
     #[test]
     fn vm_hwm_is_read_from_proc_status() {
-        let status = "Name:\tbenchgen\nVmPeak:\t  120000 kB\nVmHWM:\t   19000 kB\nVmRSS:\t   18000 kB\n";
+        let status =
+            "Name:\tbenchgen\nVmPeak:\t  120000 kB\nVmHWM:\t   19000 kB\nVmRSS:\t   18000 kB\n";
         assert_eq!(vm_hwm_bytes(status), Some(19000 * 1024));
         assert_eq!(vm_hwm_bytes("VmRSS:\t 1 kB\n"), None);
         assert_eq!(vm_hwm_bytes("VmHWM:\t many kB\n"), None);

@@ -5,8 +5,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{GenParams, Truncate};
-use crate::model::KvDtype;
 use crate::error::{Error, Result};
+use crate::model::KvDtype;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunStatus {
@@ -142,7 +142,8 @@ impl RunRecord {
 
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+        serde_json::from_str(&text)
+            .map_err(|source| Error::Json { path: path.to_path_buf(), source })
     }
 }
 

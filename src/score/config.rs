@@ -85,8 +85,12 @@ impl<'de> Deserialize<'de> for ExtractorSpec {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(ExtractorSpec::Plain(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                RegexSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ExtractorSpec::Table)
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RegexSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ExtractorSpec::Table)
             }
         }
         d.deserialize_any(Visitor)
@@ -235,7 +239,9 @@ pub enum ScoringConfigError {
         source: regex::Error,
     },
     /// `group` asks for a capture group the regex does not have.
-    #[error("scoring.{field}[{index}] ({pattern:?}) has no group {group}; it has {groups} group(s)")]
+    #[error(
+        "scoring.{field}[{index}] ({pattern:?}) has no group {group}; it has {groups} group(s)"
+    )]
     NoSuchGroup {
         /// `"extract"` or `"target_extract"`.
         field: &'static str,
@@ -249,14 +255,13 @@ pub enum ScoringConfigError {
         groups: usize,
     },
     /// A `[[scoring.variants]]` entry without a name, or with one already used.
-    #[error("scoring.variants: name {0:?} is empty or used twice; each variant needs its own name")]
+    #[error(
+        "scoring.variants: name {0:?} is empty or used twice; each variant needs its own name"
+    )]
     VariantName(String),
     /// A `[[scoring.variants]]` entry that does not compile.
     #[error("in scoring.variants \"{name}\": {source}")]
-    Variant {
-        name: String,
-        source: Box<ScoringConfigError>,
-    },
+    Variant { name: String, source: Box<ScoringConfigError> },
 }
 
 impl ScoringConfig {
@@ -265,20 +270,26 @@ impl ScoringConfig {
     pub fn compile(&self) -> Result<Scorer, ScoringConfigError> {
         let mut variants = Vec::new();
         for v in &self.variants {
-            if v.name.trim().is_empty() || variants.iter().any(|(n, _): &(String, Scorer)| *n == v.name) {
+            if v.name.trim().is_empty()
+                || variants.iter().any(|(n, _): &(String, Scorer)| *n == v.name)
+            {
                 return Err(ScoringConfigError::VariantName(v.name.clone()));
             }
             let cfg = ScoringConfig {
                 metric: v.metric.unwrap_or(self.metric),
                 extract: v.extract.clone().unwrap_or_else(|| self.extract.clone()),
-                target_extract: v.target_extract.clone().unwrap_or_else(|| self.target_extract.clone()),
+                target_extract: v
+                    .target_extract
+                    .clone()
+                    .unwrap_or_else(|| self.target_extract.clone()),
                 normalize: v.normalize.clone().unwrap_or_else(|| self.normalize.clone()),
                 strip_think: v.strip_think.unwrap_or(self.strip_think),
                 ..ScoringConfig::default()
             };
-            let scorer = cfg
-                .compile()
-                .map_err(|source| ScoringConfigError::Variant { name: v.name.clone(), source: Box::new(source) })?;
+            let scorer = cfg.compile().map_err(|source| ScoringConfigError::Variant {
+                name: v.name.clone(),
+                source: Box::new(source),
+            })?;
             variants.push((v.name.clone(), scorer));
         }
         Ok(Scorer {
@@ -298,9 +309,16 @@ fn compile_normalizers(steps: &[Normalizer]) -> Result<Vec<Step>, ScoringConfigE
         .iter()
         .enumerate()
         .map(|(index, n)| match n {
-            Normalizer::Remove(pattern) => regex::Regex::new(pattern).map(Step::Remove).map_err(|source| {
-                ScoringConfigError::InvalidRegex { field: "normalize", index, pattern: pattern.clone(), source }
-            }),
+            Normalizer::Remove(pattern) => {
+                regex::Regex::new(pattern).map(Step::Remove).map_err(|source| {
+                    ScoringConfigError::InvalidRegex {
+                        field: "normalize",
+                        index,
+                        pattern: pattern.clone(),
+                        source,
+                    }
+                })
+            }
             other => Ok(Step::Builtin(other.clone())),
         })
         .collect()
@@ -373,7 +391,10 @@ mod tests {
         .expect("valid table");
         assert_eq!(cfg.method, Method::Generate);
         assert_eq!(cfg.metric, Metric::Numeric);
-        assert_eq!(cfg.extract, vec![ExtractorSpec::from(r"#### (\-?[0-9\.\,]+)"), ExtractorSpec::from("last_number")]);
+        assert_eq!(
+            cfg.extract,
+            vec![ExtractorSpec::from(r"#### (\-?[0-9\.\,]+)"), ExtractorSpec::from("last_number")]
+        );
         assert_eq!(cfg.target_extract, vec![ExtractorSpec::from(r"#### (\-?[0-9\.\,]+)")]);
         assert_eq!(
             cfg.normalize,
@@ -444,10 +465,7 @@ mod tests {
             ..ScoringConfig::default()
         };
         let json = serde_json::to_string(&cfg).expect("serialise");
-        assert!(
-            json.contains(r#""normalize":["remove_articles"]"#),
-            "{json}"
-        );
+        assert!(json.contains(r#""normalize":["remove_articles"]"#), "{json}");
         let back: ScoringConfig = serde_json::from_str(&json).expect("deserialise");
         assert_eq!(back, cfg);
     }
@@ -463,24 +481,12 @@ mod tests {
             Ok(_) => panic!("unclosed bracket must not compile"),
             Err(e) => e,
         };
-        let ScoringConfigError::InvalidRegex {
-            field,
-            index,
-            ref pattern,
-            ..
-        } = err
-        else {
+        let ScoringConfigError::InvalidRegex { field, index, ref pattern, .. } = err else {
             panic!("expected InvalidRegex, got {err}");
         };
-        assert_eq!(
-            (field, index, pattern.as_str()),
-            ("target_extract", 1, "#### ([0-9")
-        );
+        assert_eq!((field, index, pattern.as_str()), ("target_extract", 1, "#### ([0-9"));
         let msg = err.to_string();
-        assert!(
-            msg.starts_with("invalid regex in scoring.target_extract[1]"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("invalid regex in scoring.target_extract[1]"), "{msg}");
         assert!(msg.contains("\"#### ([0-9\""), "{msg}");
         assert!(msg.contains("unclosed"), "regex error missing: {msg}");
         assert!(err.source().is_some());
@@ -549,21 +555,28 @@ mod tests {
         // numeric: the main extraction, only stripped ("1,000.0"), equal as a number.
         assert_eq!(s.extracted.as_deref(), Some("1000.0"));
         assert!(!s.correct);
-        let v: Vec<(Option<&str>, bool)> = s.variants.iter().map(|v| (v.extracted.as_deref(), v.correct)).collect();
+        let v: Vec<(Option<&str>, bool)> =
+            s.variants.iter().map(|v| (v.extracted.as_deref(), v.correct)).collect();
         assert_eq!(v, [(Some("7"), false), (Some("1,000.0"), true)]);
     }
 
     #[test]
     fn bad_variants_are_named() {
-        let dup = parse("[[scoring.variants]]\nname = \"a\"\n[[scoring.variants]]\nname = \"a\"\n").expect("parses");
+        let dup = parse("[[scoring.variants]]\nname = \"a\"\n[[scoring.variants]]\nname = \"a\"\n")
+            .expect("parses");
         let err = dup.compile().map(|_| ()).expect_err("duplicate");
         assert!(err.to_string().contains("\"a\" is empty or used twice"), "{err}");
         let bad = parse("[[scoring.variants]]\nname = \"f\"\nextract = [\"(\"]\n").expect("parses");
         let err = bad.compile().map(|_| ()).expect_err("bad regex");
-        assert!(err.to_string().starts_with("in scoring.variants \"f\": invalid regex in scoring.extract[0]"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("in scoring.variants \"f\": invalid regex in scoring.extract[0]"),
+            "{err}"
+        );
         let err = parse("[[scoring.variants]]\nname = \"f\"\nextrct = []\n").expect_err("typo");
         assert!(err.to_string().contains("extrct"), "{err}");
-        let bad = parse("[scoring]\nnormalize = [\"strip\", { remove = \"[\" }]\n").expect("parses");
+        let bad =
+            parse("[scoring]\nnormalize = [\"strip\", { remove = \"[\" }]\n").expect("parses");
         let err = bad.compile().map(|_| ()).expect_err("bad remove regex");
         assert!(err.to_string().starts_with("invalid regex in scoring.normalize[1]"), "{err}");
     }
@@ -573,8 +586,12 @@ mod tests {
         let err = parse("[scoring]\nextract = [{ regex = \"a\", grup = 1 }]\n").expect_err("typo");
         assert!(err.to_string().contains("unknown field `grup`"), "{err}");
         assert!(parse("[scoring]\nextract = [{ regex = \"a\", select = \"middle\" }]\n").is_err());
-        let cfg = parse("[scoring]\ntarget_extract = [\"b\", { regex = \"(a)\", group = 2 }]\n").expect("parses");
+        let cfg = parse("[scoring]\ntarget_extract = [\"b\", { regex = \"(a)\", group = 2 }]\n")
+            .expect("parses");
         let err = cfg.compile().map(|_| ()).expect_err("group 2 of a one-group regex");
-        assert_eq!(err.to_string(), "scoring.target_extract[1] (\"(a)\") has no group 2; it has 1 group(s)");
+        assert_eq!(
+            err.to_string(),
+            "scoring.target_extract[1] (\"(a)\") has no group 2; it has 1 group(s)"
+        );
     }
 }

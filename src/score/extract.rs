@@ -67,11 +67,7 @@ impl Extractor {
                 let caps = re.captures(text)?;
                 // A group that did not take part (e.g. `(x)?y`) is a miss
                 // rather than silently falling back to the whole match.
-                let m = if re.captures_len() > 1 {
-                    caps.get(1)?
-                } else {
-                    caps.get(0)?
-                };
+                let m = if re.captures_len() > 1 { caps.get(1)? } else { caps.get(0)? };
                 m.as_str()
             }
             Self::Selected(re, group, select) => {
@@ -84,7 +80,12 @@ impl Extractor {
                     None if re.captures_len() == 1 => caps.get(0)?.as_str(),
                     // As lm-eval's regex filter: the first group that matched something, so
                     // alternatives with a group each (`(a)|(b)`) work.
-                    None => caps.iter().skip(1).flatten().map(|m| m.as_str()).find(|m| !m.trim().is_empty())?,
+                    None => caps
+                        .iter()
+                        .skip(1)
+                        .flatten()
+                        .map(|m| m.as_str())
+                        .find(|m| !m.trim().is_empty())?,
                 }
             }
             Self::LastBoxed => last_boxed(text)?,
@@ -130,10 +131,7 @@ pub(crate) fn strip_think(text: &str) -> std::borrow::Cow<'_, str> {
 /// "COVID-19"), not a minus sign, so it is left out of the number.
 fn number_span<'t>(text: &'t str, m: regex::Match<'t>) -> &'t str {
     let s = m.as_str();
-    let glued = text[..m.start()]
-        .chars()
-        .next_back()
-        .is_some_and(char::is_alphanumeric);
+    let glued = text[..m.start()].chars().next_back().is_some_and(char::is_alphanumeric);
     match s.strip_prefix('-') {
         Some(rest) if glued => rest,
         _ => s,
@@ -197,10 +195,7 @@ mod tests {
 
     #[test]
     fn regex_without_group_takes_whole_match() {
-        assert_eq!(
-            ex(r"\d+ apples").apply("I have 3 apples, 4 apples"),
-            Some("3 apples")
-        );
+        assert_eq!(ex(r"\d+ apples").apply("I have 3 apples, 4 apples"), Some("3 apples"));
     }
 
     #[test]
@@ -221,10 +216,18 @@ mod tests {
     #[test]
     fn table_without_group_takes_the_first_group_that_matched() {
         // lm-eval GSM8K flexible-extract: group_select -1, then the first non-empty group.
-        let flex = Extractor::regex(Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid"), None, Select::Last);
+        let flex = Extractor::regex(
+            Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid"),
+            None,
+            Select::Last,
+        );
         assert_eq!(flex.apply("I had 12 apples, ate 3"), Some("3"));
         assert_eq!(flex.apply("so $1,000."), Some("$1,000."));
-        let first = Extractor::regex(Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid"), None, Select::First);
+        let first = Extractor::regex(
+            Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid"),
+            None,
+            Select::First,
+        );
         assert_eq!(first.apply("7 then 42"), Some("7"));
         let one = Extractor::regex(Regex::new(r"(x)?y").expect("valid"), None, Select::First);
         assert_eq!(one.apply("y"), None);

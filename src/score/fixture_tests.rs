@@ -8,14 +8,19 @@ use super::label::choice_label;
 use super::{Metric, Normalizer, ScoringConfig};
 
 fn lines(text: &str) -> Vec<Value> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("fixture line is JSON")).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("fixture line is JSON"))
+        .collect()
 }
 
 #[test]
 fn choice_labels() {
     let cases = lines(include_str!("../../fixtures/scoring/choice.jsonl"));
     assert!(cases.len() >= 20);
-    let scorer = ScoringConfig { metric: Metric::Choice, ..ScoringConfig::default() }.compile().expect("valid");
+    let scorer = ScoringConfig { metric: Metric::Choice, ..ScoringConfig::default() }
+        .compile()
+        .expect("valid");
     for c in &cases {
         let response = c["response"].as_str().expect("response");
         let label = c["label"].as_str();
@@ -36,12 +41,18 @@ fn choice_labels() {
 
 #[test]
 fn f1_over_references() {
-    let scorer = ScoringConfig { metric: Metric::F1, normalize: vec![Normalizer::Strip], report: vec![Metric::Exact], ..ScoringConfig::default() }
-        .compile()
-        .expect("valid");
+    let scorer = ScoringConfig {
+        metric: Metric::F1,
+        normalize: vec![Normalizer::Strip],
+        report: vec![Metric::Exact],
+        ..ScoringConfig::default()
+    }
+    .compile()
+    .expect("valid");
     for c in lines(include_str!("../../fixtures/scoring/f1.jsonl")) {
         let prediction = c["prediction"].as_str().expect("prediction");
-        let answers: Vec<&str> = c["answers"].as_array().expect("answers").iter().filter_map(Value::as_str).collect();
+        let answers: Vec<&str> =
+            c["answers"].as_array().expect("answers").iter().filter_map(Value::as_str).collect();
         let want = c["f1"].as_f64().expect("f1");
         let s = scorer.score_refs(prediction, &answers);
         assert!((s.credit - want).abs() < 1e-12, "{prediction:?}: {} != {want}", s.credit);
@@ -57,7 +68,13 @@ fn math_answers() {
     for c in lines(include_str!("../../fixtures/scoring/math.jsonl")) {
         let response = c["response"].as_str().expect("response");
         let s = scorer.score_one(response, c["answer"].as_str().expect("answer"));
-        assert_eq!(s.correct, c["correct"].as_bool().expect("correct"), "{response:?} → {:?} vs {:?}", s.extracted, s.target);
+        assert_eq!(
+            s.correct,
+            c["correct"].as_bool().expect("correct"),
+            "{response:?} → {:?} vs {:?}",
+            s.extracted,
+            s.target
+        );
     }
 }
 
@@ -65,9 +82,14 @@ fn math_answers() {
 fn think_blocks() {
     for c in lines(include_str!("../../fixtures/scoring/think.jsonl")) {
         let response = c["response"].as_str().expect("response");
-        assert_eq!(strip_think(response), c["stripped"].as_str().expect("stripped"), "{response:?}");
+        assert_eq!(
+            strip_think(response),
+            c["stripped"].as_str().expect("stripped"),
+            "{response:?}"
+        );
     }
-    let on = ScoringConfig { strip_think: true, ..ScoringConfig::default() }.compile().expect("valid");
+    let on =
+        ScoringConfig { strip_think: true, ..ScoringConfig::default() }.compile().expect("valid");
     let off = ScoringConfig::default().compile().expect("valid");
     assert!(on.score_one("<think>Lyon?</think>\nParis", "Paris").correct);
     assert!(!off.score_one("<think>Lyon?</think>\nParis", "Paris").correct);
@@ -77,7 +99,9 @@ fn think_blocks() {
 
 #[test]
 fn multi_reference_exact_and_contains() {
-    let squad = ScoringConfig { normalize: vec![Normalizer::Squad], ..ScoringConfig::default() }.compile().expect("valid");
+    let squad = ScoringConfig { normalize: vec![Normalizer::Squad], ..ScoringConfig::default() }
+        .compile()
+        .expect("valid");
     let s = squad.score_refs("the Cotswolds.", &["Cotswold Hills", "Cotswolds"]);
     assert!(s.correct && !s.exact);
     assert_eq!(s.target, "cotswolds", "the matching reference is shown");
@@ -86,9 +110,13 @@ fn multi_reference_exact_and_contains() {
     let s = squad.score_refs("Malvern Hills", &["Cotswold Hills", "Cotswolds"]);
     assert!(!s.correct && s.answered);
     assert_eq!(s.target, "cotswold hills", "no match: the first reference is shown");
-    let contains = ScoringConfig { metric: Metric::Contains, ..ScoringConfig::default() }.compile().expect("valid");
+    let contains = ScoringConfig { metric: Metric::Contains, ..ScoringConfig::default() }
+        .compile()
+        .expect("valid");
     assert!(contains.score_refs("It was Sam Clemens", &["Mark Twain", "Sam Clemens"]).correct);
-    let numeric = ScoringConfig { metric: Metric::Numeric, ..ScoringConfig::default() }.compile().expect("valid");
+    let numeric = ScoringConfig { metric: Metric::Numeric, ..ScoringConfig::default() }
+        .compile()
+        .expect("valid");
     assert!(numeric.score_refs("1,000", &["10", "1000.0"]).correct);
 }
 

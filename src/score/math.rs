@@ -17,8 +17,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-static TEXT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\\(?:text|textbf|mbox)\{([^{}]*)\}").expect("constant pattern is valid"));
+static TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\\(?:text|textbf|mbox)\{([^{}]*)\}").expect("constant pattern is valid")
+});
 static SQRT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\\sqrt([^{\\\s])").expect("constant pattern is valid"));
 static A_SLASH_B: LazyLock<Regex> =
@@ -142,7 +143,13 @@ mod tests {
 
     #[test]
     fn different_answers_stay_different() {
-        for (a, b) in [("\\frac{2}{4}", "\\frac{1}{2}"), ("x+1", "1+x"), ("1,2", "12"), ("0.25", "\\frac14"), ("10", "100")] {
+        for (a, b) in [
+            ("\\frac{2}{4}", "\\frac{1}{2}"),
+            ("x+1", "1+x"),
+            ("1,2", "12"),
+            ("0.25", "\\frac14"),
+            ("10", "100"),
+        ] {
             assert_ne!(n(a), n(b), "{a} vs {b}");
         }
         // A long left side is not a variable name.

@@ -74,7 +74,12 @@ impl Summary {
         let extra = report
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.name().to_owned(), scores.iter().map(|s| s.extra.get(i).copied().unwrap_or(0.0)).sum::<f64>()))
+            .map(|(i, m)| {
+                (
+                    m.name().to_owned(),
+                    scores.iter().map(|s| s.extra.get(i).copied().unwrap_or(0.0)).sum::<f64>(),
+                )
+            })
             .collect();
         Summary {
             total: scores.len(),
@@ -93,7 +98,12 @@ impl Summary {
         self.variants = names
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.to_string(), scores.iter().filter(|s| s.variants.get(i).is_some_and(|v| v.correct)).count()))
+            .map(|(i, n)| {
+                (
+                    n.to_string(),
+                    scores.iter().filter(|s| s.variants.get(i).is_some_and(|v| v.correct)).count(),
+                )
+            })
             .collect();
         self
     }
@@ -179,7 +189,9 @@ impl Metric {
     /// Whether a (non-empty) normalised answer matches the normalised target.
     pub(crate) fn matches(self, answer: &str, target: &str) -> bool {
         match self {
-            Self::Choice => choice_label(answer).is_some_and(|a| target_label(target).is_some_and(|t| a == t)),
+            Self::Choice => {
+                choice_label(answer).is_some_and(|a| target_label(target).is_some_and(|t| a == t))
+            }
             Self::F1 => token_f1(answer, target) >= 1.0,
             Self::Exact => answer == target,
             Self::Numeric => match (parse_number(answer), parse_number(target)) {
@@ -207,7 +219,8 @@ pub(crate) fn target_label(target: &str) -> Option<String> {
 /// one empty side scores 0, as in the SQuAD v2 script.
 pub(crate) fn token_f1(answer: &str, target: &str) -> f64 {
     let (a, t) = (squad(answer), squad(target));
-    let (a, t): (Vec<&str>, Vec<&str>) = (a.split_whitespace().collect(), t.split_whitespace().collect());
+    let (a, t): (Vec<&str>, Vec<&str>) =
+        (a.split_whitespace().collect(), t.split_whitespace().collect());
     if a.is_empty() || t.is_empty() {
         return f64::from(u8::from(a == t));
     }
@@ -241,9 +254,8 @@ fn parse_number(s: &str) -> Option<f64> {
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     let digits: String = rest.strip_prefix('$').unwrap_or(rest).replace(',', "");
-    let plain = digits
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
+    let plain =
+        digits.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
     if !plain || !digits.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
     }
@@ -372,14 +384,20 @@ mod tests {
     fn f1_is_squad_token_overlap() {
         assert_eq!(token_f1("The Cotswolds", "cotswolds"), 1.0);
         // 1 shared token of 2 predicted and 3 gold: p = 1/2, r = 1/3, F1 = 2/5.
-        assert!((token_f1("Mark Twain", "Samuel Langhorne Clemens Twain") - 2.0 * 0.5 * 0.25 / 0.75).abs() < 1e-12);
+        assert!(
+            (token_f1("Mark Twain", "Samuel Langhorne Clemens Twain") - 2.0 * 0.5 * 0.25 / 0.75)
+                .abs()
+                < 1e-12
+        );
         assert!((token_f1("Mark Twain", "Twain Samuel Clemens") - 0.4).abs() < 1e-12);
         // Multiplicity: "a a b" vs "a b b" (no articles) share two tokens: F1 = 2/3.
         assert!((token_f1("x x y", "x y y") - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(token_f1("the", "a"), 1.0);
         assert_eq!(token_f1("paris", "the"), 0.0);
         assert_eq!(token_f1("lyon", "paris"), 0.0);
-        assert!(Metric::F1.matches("Paris.", "paris") && !Metric::F1.matches("Paris France", "paris"));
+        assert!(
+            Metric::F1.matches("Paris.", "paris") && !Metric::F1.matches("Paris France", "paris")
+        );
         assert!((Metric::F1.credit("Paris France", "paris") - 2.0 / 3.0).abs() < 1e-12);
     }
 

@@ -4,6 +4,7 @@
 //!
 //! [`compile`]: ScoringConfig::compile
 
+pub mod choice;
 mod config;
 mod extract;
 #[cfg(test)]
@@ -12,12 +13,14 @@ mod label;
 mod math;
 mod metric;
 mod normalize;
-pub mod choice;
 pub mod program;
 
 use rayon::prelude::*;
 
-pub use config::{ExtractorSpec, Method, Metric, Normalizer, Primary, RegexSpec, ScoringConfig, ScoringConfigError, VariantSpec};
+pub use config::{
+    ExtractorSpec, Method, Metric, Normalizer, Primary, RegexSpec, ScoringConfig,
+    ScoringConfigError, VariantSpec,
+};
 pub use extract::Select;
 pub use metric::{ItemScore, Summary, VariantScore};
 
@@ -53,10 +56,8 @@ impl Scorer {
         let targets = if targets.is_empty() { &[""][..] } else { targets };
         // A target that no pattern fits is taken whole: plain-answer datasets
         // can share a manifest with "#### n" style ones.
-        let raw: Vec<&str> = targets
-            .iter()
-            .map(|t| first_hit(&self.target_extract, t).unwrap_or(t))
-            .collect();
+        let raw: Vec<&str> =
+            targets.iter().map(|t| first_hit(&self.target_extract, t).unwrap_or(t)).collect();
         let norm: Vec<String> = raw.iter().map(|t| self.target_norm(t)).collect();
         let text = if self.strip_think { strip_think(prediction) } else { prediction.into() };
         let mut answer_raw = if self.extract.is_empty() {
@@ -68,15 +69,16 @@ impl Scorer {
             // The label rule runs on the raw span: normalisers could lowercase it.
             answer_raw = answer_raw.and_then(choice_label);
         }
-        let extracted = answer_raw
-            .map(|a| normalize(&self.normalize, a))
-            .filter(|a| !a.is_empty());
+        let extracted = answer_raw.map(|a| normalize(&self.normalize, a)).filter(|a| !a.is_empty());
         let best = |m: Metric| -> (usize, f64) {
             let Some(a) = extracted.as_deref() else { return (0, 0.0) };
-            norm.iter()
-                .map(|t| m.credit(a, t))
-                .enumerate()
-                .fold((0, 0.0), |b, (i, c)| if c > b.1 { (i, c) } else { b })
+            norm.iter().map(|t| m.credit(a, t)).enumerate().fold((0, 0.0), |b, (i, c)| {
+                if c > b.1 {
+                    (i, c)
+                } else {
+                    b
+                }
+            })
         };
         let (at, credit) = best(self.metric);
         let extra = self.report.iter().map(|&m| best(m).1).collect();
@@ -129,10 +131,7 @@ impl Scorer {
     /// Scores `(prediction, raw targets)` pairs in parallel; the result is in
     /// input order.
     pub fn score_all(&self, items: &[(&str, Vec<&str>)]) -> Vec<ItemScore> {
-        items
-            .par_iter()
-            .map(|(p, t)| self.score_refs(p, t))
-            .collect()
+        items.par_iter().map(|(p, t)| self.score_refs(p, t)).collect()
     }
 }
 
@@ -254,11 +253,7 @@ mod tests {
         }
         .compile()
         .expect("valid");
-        assert!(
-            scorer
-                .score_one("I think it is PARIS, France.", "Paris")
-                .correct
-        );
+        assert!(scorer.score_one("I think it is PARIS, France.", "Paris").correct);
         assert!(!scorer.score_one("I think it is Lyon.", "Paris").correct);
     }
 
@@ -272,25 +267,17 @@ mod tests {
         .compile()
         .expect("valid");
         assert!(scorer.score_one("Paris? No.\nAnswer: Lyon", "Lyon").correct);
-        assert!(
-            !scorer
-                .score_one("Paris? No.\nAnswer: Lyon", "Paris")
-                .correct
-        );
+        assert!(!scorer.score_one("Paris? No.\nAnswer: Lyon", "Paris").correct);
     }
 
     #[test]
     fn score_all_preserves_order() {
         let preds: Vec<String> = (0..1000).map(|i| format!("so #### {}", i * 7)).collect();
         // Every third target is off by one so the verdicts form a pattern.
-        let targets: Vec<String> = (0..1000)
-            .map(|i| (i * 7 + usize::from(i % 3 == 0)).to_string())
-            .collect();
-        let items: Vec<(&str, Vec<&str>)> = preds
-            .iter()
-            .zip(&targets)
-            .map(|(p, t)| (p.as_str(), vec![t.as_str()]))
-            .collect();
+        let targets: Vec<String> =
+            (0..1000).map(|i| (i * 7 + usize::from(i % 3 == 0)).to_string()).collect();
+        let items: Vec<(&str, Vec<&str>)> =
+            preds.iter().zip(&targets).map(|(p, t)| (p.as_str(), vec![t.as_str()])).collect();
         let scores = gsm8k().score_all(&items);
         assert_eq!(scores.len(), 1000);
         for (i, s) in scores.iter().enumerate() {

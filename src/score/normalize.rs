@@ -66,9 +66,7 @@ pub(crate) fn squad(s: &str) -> String {
 /// Applies `steps` left to right.
 #[cfg(test)]
 pub(crate) fn normalize(steps: &[Normalizer], text: &str) -> String {
-    steps
-        .iter()
-        .fold(text.to_owned(), |acc, step| step.apply(acc))
+    steps.iter().fold(text.to_owned(), |acc, step| step.apply(acc))
 }
 
 /// Applies compiled `steps` left to right.
@@ -101,14 +99,8 @@ mod tests {
     #[test]
     fn remove_articles_drops_whole_words_only() {
         let steps = [RemoveArticles, CollapseWhitespace];
-        assert_eq!(
-            normalize(&steps, "The cat ate an apple and a pear"),
-            "cat ate apple and pear"
-        );
-        assert_eq!(
-            normalize(&steps, "another theory: THE end"),
-            "another theory: end"
-        );
+        assert_eq!(normalize(&steps, "The cat ate an apple and a pear"), "cat ate apple and pear");
+        assert_eq!(normalize(&steps, "another theory: THE end"), "another theory: end");
         assert_eq!(normalize(&steps, "banana anthem"), "banana anthem");
     }
 
@@ -135,18 +127,9 @@ mod tests {
     #[test]
     fn order_matters() {
         // Collapsing before stripping punctuation leaves the gap " - " made.
-        assert_eq!(
-            normalize(&[CollapseWhitespace, RemovePunctuation], "a - b"),
-            "a  b"
-        );
-        assert_eq!(
-            normalize(&[RemovePunctuation, CollapseWhitespace], "a - b"),
-            "a b"
-        );
-        assert_eq!(
-            normalize(&[RemoveArticles, RemovePunctuation], "x.the.y"),
-            "x y"
-        );
+        assert_eq!(normalize(&[CollapseWhitespace, RemovePunctuation], "a - b"), "a  b");
+        assert_eq!(normalize(&[RemovePunctuation, CollapseWhitespace], "a - b"), "a b");
+        assert_eq!(normalize(&[RemoveArticles, RemovePunctuation], "x.the.y"), "x y");
         assert_eq!(normalize(&[Lowercase, RemoveArticles, Strip], "The X"), "x");
     }
 

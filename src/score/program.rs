@@ -54,9 +54,14 @@ impl ProgramSpec {
         }
         let dir = std::path::Path::new(&self.dir);
         let inside = !self.dir.is_empty()
-            && dir.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+            && dir.components().all(|c| {
+                matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)
+            });
         if !inside {
-            return Err(format!("[scoring.program] dir \"{}\" must be a relative folder inside the environment", self.dir));
+            return Err(format!(
+                "[scoring.program] dir \"{}\" must be a relative folder inside the environment",
+                self.dir
+            ));
         }
         Ok(())
     }
@@ -71,7 +76,9 @@ impl ProgramSpec {
         let values = [program, input, output];
         self.command
             .iter()
-            .map(|arg| PLACEHOLDERS.iter().zip(values).fold(arg.clone(), |a, (p, v)| a.replace(p, v)))
+            .map(|arg| {
+                PLACEHOLDERS.iter().zip(values).fold(arg.clone(), |a, (p, v)| a.replace(p, v))
+            })
             .collect()
     }
 }
@@ -90,7 +97,9 @@ pub fn parse_scores_json(file: &str, text: &str) -> Result<BTreeMap<String, f64>
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("{file}: not valid JSON: {e}"))?;
     let serde_json::Value::Object(map) = value else {
-        return Err(format!("{file}: expected a JSON object of scores, like {{\"accuracy\": 0.5}}"));
+        return Err(format!(
+            "{file}: expected a JSON object of scores, like {{\"accuracy\": 0.5}}"
+        ));
     };
     let mut out = BTreeMap::new();
     flatten(file, "", &map, &mut out)?;
@@ -111,10 +120,15 @@ fn flatten(
         match v {
             serde_json::Value::Object(inner) => flatten(file, &key, inner, out)?,
             serde_json::Value::Number(n) => {
-                let x = n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| format!("{file}: key \"{key}\": {n} is not a finite number"))?;
+                let x = n
+                    .as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("{file}: key \"{key}\": {n} is not a finite number"))?;
                 out.insert(key, x);
             }
-            other => return Err(format!("{file}: key \"{key}\": expected a number, found {other}")),
+            other => {
+                return Err(format!("{file}: key \"{key}\": expected a number, found {other}"))
+            }
         }
     }
     Ok(())
@@ -128,15 +142,13 @@ pub fn parse_scores_txt(file: &str, text: &str) -> Result<BTreeMap<String, f64>,
         if line.is_empty() || line.starts_with('#') || line == "---" {
             continue;
         }
-        let (key, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("{file} line {}: expected `key: number`, found {line:?}", n + 1))?;
+        let (key, value) = line.split_once(':').ok_or_else(|| {
+            format!("{file} line {}: expected `key: number`, found {line:?}", n + 1)
+        })?;
         let (key, value) = (key.trim().trim_matches(['"', '\'']), value.trim());
-        let x: f64 = value
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite())
-            .ok_or_else(|| format!("{file} line {}: key \"{key}\": {value:?} is not a number", n + 1))?;
+        let x: f64 = value.parse().ok().filter(|x: &f64| x.is_finite()).ok_or_else(|| {
+            format!("{file} line {}: key \"{key}\": {value:?} is not a number", n + 1)
+        })?;
         out.insert(key.to_string(), x);
     }
     if out.is_empty() {
@@ -161,12 +173,19 @@ mod tests {
 
     #[test]
     fn json_is_flattened_and_non_numbers_are_named() {
-        let s = parse_scores_json("scores.json", r#"{"accuracy": 0.5, "by": {"easy": 1, "hard": 0.25}}"#).unwrap();
+        let s = parse_scores_json(
+            "scores.json",
+            r#"{"accuracy": 0.5, "by": {"easy": 1, "hard": 0.25}}"#,
+        )
+        .unwrap();
         assert_eq!(s.get("accuracy"), Some(&0.5));
         assert_eq!(s.get("by.easy"), Some(&1.0));
         assert_eq!(s.get("by.hard"), Some(&0.25));
         let e = parse_scores_json("out/scores.json", r#"{"accuracy": "high"}"#).unwrap_err();
-        assert!(e.contains("out/scores.json") && e.contains("\"accuracy\"") && e.contains("number"), "{e}");
+        assert!(
+            e.contains("out/scores.json") && e.contains("\"accuracy\"") && e.contains("number"),
+            "{e}"
+        );
         assert!(parse_scores_json("s", "[1]").unwrap_err().contains("object"));
         assert!(parse_scores_json("s", "{}").unwrap_err().contains("no scores"));
         assert!(parse_scores_json("s", "{").unwrap_err().contains("not valid JSON"));
@@ -174,7 +193,8 @@ mod tests {
 
     #[test]
     fn txt_lines_are_key_number() {
-        let s = parse_scores_txt("scores.txt", "# comment\naccuracy: 0.75\n\n\"f1\": 12.5\n").unwrap();
+        let s =
+            parse_scores_txt("scores.txt", "# comment\naccuracy: 0.75\n\n\"f1\": 12.5\n").unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s["accuracy"], 0.75);
         assert_eq!(s["f1"], 12.5);
@@ -195,11 +215,19 @@ mod tests {
     fn placeholders_and_checks() {
         let p = ProgramSpec {
             dir: "scoring".into(),
-            command: vec!["python3".into(), "{program}/score.py".into(), "{input}".into(), "{output}".into()],
+            command: vec![
+                "python3".into(),
+                "{program}/score.py".into(),
+                "{input}".into(),
+                "{output}".into(),
+            ],
             timeout_s: 5,
             primary: "accuracy".into(),
         };
-        assert_eq!(p.argv("/t/program", "/t/input", "/t/output"), ["python3", "/t/program/score.py", "/t/input", "/t/output"]);
+        assert_eq!(
+            p.argv("/t/program", "/t/input", "/t/output"),
+            ["python3", "/t/program/score.py", "/t/input", "/t/output"]
+        );
         assert_eq!(p.shown(), "python3 {program}/score.py {input} {output}");
         assert!(p.check().is_ok());
         assert!(ProgramSpec { command: vec![], ..p.clone() }.check().is_err());

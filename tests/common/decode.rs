@@ -9,14 +9,22 @@ pub type Logits = Vec<Vec<f32>>;
 
 /// Prefills every prompt as one packed batch, then decodes `steps` greedy tokens for all
 /// together, through the KV caches. Returns each sequence's prefill logits and greedy ids.
-pub fn packed_greedy(m: &LoadedModel, prompts: &[Vec<u32>], steps: usize) -> (Vec<Logits>, Vec<Vec<u32>>) {
-    let mut caches: Vec<SeqCache> = prompts.iter().map(|p| m.model.new_cache(p.len() + steps)).collect();
+pub fn packed_greedy(
+    m: &LoadedModel,
+    prompts: &[Vec<u32>],
+    steps: usize,
+) -> (Vec<Logits>, Vec<Vec<u32>>) {
+    let mut caches: Vec<SeqCache> =
+        prompts.iter().map(|p| m.model.new_cache(p.len() + steps)).collect();
     let mut pending: Vec<Vec<u32>> = prompts.to_vec();
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut prefill_logits = Vec::new();
     for step in 0..=steps {
-        let segs: Vec<Segment> =
-            pending.iter().zip(&caches).map(|(p, c)| Segment { len: p.len(), offset: c.len() }).collect();
+        let segs: Vec<Segment> = pending
+            .iter()
+            .zip(&caches)
+            .map(|(p, c)| Segment { len: p.len(), offset: c.len() })
+            .collect();
         let flat: Vec<u32> = pending.iter().flatten().copied().collect();
         let tokens = Tensor::new(flat.as_slice(), m.model.device()).unwrap();
         let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();

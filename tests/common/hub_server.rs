@@ -45,7 +45,10 @@ pub fn tiny_llama() -> HubFixture {
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        files.insert(path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap());
+        files.insert(
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(&path).unwrap(),
+        );
     }
     files.insert("README.md".into(), b"# tiny llama\n".to_vec());
     files.insert("pytorch_model.bin".into(), vec![7u8; 4096]);
@@ -172,7 +175,11 @@ impl HubServer {
 
     /// Files whose content was requested (metadata probes aside).
     pub fn fetched(&self) -> BTreeSet<String> {
-        self.requests().iter().filter(|r| r.is_body()).filter_map(|r| r.file().map(str::to_string)).collect()
+        self.requests()
+            .iter()
+            .filter(|r| r.is_body())
+            .filter_map(|r| r.file().map(str::to_string))
+            .collect()
     }
 
     /// Every file named by any request, probes included.
@@ -211,7 +218,8 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let (method, path) =
+        (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
     let mut headers = BTreeMap::new();
     loop {
         let mut h = String::new();
@@ -262,7 +270,11 @@ impl Reply {
             416 => "Range Not Satisfiable",
             _ => "Other",
         };
-        let mut head = format!("HTTP/1.1 {} {reason}\r\ncontent-length: {}\r\nconnection: close\r\n", self.status, self.body.len());
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-length: {}\r\nconnection: close\r\n",
+            self.status,
+            self.body.len()
+        );
         for (k, v) in &self.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -280,12 +292,20 @@ impl Reply {
 fn route(req: &Logged, fx: &mut HubFixture) -> Reply {
     if let Some(token) = &fx.token {
         if req.authorization.as_deref() != Some(&format!("Bearer {token}")) {
-            return Reply::error(401, "GatedRepo", "Access to this model is restricted: you must be authenticated");
+            return Reply::error(
+                401,
+                "GatedRepo",
+                "Access to this model is restricted: you must be authenticated",
+            );
         }
     }
-    let known_rev = |fx: &HubFixture, rev: &str| rev == fx.commit || fx.revisions.iter().any(|r| r == rev);
+    let known_rev =
+        |fx: &HubFixture, rev: &str| rev == fx.commit || fx.revisions.iter().any(|r| r == rev);
     // Dataset fixtures name their repo `datasets/ORG/NAME`, as the hub's URLs do.
-    let api = req.path.strip_prefix("/api/models/").or_else(|| req.path.strip_prefix("/api/").filter(|r| r.starts_with("datasets/")));
+    let api = req
+        .path
+        .strip_prefix("/api/models/")
+        .or_else(|| req.path.strip_prefix("/api/").filter(|r| r.starts_with("datasets/")));
     if let Some(rest) = api {
         let Some((repo, rev)) = rest.split_once("/revision/") else {
             return Reply::error(404, "RepoNotFound", "not found");
@@ -307,7 +327,8 @@ fn route(req: &Logged, fx: &mut HubFixture) -> Reply {
         r.headers.push(("content-type".into(), "application/json".into()));
         return r;
     }
-    let Some((repo, after)) = req.path.strip_prefix('/').and_then(|p| p.split_once("/resolve/")) else {
+    let Some((repo, after)) = req.path.strip_prefix('/').and_then(|p| p.split_once("/resolve/"))
+    else {
         return Reply::error(404, "RepoNotFound", "not found");
     };
     if repo != fx.repo {
@@ -329,7 +350,11 @@ fn route(req: &Logged, fx: &mut HubFixture) -> Reply {
         ("x-repo-commit".to_string(), fx.commit.clone()),
         ("accept-ranges".to_string(), "bytes".to_string()),
     ];
-    let range = req.range.as_deref().and_then(parse_range).filter(|(start, _)| !(fx.ignore_resume_ranges && *start > 0));
+    let range = req
+        .range
+        .as_deref()
+        .and_then(parse_range)
+        .filter(|(start, _)| !(fx.ignore_resume_ranges && *start > 0));
     let mut reply = match range {
         Some((start, _)) if start >= total => {
             let mut r = Reply::new(416, Vec::new());

@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 /// GPU build, else the CPU. Lets one test suite check the GPU paths against the same goldens.
 pub fn test_device() -> candle_core::Device {
     match std::env::var("BENCHGEN_TEST_DEVICE") {
-        Ok(spec) if !spec.is_empty() => benchgen::device::parse_device(&spec).unwrap_or_else(|e| panic!("BENCHGEN_TEST_DEVICE: {e}")),
+        Ok(spec) if !spec.is_empty() => benchgen::device::parse_device(&spec)
+            .unwrap_or_else(|e| panic!("BENCHGEN_TEST_DEVICE: {e}")),
         _ => candle_core::Device::Cpu,
     }
 }
@@ -39,23 +40,27 @@ pub fn benchgen_command() -> Command {
 
 /// `benchgen` with `args`, run in `cwd`.
 pub fn benchgen(cwd: &Path, args: &[&str]) -> Output {
-    benchgen_command()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("benchgen runs")
+    benchgen_command().args(args).current_dir(cwd).output().expect("benchgen runs")
 }
 
 /// Runs `cmd` (stdout and stderr piped) and returns its output; a run past `limit` is killed
 /// and fails the test with what it printed, so a hang never hangs the suite.
 pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
     let started = std::time::Instant::now();
-    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("benchgen starts");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("benchgen starts");
     while child.try_wait().expect("wait").is_none() {
         if started.elapsed() > limit {
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
-            panic!("{cmd:?} ran past {limit:?}\nstdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+            panic!(
+                "{cmd:?} ran past {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                stdout(&out),
+                stderr(&out)
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -72,7 +77,13 @@ pub fn stderr(o: &Output) -> String {
 
 /// Asserts success and returns stdout, showing both streams on failure.
 pub fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
     stdout(o)
 }
 
@@ -89,7 +100,8 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 /// Entries of a zip archive: name → content.
 pub fn unzip(path: &Path) -> std::collections::BTreeMap<String, String> {
     use std::io::Read;
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).expect("zip opens")).expect("valid zip");
+    let mut zip =
+        zip::ZipArchive::new(std::fs::File::open(path).expect("zip opens")).expect("valid zip");
     (0..zip.len())
         .map(|i| {
             let mut e = zip.by_index(i).expect("entry");

@@ -200,7 +200,13 @@ fn error(status: u16, message: &str) -> (u16, String, Value) {
     (status, String::new(), json!({"error": {"message": message, "type": "test"}}))
 }
 
-fn respond(state: &State, method: &str, path: &str, auth: Option<&str>, body: &Value) -> (u16, String, Value) {
+fn respond(
+    state: &State,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &Value,
+) -> (u16, String, Value) {
     let b = &state.behavior;
     if let Some(key) = &b.api_key {
         if auth != Some(format!("Bearer {key}").as_str()) {
@@ -209,7 +215,8 @@ fn respond(state: &State, method: &str, path: &str, auth: Option<&str>, body: &V
     }
     match (method, path) {
         ("GET", "/v1/models") => {
-            let data: Vec<Value> = b.models.iter().map(|m| json!({"id": m, "object": "model"})).collect();
+            let data: Vec<Value> =
+                b.models.iter().map(|m| json!({"id": m, "object": "model"})).collect();
             (200, String::new(), json!({"object": "list", "data": data}))
         }
         ("POST", "/v1/completions") | ("POST", "/v1/chat/completions") => {
@@ -217,7 +224,8 @@ fn respond(state: &State, method: &str, path: &str, auth: Option<&str>, body: &V
             if let Some(&status) = b.faults.get(n) {
                 state.faults_served.fetch_add(1, Ordering::SeqCst);
                 let (s, _, v) = error(status, "injected fault");
-                let extra = if status == 429 { "Retry-After: 0\r\n".to_string() } else { String::new() };
+                let extra =
+                    if status == 429 { "Retry-After: 0\r\n".to_string() } else { String::new() };
                 return (s, extra, v);
             }
             std::thread::sleep(b.delay);
@@ -238,7 +246,10 @@ fn respond(state: &State, method: &str, path: &str, auth: Option<&str>, body: &V
 
 /// Honours stop strings as a real server does: the text ends before the first one.
 fn cut(text: String, body: &Value) -> (String, &'static str) {
-    let stops: Vec<&str> = body["stop"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let stops: Vec<&str> = body["stop"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     match stops.iter().filter_map(|s| text.find(s)).min() {
         Some(at) => (text[..at].to_string(), "stop"),
         None => (text, "stop"),
@@ -250,17 +261,30 @@ fn completion(body: &Value) -> (u16, String, Value) {
     let (text, finish) = cut(format!("{}\nmore text", answer_for(prompt)), body);
     let usage = json!({"prompt_tokens": prompt.chars().count(), "completion_tokens": text.chars().count(),
                        "total_tokens": prompt.chars().count() + text.chars().count()});
-    (200, String::new(), json!({"object": "text_completion", "model": body["model"],
-        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}], "usage": usage}))
+    (
+        200,
+        String::new(),
+        json!({"object": "text_completion", "model": body["model"],
+        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}], "usage": usage}),
+    )
 }
 
 fn chat(body: &Value) -> (u16, String, Value) {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let user = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("");
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
     let (text, finish) = cut(format!("{}\nmore text", answer_for(user)), body);
-    (200, String::new(), json!({"object": "chat.completion", "model": body["model"],
+    (
+        200,
+        String::new(),
+        json!({"object": "chat.completion", "model": body["model"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-        "usage": {"prompt_tokens": 7, "completion_tokens": 2}}))
+        "usage": {"prompt_tokens": 7, "completion_tokens": 2}}),
+    )
 }
 
 /// One token per character; after the last "=", characters score by [`char_logprob`].
@@ -271,7 +295,11 @@ fn echo(b: &Behavior, body: &Value) -> (u16, String, Value) {
         return error(400, "max_tokens must be at least 1");
     }
     if !b.logprobs {
-        return (200, String::new(), json!({"choices": [{"index": 0, "text": prompt, "logprobs": null, "finish_reason": "length"}]}));
+        return (
+            200,
+            String::new(),
+            json!({"choices": [{"index": 0, "text": prompt, "logprobs": null, "finish_reason": "length"}]}),
+        );
     }
     let eq = prompt.rfind('=').map(|i| prompt[..i].chars().count());
     let question: String = match eq {
@@ -304,8 +332,12 @@ fn echo(b: &Behavior, body: &Value) -> (u16, String, Value) {
         tops.push(top);
     }
     let text: String = chars.iter().collect();
-    (200, String::new(), json!({"object": "text_completion", "model": body["model"],
+    (
+        200,
+        String::new(),
+        json!({"object": "text_completion", "model": body["model"],
         "choices": [{"index": 0, "text": text, "finish_reason": "length",
                      "logprobs": {"tokens": tokens, "token_logprobs": lps, "text_offset": offsets, "top_logprobs": tops}}],
-        "usage": {"prompt_tokens": prompt_len, "completion_tokens": max_tokens}}))
+        "usage": {"prompt_tokens": prompt_len, "completion_tokens": max_tokens}}),
+    )
 }

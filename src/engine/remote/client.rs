@@ -59,7 +59,11 @@ impl Client {
             .max_idle_connections_per_host(connections.max(1))
             .user_agent(concat!("benchgen/", env!("CARGO_PKG_VERSION")))
             .build();
-        let base = if endpoint.url.ends_with("/v1") { endpoint.url.clone() } else { format!("{}/v1", endpoint.url) };
+        let base = if endpoint.url.ends_with("/v1") {
+            endpoint.url.clone()
+        } else {
+            format!("{}/v1", endpoint.url)
+        };
         let api_key = ["BENCHGEN_API_KEY", "OPENAI_API_KEY"]
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
@@ -131,14 +135,18 @@ impl Client {
                 })
             }
             Err(ureq::Error::Status(code, resp)) => {
-                let retry_after = resp.header("retry-after").and_then(|h| h.trim().parse::<f64>().ok());
+                let retry_after =
+                    resp.header("retry-after").and_then(|h| h.trim().parse::<f64>().ok());
                 let detail = server_message(resp);
                 let hint = if code == 401 || code == 403 {
                     " (the API key comes from BENCHGEN_API_KEY, else OPENAI_API_KEY)"
                 } else {
                     ""
                 };
-                let error = RequestError { status: Some(code), message: format!("{url}: HTTP {code}: {detail}{hint}") };
+                let error = RequestError {
+                    status: Some(code),
+                    message: format!("{url}: HTTP {code}: {detail}{hint}"),
+                };
                 if code == 429 || code >= 500 {
                     Err(Attempt::Retry(error, retry_after))
                 } else {

@@ -62,25 +62,40 @@ impl RemoteEngine {
             });
         }
         let body = openai::generation_body(&self.model, req);
-        let resp = self.client.post(openai::endpoint_path(req), &body).map_err(|e| self.error(e))?;
+        let resp =
+            self.client.post(openai::endpoint_path(req), &body).map_err(|e| self.error(e))?;
         openai::parse_generation(req, &resp)
             .map_err(|m| Error::model(&self.client.origin, format!("item \"{}\": {m}", req.id)))
     }
 
     fn score_one(&self, r: &LoglikRequest) -> Result<LoglikOutput> {
-        let refused = |e: &RequestError| format!("{}; this one refused echo=true with logprobs: {}", openai::NO_PROMPT_LOGPROBS, e.message);
+        let refused = |e: &RequestError| {
+            format!(
+                "{}; this one refused echo=true with logprobs: {}",
+                openai::NO_PROMPT_LOGPROBS,
+                e.message
+            )
+        };
         let resp = match self.client.post("/completions", &openai::loglik_body(&self.model, r, 0)) {
             Ok(v) => v,
             // Some servers insist on generating at least one token; that token is ignored.
-            Err(e) if e.status.is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 403 && s != 404) => {
+            Err(e)
+                if e.status.is_some_and(|s| {
+                    (400..500).contains(&s) && s != 401 && s != 403 && s != 404
+                }) =>
+            {
                 self.client
                     .post("/completions", &openai::loglik_body(&self.model, r, 1))
                     .map_err(|e| Error::model(&self.client.origin, refused(&e)))?
             }
             Err(e) => return Err(self.error(e)),
         };
-        openai::parse_loglik(r, &resp)
-            .map_err(|m| Error::model(&self.client.origin, format!("{}; this one: {m}", openai::NO_PROMPT_LOGPROBS)))
+        openai::parse_loglik(r, &resp).map_err(|m| {
+            Error::model(
+                &self.client.origin,
+                format!("{}; this one: {m}", openai::NO_PROMPT_LOGPROBS),
+            )
+        })
     }
 }
 
@@ -92,11 +107,18 @@ fn served_model(client: &Client) -> Result<String> {
         [one] => Ok(one.clone()),
         [] => Err(Error::model(
             &client.origin,
-            format!("{}/models lists no model; name one with running:URL#MODEL_NAME", client.base()),
+            format!(
+                "{}/models lists no model; name one with running:URL#MODEL_NAME",
+                client.base()
+            ),
         )),
         many => Err(Error::model(
             &client.origin,
-            format!("the server serves {} models ({}); pick one with running:URL#MODEL_NAME", many.len(), many.join(", ")),
+            format!(
+                "the server serves {} models ({}); pick one with running:URL#MODEL_NAME",
+                many.len(),
+                many.join(", ")
+            ),
         )),
     }
 }

@@ -23,7 +23,8 @@ pub fn generation_body(model: &str, req: &GenRequest) -> Value {
         body.insert("top_p".into(), json!(top_p));
     }
     // top_k is not part of the OpenAI API and strict servers refuse unknown fields.
-    let stops: Vec<&String> = p.stop.iter().filter(|s| !s.is_empty()).take(MAX_SERVER_STOPS).collect();
+    let stops: Vec<&String> =
+        p.stop.iter().filter(|s| !s.is_empty()).take(MAX_SERVER_STOPS).collect();
     if !stops.is_empty() {
         body.insert("stop".into(), json!(stops));
     }
@@ -52,7 +53,11 @@ pub fn parse_generation(req: &GenRequest, resp: &Value) -> Result<GenOutput, Str
             _ => return Err("the chat answer has no choices[0].message".into()),
         }
     } else {
-        choice.get("text").and_then(Value::as_str).ok_or("the answer has no choices[0].text")?.to_string()
+        choice
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or("the answer has no choices[0].text")?
+            .to_string()
     };
     let (text, cut) = match find_stop(&text, &req.params.stop) {
         Some(at) => (text[..at].to_string(), true),
@@ -68,7 +73,9 @@ pub fn parse_generation(req: &GenRequest, resp: &Value) -> Result<GenOutput, Str
         _ if named_stop => FinishReason::Stop,
         _ => FinishReason::Eos,
     };
-    let usage = |k: &str| resp.pointer(&format!("/usage/{k}")).and_then(Value::as_u64).unwrap_or(0) as usize;
+    let usage = |k: &str| {
+        resp.pointer(&format!("/usage/{k}")).and_then(Value::as_u64).unwrap_or(0) as usize
+    };
     Ok(GenOutput {
         index: req.index,
         text,
@@ -102,10 +109,15 @@ pub const NO_PROMPT_LOGPROBS: &str = "multiple-choice (log-likelihood) environme
 /// OpenAI and vLLM count them); a token that straddles the context's end belongs to the
 /// continuation, since the continuation's first characters are inside it.
 pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, String> {
-    let lp = resp.pointer("/choices/0/logprobs").filter(|v| v.is_object()).ok_or("it returned no logprobs")?;
+    let lp = resp
+        .pointer("/choices/0/logprobs")
+        .filter(|v| v.is_object())
+        .ok_or("it returned no logprobs")?;
     let tokens = lp.get("tokens").and_then(Value::as_array).ok_or("its logprobs have no tokens")?;
-    let token_logprobs =
-        lp.get("token_logprobs").and_then(Value::as_array).ok_or("its logprobs have no token_logprobs")?;
+    let token_logprobs = lp
+        .get("token_logprobs")
+        .and_then(Value::as_array)
+        .ok_or("its logprobs have no token_logprobs")?;
     let tops = lp.get("top_logprobs").and_then(Value::as_array);
     let offsets: Vec<usize> = match lp.get("text_offset").and_then(Value::as_array) {
         Some(o) => o
@@ -168,7 +180,11 @@ pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, Str
 pub fn model_ids(resp: &Value) -> Vec<String> {
     resp.get("data")
         .and_then(Value::as_array)
-        .map(|d| d.iter().filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_string)).collect())
+        .map(|d| {
+            d.iter()
+                .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -204,7 +220,9 @@ mod tests {
         assert_eq!(b["prompt"], "1+1=");
         assert_eq!(b["stop"], json!(["a", "b", "c", "d"]));
         assert_eq!(b["seed"], json!(i64::MAX));
-        assert!(b.get("top_p").is_none() && b.get("top_k").is_none() && b.get("messages").is_none());
+        assert!(
+            b.get("top_p").is_none() && b.get("top_k").is_none() && b.get("messages").is_none()
+        );
         assert_eq!(endpoint_path(&r), "/completions");
         let chat = req(&[], Some(vec![Message { role: "user".into(), content: "hi".into() }]));
         let b = generation_body("m", &chat);
@@ -219,11 +237,15 @@ mod tests {
         let resp = json!({"choices": [{"text": "42\nmore", "finish_reason": "length"}],
                           "usage": {"prompt_tokens": 5, "completion_tokens": 8}});
         let out = parse_generation(&r, &resp).unwrap();
-        assert_eq!((out.text.as_str(), out.finish_reason, out.tokens_in, out.tokens_out), ("42", FinishReason::Stop, 5, 8));
+        assert_eq!(
+            (out.text.as_str(), out.finish_reason, out.tokens_in, out.tokens_out),
+            ("42", FinishReason::Stop, 5, 8)
+        );
         let resp = json!({"choices": [{"text": "42", "finish_reason": "stop"}]});
         let out = parse_generation(&r, &resp).unwrap();
         assert_eq!((out.finish_reason, out.tokens_in, out.index), (FinishReason::Eos, 0, 3));
-        let resp = json!({"choices": [{"text": "42", "finish_reason": "stop", "stop_reason": "\n"}]});
+        let resp =
+            json!({"choices": [{"text": "42", "finish_reason": "stop", "stop_reason": "\n"}]});
         assert_eq!(parse_generation(&r, &resp).unwrap().finish_reason, FinishReason::Stop);
         let resp = json!({"choices": [{"text": "4242", "finish_reason": "length"}]});
         assert_eq!(parse_generation(&r, &resp).unwrap().finish_reason, FinishReason::Length);
@@ -254,31 +276,70 @@ mod tests {
 
     #[test]
     fn continuation_tokens_are_summed_and_a_straddling_token_counts_with_them() {
-        let r = LoglikRequest { index: 7, context: "Q: 1+1=".into(), continuation: " 2".into(), ..Default::default() };
+        let r = LoglikRequest {
+            index: 7,
+            context: "Q: 1+1=".into(),
+            continuation: " 2".into(),
+            ..Default::default()
+        };
         // "=" ends the context exactly: " 2" is the continuation's one token.
-        let resp = echo(&["Q:", " 1+1", "=", " 2"], &[None, Some(-1.0), Some(-0.5), Some(-0.25)], &[0.0, -1.0, -0.5, -0.25]);
+        let resp = echo(
+            &["Q:", " 1+1", "=", " 2"],
+            &[None, Some(-1.0), Some(-0.5), Some(-0.25)],
+            &[0.0, -1.0, -0.5, -0.25],
+        );
         let out = parse_loglik(&r, &resp).unwrap();
-        assert_eq!(out, LoglikOutput { index: 7, logprob: -0.25, is_greedy: true, context_tokens: 3, continuation_tokens: 1, context_dropped: 0 });
+        assert_eq!(
+            out,
+            LoglikOutput {
+                index: 7,
+                logprob: -0.25,
+                is_greedy: true,
+                context_tokens: 3,
+                continuation_tokens: 1,
+                context_dropped: 0
+            }
+        );
         // "= 2" straddles the boundary: it belongs to the continuation; a likelier token elsewhere
         // makes it not greedy.
-        let resp = echo(&["Q:", " 1+1", "= 2"], &[None, Some(-1.0), Some(-2.0)], &[0.0, -1.0, -0.1]);
+        let resp =
+            echo(&["Q:", " 1+1", "= 2"], &[None, Some(-1.0), Some(-2.0)], &[0.0, -1.0, -0.1]);
         let out = parse_loglik(&r, &resp).unwrap();
-        assert_eq!((out.logprob, out.is_greedy, out.context_tokens, out.continuation_tokens), (-2.0, false, 2, 1));
+        assert_eq!(
+            (out.logprob, out.is_greedy, out.context_tokens, out.continuation_tokens),
+            (-2.0, false, 2, 1)
+        );
     }
 
     #[test]
     fn offsets_count_characters_and_generated_tokens_are_ignored() {
-        let r = LoglikRequest { index: 0, context: "é=".into(), continuation: "ü".into(), ..Default::default() };
+        let r = LoglikRequest {
+            index: 0,
+            context: "é=".into(),
+            continuation: "ü".into(),
+            ..Default::default()
+        };
         // A generated token (max_tokens 1) after the prompt is not scored.
-        let resp = echo(&["é", "=", "ü", "!"], &[None, Some(-1.0), Some(-3.0), Some(-9.0)], &[0.0, -1.0, -3.0, -9.0]);
+        let resp = echo(
+            &["é", "=", "ü", "!"],
+            &[None, Some(-1.0), Some(-3.0), Some(-9.0)],
+            &[0.0, -1.0, -3.0, -9.0],
+        );
         let out = parse_loglik(&r, &resp).unwrap();
         assert_eq!((out.logprob, out.continuation_tokens, out.context_tokens), (-3.0, 1, 2));
     }
 
     #[test]
     fn missing_logprobs_or_echo_are_errors() {
-        let r = LoglikRequest { index: 0, context: "a".into(), continuation: "b".into(), ..Default::default() };
-        assert!(parse_loglik(&r, &json!({"choices": [{"text": ""}]})).unwrap_err().contains("no logprobs"));
+        let r = LoglikRequest {
+            index: 0,
+            context: "a".into(),
+            continuation: "b".into(),
+            ..Default::default()
+        };
+        assert!(parse_loglik(&r, &json!({"choices": [{"text": ""}]}))
+            .unwrap_err()
+            .contains("no logprobs"));
         assert!(parse_loglik(&r, &json!({"choices": [{"text": "", "logprobs": null}]})).is_err());
         let not_echoed = json!({"choices": [{"logprobs": {"tokens": ["c"], "token_logprobs": [-1.0], "text_offset": [2]}}]});
         assert!(parse_loglik(&r, &not_echoed).unwrap_err().contains("echo"));

@@ -16,12 +16,20 @@ fn pair(v: &[f32], p: usize) -> u32 {
 
 /// The product as defined (module doc of `kernels`): per element a chain of `dp_pair` steps over
 /// the bf16 pairs from 0, then `+ bias`. Output bits.
-fn definition(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<u32> {
+fn definition(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<u32> {
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
         for j in 0..n {
             let (xr, wr) = (&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
-            let acc = (0..k.div_ceil(2)).fold(0f32, |acc, p| dp_pair(acc, pair(xr, p), pair(wr, p)));
+            let acc =
+                (0..k.div_ceil(2)).fold(0f32, |acc, p| dp_pair(acc, pair(xr, p), pair(wr, p)));
             out.push(bias.map_or(acc, |b| acc + b[j]).to_bits());
         }
     }
@@ -69,7 +77,8 @@ fn to_bf16_matches_hardware() {
         // SAFETY: 16 floats read from each half of a 32-float array; the result is 32 bf16
         // (u16) values, the first 16 from the second operand.
         unsafe {
-            let r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(v[16..].as_ptr()), _mm512_loadu_ps(v.as_ptr()));
+            let r =
+                _mm512_cvtne2ps_pbh(_mm512_loadu_ps(v[16..].as_ptr()), _mm512_loadu_ps(v.as_ptr()));
             std::mem::transmute::<__m512bh, [u16; 32]>(r)
         }
     }
@@ -116,7 +125,6 @@ fn to_bf16_matches_hardware() {
         }
     }
 }
-
 
 /// `vdpbf16ps` results measured on a Sapphire Rapids class CPU, (acc, x, w) → result bits, that
 /// pin down the emulation on every CPU: each is what only the right reading gives.
@@ -199,7 +207,8 @@ fn dp_pair_matches_vdpbf16ps() {
         // SAFETY: 16 lanes read from and written to 64-byte arrays; the `__m512i` → `__m512bh`
         // transmutes are bit casts between vectors of one size.
         unsafe {
-            let (xv, wv) = (_mm512_loadu_si512(x.as_ptr().cast()), _mm512_loadu_si512(w.as_ptr().cast()));
+            let (xv, wv) =
+                (_mm512_loadu_si512(x.as_ptr().cast()), _mm512_loadu_si512(w.as_ptr().cast()));
             let r = _mm512_dpbf16_ps(
                 _mm512_loadu_ps(acc.as_ptr()),
                 std::mem::transmute::<__m512i, __m512bh>(xv),
@@ -230,10 +239,12 @@ fn dp_pair_matches_vdpbf16ps() {
                     // Accumulators within a few thousand ulps of ±2^-126 and products of the
                     // size that moves them across it.
                     let v = g.next();
-                    acc[l] = f32::from_bits((v as u32 & 0x8000_0fff) | (1 + (v >> 40) as u32 % 3) << 23);
+                    acc[l] =
+                        f32::from_bits((v as u32 & 0x8000_0fff) | (1 + (v >> 40) as u32 % 3) << 23);
                     let ex = 40 + (v >> 44) % 30;
                     let ew = (128 - ex) - (v >> 50) % 12;
-                    x[l] = (x[l] & 0xffff_0000) | ((v >> 20) & 0x8000 | ex << 7 | (v >> 33) & 0x7f) as u32;
+                    x[l] = (x[l] & 0xffff_0000)
+                        | ((v >> 20) & 0x8000 | ex << 7 | (v >> 33) & 0x7f) as u32;
                     w[l] = (w[l] & 0xffff_0000) | (ew << 7 | (v >> 27) & 0x7f) as u32;
                 }
                 _ => {}
@@ -281,7 +292,12 @@ fn bf16_families_give_the_definitions_bits() {
                 let x = rand_vec(203 + m as u32, m * k);
                 let want = definition(&x, &w, bias, m, n, k);
                 for kernel in kernels() {
-                    assert_eq!(run(&pm, kernel, &x, m), want, "{kernel:?} n={n} k={k} m={m} bias={}", bias.is_some());
+                    assert_eq!(
+                        run(&pm, kernel, &x, m),
+                        want,
+                        "{kernel:?} n={n} k={k} m={m} bias={}",
+                        bias.is_some()
+                    );
                 }
             }
         }
@@ -298,7 +314,9 @@ fn bf16_families_flush_tiny_sums_as_vdpbf16ps() {
     let w = scale(rand_vec(301, n * k), 2f32.powi(-20));
     let x = scale(rand_vec(302, m * k), 2f32.powi(-100));
     let (wr, xr) = (bf16_round(&w), bf16_round(&x));
-    let min_exp = |v: &[f32]| v.iter().filter(|x| **x != 0.0).map(|x| (x.to_bits() >> 23) & 0xff).min().unwrap();
+    let min_exp = |v: &[f32]| {
+        v.iter().filter(|x| **x != 0.0).map(|x| (x.to_bits() >> 23) & 0xff).min().unwrap()
+    };
     assert!(min_exp(&wr) + min_exp(&xr) < SAFE_EXPONENT_SUM, "the data must take the exact kernel");
     let want = definition(&x, &w, None, m, n, k);
     let plain: Vec<u32> = (0..m * n)
@@ -375,7 +393,9 @@ fn bf16_bitwise_batch_invariant() {
         row.iter_mut().for_each(|v| *v *= 2f32.powi(-118));
     }
     for kernel in kernels() {
-        assert_batch_invariant(&format!("bf16 {kernel:?}"), &x, m, n, k, |x, m| run(&pm, kernel, x, m));
+        assert_batch_invariant(&format!("bf16 {kernel:?}"), &x, m, n, k, |x, m| {
+            run(&pm, kernel, x, m)
+        });
     }
 }
 
@@ -400,7 +420,11 @@ fn bf16_row_bytes_and_flag() {
         let pm = PackedMatrix::pack_bf16(&w, n, k, Some(&b));
         assert_eq!(pm.bytes(), (2 * NR * k.div_ceil(2) + 2 * NR) * 4 + 2, "k={k}");
         let f32_bytes = PackedMatrix::pack(&w, n, k, Some(&b)).bytes();
-        assert!(pm.bytes() * 2 <= f32_bytes + 2 * NR * 4 + 2 * NR * 4 + 4, "{} vs f32 {f32_bytes}", pm.bytes());
+        assert!(
+            pm.bytes() * 2 <= f32_bytes + 2 * NR * 4 + 2 * NR * 4 + 4,
+            "{} vs f32 {f32_bytes}",
+            pm.bytes()
+        );
     }
     // k = 0: just the bias.
     let pm = PackedMatrix::pack_bf16(&[], 3, 0, Some(&[1.0, -2.0, 3.5]));
@@ -415,7 +439,9 @@ fn bf16_row_bytes_and_flag() {
 fn bf16_equals_f32_on_exact_data() {
     // Small integers are exact in bf16 and every partial sum here is exact in f32, so any
     // summation order gives the same bits: a layout or pairing mistake would not.
-    let ints = |seed: u32, len: usize| -> Vec<f32> { rand_vec(seed, len).iter().map(|v| (v * 8.0).round()).collect() };
+    let ints = |seed: u32, len: usize| -> Vec<f32> {
+        rand_vec(seed, len).iter().map(|v| (v * 8.0).round()).collect()
+    };
     for &(n, k) in &[(1, 7), (33, 577), (960, 64), (70, 1), (100, 13)] {
         let w = ints(91, n * k);
         let b = ints(92, n);
@@ -427,7 +453,12 @@ fn bf16_equals_f32_on_exact_data() {
                 let mut want = vec![0.0; m * n];
                 p32.matmul(&x, m, &mut want);
                 for kernel in kernels() {
-                    assert_eq!(run(&p16, kernel, &x, m), bits(&want), "{kernel:?} n={n} k={k} m={m} bias={}", bias.is_some());
+                    assert_eq!(
+                        run(&p16, kernel, &x, m),
+                        bits(&want),
+                        "{kernel:?} n={n} k={k} m={m} bias={}",
+                        bias.is_some()
+                    );
                 }
             }
         }

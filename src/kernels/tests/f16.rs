@@ -29,7 +29,9 @@ fn f16_equals_f32_on_rounded_weights_bitwise() {
         let w = f16_weights(401 + si as u32, n * k);
         let b = rand_vec(411 + si as u32, n);
         let wr = f16_round(&w);
-        assert!(wr.iter().any(|v| v.is_subnormal() || (v.abs() < 6.2e-5 && *v != 0.0)) || n * k < 11);
+        assert!(
+            wr.iter().any(|v| v.is_subnormal() || (v.abs() < 6.2e-5 && *v != 0.0)) || n * k < 11
+        );
         for bias in [None, Some(b.as_slice())] {
             let f16m = PackedMatrix::pack_f16(&w, n, k, bias);
             assert!(f16m.is_f16() && !f16m.is_bf16() && !f16m.is_q8_0());
@@ -83,7 +85,12 @@ fn f16_rows_bytes_and_edges() {
     let pm = PackedMatrix::pack_f16(&rand_vec(1, n * k), n, k, Some(&rand_vec(2, n)));
     assert_eq!(pm.bytes(), 2 * 10 * 32 * 2 + 64 * 4);
     // Rounding is to nearest even, overflow to infinity, as IEEE conversions do.
-    let pm = PackedMatrix::pack_f16(&[1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11), 70000.0, -1e-8], 1, 4, None);
+    let pm = PackedMatrix::pack_f16(
+        &[1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11), 70000.0, -1e-8],
+        1,
+        4,
+        None,
+    );
     let mut row = vec![0.0; 4];
     pm.row(0, &mut row);
     assert_eq!(row, [1.0, 1.0 + 2f32.powi(-9), f32::INFINITY, -0.0]);

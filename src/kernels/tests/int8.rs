@@ -7,7 +7,11 @@ use super::*;
 
 /// The types with int8 kernels, as GGUF types, with the QuantType candle quantises to.
 fn int8_types() -> Vec<(GgufType, Option<QuantType>)> {
-    vec![(GgufType::Q8_0, None), (GgufType::Quant(QuantType::Q4_K), Some(QuantType::Q4_K)), (GgufType::Quant(QuantType::Q6_K), Some(QuantType::Q6_K))]
+    vec![
+        (GgufType::Q8_0, None),
+        (GgufType::Quant(QuantType::Q4_K), Some(QuantType::Q4_K)),
+        (GgufType::Quant(QuantType::Q6_K), Some(QuantType::Q6_K)),
+    ]
 }
 
 /// W ([n, k]) of type `t` as GGUF bytes and candle's dequantisation.
@@ -16,9 +20,20 @@ fn gguf(t: (GgufType, Option<QuantType>), n: usize, k: usize, seed: u64) -> (Vec
         Some(q) => quantised(q, n, k, seed),
         None => {
             use candle_core::quantized::{GgmlDType, QTensor};
-            let w = candle_core::Tensor::from_vec(rand_vec(seed as u32, n * k), (n, k), &candle_core::Device::Cpu).unwrap();
+            let w = candle_core::Tensor::from_vec(
+                rand_vec(seed as u32, n * k),
+                (n, k),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
             let qt = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-            let deq = qt.dequantize(&candle_core::Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let deq = qt
+                .dequantize(&candle_core::Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             (qt.data().unwrap().to_vec(), deq)
         }
     }
@@ -39,7 +54,9 @@ fn x_as_int8(x: &[f32]) -> Vec<f64> {
         .flat_map(|b| {
             let d = b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            b.iter().map(move |&v| (v * id).round().clamp(-127.0, 127.0) as f64 * d as f64).collect::<Vec<_>>()
+            b.iter()
+                .map(move |&v| (v * id).round().clamp(-127.0, 127.0) as f64 * d as f64)
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -100,13 +117,22 @@ fn int8_products_are_the_rounded_x_times_w_and_families_agree_bitwise() {
                                 mag += p.abs();
                             }
                             let got = scalar[r * n + j] as f64;
-                            assert!((got - want).abs() <= 1e-5 * mag + 1e-6, "{} n={n} k={k} m={m} [{r},{j}]: {got} vs {want}", t.0.name());
+                            assert!(
+                                (got - want).abs() <= 1e-5 * mag + 1e-6,
+                                "{} n={n} k={k} m={m} [{r},{j}]: {got} vs {want}",
+                                t.0.name()
+                            );
                         }
                     }
                     for kernel in kernels() {
                         let mut got = vec![f32::NAN; m * n];
                         qm.matmul_with(kernel, &x, m, &mut got);
-                        assert_eq!(bits(&got), bits(&scalar), "{} {kernel:?} n={n} k={k} m={m}: vs the scalar kernel", t.0.name());
+                        assert_eq!(
+                            bits(&got),
+                            bits(&scalar),
+                            "{} {kernel:?} n={n} k={k} m={m}: vs the scalar kernel",
+                            t.0.name()
+                        );
                     }
                 }
             }
@@ -122,11 +148,18 @@ fn int8_products_are_bitwise_batch_invariant() {
         let pm = pack(t.0, &raw, n, k, Some(&rand_vec(4, n)));
         let x = rand_vec(5, m * k);
         for kernel in kernels() {
-            assert_batch_invariant(&format!("{} int8 {kernel:?}", t.0.name()), &x, m, n, k, |x, m| {
-                let mut out = vec![0.0; m * n];
-                pm.matmul_with(kernel, x, m, &mut out);
-                bits(&out)
-            });
+            assert_batch_invariant(
+                &format!("{} int8 {kernel:?}", t.0.name()),
+                &x,
+                m,
+                n,
+                k,
+                |x, m| {
+                    let mut out = vec![0.0; m * n];
+                    pm.matmul_with(kernel, x, m, &mut out);
+                    bits(&out)
+                },
+            );
         }
     }
 }
@@ -145,7 +178,15 @@ fn int8_error_against_the_f32_product_is_small() {
         fm.matmul(&x, m, &mut want);
         let scale = (want.iter().map(|v| v * v).sum::<f32>() / want.len() as f32).sqrt();
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst > 0.0, "{}: int8 products equal the f32 ones exactly: is x quantised?", t.0.name());
-        assert!(worst < 0.02 * scale, "{}: worst error {worst} against an output scale {scale}", t.0.name());
+        assert!(
+            worst > 0.0,
+            "{}: int8 products equal the f32 ones exactly: is x quantised?",
+            t.0.name()
+        );
+        assert!(
+            worst < 0.02 * scale,
+            "{}: worst error {worst} against an output scale {scale}",
+            t.0.name()
+        );
     }
 }

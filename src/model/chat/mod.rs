@@ -35,15 +35,8 @@ use tojson::*;
 const TEMPLATE_NAME: &str = "chat_template";
 
 /// The special tokens transformers passes to every template (its `special_tokens_map`).
-const NAMED_TOKENS: [&str; 7] = [
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-];
+const NAMED_TOKENS: [&str; 7] =
+    ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
 /// One chat turn. Only text content: multimodal parts and tool calls are out of scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -60,9 +53,7 @@ pub struct ChatTemplate {
 
 impl fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChatTemplate")
-            .field("tokens", &self.tokens)
-            .finish_non_exhaustive()
+        f.debug_struct("ChatTemplate").field("tokens", &self.tokens).finish_non_exhaustive()
     }
 }
 
@@ -72,18 +63,12 @@ pub enum ChatTemplateError {
     #[error("tokenizer_config.json: {0}")]
     Config(String),
     #[error("chat template has a syntax error{}: {message}", at_line(*.line))]
-    Syntax {
-        line: Option<usize>,
-        message: String,
-    },
+    Syntax { line: Option<usize>, message: String },
     /// The template called `raise_exception(message)`, usually to reject the conversation.
     #[error("chat template raised an exception: {0}")]
     Raised(String),
     #[error("chat template failed to render{}: {message}", at_line(*.line))]
-    Render {
-        line: Option<usize>,
-        message: String,
-    },
+    Render { line: Option<usize>, message: String },
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -161,19 +146,14 @@ impl ChatTemplate {
         for (key, value) in &self.tokens {
             ctx.insert(key, Value::from(value.as_str()));
         }
-        let messages: Vec<Value> = messages
-            .iter()
-            .map(|m| Value::from_object(MessageView::new(m)))
-            .collect();
+        let messages: Vec<Value> =
+            messages.iter().map(|m| Value::from_object(MessageView::new(m))).collect();
         ctx.insert("messages", Value::from(messages));
         ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
         // transformers passes these explicitly as None when the caller gives none.
         ctx.insert("tools", Value::from(()));
         ctx.insert("documents", Value::from(()));
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(|e| render_error(&e))?;
+        let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| render_error(&e))?;
         template.render(ctx).map_err(|e| render_error(&e))
     }
 
@@ -199,14 +179,13 @@ impl ChatTemplate {
         env.add_filter("length", py_length);
         env.add_filter("count", py_length);
         env.add_function("raise_exception", raise_exception);
-        env.add_function("strftime_now", |format: &str| {
-            strftime(&chrono::Local::now(), format)
-        });
-        env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(template))
-            .map_err(|e| ChatTemplateError::Syntax {
+        env.add_function("strftime_now", |format: &str| strftime(&chrono::Local::now(), format));
+        env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(template)).map_err(|e| {
+            ChatTemplateError::Syntax {
                 line: e.line(),
                 message: e.detail().unwrap_or("invalid template").to_string(),
-            })?;
+            }
+        })?;
         Ok(ChatTemplate { env, tokens })
     }
 }
@@ -260,10 +239,7 @@ fn render_error(e: &Error) -> ChatTemplateError {
         }
         source = err.source();
     }
-    ChatTemplateError::Render {
-        line: e.line(),
-        message: detail(e),
-    }
+    ChatTemplateError::Render { line: e.line(), message: detail(e) }
 }
 
 /// Marks an error as coming from the template's own `raise_exception`, so it can be reported
@@ -291,10 +267,7 @@ mod tests {
 
     fn render(template: &str) -> String {
         let t = ChatTemplate::new(template, Some("<s>"), Some("</s>")).expect("compiles");
-        let messages = [Message {
-            role: "user".into(),
-            content: "hi".into(),
-        }];
+        let messages = [Message { role: "user".into(), content: "hi".into() }];
         t.render(&messages, false).expect("renders")
     }
 
@@ -313,14 +286,8 @@ mod tests {
             render(r#"{{ "é\n\u0001😀" | tojson(ensure_ascii=true) }}"#),
             r#""\u00e9\n\u0001\ud83d\ude00""#
         );
-        assert_eq!(
-            render(r#"{{ [1, 2] | tojson(separators=(",", ":")) }}"#),
-            "[1,2]"
-        );
-        assert_eq!(
-            render("{{ messages | tojson }}"),
-            r#"[{"role": "user", "content": "hi"}]"#
-        );
+        assert_eq!(render(r#"{{ [1, 2] | tojson(separators=(",", ":")) }}"#), "[1,2]");
+        assert_eq!(render("{{ messages | tojson }}"), r#"[{"role": "user", "content": "hi"}]"#);
         assert_eq!(
             render("{{ [1e20, 0.0001, 1e-05, -0.0] | tojson }}"),
             "[1e+20, 0.0001, 1e-05, -0.0]"
@@ -338,10 +305,7 @@ mod tests {
     #[test]
     fn strftime_matches_python() {
         use chrono::TimeZone;
-        let t = chrono::Utc
-            .with_ymd_and_hms(2025, 6, 5, 14, 7, 9)
-            .single()
-            .expect("valid date");
+        let t = chrono::Utc.with_ymd_and_hms(2025, 6, 5, 14, 7, 9).single().expect("valid date");
         // Python: datetime(2025, 6, 5, 14, 7, 9).strftime(...)
         assert_eq!(strftime(&t, "%d %B %Y").expect("formats"), "05 June 2025");
         assert_eq!(
@@ -363,10 +327,7 @@ mod tests {
             render("{{ none }} {{ true }} {{ [1, 'a', none, 1.5] }} {{ {'k': false} }} {{ 1e20 }}"),
             "None True [1, 'a', None, 1.5] {'k': False} 1e+20"
         );
-        assert_eq!(
-            render("{{ messages[0] }}"),
-            "{'role': 'user', 'content': 'hi'}"
-        );
+        assert_eq!(render("{{ messages[0] }}"), "{'role': 'user', 'content': 'hi'}");
         assert_eq!(render("{{ [\"it's\"] | string }}"), "[\"it's\"]");
     }
 
@@ -381,18 +342,9 @@ mod tests {
             "['a', 'b  c ']|[' a b', 'c']|['a-b', 'c']"
         );
         assert_eq!(render("{{ \"they're 1st\".title() }}"), "They'Re 1St");
-        assert_eq!(
-            render("{{ ' \x1f x \n'|trim }}|{{ 'xxaxx'|trim('x') }}"),
-            "x|a"
-        );
-        assert_eq!(
-            render("{{ 'abc'.removeprefix('a') }}{{ 'abc'.removesuffix('c') }}"),
-            "bcab"
-        );
-        assert_eq!(
-            render("{{ 'Ab'.upper() }}{{ 'x'.startswith(('y', 'x')) }}"),
-            "ABTrue"
-        );
+        assert_eq!(render("{{ ' \x1f x \n'|trim }}|{{ 'xxaxx'|trim('x') }}"), "x|a");
+        assert_eq!(render("{{ 'abc'.removeprefix('a') }}{{ 'abc'.removesuffix('c') }}"), "bcab");
+        assert_eq!(render("{{ 'Ab'.upper() }}{{ 'x'.startswith(('y', 'x')) }}"), "ABTrue");
         assert_eq!(
             render("{{ messages[0].get('role') }}{% for k, v in messages[0].items() %};{{ k }}={{ v }}{% endfor %}"),
             "user;role=user;content=hi"

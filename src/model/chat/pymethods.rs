@@ -4,7 +4,10 @@ use super::*;
 
 /// Python's `datetime.strftime` for the given time; unsupported directives are an error
 /// (chrono would otherwise panic while formatting).
-pub(super) fn strftime<Tz: chrono::TimeZone>(now: &chrono::DateTime<Tz>, format: &str) -> Result<String, Error>
+pub(super) fn strftime<Tz: chrono::TimeZone>(
+    now: &chrono::DateTime<Tz>,
+    format: &str,
+) -> Result<String, Error>
 where
     Tz::Offset: fmt::Display,
 {
@@ -18,10 +21,7 @@ where
     }
     let mut out = String::new();
     write!(out, "{}", now.format_with_items(items.iter())).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("strftime_now: cannot format {format:?}"),
-        )
+        Error::new(ErrorKind::InvalidOperation, format!("strftime_now: cannot format {format:?}"))
     })?;
     Ok(out)
 }
@@ -114,7 +114,12 @@ pub(super) fn py_is_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-pub(super) fn py_split(s: &str, sep: Option<&str>, max: Option<usize>, from_right: bool) -> Vec<String> {
+pub(super) fn py_split(
+    s: &str,
+    sep: Option<&str>,
+    max: Option<usize>,
+    from_right: bool,
+) -> Vec<String> {
     let mut parts: Vec<String> = match (sep, from_right) {
         (Some(sep), false) => match max {
             Some(m) => s.splitn(m + 1, sep).map(str::to_string).collect(),
@@ -128,11 +133,8 @@ pub(super) fn py_split(s: &str, sep: Option<&str>, max: Option<usize>, from_righ
             // Runs of whitespace separate; once `max` splits are made, the remainder is kept
             // whole, its whitespace on the far side included (as Python does).
             let mut out = Vec::new();
-            let chars: Vec<char> = if from_right {
-                s.chars().rev().collect()
-            } else {
-                s.chars().collect()
-            };
+            let chars: Vec<char> =
+                if from_right { s.chars().rev().collect() } else { s.chars().collect() };
             let mut i = 0;
             while i < chars.len() {
                 while i < chars.len() && py_is_space(chars[i]) {

@@ -12,10 +12,7 @@ pub(super) struct MessageView {
 
 impl MessageView {
     pub(super) fn new(m: &Message) -> MessageView {
-        MessageView {
-            role: Value::from(m.role.as_str()),
-            content: Value::from(m.content.as_str()),
-        }
+        MessageView { role: Value::from(m.role.as_str()), content: Value::from(m.content.as_str()) }
     }
 }
 
@@ -92,11 +89,7 @@ pub(super) fn write_py_repr(f: &mut dyn fmt::Write, v: &Value) -> fmt::Result {
 }
 
 pub(super) fn write_py_str_repr(f: &mut dyn fmt::Write, s: &str) -> fmt::Result {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     f.write_char(quote)?;
     for c in s.chars() {
         match c {
@@ -143,11 +136,7 @@ pub(super) fn py_float_repr(x: f64) -> String {
         format!("{sign}{body}")
     } else {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
+        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
         let exp_sign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{exp_sign}{:02}", exp.unsigned_abs())
     }

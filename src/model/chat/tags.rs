@@ -1,6 +1,5 @@
 //! The `{% generation %}` tag of transformers' assistant masks, mapped onto minijinja.
 
-
 /// transformers' AssistantTracker adds a `{% generation %}...{% endgeneration %}` block that
 /// renders its body unchanged (it only records offsets). minijinja has no custom tags, so the
 /// tags become `{% with %}`/`{% endwith %}`: also a scoped block that outputs its body, and a

@@ -49,13 +49,7 @@ pub(super) fn tojson_filter(value: &Value, args: Rest<Value>) -> Result<String, 
     };
     let sort_keys = arg(3, "sort_keys")?.is_some_and(|v| v.is_true());
     kwargs.assert_all_used()?;
-    let opts = JsonOpts {
-        ensure_ascii,
-        indent,
-        item_sep,
-        key_sep,
-        sort_keys,
-    };
+    let opts = JsonOpts { ensure_ascii, indent, item_sep, key_sep, sort_keys };
     let mut out = String::new();
     write_json(&mut out, value, &opts, 0)?;
     Ok(out)
@@ -76,7 +70,12 @@ pub(super) fn not_serializable(v: &Value) -> Error {
     )
 }
 
-pub(super) fn write_json(out: &mut String, v: &Value, o: &JsonOpts, level: usize) -> Result<(), Error> {
+pub(super) fn write_json(
+    out: &mut String,
+    v: &Value,
+    o: &JsonOpts,
+    level: usize,
+) -> Result<(), Error> {
     match v.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
@@ -112,19 +111,11 @@ pub(super) fn write_json(out: &mut String, v: &Value, o: &JsonOpts, level: usize
             if o.sort_keys {
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
             }
-            write_json_container(
-                out,
-                o,
-                level,
-                '{',
-                '}',
-                &entries,
-                |out, (k, item), level| {
-                    write_json_str(out, k, o.ensure_ascii);
-                    out.push_str(&o.key_sep);
-                    write_json(out, item, o, level)
-                },
-            )?;
+            write_json_container(out, o, level, '{', '}', &entries, |out, (k, item), level| {
+                write_json_str(out, k, o.ensure_ascii);
+                out.push_str(&o.key_sep);
+                write_json(out, item, o, level)
+            })?;
         }
         _ => return Err(not_serializable(v)),
     }

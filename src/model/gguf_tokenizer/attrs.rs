@@ -62,11 +62,62 @@ impl Attr {
 /// end of turn, end of message, and the fill-in-the-middle tokens. The key is the id's
 /// metadata key.
 const FOUND_BY_TEXT: &[(&str, &[&str])] = &[
-    ("eot", &["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>"]),
+    (
+        "eot",
+        &[
+            "<|eot_id|>",
+            "<|im_end|>",
+            "<|end|>",
+            "<end_of_turn>",
+            "<|endoftext|>",
+            "<|end_of_text|>",
+            "<EOT>",
+            "_<EOT>",
+            "[EOT]",
+            "<｜end▁of▁sentence｜>",
+            "<end_of_utterance>",
+        ],
+    ),
     ("eom", &["<|eom_id|>"]),
-    ("fim_pre", &["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"]),
-    ("fim_suf", &["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>"]),
-    ("fim_mid", &["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>"]),
+    (
+        "fim_pre",
+        &[
+            "<|fim_prefix|>",
+            "<fim-prefix>",
+            "<fim_prefix>",
+            "<｜fim▁begin｜>",
+            "<PRE>",
+            "▁<PRE>",
+            "<|code_prefix|>",
+            "<|prefix|>",
+        ],
+    ),
+    (
+        "fim_suf",
+        &[
+            "<|fim_suffix|>",
+            "<fim-suffix>",
+            "<fim_suffix>",
+            "<｜fim▁hole｜>",
+            "<SUF>",
+            "▁<SUF>",
+            "<|code_suffix|>",
+            "<|suffix|>",
+        ],
+    ),
+    (
+        "fim_mid",
+        &[
+            "<|fim_middle|>",
+            "<fim-middle>",
+            "<fim_middle>",
+            "<｜fim▁end｜>",
+            "<MID>",
+            "▁<MID>",
+            "<|code_middle|>",
+            "<|middle|>",
+        ],
+    ),
     ("fim_pad", &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"]),
     ("fim_rep", &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"]),
     ("fim_sep", &["<|file_sep|>"]),
@@ -74,9 +125,28 @@ const FOUND_BY_TEXT: &[(&str, &[&str])] = &[
 
 /// Tokens that end generation by their text alone; always control tokens in llama.cpp.
 pub const END_OF_GENERATION: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
-    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
 ];
 
 /// What the rules depend on besides the tokens.
@@ -122,7 +192,9 @@ pub fn resolve(tokens: &[String], types: &[u32], cx: &Context) -> Vec<Attr> {
     }
     // o200k_harmony and solar-open: "<|end|>" is a turn separator, not the end.
     let has = |t: &str| eog.contains(t);
-    if has("<|end|>") && ((has("<|return|>") && has("<|call|>")) || (has("<|calls|>") && has("<|flush|>"))) {
+    if has("<|end|>")
+        && ((has("<|return|>") && has("<|call|>")) || (has("<|calls|>") && has("<|flush|>")))
+    {
         if let Some(i) = find("<|end|>") {
             attrs[i] = Attr { user_defined: true, ..Attr::default() };
         }
@@ -145,7 +217,8 @@ pub fn resolve(tokens: &[String], types: &[u32], cx: &Context) -> Vec<Attr> {
         for a in attrs.iter_mut().filter(|a| a.is_special_cache()) {
             a.rstrip = true;
         }
-        for (t, on) in [("</s>", true), ("<unk>", false), ("<s>", false), ("<|endoftext|>", false)] {
+        for (t, on) in [("</s>", true), ("<unk>", false), ("<s>", false), ("<|endoftext|>", false)]
+        {
             if let Some(i) = find(t) {
                 attrs[i].rstrip = on;
             }
@@ -165,7 +238,11 @@ mod tests {
     fn attrs(tokens: &[&str], types: &[u32], name: &str) -> Vec<Attr> {
         let tokens: Vec<String> = tokens.iter().map(|s| s.to_string()).collect();
         let none = |_: &str| false;
-        resolve(&tokens, types, &Context { ids_given: &none, pre: "default", architecture: "llama", model_name: name })
+        resolve(
+            &tokens,
+            types,
+            &Context { ids_given: &none, pre: "default", architecture: "llama", model_name: name },
+        )
     }
 
     #[test]
@@ -179,7 +256,14 @@ mod tests {
 
     #[test]
     fn phi3_strips_right_of_special_tokens() {
-        let a = attrs(&["<unk>", "<s>", "</s>", "<|user|>", "x"], &[2, 3, 4, 3, 1], "Phi3".to_lowercase().as_str());
-        assert_eq!(a.iter().map(|a| a.rstrip).collect::<Vec<_>>(), [false, false, true, true, false]);
+        let a = attrs(
+            &["<unk>", "<s>", "</s>", "<|user|>", "x"],
+            &[2, 3, 4, 3, 1],
+            "Phi3".to_lowercase().as_str(),
+        );
+        assert_eq!(
+            a.iter().map(|a| a.rstrip).collect::<Vec<_>>(),
+            [false, false, true, true, false]
+        );
     }
 }

@@ -22,9 +22,7 @@ pub(super) fn build(v: &Vocab, meta: &Meta, pre: &PreTokenizer) -> Result<Json, 
         .iter()
         .map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false}))
         .collect();
-    let byte_level = |use_regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-    };
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let mut pretokenizers = splits;
     if pre.byte_encode {
         pretokenizers.push(byte_level(false));
@@ -69,12 +67,10 @@ fn merge_pairs(tokens: &[String], merges: &[String]) -> Result<Vec<Json>, String
     let mut out = Vec::with_capacity(merges.len());
     let mut merged = String::new();
     for m in merges {
-        let cut = m
-            .char_indices()
-            .skip(1)
-            .find(|&(_, c)| c == ' ')
-            .map(|(i, _)| i)
-            .ok_or_else(|| format!("tokenizer.ggml.merges entry {m:?} is not two tokens separated by a space"))?;
+        let cut =
+            m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i).ok_or_else(|| {
+                format!("tokenizer.ggml.merges entry {m:?} is not two tokens separated by a space")
+            })?;
         let (a, b) = (&m[..cut], &m[cut + 1..]);
         merged.clear();
         merged.push_str(a);
@@ -95,7 +91,8 @@ mod tests {
 
     #[test]
     fn merges_split_at_the_first_space_after_the_first_byte() {
-        let tokens: Vec<String> = [" ", "x", " x", "a", "b", "ab", "a b"].map(String::from).to_vec();
+        let tokens: Vec<String> =
+            [" ", "x", " x", "a", "b", "ab", "a b"].map(String::from).to_vec();
         let merges: Vec<String> = ["  x", "a b", "a b", "x b", "a  b"].map(String::from).to_vec();
         let pairs = merge_pairs(&tokens, &merges).unwrap();
         // "x b" has no token "xb"; "a  b" is "a" + " b", not a token pair either.

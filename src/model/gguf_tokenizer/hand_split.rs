@@ -27,7 +27,12 @@ struct Classes {
 impl Classes {
     fn new() -> Self {
         let re = |r: &str| Regex::new(r).unwrap();
-        Self { letter: re(r"^\p{L}$"), number: re(r"^\p{N}$"), whitespace: re(r"^\s$"), mark: re(r"^\p{M}$") }
+        Self {
+            letter: re(r"^\p{L}$"),
+            number: re(r"^\p{N}$"),
+            whitespace: re(r"^\s$"),
+            mark: re(r"^\p{M}$"),
+        }
     }
 
     fn of(&self, c: char) -> Flags {
@@ -44,9 +49,19 @@ impl Classes {
 /// Han as `unicode_cpt_is_han` has it.
 fn is_han(c: char) -> bool {
     let c = c as u32;
-    [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0x2CEB0, 0x2EBEF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)]
-        .iter()
-        .any(|&(a, b)| (a..=b).contains(&c))
+    [
+        (0x4E00, 0x9FFF),
+        (0x3400, 0x4DBF),
+        (0x20000, 0x2A6DF),
+        (0x2A700, 0x2B73F),
+        (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF),
+        (0x2CEB0, 0x2EBEF),
+        (0xF900, 0xFAFF),
+        (0x2F800, 0x2FA1F),
+    ]
+    .iter()
+    .any(|&(a, b)| (a..=b).contains(&c))
 }
 
 /// A position-indexed view of one text, past-the-end positions reading as "nothing".
@@ -74,7 +89,12 @@ impl Text<'_> {
         if matches!(get(i + 1), Some('s' | 't' | 'm' | 'd')) {
             return Some(2);
         }
-        if i + 2 < self.chars.len() && matches!((get(i + 1), get(i + 2)), (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l'))) {
+        if i + 2 < self.chars.len()
+            && matches!(
+                (get(i + 1), get(i + 2)),
+                (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l'))
+            )
+        {
             return Some(3);
         }
         None
@@ -133,7 +153,9 @@ fn gpt2(t: &Text) -> Vec<usize> {
                 run(&mut pos, &|f| f.letter);
             } else if f.number {
                 run(&mut pos, &|f| f.number);
-            } else if !(f.whitespace || f.letter || f.number) && pos + usize::from(space) < t.chars.len() {
+            } else if !(f.whitespace || f.letter || f.number)
+                && pos + usize::from(space) < t.chars.len()
+            {
                 run(&mut pos, &|f| !(f.whitespace || f.letter || f.number));
             } else {
                 pos = whitespace(t, pos, false);
@@ -172,10 +194,12 @@ fn llama3(t: &Text, digits: usize, marks: bool) -> Vec<usize> {
             let lone_space = c == ' ' && pos + 1 >= len;
             if !(f2.whitespace || letter(f2) || f2.number || lone_space) {
                 pos += usize::from(c == ' ');
-                while pos < len && !{
-                    let g = t.flags(pos);
-                    g.whitespace || letter(g) || g.number
-                } {
+                while pos < len
+                    && !{
+                        let g = t.flags(pos);
+                        g.whitespace || letter(g) || g.number
+                    }
+                {
                     pos += 1;
                 }
                 while matches!(t.at(pos), Some('\r' | '\n')) {
@@ -219,10 +243,12 @@ fn kimi_k2(t: &Text) -> Vec<usize> {
             let lone_space = c == ' ' && pos + 1 >= len;
             if !(f2.whitespace || f2.letter || f2.number || lone_space) {
                 pos += usize::from(c == ' ');
-                while pos < len && !{
-                    let g = t.flags(pos);
-                    g.whitespace || g.letter || g.number
-                } {
+                while pos < len
+                    && !{
+                        let g = t.flags(pos);
+                        g.whitespace || g.letter || g.number
+                    }
+                {
                     pos += 1;
                 }
                 while matches!(t.at(pos), Some('\r' | '\n')) {
@@ -269,9 +295,10 @@ fn afmoe_digits(t: &Text) -> Vec<usize> {
 #[test]
 fn regexes_split_as_llama_cpps_hand_written_splitters() {
     let pool: Vec<&str> = vec![
-        "a", "B", "z", "é", "É", "ß", "ǅ", "ʰ", "中", "字", "ぁ", "1", "9", "٣", "Ⅳ", "½", " ", " ", " ", "\t", "\n", "\r",
-        "\u{a0}", "\u{3000}", "'", "s", "S", "t", "l", "L", "v", "e", "r", "R", "d", "m", "!", ".", "-", "$", "+", "😀",
-        "\u{301}", "\u{200d}", "_", "/", "\u{fe0f}",
+        "a", "B", "z", "é", "É", "ß", "ǅ", "ʰ", "中", "字", "ぁ", "1", "9", "٣", "Ⅳ", "½", " ",
+        " ", " ", "\t", "\n", "\r", "\u{a0}", "\u{3000}", "'", "s", "S", "t", "l", "L", "v", "e",
+        "r", "R", "d", "m", "!", ".", "-", "$", "+", "😀", "\u{301}", "\u{200d}", "_", "/",
+        "\u{fe0f}",
     ];
     let cl = Classes::new();
     let mut rng = SplitMix64::new(7);
@@ -294,7 +321,8 @@ fn regexes_split_as_llama_cpps_hand_written_splitters() {
         })
         .collect();
     for _ in 0..3000 {
-        let text: String = (0..rng.below(24)).map(|_| pool[rng.below(pool.len() as u64) as usize]).collect();
+        let text: String =
+            (0..rng.below(24)).map(|_| pool[rng.below(pool.len() as u64) as usize]).collect();
         let t = Text { chars: text.chars().collect(), cl: &cl };
         for ((pre, hand), regexes) in splitters.iter().zip(&compiled) {
             assert_eq!(split_with(regexes, &text), t.pieces(&hand(&t)), "{pre}: {text:?}");

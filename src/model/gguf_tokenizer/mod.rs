@@ -150,7 +150,10 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
         Some(_) => {
             let types = meta.u32s("tokenizer.ggml.token_type")?;
             if types.len() != n {
-                return Err(format!("tokenizer.ggml.token_type has {} entries for {n} tokens", types.len()));
+                return Err(format!(
+                    "tokenizer.ggml.token_type has {} entries for {n} tokens",
+                    types.len()
+                ));
             }
             types
         }
@@ -169,10 +172,17 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
         Kind::Ugm => (None, Some(1), Some(2), None),
     };
     let file_id = |key: &str| -> Result<Option<u32>, String> {
-        Ok(in_vocab(meta.opt_u64(&format!("tokenizer.ggml.{key}"))?.and_then(|v| u32::try_from(v).ok())))
+        Ok(in_vocab(
+            meta.opt_u64(&format!("tokenizer.ggml.{key}"))?.and_then(|v| u32::try_from(v).ok()),
+        ))
     };
     let (file_bos, file_eos) = (file_id("bos_token_id")?, file_id("eos_token_id")?);
-    for (key, slot) in [("bos_token_id", &mut bos), ("eos_token_id", &mut eos), ("unknown_token_id", &mut unk), ("seperator_token_id", &mut sep)] {
+    for (key, slot) in [
+        ("bos_token_id", &mut bos),
+        ("eos_token_id", &mut eos),
+        ("unknown_token_id", &mut unk),
+        ("seperator_token_id", &mut sep),
+    ] {
         *slot = file_id(key)?.or(in_vocab(*slot));
     }
     // Generation stops at the ids the file names, not at llama.cpp's defaults: a `gpt2`
@@ -215,7 +225,13 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
         Kind::Ugm => ugm::build(&vocab, &meta)?,
     };
     let name = |id: Option<u32>| id.map(|i| vocab.tokens[i as usize].clone());
-    Ok(GgufTokenizer { json, bos_token: name(file_bos), eos_token: name(file_eos), eos_ids, vocab_size: n })
+    Ok(GgufTokenizer {
+        json,
+        bos_token: name(file_bos),
+        eos_token: name(file_eos),
+        eos_ids,
+        vocab_size: n,
+    })
 }
 
 /// A `TemplateProcessing` adding BOS and/or EOS, as `LlamaTokenizerFast` sets it up; `null`
@@ -260,7 +276,10 @@ mod tests {
         let mut m = HashMap::new();
         m.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
         m.insert("tokenizer.ggml.tokens".into(), strings(tokens));
-        m.insert("tokenizer.ggml.scores".into(), Value::Array(scores.iter().map(|&s| Value::F32(s)).collect()));
+        m.insert(
+            "tokenizer.ggml.scores".into(),
+            Value::Array(scores.iter().map(|&s| Value::F32(s)).collect()),
+        );
         m.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1));
         m.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(2));
         m.insert("tokenizer.ggml.unknown_token_id".into(), Value::U32(0));
@@ -273,7 +292,10 @@ mod tests {
         let tokens = ["<unk>", "<s>", "</s>", "▁", "h", "i", "▁h", "▁hi", "<0x21>"];
         let scores = [0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0, 0.0];
         let mut m = llama_meta(&tokens, &scores);
-        m.insert("tokenizer.ggml.token_type".into(), Value::Array([2, 3, 3, 1, 1, 1, 1, 1, 6].map(Value::I32).to_vec()));
+        m.insert(
+            "tokenizer.ggml.token_type".into(),
+            Value::Array([2, 3, 3, 1, 1, 1, 1, 1, 6].map(Value::I32).to_vec()),
+        );
         let t = from_metadata(&m).unwrap();
         assert_eq!((t.bos_token.as_deref(), t.eos_ids.clone()), (Some("<s>"), vec![2]));
         let tok = tokenizers::Tokenizer::from_bytes(t.json.to_string()).unwrap();
@@ -286,17 +308,33 @@ mod tests {
     #[test]
     fn bad_metadata_names_the_key() {
         let mut m = llama_meta(&["<unk>", "<s>", "</s>"], &[0.0, 0.0]);
-        assert!(from_metadata(&m).unwrap_err().contains("tokenizer.ggml.scores has 2 entries for 3 tokens"));
+        assert!(from_metadata(&m)
+            .unwrap_err()
+            .contains("tokenizer.ggml.scores has 2 entries for 3 tokens"));
         m.insert("tokenizer.ggml.model".into(), Value::String("rwkv".into()));
         let e = from_metadata(&m).unwrap_err();
-        assert!(e.contains("\"rwkv\"") && e.contains("own algorithm") && e.contains("llama, gpt2, gemma4, bert, t5"), "{e}");
+        assert!(
+            e.contains("\"rwkv\"")
+                && e.contains("own algorithm")
+                && e.contains("llama, gpt2, gemma4, bert, t5"),
+            "{e}"
+        );
         m.insert("tokenizer.ggml.model".into(), Value::String("sentencepiece".into()));
         let e = from_metadata(&m).unwrap_err();
-        assert!(e.starts_with("tokenizer.ggml.model \"sentencepiece\" is not supported; supported: llama, gpt2"), "{e}");
+        assert!(
+            e.starts_with(
+                "tokenizer.ggml.model \"sentencepiece\" is not supported; supported: llama, gpt2"
+            ),
+            "{e}"
+        );
         m.insert("tokenizer.ggml.model".into(), Value::String("gpt2".into()));
         m.insert("tokenizer.ggml.pre".into(), Value::String("not-a-pre".into()));
         let e = from_metadata(&m).unwrap_err();
-        assert!(e.contains("tokenizer.ggml.pre \"not-a-pre\" is not supported; supported: default, ") && e.contains("smollm"), "{e}");
+        assert!(
+            e.contains("tokenizer.ggml.pre \"not-a-pre\" is not supported; supported: default, ")
+                && e.contains("smollm"),
+            "{e}"
+        );
         m.remove("tokenizer.ggml.tokens");
         m.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
         assert!(from_metadata(&m).unwrap_err().contains("tokenizer.ggml.tokens"));

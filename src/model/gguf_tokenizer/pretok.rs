@@ -49,7 +49,20 @@ pub struct PreTokenizer {
 const NAMES: &[(&[&str], &str)] = &[
     (&["default"], "default"),
     (&["minicpm5"], "minicpm5"),
-    (&["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"], "llama3"),
+    (
+        &[
+            "llama3",
+            "llama-v3",
+            "llama-bpe",
+            "falcon3",
+            "falcon-h1",
+            "pixtral",
+            "midm-2.0",
+            "lfm2",
+            "jina-v5-nano",
+        ],
+        "llama3",
+    ),
     (&["deepseek-llm"], "deepseek-llm"),
     (&["deepseek-coder"], "deepseek-coder"),
     (&["deepseek-v3"], "deepseek3-llm"),
@@ -58,7 +71,22 @@ const NAMES: &[(&[&str], &str)] = &[
     (&["falcon"], "falcon"),
     (&["mpt"], "mpt"),
     (&["starcoder"], "starcoder"),
-    (&["gpt-2", "gpt2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert"], "gpt2"),
+    (
+        &[
+            "gpt-2",
+            "gpt2",
+            "phi-2",
+            "jina-es",
+            "jina-de",
+            "gigachat",
+            "jina-v2-es",
+            "jina-v2-de",
+            "a.x-4.0",
+            "mellum",
+            "modern-bert",
+        ],
+        "gpt2",
+    ),
     (&["jais-2"], "jais2"),
     (&["gemma4", "granite-embed-multi-311m"], "gemma4"),
     (&["sarvam-moe"], "sarvam-moe"),
@@ -118,11 +146,15 @@ pub fn known_names() -> Vec<&'static str> {
 /// llama.cpp's default. Unknown names are refused, as llama.cpp refuses them.
 pub fn lookup(pre: Option<&str>) -> Result<PreTokenizer, String> {
     let name = pre.unwrap_or("default");
-    let kind = NAMES
-        .iter()
-        .find(|(names, _)| names.contains(&name))
-        .map(|(_, kind)| *kind)
-        .ok_or_else(|| format!("tokenizer.ggml.pre \"{name}\" is not supported; supported: {}", known_names().join(", ")))?;
+    let kind =
+        NAMES.iter().find(|(names, _)| names.contains(&name)).map(|(_, kind)| *kind).ok_or_else(
+            || {
+                format!(
+                    "tokenizer.ggml.pre \"{name}\" is not supported; supported: {}",
+                    known_names().join(", ")
+                )
+            },
+        )?;
     Ok(of_kind(kind))
 }
 
@@ -162,7 +194,9 @@ fn of_kind(kind: &'static str) -> PreTokenizer {
     };
     p.regexes = match kind {
         "llama3" | "dbrx" | "smaug" | "chatglm4" | "glm4" => &[LLAMA3],
-        "jais2" => &[r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}"],
+        "jais2" => &[
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}",
+        ],
         "deepseek-llm" => &[
             r"[\r\n]",
             r"\s?[A-Za-z\x{B5}\x{C0}-\x{D6}\x{D8}-\x{F6}\x{F8}-\x{1BA}\x{1BC}-\x{1BF}\x{1C4}-\x{293}\x{295}-\x{2AF}\x{370}-\x{373}\x{376}\x{377}\x{37B}-\x{37D}\x{37F}\x{386}\x{388}-\x{38A}\x{38C}\x{38E}-\x{3A1}\x{3A3}-\x{3F5}\x{3F7}-\x{481}\x{48A}-\x{52F}\x{531}-\x{556}\x{10A0}-\x{10C5}\x{13A0}-\x{13F5}\x{13F8}-\x{13FD}\x{1C90}-\x{1CBA}\x{1CBD}-\x{1CBF}\x{1D00}-\x{1D2B}\x{1D6B}-\x{1D77}\x{1D79}-\x{1D9A}\x{1E00}-\x{1F15}\x{1F18}-\x{1F1D}\x{1F20}-\x{1F45}\x{1F48}-\x{1F4D}\x{1F50}-\x{1F57}\x{1F59}\x{1F5B}\x{1F5D}\x{1F5F}-\x{1F7D}\x{1F80}-\x{1FB4}\x{1FB6}-\x{1FBC}\x{1FBE}\x{1FC2}-\x{1FC4}\x{1FC6}-\x{1FCC}\x{1FD0}-\x{1FD3}\x{1FD6}-\x{1FDB}\x{1FE0}-\x{1FEC}\x{1FF2}-\x{1FF4}\x{1FF6}-\x{1FFC}\x{2102}\x{2107}\x{210A}-\x{2113}\x{2115}\x{2119}-\x{211D}\x{2124}\x{2126}\x{2128}\x{212A}-\x{212D}\x{212F}-\x{2134}\x{2139}\x{213C}-\x{213F}\x{2145}-\x{2149}\x{214E}\x{2183}\x{2184}\x{2C00}-\x{2C7B}\x{2C7E}-\x{2CE4}\x{2CEB}-\x{2CEE}\x{2CF2}\x{2CF3}\x{A640}-\x{A66D}\x{A680}-\x{A69B}\x{A722}-\x{A76F}\x{A771}-\x{A787}\x{A78B}-\x{A78E}\x{AB70}-\x{ABBF}\x{FB00}-\x{FB06}\x{FB13}-\x{FB17}\x{FF21}-\x{FF3A}\x{FF41}-\x{FF5A}\x{10400}-\x{1044F}\x{104B0}-\x{104D3}\x{104D8}-\x{104FB}\x{10C80}-\x{10CB2}\x{10CC0}-\x{10CF2}\x{118A0}-\x{118DF}\x{1E900}-\x{1E943}]+",
@@ -189,17 +223,24 @@ fn of_kind(kind: &'static str) -> PreTokenizer {
             r"[\x{AC00}-\x{D7A3}\x{3131}-\x{318E}]+|[\x{FF01}\x{2026}\x{201C}\x{201D}\x{2018}\x{2019}\x{2014}\x{FF1A}\x{FF1B}\x{FF0C}\x{3001}-\x{303F}\x{FE30}-\x{FE4F}]+|[\x{3105}-\x{312F}]+|[\x{4E00}-\x{9FA5}\x{3040}-\x{309F}\x{30A0}-\x{30FF}]+",
             r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         ],
-        "deepseek-coder" => &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+", r"\p{N}"],
+        "deepseek-coder" => &[
+            r"[\r\n]",
+            r"\s?\p{L}+",
+            r"\s?\p{P}+",
+            r"[\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+",
+            r"\p{N}",
+        ],
         "falcon" => &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"],
-        "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva" | "mellum2" => {
-            &[r"\p{N}", GPT2]
-        }
+        "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva"
+        | "mellum2" => &[r"\p{N}", GPT2],
         "gpt2" | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling" => &[GPT2],
         "stablelm2" | "qwen2" | "hunyuan" | "solar-open" | "grok-2" => &[QWEN2],
         "qwen35" => &[QWEN35],
         "poro" | "bloom" | "gpt3-finnish" => &[BLOOM],
         "viking" => &[BLOOM, r"\p{N}"],
-        "tekken" => &[r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"],
+        "tekken" => &[
+            r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
         "chameleon" => &[
             r"<sentinel:[0-9]+>",
             r"(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
@@ -209,23 +250,33 @@ fn of_kind(kind: &'static str) -> PreTokenizer {
             GPT2,
         ],
         "gpt-4o" | "minimax-m2" => &[GPT4O],
-        "granite-emb-multi" => &[r"[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))*((?=[\p{L}\p{M}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))+((?=[\p{L}\p{M}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"],
+        "granite-emb-multi" => &[
+            r"[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))*((?=[\p{L}\p{M}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))+((?=[\p{L}\p{M}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
         "tiny-aya" => &[
             DIGITS_FROM_RIGHT,
             r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         ],
         "kimi-k2" => &[KIMI_K2],
         "superbpe" => &[r"\p{N}+", r"(?=([0-9]{3})+(?![0-9]))"],
-        "bailingmoe" => &[r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"],
-        "seed-coder" => &[r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+"],
-        "ufakzeka" => &[r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"],
+        "bailingmoe" => &[
+            r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+",
+        ],
+        "seed-coder" => &[
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        "ufakzeka" => {
+            &[r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"]
+        }
         "afmoe" => &[
             DIGITS_FROM_RIGHT,
             r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{8C48}-\x{FAFF}\x{3040}-\x{309F}\x{30A0}-\x{30FF}\x{FF65}-\x{FF9F}\x{2F00}-\x{2FDF}\x{E40}-\x{E7F}\x{E80}-\x{EFF}\x{1780}-\x{17FF}\x{1000}-\x{109F}\x{AA60}-\x{AA7F}\x{A9E0}-\x{A9FF}\x{AC00}-\x{D7AF}\x{1100}-\x{11FF}]+",
             r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
         ],
         "laguna" => &[NEWLINE_RUNS, QWEN2],
-        "exaone-moe" => &[r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+"],
+        "exaone-moe" => &[
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+",
+        ],
         "gemma4" | "sarvam-moe" => &[NEWLINE_RUNS],
         "minicpm5" => &[
             r"\p{N}{1,3}",
@@ -260,7 +311,10 @@ fn of_kind(kind: &'static str) -> PreTokenizer {
 #[cfg(test)]
 pub(super) mod tests_support {
     use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer as _, SplitDelimiterBehavior};
+    use tokenizers::{
+        OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer as _,
+        SplitDelimiterBehavior,
+    };
 
     pub fn splitter(r: &str) -> Split {
         Split::new(SplitPattern::Regex(r.to_string()), SplitDelimiterBehavior::Isolated, false)
@@ -277,7 +331,10 @@ pub(super) mod tests_support {
         for sp in splitters {
             sp.pre_tokenize(&mut s).unwrap();
         }
-        s.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(t, _, _)| t.to_string()).collect()
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(t, _, _)| t.to_string())
+            .collect()
     }
 }
 
@@ -305,9 +362,15 @@ mod tests {
     #[test]
     fn names_map_to_llama_cpp_types_and_flags() {
         let p = lookup(Some("llama-bpe")).unwrap();
-        assert_eq!((p.kind, p.ignore_merges, p.add_bos, p.byte_encode), ("llama3", true, true, true));
+        assert_eq!(
+            (p.kind, p.ignore_merges, p.add_bos, p.byte_encode),
+            ("llama3", true, true, true)
+        );
         assert_eq!(lookup(Some("deepseek-v3")).unwrap().kind, "deepseek3-llm");
-        assert_eq!(lookup(Some("smollm")).unwrap().regexes, lookup(Some("starcoder")).unwrap().regexes);
+        assert_eq!(
+            lookup(Some("smollm")).unwrap().regexes,
+            lookup(Some("starcoder")).unwrap().regexes
+        );
         assert_eq!(lookup(Some("megrez")).unwrap().kind, "qwen2");
         let g = lookup(Some("gemma4")).unwrap();
         assert!(!g.byte_encode && g.escape_whitespaces && !g.ignore_merges);
@@ -322,9 +385,17 @@ mod tests {
     #[test]
     fn unknown_names_are_refused_with_the_list() {
         let e = lookup(Some("no-such-pre")).unwrap_err();
-        assert!(e.starts_with("tokenizer.ggml.pre \"no-such-pre\" is not supported; supported: default, "), "{e}");
+        assert!(
+            e.starts_with(
+                "tokenizer.ggml.pre \"no-such-pre\" is not supported; supported: default, "
+            ),
+            "{e}"
+        );
         for name in ["smollm", "qwen35", "tekken", "kimi-k2", "gpt-4o", "superbpe", "gemma4"] {
-            assert!(e.contains(&format!(" {name},")) || e.ends_with(name), "{name} missing from {e}");
+            assert!(
+                e.contains(&format!(" {name},")) || e.ends_with(name),
+                "{name} missing from {e}"
+            );
         }
     }
 
@@ -332,9 +403,15 @@ mod tests {
     fn splits_as_llama_cpp_does() {
         let s = |pre: &str, text: &str| split(&lookup(Some(pre)).unwrap(), text);
         // GPT-2: a lone space before a letter joins it; trailing whitespace runs stay whole.
-        assert_eq!(s("gpt-2", "Hello  world's 12345!! \n"), ["Hello", " ", " world", "'s", " 12345", "!!", " \n"]);
+        assert_eq!(
+            s("gpt-2", "Hello  world's 12345!! \n"),
+            ["Hello", " ", " world", "'s", " 12345", "!!", " \n"]
+        );
         // Llama 3: digits in threes, case-insensitive contractions, newlines kept with spaces.
-        assert_eq!(s("llama-bpe", "I'LL pay 1234567\n\n  x"), ["I", "'LL", " pay", " ", "123", "456", "7", "\n\n", " ", " x"]);
+        assert_eq!(
+            s("llama-bpe", "I'LL pay 1234567\n\n  x"),
+            ["I", "'LL", " pay", " ", "123", "456", "7", "\n\n", " ", " x"]
+        );
         // Qwen2: single digits; Qwen3.5: combining marks stay with their letters.
         assert_eq!(s("qwen2", "a12"), ["a", "1", "2"]);
         assert_eq!(s("qwen35", "e\u{301}t\u{301}"), ["e\u{301}t\u{301}"]);
@@ -348,7 +425,13 @@ mod tests {
         // The text before a digit run goes with its first group, as in llama.cpp, so the two
         // spaces are split by the next regex as spaces before a non-space ("  " alone would
         // stay whole).
-        assert_eq!(split(&PreTokenizer { regexes: &[DIGITS_FROM_RIGHT], ..lookup(Some("afmoe")).unwrap() }, "a  1234 b"), ["a  1", "234", " b"]);
+        assert_eq!(
+            split(
+                &PreTokenizer { regexes: &[DIGITS_FROM_RIGHT], ..lookup(Some("afmoe")).unwrap() },
+                "a  1234 b"
+            ),
+            ["a  1", "234", " b"]
+        );
         assert_eq!(s("afmoe", "x  1234"), ["x", " ", " ", "1", "234"]);
         assert_eq!(s("superbpe", "1234567"), ["1", "234", "567"]);
         // Kimi-K2: Han runs apart from other letters.

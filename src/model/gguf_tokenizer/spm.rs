@@ -12,7 +12,11 @@ use crate::model::gguf::Meta;
 pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
     let scores = meta.f32s("tokenizer.ggml.scores")?;
     if scores.len() != v.tokens.len() {
-        return Err(format!("tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), v.tokens.len()));
+        return Err(format!(
+            "tokenizer.ggml.scores has {} entries for {} tokens",
+            scores.len(),
+            v.tokens.len()
+        ));
     }
     // llama.cpp prefixes a space to the text and to the text after each special token.
     let prefix_space = meta.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
@@ -67,7 +71,9 @@ fn merges(tokens: &[String], scores: &[f32]) -> Vec<Json> {
             }
         }
     }
-    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+    merges.sort_by(|a, b| {
+        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
+    });
     merges.into_iter().map(|(_, _, l, r)| json!([tokens[l], tokens[r]])).collect()
 }
 
@@ -81,6 +87,9 @@ mod tests {
         let scores = [0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -5.0, -4.0, -6.0];
         let merges = merges(&tokens.map(String::from), &scores);
         // bc (-4) before ab (-5) before abc (-6, two splits: a+bc then ab+c by piece ids).
-        assert_eq!(merges, vec![json!(["b", "c"]), json!(["a", "b"]), json!(["a", "bc"]), json!(["ab", "c"])]);
+        assert_eq!(
+            merges,
+            vec![json!(["b", "c"]), json!(["a", "b"]), json!(["a", "bc"]), json!(["ab", "c"])]
+        );
     }
 }

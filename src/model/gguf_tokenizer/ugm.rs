@@ -12,9 +12,15 @@ use crate::model::gguf::Meta;
 pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
     let scores = meta.f32s("tokenizer.ggml.scores")?;
     if scores.len() != v.tokens.len() {
-        return Err(format!("tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), v.tokens.len()));
+        return Err(format!(
+            "tokenizer.ggml.scores has {} entries for {} tokens",
+            scores.len(),
+            v.tokens.len()
+        ));
     }
-    let unk = v.unk.ok_or("a t5 vocabulary needs tokenizer.ggml.unknown_token_id (id 2 is not in the vocabulary)")?;
+    let unk = v.unk.ok_or(
+        "a t5 vocabulary needs tokenizer.ggml.unknown_token_id (id 2 is not in the vocabulary)",
+    )?;
     let prefix_space = meta.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(false);
     let merge_spaces = meta.opt_bool("tokenizer.ggml.remove_extra_whitespaces")?.unwrap_or(false);
 
@@ -42,7 +48,9 @@ pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
     // User-defined tokens are matched whole before the model sees the text; llama.cpp scores
     // them 0 inside it.
     let pieces: Vec<Json> = (0..v.tokens.len())
-        .map(|i| json!([v.tokens[i], if v.attrs[i].user_defined { 0.0 } else { f64::from(scores[i]) }]))
+        .map(|i| {
+            json!([v.tokens[i], if v.attrs[i].user_defined { 0.0 } else { f64::from(scores[i]) }])
+        })
         .collect();
     Ok(json!({
         "version": "1.0", "truncation": null, "padding": null,
@@ -95,9 +103,18 @@ mod tests {
         let scores = [0.0, 0.0, 0.0, -2.0, -1.0, -3.0, -3.0, -1.5];
         let md: HashMap<String, Value> = [
             ("tokenizer.ggml.model", Value::String("t5".into())),
-            ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::String(t.to_string())).collect())),
-            ("tokenizer.ggml.scores", Value::Array(scores.iter().map(|&s| Value::F32(s)).collect())),
-            ("tokenizer.ggml.token_type", Value::Array([3, 3, 2, 1, 1, 1, 1, 1].map(Value::I32).to_vec())),
+            (
+                "tokenizer.ggml.tokens",
+                Value::Array(tokens.iter().map(|t| Value::String(t.to_string())).collect()),
+            ),
+            (
+                "tokenizer.ggml.scores",
+                Value::Array(scores.iter().map(|&s| Value::F32(s)).collect()),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array([3, 3, 2, 1, 1, 1, 1, 1].map(Value::I32).to_vec()),
+            ),
             ("tokenizer.ggml.add_space_prefix", Value::Bool(true)),
             ("tokenizer.ggml.remove_extra_whitespaces", Value::Bool(merge_spaces)),
         ]

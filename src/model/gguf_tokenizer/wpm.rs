@@ -25,9 +25,13 @@ fn hf_piece(v: &Vocab, i: usize) -> String {
 
 pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
     let lowercase = meta.opt_bool("tokenizer.ggml.normalizer.lowercase")?.unwrap_or(true);
-    let strip_accents = meta.opt_bool("tokenizer.ggml.normalizer.strip_accents")?.unwrap_or(lowercase);
-    let unk = v.unk.ok_or("a bert vocabulary needs tokenizer.ggml.unknown_token_id (id 100 is not in the vocabulary)")?;
-    let vocab: serde_json::Map<String, Json> = (0..v.tokens.len()).map(|i| (hf_piece(v, i), json!(i))).collect();
+    let strip_accents =
+        meta.opt_bool("tokenizer.ggml.normalizer.strip_accents")?.unwrap_or(lowercase);
+    let unk = v.unk.ok_or(
+        "a bert vocabulary needs tokenizer.ggml.unknown_token_id (id 100 is not in the vocabulary)",
+    )?;
+    let vocab: serde_json::Map<String, Json> =
+        (0..v.tokens.len()).map(|i| (hf_piece(v, i), json!(i))).collect();
     // llama.cpp adds BOS ([CLS]) and SEP with add_special, whatever add_bos says.
     let post = super::template(&v.tokens, v.bos, v.sep);
     Ok(json!({
@@ -57,12 +61,21 @@ mod tests {
 
     #[test]
     fn word_pieces_are_spelled_back_the_hf_way() {
-        let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁hello", "▁!", "▁un", "aff", "able", "▁cafe", "▁中"];
+        let tokens = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁hello", "▁!", "▁un", "aff", "able", "▁cafe",
+            "▁中",
+        ];
         let types = [3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1];
         let md: HashMap<String, Value> = [
             ("tokenizer.ggml.model", Value::String("bert".into())),
-            ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::String(t.to_string())).collect())),
-            ("tokenizer.ggml.token_type", Value::Array(types.iter().map(|&t| Value::I32(t)).collect())),
+            (
+                "tokenizer.ggml.tokens",
+                Value::Array(tokens.iter().map(|t| Value::String(t.to_string())).collect()),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array(types.iter().map(|&t| Value::I32(t)).collect()),
+            ),
             ("tokenizer.ggml.unknown_token_id", Value::U32(1)),
             ("tokenizer.ggml.bos_token_id", Value::U32(2)),
             ("tokenizer.ggml.seperator_token_id", Value::U32(3)),

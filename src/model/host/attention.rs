@@ -146,7 +146,10 @@ pub struct HostCache {
 impl HostCache {
     /// Room for `own_len` tokens of its own (it grows if exceeded), stored as `dtype`.
     pub fn new(layers: usize, width: usize, own_len: usize, dtype: KvDtype) -> Self {
-        let layer = || LayerKv { k: Rows::with_capacity(dtype, own_len * width), v: Rows::with_capacity(dtype, own_len * width) };
+        let layer = || LayerKv {
+            k: Rows::with_capacity(dtype, own_len * width),
+            v: Rows::with_capacity(dtype, own_len * width),
+        };
         Self { prefix: None, layers: (0..layers).map(|_| layer()).collect(), width }
     }
 
@@ -192,7 +195,11 @@ impl HostCache {
     /// An independent copy with room for `max_len` positions in all; a shared prefix stays shared.
     pub fn fork(&self, max_len: usize) -> HostCache {
         let cap = max_len.max(self.len()).saturating_sub(self.prefix_len()) * self.width;
-        let layers = self.layers.iter().map(|l| LayerKv { k: l.k.copy_with_capacity(cap), v: l.v.copy_with_capacity(cap) }).collect();
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| LayerKv { k: l.k.copy_with_capacity(cap), v: l.v.copy_with_capacity(cap) })
+            .collect();
         HostCache { prefix: self.prefix.clone(), layers, width: self.width }
     }
 
@@ -227,11 +234,18 @@ impl<'a> KvView<'a> {
 
     /// Columns `cols` of the keys and of the values of `positions`, each row a slice of the
     /// cache as stored (`T`: f32 or bf16 bits); nothing from a part stored otherwise.
-    fn rows<T: InCache>(&self, positions: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> (Vec<&'a [T]>, Vec<&'a [T]>) {
+    fn rows<T: InCache>(
+        &self,
+        positions: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) -> (Vec<&'a [T]>, Vec<&'a [T]>) {
         let n = positions.len();
         let (mut keys, mut vals) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let split = positions.end.min(self.prefix_len).max(positions.start);
-        let parts = [(self.prefix, positions.start..split, 0), (Some(self.own), split..positions.end, self.prefix_len)];
+        let parts = [
+            (self.prefix, positions.start..split, 0),
+            (Some(self.own), split..positions.end, self.prefix_len),
+        ];
         for (layer, range, base) in parts {
             let (Some(l), false) = (layer, range.is_empty()) else { continue };
             let (Some(k), Some(v)) = (T::slice(&l.k), T::slice(&l.v)) else { continue };
@@ -264,7 +278,15 @@ pub struct Heads {
 /// every segment, causal, against `caches[s]`, which already hold the segment's own keys.
 /// `q` holds token t's rotated queries (`q_heads * dim` values) at `t * q_stride`. Task order and grouping never change the arithmetic
 /// of one (token, head), and neither does `isa`, the kernel family that runs (one this CPU runs).
-pub fn attend(isa: Isa, q: &[f32], q_stride: usize, segs: &[Segment], caches: &[KvView], h: Heads, out: &mut [f32]) {
+pub fn attend(
+    isa: Isa,
+    q: &[f32],
+    q_stride: usize,
+    segs: &[Segment],
+    caches: &[KvView],
+    h: Heads,
+    out: &mut [f32],
+) {
     let qw = h.q * h.dim;
     let group = h.q / h.kv;
     let scale = 1.0 / (h.dim as f32).sqrt();
@@ -279,14 +301,26 @@ pub fn attend(isa: Isa, q: &[f32], q_stride: usize, segs: &[Segment], caches: &[
     // when there would be too few tasks to keep every thread busy.
     let enough = segs.len() * h.kv >= 4 * rayon::current_num_threads();
     let per_task = if enough { group } else { 1 };
-    let tasks: Vec<(usize, usize)> =
-        (0..segs.len()).flat_map(|s| (0..h.q).step_by(per_task).map(move |head| (s, head))).collect();
+    let tasks: Vec<(usize, usize)> = (0..segs.len())
+        .flat_map(|s| (0..h.q).step_by(per_task).map(move |head| (s, head)))
+        .collect();
     assert_eq!(out.len(), start * qw, "attend: out holds every new token's heads");
     let dst = OutRows(out.as_mut_ptr());
     let one = |&(s, head): &(usize, usize)| {
         let seg = segs[s];
         let rows = &q[starts[s] * q_stride..];
-        let job = Head { rows, stride: q_stride, heads: head..head + per_task, kv: caches[s], kh: head / group, seg, dim: h.dim, window: h.window, scale, isa };
+        let job = Head {
+            rows,
+            stride: q_stride,
+            heads: head..head + per_task,
+            kv: caches[s],
+            kh: head / group,
+            seg,
+            dim: h.dim,
+            window: h.window,
+            scale,
+            isa,
+        };
         // SAFETY: `out` is exclusively borrowed for this call and holds `start` rows of `qw`; the
         // task writes rows starts[s].. of its segment, columns of its own heads only.
         unsafe { job.run(dst.at(starts[s] * qw), qw) };
@@ -403,7 +437,15 @@ impl Head<'_> {
     /// and `vals[j - first]` the KV head's key and value at position `j`. Heads go innermost,
     /// so each key and value row is fetched once for all of them.
     #[inline(always)]
-    fn softmax_rows<T: Stored>(&self, first: usize, keys: &[&[T]], vals: &[&[T]], isa: Isa, res: OutRows, row_len: usize) {
+    fn softmax_rows<T: Stored>(
+        &self,
+        first: usize,
+        keys: &[&[T]],
+        vals: &[&[T]],
+        isa: Isa,
+        res: OutRows,
+        row_len: usize,
+    ) {
         let (d, g) = (self.dim, self.heads.len());
         // Taken out of the thread's slot rather than used inside a `with` closure, which would
         // be compiled without this function's target features.
@@ -445,7 +487,13 @@ impl Head<'_> {
             for (h, o) in out.chunks(d).enumerate() {
                 // SAFETY: row i of the segment, this task's head h: inside `res` and this task's
                 // own (see `run`).
-                unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), res.at(i * row_len + (self.heads.start + h) * d), d) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        o.as_ptr(),
+                        res.at(i * row_len + (self.heads.start + h) * d),
+                        d,
+                    )
+                };
             }
         }
         SCRATCH.with(|s| s.replace(Scratch { scores, out }));
@@ -497,11 +545,17 @@ mod tests {
             let pos = total - len + i;
             for head in 0..h.q {
                 let kh = head / (h.q / h.kv);
-                let visible: Vec<usize> = (0..=pos).filter(|j| h.window.is_none_or(|w| pos - j < w)).collect();
+                let visible: Vec<usize> =
+                    (0..=pos).filter(|j| h.window.is_none_or(|w| pos - j < w)).collect();
                 let s: Vec<f64> = visible
                     .iter()
                     .map(|&j| {
-                        (0..h.dim).map(|d| q[i * qw + head * h.dim + d] as f64 * k[j * kvw + kh * h.dim + d] as f64).sum::<f64>()
+                        (0..h.dim)
+                            .map(|d| {
+                                q[i * qw + head * h.dim + d] as f64
+                                    * k[j * kvw + kh * h.dim + d] as f64
+                            })
+                            .sum::<f64>()
                             / (h.dim as f64).sqrt()
                     })
                     .collect();
@@ -509,7 +563,8 @@ mod tests {
                 let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
                 for (&j, x) in visible.iter().zip(&s) {
                     for d in 0..h.dim {
-                        out[i * qw + head * h.dim + d] += (x - m).exp() / z * v[j * kvw + kh * h.dim + d] as f64;
+                        out[i * qw + head * h.dim + d] +=
+                            (x - m).exp() / z * v[j * kvw + kh * h.dim + d] as f64;
                     }
                 }
             }
@@ -531,7 +586,15 @@ mod tests {
             let q = values(len * h.q * h.dim, 3);
             let cache = layer(&k, &v);
             let mut out = vec![0f32; len * h.q * h.dim];
-            attend(Isa::detect(), &q, h.q * h.dim, &[Segment { len, offset: total - len }], &[view(&cache, h)], h, &mut out);
+            attend(
+                Isa::detect(),
+                &q,
+                h.q * h.dim,
+                &[Segment { len, offset: total - len }],
+                &[view(&cache, h)],
+                h,
+                &mut out,
+            );
             let want = naive(&q, &k, &v, len, total, h);
             for (o, w) in out.iter().zip(&want) {
                 assert!((*o as f64 - w).abs() < 1e-5, "{o} vs {w} (window {window:?})");
@@ -546,10 +609,26 @@ mod tests {
         let b = layer(&values(30 * 16, 6), &values(30 * 16, 7));
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
         let mut alone = vec![0f32; 2 * 32];
-        attend(Isa::detect(), &qa, 32, &[Segment { len: 2, offset: 5 }], &[view(&a, h)], h, &mut alone);
+        attend(
+            Isa::detect(),
+            &qa,
+            32,
+            &[Segment { len: 2, offset: 5 }],
+            &[view(&a, h)],
+            h,
+            &mut alone,
+        );
         let both_q: Vec<f32> = qb.iter().chain(&qa).copied().collect();
         let mut both = vec![0f32; 32 * 32];
-        attend(Isa::detect(), &both_q, 32, &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }], &[view(&b, h), view(&a, h)], h, &mut both);
+        attend(
+            Isa::detect(),
+            &both_q,
+            32,
+            &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }],
+            &[view(&b, h), view(&a, h)],
+            h,
+            &mut both,
+        );
         assert_eq!(alone, both[30 * 32..]);
     }
 
@@ -563,7 +642,9 @@ mod tests {
 
     #[test]
     fn a_bf16_cache_is_f32_attention_over_the_rounded_keys_and_values() {
-        let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&v| crate::kernels::from_bf16(crate::kernels::to_bf16(v))).collect() };
+        let round = |x: &[f32]| -> Vec<f32> {
+            x.iter().map(|&v| crate::kernels::from_bf16(crate::kernels::to_bf16(v))).collect()
+        };
         for window in [None, Some(4)] {
             let h = Heads { q: 4, kv: 2, dim: 16, window };
             let (total, len) = (11, 3);
@@ -589,7 +670,9 @@ mod tests {
         let shared = Arc::new(c.fork(4));
         let after = HostCache::after(&shared, 2);
         assert_eq!((after.dtype(), after.len()), (KvDtype::Bf16, 1));
-        let widen = |rows: Vec<&[u16]>| -> Vec<f32> { rows.concat().into_iter().map(crate::kernels::from_bf16).collect() };
+        let widen = |rows: Vec<&[u16]>| -> Vec<f32> {
+            rows.concat().into_iter().map(crate::kernels::from_bf16).collect()
+        };
         let (ak, av) = after.view(0).rows::<u16>(0..1, 0..16);
         let (ck, cv) = c.view(0).rows::<u16>(0..1, 0..16);
         assert_eq!((widen(ak), widen(av)), (widen(ck.clone()), widen(cv)));
@@ -640,7 +723,10 @@ mod tests {
                         eprintln!("skipped {}: this CPU lacks it", isa.name());
                         continue;
                     }
-                    assert!(run(isa) == portable, "{isa:?}, {dtype:?} cache, dim {dim}, window {window:?}");
+                    assert!(
+                        run(isa) == portable,
+                        "{isa:?}, {dtype:?} cache, dim {dim}, window {window:?}"
+                    );
                 }
             }
         }

@@ -17,7 +17,13 @@ pub(super) fn simd_dim(dim: usize) -> bool {
 
 /// `out[i] = (q · keys[i]) * scale` for 16 keys, by `isa`'s routine (one this CPU runs).
 #[inline(always)]
-pub(super) fn scores16<T: Stored>(isa: Isa, q: &[f32], keys: &[&[T]; 16], scale: f32, out: &mut [f32]) {
+pub(super) fn scores16<T: Stored>(
+    isa: Isa,
+    q: &[f32],
+    keys: &[&[T]; 16],
+    scale: f32,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if simd_dim(q.len()) {
         match isa {
@@ -38,7 +44,13 @@ pub(super) fn scores16<T: Stored>(isa: Isa, q: &[f32], keys: &[&[T]; 16], scale:
 /// `o[h] = Σ_j p[h][j] · vals[j]`, summed in key order from zero (`o` is overwritten). The heads
 /// share `vals`, so each value row is read once for all of them. `isa`: as for [`scores16`].
 #[inline(always)]
-pub(super) fn weighted_sum<T: Stored>(isa: Isa, p: &[f32], vals: &[&[T]], o: &mut [f32], heads: usize) {
+pub(super) fn weighted_sum<T: Stored>(
+    isa: Isa,
+    p: &[f32],
+    vals: &[&[T]],
+    o: &mut [f32],
+    heads: usize,
+) {
     let (n, d) = (vals.len(), o.len() / heads.max(1));
     #[cfg(target_arch = "x86_64")]
     if simd_dim(d) {
@@ -75,7 +87,9 @@ mod avx512 {
     #[inline]
     unsafe fn load16<T: Stored>(p: *const T) -> __m512 {
         if T::BF16 {
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                p.cast(),
+            ))))
         } else {
             _mm512_loadu_ps(p.cast())
         }
@@ -85,7 +99,12 @@ mod avx512 {
     /// (`l + l+8`, `+ l+4`, `(0+2) + (1+3)`) done together by shuffles: 4 shuffle pairs
     /// per level instead of a horizontal sum per key.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scores16<T: Stored>(q: &[f32], keys: &[&[T]; 16], scale: f32, out: &mut [f32]) {
+    pub(super) unsafe fn scores16<T: Stored>(
+        q: &[f32],
+        keys: &[&[T]; 16],
+        scale: f32,
+        out: &mut [f32],
+    ) {
         let d = q.len();
         assert!(keys.iter().all(|k| k.len() >= d) && out.len() >= 16);
         let mut acc = [_mm512_setzero_ps(); 16];
@@ -99,13 +118,19 @@ mod avx512 {
         let mut z = [_mm512_setzero_ps(); 8];
         for (j, z) in z.iter_mut().enumerate() {
             let (a, b) = (acc[2 * j], acc[2 * j + 1]);
-            *z = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b));
+            *z = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(a, b),
+                _mm512_shuffle_f32x4::<0xEE>(a, b),
+            );
         }
         // Level 2, + l+4: w[j]'s 128-bit block b holds key 4j+b's 4 sums.
         let mut w = [_mm512_setzero_ps(); 4];
         for (j, w) in w.iter_mut().enumerate() {
             let (a, b) = (z[2 * j], z[2 * j + 1]);
-            *w = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b));
+            *w = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(a, b),
+                _mm512_shuffle_f32x4::<0xDD>(a, b),
+            );
         }
         // Level 3, (0+2) and (1+3) within each block, two keys per block.
         let mut u = [_mm512_setzero_ps(); 2];
@@ -114,14 +139,22 @@ mod avx512 {
             *u = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b));
         }
         // Level 4, (0+2) + (1+3): lane 4b+p holds key 4p+b.
-        let r = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(u[0], u[1]), _mm512_shuffle_ps::<0xDD>(u[0], u[1]));
+        let r = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(u[0], u[1]),
+            _mm512_shuffle_ps::<0xDD>(u[0], u[1]),
+        );
         let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         let s = _mm512_mul_ps(_mm512_permutexvar_ps(order, r), _mm512_set1_ps(scale));
         _mm512_storeu_ps(out.as_mut_ptr(), s);
     }
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn weighted_sum<T: Stored>(p: &[f32], vals: &[&[T]], o: &mut [f32], heads: usize) {
+    pub(super) unsafe fn weighted_sum<T: Stored>(
+        p: &[f32],
+        vals: &[&[T]],
+        o: &mut [f32],
+        heads: usize,
+    ) {
         let (n, d) = (vals.len(), o.len() / heads);
         assert!(p.len() >= heads * n && vals.iter().all(|v| v.len() >= d));
         // Up to 4 heads by up to 4 vectors of columns: at most 16 accumulators in registers.
@@ -159,7 +192,14 @@ mod avx512 {
     /// keys; each value vector is loaded once for the `G` heads.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn columns<T: Stored, const G: usize, const R: usize>(p: &[f32], vals: &[&[T]], o: &mut [f32], d: usize, h0: usize, c: usize) {
+    unsafe fn columns<T: Stored, const G: usize, const R: usize>(
+        p: &[f32],
+        vals: &[&[T]],
+        o: &mut [f32],
+        d: usize,
+        h0: usize,
+        c: usize,
+    ) {
         let n = vals.len();
         let mut acc = [[_mm512_setzero_ps(); R]; G];
         for (j, v) in vals.iter().enumerate() {
@@ -192,7 +232,9 @@ mod avx2 {
     #[inline]
     unsafe fn load8<T: Stored>(p: *const T) -> __m256 {
         if T::BF16 {
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))))
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+                p.cast(),
+            ))))
         } else {
             _mm256_loadu_ps(p.cast())
         }
@@ -206,7 +248,12 @@ mod avx2 {
     /// level 1 (`l + l+8`) is the low half plus the high half, then `+ l+4` across 128-bit
     /// halves, then `(0+2)`, `(1+3)` and their sum within 128-bit blocks.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scores16<T: Stored>(q: &[f32], keys: &[&[T]; 16], scale: f32, out: &mut [f32]) {
+    pub(super) unsafe fn scores16<T: Stored>(
+        q: &[f32],
+        keys: &[&[T]; 16],
+        scale: f32,
+        out: &mut [f32],
+    ) {
         let d = q.len();
         assert!(d.is_multiple_of(16) && keys.iter().all(|k| k.len() >= d) && out.len() >= 16);
         // Level 1: s8[i] is key i's 8 sums `acc[l] + acc[l+8]`.
@@ -214,7 +261,8 @@ mod avx2 {
         for (s8, keys) in s8.chunks_exact_mut(KEYS).zip(keys.chunks_exact(KEYS)) {
             let (mut lo, mut hi) = ([_mm256_setzero_ps(); KEYS], [_mm256_setzero_ps(); KEYS]);
             for c in (0..d).step_by(16) {
-                let (q0, q1) = (_mm256_loadu_ps(q.as_ptr().add(c)), _mm256_loadu_ps(q.as_ptr().add(c + 8)));
+                let (q0, q1) =
+                    (_mm256_loadu_ps(q.as_ptr().add(c)), _mm256_loadu_ps(q.as_ptr().add(c + 8)));
                 for ((lo, hi), k) in lo.iter_mut().zip(&mut hi).zip(keys) {
                     let k = k.as_ptr().add(c);
                     *lo = _mm256_add_ps(*lo, _mm256_mul_ps(q0, load8(k)));
@@ -228,7 +276,10 @@ mod avx2 {
         // Level 2, + l+4: z[j]'s low 128 bits hold key 2j's 4 sums, its high 128 bits key 2j+1's.
         let z: [__m256; 8] = std::array::from_fn(|j| {
             let (a, b) = (s8[2 * j], s8[2 * j + 1]);
-            _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b))
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(a, b),
+                _mm256_permute2f128_ps::<0x31>(a, b),
+            )
         });
         // Level 3, (0+2) and (1+3): w[j]'s block b holds key 4j+b's two sums, then key 4j+b+2's.
         let w: [__m256; 4] = std::array::from_fn(|j| {
@@ -246,7 +297,12 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_sum<T: Stored>(p: &[f32], vals: &[&[T]], o: &mut [f32], heads: usize) {
+    pub(super) unsafe fn weighted_sum<T: Stored>(
+        p: &[f32],
+        vals: &[&[T]],
+        o: &mut [f32],
+        heads: usize,
+    ) {
         let (n, d) = (vals.len(), o.len() / heads);
         assert!(d.is_multiple_of(16) && p.len() >= heads * n && vals.iter().all(|v| v.len() >= d));
         // About 8 accumulators (enough independent additions to hide their latency) of up to 4
@@ -282,7 +338,14 @@ mod avx2 {
     /// keys; each value vector is loaded once for the `G` heads.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn columns<T: Stored, const G: usize, const R: usize>(p: &[f32], vals: &[&[T]], o: &mut [f32], d: usize, h0: usize, c: usize) {
+    unsafe fn columns<T: Stored, const G: usize, const R: usize>(
+        p: &[f32],
+        vals: &[&[T]],
+        o: &mut [f32],
+        d: usize,
+        h0: usize,
+        c: usize,
+    ) {
         let n = vals.len();
         let mut acc = [[_mm256_setzero_ps(); R]; G];
         for (j, v) in vals.iter().enumerate() {
@@ -322,7 +385,8 @@ mod tests {
     /// The vector families this CPU runs, each to be compared with the portable twins; says
     /// which are skipped because the CPU lacks them.
     fn vector_isas() -> Vec<Isa> {
-        let (run, lack): (Vec<Isa>, Vec<Isa>) = Isa::ALL.iter().copied().filter(|&i| i != Isa::Scalar).partition(|i| i.supported());
+        let (run, lack): (Vec<Isa>, Vec<Isa>) =
+            Isa::ALL.iter().copied().filter(|&i| i != Isa::Scalar).partition(|i| i.supported());
         for i in lack {
             eprintln!("skipped {}: this CPU lacks it", i.name());
         }
@@ -347,8 +411,12 @@ mod tests {
                 assert_eq!(bits(&fast), bits(&slow), "{isa:?}, dim {d}");
                 // And each is the key's own dot product: the lanes went to the right keys.
                 for (i, k) in keys.iter().enumerate() {
-                    let want: f64 = q.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * 0.125;
-                    assert!((fast[i] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "{isa:?}, dim {d} key {i}");
+                    let want: f64 =
+                        q.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * 0.125;
+                    assert!(
+                        (fast[i] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "{isa:?}, dim {d} key {i}"
+                    );
                 }
             }
         }
@@ -381,17 +449,26 @@ mod tests {
                 for n in [0, 1, 7, 40] {
                     for heads in [1, 2, 3, 4, 5, 7] {
                         let p = values(heads * n, 7 + n as u64);
-                        let rows: Vec<Vec<f32>> = (0..n).map(|i| values(d, 500 + i as u64)).collect();
+                        let rows: Vec<Vec<f32>> =
+                            (0..n).map(|i| values(d, 500 + i as u64)).collect();
                         let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
                         let (mut fast, mut slow) = (vec![1f32; heads * d], vec![2f32; heads * d]);
                         weighted_sum(isa, &p, &refs, &mut fast, heads);
                         weighted_sum(Isa::Scalar, &p, &refs, &mut slow, heads);
-                        assert_eq!(bits(&fast), bits(&slow), "{isa:?}, dim {d}, {n} keys, {heads} heads");
+                        assert_eq!(
+                            bits(&fast),
+                            bits(&slow),
+                            "{isa:?}, dim {d}, {n} keys, {heads} heads"
+                        );
                         for h in 0..heads {
                             for c in 0..d {
-                                let want: f64 = (0..n).map(|j| p[h * n + j] as f64 * rows[j][c] as f64).sum();
+                                let want: f64 =
+                                    (0..n).map(|j| p[h * n + j] as f64 * rows[j][c] as f64).sum();
                                 let got = fast[h * d + c] as f64;
-                                assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{isa:?}, dim {d} head {h} col {c}");
+                                assert!(
+                                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                                    "{isa:?}, dim {d} head {h} col {c}"
+                                );
                             }
                         }
                     }
@@ -407,8 +484,10 @@ mod tests {
         for isa in vector_isas() {
             for d in [16, 64, 80, 128] {
                 let q = values(d, 3 + d as u64);
-                let stored: Vec<Vec<u16>> = (0..16).map(|i| values(d, 900 + i).into_iter().map(to).collect()).collect();
-                let wide: Vec<Vec<f32>> = stored.iter().map(|r| r.iter().map(|&b| from(b)).collect()).collect();
+                let stored: Vec<Vec<u16>> =
+                    (0..16).map(|i| values(d, 900 + i).into_iter().map(to).collect()).collect();
+                let wide: Vec<Vec<f32>> =
+                    stored.iter().map(|r| r.iter().map(|&b| from(b)).collect()).collect();
                 let s_refs: [&[u16]; 16] = std::array::from_fn(|i| stored[i].as_slice());
                 let w_refs: [&[f32]; 16] = std::array::from_fn(|i| wide[i].as_slice());
                 let (mut a, mut b, mut c) = ([0f32; 16], [0f32; 16], [0f32; 16]);
@@ -418,11 +497,16 @@ mod tests {
                 assert_eq!((bits(&a), bits(&b)), (bits(&c), bits(&c)), "{isa:?}, scores, dim {d}");
                 for heads in [1, 2, 3, 4] {
                     let p = values(heads * 16, 11);
-                    let (mut a, mut b, mut c) = (vec![0f32; heads * d], vec![0f32; heads * d], vec![0f32; heads * d]);
+                    let (mut a, mut b, mut c) =
+                        (vec![0f32; heads * d], vec![0f32; heads * d], vec![0f32; heads * d]);
                     weighted_sum(isa, &p, &s_refs, &mut a, heads);
                     weighted_sum(Isa::Scalar, &p, &s_refs, &mut b, heads);
                     weighted_sum(isa, &p, &w_refs, &mut c, heads);
-                    assert_eq!((bits(&a), bits(&b)), (bits(&c), bits(&c)), "{isa:?}, weighted sum, dim {d}, {heads} heads");
+                    assert_eq!(
+                        (bits(&a), bits(&b)),
+                        (bits(&c), bits(&c)),
+                        "{isa:?}, weighted sum, dim {d}, {heads} heads"
+                    );
                 }
             }
         }

@@ -111,7 +111,12 @@ const LOAD_ROWS: usize = 8 * crate::kernels::NR;
 
 /// Pushes the rows of weight `name` ([rows, cols], read in the checkpoint's dtype) to `packer`
 /// a block at a time, widened to f32 block by block.
-fn push_rows(packer: &mut Packer, vb: &VarBuilder, (rows, cols): (usize, usize), name: &str) -> Result<()> {
+fn push_rows(
+    packer: &mut Packer,
+    vb: &VarBuilder,
+    (rows, cols): (usize, usize),
+    name: &str,
+) -> Result<()> {
     let t = vb.get((rows, cols), name)?;
     for r0 in (0..rows).step_by(LOAD_ROWS) {
         let len = LOAD_ROWS.min(rows - r0);
@@ -139,7 +144,9 @@ pub(crate) enum Weights {
     /// A GGUF's tensors as stored: each matrix in its quantised type (`kernels::quant`, Q8_0),
     /// others (F32, F16, BF16) as f32. With `int8`, products on Q8_0, Q4_K and Q6_K round their
     /// input rows to int8 (`kernels::int8`); otherwise activations stay f32.
-    Gguf { int8: bool },
+    Gguf {
+        int8: bool,
+    },
 }
 
 impl Weights {
@@ -184,8 +191,15 @@ impl Source<'_> {
     /// Linear layers stacked along their outputs (with their biases if `bias`), packed as one
     /// matrix when they are held alike, else one matrix per part. Each part's rows go to the
     /// packer straight from its tensor, so no f32 copy of the stack (or of one part) is made.
-    fn packed(&self, vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool) -> Result<Linear> {
-        let types: Vec<_> = parts.iter().map(|(name, _)| self.stored_type(&vb.pp(name), "weight")).collect();
+    fn packed(
+        &self,
+        vb: &VarBuilder,
+        parts: &[(&str, usize)],
+        inputs: usize,
+        bias: bool,
+    ) -> Result<Linear> {
+        let types: Vec<_> =
+            parts.iter().map(|(name, _)| self.stored_type(&vb.pp(name), "weight")).collect();
         if types.windows(2).all(|t| t[0] == t[1]) {
             return Ok(Linear::One(self.pack_parts(vb, parts, inputs, bias, types[0])?));
         }
@@ -198,7 +212,14 @@ impl Source<'_> {
     }
 
     /// `parts` packed as one matrix, as stored type `stored` or as `self.weights`.
-    fn pack_parts(&self, vb: &VarBuilder, parts: &[(&str, usize)], inputs: usize, bias: bool, stored: Option<GgufType>) -> Result<PackedMatrix> {
+    fn pack_parts(
+        &self,
+        vb: &VarBuilder,
+        parts: &[(&str, usize)],
+        inputs: usize,
+        bias: bool,
+        stored: Option<GgufType>,
+    ) -> Result<PackedMatrix> {
         let rows: usize = parts.iter().map(|p| p.1).sum();
         let mut b = Vec::with_capacity(if bias { rows } else { 0 });
         if bias {
@@ -222,7 +243,11 @@ impl Source<'_> {
             let full = format!("{}.weight", vb.pp(name).prefix());
             let raw = source.stored_bytes(&full)?;
             if raw.len() != n * t.row_bytes(inputs) {
-                candle_core::bail!("{full}: {} bytes of {} for [{n}, {inputs}]", raw.len(), t.name());
+                candle_core::bail!(
+                    "{full}: {} bytes of {} for [{n}, {inputs}]",
+                    raw.len(),
+                    t.name()
+                );
             }
             packer.push_gguf(&raw);
         }
@@ -233,7 +258,12 @@ impl Source<'_> {
 impl HostDecoder {
     /// Loads `vb`'s tensors held as `weights`; with `Weights::Gguf`, `stored` gives the
     /// tensors kept in their GGUF types.
-    pub fn load(vb: VarBuilder, cfg: &ModelConfig, weights: Weights, stored: Option<&dyn StoredTensors>) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &ModelConfig,
+        weights: Weights,
+        stored: Option<&dyn StoredTensors>,
+    ) -> Result<Self> {
         let src = Source { weights, stored };
         let (hs, is) = (cfg.hidden_size, cfg.intermediate_size);
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
@@ -245,8 +275,18 @@ impl HostDecoder {
             (Embeddings::Tied, src.packed(&m, &[("embed_tokens", cfg.vocab_size)], hs, false)?)
         } else {
             let table = match src.stored_type(&m.pp("embed_tokens"), "weight") {
-                Some(t) => Embeddings::Stored(src.pack_parts(&m, &[("embed_tokens", cfg.vocab_size)], hs, false, Some(t))?),
-                None => Embeddings::Table(values(&m.pp("embed_tokens"), (cfg.vocab_size, hs), "weight")?),
+                Some(t) => Embeddings::Stored(src.pack_parts(
+                    &m,
+                    &[("embed_tokens", cfg.vocab_size)],
+                    hs,
+                    false,
+                    Some(t),
+                )?),
+                None => Embeddings::Table(values(
+                    &m.pp("embed_tokens"),
+                    (cfg.vocab_size, hs),
+                    "weight",
+                )?),
             };
             (table, src.packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false)?)
         };
@@ -255,18 +295,31 @@ impl HostDecoder {
                 let l = m.pp(format!("layers.{i}"));
                 let a = l.pp("self_attn");
                 let qk_norm = if cfg.qk_norm() {
-                    Some((vector(&a.pp("q_norm"), hd, "weight")?, vector(&a.pp("k_norm"), hd, "weight")?))
+                    Some((
+                        vector(&a.pp("q_norm"), hd, "weight")?,
+                        vector(&a.pp("k_norm"), hd, "weight")?,
+                    ))
                 } else {
                     None
                 };
                 let mlp = l.pp("mlp");
                 Ok(Block {
                     input_norm: vector(&l.pp("input_layernorm"), hs, "weight")?,
-                    qkv: src.packed(&a, &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)], hs, qkv_bias)?,
+                    qkv: src.packed(
+                        &a,
+                        &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)],
+                        hs,
+                        qkv_bias,
+                    )?,
                     qk_norm,
                     o: src.packed(&a, &[("o_proj", hs)], h * hd, o_bias)?,
                     post_norm: vector(&l.pp("post_attention_layernorm"), hs, "weight")?,
-                    gate_up: src.packed(&mlp, &[("gate_proj", is), ("up_proj", is)], hs, cfg.mlp_bias)?,
+                    gate_up: src.packed(
+                        &mlp,
+                        &[("gate_proj", is), ("up_proj", is)],
+                        hs,
+                        cfg.mlp_bias,
+                    )?,
                     down: src.packed(&mlp, &[("down_proj", hs)], is, cfg.mlp_bias)?,
                 })
             })
@@ -330,7 +383,10 @@ impl HostDecoder {
     /// decoder's table is (f32 position × f32 inverse frequency).
     fn rope_rows(&self, segs: &[Segment]) -> (Vec<f32>, Vec<f32>) {
         let n: usize = segs.iter().map(|s| s.len).sum();
-        let (mut cos, mut sin) = (Vec::with_capacity(n * self.inv_freq.len()), Vec::with_capacity(n * self.inv_freq.len()));
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(n * self.inv_freq.len()),
+            Vec::with_capacity(n * self.inv_freq.len()),
+        );
         for s in segs {
             for p in s.offset..s.offset + s.len {
                 for f in &self.inv_freq {
@@ -349,7 +405,10 @@ impl HostDecoder {
         for (&t, row) in tokens.iter().zip(x.chunks_mut(hs)) {
             let t = t as usize;
             if t >= self.lm_head.n() {
-                candle_core::bail!("token id {t} is outside the vocabulary of {}", self.lm_head.n());
+                candle_core::bail!(
+                    "token id {t} is outside the vocabulary of {}",
+                    self.lm_head.n()
+                );
             }
             match &self.embed {
                 Embeddings::Table(table) => row.copy_from_slice(&table[t * hs..(t + 1) * hs]),
@@ -362,7 +421,12 @@ impl HostDecoder {
 
     /// See [`super::Decoder::forward`]; the caller has checked the arguments. Returns the final
     /// normalised hidden states, `[N][hidden]`.
-    pub fn forward(&self, tokens: &[u32], segs: &[Segment], caches: Option<&mut [&mut HostCache]>) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        segs: &[Segment],
+        caches: Option<&mut [&mut HostCache]>,
+    ) -> Result<Vec<f32>> {
         let hidden = on_worker(|| self.forward_here(tokens, segs, caches));
         if tokens.len() >= TRIM_AFTER_TOKENS {
             return_freed_memory();
@@ -370,18 +434,29 @@ impl HostDecoder {
         hidden
     }
 
-    fn forward_here(&self, tokens: &[u32], segs: &[Segment], caches: Option<&mut [&mut HostCache]>) -> Result<Vec<f32>> {
+    fn forward_here(
+        &self,
+        tokens: &[u32],
+        segs: &[Segment],
+        caches: Option<&mut [&mut HostCache]>,
+    ) -> Result<Vec<f32>> {
         match caches {
             Some(c) => self.run(tokens, segs, c),
             None => {
-                let mut scratch: Vec<HostCache> = segs.iter().map(|s| self.new_cache(s.len)).collect();
+                let mut scratch: Vec<HostCache> =
+                    segs.iter().map(|s| self.new_cache(s.len)).collect();
                 let mut refs: Vec<&mut HostCache> = scratch.iter_mut().collect();
                 self.run(tokens, segs, &mut refs)
             }
         }
     }
 
-    fn run(&self, tokens: &[u32], segs: &[Segment], caches: &mut [&mut HostCache]) -> Result<Vec<f32>> {
+    fn run(
+        &self,
+        tokens: &[u32],
+        segs: &[Segment],
+        caches: &mut [&mut HostCache],
+    ) -> Result<Vec<f32>> {
         let n = tokens.len();
         let (hs, hd) = (self.hidden, self.heads.dim);
         let (qw, kvw) = (self.heads.q * hd, self.heads.kv * hd);

@@ -212,7 +212,9 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
         + 0.5;
     let e = p * r * r + r + 1.0;
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)
@@ -278,8 +280,13 @@ mod tests {
                 s ^= s << 13;
                 s ^= s >> 7;
                 s ^= s << 17;
-                let v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 10f32.powi((s % 4) as i32 - 1);
-                if i % 97 == 13 { v.signum() * 150.0 } else { v }
+                let v =
+                    ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 10f32.powi((s % 4) as i32 - 1);
+                if i % 97 == 13 {
+                    v.signum() * 150.0
+                } else {
+                    v
+                }
             })
             .collect()
     }
@@ -312,7 +319,10 @@ mod tests {
                     [out, in_place, sum, act, rot].map(|v| bits(&v))
                 };
                 let (fast, slow) = (run(isa), run(Isa::Scalar));
-                for (op, (f, s)) in ["rms_norm", "rms_norm_in_place", "add", "silu_mul", "rope"].iter().zip(fast.iter().zip(&slow)) {
+                for (op, (f, s)) in ["rms_norm", "rms_norm_in_place", "add", "silu_mul", "rope"]
+                    .iter()
+                    .zip(fast.iter().zip(&slow))
+                {
                     assert!(f == s, "{isa:?}: {op} differs, row of {d}");
                 }
             }

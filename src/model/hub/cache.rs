@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::{is_commit, HubFile, HubSnapshot, RepoKind};
 
 /// Optional files, fetched only when the repo has them.
-const OPTIONAL: [&str; 3] = ["tokenizer_config.json", "generation_config.json", "chat_template.jinja"];
+const OPTIONAL: [&str; 3] =
+    ["tokenizer_config.json", "generation_config.json", "chat_template.jinja"];
 const INDEX: &str = "model.safetensors.index.json";
 
 /// The files a snapshot needs, judged from which files the repo (or snapshot) has.
@@ -51,7 +52,8 @@ pub fn plan(has: &dyn Fn(&str) -> bool) -> Plan {
 /// The shard files a safetensors index lists, once each, in name order. Names that could leave
 /// the snapshot folder are refused: they come from the network.
 pub fn shards(index_json: &str) -> Result<Vec<String>, String> {
-    let v: serde_json::Value = serde_json::from_str(index_json).map_err(|e| format!("invalid JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(index_json).map_err(|e| format!("invalid JSON: {e}"))?;
     let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or("no \"weight_map\" object")?;
     let mut out = std::collections::BTreeSet::new();
     for file in map.values() {
@@ -89,7 +91,10 @@ impl RepoCache {
     }
 
     pub fn of(kind: RepoKind, cache: &Path, repo: &str) -> Self {
-        Self { dir: cache.join(format!("{}--{}", kind.cache_prefix(), repo.replace('/', "--"))), kind }
+        Self {
+            dir: cache.join(format!("{}--{}", kind.cache_prefix(), repo.replace('/', "--"))),
+            kind,
+        }
     }
 
     pub fn ref_path(&self, revision: &str) -> PathBuf {
@@ -170,8 +175,17 @@ mod tests {
 
     #[test]
     fn plan_takes_needed_and_present_optional_files_only() {
-        let p = from(&["config.json", "tokenizer.json", "model.safetensors", "generation_config.json", "README.md"]);
-        assert_eq!(p.files, ["config.json", "tokenizer.json", "model.safetensors", "generation_config.json"]);
+        let p = from(&[
+            "config.json",
+            "tokenizer.json",
+            "model.safetensors",
+            "generation_config.json",
+            "README.md",
+        ]);
+        assert_eq!(
+            p.files,
+            ["config.json", "tokenizer.json", "model.safetensors", "generation_config.json"]
+        );
         assert!(p.missing.is_empty() && p.index.is_none());
     }
 
@@ -182,7 +196,10 @@ mod tests {
         assert_eq!(p.missing, ["tokenizer.json"]);
         let p = from(&["config.json", "tokenizer.json", "model.safetensors.index.json"]);
         assert_eq!(p.index.as_deref(), Some("model.safetensors.index.json"));
-        assert_eq!(from(&["config.json", "tokenizer.json", "pytorch_model.bin"]).missing, ["model.safetensors"]);
+        assert_eq!(
+            from(&["config.json", "tokenizer.json", "pytorch_model.bin"]).missing,
+            ["model.safetensors"]
+        );
         assert_eq!(from(&[]).missing, ["config.json", "tokenizer.json", "model.safetensors"]);
     }
 
@@ -198,7 +215,13 @@ mod tests {
     fn shards_are_deduplicated_and_unsafe_names_refused() {
         let idx = r#"{"metadata":{},"weight_map":{"a":"m-2.safetensors","b":"m-1.safetensors","c":"m-2.safetensors"}}"#;
         assert_eq!(shards(idx).unwrap(), ["m-1.safetensors", "m-2.safetensors"]);
-        for bad in [r#"{"weight_map":{"a":"../x"}}"#, r#"{"weight_map":{"a":"/etc/x"}}"#, r#"{"weight_map":{}}"#, "{}", "["] {
+        for bad in [
+            r#"{"weight_map":{"a":"../x"}}"#,
+            r#"{"weight_map":{"a":"/etc/x"}}"#,
+            r#"{"weight_map":{}}"#,
+            "{}",
+            "[",
+        ] {
             assert!(shards(bad).is_err(), "{bad}");
         }
     }
@@ -263,7 +286,10 @@ mod tests {
         let repo = RepoCache::of(RepoKind::Dataset, tmp.path(), "org/data");
         assert_eq!(repo.dir, tmp.path().join("datasets--org--data"));
         let f = "data/test-00000-of-00001.parquet";
-        assert_eq!(repo.file("main", f).unwrap_err(), Missing { commit: None, files: vec![f.to_string()] });
+        assert_eq!(
+            repo.file("main", f).unwrap_err(),
+            Missing { commit: None, files: vec![f.to_string()] }
+        );
         repo.write_ref("main", C).unwrap();
         assert_eq!(repo.file("main", f).unwrap_err().commit.as_deref(), Some(C));
         touch(&repo.snapshot_dir(C).join("data"), "test-00000-of-00001.parquet", "x");

@@ -21,7 +21,12 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250 << attempt.min(4))
 }
 
-pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOptions) -> Result<HubSnapshot> {
+pub(super) fn fetch(
+    repo: &str,
+    revision: &str,
+    cache: &RepoCache,
+    opts: &HubOptions,
+) -> Result<HubSnapshot> {
     let cached = cache.snapshot(revision).is_ok();
     let commit = session(repo, revision, cache, opts, cached, |listed, fetcher| {
         let p = plan(&|f| listed.contains(f));
@@ -42,17 +47,32 @@ pub(super) fn fetch(repo: &str, revision: &str, cache: &RepoCache, opts: &HubOpt
 }
 
 /// One named file of the repo (a dataset's data file).
-pub(super) fn fetch_file(repo: &str, revision: &str, file: &str, cache: &RepoCache, opts: &HubOptions) -> Result<HubFile> {
+pub(super) fn fetch_file(
+    repo: &str,
+    revision: &str,
+    file: &str,
+    cache: &RepoCache,
+    opts: &HubOptions,
+) -> Result<HubFile> {
     let cached = cache.file(revision, file).is_ok();
     let commit = session(repo, revision, cache, opts, cached, |listed, fetcher| {
         if !listed.contains(file) {
-            let mut near: Vec<&str> = listed.iter().map(String::as_str).filter(|f| !f.starts_with('.')).take(20).collect();
+            let mut near: Vec<&str> = listed
+                .iter()
+                .map(String::as_str)
+                .filter(|f| !f.starts_with('.'))
+                .take(20)
+                .collect();
             if listed.len() > near.len() {
                 near.push("…");
             }
             return Err(cache.kind.error(
                 fetcher.cx.origin,
-                format!("revision {revision} (commit {}) has no file {file}; it has: {}", fetcher.commit, near.join(", ")),
+                format!(
+                    "revision {revision} (commit {}) has no file {file}; it has: {}",
+                    fetcher.commit,
+                    near.join(", ")
+                ),
             ));
         }
         fetcher.get(file)
@@ -75,7 +95,13 @@ fn session(
     let origin = kind.origin(repo);
     let endpoint = super::endpoint();
     let token = super::token();
-    let cx = Context { origin: &origin, endpoint: &endpoint, token_sent: token.is_some(), cached, cache };
+    let cx = Context {
+        origin: &origin,
+        endpoint: &endpoint,
+        token_sent: token.is_some(),
+        cached,
+        cache,
+    };
     let info_what = What::Info { revision };
     let api = ApiBuilder::from_cache(Cache::new(super::cache_dir()))
         .with_endpoint(endpoint.clone())
@@ -133,10 +159,18 @@ impl Fetcher<'_> {
         let (origin, commit) = (self.cx.origin, self.commit);
         let path = self.cache.snapshot_dir(commit).join(index);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let shard_files = shards(&text).map_err(|m| Error::model(origin, format!("{index} at commit {commit}: {m}")))?;
-        let absent: Vec<&str> = shard_files.iter().filter(|f| !listed.contains(*f)).map(String::as_str).collect();
+        let shard_files = shards(&text)
+            .map_err(|m| Error::model(origin, format!("{index} at commit {commit}: {m}")))?;
+        let absent: Vec<&str> =
+            shard_files.iter().filter(|f| !listed.contains(*f)).map(String::as_str).collect();
         if !absent.is_empty() {
-            return Err(Error::model(origin, format!("{index} at commit {commit} lists shards the repository lacks: {}", absent.join(", "))));
+            return Err(Error::model(
+                origin,
+                format!(
+                    "{index} at commit {commit} lists shards the repository lacks: {}",
+                    absent.join(", ")
+                ),
+            ));
         }
         shard_files.iter().try_for_each(|s| self.get(s))
     }
@@ -216,7 +250,9 @@ impl Fetcher<'_> {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
         let Ok(resp) = req.call() else { return };
-        let Some(etag) = resp.header("x-linked-etag").or_else(|| resp.header("etag")) else { return };
+        let Some(etag) = resp.header("x-linked-etag").or_else(|| resp.header("etag")) else {
+            return;
+        };
         let etag = etag.replace('"', "");
         if etag.is_empty() || etag.contains(['/', '\\']) || etag.contains("..") {
             return;

@@ -161,19 +161,47 @@ mod tests {
     fn messages_name_the_cause_and_the_fix() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = RepoCache::new(tmp.path(), "o/n");
-        let cx = |token_sent, cached| Context { origin: "hf:o/n", endpoint: "http://hub", token_sent, cached, cache: &cache };
+        let cx = |token_sent, cached| Context {
+            origin: "hf:o/n",
+            endpoint: "http://hub",
+            token_sent,
+            cached,
+            cache: &cache,
+        };
         let info = What::Info { revision: "dev" };
         let msg = |e, what: &What, cx: &Context| explain(e, what, cx).to_string();
 
         let m = msg(status(401, ""), &info, &cx(false, false));
-        assert!(m.contains("gated or private") && m.contains("set HF_TOKEN") && m.contains("huggingface-cli login"), "{m}");
+        assert!(
+            m.contains("gated or private")
+                && m.contains("set HF_TOKEN")
+                && m.contains("huggingface-cli login"),
+            "{m}"
+        );
         assert!(msg(status(403, ""), &info, &cx(true, false)).contains("a token was sent"));
-        assert!(msg(status(404, "RevisionNotFound"), &info, &cx(false, false)).contains("revision dev not found"));
-        assert!(msg(status(404, "RepoNotFound"), &info, &cx(false, false)).contains("repository not found on http://hub"));
+        assert!(msg(status(404, "RevisionNotFound"), &info, &cx(false, false))
+            .contains("revision dev not found"));
+        assert!(msg(status(404, "RepoNotFound"), &info, &cx(false, false))
+            .contains("repository not found on http://hub"));
         let file = What::File { name: "tokenizer.json", commit: "abc" };
-        assert!(msg(status(404, "EntryNotFound"), &file, &cx(false, false)).contains("tokenizer.json not found"));
-        let m = msg(ApiError::IoError(std::io::ErrorKind::UnexpectedEof.into()), &file, &cx(false, true));
-        assert!(m.contains("downloading tokenizer.json") && m.contains("resumes") && m.contains("--offline"), "{m}");
-        assert!(!msg(ApiError::IoError(std::io::ErrorKind::UnexpectedEof.into()), &file, &cx(false, false)).contains("--offline"));
+        assert!(msg(status(404, "EntryNotFound"), &file, &cx(false, false))
+            .contains("tokenizer.json not found"));
+        let m = msg(
+            ApiError::IoError(std::io::ErrorKind::UnexpectedEof.into()),
+            &file,
+            &cx(false, true),
+        );
+        assert!(
+            m.contains("downloading tokenizer.json")
+                && m.contains("resumes")
+                && m.contains("--offline"),
+            "{m}"
+        );
+        assert!(!msg(
+            ApiError::IoError(std::io::ErrorKind::UnexpectedEof.into()),
+            &file,
+            &cx(false, false)
+        )
+        .contains("--offline"));
     }
 }

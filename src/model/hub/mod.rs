@@ -107,7 +107,9 @@ pub fn cache_dir() -> PathBuf {
 /// `$HF_TOKEN`, else the file `huggingface-cli login` writes (`$HF_TOKEN_PATH`, else
 /// `$HF_HOME/token`).
 pub fn token() -> Option<String> {
-    if let Some(t) = std::env::var("HF_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
+    if let Some(t) =
+        std::env::var("HF_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    {
         return Some(t);
     }
     let path = nonempty_env("HF_TOKEN_PATH").unwrap_or_else(|| hf_home().join("token"));
@@ -125,17 +127,24 @@ pub fn endpoint() -> String {
 
 /// A full commit id; a pinned commit found in the cache needs no network at all.
 pub fn is_commit(revision: &str) -> bool {
-    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    revision.len() == 40
+        && revision.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Revisions and repo file names become paths under the cache; refuse any that could leave it.
 pub fn is_safe_path(p: &str) -> bool {
-    !(p.is_empty() || p.starts_with('/') || p.contains('\\') || p.split('/').any(|p| p.is_empty() || p == "." || p == ".."))
+    !(p.is_empty()
+        || p.starts_with('/')
+        || p.contains('\\')
+        || p.split('/').any(|p| p.is_empty() || p == "." || p == ".."))
 }
 
 fn check_revision(kind: RepoKind, origin: &str, revision: &str) -> Result<()> {
     if !is_safe_path(revision) {
-        return Err(kind.error(origin, format!("invalid revision {revision:?}: expected a branch, tag or commit")));
+        return Err(kind.error(
+            origin,
+            format!("invalid revision {revision:?}: expected a branch, tag or commit"),
+        ));
     }
     Ok(())
 }
@@ -147,7 +156,9 @@ pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<Hu
     check_revision(RepoKind::Model, &origin, revision)?;
     let cache = RepoCache::new(&cache_dir(), repo);
     if opts.offline {
-        return cache.snapshot(revision).map_err(|missing| errors::offline(&origin, revision, &cache, &missing));
+        return cache
+            .snapshot(revision)
+            .map_err(|missing| errors::offline(&origin, revision, &cache, &missing));
     }
     if is_commit(revision) {
         if let Ok(snap) = cache.snapshot(revision) {
@@ -158,22 +169,41 @@ pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<Hu
 }
 
 /// One file of a dataset repo, fetched (or found in the cache) at `revision` (default `main`).
-pub fn fetch_dataset_file(repo: &str, revision: Option<&str>, file: &str, opts: &HubOptions) -> Result<HubFile> {
+pub fn fetch_dataset_file(
+    repo: &str,
+    revision: Option<&str>,
+    file: &str,
+    opts: &HubOptions,
+) -> Result<HubFile> {
     fetch_file(RepoKind::Dataset, repo, revision, file, opts)
 }
 
 /// One file of a model repo alone (a tokenizer without the weights), fetched (or found in the
 /// cache) at `revision` (default `main`).
-pub fn fetch_model_file(repo: &str, revision: Option<&str>, file: &str, opts: &HubOptions) -> Result<HubFile> {
+pub fn fetch_model_file(
+    repo: &str,
+    revision: Option<&str>,
+    file: &str,
+    opts: &HubOptions,
+) -> Result<HubFile> {
     fetch_file(RepoKind::Model, repo, revision, file, opts)
 }
 
-fn fetch_file(kind: RepoKind, repo: &str, revision: Option<&str>, file: &str, opts: &HubOptions) -> Result<HubFile> {
+fn fetch_file(
+    kind: RepoKind,
+    repo: &str,
+    revision: Option<&str>,
+    file: &str,
+    opts: &HubOptions,
+) -> Result<HubFile> {
     let origin = kind.origin(repo);
     let revision = revision.unwrap_or("main");
     check_revision(kind, &origin, revision)?;
     if !is_safe_path(file) {
-        return Err(kind.error(&origin, format!("invalid file {file:?}: expected a path inside the repository")));
+        return Err(kind.error(
+            &origin,
+            format!("invalid file {file:?}: expected a path inside the repository"),
+        ));
     }
     let cache = RepoCache::of(kind, &cache_dir(), repo);
     let cached = cache.file(revision, file);
@@ -202,7 +232,12 @@ mod tests {
     #[test]
     fn commits_are_forty_lowercase_hex_digits() {
         assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
-        for not in ["main", "0123456789abcdef", "0123456789ABCDEF0123456789abcdef01234567", "g123456789abcdef0123456789abcdef01234567"] {
+        for not in [
+            "main",
+            "0123456789abcdef",
+            "0123456789ABCDEF0123456789abcdef01234567",
+            "g123456789abcdef0123456789abcdef01234567",
+        ] {
             assert!(!is_commit(not), "{not}");
         }
     }
@@ -213,7 +248,9 @@ mod tests {
             assert!(check_revision(RepoKind::Model, "hf:a/b", ok).is_ok(), "{ok}");
         }
         for bad in ["", "..", "../x", "a/../b", "/abs", "a//b", "a\\b", "a/"] {
-            let e = check_revision(RepoKind::Dataset, "hf://datasets/a/b", bad).unwrap_err().to_string();
+            let e = check_revision(RepoKind::Dataset, "hf://datasets/a/b", bad)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("dataset hf://datasets/a/b: invalid revision"), "{bad}: {e}");
         }
     }
