@@ -103,6 +103,8 @@ slow=(--test model_goldens --test gguf --test batch_invariance)
 $NICE cargo test --release --target "$TARGET" --lib --test isa_equivalence "${slow[@]}" --no-run
 echo "== build: $((SECONDS - start)) s"
 
+echo "== cargo clippy --target $TARGET (the NEON code is compiled out of the x86 lint)"
+$NICE cargo clippy --release --target "$TARGET" --all-targets --quiet -- -D warnings || status=1
 run --lib -- kernels isa
 run --lib model::host
 run --test isa_equivalence "${slow[@]}"
