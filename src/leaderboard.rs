@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::report::ScoreBreakdown;
-use crate::run::{RunRecord, RunStatus, RunsDir};
+use crate::run::{RunStatus, RunsDir};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
@@ -19,13 +19,12 @@ pub struct Entry {
 pub fn leaderboard(runs: &RunsDir, env_name: &str) -> Result<Vec<Entry>> {
     let mut best: Vec<Entry> = Vec::new();
     for id in runs.ids()? {
-        let dir = runs.path_of(id);
-        let Ok(rec) = RunRecord::read(&dir.join("run.json")) else { continue };
+        let run = runs.run(id);
+        let Ok(rec) = run.read_record() else { continue };
         if rec.status != RunStatus::Completed || rec.environment.name != env_name {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(dir.join("score_breakdown.json")) else { continue };
-        let Ok(breakdown) = serde_json::from_str::<ScoreBreakdown>(&text) else { continue };
+        let Ok(Some(breakdown)) = run.read_breakdown::<ScoreBreakdown>() else { continue };
         let entry = Entry {
             model: rec.model.spec.clone(),
             run_id: id,

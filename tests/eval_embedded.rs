@@ -142,7 +142,22 @@ fn default_eval_writes_every_file_with_consistent_content() {
         "{list}"
     );
     let show = ok(&benchgen(dir.path(), &["runs", "show", "1"]));
-    assert!(show.contains("Run ID:       1") && show.contains("submission.zip"), "{show}");
+    assert!(show.contains("Run ID:       1"), "{show}");
+    // Every file of the run is listed (this run has them all).
+    for f in [
+        "run.json",
+        "log.txt",
+        "predictions.jsonl",
+        "submission.zip",
+        "scoring_output/scores.json",
+        "scoring_output/scoring.log",
+        "score_breakdown.json",
+        "detailed_results.json",
+        "detailed_results.html",
+        "finetune.jsonl",
+    ] {
+        assert!(run.join(f).is_file() && show.contains(&format!("runs/1/{f}\n")), "{f}: {show}");
+    }
     let ft_out = ok(&benchgen(dir.path(), &["runs", "show", "1", "--finetune"]));
     assert_eq!(ft_out.lines().count(), correct);
 }

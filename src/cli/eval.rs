@@ -63,7 +63,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.breakdown)?);
     } else {
-        println!("Run files: {}", outcome.run_dir.display());
+        println!("Run files: {}", outcome.run_dir.path().display());
     }
     Ok(())
 }

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use benchgen::report::ScoreBreakdown;
-use benchgen::run::{RunRecord, RunsDir};
+use benchgen::run::{RunFile, RunsDir};
 
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -22,9 +22,8 @@ pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
         "ID", "Status", "Model", "Environment", "Created", "Overall Score"
     );
     for id in ids {
-        let path = runs.path_of(id).join("run.json");
         // A folder without a readable record (being created, or damaged) is listed as such.
-        let Ok(rec) = RunRecord::read(&path) else {
+        let Ok(rec) = runs.run(id).read_record() else {
             if env.is_none() {
                 println!("{id:>5}  {:<11}", "Unreadable");
             }
@@ -48,12 +47,12 @@ pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
 }
 
 pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> {
-    let dir = RunsDir::new(runs_dir).path_of(run_id);
-    if !dir.is_dir() {
+    let run = RunsDir::new(runs_dir).run(run_id);
+    if !run.path().is_dir() {
         bail!("no run {run_id} in {} (see `benchgen runs list`)", runs_dir.display());
     }
     if finetune {
-        let path = dir.join("finetune.jsonl");
+        let path = run.file(RunFile::Finetune);
         if !path.is_file() {
             bail!(
                 "run {run_id} has no fine-tune dataset: its environment has no [finetune] section"
@@ -66,7 +65,7 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
         );
         return Ok(());
     }
-    let rec = RunRecord::read(&dir.join("run.json"))?;
+    let rec = run.read_record()?;
     println!("Run ID:       {}", rec.run_id);
     println!("Status:       {}", rec.status);
     println!("Model:        {}", rec.model.spec);
@@ -87,29 +86,13 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
     if let Some(c) = &rec.resume_command {
         println!("Resume with:  {c}");
     }
-    let breakdown = dir.join("score_breakdown.json");
-    if breakdown.is_file() {
-        let text = std::fs::read_to_string(&breakdown)?;
-        let b: ScoreBreakdown = serde_json::from_str(&text)
-            .with_context(|| format!("reading {}", breakdown.display()))?;
+    if let Some(b) = run.read_breakdown::<ScoreBreakdown>()? {
         println!("\n{}", b.accuracy_line());
         print!("{}", b.table());
     }
     println!("\nFiles:");
-    for name in [
-        "run.json",
-        "log.txt",
-        "predictions.jsonl",
-        "submission.zip",
-        "scoring_output/scores.json",
-        "score_breakdown.json",
-        "detailed_results.json",
-        "detailed_results.html",
-        "finetune.jsonl",
-    ] {
-        if dir.join(name).is_file() {
-            println!("  {}", dir.join(name).display());
-        }
+    for file in run.present() {
+        println!("  {}", run.file(file).display());
     }
     Ok(())
 }

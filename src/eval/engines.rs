@@ -6,7 +6,6 @@ use crate::engine::remote::RemoteEngine;
 use crate::engine::{Generator, LocalEngine};
 use crate::env::{ChatMode, Item};
 use crate::error::{Error, Result};
-use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
 use crate::model::chat::Message;
 use crate::model::checkpoint::Checkpoint;
@@ -66,7 +65,7 @@ impl Stages<'_> {
         })?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);
-        write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
+        self.run_dir.write_record(record)?;
         log.line(format!(
             "Model loaded: {} parameters, device {}, dtype {}{}",
             model.num_parameters,
@@ -106,7 +105,7 @@ impl Stages<'_> {
         record.model.origin = engine.origin();
         record.model.parameters = None;
         record.model.files = Default::default();
-        write_json_atomic(&self.run_dir.join("run.json"), &*record)?;
+        self.run_dir.write_record(record)?;
         log.line(format!(
             "Model: OpenAI-compatible server {}, model \"{}\", up to {} request(s) in flight",
             engine.base_url(),

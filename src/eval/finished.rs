@@ -3,12 +3,11 @@
 //! predictions its journal already holds.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use crate::env::Item;
 use crate::error::{Error, Result};
 use crate::log::RunLog;
-use crate::run::{Journal, PredictionRecord};
+use crate::run::{Journal, PredictionRecord, RunDir, RunFile};
 
 pub(super) struct Finished<'l> {
     journal: Journal,
@@ -21,7 +20,7 @@ impl<'l> Finished<'l> {
     /// `journaled`: predictions already in the journal (a resumed run); an id the items lack
     /// means the environment (or `--limit`) changed under the run, which is an error.
     pub fn new(
-        run_dir: &Path,
+        run_dir: &RunDir,
         items: &[Item],
         journaled: &[PredictionRecord],
         log: &'l mut RunLog,
@@ -35,7 +34,7 @@ impl<'l> Finished<'l> {
                 Error::Invalid(format!(
                     "{}: the journal has a prediction for item id \"{}\", which the environment does not have \
                      (was the environment changed since the run started?)",
-                    run_dir.join("predictions.jsonl").display(),
+                    run_dir.file(RunFile::Journal).display(),
                     rec.id
                 ))
             })?;
@@ -45,7 +44,7 @@ impl<'l> Finished<'l> {
                 count += 1;
             }
         }
-        let journal = Journal::create(&run_dir.join("predictions.jsonl"))?;
+        let journal = Journal::create(&run_dir.file(RunFile::Journal))?;
         Ok(Self { journal, done, count, log })
     }
 

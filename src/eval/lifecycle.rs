@@ -1,17 +1,16 @@
 //! A run's life on disk: allocated with its record and live log, then Completed with its score
 //! or Failed with its error. Shared by `eval` and `score`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use super::EvalOutcome;
 use crate::env::Environment;
 use crate::error::{Error, Result};
-use crate::fsutil::write_json_atomic;
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
 use crate::run::record::{now_rfc3339, EnvironmentInfo};
-use crate::run::{RunRecord, RunStatus, RunsDir};
+use crate::run::{RunDir, RunFile, RunRecord, RunStatus, RunsDir};
 
 /// `--env` as given, or the embedded default.
 pub(super) fn open_env(spec: Option<&Path>) -> Result<Environment> {
@@ -32,7 +31,7 @@ pub(super) fn environment_info(env: &Environment, phase: &str) -> EnvironmentInf
 }
 
 pub(super) struct ActiveRun {
-    pub dir: PathBuf,
+    pub dir: RunDir,
     pub record: RunRecord,
     /// Held for as long as this process works on the run; see [`lock_run`].
     _lock: std::fs::File,
@@ -41,8 +40,8 @@ pub(super) struct ActiveRun {
 /// Locks the run folder's `.lock`, so a `--resume` of a run that another process is still
 /// working on is refused rather than journaling every item twice. The OS releases the lock
 /// when the process ends, even by SIGKILL, so a crashed run never stays locked.
-fn lock_run(dir: &Path, run_id: u64) -> Result<std::fs::File> {
-    let path = dir.join(".lock");
+fn lock_run(dir: &RunDir, run_id: u64) -> Result<std::fs::File> {
+    let path = dir.lock_file();
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -64,21 +63,21 @@ impl ActiveRun {
         let (run_id, dir) = RunsDir::new(runs_dir).allocate()?;
         let lock = lock_run(&dir, run_id)?;
         record.run_id = run_id;
-        write_json_atomic(&dir.join("run.json"), &record)?;
-        log.attach_file(&dir.join("log.txt"))?;
+        dir.write_record(&record)?;
+        log.attach_file(&dir.file(RunFile::Log))?;
         log.line(format!("Status: {}", record.status));
         log.line(format!("Run ID: {run_id}"));
         log.line(format!("Model: {}", record.model.spec));
         let e = &record.environment;
         log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
         log.line(format!("Created: {}", record.created));
-        crate::interrupt::set_active_run(Some(dir.clone()));
+        crate::interrupt::set_active_run(Some(dir.path().to_path_buf()));
         Ok(Self { dir, record, _lock: lock })
     }
 
     /// Takes an existing run up again (`--resume`): Running, its old ending cleared, the log
     /// continued below what it already holds.
-    pub fn reopen(dir: PathBuf, mut record: RunRecord, log: &mut RunLog) -> Result<Self> {
+    pub fn reopen(dir: RunDir, mut record: RunRecord, log: &mut RunLog) -> Result<Self> {
         let lock = lock_run(&dir, record.run_id)?;
         record.status = RunStatus::Running;
         record.finished = None;
@@ -87,14 +86,14 @@ impl ActiveRun {
         record.resume_command = None;
         // This process measures its own.
         record.memory = None;
-        write_json_atomic(&dir.join("run.json"), &record)?;
-        log.continue_file(&dir.join("log.txt"))?;
+        dir.write_record(&record)?;
+        log.continue_file(&dir.file(RunFile::Log))?;
         log.line(format!("Status: {} (resumed)", record.status));
         log.line(format!("Run ID: {}", record.run_id));
         log.line(format!("Model: {}", record.model.spec));
         let e = &record.environment;
         log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
-        crate::interrupt::set_active_run(Some(dir.clone()));
+        crate::interrupt::set_active_run(Some(dir.path().to_path_buf()));
         Ok(Self { dir, record, _lock: lock })
     }
 
@@ -109,18 +108,17 @@ impl ActiveRun {
         crate::interrupt::set_active_run(None);
         self.record.finished = Some(now_rfc3339());
         self.record.duration_s = Some(started.elapsed().as_secs_f64());
-        let path = self.dir.join("run.json");
         match result {
             Ok(breakdown) => {
                 self.record.status = RunStatus::Completed;
                 self.record.overall_score = Some(breakdown.overall_score);
-                write_json_atomic(&path, &self.record)?;
+                self.dir.write_record(&self.record)?;
                 log.line(format!("Status: {}", self.record.status));
                 Ok(EvalOutcome { run_id: self.record.run_id, run_dir: self.dir, breakdown })
             }
             Err(Error::Interrupted) => {
-                let command = mark_interrupted(&mut self.record, &self.dir);
-                let _ = write_json_atomic(&path, &self.record);
+                let command = mark_interrupted(&mut self.record, self.dir.path());
+                let _ = self.dir.write_record(&self.record);
                 log.line(format!("Status: {} (resume with: {command})", self.record.status));
                 Err(Error::Interrupted)
             }
@@ -128,7 +126,7 @@ impl ActiveRun {
                 self.record.status = RunStatus::Failed;
                 self.record.error = Some(e.to_string());
                 // The original error matters more than a failure to record it.
-                let _ = write_json_atomic(&path, &self.record);
+                let _ = self.dir.write_record(&self.record);
                 log.line(format!("Status: {} ({e})", self.record.status));
                 Err(e)
             }
@@ -141,14 +139,14 @@ impl ActiveRun {
 /// The journal is append-only, so the run resumes all the same.
 pub fn abandon_active_run() {
     let Some(dir) = crate::interrupt::active_run() else { return };
-    let path = dir.join("run.json");
-    let Ok(mut record) = RunRecord::read(&path) else { return };
+    let dir = RunDir::new(dir);
+    let Ok(mut record) = dir.read_record() else { return };
     if record.status != RunStatus::Running {
         return;
     }
     record.finished = Some(now_rfc3339());
-    mark_interrupted(&mut record, &dir);
-    let _ = write_json_atomic(&path, &record);
+    mark_interrupted(&mut record, dir.path());
+    let _ = dir.write_record(&record);
 }
 
 /// Interrupted, with the command that resumes it (which it returns).

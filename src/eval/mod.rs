@@ -23,7 +23,7 @@ pub use resume::{resume_eval, GivenOptions};
 use scoring::Scoring;
 pub use verify::{verify_run, Difference, VerifyReport};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
@@ -42,7 +42,7 @@ use crate::report::ScoreBreakdown;
 use crate::run::memory::Memory;
 use crate::run::record::{ModelInfo, RunInputs, Settings};
 use crate::run::submission::{read_submission, write_submission};
-use crate::run::{PredictionRecord, RunRecord};
+use crate::run::{PredictionRecord, RunDir, RunFile, RunRecord};
 use crate::score::Method;
 
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ impl Default for EvalOptions {
 
 pub struct EvalOutcome {
     pub run_id: u64,
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
     pub breakdown: ScoreBreakdown,
 }
 
@@ -200,7 +200,7 @@ struct Stages<'a> {
     params: GenParams,
     device: candle_core::Device,
     weights: WeightType,
-    run_dir: &'a Path,
+    run_dir: &'a RunDir,
     /// Predictions a resumed run already has; their items are not run again.
     journaled: &'a [PredictionRecord],
 }
@@ -272,7 +272,7 @@ impl Stages<'_> {
         };
         // Every prediction is journaled: an interruption now still leaves a resumable run.
         crate::interrupt::check()?;
-        let submission = self.run_dir.join("submission.zip");
+        let submission = self.run_dir.file(RunFile::Submission);
         let metadata = json!({
             "run_id": record.run_id,
             "model": record.model.spec,
@@ -283,7 +283,7 @@ impl Stages<'_> {
             "benchgen_version": record.benchgen_version,
         });
         write_submission(&submission, &predictions, &metadata)?;
-        record.submission = Some("submission.zip".into());
+        record.submission = Some(RunFile::Submission.name().into());
 
         log.line("Scoring submission");
         let submitted = read_submission(&submission)?;

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::env::{Environment, Item, PhaseSpec};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
+use crate::run::RunFile;
 use crate::score::program::{parse_scores_json, parse_scores_txt, ProgramSpec};
 
 /// The flag that lets a run execute an environment's scoring program.
@@ -331,5 +332,8 @@ fn read_scores(output: &Path) -> std::result::Result<BTreeMap<String, f64>, Stri
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
         return parse(&shown, &text);
     }
-    Err("it wrote neither output/scores.json nor output/scores.txt (its stdout and stderr are in scoring_output/scoring.log)".into())
+    Err(format!(
+        "it wrote neither output/scores.json nor output/scores.txt (its stdout and stderr are in {})",
+        RunFile::ScoringLog.name()
+    ))
 }

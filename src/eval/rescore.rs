@@ -12,7 +12,7 @@ use crate::log::RunLog;
 use crate::run::journal::read_predictions_file;
 use crate::run::record::ModelInfo;
 use crate::run::submission::{read_submission, write_submission};
-use crate::run::RunRecord;
+use crate::run::{RunFile, RunRecord};
 
 #[derive(Debug, Clone)]
 pub enum SavedPredictions {
@@ -61,7 +61,7 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         environment_info(&env, &phase.name),
         None,
     );
-    record.submission = Some("submission.zip".into());
+    record.submission = Some(RunFile::Submission.name().into());
     let mut run = ActiveRun::start(&opts.runs_dir, record, log)?;
     let result = (|| {
         log.line(format!("Loading benchmark data: {} phase \"{}\"", env.manifest.name, phase.name));
@@ -79,7 +79,7 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
             "items": predictions.len(),
             "benchgen_version": run.record.benchgen_version,
         });
-        write_submission(&run.dir.join("submission.zip"), &predictions, &metadata)?;
+        write_submission(&run.dir.file(RunFile::Submission), &predictions, &metadata)?;
         log.line("Scoring submission");
         let scoring = Scoring {
             env: &env,

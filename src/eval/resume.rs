@@ -15,7 +15,7 @@ use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
 use crate::run::journal::recover;
 use crate::run::record::{RunInputs, Settings};
-use crate::run::{RunRecord, RunStatus, RunsDir};
+use crate::run::{RunDir, RunFile, RunRecord, RunStatus, RunsDir};
 
 /// Flags given together with `--resume`; `None` → not given, the run's own value is used.
 #[derive(Debug, Clone, Default)]
@@ -57,7 +57,7 @@ pub(super) fn normalize_model(spec: Option<&str>) -> Option<String> {
 
 /// A run as recorded: its folder, record, settings, inputs, and the options that re-run it.
 pub(super) struct Recorded {
-    pub dir: PathBuf,
+    pub dir: RunDir,
     pub record: RunRecord,
     pub settings: Settings,
     pub inputs: RunInputs,
@@ -66,9 +66,8 @@ pub(super) struct Recorded {
 
 /// Reads run `run_id` for `purpose` ("resume", "verify"); refuses runs that cannot be re-run.
 pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Recorded> {
-    let dir = RunsDir::new(runs_dir).path_of(run_id);
-    let record_path = dir.join("run.json");
-    if !record_path.is_file() {
+    let dir = RunsDir::new(runs_dir).run(run_id);
+    if !dir.file(RunFile::Record).is_file() {
         return Err(Error::Runs {
             path: runs_dir.to_path_buf(),
             message: format!(
@@ -76,7 +75,7 @@ pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Re
             ),
         });
     }
-    let record = RunRecord::read(&record_path)?;
+    let record = dir.read_record()?;
     let settings = record.settings.clone().ok_or_else(|| {
         Error::Invalid(format!("run {run_id} re-scored saved predictions (`benchgen score`); there is no model run to {purpose}"))
     })?;
@@ -123,10 +122,10 @@ pub fn resume_eval(
     if record.status == RunStatus::Completed {
         // Re-running scoring could only rewrite the same files; a Completed run is final.
         log.line(format!("Run {run_id} is already Completed; nothing to resume"));
-        let path = dir.join("score_breakdown.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let breakdown: ScoreBreakdown =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
+        let breakdown = dir.read_breakdown::<ScoreBreakdown>()?.ok_or_else(|| {
+            let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+            Error::io(dir.file(RunFile::Breakdown), missing)
+        })?;
         return Ok(EvalOutcome { run_id, run_dir: dir, breakdown });
     }
 
@@ -145,7 +144,7 @@ pub fn resume_eval(
     }
     // Under the run's lock: another process must not be appending while the journal is read.
     let run = ActiveRun::reopen(dir, record, log)?;
-    let journal = recover(&run.dir.join("predictions.jsonl"))?;
+    let journal = recover(&run.dir.file(RunFile::Journal))?;
     if journal.torn {
         log.line("The journal's last line was cut off mid-write; that item is redone");
     }

@@ -2,7 +2,6 @@
 //! shared by `eval` and by `score` (re-scoring saved predictions without a model).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
@@ -15,7 +14,7 @@ use crate::prompt::PromptBuilder;
 use crate::report::{
     finetune::finetune_lines, html, DetailedRecord, DetailedResults, ScoreBreakdown, VariantRecord,
 };
-use crate::run::{PredictionRecord, RunRecord};
+use crate::run::{PredictionRecord, RunDir, RunFile, RunRecord};
 use crate::score::{ItemScore, Method, Metric, Summary};
 
 use super::program::{check_allowed, ProgramFailure, ProgramRun};
@@ -23,7 +22,7 @@ use super::program::{check_allowed, ProgramFailure, ProgramRun};
 pub(super) struct Scoring<'a> {
     pub env: &'a Environment,
     pub phase: &'a PhaseSpec,
-    pub run_dir: &'a Path,
+    pub run_dir: &'a RunDir,
     /// `--allow-scoring-program`: checked again here so no path runs a program without it.
     pub allow_program: bool,
 }
@@ -55,7 +54,7 @@ impl Scoring<'_> {
             // detailed results, accuracy, exact match and answer rate.
             Some(spec) => {
                 check_allowed(self.env, self.allow_program)?;
-                let submission = self.run_dir.join("submission.zip");
+                let submission = self.run_dir.file(RunFile::Submission);
                 let run = ProgramRun {
                     env: self.env,
                     phase: self.phase,
@@ -75,10 +74,7 @@ impl Scoring<'_> {
                     }
                 };
                 self.write_program_log(&outcome.log)?;
-                write_json_atomic(
-                    &self.run_dir.join("scoring_output/scores.json"),
-                    &outcome.scores,
-                )?;
+                write_json_atomic(&self.run_dir.file(RunFile::Scores), &outcome.scores)?;
                 breakdown = breakdown.with_program(&spec.primary, outcome.scores);
             }
             None => self.write_scoring_output(&summary, items.len(), submitted.len(), missing)?,
@@ -155,7 +151,7 @@ impl Scoring<'_> {
         predictions: usize,
         missing: usize,
     ) -> Result<()> {
-        let scoring_dir = self.run_dir.join("scoring_output");
+        let scoring_dir = self.run_dir.scoring_output();
         std::fs::create_dir_all(&scoring_dir).map_err(|e| Error::io(&scoring_dir, e))?;
         let mut scores_json = json!({
             "accuracy": summary.accuracy(),
@@ -176,21 +172,21 @@ impl Scoring<'_> {
             scores_json["acc_norm"] = json!(acc_norm);
             scores_json["correct_norm"] = json!(summary.correct_norm);
         }
-        write_json_atomic(&scoring_dir.join("scores.json"), &scores_json)?;
+        write_json_atomic(&self.run_dir.file(RunFile::Scores), &scores_json)?;
         let s = &self.env.manifest.scoring;
         let scoring_log = format!(
             "scorer: built-in\nmethod: {:?}\nmetric: {:?}\nextract: {:?}\nnormalize: {:?}\nstrip_think: {}\nreport: {:?}\nvariants: {:?}\n\
              items: {items}\npredictions: {predictions}\nmissing predictions: {missing}\ncorrect: {}\nexact: {}\nanswered: {}\n",
             s.method, s.metric, s.extract, s.normalize, s.strip_think, s.report, s.variants, summary.correct, summary.exact, summary.answered
         );
-        write_atomic(&scoring_dir.join("scoring.log"), scoring_log.as_bytes())
+        write_atomic(&self.run_dir.file(RunFile::ScoringLog), scoring_log.as_bytes())
     }
 
     /// `scoring_output/scoring.log`: the Scoring Output log of a program (its stdout and stderr).
     fn write_program_log(&self, text: &str) -> Result<()> {
-        let scoring_dir = self.run_dir.join("scoring_output");
+        let scoring_dir = self.run_dir.scoring_output();
         std::fs::create_dir_all(&scoring_dir).map_err(|e| Error::io(&scoring_dir, e))?;
-        write_atomic(&scoring_dir.join("scoring.log"), text.as_bytes())
+        write_atomic(&self.run_dir.file(RunFile::ScoringLog), text.as_bytes())
     }
 
     fn write_reports(
@@ -200,16 +196,16 @@ impl Scoring<'_> {
         breakdown: &ScoreBreakdown,
     ) -> Result<()> {
         let dir = self.run_dir;
-        write_json_atomic(&dir.join("score_breakdown.json"), breakdown)?;
+        write_json_atomic(&dir.file(RunFile::Breakdown), breakdown)?;
         let results = DetailedResults {
             run_id: record.run_id,
             environment: format!("{} v{}", record.environment.name, record.environment.version),
             model: record.model.spec.clone(),
             items: records.to_vec(),
         };
-        write_json_atomic(&dir.join("detailed_results.json"), &results)?;
+        write_json_atomic(&dir.file(RunFile::DetailedJson), &results)?;
         write_atomic(
-            &dir.join("detailed_results.html"),
+            &dir.file(RunFile::DetailedHtml),
             html::render(&results, breakdown).as_bytes(),
         )?;
         if let Some(ft) = &self.env.manifest.finetune {
@@ -218,7 +214,7 @@ impl Scoring<'_> {
                 text.push_str(&line.to_string());
                 text.push('\n');
             }
-            write_atomic(&dir.join("finetune.jsonl"), text.as_bytes())?;
+            write_atomic(&dir.file(RunFile::Finetune), text.as_bytes())?;
         }
         Ok(())
     }

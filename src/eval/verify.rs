@@ -12,7 +12,7 @@ use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
 use crate::run::journal::read_predictions_file;
 use crate::run::submission::read_submission;
-use crate::run::{PredictionRecord, RunRecord};
+use crate::run::{PredictionRecord, RunFile};
 
 /// One item whose recorded prediction is not what the re-run produced.
 #[derive(Debug, Clone)]
@@ -99,27 +99,25 @@ pub fn verify_run(
     opts.runs_dir = scratch.path().to_path_buf();
     log.line(format!("Verifying run {run_id}: re-running it from its run.json"));
     let fresh = run_eval(&opts, log)?;
-    let rerun: Vec<PredictionRecord> = read_submission(&fresh.run_dir.join("submission.zip"))?;
+    let rerun: Vec<PredictionRecord> = read_submission(&fresh.run_dir.file(RunFile::Submission))?;
     let rerun: BTreeMap<&str, String> = rerun.iter().map(|p| (p.id.as_str(), outcome(p))).collect();
 
     let mut differences = Vec::new();
     compare(
-        "predictions.jsonl",
-        &read_predictions_file(&dir.join("predictions.jsonl"))?,
+        RunFile::Journal.name(),
+        &read_predictions_file(&dir.file(RunFile::Journal))?,
         &rerun,
         &mut differences,
     );
     compare(
-        "submission.zip",
-        &read_submission(&dir.join("submission.zip"))?,
+        RunFile::Submission.name(),
+        &read_submission(&dir.file(RunFile::Submission))?,
         &rerun,
         &mut differences,
     );
-    let recorded_score = std::fs::read_to_string(dir.join("score_breakdown.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<ScoreBreakdown>(&t).ok())
-        .map(|b| b.overall_score);
-    let now = RunRecord::read(&fresh.run_dir.join("run.json"))?;
+    let recorded_score =
+        dir.read_breakdown::<ScoreBreakdown>().ok().flatten().map(|b| b.overall_score);
+    let now = fresh.run_dir.read_record()?;
     let mut changed_inputs = Vec::new();
     if record.environment.content_sha256.is_some()
         && record.environment.content_sha256 != now.environment.content_sha256

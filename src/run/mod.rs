@@ -7,6 +7,6 @@ pub mod memory;
 pub mod record;
 pub mod submission;
 
-pub use dir::RunsDir;
+pub use dir::{RunDir, RunFile, RunsDir};
 pub use journal::{Journal, PredictionRecord};
 pub use record::{RunRecord, RunStatus};

@@ -6,9 +6,13 @@ use std::path::Path;
 
 use zip::write::SimpleFileOptions;
 
+use super::dir::RunFile;
 use super::journal::{read_predictions, PredictionRecord};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+
+/// The archive holds the journal under the run folder's own name for it.
+const JOURNAL: &str = RunFile::Journal.name();
 
 fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{}: {e}", path.display()))
@@ -28,7 +32,7 @@ pub fn write_submission(
         lines.push('\n');
     }
     let meta = serde_json::to_string_pretty(metadata).map_err(|e| zip_err(path, e))? + "\n";
-    for (name, body) in [("predictions.jsonl", lines), ("metadata.json", meta)] {
+    for (name, body) in [(JOURNAL, lines), ("metadata.json", meta)] {
         zip.start_file(name, opts).map_err(|e| zip_err(path, e))?;
         zip.write_all(body.as_bytes()).map_err(|e| Error::io(path, e))?;
     }
@@ -41,9 +45,9 @@ pub fn read_submission(path: &Path) -> Result<Vec<PredictionRecord>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
     let mut entry = zip
-        .by_name("predictions.jsonl")
-        .map_err(|_| zip_err(path, "no predictions.jsonl at the archive root"))?;
+        .by_name(JOURNAL)
+        .map_err(|_| zip_err(path, format!("no {JOURNAL} at the archive root")))?;
     let mut text = String::new();
     entry.read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
-    read_predictions(&format!("{}:predictions.jsonl", path.display()), text.as_bytes())
+    read_predictions(&format!("{}:{JOURNAL}", path.display()), text.as_bytes())
 }
