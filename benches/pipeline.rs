@@ -33,9 +33,12 @@ fn generate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(prompts.len() as u64));
     group.sample_size(10);
     for batch in [1usize, 8, 32] {
-        let model =
-            LoadedModel::load(&benchgen::embedded::model_checkpoint(), &Device::Cpu, DType::F32)
-                .unwrap();
+        let model = LoadedModel::load(
+            &benchgen::model::embedded::model_checkpoint(),
+            &Device::Cpu,
+            DType::F32,
+        )
+        .unwrap();
         let mut engine = LocalEngine::new(model, batch);
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, _| {
             b.iter(|| {

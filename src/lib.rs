@@ -4,15 +4,16 @@
 //! [`score`] → [`report`]. [`eval`] wires the stages; The command line lives in the binary (`src/main.rs`, `src/cli/`).
 
 pub mod device;
-pub mod embedded;
 pub mod engine;
 pub mod env;
 pub mod error;
 pub mod eval;
-pub mod fewshot;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod generation;
+pub mod hash;
+pub mod hub;
 pub mod interrupt;
 pub mod kernels;
 pub mod leaderboard;

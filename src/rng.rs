@@ -1,5 +1,5 @@
 //! A tiny seedable generator (splitmix64). Used wherever randomness must be reproducible
-//! bit-for-bit across platforms and runs: per-item sampling, fixture training.
+//! bit-for-bit across platforms and runs: per-item sampling and few-shot draws, fixture training.
 
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
@@ -33,6 +33,15 @@ impl SplitMix64 {
         let u2 = self.unit();
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
+}
+
+/// An item's sampling seed: from the run's seed and the item's id only, never from its
+/// batch-mates or its position, so sampled outputs reproduce whatever the batching.
+pub fn item_seed(run_seed: u64, id: &str) -> u64 {
+    let h = id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    SplitMix64::new(run_seed ^ h).next_u64()
 }
 
 #[cfg(test)]

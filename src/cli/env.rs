@@ -90,7 +90,12 @@ pub fn validate(spec: &str) -> anyhow::Result<()> {
         }
     }
     for phase in &env.manifest.phases {
-        let (items, problems) = env.check_phase(phase);
+        let (items, mut problems) = env.check_phase(phase);
+        // Prompts are checked once there is data to build them from (a phase whose data could
+        // not be read at all has its one problem already).
+        if !items.is_empty() || problems.is_empty() {
+            problems.extend(benchgen::prompt::check_renders(&env, phase, &items));
+        }
         println!("phase {}: {} items, {} problem(s)", phase.name, items.len(), problems.len());
         for p in &problems {
             println!("  {p}");

@@ -72,7 +72,7 @@ fn render(l: &Listing) -> String {
         let base = t.base.as_deref().map_or_else(String::new, |b| format!(", base {b}"));
         let _ = writeln!(out, "  {:<40} {}{base}, {}", t.spec, t.kind, size(t.size_bytes));
     }
-    let _ = writeln!(out, "\nHuggingFace ({})", benchgen::model::hub::cache_dir().display());
+    let _ = writeln!(out, "\nHuggingFace ({})", benchgen::hub::cache_dir().display());
     if l.huggingface.is_empty() {
         let _ = writeln!(out, "  (none cached)");
     }

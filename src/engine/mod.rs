@@ -12,46 +12,12 @@ pub use local::LocalEngine;
 pub use loglik::{split_pair, LoglikOutput, LoglikRequest};
 pub use stop::find_stop;
 
+pub use crate::generation::{GenParams, Truncate};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::model::chat::Message;
-
-/// How one item is decoded. `temperature == 0` is greedy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GenParams {
-    pub max_new_tokens: usize,
-    pub stop: Vec<String>,
-    pub temperature: f64,
-    pub top_k: Option<usize>,
-    pub top_p: Option<f64>,
-}
-
-/// What to do with a prompt longer than the model's context (`--truncate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Truncate {
-    /// Refuse the item, naming it (the default).
-    #[default]
-    Error,
-    /// Keep the prompt's last tokens that fit (context − max_new_tokens, at least one new
-    /// token), after the BOS token when the prompt starts with one.
-    Left,
-}
-
-impl Truncate {
-    pub fn is_error(&self) -> bool {
-        *self == Truncate::Error
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "error" => Ok(Truncate::Error),
-            "left" => Ok(Truncate::Left),
-            other => Err(format!("--truncate {other}: expected left or error")),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct GenRequest {

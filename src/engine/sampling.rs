@@ -3,14 +3,7 @@
 use super::GenParams;
 use crate::rng::SplitMix64;
 
-/// An item's sampling seed: from the run's seed and the item's id only, never from its
-/// batch-mates or its position, so sampled outputs reproduce whatever the batching.
-pub fn item_seed(run_seed: u64, id: &str) -> u64 {
-    let h = id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    SplitMix64::new(run_seed ^ h).next_u64()
-}
+pub use crate::rng::item_seed;
 
 /// Index of the largest logit; ties go to the lowest index so greedy decoding is deterministic.
 pub fn argmax(logits: &[f32]) -> u32 {

@@ -1,8 +1,7 @@
 //! Environments (benchmarks): a manifest, an Overview README and items per phase.
 
 mod dataset;
-#[cfg(test)]
-mod fewshot_tests;
+pub mod embedded;
 mod files;
 pub mod manifest;
 mod parquet;
@@ -69,8 +68,8 @@ impl Environment {
     /// The environment compiled into the binary.
     pub fn embedded() -> Result<Self> {
         Self::from_files(
-            crate::embedded::ENV_ORIGIN.to_string(),
-            EnvFiles::Embedded(crate::embedded::ENV_FILES),
+            crate::env::embedded::ENV_ORIGIN.to_string(),
+            EnvFiles::Embedded(crate::env::embedded::ENV_FILES),
         )
     }
 
@@ -81,7 +80,8 @@ impl Environment {
         if path.exists() {
             return Self::open(path);
         }
-        if let Some((name, files)) = crate::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == spec)
+        if let Some((name, files)) =
+            crate::env::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == spec)
         {
             return Self::from_files(format!("embedded:{name}"), EnvFiles::Embedded(files));
         }
@@ -104,7 +104,7 @@ impl Environment {
     /// Every environment reachable by name: shipped ones, then `$BENCHGEN_ENVS`'s, with where
     /// each comes from.
     pub fn available() -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = crate::embedded::SHIPPED_ENVS
+        let mut out: Vec<(String, String)> = crate::env::embedded::SHIPPED_ENVS
             .iter()
             .map(|(n, _)| (n.to_string(), "shipped with benchgen".into()))
             .collect();
@@ -176,7 +176,7 @@ impl Environment {
     }
 
     pub fn load_items(&self, phase: &PhaseSpec) -> Result<Vec<Item>> {
-        let (items, mut problems) = self.read_phase(phase, false);
+        let (items, mut problems) = self.read_phase(phase);
         if problems.is_empty() {
             Ok(items)
         } else {
@@ -206,7 +206,7 @@ impl Environment {
             .chain(files.iter().map(|f| (base_name(&f.name), f.bytes.as_slice())))
             .chain(shot_names.iter().zip(&shots).map(|(n, f)| (n.as_str(), f.bytes.as_slice())))
             .chain(program.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
-        Ok(crate::run::hash::sha256_parts(parts))
+        Ok(crate::hash::sha256_parts(parts))
     }
 
     /// The scoring program's files (`[scoring.program] dir`), paths relative to that folder;
@@ -240,7 +240,7 @@ impl Environment {
     }
 
     /// The phase `phase`'s few-shot examples come from, when it gets any.
-    fn fewshot_phase(&self, phase: &PhaseSpec) -> Result<Option<&PhaseSpec>> {
+    pub fn fewshot_phase(&self, phase: &PhaseSpec) -> Result<Option<&PhaseSpec>> {
         let spec = self.manifest.fewshot.as_ref();
         match spec {
             Some(s) if phase.shots(spec) > 0 => self.phase(Some(&s.phase)).map(Some),
@@ -248,47 +248,14 @@ impl Environment {
         }
     }
 
-    /// The few-shot examples available to `phase`'s items; `None` when they get none.
-    pub fn fewshot(&self, phase: &PhaseSpec) -> Result<Option<crate::fewshot::Fewshot>> {
-        let (Some(spec), Some(source)) = (&self.manifest.fewshot, self.fewshot_phase(phase)?)
-        else {
-            return Ok(None);
-        };
-        let pool = self.load_items(source).map_err(|e| {
-            // This environment's errors already name it.
-            let why = match e {
-                Error::Environment { message, .. } => message,
-                other => other.to_string(),
-            };
-            Error::env(
-                &self.origin,
-                format!(
-                    "phase \"{}\" takes its few-shot examples from phase \"{}\": {why}",
-                    phase.name, source.name
-                ),
-            )
-        })?;
-        if pool.is_empty() {
-            return Err(Error::env(
-                &self.origin,
-                format!("few-shot phase \"{}\" has no items", source.name),
-            ));
-        }
-        Ok(Some(crate::fewshot::Fewshot::new(
-            spec.clone(),
-            phase.shots(Some(spec)),
-            pool,
-            source.name == phase.name,
-        )))
-    }
-
-    /// Every problem of a phase (`env validate`): unreadable data, bad lines, missing fields,
-    /// duplicate ids, prompts and options that do not render. Also the items that did parse.
+    /// Every data problem of a phase (`env validate`): unreadable data, bad lines, missing
+    /// fields, duplicate ids. Also the items that did parse. (Whether their prompts render is
+    /// the prompt stage's to check: `prompt::check_renders`.)
     pub fn check_phase(&self, phase: &PhaseSpec) -> (Vec<Item>, Vec<Error>) {
-        self.read_phase(phase, true)
+        self.read_phase(phase)
     }
 
-    fn read_phase(&self, phase: &PhaseSpec, render: bool) -> (Vec<Item>, Vec<Error>) {
+    fn read_phase(&self, phase: &PhaseSpec) -> (Vec<Item>, Vec<Error>) {
         let files = match self.phase_files(phase) {
             Ok(f) => f,
             Err(e) => return (Vec::new(), vec![e]),
@@ -333,23 +300,6 @@ impl Environment {
                         ),
                     ));
                 }
-            }
-        }
-        if render {
-            let builder = crate::prompt::PromptBuilder::new(&self.manifest.prompt, &self.origin)
-                .and_then(|b| b.with_fewshot(self.fewshot(phase)?));
-            match builder {
-                Ok(builder) => {
-                    for (index, it) in items.iter().enumerate() {
-                        // With the examples: their templates must render too.
-                        problems.extend(builder.render_text(index, it).err());
-                        problems.extend(
-                            (0..it.choices.len())
-                                .filter_map(|c| builder.render_choice(it, c).err()),
-                        );
-                    }
-                }
-                Err(e) => problems.push(e),
             }
         }
         (items, problems)

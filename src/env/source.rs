@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::model::hub::{self, HubOptions};
+use crate::hub::{self, HubOptions};
 
 const SCHEME: &str = "hf://datasets/";
 
@@ -56,7 +56,7 @@ impl HfSource {
     /// Downloads the file (or finds it in the cache; only there when `offline` or with
     /// `HF_HUB_OFFLINE=1`).
     pub fn fetch(&self, offline: bool) -> Result<Fetched> {
-        let offline = offline || crate::model::spec::SourceOptions::from_env().offline;
+        let offline = offline || hub::offline_from_env();
         let opts = HubOptions { offline, progress: false };
         let file = hub::fetch_dataset_file(&self.repo, Some(&self.revision), &self.path, &opts)?;
         Ok(Fetched { origin: self.at(&file.commit), path: file.path, commit: file.commit })

@@ -230,7 +230,7 @@ impl Stages<'_> {
         record.items = Some(items.len());
         log.line(format!("Loaded {} items", items.len()));
         // Before the content hash, which reads the same files, for the clearer message.
-        let fewshot = self.env.fewshot(phase)?;
+        let fewshot = crate::prompt::fewshot::for_phase(self.env, phase)?;
         let content = self.env.content_sha256(phase)?;
         // A resumed run must continue on exactly what it started with.
         if let Some(recorded) = &record.environment.content_sha256 {

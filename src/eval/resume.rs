@@ -49,7 +49,7 @@ pub(super) fn absolute_if_exists(spec: &str) -> String {
 /// `--model` in one spelling: `None` for the embedded model, `trained:` dropped, paths absolute.
 pub(super) fn normalize_model(spec: Option<&str>) -> Option<String> {
     let spec = spec?;
-    if spec == "embedded" || spec == crate::embedded::MODEL_ORIGIN {
+    if spec == "embedded" || spec == crate::model::embedded::MODEL_ORIGIN {
         return None;
     }
     Some(absolute_if_exists(spec.strip_prefix("trained:").unwrap_or(spec)))

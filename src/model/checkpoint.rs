@@ -67,14 +67,14 @@ impl Checkpoint {
                 let name = f
                     .file_name()
                     .map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
-                out.insert(name, crate::run::hash::sha256_file(&f)?);
+                out.insert(name, crate::hash::sha256_file(&f)?);
             }
         }
         Ok(out)
     }
 
     fn base_file_hashes(&self) -> Result<std::collections::BTreeMap<String, String>> {
-        use crate::run::hash::{sha256_file, sha256_hex};
+        use crate::hash::{sha256_file, sha256_hex};
         let mut out = std::collections::BTreeMap::new();
         let file_name = |p: &Path| {
             p.file_name()

@@ -94,7 +94,7 @@ pub fn list(registry: &Registry) -> Result<Listing> {
     Ok(Listing {
         registry: registry.path.clone(),
         platform,
-        huggingface: cached_models(&super::hub::cache_dir())?,
+        huggingface: cached_models(&crate::hub::cache_dir())?,
         trained: trained_models(&trained_dir)?,
         trained_dir,
         running,

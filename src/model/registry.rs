@@ -39,7 +39,7 @@ impl GenerationDefaults {
     }
 
     /// Applies the set fields to `params`.
-    pub fn apply(&self, params: &mut crate::engine::GenParams) {
+    pub fn apply(&self, params: &mut crate::generation::GenParams) {
         if let Some(v) = self.max_new_tokens {
             params.max_new_tokens = v;
         }

@@ -38,7 +38,7 @@ impl ModelSpec {
         if spec.is_empty() {
             return Err(Error::model("--model", "empty model spec"));
         }
-        if spec == "embedded" || spec == crate::embedded::MODEL_ORIGIN {
+        if spec == "embedded" || spec == crate::model::embedded::MODEL_ORIGIN {
             return Ok(Self::Embedded);
         }
         if let Some(rest) = spec.strip_prefix("hf:") {
@@ -92,7 +92,7 @@ impl ModelSpec {
 impl fmt::Display for ModelSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Embedded => f.write_str(crate::embedded::MODEL_ORIGIN),
+            Self::Embedded => f.write_str(crate::model::embedded::MODEL_ORIGIN),
             Self::Hf { repo, revision: Some(r) } => write!(f, "hf:{repo}@{r}"),
             Self::Hf { repo, revision: None } => write!(f, "hf:{repo}"),
             Self::Trained(p) => write!(f, "{}", p.display()),
@@ -116,9 +116,7 @@ pub struct SourceOptions {
 
 impl SourceOptions {
     pub fn from_env() -> Self {
-        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
-            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
-        });
+        let offline = crate::hub::offline_from_env();
         let models_file =
             std::env::var_os("BENCHGEN_MODELS").filter(|v| !v.is_empty()).map(PathBuf::from);
         Self { offline, models_file, progress: false }
@@ -143,13 +141,13 @@ pub struct Resolved {
 
 /// What `--model` was, for messages and the run record.
 pub fn describe(spec: Option<&str>) -> String {
-    spec.map_or_else(|| crate::embedded::MODEL_ORIGIN.to_string(), str::to_string)
+    spec.map_or_else(|| crate::model::embedded::MODEL_ORIGIN.to_string(), str::to_string)
 }
 
 /// Resolves `--model` (None → the embedded model): downloads hub models, follows aliases.
 pub fn resolve_source(spec: Option<&str>, opts: &SourceOptions) -> Result<Resolved> {
     let Some(spec) = spec else {
-        return Ok(local(crate::embedded::model_checkpoint()));
+        return Ok(local(crate::model::embedded::model_checkpoint()));
     };
     resolve_parsed(&ModelSpec::parse(spec)?, opts, 0)
 }
@@ -219,11 +217,11 @@ const MAX_ALIAS_DEPTH: usize = 8;
 
 fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Result<Resolved> {
     match spec {
-        ModelSpec::Embedded => Ok(local(crate::embedded::model_checkpoint())),
+        ModelSpec::Embedded => Ok(local(crate::model::embedded::model_checkpoint())),
         ModelSpec::Hf { repo, revision } => {
             let hub_opts =
-                super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
-            let snap = super::hub::fetch(repo, revision.as_deref(), &hub_opts)?;
+                crate::hub::HubOptions { offline: opts.offline, progress: opts.progress };
+            let snap = crate::hub::fetch(repo, revision.as_deref(), &hub_opts)?;
             if super::lora::is_adapter_dir(&snap.dir) {
                 let mut resolved = resolve_adapter(&snap.dir, opts, depth)?;
                 if let ModelSource::Local(ckpt) = &mut resolved.source {
@@ -311,7 +309,7 @@ fn resolve_adapter(dir: &Path, opts: &SourceOptions, depth: usize) -> Result<Res
 /// alone. Adapters resolve as for running the model; a server has no tokenizer here.
 pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<TextTokenizer> {
     let Some(spec) = spec else {
-        let c = crate::embedded::model_checkpoint();
+        let c = crate::model::embedded::model_checkpoint();
         return TextTokenizer::from_bytes(&c.tokenizer_json, &c.origin);
     };
     let mut spec = ModelSpec::parse(spec)?;
@@ -351,8 +349,8 @@ pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<Tex
         // tokenizer.json alone; a repo without one (a LoRA adapter) resolves in full below.
         ModelSpec::Hf { repo, revision } => {
             let hub_opts =
-                super::hub::HubOptions { offline: opts.offline, progress: opts.progress };
-            match super::hub::fetch_model_file(
+                crate::hub::HubOptions { offline: opts.offline, progress: opts.progress };
+            match crate::hub::fetch_model_file(
                 repo,
                 revision.as_deref(),
                 "tokenizer.json",

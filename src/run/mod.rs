@@ -1,7 +1,6 @@
 //! A run on disk: its folder, record, prediction journal and submission archive.
 
 mod dir;
-pub mod hash;
 pub mod journal;
 pub mod memory;
 pub mod record;

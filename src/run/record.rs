@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{GenParams, Truncate};
 use crate::error::{Error, Result};
+use crate::generation::{GenParams, Truncate};
 use crate::model::KvDtype;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

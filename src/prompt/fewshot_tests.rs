@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::Environment;
-use crate::prompt::PromptBuilder;
+use super::{fewshot, PromptBuilder};
+use crate::env::Environment;
 
 const MANIFEST: &str = r#"name = "lm-eval-sampler"
 
@@ -69,7 +69,7 @@ fn prompts(env: &Environment, phase: &str, limit: Option<usize>) -> Vec<String> 
     }
     let builder = PromptBuilder::new(&env.manifest.prompt, &env.origin)
         .unwrap()
-        .with_fewshot(env.fewshot(phase).unwrap())
+        .with_fewshot(fewshot::for_phase(env, phase).unwrap())
         .unwrap();
     items.iter().enumerate().map(|(i, it)| builder.render(i, it, None).unwrap().text).collect()
 }

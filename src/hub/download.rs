@@ -223,7 +223,7 @@ impl Fetcher<'_> {
             if !(name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())) {
                 return Ok(());
             }
-            let actual = crate::run::hash::sha256_file(&blob)?;
+            let actual = crate::hash::sha256_file(&blob)?;
             if actual.eq_ignore_ascii_case(&name) {
                 return Ok(());
             }

@@ -1,11 +1,9 @@
-//! The default environment and model, compiled into the binary so `benchgen eval` works with no
-//! network and from any directory. Both are ordinary HF-layout / environment files under
-//! `fixtures/embedded/`, made by `cargo run --release --example train_fixture`.
-
-use crate::model::checkpoint::{Checkpoint, Weights};
+//! The default environment (and the shipped ones' manifests), compiled into the binary so
+//! `benchgen eval` works with no network and from any directory. They are ordinary environment
+//! folders under `fixtures/embedded/` (the default one made with the embedded model by `cargo run
+//! --release --example train_fixture`; see `model::embedded`).
 
 pub const ENV_ORIGIN: &str = "embedded:arithmetic";
-pub const MODEL_ORIGIN: &str = "embedded:arithmetic-llama";
 
 macro_rules! fixture {
     ($path:literal) => {
@@ -65,27 +63,3 @@ pub static SHIPPED_ENVS: &[(&str, EnvFileList)] = &[
     shipped_env!("math500"),
     shipped_env!("gsm8k"),
 ];
-
-static CONFIG: &[u8] = fixture!("model/config.json");
-static WEIGHTS: &[u8] = fixture!("model/model.safetensors");
-static TOKENIZER: &[u8] = fixture!("model/tokenizer.json");
-static TOKENIZER_CONFIG: &[u8] = fixture!("model/tokenizer_config.json");
-static GENERATION_CONFIG: &[u8] = fixture!("model/generation_config.json");
-
-fn text(bytes: &'static [u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The embedded model as a checkpoint, loaded by the same code as any checkpoint directory.
-pub fn model_checkpoint() -> Checkpoint {
-    Checkpoint {
-        origin: MODEL_ORIGIN.to_string(),
-        config_json: text(CONFIG),
-        tokenizer_json: TOKENIZER.to_vec(),
-        tokenizer_config_json: Some(text(TOKENIZER_CONFIG)),
-        generation_config_json: Some(text(GENERATION_CONFIG)),
-        chat_template_jinja: None,
-        weights: Weights::Static(WEIGHTS),
-        lora: None,
-    }
-}

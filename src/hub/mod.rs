@@ -1,4 +1,5 @@
-//! HuggingFace hub downloads into the standard HF cache (shared with Python tools).
+//! HuggingFace hub downloads into the standard HF cache (shared with Python tools), for models
+//! and datasets alike: below both `model` and `env`, which use it.
 //!
 //! `models--ORG--NAME/{blobs,refs,snapshots}` (and `datasets--ORG--NAME` for dataset files)
 //! exactly as huggingface_hub lays it out, so a file downloaded by either side is found by the
@@ -114,6 +115,14 @@ pub fn token() -> Option<String> {
     }
     let path = nonempty_env("HF_TOKEN_PATH").unwrap_or_else(|| hf_home().join("token"));
     std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// `$HF_HUB_OFFLINE` set to a true value (`1`, `true`, `yes`, `on`): the cache only, as
+/// huggingface_hub reads it.
+pub fn offline_from_env() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+    })
 }
 
 /// `$HF_ENDPOINT` (a mirror or a test server), else the public hub.

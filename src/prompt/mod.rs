@@ -3,10 +3,15 @@
 
 use minijinja::{Environment as Jinja, UndefinedBehavior};
 
-use crate::env::{manifest::PromptSpec, ChatMode, Item};
+pub mod fewshot;
+#[cfg(test)]
+mod fewshot_tests;
+
+use crate::env::manifest::{PhaseSpec, PromptSpec};
+use crate::env::{ChatMode, Environment, Item};
 use crate::error::{Error, Result};
-use crate::fewshot::Fewshot;
 use crate::model::chat::{ChatTemplate, Message};
+use fewshot::Fewshot;
 
 /// A prompt ready for the tokenizer.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +234,27 @@ fn fewshot_key(template: &str) -> &'static str {
     }
 }
 
+/// Every prompt problem of a phase's `items` (`env validate`): a template, few-shot example
+/// or option that does not render. (The data's own problems are `Environment::check_phase`'s.)
+pub fn check_renders(env: &Environment, phase: &PhaseSpec, items: &[Item]) -> Vec<Error> {
+    let mut problems = Vec::new();
+    let builder = PromptBuilder::new(&env.manifest.prompt, &env.origin)
+        .and_then(|b| b.with_fewshot(fewshot::for_phase(env, phase)?));
+    match builder {
+        Ok(builder) => {
+            for (index, it) in items.iter().enumerate() {
+                // With the examples: their templates must render too.
+                problems.extend(builder.render_text(index, it).err());
+                problems.extend(
+                    (0..it.choices.len()).filter_map(|c| builder.render_choice(it, c).err()),
+                );
+            }
+        }
+        Err(e) => problems.push(e),
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +362,7 @@ mod tests {
             gsm_item("1", "2*3?", "2*3=6\n#### 6"),
             gsm_item("2", "9-4?", "9-4=5\n#### 5"),
         ];
-        let fewshot = crate::fewshot::Fewshot::new(spec, 2, pool, false);
+        let fewshot = Fewshot::new(spec, 2, pool, false);
         PromptBuilder::new(&spec_of("Question: {{ question }}\nAnswer:", chat), "e")
             .unwrap()
             .with_fewshot(Some(fewshot))

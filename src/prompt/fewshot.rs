@@ -11,8 +11,9 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use crate::env::manifest::{FewshotSampler, FewshotSpec};
-use crate::env::Item;
+use crate::env::manifest::{FewshotSampler, FewshotSpec, PhaseSpec};
+use crate::env::{Environment, Item};
+use crate::error::{Error, Result};
 use crate::pyrandom::PyRandom;
 use crate::rng::SplitMix64;
 
@@ -42,8 +43,7 @@ impl Fewshot {
             // As lm-eval: the first n (n + 1 when drawing from the evaluated split), minus the item.
             FewshotSampler::FirstN => self.candidates(item).into_iter().take(self.n).collect(),
             FewshotSampler::Random => {
-                let mut rng =
-                    SplitMix64::new(crate::engine::sampling::item_seed(self.spec.seed, &item.id));
+                let mut rng = SplitMix64::new(crate::rng::item_seed(self.spec.seed, &item.id));
                 let mut picked = self.candidates(item);
                 let take = self.n.min(picked.len());
                 // A partial Fisher–Yates shuffle: the first `take` slots are a uniform draw.
@@ -112,6 +112,34 @@ impl Clone for Stream {
     fn clone(&self) -> Self {
         Self(Mutex::new(self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()))
     }
+}
+
+/// The few-shot examples available to `phase`'s items of `env`; `None` when they get none.
+pub fn for_phase(env: &Environment, phase: &PhaseSpec) -> Result<Option<Fewshot>> {
+    let (Some(spec), Some(source)) = (&env.manifest.fewshot, env.fewshot_phase(phase)?) else {
+        return Ok(None);
+    };
+    let pool = env.load_items(source).map_err(|e| {
+        // This environment's errors already name it.
+        let why = match e {
+            Error::Environment { message, .. } => message,
+            other => other.to_string(),
+        };
+        Error::env(
+            &env.origin,
+            format!(
+                "phase \"{}\" takes its few-shot examples from phase \"{}\": {why}",
+                phase.name, source.name
+            ),
+        )
+    })?;
+    if pool.is_empty() {
+        return Err(Error::env(
+            &env.origin,
+            format!("few-shot phase \"{}\" has no items", source.name),
+        ));
+    }
+    Ok(Some(Fewshot::new(spec.clone(), phase.shots(Some(spec)), pool, source.name == phase.name)))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Content hashes for the reproducibility record: what exactly a run evaluated.
+//! Content hashes for the reproducibility record (what exactly a run evaluated) and for checking
+//! downloads: used by `model`, `env` and `hub` alike, so it sits below all of them.
 
 use std::io::Read;
 use std::path::Path;
