@@ -9,7 +9,8 @@ use crate::log::RunLog;
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::DetailedRecord;
 use crate::run::PredictionRecord;
-use crate::score::{choice::pick, Summary};
+use crate::score::choice::{pick, score_pick};
+use crate::score::Summary;
 
 /// Option lengths in characters, without the separator before them (lm-evaluation-harness's
 /// `acc_norm` divides by the length of the option text).
@@ -86,8 +87,7 @@ impl Scoring<'_> {
         by_item: &[Option<&PredictionRecord>],
         builder: &PromptBuilder,
     ) -> Result<(Vec<DetailedRecord>, Summary)> {
-        let mut summary =
-            Summary { total: items.len(), correct_norm: Some(0), ..Summary::default() };
+        let mut scores = Vec::with_capacity(items.len());
         let mut records = Vec::with_capacity(items.len());
         for (item, p) in items.iter().zip(by_item) {
             let target = item
@@ -106,29 +106,20 @@ impl Scoring<'_> {
                 }
                 None => None,
             };
-            let (correct, answered) = match picked {
-                Some((raw, norm)) => {
-                    summary.correct_norm =
-                        summary.correct_norm.map(|n| n + usize::from(norm == target));
-                    (raw == target, true)
-                }
-                None => (false, false),
-            };
-            summary.correct += usize::from(correct);
-            summary.exact += usize::from(correct);
-            summary.answered += usize::from(answered);
+            let score = score_pick(picked, target, &item.choice_labels, &item.choices[target]);
             records.push(DetailedRecord {
                 id: item.id.clone(),
                 prompt: p.map_or_else(String::new, |p| p.prompt.clone()),
-                target: item.choices[target].clone(),
+                target: score.item.target.clone(),
                 prediction: p.map_or_else(String::new, |p| p.prediction.clone()),
-                extracted: picked.map(|(raw, _)| item.choice_labels[raw].clone()),
-                correct,
-                exact: correct,
-                answered,
+                extracted: score.item.extracted.clone(),
+                correct: score.item.correct,
+                exact: score.item.exact,
+                answered: score.item.answered,
                 variants: Vec::new(),
             });
+            scores.push(score);
         }
-        Ok((records, summary))
+        Ok((records, Summary::from_choice_scores(&scores)))
     }
 }

@@ -103,8 +103,8 @@ impl Scoring<'_> {
         let letters: Vec<Option<String>> = items
             .iter()
             .map(|it| {
-                let i = it.target_index.filter(|&i| i < 26 && scorer.metric() == Metric::Choice)?;
-                Some(char::from(b'A' + i as u8).to_string())
+                let i = it.target_index.filter(|_| scorer.metric() == Metric::Choice)?;
+                crate::score::option_letter(i).map(String::from)
             })
             .collect();
         let pairs: Vec<(&str, Vec<&str>)> = items

@@ -6,6 +6,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// The letter option `i` (0-based) is shown and answered with: A–Z, none past the 26th.
+pub fn option_letter(i: usize) -> Option<char> {
+    u8::try_from(i).ok().filter(|&i| i < 26).map(|i| char::from(b'A' + i))
+}
+
 /// "Answer: B", "answer is (B)", "**Answer:** **B**": an explicit statement.
 /// Group 1 is what opens the letter (brackets, bold), group 2 the letter.
 static STATED: LazyLock<Regex> = LazyLock::new(|| {
@@ -56,4 +61,22 @@ pub(crate) fn choice_label(text: &str) -> Option<&str> {
 /// The one group that took part (the patterns above are alternations of one-group branches).
 fn first_group(c: regex::Captures<'_>) -> Option<&str> {
     (1..c.len()).find_map(|i| c.get(i)).map(|m| m.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_lettered_a_to_z_and_no_further() {
+        assert_eq!(option_letter(0), Some('A'));
+        assert_eq!(option_letter(25), Some('Z'));
+        assert_eq!(option_letter(26), None);
+        assert_eq!(option_letter(256), None, "no wrap through u8");
+        // A label the metric reads back is the letter the option was shown with.
+        for i in 0..26 {
+            let shown = format!("Answer: {}", option_letter(i).unwrap());
+            assert_eq!(choice_label(&shown), Some(&*option_letter(i).unwrap().to_string()));
+        }
+    }
 }

@@ -207,9 +207,8 @@ impl Metric {
 /// The option a target names: a 0-based index ("1" → "B") or a label as a
 /// response would give it ("B", "(B)").
 pub(crate) fn target_label(target: &str) -> Option<String> {
-    match target.trim().parse::<u8>() {
-        Ok(i) if i < 26 => Some(char::from(b'A' + i).to_string()),
-        Ok(_) => None,
+    match target.trim().parse::<usize>() {
+        Ok(i) => super::option_letter(i).map(String::from),
         Err(_) => choice_label(target).map(str::to_owned),
     }
 }

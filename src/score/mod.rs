@@ -26,6 +26,7 @@ pub use metric::{ItemScore, Summary, VariantScore};
 
 use extract::{first_hit, strip_think, Extractor};
 use label::choice_label;
+pub use label::option_letter;
 use metric::target_label;
 use normalize::{normalize_compiled as normalize, Step};
 
