@@ -125,9 +125,8 @@ fn engine_and_prompts(
             Ok((Box::new(engine), rendered))
         }
         ModelSource::Local(checkpoint) => {
-            let mut model = LoadedModel::load(&checkpoint, &device, weights)?;
             let kv = KvDtype::parse(&args.kv_dtype).unwrap_or_default();
-            model.model.set_kv_dtype(kv).with_context(|| format!("--kv-dtype {}", kv.name()))?;
+            let model = LoadedModel::load_for_inference(&checkpoint, &device, weights, kv)?;
             let rendered = if args.chat {
                 let t = model
                     .chat_template

@@ -56,13 +56,12 @@ impl Stages<'_> {
             ));
         }
         record.model.files = hashes;
-        let mut model = LoadedModel::load(&checkpoint, &self.device, self.weights)?;
-        model.model.set_kv_dtype(self.opts.kv_dtype).map_err(|e| {
-            Error::model(
-                &checkpoint.origin,
-                format!("--kv-dtype {}: {e}", self.opts.kv_dtype.name()),
-            )
-        })?;
+        let model = LoadedModel::load_for_inference(
+            &checkpoint,
+            &self.device,
+            self.weights,
+            self.opts.kv_dtype,
+        )?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);
         self.run_dir.write_record(record)?;

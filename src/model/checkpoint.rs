@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::chat::ChatTemplate;
 use super::config::{ModelConfig, TokenIds};
 use super::decoder::{Backend, Decoder};
+use super::KvDtype;
 use super::gguf::GgufWeights;
 use super::host::StoredTensors;
 use super::lora::LoraAdapter;
@@ -227,6 +228,22 @@ impl LoadedModel {
         weights: impl Into<WeightType>,
     ) -> Result<Self> {
         Self::load_with(ckpt, device, weights, Backend::Auto)
+    }
+
+    /// What `eval` and `generate` run: [`LoadedModel::load`], then the KV cache stored as
+    /// `kv` (`--kv-dtype`; refused, naming the flag, where the decoder cannot).
+    pub fn load_for_inference(
+        ckpt: &Checkpoint,
+        device: &Device,
+        weights: WeightType,
+        kv: KvDtype,
+    ) -> Result<Self> {
+        let mut model = Self::load(ckpt, device, weights)?;
+        model
+            .model
+            .set_kv_dtype(kv)
+            .map_err(|e| Error::model(&ckpt.origin, format!("--kv-dtype {}: {e}", kv.name())))?;
+        Ok(model)
     }
 
     /// [`LoadedModel::load`] with a chosen decoder implementation (tests check both).
