@@ -123,7 +123,7 @@ fn main() -> Result<()> {
             let gguf = benchgen::model::spec::is_gguf(Some(model), &sources)?;
             let weights = WeightType::for_model(&args.dtype, &device, gguf)?;
             let ckpt = benchgen::model::spec::resolve(Some(model))?;
-            benchgen::model::LoadedModel::load(&ckpt, &device, weights)?.model
+            benchgen::model::LoadedModel::load(&ckpt, &device, weights)?.decoder
         }
         None => random_decoder(
             &smollm2_135m_config(),

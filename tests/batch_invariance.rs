@@ -22,7 +22,7 @@ fn engine_with(batch: usize, weights: WeightType, kv: KvDtype) -> LocalEngine {
     let ckpt =
         Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
     let mut model = LoadedModel::load(&ckpt, &common::test_device(), weights).unwrap();
-    model.model.set_kv_dtype(kv).unwrap();
+    model.decoder.set_kv_dtype(kv).unwrap();
     LocalEngine::new(model, batch)
 }
 
@@ -132,8 +132,8 @@ fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
         Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
     let last_logits = |kv: KvDtype| -> Vec<f32> {
         let mut lm = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
-        lm.model.set_kv_dtype(kv).unwrap();
-        let m = &lm.model;
+        lm.decoder.set_kv_dtype(kv).unwrap();
+        let m = &lm.decoder;
         let prompt = lm.tokenizer.encode(&words(3, 30), true).unwrap();
         let mut cache = m.new_cache(prompt.len());
         let tokens = Tensor::new(prompt.as_slice(), m.device()).unwrap();
@@ -262,7 +262,7 @@ fn chunked_shared_and_batched_prefill_give_the_same_bits() {
     let ckpt =
         Checkpoint::from_dir(&common::repo().join("fixtures/models/llama-gqa-untied")).unwrap();
     let lm = LoadedModel::load(&ckpt, &common::test_device(), DType::F32).unwrap();
-    let m = &lm.model;
+    let m = &lm.decoder;
     let prompt = lm.tokenizer.encode(&words(5, 30), true).unwrap();
     let short = lm.tokenizer.encode(&words(8, 12), true).unwrap();
     // Long enough that a pass beside it is over 256 tokens, which the MLP takes in row chunks.
@@ -308,7 +308,7 @@ fn chunked_shared_and_batched_prefill_give_the_same_bits() {
         ("in pieces beside another", run(&[(0, 9), (9, n)], None, Some(&short))),
         ("beside a long sequence, across the MLP's row chunks", run(&[(0, n)], None, Some(&long))),
     ];
-    let bitwise = m.backend_name().starts_with("host");
+    let bitwise = m.host_format().is_some();
     for (name, got) in cases {
         if bitwise {
             assert_eq!(got, whole, "{name}: logits differ from the whole prompt's");

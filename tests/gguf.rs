@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use benchgen::device::WeightType;
 use benchgen::model::{
-    gguf_tokenizer, spec, Checkpoint, LoadedModel, Segment, SeqCache, TextTokenizer,
+    gguf_tokenizer, spec, Checkpoint, LoadedModel, MatrixFormat, Segment, SeqCache, TextTokenizer,
 };
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -303,14 +303,14 @@ fn load(spec_or_dir: &Path) -> LoadedModel {
 
 /// Prefill logits of every prompt position, then `steps` greedy tokens through the KV cache.
 fn run(m: &LoadedModel, prompt: &[u32], steps: usize) -> (Vec<Vec<f32>>, Vec<u32>) {
-    let mut cache: SeqCache = m.model.new_cache(prompt.len() + steps);
+    let mut cache: SeqCache = m.decoder.new_cache(prompt.len() + steps);
     let mut pending = prompt.to_vec();
     let (mut prefill, mut out) = (Vec::new(), Vec::new());
     for step in 0..steps {
         let seg = Segment { len: pending.len(), offset: cache.len() };
-        let tokens = Tensor::new(pending.as_slice(), m.model.device()).unwrap();
-        let hidden = m.model.forward(&tokens, &[seg], Some(&mut [&mut cache])).unwrap();
-        let logits = m.model.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
+        let tokens = Tensor::new(pending.as_slice(), m.decoder.device()).unwrap();
+        let hidden = m.decoder.forward(&tokens, &[seg], Some(&mut [&mut cache])).unwrap();
+        let logits = m.decoder.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
         if step == 0 {
             prefill = logits.clone();
         }
@@ -393,8 +393,8 @@ fn gguf_against_safetensors(fixture: &Path, golden: &str, dtype: GgmlDType) -> (
     assert_eq!(gguf.tokenizer.eos_ids(), original.tokenizer.eos_ids());
     assert_eq!(gguf.num_parameters, original.num_parameters);
     assert_eq!(
-        gguf.model.config().tie_word_embeddings,
-        original.model.config().tie_word_embeddings
+        gguf.decoder.config().tie_word_embeddings,
+        original.decoder.config().tie_word_embeddings
     );
 
     let (exact, _, exact_greedy) = compare(&gguf, &same, &prompts);
@@ -492,7 +492,7 @@ fn q8_0_dtype_equals_f32_on_q8_0_dequantized_weights() {
         let q8 =
             LoadedModel::load(&Checkpoint::from_dir(&dir).unwrap(), &Device::Cpu, WeightType::Q8_0)
                 .unwrap();
-        assert!(q8.model.config().tie_word_embeddings, "{golden}");
+        assert!(q8.decoder.config().tie_word_embeddings, "{golden}");
         let gguf_spec = tmp.path().join("m.gguf").display().to_string();
         let gguf_q8 = LoadedModel::load(
             &spec::resolve(Some(&gguf_spec)).unwrap(),
@@ -677,14 +677,14 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
         let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
         let stored = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::StoredExact)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(stored.model.backend_name(), "host kernels, GGUF types as stored", "{name}");
-        let int8 = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Stored)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
-            int8.model.backend_name(),
-            "host kernels, GGUF types as stored, int8 activations",
+            stored.decoder.host_format(),
+            Some(MatrixFormat::Gguf { int8: false }),
             "{name}"
         );
+        let int8 = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Stored)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(int8.decoder.host_format(), Some(MatrixFormat::Gguf { int8: true }), "{name}");
         let has_int8 = ["Q8_0", "Q4K", "Q6K", "Q4_K_M mix", "Q4_K tied"].contains(&name.as_str());
         let f32 = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap();
         let mut worst = 0f32;
@@ -722,12 +722,12 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
             }
         }
         eprintln!("{name}: int8 activations: largest logit difference from f32 {worst:.2e} of the largest logit");
-        let int8_held = int8.model.weights_bytes().unwrap() as f64 / written.bytes as f64;
+        let int8_held = int8.decoder.weights_bytes().unwrap() as f64 / written.bytes as f64;
         assert!(
             (0.99..1.05).contains(&int8_held),
             "{name}: int8 packing holds {int8_held:.3} × the file's bytes"
         );
-        let held = stored.model.weights_bytes().unwrap();
+        let held = stored.decoder.weights_bytes().unwrap();
         let ratio = held as f64 / written.bytes as f64;
         eprintln!("{name}: {held} bytes held for {} in the file ({ratio:.3})", written.bytes);
         let most = if name == "Q8_0" { 1.08 } else { 1.05 };
@@ -1033,7 +1033,7 @@ const STORY_IDS: [u32; 10] = [403, 407, 261, 378, 432, 383, 286, 261, 376, 298];
 fn stories260k_tells_its_story_greedy_from_bos() {
     let Some(path) = data_file("models/stories260K/stories260K.gguf") else { return };
     let m = load(&path);
-    let cfg = m.model.config();
+    let cfg = m.decoder.config();
     assert_eq!(
         (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_kv_heads()),
         (64, 5, 8, 4)

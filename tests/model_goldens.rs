@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use benchgen::device::WeightType;
 use benchgen::engine::{split_pair, Generator, LocalEngine, LoglikOutput, LoglikRequest};
-use benchgen::model::{Backend, Checkpoint, LoadedModel};
+use benchgen::model::{Backend, Checkpoint, LoadedModel, MatrixFormat};
 use candle_core::{DType, Device};
 use common::decode::{max_diff, packed_greedy, Logits};
 use serde::Deserialize;
@@ -79,7 +79,7 @@ fn check(name: &str) {
 fn check_with(name: &str, backend: Backend) -> f32 {
     let (g, hf) = golden(name);
     let m = load(&g.checkpoint, backend);
-    let name = &format!("{name} [{}]", m.model.backend_name());
+    let name = &format!("{name} [{}]", m.decoder.backend_name());
     for case in &g.cases {
         assert_eq!(
             m.tokenizer.encode(&case.prompt, true).unwrap(),
@@ -122,7 +122,7 @@ fn check_with(name: &str, backend: Backend) -> f32 {
 /// packed several to a forward pass; and the same numbers whatever the pack size.
 fn check_loglikelihood(name: &str, g: &Golden, backend: Backend) {
     let m = load(&g.checkpoint, backend);
-    let bitwise = m.model.backend_name().starts_with("host");
+    let bitwise = m.decoder.host_format().is_some();
     for c in &g.loglikelihood {
         let (ctx, cont) = split_pair(&m.tokenizer, &c.context, &c.continuation).unwrap();
         assert_eq!(
@@ -311,7 +311,7 @@ fn a_sequence_gets_the_same_answer_whatever_shares_its_batch() {
         let (g, _) = golden(name);
         for backend in BACKENDS {
             let m = load(&g.checkpoint, backend);
-            let bitwise = m.model.backend_name().starts_with("host");
+            let bitwise = m.decoder.host_format().is_some();
             let prompts: Vec<Vec<u32>> = g.cases.iter().map(|c| c.input_ids.clone()).collect();
             let (batched, batched_ids) = packed_greedy(&m, &prompts, 8);
             for i in 0..prompts.len() {
@@ -359,10 +359,10 @@ fn bf16_weights_on_the_host_kernels() {
         let (g, hf) = golden(name);
         let ckpt = Checkpoint::from_dir(&repo().join(&g.checkpoint)).unwrap();
         let m = LoadedModel::load(&ckpt, &Device::Cpu, DType::BF16).unwrap();
-        if !m.model.backend_name().contains("bf16") {
+        if m.decoder.host_format() != Some(MatrixFormat::Bf16) {
             eprintln!(
                 "SKIPPED: this CPU has no AVX-512 BF16, so bf16 weights run on candle ({})",
-                m.model.backend_name()
+                m.decoder.backend_name()
             );
             return;
         }
@@ -412,7 +412,7 @@ fn q8_0_weights_on_the_host_kernels() {
         let (g, _) = golden(name);
         let ckpt = Checkpoint::from_dir(&repo().join(&g.checkpoint)).unwrap();
         let m = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Q8_0).unwrap();
-        assert_eq!(m.model.backend_name(), "host q8_0 kernels");
+        assert_eq!(m.decoder.host_format(), Some(MatrixFormat::Q8_0));
         let f32m = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap();
         let prompts: Vec<Vec<u32>> = g.cases.iter().map(|c| c.input_ids.clone()).collect();
         let steps = g.cases[0].greedy_ids.len();

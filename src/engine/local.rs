@@ -93,7 +93,7 @@ impl LocalEngine {
     /// Cuts a prompt that leaves no room for `max_new_tokens` (at least one) to the last
     /// tokens that fit, keeping a leading BOS; returns how many tokens were dropped.
     fn truncate_left(&self, prompt: &mut Vec<u32>, max_new_tokens: usize) -> usize {
-        let context = self.model.model.config().max_position_embeddings;
+        let context = self.model.decoder.config().max_position_embeddings;
         let keep = context.saturating_sub(max_new_tokens.max(1)).max(1);
         if prompt.len() <= keep {
             return 0;
@@ -111,7 +111,7 @@ impl LocalEngine {
         mut prompt: Vec<u32>,
         shared: Option<&(Vec<u32>, SharedCache)>,
     ) -> Result<Running> {
-        let context = self.model.model.config().max_position_embeddings;
+        let context = self.model.decoder.config().max_position_embeddings;
         let tokens_dropped = match req.truncate {
             Truncate::Left => self.truncate_left(&mut prompt, req.params.max_new_tokens),
             Truncate::Error => 0,
@@ -137,7 +137,7 @@ impl LocalEngine {
                     own,
                 )
             }
-            _ => (self.model.model.new_cache(prompt.len() + max_new), prompt),
+            _ => (self.model.decoder.new_cache(prompt.len() + max_new), prompt),
         };
         Ok(Running {
             cache,
@@ -208,10 +208,10 @@ impl LocalEngine {
         want: &[bool],
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        let device = self.model.model.device();
+        let device = self.model.decoder.device();
         let n = tokens.len();
         let tokens = Tensor::from_vec(tokens, n, device).ctx("building the input batch")?;
-        let hidden = self.model.model.forward(&tokens, segs, Some(caches)).ctx("forward pass")?;
+        let hidden = self.model.decoder.forward(&tokens, segs, Some(caches)).ctx("forward pass")?;
         let mut last = Vec::with_capacity(segs.len());
         let mut end = 0u32;
         for (s, &w) in segs.iter().zip(want) {
@@ -226,7 +226,7 @@ impl LocalEngine {
         }
         let last = Tensor::new(last.as_slice(), device).ctx("selecting last positions")?;
         self.model
-            .model
+            .decoder
             .logits_f32_into(&hidden.index_select(&last, 0).ctx("selecting last positions")?, out)
             .ctx("computing logits")
     }
@@ -244,7 +244,7 @@ impl LocalEngine {
             return Ok(None);
         }
         let prefix = first[..len].to_vec();
-        let mut cache = self.model.model.new_cache(len);
+        let mut cache = self.model.decoder.new_cache(len);
         for chunk in prefix.chunks(STEP_TOKENS) {
             crate::interrupt::check()?;
             let seg = [Segment { len: chunk.len(), offset: cache.len() }];
@@ -357,7 +357,7 @@ impl Generator for LocalEngine {
     }
 
     fn weights_bytes(&self) -> Option<usize> {
-        self.model.model.weights_bytes()
+        self.model.decoder.weights_bytes()
     }
 
     fn kv_cache_peak_bytes(&self) -> Option<usize> {

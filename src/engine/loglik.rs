@@ -75,7 +75,7 @@ impl LocalEngine {
         on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
     ) -> Result<()> {
         let model = self.model();
-        let context_limit = model.model.config().max_position_embeddings;
+        let context_limit = model.decoder.config().max_position_embeddings;
         let mut items = Vec::with_capacity(requests.len());
         for r in requests {
             let (ctx, cont) = split_pair(&model.tokenizer, &r.context, &r.continuation)?;
@@ -149,7 +149,7 @@ impl LocalEngine {
     /// predicts every option's first token), then every option's remaining tokens in one pass,
     /// each continuing the context's cache.
     fn score_shared(&self, group: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
-        let model = &self.model().model;
+        let model = &self.model().decoder;
         let device = model.device();
         let ctx = &group[0].0.tokens[..group[0].0.ctx_len];
         let mut cache = model.new_cache(ctx.len());
@@ -211,7 +211,7 @@ impl LocalEngine {
     }
 
     fn score_pack(&self, pack: &[(Scored, Vec<u32>)]) -> Result<Vec<LoglikOutput>> {
-        let model = &self.model().model;
+        let model = &self.model().decoder;
         let segs: Vec<Segment> =
             pack.iter().map(|(s, _)| Segment { len: s.tokens.len(), offset: 0 }).collect();
         let flat: Vec<u32> = pack.iter().flat_map(|(s, _)| s.tokens.iter().copied()).collect();

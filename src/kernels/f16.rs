@@ -10,12 +10,12 @@ use half::f16;
 
 #[cfg(target_arch = "x86_64")]
 use super::{avx2f16, avx512f16};
-use super::{Kernel, Line, PackedMatrix, Path, Weights, MR, NR};
+use super::{Kernel, Line, Packed, PackedMatrix, Path, MR, NR};
 
 impl PackedMatrix {
     /// Whether the weights are held as f16.
     pub fn is_f16(&self) -> bool {
-        matches!(self.data, Weights::F16(_))
+        matches!(self.data, Packed::F16(_))
     }
 }
 

@@ -156,8 +156,9 @@ pub(crate) use self::isa::Isa as Kernel;
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
-/// Packed weights: f32, bf16 pairs or f16 in the same 64-byte lines, or Q8_0 (see `q8.rs`).
-enum Weights {
+/// Packed weights: f32, bf16 pairs or f16 in the same 64-byte lines, Q8_0 (see `q8.rs`), or GGUF
+/// blocks (`quant.rs`, `int8.rs`).
+enum Packed {
     /// `[panel][k][NR]` f32, the last panel zero-padded past column n.
     F32(Vec<Line>),
     /// bf16 pairs (see `bf16.rs`).
@@ -175,7 +176,7 @@ enum Weights {
 pub struct PackedMatrix {
     n: usize,
     k: usize,
-    data: Weights,
+    data: Packed,
     /// Padded to a whole number of panels with zeros.
     bias: Option<Vec<f32>>,
     /// Microkernel family, the one in force when packed (`isa::current`).
@@ -210,7 +211,7 @@ unsafe impl Sync for OutPtr {}
 impl PackedMatrix {
     /// Whether the weights are held as bf16.
     pub fn is_bf16(&self) -> bool {
-        matches!(self.data, Weights::Bf16(_))
+        matches!(self.data, Packed::Bf16(_))
     }
 
     pub fn n(&self) -> usize {
@@ -224,11 +225,11 @@ impl PackedMatrix {
     /// Bytes held (for memory reports).
     pub fn bytes(&self) -> usize {
         let w = match &self.data {
-            Weights::F32(d) | Weights::F16(d) => std::mem::size_of_val(d.as_slice()),
-            Weights::Bf16(b) => b.bytes(),
-            Weights::Q8_0(q) => q.bytes(),
-            Weights::Quant(q) => q.bytes(),
-            Weights::Int8(q) => q.bytes(),
+            Packed::F32(d) | Packed::F16(d) => std::mem::size_of_val(d.as_slice()),
+            Packed::Bf16(b) => b.bytes(),
+            Packed::Q8_0(q) => q.bytes(),
+            Packed::Quant(q) => q.bytes(),
+            Packed::Int8(q) => q.bytes(),
         };
         w + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
@@ -241,17 +242,17 @@ impl PackedMatrix {
         assert_eq!(out.len(), self.k, "PackedMatrix::row: out.len() != k");
         let (p, c) = (r / NR, r % NR);
         match &self.data {
-            Weights::F32(d) => {
+            Packed::F32(d) => {
                 let panel = &lines(d)[p * self.k * NR..(p + 1) * self.k * NR];
                 for (kk, o) in out.iter_mut().enumerate() {
                     *o = panel[kk * NR + c];
                 }
             }
-            Weights::Bf16(b) => b.row(self.k, r, out),
-            Weights::F16(d) => f16::row(d, self.k, r, out),
-            Weights::Q8_0(q) => q8::row(q, self.k, r, out),
-            Weights::Quant(q) => quant::row(q, self.k, r, out),
-            Weights::Int8(q) => int8::row(q, self.k, r, out),
+            Packed::Bf16(b) => b.row(self.k, r, out),
+            Packed::F16(d) => f16::row(d, self.k, r, out),
+            Packed::Q8_0(q) => q8::row(q, self.k, r, out),
+            Packed::Quant(q) => quant::row(q, self.k, r, out),
+            Packed::Int8(q) => int8::row(q, self.k, r, out),
         }
     }
 
@@ -288,8 +289,8 @@ impl PackedMatrix {
         }
         let out = OutPtr(out.as_mut_ptr(), ldc);
         match &self.data {
-            Weights::F32(d) => self.drive(F32Path { w: lines(d), k: self.k, kernel }, x, m, out),
-            Weights::Bf16(b) => {
+            Packed::F32(d) => self.drive(F32Path { w: lines(d), k: self.k, kernel }, x, m, out),
+            Packed::Bf16(b) => {
                 match bf16::Bf16Kernel::for_family(kernel, isa::cpu_has_avx512_bf16()) {
                     // SAFETY: Avx512Bf16 is only chosen where the CPU has AVX-512F and AVX-512 BF16.
                     #[cfg(target_arch = "x86_64")]
@@ -299,10 +300,10 @@ impl PackedMatrix {
                     emulated => self.drive(bf16::EmuPath::new(b, self.k, emulated), x, m, out),
                 }
             }
-            Weights::F16(d) => self.drive(f16::F16Path::new(d, self.k, kernel), x, m, out),
-            Weights::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
-            Weights::Quant(q) => self.drive(quant::QuantPath::new(q, self.k, kernel), x, m, out),
-            Weights::Int8(q) => self.drive(
+            Packed::F16(d) => self.drive(f16::F16Path::new(d, self.k, kernel), x, m, out),
+            Packed::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
+            Packed::Quant(q) => self.drive(quant::QuantPath::new(q, self.k, kernel), x, m, out),
+            Packed::Int8(q) => self.drive(
                 int8::Int8Path::new(q, self.k, int8::IntKernel::for_family(kernel)),
                 x,
                 m,

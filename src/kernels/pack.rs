@@ -7,7 +7,7 @@ use super::bf16::Bf16Weights;
 use super::int8::{self, Int8Weights};
 use super::q8::{self, Q8Weights};
 use super::quant::{self, QuantType, QuantWeights};
-use super::{f16, lines_mut, Line, PackedMatrix, Weights, NR};
+use super::{f16, lines_mut, Line, Packed, PackedMatrix, NR};
 
 /// A [`PackedMatrix`] being filled row by row; see [`PackedMatrix::packer`].
 pub struct Packer {
@@ -61,8 +61,8 @@ impl PackedMatrix {
             t.name()
         );
         let data = match t {
-            GgufType::Q8_0 => Weights::Q8_0(Q8Weights::zeroed(n, k)),
-            GgufType::Quant(t) => Weights::Quant(QuantWeights::zeroed(t, n, k)),
+            GgufType::Q8_0 => Packed::Q8_0(Q8Weights::zeroed(n, k)),
+            GgufType::Quant(t) => Packed::Quant(QuantWeights::zeroed(t, n, k)),
         };
         Packer::new(n, k, data, bias)
     }
@@ -78,7 +78,7 @@ impl PackedMatrix {
                     "PackedMatrix: k = {k} is not a whole number of {} blocks",
                     t.name()
                 );
-                Packer::new(n, k, Weights::Int8(Int8Weights::zeroed(kind, n, k)), bias)
+                Packer::new(n, k, Packed::Int8(Int8Weights::zeroed(kind, n, k)), bias)
             }
             None => Self::packer_gguf(t, n, k, bias),
         }
@@ -87,27 +87,27 @@ impl PackedMatrix {
     /// A [`Packer`] for f32 weights of [n, k] with optional `bias` ([n]; panics otherwise).
     pub fn packer(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
         let data = vec![Line([0.0; 16]); n.div_ceil(NR) * k * (NR / 16)];
-        Packer::new(n, k, Weights::F32(data), bias)
+        Packer::new(n, k, Packed::F32(data), bias)
     }
 
     /// As [`PackedMatrix::packer`] for bf16 weights ([`PackedMatrix::pack_bf16`]).
     pub fn packer_bf16(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
-        Packer::new(n, k, Weights::Bf16(Bf16Weights::zeroed(n, k)), bias)
+        Packer::new(n, k, Packed::Bf16(Bf16Weights::zeroed(n, k)), bias)
     }
 
     /// As [`PackedMatrix::packer`] for f16 weights ([`PackedMatrix::pack_f16`]).
     pub fn packer_f16(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
-        Packer::new(n, k, Weights::F16(f16::zeroed(n, k)), bias)
+        Packer::new(n, k, Packed::F16(f16::zeroed(n, k)), bias)
     }
 
     /// As [`PackedMatrix::packer`] for Q8_0 weights ([`PackedMatrix::pack_q8_0`]).
     pub fn packer_q8_0(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
-        Packer::new(n, k, Weights::Q8_0(Q8Weights::zeroed(n, k)), bias)
+        Packer::new(n, k, Packed::Q8_0(Q8Weights::zeroed(n, k)), bias)
     }
 }
 
 impl Packer {
-    fn new(n: usize, k: usize, data: Weights, bias: Option<&[f32]>) -> Self {
+    fn new(n: usize, k: usize, data: Packed, bias: Option<&[f32]>) -> Self {
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "PackedMatrix::pack: bias.len() != n");
         }
@@ -137,9 +137,9 @@ impl Packer {
     pub fn push_gguf(&mut self, raw: &[u8]) {
         let (n, k) = (self.m.n, self.m.k);
         let row_bytes = match &self.m.data {
-            Weights::Q8_0(_) => GgufType::Q8_0.row_bytes(k),
-            Weights::Quant(w) => w.ty.row_bytes(k),
-            Weights::Int8(w) => w.kind.gguf().row_bytes(k),
+            Packed::Q8_0(_) => GgufType::Q8_0.row_bytes(k),
+            Packed::Quant(w) => w.ty.row_bytes(k),
+            Packed::Int8(w) => w.kind.gguf().row_bytes(k),
             _ => panic!("Packer::push_gguf on a packer for f32, bf16 or f16 rows"),
         };
         if row_bytes == 0 {
@@ -153,9 +153,9 @@ impl Packer {
         let rows = raw.len() / row_bytes;
         assert!(self.next + rows <= n, "Packer::push_gguf: more than {n} rows");
         match &mut self.m.data {
-            Weights::Q8_0(w) => q8::put_gguf_rows(w, k, self.next, raw),
-            Weights::Quant(w) => quant::put_rows(w, k, self.next, raw),
-            Weights::Int8(w) => int8::put_rows(w, k, self.next, raw),
+            Packed::Q8_0(w) => q8::put_gguf_rows(w, k, self.next, raw),
+            Packed::Quant(w) => quant::put_rows(w, k, self.next, raw),
+            Packed::Int8(w) => int8::put_rows(w, k, self.next, raw),
             _ => unreachable!("checked above"),
         }
         self.next += rows;
@@ -182,19 +182,19 @@ impl Packer {
     fn put_row(&mut self, r: usize, src: &[f32]) {
         let (p, c, k) = (r / NR, r % NR, self.m.k);
         match &mut self.m.data {
-            Weights::F32(d) => {
+            Packed::F32(d) => {
                 let panel = &mut lines_mut(d)[p * k * NR..(p + 1) * k * NR];
                 for (kk, &v) in src.iter().enumerate() {
                     panel[kk * NR + c] = v;
                 }
             }
-            Weights::Bf16(b) => b.put_row(k, r, src),
-            Weights::F16(d) => f16::put_row(d, k, r, src),
-            Weights::Q8_0(q) => q8::put_row(q, k, r, src),
-            Weights::Quant(q) => {
+            Packed::Bf16(b) => b.put_row(k, r, src),
+            Packed::F16(d) => f16::put_row(d, k, r, src),
+            Packed::Q8_0(q) => q8::put_row(q, k, r, src),
+            Packed::Quant(q) => {
                 panic!("Packer::push on {} weights: they take GGUF rows (push_gguf)", q.ty.name())
             }
-            Weights::Int8(q) => panic!(
+            Packed::Int8(q) => panic!(
                 "Packer::push on {} weights: they take GGUF rows (push_gguf)",
                 q.kind.gguf().name()
             ),

@@ -11,7 +11,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::{avx2q8, avx512q8};
-use super::{lines, lines_mut, Kernel, Line, PackedMatrix, Path, Weights, NR};
+use super::{lines, lines_mut, Kernel, Line, Packed, PackedMatrix, Path, NR};
 
 /// Values per quantisation block (llama.cpp's `QK8_0`).
 pub(crate) const QK: usize = 32;
@@ -62,7 +62,7 @@ impl Q8Weights {
 impl PackedMatrix {
     /// Whether the weights are held as Q8_0.
     pub fn is_q8_0(&self) -> bool {
-        matches!(self.data, Weights::Q8_0(_))
+        matches!(self.data, Packed::Q8_0(_))
     }
 }
 

@@ -23,7 +23,7 @@
 
 use half::f16;
 
-use super::{GgufType, Kernel, Line, PackedMatrix, Path, Weights, MR, NR};
+use super::{GgufType, Kernel, Line, Packed, PackedMatrix, Path, MR, NR};
 
 /// The GGUF types held as stored (besides Q8_0).
 #[allow(non_camel_case_types)]
@@ -497,7 +497,7 @@ impl PackedMatrix {
     /// The GGUF type the weights are held in, if one of [`QuantType`].
     pub fn quant_type(&self) -> Option<QuantType> {
         match &self.data {
-            Weights::Quant(w) => Some(w.ty),
+            Packed::Quant(w) => Some(w.ty),
             _ => None,
         }
     }
@@ -505,7 +505,7 @@ impl PackedMatrix {
     /// The GGUF type, when the weights are held for int8 products (`int8.rs`).
     pub fn int8_type(&self) -> Option<GgufType> {
         match &self.data {
-            Weights::Int8(w) => Some(w.kind.gguf()),
+            Packed::Int8(w) => Some(w.kind.gguf()),
             _ => None,
         }
     }

@@ -325,10 +325,10 @@ fn q8_bytes_and_edges() {
 /// Every stored bit of `pm`'s weights and bias, padding included.
 fn raw_bits(pm: &PackedMatrix) -> Vec<u32> {
     let mut v = match &pm.data {
-        Weights::F32(d) | Weights::F16(d) => bits(lines(d)),
-        Weights::Bf16(b) => b.raw_bits(),
-        Weights::Q8_0(q) => q.raw_bits(),
-        Weights::Quant(_) | Weights::Int8(_) => {
+        Packed::F32(d) | Packed::F16(d) => bits(lines(d)),
+        Packed::Bf16(b) => b.raw_bits(),
+        Packed::Q8_0(q) => q.raw_bits(),
+        Packed::Quant(_) | Packed::Int8(_) => {
             unreachable!("quantised weights are packed from GGUF rows only")
         }
     };

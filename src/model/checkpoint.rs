@@ -11,16 +11,16 @@ use serde::Deserialize;
 use super::chat::ChatTemplate;
 use super::config::{ModelConfig, TokenIds};
 use super::decoder::{Backend, Decoder};
-use super::KvDtype;
 use super::gguf::GgufWeights;
 use super::host::StoredTensors;
 use super::lora::LoraAdapter;
 use super::tokenizer::TextTokenizer;
+use super::KvDtype;
 use crate::device::WeightType;
 use crate::error::{Error, Result};
 
 /// Where the weights are: mmapped files, a safetensors image in the binary, or a GGUF file.
-pub enum Weights {
+pub enum WeightFiles {
     Files(Vec<PathBuf>),
     Static(&'static [u8]),
     Gguf(Box<GgufWeights>),
@@ -37,7 +37,7 @@ pub struct Checkpoint {
     pub generation_config_json: Option<String>,
     /// transformers 5 saves the chat template here rather than in tokenizer_config.json.
     pub chat_template_jinja: Option<String>,
-    pub weights: Weights,
+    pub weights: WeightFiles,
     /// A PEFT LoRA adapter merged into `weights` at load.
     pub lora: Option<Box<LoraAdapter>>,
 }
@@ -82,16 +82,16 @@ impl Checkpoint {
                 .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
         };
         match &self.weights {
-            Weights::Files(files) => {
+            WeightFiles::Files(files) => {
                 for f in files {
                     out.insert(file_name(f), sha256_file(f)?);
                 }
             }
-            Weights::Static(bytes) => {
+            WeightFiles::Static(bytes) => {
                 out.insert("model.safetensors".into(), sha256_hex(bytes));
             }
             // Config and tokenizer are derived from the GGUF file itself.
-            Weights::Gguf(g) => {
+            WeightFiles::Gguf(g) => {
                 out.insert(file_name(g.path()), sha256_file(g.path())?);
                 return Ok(out);
             }
@@ -163,7 +163,7 @@ impl Checkpoint {
             tokenizer_config_json: read_optional(&dir.join("tokenizer_config.json"))?,
             generation_config_json: read_optional(&dir.join("generation_config.json"))?,
             chat_template_jinja: read_optional(&dir.join("chat_template.jinja"))?,
-            weights: Weights::Files(files),
+            weights: WeightFiles::Files(files),
             lora: None,
         })
     }
@@ -212,7 +212,7 @@ fn bos_id(ckpt: &Checkpoint, cfg: &ModelConfig, tok: &TextTokenizer) -> Result<O
 
 /// A model ready to run: decoder, tokenizer and where it came from.
 pub struct LoadedModel {
-    pub model: Decoder,
+    pub decoder: Decoder,
     pub tokenizer: TextTokenizer,
     /// The model's chat template, when it has one (base models usually do not).
     pub chat_template: Option<ChatTemplate>,
@@ -240,7 +240,7 @@ impl LoadedModel {
     ) -> Result<Self> {
         let mut model = Self::load(ckpt, device, weights)?;
         model
-            .model
+            .decoder
             .set_kv_dtype(kv)
             .map_err(|e| Error::model(&ckpt.origin, format!("--kv-dtype {}: {e}", kv.name())))?;
         Ok(model)
@@ -261,7 +261,7 @@ impl LoadedModel {
         let origin = &ckpt.origin;
         // What the config came from, for messages.
         let config_name = match ckpt.weights {
-            Weights::Gguf(_) => "the GGUF metadata",
+            WeightFiles::Gguf(_) => "the GGUF metadata",
             _ => "config.json",
         };
         let cfg: ModelConfig = serde_json::from_str(&ckpt.config_json)
@@ -284,14 +284,14 @@ impl LoadedModel {
             ));
         }
 
-        if let Weights::Files(files) = &ckpt.weights {
+        if let WeightFiles::Files(files) = &ckpt.weights {
             for f in files {
                 super::safetensors::check_safetensors(f)
                     .map_err(|m| Error::model(origin, format!("{}: {m}", f.display())))?;
             }
         }
         let weight_files = match &ckpt.weights {
-            Weights::Files(files) => files
+            WeightFiles::Files(files) => files
                 .iter()
                 .map(|f| {
                     f.file_name().map_or_else(
@@ -301,21 +301,21 @@ impl LoadedModel {
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
-            Weights::Static(_) => "the embedded weights".into(),
-            Weights::Gguf(_) => "the GGUF tensors".into(),
+            WeightFiles::Static(_) => "the embedded weights".into(),
+            WeightFiles::Gguf(_) => "the GGUF tensors".into(),
         };
         // A GGUF's tensors are read one at a time as the decoder asks for them, dequantized or
         // (with `WeightType::Stored`) as stored.
         let gguf = match &ckpt.weights {
-            Weights::Gguf(g) => Some(g.reader(origin)?),
+            WeightFiles::Gguf(g) => Some(g.reader(origin)?),
             _ => None,
         };
         let vb = match &ckpt.weights {
-            Weights::Files(files) => super::safetensors::ReadSafetensors::open(files)
+            WeightFiles::Files(files) => super::safetensors::ReadSafetensors::open(files)
                 .map(|st| VarBuilder::from_backend(Box::new(st), dtype, device.clone()))
                 .map_err(candle_core::Error::msg),
-            Weights::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
-            Weights::Gguf(g) => {
+            WeightFiles::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
+            WeightFiles::Gguf(g) => {
                 Ok(VarBuilder::from_backend(Box::new(g.reader(origin)?), dtype, device.clone()))
             }
         }
@@ -335,7 +335,13 @@ impl LoadedModel {
         })?;
         let num_parameters = count_parameters(&cfg);
         let chat_template = chat_template(ckpt)?;
-        Ok(Self { model, tokenizer, chat_template, origin: origin.clone(), num_parameters })
+        Ok(Self {
+            decoder: model,
+            tokenizer,
+            chat_template,
+            origin: origin.clone(),
+            num_parameters,
+        })
     }
 }
 

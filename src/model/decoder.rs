@@ -18,7 +18,7 @@ use candle_nn::VarBuilder;
 use super::candle_decoder::{CandleCache, CandleDecoder};
 use super::config::ModelConfig;
 pub use super::host::KvDtype;
-use super::host::{HostCache, HostDecoder, StoredTensors, Weights};
+use super::host::{HostCache, HostDecoder, MatrixFormat, StoredTensors};
 use crate::device::WeightType;
 
 /// Why Q8_0 weights cannot load elsewhere than on the host kernels.
@@ -181,10 +181,10 @@ impl Decoder {
     ) -> Result<Self> {
         let on_host = backend == Backend::Auto && vb.device().is_cpu();
         let host = match weights {
-            WeightType::Q8_0 if on_host => Some(Weights::Q8_0),
+            WeightType::Q8_0 if on_host => Some(MatrixFormat::Q8_0),
             WeightType::Q8_0 => candle_core::bail!("{Q8_HOST_ONLY}"),
             WeightType::Stored | WeightType::StoredExact if on_host && stored.is_some() => {
-                Some(Weights::Gguf { int8: weights == WeightType::Stored })
+                Some(MatrixFormat::Gguf { int8: weights == WeightType::Stored })
             }
             WeightType::Stored | WeightType::StoredExact if on_host => {
                 candle_core::bail!(
@@ -197,7 +197,7 @@ impl Decoder {
                     "GGUF types as stored run on the CPU; use --dtype bf16 or f16 on a GPU"
                 )
             }
-            WeightType::Float(_) => on_host.then(|| Weights::for_dtype(vb.dtype())).flatten(),
+            WeightType::Float(_) => on_host.then(|| MatrixFormat::for_dtype(vb.dtype())).flatten(),
         };
         let inner = if let Some(weights) = host {
             Inner::Host(Box::new(HostDecoder::load(vb, cfg, weights, stored)?))
@@ -227,10 +227,19 @@ impl Decoder {
         match &self.inner {
             Inner::Candle(m) => m.dtype(),
             Inner::Host(m) => match m.weights() {
-                Weights::F32 | Weights::Q8_0 | Weights::Gguf { .. } => DType::F32,
-                Weights::Bf16 => DType::BF16,
-                Weights::F16 => DType::F16,
+                MatrixFormat::F32 | MatrixFormat::Q8_0 | MatrixFormat::Gguf { .. } => DType::F32,
+                MatrixFormat::Bf16 => DType::BF16,
+                MatrixFormat::F16 => DType::F16,
             },
+        }
+    }
+
+    /// How the host decoder holds its matrices; `None` when candle runs the model (what tests
+    /// ask, rather than reading [`Decoder::backend_name`]'s words).
+    pub fn host_format(&self) -> Option<MatrixFormat> {
+        match &self.inner {
+            Inner::Candle(_) => None,
+            Inner::Host(m) => Some(m.weights()),
         }
     }
 
@@ -239,14 +248,14 @@ impl Decoder {
         match &self.inner {
             Inner::Candle(_) => "candle",
             Inner::Host(m) => match m.weights() {
-                Weights::F32 => "host f32 kernels",
-                Weights::Bf16 => "host bf16 kernels",
-                Weights::F16 => "host f16 kernels",
-                Weights::Q8_0 => "host q8_0 kernels",
-                Weights::Gguf { int8: true } => {
+                MatrixFormat::F32 => "host f32 kernels",
+                MatrixFormat::Bf16 => "host bf16 kernels",
+                MatrixFormat::F16 => "host f16 kernels",
+                MatrixFormat::Q8_0 => "host q8_0 kernels",
+                MatrixFormat::Gguf { int8: true } => {
                     "host kernels, GGUF types as stored, int8 activations"
                 }
-                Weights::Gguf { int8: false } => "host kernels, GGUF types as stored",
+                MatrixFormat::Gguf { int8: false } => "host kernels, GGUF types as stored",
             },
         }
     }

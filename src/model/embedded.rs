@@ -2,7 +2,7 @@
 //! any directory: an ordinary HF-layout checkpoint under `fixtures/embedded/model`, made by `cargo
 //! run --release --example train_fixture` (with the default environment, `env::embedded`).
 
-use super::checkpoint::{Checkpoint, Weights};
+use super::checkpoint::{Checkpoint, WeightFiles};
 
 pub const MODEL_ORIGIN: &str = "embedded:arithmetic-llama";
 
@@ -31,7 +31,7 @@ pub fn model_checkpoint() -> Checkpoint {
         tokenizer_config_json: Some(text(TOKENIZER_CONFIG)),
         generation_config_json: Some(text(GENERATION_CONFIG)),
         chat_template_jinja: None,
-        weights: Weights::Static(WEIGHTS),
+        weights: WeightFiles::Static(WEIGHTS),
         lora: None,
     }
 }

@@ -14,7 +14,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Shape, Tensor};
 use serde_json::json;
 
-use super::checkpoint::{Checkpoint, Weights};
+use super::checkpoint::{Checkpoint, WeightFiles};
 use super::config::ModelConfig;
 use super::gguf_tokenizer;
 use super::host::StoredTensors;
@@ -566,7 +566,7 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
         tokenizer_config_json: Some(tokenizer_config.to_string()),
         generation_config_json: Some(generation_config.to_string()),
         chat_template_jinja: None,
-        weights: Weights::Gguf(Box::new(GgufWeights {
+        weights: WeightFiles::Gguf(Box::new(GgufWeights {
             path: path.to_path_buf(),
             content,
             tensors,

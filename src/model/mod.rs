@@ -21,4 +21,5 @@ pub mod tokenizer;
 pub use checkpoint::{Checkpoint, LoadedModel};
 pub use config::ModelConfig;
 pub use decoder::{Backend, Decoder, KvDtype, Segment, SeqCache, SharedCache};
+pub use host::MatrixFormat;
 pub use tokenizer::TextTokenizer;

@@ -15,7 +15,7 @@ pub fn packed_greedy(
     steps: usize,
 ) -> (Vec<Logits>, Vec<Vec<u32>>) {
     let mut caches: Vec<SeqCache> =
-        prompts.iter().map(|p| m.model.new_cache(p.len() + steps)).collect();
+        prompts.iter().map(|p| m.decoder.new_cache(p.len() + steps)).collect();
     let mut pending: Vec<Vec<u32>> = prompts.to_vec();
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut prefill_logits = Vec::new();
@@ -26,10 +26,10 @@ pub fn packed_greedy(
             .map(|(p, c)| Segment { len: p.len(), offset: c.len() })
             .collect();
         let flat: Vec<u32> = pending.iter().flatten().copied().collect();
-        let tokens = Tensor::new(flat.as_slice(), m.model.device()).unwrap();
+        let tokens = Tensor::new(flat.as_slice(), m.decoder.device()).unwrap();
         let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
-        let hidden = m.model.forward(&tokens, &segs, Some(&mut refs)).unwrap();
-        let logits = m.model.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
+        let hidden = m.decoder.forward(&tokens, &segs, Some(&mut refs)).unwrap();
+        let logits = m.decoder.logits(&hidden).unwrap().to_vec2::<f32>().unwrap();
         let mut start = 0;
         for (i, s) in segs.iter().enumerate() {
             let rows = &logits[start..start + s.len];

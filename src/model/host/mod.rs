@@ -24,7 +24,7 @@ use super::rope::inv_freq;
 use crate::kernels::{GgufType, PackedMatrix, Packer};
 
 /// Tensors a checkpoint stores in a GGUF quantised type, which the host kernels hold as they are
-/// (`Weights::Gguf`).
+/// (`MatrixFormat::Gguf`).
 pub(crate) trait StoredTensors {
     /// The type tensor `name` (its HF name) is stored in, when the kernels hold that type.
     fn stored_type(&self, name: &str) -> Option<GgufType>;
@@ -62,7 +62,7 @@ pub(crate) struct HostDecoder {
     hidden: usize,
     inter: usize,
     eps: f32,
-    weights: Weights,
+    weights: MatrixFormat,
     kv_dtype: KvDtype,
 }
 
@@ -131,7 +131,7 @@ fn vector(vb: &VarBuilder, size: usize, name: &str) -> Result<Vec<f32>> {
 
 /// How the host decoder holds its matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Weights {
+pub enum MatrixFormat {
     F32,
     /// bf16 weights (activations rounded to bf16 at each product's input, f32 accumulation):
     /// `vdpbf16ps` where the CPU has AVX-512 BF16, its bit-exact emulation elsewhere.
@@ -149,33 +149,33 @@ pub(crate) enum Weights {
     },
 }
 
-impl Weights {
+impl MatrixFormat {
     /// The host representation of candle dtype `dtype`, if there is one (on every CPU).
     pub fn for_dtype(dtype: DType) -> Option<Self> {
         match dtype {
-            DType::F32 => Some(Weights::F32),
-            DType::BF16 => Some(Weights::Bf16),
-            DType::F16 => Some(Weights::F16),
+            DType::F32 => Some(MatrixFormat::F32),
+            DType::BF16 => Some(MatrixFormat::Bf16),
+            DType::F16 => Some(MatrixFormat::F16),
             _ => None,
         }
     }
 
     fn packer(self, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
         match self {
-            Weights::F32 => PackedMatrix::packer(n, k, bias),
-            Weights::Bf16 => PackedMatrix::packer_bf16(n, k, bias),
-            Weights::F16 => PackedMatrix::packer_f16(n, k, bias),
-            Weights::Q8_0 => PackedMatrix::packer_q8_0(n, k, bias),
-            Weights::Gguf { .. } => PackedMatrix::packer(n, k, bias),
+            MatrixFormat::F32 => PackedMatrix::packer(n, k, bias),
+            MatrixFormat::Bf16 => PackedMatrix::packer_bf16(n, k, bias),
+            MatrixFormat::F16 => PackedMatrix::packer_f16(n, k, bias),
+            MatrixFormat::Q8_0 => PackedMatrix::packer_q8_0(n, k, bias),
+            MatrixFormat::Gguf { .. } => PackedMatrix::packer(n, k, bias),
         }
     }
 }
 
 /// Where a matrix's rows come from: the checkpoint's tensors through `vb`, and with
-/// `Weights::Gguf` the tensors it stores quantised, read as stored.
+/// `MatrixFormat::Gguf` the tensors it stores quantised, read as stored.
 #[derive(Clone, Copy)]
 struct Source<'a> {
-    weights: Weights,
+    weights: MatrixFormat,
     stored: Option<&'a dyn StoredTensors>,
 }
 
@@ -183,7 +183,9 @@ impl Source<'_> {
     /// How tensor `name` under `vb` is held as stored, if it is.
     fn stored_type(&self, vb: &VarBuilder, name: &str) -> Option<GgufType> {
         match (self.weights, self.stored) {
-            (Weights::Gguf { .. }, Some(s)) => s.stored_type(&format!("{}.{name}", vb.prefix())),
+            (MatrixFormat::Gguf { .. }, Some(s)) => {
+                s.stored_type(&format!("{}.{name}", vb.prefix()))
+            }
             _ => None,
         }
     }
@@ -236,7 +238,9 @@ impl Source<'_> {
             return Ok(packer.finish());
         };
         let mut packer = match self.weights {
-            Weights::Gguf { int8: true } => PackedMatrix::packer_gguf_int8(t, rows, inputs, bias),
+            MatrixFormat::Gguf { int8: true } => {
+                PackedMatrix::packer_gguf_int8(t, rows, inputs, bias)
+            }
             _ => PackedMatrix::packer_gguf(t, rows, inputs, bias),
         };
         for &(name, n) in parts {
@@ -256,12 +260,12 @@ impl Source<'_> {
 }
 
 impl HostDecoder {
-    /// Loads `vb`'s tensors held as `weights`; with `Weights::Gguf`, `stored` gives the
+    /// Loads `vb`'s tensors held as `weights`; with `MatrixFormat::Gguf`, `stored` gives the
     /// tensors kept in their GGUF types.
     pub fn load(
         vb: VarBuilder,
         cfg: &ModelConfig,
-        weights: Weights,
+        weights: MatrixFormat,
         stored: Option<&dyn StoredTensors>,
     ) -> Result<Self> {
         let src = Source { weights, stored };
@@ -340,7 +344,7 @@ impl HostDecoder {
         })
     }
 
-    pub fn weights(&self) -> Weights {
+    pub fn weights(&self) -> MatrixFormat {
         self.weights
     }
 
