@@ -9,7 +9,7 @@
 # Configures cargo through environment variables only (no .cargo/config.toml, so x86 builds are
 # untouched): the linker, the runner `qemu-aarch64 -L /usr/aarch64-linux-gnu`, and CC for crates
 # that build C. BENCHGEN_TEST_RUNNER makes tests that spawn the `benchgen` binary run it through
-# qemu too (see tests/common/mod.rs); no binfmt_misc handler is needed.
+# qemu too (see tests/suite/common/mod.rs); no binfmt_misc handler is needed.
 #
 # Runs, for --target aarch64-unknown-linux-gnu --release, on qemu's `max` CPU (ARMv8.x with the
 # dot-product extension, as Apple silicon and Graviton 2+ have):
@@ -17,7 +17,7 @@
 #                                   families, bit for bit (44 tests with the attention ones the
 #                                   filter matches), and the BENCHGEN_ISA names
 #   cargo test --lib model::host    attention and element-wise ops
-#   cargo test --test isa_equivalence --test model_goldens --test gguf --test batch_invariance
+#   cargo test --test isa_equivalence, and --test suite -- model_goldens:: gguf:: batch_invariance::
 #                                   logits equal on both families (f32, bf16, f16, Q8_0 weights),
 #                                   transformers goldens, GGUF, bit-for-bit batch invariance
 # and then the kernel tests again on a `cortex-a72` (ARMv8.0, no dot product: the int8 products'
@@ -98,16 +98,17 @@ run() {
 }
 
 # Build everything first, so the timings below are emulation alone.
-slow=(--test model_goldens --test gguf --test batch_invariance)
-((quick)) && slow=()
-$NICE cargo test --release --target "$TARGET" --lib --test isa_equivalence "${slow[@]}" --no-run
+suite=(--test suite)
+((quick)) && suite=()
+$NICE cargo test --release --target "$TARGET" --lib --test isa_equivalence "${suite[@]}" --no-run
 echo "== build: $((SECONDS - start)) s"
 
 echo "== cargo clippy --target $TARGET (the NEON code is compiled out of the x86 lint)"
 $NICE cargo clippy --release --target "$TARGET" --all-targets --quiet -- -D warnings || status=1
 run --lib -- kernels isa
 run --lib model::host
-run --test isa_equivalence "${slow[@]}"
+run --test isa_equivalence
+((quick)) || run --test suite -- model_goldens:: gguf:: batch_invariance::
 runner cortex-a72
 run --lib kernels
 

@@ -11,7 +11,7 @@ that, this writes a few hand-written items per benchmark twice, into fixtures/hu
   reads: allenai/ai2_arc, cais/mmlu "all", truthfulqa/truthful_qa "multiple_choice",
   mandarjoshi/trivia_qa "rc.nocontext"), at the path the environment's `source` names.
 
-tests/hub_layouts.rs serves `hub/` from a fake hub and checks that both give the same prompts,
+tests/suite/hub_layouts.rs serves `hub/` from a fake hub and checks that both give the same prompts,
 options, references and predictions. Plus `hub/test-org/sharded/data/test-0000{0,1}-of-00002.parquet`:
 the eight tiny-data rows (fixtures/parquet/tiny-data) split across two shards.
 

@@ -12,7 +12,7 @@ Writes, with pyarrow (as HF `datasets` does), into fixtures/parquet/:
   refuses by name.
 - tiny-data/data/test-00000-of-00001.parquet: the first eight items of the embedded arithmetic
   environment (fixtures/embedded/env/data/test.jsonl) with `answer` as int64 and a nested
-  struct, served by the fake hub in tests/hf_datasets.rs as dataset `test-org/tiny-data`.
+  struct, served by the fake hub in tests/suite/hf_datasets.rs as dataset `test-org/tiny-data`.
 
 No benchmark data: every row is written here or comes from benchgen's own arithmetic fixture.
 

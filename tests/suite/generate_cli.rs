@@ -1,8 +1,6 @@
 //! `benchgen generate`, run as a user would, checked against transformers' greedy tokens.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn lines(out: &str) -> Vec<Value> {

@@ -3,15 +3,14 @@
 //! left-padded batch) and 32 greedy tokens for each; benchgen must reproduce them, alone and in
 //! its own packed mixed-length batches. Never benchgen compared with itself.
 
-mod common;
-
+use crate::common;
 use std::path::{Path, PathBuf};
 
+use crate::common::decode::{max_diff, packed_greedy, Logits};
 use benchgen::device::WeightType;
 use benchgen::engine::{split_pair, Generator, LocalEngine, LoglikOutput, LoglikRequest};
 use benchgen::model::{Backend, Checkpoint, LoadedModel, MatrixFormat};
 use candle_core::{DType, Device};
-use common::decode::{max_diff, packed_greedy, Logits};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -2,13 +2,11 @@
 //! `eval --resume ID` ends with the same artifacts as a run that was never stopped. The real
 //! binary runs on a generated environment big enough to be stopped mid-way.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Items in the generated environment: the embedded 100, repeated under new ids. Enough that
@@ -51,7 +49,7 @@ fn eval_args(env: &Path, runs: &Path) -> Vec<String> {
 }
 
 fn spawn(cwd: &Path, args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_benchgen"))
+    crate::common::benchgen_command()
         .args(args)
         .current_dir(cwd)
         .stdout(Stdio::null())

@@ -2,13 +2,11 @@
 //! loading nothing but the tokenizer (a folder with only tokenizer.json, a GGUF holding only a
 //! vocabulary of an architecture no model here runs), and its errors.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::{benchgen, ok, repo, stderr};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::QTensor;
-use common::{benchgen, ok, repo, stderr};
 use serde_json::{json, Value as Json};
 
 fn embedded_tokenizer_json() -> PathBuf {

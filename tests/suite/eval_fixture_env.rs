@@ -1,11 +1,9 @@
 //! `benchgen eval --env DIR|ZIP` on a second environment with awkward items.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn mixed_env() -> std::path::PathBuf {

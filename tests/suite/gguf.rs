@@ -8,8 +8,7 @@
 //! - With `BENCHGEN_DATA_DIR` (../shared/data): the real stories260K.gguf tells its story, and
 //!   the tokenizers built from GGUF metadata encode like the reference tokenizer.json files.
 
-mod common;
-
+use crate::common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

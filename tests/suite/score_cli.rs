@@ -1,8 +1,6 @@
 //! `benchgen score`: saved predictions re-scored without a model, as a run of their own.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn write_predictions(path: &std::path::Path, preds: &[(String, String)]) {

@@ -5,16 +5,14 @@
 //! give the embedded model the same prompts, options and references as the local copy, so the
 //! same predictions and scores.
 
-mod common;
-#[path = "common/hub_server.rs"]
-mod hub_server;
+use crate::common::hub_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hub_server::*;
 use serde_json::Value;
 

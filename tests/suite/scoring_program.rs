@@ -3,12 +3,10 @@
 //! scores files, failures and the time limit. Python-specific tests skip (saying so) without
 //! `python3`; the contract itself is covered by `/bin/sh` programs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const FLAG: &str = "--allow-scoring-program";

@@ -4,14 +4,12 @@
 //! `--limit`, as chat turns with a chat template; and the few-shot data is part of the run's
 //! content hash.
 
-mod common;
-#[path = "common/openai_server.rs"]
-mod openai_server;
+use crate::common::openai_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn fixture() -> PathBuf {

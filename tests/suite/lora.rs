@@ -3,14 +3,12 @@
 //! of `merge_and_unload()` in transformers; benchgen must reproduce them from the adapter
 //! directory alone (its base found through `base_model_name_or_path`).
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::decode::{max_diff, packed_greedy, Logits};
+use crate::common::*;
 use benchgen::model::{spec, LoadedModel};
 use candle_core::{DType, Device, Tensor};
-use common::decode::{max_diff, packed_greedy, Logits};
-use common::*;
 use serde::Deserialize;
 
 const TOLERANCE: f32 = 1e-4;

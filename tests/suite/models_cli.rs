@@ -1,17 +1,16 @@
 //! Platform Models (`platform:ALIAS` through the models registry) and `benchgen models list`,
 //! through the real binary. The registry is a TOML file the test writes.
 
-mod common;
-
+use crate::common;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{ok, read_json, read_jsonl, repo, stderr};
+use crate::common::{ok, read_json, read_jsonl, repo, stderr};
 
 /// `benchgen` with a clean model-source environment: nothing of the user's registry, HF cache
 /// or trained folder leaks into the test.
 fn run(cwd: &Path, home: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+    let mut cmd = crate::common::benchgen_command();
     cmd.args(args).current_dir(cwd);
     for k in ["BENCHGEN_MODELS", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "BENCHGEN_TRAINED_DIR"] {
         cmd.env_remove(k);

@@ -2,16 +2,14 @@
 //! 127.0.0.1: the real binary downloads into a fresh HF cache, evaluates with the embedded
 //! model, and works offline from that cache afterwards.
 
-mod common;
-#[path = "common/hub_server.rs"]
-mod hub_server;
+use crate::common::hub_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hub_server::*;
 use serde_json::Value;
 

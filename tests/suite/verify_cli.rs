@@ -1,8 +1,6 @@
 //! `benchgen verify`: a fresh run reproduces; an edited prediction is reported.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn fresh_runs_reproduce_and_edits_are_reported() {

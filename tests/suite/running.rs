@@ -2,15 +2,13 @@
 //! (started by each test on 127.0.0.1) produces the same run files as a local model, with the
 //! server's answers as its predictions.
 
-mod common;
-#[path = "common/openai_server.rs"]
-mod openai_server;
+use crate::common::openai_server;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use openai_server::{answer_for, option_logprob, Behavior, OpenAiServer};
 use serde_json::Value;
 
@@ -19,7 +17,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// `benchgen ARGS` in `cwd` with `env` set and no API key inherited, killed after [`RUN_LIMIT`].
 fn run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+    let mut cmd = crate::common::benchgen_command();
     cmd.args(args)
         .current_dir(cwd)
         .env_remove("BENCHGEN_API_KEY")
@@ -461,7 +459,7 @@ fn a_second_ctrl_c_exits_at_once_and_still_records_the_run_interrupted() {
 
 /// `benchgen eval --model SPEC --batch-size 2 EXTRA` in `cwd`, left running.
 fn spawn_eval(cwd: &std::path::Path, spec: &str, extra: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_benchgen"))
+    crate::common::benchgen_command()
         .args(["eval", "--model", spec, "--batch-size", "2"])
         .args(extra)
         .current_dir(cwd)

@@ -1,17 +1,13 @@
 //! `benchgen env list|show|validate` and `benchgen leaderboard`, run as a user would.
 
-mod common;
-
-use std::process::Command;
-
-use common::*;
+use crate::common::*;
 
 fn benchgen_with_envs(
     cwd: &std::path::Path,
     envs: &std::path::Path,
     args: &[&str],
 ) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_benchgen"))
+    crate::common::benchgen_command()
         .args(args)
         .current_dir(cwd)
         .env("BENCHGEN_ENVS", envs)

@@ -7,13 +7,10 @@
 //! The corpus is llama.cpp's `models/` folder, named by `BENCHGEN_LLAMA_VOCAB_DIR` (`.ci/run`
 //! fetches it); without it the test says so and passes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{ok, output_within};
+use crate::common::{ok, output_within};
 
 const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
 
@@ -62,7 +59,7 @@ fn expected(out: &str) -> Vec<Vec<u32>> {
 
 /// Runs `benchgen tokenize` once on `files`, returning each file's ids.
 fn tokenize(vocab: &Path, files: &[PathBuf]) -> Vec<Vec<u32>> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchgen"));
+    let mut cmd = crate::common::benchgen_command();
     cmd.args(["tokenize", "--no-parse-special", "--json", "--model"]).arg(vocab);
     for f in files {
         cmd.arg("--file").arg(f);

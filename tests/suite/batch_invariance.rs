@@ -4,8 +4,7 @@
 //! with continuous batching at batch sizes 1, 3, 8 and 32, where 32 also splits prompts across
 //! steps; generations and log-likelihoods must be identical, the latter bit for bit.
 
-mod common;
-
+use crate::common;
 use std::collections::BTreeMap;
 
 use benchgen::device::WeightType;

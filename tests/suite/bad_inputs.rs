@@ -1,12 +1,10 @@
 //! The bad-input corpus (`fixtures/bad/cases.toml`): every case must fail with a non-zero exit,
 //! a message naming the offending file (and line or tensor), and no Completed run.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde::Deserialize;
 use serde_json::Value;
 

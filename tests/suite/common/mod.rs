@@ -1,7 +1,8 @@
 //! Helpers for tests that run the real `benchgen` binary.
-#![allow(dead_code)]
 
 pub mod decode;
+pub mod hub_server;
+pub mod openai_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,11 +3,9 @@
 //! must score 100%; perturbed ones what is computed by hand below), and, when
 //! `BENCHGEN_DATA_DIR` is set, on the real files.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// A copy of a shipped environment whose phase reads `fixture` instead of the shared data.
@@ -270,7 +268,7 @@ fn real_files_have_their_item_counts_and_references_score_fully() {
 
 /// `benchgen ARGS` in `dir`, with `dir/data` as the data folder.
 fn with_data(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+    crate::common::benchgen_command()
         .args(args)
         .current_dir(dir)
         .env("BENCHGEN_DATA_DIR", dir.join("data"))

@@ -1,9 +1,7 @@
 //! Multiple choice by log-likelihood through the real binary: a fixture environment always,
 //! the official ARC files when `BENCHGEN_DATA_DIR` points at the shared data.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn first_max(v: &[f64]) -> usize {
@@ -142,7 +140,7 @@ fn options_longer_than_the_context_are_refused_or_scored_on_the_context_s_last_t
     let dir = tempfile::tempdir().unwrap();
     let data = repo().join("fixtures/hub-layouts/data");
     let eval = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"));
+        let mut cmd = crate::common::benchgen_command();
         cmd.args(["eval", "--env", "truthfulqa-mc1"])
             .args(extra)
             .current_dir(dir.path())

@@ -1,11 +1,9 @@
 //! `run.json`'s `memory` on the embedded model, checked against numbers worked out here from
 //! the checkpoint's config and the run's journal.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Output columns per packed panel: the host kernels pad each matrix's rows up to a multiple.

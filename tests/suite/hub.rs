@@ -1,15 +1,13 @@
 //! `--model hf:ORG/NAME[@REVISION]` against a fake hub on 127.0.0.1: the real binary downloads
 //! into a fresh HF cache, and the cache is then checked file by file.
 
-mod common;
-#[path = "common/hub_server.rs"]
-mod hub_server;
+use crate::common::hub_server;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hub_server::*;
 
 const SPEC: &str = "hf:test-org/tiny-llama";

@@ -1,9 +1,7 @@
 //! `benchgen eval` on the embedded default, run as a user would: the real binary, from a
 //! directory that has nothing to do with the repository.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The embedded environment's items, read from the fixture the binary embeds.
@@ -190,7 +188,7 @@ fn json_flag_prints_the_breakdown_and_model_dir_matches_embedded() {
 fn two_evals_started_at_once_get_different_run_ids() {
     let dir = tempfile::tempdir().unwrap();
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        crate::common::benchgen_command()
             .args(["eval", "--limit", "20"])
             .current_dir(dir.path())
             .stdout(std::process::Stdio::piped())

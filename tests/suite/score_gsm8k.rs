@@ -5,11 +5,9 @@
 //! both sides. On hand-written items in the real format and, when `BENCHGEN_DATA_DIR` is set, on
 //! the real test file.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// A copy of the shipped gsm8k environment whose test phase reads the hand-written items.
@@ -151,7 +149,7 @@ fn the_five_shot_phase_names_where_to_get_the_train_split() {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_benchgen"))
+        crate::common::benchgen_command()
             .args(args)
             .current_dir(dir.path())
             .env("BENCHGEN_DATA_DIR", &data)
