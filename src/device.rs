@@ -51,6 +51,9 @@ pub enum WeightType {
 }
 
 impl WeightType {
+    /// Every `--dtype` [`WeightType::parse`] takes.
+    pub const SPECS: [&str; 7] = ["auto", "f32", "bf16", "f16", "q8_0", "stored", "stored-exact"];
+
     /// `--dtype`: `auto` is f32 on CPU (the numbers that match transformers to 1e-4; `bf16` halves
     /// the memory and runs faster on AVX-512 BF16 CPUs, `q8_0` quarters it) and bf16 on GPUs.
     pub fn parse(spec: &str, device: &Device) -> Result<Self> {

@@ -26,6 +26,16 @@ pub enum Truncate {
 }
 
 impl Truncate {
+    /// Every `--truncate` value, as [`Truncate::name`] spells it.
+    pub const NAMES: [&str; 2] = ["left", "error"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Truncate::Error => "error",
+            Truncate::Left => "left",
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         *self == Truncate::Error
     }

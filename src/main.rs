@@ -2,14 +2,15 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 /// The shell's code for "ended by SIGINT", also used for SIGTERM: an interrupted run is not a
 /// success, and scripts can tell it from a failure.
 pub const INTERRUPTED_EXIT: i32 = 130;
 
 fn main() {
-    let args = cli::Cli::parse();
+    let args =
+        cli::Cli::from_arg_matches(&cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     if let Err(e) = benchgen::kernels::isa::select_from_env() {
         eprintln!("error: {e}");
         std::process::exit(1);

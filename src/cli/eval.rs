@@ -1,9 +1,7 @@
 use std::io::IsTerminal;
 
-use benchgen::engine::Truncate;
 use benchgen::eval::{resume_eval, run_eval, EvalOptions, GivenOptions};
 use benchgen::log::RunLog;
-use benchgen::model::KvDtype;
 
 use super::EvalArgs;
 
@@ -17,10 +15,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
     };
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
-    let truncate =
-        args.truncate.as_deref().map(Truncate::parse).transpose().map_err(anyhow::Error::msg)?;
-    // clap has checked the value.
-    let kv_dtype = args.kv_dtype.as_deref().and_then(KvDtype::parse);
+    let (truncate, kv_dtype) = (args.truncate, args.kv_dtype);
     let outcome = match args.resume {
         Some(run_id) => {
             // Flags left out take the run's values; flags given are checked against them.

@@ -11,7 +11,7 @@ use benchgen::engine::{
 };
 use benchgen::model::chat::Message;
 use benchgen::model::spec::{self, ModelSource};
-use benchgen::model::{KvDtype, LoadedModel};
+use benchgen::model::LoadedModel;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -125,8 +125,8 @@ fn engine_and_prompts(
             Ok((Box::new(engine), rendered))
         }
         ModelSource::Local(checkpoint) => {
-            let kv = KvDtype::parse(&args.kv_dtype).unwrap_or_default();
-            let model = LoadedModel::load_for_inference(&checkpoint, &device, weights, kv)?;
+            let model =
+                LoadedModel::load_for_inference(&checkpoint, &device, weights, args.kv_dtype)?;
             let rendered = if args.chat {
                 let t = model
                     .chat_template

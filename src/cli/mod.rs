@@ -11,7 +11,47 @@ mod verify;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use benchgen::device::WeightType;
+use benchgen::eval::defaults;
+use benchgen::generation::Truncate;
+use benchgen::model::KvDtype;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// `--truncate`: one of [`Truncate::NAMES`], typed.
+fn truncate_parser() -> impl TypedValueParser<Value = Truncate> {
+    PossibleValuesParser::new(Truncate::NAMES)
+        .map(|s| Truncate::parse(&s).expect("the parser admits only Truncate::NAMES"))
+}
+
+/// `--kv-dtype`: one of [`KvDtype::NAMES`], typed.
+fn kv_dtype_parser() -> impl TypedValueParser<Value = KvDtype> {
+    PossibleValuesParser::new(KvDtype::NAMES)
+        .map(|s| KvDtype::parse(&s).expect("the parser admits only KvDtype::NAMES"))
+}
+
+/// The command line, with `eval`'s defaults (its flags are optional, so that `--resume` can tell
+/// a flag given from one left out) shown in its help from `eval::defaults`, as `generate`'s
+/// are by clap.
+pub fn command() -> clap::Command {
+    let shown = [
+        ("device", defaults::DEVICE.to_string()),
+        ("dtype", defaults::DTYPE.to_string()),
+        ("batch_size", defaults::BATCH_SIZE.to_string()),
+        ("seed", defaults::SEED.to_string()),
+        ("truncate", defaults::TRUNCATE.name().to_string()),
+        ("kv_dtype", defaults::KV_DTYPE.name().to_string()),
+    ];
+    Cli::command().mut_subcommand("eval", |mut eval| {
+        for (id, value) in shown {
+            eval = eval.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            });
+        }
+        eval
+    })
+}
 
 #[derive(Parser)]
 #[command(
@@ -114,32 +154,31 @@ pub struct EvalArgs {
     /// Phase to evaluate [default: the environment's first phase]
     #[arg(long)]
     pub phase: Option<String>,
-    /// cpu, cuda, cuda:N or metal [default: cpu]
+    /// cpu, cuda, cuda:N or metal
     #[arg(long)]
     pub device: Option<String>,
-    /// auto, f32, bf16, f16, q8_0, stored or stored-exact (auto: a GGUF file's types as stored
-    /// on the CPU, products on int8 activations as llama.cpp's; stored-exact: the same weights on
-    /// f32 activations; else f32 on CPU and bf16 on GPUs; q8_0: 8-bit weights, CPU only)
-    /// [default: auto]
-    #[arg(long)]
+    /// auto: a GGUF file's types as stored on the CPU, products on int8 activations as
+    /// llama.cpp's, else f32 on CPU and bf16 on GPUs; stored-exact: a GGUF's weights on f32
+    /// activations; q8_0: 8-bit weights, CPU only
+    #[arg(long, value_parser = PossibleValuesParser::new(WeightType::SPECS))]
     pub dtype: Option<String>,
-    /// Sequences decoded together (continuous batching) [default: 16]
+    /// Sequences decoded together (continuous batching)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: Option<u64>,
     /// Evaluate only the first N items
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Seed for sampled decoding (each item's stream depends on this and its id only) [default: 0]
+    /// Seed for sampled decoding (each item's stream depends on this and its id only)
     #[arg(long)]
     pub seed: Option<u64>,
     /// A prompt longer than the model's context: `error` refuses the item, `left` keeps its last
-    /// tokens that fit (context − max_new_tokens) and records how many were dropped [default: error]
-    #[arg(long, value_parser = ["left", "error"])]
-    pub truncate: Option<String>,
-    /// How the KV cache stores keys and values on the CPU host path: `f32` (exact, the default)
-    /// or `bf16` (half the cache memory; attention reads keys and values rounded to bf16)
-    #[arg(long, value_parser = ["f32", "bf16"])]
-    pub kv_dtype: Option<String>,
+    /// tokens that fit (context − max_new_tokens) and records how many were dropped
+    #[arg(long, value_parser = truncate_parser())]
+    pub truncate: Option<Truncate>,
+    /// How the KV cache stores keys and values on the CPU host path: `f32` (exact) or `bf16`
+    /// (half the cache memory; attention reads keys and values rounded to bf16)
+    #[arg(long, value_parser = kv_dtype_parser())]
+    pub kv_dtype: Option<KvDtype>,
     /// Continue run RUN_ID (crashed, killed or interrupted) with only its missing items; its
     /// settings come from its run.json, and flags given again must match them
     #[arg(long, value_name = "RUN_ID")]
@@ -148,7 +187,7 @@ pub struct EvalArgs {
     /// came with the environment, run with your permissions under a time limit
     #[arg(long)]
     pub allow_scoring_program: bool,
-    #[arg(long, default_value = "runs")]
+    #[arg(long, default_value = defaults::RUNS_DIR)]
     pub runs_dir: PathBuf,
     /// Print the score breakdown as JSON on stdout (the live log goes to stderr)
     #[arg(long)]
@@ -177,24 +216,24 @@ pub struct GenerateArgs {
     /// 0 is greedy
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults::BATCH_SIZE)]
     pub batch_size: usize,
     /// Wrap each prompt as a user turn in the model's chat template
     #[arg(long)]
     pub chat: bool,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     /// auto, f32, bf16, f16, q8_0, stored or stored-exact (auto: a GGUF file's types as stored
     /// on the CPU, products on int8 activations as llama.cpp's; stored-exact: on f32
     /// activations; q8_0: 8-bit weights, CPU only)
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = defaults::DTYPE, value_parser = PossibleValuesParser::new(WeightType::SPECS))]
     pub dtype: String,
     /// How the KV cache stores keys and values on the CPU host path: f32 (exact) or bf16 (half
     /// the cache memory)
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    pub kv_dtype: String,
+    #[arg(long, default_value = defaults::KV_DTYPE.name(), value_parser = kv_dtype_parser())]
+    pub kv_dtype: KvDtype,
     /// One JSON object per prompt: id, prompt, text, token_ids, finish_reason
     #[arg(long)]
     pub json: bool,

@@ -45,6 +45,21 @@ use crate::run::submission::{read_submission, write_submission};
 use crate::run::{PredictionRecord, RunDir, RunFile, RunRecord};
 use crate::score::Method;
 
+/// The defaults of an evaluation's settings: [`EvalOptions::default`] and the command line's
+/// help text (`eval`, and `generate` where it has the same setting) both take them from here.
+pub mod defaults {
+    use crate::generation::Truncate;
+    use crate::model::KvDtype;
+
+    pub const DEVICE: &str = "cpu";
+    pub const DTYPE: &str = "auto";
+    pub const BATCH_SIZE: usize = 16;
+    pub const SEED: u64 = 0;
+    pub const TRUNCATE: Truncate = Truncate::Error;
+    pub const KV_DTYPE: KvDtype = KvDtype::F32;
+    pub const RUNS_DIR: &str = "runs";
+}
+
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     /// Environment directory or .zip; `None` → the embedded one.
@@ -75,14 +90,14 @@ impl Default for EvalOptions {
             env: None,
             model: None,
             phase: None,
-            device: "cpu".into(),
-            dtype: "auto".into(),
-            batch_size: 16,
+            device: defaults::DEVICE.into(),
+            dtype: defaults::DTYPE.into(),
+            batch_size: defaults::BATCH_SIZE,
             limit: None,
-            seed: 0,
-            truncate: Truncate::Error,
-            kv_dtype: KvDtype::F32,
-            runs_dir: PathBuf::from("runs"),
+            seed: defaults::SEED,
+            truncate: defaults::TRUNCATE,
+            kv_dtype: defaults::KV_DTYPE,
+            runs_dir: PathBuf::from(defaults::RUNS_DIR),
             sources: SourceOptions::default(),
             allow_scoring_program: false,
         }

@@ -9,6 +9,7 @@ mod common;
 mod bad_inputs;
 mod batch_invariance;
 mod chat_templates;
+mod cli_help;
 mod env_cli;
 mod eval_choice;
 mod eval_embedded;

@@ -25,6 +25,9 @@ pub enum KvDtype {
 }
 
 impl KvDtype {
+    /// Every `--kv-dtype` value, as [`KvDtype::name`] spells it.
+    pub const NAMES: [&str; 2] = ["f32", "bf16"];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "f32" => Some(Self::F32),
