@@ -8,6 +8,7 @@ llama.cpp, for speed comparisons at a realistic size. Nothing is downloaded.
     python tools/make_llama1b.py --llama-cpp /work/llama-build-native \
         [--out ~/.cache/benchgen-compare/llama1b] [--formats f32,bf16,q8_0,q4_k_m] [--threads 2]
     python tools/make_llama1b.py --hf-only          # just the checkpoint, no torch needed
+    python tools/make_llama1b.py --shape smollm2-135m --llama-cpp ...   # SmolLM2-135M's shape
 
 Output, in --out (default ~/.cache/benchgen-compare/llama1b, next to compare_speed.py's cache):
 
@@ -50,9 +51,23 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "benchg
 GPT2_TOKENIZER = REPO.parent / "shared/data/tokenizers/gpt2"
 GPT2_VOCAB = 50257
 EOT = 50256  # GPT-2's <|endoftext|>, its only special token: bos and eos here
-STEM = "llama1b-shape"
 CONVERTED = ("f32", "bf16", "q8_0")  # made by convert_hf_to_gguf.py
 QUANTIZED = {"q4_k_m": "Q4_K_M"}  # made by llama-quantize from the f32 GGUF
+
+
+def smollm2_135m_config(vocab_size, max_positions):
+    """config.json of SmolLM2-135M (HuggingFaceTB/SmolLM2-135M: hidden 576, 30 layers, 9 query /
+    3 KV heads of 64, intermediate 1536, rope_theta 100000, tied embeddings) with our vocabulary
+    (GPT-2's 50,257 ids rather than its 49,152: 0.6 M more embedding parameters)."""
+    cfg = llama1b_config(vocab_size, max_positions)
+    cfg.update(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_hidden_layers=30,
+               num_key_value_heads=3, rope_theta=100000.0)
+    del cfg["rope_scaling"]
+    return cfg
+
+
+SHAPES = {"llama-3.2-1b": ("llama1b", "llama1b-shape", 131072),
+          "smollm2-135m": ("smollm2-135m", "smollm2-135m-shape", 8192)}
 
 
 def llama1b_config(vocab_size, max_positions):
@@ -225,7 +240,11 @@ def quantize(build, src, out, qtype, threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=CACHE / "llama1b", help="output folder (default %(default)s)")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="llama-3.2-1b",
+                    help="the model's shape (default %(default)s); smollm2-135m is the shape of the "
+                         "project's other speed tables")
+    ap.add_argument("--out", type=Path,
+                    help="output folder (default ~/.cache/benchgen-compare/llama1b or /smollm2-135m)")
     ap.add_argument("--llama-cpp", metavar="BUILD_DIR", type=Path,
                     help="llama.cpp CMake build folder: its source tree's convert_hf_to_gguf.py and its "
                          "bin/llama-quantize make the GGUFs (../shared/docs/tooling.md)")
@@ -235,8 +254,8 @@ def main():
     ap.add_argument("--hf-bf16", action="store_true", help="also write the checkpoint in bf16 (hf-bf16/)")
     ap.add_argument("--vocab-size", type=int, default=GPT2_VOCAB,
                     help="embedding rows (default %(default)s, GPT-2's; Llama 3's is 128256)")
-    ap.add_argument("--max-positions", type=int, default=131072,
-                    help="max_position_embeddings (default %(default)s, Llama-3.2-1B's)")
+    ap.add_argument("--max-positions", type=int,
+                    help="max_position_embeddings (default the shape's: 131072 or 8192)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="llama-quantize's threads")
     args = ap.parse_args()
@@ -252,15 +271,17 @@ def main():
         if set(formats) & set(QUANTIZED) and not (args.llama_cpp / "bin/llama-quantize").exists():
             ap.error(f"no bin/llama-quantize in {args.llama_cpp}: build that target, or leave q4_k_m out of --formats")
 
-    out = args.out.expanduser()
-    cfg = llama1b_config(args.vocab_size, args.max_positions)
+    folder, stem, max_positions = SHAPES[args.shape]
+    out = (args.out or CACHE / folder).expanduser()
+    make_config = smollm2_135m_config if args.shape == "smollm2-135m" else llama1b_config
+    cfg = make_config(args.vocab_size, args.max_positions or max_positions)
     make_checkpoint(out / "hf", cfg, args.seed, "F32")
     if args.hf_bf16:
         make_checkpoint(out / "hf-bf16", dict(cfg, torch_dtype="bfloat16"), args.seed, "BF16")
     if args.hf_only:
         return
 
-    gguf = {f: out / f"{STEM}-{f}.gguf" for f in CONVERTED + tuple(QUANTIZED)}
+    gguf = {f: out / f"{stem}-{f}.gguf" for f in CONVERTED + tuple(QUANTIZED)}
     to_quantize = [f for f in formats if f in QUANTIZED and not gguf[f].exists()]
     for f in CONVERTED:
         if f in formats or (f == "f32" and to_quantize):  # the quantized ones are made from the f32 GGUF

@@ -44,29 +44,9 @@ pub(super) unsafe fn block(
             && cols <= NR
     );
     // SAFETY (all arms): bounds asserted above; features forwarded from the caller.
-    let acc = unsafe {
-        match ty {
-            QuantType::Q4_0 => run::<0>(rows, k, a, q, s),
-            QuantType::Q4_1 => run::<1>(rows, k, a, q, s),
-            QuantType::Q5_0 => run::<2>(rows, k, a, q, s),
-            QuantType::Q5_1 => run::<3>(rows, k, a, q, s),
-            QuantType::Q2_K => run::<4>(rows, k, a, q, s),
-            QuantType::Q3_K => run::<5>(rows, k, a, q, s),
-            QuantType::Q4_K => run::<6>(rows, k, a, q, s),
-            QuantType::Q5_K => run::<7>(rows, k, a, q, s),
-            QuantType::Q6_K => run::<8>(rows, k, a, q, s),
-        }
-    };
-    for (i, row) in acc[..rows].iter().enumerate() {
-        // SAFETY: the caller guarantees each row's `cols` floats are writable at stride ldc.
-        let dst = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        for (j, o) in dst.iter_mut().enumerate() {
-            *o = match bias {
-                Some(b) => row[j] + b[j],
-                None => row[j],
-            };
-        }
-    }
+    let acc = unsafe { by_quant_type!(ty, run(rows, k, a, q, s)) };
+    // SAFETY: forwarded from the caller.
+    unsafe { super::store_rows(&acc[..rows], bias, c, ldc, cols) };
 }
 
 /// 8 f16 values at `p` widened (exactly).

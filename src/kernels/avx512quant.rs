@@ -41,19 +41,7 @@ pub(super) unsafe fn block(
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
     // SAFETY (all arms): bounds asserted above; feature and `c` forwarded from the caller.
-    unsafe {
-        match ty {
-            QuantType::Q4_0 => by_type::<0>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q4_1 => by_type::<1>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q5_0 => by_type::<2>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q5_1 => by_type::<3>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q2_K => by_type::<4>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q3_K => by_type::<5>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q4_K => by_type::<6>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q5_K => by_type::<7>(rows, k, a, q, s, bias, c, ldc, cols),
-            QuantType::Q6_K => by_type::<8>(rows, k, a, q, s, bias, c, ldc, cols),
-        }
-    }
+    unsafe { by_quant_type!(ty, by_type(rows, k, a, q, s, bias, c, ldc, cols)) }
 }
 
 /// `kern::<rows, T>`: T indexes [`QuantType::ALL`], so each type's shape is a constant.

@@ -422,16 +422,8 @@ impl Path for Int8Path<'_> {
                 super::neonint8::block_dot(kind, rows, self.k, a, q, s)
             },
         };
-        for (i, row) in acc[..rows].iter().enumerate() {
-            // SAFETY: the caller guarantees each row's `cols` floats are writable at stride ldc.
-            let dst = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-            for (j, o) in dst.iter_mut().enumerate() {
-                *o = match bias {
-                    Some(b) => row[j] + b[j],
-                    None => row[j],
-                };
-            }
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { super::store_rows(&acc[..rows], bias, c, ldc, cols) };
     }
 }
 

@@ -69,6 +69,24 @@ macro_rules! by_rows {
 
 /// `$kern::<R, V>(args)` for R = `$rows` (1..=3) rows and V = 2·`$panels` (1..=4 panels) vectors:
 /// the small-m `wide` kernels, compiled once per shape.
+/// `$kern::<T>(args)` for the index T of `$ty` in `QuantType::ALL`: the GGUF-type kernels,
+/// compiled once per type.
+macro_rules! by_quant_type {
+    ($ty:expr, $kern:ident($($arg:expr),* $(,)?)) => {
+        match $ty {
+            QuantType::Q4_0 => $kern::<0>($($arg),*),
+            QuantType::Q4_1 => $kern::<1>($($arg),*),
+            QuantType::Q5_0 => $kern::<2>($($arg),*),
+            QuantType::Q5_1 => $kern::<3>($($arg),*),
+            QuantType::Q2_K => $kern::<4>($($arg),*),
+            QuantType::Q3_K => $kern::<5>($($arg),*),
+            QuantType::Q4_K => $kern::<6>($($arg),*),
+            QuantType::Q5_K => $kern::<7>($($arg),*),
+            QuantType::Q6_K => $kern::<8>($($arg),*),
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows_and_panels {
     ($rows:expr, $panels:expr, $kern:ident($($arg:expr),* $(,)?)) => {
@@ -590,6 +608,30 @@ pub(crate) fn to_bf16(v: f32) -> u16 {
 #[inline(always)]
 pub(crate) fn from_bf16(b: u16) -> f32 {
     f32::from_bits((b as u32) << 16)
+}
+
+/// Stores rows of finished accumulators: row i's first `cols` columns (plus the bias, if any)
+/// at `c + i·ldc`.
+///
+/// # Safety
+/// `c` is valid for writes of `acc.len()` rows of `cols` floats at stride `ldc`.
+unsafe fn store_rows(
+    acc: &[[f32; NR]],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: the caller guarantees each row's `cols` floats are writable at stride ldc.
+        let dst = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+        for (j, o) in dst.iter_mut().enumerate() {
+            *o = match bias {
+                Some(b) => row[j] + b[j],
+                None => row[j],
+            };
+        }
+    }
 }
 
 /// x row `src` as f32 and Q8_0 weights take it: `dst[kk * stride] = src[kk]`.
