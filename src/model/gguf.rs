@@ -717,6 +717,17 @@ impl StoredTensors for GgufReader<'_> {
         })
     }
 
+    fn half_type(&self, name: &str) -> Option<candle_core::DType> {
+        let m = self.by_hf.get(name)?;
+        let info = self.weights.content.tensor_infos.get(&m.gguf)?;
+        match info.ggml_dtype {
+            _ if info.shape.rank() != 2 => None,
+            GgmlDType::F16 => Some(candle_core::DType::F16),
+            GgmlDType::BF16 => Some(candle_core::DType::BF16),
+            _ => None,
+        }
+    }
+
     fn stored_bytes(&self, name: &str) -> candle_core::Result<Vec<u8>> {
         let m = self.mapped(name)?;
         let q = self.qtensor(m)?;

@@ -442,6 +442,52 @@ fn f16_gguf_is_close_to_the_checkpoint() {
     }
 }
 
+/// A GGUF's 16-bit matrices are held as stored, half of f32's bytes: f16 as f16 (f32 products
+/// on the f16 weights, bit for bit f32 on them, with `stored` and `stored-exact` alike); bf16 as
+/// bf16 with `stored` (bf16-rounded activations, as llama.cpp computes bf16 weights), as f32 with
+/// `stored-exact` (which promises f32 products).
+#[test]
+fn half_precision_gguf_matrices_are_held_as_stored() {
+    let name = "llama-gqa-untied";
+    let tmp = tempfile::tempdir().unwrap();
+    let prompts = golden_prompts(name);
+    for dtype in [GgmlDType::F16, GgmlDType::BF16] {
+        let path = tmp.path().join(format!("{name}-{dtype:?}.gguf"));
+        write_gguf(&fixture(name), &path, dtype, |_| {});
+        let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
+        let load = |w: WeightType| LoadedModel::load(&ckpt, &Device::Cpu, w).unwrap();
+        let f32m = load(WeightType::Float(DType::F32));
+        let (stored, exact) = (load(WeightType::Stored), load(WeightType::StoredExact));
+        let bytes = |m: &LoadedModel| m.decoder.weights_bytes().unwrap() as f64;
+        let (held, held_exact) = (bytes(&stored) / bytes(&f32m), bytes(&exact) / bytes(&f32m));
+        eprintln!("{dtype:?}: stored holds {held:.3} of f32's bytes, stored-exact {held_exact:.3}");
+        assert!(held < 0.6, "{dtype:?}: stored holds {held:.3} of f32's bytes");
+        let (d_exact, _, greedy_exact) = compare(&exact, &f32m, &prompts);
+        assert_eq!(d_exact, 0.0, "{dtype:?}: stored-exact is f32 on the same weights, bit for bit");
+        assert!(greedy_exact);
+        // (Greedy tokens: equal where the logits are; the random fixture's near ties may flip
+        // under bf16 activations.)
+        let (d, scale, _) = compare(&stored, &f32m, &prompts);
+        eprintln!(
+            "{dtype:?}: stored vs f32 on the same weights: {d:.2e} (logits up to {scale:.1})"
+        );
+        match dtype {
+            GgmlDType::F16 => {
+                assert!(held_exact < 0.6, "f16 is held as f16 by stored-exact too");
+                assert_eq!(d, 0.0, "f16 weights on f32 activations are f32 on them, bit for bit");
+            }
+            _ => {
+                assert!(held_exact > 0.9, "stored-exact widens bf16 to f32");
+                assert!(d < BF16_ACTIVATION_TOLERANCE, "bf16 activations moved logits by {d}");
+            }
+        }
+    }
+}
+
+/// Rounding activations to bf16 (relative error up to 2^-9) moves this random model's logits
+/// (up to ~5) by a measured 0.053.
+const BF16_ACTIVATION_TOLERANCE: f32 = 0.1;
+
 /// Q8_0 stores each weight to 1/127 of its 32-block's largest magnitude: relative RMS error
 /// ~0.53% on these fixtures' weights, 25x f16's. The random fixture (weights of std 0.15, chosen
 /// so that logits are not flat) amplifies that to a measured 0.32 on logits up to 5.3, and its

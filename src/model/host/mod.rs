@@ -30,6 +30,9 @@ pub(crate) trait StoredTensors {
     fn stored_type(&self, name: &str) -> Option<GgufType>;
     /// Its bytes as stored, rows in HF order.
     fn stored_bytes(&self, name: &str) -> Result<Vec<u8>>;
+    /// Whether matrix `name` is stored in a 16-bit float type (F16 or BF16), which the host
+    /// kernels can hold as it is.
+    fn half_type(&self, name: &str) -> Option<DType>;
 }
 
 struct Block {
@@ -142,8 +145,9 @@ pub enum MatrixFormat {
     /// activations). Norms and biases stay f32; an untied embedding table too.
     Q8_0,
     /// A GGUF's tensors as stored: each matrix in its quantised type (`kernels::quant`, Q8_0),
-    /// others (F32, F16, BF16) as f32. With `int8`, products on Q8_0, Q4_K and Q6_K round their
-    /// input rows to int8 (`kernels::int8`); otherwise activations stay f32.
+    /// F16 matrices as f16, BF16 ones as bf16 with `int8` (else f32), other tensors as f32. With
+    /// `int8`, products on Q8_0, Q4_K and Q6_K round their input rows to int8 (`kernels::int8`)
+    /// and on bf16 to bf16, as llama.cpp's do; otherwise activations stay f32.
     Gguf {
         int8: bool,
     },
@@ -190,6 +194,27 @@ impl Source<'_> {
         }
     }
 
+    /// With `MatrixFormat::Gguf`, how matrices that the file stores in 16-bit floats are held:
+    /// f16 as f16 (widened exactly in the kernels: f32 activations, either way); bf16 as bf16
+    /// with int8 products (bf16 activations, as llama.cpp computes bf16 weights), else as f32
+    /// (`stored-exact` promises f32 products). `None` for other tensors, and when the parts are
+    /// not all stored alike.
+    fn half_format(&self, vb: &VarBuilder, parts: &[(&str, usize)]) -> Option<MatrixFormat> {
+        let (MatrixFormat::Gguf { int8 }, Some(s)) = (self.weights, self.stored) else {
+            return None;
+        };
+        let types: Vec<_> = parts
+            .iter()
+            .map(|(name, _)| s.half_type(&format!("{}.weight", vb.pp(name).prefix())))
+            .collect();
+        match types.first().copied().flatten() {
+            _ if !types.windows(2).all(|t| t[0] == t[1]) => None,
+            Some(DType::F16) => Some(MatrixFormat::F16),
+            Some(DType::BF16) if int8 => Some(MatrixFormat::Bf16),
+            _ => None,
+        }
+    }
+
     /// Linear layers stacked along their outputs (with their biases if `bias`), packed as one
     /// matrix when they are held alike, else one matrix per part. Each part's rows go to the
     /// packer straight from its tensor, so no f32 copy of the stack (or of one part) is made.
@@ -231,7 +256,10 @@ impl Source<'_> {
         }
         let bias = bias.then_some(b.as_slice());
         let (Some(t), Some(source)) = (stored, self.stored) else {
-            let mut packer = self.weights.packer(rows, inputs, bias);
+            let mut packer = match self.half_format(vb, parts) {
+                Some(format) => format.packer(rows, inputs, bias),
+                None => self.weights.packer(rows, inputs, bias),
+            };
             for &(name, n) in parts {
                 push_rows(&mut packer, &vb.pp(name), (n, inputs), "weight")?;
             }
