@@ -279,9 +279,10 @@ fn round_unit(kernel: IntKernel, x: &[f32], id: f32) -> [i8; UNIT] {
         // SAFETY: Vnni is chosen only where avx512f and avx512bw are; 32 floats as above.
         #[cfg(target_arch = "x86_64")]
         IntKernel::Vnni => unsafe { super::avx512int8::round_unit(x.as_ptr(), id) },
-        // `round_i8` is written to vectorise, and NEON is aarch64's baseline.
+        // The portable rounding: `round_i8` is written to vectorise, and NEON is aarch64's
+        // baseline.
         #[cfg(target_arch = "aarch64")]
-        IntKernel::Neon | IntKernel::NeonDot => std::array::from_fn(|i| round_i8(x[i] * id)),
+        IntKernel::Neon | IntKernel::NeonDot => round_unit(IntKernel::Scalar, x, id),
     }
 }
 

@@ -7,7 +7,7 @@
 //! and a row block of up to MR rows runs three rows at a time.
 //!
 //! W vectors come from a [`Panel`]: loaded as f32, widened from f16 (`fcvtl`, exact), made from
-//! Q8_0's int8 times the block's scale (exact), or widened from bf16 pairs.
+//! Q8_0's int8 times the block's scale (exact), or widened from bf16 pairs, one half a step.
 
 use std::arch::aarch64::*;
 
@@ -22,8 +22,14 @@ const R3: usize = 3;
 /// One panel of W as the kernel reads it: vector `v` (columns 4v..4v+4) of k step `kk`.
 trait Panel: Copy {
     /// # Safety
-    /// `kk` < the panel's k and `v` < V.
+    /// `kk` < the panel's steps and `v` < V.
     unsafe fn w(self, kk: usize, v: usize) -> float32x4_t;
+
+    /// The row of packed x that step `kk` multiplies.
+    #[inline(always)]
+    fn x_row(kk: usize) -> usize {
+        kk
+    }
 }
 
 /// f32 weights, `[k][NR]`.
@@ -63,6 +69,30 @@ impl Panel for Q8 {
             let q = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vdup_n_u32(four)))));
             vmulq_f32(vcvtq_f32_s32(q), vld1q_f32(self.1.add((kk / QK) * NR + 4 * v)))
         }
+    }
+}
+
+/// bf16 weights, `[kp][NR]` pairs (k = 2p in the low half), run as 2·kp steps in the order of
+/// `bf16.rs`'s emulation: step 2p is the pair's odd weight (the high half) against x row 2p + 1,
+/// step 2p + 1 its even one against row 2p. Widening is exact: masking, or shifting up.
+#[derive(Clone, Copy)]
+struct Bf16(*const u32);
+
+impl Panel for Bf16 {
+    #[inline(always)]
+    unsafe fn w(self, kk: usize, v: usize) -> float32x4_t {
+        // SAFETY: the caller's bounds; the panel holds kp·NR pairs.
+        let pair = unsafe { vld1q_u32(self.0.add((kk / 2) * NR + 4 * v)) };
+        if kk.is_multiple_of(2) {
+            vreinterpretq_f32_u32(vandq_u32(pair, vdupq_n_u32(0xffff_0000)))
+        } else {
+            vreinterpretq_f32_u32(vshlq_n_u32::<16>(pair))
+        }
+    }
+
+    #[inline(always)]
+    fn x_row(kk: usize) -> usize {
+        kk ^ 1
     }
 }
 
@@ -171,7 +201,7 @@ unsafe fn run<W: Panel>(
     }
 }
 
-/// R rows (`a` at this call's first row of a `[k][lda]` block) times the panel.
+/// R rows (`a` at this call's first row of a `[k][lda]` block) times the panel's k steps.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn kern<const R: usize, W: Panel>(
@@ -188,7 +218,8 @@ unsafe fn kern<const R: usize, W: Panel>(
     for kk in 0..k {
         // SAFETY: `run` checked a has k·lda floats; `w` holds k steps.
         unsafe {
-            let xb: [float32x4_t; R] = std::array::from_fn(|i| vdupq_n_f32(*a.add(kk * lda + i)));
+            let x = a.add(W::x_row(kk) * lda);
+            let xb: [float32x4_t; R] = std::array::from_fn(|i| vdupq_n_f32(*x.add(i)));
             for v in 0..V {
                 let wv = w.w(kk, v);
                 for (row, &xi) in acc.iter_mut().zip(&xb) {
@@ -217,61 +248,9 @@ pub(super) unsafe fn block_bf16(
     ldc: usize,
     cols: usize,
 ) {
-    assert!(
-        a.len() >= 2 * kp * rows
-            && w.len() >= kp * NR
-            && bias.is_none_or(|b| b.len() >= NR)
-            && cols <= NR
-    );
-    let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
-    let mut i0 = 0;
-    while i0 < rows {
-        let r = (rows - i0).min(R3);
-        // SAFETY: as in `run`.
-        unsafe {
-            let (a, w, c) = (a.as_ptr().add(i0), w.as_ptr(), c.add(i0 * ldc));
-            match r {
-                1 => kern_bf16::<1>(kp, a, rows, w, bias, c, ldc, cols),
-                2 => kern_bf16::<2>(kp, a, rows, w, bias, c, ldc, cols),
-                _ => kern_bf16::<3>(kp, a, rows, w, bias, c, ldc, cols),
-            }
-        }
-        i0 += r;
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn kern_bf16<const R: usize>(
-    kp: usize,
-    a: *const f32,
-    lda: usize,
-    w: *const u32,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
-    let mut acc = [[vdupq_n_f32(0.0); V]; R];
-    for p in 0..kp {
-        // SAFETY: `block_bf16` checked a has 2kp·lda floats and w kp·NR pairs.
-        unsafe {
-            let (xo, xe) = (a.add((2 * p + 1) * lda), a.add(2 * p * lda));
-            for v in 0..V {
-                let pair = vld1q_u32(w.add(p * NR + 4 * v));
-                let odd = vreinterpretq_f32_u32(vandq_u32(pair, vdupq_n_u32(0xffff_0000)));
-                let even = vreinterpretq_f32_u32(vshlq_n_u32::<16>(pair));
-                // x from memory at each use (`ld1r`): 24 accumulators leave no room for 2·R
-                // broadcasts.
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let t = vfmaq_f32(row[v], vld1q_dup_f32(xo.add(i)), odd);
-                    row[v] = vfmaq_f32(t, vld1q_dup_f32(xe.add(i)), even);
-                }
-            }
-        }
-    }
-    // SAFETY: as in `kern`.
-    unsafe { finish(&mut acc, bias, c, ldc, cols) };
+    assert!(w.len() >= kp * NR);
+    // SAFETY: as for `block`.
+    unsafe { run(rows, 2 * kp, a, Bf16(w.as_ptr()), bias, c, ldc, cols) }
 }
 
 /// Adds the bias (if any) and stores R rows × `cols` columns.
