@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::bail;
-use benchgen::env::Environment;
+use benchgen::env::{Environment, PhaseCheck};
 use benchgen::leaderboard::leaderboard;
 use benchgen::run::RunsDir;
 
@@ -90,10 +90,8 @@ pub fn validate(spec: &str) -> anyhow::Result<()> {
         }
     }
     for phase in &env.manifest.phases {
-        let (items, mut problems) = env.check_phase(phase);
-        // Prompts are checked once there is data to build them from (a phase whose data could
-        // not be read at all has its one problem already).
-        if !items.is_empty() || problems.is_empty() {
+        let PhaseCheck { items, mut problems, data_read } = env.check_phase(phase);
+        if data_read {
             problems.extend(benchgen::prompt::check_renders(&env, phase, &items));
         }
         println!("phase {}: {} items, {} problem(s)", phase.name, items.len(), problems.len());

@@ -32,6 +32,16 @@ pub const DATA_DIR_VAR: &str = "BENCHGEN_DATA_DIR";
 
 use crate::error::{Error, Result};
 
+/// What `Environment::check_phase` found in a phase's data.
+pub struct PhaseCheck {
+    /// The items that parsed.
+    pub items: Vec<Item>,
+    pub problems: Vec<Error>,
+    /// Whether the phase's files were read (and its field mapping built), so that the items'
+    /// prompts can be checked too (`prompt::check_renders`), even when no item parsed.
+    pub data_read: bool,
+}
+
 pub struct Environment {
     pub manifest: Manifest,
     /// The manifest as read, for the content hash.
@@ -176,7 +186,7 @@ impl Environment {
     }
 
     pub fn load_items(&self, phase: &PhaseSpec) -> Result<Vec<Item>> {
-        let (items, mut problems) = self.read_phase(phase);
+        let PhaseCheck { items, mut problems, .. } = self.read_phase(phase);
         if problems.is_empty() {
             Ok(items)
         } else {
@@ -251,24 +261,25 @@ impl Environment {
     /// Every data problem of a phase (`env validate`): unreadable data, bad lines, missing
     /// fields, duplicate ids. Also the items that did parse. (Whether their prompts render is
     /// the prompt stage's to check: `prompt::check_renders`.)
-    pub fn check_phase(&self, phase: &PhaseSpec) -> (Vec<Item>, Vec<Error>) {
+    pub fn check_phase(&self, phase: &PhaseSpec) -> PhaseCheck {
         self.read_phase(phase)
     }
 
-    fn read_phase(&self, phase: &PhaseSpec) -> (Vec<Item>, Vec<Error>) {
+    fn read_phase(&self, phase: &PhaseSpec) -> PhaseCheck {
+        let unread = |e| PhaseCheck { items: Vec::new(), problems: vec![e], data_read: false };
         let files = match self.phase_files(phase) {
             Ok(f) => f,
-            Err(e) => return (Vec::new(), vec![e]),
+            Err(e) => return unread(e),
         };
         let (mut items, mut problems) = (Vec::new(), Vec::new());
         let remap = match (self.manifest.source_fields(phase), files.iter().any(|f| f.from_hub)) {
             (Some(table), true) => match remap::Remap::new(table) {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    return (
-                        Vec::new(),
-                        vec![Error::env(&self.origin, format!("phase \"{}\": {e}", phase.name))],
-                    )
+                    return unread(Error::env(
+                        &self.origin,
+                        format!("phase \"{}\": {e}", phase.name),
+                    ))
                 }
             },
             _ => None,
@@ -302,7 +313,7 @@ impl Environment {
                 }
             }
         }
-        (items, problems)
+        PhaseCheck { items, problems, data_read: true }
     }
 
     /// The hub files read so far, each as its reference pinned to the commit it resolved to

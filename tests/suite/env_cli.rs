@@ -63,6 +63,17 @@ fn validate_reports_every_problem_with_file_and_line() {
     assert!(out.contains("item 3: cannot render environment.toml [prompt] template"), "{out}");
     assert!(out.contains("the item has no field question"), "{out}");
     assert!(stderr(&o).contains("problem(s)"), "{}", stderr(&o));
+
+    // Data that was read but of which no item parses still has its prompt template checked.
+    std::fs::write(env.join("data/dev.jsonl"), "not json\n").unwrap();
+    let manifest = std::fs::read_to_string(env.join("environment.toml")).unwrap();
+    let broken = manifest.replace("template = \"{{ question }}\"", "template = \"{{ question \"");
+    assert_ne!(broken, manifest);
+    std::fs::write(env.join("environment.toml"), broken).unwrap();
+    let out = stdout(&benchgen(dir.path(), &["env", "validate", env.to_str().unwrap()]));
+    assert!(out.contains("phase dev: 0 items, 2 problem(s)"), "{out}");
+    assert!(out.contains("dev.jsonl: line 1: not valid JSON"), "{out}");
+    assert!(out.contains("[prompt] template"), "{out}");
 }
 
 #[test]
