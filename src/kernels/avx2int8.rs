@@ -1,22 +1,21 @@
 //! AVX2 kernels for int8 products (`int8.rs`): `vpmaddubsw` multiplies a unit row's unsigned
 //! quants with a broadcast quad of xq into i16 pairs and `vpmaddwd` by ones sums each column's
-//! quad into its i32 lane, exactly: a pair is at most 2·63·127 for Q4_K and Q6_K (so Q4_K sums
-//! a whole unit, Q6_K two quads, in i16 before widening), and Q8_0 (q up to 255 with its offset)
-//! goes through the sign trick (`|q - 128|` times `xq·sign(q - 128)`, at most 2·128·127), so the
-//! integer sums are those of the VNNI kernels. With 16 registers the panel is taken 8 columns at
-//! a time, four rows at once.
+//! quad into its i32 lane, exactly: a pair is at most 2·q_max·127 (so 4-bit types sum a whole
+//! unit in i16 before widening, 5-bit ones half a unit, Q6_K two quads), and Q8_0 (q up to 255
+//! with its offset) goes through the sign trick (`|q - 128|` times `xq·sign(q - 128)`, at most
+//! 2·128·127), so the integer sums are those of the VNNI kernels. With 16 registers the panel is
+//! taken 8 columns at a time, four rows at once.
 
 use std::arch::x86_64::*;
 
 use super::avx2quant::scale_offset8;
-use super::int8::{Kind, UNIT, XU};
+use super::int8::{Kind, Quants, UNIT, XU};
 use super::{MR, NR};
 
 /// Rows whose accumulators stay in registers: four rows of one 8-column vector (accumulators,
 /// i16 sums, the unpacked quants and a broadcast fit in 16 registers), so each unpacked vector
 /// serves four rows.
 const GROUP: usize = 4;
-const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
 
 /// See `avx512int8::block`; same contract.
 ///
@@ -49,24 +48,66 @@ pub(super) unsafe fn block(
             // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; features from the
             // caller.
             unsafe {
-                match (kind, i1 - i0) {
-                    (Kind::Q8_0, 1) => kern::<1, 0>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q8_0, 2) => kern::<2, 0>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q8_0, 3) => kern::<3, 0>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q8_0, _) => kern::<4, 0>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, 1) => kern::<1, 1>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, 2) => kern::<2, 1>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, 3) => kern::<3, 1>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, _) => kern::<4, 1>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, 1) => kern::<1, 2>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, 2) => kern::<2, 2>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, 3) => kern::<3, 2>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, _) => kern::<4, 2>(k, a, rows, i0, q, s, v, o),
+                match i1 - i0 {
+                    1 => by_kind::<1>(kind, k, a, rows, i0, q, s, v, o),
+                    2 => by_kind::<2>(kind, k, a, rows, i0, q, s, v, o),
+                    3 => by_kind::<3>(kind, k, a, rows, i0, q, s, v, o),
+                    _ => by_kind::<4>(kind, k, a, rows, i0, q, s, v, o),
                 }
             }
         }
     }
     out
+}
+
+/// `kern` for `kind`.
+///
+/// # Safety
+/// As `kern`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn by_kind<const R: usize>(
+    kind: Kind,
+    k: usize,
+    a: *const u32,
+    rows: usize,
+    i0: usize,
+    q: *const u8,
+    s: *const u8,
+    v: usize,
+    o: &mut [[f32; NR]],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match kind.index() {
+            0 => kern::<R, 0>(k, a, rows, i0, q, s, v, o),
+            1 => kern::<R, 1>(k, a, rows, i0, q, s, v, o),
+            2 => kern::<R, 2>(k, a, rows, i0, q, s, v, o),
+            3 => kern::<R, 3>(k, a, rows, i0, q, s, v, o),
+            4 => kern::<R, 4>(k, a, rows, i0, q, s, v, o),
+            5 => kern::<R, 5>(k, a, rows, i0, q, s, v, o),
+            6 => kern::<R, 6>(k, a, rows, i0, q, s, v, o),
+            _ => kern::<R, 7>(k, a, rows, i0, q, s, v, o),
+        }
+    }
+}
+
+/// Bit t of each byte of `hb` moved to bit 4, the rest cleared (as `avx512int8::fifth_bit`).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn fifth_bit(hb: __m256i, t: usize) -> __m256i {
+    let v = match t {
+        0 => _mm256_slli_epi16(hb, 4),
+        1 => _mm256_slli_epi16(hb, 3),
+        2 => _mm256_slli_epi16(hb, 2),
+        3 => _mm256_slli_epi16(hb, 1),
+        4 => hb,
+        5 => _mm256_srli_epi16(hb, 1),
+        6 => _mm256_srli_epi16(hb, 2),
+        _ => _mm256_srli_epi16(hb, 3),
+    };
+    _mm256_and_si256(v, _mm256_set1_epi8(0x10))
 }
 
 /// The 32 bytes of columns 8v..8v+8 in a unit row at `p`.
@@ -107,7 +148,7 @@ unsafe fn kern<const R: usize, const K: usize>(
     v: usize,
     out: &mut [[f32; NR]],
 ) {
-    let kind = KINDS[K];
+    let kind = Kind::ALL[K];
     let f = kind.format();
     let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
     let low = _mm256_set1_epi8(0x0F);
@@ -120,50 +161,94 @@ unsafe fn kern<const R: usize, const K: usize>(
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
             let mut t = [_mm256_setzero_ps(); R];
-            match kind {
-                Kind::Q8_0 => {
+            match kind.quants() {
+                Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
+                    // J = Σ (q - z)·xq for the zero-point types, I = Σ q·xq for the others.
                     let mut ia = [_mm256_setzero_si256(); R];
-                    for quad in 0..8 {
-                        let w = load(unit.add(quad * 4 * NR), v);
-                        for (i, r) in ia.iter_mut().enumerate() {
-                            *r = _mm256_add_epi32(*r, dot_offset(w, xb(quad, i)));
+                    match kind.quants() {
+                        Quants::Bytes => {
+                            for quad in 0..8 {
+                                let w = load(unit.add(quad * 4 * NR), v);
+                                for (i, r) in ia.iter_mut().enumerate() {
+                                    *r = _mm256_add_epi32(*r, dot_offset(w, xb(quad, i)));
+                                }
+                            }
+                        }
+                        Quants::Nibbles => {
+                            // i16 sums over the whole unit: each `vpmaddubsw` lane is at most
+                            // 2·15·127 = 3810, so eight of them stay below 2¹⁵.
+                            let mut i16s = [_mm256_setzero_si256(); R];
+                            for g in 0..4 {
+                                let w = load(unit.add(g * 4 * NR), v);
+                                let (lo, hi) = (
+                                    _mm256_and_si256(w, low),
+                                    _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
+                                );
+                                for (i, r) in i16s.iter_mut().enumerate() {
+                                    let pair = _mm256_add_epi16(
+                                        _mm256_maddubs_epi16(lo, xb(2 * g, i)),
+                                        _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)),
+                                    );
+                                    *r = _mm256_add_epi16(*r, pair);
+                                }
+                            }
+                            for (r, s) in ia.iter_mut().zip(i16s) {
+                                *r = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+                            }
+                        }
+                        _ => {
+                            // 5-bit q: a `vpmaddubsw` lane is at most 2·31·127 = 7874, so
+                            // four of them (two groups) are summed in i16 before widening.
+                            let hb = load(unit.add(4 * 4 * NR), v);
+                            for two in 0..2 {
+                                let mut i16s = [_mm256_setzero_si256(); R];
+                                for g in 2 * two..2 * two + 2 {
+                                    let w = load(unit.add(g * 4 * NR), v);
+                                    let lo = _mm256_or_si256(
+                                        _mm256_and_si256(w, low),
+                                        fifth_bit(hb, 2 * g),
+                                    );
+                                    let hi = _mm256_or_si256(
+                                        _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
+                                        fifth_bit(hb, 2 * g + 1),
+                                    );
+                                    for (i, r) in i16s.iter_mut().enumerate() {
+                                        let pair = _mm256_add_epi16(
+                                            _mm256_maddubs_epi16(lo, xb(2 * g, i)),
+                                            _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)),
+                                        );
+                                        *r = _mm256_add_epi16(*r, pair);
+                                    }
+                                }
+                                for (r, s) in ia.iter_mut().zip(i16s) {
+                                    *r = _mm256_add_epi32(
+                                        *r,
+                                        _mm256_madd_epi16(s, _mm256_set1_epi16(1)),
+                                    );
+                                }
+                            }
                         }
                     }
                     // (Scales once the integer loop is done: fewer registers live in it.)
-                    let (sa, _) = scale_offset8(&f, rec, 0, v);
-                    for (ti, r) in t.iter_mut().zip(ia) {
-                        *ti = _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa);
-                    }
-                }
-                Kind::Q4_K => {
-                    // i16 sums over the whole unit: each `vpmaddubsw` lane is at most
-                    // 2·15·127 = 3810, so eight of them stay below 2¹⁵.
-                    let mut ia = [_mm256_setzero_si256(); R];
-                    for g in 0..4 {
-                        let w = load(unit.add(g * 4 * NR), v);
-                        let (lo, hi) = (
-                            _mm256_and_si256(w, low),
-                            _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
-                        );
-                        for (i, r) in ia.iter_mut().enumerate() {
-                            let pair = _mm256_add_epi16(
-                                _mm256_maddubs_epi16(lo, xb(2 * g, i)),
-                                _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)),
-                            );
-                            *r = _mm256_add_epi16(*r, pair);
-                        }
-                    }
                     let (sa, so) = scale_offset8(&f, rec, u % per_block, v);
                     for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
-                        let sum = _mm256_set1_ps((x(9, i) as i32 + x(10, i) as i32) as f32);
-                        let p = _mm256_mul_ps(
-                            _mm256_cvtepi32_ps(_mm256_madd_epi16(r, _mm256_set1_epi16(1))),
-                            sa,
-                        );
-                        *ti = _mm256_fmadd_ps(so, sum, p);
+                        let sum = x(9, i) as i32 + x(10, i) as i32;
+                        *ti = match kind.zero() {
+                            // (Bytes' sign trick has subtracted its 128 already.)
+                            Some(z) if kind.quants() != Quants::Bytes => _mm256_mul_ps(
+                                _mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(z * sum))),
+                                sa,
+                            ),
+                            Some(_) => _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa),
+                            None => _mm256_fmadd_ps(
+                                so,
+                                _mm256_set1_ps(sum as f32),
+                                _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa),
+                            ),
+                        };
                     }
                 }
-                Kind::Q6_K => {
+                Quants::Six => {
                     let high = _mm256_set1_epi8(0x30);
                     for sixteen in 0..2 {
                         let base = unit.add(sixteen * 3 * 4 * NR);

@@ -6,14 +6,13 @@
 use std::arch::x86_64::*;
 
 use super::avx512quant::{halves, scale_offset};
-use super::int8::{Kind, UNIT, XU};
+use super::int8::{Kind, Quants, UNIT, XU};
 use super::{MR, NR};
 
 /// Rows whose accumulators stay in registers: up to four rows over the panel's two vectors
 /// (two independent chains a row, for small batches), or up to eight over one vector, so that
 /// each unpacked vector serves more rows.
 const GROUP: usize = 8;
-const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
 
 /// `rows` (1..=MR) rows of packed x (`a`, `[depth][rows]`) times one panel (`q` its units, `s`
 /// its scale records), before the bias.
@@ -86,12 +85,35 @@ unsafe fn by_kind<const R: usize, const V: usize>(
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        match kind {
-            Kind::Q8_0 => kern::<R, V, 0>(k, a, rows, i0, q, s, h0, o),
-            Kind::Q4_K => kern::<R, V, 1>(k, a, rows, i0, q, s, h0, o),
-            Kind::Q6_K => kern::<R, V, 2>(k, a, rows, i0, q, s, h0, o),
+        match kind.index() {
+            0 => kern::<R, V, 0>(k, a, rows, i0, q, s, h0, o),
+            1 => kern::<R, V, 1>(k, a, rows, i0, q, s, h0, o),
+            2 => kern::<R, V, 2>(k, a, rows, i0, q, s, h0, o),
+            3 => kern::<R, V, 3>(k, a, rows, i0, q, s, h0, o),
+            4 => kern::<R, V, 4>(k, a, rows, i0, q, s, h0, o),
+            5 => kern::<R, V, 5>(k, a, rows, i0, q, s, h0, o),
+            6 => kern::<R, V, 6>(k, a, rows, i0, q, s, h0, o),
+            _ => kern::<R, V, 7>(k, a, rows, i0, q, s, h0, o),
         }
     }
+}
+
+/// Bit t of each byte of `hb` moved to bit 4, the rest cleared (16-bit shifts: what crosses a
+/// byte boundary lands outside bit 4).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn fifth_bit(hb: __m512i, t: usize) -> __m512i {
+    let v = match t {
+        0 => _mm512_slli_epi16(hb, 4),
+        1 => _mm512_slli_epi16(hb, 3),
+        2 => _mm512_slli_epi16(hb, 2),
+        3 => _mm512_slli_epi16(hb, 1),
+        4 => hb,
+        5 => _mm512_srli_epi16(hb, 1),
+        6 => _mm512_srli_epi16(hb, 2),
+        _ => _mm512_srli_epi16(hb, 3),
+    };
+    _mm512_and_si512(v, _mm512_set1_epi8(0x10))
 }
 
 /// V 64-byte vectors of a unit row from vector h0 (columns 16·h0..).
@@ -117,7 +139,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
     h0: usize,
     out: &mut [[f32; NR]],
 ) {
-    let kind = KINDS[K];
+    let kind = Kind::ALL[K];
     let f = kind.format();
     let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
     let low = _mm512_set1_epi8(0x0F);
@@ -131,61 +153,73 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
             let mut t = [[_mm512_setzero_ps(); V]; R];
-            match kind {
-                Kind::Q8_0 => {
+            match kind.quants() {
+                Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
                     let mut ia = [[_mm512_setzero_si512(); V]; R];
-                    for quad in 0..8 {
-                        let w = load::<V>(unit.add(quad * 4 * NR), h0);
-                        for (i, r) in ia.iter_mut().enumerate() {
-                            let xv = xb(quad, i);
-                            for v in 0..V {
-                                r[v] = _mm512_dpbusd_epi32(r[v], w[v], xv);
+                    if kind.quants() == Quants::Bytes {
+                        for quad in 0..8 {
+                            let w = load::<V>(unit.add(quad * 4 * NR), h0);
+                            for (i, r) in ia.iter_mut().enumerate() {
+                                let xv = xb(quad, i);
+                                for v in 0..V {
+                                    r[v] = _mm512_dpbusd_epi32(r[v], w[v], xv);
+                                }
                             }
                         }
-                    }
-                    let d = [halves(rec), halves(rec.add(32))];
-                    for (i, r) in ia.iter().enumerate() {
-                        let corr = _mm512_set1_epi32(128 * (x(9, i) as i32 + x(10, i) as i32));
-                        for v in 0..V {
-                            t[i][v] = _mm512_mul_ps(
-                                _mm512_cvtepi32_ps(_mm512_sub_epi32(r[v], corr)),
-                                d[h0 + v],
-                            );
-                        }
-                    }
-                }
-                Kind::Q4_K => {
-                    let mut ia = [[_mm512_setzero_si512(); V]; R];
-                    for g in 0..4 {
-                        let w = load::<V>(unit.add(g * 4 * NR), h0);
-                        let lo: [__m512i; V] = std::array::from_fn(|v| _mm512_and_si512(w[v], low));
-                        let hi: [__m512i; V] = std::array::from_fn(|v| {
-                            _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low)
-                        });
-                        for (i, r) in ia.iter_mut().enumerate() {
-                            let (x0, x1) = (xb(2 * g, i), xb(2 * g + 1, i));
-                            for v in 0..V {
-                                r[v] = _mm512_dpbusd_epi32(r[v], lo[v], x0);
-                                r[v] = _mm512_dpbusd_epi32(r[v], hi[v], x1);
+                    } else {
+                        let hb = (kind.quants() == Quants::Nibbles5)
+                            .then(|| load::<V>(unit.add(4 * 4 * NR), h0));
+                        for g in 0..4 {
+                            let w = load::<V>(unit.add(g * 4 * NR), h0);
+                            let mut lo: [__m512i; V] =
+                                std::array::from_fn(|v| _mm512_and_si512(w[v], low));
+                            let mut hi: [__m512i; V] = std::array::from_fn(|v| {
+                                _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low)
+                            });
+                            if let Some(hb) = hb {
+                                for v in 0..V {
+                                    lo[v] = _mm512_or_si512(lo[v], fifth_bit(hb[v], 2 * g));
+                                    hi[v] = _mm512_or_si512(hi[v], fifth_bit(hb[v], 2 * g + 1));
+                                }
+                            }
+                            for (i, r) in ia.iter_mut().enumerate() {
+                                let (x0, x1) = (xb(2 * g, i), xb(2 * g + 1, i));
+                                for v in 0..V {
+                                    r[v] = _mm512_dpbusd_epi32(r[v], lo[v], x0);
+                                    r[v] = _mm512_dpbusd_epi32(r[v], hi[v], x1);
+                                }
                             }
                         }
                     }
                     // (Scales once the integer loop is done: fewer registers live in it.)
                     let d = [halves(rec), halves(rec.add(32))];
-                    let e = [halves(rec.add(2 * NR)), halves(rec.add(2 * NR + 32))];
+                    let e = if f.e {
+                        [halves(rec.add(2 * NR)), halves(rec.add(2 * NR + 32))]
+                    } else {
+                        [_mm512_setzero_ps(); 2]
+                    };
                     let (sa, so) = scale_offset(&f, rec, u % per_block, &d, &e);
                     for (i, r) in ia.iter().enumerate() {
-                        let sum = _mm512_set1_ps((x(9, i) as i32 + x(10, i) as i32) as f32);
+                        let sum = x(9, i) as i32 + x(10, i) as i32;
                         for v in 0..V {
-                            t[i][v] = _mm512_fmadd_ps(
-                                so[h0 + v],
-                                sum,
-                                _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[h0 + v]),
-                            );
+                            t[i][v] = match kind.zero() {
+                                Some(z) => _mm512_mul_ps(
+                                    _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                                        r[v],
+                                        _mm512_set1_epi32(z * sum),
+                                    )),
+                                    sa[h0 + v],
+                                ),
+                                None => _mm512_fmadd_ps(
+                                    so[h0 + v],
+                                    _mm512_set1_ps(sum as f32),
+                                    _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[h0 + v]),
+                                ),
+                            };
                         }
                     }
                 }
-                Kind::Q6_K => {
+                Quants::Six => {
                     let d = [halves(rec), halves(rec.add(32))];
                     let zero = [_mm512_setzero_ps(); 2];
                     let high = _mm512_set1_epi8(0x30);

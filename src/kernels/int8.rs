@@ -2,32 +2,38 @@
 //! int8 in blocks of 32 along k (`dx = amax / 127`, `xq = round(x / dx)`, held with the block's
 //! sums of xq over each half), and a weight block's integer q values meet xq in exact integer
 //! dot products (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2, `sdot` on NEON), leaving a
-//! few float operations per block of 32 instead of an FMA per weight. Used for Q8_0, Q4_K and Q6_K (every
-//! tensor of a Q4_K_M, Q6_K or Q8_0 file); the other types keep the exact kernels (`quant.rs`).
+//! few float operations per block of 32 instead of an FMA per weight. Used for Q8_0, Q4_0, Q4_1,
+//! Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (every tensor of a Q4_0, Q4_K_M, Q5_K_M, Q6_K or Q8_0 file,
+//! the Q5_0/Q5_1 that llama.cpp writes where a row is not a whole number of 256-blocks
+//! included); Q2_K and Q3_K keep the exact kernels (`quant.rs`).
 //!
 //! Bits: the integer sums are exact whatever adds them, so each output element is
 //! `acc = Σ_u fma(t_u, dx_u, acc)` over k's blocks u = 0, 1, … in order, from 0, with
-//! - Q8_0: `t = I·d`, `I = Σ (q - 128)·xq` (q stored offset by 128),
-//! - Q4_K: `t = fma(o, S, I·a)` for the sub-block's `a = d·sc`, `o = -(dmin·m)`, `I = Σ q·xq`,
-//!   `S = Σ xq`,
-//! - Q6_K: `t = fma(I₁, a₁, I₀·a₀)` over the block's two sub-blocks of 16, `Iₕ = Σ (q - 32)·xq`,
+//! - zero-point types (Q8_0 with z = 128, its q stored offset by 128; Q4_0, z = 8; Q5_0, z = 16):
+//!   `t = J·a`, `J = Σ (q - z)·xq`,
+//! - offset and min types (Q4_1, Q5_1: `a = d`, `o = m`; Q4_K, Q5_K: the sub-block's `a = d·sc`,
+//!   `o = -(dmin·m)`): `t = fma(o, S, I·a)`, `I = Σ q·xq`, `S = Σ xq`,
+//! - Q6_K: `t = fma(J₁, a₁, J₀·a₀)` over the block's two sub-blocks of 16, `Jₕ = Σ (q - 32)·xq`,
 //!
 //! then `+ bias`. Every instruction set computes exactly these operations, so the scalar, AVX2,
 //! AVX-512 and NEON kernels agree bit for bit, and an element depends on its own row of x and
-//! column of W only: batch invariant as the f32 kernels are. It is not the f32 product on the dequantised W
-//! (x is rounded to int8); `tests.rs` measures how far it is, next to llama.cpp's own error.
+//! column of W only: batch invariant as the f32 kernels are. It is not the f32 product on the
+//! dequantised W (x is rounded to int8); `tests.rs` measures how far it is, next to llama.cpp's
+//! own error.
 //!
 //! Layout per panel of [`NR`] columns, per block of 32 k values (a "unit"), one byte per column
 //! and k-quad lane so a 32-bit lane holds four consecutive k of one column, what `vpdpbusd`
-//! multiplies with a broadcast quad of xq:
-//! - Q8_0: 8 quads × `[NR][4]` bytes of `q + 128` (1024 bytes);
-//! - Q4_K: 4 groups of 8 k × `[NR][4]` bytes, k0+kk in the low nibble and k0+4+kk in the high
-//!   one (512 bytes);
+//! multiplies with a broadcast quad of xq ([`Quants`]):
+//! - 8 bits (Q8_0): 8 quads × `[NR][4]` bytes of `q + 128` (1024 bytes);
+//! - 4 bits (Q4_0, Q4_1, Q4_K): 4 groups of 8 k × `[NR][4]` bytes, k0+kk in the low nibble and
+//!   k0+4+kk in the high one (512 bytes);
+//! - 5 bits (Q5_0, Q5_1, Q5_K): those nibble groups of q's low 4 bits, then `[NR][4]` bytes of
+//!   the fifth bits (bit t: quad t) (640 bytes);
 //! - Q6_K: per half of 16 k, two such nibble groups of q's low 4 bits, then `[NR][4]` bytes of
 //!   the high 2 bits of the half's four quads (bits 2t..2t+1: quad t) (768 bytes).
 //!
-//! Scale records per GGUF block as `quant.rs` keeps them (d as f16 per column; Q4_K's dmin, sc
-//! and m; Q6_K's i8 scales), so memory stays the file's size.
+//! Scale records per GGUF block as `quant.rs` keeps them (d as f16 per column; the second f16,
+//! sc and m where the type has them), so memory stays the file's size.
 
 use std::cell::RefCell;
 
@@ -44,8 +50,26 @@ pub(super) const XU: usize = 11;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
     Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
     Q4_K,
+    Q5_K,
     Q6_K,
+}
+
+/// How a unit's 32 q values are laid out (see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Quants {
+    /// Q8_0's `q + 128`, a byte each.
+    Bytes,
+    /// 4-bit q in nibble groups.
+    Nibbles,
+    /// The nibble groups of 5-bit q, then a plane of their fifth bits.
+    Nibbles5,
+    /// Q6_K's halves of 16.
+    Six,
 }
 
 /// Q8_0 as a [`Format`]: q stored offset by 128, so `w = (q - 128)·d`.
@@ -62,38 +86,73 @@ const Q8_0_FORMAT: Format = Format {
 };
 
 impl Kind {
+    /// Every kind; the SIMD kernels are compiled once per index.
+    pub(super) const ALL: [Kind; 8] = [
+        Kind::Q8_0,
+        Kind::Q4_0,
+        Kind::Q4_1,
+        Kind::Q5_0,
+        Kind::Q5_1,
+        Kind::Q4_K,
+        Kind::Q5_K,
+        Kind::Q6_K,
+    ];
+
     pub(super) fn of(t: GgufType) -> Option<Kind> {
-        match t {
-            GgufType::Q8_0 => Some(Kind::Q8_0),
-            GgufType::Quant(QuantType::Q4_K) => Some(Kind::Q4_K),
-            GgufType::Quant(QuantType::Q6_K) => Some(Kind::Q6_K),
-            GgufType::Quant(_) => None,
-        }
+        Kind::ALL.into_iter().find(|k| k.gguf() == t)
     }
 
-    pub(super) fn gguf(self) -> GgufType {
+    /// The index of `self` in [`Kind::ALL`].
+    pub(super) fn index(self) -> usize {
+        Kind::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    }
+
+    pub(super) const fn gguf(self) -> GgufType {
         match self {
             Kind::Q8_0 => GgufType::Q8_0,
+            Kind::Q4_0 => GgufType::Quant(QuantType::Q4_0),
+            Kind::Q4_1 => GgufType::Quant(QuantType::Q4_1),
+            Kind::Q5_0 => GgufType::Quant(QuantType::Q5_0),
+            Kind::Q5_1 => GgufType::Quant(QuantType::Q5_1),
             Kind::Q4_K => GgufType::Quant(QuantType::Q4_K),
+            Kind::Q5_K => GgufType::Quant(QuantType::Q5_K),
             Kind::Q6_K => GgufType::Quant(QuantType::Q6_K),
         }
     }
 
     pub(super) const fn format(self) -> Format {
+        match self.gguf() {
+            GgufType::Q8_0 => Q8_0_FORMAT,
+            GgufType::Quant(t) => t.format(),
+        }
+    }
+
+    pub(super) const fn quants(self) -> Quants {
         match self {
-            Kind::Q8_0 => Q8_0_FORMAT,
-            Kind::Q4_K => QuantType::Q4_K.format(),
-            Kind::Q6_K => QuantType::Q6_K.format(),
+            Kind::Q8_0 => Quants::Bytes,
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q4_K => Quants::Nibbles,
+            Kind::Q5_0 | Kind::Q5_1 | Kind::Q5_K => Quants::Nibbles5,
+            Kind::Q6_K => Quants::Six,
+        }
+    }
+
+    /// The zero point z of `w = (q - z)·a`, or None for the types with an offset.
+    pub(super) const fn zero(self) -> Option<i32> {
+        match self.format().rule {
+            Rule::Zero(z) => Some(z as i32),
+            Rule::Min | Rule::Offset => None,
         }
     }
 
     /// Quant bytes of one unit of a panel.
     pub(super) const fn unit_bytes(self) -> usize {
-        match self {
-            Kind::Q8_0 => 8 * 4 * NR,
-            Kind::Q4_K => 4 * 4 * NR,
-            Kind::Q6_K => 6 * 4 * NR,
-        }
+        4 * NR
+            * match self.quants() {
+                Quants::Bytes => 8,
+                Quants::Nibbles => 4,
+                Quants::Nibbles5 => 5,
+                Quants::Six => 6,
+            }
     }
 }
 
@@ -159,8 +218,8 @@ fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
     let f = kind.format();
     let (record, ub) = (f.record(), kind.unit_bytes());
     for (b, blk_raw) in raw.chunks_exact(f.block_bytes).enumerate() {
-        let blk = match kind {
-            Kind::Q8_0 => {
+        let blk = match kind.gguf() {
+            GgufType::Q8_0 => {
                 let mut blk = quant::Block {
                     q: [0; 256],
                     d: u16::from_le_bytes([blk_raw[0], blk_raw[1]]),
@@ -173,8 +232,7 @@ fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
                 }
                 blk
             }
-            Kind::Q4_K => quant::decode(QuantType::Q4_K, blk_raw),
-            Kind::Q6_K => quant::decode(QuantType::Q6_K, blk_raw),
+            GgufType::Quant(t) => quant::decode(t, blk_raw),
         };
         quant::put_record(&f, &mut s[b * record..(b + 1) * record], c, &blk);
         for u in 0..f.block / UNIT {
@@ -182,24 +240,28 @@ fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
             let dst = &mut q[(b * f.block / UNIT + u) * ub..][..ub];
             for kk in 0..4 {
                 let at = |g: usize| g * 4 * NR + 4 * c + kk;
-                match kind {
-                    Kind::Q8_0 => {
+                let nibbles = |dst: &mut [u8], v: &[u8], first: usize| {
+                    for g in 0..v.len() / 8 {
+                        dst[at(first + g)] =
+                            (v[8 * g + kk] & 0x0F) | ((v[8 * g + 4 + kk] & 0x0F) << 4);
+                    }
+                };
+                match kind.quants() {
+                    Quants::Bytes => {
                         for t in 0..8 {
                             dst[at(t)] = v[4 * t + kk];
                         }
                     }
-                    Kind::Q4_K => {
-                        for g in 0..4 {
-                            dst[at(g)] = v[8 * g + kk] | (v[8 * g + 4 + kk] << 4);
-                        }
+                    Quants::Nibbles => nibbles(dst, v, 0),
+                    Quants::Nibbles5 => {
+                        nibbles(dst, v, 0);
+                        dst[at(4)] =
+                            (0..8).map(|t| ((v[4 * t + kk] >> 4) & 1) << t).fold(0, |a, b| a | b);
                     }
-                    Kind::Q6_K => {
+                    Quants::Six => {
                         for h in 0..2 {
                             let v = &v[16 * h..16 * h + 16];
-                            for g in 0..2 {
-                                dst[at(3 * h + g)] =
-                                    (v[8 * g + kk] & 0x0F) | ((v[8 * g + 4 + kk] & 0x0F) << 4);
-                            }
+                            nibbles(dst, v, 3 * h);
                             dst[at(3 * h + 2)] = (0..4)
                                 .map(|t| ((v[4 * t + kk] >> 4) & 3) << (2 * t))
                                 .fold(0, |a, b| a | b);
@@ -216,13 +278,14 @@ fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
 fn q_at(kind: Kind, unit: &[u8], c: usize, kk: usize) -> u8 {
     let byte = |g: usize, lane: usize| unit[g * 4 * NR + 4 * c + lane];
     let (quad, lane) = (kk / 4, kk % 4);
-    match kind {
-        Kind::Q8_0 => byte(quad, lane),
-        Kind::Q4_K => (byte(quad / 2, lane) >> (4 * (quad % 2))) & 0x0F,
-        Kind::Q6_K => {
+    let nibble = |g: usize, t: usize| (byte(g, lane) >> (4 * (t % 2))) & 0x0F;
+    match kind.quants() {
+        Quants::Bytes => byte(quad, lane),
+        Quants::Nibbles => nibble(quad / 2, quad),
+        Quants::Nibbles5 => nibble(quad / 2, quad) | (((byte(4, lane) >> quad) & 1) << 4),
+        Quants::Six => {
             let (h, t) = (quad / 4, quad % 4);
-            let low = (byte(3 * h + t / 2, lane) >> (4 * (t % 2))) & 0x0F;
-            low | (((byte(3 * h + 2, lane) >> (2 * t)) & 3) << 4)
+            nibble(3 * h + t / 2, t) | (((byte(3 * h + 2, lane) >> (2 * t)) & 3) << 4)
         }
     }
 }
@@ -464,20 +527,20 @@ fn block_scalar(
                 let dot = |range: std::ops::Range<usize>| {
                     range.map(|kk| q_at(kind, unit, j, kk) as i32 * xq[kk]).sum::<i32>()
                 };
-                let t = match kind {
-                    Kind::Q8_0 => {
-                        let (a, _) = quant::scale_offset(&f, rec, 0, j);
-                        (dot(0..32) - 128 * (s0 + s1)) as f32 * a
-                    }
-                    Kind::Q4_K => {
-                        let (a, o) = quant::scale_offset(&f, rec, u_in, j);
-                        o.mul_add((s0 + s1) as f32, dot(0..32) as f32 * a)
-                    }
-                    Kind::Q6_K => {
+                let t = match (kind.quants(), kind.zero()) {
+                    (Quants::Six, _) => {
                         let (a0, _) = quant::scale_offset(&f, rec, 2 * u_in, j);
                         let (a1, _) = quant::scale_offset(&f, rec, 2 * u_in + 1, j);
                         let (i0, i1) = (dot(0..16) - 32 * s0, dot(16..32) - 32 * s1);
                         (i1 as f32).mul_add(a1, i0 as f32 * a0)
+                    }
+                    (_, Some(z)) => {
+                        let (a, _) = quant::scale_offset(&f, rec, u_in, j);
+                        (dot(0..32) - z * (s0 + s1)) as f32 * a
+                    }
+                    (_, None) => {
+                        let (a, o) = quant::scale_offset(&f, rec, u_in, j);
+                        o.mul_add((s0 + s1) as f32, dot(0..32) as f32 * a)
                     }
                 };
                 *o = t.mul_add(dx, *o);

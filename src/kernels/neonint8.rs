@@ -2,21 +2,20 @@
 //! broadcast quad of xq in `sdot` (the dot-product extension: Σ of four i8·i8 into each i32
 //! lane), or, on a CPU without it, in `smull` + two pairwise adds (a pair of products is at most
 //! 2·128·127 < 2¹⁵, so the i16 step is exact). The weights go in signed: Q8_0's stored `q + 128`
-//! with its top bit flipped is q, and Q4_K's and Q6_K's quants (at most 63) are non-negative
-//! bytes. The integer sums are exact, so each element gets `int8.rs`'s float operations in its
-//! order and the bits of the portable and x86 kernels. A panel is taken 4 columns (one vector)
-//! at a time, four rows at once.
+//! with its top bit flipped is the file's signed q, and the other types' quants (at most 63) are
+//! non-negative bytes. The integer sums are exact, so each element gets `int8.rs`'s float
+//! operations in its order and the bits of the portable and x86 kernels. A panel is taken 4
+//! columns (one vector) at a time, four rows at once.
 
 use std::arch::aarch64::*;
 
-use super::int8::{Kind, UNIT, XU};
+use super::int8::{Kind, Quants, UNIT, XU};
 use super::neonquant::scale_offset4;
 use super::{MR, NR};
 
 /// Rows whose accumulators and integer sums stay in registers while one unpacked weight vector
 /// serves them all.
 const GROUP: usize = 4;
-const KINDS: [Kind; 3] = [Kind::Q8_0, Kind::Q4_K, Kind::Q6_K];
 
 /// `int8::block_scalar` with `sdot`; same contract (rows ≤ MR, k a whole number of blocks).
 ///
@@ -108,24 +107,62 @@ unsafe fn block<D: Dot4>(
             let o = &mut out[i0..i1];
             // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; `D` from the caller.
             unsafe {
-                match (kind, i1 - i0) {
-                    (Kind::Q8_0, 1) => kern::<1, 0, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q8_0, 2) => kern::<2, 0, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q8_0, 3) => kern::<3, 0, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q8_0, _) => kern::<4, 0, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, 1) => kern::<1, 1, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, 2) => kern::<2, 1, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, 3) => kern::<3, 1, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q4_K, _) => kern::<4, 1, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, 1) => kern::<1, 2, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, 2) => kern::<2, 2, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, 3) => kern::<3, 2, D>(k, a, rows, i0, q, s, v, o),
-                    (Kind::Q6_K, _) => kern::<4, 2, D>(k, a, rows, i0, q, s, v, o),
+                match i1 - i0 {
+                    1 => by_kind::<1, D>(kind, k, a, rows, i0, q, s, v, o),
+                    2 => by_kind::<2, D>(kind, k, a, rows, i0, q, s, v, o),
+                    3 => by_kind::<3, D>(kind, k, a, rows, i0, q, s, v, o),
+                    _ => by_kind::<4, D>(kind, k, a, rows, i0, q, s, v, o),
                 }
             }
         }
     }
     out
+}
+
+/// `kern` for `kind`.
+///
+/// # Safety
+/// As `kern`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn by_kind<const R: usize, D: Dot4>(
+    kind: Kind,
+    k: usize,
+    a: *const u32,
+    rows: usize,
+    i0: usize,
+    q: *const u8,
+    s: *const u8,
+    v: usize,
+    o: &mut [[f32; NR]],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match kind.index() {
+            0 => kern::<R, 0, D>(k, a, rows, i0, q, s, v, o),
+            1 => kern::<R, 1, D>(k, a, rows, i0, q, s, v, o),
+            2 => kern::<R, 2, D>(k, a, rows, i0, q, s, v, o),
+            3 => kern::<R, 3, D>(k, a, rows, i0, q, s, v, o),
+            4 => kern::<R, 4, D>(k, a, rows, i0, q, s, v, o),
+            5 => kern::<R, 5, D>(k, a, rows, i0, q, s, v, o),
+            6 => kern::<R, 6, D>(k, a, rows, i0, q, s, v, o),
+            _ => kern::<R, 7, D>(k, a, rows, i0, q, s, v, o),
+        }
+    }
+}
+
+/// Bit t of each byte of `hb` moved to bit 4, the rest cleared.
+///
+/// # Safety
+/// None past NEON, aarch64's baseline (the intrinsics are `unsafe` to call all the same).
+#[inline(always)]
+unsafe fn fifth_bit(hb: uint8x16_t, t: usize) -> int8x16_t {
+    // (`vshlq_u8` shifts right by a negative count.)
+    // SAFETY: register-only NEON.
+    unsafe {
+        let moved = vshlq_u8(hb, vdupq_n_s8(4 - t as i8));
+        vreinterpretq_s8_u8(vandq_u8(moved, vdupq_n_u8(0x10)))
+    }
 }
 
 /// The 16 bytes of columns 4v..4v+4 in a unit row at `p`.
@@ -149,7 +186,7 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
     v: usize,
     out: &mut [[f32; NR]],
 ) {
-    let kind = KINDS[K];
+    let kind = Kind::ALL[K];
     let f = kind.format();
     let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
     let low = vdupq_n_s8(0x0F);
@@ -163,39 +200,53 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
             let mut t = [vdupq_n_f32(0.0); R];
-            match kind {
-                Kind::Q8_0 => {
+            match kind.quants() {
+                Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
+                    // J = Σ (q - z)·xq for Q8_0 (its top bit flipped: q), I = Σ q·xq for the
+                    // nibble types.
                     let mut ia = [zero; R];
-                    for quad in 0..8 {
-                        let w = veorq_s8(load(unit.add(quad * 4 * NR), v), vdupq_n_s8(i8::MIN));
-                        for (i, r) in ia.iter_mut().enumerate() {
-                            *r = D::dot(*r, w, xb(quad, i));
+                    if kind.quants() == Quants::Bytes {
+                        for quad in 0..8 {
+                            let w = veorq_s8(load(unit.add(quad * 4 * NR), v), vdupq_n_s8(i8::MIN));
+                            for (i, r) in ia.iter_mut().enumerate() {
+                                *r = D::dot(*r, w, xb(quad, i));
+                            }
                         }
-                    }
-                    let (sa, _) = scale_offset4(&f, rec, 0, v);
-                    for (ti, r) in t.iter_mut().zip(ia) {
-                        *ti = vmulq_f32(vcvtq_f32_s32(r), sa);
-                    }
-                }
-                Kind::Q4_K => {
-                    let mut ia = [zero; R];
-                    for g in 0..4 {
-                        let w = load(unit.add(g * 4 * NR), v);
-                        let (lo, hi) = (
-                            vandq_s8(w, low),
-                            vreinterpretq_s8_u8(vshrq_n_u8::<4>(vreinterpretq_u8_s8(w))),
-                        );
-                        for (i, r) in ia.iter_mut().enumerate() {
-                            *r = D::dot(D::dot(*r, lo, xb(2 * g, i)), hi, xb(2 * g + 1, i));
+                    } else {
+                        let hb = (kind.quants() == Quants::Nibbles5)
+                            .then(|| vreinterpretq_u8_s8(load(unit.add(4 * 4 * NR), v)));
+                        for g in 0..4 {
+                            let w = load(unit.add(g * 4 * NR), v);
+                            let (mut lo, mut hi) = (
+                                vandq_s8(w, low),
+                                vreinterpretq_s8_u8(vshrq_n_u8::<4>(vreinterpretq_u8_s8(w))),
+                            );
+                            if let Some(hb) = hb {
+                                lo = vorrq_s8(lo, fifth_bit(hb, 2 * g));
+                                hi = vorrq_s8(hi, fifth_bit(hb, 2 * g + 1));
+                            }
+                            for (i, r) in ia.iter_mut().enumerate() {
+                                *r = D::dot(D::dot(*r, lo, xb(2 * g, i)), hi, xb(2 * g + 1, i));
+                            }
                         }
                     }
                     let (sa, so) = scale_offset4(&f, rec, u % per_block, v);
                     for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
-                        let sum = vdupq_n_f32((x(9, i) as i32 + x(10, i) as i32) as f32);
-                        *ti = vfmaq_f32(vmulq_f32(vcvtq_f32_s32(r), sa), so, sum);
+                        let sum = x(9, i) as i32 + x(10, i) as i32;
+                        *ti = match kind.zero() {
+                            Some(z) if kind.quants() != Quants::Bytes => {
+                                vmulq_f32(vcvtq_f32_s32(vsubq_s32(r, vdupq_n_s32(z * sum))), sa)
+                            }
+                            Some(_) => vmulq_f32(vcvtq_f32_s32(r), sa),
+                            None => vfmaq_f32(
+                                vmulq_f32(vcvtq_f32_s32(r), sa),
+                                so,
+                                vdupq_n_f32(sum as f32),
+                            ),
+                        };
                     }
                 }
-                Kind::Q6_K => {
+                Quants::Six => {
                     let high = vdupq_n_u8(0x30);
                     for sixteen in 0..2 {
                         let base = unit.add(sixteen * 3 * 4 * NR);

@@ -68,7 +68,7 @@ impl PackedMatrix {
     }
 
     /// As [`PackedMatrix::packer_gguf`] for products on int8-quantised x (`int8.rs`, as
-    /// llama.cpp computes them) where type `t` has such kernels (Q8_0, Q4_K, Q6_K); other types
+    /// llama.cpp computes them) where type `t` has such kernels (all but Q2_K and Q3_K); those
     /// get the exact packing.
     pub fn packer_gguf_int8(t: GgufType, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
         match int8::Kind::of(t) {

@@ -7,11 +7,18 @@ use super::*;
 
 /// The types with int8 kernels, as GGUF types, with the QuantType candle quantises to.
 fn int8_types() -> Vec<(GgufType, Option<QuantType>)> {
-    vec![
-        (GgufType::Q8_0, None),
-        (GgufType::Quant(QuantType::Q4_K), Some(QuantType::Q4_K)),
-        (GgufType::Quant(QuantType::Q6_K), Some(QuantType::Q6_K)),
-    ]
+    let quant = [
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q5_1,
+        QuantType::Q4_K,
+        QuantType::Q5_K,
+        QuantType::Q6_K,
+    ];
+    std::iter::once((GgufType::Q8_0, None))
+        .chain(quant.map(|t| (GgufType::Quant(t), Some(t))))
+        .collect()
 }
 
 /// W ([n, k]) of type `t` as GGUF bytes and candle's dequantisation.
@@ -81,12 +88,13 @@ fn int8_rows_dequantise_to_candles_values_and_memory_is_the_files() {
 
 #[test]
 fn types_without_int8_kernels_keep_the_exact_packing() {
-    let (raw, _) = quantised(QuantType::Q5_K, 40, 256, 2);
-    let m = PackedMatrix::packer_gguf_int8(GgufType::Quant(QuantType::Q5_K), 40, 256, None);
-    let mut m = m;
-    m.push_gguf(&raw);
-    let m = m.finish();
-    assert_eq!((m.int8_type(), m.quant_type()), (None, Some(QuantType::Q5_K)));
+    for t in [QuantType::Q2_K, QuantType::Q3_K] {
+        let (raw, _) = quantised(t, 40, 256, 2);
+        let mut m = PackedMatrix::packer_gguf_int8(GgufType::Quant(t), 40, 256, None);
+        m.push_gguf(&raw);
+        let m = m.finish();
+        assert_eq!((m.int8_type(), m.quant_type()), (None, Some(t)));
+    }
 }
 
 /// The product is Σ x̂·w over the int8-rounded x̂ and the dequantised w up to the float steps'
