@@ -16,6 +16,8 @@ use super::{MR, NR};
 /// i16 sums, the unpacked quants and a broadcast fit in 16 registers), so each unpacked vector
 /// serves four rows.
 const GROUP: usize = 4;
+/// How many units ahead of the one being multiplied its weights are fetched.
+const PREFETCH_UNITS: usize = 8;
 
 /// See `avx512int8::block`; same contract.
 ///
@@ -156,10 +158,18 @@ unsafe fn kern<const R: usize, const K: usize>(
     for u in 0..k / UNIT {
         // SAFETY: as in `avx512int8::kern`.
         unsafe {
-            let x = |e: usize, i: usize| *a.add((u * XU + e) * rows + i0 + i);
+            let x = |e: usize, i: usize| *a.add((u * rows + i0 + i) * XU + e);
             let xb = |e: usize, i: usize| _mm256_set1_epi32(x(e, i) as i32);
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
+            // Weights a few units ahead, on the first of the four column passes (see
+            // `avx512int8`).
+            if v == 0 {
+                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
+                for line in (0..ub).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                }
+            }
             let mut t = [_mm256_setzero_ps(); R];
             match kind.quants() {
                 Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {

@@ -50,16 +50,22 @@ pub(super) unsafe fn block(
 }
 
 /// 8 f16 values at `p` widened (exactly).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// Runs where the caller's code does: only from functions compiled for AVX2 and F16C. (No
+/// `target_feature` of its own, which would forbid `inline(always)`: the kernels call these
+/// helpers once per block, cheap inline and costly as calls.)
+#[inline(always)]
 unsafe fn halves(p: *const u8) -> __m256 {
     // SAFETY: the caller guarantees 16 readable bytes.
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
 }
 
 /// 8 bytes at `p` as i32 lanes, signed or not.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// As [`halves`].
+#[inline(always)]
 unsafe fn bytes8(p: *const u8, signed: bool) -> __m256i {
     // SAFETY: the caller guarantees 8 readable bytes.
     let v = unsafe { _mm_loadl_epi64(p.cast()) };
@@ -89,8 +95,10 @@ pub(super) unsafe fn scale_offset(
 }
 
 /// [`scale_offset`] of columns 8v..8v+8 alone.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// As [`halves`].
+#[inline(always)]
 pub(super) unsafe fn scale_offset8(
     f: &Format,
     rec: *const u8,

@@ -13,6 +13,8 @@ use super::{MR, NR};
 /// (two independent chains a row, for small batches), or up to eight over one vector, so that
 /// each unpacked vector serves more rows.
 const GROUP: usize = 8;
+/// How many units ahead of the one being multiplied its weights are fetched.
+const PREFETCH_UNITS: usize = 8;
 
 /// `rows` (1..=MR) rows of packed x (`a`, `[depth][rows]`) times one panel (`q` its units, `s`
 /// its scale records), before the bias.
@@ -148,11 +150,20 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
         // SAFETY: `block` checked a holds XU·rows values per unit, q a unit's bytes per unit
         // and s a record per block; rows i0..i0+R are < rows.
         unsafe {
-            let x = |e: usize, i: usize| *a.add((u * XU + e) * rows + i0 + i);
+            let x = |e: usize, i: usize| *a.add((u * rows + i0 + i) * XU + e);
             let xb = |e: usize, i: usize| _mm512_set1_epi32(x(e, i) as i32);
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
-            let mut t = [[_mm512_setzero_ps(); V]; R];
+            // The weights stream from memory once per product; asking for them a few units
+            // ahead keeps the integer loop from waiting on them (the second vector pass finds
+            // them in cache). A prefetch past the panel's end is harmless.
+            if h0 == 0 {
+                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
+                for line in (0..ub).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                }
+            }
+            let dx = |i: usize| _mm512_set1_ps(f32::from_bits(x(8, i)));
             match kind.quants() {
                 Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
                     let mut ia = [[_mm512_setzero_si512(); V]; R];
@@ -202,7 +213,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     for (i, r) in ia.iter().enumerate() {
                         let sum = x(9, i) as i32 + x(10, i) as i32;
                         for v in 0..V {
-                            t[i][v] = match kind.zero() {
+                            let t = match kind.zero() {
                                 Some(z) => _mm512_mul_ps(
                                     _mm512_cvtepi32_ps(_mm512_sub_epi32(
                                         r[v],
@@ -216,6 +227,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                                     _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[h0 + v]),
                                 ),
                             };
+                            acc[i][v] = _mm512_fmadd_ps(t, dx(i), acc[i][v]);
                         }
                     }
                 }
@@ -223,10 +235,12 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     let d = [halves(rec), halves(rec.add(32))];
                     let zero = [_mm512_setzero_ps(); 2];
                     let high = _mm512_set1_epi8(0x30);
-                    for half in 0..2 {
+                    // Both halves' sums before any float step: no partial term stays live
+                    // across the integer loop.
+                    let mut ia = [[[_mm512_setzero_si512(); V]; R]; 2];
+                    for (half, ia) in ia.iter_mut().enumerate() {
                         let base = unit.add(half * 3 * 4 * NR);
                         let hb = load::<V>(base.add(2 * 4 * NR), h0);
-                        let mut ia = [[_mm512_setzero_si512(); V]; R];
                         for quad in 0..4 {
                             let n = load::<V>(base.add(quad / 2 * 4 * NR), h0);
                             let w: [__m512i; V] = std::array::from_fn(|v| {
@@ -252,25 +266,20 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                                 }
                             }
                         }
-                        let (sa, _) = scale_offset(&f, rec, 2 * (u % per_block) + half, &d, &zero);
-                        for (i, r) in ia.iter().enumerate() {
-                            let corr = _mm512_set1_epi32(32 * x(9 + half, i) as i32);
-                            for v in 0..V {
-                                let fv = _mm512_cvtepi32_ps(_mm512_sub_epi32(r[v], corr));
-                                t[i][v] = if half == 0 {
-                                    _mm512_mul_ps(fv, sa[h0 + v])
-                                } else {
-                                    _mm512_fmadd_ps(fv, sa[h0 + v], t[i][v])
-                                };
-                            }
+                    }
+                    let sub = 2 * (u % per_block);
+                    let (sa0, _) = scale_offset(&f, rec, sub, &d, &zero);
+                    let (sa1, _) = scale_offset(&f, rec, sub + 1, &d, &zero);
+                    for i in 0..R {
+                        let corr = |h: usize| _mm512_set1_epi32(32 * x(9 + h, i) as i32);
+                        for v in 0..V {
+                            let f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(ia[0][i][v], corr(0)));
+                            let f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(ia[1][i][v], corr(1)));
+                            let t =
+                                _mm512_fmadd_ps(f1, sa1[h0 + v], _mm512_mul_ps(f0, sa0[h0 + v]));
+                            acc[i][v] = _mm512_fmadd_ps(t, dx(i), acc[i][v]);
                         }
                     }
-                }
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let dx = _mm512_set1_ps(f32::from_bits(x(8, i)));
-                for v in 0..V {
-                    row[v] = _mm512_fmadd_ps(t[i][v], dx, row[v]);
                 }
             }
         }

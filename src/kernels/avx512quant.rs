@@ -80,16 +80,22 @@ unsafe fn by_type<const T: usize>(
 }
 
 /// 16 f16 values at `p` widened (exactly).
-#[inline]
-#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// Runs where the caller's code does: only from functions compiled for AVX-512F. (No
+/// `target_feature` of its own, which would forbid `inline(always)`: the kernels call these
+/// helpers once per block, cheap inline and costly as calls.)
+#[inline(always)]
 pub(super) unsafe fn halves(p: *const u8) -> __m512 {
     // SAFETY: the caller guarantees 32 readable bytes.
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
 
 /// 16 bytes at `p` as i32 lanes, signed or not.
-#[inline]
-#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// As [`halves`].
+#[inline(always)]
 unsafe fn bytes16(p: *const u8, signed: bool) -> __m512i {
     // SAFETY: the caller guarantees 16 readable bytes.
     let v = unsafe { _mm_loadu_si128(p.cast()) };
@@ -102,8 +108,10 @@ unsafe fn bytes16(p: *const u8, signed: bool) -> __m512i {
 
 /// `a` and `o` (two vectors each: columns 0..16, 16..32) of sub-block `sub` of the record at
 /// `rec`, lane for lane `quant::scale_offset`.
-#[inline]
-#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// As [`halves`].
+#[inline(always)]
 pub(super) unsafe fn scale_offset(
     f: &Format,
     rec: *const u8,

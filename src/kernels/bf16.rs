@@ -197,7 +197,8 @@ impl Path for VdpPath<'_> {
         self.k.div_ceil(2)
     }
 
-    fn pack_row(&self, src: &[f32], dst: &mut [u32], stride: usize) {
+    fn pack_row(&self, src: &[f32], block: &mut [u32], i: usize, stride: usize) {
+        let dst = &mut block[i..];
         // SAFETY: a VdpPath is only made (`new`) where the CPU has AVX-512F and AVX-512 BF16.
         unsafe { avx512bf16::pack_row(src, dst, stride) }
     }
@@ -275,7 +276,8 @@ impl Path for EmuPath<'_> {
         2 * self.k.div_ceil(2) + 1
     }
 
-    fn pack_row(&self, src: &[f32], dst: &mut [f32], stride: usize) {
+    fn pack_row(&self, src: &[f32], block: &mut [f32], i: usize, stride: usize) {
+        let dst = &mut block[i..];
         let mut emin = 255;
         for (kk, &v) in src.iter().enumerate() {
             let b = to_bf16(v);

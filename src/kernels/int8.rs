@@ -303,10 +303,10 @@ pub(super) fn row(w: &Int8Weights, k: usize, r: usize, out: &mut [f32]) {
     }
 }
 
-/// Quantises one row of x into the packed layout: unit u's [`XU`] values at
-/// `dst[(u * XU + e) * stride]`. The rounding runs on `kernel`'s vectors where the block is
+/// Quantises row i of a block of x into the packed layout: unit u's [`XU`] values at
+/// `dst[(u * rows + i) * XU + e]` (see [`Int8Path`]). The rounding runs on `kernel`'s vectors where the block is
 /// finite (the same operations, so the same bits).
-fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], stride: usize) {
+fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], i: usize, rows: usize) {
     for (u, x) in src.chunks_exact(UNIT).enumerate() {
         // The largest |x| through its bits (the order of non-negative floats), which vectorises
         // where `f32::max` does not; a NaN wins, so a NaN input gives NaN outputs, as f32 does.
@@ -314,9 +314,9 @@ fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], stride: usize) {
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let xq = round_unit(if amax.is_finite() { kernel } else { IntKernel::Scalar }, x, id);
-        let base = u * XU;
+        let dst = &mut dst[(u * rows + i) * XU..][..XU];
         for t in 0..8 {
-            dst[(base + t) * stride] = u32::from_le_bytes([
+            dst[t] = u32::from_le_bytes([
                 xq[4 * t] as u8,
                 xq[4 * t + 1] as u8,
                 xq[4 * t + 2] as u8,
@@ -324,9 +324,9 @@ fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], stride: usize) {
             ]);
         }
         let sum = |h: usize| xq[16 * h..16 * h + 16].iter().map(|&v| v as i32).sum::<i32>();
-        dst[(base + 8) * stride] = d.to_bits();
-        dst[(base + 9) * stride] = sum(0) as u32;
-        dst[(base + 10) * stride] = sum(1) as u32;
+        dst[8] = d.to_bits();
+        dst[9] = sum(0) as u32;
+        dst[10] = sum(1) as u32;
     }
 }
 
@@ -425,8 +425,10 @@ impl Path for Int8Path<'_> {
         self.k / UNIT * XU
     }
 
-    fn pack_row(&self, src: &[f32], dst: &mut [u32], stride: usize) {
-        pack_row(self.kernel, src, dst, stride);
+    /// `[unit][row][XU]`: a row's values of one unit side by side, so a kernel finds them at
+    /// constant offsets from the unit's row block.
+    fn pack_row(&self, src: &[f32], block: &mut [u32], i: usize, rows: usize) {
+        pack_row(self.kernel, src, block, i, rows);
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
@@ -494,7 +496,7 @@ impl Path for Int8Path<'_> {
 /// The x values of unit u for row i of a block of `rows`: (quads, dx, S₀, S₁).
 #[inline(always)]
 pub(super) fn x_unit(a: &[u32], rows: usize, u: usize, i: usize) -> ([u32; 8], f32, i32, i32) {
-    let at = |e: usize| a[(u * XU + e) * rows + i];
+    let at = |e: usize| a[(u * rows + i) * XU + e];
     let mut quads = [0u32; 8];
     for (t, v) in quads.iter_mut().enumerate() {
         *v = at(t);

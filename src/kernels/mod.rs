@@ -387,7 +387,7 @@ impl PackedMatrix {
         let pack = |(start, br, dst): (usize, usize, &mut [P::X])| {
             // (k = 0 leaves nothing to pack, and no room to slice row i's start.)
             for i in (0..br).filter(|_| d > 0) {
-                path.pack_row(&x[(start + i) * k..(start + i + 1) * k], &mut dst[i..], br);
+                path.pack_row(&x[(start + i) * k..(start + i + 1) * k], dst, i, br);
             }
         };
         if parallel {
@@ -460,8 +460,9 @@ trait Path: Copy + Send + Sync {
     const PAR_MIN_WORK: usize;
     /// Packed x elements per row (k, or k/2 rounded up).
     fn depth(&self) -> usize;
-    /// Packs row `src` (k floats) into `dst[d * stride]` for d < depth.
-    fn pack_row(&self, src: &[f32], dst: &mut [Self::X], stride: usize);
+    /// Packs row `i` (k floats at `src`) of a block of `rows` into the block's packed x: element
+    /// d < depth at `block[d * rows + i]` (`[depth][rows]`) unless the path says otherwise.
+    fn pack_row(&self, src: &[f32], block: &mut [Self::X], i: usize, rows: usize);
     /// Runs `f` on this thread's packed-x buffer.
     fn with_buf<R>(f: impl FnOnce(&mut Vec<Self::X>) -> R) -> R;
     /// Panels the small-m kernel takes per call for `rows` rows, or 0 when it does not apply.
@@ -516,7 +517,8 @@ impl Path for F32Path<'_> {
         self.k
     }
 
-    fn pack_row(&self, src: &[f32], dst: &mut [f32], stride: usize) {
+    fn pack_row(&self, src: &[f32], block: &mut [f32], i: usize, stride: usize) {
+        let dst = &mut block[i..];
         pack_f32_row(src, dst, stride);
     }
 

@@ -16,6 +16,8 @@ use super::{MR, NR};
 /// Rows whose accumulators and integer sums stay in registers while one unpacked weight vector
 /// serves them all.
 const GROUP: usize = 4;
+/// How many units ahead of the one being multiplied its weights are fetched.
+const PREFETCH_UNITS: usize = 8;
 
 /// `int8::block_scalar` with `sdot`; same contract (rows ≤ MR, k a whole number of blocks).
 ///
@@ -195,10 +197,19 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
     for u in 0..k / UNIT {
         // SAFETY: `block` checked the x, quant and record extents for every unit.
         unsafe {
-            let x = |e: usize, i: usize| *a.add((u * XU + e) * rows + i0 + i);
+            let x = |e: usize, i: usize| *a.add((u * rows + i0 + i) * XU + e);
             let xb = |e: usize, i: usize| vreinterpretq_s8_u32(vdupq_n_u32(x(e, i)));
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
+            // Weights a few units ahead, on the first of the column passes (see
+            // `avx512int8`).
+            if v == 0 {
+                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
+                for line in (0..ub).step_by(64) {
+                    // A hint only: it cannot fault, whatever the address.
+                    std::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) ahead.wrapping_add(line), options(nostack, preserves_flags, readonly));
+                }
+            }
             let mut t = [vdupq_n_f32(0.0); R];
             match kind.quants() {
                 Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {

@@ -149,7 +149,8 @@ impl Path for Q8Path<'_> {
         self.k
     }
 
-    fn pack_row(&self, src: &[f32], dst: &mut [f32], stride: usize) {
+    fn pack_row(&self, src: &[f32], block: &mut [f32], i: usize, stride: usize) {
+        let dst = &mut block[i..];
         super::pack_f32_row(src, dst, stride);
     }
 
