@@ -150,9 +150,13 @@ unsafe fn kern<const R: usize, const K: usize>(
     v: usize,
     out: &mut [[f32; NR]],
 ) {
-    let kind = Kind::ALL[K];
-    let f = kind.format();
-    let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
+    // The type's shape as constants (inline `const`), so every branch on it folds away.
+    let f = const { Kind::ALL[K].format() };
+    let (quants, zero) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (record, ub, per_block) = const {
+        let f = Kind::ALL[K].format();
+        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
+    };
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for u in 0..k / UNIT {
@@ -171,11 +175,11 @@ unsafe fn kern<const R: usize, const K: usize>(
                 }
             }
             let mut t = [_mm256_setzero_ps(); R];
-            match kind.quants() {
+            match quants {
                 Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
                     // J = Σ (q - z)·xq for the zero-point types, I = Σ q·xq for the others.
                     let mut ia = [_mm256_setzero_si256(); R];
-                    match kind.quants() {
+                    match quants {
                         Quants::Bytes => {
                             for quad in 0..8 {
                                 let w = load(unit.add(quad * 4 * NR), v);
@@ -243,9 +247,9 @@ unsafe fn kern<const R: usize, const K: usize>(
                     let (sa, so) = scale_offset8(&f, rec, u % per_block, v);
                     for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                         let sum = x(9, i) as i32 + x(10, i) as i32;
-                        *ti = match kind.zero() {
+                        *ti = match zero {
                             // (Bytes' sign trick has subtracted its 128 already.)
-                            Some(z) if kind.quants() != Quants::Bytes => _mm256_mul_ps(
+                            Some(z) if quants != Quants::Bytes => _mm256_mul_ps(
                                 _mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(z * sum))),
                                 sa,
                             ),

@@ -141,9 +141,13 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
     h0: usize,
     out: &mut [[f32; NR]],
 ) {
-    let kind = Kind::ALL[K];
-    let f = kind.format();
-    let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
+    // The type's shape as constants (inline `const`), so every branch on it folds away.
+    let f = const { Kind::ALL[K].format() };
+    let (quants, zero) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (record, ub, per_block) = const {
+        let f = Kind::ALL[K].format();
+        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
+    };
     let low = _mm512_set1_epi8(0x0F);
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for u in 0..k / UNIT {
@@ -164,10 +168,10 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                 }
             }
             let dx = |i: usize| _mm512_set1_ps(f32::from_bits(x(8, i)));
-            match kind.quants() {
+            match quants {
                 Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
                     let mut ia = [[_mm512_setzero_si512(); V]; R];
-                    if kind.quants() == Quants::Bytes {
+                    if quants == Quants::Bytes {
                         for quad in 0..8 {
                             let w = load::<V>(unit.add(quad * 4 * NR), h0);
                             for (i, r) in ia.iter_mut().enumerate() {
@@ -178,7 +182,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                             }
                         }
                     } else {
-                        let hb = (kind.quants() == Quants::Nibbles5)
+                        let hb = (quants == Quants::Nibbles5)
                             .then(|| load::<V>(unit.add(4 * 4 * NR), h0));
                         for g in 0..4 {
                             let w = load::<V>(unit.add(g * 4 * NR), h0);
@@ -213,7 +217,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     for (i, r) in ia.iter().enumerate() {
                         let sum = x(9, i) as i32 + x(10, i) as i32;
                         for v in 0..V {
-                            let t = match kind.zero() {
+                            let t = match zero {
                                 Some(z) => _mm512_mul_ps(
                                     _mm512_cvtepi32_ps(_mm512_sub_epi32(
                                         r[v],

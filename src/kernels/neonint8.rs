@@ -188,9 +188,13 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
     v: usize,
     out: &mut [[f32; NR]],
 ) {
-    let kind = Kind::ALL[K];
-    let f = kind.format();
-    let (record, ub, per_block) = (f.record(), kind.unit_bytes(), f.block / UNIT);
+    // The type's shape as constants (inline `const`), so every branch on it folds away.
+    let f = const { Kind::ALL[K].format() };
+    let (quants, zero) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (record, ub, per_block) = const {
+        let f = Kind::ALL[K].format();
+        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
+    };
     let low = vdupq_n_s8(0x0F);
     let zero = vdupq_n_s32(0);
     let mut acc = [vdupq_n_f32(0.0); R];
@@ -211,12 +215,12 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                 }
             }
             let mut t = [vdupq_n_f32(0.0); R];
-            match kind.quants() {
+            match quants {
                 Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
                     // J = Σ (q - z)·xq for Q8_0 (its top bit flipped: q), I = Σ q·xq for the
                     // nibble types.
                     let mut ia = [zero; R];
-                    if kind.quants() == Quants::Bytes {
+                    if quants == Quants::Bytes {
                         for quad in 0..8 {
                             let w = veorq_s8(load(unit.add(quad * 4 * NR), v), vdupq_n_s8(i8::MIN));
                             for (i, r) in ia.iter_mut().enumerate() {
@@ -224,7 +228,7 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                             }
                         }
                     } else {
-                        let hb = (kind.quants() == Quants::Nibbles5)
+                        let hb = (quants == Quants::Nibbles5)
                             .then(|| vreinterpretq_u8_s8(load(unit.add(4 * 4 * NR), v)));
                         for g in 0..4 {
                             let w = load(unit.add(g * 4 * NR), v);
@@ -244,8 +248,8 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                     let (sa, so) = scale_offset4(&f, rec, u % per_block, v);
                     for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                         let sum = x(9, i) as i32 + x(10, i) as i32;
-                        *ti = match kind.zero() {
-                            Some(z) if kind.quants() != Quants::Bytes => {
+                        *ti = match zero {
+                            Some(z) if quants != Quants::Bytes => {
                                 vmulq_f32(vcvtq_f32_s32(vsubq_s32(r, vdupq_n_s32(z * sum))), sa)
                             }
                             Some(_) => vmulq_f32(vcvtq_f32_s32(r), sa),
