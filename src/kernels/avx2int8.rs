@@ -152,7 +152,7 @@ unsafe fn kern<const R: usize, const K: usize>(
 ) {
     // The type's shape as constants (inline `const`), so every branch on it folds away.
     let f = const { Kind::ALL[K].format() };
-    let (quants, zero) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
     let (record, ub, per_block) = const {
         let f = Kind::ALL[K].format();
         (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
@@ -247,7 +247,7 @@ unsafe fn kern<const R: usize, const K: usize>(
                     let (sa, so) = scale_offset8(&f, rec, u % per_block, v);
                     for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                         let sum = x(9, i) as i32 + x(10, i) as i32;
-                        *ti = match zero {
+                        *ti = match zero_point {
                             // (Bytes' sign trick has subtracted its 128 already.)
                             Some(z) if quants != Quants::Bytes => _mm256_mul_ps(
                                 _mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(z * sum))),

@@ -143,7 +143,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
 ) {
     // The type's shape as constants (inline `const`), so every branch on it folds away.
     let f = const { Kind::ALL[K].format() };
-    let (quants, zero) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
     let (record, ub, per_block) = const {
         let f = Kind::ALL[K].format();
         (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
@@ -217,7 +217,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     for (i, r) in ia.iter().enumerate() {
                         let sum = x(9, i) as i32 + x(10, i) as i32;
                         for v in 0..V {
-                            let t = match zero {
+                            let t = match zero_point {
                                 Some(z) => _mm512_mul_ps(
                                     _mm512_cvtepi32_ps(_mm512_sub_epi32(
                                         r[v],

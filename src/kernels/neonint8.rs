@@ -190,7 +190,7 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
 ) {
     // The type's shape as constants (inline `const`), so every branch on it folds away.
     let f = const { Kind::ALL[K].format() };
-    let (quants, zero) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
     let (record, ub, per_block) = const {
         let f = Kind::ALL[K].format();
         (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
@@ -248,7 +248,7 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                     let (sa, so) = scale_offset4(&f, rec, u % per_block, v);
                     for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                         let sum = x(9, i) as i32 + x(10, i) as i32;
-                        *ti = match zero {
+                        *ti = match zero_point {
                             Some(z) if quants != Quants::Bytes => {
                                 vmulq_f32(vcvtq_f32_s32(vsubq_s32(r, vdupq_n_s32(z * sum))), sa)
                             }
