@@ -74,15 +74,18 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// GGUF types held as stored (`quant/TYPE`) against f32 (`f32`) on Llama-3.2-1B's MLP shapes:
-/// decode at m = 1, 8, 32 and a 512-row prefill chunk.
+/// GGUF types held as stored, on f32 activations (`TYPE`, bit for bit f32 on the dequantised
+/// weights) and on int8-rounded ones (`TYPE-int8`, what `--dtype auto` runs), against f32 (`f32`)
+/// on Llama-3.2-1B's MLP shapes: decode at m = 1, 8, 32 and a 512-row prefill chunk.
 fn bench_gguf(c: &mut Criterion) {
     use benchgen::kernels::{GgufType, QuantType};
     use candle_core::quantized::{GgmlDType, QTensor};
     let types = [
         (GgufType::Quant(QuantType::Q4_K), GgmlDType::Q4K),
         (GgufType::Quant(QuantType::Q6_K), GgmlDType::Q6K),
+        (GgufType::Quant(QuantType::Q5_K), GgmlDType::Q5K),
         (GgufType::Quant(QuantType::Q4_0), GgmlDType::Q4_0),
+        (GgufType::Quant(QuantType::Q5_0), GgmlDType::Q5_0),
         (GgufType::Q8_0, GgmlDType::Q8_0),
     ];
     for (name, n, k) in [("gate_up_1b", 16384, 2048), ("down_1b", 2048, 8192)] {
@@ -91,11 +94,16 @@ fn bench_gguf(c: &mut Criterion) {
         let wt = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
         let quant: Vec<_> = types
             .iter()
-            .map(|&(t, g)| {
+            .flat_map(|&(t, g)| {
                 let raw = QTensor::quantize(&wt, g).unwrap().data().unwrap().to_vec();
-                let mut p = PackedMatrix::packer_gguf(t, n, k, None);
-                p.push_gguf(&raw);
-                (t.name(), p.finish())
+                let mut exact = PackedMatrix::packer_gguf(t, n, k, None);
+                exact.push_gguf(&raw);
+                let mut int8 = PackedMatrix::packer_gguf_int8(t, n, k, None);
+                int8.push_gguf(&raw);
+                [
+                    (t.name().to_string(), exact.finish()),
+                    (format!("{}-int8", t.name()), int8.finish()),
+                ]
             })
             .collect();
         let mut g = c.benchmark_group(format!("matmul/{name}_{n}x{k}"));
@@ -110,7 +118,7 @@ fn bench_gguf(c: &mut Criterion) {
                 b.iter(|| f32m.matmul(black_box(&x), m, black_box(&mut out)))
             });
             for (t, q) in &quant {
-                g.bench_with_input(BenchmarkId::new(*t, m), &m, |b, &m| {
+                g.bench_with_input(BenchmarkId::new(t.as_str(), m), &m, |b, &m| {
                     b.iter(|| q.matmul(black_box(&x), m, black_box(&mut out)))
                 });
             }
