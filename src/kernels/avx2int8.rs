@@ -51,48 +51,15 @@ pub(super) unsafe fn block(
             // caller.
             unsafe {
                 match i1 - i0 {
-                    1 => by_kind::<1>(kind, k, a, rows, i0, q, s, v, o),
-                    2 => by_kind::<2>(kind, k, a, rows, i0, q, s, v, o),
-                    3 => by_kind::<3>(kind, k, a, rows, i0, q, s, v, o),
-                    _ => by_kind::<4>(kind, k, a, rows, i0, q, s, v, o),
+                    1 => by_int8_kind!(kind, K => kern::<1, K>(k, a, rows, i0, q, s, v, o)),
+                    2 => by_int8_kind!(kind, K => kern::<2, K>(k, a, rows, i0, q, s, v, o)),
+                    3 => by_int8_kind!(kind, K => kern::<3, K>(k, a, rows, i0, q, s, v, o)),
+                    _ => by_int8_kind!(kind, K => kern::<4, K>(k, a, rows, i0, q, s, v, o)),
                 }
             }
         }
     }
     out
-}
-
-/// `kern` for `kind`.
-///
-/// # Safety
-/// As `kern`.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn by_kind<const R: usize>(
-    kind: Kind,
-    k: usize,
-    a: *const u32,
-    rows: usize,
-    i0: usize,
-    q: *const u8,
-    s: *const u8,
-    v: usize,
-    o: &mut [[f32; NR]],
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match kind.index() {
-            0 => kern::<R, 0>(k, a, rows, i0, q, s, v, o),
-            1 => kern::<R, 1>(k, a, rows, i0, q, s, v, o),
-            2 => kern::<R, 2>(k, a, rows, i0, q, s, v, o),
-            3 => kern::<R, 3>(k, a, rows, i0, q, s, v, o),
-            4 => kern::<R, 4>(k, a, rows, i0, q, s, v, o),
-            5 => kern::<R, 5>(k, a, rows, i0, q, s, v, o),
-            6 => kern::<R, 6>(k, a, rows, i0, q, s, v, o),
-            _ => kern::<R, 7>(k, a, rows, i0, q, s, v, o),
-        }
-    }
 }
 
 /// Bit t of each byte of `hb` moved to bit 4, the rest cleared (as `avx512int8::fifth_bit`).

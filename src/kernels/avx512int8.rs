@@ -86,18 +86,7 @@ unsafe fn by_kind<const R: usize, const V: usize>(
     o: &mut [[f32; NR]],
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        match kind.index() {
-            0 => kern::<R, V, 0>(k, a, rows, i0, q, s, h0, o),
-            1 => kern::<R, V, 1>(k, a, rows, i0, q, s, h0, o),
-            2 => kern::<R, V, 2>(k, a, rows, i0, q, s, h0, o),
-            3 => kern::<R, V, 3>(k, a, rows, i0, q, s, h0, o),
-            4 => kern::<R, V, 4>(k, a, rows, i0, q, s, h0, o),
-            5 => kern::<R, V, 5>(k, a, rows, i0, q, s, h0, o),
-            6 => kern::<R, V, 6>(k, a, rows, i0, q, s, h0, o),
-            _ => kern::<R, V, 7>(k, a, rows, i0, q, s, h0, o),
-        }
-    }
+    unsafe { by_int8_kind!(kind, K => kern::<R, V, K>(k, a, rows, i0, q, s, h0, o)) }
 }
 
 /// Bit t of each byte of `hb` moved to bit 4, the rest cleared (16-bit shifts: what crosses a

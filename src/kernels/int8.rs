@@ -72,6 +72,8 @@ pub(super) enum Quants {
     Six,
 }
 
+const _: () = assert!(Kind::ALL.len() == 8, "by_int8_kind! has one arm per kind");
+
 /// Q8_0 as a [`Format`]: q stored offset by 128, so `w = (q - 128)·d`.
 const Q8_0_FORMAT: Format = Format {
     block: 32,
@@ -102,7 +104,7 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.gguf() == t)
     }
 
-    /// The index of `self` in [`Kind::ALL`].
+    /// The index of `self` in [`Kind::ALL`] (`by_int8_kind!` has an arm for each).
     pub(super) fn index(self) -> usize {
         Kind::ALL.iter().position(|&k| k == self).unwrap_or(0)
     }

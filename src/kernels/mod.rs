@@ -87,6 +87,47 @@ macro_rules! by_quant_type {
     };
 }
 
+/// `$call` with `$k` a constant, the index of `$kind` in `int8::Kind::ALL`: the int8 kernels,
+/// compiled once per type.
+macro_rules! by_int8_kind {
+    ($kind:expr, $k:ident => $call:expr) => {
+        match $kind.index() {
+            0 => {
+                const $k: usize = 0;
+                $call
+            }
+            1 => {
+                const $k: usize = 1;
+                $call
+            }
+            2 => {
+                const $k: usize = 2;
+                $call
+            }
+            3 => {
+                const $k: usize = 3;
+                $call
+            }
+            4 => {
+                const $k: usize = 4;
+                $call
+            }
+            5 => {
+                const $k: usize = 5;
+                $call
+            }
+            6 => {
+                const $k: usize = 6;
+                $call
+            }
+            _ => {
+                const $k: usize = 7;
+                $call
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows_and_panels {
     ($rows:expr, $panels:expr, $kern:ident($($arg:expr),* $(,)?)) => {

@@ -110,47 +110,15 @@ unsafe fn block<D: Dot4>(
             // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; `D` from the caller.
             unsafe {
                 match i1 - i0 {
-                    1 => by_kind::<1, D>(kind, k, a, rows, i0, q, s, v, o),
-                    2 => by_kind::<2, D>(kind, k, a, rows, i0, q, s, v, o),
-                    3 => by_kind::<3, D>(kind, k, a, rows, i0, q, s, v, o),
-                    _ => by_kind::<4, D>(kind, k, a, rows, i0, q, s, v, o),
+                    1 => by_int8_kind!(kind, K => kern::<1, K, D>(k, a, rows, i0, q, s, v, o)),
+                    2 => by_int8_kind!(kind, K => kern::<2, K, D>(k, a, rows, i0, q, s, v, o)),
+                    3 => by_int8_kind!(kind, K => kern::<3, K, D>(k, a, rows, i0, q, s, v, o)),
+                    _ => by_int8_kind!(kind, K => kern::<4, K, D>(k, a, rows, i0, q, s, v, o)),
                 }
             }
         }
     }
     out
-}
-
-/// `kern` for `kind`.
-///
-/// # Safety
-/// As `kern`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn by_kind<const R: usize, D: Dot4>(
-    kind: Kind,
-    k: usize,
-    a: *const u32,
-    rows: usize,
-    i0: usize,
-    q: *const u8,
-    s: *const u8,
-    v: usize,
-    o: &mut [[f32; NR]],
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match kind.index() {
-            0 => kern::<R, 0, D>(k, a, rows, i0, q, s, v, o),
-            1 => kern::<R, 1, D>(k, a, rows, i0, q, s, v, o),
-            2 => kern::<R, 2, D>(k, a, rows, i0, q, s, v, o),
-            3 => kern::<R, 3, D>(k, a, rows, i0, q, s, v, o),
-            4 => kern::<R, 4, D>(k, a, rows, i0, q, s, v, o),
-            5 => kern::<R, 5, D>(k, a, rows, i0, q, s, v, o),
-            6 => kern::<R, 6, D>(k, a, rows, i0, q, s, v, o),
-            _ => kern::<R, 7, D>(k, a, rows, i0, q, s, v, o),
-        }
-    }
 }
 
 /// Bit t of each byte of `hb` moved to bit 4, the rest cleared.
