@@ -72,7 +72,14 @@ pub(super) enum Quants {
     Six,
 }
 
-const _: () = assert!(Kind::ALL.len() == 8, "by_int8_kind! has one arm per kind");
+const _: () = {
+    assert!(Kind::ALL.len() == 8, "by_int8_kind! has one arm per kind");
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        assert!(Kind::ALL[i].index() == i, "Kind::ALL is in declaration order");
+        i += 1;
+    }
+};
 
 /// Q8_0 as a [`Format`]: q stored offset by 128, so `w = (q - 128)·d`.
 const Q8_0_FORMAT: Format = Format {
@@ -104,9 +111,10 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.gguf() == t)
     }
 
-    /// The index of `self` in [`Kind::ALL`] (`by_int8_kind!` has an arm for each).
-    pub(super) fn index(self) -> usize {
-        Kind::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    /// The index of `self` in [`Kind::ALL`] (`by_int8_kind!` has an arm for each): its
+    /// discriminant, as `ALL` lists the kinds in declaration order (checked below).
+    pub(super) const fn index(self) -> usize {
+        self as usize
     }
 
     pub(super) const fn gguf(self) -> GgufType {
