@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::attn_kernels::{scores16, weighted_sum};
-use super::ops::{dot, exp, hsum, Stored};
+use super::attn_kernels::{scores, weighted_sum, TILE};
+use super::ops::{exp, hsum, Stored};
 use crate::kernels::isa::Isa;
 use crate::model::decoder::Segment;
 
@@ -93,6 +93,36 @@ impl Rows {
         }
     }
 
+    /// Writes position `pos`'s `x` into the tiles (`[tile][x.len()][TILE]`), starting a tile of
+    /// zeros at each multiple of [`TILE`]; positions come in order.
+    fn put_tiled(&mut self, x: &[f32], pos: usize) {
+        let (w, lane) = (x.len(), pos % TILE);
+        let base = pos / TILE * TILE * w;
+        if lane == 0 {
+            self.grow(base + TILE * w);
+        }
+        match self {
+            Rows::F32(r) => {
+                for (e, &v) in x.iter().enumerate() {
+                    r[base + e * TILE + lane] = v;
+                }
+            }
+            Rows::Bf16(r) => {
+                for (e, &v) in x.iter().enumerate() {
+                    r[base + e * TILE + lane] = crate::kernels::to_bf16(v);
+                }
+            }
+        }
+    }
+
+    /// Zero-extends to `n` values.
+    fn grow(&mut self, n: usize) {
+        match self {
+            Rows::F32(r) => r.resize(n, 0.0),
+            Rows::Bf16(r) => r.resize(n, 0),
+        }
+    }
+
     /// A copy with room for `cap` values.
     fn copy_with_capacity(&self, cap: usize) -> Self {
         let mut out = Rows::with_capacity(self.dtype(), cap.max(self.len()));
@@ -128,8 +158,10 @@ impl InCache for u16 {
     }
 }
 
-/// One layer's keys and values of one sequence, token-major: `[T][kv_heads][head_dim]`, so an
-/// append is one copy and growth is a plain `Vec` growth.
+/// One layer's keys and values of one sequence. Values token-major, `[T][kv_heads][head_dim]`,
+/// so an append is one copy; keys in tiles of [`TILE`] positions, `[T / TILE][kv_heads][head_dim]
+/// [TILE]` (slots past the last position zero), so that attention's scores take one key per
+/// vector lane (see `attn_kernels`). Growth is a plain `Vec` growth either way.
 #[derive(Debug, Clone)]
 pub struct LayerKv {
     k: Rows,
@@ -150,7 +182,7 @@ impl HostCache {
     /// Room for `own_len` tokens of its own (it grows if exceeded), stored as `dtype`.
     pub fn new(layers: usize, width: usize, own_len: usize, dtype: KvDtype) -> Self {
         let layer = || LayerKv {
-            k: Rows::with_capacity(dtype, own_len * width),
+            k: Rows::with_capacity(dtype, own_len.next_multiple_of(TILE) * width),
             v: Rows::with_capacity(dtype, own_len * width),
         };
         Self { prefix: None, layers: (0..layers).map(|_| layer()).collect(), width }
@@ -182,7 +214,7 @@ impl HostCache {
     }
 
     fn own_len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.k.len() / self.width.max(1))
+        self.layers.first().map_or(0, |l| l.v.len() / self.width.max(1))
     }
 
     pub fn len(&self) -> usize {
@@ -190,18 +222,20 @@ impl HostCache {
     }
 
     /// Bytes of the keys and values this cache stores itself (a shared prefix is its own
-    /// cache's), counted as values, not `Vec` capacity (memory reports).
+    /// cache's), counted as values (not the zero slots of a last key tile), not `Vec` capacity
+    /// (memory reports).
     pub fn bytes(&self) -> usize {
-        self.layers.iter().map(|l| (l.k.len() + l.v.len()) * self.dtype().size()).sum()
+        self.layers.iter().map(|l| 2 * l.v.len() * self.dtype().size()).sum()
     }
 
     /// An independent copy with room for `max_len` positions in all; a shared prefix stays shared.
     pub fn fork(&self, max_len: usize) -> HostCache {
-        let cap = max_len.max(self.len()).saturating_sub(self.prefix_len()) * self.width;
+        let own = max_len.max(self.len()).saturating_sub(self.prefix_len());
+        let (kcap, vcap) = (own.next_multiple_of(TILE) * self.width, own * self.width);
         let layers = self
             .layers
             .iter()
-            .map(|l| LayerKv { k: l.k.copy_with_capacity(cap), v: l.v.copy_with_capacity(cap) })
+            .map(|l| LayerKv { k: l.k.copy_with_capacity(kcap), v: l.v.copy_with_capacity(vcap) })
             .collect();
         HostCache { prefix: self.prefix.clone(), layers, width: self.width }
     }
@@ -235,34 +269,75 @@ impl<'a> KvView<'a> {
         self.own.k.dtype() == KvDtype::F32
     }
 
-    /// Columns `cols` of the keys and of the values of `positions`, each row a slice of the
-    /// cache as stored (`T`: f32 or bf16 bits); nothing from a part stored otherwise.
-    fn rows<T: InCache>(
+    /// The parts of the view that hold `positions`: (layer, its first position, the local
+    /// range of `positions` in it).
+    fn parts(
+        &self,
+        positions: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (&'a LayerKv, usize, std::ops::Range<usize>)> {
+        let split = positions.end.min(self.prefix_len).max(positions.start);
+        let parts = [
+            (self.prefix, 0, positions.start..split),
+            (Some(self.own), self.prefix_len, split..positions.end),
+        ];
+        parts.into_iter().filter_map(|(layer, base, range)| {
+            let l = layer.filter(|_| !range.is_empty())?;
+            Some((l, base, range.start - base..range.end - base))
+        })
+    }
+
+    /// The key tiles of KV head `kh` (`[dim][TILE]` each, as stored) that hold `positions`,
+    /// each with its first position and how many of its slots hold keys.
+    fn key_tiles<T: InCache>(
+        &self,
+        positions: std::ops::Range<usize>,
+        kh: usize,
+        dim: usize,
+    ) -> Vec<KeyTile<'a, T>> {
+        let mut out = Vec::with_capacity(positions.len().div_ceil(TILE) + 1);
+        for (l, base, range) in self.parts(positions) {
+            let Some(k) = T::slice(&l.k) else { continue };
+            let held = l.v.len() / self.width;
+            for t in range.start / TILE..range.end.div_ceil(TILE) {
+                let at = t * TILE * self.width + kh * dim * TILE;
+                out.push(KeyTile {
+                    keys: &k[at..at + dim * TILE],
+                    first: base + t * TILE,
+                    held: (held - t * TILE).min(TILE),
+                });
+            }
+        }
+        out
+    }
+
+    /// Columns `cols` of the values of `positions`, each row a slice of the cache as stored.
+    fn value_rows<T: InCache>(
         &self,
         positions: std::ops::Range<usize>,
         cols: std::ops::Range<usize>,
-    ) -> (Vec<&'a [T]>, Vec<&'a [T]>) {
-        let n = positions.len();
-        let (mut keys, mut vals) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let split = positions.end.min(self.prefix_len).max(positions.start);
-        let parts = [
-            (self.prefix, positions.start..split, 0),
-            (Some(self.own), split..positions.end, self.prefix_len),
-        ];
-        for (layer, range, base) in parts {
-            let (Some(l), false) = (layer, range.is_empty()) else { continue };
-            let (Some(k), Some(v)) = (T::slice(&l.k), T::slice(&l.v)) else { continue };
-            let rows = (range.start - base) * self.width..(range.end - base) * self.width;
-            keys.extend(k[rows.clone()].chunks_exact(self.width).map(|r| &r[cols.clone()]));
+    ) -> Vec<&'a [T]> {
+        let mut vals = Vec::with_capacity(positions.len());
+        for (l, _, range) in self.parts(positions) {
+            let Some(v) = T::slice(&l.v) else { continue };
+            let rows = range.start * self.width..range.end * self.width;
             vals.extend(v[rows].chunks_exact(self.width).map(|r| &r[cols.clone()]));
         }
-        (keys, vals)
+        vals
     }
+}
+
+/// [`TILE`] consecutive positions' keys of one KV head, `[dim][TILE]`.
+struct KeyTile<'a, T> {
+    keys: &'a [T],
+    /// The position of slot 0.
+    first: usize,
+    /// Slots `0..held` hold keys (the rest are zero).
+    held: usize,
 }
 
 impl LayerKv {
     pub(super) fn append(&mut self, k: &[f32], v: &[f32]) {
-        self.k.push(k);
+        self.k.put_tiled(k, self.v.len() / v.len().max(1));
         self.v.push(v);
     }
 }
@@ -299,34 +374,42 @@ pub fn attend(
         starts.push(start);
         start += s.len;
     }
-    // A task is one sequence and `per_task` query heads. A whole group of query heads reading
-    // the same KV head fetches each key and value row once for all of them; single heads only
-    // when there would be too few tasks to keep every thread busy.
-    let enough = segs.len() * h.kv >= 4 * rayon::current_num_threads();
-    let per_task = if enough { group } else { 1 };
-    let tasks: Vec<(usize, usize)> = (0..segs.len())
-        .flat_map(|s| (0..h.q).step_by(per_task).map(move |head| (s, head)))
+    // A task is some rows of one sequence and `per_task` query heads. A whole group of query
+    // heads reading the same KV head fetches each key and value row once for all of them, so
+    // groups are split into single heads only when there would be too few tasks to keep every
+    // thread busy otherwise (a decode step of one or two sequences). Long segments (prefill) are
+    // cut into chunks of rows, small enough that the threads share a causal prefill evenly.
+    let want = 4 * rayon::current_num_threads();
+    let rows: usize = segs.iter().map(|s| s.len).sum();
+    let per_task = if segs.len() * h.kv >= want || rows * h.kv >= 16 * want { group } else { 1 };
+    let chunk = (rows * h.kv / (2 * want)).max(16);
+    let tasks: Vec<(usize, usize, usize)> = (0..segs.len())
+        .flat_map(|s| {
+            let heads = (0..h.q).step_by(per_task);
+            heads.flat_map(move |head| (0..segs[s].len).step_by(chunk).map(move |r| (s, head, r)))
+        })
         .collect();
     assert_eq!(out.len(), start * qw, "attend: out holds every new token's heads");
     let dst = OutRows(out.as_mut_ptr());
-    let one = |&(s, head): &(usize, usize)| {
+    let one = |&(s, head, r0): &(usize, usize, usize)| {
         let seg = segs[s];
-        let rows = &q[starts[s] * q_stride..];
+        let first_row = starts[s] + r0;
         let job = Head {
-            rows,
+            rows: &q[first_row * q_stride..],
             stride: q_stride,
             heads: head..head + per_task,
             kv: caches[s],
             kh: head / group,
-            seg,
+            seg: Segment { len: (seg.len - r0).min(chunk), offset: seg.offset + r0 },
             dim: h.dim,
             window: h.window,
             scale,
             isa,
         };
         // SAFETY: `out` is exclusively borrowed for this call and holds `start` rows of `qw`; the
-        // task writes rows starts[s].. of its segment, columns of its own heads only.
-        unsafe { job.run(dst.at(starts[s] * qw), qw) };
+        // task writes its rows (from first_row on, inside its segment's), columns of its own
+        // heads only.
+        unsafe { job.run(dst.at(first_row * qw), qw) };
     };
     let work: usize = segs.iter().map(|s| s.len * (s.offset + s.len)).sum::<usize>() * h.q;
     if work * h.dim >= 1 << 16 {
@@ -357,7 +440,10 @@ unsafe impl Sync for OutRows {}
 /// Per-thread buffers of attention's tasks, reused so that a decode step allocates nothing here.
 #[derive(Default)]
 struct Scratch {
-    scores: Vec<f32>,
+    /// A block's scores, `[query row][tile][TILE]`.
+    tile_scores: Vec<f32>,
+    /// One row's probabilities, `[head][visible position]`.
+    probs: Vec<f32>,
     out: Vec<f32>,
 }
 
@@ -428,22 +514,25 @@ impl Head<'_> {
         let end = self.seg.offset + self.seg.len;
         // A cache and its prefix share a dtype (`HostCache::after`).
         if self.kv.is_f32() {
-            let (keys, vals) = self.kv.rows::<f32>(first..end, cols);
-            self.softmax_rows(first, &keys, &vals, isa, res, row_len);
+            let tiles = self.kv.key_tiles::<f32>(first..end, self.kh, d);
+            let vals = self.kv.value_rows::<f32>(first..end, cols);
+            self.softmax_rows(first, &tiles, &vals, isa, res, row_len);
         } else {
-            let (keys, vals) = self.kv.rows::<u16>(first..end, cols);
-            self.softmax_rows(first, &keys, &vals, isa, res, row_len);
+            let tiles = self.kv.key_tiles::<u16>(first..end, self.kh, d);
+            let vals = self.kv.value_rows::<u16>(first..end, cols);
+            self.softmax_rows(first, &tiles, &vals, isa, res, row_len);
         }
     }
 
-    /// softmax(q·Kᵀ · scale) V for each query row and head of the task, with `keys[j - first]`
-    /// and `vals[j - first]` the KV head's key and value at position `j`. Heads go innermost,
-    /// so each key and value row is fetched once for all of them.
+    /// softmax(q·Kᵀ · scale) V for each query row and head of the task, with `tiles` the KV
+    /// head's keys from position `first` on and `vals[j - first]` its value at position `j`.
+    /// Rows go in blocks whose queries (all heads of each row) share every key tile; then each
+    /// row's heads share every value row.
     #[inline(always)]
     fn softmax_rows<T: Stored>(
         &self,
         first: usize,
-        keys: &[&[T]],
+        tiles: &[KeyTile<T>],
         vals: &[&[T]],
         isa: Isa,
         res: OutRows,
@@ -452,54 +541,72 @@ impl Head<'_> {
         let (d, g) = (self.dim, self.heads.len());
         // Taken out of the thread's slot rather than used inside a `with` closure, which would
         // be compiled without this function's target features.
-        let Scratch { mut scores, mut out } = SCRATCH.with(|s| s.take());
+        let Scratch { mut tile_scores, mut probs, mut out } = SCRATCH.with(|s| s.take());
         out.resize(g * d, 0f32);
-        for i in 0..self.seg.len {
-            let pos = self.seg.offset + i;
-            let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qrow = |h: usize| &self.rows[i * self.stride + (self.heads.start + h) * d..][..d];
-            let visible = lo - first..pos + 1 - first;
-            let n = visible.len();
-            scores.clear();
-            scores.resize(g * n, 0f32);
-            let blocks = keys[visible.clone()].chunks_exact(16);
-            let tail = blocks.remainder();
-            for (b, block) in blocks.enumerate() {
-                let block: &[&[T]; 16] = block.try_into().expect("chunks of 16");
-                for h in 0..g {
-                    scores16(isa, qrow(h), block, self.scale, &mut scores[h * n + b * 16..]);
+        let keys: Vec<&[T]> = tiles.iter().map(|t| t.keys).collect();
+        assert!(vals.iter().all(|v| v.len() == d), "attention: value rows of the head dim");
+        let lo = |i: usize| self.window.map_or(0, |w| (self.seg.offset + i + 1).saturating_sub(w));
+        let qrow =
+            |i: usize, h: usize| &self.rows[i * self.stride + (self.heads.start + h) * d..][..d];
+        // Up to 8 query vectors a block: what the kernels keep in registers at once.
+        let block = (8 / g).max(1);
+        let mut qs: Vec<&[f32]> = Vec::with_capacity(block * g);
+        for i0 in (0..self.seg.len).step_by(block) {
+            let i1 = (i0 + block).min(self.seg.len);
+            // The tiles holding any position the block's rows see: lo(i0)..offset + i1.
+            let t0 = tiles.partition_point(|t| t.first + t.held <= lo(i0));
+            let t1 = tiles.partition_point(|t| t.first < self.seg.offset + i1);
+            let (near, w) = (&tiles[t0..t1], (t1 - t0) * TILE);
+            qs.clear();
+            qs.extend((i0..i1).flat_map(|i| (0..g).map(move |h| (i, h))).map(|(i, h)| qrow(i, h)));
+            tile_scores.clear();
+            tile_scores.resize(qs.len() * w, 0f32);
+            scores(isa, &qs, &keys[t0..t1], self.scale, &mut tile_scores);
+            for i in i0..i1 {
+                let visible = lo(i)..self.seg.offset + i + 1;
+                let n = visible.len();
+                probs.clear();
+                probs.resize(g * n, 0f32);
+                for (h, p) in probs.chunks_mut(n).enumerate() {
+                    let row = &tile_scores[((i - i0) * g + h) * w..][..w];
+                    for (t, tile) in near.iter().enumerate() {
+                        let a = visible.start.max(tile.first);
+                        let b = visible.end.min(tile.first + tile.held);
+                        if a < b {
+                            p[a - visible.start..b - visible.start].copy_from_slice(
+                                &row[t * TILE + a - tile.first..t * TILE + b - tile.first],
+                            );
+                        }
+                    }
+                    // Plain loops, not `extend(map(..))`: a closure would be compiled apart from
+                    // this function, without its target features (same operations, a third of
+                    // the speed).
+                    let max = lanes_max(p);
+                    for e in p.iter_mut() {
+                        *e = exp(*e - max);
+                    }
+                    let sum = lanes_sum(p);
+                    for e in p.iter_mut() {
+                        *e /= sum;
+                    }
                 }
-            }
-            for (h, scores) in scores.chunks_mut(n).enumerate() {
-                let qrow = qrow(h);
-                // Plain loops, not `extend(map(..))`: a closure would be compiled apart from this
-                // function, without its target features (same operations, a third of the speed).
-                for (s, k) in scores[n - tail.len()..].iter_mut().zip(tail) {
-                    *s = dot(qrow, k) * self.scale;
+                let v = &vals[visible.start - first..visible.end - first];
+                // SAFETY: every value row holds d values (checked above).
+                unsafe { weighted_sum(isa, &probs, v, &mut out, g) };
+                for (h, o) in out.chunks(d).enumerate() {
+                    // SAFETY: row i of the segment, this task's head h: inside `res` and this
+                    // task's own (see `run`).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            o.as_ptr(),
+                            res.at(i * row_len + (self.heads.start + h) * d),
+                            d,
+                        )
+                    };
                 }
-                let max = lanes_max(scores);
-                for e in scores.iter_mut() {
-                    *e = exp(*e - max);
-                }
-                let sum = lanes_sum(scores);
-                for e in scores.iter_mut() {
-                    *e /= sum;
-                }
-            }
-            weighted_sum(isa, &scores, &vals[visible], &mut out, g);
-            for (h, o) in out.chunks(d).enumerate() {
-                // SAFETY: row i of the segment, this task's head h: inside `res` and this task's
-                // own (see `run`).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        o.as_ptr(),
-                        res.at(i * row_len + (self.heads.start + h) * d),
-                        d,
-                    )
-                };
             }
         }
-        SCRATCH.with(|s| s.replace(Scratch { scores, out }));
+        SCRATCH.with(|s| s.replace(Scratch { tile_scores, probs, out }));
     }
 }
 
@@ -587,7 +694,7 @@ mod tests {
             let k = values(total * h.kv * h.dim, 1);
             let v = values(total * h.kv * h.dim, 2);
             let q = values(len * h.q * h.dim, 3);
-            let cache = layer(&k, &v);
+            let cache = layer(&k, &v, h.kv * h.dim);
             let mut out = vec![0f32; len * h.q * h.dim];
             attend(
                 Isa::detect(),
@@ -608,8 +715,8 @@ mod tests {
     #[test]
     fn a_sequence_gives_the_same_bits_alone_and_beside_others() {
         let h = Heads { q: 2, kv: 1, dim: 16, window: None };
-        let a = layer(&values(7 * 16, 4), &values(7 * 16, 5));
-        let b = layer(&values(30 * 16, 6), &values(30 * 16, 7));
+        let a = layer(&values(7 * 16, 4), &values(7 * 16, 5), 16);
+        let b = layer(&values(30 * 16, 6), &values(30 * 16, 7), 16);
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
         let mut alone = vec![0f32; 2 * 32];
         attend(
@@ -635,8 +742,13 @@ mod tests {
         assert_eq!(alone, both[30 * 32..]);
     }
 
-    fn layer(k: &[f32], v: &[f32]) -> LayerKv {
-        LayerKv { k: Rows::F32(k.to_vec()), v: Rows::F32(v.to_vec()) }
+    /// A layer holding token-major keys and values of `width` values a token.
+    fn layer(k: &[f32], v: &[f32], width: usize) -> LayerKv {
+        let mut l = LayerKv { k: Rows::F32(Vec::new()), v: Rows::F32(Vec::new()) };
+        for (k, v) in k.chunks(width).zip(v.chunks(width)) {
+            l.append(k, v);
+        }
+        l
     }
 
     fn view(l: &LayerKv, h: Heads) -> KvView<'_> {
@@ -659,10 +771,10 @@ mod tests {
             let seg = [Segment { len, offset: total - len }];
             let (mut got, mut want) = (vec![0f32; len * 64], vec![0f32; len * 64]);
             attend(Isa::detect(), &q, 64, &seg, &[cache.view(0)], h, &mut got);
-            let rounded = layer(&round(&k), &round(&v));
+            let rounded = layer(&round(&k), &round(&v), 32);
             attend(Isa::detect(), &q, 64, &seg, &[view(&rounded, h)], h, &mut want);
             assert_eq!(got, want, "window {window:?}");
-            let exact = layer(&k, &v);
+            let exact = layer(&k, &v, 32);
             attend(Isa::detect(), &q, 64, &seg, &[view(&exact, h)], h, &mut want);
             assert_ne!(got, want, "the cache did round");
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2), "window {window:?}");
@@ -676,10 +788,17 @@ mod tests {
         let widen = |rows: Vec<&[u16]>| -> Vec<f32> {
             rows.concat().into_iter().map(crate::kernels::from_bf16).collect()
         };
-        let (ak, av) = after.view(0).rows::<u16>(0..1, 0..16);
-        let (ck, cv) = c.view(0).rows::<u16>(0..1, 0..16);
-        assert_eq!((widen(ak), widen(av)), (widen(ck.clone()), widen(cv)));
-        assert_eq!(widen(ck), round(&values(16, 1)));
+        // Position 0's key: slot 0 of each dimension of the first tile.
+        let key = |v: KvView| -> Vec<f32> {
+            let t = v.key_tiles::<u16>(0..1, 0, 16);
+            assert_eq!((t.len(), t[0].first, t[0].held), (1, 0, 1));
+            t[0].keys.iter().step_by(TILE).map(|&b| crate::kernels::from_bf16(b)).collect()
+        };
+        let (ak, av) = (key(after.view(0)), widen(after.view(0).value_rows::<u16>(0..1, 0..16)));
+        let (ck, cv) = (key(c.view(0)), widen(c.view(0).value_rows::<u16>(0..1, 0..16)));
+        assert_eq!((&ak, &av), (&ck, &cv));
+        assert_eq!(ck, round(&values(16, 1)));
+        assert_eq!(cv, round(&values(16, 2)));
     }
 
     /// Attention over several sequences (a prefill, decode rows, a sliding window, a tail of
@@ -739,9 +858,9 @@ mod tests {
     fn a_shared_prefix_reads_like_a_cache_of_its_own() {
         let h = Heads { q: 2, kv: 1, dim: 16, window: None };
         let (k, v) = (values(9 * 16, 10), values(9 * 16, 11));
-        let whole = layer(&k, &v);
-        let prefix = layer(&k[..6 * 16], &v[..6 * 16]);
-        let own = layer(&k[6 * 16..], &v[6 * 16..]);
+        let whole = layer(&k, &v, 16);
+        let prefix = layer(&k[..6 * 16], &v[..6 * 16], 16);
+        let own = layer(&k[6 * 16..], &v[6 * 16..], 16);
         let split = KvView { prefix: Some(&prefix), prefix_len: 6, own: &own, width: 16 };
         let q = values(3 * 32, 12);
         let seg = [Segment { len: 3, offset: 6 }];

@@ -1,50 +1,81 @@
-//! Attention's two inner loops: the scores of 16 keys at once (q·k for each, summed in the same
-//! lane tree as [`dot`]) and the probability-weighted sum of value rows. Long few-shot contexts
-//! spend most of a decode step here. Each AVX-512 and AVX2 routine performs the IEEE operations
-//! of its portable twin in the same order (multiply, then add; never fused), so the bits do not
-//! depend on the instruction set, and the portable twins are the code attention used before: the
-//! same bits as ever. Keys and values are read as the cache stores them, f32 or bf16 (widened in
-//! registers, exactly), so a bf16 cache is never copied out as f32.
+//! Attention's two inner loops: the scores of query rows against tiles of keys, and the
+//! probability-weighted sum of value rows. Long few-shot contexts spend most of a decode step and
+//! of a prefill here. The cache keeps keys in tiles of [`TILE`] positions, each dimension-major
+//! (`[dim][TILE]` per KV head), so one vector holds one dimension of [`TILE`] keys: a score is a
+//! fused multiply-add chain over the dimensions in order, one key per lane, with no horizontal
+//! sum, and several query rows (heads of a group, rows of a prefill) share each key load. Every
+//! family performs the same IEEE operations in the same order as the portable loops (fused
+//! multiply-adds, `f32::mul_add` there), so the bits do not depend on the instruction set, nor on
+//! how many rows or tiles one call takes. Keys and values are read as the cache stores them, f32
+//! or bf16 (widened in registers, exactly), so a bf16 cache is never copied out as f32.
 
-use super::ops::{dot, Stored};
+use super::ops::Stored;
 use crate::kernels::isa::Isa;
 
-/// Where the vector routines run: head dims that are whole 16-lane groups (the lanes of [`dot`]).
+/// Key positions per tile of the cache.
+pub(super) const TILE: usize = 16;
+
+/// Where [`weighted_sum`]'s vector routines run: head dims that are whole 16-lane groups.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86 paths ask
 pub(super) fn simd_dim(dim: usize) -> bool {
     dim.is_multiple_of(16)
 }
 
-/// `out[i] = (q · keys[i]) * scale` for 16 keys, by `isa`'s routine (one this CPU runs).
+/// `out[i][t * TILE + l] = (Σ_c qs[i][c] · tiles[t][c * TILE + l]) · scale` for every query row
+/// `i` and tile `t` (`[dim][TILE]` keys), the sum a fused multiply-add chain over `c = 0..dim`
+/// from zero. `out` holds `qs.len()` rows of `tiles.len() * TILE`. `isa`: one this CPU runs.
 #[inline(always)]
-pub(super) fn scores16<T: Stored>(
+pub(super) fn scores<T: Stored>(
     isa: Isa,
-    q: &[f32],
-    keys: &[&[T]; 16],
+    qs: &[&[f32]],
+    tiles: &[&[T]],
     scale: f32,
     out: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if simd_dim(q.len()) {
-        match isa {
-            // SAFETY: callers pass a family this CPU runs (avx512f); lengths are checked inside.
-            Isa::Avx512 => return unsafe { avx512::scores16(q, keys, scale, out) },
-            // SAFETY: as above, with avx2 and fma.
-            Isa::Avx2 => return unsafe { avx2::scores16(q, keys, scale, out) },
-            Isa::Scalar => {}
+    let d = qs.first().map_or(0, |q| q.len());
+    let w = tiles.len() * TILE;
+    assert!(
+        qs.iter().all(|q| q.len() == d)
+            && tiles.iter().all(|t| t.len() >= d * TILE)
+            && out.len() >= qs.len() * w,
+        "attention scores: query rows of one length, tiles of [dim][{TILE}], room for the scores"
+    );
+    match isa {
+        // SAFETY: callers pass a family this CPU runs (avx512f); lengths checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::scores(qs, tiles, d, scale, out) },
+        // SAFETY: as above, with avx2 and fma.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::scores(qs, tiles, d, scale, out) },
+        _ => {
+            for (q, out) in qs.iter().zip(out.chunks_mut(w)) {
+                for (tile, out) in tiles.iter().zip(out.chunks_mut(TILE)) {
+                    let mut acc = [0f32; TILE];
+                    for (c, &qc) in q.iter().enumerate() {
+                        let keys = &tile[c * TILE..][..TILE];
+                        for (a, k) in acc.iter_mut().zip(keys) {
+                            *a = qc.mul_add(k.f32(), *a);
+                        }
+                    }
+                    for (o, a) in out.iter_mut().zip(acc) {
+                        *o = a * scale;
+                    }
+                }
+            }
         }
-    }
-    let _ = isa;
-    for (o, k) in out[..16].iter_mut().zip(keys) {
-        *o = dot(q, k) * scale;
     }
 }
 
-/// For each of `o.len() / d` heads `h` (`d = o.len() / heads`, rows of `o` and of `p`):
-/// `o[h] = Σ_j p[h][j] · vals[j]`, summed in key order from zero (`o` is overwritten). The heads
-/// share `vals`, so each value row is read once for all of them. `isa`: as for [`scores16`].
+/// For each of `heads` heads `h` (`d = o.len() / heads`, rows of `o` and of `p`):
+/// `o[h] = Σ_j p[h][j] · vals[j]`, a fused multiply-add chain in key order from zero (`o` is
+/// overwritten). The heads share `vals`, so each value row is read once for all of them.
+/// `isa`: as for [`scores`].
+///
+/// # Safety
+/// Every row of `vals` holds at least `o.len() / heads` values (checked once by the caller
+/// rather than here, where it would be a pass over every row per call).
 #[inline(always)]
-pub(super) fn weighted_sum<T: Stored>(
+pub(super) unsafe fn weighted_sum<T: Stored>(
     isa: Isa,
     p: &[f32],
     vals: &[&[T]],
@@ -52,12 +83,14 @@ pub(super) fn weighted_sum<T: Stored>(
     heads: usize,
 ) {
     let (n, d) = (vals.len(), o.len() / heads.max(1));
+    debug_assert!(vals.iter().all(|v| v.len() >= d), "weighted_sum: value rows of the head dim");
+    debug_assert!(p.len() >= heads * n, "weighted_sum: a probability per head and row");
     #[cfg(target_arch = "x86_64")]
     if simd_dim(d) {
         match isa {
-            // SAFETY: as for `scores16`.
+            // SAFETY: as for `scores`; the rows' lengths as the caller promised.
             Isa::Avx512 => return unsafe { avx512::weighted_sum(p, vals, o, heads) },
-            // SAFETY: as for `scores16`.
+            // SAFETY: as above.
             Isa::Avx2 => return unsafe { avx2::weighted_sum(p, vals, o, heads) },
             Isa::Scalar => {}
         }
@@ -70,7 +103,7 @@ pub(super) fn weighted_sum<T: Stored>(
     for (p, o) in p.chunks(n).zip(o.chunks_mut(d)) {
         for (&p, v) in p.iter().zip(vals) {
             for (o, v) in o.iter_mut().zip(*v) {
-                *o += p * v.f32();
+                *o = p.mul_add(v.f32(), *o);
             }
         }
     }
@@ -80,7 +113,7 @@ pub(super) fn weighted_sum<T: Stored>(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::Stored;
+    use super::{Stored, TILE};
 
     /// 16 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
     #[target_feature(enable = "avx512f")]
@@ -95,57 +128,79 @@ mod avx512 {
         }
     }
 
-    /// 16 dot products as 16 vectors of lane sums, then the 16 lane trees of [`super::dot`]
-    /// (`l + l+8`, `+ l+4`, `(0+2) + (1+3)`) done together by shuffles: 4 shuffle pairs
-    /// per level instead of a horizontal sum per key.
+    /// Query rows per block: with two tiles, 16 accumulators of the 32 registers.
+    const ROWS: usize = 8;
+
+    /// [`super::scores`]: blocks of up to [`ROWS`] query rows by two tiles, each accumulator
+    /// one (row, tile) chain.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scores16<T: Stored>(
-        q: &[f32],
-        keys: &[&[T]; 16],
+    pub(super) unsafe fn scores<T: Stored>(
+        qs: &[&[f32]],
+        tiles: &[&[T]],
+        d: usize,
         scale: f32,
         out: &mut [f32],
     ) {
-        let d = q.len();
-        assert!(keys.iter().all(|k| k.len() >= d) && out.len() >= 16);
-        let mut acc = [_mm512_setzero_ps(); 16];
-        for c in (0..d).step_by(16) {
-            let qv = _mm512_loadu_ps(q.as_ptr().add(c));
-            for (a, k) in acc.iter_mut().zip(keys) {
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(qv, load16(k.as_ptr().add(c))));
+        let w = tiles.len() * TILE;
+        for q0 in (0..qs.len()).step_by(ROWS) {
+            let rows = &qs[q0..(q0 + ROWS).min(qs.len())];
+            let mut t = 0;
+            while t < tiles.len() {
+                let two = tiles.len() - t >= 2;
+                let o = out.as_mut_ptr().add(q0 * w + t * TILE);
+                // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
+                match (rows.len(), two) {
+                    (1, false) => block::<T, 1, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (2, false) => block::<T, 2, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (3, false) => block::<T, 3, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (4, false) => block::<T, 4, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (5, false) => block::<T, 5, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (6, false) => block::<T, 6, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (7, false) => block::<T, 7, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (_, false) => block::<T, 8, 1>(rows, &tiles[t..], d, scale, o, w),
+                    (1, true) => block::<T, 1, 2>(rows, &tiles[t..], d, scale, o, w),
+                    (2, true) => block::<T, 2, 2>(rows, &tiles[t..], d, scale, o, w),
+                    (3, true) => block::<T, 3, 2>(rows, &tiles[t..], d, scale, o, w),
+                    (4, true) => block::<T, 4, 2>(rows, &tiles[t..], d, scale, o, w),
+                    (5, true) => block::<T, 5, 2>(rows, &tiles[t..], d, scale, o, w),
+                    (6, true) => block::<T, 6, 2>(rows, &tiles[t..], d, scale, o, w),
+                    (7, true) => block::<T, 7, 2>(rows, &tiles[t..], d, scale, o, w),
+                    (_, true) => block::<T, 8, 2>(rows, &tiles[t..], d, scale, o, w),
+                }
+                t += if two { 2 } else { 1 };
             }
         }
-        // Level 1, lanes l + l+8: z[j] holds key 2j's 8 sums in its low half, 2j+1's in the high.
-        let mut z = [_mm512_setzero_ps(); 8];
-        for (j, z) in z.iter_mut().enumerate() {
-            let (a, b) = (acc[2 * j], acc[2 * j + 1]);
-            *z = _mm512_add_ps(
-                _mm512_shuffle_f32x4::<0x44>(a, b),
-                _mm512_shuffle_f32x4::<0xEE>(a, b),
-            );
+    }
+
+    /// `R` query rows by `K` tiles; `o` is the first row's first tile, rows `w` apart.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn block<T: Stored, const R: usize, const K: usize>(
+        rows: &[&[f32]],
+        tiles: &[&[T]],
+        d: usize,
+        scale: f32,
+        o: *mut f32,
+        w: usize,
+    ) {
+        let q: [*const f32; R] = std::array::from_fn(|r| rows[r].as_ptr());
+        let k: [*const T; K] = std::array::from_fn(|t| tiles[t].as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); K]; R];
+        for c in 0..d {
+            let kv: [__m512; K] = std::array::from_fn(|t| load16(k[t].add(c * TILE)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let qv = _mm512_set1_ps(*q[r].add(c));
+                for (a, kv) in acc.iter_mut().zip(&kv) {
+                    *a = _mm512_fmadd_ps(qv, *kv, *a);
+                }
+            }
         }
-        // Level 2, + l+4: w[j]'s 128-bit block b holds key 4j+b's 4 sums.
-        let mut w = [_mm512_setzero_ps(); 4];
-        for (j, w) in w.iter_mut().enumerate() {
-            let (a, b) = (z[2 * j], z[2 * j + 1]);
-            *w = _mm512_add_ps(
-                _mm512_shuffle_f32x4::<0x88>(a, b),
-                _mm512_shuffle_f32x4::<0xDD>(a, b),
-            );
+        let s = _mm512_set1_ps(scale);
+        for (r, acc) in acc.iter().enumerate() {
+            for (t, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(o.add(r * w + t * TILE), _mm512_mul_ps(*a, s));
+            }
         }
-        // Level 3, (0+2) and (1+3) within each block, two keys per block.
-        let mut u = [_mm512_setzero_ps(); 2];
-        for (j, u) in u.iter_mut().enumerate() {
-            let (a, b) = (w[2 * j], w[2 * j + 1]);
-            *u = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b));
-        }
-        // Level 4, (0+2) + (1+3): lane 4b+p holds key 4p+b.
-        let r = _mm512_add_ps(
-            _mm512_shuffle_ps::<0x88>(u[0], u[1]),
-            _mm512_shuffle_ps::<0xDD>(u[0], u[1]),
-        );
-        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        let s = _mm512_mul_ps(_mm512_permutexvar_ps(order, r), _mm512_set1_ps(scale));
-        _mm512_storeu_ps(out.as_mut_ptr(), s);
     }
 
     #[target_feature(enable = "avx512f")]
@@ -156,7 +211,7 @@ mod avx512 {
         heads: usize,
     ) {
         let (n, d) = (vals.len(), o.len() / heads);
-        assert!(p.len() >= heads * n && vals.iter().all(|v| v.len() >= d));
+        assert!(p.len() >= heads * n);
         // Up to 4 heads by up to 4 vectors of columns: at most 16 accumulators in registers.
         let mut h = 0;
         while h < heads {
@@ -207,7 +262,7 @@ mod avx512 {
             for (g, acc) in acc.iter_mut().enumerate() {
                 let pv = _mm512_set1_ps(*p.get_unchecked((h0 + g) * n + j));
                 for (a, v) in acc.iter_mut().zip(&v) {
-                    *a = _mm512_add_ps(*a, _mm512_mul_ps(pv, *v));
+                    *a = _mm512_fmadd_ps(pv, *v, *a);
                 }
             }
         }
@@ -219,13 +274,13 @@ mod avx512 {
     }
 }
 
-/// The AVX-512 routines' arithmetic in 8-lane halves: `dot`'s 16 lanes are a low and a high
-/// vector per key, and only AVX2's 16 registers change how the work is cut up.
+/// The AVX-512 routines' arithmetic in 8-lane halves: a tile is a low and a high vector, and only
+/// AVX2's 16 registers change how the work is cut up.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::Stored;
+    use super::{Stored, TILE};
 
     /// 8 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
     #[target_feature(enable = "avx2,fma")]
@@ -240,59 +295,63 @@ mod avx2 {
         }
     }
 
-    /// Keys per pass over q: two accumulators each (lanes 0-7 and 8-15 of `dot`'s 16) make 8,
-    /// which with q's two halves and the loads fit in 16 registers; 16 keys at once would spill.
-    const KEYS: usize = 4;
+    /// Query rows per block: two accumulators a row (a tile's halves) make 12 of 16 registers.
+    const ROWS: usize = 6;
 
-    /// 16 dot products, then the 16 lane trees of [`super::dot`] done together by shuffles:
-    /// level 1 (`l + l+8`) is the low half plus the high half, then `+ l+4` across 128-bit
-    /// halves, then `(0+2)`, `(1+3)` and their sum within 128-bit blocks.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scores16<T: Stored>(
-        q: &[f32],
-        keys: &[&[T]; 16],
+    pub(super) unsafe fn scores<T: Stored>(
+        qs: &[&[f32]],
+        tiles: &[&[T]],
+        d: usize,
         scale: f32,
         out: &mut [f32],
     ) {
-        let d = q.len();
-        assert!(d.is_multiple_of(16) && keys.iter().all(|k| k.len() >= d) && out.len() >= 16);
-        // Level 1: s8[i] is key i's 8 sums `acc[l] + acc[l+8]`.
-        let mut s8 = [_mm256_setzero_ps(); 16];
-        for (s8, keys) in s8.chunks_exact_mut(KEYS).zip(keys.chunks_exact(KEYS)) {
-            let (mut lo, mut hi) = ([_mm256_setzero_ps(); KEYS], [_mm256_setzero_ps(); KEYS]);
-            for c in (0..d).step_by(16) {
-                let (q0, q1) =
-                    (_mm256_loadu_ps(q.as_ptr().add(c)), _mm256_loadu_ps(q.as_ptr().add(c + 8)));
-                for ((lo, hi), k) in lo.iter_mut().zip(&mut hi).zip(keys) {
-                    let k = k.as_ptr().add(c);
-                    *lo = _mm256_add_ps(*lo, _mm256_mul_ps(q0, load8(k)));
-                    *hi = _mm256_add_ps(*hi, _mm256_mul_ps(q1, load8(k.add(8))));
+        let w = tiles.len() * TILE;
+        for q0 in (0..qs.len()).step_by(ROWS) {
+            let rows = &qs[q0..(q0 + ROWS).min(qs.len())];
+            for (t, tile) in tiles.iter().enumerate() {
+                let o = out.as_mut_ptr().add(q0 * w + t * TILE);
+                // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
+                match rows.len() {
+                    1 => block::<T, 1>(rows, tile, d, scale, o, w),
+                    2 => block::<T, 2>(rows, tile, d, scale, o, w),
+                    3 => block::<T, 3>(rows, tile, d, scale, o, w),
+                    4 => block::<T, 4>(rows, tile, d, scale, o, w),
+                    5 => block::<T, 5>(rows, tile, d, scale, o, w),
+                    _ => block::<T, 6>(rows, tile, d, scale, o, w),
                 }
             }
-            for ((s, lo), hi) in s8.iter_mut().zip(lo).zip(hi) {
-                *s = _mm256_add_ps(lo, hi);
+        }
+    }
+
+    /// `R` query rows by one tile; `o` is the first row's scores, rows `w` apart.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block<T: Stored, const R: usize>(
+        rows: &[&[f32]],
+        tile: &[T],
+        d: usize,
+        scale: f32,
+        o: *mut f32,
+        w: usize,
+    ) {
+        let q: [*const f32; R] = std::array::from_fn(|r| rows[r].as_ptr());
+        let k = tile.as_ptr();
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for c in 0..d {
+            let kv = [load8(k.add(c * TILE)), load8(k.add(c * TILE + 8))];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let qv = _mm256_set1_ps(*q[r].add(c));
+                for (a, kv) in acc.iter_mut().zip(&kv) {
+                    *a = _mm256_fmadd_ps(qv, *kv, *a);
+                }
             }
         }
-        // Level 2, + l+4: z[j]'s low 128 bits hold key 2j's 4 sums, its high 128 bits key 2j+1's.
-        let z: [__m256; 8] = std::array::from_fn(|j| {
-            let (a, b) = (s8[2 * j], s8[2 * j + 1]);
-            _mm256_add_ps(
-                _mm256_permute2f128_ps::<0x20>(a, b),
-                _mm256_permute2f128_ps::<0x31>(a, b),
-            )
-        });
-        // Level 3, (0+2) and (1+3): w[j]'s block b holds key 4j+b's two sums, then key 4j+b+2's.
-        let w: [__m256; 4] = std::array::from_fn(|j| {
-            let (a, b) = (z[2 * j], z[2 * j + 1]);
-            _mm256_add_ps(_mm256_shuffle_ps::<0x44>(a, b), _mm256_shuffle_ps::<0xEE>(a, b))
-        });
-        // Level 4, (0+2) + (1+3): lane 4b+p of r[t] holds key 8t+b+2p.
-        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for t in 0..2 {
-            let (a, b) = (w[2 * t], w[2 * t + 1]);
-            let r = _mm256_add_ps(_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b));
-            let s = _mm256_mul_ps(_mm256_permutevar8x32_ps(r, order), _mm256_set1_ps(scale));
-            _mm256_storeu_ps(out.as_mut_ptr().add(8 * t), s);
+        let s = _mm256_set1_ps(scale);
+        for (r, acc) in acc.iter().enumerate() {
+            for (h, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(r * w + 8 * h), _mm256_mul_ps(*a, s));
+            }
         }
     }
 
@@ -304,7 +363,7 @@ mod avx2 {
         heads: usize,
     ) {
         let (n, d) = (vals.len(), o.len() / heads);
-        assert!(d.is_multiple_of(16) && p.len() >= heads * n && vals.iter().all(|v| v.len() >= d));
+        assert!(d.is_multiple_of(16) && p.len() >= heads * n);
         // About 8 accumulators (enough independent additions to hide their latency) of up to 4
         // heads by an even number of vectors: whole 64-byte lines of f32 values.
         let mut h = 0;
@@ -353,7 +412,7 @@ mod avx2 {
             for (g, acc) in acc.iter_mut().enumerate() {
                 let pv = _mm256_set1_ps(*p.get_unchecked((h0 + g) * n + j));
                 for (a, v) in acc.iter_mut().zip(&v) {
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, *v));
+                    *a = _mm256_fmadd_ps(pv, *v, *a);
                 }
             }
         }
@@ -397,46 +456,86 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// Keys `[TILE][d]` (token-major, as a model writes them) as the cache's tile `[d][TILE]`.
+    fn tile<T: Copy>(keys: &[Vec<T>], d: usize) -> Vec<T> {
+        (0..d).flat_map(|c| keys.iter().map(move |k| k[c])).collect()
+    }
+
+    /// Scores of `qs` against `tiles` by `isa`.
+    fn run_scores<T: Stored>(isa: Isa, qs: &[Vec<f32>], tiles: &[Vec<T>], scale: f32) -> Vec<f32> {
+        let q: Vec<&[f32]> = qs.iter().map(|q| q.as_slice()).collect();
+        let t: Vec<&[T]> = tiles.iter().map(|t| t.as_slice()).collect();
+        let mut out = vec![f32::NAN; qs.len() * tiles.len() * TILE];
+        scores(isa, &q, &t, scale, &mut out);
+        out
+    }
+
     #[test]
     fn the_vector_scores_are_the_portable_ones_bit_for_bit() {
         for isa in vector_isas() {
-            // 80: a multiple of 16 but not of 32 (one 16-lane group past the 64 block).
-            for d in [16, 32, 48, 64, 80, 128, 256] {
-                let q = values(d, d as u64);
-                let keys: Vec<Vec<f32>> = (0..16).map(|i| values(d, 100 + i)).collect();
-                let refs: [&[f32]; 16] = std::array::from_fn(|i| keys[i].as_slice());
-                let (mut fast, mut slow) = ([0f32; 16], [0f32; 16]);
-                scores16(isa, &q, &refs, 0.125, &mut fast);
-                scores16(Isa::Scalar, &q, &refs, 0.125, &mut slow);
-                assert_eq!(bits(&fast), bits(&slow), "{isa:?}, dim {d}");
-                // And each is the key's own dot product: the lanes went to the right keys.
-                for (i, k) in keys.iter().enumerate() {
-                    let want: f64 =
-                        q.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * 0.125;
-                    assert!(
-                        (fast[i] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
-                        "{isa:?}, dim {d} key {i}"
-                    );
+            // Dims off the 16 lanes too: a score's lane is a key, not a dimension.
+            for d in [8, 16, 24, 64, 80, 128, 256] {
+                // Query rows across the blocks of both families (8 and 6), tiles odd and even.
+                for (nq, nt) in [(1, 1), (3, 2), (6, 3), (8, 2), (9, 5), (17, 1)] {
+                    let qs: Vec<Vec<f32>> = (0..nq).map(|i| values(d, (d + i) as u64)).collect();
+                    let keys: Vec<Vec<Vec<f32>>> = (0..nt)
+                        .map(|t| (0..TILE).map(|i| values(d, (100 + 16 * t + i) as u64)).collect())
+                        .collect();
+                    let tiles: Vec<Vec<f32>> = keys.iter().map(|k| tile(k, d)).collect();
+                    let fast = run_scores(isa, &qs, &tiles, 0.125);
+                    let slow = run_scores(Isa::Scalar, &qs, &tiles, 0.125);
+                    assert_eq!(bits(&fast), bits(&slow), "{isa:?}, dim {d}, {nq} rows, {nt} tiles");
+                    // And each is its row's dot product with its key: the lanes went to the
+                    // right keys and rows.
+                    for (i, q) in qs.iter().enumerate() {
+                        for (t, keys) in keys.iter().enumerate() {
+                            for (l, k) in keys.iter().enumerate() {
+                                let terms = q.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64);
+                                let want = terms.clone().sum::<f64>() * 0.125;
+                                // A chain of d roundings, each within half an ulp of its sum.
+                                let bound = terms.map(f64::abs).sum::<f64>()
+                                    * 0.125
+                                    * d as f64
+                                    * f32::EPSILON as f64;
+                                let got = fast[i * nt * TILE + t * TILE + l] as f64;
+                                assert!(
+                                    (got - want).abs() <= bound.max(1e-30),
+                                    "{isa:?}, dim {d}, row {i}, tile {t}, key {l}"
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }
     }
 
     #[test]
-    fn head_dims_off_the_16_lanes_take_the_portable_path_on_every_family() {
+    fn a_score_is_the_fused_chain_over_the_dimensions_in_order() {
+        // The contract every family keeps, written out for one key: any other order or an
+        // unfused product gives other bits for these values.
+        let d = 64;
+        let q = values(d, 5);
+        let keys: Vec<Vec<f32>> = (0..TILE).map(|i| values(d, 60 + i as u64)).collect();
+        let got = run_scores(Isa::Scalar, std::slice::from_ref(&q), &[tile(&keys, d)], 0.5);
+        for (l, k) in keys.iter().enumerate() {
+            let chain = q.iter().zip(k).fold(0f32, |a, (x, y)| x.mul_add(*y, a)) * 0.5;
+            assert_eq!(got[l].to_bits(), chain.to_bits(), "key {l}");
+        }
+    }
+
+    #[test]
+    fn head_dims_off_the_16_lanes_take_the_portable_weighted_sum_on_every_family() {
         for isa in vector_isas() {
             for d in [8, 24, 40, 72] {
-                let q = values(d, 40 + d as u64);
-                let keys: Vec<Vec<f32>> = (0..16).map(|i| values(d, 300 + i)).collect();
-                let refs: [&[f32]; 16] = std::array::from_fn(|i| keys[i].as_slice());
-                let (mut fast, mut slow) = ([0f32; 16], [0f32; 16]);
-                scores16(isa, &q, &refs, 0.25, &mut fast);
-                scores16(Isa::Scalar, &q, &refs, 0.25, &mut slow);
-                assert_eq!(bits(&fast), bits(&slow), "{isa:?}, dim {d}");
+                let rows: Vec<Vec<f32>> = (0..16).map(|i| values(d, 300 + i)).collect();
+                let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
                 let p = values(2 * 16, 41);
                 let (mut fast, mut slow) = (vec![3f32; 2 * d], vec![4f32; 2 * d]);
-                weighted_sum(isa, &p, &refs, &mut fast, 2);
-                weighted_sum(Isa::Scalar, &p, &refs, &mut slow, 2);
+                // SAFETY: every row holds the head dim.
+                unsafe { weighted_sum(isa, &p, &refs, &mut fast, 2) };
+                // SAFETY: every row holds the head dim.
+                unsafe { weighted_sum(Isa::Scalar, &p, &refs, &mut slow, 2) };
                 assert_eq!(bits(&fast), bits(&slow), "{isa:?}, dim {d}");
             }
         }
@@ -453,8 +552,10 @@ mod tests {
                             (0..n).map(|i| values(d, 500 + i as u64)).collect();
                         let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
                         let (mut fast, mut slow) = (vec![1f32; heads * d], vec![2f32; heads * d]);
-                        weighted_sum(isa, &p, &refs, &mut fast, heads);
-                        weighted_sum(Isa::Scalar, &p, &refs, &mut slow, heads);
+                        // SAFETY: every row holds the head dim.
+                        unsafe { weighted_sum(isa, &p, &refs, &mut fast, heads) };
+                        // SAFETY: every row holds the head dim.
+                        unsafe { weighted_sum(Isa::Scalar, &p, &refs, &mut slow, heads) };
                         assert_eq!(
                             bits(&fast),
                             bits(&slow),
@@ -483,25 +584,28 @@ mod tests {
         let from = crate::kernels::from_bf16;
         for isa in vector_isas() {
             for d in [16, 64, 80, 128] {
-                let q = values(d, 3 + d as u64);
+                let qs: Vec<Vec<f32>> = (0..3).map(|i| values(d, 3 + d as u64 + i)).collect();
                 let stored: Vec<Vec<u16>> =
                     (0..16).map(|i| values(d, 900 + i).into_iter().map(to).collect()).collect();
                 let wide: Vec<Vec<f32>> =
                     stored.iter().map(|r| r.iter().map(|&b| from(b)).collect()).collect();
-                let s_refs: [&[u16]; 16] = std::array::from_fn(|i| stored[i].as_slice());
-                let w_refs: [&[f32]; 16] = std::array::from_fn(|i| wide[i].as_slice());
-                let (mut a, mut b, mut c) = ([0f32; 16], [0f32; 16], [0f32; 16]);
-                scores16(isa, &q, &s_refs, 0.5, &mut a);
-                scores16(Isa::Scalar, &q, &s_refs, 0.5, &mut b);
-                scores16(isa, &q, &w_refs, 0.5, &mut c);
+                let (st, wt) = (vec![tile(&stored, d)], vec![tile(&wide, d)]);
+                let a = run_scores(isa, &qs, &st, 0.5);
+                let b = run_scores(Isa::Scalar, &qs, &st, 0.5);
+                let c = run_scores(isa, &qs, &wt, 0.5);
                 assert_eq!((bits(&a), bits(&b)), (bits(&c), bits(&c)), "{isa:?}, scores, dim {d}");
+                let s_refs: Vec<&[u16]> = stored.iter().map(|r| r.as_slice()).collect();
+                let w_refs: Vec<&[f32]> = wide.iter().map(|r| r.as_slice()).collect();
                 for heads in [1, 2, 3, 4] {
                     let p = values(heads * 16, 11);
                     let (mut a, mut b, mut c) =
                         (vec![0f32; heads * d], vec![0f32; heads * d], vec![0f32; heads * d]);
-                    weighted_sum(isa, &p, &s_refs, &mut a, heads);
-                    weighted_sum(Isa::Scalar, &p, &s_refs, &mut b, heads);
-                    weighted_sum(isa, &p, &w_refs, &mut c, heads);
+                    // SAFETY: every row holds the head dim.
+                    unsafe { weighted_sum(isa, &p, &s_refs, &mut a, heads) };
+                    // SAFETY: every row holds the head dim.
+                    unsafe { weighted_sum(Isa::Scalar, &p, &s_refs, &mut b, heads) };
+                    // SAFETY: every row holds the head dim.
+                    unsafe { weighted_sum(isa, &p, &w_refs, &mut c, heads) };
                     assert_eq!(
                         (bits(&a), bits(&b)),
                         (bits(&c), bits(&c)),

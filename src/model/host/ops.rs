@@ -210,14 +210,18 @@ pub fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to the nearest integer (ties to even) in plain SSE2.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // t's low mantissa bits are n itself (|n| < 2²²), so 2ⁿ needs no float-to-int conversion
+    // (Rust's saturating `as`, which does not vectorise).
+    let n = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    e * f32::from_bits(((n + 127) as u32) << 23)
 }
 
 #[cfg(test)]
