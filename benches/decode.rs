@@ -4,6 +4,8 @@
 //!
 //! `decode/B`: one decode step for B sequences that already hold 64 tokens (throughput in
 //! tokens = B per step). `prefill/32x64`: 32 prompts of 64 tokens in one packed pass.
+//! `prefill/1x1024`: one 1024-token prompt in two steps of 512, as the engine feeds it (causal
+//! attention over the long context is a fifth of it).
 //! `decode_fewshot/{f32,bf16}-kv`: one decode step for 32 sequences of GSM8K 5-shot's shape, a
 //! 704-token prefix they share plus 64 tokens each, with f32 or bf16 KV caches; attention over
 //! the long context is most of such a step.
@@ -71,6 +73,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut caches: Vec<SeqCache> = p.iter().map(|q| m.new_cache(q.len())).collect();
             black_box(forward(&m, &mut caches, &p))
+        })
+    });
+    group.throughput(Throughput::Elements(1024));
+    group.bench_function("1x1024", |b| {
+        let p = &prompts(1, 1024)[0];
+        b.iter(|| {
+            let mut cache = vec![m.new_cache(p.len())];
+            for chunk in p.chunks(512) {
+                black_box(forward(&m, &mut cache, &[chunk.to_vec()]));
+            }
         })
     });
     group.finish();

@@ -15,6 +15,11 @@ use crate::kernels::isa::Isa;
 /// Key positions per tile of the cache.
 pub(super) const TILE: usize = 16;
 
+/// How many value rows ahead of the one being summed the vector routines fetch (a decode step
+/// streams the values from memory).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const VALUES_AHEAD: usize = 8;
+
 /// Where [`weighted_sum`]'s vector routines run: head dims that are whole 16-lane groups.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86 paths ask
 pub(super) fn simd_dim(dim: usize) -> bool {
@@ -113,7 +118,7 @@ pub(super) unsafe fn weighted_sum<T: Stored>(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Stored, TILE};
+    use super::{Stored, TILE, VALUES_AHEAD};
 
     /// 16 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
     #[target_feature(enable = "avx512f")]
@@ -172,7 +177,15 @@ mod avx512 {
         }
     }
 
-    /// `R` query rows by `K` tiles; `o` is the first row's first tile, rows `w` apart.
+    /// The `K` tiles after a block's own, whose rows it fetches meanwhile (a decode step streams
+    /// the keys from memory).
+    #[inline(always)]
+    fn ahead<T, const K: usize>(tiles: &[&[T]]) -> [Option<*const T>; K] {
+        std::array::from_fn(|t| tiles.get(K + t).map(|n| n.as_ptr()))
+    }
+
+    /// `R` query rows by `K` tiles (the first `K` of `tiles`); `o` is the first row's first
+    /// tile, rows `w` apart.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn block<T: Stored, const R: usize, const K: usize>(
@@ -185,8 +198,12 @@ mod avx512 {
     ) {
         let q: [*const f32; R] = std::array::from_fn(|r| rows[r].as_ptr());
         let k: [*const T; K] = std::array::from_fn(|t| tiles[t].as_ptr());
+        let next = ahead::<T, K>(tiles);
         let mut acc = [[_mm512_setzero_ps(); K]; R];
         for c in 0..d {
+            for n in next.iter().flatten() {
+                _mm_prefetch::<_MM_HINT_T0>(n.add(c * TILE).cast());
+            }
             let kv: [__m512; K] = std::array::from_fn(|t| load16(k[t].add(c * TILE)));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let qv = _mm512_set1_ps(*q[r].add(c));
@@ -258,6 +275,11 @@ mod avx512 {
         let n = vals.len();
         let mut acc = [[_mm512_setzero_ps(); R]; G];
         for (j, v) in vals.iter().enumerate() {
+            if let Some(a) = vals.get(j + VALUES_AHEAD) {
+                for r in 0..R {
+                    _mm_prefetch::<_MM_HINT_T0>(a.as_ptr().add(c + 16 * r).cast());
+                }
+            }
             let v: [__m512; R] = std::array::from_fn(|r| load16(v.as_ptr().add(c + 16 * r)));
             for (g, acc) in acc.iter_mut().enumerate() {
                 let pv = _mm512_set1_ps(*p.get_unchecked((h0 + g) * n + j));
@@ -280,7 +302,7 @@ mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Stored, TILE};
+    use super::{Stored, TILE, VALUES_AHEAD};
 
     /// 8 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
     #[target_feature(enable = "avx2,fma")]
@@ -311,25 +333,29 @@ mod avx2 {
             let rows = &qs[q0..(q0 + ROWS).min(qs.len())];
             for (t, tile) in tiles.iter().enumerate() {
                 let o = out.as_mut_ptr().add(q0 * w + t * TILE);
+                let next = tiles.get(t + 1).map(|n| n.as_ptr());
                 // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
                 match rows.len() {
-                    1 => block::<T, 1>(rows, tile, d, scale, o, w),
-                    2 => block::<T, 2>(rows, tile, d, scale, o, w),
-                    3 => block::<T, 3>(rows, tile, d, scale, o, w),
-                    4 => block::<T, 4>(rows, tile, d, scale, o, w),
-                    5 => block::<T, 5>(rows, tile, d, scale, o, w),
-                    _ => block::<T, 6>(rows, tile, d, scale, o, w),
+                    1 => block::<T, 1>(rows, tile, next, d, scale, o, w),
+                    2 => block::<T, 2>(rows, tile, next, d, scale, o, w),
+                    3 => block::<T, 3>(rows, tile, next, d, scale, o, w),
+                    4 => block::<T, 4>(rows, tile, next, d, scale, o, w),
+                    5 => block::<T, 5>(rows, tile, next, d, scale, o, w),
+                    _ => block::<T, 6>(rows, tile, next, d, scale, o, w),
                 }
             }
         }
     }
 
-    /// `R` query rows by one tile; `o` is the first row's scores, rows `w` apart.
+    /// `R` query rows by one tile; `o` is the first row's scores, rows `w` apart. The `next`
+    /// tile's rows are fetched meanwhile (a decode step streams the keys from memory).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn block<T: Stored, const R: usize>(
         rows: &[&[f32]],
         tile: &[T],
+        next: Option<*const T>,
         d: usize,
         scale: f32,
         o: *mut f32,
@@ -339,6 +365,9 @@ mod avx2 {
         let k = tile.as_ptr();
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for c in 0..d {
+            if let Some(n) = next {
+                _mm_prefetch::<_MM_HINT_T0>(n.add(c * TILE).cast());
+            }
             let kv = [load8(k.add(c * TILE)), load8(k.add(c * TILE + 8))];
             for (r, acc) in acc.iter_mut().enumerate() {
                 let qv = _mm256_set1_ps(*q[r].add(c));
@@ -408,6 +437,11 @@ mod avx2 {
         let n = vals.len();
         let mut acc = [[_mm256_setzero_ps(); R]; G];
         for (j, v) in vals.iter().enumerate() {
+            if let Some(a) = vals.get(j + VALUES_AHEAD) {
+                for r in (0..R).step_by(2) {
+                    _mm_prefetch::<_MM_HINT_T0>(a.as_ptr().add(c + 8 * r).cast());
+                }
+            }
             let v: [__m256; R] = std::array::from_fn(|r| load8(v.as_ptr().add(c + 8 * r)));
             for (g, acc) in acc.iter_mut().enumerate() {
                 let pv = _mm256_set1_ps(*p.get_unchecked((h0 + g) * n + j));
