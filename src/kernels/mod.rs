@@ -427,8 +427,8 @@ impl PackedMatrix {
         }
         let pack = |(start, br, dst): (usize, usize, &mut [P::X])| {
             // (k = 0 leaves nothing to pack, and no room to slice row i's start.)
-            for i in (0..br).filter(|_| d > 0) {
-                path.pack_row(&x[(start + i) * k..(start + i + 1) * k], dst, i, br);
+            if d > 0 {
+                path.pack_block(&x[start * k..(start + br) * k], k, dst, br);
             }
         };
         if parallel {
@@ -504,6 +504,12 @@ trait Path: Copy + Send + Sync {
     /// Packs row `i` (k floats at `src`) of a block of `rows` into the block's packed x: element
     /// d < depth at `block[d * rows + i]` (`[depth][rows]`) unless the path says otherwise.
     fn pack_row(&self, src: &[f32], block: &mut [Self::X], i: usize, rows: usize);
+    /// Packs a whole block: `src` holds its `rows` rows of `k` floats, one after the other.
+    fn pack_block(&self, src: &[f32], k: usize, block: &mut [Self::X], rows: usize) {
+        for i in 0..rows {
+            self.pack_row(&src[i * k..(i + 1) * k], block, i, rows);
+        }
+    }
     /// Runs `f` on this thread's packed-x buffer.
     fn with_buf<R>(f: impl FnOnce(&mut Vec<Self::X>) -> R) -> R;
     /// Panels the small-m kernel takes per call for `rows` rows, or 0 when it does not apply.
@@ -561,6 +567,10 @@ impl Path for F32Path<'_> {
     fn pack_row(&self, src: &[f32], block: &mut [f32], i: usize, stride: usize) {
         let dst = &mut block[i..];
         pack_f32_row(src, dst, stride);
+    }
+
+    fn pack_block(&self, src: &[f32], k: usize, block: &mut [f32], rows: usize) {
+        pack_f32_block(src, k, block, rows);
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
@@ -681,6 +691,18 @@ unsafe fn store_rows(
 fn pack_f32_row(src: &[f32], dst: &mut [f32], stride: usize) {
     for (kk, &v) in src.iter().enumerate() {
         dst[kk * stride] = v;
+    }
+}
+
+/// `rows` rows of `k` floats (`src`, one after the other) as `[k][rows]` into `dst`: what
+/// [`pack_f32_row`] gives row by row, written in `dst`'s order (contiguous stores instead of one
+/// store per `rows`-strided element, which cost a few percent of a long prefill).
+fn pack_f32_block(src: &[f32], k: usize, dst: &mut [f32], rows: usize) {
+    assert!(src.len() >= rows * k && dst.len() >= rows * k, "pack_f32_block: block sizes");
+    for (kk, col) in dst[..rows * k].chunks_exact_mut(rows).enumerate() {
+        for (i, d) in col.iter_mut().enumerate() {
+            *d = src[i * k + kk];
+        }
     }
 }
 

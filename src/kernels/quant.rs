@@ -549,6 +549,10 @@ impl Path for QuantPath<'_> {
         super::pack_f32_row(src, dst, stride);
     }
 
+    fn pack_block(&self, src: &[f32], k: usize, block: &mut [f32], rows: usize) {
+        super::pack_f32_block(src, k, block, rows);
+    }
+
     fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
         super::with_cached(&super::XBUF, f)
     }
