@@ -125,17 +125,42 @@ fn default_max_positions() -> usize {
     4096
 }
 
+/// A config.json (or GGUF metadata) this implementation would refuse or compute wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("model_type \"{model_type}\" is not supported; supported: {}", SUPPORTED_MODEL_TYPES.join(", "))]
+    UnsupportedModelType { model_type: String },
+    #[error("rope scaling lacks {field}")]
+    RopeScalingLacks { field: &'static str },
+    #[error("rope type \"{rope_type}\" is not supported; supported: default, linear, llama3")]
+    UnsupportedRopeType { rope_type: String },
+    #[error("hidden_act \"{activation}\" is not supported (only silu)")]
+    UnsupportedActivation { activation: String },
+    #[error(
+        "rope_freqs has {factors} factors for heads of {head_dim} dimensions (expected {})",
+        .head_dim / 2
+    )]
+    RopeFreqsLength { factors: usize, head_dim: usize },
+    #[error("rope_freqs factors and rope_scaling together are not supported")]
+    RopeFreqsWithScaling,
+    #[error("use_sliding_window = true is not supported yet for Qwen models")]
+    QwenSlidingWindow,
+    #[error("num_attention_heads and num_key_value_heads must be positive")]
+    NoHeads,
+    #[error("num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kv_heads})")]
+    HeadsNotMultiple { heads: usize, kv_heads: usize },
+    #[error("head_dim {head_dim} must be even for rotary embeddings")]
+    OddHeadDim { head_dim: usize },
+}
+
 impl ModelConfig {
-    pub fn architecture(&self) -> Result<Architecture, String> {
+    pub fn architecture(&self) -> Result<Architecture, ConfigError> {
         match self.model_type.as_deref().unwrap_or("llama") {
             "llama" => Ok(Architecture::Llama),
             "mistral" => Ok(Architecture::Mistral),
             "qwen2" => Ok(Architecture::Qwen2),
             "qwen3" => Ok(Architecture::Qwen3),
-            other => Err(format!(
-                "model_type \"{other}\" is not supported; supported: {}",
-                SUPPORTED_MODEL_TYPES.join(", ")
-            )),
+            other => Err(ConfigError::UnsupportedModelType { model_type: other.to_string() }),
         }
     }
 
@@ -157,10 +182,10 @@ impl ModelConfig {
         self.rope_theta.or_else(|| self.rope().rope_theta).unwrap_or(10_000.0)
     }
 
-    pub fn rope_scaling(&self) -> Result<RopeScaling, String> {
+    pub fn rope_scaling(&self) -> Result<RopeScaling, ConfigError> {
         let p = self.rope();
         let need =
-            |v: Option<f64>, name: &str| v.ok_or_else(|| format!("rope scaling lacks {name}"));
+            |v: Option<f64>, field: &'static str| v.ok_or(ConfigError::RopeScalingLacks { field });
         match p.rope_type.as_deref() {
             None | Some("default") => Ok(RopeScaling::None),
             Some("linear") => Ok(RopeScaling::Linear { factor: need(p.factor, "factor")? }),
@@ -168,13 +193,11 @@ impl ModelConfig {
                 factor: need(p.factor, "factor")?,
                 low_freq_factor: need(p.low_freq_factor, "low_freq_factor")?,
                 high_freq_factor: need(p.high_freq_factor, "high_freq_factor")?,
-                original_max_positions: p
-                    .original_max_position_embeddings
-                    .ok_or("rope scaling lacks original_max_position_embeddings")?,
+                original_max_positions: p.original_max_position_embeddings.ok_or(
+                    ConfigError::RopeScalingLacks { field: "original_max_position_embeddings" },
+                )?,
             }),
-            Some(other) => Err(format!(
-                "rope type \"{other}\" is not supported; supported: default, linear, llama3"
-            )),
+            Some(other) => Err(ConfigError::UnsupportedRopeType { rope_type: other.to_string() }),
         }
     }
 
@@ -200,44 +223,41 @@ impl ModelConfig {
     }
 
     /// Rejects configurations this implementation would silently compute wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let arch = self.architecture()?;
         if let Some(act) = self.hidden_act.as_deref() {
             if act != "silu" {
-                return Err(format!("hidden_act \"{act}\" is not supported (only silu)"));
+                return Err(ConfigError::UnsupportedActivation { activation: act.to_string() });
             }
         }
         let scaling = self.rope_scaling()?;
         if let Some(f) = &self.rope_freq_factors {
             if f.len() != self.head_dim() / 2 {
-                return Err(format!(
-                    "rope_freqs has {} factors for heads of {} dimensions (expected {})",
-                    f.len(),
-                    self.head_dim(),
-                    self.head_dim() / 2
-                ));
+                return Err(ConfigError::RopeFreqsLength {
+                    factors: f.len(),
+                    head_dim: self.head_dim(),
+                });
             }
             if scaling != RopeScaling::None {
-                return Err("rope_freqs factors and rope_scaling together are not supported".into());
+                return Err(ConfigError::RopeFreqsWithScaling);
             }
         }
         if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3)
             && self.use_sliding_window == Some(true)
         {
-            return Err("use_sliding_window = true is not supported yet for Qwen models".into());
+            return Err(ConfigError::QwenSlidingWindow);
         }
         if self.num_attention_heads == 0 || self.num_kv_heads() == 0 {
-            return Err("num_attention_heads and num_key_value_heads must be positive".into());
+            return Err(ConfigError::NoHeads);
         }
         if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
-            return Err(format!(
-                "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
-                self.num_attention_heads,
-                self.num_kv_heads()
-            ));
+            return Err(ConfigError::HeadsNotMultiple {
+                heads: self.num_attention_heads,
+                kv_heads: self.num_kv_heads(),
+            });
         }
         if !self.head_dim().is_multiple_of(2) {
-            return Err(format!("head_dim {} must be even for rotary embeddings", self.head_dim()));
+            return Err(ConfigError::OddHeadDim { head_dim: self.head_dim() });
         }
         Ok(())
     }
@@ -274,7 +294,14 @@ mod tests {
         let e = cfg(serde_json::json!({"rope_scaling": {"type": "yarn", "factor": 4.0}}))
             .validate()
             .unwrap_err();
+        assert_eq!(e, ConfigError::UnsupportedRopeType { rope_type: "yarn".into() });
+        let e = e.to_string();
         assert!(e.contains("yarn") && e.contains("llama3"), "{e}");
+        let e = cfg(serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}))
+            .rope_scaling()
+            .unwrap_err();
+        assert_eq!(e, ConfigError::RopeScalingLacks { field: "low_freq_factor" });
+        assert_eq!(e.to_string(), "rope scaling lacks low_freq_factor");
     }
 
     #[test]
@@ -286,7 +313,18 @@ mod tests {
         let l = cfg(serde_json::json!({"sliding_window": 4096}));
         assert_eq!(l.attention_window(), None);
         assert!(cfg(serde_json::json!({"model_type": "qwen3"})).qk_norm());
-        let e = cfg(serde_json::json!({"model_type": "gpt2"})).validate().unwrap_err();
+        let e = cfg(serde_json::json!({"model_type": "gpt2"})).validate().unwrap_err().to_string();
         assert!(e.contains("gpt2") && e.contains("llama, mistral, qwen2, qwen3"), "{e}");
+        let e = cfg(serde_json::json!({"num_key_value_heads": 3})).validate().unwrap_err();
+        assert_eq!(e, ConfigError::HeadsNotMultiple { heads: 4, kv_heads: 3 });
+        assert_eq!(
+            e.to_string(),
+            "num_attention_heads (4) is not a multiple of num_key_value_heads (3)"
+        );
+        let e = cfg(serde_json::json!({"rope_freq_factors": [1.0]})).validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rope_freqs has 1 factors for heads of 16 dimensions (expected 8)"
+        );
     }
 }

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use serde_json::json;
 
 use super::checkpoint::{Checkpoint, WeightFiles};
-use super::config::ModelConfig;
+use super::config::{ConfigError, ModelConfig};
 use super::gguf_tokenizer;
 use super::host::StoredTensors;
 use crate::error::{Error, Result};
@@ -29,6 +29,61 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
 
 /// Typed access to GGUF metadata; errors name the key.
 pub(crate) struct Meta<'a>(pub &'a HashMap<String, Value>);
+
+/// A GGUF metadata key that is missing or holds the wrong kind of value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("missing metadata key {key}")]
+    MissingKey { key: String },
+    /// The value is not of the expected kind; `found` is its type (or the value itself).
+    #[error("metadata key {key} is {found}, expected {expected}")]
+    WrongType { key: String, found: String, expected: &'static str },
+    /// An array holds an element of the wrong kind.
+    #[error("metadata key {key} holds {found}, expected {expected}")]
+    WrongElement { key: String, found: String, expected: &'static str },
+    #[error("metadata key {key} is a per-layer array; only one value for all layers is supported")]
+    PerLayerArray { key: String },
+}
+
+/// GGUF metadata that does not describe a model this build runs.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(
+        "general.architecture \"{architecture}\" is not supported; supported: {}",
+        SUPPORTED_ARCHITECTURES.join(", ")
+    )]
+    UnsupportedArchitecture { architecture: String },
+    #[error("mixture-of-experts models ({key} = {experts}) are not supported")]
+    MixtureOfExperts { key: String, experts: usize },
+    #[error("{key} is 0")]
+    Zero { key: String },
+    #[error("{key} ({value_length}) differs from the key length ({head_dim}); not supported")]
+    ValueLength { key: String, value_length: usize, head_dim: usize },
+    #[error(
+        "{key} is {rope_dim} but heads have {head_dim} dimensions; partial rotary embeddings are not supported"
+    )]
+    PartialRotary { key: String, rope_dim: usize, head_dim: usize },
+    #[error("{key} \"{scaling_type}\" is not supported; supported: none, linear")]
+    UnsupportedRopeScaling { key: String, scaling_type: String },
+    /// The config built from the metadata does not deserialize.
+    #[error("{0}")]
+    Config(#[source] serde_json::Error),
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// llama q/k rows that cannot be un-permuted.
+    #[error("{rows} rows cannot be split into {heads} heads of rotary pairs")]
+    RotaryRows { rows: usize, heads: usize },
+}
+
+fn wrong_type(key: &str, v: &Value, expected: &'static str) -> MetadataError {
+    MetadataError::WrongType { key: key.to_string(), found: type_name(v), expected }
+}
+
+fn wrong_element(key: &str, found: String, expected: &'static str) -> MetadataError {
+    MetadataError::WrongElement { key: key.to_string(), found, expected }
+}
 
 fn type_name(v: &Value) -> String {
     format!("{:?}", v.value_type()).to_lowercase()
@@ -53,97 +108,96 @@ impl Meta<'_> {
         self.0.get(key)
     }
 
-    fn require(&self, key: &str) -> Result<&Value, String> {
-        self.0.get(key).ok_or_else(|| format!("missing metadata key {key}"))
+    fn require(&self, key: &str) -> Result<&Value, MetadataError> {
+        self.0.get(key).ok_or_else(|| MetadataError::MissingKey { key: key.to_string() })
     }
 
-    fn array(&self, key: &str) -> Result<&Vec<Value>, String> {
+    fn array(&self, key: &str) -> Result<&Vec<Value>, MetadataError> {
         match self.require(key)? {
             Value::Array(a) => Ok(a),
-            other => Err(format!("metadata key {key} is {}, expected an array", type_name(other))),
+            other => Err(wrong_type(key, other, "an array")),
         }
     }
 
-    pub fn string(&self, key: &str) -> Result<String, String> {
+    pub fn string(&self, key: &str) -> Result<String, MetadataError> {
         match self.require(key)? {
             Value::String(s) => Ok(s.clone()),
-            other => Err(format!("metadata key {key} is {}, expected a string", type_name(other))),
+            other => Err(wrong_type(key, other, "a string")),
         }
     }
 
-    pub fn strings(&self, key: &str) -> Result<Vec<String>, String> {
+    pub fn strings(&self, key: &str) -> Result<Vec<String>, MetadataError> {
         self.array(key)?
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.clone()),
-                other => {
-                    Err(format!("metadata key {key} holds {}, expected strings", type_name(other)))
-                }
+                other => Err(wrong_element(key, type_name(other), "strings")),
             })
             .collect()
     }
 
-    pub fn u32s(&self, key: &str) -> Result<Vec<u32>, String> {
+    pub fn u32s(&self, key: &str) -> Result<Vec<u32>, MetadataError> {
         self.array(key)?
             .iter()
             .map(|v| {
-                integer(v).and_then(|i| u32::try_from(i).ok()).ok_or_else(|| {
-                    format!("metadata key {key} holds {v:?}, expected non-negative integers")
-                })
+                integer(v)
+                    .and_then(|i| u32::try_from(i).ok())
+                    .ok_or_else(|| wrong_element(key, format!("{v:?}"), "non-negative integers"))
             })
             .collect()
     }
 
     /// An array of 8-bit integers (signed or not) as raw bytes.
-    pub fn bytes(&self, key: &str) -> Result<Vec<u8>, String> {
+    pub fn bytes(&self, key: &str) -> Result<Vec<u8>, MetadataError> {
         self.array(key)?
             .iter()
             .map(|v| match v {
                 Value::U8(x) => Ok(*x),
                 Value::I8(x) => Ok(*x as u8),
-                other => Err(format!(
-                    "metadata key {key} holds {}, expected 8-bit integers",
-                    type_name(other)
-                )),
+                other => Err(wrong_element(key, type_name(other), "8-bit integers")),
             })
             .collect()
     }
 
-    pub fn f32s(&self, key: &str) -> Result<Vec<f32>, String> {
+    pub fn f32s(&self, key: &str) -> Result<Vec<f32>, MetadataError> {
         self.array(key)?
             .iter()
             .map(|v| match v {
                 Value::F32(x) => Ok(*x),
                 Value::F64(x) => Ok(*x as f32),
                 // llama.cpp also reads int32 scores.
-                other => integer(other).map(|i| i as f32).ok_or_else(|| {
-                    format!("metadata key {key} holds {}, expected floats", type_name(other))
-                }),
+                other => integer(other)
+                    .map(|i| i as f32)
+                    .ok_or_else(|| wrong_element(key, type_name(other), "floats")),
             })
             .collect()
     }
 
     /// An integer; negative values (llama.cpp's "unset" -1) read as absent.
-    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, String> {
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, MetadataError> {
         match self.0.get(key) {
             None => Ok(None),
             Some(v) => match integer(v) {
                 Some(i) => Ok(u64::try_from(i).ok()),
-                None => Err(format!("metadata key {key} is {}, expected an integer", type_name(v))),
+                None => Err(wrong_type(key, v, "an integer")),
             },
         }
     }
 
-    fn usize(&self, key: &str) -> Result<usize, String> {
+    fn usize(&self, key: &str) -> Result<usize, MetadataError> {
         match self.require(key)? {
-            Value::Array(_) => Err(format!("metadata key {key} is a per-layer array; only one value for all layers is supported")),
-            v => integer(v)
-                .and_then(|i| usize::try_from(i).ok())
-                .ok_or_else(|| format!("metadata key {key} is {v:?}, expected a non-negative integer")),
+            Value::Array(_) => Err(MetadataError::PerLayerArray { key: key.to_string() }),
+            v => integer(v).and_then(|i| usize::try_from(i).ok()).ok_or_else(|| {
+                MetadataError::WrongType {
+                    key: key.to_string(),
+                    found: format!("{v:?}"),
+                    expected: "a non-negative integer",
+                }
+            }),
         }
     }
 
-    fn opt_usize(&self, key: &str) -> Result<Option<usize>, String> {
+    fn opt_usize(&self, key: &str) -> Result<Option<usize>, MetadataError> {
         if self.0.contains_key(key) {
             self.usize(key).map(Some)
         } else {
@@ -151,24 +205,20 @@ impl Meta<'_> {
         }
     }
 
-    fn opt_f64(&self, key: &str) -> Result<Option<f64>, String> {
+    fn opt_f64(&self, key: &str) -> Result<Option<f64>, MetadataError> {
         match self.0.get(key) {
             None => Ok(None),
             Some(Value::F32(x)) => Ok(Some(*x as f64)),
             Some(Value::F64(x)) => Ok(Some(*x)),
-            Some(other) => {
-                Err(format!("metadata key {key} is {}, expected a float", type_name(other)))
-            }
+            Some(other) => Err(wrong_type(key, other, "a float")),
         }
     }
 
-    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, MetadataError> {
         match self.0.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => {
-                Err(format!("metadata key {key} is {}, expected a bool", type_name(other)))
-            }
+            Some(other) => Err(wrong_type(key, other, "a bool")),
         }
     }
 }
@@ -239,13 +289,10 @@ fn hf_name(name: &str) -> Option<String> {
 }
 
 /// `general.architecture`, if this build runs it.
-fn architecture(meta: &Meta) -> Result<String, String> {
+fn architecture(meta: &Meta) -> Result<String, GgufError> {
     let arch = meta.string("general.architecture")?;
     if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-        return Err(format!(
-            "general.architecture \"{arch}\" is not supported; supported: {}",
-            SUPPORTED_ARCHITECTURES.join(", ")
-        ));
+        return Err(GgufError::UnsupportedArchitecture { architecture: arch });
     }
     Ok(arch)
 }
@@ -256,36 +303,35 @@ fn model_config(
     content: &Content,
     vocab_size: usize,
     rope_freqs: Option<Vec<f32>>,
-) -> Result<ModelConfig, String> {
+) -> Result<ModelConfig, GgufError> {
     let arch = architecture(meta)?;
     let key = |k: &str| format!("{arch}.{k}");
     if let Some(experts) = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0) {
-        return Err(format!(
-            "mixture-of-experts models ({} = {experts}) are not supported",
-            key("expert_count")
-        ));
+        return Err(GgufError::MixtureOfExperts { key: key("expert_count"), experts });
     }
     let hidden = meta.usize(&key("embedding_length"))?;
     let heads = meta.usize(&key("attention.head_count"))?;
     if heads == 0 {
-        return Err(format!("{} is 0", key("attention.head_count")));
+        return Err(GgufError::Zero { key: key("attention.head_count") });
     }
     let kv_heads = meta.opt_usize(&key("attention.head_count_kv"))?.unwrap_or(heads);
     let head_dim = meta.opt_usize(&key("attention.key_length"))?.unwrap_or(hidden / heads);
     if let Some(v) = meta.opt_usize(&key("attention.value_length"))? {
         if v != head_dim {
-            return Err(format!(
-                "{} ({v}) differs from the key length ({head_dim}); not supported",
-                key("attention.value_length")
-            ));
+            return Err(GgufError::ValueLength {
+                key: key("attention.value_length"),
+                value_length: v,
+                head_dim,
+            });
         }
     }
     if let Some(rope_dim) = meta.opt_usize(&key("rope.dimension_count"))? {
         if rope_dim != head_dim {
-            return Err(format!(
-                "{} is {rope_dim} but heads have {head_dim} dimensions; partial rotary embeddings are not supported",
-                key("rope.dimension_count")
-            ));
+            return Err(GgufError::PartialRotary {
+                key: key("rope.dimension_count"),
+                rope_dim,
+                head_dim,
+            });
         }
     }
     let scaling_type = match meta.get(&key("rope.scaling.type")) {
@@ -299,10 +345,10 @@ fn model_config(
         ("none" | "linear", Some(1.0)) => None,
         ("none" | "linear", Some(f)) => Some(json!({"rope_type": "linear", "factor": f})),
         (other, _) => {
-            return Err(format!(
-                "{} \"{other}\" is not supported; supported: none, linear",
-                key("rope.scaling.type")
-            ))
+            return Err(GgufError::UnsupportedRopeScaling {
+                key: key("rope.scaling.type"),
+                scaling_type: other.to_string(),
+            })
         }
     };
     let vocab_size = meta.opt_usize(&key("vocab_size"))?.unwrap_or(vocab_size);
@@ -317,7 +363,7 @@ fn model_config(
         "head_dim": head_dim,
         "vocab_size": vocab_size,
         "rms_norm_eps": meta.opt_f64(&key("attention.layer_norm_rms_epsilon"))?
-            .ok_or_else(|| format!("missing metadata key {}", key("attention.layer_norm_rms_epsilon")))?,
+            .ok_or_else(|| MetadataError::MissingKey { key: key("attention.layer_norm_rms_epsilon") })?,
         "rope_theta": meta.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
         "rope_scaling": rope_scaling,
         "max_position_embeddings": meta.usize(&key("context_length"))?,
@@ -327,7 +373,7 @@ fn model_config(
         "hidden_act": "silu",
         "rope_freq_factors": rope_freqs,
     });
-    let cfg: ModelConfig = serde_json::from_value(cfg).map_err(|e| e.to_string())?;
+    let cfg: ModelConfig = serde_json::from_value(cfg).map_err(GgufError::Config)?;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -507,7 +553,7 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     }
 
     let meta = Meta(&content.metadata);
-    architecture(&meta).map_err(bad)?;
+    architecture(&meta).map_err(|e| bad(e.to_string()))?;
     let tok = gguf_tokenizer::from_metadata(&content.metadata)
         .map_err(|m| bad(format!("tokenizer: {m}")))?;
     let rope_freqs = match content.tensor_infos.get(ROPE_FREQS) {
@@ -521,7 +567,8 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
         }
         None => None,
     };
-    let cfg = model_config(&meta, &content, tok.vocab_size, rope_freqs).map_err(bad)?;
+    let cfg = model_config(&meta, &content, tok.vocab_size, rope_freqs)
+        .map_err(|e| bad(e.to_string()))?;
     if tok.vocab_size > cfg.vocab_size {
         return Err(bad(format!(
             "tokenizer.ggml.tokens has {} tokens but the model's vocabulary size is {}",
@@ -554,7 +601,7 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     let mut tokenizer_config = json!({"bos_token": tok.bos_token, "eos_token": tok.eos_token});
     if meta.get("tokenizer.chat_template").is_some() {
         tokenizer_config["chat_template"] =
-            json!(meta.string("tokenizer.chat_template").map_err(bad)?);
+            json!(meta.string("tokenizer.chat_template").map_err(|e| bad(e.to_string()))?);
     }
     let generation_config =
         if tok.eos_ids.is_empty() { json!({}) } else { json!({"eos_token_id": tok.eos_ids}) };
@@ -591,9 +638,13 @@ fn unpermute(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
 /// Rows of a `[rows, …]` tensor's raw bytes put back in HF order (see [`unpermute`]): GGUF row
 /// `h·d + 2j + i` is HF row `h·d + i·d/2 + j`. Quantisation blocks lie within a row, so this
 /// works on any type.
-fn unpermute_rows(raw: &[u8], rows: usize, heads: usize) -> std::result::Result<Vec<u8>, String> {
+fn unpermute_rows(
+    raw: &[u8],
+    rows: usize,
+    heads: usize,
+) -> std::result::Result<Vec<u8>, GgufError> {
     if heads == 0 || !rows.is_multiple_of(2 * heads) || !raw.len().is_multiple_of(rows) {
-        return Err(format!("{rows} rows cannot be split into {heads} heads of rotary pairs"));
+        return Err(GgufError::RotaryRows { rows, heads });
     }
     let (d, row) = (rows / heads, raw.len() / rows);
     let mut out = vec![0u8; raw.len()];
@@ -777,5 +828,35 @@ mod tests {
         assert_ne!(gguf.to_vec2::<f32>()?, hf.to_vec2::<f32>()?);
         assert_eq!(unpermute(&gguf, heads)?.to_vec2::<f32>()?, hf.to_vec2::<f32>()?);
         Ok(())
+    }
+
+    #[test]
+    fn metadata_errors_name_the_key_and_keep_their_messages() {
+        let md = HashMap::from([
+            ("a.count".to_string(), Value::String("many".into())),
+            ("a.layers".to_string(), Value::Array(vec![Value::U32(1), Value::U32(2)])),
+            ("a.names".to_string(), Value::Array(vec![Value::U32(1)])),
+            ("general.architecture".to_string(), Value::String("gpt2".into())),
+        ]);
+        let meta = Meta(&md);
+        let e = meta.string("missing").unwrap_err();
+        assert_eq!(e, MetadataError::MissingKey { key: "missing".into() });
+        assert_eq!(e.to_string(), "missing metadata key missing");
+        let e = meta.usize("a.layers").unwrap_err();
+        assert_eq!(e, MetadataError::PerLayerArray { key: "a.layers".into() });
+        let e = meta.opt_bool("a.count").unwrap_err();
+        assert_eq!(e.to_string(), "metadata key a.count is string, expected a bool");
+        let e = meta.strings("a.names").unwrap_err();
+        assert_eq!(e.to_string(), "metadata key a.names holds u32, expected strings");
+        let e = architecture(&meta).unwrap_err();
+        assert!(
+            matches!(&e, GgufError::UnsupportedArchitecture { architecture } if architecture == "gpt2")
+        );
+        assert_eq!(
+            e.to_string(),
+            "general.architecture \"gpt2\" is not supported; supported: llama, qwen2, qwen3"
+        );
+        let e = GgufError::from(MetadataError::MissingKey { key: "k".into() });
+        assert_eq!(e.to_string(), "missing metadata key k");
     }
 }

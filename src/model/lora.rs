@@ -20,6 +20,84 @@ use crate::error::{Error, Result};
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
+/// How to get a usable model from an adapter benchgen cannot merge.
+const MERGE_HINT: &str =
+    "merge the adapter in Python (peft's merge_and_unload() then save_pretrained()) \
+                          and pass the merged checkpoint instead";
+
+/// An adapter whose config or weights cannot be merged as `W + scale · B·A`; the message says
+/// what is wrong and, where there is one, how to get a usable model.
+#[derive(Debug, thiserror::Error)]
+pub enum LoraError {
+    #[error("{CONFIG_FILE}: {0}")]
+    ConfigJson(#[source] serde_json::Error),
+    #[error("peft_type is {peft_type}; only LORA adapters can be merged here; {hint}", hint = MERGE_HINT)]
+    NotLora { peft_type: String },
+    #[error("use_dora is true: DoRA adapters are not supported; {hint}", hint = MERGE_HINT)]
+    Dora,
+    #[error(
+        "bias is {bias:?}: adapters that train biases are not supported (only \"none\"); {hint}",
+        hint = MERGE_HINT
+    )]
+    TrainedBias { bias: String },
+    #[error("lora_bias is true: LoRA B biases are not supported; {hint}", hint = MERGE_HINT)]
+    LoraBias,
+    #[error(
+        "fan_in_fan_out is true: that is for GPT-2-style Conv1D layers, which benchgen's \
+         decoders do not have; the adapter belongs to another architecture"
+    )]
+    FanInFanOut,
+    #[error(
+        "modules_to_save ({}) replaces whole modules, which is not supported; {hint}",
+        .modules.join(", "),
+        hint = MERGE_HINT
+    )]
+    ModulesToSave { modules: Vec<String> },
+    /// A peft feature (`layer_replication`, `trainable_token_indices`, …) that is switched on.
+    #[error("{option} is set, which is not supported; {hint}", hint = MERGE_HINT)]
+    UnsupportedOption { option: &'static str },
+    #[error("pattern {pattern:?} is not a regex benchgen can read: {source}")]
+    BadPattern {
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("target_modules {pattern:?} is not a regex benchgen can read: {source}")]
+    BadTargetModules {
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("rank_pattern gives {module} the rank {rank}, which is not a positive integer")]
+    NonIntegerRank { module: String, rank: f64 },
+    #[error("{CONFIG_FILE} gives {module} rank 0")]
+    ZeroRank { module: String },
+    /// A tensor of a kind benchgen does not merge (`what` says which).
+    #[error(
+        "tensor {key}: {what} is not supported; merge the adapter in Python (peft's merge_and_unload()) instead"
+    )]
+    UnsupportedTensor { key: String, what: &'static str },
+    #[error(
+        "tensor {key} is not a peft LoRA weight (expected base_model.model.<module>.lora_A.weight)"
+    )]
+    NotLoraKey { key: String },
+    #[error("holds no LoRA weights")]
+    NoWeights,
+    #[error("{module} has only one of lora_A and lora_B; the file is incomplete")]
+    HalfMissing { module: String },
+    /// `target_modules` is as the config writes it (Rust debug form).
+    #[error(
+        "holds a LoRA for {module}, which target_modules ({target_modules}) does not name: \
+         {CONFIG_FILE} and {WEIGHTS_FILE} do not belong together"
+    )]
+    NotTargeted { module: String, target_modules: String },
+    #[error(
+        "{module}: lora_A is {a:?} and lora_B {b:?}, but the config gives it rank {rank} \
+         (lora_A must be [{rank}, in], lora_B [out, {rank}])"
+    )]
+    RankMismatch { module: String, a: Vec<usize>, b: Vec<usize>, rank: usize },
+}
+
 /// Whether `dir` is a PEFT adapter rather than a full checkpoint.
 pub fn is_adapter_dir(dir: &Path) -> bool {
     dir.join(CONFIG_FILE).is_file()
@@ -75,11 +153,10 @@ impl<'de> Deserialize<'de> for Patterns {
 impl Patterns {
     /// peft's `get_pattern_key`: the first pattern that matches the end of the module name at a
     /// `.` boundary.
-    fn lookup(&self, module: &str) -> Result<Option<f64>, String> {
+    fn lookup(&self, module: &str) -> Result<Option<f64>, LoraError> {
         for (pattern, value) in &self.0 {
-            let re = regex::Regex::new(&format!(r"^(?:.*\.)?(?:{pattern})$")).map_err(|e| {
-                format!("pattern {pattern:?} is not a regex benchgen can read: {e}")
-            })?;
+            let re = regex::Regex::new(&format!(r"^(?:.*\.)?(?:{pattern})$"))
+                .map_err(|source| LoraError::BadPattern { pattern: pattern.clone(), source })?;
             if re.is_match(module) {
                 return Ok(Some(*value));
             }
@@ -97,7 +174,7 @@ enum TargetModules {
 
 impl TargetModules {
     /// peft's `check_target_module_exists`, for the module names an adapter file holds.
-    fn matches(&self, module: &str) -> Result<bool, String> {
+    fn matches(&self, module: &str) -> Result<bool, LoraError> {
         match self {
             Self::Names(names) => {
                 Ok(names.iter().any(|t| module == t || module.ends_with(&format!(".{t}"))))
@@ -106,7 +183,7 @@ impl TargetModules {
             Self::Regex(s) if s == "all-linear" => Ok(!module.ends_with("lm_head")),
             Self::Regex(s) => regex::Regex::new(&format!("^(?:{s})$"))
                 .map(|re| re.is_match(module))
-                .map_err(|e| format!("target_modules {s:?} is not a regex benchgen can read: {e}")),
+                .map_err(|source| LoraError::BadTargetModules { pattern: s.clone(), source }),
         }
     }
 }
@@ -173,45 +250,31 @@ fn is_off(v: &Option<serde_json::Value>) -> bool {
 }
 
 impl AdapterConfig {
-    fn parse(text: &str) -> Result<Self, String> {
-        let cfg: Self = serde_json::from_str(text).map_err(|e| format!("{CONFIG_FILE}: {e}"))?;
+    fn parse(text: &str) -> Result<Self, LoraError> {
+        let cfg: Self = serde_json::from_str(text).map_err(LoraError::ConfigJson)?;
         cfg.check()?;
         Ok(cfg)
     }
 
     /// Refuses what would make `W + scale·B·A` the wrong model, saying how to get a usable one.
-    fn check(&self) -> Result<(), String> {
-        let merge_hint =
-            "merge the adapter in Python (peft's merge_and_unload() then save_pretrained()) \
-                          and pass the merged checkpoint instead";
+    fn check(&self) -> Result<(), LoraError> {
         if let Some(t) = self.peft_type.as_deref().filter(|t| !t.eq_ignore_ascii_case("LORA")) {
-            return Err(format!(
-                "peft_type is {t}; only LORA adapters can be merged here; {merge_hint}"
-            ));
+            return Err(LoraError::NotLora { peft_type: t.to_string() });
         }
         if self.use_dora {
-            return Err(format!("use_dora is true: DoRA adapters are not supported; {merge_hint}"));
+            return Err(LoraError::Dora);
         }
         if let Some(b) = self.bias.as_deref().filter(|b| *b != "none") {
-            return Err(format!("bias is {b:?}: adapters that train biases are not supported (only \"none\"); {merge_hint}"));
+            return Err(LoraError::TrainedBias { bias: b.to_string() });
         }
         if self.lora_bias {
-            return Err(format!(
-                "lora_bias is true: LoRA B biases are not supported; {merge_hint}"
-            ));
+            return Err(LoraError::LoraBias);
         }
         if self.fan_in_fan_out {
-            return Err(
-                "fan_in_fan_out is true: that is for GPT-2-style Conv1D layers, which benchgen's \
-                        decoders do not have; the adapter belongs to another architecture"
-                    .into(),
-            );
+            return Err(LoraError::FanInFanOut);
         }
-        if self.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(format!(
-                "modules_to_save ({}) replaces whole modules, which is not supported; {merge_hint}",
-                self.modules_to_save.as_deref().unwrap_or_default().join(", ")
-            ));
+        if let Some(modules) = self.modules_to_save.as_ref().filter(|m| !m.is_empty()) {
+            return Err(LoraError::ModulesToSave { modules: modules.clone() });
         }
         for (name, v) in [
             ("layer_replication", &self.layer_replication),
@@ -220,25 +283,23 @@ impl AdapterConfig {
             ("alora_invocation_tokens", &self.alora_invocation_tokens),
         ] {
             if !is_off(v) {
-                return Err(format!("{name} is set, which is not supported; {merge_hint}"));
+                return Err(LoraError::UnsupportedOption { option: name });
             }
         }
         Ok(())
     }
 
     /// (rank, alpha) for one module, `rank_pattern` and `alpha_pattern` first.
-    fn rank_alpha(&self, module: &str) -> Result<(usize, f64), String> {
+    fn rank_alpha(&self, module: &str) -> Result<(usize, f64), LoraError> {
         let r = match self.rank_pattern.lookup(module)? {
             Some(r) if r >= 1.0 && r.fract() == 0.0 => r as usize,
-            Some(r) => {
-                return Err(format!(
-                    "rank_pattern gives {module} the rank {r}, which is not a positive integer"
-                ))
+            Some(rank) => {
+                return Err(LoraError::NonIntegerRank { module: module.to_string(), rank })
             }
             None => self.r,
         };
         if r == 0 {
-            return Err(format!("{CONFIG_FILE} gives {module} rank 0"));
+            return Err(LoraError::ZeroRank { module: module.to_string() });
         }
         let alpha = self.alpha_pattern.lookup(module)?.unwrap_or(self.lora_alpha);
         Ok((r, alpha))
@@ -261,10 +322,9 @@ enum Part {
 }
 
 /// `base_model.model.<module>.lora_A.weight` → (`<module>`, A).
-fn parse_key(key: &str) -> Result<(&str, Part), String> {
-    let unsupported = |what: &str| {
-        format!("tensor {key}: {what} is not supported; merge the adapter in Python (peft's merge_and_unload()) instead")
-    };
+fn parse_key(key: &str) -> Result<(&str, Part), LoraError> {
+    let unsupported =
+        |what: &'static str| LoraError::UnsupportedTensor { key: key.to_string(), what };
     if key.contains("lora_embedding_A") || key.contains("lora_embedding_B") {
         return Err(unsupported("LoRA on an embedding layer"));
     }
@@ -272,7 +332,7 @@ fn parse_key(key: &str) -> Result<(&str, Part), String> {
         return Err(unsupported("DoRA (lora_magnitude_vector)"));
     }
     let Some(rest) = key.strip_prefix("base_model.model.") else {
-        return Err(format!("tensor {key} is not a peft LoRA weight (expected base_model.model.<module>.lora_A.weight)"));
+        return Err(LoraError::NotLoraKey { key: key.to_string() });
     };
     if let Some(m) = rest.strip_suffix(".lora_A.weight") {
         return Ok((m, Part::A));
@@ -314,7 +374,7 @@ impl LoraAdapter {
         let bad = |m: String| Error::model(&origin, format!("LoRA adapter: {m}"));
         let config_path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let cfg = AdapterConfig::parse(&text).map_err(bad)?;
+        let cfg = AdapterConfig::parse(&text).map_err(|e| bad(e.to_string()))?;
         let base = cfg
             .base_model_name_or_path
             .clone()
@@ -456,7 +516,7 @@ fn is_hub_id(s: &str) -> bool {
 fn pair_up(
     cfg: &AdapterConfig,
     tensors: std::collections::HashMap<String, Tensor>,
-) -> Result<BTreeMap<String, Update>, String> {
+) -> Result<BTreeMap<String, Update>, LoraError> {
     let mut halves: BTreeMap<String, (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
     for (key, t) in tensors {
         let (module, part) = parse_key(&key)?;
@@ -467,30 +527,22 @@ fn pair_up(
         }
     }
     if halves.is_empty() {
-        return Err("holds no LoRA weights".into());
+        return Err(LoraError::NoWeights);
     }
     let mut out = BTreeMap::new();
     for (module, (a, b)) in halves {
         let (Some(a), Some(b)) = (a, b) else {
-            return Err(format!(
-                "{module} has only one of lora_A and lora_B; the file is incomplete"
-            ));
+            return Err(LoraError::HalfMissing { module });
         };
         if let Some(t) = &cfg.target_modules {
             if !t.matches(&module)? {
-                return Err(format!(
-                    "holds a LoRA for {module}, which target_modules ({t:?}) does not name: \
-                     {CONFIG_FILE} and {WEIGHTS_FILE} do not belong together"
-                ));
+                return Err(LoraError::NotTargeted { module, target_modules: format!("{t:?}") });
             }
         }
         let (r, alpha) = cfg.rank_alpha(&module)?;
         let (ad, bd) = (a.dims().to_vec(), b.dims().to_vec());
         if ad.len() != 2 || bd.len() != 2 || ad[0] != r || bd[1] != r {
-            return Err(format!(
-                "{module}: lora_A is {ad:?} and lora_B {bd:?}, but the config gives it rank {r} \
-                 (lora_A must be [{r}, in], lora_B [out, {r}])"
-            ));
+            return Err(LoraError::RankMismatch { module, a: ad, b: bd, rank: r });
         }
         out.insert(format!("{module}.weight"), Update { a, b, scale: cfg.scale(r, alpha) });
     }
@@ -605,7 +657,7 @@ impl SimpleBackend for Merged<'_> {
 mod tests {
     use super::*;
 
-    fn cfg(extra: &str) -> Result<AdapterConfig, String> {
+    fn cfg(extra: &str) -> Result<AdapterConfig, LoraError> {
         AdapterConfig::parse(&format!(
             r#"{{"peft_type": "LORA", "base_model_name_or_path": "../base", "r": 4, "lora_alpha": 8,
                 "target_modules": ["q_proj", "down_proj"] {extra}}}"#
@@ -676,7 +728,7 @@ mod tests {
             ("base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias", "lora_bias"),
             ("model.layers.0.self_attn.q_proj.lora_A.weight", "base_model.model."),
         ] {
-            let e = parse_key(key).unwrap_err();
+            let e = parse_key(key).unwrap_err().to_string();
             assert!(e.contains(says), "{key}: {e}");
         }
     }
@@ -690,10 +742,10 @@ mod tests {
             (r#", "modules_to_save": ["lm_head"]"#, "modules_to_save"),
             (r#", "layer_replication": [[0, 1]]"#, "layer_replication"),
         ] {
-            let e = cfg(extra).unwrap_err();
+            let e = cfg(extra).unwrap_err().to_string();
             assert!(e.contains(says), "{extra}: {e}");
         }
-        let e = AdapterConfig::parse(r#"{"peft_type": "IA3", "r": 4}"#).unwrap_err();
+        let e = AdapterConfig::parse(r#"{"peft_type": "IA3", "r": 4}"#).unwrap_err().to_string();
         assert!(e.contains("IA3") && e.contains("LORA"), "{e}");
         for extra in [
             r#", "bias": "none", "modules_to_save": null, "layer_replication": null, "trainable_token_indices": null"#,
@@ -701,6 +753,38 @@ mod tests {
         ] {
             assert!(cfg(extra).is_ok(), "{extra}");
         }
+    }
+
+    #[test]
+    fn errors_are_typed_carry_their_cause_and_keep_their_messages() {
+        use std::error::Error as _;
+        let e = cfg(r#", "rank_pattern": {"(": 2}"#).unwrap().rank_alpha("a.q_proj").unwrap_err();
+        let LoraError::BadPattern { pattern, .. } = &e else { panic!("{e:?}") };
+        assert_eq!(pattern, "(");
+        assert!(e.source().is_some_and(|s| s.is::<regex::Error>()), "{e:?}");
+        assert!(e.to_string().starts_with("pattern \"(\" is not a regex benchgen can read: "));
+
+        let e = AdapterConfig::parse("{").unwrap_err();
+        assert!(matches!(e, LoraError::ConfigJson(_)));
+        assert!(e.source().is_some_and(|s| s.is::<serde_json::Error>()));
+        assert!(e.to_string().starts_with("adapter_config.json: EOF"), "{e}");
+
+        let e = cfg(r#", "use_dora": true"#).unwrap_err();
+        assert!(matches!(e, LoraError::Dora));
+        assert_eq!(
+            e.to_string(),
+            "use_dora is true: DoRA adapters are not supported; merge the adapter in Python \
+             (peft's merge_and_unload() then save_pretrained()) and pass the merged checkpoint instead"
+        );
+        let e = cfg(r#", "modules_to_save": ["lm_head", "embed_tokens"]"#).unwrap_err();
+        assert!(e.to_string().starts_with(
+            "modules_to_save (lm_head, embed_tokens) replaces whole modules, which is not supported; merge"
+        ));
+        let e = parse_key("base_model.model.x.lora_B.bias").unwrap_err();
+        assert!(matches!(
+            e,
+            LoraError::UnsupportedTensor { what: "a LoRA B bias (lora_bias)", .. }
+        ));
     }
 
     #[test]

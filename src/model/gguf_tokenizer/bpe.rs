@@ -7,15 +7,24 @@ use std::collections::HashSet;
 use serde_json::{json, Value as Json};
 
 use super::pretok::PreTokenizer;
+use super::TokenizerBuildError;
 use super::Vocab;
-use crate::model::gguf::Meta;
+use crate::model::gguf::{Meta, MetadataError};
 
-pub(super) fn build(v: &Vocab, meta: &Meta, pre: &PreTokenizer) -> Result<Json, String> {
+pub(super) fn build(
+    v: &Vocab,
+    meta: &Meta,
+    pre: &PreTokenizer,
+) -> Result<Json, TokenizerBuildError> {
     let merges = match meta.get("tokenizer.ggml.merges") {
         Some(_) => meta.strings("tokenizer.ggml.merges")?,
         // Kimi-K2's converter writes none; llama.cpp accepts that for it alone.
         None if pre.kind == "kimi-k2" => Vec::new(),
-        None => return Err("missing metadata key tokenizer.ggml.merges".into()),
+        None => {
+            return Err(
+                MetadataError::MissingKey { key: "tokenizer.ggml.merges".to_string() }.into()
+            )
+        }
     };
     let splits: Vec<Json> = pre
         .regexes
@@ -61,16 +70,18 @@ pub(super) fn build(v: &Vocab, meta: &Meta, pre: &PreTokenizer) -> Result<Json, 
 /// byte (a token may itself be a space) and keeps the first rank of a repeated pair; merges
 /// whose pieces or result are not tokens can only produce byte fallbacks in llama.cpp and are
 /// dropped, since the tokenizers crate refuses them.
-fn merge_pairs(tokens: &[String], merges: &[String]) -> Result<Vec<Json>, String> {
+fn merge_pairs(tokens: &[String], merges: &[String]) -> Result<Vec<Json>, TokenizerBuildError> {
     let vocab: HashSet<&str> = tokens.iter().map(String::as_str).collect();
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(merges.len());
     let mut merged = String::new();
     for m in merges {
-        let cut =
-            m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i).ok_or_else(|| {
-                format!("tokenizer.ggml.merges entry {m:?} is not two tokens separated by a space")
-            })?;
+        let cut = m
+            .char_indices()
+            .skip(1)
+            .find(|&(_, c)| c == ' ')
+            .map(|(i, _)| i)
+            .ok_or_else(|| TokenizerBuildError::BadMerge { entry: m.clone() })?;
         let (a, b) = (&m[..cut], &m[cut + 1..]);
         merged.clear();
         merged.push_str(a);
@@ -97,6 +108,11 @@ mod tests {
         let pairs = merge_pairs(&tokens, &merges).unwrap();
         // "x b" has no token "xb"; "a  b" is "a" + " b", not a token pair either.
         assert_eq!(pairs, vec![json!([" ", "x"]), json!(["a", "b"])]);
-        assert!(merge_pairs(&tokens, &["ab".to_string()]).unwrap_err().contains("\"ab\""));
+        let e = merge_pairs(&tokens, &["ab".to_string()]).unwrap_err();
+        assert_eq!(e, TokenizerBuildError::BadMerge { entry: "ab".into() });
+        assert_eq!(
+            e.to_string(),
+            "tokenizer.ggml.merges entry \"ab\" is not two tokens separated by a space"
+        );
     }
 }

@@ -35,11 +35,46 @@ use std::collections::HashMap;
 use candle_core::quantized::gguf_file::Value;
 use serde_json::{json, Value as Json};
 
-use super::gguf::Meta;
+use super::gguf::{Meta, MetadataError};
 use attrs::Attr;
 
 /// `tokenizer.ggml.model` values this build tokenizes.
 pub const SUPPORTED_MODELS: &[&str] = &["llama", "gpt2", "gemma4", "bert", "t5"];
+
+/// Why a GGUF file's metadata gives no tokenizer; messages name the offending key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenizerBuildError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    PreTokenizer(#[from] pretok::UnknownPreTokenizer),
+    /// A vocabulary kind llama.cpp tokenizes with an algorithm of its own.
+    #[error(
+        "tokenizer.ggml.model \"{model}\" is not supported: llama.cpp tokenizes it with its own algorithm, \
+         which the tokenizers crate cannot express; supported: {}",
+        SUPPORTED_MODELS.join(", ")
+    )]
+    OwnAlgorithm { model: String },
+    #[error("tokenizer.ggml.model is \"{model}\": the file has no vocabulary")]
+    NoVocabulary { model: String },
+    #[error(
+        "tokenizer.ggml.model \"{model}\" is not supported; supported: {}",
+        SUPPORTED_MODELS.join(", ")
+    )]
+    UnsupportedModel { model: String },
+    #[error("tokenizer.ggml.tokens is empty")]
+    NoTokens,
+    /// A per-token array (`key`) of the wrong length.
+    #[error("{key} has {entries} entries for {tokens} tokens")]
+    PerTokenLength { key: &'static str, entries: usize, tokens: usize },
+    /// A `kind` vocabulary without an unknown token (`default_id`, llama.cpp's, is not in it).
+    #[error(
+        "a {kind} vocabulary needs tokenizer.ggml.unknown_token_id (id {default_id} is not in the vocabulary)"
+    )]
+    NoUnknownToken { kind: &'static str, default_id: u32 },
+    #[error("tokenizer.ggml.merges entry {entry:?} is not two tokens separated by a space")]
+    BadMerge { entry: String },
+}
 
 /// The tokenizer and the special-token facts `LoadedModel` needs besides it.
 #[derive(Debug)]
@@ -103,10 +138,12 @@ impl Vocab {
 }
 
 /// Builds the tokenizer from GGUF metadata; errors name the offending key.
-pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer, String> {
+pub fn from_metadata(
+    metadata: &HashMap<String, Value>,
+) -> Result<GgufTokenizer, TokenizerBuildError> {
     let meta = Meta(metadata);
     let model = meta.string("tokenizer.ggml.model")?;
-    let opt_string = |key: &str| -> Result<Option<String>, String> {
+    let opt_string = |key: &str| -> Result<Option<String>, MetadataError> {
         meta.get(key).map(|_| meta.string(key)).transpose()
     };
     let pre_name = opt_string("tokenizer.ggml.pre")?;
@@ -118,21 +155,12 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
         "bert" => Kind::Wpm,
         "t5" => Kind::Ugm,
         other @ ("rwkv" | "plamo2" | "hybriddna" | "whitespace" | "test") => {
-            return Err(format!(
-                "tokenizer.ggml.model \"{other}\" is not supported: llama.cpp tokenizes it with its own algorithm, \
-                 which the tokenizers crate cannot express; supported: {}",
-                SUPPORTED_MODELS.join(", ")
-            ))
+            return Err(TokenizerBuildError::OwnAlgorithm { model: other.to_string() })
         }
         other @ ("none" | "no_vocab") => {
-            return Err(format!("tokenizer.ggml.model is \"{other}\": the file has no vocabulary"))
+            return Err(TokenizerBuildError::NoVocabulary { model: other.to_string() })
         }
-        other => {
-            return Err(format!(
-                "tokenizer.ggml.model \"{other}\" is not supported; supported: {}",
-                SUPPORTED_MODELS.join(", ")
-            ))
-        }
+        other => return Err(TokenizerBuildError::UnsupportedModel { model: other.to_string() }),
     };
 
     // llama.cpp names empty tokens so that every id stays reachable by its text.
@@ -143,17 +171,18 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
         .map(|(i, t)| if t.is_empty() { format!("[EMPTY_{i}]") } else { t })
         .collect();
     if tokens.is_empty() {
-        return Err("tokenizer.ggml.tokens is empty".into());
+        return Err(TokenizerBuildError::NoTokens);
     }
     let n = tokens.len();
     let types = match meta.get("tokenizer.ggml.token_type") {
         Some(_) => {
             let types = meta.u32s("tokenizer.ggml.token_type")?;
             if types.len() != n {
-                return Err(format!(
-                    "tokenizer.ggml.token_type has {} entries for {n} tokens",
-                    types.len()
-                ));
+                return Err(TokenizerBuildError::PerTokenLength {
+                    key: "tokenizer.ggml.token_type",
+                    entries: types.len(),
+                    tokens: n,
+                });
             }
             types
         }
@@ -171,7 +200,7 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer,
         Kind::Bpe(_) => (Some(11), Some(11), None, None),
         Kind::Ugm => (None, Some(1), Some(2), None),
     };
-    let file_id = |key: &str| -> Result<Option<u32>, String> {
+    let file_id = |key: &str| -> Result<Option<u32>, MetadataError> {
         Ok(in_vocab(
             meta.opt_u64(&format!("tokenizer.ggml.{key}"))?.and_then(|v| u32::try_from(v).ok()),
         ))
@@ -308,11 +337,18 @@ mod tests {
     #[test]
     fn bad_metadata_names_the_key() {
         let mut m = llama_meta(&["<unk>", "<s>", "</s>"], &[0.0, 0.0]);
-        assert!(from_metadata(&m)
-            .unwrap_err()
-            .contains("tokenizer.ggml.scores has 2 entries for 3 tokens"));
-        m.insert("tokenizer.ggml.model".into(), Value::String("rwkv".into()));
         let e = from_metadata(&m).unwrap_err();
+        assert_eq!(
+            e,
+            TokenizerBuildError::PerTokenLength {
+                key: "tokenizer.ggml.scores",
+                entries: 2,
+                tokens: 3
+            }
+        );
+        assert!(e.to_string().contains("tokenizer.ggml.scores has 2 entries for 3 tokens"));
+        m.insert("tokenizer.ggml.model".into(), Value::String("rwkv".into()));
+        let e = from_metadata(&m).unwrap_err().to_string();
         assert!(
             e.contains("\"rwkv\"")
                 && e.contains("own algorithm")
@@ -320,7 +356,7 @@ mod tests {
             "{e}"
         );
         m.insert("tokenizer.ggml.model".into(), Value::String("sentencepiece".into()));
-        let e = from_metadata(&m).unwrap_err();
+        let e = from_metadata(&m).unwrap_err().to_string();
         assert!(
             e.starts_with(
                 "tokenizer.ggml.model \"sentencepiece\" is not supported; supported: llama, gpt2"
@@ -330,6 +366,13 @@ mod tests {
         m.insert("tokenizer.ggml.model".into(), Value::String("gpt2".into()));
         m.insert("tokenizer.ggml.pre".into(), Value::String("not-a-pre".into()));
         let e = from_metadata(&m).unwrap_err();
+        assert_eq!(
+            e,
+            TokenizerBuildError::PreTokenizer(pretok::UnknownPreTokenizer {
+                name: "not-a-pre".into()
+            })
+        );
+        let e = e.to_string();
         assert!(
             e.contains("tokenizer.ggml.pre \"not-a-pre\" is not supported; supported: default, ")
                 && e.contains("smollm"),
@@ -337,7 +380,14 @@ mod tests {
         );
         m.remove("tokenizer.ggml.tokens");
         m.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
-        assert!(from_metadata(&m).unwrap_err().contains("tokenizer.ggml.tokens"));
+        let e = from_metadata(&m).unwrap_err();
+        assert_eq!(
+            e,
+            TokenizerBuildError::Metadata(MetadataError::MissingKey {
+                key: "tokenizer.ggml.tokens".into()
+            })
+        );
+        assert_eq!(e.to_string(), "missing metadata key tokenizer.ggml.tokens");
     }
 
     #[test]

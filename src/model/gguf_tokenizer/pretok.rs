@@ -144,18 +144,21 @@ pub fn known_names() -> Vec<&'static str> {
 
 /// The pre-tokenizer for a `gpt2`-style vocabulary; `None` (no `tokenizer.ggml.pre`) is
 /// llama.cpp's default. Unknown names are refused, as llama.cpp refuses them.
-pub fn lookup(pre: Option<&str>) -> Result<PreTokenizer, String> {
+pub fn lookup(pre: Option<&str>) -> Result<PreTokenizer, UnknownPreTokenizer> {
     let name = pre.unwrap_or("default");
-    let kind =
-        NAMES.iter().find(|(names, _)| names.contains(&name)).map(|(_, kind)| *kind).ok_or_else(
-            || {
-                format!(
-                    "tokenizer.ggml.pre \"{name}\" is not supported; supported: {}",
-                    known_names().join(", ")
-                )
-            },
-        )?;
+    let kind = NAMES
+        .iter()
+        .find(|(names, _)| names.contains(&name))
+        .map(|(_, kind)| *kind)
+        .ok_or_else(|| UnknownPreTokenizer { name: name.to_string() })?;
     Ok(of_kind(kind))
+}
+
+/// A `tokenizer.ggml.pre` value llama.cpp (and so this build) does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tokenizer.ggml.pre \"{name}\" is not supported; supported: {}", known_names().join(", "))]
+pub struct UnknownPreTokenizer {
+    pub name: String,
 }
 
 // The hand-split expressions of `unicode.cpp`, as regexes that split the same way.
@@ -385,6 +388,8 @@ mod tests {
     #[test]
     fn unknown_names_are_refused_with_the_list() {
         let e = lookup(Some("no-such-pre")).unwrap_err();
+        assert_eq!(e.name, "no-such-pre");
+        let e = e.to_string();
         assert!(
             e.starts_with(
                 "tokenizer.ggml.pre \"no-such-pre\" is not supported; supported: default, "

@@ -6,17 +6,18 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value as Json};
 
+use super::TokenizerBuildError;
 use super::Vocab;
 use crate::model::gguf::Meta;
 
-pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
+pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, TokenizerBuildError> {
     let scores = meta.f32s("tokenizer.ggml.scores")?;
     if scores.len() != v.tokens.len() {
-        return Err(format!(
-            "tokenizer.ggml.scores has {} entries for {} tokens",
-            scores.len(),
-            v.tokens.len()
-        ));
+        return Err(TokenizerBuildError::PerTokenLength {
+            key: "tokenizer.ggml.scores",
+            entries: scores.len(),
+            tokens: v.tokens.len(),
+        });
     }
     // llama.cpp prefixes a space to the text and to the text after each special token.
     let prefix_space = meta.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);

@@ -6,21 +6,20 @@
 
 use serde_json::{json, Value as Json};
 
+use super::TokenizerBuildError;
 use super::Vocab;
 use crate::model::gguf::Meta;
 
-pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
+pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, TokenizerBuildError> {
     let scores = meta.f32s("tokenizer.ggml.scores")?;
     if scores.len() != v.tokens.len() {
-        return Err(format!(
-            "tokenizer.ggml.scores has {} entries for {} tokens",
-            scores.len(),
-            v.tokens.len()
-        ));
+        return Err(TokenizerBuildError::PerTokenLength {
+            key: "tokenizer.ggml.scores",
+            entries: scores.len(),
+            tokens: v.tokens.len(),
+        });
     }
-    let unk = v.unk.ok_or(
-        "a t5 vocabulary needs tokenizer.ggml.unknown_token_id (id 2 is not in the vocabulary)",
-    )?;
+    let unk = v.unk.ok_or(TokenizerBuildError::NoUnknownToken { kind: "t5", default_id: 2 })?;
     let prefix_space = meta.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(false);
     let merge_spaces = meta.opt_bool("tokenizer.ggml.remove_extra_whitespaces")?.unwrap_or(false);
 

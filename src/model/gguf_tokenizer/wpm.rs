@@ -7,6 +7,7 @@
 
 use serde_json::{json, Value as Json};
 
+use super::TokenizerBuildError;
 use super::Vocab;
 use crate::model::gguf::Meta;
 
@@ -23,13 +24,11 @@ fn hf_piece(v: &Vocab, i: usize) -> String {
     }
 }
 
-pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, String> {
+pub(super) fn build(v: &Vocab, meta: &Meta) -> Result<Json, TokenizerBuildError> {
     let lowercase = meta.opt_bool("tokenizer.ggml.normalizer.lowercase")?.unwrap_or(true);
     let strip_accents =
         meta.opt_bool("tokenizer.ggml.normalizer.strip_accents")?.unwrap_or(lowercase);
-    let unk = v.unk.ok_or(
-        "a bert vocabulary needs tokenizer.ggml.unknown_token_id (id 100 is not in the vocabulary)",
-    )?;
+    let unk = v.unk.ok_or(TokenizerBuildError::NoUnknownToken { kind: "bert", default_id: 100 })?;
     let vocab: serde_json::Map<String, Json> =
         (0..v.tokens.len()).map(|i| (hf_piece(v, i), json!(i))).collect();
     // llama.cpp adds BOS ([CLS]) and SEP with add_special, whatever add_bos says.
