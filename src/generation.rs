@@ -40,11 +40,33 @@ impl Truncate {
         *self == Truncate::Error
     }
 
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownTruncate> {
         match s {
             "error" => Ok(Truncate::Error),
             "left" => Ok(Truncate::Left),
-            other => Err(format!("--truncate {other}: expected left or error")),
+            other => Err(UnknownTruncate { value: other.to_string() }),
         }
+    }
+}
+
+/// A `--truncate` value other than [`Truncate::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--truncate {value}: expected left or error")]
+pub struct UnknownTruncate {
+    pub value: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_parses_its_names_and_refuses_others() {
+        for name in Truncate::NAMES {
+            assert_eq!(Truncate::parse(name).map(Truncate::name), Ok(name));
+        }
+        let e = Truncate::parse("right").unwrap_err();
+        assert_eq!(e, UnknownTruncate { value: "right".into() });
+        assert_eq!(e.to_string(), "--truncate right: expected left or error");
     }
 }

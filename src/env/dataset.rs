@@ -113,14 +113,26 @@ fn choices_of(
     Ok((texts, labels))
 }
 
+/// Parallel lists ([`records_of`]) that are not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnsError {
+    #[error("\"{column}\" is not a list")]
+    NotAList { column: String },
+    #[error("the lists differ in length")]
+    LengthsDiffer,
+}
+
 /// HF datasets store a list of records as one record of parallel lists
 /// (`{"text": [...], "label": [...]}`): the list of records it stands for.
-pub(super) fn records_of(columns: &Map<String, Value>) -> std::result::Result<Vec<Value>, String> {
+pub(super) fn records_of(
+    columns: &Map<String, Value>,
+) -> std::result::Result<Vec<Value>, ColumnsError> {
     let mut len = None;
     for (name, col) in columns {
-        let n = col.as_array().ok_or_else(|| format!("\"{name}\" is not a list"))?.len();
+        let n =
+            col.as_array().ok_or_else(|| ColumnsError::NotAList { column: name.clone() })?.len();
         if *len.get_or_insert(n) != n {
-            return Err("the lists differ in length".into());
+            return Err(ColumnsError::LengthsDiffer);
         }
     }
     Ok((0..len.unwrap_or(0))

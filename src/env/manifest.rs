@@ -2,7 +2,59 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::remap::RemapError;
+use super::source::HfSourceError;
+use crate::score::program::ProgramSpecError;
 use crate::score::ScoringConfig;
+
+/// An `environment.toml` that does not parse or does not describe a usable environment.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not TOML, or not the manifest's fields (the message is the toml crate's).
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("no [[phases]]: an environment needs at least one phase")]
+    NoPhases,
+    #[error("phase \"{phase}\" is defined twice")]
+    DuplicatePhase { phase: String },
+    #[error(
+        "phase \"{phase}\" needs either data (a file in the environment), or dataset (a file under $BENCHGEN_DATA_DIR) and/or source (hf://datasets/…)"
+    )]
+    PhaseData { phase: String },
+    #[error("phase \"{phase}\": {source}")]
+    PhaseSource {
+        phase: String,
+        #[source]
+        source: HfSourceError,
+    },
+    #[error("phase \"{phase}\" has source_fields but no source: they rewrite the hub file's rows")]
+    SourceFieldsWithoutSource { phase: String },
+    #[error("phase \"{phase}\": {source}")]
+    PhaseSourceFields {
+        phase: String,
+        #[source]
+        source: RemapError,
+    },
+    #[error("[source_fields] rewrites hub rows, but no phase has a source")]
+    SourceFieldsWithoutHub,
+    /// The top-level `[source_fields]` table (its message reads `[source_fields…`).
+    #[error("[{0}")]
+    SourceFields(#[source] RemapError),
+    #[error("[fewshot] phase = \"{phase}\" is not one of the [[phases]]")]
+    UnknownFewshotPhase { phase: String },
+    #[error(
+        "phase \"{phase}\" sets fewshot but there is no [fewshot] table to draw examples from"
+    )]
+    NoFewshotTable { phase: String },
+    #[error("[fields] choices_split needs choices to be a list of fields")]
+    ChoicesSplit,
+    #[error("[scoring] method = \"loglikelihood\" needs [fields] choices")]
+    LoglikelihoodWithoutChoices,
+    #[error("[scoring] primary = \"acc_norm\" needs method = \"loglikelihood\"")]
+    AccNormWithoutLoglikelihood,
+    #[error(transparent)]
+    Program(#[from] ProgramSpecError),
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -335,66 +387,62 @@ impl Manifest {
         phase.source_fields.as_ref().or(self.source_fields.as_ref())
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let m: Manifest = toml::from_str(text)?;
         if m.phases.is_empty() {
-            return Err("no [[phases]]: an environment needs at least one phase".into());
+            return Err(ManifestError::NoPhases);
         }
         let mut names = std::collections::HashSet::new();
+        let phase = |p: &PhaseSpec| p.name.clone();
         for p in &m.phases {
             if !names.insert(p.name.as_str()) {
-                return Err(format!("phase \"{}\" is defined twice", p.name));
+                return Err(ManifestError::DuplicatePhase { phase: phase(p) });
             }
             let external = p.dataset.is_some() || p.source.is_some();
             if p.data.is_some() == external {
-                return Err(format!("phase \"{}\" needs either data (a file in the environment), or dataset (a file under $BENCHGEN_DATA_DIR) and/or source (hf://datasets/…)", p.name));
+                return Err(ManifestError::PhaseData { phase: phase(p) });
             }
             if let Some(source) = &p.source {
                 super::source::HfSource::parse(source)
-                    .map_err(|e| format!("phase \"{}\": {e}", p.name))?;
+                    .map_err(|source| ManifestError::PhaseSource { phase: phase(p), source })?;
             }
             if p.source_fields.is_some() && p.source.is_none() {
-                return Err(format!("phase \"{}\" has source_fields but no source: they rewrite the hub file's rows", p.name));
+                return Err(ManifestError::SourceFieldsWithoutSource { phase: phase(p) });
             }
             if let Some(table) = &p.source_fields {
-                super::remap::Remap::new(table)
-                    .map_err(|e| format!("phase \"{}\": {e}", p.name))?;
+                super::remap::Remap::new(table).map_err(|source| {
+                    ManifestError::PhaseSourceFields { phase: phase(p), source }
+                })?;
             }
         }
         if let Some(table) = &m.source_fields {
             if !m.phases.iter().any(|p| p.source.is_some()) {
-                return Err("[source_fields] rewrites hub rows, but no phase has a source".into());
+                return Err(ManifestError::SourceFieldsWithoutHub);
             }
-            super::remap::Remap::new(table).map_err(|e| format!("[{e}"))?;
+            super::remap::Remap::new(table).map_err(ManifestError::SourceFields)?;
         }
         if let Some(f) = &m.fewshot {
             if !m.phases.iter().any(|p| p.name == f.phase) {
-                return Err(format!(
-                    "[fewshot] phase = \"{}\" is not one of the [[phases]]",
-                    f.phase
-                ));
+                return Err(ManifestError::UnknownFewshotPhase { phase: f.phase.clone() });
             }
         }
         if let Some(p) =
             m.phases.iter().find(|p| p.fewshot.is_some_and(|n| n > 0) && m.fewshot.is_none())
         {
-            return Err(format!(
-                "phase \"{}\" sets fewshot but there is no [fewshot] table to draw examples from",
-                p.name
-            ));
+            return Err(ManifestError::NoFewshotTable { phase: phase(p) });
         }
         if m.fields.choices_split.is_some()
             && !matches!(m.fields.choices, Some(ChoicesField::Columns(_)))
         {
-            return Err("[fields] choices_split needs choices to be a list of fields".into());
+            return Err(ManifestError::ChoicesSplit);
         }
         let multiple_choice = m.fields.choices.is_some();
         let by_loglik = m.scoring.method == crate::score::Method::Loglikelihood;
         if by_loglik && !multiple_choice {
-            return Err("[scoring] method = \"loglikelihood\" needs [fields] choices".into());
+            return Err(ManifestError::LoglikelihoodWithoutChoices);
         }
         if m.scoring.primary == crate::score::Primary::AccNorm && !by_loglik {
-            return Err("[scoring] primary = \"acc_norm\" needs method = \"loglikelihood\"".into());
+            return Err(ManifestError::AccNormWithoutLoglikelihood);
         }
         if let Some(program) = &m.scoring.program {
             program.check()?;
@@ -436,17 +484,24 @@ mod tests {
             Some("stem"),
             "the phase's own wins"
         );
-        let err =
-            Manifest::parse(&format!("{BASE}[source_fields]\nq = \"question\"\n")).unwrap_err();
+        let err = Manifest::parse(&format!("{BASE}[source_fields]\nq = \"question\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no phase has a source"), "{err}");
         let err = Manifest::parse(&BASE.replace(
             "data = \"t.jsonl\"",
             "data = \"t.jsonl\"\n[phases.source_fields]\nq = \"x\"",
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("phase \"test\" has source_fields but no source"), "{err}");
         let err =
             Manifest::parse(&format!("{hub}[source_fields]\nq = \"question[\"\n")).unwrap_err();
+        assert!(
+            matches!(&err, ManifestError::SourceFields(RemapError::BadExpression { field, .. }) if field == "q"),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.contains("[source_fields.q = \"question[\""), "{err}");
     }
 
@@ -464,17 +519,21 @@ mod tests {
 
     #[test]
     fn fewshot_mistakes_are_reported() {
-        let err =
-            Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"dev\"\nn = 5\n")).unwrap_err();
+        let err = Manifest::parse(&format!("{BASE}[fewshot]\nphase = \"dev\"\nn = 5\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("[fewshot] phase = \"dev\" is not one of the [[phases]]"), "{err}");
         let err = Manifest::parse(&format!(
             "{BASE}[fewshot]\nphase = \"train\"\nn = 5\nsampler = \"lottery\"\n"
         ))
         .unwrap_err();
+        assert!(matches!(err, ManifestError::Toml(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("lottery"), "{err}");
         let err =
             Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 3"))
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("no [fewshot] table"), "{err}");
         let zero =
             Manifest::parse(&BASE.replace("data = \"t.jsonl\"", "data = \"t.jsonl\"\nfewshot = 0"))

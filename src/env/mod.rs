@@ -408,7 +408,8 @@ impl Environment {
     /// The hub file `reference` names; a first shard (`…-00000-of-00003.parquet`) stands for all
     /// of them, read in order.
     fn source_files(&self, reference: &str) -> Result<Vec<PhaseFile>> {
-        let src = HfSource::parse(reference).map_err(|e| Error::env(&self.origin, e))?;
+        let src =
+            HfSource::parse(reference).map_err(|e| Error::env(&self.origin, e.to_string()))?;
         src.shards().iter().map(|shard| self.source_file(shard)).collect()
     }
 

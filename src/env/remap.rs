@@ -39,20 +39,38 @@ fn records(columns: JinjaValue) -> Result<JinjaValue, minijinja::Error> {
     let Ok(Value::Object(cols)) = serde_json::to_value(&columns) else {
         return Err(invalid("expects a record of parallel lists"));
     };
-    super::dataset::records_of(&cols).map(JinjaValue::from_serialize).map_err(|e| invalid(&e))
+    super::dataset::records_of(&cols)
+        .map(JinjaValue::from_serialize)
+        .map_err(|e| invalid(&e.to_string()))
+}
+
+/// A `source_fields` table that does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum RemapError {
+    #[error("source_fields: empty field name")]
+    EmptyFieldName,
+    #[error("source_fields.{field} = \"{expression}\": {source}")]
+    BadExpression {
+        field: String,
+        expression: String,
+        #[source]
+        source: minijinja::Error,
+    },
 }
 
 impl Remap {
     /// Compiles every expression once, so a typo is reported when the manifest is read.
-    pub fn new(table: &BTreeMap<String, String>) -> Result<Self, String> {
+    pub fn new(table: &BTreeMap<String, String>) -> Result<Self, RemapError> {
         let jinja = jinja();
         for (key, expr) in table {
             if key.is_empty() {
-                return Err("source_fields: empty field name".into());
+                return Err(RemapError::EmptyFieldName);
             }
-            jinja
-                .compile_expression(expr)
-                .map_err(|e| format!("source_fields.{key} = \"{expr}\": {e}"))?;
+            jinja.compile_expression(expr).map_err(|source| RemapError::BadExpression {
+                field: key.clone(),
+                expression: expr.clone(),
+                source,
+            })?;
         }
         Ok(Self { fields: table.iter().map(|(k, v)| (k.clone(), v.clone())).collect() })
     }
@@ -145,7 +163,12 @@ mod tests {
     fn mistakes_name_the_field_the_expression_and_the_row() {
         let e =
             Remap::new(&BTreeMap::from([("A".to_string(), "choices[0".to_string())])).unwrap_err();
+        assert!(matches!(&e, RemapError::BadExpression { field, .. } if field == "A"), "{e:?}");
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<minijinja::Error>()));
+        let e = e.to_string();
         assert!(e.contains("source_fields.A = \"choices[0\""), "{e}");
+        let e = Remap::new(&BTreeMap::from([(String::new(), "x".to_string())])).unwrap_err();
+        assert_eq!(e.to_string(), "source_fields: empty field name");
         let r = remap(&[("A", "choice[0]")]);
         let e = one(&r, json!({"choices": ["a"]})).unwrap_err().to_string();
         assert!(

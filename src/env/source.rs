@@ -20,30 +20,53 @@ pub struct HfSource {
     pub path: String,
 }
 
+/// A `source = "…"` that is not a usable `hf://datasets/…` reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "source \"{reference}\": {problem}; expected hf://datasets/ORG/NAME@REVISION/PATH (@REVISION optional)"
+)]
+pub struct HfSourceError {
+    /// The reference as written.
+    pub reference: String,
+    pub problem: HfSourceProblem,
+}
+
+/// What is wrong with an `hf://datasets/…` reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HfSourceProblem {
+    #[error("not an hf://datasets/ reference")]
+    NotHfDatasets,
+    #[error("no file path after the repository")]
+    NoPath,
+    #[error("empty organisation or dataset name")]
+    EmptyName,
+    #[error("empty revision after @")]
+    EmptyRevision,
+    #[error("the file path must be a relative path inside the repository")]
+    UnsafePath,
+}
+
 impl HfSource {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!("source \"{text}\": {why}; expected hf://datasets/ORG/NAME@REVISION/PATH (@REVISION optional)")
-        };
-        let rest =
-            text.strip_prefix(SCHEME).ok_or_else(|| bad("not an hf://datasets/ reference"))?;
+    pub fn parse(text: &str) -> Result<Self, HfSourceError> {
+        let bad = |problem: HfSourceProblem| HfSourceError { reference: text.to_string(), problem };
+        let rest = text.strip_prefix(SCHEME).ok_or_else(|| bad(HfSourceProblem::NotHfDatasets))?;
         let mut parts = rest.splitn(3, '/');
         let (org, name_rev, path) = match (parts.next(), parts.next(), parts.next()) {
             (Some(o), Some(n), Some(p)) => (o, n, p),
-            _ => return Err(bad("no file path after the repository")),
+            _ => return Err(bad(HfSourceProblem::NoPath)),
         };
         let (name, revision) = match name_rev.split_once('@') {
             Some((n, r)) => (n, r.replace("%2F", "/").replace("%2f", "/")),
             None => (name_rev, "main".to_string()),
         };
         if org.is_empty() || name.is_empty() {
-            return Err(bad("empty organisation or dataset name"));
+            return Err(bad(HfSourceProblem::EmptyName));
         }
         if revision.is_empty() {
-            return Err(bad("empty revision after @"));
+            return Err(bad(HfSourceProblem::EmptyRevision));
         }
         if !hub::is_safe_path(path) {
-            return Err(bad("the file path must be a relative path inside the repository"));
+            return Err(bad(HfSourceProblem::UnsafePath));
         }
         Ok(Self { repo: format!("{org}/{name}"), revision, path: path.to_string() })
     }
@@ -193,11 +216,18 @@ mod tests {
             "hf://datasets/o/n/a//b",
             "hf://datasets/o/n/",
         ] {
-            let e = HfSource::parse(bad).unwrap_err();
+            let e = HfSource::parse(bad).unwrap_err().to_string();
             assert!(
                 e.contains(bad) && e.contains("hf://datasets/ORG/NAME@REVISION/PATH"),
                 "{bad}: {e}"
             );
         }
+        let e = HfSource::parse("hf://datasets/o/n@/x").unwrap_err();
+        assert_eq!(e.problem, HfSourceProblem::EmptyRevision);
+        assert_eq!(
+            e.to_string(),
+            "source \"hf://datasets/o/n@/x\": empty revision after @; \
+             expected hf://datasets/ORG/NAME@REVISION/PATH (@REVISION optional)"
+        );
     }
 }

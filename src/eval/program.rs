@@ -16,7 +16,7 @@ use crate::env::{Environment, Item, PhaseSpec};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::run::RunFile;
-use crate::score::program::{parse_scores_json, parse_scores_txt, ProgramSpec};
+use crate::score::program::{parse_scores_json, parse_scores_txt, ProgramSpec, ScoresError};
 
 /// The flag that lets a run execute an environment's scoring program.
 pub const ALLOW_FLAG: &str = "--allow-scoring-program";
@@ -311,12 +311,12 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// `output/scores.json`, else `output/scores.txt`; only regular files (a symlink could point
 /// outside `output/`).
-fn read_scores(output: &Path) -> std::result::Result<BTreeMap<String, f64>, String> {
+fn read_scores(output: &Path) -> std::result::Result<BTreeMap<String, f64>, ReadScoresError> {
     for (name, parse) in [
         (
             "scores.json",
             parse_scores_json
-                as fn(&str, &str) -> std::result::Result<BTreeMap<String, f64>, String>,
+                as fn(&str, &str) -> std::result::Result<BTreeMap<String, f64>, ScoresError>,
         ),
         ("scores.txt", parse_scores_txt),
     ] {
@@ -324,16 +324,36 @@ fn read_scores(output: &Path) -> std::result::Result<BTreeMap<String, f64>, Stri
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
         let shown = format!("output/{name}");
         if !meta.file_type().is_file() {
-            return Err(format!("{shown} is not a regular file"));
+            return Err(ReadScoresError::NotAFile { file: shown });
         }
         if meta.len() > MAX_SCORES_BYTES {
-            return Err(format!("{shown} is larger than 16 MiB"));
+            return Err(ReadScoresError::TooLarge { file: shown });
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
-        return parse(&shown, &text);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ReadScoresError::Read { file: shown.clone(), source })?;
+        return Ok(parse(&shown, &text)?);
     }
-    Err(format!(
+    Err(ReadScoresError::NoScoresFile)
+}
+
+/// Why a scoring program's `output/` gives no scores; `file` is the name it is shown by.
+#[derive(Debug, thiserror::Error)]
+enum ReadScoresError {
+    #[error("{file} is not a regular file")]
+    NotAFile { file: String },
+    #[error("{file} is larger than 16 MiB")]
+    TooLarge { file: String },
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Scores(#[from] ScoresError),
+    #[error(
         "it wrote neither output/scores.json nor output/scores.txt (its stdout and stderr are in {})",
         RunFile::ScoringLog.name()
-    ))
+    )]
+    NoScoresFile,
 }

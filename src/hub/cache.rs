@@ -49,22 +49,37 @@ pub fn plan(has: &dyn Fn(&str) -> bool) -> Plan {
     p
 }
 
+/// A `model.safetensors.index.json` that does not list usable shards.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardIndexError {
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("no \"weight_map\" object")]
+    NoWeightMap,
+    #[error("a weight_map value is not a file name")]
+    NotAFileName,
+    #[error("shard name {name:?} is not a plain file name")]
+    UnsafeName { name: String },
+    #[error("weight_map lists no shards")]
+    NoShards,
+}
+
 /// The shard files a safetensors index lists, once each, in name order. Names that could leave
 /// the snapshot folder are refused: they come from the network.
-pub fn shards(index_json: &str) -> Result<Vec<String>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(index_json).map_err(|e| format!("invalid JSON: {e}"))?;
-    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or("no \"weight_map\" object")?;
+pub fn shards(index_json: &str) -> Result<Vec<String>, ShardIndexError> {
+    let v: serde_json::Value = serde_json::from_str(index_json).map_err(ShardIndexError::Json)?;
+    let map =
+        v.get("weight_map").and_then(|m| m.as_object()).ok_or(ShardIndexError::NoWeightMap)?;
     let mut out = std::collections::BTreeSet::new();
     for file in map.values() {
-        let file = file.as_str().ok_or("a weight_map value is not a file name")?;
+        let file = file.as_str().ok_or(ShardIndexError::NotAFileName)?;
         if !super::is_safe_path(file) {
-            return Err(format!("shard name {file:?} is not a plain file name"));
+            return Err(ShardIndexError::UnsafeName { name: file.to_string() });
         }
         out.insert(file.to_string());
     }
     if out.is_empty() {
-        return Err("weight_map lists no shards".into());
+        return Err(ShardIndexError::NoShards);
     }
     Ok(out.into_iter().collect())
 }

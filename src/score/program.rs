@@ -40,17 +40,57 @@ fn default_primary() -> String {
 /// The placeholders a command may use.
 const PLACEHOLDERS: [&str; 3] = ["{program}", "{input}", "{output}"];
 
+/// A `[scoring.program]` table that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramSpecError {
+    #[error(
+        "[scoring.program] command must name a program, e.g. [\"python3\", \"{{program}}/score.py\", \"{{input}}\", \"{{output}}\"]"
+    )]
+    NoCommand,
+    #[error("[scoring.program] timeout_s must be at least 1")]
+    ZeroTimeout,
+    #[error("[scoring.program] primary must name a key of the program's scores")]
+    NoPrimary,
+    #[error("[scoring.program] dir \"{dir}\" must be a relative folder inside the environment")]
+    DirOutside { dir: String },
+}
+
+/// A scores file (`scores.json` / `scores.txt`) that holds no usable scores; `file` is the
+/// name it is shown by.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoresError {
+    #[error("{file}: not valid JSON: {source}")]
+    Json {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{file}: expected a JSON object of scores, like {{\"accuracy\": 0.5}}")]
+    NotAnObject { file: String },
+    #[error("{file}: holds no scores")]
+    NoScores { file: String },
+    #[error("{file}: key \"{key}\": {number} is not a finite number")]
+    NotFinite { file: String, key: String, number: serde_json::Number },
+    #[error("{file}: key \"{key}\": expected a number, found {found}")]
+    NotANumber { file: String, key: String, found: serde_json::Value },
+    /// `line` counts from 1.
+    #[error("{file} line {line}: expected `key: number`, found {text:?}")]
+    NotKeyValue { file: String, line: usize, text: String },
+    #[error("{file} line {line}: key \"{key}\": {value:?} is not a number")]
+    TxtNotANumber { file: String, line: usize, key: String, value: String },
+}
+
 impl ProgramSpec {
     /// Manifest-level checks, so a broken table fails when the environment is opened.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ProgramSpecError> {
         if self.command.is_empty() || self.command[0].trim().is_empty() {
-            return Err("[scoring.program] command must name a program, e.g. [\"python3\", \"{program}/score.py\", \"{input}\", \"{output}\"]".into());
+            return Err(ProgramSpecError::NoCommand);
         }
         if self.timeout_s == 0 {
-            return Err("[scoring.program] timeout_s must be at least 1".into());
+            return Err(ProgramSpecError::ZeroTimeout);
         }
         if self.primary.trim().is_empty() {
-            return Err("[scoring.program] primary must name a key of the program's scores".into());
+            return Err(ProgramSpecError::NoPrimary);
         }
         let dir = std::path::Path::new(&self.dir);
         let inside = !self.dir.is_empty()
@@ -58,10 +98,7 @@ impl ProgramSpec {
                 matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)
             });
         if !inside {
-            return Err(format!(
-                "[scoring.program] dir \"{}\" must be a relative folder inside the environment",
-                self.dir
-            ));
+            return Err(ProgramSpecError::DirOutside { dir: self.dir.clone() });
         }
         Ok(())
     }
@@ -93,18 +130,16 @@ fn shell_word(s: &str) -> String {
 
 /// `scores.json`: an object of numbers; nested objects are flattened with `.` (`{"a":{"b":1}}`
 /// is `a.b`). Anything else is refused, naming `file` and the key.
-pub fn parse_scores_json(file: &str, text: &str) -> Result<BTreeMap<String, f64>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("{file}: not valid JSON: {e}"))?;
+pub fn parse_scores_json(file: &str, text: &str) -> Result<BTreeMap<String, f64>, ScoresError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|source| ScoresError::Json { file: file.to_string(), source })?;
     let serde_json::Value::Object(map) = value else {
-        return Err(format!(
-            "{file}: expected a JSON object of scores, like {{\"accuracy\": 0.5}}"
-        ));
+        return Err(ScoresError::NotAnObject { file: file.to_string() });
     };
     let mut out = BTreeMap::new();
     flatten(file, "", &map, &mut out)?;
     if out.is_empty() {
-        return Err(format!("{file}: holds no scores"));
+        return Err(ScoresError::NoScores { file: file.to_string() });
     }
     Ok(out)
 }
@@ -114,20 +149,27 @@ fn flatten(
     prefix: &str,
     map: &serde_json::Map<String, serde_json::Value>,
     out: &mut BTreeMap<String, f64>,
-) -> Result<(), String> {
+) -> Result<(), ScoresError> {
     for (k, v) in map {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             serde_json::Value::Object(inner) => flatten(file, &key, inner, out)?,
             serde_json::Value::Number(n) => {
-                let x = n
-                    .as_f64()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| format!("{file}: key \"{key}\": {n} is not a finite number"))?;
+                let Some(x) = n.as_f64().filter(|x| x.is_finite()) else {
+                    return Err(ScoresError::NotFinite {
+                        file: file.to_string(),
+                        key,
+                        number: n.clone(),
+                    });
+                };
                 out.insert(key, x);
             }
             other => {
-                return Err(format!("{file}: key \"{key}\": expected a number, found {other}"))
+                return Err(ScoresError::NotANumber {
+                    file: file.to_string(),
+                    key,
+                    found: other.clone(),
+                })
             }
         }
     }
@@ -135,24 +177,31 @@ fn flatten(
 }
 
 /// `scores.txt`, Codabench's YAML of `key: value` lines (blank lines and `#` comments skipped).
-pub fn parse_scores_txt(file: &str, text: &str) -> Result<BTreeMap<String, f64>, String> {
+pub fn parse_scores_txt(file: &str, text: &str) -> Result<BTreeMap<String, f64>, ScoresError> {
     let mut out = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line == "---" {
             continue;
         }
-        let (key, value) = line.split_once(':').ok_or_else(|| {
-            format!("{file} line {}: expected `key: number`, found {line:?}", n + 1)
+        let (key, value) = line.split_once(':').ok_or_else(|| ScoresError::NotKeyValue {
+            file: file.to_string(),
+            line: n + 1,
+            text: line.to_string(),
         })?;
         let (key, value) = (key.trim().trim_matches(['"', '\'']), value.trim());
         let x: f64 = value.parse().ok().filter(|x: &f64| x.is_finite()).ok_or_else(|| {
-            format!("{file} line {}: key \"{key}\": {value:?} is not a number", n + 1)
+            ScoresError::TxtNotANumber {
+                file: file.to_string(),
+                line: n + 1,
+                key: key.to_string(),
+                value: value.to_string(),
+            }
         })?;
         out.insert(key.to_string(), x);
     }
     if out.is_empty() {
-        return Err(format!("{file}: holds no scores"));
+        return Err(ScoresError::NoScores { file: file.to_string() });
     }
     Ok(out)
 }
@@ -182,13 +231,21 @@ mod tests {
         assert_eq!(s.get("by.easy"), Some(&1.0));
         assert_eq!(s.get("by.hard"), Some(&0.25));
         let e = parse_scores_json("out/scores.json", r#"{"accuracy": "high"}"#).unwrap_err();
+        assert!(matches!(&e, ScoresError::NotANumber { key, .. } if key == "accuracy"), "{e:?}");
+        let e = e.to_string();
+        assert_eq!(e, "out/scores.json: key \"accuracy\": expected a number, found \"high\"");
         assert!(
             e.contains("out/scores.json") && e.contains("\"accuracy\"") && e.contains("number"),
             "{e}"
         );
-        assert!(parse_scores_json("s", "[1]").unwrap_err().contains("object"));
-        assert!(parse_scores_json("s", "{}").unwrap_err().contains("no scores"));
-        assert!(parse_scores_json("s", "{").unwrap_err().contains("not valid JSON"));
+        assert_eq!(
+            parse_scores_json("s", "[1]").unwrap_err().to_string(),
+            "s: expected a JSON object of scores, like {\"accuracy\": 0.5}"
+        );
+        assert!(parse_scores_json("s", "{}").unwrap_err().to_string().contains("no scores"));
+        let e = parse_scores_json("s", "{").unwrap_err();
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<serde_json::Error>()));
+        assert!(e.to_string().contains("not valid JSON"));
     }
 
     #[test]
@@ -198,10 +255,15 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s["accuracy"], 0.75);
         assert_eq!(s["f1"], 12.5);
-        let e = parse_scores_txt("scores.txt", "accuracy: lots\n").unwrap_err();
+        let e = parse_scores_txt("scores.txt", "accuracy: lots\n").unwrap_err().to_string();
+        assert_eq!(e, "scores.txt line 1: key \"accuracy\": \"lots\" is not a number");
         assert!(e.contains("line 1") && e.contains("accuracy"), "{e}");
-        assert!(parse_scores_txt("scores.txt", "just text\n").unwrap_err().contains("key: number"));
-        assert!(parse_scores_txt("scores.txt", "\n").unwrap_err().contains("no scores"));
+        let e = parse_scores_txt("scores.txt", "just text\n").unwrap_err().to_string();
+        assert_eq!(e, "scores.txt line 1: expected `key: number`, found \"just text\"");
+        assert!(parse_scores_txt("scores.txt", "\n")
+            .unwrap_err()
+            .to_string()
+            .contains("no scores"));
     }
 
     #[test]
@@ -230,9 +292,17 @@ mod tests {
         );
         assert_eq!(p.shown(), "python3 {program}/score.py {input} {output}");
         assert!(p.check().is_ok());
-        assert!(ProgramSpec { command: vec![], ..p.clone() }.check().is_err());
+        let e = ProgramSpec { command: vec![], ..p.clone() }.check().unwrap_err();
+        assert_eq!(e, ProgramSpecError::NoCommand);
+        assert_eq!(
+            e.to_string(),
+            "[scoring.program] command must name a program, e.g. [\"python3\", \"{program}/score.py\", \"{input}\", \"{output}\"]"
+        );
         assert!(ProgramSpec { timeout_s: 0, ..p.clone() }.check().is_err());
         assert!(ProgramSpec { dir: "../x".into(), ..p.clone() }.check().is_err());
-        assert!(ProgramSpec { dir: "/abs".into(), ..p }.check().is_err());
+        assert_eq!(
+            ProgramSpec { dir: "/abs".into(), ..p }.check(),
+            Err(ProgramSpecError::DirOutside { dir: "/abs".into() })
+        );
     }
 }

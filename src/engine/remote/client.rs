@@ -51,7 +51,7 @@ impl Client {
     /// `connections`: how many requests may be in flight at once (kept alive between requests).
     pub fn new(endpoint: &Endpoint, connections: usize) -> Result<Self> {
         let origin = format!("running:{}", endpoint.url);
-        let read_timeout = read_timeout().map_err(|m| Error::model(&origin, m))?;
+        let read_timeout = read_timeout().map_err(|e| Error::model(&origin, e.to_string()))?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(read_timeout)
@@ -207,11 +207,23 @@ fn clip(s: &str) -> String {
     }
 }
 
-fn read_timeout() -> Result<Duration, String> {
-    match std::env::var("BENCHGEN_REQUEST_TIMEOUT") {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
+/// `BENCHGEN_REQUEST_TIMEOUT` set to something that is not a positive number of seconds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("BENCHGEN_REQUEST_TIMEOUT={value}: expected a number of seconds above 0")]
+pub struct BadRequestTimeout {
+    /// The variable's value, as set.
+    pub value: String,
+}
+
+fn read_timeout() -> Result<Duration, BadRequestTimeout> {
+    parse_read_timeout(std::env::var("BENCHGEN_REQUEST_TIMEOUT").ok().as_deref())
+}
+
+fn parse_read_timeout(var: Option<&str>) -> Result<Duration, BadRequestTimeout> {
+    match var {
+        Some(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
             Ok(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
-            _ => Err(format!("BENCHGEN_REQUEST_TIMEOUT={v}: expected a number of seconds above 0")),
+            _ => Err(BadRequestTimeout { value: v.to_string() }),
         },
         _ => Ok(Duration::from_secs_f64(DEFAULT_READ_TIMEOUT_S)),
     }
@@ -246,6 +258,18 @@ mod tests {
         let c = Client::new(&Endpoint { url: "http://h:1/v1".into(), model: None }, 1).unwrap();
         assert_eq!(c.base(), "http://h:1/v1");
         assert_eq!(c.origin, "running:http://h:1/v1");
+    }
+
+    #[test]
+    fn request_timeout_is_seconds_above_zero() {
+        assert_eq!(parse_read_timeout(Some(" 2.5 ")), Ok(Duration::from_secs_f64(2.5)));
+        assert_eq!(parse_read_timeout(None), Ok(Duration::from_secs_f64(DEFAULT_READ_TIMEOUT_S)));
+        let e = parse_read_timeout(Some("0")).unwrap_err();
+        assert_eq!(e, BadRequestTimeout { value: "0".into() });
+        assert_eq!(
+            e.to_string(),
+            "BENCHGEN_REQUEST_TIMEOUT=0: expected a number of seconds above 0"
+        );
     }
 
     #[test]

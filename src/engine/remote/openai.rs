@@ -8,6 +8,36 @@ use crate::engine::{find_stop, FinishReason, GenOutput, GenRequest, LoglikOutput
 /// The OpenAI API takes at most this many stop strings; the rest are applied here.
 const MAX_SERVER_STOPS: usize = 4;
 
+/// A server answer that does not hold what was asked for. Messages read after "the answer" /
+/// "this one:" in the caller's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the answer has no choices")]
+    NoChoices,
+    #[error("the chat answer has no choices[0].message")]
+    NoMessage,
+    #[error("the answer has no choices[0].text")]
+    NoText,
+    #[error("it returned no logprobs")]
+    NoLogprobs,
+    #[error("its logprobs have no tokens")]
+    NoTokens,
+    #[error("its logprobs have no token_logprobs")]
+    NoTokenLogprobs,
+    #[error("its text_offset holds a non-integer")]
+    BadTextOffset,
+    #[error("its tokens, token_logprobs and text_offset differ in length")]
+    LengthMismatch,
+    #[error("it did not echo the prompt's tokens (echo=true ignored)")]
+    NotEchoed,
+    #[error(
+        "token {index} of the prompt has no logprob (the first token never has one: is the context empty?)"
+    )]
+    NoTokenLogprob { index: usize },
+    #[error("no token of its answer covers the continuation {continuation:?}")]
+    ContinuationUncovered { continuation: String },
+}
+
 /// Text from `/v1/completions`, or a conversation for `/v1/chat/completions`.
 pub fn generation_body(model: &str, req: &GenRequest) -> Value {
     let p = &req.params;
@@ -43,21 +73,17 @@ pub fn endpoint_path(req: &GenRequest) -> &'static str {
 
 /// The first choice's text, cut at the earliest stop string (the server cuts only at the
 /// first four, and some return the stop string itself).
-pub fn parse_generation(req: &GenRequest, resp: &Value) -> Result<GenOutput, String> {
-    let choice = resp.pointer("/choices/0").ok_or("the answer has no choices")?;
+pub fn parse_generation(req: &GenRequest, resp: &Value) -> Result<GenOutput, AnswerError> {
+    let choice = resp.pointer("/choices/0").ok_or(AnswerError::NoChoices)?;
     let text = if req.messages.is_some() {
         // A chat answer with no text (refusal, tool call) is an empty prediction, not an error.
         match choice.pointer("/message/content") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) | None if choice.get("message").is_some() => String::new(),
-            _ => return Err("the chat answer has no choices[0].message".into()),
+            _ => return Err(AnswerError::NoMessage),
         }
     } else {
-        choice
-            .get("text")
-            .and_then(Value::as_str)
-            .ok_or("the answer has no choices[0].text")?
-            .to_string()
+        choice.get("text").and_then(Value::as_str).ok_or(AnswerError::NoText)?.to_string()
     };
     let (text, cut) = match find_stop(&text, &req.params.stop) {
         Some(at) => (text[..at].to_string(), true),
@@ -108,21 +134,19 @@ pub const NO_PROMPT_LOGPROBS: &str = "multiple-choice (log-likelihood) environme
 /// Sums the log-probabilities of the continuation's tokens. Offsets are in characters (as
 /// OpenAI and vLLM count them); a token that straddles the context's end belongs to the
 /// continuation, since the continuation's first characters are inside it.
-pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, String> {
+pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, AnswerError> {
     let lp = resp
         .pointer("/choices/0/logprobs")
         .filter(|v| v.is_object())
-        .ok_or("it returned no logprobs")?;
-    let tokens = lp.get("tokens").and_then(Value::as_array).ok_or("its logprobs have no tokens")?;
-    let token_logprobs = lp
-        .get("token_logprobs")
-        .and_then(Value::as_array)
-        .ok_or("its logprobs have no token_logprobs")?;
+        .ok_or(AnswerError::NoLogprobs)?;
+    let tokens = lp.get("tokens").and_then(Value::as_array).ok_or(AnswerError::NoTokens)?;
+    let token_logprobs =
+        lp.get("token_logprobs").and_then(Value::as_array).ok_or(AnswerError::NoTokenLogprobs)?;
     let tops = lp.get("top_logprobs").and_then(Value::as_array);
     let offsets: Vec<usize> = match lp.get("text_offset").and_then(Value::as_array) {
         Some(o) => o
             .iter()
-            .map(|v| v.as_u64().map(|n| n as usize).ok_or("its text_offset holds a non-integer"))
+            .map(|v| v.as_u64().map(|n| n as usize).ok_or(AnswerError::BadTextOffset))
             .collect::<Result<_, _>>()?,
         // Without offsets, token texts laid end to end give them.
         None => tokens
@@ -135,14 +159,14 @@ pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, Str
             .collect(),
     };
     if offsets.len() != tokens.len() || token_logprobs.len() != tokens.len() {
-        return Err("its tokens, token_logprobs and text_offset differ in length".into());
+        return Err(AnswerError::LengthMismatch);
     }
     let ctx_chars = r.context.chars().count();
     let prompt_chars = ctx_chars + r.continuation.chars().count();
     // Tokens at or past the prompt's end are generated (max_tokens 1), not the prompt's.
     let n_prompt = offsets.iter().take_while(|&&o| o < prompt_chars).count();
     if n_prompt == 0 || offsets[0] != 0 {
-        return Err("it did not echo the prompt's tokens (echo=true ignored)".into());
+        return Err(AnswerError::NotEchoed);
     }
     let mut out = LoglikOutput {
         index: r.index,
@@ -158,9 +182,7 @@ pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, Str
             out.context_tokens += 1;
             continue;
         }
-        let lp = token_logprobs[i].as_f64().ok_or_else(|| {
-            format!("token {i} of the prompt has no logprob (the first token never has one: is the context empty?)")
-        })?;
+        let lp = token_logprobs[i].as_f64().ok_or(AnswerError::NoTokenLogprob { index: i })?;
         out.logprob += lp;
         out.continuation_tokens += 1;
         let best = tops
@@ -171,7 +193,7 @@ pub fn parse_loglik(r: &LoglikRequest, resp: &Value) -> Result<LoglikOutput, Str
         out.is_greedy &= best.is_some_and(|b| lp >= b - 1e-6);
     }
     if out.continuation_tokens == 0 {
-        return Err(format!("no token of its answer covers the continuation {:?}", r.continuation));
+        return Err(AnswerError::ContinuationUncovered { continuation: r.continuation.clone() });
     }
     Ok(out)
 }
@@ -337,12 +359,19 @@ mod tests {
             continuation: "b".into(),
             ..Default::default()
         };
-        assert!(parse_loglik(&r, &json!({"choices": [{"text": ""}]}))
-            .unwrap_err()
-            .contains("no logprobs"));
+        let e = parse_loglik(&r, &json!({"choices": [{"text": ""}]})).unwrap_err();
+        assert_eq!(e, AnswerError::NoLogprobs);
+        assert!(e.to_string().contains("no logprobs"));
         assert!(parse_loglik(&r, &json!({"choices": [{"text": "", "logprobs": null}]})).is_err());
         let not_echoed = json!({"choices": [{"logprobs": {"tokens": ["c"], "token_logprobs": [-1.0], "text_offset": [2]}}]});
-        assert!(parse_loglik(&r, &not_echoed).unwrap_err().contains("echo"));
+        let e = parse_loglik(&r, &not_echoed).unwrap_err();
+        assert_eq!(e, AnswerError::NotEchoed);
+        assert!(e.to_string().contains("echo"));
+        let uncovered = json!({"choices": [{"logprobs": {"tokens": ["a"], "token_logprobs": [null], "text_offset": [0]}}]});
+        let e = parse_loglik(&LoglikRequest { continuation: String::new(), ..r }, &uncovered)
+            .unwrap_err();
+        assert_eq!(e, AnswerError::ContinuationUncovered { continuation: String::new() });
+        assert_eq!(e.to_string(), "no token of its answer covers the continuation \"\"");
     }
 
     #[test]
