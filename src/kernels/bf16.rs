@@ -197,10 +197,12 @@ impl Path for VdpPath<'_> {
         self.k.div_ceil(2)
     }
 
-    fn pack_row(&self, src: &[f32], block: &mut [u32], i: usize, stride: usize) {
-        let dst = &mut block[i..];
-        // SAFETY: a VdpPath is only made (`new`) where the CPU has AVX-512F and AVX-512 BF16.
-        unsafe { avx512bf16::pack_row(src, dst, stride) }
+    fn pack_block(&self, src: &[f32], k: usize, block: &mut [u32], rows: usize) {
+        for i in 0..rows {
+            let (src, dst) = (&src[i * k..(i + 1) * k], &mut block[i..]);
+            // SAFETY: a VdpPath is only made (`new`) where the CPU has AVX-512F and AVX-512 BF16.
+            unsafe { avx512bf16::pack_row(src, dst, rows) }
+        }
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
@@ -229,7 +231,7 @@ impl Path for VdpPath<'_> {
     ) {
         let kp = self.depth();
         let w = &self.w[p * kp * NR..(p + g) * kp * NR];
-        // SAFETY: features as in `pack_row`; `c` is forwarded from the caller.
+        // SAFETY: features as in `pack_block`; `c` is forwarded from the caller.
         unsafe { avx512bf16::wide(rows, g, kp, a, w, bias, c, ldc, cols) }
     }
 
@@ -276,18 +278,20 @@ impl Path for EmuPath<'_> {
         2 * self.k.div_ceil(2) + 1
     }
 
-    fn pack_row(&self, src: &[f32], block: &mut [f32], i: usize, stride: usize) {
-        let dst = &mut block[i..];
-        let mut emin = 255;
-        for (kk, &v) in src.iter().enumerate() {
-            let b = to_bf16(v);
-            dst[kk * stride] = from_bf16(b);
-            emin = emin.min(exponent(b));
+    fn pack_block(&self, src: &[f32], k: usize, block: &mut [f32], rows: usize) {
+        for i in 0..rows {
+            let (src, dst) = (&src[i * k..(i + 1) * k], &mut block[i..]);
+            let mut emin = 255;
+            for (kk, &v) in src.iter().enumerate() {
+                let b = to_bf16(v);
+                dst[kk * rows] = from_bf16(b);
+                emin = emin.min(exponent(b));
+            }
+            if k % 2 == 1 {
+                dst[k * rows] = 0.0;
+            }
+            dst[(self.depth() - 1) * rows] = emin as f32;
         }
-        if src.len() % 2 == 1 {
-            dst[src.len() * stride] = 0.0;
-        }
-        dst[(self.depth() - 1) * stride] = emin as f32;
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {

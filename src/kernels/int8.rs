@@ -437,8 +437,10 @@ impl Path for Int8Path<'_> {
 
     /// `[unit][row][XU]`: a row's values of one unit side by side, so a kernel finds them at
     /// constant offsets from the unit's row block.
-    fn pack_row(&self, src: &[f32], block: &mut [u32], i: usize, rows: usize) {
-        pack_row(self.kernel, src, block, i, rows);
+    fn pack_block(&self, src: &[f32], k: usize, block: &mut [u32], rows: usize) {
+        for i in 0..rows {
+            pack_row(self.kernel, &src[i * k..(i + 1) * k], block, i, rows);
+        }
     }
 
     fn with_buf<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {

@@ -501,15 +501,10 @@ trait Path: Copy + Send + Sync {
     const PAR_MIN_WORK: usize;
     /// Packed x elements per row (k, or k/2 rounded up).
     fn depth(&self) -> usize;
-    /// Packs row `i` (k floats at `src`) of a block of `rows` into the block's packed x: element
-    /// d < depth at `block[d * rows + i]` (`[depth][rows]`) unless the path says otherwise.
-    fn pack_row(&self, src: &[f32], block: &mut [Self::X], i: usize, rows: usize);
-    /// Packs a whole block: `src` holds its `rows` rows of `k` floats, one after the other.
-    fn pack_block(&self, src: &[f32], k: usize, block: &mut [Self::X], rows: usize) {
-        for i in 0..rows {
-            self.pack_row(&src[i * k..(i + 1) * k], block, i, rows);
-        }
-    }
+    /// Packs a block of x (`src`: its `rows` rows of `k` floats, one after the other) into the
+    /// block's packed x: row i's element d < depth at `block[d * rows + i]` (`[depth][rows]`)
+    /// unless the path says otherwise.
+    fn pack_block(&self, src: &[f32], k: usize, block: &mut [Self::X], rows: usize);
     /// Runs `f` on this thread's packed-x buffer.
     fn with_buf<R>(f: impl FnOnce(&mut Vec<Self::X>) -> R) -> R;
     /// Panels the small-m kernel takes per call for `rows` rows, or 0 when it does not apply.
@@ -562,11 +557,6 @@ impl Path for F32Path<'_> {
 
     fn depth(&self) -> usize {
         self.k
-    }
-
-    fn pack_row(&self, src: &[f32], block: &mut [f32], i: usize, stride: usize) {
-        let dst = &mut block[i..];
-        pack_f32_row(src, dst, stride);
     }
 
     fn pack_block(&self, src: &[f32], k: usize, block: &mut [f32], rows: usize) {
@@ -688,15 +678,9 @@ unsafe fn store_rows(
 }
 
 /// x row `src` as f32 and Q8_0 weights take it: `dst[kk * stride] = src[kk]`.
-fn pack_f32_row(src: &[f32], dst: &mut [f32], stride: usize) {
-    for (kk, &v) in src.iter().enumerate() {
-        dst[kk * stride] = v;
-    }
-}
-
-/// `rows` rows of `k` floats (`src`, one after the other) as `[k][rows]` into `dst`: what
-/// [`pack_f32_row`] gives row by row, written in `dst`'s order (contiguous stores instead of one
-/// store per `rows`-strided element, which cost a few percent of a long prefill).
+/// `rows` rows of `k` floats (`src`, one after the other) as `[k][rows]` into `dst`, written in
+/// `dst`'s order (contiguous stores: one store per `rows`-strided element, row by row, cost a few
+/// percent of a long prefill).
 fn pack_f32_block(src: &[f32], k: usize, dst: &mut [f32], rows: usize) {
     assert!(src.len() >= rows * k && dst.len() >= rows * k, "pack_f32_block: block sizes");
     for (kk, col) in dst[..rows * k].chunks_exact_mut(rows).enumerate() {

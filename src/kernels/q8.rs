@@ -149,11 +149,6 @@ impl Path for Q8Path<'_> {
         self.k
     }
 
-    fn pack_row(&self, src: &[f32], block: &mut [f32], i: usize, stride: usize) {
-        let dst = &mut block[i..];
-        super::pack_f32_row(src, dst, stride);
-    }
-
     fn pack_block(&self, src: &[f32], k: usize, block: &mut [f32], rows: usize) {
         super::pack_f32_block(src, k, block, rows);
     }
