@@ -15,6 +15,14 @@ use crate::kernels::isa::Isa;
 /// Key positions per tile of the cache.
 pub(super) const TILE: usize = 16;
 
+/// The `K` tiles after a block's own (the first `K` of `tiles`), whose rows the vector routines
+/// fetch meanwhile (a decode step streams the keys from memory).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn ahead<T, const K: usize>(tiles: &[&[T]]) -> [Option<*const T>; K] {
+    std::array::from_fn(|t| tiles.get(K + t).map(|n| n.as_ptr()))
+}
+
 /// How many value rows ahead of the one being summed the vector routines fetch (a decode step
 /// streams the values from memory).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -118,7 +126,7 @@ pub(super) unsafe fn weighted_sum<T: Stored>(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Stored, TILE, VALUES_AHEAD};
+    use super::{ahead, Stored, TILE, VALUES_AHEAD};
 
     /// 16 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
     #[target_feature(enable = "avx512f")]
@@ -175,13 +183,6 @@ mod avx512 {
                 t += if two { 2 } else { 1 };
             }
         }
-    }
-
-    /// The `K` tiles after a block's own, whose rows it fetches meanwhile (a decode step streams
-    /// the keys from memory).
-    #[inline(always)]
-    fn ahead<T, const K: usize>(tiles: &[&[T]]) -> [Option<*const T>; K] {
-        std::array::from_fn(|t| tiles.get(K + t).map(|n| n.as_ptr()))
     }
 
     /// `R` query rows by `K` tiles (the first `K` of `tiles`); `o` is the first row's first
@@ -302,7 +303,7 @@ mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Stored, TILE, VALUES_AHEAD};
+    use super::{ahead, Stored, TILE, VALUES_AHEAD};
 
     /// 8 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
     #[target_feature(enable = "avx2,fma")]
@@ -331,38 +332,36 @@ mod avx2 {
         let w = tiles.len() * TILE;
         for q0 in (0..qs.len()).step_by(ROWS) {
             let rows = &qs[q0..(q0 + ROWS).min(qs.len())];
-            for (t, tile) in tiles.iter().enumerate() {
+            for t in 0..tiles.len() {
                 let o = out.as_mut_ptr().add(q0 * w + t * TILE);
-                let next = tiles.get(t + 1).map(|n| n.as_ptr());
                 // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
                 match rows.len() {
-                    1 => block::<T, 1>(rows, tile, next, d, scale, o, w),
-                    2 => block::<T, 2>(rows, tile, next, d, scale, o, w),
-                    3 => block::<T, 3>(rows, tile, next, d, scale, o, w),
-                    4 => block::<T, 4>(rows, tile, next, d, scale, o, w),
-                    5 => block::<T, 5>(rows, tile, next, d, scale, o, w),
-                    _ => block::<T, 6>(rows, tile, next, d, scale, o, w),
+                    1 => block::<T, 1>(rows, &tiles[t..], d, scale, o, w),
+                    2 => block::<T, 2>(rows, &tiles[t..], d, scale, o, w),
+                    3 => block::<T, 3>(rows, &tiles[t..], d, scale, o, w),
+                    4 => block::<T, 4>(rows, &tiles[t..], d, scale, o, w),
+                    5 => block::<T, 5>(rows, &tiles[t..], d, scale, o, w),
+                    _ => block::<T, 6>(rows, &tiles[t..], d, scale, o, w),
                 }
             }
         }
     }
 
-    /// `R` query rows by one tile; `o` is the first row's scores, rows `w` apart. The `next`
-    /// tile's rows are fetched meanwhile (a decode step streams the keys from memory).
-    #[allow(clippy::too_many_arguments)]
+    /// `R` query rows by one tile (the first of `tiles`); `o` is the first row's scores, rows
+    /// `w` apart.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn block<T: Stored, const R: usize>(
         rows: &[&[f32]],
-        tile: &[T],
-        next: Option<*const T>,
+        tiles: &[&[T]],
         d: usize,
         scale: f32,
         o: *mut f32,
         w: usize,
     ) {
         let q: [*const f32; R] = std::array::from_fn(|r| rows[r].as_ptr());
-        let k = tile.as_ptr();
+        let k = tiles[0].as_ptr();
+        let [next] = ahead::<T, 1>(tiles);
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for c in 0..d {
             if let Some(n) = next {
