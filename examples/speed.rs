@@ -121,13 +121,13 @@ fn main() -> Result<()> {
         Some(model) => {
             let sources = benchgen::model::spec::SourceOptions::default();
             let gguf = benchgen::model::spec::is_gguf(Some(model), &sources)?;
-            let weights = WeightType::for_model(&args.dtype, &device, gguf)?;
+            let weights = WeightType::for_model(args.dtype.parse()?, &device, gguf)?;
             let ckpt = benchgen::model::spec::resolve(Some(model))?;
             benchgen::model::LoadedModel::load(&ckpt, &device, weights)?.decoder
         }
         None => random_decoder(
             &smollm2_135m_config(),
-            WeightType::parse(&args.dtype, &device)?,
+            WeightType::parse(args.dtype.parse()?, &device)?,
             &device,
             1,
         )?,

@@ -1,7 +1,8 @@
 use std::io::IsTerminal;
 
-use benchgen::eval::{resume_eval, run_eval, EvalOptions, GivenOptions};
+use benchgen::eval::{resume_eval, run_eval, Invocation};
 use benchgen::log::RunLog;
+use benchgen::settings::Settings;
 
 use super::EvalArgs;
 
@@ -15,45 +16,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
     };
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
-    let (truncate, kv_dtype) = (args.truncate, args.kv_dtype);
+    let how = Invocation {
+        runs_dir: args.runs_dir.clone(),
+        sources: args.sources.options(),
+        allow_scoring_program: args.allow_scoring_program,
+    };
     let outcome = match args.resume {
-        Some(run_id) => {
-            // Flags left out take the run's values; flags given are checked against them.
-            let given = GivenOptions {
-                sources: Some(args.sources.options()),
-                env: args.env,
-                model: args.model,
-                phase: args.phase,
-                device: args.device,
-                dtype: args.dtype,
-                batch_size: args.batch_size.map(|b| b as usize),
-                limit: args.limit,
-                seed: args.seed,
-                truncate,
-                kv_dtype,
-                allow_scoring_program: args.allow_scoring_program,
-            };
-            resume_eval(&args.runs_dir, run_id, &given, &mut log)?
-        }
-        None => {
-            let defaults = EvalOptions::default();
-            let opts = EvalOptions {
-                env: args.env,
-                model: args.model,
-                phase: args.phase,
-                device: args.device.unwrap_or(defaults.device),
-                dtype: args.dtype.unwrap_or(defaults.dtype),
-                batch_size: args.batch_size.map_or(defaults.batch_size, |b| b as usize),
-                limit: args.limit,
-                seed: args.seed.unwrap_or(defaults.seed),
-                truncate: truncate.unwrap_or_default(),
-                kv_dtype: kv_dtype.unwrap_or_default(),
-                runs_dir: args.runs_dir,
-                sources: args.sources.options(),
-                allow_scoring_program: args.allow_scoring_program,
-            };
-            run_eval(&opts, &mut log)?
-        }
+        // Flags left out take the run's values; flags given are checked against them.
+        Some(run_id) => resume_eval(run_id, |recorded| given(&args, recorded), &how, &mut log)?,
+        None => run_eval(&given(&args, Settings::default()), &how, &mut log)?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.breakdown)?);
@@ -61,6 +32,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         println!("Run files: {}", outcome.run_dir.path().display());
     }
     Ok(())
+}
+
+/// `base` with every setting flag that was given laid over it.
+fn given(args: &EvalArgs, base: Settings) -> Settings {
+    let env = args.env.as_ref().map(|p| p.to_string_lossy().into_owned());
+    Settings {
+        env: env.or(base.env),
+        model: args.model.clone().or(base.model),
+        phase: args.phase.clone().or(base.phase),
+        device: args.device.unwrap_or(base.device),
+        dtype: args.dtype.unwrap_or(base.dtype),
+        batch_size: args.batch_size.map_or(base.batch_size, |b| b as usize),
+        limit: args.limit.or(base.limit),
+        seed: args.seed.unwrap_or(base.seed),
+        truncate: args.truncate.unwrap_or(base.truncate),
+        kv_dtype: args.kv_dtype.unwrap_or(base.kv_dtype),
+        generation: base.generation,
+    }
 }
 
 /// First Ctrl-C / SIGTERM: ask the run to stop cleanly (journal synced, run.json Interrupted).

@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use benchgen::device::{parse_device, WeightType};
+use benchgen::device::WeightType;
 use benchgen::engine::remote::RemoteEngine;
 use benchgen::engine::{
     sampling, GenOutput, GenParams, GenRequest, Generator, LocalEngine, Truncate,
@@ -110,9 +110,9 @@ fn engine_and_prompts(
     prompts: &[(String, String)],
 ) -> anyhow::Result<(Box<dyn Generator>, Vec<Rendered>)> {
     // Checked first, so a typo fails before any download.
-    let device = parse_device(&args.device)?;
+    let device = args.device.open()?;
     let gguf = spec::is_gguf(args.model.as_deref(), &args.sources.options())?;
-    let weights = WeightType::for_model(&args.dtype, &device, gguf)?;
+    let weights = WeightType::for_model(args.dtype, &device, gguf)?;
     let resolved = spec::resolve_source(args.model.as_deref(), &args.sources.options())?;
     let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];
     match resolved.source {

@@ -11,10 +11,11 @@ mod verify;
 
 use std::path::PathBuf;
 
-use benchgen::device::WeightType;
-use benchgen::eval::defaults;
+use benchgen::device::{DeviceSpec, DtypeSpec};
+use benchgen::eval::RUNS_DIR;
 use benchgen::generation::Truncate;
 use benchgen::model::KvDtype;
+use benchgen::settings::Settings;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -24,6 +25,12 @@ fn truncate_parser() -> impl TypedValueParser<Value = Truncate> {
         .map(|s| Truncate::parse(&s).expect("the parser admits only Truncate::NAMES"))
 }
 
+/// `--dtype`: one of [`DtypeSpec::NAMES`], typed.
+fn dtype_parser() -> impl TypedValueParser<Value = DtypeSpec> {
+    PossibleValuesParser::new(DtypeSpec::NAMES)
+        .map(|s| s.parse().expect("the parser admits only DtypeSpec::NAMES"))
+}
+
 /// `--kv-dtype`: one of [`KvDtype::NAMES`], typed.
 fn kv_dtype_parser() -> impl TypedValueParser<Value = KvDtype> {
     PossibleValuesParser::new(KvDtype::NAMES)
@@ -31,19 +38,11 @@ fn kv_dtype_parser() -> impl TypedValueParser<Value = KvDtype> {
 }
 
 /// The command line, with `eval`'s defaults (its flags are optional, so that `--resume` can tell
-/// a flag given from one left out) shown in its help from `eval::defaults`, as `generate`'s
-/// are by clap.
+/// a flag given from one left out) shown in its help from [`Settings::default`], as
+/// `generate`'s are by clap.
 pub fn command() -> clap::Command {
-    let shown = [
-        ("device", defaults::DEVICE.to_string()),
-        ("dtype", defaults::DTYPE.to_string()),
-        ("batch_size", defaults::BATCH_SIZE.to_string()),
-        ("seed", defaults::SEED.to_string()),
-        ("truncate", defaults::TRUNCATE.name().to_string()),
-        ("kv_dtype", defaults::KV_DTYPE.name().to_string()),
-    ];
     Cli::command().mut_subcommand("eval", |mut eval| {
-        for (id, value) in shown {
+        for (id, value) in Settings::shown_defaults() {
             eval = eval.mut_arg(id, |arg| {
                 let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
                 arg.help(format!("{help} [default: {value}]"))
@@ -156,12 +155,12 @@ pub struct EvalArgs {
     pub phase: Option<String>,
     /// cpu, cuda, cuda:N or metal
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     /// auto: a GGUF file's types as stored on the CPU, products on int8 activations as
     /// llama.cpp's, else f32 on CPU and bf16 on GPUs; stored-exact: a GGUF's weights on f32
     /// activations; q8_0: 8-bit weights, CPU only
-    #[arg(long, value_parser = PossibleValuesParser::new(WeightType::SPECS))]
-    pub dtype: Option<String>,
+    #[arg(long, value_parser = dtype_parser())]
+    pub dtype: Option<DtypeSpec>,
     /// Sequences decoded together (continuous batching)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: Option<u64>,
@@ -187,7 +186,7 @@ pub struct EvalArgs {
     /// came with the environment, run with your permissions under a time limit
     #[arg(long)]
     pub allow_scoring_program: bool,
-    #[arg(long, default_value = defaults::RUNS_DIR)]
+    #[arg(long, default_value = RUNS_DIR)]
     pub runs_dir: PathBuf,
     /// Print the score breakdown as JSON on stdout (the live log goes to stderr)
     #[arg(long)]
@@ -216,23 +215,23 @@ pub struct GenerateArgs {
     /// 0 is greedy
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
-    #[arg(long, default_value_t = defaults::SEED)]
+    #[arg(long, default_value_t = Settings::default().seed)]
     pub seed: u64,
-    #[arg(long, default_value_t = defaults::BATCH_SIZE)]
+    #[arg(long, default_value_t = Settings::default().batch_size)]
     pub batch_size: usize,
     /// Wrap each prompt as a user turn in the model's chat template
     #[arg(long)]
     pub chat: bool,
-    #[arg(long, default_value = defaults::DEVICE)]
-    pub device: String,
+    #[arg(long, default_value_t = Settings::default().device)]
+    pub device: DeviceSpec,
     /// auto, f32, bf16, f16, q8_0, stored or stored-exact (auto: a GGUF file's types as stored
     /// on the CPU, products on int8 activations as llama.cpp's; stored-exact: on f32
     /// activations; q8_0: 8-bit weights, CPU only)
-    #[arg(long, default_value = defaults::DTYPE, value_parser = PossibleValuesParser::new(WeightType::SPECS))]
-    pub dtype: String,
+    #[arg(long, default_value_t = Settings::default().dtype, value_parser = dtype_parser())]
+    pub dtype: DtypeSpec,
     /// How the KV cache stores keys and values on the CPU host path: f32 (exact) or bf16 (half
     /// the cache memory)
-    #[arg(long, default_value = defaults::KV_DTYPE.name(), value_parser = kv_dtype_parser())]
+    #[arg(long, default_value = Settings::default().kv_dtype.name(), value_parser = kv_dtype_parser())]
     pub kv_dtype: KvDtype,
     /// One JSON object per prompt: id, prompt, text, token_ids, finish_reason
     #[arg(long)]

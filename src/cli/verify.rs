@@ -7,7 +7,8 @@ use benchgen::log::RunLog;
 pub fn run(run_id: u64, runs_dir: &Path, allow_scoring_program: bool) -> anyhow::Result<()> {
     // The re-run's own live log is noise here; the report below is what counts.
     let mut log = RunLog::new(Box::new(std::io::stderr()), false);
-    let report = verify_run(runs_dir, run_id, allow_scoring_program, &mut log)?;
+    let sources = benchgen::model::spec::SourceOptions::from_env();
+    let report = verify_run(runs_dir, run_id, &sources, allow_scoring_program, &mut log)?;
     let show = |v: &Option<String>| {
         v.as_deref().map_or_else(|| "(missing)".to_string(), |s| format!("{s:?}"))
     };

@@ -45,7 +45,7 @@ impl Stages<'_> {
                     index: requests.len(),
                     context: prompt.text.clone(),
                     continuation,
-                    truncate: self.opts.truncate,
+                    truncate: self.settings.truncate,
                 });
             }
         }

@@ -60,7 +60,7 @@ impl Stages<'_> {
             &checkpoint,
             &self.device,
             self.weights,
-            self.opts.kv_dtype,
+            self.settings.kv_dtype,
         )?;
         record.model.origin = model.origin.clone();
         record.model.parameters = Some(model.num_parameters);
@@ -68,12 +68,12 @@ impl Stages<'_> {
         log.line(format!(
             "Model loaded: {} parameters, device {}, dtype {}{}",
             model.num_parameters,
-            self.opts.device,
+            self.settings.device,
             self.weights.name(),
-            if self.opts.kv_dtype.is_f32() {
+            if self.settings.kv_dtype.is_f32() {
                 String::new()
             } else {
-                format!(", KV cache {}", self.opts.kv_dtype.name())
+                format!(", KV cache {}", self.settings.kv_dtype.name())
             }
         ));
         let chat = builder.chat_template(model.chat_template.as_ref(), &model.origin)?;
@@ -86,7 +86,7 @@ impl Stages<'_> {
             .map(|(i, it)| builder.render(i, it, chat))
             .collect::<Result<Vec<_>>>()?;
         Ok(Prepared {
-            engine: Box::new(LocalEngine::new(model, self.opts.batch_size)),
+            engine: Box::new(LocalEngine::new(model, self.settings.batch_size)),
             prompts,
             messages: None,
         })
@@ -100,7 +100,7 @@ impl Stages<'_> {
         items: &[Item],
         log: &mut RunLog,
     ) -> Result<Prepared> {
-        let engine = RemoteEngine::connect(endpoint, self.opts.batch_size)?;
+        let engine = RemoteEngine::connect(endpoint, self.settings.batch_size)?;
         record.model.origin = engine.origin();
         record.model.parameters = None;
         record.model.files = Default::default();
@@ -109,7 +109,7 @@ impl Stages<'_> {
             "Model: OpenAI-compatible server {}, model \"{}\", up to {} request(s) in flight",
             engine.base_url(),
             engine.model_name(),
-            self.opts.batch_size.max(1)
+            self.settings.batch_size.max(1)
         ));
         // Plain text for the prompt record either way; a server's chat template is its own.
         let prompts = items

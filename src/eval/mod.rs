@@ -19,63 +19,36 @@ pub use lifecycle::abandon_active_run;
 use lifecycle::{environment_info, open_env, ActiveRun};
 pub use program::ALLOW_FLAG;
 pub use rescore::{run_score, SavedPredictions, ScoreOptions};
-pub use resume::{resume_eval, GivenOptions};
+pub use resume::resume_eval;
 use scoring::Scoring;
 pub use verify::{verify_run, Difference, VerifyReport};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::json;
 
-use crate::device::{parse_device, WeightType};
+use crate::device::{DtypeSpec, WeightType};
 use crate::engine::sampling;
-use crate::engine::{GenParams, GenRequest, Generator, Truncate};
+use crate::engine::{GenParams, GenRequest, Generator};
 use crate::env::{Environment, Item};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::model::chat::Message;
 use crate::model::spec::{self, SourceOptions};
-use crate::model::KvDtype;
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::ScoreBreakdown;
 use crate::run::memory::Memory;
-use crate::run::record::{ModelInfo, RunInputs, Settings};
+use crate::run::record::ModelInfo;
 use crate::run::submission::{read_submission, write_submission};
 use crate::run::{PredictionRecord, RunDir, RunFile, RunRecord};
 use crate::score::Method;
+use crate::settings::Settings;
 
-/// The defaults of an evaluation's settings: [`EvalOptions::default`] and the command line's
-/// help text (`eval`, and `generate` where it has the same setting) both take them from here.
-pub mod defaults {
-    use crate::generation::Truncate;
-    use crate::model::KvDtype;
-
-    pub const DEVICE: &str = "cpu";
-    pub const DTYPE: &str = "auto";
-    pub const BATCH_SIZE: usize = 16;
-    pub const SEED: u64 = 0;
-    pub const TRUNCATE: Truncate = Truncate::Error;
-    pub const KV_DTYPE: KvDtype = KvDtype::F32;
-    pub const RUNS_DIR: &str = "runs";
-}
-
+/// How this invocation runs an evaluation, as opposed to what it evaluates ([`Settings`]):
+/// none of it is part of the run's identity.
 #[derive(Debug, Clone)]
-pub struct EvalOptions {
-    /// Environment directory or .zip; `None` → the embedded one.
-    pub env: Option<PathBuf>,
-    /// Model spec; `None` → the embedded one.
-    pub model: Option<String>,
-    pub phase: Option<String>,
-    pub device: String,
-    pub dtype: String,
-    pub batch_size: usize,
-    pub limit: Option<usize>,
-    pub seed: u64,
-    /// A prompt longer than the model's context: an error, or cut from the left.
-    pub truncate: Truncate,
-    /// How the KV cache stores keys and values (`--kv-dtype`).
-    pub kv_dtype: KvDtype,
+pub struct Invocation {
     pub runs_dir: PathBuf,
     /// Offline mode and the models registry.
     pub sources: SourceOptions,
@@ -84,25 +57,8 @@ pub struct EvalOptions {
     pub allow_scoring_program: bool,
 }
 
-impl Default for EvalOptions {
-    fn default() -> Self {
-        Self {
-            env: None,
-            model: None,
-            phase: None,
-            device: defaults::DEVICE.into(),
-            dtype: defaults::DTYPE.into(),
-            batch_size: defaults::BATCH_SIZE,
-            limit: None,
-            seed: defaults::SEED,
-            truncate: defaults::TRUNCATE,
-            kv_dtype: defaults::KV_DTYPE,
-            runs_dir: PathBuf::from(defaults::RUNS_DIR),
-            sources: SourceOptions::default(),
-            allow_scoring_program: false,
-        }
-    }
-}
+/// Where runs go when `--runs-dir` is left out.
+pub const RUNS_DIR: &str = "runs";
 
 pub struct EvalOutcome {
     pub run_id: u64,
@@ -110,12 +66,13 @@ pub struct EvalOutcome {
     pub breakdown: ScoreBreakdown,
 }
 
-/// Runs a whole evaluation and returns where its files are.
-pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
+/// Runs a whole evaluation with `settings` (as given: unresolved, paths as typed) and returns
+/// where its files are.
+pub fn run_eval(settings: &Settings, how: &Invocation, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
     // Cheap checks first, so a typo does not leave a Failed run behind.
-    let plan = Plan::new(opts)?;
-    let model_spec = spec::describe(opts.model.as_deref());
+    let plan = Plan::new(settings, how)?;
+    let model_spec = spec::describe(settings.model.as_deref());
     let model = ModelInfo {
         spec: model_spec.clone(),
         origin: model_spec,
@@ -125,38 +82,40 @@ pub fn run_eval(opts: &EvalOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     };
     let record = RunRecord::new(
         model,
-        environment_info(&plan.env, &plan.phase),
+        environment_info(&plan.env, plan.phase()),
         Some(plan.settings.clone()),
     );
-    let run = ActiveRun::start(&opts.runs_dir, record, log)?;
+    let run = ActiveRun::start(&how.runs_dir, record, log)?;
     plan.execute(run, &[], log, started)
 }
 
 /// An eval's inputs, checked and resolved: what a new run starts from and a resumed run must
 /// reproduce.
 struct Plan {
-    opts: EvalOptions,
+    /// The model as given (a resumed run's as recorded): what is resolved and loaded.
+    model: Option<String>,
+    how: Invocation,
     env: Environment,
-    phase: String,
     device: candle_core::Device,
     weights: WeightType,
     params: GenParams,
+    /// Resolved, as the run records them.
     settings: Settings,
 }
 
 impl Plan {
-    fn new(opts: &EvalOptions) -> Result<Self> {
-        let env = open_env(opts.env.as_deref())?.offline(opts.sources.offline);
-        let phase = env.phase(opts.phase.as_deref())?.name.clone();
-        program::check_allowed(&env, opts.allow_scoring_program)?;
-        let device = parse_device(&opts.device)?;
-        let defaults = spec::defaults(opts.model.as_deref(), &opts.sources)?;
-        let dtype_given = match (&defaults.dtype, opts.dtype.as_str()) {
-            (Some(d), "auto") => d.as_str(),
-            _ => opts.dtype.as_str(),
+    fn new(given: &Settings, how: &Invocation) -> Result<Self> {
+        let env = open_env(given.env.as_deref().map(Path::new))?.offline(how.sources.offline);
+        let phase = env.phase(given.phase.as_deref())?.name.clone();
+        program::check_allowed(&env, how.allow_scoring_program)?;
+        let device = given.device.open()?;
+        let defaults = spec::defaults(given.model.as_deref(), &how.sources)?;
+        let dtype = match (&defaults.dtype, given.dtype) {
+            (Some(d), DtypeSpec::Auto) => d.parse()?,
+            (_, dtype) => dtype,
         };
-        let gguf = spec::is_gguf(opts.model.as_deref(), &opts.sources)?;
-        let weights = WeightType::for_model(dtype_given, &device, gguf)?;
+        let gguf = spec::is_gguf(given.model.as_deref(), &how.sources)?;
+        let weights = WeightType::for_model(dtype, &device, gguf)?;
         let gen = &env.manifest.generation;
         let mut params = GenParams {
             max_new_tokens: gen.max_new_tokens,
@@ -166,23 +125,26 @@ impl Plan {
             top_p: gen.top_p,
         };
         defaults.generation.apply(&mut params);
-        let inputs = RunInputs {
-            env: opts.env.as_deref().map(|p| resume::absolute_if_exists(&p.to_string_lossy())),
-            model: resume::normalize_model(opts.model.as_deref()),
-            dtype: opts.dtype.clone(),
-        };
         let settings = Settings {
-            device: opts.device.clone(),
-            dtype: weights.name().into(),
-            batch_size: opts.batch_size,
-            limit: opts.limit,
-            seed: opts.seed,
-            truncate: opts.truncate,
-            kv_dtype: opts.kv_dtype,
-            generation: params.clone(),
-            inputs: Some(inputs),
+            phase: Some(phase),
+            dtype: weights.spec(),
+            generation: Some(params.clone()),
+            ..given.clone().normalized()
         };
-        Ok(Self { opts: opts.clone(), env, phase, device, weights, params, settings })
+        Ok(Self {
+            model: given.model.clone(),
+            how: how.clone(),
+            env,
+            device,
+            weights,
+            params,
+            settings,
+        })
+    }
+
+    /// The phase the run evaluates.
+    fn phase(&self) -> &str {
+        self.settings.phase.as_deref().expect("a planned run has its phase")
     }
 
     /// Runs the stages for every item not in `journaled` and records how the run ended.
@@ -195,8 +157,10 @@ impl Plan {
     ) -> Result<EvalOutcome> {
         let stages = Stages {
             env: &self.env,
-            phase: &self.phase,
-            opts: &self.opts,
+            phase: self.phase(),
+            settings: &self.settings,
+            model: self.model.as_deref(),
+            how: &self.how,
             params: self.params.clone(),
             device: self.device.clone(),
             weights: self.weights,
@@ -211,7 +175,11 @@ impl Plan {
 struct Stages<'a> {
     env: &'a Environment,
     phase: &'a str,
-    opts: &'a EvalOptions,
+    /// Resolved, as recorded.
+    settings: &'a Settings,
+    /// The model as given, which is what is resolved and loaded.
+    model: Option<&'a str>,
+    how: &'a Invocation,
     params: GenParams,
     device: candle_core::Device,
     weights: WeightType,
@@ -236,7 +204,7 @@ impl Stages<'_> {
         for source in self.env.fetched_sources() {
             log.line(format!("Data source: {source}"));
         }
-        if let Some(limit) = self.opts.limit {
+        if let Some(limit) = self.settings.limit {
             if limit == 0 {
                 return Err(Error::Invalid("--limit 0 leaves nothing to evaluate".into()));
             }
@@ -272,7 +240,7 @@ impl Stages<'_> {
         }
 
         log.line(format!("Loading model: {}", record.model.spec));
-        let resolved = spec::resolve_source(self.opts.model.as_deref(), &self.opts.sources)?;
+        let resolved = spec::resolve_source(self.model, &self.how.sources)?;
         if let Some(commit) = &resolved.revision {
             log.line(format!("Model revision: {commit}"));
         }
@@ -306,7 +274,7 @@ impl Stages<'_> {
             env: self.env,
             phase,
             run_dir: self.run_dir,
-            allow_program: self.opts.allow_scoring_program,
+            allow_program: self.how.allow_scoring_program,
         };
         let breakdown = scoring.score_and_report(record, &items, &submitted, started, log)?;
         let memory = Memory::now(engine.weights_bytes(), engine.kv_cache_peak_bytes());
@@ -339,8 +307,8 @@ impl Stages<'_> {
                 prompt: prompt.text.clone(),
                 add_special_tokens: prompt.add_special_tokens,
                 params: self.params.clone(),
-                seed: sampling::item_seed(self.opts.seed, &item.id),
-                truncate: self.opts.truncate,
+                seed: sampling::item_seed(self.settings.seed, &item.id),
+                truncate: self.settings.truncate,
                 messages: messages.map(|m| m[index].clone()),
             })
             .collect();

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::resume::{recorded, Recorded};
-use super::run_eval;
+use super::{run_eval, Invocation};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
+use crate::model::spec::SourceOptions;
 use crate::report::ScoreBreakdown;
 use crate::run::journal::read_predictions_file;
 use crate::run::submission::read_submission;
@@ -86,19 +87,24 @@ fn compare(
 }
 
 /// `allow_scoring_program`: the re-run may execute the environment's scoring program (the
-/// user's consent is not replayed from the run).
+/// user's consent is not replayed from the run). `sources`: offline mode and the models
+/// registry of this invocation.
 pub fn verify_run(
     runs_dir: &Path,
     run_id: u64,
+    sources: &SourceOptions,
     allow_scoring_program: bool,
     log: &mut RunLog,
 ) -> Result<VerifyReport> {
-    let Recorded { dir, mut opts, record, .. } = recorded(runs_dir, run_id, "verify")?;
-    opts.allow_scoring_program = allow_scoring_program;
+    let Recorded { dir, record, settings } = recorded(runs_dir, run_id, "verify")?;
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    opts.runs_dir = scratch.path().to_path_buf();
+    let how = Invocation {
+        runs_dir: scratch.path().to_path_buf(),
+        sources: sources.clone(),
+        allow_scoring_program,
+    };
     log.line(format!("Verifying run {run_id}: re-running it from its run.json"));
-    let fresh = run_eval(&opts, log)?;
+    let fresh = run_eval(&settings, &how, log)?;
     let rerun: Vec<PredictionRecord> = read_submission(&fresh.run_dir.file(RunFile::Submission))?;
     let rerun: BTreeMap<&str, String> = rerun.iter().map(|p| (p.id.as_str(), outcome(p))).collect();
 

@@ -5,8 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::generation::{GenParams, Truncate};
-use crate::model::KvDtype;
+use crate::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunStatus {
@@ -54,37 +53,6 @@ pub struct EnvironmentInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Settings {
-    pub device: String,
-    pub dtype: String,
-    pub batch_size: usize,
-    pub limit: Option<usize>,
-    pub seed: u64,
-    /// `--truncate`; absent means `error` (and in runs from before the option existed).
-    #[serde(default, skip_serializing_if = "Truncate::is_error")]
-    pub truncate: Truncate,
-    /// `--kv-dtype`; absent means f32 (and in runs from before the option existed).
-    #[serde(default, skip_serializing_if = "KvDtype::is_f32")]
-    pub kv_dtype: KvDtype,
-    pub generation: GenParams,
-    /// What `--resume` needs to rebuild the run; absent in runs from before resuming existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inputs: Option<RunInputs>,
-}
-
-/// The command-line inputs of an eval, as `--resume` must repeat them. Paths that exist are
-/// stored absolute, so a run resumes from any working directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunInputs {
-    /// `--env`; `None` → the embedded environment.
-    pub env: Option<String>,
-    /// `--model`; `None` → the embedded model.
-    pub model: Option<String>,
-    /// `--dtype` as given (`auto` resolves per device; `Settings::dtype` is the result).
-    pub dtype: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: u64,
     pub status: RunStatus,
@@ -102,6 +70,10 @@ pub struct RunRecord {
     /// Absent for runs that only re-scored saved predictions.
     #[serde(default)]
     pub settings: Option<Settings>,
+    /// Read from a run made before runs recorded their environment and model settings: it
+    /// cannot be resumed or verified.
+    #[serde(skip)]
+    pub inputs_unrecorded: bool,
     #[serde(default)]
     pub items: Option<usize>,
     #[serde(default)]
@@ -131,6 +103,7 @@ impl RunRecord {
             duration_s: None,
             submission: None,
             settings,
+            inputs_unrecorded: false,
             items: None,
             overall_score: None,
             error: None,
@@ -142,11 +115,88 @@ impl RunRecord {
 
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: path.to_path_buf(), source })
+        let json = |source| Error::Json { path: path.to_path_buf(), source };
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
+        let unrecorded = upgrade(&mut value);
+        let mut record: Self = serde_json::from_value(value).map_err(json)?;
+        record.inputs_unrecorded = unrecorded;
+        Ok(record)
     }
+}
+
+/// Brings the settings of a run written by an earlier benchgen into today's shape: they kept
+/// `--env`, `--model` and the given `--dtype` apart under `inputs`, and the phase only under
+/// `environment`. Returns whether the record predates `inputs`, so it lacks them altogether.
+fn upgrade(record: &mut serde_json::Value) -> bool {
+    let phase = record.pointer("/environment/phase").cloned();
+    let Some(settings) = record.get_mut("settings").and_then(|s| s.as_object_mut()) else {
+        return false;
+    };
+    if !settings.contains_key("phase") {
+        settings.insert("phase".into(), phase.unwrap_or_default());
+    }
+    if settings.contains_key("env") {
+        return false;
+    }
+    let inputs = settings.remove("inputs");
+    for field in ["env", "model"] {
+        let value = inputs.as_ref().and_then(|i| i.get(field)).cloned().unwrap_or_default();
+        settings.insert(field.into(), value);
+    }
+    inputs.is_none()
 }
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DtypeSpec;
+
+    fn read(json: serde_json::Value) -> RunRecord {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        RunRecord::read(&path).unwrap()
+    }
+
+    fn old_record(settings: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "run_id": 3, "status": "Failed",
+            "model": {"spec": "m", "origin": "m"},
+            "environment": {"name": "e", "version": "1", "origin": "e", "phase": "test"},
+            "created": "2026-01-01T00:00:00Z", "benchgen_version": "0.1.0",
+            "settings": settings,
+        })
+    }
+
+    #[test]
+    fn settings_of_earlier_runs_read_in_todays_shape() {
+        let generation = serde_json::json!({"max_new_tokens": 8, "stop": [], "temperature": 0.0, "top_k": null, "top_p": null});
+        let with_inputs = read(old_record(serde_json::json!({
+            "device": "cpu", "dtype": "f32", "batch_size": 4, "limit": 5, "seed": 7,
+            "generation": generation,
+            "inputs": {"env": "/envs/arith", "model": "/models/m", "dtype": "auto"},
+        })));
+        assert!(!with_inputs.inputs_unrecorded);
+        let s = with_inputs.settings.unwrap();
+        assert_eq!(s.env.as_deref(), Some("/envs/arith"));
+        assert_eq!(s.model.as_deref(), Some("/models/m"));
+        assert_eq!(s.phase.as_deref(), Some("test"));
+        assert_eq!((s.dtype, s.limit, s.seed), (DtypeSpec::F32, Some(5), 7));
+        assert_eq!(s.generation.unwrap().max_new_tokens, 8);
+
+        let without = read(old_record(serde_json::json!({
+            "device": "cpu", "dtype": "f32", "batch_size": 4, "limit": null, "seed": 0,
+            "generation": generation,
+        })));
+        assert!(without.inputs_unrecorded, "a run that never recorded its inputs says so");
+
+        // Today's records are read as written.
+        let now = read(old_record(serde_json::to_value(Settings::default()).unwrap()));
+        assert!(!now.inputs_unrecorded);
+        assert_eq!(now.settings.unwrap(), Settings { phase: None, ..Settings::default() });
+    }
 }

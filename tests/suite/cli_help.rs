@@ -1,8 +1,8 @@
-//! The settings' defaults are declared once (`benchgen::eval::defaults`) and the help text of
+//! The settings' defaults are declared once (`benchgen::settings::Settings::default`) and the help text of
 //! `eval` and `generate` shows them; values outside a setting's list are refused at the command
 //! line, naming the list.
 
-use benchgen::eval::defaults;
+use benchgen::settings::Settings;
 
 use crate::common::*;
 
@@ -22,12 +22,13 @@ fn line(help: &str, flag: &str) -> String {
 
 #[test]
 fn help_shows_the_defaults_declared_in_one_place() {
+    let defaults = Settings::default();
     let shown = [
-        ("--device", defaults::DEVICE.to_string()),
-        ("--dtype", defaults::DTYPE.to_string()),
-        ("--batch-size", defaults::BATCH_SIZE.to_string()),
-        ("--seed", defaults::SEED.to_string()),
-        ("--kv-dtype", defaults::KV_DTYPE.name().to_string()),
+        ("--device", defaults.device.to_string()),
+        ("--dtype", defaults.dtype.to_string()),
+        ("--batch-size", defaults.batch_size.to_string()),
+        ("--seed", defaults.seed.to_string()),
+        ("--kv-dtype", defaults.kv_dtype.name().to_string()),
     ];
     for sub in ["eval", "generate"] {
         let h = help(sub);
@@ -38,7 +39,7 @@ fn help_shows_the_defaults_declared_in_one_place() {
     }
     let eval = help("eval");
     let truncate = line(&eval, "--truncate");
-    assert!(truncate.contains(&format!("[default: {}]", defaults::TRUNCATE.name())), "{truncate}");
+    assert!(truncate.contains(&format!("[default: {}]", defaults.truncate.name())), "{truncate}");
     assert!(truncate.contains("[possible values: left, error]"), "{truncate}");
     assert!(line(&eval, "--dtype").contains("stored-exact"));
 }

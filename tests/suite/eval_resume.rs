@@ -278,11 +278,15 @@ fn resume_refuses_other_settings_unknown_runs_and_foreign_journal_lines() {
 
     let model_dir = dir.path().join("model");
     copy_dir(&repo().join("fixtures/embedded/model"), &model_dir);
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--model", model_dir.to_str().unwrap()], "--model"),
         (&["--seed", "8"], "--seed"),
         (&["--limit", "6"], "--limit"),
         (&["--env", "arc-easy"], "--env"),
+        (&["--dtype", "bf16"], "--dtype"),
+        (&["--kv-dtype", "bf16"], "--kv-dtype"),
+        (&["--truncate", "left"], "--truncate"),
+        (&["--phase", "train"], "--phase"),
     ];
     for (extra, flag) in cases {
         let mut args = vec!["eval", "--resume", "1", "--runs-dir", r];
@@ -303,6 +307,8 @@ fn resume_refuses_other_settings_unknown_runs_and_foreign_journal_lines() {
         "5",
         "--model",
         "embedded",
+        "--dtype",
+        "auto",
         "--batch-size",
         "3",
         "--runs-dir",
