@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn recover_drops_a_torn_last_line_and_appends_cleanly_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("predictions.jsonl");
+        let path = dir.path().join(crate::run::RunFile::Journal.name());
         assert!(recover(&path).unwrap().records.is_empty());
         let mut j = Journal::create(&path).unwrap();
         j.append(&rec("a")).unwrap();
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn recover_rejects_a_bad_line_that_is_not_the_last() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("predictions.jsonl");
+        let path = dir.path().join(crate::run::RunFile::Journal.name());
         std::fs::write(&path, "{\"id\":\"a\",\"predic\n{\"id\":\"b\",\"prediction\":\"2\"}\n")
             .unwrap();
         assert!(recover(&path).is_err());

@@ -157,7 +157,7 @@ mod tests {
 
     fn read(json: serde_json::Value) -> RunRecord {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
+        let path = dir.path().join(crate::run::RunFile::Record.name());
         std::fs::write(&path, json.to_string()).unwrap();
         RunRecord::read(&path).unwrap()
     }
