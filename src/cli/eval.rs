@@ -1,32 +1,35 @@
 use std::io::IsTerminal;
 
-use benchgen::eval::{resume_eval, run_eval, Invocation};
+use benchgen::eval::{merge_runs, resume_eval, run_eval, EvalOutcome, Invocation, MergeSelection};
 use benchgen::log::RunLog;
-use benchgen::settings::Settings;
+use benchgen::settings::{Settings, Shard};
 
-use super::EvalArgs;
+use super::{EvalArgs, MergeArgs};
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Only eval has a run to keep resumable; other commands keep the default Ctrl-C.
     install_interrupt_handler();
-    // With --json, stdout carries only the breakdown; the live log moves to stderr.
-    let (console, is_tty): (Box<dyn std::io::Write + Send>, bool) = if args.json {
-        (Box::new(std::io::stderr()), std::io::stderr().is_terminal())
-    } else {
-        (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
-    };
+    let (console, is_tty) = console(args.json);
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
     let how = Invocation {
         runs_dir: args.runs_dir.clone(),
         sources: args.sources.options(),
         allow_scoring_program: args.allow_scoring_program,
     };
+    // The scheduler's variables are read here, at the edge, like every environment variable.
+    let shard = args.shard.map(|c| c.resolve(|name| std::env::var(name).ok())).transpose()?;
     let outcome = match args.resume {
         // Flags left out take the run's values; flags given are checked against them.
-        Some(run_id) => resume_eval(run_id, |recorded| given(&args, recorded), &how, &mut log)?,
-        None => run_eval(&given(&args, Settings::default()), &how, &mut log)?,
+        Some(run_id) => {
+            resume_eval(run_id, |recorded| given(&args, shard, recorded), &how, &mut log)?
+        }
+        None => run_eval(&given(&args, shard, Settings::default()), &how, &mut log)?,
     };
-    if args.json {
+    report(&outcome, args.json)
+}
+
+fn report(outcome: &EvalOutcome, json: bool) -> anyhow::Result<()> {
+    if json {
         println!("{}", serde_json::to_string_pretty(&outcome.breakdown)?);
     } else {
         println!("Run files: {}", outcome.run_dir.path().display());
@@ -34,8 +37,33 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `base` with every setting flag that was given laid over it.
-fn given(args: &EvalArgs, base: Settings) -> Settings {
+/// `benchgen merge`.
+pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let (console, is_tty) = console(args.json);
+    let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
+    let how = Invocation {
+        runs_dir: args.runs_dir,
+        sources: benchgen::model::spec::SourceOptions::from_env(),
+        allow_scoring_program: args.allow_scoring_program,
+    };
+    let selection = match args.group {
+        Some(group) => MergeSelection::Group(group),
+        None => MergeSelection::Runs(args.runs),
+    };
+    report(&merge_runs(&selection, &how, &mut log)?, args.json)
+}
+
+/// With --json, stdout carries only the breakdown; the live log moves to stderr.
+fn console(json: bool) -> (Box<dyn std::io::Write + Send>, bool) {
+    if json {
+        (Box::new(std::io::stderr()), std::io::stderr().is_terminal())
+    } else {
+        (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
+    }
+}
+
+/// `base` with every setting flag that was given laid over it (`shard`: `--shard`, resolved).
+fn given(args: &EvalArgs, shard: Option<Shard>, base: Settings) -> Settings {
     let env = args.env.as_ref().map(|p| p.to_string_lossy().into_owned());
     Settings {
         env: env.or(base.env),
@@ -48,6 +76,8 @@ fn given(args: &EvalArgs, base: Settings) -> Settings {
         seed: args.seed.unwrap_or(base.seed),
         truncate: args.truncate.unwrap_or(base.truncate),
         kv_dtype: args.kv_dtype.unwrap_or(base.kv_dtype),
+        shard: shard.or(base.shard),
+        group: args.group.clone().or(base.group),
         generation: base.generation,
     }
 }

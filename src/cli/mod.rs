@@ -15,7 +15,7 @@ use benchgen::device::{DeviceSpec, DtypeSpec};
 use benchgen::eval::RUNS_DIR;
 use benchgen::generation::Truncate;
 use benchgen::model::KvDtype;
-use benchgen::settings::Settings;
+use benchgen::settings::{Settings, ShardChoice};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -93,6 +93,8 @@ pub enum Command {
         #[arg(long)]
         allow_scoring_program: bool,
     },
+    /// Make the shards of one evaluation (`eval --shard K/N`) into one run, as if it had run whole.
+    Merge(MergeArgs),
     /// The Evaluations tab: list and inspect runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -124,6 +126,24 @@ impl SourceArgs {
         o.progress = std::io::stderr().is_terminal();
         o
     }
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The shard runs, one per shard
+    #[arg(value_name = "RUN_ID", required_unless_present = "group", conflicts_with = "group")]
+    pub runs: Vec<u64>,
+    /// Every Completed run of this group (`eval --shard` prints it)
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Run the environment's own scoring program ([scoring.program]), if it has one
+    #[arg(long)]
+    pub allow_scoring_program: bool,
+    #[arg(long, default_value = RUNS_DIR)]
+    pub runs_dir: PathBuf,
+    /// Print the score breakdown as JSON on stdout (the log goes to stderr)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +198,15 @@ pub struct EvalArgs {
     /// (half the cache memory; attention reads keys and values rounded to bf16)
     #[arg(long, value_parser = kv_dtype_parser())]
     pub kv_dtype: Option<KvDtype>,
+    /// Evaluate only shard K of N (counting from 0): the items i with i mod N = K, after
+    /// --limit. `auto` reads a Slurm job array's or a Kubernetes Indexed Job's variables
+    /// (JOB_COMPLETION_INDEX, with N from BENCHGEN_SHARDS)
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<ShardChoice>,
+    /// The evaluation a shard belongs to, for `merge` [default: the environment, phase and a
+    /// hash of the other settings]
+    #[arg(long, requires = "shard")]
+    pub group: Option<String>,
     /// Continue run RUN_ID (crashed, killed or interrupted) with only its missing items; its
     /// settings come from its run.json, and flags given again must match them
     #[arg(long, value_name = "RUN_ID")]
@@ -341,6 +370,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),
         Command::Env(EnvCommand::Validate { env }) => env::validate(&env),
         Command::Leaderboard { env, runs_dir } => env::leaderboard_cmd(&env, &runs_dir),
+        Command::Merge(args) => eval::merge(args),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
         Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => {
             runs::show(&runs_dir, run_id, finetune)

@@ -21,6 +21,20 @@ pub(super) struct Prepared {
     pub messages: Option<Vec<Vec<Message>>>,
 }
 
+/// A run's items with their positions in the phase (a shard holds every Nth item), which
+/// prompts are rendered by.
+#[derive(Clone, Copy)]
+pub(super) struct Positioned<'a> {
+    items: &'a [Item],
+    positions: &'a [usize],
+}
+
+impl Positioned<'_> {
+    fn map<T>(self, f: impl Fn(usize, &Item) -> Result<T>) -> Result<Vec<T>> {
+        self.positions.iter().zip(self.items).map(|(&p, it)| f(p, it)).collect()
+    }
+}
+
 impl Stages<'_> {
     /// Loads or connects to the model, records it in `run.json`, and renders every prompt.
     pub(super) fn prepare_engine(
@@ -29,8 +43,10 @@ impl Stages<'_> {
         record: &mut RunRecord,
         builder: &PromptBuilder,
         items: &[Item],
+        positions: &[usize],
         log: &mut RunLog,
     ) -> Result<Prepared> {
+        let items = Positioned { items, positions };
         match source {
             ModelSource::Local(checkpoint) => self.local(*checkpoint, record, builder, items, log),
             ModelSource::Endpoint(endpoint) => self.remote(&endpoint, record, builder, items, log),
@@ -42,7 +58,7 @@ impl Stages<'_> {
         checkpoint: Checkpoint,
         record: &mut RunRecord,
         builder: &PromptBuilder,
-        items: &[Item],
+        items: Positioned,
         log: &mut RunLog,
     ) -> Result<Prepared> {
         let hashes = checkpoint.file_hashes()?;
@@ -80,11 +96,7 @@ impl Stages<'_> {
         if chat.is_some() {
             log.line("Applying the model's chat template");
         }
-        let prompts = items
-            .iter()
-            .enumerate()
-            .map(|(i, it)| builder.render(i, it, chat))
-            .collect::<Result<Vec<_>>>()?;
+        let prompts = items.map(|i, it| builder.render(i, it, chat))?;
         Ok(Prepared {
             engine: Box::new(LocalEngine::new(model, self.settings.batch_size)),
             prompts,
@@ -97,7 +109,7 @@ impl Stages<'_> {
         endpoint: &Endpoint,
         record: &mut RunRecord,
         builder: &PromptBuilder,
-        items: &[Item],
+        items: Positioned,
         log: &mut RunLog,
     ) -> Result<Prepared> {
         let engine = RemoteEngine::connect(endpoint, self.settings.batch_size)?;
@@ -112,11 +124,7 @@ impl Stages<'_> {
             self.settings.batch_size.max(1)
         ));
         // Plain text for the prompt record either way; a server's chat template is its own.
-        let prompts = items
-            .iter()
-            .enumerate()
-            .map(|(i, it)| builder.render(i, it, None))
-            .collect::<Result<Vec<_>>>()?;
+        let prompts = items.map(|i, it| builder.render(i, it, None))?;
         let multiple_choice = self.multiple_choice();
         let messages = match builder.chat_mode() {
             _ if multiple_choice => {
@@ -125,13 +133,7 @@ impl Stages<'_> {
             }
             ChatMode::Always => {
                 log.line("Sending prompts to /v1/chat/completions: the environment sets chat = true, the server applies its chat template");
-                Some(
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, it)| builder.messages(i, it))
-                        .collect::<Result<Vec<_>>>()?,
-                )
+                Some(items.map(|i, it| builder.messages(i, it))?)
             }
             // `auto` means "the model's chat template if it has one", and a server does not show
             // whether it has one; plain completions are what every server supports.

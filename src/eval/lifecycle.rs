@@ -84,8 +84,9 @@ impl ActiveRun {
         record.duration_s = None;
         record.error = None;
         record.resume_command = None;
-        // This process measures its own.
+        // This process measures its own, on its own machine.
         record.memory = None;
+        record.machine = crate::run::record::host_name();
         dir.write_record(&record)?;
         log.continue_file(&dir.file(RunFile::Log))?;
         log.line(format!("Status: {} (resumed)", record.status));

@@ -7,6 +7,7 @@ mod choice;
 mod engines;
 mod finished;
 mod lifecycle;
+mod merge;
 mod program;
 mod rescore;
 mod resume;
@@ -17,6 +18,7 @@ use engines::Prepared;
 use finished::Finished;
 pub use lifecycle::abandon_active_run;
 use lifecycle::{environment_info, open_env, ActiveRun};
+pub use merge::{merge_runs, MergeSelection};
 pub use program::ALLOW_FLAG;
 pub use rescore::{run_score, SavedPredictions, ScoreOptions};
 pub use resume::resume_eval;
@@ -55,6 +57,19 @@ pub struct Invocation {
     /// `--allow-scoring-program`: run the environment's own scoring program, if it has one.
     /// Not recorded with the run: resuming or verifying must be allowed again.
     pub allow_scoring_program: bool,
+}
+
+/// `metadata.json` of a run's submission archive.
+fn submission_metadata(record: &RunRecord, items: usize) -> serde_json::Value {
+    json!({
+        "run_id": record.run_id,
+        "model": record.model.spec,
+        "environment": {"name": record.environment.name, "version": record.environment.version,
+                        "phase": record.environment.phase},
+        "created": record.created,
+        "items": items,
+        "benchgen_version": record.benchgen_version,
+    })
 }
 
 /// Where runs go when `--runs-dir` is left out.
@@ -125,12 +140,15 @@ impl Plan {
             top_p: gen.top_p,
         };
         defaults.generation.apply(&mut params);
-        let settings = Settings {
+        let mut settings = Settings {
             phase: Some(phase),
             dtype: weights.spec(),
             generation: Some(params.clone()),
             ..given.clone().normalized()
         };
+        if settings.shard.is_some() && settings.group.is_none() {
+            settings.group = Some(settings.default_group(&env.manifest.name));
+        }
         Ok(Self {
             model: given.model.clone(),
             how: how.clone(),
@@ -210,6 +228,23 @@ impl Stages<'_> {
             }
             items.truncate(limit);
         }
+        // Positions in the phase's order: few-shot examples are drawn by position, so a shard's
+        // item gets the prompt it gets in the whole run.
+        let mut positions: Vec<usize> = (0..items.len()).collect();
+        if let Some(shard) = self.settings.shard {
+            positions.retain(|&i| shard.holds(i));
+            items = items
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| shard.holds(*i))
+                .map(|(_, it)| it)
+                .collect();
+            log.line(format!(
+                "Shard {shard} of group \"{}\": {} of the items",
+                self.settings.group.as_deref().unwrap_or_default(),
+                items.len()
+            ));
+        }
         record.items = Some(items.len());
         log.line(format!("Loaded {} items", items.len()));
         // Before the content hash, which reads the same files, for the clearer message.
@@ -234,9 +269,8 @@ impl Stages<'_> {
         let builder = PromptBuilder::new(&self.env.manifest.prompt, &self.env.origin)?
             .with_fewshot(fewshot)?;
         // Template errors surface before the (slower) model load.
-        // `--limit` kept a prefix, so positions here are positions in the full phase.
-        for (index, it) in items.iter().enumerate() {
-            builder.render_text(index, it)?;
+        for (&position, it) in positions.iter().zip(&items) {
+            builder.render_text(position, it)?;
         }
 
         log.line(format!("Loading model: {}", record.model.spec));
@@ -246,7 +280,7 @@ impl Stages<'_> {
         }
         record.model.revision = resolved.revision.clone();
         let Prepared { mut engine, prompts, messages } =
-            self.prepare_engine(resolved.source, record, &builder, &items, log)?;
+            self.prepare_engine(resolved.source, record, &builder, &items, &positions, log)?;
 
         let predictions = if self.multiple_choice() {
             self.score_options(engine.as_mut(), &items, &prompts, &builder, log)?
@@ -256,16 +290,11 @@ impl Stages<'_> {
         // Every prediction is journaled: an interruption now still leaves a resumable run.
         crate::interrupt::check()?;
         let submission = self.run_dir.file(RunFile::Submission);
-        let metadata = json!({
-            "run_id": record.run_id,
-            "model": record.model.spec,
-            "environment": {"name": record.environment.name, "version": record.environment.version,
-                            "phase": record.environment.phase},
-            "created": record.created,
-            "items": predictions.len(),
-            "benchgen_version": record.benchgen_version,
-        });
-        write_submission(&submission, &predictions, &metadata)?;
+        write_submission(
+            &submission,
+            &predictions,
+            &submission_metadata(record, predictions.len()),
+        )?;
         record.submission = Some(RunFile::Submission.name().into());
 
         log.line("Scoring submission");

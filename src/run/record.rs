@@ -84,6 +84,12 @@ pub struct RunRecord {
     /// Absent in runs from before it was recorded, and in rescoring runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<super::memory::Memory>,
+    /// The host the run's process ran on (the last one, for a resumed run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// A merged run (`benchgen merge`): the shard runs it was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRun>,
     /// Interrupted runs: the command that continues them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_command: Option<String>,
@@ -108,6 +114,8 @@ impl RunRecord {
             overall_score: None,
             error: None,
             memory: None,
+            machine: host_name(),
+            shards: Vec::new(),
             resume_command: None,
             benchgen_version: env!("CARGO_PKG_VERSION").into(),
         }
@@ -144,6 +152,22 @@ fn upgrade(record: &mut serde_json::Value) -> bool {
         settings.insert(field.into(), value);
     }
     inputs.is_none()
+}
+
+/// One shard of a merged run, as it ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardRun {
+    pub run_id: u64,
+    pub shard: crate::settings::Shard,
+    pub created: String,
+    pub duration_s: Option<f64>,
+    pub machine: Option<String>,
+}
+
+/// This machine's host name, as the kernel has it (Linux); `None` elsewhere.
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 pub fn now_rfc3339() -> String {

@@ -30,6 +30,7 @@ mod score_benchmarks;
 mod score_cli;
 mod score_gsm8k;
 mod scoring_program;
+mod shards;
 mod tokenize_cli;
 mod tokenize_corpus;
 mod verify_cli;

@@ -7,6 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod shard;
+pub use shard::{Shard, ShardChoice, ShardError};
+
 use crate::device::{DeviceSpec, DtypeSpec};
 use crate::generation::{GenParams, Truncate};
 use crate::model::KvDtype;
@@ -41,6 +44,13 @@ pub struct Settings {
     /// `--kv-dtype`; absent means f32 (and in runs from before the option existed).
     #[serde(default, skip_serializing_if = "KvDtype::is_f32")]
     pub kv_dtype: KvDtype,
+    /// `--shard K/N`: only the phase's items i with i mod N = K (after `--limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// `--group`: the evaluation a shard belongs to, which `merge` finds its shards by. Recorded
+    /// for sharded runs only; derived from the other settings when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// How each item is decoded: the environment's declaration with the model alias' overrides.
     /// Not a flag; recorded when the run is planned (`None` until then).
     #[serde(default)]
@@ -60,6 +70,8 @@ impl Default for Settings {
             seed: 0,
             truncate: Truncate::Error,
             kv_dtype: KvDtype::F32,
+            shard: None,
+            group: None,
             generation: None,
         }
     }
@@ -129,8 +141,21 @@ impl Settings {
         if let Some(map) = value.as_object_mut() {
             map.insert("truncate".into(), self.truncate.name().into());
             map.insert("kv_dtype".into(), self.kv_dtype.name().into());
+            map.insert("shard".into(), self.shard.map(|s| s.to_string()).into());
+            map.insert("group".into(), self.group.clone().into());
         }
         value
+    }
+
+    /// The `--group` a sharded run gets when none is given: the environment's name, the phase
+    /// and a hash of every setting but the shard and the batch size, so the shards of one
+    /// evaluation agree on it wherever they run. Call on resolved settings.
+    pub fn default_group(&self, env_name: &str) -> String {
+        let same = Settings { shard: None, group: None, batch_size: 0, ..self.clone() };
+        let text = serde_json::to_string(&same.explicit()).expect("settings serialize");
+        let hash = crate::hash::sha256_hex(text.as_bytes());
+        let phase = self.phase.as_deref().unwrap_or_default();
+        format!("{env_name}-{phase}-{}", &hash[..12])
     }
 }
 
@@ -141,6 +166,8 @@ fn shown(field: &str, value: &serde_json::Value) -> String {
         ("model", serde_json::Value::Null) => EMBEDDED_MODEL.into(),
         ("limit", serde_json::Value::Null) => "no limit".into(),
         ("phase", serde_json::Value::Null) => "the first phase".into(),
+        ("shard", serde_json::Value::Null) => "no shard (every item)".into(),
+        ("group", serde_json::Value::Null) => "none".into(),
         (_, serde_json::Value::String(s)) => s.clone(),
         (_, v) => v.to_string(),
     }
