@@ -245,3 +245,50 @@ fn shard_auto_reads_the_schedulers_variables() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no scheduler variables"), "{}", stderr(&out));
 }
+
+/// examples/slurm's scripts, run as a job array's tasks would run them (Slurm's variables set
+/// by hand; a real cluster is not started here), then the merge job's.
+#[test]
+fn the_slurm_scripts_run_the_shards_and_merge_them() {
+    if std::env::var_os("BENCHGEN_TEST_RUNNER").is_some() {
+        eprintln!(
+            "skipping: the scripts run the benchgen binary directly, which a cross build cannot"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let script = |name: &str, vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(repo().join("examples/slurm").join(name)).current_dir(dir.path());
+        cmd.env("BENCHGEN", env!("CARGO_BIN_EXE_benchgen"))
+            .env("GROUP", "slurm-test")
+            .env("RUNS_DIR", &runs)
+            .env("EVAL_LIMIT", "6");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        ok(&cmd.output().unwrap())
+    };
+    // --array=0-4:2 gives task ids 0, 2 and 4.
+    for id in ["4", "0", "2"] {
+        script(
+            "eval-array.sbatch",
+            &[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ("SLURM_ARRAY_TASK_MIN", "0"),
+                ("SLURM_ARRAY_TASK_MAX", "4"),
+                ("SLURM_ARRAY_TASK_STEP", "2"),
+                ("SLURM_CPUS_PER_TASK", "1"),
+            ],
+        );
+    }
+    let merged = run_id(&script("merge.sbatch", &[]));
+    let record = read_json(&run_dir(&runs, merged).join("run.json"));
+    assert_eq!(record["status"], "Completed", "{record}");
+    assert_eq!(record["items"], 6, "{record}");
+    let shards: Vec<&str> =
+        record["shards"].as_array().unwrap().iter().map(|s| s["shard"].as_str().unwrap()).collect();
+    assert_eq!(shards, ["0/3", "1/3", "2/3"]);
+}
