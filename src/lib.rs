@@ -25,5 +25,6 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod score;
+pub mod vars;
 
 pub use error::{Error, Result};
