@@ -11,7 +11,9 @@ pub const INTERRUPTED_EXIT: i32 = 130;
 fn main() {
     let args =
         cli::Cli::from_arg_matches(&cli::command().get_matches()).unwrap_or_else(|e| e.exit());
-    if let Err(e) = benchgen::kernels::isa::select_from_env() {
+    // The process's variables are read here, once; the library is handed what it needs of them.
+    let isa = cli::vars().get_str(benchgen::kernels::isa::ENV_VAR);
+    if let Err(e) = benchgen::kernels::isa::select_named(isa) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -11,12 +11,29 @@ mod verify;
 
 use std::path::PathBuf;
 
+use std::sync::OnceLock;
+
 use benchgen::device::WeightType;
+use benchgen::env::EnvSources;
 use benchgen::eval::defaults;
 use benchgen::generation::Truncate;
+use benchgen::model::spec::SourceOptions;
 use benchgen::model::KvDtype;
+use benchgen::vars::ProcessVars;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// The process's variables, read once (the first call, at start) and kept: the library reads
+/// none itself, the commands hand it what they need of these.
+pub fn vars() -> &'static ProcessVars {
+    static VARS: OnceLock<ProcessVars> = OnceLock::new();
+    VARS.get_or_init(ProcessVars::from_process)
+}
+
+/// Where environments and their data are found: `$BENCHGEN_ENVS`, `$BENCHGEN_DATA_DIR`, the hub.
+fn env_sources() -> EnvSources {
+    EnvSources::from_vars(vars())
+}
 
 /// `--truncate`: one of [`Truncate::NAMES`], typed.
 fn truncate_parser() -> impl TypedValueParser<Value = Truncate> {
@@ -115,9 +132,9 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn options(&self) -> benchgen::model::spec::SourceOptions {
+    pub fn options(&self) -> SourceOptions {
         use std::io::IsTerminal;
-        let mut o = benchgen::model::spec::SourceOptions::from_env();
+        let mut o = SourceOptions::from_vars(vars());
         o.offline |= self.offline;
         if let Some(f) = &self.models_file {
             o.models_file = Some(f.clone());
@@ -330,13 +347,15 @@ pub enum RunsCommand {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // `eval` and `verify` open their environment deep in the library, which is not handed these.
+    env_sources().set_for_eval();
     match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Score(args) => score::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Verify { run_id, runs_dir, allow_scoring_program } => {
-            verify::run(run_id, &runs_dir, allow_scoring_program)
+            verify::run(run_id, &runs_dir, allow_scoring_program, &SourceOptions::from_vars(vars()))
         }
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),

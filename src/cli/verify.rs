@@ -3,11 +3,17 @@ use std::path::Path;
 use anyhow::bail;
 use benchgen::eval::verify_run;
 use benchgen::log::RunLog;
+use benchgen::model::spec::SourceOptions;
 
-pub fn run(run_id: u64, runs_dir: &Path, allow_scoring_program: bool) -> anyhow::Result<()> {
+pub fn run(
+    run_id: u64,
+    runs_dir: &Path,
+    allow_scoring_program: bool,
+    sources: &SourceOptions,
+) -> anyhow::Result<()> {
     // The re-run's own live log is noise here; the report below is what counts.
     let mut log = RunLog::new(Box::new(std::io::stderr()), false);
-    let report = verify_run(runs_dir, run_id, allow_scoring_program, &mut log)?;
+    let report = verify_run(runs_dir, run_id, allow_scoring_program, sources, &mut log)?;
     let show = |v: &Option<String>| {
         v.as_deref().map_or_else(|| "(missing)".to_string(), |s| format!("{s:?}"))
     };

@@ -100,7 +100,8 @@ impl Stages<'_> {
         items: &[Item],
         log: &mut RunLog,
     ) -> Result<Prepared> {
-        let engine = RemoteEngine::connect(endpoint, self.opts.batch_size)?;
+        let engine =
+            RemoteEngine::connect(endpoint, self.opts.batch_size, &self.opts.sources.server)?;
         record.model.origin = engine.origin();
         record.model.parameters = None;
         record.model.files = Default::default();

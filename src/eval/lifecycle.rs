@@ -5,17 +5,23 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::EvalOutcome;
-use crate::env::Environment;
+use crate::env::{EnvSources, Environment};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
 use crate::run::record::{now_rfc3339, EnvironmentInfo};
 use crate::run::{RunDir, RunFile, RunRecord, RunStatus, RunsDir};
 
-/// `--env` as given, or the embedded default.
+/// `--env` as given, or the embedded default, found through the sources the binary set for
+/// `eval` and `verify` ([`EnvSources::set_for_eval`]): `Plan::new` is not handed any.
 pub(super) fn open_env(spec: Option<&Path>) -> Result<Environment> {
+    open_env_in(spec, &EnvSources::for_eval())
+}
+
+/// `--env` as given (found through `sources`), or the embedded default.
+pub(super) fn open_env_in(spec: Option<&Path>, sources: &EnvSources) -> Result<Environment> {
     match spec {
-        Some(p) => Environment::resolve(&p.to_string_lossy()),
+        Some(p) => Environment::resolve(&p.to_string_lossy(), sources),
         None => Environment::embedded(),
     }
 }

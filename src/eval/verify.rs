@@ -9,6 +9,7 @@ use super::resume::{recorded, Recorded};
 use super::run_eval;
 use crate::error::{Error, Result};
 use crate::log::RunLog;
+use crate::model::spec::SourceOptions;
 use crate::report::ScoreBreakdown;
 use crate::run::journal::read_predictions_file;
 use crate::run::submission::read_submission;
@@ -86,15 +87,18 @@ fn compare(
 }
 
 /// `allow_scoring_program`: the re-run may execute the environment's scoring program (the
-/// user's consent is not replayed from the run).
+/// user's consent is not replayed from the run). `sources`: where the re-run finds the model
+/// (offline mode, registry; not part of the run's identity).
 pub fn verify_run(
     runs_dir: &Path,
     run_id: u64,
     allow_scoring_program: bool,
+    sources: &SourceOptions,
     log: &mut RunLog,
 ) -> Result<VerifyReport> {
     let Recorded { dir, mut opts, record, .. } = recorded(runs_dir, run_id, "verify")?;
     opts.allow_scoring_program = allow_scoring_program;
+    opts.sources = sources.clone();
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     opts.runs_dir = scratch.path().to_path_buf();
     log.line(format!("Verifying run {run_id}: re-running it from its run.json"));

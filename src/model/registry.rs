@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::ModelSpec;
 use crate::error::{Error, Result};
+use crate::vars::ProcessVars;
 
 /// Generation settings an alias overrides; unset fields keep the environment's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -143,17 +144,18 @@ impl Entry {
 pub struct Registry {
     pub path: Option<PathBuf>,
     pub entries: BTreeMap<String, Entry>,
+    /// Without a file: where the default one would be ([`default_path`]), for messages.
+    pub default_path: Option<PathBuf>,
 }
 
 /// `$XDG_CONFIG_HOME/benchgen/models.toml`, else `~/.config/benchgen/models.toml`
 /// (`%APPDATA%\benchgen\models.toml` on Windows).
-pub fn default_path() -> Option<PathBuf> {
-    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = nonempty("XDG_CONFIG_HOME").or_else(|| {
+pub fn default_path(vars: &ProcessVars) -> Option<PathBuf> {
+    let base = vars.path("XDG_CONFIG_HOME").or_else(|| {
         if cfg!(windows) {
-            nonempty("APPDATA")
+            vars.path("APPDATA")
         } else {
-            nonempty("HOME").map(|h| h.join(".config"))
+            vars.path("HOME").map(|h| h.join(".config"))
         }
     })?;
     Some(base.join("benchgen").join("models.toml"))
@@ -162,8 +164,9 @@ pub fn default_path() -> Option<PathBuf> {
 const DTYPES: [&str; 5] = ["auto", "f32", "bf16", "f16", "q8_0"];
 
 impl Registry {
-    /// Reads `explicit` (which must exist), else the default file when there is one.
-    pub fn load(explicit: Option<&Path>) -> Result<Self> {
+    /// Reads `explicit` (which must exist), else the default file (`default`, from
+    /// [`default_path`]) when there is one.
+    pub fn load(explicit: Option<&Path>, default: Option<&Path>) -> Result<Self> {
         let path = match explicit {
             Some(p) if !p.is_file() => {
                 return Err(Error::Invalid(format!(
@@ -172,9 +175,14 @@ impl Registry {
                 )))
             }
             Some(p) => p.to_path_buf(),
-            None => match default_path() {
-                Some(p) if p.is_file() => p,
-                _ => return Ok(Self::default()),
+            None => match default {
+                Some(p) if p.is_file() => p.to_path_buf(),
+                _ => {
+                    return Ok(Self {
+                        default_path: default.map(Path::to_path_buf),
+                        ..Self::default()
+                    })
+                }
             },
         };
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -210,7 +218,7 @@ impl Registry {
             entry.spec().map_err(|err| bad(err.to_string()))?;
             entries.insert(alias, entry);
         }
-        Ok(Self { path: Some(path.to_path_buf()), entries })
+        Ok(Self { path: Some(path.to_path_buf()), entries, default_path: None })
     }
 
     pub fn get(&self, alias: &str) -> Result<&Entry> {
@@ -220,7 +228,8 @@ impl Registry {
                 Some(p) => format!("in {}", p.display()),
                 None => format!(
                     "(no registry file: create {} or pass --models-file)",
-                    default_path()
+                    self.default_path
+                        .as_ref()
                         .map_or_else(|| "models.toml".into(), |p| p.display().to_string())
                 ),
             };
@@ -297,6 +306,22 @@ mod tests {
             let msg = parse(text).unwrap_err().to_string();
             assert!(msg.contains(needle), "{text:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn the_default_file_is_in_the_config_dir() {
+        let path = |pairs: &[(&str, &str)]| default_path(&pairs.iter().copied().collect());
+        assert_eq!(path(&[]), None);
+        if !cfg!(windows) {
+            assert_eq!(
+                path(&[("HOME", "/u")]),
+                Some(PathBuf::from("/u/.config/benchgen/models.toml"))
+            );
+        }
+        assert_eq!(
+            path(&[("HOME", "/u"), ("XDG_CONFIG_HOME", "/c")]),
+            Some(PathBuf::from("/c/benchgen/models.toml"))
+        );
     }
 
     #[test]
