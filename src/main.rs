@@ -22,7 +22,46 @@ fn main() {
             eprintln!("interrupted; the run can be resumed (its run.json has the command)");
             std::process::exit(INTERRUPTED_EXIT);
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_line(&e));
         std::process::exit(1);
+    }
+}
+
+/// The error line: the error and its causes, each after ": " as `{e:#}` writes them, except
+/// that it ends at a library error, whose message already says what its cause says (so that a
+/// cause kept as `#[source]` is not written twice). `Io`, `Json` and `Tensor` errors are the
+/// exception: the line has always repeated their cause after them, and still does, so that it
+/// reads as before.
+fn error_line(e: &anyhow::Error) -> String {
+    use benchgen::Error;
+    let mut line = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            line.push_str(": ");
+        }
+        line.push_str(&cause.to_string());
+        match cause.downcast_ref::<Error>() {
+            Some(Error::Io { .. } | Error::Json { .. } | Error::Tensor { .. }) | None => {}
+            Some(_) => break,
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+    use benchgen::Error;
+
+    #[test]
+    fn other_errors_read_as_with_their_causes() {
+        let io = || std::io::Error::other("gone");
+        let e = anyhow::Error::from(Error::io("f.txt", io()));
+        assert_eq!(error_line(&e), format!("{e:#}"));
+        assert_eq!(error_line(&e), "f.txt: gone: gone");
+        let e = anyhow::Error::from(io()).context("opening f.txt");
+        assert_eq!(error_line(&e), format!("{e:#}"));
+        let e = anyhow::anyhow!("plain");
+        assert_eq!(error_line(&e), "plain");
     }
 }
