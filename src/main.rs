@@ -51,7 +51,30 @@ fn error_line(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::error_line;
+    use benchgen::error::LineError;
     use benchgen::Error;
+
+    fn bad_json() -> serde_json::Error {
+        serde_json::from_str::<serde_json::Value>("{").unwrap_err()
+    }
+
+    #[test]
+    fn a_library_error_that_keeps_its_cause_is_not_followed_by_it_again() {
+        let e = Error::PredictionsLine {
+            origin: "p.jsonl".into(),
+            line: 2,
+            source: LineError::Json(bad_json()),
+        };
+        let message = e.to_string();
+        assert_eq!(error_line(&e.into()), message);
+        let wrapped = anyhow::Error::from(Error::PredictionsLine {
+            origin: "p.jsonl".into(),
+            line: 2,
+            source: LineError::Json(bad_json()),
+        })
+        .context("reading");
+        assert_eq!(error_line(&wrapped), format!("reading: {message}"));
+    }
 
     #[test]
     fn other_errors_read_as_with_their_causes() {

@@ -56,9 +56,7 @@ fn lock_run(dir: &RunDir, run_id: u64) -> Result<std::fs::File> {
         .map_err(|e| Error::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Invalid(format!(
-            "run {run_id} is still running in another process; let it finish or stop it (Ctrl-C) before resuming"
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::RunLocked { run_id }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
 }

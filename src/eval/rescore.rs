@@ -51,7 +51,7 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         }
     };
     if predictions.is_empty() {
-        return Err(Error::Invalid(format!("{source}: no predictions")));
+        return Err(Error::NoPredictions { origin: source });
     }
     let mut record = RunRecord::new(
         ModelInfo {

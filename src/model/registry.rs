@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::spec::ModelSpec;
-use crate::error::{Error, Result};
+use crate::error::{Error, RegistryError, RegistryProblem, Result};
 use crate::vars::ProcessVars;
 
 /// Generation settings an alias overrides; unset fields keep the environment's.
@@ -169,10 +169,7 @@ impl Registry {
     pub fn load(explicit: Option<&Path>, default: Option<&Path>) -> Result<Self> {
         let path = match explicit {
             Some(p) if !p.is_file() => {
-                return Err(Error::Invalid(format!(
-                    "models registry {} does not exist (given by --models-file or BENCHGEN_MODELS)",
-                    p.display()
-                )))
+                return Err(RegistryError::Missing { path: p.to_path_buf() }.into())
             }
             Some(p) => p.to_path_buf(),
             None => match default {
@@ -190,20 +187,24 @@ impl Registry {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let bad = |m: String| Error::Invalid(format!("models registry {}: {m}", path.display()));
-        let file: RegistryFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let bad = |problem: RegistryProblem| {
+            Error::from(RegistryError::Bad { path: path.to_path_buf(), problem })
+        };
+        let file: RegistryFile = toml::from_str(text).map_err(|e| bad(e.into()))?;
         let mut entries = BTreeMap::new();
         for (alias, e) in file.models {
             if let Some(d) = &e.dtype {
                 if !DTYPES.contains(&d.as_str()) {
-                    return Err(bad(format!(
-                        "[models.{alias}] dtype = {d:?}: expected one of {}",
-                        DTYPES.join(", ")
-                    )));
+                    return Err(bad(RegistryProblem::Dtype {
+                        alias: alias.clone(),
+                        dtype: d.clone(),
+                        expected: DTYPES.join(", "),
+                    }));
                 }
             }
-            ModelSpec::parse(&e.source)
-                .map_err(|err| bad(format!("[models.{alias}] source: {err}")))?;
+            ModelSpec::parse(&e.source).map_err(|err| {
+                bad(RegistryProblem::Source { alias: alias.clone(), source: Box::new(err) })
+            })?;
             let entry = Entry {
                 alias: alias.clone(),
                 source: e.source,
@@ -215,7 +216,7 @@ impl Registry {
                     generation: e.generation,
                 },
             };
-            entry.spec().map_err(|err| bad(err.to_string()))?;
+            entry.spec().map_err(|err| bad(RegistryProblem::Entry(Box::new(err))))?;
             entries.insert(alias, entry);
         }
         Ok(Self { path: Some(path.to_path_buf()), entries, default_path: None })
@@ -306,6 +307,33 @@ mod tests {
             let msg = parse(text).unwrap_err().to_string();
             assert!(msg.contains(needle), "{text:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn registry_errors_say_what_kind_of_problem_they_are() {
+        let e = parse("models = [").unwrap_err();
+        let Error::Registry(r) = &e else { panic!("{e:?}") };
+        assert!(
+            matches!(**r, RegistryError::Bad { problem: RegistryProblem::Toml(_), .. }),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("models registry /cfg/models.toml: TOML parse error"),
+            "{e}"
+        );
+        let e = parse("[models.a]\nsource = \"hf:\"\n").unwrap_err();
+        let Error::Registry(r) = &e else { panic!("{e:?}") };
+        let RegistryError::Bad { problem: RegistryProblem::Source { alias, source }, .. } = &**r
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(alias, "a");
+        assert!(matches!(**source, Error::Model { .. }), "{source:?}");
+        let e = Registry::load(Some(Path::new("/no/such/models.toml")), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "models registry /no/such/models.toml does not exist (given by --models-file or BENCHGEN_MODELS)"
+        );
     }
 
     #[test]
