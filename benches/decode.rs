@@ -38,7 +38,9 @@ fn forward(m: &Decoder, caches: &mut [SeqCache], pending: &[Vec<u32>]) -> Tensor
 
 fn bench(c: &mut Criterion) {
     // BENCHGEN_ISA=avx2|scalar measures another kernel family on this CPU.
-    benchgen::kernels::isa::select_from_env().expect("BENCHGEN_ISA");
+    let vars = benchgen::vars::ProcessVars::from_process();
+    benchgen::kernels::isa::select_named(vars.get_str(benchgen::kernels::isa::ENV_VAR))
+        .expect("BENCHGEN_ISA");
     let m = random_decoder(&smollm2_135m_config(), DType::F32, &Device::Cpu, 1).unwrap();
     let mut group = c.benchmark_group("decode");
     group.sample_size(10);

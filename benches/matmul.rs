@@ -29,7 +29,9 @@ fn data(seed: u64, len: usize) -> Vec<f32> {
 
 fn bench(c: &mut Criterion) {
     // BENCHGEN_ISA=avx2|scalar measures another kernel family on this CPU.
-    benchgen::kernels::isa::select_from_env().expect("BENCHGEN_ISA");
+    let vars = benchgen::vars::ProcessVars::from_process();
+    benchgen::kernels::isa::select_named(vars.get_str(benchgen::kernels::isa::ENV_VAR))
+        .expect("BENCHGEN_ISA");
     let shapes = [
         ("qkv", 960, 576),
         ("o_proj", 576, 576),

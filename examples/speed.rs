@@ -114,15 +114,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let isa = benchgen::kernels::isa::select_from_env()?;
+    let vars = benchgen::vars::ProcessVars::from_process();
+    let isa = benchgen::kernels::isa::select_named(vars.get_str(benchgen::kernels::isa::ENV_VAR))?;
     eprintln!("kernels: {}", isa.name());
     let device = benchgen::device::parse_device(&args.device)?;
     let m = match &args.model {
         Some(model) => {
-            let sources = benchgen::model::spec::SourceOptions::default();
+            let sources = benchgen::model::spec::SourceOptions::from_vars(&vars);
             let gguf = benchgen::model::spec::is_gguf(Some(model), &sources)?;
             let weights = WeightType::for_model(args.dtype.parse()?, &device, gguf)?;
-            let ckpt = benchgen::model::spec::resolve(Some(model))?;
+            let ckpt = benchgen::model::spec::resolve(Some(model), &sources)?;
             benchgen::model::LoadedModel::load(&ckpt, &device, weights)?.decoder
         }
         None => random_decoder(

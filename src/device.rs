@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SettingError};
 
 /// `--device`: `cpu`, `cuda`, `cuda:N` or `metal`, checked for spelling when parsed and opened
 /// (which needs the matching cargo feature) by [`DeviceSpec::open`].
@@ -140,11 +140,10 @@ impl std::str::FromStr for DtypeSpec {
     type Err = Error;
 
     fn from_str(spec: &str) -> Result<Self> {
-        let at = Self::NAMES.iter().position(|n| *n == spec).ok_or_else(|| {
-            Error::Invalid(format!(
-                "--dtype {spec}: use auto, f32, bf16, f16, q8_0, stored or stored-exact"
-            ))
-        })?;
+        let at = Self::NAMES
+            .iter()
+            .position(|n| *n == spec)
+            .ok_or_else(|| SettingError::UnknownDtype { given: spec.to_string() })?;
         Ok(Self::ALL[at])
     }
 }
@@ -186,9 +185,7 @@ impl WeightType {
             DtypeSpec::StoredExact if device.is_cpu() => WeightType::StoredExact,
             DtypeSpec::Q8_0 | DtypeSpec::Stored | DtypeSpec::StoredExact => {
                 let gpu = if device.is_metal() { "metal" } else { "cuda" };
-                return Err(Error::Invalid(format!(
-                    "--dtype {spec} runs on the CPU only; use bf16 or f16 on {gpu}"
-                )));
+                return Err(SettingError::DtypeNeedsCpu { dtype: spec.name(), gpu }.into());
             }
         })
     }

@@ -26,5 +26,6 @@ pub mod rng;
 pub mod run;
 pub mod score;
 pub mod settings;
+pub mod vars;
 
 pub use error::{Error, Result};

@@ -11,7 +11,9 @@ pub const INTERRUPTED_EXIT: i32 = 130;
 fn main() {
     let args =
         cli::Cli::from_arg_matches(&cli::command().get_matches()).unwrap_or_else(|e| e.exit());
-    if let Err(e) = benchgen::kernels::isa::select_from_env() {
+    // The process's variables are read here, once; the library is handed what it needs of them.
+    let isa = cli::vars().get_str(benchgen::kernels::isa::ENV_VAR);
+    if let Err(e) = benchgen::kernels::isa::select_named(isa) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
@@ -20,7 +22,69 @@ fn main() {
             eprintln!("interrupted; the run can be resumed (its run.json has the command)");
             std::process::exit(INTERRUPTED_EXIT);
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_line(&e));
         std::process::exit(1);
+    }
+}
+
+/// The error line: the error and its causes, each after ": " as `{e:#}` writes them, except
+/// that it ends at a library error, whose message already says what its cause says (so that a
+/// cause kept as `#[source]` is not written twice). `Io`, `Json` and `Tensor` errors are the
+/// exception: the line has always repeated their cause after them, and still does, so that it
+/// reads as before.
+fn error_line(e: &anyhow::Error) -> String {
+    use benchgen::Error;
+    let mut line = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            line.push_str(": ");
+        }
+        line.push_str(&cause.to_string());
+        match cause.downcast_ref::<Error>() {
+            Some(Error::Io { .. } | Error::Json { .. } | Error::Tensor { .. }) | None => {}
+            Some(_) => break,
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+    use benchgen::error::LineError;
+    use benchgen::Error;
+
+    fn bad_json() -> serde_json::Error {
+        serde_json::from_str::<serde_json::Value>("{").unwrap_err()
+    }
+
+    #[test]
+    fn a_library_error_that_keeps_its_cause_is_not_followed_by_it_again() {
+        let e = Error::PredictionsLine {
+            origin: "p.jsonl".into(),
+            line: 2,
+            source: LineError::Json(bad_json()),
+        };
+        let message = e.to_string();
+        assert_eq!(error_line(&e.into()), message);
+        let wrapped = anyhow::Error::from(Error::PredictionsLine {
+            origin: "p.jsonl".into(),
+            line: 2,
+            source: LineError::Json(bad_json()),
+        })
+        .context("reading");
+        assert_eq!(error_line(&wrapped), format!("reading: {message}"));
+    }
+
+    #[test]
+    fn other_errors_read_as_with_their_causes() {
+        let io = || std::io::Error::other("gone");
+        let e = anyhow::Error::from(Error::io("f.txt", io()));
+        assert_eq!(error_line(&e), format!("{e:#}"));
+        assert_eq!(error_line(&e), "f.txt: gone: gone");
+        let e = anyhow::Error::from(io()).context("opening f.txt");
+        assert_eq!(error_line(&e), format!("{e:#}"));
+        let e = anyhow::anyhow!("plain");
+        assert_eq!(error_line(&e), "plain");
     }
 }

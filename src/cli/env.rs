@@ -10,14 +10,14 @@ use benchgen::run::RunsDir;
 
 pub fn list() -> anyhow::Result<()> {
     println!("{:<24}  SOURCE", "NAME");
-    for (name, source) in Environment::available() {
+    for (name, source) in Environment::available(&super::env_sources()) {
         println!("{name:<24}  {source}");
     }
     Ok(())
 }
 
 pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
-    let env = Environment::resolve(spec)?;
+    let env = Environment::resolve(spec, &super::env_sources())?;
     let m = &env.manifest;
     println!("{} v{} — {}", m.name, m.version, m.description);
     println!("Source: {}\n", env.origin);
@@ -71,7 +71,7 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
 
 pub fn validate(spec: &str) -> anyhow::Result<()> {
     // Manifest problems (syntax, unknown fields or metrics, bad regexes) fail here, with the file.
-    let env = Environment::resolve(spec)?;
+    let env = Environment::resolve(spec, &super::env_sources())?;
     let mut total = 0;
     if let Some(p) = &env.manifest.scoring.program {
         // The program is never run here; only its presence is checked.
@@ -137,7 +137,8 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path) -> anyhow::Result<()> 
 
 pub fn leaderboard_cmd(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
     // A name that is no environment here still has a leaderboard if runs used it.
-    let name =
-        Environment::resolve(spec).map(|e| e.manifest.name).unwrap_or_else(|_| spec.to_string());
+    let name = Environment::resolve(spec, &super::env_sources())
+        .map(|e| e.manifest.name)
+        .unwrap_or_else(|_| spec.to_string());
     print_leaderboard(&name, runs_dir)
 }

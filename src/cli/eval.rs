@@ -14,10 +14,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let how = Invocation {
         runs_dir: args.runs_dir.clone(),
         sources: args.sources.options(),
+        env_sources: super::env_sources(),
         allow_scoring_program: args.allow_scoring_program,
     };
     // The scheduler's variables are read here, at the edge, like every environment variable.
-    let shard = args.shard.map(|c| c.resolve(|name| std::env::var(name).ok())).transpose()?;
+    let shard = args.shard.map(|c| c.resolve(super::vars())).transpose()?;
     let outcome = match args.resume {
         // Flags left out take the run's values; flags given are checked against them.
         Some(run_id) => {
@@ -43,7 +44,8 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
     let how = Invocation {
         runs_dir: args.runs_dir,
-        sources: benchgen::model::spec::SourceOptions::from_env(),
+        sources: benchgen::model::spec::SourceOptions::from_vars(super::vars()),
+        env_sources: super::env_sources(),
         allow_scoring_program: args.allow_scoring_program,
     };
     let selection = match args.group {

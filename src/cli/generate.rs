@@ -111,13 +111,14 @@ fn engine_and_prompts(
 ) -> anyhow::Result<(Box<dyn Generator>, Vec<Rendered>)> {
     // Checked first, so a typo fails before any download.
     let device = args.device.open()?;
-    let gguf = spec::is_gguf(args.model.as_deref(), &args.sources.options())?;
+    let sources = args.sources.options();
+    let gguf = spec::is_gguf(args.model.as_deref(), &sources)?;
     let weights = WeightType::for_model(args.dtype, &device, gguf)?;
-    let resolved = spec::resolve_source(args.model.as_deref(), &args.sources.options())?;
+    let resolved = spec::resolve_source(args.model.as_deref(), &sources)?;
     let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];
     match resolved.source {
         ModelSource::Endpoint(endpoint) => {
-            let engine = RemoteEngine::connect(&endpoint, args.batch_size)?;
+            let engine = RemoteEngine::connect(&endpoint, args.batch_size, &sources.server)?;
             let rendered = prompts
                 .iter()
                 .map(|(_, p)| (p.clone(), true, args.chat.then(|| user(p))))

@@ -10,14 +10,30 @@ mod tokenize;
 mod verify;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use benchgen::device::{DeviceSpec, DtypeSpec};
+use benchgen::env::EnvSources;
 use benchgen::eval::RUNS_DIR;
 use benchgen::generation::Truncate;
+use benchgen::model::spec::SourceOptions;
 use benchgen::model::KvDtype;
 use benchgen::settings::{Settings, ShardChoice};
+use benchgen::vars::ProcessVars;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// The process's variables, read once (the first call, at start) and kept: the library reads
+/// none itself, the commands hand it what they need of these.
+pub fn vars() -> &'static ProcessVars {
+    static VARS: OnceLock<ProcessVars> = OnceLock::new();
+    VARS.get_or_init(ProcessVars::from_process)
+}
+
+/// Where environments and their data are found: `$BENCHGEN_ENVS`, `$BENCHGEN_DATA_DIR`, the hub.
+pub fn env_sources() -> EnvSources {
+    EnvSources::from_vars(vars())
+}
 
 /// `--truncate`: one of [`Truncate::NAMES`], typed.
 fn truncate_parser() -> impl TypedValueParser<Value = Truncate> {
@@ -116,9 +132,9 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn options(&self) -> benchgen::model::spec::SourceOptions {
+    pub fn options(&self) -> SourceOptions {
         use std::io::IsTerminal;
-        let mut o = benchgen::model::spec::SourceOptions::from_env();
+        let mut o = SourceOptions::from_vars(vars());
         o.offline |= self.offline;
         if let Some(f) = &self.models_file {
             o.models_file = Some(f.clone());
@@ -364,7 +380,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => score::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Verify { run_id, runs_dir, allow_scoring_program } => {
-            verify::run(run_id, &runs_dir, allow_scoring_program)
+            verify::run(run_id, runs_dir, allow_scoring_program)
         }
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),

@@ -1,16 +1,20 @@
 //! `benchgen models list`.
 
+use std::path::Path;
+
 use benchgen::model::listing::{self, Listing};
 
 use super::SourceArgs;
 
 pub fn list(sources: &SourceArgs, json: bool) -> anyhow::Result<()> {
-    let registry = sources.options().registry()?;
-    let found = listing::list(&registry)?;
+    let options = sources.options();
+    let registry = options.registry()?;
+    let hub_cache = &options.hub.cache_dir;
+    let found = listing::list(&registry, listing::trained_dir(super::vars()), hub_cache)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
     } else {
-        print!("{}", render(&found));
+        print!("{}", render(&found, hub_cache));
     }
     Ok(())
 }
@@ -30,7 +34,8 @@ fn size(bytes: u64) -> String {
     }
 }
 
-fn render(l: &Listing) -> String {
+/// `hub_cache`: where the HuggingFace models were looked for.
+fn render(l: &Listing, hub_cache: &Path) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let registry = l
@@ -72,7 +77,7 @@ fn render(l: &Listing) -> String {
         let base = t.base.as_deref().map_or_else(String::new, |b| format!(", base {b}"));
         let _ = writeln!(out, "  {:<40} {}{base}, {}", t.spec, t.kind, size(t.size_bytes));
     }
-    let _ = writeln!(out, "\nHuggingFace ({})", benchgen::hub::cache_dir().display());
+    let _ = writeln!(out, "\nHuggingFace ({})", hub_cache.display());
     if l.huggingface.is_empty() {
         let _ = writeln!(out, "  (none cached)");
     }

@@ -16,6 +16,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         limit: args.limit,
         runs_dir: args.runs_dir,
         allow_scoring_program: args.allow_scoring_program,
+        env_sources: super::env_sources(),
     };
     let console: Box<dyn std::io::Write + Send> =
         if args.json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };

@@ -1,14 +1,20 @@
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::bail;
-use benchgen::eval::verify_run;
+use benchgen::eval::{verify_run, Invocation};
 use benchgen::log::RunLog;
+use benchgen::model::spec::SourceOptions;
 
-pub fn run(run_id: u64, runs_dir: &Path, allow_scoring_program: bool) -> anyhow::Result<()> {
+pub fn run(run_id: u64, runs_dir: PathBuf, allow_scoring_program: bool) -> anyhow::Result<()> {
     // The re-run's own live log is noise here; the report below is what counts.
     let mut log = RunLog::new(Box::new(std::io::stderr()), false);
-    let sources = benchgen::model::spec::SourceOptions::from_env();
-    let report = verify_run(runs_dir, run_id, &sources, allow_scoring_program, &mut log)?;
+    let how = Invocation {
+        runs_dir,
+        sources: SourceOptions::from_vars(super::vars()),
+        env_sources: super::env_sources(),
+        allow_scoring_program,
+    };
+    let report = verify_run(run_id, &how, &mut log)?;
     let show = |v: &Option<String>| {
         v.as_deref().map_or_else(|| "(missing)".to_string(), |s| format!("{s:?}"))
     };

@@ -117,13 +117,7 @@ impl LocalEngine {
             Truncate::Error => 0,
         };
         if prompt.len() >= context {
-            return Err(Error::Invalid(format!(
-                "item \"{}\": prompt of {} tokens does not fit the model's context of {context} tokens; \
-                 shorten the prompt template, use a model with a longer context, or pass \
-                 --truncate left to keep the prompt's last tokens",
-                req.id,
-                prompt.len()
-            )));
+            return Err(Error::PromptTooLong { item: req.id, tokens: prompt.len(), context });
         }
         let max_new = req.params.max_new_tokens.min(context - prompt.len());
         let tokens_in = prompt.len();

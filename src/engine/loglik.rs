@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use super::local::LocalEngine;
 use super::sampling::argmax;
 use super::Truncate;
-use crate::error::{Error, Result, TensorContext};
+use crate::error::{LoglikError, Result, TensorContext};
 use crate::model::{Segment, SeqCache, TextTokenizer};
 
 #[derive(Debug, Clone, Default)]
@@ -47,11 +47,10 @@ pub fn split_pair(
     let continuation = format!("{moved}{continuation}");
     let whole = tok.encode(&format!("{trimmed}{continuation}"), false)?;
     let ctx = if trimmed.is_empty() {
-        let prefix = tok.bos_id().or_else(|| tok.eos_ids().first().copied()).ok_or_else(|| {
-            Error::Invalid(
-                "empty context needs a BOS or EOS token, and the tokenizer has neither".into(),
-            )
-        })?;
+        let prefix = tok
+            .bos_id()
+            .or_else(|| tok.eos_ids().first().copied())
+            .ok_or(LoglikError::NoBosOrEos)?;
         return Ok((vec![prefix], whole));
     } else {
         tok.encode(trimmed, false)?
@@ -80,10 +79,7 @@ impl LocalEngine {
         for r in requests {
             let (ctx, cont) = split_pair(&model.tokenizer, &r.context, &r.continuation)?;
             if cont.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "item {}: the continuation encodes to no tokens",
-                    r.index
-                )));
+                return Err(LoglikError::EmptyContinuation { item: r.index }.into());
             }
             let mut tokens = ctx.clone();
             tokens.extend(&cont);
@@ -92,16 +88,13 @@ impl LocalEngine {
             let excess = tokens.len().saturating_sub(context_limit);
             // The continuation is what is scored: only context may go, and one token must stay.
             if excess > 0 && (r.truncate.is_error() || excess >= ctx.len()) {
-                let hint = if r.truncate.is_error() {
-                    "; pass --truncate left to keep the context's last tokens"
-                } else {
-                    ""
-                };
-                return Err(Error::Invalid(format!(
-                    "item {}: context and continuation take {} tokens, more than the model's context of {context_limit}{hint}",
-                    r.index,
-                    tokens.len()
-                )));
+                return Err(LoglikError::TooLong {
+                    item: r.index,
+                    tokens: tokens.len(),
+                    context: context_limit,
+                    truncate_hint: r.truncate.is_error(),
+                }
+                .into());
             }
             tokens.drain(..excess);
             items.push((
@@ -257,11 +250,7 @@ fn tally(
         seen += 1;
     }
     if seen != cont.len() {
-        return Err(Error::Invalid(format!(
-            "item {}: {seen} logit rows for {} continuation tokens",
-            s.index,
-            cont.len()
-        )));
+        return Err(LoglikError::RowCount { item: s.index, rows: seen, tokens: cont.len() }.into());
     }
     Ok(LoglikOutput {
         index: s.index,
@@ -315,10 +304,9 @@ fn score_rows_by(
 /// The score of `target` under one row of logits.
 fn token_score(logits: &[f32], target: u32) -> Result<TokenScore> {
     if target as usize >= logits.len() {
-        return Err(Error::Invalid(format!(
-            "token id {target} is outside the model's vocabulary of {}: the tokenizer does not match the model",
-            logits.len()
-        )));
+        return Err(
+            LoglikError::TokenOutsideVocabulary { token: target, vocab: logits.len() }.into()
+        );
     }
     Ok(TokenScore {
         logprob: log_softmax_at(logits, target as usize),

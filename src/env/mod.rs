@@ -10,13 +10,6 @@ mod source;
 
 use std::path::{Path, PathBuf};
 
-/// Directories searched for environments by name, from `$BENCHGEN_ENVS` (a path list).
-fn env_dirs() -> Vec<PathBuf> {
-    std::env::var_os("BENCHGEN_ENVS")
-        .map(|v| std::env::split_paths(&v).collect())
-        .unwrap_or_default()
-}
-
 pub use dataset::{check_items, parse_items, Item, Source};
 pub use files::EnvFiles;
 pub use manifest::{
@@ -31,6 +24,38 @@ pub use source::HfSource;
 pub const DATA_DIR_VAR: &str = "BENCHGEN_DATA_DIR";
 
 use crate::error::{Error, Result};
+use crate::hub::{HubConfig, HubOptions};
+use crate::vars::ProcessVars;
+
+/// Where environments and their data are found ([`EnvSources::from_vars`]); the default finds
+/// only the shipped environments, and no data outside them but on the hub.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSources {
+    /// Directories searched for environments by name: `$BENCHGEN_ENVS` (a path list).
+    pub search_dirs: Vec<PathBuf>,
+    /// Where `dataset = …` phases are read: `$BENCHGEN_DATA_DIR` ([`DATA_DIR_VAR`]), as set.
+    pub data_dir: Option<PathBuf>,
+    /// The hub, for `source = "hf://datasets/…"` phases; `offline` is `HF_HUB_OFFLINE=1`'s
+    /// (`Environment::offline` adds `--offline`'s).
+    pub hub: HubOptions,
+}
+
+impl EnvSources {
+    pub fn from_vars(vars: &ProcessVars) -> Self {
+        Self {
+            search_dirs: vars
+                .get("BENCHGEN_ENVS")
+                .map(|v| std::env::split_paths(v).collect())
+                .unwrap_or_default(),
+            data_dir: vars.get(DATA_DIR_VAR).map(PathBuf::from),
+            hub: HubOptions {
+                offline: crate::hub::offline_from_vars(vars),
+                progress: false,
+                config: HubConfig::from_vars(vars),
+            },
+        }
+    }
+}
 
 /// What `Environment::check_phase` found in a phase's data.
 pub struct PhaseCheck {
@@ -56,11 +81,13 @@ pub struct Environment {
     fetched: std::sync::Mutex<std::collections::BTreeMap<String, source::Fetched>>,
     /// Hub sources from the cache only (`eval --offline`); `HF_HUB_OFFLINE=1` always is.
     offline: bool,
+    /// Where its `dataset = …` and `source = …` phases are read.
+    sources: EnvSources,
 }
 
 impl Environment {
-    /// Opens an environment directory or `.zip`.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens an environment directory or `.zip`, whose phases read their data from `sources`.
+    pub fn open(path: &Path, sources: &EnvSources) -> Result<Self> {
         let origin = path.display().to_string();
         let files = if path.is_dir() {
             EnvFiles::Dir(path.to_path_buf())
@@ -72,7 +99,7 @@ impl Environment {
         } else {
             return Err(Error::env(&origin, "no such file or directory"));
         };
-        Self::from_files(origin, files)
+        Self::from_files(origin, files, sources)
     }
 
     /// The environment compiled into the binary.
@@ -80,28 +107,34 @@ impl Environment {
         Self::from_files(
             crate::env::embedded::ENV_ORIGIN.to_string(),
             EnvFiles::Embedded(crate::env::embedded::ENV_FILES),
+            &EnvSources::default(),
         )
     }
 
     /// `spec` as users write it: a directory or .zip; else the name of an environment that ships
-    /// with benchgen; else a folder of that name in one of `$BENCHGEN_ENVS`'s directories.
-    pub fn resolve(spec: &str) -> Result<Self> {
+    /// with benchgen; else a folder of that name in one of `sources.search_dirs`
+    /// (`$BENCHGEN_ENVS`).
+    pub fn resolve(spec: &str, sources: &EnvSources) -> Result<Self> {
         let path = Path::new(spec);
         if path.exists() {
-            return Self::open(path);
+            return Self::open(path, sources);
         }
         if let Some((name, files)) =
             crate::env::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == spec)
         {
-            return Self::from_files(format!("embedded:{name}"), EnvFiles::Embedded(files));
+            return Self::from_files(
+                format!("embedded:{name}"),
+                EnvFiles::Embedded(files),
+                sources,
+            );
         }
-        for dir in env_dirs() {
+        for dir in &sources.search_dirs {
             let candidate = dir.join(spec);
             if candidate.join("environment.toml").is_file() {
-                return Self::open(&candidate);
+                return Self::open(&candidate, sources);
             }
         }
-        let known: Vec<String> = Self::available().into_iter().map(|(n, _)| n).collect();
+        let known: Vec<String> = Self::available(sources).into_iter().map(|(n, _)| n).collect();
         Err(Error::env(
             spec,
             format!(
@@ -111,15 +144,15 @@ impl Environment {
         ))
     }
 
-    /// Every environment reachable by name: shipped ones, then `$BENCHGEN_ENVS`'s, with where
-    /// each comes from.
-    pub fn available() -> Vec<(String, String)> {
+    /// Every environment reachable by name: shipped ones, then `sources.search_dirs`'
+    /// (`$BENCHGEN_ENVS`'s), with where each comes from.
+    pub fn available(sources: &EnvSources) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = crate::env::embedded::SHIPPED_ENVS
             .iter()
             .map(|(n, _)| (n.to_string(), "shipped with benchgen".into()))
             .collect();
-        for dir in env_dirs() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for dir in &sources.search_dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
             let mut found: Vec<(String, String)> = entries
                 .filter_map(|e| e.ok())
                 .filter(|e| e.path().join("environment.toml").is_file())
@@ -133,7 +166,7 @@ impl Environment {
         out
     }
 
-    fn from_files(origin: String, files: EnvFiles) -> Result<Self> {
+    fn from_files(origin: String, files: EnvFiles, sources: &EnvSources) -> Result<Self> {
         if !files.exists("environment.toml") {
             return Err(Error::env(&origin, "missing environment.toml at the environment's root"));
         }
@@ -158,6 +191,7 @@ impl Environment {
             files,
             fetched: Default::default(),
             offline: false,
+            sources: sources.clone(),
         })
     }
 
@@ -326,8 +360,8 @@ impl Environment {
     }
 
     /// The files of a phase: one file in the environment; or a file or folder under
-    /// `$BENCHGEN_DATA_DIR` (a folder's files are read in name order) when the variable is set
-    /// and has it, else the phase's hub `source`.
+    /// `$BENCHGEN_DATA_DIR` (`sources.data_dir`; a folder's files are read in name order) when
+    /// the variable is set and has it, else the phase's hub `source`.
     fn phase_files(&self, phase: &PhaseSpec) -> Result<Vec<PhaseFile>> {
         if let Some(rel) = &phase.data {
             let bytes = self.files.read(&self.origin, rel)?;
@@ -340,7 +374,7 @@ impl Environment {
                 from_hub: false,
             }]);
         }
-        let root = std::env::var_os(DATA_DIR_VAR);
+        let root = self.sources.data_dir.as_ref();
         match (&phase.dataset, &phase.source) {
             (Some(rel), None) => {
                 let root = root.ok_or_else(|| {
@@ -349,16 +383,16 @@ impl Environment {
                         format!("phase \"{}\" reads {rel} from ${DATA_DIR_VAR}, which is not set; point it at a folder laid out like shared/data", phase.name),
                     )
                 })?;
-                self.data_dir_files(phase, &Path::new(&root).join(rel))
+                self.data_dir_files(phase, &root.join(rel))
             }
             (Some(rel), Some(src)) => {
-                let local = root.as_ref().map(|r| Path::new(r).join(rel)).filter(|p| p.exists());
+                let local = root.map(|r| r.join(rel)).filter(|p| p.exists());
                 if let Some(path) = local {
                     return self.data_dir_files(phase, &path);
                 }
-                let why = match &root {
+                let why = match root {
                     None => format!("${DATA_DIR_VAR} is not set"),
-                    Some(r) => format!("not in ${DATA_DIR_VAR} ({})", Path::new(r).display()),
+                    Some(r) => format!("not in ${DATA_DIR_VAR} ({})", r.display()),
                 };
                 self.source_files(src).map_err(|e| {
                     Error::env(&self.origin, format!("phase \"{}\": neither dataset {rel} ({why}) nor source {src} can be read: {e}", phase.name))
@@ -419,7 +453,9 @@ impl Environment {
         let fetched = match known {
             Some(f) => f,
             None => {
-                let f = src.fetch(self.offline)?;
+                let hub = &self.sources.hub;
+                let f =
+                    src.fetch(&HubOptions { offline: self.offline || hub.offline, ..hub.clone() })?;
                 if let Ok(mut m) = self.fetched.lock() {
                     m.insert(reference, f.clone());
                 }
@@ -450,4 +486,80 @@ struct PhaseFile {
     part: Option<String>,
     /// Read from the phase's `source`: its rows go through `source_fields`.
     from_hub: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"name = "from-data-dir"
+
+[[phases]]
+name = "test"
+dataset = "bench/test.jsonl"
+
+[fields]
+input = "question"
+target = "answer"
+
+[prompt]
+template = "Q: {{ question }}\nA:"
+chat = false
+"#;
+
+    #[test]
+    fn sources_come_from_the_variables() {
+        let vars: ProcessVars = [
+            ("BENCHGEN_ENVS", std::env::join_paths(["/a", "/b"]).unwrap()),
+            ("BENCHGEN_DATA_DIR", "".into()),
+            ("HF_HUB_OFFLINE", "1".into()),
+        ]
+        .into_iter()
+        .collect();
+        let s = EnvSources::from_vars(&vars);
+        assert_eq!(s.search_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(s.data_dir, Some(PathBuf::new()), "set, even empty, is set");
+        assert!(s.hub.offline);
+        let none = EnvSources::from_vars(&ProcessVars::default());
+        assert!(none.search_dirs.is_empty() && none.data_dir.is_none() && !none.hub.offline);
+    }
+
+    #[test]
+    fn dataset_phases_read_the_data_dir_they_are_given() {
+        let env_dir = tempfile::tempdir().unwrap();
+        std::fs::write(env_dir.path().join("environment.toml"), MANIFEST).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(data.path().join("bench")).unwrap();
+        std::fs::write(
+            data.path().join("bench/test.jsonl"),
+            "{\"question\": \"1+1\", \"answer\": \"2\"}\n",
+        )
+        .unwrap();
+
+        let without = Environment::open(env_dir.path(), &EnvSources::default()).unwrap();
+        let e = without.load_items(&without.manifest.phases[0]).unwrap_err().to_string();
+        assert!(
+            e.contains("reads bench/test.jsonl from $BENCHGEN_DATA_DIR, which is not set"),
+            "{e}"
+        );
+
+        let sources =
+            EnvSources { data_dir: Some(data.path().to_path_buf()), ..Default::default() };
+        let with = Environment::open(env_dir.path(), &sources).unwrap();
+        let items = with.load_items(&with.manifest.phases[0]).unwrap();
+        assert_eq!(items.len(), 1);
+    }
+
+    #[test]
+    fn names_are_searched_for_in_the_search_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("mine")).unwrap();
+        std::fs::write(dir.path().join("mine/environment.toml"), MANIFEST).unwrap();
+        let sources =
+            EnvSources { search_dirs: vec![dir.path().to_path_buf()], ..Default::default() };
+        assert_eq!(Environment::resolve("mine", &sources).unwrap().manifest.name, "from-data-dir");
+        assert!(Environment::available(&sources).iter().any(|(n, _)| n == "mine"));
+        let e = Environment::resolve("mine", &EnvSources::default()).err().unwrap().to_string();
+        assert!(e.contains("no such file, directory or environment name"), "{e}");
+    }
 }

@@ -76,12 +76,9 @@ impl HfSource {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
 
-    /// Downloads the file (or finds it in the cache; only there when `offline` or with
-    /// `HF_HUB_OFFLINE=1`).
-    pub fn fetch(&self, offline: bool) -> Result<Fetched> {
-        let offline = offline || hub::offline_from_env();
-        let opts = HubOptions { offline, progress: false };
-        let file = hub::fetch_dataset_file(&self.repo, Some(&self.revision), &self.path, &opts)?;
+    /// Downloads the file (or finds it in the cache; only there when `opts.offline`).
+    pub fn fetch(&self, opts: &HubOptions) -> Result<Fetched> {
+        let file = hub::fetch_dataset_file(&self.repo, Some(&self.revision), &self.path, opts)?;
         Ok(Fetched { origin: self.at(&file.commit), path: file.path, commit: file.commit })
     }
 

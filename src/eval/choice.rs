@@ -90,19 +90,17 @@ impl Scoring<'_> {
         let mut scores = Vec::with_capacity(items.len());
         let mut records = Vec::with_capacity(items.len());
         for (item, p) in items.iter().zip(by_item) {
-            let target = item
-                .target_index
-                .ok_or_else(|| Error::Invalid(format!("item {} has no choices", item.id)))?;
+            let target =
+                item.target_index.ok_or_else(|| Error::NoChoices { item: item.id.clone() })?;
             let lengths = option_lengths(&continuations(item, builder)?);
             let picked = match p.and_then(|p| p.choice_logprobs.as_deref()) {
                 Some(lps) if lps.len() == item.choices.len() => pick(lps, &lengths),
                 Some(lps) => {
-                    return Err(Error::Invalid(format!(
-                        "item {}: {} log-likelihoods for {} choices",
-                        item.id,
-                        lps.len(),
-                        item.choices.len()
-                    )))
+                    return Err(Error::ChoiceCount {
+                        item: item.id.clone(),
+                        logprobs: lps.len(),
+                        choices: item.choices.len(),
+                    })
                 }
                 None => None,
             };

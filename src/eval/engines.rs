@@ -112,7 +112,8 @@ impl Stages<'_> {
         items: Positioned,
         log: &mut RunLog,
     ) -> Result<Prepared> {
-        let engine = RemoteEngine::connect(endpoint, self.settings.batch_size)?;
+        let engine =
+            RemoteEngine::connect(endpoint, self.settings.batch_size, &self.how.sources.server)?;
         record.model.origin = engine.origin();
         record.model.parameters = None;
         record.model.files = Default::default();

@@ -30,13 +30,9 @@ impl<'l> Finished<'l> {
         let mut done = vec![None; items.len()];
         let mut count = 0;
         for rec in journaled {
-            let i = *index.get(rec.id.as_str()).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}: the journal has a prediction for item id \"{}\", which the environment does not have \
-                     (was the environment changed since the run started?)",
-                    run_dir.file(RunFile::Journal).display(),
-                    rec.id
-                ))
+            let i = *index.get(rec.id.as_str()).ok_or_else(|| Error::JournalUnknownItem {
+                journal: run_dir.file(RunFile::Journal),
+                id: rec.id.clone(),
             })?;
             // Only missing items are ever redone, so a repeated id cannot differ; keep the first.
             if done[i].is_none() {
@@ -72,11 +68,7 @@ impl<'l> Finished<'l> {
         self.done
             .into_iter()
             .zip(items)
-            .map(|(r, it)| {
-                r.ok_or_else(|| {
-                    Error::Invalid(format!("the engine returned nothing for item {}", it.id))
-                })
-            })
+            .map(|(r, it)| r.ok_or_else(|| Error::EngineReturnedNothing { item: it.id.clone() }))
             .collect()
     }
 }

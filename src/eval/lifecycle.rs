@@ -5,17 +5,17 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::EvalOutcome;
-use crate::env::Environment;
+use crate::env::{EnvSources, Environment};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
 use crate::run::record::{now_rfc3339, EnvironmentInfo};
 use crate::run::{RunDir, RunFile, RunRecord, RunStatus, RunsDir};
 
-/// `--env` as given, or the embedded default.
-pub(super) fn open_env(spec: Option<&Path>) -> Result<Environment> {
+/// `--env` as given (found through `sources`), or the embedded default.
+pub(super) fn open_env(spec: Option<&Path>, sources: &EnvSources) -> Result<Environment> {
     match spec {
-        Some(p) => Environment::resolve(&p.to_string_lossy()),
+        Some(p) => Environment::resolve(&p.to_string_lossy(), sources),
         None => Environment::embedded(),
     }
 }
@@ -50,9 +50,7 @@ fn lock_run(dir: &RunDir, run_id: u64) -> Result<std::fs::File> {
         .map_err(|e| Error::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Invalid(format!(
-            "run {run_id} is still running in another process; let it finish or stop it (Ctrl-C) before resuming"
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::RunLocked { run_id }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
 }

@@ -35,7 +35,7 @@ struct Found {
 }
 
 fn refuse(message: String) -> Error {
-    Error::Invalid(format!("cannot merge: {message}"))
+    Error::Merge { reason: message }
 }
 
 pub fn merge_runs(
@@ -63,7 +63,7 @@ pub fn merge_runs(
     };
     let started = Instant::now().checked_sub(span).unwrap_or_else(Instant::now);
 
-    let env = open_env(settings.env.as_deref().map(std::path::Path::new))?;
+    let env = open_env(settings.env.as_deref().map(std::path::Path::new), &how.env_sources)?;
     let phase = env.phase(settings.phase.as_deref())?.clone();
     super::program::check_allowed(&env, how.allow_scoring_program)?;
     let mut record = RunRecord::new(

@@ -33,8 +33,8 @@ use serde_json::json;
 use crate::device::{DtypeSpec, WeightType};
 use crate::engine::sampling;
 use crate::engine::{GenParams, GenRequest, Generator};
-use crate::env::{Environment, Item};
-use crate::error::{Error, Result};
+use crate::env::{EnvSources, Environment, Item};
+use crate::error::{Error, Result, SettingError};
 use crate::log::RunLog;
 use crate::model::chat::Message;
 use crate::model::spec::{self, SourceOptions};
@@ -52,8 +52,10 @@ use crate::settings::Settings;
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub runs_dir: PathBuf,
-    /// Offline mode and the models registry.
+    /// Offline mode, the models registry, the hub and servers.
     pub sources: SourceOptions,
+    /// Where environments named by name and hub datasets are found.
+    pub env_sources: EnvSources,
     /// `--allow-scoring-program`: run the environment's own scoring program, if it has one.
     /// Not recorded with the run: resuming or verifying must be allowed again.
     pub allow_scoring_program: bool,
@@ -120,7 +122,8 @@ struct Plan {
 
 impl Plan {
     fn new(given: &Settings, how: &Invocation) -> Result<Self> {
-        let env = open_env(given.env.as_deref().map(Path::new))?.offline(how.sources.offline);
+        let env = open_env(given.env.as_deref().map(Path::new), &how.env_sources)?
+            .offline(how.sources.offline);
         let phase = env.phase(given.phase.as_deref())?.name.clone();
         program::check_allowed(&env, how.allow_scoring_program)?;
         let device = given.device.open()?;
@@ -224,7 +227,7 @@ impl Stages<'_> {
         }
         if let Some(limit) = self.settings.limit {
             if limit == 0 {
-                return Err(Error::Invalid("--limit 0 leaves nothing to evaluate".into()));
+                return Err(SettingError::ZeroLimit.into());
             }
             items.truncate(limit);
         }

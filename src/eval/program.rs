@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::env::{Environment, Item, PhaseSpec};
-use crate::error::{Error, Result};
+use crate::error::{ArchiveError, Error, ProgramError, Result};
 use crate::log::RunLog;
 use crate::run::RunFile;
 use crate::score::program::{parse_scores_json, parse_scores_txt, ProgramSpec, ScoresError};
@@ -201,12 +201,14 @@ fn write_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
 
 fn unpack_submission(zip_path: &Path, res: &Path) -> Result<()> {
     let file = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", zip_path.display())))?;
+    let unreadable = |e: zip::result::ZipError| Error::Submission {
+        path: zip_path.to_path_buf(),
+        source: ArchiveError::Zip(e),
+    };
+    let mut zip = zip::ZipArchive::new(file).map_err(unreadable)?;
     std::fs::create_dir_all(res).map_err(|e| Error::io(res, e))?;
     for i in 0..zip.len() {
-        let mut entry =
-            zip.by_index(i).map_err(|e| Error::Invalid(format!("{}: {e}", zip_path.display())))?;
+        let mut entry = zip.by_index(i).map_err(unreadable)?;
         let Some(rel) = entry.enclosed_name() else { continue };
         if entry.is_dir() {
             continue;
@@ -236,9 +238,7 @@ fn run_with_limit(
 ) -> Result<Ended> {
     let out = std::fs::File::create(stdout).map_err(|e| Error::io(stdout, e))?;
     let err = std::fs::File::create(stderr).map_err(|e| Error::io(stderr, e))?;
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| Error::Invalid("scoring program: empty command".into()))?;
+    let (program, args) = argv.split_first().ok_or(ProgramError::EmptyCommand)?;
     let mut command = Command::new(program);
     command.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(out).stderr(err);
     #[cfg(unix)]
@@ -246,11 +246,9 @@ fn run_with_limit(
         use std::os::unix::process::CommandExt;
         command.process_group(0);
     }
-    let mut child = command.spawn().map_err(|e| {
-        Error::Invalid(format!(
-            "scoring program: cannot start `{program}`: {e} (is it installed and on PATH?)"
-        ))
-    })?;
+    let mut child = command
+        .spawn()
+        .map_err(|source| ProgramError::Start { program: program.clone(), source })?;
     let deadline = Instant::now() + Duration::from_secs(timeout_s);
     let ended = loop {
         match child.try_wait() {

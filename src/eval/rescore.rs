@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::lifecycle::{environment_info, open_env, ActiveRun};
 use super::scoring::Scoring;
 use super::EvalOutcome;
+use crate::env::EnvSources;
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::run::journal::read_predictions_file;
@@ -32,11 +33,13 @@ pub struct ScoreOptions {
     pub runs_dir: PathBuf,
     /// `--allow-scoring-program`, as for `eval`.
     pub allow_scoring_program: bool,
+    /// Where the environment and its data are found.
+    pub env_sources: EnvSources,
 }
 
 pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
-    let env = open_env(opts.env.as_deref())?;
+    let env = open_env(opts.env.as_deref(), &opts.env_sources)?;
     let phase = env.phase(opts.phase.as_deref())?.clone();
     super::program::check_allowed(&env, opts.allow_scoring_program)?;
     let (source, predictions) = match &opts.predictions {
@@ -48,7 +51,7 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         }
     };
     if predictions.is_empty() {
-        return Err(Error::Invalid(format!("{source}: no predictions")));
+        return Err(Error::NoPredictions { origin: source });
     }
     let mut record = RunRecord::new(
         ModelInfo {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::lifecycle::ActiveRun;
 use super::{EvalOutcome, Invocation, Plan};
 use crate::device::DtypeSpec;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ResumeError};
 use crate::log::RunLog;
 use crate::report::ScoreBreakdown;
 use crate::run::journal::recover;
@@ -25,7 +25,7 @@ pub(super) struct Recorded {
 }
 
 /// Reads run `run_id` for `purpose` ("resume", "verify"); refuses runs that cannot be re-run.
-pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Recorded> {
+pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &'static str) -> Result<Recorded> {
     let dir = RunsDir::new(runs_dir).run(run_id);
     if !dir.file(RunFile::Record).is_file() {
         return Err(Error::Runs {
@@ -36,13 +36,9 @@ pub(super) fn recorded(runs_dir: &Path, run_id: u64, purpose: &str) -> Result<Re
         });
     }
     let record = dir.read_record()?;
-    let settings = record.settings.clone().ok_or_else(|| {
-        Error::Invalid(format!("run {run_id} re-scored saved predictions (`benchgen score`); there is no model run to {purpose}"))
-    })?;
+    let settings = record.settings.clone().ok_or(ResumeError::NotAModelRun { run_id, purpose })?;
     if record.inputs_unrecorded {
-        return Err(Error::Invalid(format!(
-            "run {run_id} was made by a benchgen that did not record its inputs, so there is nothing to {purpose} it from; start a new run"
-        )));
+        return Err(ResumeError::InputsUnrecorded { run_id, purpose }.into());
     }
     Ok(Recorded { dir, record, settings })
 }
@@ -83,10 +79,15 @@ pub fn resume_eval(
     // changed since, the two halves of the run would not be one run.
     let now = &plan.settings;
     if now.generation != settings.generation {
-        return Err(Error::Invalid(format!(
-            "run {run_id} cannot be resumed: the environment's generation settings changed (run: {:?}; now: {:?})",
-            settings.generation, now.generation
-        )));
+        let shown = |g: &Option<crate::generation::GenParams>| {
+            g.as_ref().map_or_else(|| "unrecorded".to_string(), |g| format!("{g:?}"))
+        };
+        return Err(ResumeError::GenerationChanged {
+            run_id,
+            run: shown(&settings.generation),
+            now: shown(&now.generation),
+        }
+        .into());
     }
     if now.dtype != settings.dtype {
         return Err(refusal(run_id, "--dtype", settings.dtype.name(), now.dtype.name()));
@@ -108,8 +109,11 @@ pub fn resume_eval(
 }
 
 fn refusal(run_id: u64, flag: &str, run: &str, given: &str) -> Error {
-    Error::Invalid(format!(
-        "run {run_id} cannot be resumed with a different {flag}: the run has {run}, this command gives {given} \
-         (leave {flag} out to use the run's)"
-    ))
+    ResumeError::Different {
+        run_id,
+        flag: flag.to_string(),
+        run: run.to_string(),
+        given: given.to_string(),
+    }
+    .into()
 }

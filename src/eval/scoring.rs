@@ -257,9 +257,7 @@ pub(super) fn join_predictions<'p>(
         items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
     let mut by_item = vec![None; items.len()];
     for p in predictions {
-        let i = known.get(p.id.as_str()).ok_or_else(|| {
-            Error::Invalid(format!("submission has a prediction for unknown item id \"{}\"", p.id))
-        })?;
+        let i = known.get(p.id.as_str()).ok_or_else(|| Error::UnknownItem { id: p.id.clone() })?;
         by_item[*i] = Some(p);
     }
     Ok(by_item)

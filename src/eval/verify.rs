@@ -3,13 +3,11 @@
 //! folder holds with what the re-run produced. Greedy runs on the same device reproduce exactly.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::resume::{recorded, Recorded};
 use super::{run_eval, Invocation};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
-use crate::model::spec::SourceOptions;
 use crate::report::ScoreBreakdown;
 use crate::run::journal::read_predictions_file;
 use crate::run::submission::read_submission;
@@ -86,23 +84,14 @@ fn compare(
     }
 }
 
-/// `allow_scoring_program`: the re-run may execute the environment's scoring program (the
-/// user's consent is not replayed from the run). `sources`: offline mode and the models
-/// registry of this invocation.
-pub fn verify_run(
-    runs_dir: &Path,
-    run_id: u64,
-    sources: &SourceOptions,
-    allow_scoring_program: bool,
-    log: &mut RunLog,
-) -> Result<VerifyReport> {
-    let Recorded { dir, record, settings } = recorded(runs_dir, run_id, "verify")?;
+/// `how`: the runs directory that holds the run, and where this invocation finds models and
+/// environments; the re-run goes to a scratch directory. Its `allow_scoring_program` lets the
+/// re-run execute the environment's scoring program (the user's consent is not replayed from
+/// the run).
+pub fn verify_run(run_id: u64, how: &Invocation, log: &mut RunLog) -> Result<VerifyReport> {
+    let Recorded { dir, record, settings } = recorded(&how.runs_dir, run_id, "verify")?;
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let how = Invocation {
-        runs_dir: scratch.path().to_path_buf(),
-        sources: sources.clone(),
-        allow_scoring_program,
-    };
+    let how = Invocation { runs_dir: scratch.path().to_path_buf(), ..how.clone() };
     log.line(format!("Verifying run {run_id}: re-running it from its run.json"));
     let fresh = run_eval(&settings, &how, log)?;
     let rerun: Vec<PredictionRecord> = read_submission(&fresh.run_dir.file(RunFile::Submission))?;

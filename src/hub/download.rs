@@ -93,8 +93,8 @@ fn session(
 ) -> Result<String> {
     let kind = cache.kind;
     let origin = kind.origin(repo);
-    let endpoint = super::endpoint();
-    let token = super::token();
+    let endpoint = opts.config.endpoint.clone();
+    let token = opts.config.token();
     let cx = Context {
         origin: &origin,
         endpoint: &endpoint,
@@ -103,7 +103,7 @@ fn session(
         cache,
     };
     let info_what = What::Info { revision };
-    let api = ApiBuilder::from_cache(Cache::new(super::cache_dir()))
+    let api = ApiBuilder::from_cache(Cache::new(opts.config.cache_dir.clone()))
         .with_endpoint(endpoint.clone())
         .with_token(token.clone())
         .with_progress(opts.progress)

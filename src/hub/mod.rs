@@ -12,6 +12,7 @@ mod errors;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::vars::ProcessVars;
 
 pub use cache::{plan, shards, Plan, RepoCache};
 
@@ -74,6 +75,8 @@ pub struct HubOptions {
     pub offline: bool,
     /// Progress bars on a terminal.
     pub progress: bool,
+    /// Where the hub and its cache are, and the token.
+    pub config: HubConfig,
 }
 
 /// A downloaded (or cached) snapshot: the folder holding the files, and its commit.
@@ -83,55 +86,86 @@ pub struct HubSnapshot {
     pub commit: String,
 }
 
-fn nonempty_env(k: &str) -> Option<PathBuf> {
-    std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from)
+/// Where the hub and its cache are, and the user's token: what huggingface_hub reads from its
+/// variables ([`HubConfig::from_vars`]). The default is what an empty environment gives.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// The hub cache as huggingface_hub finds it: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+    /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+    pub cache_dir: PathBuf,
+    /// `$HF_ENDPOINT` (a mirror or a test server), else the public hub; no trailing `/`.
+    pub endpoint: String,
+    /// `$HF_TOKEN`, trimmed, when set to something.
+    pub token: Option<String>,
+    /// The file `huggingface-cli login` writes (`$HF_TOKEN_PATH`, else `$HF_HOME/token`), read
+    /// by [`HubConfig::token`] when `token` is not set.
+    pub token_file: PathBuf,
+}
+
+impl HubConfig {
+    pub fn from_vars(vars: &ProcessVars) -> Self {
+        let home = hf_home(vars);
+        Self {
+            cache_dir: vars.path("HF_HUB_CACHE").unwrap_or_else(|| home.join("hub")),
+            endpoint: vars
+                .get_str("HF_ENDPOINT")
+                .map(|e| e.trim().trim_end_matches('/').to_string())
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "https://huggingface.co".to_string()),
+            token: vars.get_str("HF_TOKEN").map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+            token_file: vars.path("HF_TOKEN_PATH").unwrap_or_else(|| home.join("token")),
+        }
+    }
+
+    /// The token to send: `$HF_TOKEN`, else the token file's, read now.
+    pub fn token(&self) -> Option<String> {
+        if let Some(t) = &self.token {
+            return Some(t.clone());
+        }
+        std::fs::read_to_string(&self.token_file)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self::from_vars(&ProcessVars::default())
+    }
+}
+
+/// The token is a secret: shown as set or not.
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("cache_dir", &self.cache_dir)
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
 }
 
 /// huggingface_hub's home: `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else
 /// `~/.cache/huggingface`.
-pub fn hf_home() -> PathBuf {
-    if let Some(p) = nonempty_env("HF_HOME") {
+fn hf_home(vars: &ProcessVars) -> PathBuf {
+    if let Some(p) = vars.path("HF_HOME") {
         return p;
     }
-    let cache = nonempty_env("XDG_CACHE_HOME")
-        .or_else(|| nonempty_env("HOME").map(|h| h.join(".cache")))
+    let cache = vars
+        .path("XDG_CACHE_HOME")
+        .or_else(|| vars.path("HOME").map(|h| h.join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
     cache.join("huggingface")
 }
 
-/// The hub cache as huggingface_hub finds it: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
-/// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
-pub fn cache_dir() -> PathBuf {
-    nonempty_env("HF_HUB_CACHE").unwrap_or_else(|| hf_home().join("hub"))
-}
-
-/// `$HF_TOKEN`, else the file `huggingface-cli login` writes (`$HF_TOKEN_PATH`, else
-/// `$HF_HOME/token`).
-pub fn token() -> Option<String> {
-    if let Some(t) =
-        std::env::var("HF_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
-    {
-        return Some(t);
-    }
-    let path = nonempty_env("HF_TOKEN_PATH").unwrap_or_else(|| hf_home().join("token"));
-    std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
-}
-
 /// `$HF_HUB_OFFLINE` set to a true value (`1`, `true`, `yes`, `on`): the cache only, as
 /// huggingface_hub reads it.
-pub fn offline_from_env() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+pub fn offline_from_vars(vars: &ProcessVars) -> bool {
+    vars.get_str("HF_HUB_OFFLINE").is_some_and(|v| {
         matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
     })
-}
-
-/// `$HF_ENDPOINT` (a mirror or a test server), else the public hub.
-pub fn endpoint() -> String {
-    std::env::var("HF_ENDPOINT")
-        .ok()
-        .map(|e| e.trim().trim_end_matches('/').to_string())
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| "https://huggingface.co".to_string())
 }
 
 /// A full commit id; a pinned commit found in the cache needs no network at all.
@@ -163,7 +197,7 @@ pub fn fetch(repo: &str, revision: Option<&str>, opts: &HubOptions) -> Result<Hu
     let origin = RepoKind::Model.origin(repo);
     let revision = revision.unwrap_or("main");
     check_revision(RepoKind::Model, &origin, revision)?;
-    let cache = RepoCache::new(&cache_dir(), repo);
+    let cache = RepoCache::new(&opts.config.cache_dir, repo);
     if opts.offline {
         return cache
             .snapshot(revision)
@@ -214,7 +248,7 @@ fn fetch_file(
             format!("invalid file {file:?}: expected a path inside the repository"),
         ));
     }
-    let cache = RepoCache::of(kind, &cache_dir(), repo);
+    let cache = RepoCache::of(kind, &opts.config.cache_dir, repo);
     let cached = cache.file(revision, file);
     if opts.offline {
         return cached.map_err(|missing| errors::offline(&origin, revision, &cache, &missing));
@@ -249,6 +283,60 @@ mod tests {
         ] {
             assert!(!is_commit(not), "{not}");
         }
+    }
+
+    #[test]
+    fn the_cache_endpoint_and_token_come_from_the_variables_as_huggingface_hub_reads_them() {
+        let vars = |pairs: &[(&str, &str)]| HubConfig::from_vars(&pairs.iter().copied().collect());
+        let empty = vars(&[]);
+        assert_eq!(empty, HubConfig::default());
+        assert_eq!(empty.cache_dir, PathBuf::from(".cache/huggingface/hub"));
+        assert_eq!(empty.endpoint, "https://huggingface.co");
+        assert_eq!(empty.token, None);
+        assert_eq!(empty.token_file, PathBuf::from(".cache/huggingface/token"));
+        let home = vars(&[("HOME", "/u"), ("HF_ENDPOINT", " http://127.0.0.1:9/ ")]);
+        assert_eq!(home.cache_dir, PathBuf::from("/u/.cache/huggingface/hub"));
+        assert_eq!(home.endpoint, "http://127.0.0.1:9");
+        let xdg = vars(&[("HOME", "/u"), ("XDG_CACHE_HOME", "/x"), ("HF_TOKEN", "  ")]);
+        assert_eq!(xdg.cache_dir, PathBuf::from("/x/huggingface/hub"));
+        assert_eq!(xdg.token, None, "a blank token is none");
+        let hf = vars(&[
+            ("XDG_CACHE_HOME", "/x"),
+            ("HF_HOME", "/hf"),
+            ("HF_TOKEN", " hf_abc\n"),
+            ("HF_ENDPOINT", ""),
+        ]);
+        assert_eq!(hf.cache_dir, PathBuf::from("/hf/hub"));
+        assert_eq!(hf.token_file, PathBuf::from("/hf/token"));
+        assert_eq!(hf.token.as_deref(), Some("hf_abc"));
+        assert_eq!(hf.endpoint, "https://huggingface.co");
+        assert!(!format!("{hf:?}").contains("hf_abc"), "the token is not shown");
+        let own = vars(&[("HF_HOME", "/hf"), ("HF_HUB_CACHE", "/c"), ("HF_TOKEN_PATH", "/t")]);
+        assert_eq!((own.cache_dir, own.token_file), (PathBuf::from("/c"), PathBuf::from("/t")));
+    }
+
+    #[test]
+    fn the_token_file_is_read_when_no_token_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let config = HubConfig { token_file: file.clone(), ..HubConfig::default() };
+        assert_eq!(config.token(), None);
+        std::fs::write(&file, "hf_file\n").unwrap();
+        assert_eq!(config.token().as_deref(), Some("hf_file"));
+        let set = HubConfig { token: Some("hf_var".into()), ..config };
+        assert_eq!(set.token().as_deref(), Some("hf_var"));
+    }
+
+    #[test]
+    fn offline_takes_the_true_values_huggingface_hub_takes() {
+        let offline = |v: &str| offline_from_vars(&[("HF_HUB_OFFLINE", v)].into_iter().collect());
+        for yes in ["1", "true", " TRUE ", "yes", "on"] {
+            assert!(offline(yes), "{yes:?}");
+        }
+        for no in ["", "0", "false", "no", "off", "2"] {
+            assert!(!offline(no), "{no:?}");
+        }
+        assert!(!offline_from_vars(&ProcessVars::default()));
     }
 
     #[test]

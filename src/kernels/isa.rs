@@ -9,7 +9,8 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// The environment variable read by [`select_from_env`].
+/// The environment variable whose value the binary, benches and examples hand to
+/// [`select_named`].
 pub const ENV_VAR: &str = "BENCHGEN_ISA";
 
 /// A kernel family. The derive order is from least to most capable.
@@ -171,11 +172,12 @@ pub fn select(isa: Isa) -> Result<(), IsaError> {
     Ok(())
 }
 
-/// Applies `BENCHGEN_ISA` when it is set (the binary, benches and examples call this once at
-/// start; it is the one place the variable is read). Returns the family in force.
-pub fn select_from_env() -> Result<Isa, IsaError> {
-    if let Some(name) = std::env::var(ENV_VAR).ok().filter(|v| !v.trim().is_empty()) {
-        select(Isa::parse_supported(&name)?)?;
+/// Selects the family `name` names (the value of `BENCHGEN_ISA`, which the binary, benches and
+/// examples read once at start and pass here), when it is set to something; else keeps the one
+/// in force. Returns the family in force.
+pub fn select_named(name: Option<&str>) -> Result<Isa, IsaError> {
+    if let Some(name) = name.filter(|v| !v.trim().is_empty()) {
+        select(Isa::parse_supported(name)?)?;
     }
     Ok(current())
 }

@@ -255,7 +255,7 @@ impl LoadedModel {
     ) -> Result<Self> {
         let weights = weights.into();
         if weights == WeightType::Q8_0 && !(backend == Backend::Auto && device.is_cpu()) {
-            return Err(Error::Invalid(super::decoder::Q8_HOST_ONLY.into()));
+            return Err(Error::Q8NeedsHost);
         }
         let dtype = weights.load_dtype();
         let origin = &ckpt.origin;

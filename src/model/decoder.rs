@@ -21,10 +21,6 @@ pub use super::host::KvDtype;
 use super::host::{HostCache, HostDecoder, MatrixFormat, StoredTensors};
 use crate::device::WeightType;
 
-/// Why Q8_0 weights cannot load elsewhere than on the host kernels.
-pub(crate) const Q8_HOST_ONLY: &str =
-    "--dtype q8_0 runs on the CPU host kernels only (device cpu, not the candle backend); use f32, bf16 or f16 there";
-
 /// One sequence's slice of a packed batch: `len` new tokens whose first position is `offset`
 /// (equal to the number of tokens already in that sequence's cache).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +178,7 @@ impl Decoder {
         let on_host = backend == Backend::Auto && vb.device().is_cpu();
         let host = match weights {
             WeightType::Q8_0 if on_host => Some(MatrixFormat::Q8_0),
-            WeightType::Q8_0 => candle_core::bail!("{Q8_HOST_ONLY}"),
+            WeightType::Q8_0 => candle_core::bail!("{}", crate::error::Error::Q8NeedsHost),
             WeightType::Stored | WeightType::StoredExact if on_host && stored.is_some() => {
                 Some(MatrixFormat::Gguf { int8: weights == WeightType::Stored })
             }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::registry::Registry;
 use super::spec::ModelSpec;
 use crate::error::{Error, Result};
+use crate::vars::ProcessVars;
 
 #[derive(Debug, Serialize)]
 pub struct Listing {
@@ -69,13 +70,13 @@ pub struct RunningModel {
 }
 
 /// `$BENCHGEN_TRAINED_DIR`, else `./checkpoints`.
-pub fn trained_dir() -> PathBuf {
-    std::env::var_os("BENCHGEN_TRAINED_DIR")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from("checkpoints"), PathBuf::from)
+pub fn trained_dir(vars: &ProcessVars) -> PathBuf {
+    vars.path("BENCHGEN_TRAINED_DIR").unwrap_or_else(|| PathBuf::from("checkpoints"))
 }
 
-pub fn list(registry: &Registry) -> Result<Listing> {
+/// The registry's aliases, the checkpoints in `trained_dir` ([`trained_dir`]) and the models in
+/// the hub cache `hub_cache` (`hub::HubConfig::cache_dir`).
+pub fn list(registry: &Registry, trained_dir: PathBuf, hub_cache: &Path) -> Result<Listing> {
     let mut platform = Vec::new();
     let mut running = Vec::new();
     for e in registry.entries.values() {
@@ -90,11 +91,10 @@ pub fn list(registry: &Registry) -> Result<Listing> {
             running.push(RunningModel { alias: e.alias.clone(), url: ep.url, model: ep.model });
         }
     }
-    let trained_dir = trained_dir();
     Ok(Listing {
         registry: registry.path.clone(),
         platform,
-        huggingface: cached_models(&crate::hub::cache_dir())?,
+        huggingface: cached_models(hub_cache)?,
         trained: trained_models(&trained_dir)?,
         trained_dir,
         running,

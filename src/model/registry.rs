@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::spec::ModelSpec;
-use crate::error::{Error, Result};
+use crate::error::{Error, RegistryError, RegistryProblem, Result};
+use crate::vars::ProcessVars;
 
 /// Generation settings an alias overrides; unset fields keep the environment's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -143,17 +144,18 @@ impl Entry {
 pub struct Registry {
     pub path: Option<PathBuf>,
     pub entries: BTreeMap<String, Entry>,
+    /// Without a file: where the default one would be ([`default_path`]), for messages.
+    pub default_path: Option<PathBuf>,
 }
 
 /// `$XDG_CONFIG_HOME/benchgen/models.toml`, else `~/.config/benchgen/models.toml`
 /// (`%APPDATA%\benchgen\models.toml` on Windows).
-pub fn default_path() -> Option<PathBuf> {
-    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = nonempty("XDG_CONFIG_HOME").or_else(|| {
+pub fn default_path(vars: &ProcessVars) -> Option<PathBuf> {
+    let base = vars.path("XDG_CONFIG_HOME").or_else(|| {
         if cfg!(windows) {
-            nonempty("APPDATA")
+            vars.path("APPDATA")
         } else {
-            nonempty("HOME").map(|h| h.join(".config"))
+            vars.path("HOME").map(|h| h.join(".config"))
         }
     })?;
     Some(base.join("benchgen").join("models.toml"))
@@ -162,19 +164,22 @@ pub fn default_path() -> Option<PathBuf> {
 const DTYPES: [&str; 5] = ["auto", "f32", "bf16", "f16", "q8_0"];
 
 impl Registry {
-    /// Reads `explicit` (which must exist), else the default file when there is one.
-    pub fn load(explicit: Option<&Path>) -> Result<Self> {
+    /// Reads `explicit` (which must exist), else the default file (`default`, from
+    /// [`default_path`]) when there is one.
+    pub fn load(explicit: Option<&Path>, default: Option<&Path>) -> Result<Self> {
         let path = match explicit {
             Some(p) if !p.is_file() => {
-                return Err(Error::Invalid(format!(
-                    "models registry {} does not exist (given by --models-file or BENCHGEN_MODELS)",
-                    p.display()
-                )))
+                return Err(RegistryError::Missing { path: p.to_path_buf() }.into())
             }
             Some(p) => p.to_path_buf(),
-            None => match default_path() {
-                Some(p) if p.is_file() => p,
-                _ => return Ok(Self::default()),
+            None => match default {
+                Some(p) if p.is_file() => p.to_path_buf(),
+                _ => {
+                    return Ok(Self {
+                        default_path: default.map(Path::to_path_buf),
+                        ..Self::default()
+                    })
+                }
             },
         };
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -182,20 +187,24 @@ impl Registry {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let bad = |m: String| Error::Invalid(format!("models registry {}: {m}", path.display()));
-        let file: RegistryFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let bad = |problem: RegistryProblem| {
+            Error::from(RegistryError::Bad { path: path.to_path_buf(), problem })
+        };
+        let file: RegistryFile = toml::from_str(text).map_err(|e| bad(e.into()))?;
         let mut entries = BTreeMap::new();
         for (alias, e) in file.models {
             if let Some(d) = &e.dtype {
                 if !DTYPES.contains(&d.as_str()) {
-                    return Err(bad(format!(
-                        "[models.{alias}] dtype = {d:?}: expected one of {}",
-                        DTYPES.join(", ")
-                    )));
+                    return Err(bad(RegistryProblem::Dtype {
+                        alias: alias.clone(),
+                        dtype: d.clone(),
+                        expected: DTYPES.join(", "),
+                    }));
                 }
             }
-            ModelSpec::parse(&e.source)
-                .map_err(|err| bad(format!("[models.{alias}] source: {err}")))?;
+            ModelSpec::parse(&e.source).map_err(|err| {
+                bad(RegistryProblem::Source { alias: alias.clone(), source: Box::new(err) })
+            })?;
             let entry = Entry {
                 alias: alias.clone(),
                 source: e.source,
@@ -207,10 +216,10 @@ impl Registry {
                     generation: e.generation,
                 },
             };
-            entry.spec().map_err(|err| bad(err.to_string()))?;
+            entry.spec().map_err(|err| bad(RegistryProblem::Entry(Box::new(err))))?;
             entries.insert(alias, entry);
         }
-        Ok(Self { path: Some(path.to_path_buf()), entries })
+        Ok(Self { path: Some(path.to_path_buf()), entries, default_path: None })
     }
 
     pub fn get(&self, alias: &str) -> Result<&Entry> {
@@ -220,7 +229,8 @@ impl Registry {
                 Some(p) => format!("in {}", p.display()),
                 None => format!(
                     "(no registry file: create {} or pass --models-file)",
-                    default_path()
+                    self.default_path
+                        .as_ref()
                         .map_or_else(|| "models.toml".into(), |p| p.display().to_string())
                 ),
             };
@@ -297,6 +307,49 @@ mod tests {
             let msg = parse(text).unwrap_err().to_string();
             assert!(msg.contains(needle), "{text:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn registry_errors_say_what_kind_of_problem_they_are() {
+        let e = parse("models = [").unwrap_err();
+        let Error::Registry(r) = &e else { panic!("{e:?}") };
+        assert!(
+            matches!(**r, RegistryError::Bad { problem: RegistryProblem::Toml(_), .. }),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("models registry /cfg/models.toml: TOML parse error"),
+            "{e}"
+        );
+        let e = parse("[models.a]\nsource = \"hf:\"\n").unwrap_err();
+        let Error::Registry(r) = &e else { panic!("{e:?}") };
+        let RegistryError::Bad { problem: RegistryProblem::Source { alias, source }, .. } = &**r
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(alias, "a");
+        assert!(matches!(**source, Error::Model { .. }), "{source:?}");
+        let e = Registry::load(Some(Path::new("/no/such/models.toml")), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "models registry /no/such/models.toml does not exist (given by --models-file or BENCHGEN_MODELS)"
+        );
+    }
+
+    #[test]
+    fn the_default_file_is_in_the_config_dir() {
+        let path = |pairs: &[(&str, &str)]| default_path(&pairs.iter().copied().collect());
+        assert_eq!(path(&[]), None);
+        if !cfg!(windows) {
+            assert_eq!(
+                path(&[("HOME", "/u")]),
+                Some(PathBuf::from("/u/.config/benchgen/models.toml"))
+            );
+        }
+        assert_eq!(
+            path(&[("HOME", "/u"), ("XDG_CONFIG_HOME", "/c")]),
+            Some(PathBuf::from("/c/benchgen/models.toml"))
+        );
     }
 
     #[test]

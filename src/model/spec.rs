@@ -12,6 +12,8 @@ use super::checkpoint::Checkpoint;
 use super::registry::{ModelDefaults, Registry};
 use super::tokenizer::TextTokenizer;
 use crate::error::{Error, Result};
+use crate::hub::{HubConfig, HubOptions};
+use crate::vars::ProcessVars;
 
 /// A parsed `--model` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,27 +105,75 @@ impl fmt::Display for ModelSpec {
     }
 }
 
-/// How model sources behave; from flags and the environment ([`SourceOptions::from_env`]).
+/// How model sources behave: from flags and the process's variables
+/// ([`SourceOptions::from_vars`]). The default is what an empty environment gives.
 #[derive(Debug, Clone, Default)]
 pub struct SourceOptions {
     /// Use the HF cache only (`--offline` or `HF_HUB_OFFLINE=1`).
     pub offline: bool,
-    /// The models registry (`--models-file` or `BENCHGEN_MODELS`); else the user's config dir.
+    /// The models registry (`--models-file` or `BENCHGEN_MODELS`); else `default_models_file`.
     pub models_file: Option<PathBuf>,
+    /// The registry in the user's config dir (`registry::default_path`), read when it exists.
+    pub default_models_file: Option<PathBuf>,
     /// Show download progress bars (on a terminal).
     pub progress: bool,
+    /// Where `hf:` models come from.
+    pub hub: HubConfig,
+    /// How `running:` servers are called.
+    pub server: ServerOptions,
 }
 
 impl SourceOptions {
-    pub fn from_env() -> Self {
-        let offline = crate::hub::offline_from_env();
-        let models_file =
-            std::env::var_os("BENCHGEN_MODELS").filter(|v| !v.is_empty()).map(PathBuf::from);
-        Self { offline, models_file, progress: false }
+    /// `HF_HUB_OFFLINE`, `BENCHGEN_MODELS`, the config dir's registry, the hub's variables and
+    /// the servers'; no progress bars.
+    pub fn from_vars(vars: &ProcessVars) -> Self {
+        Self {
+            offline: crate::hub::offline_from_vars(vars),
+            models_file: vars.path("BENCHGEN_MODELS"),
+            default_models_file: super::registry::default_path(vars),
+            progress: false,
+            hub: HubConfig::from_vars(vars),
+            server: ServerOptions::from_vars(vars),
+        }
     }
 
     pub fn registry(&self) -> Result<Registry> {
-        Registry::load(self.models_file.as_deref())
+        Registry::load(self.models_file.as_deref(), self.default_models_file.as_deref())
+    }
+
+    /// The hub as these options reach it.
+    pub fn hub_options(&self) -> HubOptions {
+        HubOptions { offline: self.offline, progress: self.progress, config: self.hub.clone() }
+    }
+}
+
+/// How `running:` servers are called ([`ServerOptions::from_vars`]).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Sent as `Authorization: Bearer …`: `$BENCHGEN_API_KEY`, else `$OPENAI_API_KEY`, trimmed.
+    pub api_key: Option<String>,
+    /// `$BENCHGEN_REQUEST_TIMEOUT` as set (seconds), checked when a server is called.
+    pub request_timeout: Option<String>,
+}
+
+impl ServerOptions {
+    pub fn from_vars(vars: &ProcessVars) -> Self {
+        let api_key = ["BENCHGEN_API_KEY", "OPENAI_API_KEY"]
+            .iter()
+            .find_map(|k| vars.get_str(k).filter(|v| !v.trim().is_empty()))
+            .map(|v| v.trim().to_string());
+        let request_timeout = vars.get_str("BENCHGEN_REQUEST_TIMEOUT").map(str::to_string);
+        Self { api_key, request_timeout }
+    }
+}
+
+/// The API key is a secret: shown as set or not.
+impl fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .field("request_timeout", &self.request_timeout)
+            .finish()
     }
 }
 
@@ -153,8 +203,8 @@ pub fn resolve_source(spec: Option<&str>, opts: &SourceOptions) -> Result<Resolv
 }
 
 /// Resolves a spec that must be loadable in-process (a checkpoint, not a server).
-pub fn resolve(spec: Option<&str>) -> Result<Checkpoint> {
-    resolve_checkpoint(spec, &SourceOptions::from_env()).map(|(c, _)| c)
+pub fn resolve(spec: Option<&str>, opts: &SourceOptions) -> Result<Checkpoint> {
+    resolve_checkpoint(spec, opts).map(|(c, _)| c)
 }
 
 /// Like [`resolve_source`], refusing servers; returns the hub commit too.
@@ -219,9 +269,7 @@ fn resolve_parsed(spec: &ModelSpec, opts: &SourceOptions, depth: usize) -> Resul
     match spec {
         ModelSpec::Embedded => Ok(local(crate::model::embedded::model_checkpoint())),
         ModelSpec::Hf { repo, revision } => {
-            let hub_opts =
-                crate::hub::HubOptions { offline: opts.offline, progress: opts.progress };
-            let snap = crate::hub::fetch(repo, revision.as_deref(), &hub_opts)?;
+            let snap = crate::hub::fetch(repo, revision.as_deref(), &opts.hub_options())?;
             if super::lora::is_adapter_dir(&snap.dir) {
                 let mut resolved = resolve_adapter(&snap.dir, opts, depth)?;
                 if let ModelSource::Local(ckpt) = &mut resolved.source {
@@ -348,13 +396,11 @@ pub fn resolve_tokenizer(spec: Option<&str>, opts: &SourceOptions) -> Result<Tex
         }
         // tokenizer.json alone; a repo without one (a LoRA adapter) resolves in full below.
         ModelSpec::Hf { repo, revision } => {
-            let hub_opts =
-                crate::hub::HubOptions { offline: opts.offline, progress: opts.progress };
             match crate::hub::fetch_model_file(
                 repo,
                 revision.as_deref(),
                 "tokenizer.json",
-                &hub_opts,
+                &opts.hub_options(),
             ) {
                 Ok(f) => {
                     let bytes = std::fs::read(&f.path).map_err(|e| Error::io(&f.path, e))?;
@@ -426,6 +472,51 @@ mod tests {
         ] {
             assert!(ModelSpec::parse(s).is_err(), "{s:?} should be refused");
         }
+    }
+
+    #[test]
+    fn sources_come_from_the_variables() {
+        let vars: ProcessVars = [
+            ("HF_HUB_OFFLINE", "1"),
+            ("BENCHGEN_MODELS", "/r/models.toml"),
+            ("XDG_CONFIG_HOME", "/cfg"),
+            ("HF_HOME", "/hf"),
+            ("BENCHGEN_API_KEY", " "),
+            ("OPENAI_API_KEY", " sk-other "),
+            ("BENCHGEN_REQUEST_TIMEOUT", "0"),
+        ]
+        .into_iter()
+        .collect();
+        let o = SourceOptions::from_vars(&vars);
+        assert!(o.offline && !o.progress);
+        assert_eq!(o.models_file, Some(PathBuf::from("/r/models.toml")));
+        assert_eq!(o.default_models_file, Some(PathBuf::from("/cfg/benchgen/models.toml")));
+        assert_eq!(o.hub.cache_dir, PathBuf::from("/hf/hub"));
+        assert_eq!(o.server.api_key.as_deref(), Some("sk-other"), "a blank key is skipped");
+        assert_eq!(o.server.request_timeout.as_deref(), Some("0"));
+        assert!(!format!("{:?}", o.server).contains("sk-other"), "the key is not shown");
+
+        let both: ProcessVars =
+            [("BENCHGEN_API_KEY", "sk-test"), ("OPENAI_API_KEY", "sk-other")].into_iter().collect();
+        assert_eq!(ServerOptions::from_vars(&both).api_key.as_deref(), Some("sk-test"));
+
+        let empty = SourceOptions::from_vars(&ProcessVars::default());
+        assert!(!empty.offline);
+        assert_eq!((empty.models_file, empty.default_models_file), (None, None));
+        assert_eq!(empty.server, ServerOptions::default());
+    }
+
+    #[test]
+    fn a_missing_default_registry_is_named_for_an_unknown_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SourceOptions {
+            default_models_file: Some(dir.path().join("models.toml")),
+            ..SourceOptions::default()
+        };
+        let e = defaults(Some("platform:x"), &opts).unwrap_err().to_string();
+        assert!(e.contains(&format!("create {}", dir.path().join("models.toml").display())), "{e}");
+        let e = defaults(Some("platform:x"), &SourceOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("create models.toml or pass --models-file"), "{e}");
     }
 
     #[test]

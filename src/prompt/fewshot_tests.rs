@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{fewshot, PromptBuilder};
-use crate::env::Environment;
+use crate::env::{EnvSources, Environment};
 
 const MANIFEST: &str = r#"name = "lm-eval-sampler"
 
@@ -86,7 +86,7 @@ fn expected(examples: &[usize], prefix: &str, item: usize) -> String {
 fn lm_eval_prompts_hold_pythons_examples_in_full_runs_and_prefixes() {
     let dir = tempfile::tempdir().unwrap();
     write_env(dir.path(), 30, 10);
-    let env = Environment::open(dir.path()).unwrap();
+    let env = Environment::open(dir.path(), &EnvSources::default()).unwrap();
 
     let want = golden("other_split_set_branch");
     let full = prompts(&env, "test", None);

@@ -9,7 +9,7 @@ mod fewshot_tests;
 
 use crate::env::manifest::{PhaseSpec, PromptSpec};
 use crate::env::{ChatMode, Environment, Item};
-use crate::error::{Error, Result};
+use crate::error::{Error, PromptError, Result};
 use crate::model::chat::{ChatTemplate, Message};
 use fewshot::Fewshot;
 
@@ -120,7 +120,10 @@ impl PromptBuilder {
 
     /// The item's text from the environment's template alone.
     pub fn render_body(&self, item: &Item) -> Result<String> {
-        let tmpl = self.jinja.get_template("prompt").map_err(|e| Error::Invalid(e.to_string()))?;
+        let tmpl = self
+            .jinja
+            .get_template("prompt")
+            .map_err(|source| PromptError::NoTemplate { name: "prompt", source })?;
         tmpl.render(&item.fields).map_err(|e| {
             // Name the fields the template uses that the item lacks (a typo, usually).
             let mut missing: Vec<String> = tmpl
@@ -152,15 +155,17 @@ impl PromptBuilder {
 
     /// The continuation scored for option `index` of a multiple-choice item.
     pub fn render_choice(&self, item: &Item, index: usize) -> Result<String> {
-        let tmpl = self.jinja.get_template("choice").map_err(|e| Error::Invalid(e.to_string()))?;
+        let tmpl = self
+            .jinja
+            .get_template("choice")
+            .map_err(|source| PromptError::NoTemplate { name: "choice", source })?;
         let ctx = minijinja::context! {
             choice => item.choices.get(index),
             label => item.choice_labels.get(index),
             index => index,
         };
-        tmpl.render(ctx).map_err(|e| {
-            Error::Invalid(format!("item {}: cannot render the choice template: {e}", item.id))
-        })
+        tmpl.render(ctx)
+            .map_err(|source| PromptError::Choice { item: item.id.clone(), source }.into())
     }
 
     /// Whether prompts go through `template`: always with `chat = true` (an error when the model
@@ -207,9 +212,9 @@ impl PromptBuilder {
     pub fn render(&self, index: usize, item: &Item, chat: Option<&ChatTemplate>) -> Result<Prompt> {
         match chat {
             Some(t) => {
-                let text = t
-                    .render(&self.messages(index, item)?, true)
-                    .map_err(|e| Error::Invalid(format!("item {}: {e}", item.id)))?;
+                let text = t.render(&self.messages(index, item)?, true).map_err(|e| {
+                    PromptError::Chat { item: item.id.clone(), source: Box::new(e) }
+                })?;
                 Ok(Prompt { text, add_special_tokens: false })
             }
             None => {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::FinishReason;
-use crate::error::{Error, Result};
+use crate::error::{Error, LineError, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictionRecord {
@@ -120,12 +120,16 @@ pub fn recover(path: &Path) -> Result<Recovered> {
 pub fn read_predictions(origin: &str, reader: impl BufRead) -> Result<Vec<PredictionRecord>> {
     let mut out = Vec::new();
     for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error::Invalid(format!("{origin}: line {}: {e}", n + 1)))?;
+        let bad = |source: LineError| Error::PredictionsLine {
+            origin: origin.to_string(),
+            line: n + 1,
+            source,
+        };
+        let line = line.map_err(|e| bad(e.into()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let rec = serde_json::from_str(&line)
-            .map_err(|e| Error::Invalid(format!("{origin}: line {}: {e}", n + 1)))?;
+        let rec = serde_json::from_str(&line).map_err(|e| bad(e.into()))?;
         out.push(rec);
     }
     Ok(out)
@@ -180,5 +184,16 @@ mod tests {
         std::fs::write(&path, "{\"id\":\"a\",\"predic\n{\"id\":\"b\",\"prediction\":\"2\"}\n")
             .unwrap();
         assert!(recover(&path).is_err());
+    }
+
+    #[test]
+    fn a_bad_line_is_named_with_its_cause() {
+        let e = read_predictions("p.jsonl", "\n{\"id\": \"a\"}\n".as_bytes()).unwrap_err();
+        let Error::PredictionsLine { origin, line, source: LineError::Json(cause) } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!((origin.as_str(), *line), ("p.jsonl", 2));
+        assert_eq!(e.to_string(), format!("p.jsonl: line 2: {cause}"));
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -8,14 +8,14 @@ use zip::write::SimpleFileOptions;
 
 use super::dir::RunFile;
 use super::journal::{read_predictions, PredictionRecord};
-use crate::error::{Error, Result};
+use crate::error::{ArchiveError, Error, Result};
 use crate::fsutil::write_atomic;
 
 /// The archive holds the journal under the run folder's own name for it.
 const JOURNAL: &str = RunFile::Journal.name();
 
-fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("{}: {e}", path.display()))
+fn zip_err(path: &Path, e: impl Into<ArchiveError>) -> Error {
+    Error::Submission { path: path.to_path_buf(), source: e.into() }
 }
 
 /// Writes the archive atomically; `predictions` should already be in item order.
@@ -46,8 +46,40 @@ pub fn read_submission(path: &Path) -> Result<Vec<PredictionRecord>> {
     let mut zip = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
     let mut entry = zip
         .by_name(JOURNAL)
-        .map_err(|_| zip_err(path, format!("no {JOURNAL} at the archive root")))?;
+        .map_err(|source| zip_err(path, ArchiveError::Missing { name: JOURNAL, source }))?;
     let mut text = String::new();
     entry.read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
     read_predictions(&format!("{}:{JOURNAL}", path.display()), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_archive_says_why_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.zip");
+        std::fs::write(&garbage, b"not a zip").unwrap();
+        let e = read_submission(&garbage).unwrap_err();
+        assert!(matches!(&e, Error::Submission { source: ArchiveError::Zip(_), .. }), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("{}: ", garbage.display())), "{e}");
+
+        let empty = dir.path().join("empty.zip");
+        write_submission(&empty, &[], &serde_json::json!({})).unwrap();
+        assert!(read_submission(&empty).unwrap().is_empty());
+        let other = dir.path().join("other.zip");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&other).unwrap());
+        zip.start_file("x.txt", SimpleFileOptions::default()).unwrap();
+        zip.finish().unwrap();
+        let e = read_submission(&other).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Submission { source: ArchiveError::Missing { name: JOURNAL, .. }, .. }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), format!("{}: no {JOURNAL} at the archive root", other.display()));
+    }
 }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::vars::ProcessVars;
+
 /// One of N disjoint slices of a phase's items: item i (in the phase's order, after `--limit`)
 /// belongs to shard i mod N, the stride split lm-eval's data-parallel ranks use, which also
 /// spreads long and short items evenly.
@@ -88,12 +90,12 @@ impl std::str::FromStr for ShardChoice {
 }
 
 impl ShardChoice {
-    /// The slice this names. `var` reads an environment variable (the binary passes the
-    /// process's; tests feed their own). An explicit K/N wins over the scheduler's variables.
-    pub fn resolve(self, var: impl Fn(&str) -> Option<String>) -> Result<Shard, ShardError> {
+    /// The slice this names, `auto` from the scheduler's variables in `vars` (the binary
+    /// passes the process's; tests build their own). An explicit K/N wins over them.
+    pub fn resolve(self, vars: &ProcessVars) -> Result<Shard, ShardError> {
         match self {
             ShardChoice::Fixed(shard) => Ok(shard),
-            ShardChoice::Auto => from_scheduler(&var),
+            ShardChoice::Auto => from_scheduler(&|name| vars.get_str(name).map(str::to_string)),
         }
     }
 }
@@ -163,10 +165,8 @@ fn kubernetes(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, Sh
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| map.get(k).cloned()
+    fn vars(pairs: &[(&str, &str)]) -> ProcessVars {
+        pairs.iter().copied().collect()
     }
 
     #[test]
@@ -196,7 +196,7 @@ mod tests {
             ])
         };
         for (id, k) in [("0", 0), ("2", 1), ("4", 2), ("6", 3)] {
-            assert_eq!(ShardChoice::Auto.resolve(array(id)).unwrap(), Shard::new(k, 4).unwrap());
+            assert_eq!(ShardChoice::Auto.resolve(&array(id)).unwrap(), Shard::new(k, 4).unwrap());
         }
         // --array=5-8: ids from 5.
         let v = vars(&[
@@ -205,7 +205,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_MIN", "5"),
             ("SLURM_ARRAY_TASK_MAX", "8"),
         ]);
-        assert_eq!(ShardChoice::Auto.resolve(v).unwrap(), Shard::new(2, 4).unwrap());
+        assert_eq!(ShardChoice::Auto.resolve(&v).unwrap(), Shard::new(2, 4).unwrap());
         // --array=0,3,7: a list, refused.
         let v = vars(&[
             ("SLURM_ARRAY_TASK_ID", "3"),
@@ -214,13 +214,13 @@ mod tests {
             ("SLURM_ARRAY_TASK_MAX", "7"),
             ("SLURM_ARRAY_TASK_STEP", "1"),
         ]);
-        let e = ShardChoice::Auto.resolve(v).unwrap_err().to_string();
+        let e = ShardChoice::Auto.resolve(&v).unwrap_err().to_string();
         assert!(e.contains("not a range"), "{e}");
         // An explicit K/N wins over the scheduler.
         let fixed = ShardChoice::Fixed(Shard::new(0, 2).unwrap());
-        assert_eq!(fixed.resolve(array("6")).unwrap(), Shard::new(0, 2).unwrap());
+        assert_eq!(fixed.resolve(&array("6")).unwrap(), Shard::new(0, 2).unwrap());
         let e = ShardChoice::Auto
-            .resolve(vars(&[("SLURM_ARRAY_TASK_ID", "1")]))
+            .resolve(&vars(&[("SLURM_ARRAY_TASK_ID", "1")]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("SLURM_ARRAY_TASK_COUNT is not"), "{e}");
@@ -229,14 +229,14 @@ mod tests {
     #[test]
     fn kubernetes_indexed_jobs_need_their_size() {
         let v = vars(&[("JOB_COMPLETION_INDEX", "2"), ("BENCHGEN_SHARDS", "3")]);
-        assert_eq!(ShardChoice::Auto.resolve(v).unwrap(), Shard::new(2, 3).unwrap());
+        assert_eq!(ShardChoice::Auto.resolve(&v).unwrap(), Shard::new(2, 3).unwrap());
         let e = ShardChoice::Auto
-            .resolve(vars(&[("JOB_COMPLETION_INDEX", "2")]))
+            .resolve(&vars(&[("JOB_COMPLETION_INDEX", "2")]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("BENCHGEN_SHARDS"), "{e}");
         let e = ShardChoice::Auto
-            .resolve(vars(&[("JOB_COMPLETION_INDEX", "3"), ("BENCHGEN_SHARDS", "3")]))
+            .resolve(&vars(&[("JOB_COMPLETION_INDEX", "3"), ("BENCHGEN_SHARDS", "3")]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("K must be below N"), "{e}");
@@ -247,9 +247,9 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "2"),
             ("SLURM_ARRAY_TASK_MIN", "0"),
         ]);
-        let e = ShardChoice::Auto.resolve(both).unwrap_err().to_string();
+        let e = ShardChoice::Auto.resolve(&both).unwrap_err().to_string();
         assert!(e.contains("Slurm says shard 0/2"), "{e}");
-        let e = ShardChoice::Auto.resolve(vars(&[])).unwrap_err().to_string();
+        let e = ShardChoice::Auto.resolve(&vars(&[])).unwrap_err().to_string();
         assert!(e.contains("no scheduler variables"), "{e}");
     }
 }

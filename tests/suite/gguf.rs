@@ -293,7 +293,7 @@ fn checkpoint_with(dir: &Path, weights: &HashMap<String, Tensor>, out: &Path) {
 // Running a model.
 
 fn load(spec_or_dir: &Path) -> LoadedModel {
-    let ckpt = match spec::resolve(Some(spec_or_dir.to_str().unwrap())) {
+    let ckpt = match spec::resolve(Some(spec_or_dir.to_str().unwrap()), &common::sources()) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
@@ -454,7 +454,7 @@ fn half_precision_gguf_matrices_are_held_as_stored() {
     for dtype in [GgmlDType::F16, GgmlDType::BF16] {
         let path = tmp.path().join(format!("{name}-{dtype:?}.gguf"));
         write_gguf(&fixture(name), &path, dtype, |_| {});
-        let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
+        let ckpt = spec::resolve(Some(path.to_str().unwrap()), &common::sources()).unwrap();
         let load = |w: WeightType| LoadedModel::load(&ckpt, &Device::Cpu, w).unwrap();
         let f32m = load(WeightType::Float(DType::F32));
         let (stored, exact) = (load(WeightType::Stored), load(WeightType::StoredExact));
@@ -540,7 +540,7 @@ fn q8_0_dtype_equals_f32_on_q8_0_dequantized_weights() {
         assert!(q8.decoder.config().tie_word_embeddings, "{golden}");
         let gguf_spec = tmp.path().join("m.gguf").display().to_string();
         let gguf_q8 = LoadedModel::load(
-            &spec::resolve(Some(&gguf_spec)).unwrap(),
+            &spec::resolve(Some(&gguf_spec), &common::sources()).unwrap(),
             &Device::Cpu,
             WeightType::Q8_0,
         )
@@ -719,7 +719,7 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
         let path = tmp.path().join(format!("{}.gguf", name.replace(' ', "-")));
         let written = write_gguf_typed(model, &path, type_of, |_| {});
         assert_eq!(written.fallbacks, 0, "{name}: every matrix is quantized");
-        let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
+        let ckpt = spec::resolve(Some(path.to_str().unwrap()), &common::sources()).unwrap();
         let stored = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::StoredExact)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
@@ -812,7 +812,7 @@ fn quantized_gguf_is_batch_invariant() {
         },
         |_| {},
     );
-    let ckpt = spec::resolve(Some(path.to_str().unwrap())).unwrap();
+    let ckpt = spec::resolve(Some(path.to_str().unwrap()), &common::sources()).unwrap();
     let words = ["alpha", "be", "sea", "delta", "echo", "fox", "golf", "hotel"];
     let text = |i: usize, n: usize| {
         (0..n).map(|j| words[(i * 7 + j * 5 + j * j) % 8]).collect::<Vec<_>>().join(" ")
@@ -910,7 +910,7 @@ fn chat_template_and_eos_come_from_the_metadata() {
 // Bad input.
 
 fn resolve_err(path: &Path) -> String {
-    match spec::resolve(Some(path.to_str().unwrap()))
+    match spec::resolve(Some(path.to_str().unwrap()), &common::sources())
         .and_then(|c| LoadedModel::load(&c, &Device::Cpu, DType::F32))
     {
         Ok(_) => panic!("{} loaded", path.display()),
@@ -1209,8 +1209,8 @@ fn read_json_str(s: &str) -> Json {
 fn stories260k_tokenizer_encodes_like_the_reference_tokenizer_json() {
     let Some(gguf) = data_file("models/stories260K/stories260K.gguf") else { return };
     let Some(reference) = data_file("models/stories260K/tokenizer.json") else { return };
-    let ckpt: Checkpoint =
-        spec::resolve(Some(gguf.to_str().unwrap())).unwrap_or_else(|e| panic!("{e}"));
+    let ckpt: Checkpoint = spec::resolve(Some(gguf.to_str().unwrap()), &common::sources())
+        .unwrap_or_else(|e| panic!("{e}"));
     let ours = TextTokenizer::from_bytes(&ckpt.tokenizer_json, "gguf").unwrap();
     let theirs =
         TextTokenizer::from_bytes(&std::fs::read(reference).unwrap(), "reference").unwrap();

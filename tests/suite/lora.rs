@@ -43,7 +43,7 @@ fn logits_of(path: &Path) -> Vec<Logits> {
 }
 
 fn load(spec_text: &str) -> LoadedModel {
-    let ckpt = spec::resolve(Some(spec_text)).unwrap();
+    let ckpt = spec::resolve(Some(spec_text), &sources()).unwrap();
     LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap()
 }
 
@@ -124,7 +124,7 @@ fn rslora_with_rank_and_alpha_patterns_on_a_bf16_base_matches_peft_merge() {
 #[test]
 fn the_run_record_hashes_the_adapter_files_and_the_base() {
     let adapter = repo().join("fixtures/models/lora-llama-gqa-untied");
-    let ckpt = spec::resolve(Some(adapter.to_str().unwrap())).unwrap();
+    let ckpt = spec::resolve(Some(adapter.to_str().unwrap()), &sources()).unwrap();
     let hashes = ckpt.file_hashes().unwrap();
     let sha = |p: &Path| {
         use sha2::Digest;
@@ -183,11 +183,11 @@ fn generate_through_the_cli_gives_peft_greedy_tokens() {
 fn tokenizer_files_beside_the_adapter_replace_the_base_ones() {
     let dir = tempfile::tempdir().unwrap();
     let a = broken_adapter(dir.path(), |_, _| {});
-    let ckpt = spec::resolve(Some(&a)).unwrap();
+    let ckpt = spec::resolve(Some(&a), &sources()).unwrap();
     assert_eq!(ckpt.chat_template_jinja, None, "the base has no chat template");
     let template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}";
     std::fs::write(Path::new(&a).join("chat_template.jinja"), template).unwrap();
-    let ckpt = spec::resolve(Some(&a)).unwrap();
+    let ckpt = spec::resolve(Some(&a), &sources()).unwrap();
     assert_eq!(ckpt.chat_template_jinja.as_deref(), Some(template));
     assert!(LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap().chat_template.is_some());
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::model::spec::Endpoint;
+use crate::model::spec::{Endpoint, ServerOptions};
 use crate::rng::SplitMix64;
 
 /// Attempts per request, the first included.
@@ -49,9 +49,10 @@ pub struct Client {
 
 impl Client {
     /// `connections`: how many requests may be in flight at once (kept alive between requests).
-    pub fn new(endpoint: &Endpoint, connections: usize) -> Result<Self> {
+    pub fn new(endpoint: &Endpoint, connections: usize, opts: &ServerOptions) -> Result<Self> {
         let origin = format!("running:{}", endpoint.url);
-        let read_timeout = read_timeout().map_err(|e| Error::model(&origin, e.to_string()))?;
+        let read_timeout = parse_read_timeout(opts.request_timeout.as_deref())
+            .map_err(|e| Error::model(&origin, e.to_string()))?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(read_timeout)
@@ -64,11 +65,7 @@ impl Client {
         } else {
             format!("{}/v1", endpoint.url)
         };
-        let api_key = ["BENCHGEN_API_KEY", "OPENAI_API_KEY"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
-            .map(|v| v.trim().to_string());
-        Ok(Self { agent, base, api_key, origin })
+        Ok(Self { agent, base, api_key: opts.api_key.clone(), origin })
     }
 
     pub fn base(&self) -> &str {
@@ -215,10 +212,6 @@ pub struct BadRequestTimeout {
     pub value: String,
 }
 
-fn read_timeout() -> Result<Duration, BadRequestTimeout> {
-    parse_read_timeout(std::env::var("BENCHGEN_REQUEST_TIMEOUT").ok().as_deref())
-}
-
 fn parse_read_timeout(var: Option<&str>) -> Result<Duration, BadRequestTimeout> {
     match var {
         Some(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
@@ -253,9 +246,11 @@ mod tests {
 
     #[test]
     fn base_url_gets_v1_once() {
-        let c = Client::new(&Endpoint { url: "http://h:1".into(), model: None }, 1).unwrap();
+        let opts = ServerOptions::default();
+        let c = Client::new(&Endpoint { url: "http://h:1".into(), model: None }, 1, &opts).unwrap();
         assert_eq!(c.base(), "http://h:1/v1");
-        let c = Client::new(&Endpoint { url: "http://h:1/v1".into(), model: None }, 1).unwrap();
+        let c =
+            Client::new(&Endpoint { url: "http://h:1/v1".into(), model: None }, 1, &opts).unwrap();
         assert_eq!(c.base(), "http://h:1/v1");
         assert_eq!(c.origin, "running:http://h:1/v1");
     }

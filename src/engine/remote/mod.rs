@@ -11,7 +11,7 @@ pub use client::Client;
 
 use super::{GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest};
 use crate::error::{Error, Result};
-use crate::model::spec::Endpoint;
+use crate::model::spec::{Endpoint, ServerOptions};
 use client::RequestError;
 
 pub struct RemoteEngine {
@@ -22,8 +22,8 @@ pub struct RemoteEngine {
 
 impl RemoteEngine {
     /// Connects to the server; without `#MODEL` in the spec, asks it which model it serves.
-    pub fn connect(endpoint: &Endpoint, batch_size: usize) -> Result<Self> {
-        let client = Client::new(endpoint, batch_size)?;
+    pub fn connect(endpoint: &Endpoint, batch_size: usize, opts: &ServerOptions) -> Result<Self> {
+        let client = Client::new(endpoint, batch_size, opts)?;
         let model = match &endpoint.model {
             Some(m) => m.clone(),
             None => served_model(&client)?,

@@ -101,6 +101,8 @@ mod tests {
 
     #[test]
     fn the_first_error_stops_new_jobs() {
+        // What a request that fails for good gives (`RemoteEngine::error`).
+        let failed = || Error::model("running:http://h:1", "job 3 failed");
         let started = AtomicUsize::new(0);
         let err = run(
             (0..100).collect(),
@@ -110,7 +112,7 @@ mod tests {
                 // Jobs take a little time, as requests do, so "stops new jobs" is observable.
                 std::thread::sleep(Duration::from_millis(1));
                 if i == 3 {
-                    Err(Error::Invalid("job 3 failed".into()))
+                    Err(failed())
                 } else {
                     Ok(i)
                 }
@@ -118,7 +120,7 @@ mod tests {
             &mut |_| Ok(()),
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "job 3 failed");
+        assert_eq!(err.to_string(), failed().to_string());
         assert!(started.load(Ordering::SeqCst) < 100);
     }
 }

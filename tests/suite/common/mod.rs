@@ -17,6 +17,12 @@ pub fn test_device() -> candle_core::Device {
     }
 }
 
+/// Model sources as the binary sets them up: from this process's variables (`HF_HUB_OFFLINE`,
+/// `BENCHGEN_MODELS`, the hub's), for tests that resolve models through the library.
+pub fn sources() -> benchgen::model::spec::SourceOptions {
+    benchgen::model::spec::SourceOptions::from_vars(&benchgen::vars::ProcessVars::from_process())
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
