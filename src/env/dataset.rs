@@ -173,7 +173,7 @@ fn targets_of(v: &Value, at: &dyn Fn(String) -> Error) -> Result<Vec<String>> {
 
 /// A–Z, then numbers from 27 on (so that no two options share a label).
 fn default_label(i: usize) -> String {
-    crate::score::option_letter(i).map_or_else(|| (i + 1).to_string(), String::from)
+    super::scoring::option_letter(i).map_or_else(|| (i + 1).to_string(), String::from)
 }
 
 /// The target names the right choice by label ("B"), by 0-based index ("1"), or by its text.

@@ -3,9 +3,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::remap::RemapError;
+use super::scoring::{Method, Primary, ProgramSpecError, ScoringConfig};
 use super::source::HfSourceError;
-use crate::score::program::ProgramSpecError;
-use crate::score::ScoringConfig;
 
 /// An `environment.toml` that does not parse or does not describe a usable environment.
 #[derive(Debug, thiserror::Error)]
@@ -437,11 +436,11 @@ impl Manifest {
             return Err(ManifestError::ChoicesSplit);
         }
         let multiple_choice = m.fields.choices.is_some();
-        let by_loglik = m.scoring.method == crate::score::Method::Loglikelihood;
+        let by_loglik = m.scoring.method == Method::Loglikelihood;
         if by_loglik && !multiple_choice {
             return Err(ManifestError::LoglikelihoodWithoutChoices);
         }
-        if m.scoring.primary == crate::score::Primary::AccNorm && !by_loglik {
+        if m.scoring.primary == Primary::AccNorm && !by_loglik {
             return Err(ManifestError::AccNormWithoutLoglikelihood);
         }
         if let Some(program) = &m.scoring.program {

@@ -6,6 +6,7 @@ mod files;
 pub mod manifest;
 mod parquet;
 mod remap;
+pub mod scoring;
 mod source;
 
 use std::path::{Path, PathBuf};

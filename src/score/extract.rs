@@ -3,27 +3,16 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 
 use super::label::choice_label;
 use super::math::closing_brace;
+pub use crate::env::scoring::Select;
 
 /// Optional sign, digits (with thousands commas when grouped), optional
 /// fraction. The grouped form comes first so "1,234" is not cut at the comma.
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?").expect("constant pattern is valid")
 });
-
-/// Which match of a regex extractor counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Select {
-    /// The first match (what a plain string does).
-    #[default]
-    First,
-    /// The last match: final answers usually come after the reasoning.
-    Last,
-}
 
 /// One compiled entry of `extract` / `target_extract`.
 #[derive(Debug)]

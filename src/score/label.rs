@@ -6,10 +6,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-/// The letter option `i` (0-based) is shown and answered with: A–Z, none past the 26th.
-pub fn option_letter(i: usize) -> Option<char> {
-    u8::try_from(i).ok().filter(|&i| i < 26).map(|i| char::from(b'A' + i))
-}
+pub use crate::env::scoring::option_letter;
 
 /// "Answer: B", "answer is (B)", "**Answer:** **B**": an explicit statement.
 /// Group 1 is what opens the letter (brackets, bold), group 2 the letter.

@@ -3,60 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+pub use crate::env::scoring::{ProgramSpec, ProgramSpecError};
 
 /// The Codabench-style program: `command` runs in a scratch folder holding `program/` (a copy of
 /// `dir`), `input/ref`, `input/res` and `output/`, and leaves `output/scores.json` (or
 /// `output/scores.txt`) behind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProgramSpec {
-    /// The environment folder copied to `{program}`.
-    #[serde(default = "default_dir")]
-    pub dir: String,
-    /// Program and arguments, no shell; `{program}`, `{input}` and `{output}` are replaced by
-    /// absolute paths inside the scratch folder.
-    pub command: Vec<String>,
-    /// Wall-clock seconds before the program (its whole process group) is killed.
-    #[serde(default = "default_timeout")]
-    pub timeout_s: u64,
-    /// The scores key that is the Overall Score.
-    #[serde(default = "default_primary")]
-    pub primary: String,
-}
-
-fn default_dir() -> String {
-    "scoring".into()
-}
-
-fn default_timeout() -> u64 {
-    600
-}
-
-fn default_primary() -> String {
-    "accuracy".into()
-}
-
-/// The placeholders a command may use.
-const PLACEHOLDERS: [&str; 3] = ["{program}", "{input}", "{output}"];
-
-/// A `[scoring.program]` table that cannot run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProgramSpecError {
-    #[error(
-        "[scoring.program] command must name a program, e.g. [\"python3\", \"{{program}}/score.py\", \"{{input}}\", \"{{output}}\"]"
-    )]
-    NoCommand,
-    #[error("[scoring.program] timeout_s must be at least 1")]
-    ZeroTimeout,
-    #[error("[scoring.program] primary must name a key of the program's scores")]
-    NoPrimary,
-    #[error("[scoring.program] dir \"{dir}\" must be a relative folder inside the environment")]
-    DirOutside { dir: String },
-}
-
-/// A scores file (`scores.json` / `scores.txt`) that holds no usable scores; `file` is the
-/// name it is shown by.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoresError {
     #[error("{file}: not valid JSON: {source}")]
@@ -78,54 +29,6 @@ pub enum ScoresError {
     NotKeyValue { file: String, line: usize, text: String },
     #[error("{file} line {line}: key \"{key}\": {value:?} is not a number")]
     TxtNotANumber { file: String, line: usize, key: String, value: String },
-}
-
-impl ProgramSpec {
-    /// Manifest-level checks, so a broken table fails when the environment is opened.
-    pub fn check(&self) -> Result<(), ProgramSpecError> {
-        if self.command.is_empty() || self.command[0].trim().is_empty() {
-            return Err(ProgramSpecError::NoCommand);
-        }
-        if self.timeout_s == 0 {
-            return Err(ProgramSpecError::ZeroTimeout);
-        }
-        if self.primary.trim().is_empty() {
-            return Err(ProgramSpecError::NoPrimary);
-        }
-        let dir = std::path::Path::new(&self.dir);
-        let inside = !self.dir.is_empty()
-            && dir.components().all(|c| {
-                matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)
-            });
-        if !inside {
-            return Err(ProgramSpecError::DirOutside { dir: self.dir.clone() });
-        }
-        Ok(())
-    }
-
-    /// The command as it would run, placeholders kept, for messages.
-    pub fn shown(&self) -> String {
-        self.command.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" ")
-    }
-
-    /// The arguments with the placeholders replaced.
-    pub fn argv(&self, program: &str, input: &str, output: &str) -> Vec<String> {
-        let values = [program, input, output];
-        self.command
-            .iter()
-            .map(|arg| {
-                PLACEHOLDERS.iter().zip(values).fold(arg.clone(), |a, (p, v)| a.replace(p, v))
-            })
-            .collect()
-    }
-}
-
-fn shell_word(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%{}=,".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// `scores.json`: an object of numbers; nested objects are flattened with `.` (`{"a":{"b":1}}`
