@@ -12,7 +12,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 shards="${SHARDS:-4}"
 export GROUP="${GROUP:-eval-$(date +%Y%m%d-%H%M%S)}"
 export RUNS_DIR="${RUNS_DIR:-$PWD/runs}"
-array=$(sbatch --parsable --array="0-$((shards - 1))" --export=ALL "$here/eval-array.sbatch")
+# SBATCH_ARGS: more sbatch options for the shards (e.g. "--cpus-per-task=2 --gres=gpu:1").
+# shellcheck disable=SC2086
+array=$(sbatch --parsable --array="0-$((shards - 1))" --export=ALL ${SBATCH_ARGS:-} \
+    "$here/eval-array.sbatch")
 # --kill-on-invalid-dep: without it, a merge whose shards failed would wait forever.
 sbatch --parsable --dependency="afterok:${array}" --kill-on-invalid-dep=yes --export=ALL \
     "$here/merge.sbatch"
