@@ -101,12 +101,12 @@ impl ActiveRun {
         mut self,
         result: Result<ScoreBreakdown>,
         log: &mut RunLog,
-        started: Instant,
+        took: impl Into<Took>,
     ) -> Result<EvalOutcome> {
         // From here on this process records the ending itself.
         crate::interrupt::set_active_run(None);
         self.record.finished = Some(now_rfc3339());
-        self.record.duration_s = Some(started.elapsed().as_secs_f64());
+        self.record.duration_s = Some(took.into().seconds());
         match result {
             Ok(breakdown) => {
                 self.record.status = RunStatus::Completed;
@@ -130,6 +130,29 @@ impl ActiveRun {
                 Err(e)
             }
         }
+    }
+}
+
+/// How long a run took, as its records say: since this process started it, or a span fixed
+/// beforehand (a merged run: its shards' first start to their last end).
+#[derive(Debug, Clone, Copy)]
+pub enum Took {
+    Since(Instant),
+    Fixed(f64),
+}
+
+impl Took {
+    pub fn seconds(self) -> f64 {
+        match self {
+            Took::Since(start) => start.elapsed().as_secs_f64(),
+            Took::Fixed(seconds) => seconds,
+        }
+    }
+}
+
+impl From<Instant> for Took {
+    fn from(start: Instant) -> Self {
+        Took::Since(start)
     }
 }
 

@@ -3,16 +3,15 @@
 //! so the merged run's predictions, scores and reports are those of the run done whole.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use super::lifecycle::{environment_info, open_env, ActiveRun};
+use super::lifecycle::{environment_info, open_env, ActiveRun, Took};
 use super::scoring::Scoring;
 use super::{submission_metadata, EvalOutcome, Invocation};
 use crate::error::{Error, Result};
 use crate::log::RunLog;
 use crate::run::journal::read_predictions_file;
 use crate::run::record::ShardRun;
-use crate::run::submission::write_submission;
+use crate::run::submission::{read_submission, write_submission};
 use crate::run::{Journal, PredictionRecord, RunDir, RunFile, RunRecord, RunStatus, RunsDir};
 use crate::settings::{Settings, Shard};
 
@@ -57,11 +56,10 @@ pub fn merge_runs(
     // The span of the evaluation: from the first shard's start to the last one's end.
     let start = shards.iter().filter_map(|s| wall(&s.record.created)).min();
     let end = shards.iter().filter_map(|s| s.record.finished.as_deref().and_then(wall)).max();
-    let span = match (start, end) {
-        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
-        _ => Duration::ZERO,
+    let took = match (start, end) {
+        (Some(a), Some(b)) => Took::Fixed((b - a).to_std().unwrap_or_default().as_secs_f64()),
+        _ => Took::Fixed(0.0),
     };
-    let started = Instant::now().checked_sub(span).unwrap_or_else(Instant::now);
 
     let env = open_env(settings.env.as_deref().map(std::path::Path::new), &how.env_sources)?;
     let phase = env.phase(settings.phase.as_deref())?.clone();
@@ -120,9 +118,9 @@ pub fn merge_runs(
             run_dir: &run.dir,
             allow_program: how.allow_scoring_program,
         };
-        scoring.score_and_report(&run.record, &items, &predictions, started, log)
+        scoring.score_and_report(&run.record, &items, &predictions, took, log)
     })();
-    run.finish(result, log, started)
+    run.finish(result, log, took)
 }
 
 fn group_of(settings: &Settings) -> &str {
@@ -151,7 +149,9 @@ fn found(runs: &RunsDir, id: u64) -> Result<Found> {
 }
 
 /// The runs of `group`: per shard its Completed run, else its latest run (which `check`
-/// then refuses, naming its status).
+/// then refuses, naming its status). A shard completed more than once (Slurm requeues a task
+/// whose node failed, and the task may have finished) counts once when its runs predicted the
+/// same; runs that differ are refused.
 fn of_group(runs: &RunsDir, group: &str) -> Result<Vec<Found>> {
     let mut by_shard: BTreeMap<(usize, usize), Vec<Found>> = BTreeMap::new();
     for id in runs.ids()? {
@@ -170,16 +170,21 @@ fn of_group(runs: &RunsDir, group: &str) -> Result<Vec<Found>> {
     for (_, mut tries) in by_shard {
         let completed: Vec<usize> =
             (0..tries.len()).filter(|&i| tries[i].record.status == RunStatus::Completed).collect();
-        match completed.as_slice() {
-            // A shard run twice (a requeued task) and completed twice: both are kept, and
-            // `check` names them.
-            [] => shards.push(tries.pop().expect("at least one run per shard")),
-            _ => {
-                for i in completed.into_iter().rev() {
-                    shards.push(tries.swap_remove(i));
-                }
+        let Some(&keep) = completed.first() else {
+            shards.push(tries.pop().expect("at least one run per shard"));
+            continue;
+        };
+        let predicted = |f: &Found| read_submission(&f.dir.file(RunFile::Submission));
+        let kept = predicted(&tries[keep])?;
+        for &other in &completed[1..] {
+            if predicted(&tries[other])? != kept {
+                return Err(refuse(format!(
+                    "shard {} of group \"{group}\" completed twice with different predictions (runs {} and {}); name the runs to merge, one per shard",
+                    tries[keep].shard, tries[keep].record.run_id, tries[other].record.run_id
+                )));
             }
         }
+        shards.push(tries.swap_remove(keep));
     }
     shards.sort_by_key(|s| (s.shard.index, s.record.run_id));
     Ok(shards)

@@ -1,8 +1,8 @@
 //! Submission → scoring output → score breakdown → reports: the stages after the engine,
 //! shared by `eval` and by `score` (re-scoring saved predictions without a model).
 
+use super::lifecycle::Took;
 use std::collections::HashMap;
-use std::time::Instant;
 
 use serde_json::json;
 
@@ -34,7 +34,7 @@ impl Scoring<'_> {
         record: &RunRecord,
         items: &[Item],
         submitted: &[PredictionRecord],
-        started: Instant,
+        took: impl Into<Took>,
         log: &mut RunLog,
     ) -> Result<ScoreBreakdown> {
         let by_item = join_predictions(items, submitted)?;
@@ -79,7 +79,7 @@ impl Scoring<'_> {
             }
             None => self.write_scoring_output(&summary, items.len(), submitted.len(), missing)?,
         }
-        breakdown.duration_s = started.elapsed().as_secs_f64();
+        breakdown.duration_s = took.into().seconds();
         self.write_reports(record, &records, &breakdown)?;
         log.line(breakdown.accuracy_line());
         log.line(breakdown.table().trim_end());

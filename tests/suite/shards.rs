@@ -111,6 +111,17 @@ fn merged_shards_equal_the_whole_run_for_generation_few_shot_and_multiple_choice
         assert_eq!(rec["items"], 5, "{rec}");
     }
     assert_same_as_whole(&runs, merged, whole);
+    // Its duration is the evaluation's wall time: the first shard's start to the last one's end.
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let records: Vec<Value> =
+        ids.iter().map(|id| read_json(&run_dir(&runs, *id).join("run.json"))).collect();
+    let first = records.iter().map(|r| time(&r["created"])).min().unwrap();
+    let last = records.iter().map(|r| time(&r["finished"])).max().unwrap();
+    let merged_record = read_json(&run_dir(&runs, merged).join("run.json"));
+    let span = (last - first).num_milliseconds() as f64 / 1000.0;
+    assert_eq!(merged_record["duration_s"].as_f64(), Some(span), "{merged_record}");
+    let breakdown = read_json(&run_dir(&runs, merged).join("score_breakdown.json"));
+    assert_eq!(breakdown["duration_s"].as_f64(), Some(span));
 
     // Few-shot examples drawn at random per position: a shard's item must get the prompt it
     // gets in the whole run. Three items over four shards: shard 3 holds none.
@@ -197,6 +208,23 @@ fn shards_that_do_not_make_one_evaluation_are_refused_naming_them() {
         .map(|s| s["run_id"].as_u64().unwrap())
         .collect();
     assert_eq!(used, [a, b, again]);
+    // Completed twice (a requeued task that had finished): the same predictions count once,
+    // other ones are refused.
+    let twice = shard("2/3", &[]);
+    let out = ok(&benchgen(cwd, &["merge", "--group", &group, "--runs-dir", "runs"]));
+    let merged = read_json(&run_dir(&cwd.join("runs"), run_id(&out)).join("run.json"));
+    assert_eq!(merged["shards"][2]["run_id"], again, "{merged}");
+    let runs = cwd.join("runs");
+    std::fs::copy(
+        run_dir(&runs, a).join("submission.zip"),
+        run_dir(&runs, twice).join("submission.zip"),
+    )
+    .unwrap();
+    let out = benchgen(cwd, &["merge", "--group", &group, "--runs-dir", "runs"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("completed twice with different predictions"), "{err}");
+    assert!(err.contains(&format!("runs {again} and {twice}")), "{err}");
 
     // --shard on the command line: parsed, and checked against N.
     for (bad, says) in [("3/3", "K must be below N"), ("x", "expected K/N")] {
@@ -204,6 +232,39 @@ fn shards_that_do_not_make_one_evaluation_are_refused_naming_them() {
         assert!(!out.status.success());
         assert!(stderr(&out).contains(says), "{bad}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn a_shard_resumes_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let runs = cwd.join("runs");
+    let whole = eval(cwd, &["--limit", "8"]);
+    let first = eval(cwd, &["--limit", "8", "--shard", "0/2"]);
+    let second = eval(cwd, &["--limit", "8", "--shard", "1/2"]);
+    // The second shard as a crash leaves it: Failed, one prediction journaled.
+    let dir2 = run_dir(&runs, second);
+    let mut rec = read_json(&dir2.join("run.json"));
+    rec["status"] = "Failed".into();
+    std::fs::write(dir2.join("run.json"), rec.to_string()).unwrap();
+    let journal = std::fs::read_to_string(dir2.join("predictions.jsonl")).unwrap();
+    std::fs::write(
+        dir2.join("predictions.jsonl"),
+        journal.lines().next().unwrap().to_string() + "\n",
+    )
+    .unwrap();
+    let id = second.to_string();
+    let out = benchgen(cwd, &["eval", "--resume", &id, "--shard", "0/2", "--runs-dir", "runs"]);
+    assert!(stderr(&out).contains("different --shard"), "{}", stderr(&out));
+    let out = ok(&benchgen(cwd, &["eval", "--resume", &id, "--runs-dir", "runs"]));
+    assert!(out.contains("Resuming with 1 prediction(s)"), "{out}");
+    let rec = read_json(&dir2.join("run.json"));
+    assert_eq!((rec["status"].as_str(), rec["items"].as_u64()), (Some("Completed"), Some(4)));
+    let (a, b) = (first.to_string(), id);
+    let merged = run_id(&ok(&benchgen(cwd, &["merge", &a, &b, "--runs-dir", "runs"])));
+    let m = unzip(&run_dir(&runs, merged).join("submission.zip"));
+    let w = unzip(&run_dir(&runs, whole).join("submission.zip"));
+    assert_eq!(m["predictions.jsonl"], w["predictions.jsonl"]);
 }
 
 #[test]
