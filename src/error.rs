@@ -162,6 +162,8 @@ pub enum SettingError {
     DtypeNeedsCpu { dtype: &'static str, gpu: &'static str },
     #[error("--limit 0 leaves nothing to evaluate")]
     ZeroLimit,
+    #[error("{flag} {given}: the submission was made with {recorded} (its metadata.json says so); leave {flag} out to score it as it was made")]
+    ContradictsSubmission { flag: &'static str, given: String, recorded: String },
 }
 
 #[derive(Debug, thiserror::Error)]

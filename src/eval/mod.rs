@@ -70,6 +70,8 @@ fn submission_metadata(record: &RunRecord, items: usize) -> serde_json::Value {
                         "phase": record.environment.phase},
         "created": record.created,
         "items": items,
+        "limit": record.settings.as_ref().and_then(|s| s.limit),
+        "shard": record.settings.as_ref().and_then(|s| s.shard),
         "benchgen_version": record.benchgen_version,
     })
 }

@@ -1,18 +1,20 @@
 //! `benchgen score`: re-scores saved predictions (a predictions file or a submission archive)
 //! against an environment, without a model, as a run of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::lifecycle::{environment_info, open_env, ActiveRun};
 use super::scoring::Scoring;
 use super::EvalOutcome;
-use crate::env::EnvSources;
-use crate::error::{Error, Result};
+use crate::env::{EnvSources, Environment};
+use crate::error::{Error, Result, SettingError};
 use crate::log::RunLog;
 use crate::run::journal::read_predictions_file;
 use crate::run::record::ModelInfo;
-use crate::run::submission::{read_submission, write_submission};
+use crate::run::submission::{
+    read_submission, read_submission_metadata, write_submission, SubmissionMetadata,
+};
 use crate::run::{RunFile, RunRecord};
 
 #[derive(Debug, Clone)]
@@ -39,8 +41,44 @@ pub struct ScoreOptions {
 
 pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let started = Instant::now();
-    let env = open_env(opts.env.as_deref(), &opts.env_sources)?;
-    let phase = env.phase(opts.phase.as_deref())?.clone();
+    let made = match &opts.predictions {
+        SavedPredictions::Submission(p) => read_submission_metadata(p)?.unwrap_or_default(),
+        SavedPredictions::Jsonl(_) => SubmissionMetadata::default(),
+    };
+    let env = match (&opts.env, &made.environment) {
+        (Some(path), _) => open_env(Some(path), &opts.env_sources)?,
+        (None, Some(e)) if e.name != Environment::embedded()?.manifest.name => {
+            open_env(Some(Path::new(&e.name)), &opts.env_sources).map_err(|_| {
+                Error::env(
+                    &e.name,
+                    "the submission was made on this environment (its metadata.json says so), \
+                     which is not found by name: give its folder or .zip with --env",
+                )
+            })?
+        }
+        (None, _) => open_env(None, &opts.env_sources)?,
+    };
+    if let Some(e) = &made.environment {
+        agree("--env", Some(&env.manifest.name), Some(&e.name))?;
+    }
+    let recorded_phase = made.environment.as_ref().and_then(|e| e.phase.clone());
+    agree("--phase", opts.phase.as_ref(), recorded_phase.as_ref())?;
+    let phase = env.phase(opts.phase.as_deref().or(recorded_phase.as_deref()))?.clone();
+    // Archives from before `limit` was recorded: an unsharded run's predictions are the first
+    // `items` items, which is what its limit kept.
+    let recorded_limit = made.limit.or(made.items.filter(|_| made.shard.is_none()));
+    let limit = match (opts.limit, recorded_limit) {
+        (Some(given), Some(recorded)) if made.limit.is_some() && given != recorded => {
+            return Err(SettingError::ContradictsSubmission {
+                flag: "--limit",
+                given: given.to_string(),
+                recorded: format!("--limit {recorded}"),
+            }
+            .into());
+        }
+        (Some(given), _) => Some(given),
+        (None, recorded) => recorded,
+    };
     super::program::check_allowed(&env, opts.allow_scoring_program)?;
     let (source, predictions) = match &opts.predictions {
         SavedPredictions::Jsonl(p) => {
@@ -69,8 +107,20 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
     let result = (|| {
         log.line(format!("Loading benchmark data: {} phase \"{}\"", env.manifest.name, phase.name));
         let mut items = env.load_items(&phase)?;
-        if let Some(limit) = opts.limit {
+        if let Some(limit) = limit {
             items.truncate(limit.max(1));
+        }
+        if let Some(shard) = made.shard {
+            items = items
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| shard.holds(*i))
+                .map(|(_, it)| it)
+                .collect();
+            log.line(format!(
+                "Shard {shard}: {} of the items, as the submission was made",
+                items.len()
+            ));
         }
         run.record.items = Some(items.len());
         log.line(format!("Loaded {} items and {} predictions", items.len(), predictions.len()));
@@ -80,6 +130,8 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
             "environment": {"name": env.manifest.name, "version": env.manifest.version, "phase": phase.name},
             "created": run.record.created,
             "items": predictions.len(),
+            "limit": limit,
+            "shard": made.shard,
             "benchgen_version": run.record.benchgen_version,
         });
         write_submission(&run.dir.file(RunFile::Submission), &predictions, &metadata)?;
@@ -93,4 +145,19 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         scoring.score_and_report(&run.record, &items, &predictions, started, log)
     })();
     run.finish(result, log, started)
+}
+
+/// A flag given to `score` must name what the submission's metadata says it was made with.
+fn agree(flag: &'static str, given: Option<&String>, recorded: Option<&String>) -> Result<()> {
+    match (given, recorded) {
+        (Some(given), Some(recorded)) if given != recorded => {
+            Err(SettingError::ContradictsSubmission {
+                flag,
+                given: given.clone(),
+                recorded: format!("{flag} {recorded}"),
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
 }

@@ -52,6 +52,43 @@ pub fn read_submission(path: &Path) -> Result<Vec<PredictionRecord>> {
     read_predictions(&format!("{}:{JOURNAL}", path.display()), text.as_bytes())
 }
 
+/// What `metadata.json` says of the run that made an archive, as far as scoring needs it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct SubmissionMetadata {
+    #[serde(default)]
+    pub environment: Option<MetadataEnvironment>,
+    /// How many predictions the archive holds.
+    #[serde(default)]
+    pub items: Option<usize>,
+    /// The run's `--limit` (archives from before it was recorded lack it).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// The run's `--shard`, when it was one.
+    #[serde(default)]
+    pub shard: Option<crate::settings::Shard>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct MetadataEnvironment {
+    pub name: String,
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+/// Reads `metadata.json` from a submission archive; `None` when it has none.
+pub fn read_submission_metadata(path: &Path) -> Result<Option<SubmissionMetadata>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
+    let mut entry = match zip.by_name("metadata.json") {
+        Ok(entry) => entry,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(zip_err(path, e)),
+    };
+    let mut text = String::new();
+    entry.read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| zip_err(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,3 +76,61 @@ fn reference_answers_score_everything_and_perturbations_are_caught() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("unknown item id \"no-such-item\""), "{}", stderr(&o));
 }
+
+/// `score --submission` scores an archive as it was made: environment, phase, limit and shard
+/// from its `metadata.json`; flags that contradict it are refused, naming both values.
+#[test]
+fn a_submission_is_scored_as_its_metadata_says_it_was_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    ok(&benchgen(cwd, &["eval", "--limit", "7"]));
+    let out = ok(&benchgen(cwd, &["score", "--submission", "runs/1/submission.zip", "--json"]));
+    let rescored: Value = serde_json::from_str(&out).unwrap();
+    let original = read_json(&cwd.join("runs/1/score_breakdown.json"));
+    for k in ["correct", "total", "accuracy", "answer_rate"] {
+        assert_eq!(rescored[k], original[k], "{k}");
+    }
+    assert_eq!(rescored["total"], 7);
+    for (flag, value, says) in [
+        ("--limit", "9", "the submission was made with --limit 7"),
+        ("--phase", "train", "the submission was made with --phase test"),
+    ] {
+        let out = benchgen(cwd, &["score", "--submission", "runs/1/submission.zip", flag, value]);
+        assert!(!out.status.success(), "{flag} {value}");
+        assert!(stderr(&out).contains(says), "{flag}: {}", stderr(&out));
+    }
+
+    // An environment given by path: found again by --env, refused when another is given, and
+    // named when it cannot be found by its name alone.
+    let choice = repo().join("fixtures/envs/choice");
+    let choice = choice.to_str().unwrap();
+    let zip = format!(
+        "runs/{}/submission.zip",
+        run_id(&ok(&benchgen(cwd, &["eval", "--env", choice, "--limit", "5"])))
+    );
+    let out = benchgen(cwd, &["score", "--submission", &zip]);
+    assert!(stderr(&out).contains("give its folder or .zip with --env"), "{}", stderr(&out));
+    let out = ok(&benchgen(cwd, &["score", "--submission", &zip, "--env", choice, "--json"]));
+    let rescored: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rescored["total"], 5);
+    let fewshot = repo().join("fixtures/envs/fewshot");
+    let out = benchgen(cwd, &["score", "--submission", &zip, "--env", fewshot.to_str().unwrap()]);
+    assert!(
+        stderr(&out)
+            .contains("--env fewshot-fixture: the submission was made with --env choice-fixture"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A shard's archive is scored over the shard's items.
+    let id = run_id(&ok(&benchgen(cwd, &["eval", "--limit", "10", "--shard", "1/3"])));
+    let shard = read_json(&cwd.join(format!("runs/{id}/score_breakdown.json")));
+    let zip = format!("runs/{id}/submission.zip");
+    let out = ok(&benchgen(cwd, &["score", "--submission", &zip, "--json"]));
+    let rescored: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (rescored["total"].clone(), rescored["correct"].clone()),
+        (shard["total"].clone(), shard["correct"].clone())
+    );
+    assert_eq!(rescored["total"], 3);
+}

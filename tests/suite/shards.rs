@@ -12,16 +12,6 @@ fn run_dir(runs: &Path, id: u64) -> PathBuf {
     runs.join(id.to_string())
 }
 
-/// The Run ID a command's live log announces.
-fn run_id(out: &str) -> u64 {
-    out.lines()
-        .find_map(|l| l.strip_prefix("Run ID: "))
-        .unwrap_or_else(|| panic!("no Run ID in {out}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn eval(cwd: &Path, args: &[&str]) -> u64 {
     let mut all = vec!["eval", "--runs-dir", "runs"];
     all.extend_from_slice(args);

@@ -94,6 +94,12 @@ pub fn ok(o: &Output) -> String {
     stdout(o)
 }
 
+/// The Run ID a command's live log announces (`Run ID: N`).
+pub fn run_id(out: &str) -> u64 {
+    let line = out.lines().find_map(|l| l.strip_prefix("Run ID: "));
+    line.unwrap_or_else(|| panic!("no Run ID in {out}")).trim().parse().unwrap()
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
