@@ -118,7 +118,8 @@ fn engine_and_prompts(
     let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];
     match resolved.source {
         ModelSource::Endpoint(endpoint) => {
-            let engine = RemoteEngine::connect(&endpoint, args.batch_size, &sources.server)?;
+            let engine =
+                RemoteEngine::connect(&endpoint, args.batch_size as usize, &sources.server)?;
             let rendered = prompts
                 .iter()
                 .map(|(_, p)| (p.clone(), true, args.chat.then(|| user(p))))
@@ -140,7 +141,7 @@ fn engine_and_prompts(
             } else {
                 prompts.iter().map(|(_, p)| (p.clone(), true, None)).collect()
             };
-            Ok((Box::new(LocalEngine::new(model, args.batch_size)), rendered))
+            Ok((Box::new(LocalEngine::new(model, args.batch_size as usize)), rendered))
         }
     }
 }

@@ -262,8 +262,8 @@ pub struct GenerateArgs {
     pub temperature: f64,
     #[arg(long, default_value_t = Settings::default().seed)]
     pub seed: u64,
-    #[arg(long, default_value_t = Settings::default().batch_size)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = Settings::default().batch_size as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
     /// Wrap each prompt as a user turn in the model's chat template
     #[arg(long)]
     pub chat: bool,
@@ -371,6 +371,13 @@ pub enum RunsCommand {
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
+    /// Remove runs (their whole folders); a run still going in another process is refused
+    Rm {
+        #[arg(required = true)]
+        run_ids: Vec<u64>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -388,6 +395,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leaderboard { env, runs_dir } => env::leaderboard_cmd(&env, &runs_dir),
         Command::Merge(args) => eval::merge(args),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
+        Command::Runs(RunsCommand::Rm { run_ids, runs_dir }) => runs::remove(&runs_dir, &run_ids),
         Command::Runs(RunsCommand::Show { run_id, finetune, runs_dir }) => {
             runs::show(&runs_dir, run_id, finetune)
         }

@@ -96,3 +96,11 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+pub fn remove(runs_dir: &Path, ids: &[u64]) -> anyhow::Result<()> {
+    for &id in ids {
+        benchgen::eval::remove_run(runs_dir, id)?;
+        println!("removed run {id}");
+    }
+    Ok(())
+}

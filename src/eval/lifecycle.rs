@@ -55,6 +55,31 @@ fn lock_run(dir: &RunDir, run_id: u64) -> Result<std::fs::File> {
     }
 }
 
+/// `benchgen runs rm`: removes run `run_id`'s folder, unless a process is still working on it
+/// (it holds the run's lock while it does).
+pub fn remove_run(runs_dir: &Path, run_id: u64) -> Result<()> {
+    let dir = RunsDir::new(runs_dir).run(run_id);
+    if !dir.path().is_dir() {
+        return Err(Error::Runs {
+            path: runs_dir.to_path_buf(),
+            message: format!("there is no run {run_id} (`benchgen runs list` shows the runs)"),
+        });
+    }
+    let lock = lock_run(&dir, run_id).map_err(|e| match e {
+        Error::RunLocked { .. } => Error::Runs {
+            path: runs_dir.to_path_buf(),
+            message: format!(
+                "run {run_id} is still running in another process; stop it (Ctrl-C) before removing it"
+            ),
+        },
+        other => other,
+    })?;
+    // Held while removing, so that no `--resume` takes the run up meanwhile.
+    let removed = std::fs::remove_dir_all(dir.path()).map_err(|e| Error::io(dir.path(), e));
+    drop(lock);
+    removed
+}
+
 impl ActiveRun {
     /// Allocates the next Run ID, writes `run.json` (Running) and the log's header lines.
     pub fn start(runs_dir: &Path, mut record: RunRecord, log: &mut RunLog) -> Result<Self> {

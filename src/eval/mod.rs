@@ -16,7 +16,7 @@ mod verify;
 
 use engines::Prepared;
 use finished::Finished;
-pub use lifecycle::abandon_active_run;
+pub use lifecycle::{abandon_active_run, remove_run};
 use lifecycle::{environment_info, open_env, ActiveRun};
 pub use merge::{merge_runs, MergeSelection};
 pub use program::ALLOW_FLAG;
@@ -134,6 +134,10 @@ impl Plan {
             (Some(d), DtypeSpec::Auto) => d.parse()?,
             (_, dtype) => dtype,
         };
+        spec::check_exists(given.model.as_deref(), &how.sources)?;
+        if given.limit == Some(0) {
+            return Err(SettingError::ZeroLimit.into());
+        }
         let gguf = spec::is_gguf(given.model.as_deref(), &how.sources)?;
         let weights = WeightType::for_model(dtype, &device, gguf)?;
         let gen = &env.manifest.generation;
@@ -228,9 +232,6 @@ impl Stages<'_> {
             log.line(format!("Data source: {source}"));
         }
         if let Some(limit) = self.settings.limit {
-            if limit == 0 {
-                return Err(SettingError::ZeroLimit.into());
-            }
             items.truncate(limit);
         }
         // Positions in the phase's order: few-shot examples are drawn by position, so a shard's

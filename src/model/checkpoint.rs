@@ -117,8 +117,11 @@ impl Checkpoint {
         if !dir.is_dir() {
             return Err(Error::model(
                 &origin,
-                "not a directory; expected an HF checkpoint folder with config.json, \
-                 model.safetensors and tokenizer.json",
+                format!(
+                    "not a directory; expected an HF checkpoint folder with config.json, \
+                     model.safetensors and tokenizer.json{}",
+                    hub_hint(dir)
+                ),
             ));
         }
         let need = |name: &str| -> Result<PathBuf> {
@@ -393,4 +396,20 @@ fn count_parameters(cfg: &ModelConfig) -> usize {
     let embed = cfg.vocab_size * hs;
     let head = if cfg.tie_word_embeddings { 0 } else { embed };
     embed + head + hs + cfg.num_hidden_layers * per_layer
+}
+
+/// For a path that does not exist but reads like a hub repository (`ORG/NAME`): how to ask
+/// for that instead.
+pub fn hub_hint(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let parts: Vec<&str> = text.split('/').collect();
+    let hub_like = !path.exists()
+        && parts.len() == 2
+        && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.'))
+        && !text.ends_with(".gguf");
+    if hub_like {
+        format!("; for the HuggingFace hub model {text}, write hf:{text}")
+    } else {
+        String::new()
+    }
 }

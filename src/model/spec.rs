@@ -235,6 +235,22 @@ pub fn defaults(spec: Option<&str>, opts: &SourceOptions) -> Result<ModelDefault
     }
 }
 
+/// Checks, without reading it, that a model given as a path (through any aliases) exists: cheap
+/// enough before a run is created, so a typo leaves no Failed run behind.
+pub fn check_exists(spec: Option<&str>, opts: &SourceOptions) -> Result<()> {
+    let Some(spec) = spec else { return Ok(()) };
+    match follow(spec, opts)?.1 {
+        ModelSpec::Trained(path) if !path.exists() => Err(Error::model(
+            path.display(),
+            format!(
+                "no such file or folder; expected an HF checkpoint folder, a LoRA adapter or a .gguf file{}",
+                crate::model::checkpoint::hub_hint(&path)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `spec` (through any aliases) is a `.gguf` file, whose weights `--dtype auto` keeps
 /// as stored on the CPU.
 pub fn is_gguf(spec: Option<&str>, opts: &SourceOptions) -> Result<bool> {

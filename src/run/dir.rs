@@ -171,7 +171,14 @@ impl RunsDir {
     /// Takes the next free Run ID by creating its folder. `create_dir` fails if the folder
     /// exists, atomically, so two processes racing here never get the same id.
     pub fn allocate(&self) -> Result<(u64, RunDir)> {
-        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::Runs {
+            path: self.root.clone(),
+            message: if self.root.exists() && !self.root.is_dir() {
+                "is not a folder; pass --runs-dir a folder (it is created when missing)".into()
+            } else {
+                format!("cannot be created ({e}); pass --runs-dir a folder you can write to")
+            },
+        })?;
         let mut next = self.ids()?.last().map_or(1, |last| last + 1);
         for _ in 0..10_000 {
             let run = self.run(next);

@@ -25,6 +25,7 @@ mod hub_layouts;
 mod lora;
 mod model_goldens;
 mod models_cli;
+mod pre_run_checks;
 mod running;
 mod score_benchmarks;
 mod score_cli;
