@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::bail;
 use benchgen::env::{Environment, PhaseCheck};
-use benchgen::leaderboard::leaderboard;
+use benchgen::leaderboard::{leaderboard, Entry, Options};
 use benchgen::run::RunsDir;
 
 pub fn list() -> anyhow::Result<()> {
@@ -66,7 +66,7 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
         );
     }
     println!("\nLeaderboard ({})\n-----------", runs_dir.display());
-    print_leaderboard(&m.name, runs_dir)
+    print_leaderboard(&m.name, runs_dir, Options::default())
 }
 
 pub fn validate(spec: &str) -> anyhow::Result<()> {
@@ -107,22 +107,36 @@ pub fn validate(spec: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn print_leaderboard(env_name: &str, runs_dir: &Path) -> anyhow::Result<()> {
-    let entries = leaderboard(&RunsDir::new(runs_dir), env_name)?;
+pub fn print_leaderboard(env_name: &str, runs_dir: &Path, options: Options) -> anyhow::Result<()> {
+    let entries = leaderboard(&RunsDir::new(runs_dir), env_name, options)?;
     if entries.is_empty() {
-        println!("  no completed runs of {env_name} in {}", runs_dir.display());
+        let which = if options.include_partial { "" } else { "full-phase " };
+        println!("  no completed {which}runs of {env_name} in {}", runs_dir.display());
         return Ok(());
     }
+    let label = |e: &Entry| {
+        let mut name = e.model.clone();
+        if e.rescored {
+            name.push_str(" (re-scored)");
+        }
+        if e.partial {
+            name.push_str(" (partial)");
+        }
+        name
+    };
+    // As wide as the longest name, so the columns stay aligned.
+    let width = entries.iter().map(|e| label(e).chars().count()).max().unwrap_or(0).max(5);
     println!(
-        "{:>4}  {:<36}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>6}  DATE",
-        "RANK", "MODEL", "OVERALL", "ACCURACY", "EXACT", "ANSWERED", "DURATION", "RUN"
+        "{:>4}  {:<width$}  {:>6}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>6}  DATE",
+        "RANK", "MODEL", "ITEMS", "OVERALL", "ACCURACY", "EXACT", "ANSWERED", "DURATION", "RUN"
     );
     for (i, e) in entries.iter().enumerate() {
         let b = &e.breakdown;
         println!(
-            "{:>4}  {:<36}  {:>8.2}  {:>7.2}%  {:>7.2}%  {:>7.2}%  {:>8.1}s  {:>6}  {}",
+            "{:>4}  {:<width$}  {:>6}  {:>8.2}  {:>7.2}%  {:>7.2}%  {:>7.2}%  {:>8.1}s  {:>6}  {}",
             i + 1,
-            e.model,
+            label(e),
+            e.items,
             b.overall_score,
             b.accuracy,
             b.exact_match,
@@ -132,13 +146,18 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path) -> anyhow::Result<()> 
             e.created
         );
     }
+    if !options.include_partial {
+        println!(
+            "  (full-phase runs only; --include-partial also shows runs over part of a phase)"
+        );
+    }
     Ok(())
 }
 
-pub fn leaderboard_cmd(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
+pub fn leaderboard_cmd(spec: &str, runs_dir: &Path, options: Options) -> anyhow::Result<()> {
     // A name that is no environment here still has a leaderboard if runs used it.
     let name = Environment::resolve(spec, &super::env_sources())
         .map(|e| e.manifest.name)
         .unwrap_or_else(|_| spec.to_string());
-    print_leaderboard(&name, runs_dir)
+    print_leaderboard(&name, runs_dir, options)
 }

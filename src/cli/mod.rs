@@ -97,6 +97,9 @@ pub enum Command {
     Leaderboard {
         /// Environment: path, .zip or name
         env: String,
+        /// Also rank runs over part of the phase (a --limit that cut items, or a shard)
+        #[arg(long)]
+        include_partial: bool,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
@@ -392,7 +395,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),
         Command::Env(EnvCommand::Validate { env }) => env::validate(&env),
-        Command::Leaderboard { env, runs_dir } => env::leaderboard_cmd(&env, &runs_dir),
+        Command::Leaderboard { env, include_partial, runs_dir } => {
+            let options = benchgen::leaderboard::Options { include_partial };
+            env::leaderboard_cmd(&env, &runs_dir, options)
+        }
         Command::Merge(args) => eval::merge(args),
         Command::Runs(RunsCommand::List { env, runs_dir }) => runs::list(&runs_dir, env.as_deref()),
         Command::Runs(RunsCommand::Rm { run_ids, runs_dir }) => runs::remove(&runs_dir, &run_ids),
