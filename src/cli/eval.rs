@@ -29,9 +29,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     report(&outcome, args.json)
 }
 
+/// With `--json`: the Score Breakdown, with the Run ID and the run folder beside it.
 fn report(outcome: &EvalOutcome, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&outcome.breakdown)?);
+        let mut value = serde_json::to_value(&outcome.breakdown)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("run_id".into(), outcome.run_id.into());
+            map.insert("run_dir".into(), outcome.run_dir.path().display().to_string().into());
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("Run files: {}", outcome.run_dir.path().display());
     }

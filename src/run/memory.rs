@@ -40,15 +40,23 @@ impl Memory {
                     .collect::<String>();
             return format!("peak RSS {rss}{known}");
         };
-        let mut line =
-            format!("peak RSS {rss} = weights {} + KV cache (peak) {}", human(w), human(kv));
-        if let Some(rss) = self.peak_rss_bytes {
-            let other = rss as i128 - (w + kv) as i128;
-            let sign = if other < 0 { "-" } else { "+" };
-            let share = other as f64 / (w + kv).max(1) as f64 * 100.0;
-            line += &format!(" {sign} {} other ({share:.1}%)", human(other.unsigned_abs() as u64));
-        }
-        line
+        let Some(peak) = self.peak_rss_bytes.filter(|&p| p >= w + kv) else {
+            // Weights or cache not all resident (mapped pages never touched): no parts of a
+            // whole to show, only the sizes.
+            return format!("peak RSS {rss}; weights {}, KV cache (peak) {}", human(w), human(kv));
+        };
+        // Each part as a share of the peak, so the shares add up to 100%.
+        let share = |b: u64| b as f64 / peak.max(1) as f64 * 100.0;
+        let other = peak - w - kv;
+        format!(
+            "peak RSS {rss} = weights {} ({:.0}%) + KV cache (peak) {} ({:.0}%) + other {} ({:.0}%)",
+            human(w),
+            share(w),
+            human(kv),
+            share(kv),
+            human(other),
+            share(other)
+        )
     }
 }
 
@@ -114,7 +122,17 @@ mod tests {
         };
         assert_eq!(
             m.summary(),
-            "peak RSS 1.07 GB = weights 541 MB + KV cache (peak) 496 MB + 35.0 MB other (3.4%)"
+            "peak RSS 1.07 GB = weights 541 MB (50%) + KV cache (peak) 496 MB (46%) + other 35.0 MB (3%)"
+        );
+        // Mostly other memory: every share is still a part of the whole.
+        let small = Memory {
+            peak_rss_bytes: Some(100_000_000),
+            weights_bytes: Some(9_000_000),
+            kv_cache_peak_bytes: Some(1_000_000),
+        };
+        assert_eq!(
+            small.summary(),
+            "peak RSS 100 MB = weights 9.0 MB (9%) + KV cache (peak) 1.0 MB (1%) + other 90.0 MB (90%)"
         );
         let remote = Memory { peak_rss_bytes: Some(20_500_000), ..Default::default() };
         assert_eq!(remote.summary(), "peak RSS 20.5 MB");
@@ -123,10 +141,7 @@ mod tests {
             weights_bytes: Some(1_000_000),
             kv_cache_peak_bytes: Some(0),
         };
-        assert_eq!(
-            under.summary(),
-            "peak RSS 900.0 kB = weights 1.0 MB + KV cache (peak) 0.0 kB - 100.0 kB other (-10.0%)"
-        );
+        assert_eq!(under.summary(), "peak RSS 900.0 kB; weights 1.0 MB, KV cache (peak) 0.0 kB");
     }
 
     #[test]

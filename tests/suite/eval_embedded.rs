@@ -165,8 +165,13 @@ fn json_flag_prints_the_breakdown_and_model_dir_matches_embedded() {
     let dir = tempfile::tempdir().unwrap();
     let out = benchgen(dir.path(), &["eval", "--json", "--limit", "30", "--batch-size", "7"]);
     let text = ok(&out);
-    let b: Value = serde_json::from_str(&text).expect("stdout is only JSON");
+    let mut b: Value = serde_json::from_str(&text).expect("stdout is only JSON");
     assert_eq!(b["total"], 30);
+    // The Score Breakdown, with where the run is beside it.
+    let run = b.as_object_mut().unwrap();
+    assert_eq!(run.remove("run_id"), Some(Value::from(1)));
+    let run_dir = run.remove("run_dir").unwrap();
+    assert!(run_dir.as_str().unwrap().ends_with("runs/1"), "{run_dir}");
     assert_eq!(b, read_json(&dir.path().join("runs/1/score_breakdown.json")));
     assert!(stderr(&out).contains("Processing: 30/30 (100%)"));
 

@@ -81,7 +81,9 @@ fn run_json_reports_weights_kv_cache_and_peak_rss() {
     );
     assert!(mem["peak_rss_bytes"].as_u64().unwrap() >= weights, "{mem}");
     assert!(
-        out.contains("Memory: peak RSS ") && out.contains(" = weights 1.7 MB + KV cache (peak) "),
+        out.contains("Memory: peak RSS ")
+            && out.contains(" = weights 1.7 MB (")
+            && out.contains("%) + KV cache (peak) "),
         "{out}"
     );
 
