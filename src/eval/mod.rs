@@ -238,13 +238,8 @@ impl Stages<'_> {
         // item gets the prompt it gets in the whole run.
         let mut positions: Vec<usize> = (0..items.len()).collect();
         if let Some(shard) = self.settings.shard {
-            positions.retain(|&i| shard.holds(i));
-            items = items
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| shard.holds(*i))
-                .map(|(_, it)| it)
-                .collect();
+            positions = shard.select(positions);
+            items = shard.select(items);
             log.line(format!(
                 "Shard {shard} of group \"{}\": {} of the items",
                 self.settings.group.as_deref().unwrap_or_default(),

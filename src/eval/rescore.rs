@@ -111,12 +111,7 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
             items.truncate(limit.max(1));
         }
         if let Some(shard) = made.shard {
-            items = items
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| shard.holds(*i))
-                .map(|(_, it)| it)
-                .collect();
+            items = shard.select(items);
             log.line(format!(
                 "Shard {shard}: {} of the items, as the submission was made",
                 items.len()

@@ -29,6 +29,11 @@ impl Shard {
     pub fn holds(self, position: usize) -> bool {
         position % self.count == self.index
     }
+
+    /// This shard's items of `items` (a phase's, in order), in order.
+    pub fn select<T>(self, items: Vec<T>) -> Vec<T> {
+        items.into_iter().enumerate().filter(|(i, _)| self.holds(*i)).map(|(_, it)| it).collect()
+    }
 }
 
 impl std::str::FromStr for Shard {
@@ -174,6 +179,7 @@ mod tests {
         let s: Shard = "1/4".parse().unwrap();
         assert_eq!((s.index, s.count, s.to_string()), (1, 4, "1/4".to_string()));
         let held: Vec<usize> = (0..10).filter(|&i| s.holds(i)).collect();
+        assert_eq!(s.select((0..10).collect::<Vec<usize>>()), held);
         assert_eq!(held, [1, 5, 9]);
         for bad in ["4/4", "0/0", "1", "a/b", "-1/4"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
