@@ -136,11 +136,13 @@ fn default_eval_writes_every_file_with_consistent_content() {
     assert!(
         list.contains("Completed")
             && list.contains("arithmetic")
-            && list.contains(&format!("{pct:.2}")),
+            && list.contains(&format!("{pct:.2}"))
+            && list.contains(" Items ")
+            && list.contains(" 100  "),
         "{list}"
     );
     let show = ok(&benchgen(dir.path(), &["runs", "show", "1"]));
-    assert!(show.contains("Run ID:       1"), "{show}");
+    assert!(show.contains("Run ID:       1") && show.contains("Items:        100\n"), "{show}");
     // Every file of the run is listed (this run has them all).
     for f in [
         "run.json",

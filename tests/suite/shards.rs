@@ -250,6 +250,10 @@ fn a_shard_resumes_as_itself() {
     assert!(out.contains("Resuming with 1 prediction(s)"), "{out}");
     let rec = read_json(&dir2.join("run.json"));
     assert_eq!((rec["status"].as_str(), rec["items"].as_u64()), (Some("Completed"), Some(4)));
+    let shown = ok(&benchgen(cwd, &["runs", "show", &id, "--runs-dir", "runs"]));
+    assert!(shown.contains("Items:        4 (limit 8, shard 1/2)"), "{shown}");
+    let listed = ok(&benchgen(cwd, &["runs", "list", "--runs-dir", "runs"]));
+    assert!(listed.contains("4 (limit 8, shard 1/2)"), "{listed}");
     let (a, b) = (first.to_string(), id);
     let merged = run_id(&ok(&benchgen(cwd, &["merge", &a, &b, "--runs-dir", "runs"])));
     let m = unzip(&run_dir(&runs, merged).join("submission.zip"));
