@@ -121,7 +121,7 @@ fn main() -> Result<()> {
     let m = match &args.model {
         Some(model) => {
             let sources = benchgen::model::spec::SourceOptions::from_vars(&vars);
-            let gguf = benchgen::model::spec::is_gguf(Some(model), &sources)?;
+            let gguf = benchgen::model::spec::preflight(Some(model), &sources)?.gguf;
             let weights = WeightType::for_model(args.dtype.parse()?, &device, gguf)?;
             let ckpt = benchgen::model::spec::resolve(Some(model), &sources)?;
             benchgen::model::LoadedModel::load(&ckpt, &device, weights)?.decoder

@@ -112,7 +112,7 @@ fn engine_and_prompts(
     // Checked first, so a typo fails before any download.
     let device = args.device.open()?;
     let sources = args.sources.options();
-    let gguf = spec::is_gguf(args.model.as_deref(), &sources)?;
+    let gguf = spec::preflight(args.model.as_deref(), &sources)?.gguf;
     let weights = WeightType::for_model(args.dtype, &device, gguf)?;
     let resolved = spec::resolve_source(args.model.as_deref(), &sources)?;
     let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];

@@ -129,17 +129,15 @@ impl Plan {
         let phase = env.phase(given.phase.as_deref())?.name.clone();
         program::check_allowed(&env, how.allow_scoring_program)?;
         let device = given.device.open()?;
-        let defaults = spec::defaults(given.model.as_deref(), &how.sources)?;
-        let dtype = match (&defaults.dtype, given.dtype) {
+        let model = spec::preflight(given.model.as_deref(), &how.sources)?;
+        let dtype = match (&model.defaults.dtype, given.dtype) {
             (Some(d), DtypeSpec::Auto) => d.parse()?,
             (_, dtype) => dtype,
         };
-        spec::check_exists(given.model.as_deref(), &how.sources)?;
         if given.limit == Some(0) {
             return Err(SettingError::ZeroLimit.into());
         }
-        let gguf = spec::is_gguf(given.model.as_deref(), &how.sources)?;
-        let weights = WeightType::for_model(dtype, &device, gguf)?;
+        let weights = WeightType::for_model(dtype, &device, model.gguf)?;
         let gen = &env.manifest.generation;
         let mut params = GenParams {
             max_new_tokens: gen.max_new_tokens,
@@ -148,7 +146,7 @@ impl Plan {
             top_k: gen.top_k,
             top_p: gen.top_p,
         };
-        defaults.generation.apply(&mut params);
+        model.defaults.generation.apply(&mut params);
         let mut settings = Settings {
             phase: Some(phase),
             dtype: weights.spec(),

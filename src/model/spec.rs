@@ -226,38 +226,35 @@ fn local(c: Checkpoint) -> Resolved {
     Resolved { source: ModelSource::Local(Box::new(c)), revision: None }
 }
 
-/// An alias's defaults (following aliases to aliases), without downloading anything: cheap
-/// enough to check before a run is created, so an unknown alias leaves no Failed run behind.
-pub fn defaults(spec: Option<&str>, opts: &SourceOptions) -> Result<ModelDefaults> {
-    match spec {
-        Some(spec) => Ok(follow(spec, opts)?.0),
-        None => Ok(ModelDefaults::default()),
-    }
+/// What is known of a model before anything is loaded or downloaded (aliases followed to
+/// aliases): cheap enough to check before a run is created, so an unknown alias or a path that
+/// does not exist leaves no Failed run behind.
+#[derive(Debug, Clone, Default)]
+pub struct Preflight {
+    /// What the aliases set (outer ones win).
+    pub defaults: ModelDefaults,
+    /// A `.gguf` file, whose weights `--dtype auto` keeps as stored on the CPU.
+    pub gguf: bool,
 }
 
-/// Checks, without reading it, that a model given as a path (through any aliases) exists: cheap
-/// enough before a run is created, so a typo leaves no Failed run behind.
-pub fn check_exists(spec: Option<&str>, opts: &SourceOptions) -> Result<()> {
-    let Some(spec) = spec else { return Ok(()) };
-    match follow(spec, opts)?.1 {
-        ModelSpec::Trained(path) if !path.exists() => Err(Error::model(
-            path.display(),
-            format!(
-                "no such file or folder; expected an HF checkpoint folder, a LoRA adapter or a .gguf file{}",
-                crate::model::checkpoint::hub_hint(&path)
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Whether `spec` (through any aliases) is a `.gguf` file, whose weights `--dtype auto` keeps
-/// as stored on the CPU.
-pub fn is_gguf(spec: Option<&str>, opts: &SourceOptions) -> Result<bool> {
-    let Some(spec) = spec else { return Ok(false) };
-    Ok(
-        matches!(follow(spec, opts)?.1, ModelSpec::Trained(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))),
-    )
+/// Follows `spec`'s aliases once and checks that a model given as a path exists.
+pub fn preflight(spec: Option<&str>, opts: &SourceOptions) -> Result<Preflight> {
+    let Some(spec) = spec else { return Ok(Preflight::default()) };
+    let (defaults, spec) = follow(spec, opts)?;
+    let gguf = match &spec {
+        ModelSpec::Trained(path) if !path.exists() => {
+            return Err(Error::model(
+                path.display(),
+                format!(
+                    "no such file or folder; expected an HF checkpoint folder, a LoRA adapter or a .gguf file{}",
+                    crate::model::checkpoint::hub_hint(path)
+                ),
+            ))
+        }
+        ModelSpec::Trained(path) => path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")),
+        _ => false,
+    };
+    Ok(Preflight { defaults, gguf })
 }
 
 /// The defaults `spec`'s aliases set (outer ones win) and the spec they lead to.
@@ -529,9 +526,9 @@ mod tests {
             default_models_file: Some(dir.path().join("models.toml")),
             ..SourceOptions::default()
         };
-        let e = defaults(Some("platform:x"), &opts).unwrap_err().to_string();
+        let e = preflight(Some("platform:x"), &opts).unwrap_err().to_string();
         assert!(e.contains(&format!("create {}", dir.path().join("models.toml").display())), "{e}");
-        let e = defaults(Some("platform:x"), &SourceOptions::default()).unwrap_err().to_string();
+        let e = preflight(Some("platform:x"), &SourceOptions::default()).unwrap_err().to_string();
         assert!(e.contains("create models.toml or pass --models-file"), "{e}");
     }
 
