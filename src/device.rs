@@ -78,7 +78,8 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     spec.parse::<DeviceSpec>()?.open()
 }
 
-/// Run records and `--resume` spell devices as the command line does.
+/// Serde through `Display` and `FromStr`: run records spell a setting (a device, a dtype, a
+/// shard) as the command line does, and read it back through the same parser.
 macro_rules! serde_as_text {
     ($ty:ty) => {
         impl serde::Serialize for $ty {
@@ -99,6 +100,7 @@ macro_rules! serde_as_text {
         }
     };
 }
+pub(crate) use serde_as_text;
 serde_as_text!(DeviceSpec);
 serde_as_text!(DtypeSpec);
 

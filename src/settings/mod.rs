@@ -97,19 +97,9 @@ impl Settings {
     /// The defaults as the command line spells them, by field name (fields without a default
     /// value, such as `--limit`, are left out): what `--help` shows.
     pub fn shown_defaults() -> Vec<(String, String)> {
-        let value = serde_json::to_value(Settings::default()).expect("settings serialize");
-        let mut shown: Vec<(String, String)> = value
-            .as_object()
-            .expect("settings serialize as an object")
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), shown(k, v)))
-            .collect();
-        // Left out of run.json at their defaults, so not in the object above.
-        let d = Settings::default();
-        shown.push(("truncate".into(), d.truncate.name().into()));
-        shown.push(("kv_dtype".into(), d.kv_dtype.name().into()));
-        shown
+        let value = Settings::default().explicit();
+        let fields = value.as_object().expect("settings serialize as an object");
+        fields.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), shown(k, v))).collect()
     }
 
     /// The settings in the one spelling a run records: the embedded model as `None`,
@@ -120,10 +110,10 @@ impl Settings {
         self
     }
 
-    /// The first field (by name) whose value differs from `other`'s, leaving out `except`. Compares every field there is, so a setting added later is compared too.
+    /// The first field (by name) whose value differs from `other`'s, leaving out `except`.
+    /// Compares every field there is, so a setting added later is compared too.
     pub fn first_difference(&self, other: &Settings, except: &[&str]) -> Option<Difference> {
-        let ours = serde_json::to_value(self.explicit()).expect("settings serialize");
-        let theirs = serde_json::to_value(other.explicit()).expect("settings serialize");
+        let (ours, theirs) = (self.explicit(), other.explicit());
         let (ours, theirs) = (ours.as_object()?, theirs.as_object()?);
         ours.iter()
             .filter(|(field, _)| !except.contains(&field.as_str()))
@@ -135,7 +125,7 @@ impl Settings {
             })
     }
 
-    /// Every field written out, defaults included, for comparison.
+    /// Every field written out, those run.json leaves out at their defaults included.
     fn explicit(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("settings serialize");
         if let Some(map) = value.as_object_mut() {

@@ -2,8 +2,6 @@
 //! the command line or read from the scheduler that started it (a Slurm job array, a
 //! Kubernetes Indexed Job).
 
-use serde::{Deserialize, Serialize};
-
 use crate::vars::ProcessVars;
 
 /// One of N disjoint slices of a phase's items: item i (in the phase's order, after `--limit`)
@@ -52,17 +50,7 @@ impl std::fmt::Display for Shard {
     }
 }
 
-impl Serialize for Shard {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Shard {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::device::serde_as_text!(Shard);
 
 /// A `--shard` that names no slice, or scheduler variables that do not name one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
