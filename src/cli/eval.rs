@@ -9,7 +9,7 @@ use super::{EvalArgs, MergeArgs};
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Only eval has a run to keep resumable; other commands keep the default Ctrl-C.
     install_interrupt_handler();
-    let (console, is_tty) = console(args.json);
+    let (console, is_tty) = super::console(args.json);
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
     let how = Invocation {
         runs_dir: args.runs_dir.clone(),
@@ -46,7 +46,7 @@ fn report(outcome: &EvalOutcome, json: bool) -> anyhow::Result<()> {
 
 /// `benchgen merge`.
 pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    let (console, is_tty) = console(args.json);
+    let (console, is_tty) = super::console(args.json);
     let mut log = RunLog::new(console, is_tty && std::io::stderr().is_terminal());
     let how = Invocation {
         runs_dir: args.runs_dir,
@@ -59,15 +59,6 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
         None => MergeSelection::Runs(args.runs),
     };
     report(&merge_runs(&selection, &how, &mut log)?, args.json)
-}
-
-/// With --json, stdout carries only the breakdown; the live log moves to stderr.
-fn console(json: bool) -> (Box<dyn std::io::Write + Send>, bool) {
-    if json {
-        (Box::new(std::io::stderr()), std::io::stderr().is_terminal())
-    } else {
-        (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
-    }
 }
 
 /// `base` with every setting flag that was given laid over it (`shard`: `--shard`, resolved).

@@ -35,6 +35,17 @@ pub fn env_sources() -> EnvSources {
     EnvSources::from_vars(vars())
 }
 
+/// Where a command's live log goes, and whether that is a terminal: with `--json`, stdout
+/// carries only the JSON, so the log moves to stderr.
+fn console(json: bool) -> (Box<dyn std::io::Write + Send>, bool) {
+    use std::io::IsTerminal;
+    if json {
+        (Box::new(std::io::stderr()), std::io::stderr().is_terminal())
+    } else {
+        (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
+    }
+}
+
 /// `--truncate`: one of [`Truncate::NAMES`], typed.
 fn truncate_parser() -> impl TypedValueParser<Value = Truncate> {
     PossibleValuesParser::new(Truncate::NAMES)

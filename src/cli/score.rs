@@ -18,8 +18,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         allow_scoring_program: args.allow_scoring_program,
         env_sources: super::env_sources(),
     };
-    let console: Box<dyn std::io::Write + Send> =
-        if args.json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let (console, _) = super::console(args.json);
     let mut log = RunLog::new(console, false);
     let outcome = run_score(&opts, &mut log)?;
     if args.json {

@@ -50,8 +50,7 @@ pub fn merge_runs(
         MergeSelection::Group(group) => of_group(&runs, group)?,
     };
     let first = check(&shards)?;
-    let settings =
-        Settings { shard: None, batch_size: first.settings.batch_size, ..first.settings.clone() };
+    let settings = Settings { shard: None, ..first.settings.clone() };
 
     // The span of the evaluation: from the first shard's start to the last one's end.
     let start = shards.iter().filter_map(|s| wall(&s.record.created)).min();
@@ -141,8 +140,8 @@ fn found(runs: &RunsDir, id: u64) -> Result<Found> {
         )));
     }
     let record = dir.read_record()?;
-    let settings = record.settings.clone();
-    let Some((settings, shard)) = settings.and_then(|s| Some((s.clone(), s.shard?))) else {
+    let Some((settings, shard)) = record.settings.clone().and_then(|s| s.shard.map(|k| (s, k)))
+    else {
         return Err(refuse(format!("run {id} is not a shard (it ran without --shard)")));
     };
     Ok(Found { dir, record, settings, shard })

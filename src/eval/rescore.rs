@@ -58,27 +58,14 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
         }
         (None, _) => open_env(None, &opts.env_sources)?,
     };
-    if let Some(e) = &made.environment {
-        agree("--env", Some(&env.manifest.name), Some(&e.name))?;
-    }
+    agree("--env", Some(&env.manifest.name), made.environment.as_ref().map(|e| &e.name))?;
     let recorded_phase = made.environment.as_ref().and_then(|e| e.phase.clone());
     agree("--phase", opts.phase.as_ref(), recorded_phase.as_ref())?;
     let phase = env.phase(opts.phase.as_deref().or(recorded_phase.as_deref()))?.clone();
+    agree("--limit", opts.limit, made.limit)?;
     // Archives from before `limit` was recorded: an unsharded run's predictions are the first
     // `items` items, which is what its limit kept.
-    let recorded_limit = made.limit.or(made.items.filter(|_| made.shard.is_none()));
-    let limit = match (opts.limit, recorded_limit) {
-        (Some(given), Some(recorded)) if made.limit.is_some() && given != recorded => {
-            return Err(SettingError::ContradictsSubmission {
-                flag: "--limit",
-                given: given.to_string(),
-                recorded: format!("--limit {recorded}"),
-            }
-            .into());
-        }
-        (Some(given), _) => Some(given),
-        (None, recorded) => recorded,
-    };
+    let limit = opts.limit.or(made.limit).or(made.items.filter(|_| made.shard.is_none()));
     super::program::check_allowed(&env, opts.allow_scoring_program)?;
     let (source, predictions) = match &opts.predictions {
         SavedPredictions::Jsonl(p) => {
@@ -143,12 +130,16 @@ pub fn run_score(opts: &ScoreOptions, log: &mut RunLog) -> Result<EvalOutcome> {
 }
 
 /// A flag given to `score` must name what the submission's metadata says it was made with.
-fn agree(flag: &'static str, given: Option<&String>, recorded: Option<&String>) -> Result<()> {
+fn agree<T: PartialEq + std::fmt::Display>(
+    flag: &'static str,
+    given: Option<T>,
+    recorded: Option<T>,
+) -> Result<()> {
     match (given, recorded) {
         (Some(given), Some(recorded)) if given != recorded => {
             Err(SettingError::ContradictsSubmission {
                 flag,
-                given: given.clone(),
+                given: given.to_string(),
                 recorded: format!("{flag} {recorded}"),
             }
             .into())
