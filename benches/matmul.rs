@@ -88,6 +88,8 @@ fn bench_gguf(c: &mut Criterion) {
         (GgufType::Quant(QuantType::Q5_K), GgmlDType::Q5K),
         (GgufType::Quant(QuantType::Q4_0), GgmlDType::Q4_0),
         (GgufType::Quant(QuantType::Q5_0), GgmlDType::Q5_0),
+        (GgufType::Quant(QuantType::Q3_K), GgmlDType::Q3K),
+        (GgufType::Quant(QuantType::Q2_K), GgmlDType::Q2K),
         (GgufType::Q8_0, GgmlDType::Q8_0),
     ];
     for (name, n, k) in [("gate_up_1b", 16384, 2048), ("down_1b", 2048, 8192)] {

@@ -163,8 +163,8 @@ impl std::fmt::Display for DtypeSpec {
 pub enum WeightType {
     Float(DType),
     Q8_0,
-    /// A GGUF's quantised types as stored, products on int8-rounded activations where the type
-    /// has integer kernels (every one but Q2_K and Q3_K), as llama.cpp computes them.
+    /// A GGUF's quantised types as stored, products on int8-rounded activations (every type has
+    /// integer kernels), as llama.cpp computes them.
     Stored,
     /// As stored, every product on f32 activations: bit for bit f32 on the dequantised weights.
     StoredExact,

@@ -79,6 +79,59 @@ fn fifth_bit(hb: __m256i, t: usize) -> __m256i {
     _mm256_and_si256(v, _mm256_set1_epi8(0x10))
 }
 
+/// Quad T's q bytes (columns 8v..8v+8) in half `half` of a unit of Q6_K, Q2_K or Q3_K (as
+/// `avx512int8::quad_weights`).
+///
+/// # Safety
+/// A whole unit at `unit`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn quad_weights<const T: usize>(
+    quants: Quants,
+    unit: *const u8,
+    half: usize,
+    v: usize,
+) -> __m256i {
+    let mask = |w: __m256i, m: i8| _mm256_and_si256(w, _mm256_set1_epi8(m));
+    // SAFETY: the groups read lie in the unit (see `int8.rs` for the layouts).
+    unsafe {
+        if quants == Quants::Six {
+            let base = unit.add(half * 3 * 4 * NR);
+            let (n, hb) = (load(base.add(T / 2 * 4 * NR), v), load(base.add(8 * NR), v));
+            let nib = if T.is_multiple_of(2) { n } else { _mm256_srli_epi16(n, 4) };
+            // hb's bits 2T..2T+1 to bits 4..5.
+            let top = match T {
+                0 => _mm256_slli_epi16(hb, 4),
+                1 => _mm256_slli_epi16(hb, 2),
+                2 => hb,
+                _ => _mm256_srli_epi16(hb, 2),
+            };
+            return _mm256_or_si256(mask(nib, 0x0F), mask(top, 0x30));
+        }
+        let g = load(unit.add(half * 4 * NR), v);
+        let two = match T {
+            0 => g,
+            1 => _mm256_srli_epi16(g, 2),
+            2 => _mm256_srli_epi16(g, 4),
+            _ => _mm256_srli_epi16(g, 6),
+        };
+        let two = mask(two, 3);
+        if quants != Quants::Three {
+            return two;
+        }
+        // The third bit of quad 4·half + T to bit 2.
+        let hb = load(unit.add(2 * 4 * NR), v);
+        let hb = if half == 0 { hb } else { _mm256_srli_epi16(hb, 4) };
+        let top = match T {
+            0 => _mm256_slli_epi16(hb, 2),
+            1 => _mm256_slli_epi16(hb, 1),
+            2 => hb,
+            _ => _mm256_srli_epi16(hb, 1),
+        };
+        _mm256_or_si256(two, mask(top, 4))
+    }
+}
+
 /// The 32 bytes of columns 8v..8v+8 in a unit row at `p`.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -229,32 +282,13 @@ unsafe fn kern<const R: usize, const K: usize>(
                         };
                     }
                 }
-                Quants::Six => {
-                    let high = _mm256_set1_epi8(0x30);
+                Quants::Six | Quants::Two | Quants::Three => {
                     for sixteen in 0..2 {
-                        let base = unit.add(sixteen * 3 * 4 * NR);
-                        let hb = load(base.add(2 * 4 * NR), v);
-                        // Quads summed in i16 two at a time (a lane is at most 2·63·127).
+                        // I = Σ q·xq over the half, quads summed in i16 two at a time (a lane is
+                        // at most 2·63·127).
                         let mut ia = [_mm256_setzero_si256(); R];
-                        for pair in 0..2 {
-                            let nib = load(base.add(pair * 4 * NR), v);
-                            // hb bits 2t..2t+1 to bits 4..5 for quads t = 2·pair, 2·pair+1 (as in
-                            // `avx512int8`).
-                            let (top0, top1) = if pair == 0 {
-                                (_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 2))
-                            } else {
-                                (hb, _mm256_srli_epi16(hb, 2))
-                            };
-                            let w0 = _mm256_or_si256(
-                                _mm256_and_si256(nib, low),
-                                _mm256_and_si256(top0, high),
-                            );
-                            let w1 = _mm256_or_si256(
-                                _mm256_and_si256(_mm256_srli_epi16(nib, 4), low),
-                                _mm256_and_si256(top1, high),
-                            );
+                        let mut pair_of = |quad: usize, w0: __m256i, w1: __m256i| {
                             for (i, r) in ia.iter_mut().enumerate() {
-                                let quad = 4 * sixteen + 2 * pair;
                                 let p = _mm256_add_epi16(
                                     _mm256_maddubs_epi16(w0, xb(quad, i)),
                                     _mm256_maddubs_epi16(w1, xb(quad + 1, i)),
@@ -264,15 +298,43 @@ unsafe fn kern<const R: usize, const K: usize>(
                                     _mm256_madd_epi16(p, _mm256_set1_epi16(1)),
                                 );
                             }
-                        }
-                        let (sa, _) = scale_offset8(&f, rec, 2 * (u % per_block) + sixteen, v);
+                        };
+                        pair_of(
+                            4 * sixteen,
+                            quad_weights::<0>(quants, unit, sixteen, v),
+                            quad_weights::<1>(quants, unit, sixteen, v),
+                        );
+                        pair_of(
+                            4 * sixteen + 2,
+                            quad_weights::<2>(quants, unit, sixteen, v),
+                            quad_weights::<3>(quants, unit, sixteen, v),
+                        );
+                        let (sa, so) = scale_offset8(&f, rec, 2 * (u % per_block) + sixteen, v);
                         for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
-                            let corr = _mm256_set1_epi32(32 * x(9 + sixteen, i) as i32);
-                            let fv = _mm256_cvtepi32_ps(_mm256_sub_epi32(r, corr));
-                            *ti = if sixteen == 0 {
-                                _mm256_mul_ps(fv, sa)
-                            } else {
-                                _mm256_fmadd_ps(fv, sa, *ti)
+                            let sum = x(9 + sixteen, i) as i32;
+                            *ti = match zero_point {
+                                // J = I - z·S; t = J₀·a₀, then fma(J₁, a₁, t).
+                                Some(z) => {
+                                    let j = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                        r,
+                                        _mm256_set1_epi32(z * sum),
+                                    ));
+                                    if sixteen == 0 {
+                                        _mm256_mul_ps(j, sa)
+                                    } else {
+                                        _mm256_fmadd_ps(j, sa, *ti)
+                                    }
+                                }
+                                // t = fma(o₀, S₀, I₀·a₀), then fma(o₁, S₁, fma(I₁, a₁, t)).
+                                None => {
+                                    let i = _mm256_cvtepi32_ps(r);
+                                    let t = if sixteen == 0 {
+                                        _mm256_mul_ps(i, sa)
+                                    } else {
+                                        _mm256_fmadd_ps(i, sa, *ti)
+                                    };
+                                    _mm256_fmadd_ps(so, _mm256_set1_ps(sum as f32), t)
+                                }
                             };
                         }
                     }

@@ -107,6 +107,67 @@ fn fifth_bit(hb: __m512i, t: usize) -> __m512i {
     _mm512_and_si512(v, _mm512_set1_epi8(0x10))
 }
 
+/// Quad T's q bytes (vectors h0..h0+V) in half `half` (16 k) of a unit of a type with halves
+/// (Q6_K, Q2_K, Q3_K; see `int8.rs` for the layouts). The quad is a constant so that every
+/// shift is one (16-bit shifts: what crosses a byte boundary is masked off).
+///
+/// # Safety
+/// A whole unit at `unit`; AVX-512F and BW.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quad_weights<const V: usize, const T: usize>(
+    quants: Quants,
+    unit: *const u8,
+    half: usize,
+    h0: usize,
+) -> [__m512i; V] {
+    let mask = |v: __m512i, m: i8| _mm512_and_si512(v, _mm512_set1_epi8(m));
+    // SAFETY: the groups read lie in the unit (see the layouts).
+    unsafe {
+        if quants == Quants::Six {
+            let base = unit.add(half * 3 * 4 * NR);
+            let (n, hb) =
+                (load::<V>(base.add(T / 2 * 4 * NR), h0), load::<V>(base.add(8 * NR), h0));
+            return std::array::from_fn(|v| {
+                let nib = if T.is_multiple_of(2) { n[v] } else { _mm512_srli_epi16(n[v], 4) };
+                // hb's bits 2T..2T+1 to bits 4..5.
+                let top = match T {
+                    0 => _mm512_slli_epi16(hb[v], 4),
+                    1 => _mm512_slli_epi16(hb[v], 2),
+                    2 => hb[v],
+                    _ => _mm512_srli_epi16(hb[v], 2),
+                };
+                _mm512_or_si512(mask(nib, 0x0F), mask(top, 0x30))
+            });
+        }
+        let g = load::<V>(unit.add(half * 4 * NR), h0);
+        let hb = (quants == Quants::Three).then(|| load::<V>(unit.add(2 * 4 * NR), h0));
+        std::array::from_fn(|v| {
+            let two = match T {
+                0 => g[v],
+                1 => _mm512_srli_epi16(g[v], 2),
+                2 => _mm512_srli_epi16(g[v], 4),
+                _ => _mm512_srli_epi16(g[v], 6),
+            };
+            let two = mask(two, 3);
+            match hb {
+                // The third bit of quad 4·half + T to bit 2.
+                Some(hb) => {
+                    let hb = if half == 0 { hb[v] } else { _mm512_srli_epi16(hb[v], 4) };
+                    let top = match T {
+                        0 => _mm512_slli_epi16(hb, 2),
+                        1 => _mm512_slli_epi16(hb, 1),
+                        2 => hb,
+                        _ => _mm512_srli_epi16(hb, 1),
+                    };
+                    _mm512_or_si512(two, mask(top, 4))
+                }
+                None => two,
+            }
+        })
+    }
+}
+
 /// V 64-byte vectors of a unit row from vector h0 (columns 16·h0..).
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -224,52 +285,59 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                         }
                     }
                 }
-                Quants::Six => {
-                    let d = [halves(rec), halves(rec.add(32))];
-                    let zero = [_mm512_setzero_ps(); 2];
-                    let high = _mm512_set1_epi8(0x30);
+                Quants::Six | Quants::Two | Quants::Three => {
                     // Both halves' sums before any float step: no partial term stays live
                     // across the integer loop.
                     let mut ia = [[[_mm512_setzero_si512(); V]; R]; 2];
                     for (half, ia) in ia.iter_mut().enumerate() {
-                        let base = unit.add(half * 3 * 4 * NR);
-                        let hb = load::<V>(base.add(2 * 4 * NR), h0);
-                        for quad in 0..4 {
-                            let n = load::<V>(base.add(quad / 2 * 4 * NR), h0);
-                            let w: [__m512i; V] = std::array::from_fn(|v| {
-                                let nib =
-                                    if quad % 2 == 0 { n[v] } else { _mm512_srli_epi16(n[v], 4) };
-                                // Bits 2t..2t+1 of each hb byte to bits 4..5 (16-bit shifts:
-                                // what crosses a byte boundary is masked off).
-                                let top = match quad {
-                                    0 => _mm512_slli_epi16(hb[v], 4),
-                                    1 => _mm512_slli_epi16(hb[v], 2),
-                                    2 => hb[v],
-                                    _ => _mm512_srli_epi16(hb[v], 2),
-                                };
-                                _mm512_or_si512(
-                                    _mm512_and_si512(nib, low),
-                                    _mm512_and_si512(top, high),
-                                )
-                            });
+                        let mut quad_of = |quad: usize, w: [__m512i; V]| {
                             for (i, r) in ia.iter_mut().enumerate() {
                                 let xv = xb(4 * half + quad, i);
                                 for v in 0..V {
                                     r[v] = _mm512_dpbusd_epi32(r[v], w[v], xv);
                                 }
                             }
-                        }
+                        };
+                        quad_of(0, quad_weights::<V, 0>(quants, unit, half, h0));
+                        quad_of(1, quad_weights::<V, 1>(quants, unit, half, h0));
+                        quad_of(2, quad_weights::<V, 2>(quants, unit, half, h0));
+                        quad_of(3, quad_weights::<V, 3>(quants, unit, half, h0));
                     }
+                    let d = [halves(rec), halves(rec.add(32))];
+                    let e = if f.e {
+                        [halves(rec.add(2 * NR)), halves(rec.add(2 * NR + 32))]
+                    } else {
+                        [_mm512_setzero_ps(); 2]
+                    };
                     let sub = 2 * (u % per_block);
-                    let (sa0, _) = scale_offset(&f, rec, sub, &d, &zero);
-                    let (sa1, _) = scale_offset(&f, rec, sub + 1, &d, &zero);
+                    let (sa0, so0) = scale_offset(&f, rec, sub, &d, &e);
+                    let (sa1, so1) = scale_offset(&f, rec, sub + 1, &d, &e);
                     for i in 0..R {
-                        let corr = |h: usize| _mm512_set1_epi32(32 * x(9 + h, i) as i32);
+                        let sums = [x(9, i) as i32, x(10, i) as i32];
                         for v in 0..V {
-                            let f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(ia[0][i][v], corr(0)));
-                            let f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(ia[1][i][v], corr(1)));
-                            let t =
-                                _mm512_fmadd_ps(f1, sa1[h0 + v], _mm512_mul_ps(f0, sa0[h0 + v]));
+                            let (sa0, sa1) = (sa0[h0 + v], sa1[h0 + v]);
+                            let t = match zero_point {
+                                Some(z) => {
+                                    let j = |h: usize| {
+                                        _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                                            ia[h][i][v],
+                                            _mm512_set1_epi32(z * sums[h]),
+                                        ))
+                                    };
+                                    _mm512_fmadd_ps(j(1), sa1, _mm512_mul_ps(j(0), sa0))
+                                }
+                                None => {
+                                    let s = |h: usize| _mm512_set1_ps(sums[h] as f32);
+                                    let t0 = _mm512_fmadd_ps(
+                                        so0[h0 + v],
+                                        s(0),
+                                        _mm512_mul_ps(_mm512_cvtepi32_ps(ia[0][i][v]), sa0),
+                                    );
+                                    let t1 =
+                                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[1][i][v]), sa1, t0);
+                                    _mm512_fmadd_ps(so1[h0 + v], s(1), t1)
+                                }
+                            };
                             acc[i][v] = _mm512_fmadd_ps(t, dx(i), acc[i][v]);
                         }
                     }

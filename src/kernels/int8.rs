@@ -2,10 +2,11 @@
 //! int8 in blocks of 32 along k (`dx = amax / 127`, `xq = round(x / dx)`, held with the block's
 //! sums of xq over each half), and a weight block's integer q values meet xq in exact integer
 //! dot products (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2, `sdot` on NEON), leaving a
-//! few float operations per block of 32 instead of an FMA per weight. Used for Q8_0, Q4_0, Q4_1,
-//! Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (every tensor of a Q4_0, Q4_K_M, Q5_K_M, Q6_K or Q8_0 file,
-//! the Q5_0/Q5_1 that llama.cpp writes where a row is not a whole number of 256-blocks
-//! included); Q2_K and Q3_K keep the exact kernels (`quant.rs`).
+//! few float operations per block of 32 instead of an FMA per weight. Used for every GGUF type
+//! held as stored: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K–Q6_K (every tensor of a Q2_K, Q3_K_M,
+//! Q4_0, Q4_K_M, Q5_K_M, Q6_K or Q8_0 file, the Q5_0/Q5_1 that llama.cpp writes where a row is
+//! not a whole number of 256-blocks included). `--dtype stored-exact` keeps the exact kernels
+//! (`quant.rs`).
 //!
 //! Bits: the integer sums are exact whatever adds them, so each output element is
 //! `acc = Σ_u fma(t_u, dx_u, acc)` over k's blocks u = 0, 1, … in order, from 0, with
@@ -13,7 +14,10 @@
 //!   `t = J·a`, `J = Σ (q - z)·xq`,
 //! - offset and min types (Q4_1, Q5_1: `a = d`, `o = m`; Q4_K, Q5_K: the sub-block's `a = d·sc`,
 //!   `o = -(dmin·m)`): `t = fma(o, S, I·a)`, `I = Σ q·xq`, `S = Σ xq`,
-//! - Q6_K: `t = fma(J₁, a₁, J₀·a₀)` over the block's two sub-blocks of 16, `Jₕ = Σ (q - 32)·xq`,
+//! - the types with sub-blocks of 16, over the unit's two sub-blocks h = 0, 1 (xq's half sums
+//!   `Sₕ`): zero-point Q6_K (z = 32) and Q3_K (z = 4, `a = d·(sc - 32)`):
+//!   `t = fma(J₁, a₁, J₀·a₀)`, `Jₕ = Σ (q - z)·xq`; min type Q2_K (`a = d·sc`, `o = -(dmin·m)`):
+//!   `t = fma(o₁, S₁, fma(I₁, a₁, fma(o₀, S₀, I₀·a₀)))`,
 //!
 //! then `+ bias`. Every instruction set computes exactly these operations, so the scalar, AVX2,
 //! AVX-512 and NEON kernels agree bit for bit, and an element depends on its own row of x and
@@ -30,7 +34,11 @@
 //! - 5 bits (Q5_0, Q5_1, Q5_K): those nibble groups of q's low 4 bits, then `[NR][4]` bytes of
 //!   the fifth bits (bit t: quad t) (640 bytes);
 //! - Q6_K: per half of 16 k, two such nibble groups of q's low 4 bits, then `[NR][4]` bytes of
-//!   the high 2 bits of the half's four quads (bits 2t..2t+1: quad t) (768 bytes).
+//!   the high 2 bits of the half's four quads (bits 2t..2t+1: quad t) (768 bytes);
+//! - 2 bits (Q2_K): per half h of 16 k, `[NR][4]` bytes of its four quads' q (bits 2t..2t+1:
+//!   quad 4h + t) (256 bytes);
+//! - 3 bits (Q3_K): q's low 2 bits as Q2_K's, then `[NR][4]` bytes of the third bits (bit t:
+//!   quad t) (384 bytes).
 //!
 //! Scale records per GGUF block as `quant.rs` keeps them (d as f16 per column; the second f16,
 //! sc and m where the type has them), so memory stays the file's size.
@@ -54,6 +62,8 @@ pub(super) enum Kind {
     Q4_1,
     Q5_0,
     Q5_1,
+    Q2_K,
+    Q3_K,
     Q4_K,
     Q5_K,
     Q6_K,
@@ -70,10 +80,14 @@ pub(super) enum Quants {
     Nibbles5,
     /// Q6_K's halves of 16.
     Six,
+    /// Q2_K's 2-bit q, a group per half of 16.
+    Two,
+    /// Q3_K: the 2-bit groups of q's low bits, then a plane of their third bits.
+    Three,
 }
 
 const _: () = {
-    assert!(Kind::ALL.len() == 8, "by_int8_kind! has one arm per kind");
+    assert!(Kind::ALL.len() == 10, "by_int8_kind! has one arm per kind");
     let mut i = 0;
     while i < Kind::ALL.len() {
         assert!(Kind::ALL[i].index() == i, "Kind::ALL is in declaration order");
@@ -96,19 +110,32 @@ const Q8_0_FORMAT: Format = Format {
 
 impl Kind {
     /// Every kind; the SIMD kernels are compiled once per index.
-    pub(super) const ALL: [Kind; 8] = [
+    pub(super) const ALL: [Kind; 10] = [
         Kind::Q8_0,
         Kind::Q4_0,
         Kind::Q4_1,
         Kind::Q5_0,
         Kind::Q5_1,
+        Kind::Q2_K,
+        Kind::Q3_K,
         Kind::Q4_K,
         Kind::Q5_K,
         Kind::Q6_K,
     ];
 
-    pub(super) fn of(t: GgufType) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.gguf() == t)
+    pub(super) const fn of(t: GgufType) -> Kind {
+        match t {
+            GgufType::Q8_0 => Kind::Q8_0,
+            GgufType::Quant(QuantType::Q4_0) => Kind::Q4_0,
+            GgufType::Quant(QuantType::Q4_1) => Kind::Q4_1,
+            GgufType::Quant(QuantType::Q5_0) => Kind::Q5_0,
+            GgufType::Quant(QuantType::Q5_1) => Kind::Q5_1,
+            GgufType::Quant(QuantType::Q2_K) => Kind::Q2_K,
+            GgufType::Quant(QuantType::Q3_K) => Kind::Q3_K,
+            GgufType::Quant(QuantType::Q4_K) => Kind::Q4_K,
+            GgufType::Quant(QuantType::Q5_K) => Kind::Q5_K,
+            GgufType::Quant(QuantType::Q6_K) => Kind::Q6_K,
+        }
     }
 
     /// The index of `self` in [`Kind::ALL`] (`by_int8_kind!` has an arm for each): its
@@ -124,6 +151,8 @@ impl Kind {
             Kind::Q4_1 => GgufType::Quant(QuantType::Q4_1),
             Kind::Q5_0 => GgufType::Quant(QuantType::Q5_0),
             Kind::Q5_1 => GgufType::Quant(QuantType::Q5_1),
+            Kind::Q2_K => GgufType::Quant(QuantType::Q2_K),
+            Kind::Q3_K => GgufType::Quant(QuantType::Q3_K),
             Kind::Q4_K => GgufType::Quant(QuantType::Q4_K),
             Kind::Q5_K => GgufType::Quant(QuantType::Q5_K),
             Kind::Q6_K => GgufType::Quant(QuantType::Q6_K),
@@ -143,7 +172,14 @@ impl Kind {
             Kind::Q4_0 | Kind::Q4_1 | Kind::Q4_K => Quants::Nibbles,
             Kind::Q5_0 | Kind::Q5_1 | Kind::Q5_K => Quants::Nibbles5,
             Kind::Q6_K => Quants::Six,
+            Kind::Q2_K => Quants::Two,
+            Kind::Q3_K => Quants::Three,
         }
+    }
+
+    /// Whether a unit has two sub-blocks of 16 (scales per half), not one of 32.
+    pub(super) const fn halves(self) -> bool {
+        self.format().sub == 16
     }
 
     /// The zero point z of `w = (q - z)·a`, or None for the types with an offset.
@@ -162,6 +198,8 @@ impl Kind {
                 Quants::Nibbles => 4,
                 Quants::Nibbles5 => 5,
                 Quants::Six => 6,
+                Quants::Two => 2,
+                Quants::Three => 3,
             }
     }
 }
@@ -277,6 +315,18 @@ fn put_row(kind: Kind, c: usize, raw: &[u8], q: &mut [u8], s: &mut [u8]) {
                                 .fold(0, |a, b| a | b);
                         }
                     }
+                    Quants::Two | Quants::Three => {
+                        for h in 0..2 {
+                            dst[at(h)] = (0..4)
+                                .map(|t| (v[16 * h + 4 * t + kk] & 3) << (2 * t))
+                                .fold(0, |a, b| a | b);
+                        }
+                        if kind.quants() == Quants::Three {
+                            dst[at(2)] = (0..8)
+                                .map(|t| ((v[4 * t + kk] >> 2) & 1) << t)
+                                .fold(0, |a, b| a | b);
+                        }
+                    }
                 }
             }
         }
@@ -296,6 +346,10 @@ fn q_at(kind: Kind, unit: &[u8], c: usize, kk: usize) -> u8 {
         Quants::Six => {
             let (h, t) = (quad / 4, quad % 4);
             nibble(3 * h + t / 2, t) | (((byte(3 * h + 2, lane) >> (2 * t)) & 3) << 4)
+        }
+        Quants::Two => (byte(quad / 4, lane) >> (2 * (quad % 4))) & 3,
+        Quants::Three => {
+            ((byte(quad / 4, lane) >> (2 * (quad % 4))) & 3) | (((byte(2, lane) >> quad) & 1) << 2)
         }
     }
 }
@@ -541,18 +595,24 @@ fn block_scalar(
                 let dot = |range: std::ops::Range<usize>| {
                     range.map(|kk| q_at(kind, unit, j, kk) as i32 * xq[kk]).sum::<i32>()
                 };
-                let t = match (kind.quants(), kind.zero()) {
-                    (Quants::Six, _) => {
+                let t = match (kind.halves(), kind.zero()) {
+                    (true, Some(z)) => {
                         let (a0, _) = quant::scale_offset(&f, rec, 2 * u_in, j);
                         let (a1, _) = quant::scale_offset(&f, rec, 2 * u_in + 1, j);
-                        let (i0, i1) = (dot(0..16) - 32 * s0, dot(16..32) - 32 * s1);
-                        (i1 as f32).mul_add(a1, i0 as f32 * a0)
+                        let (j0, j1) = (dot(0..16) - z * s0, dot(16..32) - z * s1);
+                        (j1 as f32).mul_add(a1, j0 as f32 * a0)
                     }
-                    (_, Some(z)) => {
+                    (true, None) => {
+                        let (a0, o0) = quant::scale_offset(&f, rec, 2 * u_in, j);
+                        let (a1, o1) = quant::scale_offset(&f, rec, 2 * u_in + 1, j);
+                        let t0 = o0.mul_add(s0 as f32, dot(0..16) as f32 * a0);
+                        o1.mul_add(s1 as f32, (dot(16..32) as f32).mul_add(a1, t0))
+                    }
+                    (false, Some(z)) => {
                         let (a, _) = quant::scale_offset(&f, rec, u_in, j);
                         (dot(0..32) - z * (s0 + s1)) as f32 * a
                     }
-                    (_, None) => {
+                    (false, None) => {
                         let (a, o) = quant::scale_offset(&f, rec, u_in, j);
                         o.mul_add((s0 + s1) as f32, dot(0..32) as f32 * a)
                     }

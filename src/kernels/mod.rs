@@ -120,8 +120,16 @@ macro_rules! by_int8_kind {
                 const $k: usize = 6;
                 $call
             }
-            _ => {
+            7 => {
                 const $k: usize = 7;
+                $call
+            }
+            8 => {
+                const $k: usize = 8;
+                $call
+            }
+            _ => {
+                const $k: usize = 9;
                 $call
             }
         }

@@ -121,17 +121,30 @@ unsafe fn block<D: Dot4>(
     out
 }
 
-/// Bit t of each byte of `hb` moved to bit 4, the rest cleared.
+/// Bit `from` of each byte of `hb` moved to bit `to`, the rest cleared.
 ///
 /// # Safety
 /// None past NEON, aarch64's baseline (the intrinsics are `unsafe` to call all the same).
 #[inline(always)]
-unsafe fn fifth_bit(hb: uint8x16_t, t: usize) -> int8x16_t {
+unsafe fn move_bit(hb: uint8x16_t, from: usize, to: usize) -> int8x16_t {
     // (`vshlq_u8` shifts right by a negative count.)
     // SAFETY: register-only NEON.
     unsafe {
-        let moved = vshlq_u8(hb, vdupq_n_s8(4 - t as i8));
-        vreinterpretq_s8_u8(vandq_u8(moved, vdupq_n_u8(0x10)))
+        let moved = vshlq_u8(hb, vdupq_n_s8(to as i8 - from as i8));
+        vreinterpretq_s8_u8(vandq_u8(moved, vdupq_n_u8(1 << to)))
+    }
+}
+
+/// Bits 2t..2t+1 of each byte of `g` as a byte (a 2-bit q of quad t).
+///
+/// # Safety
+/// As [`move_bit`].
+#[inline(always)]
+unsafe fn two_bits(g: uint8x16_t, t: usize) -> int8x16_t {
+    // SAFETY: register-only NEON.
+    unsafe {
+        let moved = vshlq_u8(g, vdupq_n_s8(-2 * t as i8));
+        vreinterpretq_s8_u8(vandq_u8(moved, vdupq_n_u8(3)))
     }
 }
 
@@ -205,8 +218,8 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                                 vreinterpretq_s8_u8(vshrq_n_u8::<4>(vreinterpretq_u8_s8(w))),
                             );
                             if let Some(hb) = hb {
-                                lo = vorrq_s8(lo, fifth_bit(hb, 2 * g));
-                                hi = vorrq_s8(hi, fifth_bit(hb, 2 * g + 1));
+                                lo = vorrq_s8(lo, move_bit(hb, 2 * g, 4));
+                                hi = vorrq_s8(hi, move_bit(hb, 2 * g + 1, 4));
                             }
                             for (i, r) in ia.iter_mut().enumerate() {
                                 *r = D::dot(D::dot(*r, lo, xb(2 * g, i)), hi, xb(2 * g + 1, i));
@@ -229,42 +242,74 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
                         };
                     }
                 }
-                Quants::Six => {
+                Quants::Six | Quants::Two | Quants::Three => {
                     let high = vdupq_n_u8(0x30);
                     for sixteen in 0..2 {
-                        let base = unit.add(sixteen * 3 * 4 * NR);
-                        let hb = vreinterpretq_u8_s8(load(base.add(2 * 4 * NR), v));
                         let mut ia = [zero; R];
-                        for pair in 0..2 {
-                            let nib = vreinterpretq_u8_s8(load(base.add(pair * 4 * NR), v));
-                            // hb bits 2t..2t+1 to bits 4..5 for quads t = 2·pair, 2·pair+1.
-                            let (top0, top1) = if pair == 0 {
-                                (vshlq_n_u8::<4>(hb), vshlq_n_u8::<2>(hb))
-                            } else {
-                                (hb, vshrq_n_u8::<2>(hb))
-                            };
-                            let lo4 = vdupq_n_u8(0x0F);
-                            let w0 = vreinterpretq_s8_u8(vorrq_u8(
-                                vandq_u8(nib, lo4),
-                                vandq_u8(top0, high),
-                            ));
-                            let w1 = vreinterpretq_s8_u8(vorrq_u8(
-                                vshrq_n_u8::<4>(nib),
-                                vandq_u8(top1, high),
-                            ));
-                            let quad = 4 * sixteen + 2 * pair;
+                        let mut pair_of = |quad: usize, w0: int8x16_t, w1: int8x16_t| {
                             for (i, r) in ia.iter_mut().enumerate() {
                                 *r = D::dot(D::dot(*r, w0, xb(quad, i)), w1, xb(quad + 1, i));
                             }
+                        };
+                        if quants == Quants::Six {
+                            let base = unit.add(sixteen * 3 * 4 * NR);
+                            let hb = vreinterpretq_u8_s8(load(base.add(2 * 4 * NR), v));
+                            for pair in 0..2 {
+                                let nib = vreinterpretq_u8_s8(load(base.add(pair * 4 * NR), v));
+                                // hb bits 2t..2t+1 to bits 4..5 for quads t = 2·pair, 2·pair+1.
+                                let (top0, top1) = if pair == 0 {
+                                    (vshlq_n_u8::<4>(hb), vshlq_n_u8::<2>(hb))
+                                } else {
+                                    (hb, vshrq_n_u8::<2>(hb))
+                                };
+                                let lo4 = vdupq_n_u8(0x0F);
+                                let w0 = vreinterpretq_s8_u8(vorrq_u8(
+                                    vandq_u8(nib, lo4),
+                                    vandq_u8(top0, high),
+                                ));
+                                let w1 = vreinterpretq_s8_u8(vorrq_u8(
+                                    vshrq_n_u8::<4>(nib),
+                                    vandq_u8(top1, high),
+                                ));
+                                pair_of(4 * sixteen + 2 * pair, w0, w1);
+                            }
+                        } else {
+                            let g = vreinterpretq_u8_s8(load(unit.add(sixteen * 4 * NR), v));
+                            let hb = (quants == Quants::Three)
+                                .then(|| vreinterpretq_u8_s8(load(unit.add(2 * 4 * NR), v)));
+                            let q = |t: usize| match hb {
+                                Some(hb) => {
+                                    vorrq_s8(two_bits(g, t), move_bit(hb, 4 * sixteen + t, 2))
+                                }
+                                None => two_bits(g, t),
+                            };
+                            for pair in 0..2 {
+                                pair_of(4 * sixteen + 2 * pair, q(2 * pair), q(2 * pair + 1));
+                            }
                         }
-                        let (sa, _) = scale_offset4(&f, rec, 2 * (u % per_block) + sixteen, v);
+                        let (sa, so) = scale_offset4(&f, rec, 2 * (u % per_block) + sixteen, v);
                         for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
-                            let corr = vdupq_n_s32(32 * x(9 + sixteen, i) as i32);
-                            let fv = vcvtq_f32_s32(vsubq_s32(r, corr));
-                            *ti = if sixteen == 0 {
-                                vmulq_f32(fv, sa)
-                            } else {
-                                vfmaq_f32(*ti, fv, sa)
+                            let sum = x(9 + sixteen, i) as i32;
+                            *ti = match zero_point {
+                                // J = I - z·S; t = J₀·a₀, then fma(J₁, a₁, t).
+                                Some(z) => {
+                                    let j = vcvtq_f32_s32(vsubq_s32(r, vdupq_n_s32(z * sum)));
+                                    if sixteen == 0 {
+                                        vmulq_f32(j, sa)
+                                    } else {
+                                        vfmaq_f32(*ti, j, sa)
+                                    }
+                                }
+                                // t = fma(o₀, S₀, I₀·a₀), then fma(o₁, S₁, fma(I₁, a₁, t)).
+                                None => {
+                                    let i = vcvtq_f32_s32(r);
+                                    let t = if sixteen == 0 {
+                                        vmulq_f32(i, sa)
+                                    } else {
+                                        vfmaq_f32(*ti, i, sa)
+                                    };
+                                    vfmaq_f32(t, so, vdupq_n_f32(sum as f32))
+                                }
                             };
                         }
                     }

@@ -68,20 +68,14 @@ impl PackedMatrix {
     }
 
     /// As [`PackedMatrix::packer_gguf`] for products on int8-quantised x (`int8.rs`, as
-    /// llama.cpp computes them) where type `t` has such kernels (all but Q2_K and Q3_K); those
-    /// get the exact packing.
+    /// llama.cpp computes them).
     pub fn packer_gguf_int8(t: GgufType, n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
-        match int8::Kind::of(t) {
-            Some(kind) => {
-                assert!(
-                    k.is_multiple_of(t.block_len()),
-                    "PackedMatrix: k = {k} is not a whole number of {} blocks",
-                    t.name()
-                );
-                Packer::new(n, k, Packed::Int8(Int8Weights::zeroed(kind, n, k)), bias)
-            }
-            None => Self::packer_gguf(t, n, k, bias),
-        }
+        assert!(
+            k.is_multiple_of(t.block_len()),
+            "PackedMatrix: k = {k} is not a whole number of {} blocks",
+            t.name()
+        );
+        Packer::new(n, k, Packed::Int8(Int8Weights::zeroed(int8::Kind::of(t), n, k)), bias)
     }
 
     /// A [`Packer`] for f32 weights of [n, k] with optional `bias` ([n]; panics otherwise).

@@ -673,9 +673,8 @@ fn llama3_rope_scaling_comes_from_rope_freqs() {
 /// take the file's tensor bytes (within the 3.6% Q3_K's unpacked sub-block scales add, and
 /// the padding of this 260-token vocabulary to whole 32-row panels; Q8_0 keeps
 /// its block scales as f32, 36 bytes a block for the file's 34). With `--dtype stored` (what
-/// `auto` picks) every type but Q2_K and Q3_K takes int8 activations: their logits stay within
-/// [`INT8_LOGIT_BOUND`] of f32's (relative to the largest logit), Q2_K's and Q3_K's are f32's
-/// bit for bit, and the weights take the file's bytes within 5%.
+/// `auto` picks) every type takes int8 activations: logits stay within [`INT8_LOGIT_BOUND`] of
+/// f32's (relative to the largest logit), and the weights take the file's bytes within 5%.
 #[test]
 fn quantized_gguf_runs_as_stored_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -730,7 +729,6 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
         let int8 = LoadedModel::load(&ckpt, &Device::Cpu, WeightType::Stored)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(int8.decoder.host_format(), Some(MatrixFormat::Gguf { int8: true }), "{name}");
-        let has_int8 = !["Q2K", "Q3K"].contains(&name.as_str());
         let f32 = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).unwrap();
         let mut worst = 0f32;
         for (text, ids) in &prompts {
@@ -750,21 +748,14 @@ fn quantized_gguf_runs_as_stored_bit_for_bit() {
             let (li, _) = run(&int8, ids, 1);
             let (d, scale) = (max_diff(&li, &lf), max_abs(&lf));
             worst = worst.max(d / scale);
-            if has_int8 {
-                assert!(
-                    d > 0.0,
-                    "{name} on {text:?}: int8 activations give f32's logits exactly: do they run?"
-                );
-                assert!(
-                    d <= INT8_LOGIT_BOUND * scale,
-                    "{name} on {text:?}: int8 logits {d} from f32's (largest {scale})"
-                );
-            } else {
-                assert_eq!(
-                    d, 0.0,
-                    "{name} on {text:?}: no int8 kernel for this type, so f32's logits bit for bit"
-                );
-            }
+            assert!(
+                d > 0.0,
+                "{name} on {text:?}: int8 activations give f32's logits exactly: do they run?"
+            );
+            assert!(
+                d <= INT8_LOGIT_BOUND * scale,
+                "{name} on {text:?}: int8 logits {d} from f32's (largest {scale})"
+            );
         }
         eprintln!("{name}: int8 activations: largest logit difference from f32 {worst:.2e} of the largest logit");
         let int8_held = int8.decoder.weights_bytes().unwrap() as f64 / written.bytes as f64;

@@ -5,17 +5,9 @@
 use super::super::quant::tests::quantised;
 use super::*;
 
-/// The types with int8 kernels, as GGUF types, with the QuantType candle quantises to.
+/// Every GGUF type held as stored (each has int8 kernels), with the QuantType candle quantises to.
 fn int8_types() -> Vec<(GgufType, Option<QuantType>)> {
-    let quant = [
-        QuantType::Q4_0,
-        QuantType::Q4_1,
-        QuantType::Q5_0,
-        QuantType::Q5_1,
-        QuantType::Q4_K,
-        QuantType::Q5_K,
-        QuantType::Q6_K,
-    ];
+    let quant = QuantType::ALL;
     std::iter::once((GgufType::Q8_0, None))
         .chain(quant.map(|t| (GgufType::Quant(t), Some(t))))
         .collect()
@@ -83,17 +75,6 @@ fn int8_rows_dequantise_to_candles_values_and_memory_is_the_files() {
         let big = gguf(t, 256, 1024, 9).0;
         let ratio = pack(t.0, &big, 256, 1024, None).bytes() as f64 / big.len() as f64;
         assert!((0.99..1.06).contains(&ratio), "{}: {ratio} × the file's bytes", t.0.name());
-    }
-}
-
-#[test]
-fn types_without_int8_kernels_keep_the_exact_packing() {
-    for t in [QuantType::Q2_K, QuantType::Q3_K] {
-        let (raw, _) = quantised(t, 40, 256, 2);
-        let mut m = PackedMatrix::packer_gguf_int8(GgufType::Quant(t), 40, 256, None);
-        m.push_gguf(&raw);
-        let m = m.finish();
-        assert_eq!((m.int8_type(), m.quant_type()), (None, Some(t)));
     }
 }
 

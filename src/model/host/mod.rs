@@ -146,8 +146,8 @@ pub enum MatrixFormat {
     Q8_0,
     /// A GGUF's tensors as stored: each matrix in its quantised type (`kernels::quant`, Q8_0),
     /// F16 matrices as f16, BF16 ones as bf16 with `int8` (else f32), other tensors as f32. With
-    /// `int8`, products on every GGUF type but Q2_K/Q3_K round their input rows to int8 (`kernels::int8`)
-    /// and on bf16 to bf16, as llama.cpp's do; otherwise activations stay f32.
+    /// `int8`, products on every quantised GGUF type round their input rows to int8
+    /// (`kernels::int8`) and on bf16 to bf16, as llama.cpp's do; otherwise activations stay f32.
     Gguf {
         int8: bool,
     },
