@@ -129,7 +129,9 @@ fn default_eval_writes_every_file_with_consistent_content() {
 
     let html = std::fs::read_to_string(run.join("detailed_results.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("arith-000"));
-    assert!(!html.contains("<script") && !html.contains("http"), "HTML must be self-contained");
+    // Self-contained: inline style and script only, nothing fetched.
+    assert!(!html.contains("src=") && !html.contains("http"), "HTML must be self-contained");
+    assert_eq!(page_data(&html)["items"].as_array().unwrap().len(), 100);
 
     // The Evaluations tab.
     let list = ok(&benchgen(dir.path(), &["runs", "list"]));
