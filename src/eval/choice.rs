@@ -5,7 +5,7 @@ use super::{Finished, Scoring, Stages};
 use crate::engine::{FinishReason, Generator, LoglikRequest};
 use crate::env::Item;
 use crate::error::{Error, Result};
-use crate::log::RunLog;
+use crate::log::{RunLog, Work};
 use crate::prompt::{Prompt, PromptBuilder};
 use crate::report::{ChoiceRecord, DetailedRecord, OptionRecord};
 use crate::run::PredictionRecord;
@@ -32,7 +32,8 @@ impl Stages<'_> {
         builder: &PromptBuilder,
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
-        let mut finished = Finished::new(self.run_dir, items, self.journaled, log)?;
+        let mut finished =
+            Finished::new(self.run_dir, items, self.journaled, Work::Requests(0), log)?;
         let mut owner = Vec::new();
         let mut requests = Vec::new();
         for (i, (item, prompt)) in items.iter().zip(prompts).enumerate() {

@@ -35,7 +35,7 @@ use crate::engine::sampling;
 use crate::engine::{GenParams, GenRequest, Generator};
 use crate::env::{EnvSources, Environment, Item};
 use crate::error::{Error, Result, SettingError};
-use crate::log::RunLog;
+use crate::log::{RunLog, Work};
 use crate::model::chat::Message;
 use crate::model::spec::{self, SourceOptions};
 use crate::prompt::{Prompt, PromptBuilder};
@@ -323,7 +323,8 @@ impl Stages<'_> {
         messages: Option<&[Vec<Message>]>,
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
-        let mut finished = Finished::new(self.run_dir, items, self.journaled, log)?;
+        let mut finished =
+            Finished::new(self.run_dir, items, self.journaled, Work::Tokens(0), log)?;
         let requests = items
             .iter()
             .zip(prompts)

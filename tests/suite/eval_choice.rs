@@ -15,6 +15,9 @@ fn acc_and_acc_norm_follow_the_journaled_log_likelihoods() {
     let out =
         ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "4"]));
     assert!(out.contains("Acc Norm"), "{out}");
+    // Multiple choice counts its throughput in log-likelihood requests (one per option).
+    let line = out.lines().find(|l| l.starts_with("Processing: 30/30 (100%)")).unwrap();
+    assert!(line.contains(" items/s, ") && line.ends_with(" requests/s"), "{line}");
     let run = dir.path().join("runs/1");
     let items = read_jsonl(&env.join("data/test.jsonl"));
     let preds = read_jsonl(&run.join("predictions.jsonl"));
