@@ -128,6 +128,9 @@ impl Plan {
             .offline(how.sources.offline);
         let phase = env.phase(given.phase.as_deref())?.name.clone();
         program::check_allowed(&env, how.allow_scoring_program)?;
+        // Data that cannot be read (a hub that is off or unreachable) fails here, before the
+        // run folder, instead of as a Failed run.
+        env.check_readable(env.phase(Some(&phase))?)?;
         let device = given.device.open()?;
         let model = spec::preflight(given.model.as_deref(), &how.sources)?;
         let dtype = match (&model.defaults.dtype, given.dtype) {
