@@ -171,8 +171,9 @@ impl RunLog {
             self.bar = Some(bar);
         }
         if let Some(bar) = &self.bar {
-            bar.set_position(done as u64);
+            // The message first, so the redraw the position triggers shows the new rates.
             bar.set_message(rates.clone());
+            bar.set_position(done as u64);
         }
         let decile = done * 10 / total;
         if total < 10 || decile > self.last_decile {
