@@ -3,6 +3,9 @@
 //! Data flows one way: [`env`] → [`prompt`] → [`engine`] → [`run`] (journal, submission) →
 //! [`score`] → [`report`]. [`eval`] wires the stages; The command line lives in the binary (`src/main.rs`, `src/cli/`).
 
+// The library speaks through `log::RunLog`; stdout belongs to the binary.
+#![deny(clippy::print_stdout)]
+
 pub mod device;
 pub mod engine;
 pub mod env;

@@ -1,5 +1,8 @@
 //! benchgen's binary: parse the command line, run it, turn errors into a message and exit code.
 
+// Output goes through cli's `outln!`, whose failures are errors, not panics.
+#![deny(clippy::print_stdout)]
+
 mod cli;
 
 use clap::FromArgMatches;
@@ -18,6 +21,10 @@ fn main() {
         std::process::exit(1);
     }
     if let Err(e) = cli::run(args) {
+        if reader_gone(&e) {
+            // `benchgen runs list | head -1`: the reader had all it wanted.
+            std::process::exit(0);
+        }
         if matches!(e.downcast_ref::<benchgen::Error>(), Some(benchgen::Error::Interrupted)) {
             eprintln!("interrupted; the run can be resumed (its run.json has the command)");
             std::process::exit(INTERRUPTED_EXIT);
@@ -25,6 +32,13 @@ fn main() {
         eprintln!("error: {}", error_line(&e));
         std::process::exit(1);
     }
+}
+
+/// Whether the command failed writing to a stdout its reader had closed (a broken pipe). Only
+/// the command's own write error counts: a broken connection deep inside a library error (a
+/// model server that went away) is a real failure.
+fn reader_gone(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The error line: the error and its causes, each after ": " as `{e:#}` writes them, except

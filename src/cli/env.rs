@@ -9,9 +9,9 @@ use benchgen::leaderboard::{leaderboard, Entry, Options};
 use benchgen::run::RunsDir;
 
 pub fn list() -> anyhow::Result<()> {
-    println!("{:<24}  SOURCE", "NAME");
+    outln!("{:<24}  SOURCE", "NAME")?;
     for (name, source) in Environment::available(&super::env_sources()) {
-        println!("{name:<24}  {source}");
+        outln!("{name:<24}  {source}")?;
     }
     Ok(())
 }
@@ -19,11 +19,11 @@ pub fn list() -> anyhow::Result<()> {
 pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
     let env = Environment::resolve(spec, &super::env_sources())?;
     let m = &env.manifest;
-    println!("{} v{} — {}", m.name, m.version, m.description);
-    println!("Source: {}\n", env.origin);
-    println!("Overview\n--------");
-    println!("{}\n", env.readme.as_deref().unwrap_or("(no README.md)").trim_end());
-    println!("Phases\n------");
+    outln!("{} v{} — {}", m.name, m.version, m.description)?;
+    outln!("Source: {}\n", env.origin)?;
+    outln!("Overview\n--------")?;
+    outln!("{}\n", env.readme.as_deref().unwrap_or("(no README.md)").trim_end())?;
+    outln!("Phases\n------")?;
     for (i, phase) in m.phases.iter().enumerate() {
         let count = match env.load_items(phase) {
             Ok(items) => format!("{} items", items.len()),
@@ -36,36 +36,36 @@ pub fn show(spec: &str, runs_dir: &Path) -> anyhow::Result<()> {
             }
             _ => String::new(),
         };
-        println!("  {}{default}: {} — {count}{shots}", phase.name, phase.file_name());
+        outln!("  {}{default}: {} — {count}{shots}", phase.name, phase.file_name())?;
     }
     let s = &m.scoring;
-    println!("\nScoring\n-------");
-    println!("  method {:?}, metric {:?}, primary {:?}", s.method, s.metric, s.primary);
+    outln!("\nScoring\n-------")?;
+    outln!("  method {:?}, metric {:?}, primary {:?}", s.method, s.metric, s.primary)?;
     if !s.extract.is_empty() {
-        println!(
+        outln!(
             "  extract {:?}",
             s.extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>()
-        );
+        )?;
     }
     if let Some(p) = &s.program {
-        println!(
+        outln!(
             "  scoring program: `{}` in {}/ (timeout {} s, Overall Score = \"{}\")",
             p.shown(),
             p.dir,
             p.timeout_s,
             p.primary
-        );
-        println!("  it runs only with {}", benchgen::eval::ALLOW_FLAG);
+        )?;
+        outln!("  it runs only with {}", benchgen::eval::ALLOW_FLAG)?;
     }
     for v in &s.variants {
         let extract = v.extract.as_ref().unwrap_or(&s.extract);
-        println!(
+        outln!(
             "  variant {}: extract {:?}",
             v.name,
             extract.iter().map(benchgen::score::ExtractorSpec::pattern).collect::<Vec<_>>()
-        );
+        )?;
     }
-    println!("\nLeaderboard ({})\n-----------", runs_dir.display());
+    outln!("\nLeaderboard ({})\n-----------", runs_dir.display())?;
     print_leaderboard(&m.name, runs_dir, Options::default())
 }
 
@@ -76,15 +76,15 @@ pub fn validate(spec: &str) -> anyhow::Result<()> {
     if let Some(p) = &env.manifest.scoring.program {
         // The program is never run here; only its presence is checked.
         match env.program_files() {
-            Ok(files) => println!(
+            Ok(files) => outln!(
                 "scoring program: `{}` with {} file(s) in {}/ (runs only with {})",
                 p.shown(),
                 files.len(),
                 p.dir,
                 benchgen::eval::ALLOW_FLAG
-            ),
+            )?,
             Err(e) => {
-                println!("scoring program: {e}");
+                outln!("scoring program: {e}")?;
                 total += 1;
             }
         }
@@ -94,16 +94,16 @@ pub fn validate(spec: &str) -> anyhow::Result<()> {
         if data_read {
             problems.extend(benchgen::prompt::check_renders(&env, phase, &items));
         }
-        println!("phase {}: {} items, {} problem(s)", phase.name, items.len(), problems.len());
+        outln!("phase {}: {} items, {} problem(s)", phase.name, items.len(), problems.len())?;
         for p in &problems {
-            println!("  {p}");
+            outln!("  {p}")?;
         }
         total += problems.len();
     }
     if total > 0 {
         bail!("{} has {total} problem(s)", env.origin);
     }
-    println!("{}: OK", env.origin);
+    outln!("{}: OK", env.origin)?;
     Ok(())
 }
 
@@ -111,7 +111,7 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path, options: Options) -> a
     let entries = leaderboard(&RunsDir::new(runs_dir), env_name, options)?;
     if entries.is_empty() {
         let which = if options.include_partial { "" } else { "full-phase " };
-        println!("  no completed {which}runs of {env_name} in {}", runs_dir.display());
+        outln!("  no completed {which}runs of {env_name} in {}", runs_dir.display())?;
         return Ok(());
     }
     let label = |e: &Entry| {
@@ -126,13 +126,21 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path, options: Options) -> a
     };
     // As wide as the longest name, so the columns stay aligned.
     let width = entries.iter().map(|e| label(e).chars().count()).max().unwrap_or(0).max(5);
-    println!(
+    outln!(
         "{:>4}  {:<width$}  {:>6}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>6}  DATE",
-        "RANK", "MODEL", "ITEMS", "OVERALL", "ACCURACY", "EXACT", "ANSWERED", "DURATION", "RUN"
-    );
+        "RANK",
+        "MODEL",
+        "ITEMS",
+        "OVERALL",
+        "ACCURACY",
+        "EXACT",
+        "ANSWERED",
+        "DURATION",
+        "RUN"
+    )?;
     for (i, e) in entries.iter().enumerate() {
         let b = &e.breakdown;
-        println!(
+        outln!(
             "{:>4}  {:<width$}  {:>6}  {:>8.2}  {:>7.2}%  {:>7.2}%  {:>7.2}%  {:>8.1}s  {:>6}  {}",
             i + 1,
             label(e),
@@ -144,12 +152,10 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path, options: Options) -> a
             b.duration_s,
             e.run_id,
             e.created
-        );
+        )?;
     }
     if !options.include_partial {
-        println!(
-            "  (full-phase runs only; --include-partial also shows runs over part of a phase)"
-        );
+        outln!("  (full-phase runs only; --include-partial also shows runs over part of a phase)")?;
     }
     Ok(())
 }

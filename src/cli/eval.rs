@@ -37,9 +37,9 @@ fn report(outcome: &EvalOutcome, json: bool) -> anyhow::Result<()> {
             map.insert("run_id".into(), outcome.run_id.into());
             map.insert("run_dir".into(), outcome.run_dir.path().display().to_string().into());
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        println!("Run files: {}", outcome.run_dir.path().display());
+        outln!("Run files: {}", outcome.run_dir.path().display())?;
     }
     Ok(())
 }
@@ -70,7 +70,7 @@ fn given(args: &EvalArgs, shard: Option<Shard>, base: Settings) -> Settings {
         phase: args.phase.clone().or(base.phase),
         device: args.device.unwrap_or(base.device),
         dtype: args.dtype.unwrap_or(base.dtype),
-        batch_size: args.batch_size.map_or(base.batch_size, |b| b as usize),
+        batch_size: args.batch_size.unwrap_or(base.batch_size),
         limit: args.limit.or(base.limit),
         seed: args.seed.unwrap_or(base.seed),
         truncate: args.truncate.unwrap_or(base.truncate),

@@ -87,13 +87,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     for (i, out) in outputs.into_iter().enumerate() {
         let out = out.context("the engine returned no output for a prompt")?;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"id": prompts[i].0, "prompt": texts[i], "text": out.text,
                        "token_ids": out.token_ids, "finish_reason": out.finish_reason})
-            );
+            )?;
         } else {
-            println!("{}{}", texts[i], out.text);
+            outln!("{}{}", texts[i], out.text)?;
         }
     }
     Ok(())
@@ -118,8 +118,7 @@ fn engine_and_prompts(
     let user = |p: &str| vec![Message { role: "user".into(), content: p.to_string() }];
     match resolved.source {
         ModelSource::Endpoint(endpoint) => {
-            let engine =
-                RemoteEngine::connect(&endpoint, args.batch_size as usize, &sources.server)?;
+            let engine = RemoteEngine::connect(&endpoint, args.batch_size, &sources.server)?;
             let rendered = prompts
                 .iter()
                 .map(|(_, p)| (p.clone(), true, args.chat.then(|| user(p))))
@@ -141,7 +140,7 @@ fn engine_and_prompts(
             } else {
                 prompts.iter().map(|(_, p)| (p.clone(), true, None)).collect()
             };
-            Ok((Box::new(LocalEngine::new(model, args.batch_size as usize)), rendered))
+            Ok((Box::new(LocalEngine::new(model, args.batch_size)), rendered))
         }
     }
 }

@@ -1,9 +1,26 @@
 //! The command line (design doc §1). Each subcommand is a thin adapter over the library.
 
+// Commands print through these instead of `println!`, which panics when the reader has gone
+// (`benchgen runs list | head -1`); the error they return ends the command quietly (main).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod env;
 mod eval;
 mod generate;
 mod models;
+mod numeric;
 mod runs;
 mod score;
 mod tokenize;
@@ -116,6 +133,7 @@ pub enum Command {
     },
     /// Re-run a run from its run.json and compare every item and the score with what it recorded.
     Verify {
+        #[arg(value_parser = numeric::whole, allow_negative_numbers = true)]
         run_id: u64,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
@@ -161,7 +179,13 @@ impl SourceArgs {
 #[derive(Args)]
 pub struct MergeArgs {
     /// The shard runs, one per shard
-    #[arg(value_name = "RUN_ID", required_unless_present = "group", conflicts_with = "group")]
+    #[arg(
+        value_name = "RUN_ID",
+        required_unless_present = "group",
+        conflicts_with = "group",
+        value_parser = numeric::whole,
+        allow_negative_numbers = true
+    )]
     pub runs: Vec<u64>,
     /// Every Completed run of this group (`eval --shard` prints it)
     #[arg(long)]
@@ -212,13 +236,13 @@ pub struct EvalArgs {
     #[arg(long, value_parser = dtype_parser())]
     pub dtype: Option<DtypeSpec>,
     /// Sequences decoded together (continuous batching)
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: Option<u64>,
+    #[arg(long, value_parser = numeric::count, allow_negative_numbers = true)]
+    pub batch_size: Option<usize>,
     /// Evaluate only the first N items
-    #[arg(long)]
+    #[arg(long, value_parser = numeric::count, allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Seed for sampled decoding (each item's stream depends on this and its id only)
-    #[arg(long)]
+    #[arg(long, value_parser = numeric::whole, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// A prompt longer than the model's context: `error` refuses the item, `left` keeps its last
     /// tokens that fit (context − max_new_tokens) and records how many were dropped
@@ -239,7 +263,7 @@ pub struct EvalArgs {
     pub group: Option<String>,
     /// Continue run RUN_ID (crashed, killed or interrupted) with only its missing items; its
     /// settings come from its run.json, and flags given again must match them
-    #[arg(long, value_name = "RUN_ID")]
+    #[arg(long, value_name = "RUN_ID", value_parser = numeric::whole, allow_negative_numbers = true)]
     pub resume: Option<u64>,
     /// Run the environment's own scoring program ([scoring.program]), if it has one: code that
     /// came with the environment, run with your permissions under a time limit
@@ -266,18 +290,18 @@ pub struct GenerateArgs {
     /// A JSONL file of {"id", "prompt"} lines
     #[arg(long)]
     pub prompts: Option<PathBuf>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = numeric::count, allow_negative_numbers = true)]
     pub max_new_tokens: usize,
     /// Stop string (repeatable); cut from the output
     #[arg(long)]
     pub stop: Vec<String>,
     /// 0 is greedy
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = numeric::temperature, allow_negative_numbers = true)]
     pub temperature: f64,
-    #[arg(long, default_value_t = Settings::default().seed)]
+    #[arg(long, default_value_t = Settings::default().seed, value_parser = numeric::whole, allow_negative_numbers = true)]
     pub seed: u64,
-    #[arg(long, default_value_t = Settings::default().batch_size as u64, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: u64,
+    #[arg(long, default_value_t = Settings::default().batch_size, value_parser = numeric::count, allow_negative_numbers = true)]
+    pub batch_size: usize,
     /// Wrap each prompt as a user turn in the model's chat template
     #[arg(long)]
     pub chat: bool,
@@ -339,7 +363,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub submission: Option<PathBuf>,
     /// Score only the first N items (as `eval --limit N` ran them); others count as unanswered
-    #[arg(long)]
+    #[arg(long, value_parser = numeric::count, allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Run the environment's own scoring program ([scoring.program]), if it has one: code that
     /// came with the environment, run with your permissions under a time limit
@@ -378,6 +402,7 @@ pub enum RunsCommand {
     },
     /// A run's record, score breakdown and files
     Show {
+        #[arg(value_parser = numeric::whole, allow_negative_numbers = true)]
         run_id: u64,
         /// Print the generated fine-tune dataset instead
         #[arg(long)]
@@ -387,7 +412,7 @@ pub enum RunsCommand {
     },
     /// Remove runs (their whole folders); a run still going in another process is refused
     Rm {
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = numeric::whole, allow_negative_numbers = true)]
         run_ids: Vec<u64>,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,

@@ -12,9 +12,9 @@ pub fn list(sources: &SourceArgs, json: bool) -> anyhow::Result<()> {
     let hub_cache = &options.hub.cache_dir;
     let found = listing::list(&registry, listing::trained_dir(super::vars()), hub_cache)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        outln!("{}", serde_json::to_string_pretty(&found)?)?;
     } else {
-        print!("{}", render(&found, hub_cache));
+        out!("{}", render(&found, hub_cache))?;
     }
     Ok(())
 }

@@ -17,15 +17,21 @@ fn truncate(s: &str, n: usize) -> String {
 pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
     let runs = RunsDir::new(runs_dir);
     let ids = runs.ids()?;
-    println!(
+    outln!(
         "{:>5}  {:<11}  {:<32}  {:<20}  {:>23}  {:<20}  {:>13}",
-        "ID", "Status", "Model", "Environment", "Items", "Created", "Overall Score"
-    );
+        "ID",
+        "Status",
+        "Model",
+        "Environment",
+        "Items",
+        "Created",
+        "Overall Score"
+    )?;
     for id in ids {
         // A folder without a readable record (being created, or damaged) is listed as such.
         let Ok(rec) = runs.run(id).read_record() else {
             if env.is_none() {
-                println!("{id:>5}  {:<11}", "Unreadable");
+                outln!("{id:>5}  {:<11}", "Unreadable")?;
             }
             continue;
         };
@@ -33,7 +39,7 @@ pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
             continue;
         }
         let score = rec.overall_score.map_or_else(|| "-".to_string(), |s| format!("{s:.2}"));
-        println!(
+        outln!(
             "{:>5}  {:<11}  {:<32}  {:<20}  {:>23}  {:<20}  {:>13}",
             id,
             rec.status.to_string(),
@@ -42,7 +48,7 @@ pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
             items(&rec),
             rec.created,
             score
-        );
+        )?;
     }
     Ok(())
 }
@@ -78,42 +84,44 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
                 "run {run_id} has no fine-tune dataset: its environment has no [finetune] section"
             );
         }
-        print!(
+        out!(
             "{}",
             std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?
-        );
+        )?;
         return Ok(());
     }
     let rec = run.read_record()?;
-    println!("Run ID:       {}", rec.run_id);
-    println!("Status:       {}", rec.status);
-    println!("Model:        {}", rec.model.spec);
-    println!(
+    outln!("Run ID:       {}", rec.run_id)?;
+    outln!("Status:       {}", rec.status)?;
+    outln!("Model:        {}", rec.model.spec)?;
+    outln!(
         "Environment:  {} v{} (phase {})",
-        rec.environment.name, rec.environment.version, rec.environment.phase
-    );
-    println!("Items:        {}", items(&rec));
-    println!("Created:      {}", rec.created);
+        rec.environment.name,
+        rec.environment.version,
+        rec.environment.phase
+    )?;
+    outln!("Items:        {}", items(&rec))?;
+    outln!("Created:      {}", rec.created)?;
     if let Some(d) = rec.duration_s {
-        println!("Duration:     {d:.2}s");
+        outln!("Duration:     {d:.2}s")?;
     }
     if let Some(m) = &rec.memory {
-        println!("Memory:       {}", m.summary());
+        outln!("Memory:       {}", m.summary())?;
     }
     if let Some(e) = &rec.error {
-        println!("Error:        {e}");
+        outln!("Error:        {e}")?;
     }
     if let Some(c) = &rec.resume_command {
-        println!("Resume with:  {c}");
+        outln!("Resume with:  {c}")?;
     }
     if let Some(b) = run.read_breakdown::<ScoreBreakdown>()? {
-        println!("\n{}", b.accuracy_line());
-        print!("{}", b.table());
+        outln!("\n{}", b.accuracy_line())?;
+        out!("{}", b.table())?;
     }
-    println!("\nFiles:");
+    outln!("\nFiles:")?;
     for file in run.present() {
-        println!("  {}", run.file(file).display());
+        outln!("  {}", run.file(file).display())?;
     }
     Ok(())
 }
@@ -121,7 +129,7 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
 pub fn remove(runs_dir: &Path, ids: &[u64]) -> anyhow::Result<()> {
     for &id in ids {
         benchgen::eval::remove_run(runs_dir, id)?;
-        println!("removed run {id}");
+        outln!("removed run {id}")?;
     }
     Ok(())
 }

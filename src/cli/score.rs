@@ -22,9 +22,9 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let mut log = RunLog::new(console, false);
     let outcome = run_score(&opts, &mut log)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.breakdown)?);
+        outln!("{}", serde_json::to_string_pretty(&outcome.breakdown)?)?;
     } else {
-        println!("Run files: {}", outcome.run_dir.path().display());
+        outln!("Run files: {}", outcome.run_dir.path().display())?;
     }
     Ok(())
 }

@@ -19,29 +19,29 @@ pub fn run(run_id: u64, runs_dir: PathBuf, allow_scoring_program: bool) -> anyho
         v.as_deref().map_or_else(|| "(missing)".to_string(), |s| format!("{s:?}"))
     };
     for d in &report.differences {
-        println!(
+        outln!(
             "item {} ({}): recorded {} — re-run {}",
             d.id,
             d.file,
             show(&d.recorded),
             show(&d.rerun)
-        );
+        )?;
     }
     for input in &report.changed_inputs {
-        println!("changed since the run: {input}");
+        outln!("changed since the run: {input}")?;
     }
     let recorded =
         report.recorded_score.map_or_else(|| "(none)".to_string(), |s| format!("{s:.2}"));
-    println!(
+    outln!(
         "run {}: {} items, {} difference(s); Overall Score recorded {recorded}, re-run {:.2}",
         report.run_id,
         report.items,
         report.differences.len(),
         report.rerun_score
-    );
+    )?;
     if !report.reproduced() {
         bail!("run {} does not reproduce", report.run_id);
     }
-    println!("run {} reproduces", report.run_id);
+    outln!("run {} reproduces", report.run_id)?;
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod embedded;
 mod files;
 pub mod manifest;
 mod parquet;
+mod readable;
 mod remap;
 pub mod scoring;
 mod source;

@@ -5,11 +5,11 @@ use super::{Finished, Scoring, Stages};
 use crate::engine::{FinishReason, Generator, LoglikRequest};
 use crate::env::Item;
 use crate::error::{Error, Result};
-use crate::log::RunLog;
+use crate::log::{RunLog, Work};
 use crate::prompt::{Prompt, PromptBuilder};
-use crate::report::DetailedRecord;
+use crate::report::{ChoiceRecord, DetailedRecord, OptionRecord};
 use crate::run::PredictionRecord;
-use crate::score::choice::{pick, score_pick};
+use crate::score::choice::{per_char, pick, score_pick};
 use crate::score::Summary;
 
 /// Option lengths in characters, without the separator before them (lm-evaluation-harness's
@@ -32,7 +32,8 @@ impl Stages<'_> {
         builder: &PromptBuilder,
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
-        let mut finished = Finished::new(self.run_dir, items, self.journaled, log)?;
+        let mut finished =
+            Finished::new(self.run_dir, items, self.journaled, Work::Requests(0), log)?;
         let mut owner = Vec::new();
         let mut requests = Vec::new();
         for (i, (item, prompt)) in items.iter().zip(prompts).enumerate() {
@@ -93,8 +94,8 @@ impl Scoring<'_> {
             let target =
                 item.target_index.ok_or_else(|| Error::NoChoices { item: item.id.clone() })?;
             let lengths = option_lengths(&continuations(item, builder)?);
-            let picked = match p.and_then(|p| p.choice_logprobs.as_deref()) {
-                Some(lps) if lps.len() == item.choices.len() => pick(lps, &lengths),
+            let logprobs = match p.and_then(|p| p.choice_logprobs.as_deref()) {
+                Some(lps) if lps.len() == item.choices.len() => Some(lps),
                 Some(lps) => {
                     return Err(Error::ChoiceCount {
                         item: item.id.clone(),
@@ -104,6 +105,7 @@ impl Scoring<'_> {
                 }
                 None => None,
             };
+            let picked = logprobs.and_then(|lps| pick(lps, &lengths));
             let score = score_pick(picked, target, &item.choice_labels, &item.choices[target]);
             records.push(DetailedRecord {
                 id: item.id.clone(),
@@ -114,10 +116,42 @@ impl Scoring<'_> {
                 correct: score.item.correct,
                 exact: score.item.exact,
                 answered: score.item.answered,
-                variants: Vec::new(),
+                choice: Some(choice_record(item, target, logprobs, &lengths, picked)),
+                ..DetailedRecord::default()
             });
             scores.push(score);
         }
         Ok((records, Summary::from_choice_scores(&scores)))
+    }
+}
+
+/// The options as the report shows them: each one's log-likelihood, raw and per character, and
+/// both picks.
+fn choice_record(
+    item: &Item,
+    target: usize,
+    logprobs: Option<&[f64]>,
+    lengths: &[usize],
+    picked: Option<(usize, usize)>,
+) -> ChoiceRecord {
+    let options = item
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let loglik = logprobs.and_then(|lps| lps.get(i).copied());
+            OptionRecord {
+                label: item.choice_labels.get(i).cloned().unwrap_or_default(),
+                text: text.clone(),
+                loglik,
+                loglik_norm: loglik.map(|lp| per_char(lp, lengths.get(i).copied().unwrap_or(1))),
+            }
+        })
+        .collect();
+    ChoiceRecord {
+        options,
+        target,
+        acc_pick: picked.map(|(raw, _)| raw),
+        acc_norm_pick: picked.map(|(_, norm)| norm),
     }
 }

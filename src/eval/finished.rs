@@ -6,23 +6,27 @@ use std::collections::HashMap;
 
 use crate::env::Item;
 use crate::error::{Error, Result};
-use crate::log::RunLog;
+use crate::log::{Progress, RunLog, Work};
 use crate::run::{Journal, PredictionRecord, RunDir, RunFile};
 
 pub(super) struct Finished<'l> {
     journal: Journal,
     done: Vec<Option<PredictionRecord>>,
     count: usize,
+    /// What the engine did for the items finished here, for the progress rates.
+    work: Work,
     log: &'l mut RunLog,
 }
 
 impl<'l> Finished<'l> {
     /// `journaled`: predictions already in the journal (a resumed run); an id the items lack
-    /// means the environment (or `--limit`) changed under the run, which is an error.
+    /// means the environment (or `--limit`) changed under the run, which is an error. `unit`:
+    /// what the engine's work is counted in (`Work::Tokens(0)` or `Work::Requests(0)`).
     pub fn new(
         run_dir: &RunDir,
         items: &[Item],
         journaled: &[PredictionRecord],
+        unit: Work,
         log: &'l mut RunLog,
     ) -> Result<Self> {
         let index: HashMap<&str, usize> =
@@ -41,7 +45,8 @@ impl<'l> Finished<'l> {
             }
         }
         let journal = Journal::create(&run_dir.file(RunFile::Journal))?;
-        Ok(Self { journal, done, count, log })
+        log.start_progress(count);
+        Ok(Self { journal, done, count, work: unit, log })
     }
 
     /// Whether item `index` already has its prediction.
@@ -51,15 +56,27 @@ impl<'l> Finished<'l> {
 
     pub fn add(&mut self, index: usize, rec: PredictionRecord) -> Result<()> {
         self.journal.append(&rec)?;
+        let work = self.count_work(&rec);
         self.done[index] = Some(rec);
         self.count += 1;
-        self.log.progress(self.count, self.done.len());
+        self.log.progress(Progress { done: self.count, total: self.done.len(), work });
         // Checked after journaling, so the item just finished is kept.
         if crate::interrupt::requested() {
             self.journal.sync()?;
             return Err(Error::Interrupted);
         }
         Ok(())
+    }
+
+    /// The engine's work so far, with what it did for `rec`.
+    fn count_work(&mut self, rec: &PredictionRecord) -> Work {
+        self.work = match self.work {
+            Work::Tokens(n) => Work::Tokens(n + rec.tokens_out),
+            Work::Requests(n) => {
+                Work::Requests(n + rec.choice_logprobs.as_ref().map_or(0, Vec::len))
+            }
+        };
+        self.work
     }
 
     /// Every item's prediction in item order; an item the engine never finished is an error.

@@ -35,7 +35,7 @@ use crate::engine::sampling;
 use crate::engine::{GenParams, GenRequest, Generator};
 use crate::env::{EnvSources, Environment, Item};
 use crate::error::{Error, Result, SettingError};
-use crate::log::RunLog;
+use crate::log::{RunLog, Work};
 use crate::model::chat::Message;
 use crate::model::spec::{self, SourceOptions};
 use crate::prompt::{Prompt, PromptBuilder};
@@ -128,6 +128,9 @@ impl Plan {
             .offline(how.sources.offline);
         let phase = env.phase(given.phase.as_deref())?.name.clone();
         program::check_allowed(&env, how.allow_scoring_program)?;
+        // Data that cannot be read (a hub that is off or unreachable) fails here, before the
+        // run folder, instead of as a Failed run.
+        env.check_readable(env.phase(Some(&phase))?)?;
         let device = given.device.open()?;
         let model = spec::preflight(given.model.as_deref(), &how.sources)?;
         let dtype = match (&model.defaults.dtype, given.dtype) {
@@ -323,7 +326,8 @@ impl Stages<'_> {
         messages: Option<&[Vec<Message>]>,
         log: &mut RunLog,
     ) -> Result<Vec<PredictionRecord>> {
-        let mut finished = Finished::new(self.run_dir, items, self.journaled, log)?;
+        let mut finished =
+            Finished::new(self.run_dir, items, self.journaled, Work::Tokens(0), log)?;
         let requests = items
             .iter()
             .zip(prompts)

@@ -121,6 +121,7 @@ impl Scoring<'_> {
             .collect();
         let scores: Vec<ItemScore> = scorer.score_all(&pairs);
         let variant_names = scorer.variant_names();
+        let report: Vec<&str> = scorer.report().iter().map(|m| m.name()).collect();
         let summary = Summary::from_scores_with(&scores, scorer.metric(), scorer.report())
             .with_variants(&scores, &variant_names);
         let records = items
@@ -138,6 +139,8 @@ impl Scoring<'_> {
                 exact: sc.exact,
                 answered: sc.answered,
                 variants: variant_records(&variant_names, sc.variants),
+                choice: None,
+                metrics: report.iter().map(|n| n.to_string()).zip(sc.extra).collect(),
             })
             .collect();
         Ok((records, summary))

@@ -119,20 +119,7 @@ pub fn for_phase(env: &Environment, phase: &PhaseSpec) -> Result<Option<Fewshot>
     let (Some(spec), Some(source)) = (&env.manifest.fewshot, env.fewshot_phase(phase)?) else {
         return Ok(None);
     };
-    let pool = env.load_items(source).map_err(|e| {
-        // This environment's errors already name it.
-        let why = match e {
-            Error::Environment { message, .. } => message,
-            other => other.to_string(),
-        };
-        Error::env(
-            &env.origin,
-            format!(
-                "phase \"{}\" takes its few-shot examples from phase \"{}\": {why}",
-                phase.name, source.name
-            ),
-        )
-    })?;
+    let pool = env.load_items(source).map_err(|e| env.fewshot_failure(phase, source, e))?;
     if pool.is_empty() {
         return Err(Error::env(
             &env.origin,

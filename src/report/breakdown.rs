@@ -84,36 +84,47 @@ impl ScoreBreakdown {
         line
     }
 
-    /// A small aligned table for terminals and log files.
-    pub fn table(&self) -> String {
-        let mut rows = vec![("Overall Score", format!("{:.2}", self.overall_score))];
-        let program: Vec<(String, String)> = self
-            .program_scores
-            .iter()
-            .map(|(k, v)| (format!("program: {k}"), format!("{v}")))
-            .collect();
-        for (k, v) in &program {
-            rows.push((k.as_str(), v.clone()));
+    /// Every reported metric as (label, value): the Overall Score first, then the scoring
+    /// program's scores, accuracy, acc_norm, `report` metrics, variants, exact match, answer
+    /// rate and duration.
+    pub fn rows(&self) -> Vec<(String, String)> {
+        let mut rows = vec![("Overall Score".to_string(), format!("{:.2}", self.overall_score))];
+        for (k, v) in &self.program_scores {
+            rows.push((format!("program: {k}"), format!("{v}")));
         }
-        rows.push(("Accuracy", format!("{:.2}%", self.accuracy)));
+        rows.push(("Accuracy".into(), format!("{:.2}%", self.accuracy)));
         if let Some(a) = self.acc_norm {
-            rows.push(("Acc Norm", format!("{a:.2}%")));
+            rows.push(("Acc Norm".into(), format!("{a:.2}%")));
         }
-        let extra: Vec<(String, String)> =
-            self.metrics.iter().map(|(k, v)| (k.to_uppercase(), format!("{v:.2}%"))).collect();
-        for (k, v) in &extra {
-            rows.push((k.as_str(), v.clone()));
+        for (k, v) in &self.metrics {
+            rows.push((k.to_uppercase(), format!("{v:.2}%")));
         }
-        let variants: Vec<(String, String)> =
-            self.variants.iter().map(|(k, v)| (k.clone(), format!("{v:.2}%"))).collect();
-        for (k, v) in &variants {
-            rows.push((k.as_str(), v.clone()));
+        for (k, v) in &self.variants {
+            rows.push((k.clone(), format!("{v:.2}%")));
         }
         rows.extend([
-            ("Exact Match", format!("{:.2}%", self.exact_match)),
-            ("Answer Rate", format!("{:.2}%", self.answer_rate)),
-            ("Duration", format!("{:.2}s", self.duration_s)),
+            ("Exact Match".into(), format!("{:.2}%", self.exact_match)),
+            ("Answer Rate".into(), format!("{:.2}%", self.answer_rate)),
+            ("Duration".into(), format!("{:.2}s", self.duration_s)),
         ]);
+        rows
+    }
+
+    /// The label of the row in [`Self::rows`] that the Overall Score is.
+    pub fn primary_label(&self) -> String {
+        match self.primary.as_str() {
+            "accuracy" => "Accuracy".into(),
+            "acc_norm" => "Acc Norm".into(),
+            "exact_match" => "Exact Match".into(),
+            "answer_rate" => "Answer Rate".into(),
+            program if self.program_scores.contains_key(program) => format!("program: {program}"),
+            other => other.to_uppercase(),
+        }
+    }
+
+    /// A small aligned table for terminals and log files.
+    pub fn table(&self) -> String {
+        let rows = self.rows();
         let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).max(14);
         let mut out = String::from("Score Breakdown\n");
         for (k, v) in rows {
@@ -168,5 +179,19 @@ mod tests {
         assert!(b.table().contains("flexible-extract     75.00%"), "{}", b.table());
         let json = serde_json::to_value(&b).expect("serialises");
         assert_eq!(json["variants"]["flexible-extract"], 75.0);
+    }
+
+    #[test]
+    fn the_primary_metric_names_a_row() {
+        let s = Summary { total: 4, correct: 1, correct_norm: Some(3), ..Summary::default() };
+        let b = ScoreBreakdown::new(&s, Primary::AccNorm, 0.0);
+        assert_eq!(b.overall_score, 75.0);
+        let label = b.primary_label();
+        assert_eq!(label, "Acc Norm");
+        assert!(b.rows().contains(&(label, "75.00%".into())), "{:?}", b.rows());
+        let scores = [("f1".to_string(), 0.5)].into_iter().collect();
+        let b = b.with_program("f1", scores);
+        assert_eq!(b.primary_label(), "program: f1");
+        assert!(b.rows().iter().any(|(k, _)| *k == b.primary_label()));
     }
 }

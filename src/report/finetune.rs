@@ -47,7 +47,7 @@ mod tests {
             correct,
             exact: false,
             answered: true,
-            variants: Vec::new(),
+            ..DetailedRecord::default()
         }
     }
 

@@ -6,4 +6,4 @@ pub mod finetune;
 pub mod html;
 
 pub use breakdown::ScoreBreakdown;
-pub use detailed::{DetailedRecord, DetailedResults, VariantRecord};
+pub use detailed::{ChoiceRecord, DetailedRecord, DetailedResults, OptionRecord, VariantRecord};

@@ -19,8 +19,13 @@ fn first_max(values: impl Iterator<Item = f64>) -> Option<usize> {
 /// the options' lengths in characters, without the space that separates them from the prompt.
 pub fn pick(logprobs: &[f64], lengths: &[usize]) -> Option<(usize, usize)> {
     let raw = first_max(logprobs.iter().copied())?;
-    let norm = first_max(logprobs.iter().zip(lengths).map(|(lp, &n)| lp / n.max(1) as f64))?;
+    let norm = first_max(logprobs.iter().zip(lengths).map(|(&lp, &n)| per_char(lp, n)))?;
     Some((raw, norm))
+}
+
+/// The value `acc_norm` compares: an option's log-likelihood per character of its text.
+pub fn per_char(logprob: f64, length: usize) -> f64 {
+    logprob / length.max(1) as f64
 }
 
 /// One multiple-choice item's verdict: `item` by the raw pick (`acc`; an unanswered item has

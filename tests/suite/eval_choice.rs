@@ -15,6 +15,9 @@ fn acc_and_acc_norm_follow_the_journaled_log_likelihoods() {
     let out =
         ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "4"]));
     assert!(out.contains("Acc Norm"), "{out}");
+    // Multiple choice counts its throughput in log-likelihood requests (one per option).
+    let line = out.lines().find(|l| l.starts_with("Processing: 30/30 (100%)")).unwrap();
+    assert!(line.contains(" items/s, ") && line.ends_with(" requests/s"), "{line}");
     let run = dir.path().join("runs/1");
     let items = read_jsonl(&env.join("data/test.jsonl"));
     let preds = read_jsonl(&run.join("predictions.jsonl"));
@@ -51,6 +54,7 @@ fn acc_and_acc_norm_follow_the_journaled_log_likelihoods() {
     assert!(correct * 2 > items.len(), "correct = {correct}/{}", items.len());
     let scores = read_json(&run.join("scoring_output/scores.json"));
     assert_eq!(scores["correct_norm"], correct_norm);
+    options_are_reported(&run, &preds, correct_norm);
 
     // Batch size does not change the picks.
     ok(&benchgen(dir.path(), &["eval", "--env", env.to_str().unwrap(), "--batch-size", "1"]));
@@ -59,6 +63,39 @@ fn acc_and_acc_norm_follow_the_journaled_log_likelihoods() {
         (b1["correct"].clone(), b1["acc_norm"].clone()),
         (b["correct"].clone(), b["acc_norm"].clone())
     );
+}
+
+/// Detailed results (JSON, and the page's embedded data) give every option with the journal's
+/// log-likelihood, its per-character value and both picks.
+fn options_are_reported(run: &std::path::Path, preds: &[Value], correct_norm: usize) {
+    let detailed = read_json(&run.join("detailed_results.json"));
+    let html = std::fs::read_to_string(run.join("detailed_results.html")).unwrap();
+    let page = page_data(&html);
+    assert_eq!(page["multiple_choice"], true);
+    assert_eq!(page["items"], detailed["items"], "the page shows what the JSON holds");
+    let mut norm_right = 0;
+    for d in detailed["items"].as_array().unwrap() {
+        let p = preds.iter().find(|p| p["id"] == d["id"]).unwrap();
+        let choice = &d["choice"];
+        let options = choice["options"].as_array().unwrap();
+        let lps = p["choice_logprobs"].as_array().unwrap();
+        assert_eq!(options.len(), lps.len(), "{d}");
+        for (o, lp) in options.iter().zip(lps) {
+            assert_eq!(&o["loglik"], lp, "{d}");
+            let chars = o["text"].as_str().unwrap().chars().count() as f64;
+            let norm = lp.as_f64().unwrap() / chars;
+            assert!((o["loglik_norm"].as_f64().unwrap() - norm).abs() < 1e-12, "{d}");
+        }
+        let best = |key: &str| {
+            let v: Vec<f64> = options.iter().map(|o| o[key].as_f64().unwrap()).collect();
+            first_max(&v) as u64
+        };
+        assert_eq!(choice["acc_pick"].as_u64(), Some(best("loglik")), "{d}");
+        assert_eq!(choice["acc_norm_pick"].as_u64(), Some(best("loglik_norm")), "{d}");
+        assert_eq!(d["correct"], choice["acc_pick"] == choice["target"], "{d}");
+        norm_right += usize::from(choice["acc_norm_pick"] == choice["target"]);
+    }
+    assert_eq!(norm_right, correct_norm);
 }
 
 #[test]

@@ -39,6 +39,16 @@ fn default_eval_writes_every_file_with_consistent_content() {
     }
     let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
     assert!(log.contains("Processing: 50/100 (50%)") && log.contains("accuracy="), "{log}");
+    // Every line of the file is stamped with the UTC time it was logged; the console's are not.
+    let stamp = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ").unwrap();
+    assert!(log.lines().all(|l| stamp.is_match(l)), "{log}");
+    assert!(!out.lines().any(|l| stamp.is_match(l)), "{out}");
+    // Progress lines say how fast it goes and how long is left.
+    let rates = regex::Regex::new(
+        r"(?m)^Processing: 50/100 \(50%\) [0-9.]+ items/s, [0-9.]+ tokens/s, ETA [0-9hms]+$",
+    )
+    .unwrap();
+    assert!(rates.is_match(&out), "{out}");
 
     // Predictions: one per item, every id once.
     let items = embedded_items();
@@ -49,6 +59,7 @@ fn default_eval_writes_every_file_with_consistent_content() {
     let want = format!("Generated {} tokens for 100 items in ", sum("tokens_out"));
     let line = log
         .lines()
+        .map(benchgen::log::strip_timestamp)
         .find(|l| l.starts_with(&want))
         .unwrap_or_else(|| panic!("no {want:?} line in:\n{log}"));
     assert!(line.ends_with(&format!("tokens/s ({} prompt tokens)", sum("tokens_in"))), "{line}");
@@ -129,7 +140,9 @@ fn default_eval_writes_every_file_with_consistent_content() {
 
     let html = std::fs::read_to_string(run.join("detailed_results.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("arith-000"));
-    assert!(!html.contains("<script") && !html.contains("http"), "HTML must be self-contained");
+    // Self-contained: inline style and script only, nothing fetched.
+    assert!(!html.contains("src=") && !html.contains("http"), "HTML must be self-contained");
+    assert_eq!(page_data(&html)["items"].as_array().unwrap().len(), 100);
 
     // The Evaluations tab.
     let list = ok(&benchgen(dir.path(), &["runs", "list"]));

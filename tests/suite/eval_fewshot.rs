@@ -77,7 +77,14 @@ fn first_n_examples_precede_every_item_in_order() {
         assert!(d["variants"][0]["correct"].is_boolean(), "{d}");
     }
     let html = std::fs::read_to_string(run.join("detailed_results.html")).unwrap();
-    assert_eq!(html.matches("<br>flexible-extract: ").count(), 3, "one verdict per item");
+    let shown = page_data(&html);
+    let verdicts = shown["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|it| it["variants"][0]["name"] == "flexible-extract");
+    assert_eq!(verdicts.count(), 3, "one verdict per item");
+    assert_eq!(shown["variants"][0], "flexible-extract", "the page filters by variant");
     let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
     let line =
         format!("flexible-extract={:.2}%", b["variants"]["flexible-extract"].as_f64().unwrap());

@@ -60,12 +60,13 @@ fn second_environment_ids_escaping_and_no_finetune() {
     assert_eq!(b["primary"], "exact_match");
     assert_eq!(b["overall_score"], b["exact_match"]);
 
-    // Item text with markup is escaped in the HTML, never live.
+    // Item text with markup is never live in the HTML: it reaches the page's script as JSON
+    // that no text can break out of, unchanged.
     let html = std::fs::read_to_string(run.join("detailed_results.html")).unwrap();
-    assert!(!html.contains("<script>alert"), "raw <script> in HTML");
-    assert!(html.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"));
-    assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;") && html.contains("x &amp; y"));
-    assert!(html.contains("東京"));
+    assert!(!html.contains("<script>alert") && !html.contains("<b>bold"), "raw markup in HTML");
+    let shown = page_data(&html).to_string();
+    assert!(shown.contains("<script>alert('pwned')</script>"), "{shown}");
+    assert!(shown.contains("<b>bold</b>") && shown.contains("x & y") && shown.contains("東京"));
 
     assert!(!run.join("finetune.jsonl").exists(), "no [finetune] section, no fine-tune set");
     let show = benchgen(dir.path(), &["runs", "show", "1", "--finetune"]);

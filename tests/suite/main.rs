@@ -10,6 +10,7 @@ mod bad_inputs;
 mod batch_invariance;
 mod chat_templates;
 mod cli_help;
+mod closed_stdout;
 mod env_cli;
 mod eval_choice;
 mod eval_embedded;

@@ -22,7 +22,7 @@ fn typos_leave_no_failed_run_and_say_the_fix() {
     for (args, says) in [
         (&["--model", "./no-such-model"][..], "no such file or folder"),
         (&["--model", "HuggingFaceTB/SmolLM2-135M"][..], "write hf:HuggingFaceTB/SmolLM2-135M"),
-        (&["--limit", "0"][..], "--limit 0 leaves nothing to evaluate"),
+        (&["--limit", "0"][..], "invalid value '0' for '--limit <LIMIT>'"),
     ] {
         let mut all = vec!["eval"];
         all.extend_from_slice(args);
@@ -75,6 +75,50 @@ fn batch_sizes_are_checked_alike_in_every_command() {
 }
 
 #[test]
+fn numeric_flags_are_refused_alike_in_every_command_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let count = "expected a whole number, 1 or more";
+    let whole = "expected a whole number, 0 or more";
+    let negative = "negative numbers mean nothing here";
+    let cases: &[(&[&str], &str, &str, &[&str])] = &[
+        (&["eval"], "--batch-size", "0", &[count, "0 leaves nothing to do"]),
+        (&["eval"], "--batch-size", "-4", &[count, negative]),
+        (&["eval"], "--limit", "0", &[count, "0 leaves nothing to do"]),
+        (&["eval"], "--limit", "-1", &[count, negative]),
+        (&["eval"], "--limit", "2.5", &[count]),
+        (&["eval"], "--seed", "-1", &[whole, negative]),
+        (&["eval"], "--resume", "x", &[whole]),
+        (&["generate", "--prompt", "x"], "--batch-size", "0", &[count]),
+        (&["generate", "--prompt", "x"], "--max-new-tokens", "0", &[count]),
+        (&["generate", "--prompt", "x"], "--seed", "-1", &[whole, negative]),
+        (&["generate", "--prompt", "x"], "--temperature", "-0.5", &["0 is greedy"]),
+        (&["generate", "--prompt", "x"], "--temperature", "nan", &["0 is greedy"]),
+        (&["score", "--predictions", "p.jsonl"], "--limit", "0", &[count]),
+        (&["score", "--predictions", "p.jsonl"], "--limit", "-3", &[count, negative]),
+    ];
+    for (command, flag, value, says) in cases {
+        let mut args = command.to_vec();
+        args.extend([*flag, *value]);
+        let out = benchgen(cwd, &args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(&format!("invalid value '{value}' for '{flag} ")), "{args:?}: {err}");
+        for s in *says {
+            assert!(err.contains(s), "{args:?}: {err}");
+        }
+    }
+    // Run ids are read the same way wherever they are given.
+    for args in
+        [&["runs", "show", "-1"][..], &["runs", "rm", "-1"], &["verify", "-1"], &["merge", "-1"]]
+    {
+        let err = stderr(&benchgen(cwd, args));
+        assert!(err.contains("invalid value '-1'") && err.contains(negative), "{args:?}: {err}");
+    }
+    assert_eq!(runs(cwd), Vec::<String>::new(), "a refused flag left a run behind");
+}
+
+#[test]
 fn runs_rm_removes_runs_but_not_one_still_going() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
@@ -92,4 +136,53 @@ fn runs_rm_removes_runs_but_not_one_still_going() {
     assert!(runs(cwd).is_empty());
     let out = benchgen(cwd, &["runs", "rm", "7"]);
     assert!(stderr(&out).contains("there is no run 7"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_default_phase_that_needs_the_hub_names_the_phase_that_runs_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    // gsm8k's test items under $BENCHGEN_DATA_DIR, its train split (the few-shot examples) not.
+    let data = cwd.join("data");
+    std::fs::create_dir_all(data.join("benchmarks/gsm8k")).unwrap();
+    std::fs::write(
+        data.join("benchmarks/gsm8k/test.jsonl"),
+        "{\"question\": \"1+1?\", \"answer\": \"#### 2\"}\n{\"question\": \"2+2?\", \"answer\": \"#### 4\"}\n",
+    )
+    .unwrap();
+    let eval = |vars: &[(&str, &str)], extra: &[&str]| {
+        // A closed local port as the hub: nothing reaches the network.
+        let mut cmd =
+            crate::common::hub_server::benchgen_on_hub("http://127.0.0.1:9", &cwd.join("hf"));
+        cmd.args(["eval", "--env", "gsm8k", "--limit", "2"]).args(extra).current_dir(cwd);
+        cmd.env("BENCHGEN_DATA_DIR", &data);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        output_within(&mut cmd, std::time::Duration::from_secs(120))
+    };
+    for (vars, why) in [
+        (
+            &[("HF_HUB_OFFLINE", "1")][..],
+            "offline (--offline or HF_HUB_OFFLINE) and revision main is not fully cached",
+        ),
+        (&[][..], "cannot reach the hub at http://127.0.0.1:9"),
+    ] {
+        let out = eval(vars, &[]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{vars:?}");
+        for says in [
+            "phase \"test\" needs the hub: its few-shot examples (phase \"train\") come from hf://datasets/openai/gsm8k",
+            "benchmarks/gsm8k/train.jsonl is not in $BENCHGEN_DATA_DIR",
+            why,
+            "Offline, use --phase test-zeroshot (data from $BENCHGEN_DATA_DIR)",
+        ] {
+            assert!(err.contains(says), "{vars:?}: {says:?} not in {err}");
+        }
+        assert_eq!(err.matches("gsm8k@main").count(), 1, "said once: {err}");
+        assert!(err.find("Offline, use") < err.find("From the hub"), "the fix comes first: {err}");
+        assert_eq!(runs(cwd), Vec::<String>::new(), "{vars:?} left a run behind");
+    }
+    // The phase it names runs, offline.
+    ok(&eval(&[("HF_HUB_OFFLINE", "1")], &["--phase", "test-zeroshot"]));
 }

@@ -105,6 +105,15 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The items `detailed_results.html` embeds for its script (`<script type="application/json">`),
+/// read as the browser reads them: the element ends at the first `</script>`.
+pub fn page_data(html: &str) -> serde_json::Value {
+    let open = "<script type=\"application/json\" id=\"data\">";
+    let start = html.find(open).expect("the page embeds its items") + open.len();
+    let end = start + html[start..].find("</script>").expect("the data element is closed");
+    serde_json::from_str(&html[start..end]).expect("the embedded items are JSON")
+}
+
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().map(|l| serde_json::from_str(l).expect("valid JSON line")).collect()
