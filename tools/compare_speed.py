@@ -70,7 +70,7 @@ def main():
         ap.error(f"--llama-cpp: no bin/llama-batched-bench in {args.llama_cpp} (../shared/docs/tooling.md)")
     if not args.llama_cpp:
         print("no llama.cpp rows: build llama-batched-bench (../shared/docs/tooling.md, 'llama.cpp for "
-              "side-by-side numbers'; README 'Benchmarks') and pass --llama-cpp BUILD_DIR")
+              "side-by-side numbers'; docs/benchmarks.md) and pass --llama-cpp BUILD_DIR")
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     for dtype in dtypes:
