@@ -84,36 +84,29 @@ impl ScoreBreakdown {
         line
     }
 
+    /// The breakdown's rows, label and value, in the order the table and the web page show them.
+    pub fn rows(&self) -> Vec<(String, String)> {
+        let mut rows = vec![("Overall Score".to_string(), format!("{:.2}", self.overall_score))];
+        rows.extend(
+            self.program_scores.iter().map(|(k, v)| (format!("program: {k}"), format!("{v}"))),
+        );
+        rows.push(("Accuracy".into(), format!("{:.2}%", self.accuracy)));
+        if let Some(a) = self.acc_norm {
+            rows.push(("Acc Norm".into(), format!("{a:.2}%")));
+        }
+        rows.extend(self.metrics.iter().map(|(k, v)| (k.to_uppercase(), format!("{v:.2}%"))));
+        rows.extend(self.variants.iter().map(|(k, v)| (k.clone(), format!("{v:.2}%"))));
+        rows.extend([
+            ("Exact Match".into(), format!("{:.2}%", self.exact_match)),
+            ("Answer Rate".into(), format!("{:.2}%", self.answer_rate)),
+            ("Duration".into(), format!("{:.2}s", self.duration_s)),
+        ]);
+        rows
+    }
+
     /// A small aligned table for terminals and log files.
     pub fn table(&self) -> String {
-        let mut rows = vec![("Overall Score", format!("{:.2}", self.overall_score))];
-        let program: Vec<(String, String)> = self
-            .program_scores
-            .iter()
-            .map(|(k, v)| (format!("program: {k}"), format!("{v}")))
-            .collect();
-        for (k, v) in &program {
-            rows.push((k.as_str(), v.clone()));
-        }
-        rows.push(("Accuracy", format!("{:.2}%", self.accuracy)));
-        if let Some(a) = self.acc_norm {
-            rows.push(("Acc Norm", format!("{a:.2}%")));
-        }
-        let extra: Vec<(String, String)> =
-            self.metrics.iter().map(|(k, v)| (k.to_uppercase(), format!("{v:.2}%"))).collect();
-        for (k, v) in &extra {
-            rows.push((k.as_str(), v.clone()));
-        }
-        let variants: Vec<(String, String)> =
-            self.variants.iter().map(|(k, v)| (k.clone(), format!("{v:.2}%"))).collect();
-        for (k, v) in &variants {
-            rows.push((k.as_str(), v.clone()));
-        }
-        rows.extend([
-            ("Exact Match", format!("{:.2}%", self.exact_match)),
-            ("Answer Rate", format!("{:.2}%", self.answer_rate)),
-            ("Duration", format!("{:.2}s", self.duration_s)),
-        ]);
+        let rows = self.rows();
         let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).max(14);
         let mut out = String::from("Score Breakdown\n");
         for (k, v) in rows {
