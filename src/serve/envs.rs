@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 
-use super::page::{esc, not_found, segment, table, Page};
+use super::page::{esc, not_found, not_found_page, segment, table, Page};
 use super::{blocking, markdown, App};
 use crate::env::Environment;
 use crate::leaderboard::{leaderboard, Options};
@@ -47,13 +47,13 @@ pub async fn list(State(app): State<App>) -> Response {
     .await
 }
 
-/// The environment named `name`, or the response that says why there is none to show.
-pub fn open(app: &App, name: &str) -> Result<Environment, Response> {
+/// The environment named `name`, or the page that says why there is none to show.
+pub fn open(app: &App, name: &str) -> Result<Environment, Page> {
     match Environment::by_name(name, &app.env_sources) {
         // Pages never download: a phase on the hub that is not cached says so instead.
         Some(Ok(env)) => Ok(env.offline(true)),
-        Some(Err(e)) => Err(Page::error(e.to_string()).into_response()),
-        None => Err(not_found()),
+        Some(Err(e)) => Err(Page::error(e.to_string())),
+        None => Err(not_found_page()),
     }
 }
 
@@ -103,7 +103,7 @@ pub async fn tab(
 fn render(app: &App, name: &str, tab: &str, partial: bool) -> Response {
     let env = match open(app, name) {
         Ok(env) => env,
-        Err(response) => return response,
+        Err(page) => return page.into_response(),
     };
     let content = match tab {
         "overview" => overview_tab(&env),
@@ -147,7 +147,7 @@ fn phases_tab(env: &Environment) -> String {
                     esc(&phase.name),
                     if i == 0 { " <span class=\"badge\">default</span>" } else { "" }
                 ),
-                format!("<code>{}</code>", esc(&phase.file_name())),
+                format!("<code>{}</code>", esc(phase.file_name())),
                 items,
                 shots,
             ]

@@ -139,7 +139,7 @@ fn running_choices(l: &Listing, app: &App, probe: bool) -> Vec<Choice> {
 pub async fn tab(State(app): State<App>, Path(name): Path<String>) -> Response {
     blocking(move || match open(&app, &name) {
         Ok(env) => evaluate_page(&app, &env, &name, None, None).into_response(),
-        Err(response) => response,
+        Err(page) => page.into_response(),
     })
     .await
 }
@@ -251,7 +251,7 @@ pub async fn start(
     blocking(move || {
         let env = match open(&app, &name) {
             Ok(env) => env,
-            Err(response) => return response,
+            Err(page) => return page.into_response(),
         };
         let request = match check(&app, &env, &name, &form) {
             Ok(request) => request,

@@ -24,7 +24,7 @@ pub fn to_html(markdown: &str) -> String {
 /// `url` when it is relative or http(s)/mailto, else `#`. Browsers ignore tabs, newlines and
 /// case in a scheme (`Java\tScript:`), so the scheme is compared the same way.
 fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
-    let scheme_end = url.find(|c| matches!(c, ':' | '/' | '?' | '#'));
+    let scheme_end = url.find([':', '/', '?', '#']);
     let Some(end) = scheme_end.filter(|&i| url[i..].starts_with(':')) else {
         return url;
     };

@@ -17,7 +17,7 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:24px 0 8px}.muted{colo
 .card{background:#fff;border:1px solid #dde1e8;border-radius:8px;padding:16px 20px;margin:16px 0}\
 table{border-collapse:collapse;width:100%;background:#fff}\
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e4e7ec;vertical-align:top}\
-th{font-weight:600;color:#475467;font-size:13px}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+th{font-weight:600;color:#475467;font-size:13px}\
 nav.tabs{display:flex;gap:4px;border-bottom:1px solid #dde1e8;margin:16px 0}\
 nav.tabs a{padding:8px 14px;text-decoration:none;color:#475467;border-bottom:2px solid transparent}\
 nav.tabs a.on{color:#1d4ed8;border-color:#1d4ed8;font-weight:600}\
@@ -30,6 +30,8 @@ pre{background:#0f1420;color:#d7dce5;padding:12px;border-radius:6px;overflow:aut
 button{background:#1d4ed8;color:#fff;border:0;border-radius:6px;padding:9px 18px;font-size:15px;cursor:pointer}\
 .readme img{max-width:100%}.readme code{background:#eef0f3;padding:0 3px;border-radius:3px}\
 .readme pre code{background:none;padding:0}progress{width:100%;height:14px}\
+.example{padding:6px 16px;margin:8px 0}.example p{margin:4px 0}\
+.example pre{background:#f2f4f7;color:#1d2330;padding:6px 10px}\
 ";
 
 /// One HTML page, sent with headers that keep it from loading anything from elsewhere.
@@ -80,15 +82,20 @@ impl IntoResponse for Page {
             ),
         );
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        // Not `no-referrer`: with it, browsers send the form's `Origin` as `null`, which the
+        // guard refuses.
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         response
     }
 }
 
-pub fn not_found() -> Response {
+pub fn not_found_page() -> Page {
     Page::new("Not found", "<h1>Not found</h1><p>There is no such page here.</p>")
         .with_status(StatusCode::NOT_FOUND)
-        .into_response()
+}
+
+pub fn not_found() -> Response {
+    not_found_page().into_response()
 }
 
 /// `text` as one URL path segment: every byte but unreserved ones percent-encoded.
