@@ -37,55 +37,56 @@ struct Picker {
 impl Picker {
     /// `probe`: ask each Running endpoint whether it is up (for the page, not for a check).
     fn read(app: &App, probe: bool) -> Self {
-        let mut problems = Vec::new();
-        let listing = app
-            .sources
-            .registry()
-            .and_then(|registry| {
-                listing::list(&registry, app.trained_dir.clone(), &app.sources.hub.cache_dir)
-            })
-            .map_err(|e| problems.push(e.to_string()))
-            .ok();
+        let listing = app.sources.registry().and_then(|registry| {
+            listing::list(&registry, app.trained_dir.clone(), &app.sources.hub.cache_dir)
+        });
         let mut platform = vec![Choice {
             spec: crate::settings::EMBEDDED_MODEL.into(),
             detail: "the tiny arithmetic model compiled into benchgen (the default)".into(),
             up: None,
         }];
-        let (mut running, mut trained, mut huggingface) = (Vec::new(), Vec::new(), Vec::new());
-        if let Some(l) = &listing {
-            platform.extend(platform_choices(l));
-            running = running_choices(l, app, probe);
-            trained = l
-                .trained
-                .iter()
-                .map(|t| Choice {
-                    spec: t.spec.clone(),
-                    detail: match &t.base {
-                        Some(base) => format!("{}, base {base}, {} bytes", t.kind, t.size_bytes),
-                        None => format!("{}, {} bytes", t.kind, t.size_bytes),
-                    },
-                    up: None,
-                })
-                .collect();
-            huggingface = l
-                .huggingface
-                .iter()
-                .map(|m| Choice {
-                    spec: m.spec.clone(),
-                    detail: format!("cached, {} bytes", m.size_bytes),
-                    up: None,
-                })
-                .collect();
-        }
-        Self {
-            tabs: [
-                ("Platform Models", platform),
-                ("Running", running),
-                ("Trained", trained),
-                ("HuggingFace", huggingface),
-            ],
-            problems,
-        }
+        // The embedded model is offered even when the registry or a folder cannot be read.
+        let l = match listing {
+            Ok(l) => l,
+            Err(e) => {
+                let tabs = [
+                    ("Platform Models", platform),
+                    ("Running", Vec::new()),
+                    ("Trained", Vec::new()),
+                    ("HuggingFace", Vec::new()),
+                ];
+                return Self { tabs, problems: vec![e.to_string()] };
+            }
+        };
+        platform.extend(platform_choices(&l));
+        let trained = l
+            .trained
+            .iter()
+            .map(|t| Choice {
+                spec: t.spec.clone(),
+                detail: match &t.base {
+                    Some(base) => format!("{}, base {base}, {} bytes", t.kind, t.size_bytes),
+                    None => format!("{}, {} bytes", t.kind, t.size_bytes),
+                },
+                up: None,
+            })
+            .collect();
+        let huggingface = l
+            .huggingface
+            .iter()
+            .map(|m| Choice {
+                spec: m.spec.clone(),
+                detail: format!("cached, {} bytes", m.size_bytes),
+                up: None,
+            })
+            .collect();
+        let tabs = [
+            ("Platform Models", platform),
+            ("Running", running_choices(&l, app, probe)),
+            ("Trained", trained),
+            ("HuggingFace", huggingface),
+        ];
+        Self { tabs, problems: Vec::new() }
     }
 
     fn offers(&self, spec: &str) -> bool {

@@ -37,12 +37,15 @@ impl Browser {
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        // A process group of its own, so that the browsers it starts go with it (see Drop).
+        let driver = std::os::unix::process::CommandExt::process_group(
+            Command::new(driver).arg(format!("--port={port}")),
+            0,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
         let addr = format!("127.0.0.1:{port}");
         let started = Instant::now();
         while std::net::TcpStream::connect(&addr).is_err() {
@@ -52,7 +55,8 @@ impl Browser {
         let options = serde_json::json!({
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1400", "--no-first-run", "--no-default-browser-check"],
+                     "--window-size=1280,1400", "--no-first-run", "--no-default-browser-check",
+                     "--disable-crash-reporter", "--disable-breakpad"],
         });
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());
@@ -104,11 +108,17 @@ impl Browser {
         self.text_of("body").await
     }
 
+    /// Ends the session; the driver goes with the browser (Drop), as it does when a test fails.
     async fn finish(self) {
-        let _ = self.client.close().await;
-        let mut driver = self.driver;
-        let _ = driver.kill();
-        let _ = driver.wait();
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the driver's own process group (its pid, made a group leader).
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
+        let _ = self.driver.wait();
     }
 }
 

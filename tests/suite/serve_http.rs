@@ -325,3 +325,19 @@ fn a_running_endpoint_is_badged_only_while_it_answers() {
     assert!(page.contains("Running (2)"), "{page}");
     assert!(server.requests().iter().any(|r| r.path == "/v1/models"));
 }
+
+#[test]
+fn a_registry_that_cannot_be_read_is_said_and_the_embedded_model_still_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("config/benchgen/models.toml");
+    std::fs::create_dir_all(registry.parent().unwrap()).unwrap();
+    std::fs::write(&registry, "[models.x\nsource = ").unwrap();
+    let served = Served::start(dir.path(), &[]);
+    let reply = served.get("/envs/arithmetic/evaluate");
+    assert_eq!(reply.status, 200);
+    let page = reply.text();
+    assert!(page.contains("models.toml"), "the registry's problem is not shown: {page}");
+    assert!(page.contains("value=\"embedded\""), "{page}");
+    assert_eq!(served.post_form("/envs/arithmetic/evaluate", "model=embedded&limit=2").status, 303);
+    assert_eq!(wait_for_end(&dir.path().join("runs"), 1), "Completed");
+}
