@@ -30,6 +30,20 @@ pub struct Entry {
     pub breakdown: ScoreBreakdown,
 }
 
+impl Entry {
+    /// The model as a row names it: `(re-scored)` and `(partial)` runs say so.
+    pub fn label(&self) -> String {
+        let mut name = self.model.clone();
+        if self.rescored {
+            name.push_str(" (re-scored)");
+        }
+        if self.partial {
+            name.push_str(" (partial)");
+        }
+        name
+    }
+}
+
 /// What the leaderboard shows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {

@@ -28,6 +28,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod score;
+pub mod serve;
 pub mod settings;
 pub mod vars;
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::bail;
 use benchgen::env::{Environment, PhaseCheck};
-use benchgen::leaderboard::{leaderboard, Entry, Options};
+use benchgen::leaderboard::{leaderboard, Options};
 use benchgen::run::RunsDir;
 
 pub fn list() -> anyhow::Result<()> {
@@ -114,18 +114,8 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path, options: Options) -> a
         outln!("  no completed {which}runs of {env_name} in {}", runs_dir.display())?;
         return Ok(());
     }
-    let label = |e: &Entry| {
-        let mut name = e.model.clone();
-        if e.rescored {
-            name.push_str(" (re-scored)");
-        }
-        if e.partial {
-            name.push_str(" (partial)");
-        }
-        name
-    };
     // As wide as the longest name, so the columns stay aligned.
-    let width = entries.iter().map(|e| label(e).chars().count()).max().unwrap_or(0).max(5);
+    let width = entries.iter().map(|e| e.label().chars().count()).max().unwrap_or(0).max(5);
     outln!(
         "{:>4}  {:<width$}  {:>6}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>6}  DATE",
         "RANK",
@@ -143,7 +133,7 @@ pub fn print_leaderboard(env_name: &str, runs_dir: &Path, options: Options) -> a
         outln!(
             "{:>4}  {:<width$}  {:>6}  {:>8.2}  {:>7.2}%  {:>7.2}%  {:>7.2}%  {:>8.1}s  {:>6}  {}",
             i + 1,
-            label(e),
+            e.label(),
             e.items,
             b.overall_score,
             b.accuracy,

@@ -23,6 +23,7 @@ mod models;
 mod numeric;
 mod runs;
 mod score;
+mod serve;
 mod tokenize;
 mod verify;
 
@@ -149,6 +150,26 @@ pub enum Command {
     /// The model picker: registry aliases, cached HF models, trained checkpoints, endpoints.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// The platform's pages in a browser: environments, Evaluate, runs with their live log and
+    /// files
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = RUNS_DIR)]
+    pub runs_dir: PathBuf,
+    /// Address to listen on (port 0: any free port, printed at start)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Allow an address other than loopback; the pages have no authentication
+    #[arg(long)]
+    pub allow_remote: bool,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Let evaluations started from the pages run an environment's own scoring program
+    #[arg(long)]
+    pub allow_scoring_program: bool,
 }
 
 /// Where models come from: offline mode and the models registry.
@@ -442,5 +463,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runs::show(&runs_dir, run_id, finetune)
         }
         Command::Models(ModelsCommand::List { sources, json }) => models::list(&sources, json),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -45,31 +45,12 @@ pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
             rec.status.to_string(),
             truncate(&rec.model.spec, 32),
             truncate(&rec.environment.name, 20),
-            items(&rec),
+            rec.items_label(),
             rec.created,
             score
         )?;
     }
     Ok(())
-}
-
-/// The items a run evaluated, with the `--limit` or shard that chose them: `20 (limit 20)`,
-/// `5 (shard 1/4)`; `-` before they are loaded.
-fn items(rec: &benchgen::run::RunRecord) -> String {
-    let Some(n) = rec.items else { return "-".into() };
-    let settings = rec.settings.as_ref();
-    let mut chosen = Vec::new();
-    if let Some(limit) = settings.and_then(|s| s.limit) {
-        chosen.push(format!("limit {limit}"));
-    }
-    if let Some(shard) = settings.and_then(|s| s.shard) {
-        chosen.push(format!("shard {shard}"));
-    }
-    if chosen.is_empty() {
-        n.to_string()
-    } else {
-        format!("{n} ({})", chosen.join(", "))
-    }
 }
 
 pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> {
@@ -101,7 +82,7 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
         rec.environment.version,
         rec.environment.phase
     )?;
-    outln!("Items:        {}", items(&rec))?;
+    outln!("Items:        {}", rec.items_label())?;
     outln!("Created:      {}", rec.created)?;
     if let Some(d) = rec.duration_s {
         outln!("Duration:     {d:.2}s")?;

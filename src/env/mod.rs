@@ -121,20 +121,8 @@ impl Environment {
         if path.exists() {
             return Self::open(path, sources);
         }
-        if let Some((name, files)) =
-            crate::env::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == spec)
-        {
-            return Self::from_files(
-                format!("embedded:{name}"),
-                EnvFiles::Embedded(files),
-                sources,
-            );
-        }
-        for dir in &sources.search_dirs {
-            let candidate = dir.join(spec);
-            if candidate.join("environment.toml").is_file() {
-                return Self::open(&candidate, sources);
-            }
+        if let Some(env) = Self::by_name(spec, sources) {
+            return env;
         }
         let known: Vec<String> = Self::available(sources).into_iter().map(|(n, _)| n).collect();
         Err(Error::env(
@@ -144,6 +132,28 @@ impl Environment {
                 known.join(", ")
             ),
         ))
+    }
+
+    /// The environment named `name` (one of [`Self::available`]), never a path: a name that
+    /// holds a separator or `..` names none. `None` when there is no such environment.
+    pub fn by_name(name: &str, sources: &EnvSources) -> Option<Result<Self>> {
+        if let Some((name, files)) =
+            crate::env::embedded::SHIPPED_ENVS.iter().find(|(n, _)| *n == name)
+        {
+            let origin = format!("embedded:{name}");
+            return Some(Self::from_files(origin, EnvFiles::Embedded(files), sources));
+        }
+        let plain = Path::new(name).components().count() == 1
+            && matches!(Path::new(name).components().next(), Some(std::path::Component::Normal(_)));
+        if !plain {
+            return None;
+        }
+        sources
+            .search_dirs
+            .iter()
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.join("environment.toml").is_file())
+            .map(|candidate| Self::open(&candidate, sources))
     }
 
     /// Every environment reachable by name: shipped ones, then `sources.search_dirs`'

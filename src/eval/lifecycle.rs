@@ -30,6 +30,10 @@ pub(super) fn environment_info(env: &Environment, phase: &str) -> EnvironmentInf
     }
 }
 
+/// How the live log announces a new run's id, as soon as its folder exists: `Run ID: 7`.
+/// (`benchgen serve` reads it from the `eval` process it starts.)
+pub const RUN_ID_LINE: &str = "Run ID: ";
+
 pub(super) struct ActiveRun {
     pub dir: RunDir,
     pub record: RunRecord,
@@ -89,7 +93,7 @@ impl ActiveRun {
         dir.write_record(&record)?;
         log.attach_file(&dir.file(RunFile::Log))?;
         log.line(format!("Status: {}", record.status));
-        log.line(format!("Run ID: {run_id}"));
+        log.line(format!("{RUN_ID_LINE}{run_id}"));
         log.line(format!("Model: {}", record.model.spec));
         let e = &record.environment;
         log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));
@@ -113,7 +117,7 @@ impl ActiveRun {
         dir.write_record(&record)?;
         log.continue_file(&dir.file(RunFile::Log))?;
         log.line(format!("Status: {} (resumed)", record.status));
-        log.line(format!("Run ID: {}", record.run_id));
+        log.line(format!("{RUN_ID_LINE}{}", record.run_id));
         log.line(format!("Model: {}", record.model.spec));
         let e = &record.environment;
         log.line(format!("Environment: {} v{} (phase {})", e.name, e.version, e.phase));

@@ -132,6 +132,27 @@ impl RunRecord {
     }
 }
 
+impl RunRecord {
+    /// The items the run evaluated, with the `--limit` or shard that chose them:
+    /// `20 (limit 20)`, `5 (shard 1/4)`; `-` before they are loaded.
+    pub fn items_label(&self) -> String {
+        let Some(n) = self.items else { return "-".into() };
+        let settings = self.settings.as_ref();
+        let mut chosen = Vec::new();
+        if let Some(limit) = settings.and_then(|s| s.limit) {
+            chosen.push(format!("limit {limit}"));
+        }
+        if let Some(shard) = settings.and_then(|s| s.shard) {
+            chosen.push(format!("shard {shard}"));
+        }
+        if chosen.is_empty() {
+            n.to_string()
+        } else {
+            format!("{n} ({})", chosen.join(", "))
+        }
+    }
+}
+
 /// Brings the settings of a run written by an earlier benchgen into today's shape: they kept
 /// `--env`, `--model` and the given `--dtype` apart under `inputs`, and the phase only under
 /// `environment`. Returns whether the record predates `inputs`, so it lacks them altogether.

@@ -32,6 +32,8 @@ mod score_benchmarks;
 mod score_cli;
 mod score_gsm8k;
 mod scoring_program;
+mod serve_browser;
+mod serve_http;
 mod shards;
 mod tokenize_cli;
 mod tokenize_corpus;

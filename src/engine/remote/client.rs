@@ -38,6 +38,28 @@ impl std::fmt::Display for RequestError {
     }
 }
 
+/// The server's API root, ending in `/v1`.
+fn base_url(endpoint: &Endpoint) -> String {
+    if endpoint.url.ends_with("/v1") {
+        endpoint.url.clone()
+    } else {
+        format!("{}/v1", endpoint.url)
+    }
+}
+
+/// Whether the server answers `GET /v1/models` with a model list within `timeout`, once and
+/// without retries: a quick "is it up now" for the model picker, not a request a run relies on.
+pub fn answers_models(endpoint: &Endpoint, opts: &ServerOptions, timeout: Duration) -> bool {
+    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+    let mut req = agent.get(&format!("{}/models", base_url(endpoint)));
+    if let Some(key) = &opts.api_key {
+        req = req.set("Authorization", &format!("Bearer {key}"));
+    }
+    let Ok(resp) = req.call() else { return false };
+    let Ok(text) = resp.into_string() else { return false };
+    serde_json::from_str::<Value>(&text).is_ok_and(|v| v.get("data").is_some_and(Value::is_array))
+}
+
 pub struct Client {
     agent: ureq::Agent,
     /// Ends in `/v1`.
@@ -60,12 +82,7 @@ impl Client {
             .max_idle_connections_per_host(connections.max(1))
             .user_agent(concat!("benchgen/", env!("CARGO_PKG_VERSION")))
             .build();
-        let base = if endpoint.url.ends_with("/v1") {
-            endpoint.url.clone()
-        } else {
-            format!("{}/v1", endpoint.url)
-        };
-        Ok(Self { agent, base, api_key: opts.api_key.clone(), origin })
+        Ok(Self { agent, base: base_url(endpoint), api_key: opts.api_key.clone(), origin })
     }
 
     pub fn base(&self) -> &str {

@@ -7,7 +7,7 @@ mod client;
 mod openai;
 mod pool;
 
-pub use client::Client;
+pub use client::{answers_models, Client};
 
 use super::{GenOutput, GenRequest, Generator, LoglikOutput, LoglikRequest};
 use crate::error::{Error, Result};

@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod hub_server;
 pub mod openai_server;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
