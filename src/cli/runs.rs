@@ -29,7 +29,8 @@ pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
     )?;
     for id in ids {
         // A folder without a readable record (being created, or damaged) is listed as such.
-        let Ok(rec) = runs.run(id).read_record() else {
+        let run = runs.run(id);
+        let Ok(rec) = run.read_record() else {
             if env.is_none() {
                 outln!("{id:>5}  {:<11}", "Unreadable")?;
             }
@@ -42,7 +43,7 @@ pub fn list(runs_dir: &Path, env: Option<&str>) -> anyhow::Result<()> {
         outln!(
             "{:>5}  {:<11}  {:<32}  {:<20}  {:>23}  {:<20}  {:>13}",
             id,
-            rec.status.to_string(),
+            run.status_label(&rec),
             truncate(&rec.model.spec, 32),
             truncate(&rec.environment.name, 20),
             rec.items_label(),
@@ -74,7 +75,15 @@ pub fn show(runs_dir: &Path, run_id: u64, finetune: bool) -> anyhow::Result<()> 
     }
     let rec = run.read_record()?;
     outln!("Run ID:       {}", rec.run_id)?;
-    outln!("Status:       {}", rec.status)?;
+    if run.stopped(&rec) {
+        outln!(
+            "Status:       {} (no process is working on it: it was killed or crashed)",
+            rec.status
+        )?;
+        outln!("Resume with:  {}", benchgen::eval::resume_command(run.path(), rec.run_id))?;
+    } else {
+        outln!("Status:       {}", rec.status)?;
+    }
     outln!("Model:        {}", rec.model.spec)?;
     outln!(
         "Environment:  {} v{} (phase {})",

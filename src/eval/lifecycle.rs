@@ -210,7 +210,7 @@ fn mark_interrupted(record: &mut RunRecord, dir: &Path) -> String {
 
 /// `benchgen eval --resume ID --runs-dir DIR`, with the runs folder absolute so the command works
 /// from anywhere, quoted for a POSIX shell when it needs to be.
-fn resume_command(run_dir: &Path, run_id: u64) -> String {
+pub fn resume_command(run_dir: &Path, run_id: u64) -> String {
     let runs = run_dir.parent().unwrap_or(Path::new("."));
     let runs = std::path::absolute(runs).unwrap_or_else(|_| runs.to_path_buf());
     let runs = runs.to_string_lossy();

@@ -16,7 +16,7 @@ mod verify;
 
 use engines::Prepared;
 use finished::Finished;
-pub use lifecycle::{abandon_active_run, remove_run, RUN_ID_LINE};
+pub use lifecycle::{abandon_active_run, remove_run, resume_command, RUN_ID_LINE};
 use lifecycle::{environment_info, open_env, ActiveRun};
 pub use merge::{merge_runs, MergeSelection};
 pub use program::ALLOW_FLAG;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
 
-use super::record::RunRecord;
+use super::record::{RunRecord, RunStatus};
 
 /// A file a run may hold, in the order `runs show` lists them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +102,30 @@ impl RunDir {
     /// The lock a process holds while it works on the run (see `eval::lifecycle`).
     pub fn lock_file(&self) -> PathBuf {
         self.path.join(".lock")
+    }
+
+    /// Whether a process is working on the run now: one holds its lock for as long as it does,
+    /// and the OS drops the lock when that process ends, SIGKILL included, so a run recorded as
+    /// Running that nobody holds was killed or crashed. Asked by taking the lock shared for a
+    /// moment: a `--resume` started in that moment is refused as if the run were still going.
+    pub fn is_worked_on(&self) -> bool {
+        let Ok(file) = std::fs::File::open(self.lock_file()) else { return false };
+        matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// Whether `rec` (this run's record) says Running while no process works on it: the run was
+    /// killed or crashed, and only `--resume` takes it up again.
+    pub fn stopped(&self, rec: &RunRecord) -> bool {
+        rec.status == RunStatus::Running && !self.is_worked_on()
+    }
+
+    /// The status as run lists show it: the record's, or `Stopped` for a run [`Self::stopped`].
+    pub fn status_label(&self, rec: &RunRecord) -> String {
+        if self.stopped(rec) {
+            "Stopped".into()
+        } else {
+            rec.status.to_string()
+        }
     }
 
     /// The Scoring Output's folder.

@@ -222,9 +222,11 @@ fn evaluations_tab(app: &App, env: &Environment) -> String {
     let rows: Vec<Vec<String>> = ids
         .into_iter()
         .rev()
-        .filter_map(|id| runs.run(id).read_record().ok())
-        .filter(|rec| rec.environment.name == env.manifest.name)
-        .map(|rec| super::runs::run_row(&rec))
+        .filter_map(|id| {
+            let run = runs.run(id);
+            let rec = run.read_record().ok()?;
+            (rec.environment.name == env.manifest.name).then(|| super::runs::run_row(&run, &rec))
+        })
         .collect();
     if rows.is_empty() {
         return format!(

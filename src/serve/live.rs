@@ -79,7 +79,8 @@ impl Tail {
             }
             // No record: not written yet (a run just allocated), or the run was removed.
             match self.status() {
-                Some(RunStatus::Running) => {}
+                // (A run no process holds was killed: its page says so instead of waiting.)
+                Some(RunStatus::Running) if self.run.is_worked_on() => {}
                 None if self.run.path().is_dir() => {}
                 _ => self.ending = true,
             }

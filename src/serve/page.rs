@@ -23,7 +23,7 @@ nav.tabs a{padding:8px 14px;text-decoration:none;color:#475467;border-bottom:2px
 nav.tabs a.on{color:#1d4ed8;border-color:#1d4ed8;font-weight:600}\
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;background:#e4e7ec;color:#344054}\
 .badge.Running,.badge.running{background:#d1fadf;color:#05603a}.badge.Completed{background:#d1e9ff;color:#1849a9}\
-.badge.Failed{background:#fee4e2;color:#b42318}.badge.Interrupted{background:#fef0c7;color:#93370d}\
+.badge.Failed,.badge.Stopped{background:#fee4e2;color:#b42318}.badge.Interrupted{background:#fef0c7;color:#93370d}\
 dl.fields{display:grid;grid-template-columns:max-content 1fr;gap:6px 20px;margin:0}dt{color:#667085}dd{margin:0}\
 pre{background:#0f1420;color:#d7dce5;padding:12px;border-radius:6px;overflow:auto;max-height:420px;white-space:pre-wrap;margin:0}\
 .error{background:#fee4e2;border:1px solid #fda29b;color:#7a271a;padding:10px 14px;border-radius:6px;white-space:pre-wrap}\

@@ -27,10 +27,10 @@ pub const RUN_COLUMNS: &[&str] =
     &["Run ID", "Status", "Model", "Environment", "Items", "Created", "Overall Score"];
 
 /// One run as the run lists show it (columns [`RUN_COLUMNS`]).
-pub fn run_row(rec: &RunRecord) -> Vec<String> {
+pub fn run_row(run: &RunDir, rec: &RunRecord) -> Vec<String> {
     vec![
         format!("<a href=\"/runs/{0}\">{0}</a>", rec.run_id),
-        status_badge(&rec.status.to_string()),
+        status_badge(&run.status_label(rec)),
         esc(&rec.model.spec),
         esc(&rec.environment.name),
         esc(&rec.items_label()),
@@ -49,8 +49,10 @@ pub async fn list(State(app): State<App>) -> Response {
         let rows: Vec<Vec<String>> = ids
             .into_iter()
             .rev()
-            .filter_map(|id| runs.run(id).read_record().ok())
-            .map(|rec| run_row(&rec))
+            .filter_map(|id| {
+                let run = runs.run(id);
+                run.read_record().ok().map(|rec| run_row(&run, &rec))
+            })
             .collect();
         let listing = if rows.is_empty() {
             "<p class=\"muted\">No runs yet.</p>".to_string()
@@ -95,9 +97,9 @@ fn run_page(id: u64, run: &RunDir) -> Page {
         return Page::new(format!("Run {id}"), body);
     };
     let mut h = format!("<h1>Run {id}</h1>");
-    h.push_str(&fields(&rec));
+    h.push_str(&fields(run, &rec));
     match rec.status {
-        RunStatus::Running => {
+        RunStatus::Running if !run.stopped(&rec) => {
             h.push_str(
                 "<h2>Live log</h2><div class=\"card\" id=\"live\"><progress id=\"progress\" \
                  value=\"0\" max=\"1\"></progress><pre id=\"log\"></pre></div>",
@@ -105,6 +107,13 @@ fn run_page(id: u64, run: &RunDir) -> Page {
             h.push_str(LIVE_SCRIPT);
         }
         _ => {
+            if run.stopped(&rec) {
+                h.push_str(&format!(
+                    "<p class=\"error\" id=\"stopped\">No process is working on this run: it \
+                     was killed or crashed. Resume it with <code>{}</code>.</p>",
+                    esc(&crate::eval::resume_command(run.path(), id))
+                ));
+            }
             if let Ok(Some(b)) = run.read_breakdown::<ScoreBreakdown>() {
                 h.push_str(&breakdown(&b));
             }
@@ -121,10 +130,10 @@ fn run_page(id: u64, run: &RunDir) -> Page {
     Page::new(format!("Run {id}"), h)
 }
 
-fn fields(rec: &RunRecord) -> String {
+fn fields(run: &RunDir, rec: &RunRecord) -> String {
     let e = &rec.environment;
     let mut rows = vec![
-        ("Status", status_badge(&rec.status.to_string())),
+        ("Status", status_badge(&run.status_label(rec))),
         ("Model", esc(&rec.model.spec)),
         (
             "Environment",

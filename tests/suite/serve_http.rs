@@ -285,6 +285,42 @@ fn the_live_log_streams_the_log_and_ends_with_the_status() {
     assert_eq!(resumed.len(), all.len() - 2);
 }
 
+/// A run recorded as Running that no process holds (killed by SIGKILL, a machine that went
+/// down) is said to be stopped, with its resume command, and its log stream ends, instead of
+/// the page waiting for it forever. One whose lock is held streams on.
+#[test]
+fn a_run_no_process_holds_is_shown_stopped_not_live() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_run(dir.path());
+    let record = dir.path().join("runs/1/run.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    rec["status"] = "Running".into();
+    std::fs::write(&record, rec.to_string()).unwrap();
+    let served = Served::start(dir.path(), &[]);
+
+    let page = served.get("/runs/1").text();
+    assert!(page.contains("id=\"stopped\"") && page.contains("--resume 1"), "{page}");
+    assert!(!page.contains("EventSource"), "a stopped run is not watched live: {page}");
+    assert!(served.get("/runs").text().contains("badge Stopped"));
+    let shown = benchgen_command()
+        .args(["runs", "show", "1", "--runs-dir"])
+        .arg(dir.path().join("runs"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("killed or crashed") && shown.contains("--resume 1"), "{shown}");
+    let all = events(&served.get("/runs/1/log").text());
+    assert_eq!(all.last().map(|e| (e.0.as_deref(), e.2.as_str())), Some((Some("end"), "Running")));
+
+    // While a process holds the run's lock, the same record is a live run.
+    let lock = std::fs::File::open(dir.path().join("runs/1/.lock")).unwrap();
+    lock.lock().unwrap();
+    let page = served.get("/runs/1").text();
+    assert!(page.contains("EventSource") && !page.contains("id=\"stopped\""), "{page}");
+    drop(lock);
+}
+
 /// Server-sent events: (event name, id, data) each.
 fn events(stream: &str) -> Vec<(Option<String>, Option<String>, String)> {
     stream
