@@ -33,6 +33,7 @@ mod score_cli;
 mod score_gsm8k;
 mod scoring_program;
 mod shards;
+mod template_goldens;
 mod tokenize_cli;
 mod tokenize_corpus;
 mod verify_cli;
