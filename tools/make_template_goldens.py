@@ -102,6 +102,33 @@ CONVERSATIONS = {
         msg("assistant", "5", reasoning_content="Add them: 2+3 is 5."),
         msg("user", "And 2*3?"),
     ],
+    # Whitespace, quotes and braces around the text: strip/trim and escaping differ here first.
+    "spacing": [
+        msg("system", "  Answer in French.\n"),
+        msg("user", "\n  Say \"hi\" and 'bye' {x} — naïve? \n\n"),
+        msg("assistant", "\n\n Très bien:  {\"a\": 1} \n"),
+        msg("user", "\tÜber\r\nstraße\t"),
+    ],
+    # OpenAI's shape: arguments as a JSON string, content null, two calls in one turn.
+    "tool_call_openai": [
+        msg("user", "Weather in Paris and Rome?"),
+        msg(
+            "assistant",
+            None,
+            tool_calls=[
+                {**TOOL_CALL, "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'}},
+                {"id": "call00002", "type": "function",
+                 "function": {"name": "get_weather", "arguments": '{"location": "Rome"}'}},
+            ],
+        ),
+        msg("tool", '{"temperature": 21}', tool_call_id="call00001", name="get_weather"),
+        msg("tool", '{"temperature": 25}', tool_call_id="call00002", name="get_weather"),
+    ],
+    # A reasoning turn last, continued by the model (no generation prompt).
+    "reasoning_prefill": [
+        msg("user", "2+3?"),
+        msg("assistant", "The answer is", reasoning_content="Add them."),
+    ],
 }
 
 
@@ -129,18 +156,19 @@ def cases_for(text):
     takes_reasoning = any(k in text for k in ("reasoning_content", "thinking", "reasoning"))
     out = []
     for name in CONVERSATIONS:
-        if name == "tool_call" and not takes_tools:
+        if name.startswith("tool_call") and not takes_tools:
             continue
-        if name == "reasoning" and not takes_reasoning:
+        if name.startswith("reasoning") and not takes_reasoning:
             continue
-        prompts = (False,) if name == "prefill" else (False, True)
+        prompts = (False,) if name.endswith("prefill") else (False, True)
         for gen in prompts:
-            out.append((name, name == "tool_call", gen, {}))
+            out.append((name, name.startswith("tool_call"), gen, {}))
     if takes_tools:
         # Tools offered, none called yet.
         out.append(("system_user", True, True, {}))
     if "enable_thinking" in text:
         out.append(("multi_turn", False, True, {"enable_thinking": False}))
+        out.append(("multi_turn", False, True, {"enable_thinking": True}))
     return out
 
 
@@ -153,6 +181,21 @@ def render(text, conversation, tools, gen, variables):
         return {"rendered": rendered[0]}
     except Exception as e:  # any refusal, as apply_chat_template would raise it
         return {"error": f"{type(e).__name__}: {e}"}
+
+
+def compact_json(golden):
+    """One top-level field, conversation or case a line: small files whose diffs still read."""
+    dump = lambda v: json.dumps(v, ensure_ascii=False)
+    lines = []
+    for key, value in golden.items():
+        if key in ("conversations", "cases"):
+            items = value.items() if key == "conversations" else enumerate(value)
+            inner = [(f"  {dump(k)}: " if key == "conversations" else "  ") + dump(v) for k, v in items]
+            open_, close = ("{", "}") if key == "conversations" else ("[", "]")
+            lines.append(f" {dump(key)}: {open_}\n" + ",\n".join(inner) + f"\n {close}")
+        else:
+            lines.append(f" {dump(key)}: {dump(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def main():
@@ -182,7 +225,7 @@ def main():
             "tools": TOOLS,
             "cases": cases,
         }
-        (OUT / f"{path.stem}.json").write_text(json.dumps(golden, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        (OUT / f"{path.stem}.json").write_text(compact_json(golden), encoding="utf-8")
         errors = sum("error" in c for c in cases)
         print(f"{path.name}: {len(cases)} cases, {errors} expected errors")
 
