@@ -221,7 +221,7 @@ impl ChatTemplate {
         env.add_test("iterable", is_iterable);
         add_generator_filters(&mut env);
         env.add_function("strftime_now", strftime_now);
-        env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(template)).map_err(|e| {
+        env.add_template_owned(TEMPLATE_NAME, rewrite_tags(template)).map_err(|e| {
             ChatTemplateError::Syntax {
                 line: e.line(),
                 message: e.detail().unwrap_or("invalid template").to_string(),
@@ -406,11 +406,11 @@ mod tests {
     #[test]
     fn generation_tags_render_their_body() {
         assert_eq!(
-            rewrite_generation_tags("a{%- generation -%}b{% endgeneration %}c{% if x %}"),
+            rewrite_tags("a{%- generation -%}b{% endgeneration %}c{% if x %}"),
             "a{%- with -%}b{% endwith %}c{% if x %}"
         );
         let untouched = "{{ '{% generation %}' }}{# {% generation %} #}{ {%+ endgeneration";
-        assert_eq!(rewrite_generation_tags(untouched), untouched);
+        assert_eq!(rewrite_tags(untouched), untouched);
         assert_eq!(
             render("{% for m in messages %}\n  {% generation %}\n{{ m.content }}\n  {% endgeneration %}\n{% endfor %}"),
             "hi\n"

@@ -201,7 +201,7 @@ pub(super) fn py_title(s: &str) -> String {
     out
 }
 
-/// The check [`rewrite_generation_tags`] puts around each for loop's iterable: Jinja2 cannot
+/// The check [`rewrite_tags`] puts around each for loop's iterable: Jinja2 cannot
 /// iterate None (`TypeError`), minijinja loops zero times over it.
 pub(super) fn iterable_check(value: Value) -> Result<Value, Error> {
     if value.is_none() {
@@ -216,13 +216,13 @@ pub(super) fn is_iterable(value: &Value) -> bool {
     !value.is_none() && value.try_iter().is_ok()
 }
 
-/// Jinja2's `map`, `select`, `reject`, `selectattr` and `rejectattr` return generators, minijinja's
-/// return lists. The difference shows in `tojson` (a generator is not JSON serializable), in
-/// `length` (a generator has no len) and in truth tests (a generator is always true), so their
-/// results are made lazy iterables here, which behave that way.
 /// One of minijinja's list-returning filters, on the filter's arguments after the value.
 type ListFilter = fn(&State, Value, Vec<Value>) -> Result<Vec<Value>, Error>;
 
+/// Jinja2's `map`, `select`, `reject`, `selectattr` and `rejectattr` return generators, minijinja's
+/// return lists. The difference shows in `tojson` (a generator is not JSON serializable), in
+/// `length` (a generator has no len) and in truth tests (a generator is always true), so their
+/// results become [`PyGenerator`]s, which behave that way.
 pub(super) fn as_generator(
     filter: ListFilter,
 ) -> impl Fn(&State, Value, Rest<Value>) -> Result<Value, Error> + Send + Sync + 'static {

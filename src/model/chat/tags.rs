@@ -8,7 +8,8 @@ pub(super) const ITERABLE_CHECK: &str = "__benchgen_iterable";
 /// renders its body unchanged (it only records offsets). minijinja has no custom tags, so the
 /// tags become `{% with %}`/`{% endwith %}`: also a scoped block that outputs its body, and a
 /// block tag like the original, so trim_blocks/lstrip_blocks and `-` markers act the same.
-pub(super) fn rewrite_generation_tags(template: &str) -> String {
+/// `{% for %}` tags get [`checked_for_loop`]'s check; every other tag is kept as written.
+pub(super) fn rewrite_tags(template: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     // Walk the delimiters in order so text inside `{{ }}` and `{# #}` is never taken for a tag.
