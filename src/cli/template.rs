@@ -31,7 +31,7 @@ pub fn render(args: TemplateRenderArgs) -> anyhow::Result<()> {
         input = input.tools(&json(tools)?).with_context(|| tools.display().to_string())?;
     }
     for (var, value) in &args.var {
-        input = input.var(var, TemplateValue::from_arg(value));
+        input = input.var(var, TemplateValue::from_arg(value))?;
     }
     // Rendered whole before anything is written: a failing template prints nothing on stdout.
     let text = template.render_input(&input).context(name)?;

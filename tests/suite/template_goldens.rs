@@ -90,13 +90,13 @@ fn case_input(golden: &Golden, i: usize) -> RenderInput {
     );
     let tokens = golden.ordered.get("special_tokens").expect("special tokens recorded");
     for key in golden.plain["special_tokens"].as_object().expect("an object").keys() {
-        input = input.var(key, tokens.get(key).expect("present"));
+        input = input.var(key, tokens.get(key).expect("present")).expect("a free name");
     }
     if let Some(vars) = case.get("vars").and_then(|v| v.as_object()) {
         for (key, value) in vars {
             // Scalars (enable_thinking=false): no key order to keep.
             let value = TemplateValue::from_json(&value.to_string()).expect("valid JSON");
-            input = input.var(key, value);
+            input = input.var(key, value).expect("a free name");
         }
     }
     input
@@ -326,4 +326,7 @@ fn render_names_what_benchgen_does_not_offer() {
     }
     let out = render_local("x", r#"{"role": "user"}"#, &[]);
     assert!(stderr(&out).contains("messages must be a list of objects"), "{}", stderr(&out));
+    let out = render_local("x", messages, &["--var", "add_generation_prompt=false"]);
+    assert!(!out.status.success(), "a variable with its own flag is refused");
+    assert!(stderr(&out).contains("add_generation_prompt cannot be set"), "{}", stderr(&out));
 }

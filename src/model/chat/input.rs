@@ -44,6 +44,9 @@ impl fmt::Display for TemplateValue {
     }
 }
 
+/// Variables set from the messages, tools and generation-prompt arguments.
+const RESERVED_VARS: [&str; 4] = ["messages", "tools", "documents", "add_generation_prompt"];
+
 /// A conversation and everything else transformers' `apply_chat_template(conversation,
 /// tools=..., add_generation_prompt=..., tokenize=False, **kwargs)` hands the template.
 #[derive(Debug, Clone)]
@@ -107,11 +110,21 @@ impl RenderInput {
     }
 
     /// An extra template variable (`bos_token`, `enable_thinking`, ...), as a keyword argument of
-    /// `apply_chat_template`; it overrides the template's special tokens of the same name.
-    pub fn var(mut self, name: &str, value: TemplateValue) -> RenderInput {
+    /// `apply_chat_template`; it overrides the template's special tokens of the same name. The
+    /// names that have their own arguments are refused, as Python refuses a keyword given twice.
+    pub fn var(
+        mut self,
+        name: &str,
+        value: TemplateValue,
+    ) -> Result<RenderInput, ChatTemplateError> {
+        if RESERVED_VARS.contains(&name) {
+            return Err(ChatTemplateError::Input(format!(
+                "{name} cannot be set as a variable: it has its own argument"
+            )));
+        }
         self.vars.retain(|(n, _)| n != name);
         self.vars.push((name.to_string(), value.0));
-        self
+        Ok(self)
     }
 
     /// The time `strftime_now` reports instead of the clock's (for reproducible renders).
