@@ -24,6 +24,7 @@ mod numeric;
 mod runs;
 mod score;
 mod serve;
+mod template;
 mod tokenize;
 mod verify;
 
@@ -119,6 +120,9 @@ pub enum Command {
     /// Show the token ids (and pieces) a model's tokenizer gives for a text; only the tokenizer
     /// is loaded.
     Tokenize(TokenizeArgs),
+    /// Chat templates: render one as transformers renders it, without a model.
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Environments: list them, show one (Overview, Phases, Leaderboard), validate one.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -370,6 +374,32 @@ pub struct TokenizeArgs {
     pub json: bool,
 }
 
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Print the text a Jinja chat template gives for a conversation, exactly as transformers'
+    /// apply_chat_template(..., tokenize=False) gives it (no newline added)
+    Render(TemplateRenderArgs),
+}
+
+#[derive(Args)]
+pub struct TemplateRenderArgs {
+    /// The template: a .jinja file (e.g. a model's chat_template.jinja)
+    pub template: PathBuf,
+    /// JSON list of messages ({"role", "content", ...}); every field is passed to the template
+    #[arg(long, value_name = "FILE.json")]
+    pub messages: PathBuf,
+    /// JSON list of tool schemas, the template's `tools`
+    #[arg(long, value_name = "FILE.json")]
+    pub tools: Option<PathBuf>,
+    /// Leave out the assistant header that asks for a reply (add_generation_prompt=False)
+    #[arg(long)]
+    pub no_generation_prompt: bool,
+    /// An extra template variable (repeatable): bos_token=<s>, enable_thinking=false; VALUE is
+    /// read as JSON when it parses as JSON, else taken as a string
+    #[arg(long, value_name = "NAME=VALUE", value_parser = template::var_arg)]
+    pub var: Vec<(String, String)>,
+}
+
 #[derive(Args)]
 pub struct ScoreArgs {
     /// Environment directory or .zip [default: the embedded arithmetic environment]
@@ -449,6 +479,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { run_id, runs_dir, allow_scoring_program } => {
             verify::run(run_id, runs_dir, allow_scoring_program)
         }
+        Command::Template(TemplateCommand::Render(args)) => template::render(args),
         Command::Env(EnvCommand::List) => env::list(),
         Command::Env(EnvCommand::Show { env, runs_dir }) => env::show(&env, &runs_dir),
         Command::Env(EnvCommand::Validate { env }) => env::validate(&env),

@@ -35,6 +35,7 @@ mod scoring_program;
 mod serve_browser;
 mod serve_http;
 mod shards;
+mod template_goldens;
 mod tokenize_cli;
 mod tokenize_corpus;
 mod verify_cli;

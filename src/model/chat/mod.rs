@@ -5,14 +5,21 @@
 //! transformers' Jinja2 set-up (trim_blocks, lstrip_blocks, loop controls, `raise_exception`,
 //! its `tojson`, `strftime_now`, the `{% generation %}` tag) and patches the places where
 //! minijinja differs from Jinja2 on what templates actually use: Python's string methods and
-//! Python's way of printing `None`, booleans, floats, lists and dicts.
+//! Python's way of printing `None`, booleans, floats, lists and dicts; `for` over None and
+//! `none is iterable` fail as in Python; `map`/`select`/`reject`/`selectattr`/`rejectattr` give
+//! generators (no length, not JSON serializable). [`RenderInput`] carries what tool-using and
+//! reasoning templates take (any message fields, tools, extra variables), JSON objects keeping
+//! their key order as Python dicts do. llama.cpp's collection of real templates is the test
+//! (tests/suite/template_goldens.rs).
 //!
-//! Known differences, none of which the supported templates hit with text-only messages:
+//! Known differences, none of which those templates hit with the tested conversations except the
+//! first: a str added to a `|safe` string is not HTML-escaped (Jinja2's Markup escapes it);
 //! dict literals written in a template iterate (and `tojson`) in sorted key order, not in
 //! insertion order (minijinja's `preserve_order` feature would change every map in the crate);
-//! tuples print as lists; `strftime_now` rejects directives chrono lacks (e.g. `%Q`) where
-//! Python copies them through, and `%Z` gives an offset, not a zone name; a list-form
-//! chat_template without "default" uses its first entry where transformers refuses.
+//! `list + list` is a lazy sequence without indexing; tuples print as lists; `strftime_now`
+//! rejects directives chrono lacks (e.g. `%Q`) where Python copies them through, and `%Z` gives
+//! an offset, not a zone name; a list-form chat_template without "default" uses its first entry
+//! where transformers refuses.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -22,17 +29,23 @@ use minijinja::value::{from_args, Enumerator, Kwargs, Object, ObjectRepr, Rest, 
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, Value};
 use serde::Serialize;
 
+mod input;
 mod pymethods;
 mod pyvalue;
 mod tags;
 mod tojson;
 
+pub use input::{RenderInput, TemplateValue};
 use pymethods::*;
 use pyvalue::*;
 use tags::*;
 use tojson::*;
 
 const TEMPLATE_NAME: &str = "chat_template";
+
+/// The context variable holding a fixed time for `strftime_now` ([`RenderInput::now`]); a name no
+/// template uses, so that the function can read it from the render's state.
+const NOW_VAR: &str = "__benchgen_strftime_now__";
 
 /// The special tokens transformers passes to every template (its `special_tokens_map`).
 const NAMED_TOKENS: [&str; 7] =
@@ -69,6 +82,9 @@ pub enum ChatTemplateError {
     Raised(String),
     #[error("chat template failed to render{}: {message}", at_line(*.line))]
     Render { line: Option<usize>, message: String },
+    /// The messages, tools or variables handed to the template are not what it takes.
+    #[error("chat template input: {0}")]
+    Input(String),
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -157,6 +173,28 @@ impl ChatTemplate {
         template.render(ctx).map_err(|e| render_error(&e))
     }
 
+    /// Renders as transformers' `apply_chat_template(messages, tools=..., tokenize=False,
+    /// add_generation_prompt=..., **vars)` does: any message fields, the tools list, extra
+    /// variables (which override the special tokens given at construction).
+    pub fn render_input(&self, input: &RenderInput) -> Result<String, ChatTemplateError> {
+        let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
+        for (key, value) in &self.tokens {
+            ctx.insert(key, Value::from(value.as_str()));
+        }
+        ctx.insert("messages", Value::from(input.messages.clone()));
+        ctx.insert("add_generation_prompt", Value::from(input.add_generation_prompt));
+        ctx.insert("tools", input.tools.clone().unwrap_or(Value::from(())));
+        ctx.insert("documents", Value::from(()));
+        for (name, value) in &input.vars {
+            ctx.insert(name, value.clone());
+        }
+        if let Some(now) = input.now {
+            ctx.insert(NOW_VAR, Value::from(now.format("%Y-%m-%dT%H:%M:%S").to_string()));
+        }
+        let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| render_error(&e))?;
+        template.render(ctx).map_err(|e| render_error(&e))
+    }
+
     fn compile(
         template: &str,
         tokens: Vec<(&'static str, String)>,
@@ -179,8 +217,11 @@ impl ChatTemplate {
         env.add_filter("length", py_length);
         env.add_filter("count", py_length);
         env.add_function("raise_exception", raise_exception);
-        env.add_function("strftime_now", |format: &str| strftime(&chrono::Local::now(), format));
-        env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(template)).map_err(|e| {
+        env.add_function(ITERABLE_CHECK, iterable_check);
+        env.add_test("iterable", is_iterable);
+        add_generator_filters(&mut env);
+        env.add_function("strftime_now", strftime_now);
+        env.add_template_owned(TEMPLATE_NAME, rewrite_tags(template)).map_err(|e| {
             ChatTemplateError::Syntax {
                 line: e.line(),
                 message: e.detail().unwrap_or("invalid template").to_string(),
@@ -365,11 +406,11 @@ mod tests {
     #[test]
     fn generation_tags_render_their_body() {
         assert_eq!(
-            rewrite_generation_tags("a{%- generation -%}b{% endgeneration %}c{% if x %}"),
+            rewrite_tags("a{%- generation -%}b{% endgeneration %}c{% if x %}"),
             "a{%- with -%}b{% endwith %}c{% if x %}"
         );
         let untouched = "{{ '{% generation %}' }}{# {% generation %} #}{ {%+ endgeneration";
-        assert_eq!(rewrite_generation_tags(untouched), untouched);
+        assert_eq!(rewrite_tags(untouched), untouched);
         assert_eq!(
             render("{% for m in messages %}\n  {% generation %}\n{{ m.content }}\n  {% endgeneration %}\n{% endfor %}"),
             "hi\n"
@@ -382,5 +423,83 @@ mod tests {
             render("{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}"),
             "02"
         );
+    }
+
+    fn render_json(template: &str, messages: &str) -> Result<String, ChatTemplateError> {
+        let t = ChatTemplate::new(template, None, None).expect("compiles");
+        let messages = TemplateValue::from_json(messages).expect("valid JSON");
+        t.render_input(&RenderInput::new(&messages).expect("a list of objects"))
+    }
+
+    #[test]
+    fn for_loops_refuse_none_like_jinja2() {
+        assert_eq!(
+            checked_for_loop(" for k, v in x.items() if v recursive "),
+            Some(format!("for k, v in {ITERABLE_CHECK}(x.items()) if v recursive"))
+        );
+        assert_eq!(
+            checked_for_loop("for t in tools|selectattr('a', 'in', ['if'])"),
+            Some(format!("for t in {ITERABLE_CHECK}(tools|selectattr('a', 'in', ['if']))"))
+        );
+        assert_eq!(checked_for_loop("format x"), None);
+        assert_eq!(checked_for_loop("if x in y"), None);
+        assert!(render_json("{% for t in tools %}{% endfor %}", "[]").is_err());
+        assert_eq!(
+            render_json("{% for t in nothing %}x{% endfor %}{{ tools is iterable }}", "[]")
+                .expect("undefined iterates as empty"),
+            "False"
+        );
+    }
+
+    #[test]
+    fn filters_that_make_generators_in_jinja2_act_like_them() {
+        let err =
+            render_json("{{ [1, 2] | map('string') | tojson }}", "[]").expect_err("generator");
+        assert!(err.to_string().contains("generator is not JSON serializable"), "{err}");
+        assert!(render_json("{{ [1] | select | length }}", "[]").is_err());
+        assert_eq!(
+            render_json(
+                "{{ [1, 2] | map('string') | list | tojson }}{{ 'yes' if [] | reject else 'no' }}",
+                "[]"
+            )
+            .expect("renders"),
+            r#"["1", "2"]yes"#
+        );
+        assert_eq!(
+            render_json("{{ ([1] + [2]) | tojson }}", "[]").expect("a list, not a generator"),
+            "[1, 2]"
+        );
+    }
+
+    #[test]
+    fn messages_keep_key_order_and_are_normalised_like_transformers() {
+        // {"thinking": r, **message, "reasoning_content": r} after dropping None values.
+        let rendered = render_json(
+            "{{ messages[0] | tojson }}|{{ messages[1] }}",
+            r#"[{"role": "assistant", "z": 1, "a": null, "reasoning": "r", "content": "c"},
+                {"role": "user", "reasoning_content": "q", "b": {"y": 1, "x": 2}}]"#,
+        )
+        .expect("renders");
+        assert_eq!(
+            rendered,
+            r#"{"thinking": "r", "role": "assistant", "z": 1, "reasoning": "r", "content": "c", "reasoning_content": "r"}|{'thinking': 'q', 'role': 'user', 'reasoning_content': 'q', 'b': {'y': 1, 'x': 2}}"#
+        );
+        assert!(TemplateValue::from_json(r#"{"a": 1"#).is_err());
+        assert_eq!(TemplateValue::from_arg("<s>").to_string(), r#""<s>""#);
+        assert_eq!(TemplateValue::from_arg("false").to_string(), "false");
+        let not_list = TemplateValue::from_json(r#"{"role": "user"}"#).expect("valid JSON");
+        assert!(matches!(RenderInput::new(&not_list), Err(ChatTemplateError::Input(_))));
+    }
+
+    #[test]
+    fn strftime_now_can_be_pinned() {
+        let t = ChatTemplate::new(r#"{{ strftime_now("%d %B %Y %H:%M") }}"#, None, None)
+            .expect("compiles");
+        let now = chrono::NaiveDate::from_ymd_opt(2025, 6, 5)
+            .and_then(|d| d.and_hms_opt(14, 7, 9))
+            .expect("valid");
+        let messages = TemplateValue::from_json("[]").expect("valid JSON");
+        let input = RenderInput::new(&messages).expect("a list").now(now);
+        assert_eq!(t.render_input(&input).expect("renders"), "05 June 2025 14:07");
     }
 }

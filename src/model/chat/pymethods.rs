@@ -26,6 +26,21 @@ where
     Ok(out)
 }
 
+/// transformers' `strftime_now(format)`: `datetime.now().strftime(format)`, or the fixed time of
+/// [`RenderInput::now`] when the render has one.
+pub(super) fn strftime_now(state: &State, format: &str) -> Result<String, Error> {
+    let fixed = state.lookup(NOW_VAR);
+    match fixed.as_ref().and_then(|v| v.as_str()) {
+        Some(text) => {
+            use chrono::TimeZone;
+            let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            strftime(&chrono::Utc.from_utc_datetime(&naive), format)
+        }
+        None => strftime(&chrono::Local::now(), format),
+    }
+}
+
 /// Python string methods with Python's semantics where minijinja-contrib's differ (whitespace
 /// set, `split` edge cases, `title`), plus a few it lacks; everything else goes to pycompat.
 pub(super) fn python_method(
@@ -184,4 +199,106 @@ pub(super) fn py_title(s: &str) -> String {
         prev_cased = cased;
     }
     out
+}
+
+/// The check [`rewrite_tags`] puts around each for loop's iterable: Jinja2 cannot
+/// iterate None (`TypeError`), minijinja loops zero times over it.
+pub(super) fn iterable_check(value: Value) -> Result<Value, Error> {
+    if value.is_none() {
+        return Err(Error::new(ErrorKind::InvalidOperation, "'NoneType' object is not iterable"));
+    }
+    Ok(value)
+}
+
+/// Jinja2's `is iterable`: anything Python can iterate, which leaves out None (minijinja iterates
+/// None as empty, so `tools is iterable and tools|length > 0` would fail on `none|length`).
+pub(super) fn is_iterable(value: &Value) -> bool {
+    !value.is_none() && value.try_iter().is_ok()
+}
+
+/// One of minijinja's list-returning filters, on the filter's arguments after the value.
+type ListFilter = fn(&State, Value, Vec<Value>) -> Result<Vec<Value>, Error>;
+
+/// Jinja2's `map`, `select`, `reject`, `selectattr` and `rejectattr` return generators, minijinja's
+/// return lists. The difference shows in `tojson` (a generator is not JSON serializable), in
+/// `length` (a generator has no len) and in truth tests (a generator is always true), so their
+/// results become [`PyGenerator`]s, which behave that way.
+pub(super) fn as_generator(
+    filter: ListFilter,
+) -> impl Fn(&State, Value, Rest<Value>) -> Result<Value, Error> + Send + Sync + 'static {
+    move |state, value, args| Ok(Value::from_object(PyGenerator(filter(state, value, args.0)?)))
+}
+
+/// A Python generator's stand-in: iterates (once or more, which is harmless), has no length and
+/// no items by index, is always true, and is not JSON serializable.
+#[derive(Debug)]
+pub(super) struct PyGenerator(Vec<Value>);
+
+impl Object for PyGenerator {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.clone())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        None
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        true
+    }
+}
+
+/// The generator filters of [`as_generator`], each minijinja's own on the same arguments.
+pub(super) fn add_generator_filters(env: &mut Environment<'static>) {
+    use minijinja::filters;
+    /// `select(test, args...)`: the test's name first, if any.
+    fn named(args: &[Value], at: usize) -> Result<(Option<String>, Rest<Value>), Error> {
+        let name = match args.get(at) {
+            None => None,
+            Some(v) if v.is_kwargs() => None,
+            Some(v) => Some(v.as_str().map(str::to_string).ok_or_else(|| {
+                Error::new(ErrorKind::InvalidOperation, "test name must be a string")
+            })?),
+        };
+        let skip = at + usize::from(name.is_some());
+        Ok((name, Rest(args.get(skip..).unwrap_or_default().to_vec())))
+    }
+    fn attr(args: &[Value]) -> Result<String, Error> {
+        args.first().and_then(|a| a.as_str()).map(str::to_string).ok_or_else(|| {
+            Error::new(ErrorKind::MissingArgument, "selectattr/rejectattr need an attribute name")
+        })
+    }
+    env.add_filter("map", as_generator(|s, v, a| filters::map(s, v, Rest(a))));
+    env.add_filter(
+        "select",
+        as_generator(|s, v, a| {
+            let (name, rest) = named(&a, 0)?;
+            filters::select(s, v, name.map(Into::into), rest)
+        }),
+    );
+    env.add_filter(
+        "reject",
+        as_generator(|s, v, a| {
+            let (name, rest) = named(&a, 0)?;
+            filters::reject(s, v, name.map(Into::into), rest)
+        }),
+    );
+    env.add_filter(
+        "selectattr",
+        as_generator(|s, v, a| {
+            let (name, rest) = named(&a, 1)?;
+            filters::selectattr(s, v, attr(&a)?.into(), name.map(Into::into), rest)
+        }),
+    );
+    env.add_filter(
+        "rejectattr",
+        as_generator(|s, v, a| {
+            let (name, rest) = named(&a, 1)?;
+            filters::rejectattr(s, v, attr(&a)?.into(), name.map(Into::into), rest)
+        }),
+    );
 }

@@ -55,6 +55,20 @@ pub(super) fn tojson_filter(value: &Value, args: Rest<Value>) -> Result<String, 
     Ok(out)
 }
 
+/// `json.dumps(value, ensure_ascii=False)` with its default separators.
+pub(super) fn json_dumps(value: &Value) -> Result<String, Error> {
+    let opts = JsonOpts {
+        ensure_ascii: false,
+        indent: None,
+        item_sep: ", ".into(),
+        key_sep: ": ".into(),
+        sort_keys: false,
+    };
+    let mut out = String::new();
+    write_json(&mut out, value, &opts, 0)?;
+    Ok(out)
+}
+
 pub(super) struct JsonOpts {
     ensure_ascii: bool,
     indent: Option<String>,
@@ -66,7 +80,7 @@ pub(super) struct JsonOpts {
 pub(super) fn not_serializable(v: &Value) -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
-        format!("Object of type {} is not JSON serializable", v.kind()),
+        format!("Object of type {} is not JSON serializable", py_type_name(v)),
     )
 }
 
@@ -81,6 +95,10 @@ pub(super) fn write_json(
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number => out.push_str(&json_number(v)),
         ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default(), o.ensure_ascii),
+        // json.dumps refuses a generator (what Jinja2's map/select/... return).
+        ValueKind::Iterable if v.downcast_object_ref::<PyGenerator>().is_some() => {
+            return Err(not_serializable(v))
+        }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = v.try_iter()?.collect();
             write_json_container(out, o, level, '[', ']', &items, |out, item, level| {
@@ -188,4 +206,14 @@ pub(super) fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
         }
     }
     out.push('"');
+}
+
+/// The Python type a value stands for, as Python's error messages name it.
+fn py_type_name(v: &Value) -> &'static str {
+    match v.kind() {
+        ValueKind::Undefined => "Undefined",
+        ValueKind::Iterable if v.downcast_object_ref::<PyGenerator>().is_some() => "generator",
+        ValueKind::Bytes => "bytes",
+        _ => "object",
+    }
 }
