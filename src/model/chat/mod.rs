@@ -158,37 +158,47 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, ChatTemplateError> {
-        let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
-        for (key, value) in &self.tokens {
-            ctx.insert(key, Value::from(value.as_str()));
-        }
         let messages: Vec<Value> =
             messages.iter().map(|m| Value::from_object(MessageView::new(m))).collect();
-        ctx.insert("messages", Value::from(messages));
-        ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
-        // transformers passes these explicitly as None when the caller gives none.
-        ctx.insert("tools", Value::from(()));
-        ctx.insert("documents", Value::from(()));
-        let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| render_error(&e))?;
-        template.render(ctx).map_err(|e| render_error(&e))
+        self.render_context(Value::from(messages), add_generation_prompt, None, &[], None)
     }
 
     /// Renders as transformers' `apply_chat_template(messages, tools=..., tokenize=False,
     /// add_generation_prompt=..., **vars)` does: any message fields, the tools list, extra
     /// variables (which override the special tokens given at construction).
     pub fn render_input(&self, input: &RenderInput) -> Result<String, ChatTemplateError> {
+        self.render_context(
+            Value::from(input.messages.clone()),
+            input.add_generation_prompt,
+            input.tools.clone(),
+            &input.vars,
+            input.now,
+        )
+    }
+
+    /// The context transformers builds: the special tokens, the messages, the generation
+    /// prompt flag, `tools` and `documents` (None when not given), then the extra variables.
+    fn render_context(
+        &self,
+        messages: Value,
+        add_generation_prompt: bool,
+        tools: Option<Value>,
+        vars: &[(String, Value)],
+        now: Option<chrono::NaiveDateTime>,
+    ) -> Result<String, ChatTemplateError> {
         let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
         for (key, value) in &self.tokens {
             ctx.insert(key, Value::from(value.as_str()));
         }
-        ctx.insert("messages", Value::from(input.messages.clone()));
-        ctx.insert("add_generation_prompt", Value::from(input.add_generation_prompt));
-        ctx.insert("tools", input.tools.clone().unwrap_or(Value::from(())));
+        ctx.insert("messages", messages);
+        ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
+        // transformers passes these explicitly as None when the caller gives none.
+        ctx.insert("tools", tools.unwrap_or(Value::from(())));
         ctx.insert("documents", Value::from(()));
-        for (name, value) in &input.vars {
+        for (name, value) in vars {
             ctx.insert(name, value.clone());
         }
-        if let Some(now) = input.now {
+        if let Some(now) = now {
             ctx.insert(NOW_VAR, Value::from(now.format("%Y-%m-%dT%H:%M:%S").to_string()));
         }
         let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| render_error(&e))?;
