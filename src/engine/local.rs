@@ -93,7 +93,7 @@ impl LocalEngine {
     /// Cuts a prompt that leaves no room for `max_new_tokens` (at least one) to the last
     /// tokens that fit, keeping a leading BOS; returns how many tokens were dropped.
     fn truncate_left(&self, prompt: &mut Vec<u32>, max_new_tokens: usize) -> usize {
-        let context = self.model.decoder.config().max_position_embeddings;
+        let context = self.model.decoder.context();
         let keep = context.saturating_sub(max_new_tokens.max(1)).max(1);
         if prompt.len() <= keep {
             return 0;
@@ -111,7 +111,7 @@ impl LocalEngine {
         mut prompt: Vec<u32>,
         shared: Option<&(Vec<u32>, SharedCache)>,
     ) -> Result<Running> {
-        let context = self.model.decoder.config().max_position_embeddings;
+        let context = self.model.decoder.context();
         let tokens_dropped = match req.truncate {
             Truncate::Left => self.truncate_left(&mut prompt, req.params.max_new_tokens),
             Truncate::Error => 0,

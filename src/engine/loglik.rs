@@ -74,7 +74,7 @@ impl LocalEngine {
         on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
     ) -> Result<()> {
         let model = self.model();
-        let context_limit = model.decoder.config().max_position_embeddings;
+        let context_limit = model.decoder.context();
         let mut items = Vec::with_capacity(requests.len());
         for r in requests {
             let (ctx, cont) = split_pair(&model.tokenizer, &r.context, &r.continuation)?;

@@ -1,5 +1,6 @@
 //! The decoder on candle's ops: every device (CUDA, Metal, CPU) and the differentiable version
-//! that training needs. On the CPU with f32 weights [`super::host`] runs instead.
+//! that training needs. On the CPU [`super::host`] runs instead. Every family's blocks are
+//! built from its [`Layout`].
 //!
 //! Unlike candle-transformers' llama (one scalar offset per batch, last-position logits only),
 //! every forward pass takes a *packed* list of tokens from many sequences: the linear layers run
@@ -12,6 +13,7 @@ use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, VarBuild
 
 use super::config::ModelConfig;
 use super::decoder::Segment;
+use super::family::{Activation, Layout, Mlp, NormKind, QkNorm};
 use super::rope::Rope;
 
 /// Per-sequence KV cache, one entry per layer, tensors shaped `[kv_heads, T, head_dim]`.
@@ -52,30 +54,40 @@ impl CandleCache {
     }
 }
 
-struct RmsNorm {
+/// A norm as the family computes it: RMSNorm (Gemma's weights already hold their 1) or
+/// LayerNorm with bias.
+struct Norm {
     weight: Tensor,
+    bias: Option<Tensor>,
     eps: f32,
 }
 
-impl RmsNorm {
-    fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, eps: eps as f32 })
+impl Norm {
+    fn load(vb: VarBuilder, size: usize, eps: f64, layout: &Layout) -> Result<Self> {
+        let mut weight = vb.get(size, "weight")?;
+        if layout.norm == NormKind::RmsPlusOne {
+            // transformers adds the 1 in f32: (1 + w.float()).
+            weight = (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(vb.dtype())?;
+        }
+        let bias = if layout.norm_bias() { Some(vb.get(size, "bias")?) } else { None };
+        Ok(Self { weight, bias, eps: eps as f32 })
     }
 
     fn forward(&self, x: &Tensor, differentiable: bool) -> Result<Tensor> {
-        if differentiable {
-            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)
-        } else {
-            candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+        match (&self.bias, differentiable) {
+            (Some(b), false) => candle_nn::ops::layer_norm(x, &self.weight, b, self.eps),
+            (Some(b), true) => candle_nn::ops::layer_norm_slow(x, &self.weight, b, self.eps),
+            (None, false) => candle_nn::ops::rms_norm(x, &self.weight, self.eps),
+            (None, true) => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
         }
     }
 }
 
-/// What every layer of one forward pass shares: the packing and the per-token rope rows.
+/// What every layer of one forward pass shares: the packing and the per-token rope rows of each
+/// rope table.
 struct Pass<'a> {
     segs: &'a [Segment],
-    cos: Tensor,
-    sin: Tensor,
+    ropes: Vec<(Tensor, Tensor)>,
     differentiable: bool,
 }
 
@@ -84,36 +96,51 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    /// Qwen3 normalises each query/key head before RoPE.
-    qk_norm: Option<(RmsNorm, RmsNorm)>,
+    /// Per head (Qwen3, Gemma 3) or over the whole projection (OLMo 2), before RoPE.
+    qk_norm: Option<(Norm, Norm)>,
+    qk_norm_whole: bool,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
     window: Option<usize>,
+    rope: usize,
+    rotary: bool,
+    scale: f64,
+    softcap: Option<f64>,
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ModelConfig, layout: &Layout, layer: usize) -> Result<Self> {
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
-        let (qkv_bias, o_bias) = cfg.projection_bias();
-        let qk_norm = if cfg.qk_norm() {
-            Some((
-                RmsNorm::load(vb.pp("q_norm"), hd, cfg.rms_norm_eps)?,
-                RmsNorm::load(vb.pp("k_norm"), hd, cfg.rms_norm_eps)?,
-            ))
-        } else {
-            None
+        let eps = cfg.rms_norm_eps;
+        let qk_norm = match layout.qk_norm {
+            QkNorm::None => None,
+            QkNorm::PerHead => Some((
+                Norm::load(vb.pp("q_norm"), hd, eps, layout)?,
+                Norm::load(vb.pp("k_norm"), hd, eps, layout)?,
+            )),
+            QkNorm::Whole => Some((
+                Norm::load(vb.pp("q_norm"), h * hd, eps, layout)?,
+                Norm::load(vb.pp("k_norm"), kv * hd, eps, layout)?,
+            )),
         };
+        let (qkv_bias, o_bias) = (layout.qkv_bias, layout.o_bias);
+        let at = layout.layers[layer];
         Ok(Self {
             q_proj: linear_b(cfg.hidden_size, h * hd, qkv_bias, vb.pp("q_proj"))?,
             k_proj: linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("k_proj"))?,
             v_proj: linear_b(cfg.hidden_size, kv * hd, qkv_bias, vb.pp("v_proj"))?,
             o_proj: linear_b(h * hd, cfg.hidden_size, o_bias, vb.pp("o_proj"))?,
             qk_norm,
+            qk_norm_whole: layout.qk_norm == QkNorm::Whole,
             num_heads: h,
             num_kv_heads: kv,
             head_dim: hd,
-            window: cfg.attention_window(),
+            window: at.window,
+            rope: at.rope,
+            rotary: layout.rotary_dim > 0,
+            scale: layout.attn_scale,
+            softcap: layout.attn_softcap,
         })
     }
 
@@ -124,23 +151,30 @@ impl Attention {
         mut caches: Option<&mut [&mut CandleCache]>,
         layer: usize,
     ) -> Result<Tensor> {
-        let Pass { segs, cos, sin, differentiable } = pass;
+        let Pass { segs, ropes, differentiable } = pass;
         let (segs, differentiable) = (*segs, *differentiable);
         let n = x.dim(0)?;
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = h / kv;
-        let mut q = self.q_proj.forward(x)?.reshape((n, h, hd))?;
-        let mut k = self.k_proj.forward(x)?.reshape((n, kv, hd))?;
-        if let Some((q_norm, k_norm)) = &self.qk_norm {
+        let (mut q, mut k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
+        if let (Some((q_norm, k_norm)), true) = (&self.qk_norm, self.qk_norm_whole) {
             q = q_norm.forward(&q, differentiable)?;
             k = k_norm.forward(&k, differentiable)?;
         }
-        let q = q.transpose(0, 1)?.contiguous()?;
-        let k = k.transpose(0, 1)?.contiguous()?;
+        let mut q = q.reshape((n, h, hd))?;
+        let mut k = k.reshape((n, kv, hd))?;
+        if let (Some((q_norm, k_norm)), false) = (&self.qk_norm, self.qk_norm_whole) {
+            q = q_norm.forward(&q, differentiable)?;
+            k = k_norm.forward(&k, differentiable)?;
+        }
+        let mut q = q.transpose(0, 1)?.contiguous()?;
+        let mut k = k.transpose(0, 1)?.contiguous()?;
         let v = self.v_proj.forward(x)?.reshape((n, kv, hd))?.transpose(0, 1)?.contiguous()?;
-        let q = Rope::apply(&q, cos, sin, differentiable)?;
-        let k = Rope::apply(&k, cos, sin, differentiable)?;
-        let scale = 1.0 / (hd as f64).sqrt();
+        if self.rotary {
+            let (cos, sin) = &ropes[self.rope];
+            q = Rope::apply(&q, cos, sin, differentiable)?;
+            k = Rope::apply(&k, cos, sin, differentiable)?;
+        }
 
         let mut outs = Vec::with_capacity(segs.len());
         let mut start = 0;
@@ -156,7 +190,10 @@ impl Attention {
             let total = ks.dim(1)?;
             // Query heads sharing a KV head are stacked so K/V are never copied per head.
             let qs = qs.contiguous()?.reshape((kv, group * seg.len, hd))?;
-            let scores = (qs.matmul(&ks.t()?)? * scale)?;
+            let mut scores = (qs.matmul(&ks.t()?)? * self.scale)?;
+            if let Some(cap) = self.softcap {
+                scores = ((scores / cap)?.tanh()? * cap)?;
+            }
             let windowed = self.window.is_some_and(|w| total > w);
             let scores = if seg.len > 1 || windowed {
                 let mask = causal_mask(seg.len, total, self.window, x.device())?
@@ -193,79 +230,137 @@ fn causal_mask(n: usize, total: usize, window: Option<usize>, device: &Device) -
     Tensor::from_vec(mask, (n, total), device)
 }
 
-struct Mlp {
-    gate_proj: Linear,
+struct FeedForward {
+    /// `None` for a plain (ungated) MLP.
+    gate_proj: Option<Linear>,
     up_proj: Linear,
     down_proj: Linear,
+    act: Activation,
 }
 
-impl Mlp {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
-        let (hs, is, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+impl FeedForward {
+    fn load(vb: VarBuilder, cfg: &ModelConfig, layout: &Layout) -> Result<Self> {
+        let (hs, is, b) = (cfg.hidden_size, cfg.intermediate_size, layout.mlp_bias);
+        let (gated, act) = match layout.mlp {
+            Mlp::Gated(a) => (true, a),
+            Mlp::Plain(a) => (false, a),
+        };
         Ok(Self {
-            gate_proj: linear_b(hs, is, b, vb.pp("gate_proj"))?,
+            gate_proj: if gated { Some(linear_b(hs, is, b, vb.pp("gate_proj"))?) } else { None },
             up_proj: linear_b(hs, is, b, vb.pp("up_proj"))?,
             down_proj: linear_b(is, hs, b, vb.pp("down_proj"))?,
+            act,
         })
     }
 
+    fn activate(&self, x: &Tensor) -> Result<Tensor> {
+        match self.act {
+            Activation::Silu => candle_nn::ops::silu(x),
+            Activation::GeluTanh => x.gelu(),
+            Activation::GeluErf => x.gelu_erf(),
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let up = self.up_proj.forward(x)?;
+        let hidden = match &self.gate_proj {
+            Some(gate) => (self.activate(&gate.forward(x)?)? * up)?,
+            None => self.activate(&up)?,
+        };
+        self.down_proj.forward(&hidden)
     }
 }
 
 struct Block {
-    input_layernorm: RmsNorm,
+    before_attention: Option<Norm>,
     self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+    after_attention: Option<Norm>,
+    before_mlp: Option<Norm>,
+    mlp: FeedForward,
+    after_mlp: Option<Norm>,
 }
 
-/// A Llama-family decoder. `load` reads HF weight names; `forward` runs a packed batch.
+fn maybe_norm(norm: &Option<Norm>, x: Tensor, differentiable: bool) -> Result<Tensor> {
+    match norm {
+        Some(n) => n.forward(&x, differentiable),
+        None => Ok(x),
+    }
+}
+
+/// A decoder of any family [`Layout`] describes. `load` reads Llama-style weight names
+/// ([`super::names`] renames the others); `forward` runs a packed batch.
 pub(crate) struct CandleDecoder {
     embed_tokens: Embedding,
+    embed_positions: Option<Embedding>,
     layers: Vec<Block>,
-    norm: RmsNorm,
+    norm: Norm,
     lm_head: Linear,
-    rope: Rope,
+    ropes: Vec<Rope>,
     cfg: ModelConfig,
+    layout: Layout,
     /// Fused candle kernels have no backward pass; training swaps in composed ops.
     differentiable: bool,
 }
 
 impl CandleDecoder {
     pub fn load(vb: VarBuilder, cfg: &ModelConfig, differentiable: bool) -> Result<Self> {
+        let layout = Layout::of(cfg).map_err(candle_core::Error::msg)?;
         let m = vb.pp("model");
-        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
+        let (hs, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let embed_tokens = embedding(cfg.vocab_size, hs, m.pp("embed_tokens"))?;
+        let embed_positions = if layout.learned_positions {
+            Some(embedding(cfg.max_position_embeddings, hs, m.pp("embed_positions"))?)
+        } else {
+            None
+        };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = m.pp(format!("layers.{i}"));
+                let norm = |on: bool, name: &str| {
+                    on.then(|| Norm::load(l.pp(name), hs, eps, &layout)).transpose()
+                };
+                let n = layout.norms;
                 Ok(Block {
-                    input_layernorm: RmsNorm::load(
-                        l.pp("input_layernorm"),
-                        cfg.hidden_size,
-                        cfg.rms_norm_eps,
-                    )?,
-                    self_attn: Attention::load(l.pp("self_attn"), cfg)?,
-                    post_attention_layernorm: RmsNorm::load(
-                        l.pp("post_attention_layernorm"),
-                        cfg.hidden_size,
-                        cfg.rms_norm_eps,
-                    )?,
-                    mlp: Mlp::load(l.pp("mlp"), cfg)?,
+                    before_attention: norm(n.before_attention, "input_layernorm")?,
+                    self_attn: Attention::load(l.pp("self_attn"), cfg, &layout, i)?,
+                    after_attention: norm(n.after_attention, "post_attention_layernorm")?,
+                    before_mlp: n
+                        .before_mlp
+                        .map(|name| Norm::load(l.pp(name), hs, eps, &layout))
+                        .transpose()?,
+                    mlp: FeedForward::load(l.pp("mlp"), cfg, &layout)?,
+                    after_mlp: norm(n.after_mlp, "post_feedforward_layernorm")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::load(m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
+        let norm = Norm::load(m.pp("norm"), hs, eps, &layout)?;
         let lm_head = if cfg.tie_word_embeddings {
             Linear::new(embed_tokens.embeddings().clone(), None)
         } else {
-            linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+            linear_no_bias(hs, cfg.vocab_size, vb.pp("lm_head"))?
         };
-        let scaling = cfg.rope_scaling().map_err(candle_core::Error::msg)?;
-        let rope = Rope::new(cfg, scaling, vb.dtype(), vb.device())?;
-        Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone(), differentiable })
+        let ropes = if layout.rotary_dim > 0 {
+            layout
+                .ropes
+                .iter()
+                .map(|t| {
+                    Rope::new(cfg, layout.rotary_dim, t, layout.context, vb.dtype(), vb.device())
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            embed_tokens,
+            embed_positions,
+            layers,
+            norm,
+            lm_head,
+            ropes,
+            cfg: cfg.clone(),
+            layout,
+            differentiable,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -295,26 +390,44 @@ impl CandleDecoder {
         let positions: Vec<u32> =
             segs.iter().flat_map(|s| (s.offset..s.offset + s.len).map(|p| p as u32)).collect();
         let positions = Tensor::from_vec(positions, n, self.device())?;
-        let pass = Pass {
-            segs,
-            cos: self.rope.cos.index_select(&positions, 0)?,
-            sin: self.rope.sin.index_select(&positions, 0)?,
-            differentiable: self.differentiable,
-        };
+        let ropes = self
+            .ropes
+            .iter()
+            .map(|r| Ok((r.cos.index_select(&positions, 0)?, r.sin.index_select(&positions, 0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let pass = Pass { segs, ropes, differentiable: self.differentiable };
+        let d = self.differentiable;
 
         let mut x = self.embed_tokens.forward(tokens)?;
-        for (i, block) in self.layers.iter().enumerate() {
-            let h = block.input_layernorm.forward(&x, self.differentiable)?;
-            let h = block.self_attn.forward(&h, &pass, caches.as_deref_mut(), i)?;
-            x = (x + h)?;
-            let h = block.post_attention_layernorm.forward(&x, self.differentiable)?;
-            x = (&x + block.mlp.forward(&h)?)?;
+        if let Some(scale) = self.layout.embed_scale {
+            x = (x * scale)?;
         }
-        self.norm.forward(&x, self.differentiable)
+        if let Some(table) = &self.embed_positions {
+            x = (x + table.forward(&positions)?)?;
+        }
+        for (i, block) in self.layers.iter().enumerate() {
+            let h = maybe_norm(&block.before_attention, x.clone(), d)?;
+            let attn = block.self_attn.forward(&h, &pass, caches.as_deref_mut(), i)?;
+            let attn = maybe_norm(&block.after_attention, attn, d)?;
+            if self.layout.parallel_residual {
+                let h = maybe_norm(&block.before_mlp, x.clone(), d)?;
+                let mlp = maybe_norm(&block.after_mlp, block.mlp.forward(&h)?, d)?;
+                x = ((mlp + attn)? + x)?;
+            } else {
+                x = (x + attn)?;
+                let h = maybe_norm(&block.before_mlp, x.clone(), d)?;
+                x = (&x + maybe_norm(&block.after_mlp, block.mlp.forward(&h)?, d)?)?;
+            }
+        }
+        self.norm.forward(&x, d)
     }
 
     /// Logits `[rows, vocab]` for selected hidden states.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head.forward(hidden)
+        let logits = self.lm_head.forward(hidden)?;
+        match self.layout.final_softcap {
+            Some(cap) => (logits / cap)?.tanh()? * cap,
+            None => Ok(logits),
+        }
     }
 }

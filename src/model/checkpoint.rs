@@ -267,7 +267,7 @@ impl LoadedModel {
             WeightFiles::Gguf(_) => "the GGUF metadata",
             _ => "config.json",
         };
-        let cfg: ModelConfig = serde_json::from_str(&ckpt.config_json)
+        let cfg = ModelConfig::from_json(&ckpt.config_json)
             .map_err(|e| Error::model(origin, format!("{config_name}: {e}")))?;
         cfg.validate().map_err(|m| Error::model(origin, format!("{config_name}: {m}")))?;
 
@@ -324,14 +324,19 @@ impl LoadedModel {
         }
         .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
         let stored = gguf.as_ref().map(|r| r as &dyn StoredTensors);
+        // LoRA adapters name the checkpoint's own modules, so they merge before the renaming.
+        let renamed = |vb| super::names::llama_names(vb, &cfg);
         let model = match &ckpt.lora {
             Some(lora) => {
                 let (vb, merge) = lora.var_builder(vb, origin)?;
-                let model = Decoder::load_stored(vb, &cfg, backend, weights, stored);
+                let model = renamed(vb)
+                    .and_then(|vb| Decoder::load_stored(vb, &cfg, backend, weights, stored));
                 merge.finish(lora, model.is_ok(), origin)?;
                 model
             }
-            None => Decoder::load_stored(vb, &cfg, backend, weights, stored),
+            None => {
+                renamed(vb).and_then(|vb| Decoder::load_stored(vb, &cfg, backend, weights, stored))
+            }
         }
         .map_err(|e| {
             Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}"))

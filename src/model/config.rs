@@ -1,5 +1,7 @@
-//! `config.json` of a Llama-family checkpoint (Llama, Mistral, Qwen2, Qwen3), read straight from
-//! the HF file. The families share one decoder; [`Architecture`] says how each one differs.
+//! `config.json` of a checkpoint, read straight from the HF file ([`ModelConfig::from_json`]
+//! first renames the keys of families that spell them differently, GPT-2's `n_embd` and the
+//! like). The families share one decoder; [`Architecture`] names them and
+//! [`super::family::Layout`] says how each one's blocks are built.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,10 +33,36 @@ pub enum Architecture {
     Qwen2,
     /// RMSNorm over each query/key head before RoPE.
     Qwen3,
+    /// Gemma 2: (1 + w) norms around both sublayers, GeGLU, scaled embeddings, soft-capped
+    /// attention scores and logits, sliding-window layers alternating with global ones.
+    Gemma2,
+    /// Gemma 3's text model: Gemma 2 with per-head q/k norms instead of score capping, and its
+    /// own rope base on the sliding layers.
+    Gemma3,
+    /// Phi-3/3.5/4-mini: fused qkv and gate/up projections, longrope scaling, partial rotary.
+    Phi3,
+    /// OLMo 2: norms after each sublayer only, q/k norms over the whole projection.
+    Olmo2,
+    /// GPT-NeoX / Pythia: LayerNorm with bias, parallel residual, partial rotary, plain GELU MLP.
+    GptNeox,
+    /// GPT-2: learned positions, LayerNorm, plain GELU MLP.
+    Gpt2,
 }
 
 /// `model_type` values accepted, for the error message.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3_text",
+    "gemma3",
+    "phi3",
+    "olmo2",
+    "gpt_neox",
+    "gpt2",
+];
 
 /// Rope settings as either `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5)
 /// write them. Fields that do not apply to a type are ignored.
@@ -52,15 +80,35 @@ pub struct RopeParameters {
     pub high_freq_factor: Option<f64>,
     #[serde(default)]
     pub original_max_position_embeddings: Option<usize>,
+    /// longrope (Phi-3): per-frequency divisors below and above the original context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_factor: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_factor: Option<Vec<f64>>,
+    /// longrope: the factor cos and sin are scaled by (derived from the context growth if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_factor: Option<f64>,
+    /// transformers 5 may write the fraction of each head that rotates here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary_factor: Option<f64>,
 }
 
 /// How rotary frequencies are derived from the base ones.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
     Linear {
         factor: f64,
+    },
+    /// Phi-3's longrope with the short factors (sequences within the original context), cos
+    /// and sin scaled by `attention_factor`.
+    LongRope {
+        short_factor: Vec<f64>,
+        attention_factor: f64,
+        /// Longer sequences would need the long factors, which change every earlier position's
+        /// angles as a sequence grows past this: refused there rather than computed otherwise.
+        original: usize,
     },
     /// Llama 3.1's frequency-dependent scaling.
     Llama3 {
@@ -115,6 +163,41 @@ pub struct ModelConfig {
     pub eos_token_id: Option<TokenIds>,
     #[serde(default)]
     pub hidden_act: Option<String>,
+    /// Gemma's name for `hidden_act`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_activation: Option<String>,
+    /// Gemma: attention scores are scaled by `query_pre_attn_scalar^-0.5`, not `head_dim^-0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 2: scores and logits pass through `cap · tanh(x / cap)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_logit_softcapping: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_logit_softcapping: Option<f64>,
+    /// Per layer, "sliding_attention" or "full_attention" (transformers 5; older Gemma files
+    /// leave it to the family's rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_types: Option<Vec<String>>,
+    /// Gemma 3 before transformers 4.53: every n-th layer is global.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window_pattern: Option<usize>,
+    /// Gemma 3: the rope base of the sliding layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_local_base_freq: Option<f64>,
+    /// Fraction of each head that rotates (Phi-3, GPT-NeoX's `rotary_pct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary_factor: Option<f64>,
+    /// Phi-3 writes its longrope base context at top level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max_position_embeddings: Option<usize>,
+    /// GPT-NeoX: attention and MLP both read the block's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_parallel_residual: Option<bool>,
+    /// GPT-2 options this implementation refuses when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_attn_by_inverse_layer_idx: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_attn_weights: Option<bool>,
 }
 
 fn default_rms_norm_eps() -> f64 {
@@ -132,10 +215,17 @@ pub enum ConfigError {
     UnsupportedModelType { model_type: String },
     #[error("rope scaling lacks {field}")]
     RopeScalingLacks { field: &'static str },
-    #[error("rope type \"{rope_type}\" is not supported; supported: default, linear, llama3")]
+    #[error(
+        "rope type \"{rope_type}\" is not supported; supported: default, linear, llama3, longrope"
+    )]
     UnsupportedRopeType { rope_type: String },
-    #[error("hidden_act \"{activation}\" is not supported (only silu)")]
-    UnsupportedActivation { activation: String },
+    #[error("{key} \"{activation}\" is not supported for {family} (supported: {supported})")]
+    UnsupportedActivation {
+        key: &'static str,
+        activation: String,
+        family: &'static str,
+        supported: &'static str,
+    },
     #[error(
         "rope_freqs has {factors} factors for heads of {head_dim} dimensions (expected {})",
         .head_dim / 2
@@ -151,15 +241,47 @@ pub enum ConfigError {
     HeadsNotMultiple { heads: usize, kv_heads: usize },
     #[error("head_dim {head_dim} must be even for rotary embeddings")]
     OddHeadDim { head_dim: usize },
+    #[error(
+        "partial_rotary_factor {factor} rotates {rotary} of {head_dim} dimensions per head; it \
+         must be an even number from 2 to head_dim"
+    )]
+    RotaryDim { factor: f64, rotary: f64, head_dim: usize },
+    #[error(
+        "longrope {field} has {found} factors for {rotary} rotary dimensions (expected {})",
+        .rotary / 2
+    )]
+    LongRopeFactors { field: &'static str, found: usize, rotary: usize },
+    #[error("layer_types has {found} entries for {layers} layers")]
+    LayerTypesLength { found: usize, layers: usize },
+    #[error("layer_types entry \"{found}\" is not supported (sliding_attention, full_attention)")]
+    LayerType { found: String },
+    #[error("{family} has sliding-window layers but no sliding_window")]
+    NoWindow { family: &'static str },
+    #[error("{key} = {value} is not supported for {family}: {why}")]
+    Unsupported { key: &'static str, value: String, family: &'static str, why: &'static str },
 }
 
 impl ModelConfig {
+    /// Reads a `config.json`, with the keys of families that name them differently (GPT-2's
+    /// `n_embd`, GPT-NeoX's `rotary_pct`, a Gemma 3 checkpoint's nested `text_config`) renamed
+    /// to the ones this struct reads, and each family's defaults where the file leaves a key out.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        serde_json::from_value(super::family::normalise_config(value))
+    }
+
     pub fn architecture(&self) -> Result<Architecture, ConfigError> {
         match self.model_type.as_deref().unwrap_or("llama") {
             "llama" => Ok(Architecture::Llama),
             "mistral" => Ok(Architecture::Mistral),
             "qwen2" => Ok(Architecture::Qwen2),
             "qwen3" => Ok(Architecture::Qwen3),
+            "gemma2" => Ok(Architecture::Gemma2),
+            "gemma3_text" => Ok(Architecture::Gemma3),
+            "phi3" => Ok(Architecture::Phi3),
+            "olmo2" => Ok(Architecture::Olmo2),
+            "gpt_neox" => Ok(Architecture::GptNeox),
+            "gpt2" => Ok(Architecture::Gpt2),
             other => Err(ConfigError::UnsupportedModelType { model_type: other.to_string() }),
         }
     }
@@ -182,6 +304,21 @@ impl ModelConfig {
         self.rope_theta.or_else(|| self.rope().rope_theta).unwrap_or(10_000.0)
     }
 
+    /// Dimensions of each head that rotate (the first ones; the rest pass through).
+    pub fn rotary_dim(&self) -> Result<usize, ConfigError> {
+        let hd = self.head_dim();
+        let Some(factor) = self.partial_rotary_factor.or(self.rope().partial_rotary_factor) else {
+            return Ok(hd);
+        };
+        let rotary = hd as f64 * factor;
+        // transformers truncates: int(head_dim * factor).
+        let dim = rotary as usize;
+        if dim < 2 || dim > hd || !dim.is_multiple_of(2) {
+            return Err(ConfigError::RotaryDim { factor, rotary, head_dim: hd });
+        }
+        Ok(dim)
+    }
+
     pub fn rope_scaling(&self) -> Result<RopeScaling, ConfigError> {
         let p = self.rope();
         let need =
@@ -197,40 +334,42 @@ impl ModelConfig {
                     ConfigError::RopeScalingLacks { field: "original_max_position_embeddings" },
                 )?,
             }),
+            Some("longrope" | "su") => {
+                let short = p
+                    .short_factor
+                    .clone()
+                    .ok_or(ConfigError::RopeScalingLacks { field: "short_factor" })?;
+                let rotary = self.rotary_dim()?;
+                for (field, f) in
+                    [("short_factor", Some(&short)), ("long_factor", p.long_factor.as_ref())]
+                {
+                    if let Some(f) = f.filter(|f| f.len() != rotary / 2) {
+                        return Err(ConfigError::LongRopeFactors { field, found: f.len(), rotary });
+                    }
+                }
+                let original = self
+                    .original_max_position_embeddings
+                    .or(p.original_max_position_embeddings)
+                    .ok_or(ConfigError::RopeScalingLacks {
+                        field: "original_max_position_embeddings",
+                    })?;
+                // transformers: sqrt(1 + ln(factor) / ln(original)) with factor the context's
+                // growth, unless the file sets it.
+                let growth = self.max_position_embeddings as f64 / original as f64;
+                let attention_factor = p.attention_factor.unwrap_or(if growth <= 1.0 {
+                    1.0
+                } else {
+                    (1.0 + growth.ln() / (original as f64).ln()).sqrt()
+                });
+                Ok(RopeScaling::LongRope { short_factor: short, attention_factor, original })
+            }
             Some(other) => Err(ConfigError::UnsupportedRopeType { rope_type: other.to_string() }),
         }
-    }
-
-    /// Keys older than this many positions are invisible (Mistral); `None` = full attention.
-    pub fn attention_window(&self) -> Option<usize> {
-        match self.architecture() {
-            Ok(Architecture::Mistral) => self.sliding_window,
-            _ => None,
-        }
-    }
-
-    /// (q/k/v bias, o bias) as each family's HF implementation builds its projections.
-    pub fn projection_bias(&self) -> (bool, bool) {
-        match self.architecture() {
-            Ok(Architecture::Qwen2) => (true, false),
-            Ok(Architecture::Mistral) => (false, false),
-            _ => (self.attention_bias, self.attention_bias),
-        }
-    }
-
-    pub fn qk_norm(&self) -> bool {
-        matches!(self.architecture(), Ok(Architecture::Qwen3))
     }
 
     /// Rejects configurations this implementation would silently compute wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let arch = self.architecture()?;
-        if let Some(act) = self.hidden_act.as_deref() {
-            if act != "silu" {
-                return Err(ConfigError::UnsupportedActivation { activation: act.to_string() });
-            }
-        }
-        let scaling = self.rope_scaling()?;
         if let Some(f) = &self.rope_freq_factors {
             if f.len() != self.head_dim() / 2 {
                 return Err(ConfigError::RopeFreqsLength {
@@ -238,7 +377,7 @@ impl ModelConfig {
                     head_dim: self.head_dim(),
                 });
             }
-            if scaling != RopeScaling::None {
+            if self.rope_scaling()? != RopeScaling::None {
                 return Err(ConfigError::RopeFreqsWithScaling);
             }
         }
@@ -259,7 +398,8 @@ impl ModelConfig {
         if !self.head_dim().is_multiple_of(2) {
             return Err(ConfigError::OddHeadDim { head_dim: self.head_dim() });
         }
-        Ok(())
+        // Everything a family reads from the file: activation, norms, windows, rope.
+        super::family::Layout::of(self).map(|_| ())
     }
 }
 
@@ -306,15 +446,17 @@ mod tests {
 
     #[test]
     fn families_differ_where_hf_differs() {
-        let q2 = cfg(serde_json::json!({"model_type": "qwen2", "attention_bias": false}));
-        assert_eq!(q2.projection_bias(), (true, false));
-        let m = cfg(serde_json::json!({"model_type": "mistral", "sliding_window": 4096}));
-        assert_eq!(m.attention_window(), Some(4096));
-        let l = cfg(serde_json::json!({"sliding_window": 4096}));
-        assert_eq!(l.attention_window(), None);
-        assert!(cfg(serde_json::json!({"model_type": "qwen3"})).qk_norm());
-        let e = cfg(serde_json::json!({"model_type": "gpt2"})).validate().unwrap_err().to_string();
-        assert!(e.contains("gpt2") && e.contains("llama, mistral, qwen2, qwen3"), "{e}");
+        use super::super::family::{Layout, QkNorm};
+        let layout = |v| Layout::of(&cfg(v)).unwrap();
+        let q2 = layout(serde_json::json!({"model_type": "qwen2", "attention_bias": false}));
+        assert_eq!((q2.qkv_bias, q2.o_bias), (true, false));
+        let m = layout(serde_json::json!({"model_type": "mistral", "sliding_window": 4096}));
+        assert_eq!(m.layers[0].window, Some(4096));
+        let l = layout(serde_json::json!({"sliding_window": 4096}));
+        assert_eq!(l.layers[0].window, None);
+        assert_eq!(layout(serde_json::json!({"model_type": "qwen3"})).qk_norm, QkNorm::PerHead);
+        let e = cfg(serde_json::json!({"model_type": "mamba"})).validate().unwrap_err().to_string();
+        assert!(e.contains("mamba") && e.contains("llama, mistral, qwen2, qwen3"), "{e}");
         let e = cfg(serde_json::json!({"num_key_value_heads": 3})).validate().unwrap_err();
         assert_eq!(e, ConfigError::HeadsNotMultiple { heads: 4, kv_heads: 3 });
         assert_eq!(

@@ -1,4 +1,5 @@
-//! Decoder-only transformer (Llama, Mistral, Qwen2, Qwen3) over packed, ragged batches.
+//! Decoder-only transformer (every family [`super::family::Layout`] describes) over packed,
+//! ragged batches.
 //!
 //! Every forward pass takes a *packed* list of tokens from many sequences: the linear layers
 //! run over all tokens at once, attention runs per sequence against that sequence's own KV
@@ -17,6 +18,7 @@ use candle_nn::VarBuilder;
 
 use super::candle_decoder::{CandleCache, CandleDecoder};
 use super::config::ModelConfig;
+use super::family::Layout;
 pub use super::host::KvDtype;
 use super::host::{HostCache, HostDecoder, MatrixFormat, StoredTensors};
 use crate::device::WeightType;
@@ -141,10 +143,13 @@ enum Inner {
     Host(Box<HostDecoder>),
 }
 
-/// A Llama-family decoder. `load` reads HF weight names; `forward` runs a packed batch.
+/// A decoder of any supported family. `load` reads Llama-style weight names (see
+/// [`super::names`]); `forward` runs a packed batch.
 pub struct Decoder {
     inner: Inner,
     cfg: ModelConfig,
+    /// Positions a sequence may reach (the config's, or less where the family needs it).
+    context: usize,
 }
 
 impl Decoder {
@@ -204,11 +209,18 @@ impl Decoder {
                 backend == Backend::CandleDifferentiable,
             )?))
         };
-        Ok(Self { inner, cfg: cfg.clone() })
+        let context = Layout::of(cfg).map_err(candle_core::Error::msg)?.context;
+        Ok(Self { inner, cfg: cfg.clone(), context })
     }
 
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    /// Positions a sequence may reach: `max_position_embeddings`, or Phi-3's original context
+    /// where only its short rope factors are implemented.
+    pub fn context(&self) -> usize {
+        self.context
     }
 
     pub fn device(&self) -> &Device {
@@ -325,10 +337,10 @@ impl Decoder {
             candle_core::bail!("a segment at offset {} without a cache", s.offset);
         }
         let max_pos = segs.iter().map(|s| s.offset + s.len).max().unwrap_or(0);
-        if max_pos > self.cfg.max_position_embeddings {
+        if max_pos > self.context {
             candle_core::bail!(
                 "sequence of {max_pos} tokens exceeds the model's context of {}",
-                self.cfg.max_position_embeddings
+                self.context
             );
         }
         match &self.inner {

@@ -3,25 +3,32 @@
 use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::config::{ModelConfig, RopeScaling};
+use super::family::RopeTable;
 
 pub(crate) struct Rope {
     pub cos: Tensor,
     pub sin: Tensor,
 }
 
-/// Inverse frequencies as transformers computes them (f32 powers), then scaled; divided by a
-/// GGUF's `rope_freqs` factors as llama.cpp divides its angles.
-pub(crate) fn inv_freq(cfg: &ModelConfig, scaling: RopeScaling) -> Vec<f32> {
-    let dim = cfg.head_dim();
-    let base = cfg.rope_theta() as f32;
+/// Inverse frequencies of the `dim` rotating dimensions of a head as transformers computes them
+/// (f32 powers), then scaled; divided by a GGUF's `rope_freqs` factors as llama.cpp divides its
+/// angles.
+pub(crate) fn inv_freq(cfg: &ModelConfig, dim: usize, table: &RopeTable) -> Vec<f32> {
+    let base = table.theta as f32;
     let plain = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32));
     if let Some(factors) = &cfg.rope_freq_factors {
         return plain.zip(factors).map(|(f, d)| f / d).collect();
     }
-    match scaling {
+    match &table.scaling {
         RopeScaling::None => plain.collect(),
-        RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
-        RopeScaling::Llama3 {
+        RopeScaling::Linear { factor } => plain.map(|f| f / *factor as f32).collect(),
+        // transformers: 1 / (ext_factor · base^(i/dim)), the product in f32.
+        RopeScaling::LongRope { short_factor, .. } => (0..dim)
+            .step_by(2)
+            .zip(short_factor)
+            .map(|(i, &ext)| 1.0 / (ext as f32 * base.powf(i as f32 / dim as f32)))
+            .collect(),
+        &RopeScaling::Llama3 {
             factor,
             low_freq_factor,
             high_freq_factor,
@@ -48,26 +55,50 @@ pub(crate) fn inv_freq(cfg: &ModelConfig, scaling: RopeScaling) -> Vec<f32> {
     }
 }
 
+/// What cos and sin are multiplied by (longrope's attention factor; 1 otherwise).
+pub(crate) fn attention_factor(table: &RopeTable) -> f32 {
+    match table.scaling {
+        RopeScaling::LongRope { attention_factor, .. } => attention_factor as f32,
+        _ => 1.0,
+    }
+}
+
 impl Rope {
+    /// cos/sin rows `[positions, dim / 2]` of one table, for the first `dim` dimensions of a head.
     pub fn new(
         cfg: &ModelConfig,
-        scaling: RopeScaling,
+        dim: usize,
+        table: &RopeTable,
+        positions: usize,
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let inv = inv_freq(cfg, scaling);
+        let inv = inv_freq(cfg, dim, table);
         let half = inv.len();
-        let positions = cfg.max_position_embeddings;
         let inv = Tensor::from_vec(inv, (1, half), device)?;
         let t = Tensor::arange(0u32, positions as u32, device)?
             .to_dtype(DType::F32)?
             .reshape((positions, 1))?;
         let freqs = t.broadcast_mul(&inv)?;
-        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+        let f = attention_factor(table) as f64;
+        let (cos, sin) = if f == 1.0 {
+            (freqs.cos()?, freqs.sin()?)
+        } else {
+            ((freqs.cos()? * f)?, (freqs.sin()? * f)?)
+        };
+        Ok(Self { cos: cos.to_dtype(dtype)?, sin: sin.to_dtype(dtype)? })
     }
 
-    /// `x` is `[heads, N, head_dim]`; `cos`/`sin` are `[N, head_dim/2]` gathered by position.
+    /// `x` is `[heads, N, head_dim]`; `cos`/`sin` are `[N, rotary/2]` gathered by position; the
+    /// first `rotary` dimensions of each head rotate, the rest pass through.
     pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let rotary = 2 * cos.dim(D::Minus1)?;
+        let head_dim = x.dim(D::Minus1)?;
+        if rotary < head_dim {
+            let rotated = Self::apply(&x.narrow(D::Minus1, 0, rotary)?, cos, sin, differentiable)?;
+            let rest = x.narrow(D::Minus1, rotary, head_dim - rotary)?;
+            return Tensor::cat(&[&rotated, &rest], D::Minus1);
+        }
         if differentiable {
             let half = x.dim(D::Minus1)? / 2;
             let x1 = x.narrow(D::Minus1, 0, half)?;
@@ -90,15 +121,17 @@ mod tests {
     fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {
         let cfg: ModelConfig = serde_json::from_value(serde_json::json!({"hidden_size": 256, "intermediate_size": 8,
             "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 8, "rope_theta": 500000.0})).unwrap();
-        let plain = inv_freq(&cfg, RopeScaling::None);
+        let table = |scaling| RopeTable { theta: 500000.0, scaling };
+        let plain = inv_freq(&cfg, 128, &table(RopeScaling::None));
         let scaled = inv_freq(
             &cfg,
-            RopeScaling::Llama3 {
+            128,
+            &table(RopeScaling::Llama3 {
                 factor: 8.0,
                 low_freq_factor: 1.0,
                 high_freq_factor: 4.0,
                 original_max_positions: 8192,
-            },
+            }),
         );
         assert_eq!(plain[0], scaled[0]);
         let last = plain.len() - 1;

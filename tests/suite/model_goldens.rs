@@ -305,8 +305,48 @@ fn qwen3_qk_norm_from_sharded_weights() {
 /// the shapes alone, so an item's logits are bit for bit the same alone and in a batch; with
 /// candle's ops the matmuls' blocking depends on the batch, so they agree to float rounding.
 #[test]
+fn gemma2_softcapping_and_alternating_windows() {
+    check("gemma2-softcap-window");
+}
+
+#[test]
+fn gemma3_local_and_global_layers() {
+    check("gemma3-local-global");
+}
+
+#[test]
+fn phi3_fused_projections_longrope_and_partial_rotary() {
+    check("phi3-longrope-partial");
+}
+
+#[test]
+fn olmo2_post_norms_and_whole_qk_norm() {
+    check("olmo2-postnorm");
+}
+
+#[test]
+fn gpt_neox_parallel_residual_and_partial_rotary() {
+    check("gptneox-parallel-partial");
+}
+
+#[test]
+fn gpt2_learned_positions_and_conv1d_weights() {
+    check("gpt2-learned-pos");
+}
+
+#[test]
 fn a_sequence_gets_the_same_answer_whatever_shares_its_batch() {
-    for name in ["llama-gqa-untied", "qwen2-bias-bf16", "mistral-window"] {
+    for name in [
+        "llama-gqa-untied",
+        "qwen2-bias-bf16",
+        "mistral-window",
+        "gemma2-softcap-window",
+        "gemma3-local-global",
+        "phi3-longrope-partial",
+        "olmo2-postnorm",
+        "gptneox-parallel-partial",
+        "gpt2-learned-pos",
+    ] {
         let (g, _) = golden(name);
         for backend in BACKENDS {
             let m = load(&g.checkpoint, backend);
@@ -339,13 +379,21 @@ fn unsupported_architecture_is_a_clear_error() {
         std::fs::copy(repo().join("fixtures/models/llama-gqa-untied").join(f), dir.path().join(f))
             .unwrap();
     }
-    let cfg = std::fs::read_to_string(dir.path().join("config.json"))
-        .unwrap()
-        .replace("\"llama\"", "\"gpt_neox\"");
-    std::fs::write(dir.path().join("config.json"), cfg).unwrap();
-    let ckpt = Checkpoint::from_dir(dir.path()).unwrap();
-    let err = LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).err().unwrap().to_string();
-    assert!(err.contains("gpt_neox") && err.contains("llama, mistral, qwen2, qwen3"), "{err}");
+    let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    let as_type = |model_type: &str| {
+        let text = cfg
+            .replace("\"llama\"", &format!("\"{model_type}\""))
+            .replace("\"silu\"", "\"gelu\"");
+        std::fs::write(dir.path().join("config.json"), text).unwrap();
+        let ckpt = Checkpoint::from_dir(dir.path()).unwrap();
+        LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).err().unwrap().to_string()
+    };
+    let err = as_type("mamba");
+    assert!(err.contains("mamba") && err.contains("llama, mistral, qwen2, qwen3, gemma2"), "{err}");
+    // A family this build runs, over weights of another: the missing tensor is named.
+    assert!(as_type("llama").contains("hidden_act \"gelu\" is not supported for llama"));
+    let err = as_type("gpt_neox");
+    assert!(err.contains("cannot find tensor gpt_neox.embed_in.weight"), "{err}");
 }
 
 /// bf16 weights on the host kernels (where the CPU has AVX-512 BF16): every product takes bf16

@@ -348,8 +348,19 @@ pub struct Heads {
     pub q: usize,
     pub kv: usize,
     pub dim: usize,
-    /// Keys older than this many positions are invisible (Mistral).
+    /// Keys older than this many positions are invisible (Mistral, Gemma's sliding layers).
     pub window: Option<usize>,
+    /// Scores are `q·k · scale`.
+    pub scale: f32,
+    /// Scores pass through `cap · tanh(s / cap)` before the softmax (Gemma 2).
+    pub softcap: Option<f32>,
+}
+
+impl Heads {
+    /// `1/√dim` scaling, no cap.
+    pub fn new(q: usize, kv: usize, dim: usize, window: Option<usize>) -> Self {
+        Heads { q, kv, dim, window, scale: 1.0 / (dim as f32).sqrt(), softcap: None }
+    }
 }
 
 /// `out[t]` (`[q_heads * dim]` per token) = softmax(q·Kᵀ / √dim) V for every new token `t` of
@@ -367,7 +378,7 @@ pub fn attend(
 ) {
     let qw = h.q * h.dim;
     let group = h.q / h.kv;
-    let scale = 1.0 / (h.dim as f32).sqrt();
+    let scale = h.scale;
     let mut starts = Vec::with_capacity(segs.len());
     let mut start = 0;
     for s in segs {
@@ -404,6 +415,7 @@ pub fn attend(
             dim: h.dim,
             window: h.window,
             scale,
+            softcap: h.softcap,
             isa,
         };
         // SAFETY: `out` is exclusively borrowed for this call and holds `start` rows of `qw`; the
@@ -465,6 +477,7 @@ struct Head<'a> {
     dim: usize,
     window: Option<usize>,
     scale: f32,
+    softcap: Option<f32>,
     /// The kernel family, one this CPU runs.
     isa: Isa,
 }
@@ -578,6 +591,9 @@ impl Head<'_> {
                             );
                         }
                     }
+                    if let Some(cap) = self.softcap {
+                        super::ops::softcap(p, cap);
+                    }
                     // Plain loops, not `extend(map(..))`: a closure would be compiled apart from
                     // this function, without its target features (same operations, a third of
                     // the speed).
@@ -666,8 +682,9 @@ mod tests {
                                     * k[j * kvw + kh * h.dim + d] as f64
                             })
                             .sum::<f64>()
-                            / (h.dim as f64).sqrt()
+                            * h.scale as f64
                     })
+                    .map(|s: f64| h.softcap.map_or(s, |c| (s / c as f64).tanh() * c as f64))
                     .collect();
                 let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
@@ -688,8 +705,9 @@ mod tests {
 
     #[test]
     fn matches_a_naive_softmax_attention_with_gqa_and_window() {
-        for window in [None, Some(3)] {
-            let h = Heads { q: 4, kv: 2, dim: 20, window };
+        let capped = Heads { scale: 0.3, softcap: Some(1.5), ..Heads::new(4, 2, 20, Some(5)) };
+        for h in [Heads::new(4, 2, 20, None), Heads::new(4, 2, 20, Some(3)), capped] {
+            let window = h.window;
             let (total, len) = (9, 4);
             let k = values(total * h.kv * h.dim, 1);
             let v = values(total * h.kv * h.dim, 2);
@@ -714,7 +732,7 @@ mod tests {
 
     #[test]
     fn a_sequence_gives_the_same_bits_alone_and_beside_others() {
-        let h = Heads { q: 2, kv: 1, dim: 16, window: None };
+        let h = Heads::new(2, 1, 16, None);
         let a = layer(&values(7 * 16, 4), &values(7 * 16, 5), 16);
         let b = layer(&values(30 * 16, 6), &values(30 * 16, 7), 16);
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
@@ -761,7 +779,7 @@ mod tests {
             x.iter().map(|&v| crate::kernels::from_bf16(crate::kernels::to_bf16(v))).collect()
         };
         for window in [None, Some(4)] {
-            let h = Heads { q: 4, kv: 2, dim: 16, window };
+            let h = Heads::new(4, 2, 16, window);
             let (total, len) = (11, 3);
             let (k, v, q) = (values(total * 32, 13), values(total * 32, 14), values(len * 64, 15));
             let mut cache = HostCache::new(1, 32, total, KvDtype::Bf16);
@@ -808,7 +826,7 @@ mod tests {
     fn every_kernel_family_gives_the_portable_bits() {
         for dtype in [KvDtype::F32, KvDtype::Bf16] {
             for (dim, window) in [(64, None), (128, Some(37)), (16, None), (24, None)] {
-                let h = Heads { q: 6, kv: 2, dim, window };
+                let h = Heads::new(6, 2, dim, window);
                 let (qw, kvw) = (h.q * dim, h.kv * dim);
                 // Own tokens after a cache of `offset`: a 53-token prefill and single decode rows
                 // at lengths with and without a tail of keys.
@@ -856,7 +874,7 @@ mod tests {
 
     #[test]
     fn a_shared_prefix_reads_like_a_cache_of_its_own() {
-        let h = Heads { q: 2, kv: 1, dim: 16, window: None };
+        let h = Heads::new(2, 1, 16, None);
         let (k, v) = (values(9 * 16, 10), values(9 * 16, 11));
         let whole = layer(&k, &v, 16);
         let prefix = layer(&k[..6 * 16], &v[..6 * 16], 16);

@@ -20,7 +20,8 @@ use self::linear::Linear;
 
 use super::config::ModelConfig;
 use super::decoder::Segment;
-use super::rope::inv_freq;
+use super::family::{Activation, Layout, Mlp, NormKind, QkNorm};
+use super::rope::{attention_factor, inv_freq};
 use crate::kernels::{GgufType, PackedMatrix, Packer};
 
 /// Tensors a checkpoint stores in a GGUF quantised type, which the host kernels hold as they are
@@ -35,16 +36,60 @@ pub(crate) trait StoredTensors {
     fn half_type(&self, name: &str) -> Option<DType>;
 }
 
+/// A norm's weight (with Gemma's 1 already added) and, for LayerNorm, its bias.
+struct Norm {
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, size: usize, layout: &Layout) -> Result<Self> {
+        let mut weight = vector(vb, size, "weight")?;
+        if layout.norm == NormKind::RmsPlusOne {
+            for w in &mut weight {
+                *w += 1.0;
+            }
+        }
+        let bias = if layout.norm_bias() { Some(vector(vb, size, "bias")?) } else { None };
+        Ok(Norm { weight, bias })
+    }
+
+    fn bytes(&self) -> usize {
+        std::mem::size_of_val(&self.weight[..])
+            + self.bias.as_ref().map_or(0, |b| std::mem::size_of_val(&b[..]))
+    }
+
+    /// `out` = this norm of each row of `x`.
+    fn apply(&self, isa: crate::kernels::isa::Isa, x: &[f32], eps: f32, out: &mut [f32]) {
+        match &self.bias {
+            Some(b) => ops::layer_norm(isa, x, &self.weight, b, eps, out),
+            None => ops::rms_norm(isa, x, &self.weight, eps, out),
+        }
+    }
+}
+
+/// The block's norms where its family has them (see [`Layout::norms`]).
+struct BlockNorms {
+    before_attention: Option<Norm>,
+    after_attention: Option<Norm>,
+    before_mlp: Option<Norm>,
+    after_mlp: Option<Norm>,
+}
+
 struct Block {
-    input_norm: Vec<f32>,
+    norms: BlockNorms,
     /// `[q | k | v]` rows packed as one matrix (or one per stored type).
     qkv: Linear,
+    /// q and k norms: one head's weights (applied per head) or the whole projection's.
     qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     o: Linear,
-    post_norm: Vec<f32>,
-    /// `[gate | up]` rows packed as one matrix (or one per stored type).
+    /// `[gate | up]` rows packed as one matrix (or one per stored type); `up` alone for a plain
+    /// MLP.
     gate_up: Linear,
     down: Linear,
+    heads: Heads,
+    /// Index into the decoder's rope tables.
+    rope: usize,
 }
 
 enum Embeddings {
@@ -55,18 +100,36 @@ enum Embeddings {
     Tied,
 }
 
+/// One table of rotary frequencies.
+struct RopeFreqs {
+    inv_freq: Vec<f32>,
+    /// cos and sin are multiplied by this (longrope).
+    factor: f32,
+}
+
 pub(crate) struct HostDecoder {
     embed: Embeddings,
+    /// GPT-2's learned positions, `[positions][hidden]`.
+    positions: Option<Vec<f32>>,
     layers: Vec<Block>,
-    norm: Vec<f32>,
+    norm: Norm,
     lm_head: Linear,
-    inv_freq: Vec<f32>,
+    ropes: Vec<RopeFreqs>,
+    layout: Layout,
     heads: Heads,
     hidden: usize,
     inter: usize,
     eps: f32,
     weights: MatrixFormat,
     kv_dtype: KvDtype,
+}
+
+fn act(a: Activation) -> ops::Act {
+    match a {
+        Activation::Silu => ops::Act::Silu,
+        Activation::GeluTanh => ops::Act::GeluTanh,
+        Activation::GeluErf => ops::Act::GeluErf,
+    }
 }
 
 /// Most rows the MLP takes at once: its buffers (`2 × intermediate` floats a row, and the
@@ -297,9 +360,9 @@ impl HostDecoder {
         stored: Option<&dyn StoredTensors>,
     ) -> Result<Self> {
         let src = Source { weights, stored };
+        let layout = Layout::of(cfg).map_err(candle_core::Error::msg)?;
         let (hs, is) = (cfg.hidden_size, cfg.intermediate_size);
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
-        let (qkv_bias, o_bias) = cfg.projection_bias();
         let m = vb.pp("model");
         // The largest tensors first, while nothing else is held: loading peaks at the packed
         // model plus one tensor.
@@ -322,48 +385,79 @@ impl HostDecoder {
             };
             (table, src.packed(&vb, &[("lm_head", cfg.vocab_size)], hs, false)?)
         };
+        let positions = if layout.learned_positions {
+            Some(values(&m.pp("embed_positions"), (cfg.max_position_embeddings, hs), "weight")?)
+        } else {
+            None
+        };
+        let scale = layout.attn_scale as f32;
+        let softcap = layout.attn_softcap.map(|c| c as f32);
+        let mlp_rows: Vec<(&str, usize)> = layout.mlp_parts().iter().map(|&p| (p, is)).collect();
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = m.pp(format!("layers.{i}"));
                 let a = l.pp("self_attn");
-                let qk_norm = if cfg.qk_norm() {
-                    Some((
-                        vector(&a.pp("q_norm"), hd, "weight")?,
-                        vector(&a.pp("k_norm"), hd, "weight")?,
-                    ))
-                } else {
-                    None
+                let qk_norm = match layout.qk_norm {
+                    QkNorm::None => None,
+                    QkNorm::PerHead | QkNorm::Whole => {
+                        let (qn, kn) = match layout.qk_norm {
+                            QkNorm::Whole => (h * hd, kv * hd),
+                            _ => (hd, hd),
+                        };
+                        let q = Norm::load(&a.pp("q_norm"), qn, &layout)?;
+                        let k = Norm::load(&a.pp("k_norm"), kn, &layout)?;
+                        Some((q.weight, k.weight))
+                    }
+                };
+                let norm = |on: bool, name: &str| {
+                    on.then(|| Norm::load(&l.pp(name), hs, &layout)).transpose()
+                };
+                let n = &layout.norms;
+                let norms = BlockNorms {
+                    before_attention: norm(n.before_attention, "input_layernorm")?,
+                    after_attention: norm(n.after_attention, "post_attention_layernorm")?,
+                    before_mlp: n
+                        .before_mlp
+                        .map(|name| Norm::load(&l.pp(name), hs, &layout))
+                        .transpose()?,
+                    after_mlp: norm(n.after_mlp, "post_feedforward_layernorm")?,
                 };
                 let mlp = l.pp("mlp");
+                let at = layout.layers[i];
                 Ok(Block {
-                    input_norm: vector(&l.pp("input_layernorm"), hs, "weight")?,
+                    norms,
                     qkv: src.packed(
                         &a,
                         &[("q_proj", h * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)],
                         hs,
-                        qkv_bias,
+                        layout.qkv_bias,
                     )?,
                     qk_norm,
-                    o: src.packed(&a, &[("o_proj", hs)], h * hd, o_bias)?,
-                    post_norm: vector(&l.pp("post_attention_layernorm"), hs, "weight")?,
-                    gate_up: src.packed(
-                        &mlp,
-                        &[("gate_proj", is), ("up_proj", is)],
-                        hs,
-                        cfg.mlp_bias,
-                    )?,
-                    down: src.packed(&mlp, &[("down_proj", hs)], is, cfg.mlp_bias)?,
+                    o: src.packed(&a, &[("o_proj", hs)], h * hd, layout.o_bias)?,
+                    gate_up: src.packed(&mlp, &mlp_rows, hs, layout.mlp_bias)?,
+                    down: src.packed(&mlp, &[("down_proj", hs)], is, layout.mlp_bias)?,
+                    heads: Heads { q: h, kv, dim: hd, window: at.window, scale, softcap },
+                    rope: at.rope,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let scaling = cfg.rope_scaling().map_err(candle_core::Error::msg)?;
+        let ropes = layout
+            .ropes
+            .iter()
+            .map(|t| RopeFreqs {
+                inv_freq: inv_freq(cfg, layout.rotary_dim, t),
+                factor: attention_factor(t),
+            })
+            .collect();
         Ok(Self {
             embed,
+            positions,
             layers,
-            norm: vector(&m.pp("norm"), hs, "weight")?,
+            norm: Norm::load(&m.pp("norm"), hs, &layout)?,
             lm_head,
-            inv_freq: inv_freq(cfg, scaling),
-            heads: Heads { q: h, kv, dim: hd, window: cfg.attention_window() },
+            ropes,
+            heads: Heads::new(h, kv, hd, None),
+            layout,
             hidden: hs,
             inter: is,
             eps: cfg.rms_norm_eps as f32,
@@ -389,13 +483,19 @@ impl HostDecoder {
             .iter()
             .map(|b| {
                 let qk = b.qk_norm.as_ref().map_or(0, |(q, k)| floats(q) + floats(k));
+                let n = &b.norms;
+                let norms: usize =
+                    [&n.before_attention, &n.after_attention, &n.before_mlp, &n.after_mlp]
+                        .iter()
+                        .filter_map(|n| n.as_ref().map(Norm::bytes))
+                        .sum();
                 [&b.qkv, &b.o, &b.gate_up, &b.down].iter().map(|m| m.bytes()).sum::<usize>()
-                    + floats(&b.input_norm)
-                    + floats(&b.post_norm)
+                    + norms
                     + qk
             })
             .sum();
-        table + layers + self.lm_head.bytes() + floats(&self.norm)
+        let positions = self.positions.as_deref().map_or(0, floats);
+        table + positions + layers + self.lm_head.bytes() + self.norm.bytes()
     }
 
     pub fn kv_dtype(&self) -> KvDtype {
@@ -411,27 +511,32 @@ impl HostDecoder {
         self.kv_dtype = dtype;
     }
 
-    /// cos/sin rows `[N][head_dim / 2]` for the tokens' positions, computed as the candle
-    /// decoder's table is (f32 position × f32 inverse frequency).
-    fn rope_rows(&self, segs: &[Segment]) -> (Vec<f32>, Vec<f32>) {
+    /// cos/sin rows `[N][rotary / 2]` of rope table `table` for the tokens' positions, computed
+    /// as the candle decoder's table is (f32 position × f32 inverse frequency, times longrope's
+    /// factor).
+    fn rope_rows(&self, table: usize, segs: &[Segment]) -> (Vec<f32>, Vec<f32>) {
+        let RopeFreqs { inv_freq, factor } = &self.ropes[table];
         let n: usize = segs.iter().map(|s| s.len).sum();
-        let (mut cos, mut sin) = (
-            Vec::with_capacity(n * self.inv_freq.len()),
-            Vec::with_capacity(n * self.inv_freq.len()),
-        );
+        let (mut cos, mut sin) =
+            (Vec::with_capacity(n * inv_freq.len()), Vec::with_capacity(n * inv_freq.len()));
         for s in segs {
             for p in s.offset..s.offset + s.len {
-                for f in &self.inv_freq {
+                for f in inv_freq {
                     let a = p as f32 * f;
-                    cos.push(a.cos());
-                    sin.push(a.sin());
+                    if *factor == 1.0 {
+                        cos.push(a.cos());
+                        sin.push(a.sin());
+                    } else {
+                        cos.push(a.cos() * factor);
+                        sin.push(a.sin() * factor);
+                    }
                 }
             }
         }
         (cos, sin)
     }
 
-    fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+    fn embed(&self, tokens: &[u32], segs: &[Segment]) -> Result<Vec<f32>> {
         let hs = self.hidden;
         let mut x = vec![0f32; tokens.len() * hs];
         for (&t, row) in tokens.iter().zip(x.chunks_mut(hs)) {
@@ -446,6 +551,24 @@ impl HostDecoder {
                 Embeddings::Table(table) => row.copy_from_slice(&table[t * hs..(t + 1) * hs]),
                 Embeddings::Stored(m) => m.row(t, row),
                 Embeddings::Tied => self.lm_head.row(t, row),
+            }
+        }
+        if let Some(scale) = self.layout.embed_scale {
+            // transformers rounds the factor to the weights' dtype (√2304 = 48 is exact; √3584
+            // becomes 59.75 in bf16).
+            let scale = match self.weights {
+                MatrixFormat::Bf16 => half::bf16::from_f64(scale).to_f32(),
+                MatrixFormat::F16 => half::f16::from_f64(scale).to_f32(),
+                _ => scale as f32,
+            };
+            x.iter_mut().for_each(|v| *v *= scale);
+        }
+        if let Some(table) = &self.positions {
+            let positions = segs.iter().flat_map(|s| s.offset..s.offset + s.len);
+            for (p, row) in positions.zip(x.chunks_mut(hs)) {
+                for (v, e) in row.iter_mut().zip(&table[p * hs..(p + 1) * hs]) {
+                    *v += e;
+                }
             }
         }
         Ok(x)
@@ -493,22 +616,34 @@ impl HostDecoder {
         let (hs, hd) = (self.hidden, self.heads.dim);
         let (qw, kvw) = (self.heads.q * hd, self.heads.kv * hd);
         let qkv_w = qw + 2 * kvw;
-        let half = hd / 2;
-        let (cos, sin) = self.rope_rows(segs);
+        let half = self.layout.rotary_dim / 2;
+        let ropes: Vec<_> = (0..self.ropes.len()).map(|t| self.rope_rows(t, segs)).collect();
         // One family for the whole pass (the same bits whichever; see `ops`).
         let isa = crate::kernels::isa::current();
+        let eps = self.eps;
 
-        let mut x = self.embed(tokens)?;
+        let mut x = self.embed(tokens, segs)?;
         let mut h = vec![0f32; n * hs];
         let mut qkv = vec![0f32; n * qkv_w];
         let mut att = vec![0f32; n * qw];
         let mut proj = vec![0f32; n * hs];
+        // The MLP's output beside attention's, for a parallel residual.
+        let mut mlp_out =
+            if self.layout.parallel_residual { vec![0f32; n * hs] } else { Vec::new() };
         let mlp_rows = n.min(MLP_ROWS);
-        let mut gu = vec![0f32; mlp_rows * 2 * self.inter];
-        let mut act = vec![0f32; mlp_rows * self.inter];
+        let mlp_width = self.layout.mlp_parts().len() * self.inter;
+        let mut gu = vec![0f32; mlp_rows * mlp_width];
+        let mut acts = vec![0f32; mlp_rows * self.inter];
         for (li, b) in self.layers.iter().enumerate() {
-            ops::rms_norm(isa, &x, &b.input_norm, self.eps, &mut h);
-            b.qkv.matmul(&h, n, &mut qkv);
+            let input = match &b.norms.before_attention {
+                Some(norm) => {
+                    norm.apply(isa, &x, eps, &mut h);
+                    &h
+                }
+                None => &x,
+            };
+            b.qkv.matmul(input, n, &mut qkv);
+            let (cos, sin) = &ropes[b.rope];
             let mut t = 0;
             for (s, cache) in segs.iter().zip(caches.iter_mut()) {
                 let kv = cache.layer_mut(li);
@@ -517,31 +652,62 @@ impl HostDecoder {
                     let (qr, kvr) = row.split_at_mut(qw);
                     let (kr, vr) = kvr.split_at_mut(kvw);
                     if let Some((qn, kn)) = &b.qk_norm {
-                        ops::rms_norm_in_place(isa, qr, qn, self.eps);
-                        ops::rms_norm_in_place(isa, kr, kn, self.eps);
+                        ops::rms_norm_in_place(isa, qr, qn, eps);
+                        ops::rms_norm_in_place(isa, kr, kn, eps);
                     }
-                    let (c, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-                    ops::rope_in_place(isa, qr, c, sn);
-                    ops::rope_in_place(isa, kr, c, sn);
+                    if half > 0 {
+                        let (c, sn) =
+                            (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+                        ops::rope_in_place(isa, qr, hd, c, sn);
+                        ops::rope_in_place(isa, kr, hd, c, sn);
+                    }
                     kv.append(kr, vr);
                     t += 1;
                 }
             }
             let layer_caches: Vec<_> = caches.iter().map(|c| c.view(li)).collect();
-            attend(isa, &qkv, qkv_w, segs, &layer_caches, self.heads, &mut att);
+            attend(isa, &qkv, qkv_w, segs, &layer_caches, b.heads, &mut att);
             b.o.matmul(&att, n, &mut proj);
-            ops::add(isa, &mut x, &proj);
-            ops::rms_norm(isa, &x, &b.post_norm, self.eps, &mut h);
+            if let Some(norm) = &b.norms.after_attention {
+                norm.apply(isa, &proj, eps, &mut h);
+                std::mem::swap(&mut h, &mut proj);
+            }
+            // The MLP reads the block's input (parallel) or attention's sum (sequential).
+            let (mlp_in, mlp_dst) = if self.layout.parallel_residual {
+                (&x, &mut mlp_out)
+            } else {
+                ops::add(isa, &mut x, &proj);
+                (&x, &mut proj)
+            };
+            let mlp_in = match &b.norms.before_mlp {
+                Some(norm) => {
+                    norm.apply(isa, mlp_in, eps, &mut h);
+                    &h
+                }
+                None => mlp_in,
+            };
             for r0 in (0..n).step_by(MLP_ROWS) {
                 let m = (n - r0).min(MLP_ROWS);
-                let (gu, act) = (&mut gu[..m * 2 * self.inter], &mut act[..m * self.inter]);
-                b.gate_up.matmul(&h[r0 * hs..(r0 + m) * hs], m, gu);
-                ops::silu_mul(isa, gu, self.inter, act);
-                b.down.matmul(act, m, &mut proj[r0 * hs..(r0 + m) * hs]);
+                let (gu, act_out) = (&mut gu[..m * mlp_width], &mut acts[..m * self.inter]);
+                b.gate_up.matmul(&mlp_in[r0 * hs..(r0 + m) * hs], m, gu);
+                match self.layout.mlp {
+                    Mlp::Gated(Activation::Silu) => ops::silu_mul(isa, gu, self.inter, act_out),
+                    Mlp::Gated(a) => ops::act_mul(act(a), gu, self.inter, act_out),
+                    Mlp::Plain(a) => ops::act_into(act(a), gu, act_out),
+                }
+                b.down.matmul(act_out, m, &mut mlp_dst[r0 * hs..(r0 + m) * hs]);
             }
-            ops::add(isa, &mut x, &proj);
+            if let Some(norm) = &b.norms.after_mlp {
+                norm.apply(isa, mlp_dst, eps, &mut h);
+                std::mem::swap(&mut h, mlp_dst);
+            }
+            if self.layout.parallel_residual {
+                // transformers: mlp + attention + residual, in that order.
+                ops::add(isa, &mut mlp_out, &proj);
+            }
+            ops::add(isa, &mut x, if self.layout.parallel_residual { &mlp_out } else { &proj });
         }
-        ops::rms_norm(isa, &x, &self.norm, self.eps, &mut h);
+        self.norm.apply(isa, &x, eps, &mut h);
         Ok(h)
     }
 
@@ -554,6 +720,9 @@ impl HostDecoder {
         // The product overwrites every value.
         out.resize(rows * self.lm_head.n(), 0.0);
         on_worker(|| self.lm_head.matmul(hidden, rows, out));
+        if let Some(cap) = self.layout.final_softcap {
+            ops::softcap(out, cap as f32);
+        }
         Ok(())
     }
 }

@@ -145,17 +145,19 @@ fn rms_norm_in_place_body(x: &mut [f32], weight: &[f32], eps: f32) {
 }
 
 per_isa! {
-    /// Rotates each `2 * cos.len()`-sized head of `x` in place (the non-interleaved "rotate
-    /// half" form of Llama): `(a, b) → (a cos − b sin, a sin + b cos)` on the two halves.
-    pub fn rope_in_place(x: &mut [f32], cos: &[f32], sin: &[f32]) => rope_in_place_body
+    /// Rotates the first `2 * cos.len()` dimensions of each `head_dim`-sized head of `x` in
+    /// place (the non-interleaved "rotate half" form of Llama): `(a, b) → (a cos − b sin,
+    /// a sin + b cos)` on their two halves; the rest of the head (partial rotary) passes through.
+    pub fn rope_in_place(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) => rope_in_place_body
 }
 
 #[inline(always)]
-fn rope_in_place_body(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+fn rope_in_place_body(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     let half = cos.len();
     assert_eq!(sin.len(), half, "rope: a sine per cosine");
-    for head in x.chunks_mut(2 * half) {
-        let (a, b) = head.split_at_mut(half);
+    assert!(2 * half <= head_dim, "rope: more rotating dimensions than a head has");
+    for head in x.chunks_mut(head_dim) {
+        let (a, b) = head[..2 * half].split_at_mut(half);
         for (((a, b), &c), &s) in a.iter_mut().zip(b).zip(cos).zip(sin) {
             let (x1, x2) = (*a, *b);
             *a = x1 * c - x2 * s;
@@ -196,6 +198,109 @@ per_isa! {
 fn add_body(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
+    }
+}
+
+/// `out[i] = (x[i] − mean) / sqrt(var + eps) · weight[i] + bias[i]` per row (LayerNorm, biased
+/// variance as torch computes it).
+pub fn layer_norm(isa: Isa, x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    let row = |(xr, or): (&[f32], &mut [f32])| layer_norm_row(isa, xr, weight, bias, eps, or);
+    if x.len() / d >= PARALLEL_ROWS {
+        x.par_chunks(d).zip(out.par_chunks_mut(d)).for_each(row);
+    } else {
+        x.chunks(d).zip(out.chunks_mut(d)).for_each(row);
+    }
+}
+
+per_isa! {
+    /// One row of [`layer_norm`].
+    fn layer_norm_row(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) => layer_norm_row_body
+}
+
+#[inline(always)]
+fn layer_norm_row_body(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len() as f32;
+    let mut acc = [0f32; 16];
+    let chunks = x.len() / 16;
+    for c in 0..chunks {
+        for l in 0..16 {
+            acc[l] += x[c * 16 + l];
+        }
+    }
+    let tail: f32 = x[chunks * 16..].iter().sum();
+    let mean = (hsum(&acc) + tail) / n;
+    // The centred row, then its mean square, in `out` (overwritten below).
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = v - mean;
+    }
+    let scale = 1.0 / (dot(out, out) / n + eps).sqrt();
+    for ((o, w), b) in out.iter_mut().zip(weight).zip(bias) {
+        *o = *o * scale * w + b;
+    }
+}
+
+/// An MLP's activation, for [`act_mul`] and [`act_into`] ([`silu_mul`] is the vectorised
+/// SwiGLU of the Llama family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Silu,
+    /// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    GeluTanh,
+    /// `0.5 x (1 + erf(x / √2))`.
+    GeluErf,
+}
+
+#[inline(always)]
+fn act(kind: Act, x: f32) -> f32 {
+    match kind {
+        Act::Silu => x / (1.0 + exp(-x)),
+        Act::GeluTanh => {
+            const C: f32 = 0.797_884_6; // √(2/π)
+            0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+        }
+        Act::GeluErf => {
+            0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+        }
+    }
+}
+
+/// `out[t][i] = act(gu[t][i]) * gu[t][inter + i]` (GeGLU and the like) for rows
+/// `[gate | up]` of `2 inter`.
+pub fn act_mul(kind: Act, gu: &[f32], inter: usize, out: &mut [f32]) {
+    let row = |(g, o): (&[f32], &mut [f32])| {
+        let (gate, up) = g.split_at(inter);
+        for ((o, &x), &u) in o.iter_mut().zip(gate).zip(up) {
+            *o = act(kind, x) * u;
+        }
+    };
+    if out.len() / inter >= PARALLEL_ROWS {
+        gu.par_chunks(2 * inter).zip(out.par_chunks_mut(inter)).for_each(row);
+    } else {
+        gu.chunks(2 * inter).zip(out.chunks_mut(inter)).for_each(row);
+    }
+}
+
+/// `out[i] = act(x[i])`.
+pub fn act_into(kind: Act, x: &[f32], out: &mut [f32]) {
+    const PIECE: usize = 4096;
+    let piece = |(x, o): (&[f32], &mut [f32])| {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = act(kind, v);
+        }
+    };
+    if x.len() >= PARALLEL_ROWS * PIECE {
+        x.par_chunks(PIECE).zip(out.par_chunks_mut(PIECE)).for_each(piece);
+    } else {
+        piece((x, out));
+    }
+}
+
+/// `x = cap · tanh(x / cap)` (Gemma 2's soft-capping), in transformers' order.
+#[inline(always)]
+pub fn softcap(x: &mut [f32], cap: f32) {
+    for v in x {
+        *v = (*v / cap).tanh() * cap;
     }
 }
 
@@ -271,8 +376,47 @@ mod tests {
             assert!((out[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0));
         }
         let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
-        rope_in_place(Isa::Scalar, &mut x, &[0.0, 1.0], &[1.0, 0.0]);
+        rope_in_place(Isa::Scalar, &mut x, 4, &[0.0, 1.0], &[1.0, 0.0]);
         assert_eq!(x, vec![-3.0, 2.0, 1.0, 4.0]);
+        // Partial rotary: the first 2 of each 3 dimensions rotate.
+        let mut x = vec![1.0f32, 2.0, 5.0, 3.0, 4.0, 6.0];
+        rope_in_place(Isa::Scalar, &mut x, 3, &[0.0], &[1.0]);
+        assert_eq!(x, vec![-2.0, 1.0, 5.0, -4.0, 3.0, 6.0]);
+    }
+
+    #[test]
+    fn layer_norm_and_gelu_match_their_formulas() {
+        let x: Vec<f32> = (0..2 * 40).map(|i| ((i * 37 % 17) as f32 - 3.0) / 3.0).collect();
+        let w: Vec<f32> = (0..40).map(|i| 0.5 + i as f32 / 40.0).collect();
+        let b: Vec<f32> = (0..40).map(|i| i as f32 / 80.0 - 0.2).collect();
+        let mut out = vec![0f32; x.len()];
+        layer_norm(Isa::Scalar, &x, &w, &b, 1e-5, &mut out);
+        for (r, o) in x.chunks(40).zip(out.chunks(40)) {
+            let mean = r.iter().map(|v| *v as f64).sum::<f64>() / 40.0;
+            let var = r.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / 40.0;
+            for (i, (v, o)) in r.iter().zip(o).enumerate() {
+                let want = (*v as f64 - mean) / (var + 1e-5).sqrt() * w[i] as f64 + b[i] as f64;
+                assert!((*o as f64 - want).abs() < 1e-5, "{o} vs {want}");
+            }
+        }
+        // GELU at points with known values (erf form) and its tanh approximation nearby.
+        let pts = [-3.0f32, -1.0, 0.0, 0.5, 2.0];
+        let mut erf = [0f32; 5];
+        act_into(Act::GeluErf, &pts, &mut erf);
+        let want = [-0.004_049_73, -0.158_655_25, 0.0, 0.345_731_3, 1.954_499_7];
+        for (g, w) in erf.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+        }
+        let mut tanh = [0f32; 5];
+        act_into(Act::GeluTanh, &pts, &mut tanh);
+        assert!(tanh.iter().zip(&erf).all(|(t, e)| (t - e).abs() < 2e-3) && tanh != erf);
+        let gu = [1.0f32, 2.0, 3.0, -1.0];
+        let mut geglu = [0f32; 2];
+        act_mul(Act::GeluTanh, &gu, 2, &mut geglu);
+        assert_eq!(geglu, [act(Act::GeluTanh, 1.0) * 3.0, -act(Act::GeluTanh, 2.0)]);
+        let mut capped = [100.0f32, -1.0];
+        softcap(&mut capped, 5.0);
+        assert!((capped[0] - 5.0).abs() < 1e-6 && (capped[1] + 5.0 * (0.2f32).tanh()).abs() < 1e-7);
     }
 
     /// Mixed signs and magnitudes (the softmax and SiLU inputs of a real model span tens), with
@@ -319,13 +463,16 @@ mod tests {
                     silu_mul(isa, &gu, d, &mut act);
                     let (cos, sin) = (values(d, 3), values(d, 4));
                     let mut rot = values(rows * 2 * d, 5);
-                    rope_in_place(isa, &mut rot, &cos, &sin);
-                    [out, in_place, sum, act, rot].map(|v| bits(&v))
+                    rope_in_place(isa, &mut rot, 2 * d, &cos, &sin);
+                    let mut ln = vec![0f32; rows * d];
+                    layer_norm(isa, &x, &w, &values(d, 6), 1e-5, &mut ln);
+                    [out, in_place, sum, act, rot, ln].map(|v| bits(&v))
                 };
                 let (fast, slow) = (run(isa), run(Isa::Scalar));
-                for (op, (f, s)) in ["rms_norm", "rms_norm_in_place", "add", "silu_mul", "rope"]
-                    .iter()
-                    .zip(fast.iter().zip(&slow))
+                for (op, (f, s)) in
+                    ["rms_norm", "rms_norm_in_place", "add", "silu_mul", "rope", "layer_norm"]
+                        .iter()
+                        .zip(fast.iter().zip(&slow))
                 {
                     assert!(f == s, "{isa:?}: {op} differs, row of {d}");
                 }
