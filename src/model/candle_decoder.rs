@@ -13,7 +13,7 @@ use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, VarBuild
 
 use super::config::ModelConfig;
 use super::decoder::Segment;
-use super::family::{Activation, Layout, Mlp, NormKind, QkNorm};
+use super::family::{Activation, Layout, Mlp, Moe, NormKind, QkNorm};
 use super::rope::Rope;
 
 /// Per-sequence KV cache, one entry per layer, tensors shaped `[kv_heads, T, head_dim]`.
@@ -271,12 +271,90 @@ impl FeedForward {
     }
 }
 
+/// A mixture of SwiGLU experts (see [`Moe`]): routed on the host, each expert run once over the
+/// rows that picked it, its weighted output added back row by row in ascending expert order.
+struct Experts {
+    router: Linear,
+    experts: Vec<FeedForward>,
+    /// Qwen2-MoE's always-on expert and its one-row gate.
+    shared: Option<(FeedForward, Linear)>,
+    moe: Moe,
+}
+
+impl Experts {
+    fn load(vb: VarBuilder, cfg: &ModelConfig, moe: Moe) -> Result<Self> {
+        let hs = cfg.hidden_size;
+        let expert = |vb: VarBuilder, inter: usize| -> Result<FeedForward> {
+            Ok(FeedForward {
+                gate_proj: Some(linear_no_bias(hs, inter, vb.pp("gate_proj"))?),
+                up_proj: linear_no_bias(hs, inter, vb.pp("up_proj"))?,
+                down_proj: linear_no_bias(inter, hs, vb.pp("down_proj"))?,
+                act: Activation::Silu,
+            })
+        };
+        let experts = (0..moe.experts)
+            .map(|e| expert(vb.pp(format!("experts.{e}")), moe.inter))
+            .collect::<Result<Vec<_>>>()?;
+        let shared = match moe.shared {
+            Some(width) => Some((
+                expert(vb.pp("shared_expert"), width)?,
+                linear_no_bias(hs, 1, vb.pp("shared_expert_gate"))?,
+            )),
+            None => None,
+        };
+        Ok(Self { router: linear_no_bias(hs, moe.experts, vb.pp("gate"))?, experts, shared, moe })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let logits = self.router.forward(x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut routed: Vec<(Vec<u32>, Vec<f32>)> =
+            vec![(Vec::new(), Vec::new()); self.experts.len()];
+        for (r, l) in logits.iter().enumerate() {
+            for (e, w) in self.moe.route(l) {
+                routed[e].0.push(r as u32);
+                routed[e].1.push(w);
+            }
+        }
+        let mut out = x.zeros_like()?;
+        for (expert, (rows, weights)) in self.experts.iter().zip(routed) {
+            if rows.is_empty() {
+                continue;
+            }
+            let n = rows.len();
+            let rows = Tensor::from_vec(rows, n, x.device())?;
+            let weights = Tensor::from_vec(weights, (n, 1), x.device())?.to_dtype(x.dtype())?;
+            let y = expert.forward(&x.index_select(&rows, 0)?)?.broadcast_mul(&weights)?;
+            out = out.index_add(&rows, &y, 0)?;
+        }
+        if let Some((expert, gate)) = &self.shared {
+            let g = candle_nn::ops::sigmoid(&gate.forward(x)?)?;
+            out = (out + expert.forward(x)?.broadcast_mul(&g)?)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A block's MLP: dense, or a mixture of experts.
+enum Ffn {
+    Dense(FeedForward),
+    Moe(Box<Experts>),
+}
+
+impl Ffn {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Ffn::Dense(f) => f.forward(x),
+            Ffn::Moe(m) => m.forward(x),
+        }
+    }
+}
+
 struct Block {
     before_attention: Option<Norm>,
     self_attn: Attention,
     after_attention: Option<Norm>,
     before_mlp: Option<Norm>,
-    mlp: FeedForward,
+    mlp: Ffn,
     after_mlp: Option<Norm>,
 }
 
@@ -328,7 +406,12 @@ impl CandleDecoder {
                         .before_mlp
                         .map(|name| Norm::load(l.pp(name), hs, eps, &layout))
                         .transpose()?,
-                    mlp: FeedForward::load(l.pp("mlp"), cfg, &layout)?,
+                    mlp: match layout.moe {
+                        Some(moe) if layout.layers[i].sparse => {
+                            Ffn::Moe(Box::new(Experts::load(l.pp("mlp"), cfg, moe)?))
+                        }
+                        _ => Ffn::Dense(FeedForward::load(l.pp("mlp"), cfg, &layout)?),
+                    },
                     after_mlp: norm(n.after_mlp, "post_feedforward_layernorm")?,
                 })
             })

@@ -341,7 +341,9 @@ impl LoadedModel {
         .map_err(|e| {
             Error::model(origin, format!("{weight_files}: weights do not match {config_name}: {e}"))
         })?;
-        let num_parameters = count_parameters(&cfg);
+        let num_parameters = super::family::Layout::of(&cfg)
+            .map_err(|m| Error::model(origin, format!("{config_name}: {m}")))?
+            .parameters(&cfg);
         let chat_template = chat_template(ckpt)?;
         Ok(Self {
             decoder: model,
@@ -385,22 +387,6 @@ fn eos_ids(ckpt: &Checkpoint, cfg: &ModelConfig, tok: &TextTokenizer) -> Result<
     }
     let token = token_text(&tokenizer_config(ckpt)?.eos_token);
     Ok(token.and_then(|t| tok.token_to_id(&t)).map(|id| vec![id]).unwrap_or_default())
-}
-
-fn count_parameters(cfg: &ModelConfig) -> usize {
-    let (h, kv, hd, hs, is) = (
-        cfg.num_attention_heads,
-        cfg.num_kv_heads(),
-        cfg.head_dim(),
-        cfg.hidden_size,
-        cfg.intermediate_size,
-    );
-    let attn = hs * h * hd * 2 + hs * kv * hd * 2;
-    let mlp = 3 * hs * is;
-    let per_layer = attn + mlp + 2 * hs;
-    let embed = cfg.vocab_size * hs;
-    let head = if cfg.tie_word_embeddings { 0 } else { embed };
-    embed + head + hs + cfg.num_hidden_layers * per_layer
 }
 
 /// For a path that does not exist but reads like a hub repository (`ORG/NAME`): how to ask

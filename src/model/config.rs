@@ -47,6 +47,14 @@ pub enum Architecture {
     GptNeox,
     /// GPT-2: learned positions, LayerNorm, plain GELU MLP.
     Gpt2,
+    /// Mixtral: Mistral with a mixture of SwiGLU experts, top-k weights renormalised.
+    Mixtral,
+    /// Qwen2-MoE: Qwen2 with experts and a gated shared expert.
+    Qwen2Moe,
+    /// Qwen3-MoE: Qwen3 with experts.
+    Qwen3Moe,
+    /// OLMoE: OLMo's whole-projection q/k norms, pre-norm blocks, experts.
+    Olmoe,
 }
 
 /// `model_type` values accepted, for the error message.
@@ -62,6 +70,10 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "olmo2",
     "gpt_neox",
     "gpt2",
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmoe",
 ];
 
 /// Rope settings as either `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5)
@@ -193,6 +205,30 @@ pub struct ModelConfig {
     /// GPT-NeoX: attention and MLP both read the block's input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_parallel_residual: Option<bool>,
+    /// Mixture of experts: experts per MoE layer, how many each token runs, whether their
+    /// weights are renormalised to sum to 1, and each expert's width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_experts: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_experts_per_tok: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_topk_prob: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe_intermediate_size: Option<usize>,
+    /// Qwen2-MoE: the always-on expert's width (0 or absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_expert_intermediate_size: Option<usize>,
+    /// Qwen-MoE: every n-th layer is sparse, except those listed as plain MLPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_sparse_step: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_only_layers: Option<Vec<usize>>,
+    /// Qwen2-MoE's switch for q/k/v biases (on unless set false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qkv_bias: Option<bool>,
+    /// OLMoE: clamps q/k/v; refused when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_qkv: Option<f64>,
     /// GPT-2 options this implementation refuses when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_attn_by_inverse_layer_idx: Option<bool>,
@@ -282,6 +318,10 @@ impl ModelConfig {
             "olmo2" => Ok(Architecture::Olmo2),
             "gpt_neox" => Ok(Architecture::GptNeox),
             "gpt2" => Ok(Architecture::Gpt2),
+            "mixtral" => Ok(Architecture::Mixtral),
+            "qwen2_moe" => Ok(Architecture::Qwen2Moe),
+            "qwen3_moe" => Ok(Architecture::Qwen3Moe),
+            "olmoe" => Ok(Architecture::Olmoe),
             other => Err(ConfigError::UnsupportedModelType { model_type: other.to_string() }),
         }
     }
@@ -381,8 +421,13 @@ impl ModelConfig {
                 return Err(ConfigError::RopeFreqsWithScaling);
             }
         }
-        if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3)
-            && self.use_sliding_window == Some(true)
+        if matches!(
+            arch,
+            Architecture::Qwen2
+                | Architecture::Qwen3
+                | Architecture::Qwen2Moe
+                | Architecture::Qwen3Moe
+        ) && self.use_sliding_window == Some(true)
         {
             return Err(ConfigError::QwenSlidingWindow);
         }

@@ -68,13 +68,54 @@ pub struct RopeTable {
     pub scaling: RopeScaling,
 }
 
-/// One layer's attention: its window and its rope table.
+/// One layer's attention (its window and its rope table) and whether its MLP is the mixture of
+/// experts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerAttention {
     /// Keys older than this many positions are invisible.
     pub window: Option<usize>,
     /// Index into [`Layout::ropes`].
     pub rope: usize,
+    /// The MLP is [`Layout::moe`] (`mlp.gate`, `mlp.experts.N.*`), not a dense one.
+    pub sparse: bool,
+}
+
+/// A mixture-of-experts MLP: a router `mlp.gate` (`[experts, hidden]`), SwiGLU experts
+/// `mlp.experts.N.{gate,up,down}_proj` of width `inter`, of which each token runs the `top_k`
+/// with the highest softmax probability (all families take the softmax first), weighted by those
+/// probabilities, renormalised to sum to 1 if `renormalise`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moe {
+    pub experts: usize,
+    pub top_k: usize,
+    pub renormalise: bool,
+    pub inter: usize,
+    /// Qwen2-MoE: an always-on expert `mlp.shared_expert.*` of this width, scaled by
+    /// `sigmoid(mlp.shared_expert_gate · x)`.
+    pub shared: Option<usize>,
+}
+
+impl Moe {
+    /// The `k` experts with the highest probabilities of one token (softmax in f32 first, as every
+    /// family computes it), with their weights, in ascending expert order.
+    pub fn route(&self, logits: &[f32]) -> Vec<(usize, f32)> {
+        let (k, renormalise) = (self.top_k, self.renormalise);
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        let probs: Vec<f32> = exps.iter().map(|e| e / sum).collect();
+        // torch.topk's order: highest first, the lower index first among equals.
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        order.truncate(k);
+        let total: f32 = order.iter().map(|&e| probs[e]).sum();
+        let mut picked: Vec<(usize, f32)> = order
+            .into_iter()
+            .map(|e| (e, if renormalise { probs[e] / total } else { probs[e] }))
+            .collect();
+        picked.sort_by_key(|&(e, _)| e);
+        picked
+    }
 }
 
 /// Everything about a model's blocks that differs between families.
@@ -104,6 +145,8 @@ pub struct Layout {
     pub final_softcap: Option<f64>,
     pub ropes: Vec<RopeTable>,
     pub layers: Vec<LayerAttention>,
+    /// The experts of the layers marked `sparse`.
+    pub moe: Option<Moe>,
     /// Positions a sequence may reach.
     pub context: usize,
 }
@@ -123,6 +166,41 @@ fn activation(
     };
     allowed.iter().find(|(n, _)| *n == name).map(|(_, a)| *a).ok_or_else(|| {
         ConfigError::UnsupportedActivation { key, activation: name.to_string(), family, supported }
+    })
+}
+
+/// The experts `cfg` describes; Mixtral always renormalises its top-k weights, the others when
+/// `norm_topk_prob` says so.
+fn moe(
+    cfg: &ModelConfig,
+    family: &'static str,
+    always_renormalise: bool,
+) -> Result<Moe, ConfigError> {
+    let need = |v: Option<usize>, key: &'static str| {
+        v.filter(|&n| n > 0).ok_or(ConfigError::Unsupported {
+            key,
+            value: format!("{v:?}"),
+            family,
+            why: "a mixture of experts needs a positive value",
+        })
+    };
+    let experts = need(cfg.num_experts, "num_experts")?;
+    let top_k = need(cfg.num_experts_per_tok, "num_experts_per_tok")?;
+    if top_k > experts {
+        return Err(ConfigError::Unsupported {
+            key: "num_experts_per_tok",
+            value: top_k.to_string(),
+            family,
+            why: "more experts per token than experts",
+        });
+    }
+    Ok(Moe {
+        experts,
+        top_k,
+        renormalise: always_renormalise || cfg.norm_topk_prob.unwrap_or(false),
+        // Mixtral's experts are `intermediate_size` wide.
+        inter: cfg.moe_intermediate_size.unwrap_or(cfg.intermediate_size),
+        shared: cfg.shared_expert_intermediate_size.filter(|&n| n > 0),
     })
 }
 
@@ -190,25 +268,35 @@ impl Layout {
             attn_softcap: None,
             final_softcap: None,
             ropes: vec![global],
-            layers: vec![LayerAttention { window: None, rope: 0 }; layers],
+            layers: vec![LayerAttention { window: None, rope: 0, sparse: false }; layers],
+            moe: None,
             context: cfg.max_position_embeddings,
         };
         let window = |family| cfg.sliding_window.ok_or(ConfigError::NoWindow { family });
         match arch {
             A::Llama => layout.mlp = Mlp::Gated(silu("llama")?),
-            A::Mistral => {
+            A::Mistral | A::Mixtral => {
                 layout.mlp = Mlp::Gated(silu("mistral")?);
+                if arch == A::Mixtral {
+                    layout.moe = Some(moe(cfg, "mixtral", true)?);
+                }
                 (layout.qkv_bias, layout.o_bias) = (false, false);
                 for l in &mut layout.layers {
                     l.window = cfg.sliding_window;
                 }
             }
-            A::Qwen2 | A::Qwen3 => {
+            A::Qwen2 | A::Qwen3 | A::Qwen2Moe | A::Qwen3Moe => {
                 layout.mlp = Mlp::Gated(silu("qwen")?);
-                if arch == A::Qwen2 {
-                    (layout.qkv_bias, layout.o_bias) = (true, false);
-                } else {
-                    layout.qk_norm = QkNorm::PerHead;
+                match arch {
+                    A::Qwen2 => (layout.qkv_bias, layout.o_bias) = (true, false),
+                    A::Qwen2Moe => {
+                        (layout.qkv_bias, layout.o_bias) = (cfg.qkv_bias.unwrap_or(true), false)
+                    }
+                    _ => layout.qk_norm = QkNorm::PerHead,
+                }
+                if matches!(arch, A::Qwen2Moe | A::Qwen3Moe) {
+                    let family = if arch == A::Qwen2Moe { "qwen2_moe" } else { "qwen3_moe" };
+                    layout.moe = Some(moe(cfg, family, false)?);
                 }
             }
             A::Gemma2 | A::Gemma3 => {
@@ -272,6 +360,19 @@ impl Layout {
                     }
                 }
             }
+            A::Olmoe => {
+                layout.mlp = Mlp::Gated(silu("olmoe")?);
+                layout.qk_norm = QkNorm::Whole;
+                layout.moe = Some(moe(cfg, "olmoe", false)?);
+                if let Some(c) = cfg.clip_qkv {
+                    return Err(ConfigError::Unsupported {
+                        key: "clip_qkv",
+                        value: c.to_string(),
+                        family: "olmoe",
+                        why: "clamping q/k/v is not implemented",
+                    });
+                }
+            }
             A::Olmo2 => {
                 layout.mlp = Mlp::Gated(silu("olmo2")?);
                 layout.qk_norm = QkNorm::Whole;
@@ -320,6 +421,14 @@ impl Layout {
                 }
             }
         }
+        if layout.moe.is_some() {
+            // Qwen-MoE: every `decoder_sparse_step`-th layer, except `mlp_only_layers`.
+            let step = cfg.decoder_sparse_step.unwrap_or(1).max(1);
+            let dense = cfg.mlp_only_layers.as_deref().unwrap_or(&[]);
+            for (i, l) in layout.layers.iter_mut().enumerate() {
+                l.sparse = (i + 1).is_multiple_of(step) && !dense.contains(&i);
+            }
+        }
         if let RopeScaling::LongRope { original, .. } = &layout.ropes[0].scaling {
             layout.context = layout.context.min(*original);
         }
@@ -341,6 +450,47 @@ impl Layout {
             out.push("post_feedforward_layernorm");
         }
         out
+    }
+
+    /// Parameters the model holds (tied embeddings counted once), as transformers'
+    /// `num_parameters()` counts them.
+    pub fn parameters(&self, cfg: &ModelConfig) -> usize {
+        let (h, kv, hd, hs, is) = (
+            cfg.num_attention_heads,
+            cfg.num_kv_heads(),
+            cfg.head_dim(),
+            cfg.hidden_size,
+            cfg.intermediate_size,
+        );
+        let norm = if self.norm_bias() { 2 * hs } else { hs };
+        let bias = |on: bool, n: usize| if on { n } else { 0 };
+        let qk_norm = match self.qk_norm {
+            QkNorm::None => 0,
+            QkNorm::PerHead => 2 * hd,
+            QkNorm::Whole => (h + kv) * hd,
+        };
+        let attention = hs * (h + 2 * kv) * hd
+            + h * hd * hs
+            + bias(self.qkv_bias, (h + 2 * kv) * hd)
+            + bias(self.o_bias, hs)
+            + qk_norm;
+        let parts = self.mlp_parts().len();
+        let dense = parts * hs * is + is * hs + bias(self.mlp_bias, parts * is + hs);
+        let swiglu = |width: usize| 3 * hs * width;
+        let sparse = self.moe.map_or(0, |m| {
+            m.experts * (swiglu(m.inter) + hs) + m.shared.map_or(0, |w| swiglu(w) + hs)
+        });
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                attention + self.block_norms().len() * norm + if l.sparse { sparse } else { dense }
+            })
+            .sum();
+        let embed = cfg.vocab_size * hs;
+        let head = if cfg.tie_word_embeddings { 0 } else { embed };
+        let positions = if self.learned_positions { cfg.max_position_embeddings * hs } else { 0 };
+        embed + positions + head + norm + layers
     }
 
     /// Whether norms carry a bias.
@@ -425,6 +575,10 @@ pub fn normalise_config(value: Value) -> Value {
                 default(&mut m, "partial_rotary_factor", 0.25.into());
             }
             default(&mut m, "max_position_embeddings", 2048.into());
+        }
+        // transformers 5 writes Mixtral's and Qwen3-MoE's count under this name.
+        "mixtral" | "qwen2_moe" | "qwen3_moe" | "olmoe" => {
+            rename(&mut m, "num_local_experts", "num_experts");
         }
         "gemma2" | "gemma3_text" => {
             default(&mut m, "tie_word_embeddings", true.into());
@@ -512,6 +666,53 @@ mod tests {
         assert_eq!(l.qk_norm, QkNorm::PerHead);
     }
 
+    /// Hub files written by transformers 4 spell rope settings their own way; they must give
+    /// the layouts transformers 5 reads from them.
+    #[test]
+    fn transformers_4_config_keys_give_the_same_layouts() {
+        let base = serde_json::json!({"hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 6, "num_attention_heads": 4, "vocab_size": 100, "head_dim": 32});
+        let with = |extra: Value| {
+            let mut v = base.clone();
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            Layout::of(&cfg(v)).unwrap()
+        };
+        // Gemma 3 (google/gemma-3-*): rope_theta, rope_scaling, rope_local_base_freq.
+        let old = with(serde_json::json!({"model_type": "gemma3_text", "sliding_window": 8,
+            "rope_theta": 1e6, "rope_local_base_freq": 1e4, "sliding_window_pattern": 6,
+            "rope_scaling": {"rope_type": "linear", "factor": 8.0}}));
+        let new = with(serde_json::json!({"model_type": "gemma3_text", "sliding_window": 8,
+            "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
+                "sliding_attention", "sliding_attention", "full_attention"],
+            "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}));
+        assert_eq!(old, new);
+        // A Gemma 3 checkpoint with its vision tower nests the text model's settings.
+        let nested = cfg(serde_json::json!({"model_type": "gemma3", "eos_token_id": [1, 106],
+            "text_config": {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 6,
+                "num_attention_heads": 4, "vocab_size": 100, "head_dim": 32, "sliding_window": 8,
+                "rope_theta": 1e6, "rope_local_base_freq": 1e4,
+                "rope_scaling": {"rope_type": "linear", "factor": 8.0}}}));
+        assert_eq!(Layout::of(&nested).unwrap(), old);
+        assert_eq!(nested.eos_token_id.map(|e| e.to_vec()), Some(vec![1, 106]));
+        // Pythia: rotary_pct and rotary_emb_base.
+        let old = with(serde_json::json!({"model_type": "gpt_neox", "rotary_pct": 0.5,
+            "rotary_emb_base": 10000}));
+        let new = with(serde_json::json!({"model_type": "gpt_neox", "rope_parameters":
+            {"rope_type": "default", "rope_theta": 10000, "partial_rotary_factor": 0.5}}));
+        assert_eq!((old.rotary_dim, &old), (16, &new));
+        // Phi-3.5: rope_scaling with "type" and the original context at top level.
+        let factors: Vec<f64> = (0..16).map(|i| 1.0 + i as f64).collect();
+        let phi = with(serde_json::json!({"model_type": "phi3", "max_position_embeddings": 131072,
+            "original_max_position_embeddings": 4096, "rope_scaling": {"type": "longrope",
+            "short_factor": factors, "long_factor": factors}}));
+        let RopeScaling::LongRope { attention_factor, original, .. } = &phi.ropes[0].scaling else {
+            panic!("{phi:?}")
+        };
+        assert_eq!((*original, phi.context), (4096, 4096));
+        assert!((attention_factor - (1.0 + 32f64.ln() / 4096f64.ln()).sqrt()).abs() < 1e-12);
+    }
+
     #[test]
     fn refusals_name_the_key_and_the_family() {
         let e = ModelConfig::from_json(
@@ -538,5 +739,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("rotates 1.6 of 16"), "{e}");
+    }
+
+    fn moe(logits: &[f32], top_k: usize, renormalise: bool) -> Vec<(usize, f32)> {
+        Moe { experts: logits.len(), top_k, renormalise, inter: 1, shared: None }.route(logits)
+    }
+
+    #[test]
+    fn moe_routing_takes_the_softmax_top_k_in_expert_order() {
+        let logits = [0.0f32, 2.0, 1.0, 2.0];
+        let picked = moe(&logits, 2, false);
+        let z: f32 = logits.iter().map(|l| (l - 2.0).exp()).sum();
+        // A tie between experts 1 and 3 at the top: both taken, the order by index.
+        assert_eq!(picked.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 3]);
+        assert!((picked[0].1 - 1.0 / z).abs() < 1e-7);
+        let renormalised = moe(&logits, 2, true);
+        assert!(renormalised.iter().all(|p| (p.1 - 0.5).abs() < 1e-7));
+        // The tie broken towards the lower index when only one is taken.
+        assert_eq!(moe(&logits, 1, true), [(1, 1.0)]);
+        let three = moe(&logits, 3, true);
+        assert_eq!(three.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!((three.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6);
     }
 }

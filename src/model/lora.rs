@@ -43,8 +43,8 @@ pub enum LoraError {
     #[error("lora_bias is true: LoRA B biases are not supported; {hint}", hint = MERGE_HINT)]
     LoraBias,
     #[error(
-        "fan_in_fan_out is true: that is for GPT-2-style Conv1D layers, which benchgen's \
-         decoders do not have; the adapter belongs to another architecture"
+        "fan_in_fan_out is true: adapters on GPT-2-style Conv1D layers are not supported; {hint}",
+        hint = MERGE_HINT
     )]
     FanInFanOut,
     #[error(

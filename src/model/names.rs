@@ -122,6 +122,25 @@ impl Scheme {
                 Vec::new()
             }
             Architecture::Gemma3 => gemma3_prefixes(name),
+            Architecture::Mixtral => {
+                let l = format!("model.layers.{layer}.block_sparse_moe");
+                if let Some(s) = rest.strip_prefix("mlp.gate.") {
+                    return vec![Origin::whole(format!("{l}.gate.{s}"))];
+                }
+                let expert = rest.strip_prefix("mlp.experts.").and_then(|r| r.split_once('.'));
+                if let Some((e, part)) = expert {
+                    let renamed =
+                        [("gate_proj.", "w1."), ("up_proj.", "w3."), ("down_proj.", "w2.")]
+                            .iter()
+                            .find_map(|(from, to)| {
+                                part.strip_prefix(from).map(|s| format!("{to}{s}"))
+                            });
+                    if let Some(p) = renamed {
+                        return vec![Origin::whole(format!("{l}.experts.{e}.{p}"))];
+                    }
+                }
+                vec![Origin::whole(name)]
+            }
             _ => vec![Origin::whole(name)],
         }
     }
@@ -268,7 +287,11 @@ pub(crate) fn llama_names<'a>(vb: VarBuilder<'a>, cfg: &ModelConfig) -> Result<V
     let arch = cfg.architecture().map_err(candle_core::Error::msg)?;
     if !matches!(
         arch,
-        Architecture::Phi3 | Architecture::GptNeox | Architecture::Gpt2 | Architecture::Gemma3
+        Architecture::Phi3
+            | Architecture::GptNeox
+            | Architecture::Gpt2
+            | Architecture::Gemma3
+            | Architecture::Mixtral
     ) {
         return Ok(vb);
     }

@@ -18,6 +18,7 @@ mod eval_fewshot;
 mod eval_fixture_env;
 mod eval_memory;
 mod eval_resume;
+mod families_cli;
 mod generate_cli;
 mod gguf;
 mod hf_datasets;

@@ -335,18 +335,29 @@ fn gpt2_learned_positions_and_conv1d_weights() {
 }
 
 #[test]
+fn mixtral_top2_experts() {
+    check("mixtral-top2");
+}
+
+#[test]
+fn qwen2_moe_with_its_gated_shared_expert() {
+    check("qwen2moe-shared");
+}
+
+#[test]
+fn qwen3_moe_renormalised_top_k() {
+    check("qwen3moe-normtopk");
+}
+
+#[test]
+fn olmoe_experts_and_whole_qk_norm() {
+    check("olmoe-top2");
+}
+
+#[test]
 fn a_sequence_gets_the_same_answer_whatever_shares_its_batch() {
-    for name in [
-        "llama-gqa-untied",
-        "qwen2-bias-bf16",
-        "mistral-window",
-        "gemma2-softcap-window",
-        "gemma3-local-global",
-        "phi3-longrope-partial",
-        "olmo2-postnorm",
-        "gptneox-parallel-partial",
-        "gpt2-learned-pos",
-    ] {
+    let llama = ["llama-gqa-untied", "qwen2-bias-bf16", "mistral-window"];
+    for name in llama.into_iter().chain(common::FAMILY_FIXTURES) {
         let (g, _) = golden(name);
         for backend in BACKENDS {
             let m = load(&g.checkpoint, backend);
@@ -372,6 +383,31 @@ fn a_sequence_gets_the_same_answer_whatever_shares_its_batch() {
     }
 }
 
+/// The parameter count a run records is the checkpoint's: every tensor's elements, for every
+/// family (the fixtures hold parameters only, no buffers).
+#[test]
+fn parameter_counts_are_the_checkpoints_tensors() {
+    let models = std::fs::read_dir(repo().join("fixtures/models")).unwrap();
+    let mut checked = 0;
+    for dir in models.map(|e| e.unwrap().path()) {
+        if dir.join("adapter_config.json").exists() {
+            continue;
+        }
+        let mut elements = 0;
+        for f in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if f.extension().is_some_and(|e| e == "safetensors") {
+                let tensors = candle_core::safetensors::load(&f, &Device::Cpu).unwrap();
+                elements += tensors.values().map(|t| t.elem_count()).sum::<usize>();
+            }
+        }
+        let m = LoadedModel::load(&Checkpoint::from_dir(&dir).unwrap(), &Device::Cpu, DType::F32)
+            .unwrap();
+        assert_eq!(m.num_parameters, elements, "{}", dir.display());
+        checked += 1;
+    }
+    assert!(checked >= 16, "{checked} checkpoints");
+}
+
 #[test]
 fn unsupported_architecture_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -381,9 +417,8 @@ fn unsupported_architecture_is_a_clear_error() {
     }
     let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
     let as_type = |model_type: &str| {
-        let text = cfg
-            .replace("\"llama\"", &format!("\"{model_type}\""))
-            .replace("\"silu\"", "\"gelu\"");
+        let text =
+            cfg.replace("\"llama\"", &format!("\"{model_type}\"")).replace("\"silu\"", "\"gelu\"");
         std::fs::write(dir.path().join("config.json"), text).unwrap();
         let ckpt = Checkpoint::from_dir(dir.path()).unwrap();
         LoadedModel::load(&ckpt, &Device::Cpu, DType::F32).err().unwrap().to_string()

@@ -9,6 +9,7 @@
 mod attention;
 mod attn_kernels;
 mod linear;
+mod moe;
 mod ops;
 
 use candle_core::{DType, Result};
@@ -17,6 +18,7 @@ use candle_nn::VarBuilder;
 use self::attention::{attend, Heads};
 pub use self::attention::{HostCache, KvDtype};
 use self::linear::Linear;
+use self::moe::{Expert, MoeFfn};
 
 use super::config::ModelConfig;
 use super::decoder::Segment;
@@ -68,6 +70,28 @@ impl Norm {
     }
 }
 
+/// A block's MLP.
+// One per layer, built once and never moved after: the size of the dense variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Ffn {
+    Dense {
+        /// `[gate | up]` rows packed as one matrix (or one per stored type); `up` alone for a
+        /// plain MLP.
+        gate_up: Linear,
+        down: Linear,
+    },
+    Moe(Box<MoeFfn>),
+}
+
+impl Ffn {
+    fn bytes(&self) -> usize {
+        match self {
+            Ffn::Dense { gate_up, down } => gate_up.bytes() + down.bytes(),
+            Ffn::Moe(m) => m.bytes(),
+        }
+    }
+}
+
 /// The block's norms where its family has them (see [`Layout::norms`]).
 struct BlockNorms {
     before_attention: Option<Norm>,
@@ -83,10 +107,7 @@ struct Block {
     /// q and k norms: one head's weights (applied per head) or the whole projection's.
     qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     o: Linear,
-    /// `[gate | up]` rows packed as one matrix (or one per stored type); `up` alone for a plain
-    /// MLP.
-    gate_up: Linear,
-    down: Linear,
+    ffn: Ffn,
     heads: Heads,
     /// Index into the decoder's rope tables.
     rope: usize,
@@ -434,8 +455,42 @@ impl HostDecoder {
                     )?,
                     qk_norm,
                     o: src.packed(&a, &[("o_proj", hs)], h * hd, layout.o_bias)?,
-                    gate_up: src.packed(&mlp, &mlp_rows, hs, layout.mlp_bias)?,
-                    down: src.packed(&mlp, &[("down_proj", hs)], is, layout.mlp_bias)?,
+                    ffn: match layout.moe {
+                        Some(moe) if at.sparse => {
+                            let expert = |vb: &VarBuilder, inter: usize| -> Result<Expert> {
+                                Ok(Expert {
+                                    gate_up: src.packed(
+                                        vb,
+                                        &[("gate_proj", inter), ("up_proj", inter)],
+                                        hs,
+                                        false,
+                                    )?,
+                                    down: src.packed(vb, &[("down_proj", hs)], inter, false)?,
+                                    inter,
+                                })
+                            };
+                            let experts = (0..moe.experts)
+                                .map(|e| expert(&mlp.pp(format!("experts.{e}")), moe.inter))
+                                .collect::<Result<Vec<_>>>()?;
+                            let shared = match moe.shared {
+                                Some(width) => Some((
+                                    expert(&mlp.pp("shared_expert"), width)?,
+                                    src.packed(&mlp, &[("shared_expert_gate", 1)], hs, false)?,
+                                )),
+                                None => None,
+                            };
+                            Ffn::Moe(Box::new(MoeFfn {
+                                router: src.packed(&mlp, &[("gate", moe.experts)], hs, false)?,
+                                experts,
+                                shared,
+                                moe,
+                            }))
+                        }
+                        _ => Ffn::Dense {
+                            gate_up: src.packed(&mlp, &mlp_rows, hs, layout.mlp_bias)?,
+                            down: src.packed(&mlp, &[("down_proj", hs)], is, layout.mlp_bias)?,
+                        },
+                    },
                     heads: Heads { q: h, kv, dim: hd, window: at.window, scale, softcap },
                     rope: at.rope,
                 })
@@ -489,9 +544,7 @@ impl HostDecoder {
                         .iter()
                         .filter_map(|n| n.as_ref().map(Norm::bytes))
                         .sum();
-                [&b.qkv, &b.o, &b.gate_up, &b.down].iter().map(|m| m.bytes()).sum::<usize>()
-                    + norms
-                    + qk
+                [&b.qkv, &b.o].iter().map(|m| m.bytes()).sum::<usize>() + b.ffn.bytes() + norms + qk
             })
             .sum();
         let positions = self.positions.as_deref().map_or(0, floats);
@@ -688,14 +741,23 @@ impl HostDecoder {
             };
             for r0 in (0..n).step_by(MLP_ROWS) {
                 let m = (n - r0).min(MLP_ROWS);
+                let (rows_in, rows_out) =
+                    (&mlp_in[r0 * hs..(r0 + m) * hs], &mut mlp_dst[r0 * hs..(r0 + m) * hs]);
+                let (gate_up, down) = match &b.ffn {
+                    Ffn::Dense { gate_up, down } => (gate_up, down),
+                    Ffn::Moe(moe) => {
+                        moe.forward(isa, rows_in, m, hs, rows_out);
+                        continue;
+                    }
+                };
                 let (gu, act_out) = (&mut gu[..m * mlp_width], &mut acts[..m * self.inter]);
-                b.gate_up.matmul(&mlp_in[r0 * hs..(r0 + m) * hs], m, gu);
+                gate_up.matmul(rows_in, m, gu);
                 match self.layout.mlp {
                     Mlp::Gated(Activation::Silu) => ops::silu_mul(isa, gu, self.inter, act_out),
                     Mlp::Gated(a) => ops::act_mul(act(a), gu, self.inter, act_out),
                     Mlp::Plain(a) => ops::act_into(act(a), gu, act_out),
                 }
-                b.down.matmul(act_out, m, &mut mlp_dst[r0 * hs..(r0 + m) * hs]);
+                down.matmul(act_out, m, rows_out);
             }
             if let Some(norm) = &b.norms.after_mlp {
                 norm.apply(isa, mlp_dst, eps, &mut h);

@@ -148,3 +148,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The fixture checkpoints of the families beyond Llama's (`tools/make_goldens.py`), one per
+/// family.
+pub const FAMILY_FIXTURES: [&str; 10] = [
+    "gemma2-softcap-window",
+    "gemma3-local-global",
+    "phi3-longrope-partial",
+    "olmo2-postnorm",
+    "gptneox-parallel-partial",
+    "gpt2-learned-pos",
+    "mixtral-top2",
+    "qwen2moe-shared",
+    "qwen3moe-normtopk",
+    "olmoe-top2",
+];
