@@ -348,16 +348,9 @@ impl Layout {
                 layout.mlp = Mlp::Gated(silu("phi3")?);
                 layout.qkv_bias = false;
                 layout.o_bias = false;
-                if let Some(w) = cfg.sliding_window {
-                    // Phi-3 files name a window as long as their context, which never slides.
-                    if w < layout.context {
-                        return Err(ConfigError::Unsupported {
-                            key: "sliding_window",
-                            value: w.to_string(),
-                            family: "phi3",
-                            why: "a window shorter than the context is not implemented",
-                        });
-                    }
+                // Phi-3-mini-4k names a 2047-token window; transformers 5 masks with it.
+                for l in &mut layout.layers {
+                    l.window = cfg.sliding_window;
                 }
             }
             A::Olmoe => {
@@ -710,6 +703,8 @@ mod tests {
             panic!("{phi:?}")
         };
         assert_eq!((*original, phi.context), (4096, 4096));
+        let mini = with(serde_json::json!({"model_type": "phi3", "sliding_window": 2047}));
+        assert!(mini.layers.iter().all(|l| l.window == Some(2047)));
         assert!((attention_factor - (1.0 + 32f64.ln() / 4096f64.ln()).sqrt()).abs() < 1e-12);
     }
 
