@@ -324,8 +324,12 @@ impl LoadedModel {
         }
         .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
         let stored = gguf.as_ref().map(|r| r as &dyn StoredTensors);
-        // LoRA adapters name the checkpoint's own modules, so they merge before the renaming.
-        let renamed = |vb| super::names::llama_names(vb, &cfg);
+        // LoRA adapters name the checkpoint's own modules, so they merge before the renaming;
+        // a GGUF's tensors are read under Llama names already (`gguf_names`).
+        let renamed = |vb| match &ckpt.weights {
+            WeightFiles::Gguf(_) => Ok(vb),
+            _ => super::names::llama_names(vb, &cfg),
+        };
         let model = match &ckpt.lora {
             Some(lora) => {
                 let (vb, merge) = lora.var_builder(vb, origin)?;

@@ -229,6 +229,10 @@ pub struct ModelConfig {
     /// OLMoE: clamps q/k/v; refused when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_qkv: Option<f64>,
+    /// Gemma from a GGUF file: llama.cpp's converter has added the 1 of `(1 + w)` to the norm
+    /// weights already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_weights_include_one: Option<bool>,
     /// GPT-2 options this implementation refuses when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_attn_by_inverse_layer_idx: Option<bool>,

@@ -308,7 +308,11 @@ impl Layout {
                     &gelu_tanh,
                     "gelu_pytorch_tanh",
                 )?);
-                layout.norm = NormKind::RmsPlusOne;
+                layout.norm = if cfg.norm_weights_include_one == Some(true) {
+                    NormKind::Rms
+                } else {
+                    NormKind::RmsPlusOne
+                };
                 layout.norms = GEMMA_NORMS;
                 layout.embed_scale = Some((cfg.hidden_size as f64).sqrt());
                 if let Some(s) = cfg.query_pre_attn_scalar {

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::checkpoint::{Checkpoint, WeightFiles};
 use super::config::{ConfigError, ModelConfig};
+use super::gguf_names;
 use super::gguf_tokenizer;
 use super::host::StoredTensors;
 use crate::error::{Error, Result};
@@ -24,8 +25,11 @@ use crate::kernels::{GgufType, QuantType};
 /// llama.cpp's per-frequency rope divisors (Llama 3 scaling), read into the config.
 const ROPE_FREQS: &str = "rope_freqs.weight";
 
-/// `general.architecture` values this build runs.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
+/// `general.architecture` values this build runs (`llama` with experts is Mixtral).
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "olmo2", "gptneox", "gpt2", "qwen2moe",
+    "qwen3moe", "olmoe",
+];
 
 /// Typed access to GGUF metadata; errors name the key.
 pub(crate) struct Meta<'a>(pub &'a HashMap<String, Value>);
@@ -55,14 +59,12 @@ pub enum GgufError {
         SUPPORTED_ARCHITECTURES.join(", ")
     )]
     UnsupportedArchitecture { architecture: String },
-    #[error("mixture-of-experts models ({key} = {experts}) are not supported")]
-    MixtureOfExperts { key: String, experts: usize },
     #[error("{key} is 0")]
     Zero { key: String },
     #[error("{key} ({value_length}) differs from the key length ({head_dim}); not supported")]
     ValueLength { key: String, value_length: usize, head_dim: usize },
     #[error(
-        "{key} is {rope_dim} but heads have {head_dim} dimensions; partial rotary embeddings are not supported"
+        "{key} is {rope_dim} but heads have {head_dim} dimensions; it must be even and at most that"
     )]
     PartialRotary { key: String, rope_dim: usize, head_dim: usize },
     #[error("{key} \"{scaling_type}\" is not supported; supported: none, linear")]
@@ -238,6 +240,9 @@ struct Mapped {
     hf: String,
     /// Heads whose rows llama.cpp permuted for ggml's interleaved rope (llama q/k).
     unpermute_heads: Option<usize>,
+    /// The rows `(start, len)` of the GGUF tensor this name is (a fused tensor's part, an
+    /// expert of a 3-D one); `None`: all of it.
+    rows: Option<(usize, usize)>,
 }
 
 /// A GGUF file's tensors, ready to be dequantized into a `VarBuilder`.
@@ -253,41 +258,6 @@ impl GgufWeights {
     }
 }
 
-/// HF name of a GGUF tensor (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`).
-fn hf_name(name: &str) -> Option<String> {
-    let (stem, kind) = name.rsplit_once('.')?;
-    if kind != "weight" && kind != "bias" {
-        return None;
-    }
-    let top = match stem {
-        "token_embd" => Some("model.embed_tokens"),
-        "output_norm" => Some("model.norm"),
-        "output" => Some("lm_head"),
-        _ => None,
-    };
-    if let Some(top) = top {
-        return Some(format!("{top}.{kind}"));
-    }
-    let rest = stem.strip_prefix("blk.")?;
-    let (layer, part) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let hf = match part {
-        "attn_norm" => "input_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_norm" => "post_attention_layernorm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}.{kind}"))
-}
-
 /// `general.architecture`, if this build runs it.
 fn architecture(meta: &Meta) -> Result<String, GgufError> {
     let arch = meta.string("general.architecture")?;
@@ -297,18 +267,40 @@ fn architecture(meta: &Meta) -> Result<String, GgufError> {
     Ok(arch)
 }
 
-/// The model config the metadata describes (`{arch}.*` keys, as llama.cpp writes them).
+/// Tensors read into the config rather than loaded: llama.cpp's rope divisors (Llama 3 scaling)
+/// and Phi-3's longrope factors.
+#[derive(Default)]
+struct RopeTensors {
+    freqs: Option<Vec<f32>>,
+    short: Option<Vec<f32>>,
+    long: Option<Vec<f32>>,
+}
+
+/// The `model_type` a GGUF architecture is in HF's terms.
+fn model_type(arch: &str, experts: bool) -> &str {
+    match arch {
+        "llama" if experts => "mixtral",
+        "gemma3" => "gemma3_text",
+        "gptneox" => "gpt_neox",
+        "qwen2moe" => "qwen2_moe",
+        "qwen3moe" => "qwen3_moe",
+        other => other,
+    }
+}
+
+/// The model config the metadata describes (`{arch}.*` keys, as llama.cpp writes them). Where
+/// the file is silent, llama.cpp's own assumptions hold (Gemma's attention scale and layer
+/// pattern, which experts renormalise), so a file runs as llama.cpp runs it.
 fn model_config(
     meta: &Meta,
     content: &Content,
     vocab_size: usize,
-    rope_freqs: Option<Vec<f32>>,
+    rope: RopeTensors,
 ) -> Result<ModelConfig, GgufError> {
     let arch = architecture(meta)?;
     let key = |k: &str| format!("{arch}.{k}");
-    if let Some(experts) = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0) {
-        return Err(GgufError::MixtureOfExperts { key: key("expert_count"), experts });
-    }
+    let experts = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0);
+    let model_type = model_type(&arch, experts.is_some());
     let hidden = meta.usize(&key("embedding_length"))?;
     let heads = meta.usize(&key("attention.head_count"))?;
     if heads == 0 {
@@ -325,13 +317,17 @@ fn model_config(
             });
         }
     }
+    let mut partial_rotary = None;
     if let Some(rope_dim) = meta.opt_usize(&key("rope.dimension_count"))? {
-        if rope_dim != head_dim {
+        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) || rope_dim == 0 {
             return Err(GgufError::PartialRotary {
                 key: key("rope.dimension_count"),
                 rope_dim,
                 head_dim,
             });
+        }
+        if rope_dim != head_dim {
+            partial_rotary = Some(rope_dim as f64 / head_dim as f64);
         }
     }
     let scaling_type = match meta.get(&key("rope.scaling.type")) {
@@ -340,7 +336,7 @@ fn model_config(
     };
     let factor =
         meta.opt_f64(&key("rope.scaling.factor"))?.or(meta.opt_f64(&key("rope.scale_linear"))?);
-    let rope_scaling = match (scaling_type.as_str(), factor) {
+    let mut rope_scaling = match (scaling_type.as_str(), factor) {
         ("none", None) => None,
         ("none" | "linear", Some(1.0)) => None,
         ("none" | "linear", Some(f)) => Some(json!({"rope_type": "linear", "factor": f})),
@@ -351,31 +347,146 @@ fn model_config(
             })
         }
     };
+    if let Some(short) = &rope.short {
+        rope_scaling = Some(json!({
+            "rope_type": "longrope",
+            "short_factor": short,
+            "long_factor": rope.long,
+            "original_max_position_embeddings": meta.opt_usize(&key("rope.scaling.original_context_length"))?,
+            "attention_factor": meta.opt_f64(&key("rope.scaling.attn_factor"))?,
+        }));
+    }
     let vocab_size = meta.opt_usize(&key("vocab_size"))?.unwrap_or(vocab_size);
-    let bias = |t: &str| content.tensor_infos.contains_key(&format!("blk.0.{t}.bias"));
-    let cfg = json!({
-        "model_type": arch,
+    let has = |t: &str| content.tensor_infos.contains_key(t);
+    let bias = |t: &str| has(&format!("blk.0.{t}.bias"));
+    let eps = match meta.opt_f64(&key("attention.layer_norm_rms_epsilon"))? {
+        Some(e) => e,
+        None => meta.opt_f64(&key("attention.layer_norm_epsilon"))?.ok_or_else(|| {
+            MetadataError::MissingKey { key: key("attention.layer_norm_rms_epsilon") }
+        })?,
+    };
+    let layers = meta.usize(&key("block_count"))?;
+    let feed_forward = meta.usize(&key("feed_forward_length"))?;
+    let mut cfg = json!({
+        "model_type": model_type,
         "hidden_size": hidden,
-        "intermediate_size": meta.usize(&key("feed_forward_length"))?,
-        "num_hidden_layers": meta.usize(&key("block_count"))?,
+        "intermediate_size": feed_forward,
+        "num_hidden_layers": layers,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
         "head_dim": head_dim,
         "vocab_size": vocab_size,
-        "rms_norm_eps": meta.opt_f64(&key("attention.layer_norm_rms_epsilon"))?
-            .ok_or_else(|| MetadataError::MissingKey { key: key("attention.layer_norm_rms_epsilon") })?,
+        "rms_norm_eps": eps,
         "rope_theta": meta.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
         "rope_scaling": rope_scaling,
+        "partial_rotary_factor": partial_rotary,
         "max_position_embeddings": meta.usize(&key("context_length"))?,
-        "tie_word_embeddings": !content.tensor_infos.contains_key("output.weight"),
-        "attention_bias": bias("attn_q"),
+        "tie_word_embeddings": !has("output.weight"),
+        "attention_bias": bias("attn_q") || bias("attn_qkv"),
         "mlp_bias": bias("ffn_up"),
-        "hidden_act": "silu",
-        "rope_freq_factors": rope_freqs,
+        "rope_freq_factors": rope.freqs,
     });
+    let set = |cfg: &mut serde_json::Value, k: &str, v: serde_json::Value| {
+        cfg[k] = v;
+    };
+    match model_type {
+        "gemma2" | "gemma3_text" => {
+            // llama.cpp scales queries by head_dim^-0.5, or (hidden/heads)^-0.5 for the 27B
+            // models, which it knows by their layer count; files carry no query_pre_attn_scalar.
+            let big = (model_type == "gemma2" && layers == 46) || layers == 62;
+            let scalar = if big { hidden / heads } else { head_dim };
+            set(&mut cfg, "query_pre_attn_scalar", json!(scalar));
+            set(&mut cfg, "hidden_activation", json!("gelu_pytorch_tanh"));
+            set(&mut cfg, "norm_weights_include_one", json!(true));
+            set(
+                &mut cfg,
+                "final_logit_softcapping",
+                json!(meta.opt_f64(&key("final_logit_softcapping"))?),
+            );
+            let window = meta.opt_usize(&key("attention.sliding_window"))?.filter(|&w| w > 0);
+            let pattern = if model_type == "gemma2" { 2 } else { 6 };
+            let window = if model_type == "gemma2" { Some(window.unwrap_or(4096)) } else { window };
+            set(&mut cfg, "sliding_window", json!(window));
+            set(
+                &mut cfg,
+                "layer_types",
+                json!(layer_types(
+                    meta,
+                    &key("attention.sliding_window_pattern"),
+                    layers,
+                    pattern,
+                    window.is_some()
+                )?),
+            );
+            if model_type == "gemma2" {
+                set(
+                    &mut cfg,
+                    "attn_logit_softcapping",
+                    json!(meta.opt_f64(&key("attn_logit_softcapping"))?),
+                );
+            } else {
+                let local = meta.opt_f64(&key("rope.freq_base_swa"))?.unwrap_or(10_000.0);
+                set(&mut cfg, "rope_local_base_freq", json!(local));
+            }
+        }
+        "phi3" => {
+            let window = meta.opt_usize(&key("attention.sliding_window"))?.filter(|&w| w > 0);
+            set(&mut cfg, "sliding_window", json!(window));
+        }
+        "gpt_neox" => {
+            set(&mut cfg, "hidden_act", json!("gelu"));
+            let parallel = meta.opt_bool(&key("use_parallel_residual"))?.unwrap_or(true);
+            set(&mut cfg, "use_parallel_residual", json!(parallel));
+        }
+        "gpt2" => set(&mut cfg, "hidden_act", json!("gelu_new")),
+        _ => {}
+    }
+    if let Some(experts) = experts {
+        set(&mut cfg, "num_experts", json!(experts));
+        set(&mut cfg, "num_experts_per_tok", json!(meta.usize(&key("expert_used_count"))?));
+        let width = meta.opt_usize(&key("expert_feed_forward_length"))?.unwrap_or(feed_forward);
+        set(&mut cfg, "moe_intermediate_size", json!(width));
+        let shared = meta.opt_usize(&key("expert_shared_feed_forward_length"))?;
+        set(&mut cfg, "shared_expert_intermediate_size", json!(shared));
+        // As llama.cpp builds each: Qwen3-MoE renormalises its top-k weights, Qwen2-MoE and
+        // OLMoE do not (Mixtral always does).
+        let norm = meta.opt_bool(&key("expert_weights_norm"))?.unwrap_or(model_type == "qwen3_moe");
+        set(&mut cfg, "norm_topk_prob", json!(norm));
+        set(&mut cfg, "qkv_bias", json!(bias("attn_q")));
+    }
+    if !matches!(model_type, "gemma2" | "gemma3_text" | "gpt_neox" | "gpt2") {
+        set(&mut cfg, "hidden_act", json!("silu"));
+    }
     let cfg: ModelConfig = serde_json::from_value(cfg).map_err(GgufError::Config)?;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// Which layers slide, as llama.cpp decides: `{arch}.attention.sliding_window_pattern` as one
+/// flag per layer or a period (every n-th layer global), else the family's period.
+fn layer_types(
+    meta: &Meta,
+    key: &str,
+    layers: usize,
+    default_period: usize,
+    sliding: bool,
+) -> Result<Vec<&'static str>, GgufError> {
+    let name = |s: bool| if s && sliding { "sliding_attention" } else { "full_attention" };
+    if let Some(Value::Array(flags)) = meta.get(key) {
+        let flags: Vec<bool> = flags
+            .iter()
+            .map(|f| match f {
+                Value::Bool(b) => Ok(*b),
+                other => Err(wrong_element(key, type_name(other), "bools")),
+            })
+            .collect::<Result<_, _>>()?;
+        if flags.len() != layers {
+            return Err(ConfigError::LayerTypesLength { found: flags.len(), layers }.into());
+        }
+        return Ok(flags.into_iter().map(name).collect());
+    }
+    let period = meta.opt_usize(key)?.unwrap_or(default_period);
+    Ok((0..layers).map(|i| name(period == 0 || i % period < period - 1)).collect())
 }
 
 /// A v2/v3 GGUF file's reader positioned just past its metadata, with the tensor and
@@ -556,19 +667,24 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     architecture(&meta).map_err(|e| bad(e.to_string()))?;
     let tok = gguf_tokenizer::from_metadata(&content.metadata)
         .map_err(|m| bad(format!("tokenizer: {m}")))?;
-    let rope_freqs = match content.tensor_infos.get(ROPE_FREQS) {
-        Some(_) => {
-            let mut reader = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
-            let t = content
-                .tensor(&mut reader, ROPE_FREQS, &Device::Cpu)
-                .and_then(|q| q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>())
-                .map_err(|e| bad(format!("tensor {ROPE_FREQS}: {}", plain(&e))))?;
-            Some(t)
+    let read_vector = |name: &str| -> Result<Option<Vec<f32>>> {
+        if !content.tensor_infos.contains_key(name) {
+            return Ok(None);
         }
-        None => None,
+        let mut reader = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
+        content
+            .tensor(&mut reader, name, &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>())
+            .map(Some)
+            .map_err(|e| bad(format!("tensor {name}: {}", plain(&e))))
     };
-    let cfg = model_config(&meta, &content, tok.vocab_size, rope_freqs)
-        .map_err(|e| bad(e.to_string()))?;
+    let rope = RopeTensors {
+        freqs: read_vector(ROPE_FREQS)?,
+        short: read_vector("rope_factors_short.weight")?,
+        long: read_vector("rope_factors_long.weight")?,
+    };
+    let cfg =
+        model_config(&meta, &content, tok.vocab_size, rope).map_err(|e| bad(e.to_string()))?;
     if tok.vocab_size > cfg.vocab_size {
         return Err(bad(format!(
             "tokenizer.ggml.tokens has {} tokens but the model's vocabulary size is {}",
@@ -579,24 +695,23 @@ pub fn checkpoint(path: &Path) -> Result<Checkpoint> {
     // llama.cpp's converter permutes llama q/k rows for ggml's interleaved ("normal") rope; the
     // decoder rotates halves as HF does, so those rows are put back. qwen2/qwen3 use NeoX rope
     // in ggml, which is HF's layout already.
-    let permuted = cfg.model_type.as_deref() == Some("llama");
+    let permuted = matches!(cfg.model_type.as_deref(), Some("llama" | "mixtral"));
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
-    let tensors = names
-        .into_iter()
-        .filter(|name| name.as_str() != ROPE_FREQS)
-        .map(|name| {
-            let hf = hf_name(name).ok_or_else(|| {
-                bad(format!("unexpected tensor {name}: not part of any model this build runs"))
-            })?;
-            let unpermute_heads = match name.rsplit('.').nth(1) {
-                Some("attn_q") if permuted => Some(cfg.num_attention_heads),
-                Some("attn_k") if permuted => Some(cfg.num_kv_heads()),
-                _ => None,
-            };
-            Ok(Mapped { gguf: name.clone(), hf, unpermute_heads })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut tensors = Vec::new();
+    for name in names.into_iter().filter(|n| !gguf_names::CONFIG_TENSORS.contains(&n.as_str())) {
+        let targets = gguf_names::targets(name, &cfg).ok_or_else(|| {
+            bad(format!("unexpected tensor {name}: not part of any model this build runs"))
+        })?;
+        let unpermute_heads = match name.rsplit('.').nth(1) {
+            Some("attn_q") if permuted => Some(cfg.num_attention_heads),
+            Some("attn_k") if permuted => Some(cfg.num_kv_heads()),
+            _ => None,
+        };
+        for t in targets {
+            tensors.push(Mapped { gguf: name.clone(), hf: t.hf, unpermute_heads, rows: t.rows });
+        }
+    }
 
     let mut tokenizer_config = json!({"bos_token": tok.bos_token, "eos_token": tok.eos_token});
     if meta.get("tokenizer.chat_template").is_some() {
@@ -725,6 +840,14 @@ impl GgufReader<'_> {
         if let Some(heads) = m.unpermute_heads {
             t = unpermute(&t, heads)?;
         }
+        if let Some((start, len)) = m.rows {
+            // A 3-D tensor's experts are its rows, one expert's after another.
+            let cols = t.dims().last().copied().unwrap_or(1);
+            if t.rank() > 1 {
+                t = t.reshape((t.elem_count() / cols, cols))?;
+            }
+            t = t.narrow(0, start, len)?;
+        }
         Ok(t)
     }
 }
@@ -763,8 +886,10 @@ impl StoredTensors for GgufReader<'_> {
         let m = self.by_hf.get(name)?;
         let info = self.weights.content.tensor_infos.get(&m.gguf)?;
         stored_type(info.ggml_dtype).filter(|t| {
-            // Rows are whole blocks (checked when the file was opened) on matrices only.
-            info.shape.rank() == 2 && info.shape.dims()[1].is_multiple_of(t.block_len())
+            // Rows are whole blocks (checked when the file was opened) on matrices only (a 3-D
+            // tensor is its experts' matrices).
+            matches!(info.shape.rank(), 2 | 3)
+                && info.shape.dims().last().is_some_and(|c| c.is_multiple_of(t.block_len()))
         })
     }
 
@@ -772,7 +897,7 @@ impl StoredTensors for GgufReader<'_> {
         let m = self.by_hf.get(name)?;
         let info = self.weights.content.tensor_infos.get(&m.gguf)?;
         match info.ggml_dtype {
-            _ if info.shape.rank() != 2 => None,
+            _ if !matches!(info.shape.rank(), 2 | 3) => None,
             GgmlDType::F16 => Some(candle_core::DType::F16),
             GgmlDType::BF16 => Some(candle_core::DType::BF16),
             _ => None,
@@ -782,11 +907,19 @@ impl StoredTensors for GgufReader<'_> {
     fn stored_bytes(&self, name: &str) -> candle_core::Result<Vec<u8>> {
         let m = self.mapped(name)?;
         let q = self.qtensor(m)?;
-        let rows = q.shape().dims().first().copied().unwrap_or(1);
+        let dims = q.shape().dims();
+        let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
         let raw = q.data()?;
-        match m.unpermute_heads {
-            Some(heads) => unpermute_rows(&raw, rows, heads).map_err(candle_core::Error::msg),
-            None => Ok(raw.into_owned()),
+        let raw = match m.unpermute_heads {
+            Some(heads) => unpermute_rows(&raw, rows, heads).map_err(candle_core::Error::msg)?,
+            None => raw.into_owned(),
+        };
+        match m.rows {
+            Some((start, len)) => {
+                let row = raw.len() / rows.max(1);
+                Ok(raw[start * row..(start + len) * row].to_vec())
+            }
+            None => Ok(raw),
         }
     }
 }
@@ -794,25 +927,6 @@ impl StoredTensors for GgufReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tensor_names_map_to_hf() {
-        assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
-        assert_eq!(
-            hf_name("blk.12.attn_output.weight").as_deref(),
-            Some("model.layers.12.self_attn.o_proj.weight")
-        );
-        assert_eq!(
-            hf_name("blk.0.attn_q.bias").as_deref(),
-            Some("model.layers.0.self_attn.q_proj.bias")
-        );
-        assert_eq!(
-            hf_name("blk.1.ffn_norm.weight").as_deref(),
-            Some("model.layers.1.post_attention_layernorm.weight")
-        );
-        assert_eq!(hf_name("blk.x.ffn_up.weight"), None);
-        assert_eq!(hf_name("blk.0.ffn_gate_exps.weight"), None);
-    }
 
     #[test]
     fn unpermute_inverts_llama_cpp_permute() -> candle_core::Result<()> {
@@ -836,7 +950,7 @@ mod tests {
             ("a.count".to_string(), Value::String("many".into())),
             ("a.layers".to_string(), Value::Array(vec![Value::U32(1), Value::U32(2)])),
             ("a.names".to_string(), Value::Array(vec![Value::U32(1)])),
-            ("general.architecture".to_string(), Value::String("gpt2".into())),
+            ("general.architecture".to_string(), Value::String("mamba".into())),
         ]);
         let meta = Meta(&md);
         let e = meta.string("missing").unwrap_err();
@@ -850,11 +964,11 @@ mod tests {
         assert_eq!(e.to_string(), "metadata key a.names holds u32, expected strings");
         let e = architecture(&meta).unwrap_err();
         assert!(
-            matches!(&e, GgufError::UnsupportedArchitecture { architecture } if architecture == "gpt2")
+            matches!(&e, GgufError::UnsupportedArchitecture { architecture } if architecture == "mamba")
         );
         assert_eq!(
             e.to_string(),
-            "general.architecture \"gpt2\" is not supported; supported: llama, qwen2, qwen3"
+            "general.architecture \"mamba\" is not supported; supported: llama, qwen2, qwen3, gemma2, gemma3, phi3, olmo2, gptneox, gpt2, qwen2moe, qwen3moe, olmoe"
         );
         let e = GgufError::from(MetadataError::MissingKey { key: "k".into() });
         assert_eq!(e.to_string(), "missing metadata key k");

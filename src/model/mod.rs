@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod embedded;
 pub mod family;
 pub mod gguf;
+mod gguf_names;
 pub mod gguf_tokenizer;
 mod host;
 pub mod listing;

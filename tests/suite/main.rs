@@ -21,6 +21,7 @@ mod eval_resume;
 mod families_cli;
 mod generate_cli;
 mod gguf;
+mod gguf_families;
 mod hf_datasets;
 mod hub;
 mod hub_layouts;
