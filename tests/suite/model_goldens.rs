@@ -383,6 +383,45 @@ fn a_sequence_gets_the_same_answer_whatever_shares_its_batch() {
     }
 }
 
+/// Every family's checkpoint split into shards (as `save_pretrained(max_shard_size=…)` writes
+/// them: several files and `model.safetensors.index.json`) gives the logits of the single file,
+/// bit for bit.
+#[test]
+fn every_family_loads_from_shards_as_from_one_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in common::FAMILY_FIXTURES {
+        let single = repo().join("fixtures/models").join(name);
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(single.join(f), dir.join(f)).unwrap();
+        }
+        let tensors =
+            candle_core::safetensors::load(single.join("model.safetensors"), &Device::Cpu).unwrap();
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let mut weight_map = serde_json::Map::new();
+        for (i, part) in names.chunks(names.len().div_ceil(3)).enumerate() {
+            let file = format!("model-{:05}-of-00003.safetensors", i + 1);
+            let shard: std::collections::HashMap<String, candle_core::Tensor> =
+                part.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+            candle_core::safetensors::save(&shard, dir.join(&file)).unwrap();
+            for n in part {
+                weight_map.insert((*n).clone(), file.clone().into());
+            }
+        }
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+        let a = load(&format!("fixtures/models/{name}"), Backend::Auto);
+        let b = load(dir.to_str().unwrap(), Backend::Auto);
+        let prompts: Vec<Vec<u32>> =
+            golden(name).0.cases.iter().map(|c| c.input_ids.clone()).collect();
+        let (la, ia) = packed_greedy(&a, &prompts, 4);
+        let (lb, ib) = packed_greedy(&b, &prompts, 4);
+        assert!(la == lb && ia == ib, "{name}: sharded and single-file logits differ");
+    }
+}
+
 /// The parameter count a run records is the checkpoint's: every tensor's elements, for every
 /// family (the fixtures hold parameters only, no buffers).
 #[test]
