@@ -422,6 +422,45 @@ fn every_family_loads_from_shards_as_from_one_file() {
     }
 }
 
+/// A Gemma 3 checkpoint with its vision tower (`Gemma3ForConditionalGeneration`: the text model's
+/// settings under `text_config`, its tensors under `model.language_model.` or, before
+/// transformers 5, `language_model.model.`, beside the tower's) runs its text model.
+#[test]
+fn gemma3_text_model_of_a_vision_checkpoint() {
+    let name = "gemma3-local-global";
+    let text = load(&format!("fixtures/models/{name}"), Backend::Auto);
+    let single = repo().join("fixtures/models").join(name);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(single.join("config.json")).unwrap())
+            .unwrap();
+    let tensors =
+        candle_core::safetensors::load(single.join("model.safetensors"), &Device::Cpu).unwrap();
+    let prompts: Vec<Vec<u32>> = golden(name).0.cases.iter().map(|c| c.input_ids.clone()).collect();
+    let (want, want_ids) = packed_greedy(&text, &prompts, 4);
+    let tmp = tempfile::tempdir().unwrap();
+    for prefix in ["model.language_model.", "language_model.model."] {
+        let dir = tmp.path().join(prefix.trim_end_matches('.'));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(single.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        let nested = serde_json::json!({"model_type": "gemma3", "eos_token_id": cfg["eos_token_id"],
+            "bos_token_id": cfg["bos_token_id"], "text_config": cfg,
+            "vision_config": {"model_type": "siglip_vision_model"}});
+        std::fs::write(dir.join("config.json"), nested.to_string()).unwrap();
+        let mut renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+            .iter()
+            .map(|(k, v)| (format!("{prefix}{}", k.strip_prefix("model.").unwrap()), v.clone()))
+            .collect();
+        renamed.insert(
+            "vision_tower.vision_model.post_layernorm.weight".into(),
+            candle_core::Tensor::ones(8, DType::F32, &Device::Cpu).unwrap(),
+        );
+        candle_core::safetensors::save(&renamed, dir.join("model.safetensors")).unwrap();
+        let m = load(dir.to_str().unwrap(), Backend::Auto);
+        let (got, ids) = packed_greedy(&m, &prompts, 4);
+        assert!(got == want && ids == want_ids, "{prefix}: logits differ from the text model's");
+    }
+}
+
 /// The parameter count a run records is the checkpoint's: every tensor's elements, for every
 /// family (the fixtures hold parameters only, no buffers).
 #[test]
