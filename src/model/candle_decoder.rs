@@ -381,8 +381,12 @@ pub(crate) struct CandleDecoder {
 }
 
 impl CandleDecoder {
-    pub fn load(vb: VarBuilder, cfg: &ModelConfig, differentiable: bool) -> Result<Self> {
-        let layout = Layout::of(cfg).map_err(candle_core::Error::msg)?;
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &ModelConfig,
+        layout: Layout,
+        differentiable: bool,
+    ) -> Result<Self> {
         let m = vb.pp("model");
         let (hs, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         let embed_tokens = embedding(cfg.vocab_size, hs, m.pp("embed_tokens"))?;

@@ -200,16 +200,19 @@ impl Decoder {
             }
             WeightType::Float(_) => on_host.then(|| MatrixFormat::for_dtype(vb.dtype())).flatten(),
         };
+        // Read from the config once; both decoders build their blocks from it.
+        let layout = Layout::of(cfg).map_err(candle_core::Error::msg)?;
+        let context = layout.context;
         let inner = if let Some(weights) = host {
-            Inner::Host(Box::new(HostDecoder::load(vb, cfg, weights, stored)?))
+            Inner::Host(Box::new(HostDecoder::load(vb, cfg, layout, weights, stored)?))
         } else {
             Inner::Candle(Box::new(CandleDecoder::load(
                 vb,
                 cfg,
+                layout,
                 backend == Backend::CandleDifferentiable,
             )?))
         };
-        let context = Layout::of(cfg).map_err(candle_core::Error::msg)?.context;
         Ok(Self { inner, cfg: cfg.clone(), context })
     }
 

@@ -80,12 +80,9 @@ impl Rope {
             .to_dtype(DType::F32)?
             .reshape((positions, 1))?;
         let freqs = t.broadcast_mul(&inv)?;
+        // A factor of 1 (all but longrope) leaves the values exact.
         let f = attention_factor(table) as f64;
-        let (cos, sin) = if f == 1.0 {
-            (freqs.cos()?, freqs.sin()?)
-        } else {
-            ((freqs.cos()? * f)?, (freqs.sin()? * f)?)
-        };
+        let (cos, sin) = ((freqs.cos()? * f)?, (freqs.sin()? * f)?);
         Ok(Self { cos: cos.to_dtype(dtype)?, sin: sin.to_dtype(dtype)? })
     }
 

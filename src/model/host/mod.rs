@@ -377,11 +377,11 @@ impl HostDecoder {
     pub fn load(
         vb: VarBuilder,
         cfg: &ModelConfig,
+        layout: Layout,
         weights: MatrixFormat,
         stored: Option<&dyn StoredTensors>,
     ) -> Result<Self> {
         let src = Source { weights, stored };
-        let layout = Layout::of(cfg).map_err(candle_core::Error::msg)?;
         let (hs, is) = (cfg.hidden_size, cfg.intermediate_size);
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
         let m = vb.pp("model");
@@ -418,17 +418,17 @@ impl HostDecoder {
             .map(|i| {
                 let l = m.pp(format!("layers.{i}"));
                 let a = l.pp("self_attn");
-                let qk_norm = match layout.qk_norm {
+                let qk_sizes = match layout.qk_norm {
                     QkNorm::None => None,
-                    QkNorm::PerHead | QkNorm::Whole => {
-                        let (qn, kn) = match layout.qk_norm {
-                            QkNorm::Whole => (h * hd, kv * hd),
-                            _ => (hd, hd),
-                        };
-                        let q = Norm::load(&a.pp("q_norm"), qn, &layout)?;
-                        let k = Norm::load(&a.pp("k_norm"), kn, &layout)?;
-                        Some((q.weight, k.weight))
-                    }
+                    QkNorm::PerHead => Some((hd, hd)),
+                    QkNorm::Whole => Some((h * hd, kv * hd)),
+                };
+                let qk_norm = match qk_sizes {
+                    Some((qn, kn)) => Some((
+                        Norm::load(&a.pp("q_norm"), qn, &layout)?.weight,
+                        Norm::load(&a.pp("k_norm"), kn, &layout)?.weight,
+                    )),
+                    None => None,
                 };
                 let norm = |on: bool, name: &str| {
                     on.then(|| Norm::load(&l.pp(name), hs, &layout)).transpose()
@@ -576,13 +576,9 @@ impl HostDecoder {
             for p in s.offset..s.offset + s.len {
                 for f in inv_freq {
                     let a = p as f32 * f;
-                    if *factor == 1.0 {
-                        cos.push(a.cos());
-                        sin.push(a.sin());
-                    } else {
-                        cos.push(a.cos() * factor);
-                        sin.push(a.sin() * factor);
-                    }
+                    // A factor of 1 (all but longrope) leaves the values exact.
+                    cos.push(a.cos() * factor);
+                    sin.push(a.sin() * factor);
                 }
             }
         }
