@@ -355,8 +355,10 @@ impl ModelConfig {
             return Ok(hd);
         };
         let rotary = hd as f64 * factor;
-        // transformers truncates: int(head_dim * factor).
-        let dim = rotary as usize;
+        // transformers truncates, int(head_dim * factor); a product a rounding error below a whole
+        // number is that number (a GGUF's rotary width 30 of 88 comes back as 29.999…).
+        let dim =
+            if (rotary - rotary.round()).abs() < 1e-9 { rotary.round() } else { rotary } as usize;
         if dim < 2 || dim > hd || !dim.is_multiple_of(2) {
             return Err(ConfigError::RotaryDim { factor, rotary, head_dim: hd });
         }

@@ -740,6 +740,23 @@ mod tests {
         assert!(e.contains("rotates 1.6 of 16"), "{e}");
     }
 
+    /// A GGUF gives its rotary width as a count of dimensions, turned into a fraction of the
+    /// head: the fraction must give the count back, also where the product falls just short.
+    #[test]
+    fn a_rotary_width_survives_the_round_trip_through_a_fraction() {
+        for (rotary, head_dim) in [(30usize, 88usize), (26, 46), (32, 80), (96, 128), (4, 16)] {
+            let c = cfg(serde_json::json!({"model_type": "gpt_neox", "hidden_size": head_dim * 2,
+                "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "vocab_size": 100, "partial_rotary_factor": rotary as f64 / head_dim as f64}));
+            assert_eq!(c.rotary_dim(), Ok(rotary), "{rotary} of {head_dim}");
+        }
+        // transformers truncates a fraction that is not a whole count: int(16 · 0.3) = 4.
+        let c = cfg(serde_json::json!({"model_type": "gpt_neox", "hidden_size": 64,
+            "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4,
+            "vocab_size": 100, "partial_rotary_factor": 0.3}));
+        assert_eq!(c.rotary_dim(), Ok(4));
+    }
+
     fn moe(logits: &[f32], top_k: usize, renormalise: bool) -> Vec<(usize, f32)> {
         Moe { experts: logits.len(), top_k, renormalise, inter: 1, shared: None }.route(logits)
     }
