@@ -75,6 +75,7 @@ fn given(args: &EvalArgs, shard: Option<Shard>, base: Settings) -> Settings {
         seed: args.seed.unwrap_or(base.seed),
         truncate: args.truncate.unwrap_or(base.truncate),
         kv_dtype: args.kv_dtype.unwrap_or(base.kv_dtype),
+        kv_budget: args.kv_budget.or(base.kv_budget),
         shard: shard.or(base.shard),
         group: args.group.clone().or(base.group),
         generation: base.generation,

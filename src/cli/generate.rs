@@ -140,7 +140,8 @@ fn engine_and_prompts(
             } else {
                 prompts.iter().map(|(_, p)| (p.clone(), true, None)).collect()
             };
-            Ok((Box::new(LocalEngine::new(model, args.batch_size)), rendered))
+            let engine = LocalEngine::new(model, args.batch_size).with_kv_budget(args.kv_budget);
+            Ok((Box::new(engine), rendered))
         }
     }
 }

@@ -277,6 +277,11 @@ pub struct EvalArgs {
     /// (half the cache memory; attention reads keys and values rounded to bf16)
     #[arg(long, value_parser = kv_dtype_parser())]
     pub kv_dtype: Option<KvDtype>,
+    /// Most memory the running sequences' KV caches may take, e.g. 600MB or 2GiB: a sequence
+    /// joins the batch only when its whole cache (prompt and max new tokens) fits, so the
+    /// caches stay under it whatever --batch-size is; outputs do not change [default: no bound]
+    #[arg(long, value_name = "SIZE", value_parser = numeric::bytes)]
+    pub kv_budget: Option<u64>,
     /// Evaluate only shard K of N (counting from 0): the items i with i mod N = K, after
     /// --limit. `auto` reads a Slurm job array's or a Kubernetes Indexed Job's variables
     /// (JOB_COMPLETION_INDEX, with N from BENCHGEN_SHARDS)
@@ -341,6 +346,10 @@ pub struct GenerateArgs {
     /// the cache memory)
     #[arg(long, default_value = Settings::default().kv_dtype.name(), value_parser = kv_dtype_parser())]
     pub kv_dtype: KvDtype,
+    /// Most memory the running sequences' KV caches may take, e.g. 600MB or 2GiB (see `eval
+    /// --help`) [default: no bound]
+    #[arg(long, value_name = "SIZE", value_parser = numeric::bytes)]
+    pub kv_budget: Option<u64>,
     /// One JSON object per prompt: id, prompt, text, token_ids, finish_reason
     #[arg(long)]
     pub json: bool,

@@ -27,6 +27,8 @@ const MIN_SHARED_PREFIX: usize = 32;
 pub struct LocalEngine {
     model: LoadedModel,
     batch_size: usize,
+    /// See [`LocalEngine::with_kv_budget`].
+    kv_budget: Option<usize>,
     /// See [`Generator::kv_cache_peak_bytes`]; atomic so `&self` passes can record it.
     kv_peak: AtomicUsize,
 }
@@ -58,11 +60,24 @@ struct Running {
     generated: Vec<u32>,
     max_new: usize,
     rng: SplitMix64,
+    /// Bytes the sequence's own cache can grow to (its prompt past a shared prefix plus
+    /// `max_new`), counted against the KV budget while it runs.
+    reserved: usize,
 }
 
 impl LocalEngine {
     pub fn new(model: LoadedModel, batch_size: usize) -> Self {
-        Self { model, batch_size: batch_size.max(1), kv_peak: AtomicUsize::new(0) }
+        Self { model, batch_size: batch_size.max(1), kv_budget: None, kv_peak: AtomicUsize::new(0) }
+    }
+
+    /// Bounds the bytes the running sequences' KV caches may reserve: a sequence joins the
+    /// batch only when its whole cache (prompt and `max_new_tokens`) fits beside those of the
+    /// sequences running and the shared prefix's, so the caches' memory stays under `bytes`
+    /// whatever the batch size (a sequence too large for the budget alone runs by itself).
+    /// Like the batch size it decides only what runs together, never an output.
+    pub fn with_kv_budget(mut self, bytes: Option<u64>) -> Self {
+        self.kv_budget = bytes.map(|b| usize::try_from(b).unwrap_or(usize::MAX));
+        self
     }
 
     pub fn model(&self) -> &LoadedModel {
@@ -137,6 +152,7 @@ impl LocalEngine {
             cache,
             tokens_in,
             tokens_dropped,
+            reserved: (pending.len() + max_new) * self.model.decoder.kv_bytes_per_token(),
             pending,
             generated: Vec::new(),
             max_new,
@@ -287,25 +303,43 @@ impl Generator for LocalEngine {
         let mut waiting: VecDeque<_> = encoded.into();
         let mut running: Vec<Running> = Vec::new();
         let mut logits_buf = Vec::new();
+        // Bytes reserved by the shared prefix and the running sequences, and a sequence
+        // admitted but waiting for room in the budget (it keeps its place at the queue's head).
+        let mut reserved = shared
+            .as_ref()
+            .map_or(0, |(prefix, _)| prefix.len() * self.model.decoder.kv_bytes_per_token());
+        let mut held: Option<Running> = None;
 
-        while !waiting.is_empty() || !running.is_empty() {
+        while !waiting.is_empty() || !running.is_empty() || held.is_some() {
             // Between steps: an interruption leaves every finished item already handed over.
             crate::interrupt::check()?;
             while running.len() < self.batch_size {
-                let Some((prompt, req)) = waiting.pop_front() else { break };
-                if req.params.max_new_tokens == 0 {
-                    on_done(GenOutput {
-                        index: req.index,
-                        text: String::new(),
-                        token_ids: Vec::new(),
-                        tokens_in: prompt.len(),
-                        tokens_out: 0,
-                        tokens_dropped: 0,
-                        finish_reason: FinishReason::Length,
-                    })?;
-                    continue;
+                let r = match held.take() {
+                    Some(r) => r,
+                    None => {
+                        let Some((prompt, req)) = waiting.pop_front() else { break };
+                        if req.params.max_new_tokens == 0 {
+                            on_done(GenOutput {
+                                index: req.index,
+                                text: String::new(),
+                                token_ids: Vec::new(),
+                                tokens_in: prompt.len(),
+                                tokens_out: 0,
+                                tokens_dropped: 0,
+                                finish_reason: FinishReason::Length,
+                            })?;
+                            continue;
+                        }
+                        self.admit(req, prompt, shared.as_ref())?
+                    }
+                };
+                let over = self.kv_budget.is_some_and(|b| reserved + r.reserved > b);
+                if over && !running.is_empty() {
+                    held = Some(r);
+                    break;
                 }
-                running.push(self.admit(req, prompt, shared.as_ref())?);
+                reserved += r.reserved;
+                running.push(r);
             }
             if running.is_empty() {
                 break;
@@ -325,7 +359,9 @@ impl Generator for LocalEngine {
                 };
                 let token = sampling::sample(row, &r.req.params, &mut r.rng);
                 match self.advance(&mut r, token)? {
-                    Some((finish_reason, text)) => on_done(GenOutput {
+                    Some((finish_reason, text)) => {
+                        reserved -= r.reserved;
+                        on_done(GenOutput {
                         index: r.req.index,
                         text,
                         tokens_out: r.generated.len(),
@@ -333,7 +369,8 @@ impl Generator for LocalEngine {
                         tokens_in: r.tokens_in,
                         tokens_dropped: r.tokens_dropped,
                         finish_reason,
-                    })?,
+                        })?
+                    }
                     None => still.push(r),
                 }
             }

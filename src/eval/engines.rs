@@ -98,7 +98,10 @@ impl Stages<'_> {
         }
         let prompts = items.map(|i, it| builder.render(i, it, chat))?;
         Ok(Prepared {
-            engine: Box::new(LocalEngine::new(model, self.settings.batch_size)),
+            engine: Box::new(
+                LocalEngine::new(model, self.settings.batch_size)
+                    .with_kv_budget(self.settings.kv_budget),
+            ),
             prompts,
             messages: None,
         })

@@ -201,10 +201,11 @@ fn check(shards: &[Found]) -> Result<&Found> {
             )));
         }
         // The group last: a default one differs because another setting does, which says more.
+        let [batch, kv] = Settings::THROUGHPUT_ONLY;
         let differs = first
             .settings
-            .first_difference(&s.settings, &["shard", "batch_size", "group"])
-            .or_else(|| first.settings.first_difference(&s.settings, &["shard", "batch_size"]));
+            .first_difference(&s.settings, &["shard", batch, kv, "group"])
+            .or_else(|| first.settings.first_difference(&s.settings, &["shard", batch, kv]));
         if let Some(d) = differs {
             return Err(refuse(format!(
                 "runs {} and {id} are not shards of one evaluation: {} is {} in run {} but {} in run {id}",

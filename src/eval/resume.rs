@@ -60,7 +60,7 @@ pub fn resume_eval(
         dtype: if given.dtype == DtypeSpec::Auto { settings.dtype } else { given.dtype },
         ..given.clone()
     };
-    if let Some(d) = settings.first_difference(&spelled, &["batch_size"]) {
+    if let Some(d) = settings.first_difference(&spelled, &Settings::THROUGHPUT_ONLY) {
         return Err(refusal(run_id, &d.flag(), &d.ours, &d.theirs));
     }
 

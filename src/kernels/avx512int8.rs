@@ -9,10 +9,6 @@ use super::avx512quant::{halves, scale_offset};
 use super::int8::{Kind, Quants, UNIT, XU};
 use super::{MR, NR};
 
-/// Rows whose accumulators stay in registers: up to four rows over the panel's two vectors
-/// (two independent chains a row, for small batches), or up to eight over one vector, so that
-/// each unpacked vector serves more rows.
-const GROUP: usize = 8;
 /// How many units ahead of the one being multiplied its weights are fetched.
 const PREFETCH_UNITS: usize = 8;
 
@@ -39,32 +35,51 @@ pub(super) unsafe fn block(
             && s.len() >= k / f.block * f.record()
     );
     let mut out = [[0.0f32; NR]; MR];
-    let groups = rows.div_ceil(GROUP);
     let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
-    for g in 0..groups {
-        let (i0, i1) = (g * rows / groups, (g + 1) * rows / groups);
-        let o = &mut out[i0..i1];
-        // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; features from the caller.
-        unsafe {
-            match i1 - i0 {
-                1 => by_kind::<1, 2>(kind, k, a, rows, i0, q, s, 0, o),
-                2 => by_kind::<2, 2>(kind, k, a, rows, i0, q, s, 0, o),
-                3 => by_kind::<3, 2>(kind, k, a, rows, i0, q, s, 0, o),
-                4 => by_kind::<4, 2>(kind, k, a, rows, i0, q, s, 0, o),
-                r => {
-                    for h in 0..2 {
-                        match r {
-                            5 => by_kind::<5, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
-                            6 => by_kind::<6, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
-                            7 => by_kind::<7, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
-                            _ => by_kind::<8, 1>(kind, k, a, rows, i0, q, s, h, &mut o[..]),
-                        }
+    let o = &mut out[..rows];
+    // SAFETY (all arms): bounds asserted above; features from the caller.
+    unsafe {
+        match rows {
+            1 => by_kind::<1, 2>(kind, k, a, rows, 0, q, s, 0, o),
+            2 => by_kind::<2, 2>(kind, k, a, rows, 0, q, s, 0, o),
+            3 => by_kind::<3, 2>(kind, k, a, rows, 0, q, s, 0, o),
+            4 => by_kind::<4, 2>(kind, k, a, rows, 0, q, s, 0, o),
+            r => {
+                for h in 0..2 {
+                    match r {
+                        5 => by_kind_rows::<5>(kind, k, a, q, s, h, o),
+                        6 => by_kind_rows::<6>(kind, k, a, q, s, h, o),
+                        7 => by_kind_rows::<7>(kind, k, a, q, s, h, o),
+                        8 => by_kind_rows::<8>(kind, k, a, q, s, h, o),
+                        9 => by_kind_rows::<9>(kind, k, a, q, s, h, o),
+                        10 => by_kind_rows::<10>(kind, k, a, q, s, h, o),
+                        11 => by_kind_rows::<11>(kind, k, a, q, s, h, o),
+                        _ => by_kind_rows::<12>(kind, k, a, q, s, h, o),
                     }
                 }
             }
         }
     }
     out
+}
+
+/// `kern_rows` for `kind`.
+///
+/// # Safety
+/// As `kern_rows`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn by_kind_rows<const R: usize>(
+    kind: Kind,
+    k: usize,
+    a: *const u32,
+    q: *const u8,
+    s: *const u8,
+    h: usize,
+    o: &mut [[f32; NR]],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { by_int8_kind!(kind, K => kern_rows::<R, K>(k, a, q, s, h, o)) }
 }
 
 /// `kern` for `kind`.
@@ -350,6 +365,154 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
             // SAFETY: `o` holds NR = 32 floats; vector h0 + v covers 16 of them.
             unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * (h0 + v)), *r) };
         }
+    }
+}
+
+/// All R (5..=MR) rows of the block's packed x times the panel's vector `h` (16 columns), into
+/// those columns of `out`: the unit's eight quad vectors are unpacked once into registers, then
+/// each row takes its eight `vpdpbusd` and its float step in turn, so one unpacking serves
+/// every row of the block and only that row's integer sum is live. The float steps are `kern`'s,
+/// in its order, so the bits are the same as `kern`'s (and the other families').
+///
+/// # Safety
+/// As `kern`, with `rows` = R.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kern_rows<const R: usize, const K: usize>(
+    k: usize,
+    a: *const u32,
+    q: *const u8,
+    s: *const u8,
+    h: usize,
+    out: &mut [[f32; NR]],
+) {
+    let f = const { Kind::ALL[K].format() };
+    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (record, ub, per_block) = const {
+        let f = Kind::ALL[K].format();
+        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
+    };
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for u in 0..k / UNIT {
+        // SAFETY: as in `kern`: `block` checked the lengths of a, q and s.
+        unsafe {
+            let rec = s.add(u / per_block * record);
+            let unit = q.add(u * ub);
+            if h == 0 {
+                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
+                for line in (0..ub).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                }
+            }
+            // Quad j of the unit (k 4j..4j+4) for the 16 columns, as `kern` unpacks it.
+            let w: [__m512i; 8] = match quants {
+                Quants::Bytes => {
+                    std::array::from_fn(|quad| load::<1>(unit.add(quad * 4 * NR), h)[0])
+                }
+                Quants::Nibbles | Quants::Nibbles5 => {
+                    let hb = (quants == Quants::Nibbles5).then(|| load::<1>(unit.add(4 * 4 * NR), h)[0]);
+                    let mut w = [_mm512_setzero_si512(); 8];
+                    for g in 0..4 {
+                        let v = load::<1>(unit.add(g * 4 * NR), h)[0];
+                        let mut lo = _mm512_and_si512(v, low);
+                        let mut hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                        if let Some(hb) = hb {
+                            lo = _mm512_or_si512(lo, fifth_bit(hb, 2 * g));
+                            hi = _mm512_or_si512(hi, fifth_bit(hb, 2 * g + 1));
+                        }
+                        w[2 * g] = lo;
+                        w[2 * g + 1] = hi;
+                    }
+                    w
+                }
+                Quants::Six | Quants::Two | Quants::Three => {
+                    let half = |hf: usize| {
+                        [
+                            quad_weights::<1, 0>(quants, unit, hf, h)[0],
+                            quad_weights::<1, 1>(quants, unit, hf, h)[0],
+                            quad_weights::<1, 2>(quants, unit, hf, h)[0],
+                            quad_weights::<1, 3>(quants, unit, hf, h)[0],
+                        ]
+                    };
+                    let (w0, w1) = (half(0), half(1));
+                    std::array::from_fn(|j| if j < 4 { w0[j] } else { w1[j - 4] })
+                }
+            };
+            let d = [halves(rec), halves(rec.add(32))];
+            let e = if f.e {
+                [halves(rec.add(2 * NR)), halves(rec.add(2 * NR + 32))]
+            } else {
+                [_mm512_setzero_ps(); 2]
+            };
+            let halved = matches!(quants, Quants::Six | Quants::Two | Quants::Three);
+            let sub = if halved { 2 * (u % per_block) } else { u % per_block };
+            let (sa0, so0) = scale_offset(&f, rec, sub, &d, &e);
+            let (sa0, so0) = (sa0[h], so0[h]);
+            let (sa1, so1) = if halved {
+                let (sa1, so1) = scale_offset(&f, rec, sub + 1, &d, &e);
+                (sa1[h], so1[h])
+            } else {
+                (sa0, so0)
+            };
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let xr = a.add((u * R + i) * XU);
+                let xb = |e: usize| _mm512_set1_epi32(*xr.add(e) as i32);
+                let dx = _mm512_set1_ps(f32::from_bits(*xr.add(8)));
+                let t = if halved {
+                    let mut ia = [_mm512_setzero_si512(); 2];
+                    for (hf, ia) in ia.iter_mut().enumerate() {
+                        for quad in 0..4 {
+                            *ia = _mm512_dpbusd_epi32(*ia, w[4 * hf + quad], xb(4 * hf + quad));
+                        }
+                    }
+                    let sums = [*xr.add(9) as i32, *xr.add(10) as i32];
+                    match zero_point {
+                        Some(z) => {
+                            let j = |hf: usize| {
+                                _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                                    ia[hf],
+                                    _mm512_set1_epi32(z * sums[hf]),
+                                ))
+                            };
+                            _mm512_fmadd_ps(j(1), sa1, _mm512_mul_ps(j(0), sa0))
+                        }
+                        None => {
+                            let s = |hf: usize| _mm512_set1_ps(sums[hf] as f32);
+                            let t0 = _mm512_fmadd_ps(
+                                so0,
+                                s(0),
+                                _mm512_mul_ps(_mm512_cvtepi32_ps(ia[0]), sa0),
+                            );
+                            let t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[1]), sa1, t0);
+                            _mm512_fmadd_ps(so1, s(1), t1)
+                        }
+                    }
+                } else {
+                    let mut ia = _mm512_setzero_si512();
+                    for (quad, w) in w.iter().enumerate() {
+                        ia = _mm512_dpbusd_epi32(ia, *w, xb(quad));
+                    }
+                    let sum = *xr.add(9) as i32 + *xr.add(10) as i32;
+                    match zero_point {
+                        Some(z) => _mm512_mul_ps(
+                            _mm512_cvtepi32_ps(_mm512_sub_epi32(ia, _mm512_set1_epi32(z * sum))),
+                            sa0,
+                        ),
+                        None => _mm512_fmadd_ps(
+                            so0,
+                            _mm512_set1_ps(sum as f32),
+                            _mm512_mul_ps(_mm512_cvtepi32_ps(ia), sa0),
+                        ),
+                    }
+                };
+                *acc = _mm512_fmadd_ps(t, dx, *acc);
+            }
+        }
+    }
+    for (r, o) in acc.iter().zip(out.iter_mut()) {
+        // SAFETY: `o` holds NR = 32 floats; vector h covers 16 of them.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * h), *r) };
     }
 }
 

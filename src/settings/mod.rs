@@ -44,6 +44,11 @@ pub struct Settings {
     /// `--kv-dtype`; absent means f32 (and in runs from before the option existed).
     #[serde(default, skip_serializing_if = "KvDtype::is_f32")]
     pub kv_dtype: KvDtype,
+    /// `--kv-budget`: most bytes the running sequences' KV caches may reserve (`None`: no
+    /// bound). Like the batch size it decides only what runs together, so a resumed run may
+    /// change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_budget: Option<u64>,
     /// `--shard K/N`: only the phase's items i with i mod N = K (after `--limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
@@ -70,6 +75,7 @@ impl Default for Settings {
             seed: 0,
             truncate: Truncate::Error,
             kv_dtype: KvDtype::F32,
+            kv_budget: None,
             shard: None,
             group: None,
             generation: None,
@@ -94,6 +100,10 @@ impl Difference {
 }
 
 impl Settings {
+    /// The settings that decide only how fast a run goes and how much memory it takes, never
+    /// what it produces: a resumed run or a shard may differ in them.
+    pub const THROUGHPUT_ONLY: [&'static str; 2] = ["batch_size", "kv_budget"];
+
     /// The defaults as the command line spells them, by field name (fields without a default
     /// value, such as `--limit`, are left out): what `--help` shows.
     pub fn shown_defaults() -> Vec<(String, String)> {
@@ -141,7 +151,8 @@ impl Settings {
     /// and a hash of every setting but the shard and the batch size, so the shards of one
     /// evaluation agree on it wherever they run. Call on resolved settings.
     pub fn default_group(&self, env_name: &str) -> String {
-        let same = Settings { shard: None, group: None, batch_size: 0, ..self.clone() };
+        let same =
+            Settings { shard: None, group: None, batch_size: 0, kv_budget: None, ..self.clone() };
         let text = serde_json::to_string(&same.explicit()).expect("settings serialize");
         let hash = crate::hash::sha256_hex(text.as_bytes());
         let phase = self.phase.as_deref().unwrap_or_default();

@@ -150,6 +150,45 @@ fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
     );
 }
 
+/// `--kv-budget`: a sequence waits until its whole cache fits, so the caches' peak stays under
+/// the budget, and every output is the one an unbounded run gives. A budget smaller than one
+/// sequence's cache runs the sequences one at a time.
+#[test]
+fn a_kv_budget_bounds_the_caches_and_changes_no_output() {
+    let preamble = format!("{}\n\n", words(98, 12));
+    let requests: Vec<GenRequest> = (0..24)
+        .map(|i| request(i, format!("{preamble}{}", words(i, 2 + (i * 11) % 30))))
+        .collect();
+    let run = |batch: usize, budget: Option<u64>| {
+        let mut engine = engine_with(batch, DType::F32.into(), KvDtype::F32).with_kv_budget(budget);
+        let mut out = Generated::new();
+        engine
+            .generate(requests.clone(), &mut |o| {
+                out.insert(o.index, (o.token_ids, o.text, o.finish_reason));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(out.len(), requests.len());
+        (out, engine.kv_cache_peak_bytes().unwrap() as u64)
+    };
+    let (free, free_peak) = run(8, None);
+    let (_, one_at_a_time) = run(1, None);
+    for budget in [free_peak / 2, free_peak / 3, 1] {
+        let (bounded, peak) = run(8, Some(budget));
+        for (i, want) in &free {
+            assert_eq!(&bounded[i], want, "item {i} with a KV budget of {budget} bytes");
+        }
+        if budget == 1 {
+            assert_eq!(peak, one_at_a_time, "a budget below every cache runs them one at a time");
+        } else {
+            assert!(
+                peak <= budget && peak > one_at_a_time,
+                "KV peak {peak} bytes with a budget of {budget} (unbounded: {free_peak}, alone: {one_at_a_time})"
+            );
+        }
+    }
+}
+
 #[test]
 fn loglikelihoods_do_not_depend_on_the_batch_bit_for_bit() {
     check_loglikelihoods(DType::F32.into());

@@ -124,6 +124,43 @@ fn bf16_kv_cache_halves_the_kv_peak() {
     assert_eq!(f["weights_bytes"], b["weights_bytes"]);
 }
 
+/// `--kv-budget`: recorded in run.json, the caches' peak stays under it, the predictions are
+/// the unbounded run's; a size without a unit is refused before anything starts.
+#[test]
+fn a_kv_budget_bounds_the_kv_peak_without_changing_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (free_runs, bounded_runs) = (dir.path().join("free"), dir.path().join("bounded"));
+    let eval = |runs: &Path, extra: &[&str]| {
+        let mut args = vec!["eval", "--limit", "12", "--batch-size", "8", "--runs-dir"];
+        args.push(runs.to_str().unwrap());
+        args.extend_from_slice(extra);
+        ok(&benchgen(dir.path(), &args));
+    };
+    eval(&free_runs, &[]);
+    let free = memory(&free_runs)["kv_cache_peak_bytes"].as_u64().unwrap();
+    let budget = free / 3;
+    eval(&bounded_runs, &["--kv-budget", &format!("{budget}B")]);
+    let peak = memory(&bounded_runs)["kv_cache_peak_bytes"].as_u64().unwrap();
+    assert!(peak <= budget && peak > 0, "peak {peak} with a budget of {budget} (unbounded {free})");
+    let run = read_json(&bounded_runs.join("1/run.json"));
+    assert_eq!(run["settings"]["kv_budget"].as_u64(), Some(budget), "{run}");
+    let predictions = |runs: &Path| -> Vec<(Value, Value)> {
+        let mut p: Vec<_> = read_jsonl(&runs.join("1/predictions.jsonl"))
+            .into_iter()
+            .map(|l| (l["id"].clone(), l["prediction"].clone()))
+            .collect();
+        p.sort_by_key(|(id, _)| id.to_string());
+        p
+    };
+    assert_eq!(predictions(&free_runs), predictions(&bounded_runs));
+
+    let out = benchgen(dir.path(), &["eval", "--kv-budget", "600", "--runs-dir", "elsewhere"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--kv-budget") && err.contains("give a unit"), "{err}");
+    assert!(!dir.path().join("elsewhere").exists());
+}
+
 #[test]
 fn resumed_run_reports_the_resuming_process() {
     let dir = tempfile::tempdir().unwrap();

@@ -311,6 +311,8 @@ fn resume_refuses_other_settings_unknown_runs_and_foreign_journal_lines() {
         "auto",
         "--batch-size",
         "3",
+        "--kv-budget",
+        "20MB",
         "--runs-dir",
         r,
     ];
