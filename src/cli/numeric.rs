@@ -29,7 +29,8 @@ pub fn temperature(text: &str) -> Result<f64, String> {
 }
 
 /// What a size is told.
-const SIZE: &str = "expected a size such as 600MB, 1.5GB or 2GiB (units: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)";
+const SIZE: &str =
+    "expected a size such as 600MB, 1.5GB or 2GiB (units: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)";
 
 /// `--kv-budget`: a number of bytes with a unit, decimal (MB = 10⁶) or binary (MiB = 2²⁰).
 pub fn bytes(text: &str) -> Result<u64, String> {

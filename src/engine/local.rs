@@ -362,13 +362,13 @@ impl Generator for LocalEngine {
                     Some((finish_reason, text)) => {
                         reserved -= r.reserved;
                         on_done(GenOutput {
-                        index: r.req.index,
-                        text,
-                        tokens_out: r.generated.len(),
-                        token_ids: r.generated,
-                        tokens_in: r.tokens_in,
-                        tokens_dropped: r.tokens_dropped,
-                        finish_reason,
+                            index: r.req.index,
+                            text,
+                            tokens_out: r.generated.len(),
+                            token_ids: r.generated,
+                            tokens_in: r.tokens_in,
+                            tokens_dropped: r.tokens_dropped,
+                            finish_reason,
                         })?
                     }
                     None => still.push(r),

@@ -12,9 +12,9 @@ use super::avx2quant::scale_offset8;
 use super::int8::{Kind, Quants, UNIT, XU};
 use super::{MR, NR};
 
-/// Rows whose accumulators stay in registers: four rows of one 8-column vector (accumulators,
-/// i16 sums, the unpacked quants and a broadcast fit in 16 registers), so each unpacked vector
-/// serves four rows.
+/// Blocks of up to this many rows keep their accumulators in registers, unpacking the quants
+/// per group of quads (`kern`); larger blocks unpack a unit once and stream every row past it
+/// (`kern_rows`).
 const GROUP: usize = 4;
 /// How many units ahead of the one being multiplied its weights are fetched.
 const PREFETCH_UNITS: usize = 8;
@@ -41,20 +41,42 @@ pub(super) unsafe fn block(
             && s.len() >= k / f.block * f.record()
     );
     let mut out = [[0.0f32; NR]; MR];
-    let groups = rows.div_ceil(GROUP);
     let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
-    for g in 0..groups {
-        let (i0, i1) = (g * rows / groups, (g + 1) * rows / groups);
+    if rows > GROUP {
+        let o = &mut out[..rows];
         for v in 0..NR / 8 {
-            let o = &mut out[i0..i1];
-            // SAFETY (all arms): bounds asserted above, rows i0..i1 < rows; features from the
-            // caller.
+            // SAFETY (all arms): bounds asserted above; features from the caller.
             unsafe {
-                match i1 - i0 {
-                    1 => by_int8_kind!(kind, K => kern::<1, K>(k, a, rows, i0, q, s, v, o)),
-                    2 => by_int8_kind!(kind, K => kern::<2, K>(k, a, rows, i0, q, s, v, o)),
-                    3 => by_int8_kind!(kind, K => kern::<3, K>(k, a, rows, i0, q, s, v, o)),
-                    _ => by_int8_kind!(kind, K => kern::<4, K>(k, a, rows, i0, q, s, v, o)),
+                match rows {
+                    5 => by_int8_kind!(kind, K => kern_rows::<5, K>(k, a, q, s, v, o)),
+                    6 => by_int8_kind!(kind, K => kern_rows::<6, K>(k, a, q, s, v, o)),
+                    7 => by_int8_kind!(kind, K => kern_rows::<7, K>(k, a, q, s, v, o)),
+                    8 => by_int8_kind!(kind, K => kern_rows::<8, K>(k, a, q, s, v, o)),
+                    9 => by_int8_kind!(kind, K => kern_rows::<9, K>(k, a, q, s, v, o)),
+                    10 => by_int8_kind!(kind, K => kern_rows::<10, K>(k, a, q, s, v, o)),
+                    11 => by_int8_kind!(kind, K => kern_rows::<11, K>(k, a, q, s, v, o)),
+                    _ => by_int8_kind!(kind, K => kern_rows::<12, K>(k, a, q, s, v, o)),
+                }
+            }
+        }
+        return out;
+    }
+    let o = &mut out[..rows];
+    // SAFETY (all arms): bounds asserted above; features from the caller.
+    unsafe {
+        match rows {
+            1 => by_int8_kind!(kind, K => kern::<1, 4, K>(k, a, rows, 0, q, s, 0, o)),
+            2 => {
+                for v0 in [0, 2] {
+                    by_int8_kind!(kind, K => kern::<2, 2, K>(k, a, rows, 0, q, s, v0, o))
+                }
+            }
+            r => {
+                for v in 0..NR / 8 {
+                    match r {
+                        3 => by_int8_kind!(kind, K => kern::<3, 1, K>(k, a, rows, 0, q, s, v, o)),
+                        _ => by_int8_kind!(kind, K => kern::<4, 1, K>(k, a, rows, 0, q, s, v, o)),
+                    }
                 }
             }
         }
@@ -155,19 +177,20 @@ unsafe fn dot_offset(w: __m256i, x: __m256i) -> __m256i {
     dot(_mm256_abs_epi8(signed), _mm256_sign_epi8(x, signed))
 }
 
-/// R rows from `i0` of the block's packed x times columns 8v..8v+8 of the panel, into those
-/// columns of `out`.
+/// R rows from `i0` of the block's packed x times columns 8v0..8(v0+VN) of the panel, into
+/// those columns of `out`. VN > 1 takes several column vectors per pass over a unit: for one or
+/// two rows that keeps independent chains in flight and reads each x broadcast once.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kern<const R: usize, const K: usize>(
+unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
     k: usize,
     a: *const u32,
     rows: usize,
     i0: usize,
     q: *const u8,
     s: *const u8,
-    v: usize,
+    v0: usize,
     out: &mut [[f32; NR]],
 ) {
     // The type's shape as constants (inline `const`), so every branch on it folds away.
@@ -178,73 +201,47 @@ unsafe fn kern<const R: usize, const K: usize>(
         (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
     };
     let low = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); R];
+    let mut acc = [[_mm256_setzero_ps(); VN]; R];
     for u in 0..k / UNIT {
-        // SAFETY: as in `avx512int8::kern`.
-        unsafe {
-            let x = |e: usize, i: usize| *a.add((u * rows + i0 + i) * XU + e);
-            let xb = |e: usize, i: usize| _mm256_set1_epi32(x(e, i) as i32);
-            let rec = s.add(u / per_block * record);
-            let unit = q.add(u * ub);
-            // Weights a few units ahead, on the first of the four column passes (see
-            // `avx512int8`).
-            if v == 0 {
-                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
-                for line in (0..ub).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+        for dv in 0..VN {
+            let v = v0 + dv;
+            // SAFETY: as in `avx512int8::kern`.
+            unsafe {
+                let x = |e: usize, i: usize| *a.add((u * rows + i0 + i) * XU + e);
+                let xb = |e: usize, i: usize| _mm256_set1_epi32(x(e, i) as i32);
+                let rec = s.add(u / per_block * record);
+                let unit = q.add(u * ub);
+                // Weights a few units ahead, on the first of the four column passes (see
+                // `avx512int8`).
+                if v == 0 {
+                    let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
+                    for line in (0..ub).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                    }
                 }
-            }
-            let mut t = [_mm256_setzero_ps(); R];
-            match quants {
-                Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
-                    // J = Σ (q - z)·xq for the zero-point types, I = Σ q·xq for the others.
-                    let mut ia = [_mm256_setzero_si256(); R];
-                    match quants {
-                        Quants::Bytes => {
-                            for quad in 0..8 {
-                                let w = load(unit.add(quad * 4 * NR), v);
-                                for (i, r) in ia.iter_mut().enumerate() {
-                                    *r = _mm256_add_epi32(*r, dot_offset(w, xb(quad, i)));
+                let mut t = [_mm256_setzero_ps(); R];
+                match quants {
+                    Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
+                        // J = Σ (q - z)·xq for the zero-point types, I = Σ q·xq for the others.
+                        let mut ia = [_mm256_setzero_si256(); R];
+                        match quants {
+                            Quants::Bytes => {
+                                for quad in 0..8 {
+                                    let w = load(unit.add(quad * 4 * NR), v);
+                                    for (i, r) in ia.iter_mut().enumerate() {
+                                        *r = _mm256_add_epi32(*r, dot_offset(w, xb(quad, i)));
+                                    }
                                 }
                             }
-                        }
-                        Quants::Nibbles => {
-                            // i16 sums over the whole unit: each `vpmaddubsw` lane is at most
-                            // 2·15·127 = 3810, so eight of them stay below 2¹⁵.
-                            let mut i16s = [_mm256_setzero_si256(); R];
-                            for g in 0..4 {
-                                let w = load(unit.add(g * 4 * NR), v);
-                                let (lo, hi) = (
-                                    _mm256_and_si256(w, low),
-                                    _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
-                                );
-                                for (i, r) in i16s.iter_mut().enumerate() {
-                                    let pair = _mm256_add_epi16(
-                                        _mm256_maddubs_epi16(lo, xb(2 * g, i)),
-                                        _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)),
-                                    );
-                                    *r = _mm256_add_epi16(*r, pair);
-                                }
-                            }
-                            for (r, s) in ia.iter_mut().zip(i16s) {
-                                *r = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
-                            }
-                        }
-                        _ => {
-                            // 5-bit q: a `vpmaddubsw` lane is at most 2·31·127 = 7874, so
-                            // four of them (two groups) are summed in i16 before widening.
-                            let hb = load(unit.add(4 * 4 * NR), v);
-                            for two in 0..2 {
+                            Quants::Nibbles => {
+                                // i16 sums over the whole unit: each `vpmaddubsw` lane is at most
+                                // 2·15·127 = 3810, so eight of them stay below 2¹⁵.
                                 let mut i16s = [_mm256_setzero_si256(); R];
-                                for g in 2 * two..2 * two + 2 {
+                                for g in 0..4 {
                                     let w = load(unit.add(g * 4 * NR), v);
-                                    let lo = _mm256_or_si256(
+                                    let (lo, hi) = (
                                         _mm256_and_si256(w, low),
-                                        fifth_bit(hb, 2 * g),
-                                    );
-                                    let hi = _mm256_or_si256(
                                         _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
-                                        fifth_bit(hb, 2 * g + 1),
                                     );
                                     for (i, r) in i16s.iter_mut().enumerate() {
                                         let pair = _mm256_add_epi16(
@@ -255,99 +252,294 @@ unsafe fn kern<const R: usize, const K: usize>(
                                     }
                                 }
                                 for (r, s) in ia.iter_mut().zip(i16s) {
-                                    *r = _mm256_add_epi32(
-                                        *r,
-                                        _mm256_madd_epi16(s, _mm256_set1_epi16(1)),
-                                    );
+                                    *r = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+                                }
+                            }
+                            _ => {
+                                // 5-bit q: a `vpmaddubsw` lane is at most 2·31·127 = 7874, so
+                                // four of them (two groups) are summed in i16 before widening.
+                                let hb = load(unit.add(4 * 4 * NR), v);
+                                for two in 0..2 {
+                                    let mut i16s = [_mm256_setzero_si256(); R];
+                                    for g in 2 * two..2 * two + 2 {
+                                        let w = load(unit.add(g * 4 * NR), v);
+                                        let lo = _mm256_or_si256(
+                                            _mm256_and_si256(w, low),
+                                            fifth_bit(hb, 2 * g),
+                                        );
+                                        let hi = _mm256_or_si256(
+                                            _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
+                                            fifth_bit(hb, 2 * g + 1),
+                                        );
+                                        for (i, r) in i16s.iter_mut().enumerate() {
+                                            let pair = _mm256_add_epi16(
+                                                _mm256_maddubs_epi16(lo, xb(2 * g, i)),
+                                                _mm256_maddubs_epi16(hi, xb(2 * g + 1, i)),
+                                            );
+                                            *r = _mm256_add_epi16(*r, pair);
+                                        }
+                                    }
+                                    for (r, s) in ia.iter_mut().zip(i16s) {
+                                        *r = _mm256_add_epi32(
+                                            *r,
+                                            _mm256_madd_epi16(s, _mm256_set1_epi16(1)),
+                                        );
+                                    }
                                 }
                             }
                         }
-                    }
-                    // (Scales once the integer loop is done: fewer registers live in it.)
-                    let (sa, so) = scale_offset8(&f, rec, u % per_block, v);
-                    for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
-                        let sum = x(9, i) as i32 + x(10, i) as i32;
-                        *ti = match zero_point {
-                            // (Bytes' sign trick has subtracted its 128 already.)
-                            Some(z) if quants != Quants::Bytes => _mm256_mul_ps(
-                                _mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(z * sum))),
-                                sa,
-                            ),
-                            Some(_) => _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa),
-                            None => _mm256_fmadd_ps(
-                                so,
-                                _mm256_set1_ps(sum as f32),
-                                _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa),
-                            ),
-                        };
-                    }
-                }
-                Quants::Six | Quants::Two | Quants::Three => {
-                    for sixteen in 0..2 {
-                        // I = Σ q·xq over the half, quads summed in i16 two at a time (a lane is
-                        // at most 2·63·127).
-                        let mut ia = [_mm256_setzero_si256(); R];
-                        let mut pair_of = |quad: usize, w0: __m256i, w1: __m256i| {
-                            for (i, r) in ia.iter_mut().enumerate() {
-                                let p = _mm256_add_epi16(
-                                    _mm256_maddubs_epi16(w0, xb(quad, i)),
-                                    _mm256_maddubs_epi16(w1, xb(quad + 1, i)),
-                                );
-                                *r = _mm256_add_epi32(
-                                    *r,
-                                    _mm256_madd_epi16(p, _mm256_set1_epi16(1)),
-                                );
-                            }
-                        };
-                        pair_of(
-                            4 * sixteen,
-                            quad_weights::<0>(quants, unit, sixteen, v),
-                            quad_weights::<1>(quants, unit, sixteen, v),
-                        );
-                        pair_of(
-                            4 * sixteen + 2,
-                            quad_weights::<2>(quants, unit, sixteen, v),
-                            quad_weights::<3>(quants, unit, sixteen, v),
-                        );
-                        let (sa, so) = scale_offset8(&f, rec, 2 * (u % per_block) + sixteen, v);
+                        // (Scales once the integer loop is done: fewer registers live in it.)
+                        let (sa, so) = scale_offset8(&f, rec, u % per_block, v);
                         for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
-                            let sum = x(9 + sixteen, i) as i32;
+                            let sum = x(9, i) as i32 + x(10, i) as i32;
                             *ti = match zero_point {
-                                // J = I - z·S; t = J₀·a₀, then fma(J₁, a₁, t).
-                                Some(z) => {
-                                    let j = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                // (Bytes' sign trick has subtracted its 128 already.)
+                                Some(z) if quants != Quants::Bytes => _mm256_mul_ps(
+                                    _mm256_cvtepi32_ps(_mm256_sub_epi32(
                                         r,
                                         _mm256_set1_epi32(z * sum),
-                                    ));
-                                    if sixteen == 0 {
-                                        _mm256_mul_ps(j, sa)
-                                    } else {
-                                        _mm256_fmadd_ps(j, sa, *ti)
-                                    }
-                                }
-                                // t = fma(o₀, S₀, I₀·a₀), then fma(o₁, S₁, fma(I₁, a₁, t)).
-                                None => {
-                                    let i = _mm256_cvtepi32_ps(r);
-                                    let t = if sixteen == 0 {
-                                        _mm256_mul_ps(i, sa)
-                                    } else {
-                                        _mm256_fmadd_ps(i, sa, *ti)
-                                    };
-                                    _mm256_fmadd_ps(so, _mm256_set1_ps(sum as f32), t)
-                                }
+                                    )),
+                                    sa,
+                                ),
+                                Some(_) => _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa),
+                                None => _mm256_fmadd_ps(
+                                    so,
+                                    _mm256_set1_ps(sum as f32),
+                                    _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa),
+                                ),
                             };
                         }
                     }
+                    Quants::Six | Quants::Two | Quants::Three => {
+                        for sixteen in 0..2 {
+                            // I = Σ q·xq over the half, quads summed in i16 two at a time (a lane is
+                            // at most 2·63·127).
+                            let mut ia = [_mm256_setzero_si256(); R];
+                            let mut pair_of = |quad: usize, w0: __m256i, w1: __m256i| {
+                                for (i, r) in ia.iter_mut().enumerate() {
+                                    let p = _mm256_add_epi16(
+                                        _mm256_maddubs_epi16(w0, xb(quad, i)),
+                                        _mm256_maddubs_epi16(w1, xb(quad + 1, i)),
+                                    );
+                                    *r = _mm256_add_epi32(
+                                        *r,
+                                        _mm256_madd_epi16(p, _mm256_set1_epi16(1)),
+                                    );
+                                }
+                            };
+                            pair_of(
+                                4 * sixteen,
+                                quad_weights::<0>(quants, unit, sixteen, v),
+                                quad_weights::<1>(quants, unit, sixteen, v),
+                            );
+                            pair_of(
+                                4 * sixteen + 2,
+                                quad_weights::<2>(quants, unit, sixteen, v),
+                                quad_weights::<3>(quants, unit, sixteen, v),
+                            );
+                            let (sa, so) = scale_offset8(&f, rec, 2 * (u % per_block) + sixteen, v);
+                            for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
+                                let sum = x(9 + sixteen, i) as i32;
+                                *ti = match zero_point {
+                                    // J = I - z·S; t = J₀·a₀, then fma(J₁, a₁, t).
+                                    Some(z) => {
+                                        let j = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                            r,
+                                            _mm256_set1_epi32(z * sum),
+                                        ));
+                                        if sixteen == 0 {
+                                            _mm256_mul_ps(j, sa)
+                                        } else {
+                                            _mm256_fmadd_ps(j, sa, *ti)
+                                        }
+                                    }
+                                    // t = fma(o₀, S₀, I₀·a₀), then fma(o₁, S₁, fma(I₁, a₁, t)).
+                                    None => {
+                                        let i = _mm256_cvtepi32_ps(r);
+                                        let t = if sixteen == 0 {
+                                            _mm256_mul_ps(i, sa)
+                                        } else {
+                                            _mm256_fmadd_ps(i, sa, *ti)
+                                        };
+                                        _mm256_fmadd_ps(so, _mm256_set1_ps(sum as f32), t)
+                                    }
+                                };
+                            }
+                        }
+                    }
                 }
-            }
-            for (i, (row, ti)) in acc.iter_mut().zip(t).enumerate() {
-                *row = _mm256_fmadd_ps(ti, _mm256_set1_ps(f32::from_bits(x(8, i))), *row);
+                for (i, (row, ti)) in acc.iter_mut().zip(t).enumerate() {
+                    row[dv] = _mm256_fmadd_ps(ti, _mm256_set1_ps(f32::from_bits(x(8, i))), row[dv]);
+                }
             }
         }
     }
     for (row, o) in acc.iter().zip(out.iter_mut()) {
+        for (dv, r) in row.iter().enumerate() {
+            // SAFETY: `o` holds NR = 32 floats; columns 8(v0 + dv).. take 8.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * (v0 + dv)), *r) };
+        }
+    }
+}
+
+/// All R (5..=MR) rows of the block times columns 8v..8v+8 of the panel, into those columns of
+/// `out`: the unit's eight quad vectors are unpacked once, then each row takes its products and
+/// float step in turn (as `avx512int8::kern_rows`). The integer sums and float steps are
+/// `kern`'s, in its order, so the bits are the same.
+///
+/// # Safety
+/// As `kern`, with `rows` = R.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kern_rows<const R: usize, const K: usize>(
+    k: usize,
+    a: *const u32,
+    q: *const u8,
+    s: *const u8,
+    v: usize,
+    out: &mut [[f32; NR]],
+) {
+    let f = const { Kind::ALL[K].format() };
+    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
+    let (record, ub, per_block) = const {
+        let f = Kind::ALL[K].format();
+        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
+    };
+    let low = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for u in 0..k / UNIT {
+        // SAFETY: as in `kern`.
+        unsafe {
+            let rec = s.add(u / per_block * record);
+            let unit = q.add(u * ub);
+            if v == 0 {
+                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
+                for line in (0..ub).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                }
+            }
+            // Quad j of the unit (k 4j..4j+4) for the 8 columns, as `kern` unpacks it.
+            let w: [__m256i; 8] = match quants {
+                Quants::Bytes => std::array::from_fn(|quad| load(unit.add(quad * 4 * NR), v)),
+                Quants::Nibbles | Quants::Nibbles5 => {
+                    let hb = (quants == Quants::Nibbles5).then(|| load(unit.add(4 * 4 * NR), v));
+                    let mut w = [_mm256_setzero_si256(); 8];
+                    for g in 0..4 {
+                        let b = load(unit.add(g * 4 * NR), v);
+                        let (mut lo, mut hi) = (
+                            _mm256_and_si256(b, low),
+                            _mm256_and_si256(_mm256_srli_epi16(b, 4), low),
+                        );
+                        if let Some(hb) = hb {
+                            lo = _mm256_or_si256(lo, fifth_bit(hb, 2 * g));
+                            hi = _mm256_or_si256(hi, fifth_bit(hb, 2 * g + 1));
+                        }
+                        w[2 * g] = lo;
+                        w[2 * g + 1] = hi;
+                    }
+                    w
+                }
+                Quants::Six | Quants::Two | Quants::Three => [
+                    quad_weights::<0>(quants, unit, 0, v),
+                    quad_weights::<1>(quants, unit, 0, v),
+                    quad_weights::<2>(quants, unit, 0, v),
+                    quad_weights::<3>(quants, unit, 0, v),
+                    quad_weights::<0>(quants, unit, 1, v),
+                    quad_weights::<1>(quants, unit, 1, v),
+                    quad_weights::<2>(quants, unit, 1, v),
+                    quad_weights::<3>(quants, unit, 1, v),
+                ],
+            };
+            let halved = matches!(quants, Quants::Six | Quants::Two | Quants::Three);
+            let sub = if halved { 2 * (u % per_block) } else { u % per_block };
+            let (sa0, so0) = scale_offset8(&f, rec, sub, v);
+            let (sa1, so1) = if halved { scale_offset8(&f, rec, sub + 1, v) } else { (sa0, so0) };
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let xr = a.add((u * R + i) * XU);
+                let xb = |e: usize| _mm256_set1_epi32(*xr.add(e) as i32);
+                let pair = |j: usize| {
+                    _mm256_add_epi16(
+                        _mm256_maddubs_epi16(w[j], xb(j)),
+                        _mm256_maddubs_epi16(w[j + 1], xb(j + 1)),
+                    )
+                };
+                let t = match quants {
+                    Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
+                        let r = match quants {
+                            Quants::Bytes => {
+                                let mut r = _mm256_setzero_si256();
+                                for (quad, w) in w.iter().enumerate() {
+                                    r = _mm256_add_epi32(r, dot_offset(*w, xb(quad)));
+                                }
+                                r
+                            }
+                            // i16 over the whole unit (see `kern`).
+                            Quants::Nibbles => {
+                                let s = _mm256_add_epi16(
+                                    _mm256_add_epi16(pair(0), pair(2)),
+                                    _mm256_add_epi16(pair(4), pair(6)),
+                                );
+                                _mm256_madd_epi16(s, ones)
+                            }
+                            // i16 over half a unit.
+                            _ => _mm256_add_epi32(
+                                _mm256_madd_epi16(_mm256_add_epi16(pair(0), pair(2)), ones),
+                                _mm256_madd_epi16(_mm256_add_epi16(pair(4), pair(6)), ones),
+                            ),
+                        };
+                        let sum = *xr.add(9) as i32 + *xr.add(10) as i32;
+                        match zero_point {
+                            Some(z) if quants != Quants::Bytes => _mm256_mul_ps(
+                                _mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(z * sum))),
+                                sa0,
+                            ),
+                            Some(_) => _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa0),
+                            None => _mm256_fmadd_ps(
+                                so0,
+                                _mm256_set1_ps(sum as f32),
+                                _mm256_mul_ps(_mm256_cvtepi32_ps(r), sa0),
+                            ),
+                        }
+                    }
+                    Quants::Six | Quants::Two | Quants::Three => {
+                        let half = |h: usize| {
+                            _mm256_add_epi32(
+                                _mm256_madd_epi16(pair(4 * h), ones),
+                                _mm256_madd_epi16(pair(4 * h + 2), ones),
+                            )
+                        };
+                        let (r0, r1) = (half(0), half(1));
+                        let (s0, s1) = (*xr.add(9) as i32, *xr.add(10) as i32);
+                        match zero_point {
+                            Some(z) => {
+                                let j = |r: __m256i, s: i32| {
+                                    _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                        r,
+                                        _mm256_set1_epi32(z * s),
+                                    ))
+                                };
+                                _mm256_fmadd_ps(j(r1, s1), sa1, _mm256_mul_ps(j(r0, s0), sa0))
+                            }
+                            None => {
+                                let t = _mm256_fmadd_ps(
+                                    so0,
+                                    _mm256_set1_ps(s0 as f32),
+                                    _mm256_mul_ps(_mm256_cvtepi32_ps(r0), sa0),
+                                );
+                                let t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r1), sa1, t);
+                                _mm256_fmadd_ps(so1, _mm256_set1_ps(s1 as f32), t)
+                            }
+                        }
+                    }
+                };
+                *acc = _mm256_fmadd_ps(t, _mm256_set1_ps(f32::from_bits(*xr.add(8))), *acc);
+            }
+        }
+    }
+    for (r, o) in acc.iter().zip(out.iter_mut()) {
         // SAFETY: `o` holds NR = 32 floats; columns 8v.. take 8.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), *row) };
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), *r) };
     }
 }
 

@@ -411,7 +411,8 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
                     std::array::from_fn(|quad| load::<1>(unit.add(quad * 4 * NR), h)[0])
                 }
                 Quants::Nibbles | Quants::Nibbles5 => {
-                    let hb = (quants == Quants::Nibbles5).then(|| load::<1>(unit.add(4 * 4 * NR), h)[0]);
+                    let hb =
+                        (quants == Quants::Nibbles5).then(|| load::<1>(unit.add(4 * 4 * NR), h)[0]);
                     let mut w = [_mm512_setzero_si512(); 8];
                     for g in 0..4 {
                         let v = load::<1>(unit.add(g * 4 * NR), h)[0];

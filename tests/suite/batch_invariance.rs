@@ -156,9 +156,8 @@ fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
 #[test]
 fn a_kv_budget_bounds_the_caches_and_changes_no_output() {
     let preamble = format!("{}\n\n", words(98, 12));
-    let requests: Vec<GenRequest> = (0..24)
-        .map(|i| request(i, format!("{preamble}{}", words(i, 2 + (i * 11) % 30))))
-        .collect();
+    let requests: Vec<GenRequest> =
+        (0..24).map(|i| request(i, format!("{preamble}{}", words(i, 2 + (i * 11) % 30)))).collect();
     let run = |batch: usize, budget: Option<u64>| {
         let mut engine = engine_with(batch, DType::F32.into(), KvDtype::F32).with_kv_budget(budget);
         let mut out = Generated::new();
