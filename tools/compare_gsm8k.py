@@ -13,8 +13,8 @@ Standard library only (lm-eval runs from the venv given).
         [--lm-dtypes float32,bfloat16] [--lm-avx2]
 
 DIR is a HF checkpoint directory (e.g. the random SmolLM2-135M-shaped one make_llama1b.py or
-`cargo run --release --example random_checkpoint` writes). A config is WEIGHTS/KV for
-benchgen's `--dtype`/`--kv-dtype`; `--isas avx2` runs benchgen with BENCHGEN_ISA=avx2;
+`cargo run --release --example random_checkpoint` writes). A config is WEIGHTS/KV[@BUDGET] for
+benchgen's `--dtype`/`--kv-dtype`[/`--kv-budget`] (e.g. `bf16/bf16@600MB`); `--isas avx2` runs benchgen with BENCHGEN_ISA=avx2;
 `--lm-avx2` adds lm-eval runs with torch held to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
 MKL_ENABLE_INSTRUCTIONS). lm-eval 0.4.13 needs `pip install lm-eval==0.4.13 accelerate`.
 Needs BENCHGEN_DATA_DIR (or ../shared/data) for benchmarks/gsm8k/test.jsonl.
@@ -111,18 +111,20 @@ def main():
     rows, outputs = [], {}
     for isa in args.isas.split(","):
         for cfg in args.configs.split(","):
+            cfg, _, budget = cfg.partition("@")
             weights, _, kv = cfg.partition("/")
-            runs = work / f"runs-{isa}-{weights}-{kv or 'f32'}"
+            runs = work / f"runs-{isa}-{weights}-{kv or 'f32'}-{budget or 'unbounded'}"
             cmd = [str(BENCHGEN), "eval", "--env", str(work / "env"), "--model", args.model, "--limit", str(args.limit),
                    "--batch-size", str(args.batch_size), "--runs-dir", str(runs), "--dtype", weights,
-                   "--kv-dtype", kv or "f32"]
+                   "--kv-dtype", kv or "f32"] + (["--kv-budget", budget] if budget else [])
             env = dict(os.environ, BENCHGEN_DATA_DIR=data)
             if isa != "native":
                 env["BENCHGEN_ISA"] = isa
             secs, rss = timed(cmd, env)
             preds = [json.loads(line) for line in open(next(runs.glob("*/predictions.jsonl")))]
-            outputs[f"benchgen {isa} {cfg}"] = {int(p["id"]): p["prediction"] for p in preds}
-            rows.append((f"benchgen, {isa}, --dtype {weights} --kv-dtype {kv or 'f32'}", secs, rss))
+            outputs[f"benchgen {isa} {cfg}{'@' + budget if budget else ''}"] = {int(p["id"]): p["prediction"] for p in preds}
+            rows.append((f"benchgen, {isa}, --dtype {weights} --kv-dtype {kv or 'f32'}"
+                         + (f" --kv-budget {budget}" if budget else ""), secs, rss))
     if args.lm_eval:
         (work / "task").mkdir()
         (work / "task/gsm8k_local.yaml").write_text(LM_TASK.format(test=test))
