@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2quant::scale_offset8;
-use super::int8::{Kind, Quants, UNIT, XU};
+use super::int8::{Kind, Quants, Shape, UNIT, XU};
 use super::{MR, NR};
 
 /// Blocks of up to this many rows keep their accumulators in registers, unpacking the quants
@@ -18,6 +18,18 @@ use super::{MR, NR};
 const GROUP: usize = 4;
 /// How many units ahead of the one being multiplied its weights are fetched.
 const PREFETCH_UNITS: usize = 8;
+
+/// Asks for the quants `PREFETCH_UNITS` units past `unit` (`ub` bytes each): the weights stream
+/// from memory once per product, and fetching them ahead keeps the integer loop from waiting on
+/// them. A prefetch past the panel's end is harmless. (AVX2 and AVX-512 kernels.)
+#[inline(always)]
+pub(super) fn prefetch_ahead(unit: *const u8, ub: usize) {
+    let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
+    for line in (0..ub).step_by(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast()) };
+    }
+}
 
 /// See `avx512int8::block`; same contract.
 ///
@@ -193,13 +205,8 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
     v0: usize,
     out: &mut [[f32; NR]],
 ) {
-    // The type's shape as constants (inline `const`), so every branch on it folds away.
-    let f = const { Kind::ALL[K].format() };
-    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
-    let (record, ub, per_block) = const {
-        let f = Kind::ALL[K].format();
-        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
-    };
+    let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
+        const { Shape::of(K) };
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm256_setzero_ps(); VN]; R];
     for u in 0..k / UNIT {
@@ -214,10 +221,7 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
                 // Weights a few units ahead, on the first of the four column passes (see
                 // `avx512int8`).
                 if v == 0 {
-                    let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
-                    for line in (0..ub).step_by(64) {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
-                    }
+                    prefetch_ahead(unit, ub);
                 }
                 let mut t = [_mm256_setzero_ps(); R];
                 match quants {
@@ -399,12 +403,8 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
     v: usize,
     out: &mut [[f32; NR]],
 ) {
-    let f = const { Kind::ALL[K].format() };
-    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
-    let (record, ub, per_block) = const {
-        let f = Kind::ALL[K].format();
-        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
-    };
+    let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
+        const { Shape::of(K) };
     let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); R];
@@ -414,10 +414,7 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
             if v == 0 {
-                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
-                for line in (0..ub).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
-                }
+                prefetch_ahead(unit, ub);
             }
             // Quad j of the unit (k 4j..4j+4) for the 8 columns, as `kern` unpacks it.
             let w: [__m256i; 8] = match quants {

@@ -5,12 +5,10 @@
 
 use std::arch::x86_64::*;
 
+use super::avx2int8::prefetch_ahead;
 use super::avx512quant::{halves, scale_offset};
-use super::int8::{Kind, Quants, UNIT, XU};
+use super::int8::{Kind, Quants, Shape, UNIT, XU};
 use super::{MR, NR};
-
-/// How many units ahead of the one being multiplied its weights are fetched.
-const PREFETCH_UNITS: usize = 8;
 
 /// `rows` (1..=MR) rows of packed x (`a`, `[depth][rows]`) times one panel (`q` its units, `s`
 /// its scale records), before the bias.
@@ -206,13 +204,8 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
     h0: usize,
     out: &mut [[f32; NR]],
 ) {
-    // The type's shape as constants (inline `const`), so every branch on it folds away.
-    let f = const { Kind::ALL[K].format() };
-    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
-    let (record, ub, per_block) = const {
-        let f = Kind::ALL[K].format();
-        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
-    };
+    let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
+        const { Shape::of(K) };
     let low = _mm512_set1_epi8(0x0F);
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for u in 0..k / UNIT {
@@ -223,14 +216,9 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
             let xb = |e: usize, i: usize| _mm512_set1_epi32(x(e, i) as i32);
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
-            // The weights stream from memory once per product; asking for them a few units
-            // ahead keeps the integer loop from waiting on them (the second vector pass finds
-            // them in cache). A prefetch past the panel's end is harmless.
+            // (The second vector pass finds them in cache.)
             if h0 == 0 {
-                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
-                for line in (0..ub).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
-                }
+                prefetch_ahead(unit, ub);
             }
             let dx = |i: usize| _mm512_set1_ps(f32::from_bits(x(8, i)));
             match quants {
@@ -386,12 +374,8 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
     h: usize,
     out: &mut [[f32; NR]],
 ) {
-    let f = const { Kind::ALL[K].format() };
-    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
-    let (record, ub, per_block) = const {
-        let f = Kind::ALL[K].format();
-        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
-    };
+    let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
+        const { Shape::of(K) };
     let low = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); R];
     for u in 0..k / UNIT {
@@ -400,10 +384,7 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
             if h == 0 {
-                let ahead = unit.wrapping_add(PREFETCH_UNITS * ub);
-                for line in (0..ub).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
-                }
+                prefetch_ahead(unit, ub);
             }
             // Quad j of the unit (k 4j..4j+4) for the 16 columns, as `kern` unpacks it.
             let w: [__m512i; 8] = match quants {

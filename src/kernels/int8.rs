@@ -204,6 +204,35 @@ impl Kind {
     }
 }
 
+/// A type's shape as the kernels take it: constants once `K` is (`const { Shape::of(K) }`), so
+/// every branch on it folds away.
+#[derive(Clone, Copy)]
+pub(super) struct Shape {
+    pub format: Format,
+    pub quants: Quants,
+    /// See [`Kind::zero`].
+    pub zero: Option<i32>,
+    /// Bytes of a block's scale record, of a unit's quants; units per block.
+    pub record: usize,
+    pub unit_bytes: usize,
+    pub per_block: usize,
+}
+
+impl Shape {
+    pub(super) const fn of(k: usize) -> Shape {
+        let kind = Kind::ALL[k];
+        let format = kind.format();
+        Shape {
+            format,
+            quants: kind.quants(),
+            zero: kind.zero(),
+            record: format.record(),
+            unit_bytes: kind.unit_bytes(),
+            per_block: format.block / UNIT,
+        }
+    }
+}
+
 /// Packed weights of one [`Kind`]; see the module comment.
 pub(super) struct Int8Weights {
     pub kind: Kind,

@@ -9,7 +9,7 @@
 
 use std::arch::aarch64::*;
 
-use super::int8::{Kind, Quants, UNIT, XU};
+use super::int8::{Kind, Quants, Shape, UNIT, XU};
 use super::neonquant::scale_offset4;
 use super::{MR, NR};
 
@@ -169,13 +169,8 @@ unsafe fn kern<const R: usize, const K: usize, D: Dot4>(
     v: usize,
     out: &mut [[f32; NR]],
 ) {
-    // The type's shape as constants (inline `const`), so every branch on it folds away.
-    let f = const { Kind::ALL[K].format() };
-    let (quants, zero_point) = const { (Kind::ALL[K].quants(), Kind::ALL[K].zero()) };
-    let (record, ub, per_block) = const {
-        let f = Kind::ALL[K].format();
-        (f.record(), Kind::ALL[K].unit_bytes(), f.block / UNIT)
-    };
+    let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
+        const { Shape::of(K) };
     let low = vdupq_n_s8(0x0F);
     let zero = vdupq_n_s32(0);
     let mut acc = [vdupq_n_f32(0.0); R];
