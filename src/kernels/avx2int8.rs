@@ -4,7 +4,8 @@
 //! unit in i16 before widening, 5-bit ones half a unit, Q6_K two quads), and Q8_0 (q up to 255
 //! with its offset) goes through the sign trick (`|q - 128|` times `xq·sign(q - 128)`, at most
 //! 2·128·127), so the integer sums are those of the VNNI kernels. With 16 registers the panel is
-//! taken 8 columns at a time, four rows at once.
+//! taken 8 columns at a time: up to four rows with their sums live (`kern`), larger blocks
+//! streamed past a unit unpacked once (`kern_rows`).
 
 use std::arch::x86_64::*;
 
@@ -77,17 +78,17 @@ pub(super) unsafe fn block(
     // SAFETY (all arms): bounds asserted above; features from the caller.
     unsafe {
         match rows {
-            1 => by_int8_kind!(kind, K => kern::<1, 4, K>(k, a, rows, 0, q, s, 0, o)),
+            1 => by_int8_kind!(kind, K => kern::<1, 4, K>(k, a, q, s, 0, o)),
             2 => {
                 for v0 in [0, 2] {
-                    by_int8_kind!(kind, K => kern::<2, 2, K>(k, a, rows, 0, q, s, v0, o))
+                    by_int8_kind!(kind, K => kern::<2, 2, K>(k, a, q, s, v0, o))
                 }
             }
             r => {
                 for v in 0..NR / 8 {
                     match r {
-                        3 => by_int8_kind!(kind, K => kern::<3, 1, K>(k, a, rows, 0, q, s, v, o)),
-                        _ => by_int8_kind!(kind, K => kern::<4, 1, K>(k, a, rows, 0, q, s, v, o)),
+                        3 => by_int8_kind!(kind, K => kern::<3, 1, K>(k, a, q, s, v, o)),
+                        _ => by_int8_kind!(kind, K => kern::<4, 1, K>(k, a, q, s, v, o)),
                     }
                 }
             }
@@ -189,17 +190,14 @@ unsafe fn dot_offset(w: __m256i, x: __m256i) -> __m256i {
     dot(_mm256_abs_epi8(signed), _mm256_sign_epi8(x, signed))
 }
 
-/// R rows from `i0` of the block's packed x times columns 8v0..8(v0+VN) of the panel, into
-/// those columns of `out`. VN > 1 takes several column vectors per pass over a unit: for one or
-/// two rows that keeps independent chains in flight and reads each x broadcast once.
-#[allow(clippy::too_many_arguments)]
+/// All R (1..=GROUP) rows of the block's packed x times columns 8v0..8(v0+VN) of the panel,
+/// into those columns of `out`. VN > 1 takes several column vectors per pass over a unit: for
+/// one or two rows that keeps independent chains in flight and reads each x broadcast once.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
     k: usize,
     a: *const u32,
-    rows: usize,
-    i0: usize,
     q: *const u8,
     s: *const u8,
     v0: usize,
@@ -214,7 +212,7 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
             let v = v0 + dv;
             // SAFETY: as in `avx512int8::kern`.
             unsafe {
-                let x = |e: usize, i: usize| *a.add((u * rows + i0 + i) * XU + e);
+                let x = |e: usize, i: usize| *a.add((u * R + i) * XU + e);
                 let xb = |e: usize, i: usize| _mm256_set1_epi32(x(e, i) as i32);
                 let rec = s.add(u / per_block * record);
                 let unit = q.add(u * ub);

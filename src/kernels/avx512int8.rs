@@ -1,7 +1,8 @@
 //! AVX-512 VNNI kernels for int8 products (`int8.rs`): one `vpdpbusd` multiplies a 64-byte row
 //! of a unit's quants (16 columns × one k-quad, unsigned) with a broadcast quad of xq (signed)
-//! and adds the four products of each column into its i32 lane, exactly. Groups of up to eight
-//! rows share each unpacked weight vector; the float steps per unit are `int8.rs`' own.
+//! and adds the four products of each column into its i32 lane, exactly. Up to four rows run over
+//! the whole panel with their sums live (`kern`); larger blocks unpack a unit once and stream
+//! every row past it (`kern_rows`). The float steps per unit are `int8.rs`' own.
 
 use std::arch::x86_64::*;
 
@@ -38,10 +39,10 @@ pub(super) unsafe fn block(
     // SAFETY (all arms): bounds asserted above; features from the caller.
     unsafe {
         match rows {
-            1 => by_kind::<1, 2>(kind, k, a, rows, 0, q, s, 0, o),
-            2 => by_kind::<2, 2>(kind, k, a, rows, 0, q, s, 0, o),
-            3 => by_kind::<3, 2>(kind, k, a, rows, 0, q, s, 0, o),
-            4 => by_kind::<4, 2>(kind, k, a, rows, 0, q, s, 0, o),
+            1 => by_kind::<1>(kind, k, a, q, s, o),
+            2 => by_kind::<2>(kind, k, a, q, s, o),
+            3 => by_kind::<3>(kind, k, a, q, s, o),
+            4 => by_kind::<4>(kind, k, a, q, s, o),
             r => {
                 for h in 0..2 {
                     match r {
@@ -84,22 +85,18 @@ unsafe fn by_kind_rows<const R: usize>(
 ///
 /// # Safety
 /// As `kern`.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn by_kind<const R: usize, const V: usize>(
+unsafe fn by_kind<const R: usize>(
     kind: Kind,
     k: usize,
     a: *const u32,
-    rows: usize,
-    i0: usize,
     q: *const u8,
     s: *const u8,
-    h0: usize,
     o: &mut [[f32; NR]],
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { by_int8_kind!(kind, K => kern::<R, V, K>(k, a, rows, i0, q, s, h0, o)) }
+    unsafe { by_int8_kind!(kind, K => kern::<R, K>(k, a, q, s, o)) }
 }
 
 /// Bit t of each byte of `hb` moved to bit 4, the rest cleared (16-bit shifts: what crosses a
@@ -189,44 +186,38 @@ unsafe fn load<const V: usize>(p: *const u8, h0: usize) -> [__m512i; V] {
     std::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * (h0 + j)).cast()) })
 }
 
-/// R rows from `i0` of the block's packed x times the panel's vectors h0..h0+V (16 columns
-/// each), into those columns of `out` (R rows).
-#[allow(clippy::too_many_arguments)]
+/// All R (1..=4) rows of the block's packed x times the whole panel (both 16-column vectors,
+/// two independent chains a row), into `out`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kern<const R: usize, const V: usize, const K: usize>(
+unsafe fn kern<const R: usize, const K: usize>(
     k: usize,
     a: *const u32,
-    rows: usize,
-    i0: usize,
     q: *const u8,
     s: *const u8,
-    h0: usize,
     out: &mut [[f32; NR]],
 ) {
+    const V: usize = 2;
     let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
         const { Shape::of(K) };
     let low = _mm512_set1_epi8(0x0F);
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for u in 0..k / UNIT {
-        // SAFETY: `block` checked a holds XU·rows values per unit, q a unit's bytes per unit
-        // and s a record per block; rows i0..i0+R are < rows.
+        // SAFETY: `block` checked a holds XU·R values per unit, q a unit's bytes per unit and
+        // s a record per block.
         unsafe {
-            let x = |e: usize, i: usize| *a.add((u * rows + i0 + i) * XU + e);
+            let x = |e: usize, i: usize| *a.add((u * R + i) * XU + e);
             let xb = |e: usize, i: usize| _mm512_set1_epi32(x(e, i) as i32);
             let rec = s.add(u / per_block * record);
             let unit = q.add(u * ub);
-            // (The second vector pass finds them in cache.)
-            if h0 == 0 {
-                prefetch_ahead(unit, ub);
-            }
+            prefetch_ahead(unit, ub);
             let dx = |i: usize| _mm512_set1_ps(f32::from_bits(x(8, i)));
             match quants {
                 Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
                     let mut ia = [[_mm512_setzero_si512(); V]; R];
                     if quants == Quants::Bytes {
                         for quad in 0..8 {
-                            let w = load::<V>(unit.add(quad * 4 * NR), h0);
+                            let w = load::<V>(unit.add(quad * 4 * NR), 0);
                             for (i, r) in ia.iter_mut().enumerate() {
                                 let xv = xb(quad, i);
                                 for v in 0..V {
@@ -236,9 +227,9 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                         }
                     } else {
                         let hb = (quants == Quants::Nibbles5)
-                            .then(|| load::<V>(unit.add(4 * 4 * NR), h0));
+                            .then(|| load::<V>(unit.add(4 * 4 * NR), 0));
                         for g in 0..4 {
-                            let w = load::<V>(unit.add(g * 4 * NR), h0);
+                            let w = load::<V>(unit.add(g * 4 * NR), 0);
                             let mut lo: [__m512i; V] =
                                 std::array::from_fn(|v| _mm512_and_si512(w[v], low));
                             let mut hi: [__m512i; V] = std::array::from_fn(|v| {
@@ -276,12 +267,12 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                                         r[v],
                                         _mm512_set1_epi32(z * sum),
                                     )),
-                                    sa[h0 + v],
+                                    sa[v],
                                 ),
                                 None => _mm512_fmadd_ps(
-                                    so[h0 + v],
+                                    so[v],
                                     _mm512_set1_ps(sum as f32),
-                                    _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[h0 + v]),
+                                    _mm512_mul_ps(_mm512_cvtepi32_ps(r[v]), sa[v]),
                                 ),
                             };
                             acc[i][v] = _mm512_fmadd_ps(t, dx(i), acc[i][v]);
@@ -301,10 +292,10 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                                 }
                             }
                         };
-                        quad_of(0, quad_weights::<V, 0>(quants, unit, half, h0));
-                        quad_of(1, quad_weights::<V, 1>(quants, unit, half, h0));
-                        quad_of(2, quad_weights::<V, 2>(quants, unit, half, h0));
-                        quad_of(3, quad_weights::<V, 3>(quants, unit, half, h0));
+                        quad_of(0, quad_weights::<V, 0>(quants, unit, half, 0));
+                        quad_of(1, quad_weights::<V, 1>(quants, unit, half, 0));
+                        quad_of(2, quad_weights::<V, 2>(quants, unit, half, 0));
+                        quad_of(3, quad_weights::<V, 3>(quants, unit, half, 0));
                     }
                     let d = [halves(rec), halves(rec.add(32))];
                     let e = if f.e {
@@ -318,7 +309,7 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                     for i in 0..R {
                         let sums = [x(9, i) as i32, x(10, i) as i32];
                         for v in 0..V {
-                            let (sa0, sa1) = (sa0[h0 + v], sa1[h0 + v]);
+                            let (sa0, sa1) = (sa0[v], sa1[v]);
                             let t = match zero_point {
                                 Some(z) => {
                                     let j = |h: usize| {
@@ -332,13 +323,13 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
                                 None => {
                                     let s = |h: usize| _mm512_set1_ps(sums[h] as f32);
                                     let t0 = _mm512_fmadd_ps(
-                                        so0[h0 + v],
+                                        so0[v],
                                         s(0),
                                         _mm512_mul_ps(_mm512_cvtepi32_ps(ia[0][i][v]), sa0),
                                     );
                                     let t1 =
                                         _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[1][i][v]), sa1, t0);
-                                    _mm512_fmadd_ps(so1[h0 + v], s(1), t1)
+                                    _mm512_fmadd_ps(so1[v], s(1), t1)
                                 }
                             };
                             acc[i][v] = _mm512_fmadd_ps(t, dx(i), acc[i][v]);
@@ -350,8 +341,8 @@ unsafe fn kern<const R: usize, const V: usize, const K: usize>(
     }
     for (row, o) in acc.iter().zip(out.iter_mut()) {
         for (v, r) in row.iter().enumerate() {
-            // SAFETY: `o` holds NR = 32 floats; vector h0 + v covers 16 of them.
-            unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * (h0 + v)), *r) };
+            // SAFETY: `o` holds NR = 32 floats; vector v covers 16 of them.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * v), *r) };
         }
     }
 }

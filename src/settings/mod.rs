@@ -148,9 +148,11 @@ impl Settings {
     }
 
     /// The `--group` a sharded run gets when none is given: the environment's name, the phase
-    /// and a hash of every setting but the shard and the batch size, so the shards of one
-    /// evaluation agree on it wherever they run. Call on resolved settings.
+    /// and a hash of every setting but the shard and the [`Self::THROUGHPUT_ONLY`] ones, so the
+    /// shards of one evaluation agree on it wherever they run. Call on resolved settings.
     pub fn default_group(&self, env_name: &str) -> String {
+        // Those settings at fixed values (batch size 0 as before the KV budget existed, which an
+        // unset budget leaves out of the text), so groups of earlier runs keep their names.
         let same =
             Settings { shard: None, group: None, batch_size: 0, kv_budget: None, ..self.clone() };
         let text = serde_json::to_string(&same.explicit()).expect("settings serialize");
@@ -195,6 +197,17 @@ fn normalize_model(spec: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_group_ignores_the_throughput_only_settings() {
+        let run = Settings { phase: Some("test".into()), ..Settings::default() };
+        let group = run.default_group("env");
+        let faster = Settings { batch_size: 64, kv_budget: Some(600_000_000), ..run.clone() };
+        assert_eq!(faster.default_group("env"), group);
+        assert_eq!(run.first_difference(&faster, &Settings::THROUGHPUT_ONLY), None);
+        let other = Settings { seed: 1, ..run.clone() };
+        assert_ne!(other.default_group("env"), group);
+    }
 
     #[test]
     fn the_first_differing_field_is_named_with_its_flag() {
