@@ -42,32 +42,93 @@ pub(super) unsafe fn block(
         unsafe {
             let (a, w, c) = (a.as_ptr().add(i0), w.as_ptr(), c.add(i0 * ldc));
             match r {
-                1 => kern::<1>(k, a, rows, w, bias, c, ldc, cols),
-                2 => kern::<2>(k, a, rows, w, bias, c, ldc, cols),
-                _ => kern::<3>(k, a, rows, w, bias, c, ldc, cols),
+                1 => finish(&mut kern::<1, false>(k, a, rows, w, None), bias, c, ldc, cols),
+                2 => finish(&mut kern::<2, false>(k, a, rows, w, None), bias, c, ldc, cols),
+                _ => finish(&mut kern::<3, false>(k, a, rows, w, None), bias, c, ldc, cols),
             }
         }
         i0 += r;
     }
 }
 
-/// `a` points at this call's first row inside a `[k][lda]` block.
-#[allow(clippy::too_many_arguments)]
+/// Adds to `acc` (`[rows][NR]`, rows <= MR) the products of `k` steps of a row block's packed x
+/// (`a`: `[k][lda]` from this slice's first step, lda >= rows) and an f32 panel slice (`w`:
+/// `[k][NR]`), each pair of steps taken odd first (k = 1, 0, 3, 2, …): the order of
+/// `vdpbf16ps`, for bf16 weights widened into f32 a slice at a time (`bf16::EmuPath::panel`).
+/// Stopping and resuming the FMA chains at a slice edge changes no bit.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn accumulate_odd_first(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    w: &[f32],
+    acc: &mut [f32],
+) {
+    assert!(
+        k.is_multiple_of(2)
+            && rows <= lda
+            && (k == 0 || a.len() >= (k - 1) * lda + rows)
+            && w.len() >= k * NR
+            && acc.len() >= rows * NR
+    );
+    let mut i0 = 0;
+    while i0 < rows {
+        let r = (rows - i0).min(R3);
+        // SAFETY: bounds asserted above (rows i0..i0+r of the [k][lda] slice, their acc rows).
+        unsafe {
+            let (a, w, acc) = (a.as_ptr().add(i0), w.as_ptr(), acc.as_mut_ptr().add(i0 * NR));
+            match r {
+                1 => store(&kern::<1, true>(k, a, lda, w, Some(acc)), acc),
+                2 => store(&kern::<2, true>(k, a, lda, w, Some(acc)), acc),
+                _ => store(&kern::<3, true>(k, a, lda, w, Some(acc)), acc),
+            }
+        }
+        i0 += r;
+    }
+}
+
+/// R rows × NR accumulators into `[R][NR]` floats at `acc`.
+///
+/// # Safety
+/// `acc` is valid for writes of R·NR floats.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kern<const R: usize>(
+unsafe fn store<const R: usize>(rows: &[[__m256; V]; R], acc: *mut f32) {
+    for (i, row) in rows.iter().enumerate() {
+        for (v, &r) in row.iter().enumerate() {
+            // SAFETY: i < R and v * 8 + 8 <= NR (the caller's R·NR floats).
+            unsafe { _mm256_storeu_ps(acc.add(i * NR + v * 8), r) };
+        }
+    }
+}
+
+/// R rows × NR columns of `k` FMA steps, from zero or from `init` (`[R][NR]` floats).
+/// `a` points at this call's first row inside a `[k][lda]` block; with `ODD_FIRST` k is even.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kern<const R: usize, const ODD_FIRST: bool>(
     k: usize,
     a: *const f32,
     lda: usize,
     w: *const f32,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
+    init: Option<*const f32>,
+) -> [[__m256; V]; R] {
     let mut acc = [[_mm256_setzero_ps(); V]; R];
+    if let Some(init) = init {
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (v, r) in row.iter_mut().enumerate() {
+                // SAFETY: the caller's `init` holds R·NR floats.
+                *r = unsafe { _mm256_loadu_ps(init.add(i * NR + v * 8)) };
+            }
+        }
+    }
     for kk in 0..k {
-        // SAFETY: `block` checked a has k*lda and w k*NR floats.
+        let kk = if ODD_FIRST { kk ^ 1 } else { kk };
+        // SAFETY: the callers checked a has k rows of lda floats and w k*NR floats.
         unsafe {
             // R broadcasts + 1 W vector + 12 accumulators = 16 registers; loading all four W
             // vectors first would not fit and makes LLVM shuffle accumulators through the stack.
@@ -83,8 +144,7 @@ unsafe fn kern<const R: usize>(
             }
         }
     }
-    // SAFETY: `block` checked the bias slice holds NR floats, and the caller `c`.
-    unsafe { finish(&mut acc, bias, c, ldc, cols) };
+    acc
 }
 
 /// 8-lane vectors per row of one panel.

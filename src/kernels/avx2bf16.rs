@@ -87,6 +87,35 @@ unsafe fn kern<const R: usize>(
     unsafe { finish(&mut acc, bias, c, ldc, cols) };
 }
 
+/// Widens `pairs` k-pair rows of a panel (`w`: [pairs][NR] bf16 pairs) into f32 (`out`:
+/// [2·pairs][NR], k in order), exactly, and asks for the pair rows `ahead` rows further on:
+/// the next slice's widening then finds them in cache instead of waiting on memory while no
+/// FMA runs.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn widen(pairs: usize, w: &[u32], out: &mut [f32], ahead: usize) {
+    assert!(w.len() >= pairs * NR && out.len() >= 2 * pairs * NR);
+    let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+    for p in 0..pairs {
+        let row = w.as_ptr().wrapping_add(p * NR);
+        for line in (0..NR).step_by(16) {
+            // (A prefetch never faults, whatever the address.)
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(ahead * NR + line).cast());
+        }
+        for v in 0..V {
+            // SAFETY: p < pairs and v * 8 + 8 <= NR, inside both slices (asserted above).
+            unsafe {
+                let pair = _mm256_loadu_si256(row.add(v * 8).cast());
+                let o = out.as_mut_ptr().add(2 * p * NR + v * 8);
+                _mm256_storeu_si256(o.cast(), _mm256_slli_epi32(pair, 16));
+                _mm256_storeu_si256(o.add(NR).cast(), _mm256_and_si256(pair, high));
+            }
+        }
+    }
+}
+
 /// `bf16::exact` compiled for AVX2 and FMA (its FMAs become vector FMAs, not libm calls).
 ///
 /// # Safety

@@ -478,21 +478,9 @@ impl PackedMatrix {
                 }
                 let bias = self.bias.as_ref().map(|b| &b[p * NR..(p + 1) * NR]);
                 let cols = (self.n - p * NR).min(NR);
-                for (b0, br) in row_blocks(rows) {
-                    // SAFETY: row b0 is inside this chunk (see `c` above), so `c` is valid
-                    // for br rows of `cols` columns at stride n.
-                    unsafe {
-                        path.block(
-                            br,
-                            p,
-                            &buf[b0 * d..(b0 + br) * d],
-                            bias,
-                            c.add(b0 * ldc),
-                            ldc,
-                            cols,
-                        )
-                    };
-                }
+                // SAFETY: the chunk's rows are inside `out` (see `c` above), so `c` is valid
+                // for `rows` rows of `cols` columns at stride n.
+                unsafe { path.panel(rows, p, buf, bias, c, ldc, cols) };
                 p += 1;
             }
         }
@@ -549,6 +537,48 @@ trait Path: Copy + Send + Sync {
         ldc: usize,
         cols: usize,
     );
+    /// All `rows` rows of a chunk's packed x (`a`, its row blocks as [`PackedMatrix::pack_x`]
+    /// lays them out) times panel p into `c`, first `cols` columns: row block by row block,
+    /// unless the path first turns the panel into something its kernels read faster.
+    ///
+    /// # Safety
+    /// `c` is valid for writes of `rows` rows of `cols` floats at stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panel(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[Self::X],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { by_blocks(self, rows, p, a, bias, c, ldc, cols) }
+    }
+}
+
+/// [`Path::panel`] done plainly: [`Path::block`] for each row block.
+///
+/// # Safety
+/// As for [`Path::panel`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn by_blocks<P: Path>(
+    path: &P,
+    rows: usize,
+    p: usize,
+    a: &[P::X],
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let d = path.depth();
+    for (b0, br) in row_blocks(rows) {
+        // SAFETY: row b0 < rows, so `c` is valid for br rows of `cols` columns at ldc.
+        unsafe { path.block(br, p, &a[b0 * d..(b0 + br) * d], bias, c.add(b0 * ldc), ldc, cols) };
+    }
 }
 
 /// f32 weights, run by `kernel`.
