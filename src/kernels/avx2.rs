@@ -51,44 +51,98 @@ pub(super) unsafe fn block(
     }
 }
 
-/// Adds to `acc` (`[rows][NR]`, rows <= MR) the products of `k` steps of a row block's packed x
-/// (`a`: `[k][lda]` from this slice's first step, lda >= rows) and an f32 panel slice (`w`:
-/// `[k][NR]`), each pair of steps taken odd first (k = 1, 0, 3, 2, …): the order of
-/// `vdpbf16ps`, for bf16 weights widened into f32 a slice at a time (`bf16::EmuPath::panel`).
-/// Stopping and resuming the FMA chains at a slice edge changes no bit.
+/// k steps of a panel per slice in [`panel_by_slices`]: 16 KiB of f32, kept in L1 while every
+/// row block of the chunk runs over it. (f32 weights gain nothing from slicing: measured.)
+pub(super) const SLICE: usize = 128;
+
+/// All `rows` (> R3) rows of a chunk's packed x (`a`: row blocks of `[d][br]`, the first `k`
+/// of each row's d values being the steps) times one panel whose weights `fill(k0, steps,
+/// scratch)` writes into `scratch` as f32 `[steps][NR]` (a bf16 panel widened), a slice of
+/// [`SLICE`] steps at a time: the conversion is done once for all the rows, and each row
+/// block's accumulators are kept in memory between slices (exactly). With `ODD_FIRST` each
+/// pair of steps is taken odd first (k = 1, 0, 3, 2, …: `vdpbf16ps`'s order), k even. Row blocks for which `skip(b0, br)` holds are left to the caller; the others are
+/// written to `c` with the bias added as `finish` does. The same FMAs in the same order as
+/// [`block`] (with `ODD_FIRST`, as the bf16 kernels), so the same bits.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
+/// The CPU must support AVX2 and FMA, and `c` must be valid for writes of `rows` rows of `cols`
+/// floats at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn accumulate_odd_first(
+pub(super) unsafe fn panel_by_slices<const ODD_FIRST: bool>(
     rows: usize,
+    d: usize,
     k: usize,
     a: &[f32],
-    lda: usize,
-    w: &[f32],
-    acc: &mut [f32],
+    fill: impl Fn(usize, usize, &mut [f32]),
+    skip: impl Fn(usize, usize) -> bool,
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
 ) {
     assert!(
-        k.is_multiple_of(2)
-            && rows <= lda
-            && (k == 0 || a.len() >= (k - 1) * lda + rows)
-            && w.len() >= k * NR
-            && acc.len() >= rows * NR
+        k <= d
+            && a.len() >= rows * d
+            && (!ODD_FIRST || k.is_multiple_of(2))
+            && cols <= NR
+            && bias.is_none_or(|b| b.len() >= NR)
     );
-    let mut i0 = 0;
-    while i0 < rows {
-        let r = (rows - i0).min(R3);
-        // SAFETY: bounds asserted above (rows i0..i0+r of the [k][lda] slice, their acc rows).
-        unsafe {
-            let (a, w, acc) = (a.as_ptr().add(i0), w.as_ptr(), acc.as_mut_ptr().add(i0 * NR));
-            match r {
-                1 => store(&kern::<1, true>(k, a, lda, w, Some(acc)), acc),
-                2 => store(&kern::<2, true>(k, a, lda, w, Some(acc)), acc),
-                _ => store(&kern::<3, true>(k, a, lda, w, Some(acc)), acc),
+    super::with_cached(&SLICE_BUF, |buf| {
+        if buf.len() < (SLICE + rows) * NR {
+            buf.resize((SLICE + rows) * NR, 0.0);
+        }
+        let (scratch, acc) = buf.split_at_mut(SLICE * NR);
+        let acc = &mut acc[..rows * NR];
+        acc.fill(0.0);
+        for k0 in (0..k).step_by(SLICE) {
+            let steps = (k - k0).min(SLICE);
+            let w = &mut scratch[..steps * NR];
+            fill(k0, steps, w);
+            for (b0, br) in super::row_blocks(rows) {
+                if skip(b0, br) {
+                    continue;
+                }
+                let a = &a[b0 * d + k0 * br..(b0 + br) * d];
+                let mut i0 = 0;
+                while i0 < br {
+                    let r = (br - i0).min(R3);
+                    // SAFETY: rows i0..i0+r of the block's steps k0..k0+steps (k <= d) and w's
+                    // `steps` rows; their accumulators are rows b0+i0.. of `acc`.
+                    unsafe {
+                        let (a, w) = (a.as_ptr().add(i0), w.as_ptr());
+                        let acc = acc.as_mut_ptr().add((b0 + i0) * NR);
+                        match r {
+                            1 => store(&kern::<1, ODD_FIRST>(steps, a, br, w, Some(acc)), acc),
+                            2 => store(&kern::<2, ODD_FIRST>(steps, a, br, w, Some(acc)), acc),
+                            _ => store(&kern::<3, ODD_FIRST>(steps, a, br, w, Some(acc)), acc),
+                        }
+                    }
+                    i0 += r;
+                }
             }
         }
-        i0 += r;
-    }
+        for (b0, br) in super::row_blocks(rows) {
+            if skip(b0, br) {
+                continue;
+            }
+            for i in b0..b0 + br {
+                let sums = &acc[i * NR..][..cols];
+                // SAFETY: row i < rows: the caller's `cols` floats at stride ldc.
+                let dst = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+                match bias {
+                    // `finish`'s one rounded add per element.
+                    Some(b) => dst.iter_mut().zip(sums).zip(b).for_each(|((o, s), b)| *o = s + b),
+                    None => dst.copy_from_slice(sums),
+                }
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// [`panel_by_slices`]' slice scratch and accumulators, reused across calls.
+    static SLICE_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// R rows × NR accumulators into `[R][NR]` floats at `acc`.

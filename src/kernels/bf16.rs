@@ -270,85 +270,7 @@ impl<'a> EmuPath<'a> {
     }
 }
 
-/// k-pairs of a panel widened at a time by `EmuPath::panel_by_slices`: 16 KiB of f32.
-#[cfg(target_arch = "x86_64")]
-const SLICE_PAIRS: usize = 64;
-
 impl EmuPath<'_> {
-    /// See [`Path::panel`] for [`EmuPath`].
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; `c` as for [`Path::panel`].
-    #[cfg(target_arch = "x86_64")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn panel_by_slices(
-        &self,
-        rows: usize,
-        p: usize,
-        a: &[f32],
-        bias: Option<&[f32]>,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-    ) {
-        let (kp, d) = (self.k.div_ceil(2), self.depth());
-        let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
-        assert!(cols <= NR && bias.is_none_or(|b| b.len() >= NR) && a.len() >= rows * d);
-        let block = |b0: usize, br: usize| &a[b0 * d..(b0 + br) * d];
-        super::with_cached(&PANEL, |buf| {
-            if buf.len() < (2 * SLICE_PAIRS + rows) * NR {
-                buf.resize((2 * SLICE_PAIRS + rows) * NR, 0.0);
-            }
-            let (wide, acc) = buf.split_at_mut(2 * SLICE_PAIRS * NR);
-            let acc = &mut acc[..rows * NR];
-            acc.fill(0.0);
-            for p0 in (0..kp).step_by(SLICE_PAIRS) {
-                let pairs = (kp - p0).min(SLICE_PAIRS);
-                let wide = &mut wide[..2 * pairs * NR];
-                // SAFETY: the caller's AVX2.
-                unsafe { avx2bf16::widen(pairs, &w[p0 * NR..], wide, SLICE_PAIRS) };
-                for (b0, br) in super::row_blocks(rows) {
-                    let a = block(b0, br);
-                    if !self.tiny(br, p, a) {
-                        let acc = &mut acc[b0 * NR..(b0 + br) * NR];
-                        // SAFETY: the caller's AVX2 and FMA.
-                        unsafe {
-                            super::avx2::accumulate_odd_first(
-                                br,
-                                2 * pairs,
-                                &a[2 * p0 * br..],
-                                br,
-                                wide,
-                                acc,
-                            )
-                        };
-                    }
-                }
-            }
-            for (b0, br) in super::row_blocks(rows) {
-                let (a, c) = (block(b0, br), c.wrapping_add(b0 * ldc));
-                if self.tiny(br, p, a) {
-                    // SAFETY: the caller's features; row b0 < rows, so the caller's `c` covers
-                    // br rows of `cols` columns from row b0.
-                    unsafe { avx2bf16::exact(br, kp, a, w, bias, c, ldc, cols) };
-                    continue;
-                }
-                for i in 0..br {
-                    let sums = &acc[(b0 + i) * NR..][..cols];
-                    // SAFETY: row b0 + i < rows: the caller's `cols` floats at stride ldc.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-                    match bias {
-                        // The kernels' `finish`: one rounded add per element.
-                        Some(b) => {
-                            dst.iter_mut().zip(sums).zip(b).for_each(|((o, s), b)| *o = s + b)
-                        }
-                        None => dst.copy_from_slice(sums),
-                    }
-                }
-            }
-        });
-    }
-
     /// Whether some FMA of this row block (`a`, `rows` rows) times panel p could come out tiny
     /// (see the module doc), so that only the exact kernel may run it.
     fn tiny(&self, rows: usize, p: usize, a: &[f32]) -> bool {
@@ -407,10 +329,10 @@ impl Path for EmuPath<'_> {
     }
 
     /// With the AVX2 kernels and more rows than one kernel call takes, the panel is widened
-    /// into f32 a slice of [`SLICE_PAIRS`] k-pairs at a time (kept in L1), and the f32
-    /// microkernel runs every row over the slice, odd k first: widening in registers would be
-    /// redone for every three rows, and its extra registers make the compiler spill
-    /// accumulators. Same FMAs in the same order, so the same bits as [`Path::block`].
+    /// into f32 a slice at a time and the f32 microkernel runs every row block over the slice,
+    /// odd k first (`avx2::panel_by_slices`): widening in registers would be redone for every
+    /// three rows, and its extra registers make the compiler spill accumulators. Blocks that
+    /// need the exact kernel run it afterwards. Same bits as [`Path::block`].
     #[allow(clippy::too_many_arguments)]
     unsafe fn panel(
         &self,
@@ -424,9 +346,36 @@ impl Path for EmuPath<'_> {
     ) {
         #[cfg(target_arch = "x86_64")]
         if self.kernel == Bf16Kernel::Avx2 && rows > super::avx2::R3 {
+            let (kp, d) = (self.k.div_ceil(2), self.depth());
+            let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
+            let block = |b0: usize, br: usize| &a[b0 * d..(b0 + br) * d];
+            let tiny = |b0: usize, br: usize| self.tiny(br, p, block(b0, br));
+            // SAFETY (the closure's): Bf16Kernel::Avx2 is only chosen where the CPU has AVX2.
+            let widen = |k0: usize, steps: usize, out: &mut [f32]| unsafe {
+                avx2bf16::widen(steps / 2, &w[k0 / 2 * NR..], out, super::avx2::SLICE / 2)
+            };
             // SAFETY: Bf16Kernel::Avx2 is only chosen where the CPU has AVX2 and FMA; `c` is
             // forwarded from the caller.
-            unsafe { self.panel_by_slices(rows, p, a, bias, c, ldc, cols) };
+            unsafe {
+                super::avx2::panel_by_slices::<true>(
+                    rows,
+                    d,
+                    2 * kp,
+                    a,
+                    widen,
+                    tiny,
+                    bias,
+                    c,
+                    ldc,
+                    cols,
+                )
+            };
+            for (b0, br) in super::row_blocks(rows).filter(|&(b0, br)| tiny(b0, br)) {
+                // SAFETY: as above; row b0 < rows, so `c` covers br rows from row b0.
+                unsafe {
+                    avx2bf16::exact(br, kp, block(b0, br), w, bias, c.add(b0 * ldc), ldc, cols)
+                };
+            }
             return;
         }
         // SAFETY: forwarded from the caller.
@@ -613,6 +562,4 @@ unsafe fn finish(
 thread_local! {
     /// x packed as bf16 pairs for `vdpbf16ps`, reused across calls like `XBUF`.
     static XBUF_PAIRS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// One panel widened to f32 for `EmuPath::panel`: 2·kp·NR floats, reused across calls.
-    static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
