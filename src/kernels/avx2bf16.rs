@@ -116,6 +116,45 @@ pub(super) unsafe fn widen(pairs: usize, w: &[u32], out: &mut [f32], ahead: usiz
     }
 }
 
+/// `bf16::pack_row` with the rounding done eight values at a time: `to_bf16`'s three cases
+/// (NaN quieted, below-normal flushed to a signed zero, otherwise nearest even) as masks.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn pack_row(src: &[f32], dst: &mut [f32], stride: usize) -> u8 {
+    let n8 = src.len() / 8 * 8;
+    assert!(src.is_empty() || dst.len() > (src.len() - 1) * stride);
+    let c = _mm256_set1_epi32;
+    let mut emin = c(255);
+    for k0 in (0..n8).step_by(8) {
+        // SAFETY: k0 + 8 <= n8 <= src.len().
+        let b = unsafe { _mm256_loadu_si256(src.as_ptr().add(k0).cast()) };
+        let high = _mm256_srli_epi32(b, 16);
+        let nan = _mm256_cmpgt_epi32(_mm256_and_si256(b, c(0x7fff_ffff)), c(0x7f80_0000));
+        let tiny = _mm256_cmpeq_epi32(_mm256_and_si256(b, c(0x7f80_0000)), c(0));
+        let lsb = _mm256_and_si256(high, c(1));
+        let nearest = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, c(0x7fff)), lsb), 16);
+        let r = _mm256_blendv_epi8(nearest, _mm256_and_si256(high, c(0x8000)), tiny);
+        let r = _mm256_blendv_epi8(r, _mm256_or_si256(high, c(0x40)), nan);
+        let zero = _mm256_cmpeq_epi32(_mm256_and_si256(r, c(0x7fff)), c(0));
+        let e =
+            _mm256_blendv_epi8(_mm256_and_si256(_mm256_srli_epi32(r, 7), c(0xff)), c(255), zero);
+        emin = _mm256_min_epu32(emin, e);
+        let mut out = [0f32; 8];
+        // SAFETY: `out` holds 8 floats.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm256_slli_epi32(r, 16)) };
+        for (j, v) in out.into_iter().enumerate() {
+            dst[(k0 + j) * stride] = v;
+        }
+    }
+    let mut lanes = [0u32; 8];
+    // SAFETY: `lanes` holds 8 u32s.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), emin) };
+    let tail = super::bf16::pack_row(&src[n8..], &mut dst[n8 * stride..], stride);
+    lanes.into_iter().fold(tail, |m, e| m.min(e as u8))
+}
+
 /// `bf16::exact` compiled for AVX2 and FMA (its FMAs become vector FMAs, not libm calls).
 ///
 /// # Safety

@@ -293,12 +293,12 @@ impl Path for EmuPath<'_> {
     fn pack_block(&self, src: &[f32], k: usize, block: &mut [f32], rows: usize) {
         for i in 0..rows {
             let (src, dst) = (&src[i * k..(i + 1) * k], &mut block[i..]);
-            let mut emin = 255;
-            for (kk, &v) in src.iter().enumerate() {
-                let b = to_bf16(v);
-                dst[kk * rows] = from_bf16(b);
-                emin = emin.min(exponent(b));
-            }
+            let emin = match self.kernel {
+                // SAFETY: Bf16Kernel::Avx2 is only chosen where the CPU has AVX2.
+                #[cfg(target_arch = "x86_64")]
+                Bf16Kernel::Avx2 => unsafe { avx2bf16::pack_row(src, dst, rows) },
+                _ => pack_row(src, dst, rows),
+            };
             if k % 2 == 1 {
                 dst[k * rows] = 0.0;
             }
@@ -426,6 +426,18 @@ impl Path for EmuPath<'_> {
             (Bf16Kernel::Neon, true) => unsafe { exact(rows, kp, a, w, bias, c, ldc, cols) },
         }
     }
+}
+
+/// Rounds a row of x to bf16 and stores it widened back to f32 at `dst[kk * stride]`; returns
+/// the smallest biased exponent of a non-zero value (255 when there is none).
+pub(super) fn pack_row(src: &[f32], dst: &mut [f32], stride: usize) -> u8 {
+    let mut emin = 255;
+    for (kk, &v) in src.iter().enumerate() {
+        let b = to_bf16(v);
+        dst[kk * stride] = from_bf16(b);
+        emin = emin.min(exponent(b));
+    }
+    emin
 }
 
 /// The odd and even weights of a k-pair row of a panel, widened.

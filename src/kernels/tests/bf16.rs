@@ -464,3 +464,58 @@ fn bf16_equals_f32_on_exact_data() {
         }
     }
 }
+
+/// The AVX2 packing of x (rounding eight values at a time) gives the portable packing's bits:
+/// rounding ties both ways, NaNs, infinities, values below the normal range, zeros, and random
+/// bit patterns of every exponent, at an odd k (a tail past the vectors) and several rows.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_x_packing_is_the_portable_one() {
+    use crate::kernels::bf16::{Bf16Weights, EmuPath};
+    if !Kernel::Avx2.supported() {
+        eprintln!("skipping: this CPU has no AVX2");
+        return;
+    }
+    let special = [
+        0x3f80_8000u32,
+        0x3f81_8000,
+        0xbf81_8000,
+        0x3f80_7fff,
+        0x7f7f_ffff,
+        0xff7f_ffff,
+        0x7f80_0000,
+        0xff80_0000,
+        0x7f80_0001,
+        0xffc0_0000,
+        0x0000_0000,
+        0x8000_0000,
+        0x007f_ffff,
+        0x8000_0001,
+        0x0080_0000,
+        0x0080_8000,
+    ];
+    let k = 37;
+    // First a row of zeros (no exponent: 255), a row of small normal values and zeros, its
+    // smallest exponent in the vector part; then the special values and random bit patterns.
+    let mut vals = [0.0, f32::from_bits(0x0180_0000), -0.0, f32::from_bits(0x0100_0000)].repeat(10);
+    vals.truncate(k);
+    vals.splice(0..0, [-0.0; 37]);
+    vals.extend(special.iter().map(|&b| f32::from_bits(b)));
+    let mut s = 0x9e37_79b9u32;
+    vals.extend((0..2000).map(|_| {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        f32::from_bits(s)
+    }));
+    let rows = vals.len() / k;
+    let x = &vals[..rows * k];
+    let w = Bf16Weights::zeroed(NR, k);
+    let pack = |kernel| {
+        let path = EmuPath::new(&w, k, kernel);
+        let mut block = vec![0f32; path.depth() * rows];
+        path.pack_block(x, k, &mut block, rows);
+        bits(&block)
+    };
+    assert_eq!(pack(Bf16Kernel::Avx2), pack(Bf16Kernel::Scalar));
+}
