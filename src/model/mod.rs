@@ -10,6 +10,7 @@ pub mod family;
 pub mod gguf;
 mod gguf_names;
 pub mod gguf_tokenizer;
+pub mod gpu;
 mod host;
 pub mod listing;
 pub mod lora;

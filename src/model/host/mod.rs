@@ -19,6 +19,11 @@ use self::attention::{attend, Heads};
 pub use self::attention::{HostCache, KvDtype};
 use self::linear::Linear;
 use self::moe::{Expert, MoeFfn};
+/// The `exp` the CUDA kernels' references (`model::gpu`) follow, and the operations they are
+/// tested against.
+pub(super) use self::ops::exp;
+#[cfg(test)]
+pub(super) use self::ops::{rms_norm, rope_in_place, silu_mul};
 
 use super::config::ModelConfig;
 use super::decoder::Segment;

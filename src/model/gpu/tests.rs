@@ -1,0 +1,385 @@
+//! The references against the host path's operations (which the transformers goldens test):
+//! bit for bit where both do the same operations in the same order, within the rounding of a
+//! different summation order where they do not.
+
+use super::reference::{self, Heads, RowAt};
+use super::{KERNELS, SOURCE};
+use crate::engine::sampling;
+use crate::kernels::{from_bf16, to_bf16, Kernel};
+use crate::model::host;
+use crate::rng::SplitMix64;
+
+fn normal(seed: u64, len: usize, scale: f64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..len).map(|_| (rng.normal() * scale) as f32).collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Every kernel the Rust side names is defined in the source, and nothing else is exported.
+#[test]
+fn the_named_kernels_are_the_sources() {
+    for name in KERNELS {
+        assert!(
+            SOURCE.contains(&format!("extern \"C\" __global__ void {name}(")),
+            "{name} is not defined in kernels.cu"
+        );
+    }
+    assert_eq!(SOURCE.matches("extern \"C\" __global__").count(), KERNELS.len());
+}
+
+#[test]
+fn add_rms_norm_is_the_hosts_within_summation_order() {
+    for (hidden, threads) in [(576, 128), (576, 1024), (2048, 256), (100, 32)] {
+        let (x0, delta) = (normal(1, hidden, 1.0), normal(2, hidden, 0.5));
+        let weight = normal(3, hidden, 1.0);
+        let mut x = x0.clone();
+        let mut out = vec![0f32; hidden];
+        reference::add_rms_norm(&mut x, Some(&delta), &weight, &mut out, 1e-5, threads);
+        let summed: Vec<f32> = x0.iter().zip(&delta).map(|(a, b)| a + b).collect();
+        assert_eq!(bits(&x), bits(&summed), "the residual is written back, one add each");
+        let mut want = vec![0f32; hidden];
+        host::rms_norm(Kernel::Scalar, &summed, &weight, 1e-5, &mut want);
+        for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 4.0 * f32::EPSILON * w.abs(),
+                "[{hidden}/{threads}] {i}: {g} vs {w}"
+            );
+        }
+    }
+}
+
+/// The kernel's sum of squares is a butterfly over the block: for data whose sum is exact in
+/// f32 the order cannot show, so the norm is exactly the formula's.
+#[test]
+fn block_sum_is_exact_on_exact_data() {
+    let partials: Vec<f32> = (0..256).map(|i| (i % 17) as f32 - 8.0).collect();
+    let want: f32 = partials.iter().sum();
+    assert_eq!(reference::block_sum(&partials), want);
+    // One large value and many small ones: the butterfly pairs lanes 16 apart first, so the
+    // small values meet each other before they meet the large one.
+    let mut p = vec![1.0f32; 64];
+    p[0] = 16_777_216.0; // 2^24: adding a single 1 to it is lost
+    assert_eq!(reference::block_sum(&p), 16_777_216.0 + 62.0);
+}
+
+#[test]
+fn rope_kv_write_rotates_as_the_host_and_fills_one_cache_position() {
+    let heads = Heads { q: 9, kv: 3, dim: 64, half: 32, max_len: 40 };
+    let (positions, slots) = (40, 4);
+    let inv: Vec<f32> =
+        (0..heads.half).map(|j| 10000f32.powf(-(j as f32) / heads.half as f32)).collect();
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for p in 0..positions {
+        for &f in &inv {
+            cos.push((p as f32 * f).cos());
+            sin.push((p as f32 * f).sin());
+        }
+    }
+    let qkv0 = normal(4, heads.qkv_width(), 1.0);
+    let at = RowAt { slot: 2, pos: 17 };
+    let mut qkv = qkv0.clone();
+    let cache_len = slots * heads.kv * heads.max_len * heads.dim;
+    let (mut kc, mut vc) = (vec![0xdead; cache_len], vec![0xbeef; cache_len]);
+    reference::rope_kv_write(&mut qkv, &cos, &sin, at, heads, &mut kc, &mut vc);
+
+    let mut want = qkv0.clone();
+    let (c, s) =
+        (&cos[at.pos * heads.half..][..heads.half], &sin[at.pos * heads.half..][..heads.half]);
+    host::rope_in_place(
+        Kernel::Scalar,
+        &mut want[..(heads.q + heads.kv) * heads.dim],
+        heads.dim,
+        c,
+        s,
+    );
+    assert_eq!(bits(&qkv), bits(&want), "q and k rotated as the host rotates them; v untouched");
+
+    let mut written = 0;
+    for h in 0..heads.kv {
+        let i = heads.cache_at(at.slot, h, at.pos);
+        for d in 0..heads.dim {
+            assert_eq!(kc[i + d], to_bf16(want[(heads.q + h) * heads.dim + d]));
+            assert_eq!(vc[i + d], to_bf16(qkv0[(heads.q + heads.kv + h) * heads.dim + d]));
+            written += 1;
+        }
+    }
+    let untouched = kc.iter().filter(|&&b| b == 0xdead).count();
+    assert_eq!(untouched, cache_len - written, "only the row's slot and position are written");
+    assert_eq!(vc.iter().filter(|&&b| b == 0xbeef).count(), cache_len - written);
+}
+
+#[test]
+fn decode_attention_is_softmax_attention_over_the_rows_own_cache() {
+    let heads = Heads { q: 9, kv: 3, dim: 64, half: 32, max_len: 300 };
+    let cache_len = 3 * heads.kv * heads.max_len * heads.dim;
+    let kc: Vec<u16> = normal(5, cache_len, 1.0).into_iter().map(to_bf16).collect();
+    let vc: Vec<u16> = normal(6, cache_len, 1.0).into_iter().map(to_bf16).collect();
+    let qkv = normal(7, heads.qkv_width(), 1.0);
+    let scale = 1.0 / (heads.dim as f32).sqrt();
+    for (at, threads) in [
+        (RowAt { slot: 1, pos: 0 }, 32),
+        (RowAt { slot: 2, pos: 255 }, 128),
+        (RowAt { slot: 0, pos: 299 }, 64),
+    ] {
+        let mut out = vec![f32::NAN; heads.q * heads.dim];
+        reference::decode_attention(&qkv, &kc, &vc, at, heads, scale, &mut out, threads);
+        for h in 0..heads.q {
+            let base = heads.cache_at(at.slot, h / 3, 0);
+            let q = &qkv[h * heads.dim..][..heads.dim];
+            let scores: Vec<f64> = (0..=at.pos)
+                .map(|t| {
+                    (0..heads.dim)
+                        .map(|d| q[d] as f64 * from_bf16(kc[base + t * heads.dim + d]) as f64)
+                        .sum::<f64>()
+                        * scale as f64
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..heads.dim {
+                let want: f64 = (0..=at.pos)
+                    .map(|t| e[t] * from_bf16(vc[base + t * heads.dim + d]) as f64)
+                    .sum::<f64>()
+                    / z;
+                let got = out[h * heads.dim + d] as f64;
+                assert!(
+                    (got - want).abs() <= 2e-5 * (1.0 + want.abs()),
+                    "{at:?} head {h} dim {d}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+/// Other slots' contents never reach a row: changing them leaves its output's bits alone.
+#[test]
+fn decode_attention_reads_only_its_slot() {
+    let heads = Heads { q: 4, kv: 2, dim: 32, half: 16, max_len: 50 };
+    let cache_len = 4 * heads.kv * heads.max_len * heads.dim;
+    let mut kc: Vec<u16> = normal(8, cache_len, 1.0).into_iter().map(to_bf16).collect();
+    let mut vc: Vec<u16> = normal(9, cache_len, 1.0).into_iter().map(to_bf16).collect();
+    let qkv = normal(10, heads.qkv_width(), 1.0);
+    let at = RowAt { slot: 2, pos: 30 };
+    let run = |kc: &[u16], vc: &[u16]| {
+        let mut out = vec![0f32; heads.q * heads.dim];
+        reference::decode_attention(&qkv, kc, vc, at, heads, 0.17, &mut out, 64);
+        bits(&out)
+    };
+    let before = run(&kc, &vc);
+    let mine = heads.cache_at(2, 0, 0)..heads.cache_at(3, 0, 0);
+    for i in (0..cache_len).filter(|i| !mine.contains(i)) {
+        kc[i] = to_bf16(1e3);
+        vc[i] = to_bf16(-1e3);
+    }
+    // Positions past the row's own are not read either.
+    for h in 0..heads.kv {
+        for p in at.pos + 1..heads.max_len {
+            let i = heads.cache_at(2, h, p);
+            kc[i..i + heads.dim].fill(to_bf16(50.0));
+        }
+    }
+    assert_eq!(run(&kc, &vc), before);
+}
+
+#[test]
+fn silu_mul_is_the_hosts_bit_for_bit() {
+    let inter = 1536;
+    let mut gu = normal(11, 2 * inter, 3.0);
+    gu[0] = -100.0; // past exp's clamp
+    gu[1] = 90.0;
+    let mut out = vec![0f32; inter];
+    reference::silu_mul(&gu, &mut out);
+    let mut want = vec![0f32; inter];
+    host::silu_mul(Kernel::Scalar, &gu, inter, &mut want);
+    assert_eq!(bits(&out), bits(&want));
+}
+
+#[test]
+fn argmax_is_greedy_sampling_and_takes_the_first_of_ties() {
+    for seed in 0..20 {
+        let mut logits: Vec<f32> =
+            normal(12 + seed, 49152, 2.0).into_iter().map(|v| (v * 4.0).round()).collect();
+        logits[(seed as usize * 977) % 49152] = 100.0;
+        logits[(seed as usize * 977 + 5000) % 49152] = 100.0;
+        assert_eq!(reference::argmax(&logits), sampling::argmax(&logits), "seed {seed}");
+    }
+    assert_eq!(reference::argmax(&[f32::NEG_INFINITY; 4]), 0);
+    assert_eq!(reference::argmax(&[f32::NAN, f32::NAN]), 0);
+    // NaN never wins, even first (where the host's argmax keeps index 0).
+    assert_eq!(reference::argmax(&[f32::NAN, -1.0, 2.0, 2.0]), 2);
+}
+
+mod packed_step {
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+
+    use super::super::reference::RowAt;
+    use super::super::step::{Launches, ReferenceStep};
+    use crate::device::WeightType;
+    use crate::engine::sampling;
+    use crate::model::random::initial_weights;
+    use crate::model::{Backend, Decoder, KvDtype, ModelConfig, Segment, SeqCache};
+    use crate::rng::SplitMix64;
+
+    fn config(extra: serde_json::Value) -> ModelConfig {
+        let mut json = serde_json::json!({
+            "model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 300, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+            "max_position_embeddings": 256, "tie_word_embeddings": true, "hidden_act": "silu"
+        });
+        json.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// Seeded weights, the matrices scaled up from the initial N(0, 0.02) so that logits spread.
+    fn weights(cfg: &ModelConfig) -> HashMap<String, Tensor> {
+        initial_weights(cfg, &mut SplitMix64::new(7))
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| {
+                let t = if name.contains("norm") { t } else { (t * 15.0).unwrap() };
+                (name, t)
+            })
+            .collect()
+    }
+
+    /// Three prompts in slots 3, 0 and 2 (not in order), all prefilled in one step.
+    const PROMPTS: [&[u32]; 3] = [&[5, 17, 250, 3, 99], &[42], &[7, 7, 8, 120, 33, 299, 1]];
+    const SLOTS: [usize; 3] = [3, 0, 2];
+
+    fn prefill_rows(prompts: &[&[u32]], slots: &[usize]) -> (Vec<u32>, Vec<RowAt>) {
+        let tokens = prompts.concat();
+        let at = prompts
+            .iter()
+            .zip(slots)
+            .flat_map(|(p, &slot)| (0..p.len()).map(move |pos| RowAt { slot, pos }))
+            .collect();
+        (tokens, at)
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 2e-5 * scale, "{what} [{i}]: {g} vs {w} (scale {scale})");
+        }
+    }
+
+    /// The host decoder (golden-tested against transformers) with a bf16 KV cache, as the step
+    /// keeps one: the same logits within the rounding of other summation orders, on a prefill
+    /// of three prompts in one step and then four decode steps of the three sequences.
+    #[test]
+    fn the_packed_step_is_the_host_decoder() {
+        let cfg = config(serde_json::json!({}));
+        let tensors = weights(&cfg);
+        let mut step = ReferenceStep::new(&cfg, &tensors, 4, 64).unwrap();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let mut host =
+            Decoder::load_with(vb, &cfg, Backend::Auto, WeightType::Float(DType::F32)).unwrap();
+        host.set_kv_dtype(KvDtype::Bf16).unwrap();
+        let mut caches: Vec<SeqCache> = PROMPTS.iter().map(|_| host.new_cache(64)).collect();
+        let host_step = |tokens: &[u32], segs: &[Segment], caches: &mut [SeqCache]| {
+            let ids = Tensor::new(tokens, &Device::Cpu).unwrap();
+            let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
+            let hidden = host.forward(&ids, segs, Some(&mut refs)).unwrap();
+            host.logits_f32(&hidden).unwrap()
+        };
+
+        let (tokens, at) = prefill_rows(&PROMPTS, &SLOTS);
+        let (logits, next, _) = step.step(&tokens, &at);
+        let segs: Vec<Segment> =
+            PROMPTS.iter().map(|p| Segment { len: p.len(), offset: 0 }).collect();
+        assert_close(&logits, &host_step(&tokens, &segs, &mut caches), "prefill");
+        let ends: Vec<usize> = PROMPTS
+            .iter()
+            .scan(0, |n, p| {
+                *n += p.len();
+                Some(*n - 1)
+            })
+            .collect();
+        let mut last: Vec<u32> = ends.iter().map(|&e| next[e]).collect();
+        let mut pos: Vec<usize> = PROMPTS.iter().map(|p| p.len()).collect();
+        let mut decided = 0;
+        for s in 0..4 {
+            let at: Vec<RowAt> =
+                SLOTS.iter().zip(&pos).map(|(&slot, &pos)| RowAt { slot, pos }).collect();
+            let (logits, next, _) = step.step(&last, &at);
+            let segs: Vec<Segment> = pos.iter().map(|&offset| Segment { len: 1, offset }).collect();
+            let want = host_step(&last, &segs, &mut caches);
+            assert_close(&logits, &want, &format!("decode step {s}"));
+            // Greedy tokens agree wherever the host's top two are apart by more than rounding.
+            for (row, (w, &n)) in want.chunks_exact(cfg.vocab_size).zip(&next).enumerate() {
+                let mut sorted = w.to_vec();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                if sorted[0] - sorted[1] > 1e-3 {
+                    assert_eq!(n, sampling::argmax(w), "decode step {s} row {row}");
+                    decided += 1;
+                }
+            }
+            last = next;
+            pos.iter_mut().for_each(|p| *p += 1);
+        }
+        assert!(decided >= 10, "only {decided} of 12 greedy tokens were clear");
+    }
+
+    /// A sequence's logits are the same bits alone and among others, in prefill and decode.
+    #[test]
+    fn a_rows_logits_do_not_depend_on_its_batch() {
+        let cfg = config(serde_json::json!({}));
+        let tensors = weights(&cfg);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let vocab = cfg.vocab_size;
+
+        let mut alone = ReferenceStep::new(&cfg, &tensors, 4, 64).unwrap();
+        let (tokens, at) = prefill_rows(&PROMPTS[2..], &SLOTS[2..]);
+        let (solo_prefill, solo_next, _) = alone.step(&tokens, &at);
+        let t = *solo_next.last().unwrap();
+        let (solo_decode, _, _) =
+            alone.step(&[t], &[RowAt { slot: SLOTS[2], pos: PROMPTS[2].len() }]);
+
+        let mut shared = ReferenceStep::new(&cfg, &tensors, 4, 64).unwrap();
+        let (tokens, at) = prefill_rows(&PROMPTS, &SLOTS);
+        let (prefill, _, _) = shared.step(&tokens, &at);
+        let first = PROMPTS[0].len() + PROMPTS[1].len();
+        assert_eq!(bits(&prefill[first * vocab..]), bits(&solo_prefill));
+        // Decode with the others, this sequence's row in the middle.
+        let rows = [
+            (11, RowAt { slot: SLOTS[0], pos: PROMPTS[0].len() }),
+            (t, RowAt { slot: SLOTS[2], pos: PROMPTS[2].len() }),
+            (12, RowAt { slot: SLOTS[1], pos: PROMPTS[1].len() }),
+        ];
+        let (decode, _, _) = shared.step(&rows.map(|r| r.0), &rows.map(|r| r.1));
+        assert_eq!(bits(&decode[vocab..2 * vocab]), bits(&solo_decode));
+    }
+
+    /// The launches a step enqueues are a fixed number per layer, whatever the rows: the
+    /// embedding gather, nine per layer, the final norm, the LM head and the sampling.
+    #[test]
+    fn launches_per_step_do_not_grow_with_the_batch() {
+        let cfg = config(serde_json::json!({}));
+        let mut step = ReferenceStep::new(&cfg, &weights(&cfg), 40, 8).unwrap();
+        let want = Launches(1 + 9 * cfg.num_hidden_layers + 3);
+        for rows in [1, 8, 40] {
+            let at: Vec<RowAt> = (0..rows).map(|slot| RowAt { slot, pos: 0 }).collect();
+            let (_, _, launches) = step.step(&vec![1; rows], &at);
+            assert_eq!(launches, want, "{rows} rows");
+        }
+        let (tokens, at) = prefill_rows(&[&[1, 2, 3, 4, 5, 6, 7, 8]], &[5]);
+        assert_eq!(step.step(&tokens, &at).2, want, "a prefill of 8 positions");
+    }
+
+    #[test]
+    fn other_architectures_are_refused_with_the_reason() {
+        let cfg = config(serde_json::json!({"attention_bias": true}));
+        let tensors = weights(&cfg);
+        let err = ReferenceStep::new(&cfg, &tensors, 1, 8).err().expect("refused").to_string();
+        assert!(err.contains("Llama-style") && err.contains("biases"), "{err}");
+    }
+}
