@@ -55,13 +55,26 @@ impl Bf16Weights {
 
     /// Writes row `r` of W (`src`, k values) into column r % NR of its panel.
     pub(super) fn put_row(&mut self, k: usize, r: usize, src: &[f32]) {
+        self.put_row_with(k, r, |kk| to_bf16(src[kk]));
+    }
+
+    /// As [`Self::put_row`] from bf16 bit patterns: the packing of their exact f32 values
+    /// (denormals flushed, NaNs quieted, as `to_bf16` does).
+    pub(super) fn put_row_bits(&mut self, k: usize, r: usize, src: &[u16]) {
+        self.put_row_with(k, r, |kk| to_bf16(from_bf16(src[kk])));
+    }
+
+    fn put_row_with(&mut self, k: usize, r: usize, value: impl Fn(usize) -> u16) {
         let (p, c, kp) = (r / NR, r % NR, k.div_ceil(2));
         let panel = &mut pairs_mut(&mut self.data)[p * kp * NR..(p + 1) * kp * NR];
-        for (pp, two) in src.chunks(2).enumerate() {
-            let (lo, hi) = (to_bf16(two[0]), two.get(1).map_or(0, |&v| to_bf16(v)));
-            panel[pp * NR + c] = lo as u32 | (hi as u32) << 16;
-            self.emin[p] = self.emin[p].min(exponent(lo)).min(exponent(hi));
+        let mut emin = self.emin[p];
+        for (pp, slot) in panel.iter_mut().skip(c).step_by(NR).enumerate() {
+            let lo = value(2 * pp);
+            let hi = if 2 * pp + 1 < k { value(2 * pp + 1) } else { 0 };
+            *slot = lo as u32 | (hi as u32) << 16;
+            emin = emin.min(exponent(lo)).min(exponent(hi));
         }
+        self.emin[p] = emin;
     }
 
     /// Row `r` widened (exactly) to f32.

@@ -33,6 +33,15 @@ pub(super) fn put_row(d: &mut [Line], k: usize, r: usize, src: &[f32]) {
     }
 }
 
+/// As [`put_row`] from f16 bit patterns (stored as they are: the f16 of their exact f32 value).
+pub(super) fn put_row_bits(d: &mut [Line], k: usize, r: usize, src: &[u16]) {
+    let (p, c) = (r / NR, r % NR);
+    let panel = &mut halves_mut(d)[p * k * NR..(p + 1) * k * NR];
+    for (kk, &b) in src.iter().enumerate() {
+        panel[kk * NR + c] = f16::from_f32(f16::from_bits(b).to_f32()).to_bits();
+    }
+}
+
 /// Row `r` widened to f32 (see [`PackedMatrix::row`]): the values products use.
 pub(super) fn row(d: &[Line], k: usize, r: usize, out: &mut [f32]) {
     let (p, c) = (r / NR, r % NR);

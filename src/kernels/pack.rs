@@ -126,6 +126,27 @@ impl Packer {
         }
     }
 
+    /// As [`Packer::push`] for the bf16 and f16 packers, from rows of bf16 or f16 bit patterns
+    /// (as stored in a checkpoint): the same packing as pushing their exact f32 values.
+    /// Panics on another packer or a length that is not whole rows.
+    pub fn push_bits(&mut self, bits: &[u16]) {
+        let (n, k) = (self.m.n, self.m.k);
+        if k == 0 {
+            return;
+        }
+        assert_eq!(bits.len() % k, 0, "Packer::push_bits: not whole rows of {k}");
+        assert!(self.next + bits.len() / k <= n, "Packer::push_bits: more than {n} rows");
+        for src in bits.chunks_exact(k) {
+            let r = self.next;
+            match &mut self.m.data {
+                Packed::Bf16(b) => b.put_row_bits(k, r, src),
+                Packed::F16(d) => f16::put_row_bits(d, k, r, src),
+                _ => panic!("Packer::push_bits on a packer for neither bf16 nor f16 rows"),
+            }
+            self.next += 1;
+        }
+    }
+
     /// Packs the next rows of W from their GGUF bytes (a [`PackedMatrix::packer_gguf`] packer):
     /// whole rows, each `row_bytes(k)` long. Panels are filled in parallel.
     pub fn push_gguf(&mut self, raw: &[u8]) {

@@ -379,6 +379,42 @@ fn streamed_packing_equals_whole() {
     }
 }
 
+/// Rows pushed as stored bf16 or f16 bit patterns (a GGUF's, read straight from the file) pack
+/// exactly as their f32 values pushed: every bit, bf16's per-panel exponents included, with
+/// denormals (flushed), infinities and NaNs among them, odd k and a padded last panel.
+#[test]
+fn packing_stored_half_bits_equals_packing_their_values() {
+    let (n, k) = (75, 37);
+    let mut bits: Vec<u16> = rand_vec(7, n * k).iter().map(|&v| to_bf16(v)).collect();
+    bits[..8].copy_from_slice(&[0x0001, 0x8040, 0x7f80, 0xff80, 0x7fc1, 0x0080, 0x8000, 0x3f80]);
+    let widened: Vec<f32> = bits.iter().map(|&b| from_bf16(b)).collect();
+    let mut packer = PackedMatrix::packer_bf16(n, k, None);
+    packer.push_bits(&bits[..10 * k]);
+    packer.push_bits(&bits[10 * k..]);
+    let from_bits = packer.finish();
+    let from_values = PackedMatrix::pack_bf16(&widened, n, k, None);
+    assert_eq!(raw_bits(&from_bits), raw_bits(&from_values), "bf16");
+
+    let halves: Vec<u16> =
+        rand_vec(8, n * k).iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+    let mut halves = halves;
+    halves[..6].copy_from_slice(&[0x0001, 0x8200, 0x7c00, 0xfc00, 0x3c00, 0x0000]);
+    let widened: Vec<f32> = halves.iter().map(|&b| half::f16::from_bits(b).to_f32()).collect();
+    let mut packer = PackedMatrix::packer_f16(n, k, None);
+    packer.push_bits(&halves);
+    assert_eq!(
+        raw_bits(&packer.finish()),
+        raw_bits(&PackedMatrix::pack_f16(&widened, n, k, None)),
+        "f16"
+    );
+}
+
+#[test]
+#[should_panic(expected = "push_bits on a packer for neither")]
+fn push_bits_refuses_f32_packers() {
+    PackedMatrix::packer(3, 2, None).push_bits(&[0; 6]);
+}
+
 #[test]
 #[should_panic(expected = "rows pushed")]
 fn packer_refuses_missing_rows() {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -799,6 +799,10 @@ pub struct GgufReader<'a> {
     weights: &'a GgufWeights,
     by_hf: HashMap<&'a str, &'a Mapped>,
     reader: Mutex<BufReader<File>>,
+    /// The bytes of the float tensor `float_rows` last read, reused: a fresh buffer per tensor
+    /// costs its pages' faults every time (half of loading a 1B f32 file). At most the largest
+    /// tensor, which loading holds anyway.
+    scratch: Mutex<Vec<u8>>,
     origin: String,
 }
 
@@ -811,6 +815,7 @@ impl GgufWeights {
             weights: self,
             by_hf,
             reader: Mutex::new(BufReader::new(file)),
+            scratch: Mutex::new(Vec::new()),
             origin: origin.to_string(),
         })
     }
@@ -906,21 +911,85 @@ impl StoredTensors for GgufReader<'_> {
 
     fn stored_bytes(&self, name: &str) -> candle_core::Result<Vec<u8>> {
         let m = self.mapped(name)?;
-        let q = self.qtensor(m)?;
-        let dims = q.shape().dims();
-        let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
-        let raw = q.data()?;
-        let raw = match m.unpermute_heads {
-            Some(heads) => unpermute_rows(&raw, rows, heads).map_err(candle_core::Error::msg)?,
-            None => raw.into_owned(),
+        raw_rows(m, &self.qtensor(m)?)
+    }
+
+    fn float_rows(
+        &self,
+        name: &str,
+        dtype: DType,
+        (rows, cols): (usize, usize),
+        take: &mut dyn FnMut(&[u8]),
+    ) -> candle_core::Result<bool> {
+        let m = self.mapped(name)?;
+        let Some(info) = self.weights.content.tensor_infos.get(&m.gguf) else {
+            return Ok(false);
         };
-        match m.rows {
-            Some((start, len)) => {
-                let row = raw.len() / rows.max(1);
-                Ok(raw[start * row..(start + len) * row].to_vec())
-            }
-            None => Ok(raw),
+        let stored = match info.ggml_dtype {
+            GgmlDType::F32 => DType::F32,
+            GgmlDType::F16 => DType::F16,
+            GgmlDType::BF16 => DType::BF16,
+            _ => return Ok(false),
+        };
+        if stored != dtype {
+            return Ok(false);
         }
+        let dims = info.shape.dims();
+        let all_rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
+        let stored_cols = dims.last().copied().unwrap_or(1);
+        let stored_rows = m.rows.map_or(all_rows, |r| r.1);
+        if (stored_rows, stored_cols) != (rows, cols) {
+            candle_core::bail!(
+                "shape mismatch for {name}, got [{stored_rows}, {stored_cols}], expected [{rows}, {cols}]"
+            );
+        }
+        let failed = |e: std::io::Error| {
+            candle_core::Error::msg(format!("{}: tensor {}: {e}", self.origin, m.gguf))
+        };
+        let bytes = info.shape.elem_count() * stored.size_in_bytes();
+        let mut scratch =
+            self.scratch.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
+        if scratch.len() < bytes {
+            scratch.resize(bytes, 0);
+        }
+        {
+            let mut reader =
+                self.reader.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
+            let at = self.weights.content.tensor_data_offset + info.offset;
+            reader.seek(SeekFrom::Start(at)).map_err(failed)?;
+            reader.read_exact(&mut scratch[..bytes]).map_err(failed)?;
+        }
+        let owned;
+        let raw = match m.unpermute_heads {
+            Some(heads) => {
+                owned = unpermute_rows(&scratch[..bytes], all_rows, heads)
+                    .map_err(candle_core::Error::msg)?;
+                &owned[..]
+            }
+            None => &scratch[..bytes],
+        };
+        let row = cols * stored.size_in_bytes();
+        let start = m.rows.map_or(0, |r| r.0);
+        take(&raw[start * row..(start + rows) * row]);
+        Ok(true)
+    }
+}
+
+/// Tensor `q`'s bytes as stored, rows in HF order (heads unpermuted, an expert's rows cut out).
+fn raw_rows(m: &Mapped, q: &QTensor) -> candle_core::Result<Vec<u8>> {
+    let dims = q.shape().dims();
+    let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
+    let raw = q.data()?;
+    let raw = match m.unpermute_heads {
+        Some(heads) => unpermute_rows(&raw, rows, heads).map_err(candle_core::Error::msg)?,
+        None => raw.into_owned(),
+    };
+    match m.rows {
+        Some((start, len)) => {
+            let row = raw.len() / rows.max(1);
+            Ok(raw[start * row..(start + len) * row].to_vec())
+        }
+        None => Ok(raw),
     }
 }
 

@@ -41,6 +41,16 @@ pub(crate) trait StoredTensors {
     /// Whether matrix `name` is stored in a 16-bit float type (F16 or BF16), which the host
     /// kernels can hold as it is.
     fn half_type(&self, name: &str) -> Option<DType>;
+    /// When matrix `name` is stored as `dtype` (f32, f16 or bf16), hands its bytes as stored
+    /// (little-endian, rows in HF order) to `take` and returns true; its shape must be
+    /// `[rows, cols]` (else an error). False, reading nothing, for other types.
+    fn float_rows(
+        &self,
+        name: &str,
+        dtype: DType,
+        shape: (usize, usize),
+        take: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool>;
 }
 
 /// A norm's weight (with Gemma's 1 already added) and, for LayerNorm, its bias.
@@ -327,6 +337,46 @@ impl Source<'_> {
         Ok(Linear::Parts(matrices))
     }
 
+    /// Pushes weight `vb.weight` (`[rows, cols]`) straight from a GGUF's stored f32, f16 or
+    /// bf16 bytes when `packer` holds that very type (bf16 and f16 as bf16 and f16, f32 as
+    /// f32), a block of rows at a time: candle's dequantized f32 copy of the whole tensor, and
+    /// the copies made from it, are what made loading a 1B bf16 or f32 file take three times
+    /// llama.cpp's. The values are those the dequantized path packs (bf16 and f16 widen to f32
+    /// exactly). Returns false, pushing nothing, when it does not apply.
+    fn push_stored_floats(
+        &self,
+        packer: &mut Packer,
+        format: MatrixFormat,
+        vb: &VarBuilder,
+        (rows, cols): (usize, usize),
+    ) -> Result<bool> {
+        let Some(source) = self.stored else { return Ok(false) };
+        let held = match format {
+            MatrixFormat::Bf16 => DType::BF16,
+            MatrixFormat::F16 => DType::F16,
+            MatrixFormat::F32 | MatrixFormat::Gguf { .. } => DType::F32,
+            MatrixFormat::Q8_0 => return Ok(false),
+        };
+        let name = format!("{}.weight", vb.prefix());
+        let block = (LOAD_ROWS * cols * held.size_in_bytes()).max(1);
+        let (mut values, mut bits) = (Vec::new(), Vec::new());
+        source.float_rows(&name, held, (rows, cols), &mut |raw| {
+            for chunk in raw.chunks(block) {
+                if held == DType::F32 {
+                    values.clear();
+                    values.extend(
+                        chunk.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    );
+                    packer.push(&values);
+                } else {
+                    bits.clear();
+                    bits.extend(chunk.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])));
+                    packer.push_bits(&bits);
+                }
+            }
+        })
+    }
+
     /// `parts` packed as one matrix, as stored type `stored` or as `self.weights`.
     fn pack_parts(
         &self,
@@ -345,12 +395,12 @@ impl Source<'_> {
         }
         let bias = bias.then_some(b.as_slice());
         let (Some(t), Some(source)) = (stored, self.stored) else {
-            let mut packer = match self.half_format(vb, parts) {
-                Some(format) => format.packer(rows, inputs, bias),
-                None => self.weights.packer(rows, inputs, bias),
-            };
+            let format = self.half_format(vb, parts).unwrap_or(self.weights);
+            let mut packer = format.packer(rows, inputs, bias);
             for &(name, n) in parts {
-                push_rows(&mut packer, &vb.pp(name), (n, inputs), "weight")?;
+                if !self.push_stored_floats(&mut packer, format, &vb.pp(name), (n, inputs))? {
+                    push_rows(&mut packer, &vb.pp(name), (n, inputs), "weight")?;
+                }
             }
             return Ok(packer.finish());
         };
