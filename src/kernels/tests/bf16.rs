@@ -4,6 +4,41 @@
 use super::*;
 use crate::kernels::bf16::{dp_pair, Bf16Kernel, SAFE_EXPONENT_SUM};
 
+/// f32 bit patterns where rounding to bf16 is delicate: ties both ways, just below a tie, the
+/// largest finite value (rounds to infinity), infinities, zeros, values below the normal range
+/// and around its edge.
+const ROUNDING_CASES: [u32; 16] = [
+    0x3f80_8000,
+    0x3f81_8000,
+    0xbf81_8000,
+    0x3f80_7fff,
+    0x7f7f_ffff,
+    0x7f80_0000,
+    0xff80_0000,
+    0x0000_0000,
+    0x8000_0000,
+    0x007f_ffff,
+    0x007f_8000,
+    0x8000_0001,
+    0x0080_0000,
+    0x0080_8000,
+    0x0081_8000,
+    0x0000_8000,
+];
+
+/// `n` xorshift32 bit patterns from `seed` (every exponent, NaNs among them).
+fn random_bits(seed: u32, n: usize) -> Vec<u32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        })
+        .collect()
+}
+
 /// Values rounded to bf16 and widened back: what the bf16 kernels multiply.
 fn bf16_round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| from_bf16(to_bf16(x))).collect()
@@ -87,33 +122,9 @@ fn to_bf16_matches_hardware() {
         return;
     }
     let mut vals: Vec<f32> = rand_vec(41, 32 * 200);
-    let special = [
-        0x3f80_8000u32,
-        0x3f81_8000,
-        0xbf81_8000,
-        0x3f80_7fff,
-        0x7f7f_ffff,
-        0x7f80_0000,
-        0xff80_0000,
-        0x0000_0000,
-        0x8000_0000,
-        0x007f_ffff,
-        0x007f_8000,
-        0x8000_0001,
-        0x0080_0000,
-        0x0080_8000,
-        0x0081_8000,
-        0x0000_8000,
-    ];
-    vals.extend(special.iter().map(|&b| f32::from_bits(b)));
+    vals.extend(ROUNDING_CASES.iter().map(|&b| f32::from_bits(b)));
     // Random bit patterns too (every exponent), NaNs excluded: their payload is not specified.
-    let mut s = 0x1234_5678u32;
-    vals.extend((0..32 * 100).map(|_| {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        f32::from_bits(s)
-    }));
+    vals.extend(random_bits(0x1234_5678, 32 * 100).into_iter().map(f32::from_bits));
     vals.retain(|v| !v.is_nan());
     vals.truncate(vals.len() / 32 * 32);
     for chunk in vals.chunks_exact(32) {
@@ -476,38 +487,16 @@ fn avx2_x_packing_is_the_portable_one() {
         eprintln!("skipping: this CPU has no AVX2");
         return;
     }
-    let special = [
-        0x3f80_8000u32,
-        0x3f81_8000,
-        0xbf81_8000,
-        0x3f80_7fff,
-        0x7f7f_ffff,
-        0xff7f_ffff,
-        0x7f80_0000,
-        0xff80_0000,
-        0x7f80_0001,
-        0xffc0_0000,
-        0x0000_0000,
-        0x8000_0000,
-        0x007f_ffff,
-        0x8000_0001,
-        0x0080_0000,
-        0x0080_8000,
-    ];
     let k = 37;
     // First a row of zeros (no exponent: 255), a row of small normal values and zeros, its
-    // smallest exponent in the vector part; then the special values and random bit patterns.
+    // smallest exponent in the vector part; then the rounding cases, NaNs and the largest
+    // negative finite value, and random bit patterns.
     let mut vals = [0.0, f32::from_bits(0x0180_0000), -0.0, f32::from_bits(0x0100_0000)].repeat(10);
     vals.truncate(k);
     vals.splice(0..0, [-0.0; 37]);
-    vals.extend(special.iter().map(|&b| f32::from_bits(b)));
-    let mut s = 0x9e37_79b9u32;
-    vals.extend((0..2000).map(|_| {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        f32::from_bits(s)
-    }));
+    let extra = [0xff7f_ffffu32, 0x7f80_0001, 0xffc0_0000];
+    vals.extend(ROUNDING_CASES.iter().chain(&extra).map(|&b| f32::from_bits(b)));
+    vals.extend(random_bits(0x9e37_79b9, 2000).into_iter().map(f32::from_bits));
     let rows = vals.len() / k;
     let x = &vals[..rows * k];
     let w = Bf16Weights::zeroed(NR, k);
