@@ -13,9 +13,11 @@
 //! order and the same reduction trees, given the launch's block size), so the GPU must give
 //! the reference's bits; the references are tested here against the host path's operations
 //! (`model::host`), which the transformers goldens test. `tools/nvrtc_check.py` compiles the
-//! source with NVRTC on a machine without a GPU.
+//! source with NVRTC on a machine without a GPU. [`step`] runs the whole packed step on the CPU
+//! with the references, and [`schedule`] plans steps from results read one step late.
 
 pub mod reference;
+pub mod schedule;
 pub mod step;
 
 /// The kernels' CUDA C source.

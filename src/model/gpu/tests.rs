@@ -383,3 +383,110 @@ mod packed_step {
         assert!(err.contains("Llama-style") && err.contains("biases"), "{err}");
     }
 }
+
+mod scheduling {
+    use std::collections::{HashMap, VecDeque};
+
+    use super::super::schedule::{Input, Row, Scheduler};
+    use crate::rng::SplitMix64;
+
+    /// What the simulated device samples for a sequence at a position, and the token that ends
+    /// a sequence.
+    fn token(seq: usize, pos: usize) -> u32 {
+        (SplitMix64::new((seq * 1000 + pos) as u64).next_u64() % 9) as u32
+    }
+    const EOS: u32 = 0;
+
+    /// Runs `prompts` (id, prompt length, max_new) through a scheduler and a simulated device
+    /// whose results are read one step late, checking every step's rows; returns each
+    /// sequence's tokens and the rows launched in vain.
+    fn run(
+        slots: usize,
+        step_rows: usize,
+        seqs: &[(usize, usize, usize)],
+    ) -> (HashMap<usize, Vec<u32>>, usize) {
+        let mut s = Scheduler::new(slots, step_rows);
+        for &(id, len, max_new) in seqs {
+            s.add(id, (0..len as u32).map(|t| t + 100).collect(), max_new);
+        }
+        let stops = |t: &[u32]| t.last() == Some(&EOS);
+        // Per slot, its sequence and the last step that wrote it; per sequence, its next position.
+        let (mut owner, mut next_pos) = (HashMap::<usize, (usize, usize)>::new(), HashMap::new());
+        let (mut in_flight, mut out, mut wasted) = (VecDeque::new(), HashMap::new(), 0);
+        let mut read = 0;
+        for iteration in 0.. {
+            assert!(iteration < 10_000, "the scheduler never finished");
+            let rows: Vec<Row> = s.plan();
+            assert!(rows.len() <= step_rows);
+            let this = s.planned_steps().wrapping_sub(1);
+            for r in &rows {
+                if let Some(&(seq, last)) = owner.get(&r.slot) {
+                    // A slot changes hands only once every step that wrote it has been read.
+                    assert!(
+                        seq == r.seq || last < read,
+                        "step {this}: slot {} reused while step {last} of {seq} is in flight",
+                        r.slot
+                    );
+                }
+                owner.insert(r.slot, (r.seq, this));
+                let pos = next_pos.entry(r.seq).or_insert(0);
+                assert_eq!(r.pos, *pos, "step {this}: positions of {} are contiguous", r.seq);
+                *pos += 1;
+                let len = seqs.iter().find(|q| q.0 == r.seq).unwrap().1;
+                match r.input {
+                    Input::Prompt(t) => assert!(r.pos < len && t == r.pos as u32 + 100),
+                    Input::Sampled => assert!(r.pos >= len),
+                }
+                assert_eq!(r.samples, r.pos + 1 >= len);
+            }
+            let sampled: Vec<(usize, u32)> =
+                rows.iter().filter(|r| r.samples).map(|r| (r.seq, token(r.seq, r.pos))).collect();
+            if !rows.is_empty() {
+                in_flight.push_back((this, sampled));
+            }
+            // The host reads a step's tokens while the next one runs.
+            if in_flight.len() > 1 || (rows.is_empty() && !in_flight.is_empty()) {
+                let (st, sampled) = in_flight.pop_front().unwrap();
+                s.read(st, &sampled, stops);
+                read += 1;
+                for (id, tokens) in s.take_finished() {
+                    let launched = next_pos[&id];
+                    let len = seqs.iter().find(|q| q.0 == id).unwrap().1;
+                    wasted += launched - (len - 1) - tokens.len();
+                    out.insert(id, tokens);
+                }
+            }
+            if rows.is_empty() && in_flight.is_empty() && s.is_done() {
+                break;
+            }
+        }
+        (out, wasted)
+    }
+
+    /// Each sequence's tokens are what it would sample alone: up to and including EOS, or
+    /// `max_new` of them; a sequence ended by EOS costs at most one row launched in vain.
+    #[test]
+    fn one_step_late_reads_give_every_sequence_its_own_tokens() {
+        let mut rng = SplitMix64::new(3);
+        let seqs: Vec<(usize, usize, usize)> = (0..40)
+            .map(|id| (id, 1 + rng.below(30) as usize, 1 + rng.below(12) as usize))
+            .collect();
+        for (slots, step_rows) in [(1, 1), (1, 8), (4, 16), (8, 8), (16, 64)] {
+            let (out, wasted) = run(slots, step_rows, &seqs);
+            let mut by_eos = 0;
+            for &(id, len, max_new) in &seqs {
+                let mut want = Vec::new();
+                for pos in len - 1.. {
+                    want.push(token(id, pos));
+                    if want.len() == max_new || want.last() == Some(&EOS) {
+                        break;
+                    }
+                }
+                by_eos += usize::from(want.last() == Some(&EOS) && want.len() < max_new);
+                assert_eq!(out[&id], want, "{slots} slots, {step_rows} rows: sequence {id}");
+            }
+            assert!(wasted <= by_eos, "{wasted} rows in vain for {by_eos} sequences ended by EOS");
+            assert!(by_eos > 5, "the workload must end sequences by EOS");
+        }
+    }
+}
