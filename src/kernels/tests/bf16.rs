@@ -6,7 +6,8 @@ use crate::kernels::bf16::{dp_pair, Bf16Kernel, SAFE_EXPONENT_SUM};
 
 /// f32 bit patterns where rounding to bf16 is delicate: ties both ways, just below a tie, the
 /// largest finite value (rounds to infinity), infinities, zeros, values below the normal range
-/// and around its edge.
+/// and around its edge. (The x86 tests' inputs.)
+#[cfg(target_arch = "x86_64")]
 const ROUNDING_CASES: [u32; 16] = [
     0x3f80_8000,
     0x3f81_8000,
@@ -27,6 +28,7 @@ const ROUNDING_CASES: [u32; 16] = [
 ];
 
 /// `n` xorshift32 bit patterns from `seed` (every exponent, NaNs among them).
+#[cfg(target_arch = "x86_64")]
 fn random_bits(seed: u32, n: usize) -> Vec<u32> {
     let mut s = seed;
     (0..n)
