@@ -3,6 +3,7 @@
 //! dequantized and renamed to the HF names [`super::decoder::Decoder`] loads. The result is an
 //! ordinary [`Checkpoint`], so `LoadedModel::load` treats it like any other.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -901,12 +902,10 @@ impl StoredTensors for GgufReader<'_> {
     fn half_type(&self, name: &str) -> Option<candle_core::DType> {
         let m = self.by_hf.get(name)?;
         let info = self.weights.content.tensor_infos.get(&m.gguf)?;
-        match info.ggml_dtype {
-            _ if !matches!(info.shape.rank(), 2 | 3) => None,
-            GgmlDType::F16 => Some(candle_core::DType::F16),
-            GgmlDType::BF16 => Some(candle_core::DType::BF16),
-            _ => None,
+        if !matches!(info.shape.rank(), 2 | 3) {
+            return None;
         }
+        float_dtype(info.ggml_dtype).filter(|&t| t != DType::F32)
     }
 
     fn stored_bytes(&self, name: &str) -> candle_core::Result<Vec<u8>> {
@@ -925,15 +924,9 @@ impl StoredTensors for GgufReader<'_> {
         let Some(info) = self.weights.content.tensor_infos.get(&m.gguf) else {
             return Ok(false);
         };
-        let stored = match info.ggml_dtype {
-            GgmlDType::F32 => DType::F32,
-            GgmlDType::F16 => DType::F16,
-            GgmlDType::BF16 => DType::BF16,
-            _ => return Ok(false),
-        };
-        if stored != dtype {
+        let Some(stored) = float_dtype(info.ggml_dtype).filter(|&t| t == dtype) else {
             return Ok(false);
-        }
+        };
         let dims = info.shape.dims();
         let all_rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
         let stored_cols = dims.last().copied().unwrap_or(1);
@@ -959,38 +952,47 @@ impl StoredTensors for GgufReader<'_> {
             reader.seek(SeekFrom::Start(at)).map_err(failed)?;
             reader.read_exact(&mut scratch[..bytes]).map_err(failed)?;
         }
-        let owned;
-        let raw = match m.unpermute_heads {
-            Some(heads) => {
-                owned = unpermute_rows(&scratch[..bytes], all_rows, heads)
-                    .map_err(candle_core::Error::msg)?;
-                &owned[..]
-            }
-            None => &scratch[..bytes],
-        };
-        let row = cols * stored.size_in_bytes();
-        let start = m.rows.map_or(0, |r| r.0);
-        take(&raw[start * row..(start + rows) * row]);
+        take(&hf_rows(m, &scratch[..bytes], all_rows)?);
         Ok(true)
     }
 }
 
-/// Tensor `q`'s bytes as stored, rows in HF order (heads unpermuted, an expert's rows cut out).
+/// The f32, f16 and bf16 GGUF types as candle dtypes.
+fn float_dtype(t: GgmlDType) -> Option<DType> {
+    match t {
+        GgmlDType::F32 => Some(DType::F32),
+        GgmlDType::F16 => Some(DType::F16),
+        GgmlDType::BF16 => Some(DType::BF16),
+        _ => None,
+    }
+}
+
+/// Tensor `q`'s bytes as stored, rows in HF order (see [`hf_rows`]).
 fn raw_rows(m: &Mapped, q: &QTensor) -> candle_core::Result<Vec<u8>> {
     let dims = q.shape().dims();
     let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
-    let raw = q.data()?;
+    Ok(hf_rows(m, &q.data()?, rows)?.into_owned())
+}
+
+/// A stored tensor's bytes (`rows` rows in the file's order) as `m` maps them to its HF tensor:
+/// heads unpermuted, an expert's rows cut out.
+fn hf_rows<'r>(m: &Mapped, raw: &'r [u8], rows: usize) -> candle_core::Result<Cow<'r, [u8]>> {
     let raw = match m.unpermute_heads {
-        Some(heads) => unpermute_rows(&raw, rows, heads).map_err(candle_core::Error::msg)?,
-        None => raw.into_owned(),
+        Some(heads) => {
+            Cow::Owned(unpermute_rows(raw, rows, heads).map_err(candle_core::Error::msg)?)
+        }
+        None => Cow::Borrowed(raw),
     };
-    match m.rows {
+    Ok(match m.rows {
         Some((start, len)) => {
             let row = raw.len() / rows.max(1);
-            Ok(raw[start * row..(start + len) * row].to_vec())
+            match raw {
+                Cow::Borrowed(b) => Cow::Borrowed(&b[start * row..(start + len) * row]),
+                Cow::Owned(o) => Cow::Owned(o[start * row..(start + len) * row].to_vec()),
+            }
         }
-        None => Ok(raw),
-    }
+        None => raw,
+    })
 }
 
 #[cfg(test)]
