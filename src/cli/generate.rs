@@ -140,8 +140,13 @@ fn engine_and_prompts(
             } else {
                 prompts.iter().map(|(_, p)| (p.clone(), true, None)).collect()
             };
-            let engine = LocalEngine::new(model, args.batch_size).with_kv_budget(args.kv_budget);
-            Ok((Box::new(engine), rendered))
+            let local = LocalEngine::new(model, args.batch_size).with_kv_budget(args.kv_budget);
+            let (engine, note) =
+                benchgen::engine::for_device(local, &checkpoint, &device, weights, args.batch_size);
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            Ok((engine, rendered))
         }
     }
 }

@@ -105,19 +105,10 @@ impl LocalEngine {
         Ok(total)
     }
 
-    /// Cuts a prompt that leaves no room for `max_new_tokens` (at least one) to the last
-    /// tokens that fit, keeping a leading BOS; returns how many tokens were dropped.
+    /// [`truncate_left`] to this model's context.
     fn truncate_left(&self, prompt: &mut Vec<u32>, max_new_tokens: usize) -> usize {
-        let context = self.model.decoder.context();
-        let keep = context.saturating_sub(max_new_tokens.max(1)).max(1);
-        if prompt.len() <= keep {
-            return 0;
-        }
-        let bos = self.model.tokenizer.bos_id().filter(|b| prompt.first() == Some(b) && keep > 1);
-        let dropped = prompt.len() - keep;
-        let start = usize::from(bos.is_some());
-        prompt.drain(start..start + dropped);
-        dropped
+        let (context, bos) = (self.model.decoder.context(), self.model.tokenizer.bos_id());
+        truncate_left(prompt, context, max_new_tokens, bos)
     }
 
     fn admit(
@@ -280,6 +271,25 @@ impl LocalEngine {
         }
         Ok(None)
     }
+}
+
+/// Cuts a prompt that leaves no room in `context` for `max_new_tokens` (at least one) to the
+/// last tokens that fit, keeping a leading `bos`; returns how many tokens were dropped.
+pub(super) fn truncate_left(
+    prompt: &mut Vec<u32>,
+    context: usize,
+    max_new_tokens: usize,
+    bos: Option<u32>,
+) -> usize {
+    let keep = context.saturating_sub(max_new_tokens.max(1)).max(1);
+    if prompt.len() <= keep {
+        return 0;
+    }
+    let bos = bos.filter(|b| prompt.first() == Some(b) && keep > 1);
+    let dropped = prompt.len() - keep;
+    let start = usize::from(bos.is_some());
+    prompt.drain(start..start + dropped);
+    dropped
 }
 
 impl Generator for LocalEngine {

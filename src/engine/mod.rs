@@ -4,12 +4,14 @@
 
 mod local;
 mod loglik;
+mod packed;
 pub mod remote;
 pub mod sampling;
 mod stop;
 
 pub use local::LocalEngine;
 pub use loglik::{split_pair, LoglikOutput, LoglikRequest};
+pub use packed::{for_device, PackedEngine, StepFactory};
 pub use stop::find_stop;
 
 pub use crate::generation::{GenParams, Truncate};
@@ -89,6 +91,11 @@ pub trait Generator {
     /// The most bytes the KV caches of live sequences stored at once so far (a shared prefix
     /// counted once), when this process keeps them.
     fn kv_cache_peak_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// What the engine holds on a GPU, when it keeps the model there itself.
+    fn device_memory(&self) -> Option<crate::run::memory::DeviceMemory> {
         None
     }
 }

@@ -97,14 +97,19 @@ impl Stages<'_> {
             log.line("Applying the model's chat template");
         }
         let prompts = items.map(|i, it| builder.render(i, it, chat))?;
-        Ok(Prepared {
-            engine: Box::new(
-                LocalEngine::new(model, self.settings.batch_size)
-                    .with_kv_budget(self.settings.kv_budget),
-            ),
-            prompts,
-            messages: None,
-        })
+        let local = LocalEngine::new(model, self.settings.batch_size)
+            .with_kv_budget(self.settings.kv_budget);
+        let (engine, note) = crate::engine::for_device(
+            local,
+            &checkpoint,
+            &self.device,
+            self.weights,
+            self.settings.batch_size,
+        );
+        if let Some(note) = note {
+            log.line(note);
+        }
+        Ok(Prepared { engine, prompts, messages: None })
     }
 
     fn remote(

@@ -308,7 +308,8 @@ impl Stages<'_> {
             allow_program: self.how.allow_scoring_program,
         };
         let breakdown = scoring.score_and_report(record, &items, &submitted, started, log)?;
-        let memory = Memory::now(engine.weights_bytes(), engine.kv_cache_peak_bytes());
+        let mut memory = Memory::now(engine.weights_bytes(), engine.kv_cache_peak_bytes());
+        memory.device = engine.device_memory();
         log.line(format!("Memory: {}", memory.summary()));
         record.memory = Some(memory);
         Ok(breakdown)

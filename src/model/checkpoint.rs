@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -356,6 +356,33 @@ impl LoadedModel {
             origin: origin.clone(),
             num_parameters,
         })
+    }
+}
+
+impl Checkpoint {
+    /// The checkpoint's config and its tensors under Llama names, on the CPU as `dtype`, read
+    /// one at a time as asked for: what the packed step ([`super::gpu`]) loads. Safetensors
+    /// only; a GGUF file or a LoRA adapter is refused with the reason.
+    pub fn step_tensors(&self, dtype: DType) -> Result<(ModelConfig, VarBuilder<'static>)> {
+        let origin = &self.origin;
+        let cfg = ModelConfig::from_json(&self.config_json)
+            .map_err(|e| Error::model(origin, format!("config.json: {e}")))?;
+        if self.lora.is_some() {
+            return Err(Error::model(origin, "the packed step does not merge LoRA adapters"));
+        }
+        let device = Device::Cpu;
+        let vb = match &self.weights {
+            WeightFiles::Files(files) => super::safetensors::ReadSafetensors::open(files)
+                .map(|st| VarBuilder::from_backend(Box::new(st), dtype, device))
+                .map_err(candle_core::Error::msg),
+            WeightFiles::Static(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, &device),
+            WeightFiles::Gguf(_) => {
+                return Err(Error::model(origin, "the packed step reads safetensors, not GGUF"))
+            }
+        }
+        .and_then(|vb| super::names::llama_names(vb, &cfg))
+        .map_err(|e| Error::model(origin, format!("cannot read weights: {e}")))?;
+        Ok((cfg, vb))
     }
 }
 

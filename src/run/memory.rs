@@ -16,6 +16,21 @@ pub struct Memory {
     /// The most bytes the live sequences' KV caches stored at once (a shared prefix once).
     #[serde(default)]
     pub kv_cache_peak_bytes: Option<u64>,
+    /// GPU memory, where the engine keeps its model there itself (the packed CUDA step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceMemory>,
+}
+
+/// What a GPU engine holds on the device, allocated once at its start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMemory {
+    pub weights_bytes: u64,
+    /// The KV cache of every slot, at full length.
+    pub kv_cache_bytes: u64,
+    /// Activations, logits and sampling buffers for the largest step.
+    pub scratch_bytes: u64,
+    /// In use on the device by every process once the engine had allocated all of it.
+    pub in_use_bytes: u64,
 }
 
 impl Memory {
@@ -25,12 +40,27 @@ impl Memory {
             peak_rss_bytes: peak_rss_bytes(),
             weights_bytes: weights_bytes.map(|b| b as u64),
             kv_cache_peak_bytes: kv_cache_peak_bytes.map(|b| b as u64),
+            device: None,
         }
     }
 
     /// `peak RSS 1.07 GB = weights 541 MB + KV cache (peak) 496 MB + 35 MB other (3.4%)`: the
     /// other part as a share of weights + cache, the goal's measure.
     pub fn summary(&self) -> String {
+        let host = self.host_summary();
+        match self.device {
+            Some(d) => format!(
+                "{host}; on the device: weights {}, KV cache {}, scratch {}, {} in use",
+                human(d.weights_bytes),
+                human(d.kv_cache_bytes),
+                human(d.scratch_bytes),
+                human(d.in_use_bytes)
+            ),
+            None => host,
+        }
+    }
+
+    fn host_summary(&self) -> String {
         let rss = self.peak_rss_bytes.map_or_else(|| "unknown".to_string(), human);
         let (Some(w), Some(kv)) = (self.weights_bytes, self.kv_cache_peak_bytes) else {
             let known =
@@ -113,12 +143,41 @@ fn vm_hwm_bytes(status: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// A GPU engine's device memory follows the host's line, and a record without it keeps the
+    /// run.json it always had (no `device` key).
+    #[test]
+    fn device_memory_is_reported_beside_the_host() {
+        let device = DeviceMemory {
+            weights_bytes: 270_000_000,
+            kv_cache_bytes: 1_500_000_000,
+            scratch_bytes: 52_000_000,
+            in_use_bytes: 2_400_000_000,
+        };
+        let m = Memory {
+            peak_rss_bytes: Some(900_000_000),
+            device: Some(device),
+            ..Default::default()
+        };
+        assert_eq!(
+            m.summary(),
+            "peak RSS 900 MB; on the device: weights 270 MB, KV cache 1.50 GB, scratch 52.0 MB, \
+             2.40 GB in use"
+        );
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["device"]["kv_cache_bytes"], 1_500_000_000u64);
+        let back: Memory = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+        let host = Memory { peak_rss_bytes: Some(1), ..Default::default() };
+        assert!(serde_json::to_value(&host).unwrap().get("device").is_none());
+    }
+
     #[test]
     fn summary_splits_the_peak() {
         let m = Memory {
             peak_rss_bytes: Some(1_072_000_000),
             weights_bytes: Some(541_000_000),
             kv_cache_peak_bytes: Some(496_000_000),
+            device: None,
         };
         assert_eq!(
             m.summary(),
@@ -129,6 +188,7 @@ mod tests {
             peak_rss_bytes: Some(100_000_000),
             weights_bytes: Some(9_000_000),
             kv_cache_peak_bytes: Some(1_000_000),
+            device: None,
         };
         assert_eq!(
             small.summary(),
@@ -140,6 +200,7 @@ mod tests {
             peak_rss_bytes: Some(900_000),
             weights_bytes: Some(1_000_000),
             kv_cache_peak_bytes: Some(0),
+            device: None,
         };
         assert_eq!(under.summary(), "peak RSS 900.0 kB; weights 1.0 MB, KV cache (peak) 0.0 kB");
     }

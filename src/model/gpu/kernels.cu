@@ -75,6 +75,44 @@ __device__ float block_max(float v, float* shared) {
     return warp_max(lane < warps ? shared[lane] : NEG_INF);
 }
 
+// The same trees in f64 (the sampler's weights).
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ double block_sum_d(double v, double* shared) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    return warp_sum_d(lane < warps ? shared[lane] : 0.0);
+}
+
+// The block's largest (or, with `least`, smallest) 64-bit value, in every thread: exact in any
+// order.
+__device__ unsigned long long block_extreme_u64(unsigned long long v, bool least,
+                                                unsigned long long* shared) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        unsigned long long u = __shfl_xor_sync(FULL_MASK, v, o);
+        v = least ? (u < v ? u : v) : (u > v ? u : v);
+    }
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = lane < warps ? shared[lane] : (least ? ~0ull : 0ull);
+    for (int o = 16; o > 0; o >>= 1) {
+        unsigned long long u = __shfl_xor_sync(FULL_MASK, v, o);
+        v = least ? (u < v ? u : v) : (u > v ? u : v);
+    }
+    return v;
+}
+
+__device__ __forceinline__ float widen(float w) { return w; }
+__device__ __forceinline__ float widen(unsigned short w) { return from_bf16(w); }
+
 // ---- kernels -------------------------------------------------------------------------------
 
 // One block per row (gridDim.x = rows). With `delta`, first residual += delta (the residual
@@ -189,8 +227,8 @@ extern "C" __global__ void silu_mul(const float* gu, float* out, int inter, int 
     }
 }
 
-// Greedy sampling: per row (gridDim.x = rows, blockDim.x a multiple of 32) the first index of
-// the largest value; NaNs never win; 0 when every value is NaN.
+// Greedy sampling (sample_rows at temperature 0): the first index of the largest value; NaNs
+// never win; 0 when every value is NaN.
 __device__ __forceinline__ void better(float& best, int& idx, float v, int i) {
     if (v > best || (v == best && i < idx)) {
         best = v;
@@ -198,10 +236,11 @@ __device__ __forceinline__ void better(float& best, int& idx, float v, int i) {
     }
 }
 
-extern "C" __global__ void argmax_rows(const float* logits, int vocab, unsigned int* out) {
+// The first index of the row's largest value, in every thread of the block.
+__device__ unsigned int row_argmax(const float* l, int vocab) {
     __shared__ float sv[32];
     __shared__ int si[32];
-    const float* l = logits + (size_t)blockIdx.x * vocab;
+    __shared__ unsigned int result;
     float best = NEG_INF;
     int idx = NO_INDEX;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) better(best, idx, l[i], i);
@@ -219,6 +258,231 @@ extern "C" __global__ void argmax_rows(const float* logits, int vocab, unsigned 
         for (int o = 16; o > 0; o >>= 1)
             better(best, idx, __shfl_xor_sync(FULL_MASK, best, o),
                    __shfl_xor_sync(FULL_MASK, idx, o));
-        if (lane == 0) out[blockIdx.x] = idx == NO_INDEX ? 0u : (unsigned int)idx;
+        if (lane == 0) result = idx == NO_INDEX ? 0u : (unsigned int)idx;
+    }
+    __syncthreads();
+    return result;
+}
+
+// ---- embedding, products, sampling ---------------------------------------------------------
+
+// A row's input token: input[row] when it is a prompt token (>= 0), else (-1) the token the
+// row's sequence sampled last, which sampling left in slot_token[slot[row]] on the device.
+// out[row] = the token's row of the table, widened to f32. Grid rows, any block size.
+template <typename W>
+__device__ void embed_rows_impl(const W* table, const int* input, const int* slot,
+                                const unsigned int* slot_token, float* out, int hidden) {
+    int row = blockIdx.x, t = input[row];
+    unsigned int tok = t >= 0 ? (unsigned int)t : slot_token[slot[row]];
+    const W* e = table + (size_t)tok * hidden;
+    float* o = out + (size_t)row * hidden;
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) o[i] = widen(e[i]);
+}
+
+extern "C" __global__ void embed_rows_f32(const float* table, const int* input, const int* slot,
+                                          const unsigned int* slot_token, float* out,
+                                          int hidden) {
+    embed_rows_impl(table, input, slot, slot_token, out, hidden);
+}
+
+extern "C" __global__ void embed_rows_bf16(const unsigned short* table, const int* input,
+                                           const int* slot, const unsigned int* slot_token,
+                                           float* out, int hidden) {
+    embed_rows_impl(table, input, slot, slot_token, out, hidden);
+}
+
+// Rows a warp of `gemm_*` computes at once, and k values a lane takes at a time.
+#define GEMM_ROWS 8
+#define GEMM_VEC 8
+
+// out[r][c] = sum over j of x[xr][j] * w[c][j] for r < rows, c < n, where xr = xrows[r] (or r
+// without xrows: the LM head takes only the rows that sample). x: [..][k] f32, w: [n][k] f32 or
+// bf16, out: [rows][n]. One warp per (column c, group of GEMM_ROWS rows): grid (ceil(n /
+// warps a block), ceil(rows / GEMM_ROWS)), blockDim a multiple of 32. Lane l accumulates with
+// fmaf, in order, j = 8l .. 8l+7, then 8l+256 .., …; the warp's butterfly adds the lanes. Every
+// output is one sequence of roundings fixed by k alone: no split over k, whatever the rows.
+template <typename W>
+__device__ __forceinline__ void load_w(const W* w, int j, int k, float* v);
+
+template <>
+__device__ __forceinline__ void load_w<float>(const float* w, int j, int k, float* v) {
+    if (j + GEMM_VEC <= k && ((k & 3) == 0)) {
+        float4 a = *(const float4*)(w + j), b = *(const float4*)(w + j + 4);
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+        v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    } else {
+        for (int e = 0; e < GEMM_VEC; e++) v[e] = j + e < k ? w[j + e] : 0.0f;
+    }
+}
+
+template <>
+__device__ __forceinline__ void load_w<unsigned short>(const unsigned short* w, int j, int k,
+                                                       float* v) {
+    if (j + GEMM_VEC <= k && ((k & 7) == 0)) {
+        uint4 a = *(const uint4*)(w + j);
+        unsigned int u[4] = {a.x, a.y, a.z, a.w};
+        for (int e = 0; e < 4; e++) {
+            v[2 * e] = __uint_as_float(u[e] << 16);
+            v[2 * e + 1] = __uint_as_float(u[e] & 0xffff0000u);
+        }
+    } else {
+        for (int e = 0; e < GEMM_VEC; e++) v[e] = j + e < k ? from_bf16(w[j + e]) : 0.0f;
+    }
+}
+
+template <typename W>
+__device__ void gemm_impl(const float* x, const int* xrows, const W* w, float* out, int rows,
+                          int n, int k) {
+    int lane = threadIdx.x & 31;
+    int col = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int r0 = blockIdx.y * GEMM_ROWS;
+    if (col >= n) return;
+    int count = rows - r0 < GEMM_ROWS ? rows - r0 : GEMM_ROWS;
+    const float* xs[GEMM_ROWS];
+    for (int r = 0; r < GEMM_ROWS; r++) {
+        int xr = r < count ? (xrows ? xrows[r0 + r] : r0 + r) : 0;
+        xs[r] = x + (size_t)xr * k;
+    }
+    float acc[GEMM_ROWS];
+    for (int r = 0; r < GEMM_ROWS; r++) acc[r] = 0.0f;
+    const W* wc = w + (size_t)col * k;
+    for (int j = lane * GEMM_VEC; j < k; j += 32 * GEMM_VEC) {
+        float wv[GEMM_VEC];
+        load_w<W>(wc, j, k, wv);
+        int m = k - j < GEMM_VEC ? k - j : GEMM_VEC;
+        for (int r = 0; r < GEMM_ROWS; r++) {
+            if (r < count) {
+                const float* xj = xs[r] + j;
+                for (int e = 0; e < m; e++) acc[r] = fmaf(xj[e], wv[e], acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < GEMM_ROWS; r++) {
+        float s = warp_sum(acc[r]);
+        if (lane == 0 && r < count) out[(size_t)(r0 + r) * n + col] = s;
+    }
+}
+
+extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const float* w, float* out,
+                                    int rows, int n, int k) {
+    gemm_impl(x, xrows, w, out, rows, n, k);
+}
+
+extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const unsigned short* w,
+                                     float* out, int rows, int n, int k) {
+    gemm_impl(x, xrows, w, out, rows, n, k);
+}
+
+// Seeded sampling, the CPU's (engine/sampling.rs) without its sort. Tokens are ranked by a
+// 64-bit key, larger first: the logit's bits in IEEE total order above the complement of the
+// index (so equal logits rank the lower index first, as the CPU's sort does). Each cut the CPU
+// makes by walking the sorted order — top-k's k-th token, top-p's first token where the
+// cumulative mass reaches p, the drawn token where it passes u · total — is the largest key T
+// whose mass "at or above T" still meets the cut, found one key bit at a time, each bit one
+// block reduction. Weights are the CPU's: exp(f64((logit - max) / t)), summed in f64 (by the
+// block's tree, so a draw can differ from the CPU's only within rounding of a boundary).
+__device__ __forceinline__ unsigned long long rank_key(float v, int i) {
+    unsigned int b = __float_as_uint(v);
+    unsigned int o = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+    return ((unsigned long long)o << 32) | (unsigned long long)(0xffffffffu - (unsigned int)i);
+}
+
+// splitmix64's draw number `n` (0-based) from `seed`, as rng.rs's unit(): counter-based, so a
+// sequence's n-th sampled token uses the same draw whatever the step it falls in.
+__device__ __forceinline__ double unit_draw(unsigned long long seed, unsigned long long n) {
+    unsigned long long z = seed + (n + 1ull) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = z ^ (z >> 31);
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// What a key-bit search sums over the row's tokens with key >= c (and >= floor): 0 a count,
+// 1 the weight, 2 the weight / total.
+__device__ double mass_at_or_above(const float* l, const double* wt, int vocab,
+                                   unsigned long long c, unsigned long long floor, int what,
+                                   double total, double* shared) {
+    double s = 0.0;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        unsigned long long key = rank_key(l[i], i);
+        if (key >= c && key >= floor)
+            s = s + (what == 0 ? 1.0 : what == 1 ? wt[i] : wt[i] / total);
+    }
+    return block_sum_d(s, shared);
+}
+
+// The largest key T with mass(T) >= cut (or > cut with `strict`); 0 when none.
+__device__ unsigned long long key_search(const float* l, const double* wt, int vocab,
+                                         unsigned long long floor, int what, double total,
+                                         double cut, bool strict, double* shared) {
+    unsigned long long t = 0;
+    for (int b = 63; b >= 0; b--) {
+        unsigned long long c = t | (1ull << b);
+        double m = mass_at_or_above(l, wt, vocab, c, floor, what, total, shared);
+        if (strict ? m > cut : m >= cut) t = c;
+    }
+    return t;
+}
+
+// One block per sampled row (rows given by the launch's grid). Row r's logits are logits[r],
+// its parameters temperature[r] (greedy when <= 0), top_k[r] (0: off), top_p[r] (>= 1: off),
+// seed[r] and draw[r] (the sequence's sampled-token count before this one). The token goes to
+// out[r] and to slot_token[slot[r]], where the next step's embedding reads it. wt: [rows][vocab]
+// f64 scratch.
+extern "C" __global__ void sample_rows(const float* logits, int vocab, const float* temperature,
+                                       const int* top_k, const double* top_p,
+                                       const unsigned long long* seed, const int* draw,
+                                       const int* slot, double* wt, unsigned int* slot_token,
+                                       unsigned int* out) {
+    __shared__ double shared[32];
+    __shared__ unsigned long long shared_u[32];
+    int r = blockIdx.x;
+    const float* l = logits + (size_t)r * vocab;
+    float t = temperature[r];
+    unsigned int token;
+    if (t <= 0.0f) {
+        token = row_argmax(l, vocab);
+    } else {
+        double* w = wt + (size_t)r * vocab;
+        unsigned long long floor = 0;
+        if (top_k[r] > 0) floor = key_search(l, w, vocab, 0, 0, 0.0, (double)top_k[r], false, shared);
+        unsigned long long top = 0;
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+            unsigned long long key = rank_key(l[i], i);
+            top = key > top ? key : top;
+        }
+        top = block_extreme_u64(top, false, shared_u);
+        float max = l[0xffffffffu - (unsigned int)(top & 0xffffffffu)];
+        double z = 0.0;
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+            double e = 0.0;
+            if (rank_key(l[i], i) >= floor) e = exp((double)((l[i] - max) / t));
+            w[i] = e;
+            z = z + e;
+        }
+        __syncthreads();
+        double total = block_sum_d(z, shared);
+        if (top_p[r] < 1.0) {
+            // Never reached (rounding, p next to 1): the CPU keeps every candidate.
+            unsigned long long cut = key_search(l, w, vocab, floor, 2, total, top_p[r], false, shared);
+            if (cut > floor) floor = cut;
+            total = mass_at_or_above(l, w, vocab, floor, floor, 1, 0.0, shared);
+        }
+        double target = unit_draw(seed[r], (unsigned long long)draw[r]) * total;
+        unsigned long long pick = key_search(l, w, vocab, floor, 1, 0.0, target, true, shared);
+        // No key passes the target only when rounding put it at the total: the CPU's walk then
+        // ends on the last token kept.
+        unsigned long long least = ~0ull;
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+            unsigned long long key = rank_key(l[i], i);
+            if (key >= floor && key < least) least = key;
+        }
+        least = block_extreme_u64(least, true, shared_u);
+        if (pick < least) pick = least;
+        token = 0xffffffffu - (unsigned int)(pick & 0xffffffffu);
+    }
+    if (threadIdx.x == 0) {
+        out[r] = token;
+        slot_token[slot[r]] = token;
     }
 }

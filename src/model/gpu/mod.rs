@@ -1,21 +1,26 @@
-//! The CUDA decode step's own kernels, and their CPU references (issue 16's first part).
+//! The CUDA decode step's own kernels, and their CPU references (issue 16).
 //!
-//! The decode step the CUDA backend is built towards runs every operation once per layer for
-//! the whole packed batch: cuBLAS products (fixed algorithm, no split-K) for q/k/v, o, gate/up,
-//! down and the LM head, and the kernels of `kernels.cu` for what cuBLAS does not do — the
-//! residual add fused with RMSNorm, RoPE fused with the KV-cache write, a ragged GQA decode
-//! attention over each sequence's own cache, SiLU·mul and greedy sampling. So the launches a
-//! step makes are a fixed number, whatever the batch size.
+//! The decode step the CUDA backend runs does every operation once per layer for the whole
+//! packed batch, so the launches a step makes are a fixed number, whatever the batch size: the
+//! embedding gather (prompt tokens from the host, sampled ones from the device), the products
+//! (fused q/k/v and gate/up, o, down, and the LM head over the rows that sample), the residual
+//! add fused with RMSNorm, RoPE fused with the KV-cache write, a ragged GQA decode attention
+//! over each sequence's own cache, SiLU·mul, and greedy or seeded sampling.
 //!
 //! `kernels.cu` is compiled at run time by NVRTC ([`SOURCE`], [`NVRTC_OPTIONS`]), so a CUDA
 //! build needs no kernel build step of its own. Each kernel has a CPU reference in
 //! [`reference`] that follows its arithmetic operation for operation (the same per-thread
 //! order and the same reduction trees, given the launch's block size), so the GPU must give
-//! the reference's bits; the references are tested here against the host path's operations
-//! (`model::host`), which the transformers goldens test. `tools/nvrtc_check.py` compiles the
-//! source with NVRTC on a machine without a GPU. [`step`] runs the whole packed step on the CPU
-//! with the references, and [`schedule`] plans steps from results read one step late.
+//! the reference's bits. The products are benchgen's own kernel rather than cuBLAS: cuBLAS
+//! picks its algorithm (and split-K) by the problem's shape, so a row's sums would change with
+//! the batch, while `gemm_*` computes every output in one order fixed by k. The references are
+//! tested here against the host path's operations (`model::host`), which the transformers
+//! goldens test, and the sampler against the CPU's. `tools/nvrtc_check.py` compiles the source
+//! with NVRTC on a machine without a GPU. [`step`] runs the whole packed step on the CPU with
+//! the references, and [`schedule`] plans steps from results read one step late.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod reference;
 pub mod schedule;
 pub mod step;
@@ -30,8 +35,19 @@ pub const NVRTC_OPTIONS: &[&str] =
     &["--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false"];
 
 /// The `extern "C"` kernels of [`SOURCE`], by name.
-pub const KERNELS: &[&str] =
-    &["add_rms_norm", "rope_kv_write", "decode_attention", "silu_mul", "argmax_rows"];
+pub const KERNELS: &[&str] = &[
+    "embed_rows_f32",
+    "embed_rows_bf16",
+    "gemm_f32",
+    "gemm_bf16",
+    "add_rms_norm",
+    "rope_kv_write",
+    "decode_attention",
+    "silu_mul",
+    "sample_rows",
+];
 
+#[cfg(all(test, feature = "cuda"))]
+mod cuda_tests;
 #[cfg(test)]
 mod tests;

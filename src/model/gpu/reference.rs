@@ -3,12 +3,15 @@
 //! multiple of 32): thread t's strided partial, then the warp butterflies and the block's tree
 //! as the kernel does them. The GPU must give these bits.
 
+use std::ops::Add;
+
 use crate::kernels::{from_bf16, to_bf16};
 use crate::model::host::exp;
+use crate::rng::SplitMix64;
 
-/// One warp's butterfly sum (`warp_sum`): after the step with offset o, lane i holds
-/// v[i] + v[i ^ o]; returns what every lane ends with.
-fn warp_sum(v: &[f32; 32]) -> f32 {
+/// One warp's butterfly sum (`warp_sum`, `warp_sum_d`): after the step with offset o, lane i
+/// holds v[i] + v[i ^ o]; returns what every lane ends with.
+fn warp_sum<T: Copy + Add<Output = T>>(v: &[T; 32]) -> T {
     let mut lanes = *v;
     for o in [16, 8, 4, 2, 1] {
         let before = lanes;
@@ -19,10 +22,11 @@ fn warp_sum(v: &[f32; 32]) -> f32 {
     lanes[0]
 }
 
-/// `block_sum` over each thread's partial (`partials.len()` = threads, a multiple of 32).
-pub fn block_sum(partials: &[f32]) -> f32 {
+/// `block_sum` (`block_sum_d` in f64) over each thread's partial (`partials.len()` = threads,
+/// a multiple of 32).
+pub fn block_sum<T: Copy + Add<Output = T> + Default>(partials: &[T]) -> T {
     assert!(partials.len().is_multiple_of(32) && partials.len() <= 1024);
-    let mut warps = [0f32; 32];
+    let mut warps = [T::default(); 32];
     for (w, chunk) in partials.chunks_exact(32).enumerate() {
         warps[w] = warp_sum(chunk.try_into().expect("32 lanes"));
     }
@@ -171,7 +175,7 @@ pub fn silu_mul(gu: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `argmax_rows` for one row: the first index of the largest value; NaNs never win; 0 when
+/// `row_argmax` (`sample_rows` at temperature 0) for one row: the first index of the largest value; NaNs never win; 0 when
 /// every value is NaN. (Order-free: the kernel's reductions keep the larger value and, on a
 /// tie, the smaller index.)
 pub fn argmax(logits: &[f32]) -> u32 {
@@ -182,4 +186,133 @@ pub fn argmax(logits: &[f32]) -> u32 {
         }
     }
     best.map_or(0, |(_, i)| i as u32)
+}
+
+/// k values a lane of `gemm_*` takes at a time (`GEMM_VEC`).
+const GEMM_VEC: usize = 8;
+
+/// One output of `gemm_f32` / `gemm_bf16`: x · w (rows of one length k), lane l accumulating
+/// j = 8l .. 8l+7, then 8l+256 .., in order with fused multiply-adds, then the warp's butterfly.
+/// (bf16 weights widen exactly, so both kernels are this on the widened row.)
+pub fn gemm_dot(x: &[f32], w: &[f32]) -> f32 {
+    let k = x.len();
+    assert_eq!(w.len(), k);
+    let mut lanes = [0f32; 32];
+    for (lane, acc) in lanes.iter_mut().enumerate() {
+        for base in (lane * GEMM_VEC..k).step_by(32 * GEMM_VEC) {
+            for j in base..(base + GEMM_VEC).min(k) {
+                *acc = x[j].mul_add(w[j], *acc);
+            }
+        }
+    }
+    warp_sum(&lanes)
+}
+
+/// `sample_rows`'s rank of token i with logit v: larger ranks first (the logit's bits in IEEE
+/// total order, then the lower index).
+fn rank_key(v: f32, i: usize) -> u64 {
+    let b = v.to_bits();
+    let o = if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 };
+    (u64::from(o) << 32) | u64::from(u32::MAX - i as u32)
+}
+
+/// The sequence's draw number `n` (0-based): the (n+1)-th `unit()` of `SplitMix64::new(seed)`,
+/// computed from the counter alone as `unit_draw` does.
+pub fn unit_draw(seed: u64, n: u64) -> f64 {
+    SplitMix64::new(seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))).unit()
+}
+
+/// A row's sampling parameters, as `sample_rows` takes them.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleParams {
+    /// Greedy when `<= 0`.
+    pub temperature: f32,
+    /// 0: off.
+    pub top_k: usize,
+    /// `>= 1`: off.
+    pub top_p: f64,
+    pub seed: u64,
+    /// The sequence's sampled tokens before this one.
+    pub draw: u64,
+}
+
+/// What `mass_at_or_above` sums for the tokens ranked at or above a key.
+#[derive(Clone, Copy)]
+enum Mass {
+    Count,
+    Weight,
+    Share(f64),
+}
+
+struct SampleRow<'a> {
+    logits: &'a [f32],
+    weights: Vec<f64>,
+    threads: usize,
+}
+
+impl SampleRow<'_> {
+    fn mass(&self, c: u64, floor: u64, what: Mass) -> f64 {
+        let partials: Vec<f64> = (0..self.threads)
+            .map(|t| {
+                (t..self.logits.len()).step_by(self.threads).fold(0f64, |s, i| {
+                    let key = rank_key(self.logits[i], i);
+                    if key < c || key < floor {
+                        return s;
+                    }
+                    s + match what {
+                        Mass::Count => 1.0,
+                        Mass::Weight => self.weights[i],
+                        Mass::Share(total) => self.weights[i] / total,
+                    }
+                })
+            })
+            .collect();
+        block_sum(&partials)
+    }
+
+    /// `key_search`: the largest key whose mass meets `cut` (passes it with `strict`); 0 when
+    /// none does.
+    fn search(&self, floor: u64, what: Mass, cut: f64, strict: bool) -> u64 {
+        let mut t = 0u64;
+        for b in (0..64).rev() {
+            let c = t | (1 << b);
+            let m = self.mass(c, floor, what);
+            if if strict { m > cut } else { m >= cut } {
+                t = c;
+            }
+        }
+        t
+    }
+}
+
+/// `sample_rows` for one row, with `threads` threads a block: greedy, or the CPU sampler's
+/// top-k / top-p / temperature draw (`engine::sampling::sample`) found by key-bit searches
+/// instead of a sort, with the weights summed by the block's tree.
+pub fn sample(logits: &[f32], p: SampleParams, threads: usize) -> u32 {
+    if p.temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let mut row = SampleRow { logits, weights: vec![0.0; logits.len()], threads };
+    let mut floor = 0;
+    if p.top_k > 0 {
+        floor = row.search(0, Mass::Count, p.top_k as f64, false);
+    }
+    let keys = logits.iter().enumerate().map(|(i, &v)| rank_key(v, i));
+    let top = keys.clone().max().unwrap_or(0);
+    let max = logits[(u32::MAX - top as u32) as usize];
+    for (i, w) in row.weights.iter_mut().enumerate() {
+        if rank_key(logits[i], i) >= floor {
+            *w = (((logits[i] - max) / p.temperature) as f64).exp();
+        }
+    }
+    let mut total = row.mass(0, floor, Mass::Weight);
+    if p.top_p < 1.0 {
+        let cut = row.search(floor, Mass::Share(total), p.top_p, false);
+        floor = floor.max(cut);
+        total = row.mass(floor, floor, Mass::Weight);
+    }
+    let target = unit_draw(p.seed, p.draw) * total;
+    let least = keys.filter(|&k| k >= floor).min().unwrap_or(u64::MAX);
+    let pick = row.search(floor, Mass::Weight, target, true).max(least);
+    u32::MAX - pick as u32
 }

@@ -26,6 +26,8 @@ pub struct Row {
     pub input: Input,
     /// Whether the row's next token is sampled (a prompt's last row, and every decode row).
     pub samples: bool,
+    /// The tokens its sequence sampled before this row's: the counter of its draw.
+    pub draw: usize,
 }
 
 struct Seq {
@@ -122,6 +124,7 @@ impl Scheduler {
                     pos,
                     input: Input::Sampled,
                     samples: true,
+                    draw: seq.launched,
                 });
                 seq.launched += 1;
                 seq.last_step = step;
@@ -131,7 +134,8 @@ impl Scheduler {
             while seq.fed < seq.prompt.len() && rows.len() < self.step_rows {
                 let last = seq.fed + 1 == seq.prompt.len();
                 let input = Input::Prompt(seq.prompt[seq.fed]);
-                rows.push(Row { seq: seq.id, slot: seq.slot, pos: seq.fed, input, samples: last });
+                let (slot, pos) = (seq.slot, seq.fed);
+                rows.push(Row { seq: seq.id, slot, pos, input, samples: last, draw: 0 });
                 seq.fed += 1;
                 seq.launched += usize::from(last);
                 seq.last_step = step;
@@ -144,9 +148,15 @@ impl Scheduler {
     }
 
     /// The tokens step `step` sampled, one per sampling row in row order (`(seq, token)`), with
-    /// `stops(tokens)` saying whether a sequence's tokens so far end it (EOS, a stop string).
+    /// `stops(seq, tokens)` saying whether sequence `seq`'s tokens so far end it (EOS, a stop
+    /// string).
     /// Tokens sampled after a sequence's end (rows launched before it was known) are dropped.
-    pub fn read(&mut self, step: usize, sampled: &[(usize, u32)], stops: impl Fn(&[u32]) -> bool) {
+    pub fn read(
+        &mut self,
+        step: usize,
+        sampled: &[(usize, u32)],
+        mut stops: impl FnMut(usize, &[u32]) -> bool,
+    ) {
         assert_eq!(step, self.read, "steps are read in the order they were planned");
         assert!(step < self.planned, "step {step} was not planned");
         self.read += 1;
@@ -154,7 +164,7 @@ impl Scheduler {
             let Some(i) = self.running.iter().position(|s| s.id == id) else { continue };
             let seq = &mut self.running[i];
             seq.tokens.push(token);
-            if stops(&seq.tokens) || seq.tokens.len() == seq.max_new {
+            if stops(id, &seq.tokens) || seq.tokens.len() == seq.max_new {
                 let seq = self.running.remove(i);
                 self.draining.push((seq.slot, seq.last_step));
                 self.finished.push((seq.id, seq.tokens));

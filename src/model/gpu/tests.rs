@@ -213,6 +213,85 @@ fn argmax_is_greedy_sampling_and_takes_the_first_of_ties() {
     assert_eq!(reference::argmax(&[f32::NAN, -1.0, 2.0, 2.0]), 2);
 }
 
+/// `gemm_*`'s fixed order is a dot product: within the rounding of k fused steps and the
+/// butterfly of an f64 sum, on lengths around the lanes' 8-value chunks and 256-value rounds.
+#[test]
+fn gemm_dot_is_the_dot_product_within_rounding() {
+    for (n, k) in [1, 7, 8, 9, 255, 256, 257, 576, 1000, 2048].into_iter().enumerate() {
+        let (x, w) = (normal(40 + n as u64, k, 1.0), normal(60 + n as u64, k, 1.0));
+        let want: f64 = x.iter().zip(&w).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        let size: f64 = x.iter().zip(&w).map(|(&a, &b)| f64::from(a * b).abs()).sum();
+        let got = f64::from(reference::gemm_dot(&x, &w));
+        assert!((got - want).abs() <= 1e-6 * size, "k {k}: {got} vs {want}");
+    }
+    // Exact data: any order gives the formula's value, so a dropped or doubled term shows.
+    let x: Vec<f32> = (0..777).map(|i| (i % 13) as f32 - 6.0).collect();
+    let w: Vec<f32> = (0..777).map(|i| (i % 7) as f32 - 3.0).collect();
+    let want: f32 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+    assert_eq!(reference::gemm_dot(&x, &w), want);
+}
+
+/// The counter-based draw is the sequence's own generator's: draw n of a seed is the (n+1)-th
+/// `unit()` of `SplitMix64::new(seed)`, as the CPU sampler consumes it, one per token.
+#[test]
+fn the_nth_draw_is_the_cpu_streams_nth() {
+    for seed in [0u64, 1, 0xdead_beef, u64::MAX] {
+        let mut rng = SplitMix64::new(seed);
+        for n in 0..50 {
+            assert_eq!(reference::unit_draw(seed, n).to_bits(), rng.unit().to_bits());
+        }
+    }
+}
+
+/// The GPU sampler finds by key-bit searches the token the CPU sampler finds by sorting and
+/// walking: the same token on every case, over temperatures, top-k (off, 1, small, past the
+/// vocabulary), top-p (off, tight, loose, next to 1), tied logits, vocabularies from 1 to
+/// 49,152, greedy rows, and the draws of several tokens of a sequence.
+#[test]
+fn sampling_picks_the_cpu_samplers_token() {
+    use super::reference::SampleParams;
+    use crate::generation::GenParams;
+    let mut cases = 0;
+    let mut not_greedy = 0;
+    for (c, &vocab) in [1usize, 2, 7, 300, 5000, 49152].iter().enumerate() {
+        for t in [0.0, 0.3, 0.8, 1.0, 1.7] {
+            for top_k in [None, Some(1), Some(5), Some(vocab + 3)] {
+                for top_p in [None, Some(0.2), Some(0.9), Some(0.999_999)] {
+                    let seed = (c * 1000 + cases) as u64;
+                    let scale = if cases % 3 == 0 { 0.5 } else { 3.0 };
+                    let mut logits = normal(seed, vocab, scale);
+                    if cases % 2 == 0 {
+                        // Ties: logits on a coarse grid.
+                        logits.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0);
+                    }
+                    let params =
+                        GenParams { max_new_tokens: 1, stop: vec![], temperature: t, top_k, top_p };
+                    let mut rng = SplitMix64::new(seed);
+                    let threads = if vocab > 1000 { 1024 } else { 64 };
+                    for draw in 0..3 {
+                        let want = sampling::sample(&logits, &params, &mut rng);
+                        let p = SampleParams {
+                            temperature: t as f32,
+                            top_k: top_k.unwrap_or(0),
+                            top_p: top_p.unwrap_or(1.0),
+                            seed,
+                            draw,
+                        };
+                        let got = reference::sample(&logits, p, threads);
+                        assert_eq!(
+                            got, want,
+                            "vocab {vocab} t {t} k {top_k:?} p {top_p:?} draw {draw}"
+                        );
+                        not_greedy += usize::from(t > 0.0 && got != sampling::argmax(&logits));
+                    }
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert!(not_greedy > 200, "only {not_greedy} draws left the top token");
+}
+
 mod packed_step {
     use std::collections::HashMap;
 
@@ -409,7 +488,7 @@ mod scheduling {
         for &(id, len, max_new) in seqs {
             s.add(id, (0..len as u32).map(|t| t + 100).collect(), max_new);
         }
-        let stops = |t: &[u32]| t.last() == Some(&EOS);
+        let stops = |_: usize, t: &[u32]| t.last() == Some(&EOS);
         // Per slot, its sequence and the last step that wrote it; per sequence, its next position.
         let (mut owner, mut next_pos) = (HashMap::<usize, (usize, usize)>::new(), HashMap::new());
         let (mut in_flight, mut out, mut wasted) = (VecDeque::new(), HashMap::new(), 0);
@@ -438,6 +517,8 @@ mod scheduling {
                     Input::Sampled => assert!(r.pos >= len),
                 }
                 assert_eq!(r.samples, r.pos + 1 >= len);
+                // The draw counter is the sequence's sampled tokens before this one.
+                assert_eq!(r.draw, if r.samples { r.pos + 1 - len } else { 0 });
             }
             let sampled: Vec<(usize, u32)> =
                 rows.iter().filter(|r| r.samples).map(|r| (r.seq, token(r.seq, r.pos))).collect();

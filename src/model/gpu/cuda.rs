@@ -1,0 +1,655 @@
+//! The packed step on a CUDA device: `kernels.cu` compiled by NVRTC for the device at start,
+//! the weights, KV caches and every scratch buffer allocated once, and each step enqueued on
+//! one stream as the fixed sequence of launches [`super::step::ReferenceStep`] counts, so the
+//! device gives that reference's bits. Nothing in a step waits for the device: the step's row
+//! table goes up through pinned memory, its sampled tokens stay on the device for the next
+//! step's embedding ([`Feed::Sampled`]) and come back through pinned memory, read one step
+//! later ([`CudaStep::tokens`]). A decode step (every row samples) replays a CUDA graph
+//! captured once per row bucket (1, 2, 4, … rows), its spare rows padded with inert rows in a
+//! slot of their own; other steps (prefill) are launched one kernel at a time.
+//!
+//! Buffers never move, so every kernel argument is a raw device address taken once; the
+//! context's per-buffer event tracking is off (one stream orders everything), which is also
+//! what lets a stream capture see nothing but the kernels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::cuda_backend::cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits,
+};
+use candle_core::cuda_backend::cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
+use candle_core::{DType, Tensor};
+
+use super::reference::SampleParams;
+use super::step::{
+    DeviceMemory, DeviceRow, Feed, Launches, PackedStep, Part, StepModel, StepTensors,
+    SAMPLE_THREADS, THREADS,
+};
+use super::{NVRTC_OPTIONS, SOURCE};
+use crate::error::{Error, Result, TensorContext};
+use crate::model::config::ModelConfig;
+
+/// Rows a warp of `gemm_*` computes at once (`GEMM_ROWS`) and warps a block of it.
+const GEMM_ROWS: usize = 8;
+const GEMM_WARPS: usize = 4;
+
+fn device_error(ordinal: usize, message: impl std::fmt::Display) -> Error {
+    Error::Device { device: format!("cuda:{ordinal}"), message: message.to_string() }
+}
+
+struct Functions {
+    embed_f32: CudaFunction,
+    embed_bf16: CudaFunction,
+    gemm_f32: CudaFunction,
+    gemm_bf16: CudaFunction,
+    add_rms_norm: CudaFunction,
+    rope_kv_write: CudaFunction,
+    decode_attention: CudaFunction,
+    silu_mul: CudaFunction,
+    sample_rows: CudaFunction,
+}
+
+/// A matrix on the device as the model stores it: f32, or bf16 bits.
+enum Matrix {
+    F32(CudaSlice<f32>),
+    Bf16(CudaSlice<u16>),
+}
+
+struct Layer {
+    attn_norm: CudaSlice<f32>,
+    qkv: Matrix,
+    o: Matrix,
+    mlp_norm: CudaSlice<f32>,
+    gate_up: Matrix,
+    down: Matrix,
+}
+
+/// The per-step row table, one pinned staging copy and one device copy, every array at a
+/// fixed offset (in 8-byte words) so kernel arguments can be taken once.
+struct Table {
+    rows: usize,
+    host: [PinnedHostSlice<u64>; 2],
+    device: CudaSlice<u64>,
+    next: usize,
+}
+
+/// Offsets (in 8-byte words) of the table's arrays for `n` rows: (input, pos, slot, xrows,
+/// temperature, top_k, top_p, seed, draw, sample slot), each array `n` entries of 4 or 8 bytes
+/// rounded up to whole words.
+fn table_layout(n: usize) -> [usize; 10] {
+    let w4 = n.div_ceil(2);
+    let sizes = [w4, w4, w4, w4, w4, w4, n, n, w4, w4];
+    let mut at = [0; 10];
+    let mut off = 0;
+    for (a, s) in at.iter_mut().zip(sizes) {
+        *a = off;
+        off += s;
+    }
+    at
+}
+
+fn table_words(n: usize) -> usize {
+    table_layout(n)[9] + n.div_ceil(2)
+}
+
+/// The packed step on a CUDA device (see the module doc).
+pub struct CudaStep {
+    ordinal: usize,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    f: Functions,
+    m: StepModel,
+    embed: Matrix,
+    layers: Vec<Layer>,
+    final_norm: CudaSlice<f32>,
+    lm_head: Matrix,
+    cos: CudaSlice<f32>,
+    sin: CudaSlice<f32>,
+    k_cache: Vec<CudaSlice<u16>>,
+    v_cache: Vec<CudaSlice<u16>>,
+    /// Activations, `[max_rows][..]`.
+    residual: CudaSlice<f32>,
+    normed: CudaSlice<f32>,
+    qkv: CudaSlice<f32>,
+    attn: CudaSlice<f32>,
+    delta: CudaSlice<f32>,
+    gate_up: CudaSlice<f32>,
+    act: CudaSlice<f32>,
+    scores: CudaSlice<f32>,
+    logits: CudaSlice<f32>,
+    weights_f64: CudaSlice<f64>,
+    /// The last token each slot's sequence sampled (the pad slot's included).
+    slot_token: CudaSlice<u32>,
+    sampled: CudaSlice<u32>,
+    table: Table,
+    /// Sampled tokens on their way back, a step's in each (double-buffered), and how many.
+    readback: [PinnedHostSlice<u32>; 2],
+    pending: std::collections::VecDeque<(usize, usize)>,
+    slots: usize,
+    max_rows: usize,
+    /// Each decode bucket's graph and the kernels it holds.
+    graphs: HashMap<usize, (CudaGraph, Launches)>,
+    use_graphs: bool,
+    memory: DeviceMemory,
+    last_samples: usize,
+}
+
+fn upload<T: DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    v: &[T],
+    ordinal: usize,
+) -> Result<CudaSlice<T>> {
+    stream.clone_htod(v).map_err(|e| device_error(ordinal, e))
+}
+
+fn zeros<T: DeviceRepr + ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    n: usize,
+    ordinal: usize,
+) -> Result<CudaSlice<T>> {
+    stream.alloc_zeros(n.max(1)).map_err(|e| device_error(ordinal, e))
+}
+
+/// A device buffer's address (buffers never move, and event tracking is off, so the guard the
+/// driver API hands back has nothing to do).
+fn addr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
+    let (p, _guard) = s.device_ptr(stream);
+    p
+}
+
+impl Matrix {
+    fn new(t: Tensor, bf16: bool, stream: &Arc<CudaStream>, ordinal: usize) -> Result<Self> {
+        let t = t.flatten_all().ctx("a step weight")?;
+        Ok(if bf16 {
+            let v = t.to_dtype(DType::BF16).and_then(|t| t.to_vec1::<half::bf16>());
+            let bits: Vec<u16> = v.ctx("a step weight")?.iter().map(|b| b.to_bits()).collect();
+            Matrix::Bf16(upload(stream, &bits, ordinal)?)
+        } else {
+            let v = t.to_dtype(DType::F32).and_then(|t| t.to_vec1::<f32>()).ctx("a step weight")?;
+            Matrix::F32(upload(stream, &v, ordinal)?)
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Matrix::F32(s) => s.num_bytes(),
+            Matrix::Bf16(s) => s.num_bytes(),
+        }
+    }
+
+    fn addr(&self, stream: &CudaStream) -> u64 {
+        match self {
+            Matrix::F32(s) => addr(s, stream),
+            Matrix::Bf16(s) => addr(s, stream),
+        }
+    }
+}
+
+fn vector(t: Tensor, stream: &Arc<CudaStream>, ordinal: usize) -> Result<CudaSlice<f32>> {
+    let v = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>());
+    upload(stream, &v.ctx("a step norm")?, ordinal)
+}
+
+fn grid(x: usize, y: usize, threads: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (x as u32, y as u32, 1),
+        block_dim: (threads as u32, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl CudaStep {
+    /// From HF-named tensors (as [`super::step::ReferenceStep::new`]), on device `ordinal`:
+    /// `slots` sequences of at most `max_len` positions, at most `max_rows` rows a step. The
+    /// matrices stay bf16 when the model's are, else f32.
+    pub fn new(
+        cfg: &ModelConfig,
+        tensors: &dyn StepTensors,
+        slots: usize,
+        max_len: usize,
+        max_rows: usize,
+        ordinal: usize,
+    ) -> Result<Self> {
+        let m = StepModel::new(cfg, max_len)?;
+        let err = |e: &dyn std::fmt::Display| device_error(ordinal, e);
+        let ctx = CudaContext::new(ordinal).map_err(|e| err(&e))?;
+        // Before any buffer exists: buffers made from here on record no events (see the doc).
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(|e| err(&e))?;
+        let (major, minor) = ctx.compute_capability().map_err(|e| err(&e))?;
+        let cubin = compile_cubin(&format!("sm_{major}{minor}"))
+            .map_err(|e| err(&format!("compiling the step's kernels with NVRTC: {e}")))?;
+        let module = ctx
+            .load_module(Ptx::from_binary(cubin))
+            .map_err(|e| err(&format!("loading the step's kernels: {e}")))?;
+        let load = |name: &str| module.load_function(name).map_err(|e| err(&e));
+        let f = Functions {
+            embed_f32: load("embed_rows_f32")?,
+            embed_bf16: load("embed_rows_bf16")?,
+            gemm_f32: load("gemm_f32")?,
+            gemm_bf16: load("gemm_bf16")?,
+            add_rms_norm: load("add_rms_norm")?,
+            rope_kv_write: load("rope_kv_write")?,
+            decode_attention: load("decode_attention")?,
+            silu_mul: load("silu_mul")?,
+            sample_rows: load("sample_rows")?,
+        };
+
+        let bf16 = m.layer(tensors, 0, Part::Qkv)?.dtype() == DType::BF16;
+        let matrix = |t: Tensor| Matrix::new(t, bf16, &stream, ordinal);
+        let layers = (0..m.layers)
+            .map(|i| {
+                Ok(Layer {
+                    attn_norm: vector(m.layer(tensors, i, Part::AttnNorm)?, &stream, ordinal)?,
+                    qkv: matrix(m.layer(tensors, i, Part::Qkv)?)?,
+                    o: matrix(m.layer(tensors, i, Part::O)?)?,
+                    mlp_norm: vector(m.layer(tensors, i, Part::MlpNorm)?, &stream, ordinal)?,
+                    gate_up: matrix(m.layer(tensors, i, Part::GateUp)?)?,
+                    down: matrix(m.layer(tensors, i, Part::Down)?)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let embed = matrix(m.embed(tensors)?)?;
+        let lm_head = matrix(m.lm_head(tensors)?)?;
+        let final_norm = vector(m.final_norm(tensors)?, &stream, ordinal)?;
+        let weights = embed.bytes()
+            + lm_head.bytes()
+            + final_norm.num_bytes()
+            + layers
+                .iter()
+                .map(|l| {
+                    l.attn_norm.num_bytes()
+                        + l.qkv.bytes()
+                        + l.o.bytes()
+                        + l.mlp_norm.num_bytes()
+                        + l.gate_up.bytes()
+                        + l.down.bytes()
+                })
+                .sum::<usize>();
+
+        // One slot more than asked for: padded rows write and read only there.
+        let h = m.heads;
+        let cache = (slots + 1) * h.kv * max_len * h.dim;
+        let mut k_cache = Vec::new();
+        let mut v_cache = Vec::new();
+        for _ in 0..m.layers {
+            k_cache.push(zeros::<u16>(&stream, cache, ordinal)?);
+            v_cache.push(zeros::<u16>(&stream, cache, ordinal)?);
+        }
+        // A step samples each sequence at most once, and a padded decode step its bucket:
+        // logits and sampling scratch for that many rows, everything else for `max_rows`.
+        let samples_cap = slots.next_power_of_two();
+        let r = max_rows.max(samples_cap);
+        let table = Table {
+            rows: r,
+            host: [pinned(&ctx, table_words(r), ordinal)?, pinned(&ctx, table_words(r), ordinal)?],
+            device: zeros(&stream, table_words(r), ordinal)?,
+            next: 0,
+        };
+        let mut step = CudaStep {
+            cos: upload(&stream, &m.cos, ordinal)?,
+            sin: upload(&stream, &m.sin, ordinal)?,
+            residual: zeros(&stream, r * m.hidden, ordinal)?,
+            normed: zeros(&stream, r * m.hidden, ordinal)?,
+            qkv: zeros(&stream, r * h.qkv_width(), ordinal)?,
+            attn: zeros(&stream, r * h.q * h.dim, ordinal)?,
+            delta: zeros(&stream, r * m.hidden, ordinal)?,
+            gate_up: zeros(&stream, r * 2 * m.inter, ordinal)?,
+            act: zeros(&stream, r * m.inter, ordinal)?,
+            scores: zeros(&stream, r * h.q * max_len, ordinal)?,
+            logits: zeros(&stream, samples_cap * m.vocab, ordinal)?,
+            weights_f64: zeros(&stream, samples_cap * m.vocab, ordinal)?,
+            slot_token: zeros(&stream, slots + 1, ordinal)?,
+            sampled: zeros(&stream, samples_cap, ordinal)?,
+            readback: [pinned(&ctx, samples_cap, ordinal)?, pinned(&ctx, samples_cap, ordinal)?],
+            pending: Default::default(),
+            table,
+            ordinal,
+            f,
+            embed,
+            layers,
+            final_norm,
+            lm_head,
+            k_cache,
+            v_cache,
+            slots,
+            max_rows: r,
+            graphs: HashMap::new(),
+            use_graphs: std::env::var("BENCHGEN_CUDA_GRAPHS").map_or(true, |v| v != "0"),
+            memory: DeviceMemory::default(),
+            last_samples: 0,
+            m,
+            ctx,
+            stream,
+        };
+        let scratch = [
+            &step.residual,
+            &step.normed,
+            &step.qkv,
+            &step.attn,
+            &step.delta,
+            &step.gate_up,
+            &step.act,
+            &step.scores,
+            &step.logits,
+        ]
+        .iter()
+        .map(|s| s.num_bytes())
+        .sum::<usize>()
+            + step.weights_f64.num_bytes()
+            + step.table.device.num_bytes();
+        let kv_cache = step.k_cache.iter().chain(&step.v_cache).map(|c| c.num_bytes()).sum();
+        step.stream.synchronize().map_err(|e| err(&e))?;
+        let (free, total) = step.ctx.mem_get_info().map_err(|e| err(&e))?;
+        step.memory = DeviceMemory { weights, kv_cache, scratch, device_used: total - free };
+        Ok(step)
+    }
+
+    /// Whether decode steps replay CUDA graphs (the default; `BENCHGEN_CUDA_GRAPHS=0` turns
+    /// them off) or launch kernel by kernel. The results are the same bits.
+    pub fn set_graphs(&mut self, on: bool) {
+        self.use_graphs = on;
+    }
+
+    /// The last step's logits of its sampled rows (`[samples][vocab]`); waits for the device.
+    pub fn logits(&self) -> Result<Vec<f32>> {
+        let n = self.last_samples * self.m.vocab;
+        let v = self.stream.clone_dtoh(&self.logits.slice(..n.max(1)));
+        let mut v = v.map_err(|e| device_error(self.ordinal, e))?;
+        v.truncate(n);
+        Ok(v)
+    }
+
+    /// Writes the row table (`rows` padded to `padded` with inert rows in the pad slot, and
+    /// `samples` padded to `sampling` with greedy samples of those) and sends it up.
+    fn write_table(
+        &mut self,
+        rows: &[DeviceRow],
+        samples: &[(usize, SampleParams)],
+        padded: usize,
+        sampling: usize,
+    ) -> Result<()> {
+        let lay = table_layout(self.table.rows);
+        let buf = self.table.next;
+        self.table.next ^= 1;
+        let words =
+            self.table.host[buf].as_mut_slice().map_err(|e| device_error(self.ordinal, e))?;
+        let pad = self.slots as u32;
+        for i in 0..padded {
+            let (input, pos, slot) = match rows.get(i) {
+                Some(r) => {
+                    let input = match r.feed {
+                        Feed::Token(t) => t,
+                        Feed::Sampled => u32::MAX,
+                    };
+                    (input, r.at.pos as u32, r.at.slot as u32)
+                }
+                None => (0, 0, pad),
+            };
+            set32(words, lay[0], i, input);
+            set32(words, lay[1], i, pos);
+            set32(words, lay[2], i, slot);
+        }
+        let greedy = SampleParams { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, draw: 0 };
+        for i in 0..sampling {
+            let (row, p, slot) = match samples.get(i) {
+                Some(&(row, p)) => (row, p, rows[row].at.slot as u32),
+                None => (i, greedy, pad),
+            };
+            set32(words, lay[3], i, row as u32);
+            set32(words, lay[4], i, p.temperature.to_bits());
+            set32(words, lay[5], i, p.top_k.min(i32::MAX as usize) as u32);
+            words[lay[6] + i] = p.top_p.to_bits();
+            words[lay[7] + i] = p.seed;
+            set32(words, lay[8], i, p.draw.min(i32::MAX as u64) as u32);
+            set32(words, lay[9], i, slot);
+        }
+        self.stream
+            .memcpy_htod(&self.table.host[buf], &mut self.table.device)
+            .map_err(|e| device_error(self.ordinal, e))
+    }
+
+    /// Replays (capturing it first) the graph of a `rows`-row decode step.
+    fn replay(&mut self, rows: usize) -> Result<Launches> {
+        if !self.graphs.contains_key(&rows) {
+            let err = |e: &dyn std::fmt::Display| device_error(self.ordinal, e);
+            self.stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                .map_err(|e| err(&e))?;
+            let launched = self.launch_all(rows, rows);
+            // The capture ends whatever happened, or the stream stays unusable.
+            let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+            let launched = launched?;
+            let graph = graph
+                .map_err(|e| device_error(self.ordinal, e))?
+                .ok_or_else(|| device_error(self.ordinal, "the stream capture made no graph"))?;
+            self.graphs.insert(rows, (graph, launched));
+        }
+        let (graph, launched) = &self.graphs[&rows];
+        graph.launch().map_err(|e| device_error(self.ordinal, e))?;
+        Ok(*launched)
+    }
+
+    /// Enqueues every kernel of a step of `rows` rows, `samples` of which sample.
+    fn launch_all(&mut self, rows: usize, samples: usize) -> Result<Launches> {
+        let s = &*self.stream;
+        let lay = table_layout(self.table.rows);
+        let t = addr(&self.table.device, s);
+        let at = |array: usize| t + 8 * lay[array] as u64;
+        let (input, pos, slot, xrows) = (at(0), at(1), at(2), at(3));
+        let (temperature, top_k, top_p, seed, draw, sample_slot) =
+            (at(4), at(5), at(6), at(7), at(8), at(9));
+        let (m, h) = (&self.m, self.m.heads);
+        let (residual, normed, qkv) =
+            (addr(&self.residual, s), addr(&self.normed, s), addr(&self.qkv, s));
+        let (attn, delta, gu) = (addr(&self.attn, s), addr(&self.delta, s), addr(&self.gate_up, s));
+        let (act, scores, logits) =
+            (addr(&self.act, s), addr(&self.scores, s), addr(&self.logits, s));
+        let (wt, slot_token, sampled) =
+            (addr(&self.weights_f64, s), addr(&self.slot_token, s), addr(&self.sampled, s));
+        let (cos, sin) = (addr(&self.cos, s), addr(&self.sin, s));
+        let null = 0u64;
+        let (rows_i, hidden_i, inter_i) = (rows as i32, m.hidden as i32, m.inter as i32);
+        let mut launches = Launches(0);
+        let ord = self.ordinal;
+        let run = |b: &mut candle_core::cuda_backend::cudarc::driver::LaunchArgs,
+                   cfg,
+                   n: &mut Launches| {
+            n.0 += 1;
+            // Safety: every argument is an address of a live buffer of the size the kernel's
+            // contract asks for `rows` rows, or a scalar of the kernel's parameter type.
+            unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| device_error(ord, e))
+        };
+        let gemm = |x: u64,
+                    xr: u64,
+                    w: &Matrix,
+                    out: u64,
+                    r: i32,
+                    n: usize,
+                    k: usize,
+                    c: &mut Launches| {
+            let f = match w {
+                Matrix::F32(_) => &self.f.gemm_f32,
+                Matrix::Bf16(_) => &self.f.gemm_bf16,
+            };
+            let (wa, n_i, k_i) = (w.addr(s), n as i32, k as i32);
+            let mut b = s.launch_builder(f);
+            b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
+            let cfg =
+                grid(n.div_ceil(GEMM_WARPS), (r as usize).div_ceil(GEMM_ROWS), 32 * GEMM_WARPS);
+            run(&mut b, cfg, c)
+        };
+        let norm = |delta: u64, w: &CudaSlice<f32>, c: &mut Launches| {
+            let (wa, eps) = (addr(w, s), m.eps);
+            let mut b = s.launch_builder(&self.f.add_rms_norm);
+            b.arg(&residual).arg(&delta).arg(&wa).arg(&normed).arg(&hidden_i).arg(&eps);
+            run(&mut b, grid(rows, 1, THREADS), c)
+        };
+
+        let table = self.embed.addr(s);
+        let f = match self.embed {
+            Matrix::F32(_) => &self.f.embed_f32,
+            Matrix::Bf16(_) => &self.f.embed_bf16,
+        };
+        let mut b = s.launch_builder(f);
+        b.arg(&table).arg(&input).arg(&slot).arg(&slot_token).arg(&residual).arg(&hidden_i);
+        run(&mut b, grid(rows, 1, THREADS), &mut launches)?;
+        let (qh, kvh, dim, half, max_len) =
+            (h.q as i32, h.kv as i32, h.dim as i32, h.half as i32, h.max_len as i32);
+        for (l, layer) in self.layers.iter().enumerate() {
+            norm(if l == 0 { null } else { delta }, &layer.attn_norm, &mut launches)?;
+            gemm(normed, null, &layer.qkv, qkv, rows_i, h.qkv_width(), m.hidden, &mut launches)?;
+            let (kc, vc) = (addr(&self.k_cache[l], s), addr(&self.v_cache[l], s));
+            let mut b = s.launch_builder(&self.f.rope_kv_write);
+            b.arg(&qkv).arg(&cos).arg(&sin).arg(&pos).arg(&slot).arg(&kc).arg(&vc);
+            b.arg(&qh).arg(&kvh).arg(&dim).arg(&half).arg(&max_len);
+            run(&mut b, grid(rows, h.q + h.kv, 64), &mut launches)?;
+            let mut b = s.launch_builder(&self.f.decode_attention);
+            let scale = m.scale;
+            b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&scores).arg(&attn);
+            b.arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&scale);
+            run(&mut b, grid(rows, h.q, THREADS), &mut launches)?;
+            gemm(attn, null, &layer.o, delta, rows_i, m.hidden, h.q * h.dim, &mut launches)?;
+            norm(delta, &layer.mlp_norm, &mut launches)?;
+            gemm(normed, null, &layer.gate_up, gu, rows_i, 2 * m.inter, m.hidden, &mut launches)?;
+            let mut b = s.launch_builder(&self.f.silu_mul);
+            b.arg(&gu).arg(&act).arg(&inter_i).arg(&rows_i);
+            run(&mut b, grid((rows * m.inter).div_ceil(256).min(65_535), 1, 256), &mut launches)?;
+            gemm(act, null, &layer.down, delta, rows_i, m.hidden, m.inter, &mut launches)?;
+        }
+        norm(delta, &self.final_norm, &mut launches)?;
+        let ns = samples as i32;
+        gemm(normed, xrows, &self.lm_head, logits, ns, m.vocab, m.hidden, &mut launches)?;
+        let vocab = m.vocab as i32;
+        let mut b = s.launch_builder(&self.f.sample_rows);
+        b.arg(&logits).arg(&vocab).arg(&temperature).arg(&top_k).arg(&top_p).arg(&seed);
+        b.arg(&draw).arg(&sample_slot).arg(&wt).arg(&slot_token).arg(&sampled);
+        run(&mut b, grid(samples, 1, SAMPLE_THREADS), &mut launches)?;
+        Ok(launches)
+    }
+}
+
+impl PackedStep for CudaStep {
+    fn shape(&self) -> (usize, usize, usize) {
+        (self.slots, self.m.heads.max_len, self.max_rows)
+    }
+
+    /// Device memory held (see [`DeviceMemory`]).
+    fn memory(&self) -> DeviceMemory {
+        self.memory
+    }
+
+    /// Enqueues one step: `rows` (at most `max_rows`), and `samples` (row, parameters) for the
+    /// rows whose next token is sampled (a sequence at most once). Returns at once; the
+    /// sampled tokens are read with [`Self::tokens`], at most two steps behind.
+    fn enqueue(
+        &mut self,
+        rows: &[DeviceRow],
+        samples: &[(usize, SampleParams)],
+    ) -> Result<Launches> {
+        let n = rows.len();
+        let bad_sample = samples.iter().any(|&(row, _)| row >= n);
+        if n == 0 || n > self.max_rows || samples.len() > self.slots || bad_sample {
+            return Err(device_error(
+                self.ordinal,
+                format!(
+                    "a step of {n} rows and {} samples (at most {} rows, one sample for each of \
+                     {} slots, each sample a row of the step)",
+                    samples.len(),
+                    self.max_rows,
+                    self.slots
+                ),
+            ));
+        }
+        if self.pending.len() == 2 {
+            return Err(device_error(self.ordinal, "two steps' tokens are still unread"));
+        }
+        if rows.iter().any(|r| r.at.slot >= self.slots || r.at.pos >= self.m.heads.max_len) {
+            return Err(device_error(self.ordinal, "a row outside the cache's slots or positions"));
+        }
+        // A decode step (every row samples, in order) replays its bucket's graph, padded.
+        let decode = samples.len() == n && samples.iter().enumerate().all(|(i, s)| s.0 == i);
+        let launches = if decode && self.use_graphs {
+            // n <= slots (one sample a sequence), so the bucket fits the sampling buffers.
+            let bucket = n.next_power_of_two();
+            self.write_table(rows, samples, bucket, bucket)?;
+            self.replay(bucket)?
+        } else {
+            self.write_table(rows, samples, n, samples.len())?;
+            self.launch_all(n, samples.len())?
+        };
+        let buf = self.pending.back().map_or(0, |&(b, _)| 1 - b);
+        let got = samples.len();
+        let src = self.sampled.slice(..got.max(1));
+        self.stream
+            .memcpy_dtoh(&src, &mut self.readback[buf])
+            .map_err(|e| device_error(self.ordinal, e))?;
+        self.pending.push_back((buf, got));
+        self.last_samples = got;
+        Ok(launches)
+    }
+
+    /// The tokens of the oldest step not yet read, in its `samples` order (waits for that step
+    /// only).
+    fn tokens(&mut self) -> Result<Vec<u32>> {
+        let (buf, n) = self
+            .pending
+            .pop_front()
+            .ok_or_else(|| device_error(self.ordinal, "no step is waiting to be read"))?;
+        let got = self.readback[buf].as_slice().map_err(|e| device_error(self.ordinal, e))?;
+        Ok(got[..n].to_vec())
+    }
+}
+
+/// `kernels.cu` compiled by NVRTC to machine code for `arch` (`sm_90`): a cubin, not PTX, so
+/// that an NVRTC newer than the driver (CUDA's minor-version compatibility covers machine code,
+/// while a driver refuses PTX of an ISA newer than its own) still gives kernels it loads.
+fn compile_cubin(arch: &str) -> std::result::Result<Vec<u8>, String> {
+    let src = std::ffi::CString::new(SOURCE).map_err(|e| e.to_string())?;
+    let name = std::ffi::CString::new("kernels.cu").map_err(|e| e.to_string())?;
+    let prog = nvrtc::create_program(&src, Some(&name)).map_err(|e| format!("{e:?}"))?;
+    let mut options: Vec<String> = NVRTC_OPTIONS.iter().map(|s| s.to_string()).collect();
+    options.push(format!("--gpu-architecture={arch}"));
+    // Safety: `prog` is a live program until destroyed below, and the buffers are sized by
+    // NVRTC's own size queries.
+    let result = unsafe {
+        match nvrtc::compile_program(prog, &options) {
+            Err(e) => {
+                let log = nvrtc::get_program_log(prog).unwrap_or_default();
+                let log: Vec<u8> = log.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
+                Err(format!("{e:?} ({}): {}", options.join(" "), String::from_utf8_lossy(&log)))
+            }
+            Ok(()) => {
+                let mut size = 0usize;
+                let cubin = nvrtc_sys::nvrtcGetCUBINSize(prog, &mut size).result().and_then(|()| {
+                    let mut cubin = vec![0u8; size];
+                    nvrtc_sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr() as *mut _)
+                        .result()
+                        .map(|()| cubin)
+                });
+                cubin.map_err(|e| format!("{e:?}"))
+            }
+        }
+    };
+    // Safety: created above and not used after.
+    let _ = unsafe { nvrtc::destroy_program(prog) };
+    result
+}
+
+fn pinned<T: DeviceRepr>(
+    ctx: &Arc<CudaContext>,
+    n: usize,
+    ordinal: usize,
+) -> Result<PinnedHostSlice<T>> {
+    // Plain page-locked memory (not write-combined): the host reads the tokens back from it.
+    unsafe { ctx.alloc_pinned_with_flags::<T>(n.max(1), 0) }.map_err(|e| device_error(ordinal, e))
+}
+
+/// Element `i` of a 4-byte array at word `at` of a table of 8-byte words (little-endian, as
+/// host and device are).
+fn set32(words: &mut [u64], at: usize, i: usize, v: u32) {
+    let (w, shift) = (at + i / 2, 32 * (i % 2));
+    words[w] = (words[w] & !(0xffff_ffffu64 << shift)) | (u64::from(v) << shift);
+}
