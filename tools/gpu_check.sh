@@ -3,7 +3,8 @@
 #
 #   bash tools/gpu_check.sh check   # no GPU: `cargo clippy --features cuda --all-targets` against a
 #                                   # CUDA 13 toolkit from PyPI (tools/cuda_toolkit.sh): the CUDA
-#                                   # build compiles, warning-free (what CI runs)
+#                                   # build compiles, warning-free (what CI runs; exit 2 when the
+#                                   # toolkit cannot be fetched)
 #   bash tools/gpu_check.sh build   # no GPU: the CUDA test and speed binaries, stripped and
 #                                   # compressed into gpu-check/ (about 30 MB)
 #   bash tools/gpu_check.sh run     # on the GPU machine, with gpu-check/ carried there: builds
@@ -35,7 +36,7 @@ toolkit() {
 case "$mode" in
 check)
     set -e
-    toolkit
+    toolkit || { echo "the CUDA 13 toolkit could not be installed from PyPI" >&2; exit 2; }
     cargo clippy --release --features cuda --all-targets -- -D warnings
     ;;
 build)
