@@ -5,14 +5,21 @@
 #                                   # CUDA 13 toolkit from PyPI (tools/cuda_toolkit.sh): the CUDA
 #                                   # build compiles, warning-free (what CI runs; exit 2 when the
 #                                   # toolkit cannot be fetched)
-#   bash tools/gpu_check.sh build   # no GPU: the CUDA test and speed binaries, stripped and
-#                                   # compressed into gpu-check/ (about 30 MB)
-#   bash tools/gpu_check.sh run     # on the GPU machine, with gpu-check/ carried there: builds
-#                                   # nothing; runs the packed step's tests on the device (its
-#                                   # kernels against their CPU references, bit for bit; seeded
-#                                   # sampling; batch invariance; launches per step), the model
-#                                   # goldens and batch-invariance suites on the device, and the
-#                                   # speed table (examples/gpu_speed.rs)
+#   bash tools/gpu_check.sh build   # no GPU: the CUDA binaries (tests, benchgen, the speed and
+#                                   # random-checkpoint examples), stripped and compressed, and
+#                                   # the GSM8K / ARC-Easy files and a tokenizer from
+#                                   # $BENCHGEN_DATA_DIR, into gpu-check/ (about 45 MB)
+#   bash tools/gpu_check.sh run [tests|speed|evals|all]
+#                                   # on the GPU machine, with gpu-check/ carried there: builds
+#                                   # nothing. tests: the packed step on the device against its
+#                                   # CPU reference, bit for bit (f32/bf16 weights, graphs on and
+#                                   # off, seeded sampling, batch invariance, launches per step),
+#                                   # and the model goldens and batch-invariance suites on the
+#                                   # device; speed: examples/gpu_speed.rs's table (and
+#                                   # transformers' generate() where it imports); evals:
+#                                   # `benchgen eval` of all of GSM8K (5-shot, 256 new tokens) and
+#                                   # ARC-Easy on a random SmolLM2-135M-shaped model in bf16,
+#                                   # process start to end. Each part fits one 10-minute command.
 #
 # The toolkit goes to $CUDA_TOOLKIT (default ~/.cache/benchgen-cuda13), the build to
 # $CARGO_TARGET_DIR (default target/cuda). On the GPU machine the CUDA 13 runtime libraries
@@ -43,7 +50,7 @@ build)
     set -e
     toolkit
     mkdir -p "$out"
-    cargo build --release --features cuda --example gpu_speed
+    cargo build --release --features cuda --example gpu_speed --example random_checkpoint --bin benchgen
     exes=$(cargo test --release --features cuda --no-run --lib --test suite --message-format=json |
         python3 -c '
 import json, sys
@@ -56,7 +63,19 @@ for line in sys.stdin:
     echo "$exes" | while read -r name exe; do
         strip -o "$out/$name" "$exe" && xz -T0 -6 -f "$out/$name"
     done
-    strip -o "$out/gpu_speed" "$CARGO_TARGET_DIR/release/examples/gpu_speed" && xz -T0 -6 -f "$out/gpu_speed"
+    for exe in examples/gpu_speed examples/random_checkpoint benchgen; do
+        name=$(basename "$exe")
+        strip -o "$out/$name" "$CARGO_TARGET_DIR/release/$exe" && xz -T0 -6 -f "$out/$name"
+    done
+    # The evals' data (no network there): GSM8K's test split, also as the few-shot pool (the
+    # train split is not in shared/data), ARC-Easy, and GPT-2's tokenizer for the random model.
+    data=${BENCHGEN_DATA_DIR:?set BENCHGEN_DATA_DIR to shared/data: the evals need its files}
+    mkdir -p "$out/data/benchmarks/gsm8k" "$out/data/benchmarks/arc" "$out/data/tokenizers"
+    cp "$data/benchmarks/gsm8k/test.jsonl" "$out/data/benchmarks/gsm8k/test.jsonl"
+    cp "$data/benchmarks/gsm8k/test.jsonl" "$out/data/benchmarks/gsm8k/train.jsonl"
+    cp "$data/benchmarks/arc/ARC-Easy-Test.jsonl" "$out/data/benchmarks/arc/"
+    cp -r "$data/tokenizers/gpt2" "$out/data/tokenizers/"
+    chmod -R u+w "$out/data"
     # The suites find their fixtures under the checkout they were built in.
     echo "$repo" > "$out/manifest_dir"
     git rev-parse HEAD > "$out/commit" 2>/dev/null || true
@@ -64,8 +83,9 @@ for line in sys.stdin:
     ;;
 run)
     [ -d "$out" ] || { echo "no $out/: run 'gpu_check.sh build' here first and carry $out" >&2; exit 2; }
+    part=${2:-all}
     bin=$(mktemp -d)
-    for f in lib-tests suite gpu_speed; do
+    for f in lib-tests suite gpu_speed random_checkpoint benchgen; do
         if command -v xz > /dev/null; then
             xz -dc "$out/$f.xz" > "$bin/$f"
         else
@@ -94,9 +114,29 @@ run)
         echo "== $*"
         timeout "$limit" "$@" || { echo "FAILED ($?): $*"; failed=1; }
     }
-    step 240 "$bin/lib-tests" model::gpu --test-threads 1
-    step 240 "$bin/suite" model_goldens:: batch_invariance:: gguf::
-    step 240 "$bin/gpu_speed"
+    if [ "$part" = tests ] || [ "$part" = all ]; then
+        step 240 "$bin/lib-tests" model::gpu engine::packed --test-threads 1
+        step 240 "$bin/suite" model_goldens:: batch_invariance:: gguf::
+    fi
+    work=$(mktemp -d)
+    if [ "$part" != tests ]; then
+        "$bin/random_checkpoint" --tokenizer "$out/data/tokenizers/gpt2" --out "$work/model" > /dev/null
+    fi
+    if [ "$part" = speed ] || [ "$part" = all ]; then
+        step 240 "$bin/gpu_speed"
+        # transformers' generate() on the same model, where torch and transformers import.
+        step 240 python3 tools/hf_generate_speed.py "$work/model"
+    fi
+    if [ "$part" = evals ] || [ "$part" = all ]; then
+        for env in gsm8k arc-easy; do
+            start=$(date +%s%N)
+            BENCHGEN_DATA_DIR="$repo/$out/data" step 280 "$bin/benchgen" eval --env "$env" \
+                --model "$work/model" --device cuda --dtype bf16 --batch-size 256 \
+                --runs-dir "$work/runs"
+            echo "$env: $((($(date +%s%N) - start) / 1000000)) ms, process start to end"
+        done
+        grep -h '"memory"' -A12 "$work"/runs/*/run.json 2> /dev/null | head -40 || true
+    fi
     exit $failed
     ;;
 *)

@@ -329,15 +329,7 @@ impl Generator for LocalEngine {
                     None => {
                         let Some((prompt, req)) = waiting.pop_front() else { break };
                         if req.params.max_new_tokens == 0 {
-                            on_done(GenOutput {
-                                index: req.index,
-                                text: String::new(),
-                                token_ids: Vec::new(),
-                                tokens_in: prompt.len(),
-                                tokens_out: 0,
-                                tokens_dropped: 0,
-                                finish_reason: FinishReason::Length,
-                            })?;
+                            on_done(GenOutput::nothing(req.index, prompt.len()))?;
                             continue;
                         }
                         self.admit(req, prompt, shared.as_ref())?

@@ -67,6 +67,21 @@ pub struct GenOutput {
     pub finish_reason: FinishReason,
 }
 
+impl GenOutput {
+    /// What a request for no new tokens gets: nothing, its budget spent.
+    pub fn nothing(index: usize, tokens_in: usize) -> Self {
+        GenOutput {
+            index,
+            text: String::new(),
+            token_ids: Vec::new(),
+            tokens_in,
+            tokens_out: 0,
+            tokens_dropped: 0,
+            finish_reason: FinishReason::Length,
+        }
+    }
+}
+
 /// Anything that completes prompts in batches.
 pub trait Generator {
     /// Completes every request, calling `on_done` as each one finishes (not in request order).

@@ -111,15 +111,7 @@ impl Generator for PackedEngine {
         for (id, req) in requests.into_iter().enumerate() {
             let mut prompt = tok.encode(&req.prompt, req.add_special_tokens)?;
             if req.params.max_new_tokens == 0 {
-                on_done(GenOutput {
-                    index: req.index,
-                    text: String::new(),
-                    token_ids: Vec::new(),
-                    tokens_in: prompt.len(),
-                    tokens_out: 0,
-                    tokens_dropped: 0,
-                    finish_reason: FinishReason::Length,
-                })?;
+                on_done(GenOutput::nothing(req.index, prompt.len()))?;
                 continue;
             }
             let tokens_dropped = match req.truncate {

@@ -43,8 +43,10 @@ __device__ __forceinline__ float exp_host(float x) {
 }
 
 // Butterfly over a warp: after the step with offset o, lane i holds v[i] + v[i ^ o]; every lane
-// ends with the same sum (reference.rs: `warp_sum`).
-__device__ __forceinline__ float warp_sum(float v) {
+// ends with the same sum (reference.rs: `warp_sum`). f32 for activations, f64 for the
+// sampler's weights.
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
     return v;
 }
@@ -57,13 +59,14 @@ __device__ __forceinline__ float warp_max(float v) {
 // The block's sum of each thread's `v`, in every thread: each warp's butterfly, the warp sums
 // through shared memory (zero past the last warp), and the butterfly again. blockDim.x is a
 // multiple of 32, at most 1024.
-__device__ float block_sum(float v, float* shared) {
+template <typename T>
+__device__ T block_sum(T v, T* shared) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     v = warp_sum(v);
     __syncthreads();
     if (lane == 0) shared[warp] = v;
     __syncthreads();
-    return warp_sum(lane < warps ? shared[lane] : 0.0f);
+    return warp_sum(lane < warps ? shared[lane] : (T)0);
 }
 
 __device__ float block_max(float v, float* shared) {
@@ -73,21 +76,6 @@ __device__ float block_max(float v, float* shared) {
     if (lane == 0) shared[warp] = v;
     __syncthreads();
     return warp_max(lane < warps ? shared[lane] : NEG_INF);
-}
-
-// The same trees in f64 (the sampler's weights).
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-    return v;
-}
-
-__device__ double block_sum_d(double v, double* shared) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    return warp_sum_d(lane < warps ? shared[lane] : 0.0);
 }
 
 // The block's largest (or, with `least`, smallest) 64-bit value, in every thread: exact in any
@@ -408,7 +396,7 @@ __device__ double mass_at_or_above(const float* l, const double* wt, int vocab,
         if (key >= c && key >= floor)
             s = s + (what == 0 ? 1.0 : what == 1 ? wt[i] : wt[i] / total);
     }
-    return block_sum_d(s, shared);
+    return block_sum(s, shared);
 }
 
 // The largest key T with mass(T) >= cut (or > cut with `strict`); 0 when none.
@@ -461,7 +449,7 @@ extern "C" __global__ void sample_rows(const float* logits, int vocab, const flo
             z = z + e;
         }
         __syncthreads();
-        double total = block_sum_d(z, shared);
+        double total = block_sum(z, shared);
         if (top_p[r] < 1.0) {
             // Never reached (rounding, p next to 1): the CPU keeps every candidate.
             unsigned long long cut = key_search(l, w, vocab, floor, 2, total, top_p[r], false, shared);

@@ -9,7 +9,7 @@ use crate::kernels::{from_bf16, to_bf16};
 use crate::model::host::exp;
 use crate::rng::SplitMix64;
 
-/// One warp's butterfly sum (`warp_sum`, `warp_sum_d`): after the step with offset o, lane i
+/// One warp's butterfly sum (`warp_sum`): after the step with offset o, lane i
 /// holds v[i] + v[i ^ o]; returns what every lane ends with.
 fn warp_sum<T: Copy + Add<Output = T>>(v: &[T; 32]) -> T {
     let mut lanes = *v;
@@ -22,7 +22,7 @@ fn warp_sum<T: Copy + Add<Output = T>>(v: &[T; 32]) -> T {
     lanes[0]
 }
 
-/// `block_sum` (`block_sum_d` in f64) over each thread's partial (`partials.len()` = threads,
+/// `block_sum` (f32 or f64) over each thread's partial (`partials.len()` = threads,
 /// a multiple of 32).
 pub fn block_sum<T: Copy + Add<Output = T> + Default>(partials: &[T]) -> T {
     assert!(partials.len().is_multiple_of(32) && partials.len() <= 1024);
