@@ -59,11 +59,51 @@ pub fn split_pair(
     Ok((ctx, cont))
 }
 
-struct Scored {
-    index: usize,
-    ctx_len: usize,
-    tokens: Vec<u32>,
-    dropped: usize,
+/// A request ready to score: its input tokens (context, then every continuation token but the
+/// last: the last is only a target), how many are context, and what truncation cut.
+pub(super) struct Scored {
+    pub index: usize,
+    pub ctx_len: usize,
+    pub tokens: Vec<u32>,
+    pub dropped: usize,
+}
+
+/// Tokenizes requests as lm-evaluation-harness does ([`split_pair`]) and cuts each to
+/// `context_limit` (only context may go, as `truncate` allows): the requests with their
+/// continuations' tokens.
+pub(super) fn prepare(
+    tok: &TextTokenizer,
+    context_limit: usize,
+    requests: Vec<LoglikRequest>,
+) -> Result<Vec<(Scored, Vec<u32>)>> {
+    let mut items = Vec::with_capacity(requests.len());
+    for r in requests {
+        let (ctx, cont) = split_pair(tok, &r.context, &r.continuation)?;
+        if cont.is_empty() {
+            return Err(LoglikError::EmptyContinuation { item: r.index }.into());
+        }
+        let mut tokens = ctx.clone();
+        tokens.extend(&cont);
+        // The last token is only a target, never an input.
+        tokens.pop();
+        let excess = tokens.len().saturating_sub(context_limit);
+        // The continuation is what is scored: only context may go, and one token must stay.
+        if excess > 0 && (r.truncate.is_error() || excess >= ctx.len()) {
+            return Err(LoglikError::TooLong {
+                item: r.index,
+                tokens: tokens.len(),
+                context: context_limit,
+                truncate_hint: r.truncate.is_error(),
+            }
+            .into());
+        }
+        tokens.drain(..excess);
+        items.push((
+            Scored { index: r.index, ctx_len: ctx.len() - excess, tokens, dropped: excess },
+            cont,
+        ));
+    }
+    Ok(items)
 }
 
 impl LocalEngine {
@@ -74,34 +114,7 @@ impl LocalEngine {
         on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
     ) -> Result<()> {
         let model = self.model();
-        let context_limit = model.decoder.context();
-        let mut items = Vec::with_capacity(requests.len());
-        for r in requests {
-            let (ctx, cont) = split_pair(&model.tokenizer, &r.context, &r.continuation)?;
-            if cont.is_empty() {
-                return Err(LoglikError::EmptyContinuation { item: r.index }.into());
-            }
-            let mut tokens = ctx.clone();
-            tokens.extend(&cont);
-            // The last token is only a target, never an input.
-            tokens.pop();
-            let excess = tokens.len().saturating_sub(context_limit);
-            // The continuation is what is scored: only context may go, and one token must stay.
-            if excess > 0 && (r.truncate.is_error() || excess >= ctx.len()) {
-                return Err(LoglikError::TooLong {
-                    item: r.index,
-                    tokens: tokens.len(),
-                    context: context_limit,
-                    truncate_hint: r.truncate.is_error(),
-                }
-                .into());
-            }
-            tokens.drain(..excess);
-            items.push((
-                Scored { index: r.index, ctx_len: ctx.len() - excess, tokens, dropped: excess },
-                cont,
-            ));
-        }
+        let items = prepare(&model.tokenizer, model.decoder.context(), requests)?;
         // Options of one question share their context: it is computed once and each option
         // continues from a copy of its KV cache. Each question is its own forward pass, so its
         // scores do not depend on which questions run beside it (a resumed run reproduces them
@@ -230,13 +243,13 @@ impl LocalEngine {
 
 /// One continuation token's share of a score.
 #[derive(Debug, Clone, Copy)]
-struct TokenScore {
-    logprob: f64,
-    greedy: bool,
+pub(super) struct TokenScore {
+    pub logprob: f64,
+    pub greedy: bool,
 }
 
 /// A continuation's score from the scores of each of its tokens, in order.
-fn tally(
+pub(super) fn tally(
     s: &Scored,
     cont: &[u32],
     tokens: impl Iterator<Item = TokenScore>,

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::local::truncate_left;
+use super::loglik::{self, Scored, TokenScore};
 use super::{
     FinishReason, GenOutput, GenRequest, Generator, LocalEngine, LoglikOutput, LoglikRequest,
 };
@@ -47,15 +48,15 @@ impl PackedEngine {
         PackedEngine { local, make, step: None }
     }
 
-    /// A step whose slots hold `len` positions, made (again) if the current one holds fewer.
-    fn step_for(&mut self, len: usize) -> Result<&mut Box<dyn PackedStep>> {
+    /// The step, taken out of `self` while it runs (put it back after; an error drops it and
+    /// the next call makes another): made (again) unless its slots hold `len` positions.
+    fn step_for(&mut self, len: usize) -> Result<Box<dyn PackedStep>> {
         let context = self.local.model().decoder.context();
-        if self.step.as_ref().is_none_or(|s| s.shape().1 < len) {
+        match self.step.take() {
+            Some(step) if step.shape().1 >= len => Ok(step),
             // Room in steps of 256 positions, so a run of similar prompts makes one step.
-            self.step = None;
-            self.step = Some((self.make)(len.next_multiple_of(256).min(context).max(len))?);
+            _ => (self.make)(len.next_multiple_of(256).min(context).max(len)),
         }
-        Ok(self.step.as_mut().expect("made above"))
     }
 
     fn params(job: &Job, draw: usize) -> SampleParams {
@@ -137,24 +138,34 @@ impl Generator for PackedEngine {
         let Some(longest) = prompts.iter().map(|(_, p, n)| p.len() + n).max() else {
             return Ok(());
         };
-        let (slots, _, step_rows) = self.step_for(longest)?.shape();
+        let mut dev = self.step_for(longest)?;
+        let (slots, _, step_rows) = dev.shape();
         let mut sched = Scheduler::new(slots, step_rows.max(slots));
         for (id, prompt, max_new) in prompts {
             sched.add(id, prompt, max_new);
         }
-        // Out of `self` while it runs (an error drops it; the next call makes another).
-        let mut dev = self.step.take().expect("made above");
-        self.run(&mut sched, dev.as_mut(), &mut jobs, on_done)?;
+        let result = self.run(&mut sched, dev.as_mut(), &mut jobs, on_done);
         self.step = Some(dev);
-        Ok(())
+        result
     }
 
+    /// Each request's tokens as rows in a cache slot of its own, packed into scoring steps
+    /// (a long one over several, continuing its slot); every row is computed from its own
+    /// sequence alone, so a score does not depend on what shares its step.
     fn loglikelihood(
         &mut self,
         requests: Vec<LoglikRequest>,
         on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
     ) -> Result<()> {
-        self.local.loglikelihood(requests, on_done)
+        let model = self.local.model();
+        let items = loglik::prepare(&model.tokenizer, model.decoder.context(), requests)?;
+        let Some(longest) = items.iter().map(|(s, _)| s.tokens.len()).max() else {
+            return Ok(());
+        };
+        let mut dev = self.step_for(longest)?;
+        let result = score_items(dev.as_mut(), &items, on_done);
+        self.step = Some(dev);
+        result
     }
 
     /// The step's weights and KV cache (allocated once, for every slot), where it keeps them.
@@ -309,6 +320,63 @@ impl PackedEngine {
     }
 }
 
+/// Scores `items` through `dev`'s scoring steps (see [`PackedEngine`]'s `loglikelihood`): each
+/// step takes rows from the items in slots, in order, while its rows, its targets (a row per
+/// slot) and its slots last; an item leaves its slot once all its rows have run.
+fn score_items(
+    dev: &mut dyn PackedStep,
+    items: &[(Scored, Vec<u32>)],
+    on_done: &mut dyn FnMut(LoglikOutput) -> Result<()>,
+) -> Result<()> {
+    let (slots, _, step_rows) = dev.shape();
+    // (item, slot, next position, its token scores so far)
+    let mut active: Vec<(usize, usize, usize, Vec<TokenScore>)> = Vec::new();
+    let mut free: Vec<usize> = (0..slots).rev().collect();
+    let mut next = 0;
+    while next < items.len() || !active.is_empty() {
+        crate::interrupt::check()?;
+        while let (Some(&slot), true) = (free.last(), next < items.len()) {
+            free.pop();
+            active.push((next, slot, 0, Vec::new()));
+            next += 1;
+        }
+        let (mut rows, mut targets, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+        for (a, (item, slot, pos, _)) in active.iter_mut().enumerate() {
+            let (s, cont) = &items[*item];
+            while *pos < s.tokens.len() && rows.len() < step_rows {
+                // Row p predicts continuation token p - (ctx_len - 1), once the context is in.
+                let target = (*pos + 1).checked_sub(s.ctx_len).map(|j| cont[j]);
+                if target.is_some() && targets.len() == slots {
+                    break;
+                }
+                let at = RowAt { slot: *slot, pos: *pos };
+                rows.push(DeviceRow { feed: Feed::Token(s.tokens[*pos]), at });
+                if let Some(t) = target {
+                    targets.push((rows.len() - 1, t));
+                    owners.push(a);
+                }
+                *pos += 1;
+            }
+        }
+        let scores = dev.score(&rows, &targets)?;
+        for (&a, (logprob, greedy)) in owners.iter().zip(scores) {
+            active[a].3.push(TokenScore { logprob, greedy });
+        }
+        let mut still = Vec::with_capacity(active.len());
+        for (item, slot, pos, scores) in active {
+            let (s, cont) = &items[item];
+            if pos < s.tokens.len() {
+                still.push((item, slot, pos, scores));
+                continue;
+            }
+            free.push(slot);
+            on_done(loglik::tally(s, cont, scores.into_iter())?)?;
+        }
+        active = still;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device};
@@ -380,6 +448,71 @@ mod tests {
         )
         .unwrap();
         LocalEngine::new(model, batch)
+    }
+
+    fn step_factory() -> StepFactory {
+        let (cfg, vb) = model_checkpoint().step_tensors(DType::F32).unwrap();
+        Box::new(move |len| {
+            Ok(Box::new(ReferenceStep::new(&cfg, &vb, 3, len)?) as Box<dyn PackedStep>)
+        })
+    }
+
+    /// Multiple choice through the packed engine's scoring steps (3 slots, so a continuation
+    /// of more than 3 tokens spans steps, continuing its slot) scores what the local engine
+    /// scores: log-probabilities within the rounding of the step's summation orders, the same
+    /// greedy flags, token counts and truncation.
+    #[test]
+    fn the_packed_engine_scores_what_the_local_engine_does() {
+        let mut requests = Vec::new();
+        for (q, (context, options)) in [
+            ("33-3=", &["30", "31", "3", "300"][..]),
+            ("92+58=", &["150", "148", "1 5 0"][..]),
+            ("1+1=", &["2"][..]),
+            ("", &["7+7=14"][..]),
+            ("8-8=", &["0000000", "0"][..]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for o in options {
+                requests.push(LoglikRequest {
+                    index: requests.len(),
+                    context: context.to_string(),
+                    continuation: o.to_string(),
+                    truncate: if q == 0 { Truncate::Left } else { Truncate::Error },
+                });
+            }
+        }
+        let score = |engine: &mut dyn Generator| {
+            let mut out = Vec::new();
+            engine
+                .loglikelihood(requests.clone(), &mut |o| {
+                    out.push(o);
+                    Ok(())
+                })
+                .unwrap();
+            out.sort_by_key(|o| o.index);
+            out
+        };
+        let want = score(&mut local(4));
+        let got = score(&mut PackedEngine::new(local(4), step_factory()));
+        assert_eq!(got.len(), requests.len());
+        let mut greedy = 0;
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g.logprob - w.logprob).abs() < 1e-3 * (1.0 + w.logprob.abs()),
+                "{g:?} vs {w:?}"
+            );
+            assert_eq!(
+                (g.is_greedy, g.context_tokens, g.continuation_tokens, g.context_dropped),
+                (w.is_greedy, w.context_tokens, w.continuation_tokens, w.context_dropped),
+                "item {}",
+                w.index
+            );
+            greedy += usize::from(w.is_greedy);
+        }
+        assert!(greedy > 0 && greedy < got.len(), "greedy and not: {want:?}");
+        assert!(got.iter().any(|o| o.continuation_tokens > 3), "a continuation spans steps");
     }
 
     /// The packed engine over the step's CPU reference (3 cache slots for 9 requests, tokens

@@ -24,8 +24,8 @@ use candle_core::{DType, Tensor};
 
 use super::reference::SampleParams;
 use super::step::{
-    DeviceMemory, DeviceRow, Feed, Launches, PackedStep, Part, StepModel, StepTensors,
-    SAMPLE_THREADS, THREADS,
+    check_scoring, DeviceMemory, DeviceRow, Feed, Launches, PackedStep, Part, StepModel,
+    StepTensors, SAMPLE_THREADS, THREADS,
 };
 use super::{NVRTC_OPTIONS, SOURCE};
 use crate::error::{Error, Result, TensorContext};
@@ -49,6 +49,7 @@ struct Functions {
     decode_attention: CudaFunction,
     silu_mul: CudaFunction,
     sample_rows: CudaFunction,
+    score_rows: CudaFunction,
 }
 
 /// A matrix on the device as the model stores it: f32, or bf16 bits.
@@ -76,12 +77,12 @@ struct Table {
 }
 
 /// Offsets (in 8-byte words) of the table's arrays for `n` rows: (input, pos, slot, xrows,
-/// temperature, top_k, top_p, seed, draw, sample slot), each array `n` entries of 4 or 8 bytes
-/// rounded up to whole words.
-fn table_layout(n: usize) -> [usize; 10] {
+/// temperature, top_k, top_p, seed, draw, sample slot, scoring target), each array `n` entries
+/// of 4 or 8 bytes rounded up to whole words.
+fn table_layout(n: usize) -> [usize; 11] {
     let w4 = n.div_ceil(2);
-    let sizes = [w4, w4, w4, w4, w4, w4, n, n, w4, w4];
-    let mut at = [0; 10];
+    let sizes = [w4, w4, w4, w4, w4, w4, n, n, w4, w4, w4];
+    let mut at = [0; 11];
     let mut off = 0;
     for (a, s) in at.iter_mut().zip(sizes) {
         *a = off;
@@ -91,7 +92,14 @@ fn table_layout(n: usize) -> [usize; 10] {
 }
 
 fn table_words(n: usize) -> usize {
-    table_layout(n)[9] + n.div_ceil(2)
+    table_layout(n)[10] + n.div_ceil(2)
+}
+
+/// What a step ends with after the LM head.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    Sample,
+    Score,
 }
 
 /// The packed step on a CUDA device (see the module doc).
@@ -123,6 +131,9 @@ pub struct CudaStep {
     /// The last token each slot's sequence sampled (the pad slot's included).
     slot_token: CudaSlice<u32>,
     sampled: CudaSlice<u32>,
+    /// A scoring step's log-probabilities and greedy flags.
+    logprob: CudaSlice<f64>,
+    greedy: CudaSlice<u32>,
     table: Table,
     /// Sampled tokens on their way back, a step's in each (double-buffered), and how many.
     readback: [PinnedHostSlice<u32>; 2],
@@ -235,6 +246,7 @@ impl CudaStep {
             decode_attention: load("decode_attention")?,
             silu_mul: load("silu_mul")?,
             sample_rows: load("sample_rows")?,
+            score_rows: load("score_rows")?,
         };
 
         let bf16 = m.layer(tensors, 0, Part::Qkv)?.dtype() == DType::BF16;
@@ -303,6 +315,8 @@ impl CudaStep {
             weights_f64: zeros(&stream, samples_cap * m.vocab, ordinal)?,
             slot_token: zeros(&stream, slots + 1, ordinal)?,
             sampled: zeros(&stream, samples_cap, ordinal)?,
+            logprob: zeros(&stream, samples_cap, ordinal)?,
+            greedy: zeros(&stream, samples_cap, ordinal)?,
             readback: [pinned(&ctx, samples_cap, ordinal)?, pinned(&ctx, samples_cap, ordinal)?],
             pending: Default::default(),
             table,
@@ -370,6 +384,7 @@ impl CudaStep {
         samples: &[(usize, SampleParams)],
         padded: usize,
         sampling: usize,
+        targets: &[(usize, u32)],
     ) -> Result<()> {
         let lay = table_layout(self.table.rows);
         let buf = self.table.next;
@@ -406,6 +421,10 @@ impl CudaStep {
             set32(words, lay[8], i, p.draw.min(i32::MAX as u64) as u32);
             set32(words, lay[9], i, slot);
         }
+        for (i, &(row, token)) in targets.iter().enumerate() {
+            set32(words, lay[3], i, row as u32);
+            set32(words, lay[10], i, token);
+        }
         self.stream
             .memcpy_htod(&self.table.host[buf], &mut self.table.device)
             .map_err(|e| device_error(self.ordinal, e))
@@ -418,7 +437,7 @@ impl CudaStep {
             self.stream
                 .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
                 .map_err(|e| err(&e))?;
-            let launched = self.launch_all(rows, rows);
+            let launched = self.launch_all(rows, rows, Tail::Sample);
             // The capture ends whatever happened, or the stream stays unusable.
             let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
             let launched = launched?;
@@ -433,7 +452,7 @@ impl CudaStep {
     }
 
     /// Enqueues every kernel of a step of `rows` rows, `samples` of which sample.
-    fn launch_all(&mut self, rows: usize, samples: usize) -> Result<Launches> {
+    fn launch_all(&mut self, rows: usize, samples: usize, tail: Tail) -> Result<Launches> {
         let s = &*self.stream;
         let lay = table_layout(self.table.rows);
         let t = addr(&self.table.device, s);
@@ -449,6 +468,7 @@ impl CudaStep {
             (addr(&self.act, s), addr(&self.scores, s), addr(&self.logits, s));
         let (wt, slot_token, sampled) =
             (addr(&self.weights_f64, s), addr(&self.slot_token, s), addr(&self.sampled, s));
+        let (target, logprob, greedy) = (at(10), addr(&self.logprob, s), addr(&self.greedy, s));
         let (cos, sin) = (addr(&self.cos, s), addr(&self.sin, s));
         let null = 0u64;
         let (rows_i, hidden_i, inter_i) = (rows as i32, m.hidden as i32, m.inter as i32);
@@ -523,6 +543,12 @@ impl CudaStep {
         let ns = samples as i32;
         gemm(normed, xrows, &self.lm_head, logits, ns, m.vocab, m.hidden, &mut launches)?;
         let vocab = m.vocab as i32;
+        if tail == Tail::Score {
+            let mut b = s.launch_builder(&self.f.score_rows);
+            b.arg(&logits).arg(&vocab).arg(&target).arg(&logprob).arg(&greedy);
+            run(&mut b, grid(samples, 1, SAMPLE_THREADS), &mut launches)?;
+            return Ok(launches);
+        }
         let mut b = s.launch_builder(&self.f.sample_rows);
         b.arg(&logits).arg(&vocab).arg(&temperature).arg(&top_k).arg(&top_p).arg(&seed);
         b.arg(&draw).arg(&sample_slot).arg(&wt).arg(&slot_token).arg(&sampled);
@@ -574,11 +600,11 @@ impl PackedStep for CudaStep {
         let launches = if decode && self.use_graphs {
             // n <= slots (one sample a sequence), so the bucket fits the sampling buffers.
             let bucket = n.next_power_of_two();
-            self.write_table(rows, samples, bucket, bucket)?;
+            self.write_table(rows, samples, bucket, bucket, &[])?;
             self.replay(bucket)?
         } else {
-            self.write_table(rows, samples, n, samples.len())?;
-            self.launch_all(n, samples.len())?
+            self.write_table(rows, samples, n, samples.len(), &[])?;
+            self.launch_all(n, samples.len(), Tail::Sample)?
         };
         let buf = self.pending.back().map_or(0, |&(b, _)| 1 - b);
         let got = samples.len();
@@ -593,6 +619,24 @@ impl PackedStep for CudaStep {
 
     /// The tokens of the oldest step not yet read, in its `samples` order (waits for that step
     /// only).
+    fn score(&mut self, rows: &[DeviceRow], targets: &[(usize, u32)]) -> Result<Vec<(f64, bool)>> {
+        let shape = (self.slots, self.m.heads.max_len, self.m.vocab);
+        check_scoring(rows, targets, shape, !self.pending.is_empty())?;
+        if rows.len() > self.max_rows {
+            return Err(device_error(
+                self.ordinal,
+                format!("a step of more than {} rows", self.max_rows),
+            ));
+        }
+        let n = targets.len();
+        self.write_table(rows, &[], rows.len(), 0, targets)?;
+        self.launch_all(rows.len(), n, Tail::Score)?;
+        let err = |e| device_error(self.ordinal, e);
+        let logprob = self.stream.clone_dtoh(&self.logprob.slice(..n.max(1))).map_err(err)?;
+        let greedy = self.stream.clone_dtoh(&self.greedy.slice(..n.max(1))).map_err(err)?;
+        Ok(logprob.into_iter().zip(greedy).take(n).map(|(l, g)| (l, g != 0)).collect())
+    }
+
     fn tokens(&mut self) -> Result<Vec<u32>> {
         let (buf, n) = self
             .pending

@@ -182,3 +182,28 @@ fn a_rows_logits_on_the_device_do_not_depend_on_its_batch() {
     assert_eq!(alone, among);
     assert_eq!(l1, l41, "launches per step grow with the batch");
 }
+
+/// Multiple-choice scoring on the device: the reference's log-probabilities (up to the last
+/// bits of f64 `exp` and `log`, whose device versions may round differently) and greedy flags.
+#[test]
+fn scoring_on_the_device_is_the_references() {
+    let Some(ordinal) = ordinal() else { return };
+    let cfg = config();
+    let tensors = weights(&cfg, DType::BF16);
+    let mut dev = CudaStep::new(&cfg, &tensors, 4, 64, 64, ordinal).unwrap();
+    let mut cpu = ReferenceStep::new(&cfg, &tensors, 4, 64).unwrap();
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (p, &slot) in PROMPTS.iter().zip(&SLOTS) {
+        for (pos, &t) in p.iter().enumerate() {
+            rows.push(DeviceRow { feed: Feed::Token(t), at: RowAt { slot, pos } });
+        }
+        targets.push((rows.len() - 1, (p[0] * 7) % 1000));
+    }
+    let got = dev.score(&rows, &targets).unwrap();
+    let want = cpu.score(&rows, &targets).unwrap();
+    for ((g, gg), (w, wg)) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{g} vs {w}");
+        assert_eq!(gg, wg);
+    }
+}

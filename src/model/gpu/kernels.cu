@@ -474,3 +474,25 @@ extern "C" __global__ void sample_rows(const float* logits, int vocab, const flo
         slot_token[slot[r]] = token;
     }
 }
+
+// Multiple-choice scoring: one block per scored row r, log softmax(logits[r])[target[r]] in f64
+// (the row's max exact; the sum of exp(v - max) over the vocabulary by the block's tree) into
+// logprob[r], and whether the target is the row's first argmax into greedy[r].
+extern "C" __global__ void score_rows(const float* logits, int vocab, const unsigned int* target,
+                                      double* logprob, unsigned int* greedy) {
+    __shared__ float shared_f[32];
+    __shared__ double shared_d[32];
+    const float* l = logits + (size_t)blockIdx.x * vocab;
+    unsigned int best = row_argmax(l, vocab);
+    float m = NEG_INF;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) m = fmaxf(m, l[i]);
+    double max = (double)block_max(m, shared_f);
+    double s = 0.0;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) s = s + exp((double)l[i] - max);
+    s = block_sum(s, shared_d);
+    if (threadIdx.x == 0) {
+        unsigned int t = target[blockIdx.x];
+        logprob[blockIdx.x] = (double)l[t] - max - log(s);
+        greedy[blockIdx.x] = best == t ? 1u : 0u;
+    }
+}

@@ -45,6 +45,7 @@ pub const KERNELS: &[&str] = &[
     "decode_attention",
     "silu_mul",
     "sample_rows",
+    "score_rows",
 ];
 
 #[cfg(all(test, feature = "cuda"))]

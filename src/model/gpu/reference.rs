@@ -316,3 +316,19 @@ pub fn sample(logits: &[f32], p: SampleParams, threads: usize) -> u32 {
     let pick = row.search(floor, Mass::Weight, target, true).max(least);
     u32::MAX - pick as u32
 }
+
+/// `score_rows` for one row, with `threads` threads a block: log softmax(logits)[target] in f64
+/// (the max exact, the sum of exp(v - max) by the block's tree), and whether `target` is the
+/// first argmax.
+pub fn score(logits: &[f32], target: u32, threads: usize) -> (f64, bool) {
+    let max = f64::from(logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)));
+    let partials: Vec<f64> = (0..threads)
+        .map(|t| {
+            (t..logits.len())
+                .step_by(threads)
+                .fold(0f64, |s, i| s + (f64::from(logits[i]) - max).exp())
+        })
+        .collect();
+    let sum = block_sum(&partials);
+    (f64::from(logits[target as usize]) - max - sum.ln(), argmax(logits) == target)
+}

@@ -71,6 +71,10 @@ pub trait PackedStep {
     ) -> Result<Launches>;
     /// The sampled tokens of the oldest step not yet read, in its `samples` order.
     fn tokens(&mut self) -> Result<Vec<u32>>;
+    /// Runs one step for multiple-choice scoring and waits for it (no step may be unread):
+    /// for each (row, token) of `targets`, log softmax of the row's logits at the token, and
+    /// whether the token is the row's argmax. At most a row per slot is scored a step.
+    fn score(&mut self, rows: &[DeviceRow], targets: &[(usize, u32)]) -> Result<Vec<(f64, bool)>>;
     /// The memory the step holds.
     fn memory(&self) -> DeviceMemory;
 }
@@ -99,6 +103,35 @@ pub struct ReferenceStep {
     /// As on the device: each slot's last sampled token, and the steps' tokens not yet read.
     slot_token: Vec<u32>,
     unread: std::collections::VecDeque<Vec<u32>>,
+}
+
+/// The checks both steps make of a scoring step: targets inside the step's rows and the
+/// vocabulary, at most one per slot (the device's logits hold a row per slot), nothing unread.
+pub fn check_scoring(
+    rows: &[DeviceRow],
+    targets: &[(usize, u32)],
+    (slots, max_len, vocab): (usize, usize, usize),
+    unread: bool,
+) -> Result<()> {
+    if unread {
+        return Err(model_error("a scoring step while sampled tokens are unread".into()));
+    }
+    if rows.is_empty() || rows.iter().any(|r| r.at.slot >= slots || r.at.pos >= max_len) {
+        return Err(model_error(format!(
+            "a scoring step of {} rows outside the step's {slots} slots or {max_len} positions",
+            rows.len()
+        )));
+    }
+    if targets.len() > slots || targets.iter().any(|&(r, t)| r >= rows.len() || t as usize >= vocab)
+    {
+        return Err(model_error(format!(
+            "a scoring step of {} targets over {} rows (at most {slots}, each a row of the step \
+             and a token of the {vocab}-token vocabulary)",
+            targets.len(),
+            rows.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Rows a [`ReferenceStep`] takes a step through [`PackedStep`] (the device's buffers are
@@ -304,6 +337,25 @@ impl ReferenceStep {
         at: &[RowAt],
         samples: &[(usize, SampleParams)],
     ) -> (Vec<f32>, Vec<u32>, Launches) {
+        let rows: Vec<usize> = samples.iter().map(|&(r, _)| r).collect();
+        let (logits, mut launches) = self.forward(tokens, at, &rows);
+        launches.0 += 1;
+        let next = logits
+            .chunks_exact(self.m.vocab)
+            .zip(samples)
+            .map(|(l, &(_, p))| reference::sample(l, p, SAMPLE_THREADS))
+            .collect();
+        (logits, next, launches)
+    }
+
+    /// A step up to the LM head, over `logit_rows` (their logits, `[logit_rows][vocab]`, and the
+    /// launches so far).
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        at: &[RowAt],
+        logit_rows: &[usize],
+    ) -> (Vec<f32>, Launches) {
         assert_eq!(tokens.len(), at.len());
         let (rows, hs, heads) = (tokens.len(), self.m.hidden, self.m.heads);
         let mut launches = Launches(0);
@@ -359,16 +411,9 @@ impl ReferenceStep {
         launch();
         add_rms_norm(&mut residual, delta.as_deref(), &self.final_norm, &mut normed, self.m.eps);
         launch();
-        let sampled: Vec<f32> =
-            samples.iter().flat_map(|&(r, _)| normed[r * hs..][..hs].iter().copied()).collect();
-        let logits = gemm(&sampled, &self.lm_head, hs);
-        launch();
-        let next = logits
-            .chunks_exact(self.m.vocab)
-            .zip(samples)
-            .map(|(l, &(_, p))| reference::sample(l, p, SAMPLE_THREADS))
-            .collect();
-        (logits, next, launches)
+        let picked: Vec<f32> =
+            logit_rows.iter().flat_map(|&r| normed[r * hs..][..hs].iter().copied()).collect();
+        (gemm(&picked, &self.lm_head, hs), launches)
     }
 }
 
@@ -434,6 +479,29 @@ impl PackedStep for ReferenceStep {
 
     fn tokens(&mut self) -> Result<Vec<u32>> {
         self.unread.pop_front().ok_or_else(|| model_error("no step is waiting to be read".into()))
+    }
+
+    fn score(&mut self, rows: &[DeviceRow], targets: &[(usize, u32)]) -> Result<Vec<(f64, bool)>> {
+        let shape = (self.slots, self.m.heads.max_len, self.m.vocab);
+        check_scoring(rows, targets, shape, !self.unread.is_empty())?;
+        if rows.len() > REFERENCE_STEP_ROWS {
+            return Err(model_error(format!("a step of more than {REFERENCE_STEP_ROWS} rows")));
+        }
+        let tokens: Vec<u32> = rows
+            .iter()
+            .map(|r| match r.feed {
+                Feed::Token(t) => t,
+                Feed::Sampled => self.slot_token[r.at.slot],
+            })
+            .collect();
+        let at: Vec<RowAt> = rows.iter().map(|r| r.at).collect();
+        let logit_rows: Vec<usize> = targets.iter().map(|&(r, _)| r).collect();
+        let (logits, _) = self.forward(&tokens, &at, &logit_rows);
+        Ok(logits
+            .chunks_exact(self.m.vocab)
+            .zip(targets)
+            .map(|(l, &(_, t))| reference::score(l, t, SAMPLE_THREADS))
+            .collect())
     }
 
     fn memory(&self) -> DeviceMemory {

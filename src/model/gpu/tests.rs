@@ -292,6 +292,24 @@ fn sampling_picks_the_cpu_samplers_token() {
     assert!(not_greedy > 200, "only {not_greedy} draws left the top token");
 }
 
+/// `score_rows`'s reference is the CPU engine's log softmax (`engine::loglik`: the max, then
+/// the f64 sum of exp(v - max) in order) within the rounding of its tree-shaped sum, and its
+/// greedy flag is the host's argmax.
+#[test]
+fn scoring_is_log_softmax_at_the_target() {
+    for (n, &vocab) in [1usize, 5, 300, 49152].iter().enumerate() {
+        let logits = normal(70 + n as u64, vocab, 4.0);
+        let max = f64::from(logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)));
+        let sum: f64 = logits.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        for target in [0, vocab / 2, vocab - 1, sampling::argmax(&logits) as usize] {
+            let (got, greedy) = reference::score(&logits, target as u32, 1024);
+            let want = f64::from(logits[target]) - max - sum.ln();
+            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{got} vs {want}");
+            assert_eq!(greedy, sampling::argmax(&logits) == target as u32);
+        }
+    }
+}
+
 mod packed_step {
     use std::collections::HashMap;
 
