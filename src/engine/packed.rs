@@ -1,9 +1,10 @@
-//! Generation through a packed step ([`PackedStep`]: the CUDA step, or its CPU reference),
-//! planned by [`Scheduler`]: every step is one launch sequence for all running sequences, the
-//! sampled tokens feed the next step where they were sampled, and the host reads each step's
-//! tokens while the next one runs, so it learns of an EOS or a stop string one step late (that
-//! sequence's row in the step already launched is dropped). Multiple-choice scoring goes to the
-//! [`LocalEngine`] this wraps, which also holds the tokenizer.
+//! Generation and multiple-choice scoring through a packed step ([`PackedStep`]: the CUDA step,
+//! or its CPU reference). Generation is planned by [`Scheduler`]: every step is one launch
+//! sequence for all running sequences, the sampled tokens feed the next step where they were
+//! sampled, and the host reads each step's tokens while the next one runs, so it learns of an
+//! EOS or a stop string one step late (that sequence's row in the step already launched is
+//! dropped). Scoring packs each request's tokens into steps that end in log-probabilities. The
+//! [`LocalEngine`] this wraps holds the tokenizer and the model's context.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -183,7 +184,7 @@ impl Generator for PackedEngine {
 }
 
 /// The engine for a model on `device`: on a CUDA device (a `--features cuda` build), generation
-/// through the packed CUDA step where it applies — a Llama-style safetensors checkpoint with
+/// and scoring through the packed CUDA step where it applies — a Llama-style safetensors checkpoint with
 /// f32, bf16 or f16 weights, and `BENCHGEN_CUDA_STEP` not `0` — with `slots` sequences at once;
 /// otherwise `local` alone. The message says which, for the run's log (None on the CPU).
 pub fn for_device(
@@ -200,13 +201,13 @@ pub fn for_device(
         Ok(make) => (
             Box::new(PackedEngine::new(local, make)),
             Some(format!(
-                "Generating with the packed CUDA step: one launch sequence a step for up to {slots} \
+                "Running the packed CUDA step: one launch sequence a step for up to {slots} \
                  sequences, CUDA graphs for decode steps (BENCHGEN_CUDA_STEP=0 runs candle's path)"
             )),
         ),
         Err(why) => (
             Box::new(local),
-            Some(format!("Generating with candle's CUDA path: the packed CUDA step {why}")),
+            Some(format!("Running candle's CUDA path: the packed CUDA step {why}")),
         ),
     }
 }
