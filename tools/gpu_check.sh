@@ -135,7 +135,10 @@ run)
                 --runs-dir "$work/runs"
             echo "$env: $((($(date +%s%N) - start) / 1000000)) ms, process start to end"
         done
-        grep -h '"memory"' -A12 "$work"/runs/*/run.json 2> /dev/null | head -40 || true
+        python3 -c 'import json, sys
+for f in sys.argv[1:]:
+    r = json.load(open(f))
+    print(r.get("environment", {}).get("name"), "memory", json.dumps(r.get("memory")))' "$work"/runs/*/run.json || true
     fi
     exit $failed
     ;;
