@@ -3,7 +3,7 @@
 //! one stream as the fixed sequence of launches [`super::step::ReferenceStep`] counts, so the
 //! device gives that reference's bits. Nothing in a step waits for the device: the step's row
 //! table goes up through pinned memory, its sampled tokens stay on the device for the next
-//! step's embedding ([`Feed::Sampled`]) and come back through pinned memory, read one step
+//! step's embedding ([`super::step::Feed::Sampled`]) and come back through pinned memory, read one step
 //! later ([`CudaStep::tokens`]). A decode step (every row samples) replays a CUDA graph
 //! captured once per row bucket (1, 2, 4, … rows), its spare rows padded with inert rows in a
 //! slot of their own; other steps (prefill) are launched one kernel at a time.
@@ -24,9 +24,10 @@ use candle_core::{DType, Tensor};
 
 use super::reference::SampleParams;
 use super::step::{
-    check_scoring, DeviceMemory, DeviceRow, Feed, Launches, PackedStep, Part, StepModel,
-    StepTensors, SAMPLE_THREADS, THREADS,
+    check_scoring, DeviceMemory, DeviceRow, Launches, PackedStep, Part, StepModel, StepTensors,
+    SAMPLE_THREADS, THREADS,
 };
+use super::table::{Array, Layout};
 use super::{NVRTC_OPTIONS, SOURCE};
 use crate::error::{Error, Result, TensorContext};
 use crate::model::config::ModelConfig;
@@ -74,25 +75,6 @@ struct Table {
     host: [PinnedHostSlice<u64>; 2],
     device: CudaSlice<u64>,
     next: usize,
-}
-
-/// Offsets (in 8-byte words) of the table's arrays for `n` rows: (input, pos, slot, xrows,
-/// temperature, top_k, top_p, seed, draw, sample slot, scoring target), each array `n` entries
-/// of 4 or 8 bytes rounded up to whole words.
-fn table_layout(n: usize) -> [usize; 11] {
-    let w4 = n.div_ceil(2);
-    let sizes = [w4, w4, w4, w4, w4, w4, n, n, w4, w4, w4];
-    let mut at = [0; 11];
-    let mut off = 0;
-    for (a, s) in at.iter_mut().zip(sizes) {
-        *a = off;
-        off += s;
-    }
-    at
-}
-
-fn table_words(n: usize) -> usize {
-    table_layout(n)[10] + n.div_ceil(2)
 }
 
 /// What a step ends with after the LM head.
@@ -294,10 +276,11 @@ impl CudaStep {
         // logits and sampling scratch for that many rows, everything else for `max_rows`.
         let samples_cap = slots.next_power_of_two();
         let r = max_rows.max(samples_cap);
+        let words = Layout::new(r).words();
         let table = Table {
             rows: r,
-            host: [pinned(&ctx, table_words(r), ordinal)?, pinned(&ctx, table_words(r), ordinal)?],
-            device: zeros(&stream, table_words(r), ordinal)?,
+            host: [pinned(&ctx, words, ordinal)?, pinned(&ctx, words, ordinal)?],
+            device: zeros(&stream, words, ordinal)?,
             next: 0,
         };
         let mut step = CudaStep {
@@ -386,45 +369,12 @@ impl CudaStep {
         sampling: usize,
         targets: &[(usize, u32)],
     ) -> Result<()> {
-        let lay = table_layout(self.table.rows);
+        let lay = Layout::new(self.table.rows);
         let buf = self.table.next;
         self.table.next ^= 1;
         let words =
             self.table.host[buf].as_mut_slice().map_err(|e| device_error(self.ordinal, e))?;
-        let pad = self.slots as u32;
-        for i in 0..padded {
-            let (input, pos, slot) = match rows.get(i) {
-                Some(r) => {
-                    let input = match r.feed {
-                        Feed::Token(t) => t,
-                        Feed::Sampled => u32::MAX,
-                    };
-                    (input, r.at.pos as u32, r.at.slot as u32)
-                }
-                None => (0, 0, pad),
-            };
-            set32(words, lay[0], i, input);
-            set32(words, lay[1], i, pos);
-            set32(words, lay[2], i, slot);
-        }
-        let greedy = SampleParams { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, draw: 0 };
-        for i in 0..sampling {
-            let (row, p, slot) = match samples.get(i) {
-                Some(&(row, p)) => (row, p, rows[row].at.slot as u32),
-                None => (i, greedy, pad),
-            };
-            set32(words, lay[3], i, row as u32);
-            set32(words, lay[4], i, p.temperature.to_bits());
-            set32(words, lay[5], i, p.top_k.min(i32::MAX as usize) as u32);
-            words[lay[6] + i] = p.top_p.to_bits();
-            words[lay[7] + i] = p.seed;
-            set32(words, lay[8], i, p.draw.min(i32::MAX as u64) as u32);
-            set32(words, lay[9], i, slot);
-        }
-        for (i, &(row, token)) in targets.iter().enumerate() {
-            set32(words, lay[3], i, row as u32);
-            set32(words, lay[10], i, token);
-        }
+        lay.fill(words, rows, padded, samples, sampling, targets, self.slots as u32);
         self.stream
             .memcpy_htod(&self.table.host[buf], &mut self.table.device)
             .map_err(|e| device_error(self.ordinal, e))
@@ -454,12 +404,14 @@ impl CudaStep {
     /// Enqueues every kernel of a step of `rows` rows, `samples` of which sample.
     fn launch_all(&mut self, rows: usize, samples: usize, tail: Tail) -> Result<Launches> {
         let s = &*self.stream;
-        let lay = table_layout(self.table.rows);
+        let lay = Layout::new(self.table.rows);
         let t = addr(&self.table.device, s);
-        let at = |array: usize| t + 8 * lay[array] as u64;
-        let (input, pos, slot, xrows) = (at(0), at(1), at(2), at(3));
-        let (temperature, top_k, top_p, seed, draw, sample_slot) =
-            (at(4), at(5), at(6), at(7), at(8), at(9));
+        let at = |array: Array| t + lay.byte_offset(array);
+        let (input, pos, slot, xrows) =
+            (at(Array::Input), at(Array::Pos), at(Array::Slot), at(Array::LogitRow));
+        let (temperature, top_k, top_p) =
+            (at(Array::Temperature), at(Array::TopK), at(Array::TopP));
+        let (seed, draw, sample_slot) = (at(Array::Seed), at(Array::Draw), at(Array::SampleSlot));
         let (m, h) = (&self.m, self.m.heads);
         let (residual, normed, qkv) =
             (addr(&self.residual, s), addr(&self.normed, s), addr(&self.qkv, s));
@@ -468,7 +420,8 @@ impl CudaStep {
             (addr(&self.act, s), addr(&self.scores, s), addr(&self.logits, s));
         let (wt, slot_token, sampled) =
             (addr(&self.weights_f64, s), addr(&self.slot_token, s), addr(&self.sampled, s));
-        let (target, logprob, greedy) = (at(10), addr(&self.logprob, s), addr(&self.greedy, s));
+        let (target, logprob, greedy) =
+            (at(Array::Target), addr(&self.logprob, s), addr(&self.greedy, s));
         let (cos, sin) = (addr(&self.cos, s), addr(&self.sin, s));
         let null = 0u64;
         let (rows_i, hidden_i, inter_i) = (rows as i32, m.hidden as i32, m.inter as i32);
@@ -689,11 +642,4 @@ fn pinned<T: DeviceRepr>(
 ) -> Result<PinnedHostSlice<T>> {
     // Plain page-locked memory (not write-combined): the host reads the tokens back from it.
     unsafe { ctx.alloc_pinned_with_flags::<T>(n.max(1), 0) }.map_err(|e| device_error(ordinal, e))
-}
-
-/// Element `i` of a 4-byte array at word `at` of a table of 8-byte words (little-endian, as
-/// host and device are).
-fn set32(words: &mut [u64], at: usize, i: usize, v: u32) {
-    let (w, shift) = (at + i / 2, 32 * (i % 2));
-    words[w] = (words[w] & !(0xffff_ffffu64 << shift)) | (u64::from(v) << shift);
 }

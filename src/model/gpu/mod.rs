@@ -24,6 +24,7 @@ pub mod cuda;
 pub mod reference;
 pub mod schedule;
 pub mod step;
+pub mod table;
 
 /// The kernels' CUDA C source.
 pub const SOURCE: &str = include_str!("kernels.cu");

@@ -589,3 +589,104 @@ mod scheduling {
         }
     }
 }
+
+/// The row table as the kernels read it: each array's entry i at its byte offset plus 4i (8i
+/// for top-p and seeds), little-endian, for an odd number of rows in a table of more (so the
+/// half-words next to each entry matter); padding rows are inert (token 0, position 0, the pad
+/// slot) and padding samples greedy, from the padding rows, into the pad slot.
+mod row_table {
+    use super::super::reference::{RowAt, SampleParams};
+    use super::super::step::{DeviceRow, Feed};
+    use super::super::table::{Array, Layout};
+
+    fn read32(bytes: &[u8], lay: &Layout, array: Array, i: usize) -> u32 {
+        let at = lay.byte_offset(array) as usize + 4 * i;
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+    }
+
+    fn read64(bytes: &[u8], lay: &Layout, array: Array, i: usize) -> u64 {
+        let at = lay.byte_offset(array) as usize + 8 * i;
+        u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn the_kernels_read_what_the_host_wrote() {
+        let lay = Layout::new(9);
+        let mut words = vec![u64::MAX; lay.words()];
+        let rows: Vec<DeviceRow> = (0..5)
+            .map(|i| DeviceRow {
+                feed: if i % 2 == 0 { Feed::Token(100 + i as u32) } else { Feed::Sampled },
+                at: RowAt { slot: 4 - i, pos: 10 * i },
+            })
+            .collect();
+        let p = |i: u64| SampleParams {
+            temperature: 0.5 + i as f32,
+            top_k: 7 * i as usize,
+            top_p: 0.25 * i as f64,
+            seed: u64::MAX - i,
+            draw: 3 + i,
+        };
+        let samples: Vec<(usize, SampleParams)> = (0..5).map(|r| (r, p(r as u64))).collect();
+        lay.fill(&mut words, &rows, 7, &samples, 7, &[], 99);
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        for i in 0..7 {
+            let (input, pos, slot) = match rows.get(i) {
+                Some(r) => (
+                    if let Feed::Token(t) = r.feed { t } else { u32::MAX },
+                    r.at.pos as u32,
+                    r.at.slot as u32,
+                ),
+                None => (0, 0, 99),
+            };
+            assert_eq!(read32(&bytes, &lay, Array::Input, i), input, "input {i}");
+            assert_eq!(read32(&bytes, &lay, Array::Pos, i), pos, "pos {i}");
+            assert_eq!(read32(&bytes, &lay, Array::Slot, i), slot, "slot {i}");
+            let want = samples.get(i).map_or(
+                (i as u32, 0f32.to_bits(), 0, 1f64.to_bits(), 0, 0, 99),
+                |&(r, p)| {
+                    let slot = rows[r].at.slot as u32;
+                    let (t, k, tp) = (p.temperature.to_bits(), p.top_k as u32, p.top_p.to_bits());
+                    (r as u32, t, k, tp, p.seed, p.draw as u32, slot)
+                },
+            );
+            let got = (
+                read32(&bytes, &lay, Array::LogitRow, i),
+                read32(&bytes, &lay, Array::Temperature, i),
+                read32(&bytes, &lay, Array::TopK, i),
+                read64(&bytes, &lay, Array::TopP, i),
+                read64(&bytes, &lay, Array::Seed, i),
+                read32(&bytes, &lay, Array::Draw, i),
+                read32(&bytes, &lay, Array::SampleSlot, i),
+            );
+            assert_eq!(got, want, "sample {i}");
+        }
+        // A scoring step's targets, and no array reaching into the next one.
+        lay.fill(&mut words, &rows, 5, &[], 0, &[(4, 77), (2, 66), (0, 55)], 99);
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        for (i, (row, token)) in [(4, 77), (2, 66), (0, 55)].into_iter().enumerate() {
+            assert_eq!(read32(&bytes, &lay, Array::LogitRow, i), row);
+            assert_eq!(read32(&bytes, &lay, Array::Target, i), token);
+        }
+        let ends: Vec<u64> = [
+            Array::Input,
+            Array::Pos,
+            Array::Slot,
+            Array::LogitRow,
+            Array::Temperature,
+            Array::TopK,
+            Array::TopP,
+            Array::Seed,
+            Array::Draw,
+            Array::SampleSlot,
+            Array::Target,
+        ]
+        .iter()
+        .map(|&a| lay.byte_offset(a))
+        .collect();
+        for pair in ends.windows(2) {
+            assert!(pair[1] - pair[0] >= 4 * 9, "each array holds 9 entries: {ends:?}");
+        }
+        assert!(8 * lay.words() as u64 - ends[10] >= 4 * 9);
+        assert_eq!(lay.byte_offset(Array::TopP) % 8, 0);
+    }
+}
