@@ -233,7 +233,16 @@ fn cuda_factory(
     let (cfg, vb) = ckpt.step_tensors(dtype).map_err(|e| format!("cannot read the model: {e}"))?;
     StepModel::new(&cfg, 1).map_err(|e| format!("cannot run it: {e}"))?;
     Ok(Box::new(move |len| {
-        let step = CudaStep::new(&cfg, &vb, slots, len, STEP_ROWS.max(slots), gpu_id)?;
+        let step =
+            CudaStep::new(&cfg, &vb, slots, len, STEP_ROWS.max(slots), gpu_id).map_err(|e| {
+                Error::Device {
+                    device: format!("cuda:{gpu_id}"),
+                    message: format!(
+                        "the packed CUDA step could not start ({e}); BENCHGEN_CUDA_STEP=0 runs \
+                     candle's path instead"
+                    ),
+                }
+            })?;
         Ok(Box::new(step) as Box<dyn PackedStep>)
     }))
 }
