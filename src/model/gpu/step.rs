@@ -436,6 +436,21 @@ fn gemm(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
     out
 }
 
+impl ReferenceStep {
+    /// The rows' input tokens (a sampled row's from its slot, as the device's embedding reads
+    /// it) and places.
+    fn inputs(&self, rows: &[DeviceRow]) -> (Vec<u32>, Vec<RowAt>) {
+        let tokens = rows
+            .iter()
+            .map(|r| match r.feed {
+                Feed::Token(t) => t,
+                Feed::Sampled => self.slot_token[r.at.slot],
+            })
+            .collect();
+        (tokens, rows.iter().map(|r| r.at).collect())
+    }
+}
+
 impl PackedStep for ReferenceStep {
     fn shape(&self) -> (usize, usize, usize) {
         (self.slots, self.m.heads.max_len, REFERENCE_STEP_ROWS)
@@ -461,14 +476,7 @@ impl PackedStep for ReferenceStep {
         if self.unread.len() == 2 {
             return Err(model_error("two steps' tokens are still unread".into()));
         }
-        let tokens: Vec<u32> = rows
-            .iter()
-            .map(|r| match r.feed {
-                Feed::Token(t) => t,
-                Feed::Sampled => self.slot_token[r.at.slot],
-            })
-            .collect();
-        let at: Vec<RowAt> = rows.iter().map(|r| r.at).collect();
+        let (tokens, at) = self.inputs(rows);
         let (_, next, launches) = self.step_sampled(&tokens, &at, samples);
         for (&(r, _), &t) in samples.iter().zip(&next) {
             self.slot_token[rows[r].at.slot] = t;
@@ -487,14 +495,7 @@ impl PackedStep for ReferenceStep {
         if rows.len() > REFERENCE_STEP_ROWS {
             return Err(model_error(format!("a step of more than {REFERENCE_STEP_ROWS} rows")));
         }
-        let tokens: Vec<u32> = rows
-            .iter()
-            .map(|r| match r.feed {
-                Feed::Token(t) => t,
-                Feed::Sampled => self.slot_token[r.at.slot],
-            })
-            .collect();
-        let at: Vec<RowAt> = rows.iter().map(|r| r.at).collect();
+        let (tokens, at) = self.inputs(rows);
         let logit_rows: Vec<usize> = targets.iter().map(|&(r, _)| r).collect();
         let (logits, _) = self.forward(&tokens, &at, &logit_rows);
         Ok(logits
