@@ -24,8 +24,8 @@ use candle_core::{DType, Tensor};
 
 use super::reference::SampleParams;
 use super::step::{
-    check_scoring, DeviceMemory, DeviceRow, Launches, PackedStep, Part, StepModel, StepTensors,
-    SAMPLE_THREADS, THREADS,
+    check_scoring, rows_outside, DeviceMemory, DeviceRow, Launches, PackedStep, Part, StepModel,
+    StepTensors, SAMPLE_THREADS, THREADS,
 };
 use super::table::{Array, Layout};
 use super::{NVRTC_OPTIONS, SOURCE};
@@ -545,7 +545,7 @@ impl PackedStep for CudaStep {
         if self.pending.len() == 2 {
             return Err(device_error(self.ordinal, "two steps' tokens are still unread"));
         }
-        if rows.iter().any(|r| r.at.slot >= self.slots || r.at.pos >= self.m.heads.max_len) {
+        if rows_outside(rows, self.slots, self.m.heads.max_len) {
             return Err(device_error(self.ordinal, "a row outside the cache's slots or positions"));
         }
         // A decode step (every row samples, in order) replays its bucket's graph, padded.

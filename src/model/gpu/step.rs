@@ -105,6 +105,12 @@ pub struct ReferenceStep {
     unread: std::collections::VecDeque<Vec<u32>>,
 }
 
+/// Whether a row lies outside a step's `slots` cache slots or `max_len` positions (both steps
+/// refuse such a step).
+pub fn rows_outside(rows: &[DeviceRow], slots: usize, max_len: usize) -> bool {
+    rows.iter().any(|r| r.at.slot >= slots || r.at.pos >= max_len)
+}
+
 /// The checks both steps make of a scoring step: targets inside the step's rows and the
 /// vocabulary, at most one per slot (the device's logits hold a row per slot), nothing unread.
 pub fn check_scoring(
@@ -116,7 +122,7 @@ pub fn check_scoring(
     if unread {
         return Err(model_error("a scoring step while sampled tokens are unread".into()));
     }
-    if rows.is_empty() || rows.iter().any(|r| r.at.slot >= slots || r.at.pos >= max_len) {
+    if rows.is_empty() || rows_outside(rows, slots, max_len) {
         return Err(model_error(format!(
             "a scoring step of {} rows outside the step's {slots} slots or {max_len} positions",
             rows.len()
@@ -463,7 +469,7 @@ impl PackedStep for ReferenceStep {
     ) -> Result<Launches> {
         let bad = rows.is_empty()
             || rows.len() > REFERENCE_STEP_ROWS
-            || rows.iter().any(|r| r.at.slot >= self.slots || r.at.pos >= self.m.heads.max_len)
+            || rows_outside(rows, self.slots, self.m.heads.max_len)
             || samples.iter().any(|&(r, _)| r >= rows.len());
         if bad {
             return Err(model_error(format!(

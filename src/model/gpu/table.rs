@@ -27,19 +27,22 @@ pub enum Array {
     Target,
 }
 
-const ARRAYS: [Array; 11] = [
-    Array::Input,
-    Array::Pos,
-    Array::Slot,
-    Array::LogitRow,
-    Array::Temperature,
-    Array::TopK,
-    Array::TopP,
-    Array::Seed,
-    Array::Draw,
-    Array::SampleSlot,
-    Array::Target,
-];
+impl Array {
+    /// Every array, in the table's order.
+    pub const ALL: [Array; 11] = [
+        Array::Input,
+        Array::Pos,
+        Array::Slot,
+        Array::LogitRow,
+        Array::Temperature,
+        Array::TopK,
+        Array::TopP,
+        Array::Seed,
+        Array::Draw,
+        Array::SampleSlot,
+        Array::Target,
+    ];
+}
 
 /// Where each array of a table for `rows` rows starts, in 8-byte words.
 #[derive(Clone, Copy, Debug)]
@@ -52,7 +55,7 @@ impl Layout {
     pub fn new(rows: usize) -> Self {
         let mut at = [0; 11];
         let mut off = 0;
-        for (a, array) in at.iter_mut().zip(ARRAYS) {
+        for (a, array) in at.iter_mut().zip(Array::ALL) {
             *a = off;
             off += match array {
                 Array::TopP | Array::Seed => rows,

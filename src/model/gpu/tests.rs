@@ -667,22 +667,7 @@ mod row_table {
             assert_eq!(read32(&bytes, &lay, Array::LogitRow, i), row);
             assert_eq!(read32(&bytes, &lay, Array::Target, i), token);
         }
-        let ends: Vec<u64> = [
-            Array::Input,
-            Array::Pos,
-            Array::Slot,
-            Array::LogitRow,
-            Array::Temperature,
-            Array::TopK,
-            Array::TopP,
-            Array::Seed,
-            Array::Draw,
-            Array::SampleSlot,
-            Array::Target,
-        ]
-        .iter()
-        .map(|&a| lay.byte_offset(a))
-        .collect();
+        let ends: Vec<u64> = Array::ALL.iter().map(|&a| lay.byte_offset(a)).collect();
         for pair in ends.windows(2) {
             assert!(pair[1] - pair[0] >= 4 * 9, "each array holds 9 entries: {ends:?}");
         }
