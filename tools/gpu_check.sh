@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Issue 16's CUDA checks, in three modes:
+# Issue 16's CUDA checks, in four modes:
 #
 #   bash tools/gpu_check.sh check   # no GPU: `cargo clippy --features cuda --all-targets` against a
 #                                   # CUDA 13 toolkit from PyPI (tools/cuda_toolkit.sh): the CUDA
 #                                   # build compiles, warning-free (what CI runs; exit 2 when the
 #                                   # toolkit cannot be fetched)
+#   bash tools/gpu_check.sh emulate # no GPU: the CUDA step's device tests (model::gpu,
+#                                   # engine::packed with BENCHGEN_TEST_DEVICE=cuda) against
+#                                   # tools/cuda_emulator's CPU driver, which runs kernels.cu's
+#                                   # kernels on the CPU (what CI runs; exit 2 when the toolkit
+#                                   # or g++ is missing)
 #   bash tools/gpu_check.sh build   # no GPU: the CUDA binaries (tests, benchgen, the speed and
 #                                   # random-checkpoint examples), stripped and compressed, and
 #                                   # the GSM8K / ARC-Easy files and a tokenizer from
@@ -27,7 +32,7 @@
 # on LD_LIBRARY_PATH. Each run step has its own time limit; the script goes on after a failure
 # and exits non-zero if any step failed.
 set -uo pipefail
-mode=${1:?usage: gpu_check.sh check|build|run}
+mode=${1:?usage: gpu_check.sh check|emulate|build|run}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 out=gpu-check
@@ -45,6 +50,23 @@ check)
     set -e
     toolkit || { echo "the CUDA 13 toolkit could not be installed from PyPI" >&2; exit 2; }
     cargo clippy --release --features cuda --all-targets -- -D warnings
+    ;;
+emulate)
+    set -e
+    toolkit || { echo "the CUDA 13 toolkit could not be installed from PyPI" >&2; exit 2; }
+    emu="$CARGO_TARGET_DIR/cuda-emulator"
+    bash tools/cuda_emulator/build.sh "$emu" "$CUDA_ROOT/lib64/libcuda.so" || exit $?
+    exe=$(cargo test --release --features cuda --lib --no-run --message-format=json |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])
+')
+    # The emulator first, so cudarc takes it for the driver; NVRTC from the toolkit.
+    LD_LIBRARY_PATH="$emu:$CUDA_ROOT/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+        BENCHGEN_TEST_DEVICE=cuda "$exe" model::gpu engine::packed
     ;;
 build)
     set -e
@@ -143,7 +165,7 @@ for f in sys.argv[1:]:
     exit $failed
     ;;
 *)
-    echo "usage: gpu_check.sh check|build|run" >&2
+    echo "usage: gpu_check.sh check|emulate|build|run" >&2
     exit 2
     ;;
 esac

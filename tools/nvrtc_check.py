@@ -2,7 +2,9 @@
 """Compiles src/model/gpu/kernels.cu with NVRTC, as the CUDA backend does at run time, on a
 machine without a GPU (NVRTC is a compiler library: no driver, no device): the options are
 src/model/gpu/mod.rs's NVRTC_OPTIONS plus --gpu-architecture=compute_<arch>, and each kernel of
-its KERNELS must be an `.entry` of the PTX. Standard library only (ctypes).
+its KERNELS must be an `.entry` of the PTX. It also compiles the cubin for sm_<arch>, as the
+step does on a device, and prints each kernel's registers, shared memory and spills.
+Standard library only (ctypes).
 
     python3 tools/nvrtc_check.py --install            # first run: fetch NVRTC into --prefix
     python3 tools/nvrtc_check.py [--arch 90] [--ptx kernels.ptx] [--nvrtc PATH] [--prefix DIR]
@@ -127,6 +129,22 @@ def main():
     if args.ptx:
         args.ptx.write_text(ptx)
         print(f"PTX written to {args.ptx}")
+
+    # The machine code the step loads (a cubin for sm_<arch>), with ptxas's account of each
+    # kernel's registers, shared memory and spills.
+    cubin_options = rust_strs(rust, "NVRTC_OPTIONS") + [f"--gpu-architecture=sm_{args.arch}",
+                                                        "--ptxas-options=--verbose"]
+    rc, log, _ = compile_ptx(nvrtc, SOURCE.read_text(), cubin_options)
+    if rc != 0:
+        print(log.rstrip())
+        print(f"{SOURCE.relative_to(REPO)}: the sm_{args.arch} compile failed", file=sys.stderr)
+        sys.exit(1)
+    for name, body in re.findall(r"Compiling entry function '(\w+)' for '\w+'(.*?)(?=Compiling entry|\Z)", log, re.S):
+        regs = re.search(r"Used (\d+) registers", body)
+        smem = re.search(r"(\d+) bytes smem", body)
+        spill = re.search(r"(\d+) bytes spill stores", body)
+        print(f"sm_{args.arch} {name}: {regs.group(1) if regs else '?'} registers, "
+              f"{smem.group(1) if smem else 0} bytes shared, {spill.group(1) if spill else '?'} bytes spilled")
 
     missing = 0
     for name in rust_strs(rust, "KERNELS"):

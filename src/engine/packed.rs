@@ -460,11 +460,25 @@ mod tests {
         LocalEngine::new(model, batch)
     }
 
+    /// The step the engine runs in these tests, with 3 slots: the CUDA executor where
+    /// `BENCHGEN_TEST_DEVICE` names a CUDA device (a GPU, or `tools/cuda_emulator`'s CPU
+    /// driver), else its CPU reference.
+    fn test_step(
+        cfg: &crate::model::ModelConfig,
+        vb: &dyn crate::model::gpu::step::StepTensors,
+        len: usize,
+    ) -> Result<Box<dyn PackedStep>> {
+        #[cfg(feature = "cuda")]
+        if let Some(ordinal) = crate::model::gpu::test_cuda_ordinal() {
+            let step = crate::model::gpu::cuda::CudaStep::new(cfg, vb, 3, len, 64, ordinal)?;
+            return Ok(Box::new(step));
+        }
+        Ok(Box::new(ReferenceStep::new(cfg, vb, 3, len)?))
+    }
+
     fn step_factory() -> StepFactory {
         let (cfg, vb) = model_checkpoint().step_tensors(DType::F32).unwrap();
-        Box::new(move |len| {
-            Ok(Box::new(ReferenceStep::new(&cfg, &vb, 3, len)?) as Box<dyn PackedStep>)
-        })
+        Box::new(move |len| test_step(&cfg, &vb, len))
     }
 
     /// Multiple choice through the packed engine's scoring steps (3 slots, so a continuation
@@ -537,7 +551,7 @@ mod tests {
         let make: StepFactory = Box::new(move |len| {
             lens.push(len);
             assert_eq!(lens.len(), 1, "one step for one call");
-            Ok(Box::new(ReferenceStep::new(&cfg, &vb, 3, len)?) as Box<dyn PackedStep>)
+            test_step(&cfg, &vb, len)
         });
         let got = run(&mut PackedEngine::new(local(3), make));
         assert_eq!(got.len(), want.len());

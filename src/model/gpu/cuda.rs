@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::cuda_backend::cudarc::driver::{
-    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits,
+    sys, CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr,
+    DeviceRepr, LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits,
 };
 use candle_core::cuda_backend::cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
 use candle_core::{DType, Tensor};
@@ -119,6 +119,10 @@ pub struct CudaStep {
     table: Table,
     /// Sampled tokens on their way back, a step's in each (double-buffered), and how many.
     readback: [PinnedHostSlice<u32>; 2],
+    /// Recorded after each readback copy, waited on before the host reads it. cudarc's own
+    /// events on pinned memory are recorded only with several streams and event tracking on
+    /// (neither here), so waiting on those would not wait for the copy.
+    copied: [CudaEvent; 2],
     pending: std::collections::VecDeque<(usize, usize)>,
     slots: usize,
     max_rows: usize,
@@ -301,6 +305,7 @@ impl CudaStep {
             logprob: zeros(&stream, samples_cap, ordinal)?,
             greedy: zeros(&stream, samples_cap, ordinal)?,
             readback: [pinned(&ctx, samples_cap, ordinal)?, pinned(&ctx, samples_cap, ordinal)?],
+            copied: [event(&ctx, ordinal)?, event(&ctx, ordinal)?],
             pending: Default::default(),
             table,
             ordinal,
@@ -565,6 +570,7 @@ impl PackedStep for CudaStep {
         self.stream
             .memcpy_dtoh(&src, &mut self.readback[buf])
             .map_err(|e| device_error(self.ordinal, e))?;
+        self.copied[buf].record(&self.stream).map_err(|e| device_error(self.ordinal, e))?;
         self.pending.push_back((buf, got));
         self.last_samples = got;
         Ok(launches)
@@ -595,6 +601,7 @@ impl PackedStep for CudaStep {
             .pending
             .pop_front()
             .ok_or_else(|| device_error(self.ordinal, "no step is waiting to be read"))?;
+        self.copied[buf].synchronize().map_err(|e| device_error(self.ordinal, e))?;
         let got = self.readback[buf].as_slice().map_err(|e| device_error(self.ordinal, e))?;
         Ok(got[..n].to_vec())
     }
@@ -633,6 +640,12 @@ fn compile_cubin(arch: &str) -> std::result::Result<Vec<u8>, String> {
     // Safety: created above and not used after.
     let _ = unsafe { nvrtc::destroy_program(prog) };
     result
+}
+
+/// An event without timing: waiting on it spins, which a step's few hundred microseconds want
+/// rather than a sleep and a wake-up.
+fn event(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<CudaEvent> {
+    ctx.new_event(None).map_err(|e| device_error(ordinal, e))
 }
 
 fn pinned<T: DeviceRepr>(

@@ -1,6 +1,7 @@
 //! The CUDA step on a GPU against its CPU reference ([`ReferenceStep`]): the same bits. They
 //! run where `BENCHGEN_TEST_DEVICE` names a CUDA device (`cuda`, `cuda:N`), as
-//! `tools/gpu_check.sh` sets it, and say that they were skipped otherwise.
+//! `tools/gpu_check.sh` sets it on a GPU machine (`run tests`) and without one (`emulate`:
+//! the CPU driver of `tools/cuda_emulator`), and say that they were skipped otherwise.
 
 use std::collections::HashMap;
 
@@ -14,18 +15,11 @@ use crate::model::ModelConfig;
 use crate::rng::SplitMix64;
 
 fn ordinal() -> Option<usize> {
-    match std::env::var("BENCHGEN_TEST_DEVICE") {
-        Ok(d) if d == "cuda" => Some(0),
-        Ok(d) if d.starts_with("cuda:") => {
-            Some(d[5..].parse().unwrap_or_else(|e| panic!("BENCHGEN_TEST_DEVICE={d}: {e}")))
-        }
-        _ => {
-            eprintln!(
-                "skipped: the CUDA step's tests need BENCHGEN_TEST_DEVICE=cuda[:N] and a GPU"
-            );
-            None
-        }
+    let got = super::test_cuda_ordinal();
+    if got.is_none() {
+        eprintln!("skipped: the CUDA step's tests need BENCHGEN_TEST_DEVICE=cuda[:N] and a GPU");
     }
+    got
 }
 
 fn config() -> ModelConfig {
@@ -80,8 +74,10 @@ fn run_both(
     let launches = dev.enqueue(&rows, &samples).unwrap();
     let (want, mut last, cpu_launches) = cpu.step_sampled(&tokens, &at, &samples);
     assert_eq!(launches, cpu_launches);
-    assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "prefill logits");
+    // Tokens first, as the engine reads them: `logits` waits for the whole stream, `tokens`
+    // only for its own copy.
     assert_eq!(dev.tokens().unwrap(), last, "prefill tokens");
+    assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "prefill logits");
     let mut pos: Vec<usize> = PROMPTS.iter().map(|p| p.len()).collect();
     for step in 0..decode {
         let at: Vec<RowAt> =
@@ -92,8 +88,8 @@ fn run_both(
             (0..3).map(|s| (s, params(s, step as u64 + 1))).collect();
         dev.enqueue(&rows, &samples).unwrap();
         let (want, next, _) = cpu.step_sampled(&last, &at, &samples);
-        assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "decode step {step} logits");
         assert_eq!(dev.tokens().unwrap(), next, "decode step {step} tokens");
+        assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "decode step {step} logits");
         last = next;
         pos.iter_mut().for_each(|p| *p += 1);
     }

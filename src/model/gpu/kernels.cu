@@ -4,6 +4,11 @@
 // reference.rs round, and the two give the same bits. Activations are f32; the KV cache holds
 // bf16 bits (`unsigned short`), rounded as the CPU's `to_bf16` rounds.
 //
+// A kernel launched with more than 256 threads a block declares it with __launch_bounds__, so
+// that ptxas keeps its registers within what such a block may use (65,536 a block; up to 256
+// threads fit at any count, 255 being a thread's most): the CPU driver in tools/cuda_emulator
+// refuses larger launches of a kernel that does not.
+//
 // Every kernel computes a row (one sequence's token) from that row's data alone, in an order
 // fixed by the launch geometry the caller passes (never by the batch), so a row's results do
 // not depend on its batch-mates or the batch size.
@@ -417,7 +422,7 @@ __device__ unsigned long long key_search(const float* l, const double* wt, int v
 // seed[r] and draw[r] (the sequence's sampled-token count before this one). The token goes to
 // out[r] and to slot_token[slot[r]], where the next step's embedding reads it. wt: [rows][vocab]
 // f64 scratch.
-extern "C" __global__ void sample_rows(const float* logits, int vocab, const float* temperature,
+extern "C" __global__ void __launch_bounds__(1024) sample_rows(const float* logits, int vocab, const float* temperature,
                                        const int* top_k, const double* top_p,
                                        const unsigned long long* seed, const int* draw,
                                        const int* slot, double* wt, unsigned int* slot_token,
@@ -478,7 +483,7 @@ extern "C" __global__ void sample_rows(const float* logits, int vocab, const flo
 // Multiple-choice scoring: one block per scored row r, log softmax(logits[r])[target[r]] in f64
 // (the row's max exact; the sum of exp(v - max) over the vocabulary by the block's tree) into
 // logprob[r], and whether the target is the row's first argmax into greedy[r].
-extern "C" __global__ void score_rows(const float* logits, int vocab, const unsigned int* target,
+extern "C" __global__ void __launch_bounds__(1024) score_rows(const float* logits, int vocab, const unsigned int* target,
                                       double* logprob, unsigned int* greedy) {
     __shared__ float shared_f[32];
     __shared__ double shared_d[32];

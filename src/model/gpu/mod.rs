@@ -51,5 +51,20 @@ pub const KERNELS: &[&str] = &[
 
 #[cfg(all(test, feature = "cuda"))]
 mod cuda_tests;
+
+/// The CUDA device the device tests run on: `BENCHGEN_TEST_DEVICE=cuda[:N]`, which
+/// `tools/gpu_check.sh` sets on a GPU machine and, with the CPU driver of
+/// `tools/cuda_emulator`, without one. `None` (the tests run on the CPU, or say they were
+/// skipped) otherwise.
+#[cfg(all(test, feature = "cuda"))]
+pub(crate) fn test_cuda_ordinal() -> Option<usize> {
+    match std::env::var("BENCHGEN_TEST_DEVICE") {
+        Ok(d) if d == "cuda" => Some(0),
+        Ok(d) if d.starts_with("cuda:") => {
+            Some(d[5..].parse().unwrap_or_else(|e| panic!("BENCHGEN_TEST_DEVICE={d}: {e}")))
+        }
+        _ => None,
+    }
+}
 #[cfg(test)]
 mod tests;
