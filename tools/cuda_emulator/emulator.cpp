@@ -104,6 +104,10 @@ static T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
     return out;
 }
 
+// Tensor-core products: kernels.cu calls this in place of its mma.sync asm here.
+#define BENCHGEN_CUDA_EMULATOR 1
+static void emu_mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b);
+
 #include "kernels.cu"
 
 // ---- fibers: every thread of a block ----------------------------------------------------------
@@ -159,6 +163,8 @@ struct Block {
     std::vector<Fiber> fibers;
     std::vector<char*> stacks;
     std::vector<uint64_t> lane_bits;
+    // Each thread's mma.sync operands: A's four registers, then B's two.
+    std::vector<uint32_t> mma_regs;
     std::vector<int> warp_live, warp_arrived;
     int n = 0, live = 0, arrived = 0, current = -1;
     bool reverse = false;
@@ -241,6 +247,51 @@ static uint64_t emu_exchange(uint64_t bits, int lane_mask) {
     return got;
 }
 
+static float bf16_value(uint32_t reg, int high) {
+    uint32_t bits = (high ? reg >> 16 : reg & 0xffffu) << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, D = A·B + C with C = D, collective over
+// the warp, with the PTX ISA's fragment layouts (lane = 4·group + t; see gemm_bf16 in
+// kernels.cu): every lane hands in its registers, then computes its own four outputs from
+// everyone's. A device adds a chunk's 16 products its own way; here they go one at a time in k
+// order, each addition rounded (what reference.rs's gemm_mma_dot does).
+static void emu_mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b) {
+    Block& bl = *B;
+    int t = bl.current, w = t >> 5, lane = t & 31;
+    if (bl.warp_live[w] != 32) emu_fail("mma.sync in a warp that is not whole");
+    uint32_t* mine = &bl.mma_regs[(size_t)t * 6];
+    for (int i = 0; i < 4; i++) mine[i] = a[i];
+    mine[4] = b[0];
+    mine[5] = b[1];
+    warp_barrier();
+    const uint32_t* warp = &bl.mma_regs[(size_t)(w << 5) * 6];
+    // A[row][col]: lane 4·(row mod 8) + (col mod 8)/2, register (col >= 8 ? 2 : 0) + (row >= 8).
+    auto A = [&](int row, int col) {
+        int from = (row & 7) * 4 + ((col & 7) >> 1);
+        return bf16_value(warp[from * 6 + (col >= 8 ? 2 : 0) + (row >= 8 ? 1 : 0)], col & 1);
+    };
+    // B[kk][col]: lane 4·col + (kk mod 8)/2, register kk >= 8.
+    auto Bm = [&](int kk, int col) {
+        int from = col * 4 + ((kk & 7) >> 1);
+        return bf16_value(warp[from * 6 + 4 + (kk >= 8 ? 1 : 0)], kk & 1);
+    };
+    int g = lane >> 2, tg = lane & 3;
+    float out[4];
+    for (int i = 0; i < 4; i++) {
+        int row = i < 2 ? g : g + 8, col = 2 * tg + (i & 1);
+        float acc = d[i];
+        for (int kk = 0; kk < 16; kk++) acc = fmaf(A(row, kk), Bm(kk, col), acc);
+        out[i] = acc;
+    }
+    // Every lane has read the others' registers before any hands in new ones.
+    warp_barrier();
+    for (int i = 0; i < 4; i++) d[i] = out[i];
+}
+
 static void fiber_main() {
     Block& b = *B;
     b.kernel->invoke(b.params);
@@ -263,6 +314,7 @@ static bool run_block(Block& b, unsigned threads, bool reverse) {
     b.arrived = 0;
     b.fibers.assign(b.n, Fiber{nullptr, READY});
     b.lane_bits.assign(b.n, 0);
+    b.mma_regs.assign((size_t)b.n * 6, 0);
     int warps = (b.n + 31) / 32;
     b.warp_live.assign(warps, 0);
     b.warp_arrived.assign(warps, 0);

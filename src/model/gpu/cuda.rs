@@ -32,9 +32,13 @@ use super::{NVRTC_OPTIONS, SOURCE};
 use crate::error::{Error, Result, TensorContext};
 use crate::model::config::ModelConfig;
 
-/// Rows a warp of `gemm_*` computes at once (`GEMM_ROWS`) and warps a block of it.
+/// Rows a warp of `gemm_f32` computes at once (`GEMM_ROWS`), and warps a block of either
+/// product.
 const GEMM_ROWS: usize = 8;
 const GEMM_WARPS: usize = 4;
+/// The tile of rows and columns a warp of `gemm_bf16` computes (`mma.m16n8k16`'s M and N).
+const MMA_ROWS: usize = 16;
+const MMA_COLS: usize = 8;
 
 fn device_error(ordinal: usize, message: impl std::fmt::Display) -> Error {
     Error::Device { device: format!("cuda:{ordinal}"), message: message.to_string() }
@@ -349,6 +353,11 @@ impl CudaStep {
         Ok(step)
     }
 
+    /// The device's name, as its driver gives it.
+    pub fn device_name(&self) -> Result<String> {
+        self.ctx.name().map_err(|e| device_error(self.ordinal, e))
+    }
+
     /// Whether decode steps replay CUDA graphs (the default; `BENCHGEN_CUDA_GRAPHS=0` turns
     /// them off) or launch kernel by kernel. The results are the same bits.
     pub fn set_graphs(&mut self, on: bool) {
@@ -448,15 +457,25 @@ impl CudaStep {
                     n: usize,
                     k: usize,
                     c: &mut Launches| {
-            let f = match w {
-                Matrix::F32(_) => &self.f.gemm_f32,
-                Matrix::Bf16(_) => &self.f.gemm_bf16,
+            // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per tile
+            // of MMA_ROWS rows and MMA_COLS columns.
+            let (f, cfg) = match w {
+                Matrix::F32(_) => (
+                    &self.f.gemm_f32,
+                    grid(n.div_ceil(GEMM_WARPS), (r as usize).div_ceil(GEMM_ROWS), 32 * GEMM_WARPS),
+                ),
+                Matrix::Bf16(_) => (
+                    &self.f.gemm_bf16,
+                    grid(
+                        n.div_ceil(MMA_COLS * GEMM_WARPS),
+                        (r as usize).div_ceil(MMA_ROWS),
+                        32 * GEMM_WARPS,
+                    ),
+                ),
             };
             let (wa, n_i, k_i) = (w.addr(s), n as i32, k as i32);
             let mut b = s.launch_builder(f);
             b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
-            let cfg =
-                grid(n.div_ceil(GEMM_WARPS), (r as usize).div_ceil(GEMM_ROWS), 32 * GEMM_WARPS);
             run(&mut b, cfg, c)
         };
         let norm = |delta: u64, w: &CudaSlice<f32>, c: &mut Launches| {

@@ -48,6 +48,23 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// The device's logits are the reference's: bit for bit with f32 weights (CUDA cores, every
+/// operation as the reference rounds it) and on `tools/cuda_emulator`, whose tensor-core
+/// products add in the reference's order; with bf16 weights on a GPU, whose tensor cores add
+/// each chunk of 16 products their own way, within 1e-3 of the logits' scale (a wrong fragment
+/// layout or a dropped chunk moves them by the scale itself).
+fn assert_logits(dev: &CudaStep, bf16: bool, got: &[f32], want: &[f32], what: &str) {
+    let emulated = dev.device_name().unwrap().contains("emulator");
+    if !bf16 || emulated {
+        assert_eq!(bits(got), bits(want), "{what}");
+        return;
+    }
+    assert_eq!(got.len(), want.len(), "{what}");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = got.iter().zip(want).fold(0f32, |m, (g, w)| m.max((g - w).abs()));
+    assert!(worst <= 1e-3 * scale, "{what}: |Δ| up to {worst} of logits up to {scale}");
+}
+
 const PROMPTS: [&[u32]; 3] = [&[5, 17, 250, 3, 99], &[42], &[7, 7, 8, 120, 33, 999, 1]];
 const SLOTS: [usize; 3] = [3, 0, 2];
 
@@ -57,6 +74,7 @@ const SLOTS: [usize; 3] = [3, 0, 2];
 fn run_both(
     dev: &mut CudaStep,
     cpu: &mut ReferenceStep,
+    bf16: bool,
     params: impl Fn(usize, u64) -> SampleParams,
     decode: usize,
 ) {
@@ -77,7 +95,7 @@ fn run_both(
     // Tokens first, as the engine reads them: `logits` waits for the whole stream, `tokens`
     // only for its own copy.
     assert_eq!(dev.tokens().unwrap(), last, "prefill tokens");
-    assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "prefill logits");
+    assert_logits(dev, bf16, &dev.logits().unwrap(), &want, "prefill logits");
     let mut pos: Vec<usize> = PROMPTS.iter().map(|p| p.len()).collect();
     for step in 0..decode {
         let at: Vec<RowAt> =
@@ -89,7 +107,8 @@ fn run_both(
         dev.enqueue(&rows, &samples).unwrap();
         let (want, next, _) = cpu.step_sampled(&last, &at, &samples);
         assert_eq!(dev.tokens().unwrap(), next, "decode step {step} tokens");
-        assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "decode step {step} logits");
+        let what = format!("decode step {step} logits");
+        assert_logits(dev, bf16, &dev.logits().unwrap(), &want, &what);
         last = next;
         pos.iter_mut().for_each(|p| *p += 1);
     }
@@ -100,7 +119,8 @@ fn greedy(_: usize, _: u64) -> SampleParams {
 }
 
 /// Greedy decoding with f32 and with bf16 weights, decode steps replayed from graphs (three
-/// rows padded to four) and launched one by one: the reference's logits, bit for bit.
+/// rows padded to four) and launched one by one: the reference's logits (see
+/// [`assert_logits`]: bit for bit but for bf16's tensor cores on a GPU).
 #[test]
 fn the_device_step_is_the_reference_bit_for_bit() {
     let Some(ordinal) = ordinal() else { return };
@@ -111,7 +131,7 @@ fn the_device_step_is_the_reference_bit_for_bit() {
             let mut dev = CudaStep::new(&cfg, &tensors, 4, 64, 64, ordinal).unwrap();
             dev.set_graphs(graphs);
             let mut cpu = ReferenceStep::new(&cfg, &tensors, 4, 64).unwrap();
-            run_both(&mut dev, &mut cpu, greedy, 6);
+            run_both(&mut dev, &mut cpu, dtype == DType::BF16, greedy, 6);
         }
     }
 }
@@ -132,7 +152,7 @@ fn seeded_sampling_on_the_device_is_the_references() {
         seed: 1000 + s as u64,
         draw,
     };
-    run_both(&mut dev, &mut cpu, params, 8);
+    run_both(&mut dev, &mut cpu, true, params, 8);
 }
 
 /// A sequence's logits are the same bits alone and among 40 others (another graph bucket).
@@ -179,13 +199,14 @@ fn a_rows_logits_on_the_device_do_not_depend_on_its_batch() {
     assert_eq!(l1, l41, "launches per step grow with the batch");
 }
 
-/// Multiple-choice scoring on the device: the reference's log-probabilities (up to the last
-/// bits of f64 `exp` and `log`, whose device versions may round differently) and greedy flags.
+/// Multiple-choice scoring on the device (f32 weights, so the logits are the reference's bits):
+/// the reference's log-probabilities (up to the last bits of f64 `exp` and `log`, whose device
+/// versions may round differently) and greedy flags.
 #[test]
 fn scoring_on_the_device_is_the_references() {
     let Some(ordinal) = ordinal() else { return };
     let cfg = config();
-    let tensors = weights(&cfg, DType::BF16);
+    let tensors = weights(&cfg, DType::F32);
     let mut dev = CudaStep::new(&cfg, &tensors, 4, 64, 64, ordinal).unwrap();
     let mut cpu = ReferenceStep::new(&cfg, &tensors, 4, 64).unwrap();
     let mut rows = Vec::new();

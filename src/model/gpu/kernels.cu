@@ -284,21 +284,12 @@ extern "C" __global__ void embed_rows_bf16(const unsigned short* table, const in
     embed_rows_impl(table, input, slot, slot_token, out, hidden);
 }
 
-// Rows a warp of `gemm_*` computes at once, and k values a lane takes at a time.
+// Rows a warp of `gemm_f32` computes at once, and k values a lane takes at a time.
 #define GEMM_ROWS 8
 #define GEMM_VEC 8
 
-// out[r][c] = sum over j of x[xr][j] * w[c][j] for r < rows, c < n, where xr = xrows[r] (or r
-// without xrows: the LM head takes only the rows that sample). x: [..][k] f32, w: [n][k] f32 or
-// bf16, out: [rows][n]. One warp per (column c, group of GEMM_ROWS rows): grid (ceil(n /
-// warps a block), ceil(rows / GEMM_ROWS)), blockDim a multiple of 32. Lane l accumulates with
-// fmaf, in order, j = 8l .. 8l+7, then 8l+256 .., …; the warp's butterfly adds the lanes. Every
-// output is one sequence of roundings fixed by k alone: no split over k, whatever the rows.
-template <typename W>
-__device__ __forceinline__ void load_w(const W* w, int j, int k, float* v);
-
-template <>
-__device__ __forceinline__ void load_w<float>(const float* w, int j, int k, float* v) {
+// w[j .. j+8] (zeros past k), as two aligned float4 loads where the row allows.
+__device__ __forceinline__ void load_w(const float* w, int j, int k, float* v) {
     if (j + GEMM_VEC <= k && ((k & 3) == 0)) {
         float4 a = *(const float4*)(w + j), b = *(const float4*)(w + j + 4);
         v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
@@ -308,24 +299,15 @@ __device__ __forceinline__ void load_w<float>(const float* w, int j, int k, floa
     }
 }
 
-template <>
-__device__ __forceinline__ void load_w<unsigned short>(const unsigned short* w, int j, int k,
-                                                       float* v) {
-    if (j + GEMM_VEC <= k && ((k & 7) == 0)) {
-        uint4 a = *(const uint4*)(w + j);
-        unsigned int u[4] = {a.x, a.y, a.z, a.w};
-        for (int e = 0; e < 4; e++) {
-            v[2 * e] = __uint_as_float(u[e] << 16);
-            v[2 * e + 1] = __uint_as_float(u[e] & 0xffff0000u);
-        }
-    } else {
-        for (int e = 0; e < GEMM_VEC; e++) v[e] = j + e < k ? from_bf16(w[j + e]) : 0.0f;
-    }
-}
-
-template <typename W>
-__device__ void gemm_impl(const float* x, const int* xrows, const W* w, float* out, int rows,
-                          int n, int k) {
+// f32 products on CUDA cores: out[r][c] = sum over j of x[xr][j] * w[c][j] for r < rows, c < n,
+// where xr = xrows[r] (or r without xrows: the LM head takes only the rows that sample).
+// x: [..][k] f32, w: [n][k] f32, out: [rows][n]. One warp per (column c, group of GEMM_ROWS
+// rows): grid (ceil(n / warps a block), ceil(rows / GEMM_ROWS)), blockDim a multiple of 32.
+// Lane l accumulates with fmaf, in order, j = 8l .. 8l+7, then 8l+256 .., …; the warp's
+// butterfly adds the lanes. Every output is one sequence of roundings fixed by k alone: no
+// split over k, whatever the rows. reference.rs: `gemm_dot`.
+extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const float* w, float* out,
+                                    int rows, int n, int k) {
     int lane = threadIdx.x & 31;
     int col = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int r0 = blockIdx.y * GEMM_ROWS;
@@ -338,10 +320,10 @@ __device__ void gemm_impl(const float* x, const int* xrows, const W* w, float* o
     }
     float acc[GEMM_ROWS];
     for (int r = 0; r < GEMM_ROWS; r++) acc[r] = 0.0f;
-    const W* wc = w + (size_t)col * k;
+    const float* wc = w + (size_t)col * k;
     for (int j = lane * GEMM_VEC; j < k; j += 32 * GEMM_VEC) {
         float wv[GEMM_VEC];
-        load_w<W>(wc, j, k, wv);
+        load_w(wc, j, k, wv);
         int m = k - j < GEMM_VEC ? k - j : GEMM_VEC;
         for (int r = 0; r < GEMM_ROWS; r++) {
             if (r < count) {
@@ -356,14 +338,70 @@ __device__ void gemm_impl(const float* x, const int* xrows, const W* w, float* o
     }
 }
 
-extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const float* w, float* out,
-                                    int rows, int n, int k) {
-    gemm_impl(x, xrows, w, out, rows, n, k);
+// bf16 products on tensor cores: out[r][c] = sum over j of bf16(x[xr][j]) * w[c][j], with x
+// rounded to bf16 (the CPU's `to_bf16`, as the host path's bf16 products round it), w: [n][k]
+// bf16 bits, out and xrows as gemm_f32's. One warp per tile of 16 rows and 8 columns: grid
+// (ceil(n / (8 · warps a block)), ceil(rows / 16)), blockDim a multiple of 32. Each output is
+// one accumulator that mma.m16n8k16 adds k's chunks of 16 into, in order from 0 (k padded to
+// a multiple of 16 with zeros, rows past `rows` and columns past n read as zero and are not
+// written): no split over k, and a row's products do not involve its tile-mates', so its
+// result does not depend on the batch. reference.rs: `gemm_mma_dot`.
+__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a,
+                                               const unsigned int* b) {
+#ifdef BENCHGEN_CUDA_EMULATOR
+    emu_mma_bf16_16816(d, a, b);
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// Two bf16 values of a row as one .bf16x2 register, the lower index in the low half: x's
+// rounded (zero past k or without a row), w's as stored (zero past k or without a column).
+__device__ __forceinline__ unsigned int x_pair(const float* row, int j, int k) {
+    unsigned int lo = row && j < k ? to_bf16(row[j]) : 0u;
+    unsigned int hi = row && j + 1 < k ? to_bf16(row[j + 1]) : 0u;
+    return lo | (hi << 16);
+}
+
+__device__ __forceinline__ unsigned int w_pair(const unsigned short* row, int j, int k) {
+    unsigned int lo = row && j < k ? row[j] : 0u;
+    unsigned int hi = row && j + 1 < k ? row[j + 1] : 0u;
+    return lo | (hi << 16);
 }
 
 extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const unsigned short* w,
                                      float* out, int rows, int n, int k) {
-    gemm_impl(x, xrows, w, out, rows, n, k);
+    // The PTX ISA's fragments of mma.m16n8k16 (bf16): lane = 4 · group + t. A (16 x 16, row
+    // major): registers {row g, cols 2t, 2t+1}, {row g+8, same}, {row g, cols 2t+8, 2t+9},
+    // {row g+8, same}. B (16 x 8): {k 2t, 2t+1 of column g}, {k 2t+8, 2t+9}. C/D (16 x 8):
+    // row g, cols 2t, 2t+1, then row g+8, the same columns.
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    int c0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 8;
+    int r0 = blockIdx.y * 16;
+    if (c0 >= n) return;  // the whole warp: mma.sync wants all 32 lanes
+    int count = rows - r0 < 16 ? rows - r0 : 16;
+    const float* xa = 0;
+    const float* xb = 0;
+    if (g < count) xa = x + (size_t)(xrows ? xrows[r0 + g] : r0 + g) * k;
+    if (g + 8 < count) xb = x + (size_t)(xrows ? xrows[r0 + g + 8] : r0 + g + 8) * k;
+    const unsigned short* wc = c0 + g < n ? w + (size_t)(c0 + g) * k : 0;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k0 = 0; k0 < k; k0 += 16) {
+        int j = k0 + 2 * t;
+        unsigned int a[4] = {x_pair(xa, j, k), x_pair(xb, j, k), x_pair(xa, j + 8, k),
+                             x_pair(xb, j + 8, k)};
+        unsigned int b[2] = {w_pair(wc, j, k), w_pair(wc, j + 8, k)};
+        mma_bf16_16816(acc, a, b);
+    }
+    int c = c0 + 2 * t;
+    for (int i = 0; i < 4; i++) {
+        int r = i < 2 ? g : g + 8, col = c + (i & 1);
+        if (r < count && col < n) out[(size_t)(r0 + r) * n + col] = acc[i];
+    }
 }
 
 // Seeded sampling, the CPU's (engine/sampling.rs) without its sort. Tokens are ranked by a

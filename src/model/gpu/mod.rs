@@ -11,12 +11,15 @@
 //! build needs no kernel build step of its own. Each kernel has a CPU reference in
 //! [`reference`] that follows its arithmetic operation for operation (the same per-thread
 //! order and the same reduction trees, given the launch's block size), so the GPU must give
-//! the reference's bits. The products are benchgen's own kernel rather than cuBLAS: cuBLAS
-//! picks its algorithm (and split-K) by the problem's shape, so a row's sums would change with
-//! the batch, while `gemm_*` computes every output in one order fixed by k. The references are
+//! the reference's bits (but for how a tensor core adds the 16 products of an `mma` chunk:
+//! bf16 products agree to rounding). The products are benchgen's own kernels rather than
+//! cuBLAS: cuBLAS picks its algorithm (and split-K) by the problem's shape, so a row's sums
+//! would change with the batch, while `gemm_f32` (CUDA cores) and `gemm_bf16` (tensor cores)
+//! compute every output in one order fixed by k, at every batch size. The references are
 //! tested here against the host path's operations (`model::host`), which the transformers
 //! goldens test, and the sampler against the CPU's. `tools/nvrtc_check.py` compiles the source
-//! with NVRTC on a machine without a GPU. [`step`] runs the whole packed step on the CPU with
+//! with NVRTC on a machine without a GPU, and `tools/cuda_emulator` runs them, and the CUDA
+//! executor over them, on the CPU. [`step`] runs the whole packed step on the CPU with
 //! the references, and [`schedule`] plans steps from results read one step late.
 
 #[cfg(feature = "cuda")]

@@ -191,9 +191,8 @@ pub fn argmax(logits: &[f32]) -> u32 {
 /// k values a lane of `gemm_*` takes at a time (`GEMM_VEC`).
 const GEMM_VEC: usize = 8;
 
-/// One output of `gemm_f32` / `gemm_bf16`: x · w (rows of one length k), lane l accumulating
-/// j = 8l .. 8l+7, then 8l+256 .., in order with fused multiply-adds, then the warp's butterfly.
-/// (bf16 weights widen exactly, so both kernels are this on the widened row.)
+/// One output of `gemm_f32`: x · w (rows of one length k), lane l accumulating j = 8l .. 8l+7,
+/// then 8l+256 .., in order with fused multiply-adds, then the warp's butterfly.
 pub fn gemm_dot(x: &[f32], w: &[f32]) -> f32 {
     let k = x.len();
     assert_eq!(w.len(), k);
@@ -206,6 +205,27 @@ pub fn gemm_dot(x: &[f32], w: &[f32]) -> f32 {
         }
     }
     warp_sum(&lanes)
+}
+
+/// k values one tensor-core product (`mma.m16n8k16`) takes.
+pub const MMA_K: usize = 16;
+
+/// One output of `gemm_bf16`, which runs on tensor cores: x rounded to bf16 (as the host path's
+/// bf16 products round it) times the bf16 row `w` (widened exactly), summed by `mma.m16n8k16`
+/// over k in chunks of 16, in order, from 0, with k padded to a multiple of 16 with zeros. How
+/// a tensor core adds a chunk's 16 exact products into its f32 accumulator is the hardware's
+/// own; this reference (and `tools/cuda_emulator`) adds them one at a time in k order, each
+/// addition rounded, so a device agrees with it to rounding, and the emulator bit for bit.
+/// Either way a row's result depends on its own x alone: no split of k, whatever the batch.
+pub fn gemm_mma_dot(x: &[f32], w: &[f32]) -> f32 {
+    let k = x.len();
+    assert_eq!(w.len(), k);
+    let mut acc = 0f32;
+    for j in 0..k.div_ceil(MMA_K) * MMA_K {
+        let (a, b) = if j < k { (from_bf16(to_bf16(x[j])), w[j]) } else { (0.0, 0.0) };
+        acc = a.mul_add(b, acc);
+    }
+    acc
 }
 
 /// `sample_rows`'s rank of token i with logit v: larger ranks first (the logit's bits in IEEE

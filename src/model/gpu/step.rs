@@ -103,6 +103,9 @@ pub struct ReferenceStep {
     /// As on the device: each slot's last sampled token, and the steps' tokens not yet read.
     slot_token: Vec<u32>,
     unread: std::collections::VecDeque<Vec<u32>>,
+    /// The matrices are bf16 (held here widened): their products are `gemm_bf16`'s, on
+    /// tensor cores ([`reference::gemm_mma_dot`]), else `gemm_f32`'s.
+    bf16: bool,
 }
 
 /// Whether a row lies outside a step's `slots` cache slots or `max_len` positions (both steps
@@ -298,6 +301,7 @@ impl ReferenceStep {
         max_len: usize,
     ) -> Result<Self> {
         let m = StepModel::new(cfg, max_len)?;
+        let bf16 = m.layer(tensors, 0, Part::Qkv)?.dtype() == DType::BF16;
         let layers = (0..m.layers)
             .map(|i| {
                 Ok(Layer {
@@ -322,6 +326,7 @@ impl ReferenceStep {
             unread: Default::default(),
             layers,
             m,
+            bf16,
         })
     }
 
@@ -384,7 +389,7 @@ impl ReferenceStep {
                 self.m.eps,
             );
             launch();
-            let mut qkv = gemm(&normed, &layer.qkv, hs);
+            let mut qkv = gemm(&normed, &layer.qkv, hs, self.bf16);
             launch();
             let (kc, vc) = (&mut self.k_cache[l], &mut self.v_cache[l]);
             for (row, &a) in qkv.chunks_exact_mut(heads.qkv_width()).zip(at) {
@@ -400,11 +405,11 @@ impl ReferenceStep {
                 reference::decode_attention(row, kc, vc, a, heads, self.m.scale, out, THREADS);
             }
             launch();
-            let o = gemm(&attn, &layer.o, heads.q * heads.dim);
+            let o = gemm(&attn, &layer.o, heads.q * heads.dim, self.bf16);
             launch();
             add_rms_norm(&mut residual, Some(&o), &layer.mlp_norm, &mut normed, self.m.eps);
             launch();
-            let gu = gemm(&normed, &layer.gate_up, hs);
+            let gu = gemm(&normed, &layer.gate_up, hs, self.bf16);
             launch();
             let mut act = vec![0f32; rows * self.m.inter];
             for (g, o) in gu.chunks_exact(2 * self.m.inter).zip(act.chunks_exact_mut(self.m.inter))
@@ -412,14 +417,14 @@ impl ReferenceStep {
                 reference::silu_mul(g, o);
             }
             launch();
-            delta = Some(gemm(&act, &layer.down, self.m.inter));
+            delta = Some(gemm(&act, &layer.down, self.m.inter, self.bf16));
         }
         launch();
         add_rms_norm(&mut residual, delta.as_deref(), &self.final_norm, &mut normed, self.m.eps);
         launch();
         let picked: Vec<f32> =
             logit_rows.iter().flat_map(|&r| normed[r * hs..][..hs].iter().copied()).collect();
-        (gemm(&picked, &self.lm_head, hs), launches)
+        (gemm(&picked, &self.lm_head, hs, self.bf16), launches)
     }
 }
 
@@ -432,12 +437,14 @@ fn add_rms_norm(x: &mut [f32], delta: Option<&[f32]>, weight: &[f32], out: &mut 
     }
 }
 
-/// `x` (`[rows][k]`) times `w`ᵀ (`w`: `[n][k]`), as `gemm_*` computes each output.
-fn gemm(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
+/// `x` (`[rows][k]`) times `w`ᵀ (`w`: `[n][k]`), as `gemm_bf16` (`bf16`) or `gemm_f32`
+/// computes each output.
+fn gemm(x: &[f32], w: &[f32], k: usize, bf16: bool) -> Vec<f32> {
     let n = w.len() / k;
+    let dot = if bf16 { reference::gemm_mma_dot } else { reference::gemm_dot };
     let mut out = Vec::with_capacity(x.len() / k * n);
     for xr in x.chunks_exact(k) {
-        out.extend(w.chunks_exact(k).map(|wr| reference::gemm_dot(xr, wr)));
+        out.extend(w.chunks_exact(k).map(|wr| dot(xr, wr)));
     }
     out
 }

@@ -241,6 +241,30 @@ fn gemm_dot_is_the_dot_product_within_rounding() {
     assert_eq!(reference::gemm_dot(&x, &w), want);
 }
 
+/// The tensor-core product's reference is the dot product of x rounded to bf16 with w, within
+/// the rounding of its additions, on lengths around the 16-value chunks; x's rounding is the
+/// host's `to_bf16` (an x already in bf16 is exact data for it).
+#[test]
+fn gemm_mma_dot_is_the_dot_product_of_bf16_x_within_rounding() {
+    use crate::kernels::{from_bf16, to_bf16};
+    for (n, k) in [1, 15, 16, 17, 100, 576, 1536].into_iter().enumerate() {
+        let (x, w) = (normal(80 + n as u64, k, 1.0), normal(90 + n as u64, k, 1.0));
+        let w: Vec<f32> = w.iter().map(|&v| from_bf16(to_bf16(v))).collect();
+        let xb: Vec<f64> = x.iter().map(|&v| f64::from(from_bf16(to_bf16(v)))).collect();
+        let want: f64 = xb.iter().zip(&w).map(|(&a, &b)| a * f64::from(b)).sum();
+        let size: f64 = xb.iter().zip(&w).map(|(&a, &b)| (a * f64::from(b)).abs()).sum();
+        let got = f64::from(reference::gemm_mma_dot(&x, &w));
+        assert!((got - want).abs() <= 1e-6 * size, "k {k}: {got} vs {want}");
+        // x unrounded would be a different product: the rounding is part of the definition.
+        let unrounded: f64 = x.iter().zip(&w).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        assert!(k < 16 || (unrounded - want).abs() > 1e-6 * size, "k {k}: x was not rounded");
+    }
+    let x: Vec<f32> = (0..777).map(|i| (i % 13) as f32 - 6.0).collect();
+    let w: Vec<f32> = (0..777).map(|i| (i % 7) as f32 - 3.0).collect();
+    let want: f32 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+    assert_eq!(reference::gemm_mma_dot(&x, &w), want);
+}
+
 /// The counter-based draw is the sequence's own generator's: draw n of a seed is the (n+1)-th
 /// `unit()` of `SplitMix64::new(seed)`, as the CPU sampler consumes it, one per token.
 #[test]
