@@ -98,6 +98,73 @@ impl PackedEngine {
             finish_reason,
         })
     }
+
+    /// Launches `sched`'s steps on `dev` until every sequence has finished and been handed to
+    /// `on_done`.
+    fn run(
+        &self,
+        sched: &mut Scheduler,
+        dev: &mut dyn PackedStep,
+        jobs: &mut HashMap<usize, Job>,
+        on_done: &mut dyn FnMut(GenOutput) -> Result<()>,
+    ) -> Result<()> {
+        // Each launched step's sampling sequences, in its samples' order, until read.
+        let mut in_flight: VecDeque<(usize, Vec<usize>)> = VecDeque::new();
+        loop {
+            crate::interrupt::check()?;
+            let rows = sched.plan();
+            if !rows.is_empty() {
+                let device_rows: Vec<DeviceRow> = rows
+                    .iter()
+                    .map(|r| DeviceRow {
+                        feed: match r.input {
+                            Input::Prompt(t) => Feed::Token(t),
+                            Input::Sampled => Feed::Sampled,
+                        },
+                        at: RowAt { slot: r.slot, pos: r.pos },
+                    })
+                    .collect();
+                let samples: Vec<(usize, SampleParams)> = rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.samples)
+                    .map(|(i, r)| (i, Self::params(&jobs[&r.seq], r.draw)))
+                    .collect();
+                dev.enqueue(&device_rows, &samples)?;
+                let seqs = rows.iter().filter(|r| r.samples).map(|r| r.seq).collect();
+                in_flight.push_back((sched.planned_steps() - 1, seqs));
+            }
+            // Read a step while the next one runs (or the last one, when nothing is left to
+            // launch).
+            if in_flight.len() > 1 || (rows.is_empty() && !in_flight.is_empty()) {
+                let (step, seqs) = in_flight.pop_front().expect("a step in flight");
+                let tokens = dev.tokens()?;
+                let sampled: Vec<(usize, u32)> = seqs.into_iter().zip(tokens).collect();
+                let tok = &self.local.model().tokenizer;
+                sched.read(step, &sampled, |seq, tokens| {
+                    let job = &jobs[&seq];
+                    tokens.last().is_some_and(|t| tok.eos_ids().contains(t))
+                        || (!job.req.params.stop.is_empty()
+                            && tok.decode(tokens).is_ok_and(|text| {
+                                super::find_stop(&text, &job.req.params.stop).is_some()
+                            }))
+                        || tokens.len() >= job.max_new
+                });
+                for (id, tokens) in sched.take_finished() {
+                    let job = jobs.remove(&id).expect("a job for every sequence");
+                    on_done(self.output(job, tokens)?)?;
+                }
+            } else if rows.is_empty() {
+                if sched.is_done() {
+                    return Ok(());
+                }
+                return Err(Error::Model {
+                    origin: "the packed step's scheduler".into(),
+                    message: "planned nothing with sequences left and no step in flight".into(),
+                });
+            }
+        }
+    }
 }
 
 impl Generator for PackedEngine {
@@ -260,75 +327,6 @@ fn cuda_factory(
 /// Rows a packed step takes at most: every decoding sequence and prompt chunks besides.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 const STEP_ROWS: usize = 2048;
-
-impl PackedEngine {
-    /// Launches `sched`'s steps on `dev` until every sequence has finished and been handed to
-    /// `on_done`.
-    fn run(
-        &self,
-        sched: &mut Scheduler,
-        dev: &mut dyn PackedStep,
-        jobs: &mut HashMap<usize, Job>,
-        on_done: &mut dyn FnMut(GenOutput) -> Result<()>,
-    ) -> Result<()> {
-        // Each launched step's sampling sequences, in its samples' order, until read.
-        let mut in_flight: VecDeque<(usize, Vec<usize>)> = VecDeque::new();
-        loop {
-            crate::interrupt::check()?;
-            let rows = sched.plan();
-            if !rows.is_empty() {
-                let device_rows: Vec<DeviceRow> = rows
-                    .iter()
-                    .map(|r| DeviceRow {
-                        feed: match r.input {
-                            Input::Prompt(t) => Feed::Token(t),
-                            Input::Sampled => Feed::Sampled,
-                        },
-                        at: RowAt { slot: r.slot, pos: r.pos },
-                    })
-                    .collect();
-                let samples: Vec<(usize, SampleParams)> = rows
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.samples)
-                    .map(|(i, r)| (i, Self::params(&jobs[&r.seq], r.draw)))
-                    .collect();
-                dev.enqueue(&device_rows, &samples)?;
-                let seqs = rows.iter().filter(|r| r.samples).map(|r| r.seq).collect();
-                in_flight.push_back((sched.planned_steps() - 1, seqs));
-            }
-            // Read a step while the next one runs (or the last one, when nothing is left to
-            // launch).
-            if in_flight.len() > 1 || (rows.is_empty() && !in_flight.is_empty()) {
-                let (step, seqs) = in_flight.pop_front().expect("a step in flight");
-                let tokens = dev.tokens()?;
-                let sampled: Vec<(usize, u32)> = seqs.into_iter().zip(tokens).collect();
-                let tok = &self.local.model().tokenizer;
-                sched.read(step, &sampled, |seq, tokens| {
-                    let job = &jobs[&seq];
-                    tokens.last().is_some_and(|t| tok.eos_ids().contains(t))
-                        || (!job.req.params.stop.is_empty()
-                            && tok.decode(tokens).is_ok_and(|text| {
-                                super::find_stop(&text, &job.req.params.stop).is_some()
-                            }))
-                        || tokens.len() >= job.max_new
-                });
-                for (id, tokens) in sched.take_finished() {
-                    let job = jobs.remove(&id).expect("a job for every sequence");
-                    on_done(self.output(job, tokens)?)?;
-                }
-            } else if rows.is_empty() {
-                if sched.is_done() {
-                    return Ok(());
-                }
-                return Err(Error::Model {
-                    origin: "the packed step's scheduler".into(),
-                    message: "planned nothing with sequences left and no step in flight".into(),
-                });
-            }
-        }
-    }
-}
 
 /// Scores `items` through `dev`'s scoring steps (see [`PackedEngine`]'s `loglikelihood`): each
 /// step takes rows from the items in slots, in order, while its rows, its targets (a row per
