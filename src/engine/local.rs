@@ -262,12 +262,16 @@ impl LocalEngine {
         }
         r.generated.push(token);
         r.pending = vec![token];
-        let text = tok.decode(&r.generated)?;
-        if let Some(cut) = super::find_stop(&text, &r.req.params.stop) {
-            return Ok(Some((FinishReason::Stop, text[..cut].to_string())));
+        // The whole text is decoded only once the sequence ends: a step costs the same however
+        // long the generation.
+        if super::stop_in_tail(tok, &r.generated, &r.req.params.stop)? {
+            let text = tok.decode(&r.generated)?;
+            if let Some(cut) = super::find_stop(&text, &r.req.params.stop) {
+                return Ok(Some((FinishReason::Stop, text[..cut].to_string())));
+            }
         }
         if r.generated.len() >= r.max_new {
-            return Ok(Some((FinishReason::Length, text)));
+            return Ok(Some((FinishReason::Length, tok.decode(&r.generated)?)));
         }
         Ok(None)
     }

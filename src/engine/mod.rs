@@ -12,7 +12,7 @@ mod stop;
 pub use local::LocalEngine;
 pub use loglik::{split_pair, LoglikOutput, LoglikRequest};
 pub use packed::{for_device, PackedEngine, StepFactory};
-pub use stop::find_stop;
+pub use stop::{find_stop, stop_in_tail};
 
 pub use crate::generation::{GenParams, Truncate};
 

@@ -144,10 +144,7 @@ impl PackedEngine {
                 sched.read(step, &sampled, |seq, tokens| {
                     let job = &jobs[&seq];
                     tokens.last().is_some_and(|t| tok.eos_ids().contains(t))
-                        || (!job.req.params.stop.is_empty()
-                            && tok.decode(tokens).is_ok_and(|text| {
-                                super::find_stop(&text, &job.req.params.stop).is_some()
-                            }))
+                        || super::stop_in_tail(tok, tokens, &job.req.params.stop).unwrap_or(false)
                         || tokens.len() >= job.max_new
                 });
                 for (id, tokens) in sched.take_finished() {
