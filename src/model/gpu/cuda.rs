@@ -33,9 +33,10 @@ use crate::error::{Error, Result, TensorContext};
 use crate::model::config::ModelConfig;
 
 /// Rows a warp of `gemm_f32` computes at once (`GEMM_ROWS`), and warps a block of either
-/// product.
+/// product: a block's fused RMSNorm sums as a `THREADS` block does (the reference's tree).
 const GEMM_ROWS: usize = 8;
 const GEMM_WARPS: usize = 4;
+const _: () = assert!(32 * GEMM_WARPS == THREADS);
 /// The tile of rows and columns a warp of `gemm_bf16` computes (`mma.m16n8k16`'s M and N).
 const MMA_ROWS: usize = 16;
 const MMA_COLS: usize = 8;
@@ -49,7 +50,6 @@ struct Functions {
     embed_bf16: CudaFunction,
     gemm_f32: CudaFunction,
     gemm_bf16: CudaFunction,
-    add_rms_norm: CudaFunction,
     rope_kv_write: CudaFunction,
     decode_attention: CudaFunction,
     silu_mul: CudaFunction,
@@ -105,10 +105,8 @@ pub struct CudaStep {
     v_cache: Vec<CudaSlice<u16>>,
     /// Activations, `[max_rows][..]`.
     residual: CudaSlice<f32>,
-    normed: CudaSlice<f32>,
     qkv: CudaSlice<f32>,
     attn: CudaSlice<f32>,
-    delta: CudaSlice<f32>,
     gate_up: CudaSlice<f32>,
     act: CudaSlice<f32>,
     scores: CudaSlice<f32>,
@@ -231,7 +229,6 @@ impl CudaStep {
             embed_bf16: load("embed_rows_bf16")?,
             gemm_f32: load("gemm_f32")?,
             gemm_bf16: load("gemm_bf16")?,
-            add_rms_norm: load("add_rms_norm")?,
             rope_kv_write: load("rope_kv_write")?,
             decode_attention: load("decode_attention")?,
             silu_mul: load("silu_mul")?,
@@ -295,10 +292,8 @@ impl CudaStep {
             cos: upload(&stream, &m.cos, ordinal)?,
             sin: upload(&stream, &m.sin, ordinal)?,
             residual: zeros(&stream, r * m.hidden, ordinal)?,
-            normed: zeros(&stream, r * m.hidden, ordinal)?,
             qkv: zeros(&stream, r * h.qkv_width(), ordinal)?,
             attn: zeros(&stream, r * h.q * h.dim, ordinal)?,
-            delta: zeros(&stream, r * m.hidden, ordinal)?,
             gate_up: zeros(&stream, r * 2 * m.inter, ordinal)?,
             act: zeros(&stream, r * m.inter, ordinal)?,
             scores: zeros(&stream, r * h.q * max_len, ordinal)?,
@@ -332,10 +327,8 @@ impl CudaStep {
         };
         let scratch = [
             &step.residual,
-            &step.normed,
             &step.qkv,
             &step.attn,
-            &step.delta,
             &step.gate_up,
             &step.act,
             &step.scores,
@@ -427,9 +420,8 @@ impl CudaStep {
             (at(Array::Temperature), at(Array::TopK), at(Array::TopP));
         let (seed, draw, sample_slot) = (at(Array::Seed), at(Array::Draw), at(Array::SampleSlot));
         let (m, h) = (&self.m, self.m.heads);
-        let (residual, normed, qkv) =
-            (addr(&self.residual, s), addr(&self.normed, s), addr(&self.qkv, s));
-        let (attn, delta, gu) = (addr(&self.attn, s), addr(&self.delta, s), addr(&self.gate_up, s));
+        let (residual, qkv) = (addr(&self.residual, s), addr(&self.qkv, s));
+        let (attn, gu) = (addr(&self.attn, s), addr(&self.gate_up, s));
         let (act, scores, logits) =
             (addr(&self.act, s), addr(&self.scores, s), addr(&self.logits, s));
         let (wt, slot_token, sampled) =
@@ -449,13 +441,14 @@ impl CudaStep {
             // contract asks for `rows` rows, or a scalar of the kernel's parameter type.
             unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| device_error(ord, e))
         };
+        // A product out (+)= (RMSNorm(x) · nw if nw is not null, else x) · wᵀ.
         let gemm = |x: u64,
                     xr: u64,
                     w: &Matrix,
-                    out: u64,
+                    (out, add): (u64, bool),
+                    nw: u64,
                     r: i32,
-                    n: usize,
-                    k: usize,
+                    (n, k): (usize, usize),
                     c: &mut Launches| {
             // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per tile
             // of MMA_ROWS rows and MMA_COLS columns.
@@ -473,16 +466,11 @@ impl CudaStep {
                     ),
                 ),
             };
-            let (wa, n_i, k_i) = (w.addr(s), n as i32, k as i32);
+            let (wa, n_i, k_i, eps, add) = (w.addr(s), n as i32, k as i32, m.eps, i32::from(add));
             let mut b = s.launch_builder(f);
             b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
+            b.arg(&nw).arg(&eps).arg(&add);
             run(&mut b, cfg, c)
-        };
-        let norm = |delta: u64, w: &CudaSlice<f32>, c: &mut Launches| {
-            let (wa, eps) = (addr(w, s), m.eps);
-            let mut b = s.launch_builder(&self.f.add_rms_norm);
-            b.arg(&residual).arg(&delta).arg(&wa).arg(&normed).arg(&hidden_i).arg(&eps);
-            run(&mut b, grid(rows, 1, THREADS), c)
         };
 
         let table = self.embed.addr(s);
@@ -496,8 +484,18 @@ impl CudaStep {
         let (qh, kvh, dim, half, max_len) =
             (h.q as i32, h.kv as i32, h.dim as i32, h.half as i32, h.max_len as i32);
         for (l, layer) in self.layers.iter().enumerate() {
-            norm(if l == 0 { null } else { delta }, &layer.attn_norm, &mut launches)?;
-            gemm(normed, null, &layer.qkv, qkv, rows_i, h.qkv_width(), m.hidden, &mut launches)?;
+            let (attn_norm, mlp_norm) = (addr(&layer.attn_norm, s), addr(&layer.mlp_norm, s));
+            let qkv_shape = (h.qkv_width(), m.hidden);
+            gemm(
+                residual,
+                null,
+                &layer.qkv,
+                (qkv, false),
+                attn_norm,
+                rows_i,
+                qkv_shape,
+                &mut launches,
+            )?;
             let (kc, vc) = (addr(&self.k_cache[l], s), addr(&self.v_cache[l], s));
             let mut b = s.launch_builder(&self.f.rope_kv_write);
             b.arg(&qkv).arg(&cos).arg(&sin).arg(&pos).arg(&slot).arg(&kc).arg(&vc);
@@ -508,17 +506,46 @@ impl CudaStep {
             b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&scores).arg(&attn);
             b.arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&scale);
             run(&mut b, grid(rows, h.q, THREADS), &mut launches)?;
-            gemm(attn, null, &layer.o, delta, rows_i, m.hidden, h.q * h.dim, &mut launches)?;
-            norm(delta, &layer.mlp_norm, &mut launches)?;
-            gemm(normed, null, &layer.gate_up, gu, rows_i, 2 * m.inter, m.hidden, &mut launches)?;
+            let o_shape = (m.hidden, h.q * h.dim);
+            gemm(attn, null, &layer.o, (residual, true), null, rows_i, o_shape, &mut launches)?;
+            let gu_shape = (2 * m.inter, m.hidden);
+            gemm(
+                residual,
+                null,
+                &layer.gate_up,
+                (gu, false),
+                mlp_norm,
+                rows_i,
+                gu_shape,
+                &mut launches,
+            )?;
             let mut b = s.launch_builder(&self.f.silu_mul);
             b.arg(&gu).arg(&act).arg(&inter_i).arg(&rows_i);
             run(&mut b, grid((rows * m.inter).div_ceil(256).min(65_535), 1, 256), &mut launches)?;
-            gemm(act, null, &layer.down, delta, rows_i, m.hidden, m.inter, &mut launches)?;
+            let down_shape = (m.hidden, m.inter);
+            gemm(
+                act,
+                null,
+                &layer.down,
+                (residual, true),
+                null,
+                rows_i,
+                down_shape,
+                &mut launches,
+            )?;
         }
-        norm(delta, &self.final_norm, &mut launches)?;
         let ns = samples as i32;
-        gemm(normed, xrows, &self.lm_head, logits, ns, m.vocab, m.hidden, &mut launches)?;
+        let (final_norm, head_shape) = (addr(&self.final_norm, s), (m.vocab, m.hidden));
+        gemm(
+            residual,
+            xrows,
+            &self.lm_head,
+            (logits, false),
+            final_norm,
+            ns,
+            head_shape,
+            &mut launches,
+        )?;
         let vocab = m.vocab as i32;
         if tail == Tail::Score {
             let mut b = s.launch_builder(&self.f.score_rows);

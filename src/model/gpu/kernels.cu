@@ -108,29 +108,6 @@ __device__ __forceinline__ float widen(unsigned short w) { return from_bf16(w); 
 
 // ---- kernels -------------------------------------------------------------------------------
 
-// One block per row (gridDim.x = rows). With `delta`, first residual += delta (the residual
-// connection, written back); then out = residual * (1 / sqrt(mean(residual²) + eps)) * weight.
-// Thread t sums the squares of elements t, t + blockDim.x, … in order.
-extern "C" __global__ void add_rms_norm(float* residual, const float* delta, const float* weight,
-                                        float* out, int hidden, float eps) {
-    __shared__ float shared[32];
-    float* x = residual + (size_t)blockIdx.x * hidden;
-    const float* d = delta ? delta + (size_t)blockIdx.x * hidden : 0;
-    float* o = out + (size_t)blockIdx.x * hidden;
-    float s = 0.0f;
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-        float v = x[i];
-        if (d) {
-            v = v + d[i];
-            x[i] = v;
-        }
-        s = s + v * v;
-    }
-    s = block_sum(s, shared);
-    float scale = 1.0f / sqrtf(s / (float)hidden + eps);
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x) o[i] = x[i] * scale * weight[i];
-}
-
 // Rotary embedding and the KV-cache write for every row's q and k heads. qkv rows are
 // [q heads | k heads | v heads] of head_dim each; grid (rows, q_heads + kv_heads), any block
 // size. The first `half` dims of each head pair with the next `half` (Llama's rotate-half; the
@@ -284,6 +261,33 @@ extern "C" __global__ void embed_rows_bf16(const unsigned short* table, const in
     embed_rows_impl(table, input, slot, slot_token, out, hidden);
 }
 
+// The products' fused RMSNorm: with `nw` (the norm's weight), x holds residual rows and the
+// product's input is RMSNorm(x) · nw, each value x[j] * scale * nw[j], with the row's scale =
+// 1 / sqrt(mean(x²) + eps), thread t summing the squares of elements t, t + blockDim.x, … in
+// order and the block adding the threads' sums by its tree (reference.rs: `add_rms_norm`, with
+// the products' block size). The residual connection itself is the products' `add`: a row's
+// residual gets its delta added where the product that makes it writes it. The block's `count`
+// rows' scales go to `scale` (shared); every thread of the block calls this.
+__device__ void row_scales(const float* x, const int* xrows, int r0, int count, int k,
+                           float eps, float* scale, float* shared) {
+    for (int r = 0; r < count; r++) {
+        const float* row = x + (size_t)(xrows ? xrows[r0 + r] : r0 + r) * k;
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < k; i += blockDim.x) {
+            float v = row[i];
+            s = s + v * v;
+        }
+        s = block_sum(s, shared);
+        if (threadIdx.x == 0) scale[r] = 1.0f / sqrtf(s / (float)k + eps);
+    }
+    __syncthreads();
+}
+
+// A product's input value j of a row: x[j], or with the fused norm x[j] * scale * nw[j].
+__device__ __forceinline__ float input_at(const float* row, int j, const float* nw, float scale) {
+    return nw ? row[j] * scale * nw[j] : row[j];
+}
+
 // Rows a warp of `gemm_f32` computes at once, and k values a lane takes at a time.
 #define GEMM_ROWS 8
 #define GEMM_VEC 8
@@ -301,18 +305,24 @@ __device__ __forceinline__ void load_w(const float* w, int j, int k, float* v) {
 
 // f32 products on CUDA cores: out[r][c] = sum over j of x[xr][j] * w[c][j] for r < rows, c < n,
 // where xr = xrows[r] (or r without xrows: the LM head takes only the rows that sample).
-// x: [..][k] f32, w: [n][k] f32, out: [rows][n]. One warp per (column c, group of GEMM_ROWS
-// rows): grid (ceil(n / warps a block), ceil(rows / GEMM_ROWS)), blockDim a multiple of 32.
-// Lane l accumulates with fmaf, in order, j = 8l .. 8l+7, then 8l+256 .., …; the warp's
-// butterfly adds the lanes. Every output is one sequence of roundings fixed by k alone: no
-// split over k, whatever the rows. reference.rs: `gemm_dot`.
+// x: [..][k] f32, w: [n][k] f32, out: [rows][n]. With `nw` the input is RMSNorm(x) · nw
+// (row_scales); with `add` the product is added to out (out = out + sum: the residual
+// connection). One warp per (column c, group of GEMM_ROWS rows): grid (ceil(n / warps a block),
+// ceil(rows / GEMM_ROWS)), blockDim a multiple of 32. Lane l accumulates with fmaf, in order,
+// j = 8l .. 8l+7, then 8l+256 .., …; the warp's butterfly adds the lanes. Every output is one
+// sequence of roundings fixed by k alone: no split over k, whatever the rows. reference.rs:
+// `gemm_dot`.
 extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const float* w, float* out,
-                                    int rows, int n, int k) {
+                                    int rows, int n, int k, const float* nw, float eps,
+                                    int add) {
+    __shared__ float shared[32];
+    __shared__ float scale[GEMM_ROWS];
     int lane = threadIdx.x & 31;
     int col = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int r0 = blockIdx.y * GEMM_ROWS;
-    if (col >= n) return;
     int count = rows - r0 < GEMM_ROWS ? rows - r0 : GEMM_ROWS;
+    if (nw) row_scales(x, xrows, r0, count, k, eps, scale, shared);
+    if (col >= n) return;
     const float* xs[GEMM_ROWS];
     for (int r = 0; r < GEMM_ROWS; r++) {
         int xr = r < count ? (xrows ? xrows[r0 + r] : r0 + r) : 0;
@@ -327,20 +337,25 @@ extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const floa
         int m = k - j < GEMM_VEC ? k - j : GEMM_VEC;
         for (int r = 0; r < GEMM_ROWS; r++) {
             if (r < count) {
-                const float* xj = xs[r] + j;
-                for (int e = 0; e < m; e++) acc[r] = fmaf(xj[e], wv[e], acc[r]);
+                float sc = nw ? scale[r] : 1.0f;
+                for (int e = 0; e < m; e++)
+                    acc[r] = fmaf(input_at(xs[r], j + e, nw, sc), wv[e], acc[r]);
             }
         }
     }
     for (int r = 0; r < GEMM_ROWS; r++) {
         float s = warp_sum(acc[r]);
-        if (lane == 0 && r < count) out[(size_t)(r0 + r) * n + col] = s;
+        if (lane == 0 && r < count) {
+            float* o = out + (size_t)(r0 + r) * n + col;
+            *o = add ? *o + s : s;
+        }
     }
 }
 
 // bf16 products on tensor cores: out[r][c] = sum over j of bf16(x[xr][j]) * w[c][j], with x
 // rounded to bf16 (the CPU's `to_bf16`, as the host path's bf16 products round it), w: [n][k]
-// bf16 bits, out and xrows as gemm_f32's. One warp per tile of 16 rows and 8 columns: grid
+// bf16 bits, out, xrows, nw and add as gemm_f32's. One warp per tile of 16 rows and 8 columns:
+// grid
 // (ceil(n / (8 · warps a block)), ceil(rows / 16)), blockDim a multiple of 32. Each output is
 // one accumulator that mma.m16n8k16 adds k's chunks of 16 into, in order from 0 (k padded to
 // a multiple of 16 with zeros, rows past `rows` and columns past n read as zero and are not
@@ -360,10 +375,12 @@ __device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a,
 }
 
 // Two bf16 values of a row as one .bf16x2 register, the lower index in the low half: x's
-// rounded (zero past k or without a row), w's as stored (zero past k or without a column).
-__device__ __forceinline__ unsigned int x_pair(const float* row, int j, int k) {
-    unsigned int lo = row && j < k ? to_bf16(row[j]) : 0u;
-    unsigned int hi = row && j + 1 < k ? to_bf16(row[j + 1]) : 0u;
+// (input_at's) rounded (zero past k or without a row), w's as stored (zero past k or without a
+// column).
+__device__ __forceinline__ unsigned int x_pair(const float* row, int j, int k, const float* nw,
+                                               float scale) {
+    unsigned int lo = row && j < k ? to_bf16(input_at(row, j, nw, scale)) : 0u;
+    unsigned int hi = row && j + 1 < k ? to_bf16(input_at(row, j + 1, nw, scale)) : 0u;
     return lo | (hi << 16);
 }
 
@@ -374,7 +391,10 @@ __device__ __forceinline__ unsigned int w_pair(const unsigned short* row, int j,
 }
 
 extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const unsigned short* w,
-                                     float* out, int rows, int n, int k) {
+                                     float* out, int rows, int n, int k, const float* nw,
+                                     float eps, int add) {
+    __shared__ float shared[32];
+    __shared__ float scale[16];
     // The PTX ISA's fragments of mma.m16n8k16 (bf16): lane = 4 · group + t. A (16 x 16, row
     // major): registers {row g, cols 2t, 2t+1}, {row g+8, same}, {row g, cols 2t+8, 2t+9},
     // {row g+8, same}. B (16 x 8): {k 2t, 2t+1 of column g}, {k 2t+8, 2t+9}. C/D (16 x 8):
@@ -382,25 +402,30 @@ extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const uns
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int c0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 8;
     int r0 = blockIdx.y * 16;
-    if (c0 >= n) return;  // the whole warp: mma.sync wants all 32 lanes
     int count = rows - r0 < 16 ? rows - r0 : 16;
+    if (nw) row_scales(x, xrows, r0, count, k, eps, scale, shared);
+    if (c0 >= n) return;  // the whole warp: mma.sync wants all 32 lanes
     const float* xa = 0;
     const float* xb = 0;
     if (g < count) xa = x + (size_t)(xrows ? xrows[r0 + g] : r0 + g) * k;
     if (g + 8 < count) xb = x + (size_t)(xrows ? xrows[r0 + g + 8] : r0 + g + 8) * k;
     const unsigned short* wc = c0 + g < n ? w + (size_t)(c0 + g) * k : 0;
+    float sa = nw && g < count ? scale[g] : 1.0f, sb = nw && g + 8 < count ? scale[g + 8] : 1.0f;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k0 = 0; k0 < k; k0 += 16) {
         int j = k0 + 2 * t;
-        unsigned int a[4] = {x_pair(xa, j, k), x_pair(xb, j, k), x_pair(xa, j + 8, k),
-                             x_pair(xb, j + 8, k)};
+        unsigned int a[4] = {x_pair(xa, j, k, nw, sa), x_pair(xb, j, k, nw, sb),
+                             x_pair(xa, j + 8, k, nw, sa), x_pair(xb, j + 8, k, nw, sb)};
         unsigned int b[2] = {w_pair(wc, j, k), w_pair(wc, j + 8, k)};
         mma_bf16_16816(acc, a, b);
     }
     int c = c0 + 2 * t;
     for (int i = 0; i < 4; i++) {
         int r = i < 2 ? g : g + 8, col = c + (i & 1);
-        if (r < count && col < n) out[(size_t)(r0 + r) * n + col] = acc[i];
+        if (r < count && col < n) {
+            float* o = out + (size_t)(r0 + r) * n + col;
+            *o = add ? *o + acc[i] : acc[i];
+        }
     }
 }
 

@@ -379,8 +379,10 @@ impl ReferenceStep {
             .collect();
         let mut normed = vec![0f32; rows * hs];
         let mut delta: Option<Vec<f32>> = None;
+        // The device fuses each RMSNorm into the product that reads it, and each residual add
+        // into the product whose output it adds (`gemm_*`'s `nw` and `add`): the same
+        // operations, in the same order, so only the launches differ from this loop's steps.
         for (l, layer) in self.layers.iter().enumerate() {
-            launch();
             add_rms_norm(
                 &mut residual,
                 delta.as_deref(),
@@ -406,7 +408,6 @@ impl ReferenceStep {
             }
             launch();
             let o = gemm(&attn, &layer.o, heads.q * heads.dim, self.bf16);
-            launch();
             add_rms_norm(&mut residual, Some(&o), &layer.mlp_norm, &mut normed, self.m.eps);
             launch();
             let gu = gemm(&normed, &layer.gate_up, hs, self.bf16);
@@ -419,7 +420,6 @@ impl ReferenceStep {
             launch();
             delta = Some(gemm(&act, &layer.down, self.m.inter, self.bf16));
         }
-        launch();
         add_rms_norm(&mut residual, delta.as_deref(), &self.final_norm, &mut normed, self.m.eps);
         launch();
         let picked: Vec<f32> =
