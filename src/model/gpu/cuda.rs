@@ -68,6 +68,8 @@ struct Layer {
     qkv: Matrix,
     o: Matrix,
     mlp_norm: CudaSlice<f32>,
+    /// bf16: gate and up rows interleaved (row 2j gate j, 2j+1 up j), so a lane of
+    /// `gemm_bf16` holds both of a pair and applies SiLU·mul; f32: gate rows, then up rows.
     gate_up: Matrix,
     down: Matrix,
 }
@@ -79,6 +81,16 @@ struct Table {
     host: [PinnedHostSlice<u64>; 2],
     device: CudaSlice<u64>,
     next: usize,
+}
+
+/// What a product does with its output (the kernels' `mode`).
+#[derive(Clone, Copy)]
+enum Out {
+    Write = 0,
+    /// Added to what is there: the residual connection.
+    Add = 1,
+    /// bf16 gate/up only: silu(gate) · up of each interleaved pair.
+    SiluMul = 2,
 }
 
 /// What a step ends with after the LM head.
@@ -186,6 +198,13 @@ impl Matrix {
     }
 }
 
+/// A `[2n][k]` matrix's rows as n pairs: row 2j is row j, row 2j+1 is row n + j.
+fn interleave_halves(t: Tensor) -> Result<Tensor> {
+    let (rows, k) = t.dims2().ctx("the gate/up matrix")?;
+    let halves = t.reshape((2, rows / 2, k)).and_then(|t| t.transpose(0, 1));
+    halves.and_then(|t| t.contiguous()?.reshape((rows, k))).ctx("interleaving gate and up")
+}
+
 fn vector(t: Tensor, stream: &Arc<CudaStream>, ordinal: usize) -> Result<CudaSlice<f32>> {
     let v = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>());
     upload(stream, &v.ctx("a step norm")?, ordinal)
@@ -245,7 +264,11 @@ impl CudaStep {
                     qkv: matrix(m.layer(tensors, i, Part::Qkv)?)?,
                     o: matrix(m.layer(tensors, i, Part::O)?)?,
                     mlp_norm: vector(m.layer(tensors, i, Part::MlpNorm)?, &stream, ordinal)?,
-                    gate_up: matrix(m.layer(tensors, i, Part::GateUp)?)?,
+                    gate_up: matrix(if bf16 {
+                        interleave_halves(m.layer(tensors, i, Part::GateUp)?)?
+                    } else {
+                        m.layer(tensors, i, Part::GateUp)?
+                    })?,
                     down: matrix(m.layer(tensors, i, Part::Down)?)?,
                 })
             })
@@ -441,11 +464,12 @@ impl CudaStep {
             // contract asks for `rows` rows, or a scalar of the kernel's parameter type.
             unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| device_error(ord, e))
         };
-        // A product out (+)= (RMSNorm(x) · nw if nw is not null, else x) · wᵀ.
+        // A product out (+)= (RMSNorm(x) · nw if nw is not null, else x) · wᵀ, its output as
+        // `Out` says.
         let gemm = |x: u64,
                     xr: u64,
                     w: &Matrix,
-                    (out, add): (u64, bool),
+                    (out, mode): (u64, Out),
                     nw: u64,
                     r: i32,
                     (n, k): (usize, usize),
@@ -466,10 +490,10 @@ impl CudaStep {
                     ),
                 ),
             };
-            let (wa, n_i, k_i, eps, add) = (w.addr(s), n as i32, k as i32, m.eps, i32::from(add));
+            let (wa, n_i, k_i, eps, mode) = (w.addr(s), n as i32, k as i32, m.eps, mode as i32);
             let mut b = s.launch_builder(f);
             b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
-            b.arg(&nw).arg(&eps).arg(&add);
+            b.arg(&nw).arg(&eps).arg(&mode);
             run(&mut b, cfg, c)
         };
 
@@ -483,6 +507,7 @@ impl CudaStep {
         run(&mut b, grid(rows, 1, THREADS), &mut launches)?;
         let (qh, kvh, dim, half, max_len) =
             (h.q as i32, h.kv as i32, h.dim as i32, h.half as i32, h.max_len as i32);
+        let mut c = Launches(0);
         for (l, layer) in self.layers.iter().enumerate() {
             let (attn_norm, mlp_norm) = (addr(&layer.attn_norm, s), addr(&layer.mlp_norm, s));
             let qkv_shape = (h.qkv_width(), m.hidden);
@@ -490,62 +515,45 @@ impl CudaStep {
                 residual,
                 null,
                 &layer.qkv,
-                (qkv, false),
+                (qkv, Out::Write),
                 attn_norm,
                 rows_i,
                 qkv_shape,
-                &mut launches,
+                &mut c,
             )?;
             let (kc, vc) = (addr(&self.k_cache[l], s), addr(&self.v_cache[l], s));
             let mut b = s.launch_builder(&self.f.rope_kv_write);
             b.arg(&qkv).arg(&cos).arg(&sin).arg(&pos).arg(&slot).arg(&kc).arg(&vc);
             b.arg(&qh).arg(&kvh).arg(&dim).arg(&half).arg(&max_len);
-            run(&mut b, grid(rows, h.q + h.kv, 64), &mut launches)?;
+            run(&mut b, grid(rows, h.q + h.kv, 64), &mut c)?;
             let mut b = s.launch_builder(&self.f.decode_attention);
             let scale = m.scale;
             b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&scores).arg(&attn);
             b.arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&scale);
-            run(&mut b, grid(rows, h.q, THREADS), &mut launches)?;
+            run(&mut b, grid(rows, h.q, THREADS), &mut c)?;
             let o_shape = (m.hidden, h.q * h.dim);
-            gemm(attn, null, &layer.o, (residual, true), null, rows_i, o_shape, &mut launches)?;
+            gemm(attn, null, &layer.o, (residual, Out::Add), null, rows_i, o_shape, &mut c)?;
             let gu_shape = (2 * m.inter, m.hidden);
-            gemm(
-                residual,
-                null,
-                &layer.gate_up,
-                (gu, false),
-                mlp_norm,
-                rows_i,
-                gu_shape,
-                &mut launches,
-            )?;
-            let mut b = s.launch_builder(&self.f.silu_mul);
-            b.arg(&gu).arg(&act).arg(&inter_i).arg(&rows_i);
-            run(&mut b, grid((rows * m.inter).div_ceil(256).min(65_535), 1, 256), &mut launches)?;
+            if let Matrix::Bf16(_) = layer.gate_up {
+                // Interleaved gate/up rows (Layer::gate_up): SiLU·mul in the product.
+                let to = (act, Out::SiluMul);
+                gemm(residual, null, &layer.gate_up, to, mlp_norm, rows_i, gu_shape, &mut c)?;
+            } else {
+                let to = (gu, Out::Write);
+                gemm(residual, null, &layer.gate_up, to, mlp_norm, rows_i, gu_shape, &mut c)?;
+                let mut b = s.launch_builder(&self.f.silu_mul);
+                b.arg(&gu).arg(&act).arg(&inter_i).arg(&rows_i);
+                let cfg = grid((rows * m.inter).div_ceil(256).min(65_535), 1, 256);
+                run(&mut b, cfg, &mut c)?;
+            }
             let down_shape = (m.hidden, m.inter);
-            gemm(
-                act,
-                null,
-                &layer.down,
-                (residual, true),
-                null,
-                rows_i,
-                down_shape,
-                &mut launches,
-            )?;
+            gemm(act, null, &layer.down, (residual, Out::Add), null, rows_i, down_shape, &mut c)?;
         }
         let ns = samples as i32;
         let (final_norm, head_shape) = (addr(&self.final_norm, s), (m.vocab, m.hidden));
-        gemm(
-            residual,
-            xrows,
-            &self.lm_head,
-            (logits, false),
-            final_norm,
-            ns,
-            head_shape,
-            &mut launches,
-        )?;
+        let to = (logits, Out::Write);
+        gemm(residual, xrows, &self.lm_head, to, final_norm, ns, head_shape, &mut c)?;
+        launches.0 += c.0;
         let vocab = m.vocab as i32;
         if tail == Tail::Score {
             let mut b = s.launch_builder(&self.f.score_rows);

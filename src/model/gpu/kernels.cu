@@ -187,13 +187,16 @@ extern "C" __global__ void decode_attention(const float* qkv, const unsigned sho
 
 // out[r][i] = silu(gate) * up for rows gu[r] = [gate | up] of 2·inter: the host's
 // `silu_mul`, operation for operation. Any grid (grid-stride loop).
+__device__ __forceinline__ float silu_times(float x, float u) {
+    return x / (1.0f + exp_host(-x)) * u;
+}
+
 extern "C" __global__ void silu_mul(const float* gu, float* out, int inter, int rows) {
     size_t n = (size_t)rows * inter;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / inter, c = i % inter;
-        float x = gu[r * 2 * inter + c], u = gu[r * 2 * inter + inter + c];
-        out[i] = x / (1.0f + exp_host(-x)) * u;
+        out[i] = silu_times(gu[r * 2 * inter + c], gu[r * 2 * inter + inter + c]);
     }
 }
 
@@ -265,7 +268,7 @@ extern "C" __global__ void embed_rows_bf16(const unsigned short* table, const in
 // product's input is RMSNorm(x) · nw, each value x[j] * scale * nw[j], with the row's scale =
 // 1 / sqrt(mean(x²) + eps), thread t summing the squares of elements t, t + blockDim.x, … in
 // order and the block adding the threads' sums by its tree (reference.rs: `add_rms_norm`, with
-// the products' block size). The residual connection itself is the products' `add`: a row's
+// the products' block size). The residual connection itself is the products' mode 1: a row's
 // residual gets its delta added where the product that makes it writes it. The block's `count`
 // rows' scales go to `scale` (shared); every thread of the block calls this.
 __device__ void row_scales(const float* x, const int* xrows, int r0, int count, int k,
@@ -306,15 +309,15 @@ __device__ __forceinline__ void load_w(const float* w, int j, int k, float* v) {
 // f32 products on CUDA cores: out[r][c] = sum over j of x[xr][j] * w[c][j] for r < rows, c < n,
 // where xr = xrows[r] (or r without xrows: the LM head takes only the rows that sample).
 // x: [..][k] f32, w: [n][k] f32, out: [rows][n]. With `nw` the input is RMSNorm(x) · nw
-// (row_scales); with `add` the product is added to out (out = out + sum: the residual
-// connection). One warp per (column c, group of GEMM_ROWS rows): grid (ceil(n / warps a block),
+// (row_scales); with `mode` 1 the product is added to out (out = out + sum: the residual
+// connection), with 0 it is written. One warp per (column c, group of GEMM_ROWS rows): grid (ceil(n / warps a block),
 // ceil(rows / GEMM_ROWS)), blockDim a multiple of 32. Lane l accumulates with fmaf, in order,
 // j = 8l .. 8l+7, then 8l+256 .., …; the warp's butterfly adds the lanes. Every output is one
 // sequence of roundings fixed by k alone: no split over k, whatever the rows. reference.rs:
 // `gemm_dot`.
 extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const float* w, float* out,
                                     int rows, int n, int k, const float* nw, float eps,
-                                    int add) {
+                                    int mode) {
     __shared__ float shared[32];
     __shared__ float scale[GEMM_ROWS];
     int lane = threadIdx.x & 31;
@@ -347,14 +350,17 @@ extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const floa
         float s = warp_sum(acc[r]);
         if (lane == 0 && r < count) {
             float* o = out + (size_t)(r0 + r) * n + col;
-            *o = add ? *o + s : s;
+            *o = mode == 1 ? *o + s : s;
         }
     }
 }
 
 // bf16 products on tensor cores: out[r][c] = sum over j of bf16(x[xr][j]) * w[c][j], with x
 // rounded to bf16 (the CPU's `to_bf16`, as the host path's bf16 products round it), w: [n][k]
-// bf16 bits, out, xrows, nw and add as gemm_f32's. One warp per tile of 16 rows and 8 columns:
+// bf16 bits, out, xrows, nw and mode 0 and 1 as gemm_f32's; mode 2 is the gate/up product with
+// SiLU·mul fused in: w's rows are gate and up interleaved (2j the gate's row j, 2j+1 the up's),
+// and out ([rows][n / 2]) gets silu(gate) * up per pair, as silu_mul computes it (a lane holds
+// both of a pair: C's columns 2t and 2t+1). One warp per tile of 16 rows and 8 columns:
 // grid
 // (ceil(n / (8 · warps a block)), ceil(rows / 16)), blockDim a multiple of 32. Each output is
 // one accumulator that mma.m16n8k16 adds k's chunks of 16 into, in order from 0 (k padded to
@@ -392,7 +398,7 @@ __device__ __forceinline__ unsigned int w_pair(const unsigned short* row, int j,
 
 extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const unsigned short* w,
                                      float* out, int rows, int n, int k, const float* nw,
-                                     float eps, int add) {
+                                     float eps, int mode) {
     __shared__ float shared[32];
     __shared__ float scale[16];
     // The PTX ISA's fragments of mma.m16n8k16 (bf16): lane = 4 · group + t. A (16 x 16, row
@@ -420,11 +426,19 @@ extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const uns
         mma_bf16_16816(acc, a, b);
     }
     int c = c0 + 2 * t;
+    if (mode == 2) {
+        for (int i = 0; i < 4; i += 2) {
+            int r = i < 2 ? g : g + 8;
+            if (r < count && c + 1 < n)
+                out[(size_t)(r0 + r) * (n / 2) + c / 2] = silu_times(acc[i], acc[i + 1]);
+        }
+        return;
+    }
     for (int i = 0; i < 4; i++) {
         int r = i < 2 ? g : g + 8, col = c + (i & 1);
         if (r < count && col < n) {
             float* o = out + (size_t)(r0 + r) * n + col;
-            *o = add ? *o + acc[i] : acc[i];
+            *o = mode == 1 ? *o + acc[i] : acc[i];
         }
     }
 }

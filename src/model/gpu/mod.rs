@@ -6,7 +6,8 @@
 //! (fused q/k/v and gate/up, o, down, and the LM head over the rows that sample), each RMSNorm
 //! fused into the product that reads it and each residual add into the product whose output it
 //! adds, RoPE fused with the KV-cache write, a ragged GQA decode attention over each sequence's
-//! own cache, SiLU·mul, and greedy or seeded sampling: 1 + 7·layers + 2 launches.
+//! own cache, SiLU·mul (in the gate/up product with bf16 weights), and greedy or seeded
+//! sampling: 1 + 7·layers + 2 launches (bf16: 1 + 6·layers + 2).
 //!
 //! `kernels.cu` is compiled at run time by NVRTC ([`SOURCE`], [`NVRTC_OPTIONS`]), so a CUDA
 //! build needs no kernel build step of its own. Each kernel has a CPU reference in

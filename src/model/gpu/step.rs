@@ -379,9 +379,10 @@ impl ReferenceStep {
             .collect();
         let mut normed = vec![0f32; rows * hs];
         let mut delta: Option<Vec<f32>> = None;
-        // The device fuses each RMSNorm into the product that reads it, and each residual add
-        // into the product whose output it adds (`gemm_*`'s `nw` and `add`): the same
-        // operations, in the same order, so only the launches differ from this loop's steps.
+        // The device fuses each RMSNorm into the product that reads it, each residual add into
+        // the product whose output it adds, and (bf16) SiLU·mul into the gate/up product
+        // (`gemm_*`'s `nw` and `mode`): the same operations, in the same order, so only the
+        // launches differ from this loop's steps.
         for (l, layer) in self.layers.iter().enumerate() {
             add_rms_norm(
                 &mut residual,
@@ -411,7 +412,10 @@ impl ReferenceStep {
             add_rms_norm(&mut residual, Some(&o), &layer.mlp_norm, &mut normed, self.m.eps);
             launch();
             let gu = gemm(&normed, &layer.gate_up, hs, self.bf16);
-            launch();
+            // With bf16 weights the device applies SiLU·mul in the gate/up product.
+            if !self.bf16 {
+                launch();
+            }
             let mut act = vec![0f32; rows * self.m.inter];
             for (g, o) in gu.chunks_exact(2 * self.m.inter).zip(act.chunks_exact_mut(self.m.inter))
             {

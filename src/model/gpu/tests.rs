@@ -491,8 +491,8 @@ mod packed_step {
     }
 
     /// The launches a step enqueues are a fixed number per layer, whatever the rows: the
-    /// embedding gather, seven per layer (each RMSNorm and residual add fused into a product),
-    /// the LM head and the sampling.
+    /// embedding gather, seven per layer (each RMSNorm and residual add fused into a product;
+    /// six with bf16 weights), the LM head and the sampling.
     #[test]
     fn launches_per_step_do_not_grow_with_the_batch() {
         let cfg = config(serde_json::json!({}));
@@ -505,6 +505,15 @@ mod packed_step {
         }
         let (tokens, at) = prefill_rows(&[&[1, 2, 3, 4, 5, 6, 7, 8]], &[5]);
         assert_eq!(step.step(&tokens, &at).2, want, "a prefill of 8 positions");
+        // bf16 weights: SiLU·mul rides in the gate/up product, one launch a layer fewer.
+        let bf16: std::collections::HashMap<_, _> = weights(&cfg)
+            .into_iter()
+            .map(|(name, t)| (name, t.to_dtype(candle_core::DType::BF16).unwrap()))
+            .collect();
+        let mut step = ReferenceStep::new(&cfg, &bf16, 40, 8).unwrap();
+        let (_, _, launches) =
+            step.step(&[1, 2], &[RowAt { slot: 0, pos: 0 }, RowAt { slot: 1, pos: 0 }]);
+        assert_eq!(launches, Launches(1 + 6 * cfg.num_hidden_layers + 2), "bf16");
     }
 
     #[test]
