@@ -83,6 +83,18 @@ struct Table {
     next: usize,
 }
 
+/// The n8 tiles a warp of `gemm_bf16` takes for a step of `rows` rows: one while the step is
+/// small enough that the weights' reads want every warp they can get, four (sharing their
+/// converted x) from 128 rows on (prefill, large batches). Not tuned on a device yet; the bits
+/// are the same either way.
+fn mma_tiles(rows: usize) -> usize {
+    if rows >= 128 {
+        4
+    } else {
+        1
+    }
+}
+
 /// What a product does with its output (the kernels' `mode`).
 #[derive(Clone, Copy)]
 enum Out {
@@ -484,7 +496,7 @@ impl CudaStep {
                 Matrix::Bf16(_) => (
                     &self.f.gemm_bf16,
                     grid(
-                        n.div_ceil(MMA_COLS * GEMM_WARPS),
+                        n.div_ceil(MMA_COLS * mma_tiles(r as usize) * GEMM_WARPS),
                         (r as usize).div_ceil(MMA_ROWS),
                         32 * GEMM_WARPS,
                     ),
@@ -494,6 +506,10 @@ impl CudaStep {
             let mut b = s.launch_builder(f);
             b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
             b.arg(&nw).arg(&eps).arg(&mode);
+            let tiles = mma_tiles(r as usize) as i32;
+            if let Matrix::Bf16(_) = w {
+                b.arg(&tiles);
+            }
             run(&mut b, cfg, c)
         };
 

@@ -360,9 +360,11 @@ extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const floa
 // bf16 bits, out, xrows, nw and mode 0 and 1 as gemm_f32's; mode 2 is the gate/up product with
 // SiLU·mul fused in: w's rows are gate and up interleaved (2j the gate's row j, 2j+1 the up's),
 // and out ([rows][n / 2]) gets silu(gate) * up per pair, as silu_mul computes it (a lane holds
-// both of a pair: C's columns 2t and 2t+1). One warp per tile of 16 rows and 8 columns:
-// grid
-// (ceil(n / (8 · warps a block)), ceil(rows / 16)), blockDim a multiple of 32. Each output is
+// both of a pair: C's columns 2t and 2t+1). One warp per tile of 16 rows and 8 · `tiles`
+// columns (1 <= tiles <= MMA_TILES; its tiles share x, converted once): grid (ceil(n / (8 ·
+// tiles · warps a block)), ceil(rows / 16)), blockDim a multiple of 32. `tiles` decides which
+// warp computes an output, never how: the host takes more warps for small steps and more reuse
+// of x for large ones, and the bits are the same. Each output is
 // one accumulator that mma.m16n8k16 adds k's chunks of 16 into, in order from 0 (k padded to
 // a multiple of 16 with zeros, rows past `rows` and columns past n read as zero and are not
 // written): no split over k, and a row's products do not involve its tile-mates', so its
@@ -396,9 +398,11 @@ __device__ __forceinline__ unsigned int w_pair(const unsigned short* row, int j,
     return lo | (hi << 16);
 }
 
+#define MMA_TILES 4
+
 extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const unsigned short* w,
                                      float* out, int rows, int n, int k, const float* nw,
-                                     float eps, int mode) {
+                                     float eps, int mode, int tiles) {
     __shared__ float shared[32];
     __shared__ float scale[16];
     // The PTX ISA's fragments of mma.m16n8k16 (bf16): lane = 4 · group + t. A (16 x 16, row
@@ -406,7 +410,7 @@ extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const uns
     // {row g+8, same}. B (16 x 8): {k 2t, 2t+1 of column g}, {k 2t+8, 2t+9}. C/D (16 x 8):
     // row g, cols 2t, 2t+1, then row g+8, the same columns.
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int c0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 8;
+    int c0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 8 * tiles;
     int r0 = blockIdx.y * 16;
     int count = rows - r0 < 16 ? rows - r0 : 16;
     if (nw) row_scales(x, xrows, r0, count, k, eps, scale, shared);
@@ -415,30 +419,43 @@ extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const uns
     const float* xb = 0;
     if (g < count) xa = x + (size_t)(xrows ? xrows[r0 + g] : r0 + g) * k;
     if (g + 8 < count) xb = x + (size_t)(xrows ? xrows[r0 + g + 8] : r0 + g + 8) * k;
-    const unsigned short* wc = c0 + g < n ? w + (size_t)(c0 + g) * k : 0;
+    const unsigned short* wc[MMA_TILES];
+    for (int q = 0; q < MMA_TILES; q++) {
+        int col = c0 + 8 * q + g;
+        wc[q] = q < tiles && col < n ? w + (size_t)col * k : 0;
+    }
     float sa = nw && g < count ? scale[g] : 1.0f, sb = nw && g + 8 < count ? scale[g + 8] : 1.0f;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[MMA_TILES][4];
+    for (int q = 0; q < MMA_TILES; q++)
+        for (int i = 0; i < 4; i++) acc[q][i] = 0.0f;
     for (int k0 = 0; k0 < k; k0 += 16) {
         int j = k0 + 2 * t;
         unsigned int a[4] = {x_pair(xa, j, k, nw, sa), x_pair(xb, j, k, nw, sb),
                              x_pair(xa, j + 8, k, nw, sa), x_pair(xb, j + 8, k, nw, sb)};
-        unsigned int b[2] = {w_pair(wc, j, k), w_pair(wc, j + 8, k)};
-        mma_bf16_16816(acc, a, b);
-    }
-    int c = c0 + 2 * t;
-    if (mode == 2) {
-        for (int i = 0; i < 4; i += 2) {
-            int r = i < 2 ? g : g + 8;
-            if (r < count && c + 1 < n)
-                out[(size_t)(r0 + r) * (n / 2) + c / 2] = silu_times(acc[i], acc[i + 1]);
+        // The same x for every tile of the warp: converted once.
+        for (int q = 0; q < MMA_TILES; q++) {
+            if (q < tiles) {
+                unsigned int b[2] = {w_pair(wc[q], j, k), w_pair(wc[q], j + 8, k)};
+                mma_bf16_16816(acc[q], a, b);
+            }
         }
-        return;
     }
-    for (int i = 0; i < 4; i++) {
-        int r = i < 2 ? g : g + 8, col = c + (i & 1);
-        if (r < count && col < n) {
-            float* o = out + (size_t)(r0 + r) * n + col;
-            *o = mode == 1 ? *o + acc[i] : acc[i];
+    for (int q = 0; q < MMA_TILES && q < tiles; q++) {
+        int c = c0 + 8 * q + 2 * t;
+        if (mode == 2) {
+            for (int i = 0; i < 4; i += 2) {
+                int r = i < 2 ? g : g + 8;
+                if (r < count && c + 1 < n)
+                    out[(size_t)(r0 + r) * (n / 2) + c / 2] = silu_times(acc[q][i], acc[q][i + 1]);
+            }
+            continue;
+        }
+        for (int i = 0; i < 4; i++) {
+            int r = i < 2 ? g : g + 8, col = c + (i & 1);
+            if (r < count && col < n) {
+                float* o = out + (size_t)(r0 + r) * n + col;
+                *o = mode == 1 ? *o + acc[q][i] : acc[q][i];
+            }
         }
     }
 }
