@@ -1041,9 +1041,17 @@ API cuStreamSynchronize(void* s) {
     return sticky;
 }
 
+// A query that finds work pending runs one operation before it answers, so a host that polls
+// until done gets there (as on a device, where the work goes on meanwhile), one query at a time.
+static bool progress_one() {
+    if (queue_.empty()) return false;
+    run_until(queue_.front().seq);
+    return true;
+}
+
 API cuStreamQuery(void* s) {
     LOCK;
-    return queue_.empty() ? sticky : NOT_READY;
+    return progress_one() ? NOT_READY : sticky;
 }
 
 // One queue runs every stream's work in the order it was enqueued, which keeps each stream's
@@ -1141,7 +1149,9 @@ API cuEventSynchronize(void* e) {
 
 API cuEventQuery(void* e) {
     LOCK;
-    return ((Event*)e)->seq <= done_seq ? sticky : NOT_READY;
+    if (((Event*)e)->seq <= done_seq) return sticky;
+    progress_one();
+    return NOT_READY;
 }
 
 // NVRTC and the CUDA runtime probe the driver's private tables; they do without.
