@@ -486,8 +486,8 @@ impl CudaStep {
                     r: i32,
                     (n, k): (usize, usize),
                     c: &mut Launches| {
-            // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per tile
-            // of MMA_ROWS rows and MMA_COLS columns.
+            // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per
+            // MMA_ROWS rows and mma_tiles tiles of MMA_COLS columns.
             let (f, cfg) = match w {
                 Matrix::F32(_) => (
                     &self.f.gemm_f32,
