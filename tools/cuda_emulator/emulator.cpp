@@ -150,7 +150,8 @@ struct KernelInfo {
     const char* name;
     // Its __launch_bounds__, 0 without.
     unsigned bound;
-    std::vector<size_t> sizes;
+    // Each parameter's size and where it sits in a launch's packed copy of them.
+    std::vector<size_t> sizes, offsets;
     size_t total;
     std::function<void(const char*)> invoke;
 };
@@ -402,14 +403,13 @@ static KernelInfo kernel_info(const char* name, unsigned bound, void (*f)(A...))
     k.name = name;
     k.bound = bound;
     k.sizes = {sizeof(A)...};
-    std::vector<size_t> offsets;
     size_t at = 0;
     for (size_t s : k.sizes) {
-        offsets.push_back(at);
+        k.offsets.push_back(at);
         at += s;
     }
     k.total = at;
-    k.invoke = [f, offsets](const char* p) {
+    k.invoke = [f, offsets = k.offsets](const char* p) {
         call_kernel(f, p, offsets.data(), std::index_sequence_for<A...>{});
     };
     return k;
@@ -544,11 +544,6 @@ static void install_fault_handler() {
     static bool done = false;
     if (done) return;
     done = true;
-    stack_t alt;
-    alt.ss_sp = malloc(1 << 16);
-    alt.ss_size = 1 << 16;
-    alt.ss_flags = 0;
-    sigaltstack(&alt, nullptr);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
@@ -569,8 +564,8 @@ static CUresult run_kernel(const Op& op) {
     blockDim = op.block;
     gridDim = op.grid;
     unsigned threads = op.block.x * op.block.y * op.block.z;
-    // Each thread runs on this OS thread's own alternate stack only for faults; the sigaltstack
-    // is per thread, so install one here too.
+    // The fault handler runs on an alternate stack (a fiber's may be what overflowed); each OS
+    // thread that runs kernels needs its own.
     stack_t alt;
     if (sigaltstack(nullptr, &alt) == 0 && (alt.ss_flags & SS_DISABLE)) {
         alt.ss_sp = malloc(1 << 16);
@@ -1005,11 +1000,8 @@ API cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     op.grid = dim3{gx, gy, gz};
     op.block = dim3{bx, by, bz};
     op.data.resize(k->total);
-    size_t at = 0;
-    for (size_t i = 0; i < k->sizes.size(); i++) {
-        memcpy(op.data.data() + at, params[i], k->sizes[i]);
-        at += k->sizes[i];
-    }
+    for (size_t i = 0; i < k->sizes.size(); i++)
+        memcpy(op.data.data() + k->offsets[i], params[i], k->sizes[i]);
     enqueue(stream_of(s), std::move(op));
     return SUCCESS;
 }

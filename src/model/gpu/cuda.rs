@@ -267,7 +267,7 @@ impl CudaStep {
             score_rows: load("score_rows")?,
         };
 
-        let bf16 = m.layer(tensors, 0, Part::Qkv)?.dtype() == DType::BF16;
+        let bf16 = m.bf16_matrices(tensors)?;
         let matrix = |t: Tensor| Matrix::new(t, bf16, &stream, ordinal);
         let layers = (0..m.layers)
             .map(|i| {
@@ -487,7 +487,8 @@ impl CudaStep {
                     (n, k): (usize, usize),
                     c: &mut Launches| {
             // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per
-            // MMA_ROWS rows and mma_tiles tiles of MMA_COLS columns.
+            // MMA_ROWS rows and `tiles` tiles of MMA_COLS columns.
+            let tiles = mma_tiles(r as usize) as i32;
             let (f, cfg) = match w {
                 Matrix::F32(_) => (
                     &self.f.gemm_f32,
@@ -496,7 +497,7 @@ impl CudaStep {
                 Matrix::Bf16(_) => (
                     &self.f.gemm_bf16,
                     grid(
-                        n.div_ceil(MMA_COLS * mma_tiles(r as usize) * GEMM_WARPS),
+                        n.div_ceil(MMA_COLS * tiles as usize * GEMM_WARPS),
                         (r as usize).div_ceil(MMA_ROWS),
                         32 * GEMM_WARPS,
                     ),
@@ -506,7 +507,6 @@ impl CudaStep {
             let mut b = s.launch_builder(f);
             b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
             b.arg(&nw).arg(&eps).arg(&mode);
-            let tiles = mma_tiles(r as usize) as i32;
             if let Matrix::Bf16(_) = w {
                 b.arg(&tiles);
             }
@@ -523,53 +523,43 @@ impl CudaStep {
         run(&mut b, grid(rows, 1, THREADS), &mut launches)?;
         let (qh, kvh, dim, half, max_len) =
             (h.q as i32, h.kv as i32, h.dim as i32, h.half as i32, h.max_len as i32);
-        let mut c = Launches(0);
+        let c = &mut launches;
         for (l, layer) in self.layers.iter().enumerate() {
             let (attn_norm, mlp_norm) = (addr(&layer.attn_norm, s), addr(&layer.mlp_norm, s));
             let qkv_shape = (h.qkv_width(), m.hidden);
-            gemm(
-                residual,
-                null,
-                &layer.qkv,
-                (qkv, Out::Write),
-                attn_norm,
-                rows_i,
-                qkv_shape,
-                &mut c,
-            )?;
+            gemm(residual, null, &layer.qkv, (qkv, Out::Write), attn_norm, rows_i, qkv_shape, c)?;
             let (kc, vc) = (addr(&self.k_cache[l], s), addr(&self.v_cache[l], s));
             let mut b = s.launch_builder(&self.f.rope_kv_write);
             b.arg(&qkv).arg(&cos).arg(&sin).arg(&pos).arg(&slot).arg(&kc).arg(&vc);
             b.arg(&qh).arg(&kvh).arg(&dim).arg(&half).arg(&max_len);
-            run(&mut b, grid(rows, h.q + h.kv, 64), &mut c)?;
+            run(&mut b, grid(rows, h.q + h.kv, 64), c)?;
             let mut b = s.launch_builder(&self.f.decode_attention);
             let scale = m.scale;
             b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&scores).arg(&attn);
             b.arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&scale);
-            run(&mut b, grid(rows, h.q, THREADS), &mut c)?;
+            run(&mut b, grid(rows, h.q, THREADS), c)?;
             let o_shape = (m.hidden, h.q * h.dim);
-            gemm(attn, null, &layer.o, (residual, Out::Add), null, rows_i, o_shape, &mut c)?;
+            gemm(attn, null, &layer.o, (residual, Out::Add), null, rows_i, o_shape, c)?;
             let gu_shape = (2 * m.inter, m.hidden);
             if let Matrix::Bf16(_) = layer.gate_up {
                 // Interleaved gate/up rows (Layer::gate_up): SiLU·mul in the product.
                 let to = (act, Out::SiluMul);
-                gemm(residual, null, &layer.gate_up, to, mlp_norm, rows_i, gu_shape, &mut c)?;
+                gemm(residual, null, &layer.gate_up, to, mlp_norm, rows_i, gu_shape, c)?;
             } else {
                 let to = (gu, Out::Write);
-                gemm(residual, null, &layer.gate_up, to, mlp_norm, rows_i, gu_shape, &mut c)?;
+                gemm(residual, null, &layer.gate_up, to, mlp_norm, rows_i, gu_shape, c)?;
                 let mut b = s.launch_builder(&self.f.silu_mul);
                 b.arg(&gu).arg(&act).arg(&inter_i).arg(&rows_i);
                 let cfg = grid((rows * m.inter).div_ceil(256).min(65_535), 1, 256);
-                run(&mut b, cfg, &mut c)?;
+                run(&mut b, cfg, c)?;
             }
             let down_shape = (m.hidden, m.inter);
-            gemm(act, null, &layer.down, (residual, Out::Add), null, rows_i, down_shape, &mut c)?;
+            gemm(act, null, &layer.down, (residual, Out::Add), null, rows_i, down_shape, c)?;
         }
         let ns = samples as i32;
         let (final_norm, head_shape) = (addr(&self.final_norm, s), (m.vocab, m.hidden));
         let to = (logits, Out::Write);
-        gemm(residual, xrows, &self.lm_head, to, final_norm, ns, head_shape, &mut c)?;
-        launches.0 += c.0;
+        gemm(residual, xrows, &self.lm_head, to, final_norm, ns, head_shape, c)?;
         let vocab = m.vocab as i32;
         if tail == Tail::Score {
             let mut b = s.launch_builder(&self.f.score_rows);

@@ -249,6 +249,13 @@ impl StepModel {
         Tensor::cat(&parts, 0).ctx(&names[0])
     }
 
+    /// Whether the matrices are bf16: the device then runs its products on tensor cores
+    /// (`gemm_bf16`, reference [`reference::gemm_mma_dot`]), else on CUDA cores (`gemm_f32`).
+    pub fn bf16_matrices(&self, tensors: &dyn StepTensors) -> Result<bool> {
+        let q = tensor(tensors, "model.layers.0.self_attn.q_proj.weight")?;
+        Ok(q.dtype() == DType::BF16)
+    }
+
     /// `model.embed_tokens.weight`, `model.norm.weight` or the LM head (the embedding when
     /// tied).
     pub fn embed(&self, tensors: &dyn StepTensors) -> Result<Tensor> {
@@ -301,7 +308,7 @@ impl ReferenceStep {
         max_len: usize,
     ) -> Result<Self> {
         let m = StepModel::new(cfg, max_len)?;
-        let bf16 = m.layer(tensors, 0, Part::Qkv)?.dtype() == DType::BF16;
+        let bf16 = m.bf16_matrices(tensors)?;
         let layers = (0..m.layers)
             .map(|i| {
                 Ok(Layer {
@@ -430,6 +437,19 @@ impl ReferenceStep {
             logit_rows.iter().flat_map(|&r| normed[r * hs..][..hs].iter().copied()).collect();
         (gemm(&picked, &self.lm_head, hs, self.bf16), launches)
     }
+
+    /// The rows' input tokens (a sampled row's from its slot, as the device's embedding reads
+    /// it) and places.
+    fn inputs(&self, rows: &[DeviceRow]) -> (Vec<u32>, Vec<RowAt>) {
+        let tokens = rows
+            .iter()
+            .map(|r| match r.feed {
+                Feed::Token(t) => t,
+                Feed::Sampled => self.slot_token[r.at.slot],
+            })
+            .collect();
+        (tokens, rows.iter().map(|r| r.at).collect())
+    }
 }
 
 /// `add_rms_norm` over every row.
@@ -451,21 +471,6 @@ fn gemm(x: &[f32], w: &[f32], k: usize, bf16: bool) -> Vec<f32> {
         out.extend(w.chunks_exact(k).map(|wr| dot(xr, wr)));
     }
     out
-}
-
-impl ReferenceStep {
-    /// The rows' input tokens (a sampled row's from its slot, as the device's embedding reads
-    /// it) and places.
-    fn inputs(&self, rows: &[DeviceRow]) -> (Vec<u32>, Vec<RowAt>) {
-        let tokens = rows
-            .iter()
-            .map(|r| match r.feed {
-                Feed::Token(t) => t,
-                Feed::Sampled => self.slot_token[r.at.slot],
-            })
-            .collect();
-        (tokens, rows.iter().map(|r| r.at).collect())
-    }
 }
 
 impl PackedStep for ReferenceStep {

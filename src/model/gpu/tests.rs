@@ -22,7 +22,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 /// `__launch_bounds__`), and nothing else is exported.
 #[test]
 fn the_named_kernels_are_the_sources() {
-    let defined: Vec<&str> = SOURCE
+    let mut defined: Vec<&str> = SOURCE
         .split("extern \"C\" __global__ void ")
         .skip(1)
         .map(|rest| {
@@ -34,10 +34,9 @@ fn the_named_kernels_are_the_sources() {
         })
         .collect();
     let mut want: Vec<&str> = KERNELS.to_vec();
-    let mut got = defined.clone();
     want.sort_unstable();
-    got.sort_unstable();
-    assert_eq!(got, want, "kernels.cu's extern \"C\" kernels and mod.rs's KERNELS");
+    defined.sort_unstable();
+    assert_eq!(defined, want, "kernels.cu's extern \"C\" kernels and mod.rs's KERNELS");
 }
 
 #[test]
