@@ -87,6 +87,10 @@ static inline float __int_as_float(int i) {
     return f;
 }
 
+// CUDA's integer min and max (device functions there, so kernels.cu calls them unqualified).
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+
 static void emu_syncthreads();
 static void emu_fail(const char* what);
 static uint64_t emu_exchange(uint64_t bits, int lane_mask);

@@ -27,7 +27,7 @@ use super::step::{
     check_scoring, rows_outside, DeviceMemory, DeviceRow, Launches, PackedStep, Part, StepModel,
     StepTensors, SAMPLE_THREADS, THREADS,
 };
-use super::table::{Array, Layout};
+use super::table::{tile_rows, Array, Layout};
 use super::{NVRTC_OPTIONS, SOURCE};
 use crate::error::{Error, Result, TensorContext};
 use crate::model::config::ModelConfig;
@@ -51,7 +51,7 @@ struct Functions {
     gemm_f32: CudaFunction,
     gemm_bf16: CudaFunction,
     rope_kv_write: CudaFunction,
-    decode_attention: CudaFunction,
+    attention: CudaFunction,
     silu_mul: CudaFunction,
     sample_rows: CudaFunction,
     score_rows: CudaFunction,
@@ -261,7 +261,7 @@ impl CudaStep {
             gemm_f32: load("gemm_f32")?,
             gemm_bf16: load("gemm_bf16")?,
             rope_kv_write: load("rope_kv_write")?,
-            decode_attention: load("decode_attention")?,
+            attention: load("attention")?,
             silu_mul: load("silu_mul")?,
             sample_rows: load("sample_rows")?,
             score_rows: load("score_rows")?,
@@ -402,7 +402,8 @@ impl CudaStep {
     }
 
     /// Writes the row table (`rows` padded to `padded` with inert rows in the pad slot, and
-    /// `samples` padded to `sampling` with greedy samples of those) and sends it up.
+    /// `samples` padded to `sampling` with greedy samples of those) and sends it up. Returns
+    /// the number of attention tiles.
     fn write_table(
         &mut self,
         rows: &[DeviceRow],
@@ -410,16 +411,18 @@ impl CudaStep {
         padded: usize,
         sampling: usize,
         targets: &[(usize, u32)],
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let lay = Layout::new(self.table.rows);
         let buf = self.table.next;
         self.table.next ^= 1;
         let words =
             self.table.host[buf].as_mut_slice().map_err(|e| device_error(self.ordinal, e))?;
-        lay.fill(words, rows, padded, samples, sampling, targets, self.slots as u32);
+        let (pad, most) = (self.slots as u32, tile_rows(&self.m.heads));
+        let tiles = lay.fill(words, rows, padded, samples, sampling, targets, pad, most);
         self.stream
             .memcpy_htod(&self.table.host[buf], &mut self.table.device)
-            .map_err(|e| device_error(self.ordinal, e))
+            .map_err(|e| device_error(self.ordinal, e))?;
+        Ok(tiles)
     }
 
     /// Replays (capturing it first) the graph of a `rows`-row decode step.
@@ -429,7 +432,9 @@ impl CudaStep {
             self.stream
                 .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
                 .map_err(|e| err(&e))?;
-            let launched = self.launch_all(rows, rows, Tail::Sample);
+            // A graph's grid takes a tile per row, the most a step of its rows has (the
+            // table's entries past its tiles are empty).
+            let launched = self.launch_all(rows, rows, rows, Tail::Sample);
             // The capture ends whatever happened, or the stream stays unusable.
             let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
             let launched = launched?;
@@ -443,8 +448,15 @@ impl CudaStep {
         Ok(*launched)
     }
 
-    /// Enqueues every kernel of a step of `rows` rows, `samples` of which sample.
-    fn launch_all(&mut self, rows: usize, samples: usize, tail: Tail) -> Result<Launches> {
+    /// Enqueues every kernel of a step of `rows` rows, `samples` of which sample, in `tiles`
+    /// attention tiles.
+    fn launch_all(
+        &mut self,
+        rows: usize,
+        samples: usize,
+        tiles: usize,
+        tail: Tail,
+    ) -> Result<Launches> {
         let s = &*self.stream;
         let lay = Layout::new(self.table.rows);
         let t = addr(&self.table.device, s);
@@ -454,6 +466,7 @@ impl CudaStep {
         let (temperature, top_k, top_p) =
             (at(Array::Temperature), at(Array::TopK), at(Array::TopP));
         let (seed, draw, sample_slot) = (at(Array::Seed), at(Array::Draw), at(Array::SampleSlot));
+        let (tile_row, tile_len) = (at(Array::TileRow), at(Array::TileLen));
         let (m, h) = (&self.m, self.m.heads);
         let (residual, qkv) = (addr(&self.residual, s), addr(&self.qkv, s));
         let (attn, gu) = (addr(&self.attn, s), addr(&self.gate_up, s));
@@ -533,11 +546,11 @@ impl CudaStep {
             b.arg(&qkv).arg(&cos).arg(&sin).arg(&pos).arg(&slot).arg(&kc).arg(&vc);
             b.arg(&qh).arg(&kvh).arg(&dim).arg(&half).arg(&max_len);
             run(&mut b, grid(rows, h.q + h.kv, 64), c)?;
-            let mut b = s.launch_builder(&self.f.decode_attention);
+            let mut b = s.launch_builder(&self.f.attention);
             let scale = m.scale;
-            b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&scores).arg(&attn);
-            b.arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&scale);
-            run(&mut b, grid(rows, h.q, THREADS), c)?;
+            b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&tile_row).arg(&tile_len);
+            b.arg(&scores).arg(&attn).arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&scale);
+            run(&mut b, grid(tiles, h.kv, THREADS), c)?;
             let o_shape = (m.hidden, h.q * h.dim);
             gemm(attn, null, &layer.o, (residual, Out::Add), null, rows_i, o_shape, c)?;
             let gu_shape = (2 * m.inter, m.hidden);
@@ -555,6 +568,11 @@ impl CudaStep {
             }
             let down_shape = (m.hidden, m.inter);
             gemm(act, null, &layer.down, (residual, Out::Add), null, rows_i, down_shape, c)?;
+        }
+        // A step of prompt rows only (a long prompt's first chunks) has nothing to sample, and
+        // a grid of no blocks is not a valid launch.
+        if samples == 0 {
+            return Ok(launches);
         }
         let ns = samples as i32;
         let (final_norm, head_shape) = (addr(&self.final_norm, s), (m.vocab, m.hidden));
@@ -621,8 +639,8 @@ impl PackedStep for CudaStep {
             self.write_table(rows, samples, bucket, bucket, &[])?;
             self.replay(bucket)?
         } else {
-            self.write_table(rows, samples, n, samples.len(), &[])?;
-            self.launch_all(n, samples.len(), Tail::Sample)?
+            let tiles = self.write_table(rows, samples, n, samples.len(), &[])?;
+            self.launch_all(n, samples.len(), tiles, Tail::Sample)?
         };
         let buf = self.pending.back().map_or(0, |&(b, _)| 1 - b);
         let got = samples.len();
@@ -648,8 +666,8 @@ impl PackedStep for CudaStep {
             ));
         }
         let n = targets.len();
-        self.write_table(rows, &[], rows.len(), 0, targets)?;
-        self.launch_all(rows.len(), n, Tail::Score)?;
+        let tiles = self.write_table(rows, &[], rows.len(), 0, targets)?;
+        self.launch_all(rows.len(), n, tiles, Tail::Score)?;
         let err = |e| device_error(self.ordinal, e);
         let logprob = self.stream.clone_dtoh(&self.logprob.slice(..n.max(1))).map_err(err)?;
         let greedy = self.stream.clone_dtoh(&self.greedy.slice(..n.max(1))).map_err(err)?;
@@ -715,4 +733,41 @@ fn pinned<T: DeviceRepr>(
 ) -> Result<PinnedHostSlice<T>> {
     // Plain page-locked memory (not write-combined): the host reads the tokens back from it.
     unsafe { ctx.alloc_pinned_with_flags::<T>(n.max(1), 0) }.map_err(|e| device_error(ordinal, e))
+}
+
+#[cfg(test)]
+impl CudaStep {
+    /// The `attention` kernel alone over a test's own queries (`qkv`: `[rows][q | k | v]`),
+    /// caches (`[slot][kv head][max_len][head_dim]` bf16 bits, as many slots as the step's),
+    /// rows and tiles (first row, rows): every row's output, `[rows][q heads · head_dim]`.
+    pub(super) fn attention_alone(
+        &self,
+        qkv: &[f32],
+        (k_cache, v_cache): (&[u16], &[u16]),
+        (pos, slot): (&[i32], &[i32]),
+        tiles: &[(u32, u32)],
+    ) -> Result<Vec<f32>> {
+        let (s, o, h) = (&self.stream, self.ordinal, self.m.heads);
+        let rows = pos.len();
+        let (tile_row, tile_len): (Vec<i32>, Vec<i32>) =
+            tiles.iter().map(|&(r, n)| (r as i32, n as i32)).unzip();
+        let qkv = upload(s, qkv, o)?;
+        let (kc, vc) = (upload(s, k_cache, o)?, upload(s, v_cache, o)?);
+        let (pos, slot) = (upload(s, pos, o)?, upload(s, slot, o)?);
+        let (tile_row, tile_len) = (upload(s, &tile_row, o)?, upload(s, &tile_len, o)?);
+        // Scratch as a step leaves it: anything (here NaN) where a row's scores are not.
+        let scores = upload(s, &vec![f32::NAN; rows * h.q * h.max_len], o)?;
+        let out = zeros::<f32>(s, rows * h.q * h.dim, o)?;
+        let (qh, kvh, dim, max_len) = (h.q as i32, h.kv as i32, h.dim as i32, h.max_len as i32);
+        let mut b = s.launch_builder(&self.f.attention);
+        b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&tile_row).arg(&tile_len);
+        b.arg(&scores).arg(&out).arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&self.m.scale);
+        // Safety: every buffer is as large as the kernel's contract asks for these rows.
+        unsafe { b.launch(grid(tiles.len(), h.kv, THREADS)) }.map_err(|e| device_error(o, e))?;
+        s.clone_dtoh(&out).map_err(|e| device_error(o, e))
+    }
+
+    pub(super) fn model(&self) -> &StepModel {
+        &self.m
+    }
 }

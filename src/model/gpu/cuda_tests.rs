@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor};
 
 use super::cuda::CudaStep;
-use super::reference::{RowAt, SampleParams};
-use super::step::{DeviceRow, Feed, Launches, PackedStep, ReferenceStep};
+use super::reference::{self, RowAt, SampleParams};
+use super::step::{DeviceRow, Feed, Launches, PackedStep, ReferenceStep, THREADS};
+use super::table::{attention_tiles, tile_rows};
+use crate::kernels::to_bf16;
 use crate::model::random::initial_weights;
 use crate::model::ModelConfig;
 use crate::rng::SplitMix64;
@@ -23,11 +25,15 @@ fn ordinal() -> Option<usize> {
 }
 
 fn config() -> ModelConfig {
+    config_with(128, 4, 2)
+}
+
+fn config_with(hidden: usize, heads: usize, kv_heads: usize) -> ModelConfig {
     serde_json::from_value(serde_json::json!({
-        "model_type": "llama", "hidden_size": 128, "intermediate_size": 200,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "model_type": "llama", "hidden_size": hidden, "intermediate_size": 200,
+        "num_hidden_layers": 2, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
         "vocab_size": 1000, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-        "max_position_embeddings": 256, "tie_word_embeddings": false, "hidden_act": "silu"
+        "max_position_embeddings": 512, "tie_word_embeddings": false, "hidden_act": "silu"
     }))
     .unwrap()
 }
@@ -153,6 +159,121 @@ fn seeded_sampling_on_the_device_is_the_references() {
         draw,
     };
     run_both(&mut dev, &mut cpu, true, params, 8);
+}
+
+/// Prompts longer than a tile of positions (128) and than a tile of rows, prefilled in steps
+/// of up to 64 rows that mix three sequences' chunks (some steps sampling nothing), then
+/// decoded: the reference's bits and launches (f32 weights).
+#[test]
+fn long_prompts_cut_into_steps_and_tiles_are_the_reference() {
+    let Some(ordinal) = ordinal() else { return };
+    let prompts: Vec<Vec<u32>> = [140usize, 3, 30]
+        .iter()
+        .enumerate()
+        .map(|(s, &n)| (0..n).map(|i| ((i * 31 + s * 7 + 1) % 1000) as u32).collect())
+        .collect();
+    let slots = [2usize, 0, 1];
+    let cfg = config();
+    let tensors = weights(&cfg, DType::F32);
+    let mut dev = CudaStep::new(&cfg, &tensors, 3, 160, 64, ordinal).unwrap();
+    let mut cpu = ReferenceStep::new(&cfg, &tensors, 3, 160).unwrap();
+    let mut done = [0usize; 3];
+    let mut last = vec![0u32; 3];
+    while done.iter().zip(&prompts).any(|(&d, p)| d < p.len()) {
+        let (mut rows, mut samples, mut tokens, mut at) = (vec![], vec![], vec![], vec![]);
+        for s in 0..3 {
+            let end = (done[s] + 24).min(prompts[s].len());
+            for (pos, &t) in prompts[s].iter().enumerate().take(end).skip(done[s]) {
+                let a = RowAt { slot: slots[s], pos };
+                rows.push(DeviceRow { feed: Feed::Token(t), at: a });
+                tokens.push(t);
+                at.push(a);
+            }
+            if end == prompts[s].len() && done[s] < end {
+                samples.push((rows.len() - 1, greedy(s, 0)));
+            }
+            done[s] = end;
+        }
+        // Steps whose prompts all go on in the next step sample nothing (and stop before
+        // the LM head).
+        let launches = dev.enqueue(&rows, &samples).unwrap();
+        let (want, next, cpu_launches) = cpu.step_sampled(&tokens, &at, &samples);
+        assert_eq!(launches, cpu_launches, "launches");
+        assert_eq!(dev.tokens().unwrap(), next, "prefill tokens");
+        assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "prefill logits");
+        for (&(row, _), t) in samples.iter().zip(next) {
+            let s = slots.iter().position(|&sl| sl == at[row].slot).unwrap();
+            last[s] = t;
+        }
+    }
+    for step in 0..2 {
+        let at: Vec<RowAt> =
+            (0..3).map(|s| RowAt { slot: slots[s], pos: prompts[s].len() + step }).collect();
+        let rows: Vec<DeviceRow> =
+            at.iter().map(|&at| DeviceRow { feed: Feed::Sampled, at }).collect();
+        let samples: Vec<_> = (0..3).map(|s| (s, greedy(s, 0))).collect();
+        dev.enqueue(&rows, &samples).unwrap();
+        let (want, next, _) = cpu.step_sampled(&last, &at, &samples);
+        assert_eq!(dev.tokens().unwrap(), next, "decode step {step} tokens");
+        assert_eq!(bits(&dev.logits().unwrap()), bits(&want), "decode step {step}");
+        last = next;
+    }
+}
+
+/// The `attention` kernel alone against `reference::attention`, bit for bit, on every row: a
+/// prompt's chunk continuing past a tile of positions (cut into tiles of rows), a decode row at
+/// a long context, a fresh prompt, with GQA groups of 2, of 32 (more queries than a block holds
+/// at once) and one 128-dim head. Every cache position past the furthest row of its slot holds
+/// NaN, so a query that reads beyond its own positions shows. (The step's tests see a row's
+/// attention only through the bf16 caches of the next layer, which round small errors away.)
+#[test]
+fn attention_is_its_reference_on_every_row() {
+    let Some(ordinal) = ordinal() else { return };
+    let mut rng = SplitMix64::new(5);
+    let mut uniform = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+    // (slot, positions) of each run of rows, in row order.
+    let runs: [(usize, std::ops::Range<usize>); 4] =
+        [(0, 150..171), (1, 260..261), (2, 0..10), (0, 171..172)];
+    for (hidden, heads, kv) in [(128, 4, 2), (64, 32, 1), (128, 1, 1)] {
+        let cfg = config_with(hidden, heads, kv);
+        let dev = CudaStep::new(&cfg, &weights(&cfg, DType::F32), 3, 300, 64, ordinal).unwrap();
+        let (h, scale) = (dev.model().heads, dev.model().scale);
+        let what = format!("{heads} heads of {} dims, {kv} kv heads", h.dim);
+        let at: Vec<RowAt> = runs
+            .iter()
+            .flat_map(|(slot, r)| r.clone().map(|pos| RowAt { slot: *slot, pos }))
+            .collect();
+        let cache_len = 3 * h.kv * h.max_len * h.dim;
+        let (mut kc, mut vc) = (vec![0x7fc0u16; cache_len], vec![0x7fc0u16; cache_len]);
+        for slot in 0..3 {
+            let furthest = at.iter().filter(|a| a.slot == slot).map(|a| a.pos).max().unwrap();
+            for kvh in 0..h.kv {
+                let i = h.cache_at(slot, kvh, 0);
+                for j in i..i + (furthest + 1) * h.dim {
+                    kc[j] = to_bf16(uniform() * 3.0);
+                    vc[j] = to_bf16(uniform());
+                }
+            }
+        }
+        let qkv: Vec<f32> = (0..at.len() * h.qkv_width()).map(|_| uniform() * 3.0).collect();
+        let slots: Vec<u32> = at.iter().map(|a| a.slot as u32).collect();
+        // The step's tile rows, and 3 where that is one (a group of 32 holds a row's queries
+        // alone): a kernel's result never depends on how rows are cut into tiles.
+        let tiles = attention_tiles(&slots, tile_rows(&h).max(3));
+        assert!(tiles.iter().any(|t| t.1 > 1), "{what}: tiles of several rows");
+        let pos: Vec<i32> = at.iter().map(|a| a.pos as i32).collect();
+        let slot: Vec<i32> = at.iter().map(|a| a.slot as i32).collect();
+        let got = dev.attention_alone(&qkv, (&kc, &vc), (&pos, &slot), &tiles).unwrap();
+        let width = h.q * h.dim;
+        for (r, &a) in at.iter().enumerate() {
+            let mut want = vec![0f32; width];
+            let row = &qkv[r * h.qkv_width()..][..h.qkv_width()];
+            reference::attention(row, &kc, &vc, a, h, scale, &mut want, THREADS);
+            assert!(want.iter().all(|v| v.is_finite()), "{what}: row {r} of the reference");
+            let got = &got[r * width..][..width];
+            assert_eq!(bits(got), bits(&want), "{what}: row {r} at {a:?}");
+        }
+    }
 }
 
 /// A sequence's logits are the same bits alone and among 40 others (another graph bucket).

@@ -140,48 +140,178 @@ extern "C" __global__ void rope_kv_write(float* qkv, const float* cos_t, const f
     }
 }
 
-// Decode attention, ragged: each row's q head against its own sequence's cache, positions
-// 0..=pos[row] of slot[row] (GQA: q head h reads kv head h / (q_heads / kv_heads)). Grid
-// (rows, q_heads), blockDim.x a multiple of 32. Thread t scores positions t, t + blockDim.x, …
-// (a dot product over head_dim in order, then * scale) into `scores` ([rows][q_heads][max_len]
-// scratch); the block's max; e = exp(score - max) and their block sum z; then thread t sums
-// dims t, t + blockDim.x, … over positions in order and divides by z. out: [rows][q_heads *
-// head_dim].
-extern "C" __global__ void decode_attention(const float* qkv, const unsigned short* k_cache,
-                                            const unsigned short* v_cache, const int* pos,
-                                            const int* slot, float* scores, float* out,
-                                            int q_heads, int kv_heads, int head_dim, int max_len,
-                                            float scale) {
+// Attention, ragged and tiled: each row's q heads against its own sequence's cache, positions
+// 0..=pos[row] of slot[row] (GQA: q head h reads kv head h / (q_heads / kv_heads)). A tile is
+// tile_len[i] consecutive rows of one slot from row tile_row[i] (a prompt's rows in a prefill
+// step; one row at decode); tiles of no rows do nothing. Grid (tiles, kv_heads), blockDim.x ==
+// ATT_POS: a block takes its tile's rows and the q heads of one kv head (ATT_Q queries at a
+// time), so each key and value it loads from the cache (ATT_POS positions at a time, through
+// shared memory) serves every one of them, not one q head of one row.
+//
+// A query's arithmetic is the same whatever its tile, so a row's result does not depend on its
+// batch-mates or on how a step's rows were cut into tiles (reference.rs: `attention`, with
+// threads = ATT_POS): thread t scores positions t, t + ATT_POS, … (a dot product over head_dim
+// in order, then * scale) into `scores` ([rows][q_heads][max_len] scratch); the block's max;
+// e = exp(score - max) and their block sum z, each thread adding its own positions in order;
+// then each value out[d] is the sum over positions in order of e * v[d], divided by z.
+// out: [rows][q_heads * head_dim]. head_dim is even and at most ATT_MAX_DIM.
+#define ATT_POS 128
+#define ATT_Q 16
+#define ATT_MAX_DIM 128
+// A cache row of head_dim bf16 values as head_dim / 2 words, padded by one word so that the
+// threads of a warp, each reading its own position's word w, hit 32 different banks.
+#define ATT_STRIDE (ATT_MAX_DIM / 2 + 1)
+
+// Positions t0 .. t0 + n - 1 of one slot and kv head's cache into `tile` (word w of position
+// p at p * stride + w), by consecutive threads taking consecutive words.
+__device__ __forceinline__ void load_tile(unsigned* tile, const unsigned short* cache, int t0,
+                                          int n, int words, int stride) {
+    const unsigned* src = (const unsigned*)(cache + (size_t)t0 * (2 * words));
+    for (int e = threadIdx.x; e < n * words; e += blockDim.x) {
+        int p = e / words, w = e - p * words;
+        tile[p * stride + w] = src[e];
+    }
+}
+
+// (128: ATT_POS, spelled out for tools/cuda_emulator/build.sh, which reads the bound.)
+extern "C" __global__ void __launch_bounds__(128) attention(const float* qkv,
+        const unsigned short* k_cache, const unsigned short* v_cache, const int* pos,
+        const int* slot, const int* tile_row, const int* tile_len, float* scores, float* out,
+        int q_heads, int kv_heads, int head_dim, int max_len, float scale) {
+    __shared__ unsigned tile[ATT_POS * ATT_STRIDE];
+    // The chunk's queries ([ATT_Q][head_dim]) while scoring, then a tile of their e values
+    // ([ATT_Q][ATT_POS]) while summing values.
+    __shared__ float qe[ATT_Q * ATT_POS];
     __shared__ float shared[32];
-    int row = blockIdx.x, head = blockIdx.y, kvh = head / (q_heads / kv_heads);
-    int len = pos[row] + 1;
-    const float* q = qkv + (size_t)row * (q_heads + 2 * kv_heads) * head_dim
-                     + (size_t)head * head_dim;
-    size_t base = ((size_t)slot[row] * kv_heads + kvh) * max_len * head_dim;
-    float* sc = scores + ((size_t)row * q_heads + head) * max_len;
-    float m = NEG_INF;
-    for (int t = threadIdx.x; t < len; t += blockDim.x) {
-        const unsigned short* k = k_cache + base + (size_t)t * head_dim;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; d++) s = s + q[d] * from_bf16(k[d]);
-        s = s * scale;
-        sc[t] = s;
-        m = fmaxf(m, s);
-    }
-    m = block_max(m, shared);
-    float z = 0.0f;
-    for (int t = threadIdx.x; t < len; t += blockDim.x) {
-        float e = exp_host(sc[t] - m);
-        sc[t] = e;
-        z = z + e;
-    }
-    z = block_sum(z, shared);
-    float* o = out + ((size_t)row * q_heads + head) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int t = 0; t < len; t++)
-            acc = acc + sc[t] * from_bf16(v_cache[base + (size_t)t * head_dim + d]);
-        o[d] = acc / z;
+    __shared__ float zs[ATT_Q];
+    __shared__ int last_pos[ATT_Q];
+    int n = tile_len[blockIdx.x];
+    if (n == 0) return;
+    int r0 = tile_row[blockIdx.x], kvh = blockIdx.y, group = q_heads / kv_heads;
+    int words = head_dim / 2, stride = words + 1, tid = threadIdx.x;
+    size_t width = (size_t)(q_heads + 2 * kv_heads) * head_dim;
+    size_t base = ((size_t)slot[r0] * kv_heads + kvh) * max_len * head_dim;
+    const unsigned short* kc = k_cache + base;
+    const unsigned short* vc = v_cache + base;
+    int queries = n * group;
+    for (int q0 = 0; q0 < queries; q0 += ATT_Q) {
+        int qn = min(ATT_Q, queries - q0);
+        // Query i of the chunk is row r0 + (q0 + i) / group, q head kvh * group + (q0 + i) % group.
+        __syncthreads();
+        for (int e = tid; e < qn * head_dim; e += blockDim.x) {
+            int i = e / head_dim, d = e - i * head_dim, qi = q0 + i;
+            qe[e] = qkv[(size_t)(r0 + qi / group) * width
+                        + (size_t)(kvh * group + qi % group) * head_dim + d];
+        }
+        int last = 0;
+        if (tid < qn) last_pos[tid] = pos[r0 + (q0 + tid) / group];
+        __syncthreads();
+        for (int i = 0; i < qn; i++) last = max(last, last_pos[i]);
+        float m[ATT_Q];
+#pragma unroll
+        for (int i = 0; i < ATT_Q; i++) m[i] = NEG_INF;
+        for (int t0 = 0; t0 <= last; t0 += ATT_POS) {
+            int np = min(ATT_POS, last + 1 - t0);
+            __syncthreads();
+            load_tile(tile, kc, t0, np, words, stride);
+            __syncthreads();
+            int t = t0 + tid;
+            if (tid >= np) continue;
+            float s[ATT_Q];
+#pragma unroll
+            for (int i = 0; i < ATT_Q; i++) s[i] = 0.0f;
+            const unsigned* k = tile + tid * stride;
+            for (int w = 0; w < words; w++) {
+                unsigned kw = k[w];
+                float k0 = from_bf16((unsigned short)(kw & 0xffffu));
+                float k1 = from_bf16((unsigned short)(kw >> 16));
+#pragma unroll
+                for (int i = 0; i < ATT_Q; i++) {
+                    if (i < qn) {
+                        s[i] = s[i] + qe[i * head_dim + 2 * w] * k0;
+                        s[i] = s[i] + qe[i * head_dim + 2 * w + 1] * k1;
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < ATT_Q; i++) {
+                if (i < qn && t <= last_pos[i]) {
+                    int qi = q0 + i;
+                    float v = s[i] * scale;
+                    scores[((size_t)(r0 + qi / group) * q_heads + kvh * group + qi % group)
+                               * max_len + t] = v;
+                    m[i] = fmaxf(m[i], v);
+                }
+            }
+        }
+        float z[ATT_Q];
+#pragma unroll
+        for (int i = 0; i < ATT_Q; i++) {
+            z[i] = 0.0f;
+            if (i < qn) m[i] = block_max(m[i], shared);
+        }
+        for (int t = tid; t <= last; t += ATT_POS) {
+#pragma unroll
+            for (int i = 0; i < ATT_Q; i++) {
+                if (i < qn && t <= last_pos[i]) {
+                    int qi = q0 + i;
+                    float* sc = scores + ((size_t)(r0 + qi / group) * q_heads + kvh * group
+                                          + qi % group) * max_len;
+                    float e = exp_host(sc[t] - m[i]);
+                    sc[t] = e;
+                    z[i] = z[i] + e;
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < ATT_Q; i++) {
+            if (i < qn) {
+                float sum = block_sum(z[i], shared);
+                if (tid == 0) zs[i] = sum;
+            }
+        }
+        // Thread tid sums outputs o = tid + j * ATT_POS of the chunk: query o / head_dim,
+        // dim o % head_dim.
+        float acc[ATT_Q * ATT_MAX_DIM / ATT_POS];
+#pragma unroll
+        for (int j = 0; j < ATT_Q * ATT_MAX_DIM / ATT_POS; j++) acc[j] = 0.0f;
+        for (int t0 = 0; t0 <= last; t0 += ATT_POS) {
+            int np = min(ATT_POS, last + 1 - t0);
+            __syncthreads();
+            load_tile(tile, vc, t0, np, words, stride);
+            // Past a query's own positions its scores are whatever the scratch held: the sums
+            // below stop before them.
+            for (int e = tid; e < qn * ATT_POS; e += blockDim.x) {
+                int i = e / ATT_POS, p = e - i * ATT_POS, qi = q0 + i;
+                if (p < np)
+                    qe[e] = scores[((size_t)(r0 + qi / group) * q_heads + kvh * group + qi % group)
+                                       * max_len + t0 + p];
+            }
+            __syncthreads();
+#pragma unroll
+            for (int j = 0; j < ATT_Q * ATT_MAX_DIM / ATT_POS; j++) {
+                int o = tid + j * ATT_POS, i = o / head_dim, d = o - i * head_dim;
+                if (i >= qn) continue;
+                // Only the query's own positions: past them the cache may hold anything.
+                int np_i = min(np, last_pos[i] + 1 - t0);
+                const unsigned* vrow = tile + d / 2;
+                const float* e = qe + i * ATT_POS;
+                float a = acc[j];
+                for (int p = 0; p < np_i; p++) {
+                    unsigned vw = vrow[p * stride];
+                    a = a + e[p] * from_bf16((unsigned short)(d & 1 ? vw >> 16 : vw & 0xffffu));
+                }
+                acc[j] = a;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < ATT_Q * ATT_MAX_DIM / ATT_POS; j++) {
+            int o = tid + j * ATT_POS, i = o / head_dim, d = o - i * head_dim;
+            if (i >= qn) continue;
+            int qi = q0 + i;
+            out[((size_t)(r0 + qi / group) * q_heads + kvh * group + qi % group) * head_dim + d] =
+                acc[j] / zs[i];
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! embedding gather (prompt tokens from the host, sampled ones from the device), the products
 //! (fused q/k/v and gate/up, o, down, and the LM head over the rows that sample), each RMSNorm
 //! fused into the product that reads it and each residual add into the product whose output it
-//! adds, RoPE fused with the KV-cache write, a ragged GQA decode attention over each sequence's
-//! own cache, SiLU·mul (in the gate/up product with bf16 weights), and greedy or seeded
+//! adds, RoPE fused with the KV-cache write, a ragged GQA attention over each sequence's own
+//! cache (a block per tile of one sequence's rows and kv head), SiLU·mul (in the gate/up product with bf16 weights), and greedy or seeded
 //! sampling: 1 + 7·layers + 2 launches (bf16: 1 + 6·layers + 2).
 //!
 //! `kernels.cu` is compiled at run time by NVRTC ([`SOURCE`], [`NVRTC_OPTIONS`]), so a CUDA
@@ -47,7 +47,7 @@ pub const KERNELS: &[&str] = &[
     "gemm_f32",
     "gemm_bf16",
     "rope_kv_write",
-    "decode_attention",
+    "attention",
     "silu_mul",
     "sample_rows",
     "score_rows",

@@ -125,10 +125,12 @@ pub fn rope_kv_write(
     }
 }
 
-/// `decode_attention` for one row: each q head of `qkv` against positions `0..=at.pos` of its
-/// slot's cache, into `out` (`[q heads][head_dim]`).
+/// `attention` for one row: each q head of `qkv` against positions `0..=at.pos` of its slot's
+/// cache, into `out` (`[q heads][head_dim]`), `threads` the kernel's positions a tile. The
+/// kernel computes a query the same way whatever tile and queries share its block, so this is
+/// its result for the row alone.
 #[allow(clippy::too_many_arguments)]
-pub fn decode_attention(
+pub fn attention(
     qkv: &[f32],
     k_cache: &[u16],
     v_cache: &[u16],

@@ -14,12 +14,14 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::reference::{self, Heads, RowAt, SampleParams};
+use super::table::ATTENTION_MAX_DIM;
 use crate::error::{Error, Result, TensorContext};
 use crate::model::config::ModelConfig;
 use crate::model::family::{Activation, Layout, Mlp, NormKind, QkNorm};
 use crate::model::rope::inv_freq;
 
-/// Threads a block the kernels are launched with (the references follow the same trees).
+/// Threads a block the kernels are launched with (the references follow the same trees); also
+/// the positions of a tile of `attention` (kernels.cu: `ATT_POS`).
 pub const THREADS: usize = 128;
 
 /// Threads a block of `sample_rows` (one block per sampled row, over the whole vocabulary).
@@ -210,6 +212,9 @@ impl StepModel {
             return Err(unsupported("it has windows, several rope tables or soft caps"));
         }
         let (dim, kv) = (cfg.head_dim(), cfg.num_kv_heads());
+        if dim % 2 != 0 || dim > ATTENTION_MAX_DIM {
+            return Err(unsupported("its heads are odd or wider than 128"));
+        }
         let freqs = inv_freq(cfg, layout.rotary_dim, &layout.ropes[0]);
         let heads = Heads { q: cfg.num_attention_heads, kv, dim, half: freqs.len(), max_len };
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
@@ -357,7 +362,9 @@ impl ReferenceStep {
     ) -> (Vec<f32>, Vec<u32>, Launches) {
         let rows: Vec<usize> = samples.iter().map(|&(r, _)| r).collect();
         let (logits, mut launches) = self.forward(tokens, at, &rows);
-        launches.0 += 1;
+        if !samples.is_empty() {
+            launches.0 += 1;
+        }
         let next = logits
             .chunks_exact(self.m.vocab)
             .zip(samples)
@@ -412,7 +419,7 @@ impl ReferenceStep {
                 .zip(at)
                 .zip(attn.chunks_exact_mut(heads.q * heads.dim))
             {
-                reference::decode_attention(row, kc, vc, a, heads, self.m.scale, out, THREADS);
+                reference::attention(row, kc, vc, a, heads, self.m.scale, out, THREADS);
             }
             launch();
             let o = gemm(&attn, &layer.o, heads.q * heads.dim, self.bf16);
@@ -432,6 +439,10 @@ impl ReferenceStep {
             delta = Some(gemm(&act, &layer.down, self.m.inter, self.bf16));
         }
         add_rms_norm(&mut residual, delta.as_deref(), &self.final_norm, &mut normed, self.m.eps);
+        // No LM head (nor sampling or scoring after it) in a step where no row samples.
+        if logit_rows.is_empty() {
+            return (Vec::new(), launches);
+        }
         launch();
         let picked: Vec<f32> =
             logit_rows.iter().flat_map(|&r| normed[r * hs..][..hs].iter().copied()).collect();

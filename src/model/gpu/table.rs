@@ -2,8 +2,36 @@
 //! a step's rows, at a fixed offset in one buffer of 8-byte words, so the kernels' arguments are
 //! addresses taken once (and graphs captured once stay valid). Plain data, tested on the CPU.
 
-use super::reference::SampleParams;
+use super::reference::{Heads, SampleParams};
 use super::step::{DeviceRow, Feed};
+
+/// Queries (a tile's rows × the q heads of one kv head) the attention kernel holds at once
+/// (kernels.cu: `ATT_Q`).
+pub const ATTENTION_QUERIES: usize = 16;
+
+/// The widest head the attention kernel takes (kernels.cu: `ATT_MAX_DIM`).
+pub const ATTENTION_MAX_DIM: usize = 128;
+
+/// Rows an attention tile takes: as many as fill its queries, one at least.
+pub fn tile_rows(heads: &Heads) -> usize {
+    (ATTENTION_QUERIES / (heads.q / heads.kv)).max(1)
+}
+
+/// Attention's tiles of rows in slots `slots`: the longest runs of consecutive rows of one
+/// slot, at most `most` rows each (a prompt's rows share a tile, so each key and value the
+/// kernel loads serves them all), as (first row, rows).
+pub fn attention_tiles(slots: &[u32], most: usize) -> Vec<(u32, u32)> {
+    let mut tiles: Vec<(u32, u32)> = Vec::new();
+    for (i, &slot) in slots.iter().enumerate() {
+        match tiles.last_mut() {
+            Some((first, len)) if slots[*first as usize] == slot && (*len as usize) < most => {
+                *len += 1
+            }
+            _ => tiles.push((i as u32, 1)),
+        }
+    }
+    tiles
+}
 
 /// The table's arrays, in order: 4-byte entries but for `TopP` and `Seed` (8 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,11 +53,14 @@ pub enum Array {
     SampleSlot,
     /// A scored row's target token.
     Target,
+    /// Attention's tiles (see [`Layout::fill`]): a tile's first row, and its number of rows.
+    TileRow,
+    TileLen,
 }
 
 impl Array {
     /// Every array, in the table's order.
-    pub const ALL: [Array; 11] = [
+    pub const ALL: [Array; 13] = [
         Array::Input,
         Array::Pos,
         Array::Slot,
@@ -41,19 +72,21 @@ impl Array {
         Array::Draw,
         Array::SampleSlot,
         Array::Target,
+        Array::TileRow,
+        Array::TileLen,
     ];
 }
 
 /// Where each array of a table for `rows` rows starts, in 8-byte words.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
-    at: [usize; 11],
+    at: [usize; Array::ALL.len()],
     words: usize,
 }
 
 impl Layout {
     pub fn new(rows: usize) -> Self {
-        let mut at = [0; 11];
+        let mut at = [0; Array::ALL.len()];
         let mut off = 0;
         for (a, array) in at.iter_mut().zip(Array::ALL) {
             *a = off;
@@ -83,7 +116,9 @@ impl Layout {
 
     /// Fills `words` for a step: `rows` padded to `padded` with inert rows (token 0, position 0,
     /// `pad_slot`), then `samples` padded to `sampling` with greedy samples of the padding rows,
-    /// then `targets` (row, token) of a scoring step.
+    /// then `targets` (row, token) of a scoring step, then the padded rows' attention tiles
+    /// ([`attention_tiles`], at most `tile_rows` rows each), the `padded` entries past the last
+    /// tile empty. Returns the number of tiles.
     #[allow(clippy::too_many_arguments)]
     pub fn fill(
         &self,
@@ -94,7 +129,9 @@ impl Layout {
         sampling: usize,
         targets: &[(usize, u32)],
         pad_slot: u32,
-    ) {
+        tile_rows: usize,
+    ) -> usize {
+        let mut slots = Vec::with_capacity(padded);
         for i in 0..padded {
             let (input, pos, slot) = match rows.get(i) {
                 Some(r) => {
@@ -109,6 +146,13 @@ impl Layout {
             self.set32(words, Array::Input, i, input);
             self.set32(words, Array::Pos, i, pos);
             self.set32(words, Array::Slot, i, slot);
+            slots.push(slot);
+        }
+        let tiles = attention_tiles(&slots, tile_rows);
+        for i in 0..padded {
+            let (row, len) = tiles.get(i).copied().unwrap_or((0, 0));
+            self.set32(words, Array::TileRow, i, row);
+            self.set32(words, Array::TileLen, i, len);
         }
         let greedy = SampleParams { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, draw: 0 };
         for i in 0..sampling {
@@ -128,5 +172,6 @@ impl Layout {
             self.set32(words, Array::LogitRow, i, row as u32);
             self.set32(words, Array::Target, i, token);
         }
+        tiles.len()
     }
 }

@@ -121,7 +121,7 @@ fn rope_kv_write_rotates_as_the_host_and_fills_one_cache_position() {
 }
 
 #[test]
-fn decode_attention_is_softmax_attention_over_the_rows_own_cache() {
+fn attention_is_softmax_attention_over_the_rows_own_cache() {
     let heads = Heads { q: 9, kv: 3, dim: 64, half: 32, max_len: 300 };
     let cache_len = 3 * heads.kv * heads.max_len * heads.dim;
     let kc: Vec<u16> = normal(5, cache_len, 1.0).into_iter().map(to_bf16).collect();
@@ -134,7 +134,7 @@ fn decode_attention_is_softmax_attention_over_the_rows_own_cache() {
         (RowAt { slot: 0, pos: 299 }, 64),
     ] {
         let mut out = vec![f32::NAN; heads.q * heads.dim];
-        reference::decode_attention(&qkv, &kc, &vc, at, heads, scale, &mut out, threads);
+        reference::attention(&qkv, &kc, &vc, at, heads, scale, &mut out, threads);
         for h in 0..heads.q {
             let base = heads.cache_at(at.slot, h / 3, 0);
             let q = &qkv[h * heads.dim..][..heads.dim];
@@ -166,7 +166,7 @@ fn decode_attention_is_softmax_attention_over_the_rows_own_cache() {
 
 /// Other slots' contents never reach a row: changing them leaves its output's bits alone.
 #[test]
-fn decode_attention_reads_only_its_slot() {
+fn attention_reads_only_its_slot() {
     let heads = Heads { q: 4, kv: 2, dim: 32, half: 16, max_len: 50 };
     let cache_len = 4 * heads.kv * heads.max_len * heads.dim;
     let mut kc: Vec<u16> = normal(8, cache_len, 1.0).into_iter().map(to_bf16).collect();
@@ -175,7 +175,7 @@ fn decode_attention_reads_only_its_slot() {
     let at = RowAt { slot: 2, pos: 30 };
     let run = |kc: &[u16], vc: &[u16]| {
         let mut out = vec![0f32; heads.q * heads.dim];
-        reference::decode_attention(&qkv, kc, vc, at, heads, 0.17, &mut out, 64);
+        reference::attention(&qkv, kc, vc, at, heads, 0.17, &mut out, 64);
         bits(&out)
     };
     let before = run(&kc, &vc);
@@ -670,7 +670,7 @@ mod row_table {
             draw: 3 + i,
         };
         let samples: Vec<(usize, SampleParams)> = (0..5).map(|r| (r, p(r as u64))).collect();
-        lay.fill(&mut words, &rows, 7, &samples, 7, &[], 99);
+        lay.fill(&mut words, &rows, 7, &samples, 7, &[], 99, 4);
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         for i in 0..7 {
             let (input, pos, slot) = match rows.get(i) {
@@ -704,7 +704,7 @@ mod row_table {
             assert_eq!(got, want, "sample {i}");
         }
         // A scoring step's targets, and no array reaching into the next one.
-        lay.fill(&mut words, &rows, 5, &[], 0, &[(4, 77), (2, 66), (0, 55)], 99);
+        lay.fill(&mut words, &rows, 5, &[], 0, &[(4, 77), (2, 66), (0, 55)], 99, 4);
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         for (i, (row, token)) in [(4, 77), (2, 66), (0, 55)].into_iter().enumerate() {
             assert_eq!(read32(&bytes, &lay, Array::LogitRow, i), row);
@@ -714,7 +714,41 @@ mod row_table {
         for pair in ends.windows(2) {
             assert!(pair[1] - pair[0] >= 4 * 9, "each array holds 9 entries: {ends:?}");
         }
-        assert!(8 * lay.words() as u64 - ends[10] >= 4 * 9);
+        assert!(8 * lay.words() as u64 - ends[ends.len() - 1] >= 4 * 9);
         assert_eq!(lay.byte_offset(Array::TopP) % 8, 0);
+    }
+
+    /// Attention's tiles: every padded row in exactly one tile, in order; a tile's rows of one
+    /// slot and at most `most`; a tile cut short only where the slot changes; the entries past
+    /// the last tile empty.
+    #[test]
+    fn tiles_are_the_longest_runs_of_one_slot() {
+        let lay = Layout::new(12);
+        let mut words = vec![u64::MAX; lay.words()];
+        let row =
+            |slot: usize, pos: usize| DeviceRow { feed: Feed::Sampled, at: RowAt { slot, pos } };
+        // A 5-row prompt, a decode row, a 2-row prompt, a decode row; padded with two rows of
+        // the pad slot (99).
+        let slots = [3, 3, 3, 3, 3, 0, 2, 2, 5];
+        let rows: Vec<DeviceRow> = slots.iter().enumerate().map(|(i, &s)| row(s, i)).collect();
+        for (most, want) in [
+            (2, vec![(0, 2), (2, 2), (4, 1), (5, 1), (6, 2), (8, 1), (9, 2)]),
+            (4, vec![(0, 4), (4, 1), (5, 1), (6, 2), (8, 1), (9, 2)]),
+            (1, (0..11).map(|i| (i, 1)).collect()),
+        ] {
+            let tiles = lay.fill(&mut words, &rows, 11, &[], 0, &[], 99, most);
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let got: Vec<(u32, u32)> = (0..11)
+                .map(|i| {
+                    (
+                        read32(&bytes, &lay, Array::TileRow, i),
+                        read32(&bytes, &lay, Array::TileLen, i),
+                    )
+                })
+                .collect();
+            assert_eq!(tiles, want.len(), "tiles of at most {most}");
+            assert_eq!(&got[..tiles], &want[..], "tiles of at most {most}");
+            assert!(got[tiles..].iter().all(|&(_, len)| len == 0), "empty past the last: {got:?}");
+        }
     }
 }
