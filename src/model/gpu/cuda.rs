@@ -96,8 +96,8 @@ fn mma_tiles(rows: usize) -> usize {
 }
 
 /// What a product does with its output (the kernels' `mode`).
-#[derive(Clone, Copy)]
-enum Out {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Out {
     Write = 0,
     /// Added to what is there: the residual connection.
     Add = 1,
@@ -448,6 +448,51 @@ impl CudaStep {
         Ok(*launched)
     }
 
+    /// Enqueues a product: out (+)= (RMSNorm(x) · nw if nw is not null, else x) · wᵀ for `rows`
+    /// rows of x (row r is x's row xr[r] where xr is not null), w `[n][k]`, its output as `Out`
+    /// says.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_gemm(
+        &self,
+        x: u64,
+        xr: u64,
+        w: &Matrix,
+        (out, mode): (u64, Out),
+        nw: u64,
+        rows: usize,
+        (n, k): (usize, usize),
+    ) -> Result<()> {
+        let s = &*self.stream;
+        // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per MMA_ROWS
+        // rows and `tiles` tiles of MMA_COLS columns.
+        let tiles = mma_tiles(rows) as i32;
+        let (f, cfg) = match w {
+            Matrix::F32(_) => (
+                &self.f.gemm_f32,
+                grid(n.div_ceil(GEMM_WARPS), rows.div_ceil(GEMM_ROWS), 32 * GEMM_WARPS),
+            ),
+            Matrix::Bf16(_) => (
+                &self.f.gemm_bf16,
+                grid(
+                    n.div_ceil(MMA_COLS * tiles as usize * GEMM_WARPS),
+                    rows.div_ceil(MMA_ROWS),
+                    32 * GEMM_WARPS,
+                ),
+            ),
+        };
+        let (wa, r, n_i, k_i) = (w.addr(s), rows as i32, n as i32, k as i32);
+        let (eps, mode) = (self.m.eps, mode as i32);
+        let mut b = s.launch_builder(f);
+        b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
+        b.arg(&nw).arg(&eps).arg(&mode);
+        if let Matrix::Bf16(_) = w {
+            b.arg(&tiles);
+        }
+        // Safety: the caller's buffers are as large as the kernel's contract asks for `rows`
+        // rows, n and k; the scalars are the kernel's parameter types.
+        unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| device_error(self.ordinal, e))
+    }
+
     /// Enqueues every kernel of a step of `rows` rows, `samples` of which sample, in `tiles`
     /// attention tiles.
     fn launch_all(
@@ -489,41 +534,16 @@ impl CudaStep {
             // contract asks for `rows` rows, or a scalar of the kernel's parameter type.
             unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| device_error(ord, e))
         };
-        // A product out (+)= (RMSNorm(x) · nw if nw is not null, else x) · wᵀ, its output as
-        // `Out` says.
         let gemm = |x: u64,
                     xr: u64,
                     w: &Matrix,
-                    (out, mode): (u64, Out),
+                    to: (u64, Out),
                     nw: u64,
                     r: i32,
-                    (n, k): (usize, usize),
+                    shape: (usize, usize),
                     c: &mut Launches| {
-            // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per
-            // MMA_ROWS rows and `tiles` tiles of MMA_COLS columns.
-            let tiles = mma_tiles(r as usize) as i32;
-            let (f, cfg) = match w {
-                Matrix::F32(_) => (
-                    &self.f.gemm_f32,
-                    grid(n.div_ceil(GEMM_WARPS), (r as usize).div_ceil(GEMM_ROWS), 32 * GEMM_WARPS),
-                ),
-                Matrix::Bf16(_) => (
-                    &self.f.gemm_bf16,
-                    grid(
-                        n.div_ceil(MMA_COLS * tiles as usize * GEMM_WARPS),
-                        (r as usize).div_ceil(MMA_ROWS),
-                        32 * GEMM_WARPS,
-                    ),
-                ),
-            };
-            let (wa, n_i, k_i, eps, mode) = (w.addr(s), n as i32, k as i32, m.eps, mode as i32);
-            let mut b = s.launch_builder(f);
-            b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
-            b.arg(&nw).arg(&eps).arg(&mode);
-            if let Matrix::Bf16(_) = w {
-                b.arg(&tiles);
-            }
-            run(&mut b, cfg, c)
+            c.0 += 1;
+            self.launch_gemm(x, xr, w, to, nw, r as usize, shape)
         };
 
         let table = self.embed.addr(s);
@@ -764,6 +784,34 @@ impl CudaStep {
         b.arg(&scores).arg(&out).arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&self.m.scale);
         // Safety: every buffer is as large as the kernel's contract asks for these rows.
         unsafe { b.launch(grid(tiles.len(), h.kv, THREADS)) }.map_err(|e| device_error(o, e))?;
+        s.clone_dtoh(&out).map_err(|e| device_error(o, e))
+    }
+
+    /// A product alone (as a step launches it) over a test's own x (`[..][k]`; the product's
+    /// row r is x's row `xrows[r]`, or r), weights `w` (`[n][k]`, bf16 on tensor cores when
+    /// `bf16`), fused norm weight `nw`, and `out`'s prior contents (`Out::Add` adds to them):
+    /// the output (`[rows][n]`, or `[rows][n / 2]` for `Out::SiluMul`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_alone(
+        &self,
+        x: &[f32],
+        xrows: Option<&[i32]>,
+        rows: usize,
+        (w, bf16): (Tensor, bool),
+        nw: Option<&[f32]>,
+        (out, mode): (&[f32], Out),
+        (n, k): (usize, usize),
+    ) -> Result<Vec<f32>> {
+        let (s, o) = (&self.stream, self.ordinal);
+        let w = Matrix::new(w, bf16, s, o)?;
+        let x = upload(s, x, o)?;
+        let xrows = xrows.map(|r| upload(s, r, o)).transpose()?;
+        let nw = nw.map(|v| upload(s, v, o)).transpose()?;
+        let out = upload(s, out, o)?;
+        let null = 0u64;
+        let (xr, nw_a) =
+            (xrows.as_ref().map_or(null, |b| addr(b, s)), nw.as_ref().map_or(null, |b| addr(b, s)));
+        self.launch_gemm(addr(&x, s), xr, &w, (addr(&out, s), mode), nw_a, rows, (n, k))?;
         s.clone_dtoh(&out).map_err(|e| device_error(o, e))
     }
 

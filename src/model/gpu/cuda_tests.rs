@@ -7,11 +7,11 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::cuda::CudaStep;
+use super::cuda::{CudaStep, Out};
 use super::reference::{self, RowAt, SampleParams};
 use super::step::{DeviceRow, Feed, Launches, PackedStep, ReferenceStep, THREADS};
 use super::table::{attention_tiles, tile_rows};
-use crate::kernels::to_bf16;
+use crate::kernels::{from_bf16, to_bf16};
 use crate::model::random::initial_weights;
 use crate::model::ModelConfig;
 use crate::rng::SplitMix64;
@@ -272,6 +272,75 @@ fn attention_is_its_reference_on_every_row() {
             assert!(want.iter().all(|v| v.is_finite()), "{what}: row {r} of the reference");
             let got = &got[r * width..][..width];
             assert_eq!(bits(got), bits(&want), "{what}: row {r} at {a:?}");
+        }
+    }
+}
+
+/// Each product alone (`gemm_f32`; `gemm_bf16` at every row count's geometry) against its
+/// reference on every output (see [`assert_logits`] for bf16 on a GPU): row counts around the
+/// tiles' sizes, k not a multiple of 16, rows picked out of x (the LM head's sampling rows),
+/// the fused RMSNorm, the residual add, and SiLU·mul over interleaved gate/up rows.
+#[test]
+fn each_product_is_its_reference_on_every_output() {
+    let Some(ordinal) = ordinal() else { return };
+    let cfg = config();
+    let dev = CudaStep::new(&cfg, &weights(&cfg, DType::F32), 2, 16, 16, ordinal).unwrap();
+    let eps = dev.model().eps;
+    let mut rng = SplitMix64::new(9);
+    let mut uniform = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+    for bf16 in [false, true] {
+        for (rows, n, k) in [(1, 8, 16), (17, 40, 40), (64, 24, 96), (130, 136, 72), (200, 64, 8)] {
+            let modes: &[Out] =
+                if bf16 { &[Out::Write, Out::Add, Out::SiluMul] } else { &[Out::Write, Out::Add] };
+            for (&mode, norm) in modes.iter().flat_map(|m| [(m, false), (m, true)]) {
+                let what = format!("bf16 {bf16}, {rows} x {n} x {k}, {mode:?}, norm {norm}");
+                // x holds three rows more than the product reads; with the norm, its rows are
+                // picked in reverse.
+                let x: Vec<f32> = (0..(rows + 3) * k).map(|_| uniform() * 2.0).collect();
+                let xrows: Option<Vec<i32>> =
+                    norm.then(|| (0..rows).map(|r| (rows + 2 - r) as i32).collect());
+                // Values bf16 holds exactly, so either conversion to bf16 keeps them.
+                let w: Vec<f32> = (0..n * k).map(|_| from_bf16(to_bf16(uniform()))).collect();
+                let nw: Vec<f32> = (0..k).map(|_| 1.0 + uniform() * 0.5).collect();
+                let width = if mode == Out::SiluMul { n / 2 } else { n };
+                let prior: Vec<f32> = (0..rows * width).map(|_| uniform()).collect();
+                let tensor = Tensor::from_vec(w.clone(), (n, k), &candle_core::Device::Cpu);
+                let got = dev
+                    .gemm_alone(
+                        &x,
+                        xrows.as_deref(),
+                        rows,
+                        (tensor.unwrap(), bf16),
+                        norm.then_some(&nw[..]),
+                        (&prior, mode),
+                        (n, k),
+                    )
+                    .unwrap();
+                let dot = if bf16 { reference::gemm_mma_dot } else { reference::gemm_dot };
+                let mut want = Vec::with_capacity(rows * width);
+                for r in 0..rows {
+                    let xr = xrows.as_ref().map_or(r, |v| v[r] as usize);
+                    let mut input = x[xr * k..][..k].to_vec();
+                    if norm {
+                        let mut normed = vec![0f32; k];
+                        reference::add_rms_norm(&mut input, None, &nw, &mut normed, eps, THREADS);
+                        input = normed;
+                    }
+                    let sums: Vec<f32> = w.chunks_exact(k).map(|wc| dot(&input, wc)).collect();
+                    match mode {
+                        Out::Write => want.extend(sums),
+                        Out::Add => {
+                            want.extend(sums.iter().zip(&prior[r * n..][..n]).map(|(s, p)| p + s))
+                        }
+                        Out::SiluMul => want.extend(sums.chunks_exact(2).map(|p| {
+                            let mut o = [0f32];
+                            reference::silu_mul(p, &mut o);
+                            o[0]
+                        })),
+                    }
+                }
+                assert_logits(&dev, bf16, &got, &want, &what);
+            }
         }
     }
 }
