@@ -40,6 +40,10 @@ const _: () = assert!(32 * GEMM_WARPS == THREADS);
 /// The tile of rows and columns a warp of `gemm_bf16` computes (`mma.m16n8k16`'s M and N).
 const MMA_ROWS: usize = 16;
 const MMA_COLS: usize = 8;
+/// The output tile a block of `gemm_bf16_tiled` computes (kernels.cu: TILE_M, TILE_N), with
+/// THREADS threads.
+const TILE_M: usize = 64;
+const TILE_N: usize = 64;
 
 fn device_error(ordinal: usize, message: impl std::fmt::Display) -> Error {
     Error::Device { device: format!("cuda:{ordinal}"), message: message.to_string() }
@@ -50,6 +54,7 @@ struct Functions {
     embed_bf16: CudaFunction,
     gemm_f32: CudaFunction,
     gemm_bf16: CudaFunction,
+    gemm_bf16_tiled: CudaFunction,
     rope_kv_write: CudaFunction,
     attention: CudaFunction,
     silu_mul: CudaFunction,
@@ -83,16 +88,13 @@ struct Table {
     next: usize,
 }
 
-/// The n8 tiles a warp of `gemm_bf16` takes for a step of `rows` rows: one while the step is
-/// small enough that the weights' reads want every warp they can get, four (sharing their
-/// converted x) from 128 rows on (prefill, large batches). Not tuned on a device yet; the bits
+/// Whether a bf16 product of `rows` rows runs as `gemm_bf16_tiled` (a block per TILE_M × TILE_N
+/// of the output, staged through shared memory: prefill, large batches) rather than
+/// `gemm_bf16` (a warp per MMA_ROWS × MMA_COLS, operands straight from global memory: decode,
+/// where the weights' reads want every warp there can be). Not tuned on a device yet; the bits
 /// are the same either way.
-fn mma_tiles(rows: usize) -> usize {
-    if rows >= 128 {
-        4
-    } else {
-        1
-    }
+fn tiled(rows: usize) -> bool {
+    rows >= 128
 }
 
 /// What a product does with its output (the kernels' `mode`).
@@ -260,6 +262,7 @@ impl CudaStep {
             embed_bf16: load("embed_rows_bf16")?,
             gemm_f32: load("gemm_f32")?,
             gemm_bf16: load("gemm_bf16")?,
+            gemm_bf16_tiled: load("gemm_bf16_tiled")?,
             rope_kv_write: load("rope_kv_write")?,
             attention: load("attention")?,
             silu_mul: load("silu_mul")?,
@@ -464,20 +467,18 @@ impl CudaStep {
     ) -> Result<()> {
         let s = &*self.stream;
         // f32: a warp per column and GEMM_ROWS rows; bf16 (tensor cores): a warp per MMA_ROWS
-        // rows and `tiles` tiles of MMA_COLS columns.
-        let tiles = mma_tiles(rows) as i32;
+        // rows and MMA_COLS columns, or a block per TILE_M rows and TILE_N columns.
         let (f, cfg) = match w {
             Matrix::F32(_) => (
                 &self.f.gemm_f32,
                 grid(n.div_ceil(GEMM_WARPS), rows.div_ceil(GEMM_ROWS), 32 * GEMM_WARPS),
             ),
+            Matrix::Bf16(_) if tiled(rows) => {
+                (&self.f.gemm_bf16_tiled, grid(n.div_ceil(TILE_N), rows.div_ceil(TILE_M), THREADS))
+            }
             Matrix::Bf16(_) => (
                 &self.f.gemm_bf16,
-                grid(
-                    n.div_ceil(MMA_COLS * tiles as usize * GEMM_WARPS),
-                    rows.div_ceil(MMA_ROWS),
-                    32 * GEMM_WARPS,
-                ),
+                grid(n.div_ceil(MMA_COLS * GEMM_WARPS), rows.div_ceil(MMA_ROWS), 32 * GEMM_WARPS),
             ),
         };
         let (wa, r, n_i, k_i) = (w.addr(s), rows as i32, n as i32, k as i32);
@@ -485,9 +486,6 @@ impl CudaStep {
         let mut b = s.launch_builder(f);
         b.arg(&x).arg(&xr).arg(&wa).arg(&out).arg(&r).arg(&n_i).arg(&k_i);
         b.arg(&nw).arg(&eps).arg(&mode);
-        if let Matrix::Bf16(_) = w {
-            b.arg(&tiles);
-        }
         // Safety: the caller's buffers are as large as the kernel's contract asks for `rows`
         // rows, n and k; the scalars are the kernel's parameter types.
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| device_error(self.ordinal, e))

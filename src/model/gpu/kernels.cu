@@ -397,12 +397,15 @@ extern "C" __global__ void embed_rows_bf16(const unsigned short* table, const in
 // The products' fused RMSNorm: with `nw` (the norm's weight), x holds residual rows and the
 // product's input is RMSNorm(x) · nw, each value x[j] * scale * nw[j], with the row's scale =
 // 1 / sqrt(mean(x²) + eps), thread t summing the squares of elements t, t + blockDim.x, … in
-// order and the block adding the threads' sums by its tree (reference.rs: `add_rms_norm`, with
-// the products' block size). The residual connection itself is the products' mode 1: a row's
-// residual gets its delta added where the product that makes it writes it. The block's `count`
-// rows' scales go to `scale` (shared); every thread of the block calls this.
+// order and the block adding the threads' sums by block_sum's tree (reference.rs:
+// `add_rms_norm`, with the products' block size): for all the block's rows at once, so two
+// barriers whatever their number. The residual connection itself is the products' mode 1: a
+// row's residual gets its delta added where the product that makes it writes it. The block's
+// `count` rows' scales go to `scale`; `sums` holds count × (blockDim.x / 32) floats; every
+// thread of the block calls this.
 __device__ void row_scales(const float* x, const int* xrows, int r0, int count, int k,
-                           float eps, float* scale, float* shared) {
+                           float eps, float* scale, float* sums) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (int r = 0; r < count; r++) {
         const float* row = x + (size_t)(xrows ? xrows[r0 + r] : r0 + r) * k;
         float s = 0.0f;
@@ -410,8 +413,13 @@ __device__ void row_scales(const float* x, const int* xrows, int r0, int count, 
             float v = row[i];
             s = s + v * v;
         }
-        s = block_sum(s, shared);
-        if (threadIdx.x == 0) scale[r] = 1.0f / sqrtf(s / (float)k + eps);
+        s = warp_sum(s);
+        if (lane == 0) sums[r * warps + warp] = s;
+    }
+    __syncthreads();
+    for (int r = warp; r < count; r += warps) {
+        float s = warp_sum(lane < warps ? sums[r * warps + lane] : 0.0f);
+        if (lane == 0) scale[r] = 1.0f / sqrtf(s / (float)k + eps);
     }
     __syncthreads();
 }
@@ -448,13 +456,13 @@ __device__ __forceinline__ void load_w(const float* w, int j, int k, float* v) {
 extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const float* w, float* out,
                                     int rows, int n, int k, const float* nw, float eps,
                                     int mode) {
-    __shared__ float shared[32];
+    __shared__ float sums[GEMM_ROWS * 32];
     __shared__ float scale[GEMM_ROWS];
     int lane = threadIdx.x & 31;
     int col = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int r0 = blockIdx.y * GEMM_ROWS;
     int count = rows - r0 < GEMM_ROWS ? rows - r0 : GEMM_ROWS;
-    if (nw) row_scales(x, xrows, r0, count, k, eps, scale, shared);
+    if (nw) row_scales(x, xrows, r0, count, k, eps, scale, sums);
     if (col >= n) return;
     const float* xs[GEMM_ROWS];
     for (int r = 0; r < GEMM_ROWS; r++) {
@@ -490,15 +498,22 @@ extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const floa
 // bf16 bits, out, xrows, nw and mode 0 and 1 as gemm_f32's; mode 2 is the gate/up product with
 // SiLU·mul fused in: w's rows are gate and up interleaved (2j the gate's row j, 2j+1 the up's),
 // and out ([rows][n / 2]) gets silu(gate) * up per pair, as silu_mul computes it (a lane holds
-// both of a pair: C's columns 2t and 2t+1). One warp per tile of 16 rows and 8 · `tiles`
-// columns (1 <= tiles <= MMA_TILES; its tiles share x, converted once): grid (ceil(n / (8 ·
-// tiles · warps a block)), ceil(rows / 16)), blockDim a multiple of 32. `tiles` decides which
-// warp computes an output, never how: the host takes more warps for small steps and more reuse
-// of x for large ones, and the bits are the same. Each output is
-// one accumulator that mma.m16n8k16 adds k's chunks of 16 into, in order from 0 (k padded to
-// a multiple of 16 with zeros, rows past `rows` and columns past n read as zero and are not
+// both of a pair: C's columns 2t and 2t+1). Two kernels, one arithmetic: each output is one
+// accumulator that mma.m16n8k16 adds k's chunks of 16 into, in order from 0 (k padded to a
+// multiple of 16 with zeros, rows past `rows` and columns past n read as zero and are not
 // written): no split over k, and a row's products do not involve its tile-mates', so its
-// result does not depend on the batch. reference.rs: `gemm_mma_dot`.
+// result does not depend on the batch, nor on which kernel the step's row count picks.
+// reference.rs: `gemm_mma_dot`.
+//
+// gemm_bf16 (steps of a few rows: decode, where the weights' reads want every warp there can
+// be): one warp per tile of 16 rows and 8 columns, its operands loaded straight from global
+// memory; grid (ceil(n / (8 · warps a block)), ceil(rows / 16)), blockDim a multiple of 32.
+//
+// gemm_bf16_tiled (steps of many rows: prefill, large batches): a block of 4 warps per tile of
+// TILE_M rows and TILE_N columns, staging TILE_K k values of x (converted once) and of w at a
+// time in shared memory, each warp computing 32 × 32 of it from there, so each value loaded
+// serves 64 rows or columns instead of 16 or 8; grid (ceil(n / TILE_N), ceil(rows / TILE_M)),
+// blockDim 128.
 __device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a,
                                                const unsigned int* b) {
 #ifdef BENCHGEN_CUDA_EMULATOR
@@ -528,66 +543,118 @@ __device__ __forceinline__ unsigned int w_pair(const unsigned short* row, int j,
     return lo | (hi << 16);
 }
 
-#define MMA_TILES 4
+// C's four values of a lane (rows r and r + 8, columns c and c + 1) to out, as `mode` says;
+// rows from `end` and columns from n are not written.
+__device__ __forceinline__ void mma_store(const float* acc, float* out, int r, int end, int c,
+                                          int n, int mode) {
+    for (int i = 0; i < 4; i += 2) {
+        int row = i < 2 ? r : r + 8;
+        if (row >= end) continue;
+        if (mode == 2) {
+            if (c + 1 < n) out[(size_t)row * (n / 2) + c / 2] = silu_times(acc[i], acc[i + 1]);
+            continue;
+        }
+        for (int e = 0; e < 2; e++) {
+            if (c + e < n) {
+                float* o = out + (size_t)row * n + c + e;
+                *o = mode == 1 ? *o + acc[i + e] : acc[i + e];
+            }
+        }
+    }
+}
 
 extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const unsigned short* w,
                                      float* out, int rows, int n, int k, const float* nw,
-                                     float eps, int mode, int tiles) {
-    __shared__ float shared[32];
+                                     float eps, int mode) {
+    __shared__ float sums[16 * 32];
     __shared__ float scale[16];
     // The PTX ISA's fragments of mma.m16n8k16 (bf16): lane = 4 · group + t. A (16 x 16, row
     // major): registers {row g, cols 2t, 2t+1}, {row g+8, same}, {row g, cols 2t+8, 2t+9},
     // {row g+8, same}. B (16 x 8): {k 2t, 2t+1 of column g}, {k 2t+8, 2t+9}. C/D (16 x 8):
     // row g, cols 2t, 2t+1, then row g+8, the same columns.
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int c0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 8 * tiles;
+    int c0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 8;
     int r0 = blockIdx.y * 16;
     int count = rows - r0 < 16 ? rows - r0 : 16;
-    if (nw) row_scales(x, xrows, r0, count, k, eps, scale, shared);
+    if (nw) row_scales(x, xrows, r0, count, k, eps, scale, sums);
     if (c0 >= n) return;  // the whole warp: mma.sync wants all 32 lanes
     const float* xa = 0;
     const float* xb = 0;
     if (g < count) xa = x + (size_t)(xrows ? xrows[r0 + g] : r0 + g) * k;
     if (g + 8 < count) xb = x + (size_t)(xrows ? xrows[r0 + g + 8] : r0 + g + 8) * k;
-    const unsigned short* wc[MMA_TILES];
-    for (int q = 0; q < MMA_TILES; q++) {
-        int col = c0 + 8 * q + g;
-        wc[q] = q < tiles && col < n ? w + (size_t)col * k : 0;
-    }
+    const unsigned short* wc = c0 + g < n ? w + (size_t)(c0 + g) * k : 0;
     float sa = nw && g < count ? scale[g] : 1.0f, sb = nw && g + 8 < count ? scale[g + 8] : 1.0f;
-    float acc[MMA_TILES][4];
-    for (int q = 0; q < MMA_TILES; q++)
-        for (int i = 0; i < 4; i++) acc[q][i] = 0.0f;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k0 = 0; k0 < k; k0 += 16) {
         int j = k0 + 2 * t;
         unsigned int a[4] = {x_pair(xa, j, k, nw, sa), x_pair(xb, j, k, nw, sb),
                              x_pair(xa, j + 8, k, nw, sa), x_pair(xb, j + 8, k, nw, sb)};
-        // The same x for every tile of the warp: converted once.
-        for (int q = 0; q < MMA_TILES; q++) {
-            if (q < tiles) {
-                unsigned int b[2] = {w_pair(wc[q], j, k), w_pair(wc[q], j + 8, k)};
-                mma_bf16_16816(acc[q], a, b);
+        unsigned int b[2] = {w_pair(wc, j, k), w_pair(wc, j + 8, k)};
+        mma_bf16_16816(acc, a, b);
+    }
+    mma_store(acc, out, r0 + g, r0 + count, c0 + 2 * t, n, mode);
+}
+
+#define TILE_M 64
+#define TILE_N 64
+#define TILE_K 32
+// A staged row of TILE_K bf16 values is TILE_K / 2 words, padded to TILE_WORDS so that the
+// lanes of a warp reading fragments (rows or columns g, words t) hit 32 different banks.
+#define TILE_WORDS 20
+
+extern "C" __global__ void __launch_bounds__(128) gemm_bf16_tiled(const float* x,
+        const int* xrows, const unsigned short* w, float* out, int rows, int n, int k,
+        const float* nw, float eps, int mode) {
+    __shared__ unsigned int xs[TILE_M * TILE_WORDS];
+    __shared__ unsigned int ws[TILE_N * TILE_WORDS];
+    __shared__ float sums[TILE_M * 4];
+    __shared__ float scale[TILE_M];
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    int r0 = blockIdx.y * TILE_M, c0 = blockIdx.x * TILE_N;
+    int count = min(TILE_M, rows - r0), cols = min(TILE_N, n - c0);
+    if (nw) row_scales(x, xrows, r0, count, k, eps, scale, sums);
+    // Warp (wm, wn): the block's rows 32 wm .. (two m16 tiles), columns 32 wn .. (four n8).
+    int wm = warp >> 1, wn = warp & 1;
+    float acc[2][4][4];
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++)
+            for (int e = 0; e < 4; e++) acc[i][q][e] = 0.0f;
+    for (int k0 = 0; k0 < k; k0 += TILE_K) {
+        __syncthreads();
+        // Word p of a stage: row (or column) p / 16, its k pair k0 + 2 (p % 16).
+        for (int p = tid; p < TILE_M * TILE_K / 2; p += blockDim.x) {
+            int r = p >> 4, j = k0 + 2 * (p & 15);
+            const float* row = r < count ? x + (size_t)(xrows ? xrows[r0 + r] : r0 + r) * k : 0;
+            xs[r * TILE_WORDS + (p & 15)] = x_pair(row, j, k, nw, nw && r < count ? scale[r] : 1.0f);
+        }
+        for (int p = tid; p < TILE_N * TILE_K / 2; p += blockDim.x) {
+            int c = p >> 4, j = k0 + 2 * (p & 15);
+            ws[c * TILE_WORDS + (p & 15)] = w_pair(c < cols ? w + (size_t)(c0 + c) * k : 0, j, k);
+        }
+        __syncthreads();
+        for (int ks = 0; ks < TILE_K && k0 + ks < k; ks += 16) {
+            int wd = ks / 2 + t;
+            unsigned int a[2][4], b[4][2];
+            for (int i = 0; i < 2; i++) {
+                const unsigned int* ra = xs + (wm * 32 + i * 16 + g) * TILE_WORDS + wd;
+                a[i][0] = ra[0];
+                a[i][1] = ra[8 * TILE_WORDS];
+                a[i][2] = ra[4];
+                a[i][3] = ra[8 * TILE_WORDS + 4];
             }
+            for (int q = 0; q < 4; q++) {
+                const unsigned int* rb = ws + (wn * 32 + q * 8 + g) * TILE_WORDS + wd;
+                b[q][0] = rb[0];
+                b[q][1] = rb[4];
+            }
+            for (int i = 0; i < 2; i++)
+                for (int q = 0; q < 4; q++) mma_bf16_16816(acc[i][q], a[i], b[q]);
         }
     }
-    for (int q = 0; q < MMA_TILES && q < tiles; q++) {
-        int c = c0 + 8 * q + 2 * t;
-        if (mode == 2) {
-            for (int i = 0; i < 4; i += 2) {
-                int r = i < 2 ? g : g + 8;
-                if (r < count && c + 1 < n)
-                    out[(size_t)(r0 + r) * (n / 2) + c / 2] = silu_times(acc[q][i], acc[q][i + 1]);
-            }
-            continue;
-        }
-        for (int i = 0; i < 4; i++) {
-            int r = i < 2 ? g : g + 8, col = c + (i & 1);
-            if (r < count && col < n) {
-                float* o = out + (size_t)(r0 + r) * n + col;
-                *o = mode == 1 ? *o + acc[q][i] : acc[q][i];
-            }
-        }
-    }
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++)
+            mma_store(acc[i][q], out, r0 + wm * 32 + i * 16 + g, r0 + count,
+                      c0 + wn * 32 + q * 8 + 2 * t, n, mode);
 }
 
 // Seeded sampling, the CPU's (engine/sampling.rs) without its sort. Tokens are ranked by a

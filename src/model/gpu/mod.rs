@@ -46,6 +46,7 @@ pub const KERNELS: &[&str] = &[
     "embed_rows_bf16",
     "gemm_f32",
     "gemm_bf16",
+    "gemm_bf16_tiled",
     "rope_kv_write",
     "attention",
     "silu_mul",
