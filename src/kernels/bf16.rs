@@ -44,7 +44,7 @@ impl Bf16Weights {
         // A line holds 16 pairs, so a panel's k-pair row of NR pairs is two lines.
         let panels = n.div_ceil(NR);
         Bf16Weights {
-            data: vec![Line([0.0; 16]); panels * k.div_ceil(2) * (NR / 16)],
+            data: Line::zeroed(panels * k.div_ceil(2) * (NR / 16)),
             emin: vec![255; panels],
         }
     }

@@ -21,7 +21,7 @@ impl PackedMatrix {
 
 /// Lines for W of [n, k], zeroed.
 pub(super) fn zeroed(n: usize, k: usize) -> Vec<Line> {
-    vec![Line([0.0; 16]); n.div_ceil(NR) * k]
+    Line::zeroed(n.div_ceil(NR) * k)
 }
 
 /// Writes row `r` of W (`src`, k values) rounded to f16 into column r % NR of its panel.

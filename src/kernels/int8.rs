@@ -246,8 +246,8 @@ impl Int8Weights {
         let panels = n.div_ceil(NR);
         Int8Weights {
             kind,
-            q: vec![Line([0.0; 16]); (panels * k / UNIT * kind.unit_bytes()).div_ceil(64)],
-            scales: vec![Line([0.0; 16]); (panels * (k / f.block) * f.record()).div_ceil(64)],
+            q: Line::zeroed((panels * k / UNIT * kind.unit_bytes()).div_ceil(64)),
+            scales: Line::zeroed((panels * (k / f.block) * f.record()).div_ceil(64)),
         }
     }
 

@@ -80,7 +80,7 @@ impl PackedMatrix {
 
     /// A [`Packer`] for f32 weights of [n, k] with optional `bias` ([n]; panics otherwise).
     pub fn packer(n: usize, k: usize, bias: Option<&[f32]>) -> Packer {
-        let data = vec![Line([0.0; 16]); n.div_ceil(NR) * k * (NR / 16)];
+        let data = Line::zeroed(n.div_ceil(NR) * k * (NR / 16));
         Packer::new(n, k, Packed::F32(data), bias)
     }
 

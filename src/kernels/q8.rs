@@ -43,8 +43,8 @@ impl Q8Weights {
     pub(super) fn zeroed(n: usize, k: usize) -> Self {
         let (panels, kb) = (n.div_ceil(NR), k.div_ceil(QK));
         Q8Weights {
-            q: vec![Line([0.0; 16]); (panels * k * NR).div_ceil(64)],
-            scales: vec![Line([0.0; 16]); panels * kb * (NR / 16)],
+            q: Line::zeroed((panels * k * NR).div_ceil(64)),
+            scales: Line::zeroed(panels * kb * (NR / 16)),
         }
     }
 

@@ -320,8 +320,8 @@ impl QuantWeights {
         let panels = n.div_ceil(NR);
         QuantWeights {
             ty,
-            q: vec![Line([0.0; 16]); (panels * k * f.step()).div_ceil(64)],
-            scales: vec![Line([0.0; 16]); (panels * (k / f.block) * f.record()).div_ceil(64)],
+            q: Line::zeroed((panels * k * f.step()).div_ceil(64)),
+            scales: Line::zeroed((panels * (k / f.block) * f.record()).div_ceil(64)),
         }
     }
 

@@ -520,3 +520,14 @@ fn a_block_packs_k_major_as_the_kernels_read_it() {
         assert_eq!(by_rows, whole, "{rows} rows of {k}");
     }
 }
+
+/// Packed storage starts as zeros whether one thread writes it or all do (small and large
+/// matrices), at exactly the length asked for.
+#[test]
+fn zeroed_lines_are_zeros_either_way() {
+    for n in [0, 1, PARALLEL_ZERO_LINES - 1, PARALLEL_ZERO_LINES + 3] {
+        let v = Line::zeroed(n);
+        assert_eq!(v.len(), n);
+        assert!(v.iter().all(|l| l.0.iter().all(|x| x.to_bits() == 0)), "{n} lines");
+    }
+}
