@@ -491,6 +491,27 @@ impl CudaStep {
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| device_error(self.ordinal, e))
     }
 
+    /// Enqueues `attention` over `tiles` tiles: the rows' q/k/v, the layer's caches, the row
+    /// table's positions, slots and tiles, the scores' scratch and the output.
+    fn launch_attention(
+        &self,
+        (qkv, kc, vc): (u64, u64, u64),
+        (pos, slot, tile_row, tile_len): (u64, u64, u64, u64),
+        (scores, out): (u64, u64),
+        tiles: usize,
+    ) -> Result<()> {
+        let h = self.m.heads;
+        let (qh, kvh, dim, max_len) = (h.q as i32, h.kv as i32, h.dim as i32, h.max_len as i32);
+        let mut b = self.stream.launch_builder(&self.f.attention);
+        b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&tile_row).arg(&tile_len);
+        b.arg(&scores).arg(&out).arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&self.m.scale);
+        // Safety: the caller's buffers are as large as the kernel's contract asks for the step's
+        // rows and tiles; the scalars are the kernel's parameter types.
+        unsafe { b.launch(grid(tiles, h.kv, THREADS)) }
+            .map(|_| ())
+            .map_err(|e| device_error(self.ordinal, e))
+    }
+
     /// Enqueues every kernel of a step of `rows` rows, `samples` of which sample, in `tiles`
     /// attention tiles.
     fn launch_all(
@@ -564,11 +585,9 @@ impl CudaStep {
             b.arg(&qkv).arg(&cos).arg(&sin).arg(&pos).arg(&slot).arg(&kc).arg(&vc);
             b.arg(&qh).arg(&kvh).arg(&dim).arg(&half).arg(&max_len);
             run(&mut b, grid(rows, h.q + h.kv, 64), c)?;
-            let mut b = s.launch_builder(&self.f.attention);
-            let scale = m.scale;
-            b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&tile_row).arg(&tile_len);
-            b.arg(&scores).arg(&attn).arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&scale);
-            run(&mut b, grid(tiles, h.kv, THREADS), c)?;
+            c.0 += 1;
+            let table = (pos, slot, tile_row, tile_len);
+            self.launch_attention((qkv, kc, vc), table, (scores, attn), tiles)?;
             let o_shape = (m.hidden, h.q * h.dim);
             gemm(attn, null, &layer.o, (residual, Out::Add), null, rows_i, o_shape, c)?;
             let gu_shape = (2 * m.inter, m.hidden);
@@ -776,12 +795,12 @@ impl CudaStep {
         // Scratch as a step leaves it: anything (here NaN) where a row's scores are not.
         let scores = upload(s, &vec![f32::NAN; rows * h.q * h.max_len], o)?;
         let out = zeros::<f32>(s, rows * h.q * h.dim, o)?;
-        let (qh, kvh, dim, max_len) = (h.q as i32, h.kv as i32, h.dim as i32, h.max_len as i32);
-        let mut b = s.launch_builder(&self.f.attention);
-        b.arg(&qkv).arg(&kc).arg(&vc).arg(&pos).arg(&slot).arg(&tile_row).arg(&tile_len);
-        b.arg(&scores).arg(&out).arg(&qh).arg(&kvh).arg(&dim).arg(&max_len).arg(&self.m.scale);
-        // Safety: every buffer is as large as the kernel's contract asks for these rows.
-        unsafe { b.launch(grid(tiles.len(), h.kv, THREADS)) }.map_err(|e| device_error(o, e))?;
+        self.launch_attention(
+            (addr(&qkv, s), addr(&kc, s), addr(&vc, s)),
+            (addr(&pos, s), addr(&slot, s), addr(&tile_row, s), addr(&tile_len, s)),
+            (addr(&scores, s), addr(&out, s)),
+            tiles.len(),
+        )?;
         s.clone_dtoh(&out).map_err(|e| device_error(o, e))
     }
 

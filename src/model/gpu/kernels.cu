@@ -161,6 +161,14 @@ extern "C" __global__ void rope_kv_write(float* qkv, const float* cos_t, const f
 // A cache row of head_dim bf16 values as head_dim / 2 words, padded by one word so that the
 // threads of a warp, each reading its own position's word w, hit 32 different banks.
 #define ATT_STRIDE (ATT_MAX_DIM / 2 + 1)
+// Outputs (query, dim) a thread of a block sums at most: ATT_Q queries of ATT_MAX_DIM values.
+#define ATT_OUTS (ATT_Q * ATT_MAX_DIM / ATT_POS)
+
+// Query qi of a tile from row r0, kv head kvh: row r0 + qi / group, q head kvh · group +
+// qi % group, as an index into [rows][q_heads] (of the scores' and the output's rows).
+__device__ __forceinline__ size_t att_query(int r0, int qi, int group, int kvh, int q_heads) {
+    return (size_t)(r0 + qi / group) * q_heads + kvh * group + qi % group;
+}
 
 // Positions t0 .. t0 + n - 1 of one slot and kv head's cache into `tile` (word w of position
 // p at p * stride + w), by consecutive threads taking consecutive words.
@@ -236,10 +244,8 @@ extern "C" __global__ void __launch_bounds__(128) attention(const float* qkv,
 #pragma unroll
             for (int i = 0; i < ATT_Q; i++) {
                 if (i < qn && t <= last_pos[i]) {
-                    int qi = q0 + i;
                     float v = s[i] * scale;
-                    scores[((size_t)(r0 + qi / group) * q_heads + kvh * group + qi % group)
-                               * max_len + t] = v;
+                    scores[att_query(r0, q0 + i, group, kvh, q_heads) * max_len + t] = v;
                     m[i] = fmaxf(m[i], v);
                 }
             }
@@ -254,9 +260,7 @@ extern "C" __global__ void __launch_bounds__(128) attention(const float* qkv,
 #pragma unroll
             for (int i = 0; i < ATT_Q; i++) {
                 if (i < qn && t <= last_pos[i]) {
-                    int qi = q0 + i;
-                    float* sc = scores + ((size_t)(r0 + qi / group) * q_heads + kvh * group
-                                          + qi % group) * max_len;
+                    float* sc = scores + att_query(r0, q0 + i, group, kvh, q_heads) * max_len;
                     float e = exp_host(sc[t] - m[i]);
                     sc[t] = e;
                     z[i] = z[i] + e;
@@ -272,9 +276,9 @@ extern "C" __global__ void __launch_bounds__(128) attention(const float* qkv,
         }
         // Thread tid sums outputs o = tid + j * ATT_POS of the chunk: query o / head_dim,
         // dim o % head_dim.
-        float acc[ATT_Q * ATT_MAX_DIM / ATT_POS];
+        float acc[ATT_OUTS];
 #pragma unroll
-        for (int j = 0; j < ATT_Q * ATT_MAX_DIM / ATT_POS; j++) acc[j] = 0.0f;
+        for (int j = 0; j < ATT_OUTS; j++) acc[j] = 0.0f;
         for (int t0 = 0; t0 <= last; t0 += ATT_POS) {
             int np = min(ATT_POS, last + 1 - t0);
             __syncthreads();
@@ -282,14 +286,13 @@ extern "C" __global__ void __launch_bounds__(128) attention(const float* qkv,
             // Past a query's own positions its scores are whatever the scratch held: the sums
             // below stop before them.
             for (int e = tid; e < qn * ATT_POS; e += blockDim.x) {
-                int i = e / ATT_POS, p = e - i * ATT_POS, qi = q0 + i;
+                int i = e / ATT_POS, p = e - i * ATT_POS;
                 if (p < np)
-                    qe[e] = scores[((size_t)(r0 + qi / group) * q_heads + kvh * group + qi % group)
-                                       * max_len + t0 + p];
+                    qe[e] = scores[att_query(r0, q0 + i, group, kvh, q_heads) * max_len + t0 + p];
             }
             __syncthreads();
 #pragma unroll
-            for (int j = 0; j < ATT_Q * ATT_MAX_DIM / ATT_POS; j++) {
+            for (int j = 0; j < ATT_OUTS; j++) {
                 int o = tid + j * ATT_POS, i = o / head_dim, d = o - i * head_dim;
                 if (i >= qn) continue;
                 // Only the query's own positions: past them the cache may hold anything.
@@ -305,12 +308,10 @@ extern "C" __global__ void __launch_bounds__(128) attention(const float* qkv,
             }
         }
 #pragma unroll
-        for (int j = 0; j < ATT_Q * ATT_MAX_DIM / ATT_POS; j++) {
+        for (int j = 0; j < ATT_OUTS; j++) {
             int o = tid + j * ATT_POS, i = o / head_dim, d = o - i * head_dim;
             if (i >= qn) continue;
-            int qi = q0 + i;
-            out[((size_t)(r0 + qi / group) * q_heads + kvh * group + qi % group) * head_dim + d] =
-                acc[j] / zs[i];
+            out[att_query(r0, q0 + i, group, kvh, q_heads) * head_dim + d] = acc[j] / zs[i];
         }
     }
 }
@@ -394,6 +395,12 @@ extern "C" __global__ void embed_rows_bf16(const unsigned short* table, const in
     embed_rows_impl(table, input, slot, slot_token, out, hidden);
 }
 
+// Row r of a product's input: x's row xrows[r], or row r without xrows (the LM head takes only
+// the rows that sample).
+__device__ __forceinline__ const float* x_row(const float* x, const int* xrows, int r, int k) {
+    return x + (size_t)(xrows ? xrows[r] : r) * k;
+}
+
 // The products' fused RMSNorm: with `nw` (the norm's weight), x holds residual rows and the
 // product's input is RMSNorm(x) · nw, each value x[j] * scale * nw[j], with the row's scale =
 // 1 / sqrt(mean(x²) + eps), thread t summing the squares of elements t, t + blockDim.x, … in
@@ -407,7 +414,7 @@ __device__ void row_scales(const float* x, const int* xrows, int r0, int count, 
                            float eps, float* scale, float* sums) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (int r = 0; r < count; r++) {
-        const float* row = x + (size_t)(xrows ? xrows[r0 + r] : r0 + r) * k;
+        const float* row = x_row(x, xrows, r0 + r, k);
         float s = 0.0f;
         for (int i = threadIdx.x; i < k; i += blockDim.x) {
             float v = row[i];
@@ -580,8 +587,8 @@ extern "C" __global__ void gemm_bf16(const float* x, const int* xrows, const uns
     if (c0 >= n) return;  // the whole warp: mma.sync wants all 32 lanes
     const float* xa = 0;
     const float* xb = 0;
-    if (g < count) xa = x + (size_t)(xrows ? xrows[r0 + g] : r0 + g) * k;
-    if (g + 8 < count) xb = x + (size_t)(xrows ? xrows[r0 + g + 8] : r0 + g + 8) * k;
+    if (g < count) xa = x_row(x, xrows, r0 + g, k);
+    if (g + 8 < count) xb = x_row(x, xrows, r0 + g + 8, k);
     const unsigned short* wc = c0 + g < n ? w + (size_t)(c0 + g) * k : 0;
     float sa = nw && g < count ? scale[g] : 1.0f, sb = nw && g + 8 < count ? scale[g + 8] : 1.0f;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -624,7 +631,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_tiled(const float* x
         // Word p of a stage: row (or column) p / 16, its k pair k0 + 2 (p % 16).
         for (int p = tid; p < TILE_M * TILE_K / 2; p += blockDim.x) {
             int r = p >> 4, j = k0 + 2 * (p & 15);
-            const float* row = r < count ? x + (size_t)(xrows ? xrows[r0 + r] : r0 + r) * k : 0;
+            const float* row = r < count ? x_row(x, xrows, r0 + r, k) : 0;
             xs[r * TILE_WORDS + (p & 15)] = x_pair(row, j, k, nw, nw && r < count ? scale[r] : 1.0f);
         }
         for (int p = tid; p < TILE_N * TILE_K / 2; p += blockDim.x) {

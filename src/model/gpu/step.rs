@@ -213,7 +213,8 @@ impl StepModel {
         }
         let (dim, kv) = (cfg.head_dim(), cfg.num_kv_heads());
         if dim % 2 != 0 || dim > ATTENTION_MAX_DIM {
-            return Err(unsupported("its heads are odd or wider than 128"));
+            let why = format!("its heads ({dim}) are odd or wider than {ATTENTION_MAX_DIM}");
+            return Err(unsupported(&why));
         }
         let freqs = inv_freq(cfg, layout.rotary_dim, &layout.ropes[0]);
         let heads = Heads { q: cfg.num_attention_heads, kv, dim, half: freqs.len(), max_len };
