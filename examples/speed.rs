@@ -5,6 +5,7 @@
 //! `BENCHGEN_ISA=avx2|scalar` measures another kernel family.
 //!
 //!     RAYON_NUM_THREADS=2 cargo run --release --example speed [-- --batches 1,8,32 --repeats 3 --dtype q8_0]
+//!     RAYON_NUM_THREADS=2 cargo run --release --example speed -- --dtype bf16 --kv-dtype bf16 --prompt 1000   # long contexts
 //!     RAYON_NUM_THREADS=2 cargo run --release --example speed -- --model m-q4_k_m.gguf --dtype auto
 //!
 //! Prints the median of `--repeats` runs per row. `--logits FILE` instead writes the logits of
@@ -17,7 +18,7 @@ use anyhow::Result;
 use benchgen::device::WeightType;
 use benchgen::engine::sampling::argmax;
 use benchgen::model::random::{random_decoder, smollm2_135m_config};
-use benchgen::model::{Decoder, Segment, SeqCache};
+use benchgen::model::{Decoder, KvDtype, Segment, SeqCache};
 use candle_core::{DType, Tensor};
 use clap::Parser;
 
@@ -31,6 +32,9 @@ struct Args {
     prompt: usize,
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
+    /// KV cache storage: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    kv_dtype: String,
     /// auto, f32, bf16, f16 or q8_0.
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -118,7 +122,7 @@ fn main() -> Result<()> {
     let isa = benchgen::kernels::isa::select_named(vars.get_str(benchgen::kernels::isa::ENV_VAR))?;
     eprintln!("kernels: {}", isa.name());
     let device = benchgen::device::parse_device(&args.device)?;
-    let m = match &args.model {
+    let mut m = match &args.model {
         Some(model) => {
             let sources = benchgen::model::spec::SourceOptions::from_vars(&vars);
             let gguf = benchgen::model::spec::preflight(Some(model), &sources)?.gguf;
@@ -133,13 +137,18 @@ fn main() -> Result<()> {
             1,
         )?,
     };
+    let kv = KvDtype::parse(&args.kv_dtype).ok_or_else(|| {
+        anyhow::anyhow!("--kv-dtype {}: one of {:?}", args.kv_dtype, KvDtype::NAMES)
+    })?;
+    m.set_kv_dtype(kv)?;
     if let Some(out) = &args.logits {
         return dump_logits(&m, &args, out);
     }
     println!(
-        "benchgen, {} ({}) on {}, {} threads, prompt {} + {} new tokens",
+        "benchgen, {} ({}, {} cache) on {}, {} threads, prompt {} + {} new tokens",
         args.dtype,
         m.backend_name(),
+        args.kv_dtype,
         args.device,
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
         args.prompt,
