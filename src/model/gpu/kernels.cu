@@ -472,6 +472,9 @@ extern "C" __global__ void gemm_f32(const float* x, const int* xrows, const floa
     if (nw) row_scales(x, xrows, r0, count, k, eps, scale, sums);
     if (col >= n) return;
     const float* xs[GEMM_ROWS];
+    // x_row's row choice written out: rows past `count` read row 0 (in bounds, never stored), and
+    // routing this through x_row changed NVRTC's register allocation for this kernel, which has
+    // not been timed on a GPU yet.
     for (int r = 0; r < GEMM_ROWS; r++) {
         int xr = r < count ? (xrows ? xrows[r0 + r] : r0 + r) : 0;
         xs[r] = x + (size_t)xr * k;
