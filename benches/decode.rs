@@ -9,6 +9,9 @@
 //! `decode_fewshot/{f32,bf16}-kv`: one decode step for 32 sequences of GSM8K 5-shot's shape, a
 //! 704-token prefix they share plus 64 tokens each, with f32 or bf16 KV caches; attention over
 //! the long context is most of such a step.
+//! `decode_long/{f32,bf16}-kv`: one decode step for 32 sequences that each hold their own
+//! 1,000-token prompt (lm-eval's GSM8K prompts share no prefix), so a step streams 32 whole
+//! caches from memory (0.74 GB in bf16); attention is about half of it.
 //! `examples/speed.rs` prints the same numbers as the project's comparison table.
 
 use std::hint::black_box;
@@ -104,6 +107,25 @@ fn bench(c: &mut Criterion) {
         let mut caches: Vec<SeqCache> =
             own.iter().map(|_| shared.continuation(704 + 64 + 256).unwrap()).collect();
         forward(&m, &mut caches, &own);
+        group.bench_function(format!("{}-kv", kv.name()), |b| {
+            b.iter(|| {
+                let next: Vec<Vec<u32>> = (0..32).map(|i| vec![i as u32]).collect();
+                let h = forward(&m, &mut caches, &next);
+                black_box(m.logits(&h).unwrap())
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("decode_long");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(32));
+    for kv in [KvDtype::F32, KvDtype::Bf16] {
+        m.set_kv_dtype(kv).unwrap();
+        let own = prompts(32, 1000);
+        let mut caches: Vec<SeqCache> = own.iter().map(|p| m.new_cache(p.len() + 256)).collect();
+        for (c, p) in caches.chunks_mut(4).zip(own.chunks(4)) {
+            forward(&m, c, p);
+        }
         group.bench_function(format!("{}-kv", kv.name()), |b| {
             b.iter(|| {
                 let next: Vec<Vec<u32>> = (0..32).map(|i| vec![i as u32]).collect();

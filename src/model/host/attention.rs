@@ -158,14 +158,63 @@ impl InCache for u16 {
     }
 }
 
-/// One layer's keys and values of one sequence. Values token-major, `[T][kv_heads][head_dim]`,
-/// so an append is one copy; keys in tiles of [`TILE`] positions, `[T / TILE][kv_heads][head_dim]
+/// One layer's keys and values of one sequence, one store per KV head, so that attention's task
+/// for a KV head reads two unbroken streams (keys, then values): interleaving the heads made those
+/// reads runs of 2 KB and 128 bytes, which the hardware prefetchers follow at half the memory's
+/// bandwidth or less, and a decode step at few-shot lengths is that read. Per head, values are
+/// token-major, `[T][head_dim]`; keys are in tiles of [`TILE`] positions, `[T / TILE][head_dim]
 /// [TILE]` (slots past the last position zero), so that attention's scores take one key per
 /// vector lane (see `attn_kernels`). Growth is a plain `Vec` growth either way.
 #[derive(Debug, Clone)]
 pub struct LayerKv {
-    k: Rows,
-    v: Rows,
+    k: Vec<Rows>,
+    v: Vec<Rows>,
+    /// Values per head and position.
+    dim: usize,
+}
+
+impl LayerKv {
+    /// Empty stores for `heads` KV heads of `dim` values, with room for `len` positions.
+    fn with_capacity(dtype: KvDtype, heads: usize, dim: usize, len: usize) -> Self {
+        let store = |n: usize| (0..heads).map(|_| Rows::with_capacity(dtype, n)).collect();
+        LayerKv { k: store(len.next_multiple_of(TILE) * dim), v: store(len * dim), dim }
+    }
+
+    fn dtype(&self) -> KvDtype {
+        self.k.first().map_or(KvDtype::F32, Rows::dtype)
+    }
+
+    /// Positions held.
+    fn len(&self) -> usize {
+        self.v.first().map_or(0, |v| v.len() / self.dim.max(1))
+    }
+
+    /// Bytes of the values held (not the zero slots of a last key tile, nor capacity).
+    fn bytes(&self) -> usize {
+        2 * self.v.iter().map(Rows::len).sum::<usize>() * self.dtype().size()
+    }
+
+    /// A copy with room for `len` positions.
+    fn copy_with_capacity(&self, len: usize) -> Self {
+        let (kcap, vcap) = (len.next_multiple_of(TILE) * self.dim, len * self.dim);
+        LayerKv {
+            k: self.k.iter().map(|k| k.copy_with_capacity(kcap)).collect(),
+            v: self.v.iter().map(|v| v.copy_with_capacity(vcap)).collect(),
+            dim: self.dim,
+        }
+    }
+
+    /// Appends one position: `k` and `v` hold every KV head's `dim` values, head after head.
+    pub(super) fn append(&mut self, k: &[f32], v: &[f32]) {
+        let (d, pos) = (self.dim, self.len());
+        debug_assert!(k.len() == self.k.len() * d && v.len() == self.v.len() * d);
+        for ((ks, vs), (k, v)) in
+            self.k.iter_mut().zip(&mut self.v).zip(k.chunks_exact(d).zip(v.chunks_exact(d)))
+        {
+            ks.put_tiled(k, pos);
+            vs.push(v);
+        }
+    }
 }
 
 /// One sequence's KV cache, one [`LayerKv`] per layer, optionally after a read-only prefix
@@ -174,27 +223,24 @@ pub struct LayerKv {
 pub struct HostCache {
     prefix: Option<Arc<HostCache>>,
     layers: Vec<LayerKv>,
-    /// Values per token and layer: `kv_heads * head_dim`.
-    width: usize,
 }
 
 impl HostCache {
-    /// Room for `own_len` tokens of its own (it grows if exceeded), stored as `dtype`.
-    pub fn new(layers: usize, width: usize, own_len: usize, dtype: KvDtype) -> Self {
-        let layer = || LayerKv {
-            k: Rows::with_capacity(dtype, own_len.next_multiple_of(TILE) * width),
-            v: Rows::with_capacity(dtype, own_len * width),
-        };
-        Self { prefix: None, layers: (0..layers).map(|_| layer()).collect(), width }
+    /// Room for `own_len` tokens of its own (it grows if exceeded) of `heads` KV heads of `dim`
+    /// values, stored as `dtype`.
+    pub fn new(layers: usize, heads: usize, dim: usize, own_len: usize, dtype: KvDtype) -> Self {
+        let layer = || LayerKv::with_capacity(dtype, heads, dim, own_len);
+        Self { prefix: None, layers: (0..layers).map(|_| layer()).collect() }
     }
 
     fn dtype(&self) -> KvDtype {
-        self.layers.first().map_or(KvDtype::F32, |l| l.k.dtype())
+        self.layers.first().map_or(KvDtype::F32, LayerKv::dtype)
     }
 
     /// An empty cache that continues `prefix` without copying it, with room for `own_len` more.
     pub fn after(prefix: &Arc<HostCache>, own_len: usize) -> Self {
-        let mut c = Self::new(prefix.layers.len(), prefix.width, own_len, prefix.dtype());
+        let (heads, dim) = prefix.layers.first().map_or((0, 0), |l| (l.k.len(), l.dim));
+        let mut c = Self::new(prefix.layers.len(), heads, dim, own_len, prefix.dtype());
         c.prefix = Some(prefix.flattened());
         c
     }
@@ -214,7 +260,7 @@ impl HostCache {
     }
 
     fn own_len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.v.len() / self.width.max(1))
+        self.layers.first().map_or(0, LayerKv::len)
     }
 
     pub fn len(&self) -> usize {
@@ -225,19 +271,14 @@ impl HostCache {
     /// cache's), counted as values (not the zero slots of a last key tile), not `Vec` capacity
     /// (memory reports).
     pub fn bytes(&self) -> usize {
-        self.layers.iter().map(|l| 2 * l.v.len() * self.dtype().size()).sum()
+        self.layers.iter().map(LayerKv::bytes).sum()
     }
 
     /// An independent copy with room for `max_len` positions in all; a shared prefix stays shared.
     pub fn fork(&self, max_len: usize) -> HostCache {
         let own = max_len.max(self.len()).saturating_sub(self.prefix_len());
-        let (kcap, vcap) = (own.next_multiple_of(TILE) * self.width, own * self.width);
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| LayerKv { k: l.k.copy_with_capacity(kcap), v: l.v.copy_with_capacity(vcap) })
-            .collect();
-        HostCache { prefix: self.prefix.clone(), layers, width: self.width }
+        let layers = self.layers.iter().map(|l| l.copy_with_capacity(own)).collect();
+        HostCache { prefix: self.prefix.clone(), layers }
     }
 
     pub(super) fn layer_mut(&mut self, i: usize) -> &mut LayerKv {
@@ -250,7 +291,6 @@ impl HostCache {
             prefix: self.prefix.as_ref().map(|p| &p.layers[i]),
             prefix_len: self.prefix_len(),
             own: &self.layers[i],
-            width: self.width,
         }
     }
 }
@@ -261,12 +301,11 @@ pub struct KvView<'a> {
     prefix: Option<&'a LayerKv>,
     prefix_len: usize,
     own: &'a LayerKv,
-    width: usize,
 }
 
 impl<'a> KvView<'a> {
     fn is_f32(&self) -> bool {
-        self.own.k.dtype() == KvDtype::F32
+        self.own.dtype() == KvDtype::F32
     }
 
     /// The parts of the view that hold `positions`: (layer, its first position, the local
@@ -292,14 +331,13 @@ impl<'a> KvView<'a> {
         &self,
         positions: std::ops::Range<usize>,
         kh: usize,
-        dim: usize,
     ) -> Vec<KeyTile<'a, T>> {
         let mut out = Vec::with_capacity(positions.len().div_ceil(TILE) + 1);
         for (l, base, range) in self.parts(positions) {
-            let Some(k) = T::slice(&l.k) else { continue };
-            let held = l.v.len() / self.width;
+            let Some(k) = T::slice(&l.k[kh]) else { continue };
+            let (held, dim) = (l.len(), l.dim);
             for t in range.start / TILE..range.end.div_ceil(TILE) {
-                let at = t * TILE * self.width + kh * dim * TILE;
+                let at = t * TILE * dim;
                 out.push(KeyTile {
                     keys: &k[at..at + dim * TILE],
                     first: base + t * TILE,
@@ -310,17 +348,12 @@ impl<'a> KvView<'a> {
         out
     }
 
-    /// Columns `cols` of the values of `positions`, each row a slice of the cache as stored.
-    fn value_rows<T: InCache>(
-        &self,
-        positions: std::ops::Range<usize>,
-        cols: std::ops::Range<usize>,
-    ) -> Vec<&'a [T]> {
+    /// KV head `kh`'s values of `positions`, each row a slice of the cache as stored.
+    fn value_rows<T: InCache>(&self, positions: std::ops::Range<usize>, kh: usize) -> Vec<&'a [T]> {
         let mut vals = Vec::with_capacity(positions.len());
         for (l, _, range) in self.parts(positions) {
-            let Some(v) = T::slice(&l.v) else { continue };
-            let rows = range.start * self.width..range.end * self.width;
-            vals.extend(v[rows].chunks_exact(self.width).map(|r| &r[cols.clone()]));
+            let Some(v) = T::slice(&l.v[kh]) else { continue };
+            vals.extend(v[range.start * l.dim..range.end * l.dim].chunks_exact(l.dim));
         }
         vals
     }
@@ -333,13 +366,6 @@ struct KeyTile<'a, T> {
     first: usize,
     /// Slots `0..held` hold keys (the rest are zero).
     held: usize,
-}
-
-impl LayerKv {
-    pub(super) fn append(&mut self, k: &[f32], v: &[f32]) {
-        self.k.put_tiled(k, self.v.len() / v.len().max(1));
-        self.v.push(v);
-    }
 }
 
 /// Head layout of one attention call.
@@ -521,18 +547,16 @@ impl Head<'_> {
     /// inlined, so each copy calls its own).
     #[inline(always)]
     fn body(&self, res: OutRows, row_len: usize, isa: Isa) {
-        let d = self.dim;
-        let cols = self.kh * d..(self.kh + 1) * d;
         let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
         let end = self.seg.offset + self.seg.len;
         // A cache and its prefix share a dtype (`HostCache::after`).
         if self.kv.is_f32() {
-            let tiles = self.kv.key_tiles::<f32>(first..end, self.kh, d);
-            let vals = self.kv.value_rows::<f32>(first..end, cols);
+            let tiles = self.kv.key_tiles::<f32>(first..end, self.kh);
+            let vals = self.kv.value_rows::<f32>(first..end, self.kh);
             self.softmax_rows(first, &tiles, &vals, isa, res, row_len);
         } else {
-            let tiles = self.kv.key_tiles::<u16>(first..end, self.kh, d);
-            let vals = self.kv.value_rows::<u16>(first..end, cols);
+            let tiles = self.kv.key_tiles::<u16>(first..end, self.kh);
+            let vals = self.kv.value_rows::<u16>(first..end, self.kh);
             self.softmax_rows(first, &tiles, &vals, isa, res, row_len);
         }
     }
@@ -712,14 +736,14 @@ mod tests {
             let k = values(total * h.kv * h.dim, 1);
             let v = values(total * h.kv * h.dim, 2);
             let q = values(len * h.q * h.dim, 3);
-            let cache = layer(&k, &v, h.kv * h.dim);
+            let cache = layer(&k, &v, h);
             let mut out = vec![0f32; len * h.q * h.dim];
             attend(
                 Isa::detect(),
                 &q,
                 h.q * h.dim,
                 &[Segment { len, offset: total - len }],
-                &[view(&cache, h)],
+                &[view(&cache)],
                 h,
                 &mut out,
             );
@@ -733,8 +757,8 @@ mod tests {
     #[test]
     fn a_sequence_gives_the_same_bits_alone_and_beside_others() {
         let h = Heads::new(2, 1, 16, None);
-        let a = layer(&values(7 * 16, 4), &values(7 * 16, 5), 16);
-        let b = layer(&values(30 * 16, 6), &values(30 * 16, 7), 16);
+        let a = layer(&values(7 * 16, 4), &values(7 * 16, 5), h);
+        let b = layer(&values(30 * 16, 6), &values(30 * 16, 7), h);
         let (qa, qb) = (values(2 * 32, 8), values(30 * 32, 9));
         let mut alone = vec![0f32; 2 * 32];
         attend(
@@ -742,7 +766,7 @@ mod tests {
             &qa,
             32,
             &[Segment { len: 2, offset: 5 }],
-            &[view(&a, h)],
+            &[view(&a)],
             h,
             &mut alone,
         );
@@ -753,24 +777,25 @@ mod tests {
             &both_q,
             32,
             &[Segment { len: 30, offset: 0 }, Segment { len: 2, offset: 5 }],
-            &[view(&b, h), view(&a, h)],
+            &[view(&b), view(&a)],
             h,
             &mut both,
         );
         assert_eq!(alone, both[30 * 32..]);
     }
 
-    /// A layer holding token-major keys and values of `width` values a token.
-    fn layer(k: &[f32], v: &[f32], width: usize) -> LayerKv {
-        let mut l = LayerKv { k: Rows::F32(Vec::new()), v: Rows::F32(Vec::new()) };
+    /// A layer holding `h`'s KV heads from token-major keys and values.
+    fn layer(k: &[f32], v: &[f32], h: Heads) -> LayerKv {
+        let width = h.kv * h.dim;
+        let mut l = LayerKv::with_capacity(KvDtype::F32, h.kv, h.dim, 0);
         for (k, v) in k.chunks(width).zip(v.chunks(width)) {
             l.append(k, v);
         }
         l
     }
 
-    fn view(l: &LayerKv, h: Heads) -> KvView<'_> {
-        KvView { prefix: None, prefix_len: 0, own: l, width: h.kv * h.dim }
+    fn view(l: &LayerKv) -> KvView<'_> {
+        KvView { prefix: None, prefix_len: 0, own: l }
     }
 
     #[test]
@@ -782,23 +807,23 @@ mod tests {
             let h = Heads::new(4, 2, 16, window);
             let (total, len) = (11, 3);
             let (k, v, q) = (values(total * 32, 13), values(total * 32, 14), values(len * 64, 15));
-            let mut cache = HostCache::new(1, 32, total, KvDtype::Bf16);
+            let mut cache = HostCache::new(1, 2, 16, total, KvDtype::Bf16);
             for t in 0..total {
                 cache.layer_mut(0).append(&k[t * 32..][..32], &v[t * 32..][..32]);
             }
             let seg = [Segment { len, offset: total - len }];
             let (mut got, mut want) = (vec![0f32; len * 64], vec![0f32; len * 64]);
             attend(Isa::detect(), &q, 64, &seg, &[cache.view(0)], h, &mut got);
-            let rounded = layer(&round(&k), &round(&v), 32);
-            attend(Isa::detect(), &q, 64, &seg, &[view(&rounded, h)], h, &mut want);
+            let rounded = layer(&round(&k), &round(&v), h);
+            attend(Isa::detect(), &q, 64, &seg, &[view(&rounded)], h, &mut want);
             assert_eq!(got, want, "window {window:?}");
-            let exact = layer(&k, &v, 32);
-            attend(Isa::detect(), &q, 64, &seg, &[view(&exact, h)], h, &mut want);
+            let exact = layer(&k, &v, h);
+            attend(Isa::detect(), &q, 64, &seg, &[view(&exact)], h, &mut want);
             assert_ne!(got, want, "the cache did round");
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2), "window {window:?}");
         }
         // A fork and a cache after a shared prefix keep the dtype and the values.
-        let mut c = HostCache::new(1, 16, 4, KvDtype::Bf16);
+        let mut c = HostCache::new(1, 1, 16, 4, KvDtype::Bf16);
         c.layer_mut(0).append(&values(16, 1), &values(16, 2));
         let shared = Arc::new(c.fork(4));
         let after = HostCache::after(&shared, 2);
@@ -808,12 +833,12 @@ mod tests {
         };
         // Position 0's key: slot 0 of each dimension of the first tile.
         let key = |v: KvView| -> Vec<f32> {
-            let t = v.key_tiles::<u16>(0..1, 0, 16);
+            let t = v.key_tiles::<u16>(0..1, 0);
             assert_eq!((t.len(), t[0].first, t[0].held), (1, 0, 1));
             t[0].keys.iter().step_by(TILE).map(|&b| crate::kernels::from_bf16(b)).collect()
         };
-        let (ak, av) = (key(after.view(0)), widen(after.view(0).value_rows::<u16>(0..1, 0..16)));
-        let (ck, cv) = (key(c.view(0)), widen(c.view(0).value_rows::<u16>(0..1, 0..16)));
+        let (ak, av) = (key(after.view(0)), widen(after.view(0).value_rows::<u16>(0..1, 0)));
+        let (ck, cv) = (key(c.view(0)), widen(c.view(0).value_rows::<u16>(0..1, 0)));
         assert_eq!((&ak, &av), (&ck, &cv));
         assert_eq!(ck, round(&values(16, 1)));
         assert_eq!(cv, round(&values(16, 2)));
@@ -841,7 +866,7 @@ mod tests {
                     .enumerate()
                     .map(|(s, seg)| {
                         let total = seg.offset + seg.len;
-                        let mut c = HostCache::new(1, kvw, total, dtype);
+                        let mut c = HostCache::new(1, h.kv, dim, total, dtype);
                         let (k, v) = (values(total * kvw, 20 + s), values(total * kvw, 30 + s));
                         for t in 0..total {
                             c.layer_mut(0).append(&k[t * kvw..][..kvw], &v[t * kvw..][..kvw]);
@@ -876,14 +901,14 @@ mod tests {
     fn a_shared_prefix_reads_like_a_cache_of_its_own() {
         let h = Heads::new(2, 1, 16, None);
         let (k, v) = (values(9 * 16, 10), values(9 * 16, 11));
-        let whole = layer(&k, &v, 16);
-        let prefix = layer(&k[..6 * 16], &v[..6 * 16], 16);
-        let own = layer(&k[6 * 16..], &v[6 * 16..], 16);
-        let split = KvView { prefix: Some(&prefix), prefix_len: 6, own: &own, width: 16 };
+        let whole = layer(&k, &v, h);
+        let prefix = layer(&k[..6 * 16], &v[..6 * 16], h);
+        let own = layer(&k[6 * 16..], &v[6 * 16..], h);
+        let split = KvView { prefix: Some(&prefix), prefix_len: 6, own: &own };
         let q = values(3 * 32, 12);
         let seg = [Segment { len: 3, offset: 6 }];
         let (mut a, mut b) = (vec![0f32; 3 * 32], vec![0f32; 3 * 32]);
-        attend(Isa::detect(), &q, 32, &seg, &[view(&whole, h)], h, &mut a);
+        attend(Isa::detect(), &q, 32, &seg, &[view(&whole)], h, &mut a);
         attend(Isa::detect(), &q, 32, &seg, &[split], h, &mut b);
         assert_eq!(a, b);
     }

@@ -141,11 +141,12 @@ mod avx512 {
         }
     }
 
-    /// Query rows per block: with two tiles, 16 accumulators of the 32 registers.
+    /// Query rows per block: with two tiles, 16 accumulators of the 32 registers (four tiles
+    /// for up to four rows).
     const ROWS: usize = 8;
 
-    /// [`super::scores`]: blocks of up to [`ROWS`] query rows by two tiles, each accumulator
-    /// one (row, tile) chain.
+    /// [`super::scores`]: blocks of up to [`ROWS`] query rows by two tiles (four for up to four
+    /// rows), each accumulator one (row, tile) chain.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scores<T: Stored>(
         qs: &[&[f32]],
@@ -158,6 +159,19 @@ mod avx512 {
         for q0 in (0..qs.len()).step_by(ROWS) {
             let rows = &qs[q0..(q0 + ROWS).min(qs.len())];
             let mut t = 0;
+            // A decode row's few heads take four tiles at once: more independent chains to
+            // hide the FMAs' latency, and more key loads in flight (a decode step streams them).
+            while rows.len() <= 4 && tiles.len() - t >= 4 {
+                let o = out.as_mut_ptr().add(q0 * w + t * TILE);
+                // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
+                match rows.len() {
+                    1 => block::<T, 1, 4>(rows, &tiles[t..], d, scale, o, w),
+                    2 => block::<T, 2, 4>(rows, &tiles[t..], d, scale, o, w),
+                    3 => block::<T, 3, 4>(rows, &tiles[t..], d, scale, o, w),
+                    _ => block::<T, 4, 4>(rows, &tiles[t..], d, scale, o, w),
+                }
+                t += 4;
+            }
             while t < tiles.len() {
                 let two = tiles.len() - t >= 2;
                 let o = out.as_mut_ptr().add(q0 * w + t * TILE);

@@ -611,7 +611,7 @@ impl HostDecoder {
     }
 
     pub fn new_cache(&self, max_len: usize) -> HostCache {
-        HostCache::new(self.layers.len(), self.heads.kv * self.heads.dim, max_len, self.kv_dtype)
+        HostCache::new(self.layers.len(), self.heads.kv, self.heads.dim, max_len, self.kv_dtype)
     }
 
     /// How new caches store keys and values (f32 unless set).
