@@ -406,8 +406,9 @@ mod avx2 {
     ) {
         let (n, d) = (vals.len(), o.len() / heads);
         assert!(d.is_multiple_of(16) && p.len() >= heads * n);
-        // About 8 accumulators (enough independent additions to hide their latency) of up to 4
-        // heads by an even number of vectors: whole 64-byte lines of f32 values.
+        // About 8 accumulators (enough independent additions to hide their latency; 12 for a
+        // group of three heads, which still fit in the 16 registers) of up to 4 heads by an even
+        // number of vectors: whole 64-byte lines of f32 values.
         let mut h = 0;
         while h < heads {
             let g = (heads - h).min(4);
@@ -417,6 +418,9 @@ mod avx2 {
                 let r = match g {
                     1 => r.min(8),
                     2 => r.min(4),
+                    // A GQA group of three (SmolLM2's 9/3 heads): 12 accumulators, each value
+                    // row read once per 32 columns rather than per 16.
+                    3 if r >= 4 => 4,
                     _ => 2,
                 };
                 match (g, r) {
@@ -426,6 +430,7 @@ mod avx2 {
                     (1, _) => columns::<T, 1, 8>(p, vals, o, d, h, c),
                     (2, 2) => columns::<T, 2, 2>(p, vals, o, d, h, c),
                     (2, _) => columns::<T, 2, 4>(p, vals, o, d, h, c),
+                    (3, 4) => columns::<T, 3, 4>(p, vals, o, d, h, c),
                     (3, _) => columns::<T, 3, 2>(p, vals, o, d, h, c),
                     (_, _) => columns::<T, 4, 2>(p, vals, o, d, h, c),
                 }
