@@ -176,8 +176,14 @@ pub struct LayerKv {
 impl LayerKv {
     /// Empty stores for `heads` KV heads of `dim` values, with room for `len` positions.
     fn with_capacity(dtype: KvDtype, heads: usize, dim: usize, len: usize) -> Self {
+        let (kcap, vcap) = Self::capacities(dim, len);
         let store = |n: usize| (0..heads).map(|_| Rows::with_capacity(dtype, n)).collect();
-        LayerKv { k: store(len.next_multiple_of(TILE) * dim), v: store(len * dim), dim }
+        LayerKv { k: store(kcap), v: store(vcap), dim }
+    }
+
+    /// Values one head's (keys, values) store holds for `len` positions: keys fill whole tiles.
+    fn capacities(dim: usize, len: usize) -> (usize, usize) {
+        (len.next_multiple_of(TILE) * dim, len * dim)
     }
 
     fn dtype(&self) -> KvDtype {
@@ -196,7 +202,7 @@ impl LayerKv {
 
     /// A copy with room for `len` positions.
     fn copy_with_capacity(&self, len: usize) -> Self {
-        let (kcap, vcap) = (len.next_multiple_of(TILE) * self.dim, len * self.dim);
+        let (kcap, vcap) = Self::capacities(self.dim, len);
         LayerKv {
             k: self.k.iter().map(|k| k.copy_with_capacity(kcap)).collect(),
             v: self.v.iter().map(|v| v.copy_with_capacity(vcap)).collect(),
