@@ -9,9 +9,9 @@
 //! `decode_fewshot/{f32,bf16}-kv`: one decode step for 32 sequences of GSM8K 5-shot's shape, a
 //! 704-token prefix they share plus 64 tokens each, with f32 or bf16 KV caches; attention over
 //! the long context is most of such a step.
-//! `decode_long/{f32,bf16}-kv`: one decode step for 32 sequences that each hold their own
+//! `decode_long/{f32,bf16,int8}-kv`: one decode step for 32 sequences that each hold their own
 //! 1,000-token prompt (lm-eval's GSM8K prompts share no prefix), so a step streams 32 whole
-//! caches from memory (0.74 GB in bf16); attention is about half of it.
+//! caches from memory (0.74 GB in bf16, 0.39 GB in int8); attention is about half of it.
 //! `examples/speed.rs` prints the same numbers as the project's comparison table.
 
 use std::hint::black_box;
@@ -129,7 +129,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_long");
     group.sample_size(10);
     group.throughput(Throughput::Elements(32));
-    for kv in [KvDtype::F32, KvDtype::Bf16] {
+    for kv in [KvDtype::F32, KvDtype::Bf16, KvDtype::Int8] {
         m.set_kv_dtype(kv).unwrap();
         let own = prompts(32, 1000);
         // Room for every step criterion takes (the context grows by one token per iteration,

@@ -64,7 +64,7 @@ fn every_kernel_family_gives_the_same_logits() {
             WeightType::Float(DType::F16),
             WeightType::Q8_0,
         ] {
-            for kv in [KvDtype::F32, KvDtype::Bf16] {
+            for kv in [KvDtype::F32, KvDtype::Bf16, KvDtype::Int8] {
                 let runs: Vec<Vec<u32>> = families
                     .iter()
                     .map(|&isa| {

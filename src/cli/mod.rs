@@ -273,8 +273,9 @@ pub struct EvalArgs {
     /// tokens that fit (context − max_new_tokens) and records how many were dropped
     #[arg(long, value_parser = truncate_parser())]
     pub truncate: Option<Truncate>,
-    /// How the KV cache stores keys and values on the CPU host path: `f32` (exact) or `bf16`
-    /// (half the cache memory; attention reads keys and values rounded to bf16)
+    /// How the KV cache stores keys and values on the CPU host path: `f32` (exact), `bf16`
+    /// (half the cache memory; attention reads keys and values rounded to bf16) or `int8` (a byte
+    /// a value and an f32 scale per position and KV head)
     #[arg(long, value_parser = kv_dtype_parser())]
     pub kv_dtype: Option<KvDtype>,
     /// Most memory the running sequences' KV caches may take, e.g. 600MB or 2GiB: a sequence
@@ -342,8 +343,8 @@ pub struct GenerateArgs {
     /// activations; q8_0: 8-bit weights, CPU only)
     #[arg(long, default_value_t = Settings::default().dtype, value_parser = dtype_parser())]
     pub dtype: DtypeSpec,
-    /// How the KV cache stores keys and values on the CPU host path: f32 (exact) or bf16 (half
-    /// the cache memory)
+    /// How the KV cache stores keys and values on the CPU host path: f32 (exact), bf16 (half the
+    /// cache memory) or int8 (a byte a value and an f32 scale per position and KV head)
     #[arg(long, default_value = Settings::default().kv_dtype.name(), value_parser = kv_dtype_parser())]
     pub kv_dtype: KvDtype,
     /// Most memory the running sequences' KV caches may take, e.g. 600MB or 2GiB (see `eval

@@ -298,11 +298,12 @@ impl Decoder {
     /// Bytes one token's keys and values take in a cache: every layer's keys and values, in
     /// the cache's dtype.
     pub fn kv_bytes_per_token(&self) -> usize {
-        let size = match &self.inner {
-            Inner::Candle(m) => m.dtype().size_in_bytes(),
-            Inner::Host(m) => m.kv_dtype().size(),
+        let dim = self.cfg.head_dim();
+        let row = match &self.inner {
+            Inner::Candle(m) => m.dtype().size_in_bytes() * dim,
+            Inner::Host(m) => m.kv_dtype().row_bytes(dim),
         };
-        self.cfg.num_hidden_layers * 2 * self.cfg.num_kv_heads() * self.cfg.head_dim() * size
+        self.cfg.num_hidden_layers * 2 * self.cfg.num_kv_heads() * row
     }
 
     pub fn new_cache(&self, max_len: usize) -> SeqCache {
@@ -441,12 +442,14 @@ mod tests {
         let cfg: ModelConfig = serde_json::from_value(serde_json::json!({"hidden_size": 64, "intermediate_size": 128,
             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}))
         .unwrap();
-        for (kv, size) in [(KvDtype::F32, 4), (KvDtype::Bf16, 2)] {
+        // A head's position: 16 values, and int8's scale.
+        for (kv, row) in [(KvDtype::F32, 16 * 4), (KvDtype::Bf16, 16 * 2), (KvDtype::Int8, 16 + 4)]
+        {
             let mut m =
                 super::super::random::random_decoder(&cfg, DType::F32, &Device::Cpu, 1).unwrap();
             m.set_kv_dtype(kv).unwrap();
-            // layers × (keys, values) × kv heads × head_dim 16
-            let per = 2 * 2 * 2 * 16 * size;
+            // layers × (keys, values) × kv heads × a head's position
+            let per = 2 * 2 * 2 * row;
             assert_eq!(m.kv_bytes_per_token(), per);
             // Room for 100 tokens is capacity, not stored values.
             let mut c = m.new_cache(100);

@@ -114,17 +114,18 @@ fn generations_sharing_a_prefix_do_not_depend_on_the_batch() {
 }
 
 #[test]
-fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
+fn narrow_kv_caches_keep_generations_independent_of_the_batch() {
     // The host path only: the candle decoder (GPUs) keeps its cache in the model's dtype.
     if !common::test_device().is_cpu() {
-        eprintln!("SKIPPED: bf16 KV caches are a CPU host-path feature");
+        eprintln!("SKIPPED: bf16 and int8 KV caches are a CPU host-path feature");
         return;
     }
     let preamble = format!("{}\n\n", words(99, 20));
     let requests: Vec<GenRequest> =
         (0..40).map(|i| request(i, format!("{preamble}{}", words(i, 1 + i % 7)))).collect();
-    check_generation_with("shared prefix, bf16 KV", requests, KvDtype::Bf16);
-    // The setting reaches the cache: logits move, by about bf16's rounding of the keys and values.
+    check_generation_with("shared prefix, bf16 KV", requests.clone(), KvDtype::Bf16);
+    check_generation_with("shared prefix, int8 KV", requests, KvDtype::Int8);
+    // The setting reaches the cache: logits move, by about the rounding of the keys and values.
     use benchgen::model::Segment;
     use candle_core::Tensor;
     let ckpt =
@@ -141,13 +142,17 @@ fn a_bf16_kv_cache_keeps_generations_independent_of_the_batch() {
             .unwrap();
         m.logits(&hidden).unwrap().to_vec2::<f32>().unwrap().pop().unwrap()
     };
-    let (exact, rounded) = (last_logits(KvDtype::F32), last_logits(KvDtype::Bf16));
-    let diff = exact.iter().zip(&rounded).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let exact = last_logits(KvDtype::F32);
     let scale = exact.iter().map(|a| a.abs()).fold(0f32, f32::max);
-    assert!(
-        diff > 0.0 && diff < 0.02 * scale,
-        "largest logit difference {diff}, largest logit {scale}"
-    );
+    for (kv, bound) in [(KvDtype::Bf16, 0.02), (KvDtype::Int8, 0.02)] {
+        let narrow = last_logits(kv);
+        let diff = exact.iter().zip(&narrow).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("{kv:?}: largest logit difference {diff}, largest logit {scale}");
+        assert!(
+            diff > 0.0 && diff < bound * scale,
+            "{kv:?}: largest logit difference {diff}, largest logit {scale}"
+        );
+    }
 }
 
 /// `--kv-budget`: a sequence waits until its whole cache fits, so the caches' peak stays under
@@ -241,10 +246,10 @@ fn check_loglikelihoods(weights: WeightType) {
 }
 
 /// Options of one question continue its context's cache, read in place; each option scored on
-/// its own (the context fed afresh) gets the same bits, with f32 and bf16 caches.
+/// its own (the context fed afresh) gets the same bits, with f32, bf16 and int8 caches.
 #[test]
 fn options_sharing_a_context_score_as_they_would_alone_bit_for_bit() {
-    for kv in [KvDtype::F32, KvDtype::Bf16] {
+    for kv in [KvDtype::F32, KvDtype::Bf16, KvDtype::Int8] {
         let requests: Vec<LoglikRequest> = (0..12)
             .map(|i| LoglikRequest {
                 index: i,

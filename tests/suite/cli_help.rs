@@ -61,7 +61,7 @@ fn values_outside_a_settings_list_are_refused_at_the_command_line() {
         );
     }
     let out = benchgen(dir.path(), &["eval", "--kv-dtype", "f16"]);
-    assert!(stderr(&out).contains("possible values: f32, bf16"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("possible values: f32, bf16, int8"), "{}", stderr(&out));
     // Nothing was started.
     assert!(!dir.path().join("runs").exists());
 }

@@ -39,12 +39,9 @@ fn f32_weights_bytes(cfg: &Value) -> u64 {
 }
 
 /// Bytes one token takes in the KV cache at `value_bytes` a value.
-fn kv_bytes_per_token(cfg: &Value, value_bytes: u64) -> u64 {
-    dim(cfg, "num_hidden_layers")
-        * 2
-        * dim(cfg, "num_key_value_heads")
-        * dim(cfg, "head_dim")
-        * value_bytes
+/// Bytes of one token's keys and values when a head's position takes `row(head_dim)` bytes.
+fn kv_bytes_per_token(cfg: &Value, row: impl Fn(u64) -> u64) -> u64 {
+    dim(cfg, "num_hidden_layers") * 2 * dim(cfg, "num_key_value_heads") * row(dim(cfg, "head_dim"))
 }
 
 /// Tokens in an item's cache after its last step: the prompt and every sampled token but the
@@ -75,7 +72,7 @@ fn run_json_reports_weights_kv_cache_and_peak_rss() {
     assert_eq!(weights, f32_weights_bytes(&cfg), "{mem}");
     assert_eq!(
         mem["kv_cache_peak_bytes"].as_u64().unwrap(),
-        cached_tokens(&preds[0]) * kv_bytes_per_token(&cfg, 4),
+        cached_tokens(&preds[0]) * kv_bytes_per_token(&cfg, |d| d * 4),
         "{mem} {}",
         preds[0]
     );
@@ -95,33 +92,32 @@ fn run_json_reports_weights_kv_cache_and_peak_rss() {
 }
 
 #[test]
-fn bf16_kv_cache_halves_the_kv_peak() {
+fn narrow_kv_caches_shrink_the_kv_peak() {
     let dir = tempfile::tempdir().unwrap();
-    let (f32_runs, bf16_runs) = (dir.path().join("f32"), dir.path().join("bf16"));
-    for (runs, kv) in [(&f32_runs, "f32"), (&bf16_runs, "bf16")] {
-        ok(&benchgen(
-            dir.path(),
-            &[
-                "eval",
-                "--limit",
-                "1",
-                "--batch-size",
-                "1",
-                "--kv-dtype",
-                kv,
-                "--runs-dir",
-                runs.to_str().unwrap(),
-            ],
-        ));
+    let runs = |kv: &str| dir.path().join(kv);
+    for kv in ["f32", "bf16", "int8"] {
+        let out = runs(kv);
+        let args = ["eval", "--limit", "1", "--batch-size", "1", "--kv-dtype", kv, "--runs-dir"];
+        let mut args = args.to_vec();
+        args.push(out.to_str().unwrap());
+        ok(&benchgen(dir.path(), &args));
+        assert_eq!(
+            read_json(&out.join("1/run.json"))["settings"]["kv_dtype"].as_str(),
+            (kv != "f32").then_some(kv)
+        );
     }
-    let (f, b) = (memory(&f32_runs), memory(&bf16_runs));
-    // Same tokens either way (the item is the same; its journal says so).
-    let tokens = |runs: &Path| cached_tokens(&read_jsonl(&runs.join("1/predictions.jsonl"))[0]);
-    assert_eq!(tokens(&f32_runs), tokens(&bf16_runs));
-    let kv = |m: &Value| m["kv_cache_peak_bytes"].as_u64().unwrap();
-    assert!(kv(&b) > 0 && kv(&f) == 2 * kv(&b), "f32 {f} bf16 {b}");
-    assert_eq!(kv(&b), tokens(&bf16_runs) * kv_bytes_per_token(&config(), 2));
-    assert_eq!(f["weights_bytes"], b["weights_bytes"]);
+    // Same tokens every way (the item is the same; its journal says so).
+    let tokens = |kv: &str| cached_tokens(&read_jsonl(&runs(kv).join("1/predictions.jsonl"))[0]);
+    let n = tokens("f32");
+    assert_eq!((tokens("bf16"), tokens("int8")), (n, n));
+    let kv = |kv: &str| memory(&runs(kv))["kv_cache_peak_bytes"].as_u64().unwrap();
+    let cfg = config();
+    assert_eq!(kv("f32"), n * kv_bytes_per_token(&cfg, |d| 4 * d));
+    assert_eq!(kv("bf16"), n * kv_bytes_per_token(&cfg, |d| 2 * d));
+    // A byte a value and an f32 scale per head and position.
+    assert_eq!(kv("int8"), n * kv_bytes_per_token(&cfg, |d| d + 4));
+    let weights = |kv: &str| memory(&runs(kv))["weights_bytes"].clone();
+    assert_eq!((weights("bf16"), weights("int8")), (weights("f32"), weights("f32")));
 }
 
 /// `--kv-budget`: recorded in run.json, the caches' peak stays under it, the predictions are
@@ -179,7 +175,7 @@ fn resumed_run_reports_the_resuming_process() {
     // Keep only the item with the most cached tokens, as if the run had been killed after it:
     // the resumed process then only ever holds the other items' caches.
     let biggest = (0..4).max_by_key(|&i| cached_tokens(&preds[i])).unwrap();
-    assert_eq!(full, cached_tokens(&preds[biggest]) * kv_bytes_per_token(&config(), 4));
+    assert_eq!(full, cached_tokens(&preds[biggest]) * kv_bytes_per_token(&config(), |d| d * 4));
     let kept = format!("{}\n", serde_json::to_string(&preds[biggest]).unwrap());
     std::fs::write(&journal, kept).unwrap();
     let mut rec = read_json(&runs.join("1/run.json"));
@@ -194,7 +190,7 @@ fn resumed_run_reports_the_resuming_process() {
     let mem = memory(&runs);
     let others = (0..4).filter(|&i| i != biggest).map(|i| cached_tokens(&preds[i])).max().unwrap();
     let resumed = mem["kv_cache_peak_bytes"].as_u64().unwrap();
-    assert_eq!(resumed, others * kv_bytes_per_token(&config(), 4), "{mem}");
+    assert_eq!(resumed, others * kv_bytes_per_token(&config(), |d| d * 4), "{mem}");
     assert!(resumed < full, "the resumed process's peak is its own: {resumed} vs {full}");
     assert_eq!(mem["weights_bytes"].as_u64().unwrap(), f32_weights_bytes(&config()));
 }
@@ -218,7 +214,7 @@ fn multiple_choice_counts_the_context_once_and_each_options_own_tokens() {
     let mem = memory(&dir.path().join("runs"));
     assert_eq!(
         mem["kv_cache_peak_bytes"].as_u64().unwrap(),
-        want * kv_bytes_per_token(&config(), 4),
+        want * kv_bytes_per_token(&config(), |d| d * 4),
         "{mem}"
     );
     assert_eq!(mem["weights_bytes"].as_u64().unwrap(), f32_weights_bytes(&config()));

@@ -1,6 +1,6 @@
-//! Attention of the host decoder: each sequence against its own KV cache (read in place, f32 or
-//! bf16), one task per sequence and group of query heads sharing a KV head (or per query head
-//! when the batch is too small to keep the threads busy otherwise), so a sequence's numbers
+//! Attention of the host decoder: each sequence against its own KV cache (read in place: f32,
+//! bf16 or int8), one task per sequence and group of query heads sharing a KV head (or per query
+//! head when the batch is too small to keep the threads busy otherwise), so a sequence's numbers
 //! never depend on its batch.
 
 use std::sync::Arc;
@@ -15,23 +15,27 @@ use crate::model::decoder::Segment;
 /// How a KV cache stores keys and values. bf16 halves the cache (what long few-shot prompts at
 /// large batches are made of); attention then reads each stored value widened back to f32, so
 /// its arithmetic is the f32 path's on the rounded keys and values, and a sequence's numbers
-/// still depend on nothing but its own tokens.
+/// still depend on nothing but its own tokens. int8 quarters it: each position's keys (and
+/// values) of one KV head are `d · q` with one f32 `d` and `head_dim` signed bytes, as llama.cpp's
+/// `q8_0` cache does per 32 values; a position's quantization reads nothing but its own row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KvDtype {
     #[default]
     F32,
     Bf16,
+    Int8,
 }
 
 impl KvDtype {
     /// Every `--kv-dtype` value, as [`KvDtype::name`] spells it.
-    pub const NAMES: [&str; 2] = ["f32", "bf16"];
+    pub const NAMES: [&str; 3] = ["f32", "bf16", "int8"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "f32" => Some(Self::F32),
             "bf16" => Some(Self::Bf16),
+            "int8" => Some(Self::Int8),
             _ => None,
         }
     }
@@ -40,6 +44,7 @@ impl KvDtype {
         match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
         }
     }
 
@@ -47,28 +52,52 @@ impl KvDtype {
         *self == Self::F32
     }
 
-    /// Bytes one stored value takes.
-    pub fn size(self) -> usize {
+    /// Bytes one position's keys (or values) of one KV head of `dim` values take.
+    pub fn row_bytes(self, dim: usize) -> usize {
         match self {
-            Self::F32 => 4,
-            Self::Bf16 => 2,
+            Self::F32 => 4 * dim,
+            Self::Bf16 => 2 * dim,
+            Self::Int8 => dim + 4,
         }
     }
 }
 
-/// Stored values of one kind (keys or values), token-major.
+/// Stored values of one kind (keys or values) of one KV head.
 #[derive(Debug, Clone)]
 enum Rows {
     F32(Vec<f32>),
     /// bf16 bits (f32 rounded to nearest even).
     Bf16(Vec<u16>),
+    /// Position `p`'s values are `d[p] · q[..]` (see [`int8_scale`]).
+    I8 {
+        q: Vec<i8>,
+        d: Vec<f32>,
+    },
+}
+
+/// `x` as `d · q`: `d = max |x| / 127` and `q = round(x / d)`, computed as `x · (1 / d)` (as
+/// llama.cpp's `q8_0` does); a zero row is all zeros. Returns `d` and `1 / d` (0 for a zero row).
+fn int8_scale(x: &[f32]) -> (f32, f32) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    (d, if d > 0.0 { 1.0 / d } else { 0.0 })
+}
+
+/// One value of a row quantized by [`int8_scale`]'s `1 / d`.
+fn to_int8(v: f32, inv: f32) -> i8 {
+    // `as` saturates, and |v · inv| rounds to at most 127.
+    (v * inv).round() as i8
 }
 
 impl Rows {
-    fn with_capacity(dtype: KvDtype, n: usize) -> Self {
+    /// Empty, with room for `n` values of `positions` positions.
+    fn with_capacity(dtype: KvDtype, n: usize, positions: usize) -> Self {
         match dtype {
             KvDtype::F32 => Rows::F32(Vec::with_capacity(n)),
             KvDtype::Bf16 => Rows::Bf16(Vec::with_capacity(n)),
+            KvDtype::Int8 => {
+                Rows::I8 { q: Vec::with_capacity(n), d: Vec::with_capacity(positions) }
+            }
         }
     }
 
@@ -76,13 +105,24 @@ impl Rows {
         match self {
             Rows::F32(_) => KvDtype::F32,
             Rows::Bf16(_) => KvDtype::Bf16,
+            Rows::I8 { .. } => KvDtype::Int8,
         }
     }
 
+    /// Values held (zero slots of a last key tile included).
     fn len(&self) -> usize {
         match self {
             Rows::F32(r) => r.len(),
             Rows::Bf16(r) => r.len(),
+            Rows::I8 { q, .. } => q.len(),
+        }
+    }
+
+    /// Each position's scale (int8 only).
+    fn scales(&self) -> Option<&[f32]> {
+        match self {
+            Rows::I8 { d, .. } => Some(d),
+            _ => None,
         }
     }
 
@@ -90,6 +130,11 @@ impl Rows {
         match self {
             Rows::F32(r) => r.extend_from_slice(x),
             Rows::Bf16(r) => r.extend(x.iter().map(|&v| crate::kernels::to_bf16(v))),
+            Rows::I8 { q, d } => {
+                let (scale, inv) = int8_scale(x);
+                q.extend(x.iter().map(|&v| to_int8(v, inv)));
+                d.push(scale);
+            }
         }
     }
 
@@ -112,6 +157,13 @@ impl Rows {
                     r[base + e * TILE + lane] = crate::kernels::to_bf16(v);
                 }
             }
+            Rows::I8 { q, d } => {
+                let (scale, inv) = int8_scale(x);
+                for (e, &v) in x.iter().enumerate() {
+                    q[base + e * TILE + lane] = to_int8(v, inv);
+                }
+                d.push(scale);
+            }
         }
     }
 
@@ -120,22 +172,27 @@ impl Rows {
         match self {
             Rows::F32(r) => r.resize(n, 0.0),
             Rows::Bf16(r) => r.resize(n, 0),
+            Rows::I8 { q, .. } => q.resize(n, 0),
         }
     }
 
-    /// A copy with room for `cap` values.
-    fn copy_with_capacity(&self, cap: usize) -> Self {
-        let mut out = Rows::with_capacity(self.dtype(), cap.max(self.len()));
+    /// A copy with room for `cap` values of `positions` positions.
+    fn copy_with_capacity(&self, cap: usize, positions: usize) -> Self {
+        let mut out = Rows::with_capacity(self.dtype(), cap.max(self.len()), positions);
         match (&mut out, self) {
             (Rows::F32(o), Rows::F32(r)) => o.extend_from_slice(r),
             (Rows::Bf16(o), Rows::Bf16(r)) => o.extend_from_slice(r),
+            (Rows::I8 { q: oq, d: od }, Rows::I8 { q, d }) => {
+                oq.extend_from_slice(q);
+                od.extend_from_slice(d);
+            }
             _ => unreachable!("same dtype by construction"),
         }
         out
     }
 }
 
-/// How attention reads a cache's values in place: as f32, or as bf16 bits.
+/// How attention reads a cache's values in place: as f32, bf16 bits or int8.
 trait InCache: Stored {
     fn slice(rows: &Rows) -> Option<&[Self]>;
 }
@@ -144,7 +201,7 @@ impl InCache for f32 {
     fn slice(rows: &Rows) -> Option<&[f32]> {
         match rows {
             Rows::F32(r) => Some(r),
-            Rows::Bf16(_) => None,
+            _ => None,
         }
     }
 }
@@ -153,7 +210,16 @@ impl InCache for u16 {
     fn slice(rows: &Rows) -> Option<&[u16]> {
         match rows {
             Rows::Bf16(r) => Some(r),
-            Rows::F32(_) => None,
+            _ => None,
+        }
+    }
+}
+
+impl InCache for i8 {
+    fn slice(rows: &Rows) -> Option<&[i8]> {
+        match rows {
+            Rows::I8 { q, .. } => Some(q),
+            _ => None,
         }
     }
 }
@@ -177,7 +243,7 @@ impl LayerKv {
     /// Empty stores for `heads` KV heads of `dim` values, with room for `len` positions.
     fn with_capacity(dtype: KvDtype, heads: usize, dim: usize, len: usize) -> Self {
         let (kcap, vcap) = Self::capacities(dim, len);
-        let store = |n: usize| (0..heads).map(|_| Rows::with_capacity(dtype, n)).collect();
+        let store = |n: usize| (0..heads).map(|_| Rows::with_capacity(dtype, n, len)).collect();
         LayerKv { k: store(kcap), v: store(vcap), dim }
     }
 
@@ -195,17 +261,17 @@ impl LayerKv {
         self.v.first().map_or(0, |v| v.len() / self.dim.max(1))
     }
 
-    /// Bytes of the values held (not the zero slots of a last key tile, nor capacity).
+    /// Bytes of the keys and values held (not the zero slots of a last key tile, nor capacity).
     fn bytes(&self) -> usize {
-        2 * self.v.iter().map(Rows::len).sum::<usize>() * self.dtype().size()
+        2 * self.v.len() * self.len() * self.dtype().row_bytes(self.dim)
     }
 
     /// A copy with room for `len` positions.
     fn copy_with_capacity(&self, len: usize) -> Self {
         let (kcap, vcap) = Self::capacities(self.dim, len);
         LayerKv {
-            k: self.k.iter().map(|k| k.copy_with_capacity(kcap)).collect(),
-            v: self.v.iter().map(|v| v.copy_with_capacity(vcap)).collect(),
+            k: self.k.iter().map(|k| k.copy_with_capacity(kcap, len)).collect(),
+            v: self.v.iter().map(|v| v.copy_with_capacity(vcap, len)).collect(),
             dim: self.dim,
         }
     }
@@ -310,8 +376,8 @@ pub struct KvView<'a> {
 }
 
 impl<'a> KvView<'a> {
-    fn is_f32(&self) -> bool {
-        self.own.dtype() == KvDtype::F32
+    fn dtype(&self) -> KvDtype {
+        self.own.dtype()
     }
 
     /// The parts of the view that hold `positions`: (layer, its first position, the local
@@ -354,6 +420,17 @@ impl<'a> KvView<'a> {
         out
     }
 
+    /// An int8 cache's scales of KV head `kh` at `positions`: (keys', values'); None for another
+    /// dtype.
+    fn int8_scales(&self, positions: std::ops::Range<usize>, kh: usize) -> Option<Scales> {
+        let mut out = Scales::default();
+        for (l, _, range) in self.parts(positions) {
+            out.k.extend_from_slice(&l.k[kh].scales()?[range.clone()]);
+            out.v.extend_from_slice(&l.v[kh].scales()?[range]);
+        }
+        Some(out)
+    }
+
     /// KV head `kh`'s values of `positions`, each row a slice of the cache as stored.
     fn value_rows<T: InCache>(&self, positions: std::ops::Range<usize>, kh: usize) -> Vec<&'a [T]> {
         let mut vals = Vec::with_capacity(positions.len());
@@ -363,6 +440,13 @@ impl<'a> KvView<'a> {
         }
         vals
     }
+}
+
+/// An int8 cache's per-position scales of a run of positions of one KV head.
+#[derive(Default)]
+struct Scales {
+    k: Vec<f32>,
+    v: Vec<f32>,
 }
 
 /// [`TILE`] consecutive positions' keys of one KV head, `[dim][TILE]`.
@@ -556,27 +640,45 @@ impl Head<'_> {
         let first = self.window.map_or(0, |w| (self.seg.offset + 1).saturating_sub(w));
         let end = self.seg.offset + self.seg.len;
         // A cache and its prefix share a dtype (`HostCache::after`).
-        if self.kv.is_f32() {
-            let tiles = self.kv.key_tiles::<f32>(first..end, self.kh);
-            let vals = self.kv.value_rows::<f32>(first..end, self.kh);
-            self.softmax_rows(first, &tiles, &vals, isa, res, row_len);
-        } else {
-            let tiles = self.kv.key_tiles::<u16>(first..end, self.kh);
-            let vals = self.kv.value_rows::<u16>(first..end, self.kh);
-            self.softmax_rows(first, &tiles, &vals, isa, res, row_len);
+        match self.kv.dtype() {
+            KvDtype::F32 => self.softmax_over::<f32>(first..end, None, isa, res, row_len),
+            KvDtype::Bf16 => self.softmax_over::<u16>(first..end, None, isa, res, row_len),
+            KvDtype::Int8 => {
+                let scales = self.kv.int8_scales(first..end, self.kh);
+                self.softmax_over::<i8>(first..end, scales.as_ref(), isa, res, row_len)
+            }
         }
+    }
+
+    /// [`Self::softmax_rows`] over `positions` of a cache that stores `T`.
+    #[inline(always)]
+    fn softmax_over<T: InCache>(
+        &self,
+        positions: std::ops::Range<usize>,
+        scales: Option<&Scales>,
+        isa: Isa,
+        res: OutRows,
+        row_len: usize,
+    ) {
+        let tiles = self.kv.key_tiles::<T>(positions.clone(), self.kh);
+        let vals = self.kv.value_rows::<T>(positions.clone(), self.kh);
+        self.softmax_rows(positions.start, &tiles, &vals, scales, isa, res, row_len);
     }
 
     /// softmax(q·Kᵀ · scale) V for each query row and head of the task, with `tiles` the KV
     /// head's keys from position `first` on and `vals[j - first]` its value at position `j`.
     /// Rows go in blocks whose queries (all heads of each row) share every key tile; then each
-    /// row's heads share every value row.
+    /// row's heads share every value row. `scales` (an int8 cache, from `first` on): a score is
+    /// the integer keys' one times its key's scale, and a probability weighs the integer values
+    /// times their scale.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the task's parts, all borrowed for one call
     fn softmax_rows<T: Stored>(
         &self,
         first: usize,
         tiles: &[KeyTile<T>],
         vals: &[&[T]],
+        scales: Option<&Scales>,
         isa: Isa,
         res: OutRows,
         row_len: usize,
@@ -621,6 +723,12 @@ impl Head<'_> {
                             );
                         }
                     }
+                    if let Some(s) = scales {
+                        let ks = &s.k[visible.start - first..visible.end - first];
+                        for (e, k) in p.iter_mut().zip(ks) {
+                            *e *= k;
+                        }
+                    }
                     if let Some(cap) = self.softcap {
                         super::ops::softcap(p, cap);
                     }
@@ -634,6 +742,12 @@ impl Head<'_> {
                     let sum = lanes_sum(p);
                     for e in p.iter_mut() {
                         *e /= sum;
+                    }
+                    if let Some(s) = scales {
+                        let vs = &s.v[visible.start - first..visible.end - first];
+                        for (e, v) in p.iter_mut().zip(vs) {
+                            *e *= v;
+                        }
                     }
                 }
                 let v = &vals[visible.start - first..visible.end - first];
@@ -850,12 +964,83 @@ mod tests {
         assert_eq!(cv, round(&values(16, 2)));
     }
 
+    #[test]
+    fn an_int8_cache_is_attention_over_its_dequantized_keys_and_values() {
+        let h = Heads::new(4, 2, 16, None);
+        let (total, len, kvw) = (21, 3, 32);
+        let (mut k, v, q) =
+            (values(total * kvw, 16), values(total * kvw, 17), values(len * 64, 18));
+        // A zero key row has no scale to divide by.
+        k[5 * kvw..5 * kvw + 16].fill(0.0);
+        let mut cache = HostCache::new(1, 2, 16, total, KvDtype::Int8);
+        for t in 0..total {
+            cache.layer_mut(0).append(&k[t * kvw..][..kvw], &v[t * kvw..][..kvw]);
+        }
+        assert_eq!(cache.bytes(), total * 2 * 2 * (16 + 4));
+        // What the cache holds, back in f32 and token-major, from its own bytes and scales.
+        let (mut dk, mut dv) = (vec![0f32; total * kvw], vec![0f32; total * kvw]);
+        let kv = cache.view(0);
+        for kh in 0..2 {
+            let s = kv.int8_scales(0..total, kh).unwrap();
+            for (t, tile) in kv.key_tiles::<i8>(0..total, kh).iter().enumerate() {
+                for l in 0..tile.held {
+                    let pos = t * TILE + l;
+                    for c in 0..16 {
+                        dk[pos * kvw + kh * 16 + c] = tile.keys[c * TILE + l] as f32 * s.k[pos];
+                    }
+                }
+            }
+            for (pos, row) in kv.value_rows::<i8>(0..total, kh).iter().enumerate() {
+                for c in 0..16 {
+                    dv[pos * kvw + kh * 16 + c] = row[c] as f32 * s.v[pos];
+                }
+                // Each row's largest magnitude is stored as ±127 (the zero key row as zeros).
+                let top = row.iter().map(|q| q.unsigned_abs()).max();
+                assert_eq!(top, Some(127), "position {pos}, head {kh}");
+            }
+        }
+        for (x, (got, scale_of)) in [(&k, (&dk, 0)), (&v, (&dv, 1))] {
+            for t in 0..total {
+                for kh in 0..2 {
+                    let row = &x[t * kvw + kh * 16..][..16];
+                    let d = row.iter().fold(0f32, |m, e| m.max(e.abs())) / 127.0;
+                    for (c, &e) in row.iter().enumerate() {
+                        let back = got[t * kvw + kh * 16 + c];
+                        assert!((back - e).abs() <= d * 0.5 + 1e-6, "{scale_of}: {back} vs {e}");
+                    }
+                }
+            }
+        }
+        assert!(dk[5 * kvw..5 * kvw + 16].iter().all(|&e| e == 0.0));
+        let seg = [Segment { len, offset: total - len }];
+        let (mut got, mut want) = (vec![0f32; len * 64], vec![0f32; len * 64]);
+        attend(Isa::detect(), &q, 64, &seg, &[cache.view(0)], h, &mut got);
+        attend(Isa::detect(), &q, 64, &seg, &[view(&layer(&dk, &dv, h))], h, &mut want);
+        // The scales are applied after the integer sums rather than to each value: a rounding
+        // apart, no more.
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{got:?} vs {want:?}");
+        attend(Isa::detect(), &q, 64, &seg, &[view(&layer(&k, &v, h))], h, &mut want);
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2));
+        assert_ne!(got, want, "the cache did quantize");
+        // A fork and a cache after a shared prefix keep the bytes and the scales.
+        let shared = Arc::new(cache.fork(total));
+        let after = HostCache::after(&shared, 2);
+        assert_eq!((after.dtype(), after.len()), (KvDtype::Int8, total));
+        for kh in 0..2 {
+            let (a, c) = (after.view(0), cache.view(0));
+            assert_eq!(a.value_rows::<i8>(0..total, kh), c.value_rows::<i8>(0..total, kh));
+            let (sa, sc) =
+                (a.int8_scales(0..total, kh).unwrap(), c.int8_scales(0..total, kh).unwrap());
+            assert_eq!((sa.k, sa.v), (sc.k, sc.v));
+        }
+    }
+
     /// Attention over several sequences (a prefill, decode rows, a sliding window, a tail of
     /// keys past the last 16 and head dims off the 16 lanes) by every family this CPU runs:
     /// the same bits as the portable body.
     #[test]
     fn every_kernel_family_gives_the_portable_bits() {
-        for dtype in [KvDtype::F32, KvDtype::Bf16] {
+        for dtype in [KvDtype::F32, KvDtype::Bf16, KvDtype::Int8] {
             for (dim, window) in [(64, None), (128, Some(37)), (16, None), (24, None)] {
                 let h = Heads::new(6, 2, dim, window);
                 let (qw, kvw) = (h.q * dim, h.kv * dim);

@@ -6,8 +6,9 @@
 //! sum, and several query rows (heads of a group, rows of a prefill) share each key load. Every
 //! family performs the same IEEE operations in the same order as the portable loops (fused
 //! multiply-adds, `f32::mul_add` there), so the bits do not depend on the instruction set, nor on
-//! how many rows or tiles one call takes. Keys and values are read as the cache stores them, f32
-//! or bf16 (widened in registers, exactly), so a bf16 cache is never copied out as f32.
+//! how many rows or tiles one call takes. Keys and values are read as the cache stores them, f32,
+//! bf16 or int8 (widened in registers, exactly; an int8 cache's scales are applied by the caller),
+//! so a narrow cache is never copied out as f32.
 
 use super::ops::Stored;
 use crate::kernels::isa::Isa;
@@ -126,18 +127,19 @@ pub(super) unsafe fn weighted_sum<T: Stored>(
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::super::ops::Widen;
     use super::{ahead, Stored, TILE, VALUES_AHEAD};
 
-    /// 16 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
+    /// 16 stored values from `p` as f32 lanes (see [`Widen`]).
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn load16<T: Stored>(p: *const T) -> __m512 {
-        if T::BF16 {
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
-                p.cast(),
-            ))))
-        } else {
-            _mm512_loadu_ps(p.cast())
+        match T::WIDEN {
+            Widen::Bf16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                _mm256_loadu_si256(p.cast()),
+            ))),
+            Widen::I8 => _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast()))),
+            Widen::F32 => _mm512_loadu_ps(p.cast()),
         }
     }
 
@@ -317,18 +319,19 @@ mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::super::ops::Widen;
     use super::{ahead, Stored, TILE, VALUES_AHEAD};
 
-    /// 8 stored values from `p` as f32 lanes (bf16: the bits shifted into the high half).
+    /// 8 stored values from `p` as f32 lanes (see [`Widen`]).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn load8<T: Stored>(p: *const T) -> __m256 {
-        if T::BF16 {
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(
-                p.cast(),
-            ))))
-        } else {
-            _mm256_loadu_ps(p.cast())
+        match T::WIDEN {
+            Widen::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                _mm_loadu_si128(p.cast()),
+            ))),
+            Widen::I8 => _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))),
+            Widen::F32 => _mm256_loadu_ps(p.cast()),
         }
     }
 

@@ -42,15 +42,25 @@ macro_rules! per_isa {
 /// Rows at or above which an elementwise pass is split across rayon's threads.
 const PARALLEL_ROWS: usize = 64;
 
-/// A value as a KV cache stores it: f32, or bf16 bits (which widen to f32 exactly).
+/// How a stored value widens to f32 in registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Widen {
+    F32,
+    /// bf16 bits: shifted into the high half.
+    Bf16,
+    /// A signed integer, converted exactly (the scale is applied apart, per position).
+    I8,
+}
+
+/// A value as a KV cache stores it: f32, bf16 bits or int8, each of which widens to f32 exactly.
 pub trait Stored: Copy + Send + Sync + 'static {
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the AVX-512 attention only
-    const BF16: bool;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 attention only
+    const WIDEN: Widen;
     fn f32(self) -> f32;
 }
 
 impl Stored for f32 {
-    const BF16: bool = false;
+    const WIDEN: Widen = Widen::F32;
     #[inline(always)]
     fn f32(self) -> f32 {
         self
@@ -58,10 +68,18 @@ impl Stored for f32 {
 }
 
 impl Stored for u16 {
-    const BF16: bool = true;
+    const WIDEN: Widen = Widen::Bf16;
     #[inline(always)]
     fn f32(self) -> f32 {
         crate::kernels::from_bf16(self)
+    }
+}
+
+impl Stored for i8 {
+    const WIDEN: Widen = Widen::I8;
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self as f32
     }
 }
 
