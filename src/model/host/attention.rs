@@ -751,18 +751,15 @@ impl Head<'_> {
                     // Plain loops, not `extend(map(..))`: a closure would be compiled apart from
                     // this function, without its target features (same operations, a third of
                     // the speed).
-                    let max = lanes_max(p);
-                    for e in p.iter_mut() {
-                        *e = exp(*e - max);
-                    }
-                    let sum = lanes_sum(p);
-                    for e in p.iter_mut() {
-                        *e /= sum;
-                    }
+                    let sum = exp_in_place(p, lanes_max(p));
                     if let Some(s) = scales {
                         let vs = &s.v[visible.start - first..visible.end - first];
                         for (e, v) in p.iter_mut().zip(vs) {
-                            *e *= v;
+                            *e = *e / sum * v;
+                        }
+                    } else {
+                        for e in p.iter_mut() {
+                            *e /= sum;
                         }
                     }
                 }
@@ -786,19 +783,21 @@ impl Head<'_> {
     }
 }
 
-/// Sum in 16 lanes, then the lanes in a fixed tree: the order depends on the length alone.
+/// `v[i] = e^(v[i] - max)` in place, and their sum: in 16 lanes as they are made, then the lanes
+/// in a fixed tree, so the order depends on the length alone.
 #[inline(always)]
-fn lanes_sum(v: &[f32]) -> f32 {
+fn exp_in_place(v: &mut [f32], max: f32) -> f32 {
     let mut acc = [0f32; 16];
-    let chunks = v.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
+    let mut chunks = v.chunks_exact_mut(16);
+    for c in &mut chunks {
         for l in 0..16 {
+            c[l] = exp(c[l] - max);
             acc[l] += c[l];
         }
     }
-    for (a, t) in acc.iter_mut().zip(tail) {
-        *a += t;
+    for (a, t) in acc.iter_mut().zip(chunks.into_remainder()) {
+        *t = exp(*t - max);
+        *a += *t;
     }
     hsum(&acc)
 }
