@@ -279,7 +279,7 @@ impl Decoder {
             Inner::Host(m) => m.set_kv_dtype(dtype),
             Inner::Candle(_) if dtype == KvDtype::F32 => {}
             Inner::Candle(_) => candle_core::bail!(
-                "a {} KV cache needs the CPU host path (a CPU, not the candle backend); on this device the cache has the model's dtype",
+                "`--kv-dtype {}` needs the CPU host path (a CPU, not the candle backend); on this device the cache has the model's dtype",
                 dtype.name()
             ),
         }

@@ -678,8 +678,8 @@ impl Head<'_> {
     /// head's keys from position `first` on and `vals[j - first]` its value at position `j`.
     /// Rows go in blocks whose queries (all heads of each row) share every key tile; then each
     /// row's heads share every value row. `scales` (an int8 cache, from `first` on): a score is
-    /// the integer keys' one times its key's scale, and a probability weighs the integer values
-    /// times their scale.
+    /// the dot product with the stored integers times its key's scale, and each probability is
+    /// multiplied by its value's scale before the weighted sum.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)] // the task's parts, all borrowed for one call
     fn softmax_rows<T: Stored>(
