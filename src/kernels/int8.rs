@@ -401,12 +401,8 @@ pub(super) fn row(w: &Int8Weights, k: usize, r: usize, out: &mut [f32]) {
 /// finite (the same operations, so the same bits).
 fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], i: usize, rows: usize) {
     for (u, x) in src.chunks_exact(UNIT).enumerate() {
-        // The largest |x| through its bits (the order of non-negative floats), which vectorises
-        // where `f32::max` does not; a NaN wins, so a NaN input gives NaN outputs, as f32 does.
-        let amax = f32::from_bits(x.iter().map(|v| v.to_bits() & 0x7fff_ffff).fold(0, u32::max));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let xq = round_unit(if amax.is_finite() { kernel } else { IntKernel::Scalar }, x, id);
+        let (d, id) = int8_scale(x);
+        let xq = round_unit(if d.is_finite() { kernel } else { IntKernel::Scalar }, x, id);
         let dst = &mut dst[(u * rows + i) * XU..][..XU];
         for t in 0..8 {
             dst[t] = u32::from_le_bytes([
@@ -421,6 +417,19 @@ fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], i: usize, rows: usi
         dst[9] = sum(0) as u32;
         dst[10] = sum(1) as u32;
     }
+}
+
+/// llama.cpp's int8 scale of a block `x` (its `q8_0`): `d = max |x| / 127` and `id = 1 / d` (0
+/// for a zero block), so that `x ≈ d · round_i8(x · id)`, the largest |x| landing on ±127. Every
+/// int8 quantisation here (activations, Q8_0 weights, an int8 KV cache, attention's queries)
+/// takes its scale from this one place.
+#[inline(always)]
+pub(crate) fn int8_scale(x: &[f32]) -> (f32, f32) {
+    // The largest |x| through its bits (the order of non-negative floats), which vectorises
+    // where `f32::max` does not; a NaN wins, so a NaN input gives NaN outputs, as f32 does.
+    let amax = f32::from_bits(x.iter().map(|v| v.to_bits() & 0x7fff_ffff).fold(0, u32::max));
+    let d = amax / 127.0;
+    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
 }
 
 /// `x · id` rounded by [`round_i8`], 32 values; `x · id` within ±128 for the SIMD kernels (a
@@ -447,7 +456,7 @@ fn round_unit(kernel: IntKernel, x: &[f32], id: f32) -> [i8; UNIT] {
 /// without `f32::round`, a libm call on baseline x86-64, so the loop vectorises: the fraction
 /// `r - trunc(r)` is exact, so comparing it with ±0.5 decides as `roundf` does.
 #[inline(always)]
-fn round_i8(r: f32) -> i8 {
+pub(crate) fn round_i8(r: f32) -> i8 {
     // (Clamped first so that nothing overflows; past ±128 only the sign matters.)
     let t = (r as i32).clamp(-128, 128);
     let frac = r - t as f32;

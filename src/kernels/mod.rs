@@ -202,6 +202,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+pub(crate) use self::int8::{int8_scale, round_i8};
 pub use self::pack::{GgufType, Packer};
 pub use self::quant::QuantType;
 

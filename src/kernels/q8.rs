@@ -20,12 +20,9 @@ pub(crate) const QK: usize = 32;
 /// `q = roundf(x / d)` (through the reciprocal of the unrounded d, halves away from zero), and d
 /// stored as f16 (nearest even). Returns d widened back to f32, the value products use.
 pub(crate) fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (d, id) = super::int8::int8_scale(x);
     for (o, &v) in q.iter_mut().zip(x) {
-        // |v·id| <= 127 up to rounding, so the cast does not saturate on finite input.
-        *o = (v * id).round() as i8;
+        *o = super::int8::round_i8(v * id);
     }
     half::f16::from_f32(d).to_f32()
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::attn_kernels::{scores, weighted_sum, TILE};
-use super::ops::{exp, hsum, Stored, ROUND};
+use super::attn_kernels::{int_scores, scores, weighted_sum, QUAD, TILE};
+use super::ops::{exp, hsum, Stored};
 use crate::kernels::isa::Isa;
+use crate::kernels::{int8_scale, round_i8};
 use crate::model::decoder::Segment;
 
 /// How a KV cache stores keys and values. bf16 halves the cache (what long few-shot prompts at
@@ -19,6 +20,8 @@ use crate::model::decoder::Segment;
 /// still depend on nothing but its own tokens. int8 quarters it: each position's keys (and
 /// values) of one KV head are `d · q` with one f32 `d` and `head_dim` signed bytes, as llama.cpp's
 /// `q8_0` cache does per 32 values; a position's quantization reads nothing but its own row.
+/// Its scores are integer dot products with each query row quantized the same way (as llama.cpp
+/// does against a `q8_0` cache), so a score's arithmetic is exact up to the scales.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KvDtype {
@@ -53,6 +56,15 @@ impl KvDtype {
         *self == Self::F32
     }
 
+    /// Values a key of `dim` takes in a tile: int8 keys come in whole [`QUAD`]s (the padding
+    /// zero).
+    fn key_width(self, dim: usize) -> usize {
+        match self {
+            Self::Int8 => dim.next_multiple_of(QUAD),
+            _ => dim,
+        }
+    }
+
     /// Bytes one position's keys (or values) of one KV head of `dim` values take.
     pub fn row_bytes(self, dim: usize) -> usize {
         match self {
@@ -69,27 +81,12 @@ enum Rows {
     F32(Vec<f32>),
     /// bf16 bits (f32 rounded to nearest even).
     Bf16(Vec<u16>),
-    /// Position `p`'s values are `d[p] · q[..]` (see [`int8_scale`]).
+    /// Position `p`'s values are `d[p] · q[..]`, with `d = max |x| / 127` and
+    /// `q = round(x / d)` (the kernels' one [`int8_scale`] and [`round_i8`]).
     I8 {
         q: Vec<i8>,
         d: Vec<f32>,
     },
-}
-
-/// `x` as `d · q`: `d = max |x| / 127` and `q = round(x / d)`, computed as `x · (1 / d)` (as
-/// llama.cpp's `q8_0` does; see [`to_int8`]); a zero row is all zeros. Returns `d` and `1 / d` (0 for a zero row).
-fn int8_scale(x: &[f32]) -> (f32, f32) {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    (d, if d > 0.0 { 1.0 / d } else { 0.0 })
-}
-
-/// One value of a row quantized by [`int8_scale`]'s `1 / d`, rounded half to even.
-#[inline(always)]
-fn to_int8(v: f32, inv: f32) -> i8 {
-    // `as` saturates, and |v · inv| rounds to at most 127. (libm's `roundf` was a fifth of a
-    // cache append's time.)
-    ((v * inv + ROUND) - ROUND) as i8
 }
 
 impl Rows {
@@ -135,16 +132,17 @@ impl Rows {
             Rows::Bf16(r) => r.extend(x.iter().map(|&v| crate::kernels::to_bf16(v))),
             Rows::I8 { q, d } => {
                 let (scale, inv) = int8_scale(x);
-                q.extend(x.iter().map(|&v| to_int8(v, inv)));
+                q.extend(x.iter().map(|&v| round_i8(v * inv)));
                 d.push(scale);
             }
         }
     }
 
-    /// Writes position `pos`'s `x` into the tiles (`[tile][x.len()][TILE]`), starting a tile of
-    /// zeros at each multiple of [`TILE`]; positions come in order.
+    /// Writes position `pos`'s `x` into the tiles (`[tile][x.len()][TILE]`; int8:
+    /// `[tile][x.len() / QUAD][TILE][QUAD]`), starting a tile of zeros at each multiple of
+    /// [`TILE`]; positions come in order.
     fn put_tiled(&mut self, x: &[f32], pos: usize) {
-        let (w, lane) = (x.len(), pos % TILE);
+        let (w, lane) = (self.dtype().key_width(x.len()), pos % TILE);
         let base = pos / TILE * TILE * w;
         if lane == 0 {
             self.grow(base + TILE * w);
@@ -163,7 +161,7 @@ impl Rows {
             Rows::I8 { q, d } => {
                 let (scale, inv) = int8_scale(x);
                 for (e, &v) in x.iter().enumerate() {
-                    q[base + e * TILE + lane] = to_int8(v, inv);
+                    q[base + (e / QUAD * TILE + lane) * QUAD + e % QUAD] = round_i8(v * inv);
                 }
                 d.push(scale);
             }
@@ -198,6 +196,11 @@ impl Rows {
 /// How attention reads a cache's values in place: as f32, bf16 bits or int8.
 trait InCache: Stored {
     fn slice(rows: &Rows) -> Option<&[Self]>;
+
+    /// The key tiles as int8 when that is what they are: their scores are integer dot products.
+    fn as_int8<'b, 'c>(_tiles: &'b [&'c [Self]]) -> Option<&'b [&'c [i8]]> {
+        None
+    }
 }
 
 impl InCache for f32 {
@@ -225,6 +228,10 @@ impl InCache for i8 {
             _ => None,
         }
     }
+
+    fn as_int8<'b, 'c>(tiles: &'b [&'c [i8]]) -> Option<&'b [&'c [i8]]> {
+        Some(tiles)
+    }
 }
 
 /// One layer's keys and values of one sequence, one store per KV head, so that attention's task
@@ -245,14 +252,14 @@ pub struct LayerKv {
 impl LayerKv {
     /// Empty stores for `heads` KV heads of `dim` values, with room for `len` positions.
     fn with_capacity(dtype: KvDtype, heads: usize, dim: usize, len: usize) -> Self {
-        let (kcap, vcap) = Self::capacities(dim, len);
+        let (kcap, vcap) = Self::capacities(dtype, dim, len);
         let store = |n: usize| (0..heads).map(|_| Rows::with_capacity(dtype, n, len)).collect();
         LayerKv { k: store(kcap), v: store(vcap), dim }
     }
 
     /// Values one head's (keys, values) store holds for `len` positions: keys fill whole tiles.
-    fn capacities(dim: usize, len: usize) -> (usize, usize) {
-        (len.next_multiple_of(TILE) * dim, len * dim)
+    fn capacities(dtype: KvDtype, dim: usize, len: usize) -> (usize, usize) {
+        (len.next_multiple_of(TILE) * dtype.key_width(dim), len * dim)
     }
 
     fn dtype(&self) -> KvDtype {
@@ -271,7 +278,7 @@ impl LayerKv {
 
     /// A copy with room for `len` positions.
     fn copy_with_capacity(&self, len: usize) -> Self {
-        let (kcap, vcap) = Self::capacities(self.dim, len);
+        let (kcap, vcap) = Self::capacities(self.dtype(), self.dim, len);
         LayerKv {
             k: self.k.iter().map(|k| k.copy_with_capacity(kcap, len)).collect(),
             v: self.v.iter().map(|v| v.copy_with_capacity(vcap, len)).collect(),
@@ -400,7 +407,8 @@ impl<'a> KvView<'a> {
         })
     }
 
-    /// The key tiles of KV head `kh` (`[dim][TILE]` each, as stored) that hold `positions`,
+    /// The key tiles of KV head `kh` (as stored: `[dim][TILE]`, int8 `[dim / QUAD][TILE][QUAD]`)
+    /// that hold `positions`,
     /// each with its first position and how many of its slots hold keys.
     fn key_tiles<T: InCache>(
         &self,
@@ -410,7 +418,7 @@ impl<'a> KvView<'a> {
         let mut out = Vec::with_capacity(positions.len().div_ceil(TILE) + 1);
         for (l, base, range) in self.parts(positions) {
             let Some(k) = T::slice(&l.k[kh]) else { continue };
-            let (held, dim) = (l.len(), l.dim);
+            let (held, dim) = (l.len(), l.dtype().key_width(l.dim));
             for t in range.start / TILE..range.end.div_ceil(TILE) {
                 let at = t * TILE * dim;
                 out.push(KeyTile {
@@ -458,7 +466,7 @@ struct Scales<'a> {
     v: Cow<'a, [f32]>,
 }
 
-/// [`TILE`] consecutive positions' keys of one KV head, `[dim][TILE]`.
+/// [`TILE`] consecutive positions' keys of one KV head, `[dim][TILE]` (int8: in quads).
 struct KeyTile<'a, T> {
     keys: &'a [T],
     /// The position of slot 0.
@@ -579,6 +587,10 @@ unsafe impl Sync for OutRows {}
 struct Scratch {
     /// A block's scores, `[query row][tile][TILE]`.
     tile_scores: Vec<f32>,
+    /// A block's query rows quantized to int8 (an int8 cache), in whole quads, and each row's
+    /// scale times the scores' scale.
+    q8: Vec<i8>,
+    q8_scale: Vec<f32>,
     /// One row's probabilities, `[head][visible position]`.
     probs: Vec<f32>,
     out: Vec<f32>,
@@ -678,11 +690,12 @@ impl Head<'_> {
     /// head's keys from position `first` on and `vals[j - first]` its value at position `j`.
     /// Rows go in blocks whose queries (all heads of each row) share every key tile; then each
     /// row's heads share every value row. `scales` (an int8 cache, from `first` on): a score is
-    /// the dot product with the stored integers times its key's scale, and each probability is
-    /// multiplied by its value's scale before the weighted sum.
+    /// the integer dot product of the query row quantized to int8 ([`int8_scale`]) and the stored
+    /// key, times the row's scale and the scores' (one f32 product), then times its key's scale;
+    /// each probability is multiplied by its value's scale before the weighted sum.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)] // the task's parts, all borrowed for one call
-    fn softmax_rows<T: Stored>(
+    fn softmax_rows<T: InCache>(
         &self,
         first: usize,
         tiles: &[KeyTile<T>],
@@ -695,7 +708,8 @@ impl Head<'_> {
         let (d, g) = (self.dim, self.heads.len());
         // Taken out of the thread's slot rather than used inside a `with` closure, which would
         // be compiled without this function's target features.
-        let Scratch { mut tile_scores, mut probs, mut out } = SCRATCH.with(|s| s.take());
+        let Scratch { mut tile_scores, mut q8, mut q8_scale, mut probs, mut out } =
+            SCRATCH.with(|s| s.take());
         out.resize(g * d, 0f32);
         let keys: Vec<&[T]> = tiles.iter().map(|t| t.keys).collect();
         assert!(vals.iter().all(|v| v.len() == d), "attention: value rows of the head dim");
@@ -718,7 +732,22 @@ impl Head<'_> {
             qs.extend((i0..i1).flat_map(|i| (0..g).map(move |h| (i, h))).map(|(i, h)| qrow(i, h)));
             tile_scores.clear();
             tile_scores.resize(qs.len() * w, 0f32);
-            scores(isa, &qs, &keys[t0..t1], self.scale, &mut tile_scores);
+            if let Some(keys) = T::as_int8(&keys[t0..t1]) {
+                let kw = d.next_multiple_of(QUAD);
+                q8.clear();
+                q8.resize(qs.len() * kw, 0);
+                q8_scale.clear();
+                for (q, dst) in qs.iter().zip(q8.chunks_exact_mut(kw)) {
+                    let (dq, inv) = int8_scale(q);
+                    for (o, &v) in dst.iter_mut().zip(*q) {
+                        *o = round_i8(v * inv);
+                    }
+                    q8_scale.push(dq * self.scale);
+                }
+                int_scores(isa, &q8, &q8_scale, keys, &mut tile_scores);
+            } else {
+                scores(isa, &qs, &keys[t0..t1], self.scale, &mut tile_scores);
+            }
             for i in i0..i1 {
                 let visible = lo(i)..self.seg.offset + i + 1;
                 let n = visible.len();
@@ -779,7 +808,7 @@ impl Head<'_> {
                 }
             }
         }
-        SCRATCH.with(|s| s.replace(Scratch { tile_scores, probs, out }));
+        SCRATCH.with(|s| s.replace(Scratch { tile_scores, q8, q8_scale, probs, out }));
     }
 }
 
@@ -979,86 +1008,101 @@ mod tests {
         assert_eq!(cv, round(&values(16, 2)));
     }
 
-    #[test]
-    fn an_int8_cache_is_attention_over_its_dequantized_keys_and_values() {
-        let h = Heads::new(4, 2, 16, None);
-        let (total, len, kvw) = (21, 3, 32);
-        let (mut k, v, q) =
-            (values(total * kvw, 16), values(total * kvw, 17), values(len * 64, 18));
-        // A zero key row has no scale to divide by.
-        k[5 * kvw..5 * kvw + 16].fill(0.0);
-        let mut cache = HostCache::new(1, 2, 16, total, KvDtype::Int8);
-        for t in 0..total {
-            cache.layer_mut(0).append(&k[t * kvw..][..kvw], &v[t * kvw..][..kvw]);
-        }
-        assert_eq!(cache.bytes(), total * 2 * 2 * (16 + 4));
-        // What the cache holds, back in f32 and token-major, from its own bytes and scales.
-        let (mut dk, mut dv) = (vec![0f32; total * kvw], vec![0f32; total * kvw]);
-        let kv = cache.view(0);
-        for kh in 0..2 {
-            let s = kv.int8_scales(0..total, kh).unwrap();
-            for (t, tile) in kv.key_tiles::<i8>(0..total, kh).iter().enumerate() {
-                for l in 0..tile.held {
-                    let pos = t * TILE + l;
-                    for c in 0..16 {
-                        dk[pos * kvw + kh * 16 + c] = tile.keys[c * TILE + l] as f32 * s.k[pos];
-                    }
-                }
-            }
-            for (pos, row) in kv.value_rows::<i8>(0..total, kh).iter().enumerate() {
-                for c in 0..16 {
-                    dv[pos * kvw + kh * 16 + c] = row[c] as f32 * s.v[pos];
-                }
-                // Each row's largest magnitude is stored as ±127 (the zero key row as zeros).
-                let top = row.iter().map(|q| q.unsigned_abs()).max();
-                assert_eq!(top, Some(127), "position {pos}, head {kh}");
-            }
-        }
-        for (x, (got, scale_of)) in [(&k, (&dk, 0)), (&v, (&dv, 1))] {
-            for t in 0..total {
-                for kh in 0..2 {
-                    let row = &x[t * kvw + kh * 16..][..16];
-                    let d = row.iter().fold(0f32, |m, e| m.max(e.abs())) / 127.0;
-                    for (c, &e) in row.iter().enumerate() {
-                        let back = got[t * kvw + kh * 16 + c];
-                        assert!((back - e).abs() <= d * 0.5 + 1e-6, "{scale_of}: {back} vs {e}");
-                    }
-                }
-            }
-        }
-        assert!(dk[5 * kvw..5 * kvw + 16].iter().all(|&e| e == 0.0));
-        let seg = [Segment { len, offset: total - len }];
-        let (mut got, mut want) = (vec![0f32; len * 64], vec![0f32; len * 64]);
-        attend(Isa::detect(), &q, 64, &seg, &[cache.view(0)], h, &mut got);
-        attend(Isa::detect(), &q, 64, &seg, &[view(&layer(&dk, &dv, h))], h, &mut want);
-        // The scales are applied after the integer sums rather than to each value: a rounding
-        // apart, no more.
-        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{got:?} vs {want:?}");
-        attend(Isa::detect(), &q, 64, &seg, &[view(&layer(&k, &v, h))], h, &mut want);
-        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2));
-        assert_ne!(got, want, "the cache did quantize");
-        // A fork and a cache after a shared prefix keep the bytes and the scales.
-        let shared = Arc::new(cache.fork(total));
-        let after = HostCache::after(&shared, 2);
-        assert_eq!((after.dtype(), after.len()), (KvDtype::Int8, total));
-        for kh in 0..2 {
-            let (a, c) = (after.view(0), cache.view(0));
-            assert_eq!(a.value_rows::<i8>(0..total, kh), c.value_rows::<i8>(0..total, kh));
-            let (sa, sc) =
-                (a.int8_scales(0..total, kh).unwrap(), c.int8_scales(0..total, kh).unwrap());
-            assert_eq!((sa.k, sa.v), (sc.k, sc.v));
-        }
+    /// llama.cpp's `q8_0` rounding of a row, written out: `d = max |x| / 127`, each value
+    /// `x · (1 / d)` rounded half away from zero.
+    fn q8_0_row(x: &[f32]) -> (Vec<f32>, f32) {
+        let d = x.iter().fold(0f32, |m, e| m.max(e.abs())) / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        (x.iter().map(|&e| (e * inv).round()).collect(), d)
     }
 
     #[test]
-    fn int8_rounds_half_to_even_and_saturates() {
-        for i in -600..=600 {
-            let x = i as f32 / 4.0 + 0.001 * (i % 3) as f32;
-            let want = x.round_ties_even().clamp(-128.0, 127.0) as i8;
-            assert_eq!(to_int8(x, 1.0), want, "{x}");
+    fn an_int8_cache_is_attention_over_its_dequantized_keys_values_and_queries() {
+        // 18: a head dim off the quads of the integer scores (padded with zeros).
+        for dim in [16, 18] {
+            let h = Heads::new(4, 2, dim, None);
+            let (total, len, kvw, qw) = (21, 3, 2 * dim, 4 * dim);
+            let (mut k, v, mut q) =
+                (values(total * kvw, 16), values(total * kvw, 17), values(len * qw, 18));
+            // A zero key row has no scale to divide by; a tie rounds away from zero.
+            k[5 * kvw..5 * kvw + dim].fill(0.0);
+            k[6 * kvw..6 * kvw + dim].fill(0.0);
+            k[6 * kvw..6 * kvw + 4].copy_from_slice(&[127.0, 0.5, 2.5, -2.5]);
+            q[qw..qw + dim].fill(0.0);
+            let mut cache = HostCache::new(1, 2, dim, total, KvDtype::Int8);
+            for t in 0..total {
+                cache.layer_mut(0).append(&k[t * kvw..][..kvw], &v[t * kvw..][..kvw]);
+            }
+            assert_eq!(cache.bytes(), total * 2 * 2 * (dim + 4));
+            // What the cache holds, back in f32 and token-major, from its own bytes and scales:
+            // llama.cpp's rounding of each row, bit for bit.
+            let (mut dk, mut dv) = (vec![0f32; total * kvw], vec![0f32; total * kvw]);
+            let kv = cache.view(0);
+            for kh in 0..2 {
+                let s = kv.int8_scales(0..total, kh).unwrap();
+                for (t, tile) in kv.key_tiles::<i8>(0..total, kh).iter().enumerate() {
+                    for l in 0..tile.held {
+                        let pos = t * TILE + l;
+                        let (want, d) = q8_0_row(&k[pos * kvw + kh * dim..][..dim]);
+                        assert_eq!(s.k[pos], d);
+                        for c in 0..dim {
+                            let b = tile.keys[(c / QUAD * TILE + l) * QUAD + c % QUAD];
+                            assert_eq!(b as f32, want[c], "key {pos}, head {kh}, dim {c}");
+                            dk[pos * kvw + kh * dim + c] = b as f32 * s.k[pos];
+                        }
+                    }
+                }
+                for (pos, row) in kv.value_rows::<i8>(0..total, kh).iter().enumerate() {
+                    let (want, d) = q8_0_row(&v[pos * kvw + kh * dim..][..dim]);
+                    assert_eq!(s.v[pos], d);
+                    for c in 0..dim {
+                        assert_eq!(row[c] as f32, want[c], "value {pos}, head {kh}, dim {c}");
+                        dv[pos * kvw + kh * dim + c] = row[c] as f32 * s.v[pos];
+                    }
+                }
+            }
+            // A scale of 1, and ties: away from zero, not to even.
+            let tied = kv.key_tiles::<i8>(6..7, 0);
+            assert_eq!(&tied[0].keys[6 * QUAD..][..QUAD], &[127, 1, 3, -3]);
+            assert!(dk[5 * kvw..5 * kvw + dim].iter().all(|&e| e == 0.0));
+            // The queries as the scores see them: each row and head quantized the same way.
+            let dq: Vec<f32> = q
+                .chunks(dim)
+                .flat_map(|r| {
+                    let (q, d) = q8_0_row(r);
+                    q.into_iter().map(move |e| e * d)
+                })
+                .collect();
+            let seg = [Segment { len, offset: total - len }];
+            let (mut got, mut want) = (vec![0f32; len * qw], vec![0f32; len * qw]);
+            attend(Isa::detect(), &q, qw, &seg, &[cache.view(0)], h, &mut got);
+            let dequantized = layer(&dk, &dv, h);
+            attend(Isa::detect(), &dq, qw, &seg, &[view(&dequantized)], h, &mut want);
+            // The scales are applied after the integer sums rather than to each value: a few
+            // roundings apart, no more.
+            let close =
+                |a: &[f32], b: &[f32], tol: f32| a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol);
+            assert!(close(&got, &want, 1e-5), "dim {dim}: {got:?} vs {want:?}");
+            attend(Isa::detect(), &q, qw, &seg, &[view(&dequantized)], h, &mut want);
+            assert!(!close(&got, &want, 1e-5), "dim {dim}: the queries were quantized");
+            attend(Isa::detect(), &q, qw, &seg, &[view(&layer(&k, &v, h))], h, &mut want);
+            assert!(close(&got, &want, 3e-2), "dim {dim}: near the exact attention");
+            // A fork and a cache after a shared prefix keep the bytes and the scales.
+            let shared = Arc::new(cache.fork(total));
+            let after = HostCache::after(&shared, 2);
+            assert_eq!((after.dtype(), after.len()), (KvDtype::Int8, total));
+            for kh in 0..2 {
+                let (a, c) = (after.view(0), cache.view(0));
+                assert_eq!(a.value_rows::<i8>(0..total, kh), c.value_rows::<i8>(0..total, kh));
+                let keys = |v: KvView| -> Vec<Vec<i8>> {
+                    v.key_tiles::<i8>(0..total, kh).iter().map(|t| t.keys.to_vec()).collect()
+                };
+                assert_eq!(keys(a), keys(c));
+                let (sa, sc) =
+                    (a.int8_scales(0..total, kh).unwrap(), c.int8_scales(0..total, kh).unwrap());
+                assert_eq!((sa.k, sa.v), (sc.k, sc.v));
+            }
         }
-        assert_eq!((to_int8(2.5, 1.0), to_int8(-0.5, 1.0), to_int8(3.5, 1.0)), (2, 0, 4));
-        assert_eq!((to_int8(1e9, 1e-6), to_int8(f32::NAN, 1.0)), (127, 0));
     }
 
     /// Attention over several sequences (a prefill, decode rows, a sliding window, a tail of
@@ -1067,7 +1111,7 @@ mod tests {
     #[test]
     fn every_kernel_family_gives_the_portable_bits() {
         for dtype in [KvDtype::F32, KvDtype::Bf16, KvDtype::Int8] {
-            for (dim, window) in [(64, None), (128, Some(37)), (16, None), (24, None)] {
+            for (dim, window) in [(64, None), (128, Some(37)), (16, None), (24, None), (18, None)] {
                 let h = Heads::new(6, 2, dim, window);
                 let (qw, kvw) = (h.q * dim, h.kv * dim);
                 // Own tokens after a cache of `offset`: a 53-token prefill and single decode rows

@@ -8,7 +8,10 @@
 //! multiply-adds, `f32::mul_add` there), so the bits do not depend on the instruction set, nor on
 //! how many rows or tiles one call takes. Keys and values are read as the cache stores them, f32,
 //! bf16 or int8 (widened in registers, exactly; an int8 cache's scales are applied by the caller),
-//! so a narrow cache is never copied out as f32.
+//! so a narrow cache is never copied out as f32. An int8 cache's keys are tiled in quads of
+//! dimensions ([`QUAD`]) and meet int8 query rows in exact integer dot products ([`int_scores`]:
+//! `vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2), a quarter of the f32 chain's instructions,
+//! which prefill attention, compute-bound, is made of.
 
 use super::ops::Stored;
 use crate::kernels::isa::Isa;
@@ -73,6 +76,57 @@ pub(super) fn scores<T: Stored>(
                     }
                     for (o, a) in out.iter_mut().zip(acc) {
                         *o = a * scale;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Dimensions per 32-bit lane of an int8 key tile, `[dim / QUAD][TILE][QUAD]` (a head dim off a
+/// multiple of four padded with zeros): each lane holds four dimensions of one key, what
+/// `vpdpbusd` multiplies with a broadcast quad of a query row.
+pub(super) const QUAD: usize = 4;
+
+/// `out[i][t * TILE + l] = (Σ_c q[i][c] · k[t, l][c]) as f32 · rscale[i]` for the int8 query rows
+/// `q` (`rscale.len()` rows of whole quads, flat) against int8 key tiles
+/// (`[q[i].len() / QUAD][TILE][QUAD]`). The sums are exact in i32 (|q|, |k| ≤ 127, so any head dim
+/// under 133,000), so every family gives the same bits whatever order it adds in. `out` holds
+/// `rscale.len()` rows of `tiles.len() * TILE`. `isa`: one this CPU runs.
+pub(super) fn int_scores(isa: Isa, q: &[i8], rscale: &[f32], tiles: &[&[i8]], out: &mut [f32]) {
+    let rows = rscale.len();
+    let kw = q.len().checked_div(rows).unwrap_or(0);
+    let w = tiles.len() * TILE;
+    assert!(
+        kw.is_multiple_of(QUAD)
+            && q.len() == rows * kw
+            && tiles.iter().all(|t| t.len() >= kw * TILE)
+            && out.len() >= rows * w,
+        "attention int8 scores: query rows of whole quads, tiles of [dim/4][{TILE}][4], room for \
+         the scores"
+    );
+    match isa {
+        // SAFETY: the CPU has AVX-512F and VNNI (checked); lengths checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if crate::kernels::isa::cpu_has_avx512_vnni() => unsafe {
+            avx512::int_scores(q, kw, rscale, tiles, out)
+        },
+        // SAFETY: a family this CPU runs: AVX2 (which every AVX-512 CPU has); lengths as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx2 => unsafe { avx2::int_scores(q, kw, rscale, tiles, out) },
+        _ => {
+            for ((q, &rs), out) in q.chunks(kw.max(1)).zip(rscale).zip(out.chunks_mut(w)) {
+                for (tile, out) in tiles.iter().zip(out.chunks_mut(TILE)) {
+                    let mut acc = [0i32; TILE];
+                    for (c, quad) in q.chunks_exact(QUAD).enumerate() {
+                        let keys = &tile[c * TILE * QUAD..][..TILE * QUAD];
+                        for (a, k) in acc.iter_mut().zip(keys.chunks_exact(QUAD)) {
+                            *a +=
+                                quad.iter().zip(k).map(|(&x, &y)| x as i32 * y as i32).sum::<i32>();
+                        }
+                    }
+                    for (o, a) in out.iter_mut().zip(acc) {
+                        *o = a as f32 * rs;
                     }
                 }
             }
@@ -311,6 +365,105 @@ mod avx512 {
             }
         }
     }
+
+    /// [`super::int_scores`] with `vpdpbusd`: unsigned times signed bytes, so the keys (streamed)
+    /// are made unsigned by adding 128 (a flip of the top bit) and `128 · Σ q` comes off each
+    /// sum. Blocks of rows by tiles as [`scores`] cuts them.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn int_scores(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        out: &mut [f32],
+    ) {
+        let w = tiles.len() * TILE;
+        let rows = rscale.len();
+        for q0 in (0..rows).step_by(ROWS) {
+            let r = (rows - q0).min(ROWS);
+            let (q, rs) = (&q[q0 * kw..(q0 + r) * kw], &rscale[q0..q0 + r]);
+            let mut t = 0;
+            while t < tiles.len() {
+                let left = tiles.len() - t;
+                let k = if r <= 4 && left >= 4 {
+                    4
+                } else if left >= 2 {
+                    2
+                } else {
+                    1
+                };
+                let o = out.as_mut_ptr().add(q0 * w + t * TILE);
+                let tl = &tiles[t..];
+                // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
+                match (r, k) {
+                    (1, 4) => int_block::<1, 4>(q, kw, rs, tl, o, w),
+                    (2, 4) => int_block::<2, 4>(q, kw, rs, tl, o, w),
+                    (3, 4) => int_block::<3, 4>(q, kw, rs, tl, o, w),
+                    (_, 4) => int_block::<4, 4>(q, kw, rs, tl, o, w),
+                    (1, 2) => int_block::<1, 2>(q, kw, rs, tl, o, w),
+                    (2, 2) => int_block::<2, 2>(q, kw, rs, tl, o, w),
+                    (3, 2) => int_block::<3, 2>(q, kw, rs, tl, o, w),
+                    (4, 2) => int_block::<4, 2>(q, kw, rs, tl, o, w),
+                    (5, 2) => int_block::<5, 2>(q, kw, rs, tl, o, w),
+                    (6, 2) => int_block::<6, 2>(q, kw, rs, tl, o, w),
+                    (7, 2) => int_block::<7, 2>(q, kw, rs, tl, o, w),
+                    (_, 2) => int_block::<8, 2>(q, kw, rs, tl, o, w),
+                    (1, _) => int_block::<1, 1>(q, kw, rs, tl, o, w),
+                    (2, _) => int_block::<2, 1>(q, kw, rs, tl, o, w),
+                    (3, _) => int_block::<3, 1>(q, kw, rs, tl, o, w),
+                    (4, _) => int_block::<4, 1>(q, kw, rs, tl, o, w),
+                    (5, _) => int_block::<5, 1>(q, kw, rs, tl, o, w),
+                    (6, _) => int_block::<6, 1>(q, kw, rs, tl, o, w),
+                    (7, _) => int_block::<7, 1>(q, kw, rs, tl, o, w),
+                    (_, _) => int_block::<8, 1>(q, kw, rs, tl, o, w),
+                }
+                t += k;
+            }
+        }
+    }
+
+    /// `R` int8 query rows (`kw` bytes apart) by `K` tiles; `o` as for [`block`].
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[inline]
+    unsafe fn int_block<const R: usize, const K: usize>(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        o: *mut f32,
+        w: usize,
+    ) {
+        let qp: [*const i8; R] = std::array::from_fn(|r| q.as_ptr().add(r * kw));
+        let k: [*const i8; K] = std::array::from_fn(|t| tiles[t].as_ptr());
+        let next = ahead::<i8, K>(tiles);
+        let flip = _mm512_set1_epi8(i8::MIN);
+        let mut acc = [[_mm512_setzero_si512(); K]; R];
+        for c in 0..kw / super::QUAD {
+            let at = c * TILE * super::QUAD;
+            for n in next.iter().flatten() {
+                _mm_prefetch::<_MM_HINT_T0>(n.add(at).cast());
+            }
+            let kv: [__m512i; K] = std::array::from_fn(|t| {
+                _mm512_xor_si512(_mm512_loadu_si512(k[t].add(at).cast()), flip)
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let qv =
+                    _mm512_set1_epi32(qp[r].add(c * super::QUAD).cast::<i32>().read_unaligned());
+                for (a, kv) in acc.iter_mut().zip(&kv) {
+                    *a = _mm512_dpbusd_epi32(*a, *kv, qv);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let sum: i32 = q[r * kw..(r + 1) * kw].iter().map(|&x| x as i32).sum();
+            let off = _mm512_set1_epi32(128 * sum);
+            let s = _mm512_set1_ps(rscale[r]);
+            for (t, a) in acc.iter().enumerate() {
+                let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(*a, off));
+                _mm512_storeu_ps(o.add(r * w + t * TILE), _mm512_mul_ps(exact, s));
+            }
+        }
+    }
 }
 
 /// The AVX-512 routines' arithmetic in 8-lane halves: a tile is a low and a high vector, and only
@@ -477,6 +630,82 @@ mod avx2 {
             }
         }
     }
+
+    /// Query rows per block of [`int_scores`]: two accumulators a row (a tile's halves), the
+    /// tile's bytes and their magnitudes, the ones and a query quad.
+    const INT_ROWS: usize = 4;
+
+    /// [`super::int_scores`] with `vpmaddubsw`, unsigned times signed bytes: the keys' magnitudes
+    /// times the query bytes carrying the keys' signs (`vpsignb`), the same products. A pair of
+    /// them is at most 2 · 127 · 127 = 32,258, inside i16; `vpmaddwd` with ones then adds pairs
+    /// into each key's i32 lane.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn int_scores(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        out: &mut [f32],
+    ) {
+        let w = tiles.len() * TILE;
+        let rows = rscale.len();
+        for q0 in (0..rows).step_by(INT_ROWS) {
+            let r = (rows - q0).min(INT_ROWS);
+            let (q, rs) = (&q[q0 * kw..(q0 + r) * kw], &rscale[q0..q0 + r]);
+            for t in 0..tiles.len() {
+                let o = out.as_mut_ptr().add(q0 * w + t * TILE);
+                let tl = &tiles[t..];
+                // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
+                match r {
+                    1 => int_block::<1>(q, kw, rs, tl, o, w),
+                    2 => int_block::<2>(q, kw, rs, tl, o, w),
+                    3 => int_block::<3>(q, kw, rs, tl, o, w),
+                    _ => int_block::<4>(q, kw, rs, tl, o, w),
+                }
+            }
+        }
+    }
+
+    /// `R` int8 query rows (`kw` bytes apart) by one tile; `o` as for [`block`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn int_block<const R: usize>(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        o: *mut f32,
+        w: usize,
+    ) {
+        let qp: [*const i8; R] = std::array::from_fn(|r| q.as_ptr().add(r * kw));
+        let k = tiles[0].as_ptr();
+        let [next] = ahead::<i8, 1>(tiles);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        for c in 0..kw / super::QUAD {
+            let at = c * TILE * super::QUAD;
+            if let Some(n) = next {
+                _mm_prefetch::<_MM_HINT_T0>(n.add(at).cast());
+            }
+            let kv: [__m256i; 2] =
+                std::array::from_fn(|h| _mm256_loadu_si256(k.add(at + 32 * h).cast()));
+            let mag = kv.map(|v| _mm256_abs_epi8(v));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let qv =
+                    _mm256_set1_epi32(qp[r].add(c * super::QUAD).cast::<i32>().read_unaligned());
+                for h in 0..2 {
+                    let pairs = _mm256_maddubs_epi16(mag[h], _mm256_sign_epi8(qv, kv[h]));
+                    acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let s = _mm256_set1_ps(rscale[r]);
+            for (h, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(r * w + 8 * h), _mm256_mul_ps(_mm256_cvtepi32_ps(*a), s));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -557,6 +786,57 @@ mod tests {
                                     (got - want).abs() <= bound.max(1e-30),
                                     "{isa:?}, dim {d}, row {i}, tile {t}, key {l}"
                                 );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Signed bytes over the whole range the cache stores (±127), zeros included.
+    fn bytes(n: usize, seed: u64) -> Vec<i8> {
+        values(n, seed)
+            .iter()
+            .map(|v| (v * 1e4) as i64 % 128)
+            .map(|b| b.clamp(-127, 127) as i8)
+            .collect()
+    }
+
+    #[test]
+    fn the_int8_scores_are_exact_integer_sums_on_every_family() {
+        for isa in vector_isas() {
+            for kw in [4, 16, 64, 80, 128, 256] {
+                // Rows across the blocks (8 and 4 rows, 1/2/4 tiles), tiles odd and even.
+                for (nq, nt) in [(1, 1), (3, 4), (3, 7), (4, 2), (6, 5), (9, 3), (17, 1)] {
+                    let q = bytes(nq * kw, (kw + nq) as u64);
+                    // The extremes too: every product at 127 · 127 or -127 · 127.
+                    let mut tiles: Vec<Vec<i8>> =
+                        (0..nt).map(|t| bytes(kw * TILE, 50 + t as u64)).collect();
+                    tiles[0][..kw * TILE / 2].fill(-127);
+                    let mut q = q;
+                    q[..kw].fill(127);
+                    let rscale: Vec<f32> = (0..nq).map(|i| 0.001 * (i + 1) as f32).collect();
+                    let run = |isa: Isa| {
+                        let t: Vec<&[i8]> = tiles.iter().map(|t| t.as_slice()).collect();
+                        let mut out = vec![f32::NAN; nq * nt * TILE];
+                        int_scores(isa, &q, &rscale, &t, &mut out);
+                        out
+                    };
+                    let fast = run(isa);
+                    assert_eq!(bits(&fast), bits(&run(Isa::Scalar)), "{isa:?}, {kw}, {nq}x{nt}");
+                    for i in 0..nq {
+                        for (t, tile) in tiles.iter().enumerate() {
+                            for l in 0..TILE {
+                                let dot: i64 = (0..kw)
+                                    .map(|c| {
+                                        let k = tile[(c / QUAD * TILE + l) * QUAD + c % QUAD];
+                                        q[i * kw + c] as i64 * k as i64
+                                    })
+                                    .sum();
+                                let want = dot as f32 * rscale[i];
+                                let got = fast[i * nt * TILE + t * TILE + l];
+                                assert_eq!(got, want, "{isa:?}, {kw}, row {i}, tile {t}, key {l}");
                             }
                         }
                     }

@@ -325,7 +325,7 @@ pub fn softcap(x: &mut [f32], cap: f32) {
 /// Adding and subtracting 1.5·2²³ rounds any |x| < 2²² to the nearest integer, ties to even, in
 /// two plain f32 operations (SSE2): `f32::round` is a libm call on x86-64's baseline, and
 /// `round_ties_even` is one too without SSE4.1.
-pub const ROUND: f32 = 12_582_912.0;
+const ROUND: f32 = 12_582_912.0;
 
 /// `e^x` within about 1 ulp for x in [-87.3, 88.3] (clamped outside), branch-free so that
 /// loops over it vectorise: `x = n ln2 + r` with |r| ≤ ln2/2, Cephes' minimax polynomial for
