@@ -134,6 +134,17 @@ pub(super) fn int_scores(isa: Isa, q: &[i8], rscale: &[f32], tiles: &[&[i8]], ou
     }
 }
 
+/// [`int_scores`]' rows in blocks of up to `per`: (first row, its quantized rows, their scales).
+#[cfg(target_arch = "x86_64")]
+fn row_blocks<'a>(
+    q: &'a [i8],
+    kw: usize,
+    rscale: &'a [f32],
+    per: usize,
+) -> impl Iterator<Item = (usize, &'a [i8], &'a [f32])> {
+    rscale.chunks(per).zip(q.chunks(per * kw)).enumerate().map(move |(b, (rs, q))| (b * per, q, rs))
+}
+
 /// For each of `heads` heads `h` (`d = o.len() / heads`, rows of `o` and of `p`):
 /// `o[h] = Σ_j p[h][j] · vals[j]`, a fused multiply-add chain in key order from zero (`o` is
 /// overwritten). The heads share `vals`, so each value row is read once for all of them.
@@ -378,10 +389,8 @@ mod avx512 {
         out: &mut [f32],
     ) {
         let w = tiles.len() * TILE;
-        let rows = rscale.len();
-        for q0 in (0..rows).step_by(ROWS) {
-            let r = (rows - q0).min(ROWS);
-            let (q, rs) = (&q[q0 * kw..(q0 + r) * kw], &rscale[q0..q0 + r]);
+        for (q0, q, rs) in super::row_blocks(q, kw, rscale, ROWS) {
+            let r = rs.len();
             let mut t = 0;
             while t < tiles.len() {
                 let left = tiles.len() - t;
@@ -648,10 +657,8 @@ mod avx2 {
         out: &mut [f32],
     ) {
         let w = tiles.len() * TILE;
-        let rows = rscale.len();
-        for q0 in (0..rows).step_by(INT_ROWS) {
-            let r = (rows - q0).min(INT_ROWS);
-            let (q, rs) = (&q[q0 * kw..(q0 + r) * kw], &rscale[q0..q0 + r]);
+        for (q0, q, rs) in super::row_blocks(q, kw, rscale, INT_ROWS) {
+            let r = rs.len();
             for t in 0..tiles.len() {
                 let o = out.as_mut_ptr().add(q0 * w + t * TILE);
                 let tl = &tiles[t..];
