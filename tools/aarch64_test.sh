@@ -20,7 +20,7 @@
 #   cargo test --test isa_equivalence, and --test suite -- model_goldens:: gguf:: batch_invariance::
 #                                   logits equal on both families (f32, bf16, f16, Q8_0 weights),
 #                                   transformers goldens, GGUF, bit-for-bit batch invariance
-# and then the kernel tests again on a `cortex-a72` (ARMv8.0, no dot product: the int8 products'
+# and then the kernel and attention-kernel tests again on a `cortex-a72` (ARMv8.0, no dot product: the int8 products' and scores'
 # `smull` path instead of `sdot`).
 # With BENCHGEN_DATA_DIR (default: ../shared/data beside the repository, if it exists) the gguf
 # tests that need real files (stories260K.gguf, reference tokenizers) run too; without it they
@@ -110,7 +110,7 @@ run --lib model::host
 run --test isa_equivalence
 ((quick)) || run --test suite -- model_goldens:: gguf:: batch_invariance::
 runner cortex-a72
-run --lib kernels
+run --lib -- kernels model::host::attn_kernels
 
 echo "== summary (aarch64 under qemu, $((SECONDS - start)) s in all)"
 grep -E '^test result:|^test .* FAILED$' "$log" || true

@@ -203,6 +203,8 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 pub(crate) use self::int8::{int8_scale, round_i8};
+#[cfg(target_arch = "aarch64")]
+pub(crate) use self::neonint8::{Dot, Dot4, Plain};
 pub use self::pack::{GgufType, Packer};
 pub use self::quant::QuantType;
 

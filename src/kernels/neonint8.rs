@@ -49,15 +49,16 @@ pub(super) fn block_plain(
     unsafe { block::<Plain>(kind, rows, k, a, q, s) }
 }
 
-/// Σ over each 4-byte lane of w·x, added to `acc`.
-trait Dot4: Copy {
+/// Σ over each 4-byte lane of w·x, added to `acc` (also attention's int8 scores).
+pub(crate) trait Dot4: Copy {
     /// # Safety
     /// The CPU runs this implementation's instructions.
     unsafe fn dot(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t;
 }
 
+/// `sdot`: the CPU must have the dot-product extension, enabled on the caller.
 #[derive(Clone, Copy)]
-struct Dot;
+pub(crate) struct Dot;
 
 impl Dot4 for Dot {
     #[inline]
@@ -72,8 +73,9 @@ impl Dot4 for Dot {
     }
 }
 
+/// `smull` and pairwise adds: NEON alone.
 #[derive(Clone, Copy)]
-struct Plain;
+pub(crate) struct Plain;
 
 impl Dot4 for Plain {
     #[inline(always)]

@@ -10,7 +10,8 @@
 //! bf16 or int8 (widened in registers, exactly; an int8 cache's scales are applied by the caller),
 //! so a narrow cache is never copied out as f32. An int8 cache's keys are tiled in quads of
 //! dimensions ([`QUAD`]) and meet int8 query rows in exact integer dot products ([`int_scores`]:
-//! `vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2), a quarter of the f32 chain's instructions,
+//! `vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2, `sdot` on NEON), a quarter of the f32
+//! chain's instructions,
 //! which prefill attention, compute-bound, is made of.
 
 use super::ops::Stored;
@@ -114,6 +115,13 @@ pub(super) fn int_scores(isa: Isa, q: &[i8], rscale: &[f32], tiles: &[&[i8]], ou
         // SAFETY: a family this CPU runs: AVX2 (which every AVX-512 CPU has); lengths as above.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 | Isa::Avx2 => unsafe { avx2::int_scores(q, kw, rscale, tiles, out) },
+        // SAFETY: the CPU has the dot-product extension (checked); lengths as above.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon if crate::kernels::isa::cpu_has_neon_dotprod() => unsafe {
+            neon::int_scores_dot(q, kw, rscale, tiles, out)
+        },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::int_scores_plain(q, kw, rscale, tiles, out),
         _ => {
             for ((q, &rs), out) in q.chunks(kw.max(1)).zip(rscale).zip(out.chunks_mut(w)) {
                 for (tile, out) in tiles.iter().zip(out.chunks_mut(TILE)) {
@@ -135,7 +143,7 @@ pub(super) fn int_scores(isa: Isa, q: &[i8], rscale: &[f32], tiles: &[&[i8]], ou
 }
 
 /// [`int_scores`]' rows in blocks of up to `per`: (first row, its quantized rows, their scales).
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn row_blocks<'a>(
     q: &'a [i8],
     kw: usize,
@@ -710,6 +718,100 @@ mod avx2 {
             let s = _mm256_set1_ps(rscale[r]);
             for (h, a) in acc.iter().enumerate() {
                 _mm256_storeu_ps(o.add(r * w + 8 * h), _mm256_mul_ps(_mm256_cvtepi32_ps(*a), s));
+            }
+        }
+    }
+}
+
+/// [`int_scores`] on NEON: a tile's quad row is four vectors of four keys, each lane four
+/// dimensions of one key, which `sdot` (or, without the dot-product extension, `smull` and
+/// pairwise adds: `kernels::Plain`) sums against a broadcast quad of a query row, exactly.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{row_blocks, QUAD, TILE};
+    use crate::kernels::{Dot, Dot4, Plain};
+
+    /// Query rows per block: 4 accumulators a row, 16 of the 32 registers.
+    const ROWS: usize = 4;
+
+    /// # Safety
+    /// The CPU has the dot-product extension; the lengths as [`super::int_scores`] checks them.
+    #[target_feature(enable = "dotprod")]
+    pub(super) unsafe fn int_scores_dot(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        out: &mut [f32],
+    ) {
+        // SAFETY: forwarded; `Dot` is used under its feature.
+        unsafe { by::<Dot>(q, kw, rscale, tiles, out) }
+    }
+
+    /// The lengths as [`super::int_scores`] checks them.
+    pub(super) fn int_scores_plain(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        out: &mut [f32],
+    ) {
+        // SAFETY: `Plain` needs NEON alone, aarch64's baseline; lengths from the caller.
+        unsafe { by::<Plain>(q, kw, rscale, tiles, out) }
+    }
+
+    #[inline(always)]
+    unsafe fn by<D: Dot4>(q: &[i8], kw: usize, rscale: &[f32], tiles: &[&[i8]], out: &mut [f32]) {
+        let w = tiles.len() * TILE;
+        for (q0, q, rs) in row_blocks(q, kw, rscale, ROWS) {
+            for (t, tile) in tiles.iter().enumerate() {
+                // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
+                unsafe {
+                    let o = out.as_mut_ptr().add(q0 * w + t * TILE);
+                    match rs.len() {
+                        1 => block::<D, 1>(q, kw, rs, tile, o, w),
+                        2 => block::<D, 2>(q, kw, rs, tile, o, w),
+                        3 => block::<D, 3>(q, kw, rs, tile, o, w),
+                        _ => block::<D, 4>(q, kw, rs, tile, o, w),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `R` query rows (`kw` bytes apart) by one tile; `o` the first row's scores, rows `w` apart.
+    #[inline(always)]
+    unsafe fn block<D: Dot4, const R: usize>(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tile: &[i8],
+        o: *mut f32,
+        w: usize,
+    ) {
+        // SAFETY: the caller's lengths: `q` holds R rows of kw, `tile` kw / QUAD quad rows of 64
+        // bytes, `o` R rows of w from here.
+        unsafe {
+            let mut acc = [[vdupq_n_s32(0); 4]; R];
+            for c in 0..kw / QUAD {
+                let k = tile.as_ptr().add(c * TILE * QUAD);
+                let kv: [int8x16_t; 4] =
+                    [vld1q_s8(k), vld1q_s8(k.add(16)), vld1q_s8(k.add(32)), vld1q_s8(k.add(48))];
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let quad = q.as_ptr().add(r * kw + c * QUAD).cast::<i32>().read_unaligned();
+                    let qv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
+                    for (a, k) in acc.iter_mut().zip(kv) {
+                        *a = D::dot(*a, k, qv);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, a) in acc.iter().enumerate() {
+                    let s = vmulq_n_f32(vcvtq_f32_s32(*a), rscale[r]);
+                    vst1q_f32(o.add(r * w + 4 * v), s);
+                }
             }
         }
     }
