@@ -197,9 +197,20 @@ impl Rows {
 trait InCache: Stored {
     fn slice(rows: &Rows) -> Option<&[Self]>;
 
-    /// The key tiles as int8 when that is what they are: their scores are integer dot products.
-    fn as_int8<'b, 'c>(_tiles: &'b [&'c [Self]]) -> Option<&'b [&'c [i8]]> {
-        None
+    /// `out`: the scores of the query rows `qs` against the key `tiles`, times `scale` (see
+    /// [`scores`]). `q8`, `q8_scale`: room for the rows quantized, where the keys are int8.
+    #[inline(always)]
+    fn tile_scores(
+        isa: Isa,
+        qs: &[&[f32]],
+        tiles: &[&[Self]],
+        scale: f32,
+        q8: &mut Vec<i8>,
+        q8_scale: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let _ = (q8, q8_scale);
+        scores(isa, qs, tiles, scale, out);
     }
 }
 
@@ -229,8 +240,31 @@ impl InCache for i8 {
         }
     }
 
-    fn as_int8<'b, 'c>(tiles: &'b [&'c [i8]]) -> Option<&'b [&'c [i8]]> {
-        Some(tiles)
+    /// Integer dot products: each query row quantized as the cache quantizes a key
+    /// ([`int8_scale`], [`round_i8`]), its scale times `scale` one f32 product; the keys' own
+    /// scales are the caller's.
+    #[inline(always)]
+    fn tile_scores(
+        isa: Isa,
+        qs: &[&[f32]],
+        tiles: &[&[i8]],
+        scale: f32,
+        q8: &mut Vec<i8>,
+        q8_scale: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let kw = qs.first().map_or(0, |q| q.len()).next_multiple_of(QUAD);
+        q8.clear();
+        q8.resize(qs.len() * kw, 0);
+        q8_scale.clear();
+        for (q, dst) in qs.iter().zip(q8.chunks_exact_mut(kw.max(1))) {
+            let (dq, inv) = int8_scale(q);
+            for (o, &v) in dst.iter_mut().zip(*q) {
+                *o = round_i8(v * inv);
+            }
+            q8_scale.push(dq * scale);
+        }
+        int_scores(isa, q8, q8_scale, tiles, out);
     }
 }
 
@@ -732,22 +766,15 @@ impl Head<'_> {
             qs.extend((i0..i1).flat_map(|i| (0..g).map(move |h| (i, h))).map(|(i, h)| qrow(i, h)));
             tile_scores.clear();
             tile_scores.resize(qs.len() * w, 0f32);
-            if let Some(keys) = T::as_int8(&keys[t0..t1]) {
-                let kw = d.next_multiple_of(QUAD);
-                q8.clear();
-                q8.resize(qs.len() * kw, 0);
-                q8_scale.clear();
-                for (q, dst) in qs.iter().zip(q8.chunks_exact_mut(kw)) {
-                    let (dq, inv) = int8_scale(q);
-                    for (o, &v) in dst.iter_mut().zip(*q) {
-                        *o = round_i8(v * inv);
-                    }
-                    q8_scale.push(dq * self.scale);
-                }
-                int_scores(isa, &q8, &q8_scale, keys, &mut tile_scores);
-            } else {
-                scores(isa, &qs, &keys[t0..t1], self.scale, &mut tile_scores);
-            }
+            T::tile_scores(
+                isa,
+                &qs,
+                &keys[t0..t1],
+                self.scale,
+                &mut q8,
+                &mut q8_scale,
+                &mut tile_scores,
+            );
             for i in i0..i1 {
                 let visible = lo(i)..self.seg.offset + i + 1;
                 let n = visible.len();

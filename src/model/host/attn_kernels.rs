@@ -11,8 +11,7 @@
 //! so a narrow cache is never copied out as f32. An int8 cache's keys are tiled in quads of
 //! dimensions ([`QUAD`]) and meet int8 query rows in exact integer dot products ([`int_scores`]:
 //! `vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` on AVX2, `sdot` on NEON), a quarter of the f32
-//! chain's instructions,
-//! which prefill attention, compute-bound, is made of.
+//! chain's instructions, which prefill attention, compute-bound, is made of.
 
 use super::ops::Stored;
 use crate::kernels::isa::Isa;
@@ -399,6 +398,11 @@ mod avx512 {
         let w = tiles.len() * TILE;
         for (q0, q, rs) in super::row_blocks(q, kw, rscale, ROWS) {
             let r = rs.len();
+            // What the keys' +128 adds to each row's sums, once for all of its tiles.
+            let mut off = [0i32; ROWS];
+            for (o, q) in off.iter_mut().zip(q.chunks_exact(kw.max(1))) {
+                *o = 128 * q.iter().map(|&x| x as i32).sum::<i32>();
+            }
             let mut t = 0;
             while t < tiles.len() {
                 let left = tiles.len() - t;
@@ -413,39 +417,41 @@ mod avx512 {
                 let tl = &tiles[t..];
                 // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
                 match (r, k) {
-                    (1, 4) => int_block::<1, 4>(q, kw, rs, tl, o, w),
-                    (2, 4) => int_block::<2, 4>(q, kw, rs, tl, o, w),
-                    (3, 4) => int_block::<3, 4>(q, kw, rs, tl, o, w),
-                    (_, 4) => int_block::<4, 4>(q, kw, rs, tl, o, w),
-                    (1, 2) => int_block::<1, 2>(q, kw, rs, tl, o, w),
-                    (2, 2) => int_block::<2, 2>(q, kw, rs, tl, o, w),
-                    (3, 2) => int_block::<3, 2>(q, kw, rs, tl, o, w),
-                    (4, 2) => int_block::<4, 2>(q, kw, rs, tl, o, w),
-                    (5, 2) => int_block::<5, 2>(q, kw, rs, tl, o, w),
-                    (6, 2) => int_block::<6, 2>(q, kw, rs, tl, o, w),
-                    (7, 2) => int_block::<7, 2>(q, kw, rs, tl, o, w),
-                    (_, 2) => int_block::<8, 2>(q, kw, rs, tl, o, w),
-                    (1, _) => int_block::<1, 1>(q, kw, rs, tl, o, w),
-                    (2, _) => int_block::<2, 1>(q, kw, rs, tl, o, w),
-                    (3, _) => int_block::<3, 1>(q, kw, rs, tl, o, w),
-                    (4, _) => int_block::<4, 1>(q, kw, rs, tl, o, w),
-                    (5, _) => int_block::<5, 1>(q, kw, rs, tl, o, w),
-                    (6, _) => int_block::<6, 1>(q, kw, rs, tl, o, w),
-                    (7, _) => int_block::<7, 1>(q, kw, rs, tl, o, w),
-                    (_, _) => int_block::<8, 1>(q, kw, rs, tl, o, w),
+                    (1, 4) => int_block::<1, 4>(q, kw, rs, &off, tl, o, w),
+                    (2, 4) => int_block::<2, 4>(q, kw, rs, &off, tl, o, w),
+                    (3, 4) => int_block::<3, 4>(q, kw, rs, &off, tl, o, w),
+                    (_, 4) => int_block::<4, 4>(q, kw, rs, &off, tl, o, w),
+                    (1, 2) => int_block::<1, 2>(q, kw, rs, &off, tl, o, w),
+                    (2, 2) => int_block::<2, 2>(q, kw, rs, &off, tl, o, w),
+                    (3, 2) => int_block::<3, 2>(q, kw, rs, &off, tl, o, w),
+                    (4, 2) => int_block::<4, 2>(q, kw, rs, &off, tl, o, w),
+                    (5, 2) => int_block::<5, 2>(q, kw, rs, &off, tl, o, w),
+                    (6, 2) => int_block::<6, 2>(q, kw, rs, &off, tl, o, w),
+                    (7, 2) => int_block::<7, 2>(q, kw, rs, &off, tl, o, w),
+                    (_, 2) => int_block::<8, 2>(q, kw, rs, &off, tl, o, w),
+                    (1, _) => int_block::<1, 1>(q, kw, rs, &off, tl, o, w),
+                    (2, _) => int_block::<2, 1>(q, kw, rs, &off, tl, o, w),
+                    (3, _) => int_block::<3, 1>(q, kw, rs, &off, tl, o, w),
+                    (4, _) => int_block::<4, 1>(q, kw, rs, &off, tl, o, w),
+                    (5, _) => int_block::<5, 1>(q, kw, rs, &off, tl, o, w),
+                    (6, _) => int_block::<6, 1>(q, kw, rs, &off, tl, o, w),
+                    (7, _) => int_block::<7, 1>(q, kw, rs, &off, tl, o, w),
+                    (_, _) => int_block::<8, 1>(q, kw, rs, &off, tl, o, w),
                 }
                 t += k;
             }
         }
     }
 
-    /// `R` int8 query rows (`kw` bytes apart) by `K` tiles; `o` as for [`block`].
+    /// `R` int8 query rows (`kw` bytes apart) by `K` tiles; `off[r]`: `128 · Σ q[r]`; `o` as for
+    /// [`block`].
     #[target_feature(enable = "avx512f,avx512vnni")]
     #[inline]
     unsafe fn int_block<const R: usize, const K: usize>(
         q: &[i8],
         kw: usize,
         rscale: &[f32],
+        off: &[i32],
         tiles: &[&[i8]],
         o: *mut f32,
         w: usize,
@@ -472,8 +478,7 @@ mod avx512 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            let sum: i32 = q[r * kw..(r + 1) * kw].iter().map(|&x| x as i32).sum();
-            let off = _mm512_set1_epi32(128 * sum);
+            let off = _mm512_set1_epi32(off[r]);
             let s = _mm512_set1_ps(rscale[r]);
             for (t, a) in acc.iter().enumerate() {
                 let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(*a, off));
