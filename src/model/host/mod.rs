@@ -11,6 +11,7 @@ mod attn_kernels;
 mod linear;
 mod moe;
 mod ops;
+mod pool;
 
 use candle_core::{DType, Result};
 use candle_nn::VarBuilder;
@@ -24,6 +25,7 @@ use self::moe::{Expert, MoeFfn};
 pub(super) use self::ops::exp;
 #[cfg(test)]
 pub(super) use self::ops::{rms_norm, rope_in_place, silu_mul};
+use self::pool::on_worker;
 
 use super::config::ModelConfig;
 use super::decoder::Segment;
@@ -187,19 +189,6 @@ fn return_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Runs `f` on a worker of rayon's pool. The engine's loop is not a rayon worker, and from
-/// outside the pool every parallel region (a few hundred per decode step) injects its job and
-/// puts the caller to sleep until it is done: two context switches each, a quarter of a batch-1
-/// decode step, and a third thread contending for two cores. Moved onto a worker once per call,
-/// the regions run between workers that are already awake.
-fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    // `join` from outside the pool runs both closures on a worker and waits for them.
-    rayon::join(f, || ()).0
 }
 
 /// A weight's values, row-major, as f32.
