@@ -792,6 +792,9 @@ fn stored_type(t: GgmlDType) -> Option<GgufType> {
     })
 }
 
+/// Bytes of a float tensor [`GgufReader`] reads at a time (whole rows, or whole heads of rows).
+const PIECE_BYTES: usize = 4 << 20;
+
 /// Reads a GGUF file's tensors one at a time, as they are asked for: a `VarBuilder` backend
 /// (dequantized, for candle's decoder and float host weights) and [`StoredTensors`] (as stored,
 /// for the host kernels). Loading so holds one tensor at a time besides what was built from the
@@ -800,10 +803,12 @@ pub struct GgufReader<'a> {
     weights: &'a GgufWeights,
     by_hf: HashMap<&'a str, &'a Mapped>,
     reader: Mutex<BufReader<File>>,
-    /// The bytes of the float tensor `float_rows` last read, reused: a fresh buffer per tensor
-    /// costs its pages' faults every time (half of loading a 1B f32 file). At most the largest
-    /// tensor, which loading holds anyway.
+    /// The piece of a float tensor `float_rows` last read, reused: a fresh buffer per tensor
+    /// cost its pages' faults every time (half of loading a 1B f32 file). About
+    /// [`PIECE_BYTES`].
     scratch: Mutex<Vec<u8>>,
+    /// [`PIECE_BYTES`] (smaller in tests).
+    piece_bytes: usize,
     origin: String,
 }
 
@@ -817,6 +822,7 @@ impl GgufWeights {
             by_hf,
             reader: Mutex::new(BufReader::new(file)),
             scratch: Mutex::new(Vec::new()),
+            piece_bytes: PIECE_BYTES,
             origin: origin.to_string(),
         })
     }
@@ -939,20 +945,46 @@ impl StoredTensors for GgufReader<'_> {
         let failed = |e: std::io::Error| {
             candle_core::Error::msg(format!("{}: tensor {}: {e}", self.origin, m.gguf))
         };
-        let bytes = info.shape.elem_count() * stored.size_in_bytes();
+        let row = stored_cols * stored.size_in_bytes();
+        // Read in pieces of whole rows (whole heads where the rows are permuted within heads),
+        // so loading holds a few MB besides the weights rather than the largest tensor.
+        let (first, count, unit) = match (m.unpermute_heads, m.rows) {
+            (None, None) => (0, all_rows, 1),
+            (None, Some((start, len))) => (start, len, 1),
+            (Some(heads), None) if heads > 0 && all_rows.is_multiple_of(heads) => {
+                (0, all_rows, all_rows / heads)
+            }
+            // Rows cut from a permuted tensor: the cut applies after unpermuting the whole.
+            _ => (0, all_rows, all_rows),
+        };
+        let per_piece = (self.piece_bytes / (unit * row).max(1)).max(1) * unit;
         let mut scratch =
             self.scratch.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
-        if scratch.len() < bytes {
-            scratch.resize(bytes, 0);
-        }
-        {
-            let mut reader =
-                self.reader.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
-            let at = self.weights.content.tensor_data_offset + info.offset;
-            reader.seek(SeekFrom::Start(at)).map_err(failed)?;
+        let mut reader =
+            self.reader.lock().map_err(|_| candle_core::Error::msg("GGUF reader poisoned"))?;
+        let at = self.weights.content.tensor_data_offset + info.offset + (first * row) as u64;
+        reader.seek(SeekFrom::Start(at)).map_err(failed)?;
+        let mut r0 = 0;
+        while r0 < count {
+            let n = per_piece.min(count - r0);
+            let bytes = n * row;
+            if scratch.len() < bytes {
+                scratch.resize(bytes, 0);
+            }
             reader.read_exact(&mut scratch[..bytes]).map_err(failed)?;
+            match (m.unpermute_heads, m.rows) {
+                (None, _) => take(&scratch[..bytes]),
+                (Some(_), None) if unit < all_rows => {
+                    let heads = n / unit;
+                    take(
+                        &unpermute_rows(&scratch[..bytes], n, heads)
+                            .map_err(candle_core::Error::msg)?,
+                    )
+                }
+                _ => take(&hf_rows(m, &scratch[..bytes], all_rows)?),
+            }
+            r0 += n;
         }
-        take(&hf_rows(m, &scratch[..bytes], all_rows)?);
         Ok(true)
     }
 }
@@ -998,6 +1030,61 @@ fn hf_rows<'r>(m: &Mapped, raw: &'r [u8], rows: usize) -> candle_core::Result<Co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use candle_core::quantized::gguf_file;
+
+    #[test]
+    fn float_tensors_are_read_in_pieces_of_whole_rows_that_make_up_the_hf_rows(
+    ) -> candle_core::Result<()> {
+        let dir = tempfile::tempdir().map_err(candle_core::Error::wrap)?;
+        let path = dir.path().join("t.gguf");
+        // 48 rows = 4 heads of 12 (q, permuted), 7 columns; f32 and bf16.
+        let (rows, cols) = (48, 7);
+        let t = Tensor::arange(0f32, (rows * cols) as f32, &Device::Cpu)?.reshape((rows, cols))?;
+        let stored = [
+            ("a.weight", QTensor::quantize(&t, GgmlDType::F32)?),
+            ("b.weight", QTensor::quantize(&t, GgmlDType::BF16)?),
+        ];
+        let refs: Vec<(&str, &QTensor)> = stored.iter().map(|(n, q)| (*n, q)).collect();
+        gguf_file::write(&mut File::create(&path)?, &[], &refs)?;
+        let cases =
+            [(None, None), (None, Some((5, 30))), (Some(4), None), (Some(4), Some((12, 24)))];
+        for (gguf, dtype, size) in [("a.weight", DType::F32, 4), ("b.weight", DType::BF16, 2)] {
+            for (unpermute_heads, cut) in cases {
+                let m = Mapped { gguf: gguf.into(), hf: "x".into(), unpermute_heads, rows: cut };
+                let whole = hf_rows(&m, &raw_rows_of(&stored, gguf)?, rows)?.into_owned();
+                let weights = GgufWeights {
+                    path: path.clone(),
+                    content: Content::read(&mut BufReader::new(File::open(&path)?))?,
+                    tensors: vec![m],
+                };
+                let mut r = weights.reader("test").map_err(candle_core::Error::wrap)?;
+                // Five rows a piece: several pieces, and heads (of 12 rows) whole.
+                r.piece_bytes = 5 * cols * size;
+                let (want_rows, mut pieces) = (cut.map_or(rows, |c| c.1), Vec::new());
+                let read =
+                    r.float_rows("x", dtype, (want_rows, cols), &mut |p| pieces.push(p.to_vec()))?;
+                assert!(read);
+                let unit = match (unpermute_heads, cut) {
+                    (None, _) => 5,
+                    (Some(_), None) => 12,
+                    (Some(_), Some(_)) => want_rows,
+                };
+                assert!(pieces.len() >= want_rows / unit, "{gguf} {unpermute_heads:?} {cut:?}");
+                for p in &pieces {
+                    assert!(p.len() % (cols * size) == 0 && p.len() <= unit * cols * size);
+                }
+                assert_eq!(pieces.concat(), whole, "{gguf} {unpermute_heads:?} {cut:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's bytes of tensor `name` as written.
+    fn raw_rows_of(stored: &[(&str, QTensor)], name: &str) -> candle_core::Result<Vec<u8>> {
+        let q = &stored.iter().find(|(n, _)| *n == name).expect("written").1;
+        q.data().map(|d| d.into_owned())
+    }
 
     #[test]
     fn unpermute_inverts_llama_cpp_permute() -> candle_core::Result<()> {

@@ -44,8 +44,9 @@ pub(crate) trait StoredTensors {
     /// kernels can hold as it is.
     fn half_type(&self, name: &str) -> Option<DType>;
     /// When matrix `name` is stored as `dtype` (f32, f16 or bf16), hands its bytes as stored
-    /// (little-endian, rows in HF order) to `take` and returns true; its shape must be
-    /// `[rows, cols]` (else an error). False, reading nothing, for other types.
+    /// (little-endian, rows in HF order) to `take`, in order and in pieces of whole rows, and
+    /// returns true; its shape must be `[rows, cols]` (else an error). False, reading nothing,
+    /// for other types.
     fn float_rows(
         &self,
         name: &str,
