@@ -6,14 +6,24 @@ use crate::rng::SplitMix64;
 pub use crate::rng::item_seed;
 
 /// Index of the largest logit; ties go to the lowest index so greedy decoding is deterministic.
+/// (A NaN never wins, except as the first logit, which nothing beats.)
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
+    if logits.first().is_none_or(|v| v.is_nan()) {
+        return 0;
+    }
+    // The largest value in independent lanes (a loop that vectorises, where one running index
+    // does not), then its first index: the vocabulary is read twice, from cache the second time.
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
         }
     }
-    best as u32
+    let max = lanes.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    logits.iter().position(|&v| v == max).unwrap_or(0) as u32
 }
 
 /// Greedy when `temperature <= 0`, else temperature / top-k / top-p sampling from `rng`.
@@ -58,6 +68,45 @@ mod tests {
 
     fn params(temperature: f64, top_k: Option<usize>, top_p: Option<f64>) -> GenParams {
         GenParams { max_new_tokens: 1, stop: vec![], temperature, top_k, top_p }
+    }
+
+    /// The first index whose logit nothing after it beats, as one running index finds it.
+    fn argmax_by_scan(logits: &[f32]) -> u32 {
+        let mut best = 0;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > logits[best] {
+                best = i;
+            }
+        }
+        best as u32
+    }
+
+    #[test]
+    fn argmax_is_the_first_maximum_with_nans_zeros_and_infinities() {
+        let mut rng = SplitMix64::new(11);
+        for len in [0, 1, 2, 15, 16, 17, 33, 100, 1000] {
+            for case in 0..12 {
+                let mut v: Vec<f32> =
+                    (0..len).map(|_| ((rng.next_u64() % 2001) as f32 - 1000.0) / 8.0).collect();
+                if len > 0 {
+                    let at = |r: u64| (r % len as u64) as usize;
+                    match case {
+                        1 => v[at(rng.next_u64())] = f32::NAN,
+                        2 => v[0] = f32::NAN,
+                        3 => v.iter_mut().for_each(|x| *x = f32::NAN),
+                        4 => v.iter_mut().for_each(|x| *x = f32::NEG_INFINITY),
+                        5 => v
+                            .iter_mut()
+                            .for_each(|x| *x = if x.is_sign_negative() { -0.0 } else { 0.0 }),
+                        6 => v[at(rng.next_u64())] = f32::INFINITY,
+                        7 => v.iter_mut().for_each(|x| *x = x.round() / 100.0),
+                        8 => (v[at(rng.next_u64())], v[0]) = (f32::NAN, f32::NEG_INFINITY),
+                        _ => {}
+                    }
+                }
+                assert_eq!(argmax(&v), argmax_by_scan(&v), "case {case}: {v:?}");
+            }
+        }
     }
 
     #[test]

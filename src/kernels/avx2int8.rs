@@ -10,7 +10,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2quant::scale_offset8;
-use super::int8::{Kind, Quants, Shape, UNIT, XU};
+use super::int8::{pack_unit, scale_of, Kind, Quants, Shape, UNIT, XU};
 use super::{MR, NR};
 
 /// Blocks of up to this many rows keep their accumulators in registers, unpacking the quants
@@ -44,7 +44,8 @@ pub(super) unsafe fn block(
     a: &[u32],
     q: &[u8],
     s: &[u8],
-) -> [[f32; NR]; MR] {
+    out: &mut [[f32; NR]; MR],
+) {
     let f = kind.format();
     assert!(
         rows <= MR
@@ -53,7 +54,6 @@ pub(super) unsafe fn block(
             && q.len() >= k / UNIT * kind.unit_bytes()
             && s.len() >= k / f.block * f.record()
     );
-    let mut out = [[0.0f32; NR]; MR];
     let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
     if rows > GROUP {
         let o = &mut out[..rows];
@@ -72,7 +72,7 @@ pub(super) unsafe fn block(
                 }
             }
         }
-        return out;
+        return;
     }
     let o = &mut out[..rows];
     // SAFETY (all arms): bounds asserted above; features from the caller.
@@ -94,7 +94,6 @@ pub(super) unsafe fn block(
             }
         }
     }
-    out
 }
 
 /// Bit t of each byte of `hb` moved to bit 4, the rest cleared (as `avx512int8::fifth_bit`).
@@ -538,28 +537,55 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
     }
 }
 
-/// `int8::round_unit` on 32 floats at `x` (see `avx512int8::round_unit`).
+/// `int8::pack_unit_rows` (see `avx512int8::pack_unit_rows`).
 ///
 /// # Safety
-/// AVX2; 32 readable floats at `x`, each `x·id` within ±2³¹.
+/// AVX2; 32 readable floats at `x + i·stride` for each of the `dst.len() / XU` rows.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn round_unit(x: *const f32, id: f32) -> [i8; UNIT] {
-    let q: [__m256i; 4] = std::array::from_fn(|j| {
-        // SAFETY: 32 floats at x.
-        let r = unsafe { _mm256_mul_ps(_mm256_loadu_ps(x.add(8 * j)), _mm256_set1_ps(id)) };
-        let t = _mm256_cvttps_epi32(r);
-        let frac = _mm256_sub_ps(r, _mm256_cvtepi32_ps(t));
-        // Comparison masks are -1 where true.
-        let up = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5)));
-        let down = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(frac, _mm256_set1_ps(-0.5)));
-        let q = _mm256_add_epi32(_mm256_sub_epi32(t, up), down);
-        _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(-127)), _mm256_set1_epi32(127))
-    });
-    // Packing interleaves 4-byte groups across the two 128-bit lanes; the permute restores order.
-    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-    let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    let mut out = [0i8; UNIT];
-    // SAFETY: out holds 32 bytes.
-    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), bytes) };
-    out
+pub(super) unsafe fn pack_unit_rows(x: *const f32, stride: usize, dst: &mut [u32]) {
+    for (i, dst) in dst.chunks_exact_mut(XU).enumerate() {
+        // SAFETY: the caller guarantees 32 floats at this row's x.
+        let x = unsafe { x.add(i * stride) };
+        // SAFETY: as above.
+        let v: [__m256; 4] = std::array::from_fn(|j| unsafe { _mm256_loadu_ps(x.add(8 * j)) });
+        let abs = |v: __m256| _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(i32::MAX));
+        let m = _mm256_max_epu32(
+            _mm256_max_epu32(abs(v[0]), abs(v[1])),
+            _mm256_max_epu32(abs(v[2]), abs(v[3])),
+        );
+        let m = _mm_max_epu32(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m));
+        let m = _mm_max_epu32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
+        let m = _mm_max_epu32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m));
+        let (d, id) = scale_of(f32::from_bits(_mm_cvtsi128_si32(m) as u32));
+        if !d.is_finite() {
+            // SAFETY: as above.
+            pack_unit(unsafe { std::slice::from_raw_parts(x, UNIT) }, dst);
+            continue;
+        }
+        let q = v.map(|v| {
+            let r = _mm256_mul_ps(v, _mm256_set1_ps(id));
+            let t = _mm256_cvttps_epi32(r);
+            let frac = _mm256_sub_ps(r, _mm256_cvtepi32_ps(t));
+            // Comparison masks are -1 where true.
+            let up = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5)));
+            let down = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(frac, _mm256_set1_ps(-0.5)));
+            let q = _mm256_add_epi32(_mm256_sub_epi32(t, up), down);
+            _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(-127)), _mm256_set1_epi32(127))
+        });
+        let sum = |v: __m256i| {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
+        };
+        // Packing interleaves 4-byte groups across the two 128-bit lanes; the permute restores
+        // k order: 32 bytes, the eight quads as little-endian u32s.
+        let bytes =
+            _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: dst holds XU u32s, the first eight the quads.
+        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), bytes) };
+        dst[8] = d.to_bits();
+        dst[9] = sum(_mm256_add_epi32(q[0], q[1])) as u32;
+        dst[10] = sum(_mm256_add_epi32(q[2], q[3])) as u32;
+    }
 }

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use super::avx2int8::prefetch_ahead;
 use super::avx512quant::{halves, scale_offset};
-use super::int8::{Kind, Quants, Shape, UNIT, XU};
+use super::int8::{pack_unit, scale_of, Kind, Quants, Shape, UNIT, XU};
 use super::{MR, NR};
 
 /// `rows` (1..=MR) rows of packed x (`a`, `[depth][rows]`) times one panel (`q` its units, `s`
@@ -24,7 +24,8 @@ pub(super) unsafe fn block(
     a: &[u32],
     q: &[u8],
     s: &[u8],
-) -> [[f32; NR]; MR] {
+    out: &mut [[f32; NR]; MR],
+) {
     let f = kind.format();
     assert!(
         rows <= MR
@@ -33,7 +34,6 @@ pub(super) unsafe fn block(
             && q.len() >= k / UNIT * kind.unit_bytes()
             && s.len() >= k / f.block * f.record()
     );
-    let mut out = [[0.0f32; NR]; MR];
     let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
     let o = &mut out[..rows];
     // SAFETY (all arms): bounds asserted above; features from the caller.
@@ -59,7 +59,6 @@ pub(super) unsafe fn block(
             }
         }
     }
-    out
 }
 
 /// `kern_rows` for `kind`.
@@ -489,18 +488,33 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
     }
 }
 
-/// `int8::round_unit` on 32 floats at `x`: `x·id` truncated, plus or minus one where the exact
-/// fraction reaches ±0.5, clamped to ±127.
+/// `int8::pack_unit_rows`: one unit (32 floats) of each row, row i's at `x + i·stride`, into
+/// its [`XU`] packed values at `dst[i·XU..]`: the largest |x| from the bits with the sign
+/// cleared (`int8::amax`), the scale from it (`int8::scale_of`), then `x·id` truncated, plus or
+/// minus one where the exact fraction reaches ±0.5, clamped to ±127, and each half's sum. A row
+/// whose block is not finite goes to the portable `int8::pack_unit`.
 ///
 /// # Safety
-/// AVX-512F and BW; 32 readable floats at `x`, each `x·id` within ±2³¹.
+/// AVX-512F and BW; 32 readable floats at `x + i·stride` for each of the `dst.len() / XU` rows.
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(super) unsafe fn round_unit(x: *const f32, id: f32) -> [i8; UNIT] {
-    let mut out = [0i8; UNIT];
-    for h in 0..2 {
-        // SAFETY: 32 floats at x; 16 bytes written into out per half.
-        unsafe {
-            let r = _mm512_mul_ps(_mm512_loadu_ps(x.add(16 * h)), _mm512_set1_ps(id));
+pub(super) unsafe fn pack_unit_rows(x: *const f32, stride: usize, dst: &mut [u32]) {
+    for (i, dst) in dst.chunks_exact_mut(XU).enumerate() {
+        // SAFETY: the caller guarantees 32 floats at this row's x.
+        let (x, v) = unsafe {
+            let x = x.add(i * stride);
+            (x, [_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16))])
+        };
+        let abs = |v: __m512| _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(i32::MAX));
+        let amax = _mm512_reduce_max_epu32(_mm512_max_epu32(abs(v[0]), abs(v[1])));
+        let (d, id) = scale_of(f32::from_bits(amax));
+        if !d.is_finite() {
+            // SAFETY: as above.
+            pack_unit(unsafe { std::slice::from_raw_parts(x, UNIT) }, dst);
+            continue;
+        }
+        let mut sums = [0i32; 2];
+        for (h, &v) in v.iter().enumerate() {
+            let r = _mm512_mul_ps(v, _mm512_set1_ps(id));
             let t = _mm512_cvttps_epi32(r);
             let frac = _mm512_sub_ps(r, _mm512_cvtepi32_ps(t));
             let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
@@ -512,8 +526,15 @@ pub(super) unsafe fn round_unit(x: *const f32, id: f32) -> [i8; UNIT] {
                 _mm512_max_epi32(q, _mm512_set1_epi32(-127)),
                 _mm512_set1_epi32(127),
             );
-            _mm_storeu_si128(out.as_mut_ptr().add(16 * h).cast(), _mm512_cvtepi32_epi8(q));
+            sums[h] = _mm512_reduce_add_epi32(q);
+            // Sixteen bytes, k order, are four quads (little-endian u32s).
+            // SAFETY: dst holds XU u32s; quads 4h..4h+4 are 16 bytes.
+            unsafe {
+                _mm_storeu_si128(dst.as_mut_ptr().add(4 * h).cast(), _mm512_cvtepi32_epi8(q))
+            };
         }
+        dst[8] = d.to_bits();
+        dst[9] = sums[0] as u32;
+        dst[10] = sums[1] as u32;
     }
-    out
 }

@@ -52,6 +52,8 @@ use super::{GgufType, Kernel, Line, Path, QuantType, MR, NR};
 pub(super) const UNIT: usize = 32;
 /// Packed x per unit: 8 quads of xq, dx (f32 bits), S₀ and S₁ (i32 bits).
 pub(super) const XU: usize = 11;
+/// Values of x in a row block at or above which its quantization is split over the threads.
+const PACK_PAR_VALUES: usize = 8192;
 
 /// The types with integer kernels.
 #[allow(non_camel_case_types)]
@@ -396,27 +398,42 @@ pub(super) fn row(w: &Int8Weights, k: usize, r: usize, out: &mut [f32]) {
     }
 }
 
-/// Quantises row i of a block of x into the packed layout: unit u's [`XU`] values at
-/// `dst[(u * rows + i) * XU + e]` (see [`Int8Path`]). The rounding runs on `kernel`'s vectors where the block is
-/// finite (the same operations, so the same bits).
-fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], i: usize, rows: usize) {
-    for (u, x) in src.chunks_exact(UNIT).enumerate() {
-        let (d, id) = int8_scale(x);
-        let xq = round_unit(if d.is_finite() { kernel } else { IntKernel::Scalar }, x, id);
-        let dst = &mut dst[(u * rows + i) * XU..][..XU];
-        for t in 0..8 {
-            dst[t] = u32::from_le_bytes([
-                xq[4 * t] as u8,
-                xq[4 * t + 1] as u8,
-                xq[4 * t + 2] as u8,
-                xq[4 * t + 3] as u8,
-            ]);
+/// Quantises unit u of `rows` rows of x (row i's values at `src[i * k..]`) into `dst`, row i's
+/// [`XU`] packed values at `dst[i * XU..]`. The SIMD families find the largest |x|, round and sum
+/// on their vectors where a block is finite (the same operations, so the same bits) and leave
+/// the rest to [`pack_unit`].
+fn pack_unit_rows(kernel: IntKernel, src: &[f32], k: usize, u: usize, dst: &mut [u32]) {
+    let rows = dst.len() / XU;
+    assert!(k.is_multiple_of(UNIT) && u < k / UNIT && src.len() >= rows * k);
+    #[cfg(target_arch = "x86_64")]
+    let x = src[u * UNIT..].as_ptr();
+    match kernel {
+        // SAFETY: Avx2 is chosen only where avx2 is; row i's 32 values at x + i·k are in src.
+        #[cfg(target_arch = "x86_64")]
+        IntKernel::Avx2 => unsafe { super::avx2int8::pack_unit_rows(x, k, dst) },
+        // SAFETY: Vnni is chosen only where avx512f and avx512bw are; as above.
+        #[cfg(target_arch = "x86_64")]
+        IntKernel::Vnni => unsafe { super::avx512int8::pack_unit_rows(x, k, dst) },
+        _ => {
+            for (i, dst) in dst.chunks_exact_mut(XU).enumerate() {
+                pack_unit(&src[i * k + u * UNIT..][..UNIT], dst);
+            }
         }
-        let sum = |h: usize| xq[16 * h..16 * h + 16].iter().map(|&v| v as i32).sum::<i32>();
-        dst[8] = d.to_bits();
-        dst[9] = sum(0) as u32;
-        dst[10] = sum(1) as u32;
     }
+}
+
+/// The portable packing of one unit of one row (`x`, 32 values) into its [`XU`] values: the
+/// reference of the SIMD families' `pack_unit_rows`, and what they do with a non-finite block.
+pub(super) fn pack_unit(x: &[f32], dst: &mut [u32]) {
+    let (d, id) = int8_scale(x);
+    let xq: [i8; UNIT] = std::array::from_fn(|i| round_i8(x[i] * id));
+    for (o, quad) in dst.iter_mut().zip(xq.chunks_exact(4)) {
+        *o = u32::from_le_bytes([quad[0] as u8, quad[1] as u8, quad[2] as u8, quad[3] as u8]);
+    }
+    let sum = |h: usize| xq[16 * h..16 * h + 16].iter().map(|&v| v as i32).sum::<i32>();
+    dst[8] = d.to_bits();
+    dst[9] = sum(0) as u32;
+    dst[10] = sum(1) as u32;
 }
 
 /// llama.cpp's int8 scale of a block `x` (its `q8_0`): `d = max |x| / 127` and `id = 1 / d` (0
@@ -425,30 +442,22 @@ fn pack_row(kernel: IntKernel, src: &[f32], dst: &mut [u32], i: usize, rows: usi
 /// takes its scale from this one place.
 #[inline(always)]
 pub(crate) fn int8_scale(x: &[f32]) -> (f32, f32) {
-    // The largest |x| through its bits (the order of non-negative floats), which vectorises
-    // where `f32::max` does not; a NaN wins, so a NaN input gives NaN outputs, as f32 does.
-    let amax = f32::from_bits(x.iter().map(|v| v.to_bits() & 0x7fff_ffff).fold(0, u32::max));
+    scale_of(amax(x))
+}
+
+/// [`int8_scale`] from the block's largest |x|.
+#[inline(always)]
+pub(super) fn scale_of(amax: f32) -> (f32, f32) {
     let d = amax / 127.0;
     (d, if d != 0.0 { 1.0 / d } else { 0.0 })
 }
 
-/// `x · id` rounded by [`round_i8`], 32 values; `x · id` within ±128 for the SIMD kernels (a
-/// finite block: |x| ≤ amax and id = 127 / amax up to rounding).
-fn round_unit(kernel: IntKernel, x: &[f32], id: f32) -> [i8; UNIT] {
-    assert_eq!(x.len(), UNIT);
-    match kernel {
-        IntKernel::Scalar => std::array::from_fn(|i| round_i8(x[i] * id)),
-        // SAFETY: Avx2 is chosen only where avx2 is; 32 floats asserted above.
-        #[cfg(target_arch = "x86_64")]
-        IntKernel::Avx2 => unsafe { super::avx2int8::round_unit(x.as_ptr(), id) },
-        // SAFETY: Vnni is chosen only where avx512f and avx512bw are; 32 floats as above.
-        #[cfg(target_arch = "x86_64")]
-        IntKernel::Vnni => unsafe { super::avx512int8::round_unit(x.as_ptr(), id) },
-        // The portable rounding: `round_i8` is written to vectorise, and NEON is aarch64's
-        // baseline.
-        #[cfg(target_arch = "aarch64")]
-        IntKernel::Neon | IntKernel::NeonDot => round_unit(IntKernel::Scalar, x, id),
-    }
+/// The largest |x|, through its bits (the order of non-negative floats), which vectorises where
+/// `f32::max` does not; a NaN wins, so a NaN input gives NaN outputs, as f32 does. The SIMD
+/// `pack_unit_rows` compute the same.
+#[inline(always)]
+fn amax(x: &[f32]) -> f32 {
+    f32::from_bits(x.iter().map(|v| v.to_bits() & 0x7fff_ffff).fold(0, u32::max))
 }
 
 /// `r` rounded to the nearest integer, halves away from zero (C's `roundf`, as llama.cpp
@@ -516,6 +525,8 @@ impl<'a> Int8Path<'a> {
 thread_local! {
     /// Packed x of int8 products, reused across calls (as `XBUF` is for f32).
     static XBUF_INT8: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// A panel's accumulators (see `Int8Path::block`).
+    static ACC_INT8: RefCell<[[f32; NR]; MR]> = const { RefCell::new([[0.0; NR]; MR]) };
 }
 
 impl Path for Int8Path<'_> {
@@ -529,9 +540,17 @@ impl Path for Int8Path<'_> {
 
     /// `[unit][row][XU]`: a row's values of one unit side by side, so a kernel finds them at
     /// constant offsets from the unit's row block.
+    ///
+    /// A block as wide as a decode step's is quantized by every thread, a range of units each
+    /// (the product would otherwise wait on one thread's rounding).
     fn pack_block(&self, src: &[f32], k: usize, block: &mut [u32], rows: usize) {
-        for i in 0..rows {
-            pack_row(self.kernel, &src[i * k..(i + 1) * k], block, i, rows);
+        let unit = |(u, dst): (usize, &mut [u32])| pack_unit_rows(self.kernel, src, k, u, dst);
+        let block = &mut block[..k / UNIT * rows * XU];
+        if rows * k >= PACK_PAR_VALUES && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            block.par_chunks_mut(rows * XU).enumerate().with_min_len(16).for_each(unit);
+        } else {
+            block.chunks_mut(rows * XU).enumerate().for_each(unit);
         }
     }
 
@@ -569,31 +588,43 @@ impl Path for Int8Path<'_> {
         cols: usize,
     ) {
         let (q, s) = self.w.panel(self.k, p);
-        let kind = self.w.kind;
         assert!(
             a.len() >= self.depth() * rows
                 && rows <= MR
                 && cols <= NR
                 && bias.is_none_or(|b| b.len() >= NR)
         );
-        let acc = match self.kernel {
-            IntKernel::Scalar => block_scalar(kind, rows, self.k, a, q, s),
+        // One accumulator block per thread, filled in place: returned by value or zeroed per
+        // call, 1.5 KB went through `memcpy` or `memset` for every panel. Every kernel writes
+        // all of its `rows` rows.
+        ACC_INT8.with_borrow_mut(|acc| {
+            self.block_into(rows, q, s, a, acc);
+            // SAFETY: forwarded from the caller.
+            unsafe { super::store_rows(&acc[..rows], bias, c, ldc, cols) };
+        });
+    }
+}
+
+impl Int8Path<'_> {
+    /// Rows `..rows` of `out`: packed x `a` times the panel with quants `q` and records `s`.
+    fn block_into(&self, rows: usize, q: &[u8], s: &[u8], a: &[u32], out: &mut [[f32; NR]; MR]) {
+        let (kind, k) = (self.w.kind, self.k);
+        match self.kernel {
+            IntKernel::Scalar => block_scalar(kind, rows, k, a, q, s, out),
             // SAFETY: Avx2 is chosen only where avx2, fma and f16c are (an AVX-512 CPU has them).
             #[cfg(target_arch = "x86_64")]
-            IntKernel::Avx2 => unsafe { super::avx2int8::block(kind, rows, self.k, a, q, s) },
+            IntKernel::Avx2 => unsafe { super::avx2int8::block(kind, rows, k, a, q, s, out) },
             // SAFETY: Vnni is chosen only where avx512f, avx512bw and avx512vnni are.
             #[cfg(target_arch = "x86_64")]
-            IntKernel::Vnni => unsafe { super::avx512int8::block(kind, rows, self.k, a, q, s) },
+            IntKernel::Vnni => unsafe { super::avx512int8::block(kind, rows, k, a, q, s, out) },
             #[cfg(target_arch = "aarch64")]
-            IntKernel::Neon => super::neonint8::block_plain(kind, rows, self.k, a, q, s),
+            IntKernel::Neon => super::neonint8::block_plain(kind, rows, k, a, q, s, out),
             // SAFETY: NeonDot is chosen only where the dot-product extension is.
             #[cfg(target_arch = "aarch64")]
             IntKernel::NeonDot => unsafe {
-                super::neonint8::block_dot(kind, rows, self.k, a, q, s)
+                super::neonint8::block_dot(kind, rows, k, a, q, s, out)
             },
-        };
-        // SAFETY: forwarded from the caller.
-        unsafe { super::store_rows(&acc[..rows], bias, c, ldc, cols) };
+        }
     }
 }
 
@@ -617,15 +648,17 @@ fn block_scalar(
     a: &[u32],
     q: &[u8],
     s: &[u8],
-) -> [[f32; NR]; MR] {
+    out: &mut [[f32; NR]; MR],
+) {
     let f = kind.format();
     let (record, ub) = (f.record(), kind.unit_bytes());
-    let mut acc = [[0.0f32; NR]; MR];
+    let acc = &mut out[..rows];
+    acc.iter_mut().for_each(|r| *r = [0.0; NR]);
     for u in 0..k / UNIT {
         let unit = &q[u * ub..(u + 1) * ub];
         let (b, u_in) = (u * UNIT / f.block, u % (f.block / UNIT));
         let rec = &s[b * record..(b + 1) * record];
-        for (i, row) in acc[..rows].iter_mut().enumerate() {
+        for (i, row) in acc.iter_mut().enumerate() {
             let (quads, dx, s0, s1) = x_unit(a, rows, u, i);
             let xq: Vec<i32> =
                 quads.iter().flat_map(|v| v.to_le_bytes()).map(|b| b as i8 as i32).collect();
@@ -659,34 +692,54 @@ fn block_scalar(
             }
         }
     }
-    acc
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every family's vector rounding gives the portable one's bytes, ties and clamps included.
+    /// Every family's unit quantisation gives the portable loops' scale bits, bytes and half
+    /// sums: ties, clamps, zero and non-finite blocks included.
     #[test]
-    fn vector_rounding_is_the_portable_rounding() {
+    fn vector_quantisation_is_the_portable_quantisation() {
         let families =
             Kernel::ALL.iter().filter(|k| k.supported()).map(|&k| IntKernel::for_family(k));
         for kernel in families {
-            for seed in 0..200u32 {
+            for seed in 0..240u32 {
                 let mut x = crate::kernels::tests::rand_vec(seed + 1, UNIT);
                 let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-                // Ties: values that land on k + 0.5 after scaling, either sign.
-                if seed % 3 == 0 {
-                    for (i, v) in x.iter_mut().enumerate().skip(1) {
-                        *v = (i as f32 - 16.0 + 0.5) * amax / 127.0;
+                match seed % 8 {
+                    // Ties: values that land on k + 0.5 after scaling, either sign.
+                    0 | 3 => {
+                        for (i, v) in x.iter_mut().enumerate().skip(1) {
+                            *v = (i as f32 - 16.0 + 0.5) * amax / 127.0;
+                        }
                     }
+                    5 => x.iter_mut().for_each(|v| *v = 0.0),
+                    6 => x[(seed as usize / 8) % UNIT] = f32::NAN,
+                    7 => x[(seed as usize / 8) % UNIT] = -f32::INFINITY,
+                    _ => x.iter_mut().for_each(|v| *v *= (seed as f32 * 0.37).exp2()),
                 }
-                let id = 127.0 / amax;
-                assert_eq!(
-                    round_unit(kernel, &x, id),
-                    round_unit(IntKernel::Scalar, &x, id),
-                    "{kernel:?} seed {seed}"
-                );
+                let (d, id) = int8_scale(&x);
+                let xq: [i8; UNIT] = std::array::from_fn(|i| round_i8(x[i] * id));
+                let half =
+                    |h: usize| xq[16 * h..16 * h + 16].iter().map(|&v| v as i32).sum::<i32>();
+                let quad =
+                    |q: &[i8]| u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                let mut want: Vec<u32> = xq.chunks(4).map(quad).collect();
+                want.extend([d.to_bits(), half(0) as u32, half(1) as u32]);
+                // The unit as the second of three rows, between a finite and a NaN one.
+                let mut rows = crate::kernels::tests::rand_vec(seed + 7, 3 * UNIT);
+                rows[UNIT..2 * UNIT].copy_from_slice(&x);
+                rows[2 * UNIT + 5] = f32::NAN;
+                let mut got = vec![0u32; 3 * XU];
+                pack_unit_rows(kernel, &rows, UNIT, 0, &mut got);
+                assert_eq!(got[XU..2 * XU], want, "{kernel:?} seed {seed}");
+                let mut each = vec![0u32; 3 * XU];
+                for (i, dst) in each.chunks_exact_mut(XU).enumerate() {
+                    pack_unit(&rows[i * UNIT..(i + 1) * UNIT], dst);
+                }
+                assert_eq!(got, each, "{kernel:?} seed {seed}");
             }
         }
     }

@@ -730,11 +730,20 @@ unsafe fn store_rows(
     for (i, row) in acc.iter().enumerate() {
         // SAFETY: the caller guarantees each row's `cols` floats are writable at stride ldc.
         let dst = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        for (j, o) in dst.iter_mut().enumerate() {
-            *o = match bias {
-                Some(b) => row[j] + b[j],
-                None => row[j],
-            };
+        // Fixed lengths where the panel is whole, zipped slices otherwise: the copies compile to
+        // vector moves, not a bounds check a column or a `memcpy` call a row.
+        match (<&mut [f32; NR]>::try_from(&mut *dst), bias) {
+            (Ok(whole), Some(b)) => {
+                let b: &[f32; NR] = b[..NR].try_into().expect("a bias of NR columns");
+                for j in 0..NR {
+                    whole[j] = row[j] + b[j];
+                }
+            }
+            (Ok(whole), None) => *whole = *row,
+            (Err(_), Some(b)) => {
+                dst.iter_mut().zip(&row[..cols]).zip(&b[..cols]).for_each(|((o, r), b)| *o = r + b)
+            }
+            (Err(_), None) => dst.copy_from_slice(&row[..cols]),
         }
     }
 }

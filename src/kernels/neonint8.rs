@@ -31,9 +31,10 @@ pub(super) unsafe fn block_dot(
     a: &[u32],
     q: &[u8],
     s: &[u8],
-) -> [[f32; NR]; MR] {
+    out: &mut [[f32; NR]; MR],
+) {
     // SAFETY: forwarded; `Dot` is only used here, under the feature.
-    unsafe { block::<Dot>(kind, rows, k, a, q, s) }
+    unsafe { block::<Dot>(kind, rows, k, a, q, s, out) }
 }
 
 /// `int8::block_scalar` on NEON alone (`smull`); same contract.
@@ -44,9 +45,10 @@ pub(super) fn block_plain(
     a: &[u32],
     q: &[u8],
     s: &[u8],
-) -> [[f32; NR]; MR] {
+    out: &mut [[f32; NR]; MR],
+) {
     // SAFETY: `Plain` needs nothing past NEON, aarch64's baseline.
-    unsafe { block::<Plain>(kind, rows, k, a, q, s) }
+    unsafe { block::<Plain>(kind, rows, k, a, q, s, out) }
 }
 
 /// Σ over each 4-byte lane of w·x, added to `acc` (also attention's int8 scores).
@@ -93,7 +95,8 @@ unsafe fn block<D: Dot4>(
     a: &[u32],
     q: &[u8],
     s: &[u8],
-) -> [[f32; NR]; MR] {
+    out: &mut [[f32; NR]; MR],
+) {
     let f = kind.format();
     assert!(
         rows <= MR
@@ -102,7 +105,6 @@ unsafe fn block<D: Dot4>(
             && q.len() >= k / UNIT * kind.unit_bytes()
             && s.len() >= k / f.block * f.record()
     );
-    let mut out = [[0.0f32; NR]; MR];
     let groups = rows.div_ceil(GROUP);
     let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
     for g in 0..groups {
@@ -120,7 +122,6 @@ unsafe fn block<D: Dot4>(
             }
         }
     }
-    out
 }
 
 /// Bit `from` of each byte of `hb` moved to bit `to`, the rest cleared.

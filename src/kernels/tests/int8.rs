@@ -131,7 +131,8 @@ fn int8_products_are_the_rounded_x_times_w_and_families_agree_bitwise() {
 
 #[test]
 fn int8_products_are_bitwise_batch_invariant() {
-    let (n, k, m) = (70, 256, 300);
+    // (k = 1024: a block of 8 or more rows is quantized by several threads, one row alone by one.)
+    let (n, k, m) = (70, 1024, 300);
     for (i, t) in int8_types().into_iter().enumerate() {
         let (raw, _) = gguf(t, n, k, 5 + i as u64);
         let pm = pack(t.0, &raw, n, k, Some(&rand_vec(4, n)));

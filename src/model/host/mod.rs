@@ -15,6 +15,7 @@ mod pool;
 
 use candle_core::{DType, Result};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use self::attention::{attend, Heads};
 pub use self::attention::{HostCache, KvDtype};
@@ -710,7 +711,6 @@ impl HostDecoder {
         let (hs, hd) = (self.hidden, self.heads.dim);
         let (qw, kvw) = (self.heads.q * hd, self.heads.kv * hd);
         let qkv_w = qw + 2 * kvw;
-        let half = self.layout.rotary_dim / 2;
         let ropes: Vec<_> = (0..self.ropes.len()).map(|t| self.rope_rows(t, segs)).collect();
         // One family for the whole pass (the same bits whichever; see `ops`).
         let isa = crate::kernels::isa::current();
@@ -737,28 +737,7 @@ impl HostDecoder {
                 None => &x,
             };
             b.qkv.matmul(input, n, &mut qkv);
-            let (cos, sin) = &ropes[b.rope];
-            let mut t = 0;
-            for (s, cache) in segs.iter().zip(caches.iter_mut()) {
-                let kv = cache.layer_mut(li);
-                for _ in 0..s.len {
-                    let row = &mut qkv[t * qkv_w..(t + 1) * qkv_w];
-                    let (qr, kvr) = row.split_at_mut(qw);
-                    let (kr, vr) = kvr.split_at_mut(kvw);
-                    if let Some((qn, kn)) = &b.qk_norm {
-                        ops::rms_norm_in_place(isa, qr, qn, eps);
-                        ops::rms_norm_in_place(isa, kr, kn, eps);
-                    }
-                    if half > 0 {
-                        let (c, sn) =
-                            (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-                        ops::rope_in_place(isa, qr, hd, c, sn);
-                        ops::rope_in_place(isa, kr, hd, c, sn);
-                    }
-                    kv.append(kr, vr);
-                    t += 1;
-                }
-            }
+            self.position(isa, b, li, &ropes[b.rope], &mut qkv, segs, caches);
             let layer_caches: Vec<_> = caches.iter().map(|c| c.view(li)).collect();
             attend(isa, &qkv, qkv_w, segs, &layer_caches, b.heads, &mut att);
             b.o.matmul(&att, n, &mut proj);
@@ -812,6 +791,55 @@ impl HostDecoder {
         }
         self.norm.apply(isa, &x, eps, &mut h);
         Ok(h)
+    }
+
+    /// Layer `li`'s q/k/v rows (`qkv`, a row per token) normalised and rotated where the model
+    /// does, and each sequence's keys and values appended to its cache. The sequences are
+    /// independent, so a decode step's run side by side.
+    #[allow(clippy::too_many_arguments)]
+    fn position(
+        &self,
+        isa: crate::kernels::isa::Isa,
+        b: &Block,
+        li: usize,
+        (cos, sin): &(Vec<f32>, Vec<f32>),
+        qkv: &mut [f32],
+        segs: &[Segment],
+        caches: &mut [&mut HostCache],
+    ) {
+        let hd = self.heads.dim;
+        let (qw, kvw) = (self.heads.q * hd, self.heads.kv * hd);
+        let (row_w, half, eps) = (qw + 2 * kvw, self.layout.rotary_dim / 2, self.eps);
+        let one = |(cache, rows, t0): (&mut &mut HostCache, &mut [f32], usize)| {
+            let kv = cache.layer_mut(li);
+            for (j, row) in rows.chunks_exact_mut(row_w).enumerate() {
+                let t = t0 + j;
+                let (qr, kvr) = row.split_at_mut(qw);
+                let (kr, vr) = kvr.split_at_mut(kvw);
+                if let Some((qn, kn)) = &b.qk_norm {
+                    ops::rms_norm_in_place(isa, qr, qn, eps);
+                    ops::rms_norm_in_place(isa, kr, kn, eps);
+                }
+                if half > 0 {
+                    let (c, sn) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+                    ops::rope_in_place(isa, qr, hd, c, sn);
+                    ops::rope_in_place(isa, kr, hd, c, sn);
+                }
+                kv.append(kr, vr);
+            }
+        };
+        let (mut rest, mut t0) = (qkv, 0);
+        let mut jobs = Vec::with_capacity(segs.len());
+        for (s, cache) in segs.iter().zip(caches.iter_mut()) {
+            let (rows, tail) = std::mem::take(&mut rest).split_at_mut(s.len * row_w);
+            jobs.push((cache, rows, t0));
+            (rest, t0) = (tail, t0 + s.len);
+        }
+        if jobs.len() > 1 && rayon::current_num_threads() > 1 {
+            jobs.into_par_iter().for_each(one);
+        } else {
+            jobs.into_iter().for_each(one);
+        }
     }
 
     /// Logits `[rows][vocab]` of hidden states `[rows][hidden]` into `out`, which keeps its

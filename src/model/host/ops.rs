@@ -185,23 +185,38 @@ fn rope_in_place_body(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) 
 }
 
 /// `out[t][i] = silu(gu[t][i]) * gu[t][inter + i]` for rows `gu[t] = [gate | up]` of `2 inter`.
+/// Few rows (a decode step's) are split into pieces of columns: an element depends on its own
+/// gate and up values alone, so any split gives the same bits.
 pub fn silu_mul(isa: Isa, gu: &[f32], inter: usize, out: &mut [f32]) {
-    let row = |(g, o): (&[f32], &mut [f32])| silu_mul_row(isa, g, inter, o);
+    const PIECE: usize = 2048;
+    let row = |(g, o): (&[f32], &mut [f32])| {
+        let (gate, up) = g.split_at(inter);
+        silu_mul_part(isa, gate, up, o);
+    };
     if out.len() / inter >= PARALLEL_ROWS {
         gu.par_chunks(2 * inter).zip(out.par_chunks_mut(inter)).for_each(row);
+    } else if out.len() >= 2 * PIECE && rayon::current_num_threads() > 1 {
+        let pieces: Vec<_> = gu
+            .chunks(2 * inter)
+            .zip(out.chunks_mut(inter))
+            .flat_map(|(g, o)| {
+                let (gate, up) = g.split_at(inter);
+                o.chunks_mut(PIECE).zip(gate.chunks(PIECE)).zip(up.chunks(PIECE))
+            })
+            .collect();
+        pieces.into_par_iter().for_each(|((o, g), u)| silu_mul_part(isa, g, u, o));
     } else {
         gu.chunks(2 * inter).zip(out.chunks_mut(inter)).for_each(row);
     }
 }
 
 per_isa! {
-    /// One row of [`silu_mul`].
-    fn silu_mul_row(g: &[f32], inter: usize, o: &mut [f32]) => silu_mul_row_body
+    /// Columns of one row of [`silu_mul`]: its gate values, its up values.
+    fn silu_mul_part(gate: &[f32], up: &[f32], o: &mut [f32]) => silu_mul_part_body
 }
 
 #[inline(always)]
-fn silu_mul_row_body(g: &[f32], inter: usize, o: &mut [f32]) {
-    let (gate, up) = g.split_at(inter);
+fn silu_mul_part_body(gate: &[f32], up: &[f32], o: &mut [f32]) {
     for ((o, &x), &u) in o.iter_mut().zip(gate).zip(up) {
         *o = x / (1.0 + exp(-x)) * u;
     }
@@ -458,6 +473,26 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// A decode step's few wide rows go through the split into pieces of columns: every element
+    /// still meets its own gate and up values, with the formula's bits, on every family.
+    #[test]
+    fn few_wide_rows_split_into_pieces_keep_each_elements_bits() {
+        let (rows, inter) = (3, 2500);
+        let gu = values(rows * 2 * inter, 9);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for &isa in Isa::ALL.iter().filter(|i| i.supported()) {
+            let mut out = vec![0f32; rows * inter];
+            pool.install(|| silu_mul(isa, &gu, inter, &mut out));
+            for (t, (o, g)) in out.chunks(inter).zip(gu.chunks(2 * inter)).enumerate() {
+                for (i, o) in o.iter().enumerate() {
+                    let (x, u) = (g[i], g[inter + i]);
+                    let want = x / (1.0 + exp(-x)) * u;
+                    assert_eq!(o.to_bits(), want.to_bits(), "{} row {t} column {i}", isa.name());
+                }
+            }
+        }
     }
 
     #[test]
