@@ -948,14 +948,19 @@ impl StoredTensors for GgufReader<'_> {
         let row = stored_cols * stored.size_in_bytes();
         // Read in pieces of whole rows (whole heads where the rows are permuted within heads),
         // so loading holds a few MB besides the weights rather than the largest tensor.
-        let (first, count, unit) = match (m.unpermute_heads, m.rows) {
-            (None, None) => (0, all_rows, 1),
-            (None, Some((start, len))) => (start, len, 1),
+        let layout = match (m.unpermute_heads, m.rows) {
+            (None, None) => Pieces::Rows { first: 0, count: all_rows },
+            (None, Some((first, count))) => Pieces::Rows { first, count },
             (Some(heads), None) if heads > 0 && all_rows.is_multiple_of(heads) => {
-                (0, all_rows, all_rows / heads)
+                Pieces::Heads { rows_per_head: all_rows / heads }
             }
             // Rows cut from a permuted tensor: the cut applies after unpermuting the whole.
-            _ => (0, all_rows, all_rows),
+            _ => Pieces::Whole,
+        };
+        let (first, count, unit) = match layout {
+            Pieces::Rows { first, count } => (first, count, 1),
+            Pieces::Heads { rows_per_head } => (0, all_rows, rows_per_head),
+            Pieces::Whole => (0, all_rows, all_rows),
         };
         let per_piece = (self.piece_bytes / (unit * row).max(1)).max(1) * unit;
         let mut scratch =
@@ -972,21 +977,29 @@ impl StoredTensors for GgufReader<'_> {
                 scratch.resize(bytes, 0);
             }
             reader.read_exact(&mut scratch[..bytes]).map_err(failed)?;
-            match (m.unpermute_heads, m.rows) {
-                (None, _) => take(&scratch[..bytes]),
-                (Some(_), None) if unit < all_rows => {
-                    let heads = n / unit;
-                    take(
-                        &unpermute_rows(&scratch[..bytes], n, heads)
-                            .map_err(candle_core::Error::msg)?,
-                    )
-                }
-                _ => take(&hf_rows(m, &scratch[..bytes], all_rows)?),
+            match layout {
+                Pieces::Rows { .. } => take(&scratch[..bytes]),
+                Pieces::Heads { rows_per_head } => take(
+                    &unpermute_rows(&scratch[..bytes], n, n / rows_per_head)
+                        .map_err(candle_core::Error::msg)?,
+                ),
+                Pieces::Whole => take(&hf_rows(m, &scratch[..bytes], all_rows)?),
             }
             r0 += n;
         }
         Ok(true)
     }
+}
+
+/// How a float tensor is read in pieces (`GgufReader::float_rows`).
+#[derive(Clone, Copy)]
+enum Pieces {
+    /// Rows as stored, `count` of them from `first`.
+    Rows { first: usize, count: usize },
+    /// Every row, in pieces of whole heads, each unpermuted on its own.
+    Heads { rows_per_head: usize },
+    /// Every row in one piece: unpermuted as a whole, then cut.
+    Whole,
 }
 
 /// The f32, f16 and bf16 GGUF types as candle dtypes.
