@@ -7,6 +7,9 @@ use std::arch::x86_64::*;
 
 use super::NR;
 
+/// How many k steps (128 bytes of panel each) ahead [`block`]'s kernel fetches the panel.
+const PREFETCH_K: usize = 64;
+
 /// Rows per inner call: 3 × 4 accumulators + 4 W vectors = 16 ymm.
 pub(super) const R3: usize = 3;
 
@@ -42,9 +45,9 @@ pub(super) unsafe fn block(
         unsafe {
             let (a, w, c) = (a.as_ptr().add(i0), w.as_ptr(), c.add(i0 * ldc));
             match r {
-                1 => finish(&mut kern::<1, false>(k, a, rows, w, None), bias, c, ldc, cols),
-                2 => finish(&mut kern::<2, false>(k, a, rows, w, None), bias, c, ldc, cols),
-                _ => finish(&mut kern::<3, false>(k, a, rows, w, None), bias, c, ldc, cols),
+                1 => finish(&mut kern::<1, false, true>(k, a, rows, w, None), bias, c, ldc, cols),
+                2 => finish(&mut kern::<2, false, true>(k, a, rows, w, None), bias, c, ldc, cols),
+                _ => finish(&mut kern::<3, false, true>(k, a, rows, w, None), bias, c, ldc, cols),
             }
         }
         i0 += r;
@@ -113,9 +116,15 @@ pub(super) unsafe fn panel_by_slices<const ODD_FIRST: bool>(
                         let (a, w) = (a.as_ptr().add(i0), w.as_ptr());
                         let acc = acc.as_mut_ptr().add((b0 + i0) * NR);
                         match r {
-                            1 => store(&kern::<1, ODD_FIRST>(steps, a, br, w, Some(acc)), acc),
-                            2 => store(&kern::<2, ODD_FIRST>(steps, a, br, w, Some(acc)), acc),
-                            _ => store(&kern::<3, ODD_FIRST>(steps, a, br, w, Some(acc)), acc),
+                            1 => {
+                                store(&kern::<1, ODD_FIRST, false>(steps, a, br, w, Some(acc)), acc)
+                            }
+                            2 => {
+                                store(&kern::<2, ODD_FIRST, false>(steps, a, br, w, Some(acc)), acc)
+                            }
+                            _ => {
+                                store(&kern::<3, ODD_FIRST, false>(steps, a, br, w, Some(acc)), acc)
+                            }
                         }
                     }
                     i0 += r;
@@ -164,7 +173,7 @@ unsafe fn store<const R: usize>(rows: &[[__m256; V]; R], acc: *mut f32) {
 /// `a` points at this call's first row inside a `[k][lda]` block; with `ODD_FIRST` k is even.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kern<const R: usize, const ODD_FIRST: bool>(
+unsafe fn kern<const R: usize, const ODD_FIRST: bool, const PF: bool>(
     k: usize,
     a: *const f32,
     lda: usize,
@@ -181,6 +190,11 @@ unsafe fn kern<const R: usize, const ODD_FIRST: bool>(
         }
     }
     for kk in 0..k {
+        if PF {
+            // A prefetch past the panel's end is harmless.
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((kk + PREFETCH_K) * NR).cast());
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((kk + PREFETCH_K) * NR + 16).cast());
+        }
         let kk = if ODD_FIRST { kk ^ 1 } else { kk };
         // SAFETY: the callers checked a has k rows of lda floats and w k*NR floats.
         unsafe {
