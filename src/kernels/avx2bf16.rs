@@ -8,6 +8,9 @@ use std::arch::x86_64::*;
 use super::avx2::{finish, R3, V};
 use super::NR;
 
+/// How many k-pairs (128 bytes of panel each) ahead [`block`] fetches the panel.
+const PREFETCH_PAIRS: usize = 64;
+
 /// See `bf16::fast`; `rows` (1..=MR) rows of widened x times one bf16 panel (`w`: [kp][NR]).
 ///
 /// # Safety
@@ -69,6 +72,9 @@ unsafe fn kern<const R: usize>(
     for p in 0..kp {
         // SAFETY: `block` checked a has 2kp*lda floats and w kp*NR u32s.
         unsafe {
+            // As `avx2::block`: the panel streams from memory (decode); fetched ahead.
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((p + PREFETCH_PAIRS) * NR).cast());
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((p + PREFETCH_PAIRS) * NR + 16).cast());
             let (xo, xe) = (a.add((2 * p + 1) * lda), a.add(2 * p * lda));
             for v in 0..V {
                 let pair = _mm256_loadu_si256(w.add(p * NR + v * 8).cast());
