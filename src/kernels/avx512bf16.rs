@@ -182,6 +182,11 @@ unsafe fn wide_kern<const R: usize, const V: usize>(
     for p in 0..kp {
         // SAFETY: `wide` checked a has kp*R u32s and each of the V/2 panels kp*NR.
         unsafe {
+            for panel in 0..V / 2 {
+                let ahead = w.wrapping_add(panel * stride + (p + PREFETCH_PAIRS) * NR);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16).cast());
+            }
             let mut wv = [_mm512_setzero_si512(); V];
             for (v, wr) in wv.iter_mut().enumerate() {
                 *wr = _mm512_loadu_si512(w.add((v / 2) * stride + p * NR + (v % 2) * 16).cast());
