@@ -5,10 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::NR;
-
-/// How many k steps (128 bytes of panel each) ahead [`block`]'s kernel fetches the panel.
-const PREFETCH_K: usize = 64;
+use super::{prefetch_panel_ahead, NR};
 
 /// Rows per inner call: 3 × 4 accumulators + 4 W vectors = 16 ymm.
 pub(super) const R3: usize = 3;
@@ -191,9 +188,7 @@ unsafe fn kern<const R: usize, const ODD_FIRST: bool, const PF: bool>(
     }
     for kk in 0..k {
         if PF {
-            // A prefetch past the panel's end is harmless.
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((kk + PREFETCH_K) * NR).cast());
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((kk + PREFETCH_K) * NR + 16).cast());
+            prefetch_panel_ahead(w.wrapping_add(kk * NR));
         }
         let kk = if ODD_FIRST { kk ^ 1 } else { kk };
         // SAFETY: the callers checked a has k rows of lda floats and w k*NR floats.

@@ -6,10 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{finish, R3, V};
-use super::NR;
-
-/// How many k-pairs (128 bytes of panel each) ahead [`block`] fetches the panel.
-const PREFETCH_PAIRS: usize = 64;
+use super::{prefetch_panel_ahead, prefetch_panel_row, NR};
 
 /// See `bf16::fast`; `rows` (1..=MR) rows of widened x times one bf16 panel (`w`: [kp][NR]).
 ///
@@ -72,9 +69,7 @@ unsafe fn kern<const R: usize>(
     for p in 0..kp {
         // SAFETY: `block` checked a has 2kp*lda floats and w kp*NR u32s.
         unsafe {
-            // As `avx2::block`: the panel streams from memory (decode); fetched ahead.
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((p + PREFETCH_PAIRS) * NR).cast());
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((p + PREFETCH_PAIRS) * NR + 16).cast());
+            prefetch_panel_ahead(w.wrapping_add(p * NR));
             let (xo, xe) = (a.add((2 * p + 1) * lda), a.add(2 * p * lda));
             for v in 0..V {
                 let pair = _mm256_loadu_si256(w.add(p * NR + v * 8).cast());
@@ -106,10 +101,7 @@ pub(super) unsafe fn widen(pairs: usize, w: &[u32], out: &mut [f32], ahead: usiz
     let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
     for p in 0..pairs {
         let row = w.as_ptr().wrapping_add(p * NR);
-        for line in (0..NR).step_by(16) {
-            // (A prefetch never faults, whatever the address.)
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(ahead * NR + line).cast());
-        }
+        prefetch_panel_row(row.wrapping_add(ahead * NR));
         for v in 0..V {
             // SAFETY: p < pairs and v * 8 + 8 <= NR, inside both slices (asserted above).
             unsafe {

@@ -4,11 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::NR;
-
-/// How many k steps (128 bytes of panel each) ahead of the one being multiplied the panel is
-/// fetched: about a memory latency's worth of FMA time.
-const PREFETCH_K: usize = 64;
+use super::{prefetch_panel_ahead, NR};
 
 /// See `scalar::block`; same contract.
 ///
@@ -58,11 +54,7 @@ unsafe fn kern<const R: usize>(
         // SAFETY: `block` checked a has k*R and w has k*NR floats; the pointers advance by one
         // k step per iteration.
         unsafe {
-            // The panel streams from memory once per product (decode): one stream a core,
-            // which the hardware prefetcher alone does not keep ahead of the FMAs. A prefetch
-            // past the panel's end is harmless.
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH_K * NR).cast());
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH_K * NR + 16).cast());
+            prefetch_panel_ahead(w);
             let w0 = _mm512_loadu_ps(w);
             let w1 = _mm512_loadu_ps(w.add(16));
             for (i, row) in acc.iter_mut().enumerate() {

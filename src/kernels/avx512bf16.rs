@@ -7,11 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512::finish;
-use super::NR;
-
-/// How many k-pairs (128 bytes of panel each) ahead of the one being multiplied [`block`]
-/// fetches the panel: about a memory latency's worth of `vdpbf16ps` time, as `avx512::kern`.
-const PREFETCH_PAIRS: usize = 64;
+use super::{prefetch_panel_ahead, NR};
 
 /// One `vdpbf16ps`: acc + x·w over the bf16 pair of each lane. The `__m512i` → `__m512bh`
 /// transmutes are bit casts between 512-bit vector types of the same size.
@@ -108,11 +104,7 @@ unsafe fn kern<const R: usize>(
         // SAFETY: `block` checked a has kp*R and w has kp*NR u32s; the pointers advance by one
         // k-pair per iteration.
         unsafe {
-            // As in `avx512::kern`: the panel streams from memory once per product (decode),
-            // one stream a core, which the hardware prefetcher alone does not keep ahead of
-            // the `vdpbf16ps` chains. A prefetch past the panel's end is harmless.
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH_PAIRS * NR).cast());
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH_PAIRS * NR + 16).cast());
+            prefetch_panel_ahead(w);
             let w0 = _mm512_loadu_si512(w.cast());
             let w1 = _mm512_loadu_si512(w.add(16).cast());
             for (i, row) in acc.iter_mut().enumerate() {
@@ -183,9 +175,7 @@ unsafe fn wide_kern<const R: usize, const V: usize>(
         // SAFETY: `wide` checked a has kp*R u32s and each of the V/2 panels kp*NR.
         unsafe {
             for panel in 0..V / 2 {
-                let ahead = w.wrapping_add(panel * stride + (p + PREFETCH_PAIRS) * NR);
-                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16).cast());
+                prefetch_panel_ahead(w.wrapping_add(panel * stride + p * NR));
             }
             let mut wv = [_mm512_setzero_si512(); V];
             for (v, wr) in wv.iter_mut().enumerate() {

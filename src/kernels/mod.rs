@@ -217,6 +217,36 @@ const PAR_MIN_WORK: usize = 200_000;
 /// Bytes of packed x kept per m-chunk, sized to stay in L2 next to one W panel.
 const X_CHUNK_BYTES: usize = 512 * 1024;
 
+/// How many k steps (k pairs for bf16 panels) ahead of the one being multiplied the f32 and
+/// bf16 microkernels fetch their panel: about a memory latency's worth of FMA time on the Zen 5
+/// and Emerald Rapids machines it was measured on (`docs/cpu-path.md`).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_STEPS: usize = 64;
+
+/// Asks for the panel row [`PREFETCH_STEPS`] steps past `row`. In decode the panel streams from
+/// memory once per product, one stream a core, which the hardware prefetcher alone does not keep
+/// ahead of the FMA chains.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_panel_ahead<T>(row: *const T) {
+    prefetch_panel_row(row.wrapping_add(PREFETCH_STEPS * NR));
+}
+
+/// Asks for the panel row at `row`: one k step of a panel, NR 4-byte lanes (128 bytes, two cache
+/// lines). A prefetch never faults, so one past the panel's end is harmless.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_panel_row<T>(row: *const T) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    const { assert!(std::mem::size_of::<T>() == 4) };
+    let row = row.cast::<i8>();
+    // SAFETY: a prefetch has no effect on memory and never faults, whatever the address.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
+    }
+}
+
 /// Which microkernel family runs (see `isa.rs`). Every family gives the same bits for the same
 /// element.
 pub(crate) use self::isa::Isa as Kernel;
