@@ -24,7 +24,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::{avx2bf16, avx512bf16};
-use super::{from_bf16, pairs, pairs_mut, to_bf16, Kernel, Line, Path, MR, NR};
+use super::{from_bf16, isa, pairs, pairs_mut, to_bf16, Kernel, Line, Path, MR, NR};
 
 /// `ex + ew` at or above which every product of bf16 values with those biased exponents is a
 /// multiple of 2^-126 (see the module doc).
@@ -154,6 +154,10 @@ pub(super) enum Bf16Kernel {
     /// The AVX2+FMA emulation (`avx2bf16.rs`).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// The AVX-512F emulation (`avx512bf16fma.rs`) for blocks of more than three rows; fewer
+    /// run the AVX2 one.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// `vdpbf16ps` (`avx512bf16.rs`).
     #[cfg(target_arch = "x86_64")]
     Avx512Bf16,
@@ -162,21 +166,68 @@ pub(super) enum Bf16Kernel {
     Neon,
 }
 
+/// Products of at most this many rows run the small-m kernels (`vdpbf16ps`'s wide ones, which
+/// keep up to 16 FMA chains in flight where a one-row block of the FMA emulation has two).
+#[cfg(target_arch = "x86_64")]
+const FEW_ROWS: usize = 3;
+
 impl Bf16Kernel {
-    /// The kernels for `family` on a CPU that has AVX-512 BF16 or not (`cpu_bf16`): an AVX-512
-    /// CPU without the extension (Skylake-X to Ice Lake) runs the AVX2 emulation, the same bits.
-    pub(super) fn for_family(family: Kernel, cpu_bf16: bool) -> Self {
+    /// Every bf16 kernel this build has.
+    #[cfg(test)]
+    pub(super) const ALL: &'static [Bf16Kernel] = &[
+        Bf16Kernel::Scalar,
+        #[cfg(target_arch = "x86_64")]
+        Bf16Kernel::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Bf16Kernel::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        Bf16Kernel::Avx512Bf16,
+        #[cfg(target_arch = "aarch64")]
+        Bf16Kernel::Neon,
+    ];
+
+    /// Whether this CPU runs these kernels.
+    pub(super) fn supported(self) -> bool {
+        match self {
+            Bf16Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Bf16Kernel::Avx2 => Kernel::Avx2.supported(),
+            #[cfg(target_arch = "x86_64")]
+            Bf16Kernel::Avx512 => Kernel::Avx512.supported() && Kernel::Avx2.supported(),
+            #[cfg(target_arch = "x86_64")]
+            Bf16Kernel::Avx512Bf16 => isa::cpu_has_avx512_bf16(),
+            #[cfg(target_arch = "aarch64")]
+            Bf16Kernel::Neon => Kernel::Neon.supported(),
+        }
+    }
+
+    /// The kernels for a product of `m` rows in `family` on this CPU.
+    pub(super) fn choose(family: Kernel, m: usize) -> Self {
+        Self::for_family(family, isa::cpu_has_avx512_bf16(), isa::vdpbf16ps_outruns_fma(), m)
+    }
+
+    /// The kernels for a product of `m` rows in `family` on a CPU that has AVX-512 BF16 or not
+    /// (`cpu_bf16`) and on which `vdpbf16ps` outruns two FMAs or not (`vdp_fast`). All give the
+    /// same bits, so the choice by m keeps a row's results independent of its batch. Few rows
+    /// run `vdpbf16ps` where the CPU has it (the FMA emulation's one-row block waits on FMA
+    /// latency) and more rows run it where it is the faster; the other cases the emulation in
+    /// the widest registers the CPU has: an AVX-512 CPU without BF16 (Skylake-X to Ice Lake)
+    /// or whose `vdpbf16ps` is slow (Intel's) runs the AVX-512 emulation for more than
+    /// [`FEW_ROWS`] rows, and the AVX2 one for fewer where it lacks the instruction.
+    pub(super) fn for_family(family: Kernel, cpu_bf16: bool, vdp_fast: bool, m: usize) -> Self {
         match family {
             Kernel::Scalar => Bf16Kernel::Scalar,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 if cpu_bf16 => Bf16Kernel::Avx512Bf16,
+            Kernel::Avx512 if cpu_bf16 && (vdp_fast || m <= FEW_ROWS) => Bf16Kernel::Avx512Bf16,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if m > FEW_ROWS && Kernel::Avx2.supported() => Bf16Kernel::Avx512,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::Avx512 if Kernel::Avx2.supported() => Bf16Kernel::Avx2,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::Avx512 => Bf16Kernel::Scalar,
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => {
-                let _ = cpu_bf16;
+                let _ = (cpu_bf16, vdp_fast, m);
                 Bf16Kernel::Neon
             }
         }
@@ -307,9 +358,11 @@ impl Path for EmuPath<'_> {
         for i in 0..rows {
             let (src, dst) = (&src[i * k..(i + 1) * k], &mut block[i..]);
             let emin = match self.kernel {
-                // SAFETY: Bf16Kernel::Avx2 is only chosen where the CPU has AVX2.
+                // SAFETY: Bf16Kernel::Avx2 and Avx512 are only chosen where the CPU has AVX2.
                 #[cfg(target_arch = "x86_64")]
-                Bf16Kernel::Avx2 => unsafe { avx2bf16::pack_row(src, dst, rows) },
+                Bf16Kernel::Avx2 | Bf16Kernel::Avx512 => unsafe {
+                    avx2bf16::pack_row(src, dst, rows)
+                },
                 _ => pack_row(src, dst, rows),
             };
             if k % 2 == 1 {
@@ -424,6 +477,18 @@ impl Path for EmuPath<'_> {
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
             (Bf16Kernel::Avx2, true) => unsafe {
+                avx2bf16::exact(rows, kp, a, w, bias, c, ldc, cols)
+            },
+            // SAFETY: Bf16Kernel::Avx512 is only chosen where Kernel::Avx512 (avx512f) is
+            // supported; `c` as above.
+            #[cfg(target_arch = "x86_64")]
+            (Bf16Kernel::Avx512, false) => unsafe {
+                super::avx512bf16fma::block(rows, kp, a, w, bias, c, ldc, cols)
+            },
+            // SAFETY: Bf16Kernel::Avx512 is only chosen where Kernel::Avx2 is supported as
+            // well; `c` as above.
+            #[cfg(target_arch = "x86_64")]
+            (Bf16Kernel::Avx512, true) => unsafe {
                 avx2bf16::exact(rows, kp, a, w, bias, c, ldc, cols)
             },
             #[cfg(target_arch = "x86_64")]

@@ -193,6 +193,21 @@ pub fn cpu_has_avx512_bf16() -> bool {
     cpu_has("avx512f") && cpu_has("avx512bf16")
 }
 
+/// Whether AVX-512 BF16's `vdpbf16ps` (32 multiply-adds) outruns two 16-lane FMAs on this CPU,
+/// as on AMD's Zen 4 and 5. Intel's cores issue it well under once a cycle (an Emerald Rapids
+/// Xeon: 170 GFLOP/s on a product that f32 FMAs run at 270), so there the FMA emulation runs
+/// blocks of many rows, with the same bits.
+pub fn vdpbf16ps_outruns_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let id = std::arch::x86_64::__cpuid(0);
+        // "GenuineIntel" in EBX, EDX, ECX.
+        !(id.ebx == 0x756e_6547 && id.edx == 0x4965_6e69 && id.ecx == 0x6c65_746e)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Whether the CPU has NEON's dot-product extension (`sdot`), which int8 products use in the
 /// NEON family.
 pub fn cpu_has_neon_dotprod() -> bool {

@@ -174,6 +174,8 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512bf16;
 #[cfg(target_arch = "x86_64")]
+mod avx512bf16fma;
+#[cfg(target_arch = "x86_64")]
 mod avx512f16;
 #[cfg(target_arch = "x86_64")]
 mod avx512int8;
@@ -411,16 +413,7 @@ impl PackedMatrix {
         let out = OutPtr(out.as_mut_ptr(), ldc);
         match &self.data {
             Packed::F32(d) => self.drive(F32Path { w: lines(d), k: self.k, kernel }, x, m, out),
-            Packed::Bf16(b) => {
-                match bf16::Bf16Kernel::for_family(kernel, isa::cpu_has_avx512_bf16()) {
-                    // SAFETY: Avx512Bf16 is only chosen where the CPU has AVX-512F and AVX-512 BF16.
-                    #[cfg(target_arch = "x86_64")]
-                    bf16::Bf16Kernel::Avx512Bf16 => {
-                        self.drive(unsafe { bf16::VdpPath::new(b, self.k) }, x, m, out)
-                    }
-                    emulated => self.drive(bf16::EmuPath::new(b, self.k, emulated), x, m, out),
-                }
-            }
+            Packed::Bf16(b) => self.bf16_product(bf16::Bf16Kernel::choose(kernel, m), b, x, m, out),
             Packed::F16(d) => self.drive(f16::F16Path::new(d, self.k, kernel), x, m, out),
             Packed::Q8_0(q) => self.drive(q8::Q8Path::new(q, self.k, kernel), x, m, out),
             Packed::Quant(q) => self.drive(quant::QuantPath::new(q, self.k, kernel), x, m, out),
@@ -430,6 +423,44 @@ impl PackedMatrix {
                 m,
                 out,
             ),
+        }
+    }
+
+    /// A product on bf16 weights run by `bk`, which the CPU must support.
+    fn bf16_product(
+        &self,
+        bk: bf16::Bf16Kernel,
+        b: &bf16::Bf16Weights,
+        x: &[f32],
+        m: usize,
+        out: OutPtr,
+    ) {
+        assert!(bk.supported(), "{bk:?} on a CPU without it");
+        match bk {
+            // SAFETY: the CPU supports Avx512Bf16 (asserted): AVX-512F and AVX-512 BF16.
+            #[cfg(target_arch = "x86_64")]
+            bf16::Bf16Kernel::Avx512Bf16 => {
+                self.drive(unsafe { bf16::VdpPath::new(b, self.k) }, x, m, out)
+            }
+            emulated => self.drive(bf16::EmuPath::new(b, self.k, emulated), x, m, out),
+        }
+    }
+
+    /// As [`matmul`](Self::matmul) on bf16 weights run by `bk` whatever the rows or the CPU's
+    /// preference, so that tests reach every kernel the CPU has.
+    #[cfg(test)]
+    fn matmul_bf16_with(
+        &self,
+        bk: bf16::Bf16Kernel,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+    ) {
+        assert_eq!(out.len(), m * self.n);
+        assert_eq!(x.len(), m * self.k);
+        let Packed::Bf16(b) = &self.data else { panic!("not bf16 weights") };
+        if m > 0 && self.n > 0 {
+            self.bf16_product(bk, b, x, m, OutPtr(out.as_mut_ptr(), self.n));
         }
     }
 

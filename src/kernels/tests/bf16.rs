@@ -281,14 +281,37 @@ fn dp_pair_matches_vdpbf16ps() {
 }
 
 #[test]
-fn an_avx512_cpu_without_bf16_runs_the_emulation() {
-    assert_eq!(Bf16Kernel::for_family(Kernel::Scalar, true), Bf16Kernel::Scalar);
+fn the_choice_of_bf16_kernel_follows_the_cpu_and_the_rows() {
+    for (bf16, fast, m) in [(false, false, 1), (true, true, 40), (true, false, 3)] {
+        assert_eq!(Bf16Kernel::for_family(Kernel::Scalar, bf16, fast, m), Bf16Kernel::Scalar);
+    }
     #[cfg(target_arch = "x86_64")]
     if Kernel::Avx2.supported() {
-        assert_eq!(Bf16Kernel::for_family(Kernel::Avx2, true), Bf16Kernel::Avx2);
-        assert_eq!(Bf16Kernel::for_family(Kernel::Avx512, false), Bf16Kernel::Avx2);
-        assert_eq!(Bf16Kernel::for_family(Kernel::Avx512, true), Bf16Kernel::Avx512Bf16);
+        let avx512 = |bf16, fast, m| Bf16Kernel::for_family(Kernel::Avx512, bf16, fast, m);
+        for (bf16, fast) in [(false, false), (true, false), (true, true)] {
+            assert_eq!(Bf16Kernel::for_family(Kernel::Avx2, bf16, fast, 40), Bf16Kernel::Avx2);
+        }
+        // Without the instruction (Skylake-X to Ice Lake): the emulation, in zmm for many rows.
+        assert_eq!(avx512(false, false, 3), Bf16Kernel::Avx2);
+        assert_eq!(avx512(false, false, 4), Bf16Kernel::Avx512);
+        // Where it outruns the FMAs (AMD): always.
+        assert_eq!(avx512(true, true, 1), Bf16Kernel::Avx512Bf16);
+        assert_eq!(avx512(true, true, 2048), Bf16Kernel::Avx512Bf16);
+        // Where it does not (Intel): the wide kernels for few rows, the FMAs for more.
+        assert_eq!(avx512(true, false, 3), Bf16Kernel::Avx512Bf16);
+        assert_eq!(avx512(true, false, 4), Bf16Kernel::Avx512);
     }
+}
+
+/// Every bf16 kernel this CPU runs, whichever the families would choose for the rows.
+fn bf16_kernels() -> Vec<Bf16Kernel> {
+    Bf16Kernel::ALL.iter().copied().filter(|k| k.supported()).collect()
+}
+
+fn run_bf16(pm: &PackedMatrix, bk: Bf16Kernel, x: &[f32], m: usize) -> Vec<u32> {
+    let mut out = vec![f32::NAN; m * pm.n()];
+    pm.matmul_bf16_with(bk, x, m, &mut out);
+    bits(&out)
 }
 
 /// Every family (on AVX-512 BF16 CPUs `vdpbf16ps` itself) gives the definition's bits: the
@@ -309,6 +332,14 @@ fn bf16_families_give_the_definitions_bits() {
                         run(&pm, kernel, &x, m),
                         want,
                         "{kernel:?} n={n} k={k} m={m} bias={}",
+                        bias.is_some()
+                    );
+                }
+                for bk in bf16_kernels() {
+                    assert_eq!(
+                        run_bf16(&pm, bk, &x, m),
+                        want,
+                        "{bk:?} n={n} k={k} m={m} bias={}",
                         bias.is_some()
                     );
                 }
@@ -350,6 +381,9 @@ fn bf16_families_flush_tiny_sums_as_vdpbf16ps() {
     let pm = PackedMatrix::pack_bf16(&w, n, k, None);
     for kernel in kernels() {
         assert_eq!(run(&pm, kernel, &x, m), want, "{kernel:?}");
+    }
+    for bk in bf16_kernels() {
+        assert_eq!(run_bf16(&pm, bk, &x, m), want, "{bk:?}");
     }
 }
 
@@ -408,6 +442,11 @@ fn bf16_bitwise_batch_invariant() {
     for kernel in kernels() {
         assert_batch_invariant(&format!("bf16 {kernel:?}"), &x, m, n, k, |x, m| {
             run(&pm, kernel, x, m)
+        });
+    }
+    for bk in bf16_kernels() {
+        assert_batch_invariant(&format!("bf16 {bk:?}"), &x, m, n, k, |x, m| {
+            run_bf16(&pm, bk, x, m)
         });
     }
 }
