@@ -449,13 +449,7 @@ impl PackedMatrix {
     /// As [`matmul`](Self::matmul) on bf16 weights run by `bk` whatever the rows or the CPU's
     /// preference, so that tests reach every kernel the CPU has.
     #[cfg(test)]
-    fn matmul_bf16_with(
-        &self,
-        bk: bf16::Bf16Kernel,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-    ) {
+    fn matmul_bf16_with(&self, bk: bf16::Bf16Kernel, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(out.len(), m * self.n);
         assert_eq!(x.len(), m * self.k);
         let Packed::Bf16(b) = &self.data else { panic!("not bf16 weights") };
