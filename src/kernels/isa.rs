@@ -198,14 +198,18 @@ pub fn cpu_has_avx512_bf16() -> bool {
 /// Xeon: 170 GFLOP/s on a product that f32 FMAs run at 270), so there the FMA emulation runs
 /// blocks of many rows, with the same bits.
 pub fn vdpbf16ps_outruns_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let id = std::arch::x86_64::__cpuid(0);
-        // "GenuineIntel" in EBX, EDX, ECX.
-        !(id.ebx == 0x756e_6547 && id.edx == 0x4965_6e69 && id.ecx == 0x6c65_746e)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    // Asked once: every bf16 product asks, and CPUID traps to the hypervisor in a VM.
+    static OUTRUNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OUTRUNS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let id = std::arch::x86_64::__cpuid(0);
+            // "GenuineIntel" in EBX, EDX, ECX.
+            !(id.ebx == 0x756e_6547 && id.edx == 0x4965_6e69 && id.ecx == 0x6c65_746e)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
 /// Whether the CPU has NEON's dot-product extension (`sdot`), which int8 products use in the
