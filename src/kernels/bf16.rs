@@ -154,8 +154,8 @@ pub(super) enum Bf16Kernel {
     /// The AVX2+FMA emulation (`avx2bf16.rs`).
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// The AVX-512F emulation (`avx512bf16fma.rs`) for blocks of more than three rows; fewer
-    /// run the AVX2 one.
+    /// The AVX-512F emulation (`avx512bf16fma.rs`), for products of more than [`FEW_ROWS`]
+    /// rows (see [`Bf16Kernel::for_family`]).
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// `vdpbf16ps` (`avx512bf16.rs`).
