@@ -2,9 +2,9 @@
 //!
 //! A product on bf16 weights is defined as AVX-512 BF16's `vdpbf16ps` chain (see the module doc
 //! of `kernels`), and every CPU computes exactly that: `avx512bf16.rs` with the instruction where
-//! the CPU has it, and elsewhere an emulation with plain f32 FMAs on the bf16 values widened
-//! exactly (shifted into the upper half) in registers (`avx2bf16.rs`, and the portable kernels
-//! here). The emulation follows Intel's pseudo-code for `VDPBF16PS`, which measurement on a
+//! the CPU has it and it pays ([`Bf16Kernel::for_family`]), and otherwise an emulation with
+//! plain f32 FMAs on the bf16 values widened exactly (shifted into the upper half) in registers
+//! (`avx512bf16fma.rs`, `avx2bf16.rs`, and the portable kernels here). The emulation follows Intel's pseudo-code for `VDPBF16PS`, which measurement on a
 //! Sapphire Rapids class CPU confirmed bit for bit (96M random lanes with every exponent, and
 //! sweeps around f32's smallest normal, all equal): per lane and pair,
 //! `acc = fma(x_odd, w_odd, acc)` and then `acc = fma(x_even, w_even, acc)`, each FMA rounded

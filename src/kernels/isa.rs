@@ -21,8 +21,8 @@ pub enum Isa {
     /// x86-64 with AVX2 and FMA (and F16C, which every such CPU has).
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// x86-64 with AVX-512F (products on bf16 weights use AVX-512 BF16 where present, else the
-    /// AVX2 family's emulation of it).
+    /// x86-64 with AVX-512F (products on bf16 weights use AVX-512 BF16 or an emulation of it,
+    /// by rows and CPU: `bf16::Bf16Kernel::for_family`).
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// aarch64 with NEON, which every aarch64 CPU has (int8 products use `sdot` where the CPU
@@ -180,12 +180,6 @@ pub fn select_named(name: Option<&str>) -> Result<Isa, IsaError> {
         select(Isa::parse_supported(name)?)?;
     }
     Ok(current())
-}
-
-/// Whether products on bf16 weights use AVX-512 BF16's `vdpbf16ps`: the AVX-512 family is in
-/// force and the CPU has the extension. Elsewhere they run its emulation, with the same bits.
-pub fn avx512_bf16() -> bool {
-    cfg!(target_arch = "x86_64") && current().name() == "avx512" && cpu_has_avx512_bf16()
 }
 
 /// Whether the CPU has AVX-512 BF16 (with AVX-512F), whatever family is in force.

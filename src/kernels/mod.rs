@@ -24,9 +24,10 @@
 //! range become signed zeros) while it is packed, k is zero-padded to even, and the sum is one
 //! chain over p = 0..k/2 from 0 whose step adds the pair's odd product (k = 2p+1) and then its
 //! even one to the f32 accumulator, each addition rounded once (nearest even, denormals flushed,
-//! MXCSR ignored; a product of two bf16 is exact in f32). On AVX-512 BF16 a step is one
-//! `vdpbf16ps`; everywhere else (AVX2, AVX-512F without the BF16 extension, the portable kernel)
-//! it is two FMAs on the values widened exactly in registers, which give the same bits: `bf16.rs`
+//! MXCSR ignored; a product of two bf16 is exact in f32). With AVX-512 BF16 a step may be one
+//! `vdpbf16ps`; elsewhere, and on Intel's cores for products of more than three rows (where the
+//! instruction is slower than two FMA ports), it is two FMAs on the values widened exactly in
+//! registers, which give the same bits: `bf16.rs`
 //! gives the measurement against the instruction and how its flushing is honoured. So bf16
 //! weights have one set of bits on every CPU (NaN payloads aside), and batch invariance holds as
 //! for f32: the chunking, row blocks and threading are the same code (generic over [`Path`]),
@@ -386,8 +387,8 @@ impl PackedMatrix {
     }
 
     /// As [`matmul`](Self::matmul) run by the kernels of family `kernel` (bf16 weights by
-    /// `vdpbf16ps` for Avx512 where the CPU has AVX-512 BF16, else by its emulation; the same
-    /// bits either way).
+    /// `vdpbf16ps` or its emulation as `bf16::Bf16Kernel::for_family` picks; the same bits
+    /// either way).
     pub(crate) fn matmul_with(&self, kernel: Kernel, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(out.len(), m * self.n, "PackedMatrix::matmul: out.len() != m * n");
         self.product(kernel, x, m, out, self.n);
