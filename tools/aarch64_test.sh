@@ -20,8 +20,11 @@
 #   cargo test --test isa_equivalence, and --test suite -- model_goldens:: gguf:: batch_invariance::
 #                                   logits equal on both families (f32, bf16, f16, Q8_0 weights),
 #                                   transformers goldens, GGUF, bit-for-bit batch invariance
-# and then the kernel and attention-kernel tests again on a `cortex-a72` (ARMv8.0, no dot product: the int8 products' and scores'
-# `smull` path instead of `sdot`).
+# and then, on a `cortex-a72` (ARMv8.0, no dot product), the tests of the only code that takes
+# another path without it: the int8 products (`kernels::int8`, `kernels::tests::int8`) and the
+# attention kernels (`model::host::attn_kernels`), whose int8 scores use `smull` there instead of
+# `sdot`, and the ISA names. The other kernels check no feature beyond NEON, so a second run of
+# them (two minutes and a half of emulation) would repeat the first.
 # With BENCHGEN_DATA_DIR (default: ../shared/data beside the repository, if it exists) the gguf
 # tests that need real files (stories260K.gguf, reference tokenizers) run too; without it they
 # say they are skipped and pass.
@@ -110,7 +113,7 @@ run --lib model::host
 run --test isa_equivalence
 ((quick)) || run --test suite -- model_goldens:: gguf:: batch_invariance::
 runner cortex-a72
-run --lib -- kernels model::host::attn_kernels
+run --lib -- kernels::int8 kernels::tests::int8 model::host::attn_kernels isa
 
 echo "== summary (aarch64 under qemu, $((SECONDS - start)) s in all)"
 grep -E '^test result:|^test .* FAILED$' "$log" || true
