@@ -24,7 +24,7 @@
 # another path without it: the int8 products (`kernels::int8`, `kernels::tests::int8`) and the
 # attention kernels (`model::host::attn_kernels`), whose int8 scores use `smull` there instead of
 # `sdot`, and the ISA names. The other kernels check no feature beyond NEON, so a second run of
-# them (two minutes and a half of emulation) would repeat the first.
+# them (about two and a half minutes of emulation) would repeat the first.
 # With BENCHGEN_DATA_DIR (default: ../shared/data beside the repository, if it exists) the gguf
 # tests that need real files (stories260K.gguf, reference tokenizers) run too; without it they
 # say they are skipped and pass.

@@ -44,8 +44,8 @@ toolkit() {
     . "$tk/env.sh"
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/cuda}
     # candle-kernels' build script compiles its CUDA sources with nvcc through cudaforge, which
-    # uses half the cores unless told otherwise: on 2 cores, one file at a time, 9 minutes with
-    # a core idle; 4 minutes on both.
+    # uses half the cores unless told otherwise: on 2 cores one file at a time, with a core idle
+    # (the `check` step took 9 minutes in CI that way, 4 1/2 on both cores).
     export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
 }
 
