@@ -1,16 +1,16 @@
 //! bf16 weights: the packing, the exact definition of a product, and the paths that compute it.
 //!
-//! A product on bf16 weights is defined as AVX-512 BF16's `vdpbf16ps` chain (see the module doc
-//! of `kernels`), and every CPU computes exactly that: `avx512bf16.rs` with the instruction where
-//! the CPU has it and it pays ([`Bf16Kernel::for_family`]), and otherwise an emulation with
-//! plain f32 FMAs on the bf16 values widened exactly (shifted into the upper half) in registers
-//! (`avx512bf16fma.rs`, `avx2bf16.rs`, and the portable kernels here). The emulation follows Intel's pseudo-code for `VDPBF16PS`, which measurement on a
-//! Sapphire Rapids class CPU confirmed bit for bit (96M random lanes with every exponent, and
-//! sweeps around f32's smallest normal, all equal): per lane and pair,
-//! `acc = fma(x_odd, w_odd, acc)` and then `acc = fma(x_even, w_even, acc)`, each FMA rounded
-//! once to nearest even with denormal inputs read as zero and tiny results flushed to a signed
-//! zero, tininess detected after rounding as x86 does ([`fma_dz`]). Neither the even product
-//! first nor one rounding of both products matches.
+//! A product on bf16 weights is defined as AVX-512 BF16's `vdpbf16ps` chain (see the module doc of
+//! `kernels`), and every CPU computes exactly that: `avx512bf16.rs` with the instruction where the
+//! CPU has it and it pays ([`Bf16Kernel::for_family`]), and otherwise an emulation with plain f32
+//! FMAs on the bf16 values widened exactly (shifted into the upper half) in registers
+//! (`avx512bf16fma.rs`, `avx2bf16.rs`, and the portable kernels here). The emulation follows
+//! Intel's pseudo-code for `VDPBF16PS`, which measurement on a Sapphire Rapids class CPU confirmed
+//! bit for bit (96M random lanes with every exponent, and sweeps around f32's smallest normal, all
+//! equal): per lane and pair, `acc = fma(x_odd, w_odd, acc)` and then `acc = fma(x_even, w_even,
+//! acc)`, each FMA rounded once to nearest even with denormal inputs read as zero and tiny results
+//! flushed to a signed zero, tininess detected after rounding as x86 does ([`fma_dz`]). Neither the
+//! even product first nor one rounding of both products matches.
 //!
 //! The flushing costs nothing to honour: x and W are packed without denormals (`to_bf16` flushes
 //! them), so only a tiny FMA result could ever differ from a plain FMA's, and none can occur when

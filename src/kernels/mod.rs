@@ -22,18 +22,18 @@
 //! gives those bits: `out[i][j] = (Σ_p dpbf16(x[i][2p..2p+2], w[j][2p..2p+2])) + bias[j]`, where x
 //! is rounded f32 → bf16 (nearest even; like the hardware conversions, inputs below f32's normal
 //! range become signed zeros) while it is packed, k is zero-padded to even, and the sum is one
-//! chain over p = 0..k/2 from 0 whose step adds the pair's odd product (k = 2p+1) and then its
-//! even one to the f32 accumulator, each addition rounded once (nearest even, denormals flushed,
-//! MXCSR ignored; a product of two bf16 is exact in f32). With AVX-512 BF16 a step may be one
+//! chain over p = 0..k/2 from 0 whose step adds the pair's odd product (k = 2p+1) and then its even
+//! one to the f32 accumulator, each addition rounded once (nearest even, denormals flushed, MXCSR
+//! ignored; a product of two bf16 is exact in f32). With AVX-512 BF16 a step may be one
 //! `vdpbf16ps`; elsewhere, and on Intel's cores for products of more than three rows (where the
 //! instruction is slower than two FMA ports), it is two FMAs on the values widened exactly in
-//! registers, which give the same bits: `bf16.rs`
-//! gives the measurement against the instruction and how its flushing is honoured. So bf16
-//! weights have one set of bits on every CPU (NaN payloads aside), and batch invariance holds as
-//! for f32: the chunking, row blocks and threading are the same code (generic over [`Path`]),
-//! only the packing and the microkernels differ. Layout: W `[panel][k/2][NR]` as u32 bf16 pairs
-//! (k = 2p in the low half, 2p+1 in the high one: the pair one 32-bit lane of `vdpbf16ps` takes);
-//! x `[k/2][rows]` as pairs for `vdpbf16ps`, as the widened values for the emulation.
+//! registers, which give the same bits: `bf16.rs` gives the measurement against the instruction and
+//! how its flushing is honoured. So bf16 weights have one set of bits on every CPU (NaN payloads
+//! aside), and batch invariance holds as for f32: the chunking, row blocks and threading are the
+//! same code (generic over [`Path`]), only the packing and the microkernels differ. Layout: W
+//! `[panel][k/2][NR]` as u32 bf16 pairs (k = 2p in the low half, 2p+1 in the high one: the pair one
+//! 32-bit lane of `vdpbf16ps` takes); x `[k/2][rows]` as pairs for `vdpbf16ps`, as the widened
+//! values for the emulation.
 //!
 //! f16 weights ([`PackedMatrix::pack_f16`], `f16.rs`): W rounded to f16 (nearest even), half of
 //! f32's bytes, widened exactly to f32 in registers (`vcvtph2ps` with F16C or AVX-512F, the
