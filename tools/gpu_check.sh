@@ -27,7 +27,10 @@
 #                                   # process start to end. Each part fits one 10-minute command.
 #
 # The toolkit goes to $CUDA_TOOLKIT (default ~/.cache/benchgen-cuda13), the build to
-# $CARGO_TARGET_DIR (default target/cuda). On the GPU machine the CUDA 13 runtime libraries
+# $CARGO_TARGET_DIR: by default target/ for check and emulate, so that they reuse a CPU build's
+# dependencies (only candle's crates, cudarc, benchgen and the build scripts' dependencies change
+# with the `cuda` feature), and target/cuda for build, whose `--bin benchgen` would otherwise
+# replace the CPU binary in target/release. On the GPU machine the CUDA 13 runtime libraries
 # (libcudart, libcurand, libnvrtc: PyTorch's CUDA wheels have them) are looked up on disk and put
 # on LD_LIBRARY_PATH. Each run step has its own time limit; the script goes on after a failure
 # and exits non-zero if any step failed.
@@ -37,12 +40,13 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 out=gpu-check
 
+# $1: the target directory to use when CARGO_TARGET_DIR is unset.
 toolkit() {
     local tk=${CUDA_TOOLKIT:-$HOME/.cache/benchgen-cuda13}
     [ -e "$tk/env.sh" ] || bash tools/cuda_toolkit.sh "$tk" 90 || return 1
     # shellcheck disable=SC1091
     . "$tk/env.sh"
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/cuda}
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$1}
     # candle-kernels' build script compiles its CUDA sources with nvcc through cudaforge, which
     # uses half the cores unless told otherwise: on 2 cores one file at a time, with a core idle
     # (the `check` step took 9 minutes in CI that way, 4 1/2 on both cores).
@@ -52,12 +56,12 @@ toolkit() {
 case "$mode" in
 check)
     set -e
-    toolkit || { echo "the CUDA 13 toolkit could not be installed from PyPI" >&2; exit 2; }
+    toolkit "$repo/target" || { echo "the CUDA 13 toolkit could not be installed from PyPI" >&2; exit 2; }
     cargo clippy --release --features cuda --all-targets -- -D warnings
     ;;
 emulate)
     set -e
-    toolkit || { echo "the CUDA 13 toolkit could not be installed from PyPI" >&2; exit 2; }
+    toolkit "$repo/target" || { echo "the CUDA 13 toolkit could not be installed from PyPI" >&2; exit 2; }
     emu="$CARGO_TARGET_DIR/cuda-emulator"
     bash tools/cuda_emulator/build.sh "$emu" "$CUDA_ROOT/lib64/libcuda.so" || exit $?
     exe=$(cargo test --release --features cuda --lib --no-run --message-format=json |
@@ -74,7 +78,7 @@ for line in sys.stdin:
     ;;
 build)
     set -e
-    toolkit
+    toolkit "$repo/target/cuda"
     mkdir -p "$out"
     cargo build --release --features cuda --example gpu_speed --example random_checkpoint --bin benchgen
     exes=$(cargo test --release --features cuda --no-run --lib --test suite --message-format=json |
