@@ -28,7 +28,7 @@ fn data(seed: u64, len: usize) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
-    // BENCHGEN_ISA=avx2|scalar measures another kernel family on this CPU.
+    // BENCHGEN_ISA=avxvnni|avx2|scalar measures another kernel family on this CPU.
     let vars = benchgen::vars::ProcessVars::from_process();
     benchgen::kernels::isa::select_named(vars.get_str(benchgen::kernels::isa::ENV_VAR))
         .expect("BENCHGEN_ISA");

@@ -2,7 +2,7 @@
 //! (nothing is downloaded), or on `--model` (a checkpoint folder or a `.gguf` file, whose types
 //! `--dtype auto` keeps as stored), in the units of the project's targets: decode tokens/s
 //! counted across the batch, 64-token prompts, 64 new tokens; prefill tokens/s for 32 × 64.
-//! `BENCHGEN_ISA=avx2|scalar` measures another kernel family.
+//! `BENCHGEN_ISA=avxvnni|avx2|scalar` measures another kernel family.
 //!
 //!     RAYON_NUM_THREADS=2 cargo run --release --example speed [-- --batches 1,8,32 --repeats 3 --dtype q8_0]
 //!     RAYON_NUM_THREADS=2 cargo run --release --example speed -- --dtype bf16 --kv-dtype bf16 --prompt 1000   # long contexts

@@ -64,7 +64,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("gguf")
     ap.add_argument("--llama-cpp", action="append", default=[], metavar="ISA=BUILD",
-                    help="a llama.cpp build for kernel family ISA (avx512, avx2); repeatable")
+                    help="a llama.cpp build for kernel family ISA (avx512, avxvnni, avx2); repeatable")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=32)

@@ -6,6 +6,13 @@
 //! 2·128·127), so the integer sums are those of the VNNI kernels. With 16 registers the panel is
 //! taken 8 columns at a time: up to four rows with their sums live (`kern`), larger blocks
 //! streamed past a unit unpacked once (`kern_rows`).
+//!
+//! Where the CPU has AVX-VNNI (Intel's client cores from Alder Lake on, which lack AVX-512), the
+//! same kernels are compiled a second time with `VNNI` (`block_vnni`): one 256-bit `vpdpbusd` per
+//! quad and row adds the products into the i32 sums, in place of `vpmaddubsw`, the i16 adds and
+//! `vpmaddwd`, and Q8_0 takes its stored `q + 128` as it is, its 128·Σxq subtracted after the
+//! unit as the zero-point types' is. The integer sums are exact either way, so the bits are the
+//! same.
 
 use std::arch::x86_64::*;
 
@@ -46,6 +53,42 @@ pub(super) unsafe fn block(
     s: &[u8],
     out: &mut [[f32; NR]; MR],
 ) {
+    // SAFETY: the features `block_body` needs, from the caller.
+    unsafe { block_body::<false>(kind, rows, k, a, q, s, out) }
+}
+
+/// [`block`] with AVX-VNNI's `vpdpbusd` for the integer sums: the same bits.
+///
+/// # Safety
+/// AVX2, FMA, F16C and AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) unsafe fn block_vnni(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+    out: &mut [[f32; NR]; MR],
+) {
+    // SAFETY: as for `block`, with avxvnni.
+    unsafe { block_body::<true>(kind, rows, k, a, q, s, out) }
+}
+
+/// `block`'s body, inlined into each of the two entry points with its target features.
+///
+/// # Safety
+/// AVX2, FMA and F16C in the caller, and AVX-VNNI where `VNNI`.
+#[inline(always)]
+unsafe fn block_body<const VNNI: bool>(
+    kind: Kind,
+    rows: usize,
+    k: usize,
+    a: &[u32],
+    q: &[u8],
+    s: &[u8],
+    out: &mut [[f32; NR]; MR],
+) {
     let f = kind.format();
     assert!(
         rows <= MR
@@ -61,14 +104,14 @@ pub(super) unsafe fn block(
             // SAFETY (all arms): bounds asserted above; features from the caller.
             unsafe {
                 match rows {
-                    5 => by_int8_kind!(kind, K => kern_rows::<5, K>(k, a, q, s, v, o)),
-                    6 => by_int8_kind!(kind, K => kern_rows::<6, K>(k, a, q, s, v, o)),
-                    7 => by_int8_kind!(kind, K => kern_rows::<7, K>(k, a, q, s, v, o)),
-                    8 => by_int8_kind!(kind, K => kern_rows::<8, K>(k, a, q, s, v, o)),
-                    9 => by_int8_kind!(kind, K => kern_rows::<9, K>(k, a, q, s, v, o)),
-                    10 => by_int8_kind!(kind, K => kern_rows::<10, K>(k, a, q, s, v, o)),
-                    11 => by_int8_kind!(kind, K => kern_rows::<11, K>(k, a, q, s, v, o)),
-                    _ => by_int8_kind!(kind, K => kern_rows::<12, K>(k, a, q, s, v, o)),
+                    5 => by_int8_kind!(kind, K => kern_rows::<5, K, VNNI>(k, a, q, s, v, o)),
+                    6 => by_int8_kind!(kind, K => kern_rows::<6, K, VNNI>(k, a, q, s, v, o)),
+                    7 => by_int8_kind!(kind, K => kern_rows::<7, K, VNNI>(k, a, q, s, v, o)),
+                    8 => by_int8_kind!(kind, K => kern_rows::<8, K, VNNI>(k, a, q, s, v, o)),
+                    9 => by_int8_kind!(kind, K => kern_rows::<9, K, VNNI>(k, a, q, s, v, o)),
+                    10 => by_int8_kind!(kind, K => kern_rows::<10, K, VNNI>(k, a, q, s, v, o)),
+                    11 => by_int8_kind!(kind, K => kern_rows::<11, K, VNNI>(k, a, q, s, v, o)),
+                    _ => by_int8_kind!(kind, K => kern_rows::<12, K, VNNI>(k, a, q, s, v, o)),
                 }
             }
         }
@@ -78,17 +121,17 @@ pub(super) unsafe fn block(
     // SAFETY (all arms): bounds asserted above; features from the caller.
     unsafe {
         match rows {
-            1 => by_int8_kind!(kind, K => kern::<1, 4, K>(k, a, q, s, 0, o)),
+            1 => by_int8_kind!(kind, K => kern::<1, 4, K, VNNI>(k, a, q, s, 0, o)),
             2 => {
                 for v0 in [0, 2] {
-                    by_int8_kind!(kind, K => kern::<2, 2, K>(k, a, q, s, v0, o))
+                    by_int8_kind!(kind, K => kern::<2, 2, K, VNNI>(k, a, q, s, v0, o))
                 }
             }
             r => {
                 for v in 0..NR / 8 {
                     match r {
-                        3 => by_int8_kind!(kind, K => kern::<3, 1, K>(k, a, q, s, v, o)),
-                        _ => by_int8_kind!(kind, K => kern::<4, 1, K>(k, a, q, s, v, o)),
+                        3 => by_int8_kind!(kind, K => kern::<3, 1, K, VNNI>(k, a, q, s, v, o)),
+                        _ => by_int8_kind!(kind, K => kern::<4, 1, K, VNNI>(k, a, q, s, v, o)),
                     }
                 }
             }
@@ -181,6 +224,20 @@ unsafe fn dot(w: __m256i, x: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
 }
 
+/// `acc` plus Σ over each 4-byte lane of w·x, w unsigned and x signed, exactly: one `vpdpbusd`
+/// with VNNI, else [`dot`] (w at most 63).
+///
+/// # Safety
+/// AVX2, and AVX-VNNI where `VNNI`.
+#[inline(always)]
+unsafe fn dot_add<const VNNI: bool>(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+    if VNNI {
+        _mm256_dpbusd_avx_epi32(acc, w, x)
+    } else {
+        _mm256_add_epi32(acc, dot(w, x))
+    }
+}
+
 /// As [`dot`] for Q8_0's stored `q + 128`: Σ (q - 128)·x per lane.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -192,9 +249,11 @@ unsafe fn dot_offset(w: __m256i, x: __m256i) -> __m256i {
 /// All R (1..=GROUP) rows of the block's packed x times columns 8v0..8(v0+VN) of the panel,
 /// into those columns of `out`. VN > 1 takes several column vectors per pass over a unit: for
 /// one or two rows that keeps independent chains in flight and reads each x broadcast once.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
+///
+/// # Safety
+/// As `block`, whose features the caller has (AVX-VNNI too where `VNNI`).
+#[inline(always)]
+unsafe fn kern<const R: usize, const VN: usize, const K: usize, const VNNI: bool>(
     k: usize,
     a: *const u32,
     q: *const u8,
@@ -230,7 +289,30 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
                                 for quad in 0..8 {
                                     let w = load(unit.add(quad * 4 * NR), v);
                                     for (i, r) in ia.iter_mut().enumerate() {
-                                        *r = _mm256_add_epi32(*r, dot_offset(w, xb(quad, i)));
+                                        *r = if VNNI {
+                                            dot_add::<VNNI>(*r, w, xb(quad, i))
+                                        } else {
+                                            _mm256_add_epi32(*r, dot_offset(w, xb(quad, i)))
+                                        };
+                                    }
+                                }
+                            }
+                            _ if VNNI => {
+                                let hb = (quants == Quants::Nibbles5)
+                                    .then(|| load(unit.add(4 * 4 * NR), v));
+                                for g in 0..4 {
+                                    let w = load(unit.add(g * 4 * NR), v);
+                                    let (mut lo, mut hi) = (
+                                        _mm256_and_si256(w, low),
+                                        _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
+                                    );
+                                    if let Some(hb) = hb {
+                                        lo = _mm256_or_si256(lo, fifth_bit(hb, 2 * g));
+                                        hi = _mm256_or_si256(hi, fifth_bit(hb, 2 * g + 1));
+                                    }
+                                    for (i, r) in ia.iter_mut().enumerate() {
+                                        let r1 = dot_add::<VNNI>(*r, lo, xb(2 * g, i));
+                                        *r = dot_add::<VNNI>(r1, hi, xb(2 * g + 1, i));
                                     }
                                 }
                             }
@@ -294,8 +376,9 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
                         for (i, (ti, r)) in t.iter_mut().zip(ia).enumerate() {
                             let sum = x(9, i) as i32 + x(10, i) as i32;
                             *ti = match zero_point {
-                                // (Bytes' sign trick has subtracted its 128 already.)
-                                Some(z) if quants != Quants::Bytes => _mm256_mul_ps(
+                                // (Bytes' sign trick has subtracted its 128 already; VNNI
+                                // summed q + 128.)
+                                Some(z) if VNNI || quants != Quants::Bytes => _mm256_mul_ps(
                                     _mm256_cvtepi32_ps(_mm256_sub_epi32(
                                         r,
                                         _mm256_set1_epi32(z * sum),
@@ -318,6 +401,11 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
                             let mut ia = [_mm256_setzero_si256(); R];
                             let mut pair_of = |quad: usize, w0: __m256i, w1: __m256i| {
                                 for (i, r) in ia.iter_mut().enumerate() {
+                                    if VNNI {
+                                        let r1 = dot_add::<VNNI>(*r, w0, xb(quad, i));
+                                        *r = dot_add::<VNNI>(r1, w1, xb(quad + 1, i));
+                                        continue;
+                                    }
                                     let p = _mm256_add_epi16(
                                         _mm256_maddubs_epi16(w0, xb(quad, i)),
                                         _mm256_maddubs_epi16(w1, xb(quad + 1, i)),
@@ -390,9 +478,8 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize>(
 ///
 /// # Safety
 /// As `kern`, with `rows` = R.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kern_rows<const R: usize, const K: usize>(
+#[inline(always)]
+unsafe fn kern_rows<const R: usize, const K: usize, const VNNI: bool>(
     k: usize,
     a: *const u32,
     q: *const u8,
@@ -458,9 +545,20 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
                         _mm256_maddubs_epi16(w[j + 1], xb(j + 1)),
                     )
                 };
+                // With VNNI, the unit's i32 sums over quads `range`, the even and odd quads in
+                // two chains: one would wait on `vpdpbusd`'s latency at every quad.
+                let quads = |range: std::ops::Range<usize>| {
+                    let (mut even, mut odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for j in range.step_by(2) {
+                        even = dot_add::<VNNI>(even, w[j], xb(j));
+                        odd = dot_add::<VNNI>(odd, w[j + 1], xb(j + 1));
+                    }
+                    _mm256_add_epi32(even, odd)
+                };
                 let t = match quants {
                     Quants::Bytes | Quants::Nibbles | Quants::Nibbles5 => {
                         let r = match quants {
+                            _ if VNNI => quads(0..8),
                             Quants::Bytes => {
                                 let mut r = _mm256_setzero_si256();
                                 for (quad, w) in w.iter().enumerate() {
@@ -484,7 +582,7 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
                         };
                         let sum = *xr.add(9) as i32 + *xr.add(10) as i32;
                         match zero_point {
-                            Some(z) if quants != Quants::Bytes => _mm256_mul_ps(
+                            Some(z) if VNNI || quants != Quants::Bytes => _mm256_mul_ps(
                                 _mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(z * sum))),
                                 sa0,
                             ),
@@ -498,6 +596,9 @@ unsafe fn kern_rows<const R: usize, const K: usize>(
                     }
                     Quants::Six | Quants::Two | Quants::Three => {
                         let half = |h: usize| {
+                            if VNNI {
+                                return quads(4 * h..4 * h + 4);
+                            }
                             _mm256_add_epi32(
                                 _mm256_madd_epi16(pair(4 * h), ones),
                                 _mm256_madd_epi16(pair(4 * h + 2), ones),

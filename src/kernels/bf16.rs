@@ -222,9 +222,11 @@ impl Bf16Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 if m > FEW_ROWS && Kernel::Avx2.supported() => Bf16Kernel::Avx512,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 | Kernel::Avx512 if Kernel::Avx2.supported() => Bf16Kernel::Avx2,
+            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512 if Kernel::Avx2.supported() => {
+                Bf16Kernel::Avx2
+            }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 | Kernel::Avx512 => Bf16Kernel::Scalar,
+            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512 => Bf16Kernel::Scalar,
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => {
                 let _ = (cpu_bf16, vdp_fast, m);

@@ -135,7 +135,9 @@ impl Path for F16Path<'_> {
             Kernel::Scalar => unsafe { block_scalar(rows, k, a, w, bias, c, ldc, cols) },
             // SAFETY: Avx2 is only chosen where avx2, fma and f16c are; `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2f16::block(rows, k, a, w, bias, c, ldc, cols) },
+            Kernel::Avx2 | Kernel::AvxVnni => unsafe {
+                avx2f16::block(rows, k, a, w, bias, c, ldc, cols)
+            },
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { avx512f16::block(rows, k, a, w, bias, c, ldc, cols) },

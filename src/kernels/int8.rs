@@ -408,9 +408,12 @@ fn pack_unit_rows(kernel: IntKernel, src: &[f32], k: usize, u: usize, dst: &mut 
     #[cfg(target_arch = "x86_64")]
     let x = src[u * UNIT..].as_ptr();
     match kernel {
-        // SAFETY: Avx2 is chosen only where avx2 is; row i's 32 values at x + i·k are in src.
+        // SAFETY: Avx2 and AvxVnni are chosen only where avx2 is; row i's 32 values at x + i·k
+        // are in src.
         #[cfg(target_arch = "x86_64")]
-        IntKernel::Avx2 => unsafe { super::avx2int8::pack_unit_rows(x, k, dst) },
+        IntKernel::Avx2 | IntKernel::AvxVnni => unsafe {
+            super::avx2int8::pack_unit_rows(x, k, dst)
+        },
         // SAFETY: Vnni is chosen only where avx512f and avx512bw are; as above.
         #[cfg(target_arch = "x86_64")]
         IntKernel::Vnni => unsafe { super::avx512int8::pack_unit_rows(x, k, dst) },
@@ -474,7 +477,8 @@ pub(crate) fn round_i8(r: f32) -> i8 {
 }
 
 /// Which integer microkernels run: the AVX-512 family uses VNNI's `vpdpbusd` where the CPU has
-/// it (AVX-512BW and VNNI), the AVX2 kernels elsewhere on x86 (the same bits either way).
+/// it (AVX-512BW and VNNI), the AVX-VNNI family the AVX2 kernels with AVX-VNNI's 256-bit
+/// `vpdpbusd`, the AVX2 kernels elsewhere on x86 (the same bits in every case).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum IntKernel {
     Scalar,
@@ -482,6 +486,9 @@ pub(super) enum IntKernel {
     Avx2,
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// The AVX2 kernels with AVX-VNNI's `vpdpbusd` on ymm registers (`avx2int8::block_vnni`).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
     /// NEON's `smull` (`neonint8.rs`).
     #[cfg(target_arch = "aarch64")]
     Neon,
@@ -496,6 +503,8 @@ impl IntKernel {
             Kernel::Scalar => IntKernel::Scalar,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => IntKernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => IntKernel::AvxVnni,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 if super::isa::cpu_has_avx512_vnni() => IntKernel::Vnni,
             #[cfg(target_arch = "x86_64")]
@@ -617,6 +626,11 @@ impl Int8Path<'_> {
             // SAFETY: Vnni is chosen only where avx512f, avx512bw and avx512vnni are.
             #[cfg(target_arch = "x86_64")]
             IntKernel::Vnni => unsafe { super::avx512int8::block(kind, rows, k, a, q, s, out) },
+            // SAFETY: AvxVnni is chosen only where avx2, fma, f16c and avxvnni are.
+            #[cfg(target_arch = "x86_64")]
+            IntKernel::AvxVnni => unsafe {
+                super::avx2int8::block_vnni(kind, rows, k, a, q, s, out)
+            },
             #[cfg(target_arch = "aarch64")]
             IntKernel::Neon => super::neonint8::block_plain(kind, rows, k, a, q, s, out),
             // SAFETY: NeonDot is chosen only where the dot-product extension is.

@@ -1,5 +1,5 @@
 //! Which instruction set the CPU kernels use: the best the CPU has, or the one `BENCHGEN_ISA`
-//! names (`avx512`, `avx2`, `scalar` on x86-64; `neon`, `scalar` on aarch64), so that every
+//! names (`avx512`, `avxvnni`, `avx2`, `scalar` on x86-64; `neon`, `scalar` on aarch64), so that every
 //! path can be run and measured on one machine. A path the CPU lacks is refused, never emulated.
 //!
 //! The choice is process-wide and read by every kernel family (matrix products, attention,
@@ -21,6 +21,10 @@ pub enum Isa {
     /// x86-64 with AVX2 and FMA (and F16C, which every such CPU has).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// The AVX2 family with AVX-VNNI's 256-bit `vpdpbusd` for int8 products: Intel's client
+    /// cores from Alder Lake on, which have no AVX-512. Everything else runs the AVX2 kernels.
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
     /// x86-64 with AVX-512F (products on bf16 weights use AVX-512 BF16 or an emulation of it,
     /// by rows and CPU: `bf16::Bf16Kernel::for_family`).
     #[cfg(target_arch = "x86_64")]
@@ -46,6 +50,8 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2,
         #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni,
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon,
@@ -56,6 +62,8 @@ impl Isa {
             Isa::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => "avxvnni",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => "avx512",
             #[cfg(target_arch = "aarch64")]
@@ -69,6 +77,8 @@ impl Isa {
             Isa::Scalar => &[],
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => &["avx2", "fma", "f16c"],
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => &["avx2", "fma", "f16c", "avxvnni"],
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => &["avx512f"],
             #[cfg(target_arch = "aarch64")]
@@ -132,6 +142,7 @@ fn cpu_has(feature: &str) -> bool {
             "avx512bf16" => std::arch::is_x86_feature_detected!("avx512bf16"),
             "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
             "avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
+            "avxvnni" => std::arch::is_x86_feature_detected!("avxvnni"),
             _ => false,
         }
     }

@@ -739,7 +739,9 @@ impl Path for F32Path<'_> {
             // SAFETY: Avx2 is only chosen after detecting avx2 and fma (tests check it too);
             // `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::block(rows, k, a, wp, bias, c, ldc, cols) },
+            Kernel::Avx2 | Kernel::AvxVnni => unsafe {
+                avx2::block(rows, k, a, wp, bias, c, ldc, cols)
+            },
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { avx512::block(rows, k, a, wp, bias, c, ldc, cols) },

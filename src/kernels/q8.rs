@@ -209,7 +209,9 @@ impl Path for Q8Path<'_> {
             },
             // SAFETY: Avx2 is only chosen after detecting avx2 and fma; `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2q8::block(rows, k, a, q, s, bias, c, ldc, cols) },
+            Kernel::Avx2 | Kernel::AvxVnni => unsafe {
+                avx2q8::block(rows, k, a, q, s, bias, c, ldc, cols)
+            },
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { avx512q8::block(rows, k, a, q, s, bias, c, ldc, cols) },

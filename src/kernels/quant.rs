@@ -593,7 +593,7 @@ impl Path for QuantPath<'_> {
             },
             // SAFETY: Avx2 is only chosen where avx2, fma and f16c are; `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe {
+            Kernel::Avx2 | Kernel::AvxVnni => unsafe {
                 super::avx2quant::block(self.ty, rows, k, a, q, s, bias, c, ldc, cols)
             },
             // SAFETY: as for Avx2, with avx512f.

@@ -668,7 +668,7 @@ impl Head<'_> {
             Isa::Avx512 => unsafe { self.run_avx512(res, row_len) },
             // SAFETY: as above, with avx2 and fma.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { self.run_avx2(res, row_len) },
+            Isa::Avx2 | Isa::AvxVnni => unsafe { self.run_avx2(res, row_len) },
             Isa::Scalar => self.body(OutRows(res), row_len, Isa::Scalar),
             // NEON is aarch64's baseline, so the portable body is already compiled for it.
             #[cfg(target_arch = "aarch64")]
@@ -685,7 +685,7 @@ impl Head<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run_avx2(&self, res: *mut f32, row_len: usize) {
-        self.body(OutRows(res), row_len, Isa::Avx2);
+        self.body(OutRows(res), row_len, self.isa);
     }
 
     /// `isa`: the family this copy is compiled for, whose kernels it calls (a constant once

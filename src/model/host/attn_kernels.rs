@@ -63,7 +63,7 @@ pub(super) fn scores<T: Stored>(
         Isa::Avx512 => unsafe { avx512::scores(qs, tiles, d, scale, out) },
         // SAFETY: as above, with avx2 and fma.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::scores(qs, tiles, d, scale, out) },
+        Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::scores(qs, tiles, d, scale, out) },
         _ => {
             for (q, out) in qs.iter().zip(out.chunks_mut(w)) {
                 for (tile, out) in tiles.iter().zip(out.chunks_mut(TILE)) {
@@ -113,7 +113,9 @@ pub(super) fn int_scores(isa: Isa, q: &[i8], rscale: &[f32], tiles: &[&[i8]], ou
         },
         // SAFETY: a family this CPU runs: AVX2 (which every AVX-512 CPU has); lengths as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2 => unsafe { avx2::int_scores(q, kw, rscale, tiles, out) },
+        Isa::Avx512 | Isa::AvxVnni | Isa::Avx2 => unsafe {
+            avx2::int_scores(q, kw, rscale, tiles, out)
+        },
         // SAFETY: the CPU has the dot-product extension (checked); lengths as above.
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if crate::kernels::isa::cpu_has_neon_dotprod() => unsafe {
@@ -177,7 +179,7 @@ pub(super) unsafe fn weighted_sum<T: Stored>(
             // SAFETY: as for `scores`; the rows' lengths as the caller promised.
             Isa::Avx512 => return unsafe { avx512::weighted_sum(p, vals, o, heads) },
             // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2::weighted_sum(p, vals, o, heads) },
+            Isa::Avx2 | Isa::AvxVnni => return unsafe { avx2::weighted_sum(p, vals, o, heads) },
             Isa::Scalar => {}
         }
     }

@@ -29,7 +29,7 @@ macro_rules! per_isa {
                     // SAFETY: callers pass a family this CPU runs (avx512f).
                     Isa::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above, with avx2 and fma.
-                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    Isa::Avx2 | Isa::AvxVnni => return unsafe { avx2($($arg),*) },
                     Isa::Scalar => {}
                 }
             }
