@@ -12,7 +12,8 @@ BENCHGEN_ISA=<isa> and the llama.cpp build made for it. Standard library only.
 Besides the speed table it times one whole process per tool for batch 8 (load, P-token prefill,
 NEW decode steps) with its peak RSS (`/usr/bin/time -v`): llama-batched-bench `-npl 8` and
 benchgen's speed example `--batches 8 --repeats 1`. make_llama1b.py makes the Llama-3.2-1B-shaped
-files; see tooling.md for the llama.cpp builds (the AVX2 one with GGML_NATIVE=OFF, AVX-512 off).
+files; see tooling.md for the llama.cpp builds (the AVX2 one with GGML_NATIVE=OFF, AVX-512 off;
+for `avxvnni`, a CPU with AVX-VNNI, the same with -DGGML_AVX_VNNI=ON).
 Run on a quiet machine; medians of --repeats processes.
 """
 import argparse
