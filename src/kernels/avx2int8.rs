@@ -297,6 +297,7 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize, const VNNI: bool
                                     }
                                 }
                             }
+                            // (VNNI: straight into the i32 sums, no i16 stage.)
                             _ if VNNI => {
                                 let hb = (quants == Quants::Nibbles5)
                                     .then(|| load(unit.add(4 * 4 * NR), v));
