@@ -156,6 +156,32 @@ fn fifth_bit(hb: __m256i, t: usize) -> __m256i {
     _mm256_and_si256(v, _mm256_set1_epi8(0x10))
 }
 
+/// Group g's two quads (2g and 2g + 1) of a unit of nibbles, columns 8v..8v+8: the low and the
+/// high nibbles, each with its fifth bit from `hb` (Q5_K, Q5_0, Q5_1) where given.
+///
+/// # Safety
+/// A whole unit at `unit`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn nibble_quads(
+    unit: *const u8,
+    g: usize,
+    v: usize,
+    hb: Option<__m256i>,
+) -> (__m256i, __m256i) {
+    let low = _mm256_set1_epi8(0x0F);
+    // SAFETY: group g lies in the unit (see `int8.rs` for the layouts).
+    let w = unsafe { load(unit.add(g * 4 * NR), v) };
+    let (lo, hi) = (_mm256_and_si256(w, low), _mm256_and_si256(_mm256_srli_epi16(w, 4), low));
+    match hb {
+        Some(hb) => (
+            _mm256_or_si256(lo, fifth_bit(hb, 2 * g)),
+            _mm256_or_si256(hi, fifth_bit(hb, 2 * g + 1)),
+        ),
+        None => (lo, hi),
+    }
+}
+
 /// Quad T's q bytes (columns 8v..8v+8) in half `half` of a unit of Q6_K, Q2_K or Q3_K (as
 /// `avx512int8::quad_weights`).
 ///
@@ -263,7 +289,6 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize, const VNNI: bool
 ) {
     let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
         const { Shape::of(K) };
-    let low = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm256_setzero_ps(); VN]; R];
     for u in 0..k / UNIT {
         for dv in 0..VN {
@@ -302,15 +327,7 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize, const VNNI: bool
                                 let hb = (quants == Quants::Nibbles5)
                                     .then(|| load(unit.add(4 * 4 * NR), v));
                                 for g in 0..4 {
-                                    let w = load(unit.add(g * 4 * NR), v);
-                                    let (mut lo, mut hi) = (
-                                        _mm256_and_si256(w, low),
-                                        _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
-                                    );
-                                    if let Some(hb) = hb {
-                                        lo = _mm256_or_si256(lo, fifth_bit(hb, 2 * g));
-                                        hi = _mm256_or_si256(hi, fifth_bit(hb, 2 * g + 1));
-                                    }
+                                    let (lo, hi) = nibble_quads(unit, g, v, hb);
                                     for (i, r) in ia.iter_mut().enumerate() {
                                         let r1 = dot_add::<VNNI>(*r, lo, xb(2 * g, i));
                                         *r = dot_add::<VNNI>(r1, hi, xb(2 * g + 1, i));
@@ -322,11 +339,7 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize, const VNNI: bool
                                 // 2·15·127 = 3810, so eight of them stay below 2¹⁵.
                                 let mut i16s = [_mm256_setzero_si256(); R];
                                 for g in 0..4 {
-                                    let w = load(unit.add(g * 4 * NR), v);
-                                    let (lo, hi) = (
-                                        _mm256_and_si256(w, low),
-                                        _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
-                                    );
+                                    let (lo, hi) = nibble_quads(unit, g, v, None);
                                     for (i, r) in i16s.iter_mut().enumerate() {
                                         let pair = _mm256_add_epi16(
                                             _mm256_maddubs_epi16(lo, xb(2 * g, i)),
@@ -346,15 +359,7 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize, const VNNI: bool
                                 for two in 0..2 {
                                     let mut i16s = [_mm256_setzero_si256(); R];
                                     for g in 2 * two..2 * two + 2 {
-                                        let w = load(unit.add(g * 4 * NR), v);
-                                        let lo = _mm256_or_si256(
-                                            _mm256_and_si256(w, low),
-                                            fifth_bit(hb, 2 * g),
-                                        );
-                                        let hi = _mm256_or_si256(
-                                            _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
-                                            fifth_bit(hb, 2 * g + 1),
-                                        );
+                                        let (lo, hi) = nibble_quads(unit, g, v, Some(hb));
                                         for (i, r) in i16s.iter_mut().enumerate() {
                                             let pair = _mm256_add_epi16(
                                                 _mm256_maddubs_epi16(lo, xb(2 * g, i)),
@@ -490,7 +495,6 @@ unsafe fn kern_rows<const R: usize, const K: usize, const VNNI: bool>(
 ) {
     let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
         const { Shape::of(K) };
-    let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); R];
     for u in 0..k / UNIT {
@@ -508,17 +512,7 @@ unsafe fn kern_rows<const R: usize, const K: usize, const VNNI: bool>(
                     let hb = (quants == Quants::Nibbles5).then(|| load(unit.add(4 * 4 * NR), v));
                     let mut w = [_mm256_setzero_si256(); 8];
                     for g in 0..4 {
-                        let b = load(unit.add(g * 4 * NR), v);
-                        let (mut lo, mut hi) = (
-                            _mm256_and_si256(b, low),
-                            _mm256_and_si256(_mm256_srli_epi16(b, 4), low),
-                        );
-                        if let Some(hb) = hb {
-                            lo = _mm256_or_si256(lo, fifth_bit(hb, 2 * g));
-                            hi = _mm256_or_si256(hi, fifth_bit(hb, 2 * g + 1));
-                        }
-                        w[2 * g] = lo;
-                        w[2 * g + 1] = hi;
+                        (w[2 * g], w[2 * g + 1]) = nibble_quads(unit, g, v, hb);
                     }
                     w
                 }

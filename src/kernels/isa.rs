@@ -1,6 +1,7 @@
 //! Which instruction set the CPU kernels use: the best the CPU has, or the one `BENCHGEN_ISA`
-//! names (`avx512`, `avxvnni`, `avx2`, `scalar` on x86-64; `neon`, `scalar` on aarch64), so that every
-//! path can be run and measured on one machine. A path the CPU lacks is refused, never emulated.
+//! names (`avx512`, `avxvnni`, `avx2`, `scalar` on x86-64; `neon`, `scalar` on aarch64), so that
+//! every path can be run and measured on one machine. A path the CPU lacks is refused, never
+//! emulated.
 //!
 //! The choice is process-wide and read by every kernel family (matrix products, attention,
 //! element-wise ops), so one setting moves them all together. Paths that are specified to give
