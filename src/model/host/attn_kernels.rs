@@ -111,11 +111,12 @@ pub(super) fn int_scores(isa: Isa, q: &[i8], rscale: &[f32], tiles: &[&[i8]], ou
         Isa::Avx512 if crate::kernels::isa::cpu_has_avx512_vnni() => unsafe {
             avx512::int_scores(q, kw, rscale, tiles, out)
         },
+        // SAFETY: the family's features (AVX-VNNI among them) are the CPU's; lengths as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => unsafe { avx2::int_scores_vnni(q, kw, rscale, tiles, out) },
         // SAFETY: a family this CPU runs: AVX2 (which every AVX-512 CPU has); lengths as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::AvxVnni | Isa::Avx2 => unsafe {
-            avx2::int_scores(q, kw, rscale, tiles, out)
-        },
+        Isa::Avx512 | Isa::Avx2 => unsafe { avx2::int_scores(q, kw, rscale, tiles, out) },
         // SAFETY: the CPU has the dot-product extension (checked); lengths as above.
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if crate::kernels::isa::cpu_has_neon_dotprod() => unsafe {
@@ -671,30 +672,64 @@ mod avx2 {
         tiles: &[&[i8]],
         out: &mut [f32],
     ) {
+        // SAFETY: forwarded.
+        unsafe { int_scores_body::<false>(q, kw, rscale, tiles, out) }
+    }
+
+    /// [`int_scores`] with AVX-VNNI's 256-bit `vpdpbusd`, as the AVX-512 routine takes it: the
+    /// keys made unsigned by adding 128 and `128 · Σ q` taken off each sum. One instruction a
+    /// quad and half tile where the plain kernel spends four.
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn int_scores_vnni(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        out: &mut [f32],
+    ) {
+        // SAFETY: forwarded; AVX-VNNI from this function's features.
+        unsafe { int_scores_body::<true>(q, kw, rscale, tiles, out) }
+    }
+
+    #[inline(always)]
+    unsafe fn int_scores_body<const VNNI: bool>(
+        q: &[i8],
+        kw: usize,
+        rscale: &[f32],
+        tiles: &[&[i8]],
+        out: &mut [f32],
+    ) {
         let w = tiles.len() * TILE;
         for (q0, q, rs) in super::row_blocks(q, kw, rscale, INT_ROWS) {
             let r = rs.len();
+            let mut off = [0i32; INT_ROWS];
+            if VNNI {
+                for (o, q) in off.iter_mut().zip(q.chunks_exact(kw.max(1))) {
+                    *o = 128 * q.iter().map(|&x| x as i32).sum::<i32>();
+                }
+            }
             for t in 0..tiles.len() {
                 let o = out.as_mut_ptr().add(q0 * w + t * TILE);
                 let tl = &tiles[t..];
                 // SAFETY (all arms): the caller checked the lengths; o is row q0, tile t.
                 match r {
-                    1 => int_block::<1>(q, kw, rs, tl, o, w),
-                    2 => int_block::<2>(q, kw, rs, tl, o, w),
-                    3 => int_block::<3>(q, kw, rs, tl, o, w),
-                    _ => int_block::<4>(q, kw, rs, tl, o, w),
+                    1 => int_block::<1, VNNI>(q, kw, rs, &off, tl, o, w),
+                    2 => int_block::<2, VNNI>(q, kw, rs, &off, tl, o, w),
+                    3 => int_block::<3, VNNI>(q, kw, rs, &off, tl, o, w),
+                    _ => int_block::<4, VNNI>(q, kw, rs, &off, tl, o, w),
                 }
             }
         }
     }
 
-    /// `R` int8 query rows (`kw` bytes apart) by one tile; `o` as for [`block`].
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn int_block<const R: usize>(
+    /// `R` int8 query rows (`kw` bytes apart) by one tile; `off[r]`: `128 · Σ q[r]` where
+    /// `VNNI`; `o` as for [`block`].
+    #[inline(always)]
+    unsafe fn int_block<const R: usize, const VNNI: bool>(
         q: &[i8],
         kw: usize,
         rscale: &[f32],
+        off: &[i32],
         tiles: &[&[i8]],
         o: *mut f32,
         w: usize,
@@ -703,6 +738,7 @@ mod avx2 {
         let k = tiles[0].as_ptr();
         let [next] = ahead::<i8, 1>(tiles);
         let ones = _mm256_set1_epi16(1);
+        let flip = _mm256_set1_epi8(i8::MIN);
         let mut acc = [[_mm256_setzero_si256(); 2]; R];
         for c in 0..kw / super::QUAD {
             let at = c * TILE * super::QUAD;
@@ -711,20 +747,27 @@ mod avx2 {
             }
             let kv: [__m256i; 2] =
                 std::array::from_fn(|h| _mm256_loadu_si256(k.add(at + 32 * h).cast()));
-            let mag = kv.map(|v| _mm256_abs_epi8(v));
+            // With VNNI the keys plus 128 (unsigned); else their magnitudes.
+            let kw8 = kv.map(|v| if VNNI { _mm256_xor_si256(v, flip) } else { _mm256_abs_epi8(v) });
             for (r, acc) in acc.iter_mut().enumerate() {
                 let qv =
                     _mm256_set1_epi32(qp[r].add(c * super::QUAD).cast::<i32>().read_unaligned());
                 for h in 0..2 {
-                    let pairs = _mm256_maddubs_epi16(mag[h], _mm256_sign_epi8(qv, kv[h]));
-                    acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(pairs, ones));
+                    acc[h] = if VNNI {
+                        _mm256_dpbusd_avx_epi32(acc[h], kw8[h], qv)
+                    } else {
+                        let pairs = _mm256_maddubs_epi16(kw8[h], _mm256_sign_epi8(qv, kv[h]));
+                        _mm256_add_epi32(acc[h], _mm256_madd_epi16(pairs, ones))
+                    };
                 }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
             let s = _mm256_set1_ps(rscale[r]);
+            let off = _mm256_set1_epi32(off[r]);
             for (h, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(r * w + 8 * h), _mm256_mul_ps(_mm256_cvtepi32_ps(*a), s));
+                let exact = if VNNI { _mm256_sub_epi32(*a, off) } else { *a };
+                _mm256_storeu_ps(o.add(r * w + 8 * h), _mm256_mul_ps(_mm256_cvtepi32_ps(exact), s));
             }
         }
     }
