@@ -155,6 +155,17 @@ fn row_blocks<'a>(
     rscale.chunks(per).zip(q.chunks(per * kw)).enumerate().map(move |(b, (rs, q))| (b * per, q, rs))
 }
 
+/// What keys offset by 128 (unsigned for `vpdpbusd`) add to each of a block's query rows'
+/// sums, `128 · Σ q[r]`, to be taken off once for all of the row's tiles.
+#[cfg(target_arch = "x86_64")]
+fn key_offsets<const N: usize>(q: &[i8], kw: usize) -> [i32; N] {
+    let mut off = [0i32; N];
+    for (o, q) in off.iter_mut().zip(q.chunks_exact(kw.max(1))) {
+        *o = 128 * q.iter().map(|&x| x as i32).sum::<i32>();
+    }
+    off
+}
+
 /// For each of `heads` heads `h` (`d = o.len() / heads`, rows of `o` and of `p`):
 /// `o[h] = Σ_j p[h][j] · vals[j]`, a fused multiply-add chain in key order from zero (`o` is
 /// overwritten). The heads share `vals`, so each value row is read once for all of them.
@@ -401,11 +412,7 @@ mod avx512 {
         let w = tiles.len() * TILE;
         for (q0, q, rs) in super::row_blocks(q, kw, rscale, ROWS) {
             let r = rs.len();
-            // What the keys' +128 adds to each row's sums, once for all of its tiles.
-            let mut off = [0i32; ROWS];
-            for (o, q) in off.iter_mut().zip(q.chunks_exact(kw.max(1))) {
-                *o = 128 * q.iter().map(|&x| x as i32).sum::<i32>();
-            }
+            let off = super::key_offsets::<ROWS>(q, kw);
             let mut t = 0;
             while t < tiles.len() {
                 let left = tiles.len() - t;
@@ -691,6 +698,7 @@ mod avx2 {
         unsafe { int_scores_body::<true>(q, kw, rscale, tiles, out) }
     }
 
+    /// The body of both: compiled into each with its features.
     #[inline(always)]
     unsafe fn int_scores_body<const VNNI: bool>(
         q: &[i8],
@@ -702,12 +710,7 @@ mod avx2 {
         let w = tiles.len() * TILE;
         for (q0, q, rs) in super::row_blocks(q, kw, rscale, INT_ROWS) {
             let r = rs.len();
-            let mut off = [0i32; INT_ROWS];
-            if VNNI {
-                for (o, q) in off.iter_mut().zip(q.chunks_exact(kw.max(1))) {
-                    *o = 128 * q.iter().map(|&x| x as i32).sum::<i32>();
-                }
-            }
+            let off = if VNNI { super::key_offsets::<INT_ROWS>(q, kw) } else { [0; INT_ROWS] };
             for t in 0..tiles.len() {
                 let o = out.as_mut_ptr().add(q0 * w + t * TILE);
                 let tl = &tiles[t..];
@@ -747,16 +750,16 @@ mod avx2 {
             }
             let kv: [__m256i; 2] =
                 std::array::from_fn(|h| _mm256_loadu_si256(k.add(at + 32 * h).cast()));
-            // With VNNI the keys plus 128 (unsigned); else their magnitudes.
-            let kw8 = kv.map(|v| if VNNI { _mm256_xor_si256(v, flip) } else { _mm256_abs_epi8(v) });
+            // The unsigned operand: with VNNI the keys plus 128, else their magnitudes.
+            let kb = kv.map(|v| if VNNI { _mm256_xor_si256(v, flip) } else { _mm256_abs_epi8(v) });
             for (r, acc) in acc.iter_mut().enumerate() {
                 let qv =
                     _mm256_set1_epi32(qp[r].add(c * super::QUAD).cast::<i32>().read_unaligned());
                 for h in 0..2 {
                     acc[h] = if VNNI {
-                        _mm256_dpbusd_avx_epi32(acc[h], kw8[h], qv)
+                        _mm256_dpbusd_avx_epi32(acc[h], kb[h], qv)
                     } else {
-                        let pairs = _mm256_maddubs_epi16(kw8[h], _mm256_sign_epi8(qv, kv[h]));
+                        let pairs = _mm256_maddubs_epi16(kb[h], _mm256_sign_epi8(qv, kv[h]));
                         _mm256_add_epi32(acc[h], _mm256_madd_epi16(pairs, ones))
                     };
                 }
