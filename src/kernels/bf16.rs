@@ -396,11 +396,12 @@ impl Path for EmuPath<'_> {
         unreachable!("`wide_max` is 0 for the bf16 emulation");
     }
 
-    /// With the AVX2 kernels and more rows than one kernel call takes, the panel is widened
-    /// into f32 a slice at a time and the f32 microkernel runs every row block over the slice,
-    /// odd k first (`avx2::panel_by_slices`): widening in registers would be redone for every
-    /// three rows, and its extra registers make the compiler spill accumulators. Blocks that
-    /// need the exact kernel run it afterwards. Same bits as [`Path::block`].
+    /// With the AVX2 kernels and more rows than one block (prefill, large batches), the panel
+    /// is widened into f32 a slice at a time and the f32 microkernel runs every row block over
+    /// the slice, odd k first (`avx2::panel_by_slices`): widening in registers would be redone
+    /// for every few rows. (Up to a block, decode's batches, `avx2bf16::halves` widens in
+    /// registers: there the panel's memory stream, not the widening, sets the pace.) Blocks
+    /// that need the exact kernel run it afterwards. Same bits as [`Path::block`].
     #[allow(clippy::too_many_arguments)]
     unsafe fn panel(
         &self,
@@ -413,7 +414,7 @@ impl Path for EmuPath<'_> {
         cols: usize,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if self.kernel == Bf16Kernel::Avx2 && rows > super::avx2::R3 {
+        if self.kernel == Bf16Kernel::Avx2 && rows > MR {
             let (kp, d) = (self.k.div_ceil(2), self.depth());
             let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
             let block = |b0: usize, br: usize| &a[b0 * d..(b0 + br) * d];

@@ -250,6 +250,64 @@ fn prefetch_panel_row<T>(row: *const T) {
     }
 }
 
+/// The next panel's rows that one pass over a panel asks L2 for while it multiplies. With a
+/// few rows, a panel is read by several passes (row groups, column halves), and only the first
+/// would touch memory: the core then waits on the panel's lines and computes, in turn. Spread
+/// over the later passes, the next panel's lines arrive while the FMAs run (the first pass of
+/// every panel still prefetches its own rows ahead, for the first panel and for a slow memory).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct NextPanel<T> {
+    row: *const T,
+    left: usize,
+    every: usize,
+    wait: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<T> NextPanel<T> {
+    /// For pass `pass` of `passes` over a panel of `steps` rows (NR 4-byte lanes each) whose
+    /// successor starts at `next`: pass 0 asks for nothing, each later one for its share of
+    /// the successor's rows, one row every `passes - 1` steps.
+    fn for_pass(next: *const T, steps: usize, pass: usize, passes: usize) -> Self {
+        if pass == 0 {
+            return NextPanel { row: next, left: 0, every: 1, wait: 1 };
+        }
+        let later = passes - 1;
+        let (lo, hi) = ((pass - 1) * steps / later, pass * steps / later);
+        NextPanel { row: next.wrapping_add(lo * NR), left: hi - lo, every: later, wait: 1 }
+    }
+
+    /// Called once a step: asks for the next row when its turn comes.
+    #[inline(always)]
+    fn step(&mut self) {
+        if self.left > 0 {
+            self.wait -= 1;
+            if self.wait == 0 {
+                self.wait = self.every;
+                self.left -= 1;
+                prefetch_row_l2(self.row);
+                self.row = self.row.wrapping_add(NR);
+            }
+        }
+    }
+}
+
+/// [`prefetch_panel_row`] into L2 only: for a row wanted a whole panel later, which in L1
+/// would push out the rows of the panel being multiplied.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_row_l2<T>(row: *const T) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+    const { assert!(std::mem::size_of::<T>() == 4) };
+    let row = row.cast::<i8>();
+    // SAFETY: a prefetch has no effect on memory and never faults, whatever the address.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T1>(row);
+        _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(64));
+    }
+}
+
 /// Which microkernel family runs (see `isa.rs`). Every family gives the same bits for the same
 /// element.
 pub(crate) use self::isa::Isa as Kernel;

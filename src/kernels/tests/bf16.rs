@@ -316,7 +316,8 @@ fn run_bf16(pm: &PackedMatrix, bk: Bf16Kernel, x: &[f32], m: usize) -> Vec<u32> 
 
 /// Every family (on AVX-512 BF16 CPUs `vdpbf16ps` itself) gives the definition's bits: the
 /// same bf16 results on every CPU. Shapes cover odd k, panel tails, and m on every kernel
-/// (1..=3: `vdpbf16ps`'s wide kernels; 4..=12 one block; more several).
+/// (1..=3: `vdpbf16ps`'s wide kernels; 4..=12 one block, on AVX2 in row groups of 1 to 4;
+/// more several).
 #[test]
 fn bf16_families_give_the_definitions_bits() {
     for &(n, k) in &[(33, 577), (100, 64), (7, 31), (1, 1), (130, 40), (64, 2)] {
@@ -324,7 +325,7 @@ fn bf16_families_give_the_definitions_bits() {
         let b = rand_vec(202, n);
         for bias in [None, Some(b.as_slice())] {
             let pm = PackedMatrix::pack_bf16(&w, n, k, bias);
-            for m in [1, 2, 3, 5, 12, 13, 40] {
+            for m in [1, 2, 3, 4, 5, 8, 11, 12, 13, 40] {
                 let x = rand_vec(203 + m as u32, m * k);
                 let want = definition(&x, &w, bias, m, n, k);
                 for kernel in kernels() {
@@ -353,37 +354,43 @@ fn bf16_families_give_the_definitions_bits() {
 /// plain FMA chain (no flushing) would not.
 #[test]
 fn bf16_families_flush_tiny_sums_as_vdpbf16ps() {
-    let (n, k, m) = (40, 64, 13);
-    let scale = |v: Vec<f32>, s: f32| -> Vec<f32> { v.into_iter().map(|x| x * s).collect() };
-    let w = scale(rand_vec(301, n * k), 2f32.powi(-20));
-    let x = scale(rand_vec(302, m * k), 2f32.powi(-100));
-    let (wr, xr) = (bf16_round(&w), bf16_round(&x));
-    let min_exp = |v: &[f32]| {
-        v.iter().filter(|x| **x != 0.0).map(|x| (x.to_bits() >> 23) & 0xff).min().unwrap()
-    };
-    assert!(min_exp(&wr) + min_exp(&xr) < SAFE_EXPONENT_SUM, "the data must take the exact kernel");
-    let want = definition(&x, &w, None, m, n, k);
-    let plain: Vec<u32> = (0..m * n)
-        .map(|e| {
-            let (i, j) = (e / n, e % n);
-            (0..k.div_ceil(2))
-                .fold(0f32, |acc, p| {
-                    let (xp, wp) = (pair(&xr[i * k..], p), pair(&wr[j * k..], p));
-                    let hi = |v: u32| f32::from_bits(v & 0xffff_0000);
-                    let lo = |v: u32| f32::from_bits(v << 16);
-                    lo(xp).mul_add(lo(wp), hi(xp).mul_add(hi(wp), acc))
-                })
-                .to_bits()
-        })
-        .collect();
-    let flushed = plain.iter().zip(&want).filter(|(a, b)| a != b).count();
-    assert!(flushed > 50, "only {flushed} of {} results depend on the flushing", m * n);
-    let pm = PackedMatrix::pack_bf16(&w, n, k, None);
-    for kernel in kernels() {
-        assert_eq!(run(&pm, kernel, &x, m), want, "{kernel:?}");
-    }
-    for bk in bf16_kernels() {
-        assert_eq!(run_bf16(&pm, bk, &x, m), want, "{bk:?}");
+    let (n, k) = (40, 64);
+    // 8 rows: one block (on AVX2 `halves`); 13: two (on AVX2 the slices).
+    for m in [8, 13] {
+        let scale = |v: Vec<f32>, s: f32| -> Vec<f32> { v.into_iter().map(|x| x * s).collect() };
+        let w = scale(rand_vec(301, n * k), 2f32.powi(-20));
+        let x = scale(rand_vec(302, m * k), 2f32.powi(-100));
+        let (wr, xr) = (bf16_round(&w), bf16_round(&x));
+        let min_exp = |v: &[f32]| {
+            v.iter().filter(|x| **x != 0.0).map(|x| (x.to_bits() >> 23) & 0xff).min().unwrap()
+        };
+        assert!(
+            min_exp(&wr) + min_exp(&xr) < SAFE_EXPONENT_SUM,
+            "the data must take the exact kernel"
+        );
+        let want = definition(&x, &w, None, m, n, k);
+        let plain: Vec<u32> = (0..m * n)
+            .map(|e| {
+                let (i, j) = (e / n, e % n);
+                (0..k.div_ceil(2))
+                    .fold(0f32, |acc, p| {
+                        let (xp, wp) = (pair(&xr[i * k..], p), pair(&wr[j * k..], p));
+                        let hi = |v: u32| f32::from_bits(v & 0xffff_0000);
+                        let lo = |v: u32| f32::from_bits(v << 16);
+                        lo(xp).mul_add(lo(wp), hi(xp).mul_add(hi(wp), acc))
+                    })
+                    .to_bits()
+            })
+            .collect();
+        let flushed = plain.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert!(flushed > 50, "only {flushed} of {} results depend on the flushing", m * n);
+        let pm = PackedMatrix::pack_bf16(&w, n, k, None);
+        for kernel in kernels() {
+            assert_eq!(run(&pm, kernel, &x, m), want, "{kernel:?} m={m}");
+        }
+        for bk in bf16_kernels() {
+            assert_eq!(run_bf16(&pm, bk, &x, m), want, "{bk:?} m={m}");
+        }
     }
 }
 
