@@ -5,12 +5,14 @@
 
 use std::arch::x86_64::*;
 
-use super::{prefetch_panel_ahead, NR};
+use super::{prefetch_panel_ahead, NextPanel, NR};
 
 /// Rows per inner call: 3 × 4 accumulators + 4 W vectors = 16 ymm.
 pub(super) const R3: usize = 3;
 
-/// See `scalar::block`; same contract.
+/// See `scalar::block`; same contract. With `next_panel` (the caller's chunk is this one
+/// block, so nothing else reads the panel) the passes after the first bring the next panel
+/// into L2 ([`NextPanel`]).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA, and `c` must be valid for writes of `rows` rows of `cols`
@@ -26,6 +28,7 @@ pub(super) unsafe fn block(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    next_panel: bool,
 ) {
     assert!(
         a.len() >= k * rows
@@ -34,17 +37,26 @@ pub(super) unsafe fn block(
             && cols <= NR
     );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+    let passes = if next_panel { rows.div_ceil(R3) } else { 1 };
+    let next = w.as_ptr().wrapping_add(k * NR);
     let mut i0 = 0;
     while i0 < rows {
         let r = (rows - i0).min(R3);
+        let pf = NextPanel::for_pass(next, k, (i0 / R3).min(passes - 1), passes);
         // SAFETY: bounds asserted above (rows i0..i0+r of the [k][rows] block); feature and `c`
         // forwarded from the caller.
         unsafe {
             let (a, w, c) = (a.as_ptr().add(i0), w.as_ptr(), c.add(i0 * ldc));
             match r {
-                1 => finish(&mut kern::<1, false, true>(k, a, rows, w, None), bias, c, ldc, cols),
-                2 => finish(&mut kern::<2, false, true>(k, a, rows, w, None), bias, c, ldc, cols),
-                _ => finish(&mut kern::<3, false, true>(k, a, rows, w, None), bias, c, ldc, cols),
+                1 => {
+                    finish(&mut kern::<1, false, true>(k, a, rows, w, None, pf), bias, c, ldc, cols)
+                }
+                2 => {
+                    finish(&mut kern::<2, false, true>(k, a, rows, w, None, pf), bias, c, ldc, cols)
+                }
+                _ => {
+                    finish(&mut kern::<3, false, true>(k, a, rows, w, None, pf), bias, c, ldc, cols)
+                }
             }
         }
         i0 += r;
@@ -104,6 +116,7 @@ pub(super) unsafe fn panel_by_slices<const ODD_FIRST: bool>(
                     continue;
                 }
                 let a = &a[b0 * d + k0 * br..(b0 + br) * d];
+                let none = NextPanel::for_pass(w.as_ptr(), 0, 0, 1);
                 let mut i0 = 0;
                 while i0 < br {
                     let r = (br - i0).min(R3);
@@ -113,15 +126,18 @@ pub(super) unsafe fn panel_by_slices<const ODD_FIRST: bool>(
                         let (a, w) = (a.as_ptr().add(i0), w.as_ptr());
                         let acc = acc.as_mut_ptr().add((b0 + i0) * NR);
                         match r {
-                            1 => {
-                                store(&kern::<1, ODD_FIRST, false>(steps, a, br, w, Some(acc)), acc)
-                            }
-                            2 => {
-                                store(&kern::<2, ODD_FIRST, false>(steps, a, br, w, Some(acc)), acc)
-                            }
-                            _ => {
-                                store(&kern::<3, ODD_FIRST, false>(steps, a, br, w, Some(acc)), acc)
-                            }
+                            1 => store(
+                                &kern::<1, ODD_FIRST, false>(steps, a, br, w, Some(acc), none),
+                                acc,
+                            ),
+                            2 => store(
+                                &kern::<2, ODD_FIRST, false>(steps, a, br, w, Some(acc), none),
+                                acc,
+                            ),
+                            _ => store(
+                                &kern::<3, ODD_FIRST, false>(steps, a, br, w, Some(acc), none),
+                                acc,
+                            ),
                         }
                     }
                     i0 += r;
@@ -166,7 +182,8 @@ unsafe fn store<const R: usize>(rows: &[[__m256; V]; R], acc: *mut f32) {
     }
 }
 
-/// R rows × NR columns of `k` FMA steps, from zero or from `init` (`[R][NR]` floats).
+/// R rows × NR columns of `k` FMA steps, from zero or from `init` (`[R][NR]` floats); with
+/// `PF` the panel is prefetched ahead and `ahead`'s share of the next panel asked for.
 /// `a` points at this call's first row inside a `[k][lda]` block; with `ODD_FIRST` k is even.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -176,6 +193,7 @@ unsafe fn kern<const R: usize, const ODD_FIRST: bool, const PF: bool>(
     lda: usize,
     w: *const f32,
     init: Option<*const f32>,
+    mut ahead: NextPanel<f32>,
 ) -> [[__m256; V]; R] {
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     if let Some(init) = init {
@@ -188,6 +206,7 @@ unsafe fn kern<const R: usize, const ODD_FIRST: bool, const PF: bool>(
     }
     for kk in 0..k {
         if PF {
+            ahead.step();
             prefetch_panel_ahead(w.wrapping_add(kk * NR));
         }
         let kk = if ODD_FIRST { kk ^ 1 } else { kk };

@@ -778,6 +778,29 @@ impl Path for F32Path<'_> {
         }
     }
 
+    /// A chunk of one block (decode) on the AVX2 kernels brings the next panel into L2 as it
+    /// goes: see `avx2::block`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panel(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self.kernel, Kernel::Avx2 | Kernel::AvxVnni) && rows <= MR {
+            let (k, wp) = (self.k, &self.w[p * self.k * NR..(p + 1) * self.k * NR]);
+            // SAFETY: as in `block`.
+            return unsafe { avx2::block(rows, k, a, wp, bias, c, ldc, cols, true) };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { by_blocks(self, rows, p, a, bias, c, ldc, cols) }
+    }
+
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(
         &self,
@@ -798,7 +821,7 @@ impl Path for F32Path<'_> {
             // `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::AvxVnni => unsafe {
-                avx2::block(rows, k, a, wp, bias, c, ldc, cols)
+                avx2::block(rows, k, a, wp, bias, c, ldc, cols, false)
             },
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]
