@@ -42,7 +42,7 @@ pub(super) unsafe fn block(
     let mut i0 = 0;
     while i0 < rows {
         let r = (rows - i0).min(R3);
-        let pf = NextPanel::for_pass(next, k, (i0 / R3).min(passes - 1), passes);
+        let pf = NextPanel::for_pass(next, k * NR * 4, k, (i0 / R3).min(passes - 1), passes);
         // SAFETY: bounds asserted above (rows i0..i0+r of the [k][rows] block); feature and `c`
         // forwarded from the caller.
         unsafe {
@@ -116,7 +116,7 @@ pub(super) unsafe fn panel_by_slices<const ODD_FIRST: bool>(
                     continue;
                 }
                 let a = &a[b0 * d + k0 * br..(b0 + br) * d];
-                let none = NextPanel::for_pass(w.as_ptr(), 0, 0, 1);
+                let none = NextPanel::for_pass(w.as_ptr(), 0, 0, 0, 1);
                 let mut i0 = 0;
                 while i0 < br {
                     let r = (br - i0).min(R3);
@@ -193,7 +193,7 @@ unsafe fn kern<const R: usize, const ODD_FIRST: bool, const PF: bool>(
     lda: usize,
     w: *const f32,
     init: Option<*const f32>,
-    mut ahead: NextPanel<f32>,
+    mut ahead: NextPanel,
 ) -> [[__m256; V]; R] {
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     if let Some(init) = init {

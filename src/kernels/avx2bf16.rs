@@ -133,7 +133,7 @@ pub(super) unsafe fn halves(
             if hc == 0 {
                 continue;
             }
-            let ahead = NextPanel::for_pass(next, kp, 2 * g + h, 2 * groups);
+            let ahead = NextPanel::for_pass(next, kp * NR * 4, kp, 2 * g + h, 2 * groups);
             let bias = bias.map_or(std::ptr::null(), |b| b[h * HALF..].as_ptr());
             // SAFETY: rows i0..i1 < rows of the [2kp+1][rows] block, columns h·16.. of the
             // panel's NR (asserted above); feature and `c` forwarded from the caller.
@@ -164,7 +164,7 @@ unsafe fn half<const R: usize>(
     a: *const f32,
     lda: usize,
     w: *const u32,
-    mut ahead: NextPanel<u32>,
+    mut ahead: NextPanel,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,

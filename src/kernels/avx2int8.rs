@@ -18,7 +18,7 @@ use std::arch::x86_64::*;
 
 use super::avx2quant::scale_offset8;
 use super::int8::{pack_unit, scale_of, Kind, Quants, Shape, UNIT, XU};
-use super::{MR, NR};
+use super::{NextPanel, MR, NR};
 
 /// Blocks of up to this many rows keep their accumulators in registers, unpacking the quants
 /// per group of quads (`kern`); larger blocks unpack a unit once and stream every row past it
@@ -43,6 +43,7 @@ pub(super) fn prefetch_ahead(unit: *const u8, ub: usize) {
 ///
 /// # Safety
 /// AVX2, FMA and F16C.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn block(
     kind: Kind,
@@ -52,15 +53,17 @@ pub(super) unsafe fn block(
     q: &[u8],
     s: &[u8],
     out: &mut [[f32; NR]; MR],
+    next_panel: bool,
 ) {
     // SAFETY: the features `block_body` needs, from the caller.
-    unsafe { block_body::<false>(kind, rows, k, a, q, s, out) }
+    unsafe { block_body::<false>(kind, rows, k, a, q, s, out, next_panel) }
 }
 
 /// [`block`] with AVX-VNNI's `vpdpbusd` for the integer sums: the same bits.
 ///
 /// # Safety
 /// AVX2, FMA, F16C and AVX-VNNI.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 pub(super) unsafe fn block_vnni(
     kind: Kind,
@@ -70,15 +73,17 @@ pub(super) unsafe fn block_vnni(
     q: &[u8],
     s: &[u8],
     out: &mut [[f32; NR]; MR],
+    next_panel: bool,
 ) {
     // SAFETY: as for `block`, with avxvnni.
-    unsafe { block_body::<true>(kind, rows, k, a, q, s, out) }
+    unsafe { block_body::<true>(kind, rows, k, a, q, s, out, next_panel) }
 }
 
 /// `block`'s body, inlined into each of the two entry points with its target features.
 ///
 /// # Safety
 /// AVX2, FMA and F16C in the caller, and AVX-VNNI where `VNNI`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn block_body<const VNNI: bool>(
     kind: Kind,
@@ -88,6 +93,7 @@ unsafe fn block_body<const VNNI: bool>(
     q: &[u8],
     s: &[u8],
     out: &mut [[f32; NR]; MR],
+    next_panel: bool,
 ) {
     let f = kind.format();
     assert!(
@@ -97,21 +103,26 @@ unsafe fn block_body<const VNNI: bool>(
             && q.len() >= k / UNIT * kind.unit_bytes()
             && s.len() >= k / f.block * f.record()
     );
+    // The four column passes of a one-block chunk bring the next panel's quants into L2.
+    let (next, bytes, steps) = (q.as_ptr_range().end, q.len(), k / UNIT);
+    let passes = if next_panel { rows.min(3).next_power_of_two() } else { 1 };
+    let pf = |v: usize| NextPanel::for_pass(next, bytes, steps, v.min(passes - 1), passes);
     let (a, q, s) = (a.as_ptr(), q.as_ptr(), s.as_ptr());
     if rows > GROUP {
         let o = &mut out[..rows];
         for v in 0..NR / 8 {
+            let pf = pf(v);
             // SAFETY (all arms): bounds asserted above; features from the caller.
             unsafe {
                 match rows {
-                    5 => by_int8_kind!(kind, K => kern_rows::<5, K, VNNI>(k, a, q, s, v, o)),
-                    6 => by_int8_kind!(kind, K => kern_rows::<6, K, VNNI>(k, a, q, s, v, o)),
-                    7 => by_int8_kind!(kind, K => kern_rows::<7, K, VNNI>(k, a, q, s, v, o)),
-                    8 => by_int8_kind!(kind, K => kern_rows::<8, K, VNNI>(k, a, q, s, v, o)),
-                    9 => by_int8_kind!(kind, K => kern_rows::<9, K, VNNI>(k, a, q, s, v, o)),
-                    10 => by_int8_kind!(kind, K => kern_rows::<10, K, VNNI>(k, a, q, s, v, o)),
-                    11 => by_int8_kind!(kind, K => kern_rows::<11, K, VNNI>(k, a, q, s, v, o)),
-                    _ => by_int8_kind!(kind, K => kern_rows::<12, K, VNNI>(k, a, q, s, v, o)),
+                    5 => by_int8_kind!(kind, K => kern_rows::<5, K, VNNI>(k, a, q, s, v, o, pf)),
+                    6 => by_int8_kind!(kind, K => kern_rows::<6, K, VNNI>(k, a, q, s, v, o, pf)),
+                    7 => by_int8_kind!(kind, K => kern_rows::<7, K, VNNI>(k, a, q, s, v, o, pf)),
+                    8 => by_int8_kind!(kind, K => kern_rows::<8, K, VNNI>(k, a, q, s, v, o, pf)),
+                    9 => by_int8_kind!(kind, K => kern_rows::<9, K, VNNI>(k, a, q, s, v, o, pf)),
+                    10 => by_int8_kind!(kind, K => kern_rows::<10, K, VNNI>(k, a, q, s, v, o, pf)),
+                    11 => by_int8_kind!(kind, K => kern_rows::<11, K, VNNI>(k, a, q, s, v, o, pf)),
+                    _ => by_int8_kind!(kind, K => kern_rows::<12, K, VNNI>(k, a, q, s, v, o, pf)),
                 }
             }
         }
@@ -121,17 +132,19 @@ unsafe fn block_body<const VNNI: bool>(
     // SAFETY (all arms): bounds asserted above; features from the caller.
     unsafe {
         match rows {
-            1 => by_int8_kind!(kind, K => kern::<1, 4, K, VNNI>(k, a, q, s, 0, o)),
+            1 => by_int8_kind!(kind, K => kern::<1, 4, K, VNNI>(k, a, q, s, 0, o, pf(0))),
             2 => {
                 for v0 in [0, 2] {
-                    by_int8_kind!(kind, K => kern::<2, 2, K, VNNI>(k, a, q, s, v0, o))
+                    let pf = pf(v0 / 2);
+                    by_int8_kind!(kind, K => kern::<2, 2, K, VNNI>(k, a, q, s, v0, o, pf))
                 }
             }
             r => {
                 for v in 0..NR / 8 {
+                    let pf = pf(v);
                     match r {
-                        3 => by_int8_kind!(kind, K => kern::<3, 1, K, VNNI>(k, a, q, s, v, o)),
-                        _ => by_int8_kind!(kind, K => kern::<4, 1, K, VNNI>(k, a, q, s, v, o)),
+                        3 => by_int8_kind!(kind, K => kern::<3, 1, K, VNNI>(k, a, q, s, v, o, pf)),
+                        _ => by_int8_kind!(kind, K => kern::<4, 1, K, VNNI>(k, a, q, s, v, o, pf)),
                     }
                 }
             }
@@ -286,11 +299,13 @@ unsafe fn kern<const R: usize, const VN: usize, const K: usize, const VNNI: bool
     s: *const u8,
     v0: usize,
     out: &mut [[f32; NR]],
+    mut ahead: NextPanel,
 ) {
     let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
         const { Shape::of(K) };
     let mut acc = [[_mm256_setzero_ps(); VN]; R];
     for u in 0..k / UNIT {
+        ahead.step();
         for dv in 0..VN {
             let v = v0 + dv;
             // SAFETY: as in `avx512int8::kern`.
@@ -492,12 +507,14 @@ unsafe fn kern_rows<const R: usize, const K: usize, const VNNI: bool>(
     s: *const u8,
     v: usize,
     out: &mut [[f32; NR]],
+    mut ahead: NextPanel,
 ) {
     let Shape { format: f, quants, zero: zero_point, record, unit_bytes: ub, per_block } =
         const { Shape::of(K) };
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); R];
     for u in 0..k / UNIT {
+        ahead.step();
         // SAFETY: as in `kern`.
         unsafe {
             let rec = s.add(u / per_block * record);

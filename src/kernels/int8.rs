@@ -585,6 +585,28 @@ impl Path for Int8Path<'_> {
         unreachable!("`wide_max` is 0 for int8 products");
     }
 
+    /// A chunk of one block (decode) brings the next panel into L2 as its column passes go
+    /// (`NextPanel`).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panel(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[u32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        if rows <= MR {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.block_at(rows, p, a, bias, c, ldc, cols, true) }
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { super::by_blocks(self, rows, p, a, bias, c, ldc, cols) }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(
         &self,
@@ -595,6 +617,28 @@ impl Path for Int8Path<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.block_at(rows, p, a, bias, c, ldc, cols, false) }
+    }
+}
+
+impl Int8Path<'_> {
+    /// [`Path::block`]; with `next_panel`, the chunk is this one block.
+    ///
+    /// # Safety
+    /// As for [`Path::block`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block_at(
+        &self,
+        rows: usize,
+        p: usize,
+        a: &[u32],
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        next_panel: bool,
     ) {
         let (q, s) = self.w.panel(self.k, p);
         assert!(
@@ -607,29 +651,39 @@ impl Path for Int8Path<'_> {
         // call, 1.5 KB went through `memcpy` or `memset` for every panel. Every kernel writes
         // all of its `rows` rows.
         ACC_INT8.with_borrow_mut(|acc| {
-            self.block_into(rows, q, s, a, acc);
+            self.block_into(rows, q, s, a, acc, next_panel);
             // SAFETY: forwarded from the caller.
             unsafe { super::store_rows(&acc[..rows], bias, c, ldc, cols) };
         });
     }
-}
 
-impl Int8Path<'_> {
     /// Rows `..rows` of `out`: packed x `a` times the panel with quants `q` and records `s`.
-    fn block_into(&self, rows: usize, q: &[u8], s: &[u8], a: &[u32], out: &mut [[f32; NR]; MR]) {
+    fn block_into(
+        &self,
+        rows: usize,
+        q: &[u8],
+        s: &[u8],
+        a: &[u32],
+        out: &mut [[f32; NR]; MR],
+        next_panel: bool,
+    ) {
         let (kind, k) = (self.w.kind, self.k);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = next_panel;
         match self.kernel {
             IntKernel::Scalar => block_scalar(kind, rows, k, a, q, s, out),
             // SAFETY: Avx2 is chosen only where avx2, fma and f16c are (an AVX-512 CPU has them).
             #[cfg(target_arch = "x86_64")]
-            IntKernel::Avx2 => unsafe { super::avx2int8::block(kind, rows, k, a, q, s, out) },
+            IntKernel::Avx2 => unsafe {
+                super::avx2int8::block(kind, rows, k, a, q, s, out, next_panel)
+            },
             // SAFETY: Vnni is chosen only where avx512f, avx512bw and avx512vnni are.
             #[cfg(target_arch = "x86_64")]
             IntKernel::Vnni => unsafe { super::avx512int8::block(kind, rows, k, a, q, s, out) },
             // SAFETY: AvxVnni is chosen only where avx2, fma, f16c and avxvnni are.
             #[cfg(target_arch = "x86_64")]
             IntKernel::AvxVnni => unsafe {
-                super::avx2int8::block_vnni(kind, rows, k, a, q, s, out)
+                super::avx2int8::block_vnni(kind, rows, k, a, q, s, out, next_panel)
             },
             #[cfg(target_arch = "aarch64")]
             IntKernel::Neon => super::neonint8::block_plain(kind, rows, k, a, q, s, out),

@@ -257,54 +257,53 @@ fn prefetch_panel_row<T>(row: *const T) {
 /// every panel still prefetches its own rows ahead, for the first panel and for a slow memory).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-struct NextPanel<T> {
-    row: *const T,
+struct NextPanel {
+    line: *const u8,
     left: usize,
-    every: usize,
-    wait: usize,
+    /// Lines asked for per `steps` steps, spread evenly (`owed` carries the remainder).
+    share: usize,
+    steps: usize,
+    owed: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
-impl<T> NextPanel<T> {
-    /// For pass `pass` of `passes` over a panel of `steps` rows (NR 4-byte lanes each) whose
-    /// successor starts at `next`: pass 0 asks for nothing, each later one for its share of
-    /// the successor's rows, one row every `passes - 1` steps.
-    fn for_pass(next: *const T, steps: usize, pass: usize, passes: usize) -> Self {
+impl NextPanel {
+    /// For pass `pass` of `passes` (`steps` steps each) over a panel whose successor is the
+    /// `bytes` from `next`: pass 0 asks for nothing, each later one for its share of the
+    /// successor's cache lines, spread over its steps.
+    fn for_pass<T>(next: *const T, bytes: usize, steps: usize, pass: usize, passes: usize) -> Self {
+        let (line, steps) = (next.cast::<u8>(), steps.max(1));
         if pass == 0 {
-            return NextPanel { row: next, left: 0, every: 1, wait: 1 };
+            return NextPanel { line, left: 0, share: 0, steps, owed: 0 };
         }
-        let later = passes - 1;
-        let (lo, hi) = ((pass - 1) * steps / later, pass * steps / later);
-        NextPanel { row: next.wrapping_add(lo * NR), left: hi - lo, every: later, wait: 1 }
+        let (lines, later) = (bytes.div_ceil(64), passes - 1);
+        let (lo, hi) = ((pass - 1) * lines / later, pass * lines / later);
+        NextPanel {
+            line: line.wrapping_add(lo * 64),
+            left: hi - lo,
+            share: hi - lo,
+            steps,
+            owed: 0,
+        }
     }
 
-    /// Called once a step: asks for the next row when its turn comes.
+    /// Called once a step: asks L2 for the lines whose turn has come.
     #[inline(always)]
     fn step(&mut self) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         if self.left > 0 {
-            self.wait -= 1;
-            if self.wait == 0 {
-                self.wait = self.every;
+            self.owed += self.share;
+            while self.owed >= self.steps && self.left > 0 {
+                self.owed -= self.steps;
                 self.left -= 1;
-                prefetch_row_l2(self.row);
-                self.row = self.row.wrapping_add(NR);
+                // Into L2 only: wanted a whole panel later, in L1 it would push out the lines
+                // of the panel being multiplied.
+                // SAFETY: a prefetch has no effect on memory and never faults, whatever the
+                // address.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(self.line.cast()) };
+                self.line = self.line.wrapping_add(64);
             }
         }
-    }
-}
-
-/// [`prefetch_panel_row`] into L2 only: for a row wanted a whole panel later, which in L1
-/// would push out the rows of the panel being multiplied.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn prefetch_row_l2<T>(row: *const T) {
-    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-    const { assert!(std::mem::size_of::<T>() == 4) };
-    let row = row.cast::<i8>();
-    // SAFETY: a prefetch has no effect on memory and never faults, whatever the address.
-    unsafe {
-        _mm_prefetch::<_MM_HINT_T1>(row);
-        _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(64));
     }
 }
 
