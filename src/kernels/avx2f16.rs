@@ -5,9 +5,11 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{finish, R3, V};
-use super::NR;
+use super::{prefetch_f16_ahead, NextPanel, NR};
 
-/// See `scalar::block`; same contract with `w` a [k][NR] f16 panel.
+/// See `scalar::block`; same contract with `w` a [k][NR] f16 panel. With `next_panel` (the
+/// caller's chunk is this one block) the passes after the first bring the next panel into L2
+/// ([`NextPanel`]).
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C, and `c` must be valid for writes of `rows` rows of
@@ -23,6 +25,7 @@ pub(super) unsafe fn block(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    next_panel: bool,
 ) {
     assert!(
         a.len() >= k * rows
@@ -31,17 +34,20 @@ pub(super) unsafe fn block(
             && cols <= NR
     );
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+    let passes = if next_panel { rows.div_ceil(R3) } else { 1 };
+    let (next, bytes) = (w.as_ptr().wrapping_add(k * NR), k * NR * 2);
     let mut i0 = 0;
     while i0 < rows {
         let r = (rows - i0).min(R3);
+        let pf = NextPanel::for_pass(next, bytes, k, (i0 / R3).min(passes - 1), passes);
         // SAFETY: bounds asserted above (rows i0..i0+r of the [k][rows] block); features and `c`
         // forwarded from the caller.
         unsafe {
             let (a, w, c) = (a.as_ptr().add(i0), w.as_ptr(), c.add(i0 * ldc));
             match r {
-                1 => kern::<1>(k, a, rows, w, bias, c, ldc, cols),
-                2 => kern::<2>(k, a, rows, w, bias, c, ldc, cols),
-                _ => kern::<3>(k, a, rows, w, bias, c, ldc, cols),
+                1 => kern::<1>(k, a, rows, w, pf, bias, c, ldc, cols),
+                2 => kern::<2>(k, a, rows, w, pf, bias, c, ldc, cols),
+                _ => kern::<3>(k, a, rows, w, pf, bias, c, ldc, cols),
             }
         }
         i0 += r;
@@ -57,6 +63,7 @@ unsafe fn kern<const R: usize>(
     a: *const f32,
     lda: usize,
     w: *const u16,
+    mut ahead: NextPanel,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -64,6 +71,8 @@ unsafe fn kern<const R: usize>(
 ) {
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for kk in 0..k {
+        ahead.step();
+        prefetch_f16_ahead(w.wrapping_add(kk * NR));
         // SAFETY: `block` checked a has k*lda floats and w k*NR halves.
         unsafe {
             // As in `avx2.rs`: one W vector live at a time keeps 16 registers enough.
