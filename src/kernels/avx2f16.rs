@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{finish, R3, V};
-use super::{prefetch_f16_ahead, NextPanel, NR};
+use super::{prefetch_bytes_ahead, NextPanel, NR};
 
 /// See `scalar::block`; same contract with `w` a [k][NR] f16 panel. With `next_panel` (the
 /// caller's chunk is this one block) the passes after the first bring the next panel into L2
@@ -72,7 +72,7 @@ unsafe fn kern<const R: usize>(
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for kk in 0..k {
         ahead.step();
-        prefetch_f16_ahead(w.wrapping_add(kk * NR));
+        prefetch_bytes_ahead(w.wrapping_add(kk * NR), 64);
         // SAFETY: `block` checked a has k*lda floats and w k*NR halves.
         unsafe {
             // As in `avx2.rs`: one W vector live at a time keeps 16 registers enough.

@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::avx2::{finish, R3, V};
 use super::q8::QK;
-use super::NR;
+use super::{prefetch_bytes_ahead, NR};
 
 /// See `avx512q8::block`; same contract.
 ///
@@ -68,6 +68,10 @@ unsafe fn kern<const R: usize>(
 ) {
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for kk in 0..k {
+        if kk % QK == 0 {
+            prefetch_bytes_ahead(q.wrapping_add(kk * NR), QK * NR);
+            prefetch_bytes_ahead(s.wrapping_add(kk / QK * NR), NR * 4);
+        }
         // SAFETY: `block` checked a has k*lda floats, q k*NR bytes and s a scale row per block.
         unsafe {
             // As in `avx2.rs`, one W vector live at a time keeps 16 registers enough; the scales

@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512::finish;
-use super::{prefetch_f16_ahead, NR};
+use super::{prefetch_bytes_ahead, NR};
 
 /// The 16 weights at `w` widened to f32.
 ///
@@ -66,7 +66,7 @@ unsafe fn kern<const R: usize>(
         // SAFETY: `block` checked a has k*R floats and w k*NR halves; the pointers advance by
         // one k step per iteration.
         unsafe {
-            prefetch_f16_ahead(w);
+            prefetch_bytes_ahead(w, 64);
             let w0 = weights(w);
             let w1 = weights(w.add(16));
             for (i, row) in acc.iter_mut().enumerate() {
@@ -136,7 +136,7 @@ unsafe fn wide_kern<const R: usize, const V: usize>(
         // SAFETY: `wide` checked a has k*R floats and each of the V/2 panels k*NR halves.
         unsafe {
             for panel in 0..V / 2 {
-                prefetch_f16_ahead(w.wrapping_add(panel * stride + kk * NR));
+                prefetch_bytes_ahead(w.wrapping_add(panel * stride + kk * NR), 64);
             }
             let mut wv = [_mm512_setzero_ps(); V];
             for (v, wr) in wv.iter_mut().enumerate() {

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use super::avx512::finish;
 use super::q8::QK;
-use super::NR;
+use super::{prefetch_bytes_ahead, NR};
 
 /// The 16 weights at `q` as f32, times `scale` (exact: see `q8.rs`).
 ///
@@ -77,6 +77,8 @@ unsafe fn kern<const R: usize>(
         // the pointers advance by one k step per iteration, and by one scale row per block.
         unsafe {
             let sb = s.add((k0 / QK) * NR);
+            prefetch_bytes_ahead(q, QK * NR);
+            prefetch_bytes_ahead(sb, NR * 4);
             let (s0, s1) = (_mm512_loadu_ps(sb), _mm512_loadu_ps(sb.add(16)));
             for _ in k0..(k0 + QK).min(k) {
                 let w0 = weights(q, s0);

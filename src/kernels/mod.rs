@@ -235,15 +235,18 @@ fn prefetch_panel_ahead<T>(row: *const T) {
     prefetch_panel_row(row.wrapping_add(PREFETCH_STEPS * NR));
 }
 
-/// [`prefetch_panel_ahead`] for an f16 panel, whose row is one cache line: the same distance in
-/// bytes, twice the rows.
+/// Asks for the `bytes` (whole cache lines) that start as far past `at` as
+/// [`prefetch_panel_ahead`] looks ahead: for the panels whose k steps are not 128 bytes (f16,
+/// Q8_0 and its scales).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn prefetch_f16_ahead(row: *const u16) {
+fn prefetch_bytes_ahead<T>(at: *const T, bytes: usize) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    let line = row.wrapping_add(2 * PREFETCH_STEPS * NR).cast::<i8>();
-    // SAFETY: a prefetch has no effect on memory and never faults, whatever the address.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(line) };
+    let ahead = at.cast::<i8>().wrapping_add(PREFETCH_STEPS * NR * 4);
+    for line in (0..bytes).step_by(64) {
+        // SAFETY: a prefetch has no effect on memory and never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line)) };
+    }
 }
 
 /// Asks for the panel row at `row`: one k step of a panel, NR 4-byte lanes (128 bytes, two cache
