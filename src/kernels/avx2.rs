@@ -116,7 +116,7 @@ pub(super) unsafe fn panel_by_slices<const ODD_FIRST: bool>(
                     continue;
                 }
                 let a = &a[b0 * d + k0 * br..(b0 + br) * d];
-                let none = NextPanel::for_pass(w.as_ptr(), 0, 0, 0, 1);
+                let none = NextPanel::none();
                 let mut i0 = 0;
                 while i0 < br {
                     let r = (br - i0).min(R3);

@@ -286,35 +286,44 @@ impl NextPanel {
     /// `bytes` from `next`: pass 0 asks for nothing, each later one for its share of the
     /// successor's cache lines, spread over its steps.
     fn for_pass<T>(next: *const T, bytes: usize, steps: usize, pass: usize, passes: usize) -> Self {
-        let (line, steps) = (next.cast::<u8>(), steps.max(1));
         if pass == 0 {
-            return NextPanel { line, left: 0, share: 0, steps, owed: 0 };
+            return Self::none();
         }
         let (lines, later) = (bytes.div_ceil(64), passes - 1);
         let (lo, hi) = ((pass - 1) * lines / later, pass * lines / later);
         NextPanel {
-            line: line.wrapping_add(lo * 64),
+            line: next.cast::<u8>().wrapping_add(lo * 64),
             left: hi - lo,
             share: hi - lo,
-            steps,
+            steps: steps.max(1),
             owed: 0,
         }
+    }
+
+    /// Asks for nothing (a pass that is not decode's, or the first).
+    fn none() -> Self {
+        NextPanel { line: std::ptr::null(), left: 0, share: 0, steps: 1, owed: 0 }
     }
 
     /// Called once a step: asks L2 for the lines whose turn has come.
     #[inline(always)]
     fn step(&mut self) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // Into L2 only: wanted a whole panel later, in L1 they would push out the lines of the
+        // panel being multiplied.
+        // SAFETY: a prefetch has no effect on memory and never faults, whatever the address.
+        self.step_with(|line| unsafe { _mm_prefetch::<_MM_HINT_T1>(line.cast()) });
+    }
+
+    /// [`Self::step`] with `ask` for the prefetch.
+    #[inline(always)]
+    fn step_with(&mut self, mut ask: impl FnMut(*const u8)) {
         if self.left > 0 {
             self.owed += self.share;
             while self.owed >= self.steps && self.left > 0 {
                 self.owed -= self.steps;
                 self.left -= 1;
-                // Into L2 only: wanted a whole panel later, in L1 it would push out the lines
-                // of the panel being multiplied.
-                // SAFETY: a prefetch has no effect on memory and never faults, whatever the
-                // address.
-                unsafe { _mm_prefetch::<_MM_HINT_T1>(self.line.cast()) };
+                ask(self.line);
                 self.line = self.line.wrapping_add(64);
             }
         }

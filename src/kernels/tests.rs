@@ -531,3 +531,40 @@ fn zeroed_lines_are_zeros_either_way() {
         assert!(v.iter().all(|l| l.0.iter().all(|x| x.to_bits() == 0)), "{n} lines");
     }
 }
+
+/// Decode's later passes over a panel ask for every cache line of the next panel exactly once,
+/// in order, each pass only its own share and within its own steps, and the first pass none:
+/// a line missed would be waited on by the next panel's first pass, one asked twice costs a
+/// load slot for nothing.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn later_passes_ask_for_the_next_panel_once() {
+    let base = 0x10_0000usize;
+    for (bytes, steps, passes) in [(1024 * 128, 1024, 4), (288 * 128, 288, 2), (64 * 1024, 64, 4)] {
+        for passes in [1, 2, passes, 5] {
+            let mut asked = Vec::new();
+            for pass in 0..passes {
+                let mut pf = NextPanel::for_pass(base as *const u8, bytes, steps, pass, passes);
+                let mut per_step = Vec::new();
+                for _ in 0..steps {
+                    let before = asked.len();
+                    pf.step_with(|line| asked.push(line as usize));
+                    per_step.push(asked.len() - before);
+                }
+                let share = per_step.iter().sum::<usize>();
+                if pass == 0 {
+                    assert_eq!(share, 0, "pass 0 of {passes}");
+                } else {
+                    let even = bytes / 64 / (passes - 1);
+                    assert!(share.abs_diff(even) <= 1, "pass {pass}: {share} lines, {even} due");
+                    // Spread: no step asks for more than its fair share rounded up.
+                    let most = share.div_ceil(steps);
+                    assert!(per_step.iter().all(|&n| n <= most), "pass {pass} bunches");
+                }
+            }
+            let want: Vec<usize> =
+                if passes == 1 { vec![] } else { (0..bytes / 64).map(|l| base + 64 * l).collect() };
+            assert_eq!(asked, want, "{bytes} bytes, {steps} steps, {passes} passes");
+        }
+    }
+}
