@@ -105,10 +105,10 @@ pub(super) const R4: usize = 4;
 /// per element as [`block`], so the same bits.
 ///
 /// # Safety
-/// As for [`block`].
+/// As for [`block`], which checked the bounds.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn halves(
+unsafe fn halves(
     rows: usize,
     kp: usize,
     a: &[f32],
@@ -118,12 +118,6 @@ pub(super) unsafe fn halves(
     ldc: usize,
     cols: usize,
 ) {
-    assert!(
-        a.len() >= 2 * kp * rows
-            && w.len() >= kp * NR
-            && bias.is_none_or(|b| b.len() >= NR)
-            && cols <= NR
-    );
     let groups = rows.div_ceil(R4);
     let next = w.as_ptr().wrapping_add(kp * NR);
     for g in 0..groups {
@@ -136,7 +130,7 @@ pub(super) unsafe fn halves(
             let ahead = NextPanel::for_pass(next, kp * NR * 4, kp, 2 * g + h, 2 * groups);
             let bias = bias.map_or(std::ptr::null(), |b| b[h * HALF..].as_ptr());
             // SAFETY: rows i0..i1 < rows of the [2kp+1][rows] block, columns h·16.. of the
-            // panel's NR (asserted above); feature and `c` forwarded from the caller.
+            // panel's NR (asserted by `block`); feature and `c` forwarded from the caller.
             unsafe {
                 let (a, w) = (a.as_ptr().add(i0), w.as_ptr().add(h * HALF));
                 let c = c.add(i0 * ldc + h * HALF);
@@ -174,7 +168,7 @@ unsafe fn half<const R: usize>(
     let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
     for p in 0..kp {
         ahead.step();
-        // SAFETY: `halves` checked a has 2kp*lda floats and w kp*NR u32s from the panel start.
+        // SAFETY: `block` checked a has 2kp*lda floats and w kp*NR u32s from the panel start.
         unsafe {
             prefetch_panel_ahead(w.wrapping_add(p * NR));
             let (xo, xe) = (a.add((2 * p + 1) * lda), a.add(2 * p * lda));
