@@ -8,7 +8,8 @@ use std::arch::x86_64::*;
 use super::avx2::{finish, R3, V};
 use super::{prefetch_panel_ahead, prefetch_panel_row, NextPanel, NR};
 
-/// See `bf16::fast`; `rows` (1..=MR) rows of widened x times one bf16 panel (`w`: [kp][NR]).
+/// See `bf16::fast`; `rows` (1..=MR) rows of widened x times one bf16 panel (`w`: [kp][NR]);
+/// `alone` as for `Path::block`.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA, no FMA of the product may come out tiny (the caller's
@@ -25,6 +26,7 @@ pub(super) unsafe fn block(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    alone: bool,
 ) {
     assert!(
         a.len() >= 2 * kp * rows
@@ -34,7 +36,7 @@ pub(super) unsafe fn block(
     );
     if rows > R3 {
         // SAFETY: forwarded from the caller.
-        return unsafe { halves(rows, kp, a, w, bias, c, ldc, cols) };
+        return unsafe { halves(rows, kp, a, w, bias, c, ldc, cols, alone) };
     }
     let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
     let mut i0 = 0;
@@ -98,11 +100,11 @@ pub(super) const R4: usize = 4;
 
 /// Decode's batches (`R3 < rows <= MR`): the panel is taken 16 columns at a time, each half
 /// by the row groups of at most [`R4`] rows in turn, widened in registers at every pass. The
-/// passes after the first find the panel in L2 and meanwhile bring the next panel there
-/// ([`NextPanel`]), so the memory stream runs under the FMAs instead of between them, as it
-/// did when `panel_by_slices` widened a slice into memory and waited on its lines in a burst
-/// (1B bf16 at batch 8 on the AVX2 path: 32-39 -> 45-53 tokens/s). Same FMAs in the same order
-/// per element as [`block`], so the same bits.
+/// passes after the first find the panel in L2 and, when the block is `alone`, meanwhile bring
+/// the next panel there ([`NextPanel`]), so the memory stream runs under the FMAs instead of
+/// between them, as it did when `panel_by_slices` widened a slice into memory and waited on
+/// its lines in a burst (1B bf16 at batch 8 on the AVX2 path: 32-39 -> 45-53 tokens/s). Same
+/// FMAs in the same order per element as [`block`], so the same bits.
 ///
 /// # Safety
 /// As for [`block`], which checked the bounds.
@@ -117,8 +119,10 @@ unsafe fn halves(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    alone: bool,
 ) {
     let groups = rows.div_ceil(R4);
+    let passes = if alone { 2 * groups } else { 1 };
     let next = w.as_ptr().wrapping_add(kp * NR);
     for g in 0..groups {
         let (i0, i1) = (g * rows / groups, (g + 1) * rows / groups);
@@ -127,7 +131,8 @@ unsafe fn halves(
             if hc == 0 {
                 continue;
             }
-            let ahead = NextPanel::for_pass(next, kp * NR * 4, kp, 2 * g + h, 2 * groups);
+            let ahead =
+                NextPanel::for_pass(next, kp * NR * 4, kp, (2 * g + h).min(passes - 1), passes);
             let bias = bias.map_or(std::ptr::null(), |b| b[h * HALF..].as_ptr());
             // SAFETY: rows i0..i1 < rows of the [2kp+1][rows] block, columns h·16.. of the
             // panel's NR (asserted by `block`); feature and `c` forwarded from the caller.

@@ -311,6 +311,7 @@ impl Path for VdpPath<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        _alone: bool,
     ) {
         let kp = self.depth();
         let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
@@ -461,10 +462,13 @@ impl Path for EmuPath<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        alone: bool,
     ) {
         let kp = self.k.div_ceil(2);
         let w = &self.w[p * kp * NR..(p + 1) * kp * NR];
         assert!(rows <= MR && cols <= NR && bias.is_none_or(|b| b.len() >= NR));
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = alone;
         match (self.kernel, self.tiny(rows, p, a)) {
             // SAFETY (all arms): `c` is forwarded from the caller.
             (Bf16Kernel::Scalar, false) => unsafe {
@@ -475,7 +479,7 @@ impl Path for EmuPath<'_> {
             // fma); `c` as above.
             #[cfg(target_arch = "x86_64")]
             (Bf16Kernel::Avx2, false) => unsafe {
-                avx2bf16::block(rows, kp, a, w, bias, c, ldc, cols)
+                avx2bf16::block(rows, kp, a, w, bias, c, ldc, cols, alone)
             },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]

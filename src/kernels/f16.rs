@@ -117,29 +117,6 @@ impl Path for F16Path<'_> {
         }
     }
 
-    /// A chunk of one block (decode) on the AVX2 kernels brings the next panel into L2 as it
-    /// goes: see `avx2f16::block`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn panel(
-        &self,
-        rows: usize,
-        p: usize,
-        a: &[f32],
-        bias: Option<&[f32]>,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if matches!(self.kernel, Kernel::Avx2 | Kernel::AvxVnni) && rows <= super::MR {
-            let (k, w) = (self.k, &self.w[p * self.k * NR..(p + 1) * self.k * NR]);
-            // SAFETY: as in `block`.
-            return unsafe { avx2f16::block(rows, k, a, w, bias, c, ldc, cols, true) };
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { super::by_blocks(self, rows, p, a, bias, c, ldc, cols) }
-    }
-
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(
         &self,
@@ -150,16 +127,19 @@ impl Path for F16Path<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        alone: bool,
     ) {
         let k = self.k;
         let w = &self.w[p * k * NR..(p + 1) * k * NR];
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = alone;
         match self.kernel {
             // SAFETY: `c` is forwarded from the caller.
             Kernel::Scalar => unsafe { block_scalar(rows, k, a, w, bias, c, ldc, cols) },
             // SAFETY: Avx2 is only chosen where avx2, fma and f16c are; `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::AvxVnni => unsafe {
-                avx2f16::block(rows, k, a, w, bias, c, ldc, cols, false)
+                avx2f16::block(rows, k, a, w, bias, c, ldc, cols, alone)
             },
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]

@@ -585,28 +585,6 @@ impl Path for Int8Path<'_> {
         unreachable!("`wide_max` is 0 for int8 products");
     }
 
-    /// A chunk of one block (decode) brings the next panel into L2 as its column passes go
-    /// (`NextPanel`).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn panel(
-        &self,
-        rows: usize,
-        p: usize,
-        a: &[u32],
-        bias: Option<&[f32]>,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-    ) {
-        if rows <= MR {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.block_at(rows, p, a, bias, c, ldc, cols, true) }
-        } else {
-            // SAFETY: forwarded from the caller.
-            unsafe { super::by_blocks(self, rows, p, a, bias, c, ldc, cols) }
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(
         &self,
@@ -617,28 +595,7 @@ impl Path for Int8Path<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.block_at(rows, p, a, bias, c, ldc, cols, false) }
-    }
-}
-
-impl Int8Path<'_> {
-    /// [`Path::block`]; with `next_panel`, the chunk is this one block.
-    ///
-    /// # Safety
-    /// As for [`Path::block`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn block_at(
-        &self,
-        rows: usize,
-        p: usize,
-        a: &[u32],
-        bias: Option<&[f32]>,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        next_panel: bool,
+        alone: bool,
     ) {
         let (q, s) = self.w.panel(self.k, p);
         assert!(
@@ -651,12 +608,14 @@ impl Int8Path<'_> {
         // call, 1.5 KB went through `memcpy` or `memset` for every panel. Every kernel writes
         // all of its `rows` rows.
         ACC_INT8.with_borrow_mut(|acc| {
-            self.block_into(rows, q, s, a, acc, next_panel);
+            self.block_into(rows, q, s, a, acc, alone);
             // SAFETY: forwarded from the caller.
             unsafe { super::store_rows(&acc[..rows], bias, c, ldc, cols) };
         });
     }
+}
 
+impl Int8Path<'_> {
     /// Rows `..rows` of `out`: packed x `a` times the panel with quants `q` and records `s`.
     fn block_into(
         &self,

@@ -682,7 +682,10 @@ trait Path: Copy + Send + Sync {
         ldc: usize,
         cols: usize,
     );
-    /// `rows` (1..=MR) rows of packed x times panel p into `c`, first `cols` columns.
+    /// `rows` (1..=MR) rows of packed x times panel p into `c`, first `cols` columns. `alone`:
+    /// the block is its whole chunk (decode), so no other block reads panel p after it and a
+    /// kernel that reads the panel in several passes may bring the next one into L2 meanwhile
+    /// ([`NextPanel`]).
     ///
     /// # Safety
     /// `c` is valid for writes of `rows` rows of `cols` floats at stride `ldc`.
@@ -696,6 +699,7 @@ trait Path: Copy + Send + Sync {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        alone: bool,
     );
     /// All `rows` rows of a chunk's packed x (`a`, its row blocks as [`PackedMatrix::pack_x`]
     /// lays them out) times panel p into `c`, first `cols` columns: row block by row block,
@@ -734,10 +738,11 @@ unsafe fn by_blocks<P: Path>(
     ldc: usize,
     cols: usize,
 ) {
-    let d = path.depth();
+    let (d, alone) = (path.depth(), rows <= MR);
     for (b0, br) in row_blocks(rows) {
+        let (a, c) = (&a[b0 * d..(b0 + br) * d], c.wrapping_add(b0 * ldc));
         // SAFETY: row b0 < rows, so `c` is valid for br rows of `cols` columns at ldc.
-        unsafe { path.block(br, p, &a[b0 * d..(b0 + br) * d], bias, c.add(b0 * ldc), ldc, cols) };
+        unsafe { path.block(br, p, a, bias, c, ldc, cols, alone) };
     }
 }
 
@@ -800,29 +805,6 @@ impl Path for F32Path<'_> {
         }
     }
 
-    /// A chunk of one block (decode) on the AVX2 kernels brings the next panel into L2 as it
-    /// goes: see `avx2::block`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn panel(
-        &self,
-        rows: usize,
-        p: usize,
-        a: &[f32],
-        bias: Option<&[f32]>,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if matches!(self.kernel, Kernel::Avx2 | Kernel::AvxVnni) && rows <= MR {
-            let (k, wp) = (self.k, &self.w[p * self.k * NR..(p + 1) * self.k * NR]);
-            // SAFETY: as in `block`.
-            return unsafe { avx2::block(rows, k, a, wp, bias, c, ldc, cols, true) };
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { by_blocks(self, rows, p, a, bias, c, ldc, cols) }
-    }
-
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(
         &self,
@@ -833,9 +815,12 @@ impl Path for F32Path<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        alone: bool,
     ) {
         let k = self.k;
         let wp = &self.w[p * k * NR..(p + 1) * k * NR];
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = alone;
         match self.kernel {
             // SAFETY: `c` is forwarded from the caller.
             Kernel::Scalar => unsafe { scalar::block(rows, k, a, wp, bias, c, ldc, cols) },
@@ -843,7 +828,7 @@ impl Path for F32Path<'_> {
             // `c` as for Scalar.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::AvxVnni => unsafe {
-                avx2::block(rows, k, a, wp, bias, c, ldc, cols, false)
+                avx2::block(rows, k, a, wp, bias, c, ldc, cols, alone)
             },
             // SAFETY: as for Avx2, with avx512f.
             #[cfg(target_arch = "x86_64")]

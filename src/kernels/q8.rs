@@ -199,6 +199,7 @@ impl Path for Q8Path<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        _alone: bool,
     ) {
         let (q, s) = self.panels(p, 1);
         let k = self.k;

@@ -580,6 +580,7 @@ impl Path for QuantPath<'_> {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        _alone: bool,
     ) {
         let (q, s) = self.panel(p);
         let k = self.k;
